@@ -1,0 +1,12 @@
+//! llama-core: everything needed to run LLaMA-family GGUF models on a CPU.
+//!
+//! Pipeline, in the order data flows:
+//! `gguf` (file) → `quant` (tensor formats + kernels) → `model` (forward pass over a KV cache)
+//! → `sampler`; `tokenizer` turns text into ids and back.
+
+pub mod error;
+pub mod gguf;
+pub mod quant;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
