@@ -5,13 +5,5 @@
 //! ggml type u32, offset u64), padding to `general.alignment` (default 32), then tensor data;
 //! each tensor's offset is relative to the data start and aligned.
 
-mod reader;
-mod value;
-mod writer;
-
-pub use reader::{GgufFile, TensorInfo};
-pub use value::{Value, ValueType};
-pub use writer::{GgufWriter, TensorSource};
-
 pub const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;

@@ -1,0 +1,1 @@
+//! Checkpoint conversion: Meta `consolidated.NN.pth` and Hugging Face safetensors to GGUF.

@@ -1,0 +1,1 @@
+//! Python bindings: the only crate that sees pyo3.
