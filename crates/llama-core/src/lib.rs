@@ -4,9 +4,11 @@
 //! `gguf` (file) → `quant` (tensor formats + kernels) → `model` (forward pass over a KV cache)
 //! → `sampler`; `tokenizer` turns text into ids and back.
 
+pub mod chat;
 pub mod error;
 pub mod gguf;
 pub mod quant;
+pub mod sampler;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
