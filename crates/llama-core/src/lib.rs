@@ -5,8 +5,10 @@
 //! → `sampler`; `tokenizer` turns text into ids and back.
 
 pub mod chat;
+pub mod cpu;
 pub mod error;
 pub mod gguf;
+pub mod ops;
 pub mod quant;
 pub mod sampler;
 pub mod tokenizer;
