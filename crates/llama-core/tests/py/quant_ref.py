@@ -81,6 +81,13 @@ def cmd_quantize(outdir, seed):
         x[3] = np.abs(x[3])             # one-signed rows
         x[4] = -np.abs(x[4])
         x[5, 7] = 1e4                   # one outlier
+        if qtype in (T.F16, T.BF16):    # float specials: NaN payloads, ±Inf, overflow, subnormals, ties
+            sp = np.array([0x7fc00000, 0xffc00001, 0x7f800001, 0x7fa12345, 0x7f800000, 0xff800000,
+                           0x00000001, 0x80000001, 0x7f7fffff, 0x477ff000, 0x477fefff, 0x3f808000,
+                           0x3f818000, 0x33800000, 0x33000001, 0x387fc000], dtype=np.uint32)
+            if qtype == T.F16:          # numpy keeps NaN payload bits, ggml/F16C give a quiet NaN:
+                sp = sp[4:]             # NaN encodings are checked on the Rust side instead
+            x[6, :len(sp)] = sp.view(np.float32)
         q = quantize(x, qtype)
         x.tofile(os.path.join(outdir, f"{qtype.name}.src.f32"))
         np.ascontiguousarray(q).view(np.uint8).tofile(os.path.join(outdir, f"{qtype.name}.q"))
