@@ -196,6 +196,10 @@ pub mod float;
 pub mod k_dot;
 pub mod k_quantize;
 pub mod k_quants;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q5_0;
