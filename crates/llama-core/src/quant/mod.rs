@@ -192,6 +192,10 @@ impl std::fmt::Display for GgmlType {
 }
 
 pub mod k_quants;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q5_0;
