@@ -265,7 +265,8 @@ def download(url: str, dest, *, digest: Optional[Tuple[str, str]] = None, quiet:
                         f.seek(have)
                         f.truncate()
                         while True:
-                            buf = resp.read(CHUNK)
+                            # read1: what has arrived (≤ CHUNK); read() would lose a partial chunk on a timeout
+                            buf = resp.read1(CHUNK)
                             if not buf:
                                 break
                             f.write(buf)
@@ -501,7 +502,9 @@ def pull_hub(repo: str, pattern: Optional[str] = None, revision: Optional[str] =
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise InvalidArgumentError(f"{repo!r}: a Hub repo id is OWNER/NAME")
     if quiet:
-        hf.utils.disable_progress_bars()
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()  # a CLI run: process-wide is fine
     try:
         if pattern and not _has_glob(pattern):
             return [hf.hf_hub_download(repo, pattern, revision=revision, local_dir=out_dir)]
