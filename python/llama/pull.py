@@ -20,6 +20,7 @@ This module imports only the standard library and `.errors` at import time (no n
 from __future__ import annotations
 
 import argparse
+import errno
 import fnmatch
 import hashlib
 import http.client
@@ -48,6 +49,7 @@ RETRIES = 5  # consecutive failed attempts that made no progress before giving u
 MAX_ATTEMPTS = 100  # hard cap on attempts per file, even if each one makes some progress
 BACKOFF = 1.0  # first wait between attempts (doubles, capped at 30 s)
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EISDIR, errno.ENOTDIR}
 
 _SIZE_RE = re.compile(r"^(?:llama-?2-)?(7|13|70)b(-chat)?$", re.IGNORECASE)
 
@@ -184,6 +186,11 @@ def _say(quiet: bool, msg: str) -> None:
 # Resumable download
 
 
+class _NoHash:
+    def update(self, buf: bytes) -> None:
+        pass
+
+
 class _Cut(Exception):
     """The body ended before Content-Length bytes: retried like a network error."""
 
@@ -222,7 +229,9 @@ def download(url: str, dest, *, digest: Optional[Tuple[str, str]] = None, quiet:
     dest.parent.mkdir(parents=True, exist_ok=True)
     desc = desc or dest.name
     algo = digest[0] if digest else "md5"
-    hasher = hashlib.new(algo)
+    # md5 runs at ~0.5 GB/s per core: skip it when there is nothing to check against.
+    new_hasher: Callable = (lambda: hashlib.new(algo)) if digest else _NoHash
+    hasher = new_hasher()
     hashed = 0  # bytes of `part` already fed to hasher (so a resume does not read the file twice)
     failures = 0  # consecutive failed attempts without progress
     attempts = 0
@@ -248,10 +257,10 @@ def download(url: str, dest, *, digest: Optional[Tuple[str, str]] = None, quiet:
                 if total is None and resp.headers.get("Content-Length") is not None:
                     total = have + int(resp.headers["Content-Length"])
                 if have == 0:
-                    hasher, hashed = hashlib.new(algo), 0
+                    hasher, hashed = new_hasher(), 0
                     start_have = 0
-                elif hashed != have:  # a .part from an earlier run: hash its bytes once
-                    hasher, hashed = hashlib.new(algo), 0
+                elif digest and hashed != have:  # a .part from an earlier run: hash its bytes once
+                    hasher, hashed = new_hasher(), 0
                     with open(part, "rb") as f:
                         while hashed < have:
                             buf = f.read(min(CHUNK, have - hashed))
@@ -296,6 +305,8 @@ def download(url: str, dest, *, digest: Optional[Tuple[str, str]] = None, quiet:
             else:
                 raise LlamaError(_http_message(url, dest, e)) from None
         except (urllib.error.URLError, http.client.HTTPException, socket.timeout, OSError, _Cut) as e:
+            if isinstance(e, OSError) and e.errno in _LOCAL_ERRNOS:  # our disk, not the network: no retry
+                raise LlamaError(f"{part}: {e.strerror}") from None
             err = e
         except ValueError as e:  # malformed URL
             raise InvalidArgumentError(f"{_redact(url)}: {e}") from None
@@ -469,6 +480,15 @@ def _hf():
 
 def _hf_error(repo: str, e: Exception) -> LlamaError:
     """A huggingface_hub / HTTP client exception as a LlamaError naming the repo and a way out."""
+    # LocalEntryNotFoundError ("not in the cache") wraps the Hub's answer: report that answer instead.
+    known = ("GatedRepoError", "RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError",
+             "RemoteEntryNotFoundError")
+    seen, c = 0, e
+    while c is not None and seen < 8:
+        if type(c).__name__ in known:
+            e = c
+            break
+        c, seen = c.__cause__ or c.__context__, seen + 1
     name = type(e).__name__
     first = (str(e).strip().splitlines() or [name])[0]
     if name == "GatedRepoError" or " 401" in first or " 403" in first:
