@@ -27,17 +27,26 @@ pub(crate) fn partition(vocab: &Vocab, text: &[u8], parse_special: bool) -> Vec<
         return frags;
     }
     frags.push(Fragment::Text { start: 0, len: text.len() });
-    for &id in &vocab.special_cache {
+    let matcher = vocab.special_matcher(parse_special);
+    // [n_candidates] whether the token occurs anywhere in the text: a token absent from the
+    // whole text is absent from every fragment, so it cannot split anything.
+    let present: Vec<bool> = match &matcher.ac {
+        Some(ac) => {
+            let mut p = vec![false; matcher.ids.len()];
+            for m in ac.find_overlapping_iter(text) {
+                p[m.pattern().as_usize()] = true;
+            }
+            p
+        }
+        None => vec![true; matcher.ids.len()],
+    };
+    for (k, &id) in matcher.ids.iter().enumerate() {
+        if !present[k] {
+            continue;
+        }
         let a = vocab.attrs[id as usize];
-        if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
-            continue;
-        }
         let tok = &vocab.tokens[id as usize];
-        // Cheap rejection: a token absent from the whole text is absent from every fragment.
         let finder = memmem::Finder::new(&tok[..]);
-        if finder.find(text).is_none() {
-            continue;
-        }
         let mut next = Vec::with_capacity(frags.len() + 2);
         for f in frags.drain(..) {
             let Fragment::Text { start, len } = f else {

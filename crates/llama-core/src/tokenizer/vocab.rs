@@ -3,6 +3,9 @@
 //! the longest-first special-token list used to split raw text).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::OnceLock;
+
+use aho_corasick::AhoCorasick;
 
 use super::pretokenize::PreType;
 use crate::{Error, Result};
@@ -119,6 +122,17 @@ pub struct Vocab {
     /// Ids of CONTROL / USER_DEFINED / UNKNOWN tokens, longest text first: the order in which
     /// llama.cpp carves them out of raw text.
     pub(crate) special_cache: Vec<u32>,
+    /// Lazily built multi-pattern matchers over the special tokens that take part in splitting,
+    /// [0] without and [1] with `parse_special`: one pass tells which of thousands of special
+    /// texts occur at all, so the ordered splitting only runs for those.
+    pub(crate) special_matchers: [OnceLock<SpecialMatcher>; 2],
+}
+
+/// Aho-Corasick automaton over `ids` (a subsequence of `special_cache`, same order).
+#[derive(Clone, Debug)]
+pub(crate) struct SpecialMatcher {
+    pub(crate) ac: Option<AhoCorasick>,
+    pub(crate) ids: Vec<u32>,
 }
 
 /// Texts llama.cpp treats as end-of-generation (and forces to CONTROL) whatever their metadata type.
@@ -248,6 +262,7 @@ impl Vocab {
                 ignore_merges: false,
                 clean_spaces: false,
                 special_cache: Vec::new(),
+                special_matchers: [OnceLock::new(), OnceLock::new()],
             };
             (pre_type, v)
         };
@@ -383,6 +398,26 @@ impl Vocab {
         // Longest first; llama.cpp's sort is unstable, ties only matter for overlapping texts.
         ids.sort_by(|&a, &b| self.tokens[b as usize].len().cmp(&self.tokens[a as usize].len()));
         self.special_cache = ids;
+    }
+
+    /// Matcher over the special tokens used with this `parse_special` setting: CONTROL and
+    /// UNKNOWN only when parsing specials, USER_DEFINED always.
+    pub(crate) fn special_matcher(&self, parse_special: bool) -> &SpecialMatcher {
+        self.special_matchers[parse_special as usize].get_or_init(|| {
+            let ids: Vec<u32> = self
+                .special_cache
+                .iter()
+                .copied()
+                .filter(|&id| parse_special || self.attrs[id as usize] & (attr::CONTROL | attr::UNKNOWN) == 0)
+                .collect();
+            // Building can only fail past aho-corasick's size limits; then every token is tried.
+            let ac = if ids.is_empty() {
+                None
+            } else {
+                AhoCorasick::new(ids.iter().map(|&id| &self.tokens[id as usize][..])).ok()
+            };
+            SpecialMatcher { ac, ids }
+        })
     }
 
     pub fn n_vocab(&self) -> usize {
