@@ -7,3 +7,16 @@
 
 pub const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;
+/// ggml's GGML_MAX_DIMS.
+pub const MAX_DIMS: usize = 4;
+/// Nesting limit for arrays of arrays: bounds the parser's recursion on hostile input
+/// (nothing real nests more than one level).
+pub const MAX_ARRAY_DEPTH: usize = 16;
+
+mod reader;
+mod value;
+mod writer;
+
+pub use reader::{GgufFile, TensorInfo};
+pub use value::{GgufString, Value, ValueType};
+pub use writer::{GgufWriter, TensorSource, WriteProgress};

@@ -1,0 +1,484 @@
+//! GGUF parser. Every count, length and offset is checked against the bytes that remain before it
+//! is used, so a hostile file yields `Error::Format` (naming the file and what is wrong) and never a
+//! panic, a huge allocation or a hang: all work is bounded by the file size.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::value::{GgufString, Value, ValueType};
+use super::{DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ARRAY_DEPTH, MAX_DIMS};
+use crate::quant::GgmlType;
+use crate::{Error, Result};
+
+/// One tensor's header entry, validated against the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    /// ggml order: `dims[0]` is the row length (contiguous), 1 ≤ len ≤ 4, every dim ≥ 1.
+    pub dims: Vec<u64>,
+    pub ggml_type: GgmlType,
+    /// Relative to `GgufFile::data_offset`; a multiple of the file's alignment.
+    pub offset: u64,
+    /// Exact byte size of the data (`n_rows × row_size(dims[0])`), without padding.
+    pub n_bytes: u64,
+}
+
+impl TensorInfo {
+    pub fn n_elements(&self) -> u64 {
+        // Validated at parse time not to overflow.
+        self.dims.iter().product()
+    }
+
+    /// Number of rows: product of every dim but the first.
+    pub fn n_rows(&self) -> u64 {
+        self.dims[1..].iter().product()
+    }
+
+    /// Bytes of one row (`dims[0]` elements); validated at parse time.
+    pub fn row_size(&self) -> u64 {
+        self.ggml_type.row_size(self.dims[0]).unwrap_or(0)
+    }
+}
+
+enum Backing {
+    Mmap(memmap2::Mmap),
+    Bytes(Vec<u8>),
+}
+
+/// A parsed GGUF file. Tensor data stays in the (read-only) mapping; `tensor_data` hands out
+/// zero-copy slices of it.
+pub struct GgufFile {
+    pub path: PathBuf,
+    pub version: u32,
+    pub alignment: u64,
+    /// Absolute file offset of the tensor data section (aligned end of the tensor infos).
+    pub data_offset: u64,
+    metadata: Vec<(String, Value)>,
+    kv_index: HashMap<String, usize>,
+    tensors: Vec<TensorInfo>,
+    tensor_index: HashMap<String, usize>,
+    backing: Backing,
+}
+
+impl std::fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .field("n_kv", &self.metadata.len())
+            .field("n_tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
+impl GgufFile {
+    /// Maps the file read-only and parses its header; tensor data is not touched.
+    pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
+        let path = path.as_ref();
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len == 0 {
+            return Err(Error::format(path, "file is empty (not a GGUF file)"));
+        }
+        // SAFETY: the mapping is read-only and lives as long as `self`; all access goes through
+        // bounds-checked slices. Like every mmap-based loader (llama.cpp included) we accept that
+        // another process truncating or rewriting the file while it is mapped is undefined
+        // behaviour; model files are not modified in place.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        Self::parse(path.to_path_buf(), Backing::Mmap(mmap))
+    }
+
+    /// Parses an in-memory GGUF image (same parser as `open`; used by fuzzing and tests).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<GgufFile> {
+        Self::parse(PathBuf::from("<memory>"), Backing::Bytes(bytes))
+    }
+
+    fn parse(path: PathBuf, backing: Backing) -> Result<GgufFile> {
+        let bytes: &[u8] = match &backing {
+            Backing::Mmap(m) => m,
+            Backing::Bytes(b) => b,
+        };
+        let p = parse_header(&path, bytes)?;
+        Ok(GgufFile {
+            path,
+            version: p.version,
+            alignment: p.alignment,
+            data_offset: p.data_offset,
+            metadata: p.metadata,
+            kv_index: p.kv_index,
+            tensors: p.tensors,
+            tensor_index: p.tensor_index,
+            backing,
+        })
+    }
+
+    /// The whole file.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.backing {
+            Backing::Mmap(m) => m,
+            Backing::Bytes(b) => b,
+        }
+    }
+
+    pub fn file_size(&self) -> u64 {
+        self.as_bytes().len() as u64
+    }
+
+    /// Metadata in file order.
+    pub fn metadata(&self) -> &[(String, Value)] {
+        &self.metadata
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.kv_index.get(key).map(|&i| &self.metadata[i].1)
+    }
+
+    fn wrong_type(&self, key: &str, v: &Value, expected: &str) -> Error {
+        Error::format(&self.path, format!("metadata key '{key}' has type {}, expected {expected}", v.value_type()))
+    }
+
+    /// A UTF-8 string value; a non-string or invalid UTF-8 is an error naming the key.
+    pub fn get_str(&self, key: &str) -> Result<Option<&str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => s
+                .to_str()
+                .map(Some)
+                .map_err(|e| Error::format(&self.path, format!("metadata key '{key}' is not valid UTF-8: {e}"))),
+            Some(v) => Err(self.wrong_type(key, v, "str")),
+        }
+    }
+
+    /// Any integer type whose value fits (converters disagree on u32/i32/u64 for counts).
+    fn get_int<T: TryFrom<i128>>(&self, key: &str, tname: &str) -> Result<Option<T>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => {
+                let i = v.as_int().ok_or_else(|| self.wrong_type(key, v, tname))?;
+                T::try_from(i)
+                    .map(Some)
+                    .map_err(|_| Error::format(&self.path, format!("metadata key '{key}' = {i} does not fit in {tname}")))
+            }
+        }
+    }
+
+    pub fn get_u32(&self, key: &str) -> Result<Option<u32>> {
+        self.get_int(key, "u32")
+    }
+
+    pub fn get_i32(&self, key: &str) -> Result<Option<i32>> {
+        self.get_int(key, "i32")
+    }
+
+    pub fn get_u64(&self, key: &str) -> Result<Option<u64>> {
+        self.get_int(key, "u64")
+    }
+
+    /// F32 (or F64, narrowed).
+    pub fn get_f32(&self, key: &str) -> Result<Option<f32>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_f32().map(Some).ok_or_else(|| self.wrong_type(key, v, "f32")),
+        }
+    }
+
+    pub fn get_bool(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.wrong_type(key, v, "bool")),
+        }
+    }
+
+    /// An array value: (element type, items).
+    pub fn get_arr(&self, key: &str) -> Result<Option<(ValueType, &[Value])>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_array().map(Some).ok_or_else(|| self.wrong_type(key, v, "arr")),
+        }
+    }
+
+    /// Tensor infos in file order.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensor_index.get(name).map(|&i| &self.tensors[i])
+    }
+
+    /// Zero-copy view of a tensor's bytes (`info.n_bytes` long). Infos of this file were validated
+    /// at open; an info from elsewhere that does not fit yields an empty slice rather than a panic.
+    pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
+        let start = self.data_offset.checked_add(info.offset);
+        let end = start.and_then(|s| s.checked_add(info.n_bytes));
+        match (start, end) {
+            (Some(s), Some(e)) if e <= self.file_size() => &self.as_bytes()[s as usize..e as usize],
+            _ => &[],
+        }
+    }
+}
+
+struct Parsed {
+    version: u32,
+    alignment: u64,
+    data_offset: u64,
+    metadata: Vec<(String, Value)>,
+    kv_index: HashMap<String, usize>,
+    tensors: Vec<TensorInfo>,
+    tensor_index: HashMap<String, usize>,
+}
+
+/// Bounds-checked little-endian reader over the file image.
+struct Cursor<'a> {
+    path: &'a Path,
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn err(&self, msg: impl Into<String>) -> Error {
+        Error::format(self.path, msg)
+    }
+
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize, what: &dyn Fn() -> String) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(self.err(format!(
+                "truncated: {} needs {n} bytes at offset {}, but the file ends at {}",
+                what(),
+                self.pos,
+                self.buf.len()
+            )));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self, what: &dyn Fn() -> String) -> Result<[u8; N]> {
+        let s = self.take(N, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    fn u32(&mut self, what: &dyn Fn() -> String) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &dyn Fn() -> String) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    /// Raw string bytes: u64 length then bytes; the length is checked before anything is copied.
+    fn string(&mut self, what: &dyn Fn() -> String) -> Result<&'a [u8]> {
+        let len = self.u64(&|| format!("length of {}", what()))?;
+        if len > self.remaining() as u64 {
+            return Err(self.err(format!(
+                "{} has length {len} at offset {}, past the end of the file ({} bytes remain)",
+                what(),
+                self.pos - 8,
+                self.remaining()
+            )));
+        }
+        self.take(len as usize, what)
+    }
+
+    /// Rejects `count` items of at least `min_size` bytes each that cannot fit in what remains,
+    /// before anything is allocated; returns the count as usize.
+    fn check_count(&self, count: u64, min_size: usize, what: &dyn Fn() -> String) -> Result<usize> {
+        let need = (count as u128) * (min_size as u128);
+        if need > self.remaining() as u128 {
+            return Err(self.err(format!(
+                "{} claims {count} items (≥ {need} bytes) at offset {}, but only {} bytes remain",
+                what(),
+                self.pos,
+                self.remaining()
+            )));
+        }
+        Ok(count as usize)
+    }
+
+    fn value(&mut self, ty: ValueType, depth: usize, key: &str) -> Result<Value> {
+        let what = || format!("value of key '{key}'");
+        Ok(match ty {
+            ValueType::U8 => Value::U8(self.array::<1>(&what)?[0]),
+            ValueType::I8 => Value::I8(self.array::<1>(&what)?[0] as i8),
+            ValueType::U16 => Value::U16(u16::from_le_bytes(self.array(&what)?)),
+            ValueType::I16 => Value::I16(i16::from_le_bytes(self.array(&what)?)),
+            ValueType::U32 => Value::U32(u32::from_le_bytes(self.array(&what)?)),
+            ValueType::I32 => Value::I32(i32::from_le_bytes(self.array(&what)?)),
+            ValueType::U64 => Value::U64(u64::from_le_bytes(self.array(&what)?)),
+            ValueType::I64 => Value::I64(i64::from_le_bytes(self.array(&what)?)),
+            ValueType::F32 => Value::F32(f32::from_le_bytes(self.array(&what)?)),
+            ValueType::F64 => Value::F64(f64::from_le_bytes(self.array(&what)?)),
+            ValueType::Bool => {
+                let b = self.array::<1>(&what)?[0];
+                // Only 0/1 survive a round trip byte-identically; anything else is corruption.
+                match b {
+                    0 => Value::Bool(false),
+                    1 => Value::Bool(true),
+                    _ => return Err(self.err(format!("bool in key '{key}' has byte value {b} (must be 0 or 1)"))),
+                }
+            }
+            ValueType::String => Value::String(GgufString(self.string(&what)?.to_vec())),
+            ValueType::Array => {
+                let at = self.pos;
+                let et_id = self.u32(&|| format!("array element type of key '{key}'"))?;
+                let et = ValueType::from_id(et_id).ok_or_else(|| {
+                    self.err(format!("key '{key}' has an array of unknown value type id {et_id} (offset {at})"))
+                })?;
+                if et == ValueType::Array && depth + 1 >= MAX_ARRAY_DEPTH {
+                    return Err(self.err(format!("key '{key}' nests arrays deeper than {MAX_ARRAY_DEPTH} levels")));
+                }
+                let count = self.u64(&|| format!("array length of key '{key}'"))?;
+                let n = self.check_count(count, et.min_encoded_size(), &|| format!("array of key '{key}'"))?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.value(et, depth + 1, key)?);
+                }
+                Value::Array(et, items)
+            }
+        })
+    }
+}
+
+fn parse_header(path: &Path, buf: &[u8]) -> Result<Parsed> {
+    let mut c = Cursor { path, buf, pos: 0 };
+    let magic = c.array::<4>(&|| "magic".into())?;
+    if &magic != GGUF_MAGIC {
+        return Err(c.err(format!("not a GGUF file (magic {:02x?}, expected \"GGUF\")", magic)));
+    }
+    let version = c.u32(&|| "version".into())?;
+    match version {
+        2 | 3 => {}
+        1 => return Err(c.err("GGUF version 1 is not supported (re-convert the model with a current llama.cpp)")),
+        v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => {
+            return Err(c.err("big-endian GGUF files are not supported"));
+        }
+        v => return Err(c.err(format!("unsupported GGUF version {v} (supported: 2, 3)"))),
+    }
+    let n_tensors = c.u64(&|| "tensor count".into())?;
+    let n_kv = c.u64(&|| "metadata count".into())?;
+
+    // Smallest possible entries: kv = key length (8) + type (4) + 1 byte value;
+    // tensor info = name length (8) + n_dims (4) + one dim (8) + type (4) + offset (8).
+    let n_kv = c.check_count(n_kv, 13, &|| "metadata section".into())?;
+    let n_tensors = c.check_count(n_tensors, 32, &|| "tensor info section".into())?;
+
+    let mut metadata: Vec<(String, Value)> = Vec::with_capacity(n_kv);
+    let mut kv_index = HashMap::with_capacity(n_kv);
+    for i in 0..n_kv {
+        let at = c.pos;
+        let raw = c.string(&|| format!("key of metadata entry #{i}"))?;
+        let key = std::str::from_utf8(raw)
+            .map_err(|_| c.err(format!("key of metadata entry #{i} (offset {at}) is not valid UTF-8")))?
+            .to_owned();
+        let tid = c.u32(&|| format!("value type of key '{key}'"))?;
+        let ty = ValueType::from_id(tid)
+            .ok_or_else(|| c.err(format!("key '{key}' has unknown value type id {tid} (offset {})", c.pos - 4)))?;
+        let value = c.value(ty, 0, &key)?;
+        if kv_index.insert(key.clone(), metadata.len()).is_some() {
+            return Err(c.err(format!("duplicate metadata key '{key}'")));
+        }
+        metadata.push((key, value));
+    }
+
+    let alignment = match kv_index.get("general.alignment").map(|&i| &metadata[i].1) {
+        None => DEFAULT_ALIGNMENT,
+        Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => *a as u64,
+        Some(Value::U32(a)) => return Err(c.err(format!("general.alignment = {a} is not a power of two"))),
+        Some(v) => return Err(c.err(format!("general.alignment has type {}, expected u32", v.value_type()))),
+    };
+
+    let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors);
+    let mut tensor_index = HashMap::with_capacity(n_tensors);
+    for i in 0..n_tensors {
+        let at = c.pos;
+        let raw = c.string(&|| format!("name of tensor #{i}"))?;
+        let name = std::str::from_utf8(raw)
+            .map_err(|_| c.err(format!("name of tensor #{i} (offset {at}) is not valid UTF-8")))?
+            .to_owned();
+        let n_dims = c.u32(&|| format!("n_dims of tensor '{name}'"))?;
+        if n_dims == 0 || n_dims as usize > MAX_DIMS {
+            return Err(c.err(format!("tensor '{name}' has n_dims = {n_dims} (must be 1..={MAX_DIMS})")));
+        }
+        let mut dims = Vec::with_capacity(n_dims as usize);
+        for d in 0..n_dims {
+            dims.push(c.u64(&|| format!("dim {d} of tensor '{name}'"))?);
+        }
+        let tid = c.u32(&|| format!("type of tensor '{name}'"))?;
+        let ggml_type = GgmlType::from_id(tid)
+            .map_err(|_| c.err(format!("tensor '{name}' has unknown ggml type id {tid}")))?;
+        let offset = c.u64(&|| format!("data offset of tensor '{name}'"))?;
+        let n_bytes = tensor_size(&name, &dims, ggml_type).map_err(|m| c.err(m))?;
+        if tensor_index.insert(name.clone(), tensors.len()).is_some() {
+            return Err(c.err(format!("duplicate tensor name '{name}'")));
+        }
+        tensors.push(TensorInfo { name, dims, ggml_type, offset, n_bytes });
+    }
+
+    let infos_end = c.pos as u64;
+    let data_offset = infos_end.div_ceil(alignment) * alignment;
+    let file_len = buf.len() as u64;
+    for t in &tensors {
+        if t.offset % alignment != 0 {
+            return Err(c.err(format!(
+                "tensor '{}' has offset {} that is not a multiple of the alignment {alignment}",
+                t.name, t.offset
+            )));
+        }
+        let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.n_bytes));
+        match end {
+            Some(e) if e <= file_len => {}
+            _ => {
+                return Err(c.err(format!(
+                    "tensor '{}' data (offset {} + {} bytes after data start {data_offset}) extends past the end of the file ({file_len} bytes)",
+                    t.name, t.offset, t.n_bytes
+                )))
+            }
+        }
+    }
+    // Overlap check: sorted by offset, each tensor must end before the next starts.
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order.sort_by_key(|&i| tensors[i].offset);
+    for w in order.windows(2) {
+        let (a, b) = (&tensors[w[0]], &tensors[w[1]]);
+        if a.offset + a.n_bytes > b.offset {
+            return Err(c.err(format!("tensors '{}' and '{}' overlap in the data section", a.name, b.name)));
+        }
+    }
+
+    Ok(Parsed { version, alignment, data_offset, metadata, kv_index, tensors, tensor_index })
+}
+
+/// Validates dims against the type's block layout and returns the data size in bytes.
+pub(crate) fn tensor_size(name: &str, dims: &[u64], t: GgmlType) -> std::result::Result<u64, String> {
+    if dims.is_empty() || dims.len() > MAX_DIMS {
+        return Err(format!("tensor '{name}' has {} dims (must be 1..={MAX_DIMS})", dims.len()));
+    }
+    if let Some(d) = dims.iter().position(|&d| d == 0) {
+        return Err(format!("tensor '{name}' has a zero dimension (dims {dims:?}, index {d})"));
+    }
+    // ggml stores element counts as int64.
+    let n_elem = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d).filter(|&n| n <= i64::MAX as u64));
+    let overflow = || format!("tensor '{name}' dims {dims:?} overflow the element/byte count");
+    n_elem.ok_or_else(overflow)?;
+    let bs = t.block_size() as u64;
+    if dims[0] % bs != 0 {
+        return Err(format!(
+            "tensor '{name}' row length {} is not a multiple of the {} block size {bs}",
+            dims[0],
+            t.name()
+        ));
+    }
+    let row = t.row_size(dims[0]).ok_or_else(overflow)?;
+    let n_bytes = dims[1..].iter().try_fold(row, |acc, &d| acc.checked_mul(d)).ok_or_else(overflow)?;
+    if n_bytes > isize::MAX as u64 {
+        return Err(overflow());
+    }
+    Ok(n_bytes)
+}

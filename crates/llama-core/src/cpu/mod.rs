@@ -1,0 +1,206 @@
+//! CPU dispatch: which instruction set the kernels use, chosen once per process.
+//!
+//! `kernels()` fills a table of function pointers on first use from runtime feature detection
+//! (`is_x86_feature_detected!` / `is_aarch64_feature_detected!`), so one binary runs on any
+//! x86_64/aarch64 machine and still uses AVX-512 VNNI where present. `LLAMA_ISA=scalar|avx2|avx512|neon`
+//! forces a level (for testing and benchmarking); an unknown value or an ISA this CPU lacks falls back
+//! to the best available one with a warning on stderr.
+//!
+//! Slots a SIMD level does not implement keep the scalar kernel, so every table is complete.
+
+pub mod pool;
+pub mod scalar;
+
+pub use pool::ThreadPool;
+
+use crate::quant::GgmlType;
+use std::sync::OnceLock;
+
+/// `(n elements, weight row bytes, activation row bytes) -> dot`.
+pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
+/// `(x: [n] f32, out: row bytes of the activation type)`.
+pub type FromFloatFn = fn(&[f32], &mut [u8]);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    Avx2,
+    Avx512,
+    Neon,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Some(Isa::Scalar),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" => Some(Isa::Avx512),
+            "neon" => Some(Isa::Neon),
+            _ => None,
+        }
+    }
+}
+
+/// One complete set of kernels for a given ISA.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    pub isa: Isa,
+    pub quantize_q8_0: FromFloatFn,
+    pub quantize_q8_1: FromFloatFn,
+    pub quantize_q8_k: FromFloatFn,
+    pub convert_f16: FromFloatFn,
+    pub convert_bf16: FromFloatFn,
+    pub convert_f32: FromFloatFn,
+    pub dot_q4_0: VecDotFn,
+    pub dot_q4_1: VecDotFn,
+    pub dot_q5_0: VecDotFn,
+    pub dot_q5_1: VecDotFn,
+    pub dot_q8_0: VecDotFn,
+    pub dot_q2_k: VecDotFn,
+    pub dot_q3_k: VecDotFn,
+    pub dot_q4_k: VecDotFn,
+    pub dot_q5_k: VecDotFn,
+    pub dot_q6_k: VecDotFn,
+    pub dot_f16: VecDotFn,
+    pub dot_bf16: VecDotFn,
+    pub dot_f32: VecDotFn,
+}
+
+/// The activation type a weight type is multiplied with (ggml's `vec_dot_type`).
+pub fn vec_dot_type(w: GgmlType) -> Option<GgmlType> {
+    use GgmlType::*;
+    Some(match w {
+        Q4_0 | Q5_0 | Q8_0 => Q8_0,
+        Q4_1 | Q5_1 => Q8_1,
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Q8_K,
+        F16 => F16,
+        BF16 => BF16,
+        F32 => F32,
+        _ => return None,
+    })
+}
+
+impl Kernels {
+    pub const SCALAR: Kernels = Kernels {
+        isa: Isa::Scalar,
+        quantize_q8_0: scalar::quantize_row_q8_0,
+        quantize_q8_1: scalar::quantize_row_q8_1,
+        quantize_q8_k: scalar::quantize_row_q8_k,
+        convert_f16: scalar::convert_row_f16,
+        convert_bf16: scalar::convert_row_bf16,
+        convert_f32: scalar::convert_row_f32,
+        dot_q4_0: scalar::dot_q4_0_q8_0,
+        dot_q4_1: scalar::dot_q4_1_q8_1,
+        dot_q5_0: scalar::dot_q5_0_q8_0,
+        dot_q5_1: scalar::dot_q5_1_q8_1,
+        dot_q8_0: scalar::dot_q8_0_q8_0,
+        dot_q2_k: scalar::dot_q2_k_q8_k,
+        dot_q3_k: scalar::dot_q3_k_q8_k,
+        dot_q4_k: scalar::dot_q4_k_q8_k,
+        dot_q5_k: scalar::dot_q5_k_q8_k,
+        dot_q6_k: scalar::dot_q6_k_q8_k,
+        dot_f16: scalar::dot_f16_f16,
+        dot_bf16: scalar::dot_bf16_bf16,
+        dot_f32: scalar::dot_f32_f32,
+    };
+
+    /// The dot kernel for weights of type `w` (paired with `vec_dot_type(w)` activations).
+    pub fn vec_dot(&self, w: GgmlType) -> Option<VecDotFn> {
+        use GgmlType::*;
+        Some(match w {
+            Q4_0 => self.dot_q4_0,
+            Q4_1 => self.dot_q4_1,
+            Q5_0 => self.dot_q5_0,
+            Q5_1 => self.dot_q5_1,
+            Q8_0 => self.dot_q8_0,
+            Q2_K => self.dot_q2_k,
+            Q3_K => self.dot_q3_k,
+            Q4_K => self.dot_q4_k,
+            Q5_K => self.dot_q5_k,
+            Q6_K => self.dot_q6_k,
+            F16 => self.dot_f16,
+            BF16 => self.dot_bf16,
+            F32 => self.dot_f32,
+            _ => return None,
+        })
+    }
+
+    /// The converter from f32 to activation type `a` (one of `vec_dot_type`'s results).
+    pub fn from_float(&self, a: GgmlType) -> Option<FromFloatFn> {
+        use GgmlType::*;
+        Some(match a {
+            Q8_0 => self.quantize_q8_0,
+            Q8_1 => self.quantize_q8_1,
+            Q8_K => self.quantize_q8_k,
+            F16 => self.convert_f16,
+            BF16 => self.convert_bf16,
+            F32 => self.convert_f32,
+            _ => return None,
+        })
+    }
+
+    /// The table for `isa`, or `None` if this CPU (or this build's target) cannot run it.
+    pub fn for_isa(isa: Isa) -> Option<Kernels> {
+        match isa {
+            Isa::Scalar => Some(Kernels::SCALAR),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => crate::quant::x86::avx2_kernels(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => crate::quant::x86::avx512_kernels(),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => crate::quant::neon::neon_kernels(),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// Every table this machine can run, best last (tests compare each against the scalar one).
+    pub fn available() -> Vec<Kernels> {
+        [Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512].into_iter().filter_map(Kernels::for_isa).collect()
+    }
+}
+
+fn best_available() -> Kernels {
+    Kernels::available().pop().unwrap_or(Kernels::SCALAR)
+}
+
+fn select() -> Kernels {
+    match std::env::var("LLAMA_ISA") {
+        Ok(v) if !v.trim().is_empty() => match Isa::parse(&v) {
+            Some(isa) => Kernels::for_isa(isa).unwrap_or_else(|| {
+                let best = best_available();
+                eprintln!(
+                    "llama: LLAMA_ISA={v}: this CPU/build does not support {}; using {} instead",
+                    isa.name(),
+                    best.isa.name()
+                );
+                best
+            }),
+            None => {
+                let best = best_available();
+                eprintln!(
+                    "llama: LLAMA_ISA={v} is not one of scalar, avx2, avx512, neon; using {}",
+                    best.isa.name()
+                );
+                best
+            }
+        },
+        _ => best_available(),
+    }
+}
+
+static KERNELS: OnceLock<Kernels> = OnceLock::new();
+
+/// The process-wide kernel table (chosen on first call; see module docs).
+pub fn kernels() -> &'static Kernels {
+    KERNELS.get_or_init(select)
+}

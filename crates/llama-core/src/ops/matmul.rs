@@ -1,0 +1,183 @@
+//! `out = x · Wᵀ` for a quantized weight W, the op that dominates inference time.
+//!
+//! Steps (as ggml's mul_mat): the activations are converted ONCE per call to the weight's partner
+//! type (`cpu::vec_dot_type`: Q8_0, Q8_1, Q8_K, F16, BF16 or F32) into a reusable scratch buffer,
+//! then the weight rows are split in chunks that threads claim from a shared counter (so threads on
+//! a busy, shared machine still finish together), and each chunk computes every token against a
+//! tile of weight rows while that tile is hot in cache.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::cpu::{kernels, vec_dot_type, Kernels, ThreadPool};
+use crate::quant::GgmlType;
+use crate::{Error, Result};
+
+/// A weight matrix: `rows` rows of `cols` elements each, row-major, in ggml block layout.
+#[derive(Clone, Copy, Debug)]
+pub struct QTensor<'a> {
+    pub ggml_type: GgmlType,
+    pub data: &'a [u8],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Reusable buffer for the converted activations; grows to the largest call and then stays, so
+/// steady-state decoding allocates nothing.
+#[derive(Default)]
+pub struct MatmulScratch {
+    /// [n_tokens][act_row_bytes]; u64 storage keeps block structs (f32 scale of Q8_K) aligned.
+    buf: Vec<u64>,
+}
+
+impl MatmulScratch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn bytes_mut(&mut self, n: usize) -> &mut [u8] {
+        let words = n.div_ceil(8);
+        if self.buf.len() < words {
+            self.buf.resize(words, 0);
+        }
+        let bytes: &mut [u8] = bytemuck_u64(&mut self.buf[..words]);
+        &mut bytes[..n]
+    }
+}
+
+fn bytemuck_u64(w: &mut [u64]) -> &mut [u8] {
+    // SAFETY: u8 has no alignment or validity requirements; the length covers exactly the same memory.
+    unsafe { std::slice::from_raw_parts_mut(w.as_mut_ptr() as *mut u8, w.len() * 8) }
+}
+
+/// Weight rows handled per inner tile: their bytes (≤ 16 × a few KB) stay in L1/L2 while every
+/// token's activation row streams past them.
+const ROW_TILE: usize = 16;
+/// Below this many activation elements, converting on the calling thread beats waking the pool.
+const PAR_CONVERT_MIN: usize = 1 << 15;
+
+/// Raw pointer that may be shared between pool threads for disjoint writes.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+// SAFETY: only used inside `pool.run` jobs that write disjoint index ranges (argued at each use).
+unsafe impl<T> Sync for SharedMut<T> {}
+unsafe impl<T> Send for SharedMut<T> {}
+
+/// Checks shapes; the error names the offending argument.
+fn validate(w: &QTensor, x: &[f32], n_tokens: usize, out: &[f32]) -> Result<GgmlType> {
+    let t = w.ggml_type;
+    let act = vec_dot_type(t)
+        .ok_or_else(|| Error::UnsupportedType(format!("{} (ggml id {}): matmul has no kernel for it", t.name(), t.id())))?;
+    let row_bytes = t
+        .row_size(w.cols as u64)
+        .ok_or_else(|| Error::InvalidArgument(format!("matmul: {} weight row of {} elements is not a whole number of blocks", t.name(), w.cols)))?;
+    if (w.data.len() as u64) != row_bytes * w.rows as u64 {
+        return Err(Error::InvalidArgument(format!(
+            "matmul: {} weight of {}x{} needs {} bytes, got {}",
+            t.name(),
+            w.rows,
+            w.cols,
+            row_bytes * w.rows as u64,
+            w.data.len()
+        )));
+    }
+    if x.len() < n_tokens * w.cols {
+        return Err(Error::InvalidArgument(format!("matmul: x has {} values, need n_tokens {} x cols {}", x.len(), n_tokens, w.cols)));
+    }
+    if out.len() < n_tokens * w.rows {
+        return Err(Error::InvalidArgument(format!("matmul: out has {} values, need n_tokens {} x rows {}", out.len(), n_tokens, w.rows)));
+    }
+    Ok(act)
+}
+
+/// `out[t][r] = Σ_c W[r][c] · x[t][c]` with the process-wide kernels.
+///
+/// Panics with a message naming the problem if shapes or type are invalid; the model loader checks
+/// types and shapes up front, so this only fires on a programming error. Use `try_matmul` for a `Result`.
+pub fn matmul(pool: &ThreadPool, w: &QTensor, x: &[f32], n_tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) {
+    if let Err(e) = matmul_with(kernels(), pool, w, x, n_tokens, out, scratch) {
+        panic!("{e}");
+    }
+}
+
+/// As `matmul`, returning an error instead of panicking.
+pub fn try_matmul(pool: &ThreadPool, w: &QTensor, x: &[f32], n_tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) -> Result<()> {
+    matmul_with(kernels(), pool, w, x, n_tokens, out, scratch)
+}
+
+/// As `try_matmul` with an explicit kernel table (tests and benchmarks compare ISAs with it).
+pub fn matmul_with(
+    k: &Kernels,
+    pool: &ThreadPool,
+    w: &QTensor,
+    x: &[f32],        // [n_tokens][cols]
+    n_tokens: usize,
+    out: &mut [f32],  // [n_tokens][rows]
+    scratch: &mut MatmulScratch,
+) -> Result<()> {
+    let act = validate(w, x, n_tokens, out)?;
+    if n_tokens == 0 || w.rows == 0 {
+        return Ok(());
+    }
+    let (rows, cols) = (w.rows, w.cols);
+    let from_float = k.from_float(act).expect("every vec_dot_type has a converter");
+    let dot = k.vec_dot(w.ggml_type).expect("validated type has a dot kernel");
+    let w_row = w.ggml_type.row_size(cols as u64).unwrap() as usize;
+    let a_row = act.row_size(cols as u64).expect("partner type has the same block size or smaller") as usize;
+
+    // 1. Convert activations: [n_tokens][a_row] bytes.
+    let acts = scratch.bytes_mut(n_tokens * a_row);
+    if n_tokens * cols < PAR_CONVERT_MIN || pool.n_threads() == 1 || n_tokens == 1 {
+        for (xr, ar) in x.chunks_exact(cols).zip(acts.chunks_exact_mut(a_row)).take(n_tokens) {
+            from_float(xr, ar);
+        }
+    } else {
+        let ap = SharedMut(acts.as_mut_ptr());
+        pool.run(|ith, nth| {
+            let ap = ap;
+            for t in (ith..n_tokens).step_by(nth) {
+                // SAFETY: token rows are disjoint and each t is visited by exactly one thread;
+                // `acts` outlives the run (run returns only when all threads are done).
+                let ar = unsafe { std::slice::from_raw_parts_mut(ap.0.add(t * a_row), a_row) };
+                from_float(&x[t * cols..(t + 1) * cols], ar);
+            }
+        });
+    }
+    let acts: &[u8] = acts;
+
+    // 2. Dot products, row chunks claimed dynamically.
+    let nth = pool.n_threads();
+    let chunk = rows.div_ceil(nth * 8).max(ROW_TILE).div_ceil(ROW_TILE) * ROW_TILE;
+    let n_chunks = rows.div_ceil(chunk);
+    let next = AtomicUsize::new(0);
+    let op = SharedMut(out.as_mut_ptr());
+    let work = |_ith: usize, _nth: usize| {
+        let op = op;
+        let mut tile = [0.0f32; ROW_TILE];
+        loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
+            for rb in (r0..r1).step_by(ROW_TILE) {
+                let re = (rb + ROW_TILE).min(r1);
+                for t in 0..n_tokens {
+                    let a = &acts[t * a_row..(t + 1) * a_row];
+                    for (i, r) in (rb..re).enumerate() {
+                        tile[i] = dot(cols, &w.data[r * w_row..(r + 1) * w_row], a);
+                    }
+                    // SAFETY: rows [rb, re) belong to chunk c, claimed by this thread only, so
+                    // out[t*rows + rb .. t*rows + re] is written by nobody else; `out` outlives the run.
+                    let o = unsafe { std::slice::from_raw_parts_mut(op.0.add(t * rows + rb), re - rb) };
+                    o.copy_from_slice(&tile[..re - rb]);
+                }
+            }
+        }
+    };
+    if n_chunks == 1 {
+        work(0, 1);
+    } else {
+        pool.run(work);
+    }
+    Ok(())
+}

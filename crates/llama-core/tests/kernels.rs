@@ -1,0 +1,225 @@
+//! Every kernel table this machine can run (AVX2, AVX-512, NEON …) against the scalar reference on
+//! random and extreme inputs, and `matmul` against a naive per-row loop for several token and thread
+//! counts.
+
+use half::{bf16, f16};
+use llama_core::cpu::{vec_dot_type, Kernels, ThreadPool};
+use llama_core::ops::{matmul_with, MatmulScratch, QTensor};
+use llama_core::quant::GgmlType;
+
+/// xorshift64*: deterministic test data without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Byte offsets of the f16 scale fields inside one block, so random bytes can be given sane scales.
+fn scale_offsets(t: GgmlType) -> &'static [usize] {
+    use GgmlType::*;
+    match t {
+        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Random,
+    /// Largest quant magnitudes (all bits set / -128), huge f16 scales.
+    Extreme,
+    /// Zero scales.
+    Zero,
+}
+
+/// One random weight row of `n` elements of type `t`.
+fn weight_row(rng: &mut Rng, t: GgmlType, n: usize, mode: Mode) -> Vec<u8> {
+    let (bs, ts) = t.block_layout();
+    match t {
+        GgmlType::F16 => (0..n)
+            .flat_map(|_| {
+                let v = match mode {
+                    Mode::Random => rng.f32() * 4.0,
+                    Mode::Extreme => 60000.0 * rng.f32().signum(),
+                    Mode::Zero => 0.0,
+                };
+                f16::from_f32(v).to_le_bytes()
+            })
+            .collect(),
+        GgmlType::BF16 => (0..n)
+            .flat_map(|_| {
+                let v = match mode {
+                    Mode::Random => rng.f32() * 4.0,
+                    Mode::Extreme => 1e30 * rng.f32(),
+                    Mode::Zero => 0.0,
+                };
+                bf16::from_f32(v).to_le_bytes()
+            })
+            .collect(),
+        GgmlType::F32 => (0..n).flat_map(|_| (rng.f32() * 4.0).to_le_bytes()).collect(),
+        _ => {
+            let nb = n / bs;
+            let mut b = if mode == Mode::Extreme { vec![0xFFu8; nb * ts] } else { rng.bytes(nb * ts) };
+            if mode == Mode::Extreme && t == GgmlType::Q8_0 {
+                for blk in b.chunks_exact_mut(ts) {
+                    blk[2..].fill(0x80); // -128, beyond what the quantizer emits
+                }
+            }
+            for blk in b.chunks_exact_mut(ts) {
+                for &o in scale_offsets(t) {
+                    let v = match mode {
+                        Mode::Random => rng.f32() * 0.05,
+                        Mode::Extreme => 30000.0,
+                        Mode::Zero => 0.0,
+                    };
+                    blk[o..o + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+                }
+            }
+            b
+        }
+    }
+}
+
+fn activations(rng: &mut Rng, n: usize, mode: Mode) -> Vec<f32> {
+    match mode {
+        Mode::Random => (0..n).map(|_| rng.f32() * 3.0).collect(),
+        Mode::Extreme => (0..n).map(|i| if i % 7 == 0 { -1e4 } else { 1e4 * rng.f32() }).collect(),
+        Mode::Zero => vec![0.0; n],
+    }
+}
+
+const WEIGHT_TYPES: [GgmlType; 13] = {
+    use GgmlType::*;
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, F16, BF16, F32]
+};
+
+fn sizes(t: GgmlType) -> Vec<usize> {
+    if t.block_size() == 256 {
+        vec![256, 512, 256 * 5, 4096]
+    } else {
+        vec![32, 64, 96, 256 + 32, 256 * 3 + 96, 4096 + 32]
+    }
+}
+
+#[test]
+fn activation_converters_match_scalar_exactly() {
+    let mut rng = Rng(0x1234_5678);
+    let scalar = Kernels::SCALAR;
+    for k in Kernels::available() {
+        for act in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K, GgmlType::F16, GgmlType::BF16, GgmlType::F32] {
+            for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                for n in [256usize, 512, 4096 + 256] {
+                    let x = activations(&mut rng, n, mode);
+                    let len = act.row_size(n as u64).unwrap() as usize;
+                    let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
+                    (scalar.from_float(act).unwrap())(&x, &mut a);
+                    (k.from_float(act).unwrap())(&x, &mut b);
+                    assert!(a == b, "{:?} {} n={n}: converter differs from scalar", k.isa, act.name());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dot_kernels_match_scalar() {
+    let mut rng = Rng(0xfeed_beef);
+    let scalar = Kernels::SCALAR;
+    for k in Kernels::available() {
+        for t in WEIGHT_TYPES {
+            let act = vec_dot_type(t).unwrap();
+            for n in sizes(t) {
+                for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                    let mut pairs = Vec::new();
+                    for _ in 0..24 {
+                        let w = weight_row(&mut rng, t, n, mode);
+                        let x = activations(&mut rng, n, if mode == Mode::Zero { Mode::Random } else { mode });
+                        let mut a = vec![0u8; act.row_size(n as u64).unwrap() as usize];
+                        (scalar.from_float(act).unwrap())(&x, &mut a);
+                        let r = (scalar.vec_dot(t).unwrap())(n, &w, &a);
+                        let s = (k.vec_dot(t).unwrap())(n, &w, &a);
+                        pairs.push((r, s));
+                    }
+                    // Integer parts are exact; only the order of float block sums differs, so the
+                    // error is relative to the typical magnitude of the result.
+                    let typical = pairs.iter().map(|p| p.0.abs() as f64).sum::<f64>() / pairs.len() as f64;
+                    for (r, s) in pairs {
+                        assert!(r.is_finite() == s.is_finite(), "{:?} {} n={n}: {r} vs {s}", k.isa, t.name());
+                        if !r.is_finite() {
+                            continue;
+                        }
+                        let tol = 1e-5 * typical.max(r.abs() as f64) + 1e-30;
+                        assert!(((r - s) as f64).abs() <= tol, "{:?} {} n={n} {:?}: scalar {r} simd {s}", k.isa, t.name(), mode as u8);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// matmul (chunked, tiled, threaded) against a plain loop of scalar dots.
+#[test]
+fn matmul_matches_naive_loop() {
+    let mut rng = Rng(42);
+    let pools: Vec<ThreadPool> = [1, 2, 3].into_iter().map(ThreadPool::new).collect();
+    let mut scratch = MatmulScratch::new();
+    for k in Kernels::available() {
+        for t in WEIGHT_TYPES {
+            let act = vec_dot_type(t).unwrap();
+            let cols = if t.block_size() == 256 { 512 } else { 96 };
+            for rows in [1usize, 17, 67] {
+                let w = weight_row(&mut rng, t, rows * cols, Mode::Random);
+                for n_tokens in [1usize, 2, 7, 64] {
+                    let x = activations(&mut rng, n_tokens * cols, Mode::Random);
+                    let a_row = act.row_size(cols as u64).unwrap() as usize;
+                    let w_row = t.row_size(cols as u64).unwrap() as usize;
+                    let mut want = vec![0f32; n_tokens * rows];
+                    for tk in 0..n_tokens {
+                        let mut a = vec![0u8; a_row];
+                        (Kernels::SCALAR.from_float(act).unwrap())(&x[tk * cols..(tk + 1) * cols], &mut a);
+                        for r in 0..rows {
+                            want[tk * rows + r] = (k.vec_dot(t).unwrap())(cols, &w[r * w_row..(r + 1) * w_row], &a);
+                        }
+                    }
+                    for pool in &pools {
+                        let mut out = vec![f32::NAN; n_tokens * rows];
+                        let q = QTensor { ggml_type: t, data: &w, rows, cols };
+                        matmul_with(&k, pool, &q, &x, n_tokens, &mut out, &mut scratch).unwrap();
+                        assert_eq!(out, want, "{:?} {} rows={rows} n_tokens={n_tokens} threads={}", k.isa, t.name(), pool.n_threads());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_rejects_bad_shapes() {
+    let pool = ThreadPool::new(1);
+    let mut scratch = MatmulScratch::new();
+    let w = vec![0u8; 18 * 2];
+    let mut out = vec![0f32; 4];
+    let q = QTensor { ggml_type: GgmlType::Q4_0, data: &w, rows: 2, cols: 48 };
+    let e = matmul_with(&Kernels::SCALAR, &pool, &q, &[0.0; 48], 1, &mut out, &mut scratch).unwrap_err();
+    assert!(e.to_string().contains("whole number of blocks"), "{e}");
+    let q = QTensor { ggml_type: GgmlType::Q4_0, data: &w, rows: 3, cols: 32 };
+    let e = matmul_with(&Kernels::SCALAR, &pool, &q, &[0.0; 32], 1, &mut out, &mut scratch).unwrap_err();
+    assert!(e.to_string().contains("needs 54 bytes"), "{e}");
+    let q = QTensor { ggml_type: GgmlType::IQ2_XXS, data: &[], rows: 0, cols: 256 };
+    let e = matmul_with(&Kernels::SCALAR, &pool, &q, &[], 0, &mut out, &mut scratch).unwrap_err();
+    assert!(e.to_string().contains("iq2_xxs"), "{e}");
+}
