@@ -48,3 +48,4 @@ fn synth_golden() {
         check(&tok, g);
     }
 }
+

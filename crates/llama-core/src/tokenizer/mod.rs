@@ -6,7 +6,7 @@
 //! and llama-cpp-python's `detokenize`.
 
 mod bpe;
-// mod from_gguf; (after the GGUF reader lands)
+mod from_gguf;
 mod pretokenize;
 mod special;
 mod spm;

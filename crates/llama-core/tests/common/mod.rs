@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use llama_core::tokenizer::{Tokenizer, Vocab, VocabKind, VocabOptions};
+use llama_core::gguf::GgufFile;
+use llama_core::tokenizer::Tokenizer;
 
 pub fn models_dir() -> PathBuf {
     match std::env::var_os("LLAMA_TEST_MODELS") {
@@ -26,36 +27,18 @@ pub fn require(p: PathBuf) -> Option<PathBuf> {
     }
 }
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
-/// Temporary: load a tokenizer from a JSON dump made by gguf-py (until from_gguf lands).
-pub fn load_json(p: &std::path::Path) -> Tokenizer {
-    let d: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
-    let kind = VocabKind::from_model_name(d["model"].as_str().unwrap()).unwrap();
-    let tokens = d["tokens"].as_array().unwrap().iter().map(|t| hex(t.as_str().unwrap())).collect();
-    let scores = d.get("scores").map(|a| a.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()).unwrap_or_default();
-    let types = d.get("types").map(|a| a.as_array().unwrap().iter().map(|x| x.as_i64().unwrap() as i32).collect()).unwrap_or_default();
-    let merges = d.get("merges").map(|a| a.as_array().unwrap().iter().map(|x| hex(x.as_str().unwrap())).collect()).unwrap_or_default();
-    let id = |k: &str| d.get(k).and_then(|x| x.as_u64()).map(|x| x as u32);
-    let b = |k: &str| d.get(k).and_then(|x| x.as_bool());
-    let opts = VocabOptions {
-        bos: id("bos_token_id"),
-        eos: id("eos_token_id"),
-        unk: id("unknown_token_id"),
-        pad: id("padding_token_id"),
-        add_bos: b("add_bos_token"),
-        add_eos: b("add_eos_token"),
-        add_space_prefix: b("add_space_prefix"),
-        ..Default::default()
-    };
-    let pre = d.get("pre").and_then(|x| x.as_str()).unwrap_or("");
-    Tokenizer::from_vocab(Vocab::new(kind, tokens, scores, types, merges, pre, opts).unwrap())
-}
-
-/// Tokenizer of a GGUF file (path), or None (SKIP) if absent.
+/// Tokenizer of a named test vocabulary (GGUF), or None (SKIP) if the file is absent.
+/// llama.cpp's vocab-only files live in shared/models; full models in $LLAMA_TEST_MODELS.
 pub fn load(name: &str) -> Option<Tokenizer> {
-    let p = require(PathBuf::from(format!("/tmp/tok/{name}.json")))?;
-    Some(load_json(&p))
+    let p = match name {
+        "llama-spm" => shared().join("models/ggml-vocab-llama-spm.gguf"),
+        "gpt-2" => shared().join("models/ggml-vocab-gpt-2.gguf"),
+        "qwen" => models_dir().join("qwen2.5-coder-0.5b-q4_k_m.gguf"),
+        "gemma" => models_dir().join("gemma3-270m-q4_k_m.gguf"),
+        "synth" => models_dir().join("synth-tiny-q4_0.gguf"),
+        other => panic!("unknown test vocabulary {other}"),
+    };
+    let p = require(p)?;
+    let f = GgufFile::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    Some(Tokenizer::from_gguf(&f).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
 }
