@@ -73,7 +73,9 @@ def cmd_tokenize(a) -> int:
 
 def _load(a, **kw):
     from .high_level import Llama
+    from .pull import resolve_model
 
+    a.model = resolve_model(a.model)
     t0 = time.perf_counter()
     llm = Llama(a.model, n_ctx=a.ctx_size, n_threads=a.threads, seed=a.seed if a.seed is not None else -1, **kw)
     if a.verbose:
@@ -301,8 +303,16 @@ def cmd_bench(a) -> int:
     return 0
 
 
+def cmd_pull(a) -> int:
+    from .pull import cmd_pull as pull
+
+    return pull(a)
+
+
 def _add_model_args(p, need_model=True):
-    p.add_argument("-m", "--model", required=need_model, help="GGUF model file")
+    p.add_argument("-m", "--model", required=need_model,
+                   help="GGUF file, a folder holding one, or hf:OWNER/REPO[/FILE]" + ("" if need_model else
+                        " (default: $LLAMA_MODEL, else Qwen2.5-0.5B-Instruct Q4_K_M pulled on first use)"))
     p.add_argument("-c", "--ctx-size", type=int, default=0, help="context size (0 = the model's, capped at 4096)")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--seed", type=int, default=None, help="RNG seed (default: random)")
@@ -335,13 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("run", help="stream a continuation of a prompt (interactive without -p)")
-    _add_model_args(p)
+    _add_model_args(p, need_model=False)
     _add_sampling_args(p)
     p.add_argument("-p", "--prompt", default=None)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("chat", help="multi-turn chat with the model's chat template")
-    _add_model_args(p)
+    _add_model_args(p, need_model=False)
     _add_sampling_args(p, n_default=-1)
     p.add_argument("--system", default=None, help="system message")
     p.add_argument("-p", "--prompt", default=None, help="a single user turn (non-interactive)")
@@ -365,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help='print {"ppP": X, "tgN": Y} as the last line')
     p.add_argument("--compare-llama-cpp", action="store_true", help="also run llama-cpp-python on the same file")
     p.set_defaults(func=cmd_bench)
+
+    from .pull import PARSER_KW, add_pull_args
+
+    p = sub.add_parser("pull", **PARSER_KW)
+    add_pull_args(p)
+    p.set_defaults(func=cmd_pull)
     return ap
 
 
