@@ -22,9 +22,9 @@ impl Rng {
     }
 }
 
-const QUANTIZABLE: [GgmlType; 12] = {
+const QUANTIZABLE: [GgmlType; 15] = {
     use GgmlType::*;
-    [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q4_K, Q6_K, Q8_K]
+    [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K]
 };
 
 /// Relative RMS error bound on N(0, σ²) rows: about 1.5× what each format achieves (measured
@@ -40,7 +40,10 @@ fn rel_rmse_bound(t: GgmlType) -> f64 {
         Q5_0 => 0.075,
         Q5_1 => 0.065,
         Q8_0 | Q8_1 => 0.006,
+        Q2_K => 0.45,
+        Q3_K => 0.23,
         Q4_K => 0.13,
+        Q5_K => 0.055,
         Q6_K => 0.035,
         Q8_K => 0.011,
         _ => unreachable!(),
