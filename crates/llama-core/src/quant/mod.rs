@@ -74,7 +74,7 @@ impl GgmlType {
     }
 
     /// (elements per block, bytes per block), as ggml's type traits give them.
-    pub fn block_layout(self) -> (usize, usize) {
+    pub const fn block_layout(self) -> (usize, usize) {
         use GgmlType::*;
         match self {
             F32 => (1, 4),
@@ -191,6 +191,10 @@ impl std::fmt::Display for GgmlType {
     }
 }
 
+pub mod blocks;
+pub mod float;
+pub mod k_dot;
+pub mod k_quantize;
 pub mod k_quants;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
@@ -203,10 +207,16 @@ pub mod q5_1;
 pub mod q8_0;
 pub mod q8_1;
 
+pub use blocks::{blocks_as_bytes, cast_blocks, cast_blocks_mut, read_blocks, Block};
+pub use k_dot::{vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k, vec_dot_q4_k_q8_k, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k};
+pub use k_quantize::{quantize_row_q4_k, quantize_row_q6_k, quantize_row_q8_k};
 pub use k_quants::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
-pub use q4_0::BlockQ4_0;
-pub use q4_1::BlockQ4_1;
-pub use q5_0::BlockQ5_0;
-pub use q5_1::BlockQ5_1;
-pub use q8_0::BlockQ8_0;
-pub use q8_1::BlockQ8_1;
+pub use q4_0::{vec_dot_q4_0_q8_0, BlockQ4_0};
+pub use q4_1::{vec_dot_q4_1_q8_1, BlockQ4_1};
+pub use q5_0::{vec_dot_q5_0_q8_0, BlockQ5_0};
+pub use q5_1::{vec_dot_q5_1_q8_1, BlockQ5_1};
+pub use q8_0::{quantize_row_q8_0, vec_dot_q8_0_q8_0, BlockQ8_0};
+pub use q8_1::{quantize_row_q8_1, BlockQ8_1};
+
+mod row;
+pub use row::{dequantize, dequantize_row, quantize, quantize_row};

@@ -1,8 +1,11 @@
 //! Q8_0: 8-bit, one f16 scale per 32 weights. Also the activation partner of Q4_0/Q5_0/Q8_0.
 
 use half::f16;
-#[allow(unused_imports)]
-use super::QK_K;
+
+use super::blocks::fp16;
+
+/// Weights per block.
+pub const QK8_0: usize = 32;
 
 /// 32 weights: x = d * q.
 #[repr(C)]
@@ -12,3 +15,48 @@ pub struct BlockQ8_0 {
     pub qs: [i8; 32],
 }
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
+
+/// y[32 * x.len()] = dequantized x.
+pub fn dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) {
+    assert_eq!(y.len(), x.len() * QK8_0);
+    for (b, y) in x.iter().zip(y.chunks_exact_mut(QK8_0)) {
+        let d = b.d.to_f32();
+        for (o, &q) in y.iter_mut().zip(&b.qs) {
+            *o = q as f32 * d;
+        }
+    }
+}
+
+/// quantize_row_q8_0_ref: d = amax / 127, q = roundf(x / d) (half away from zero). This is also
+/// how activations are quantized for the Q4_0/Q5_0/Q8_0 dots.
+pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
+    assert_eq!(x.len(), y.len() * QK8_0);
+    for (x, b) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
+        let mut amax = 0f32;
+        for &v in x {
+            // C's MAX macro: a NaN input propagates, as in ggml.
+            amax = if amax > v.abs() { amax } else { v.abs() };
+        }
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        b.d = fp16(d);
+        for (q, &v) in b.qs.iter_mut().zip(x) {
+            *q = (v * id).round() as i8;
+        }
+    }
+}
+
+/// Σ x·y: integer dot per block, then sumi·(dx·dy).
+pub fn vec_dot_q8_0_q8_0(n: usize, x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+    let nb = n / QK8_0;
+    assert!(n % QK8_0 == 0 && x.len() >= nb && y.len() >= nb);
+    let mut sumf = 0f32;
+    for (bx, by) in x[..nb].iter().zip(&y[..nb]) {
+        let mut sumi = 0i32;
+        for j in 0..QK8_0 {
+            sumi += bx.qs[j] as i32 * by.qs[j] as i32;
+        }
+        sumf += sumi as f32 * (bx.d.to_f32() * by.d.to_f32());
+    }
+    sumf
+}

@@ -1,0 +1,105 @@
+//! Byte-level row API: length checks, then dispatch to the typed scalar reference of each format.
+
+use half::{bf16, f16};
+
+use super::blocks::{read_blocks, write_blocks, Block};
+use super::*;
+use crate::{Error, Result};
+
+/// Bytes that `n` elements of `t` occupy, or an error naming the type and block size.
+fn row_bytes(t: GgmlType, n: usize) -> Result<usize> {
+    t.row_size(n as u64).map(|b| b as usize).ok_or_else(|| {
+        Error::InvalidArgument(format!("{n} elements is not a whole number of {t} blocks of {}", t.block_size()))
+    })
+}
+
+fn unsupported(t: GgmlType, what: &str) -> Error {
+    Error::UnsupportedType(format!("{t} (ggml id {}): {what} is not implemented", t.id()))
+}
+
+/// Dequantizes typed blocks read from possibly misaligned bytes.
+fn deq<T: Block>(src: &[u8], dst: &mut [f32], f: fn(&[T], &mut [f32])) {
+    f(&read_blocks::<T>(src), dst)
+}
+
+/// Dequantizes one row: `src` holds exactly `row_size(dst.len())` bytes of type `t`.
+pub fn dequantize_row(t: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
+    t.ensure_supported()?;
+    let need = row_bytes(t, dst.len())?;
+    if src.len() != need {
+        return Err(Error::InvalidArgument(format!(
+            "dequantize {t}: {} source bytes for {} elements (expected {need})",
+            src.len(),
+            dst.len()
+        )));
+    }
+    use GgmlType::*;
+    match t {
+        F32 => deq::<f32>(src, dst, float::dequantize_row_f32),
+        F16 => deq::<f16>(src, dst, float::dequantize_row_f16),
+        BF16 => deq::<bf16>(src, dst, float::dequantize_row_bf16),
+        Q4_0 => deq::<BlockQ4_0>(src, dst, q4_0::dequantize_row_q4_0),
+        Q4_1 => deq::<BlockQ4_1>(src, dst, q4_1::dequantize_row_q4_1),
+        Q5_0 => deq::<BlockQ5_0>(src, dst, q5_0::dequantize_row_q5_0),
+        Q5_1 => deq::<BlockQ5_1>(src, dst, q5_1::dequantize_row_q5_1),
+        Q8_0 => deq::<BlockQ8_0>(src, dst, q8_0::dequantize_row_q8_0),
+        Q8_1 => deq::<BlockQ8_1>(src, dst, q8_1::dequantize_row_q8_1),
+        Q2_K => deq::<BlockQ2K>(src, dst, k_quants::dequantize_row_q2_k),
+        Q3_K => deq::<BlockQ3K>(src, dst, k_quants::dequantize_row_q3_k),
+        Q4_K => deq::<BlockQ4K>(src, dst, k_quants::dequantize_row_q4_k),
+        Q5_K => deq::<BlockQ5K>(src, dst, k_quants::dequantize_row_q5_k),
+        Q6_K => deq::<BlockQ6K>(src, dst, k_quants::dequantize_row_q6_k),
+        Q8_K => deq::<BlockQ8K>(src, dst, k_quants::dequantize_row_q8_k),
+        _ => return Err(unsupported(t, "dequantization")),
+    }
+    Ok(())
+}
+
+/// Dequantizes `n_elements` values of type `t` (any number of rows laid end to end).
+pub fn dequantize(t: GgmlType, src: &[u8], n_elements: usize) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; n_elements]; // [n_elements]
+    dequantize_row(t, src, &mut out)?;
+    Ok(out)
+}
+
+fn qnt<T: Block>(src: &[f32], dst: &mut [u8], f: fn(&[f32], &mut [T])) {
+    write_blocks::<T>(dst, |b| f(src, b))
+}
+
+/// Quantizes one row with llama.cpp's reference algorithm: `dst` holds exactly
+/// `row_size(src.len())` bytes. Q2_K, Q3_K and Q5_K can be read but not written yet.
+pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+    t.ensure_supported()?;
+    let need = row_bytes(t, src.len())?;
+    if dst.len() != need {
+        return Err(Error::InvalidArgument(format!(
+            "quantize {t}: {} destination bytes for {} elements (expected {need})",
+            dst.len(),
+            src.len()
+        )));
+    }
+    use GgmlType::*;
+    match t {
+        F32 => qnt::<f32>(src, dst, float::quantize_row_f32),
+        F16 => qnt::<f16>(src, dst, float::quantize_row_f16),
+        BF16 => qnt::<bf16>(src, dst, float::quantize_row_bf16),
+        Q4_0 => qnt::<BlockQ4_0>(src, dst, q4_0::quantize_row_q4_0),
+        Q4_1 => qnt::<BlockQ4_1>(src, dst, q4_1::quantize_row_q4_1),
+        Q5_0 => qnt::<BlockQ5_0>(src, dst, q5_0::quantize_row_q5_0),
+        Q5_1 => qnt::<BlockQ5_1>(src, dst, q5_1::quantize_row_q5_1),
+        Q8_0 => qnt::<BlockQ8_0>(src, dst, q8_0::quantize_row_q8_0),
+        Q8_1 => qnt::<BlockQ8_1>(src, dst, q8_1::quantize_row_q8_1),
+        Q4_K => qnt::<BlockQ4K>(src, dst, k_quantize::quantize_row_q4_k),
+        Q6_K => qnt::<BlockQ6K>(src, dst, k_quantize::quantize_row_q6_k),
+        Q8_K => qnt::<BlockQ8K>(src, dst, k_quantize::quantize_row_q8_k),
+        _ => return Err(unsupported(t, "quantization")),
+    }
+    Ok(())
+}
+
+/// Quantizes `src` (any number of whole rows) to a new byte vector.
+pub fn quantize(t: GgmlType, src: &[f32]) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; row_bytes(t, src.len())?]; // [row_size(src.len())]
+    quantize_row(t, src, &mut out)?;
+    Ok(out)
+}
