@@ -7,6 +7,7 @@
 pub mod cpu;
 pub mod error;
 pub mod gguf;
+pub mod model;
 pub mod ops;
 pub mod quant;
 pub mod tokenizer;
