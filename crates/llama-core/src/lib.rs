@@ -4,12 +4,14 @@
 //! `gguf` (file) → `quant` (tensor formats + kernels) → `model` (forward pass over a KV cache)
 //! → `sampler`; `tokenizer` turns text into ids and back.
 
+pub mod chat;
 pub mod cpu;
 pub mod error;
 pub mod gguf;
 pub mod model;
 pub mod ops;
 pub mod quant;
+pub mod sampler;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

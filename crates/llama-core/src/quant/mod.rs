@@ -209,7 +209,9 @@ pub mod q8_1;
 
 pub use blocks::{blocks_as_bytes, cast_blocks, cast_blocks_mut, read_blocks, Block};
 pub use k_dot::{vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k, vec_dot_q4_k_q8_k, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k};
-pub use k_quantize::{quantize_row_q4_k, quantize_row_q6_k, quantize_row_q8_k};
+pub use k_quantize::{
+    quantize_row_q2_k, quantize_row_q3_k, quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k, quantize_row_q8_k,
+};
 pub use k_quants::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 pub use q4_0::{vec_dot_q4_0_q8_0, BlockQ4_0};
 pub use q4_1::{vec_dot_q4_1_q8_1, BlockQ4_1};

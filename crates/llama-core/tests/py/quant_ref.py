@@ -5,6 +5,11 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             written as OUTDIR/<type>.raw, and gguf-py's float32 result as <type>.f32
   quantize OUTDIR SEED      random float32 rows (<type>.src.f32) and gguf-py's quantized bytes
                             (<type>.q) for each type gguf-py can quantize
+  llamacpp OUTDIR SEED      needs llama-cpp-python's bundled ggml (exit 4 if absent): random rows
+                            (<type>.src.f32) through ggml's quantize_row_<type>_ref (<type>.q),
+                            ggml's dequantize_row_<type> of those bytes (<type>.deq.f32), and
+                            per row ggml_vec_dot_<type>_<partner> generic and SIMD (<type>.dot.f32,
+                            2 floats a row) against activations quantized by ggml (<type>.act)
   model PATH                streams every tensor of a GGUF file to stdout: one JSON header line
                             {name, type, n_elements, offset, nbytes}, then gguf-py's dequantized
                             float32 data (n_elements * 4 bytes)
@@ -93,6 +98,100 @@ def cmd_quantize(outdir, seed):
         np.ascontiguousarray(q).view(np.uint8).tofile(os.path.join(outdir, f"{qtype.name}.q"))
 
 
+LLAMACPP_TYPES = [  # (name, type_size, block, partner for vec_dot or None, has dequantize_row)
+    ("q4_0", 18, 32, "q8_0", True), ("q4_1", 20, 32, "q8_1", True), ("q5_0", 22, 32, "q8_0", True),
+    ("q5_1", 24, 32, "q8_1", True), ("q8_0", 34, 32, "q8_0", True), ("q8_1", 36, 32, None, False),
+    ("q2_K", 84, 256, "q8_K", True), ("q3_K", 110, 256, "q8_K", True), ("q4_K", 144, 256, "q8_K", True),
+    ("q5_K", 176, 256, "q8_K", True), ("q6_K", 210, 256, "q8_K", True), ("q8_K", 292, 256, None, True),
+]
+SIZES = {n: (ts, bs) for n, ts, bs, _, _ in LLAMACPP_TYPES}
+
+
+def load_ggml():
+    import ctypes
+    import importlib.util
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
+        print("llama-cpp-python is not installed", file=sys.stderr)
+        sys.exit(4)
+    libdir = os.path.join(os.path.dirname(spec.origin), "lib")
+    try:
+        base = ctypes.CDLL(os.path.join(libdir, "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
+        cpu = ctypes.CDLL(os.path.join(libdir, "libggml-cpu.so"))
+    except OSError as e:
+        print(f"cannot load ggml from llama-cpp-python: {e}", file=sys.stderr)
+        sys.exit(4)
+    cpu.ggml_cpu_init()  # fills ggml-cpu's f16→f32 lookup table, which the dots read scales through
+    return ctypes, base, cpu
+
+
+def test_rows(rng, rows, cols):
+    """Rows of many scales and shapes, with the special cases quantizers trip on."""
+    x = rng.standard_normal((rows, cols)).astype(np.float32)
+    x *= (10.0 ** rng.uniform(-6, 4, (rows, 1))).astype(np.float32)
+    x[0] = 0.0
+    x[1] = 0.25
+    x[2] = -3.0
+    x[3] = np.abs(x[3])
+    x[4] = -np.abs(x[4])
+    x[5, ::2] = 0.0
+    x[6, 3] = 1e5
+    x[7] = rng.uniform(-1, 1, cols).astype(np.float32) * 1e-20   # tiny
+    x[8] = rng.uniform(-1, 1, cols).astype(np.float32) * 1e20    # huge
+    x[9] = np.round(rng.standard_normal(cols) * 4).astype(np.float32)  # many ties
+    x[10, :cols // 2] = 0.0
+    x[11] = rng.laplace(0, 0.02, cols).astype(np.float32)        # weight-like, heavy tails
+    x[12] = 1.0
+    x[12, 0] = -1.0
+    return x
+
+
+def cmd_llamacpp(outdir, seed):
+    ctypes, base, cpu = load_ggml()
+    rng = np.random.default_rng(seed)
+    P = ctypes.c_void_p
+    rows, cols = 128, 1024
+    acts = {}
+    for name, ts, bs, partner, has_deq in LLAMACPP_TYPES:
+        x = test_rows(rng, rows, cols)
+        q = np.zeros((rows, cols // bs * ts), dtype=np.uint8)
+        f = getattr(base, f"quantize_row_{name}_ref")
+        f.argtypes = [P, P, ctypes.c_int64]
+        for r in range(rows):
+            f(x[r].ctypes.data, q[r].ctypes.data, cols)
+        x.tofile(os.path.join(outdir, f"{name}.src.f32"))
+        q.tofile(os.path.join(outdir, f"{name}.q"))
+        if has_deq:
+            d = np.zeros((rows, cols), dtype=np.float32)
+            g = getattr(base, f"dequantize_row_{name}")
+            g.argtypes = [P, P, ctypes.c_int64]
+            for r in range(rows):
+                g(q[r].ctypes.data, d[r].ctypes.data, cols)
+            d.tofile(os.path.join(outdir, f"{name}.deq.f32"))
+        if partner:
+            if partner not in acts:
+                a = test_rows(rng, rows, cols)
+                a[0] = rng.standard_normal(cols)   # keep activations mostly non-degenerate
+                pts, pbs = SIZES[partner]
+                aq = np.zeros((rows, cols // pbs * pts), dtype=np.uint8)
+                fa = getattr(base, f"quantize_row_{partner}_ref")
+                fa.argtypes = [P, P, ctypes.c_int64]
+                for r in range(rows):
+                    fa(a[r].ctypes.data, aq[r].ctypes.data, cols)
+                acts[partner] = aq
+            aq = acts[partner]
+            aq.tofile(os.path.join(outdir, f"{name}.act"))
+            dots = np.zeros((rows, 2), dtype=np.float32)
+            s = ctypes.c_float()
+            for k, fname in enumerate([f"ggml_vec_dot_{name}_{partner}_generic", f"ggml_vec_dot_{name}_{partner}"]):
+                vd = getattr(cpu, fname)
+                vd.argtypes = [ctypes.c_int, P, ctypes.c_size_t, P, ctypes.c_size_t, P, ctypes.c_size_t, ctypes.c_int]
+                for r in range(rows):
+                    vd(cols, ctypes.addressof(s), 0, q[r].ctypes.data, 0, aq[r].ctypes.data, 0, 1)
+                    dots[r, k] = s.value
+            dots.tofile(os.path.join(outdir, f"{name}.dot.f32"))
+
+
 def cmd_model(path):
     r = gguf.GGUFReader(path)
     out = sys.stdout.buffer
@@ -112,6 +211,8 @@ if __name__ == "__main__":
         cmd_random(sys.argv[2], int(sys.argv[3]))
     elif cmd == "quantize":
         cmd_quantize(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "llamacpp":
+        cmd_llamacpp(sys.argv[2], int(sys.argv[3]))
     elif cmd == "model":
         cmd_model(sys.argv[2])
     else:

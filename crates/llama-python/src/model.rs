@@ -1,0 +1,367 @@
+//! `Model` (weights + vocabulary, or the vocabulary alone) and `Context` (KV cache, evaluation).
+
+use std::sync::{Arc, Mutex};
+
+use llama_core::gguf::GgufFile;
+use llama_core::model::{Context, ContextParams, KvType, Model, ModelParams};
+use llama_core::tokenizer::{StreamDecoder, Tokenizer};
+use llama_core::Error;
+use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::errors::{to_py, IntoPy};
+use crate::gguf_info::metadata_strings;
+
+pub enum Weights {
+    Full(Arc<Model>),
+    VocabOnly(GgufFile),
+}
+
+#[pyclass(name = "Model", module = "llama._llama", frozen)]
+pub struct PyModel {
+    pub weights: Weights,
+    pub tokenizer: Tokenizer,
+    pub path: String,
+}
+
+impl PyModel {
+    pub fn gguf(&self) -> &GgufFile {
+        match &self.weights {
+            Weights::Full(m) => m.gguf(),
+            Weights::VocabOnly(f) => f,
+        }
+    }
+
+    pub fn model(&self) -> PyResult<&Arc<Model>> {
+        match &self.weights {
+            Weights::Full(m) => Ok(m),
+            Weights::VocabOnly(_) => Err(to_py(Error::InvalidArgument(format!(
+                "{}: loaded with vocab_only=True, so it cannot evaluate",
+                self.path
+            )))),
+        }
+    }
+
+    pub fn load(py: Python<'_>, path: &str, vocab_only: bool) -> PyResult<PyModel> {
+        let p = path.to_string();
+        let (weights, tokenizer) = py
+            .detach(move || -> llama_core::Result<(Weights, Tokenizer)> {
+                if vocab_only {
+                    let f = GgufFile::open(&p)?;
+                    let t = Tokenizer::from_gguf(&f)?;
+                    Ok((Weights::VocabOnly(f), t))
+                } else {
+                    let m = Model::load(&p, &ModelParams::default())?;
+                    let t = Tokenizer::from_gguf(m.gguf())?;
+                    Ok((Weights::Full(Arc::new(m)), t))
+                }
+            })
+            .map_err(|e| to_py(with_path(e, path)))?;
+        Ok(PyModel { weights, tokenizer, path: path.to_string() })
+    }
+
+    fn check_id(&self, id: i64) -> PyResult<u32> {
+        if id < 0 || id as usize >= self.tokenizer.n_vocab() {
+            return Err(to_py(Error::InvalidArgument(format!(
+                "token id {id} is outside the vocabulary (n_vocab = {})",
+                self.tokenizer.n_vocab()
+            ))));
+        }
+        Ok(id as u32)
+    }
+}
+
+/// Errors from model/tokenizer code do not know the file; name it.
+fn with_path(e: Error, path: &str) -> Error {
+    match e {
+        Error::Model(m) => Error::Model(format!("{path}: {m}")),
+        Error::Tokenizer(m) => Error::Tokenizer(format!("{path}: {m}")),
+        Error::UnsupportedType(m) => Error::UnsupportedType(format!("{m} in {path}")),
+        other => other,
+    }
+}
+
+#[pymethods]
+impl PyModel {
+    #[new]
+    #[pyo3(signature = (path, vocab_only=false))]
+    fn new(py: Python<'_>, path: std::path::PathBuf, vocab_only: bool) -> PyResult<Self> {
+        PyModel::load(py, &path.to_string_lossy(), vocab_only)
+    }
+
+    fn n_vocab(&self) -> usize {
+        self.tokenizer.n_vocab()
+    }
+
+    fn n_ctx_train(&self) -> usize {
+        match &self.weights {
+            Weights::Full(m) => m.hparams().n_ctx_train,
+            Weights::VocabOnly(f) => {
+                let arch = f.get_str("general.architecture").ok().flatten().unwrap_or("llama").to_string();
+                f.get_u32(&format!("{arch}.context_length")).ok().flatten().unwrap_or(0) as usize
+            }
+        }
+    }
+
+    fn n_embd(&self) -> PyResult<usize> {
+        Ok(self.model()?.hparams().n_embd)
+    }
+
+    fn metadata(&self) -> Vec<(String, String)> {
+        metadata_strings(self.gguf())
+    }
+
+    fn chat_template(&self) -> Option<String> {
+        self.gguf().get_str("tokenizer.chat_template").ok().flatten().map(|s| s.to_string())
+    }
+
+    fn architecture(&self) -> Option<String> {
+        self.gguf().get_str("general.architecture").ok().flatten().map(|s| s.to_string())
+    }
+
+    #[pyo3(signature = (text, add_special=true, parse_special=false))]
+    fn tokenize(&self, py: Python<'_>, text: &[u8], add_special: bool, parse_special: bool) -> Vec<u32> {
+        let tok = &self.tokenizer;
+        py.detach(|| tok.tokenize(text, add_special, parse_special))
+    }
+
+    #[pyo3(signature = (ids, special=false))]
+    fn detokenize<'py>(&self, py: Python<'py>, ids: Vec<i64>, special: bool) -> PyResult<Bound<'py, PyBytes>> {
+        let ids: Vec<u32> = ids.into_iter().map(|i| self.check_id(i)).collect::<PyResult<_>>()?;
+        Ok(PyBytes::new(py, &self.tokenizer.detokenize(&ids, special)))
+    }
+
+    #[pyo3(signature = (id, special=false))]
+    fn token_to_piece<'py>(&self, py: Python<'py>, id: i64, special: bool) -> PyResult<Bound<'py, PyBytes>> {
+        let id = self.check_id(id)?;
+        Ok(PyBytes::new(py, &self.tokenizer.token_to_piece(id, special)))
+    }
+
+    fn token_bos(&self) -> Option<u32> {
+        self.tokenizer.bos()
+    }
+
+    fn token_eos(&self) -> Option<u32> {
+        self.tokenizer.eos()
+    }
+
+    fn add_bos(&self) -> bool {
+        self.tokenizer.add_bos()
+    }
+
+    fn is_eog(&self, id: i64) -> bool {
+        id >= 0 && self.tokenizer.is_eog(id as u32)
+    }
+
+    fn hparams(&self) -> PyResult<Vec<(String, String)>> {
+        let h = self.model()?.hparams();
+        Ok(vec![
+            ("arch".into(), h.arch.name().into()),
+            ("n_vocab".into(), h.n_vocab.to_string()),
+            ("n_ctx_train".into(), h.n_ctx_train.to_string()),
+            ("n_embd".into(), h.n_embd.to_string()),
+            ("n_layer".into(), h.n_layer.to_string()),
+            ("n_head".into(), h.n_head.to_string()),
+            ("n_head_kv".into(), h.n_head_kv.to_string()),
+            ("n_ff".into(), h.n_ff.to_string()),
+        ])
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Model({:?}, n_vocab={})", self.path, self.tokenizer.n_vocab())
+    }
+}
+
+#[pyclass(name = "Context", module = "llama._llama", frozen)]
+pub struct PyContext {
+    model: Arc<Model>,
+    ctx: Mutex<Context>,
+}
+
+impl PyContext {
+    pub fn create(py: Python<'_>, model: Arc<Model>, p: ContextParams) -> PyResult<PyContext> {
+        let m = model.clone();
+        let ctx = py.detach(move || Context::new(&m, p)).py_err()?;
+        Ok(PyContext { model, ctx: Mutex::new(ctx) })
+    }
+
+    pub fn lock(&self) -> PyResult<std::sync::MutexGuard<'_, Context>> {
+        self.ctx
+            .try_lock()
+            .map_err(|_| to_py(Error::InvalidArgument("this context is being used by another thread".into())))
+    }
+
+    /// Evaluates with the GIL released; returns the logits of the outputs as a Vec.
+    pub fn eval_vec(&self, py: Python<'_>, tokens: &[u32], n_past: usize) -> PyResult<()> {
+        let mut ctx = self.lock()?;
+        let model = &self.model;
+        py.detach(|| ctx.eval(model, tokens, n_past)).py_err()
+    }
+}
+
+pub fn parse_kv_type(s: &str) -> PyResult<KvType> {
+    KvType::from_name(s)
+        .ok_or_else(|| to_py(Error::InvalidArgument(format!("KV cache type {s:?} is not supported (use f16 or f32)"))))
+}
+
+#[pymethods]
+impl PyContext {
+    #[new]
+    #[pyo3(signature = (model, n_ctx=512, n_batch=512, n_threads=None, type_k="f16", logits_all=false))]
+    fn new(
+        py: Python<'_>,
+        model: &PyModel,
+        n_ctx: usize,
+        n_batch: usize,
+        n_threads: Option<usize>,
+        type_k: &str,
+        logits_all: bool,
+    ) -> PyResult<Self> {
+        let m = model.model()?.clone();
+        let n_threads = n_threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let p = ContextParams { n_ctx, n_batch, n_threads: n_threads.max(1), kv_type: parse_kv_type(type_k)?, logits_all };
+        PyContext::create(py, m, p)
+    }
+
+    /// Evaluates `tokens` at positions n_past…; with `out` ([n_outputs, n_vocab] float32) the
+    /// logits are written there, otherwise `logits()` returns them.
+    #[pyo3(signature = (tokens, n_past, out=None))]
+    fn eval(&self, py: Python<'_>, tokens: Vec<i64>, n_past: usize, out: Option<PyReadwriteArray2<'_, f32>>) -> PyResult<()> {
+        let n_vocab = self.model.n_vocab();
+        let toks: Vec<u32> = tokens
+            .iter()
+            .map(|&t| {
+                if t < 0 || t as usize >= n_vocab {
+                    Err(to_py(Error::InvalidArgument(format!("token id {t} is outside the vocabulary (n_vocab = {n_vocab})"))))
+                } else {
+                    Ok(t as u32)
+                }
+            })
+            .collect::<PyResult<_>>()?;
+        self.eval_vec(py, &toks, n_past)?;
+        if let Some(mut out) = out {
+            let ctx = self.lock()?;
+            let logits = ctx.logits();
+            let dst = out.as_slice_mut().map_err(|_| to_py(Error::InvalidArgument("out must be C-contiguous".into())))?;
+            if dst.len() != logits.len() {
+                return Err(to_py(Error::InvalidArgument(format!(
+                    "out holds {} floats, the logits are {}",
+                    dst.len(),
+                    logits.len()
+                ))));
+            }
+            dst.copy_from_slice(logits);
+        }
+        Ok(())
+    }
+
+    /// The logits of the last eval: [n_outputs, n_vocab] (a copy).
+    fn logits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let ctx = self.lock()?;
+        let n_vocab = self.model.n_vocab();
+        let l = ctx.logits();
+        let rows = if n_vocab == 0 { 0 } else { l.len() / n_vocab };
+        let arr = numpy::PyArray1::from_slice(py, l);
+        arr.reshape([rows, n_vocab])
+    }
+
+    fn n_ctx(&self) -> PyResult<usize> {
+        Ok(self.lock()?.n_ctx())
+    }
+
+    fn kv_len(&self) -> PyResult<usize> {
+        Ok(self.lock()?.kv_len())
+    }
+
+    /// Forget everything after the first `n` positions (prefix reuse).
+    fn truncate(&self, n: usize) -> PyResult<()> {
+        self.lock()?.truncate(n).py_err()
+    }
+
+    #[pyo3(signature = (n_tokens=None))]
+    fn save_state<'py>(&self, py: Python<'py>, n_tokens: Option<usize>) -> PyResult<Bound<'py, PyBytes>> {
+        let ctx = self.lock()?;
+        if let Some(n) = n_tokens {
+            if n != ctx.kv_len() {
+                drop(ctx);
+                self.lock()?.truncate(n).py_err()?;
+                return Ok(PyBytes::new(py, &self.lock()?.state()));
+            }
+        }
+        Ok(PyBytes::new(py, &ctx.state()))
+    }
+
+    fn load_state(&self, data: &[u8]) -> PyResult<()> {
+        self.lock()?.set_state(data).py_err()
+    }
+}
+
+#[pyclass(name = "StreamDecoder", module = "llama._llama")]
+pub struct PyStreamDecoder {
+    inner: StreamDecoder,
+}
+
+#[pymethods]
+impl PyStreamDecoder {
+    #[new]
+    fn new() -> Self {
+        PyStreamDecoder { inner: StreamDecoder::new() }
+    }
+
+    /// Adds a piece's bytes; returns only whole UTF-8 characters (the rest waits for more bytes).
+    fn push(&mut self, piece: &[u8]) -> String {
+        self.inner.push(piece)
+    }
+
+    /// Whatever is pending (invalid bytes become U+FFFD).
+    fn flush(&mut self) -> String {
+        self.inner.flush()
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (template, messages, add_generation_prompt=true, bos_token="", eos_token=""))]
+pub fn render_chat_template(
+    py: Python<'_>,
+    template: Option<&str>,
+    messages: &Bound<'_, PyAny>,
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+) -> PyResult<String> {
+    let json = py.import("json")?.call_method1("dumps", (messages,))?.extract::<String>()?;
+    llama_core::chat::render(template, &json, add_generation_prompt, bos_token, eos_token).py_err()
+}
+
+/// Sum of −log p(tokens[j+1] | logits[j]) for j in first…len−2 (llama-perplexity's scoring) and
+/// the number of terms, computed in f64.
+#[pyfunction]
+pub fn nll(logits: PyReadonlyArray2<'_, f32>, tokens: Vec<u32>, first: usize) -> PyResult<(f64, usize)> {
+    let shape = logits.shape();
+    let (rows, n_vocab) = (shape[0], shape[1]);
+    let l = logits.as_slice().map_err(|_| to_py(Error::InvalidArgument("logits must be C-contiguous".into())))?;
+    if rows < tokens.len() {
+        return Err(to_py(Error::InvalidArgument(format!("{rows} logit rows for {} tokens", tokens.len()))));
+    }
+    let mut sum = 0.0f64;
+    let mut n = 0usize;
+    for j in first..tokens.len().saturating_sub(1) {
+        let row = &l[j * n_vocab..(j + 1) * n_vocab];
+        let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        let lse = row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln() + max;
+        let t = tokens[j + 1] as usize;
+        if t >= n_vocab {
+            return Err(to_py(Error::InvalidArgument(format!("token {t} ≥ n_vocab {n_vocab}"))));
+        }
+        sum += lse - row[t] as f64;
+        n += 1;
+    }
+    Ok((sum, n))
+}
+
+/// The instruction set the kernels were chosen for (e.g. "avx512"), for `bench` and bug reports.
+#[pyfunction]
+pub fn cpu_info() -> String {
+    llama_core::cpu::describe()
+}

@@ -1,0 +1,44 @@
+"""llama.py: LLaMA-family inference on CPU, a Rust core driven from Python.
+
+High level (llama-cpp-python compatible)::
+
+    from llama import Llama
+    llm = Llama("model.gguf")
+    print(llm("The capital of France is", max_tokens=16)["choices"][0]["text"])
+
+Seed API::
+
+    from llama import LLaMA, GGMLType, sample_next_token
+    model = LLaMA.load("ggml-model-q4_0.gguf", 512, GGMLType.F32)
+"""
+
+from ._llama import GGMLType, LLaMA, Tokenizer, sample_next_token, __version__
+from .errors import (
+    ChecksumError,
+    ContextOverflowError,
+    InvalidArgumentError,
+    LlamaError,
+    ModelFileNotFoundError,
+    ModelFormatError,
+    TokenizerError,
+    UnsupportedError,
+)
+from .high_level import Llama, LlamaState
+
+__all__ = [
+    "Llama",
+    "LlamaState",
+    "LLaMA",
+    "GGMLType",
+    "Tokenizer",
+    "sample_next_token",
+    "LlamaError",
+    "ModelFileNotFoundError",
+    "ModelFormatError",
+    "UnsupportedError",
+    "TokenizerError",
+    "ContextOverflowError",
+    "InvalidArgumentError",
+    "ChecksumError",
+    "__version__",
+]

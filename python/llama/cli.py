@@ -1,0 +1,398 @@
+"""`python -m llama …` / `llama …`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from typing import List, Optional
+
+from .errors import LlamaError
+
+# llama.cpp's `enum llama_ftype` names, for `info`.
+FILE_TYPES = {
+    0: "ALL_F32", 1: "MOSTLY_F16", 2: "MOSTLY_Q4_0", 3: "MOSTLY_Q4_1", 7: "MOSTLY_Q8_0",
+    8: "MOSTLY_Q5_0", 9: "MOSTLY_Q5_1", 10: "MOSTLY_Q2_K", 11: "MOSTLY_Q3_K_S", 12: "MOSTLY_Q3_K_M",
+    13: "MOSTLY_Q3_K_L", 14: "MOSTLY_Q4_K_S", 15: "MOSTLY_Q4_K_M", 16: "MOSTLY_Q5_K_S",
+    17: "MOSTLY_Q5_K_M", 18: "MOSTLY_Q6_K", 32: "MOSTLY_BF16",
+}
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.2f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def cmd_info(a) -> int:
+    from . import _llama
+
+    info = _llama.gguf_info(a.model)
+    if a.json:
+        print(json.dumps(info, ensure_ascii=False, indent=1))
+        return 0
+    md = info["metadata"]
+    arch = md.get("general.architecture", "?")
+    print(f"file:          {a.model}")
+    print(f"GGUF version:  {info['version']}")
+    print(f"architecture:  {arch}")
+    if "general.name" in md:
+        print(f"name:          {md['general.name']}")
+    ft = md.get("general.file_type")
+    if ft is not None:
+        print(f"file type:     {FILE_TYPES.get(ft, ft)}")
+    print(f"size:          {_human(info['file_size'])}  ({info['n_params']:,} parameters)")
+    tok_model = md.get("tokenizer.ggml.model")
+    toks = md.get("tokenizer.ggml.tokens")
+    n_vocab = toks["len"] if isinstance(toks, dict) else None
+    print(f"vocab:         {n_vocab} tokens, type {tok_model}" + (f", pre-tokenizer {md['tokenizer.ggml.pre']}" if "tokenizer.ggml.pre" in md else ""))
+    print("hparams:")
+    for k, v in md.items():
+        if k.startswith(arch + "."):
+            print(f"  {k[len(arch) + 1:]:<36} {v}")
+    print(f"tensors ({len(info['tensors'])}):")
+    w = max((len(t["name"]) for t in info["tensors"]), default=10)
+    for t in info["tensors"]:
+        shape = " x ".join(str(d) for d in t["shape"])
+        print(f"  {t['name']:<{w}}  {t['type']:<7} {shape}")
+    return 0
+
+
+def cmd_tokenize(a) -> int:
+    from .high_level import Llama
+
+    llm = Llama(a.model, vocab_only=True)
+    print(json.dumps(llm.tokenize(a.text.encode("utf-8"), add_bos=not a.no_bos, special=a.special)))
+    return 0
+
+
+def _load(a, **kw):
+    from .high_level import Llama
+    from .pull import resolve_model
+
+    a.model = resolve_model(a.model)
+    t0 = time.perf_counter()
+    llm = Llama(a.model, n_ctx=a.ctx_size, n_threads=a.threads, seed=a.seed if a.seed is not None else -1, **kw)
+    if a.verbose:
+        print(f"load time: {time.perf_counter() - t0:.2f} s", file=sys.stderr)
+    return llm
+
+
+def _sampling(a) -> dict:
+    return dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p, repeat_penalty=a.repeat_penalty)
+
+
+def _stream(llm, prompt_tokens: List[int], a, n_predict: int) -> str:
+    """Stream a continuation to stdout; return the text. Timings on stderr with --verbose."""
+    from . import _llama
+
+    t0 = time.perf_counter()
+    t_first = None
+    dec = _llama.StreamDecoder()
+    out = []
+    n = 0
+    if a.seed is not None:
+        llm.set_seed(a.seed)
+    gen = llm.generate(prompt_tokens, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p, temp=a.temp,
+                       repeat_penalty=a.repeat_penalty)
+    try:
+        for tok in gen:
+            if t_first is None:
+                t_first = time.perf_counter()
+            if llm._model.is_eog(tok) or n >= n_predict:
+                break
+            n += 1
+            piece = dec.push(llm._model.token_to_piece(tok, False))
+            out.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+            if llm.n_tokens >= llm.n_ctx():
+                print("\n[context full]", file=sys.stderr)
+                break
+    except KeyboardInterrupt:
+        print("\n[interrupted]", file=sys.stderr)
+    tail = dec.flush()
+    sys.stdout.write(tail)
+    sys.stdout.flush()
+    t1 = time.perf_counter()
+    if a.verbose and t_first is not None:
+        pp = len(prompt_tokens) / max(t_first - t0, 1e-9)
+        tg = (n - 1) / max(t1 - t_first, 1e-9) if n > 1 else float("nan")
+        print(f"\nprompt: {len(prompt_tokens)} tokens, {pp:.2f} tok/s; generation: {n} tokens, {tg:.2f} tok/s",
+              file=sys.stderr)
+    return "".join(out) + tail
+
+
+def cmd_run(a) -> int:
+    llm = _load(a)
+    if a.prompt is not None:
+        tokens = llm.tokenize(a.prompt.encode("utf-8"), add_bos=True, special=True)
+        if not tokens:
+            raise LlamaError("the prompt is empty and the model has no BOS token to start from")
+        sys.stdout.write(a.prompt)
+        _stream(llm, tokens, a, a.n_predict)
+        sys.stdout.write("\n")
+        return 0
+    # Interactive: each line is a fresh prompt.
+    while True:
+        try:
+            line = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not line.strip():
+            continue
+        tokens = llm.tokenize(line.encode("utf-8"), add_bos=True, special=True)
+        _stream(llm, tokens, a, a.n_predict)
+        sys.stdout.write("\n")
+
+
+def cmd_chat(a) -> int:
+    llm = _load(a)
+    messages = []
+    if a.system:
+        messages.append({"role": "system", "content": a.system})
+    inputs = [a.prompt] if a.prompt else None
+    while True:
+        if inputs is not None:
+            if not inputs:
+                return 0
+            line = inputs.pop(0)
+            print(f"> {line}")
+        else:
+            try:
+                line = input("> ")
+            except (EOFError, KeyboardInterrupt):
+                print()
+                return 0
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line})
+        prompt = llm.apply_chat_template(messages, add_generation_prompt=True)
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        bos = llm._model.token_bos()
+        if llm._model.add_bos() and bos is not None and (not tokens or tokens[0] != bos):
+            tokens = [bos] + tokens
+        # generate() reuses the cached prefix, so earlier turns are not evaluated again.
+        reply = _stream(llm, tokens, a, a.n_predict if a.n_predict > 0 else llm.n_ctx())
+        sys.stdout.write("\n")
+        messages.append({"role": "assistant", "content": reply})
+
+
+def cmd_perplexity(a) -> int:
+    from . import _llama
+
+    llm = _load(a, logits_all=True, n_batch=a.ctx_size)
+    text = open(a.file, "rb").read()
+    tokens = llm.tokenize(text, add_bos=False, special=False)
+    c = a.ctx_size
+    n_chunks = len(tokens) // c
+    if a.chunks is not None and a.chunks > 0:
+        n_chunks = min(n_chunks, a.chunks)
+    if n_chunks == 0:
+        raise LlamaError(f"{a.file}: {len(tokens)} tokens is less than one chunk of {c}")
+    bos = llm._model.token_bos()
+    add_bos = llm._model.add_bos() and bos is not None
+    nll = 0.0
+    count = 0
+    first = c // 2
+    for i in range(n_chunks):
+        chunk = tokens[i * c:(i + 1) * c]
+        if add_bos:
+            chunk = [bos] + chunk[1:]
+        llm.reset()
+        llm._need_ctx().truncate(0)
+        llm.eval(chunk)
+        chunk_nll, n = _llama.nll(llm.scores[:c], chunk, first)
+        nll += chunk_nll
+        count += n
+        if not a.quiet:
+            print(f"[{i + 1}]{math.exp(nll / count):.4f}", end=" ", file=sys.stderr, flush=True)
+    if not a.quiet:
+        print(file=sys.stderr)
+    print(f"ppl = {math.exp(nll / count):.6f}")
+    return 0
+
+
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def _bench_runs(make, eval_fn, reset_fn, n_vocab, bos, p, n, r):
+    """llama-bench's method: pp = one batch of p tokens from an empty cache; tg = n single-token
+    steps after a BOS. Returns (pp tok/s, tg tok/s), medians of r runs after one warm-up."""
+    import random
+
+    rnd = random.Random(1234)
+    prompt = [bos] + [rnd.randrange(n_vocab) for _ in range(max(p - 1, 0))]
+    pp, tg = [], []
+    for i in range(r + 1):
+        if p > 0:
+            reset_fn()
+            t0 = time.perf_counter()
+            eval_fn(prompt[:p])
+            dt = time.perf_counter() - t0
+            if i:
+                pp.append(p / dt)
+        if n > 0:
+            reset_fn()
+            eval_fn([bos])
+            t0 = time.perf_counter()
+            for _ in range(n):
+                eval_fn([rnd.randrange(n_vocab)])
+            dt = time.perf_counter() - t0
+            if i:
+                tg.append(n / dt)
+    return (_median(pp) if pp else None), (_median(tg) if tg else None)
+
+
+def _bench_ours(a):
+    from .high_level import Llama
+
+    llm = Llama(a.model, n_ctx=a.p + a.n + 8, n_batch=max(a.p, 1), n_threads=a.threads)
+    bos = llm.token_bos() if llm.token_bos() >= 0 else 0
+    return _bench_runs(None, llm.eval, llm.reset, llm.n_vocab(), bos, a.p, a.n, a.repetitions)
+
+
+def _bench_llama_cpp(a):
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    llm = llama_cpp.Llama(a.model, n_ctx=a.p + a.n + 8, n_batch=max(a.p, 1), n_ubatch=max(a.p, 1),
+                          n_threads=a.threads, n_threads_batch=a.threads, flash_attn=False, verbose=False)
+    bos = llm.token_bos() if llm.token_bos() >= 0 else 0
+    return _bench_runs(None, llm.eval, llm.reset, llm.n_vocab(), bos, a.p, a.n, a.repetitions)
+
+
+def cmd_bench(a) -> int:
+    from . import _llama
+
+    a.threads = a.threads or (os.cpu_count() or 1)
+    keys = ([f"pp{a.p}"] if a.p > 0 else []) + ([f"tg{a.n}"] if a.n > 0 else [])
+    ours = dict(zip(keys, [v for v in _bench_ours(a) if v is not None]))
+    ref = None
+    if a.compare_llama_cpp:
+        res = _bench_llama_cpp(a)
+        if res is None:
+            print("llama-cpp-python is not installed: no comparison", file=sys.stderr)
+        else:
+            ref = dict(zip(keys, [v for v in res if v is not None]))
+    name = os.path.basename(a.model)
+    print(f"model: {name}  threads: {a.threads}  runs: {a.repetitions}  isa: {_llama.cpu_info()}")
+    if ref is None:
+        print(f"{'test':<8} {'llama.py tok/s':>15}")
+        for k in keys:
+            print(f"{k:<8} {ours[k]:>15.2f}")
+    else:
+        print(f"{'test':<8} {'llama.py tok/s':>15} {'llama.cpp tok/s':>16} {'ratio':>7}")
+        for k in keys:
+            print(f"{k:<8} {ours[k]:>15.2f} {ref[k]:>16.2f} {ours[k] / ref[k]:>7.2f}")
+    if a.json:
+        out = {k: round(v, 3) for k, v in ours.items()}
+        if ref is not None:
+            out["llama_cpp"] = {k: round(v, 3) for k, v in ref.items()}
+        print(json.dumps(out))
+    return 0
+
+
+def cmd_pull(a) -> int:
+    from .pull import cmd_pull as pull
+
+    return pull(a)
+
+
+def _add_model_args(p, need_model=True):
+    p.add_argument("-m", "--model", required=need_model,
+                   help="GGUF file, a folder holding one, or hf:OWNER/REPO[/FILE]" + ("" if need_model else
+                        " (default: $LLAMA_MODEL, else Qwen2.5-0.5B-Instruct Q4_K_M pulled on first use)"))
+    p.add_argument("-c", "--ctx-size", type=int, default=0, help="context size (0 = the model's, capped at 4096)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=None, help="RNG seed (default: random)")
+    p.add_argument("--verbose", action="store_true", help="print load time and tokens/s on stderr")
+
+
+def _add_sampling_args(p, n_default=128):
+    p.add_argument("-n", "--n-predict", type=int, default=n_default, help="tokens to generate")
+    p.add_argument("--temp", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--min-p", type=float, default=0.05)
+    p.add_argument("--repeat-penalty", type=float, default=1.0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="llama", description="LLaMA-family inference on CPU (GGUF models).")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("info", help="describe a GGUF file: architecture, hparams, vocab, tensors")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("tokenize", help="print the token ids of TEXT as a JSON list")
+    p.add_argument("-m", "--model", required=True)
+    p.add_argument("--no-bos", action="store_true", help="do not add BOS even where the model asks for it")
+    p.add_argument("--special", action="store_true", help="match special/control tokens written in the text")
+    p.add_argument("text")
+    p.set_defaults(func=cmd_tokenize)
+
+    p = sub.add_parser("run", help="stream a continuation of a prompt (interactive without -p)")
+    _add_model_args(p, need_model=False)
+    _add_sampling_args(p)
+    p.add_argument("-p", "--prompt", default=None)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("chat", help="multi-turn chat with the model's chat template")
+    _add_model_args(p, need_model=False)
+    _add_sampling_args(p, n_default=-1)
+    p.add_argument("--system", default=None, help="system message")
+    p.add_argument("-p", "--prompt", default=None, help="a single user turn (non-interactive)")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("perplexity", help="perplexity of a text file, computed as llama-perplexity does")
+    _add_model_args(p)
+    p.add_argument("-f", "--file", required=True)
+    p.add_argument("--chunks", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_perplexity, ctx_size=256)
+    for action in p._actions:
+        if action.dest == "ctx_size":
+            action.default = 256
+    p = sub.add_parser("bench", help="prompt processing and generation speed (llama-bench's method)")
+    p.add_argument("-m", "--model", required=True)
+    p.add_argument("-p", type=int, default=512, help="prompt tokens (pp test)")
+    p.add_argument("-n", type=int, default=128, help="generated tokens (tg test)")
+    p.add_argument("-t", "--threads", type=int, default=None)
+    p.add_argument("-r", "--repetitions", type=int, default=3)
+    p.add_argument("--json", action="store_true", help='print {"ppP": X, "tgN": Y} as the last line')
+    p.add_argument("--compare-llama-cpp", action="store_true", help="also run llama-cpp-python on the same file")
+    p.set_defaults(func=cmd_bench)
+
+    from .pull import PARSER_KW, add_pull_args
+
+    p = sub.add_parser("pull", **PARSER_KW)
+    add_pull_args(p)
+    p.set_defaults(func=cmd_pull)
+    return ap
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except LlamaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

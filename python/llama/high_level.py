@@ -1,0 +1,504 @@
+"""`llama.Llama`: the high-level API, shaped like llama-cpp-python's so its users switch by
+changing an import. Text generation, OpenAI-shaped completions and chat, state save/load."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _llama
+from .errors import ContextOverflowError, InvalidArgumentError, LlamaError
+
+_MAX_DEFAULT_CTX = 4096
+
+
+@dataclass
+class LlamaState:
+    """A snapshot of the context: the evaluated tokens, their scores and the KV cache."""
+
+    input_ids: np.ndarray
+    scores: np.ndarray
+    n_tokens: int
+    kv_state: bytes
+    seed: int
+
+
+class Llama:
+    """Load a GGUF model and run it.
+
+    Parameters follow llama-cpp-python: ``n_ctx=0`` takes the model's trained context (capped at
+    4096), ``n_threads=None`` uses every core, ``type_k`` is the KV cache type ("f16" or "f32").
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        n_ctx: int = 0,
+        n_batch: int = 512,
+        n_threads: Optional[int] = None,
+        seed: int = -1,
+        logits_all: bool = False,
+        vocab_only: bool = False,
+        type_k: Union[str, int, None] = "f16",
+        verbose: bool = False,
+        chat_format: Optional[str] = None,
+        **_ignored: Any,
+    ):
+        self.model_path = os.fspath(model_path)
+        self.verbose = verbose
+        t0 = time.perf_counter()
+        self._model = _llama.Model(self.model_path, vocab_only=vocab_only)
+        self._vocab_only = vocab_only
+        self._n_vocab = self._model.n_vocab()
+        self.metadata: Dict[str, str] = dict(self._model.metadata())
+        self.chat_format = chat_format
+        self._logits_all = logits_all
+        self._seed = seed
+        self._rng = _llama.Rng(seed)
+        self._sampler = _llama.Sampler()
+        self._ctx = None
+        if n_ctx < 0 or n_batch <= 0:
+            raise InvalidArgumentError(f"n_ctx must be ≥ 0 and n_batch > 0 (got n_ctx={n_ctx}, n_batch={n_batch})")
+        train_ctx = self._model.n_ctx_train()
+        self._n_ctx = n_ctx if n_ctx > 0 else min(train_ctx or _MAX_DEFAULT_CTX, _MAX_DEFAULT_CTX)
+        self.n_batch = min(n_batch, self._n_ctx)
+        self.n_threads = n_threads or (os.cpu_count() or 1)
+        if not vocab_only:
+            self._ctx = _llama.Context(
+                self._model,
+                n_ctx=self._n_ctx,
+                n_batch=self.n_batch,
+                n_threads=self.n_threads,
+                type_k=_kv_type_name(type_k),
+                logits_all=logits_all,
+            )
+        self.input_ids = np.zeros((self._n_ctx,), dtype=np.intc)
+        # One row per position; np.empty does not touch the pages, so rows cost memory only once written.
+        self.scores = np.empty((self._n_ctx, self._n_vocab), dtype=np.single)
+        self.n_tokens = 0
+        if verbose:
+            import sys
+
+            print(f"llama: loaded {self.model_path} in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
+
+    # -- vocabulary ---------------------------------------------------------------------------
+
+    def tokenize(self, text: Union[bytes, str], add_bos: bool = True, special: bool = False) -> List[int]:
+        if isinstance(text, str):
+            text = text.encode("utf-8")
+        return self._model.tokenize(text, add_bos, special)
+
+    def detokenize(self, tokens: Sequence[int], prev_tokens: Optional[Sequence[int]] = None, special: bool = False) -> bytes:
+        return self._model.detokenize(list(tokens), special)
+
+    def token_bos(self) -> int:
+        b = self._model.token_bos()
+        return -1 if b is None else b
+
+    def token_eos(self) -> int:
+        e = self._model.token_eos()
+        return -1 if e is None else e
+
+    def token_nl(self) -> int:
+        return self.tokenize(b"\n", add_bos=False, special=False)[-1]
+
+    def n_vocab(self) -> int:
+        return self._n_vocab
+
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def n_embd(self) -> int:
+        return self._model.n_embd()
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def _need_ctx(self):
+        if self._ctx is None:
+            raise LlamaError(f"{self.model_path}: this model was loaded with vocab_only=True and cannot evaluate")
+        return self._ctx
+
+    def reset(self) -> None:
+        self.n_tokens = 0
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        """Evaluate tokens after the ones already in the context, in batches of n_batch."""
+        ctx = self._need_ctx()
+        tokens = list(tokens)
+        if not tokens:
+            raise InvalidArgumentError("eval: no tokens to evaluate")
+        if self.n_tokens + len(tokens) > self._n_ctx:
+            raise ContextOverflowError(
+                f"{self.n_tokens} tokens in the context + {len(tokens)} new exceed n_ctx={self._n_ctx}"
+            )
+        for i in range(0, len(tokens), self.n_batch):
+            batch = tokens[i : i + self.n_batch]
+            n_past = self.n_tokens
+            ctx.eval(batch, n_past)
+            logits = ctx.logits()  # [n_out, n_vocab] view into the context, valid until the next eval
+            if self._logits_all:
+                self.scores[n_past : n_past + len(batch)] = logits
+            else:
+                self.scores[n_past + len(batch) - 1] = logits[-1]
+            self.input_ids[n_past : n_past + len(batch)] = batch
+            self.n_tokens += len(batch)
+
+    @property
+    def _input_ids(self) -> np.ndarray:
+        return self.input_ids[: self.n_tokens]
+
+    @property
+    def _scores(self) -> np.ndarray:
+        return self.scores[: self.n_tokens]
+
+    def set_seed(self, seed: int) -> None:
+        self._seed = seed
+        self._rng = _llama.Rng(seed)
+
+    def sample(
+        self,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        temp: float = 0.80,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        penalty_last_n: int = 64,
+        idx: Optional[int] = None,
+    ) -> int:
+        """Sample the next token from the logits of the last evaluated position."""
+        if self.n_tokens == 0:
+            raise InvalidArgumentError("sample: nothing has been evaluated yet")
+        row = self.n_tokens - 1 if idx is None else idx
+        logits = np.array(self.scores[row], dtype=np.single, copy=True)
+        recent = self.input_ids[: self.n_tokens].tolist()
+        return self._sampler.sample(
+            logits,
+            recent,
+            self._rng,
+            temp=temp,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+            frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty,
+            penalty_last_n=penalty_last_n,
+        )
+
+    def _prefix_reuse(self, tokens: List[int]) -> List[int]:
+        """Keep the longest cached prefix of `tokens`; return what still has to be evaluated.
+        At least one token is always re-evaluated so fresh logits exist for sampling."""
+        n = 0
+        limit = min(self.n_tokens, len(tokens) - 1)
+        cached = self.input_ids
+        while n < limit and cached[n] == tokens[n]:
+            n += 1
+        self.n_tokens = n
+        self._need_ctx().truncate(n)
+        return tokens[n:]
+
+    def generate(
+        self,
+        tokens: Sequence[int],
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        temp: float = 0.80,
+        repeat_penalty: float = 1.0,
+        reset: bool = True,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        **_ignored: Any,
+    ) -> Iterator[int]:
+        """Yield sampled tokens forever (the caller stops); the cached prefix of `tokens` is reused."""
+        tokens = list(tokens)
+        if not tokens:
+            raise InvalidArgumentError("generate: empty prompt")
+        if reset and self.n_tokens > 0:
+            tokens = self._prefix_reuse(tokens)
+        elif reset:
+            self.reset()
+            self._need_ctx().truncate(0)
+        while True:
+            self.eval(tokens)
+            token = self.sample(
+                top_k=top_k,
+                top_p=top_p,
+                min_p=min_p,
+                temp=temp,
+                repeat_penalty=repeat_penalty,
+                frequency_penalty=frequency_penalty,
+                presence_penalty=presence_penalty,
+            )
+            tokens_or_none = yield token
+            tokens = [token]
+            if tokens_or_none is not None:
+                tokens.extend(tokens_or_none)
+
+    # -- completions --------------------------------------------------------------------------
+
+    def create_completion(
+        self,
+        prompt: Union[str, List[int]],
+        suffix: Optional[str] = None,
+        max_tokens: Optional[int] = 16,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        echo: bool = False,
+        stop: Optional[Union[str, List[str]]] = None,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        repeat_penalty: float = 1.0,
+        top_k: int = 40,
+        stream: bool = False,
+        seed: Optional[int] = None,
+        **_ignored: Any,
+    ):
+        it = self._completion(
+            prompt, max_tokens, temperature, top_p, min_p, echo, stop, frequency_penalty,
+            presence_penalty, repeat_penalty, top_k, seed, stream,
+        )
+        if stream:
+            return it
+        return next(it)
+
+    __call__ = create_completion
+
+    def _completion(self, prompt, max_tokens, temperature, top_p, min_p, echo, stop, frequency_penalty,
+                    presence_penalty, repeat_penalty, top_k, seed, stream):
+        self._need_ctx()
+        cid = f"cmpl-{uuid.uuid4()}"
+        created = int(time.time())
+        if isinstance(prompt, str):
+            prompt_tokens = self.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        else:
+            prompt_tokens = list(prompt)
+        if not prompt_tokens:
+            # An empty string still has a BOS when the model uses one; otherwise there is nothing to run.
+            bos = self._model.token_bos()
+            if bos is None:
+                raise InvalidArgumentError("create_completion: the prompt is empty")
+            prompt_tokens = [bos]
+        if len(prompt_tokens) >= self._n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {len(prompt_tokens)} tokens, the context holds {self._n_ctx}"
+            )
+        if max_tokens is None or max_tokens <= 0:
+            max_tokens = self._n_ctx - len(prompt_tokens)
+        max_tokens = min(max_tokens, self._n_ctx - len(prompt_tokens))
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        stops = [s for s in stops if s]
+        if seed is not None:
+            self.set_seed(seed)
+
+        decoder = _llama.StreamDecoder()
+        prompt_text = self.detokenize(prompt_tokens).decode("utf-8", errors="replace") if echo else ""
+        text = ""        # everything generated so far, stop strings not yet cut
+        emitted = 0      # chars of `text` already streamed
+        finish = "length"
+        completion_tokens: List[int] = []
+        if stream and echo and prompt_text:
+            yield self._chunk(cid, created, prompt_text, None)
+
+        for token in self.generate(
+            prompt_tokens, top_k=top_k, top_p=top_p, min_p=min_p, temp=temperature,
+            repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty,
+        ):
+            if self._model.is_eog(token):
+                finish = "stop"
+                break
+            completion_tokens.append(token)
+            text += decoder.push(self._model.token_to_piece(token, False))
+            cut = _find_stop(text, stops)
+            if cut is not None:
+                text = text[:cut]
+                finish = "stop"
+                break
+            if stream:
+                safe = len(text) - _stop_prefix_len(text, stops)
+                if safe > emitted:
+                    yield self._chunk(cid, created, text[emitted:safe], None)
+                    emitted = safe
+            if len(completion_tokens) >= max_tokens:
+                break
+        text += decoder.flush() if finish == "length" else ""
+        cut = _find_stop(text, stops)
+        if cut is not None:
+            text = text[:cut]
+            finish = "stop"
+        usage = {
+            "prompt_tokens": len(prompt_tokens),
+            "completion_tokens": len(completion_tokens),
+            "total_tokens": len(prompt_tokens) + len(completion_tokens),
+        }
+        if stream:
+            if len(text) > emitted:
+                yield self._chunk(cid, created, text[emitted:], None)
+            yield self._chunk(cid, created, "", finish)
+            return
+        yield {
+            "id": cid,
+            "object": "text_completion",
+            "created": created,
+            "model": self.model_path,
+            "choices": [{"text": prompt_text + text, "index": 0, "logprobs": None, "finish_reason": finish}],
+            "usage": usage,
+        }
+
+    def _chunk(self, cid, created, text, finish):
+        return {
+            "id": cid,
+            "object": "text_completion",
+            "created": created,
+            "model": self.model_path,
+            "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+        }
+
+    # -- chat -----------------------------------------------------------------------------------
+
+    def apply_chat_template(self, messages: List[Dict[str, Any]], add_generation_prompt: bool = True) -> str:
+        bos = self._model.token_bos()
+        eos = self._model.token_eos()
+        bos_text = self._model.token_to_piece(bos, True).decode("utf-8", "replace") if bos is not None else ""
+        eos_text = self._model.token_to_piece(eos, True).decode("utf-8", "replace") if eos is not None else ""
+        return _llama.render_chat_template(
+            self._model.chat_template(), _normalize_messages(messages), add_generation_prompt, bos_text, eos_text
+        )
+
+    def create_chat_completion(
+        self,
+        messages: List[Dict[str, Any]],
+        temperature: float = 0.2,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        min_p: float = 0.05,
+        stream: bool = False,
+        stop: Optional[Union[str, List[str]]] = None,
+        seed: Optional[int] = None,
+        max_tokens: Optional[int] = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        repeat_penalty: float = 1.0,
+        **_ignored: Any,
+    ):
+        prompt = self.apply_chat_template(messages, add_generation_prompt=True)
+        # The template writes the BOS itself where the model wants one.
+        tokens = self.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        bos = self._model.token_bos()
+        if self._model.add_bos() and bos is not None and (not tokens or tokens[0] != bos):
+            tokens = [bos] + tokens
+        result = self.create_completion(
+            tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p, min_p=min_p,
+            top_k=top_k, stream=stream, stop=stop, seed=seed, presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty, repeat_penalty=repeat_penalty,
+        )
+        cid = f"chatcmpl-{uuid.uuid4()}"
+        if not stream:
+            choice = result["choices"][0]
+            return {
+                "id": cid,
+                "object": "chat.completion",
+                "created": result["created"],
+                "model": self.model_path,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": choice["text"]},
+                    "logprobs": None,
+                    "finish_reason": choice["finish_reason"],
+                }],
+                "usage": result["usage"],
+            }
+        return self._chat_stream(cid, result)
+
+    def _chat_stream(self, cid, chunks):
+        first = True
+        for chunk in chunks:
+            choice = chunk["choices"][0]
+            if first:
+                first = False
+                yield {"id": cid, "object": "chat.completion.chunk", "created": chunk["created"],
+                       "model": self.model_path,
+                       "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}]}
+            delta = {"content": choice["text"]} if choice["text"] else {}
+            yield {"id": cid, "object": "chat.completion.chunk", "created": chunk["created"],
+                   "model": self.model_path,
+                   "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": choice["finish_reason"]}]}
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def save_state(self) -> LlamaState:
+        ctx = self._need_ctx()
+        return LlamaState(
+            input_ids=self.input_ids[: self.n_tokens].copy(),
+            scores=self.scores[: self.n_tokens].copy(),
+            n_tokens=self.n_tokens,
+            kv_state=ctx.save_state(self.n_tokens),
+            seed=self._seed,
+        )
+
+    def load_state(self, state: LlamaState) -> None:
+        ctx = self._need_ctx()
+        ctx.load_state(state.kv_state)
+        self.n_tokens = state.n_tokens
+        self.input_ids[: state.n_tokens] = state.input_ids
+        self.scores[: state.n_tokens] = state.scores
+
+    def close(self) -> None:
+        self._ctx = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _kv_type_name(t: Union[str, int, None]) -> str:
+    if t is None:
+        return "f16"
+    if isinstance(t, int):  # ggml type ids, as llama-cpp-python accepts them
+        return {0: "f32", 1: "f16"}.get(t) or _bad_kv(t)
+    t = str(t).lower()
+    return t if t in ("f16", "f32") else _bad_kv(t)
+
+
+def _bad_kv(t):
+    raise InvalidArgumentError(f"type_k {t!r} is not supported: use 'f16' or 'f32'")
+
+
+def _normalize_messages(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    out = []
+    for m in messages:
+        if not isinstance(m, dict) or "role" not in m:
+            raise InvalidArgumentError(f"chat message {m!r} needs a 'role'")
+        content = m.get("content")
+        if isinstance(content, list):  # OpenAI content parts: keep the text ones
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        out.append({**m, "content": "" if content is None else content})
+    return out
+
+
+def _find_stop(text: str, stops: List[str]) -> Optional[int]:
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _stop_prefix_len(text: str, stops: List[str]) -> int:
+    """Length of the longest tail of `text` that could be the start of a stop string (held back)."""
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                best = max(best, n)
+                break
+    return best
