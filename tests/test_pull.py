@@ -359,6 +359,11 @@ def test_gives_up_after_bounded_retries(server, tmp_path):
     assert not dest.exists()
 
 
+def test_bad_url_is_a_clear_error(tmp_path, capsys):
+    code, _, err = run_cli(["pull", "-m", str(tmp_path / "7B"), "--source", "ftp://example/x", "--quiet"], capsys)
+    assert code == 1 and "not an http(s) URL" in err
+
+
 def test_http_404_names_file(server, tmp_path):
     with pytest.raises(errors.LlamaError, match=r"missing\.bin.*404"):
         pull.download(f"{server.url}/missing.bin?sig=secret", tmp_path / "missing.bin", quiet=True)
