@@ -317,3 +317,22 @@ fn clean_spaces(text: &[u8]) -> Vec<u8> {
     t.truncate(total);
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenizer_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Tokenizer>();
+        check::<StreamDecoder>();
+    }
+
+    #[test]
+    fn clean_spaces_passes() {
+        assert_eq!(clean_spaces(b"Hello , world !"), b"Hello, world!");
+        assert_eq!(clean_spaces(b"it 's I 'm you 're we 've don 't"), b"it's I'm you're we've don 't");
+        assert_eq!(clean_spaces(b"a ' b"), b"a'b");
+    }
+}
