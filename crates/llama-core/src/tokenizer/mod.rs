@@ -15,7 +15,7 @@ mod stream;
 mod texts;
 mod vocab;
 
-pub use pretokenize::PreType;
+pub use pretokenize::{split_raw as pre_tokenize, PreType};
 pub use spm_model::{SpmModel, SpmPiece};
 pub use stream::StreamDecoder;
 pub use vocab::{attr, token_type, Vocab, VocabKind, VocabOptions};
