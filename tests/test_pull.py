@@ -32,16 +32,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PYDIR = ROOT / "python"
 
-# Same bootstrap in-process and in subprocesses: the real package if it imports, else a bare one.
+# Same bootstrap in-process and in subprocesses: the installed package if there is one (other test
+# files import it too, so it must not be shadowed), else this checkout's, else a bare package over
+# this checkout's python/llama (native module not built).
 BOOT = f"""
 import sys, types
-sys.path.insert(0, {str(PYDIR)!r})
 try:
     import llama
 except ImportError:
+    sys.path.insert(0, {str(PYDIR)!r})
     for k in [k for k in sys.modules if k == "llama" or k.startswith("llama.")]:
         del sys.modules[k]
-    pkg = types.ModuleType("llama"); pkg.__path__ = [{str(PYDIR / 'llama')!r}]; sys.modules["llama"] = pkg
+    try:
+        import llama
+    except ImportError:
+        for k in [k for k in sys.modules if k == "llama" or k.startswith("llama.")]:
+            del sys.modules[k]
+        pkg = types.ModuleType("llama"); pkg.__path__ = [{str(PYDIR / 'llama')!r}]; sys.modules["llama"] = pkg
 """
 exec(BOOT)
 pull = importlib.import_module("llama.pull")
@@ -350,6 +357,11 @@ def test_gives_up_after_bounded_retries(server, tmp_path):
     with pytest.raises(errors.LlamaError, match="failed after 3 attempts"):
         pull.download(f"http://127.0.0.1:{port}/flaky.bin", dest, quiet=True, retries=2, timeout=1)
     assert not dest.exists()
+
+
+def test_bad_url_is_a_clear_error(tmp_path, capsys):
+    code, _, err = run_cli(["pull", "-m", str(tmp_path / "7B"), "--source", "ftp://example/x", "--quiet"], capsys)
+    assert code == 1 and "not an http(s) URL" in err
 
 
 def test_http_404_names_file(server, tmp_path):

@@ -252,7 +252,7 @@ def _content_range(value: Optional[str]) -> Tuple[Optional[int], Optional[int]]:
 
 def download(url: str, dest, *, digest: Optional[Tuple[str, str]] = None, quiet: bool = False,
              token: Optional[str] = None, timeout: float = TIMEOUT, retries: int = RETRIES,
-             backoff: float = BACKOFF, desc: Optional[str] = None) -> Path:
+             backoff: Optional[float] = None, desc: Optional[str] = None) -> Path:
     """Download `url` to `dest` through `dest.part`, resuming a `.part` left by an earlier run.
 
     digest = (algorithm, hex), e.g. ("md5", "…"): checked before the rename; a mismatch removes the
@@ -261,6 +261,9 @@ def download(url: str, dest, *, digest: Optional[Tuple[str, str]] = None, quiet:
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise InvalidArgumentError(f"{_redact(url)}: not an http(s) URL")
+    backoff = BACKOFF if backoff is None else backoff
     dest.parent.mkdir(parents=True, exist_ok=True)
     desc = desc or dest.name
     algo = digest[0] if digest else "md5"
