@@ -49,3 +49,21 @@ fn synth_golden() {
     }
 }
 
+#[test]
+fn gemma_vocab_loads_fast() {
+    let Some(p) = common::require(common::models_dir().join("gemma3-270m-q4_k_m.gguf")) else { return };
+    let f = llama_core::gguf::GgufFile::open(&p).unwrap();
+    let (c0, t0) = (common::thread_cpu_time(), std::time::Instant::now());
+    let tok = Tokenizer::from_gguf(&f).unwrap();
+    let wall = t0.elapsed();
+    let cpu = match (c0, common::thread_cpu_time()) {
+        (Some(a), Some(b)) => b - a,
+        _ => wall,
+    };
+    eprintln!("gemma3 vocab ({} tokens) built in {cpu:?} CPU ({wall:?} wall)", tok.n_vocab());
+    assert_eq!(tok.n_vocab(), 262144);
+    assert!(!tok.add_space_prefix());
+    assert_eq!((tok.bos(), tok.eos()), (Some(2), Some(1)));
+    assert!(tok.is_eog(1) && tok.is_eog(106), "<eos> and <end_of_turn> end generation");
+    assert!(cpu < std::time::Duration::from_millis(200), "gemma3 vocab took {cpu:?} CPU");
+}

@@ -1,6 +1,7 @@
 //! Building a tokenizer from GGUF metadata (`tokenizer.ggml.*`), with llama.cpp's defaults for
 //! every optional key.
 
+use super::texts::TokenTexts;
 use super::vocab::{Vocab, VocabKind, VocabOptions};
 use super::Tokenizer;
 use crate::gguf::{GgufFile, Value};
@@ -47,7 +48,12 @@ pub fn vocab_from_gguf(f: &GgufFile) -> Result<Vocab> {
     let kind = VocabKind::from_model_name(model)
         .map_err(|e| Error::Tokenizer(format!("{}: {}", f.path.display(), e.to_string().trim_start_matches("tokenizer: "))))?;
     let pre = f.get_str(KEY_PRE)?.unwrap_or("");
-    let tokens = strings(f, KEY_TOKENS)?.ok_or_else(|| bad(f, KEY_TOKENS, "is missing"))?;
+    let items = array(f, KEY_TOKENS)?.ok_or_else(|| bad(f, KEY_TOKENS, "is missing"))?;
+    let n_bytes = items.iter().map(|v| v.as_bytes().map_or(0, |b| b.len())).sum();
+    let mut tokens = TokenTexts::with_capacity(items.len(), n_bytes);
+    for v in items {
+        tokens.push(v.as_bytes().ok_or_else(|| bad(f, KEY_TOKENS, "must be an array of strings"))?)?;
+    }
     let scores = match array(f, KEY_SCORES)? {
         None => Vec::new(),
         Some(items) => items
@@ -84,6 +90,6 @@ pub fn vocab_from_gguf(f: &GgufFile) -> Result<Vocab> {
         add_space_prefix: f.get_bool("tokenizer.ggml.add_space_prefix")?,
         remove_extra_whitespaces: f.get_bool("tokenizer.ggml.remove_extra_whitespaces")?,
     };
-    Vocab::new(kind, tokens, scores, types, merges, pre, opts)
+    Vocab::build(kind, tokens, scores, types, merges, pre, opts)
         .map_err(|e| Error::Tokenizer(format!("{}: {}", f.path.display(), e.to_string().trim_start_matches("tokenizer: "))))
 }

@@ -12,9 +12,10 @@ mod special;
 mod spm;
 pub mod spm_model;
 mod stream;
+mod texts;
 mod vocab;
 
-pub use pretokenize::PreType;
+pub use pretokenize::{split_raw as pre_tokenize, PreType};
 pub use spm_model::{SpmModel, SpmPiece};
 pub use stream::StreamDecoder;
 pub use vocab::{attr, token_type, Vocab, VocabKind, VocabOptions};
@@ -26,14 +27,11 @@ use special::Fragment;
 #[derive(Clone, Debug)]
 pub struct Tokenizer {
     vocab: Vocab,
-    /// [n_vocab] piece of each token rendered with `special = true` (llama.cpp's piece cache).
-    pieces: Vec<Box<[u8]>>,
 }
 
 impl Tokenizer {
     pub fn from_vocab(vocab: Vocab) -> Tokenizer {
-        let pieces = (0..vocab.n_vocab() as u32).map(|id| render_piece(&vocab, id).into_boxed_slice()).collect();
-        Tokenizer { vocab, pieces }
+        Tokenizer { vocab }
     }
 
     /// Build from a bare SentencePiece `tokenizer.model` (protobuf bytes).
@@ -103,7 +101,10 @@ impl Tokenizer {
         if !special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
             return Vec::new();
         }
-        self.pieces.get(id as usize).map(|p| p.to_vec()).unwrap_or_default()
+        if id as usize >= self.vocab.n_vocab() {
+            return Vec::new();
+        }
+        render_piece(&self.vocab, id)
     }
 
     /// Ids → bytes as llama-cpp-python's `detokenize(ids, special)`: the concatenated pieces,
@@ -192,7 +193,8 @@ impl Tokenizer {
     }
 }
 
-/// llama.cpp's `token_to_piece` with `special = true` (the cached rendering).
+/// llama.cpp's `token_to_piece` with `special = true` (what llama.cpp caches; computed on
+/// demand here, it is cheap and a 262k-entry cache would dominate load time).
 fn render_piece(v: &Vocab, id: u32) -> Vec<u8> {
     let text = &v.tokens[id as usize];
     let a = v.attrs[id as usize];
@@ -314,4 +316,23 @@ fn clean_spaces(text: &[u8]) -> Vec<u8> {
     }
     t.truncate(total);
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenizer_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Tokenizer>();
+        check::<StreamDecoder>();
+    }
+
+    #[test]
+    fn clean_spaces_passes() {
+        assert_eq!(clean_spaces(b"Hello , world !"), b"Hello, world!");
+        assert_eq!(clean_spaces(b"it 's I 'm you 're we 've don 't"), b"it's I'm you're we've don 't");
+        assert_eq!(clean_spaces(b"a ' b"), b"a'b");
+    }
 }

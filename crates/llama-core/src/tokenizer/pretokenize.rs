@@ -202,6 +202,23 @@ pub(crate) fn char_to_byte(c: u32) -> Option<u8> {
 /// Split `text` into pre-tokenized words, each already byte-level encoded (UTF-8 of the mapped
 /// characters), in text order.
 pub(crate) fn split_words(pre: PreType, text: &[u8]) -> Vec<Vec<u8>> {
+    let map = byte_to_char();
+    let mut buf = [0u8; 4];
+    split_raw(pre, text)
+        .into_iter()
+        .map(|raw| {
+            let mut w = Vec::with_capacity(raw.len() * 2);
+            for &b in &raw {
+                w.extend_from_slice(map[b as usize].encode_utf8(&mut buf).as_bytes());
+            }
+            w
+        })
+        .collect()
+}
+
+/// The pre-tokenizer's words as raw UTF-8 (before byte-level mapping), in text order. Invalid
+/// UTF-8 comes out as U+FFFD per bad byte, as in llama.cpp.
+pub fn split_raw(pre: PreType, text: &[u8]) -> Vec<Vec<u8>> {
     let cpts = cpts_from_utf8(text);
     // The regexes see a Rust string with one char per code point; code points Rust cannot hold
     // (surrogates, > U+10FFFF) stand in as U+FFFD, which has the same class for every regex here.
@@ -245,21 +262,14 @@ pub(crate) fn split_words(pre: PreType, text: &[u8]) -> Vec<Vec<u8>> {
         chunks = next;
     }
 
-    let map = byte_to_char();
     let mut words = Vec::with_capacity(chunks.len());
     let mut start = 0;
-    let mut raw = Vec::new();
     for len in chunks {
-        raw.clear();
+        let mut raw = Vec::with_capacity(len * 2);
         for &c in &cpts[start..start + len] {
             push_cpt_utf8(&mut raw, c);
         }
-        let mut w = Vec::with_capacity(raw.len() * 2);
-        let mut buf = [0u8; 4];
-        for &b in &raw {
-            w.extend_from_slice(map[b as usize].encode_utf8(&mut buf).as_bytes());
-        }
-        words.push(w);
+        words.push(raw);
         start += len;
     }
     words

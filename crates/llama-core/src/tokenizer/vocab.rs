@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use aho_corasick::AhoCorasick;
 
 use super::pretokenize::PreType;
+use super::texts::{FastBuild, TokenTexts};
 use crate::{Error, Result};
 
 /// Which algorithm turns a text fragment into ids (`tokenizer.ggml.model`).
@@ -89,17 +90,16 @@ pub struct VocabOptions {
 pub struct Vocab {
     pub(crate) kind: VocabKind,
     pub(crate) pre: PreType,
-    /// [n_vocab] raw token bytes (empty texts replaced by `[EMPTY_i]` like llama.cpp).
-    pub(crate) tokens: Vec<Box<[u8]>>,
+    /// [n_vocab] raw token bytes (empty texts replaced by `[EMPTY_i]` like llama.cpp), indexed.
+    pub(crate) tokens: TokenTexts,
     /// [n_vocab] merge scores (SPM); 0.0 when the metadata has none.
     pub(crate) scores: Vec<f32>,
     /// [n_vocab] token types as given by the metadata.
     pub(crate) types: Vec<i32>,
     /// [n_vocab] attribute bits after llama.cpp's fix-ups (EOG-like texts forced to CONTROL).
     pub(crate) attrs: Vec<u32>,
-    pub(crate) token_to_id: HashMap<Box<[u8]>, u32>,
     /// BPE merges: key = u32 length of the left part (LE) ++ left ++ right → rank (first wins).
-    pub(crate) bpe_ranks: HashMap<Box<[u8]>, u32>,
+    pub(crate) bpe_ranks: HashMap<Box<[u8]>, u32, FastBuild>,
     pub(crate) max_token_len: usize,
 
     pub(crate) bos: Option<u32>,
@@ -192,7 +192,25 @@ impl Vocab {
         pre: &str,
         opts: VocabOptions,
     ) -> Result<Vocab> {
-        let n = tokens.len();
+        let n_bytes = tokens.iter().map(|t| t.len()).sum();
+        let mut texts = TokenTexts::with_capacity(tokens.len(), n_bytes);
+        for t in &tokens {
+            texts.push(t)?;
+        }
+        Vocab::build(kind, texts, scores, types, merges, pre, opts)
+    }
+
+    /// `new` over texts already collected in a `TokenTexts` (no index yet).
+    pub(crate) fn build(
+        kind: VocabKind,
+        mut texts: TokenTexts,
+        scores: Vec<f32>,
+        types: Vec<i32>,
+        merges: Vec<Vec<u8>>,
+        pre: &str,
+        opts: VocabOptions,
+    ) -> Result<Vocab> {
+        let n = texts.len();
         if n == 0 {
             return Err(Error::Tokenizer("vocabulary is empty".into()));
         }
@@ -214,21 +232,22 @@ impl Vocab {
         let scores = if scores.is_empty() { vec![0.0; n] } else { scores };
         let types = if types.is_empty() { vec![token_type::NORMAL; n] } else { types };
 
-        let mut toks: Vec<Box<[u8]>> = Vec::with_capacity(n);
-        let mut token_to_id: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(n);
-        let mut max_token_len = 0;
-        for (i, t) in tokens.into_iter().enumerate() {
-            // llama.cpp renames empty tokens so that every text is non-empty and findable.
-            let t: Box<[u8]> = if t.is_empty() {
-                format!("[EMPTY_{i}]").into_bytes().into_boxed_slice()
-            } else {
-                t.into_boxed_slice()
-            };
-            max_token_len = max_token_len.max(t.len());
-            // Duplicate texts: the later id wins, as with llama.cpp's `token_to_id[word] = i`.
-            token_to_id.insert(t.clone(), i as u32);
-            toks.push(t);
+        // llama.cpp renames empty tokens so that every text is non-empty and findable.
+        if (0..n).any(|i| texts[i].is_empty()) {
+            let mut t2 = TokenTexts::with_capacity(n, 0);
+            for i in 0..n {
+                if texts[i].is_empty() {
+                    t2.push(format!("[EMPTY_{i}]").as_bytes())?;
+                } else {
+                    t2.push(&texts[i])?;
+                }
+            }
+            texts = t2;
         }
+        // Duplicate texts: the later id wins, as with llama.cpp's `token_to_id[word] = i`.
+        texts.build_index();
+        let max_token_len = (0..n).map(|i| texts[i].len()).max().unwrap_or(0);
+        let toks = texts;
         let attrs: Vec<u32> = types.iter().map(|&t| attr_from_type(t)).collect();
 
         let (pre_type, mut v) = {
@@ -243,8 +262,7 @@ impl Vocab {
                 scores,
                 types,
                 attrs,
-                token_to_id,
-                bpe_ranks: HashMap::new(),
+                bpe_ranks: HashMap::default(),
                 max_token_len,
                 bos: None,
                 eos: None,
@@ -351,7 +369,7 @@ impl Vocab {
     /// llama.cpp's text-based fix-ups: guess EOT, force EOG/FIM texts to CONTROL, build the EOG set.
     fn detect_special_by_text(&mut self) {
         let find = |v: &Vocab, texts: &[&str]| -> Vec<u32> {
-            texts.iter().filter_map(|t| v.token_to_id.get(t.as_bytes()).copied()).collect()
+            texts.iter().filter_map(|t| v.tokens.find(t.as_bytes())).collect()
         };
         if self.eot.is_none() {
             if let Some(&id) = find(self, EOT_TEXTS).first() {
@@ -429,11 +447,11 @@ impl Vocab {
     }
 
     pub fn text_to_token(&self, text: &[u8]) -> Option<u32> {
-        self.token_to_id.get(text).copied()
+        self.tokens.find(text)
     }
 
     pub fn token_text(&self, id: u32) -> Option<&[u8]> {
-        self.tokens.get(id as usize).map(|t| &t[..])
+        self.tokens.get(id as usize)
     }
 
     pub(crate) fn attr(&self, id: u32) -> u32 {

@@ -42,3 +42,12 @@ pub fn load(name: &str) -> Option<Tokenizer> {
     let f = GgufFile::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     Some(Tokenizer::from_gguf(&f).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
 }
+
+/// CPU time consumed by this thread (Linux schedstat), falling back to wall time: the shared
+/// test machine is often heavily oversubscribed, which makes wall time meaningless.
+pub fn thread_cpu_time() -> Option<std::time::Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(std::time::Duration::from_nanos(ns))
+}
+
