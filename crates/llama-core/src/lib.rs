@@ -10,6 +10,7 @@ pub mod error;
 pub mod gguf;
 pub mod ops;
 pub mod quant;
+pub mod quantize_file;
 pub mod sampler;
 pub mod tokenizer;
 

@@ -43,7 +43,7 @@ pub fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
 /// candidate scales around nmax/(max-min) and refining (scale, min) by weighted least squares.
 /// Returns the scale; `the_min` receives -min (≥ 0). `l` gets the levels.
 #[allow(clippy::too_many_arguments)]
-fn make_qkx2_quants(
+pub(super) fn make_qkx2_quants(
     nmax: i32,
     x: &[f32],
     weights: &[f32],

@@ -204,6 +204,7 @@ pub mod q4_0;
 pub mod q4_1;
 pub mod q5_0;
 pub mod q5_1;
+pub mod q5k_quantize;
 pub mod q8_0;
 pub mod q8_1;
 
