@@ -89,6 +89,8 @@ pub struct QuantizeReport {
     pub n_tensors: usize,
     pub n_quantized: usize,
     pub n_fallback: usize,
+    /// Parameters (elements of every tensor).
+    pub n_elements: u64,
     /// Tensor data only, without padding.
     pub src_tensor_bytes: u64,
     pub dst_tensor_bytes: u64,
@@ -342,6 +344,7 @@ pub fn quantize_file(
         n_tensors,
         n_quantized: plan.tensors.iter().filter(|p| p.converts()).count(),
         n_fallback: plan.n_fallback,
+        n_elements: plan.tensors.iter().map(|p| p.dims.iter().product::<u64>()).sum(),
         src_tensor_bytes: plan.tensors.iter().map(|p| p.src_bytes).sum(),
         dst_tensor_bytes: plan.tensors.iter().map(|p| p.dst_bytes).sum(),
         n_threads,
