@@ -33,6 +33,12 @@ pub struct SrcTensor {
     pub data: Data,
 }
 
+impl std::fmt::Debug for SrcTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SrcTensor({} {} {:?} in {})", self.name, self.dtype.name(), self.shape, self.file.display())
+    }
+}
+
 impl SrcTensor {
     pub fn n_elements(&self) -> u64 {
         self.shape.iter().product()

@@ -239,7 +239,7 @@ fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()>
                 .collect()
         })
         .unwrap_or_default();
-    let mut set = |v: &mut Vocab, key: &'static str, id: Option<u64>| {
+    let set = |v: &mut Vocab, key: &'static str, id: Option<u64>| {
         if let Some(id) = id.filter(|&i| i < n) {
             if !v.special_ids.iter().any(|(k, _)| *k == key) {
                 v.special_ids.push((key, id as u32));
