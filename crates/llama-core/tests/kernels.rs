@@ -223,3 +223,134 @@ fn matmul_rejects_bad_shapes() {
     let e = matmul_with(&Kernels::SCALAR, &pool, &q, &[], 0, &mut out, &mut scratch).unwrap_err();
     assert!(e.to_string().contains("iq2_xxs"), "{e}");
 }
+
+// ---- against the quant module's references (independent scalar implementations) -----------------
+
+use llama_core::quant::{self as q, read_blocks};
+
+/// The official scalar `vec_dot_*` of the quant module on byte rows.
+fn reference_dot(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
+    use GgmlType::*;
+    match t {
+        Q4_0 => q::vec_dot_q4_0_q8_0(n, &read_blocks(w), &read_blocks(a)),
+        Q4_1 => q::vec_dot_q4_1_q8_1(n, &read_blocks(w), &read_blocks(a)),
+        Q5_0 => q::vec_dot_q5_0_q8_0(n, &read_blocks(w), &read_blocks(a)),
+        Q5_1 => q::vec_dot_q5_1_q8_1(n, &read_blocks(w), &read_blocks(a)),
+        Q8_0 => q::vec_dot_q8_0_q8_0(n, &read_blocks(w), &read_blocks(a)),
+        Q2_K => q::vec_dot_q2_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
+        Q3_K => q::vec_dot_q3_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
+        Q4_K => q::vec_dot_q4_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
+        Q5_K => q::vec_dot_q5_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
+        Q6_K => q::vec_dot_q6_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
+        // f16·f16 and bf16·bf16 products are exact in f32, so the f16×f32 reference applied to the
+        // widened activations computes the same sum.
+        F16 => q::float::vec_dot_f16_f32(n, &read_blocks(w), &q::dequantize(F16, a, n).unwrap()),
+        BF16 => q::float::vec_dot_bf16_f32(n, &read_blocks(w), &q::dequantize(BF16, a, n).unwrap()),
+        F32 => q::float::vec_dot_f32(n, &read_blocks(w), &read_blocks(a)),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn converters_match_quant_reference_bytes() {
+    let mut rng = Rng(0xabcdef);
+    for k in Kernels::available() {
+        for act in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K, GgmlType::F16, GgmlType::BF16, GgmlType::F32] {
+            for mode in [Mode::Random, Mode::Extreme] {
+                for n in [256usize, 4096 + 256] {
+                    let x = activations(&mut rng, n, mode);
+                    let want = q::quantize(act, &x).unwrap();
+                    let mut got = vec![0u8; want.len()];
+                    (k.from_float(act).unwrap())(&x, &mut got);
+                    assert!(got == want, "{:?} {}: differs from quant::quantize_row", k.isa, act.name());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dots_match_quant_reference() {
+    let mut rng = Rng(0x5eed);
+    for k in Kernels::available() {
+        for t in WEIGHT_TYPES {
+            let act = vec_dot_type(t).unwrap();
+            for n in sizes(t) {
+                for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                    let mut pairs = Vec::new();
+                    for _ in 0..16 {
+                        let w = weight_row(&mut rng, t, n, mode);
+                        let x = activations(&mut rng, n, if mode == Mode::Zero { Mode::Random } else { mode });
+                        let a = q::quantize(act, &x).unwrap();
+                        pairs.push((reference_dot(t, n, &w, &a), (k.vec_dot(t).unwrap())(n, &w, &a)));
+                    }
+                    let typical = pairs.iter().map(|p| p.0.abs() as f64).sum::<f64>() / pairs.len() as f64;
+                    for (r, s) in pairs {
+                        if !r.is_finite() {
+                            assert!(!s.is_finite(), "{:?} {} n={n}: ref {r} kernel {s}", k.isa, t.name());
+                            continue;
+                        }
+                        let tol = 1e-5 * typical.max(r.abs() as f64) + 1e-30;
+                        assert!(((r - s) as f64).abs() <= tol, "{:?} {} n={n}: reference {r} kernel {s}", k.isa, t.name());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// matmul against dequantize(W) · x in f64. The only approximation allowed is the activation
+/// conversion (≤ half a quantization step per element: amax/254 for Q8 types, 2^-11 / 2^-8 relative
+/// for f16 / bf16), which bounds |error| by Σ|w|·step.
+#[test]
+fn matmul_matches_dequantized_reference() {
+    let mut rng = Rng(7);
+    let pools: Vec<ThreadPool> = [1, 2, 3].into_iter().map(ThreadPool::new).collect();
+    let mut scratch = MatmulScratch::new();
+    for k in Kernels::available() {
+        for t in WEIGHT_TYPES {
+            let act = vec_dot_type(t).unwrap();
+            let cols = if t.block_size() == 256 { 768 } else { 160 };
+            let ab = act.block_size().max(1);
+            let rows = 37;
+            let w = weight_row(&mut rng, t, rows * cols, Mode::Random);
+            let wf = q::dequantize(t, &w, rows * cols).unwrap(); // [rows][cols]
+            for n_tokens in [1usize, 2, 7, 64] {
+                let x = activations(&mut rng, n_tokens * cols, Mode::Random); // [n_tokens][cols]
+                for pool in &pools {
+                    let mut out = vec![f32::NAN; n_tokens * rows];
+                    let qt = QTensor { ggml_type: t, data: &w, rows, cols };
+                    matmul_with(&k, pool, &qt, &x, n_tokens, &mut out, &mut scratch).unwrap();
+                    for tk in 0..n_tokens {
+                        let xr = &x[tk * cols..(tk + 1) * cols];
+                        for r in 0..rows {
+                            let wr = &wf[r * cols..(r + 1) * cols];
+                            let exact: f64 = wr.iter().zip(xr).map(|(a, b)| *a as f64 * *b as f64).sum();
+                            let mut bound = 0f64;
+                            for (wb, xb) in wr.chunks(ab).zip(xr.chunks(ab)) {
+                                let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+                                for (a, b) in wb.iter().zip(xb) {
+                                    let step = match act {
+                                        GgmlType::F16 => b.abs() as f64 / 2048.0,
+                                        GgmlType::BF16 => b.abs() as f64 / 256.0,
+                                        GgmlType::F32 => 0.0,
+                                        _ => amax / 254.0,
+                                    };
+                                    bound += a.abs() as f64 * (step * 1.001 + 1e-5 * b.abs() as f64);
+                                }
+                            }
+                            let got = out[tk * rows + r] as f64;
+                            assert!(
+                                (got - exact).abs() <= bound + 1e-6,
+                                "{:?} {} n_tokens={n_tokens} threads={} r={r}: {got} vs {exact} (bound {bound})",
+                                k.isa,
+                                t.name(),
+                                pool.n_threads()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! matmul throughput per ISA: `cargo run --release -p llama-core --example bench_matmul [threads] [type]`
+//! Prints GFLOP/s (2·rows·cols·n_tokens per call) and weight GB/s (weight bytes per call).
+
+use llama_core::cpu::{Kernels, ThreadPool};
+use llama_core::ops::{matmul_with, MatmulScratch, QTensor};
+use llama_core::quant::GgmlType;
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let ty = match args.get(2).map(|s| s.as_str()).unwrap_or("q4_0") {
+        "q8_0" => GgmlType::Q8_0,
+        "q4_k" => GgmlType::Q4_K,
+        "q6_k" => GgmlType::Q6_K,
+        "f16" => GgmlType::F16,
+        _ => GgmlType::Q4_0,
+    };
+    let (rows, cols) = (4096usize, 4096usize);
+    let row_bytes = ty.row_size(cols as u64).unwrap() as usize;
+    // Random bytes with small, finite f16 scales in every block.
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut data: Vec<u8> = (0..rows * row_bytes)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s as u8
+        })
+        .collect();
+    let (bs, ts) = ty.block_layout();
+    let scale = half::f16::from_f32(0.01).to_le_bytes();
+    for blk in data.chunks_exact_mut(ts) {
+        match ty {
+            GgmlType::F16 => blk.copy_from_slice(&scale),
+            GgmlType::Q6_K => blk[208..210].copy_from_slice(&scale),
+            GgmlType::Q4_K => {
+                blk[0..2].copy_from_slice(&scale);
+                blk[2..4].copy_from_slice(&scale);
+            }
+            _ => blk[0..2].copy_from_slice(&scale),
+        }
+    }
+    let _ = bs;
+    let w = QTensor { ggml_type: ty, data: &data, rows, cols };
+    let pool = ThreadPool::new(threads);
+    let mut scratch = MatmulScratch::new();
+    println!("{} {rows}x{cols}, {threads} threads", ty.name());
+    for k in Kernels::available() {
+        for n_tokens in [1usize, 512] {
+            let x: Vec<f32> = (0..n_tokens * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
+            let mut out = vec![0f32; n_tokens * rows];
+            matmul_with(&k, &pool, &w, &x, n_tokens, &mut out, &mut scratch).unwrap(); // warm-up
+            let iters = if n_tokens == 1 { 200 } else { 3 };
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                matmul_with(&k, &pool, &w, &x, n_tokens, &mut out, &mut scratch).unwrap();
+            }
+            let dt = t0.elapsed().as_secs_f64() / iters as f64;
+            let gflops = 2.0 * (rows * cols * n_tokens) as f64 / dt / 1e9;
+            let gbs = data.len() as f64 / dt / 1e9;
+            println!("  {:7} n_tokens={n_tokens:4}: {:9.3} ms  {gflops:7.1} GFLOP/s  {gbs:6.2} GB/s(weights)", k.isa.name(), dt * 1e3);
+        }
+    }
+}
