@@ -8,16 +8,18 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as Json;
 
 pub fn fixtures() -> Option<PathBuf> {
-    let p = std::env::var_os("LLAMA_FIXTURES")
+    // $LLAMA_SHARED (as CI sets it), else ../shared beside the checkout.
+    let shared = std::env::var_os("LLAMA_SHARED")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/fixtures"));
-    let p = if p.is_dir() { p } else { PathBuf::from("/work/shared/fixtures") };
-    if p.join("llama.cpp-conversions.json").is_file() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: fixtures not found (set LLAMA_FIXTURES)");
-        None
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let candidates = [shared.join("fixtures"), PathBuf::from("/work/shared/fixtures")];
+    for p in candidates {
+        if p.join("llama.cpp-conversions.json").is_file() {
+            return Some(p);
+        }
     }
+    eprintln!("SKIP: shared/fixtures not found (set LLAMA_SHARED)");
+    None
 }
 
 pub fn conversions(fx: &Path) -> Json {
