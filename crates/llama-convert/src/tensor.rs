@@ -134,6 +134,16 @@ impl SrcTensor {
     }
 }
 
+/// One little-endian element widened to f32 (exact).
+#[inline]
+fn elem_to_f32(dtype: DType, c: &[u8]) -> f32 {
+    match dtype {
+        DType::F32 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+        DType::F16 => f16::from_le_bytes([c[0], c[1]]).to_f32(),
+        DType::BF16 => bf16::from_le_bytes([c[0], c[1]]).to_f32(),
+    }
+}
+
 /// Widens raw elements to f32 (exact for all three source types).
 pub fn to_f32(dtype: DType, raw: &[u8]) -> Vec<f32> {
     match dtype {
@@ -145,12 +155,22 @@ pub fn to_f32(dtype: DType, raw: &[u8]) -> Vec<f32> {
 
 /// Converts raw source elements to `target` bytes. As llama.cpp's converter: the data go through
 /// f32 (exact), then are rounded once to the target; F16 data kept as F16 are copied unchanged.
-/// `row_len` is the GGUF row length (ne0) for block types.
 pub fn convert_elements(dtype: DType, raw: Vec<u8>, target: GgmlType) -> Result<Vec<u8>> {
     match (dtype, target) {
         (DType::F16, GgmlType::F16) | (DType::F32, GgmlType::F32) | (DType::BF16, GgmlType::BF16) => Ok(raw),
-        (_, GgmlType::F32) => Ok(to_f32(dtype, &raw).iter().flat_map(|x| x.to_le_bytes()).collect()),
-        (_, t) => quantize(t, &to_f32(dtype, &raw)),
+        (_, GgmlType::F32) => {
+            // Straight to bytes: peak is the source plus the output, no intermediate f32 copy.
+            let mut out = Vec::with_capacity(raw.len() / dtype.size() * 4); // [n_elements * 4]
+            for c in raw.chunks_exact(dtype.size()) {
+                out.extend_from_slice(&elem_to_f32(dtype, c).to_le_bytes());
+            }
+            Ok(out)
+        }
+        (_, t) => {
+            let f = to_f32(dtype, &raw); // [n_elements]
+            drop(raw);
+            quantize(t, &f)
+        }
     }
 }
 
