@@ -32,16 +32,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PYDIR = ROOT / "python"
 
-# Same bootstrap in-process and in subprocesses: the real package if it imports, else a bare one.
+# Same bootstrap in-process and in subprocesses: the installed package if there is one (other test
+# files import it too, so it must not be shadowed), else this checkout's, else a bare package over
+# this checkout's python/llama (native module not built).
 BOOT = f"""
 import sys, types
-sys.path.insert(0, {str(PYDIR)!r})
 try:
     import llama
 except ImportError:
+    sys.path.insert(0, {str(PYDIR)!r})
     for k in [k for k in sys.modules if k == "llama" or k.startswith("llama.")]:
         del sys.modules[k]
-    pkg = types.ModuleType("llama"); pkg.__path__ = [{str(PYDIR / 'llama')!r}]; sys.modules["llama"] = pkg
+    try:
+        import llama
+    except ImportError:
+        for k in [k for k in sys.modules if k == "llama" or k.startswith("llama.")]:
+            del sys.modules[k]
+        pkg = types.ModuleType("llama"); pkg.__path__ = [{str(PYDIR / 'llama')!r}]; sys.modules["llama"] = pkg
 """
 exec(BOOT)
 pull = importlib.import_module("llama.pull")
@@ -124,7 +131,8 @@ class Server:
                     extra["Location"] = srv.redirect[path]
                     return self._send(302, extra, b"", head)
                 if path not in srv.files:
-                    return self._send(404, {"X-Error-Code": "EntryNotFound"}, b"not found", head)
+                    code = "RepoNotFound" if path.startswith("/api/") else "EntryNotFound"
+                    return self._send(404, {"X-Error-Code": code}, b"not found", head)
                 body = srv.wrong.get(path, srv.files[path])
                 start, code = 0, 200
                 m = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range") or "")
@@ -351,6 +359,11 @@ def test_gives_up_after_bounded_retries(server, tmp_path):
     assert not dest.exists()
 
 
+def test_bad_url_is_a_clear_error(tmp_path, capsys):
+    code, _, err = run_cli(["pull", "-m", str(tmp_path / "7B"), "--source", "ftp://example/x", "--quiet"], capsys)
+    assert code == 1 and "not an http(s) URL" in err
+
+
 def test_http_404_names_file(server, tmp_path):
     with pytest.raises(errors.LlamaError, match=r"missing\.bin.*404"):
         pull.download(f"{server.url}/missing.bin?sig=secret", tmp_path / "missing.bin", quiet=True)
@@ -486,6 +499,20 @@ def test_hub_single_file(server, cdn, tmp_path):
     assert any(r["method"] == "HEAD" for r in server.requests("/acme/tiny-GGUF/resolve/main/m-q4_0.gguf"))
 
 
+def test_hub_gated_needs_token(server, cdn, tmp_path):
+    pytest.importorskip("huggingface_hub")
+    files = hub_files()
+    add_hub_repo(server, "acme/gated", files, lfs={f for f in files if f.endswith(".gguf")}, token="s3cret", cdn=cdn)
+    code = "sys.argv = ['x', 'pull', 'acme/gated', '--file', 'm-q4_0.gguf', '--quiet']\n" + CLI
+    r = run_sub(code, hub_env(server, tmp_path))
+    assert r.returncode == 1 and "acme/gated" in r.stderr and "HF_TOKEN" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    r = run_sub(code, hub_env(server, tmp_path, HF_TOKEN="s3cret"))
+    assert r.returncode == 0, r.stderr
+    assert md5(Path(r.stdout.strip()).read_bytes()) == md5(files["m-q4_0.gguf"])
+    assert all(q["auth"] is None for q in cdn.log)  # the token stays on the Hub
+
+
 def test_hub_glob_snapshot_to_dir(server, cdn, tmp_path):
     pytest.importorskip("huggingface_hub")
     files = hub_files()
@@ -510,6 +537,8 @@ def test_hub_missing_file_and_repo(server, tmp_path):
     r = run_sub(code, hub_env(server, tmp_path))
     assert r.returncode == 1 and "acme/tiny-GGUF" in r.stderr and "no such file" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+    r = run_sub("sys.argv = ['x', 'pull', 'acme/nope', '--quiet']\n" + CLI, hub_env(server, tmp_path))
+    assert r.returncode == 1 and "acme/nope: no such repo" in r.stderr, r.stderr
 
 
 def test_resolve_model_hub_and_default(server, cdn, tmp_path):

@@ -2,6 +2,9 @@
 //! llama.cpp's `quantize_row_*_ref` (no importance matrix) operation by operation so the bytes are
 //! identical. Float expressions keep ggml's evaluation order; Rust never fuses a*b+c into an FMA.
 
+// Index loops mirror ggml's C loops one to one, which keeps the port auditable.
+#![allow(clippy::needless_range_loop)]
+
 use super::blocks::{fp16, nearest_int};
 use super::k_quants::{get_scale_min_k4, q3k_scale, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 use super::QK_K;

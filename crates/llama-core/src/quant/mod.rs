@@ -178,7 +178,7 @@ impl GgmlType {
     /// Bytes of one row of `n` elements; `None` if `n` is not a whole number of blocks or overflows.
     pub fn row_size(self, n: u64) -> Option<u64> {
         let (bs, ts) = self.block_layout();
-        if n % bs as u64 != 0 {
+        if !n.is_multiple_of(bs as u64) {
             return None;
         }
         (n / bs as u64).checked_mul(ts as u64)
