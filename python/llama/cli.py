@@ -73,7 +73,9 @@ def cmd_tokenize(a) -> int:
 
 def _load(a, **kw):
     from .high_level import Llama
+    from .pull import resolve_model
 
+    a.model = resolve_model(a.model)
     t0 = time.perf_counter()
     llm = Llama(a.model, n_ctx=a.ctx_size, n_threads=a.threads, seed=a.seed if a.seed is not None else -1, **kw)
     if a.verbose:
@@ -217,8 +219,100 @@ def cmd_perplexity(a) -> int:
     return 0
 
 
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def _bench_runs(make, eval_fn, reset_fn, n_vocab, bos, p, n, r):
+    """llama-bench's method: pp = one batch of p tokens from an empty cache; tg = n single-token
+    steps after a BOS. Returns (pp tok/s, tg tok/s), medians of r runs after one warm-up."""
+    import random
+
+    rnd = random.Random(1234)
+    prompt = [bos] + [rnd.randrange(n_vocab) for _ in range(max(p - 1, 0))]
+    pp, tg = [], []
+    for i in range(r + 1):
+        if p > 0:
+            reset_fn()
+            t0 = time.perf_counter()
+            eval_fn(prompt[:p])
+            dt = time.perf_counter() - t0
+            if i:
+                pp.append(p / dt)
+        if n > 0:
+            reset_fn()
+            eval_fn([bos])
+            t0 = time.perf_counter()
+            for _ in range(n):
+                eval_fn([rnd.randrange(n_vocab)])
+            dt = time.perf_counter() - t0
+            if i:
+                tg.append(n / dt)
+    return (_median(pp) if pp else None), (_median(tg) if tg else None)
+
+
+def _bench_ours(a):
+    from .high_level import Llama
+
+    llm = Llama(a.model, n_ctx=a.p + a.n + 8, n_batch=max(a.p, 1), n_threads=a.threads)
+    bos = llm.token_bos() if llm.token_bos() >= 0 else 0
+    return _bench_runs(None, llm.eval, llm.reset, llm.n_vocab(), bos, a.p, a.n, a.repetitions)
+
+
+def _bench_llama_cpp(a):
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    llm = llama_cpp.Llama(a.model, n_ctx=a.p + a.n + 8, n_batch=max(a.p, 1), n_ubatch=max(a.p, 1),
+                          n_threads=a.threads, n_threads_batch=a.threads, flash_attn=False, verbose=False)
+    bos = llm.token_bos() if llm.token_bos() >= 0 else 0
+    return _bench_runs(None, llm.eval, llm.reset, llm.n_vocab(), bos, a.p, a.n, a.repetitions)
+
+
+def cmd_bench(a) -> int:
+    from . import _llama
+
+    a.threads = a.threads or (os.cpu_count() or 1)
+    keys = ([f"pp{a.p}"] if a.p > 0 else []) + ([f"tg{a.n}"] if a.n > 0 else [])
+    ours = dict(zip(keys, [v for v in _bench_ours(a) if v is not None]))
+    ref = None
+    if a.compare_llama_cpp:
+        res = _bench_llama_cpp(a)
+        if res is None:
+            print("llama-cpp-python is not installed: no comparison", file=sys.stderr)
+        else:
+            ref = dict(zip(keys, [v for v in res if v is not None]))
+    name = os.path.basename(a.model)
+    print(f"model: {name}  threads: {a.threads}  runs: {a.repetitions}  isa: {_llama.cpu_info()}")
+    if ref is None:
+        print(f"{'test':<8} {'llama.py tok/s':>15}")
+        for k in keys:
+            print(f"{k:<8} {ours[k]:>15.2f}")
+    else:
+        print(f"{'test':<8} {'llama.py tok/s':>15} {'llama.cpp tok/s':>16} {'ratio':>7}")
+        for k in keys:
+            print(f"{k:<8} {ours[k]:>15.2f} {ref[k]:>16.2f} {ours[k] / ref[k]:>7.2f}")
+    if a.json:
+        out = {k: round(v, 3) for k, v in ours.items()}
+        if ref is not None:
+            out["llama_cpp"] = {k: round(v, 3) for k, v in ref.items()}
+        print(json.dumps(out))
+    return 0
+
+
+def cmd_pull(a) -> int:
+    from .pull import cmd_pull as pull
+
+    return pull(a)
+
+
 def _add_model_args(p, need_model=True):
-    p.add_argument("-m", "--model", required=need_model, help="GGUF model file")
+    p.add_argument("-m", "--model", required=need_model,
+                   help="GGUF file, a folder holding one, or hf:OWNER/REPO[/FILE]" + ("" if need_model else
+                        " (default: $LLAMA_MODEL, else Qwen2.5-0.5B-Instruct Q4_K_M pulled on first use)"))
     p.add_argument("-c", "--ctx-size", type=int, default=0, help="context size (0 = the model's, capped at 4096)")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--seed", type=int, default=None, help="RNG seed (default: random)")
@@ -251,13 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("run", help="stream a continuation of a prompt (interactive without -p)")
-    _add_model_args(p)
+    _add_model_args(p, need_model=False)
     _add_sampling_args(p)
     p.add_argument("-p", "--prompt", default=None)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("chat", help="multi-turn chat with the model's chat template")
-    _add_model_args(p)
+    _add_model_args(p, need_model=False)
     _add_sampling_args(p, n_default=-1)
     p.add_argument("--system", default=None, help="system message")
     p.add_argument("-p", "--prompt", default=None, help="a single user turn (non-interactive)")
@@ -272,6 +366,21 @@ def build_parser() -> argparse.ArgumentParser:
     for action in p._actions:
         if action.dest == "ctx_size":
             action.default = 256
+    p = sub.add_parser("bench", help="prompt processing and generation speed (llama-bench's method)")
+    p.add_argument("-m", "--model", required=True)
+    p.add_argument("-p", type=int, default=512, help="prompt tokens (pp test)")
+    p.add_argument("-n", type=int, default=128, help="generated tokens (tg test)")
+    p.add_argument("-t", "--threads", type=int, default=None)
+    p.add_argument("-r", "--repetitions", type=int, default=3)
+    p.add_argument("--json", action="store_true", help='print {"ppP": X, "tgN": Y} as the last line')
+    p.add_argument("--compare-llama-cpp", action="store_true", help="also run llama-cpp-python on the same file")
+    p.set_defaults(func=cmd_bench)
+
+    from .pull import PARSER_KW, add_pull_args
+
+    p = sub.add_parser("pull", **PARSER_KW)
+    add_pull_args(p)
+    p.set_defaults(func=cmd_pull)
     return ap
 
 

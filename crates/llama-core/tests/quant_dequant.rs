@@ -106,6 +106,6 @@ fn length_and_type_errors() {
     assert!(e.contains("33") && e.contains("q4_0"), "{e}");
     let e = dequantize_row(GgmlType::IQ2_XXS, &[0u8; 66], &mut [0f32; 256]).unwrap_err().to_string();
     assert!(e.contains("iq2_xxs"), "{e}");
-    let e = llama_core::quant::quantize_row(GgmlType::Q3_K, &[0f32; 256], &mut [0u8; 110]).unwrap_err().to_string();
-    assert!(e.contains("q3_K"), "{e}");
+    let e = llama_core::quant::quantize_row(GgmlType::TQ1_0, &[0f32; 256], &mut [0u8; 54]).unwrap_err().to_string();
+    assert!(e.contains("tq1_0"), "{e}");
 }

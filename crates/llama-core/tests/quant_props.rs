@@ -22,9 +22,9 @@ impl Rng {
     }
 }
 
-const QUANTIZABLE: [GgmlType; 12] = {
+const QUANTIZABLE: [GgmlType; 15] = {
     use GgmlType::*;
-    [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q4_K, Q6_K, Q8_K]
+    [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K]
 };
 
 /// Relative RMS error bound on N(0, σ²) rows: about 1.5× what each format achieves (measured
@@ -40,7 +40,10 @@ fn rel_rmse_bound(t: GgmlType) -> f64 {
         Q5_0 => 0.075,
         Q5_1 => 0.065,
         Q8_0 | Q8_1 => 0.006,
+        Q2_K => 0.45,
+        Q3_K => 0.23,
         Q4_K => 0.13,
+        Q5_K => 0.055,
         Q6_K => 0.035,
         Q8_K => 0.011,
         _ => unreachable!(),
@@ -189,4 +192,33 @@ fn k_dots_on_random_blocks() {
         };
         assert!((ours as f64 - exact).abs() <= 4e-6 * scale, "{t}: {ours} vs {exact} (Σ|xy| {scale})");
     }
+}
+
+/// Float weight rows against f32 activations: f32 products summed in f64, then rounded once.
+#[test]
+fn float_dots_equal_f64_dot() {
+    use half::{bf16, f16};
+    use llama_core::quant::float::*;
+    let mut rng = Rng(5);
+    let n = 1000;
+    let x = rng.row(n, 0.1);
+    let y = rng.row(n, 3.0);
+    let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+    let xb: Vec<bf16> = x.iter().map(|&v| f32_to_bf16(v)).collect();
+    let exact = |w: &dyn Fn(usize) -> f32| -> f64 { (0..n).map(|i| w(i) as f64 * y[i] as f64).sum() };
+    let scale: f64 = (0..n).map(|i| (x[i] as f64 * y[i] as f64).abs()).sum();
+    for (name, got, want) in [
+        ("f32", vec_dot_f32(n, &x, &y), exact(&|i| x[i])),
+        ("f16", vec_dot_f16_f32(n, &xh, &y), exact(&|i| xh[i].to_f32())),
+        ("bf16", vec_dot_bf16_f32(n, &xb, &y), exact(&|i| bf16_to_f32(xb[i]))),
+    ] {
+        // Only the f32 rounding of each product and of the final sum separate us from the f64 dot.
+        assert!((got as f64 - want).abs() <= 1e-6 * scale, "{name}: {got} vs {want}");
+    }
+    // bf16 conversion: round to nearest even on the dropped 16 bits, NaN stays NaN (and quiet).
+    assert_eq!(f32_to_bf16(f32::from_bits(0x3f80_8000)).to_bits(), 0x3f80); // tie → even
+    assert_eq!(f32_to_bf16(f32::from_bits(0x3f81_8000)).to_bits(), 0x3f82); // tie → even (up)
+    assert_eq!(f32_to_bf16(f32::from_bits(0x3f80_8001)).to_bits(), 0x3f81);
+    assert_eq!(f32_to_bf16(f32::from_bits(0x7f80_0001)).to_bits(), 0x7fc0); // sNaN → quiet NaN
+    assert_eq!(f32_to_bf16(f32::from_bits(0x7f7f_ffff)).to_bits(), 0x7f80); // overflow → Inf
 }

@@ -48,7 +48,7 @@ impl_block!(
 /// length is not a whole number of blocks.
 pub fn cast_blocks<T: Block>(bytes: &[u8]) -> Option<&[T]> {
     let size = std::mem::size_of::<T>();
-    if bytes.len() % size != 0 || bytes.as_ptr().align_offset(std::mem::align_of::<T>()) != 0 {
+    if !bytes.len().is_multiple_of(size) || bytes.as_ptr().align_offset(std::mem::align_of::<T>()) != 0 {
         return None;
     }
     // SAFETY: the pointer is aligned for T (checked above), the length covers exactly
@@ -59,7 +59,7 @@ pub fn cast_blocks<T: Block>(bytes: &[u8]) -> Option<&[T]> {
 /// Mutable twin of [`cast_blocks`].
 pub fn cast_blocks_mut<T: Block>(bytes: &mut [u8]) -> Option<&mut [T]> {
     let size = std::mem::size_of::<T>();
-    if bytes.len() % size != 0 || bytes.as_ptr().align_offset(std::mem::align_of::<T>()) != 0 {
+    if !bytes.len().is_multiple_of(size) || bytes.as_ptr().align_offset(std::mem::align_of::<T>()) != 0 {
         return None;
     }
     // SAFETY: as in `cast_blocks`; the exclusive borrow of `bytes` is transferred to the result.

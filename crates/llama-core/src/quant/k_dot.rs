@@ -8,12 +8,15 @@
 //! ggml's generic code spreads the first term over 8 float lanes; we sum the lanes as integers
 //! first, which is exact, so the only rounding is in the formula above.
 
+// Index loops mirror ggml's C loops one to one, which keeps the port auditable.
+#![allow(clippy::needless_range_loop)]
+
 use super::k_quants::{get_scale_min_k4, q3k_scale, q6k_value, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 use super::QK_K;
 
 fn check(n: usize, nx: usize, ny: usize) -> usize {
     let nb = n / QK_K;
-    assert!(n % QK_K == 0 && nx >= nb && ny >= nb, "vec_dot: n={n} must be a multiple of {QK_K} covered by both rows");
+    assert!(n.is_multiple_of(QK_K) && nx >= nb && ny >= nb, "vec_dot: n={n} must be a multiple of {QK_K} covered by both rows");
     nb
 }
 

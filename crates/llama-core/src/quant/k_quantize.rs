@@ -1,9 +1,12 @@
-//! Reference quantizers for the K-quants we write (Q4_K, Q6_K) and for Q8_K activations, following
+//! Reference quantizers for the K-quants (Q2_K … Q6_K) and for Q8_K activations, following
 //! llama.cpp's `quantize_row_*_ref` (no importance matrix) operation by operation so the bytes are
 //! identical. Float expressions keep ggml's evaluation order; Rust never fuses a*b+c into an FMA.
 
+// Index loops mirror ggml's C loops one to one, which keeps the port auditable.
+#![allow(clippy::needless_range_loop)]
+
 use super::blocks::{fp16, nearest_int};
-use super::k_quants::{get_scale_min_k4, BlockQ4K, BlockQ6K, BlockQ8K};
+use super::k_quants::{get_scale_min_k4, q3k_scale, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 use super::QK_K;
 
 /// ggml's GROUP_MAX_EPS: groups whose largest magnitude is below this are treated as all zero.
@@ -39,8 +42,9 @@ pub fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
     }
 }
 
-/// make_qkx2_quants: asymmetric quantization of x[n] to 0..=nmax with weights, searching nstep+1
-/// candidate scales around nmax/(max-min) and refining (scale, min) by weighted least squares.
+/// make_qkx2_quants: asymmetric quantization of x[n] (n ≤ 32) to 0..=nmax with weights, searching
+/// nstep+1 candidate scales around nmax/(max-min) and refining (scale, min) by weighted least
+/// squares; candidates are ranked by weighted squared error (or absolute error with `use_mad`).
 /// Returns the scale; `the_min` receives -min (≥ 0). `l` gets the levels.
 #[allow(clippy::too_many_arguments)]
 fn make_qkx2_quants(
@@ -52,7 +56,9 @@ fn make_qkx2_quants(
     rmin: f32,
     rdelta: f32,
     nstep: i32,
+    use_mad: bool,
 ) -> f32 {
+    let err = |d: f32| if use_mad { d.abs() } else { d * d };
     let n = x.len();
     let mut min = x[0];
     let mut max = x[0];
@@ -84,7 +90,7 @@ fn make_qkx2_quants(
         let li = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
         l[i] = li as u8;
         let diff = scale * l[i] as f32 + min - x[i];
-        best_error += weights[i] * (diff * diff);
+        best_error += weights[i] * err(diff);
     }
     let mut laux = [0u8; 32];
     for is in 0..=nstep {
@@ -110,7 +116,7 @@ fn make_qkx2_quants(
             let mut cur_error = 0f32;
             for i in 0..n {
                 let diff = this_scale * laux[i] as f32 + this_min - x[i];
-                cur_error += weights[i] * (diff * diff);
+                cur_error += weights[i] * err(diff);
             }
             if cur_error < best_error {
                 l[..n].copy_from_slice(&laux[..n]);
@@ -124,28 +130,117 @@ fn make_qkx2_quants(
     scale
 }
 
-/// quantize_row_q4_K_ref: per 32 weights, make_qkx2_quants with weights av_x + |x| (av_x the RMS),
-/// then the 8 scales and 8 mins are themselves quantized to 6 bits against the largest of each
-/// (d = max_scale/63, dmin = max_min/63) and the weights re-quantized with the rounded scales.
+/// The shared first half of quantize_row_q4_K_ref / q5_K_ref: per 32 weights, make_qkx2_quants with
+/// weights av_x + |x| (av_x the RMS of the 32); then the 8 scales and 8 mins are quantized to 6 bits
+/// against the largest of each (d = max_scale/63, dmin = max_min/63), packed as get_scale_min_k4
+/// reads them, and the weights re-quantized to 0..=nmax with the rounded scales.
+/// Returns (d, dmin, packed scales, levels[256]).
+fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32) -> (half::f16, half::f16, [u8; 12], [u8; QK_K]) {
+    let mut l = [0u8; QK_K];
+    let mut weights = [0f32; 32];
+    let mut mins = [0f32; QK_K / 32];
+    let mut scales = [0f32; QK_K / 32];
+    let (mut max_scale, mut max_min) = (0f32, 0f32);
+    for j in 0..QK_K / 32 {
+        let xs = &x[32 * j..32 * j + 32];
+        let mut sum_x2 = 0f32;
+        for &v in xs {
+            sum_x2 += v * v;
+        }
+        let av_x = (sum_x2 / 32.0).sqrt();
+        for (w, &v) in weights.iter_mut().zip(xs) {
+            *w = av_x + v.abs();
+        }
+        scales[j] = make_qkx2_quants(nmax, xs, &weights, &mut l[32 * j..32 * j + 32], &mut mins[j], rmin, 0.1, nstep, false);
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let mut packed = [0u8; 12];
+    for j in 0..QK_K / 32 {
+        // C stores nearest_int into a uint8_t before MIN(63, ·): keep that truncation.
+        let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+        let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
+        if j < 4 {
+            packed[j] = ls;
+            packed[j + 4] = lm;
+        } else {
+            packed[j + 4] = (ls & 0x0f) | ((lm & 0x0f) << 4);
+            packed[j - 4] |= (ls >> 4) << 6;
+            packed[j] |= (lm >> 4) << 6;
+        }
+    }
+    let d = fp16(max_scale / 63.0);
+    let dmin = fp16(max_min / 63.0);
+    for j in 0..QK_K / 32 {
+        let (sc, m) = get_scale_min_k4(j, &packed);
+        let dj = d.to_f32() * sc as f32;
+        if dj == 0.0 {
+            continue; // keep make_qkx2_quants' levels, as ggml does
+        }
+        let dm = dmin.to_f32() * m as f32;
+        for ii in 0..32 {
+            l[32 * j + ii] = nearest_int((x[32 * j + ii] + dm) / dj).clamp(0, nmax) as u8;
+        }
+    }
+    (d, dmin, packed, l)
+}
+
+/// quantize_row_q4_K_ref: levels 0..=15 (rmin -1, 21 steps); each 64 weights share 32 bytes,
+/// the first 32 in the low nibbles.
 pub fn quantize_row_q4_k(x: &[f32], y: &mut [BlockQ4K]) {
     assert_eq!(x.len(), y.len() * QK_K);
     for (x, b) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
+        let (d, dmin, scales, l) = quantize_k4_levels(x, 15, -1.0, 20);
+        (b.d, b.dmin, b.scales) = (d, dmin, scales);
+        for (k, q) in b.qs.chunks_exact_mut(32).enumerate() {
+            for i in 0..32 {
+                q[i] = l[64 * k + i] | (l[64 * k + i + 32] << 4);
+            }
+        }
+    }
+}
+
+/// quantize_row_q5_K_ref: levels 0..=31 (rmin -0.5, 16 steps); low nibbles as Q4_K, the fifth bit
+/// of sub-block j in bit j of qh[i].
+pub fn quantize_row_q5_k(x: &[f32], y: &mut [BlockQ5K]) {
+    assert_eq!(x.len(), y.len() * QK_K);
+    for (x, b) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
+        let (d, dmin, scales, l) = quantize_k4_levels(x, 31, -0.5, 15);
+        (b.d, b.dmin, b.scales) = (d, dmin, scales);
+        b.qh = [0; QK_K / 8];
+        for (k, q) in b.qs.chunks_exact_mut(32).enumerate() {
+            for i in 0..32 {
+                let (l1, l2) = (l[64 * k + i], l[64 * k + i + 32]);
+                b.qh[i] |= ((l1 >> 4) << (2 * k)) | ((l2 >> 4) << (2 * k + 1));
+                q[i] = (l1 & 0x0f) | ((l2 & 0x0f) << 4);
+            }
+        }
+    }
+}
+
+/// quantize_row_q2_K_ref: per 16 weights make_qkx2_quants to 0..=3 with weights |x| and absolute
+/// error; 4-bit scales and mins against the largest of each (d = max_scale/15, dmin = max_min/15).
+pub fn quantize_row_q2_k(x: &[f32], y: &mut [BlockQ2K]) {
+    assert_eq!(x.len(), y.len() * QK_K);
+    const Q4SCALE: f32 = 15.0;
+    for (x, b) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
         let mut l = [0u8; QK_K];
-        let mut weights = [0f32; 32];
-        let mut mins = [0f32; QK_K / 32];
-        let mut scales = [0f32; QK_K / 32];
+        let mut weights = [0f32; 16];
+        let mut mins = [0f32; QK_K / 16];
+        let mut scales = [0f32; QK_K / 16];
         let (mut max_scale, mut max_min) = (0f32, 0f32);
-        for j in 0..QK_K / 32 {
-            let xs = &x[32 * j..32 * j + 32];
-            let mut sum_x2 = 0f32;
-            for &v in xs {
-                sum_x2 += v * v;
-            }
-            let av_x = (sum_x2 / 32.0).sqrt();
+        for j in 0..QK_K / 16 {
+            let xs = &x[16 * j..16 * j + 16];
             for (w, &v) in weights.iter_mut().zip(xs) {
-                *w = av_x + v.abs();
+                *w = v.abs();
             }
-            scales[j] = make_qkx2_quants(15, xs, &weights, &mut l[32 * j..32 * j + 32], &mut mins[j], -1.0, 0.1, 20);
+            scales[j] = make_qkx2_quants(3, xs, &weights, &mut l[16 * j..16 * j + 16], &mut mins[j], -0.5, 0.1, 15, true);
             if scales[j] > max_scale {
                 max_scale = scales[j];
             }
@@ -153,39 +248,154 @@ pub fn quantize_row_q4_k(x: &[f32], y: &mut [BlockQ4K]) {
                 max_min = mins[j];
             }
         }
-        let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
-        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-        b.scales = [0; 12];
-        for j in 0..QK_K / 32 {
-            // C stores nearest_int into a uint8_t before MIN(63, ·): keep that truncation.
-            let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
-            let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
-            if j < 4 {
-                b.scales[j] = ls;
-                b.scales[j + 4] = lm;
-            } else {
-                b.scales[j + 4] = (ls & 0x0f) | ((lm & 0x0f) << 4);
-                b.scales[j - 4] |= (ls >> 4) << 6;
-                b.scales[j] |= (lm >> 4) << 6;
+        if max_scale > 0.0 {
+            let iscale = Q4SCALE / max_scale;
+            for j in 0..QK_K / 16 {
+                b.scales[j] = nearest_int(iscale * scales[j]) as u8;
             }
+            b.d = fp16(max_scale / Q4SCALE);
+        } else {
+            b.scales = [0; QK_K / 16];
+            b.d = fp16(0.0);
         }
-        b.d = fp16(max_scale / 63.0);
-        b.dmin = fp16(max_min / 63.0);
-        for j in 0..QK_K / 32 {
-            let (sc, m) = get_scale_min_k4(j, &b.scales);
-            let d = b.d.to_f32() * sc as f32;
+        if max_min > 0.0 {
+            let iscale = Q4SCALE / max_min;
+            for j in 0..QK_K / 16 {
+                b.scales[j] |= (nearest_int(iscale * mins[j]) << 4) as u8;
+            }
+            b.dmin = fp16(max_min / Q4SCALE);
+        } else {
+            b.dmin = fp16(0.0);
+        }
+        for j in 0..QK_K / 16 {
+            let d = b.d.to_f32() * (b.scales[j] & 0x0f) as f32;
             if d == 0.0 {
                 continue;
             }
-            let dm = b.dmin.to_f32() * m as f32;
-            for ii in 0..32 {
-                l[32 * j + ii] = nearest_int((x[32 * j + ii] + dm) / d).clamp(0, 15) as u8;
+            let dm = b.dmin.to_f32() * (b.scales[j] >> 4) as f32;
+            for ii in 0..16 {
+                l[16 * j + ii] = nearest_int((x[16 * j + ii] + dm) / d).clamp(0, 3) as u8;
             }
         }
-        for (k, q) in b.qs.chunks_exact_mut(32).enumerate() {
-            let base = 64 * k;
+        for h in 0..QK_K / 128 {
+            let lb = &l[128 * h..];
             for i in 0..32 {
-                q[i] = l[base + i] | (l[base + i + 32] << 4);
+                b.qs[32 * h + i] = lb[i] | (lb[i + 32] << 2) | (lb[i + 64] << 4) | (lb[i + 96] << 6);
+            }
+        }
+    }
+}
+
+/// make_q3_quants with do_rmse: symmetric levels -nmax..nmax-1 from -nmax/max, then up to 5 passes
+/// of coordinate descent on each level under the x²-weighted least-squares criterion. Levels are
+/// returned +nmax; the result is the least-squares scale.
+fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+    let n = x.len();
+    let (mut max, mut amax) = (0f32, 0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l[..n].fill(0);
+        return 0.0;
+    }
+    let iscale = -(nmax as f32) / max;
+    let (mut sumlx, mut suml2) = (0f32, 0f32);
+    for i in 0..n {
+        let li = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
+        l[i] = li as i8;
+        let w = x[i] * x[i];
+        sumlx += w * x[i] * li as f32;
+        suml2 += w * li as f32 * li as f32;
+    }
+    for _ in 0..5 {
+        let mut n_changed = 0;
+        for i in 0..n {
+            let w = x[i] * x[i];
+            let li = l[i] as f32;
+            let mut slx = sumlx - w * x[i] * li;
+            if slx > 0.0 {
+                let mut sl2 = suml2 - w * li * li;
+                let new_l = nearest_int(x[i] * sl2 / slx).clamp(-nmax, nmax - 1);
+                if new_l != l[i] as i32 {
+                    slx += w * x[i] * new_l as f32;
+                    sl2 += w * new_l as f32 * new_l as f32;
+                    if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        l[i] = new_l as i8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed += 1;
+                    }
+                }
+            }
+        }
+        if n_changed == 0 {
+            break;
+        }
+    }
+    for v in &mut l[..n] {
+        *v += nmax as i8;
+    }
+    sumlx / suml2
+}
+
+/// quantize_row_q3_K_ref: per 16 weights make_q3_quants(nmax 4); the 16 scales quantized to 6 bits
+/// (offset 32) against the largest-magnitude one (d = max_scale / -32), weights re-quantized to
+/// -4..3; bit 2 of each level goes to hmask (element j → byte j%32, bit j/32), 2 low bits to qs.
+pub fn quantize_row_q3_k(x: &[f32], y: &mut [BlockQ3K]) {
+    assert_eq!(x.len(), y.len() * QK_K);
+    for (x, b) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
+        let mut l = [0i8; QK_K];
+        let mut scales = [0f32; QK_K / 16];
+        let (mut max_scale, mut amax) = (0f32, 0f32);
+        for j in 0..QK_K / 16 {
+            scales[j] = make_q3_quants(4, &x[16 * j..16 * j + 16], &mut l[16 * j..16 * j + 16]);
+            if scales[j].abs() > amax {
+                amax = scales[j].abs();
+                max_scale = scales[j];
+            }
+        }
+        b.scales = [0; 12];
+        if max_scale != 0.0 {
+            let iscale = -32.0f32 / max_scale;
+            for j in 0..QK_K / 16 {
+                // C: int8_t l = nearest_int(...), then clamp and +32.
+                let v = ((nearest_int(iscale * scales[j]) as i8).clamp(-32, 31) + 32) as u8;
+                if j < 8 {
+                    b.scales[j] = v & 0x0f;
+                } else {
+                    b.scales[j - 8] |= (v & 0x0f) << 4;
+                }
+                b.scales[j % 4 + 8] |= (v >> 4) << (2 * (j / 4));
+            }
+            b.d = fp16(1.0 / iscale);
+        } else {
+            b.d = fp16(0.0);
+        }
+        for j in 0..QK_K / 16 {
+            let d = b.d.to_f32() * q3k_scale(j, &b.scales) as f32;
+            if d == 0.0 {
+                continue;
+            }
+            for ii in 0..16 {
+                l[16 * j + ii] = (nearest_int(x[16 * j + ii] / d).clamp(-4, 3) + 4) as i8;
+            }
+        }
+        b.hmask = [0; QK_K / 8];
+        let mut l: [u8; QK_K] = l.map(|v| v as u8);
+        for (j, v) in l.iter_mut().enumerate() {
+            if *v > 3 {
+                b.hmask[j % 32] |= 1 << (j / 32);
+                *v -= 4;
+            }
+        }
+        for h in 0..QK_K / 128 {
+            let lb = &l[128 * h..];
+            for i in 0..32 {
+                b.qs[32 * h + i] = lb[i] | (lb[i + 32] << 2) | (lb[i + 64] << 4) | (lb[i + 96] << 6);
             }
         }
     }

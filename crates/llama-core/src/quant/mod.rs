@@ -178,7 +178,7 @@ impl GgmlType {
     /// Bytes of one row of `n` elements; `None` if `n` is not a whole number of blocks or overflows.
     pub fn row_size(self, n: u64) -> Option<u64> {
         let (bs, ts) = self.block_layout();
-        if n % bs as u64 != 0 {
+        if !n.is_multiple_of(bs as u64) {
             return None;
         }
         (n / bs as u64).checked_mul(ts as u64)
@@ -209,7 +209,9 @@ pub mod q8_1;
 
 pub use blocks::{blocks_as_bytes, cast_blocks, cast_blocks_mut, read_blocks, Block};
 pub use k_dot::{vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k, vec_dot_q4_k_q8_k, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k};
-pub use k_quantize::{quantize_row_q4_k, quantize_row_q6_k, quantize_row_q8_k};
+pub use k_quantize::{
+    quantize_row_q2_k, quantize_row_q3_k, quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k, quantize_row_q8_k,
+};
 pub use k_quants::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 pub use q4_0::{vec_dot_q4_0_q8_0, BlockQ4_0};
 pub use q4_1::{vec_dot_q4_1_q8_1, BlockQ4_1};

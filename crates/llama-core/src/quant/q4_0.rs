@@ -61,7 +61,7 @@ pub fn quantize_row_q4_0(x: &[f32], y: &mut [BlockQ4_0]) {
 /// (ggml_vec_dot_q4_0_q8_0 generic).
 pub fn vec_dot_q4_0_q8_0(n: usize, x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
     let nb = n / QK4_0;
-    assert!(n % QK4_0 == 0 && x.len() >= nb && y.len() >= nb);
+    assert!(n.is_multiple_of(QK4_0) && x.len() >= nb && y.len() >= nb);
     let mut sumf = 0f32;
     for (bx, by) in x[..nb].iter().zip(&y[..nb]) {
         let mut sumi = 0i32;

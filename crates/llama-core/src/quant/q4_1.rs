@@ -63,7 +63,7 @@ pub fn quantize_row_q4_1(x: &[f32], y: &mut [BlockQ4_1]) {
 /// Σ x·y: integer dot per block, then (dx·dy)·sumi + mx·sy (sy = dy·Σqy folds in the minimum).
 pub fn vec_dot_q4_1_q8_1(n: usize, x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
     let nb = n / QK4_1;
-    assert!(n % QK4_1 == 0 && x.len() >= nb && y.len() >= nb);
+    assert!(n.is_multiple_of(QK4_1) && x.len() >= nb && y.len() >= nb);
     let mut sumf = 0f32;
     for (bx, by) in x[..nb].iter().zip(&y[..nb]) {
         let mut sumi = 0i32;

@@ -78,7 +78,7 @@ pub fn quantize_row_q5_0(x: &[f32], y: &mut [BlockQ5_0]) {
 /// Σ x·y: integer dot per block, then (dx·dy)·sumi.
 pub fn vec_dot_q5_0_q8_0(n: usize, x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
     let nb = n / QK5_0;
-    assert!(n % QK5_0 == 0 && x.len() >= nb && y.len() >= nb);
+    assert!(n.is_multiple_of(QK5_0) && x.len() >= nb && y.len() >= nb);
     let mut sumf = 0f32;
     for (bx, by) in x[..nb].iter().zip(&y[..nb]) {
         let qh = u32::from_le_bytes(bx.qh);

@@ -64,7 +64,7 @@ pub fn quantize_row_q5_1(x: &[f32], y: &mut [BlockQ5_1]) {
 /// Σ x·y: integer dot per block, then (dx·dy)·sumi + mx·sy.
 pub fn vec_dot_q5_1_q8_1(n: usize, x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
     let nb = n / QK5_1;
-    assert!(n % QK5_1 == 0 && x.len() >= nb && y.len() >= nb);
+    assert!(n.is_multiple_of(QK5_1) && x.len() >= nb && y.len() >= nb);
     let mut sumf = 0f32;
     for (bx, by) in x[..nb].iter().zip(&y[..nb]) {
         let qh = u32::from_le_bytes(bx.qh);

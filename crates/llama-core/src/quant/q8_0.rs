@@ -49,7 +49,7 @@ pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
 /// Σ x·y: integer dot per block, then sumi·(dx·dy).
 pub fn vec_dot_q8_0_q8_0(n: usize, x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
     let nb = n / QK8_0;
-    assert!(n % QK8_0 == 0 && x.len() >= nb && y.len() >= nb);
+    assert!(n.is_multiple_of(QK8_0) && x.len() >= nb && y.len() >= nb);
     let mut sumf = 0f32;
     for (bx, by) in x[..nb].iter().zip(&y[..nb]) {
         let mut sumi = 0i32;

@@ -67,7 +67,7 @@ fn qnt<T: Block>(src: &[f32], dst: &mut [u8], f: fn(&[f32], &mut [T])) {
 }
 
 /// Quantizes one row with llama.cpp's reference algorithm: `dst` holds exactly
-/// `row_size(src.len())` bytes. Q2_K, Q3_K and Q5_K can be read but not written yet.
+/// `row_size(src.len())` bytes.
 pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
     t.ensure_supported()?;
     let need = row_bytes(t, src.len())?;
@@ -89,7 +89,10 @@ pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
         Q5_1 => qnt::<BlockQ5_1>(src, dst, q5_1::quantize_row_q5_1),
         Q8_0 => qnt::<BlockQ8_0>(src, dst, q8_0::quantize_row_q8_0),
         Q8_1 => qnt::<BlockQ8_1>(src, dst, q8_1::quantize_row_q8_1),
+        Q2_K => qnt::<BlockQ2K>(src, dst, k_quantize::quantize_row_q2_k),
+        Q3_K => qnt::<BlockQ3K>(src, dst, k_quantize::quantize_row_q3_k),
         Q4_K => qnt::<BlockQ4K>(src, dst, k_quantize::quantize_row_q4_k),
+        Q5_K => qnt::<BlockQ5K>(src, dst, k_quantize::quantize_row_q5_k),
         Q6_K => qnt::<BlockQ6K>(src, dst, k_quantize::quantize_row_q6_k),
         Q8_K => qnt::<BlockQ8K>(src, dst, k_quantize::quantize_row_q8_k),
         _ => return Err(unsupported(t, "quantization")),

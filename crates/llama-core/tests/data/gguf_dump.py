@@ -1,6 +1,6 @@
 """Independent reference for the Rust GGUF reader: parse a GGUF file with gguf-py and print its
 metadata and tensor infos as JSON (floats as IEEE bit patterns, strings as hex, so the comparison
-is exact). Nested arrays are rebuilt from gguf-py's flattened field parts."""
+is exact; `--data` adds each tensor's bytes). Nested arrays are rebuilt from gguf-py's flattened field parts."""
 import json
 import sys
 
@@ -36,7 +36,7 @@ def decode(parts, i, gtype):
     raise ValueError(gtype)
 
 
-def main(path):
+def main(path, with_data=False):
     r = GGUFReader(path)
     fields = list(r.fields.values())[3:]  # skip gguf-py's pseudo fields GGUF.version/tensor_count/kv_count
     meta = []
@@ -50,10 +50,12 @@ def main(path):
         p = t.field.parts  # name length, name, n_dims, dims, type, offset
         tensors.append({"name": t.name, "dims": [int(d) for d in p[3]], "type": int(p[4][0]),
                         "offset": int(p[5][0]), "n_bytes": int(t.n_bytes), "data_offset": int(t.data_offset)})
+        if with_data:
+            tensors[-1]["data"] = t.data.tobytes().hex()
     out = {"version": int(r.fields["GGUF.version"].parts[0][0]), "alignment": int(r.alignment),
            "data_offset": int(r.data_offset), "metadata": meta, "tensors": tensors}
     json.dump(out, sys.stdout)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], with_data='--data' in sys.argv[2:])

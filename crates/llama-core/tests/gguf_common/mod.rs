@@ -101,8 +101,13 @@ pub fn hex(b: &[u8]) -> String {
 
 /// Runs the gguf-py dump script on `path`.
 pub fn gguf_py_dump(path: &Path) -> serde_json::Value {
+    gguf_py_dump_args(path, &[])
+}
+
+/// Same, with extra script flags (`--data`: include tensor bytes as hex).
+pub fn gguf_py_dump_args(path: &Path, args: &[&str]) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gguf_dump.py");
-    let out = Command::new("python3").arg(&script).arg(path).output().expect("run python3");
+    let out = Command::new("python3").arg(&script).arg(path).args(args).output().expect("run python3");
     assert!(out.status.success(), "gguf-py failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("gguf_dump.py JSON")
 }

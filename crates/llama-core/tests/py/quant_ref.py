@@ -150,7 +150,7 @@ def cmd_llamacpp(outdir, seed):
     ctypes, base, cpu = load_ggml()
     rng = np.random.default_rng(seed)
     P = ctypes.c_void_p
-    rows, cols = 64, 1024
+    rows, cols = 128, 1024
     acts = {}
     for name, ts, bs, partner, has_deq in LLAMACPP_TYPES:
         x = test_rows(rng, rows, cols)

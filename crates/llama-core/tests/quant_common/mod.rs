@@ -108,11 +108,14 @@ pub fn models_dir() -> PathBuf {
     }
 }
 
-/// LLAMA_FIXTURES, else the first `shared/fixtures` beside an ancestor of the crate (CI puts
-/// shared/ next to its clone), else /work/shared/fixtures.
+/// LLAMA_FIXTURES, else $LLAMA_SHARED/fixtures, else the first `shared/fixtures` beside an ancestor
+/// of the crate (CI puts shared/ next to its clone), else /work/shared/fixtures.
 pub fn fixtures_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("LLAMA_FIXTURES") {
         return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("LLAMA_SHARED") {
+        return PathBuf::from(p).join("fixtures");
     }
     for a in Path::new(env!("CARGO_MANIFEST_DIR")).ancestors() {
         let c = a.join("shared/fixtures");

@@ -1,0 +1,78 @@
+//! The kernel tables the forward pass uses (`cpu::Kernels`, scalar and every SIMD table this CPU
+//! runs) against the quant references: activation quantizers byte-identical, dots within float
+//! rounding of the reference dot (bound 4e-6·Σ|x·y|, as against llama.cpp in quant_ggml.rs).
+
+use llama_core::cpu::{vec_dot_type, Kernels};
+use llama_core::quant::*;
+
+fn rows(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    // splitmix64 → roughly Gaussian by summing uniforms; deterministic, dependency-free.
+    let mut s = seed;
+    let mut u = || {
+        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f32 / (1u64 << 53) as f32
+    };
+    (0..n).map(|_| ((0..4).map(|_| u()).sum::<f32>() - 2.0) * scale).collect()
+}
+
+fn reference_dot(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
+    use GgmlType::*;
+    match t {
+        Q4_0 => vec_dot_q4_0_q8_0(n, &read_blocks(w), &read_blocks(a)),
+        Q4_1 => vec_dot_q4_1_q8_1(n, &read_blocks(w), &read_blocks(a)),
+        Q5_0 => vec_dot_q5_0_q8_0(n, &read_blocks(w), &read_blocks(a)),
+        Q5_1 => vec_dot_q5_1_q8_1(n, &read_blocks(w), &read_blocks(a)),
+        Q8_0 => vec_dot_q8_0_q8_0(n, &read_blocks(w), &read_blocks(a)),
+        Q2_K => vec_dot_q2_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
+        Q3_K => vec_dot_q3_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
+        Q4_K => vec_dot_q4_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
+        Q5_K => vec_dot_q5_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
+        Q6_K => vec_dot_q6_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn activation_quantizers_are_byte_identical() {
+    let n = 1024;
+    for k in Kernels::available() {
+        for (i, scale) in [0.0f32, 1e-3, 1.0, 300.0].into_iter().enumerate() {
+            let x = rows(i as u64, n, scale);
+            for t in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+                let want = quantize(t, &x).unwrap();
+                let mut got = vec![0u8; want.len()];
+                (k.from_float(t).unwrap())(&x, &mut got);
+                assert_eq!(got, want, "{:?} {t} (σ={scale}) differs from quantize_row_{}_ref", k.isa, t.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn dots_match_reference() {
+    use GgmlType::*;
+    let n = 2048;
+    for k in Kernels::available() {
+        for t in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+            let act = vec_dot_type(t).unwrap();
+            for seed in 0..4u64 {
+                let w = quantize(t, &rows(100 + seed, n, 0.05)).unwrap();
+                let a = quantize(act, &rows(200 + seed, n, 1.5)).unwrap();
+                let want = reference_dot(t, n, &w, &a);
+                let got = (k.vec_dot(t).unwrap())(n, &w, &a);
+                let x = dequantize(t, &w, n).unwrap();
+                let y = dequantize(act, &a, n).unwrap();
+                let scale: f64 = x.iter().zip(&y).map(|(p, q)| (*p as f64 * *q as f64).abs()).sum();
+                assert!(
+                    (got as f64 - want as f64).abs() <= 4e-6 * scale,
+                    "{:?} {t}: kernel {got} vs reference {want} (Σ|xy| {scale})",
+                    k.isa
+                );
+            }
+        }
+        eprintln!("{:?}: 10 dot kernels within 4e-6·Σ|xy| of the references", k.isa);
+    }
+}
