@@ -1,0 +1,144 @@
+"""`python -m llama convert` against llama.cpp's conversions of the shared fixtures, read back with
+gguf-py (an independent reader), plus hostile inputs through the CLI."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import llama
+from conftest import shared_path
+
+# fixture folder → llama.cpp conversion of the same weights
+CASES = [
+    ("hf-llama1", "hf-llama1"),
+    ("hf-llama2-gqa-sharded", "hf-llama2-gqa-sharded"),
+    ("meta-llama1/tiny", "hf-llama1"),
+    ("meta-llama1-mp2/tiny", "hf-llama1"),
+    ("meta-llama2-gqa/tiny", "hf-llama2-gqa-sharded"),
+]
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "llama", *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+def _read(path):
+    gguf = pytest.importorskip("gguf")
+    return gguf.GGUFReader(path)
+
+
+def _recorded(field):
+    """A gguf-py field in the form llama.cpp-conversions.json records it."""
+    from gguf import GGUFValueType
+
+    if field.types[0] == GGUFValueType.ARRAY:
+        vals = field.contents()
+        return {"array_len": len(vals), "sha256_of_json": hashlib.sha256(json.dumps(vals).encode()).hexdigest()}
+    return field.contents()
+
+
+@pytest.mark.parametrize("src,ref", CASES)
+@pytest.mark.parametrize("outtype", ["f32", "f16"])
+def test_cli_conversion_matches_llamacpp(tmp_path, src, ref, outtype):
+    fx = shared_path("fixtures")
+    want = json.loads((fx / "llama.cpp-conversions.json").read_text())[f"{ref}-{outtype}.gguf"]
+    out = tmp_path / "out.gguf"
+    r = _cli("convert", str(fx / src), "--outtype", outtype, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(out)
+    assert "/" in r.stderr and "token_embd.weight" in r.stderr  # progress: "[ i/n] name ..."
+    reader = _read(str(out))
+    tensors = {t.name: t for t in reader.tensors}
+    assert sorted(tensors) == sorted(want["tensors"])
+    for name, (ty, shape, sha) in want["tensors"].items():
+        t = tensors[name]
+        assert t.tensor_type.name == ty, name
+        assert [int(d) for d in t.shape] == shape, name
+        assert hashlib.sha256(bytes(t.data.tobytes())).hexdigest() == sha, name
+    ours = {k: _recorded(f) for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    if src.startswith("hf-"):
+        assert ours.keys() == want["kv"].keys()
+    for k, v in want["kv"].items():
+        if src.startswith("meta-") and k in ("general.name", "llama.context_length",
+                                             "llama.attention.key_length", "llama.attention.value_length"):
+            continue  # not stated by a Meta checkpoint (see docs/notes/convert.md)
+        got = ours[k]
+        if isinstance(v, float):
+            assert got == pytest.approx(v, rel=1e-7), k
+        else:
+            assert got == v, k
+
+
+def test_quiet_default_output_path_and_python_api(tmp_path):
+    fx = shared_path("fixtures")
+    model = tmp_path / "hf-llama1"
+    model.mkdir()
+    for f in (fx / "hf-llama1").iterdir():
+        os.symlink(f, model / f.name)
+    r = _cli("convert", str(model), "--outtype", "q8_0", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and r.stdout == ""
+    out = model / "ggml-model-q8_0.gguf"
+    reader = _read(str(out))
+    types = {t.name: t.tensor_type.name for t in reader.tensors}
+    assert types["token_embd.weight"] == "Q8_0" and types["blk.0.attn_q.weight"] == "Q8_0"
+    assert types["output_norm.weight"] == "F32"
+    assert int(reader.fields["general.file_type"].contents()) == 7
+    from llama import _llama
+
+    p = _llama.convert(str(model), "bf16", None, None, True)
+    assert p == str(model / "ggml-model-bf16.gguf") and os.path.exists(p)
+
+
+def _hostile_pth(path):
+    # torch.save layout with a data.pkl that calls os.system
+    pkl = b"\x80\x02cos\nsystem\nX\x10\x00\x00\x00touch /tmp/pwned\x85R."
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pkl)
+
+
+def test_cli_refuses_pickle_naming_os_system(tmp_path):
+    fx = shared_path("fixtures")
+    for f in (fx / "meta-llama1" / "tiny").iterdir():
+        if f.name != "consolidated.00.pth":
+            os.symlink(f, tmp_path / f.name)
+    os.symlink(fx / "meta-llama1" / "tokenizer.model", tmp_path / "tokenizer.model")
+    _hostile_pth(tmp_path / "consolidated.00.pth")
+    out = tmp_path / "out.gguf"
+    r = _cli("convert", str(tmp_path), "-o", str(out))
+    assert r.returncode == 1
+    assert "os.system" in r.stderr and "consolidated.00.pth" in r.stderr
+    assert not out.exists() and not (tmp_path / "out.gguf.tmp").exists()
+    with pytest.raises(llama.errors.ModelFormatError, match="os.system"):
+        from llama import _llama
+
+        _llama.convert(str(tmp_path), "f16", str(out), None, True)
+
+
+def test_cli_full_disk_leaves_no_file(tmp_path):
+    fx = shared_path("fixtures")
+    out = tmp_path / "out.gguf"
+    # 2 MiB file-size limit; Python ignores SIGXFSZ, so the write fails with EFBIG.
+    cmd = f"ulimit -f 2048; exec {sys.executable} -m llama convert {fx / 'hf-llama1'} --outtype f32 -o {out} --quiet"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stderr
+    assert "File too large" in r.stderr
+    assert not out.exists() and not (tmp_path / "out.gguf.tmp").exists()
+
+
+def test_cli_unsupported_architecture(tmp_path):
+    fx = shared_path("fixtures")
+    for f in (fx / "hf-llama1").iterdir():
+        if f.name != "config.json":
+            os.symlink(f, tmp_path / f.name)
+    cfg = json.loads((fx / "hf-llama1" / "config.json").read_text())
+    cfg["architectures"] = ["FalconForCausalLM"]
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    r = _cli("convert", str(tmp_path), "-o", str(tmp_path / "o.gguf"))
+    assert r.returncode == 1 and "FalconForCausalLM" in r.stderr
+    assert not (tmp_path / "o.gguf").exists()
