@@ -142,3 +142,85 @@ def test_cli_unsupported_architecture(tmp_path):
     r = _cli("convert", str(tmp_path), "-o", str(tmp_path / "o.gguf"))
     assert r.returncode == 1 and "FalconForCausalLM" in r.stderr
     assert not (tmp_path / "o.gguf").exists()
+
+
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+               r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def _write_safetensors(path, tensors):
+    import struct
+
+    hdr, off, blobs = {}, 0, []
+    for name, arr in tensors.items():
+        b = arr.astype("<f4").tobytes()
+        hdr[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    h = json.dumps(hdr).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def test_qwen2_bpe_vocab_as_llamacpp_wrote_it(tmp_path):
+    """A Qwen2 HF folder whose tokenizer files are rebuilt from llama.cpp's own conversion of
+    Qwen2.5-Coder (the test GGUF): our tokenizer metadata must equal llama.cpp's, key by key and in
+    order; weights are written unpermuted (Qwen2 uses NeoX rope) with biases in F32."""
+    import numpy as np
+    from conftest import model_path
+
+    ref = _read(model_path("qwen2.5-coder-0.5b-q4_k_m.gguf"))
+    tokens = ref.fields["tokenizer.ggml.tokens"].contents()
+    types = ref.fields["tokenizer.ggml.token_type"].contents()
+    merges = ref.fields["tokenizer.ggml.merges"].contents()
+    vocab, added = {}, []
+    for i, (t, ty) in enumerate(zip(tokens, types)):
+        if ty == 5 and t == f"[PAD{i}]":
+            continue  # llama.cpp's padding up to config.vocab_size
+        if ty in (3, 4):
+            added.append({"id": i, "content": t, "special": ty == 3, "normalized": False})
+        else:
+            vocab[t] = i
+    tok = {"model": {"type": "BPE", "vocab": vocab, "merges": [m.split(" ", 1) for m in merges]},
+           "added_tokens": added,
+           "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+               {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated", "invert": False},
+               {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tok))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": False, "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+        "chat_template": ref.fields["tokenizer.chat_template"].contents()}))
+    n_vocab, H, FF = len(tokens), 16, 32
+    (tmp_path / "config.json").write_text(json.dumps({
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": H, "intermediate_size": FF,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "num_hidden_layers": 1, "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "vocab_size": n_vocab, "tie_word_embeddings": True,
+        "bos_token_id": 151643, "eos_token_id": 151645}))
+    rng = np.random.default_rng(0)
+    w = {"model.embed_tokens.weight": rng.standard_normal((n_vocab, H)), "model.norm.weight": rng.standard_normal(H)}
+    p = "model.layers.0."
+    for n, s in [("self_attn.q_proj.weight", (H, H)), ("self_attn.q_proj.bias", (H,)), ("self_attn.k_proj.weight", (8, H)),
+                 ("self_attn.k_proj.bias", (8,)), ("self_attn.v_proj.weight", (8, H)), ("self_attn.v_proj.bias", (8,)),
+                 ("self_attn.o_proj.weight", (H, H)), ("mlp.gate_proj.weight", (FF, H)), ("mlp.up_proj.weight", (FF, H)),
+                 ("mlp.down_proj.weight", (H, FF)), ("input_layernorm.weight", (H,)), ("post_attention_layernorm.weight", (H,))]:
+        w[p + n] = rng.standard_normal(s)
+    _write_safetensors(tmp_path / "model.safetensors", w)
+
+    out = tmp_path / "q.gguf"
+    r = _cli("convert", str(tmp_path), "--outtype", "f32", "-o", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    ours = _read(str(out))
+    ref_keys = [k for k in ref.fields if k.startswith("tokenizer.")]
+    our_keys = [k for k in ours.fields if k.startswith("tokenizer.")]
+    assert our_keys == ref_keys
+    for k in ref_keys:
+        assert ours.fields[k].contents() == ref.fields[k].contents(), k
+    for k in ["qwen2.rope.freq_base", "qwen2.context_length"]:
+        assert ours.fields[k].contents() == ref.fields[k].contents(), k
+    qkeys = [k for k in ref.fields if k.startswith("qwen2.")]
+    assert [k for k in ours.fields if k.startswith("qwen2.")] == qkeys
+    t = {x.name: x for x in ours.tensors}
+    assert "output.weight" not in t  # tied embeddings
+    assert np.array_equal(t["blk.0.attn_q.weight"].data.reshape(H, H), w[p + "self_attn.q_proj.weight"].astype(np.float32))
+    assert np.array_equal(t["blk.0.attn_k.bias"].data, w[p + "self_attn.k_proj.bias"].astype(np.float32))
+    assert t["blk.0.attn_q.bias"].tensor_type.name == "F32"

@@ -170,7 +170,8 @@ fn load_bpe(dir: &Path, n_vocab: Option<u32>, config: Option<&Json>) -> Result<V
         None => max_id as usize + 1,
     };
     let mut tokens: Vec<Vec<u8>> = (0..n).map(|i| format!("[PAD{i}]").into_bytes()).collect(); // [n_vocab]
-    let mut types = vec![USER_DEFINED; n]; // [n_vocab]
+    // Ids the tokenizer does not define (embedding rows padded past it): "[PADn]", UNUSED.
+    let mut types = vec![UNUSED; n]; // [n_vocab]
     for (id, t, a) in by_id {
         let id = id as usize;
         match a {
