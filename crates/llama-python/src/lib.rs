@@ -1,6 +1,7 @@
 //! Python bindings: the only crate that sees pyo3. Each wrapper extracts arguments, releases the
 //! GIL around computation and maps core errors to the typed exceptions of `llama.errors`.
 
+mod convert;
 mod errors;
 mod gguf_info;
 mod model;
@@ -14,6 +15,7 @@ use pyo3::prelude::*;
 fn _llama(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(gguf_info::gguf_info, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::convert, m)?)?;
     m.add_function(wrap_pyfunction!(model::render_chat_template, m)?)?;
     m.add_function(wrap_pyfunction!(model::nll, m)?)?;
     m.add_function(wrap_pyfunction!(model::cpu_info, m)?)?;
