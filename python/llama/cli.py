@@ -309,6 +309,15 @@ def cmd_pull(a) -> int:
     return pull(a)
 
 
+def cmd_convert(a) -> int:
+    from . import _llama
+
+    out = _llama.convert(a.path, a.outtype, a.outfile, a.vocab_dir, a.quiet)
+    if not a.quiet:
+        print(out)
+    return 0
+
+
 def _add_model_args(p, need_model=True):
     p.add_argument("-m", "--model", required=need_model,
                    help="GGUF file, a folder holding one, or hf:OWNER/REPO[/FILE]" + ("" if need_model else
@@ -375,6 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help='print {"ppP": X, "tgN": Y} as the last line')
     p.add_argument("--compare-llama-cpp", action="store_true", help="also run llama-cpp-python on the same file")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("convert", help="Meta .pth or Hugging Face safetensors checkpoint → GGUF (as llama.cpp's converter)")
+    p.add_argument("path", help="model folder (params.json + consolidated.*.pth, or config.json + *.safetensors)")
+    p.add_argument("--outtype", choices=["f16", "f32", "bf16", "q8_0"], default="f16", help="type of 2-D weights")
+    p.add_argument("-o", "--outfile", default=None, help="output path (default: PATH/ggml-model-OUTTYPE.gguf)")
+    p.add_argument("--vocab-dir", default=None, help="folder with tokenizer.model / tokenizer.json")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_convert)
 
     from .pull import PARSER_KW, add_pull_args
 

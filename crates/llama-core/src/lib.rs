@@ -8,6 +8,7 @@ pub mod chat;
 pub mod cpu;
 pub mod error;
 pub mod gguf;
+pub mod model;
 pub mod ops;
 pub mod quant;
 pub mod sampler;

@@ -194,7 +194,8 @@ impl PyContext {
 
     /// Evaluates with the GIL released; returns the logits of the outputs as a Vec.
     pub fn eval_vec(&self, py: Python<'_>, tokens: &[u32], n_past: usize) -> PyResult<()> {
-        let mut ctx = self.lock()?;
+        let mut guard = self.lock()?;
+        let ctx: &mut Context = &mut guard;
         let model = &self.model;
         py.detach(|| ctx.eval(model, tokens, n_past)).py_err()
     }
@@ -363,5 +364,5 @@ pub fn nll(logits: PyReadonlyArray2<'_, f32>, tokens: Vec<u32>, first: usize) ->
 /// The instruction set the kernels were chosen for (e.g. "avx512"), for `bench` and bug reports.
 #[pyfunction]
 pub fn cpu_info() -> String {
-    llama_core::cpu::describe()
+    llama_core::cpu::kernels().isa.name().to_string()
 }

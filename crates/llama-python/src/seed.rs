@@ -34,8 +34,19 @@ pub struct PyLLaMA {
 #[pymethods]
 impl PyLLaMA {
     #[staticmethod]
-    #[pyo3(signature = (path, n_ctx=512, memory_type=PyGgmlType::F16))]
-    fn load(py: Python<'_>, path: std::path::PathBuf, n_ctx: usize, memory_type: PyGgmlType) -> PyResult<Self> {
+    #[pyo3(signature = (path, n_ctx=512, memory_type=None))]
+    fn load(py: Python<'_>, path: std::path::PathBuf, n_ctx: usize, memory_type: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let memory_type = match memory_type {
+            None => PyGgmlType::F16,
+            Some(v) => match v.cast::<PyGgmlType>() {
+                Ok(t) => *t.get(),
+                Err(_) => match v.extract::<i64>() {
+                    Ok(0) => PyGgmlType::F32,
+                    Ok(1) => PyGgmlType::F16,
+                    _ => return Err(to_py(Error::InvalidArgument(format!("memory_type must be GGMLType.F32 or GGMLType.F16, not {v}")))),
+                },
+            },
+        };
         if n_ctx == 0 {
             return Err(to_py(Error::InvalidArgument("n_ctx must be > 0".into())));
         }

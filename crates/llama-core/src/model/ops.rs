@@ -1,0 +1,202 @@
+//! Elementwise operations of the forward pass, written to round the way ggml's CPU backend rounds
+//! so our logits track llama.cpp's (see each function for the detail that matters).
+
+use half::f16;
+
+/// RMSNorm of each row of `x` ([n_rows][n]) into `out` (same shape), times `w` ([n]).
+/// ggml sums the squares in double (`ggml_float`), scales in f32, and multiplies by the weight
+/// as a separate op, i.e. `(x * scale) * w` with two f32 roundings.
+pub fn rms_norm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let n = w.len();
+    for (o, xr) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+        let scale = rms_scale(xr, eps);
+        for ((o, &xv), &wv) in o.iter_mut().zip(xr).zip(w) {
+            *o = (xv * scale) * wv;
+        }
+    }
+}
+
+/// In-place RMSNorm of each `w.len()`-sized row of `x` (used for per-head q/k norms).
+pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+    let n = w.len();
+    for xr in x.chunks_exact_mut(n) {
+        let scale = rms_scale(xr, eps);
+        for (xv, &wv) in xr.iter_mut().zip(w) {
+            *xv = (*xv * scale) * wv;
+        }
+    }
+}
+
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let sum: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    1.0 / (mean + eps).sqrt()
+}
+
+/// `x += y` elementwise (residual connections).
+pub fn add_inplace(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// Add a bias ([n]) to every row of `x` ([n_rows][n]).
+pub fn add_bias(x: &mut [f32], b: &[f32]) {
+    for row in x.chunks_exact_mut(b.len()) {
+        add_inplace(row, b);
+    }
+}
+
+pub fn scale_inplace(x: &mut [f32], s: f32) {
+    for v in x {
+        *v *= s;
+    }
+}
+
+/// SwiGLU: `gate = silu(gate) * up` (llama.cpp's ffn_gate_par with SILU).
+pub fn swiglu_inplace(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = x / (1.0 + (-x).exp()) * u;
+    }
+}
+
+/// GELU (tanh approximation) gated: `gate = gelu(gate) * up`.
+/// ggml evaluates GELU through a table indexed by the f16 value of x and storing f16 results
+/// (GGML_GELU_FP16), so x and gelu(x) are both rounded to f16; |x| ≥ 10 bypasses the table.
+pub fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = gelu_f16_table(*g) * u;
+    }
+}
+
+fn gelu_f16_table(x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        let xh = f16::from_f32(x).to_f32();
+        f16::from_f32(gelu(xh)).to_f32()
+    }
+}
+
+fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const GELU_COEF_A: f32 = 0.044715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh())
+}
+
+/// Softmax of `x` in place after `x * scale`; entries equal to -inf stay 0.
+/// Like ggml: max subtraction, exp in f32, sum in double, multiply by (float)(1/sum).
+pub fn softmax_inplace(x: &mut [f32], scale: f32) {
+    let mut max = f32::NEG_INFINITY;
+    for v in x.iter_mut() {
+        *v *= scale;
+        max = max.max(*v);
+    }
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        let e = if *v == f32::NEG_INFINITY { 0.0 } else { (*v - max).exp() };
+        *v = e;
+        sum += e as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    scale_inplace(x, inv);
+}
+
+/// Final logit soft-capping: `cap * tanh(x / cap)`.
+pub fn softcap_inplace(x: &mut [f32], cap: f32) {
+    for v in x {
+        *v = (*v / cap).tanh() * cap;
+    }
+}
+
+/// How a head's dimensions are paired for rotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeType {
+    /// Adjacent pairs (2i, 2i+1): LLaMA (its q/k were permuted by the converter to allow this).
+    Norm,
+    /// Split halves (i, i + n_rot/2): GPT-NeoX style, used by Qwen2 and Gemma.
+    Neox,
+}
+
+/// Rotary position parameters of one layer.
+#[derive(Clone, Copy, Debug)]
+pub struct Rope<'a> {
+    pub n_rot: usize,
+    pub freq_base: f32,
+    pub freq_scale: f32,
+    pub kind: RopeType,
+    /// llama3-style per-pair frequency divisors ([n_rot/2]), from `rope_freqs.weight`.
+    pub freq_factors: Option<&'a [f32]>,
+}
+
+impl Rope<'_> {
+    /// Rotate every head (`head_dim` wide) of one token's vector `x` ([n_heads][head_dim]) for
+    /// position `pos`. Angles follow ggml's rope cache: theta_base starts at pos and is multiplied
+    /// by theta_scale = base^(-2/n_rot) once per pair (repeated f32 products, not powf per pair).
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
+        let theta_scale = self.freq_base.powf(-2.0 / self.n_rot as f32);
+        let half = self.n_rot / 2;
+        let mut theta_base = pos as f32;
+        for i in 0..half {
+            let ff = self.freq_factors.map_or(1.0, |f| f[i]);
+            let theta = self.freq_scale * (theta_base / ff);
+            let (sin, cos) = (theta.sin(), theta.cos());
+            theta_base *= theta_scale;
+            let (a, b) = match self.kind {
+                RopeType::Norm => (2 * i, 2 * i + 1),
+                RopeType::Neox => (i, i + half),
+            };
+            for head in x.chunks_exact_mut(head_dim) {
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * cos - x1 * sin;
+                head[b] = x0 * sin + x1 * cos;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_masks() {
+        let mut x = [1.0, 2.0, f32::NEG_INFINITY, 0.5];
+        softmax_inplace(&mut x, 0.5);
+        assert_eq!(x[2], 0.0);
+        let s: f32 = x.iter().sum();
+        assert!((s - 1.0).abs() < 1e-6);
+        // softmax([0.5, 1.0, 0.25]) computed independently
+        let e = [0.5f64.exp(), 1.0f64.exp(), 0.25f64.exp()];
+        let t: f64 = e.iter().sum();
+        assert!((x[1] as f64 - e[1] / t).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rope_norm_vs_neox_pairing() {
+        // One head of 4 dims, base 10000, pos 1: pair 0 rotates by 1 rad, pair 1 by 0.01 rad.
+        let r = Rope { n_rot: 4, freq_base: 10000.0, freq_scale: 1.0, kind: RopeType::Norm, freq_factors: None };
+        let mut x = [1.0, 0.0, 1.0, 0.0];
+        r.apply(&mut x, 4, 1);
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+        assert!((x[2] - 0.01f32.cos()).abs() < 1e-6 && (x[3] - 0.01f32.sin()).abs() < 1e-6);
+        let r = Rope { kind: RopeType::Neox, ..r };
+        let mut x = [1.0, 1.0, 0.0, 0.0];
+        r.apply(&mut x, 4, 1);
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[2] - 1f32.sin()).abs() < 1e-6);
+        assert!((x[1] - 0.01f32.cos()).abs() < 1e-6 && (x[3] - 0.01f32.sin()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rms_norm_unit_weight() {
+        let x = [3.0, 4.0];
+        let mut o = [0.0; 2];
+        rms_norm(&mut o, &x, &[1.0, 1.0], 0.0);
+        // rms = sqrt((9+16)/2)
+        let r = (12.5f32).sqrt();
+        assert!((o[0] - 3.0 / r).abs() < 1e-6 && (o[1] - 4.0 / r).abs() < 1e-6);
+    }
+}
