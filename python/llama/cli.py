@@ -309,6 +309,22 @@ def cmd_pull(a) -> int:
     return pull(a)
 
 
+def cmd_quantize(a) -> int:
+    from . import _llama
+
+    _llama.quantize(a.path, a.type, a.output, a.pure, a.threads or 0, a.quiet)
+    return 0
+
+
+def cmd_convert(a) -> int:
+    from . import _llama
+
+    out = _llama.convert(a.path, a.outtype, a.outfile, a.vocab_dir, a.quiet)
+    if not a.quiet:
+        print(out)
+    return 0
+
+
 def _add_model_args(p, need_model=True):
     p.add_argument("-m", "--model", required=need_model,
                    help="GGUF file, a folder holding one, or hf:OWNER/REPO[/FILE]" + ("" if need_model else
@@ -376,11 +392,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-llama-cpp", action="store_true", help="also run llama-cpp-python on the same file")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("convert", help="Meta .pth or Hugging Face safetensors checkpoint → GGUF (as llama.cpp's converter)")
+    p.add_argument("path", help="model folder (params.json + consolidated.*.pth, or config.json + *.safetensors)")
+    p.add_argument("--outtype", choices=["f16", "f32", "bf16", "q8_0"], default="f16", help="type of 2-D weights")
+    p.add_argument("-o", "--outfile", default=None, help="output path (default: PATH/ggml-model-OUTTYPE.gguf)")
+    p.add_argument("--vocab-dir", default=None, help="folder with tokenizer.model / tokenizer.json")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_convert)
+
     from .pull import PARSER_KW, add_pull_args
 
     p = sub.add_parser("pull", **PARSER_KW)
     add_pull_args(p)
     p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("quantize", help="quantize an F32/F16/BF16 GGUF (as llama-quantize does)")
+    p.add_argument("path", help="GGUF file, or a model folder holding ggml-model-f16.gguf")
+    p.add_argument("--type", default="q4_0",
+                   choices=["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k"],
+                   help="llama.cpp file type (default q4_0)")
+    p.add_argument("--pure", action="store_true", help="every 2-D weight in TYPE (no llama.cpp mix)")
+    p.add_argument("-o", "--output", default=None, help="output file (default: ggml-model-TYPE.gguf beside the input)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_quantize)
     return ap
 
 

@@ -354,3 +354,54 @@ fn matmul_matches_dequantized_reference() {
         }
     }
 }
+
+/// Tables must include every SIMD level this CPU supports (otherwise the tests above would silently
+/// compare scalar with scalar).
+#[test]
+fn available_tables_cover_this_cpu() {
+    let isas: Vec<_> = Kernels::available().iter().map(|k| k.isa).collect();
+    assert_eq!(isas[0], llama_core::cpu::Isa::Scalar);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            assert!(isas.contains(&llama_core::cpu::Isa::Avx2), "{isas:?}");
+        }
+        if is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni") {
+            assert!(isas.contains(&llama_core::cpu::Isa::Avx512), "{isas:?}");
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    assert!(isas.contains(&llama_core::cpu::Isa::Neon), "{isas:?}");
+    eprintln!("kernel tables tested: {isas:?}");
+}
+
+/// Multi-token tiles are bit-identical to the per-pair dot of the same table, for every tile shape.
+#[test]
+fn tiles_match_pairwise_dots() {
+    let mut rng = Rng(99);
+    for k in Kernels::available() {
+        for t in [GgmlType::Q4_0, GgmlType::Q8_0] {
+            let Some(tile) = k.tile(t) else { continue };
+            for n in [32usize, 64, 96, 4096 + 32] {
+                for mode in [Mode::Random, Mode::Extreme] {
+                    let w_row = t.row_size(n as u64).unwrap() as usize;
+                    let w = weight_row(&mut rng, t, 4 * n, mode);
+                    let x = activations(&mut rng, 4 * n, mode);
+                    let a = q::quantize(GgmlType::Q8_0, &x).unwrap();
+                    let a_row = a.len() / 4;
+                    for nr in 1..=4 {
+                        for nt in 1..=4 {
+                            let res = tile(n, &w, w_row, nr, &a, a_row, nt);
+                            for r in 0..nr {
+                                for j in 0..nt {
+                                    let want = (k.vec_dot(t).unwrap())(n, &w[r * w_row..(r + 1) * w_row], &a[j * a_row..(j + 1) * a_row]);
+                                    assert_eq!(res[r][j].to_bits(), want.to_bits(), "{:?} {} n={n} tile {nr}x{nt} [{r}][{j}]", k.isa, t.name());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

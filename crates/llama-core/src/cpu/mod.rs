@@ -20,6 +20,12 @@ use std::sync::OnceLock;
 pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
 /// `(x: [n] f32, out: row bytes of the activation type)`.
 pub type FromFloatFn = fn(&[f32], &mut [u8]);
+/// Largest tile edge of a `TileFn`.
+pub const TILE: usize = 4;
+/// Multi-token tile: `(n, w, w_stride, nr, a, a_stride, nt) -> out[r][t]` = dot of weight row r
+/// (bytes `w[r*w_stride..]`) with activation row t (`a[t*a_stride..]`), for r < nr ≤ TILE,
+/// t < nt ≤ TILE. Bit-identical to calling the table's `VecDotFn` for each pair.
+pub type TileFn = fn(usize, &[u8], usize, usize, &[u8], usize, usize) -> [[f32; TILE]; TILE];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -73,6 +79,9 @@ pub struct Kernels {
     pub dot_f16: VecDotFn,
     pub dot_bf16: VecDotFn,
     pub dot_f32: VecDotFn,
+    /// Optional multi-token tiles (prompt processing); `None` = use the dot kernel per pair.
+    pub tile_q4_0: Option<TileFn>,
+    pub tile_q8_0: Option<TileFn>,
 }
 
 /// The activation type a weight type is multiplied with (ggml's `vec_dot_type`).
@@ -111,6 +120,8 @@ impl Kernels {
         dot_f16: scalar::dot_f16_f16,
         dot_bf16: scalar::dot_bf16_bf16,
         dot_f32: scalar::dot_f32_f32,
+        tile_q4_0: None,
+        tile_q8_0: None,
     };
 
     /// The dot kernel for weights of type `w` (paired with `vec_dot_type(w)` activations).
@@ -132,6 +143,15 @@ impl Kernels {
             F32 => self.dot_f32,
             _ => return None,
         })
+    }
+
+    /// The multi-token tile kernel for weights of type `w`, if this table has one.
+    pub fn tile(&self, w: GgmlType) -> Option<TileFn> {
+        match w {
+            GgmlType::Q4_0 => self.tile_q4_0,
+            GgmlType::Q8_0 => self.tile_q8_0,
+            _ => None,
+        }
     }
 
     /// The converter from f32 to activation type `a` (one of `vec_dot_type`'s results).

@@ -1,0 +1,182 @@
+//! Hugging Face checkpoints: `config.json` + `model.safetensors` (or shards listed in
+//! `model.safetensors.index.json`). HF's conversion script permuted q/k rows for its rotary
+//! implementation; for the llama architecture we undo it (llama.cpp's `LlamaModel.permute`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use llama_core::{Error, Result};
+use serde_json::Value as Json;
+
+use crate::plan::{Hparams, OutTensor, Plan};
+use crate::safetensors::load_safetensors;
+
+pub const SUPPORTED: &[&str] = &["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"];
+
+pub fn is_hf_dir(dir: &Path) -> bool {
+    dir.join("config.json").is_file()
+}
+
+pub fn read_config(dir: &Path) -> Result<Json> {
+    let path = dir.join("config.json");
+    let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_slice(&text).map_err(|e| Error::format(&path, format!("invalid JSON: {e}")))
+}
+
+/// llama.cpp name of an HF tensor, or None for tensors it drops.
+fn map_name(name: &str) -> std::result::Result<Option<String>, ()> {
+    match name {
+        "model.embed_tokens.weight" => return Ok(Some("token_embd.weight".into())),
+        "model.norm.weight" => return Ok(Some("output_norm.weight".into())),
+        "lm_head.weight" => return Ok(Some("output.weight".into())),
+        _ => {}
+    }
+    let rest = name.strip_prefix("model.layers.").ok_or(())?;
+    let (bid, rest) = rest.split_once('.').ok_or(())?;
+    let bid: u32 = bid.parse().map_err(|_| ())?;
+    let (stem, kind) = rest.rsplit_once('.').ok_or(())?;
+    let suffix = match stem {
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        "self_attn.rotary_emb" if kind == "inv_freq" => return Ok(None),
+        _ => return Err(()),
+    };
+    if kind != "weight" && kind != "bias" {
+        return Err(());
+    }
+    Ok(Some(format!("blk.{bid}.{suffix}.{kind}")))
+}
+
+fn get_u32(cfg: &Json, keys: &[&str], path: &Path) -> Result<u32> {
+    for k in keys {
+        if let Some(v) = cfg.get(*k).filter(|v| !v.is_null()) {
+            return v
+                .as_u64()
+                .and_then(|x| u32::try_from(x).ok())
+                .ok_or_else(|| Error::format(path, format!("'{k}' must be a non-negative integer, got {v}")));
+        }
+    }
+    Err(Error::format(path, format!("missing required key '{}'", keys[0])))
+}
+
+pub fn load_hf(dir: &Path) -> Result<Plan> {
+    let cpath = dir.join("config.json");
+    let cfg = read_config(dir)?;
+    let arch_name = cfg
+        .get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(Json::as_str)
+        .ok_or_else(|| Error::format(&cpath, "missing 'architectures'"))?;
+    let arch = match arch_name {
+        "LlamaForCausalLM" | "MistralForCausalLM" => "llama",
+        "Qwen2ForCausalLM" => "qwen2",
+        other => {
+            return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") })
+        }
+    };
+
+    let n_embd = get_u32(&cfg, &["hidden_size", "n_embd"], &cpath)?;
+    let n_layer = get_u32(&cfg, &["num_hidden_layers", "n_layer"], &cpath)?;
+    let n_ff = get_u32(&cfg, &["intermediate_size", "n_inner"], &cpath)?;
+    let n_head = get_u32(&cfg, &["num_attention_heads", "n_head"], &cpath)?;
+    let n_head_kv = get_u32(&cfg, &["num_key_value_heads"], &cpath).unwrap_or(n_head);
+    let n_ctx = get_u32(&cfg, &["max_position_embeddings", "n_ctx", "n_positions"], &cpath)?;
+    let n_vocab = get_u32(&cfg, &["vocab_size"], &cpath)?;
+    let rms_eps = cfg
+        .get("rms_norm_eps")
+        .and_then(Json::as_f64)
+        .ok_or_else(|| Error::format(&cpath, "missing required key 'rms_norm_eps'"))? as f32;
+    if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 || n_embd % n_head != 0 {
+        return Err(Error::format(&cpath, format!("num_attention_heads {n_head}, num_key_value_heads {n_head_kv}, hidden_size {n_embd} are inconsistent")));
+    }
+    let head_dim = cfg.get("head_dim").and_then(Json::as_u64).map(|x| x as u32);
+    // llama.cpp writes rope.freq_base from a top-level `rope_theta`. transformers ≥ 5 moved it
+    // into `rope_parameters`; we take it from there only when it differs from the default 10000
+    // (so files for default-theta models stay identical to llama.cpp's, and others stay correct).
+    let rope_theta = cfg.get("rope_theta").and_then(Json::as_f64).or_else(|| {
+        cfg.get("rope_parameters").and_then(|r| r.get("rope_theta")).and_then(Json::as_f64).filter(|&t| t != 10000.0)
+    });
+    let scaling = cfg.get("rope_scaling").filter(|v| v.is_object());
+    let rope_scaling_linear = match scaling {
+        None => None,
+        Some(s) => {
+            let ty = s.get("type").or_else(|| s.get("rope_type")).and_then(Json::as_str).unwrap_or("");
+            match ty {
+                "linear" => s.get("factor").and_then(Json::as_f64).map(|f| f as f32),
+                "default" | "" => None,
+                other => return Err(Error::format(&cpath, format!("rope_scaling type '{other}' is not supported"))),
+            }
+        }
+    };
+
+    // Tensor files: an index naming shards, or one model.safetensors.
+    let index = dir.join("model.safetensors.index.json");
+    let files: Vec<std::path::PathBuf> = if index.is_file() {
+        let text = std::fs::read(&index).map_err(|e| Error::io(&index, e))?;
+        let j: Json = serde_json::from_slice(&text).map_err(|e| Error::format(&index, format!("invalid JSON: {e}")))?;
+        let map = j
+            .get("weight_map")
+            .and_then(Json::as_object)
+            .ok_or_else(|| Error::format(&index, "missing 'weight_map'"))?;
+        let mut set = BTreeSet::new();
+        for v in map.values() {
+            let f = v.as_str().ok_or_else(|| Error::format(&index, "weight_map value is not a file name"))?;
+            if f.contains('/') || f.contains('\\') || f.starts_with('.') {
+                return Err(Error::format(&index, format!("shard name '{f}' is not a plain file name")));
+            }
+            set.insert(dir.join(f));
+        }
+        set.into_iter().collect()
+    } else if dir.join("model.safetensors").is_file() {
+        vec![dir.join("model.safetensors")]
+    } else {
+        return Err(Error::format(dir, "no model.safetensors or model.safetensors.index.json"));
+    };
+
+    let permute = arch == "llama";
+    let mut tensors = Vec::new();
+    let mut n_params = 0u64;
+    for f in &files {
+        for t in load_safetensors(f)? {
+            let name = match map_name(&t.name) {
+                Ok(Some(n)) => n,
+                Ok(None) => continue,
+                Err(()) => return Err(Error::format(f, format!("cannot map tensor '{}' to a llama.cpp name", t.name))),
+            };
+            let unpermute_heads = if !permute {
+                None
+            } else if name.contains(".attn_q.") {
+                Some(n_head)
+            } else if name.contains(".attn_k.") {
+                Some(n_head_kv)
+            } else {
+                None
+            };
+            n_params += t.n_elements();
+            tensors.push(OutTensor { name, src: t, unpermute_heads });
+        }
+    }
+    let hparams = Hparams {
+        arch,
+        n_ctx,
+        n_embd,
+        n_layer,
+        n_ff,
+        n_head,
+        n_head_kv,
+        rms_eps,
+        rope_theta: rope_theta.map(|x| x as f32),
+        head_dim,
+        n_rot: head_dim.unwrap_or(n_embd / n_head),
+        n_vocab,
+        rope_scaling_linear,
+    };
+    Ok(Plan { hparams, tensors, n_params })
+}

@@ -1,0 +1,43 @@
+//! What a checkpoint reader hands to the writer: hyper-parameters (llama.cpp's names) and the
+//! output tensors in order, each tied to its source and the transform it needs.
+
+use crate::tensor::SrcTensor;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hparams {
+    /// GGUF architecture ("llama", "qwen2").
+    pub arch: &'static str,
+    pub n_ctx: u32,
+    pub n_embd: u32,
+    pub n_layer: u32,
+    pub n_ff: u32,
+    pub n_head: u32,
+    pub n_head_kv: u32,
+    pub rms_eps: f32,
+    /// Written as `rope.freq_base` when the checkpoint states it.
+    pub rope_theta: Option<f32>,
+    /// Written as `attention.key_length`/`value_length` when the checkpoint states a head_dim
+    /// (as llama.cpp does).
+    pub head_dim: Option<u32>,
+    /// `rope.dimension_count`
+    pub n_rot: u32,
+    pub n_vocab: u32,
+    /// Linear RoPE scaling factor, if any.
+    pub rope_scaling_linear: Option<f32>,
+}
+
+/// One output tensor.
+pub struct OutTensor {
+    /// llama.cpp name (`blk.0.attn_q.weight` …).
+    pub name: String,
+    pub src: SrcTensor,
+    /// Un-permute HF rotary rows with this many heads (q: n_head, k: n_head_kv).
+    pub unpermute_heads: Option<u32>,
+}
+
+pub struct Plan {
+    pub hparams: Hparams,
+    pub tensors: Vec<OutTensor>,
+    /// Parameter count (for `general.size_label`).
+    pub n_params: u64,
+}

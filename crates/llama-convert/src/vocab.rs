@@ -1,0 +1,328 @@
+//! Tokenizer metadata as llama.cpp's converter writes it: SentencePiece (`tokenizer.model`) →
+//! `tokenizer.ggml.model = "llama"`, byte-level BPE (`tokenizer.json`) → `"gpt2"` with merges and
+//! a pre-tokenizer name; special token ids and add_bos/add_eos from the HF json files.
+
+use std::path::Path;
+
+use llama_core::tokenizer::spm_model::SpmModel;
+use llama_core::{Error, Result};
+use serde_json::Value as Json;
+
+// tokenizer.ggml.token_type values (= SentencePiece's piece types).
+const NORMAL: i32 = 1;
+const UNKNOWN: i32 = 2;
+const CONTROL: i32 = 3;
+const USER_DEFINED: i32 = 4;
+const UNUSED: i32 = 5;
+const BYTE: i32 = 6;
+
+#[derive(Debug, Default)]
+pub struct Vocab {
+    /// "llama" or "gpt2"
+    pub model: &'static str,
+    pub pre: String,
+    pub tokens: Vec<Vec<u8>>,
+    /// SPM only.
+    pub scores: Option<Vec<f32>>,
+    pub types: Vec<i32>,
+    /// BPE only, "a b" strings.
+    pub merges: Option<Vec<String>>,
+    /// (gguf key, id) in llama.cpp's order.
+    pub special_ids: Vec<(&'static str, u32)>,
+    pub add_special: Vec<(&'static str, bool)>,
+    pub chat_template: Option<String>,
+}
+
+fn read_json(path: &Path) -> Result<Option<Json>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&text).map(Some).map_err(|e| Error::format(path, format!("invalid JSON: {e}")))
+}
+
+/// llama.cpp `does_token_look_special`: added tokens some models forget to mark special.
+fn looks_special(t: &str) -> bool {
+    matches!(t, "<pad>" | "<mask>" | "<2mass>" | "[@BOS@]")
+        || (t.starts_with("<|") && t.ends_with("|>"))
+        || (t.starts_with("<｜") && t.ends_with("｜>"))
+        || (t.starts_with("<unused") && t.ends_with('>'))
+}
+
+/// Vocabulary from `dir`: `tokenizer.model` if present, else `tokenizer.json`. `n_vocab` is the
+/// model's embedding rows (None: the tokenizer's own size). `config` is the HF config (special ids)
+/// if any; `model_type` helps name the BPE pre-tokenizer.
+pub fn load_vocab(dir: &Path, n_vocab: Option<u32>, config: Option<&Json>) -> Result<Vocab> {
+    let spm = dir.join("tokenizer.model");
+    let mut v = if spm.is_file() {
+        load_spm(&spm, n_vocab, dir)?
+    } else if dir.join("tokenizer.json").is_file() {
+        load_bpe(dir, n_vocab, config)?
+    } else {
+        return Err(Error::Tokenizer(format!(
+            "no tokenizer.model or tokenizer.json in {} (use --vocab-dir)",
+            dir.display()
+        )));
+    };
+    special_vocab(dir, config, &mut v)?;
+    Ok(v)
+}
+
+fn load_spm(path: &Path, n_vocab: Option<u32>, dir: &Path) -> Result<Vocab> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let m = SpmModel::parse(&bytes).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+    let n = n_vocab.map(|x| x as usize).unwrap_or(m.pieces.len());
+    // Slots past the tokenizer's pieces (models with padded embeddings) as llama.cpp fills them.
+    let mut tokens: Vec<Vec<u8>> = (0..n).map(|i| format!("[PAD{i}]").into_bytes()).collect(); // [n_vocab]
+    let mut scores = vec![-10000f32; n]; // [n_vocab]
+    let mut types = vec![UNUSED; n]; // [n_vocab]
+    for (i, p) in m.pieces.iter().enumerate().take(n) {
+        tokens[i] = p.piece.clone();
+        scores[i] = p.score;
+        // llama.cpp asks sentencepiece is_unknown/is_control/is_unused/is_byte; everything else
+        // (USER_DEFINED included) is NORMAL.
+        types[i] = match p.kind {
+            UNKNOWN | CONTROL | UNUSED | BYTE => p.kind,
+            _ => NORMAL,
+        };
+    }
+    // added_tokens.json: {"token": id}
+    if let Some(Json::Object(added)) = read_json(&dir.join("added_tokens.json"))? {
+        for (tok, id) in added {
+            if let Some(id) = id.as_u64().map(|x| x as usize).filter(|&x| x < n) {
+                tokens[id] = tok.into_bytes();
+                scores[id] = -1000.0;
+                types[id] = USER_DEFINED;
+            }
+        }
+    }
+    // tokenizer_config.json added_tokens_decoder: {"id": {"content", "special"}}
+    if let Some(cfg) = read_json(&dir.join("tokenizer_config.json"))? {
+        if let Some(dec) = cfg.get("added_tokens_decoder").and_then(Json::as_object) {
+            for (id, data) in dec {
+                let Some(id) = id.parse::<usize>().ok().filter(|&x| x < n) else { continue };
+                let Some(content) = data.get("content").and_then(Json::as_str) else { continue };
+                let special = data.get("special").and_then(Json::as_bool).unwrap_or(false);
+                if special || looks_special(content) {
+                    types[id] = CONTROL;
+                    tokens[id] = content.as_bytes().to_vec();
+                } else {
+                    types[id] = USER_DEFINED;
+                    tokens[id] = content.replace('\u{2581}', " ").into_bytes();
+                }
+                scores[id] = -1000.0;
+            }
+        }
+    }
+    Ok(Vocab { model: "llama", pre: "default".into(), tokens, scores: Some(scores), types, ..Default::default() })
+}
+
+/// Pre-tokenizer name as llama.cpp would choose it. llama.cpp hashes the HF tokenizer's output on
+/// a probe text; without the HF tokenizer we recognise the split regex instead.
+fn bpe_pre_name(tok: &Json, config: Option<&Json>) -> Result<String> {
+    const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    let pre = tok.get("pre_tokenizer").map(|p| p.to_string()).unwrap_or_default();
+    // The regex appears JSON-escaped inside the serialised pre_tokenizer.
+    let esc = |s: &str| serde_json::to_string(s).unwrap();
+    let esc = |s: &str| esc(s)[1..esc(s).len() - 1].to_string();
+    if pre.contains(&esc(LLAMA3)) {
+        return Ok("llama-bpe".into());
+    }
+    if pre.contains(&esc(QWEN2)) {
+        return Ok("qwen2".into());
+    }
+    match config.and_then(|c| c.get("model_type")).and_then(Json::as_str) {
+        Some("qwen2") => Ok("qwen2".into()),
+        Some("llama") if pre.contains("ByteLevel") => Ok("llama-bpe".into()),
+        other => Err(Error::Tokenizer(format!(
+            "tokenizer.json: unrecognised BPE pre-tokenizer (model_type {other:?}); supported: llama-bpe, qwen2"
+        ))),
+    }
+}
+
+fn load_bpe(dir: &Path, n_vocab: Option<u32>, config: Option<&Json>) -> Result<Vocab> {
+    let path = dir.join("tokenizer.json");
+    let tok = read_json(&path)?.unwrap_or(Json::Null);
+    let bad = |m: &str| Error::format(&path, m.to_string());
+    let model = tok.get("model").ok_or_else(|| bad("missing 'model'"))?;
+    if model.get("type").and_then(Json::as_str) != Some("BPE") {
+        return Err(bad("only BPE tokenizer.json models are supported"));
+    }
+    let vocab = model.get("vocab").and_then(Json::as_object).ok_or_else(|| bad("missing model.vocab"))?;
+    let mut by_id: Vec<(u64, &str, Option<&Json>)> = Vec::with_capacity(vocab.len()); // (id, token, added entry)
+    for (t, id) in vocab {
+        by_id.push((id.as_u64().ok_or_else(|| bad("vocab id is not an integer"))?, t, None));
+    }
+    let added: Vec<&Json> = tok.get("added_tokens").and_then(Json::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+    for a in &added {
+        let id = a.get("id").and_then(Json::as_u64).ok_or_else(|| bad("added token without id"))?;
+        let content = a.get("content").and_then(Json::as_str).ok_or_else(|| bad("added token without content"))?;
+        by_id.retain(|(i, _, _)| *i != id);
+        by_id.push((id, content, Some(*a)));
+    }
+    let max_id = by_id.iter().map(|x| x.0).max().unwrap_or(0);
+    let n = match n_vocab {
+        Some(n) if (n as u64) <= max_id => {
+            return Err(bad(&format!("token id {max_id} does not fit the model's vocab_size {n}")))
+        }
+        Some(n) => n as usize,
+        None => max_id as usize + 1,
+    };
+    let mut tokens: Vec<Vec<u8>> = (0..n).map(|i| format!("[PAD{i}]").into_bytes()).collect(); // [n_vocab]
+    // Ids the tokenizer does not define (embedding rows padded past it): "[PADn]", UNUSED.
+    let mut types = vec![UNUSED; n]; // [n_vocab]
+    for (id, t, a) in by_id {
+        let id = id as usize;
+        match a {
+            None => {
+                tokens[id] = t.as_bytes().to_vec();
+                types[id] = NORMAL;
+            }
+            Some(a) => {
+                let special = a.get("special").and_then(Json::as_bool).unwrap_or(false);
+                if special || looks_special(t) {
+                    tokens[id] = t.as_bytes().to_vec();
+                    types[id] = CONTROL;
+                } else {
+                    tokens[id] = t.replace('\u{2581}', " ").into_bytes();
+                    types[id] = USER_DEFINED;
+                }
+            }
+        }
+    }
+    let merges = match model.get("merges").and_then(Json::as_array) {
+        None => Vec::new(),
+        Some(ms) => ms
+            .iter()
+            .map(|m| match m {
+                Json::String(s) => Ok(s.clone()),
+                Json::Array(p) if p.len() == 2 => match (p[0].as_str(), p[1].as_str()) {
+                    (Some(a), Some(b)) => Ok(format!("{a} {b}")),
+                    _ => Err(bad("merge pair is not two strings")),
+                },
+                _ => Err(bad("merge is neither a string nor a pair")),
+            })
+            .collect::<Result<_>>()?,
+    };
+    Ok(Vocab {
+        model: "gpt2",
+        pre: bpe_pre_name(&tok, config)?,
+        tokens,
+        scores: None,
+        types,
+        merges: Some(merges),
+        ..Default::default()
+    })
+}
+
+/// gguf-py `SpecialVocab`: ids named in tokenizer_config.json (looked up among tokenizer.json's
+/// added tokens) first, then `<typ>_token_id` from config.json; add_bos/add_eos flags; chat template.
+fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()> {
+    const TYPES: [(&str, &str); 7] = [
+        ("bos", "tokenizer.ggml.bos_token_id"),
+        ("eos", "tokenizer.ggml.eos_token_id"),
+        ("unk", "tokenizer.ggml.unknown_token_id"),
+        ("sep", "tokenizer.ggml.seperator_token_id"),
+        ("pad", "tokenizer.ggml.padding_token_id"),
+        ("cls", "tokenizer.ggml.cls_token_id"),
+        ("mask", "tokenizer.ggml.mask_token_id"),
+    ];
+    let n = v.tokens.len() as u64;
+    let tok_json = read_json(&dir.join("tokenizer.json"))?;
+    let added: Vec<(String, u64)> = tok_json
+        .as_ref()
+        .and_then(|t| t.get("added_tokens"))
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| Some((x.get("content")?.as_str()?.to_string(), x.get("id")?.as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let set = |v: &mut Vocab, key: &'static str, id: Option<u64>| {
+        if let Some(id) = id.filter(|&i| i < n) {
+            if !v.special_ids.iter().any(|(k, _)| *k == key) {
+                v.special_ids.push((key, id as u32));
+            }
+        }
+    };
+    if let Some(tc) = read_json(&dir.join("tokenizer_config.json"))? {
+        for typ in ["bos", "eos"] {
+            if let Some(b) = tc.get(format!("add_{typ}_token")).and_then(Json::as_bool) {
+                v.add_special.push((if typ == "bos" { "tokenizer.ggml.add_bos_token" } else { "tokenizer.ggml.add_eos_token" }, b));
+            }
+        }
+        if let Some(t) = tc.get("chat_template").and_then(Json::as_str) {
+            v.chat_template = Some(t.to_string());
+        }
+        for (typ, key) in TYPES {
+            let content = match tc.get(format!("{typ}_token")) {
+                Some(Json::String(s)) => Some(s.as_str()),
+                Some(Json::Object(o)) => o.get("content").and_then(Json::as_str),
+                _ => None,
+            };
+            if let Some(c) = content {
+                set(v, key, added.iter().find(|(a, _)| a == c).map(|x| x.1));
+            }
+        }
+    }
+    if let Some(cfg) = config {
+        for (typ, key) in TYPES {
+            set(v, key, cfg.get(format!("{typ}_token_id")).and_then(Json::as_u64));
+        }
+    }
+    Ok(())
+}
+
+/// bos/eos/unk ids straight from a SentencePiece model (Meta checkpoints have no json files).
+pub fn spm_special_ids(dir: &Path, v: &mut Vocab) -> Result<()> {
+    let path = dir.join("tokenizer.model");
+    if !path.is_file() || !v.special_ids.is_empty() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let m = SpmModel::parse(&bytes).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+    let n = v.tokens.len() as i64;
+    for (id, key) in [
+        (m.bos_id, "tokenizer.ggml.bos_token_id"),
+        (m.eos_id, "tokenizer.ggml.eos_token_id"),
+        (m.unk_id, "tokenizer.ggml.unknown_token_id"),
+    ] {
+        if id >= 0 && (id as i64) < n {
+            v.special_ids.push((key, id as u32));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tokenizer.json pre_tokenizer sections as Meta's Llama-3 and Qwen2 ship them.
+    fn with_split(pattern: &str) -> Json {
+        serde_json::json!({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]}})
+    }
+
+    #[test]
+    fn bpe_pre_tokenizer_names_as_llamacpp() {
+        let llama3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        let qwen2 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        assert_eq!(bpe_pre_name(&with_split(llama3), None).unwrap(), "llama-bpe");
+        assert_eq!(bpe_pre_name(&with_split(qwen2), None).unwrap(), "qwen2");
+        let gpt2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+        let e = bpe_pre_name(&with_split(gpt2), None).unwrap_err().to_string();
+        assert!(e.contains("unrecognised BPE pre-tokenizer"), "{e}");
+        let cfg = serde_json::json!({"model_type": "qwen2"});
+        assert_eq!(bpe_pre_name(&with_split(gpt2), Some(&cfg)).unwrap(), "qwen2");
+    }
+
+    #[test]
+    fn special_looking_tokens() {
+        assert!(looks_special("<|im_end|>") && looks_special("<pad>") && looks_special("<unused12>"));
+        assert!(!looks_special("<s>x") && !looks_special("hello"));
+    }
+}

@@ -1,0 +1,167 @@
+//! The GGUF output: metadata in llama.cpp's key order, tensor types as its converter picks them,
+//! tensors streamed one at a time through `GgufWriter`'s `TensorSource::Stream`.
+
+use std::path::Path;
+
+use llama_core::gguf::{GgufWriter, TensorSource, Value, WriteProgress};
+use llama_core::quant::GgmlType;
+use llama_core::{Error, Result};
+
+use crate::plan::{OutTensor, Plan};
+use crate::tensor::{convert_elements, unpermute_rope_rows};
+use crate::vocab::Vocab;
+use crate::OutType;
+
+/// gguf-py `model_weight_count_rounded_notation(n, min_digits=2)`: "8.6M", "7B", "13B".
+pub fn size_label(n: u64) -> String {
+    let n = n as f64;
+    let (x, suffix) = if n > 1e12 {
+        (n * 1e-12, "T")
+    } else if n > 1e9 {
+        (n * 1e-9, "B")
+    } else if n > 1e6 {
+        (n * 1e-6, "M")
+    } else {
+        (n * 1e-3, "K")
+    };
+    let r = x.round_ties_even() as u64; // Python's round()
+    let digits = if r == 0 { 0 } else { r.to_string().len() };
+    let fix = 2usize.saturating_sub(digits);
+    format!("{x:.fix$}{suffix}")
+}
+
+/// Python's `str.title()` on one word.
+fn py_title(w: &str) -> String {
+    let mut out = String::new();
+    let mut prev_cased = false;
+    for c in w.chars() {
+        if prev_cased {
+            out.extend(c.to_lowercase());
+        } else {
+            out.extend(c.to_uppercase());
+        }
+        prev_cased = c.is_alphabetic();
+    }
+    out
+}
+
+/// `general.name` as gguf-py's metadata heuristics derive it from the model folder name
+/// (`Metadata.id_to_title`): dashes become spaces, all-lowercase words are title-cased unless
+/// they look like a version ("v2") or start with a digit.
+pub fn title_name(dir: &Path) -> String {
+    let canon = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let id = canon.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    id.replace('-', " ")
+        .split_whitespace()
+        .map(|w| {
+            let has_cased = w.chars().any(|c| c.is_lowercase() || c.is_uppercase());
+            let is_lower = has_cased && !w.chars().any(|c| c.is_uppercase());
+            let versionish = w.starts_with(|c: char| c.is_ascii_digit())
+                || (w.starts_with('v') && w.len() > 1 && w[1..].split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())));
+            if is_lower && !versionish {
+                py_title(w)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// llama.cpp's converter: 1-D tensors, norms and non-`.weight` tensors (biases) stay F32; other
+/// weights take the requested type; Q8_0 rows not a multiple of 32 fall back to F16.
+fn tensor_type(name: &str, n_dims: usize, row_len: u64, outtype: OutType) -> GgmlType {
+    if n_dims <= 1 || name.ends_with("_norm.weight") || !name.ends_with(".weight") {
+        return GgmlType::F32;
+    }
+    match outtype {
+        OutType::F32 => GgmlType::F32,
+        OutType::F16 => GgmlType::F16,
+        OutType::BF16 => GgmlType::BF16,
+        OutType::Q8_0 if row_len.is_multiple_of(32) => GgmlType::Q8_0,
+        OutType::Q8_0 => GgmlType::F16,
+    }
+}
+
+/// Reads, un-permutes and converts one tensor (runs inside the writer, one tensor at a time).
+fn produce(t: &OutTensor, ty: GgmlType) -> Result<Vec<u8>> {
+    let mut raw = t.src.read()?; // [n_elements * src elem size]
+    if let Some(heads) = t.unpermute_heads {
+        let rows = t.src.shape[0] as usize;
+        let row_bytes = raw.len().checked_div(rows).unwrap_or(0);
+        raw = unpermute_rope_rows(&raw, rows, row_bytes, heads as usize)
+            .map_err(|m| Error::format(&t.src.file, format!("tensor '{}': {m}", t.src.name)))?;
+    }
+    convert_elements(t.src.dtype, raw, ty)
+}
+
+pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: OutType, progress: bool) -> Result<()> {
+    let h = &plan.hparams;
+    let a = h.arch;
+    let mut w = GgufWriter::new(out);
+    w.add("general.architecture", Value::from(a));
+    w.add("general.type", Value::from("model"));
+    w.add("general.name", Value::from(name));
+    w.add("general.size_label", Value::from(size_label(plan.n_params)));
+    w.add(format!("{a}.block_count"), Value::U32(h.n_layer));
+    w.add(format!("{a}.context_length"), Value::U32(h.n_ctx));
+    w.add(format!("{a}.embedding_length"), Value::U32(h.n_embd));
+    w.add(format!("{a}.feed_forward_length"), Value::U32(h.n_ff));
+    w.add(format!("{a}.attention.head_count"), Value::U32(h.n_head));
+    w.add(format!("{a}.attention.head_count_kv"), Value::U32(h.n_head_kv));
+    if let Some(t) = h.rope_theta {
+        w.add(format!("{a}.rope.freq_base"), Value::F32(t));
+    }
+    w.add(format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(h.rms_eps));
+    if let Some(d) = h.head_dim {
+        w.add(format!("{a}.attention.key_length"), Value::U32(d));
+        w.add(format!("{a}.attention.value_length"), Value::U32(d));
+    }
+    w.add("general.file_type", Value::U32(outtype.file_type()));
+    if a == "llama" {
+        w.add(format!("{a}.vocab_size"), Value::U32(h.n_vocab));
+        w.add(format!("{a}.rope.dimension_count"), Value::U32(h.n_rot));
+    }
+    if let Some(f) = h.rope_scaling_linear {
+        w.add(format!("{a}.rope.scaling.type"), Value::from("linear"));
+        w.add(format!("{a}.rope.scaling.factor"), Value::F32(f));
+    }
+    w.add("tokenizer.ggml.model", Value::from(vocab.model));
+    w.add("tokenizer.ggml.pre", Value::from(vocab.pre.as_str()));
+    w.add("tokenizer.ggml.tokens", Value::str_array(&vocab.tokens));
+    if let Some(s) = &vocab.scores {
+        w.add("tokenizer.ggml.scores", Value::f32_array(s.iter().copied()));
+    }
+    w.add("tokenizer.ggml.token_type", Value::i32_array(vocab.types.iter().copied()));
+    if let Some(m) = &vocab.merges {
+        w.add("tokenizer.ggml.merges", Value::str_array(m));
+    }
+    for (k, id) in &vocab.special_ids {
+        w.add(*k, Value::U32(*id));
+    }
+    for (k, b) in &vocab.add_special {
+        w.add(*k, Value::Bool(*b));
+    }
+    if let Some(t) = &vocab.chat_template {
+        w.add("tokenizer.chat_template", Value::from(t.as_str()));
+    }
+    w.add("general.quantization_version", Value::U32(2));
+
+    let mut descr = Vec::with_capacity(plan.tensors.len()); // one line per tensor, for progress
+    for t in plan.tensors {
+        let dims: Vec<u64> = t.src.shape.iter().rev().copied().collect(); // ggml order
+        let ty = tensor_type(&t.name, dims.len(), dims.first().copied().unwrap_or(1), outtype);
+        descr.push(format!("{:<28} {:<5} {:?}", t.name, ty.name(), dims));
+        let name = t.name.clone();
+        w.add_tensor(name, dims, ty, TensorSource::stream(move || produce(&t, ty)))?;
+    }
+    let n = descr.len();
+    let mut report = |p: &WriteProgress| {
+        eprintln!("[{:>3}/{n}] {}", p.tensor_index + 1, descr[p.tensor_index]);
+    };
+    w.write(if progress { Some(&mut report) } else { None })?;
+    if progress {
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
