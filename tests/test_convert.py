@@ -93,6 +93,18 @@ def test_quiet_default_output_path_and_python_api(tmp_path):
 
     p = _llama.convert(str(model), "bf16", None, None, True)
     assert p == str(model / "ggml-model-bf16.gguf") and os.path.exists(p)
+    # q8_0 and bf16 bytes = gguf-py's quantizers (what llama.cpp's converter calls) on the f32 data.
+    import numpy as np
+    from gguf import GGMLQuantizationType as Q, quants
+
+    f32 = {t.name: t for t in _read(_llama.convert(str(model), "f32", None, None, True)).tensors}
+    bf16 = {t.name: t for t in _read(p).tensors}
+    for t in reader.tensors:
+        if t.tensor_type.name != "Q8_0":
+            continue
+        src = np.array(f32[t.name].data)
+        assert quants.quantize(src, Q.Q8_0).tobytes() == bytes(t.data.tobytes()), t.name
+        assert quants.quantize(src, Q.BF16).tobytes() == bytes(bf16[t.name].data.tobytes()), t.name
 
 
 def _hostile_pth(path):

@@ -463,7 +463,7 @@ mod tests {
         assert!(load_state_dict(&[0x80, 2, b'}'], "x").unwrap_err().contains("truncated"));
         assert!(load_state_dict(&[0x80, 2, b'u'], "x").is_err());
         assert!(load_state_dict(&[0x80, 2, b'h', 3], "x").unwrap_err().contains("memo"));
-        assert!(load_state_dict(&[b'.'], "x").unwrap_err().contains("underflow"));
+        assert!(load_state_dict(b".", "x").unwrap_err().contains("underflow"));
         assert!(load_state_dict(&[0x80, 2, 0xfe], "x").unwrap_err().contains("opcode 0xfe"));
     }
 }

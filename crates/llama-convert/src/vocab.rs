@@ -295,3 +295,34 @@ pub fn spm_special_ids(dir: &Path, v: &mut Vocab) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tokenizer.json pre_tokenizer sections as Meta's Llama-3 and Qwen2 ship them.
+    fn with_split(pattern: &str) -> Json {
+        serde_json::json!({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]}})
+    }
+
+    #[test]
+    fn bpe_pre_tokenizer_names_as_llamacpp() {
+        let llama3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        let qwen2 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        assert_eq!(bpe_pre_name(&with_split(llama3), None).unwrap(), "llama-bpe");
+        assert_eq!(bpe_pre_name(&with_split(qwen2), None).unwrap(), "qwen2");
+        let gpt2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+        let e = bpe_pre_name(&with_split(gpt2), None).unwrap_err().to_string();
+        assert!(e.contains("unrecognised BPE pre-tokenizer"), "{e}");
+        let cfg = serde_json::json!({"model_type": "qwen2"});
+        assert_eq!(bpe_pre_name(&with_split(gpt2), Some(&cfg)).unwrap(), "qwen2");
+    }
+
+    #[test]
+    fn special_looking_tokens() {
+        assert!(looks_special("<|im_end|>") && looks_special("<pad>") && looks_special("<unused12>"));
+        assert!(!looks_special("<s>x") && !looks_special("hello"));
+    }
+}

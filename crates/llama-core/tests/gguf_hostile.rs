@@ -258,8 +258,10 @@ fn encoded_len(v: &Value) -> usize {
 }
 
 /// Cuts a real file at every byte of its header + metadata + tensor-info region (`every_byte`),
-/// or at every byte except deep inside big arrays, where every 97th byte is taken (the parser
-/// repeats the same per-item code there, and every cut costs a parse of the whole prefix).
+/// or at every byte except in the interiors of big arrays (every 4001st byte) and of the
+/// tensor-info list (every 61st byte): the parser repeats the same per-item code there, and each
+/// cut costs a parse of the whole prefix, so "every byte" is quadratic (hours on a busy machine).
+/// The first and last 256 bytes of each such region stay exhaustive.
 fn truncate_real_header(every_byte: bool) {
     let Some(path) = gguf_common::find_model("synth-tiny-q4_0.gguf")
         .or_else(|| gguf_common::find_model("ggml-vocab-llama-spm.gguf"))
@@ -269,23 +271,26 @@ fn truncate_real_header(every_byte: bool) {
     };
     let full = std::fs::read(&path).unwrap();
     let f = GgufFile::from_bytes(full.clone()).unwrap();
-    // Interiors of big arrays (computed from the entry sizes, 2 KiB kept exhaustive at each end).
-    let mut sampled = Vec::new();
+    // (range, stride): interiors of big arrays, located from the entry sizes.
+    let mut sampled: Vec<(std::ops::Range<usize>, usize)> = Vec::new();
     let mut pos = 24usize;
     for (k, v) in f.metadata() {
         let value_start = pos + 8 + k.len() + 4;
         pos = value_start + encoded_len(v);
-        if matches!(v, Value::Array(_, items) if items.len() > 64) && pos - value_start > 8192 {
-            sampled.push(value_start + 2048..pos - 2048);
+        if matches!(v, Value::Array(_, items) if items.len() > 64) && pos - value_start > 1024 {
+            sampled.push((value_start + 256..pos - 256, 4001));
         }
     }
     let end = (f.data_offset as usize).min(full.len());
     assert!(pos <= end);
+    if end - pos > 1024 {
+        sampled.push((pos + 256..end - 256, 61));
+    }
     drop(f);
     let t0 = std::time::Instant::now();
     let mut n = 0usize;
     for cut in 0..end {
-        if !every_byte && cut % 97 != 0 && sampled.iter().any(|r| r.contains(&cut)) {
+        if !every_byte && sampled.iter().any(|(r, stride)| r.contains(&cut) && (cut - r.start) % stride != 0) {
             continue;
         }
         let r = GgufFile::from_bytes(full[..cut].to_vec());

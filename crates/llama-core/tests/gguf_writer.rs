@@ -178,6 +178,42 @@ w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); 
     assert_eq!(first_difference(&src, &out), None, "gguf-py file not reproduced byte for byte");
 }
 
+/// Metadata-only files come both padded (gguf-py `write_tensors_to_file` with no tensors) and
+/// unpadded (vocab-only conversions); `set_pad_empty` reproduces either.
+#[test]
+fn metadata_only_files_round_trip_padded_or_not() {
+    if !have_gguf_py() {
+        eprintln!("SKIP: python3 cannot import gguf");
+        return;
+    }
+    let dir = TempDir::new("py-empty");
+    let script = r#"
+import sys, gguf
+for path, pad in ((sys.argv[1], True), (sys.argv[2], False)):
+    w = gguf.GGUFWriter(path, 'llama')
+    w.add_string('tokenizer.ggml.model', 'llama'); w.add_array('tokenizer.ggml.tokens', ['a', 'bb', 'ccc'])
+    w.write_header_to_file(); w.write_kv_data_to_file()
+    if pad:
+        w.write_tensors_to_file()
+    w.close()
+"#;
+    let (padded, bare) = (dir.path().join("padded.gguf"), dir.path().join("bare.gguf"));
+    let st = std::process::Command::new("python3").args(["-c", script]).arg(&padded).arg(&bare).status().unwrap();
+    assert!(st.success());
+    for (src, pad) in [(&padded, true), (&bare, false)] {
+        let f = GgufFile::open(src).unwrap();
+        assert_eq!(f.file_size() >= f.data_offset, pad);
+        let out = dir.path().join("out.gguf");
+        let mut w = GgufWriter::new(&out);
+        w.set_pad_empty(pad);
+        for (k, v) in f.metadata() {
+            w.add(k.clone(), v.clone());
+        }
+        w.write(None).unwrap();
+        assert_eq!(first_difference(src, &out), None, "{}", src.display());
+    }
+}
+
 #[test]
 fn write_failures_leave_no_file() {
     let dir = TempDir::new("writer-fail");

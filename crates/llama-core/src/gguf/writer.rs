@@ -57,19 +57,27 @@ struct PendingTensor<'a> {
 pub struct GgufWriter<'a> {
     path: PathBuf,
     version: u32,
+    pad_empty: bool,
     kv: Vec<(String, Value)>,
     tensors: Vec<PendingTensor<'a>>,
 }
 
 impl<'a> GgufWriter<'a> {
     pub fn new(path: impl AsRef<Path>) -> Self {
-        GgufWriter { path: path.as_ref().to_path_buf(), version: 3, kv: Vec::new(), tensors: Vec::new() }
+        GgufWriter { path: path.as_ref().to_path_buf(), version: 3, pad_empty: false, kv: Vec::new(), tensors: Vec::new() }
     }
 
     /// GGUF version to write (2 or 3; the layouts are identical for little-endian files).
     /// Default 3. Used to reproduce v2 files byte for byte.
     pub fn set_version(&mut self, version: u32) {
         self.version = version;
+    }
+
+    /// Whether a file *without tensors* is padded to the alignment after its metadata. Both exist
+    /// in the wild: gguf-py's vocab-only output ends right after the metadata (the default here),
+    /// `write_tensors_to_file` with no tensors pads. Files with tensors are always padded.
+    pub fn set_pad_empty(&mut self, pad: bool) {
+        self.pad_empty = pad;
     }
 
     /// Appends a metadata entry; order is kept. Duplicates and ill-typed arrays are reported by
@@ -180,8 +188,8 @@ impl<'a> GgufWriter<'a> {
         }
         let bytes_total = offset;
 
-        // A metadata-only file ends right after the infos (as llama.cpp writes vocab files).
-        if !self.tensors.is_empty() {
+        // A metadata-only file normally ends right after the metadata (see `set_pad_empty`).
+        if !self.tensors.is_empty() || self.pad_empty {
             w.pad(align)?;
         }
 
