@@ -9,6 +9,9 @@ import numpy.typing as npt
 __version__: str
 
 def gguf_info(path: str) -> Dict[str, Any]: ...
+def convert(
+    path: str, outtype: str = "f16", out: Optional[str] = None, vocab_dir: Optional[str] = None, quiet: bool = False
+) -> str: ...
 def render_chat_template(
     template: Optional[str],
     messages: List[Dict[str, Any]],

@@ -309,6 +309,13 @@ def cmd_pull(a) -> int:
     return pull(a)
 
 
+def cmd_quantize(a) -> int:
+    from . import _llama
+
+    _llama.quantize(a.path, a.type, a.output, a.pure, a.threads or 0, a.quiet)
+    return 0
+
+
 def cmd_convert(a) -> int:
     from . import _llama
 
@@ -398,6 +405,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pull", **PARSER_KW)
     add_pull_args(p)
     p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("quantize", help="quantize an F32/F16/BF16 GGUF (as llama-quantize does)")
+    p.add_argument("path", help="GGUF file, or a model folder holding ggml-model-f16.gguf")
+    p.add_argument("--type", default="q4_0",
+                   choices=["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k"],
+                   help="llama.cpp file type (default q4_0)")
+    p.add_argument("--pure", action="store_true", help="every 2-D weight in TYPE (no llama.cpp mix)")
+    p.add_argument("-o", "--output", default=None, help="output file (default: ggml-model-TYPE.gguf beside the input)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_quantize)
     return ap
 
 

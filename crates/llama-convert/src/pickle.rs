@@ -72,6 +72,36 @@ enum V {
     Mark,
 }
 
+/// Deepest container nesting accepted (a state dict needs 3); keeps recursive clone/drop safe.
+const MAX_DEPTH: usize = 32;
+/// Values copied by memo/DUP operations, in nodes: stops "billion laughs" pickles that double a
+/// list with a few bytes per step.
+const MAX_COPIED_NODES: u64 = 1 << 22;
+
+fn children(v: &V) -> Box<dyn Iterator<Item = &V> + '_> {
+    match v {
+        V::Tuple(x) | V::List(x) => Box::new(x.iter()),
+        V::Dict(x) => Box::new(x.iter().flat_map(|(k, v)| [k, v])),
+        _ => Box::new(std::iter::empty()),
+    }
+}
+
+fn depth(v: &V) -> usize {
+    children(v).map(|c| 1 + depth(c)).max().unwrap_or(0)
+}
+
+fn nodes(v: &V) -> u64 {
+    1 + children(v).map(nodes).sum::<u64>()
+}
+
+/// Checks a value about to be placed inside a container.
+fn nest(v: V) -> Result<V, String> {
+    if depth(&v) + 1 >= MAX_DEPTH {
+        return Err(format!("pickle nests containers deeper than {MAX_DEPTH} levels"));
+    }
+    Ok(v)
+}
+
 /// Runs the pickle; returns the state dict as (name, tensor) in file order. `what` names the
 /// source in errors. Non-tensor values in the top-level dict are skipped.
 pub fn load_state_dict(data: &[u8], what: &str) -> Result<Vec<(String, TensorRef)>, String> {
@@ -243,6 +273,14 @@ fn run(data: &[u8]) -> Result<V, String> {
     let mut r = Reader { data, pos: 0 };
     let mut stack: Vec<V> = Vec::new();
     let mut memo: HashMap<u32, V> = HashMap::new();
+    let mut copied = 0u64;
+    let mut copy = |v: &V| -> Result<V, String> {
+        copied += nodes(v);
+        if copied > MAX_COPIED_NODES {
+            return Err(format!("pickle copies more than {MAX_COPIED_NODES} values through its memo (refusing a memory bomb)"));
+        }
+        Ok(v.clone())
+    };
     loop {
         let at = r.pos;
         let op = r.u8()?;
@@ -273,20 +311,21 @@ fn run(data: &[u8]) -> Result<V, String> {
             }
             b'q' => {
                 let i = r.u8()? as u32;
-                memo.insert(i, stack.last().ok_or("BINPUT on empty stack")?.clone());
+                memo.insert(i, copy(stack.last().ok_or("BINPUT on empty stack")?)?);
             }
             b'r' => {
                 let i = r.u32()?;
-                memo.insert(i, stack.last().ok_or("LONG_BINPUT on empty stack")?.clone());
+                memo.insert(i, copy(stack.last().ok_or("LONG_BINPUT on empty stack")?)?);
             }
             0x94 => {
                 let i = memo.len() as u32; // MEMOIZE
-                memo.insert(i, stack.last().ok_or("MEMOIZE on empty stack")?.clone());
+                memo.insert(i, copy(stack.last().ok_or("MEMOIZE on empty stack")?)?);
             }
             b'h' | b'j' => {
                 let i = if op == b'h' { r.u8()? as u32 } else { r.u32()? };
                 let v = memo.get(&i).ok_or_else(|| format!("memo key {i} used before being set"))?;
-                stack.push(v.clone());
+                let v = copy(v)?;
+                stack.push(v);
             }
             b'(' => stack.push(V::Mark),
             b'}' => stack.push(V::Dict(Vec::new())),
@@ -331,7 +370,7 @@ fn run(data: &[u8]) -> Result<V, String> {
                 stack.push(V::Bytes(r.take(n)?.to_vec()));
             }
             b't' => {
-                let items = pop_mark(&mut stack)?;
+                let items = pop_mark(&mut stack)?.into_iter().map(nest).collect::<Result<_, _>>()?;
                 stack.push(V::Tuple(items));
             }
             0x85..=0x87 => {
@@ -339,19 +378,19 @@ fn run(data: &[u8]) -> Result<V, String> {
                 if stack.len() < n || stack[stack.len() - n..].contains(&V::Mark) {
                     return Err(format!("TUPLE{n}: stack underflow"));
                 }
-                let items = stack.split_off(stack.len() - n);
+                let items = stack.split_off(stack.len() - n).into_iter().map(nest).collect::<Result<_, _>>()?;
                 stack.push(V::Tuple(items));
             }
             b's' => {
-                let v = pop(&mut stack)?;
-                let k = pop(&mut stack)?;
+                let v = nest(pop(&mut stack)?)?;
+                let k = nest(pop(&mut stack)?)?;
                 match stack.last_mut() {
                     Some(V::Dict(d)) => d.push((k, v)),
                     _ => return Err("SETITEM target is not a dict".into()),
                 }
             }
             b'u' => {
-                let items = pop_mark(&mut stack)?;
+                let items: Vec<V> = pop_mark(&mut stack)?.into_iter().map(nest).collect::<Result<_, _>>()?;
                 if items.len() % 2 != 0 {
                     return Err("SETITEMS with an odd number of items".into());
                 }
@@ -366,14 +405,14 @@ fn run(data: &[u8]) -> Result<V, String> {
                 }
             }
             b'a' => {
-                let v = pop(&mut stack)?;
+                let v = nest(pop(&mut stack)?)?;
                 match stack.last_mut() {
                     Some(V::List(l)) => l.push(v),
                     _ => return Err("APPEND target is not a list".into()),
                 }
             }
             b'e' => {
-                let items = pop_mark(&mut stack)?;
+                let items: Vec<V> = pop_mark(&mut stack)?.into_iter().map(nest).collect::<Result<_, _>>()?;
                 match stack.last_mut() {
                     Some(V::List(l)) => l.extend(items),
                     _ => return Err("APPENDS target is not a list".into()),
@@ -412,7 +451,7 @@ fn run(data: &[u8]) -> Result<V, String> {
                 pop_mark(&mut stack)?;
             }
             b'2' => {
-                let v = stack.last().ok_or("DUP on empty stack")?.clone();
+                let v = copy(stack.last().ok_or("DUP on empty stack")?)?;
                 stack.push(v);
             }
             b'.' => {
@@ -458,12 +497,30 @@ mod tests {
     }
 
     #[test]
+    fn memory_bombs_and_deep_nesting_are_refused() {
+        // [] then 64 × (DUP, APPEND): each step doubles the list's size.
+        let mut p = vec![0x80, 2, b']'];
+        for _ in 0..64 {
+            p.extend([b'2', b'a']);
+        }
+        p.push(b'.');
+        let e = load_state_dict(&p, "x").unwrap_err();
+        assert!(e.contains("memory bomb"), "{e}");
+        // 100000 nested 1-tuples (would overflow the stack when dropped if accepted).
+        let mut p = vec![0x80, 2, b'N'];
+        p.extend(std::iter::repeat(0x85).take(100_000));
+        p.push(b'.');
+        let e = load_state_dict(&p, "x").unwrap_err();
+        assert!(e.contains("deeper than"), "{e}");
+    }
+
+    #[test]
     fn truncated_and_garbage_inputs_error() {
         assert!(load_state_dict(&[0x80, 2, b'X', 0xff, 0xff, 0, 0], "x").unwrap_err().contains("truncated"));
         assert!(load_state_dict(&[0x80, 2, b'}'], "x").unwrap_err().contains("truncated"));
         assert!(load_state_dict(&[0x80, 2, b'u'], "x").is_err());
         assert!(load_state_dict(&[0x80, 2, b'h', 3], "x").unwrap_err().contains("memo"));
-        assert!(load_state_dict(&[b'.'], "x").unwrap_err().contains("underflow"));
+        assert!(load_state_dict(b".", "x").unwrap_err().contains("underflow"));
         assert!(load_state_dict(&[0x80, 2, 0xfe], "x").unwrap_err().contains("opcode 0xfe"));
     }
 }

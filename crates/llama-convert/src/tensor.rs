@@ -46,7 +46,7 @@ impl SrcTensor {
 
     /// Checks that a strided view stays within `avail` elements from its base.
     pub fn check_view_bounds(shape: &[u64], offset: u64, stride: &[u64], avail: u64) -> std::result::Result<(), String> {
-        if shape.iter().any(|&d| d == 0) {
+        if shape.contains(&0) {
             return Ok(());
         }
         let mut last = offset;
@@ -182,7 +182,7 @@ pub fn convert_elements(dtype: DType, raw: Vec<u8>, target: GgmlType) -> Result<
 /// `raw` holds `rows` rows of `row_bytes` bytes each (any element type; also works for biases
 /// with `row_bytes` = one element).
 pub fn unpermute_rope_rows(raw: &[u8], rows: usize, row_bytes: usize, n_head: usize) -> std::result::Result<Vec<u8>, String> {
-    if n_head == 0 || rows % (2 * n_head) != 0 || raw.len() != rows * row_bytes {
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) || raw.len() != rows * row_bytes {
         return Err(format!("cannot un-permute {rows} rows for {n_head} heads (rows must be a multiple of 2·n_head)"));
     }
     let per_head = rows / n_head; // rows of one head

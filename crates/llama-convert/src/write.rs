@@ -78,7 +78,7 @@ fn tensor_type(name: &str, n_dims: usize, row_len: u64, outtype: OutType) -> Ggm
         OutType::F32 => GgmlType::F32,
         OutType::F16 => GgmlType::F16,
         OutType::BF16 => GgmlType::BF16,
-        OutType::Q8_0 if row_len % 32 == 0 => GgmlType::Q8_0,
+        OutType::Q8_0 if row_len.is_multiple_of(32) => GgmlType::Q8_0,
         OutType::Q8_0 => GgmlType::F16,
     }
 }
@@ -88,7 +88,7 @@ fn produce(t: &OutTensor, ty: GgmlType) -> Result<Vec<u8>> {
     let mut raw = t.src.read()?; // [n_elements * src elem size]
     if let Some(heads) = t.unpermute_heads {
         let rows = t.src.shape[0] as usize;
-        let row_bytes = if rows == 0 { 0 } else { raw.len() / rows };
+        let row_bytes = raw.len().checked_div(rows).unwrap_or(0);
         raw = unpermute_rope_rows(&raw, rows, row_bytes, heads as usize)
             .map_err(|m| Error::format(&t.src.file, format!("tensor '{}': {m}", t.src.name)))?;
     }

@@ -236,3 +236,26 @@ fn full_disk_leaves_no_output() {
     assert!(!t.0.join("out.gguf").exists());
     assert!(!t.0.join("out.gguf.tmp").exists());
 }
+
+#[test]
+fn vocab_dir_is_used_and_a_missing_tokenizer_is_named() {
+    let Some(fx) = common::fixtures() else { return };
+    let t = Tmp::new("vocabdir");
+    mirror(&fx.join("hf-llama1"), &t.0);
+    std::fs::remove_file(t.0.join("tokenizer.model")).unwrap();
+    let e = expect_err(&t.0, "no tokenizer.model or tokenizer.json");
+    assert!(e.contains("--vocab-dir"), "{e}");
+    let out = t.0.join("v.gguf");
+    convert(&ConvertOptions {
+        path: t.0.clone(),
+        outtype: OutType::F16,
+        out: Some(out.clone()),
+        vocab_dir: Some(fx.join("meta-llama1")),
+        progress: false,
+    })
+    .unwrap();
+    let f = llama_core::gguf::GgufFile::open(&out).unwrap();
+    let (_, toks) = f.get_arr("tokenizer.ggml.tokens").unwrap().unwrap();
+    assert_eq!(toks.len(), 32000);
+    assert_eq!(toks[1].as_str(), Some("<s>"));
+}

@@ -11,6 +11,7 @@ pub mod gguf;
 pub mod model;
 pub mod ops;
 pub mod quant;
+pub mod quantize_file;
 pub mod sampler;
 pub mod tokenizer;
 

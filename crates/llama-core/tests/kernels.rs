@@ -405,3 +405,25 @@ fn tiles_match_pairwise_dots() {
         }
     }
 }
+
+#[test]
+fn llama_isa_override() {
+    use llama_core::cpu::{choose, Isa};
+    let best = Kernels::available().last().unwrap().isa;
+    assert_eq!(choose(None).0.isa, best);
+    assert!(choose(Some("")).1.is_none());
+    let (k, w) = choose(Some("scalar"));
+    assert_eq!((k.isa, w), (Isa::Scalar, None));
+    let (k, w) = choose(Some("AVX9000"));
+    assert_eq!(k.isa, best);
+    assert!(w.unwrap().contains("LLAMA_ISA=AVX9000 is not one of scalar, avx2, avx512, neon"));
+    for isa in [Isa::Avx2, Isa::Avx512, Isa::Neon] {
+        let (k, w) = choose(Some(isa.name()));
+        if Kernels::for_isa(isa).is_some() {
+            assert_eq!((k.isa, w), (isa, None));
+        } else {
+            assert_eq!(k.isa, best);
+            assert!(w.unwrap().contains(&format!("does not support {}", isa.name())));
+        }
+    }
+}

@@ -5,6 +5,7 @@ mod convert;
 mod errors;
 mod gguf_info;
 mod model;
+mod quantize;
 mod sampling;
 mod seed;
 
@@ -18,6 +19,7 @@ fn _llama(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model::render_chat_template, m)?)?;
     m.add_function(wrap_pyfunction!(model::nll, m)?)?;
     m.add_function(wrap_pyfunction!(model::cpu_info, m)?)?;
+    m.add_function(wrap_pyfunction!(quantize::quantize, m)?)?;
     m.add_class::<model::PyModel>()?;
     m.add_class::<model::PyContext>()?;
     m.add_class::<model::PyStreamDecoder>()?;

@@ -193,29 +193,33 @@ fn best_available() -> Kernels {
     Kernels::available().pop().unwrap_or(Kernels::SCALAR)
 }
 
-fn select() -> Kernels {
-    match std::env::var("LLAMA_ISA") {
-        Ok(v) if !v.trim().is_empty() => match Isa::parse(&v) {
-            Some(isa) => Kernels::for_isa(isa).unwrap_or_else(|| {
-                let best = best_available();
-                eprintln!(
-                    "llama: LLAMA_ISA={v}: this CPU/build does not support {}; using {} instead",
-                    isa.name(),
-                    best.isa.name()
-                );
-                best
-            }),
-            None => {
-                let best = best_available();
-                eprintln!(
-                    "llama: LLAMA_ISA={v} is not one of scalar, avx2, avx512, neon; using {}",
-                    best.isa.name()
-                );
-                best
-            }
+/// The table for a `LLAMA_ISA` value (`None`/empty = best available), plus the warning to print
+/// when the request cannot be honoured.
+pub fn choose(requested: Option<&str>) -> (Kernels, Option<String>) {
+    let best = best_available();
+    let v = match requested {
+        Some(v) if !v.trim().is_empty() => v,
+        _ => return (best, None),
+    };
+    match Isa::parse(v) {
+        Some(isa) => match Kernels::for_isa(isa) {
+            Some(k) => (k, None),
+            None => (
+                best,
+                Some(format!("llama: LLAMA_ISA={v}: this CPU/build does not support {}; using {} instead", isa.name(), best.isa.name())),
+            ),
         },
-        _ => best_available(),
+        None => (best, Some(format!("llama: LLAMA_ISA={v} is not one of scalar, avx2, avx512, neon; using {}", best.isa.name()))),
     }
+}
+
+fn select() -> Kernels {
+    let env = std::env::var("LLAMA_ISA").ok();
+    let (k, warning) = choose(env.as_deref());
+    if let Some(w) = warning {
+        eprintln!("{w}");
+    }
+    k
 }
 
 static KERNELS: OnceLock<Kernels> = OnceLock::new();

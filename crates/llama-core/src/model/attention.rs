@@ -5,9 +5,9 @@
 
 use std::sync::Mutex;
 
-use crate::cpu::ThreadPool;
 use super::kv_cache::{KvElem, LayerKv};
 use super::ops::softmax_inplace;
+use crate::cpu::ThreadPool;
 
 /// Per-thread work space, preallocated by the context.
 pub struct AttnScratch {
@@ -18,7 +18,11 @@ pub struct AttnScratch {
 
 impl AttnScratch {
     pub fn new(n_ctx: usize, n_batch: usize, n_head: usize, head_k: usize, head_v: usize) -> Self {
-        AttnScratch { scores: vec![0.0; n_ctx], qr: vec![0.0; head_k], out: vec![0.0; n_batch * n_head * head_v] }
+        AttnScratch {
+            scores: vec![0.0; n_ctx],
+            qr: vec![0.0; head_k],
+            out: vec![0.0; n_batch * n_head * head_v],
+        }
     }
 }
 
@@ -54,57 +58,44 @@ pub fn attention<T: KvElem>(
     // depend on how many threads the pool actually runs.
     let n_parts = scratch.len();
     pool.run(|ith, nth| {
-      for part in (ith..n_parts).step_by(nth.max(1)) {
-        let (u0, u1) = (n_units * part / n_parts, n_units * (part + 1) / n_parts);
-        let mut guard = scratch[part].lock().unwrap_or_else(|e| e.into_inner());
-        let sc = &mut *guard;
-        for u in u0..u1 {
-            let (t, h) = (u / s.n_head, u % s.n_head);
-            let hk = h / group;
-            let pos = s.pos0 + t;
-            let first = if s.n_swa > 0 { (pos + 1).saturating_sub(s.n_swa) } else { 0 };
-            let n_kv = pos + 1;
-            for (r, &x) in sc.qr.iter_mut().zip(&q[u * s.head_k..(u + 1) * s.head_k]) {
-                *r = T::round(x);
-            }
-            if std::env::var_os("LLAMA_FA").is_some() {
+        for part in (ith..n_parts).step_by(nth.max(1)) {
+            let (u0, u1) = (n_units * part / n_parts, n_units * (part + 1) / n_parts);
+            let mut guard = scratch[part].lock().unwrap_or_else(|e| e.into_inner());
+            let sc = &mut *guard;
+            for u in u0..u1 {
+                let (t, h) = (u / s.n_head, u % s.n_head);
+                let hk = h / group;
+                let pos = s.pos0 + t;
+                let first = if s.n_swa > 0 {
+                    (pos + 1).saturating_sub(s.n_swa)
+                } else {
+                    0
+                };
+                let n_kv = pos + 1;
+                for (r, &x) in sc.qr.iter_mut().zip(&q[u * s.head_k..(u + 1) * s.head_k]) {
+                    *r = T::round(x);
+                }
+                let scores = &mut sc.scores[..n_kv];
+                for (j, sj) in scores.iter_mut().enumerate() {
+                    if j < first {
+                        *sj = f32::NEG_INFINITY;
+                        continue;
+                    }
+                    let k = &kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k];
+                    *sj = k.iter().zip(&sc.qr).map(|(&a, &b)| a.to_f32() * b).sum();
+                }
+                softmax_inplace(scores, s.kq_scale);
                 let o = &mut sc.out[(u - u0) * s.head_v..(u - u0 + 1) * s.head_v];
                 o.fill(0.0);
-                let (mut ss, mut mm) = (0f32, f32::NEG_INFINITY);
-                for j in first..n_kv {
-                    let k = &kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k];
-                    let sj: f32 = k.iter().zip(&sc.qr).map(|(&a, &b)| a.to_f32() * b).sum::<f32>() * s.kq_scale;
-                    let (mut ms, mut vs) = (1f32, 1f32);
-                    if sj > mm { let mold = mm; mm = sj; ms = (mold - mm).exp(); for od in o.iter_mut() { *od = T::round(*od * ms); } } else { vs = (sj - mm).exp(); }
+                for (j, &p) in scores.iter().enumerate().skip(first) {
+                    let p = T::round(p);
                     let v = &kv.v[j * nv + hk * s.head_v..j * nv + (hk + 1) * s.head_v];
-                    for (od, &vd) in o.iter_mut().zip(v) { *od = T::round(*od + vd.to_f32() * vs); }
-                    ss = ss * ms + vs;
-                }
-                let inv = 1.0 / ss;
-                for od in o.iter_mut() { *od *= inv; }
-                continue;
-            }
-            let scores = &mut sc.scores[..n_kv];
-            for (j, sj) in scores.iter_mut().enumerate() {
-                if j < first {
-                    *sj = f32::NEG_INFINITY;
-                    continue;
-                }
-                let k = &kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k];
-                *sj = k.iter().zip(&sc.qr).map(|(&a, &b)| a.to_f32() * b).sum();
-            }
-            softmax_inplace(scores, s.kq_scale);
-            let o = &mut sc.out[(u - u0) * s.head_v..(u - u0 + 1) * s.head_v];
-            o.fill(0.0);
-            for (j, &p) in scores.iter().enumerate().skip(first) {
-                let p = T::round(p);
-                let v = &kv.v[j * nv + hk * s.head_v..j * nv + (hk + 1) * s.head_v];
-                for (od, &vd) in o.iter_mut().zip(v) {
-                    *od += p * vd.to_f32();
+                    for (od, &vd) in o.iter_mut().zip(v) {
+                        *od += p * vd.to_f32();
+                    }
                 }
             }
         }
-      }
     });
     // Gather: part i's units are contiguous in `out`.
     for (part, m) in scratch.iter().enumerate() {

@@ -5,11 +5,11 @@
 use std::sync::Mutex;
 
 use super::attention::AttnScratch;
-use crate::cpu::ThreadPool;
-use crate::ops::{matmul, MatmulScratch, QTensor};
 use super::hparams::Arch;
 use super::kv_cache::{KvCache, KvType};
 use super::{gemma3, llama, Model};
+use crate::cpu::ThreadPool;
+use crate::ops::{matmul, MatmulScratch, QTensor};
 use crate::quant::dequantize_row;
 use crate::{Error, Result};
 
@@ -27,21 +27,27 @@ pub struct ContextParams {
 
 impl Default for ContextParams {
     fn default() -> Self {
-        ContextParams { n_ctx: 512, n_batch: 512, n_threads: 1, kv_type: KvType::F16, logits_all: false }
+        ContextParams {
+            n_ctx: 512,
+            n_batch: 512,
+            n_threads: 1,
+            kv_type: KvType::F16,
+            logits_all: false,
+        }
     }
 }
 
 /// Activations of one batch. Every buffer holds n_batch rows.
 pub(super) struct Buffers {
-    pub x: Vec<f32>,        // [n_batch][n_embd] residual stream (inpL / ffn_inp / l_out)
-    pub cur: Vec<f32>,      // [n_batch][n_embd] normalized input of a block (attn_norm, ffn_norm)
-    pub q: Vec<f32>,        // [n_batch][n_head*head_k] Qcur
-    pub k: Vec<f32>,        // [n_batch][n_head_kv*head_k] Kcur
-    pub v: Vec<f32>,        // [n_batch][n_head_kv*head_v] Vcur
-    pub kqv: Vec<f32>,      // [n_batch][n_head*head_v] attention result before attn_output
-    pub proj: Vec<f32>,     // [n_batch][n_embd] attn_out / ffn_out
-    pub gate: Vec<f32>,     // [n_batch][n_ff] ffn_gate (then the gated product)
-    pub up: Vec<f32>,       // [n_batch][n_ff] ffn_up
+    pub x: Vec<f32>,    // [n_batch][n_embd] residual stream (inpL / ffn_inp / l_out)
+    pub cur: Vec<f32>,  // [n_batch][n_embd] normalized input of a block (attn_norm, ffn_norm)
+    pub q: Vec<f32>,    // [n_batch][n_head*head_k] Qcur
+    pub k: Vec<f32>,    // [n_batch][n_head_kv*head_k] Kcur
+    pub v: Vec<f32>,    // [n_batch][n_head_kv*head_v] Vcur
+    pub kqv: Vec<f32>,  // [n_batch][n_head*head_v] attention result before attn_output
+    pub proj: Vec<f32>, // [n_batch][n_embd] attn_out / ffn_out
+    pub gate: Vec<f32>, // [n_batch][n_ff] ffn_gate (then the gated product)
+    pub up: Vec<f32>,   // [n_batch][n_ff] ffn_up
 }
 
 pub struct Context {
@@ -71,16 +77,27 @@ pub(super) struct Outputs {
 impl Context {
     pub fn new(model: &Model, p: ContextParams) -> Result<Context> {
         let hp = model.hparams();
-        let n_ctx = if p.n_ctx == 0 { hp.n_ctx_train } else { p.n_ctx };
+        let n_ctx = if p.n_ctx == 0 {
+            hp.n_ctx_train
+        } else {
+            p.n_ctx
+        };
         if p.n_batch == 0 {
             return Err(Error::InvalidArgument("n_batch must be at least 1".into()));
         }
         if p.n_threads == 0 {
-            return Err(Error::InvalidArgument("n_threads must be at least 1".into()));
+            return Err(Error::InvalidArgument(
+                "n_threads must be at least 1".into(),
+            ));
         }
         let n_batch = p.n_batch.min(n_ctx);
         let n_ff = model.weights.max_n_ff();
-        let (qd, kd, vd, od) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa(), hp.n_head * hp.n_embd_head_v);
+        let (qd, kd, vd, od) = (
+            hp.n_head * hp.n_embd_head_k,
+            hp.n_embd_k_gqa(),
+            hp.n_embd_v_gqa(),
+            hp.n_head * hp.n_embd_head_v,
+        );
         let buf = Buffers {
             x: vec![0.0; n_batch * hp.n_embd],
             cur: vec![0.0; n_batch * hp.n_embd],
@@ -95,7 +112,15 @@ impl Context {
         let pool = ThreadPool::new(p.n_threads);
         // Each attention part holds at most ceil(units/parts) results; n_batch*n_head is a safe bound.
         let attn = (0..p.n_threads)
-            .map(|_| Mutex::new(AttnScratch::new(n_ctx, n_batch, hp.n_head, hp.n_embd_head_k, hp.n_embd_head_v)))
+            .map(|_| {
+                Mutex::new(AttnScratch::new(
+                    n_ctx,
+                    n_batch,
+                    hp.n_head,
+                    hp.n_embd_head_k,
+                    hp.n_embd_head_v,
+                ))
+            })
             .collect();
         Ok(Context {
             n_ctx,
@@ -133,7 +158,10 @@ impl Context {
     /// Forget cached positions ≥ n (prefix reuse); n larger than the cache is an error.
     pub fn truncate(&mut self, n: usize) -> Result<()> {
         if n > self.kv_len {
-            return Err(Error::InvalidArgument(format!("cannot truncate the KV cache to {n} tokens: it holds only {}", self.kv_len)));
+            return Err(Error::InvalidArgument(format!(
+                "cannot truncate the KV cache to {n} tokens: it holds only {}",
+                self.kv_len
+            )));
         }
         self.kv_len = n;
         Ok(())
@@ -154,10 +182,15 @@ impl Context {
             return Err(Error::InvalidArgument("eval: no tokens given".into()));
         }
         if model.n_vocab() != self.n_vocab {
-            return Err(Error::InvalidArgument("eval: context was created for a different model".into()));
+            return Err(Error::InvalidArgument(
+                "eval: context was created for a different model".into(),
+            ));
         }
         if n_past > self.kv_len {
-            return Err(Error::InvalidArgument(format!("eval: n_past = {n_past} but the KV cache holds only {} tokens", self.kv_len)));
+            return Err(Error::InvalidArgument(format!(
+                "eval: n_past = {n_past} but the KV cache holds only {} tokens",
+                self.kv_len
+            )));
         }
         if n_past + tokens.len() > self.n_ctx {
             return Err(Error::ContextOverflow(format!(
@@ -166,8 +199,15 @@ impl Context {
                 self.n_ctx
             )));
         }
-        if let Some((i, &t)) = tokens.iter().enumerate().find(|(_, &t)| t as usize >= self.n_vocab) {
-            return Err(Error::InvalidArgument(format!("token id {t} at index {i} is out of range (n_vocab = {})", self.n_vocab)));
+        if let Some((i, &t)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= self.n_vocab)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "token id {t} at index {i} is out of range (n_vocab = {})",
+                self.n_vocab
+            )));
         }
         self.kv_len = n_past;
         let n_out = if self.logits_all { tokens.len() } else { 1 };
@@ -179,11 +219,23 @@ impl Context {
         for (ic, chunk) in tokens.chunks(self.n_batch).enumerate() {
             let pos0 = n_past + ic * self.n_batch;
             let out = if self.logits_all {
-                Outputs { first_row: 0, n_rows: chunk.len(), dst_row: ic * self.n_batch }
+                Outputs {
+                    first_row: 0,
+                    n_rows: chunk.len(),
+                    dst_row: ic * self.n_batch,
+                }
             } else if ic + 1 == n_chunks {
-                Outputs { first_row: chunk.len() - 1, n_rows: 1, dst_row: 0 }
+                Outputs {
+                    first_row: chunk.len() - 1,
+                    n_rows: 1,
+                    dst_row: 0,
+                }
             } else {
-                Outputs { first_row: 0, n_rows: 0, dst_row: 0 }
+                Outputs {
+                    first_row: 0,
+                    n_rows: 0,
+                    dst_row: 0,
+                }
             };
             match model.hparams().arch {
                 Arch::Llama | Arch::Qwen2 => llama::forward(model, self, chunk, pos0, out),
@@ -201,19 +253,39 @@ impl Context {
         let row_bytes = w.data.len() / w.rows;
         for (t, &id) in tokens.iter().enumerate() {
             let id = id as usize;
-            dequantize_row(w.ggml_type, &w.data[id * row_bytes..(id + 1) * row_bytes], &mut self.buf.x[t * w.cols..(t + 1) * w.cols])
-                .expect("embedding type validated at load");
+            dequantize_row(
+                w.ggml_type,
+                &w.data[id * row_bytes..(id + 1) * row_bytes],
+                &mut self.buf.x[t * w.cols..(t + 1) * w.cols],
+            )
+            .expect("embedding type validated at load");
         }
     }
 
     /// out[..n][w.rows] = x[..n] · wᵀ
-    pub(super) fn mm(pool: &ThreadPool, scratch: &mut MatmulScratch, w: &QTensor, x: &[f32], n: usize, out: &mut [f32]) {
-        matmul(pool, w, &x[..n * w.cols], n, &mut out[..n * w.rows], scratch);
+    pub(super) fn mm(
+        pool: &ThreadPool,
+        scratch: &mut MatmulScratch,
+        w: &QTensor,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        matmul(
+            pool,
+            w,
+            &x[..n * w.cols],
+            n,
+            &mut out[..n * w.rows],
+            scratch,
+        );
     }
 
     /// Serialized KV cache + last logits, for save_state/load_state.
     pub fn state(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.n_outputs * self.n_vocab * 4 + self.kv.saved_len(self.kv_len));
+        let mut out = Vec::with_capacity(
+            64 + self.n_outputs * self.n_vocab * 4 + self.kv.saved_len(self.kv_len),
+        );
         out.extend_from_slice(STATE_MAGIC);
         for v in self.state_header() {
             out.extend_from_slice(&(v as u64).to_le_bytes());
@@ -230,7 +302,15 @@ impl Context {
             KvType::F16 => 1,
             KvType::F32 => 0,
         };
-        [STATE_VERSION, kv_type, self.kv.n_embd_k, self.kv.n_embd_v, self.n_vocab, self.kv_len, self.n_outputs]
+        [
+            STATE_VERSION,
+            kv_type,
+            self.kv.n_embd_k,
+            self.kv.n_embd_v,
+            self.n_vocab,
+            self.kv_len,
+            self.n_outputs,
+        ]
     }
 
     /// Restores a `state()` produced by a context of the same model, cache type and a window
@@ -245,26 +325,48 @@ impl Context {
             u64::from_le_bytes(data[o..o + 8].try_into().expect("8 bytes")) as usize
         };
         let mine = self.state_header();
-        let names = ["version", "kv type", "n_embd_k_gqa", "n_embd_v_gqa", "n_vocab"];
+        let names = [
+            "version",
+            "kv type",
+            "n_embd_k_gqa",
+            "n_embd_v_gqa",
+            "n_vocab",
+        ];
         for (i, name) in names.iter().enumerate() {
             if word(i) != mine[i] {
-                return Err(bad(format!("{name} is {} in the state but {} in this context", word(i), mine[i])));
+                return Err(bad(format!(
+                    "{name} is {} in the state but {} in this context",
+                    word(i),
+                    mine[i]
+                )));
             }
         }
         let (kv_len, n_outputs) = (word(5), word(6));
         if kv_len > self.n_ctx {
-            return Err(bad(format!("state holds {kv_len} tokens, more than n_ctx = {}", self.n_ctx)));
+            return Err(bad(format!(
+                "state holds {kv_len} tokens, more than n_ctx = {}",
+                self.n_ctx
+            )));
         }
         let head = 4 + 7 * 8;
-        let n_logits = n_outputs.checked_mul(self.n_vocab).ok_or_else(|| bad("corrupt header".into()))?;
+        let n_logits = n_outputs
+            .checked_mul(self.n_vocab)
+            .ok_or_else(|| bad("corrupt header".into()))?;
         let want = head + n_logits * 4 + self.kv.saved_len(kv_len);
         if data.len() != want {
-            return Err(bad(format!("state is {} bytes, expected {want}", data.len())));
+            return Err(bad(format!(
+                "state is {} bytes, expected {want}",
+                data.len()
+            )));
         }
         if self.logits.len() < n_logits {
             self.logits.resize(n_logits, 0.0);
         }
-        for (d, b) in self.logits.iter_mut().zip(data[head..head + n_logits * 4].chunks_exact(4)) {
+        for (d, b) in self
+            .logits
+            .iter_mut()
+            .zip(data[head..head + n_logits * 4].chunks_exact(4))
+        {
             *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
         self.kv.load(kv_len, &data[head + n_logits * 4..]);

@@ -20,7 +20,10 @@ impl Arch {
             "llama" => Ok(Arch::Llama),
             "qwen2" => Ok(Arch::Qwen2),
             "gemma3" => Ok(Arch::Gemma3),
-            _ => Err(Error::UnknownArchitecture { arch: name.to_string(), supported: SUPPORTED_ARCHS.to_string() }),
+            _ => Err(Error::UnknownArchitecture {
+                arch: name.to_string(),
+                supported: SUPPORTED_ARCHS.to_string(),
+            }),
         }
     }
     pub fn name(self) -> &'static str {
@@ -82,25 +85,37 @@ impl HParams {
         let n_layer = req_usize(f, &key("block_count"))?;
         let n_head = req_usize(f, &key("attention.head_count"))?;
         if n_embd == 0 || n_layer == 0 || n_head == 0 {
-            return Err(Error::Model(format!("{a}: embedding_length, block_count and head_count must be > 0")));
+            return Err(Error::Model(format!(
+                "{a}: embedding_length, block_count and head_count must be > 0"
+            )));
         }
         let n_head_kv = opt_usize(f, &key("attention.head_count_kv"))?.unwrap_or(n_head);
         if n_head_kv == 0 || n_head % n_head_kv != 0 {
-            return Err(Error::Model(format!("{a}.attention.head_count_kv = {n_head_kv} does not divide head_count = {n_head}")));
+            return Err(Error::Model(format!(
+                "{a}.attention.head_count_kv = {n_head_kv} does not divide head_count = {n_head}"
+            )));
         }
         let n_embd_head_k = opt_usize(f, &key("attention.key_length"))?.unwrap_or(n_embd / n_head);
-        let n_embd_head_v = opt_usize(f, &key("attention.value_length"))?.unwrap_or(n_embd / n_head);
+        let n_embd_head_v =
+            opt_usize(f, &key("attention.value_length"))?.unwrap_or(n_embd / n_head);
         let n_rot = opt_usize(f, &key("rope.dimension_count"))?.unwrap_or(n_embd_head_k);
         if n_rot > n_embd_head_k || n_rot % 2 != 0 {
-            return Err(Error::Model(format!("{a}.rope.dimension_count = {n_rot} must be even and ≤ head size {n_embd_head_k}")));
+            return Err(Error::Model(format!(
+                "{a}.rope.dimension_count = {n_rot} must be even and ≤ head size {n_embd_head_k}"
+            )));
         }
-        let rms_eps = opt_f32(f, &key("attention.layer_norm_rms_epsilon"))?
-            .ok_or_else(|| Error::Model(format!("missing metadata key {a}.attention.layer_norm_rms_epsilon")))?;
+        let rms_eps = opt_f32(f, &key("attention.layer_norm_rms_epsilon"))?.ok_or_else(|| {
+            Error::Model(format!(
+                "missing metadata key {a}.attention.layer_norm_rms_epsilon"
+            ))
+        })?;
 
         // Linear rope scaling: llama.cpp reads `rope.scale_linear`, else `rope.scaling.factor`.
         if let Some(t) = opt_str(f, &key("rope.scaling.type"))? {
             if t != "linear" && t != "none" {
-                return Err(Error::Model(format!("{a}.rope.scaling.type = '{t}' is not supported (only linear)")));
+                return Err(Error::Model(format!(
+                    "{a}.rope.scaling.type = '{t}' is not supported (only linear)"
+                )));
             }
         }
         let mut factor = opt_f32(f, &key("rope.scale_linear"))?.unwrap_or(0.0);
@@ -115,8 +130,17 @@ impl HParams {
             // llama.cpp: Gemma 3 scales queries by 1/sqrt(key_length) (query_pre_attn_scalar =
             // head_dim for all sizes but 27B, which uses n_embd/n_head), 5 local : 1 global layers.
             Arch::Gemma3 => {
-                let scale = if n_layer == 62 { 1.0 / ((n_embd / n_head) as f32).sqrt() } else { 1.0 / (n_embd_head_k as f32).sqrt() };
-                (RopeType::Neox, opt_usize(f, &key("attention.sliding_window"))?.unwrap_or(0), 6, scale)
+                let scale = if n_layer == 62 {
+                    1.0 / ((n_embd / n_head) as f32).sqrt()
+                } else {
+                    1.0 / (n_embd_head_k as f32).sqrt()
+                };
+                (
+                    RopeType::Neox,
+                    opt_usize(f, &key("attention.sliding_window"))?.unwrap_or(0),
+                    6,
+                    scale,
+                )
             }
         };
         Ok(HParams {
@@ -186,6 +210,7 @@ fn opt_str(f: &GgufFile, k: &str) -> Result<Option<String>> {
 
 /// `general.architecture`, as a supported [`Arch`].
 pub fn read_arch(f: &GgufFile) -> Result<Arch> {
-    let name = opt_str(f, "general.architecture")?.ok_or_else(|| Error::Model("missing metadata key general.architecture".into()))?;
+    let name = opt_str(f, "general.architecture")?
+        .ok_or_else(|| Error::Model("missing metadata key general.architecture".into()))?;
     Arch::from_name(&name)
 }

@@ -77,16 +77,36 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(kv_type: KvType, n_layer: usize, n_ctx: usize, n_embd_k: usize, n_embd_v: usize) -> KvCache {
-        fn layers<T: KvElem>(n_layer: usize, n_ctx: usize, nk: usize, nv: usize) -> Vec<LayerKv<T>> {
+    pub fn new(
+        kv_type: KvType,
+        n_layer: usize,
+        n_ctx: usize,
+        n_embd_k: usize,
+        n_embd_v: usize,
+    ) -> KvCache {
+        fn layers<T: KvElem>(
+            n_layer: usize,
+            n_ctx: usize,
+            nk: usize,
+            nv: usize,
+        ) -> Vec<LayerKv<T>> {
             let z = T::from_f32(0.0);
-            (0..n_layer).map(|_| LayerKv { k: vec![z; n_ctx * nk], v: vec![z; n_ctx * nv] }).collect()
+            (0..n_layer)
+                .map(|_| LayerKv {
+                    k: vec![z; n_ctx * nk],
+                    v: vec![z; n_ctx * nv],
+                })
+                .collect()
         }
         let store = match kv_type {
             KvType::F16 => KvStore::F16(layers(n_layer, n_ctx, n_embd_k, n_embd_v)),
             KvType::F32 => KvStore::F32(layers(n_layer, n_ctx, n_embd_k, n_embd_v)),
         };
-        KvCache { store, n_embd_k, n_embd_v }
+        KvCache {
+            store,
+            n_embd_k,
+            n_embd_v,
+        }
     }
 
     pub fn kv_type(&self) -> KvType {
@@ -99,7 +119,14 @@ impl KvCache {
     /// Writes the K and V rows of `n` consecutive positions starting at `pos0` into layer `il`.
     /// `k`: [n][n_embd_k], `v`: [n][n_embd_v].
     pub fn store(&mut self, il: usize, pos0: usize, k: &[f32], v: &[f32]) {
-        fn put<T: KvElem>(l: &mut LayerKv<T>, pos0: usize, nk: usize, nv: usize, k: &[f32], v: &[f32]) {
+        fn put<T: KvElem>(
+            l: &mut LayerKv<T>,
+            pos0: usize,
+            nk: usize,
+            nv: usize,
+            k: &[f32],
+            v: &[f32],
+        ) {
             for (d, &s) in l.k[pos0 * nk..pos0 * nk + k.len()].iter_mut().zip(k) {
                 *d = T::from_f32(s);
             }
@@ -116,7 +143,14 @@ impl KvCache {
 
     /// Bytes of the first `n` positions of every layer, as little-endian K then V per layer.
     pub fn save(&self, n: usize, out: &mut Vec<u8>) {
-        fn dump<T: KvElem>(layers: &[LayerKv<T>], n: usize, nk: usize, nv: usize, out: &mut Vec<u8>, f: impl Fn(T, &mut Vec<u8>)) {
+        fn dump<T: KvElem>(
+            layers: &[LayerKv<T>],
+            n: usize,
+            nk: usize,
+            nv: usize,
+            out: &mut Vec<u8>,
+            f: impl Fn(T, &mut Vec<u8>),
+        ) {
             for l in layers {
                 l.k[..n * nk].iter().for_each(|&x| f(x, out));
                 l.v[..n * nv].iter().for_each(|&x| f(x, out));
@@ -124,8 +158,12 @@ impl KvCache {
         }
         let (nk, nv) = (self.n_embd_k, self.n_embd_v);
         match &self.store {
-            KvStore::F16(l) => dump(l, n, nk, nv, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
-            KvStore::F32(l) => dump(l, n, nk, nv, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
+            KvStore::F16(l) => dump(l, n, nk, nv, out, |x, o| {
+                o.extend_from_slice(&x.to_le_bytes())
+            }),
+            KvStore::F32(l) => dump(l, n, nk, nv, out, |x, o| {
+                o.extend_from_slice(&x.to_le_bytes())
+            }),
         }
     }
 
@@ -143,17 +181,33 @@ impl KvCache {
         let (nk, nv) = (self.n_embd_k, self.n_embd_v);
         match &mut self.store {
             KvStore::F16(layers) => {
-                let mut it = data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]));
+                let mut it = data
+                    .chunks_exact(2)
+                    .map(|b| f16::from_le_bytes([b[0], b[1]]));
                 for l in layers {
-                    l.k[..n * nk].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
-                    l.v[..n * nv].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
+                    l.k[..n * nk]
+                        .iter_mut()
+                        .zip(&mut it)
+                        .for_each(|(d, s)| *d = s);
+                    l.v[..n * nv]
+                        .iter_mut()
+                        .zip(&mut it)
+                        .for_each(|(d, s)| *d = s);
                 }
             }
             KvStore::F32(layers) => {
-                let mut it = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                let mut it = data
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                 for l in layers {
-                    l.k[..n * nk].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
-                    l.v[..n * nv].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
+                    l.k[..n * nk]
+                        .iter_mut()
+                        .zip(&mut it)
+                        .for_each(|(d, s)| *d = s);
+                    l.v[..n * nv]
+                        .iter_mut()
+                        .zip(&mut it)
+                        .for_each(|(d, s)| *d = s);
                 }
             }
         }

@@ -20,8 +20,8 @@ pub use kv_cache::KvType;
 use std::path::Path;
 
 use crate::gguf::GgufFile;
-use crate::Result;
 use crate::ops::QTensor;
+use crate::Result;
 use weights::{WRef, Weights};
 
 /// Options for loading a model (none needed yet; kept for API stability).
@@ -47,7 +47,11 @@ impl Model {
         let mut hparams = HParams::from_gguf(&file, arch)?;
         let (weights, n_vocab) = Weights::load(&file, &hparams)?;
         hparams.n_vocab = n_vocab;
-        Ok(Model { file, hparams, weights })
+        Ok(Model {
+            file,
+            hparams,
+            weights,
+        })
     }
 
     pub fn hparams(&self) -> &HParams {
@@ -74,6 +78,11 @@ impl Model {
 
     fn qt(&self, w: &WRef) -> QTensor<'_> {
         let t = &self.file.tensors()[w.idx];
-        QTensor { ggml_type: t.ggml_type, data: self.file.tensor_data(t), rows: w.rows, cols: w.cols }
+        QTensor {
+            ggml_type: t.ggml_type,
+            data: self.file.tensor_data(t),
+            rows: w.rows,
+            cols: w.cols,
+        }
     }
 }

@@ -97,7 +97,11 @@ pub fn softmax_inplace(x: &mut [f32], scale: f32) {
     }
     let mut sum = 0.0f64;
     for v in x.iter_mut() {
-        let e = if *v == f32::NEG_INFINITY { 0.0 } else { (*v - max).exp() };
+        let e = if *v == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (*v - max).exp()
+        };
         *v = e;
         sum += e as f64;
     }
@@ -178,12 +182,21 @@ mod tests {
     #[test]
     fn rope_norm_vs_neox_pairing() {
         // One head of 4 dims, base 10000, pos 1: pair 0 rotates by 1 rad, pair 1 by 0.01 rad.
-        let r = Rope { n_rot: 4, freq_base: 10000.0, freq_scale: 1.0, kind: RopeType::Norm, freq_factors: None };
+        let r = Rope {
+            n_rot: 4,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            kind: RopeType::Norm,
+            freq_factors: None,
+        };
         let mut x = [1.0, 0.0, 1.0, 0.0];
         r.apply(&mut x, 4, 1);
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
         assert!((x[2] - 0.01f32.cos()).abs() < 1e-6 && (x[3] - 0.01f32.sin()).abs() < 1e-6);
-        let r = Rope { kind: RopeType::Neox, ..r };
+        let r = Rope {
+            kind: RopeType::Neox,
+            ..r
+        };
         let mut x = [1.0, 1.0, 0.0, 0.0];
         r.apply(&mut x, 4, 1);
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[2] - 1f32.sin()).abs() < 1e-6);

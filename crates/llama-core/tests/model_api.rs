@@ -1,0 +1,95 @@
+//! Context behaviour on a real (synthetic, 11 MB) GGUF: argument errors, batch-size invariance,
+//! truncation for prefix reuse and state save/restore. Skips if the model is absent.
+
+use std::path::PathBuf;
+
+use llama_core::model::{Context, ContextParams, KvType, Model, ModelParams};
+use llama_core::Error;
+
+fn model() -> Option<Model> {
+    let dir = match std::env::var_os("LLAMA_TEST_MODELS") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/llama-test-models"),
+    };
+    let p = dir.join("synth-tiny-q4_0.gguf");
+    if !p.exists() {
+        eprintln!("SKIP: {} not found", p.display());
+        return None;
+    }
+    Some(Model::load(&p, &ModelParams::default()).unwrap())
+}
+
+fn params(n_ctx: usize, n_batch: usize, logits_all: bool) -> ContextParams {
+    ContextParams { n_ctx, n_batch, n_threads: 2, kv_type: KvType::F16, logits_all }
+}
+
+const PROMPT: [u32; 9] = [1, 9038, 2501, 263, 931, 29892, 727, 471, 263];
+
+#[test]
+fn hparams_from_metadata() {
+    let Some(m) = model() else { return };
+    let hp = m.hparams();
+    // synth_gguf.py "tiny": dim 256, 4 layers, 8 heads, 4 kv heads, ctx 512, LLaMA vocab.
+    assert_eq!((hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.n_ctx_train, hp.n_vocab), (256, 4, 8, 4, 512, 32000));
+}
+
+#[test]
+fn argument_errors() {
+    let Some(m) = model() else { return };
+    let mut ctx = Context::new(&m, params(8, 8, false)).unwrap();
+    assert!(matches!(ctx.eval(&m, &[], 0), Err(Error::InvalidArgument(_))));
+    let e = ctx.eval(&m, &[1, 32000], 0).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("32000"), "{e}");
+    let e = ctx.eval(&m, &PROMPT, 0).unwrap_err();
+    assert!(matches!(e, Error::ContextOverflow(_)) && e.to_string().contains('8'), "{e}");
+    assert!(matches!(ctx.eval(&m, &[1], 1), Err(Error::InvalidArgument(_))), "n_past beyond the cache");
+    ctx.eval(&m, &PROMPT[..8], 0).unwrap();
+    assert_eq!(ctx.kv_len(), 8);
+    assert!(matches!(ctx.eval(&m, &[1], 8), Err(Error::ContextOverflow(_))));
+    assert!(ctx.truncate(9).is_err());
+}
+
+#[test]
+fn batch_size_does_not_change_logits() {
+    let Some(m) = model() else { return };
+    let mut a = Context::new(&m, params(32, 512, true)).unwrap();
+    let mut b = Context::new(&m, params(32, 2, true)).unwrap();
+    a.eval(&m, &PROMPT, 0).unwrap();
+    b.eval(&m, &PROMPT, 0).unwrap();
+    assert_eq!(a.logits().len(), PROMPT.len() * 32000);
+    assert_eq!(a.logits(), b.logits());
+    // One token at a time through the cache gives the same last row.
+    let mut c = Context::new(&m, params(32, 512, false)).unwrap();
+    for (i, &t) in PROMPT.iter().enumerate() {
+        c.eval(&m, &[t], i).unwrap();
+    }
+    assert_eq!(c.logits(), &a.logits()[(PROMPT.len() - 1) * 32000..]);
+}
+
+#[test]
+fn truncate_and_state_round_trip() {
+    let Some(m) = model() else { return };
+    let mut ctx = Context::new(&m, params(32, 512, false)).unwrap();
+    ctx.eval(&m, &PROMPT, 0).unwrap();
+    let full = ctx.logits().to_vec();
+    // Prefix reuse: drop the last 3 positions and recompute them.
+    ctx.truncate(6).unwrap();
+    ctx.eval(&m, &PROMPT[6..], 6).unwrap();
+    assert_eq!(ctx.logits(), &full[..]);
+
+    let state = ctx.state();
+    ctx.eval(&m, &[450], PROMPT.len()).unwrap();
+    let next = ctx.logits().to_vec();
+
+    let mut other = Context::new(&m, params(32, 512, false)).unwrap();
+    other.set_state(&state).unwrap();
+    assert_eq!(other.kv_len(), PROMPT.len());
+    assert_eq!(other.logits(), &full[..]);
+    other.eval(&m, &[450], PROMPT.len()).unwrap();
+    assert_eq!(other.logits(), &next[..]);
+
+    // A state from an F32 cache does not load into an F16 one; a cut state is rejected.
+    let f32ctx = Context::new(&m, ContextParams { kv_type: KvType::F32, ..params(32, 512, false) }).unwrap();
+    assert!(other.set_state(&f32ctx.state()).is_err());
+    assert!(other.set_state(&state[..state.len() - 1]).is_err());
+}

@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""References for the quantize_file tests, from independent implementations.
+
+  hf-gguf MODEL_DIR CONVERSIONS_JSON KIND OUT
+      Writes the F16/F32 GGUF that llama.cpp's convert_hf_to_gguf made of an HF fixture model
+      (entry "<model>-<KIND>.gguf" of the JSON: tensor order, types, scalar metadata), with gguf-py
+      from the safetensors (q/k rows permuted as llama.cpp does) and the vocabulary from
+      tokenizer.model via sentencepiece. Exits 4 if a tensor's sha256 differs from the JSON.
+  synth OUT N_LAYER N_EMBD N_HEAD N_HEAD_KV N_FF N_VOCAB TYPE(f32|f16|bf16) TIED(0|1) SEED
+      A small random LLaMA-shaped GGUF (no vocabulary: quantizing does not need one), to drive
+      the K-quant mixes, whose rules depend on the layer count and need rows of 256.
+  llama-quantize IN OUT FTYPE_ID PURE(0|1) THREADS
+      llama.cpp's own quantizer, through llama-cpp-python's llama_model_quantize.
+  ggml-quantize TYPE_ID N_PER_ROW IN.f32 OUT
+      ggml_quantize_chunk (libggml-base of llama-cpp-python) on rows of f32, no importance matrix.
+
+Exit code 3 = a needed package (gguf, sentencepiece, llama_cpp) is missing, so the caller skips.
+"""
+import ctypes
+import glob
+import hashlib
+import json
+import os
+import struct
+import sys
+
+
+def need(mod):
+    try:
+        return __import__(mod)
+    except ImportError:
+        print(f"missing python package {mod}", file=sys.stderr)
+        sys.exit(3)
+
+
+def read_safetensors(path):
+    np = need("numpy")
+    with open(path, "rb") as f:
+        b = f.read()
+    n = struct.unpack("<Q", b[:8])[0]
+    header = json.loads(b[8:8 + n])
+    data = b[8 + n:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        lo, hi = info["data_offsets"]
+        raw = np.frombuffer(data[lo:hi], dtype=np.uint8)
+        dt = info["dtype"]
+        if dt == "F32":
+            a = raw.view(np.float32)
+        elif dt == "F16":
+            a = raw.view(np.float16).astype(np.float32)
+        elif dt == "BF16":
+            a = (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+        else:
+            raise SystemExit(f"{path}: {name}: dtype {dt}")
+        out[name] = a.reshape(info["shape"])
+    return out
+
+
+HF_TO_GGUF = {
+    "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight", "input_layernorm.weight": "attn_norm.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+}
+
+
+def gguf_name(hf):
+    fixed = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+    if hf in fixed:
+        return fixed[hf]
+    rest = hf[len("model.layers."):]
+    layer, leaf = rest.split(".", 1)
+    return f"blk.{layer}.{HF_TO_GGUF[leaf]}"
+
+
+def permute(w, n_head):
+    # convert_hf_to_gguf LlamaModel.permute: HF rotate-half rows → GGUF interleaved RoPE pairs.
+    rows, cols = w.shape
+    return w.reshape(n_head, 2, rows // n_head // 2, cols).swapaxes(1, 2).reshape(rows, cols)
+
+
+def hf_gguf(model_dir, conv_json, kind, out):
+    np = need("numpy")
+    gguf = need("gguf")
+    spm = need("sentencepiece")
+    model = os.path.basename(os.path.normpath(model_dir))
+    ref = json.load(open(conv_json))[f"{model}-{kind}.gguf"]
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    n_head = cfg["num_attention_heads"]
+    n_head_kv = cfg.get("num_key_value_heads", n_head)
+    tensors = {}
+    for f in sorted(glob.glob(os.path.join(model_dir, "*.safetensors"))):
+        for hf, a in read_safetensors(f).items():
+            name = gguf_name(hf)
+            if name.endswith("attn_q.weight"):
+                a = permute(a, n_head)
+            elif name.endswith("attn_k.weight"):
+                a = permute(a, n_head_kv)
+            tensors[name] = a
+
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(model_dir, "tokenizer.model"))
+    toks, scores, types = [], [], []
+    for i in range(sp.vocab_size()):
+        toks.append(sp.id_to_piece(i).encode())
+        scores.append(sp.get_score(i))
+        if sp.is_unknown(i):
+            types.append(gguf.TokenType.UNKNOWN)
+        elif sp.is_control(i):
+            types.append(gguf.TokenType.CONTROL)
+        elif sp.is_byte(i):
+            types.append(gguf.TokenType.BYTE)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+    arrays = {"tokenizer.ggml.tokens": toks, "tokenizer.ggml.scores": scores, "tokenizer.ggml.token_type": types}
+
+    w = gguf.GGUFWriter(out, ref["kv"]["general.architecture"])
+    V = gguf.GGUFValueType
+    for k, v in ref["kv"].items():
+        if k == "general.architecture":
+            continue  # written by the GGUFWriter constructor, first, as convert does
+        if k in arrays:
+            w.add_array(k, arrays[k])
+        elif isinstance(v, bool):
+            w.add_bool(k, v)
+        elif isinstance(v, int):
+            w.add_uint32(k, v)
+        elif isinstance(v, float):
+            w.add_float32(k, v)
+        elif isinstance(v, str):
+            w.add_string(k, v)
+        else:
+            raise SystemExit(f"unexpected metadata {k}: {v!r}")
+    bad = []
+    for name, (ty, shape, sha) in ref["tensors"].items():
+        a = tensors[name]
+        a = a.astype(np.float16 if ty == "F16" else np.float32)
+        assert list(a.shape[::-1]) == shape, (name, a.shape, shape)
+        if hashlib.sha256(a.tobytes()).hexdigest() != sha:
+            bad.append(name)
+        w.add_tensor(name, a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    if bad:
+        print(f"{out}: tensors differ from llama.cpp's conversion: {bad}", file=sys.stderr)
+        sys.exit(4)
+
+
+def synth(out, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, ty, tied, seed):
+    np = need("numpy")
+    gguf = need("gguf")
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(out, "llama")
+    w.add_name("synth-mix")
+    w.add_context_length(256)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_rope_dimension_count(n_embd // n_head)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type({"f32": 0, "f16": 1, "bf16": 32}[ty])
+    w.add_vocab_size(n_vocab)
+    w.add_quantization_version(2)
+
+    def mat(name, rows, cols):
+        # Heavy-tailed values with a few outliers and an all-zero row, so scale searches and
+        # clamps are exercised.
+        a = (rng.standard_t(4, size=(rows, cols)) * 0.02).astype(np.float32)
+        a[rng.integers(0, rows), rng.integers(0, cols)] *= 40
+        a[rng.integers(0, rows)] = 0
+        if ty == "f16":
+            w.add_tensor(name, a.astype(np.float16))
+        elif ty == "bf16":
+            b = (a.view(np.uint32) >> 16).astype(np.uint16)
+            w.add_tensor(name, b, raw_shape=(rows, cols), raw_dtype=gguf.GGMLQuantizationType.BF16)
+        else:
+            w.add_tensor(name, a)
+
+    hd = n_embd // n_head
+    mat("token_embd.weight", n_vocab, n_embd)
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        w.add_tensor(p + "attn_norm.weight", (1 + 0.1 * rng.standard_normal(n_embd)).astype(np.float32))
+        mat(p + "attn_q.weight", n_embd, n_embd)
+        mat(p + "attn_k.weight", n_head_kv * hd, n_embd)
+        mat(p + "attn_v.weight", n_head_kv * hd, n_embd)
+        mat(p + "attn_output.weight", n_embd, n_embd)
+        w.add_tensor(p + "ffn_norm.weight", (1 + 0.1 * rng.standard_normal(n_embd)).astype(np.float32))
+        mat(p + "ffn_gate.weight", n_ff, n_embd)
+        mat(p + "ffn_up.weight", n_ff, n_embd)
+        mat(p + "ffn_down.weight", n_embd, n_ff)
+    w.add_tensor("output_norm.weight", np.ones(n_embd, np.float32))
+    if not tied:
+        mat("output.weight", n_vocab, n_embd)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def llama_quantize(inp, out, ftype, pure, threads):
+    llama_cpp = need("llama_cpp")
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype = ftype
+    p.pure = bool(pure)
+    p.nthread = threads
+    rc = llama_cpp.llama_model_quantize(inp.encode(), out.encode(), ctypes.byref(p))
+    if rc != 0:
+        raise SystemExit(f"llama_model_quantize failed with {rc}")
+
+
+def ggml_quantize(type_id, n_per_row, inp, out):
+    np = need("numpy")
+    llama_cpp = need("llama_cpp")
+    libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    lib = ctypes.CDLL(os.path.join(libdir, "libggml-base.so"))
+    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
+    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    lib.ggml_row_size.restype = ctypes.c_size_t
+    lib.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
+    x = np.fromfile(inp, dtype=np.float32)
+    nrows = x.size // n_per_row
+    dst = np.zeros(lib.ggml_row_size(type_id, n_per_row) * nrows, dtype=np.uint8)
+    n = lib.ggml_quantize_chunk(type_id, x.ctypes.data, dst.ctypes.data, 0, nrows, n_per_row, None)
+    assert n == dst.size, (n, dst.size)
+    dst.tofile(out)
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "hf-gguf":
+        hf_gguf(*args)
+    elif cmd == "synth":
+        synth(args[0], *map(int, args[1:7]), args[7], int(args[8]), int(args[9]))
+    elif cmd == "llama-quantize":
+        llama_quantize(args[0], args[1], int(args[2]), int(args[3]), int(args[4]))
+    elif cmd == "ggml-quantize":
+        ggml_quantize(int(args[0]), int(args[1]), args[2], args[3])
+    else:
+        raise SystemExit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()

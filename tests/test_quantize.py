@@ -1,0 +1,87 @@
+"""`python -m llama quantize` against llama.cpp's own quantizer (llama-cpp-python's
+llama_model_quantize) on the same F16 input: identical files, hence identical logits when
+llama-cpp-python runs them. The input is the hf-llama1 fixture converted with gguf-py (its tensor
+hashes are checked against llama.cpp's conversion by the helper script)."""
+
+import ctypes
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, shared_path
+
+REF = REPO / "crates" / "llama-core" / "tests" / "py" / "llama_cpp_ref.py"
+FTYPE = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}
+
+
+@pytest.fixture(scope="module")
+def f16_model(tmp_path_factory):
+    fx = shared_path("fixtures")
+    pytest.importorskip("gguf")
+    pytest.importorskip("sentencepiece")
+    d = tmp_path_factory.mktemp("quantize")
+    out = d / "ggml-model-f16.gguf"
+    r = subprocess.run([sys.executable, str(REF), "hf-gguf", str(fx / "hf-llama1"),
+                        str(fx / "llama.cpp-conversions.json"), "f16", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def llama_cpp_quantize(src, dst, ftype, pure):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype = FTYPE[ftype]
+    p.pure = pure
+    p.nthread = 2
+    assert llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(p)) == 0
+
+
+def logits(path, tokens):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    llm = llama_cpp.Llama(str(path), logits_all=True, verbose=False, n_ctx=64, seed=0)
+    llm.eval(tokens)
+    return np.array(llm.scores[: len(tokens)])
+
+
+@pytest.mark.parametrize("ftype,pure", [("q4_0", False), ("q4_k_m", False), ("q5_1", True), ("q8_0", True)])
+def test_cli_output_identical_to_llama_cpp(f16_model, tmp_path, ftype, pure, capfd):
+    from llama.cli import main
+
+    ours = tmp_path / f"ours-{ftype}.gguf"
+    theirs = tmp_path / f"llama-{ftype}.gguf"
+    llama_cpp_quantize(f16_model, theirs, ftype, pure)
+    argv = ["quantize", str(f16_model), "--type", ftype, "-o", str(ours), "-t", "2"] + (["--pure"] if pure else [])
+    assert main(argv) == 0
+    err = capfd.readouterr().err
+    assert "[  21/  21]" in err and "MiB" in err and "BPW" in err
+    assert ours.read_bytes() == theirs.read_bytes()
+    toks = [1, 450, 4996, 17354, 1701, 432, 17204, 975, 278, 17366, 11203]
+    a, b = logits(ours, toks), logits(theirs, toks)
+    assert np.isfinite(a).all() and np.array_equal(a, b)
+
+
+def test_folder_default_name_and_quiet(f16_model, capfd):
+    from llama.cli import main
+
+    assert main(["quantize", str(f16_model.parent), "--quiet"]) == 0
+    assert capfd.readouterr().err == ""
+    out = f16_model.parent / "ggml-model-q4_0.gguf"
+    assert out.is_file()
+    from llama import _llama
+
+    info = _llama.gguf_info(str(out))
+    assert info["metadata"]["general.file_type"] == 2
+    assert info["metadata"]["general.quantization_version"] == 2
+
+
+def test_errors_are_clear(f16_model, tmp_path, capfd):
+    from llama.cli import main
+
+    assert main(["quantize", str(tmp_path / "missing.gguf"), "--quiet"]) == 1
+    assert "missing.gguf" in capfd.readouterr().err
+    q = tmp_path / "q.gguf"
+    assert main(["quantize", str(f16_model), "-o", str(q), "--quiet", "--type", "q8_0"]) == 0
+    assert main(["quantize", str(q), "-o", str(tmp_path / "qq.gguf"), "--quiet"]) == 1
+    assert "already q8_0" in capfd.readouterr().err
