@@ -468,7 +468,7 @@ pub(crate) fn tensor_size(name: &str, dims: &[u64], t: GgmlType) -> std::result:
     let overflow = || format!("tensor '{name}' dims {dims:?} overflow the element/byte count");
     n_elem.ok_or_else(overflow)?;
     let bs = t.block_size() as u64;
-    if dims[0] % bs != 0 {
+    if !dims[0].is_multiple_of(bs) {
         return Err(format!(
             "tensor '{name}' row length {} is not a multiple of the {} block size {bs}",
             dims[0],
