@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 python3 -m pip install -q '.[test]'
-cargo test --workspace -q 2>&1 | tail -n 300
+cargo test --workspace --no-fail-fast -q 2>&1 | tail -n 400
 python3 -m pytest -q -rs tests
