@@ -42,11 +42,16 @@ fn main() {
         }
     }
     let _ = bs;
-    let w = QTensor { ggml_type: ty, data: &data, rows, cols };
+    let plain = QTensor::new(ty, &data, rows, cols);
+    let packed = llama_core::quant::repack::pack(ty, &data, rows, cols);
     let pool = ThreadPool::new(threads);
     let mut scratch = MatmulScratch::new();
     println!("{} {rows}x{cols}, {threads} threads", ty.name());
     for k in Kernels::available() {
+      for w in [plain, QTensor { packed: packed.as_ref(), ..plain }] {
+        if w.packed.is_some() && k.gemm_r16(ty).is_none() {
+            continue;
+        }
         for n_tokens in [1usize, 512] {
             let x: Vec<f32> = (0..n_tokens * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
             let mut out = vec![0f32; n_tokens * rows];
@@ -66,11 +71,13 @@ fn main() {
             let gflops_cpu = 2.0 * (rows * cols * n_tokens) as f64 / cpu / 1e9;
             let gbs_cpu = data.len() as f64 / cpu / 1e9;
             println!(
-                "  {:7} n_tokens={n_tokens:4}: wall {:9.3} ms {gflops:7.1} GFLOP/s {gbs:6.2} GB/s | per CPU-s: {gflops_cpu:7.1} GFLOP/s {gbs_cpu:6.2} GB/s",
+                "  {:7}{} n_tokens={n_tokens:4}: wall {:9.3} ms {gflops:7.1} GFLOP/s {gbs:6.2} GB/s | per CPU-s: {gflops_cpu:7.1} GFLOP/s {gbs_cpu:6.2} GB/s",
                 k.isa.name(),
+                if w.packed.is_some() { " r16" } else { "    " },
                 dt * 1e3
             );
         }
+      }
     }
 }
 

@@ -37,7 +37,7 @@ fn scale_offsets(t: GgmlType) -> &'static [usize] {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Mode {
     Random,
     /// Largest quant magnitudes (all bits set / -128), huge f16 scales.
@@ -197,7 +197,7 @@ fn matmul_matches_naive_loop() {
                     }
                     for pool in &pools {
                         let mut out = vec![f32::NAN; n_tokens * rows];
-                        let q = QTensor { ggml_type: t, data: &w, rows, cols };
+                        let q = QTensor::new(t, &w, rows, cols);
                         matmul_with(&k, pool, &q, &x, n_tokens, &mut out, &mut scratch).unwrap();
                         assert_eq!(out, want, "{:?} {} rows={rows} n_tokens={n_tokens} threads={}", k.isa, t.name(), pool.n_threads());
                     }
@@ -213,13 +213,13 @@ fn matmul_rejects_bad_shapes() {
     let mut scratch = MatmulScratch::new();
     let w = vec![0u8; 18 * 2];
     let mut out = vec![0f32; 4];
-    let q = QTensor { ggml_type: GgmlType::Q4_0, data: &w, rows: 2, cols: 48 };
+    let q = QTensor::new(GgmlType::Q4_0, &w, 2, 48);
     let e = matmul_with(&Kernels::SCALAR, &pool, &q, &[0.0; 48], 1, &mut out, &mut scratch).unwrap_err();
     assert!(e.to_string().contains("whole number of blocks"), "{e}");
-    let q = QTensor { ggml_type: GgmlType::Q4_0, data: &w, rows: 3, cols: 32 };
+    let q = QTensor::new(GgmlType::Q4_0, &w, 3, 32);
     let e = matmul_with(&Kernels::SCALAR, &pool, &q, &[0.0; 32], 1, &mut out, &mut scratch).unwrap_err();
     assert!(e.to_string().contains("needs 54 bytes"), "{e}");
-    let q = QTensor { ggml_type: GgmlType::IQ2_XXS, data: &[], rows: 0, cols: 256 };
+    let q = QTensor::new(GgmlType::IQ2_XXS, &[], 0, 256);
     let e = matmul_with(&Kernels::SCALAR, &pool, &q, &[], 0, &mut out, &mut scratch).unwrap_err();
     assert!(e.to_string().contains("iq2_xxs"), "{e}");
 }
@@ -319,7 +319,7 @@ fn matmul_matches_dequantized_reference() {
                 let x = activations(&mut rng, n_tokens * cols, Mode::Random); // [n_tokens][cols]
                 for pool in &pools {
                     let mut out = vec![f32::NAN; n_tokens * rows];
-                    let qt = QTensor { ggml_type: t, data: &w, rows, cols };
+                    let qt = QTensor::new(t, &w, rows, cols);
                     matmul_with(&k, pool, &qt, &x, n_tokens, &mut out, &mut scratch).unwrap();
                     for tk in 0..n_tokens {
                         let xr = &x[tk * cols..(tk + 1) * cols];
@@ -426,4 +426,161 @@ fn llama_isa_override() {
             assert!(w.unwrap().contains(&format!("does not support {}", isa.name())));
         }
     }
+}
+
+// ---- R16-repacked weights (quant::repack) ----------------------------------------------------------
+
+use llama_core::quant::repack;
+
+const R16_TYPES: [GgmlType; 2] = [GgmlType::Q4_0, GgmlType::Q8_0];
+
+/// The scalar R16 reference for `t`.
+fn r16_scalar(t: GgmlType) -> repack::GemmR16Fn {
+    match t {
+        GgmlType::Q4_0 => repack::gemm_q4_0_scalar,
+        GgmlType::Q8_0 => repack::gemm_q8_0_scalar,
+        _ => unreachable!(),
+    }
+}
+
+/// Q8_0S activation rows for `x` ([n_tokens][cols]) via the scalar Q8_0 converter.
+fn q8_0s_rows(x: &[f32], cols: usize) -> Vec<u8> {
+    let nb = cols / 32;
+    let mut out = vec![0u8; x.len() / cols * nb * repack::Q8_0S_BLOCK];
+    let mut q = vec![0u8; nb * 34];
+    for (xr, o) in x.chunks_exact(cols).zip(out.chunks_exact_mut(nb * repack::Q8_0S_BLOCK)) {
+        (Kernels::SCALAR.quantize_q8_0)(xr, &mut q);
+        repack::q8_0_to_q8_0s(&q, o);
+    }
+    out
+}
+
+#[test]
+fn r16_scalar_equals_row_dot_bit_for_bit() {
+    // The repacked scalar reference must compute exactly what the plain scalar dot computes on
+    // the original rows: repacking only moves bytes.
+    let mut rng = Rng(99);
+    for t in R16_TYPES {
+        for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+            for cols in [32usize, 64, 96, 4096 + 32] {
+                let (rows, nb) = (32usize, cols / 32);
+                let w = weight_row(&mut rng, t, rows * cols, mode);
+                let p = repack::pack(t, &w, rows, cols).unwrap();
+                let nt = 5;
+                let x = activations(&mut rng, nt * cols, mode);
+                let acts = q8_0s_rows(&x, cols);
+                let w_row = t.row_size(cols as u64).unwrap() as usize;
+                for g in 0..rows / repack::R {
+                    let mut out = vec![0f32; nt * repack::R];
+                    r16_scalar(t)(nb, p.group(g), &acts, nb * repack::Q8_0S_BLOCK, nt, &mut out, repack::R);
+                    for tk in 0..nt {
+                        let mut a = vec![0u8; nb * 34];
+                        (Kernels::SCALAR.quantize_q8_0)(&x[tk * cols..(tk + 1) * cols], &mut a);
+                        for r in 0..repack::R {
+                            let row = g * repack::R + r;
+                            let want = (Kernels::SCALAR.vec_dot(t).unwrap())(cols, &w[row * w_row..(row + 1) * w_row], &a);
+                            let got = out[tk * repack::R + r];
+                            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{} {mode:?} cols={cols} row={row} t={tk}: {got} vs {want}", t.name());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Σ_b |sumi_b · d_w · d_a| of row `r` against activation row `a` (Q8_0S), from the plain blocks:
+/// the scale of the rounding error a float accumulation over blocks may make.
+fn abs_block_sum(t: GgmlType, wrow: &[u8], a: &[u8], nb: usize) -> f32 {
+    let bs = t.row_size(32).unwrap() as usize;
+    (0..nb)
+        .map(|b| {
+            let x = &wrow[b * bs..(b + 1) * bs];
+            let y = &a[b * repack::Q8_0S_BLOCK..];
+            let yq = |j: usize| y[8 + j] as i8 as i32;
+            let sumi: i32 = match t {
+                GgmlType::Q4_0 => (0..16).map(|j| ((x[2 + j] & 15) as i32 - 8) * yq(j) + ((x[2 + j] >> 4) as i32 - 8) * yq(j + 16)).sum(),
+                _ => (0..32).map(|j| x[2 + j] as i8 as i32 * yq(j)).sum(),
+            };
+            let dw = f16::from_le_bytes([x[0], x[1]]).to_f32();
+            let da = f32::from_le_bytes([y[0], y[1], y[2], y[3]]);
+            (sumi as f32 * dw * da).abs()
+        })
+        .sum()
+}
+
+#[test]
+fn r16_simd_kernels_match_scalar_reference() {
+    let mut rng = Rng(2024);
+    let mut checked = 0;
+    for k in Kernels::available() {
+        for t in R16_TYPES {
+            let Some(gemm) = k.gemm_r16(t) else { continue };
+            for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                for cols in [32usize, 64, 96, 2048 + 32] {
+                    let (rows, nb) = (16usize, cols / 32);
+                    let w = weight_row(&mut rng, t, rows * cols, mode);
+                    let p = repack::pack(t, &w, rows, cols).unwrap();
+                    let w_row = t.row_size(cols as u64).unwrap() as usize;
+                    for nt in 1..=repack::MAX_T {
+                        let x = activations(&mut rng, nt * cols, mode);
+                        let acts = q8_0s_rows(&x, cols);
+                        let stride = nb * repack::Q8_0S_BLOCK;
+                        let (mut want, mut got) = (vec![0f32; nt * 16], vec![f32::NAN; nt * 16]);
+                        r16_scalar(t)(nb, p.group(0), &acts, stride, nt, &mut want, 16);
+                        gemm(nb, p.group(0), &acts, stride, nt, &mut got, 16);
+                        for tk in 0..nt {
+                            for r in 0..16 {
+                                let (g, e) = (got[tk * 16 + r], want[tk * 16 + r]);
+                                let scale = abs_block_sum(t, &w[r * w_row..(r + 1) * w_row], &acts[tk * stride..], nb);
+                                let ok = (g - e).abs() <= 1e-5 * scale.max(f32::MIN_POSITIVE) || g == e || (g.is_infinite() && g == e);
+                                assert!(ok, "{:?} {} {mode:?} cols={cols} nt={nt} t={tk} r={r}: {g} vs {e} (scale {scale})", k.isa, t.name());
+                            }
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("r16: {checked} SIMD kernel calls checked");
+}
+
+#[test]
+fn matmul_with_packed_weights_matches_row_path() {
+    let mut rng = Rng(77);
+    let pools: Vec<ThreadPool> = [1, 2, 3].into_iter().map(ThreadPool::new).collect();
+    let mut scratch = MatmulScratch::new();
+    for k in Kernels::available() {
+        for t in R16_TYPES {
+            if k.gemm_r16(t).is_none() {
+                continue;
+            }
+            for (rows, cols) in [(16usize, 64usize), (48, 96), (160, 256)] {
+                let w = weight_row(&mut rng, t, rows * cols, Mode::Random);
+                let p = repack::pack(t, &w, rows, cols).unwrap();
+                for n_tokens in [1usize, 3, 8, 9, 70] {
+                    let x = activations(&mut rng, n_tokens * cols, Mode::Random);
+                    let mut want = vec![0f32; n_tokens * rows];
+                    matmul_with(&Kernels::SCALAR, &pools[0], &QTensor::new(t, &w, rows, cols), &x, n_tokens, &mut want, &mut scratch).unwrap();
+                    for pool in &pools {
+                        let mut got = vec![f32::NAN; n_tokens * rows];
+                        let q = QTensor { packed: Some(&p), ..QTensor::new(t, &w, rows, cols) };
+                        matmul_with(&k, pool, &q, &x, n_tokens, &mut got, &mut scratch).unwrap();
+                        for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                            assert!((g - e).abs() <= 1e-4 * (1.0 + e.abs()), "{:?} {} {rows}x{cols} n={n_tokens} th={} [{i}]: {g} vs {e}", k.isa, t.name(), pool.n_threads());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn pack_rejects_shapes_without_an_r16_layout() {
+    let w = vec![0u8; 18 * 15];
+    assert!(repack::pack(GgmlType::Q4_0, &w, 15, 32).is_none(), "15 rows are not whole groups");
+    assert!(repack::pack(GgmlType::Q4_1, &vec![0u8; 20 * 16], 16, 32).is_none(), "no R16 layout for Q4_1");
+    assert!(repack::pack(GgmlType::Q4_0, &vec![0u8; 18 * 15], 16, 32).is_none(), "short data");
 }

@@ -13,6 +13,7 @@ pub mod scalar;
 
 pub use pool::ThreadPool;
 
+use crate::quant::repack::GemmR16Fn;
 use crate::quant::GgmlType;
 use std::sync::OnceLock;
 
@@ -82,6 +83,10 @@ pub struct Kernels {
     /// Optional multi-token tiles (prompt processing); `None` = use the dot kernel per pair.
     pub tile_q4_0: Option<TileFn>,
     pub tile_q8_0: Option<TileFn>,
+    /// Kernels over R16-repacked weights (`quant::repack`); a weight type is repacked at load only
+    /// when the process-wide table has its kernel.
+    pub gemm_r16_q4_0: Option<GemmR16Fn>,
+    pub gemm_r16_q8_0: Option<GemmR16Fn>,
 }
 
 /// The activation type a weight type is multiplied with (ggml's `vec_dot_type`).
@@ -122,6 +127,8 @@ impl Kernels {
         dot_f32: scalar::dot_f32_f32,
         tile_q4_0: None,
         tile_q8_0: None,
+        gemm_r16_q4_0: None,
+        gemm_r16_q8_0: None,
     };
 
     /// The dot kernel for weights of type `w` (paired with `vec_dot_type(w)` activations).
@@ -150,6 +157,15 @@ impl Kernels {
         match w {
             GgmlType::Q4_0 => self.tile_q4_0,
             GgmlType::Q8_0 => self.tile_q8_0,
+            _ => None,
+        }
+    }
+
+    /// The kernel over R16-repacked weights of type `w`, if this table has one.
+    pub fn gemm_r16(&self, w: GgmlType) -> Option<GemmR16Fn> {
+        match w {
+            GgmlType::Q4_0 => self.gemm_r16_q4_0,
+            GgmlType::Q8_0 => self.gemm_r16_q8_0,
             _ => None,
         }
     }

@@ -216,6 +216,24 @@ impl GgufFile {
             _ => &[],
         }
     }
+
+    /// Tells the kernel the mapped pages of a tensor are not needed now (after the tensor was
+    /// copied elsewhere, e.g. repacked), so they stop counting as resident. They stay readable:
+    /// a later access faults them back in from the file. No-op for in-memory files.
+    pub fn release_tensor_pages(&self, info: &TensorInfo) {
+        let Backing::Mmap(m) = &self.backing else { return };
+        let page = 4096usize;
+        let start = (self.data_offset + info.offset) as usize;
+        let end = (start + info.n_bytes as usize).min(m.len());
+        // Only whole pages inside the tensor: neighbours may still be in use.
+        let (s, e) = (start.div_ceil(page) * page, end / page * page);
+        if e > s {
+            // SAFETY: the mapping is private and read-only and was never written, so MADV_DONTNEED
+            // only drops clean page-cache pages; their contents (the file's) are re-read on access,
+            // so every outstanding `&[u8]` into the mapping still sees the same bytes.
+            let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, s, e - s) };
+        }
+    }
 }
 
 struct Parsed {

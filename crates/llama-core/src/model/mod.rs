@@ -21,6 +21,7 @@ use std::path::Path;
 
 use crate::gguf::GgufFile;
 use crate::ops::QTensor;
+use crate::quant::repack::{self, Packed};
 use crate::Result;
 use weights::{WRef, Weights};
 
@@ -33,6 +34,8 @@ pub struct Model {
     file: GgufFile,
     hparams: HParams,
     weights: Weights,
+    /// R16-repacked copies of matrices, by tensor index (see `quant::repack`).
+    packed: Vec<Option<Packed>>,
 }
 
 impl Model {
@@ -47,10 +50,12 @@ impl Model {
         let mut hparams = HParams::from_gguf(&file, arch)?;
         let (weights, n_vocab) = Weights::load(&file, &hparams)?;
         hparams.n_vocab = n_vocab;
+        let packed = repack_weights(&file, &weights);
         Ok(Model {
             file,
             hparams,
             weights,
+            packed,
         })
     }
 
@@ -83,6 +88,47 @@ impl Model {
             data: self.file.tensor_data(t),
             rows: w.rows,
             cols: w.cols,
+            packed: self.packed[w.idx].as_ref(),
         }
     }
+}
+
+/// Repacks every matrix the process-wide kernel table has an R16 kernel for, on all cores, then
+/// releases the mmap pages of the originals so resident memory stays near the file size.
+fn repack_weights(file: &GgufFile, w: &Weights) -> Vec<Option<Packed>> {
+    let k = crate::cpu::kernels();
+    let mut todo: Vec<WRef> = w.layers.iter().flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.ffn_gate, l.ffn_up, l.ffn_down]).collect();
+    todo.push(w.output);
+    todo.retain(|r| k.gemm_r16(file.tensors()[r.idx].ggml_type).is_some());
+    todo.dedup_by_key(|r| r.idx);
+    let mut packed: Vec<Option<Packed>> = (0..file.tensors().len()).map(|_| None).collect();
+    if todo.is_empty() {
+        return packed;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let n_threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(todo.len());
+    let done: Vec<Vec<(usize, Packed)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n_threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(r) = todo.get(i) else { break };
+                        let t = &file.tensors()[r.idx];
+                        if let Some(p) = repack::pack(t.ggml_type, file.tensor_data(t), r.rows, r.cols) {
+                            file.release_tensor_pages(t);
+                            mine.push((r.idx, p));
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    for (idx, p) in done.into_iter().flatten() {
+        packed[idx] = Some(p);
+    }
+    packed
 }

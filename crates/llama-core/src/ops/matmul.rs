@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cpu::{kernels, vec_dot_type, Kernels, ThreadPool, TILE};
+use crate::quant::repack::{self, GemmR16Fn, Packed, MAX_T, Q8_0S_BLOCK, R};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
 
@@ -19,6 +20,14 @@ pub struct QTensor<'a> {
     pub data: &'a [u8],
     pub rows: usize,
     pub cols: usize,
+    /// The same matrix repacked into R16 groups, when the model loader made one.
+    pub packed: Option<&'a Packed>,
+}
+
+impl<'a> QTensor<'a> {
+    pub fn new(ggml_type: GgmlType, data: &'a [u8], rows: usize, cols: usize) -> Self {
+        QTensor { ggml_type, data, rows, cols, packed: None }
+    }
 }
 
 /// Reusable buffer for the converted activations; grows to the largest call and then stays, so
@@ -122,6 +131,12 @@ pub fn matmul_with(
     if n_tokens == 0 || w.rows == 0 {
         return Ok(());
     }
+    if let (Some(p), Some(gemm)) = (w.packed, k.gemm_r16(w.ggml_type)) {
+        if p.ggml_type == w.ggml_type && p.rows == w.rows && p.cols == w.cols {
+            matmul_r16(k, gemm, pool, p, x, n_tokens, out, scratch);
+            return Ok(());
+        }
+    }
     let (rows, cols) = (w.rows, w.cols);
     let from_float = k.from_float(act).expect("every vec_dot_type has a converter");
     let dot = k.vec_dot(w.ggml_type).expect("validated type has a dot kernel");
@@ -205,4 +220,93 @@ pub fn matmul_with(
         pool.run(work);
     }
     Ok(())
+}
+
+/// Tokens whose Q8_0S activations stay in L2 while a chunk's weight groups pass over them.
+const R16_TOKEN_TILE: usize = 64;
+
+/// `matmul` over R16-repacked weights (Q8_0-partnered types): activations → Q8_0 (the table's
+/// converter, so values equal the row-wise path's) → Q8_0S; then threads claim chunks of 16-row
+/// groups and run every token tile over each group.
+#[allow(clippy::too_many_arguments)]
+fn matmul_r16(
+    k: &Kernels,
+    gemm: GemmR16Fn,
+    pool: &ThreadPool,
+    p: &Packed,
+    x: &[f32],       // [n_tokens][cols]
+    n_tokens: usize,
+    out: &mut [f32], // [n_tokens][rows]
+    scratch: &mut MatmulScratch,
+) {
+    let (rows, cols) = (p.rows, p.cols);
+    let nb = cols / 32;
+    let (q_row, s_row) = (nb * 34, nb * Q8_0S_BLOCK);
+    let from_float = k.quantize_q8_0;
+    // [n_tokens][s_row] Q8_0S, then one [q_row] Q8_0 staging row per token (written first).
+    let buf = scratch.bytes_mut(n_tokens * (s_row + q_row));
+    let (acts, stage) = buf.split_at_mut(n_tokens * s_row);
+    let convert = |t: usize, ar: &mut [u8], st: &mut [u8]| {
+        from_float(&x[t * cols..(t + 1) * cols], st);
+        repack::q8_0_to_q8_0s(st, ar);
+    };
+    if n_tokens * cols < PAR_CONVERT_MIN || pool.n_threads() == 1 {
+        for (t, (ar, st)) in acts.chunks_exact_mut(s_row).zip(stage.chunks_exact_mut(q_row)).enumerate() {
+            convert(t, ar, st);
+        }
+    } else {
+        let (ap, sp) = (SharedMut(acts.as_mut_ptr()), SharedMut(stage.as_mut_ptr()));
+        pool.run(|ith, nth| {
+            let (ap, sp) = (ap, sp);
+            for t in (ith..n_tokens).step_by(nth) {
+                // SAFETY: token t's rows of `acts` and `stage` are disjoint from every other
+                // token's and t is visited by exactly one thread; both outlive the run.
+                let (ar, st) = unsafe {
+                    (std::slice::from_raw_parts_mut(ap.0.add(t * s_row), s_row), std::slice::from_raw_parts_mut(sp.0.add(t * q_row), q_row))
+                };
+                convert(t, ar, st);
+            }
+        });
+    }
+    let acts: &[u8] = acts;
+
+    let n_groups = rows / R;
+    let nth = pool.n_threads();
+    // Several chunks per thread so threads on a shared machine still finish together.
+    let chunk = n_groups.div_ceil(nth * 4).max(1);
+    let n_chunks = n_groups.div_ceil(chunk);
+    let next = AtomicUsize::new(0);
+    let op = SharedMut(out.as_mut_ptr());
+    let work = |_ith: usize, _nth: usize| {
+        let op = op;
+        let mut tile = [0.0f32; MAX_T * R]; // [nt][16] results of one kernel call
+        loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            let (g0, g1) = (c * chunk, ((c + 1) * chunk).min(n_groups));
+            for tb in (0..n_tokens).step_by(R16_TOKEN_TILE) {
+                let te = (tb + R16_TOKEN_TILE).min(n_tokens);
+                for g in g0..g1 {
+                    for t in (tb..te).step_by(MAX_T) {
+                        let nt = MAX_T.min(te - t);
+                        gemm(nb, p.group(g), &acts[t * s_row..], s_row, nt, &mut tile, R);
+                        for (j, res) in tile.chunks_exact(R).take(nt).enumerate() {
+                            // SAFETY: columns [16g, 16g+16) of every token row belong to chunk c,
+                            // claimed by this thread only, so nobody else writes these 16 floats;
+                            // (t+j)*rows + 16g + 16 ≤ n_tokens*rows ≤ out.len(); `out` outlives the run.
+                            let o = unsafe { std::slice::from_raw_parts_mut(op.0.add((t + j) * rows + g * R), R) };
+                            o.copy_from_slice(res);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if n_chunks == 1 {
+        work(0, 1);
+    } else {
+        pool.run(work);
+    }
 }

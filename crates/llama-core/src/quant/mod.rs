@@ -200,12 +200,15 @@ pub mod k_quants;
 pub mod neon;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_r16;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q5_0;
 pub mod q5_1;
 pub mod q8_0;
 pub mod q8_1;
+pub mod repack;
 
 pub use blocks::{blocks_as_bytes, cast_blocks, cast_blocks_mut, read_blocks, Block};
 pub use k_dot::{vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k, vec_dot_q4_k_q8_k, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k};

@@ -55,6 +55,8 @@ pub fn avx512_kernels() -> Option<Kernels> {
         dot_f32: dot_f32_avx512_entry,
         tile_q4_0: Some(TILE_Q4_0_AVX512),
         tile_q8_0: Some(TILE_Q8_0_AVX512),
+        gemm_r16_q4_0: Some(super::x86_r16::GEMM_Q4_0_AVX512),
+        gemm_r16_q8_0: Some(super::x86_r16::GEMM_Q8_0_AVX512),
         ..avx2_kernels()?
     })
 }
