@@ -86,7 +86,10 @@ pub struct Kernels {
     /// Kernels over R16-repacked weights (`quant::repack`); a weight type is repacked at load only
     /// when the process-wide table has its kernel.
     pub gemm_r16_q4_0: Option<GemmR16Fn>,
+    pub gemm_r16_q5_0: Option<GemmR16Fn>,
     pub gemm_r16_q8_0: Option<GemmR16Fn>,
+    pub gemm_r16_q4_k: Option<GemmR16Fn>,
+    pub gemm_r16_q6_k: Option<GemmR16Fn>,
 }
 
 /// The activation type a weight type is multiplied with (ggml's `vec_dot_type`).
@@ -128,7 +131,10 @@ impl Kernels {
         tile_q4_0: None,
         tile_q8_0: None,
         gemm_r16_q4_0: None,
+        gemm_r16_q5_0: None,
         gemm_r16_q8_0: None,
+        gemm_r16_q4_k: None,
+        gemm_r16_q6_k: None,
     };
 
     /// The dot kernel for weights of type `w` (paired with `vec_dot_type(w)` activations).
@@ -165,7 +171,10 @@ impl Kernels {
     pub fn gemm_r16(&self, w: GgmlType) -> Option<GemmR16Fn> {
         match w {
             GgmlType::Q4_0 => self.gemm_r16_q4_0,
+            GgmlType::Q5_0 => self.gemm_r16_q5_0,
             GgmlType::Q8_0 => self.gemm_r16_q8_0,
+            GgmlType::Q4_K => self.gemm_r16_q4_k,
+            GgmlType::Q6_K => self.gemm_r16_q6_k,
             _ => None,
         }
     }

@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cpu::{kernels, vec_dot_type, Kernels, ThreadPool, TILE};
-use crate::quant::repack::{self, GemmR16Fn, Packed, MAX_T, Q8_0S_BLOCK, R};
+use crate::quant::repack::{self, GemmR16Fn, Packed, MAX_T, R};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
 
@@ -225,9 +225,9 @@ pub fn matmul_with(
 /// Tokens whose Q8_0S activations stay in L2 while a chunk's weight groups pass over them.
 const R16_TOKEN_TILE: usize = 64;
 
-/// `matmul` over R16-repacked weights (Q8_0-partnered types): activations → Q8_0 (the table's
-/// converter, so values equal the row-wise path's) → Q8_0S; then threads claim chunks of 16-row
-/// groups and run every token tile over each group.
+/// `matmul` over R16-repacked weights: activations converted once (the table's Q8_0 or Q8_K
+/// converter, so quantized values equal the row-wise path's; Q8_0 then to Q8_0S), then threads
+/// claim chunks of 16-row groups and run every token tile over each group.
 #[allow(clippy::too_many_arguments)]
 fn matmul_r16(
     k: &Kernels,
@@ -240,15 +240,23 @@ fn matmul_r16(
     scratch: &mut MatmulScratch,
 ) {
     let (rows, cols) = (p.rows, p.cols);
-    let nb = cols / 32;
-    let (q_row, s_row) = (nb * 34, nb * Q8_0S_BLOCK);
-    let from_float = k.quantize_q8_0;
-    // [n_tokens][s_row] Q8_0S, then one [q_row] Q8_0 staging row per token (written first).
+    let k_quant = p.ggml_type.block_size() == 256;
+    let nb = cols / p.ggml_type.block_size();
+    // K-quants take the Q8_K converter's rows as they are; the others stage a Q8_0 row per token
+    // and transcode it to Q8_0S.
+    let s_row = nb * repack::act_block_bytes(p.ggml_type);
+    let q_row = if k_quant { 1 } else { nb * 34 };
+    let (to_q8_0, to_q8_k) = (k.quantize_q8_0, k.quantize_q8_k);
     let buf = scratch.bytes_mut(n_tokens * (s_row + q_row));
-    let (acts, stage) = buf.split_at_mut(n_tokens * s_row);
+    let (acts, stage) = buf.split_at_mut(n_tokens * s_row); // [n_tokens][s_row], [n_tokens][q_row]
     let convert = |t: usize, ar: &mut [u8], st: &mut [u8]| {
-        from_float(&x[t * cols..(t + 1) * cols], st);
-        repack::q8_0_to_q8_0s(st, ar);
+        let xr = &x[t * cols..(t + 1) * cols];
+        if k_quant {
+            to_q8_k(xr, ar);
+        } else {
+            to_q8_0(xr, st);
+            repack::q8_0_to_q8_0s(st, ar);
+        }
     };
     if n_tokens * cols < PAR_CONVERT_MIN || pool.n_threads() == 1 {
         for (t, (ar, st)) in acts.chunks_exact_mut(s_row).zip(stage.chunks_exact_mut(q_row)).enumerate() {

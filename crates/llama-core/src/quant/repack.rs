@@ -2,20 +2,17 @@
 //! 256-bit ones, or four NEON `sdot`s) yields partial sums for 16 rows at once and a matvec needs no
 //! horizontal reductions.
 //!
-//! A group is 16 consecutive weight rows. Within a group, for each block b of 32 columns:
-//!   scales: `[nb][16]` f16 — the 16 rows' block scales, stored first for the whole group;
-//!   quants: `[nb][QB]` bytes — block b's quants of the 16 rows, 4 bytes per row per "slot":
-//!           slot s holds `[row 0..16][4 bytes]` (64 bytes, one zmm).
-//! Slot contents per type (the 4 bytes of a row in a slot are 4 consecutive elements):
-//!   Q4_0 (4 slots): bytes 4s..4s+4 of the row's 16 nibble bytes: low nibbles are elements
-//!         4s..4s+4, high nibbles elements 16+4s..16+4s+4 (unsigned 0..15; value = q − 8).
-//!   Q8_0 (8 slots): elements 4s..4s+4 as `x ^ 0x80`, i.e. x + 128 as an unsigned byte.
+//! A group is 16 consecutive weight rows. Within a group, for each block b (32 or 256 columns):
+//!   header: `[nb][16]` f16 — the 16 rows' block scales (Q4_K: `[16 d][16 dmin]`), all blocks first;
+//!   quants: `[nb][…]` — block b of the 16 rows in 64-byte "slots" of `[row 0..16][4 bytes]` (one
+//!           zmm), 4 consecutive elements of a row per slot; see `write_block` for each type.
 //! Repacking moves bytes only: a group takes exactly the bytes of its 16 rows in the file, so
 //! generation (bound by memory bandwidth) reads no more than the plain layout.
 //!
-//! Activations for these kernels are "Q8_0S": per block `f32 d | i32 Σq | 32 × i8 q`, made from the
-//! Q8_0 converter's output so the quantized values are the same as the row-wise path's. Σq folds the
-//! weight offset (−8 for Q4_0, −128 for the XOR-ed Q8_0) into the integer accumulator's start.
+//! Activations: for Q4_0/Q5_0/Q8_0, "Q8_0S" blocks `f32 d | i32 Σq | 32 × i8 q`, made from the
+//! Q8_0 converter's output so the quantized values are the row-wise path's; Σq folds the weight
+//! offset (−8, −16, −128 for the XOR-ed Q8_0) into the start of the integer accumulator. For the
+//! K-quants, plain Q8_K blocks (their bsums serve the same purpose).
 
 use half::f16;
 
@@ -25,26 +22,41 @@ use super::GgmlType;
 pub const R: usize = 16;
 /// Bytes of one Q8_0S activation block.
 pub const Q8_0S_BLOCK: usize = 40;
+/// Bytes of one Q8_K block: f32 d | 256 × i8 | 16 × i16 bsums.
+pub const Q8_K_BLOCK: usize = 292;
 /// Most tokens a `GemmR16Fn` call handles.
 pub const MAX_T: usize = 8;
 
-/// `(nb, group, acts, act_stride, nt, out, out_stride)`: for the 16 rows of `group` (nb blocks of
-/// 32 columns) and `nt ≤ MAX_T` activation rows (Q8_0S, `act_stride` bytes apart), writes
+/// `(nb, group, acts, act_stride, nt, out, out_stride)`: for the 16 rows of `group` (nb blocks)
+/// and `nt ≤ MAX_T` activation rows (Q8_0S or Q8_K, `act_stride` bytes apart), writes
 /// `out[t * out_stride + r]` for r < 16, t < nt.
 pub type GemmR16Fn = fn(usize, &[u8], &[u8], usize, usize, &mut [f32], usize);
 
-/// Quant bytes of one block of a 16-row group (the f16 scales are stored apart).
-pub fn quant_bytes(t: GgmlType) -> Option<usize> {
-    match t {
-        GgmlType::Q4_0 => Some(R * 16),
-        GgmlType::Q8_0 => Some(R * 32),
-        _ => None,
-    }
+/// Bytes per block of a 16-row group: (header, quants).
+pub fn block_bytes(t: GgmlType) -> Option<(usize, usize)> {
+    Some(match t {
+        GgmlType::Q4_0 => (R * 2, R * 16),
+        GgmlType::Q5_0 => (R * 2, R * 4 + R * 16),
+        GgmlType::Q8_0 => (R * 2, R * 32),
+        GgmlType::Q4_K => (R * 4, R * 12 + R * 128),
+        GgmlType::Q6_K => (R * 2, R * 16 + R * 128 + R * 64),
+        _ => return None,
+    })
 }
 
 /// Bytes of one 16-row group of `cols` columns.
 pub fn group_bytes(t: GgmlType, cols: usize) -> Option<usize> {
-    Some((cols / 32) * (R * 2 + quant_bytes(t)?))
+    let (h, q) = block_bytes(t)?;
+    Some(cols / t.block_size() * (h + q))
+}
+
+/// Bytes of one activation block for weights of type `t`: Q8_0S or Q8_K.
+pub fn act_block_bytes(t: GgmlType) -> usize {
+    if t.block_size() == 256 {
+        Q8_K_BLOCK
+    } else {
+        Q8_0S_BLOCK
+    }
 }
 
 /// 64-byte aligned storage, so every slot load is one aligned zmm load when `nb` is even.
@@ -89,39 +101,174 @@ impl Packed {
     }
 }
 
+
+/// One plain block split into what the R16 layout stores: its header bytes (f16 scales in file
+/// order), each element's quant as an unsigned value (Q8_0: the raw i8 bits), and the K-quants'
+/// sub-block scale bytes.
+struct Parts {
+    head: [u8; 4],
+    vals: [u8; 256],
+    scales: [u8; 16],
+}
+
+fn split_block(t: GgmlType, b: &[u8]) -> Parts {
+    let mut p = Parts { head: [0; 4], vals: [0; 256], scales: [0; 16] };
+    match t {
+        GgmlType::Q4_0 => {
+            p.head[..2].copy_from_slice(&b[..2]);
+            for j in 0..16 {
+                p.vals[j] = b[2 + j] & 15;
+                p.vals[j + 16] = b[2 + j] >> 4;
+            }
+        }
+        GgmlType::Q5_0 => {
+            p.head[..2].copy_from_slice(&b[..2]);
+            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            for j in 0..16 {
+                p.vals[j] = (b[6 + j] & 15) | ((((qh >> j) & 1) as u8) << 4);
+                p.vals[j + 16] = (b[6 + j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+            }
+        }
+        GgmlType::Q8_0 => {
+            p.head[..2].copy_from_slice(&b[..2]);
+            p.vals[..32].copy_from_slice(&b[2..34]);
+        }
+        GgmlType::Q4_K => {
+            // d @0, dmin @2, scales[12] @4, qs[128] @16: bytes 32h..32h+32 hold elements
+            // 64h..64h+32 (low nibbles) and 64h+32..64h+64 (high nibbles).
+            p.head.copy_from_slice(&b[..4]);
+            p.scales[..12].copy_from_slice(&b[4..16]);
+            for h in 0..4 {
+                for l in 0..32 {
+                    p.vals[64 * h + l] = b[16 + 32 * h + l] & 15;
+                    p.vals[64 * h + 32 + l] = b[16 + 32 * h + l] >> 4;
+                }
+            }
+        }
+        GgmlType::Q6_K => {
+            // ql[128] @0, qh[64] @128, scales[16] @192, d @208 (ggml's dequantize_row_q6_K order).
+            p.head[..2].copy_from_slice(&b[208..210]);
+            p.scales.copy_from_slice(&b[192..208]);
+            for h in 0..2 {
+                let (ql, qh) = (&b[64 * h..64 * h + 64], &b[128 + 32 * h..128 + 32 * h + 32]);
+                let v = &mut p.vals[128 * h..];
+                for l in 0..32 {
+                    v[l] = (ql[l] & 15) | ((qh[l] & 3) << 4);
+                    v[l + 32] = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
+                    v[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                    v[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+                }
+            }
+        }
+        _ => unreachable!("no R16 layout for {t:?}"),
+    }
+    p
+}
+
+/// Writes row r's block into a group block's quant bytes `qd` (4 bytes per row per 64-byte slot):
+///   Q4_0: slots 0..4: low nibble = element 4s+i, high nibble = element 16+4s+i.
+///   Q5_0: slot 0 holds the fifth bits: bit g of byte i = bit 4 of the element in nibble-slot g
+///         (g < 4: low nibble of slot 1+g, g ≥ 4: high nibble of slot 1+g−4); slots 1..5 as Q4_0.
+///   Q8_0: slots 0..8: element 4s+i XOR 0x80 (= x + 128 as an unsigned byte).
+///   Q4_K: slots 0..3: the 12 scale bytes; slot 3+m: low nibble = element 8m+i, high nibble =
+///         element 8m+4+i (so sub-block j of 32 is slots 3+4j .. 3+4j+4).
+///   Q6_K: first `[j][row]` i8 scales (256 bytes), then 32 ql slots (slot m: low 4 bits of
+///         element 8m+i | those of element 8m+4+i << 4), then 16 qh slots (slot n: bits 2k..2k+2
+///         of byte i = high 2 bits of element 16n+4k+i), so sub-block j of 16 is ql slots 2j,
+///         2j+1 and qh slot j.
+fn write_block(t: GgmlType, p: &Parts, qd: &mut [u8], r: usize) {
+    let at = |slot: usize, i: usize| slot * R * 4 + r * 4 + i;
+    let v = &p.vals;
+    match t {
+        GgmlType::Q4_0 => {
+            for s in 0..4 {
+                for i in 0..4 {
+                    qd[at(s, i)] = v[4 * s + i] | (v[16 + 4 * s + i] << 4);
+                }
+            }
+        }
+        GgmlType::Q5_0 => {
+            for i in 0..4 {
+                let mut bits = 0u8;
+                for g in 0..8 {
+                    let e = if g < 4 { 4 * g + i } else { 16 + 4 * (g - 4) + i };
+                    bits |= (v[e] >> 4) << g;
+                }
+                qd[at(0, i)] = bits;
+            }
+            for s in 0..4 {
+                for i in 0..4 {
+                    qd[at(1 + s, i)] = (v[4 * s + i] & 15) | ((v[16 + 4 * s + i] & 15) << 4);
+                }
+            }
+        }
+        GgmlType::Q8_0 => {
+            for s in 0..8 {
+                for i in 0..4 {
+                    qd[at(s, i)] = v[4 * s + i] ^ 0x80;
+                }
+            }
+        }
+        GgmlType::Q4_K => {
+            for i in 0..12 {
+                qd[at(i / 4, i % 4)] = p.scales[i];
+            }
+            for m in 0..32 {
+                for i in 0..4 {
+                    qd[at(3 + m, i)] = v[8 * m + i] | (v[8 * m + 4 + i] << 4);
+                }
+            }
+        }
+        GgmlType::Q6_K => {
+            for j in 0..16 {
+                qd[j * R + r] = p.scales[j];
+            }
+            let (ql, qh) = qd[R * 16..].split_at_mut(32 * R * 4);
+            for m in 0..32 {
+                for i in 0..4 {
+                    ql[at(m, i)] = (v[8 * m + i] & 15) | ((v[8 * m + 4 + i] & 15) << 4);
+                }
+            }
+            for n in 0..16 {
+                for i in 0..4 {
+                    qh[at(n, i)] = (0..4).map(|k| ((v[16 * n + 4 * k + i] >> 4) & 3) << (2 * k)).sum();
+                }
+            }
+        }
+        _ => unreachable!("no R16 layout for {t:?}"),
+    }
+}
+
 /// Repacks a row-major ggml matrix (`rows` × `cols`, plain blocks) into R16 groups. `None` if the
 /// type has no R16 layout or the shape does not fit one (rows not a multiple of 16).
 pub fn pack(t: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Packed> {
-    let qb = quant_bytes(t)?;
-    if rows == 0 || rows % R != 0 || cols % 32 != 0 {
+    let (hb, qb) = block_bytes(t)?;
+    let bs = t.block_size();
+    if rows == 0 || rows % R != 0 || cols % bs != 0 {
         return None;
     }
     let row_bytes = t.row_size(cols as u64)? as usize;
     if data.len() != rows * row_bytes {
         return None;
     }
-    let nb = cols / 32;
+    let nb = cols / bs;
     let gb = group_bytes(t, cols)?;
     let len = gb * (rows / R);
     let mut p = Packed { ggml_type: t, rows, cols, buf: vec![Line([0; 64]); len.div_ceil(64)], len };
     let out = p.bytes_mut();
-    let src_block = row_bytes / nb; // 18 (Q4_0) or 34 (Q8_0): f16 d then the quants
+    let src_block = row_bytes / nb;
+    let n_head = hb / (R * 2); // f16 values per row per block: 1 (d) or 2 (d, dmin)
     for g in 0..rows / R {
-        let dst = &mut out[g * gb..(g + 1) * gb];
-        let (scales, quants) = dst.split_at_mut(nb * R * 2);
+        let (heads, quants) = out[g * gb..(g + 1) * gb].split_at_mut(nb * hb);
         for r in 0..R {
             let row = &data[(g * R + r) * row_bytes..(g * R + r + 1) * row_bytes];
             for b in 0..nb {
-                let blk = &row[b * src_block..(b + 1) * src_block];
-                scales[(b * R + r) * 2..(b * R + r) * 2 + 2].copy_from_slice(&blk[0..2]);
-                let q = &blk[2..];
-                let qd = &mut quants[b * qb..(b + 1) * qb];
-                for s in 0..qb / (R * 4) {
-                    for i in 0..4 {
-                        let v = q[4 * s + i];
-                        qd[s * R * 4 + r * 4 + i] = if t == GgmlType::Q8_0 { v ^ 0x80 } else { v };
-                    }
+                let parts = split_block(t, &row[b * src_block..(b + 1) * src_block]);
+                for h in 0..n_head {
+                    let o = b * hb + h * R * 2 + r * 2;
+                    heads[o..o + 2].copy_from_slice(&parts.head[2 * h..2 * h + 2]);
                 }
+                write_block(t, &parts, &mut quants[b * qb..(b + 1) * qb], r);
             }
         }
     }
@@ -140,54 +287,14 @@ pub fn q8_0_to_q8_0s(src: &[u8], dst: &mut [u8]) {
 }
 
 /// Checks a `GemmR16Fn` call's buffer lengths (the SIMD entries call this before any raw access).
+#[allow(clippy::too_many_arguments)]
 pub fn check_gemm_args(t: GgmlType, nb: usize, w: &[u8], a: &[u8], a_stride: usize, nt: usize, out: &[f32], out_stride: usize) {
-    let gb = nb * (R * 2 + quant_bytes(t).expect("R16 type"));
-    assert!(nt >= 1 && nt <= MAX_T, "R16 gemm: nt {nt} not in 1..={MAX_T}");
-    assert!(w.len() >= gb, "R16 gemm: group has {} bytes, need {gb}", w.len());
-    assert!(a.len() >= (nt - 1) * a_stride + nb * Q8_0S_BLOCK, "R16 gemm: activations too short");
+    let (hb, qb) = block_bytes(t).expect("R16 type");
+    let ab = act_block_bytes(t);
+    assert!((1..=MAX_T).contains(&nt), "R16 gemm: nt {nt} not in 1..={MAX_T}");
+    assert!(w.len() >= nb * (hb + qb), "R16 gemm: group has {} bytes, need {}", w.len(), nb * (hb + qb));
+    assert!(nt == 1 || a_stride >= nb * ab, "R16 gemm: activation stride {a_stride} < {}", nb * ab);
+    assert!(a.len() >= (nt - 1) * a_stride + nb * ab, "R16 gemm: activations too short");
+    assert!(nt == 1 || out_stride >= R, "R16 gemm: out stride {out_stride} < {R}");
     assert!(out.len() >= (nt - 1) * out_stride + R, "R16 gemm: out too short");
-}
-
-/// The weight value of element j (0..32) of row r in block `qd` (its R16 quant bytes).
-#[inline(always)]
-fn weight_at(t: GgmlType, qd: &[u8], r: usize, j: usize) -> i32 {
-    match t {
-        GgmlType::Q4_0 => {
-            let (s, i, hi) = ((j % 16) / 4, j % 4, j >= 16);
-            let v = qd[s * R * 4 + r * 4 + i];
-            (if hi { v >> 4 } else { v & 0x0F }) as i32 - 8
-        }
-        GgmlType::Q8_0 => (qd[(j / 4) * R * 4 + r * 4 + j % 4] ^ 0x80) as i8 as i32,
-        _ => unreachable!("no R16 layout for {t:?}"),
-    }
-}
-
-/// Scalar reference: per row, `Σ_b sumi_b · (d_w · d_a)` in block order, as `cpu::scalar`'s dots.
-fn gemm_scalar(t: GgmlType, nb: usize, w: &[u8], a: &[u8], a_stride: usize, nt: usize, out: &mut [f32], out_stride: usize) {
-    check_gemm_args(t, nb, w, a, a_stride, nt, out, out_stride);
-    let qb = quant_bytes(t).unwrap();
-    let (scales, quants) = w.split_at(nb * R * 2);
-    for tk in 0..nt {
-        let act = &a[tk * a_stride..];
-        for r in 0..R {
-            let mut sumf = 0.0f32;
-            for b in 0..nb {
-                let y = &act[b * Q8_0S_BLOCK..(b + 1) * Q8_0S_BLOCK];
-                let qd = &quants[b * qb..(b + 1) * qb];
-                let sumi: i32 = (0..32).map(|j| weight_at(t, qd, r, j) * y[8 + j] as i8 as i32).sum();
-                let dw = f16::from_le_bytes([scales[(b * R + r) * 2], scales[(b * R + r) * 2 + 1]]).to_f32();
-                let da = f32::from_le_bytes([y[0], y[1], y[2], y[3]]);
-                sumf += sumi as f32 * (dw * da);
-            }
-            out[tk * out_stride + r] = sumf;
-        }
-    }
-}
-
-pub fn gemm_q4_0_scalar(nb: usize, w: &[u8], a: &[u8], a_stride: usize, nt: usize, out: &mut [f32], out_stride: usize) {
-    gemm_scalar(GgmlType::Q4_0, nb, w, a, a_stride, nt, out, out_stride)
-}
-
-pub fn gemm_q8_0_scalar(nb: usize, w: &[u8], a: &[u8], a_stride: usize, nt: usize, out: &mut [f32], out_stride: usize) {
-    gemm_scalar(GgmlType::Q8_0, nb, w, a, a_stride, nt, out, out_stride)
 }

@@ -56,7 +56,10 @@ pub fn avx512_kernels() -> Option<Kernels> {
         tile_q4_0: Some(TILE_Q4_0_AVX512),
         tile_q8_0: Some(TILE_Q8_0_AVX512),
         gemm_r16_q4_0: Some(super::x86_r16::GEMM_Q4_0_AVX512),
+        gemm_r16_q5_0: Some(super::x86_r16::GEMM_Q5_0_AVX512),
         gemm_r16_q8_0: Some(super::x86_r16::GEMM_Q8_0_AVX512),
+        gemm_r16_q4_k: Some(super::x86_r16::GEMM_Q4_K_AVX512),
+        gemm_r16_q6_k: Some(super::x86_r16::GEMM_Q6_K_AVX512),
         ..avx2_kernels()?
     })
 }

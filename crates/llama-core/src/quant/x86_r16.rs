@@ -10,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use super::repack::{check_gemm_args, GemmR16Fn, MAX_T, Q8_0S_BLOCK, R};
+use super::repack::{check_gemm_args, GemmR16Fn, MAX_T, Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use super::GgmlType;
 
 macro_rules! gemm_entry {
@@ -37,10 +37,16 @@ macro_rules! gemm_entry {
 }
 
 gemm_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0);
+gemm_entry!(gemm_q5_0_entry, gemm_q5_0, GgmlType::Q5_0);
 gemm_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0);
+gemm_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K);
+gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
 
 pub(crate) const GEMM_Q4_0_AVX512: GemmR16Fn = gemm_q4_0_entry;
+pub(crate) const GEMM_Q5_0_AVX512: GemmR16Fn = gemm_q5_0_entry;
 pub(crate) const GEMM_Q8_0_AVX512: GemmR16Fn = gemm_q8_0_entry;
+pub(crate) const GEMM_Q4_K_AVX512: GemmR16Fn = gemm_q4_k_entry;
+pub(crate) const GEMM_Q6_K_AVX512: GemmR16Fn = gemm_q6_k_entry;
 
 /// Broadcast of the 4 activation bytes at `p` (compiles to an embedded `{1to16}` operand).
 #[inline(always)]
@@ -114,6 +120,224 @@ unsafe fn gemm_q8_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: 
                 i1 = _mm512_dpbusd_epi32(i1, v[4 + s], bcast4(y.add(16 + 4 * s)));
             }
             acc[t] = fold(acc[t], _mm512_add_epi32(i0, i1), dw, da);
+        }
+    }
+    for (t, v) in acc.iter().enumerate() {
+        _mm512_storeu_ps(out.add(t * os), *v);
+    }
+}
+
+/// `a | (b & c)` in one instruction.
+#[inline(always)]
+unsafe fn or_and(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
+    _mm512_ternarylogic_epi32(a, b, c, 0xF8)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+unsafe fn gemm_q5_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    let (scales, quants) = (w, w.add(nb * R * 2));
+    let m4 = _mm512_set1_epi8(0x0F);
+    let m10 = _mm512_set1_epi8(0x10);
+    let mut acc = [_mm512_setzero_ps(); T];
+    for b in 0..nb {
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(b * R * 2) as *const __m256i));
+        let q = quants.add(b * R * 20);
+        // bit g of each byte: the fifth bit for nibble-slot g (g < 4 low nibbles, else high)
+        let qh = _mm512_loadu_si512(q as *const _);
+        let hb_lo = [_mm512_slli_epi32(qh, 4), _mm512_slli_epi32(qh, 3), _mm512_slli_epi32(qh, 2), _mm512_slli_epi32(qh, 1)];
+        let hb_hi = [qh, _mm512_srli_epi32(qh, 1), _mm512_srli_epi32(qh, 2), _mm512_srli_epi32(qh, 3)];
+        let mut lo = [_mm512_setzero_si512(); 4];
+        let mut hi = [_mm512_setzero_si512(); 4];
+        for s in 0..4 {
+            let v = _mm512_loadu_si512(q.add(64 * (1 + s)) as *const _);
+            lo[s] = or_and(_mm512_and_si512(v, m4), hb_lo[s], m10);
+            hi[s] = or_and(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hb_hi[s], m10);
+        }
+        for t in 0..T {
+            let (da, sum, y) = act_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+            let mut i0 = _mm512_set1_epi32(-16 * sum);
+            let mut i1 = _mm512_setzero_si512();
+            for s in 0..4 {
+                i0 = _mm512_dpbusd_epi32(i0, lo[s], bcast4(y.add(4 * s)));
+                i1 = _mm512_dpbusd_epi32(i1, hi[s], bcast4(y.add(16 + 4 * s)));
+            }
+            acc[t] = fold(acc[t], _mm512_add_epi32(i0, i1), dw, da);
+        }
+    }
+    for (t, v) in acc.iter().enumerate() {
+        _mm512_storeu_ps(out.add(t * os), *v);
+    }
+}
+
+/// Q8_K activation block at `y`: (d, pointer to the 256 quants, pointer to the 16 i16 bsums).
+#[inline(always)]
+unsafe fn q8k_block(y: *const u8) -> (f32, *const u8, *const i16) {
+    ((y as *const f32).read_unaligned(), y.add(4), y.add(4 + 256) as *const i16)
+}
+
+/// K-quant kernels keep up to 4 tokens' accumulators in registers; more tokens take more passes.
+const K_PASS: usize = 4;
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+unsafe fn gemm_q4_k<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    if T > K_PASS {
+        gemm_q4_k_pass::<K_PASS>(nb, w, a, as_, out, os);
+        gemm_q4_k_rest::<T>(nb, w, a.add(K_PASS * as_), as_, out.add(K_PASS * os), os);
+    } else {
+        gemm_q4_k_pass::<T>(nb, w, a, as_, out, os);
+    }
+}
+
+#[inline(always)]
+unsafe fn gemm_q4_k_rest<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    match T - K_PASS {
+        1 => gemm_q4_k_pass::<1>(nb, w, a, as_, out, os),
+        2 => gemm_q4_k_pass::<2>(nb, w, a, as_, out, os),
+        3 => gemm_q4_k_pass::<3>(nb, w, a, as_, out, os),
+        _ => gemm_q4_k_pass::<4>(nb, w, a, as_, out, os),
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+unsafe fn gemm_q4_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    let (heads, quants) = (w, w.add(nb * R * 4));
+    let m4 = _mm512_set1_epi8(0x0F);
+    let m63 = _mm512_set1_epi32(63);
+    let m15 = _mm512_set1_epi32(15);
+    let m48 = _mm512_set1_epi32(0x30);
+    let mut acc = [_mm512_setzero_ps(); T];
+    for b in 0..nb {
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 4) as *const __m256i));
+        let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 4 + R * 2) as *const __m256i));
+        let q = quants.add(b * R * 140);
+        // The 12 scale bytes of each row as three u32 lanes (ggml's get_scale_min_k4, vectorised).
+        let w0 = _mm512_loadu_si512(q as *const _);
+        let w1 = _mm512_loadu_si512(q.add(64) as *const _);
+        let w2 = _mm512_loadu_si512(q.add(128) as *const _);
+        let scale = |j: usize| -> __m512i {
+            if j < 4 {
+                _mm512_and_si512(_mm512_srlv_epi32(w0, _mm512_set1_epi32(8 * j as i32)), m63)
+            } else {
+                let i = 8 * (j as i32 - 4);
+                or_and(
+                    _mm512_and_si512(_mm512_srlv_epi32(w2, _mm512_set1_epi32(i)), m15),
+                    _mm512_srlv_epi32(w0, _mm512_set1_epi32(i + 2)),
+                    m48,
+                )
+            }
+        };
+        let min = |j: usize| -> __m512i {
+            if j < 4 {
+                _mm512_and_si512(_mm512_srlv_epi32(w1, _mm512_set1_epi32(8 * j as i32)), m63)
+            } else {
+                let i = 8 * (j as i32 - 4);
+                or_and(
+                    _mm512_and_si512(_mm512_srlv_epi32(w2, _mm512_set1_epi32(i + 4)), m15),
+                    _mm512_srlv_epi32(w1, _mm512_set1_epi32(i + 2)),
+                    m48,
+                )
+            }
+        };
+        // mins: Σ_j m_j · (bsum_2j + bsum_2j+1), one vpdpwssd per sub-block (m_j < 64 in the low
+        // half of each lane, zero high half; the broadcast sum is sign-extended, so the high
+        // halves contribute 0).
+        let mut imin = [_mm512_setzero_si512(); T];
+        for j in 0..8 {
+            let mj = min(j);
+            for (t, im) in imin.iter_mut().enumerate() {
+                let (_, _, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
+                *im = _mm512_dpwssd_epi32(*im, mj, _mm512_set1_epi32(s));
+            }
+        }
+        let mut iacc = [_mm512_setzero_si512(); T];
+        for j in 0..8 {
+            let sc = scale(j);
+            let mut lo = [_mm512_setzero_si512(); 4];
+            let mut hi = [_mm512_setzero_si512(); 4];
+            for k in 0..4 {
+                let v = _mm512_loadu_si512(q.add(64 * (3 + 4 * j + k)) as *const _);
+                lo[k] = _mm512_and_si512(v, m4);
+                hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+            for (t, ia) in iacc.iter_mut().enumerate() {
+                let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let y = y.add(32 * j);
+                let mut i0 = _mm512_setzero_si512();
+                let mut i1 = _mm512_setzero_si512();
+                for k in 0..4 {
+                    i0 = _mm512_dpbusd_epi32(i0, lo[k], bcast4(y.add(8 * k)));
+                    i1 = _mm512_dpbusd_epi32(i1, hi[k], bcast4(y.add(8 * k + 4)));
+                }
+                *ia = _mm512_add_epi32(*ia, _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc));
+            }
+        }
+        for t in 0..T {
+            let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+            let dyv = _mm512_set1_ps(dy);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, dyv), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin[t]), _mm512_mul_ps(dmin, dyv), acc[t]);
+        }
+    }
+    for (t, v) in acc.iter().enumerate() {
+        _mm512_storeu_ps(out.add(t * os), *v);
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+unsafe fn gemm_q6_k<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    if T > K_PASS {
+        gemm_q6_k_pass::<K_PASS>(nb, w, a, as_, out, os);
+        match T - K_PASS {
+            1 => gemm_q6_k_pass::<1>(nb, w, a.add(K_PASS * as_), as_, out.add(K_PASS * os), os),
+            2 => gemm_q6_k_pass::<2>(nb, w, a.add(K_PASS * as_), as_, out.add(K_PASS * os), os),
+            3 => gemm_q6_k_pass::<3>(nb, w, a.add(K_PASS * as_), as_, out.add(K_PASS * os), os),
+            _ => gemm_q6_k_pass::<4>(nb, w, a.add(K_PASS * as_), as_, out.add(K_PASS * os), os),
+        }
+    } else {
+        gemm_q6_k_pass::<T>(nb, w, a, as_, out, os);
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+unsafe fn gemm_q6_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    let (heads, quants) = (w, w.add(nb * R * 2));
+    let m4 = _mm512_set1_epi8(0x0F);
+    let m30 = _mm512_set1_epi8(0x30);
+    let mut acc = [_mm512_setzero_ps(); T];
+    for b in 0..nb {
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 2) as *const __m256i));
+        let q = quants.add(b * R * 208);
+        let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
+        let mut iacc = [_mm512_setzero_si512(); T];
+        for j in 0..16 {
+            let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(16 * j) as *const __m128i));
+            let h = _mm512_loadu_si512(qh.add(64 * j) as *const _);
+            let a0 = _mm512_loadu_si512(ql.add(64 * 2 * j) as *const _);
+            let a1 = _mm512_loadu_si512(ql.add(64 * (2 * j + 1)) as *const _);
+            // 6-bit values of elements 16j + 4k + i, k = 0..4
+            let v = [
+                or_and(_mm512_and_si512(a0, m4), _mm512_slli_epi16(h, 4), m30),
+                or_and(_mm512_and_si512(_mm512_srli_epi16(a0, 4), m4), _mm512_slli_epi16(h, 2), m30),
+                or_and(_mm512_and_si512(a1, m4), h, m30),
+                or_and(_mm512_and_si512(_mm512_srli_epi16(a1, 4), m4), _mm512_srli_epi16(h, 2), m30),
+            ];
+            for (t, ia) in iacc.iter_mut().enumerate() {
+                let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let y = y.add(16 * j);
+                // (q − 32)·y = q·y − 32·Σy: start the sum at −32·bsum_j
+                let mut i0 = _mm512_set1_epi32(-32 * *bs.add(j) as i32);
+                let mut i1 = _mm512_setzero_si512();
+                i0 = _mm512_dpbusd_epi32(i0, v[0], bcast4(y));
+                i1 = _mm512_dpbusd_epi32(i1, v[1], bcast4(y.add(4)));
+                i0 = _mm512_dpbusd_epi32(i0, v[2], bcast4(y.add(8)));
+                i1 = _mm512_dpbusd_epi32(i1, v[3], bcast4(y.add(12)));
+                *ia = _mm512_add_epi32(*ia, _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc));
+            }
+        }
+        for t in 0..T {
+            let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, _mm512_set1_ps(dy)), acc[t]);
         }
     }
     for (t, v) in acc.iter().enumerate() {
