@@ -202,6 +202,8 @@ pub mod neon;
 pub mod x86;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_r16;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_r16_avx2;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q5_0;

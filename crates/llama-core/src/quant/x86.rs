@@ -31,6 +31,11 @@ pub fn avx2_kernels() -> Option<Kernels> {
         dot_f16: dot_f16_avx2_entry,
         dot_bf16: dot_bf16_avx2_entry,
         dot_f32: dot_f32_avx2_entry,
+        gemm_r16_q4_0: Some(super::x86_r16_avx2::GEMM_Q4_0_AVX2),
+        gemm_r16_q5_0: Some(super::x86_r16_avx2::GEMM_Q5_0_AVX2),
+        gemm_r16_q8_0: Some(super::x86_r16_avx2::GEMM_Q8_0_AVX2),
+        gemm_r16_q4_k: Some(super::x86_r16_avx2::GEMM_Q4_K_AVX2),
+        gemm_r16_q6_k: Some(super::x86_r16_avx2::GEMM_Q6_K_AVX2),
         ..Kernels::SCALAR
     })
 }
