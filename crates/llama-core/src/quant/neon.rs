@@ -36,6 +36,11 @@ pub fn neon_kernels() -> Option<Kernels> {
         dot_q8_0: dot_q8_0_entry,
         dot_q4_k: dot_q4_k_entry,
         dot_q6_k: dot_q6_k_entry,
+        gemm_r16_q4_0: Some(super::neon_r16::GEMM_Q4_0_NEON),
+        gemm_r16_q5_0: Some(super::neon_r16::GEMM_Q5_0_NEON),
+        gemm_r16_q8_0: Some(super::neon_r16::GEMM_Q8_0_NEON),
+        gemm_r16_q4_k: Some(super::neon_r16::GEMM_Q4_K_NEON),
+        gemm_r16_q6_k: Some(super::neon_r16::GEMM_Q6_K_NEON),
         ..base
     })
 }
