@@ -251,11 +251,15 @@ fn reference_dot(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
     }
 }
 
+/// Converters whose bytes equal the `quant` module's quantizer. Not Q8_0/Q8_1: for activations
+/// llama.cpp runs its SIMD quantizers (id = 127/amax, halves to even), not the `_ref` the `quant`
+/// module reproduces for weights; `activation_quantizers_match_llama_cpp_runtime` covers those.
+/// Q8_K's runtime quantizer on x86 is the `_ref` one.
 #[test]
 fn converters_match_quant_reference_bytes() {
     let mut rng = Rng(0xabcdef);
     for k in Kernels::available() {
-        for act in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K, GgmlType::F16, GgmlType::BF16, GgmlType::F32] {
+        for act in [GgmlType::Q8_K, GgmlType::F16, GgmlType::BF16, GgmlType::F32] {
             for mode in [Mode::Random, Mode::Extreme] {
                 for n in [256usize, 4096 + 256] {
                     let x = activations(&mut rng, n, mode);
@@ -426,4 +430,59 @@ fn llama_isa_override() {
             assert!(w.unwrap().contains(&format!("does not support {}", isa.name())));
         }
     }
+}
+
+/// Every table's Q8_0 / Q8_1 / Q8_K activation quantizer against the one llama.cpp actually runs
+/// (ggml-cpu's `from_float` from llama-cpp-python's library, x86 SIMD path), byte for byte. Skips
+/// when python3, numpy, llama-cpp-python or an AVX2 CPU is missing.
+#[test]
+fn activation_quantizers_match_llama_cpp_runtime() {
+    let dir = std::env::temp_dir().join(format!("llama-kernels-acts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/quant_ref.py");
+    let st = match std::process::Command::new("python3").arg(script).args(["activations", dir.to_str().unwrap(), "11"]).status() {
+        Ok(st) => st,
+        Err(e) => {
+            eprintln!("SKIP: cannot run python3: {e}");
+            return;
+        }
+    };
+    match st.code() {
+        Some(0) => {}
+        Some(3) | Some(4) => {
+            eprintln!("SKIP: llama-cpp-python's ggml (x86 AVX2), gguf-py or numpy is not available");
+            return;
+        }
+        _ => panic!("reference script failed: {st:?}"),
+    }
+    const COLS: usize = 1024;
+    for (act, name) in [(GgmlType::Q8_0, "q8_0"), (GgmlType::Q8_1, "q8_1"), (GgmlType::Q8_K, "q8_K")] {
+        let src: Vec<f32> = std::fs::read(dir.join(format!("{name}.src.f32")))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let want = std::fs::read(dir.join(format!("{name}.act"))).unwrap();
+        let row_bytes = want.len() / (src.len() / COLS);
+        let (bs, ts) = act.block_layout();
+        assert_eq!(row_bytes, COLS / bs * ts);
+        for k in Kernels::available() {
+            let conv = k.from_float(act).unwrap();
+            for (r, (x, w)) in src.chunks_exact(COLS).zip(want.chunks_exact(row_bytes)).enumerate() {
+                let mut got = vec![0u8; row_bytes];
+                conv(x, &mut got);
+                if let Some(i) = (0..row_bytes).find(|&i| got[i] != w[i]) {
+                    panic!(
+                        "{:?} {name} row {r}: byte {i} (block {}, offset {}) is {} vs llama.cpp {}",
+                        k.isa,
+                        i / ts,
+                        i % ts,
+                        got[i],
+                        w[i]
+                    );
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,6 +10,11 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             ggml's dequantize_row_<type> of those bytes (<type>.deq.f32), and
                             per row ggml_vec_dot_<type>_<partner> generic and SIMD (<type>.dot.f32,
                             2 floats a row) against activations quantized by ggml (<type>.act)
+  activations OUTDIR SEED   needs llama-cpp-python's bundled ggml on an AVX2 x86 CPU (exit 4
+                            otherwise): random rows (<type>.src.f32, 1024 floats a row) through the
+                            from_float that ggml-cpu really runs for q8_0/q8_1/q8_K activations
+                            (ggml_get_type_traits_cpu(type)->from_float, the x86 SIMD quantizers),
+                            bytes in <type>.act
   model PATH                streams every tensor of a GGUF file to stdout: one JSON header line
                             {name, type, n_elements, offset, nbytes}, then gguf-py's dequantized
                             float32 data (n_elements * 4 bytes)
@@ -192,6 +197,43 @@ def cmd_llamacpp(outdir, seed):
             dots.tofile(os.path.join(outdir, f"{name}.dot.f32"))
 
 
+ACT_TYPES = [("q8_0", 8, 34, 32), ("q8_1", 9, 36, 32), ("q8_K", 15, 292, 256)]
+
+
+def cmd_activations(outdir, seed):
+    ctypes, base, cpu = load_ggml()
+    if not cpu.ggml_cpu_has_avx2():
+        print("ggml-cpu has no AVX2 path on this machine: not the reference", file=sys.stderr)
+        sys.exit(4)
+
+    class TraitsCpu(ctypes.Structure):
+        _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p),
+                    ("vec_dot_type", ctypes.c_int), ("nrows", ctypes.c_int64)]
+
+    cpu.ggml_get_type_traits_cpu.restype = ctypes.POINTER(TraitsCpu)
+    cpu.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
+    FromFloat = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    rng = np.random.default_rng(seed)
+    rows, cols = 64, 1024
+    for name, tid, ts, bs in ACT_TYPES:
+        f = FromFloat(cpu.ggml_get_type_traits_cpu(tid).contents.from_float)
+        x = test_rows(rng, rows, cols)
+        # Exact halves after scaling: amax 127 (or a signed max of ±127 for q8_K) makes the scale
+        # 1, so n + 0.5 is a tie; and scaled copies where the multiplier is inexact.
+        for r, scale in [(13, 1.0), (14, 1.0), (15, 0.37), (16, 3.1e-3), (17, -1.0)]:
+            v = (rng.integers(-126, 126, cols) + 0.5 * rng.integers(0, 2, cols)).astype(np.float32)
+            v[::bs] = 127.0 if r != 17 else -127.0
+            if r == 14:
+                v[1::bs] = -127.0   # the first extreme is positive, another one negative
+            x[r] = v * np.float32(scale)
+        x[18] = rng.standard_normal(cols).astype(np.float32) * np.float32(0.01)
+        q = np.zeros((rows, cols // bs * ts), dtype=np.uint8)
+        for r in range(rows):
+            f(x[r].ctypes.data, q[r].ctypes.data, cols)
+        x.tofile(os.path.join(outdir, f"{name}.src.f32"))
+        q.tofile(os.path.join(outdir, f"{name}.act"))
+
+
 def cmd_model(path):
     r = gguf.GGUFReader(path)
     out = sys.stdout.buffer
@@ -213,6 +255,8 @@ if __name__ == "__main__":
         cmd_quantize(sys.argv[2], int(sys.argv[3]))
     elif cmd == "llamacpp":
         cmd_llamacpp(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "activations":
+        cmd_activations(sys.argv[2], int(sys.argv[3]))
     elif cmd == "model":
         cmd_model(sys.argv[2])
     else:
