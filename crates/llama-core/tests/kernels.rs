@@ -486,3 +486,69 @@ fn activation_quantizers_match_llama_cpp_runtime() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn read_f32_file(p: &std::path::Path) -> Vec<f32> {
+    std::fs::read(p).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// `ops::softmax_inplace` and `ops::swiglu_inplace` against ggml-cpu's soft_max and swiglu
+/// (llama-cpp-python's library, run through a one-op ggml graph), bit for bit. These are the
+/// AVX-512 build's results (vectorised expf, 16-wide partial sums), which the golden outputs come
+/// from; on a CPU without AVX-512 ggml takes another path and the test skips.
+#[test]
+fn softmax_and_swiglu_match_ggml() {
+    use llama_core::model::ops;
+    let dir = std::env::temp_dir().join(format!("llama-kernels-ops-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let has_avx512 = {
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    };
+    if !has_avx512 {
+        eprintln!("SKIP: ggml-cpu's AVX-512 softmax/swiglu path needs an AVX-512 CPU");
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/quant_ref.py");
+    let st = match std::process::Command::new("python3").arg(script).args(["ops", dir.to_str().unwrap(), "5"]).status() {
+        Ok(st) => st,
+        Err(e) => {
+            eprintln!("SKIP: cannot run python3: {e}");
+            return;
+        }
+    };
+    match st.code() {
+        Some(0) => {}
+        Some(3) | Some(4) => {
+            eprintln!("SKIP: llama-cpp-python's ggml, gguf-py or numpy is not available");
+            return;
+        }
+        _ => panic!("reference script failed: {st:?}"),
+    }
+    let src = read_f32_file(&dir.join("softmax.src.f32"));
+    let want = read_f32_file(&dir.join("softmax.out.f32"));
+    for (r, (x, w)) in src.chunks_exact(256).zip(want.chunks_exact(256)).enumerate() {
+        let n = x.iter().position(|v| *v == f32::NEG_INFINITY).unwrap_or(256);
+        let mut y = x[..n].to_vec();
+        ops::softmax_inplace(&mut y, 0.125);
+        assert!(w[n..].iter().all(|&v| v == 0.0), "row {r}: masked entries");
+        for i in 0..n {
+            assert_eq!(y[i].to_bits(), w[i].to_bits(), "softmax row {r} (length {n}) entry {i}: {} vs ggml {}", y[i], w[i]);
+        }
+    }
+    for n in [1000usize, 4864] {
+        let mut x = read_f32_file(&dir.join(format!("swiglu{n}.x.f32")));
+        let g = read_f32_file(&dir.join(format!("swiglu{n}.g.f32")));
+        let want = read_f32_file(&dir.join(format!("swiglu{n}.out.f32")));
+        ops::swiglu_inplace(&mut x, &g, n);
+        for i in 0..x.len() {
+            assert_eq!(x[i].to_bits(), want[i].to_bits(), "swiglu n_ff={n} element {i}: {} vs ggml {}", x[i], want[i]);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
