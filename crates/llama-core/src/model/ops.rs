@@ -4,7 +4,7 @@
 use half::f16;
 
 /// RMSNorm of each row of `x` ([n_rows][n]) into `out` (same shape), times `w` ([n]).
-/// ggml sums the squares in double (`ggml_float`), scales in f32, and multiplies by the weight
+/// ggml sums the f32 squares in double (`ggml_float`), scales in f32, and multiplies by the weight
 /// as a separate op, i.e. `(x * scale) * w` with two f32 roundings.
 pub fn rms_norm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     let n = w.len();
@@ -28,7 +28,8 @@ pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
 }
 
 fn rms_scale(x: &[f32], eps: f32) -> f32 {
-    let sum: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    // ggml: `sum += (ggml_float)(x[i]*x[i])`: the square is rounded in f32, then summed in double.
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
     let mean = (sum / x.len() as f64) as f32;
     1.0 / (mean + eps).sqrt()
 }
@@ -206,8 +207,11 @@ impl Rope<'_> {
             };
             for head in x.chunks_exact_mut(head_dim) {
                 let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos - x1 * sin;
-                head[b] = x0 * sin + x1 * cos;
+                // ggml's rotate_pairs as GCC contracts it (-ffp-contract=fast): the x0 products
+                // are fused, the x1 products rounded first. Measured: bit-exact against
+                // llama.cpp's roped Q/K, where unfused arithmetic is 1 ulp off in ~20%.
+                head[a] = x0.mul_add(cos, -(x1 * sin));
+                head[b] = x0.mul_add(sin, x1 * cos);
             }
         }
     }
