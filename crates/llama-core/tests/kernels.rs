@@ -251,11 +251,15 @@ fn reference_dot(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
     }
 }
 
+/// Converters whose bytes equal the `quant` module's quantizer. Not Q8_0/Q8_1: for activations
+/// llama.cpp runs its SIMD quantizers (id = 127/amax, halves to even), not the `_ref` the `quant`
+/// module reproduces for weights; `activation_quantizers_match_llama_cpp_runtime` covers those.
+/// Q8_K's runtime quantizer on x86 is the `_ref` one.
 #[test]
 fn converters_match_quant_reference_bytes() {
     let mut rng = Rng(0xabcdef);
     for k in Kernels::available() {
-        for act in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K, GgmlType::F16, GgmlType::BF16, GgmlType::F32] {
+        for act in [GgmlType::Q8_K, GgmlType::F16, GgmlType::BF16, GgmlType::F32] {
             for mode in [Mode::Random, Mode::Extreme] {
                 for n in [256usize, 4096 + 256] {
                     let x = activations(&mut rng, n, mode);
@@ -550,4 +554,125 @@ fn pack_rejects_shapes_without_an_r16_layout() {
         let p = repack::pack(t, &vec![7u8; 16 * row], 16, t.block_size()).unwrap();
         assert_eq!(p.bytes().len(), 16 * row, "{}: repacking must not add bytes", t.name());
     }
+}
+
+/// Every table's Q8_0 / Q8_1 / Q8_K activation quantizer against the one llama.cpp actually runs
+/// (ggml-cpu's `from_float` from llama-cpp-python's library, x86 SIMD path), byte for byte. Skips
+/// when python3, numpy, llama-cpp-python or an AVX2 CPU is missing.
+#[test]
+fn activation_quantizers_match_llama_cpp_runtime() {
+    let dir = std::env::temp_dir().join(format!("llama-kernels-acts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/quant_ref.py");
+    let st = match std::process::Command::new("python3").arg(script).args(["activations", dir.to_str().unwrap(), "11"]).status() {
+        Ok(st) => st,
+        Err(e) => {
+            eprintln!("SKIP: cannot run python3: {e}");
+            return;
+        }
+    };
+    match st.code() {
+        Some(0) => {}
+        Some(3) | Some(4) => {
+            eprintln!("SKIP: llama-cpp-python's ggml (x86 AVX2), gguf-py or numpy is not available");
+            return;
+        }
+        _ => panic!("reference script failed: {st:?}"),
+    }
+    const COLS: usize = 1024;
+    for (act, name) in [(GgmlType::Q8_0, "q8_0"), (GgmlType::Q8_1, "q8_1"), (GgmlType::Q8_K, "q8_K")] {
+        let src: Vec<f32> = std::fs::read(dir.join(format!("{name}.src.f32")))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let want = std::fs::read(dir.join(format!("{name}.act"))).unwrap();
+        let row_bytes = want.len() / (src.len() / COLS);
+        let (bs, ts) = act.block_layout();
+        assert_eq!(row_bytes, COLS / bs * ts);
+        for k in Kernels::available() {
+            let conv = k.from_float(act).unwrap();
+            for (r, (x, w)) in src.chunks_exact(COLS).zip(want.chunks_exact(row_bytes)).enumerate() {
+                let mut got = vec![0u8; row_bytes];
+                conv(x, &mut got);
+                if let Some(i) = (0..row_bytes).find(|&i| got[i] != w[i]) {
+                    panic!(
+                        "{:?} {name} row {r}: byte {i} (block {}, offset {}) is {} vs llama.cpp {}",
+                        k.isa,
+                        i / ts,
+                        i % ts,
+                        got[i],
+                        w[i]
+                    );
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn read_f32_file(p: &std::path::Path) -> Vec<f32> {
+    std::fs::read(p).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// `ops::softmax_inplace` and `ops::swiglu_inplace` against ggml-cpu's soft_max and swiglu
+/// (llama-cpp-python's library, run through a one-op ggml graph), bit for bit. These are the
+/// AVX-512 build's results (vectorised expf, 16-wide partial sums), which the golden outputs come
+/// from; on a CPU without AVX-512 ggml takes another path and the test skips.
+#[test]
+fn softmax_and_swiglu_match_ggml() {
+    use llama_core::model::ops;
+    let dir = std::env::temp_dir().join(format!("llama-kernels-ops-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let has_avx512 = {
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    };
+    if !has_avx512 {
+        eprintln!("SKIP: ggml-cpu's AVX-512 softmax/swiglu path needs an AVX-512 CPU");
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/quant_ref.py");
+    let st = match std::process::Command::new("python3").arg(script).args(["ops", dir.to_str().unwrap(), "5"]).status() {
+        Ok(st) => st,
+        Err(e) => {
+            eprintln!("SKIP: cannot run python3: {e}");
+            return;
+        }
+    };
+    match st.code() {
+        Some(0) => {}
+        Some(3) | Some(4) => {
+            eprintln!("SKIP: llama-cpp-python's ggml, gguf-py or numpy is not available");
+            return;
+        }
+        _ => panic!("reference script failed: {st:?}"),
+    }
+    let src = read_f32_file(&dir.join("softmax.src.f32"));
+    let want = read_f32_file(&dir.join("softmax.out.f32"));
+    for (r, (x, w)) in src.chunks_exact(256).zip(want.chunks_exact(256)).enumerate() {
+        let n = x.iter().position(|v| *v == f32::NEG_INFINITY).unwrap_or(256);
+        let mut y = x[..n].to_vec();
+        ops::softmax_inplace(&mut y, 0.125);
+        assert!(w[n..].iter().all(|&v| v == 0.0), "row {r}: masked entries");
+        for i in 0..n {
+            assert_eq!(y[i].to_bits(), w[i].to_bits(), "softmax row {r} (length {n}) entry {i}: {} vs ggml {}", y[i], w[i]);
+        }
+    }
+    for n in [1000usize, 4864] {
+        let mut x = read_f32_file(&dir.join(format!("swiglu{n}.x.f32")));
+        let g = read_f32_file(&dir.join(format!("swiglu{n}.g.f32")));
+        let want = read_f32_file(&dir.join(format!("swiglu{n}.out.f32")));
+        ops::swiglu_inplace(&mut x, &g, n);
+        for i in 0..x.len() {
+            assert_eq!(x[i].to_bits(), want[i].to_bits(), "swiglu n_ff={n} element {i}: {} vs ggml {}", x[i], want[i]);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

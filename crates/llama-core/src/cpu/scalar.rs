@@ -20,10 +20,19 @@ pub(crate) fn f32_at(b: &[u8], off: usize) -> f32 {
     f32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
-/// C `roundf`: halves away from zero (what ggml's reference quantizers use for Q8_0/Q8_1).
+/// Halves to even: what llama.cpp's runtime activation quantizers do (x86 `_mm256_round_ps(v,
+/// _MM_ROUND_NEAREST)`), unlike the `roundf` of ggml's `quantize_row_q8_0_ref`.
 #[inline(always)]
-fn round_away(v: f32) -> i32 {
-    v.round() as i32
+fn round_even(v: f32) -> i32 {
+    v.round_ties_even() as i32
+}
+
+/// Per-block scale and inverse scale of llama.cpp's runtime Q8_0/Q8_1 activation quantizer
+/// (ggml-cpu arch/x86 quantize_row_q8_0/q8_1): d = amax/127 and id = 127/amax — not 1/d as in the
+/// `_ref` weight quantizer; the two differ in the last bit for some amax.
+#[inline(always)]
+pub(crate) fn q8_scales(amax: f32) -> (f32, f32) {
+    (amax / 127.0, if amax != 0.0 { 127.0 / amax } else { 0.0 })
 }
 
 /// ggml's `nearest_int` (magic-number rounding: halves to even), used by the K-quant quantizers.
@@ -35,28 +44,27 @@ pub(crate) fn nearest_int(v: f32) -> i32 {
 
 // ---- activation quantizers (x: [n] f32 → one row of blocks) ----------------------------------
 
-/// Q8_0: block = f16 d | 32 × i8, d = amax / 127.
+/// Q8_0: block = f16 d | 32 × i8, d = amax / 127 — bit for bit llama.cpp's runtime (x86 SIMD)
+/// activation quantizer, see [`q8_scales`] and [`round_even`].
 pub fn quantize_row_q8_0(x: &[f32], out: &mut [u8]) {
     for (xb, yb) in x.chunks_exact(32).zip(out.chunks_exact_mut(34)) {
         let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (d, id) = q8_scales(amax);
         yb[0..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
         for (q, v) in yb[2..].iter_mut().zip(xb) {
-            *q = round_away(v * id) as i8 as u8;
+            *q = round_even(v * id) as i8 as u8;
         }
     }
 }
 
-/// Q8_1: block = f16 d | f16 s = d·Σq | 32 × i8.
+/// Q8_1: block = f16 d | f16 s = d·Σq | 32 × i8, as llama.cpp's runtime quantize_row_q8_1.
 pub fn quantize_row_q8_1(x: &[f32], out: &mut [u8]) {
     for (xb, yb) in x.chunks_exact(32).zip(out.chunks_exact_mut(36)) {
         let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (d, id) = q8_scales(amax);
         let mut sum = 0i32;
         for (q, v) in yb[4..].iter_mut().zip(xb) {
-            let qi = round_away(v * id);
+            let qi = round_even(v * id);
             sum += qi;
             *q = qi as i8 as u8;
         }
@@ -66,7 +74,8 @@ pub fn quantize_row_q8_1(x: &[f32], out: &mut [u8]) {
 }
 
 /// Q8_K: block = f32 d | 256 × i8 | 16 × i16 bsums. The scale is signed so the first element of
-/// largest magnitude maps exactly to -127.
+/// largest magnitude maps exactly to -127. llama.cpp's x86 runtime uses `quantize_row_q8_K_ref`
+/// itself (nearest_int, halves to even), so this is that.
 pub fn quantize_row_q8_k(x: &[f32], out: &mut [u8]) {
     for (xb, yb) in x.chunks_exact(QK_K).zip(out.chunks_exact_mut(292)) {
         let (mut amax, mut max) = (0.0f32, 0.0f32);

@@ -89,7 +89,7 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
             &mut b.gate,
         );
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_up), &b.cur, n, &mut b.up);
-        ops::swiglu_inplace(&mut b.gate[..n * n_ff], &b.up[..n * n_ff]);
+        ops::swiglu_inplace(&mut b.gate[..n * n_ff], &b.up[..n * n_ff], n_ff);
         Context::mm(
             &c.pool,
             &mut c.mm,

@@ -4,7 +4,7 @@
 use half::f16;
 
 /// RMSNorm of each row of `x` ([n_rows][n]) into `out` (same shape), times `w` ([n]).
-/// ggml sums the squares in double (`ggml_float`), scales in f32, and multiplies by the weight
+/// ggml sums the f32 squares in double (`ggml_float`), scales in f32, and multiplies by the weight
 /// as a separate op, i.e. `(x * scale) * w` with two f32 roundings.
 pub fn rms_norm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     let n = w.len();
@@ -28,7 +28,8 @@ pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
 }
 
 fn rms_scale(x: &[f32], eps: f32) -> f32 {
-    let sum: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    // ggml: `sum += (ggml_float)(x[i]*x[i])`: the square is rounded in f32, then summed in double.
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
     let mean = (sum / x.len() as f64) as f32;
     1.0 / (mean + eps).sqrt()
 }
@@ -53,12 +54,60 @@ pub fn scale_inplace(x: &mut [f32], s: f32) {
     }
 }
 
-/// SwiGLU: `gate = silu(gate) * up` (llama.cpp's ffn_gate_par with SILU).
-pub fn swiglu_inplace(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        let x = *g;
-        *g = x / (1.0 + (-x).exp()) * u;
+/// SwiGLU: `gate = silu(gate) * up` (llama.cpp's ffn_gate_par with SILU) on rows of `n_ff`.
+/// ggml_vec_swiglu_f32 computes silu(x) = x / (1 + e^-x) with its vector exp ([`ggml_expf`]) on
+/// whole groups of 16 from the start of each row and with the C library's expf on the rest.
+pub fn swiglu_inplace(gate: &mut [f32], up: &[f32], n_ff: usize) {
+    for (gr, ur) in gate.chunks_exact_mut(n_ff).zip(up.chunks_exact(n_ff)) {
+        let simd = n_ff / SIMD_W * SIMD_W;
+        for (i, (g, &u)) in gr.iter_mut().zip(ur).enumerate() {
+            let x = *g;
+            let e = if i < simd { ggml_expf(-x) } else { (-x).exp() };
+            *g = x / (1.0 + e) * u;
+        }
     }
+}
+
+/// Vector width (f32 lanes) of the llama.cpp build the golden outputs come from (AVX-512).
+const SIMD_W: usize = 16;
+
+/// ggml's vectorised expf (ggml-cpu vec.h `ggml_v_expf`, AVX-512 variant, from ARM's optimized
+/// routines), one lane: a degree-5 polynomial on the reduced argument, scaled by 2^n. It differs
+/// from the C library's expf in the last bit for some inputs, and llama.cpp uses it in softmax and
+/// SiLU, so we use it there too. Every `mul_add` is one of its fused multiply-adds.
+pub fn ggml_expf(x: f32) -> f32 {
+    let c = f32::from_bits;
+    let r = c(0x4b40_0000); // 0x1.8p23: adding it rounds to an integer
+    let z = x.mul_add(c(0x3fb8_aa3b), r); // x·log2(e) + r
+    let n = z - r;
+    // b = x - n·ln2, with ln2 split in two parts (fnmadd = fma(-a, b, c)).
+    let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x));
+    let u = b * b;
+    let j = c(0x3c07_2010)
+        .mul_add(b, c(0x3d2b_9f17))
+        .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
+        .mul_add(u, c(0x3f7f_fff6).mul_add(b, 1.0));
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    // _mm512_scalef_ps(j, n) = j·2^n, rounded once (n is an integer in [-192, 192]).
+    (j as f64 * (n as f64).exp2()) as f32
+}
+
+/// `_mm512_reduce_add_ps` as GCC expands it: halves added pairwise (8, then 4), then lanes
+/// {0+2, 1+3}, then the two.
+#[inline]
+fn reduce_add16(v: &[f32; 16]) -> f32 {
+    let mut t8 = [0f32; 8];
+    for i in 0..8 {
+        t8[i] = v[i + 8] + v[i];
+    }
+    let mut t4 = [0f32; 4];
+    for i in 0..4 {
+        t4[i] = t8[i + 4] + t8[i];
+    }
+    let (a, b) = (t4[0] + t4[2], t4[1] + t4[3]);
+    a + b
 }
 
 /// GELU (tanh approximation) gated: `gate = gelu(gate) * up`.
@@ -88,7 +137,11 @@ fn gelu(x: f32) -> f32 {
 }
 
 /// Softmax of `x` in place after `x * scale`; entries equal to -inf stay 0.
-/// Like ggml: max subtraction, exp in f32, sum in double, multiply by (float)(1/sum).
+/// Like ggml's soft_max (ggml_vec_soft_max_f32, AVX-512): max subtraction, [`ggml_expf`] on groups
+/// of 16 from the start of the row, each group summed in f32 (`_mm512_reduce_add_ps`) and the
+/// group sums accumulated in double, then multiplied by (float)(1/sum). llama.cpp's rows are
+/// padded with masked (-inf → 0) entries to a multiple of 256, so the last group never takes
+/// its scalar tail; a partial last group here is padded with zeros, which sum the same.
 pub fn softmax_inplace(x: &mut [f32], scale: f32) {
     let mut max = f32::NEG_INFINITY;
     for v in x.iter_mut() {
@@ -96,14 +149,13 @@ pub fn softmax_inplace(x: &mut [f32], scale: f32) {
         max = max.max(*v);
     }
     let mut sum = 0.0f64;
-    for v in x.iter_mut() {
-        let e = if *v == f32::NEG_INFINITY {
-            0.0
-        } else {
-            (*v - max).exp()
-        };
-        *v = e;
-        sum += e as f64;
+    for chunk in x.chunks_mut(SIMD_W) {
+        let mut e = [0f32; SIMD_W];
+        for (ei, v) in e.iter_mut().zip(chunk.iter_mut()) {
+            *ei = ggml_expf(*v - max);
+            *v = *ei;
+        }
+        sum += reduce_add16(&e) as f64;
     }
     let inv = (1.0 / sum) as f32;
     scale_inplace(x, inv);
@@ -155,8 +207,11 @@ impl Rope<'_> {
             };
             for head in x.chunks_exact_mut(head_dim) {
                 let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos - x1 * sin;
-                head[b] = x0 * sin + x1 * cos;
+                // ggml's rotate_pairs as GCC contracts it (-ffp-contract=fast): the x0 products
+                // are fused, the x1 products rounded first. Measured: bit-exact against
+                // llama.cpp's roped Q/K, where unfused arithmetic is 1 ulp off in ~20%.
+                head[a] = x0.mul_add(cos, -(x1 * sin));
+                head[b] = x0.mul_add(sin, x1 * cos);
             }
         }
     }

@@ -122,13 +122,14 @@ unsafe fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
             m = vmaxq_f32(m, vabsq_f32(*vk));
         }
         let amax = vmaxvq_f32(m);
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        // As llama.cpp's x86 runtime quantize_row_q8_0 (its NEON one takes id = 1/d instead; we
+        // follow x86 on every ISA so results do not depend on the machine): id = 127/amax.
+        let (d, id) = crate::cpu::scalar::q8_scales(amax);
         yb[0..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
         let q = yb.as_mut_ptr().add(2) as *mut i8;
         for (k, vk) in v.iter().enumerate() {
-            // FRINTA rounds halves away from zero, exactly C roundf.
-            let r = vcvtq_s32_f32(vrndaq_f32(vmulq_n_f32(*vk, id)));
+            // FCVTNS: halves to even.
+            let r = vcvtnq_s32_f32(vmulq_n_f32(*vk, id));
             let h = vqmovn_s32(r);
             let b = vqmovn_s16(vcombine_s16(h, h));
             vst1_lane_s32::<0>(q.add(4 * k) as *mut i32, vreinterpret_s32_s8(b));

@@ -186,17 +186,6 @@ unsafe fn hmax_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(m)
 }
 
-/// C `roundf` (halves away from zero), exactly: truncate, then step away if the dropped part ≥ 0.5.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn round_away_ps(v: __m256) -> __m256 {
-    let t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    let frac = abs_ps(_mm256_sub_ps(v, t));
-    let step = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0)), _mm256_set1_ps(1.0));
-    let ge = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5), _CMP_GE_OQ);
-    _mm256_add_ps(t, _mm256_and_ps(ge, step))
-}
-
 /// Four vectors of 8 integral floats in [-127, 127] → 32 bytes in element order.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -216,10 +205,10 @@ unsafe fn quantize_q8_0_avx2(x: &[f32], out: &mut [u8]) {
         let v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
         let m = _mm256_max_ps(_mm256_max_ps(abs_ps(v[0]), abs_ps(v[1])), _mm256_max_ps(abs_ps(v[2]), abs_ps(v[3])));
         let amax = hmax_ps(m);
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        // As llama.cpp's runtime quantize_row_q8_0: id = 127/amax, halves rounded to even.
+        let (d, id) = crate::cpu::scalar::q8_scales(amax);
         let idv = _mm256_set1_ps(id);
-        let q = pack_i8(v.map(|vi| round_away_ps(_mm256_mul_ps(vi, idv))));
+        let q = pack_i8(v.map(|vi| _mm256_round_ps(_mm256_mul_ps(vi, idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
         yb[0..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
         _mm256_storeu_si256(yb.as_mut_ptr().add(2) as *mut __m256i, q);
     }

@@ -10,6 +10,15 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             ggml's dequantize_row_<type> of those bytes (<type>.deq.f32), and
                             per row ggml_vec_dot_<type>_<partner> generic and SIMD (<type>.dot.f32,
                             2 floats a row) against activations quantized by ggml (<type>.act)
+  activations OUTDIR SEED   needs llama-cpp-python's bundled ggml on an AVX2 x86 CPU (exit 4
+                            otherwise): random rows (<type>.src.f32, 1024 floats a row) through the
+                            from_float that ggml-cpu really runs for q8_0/q8_1/q8_K activations
+                            (ggml_get_type_traits_cpu(type)->from_float, the x86 SIMD quantizers),
+                            bytes in <type>.act
+  ops OUTDIR SEED           needs llama-cpp-python's bundled ggml: ggml_soft_max_ext (scale 1/8,
+                            no mask) on rows of 256 scores whose tails are -inf (softmax.src.f32 /
+                            softmax.out.f32), and ggml_swiglu_split on rows of 1000 and 4864
+                            (swiglu<N>.x.f32, .g.f32, .out.f32), computed by ggml-cpu
   model PATH                streams every tensor of a GGUF file to stdout: one JSON header line
                             {name, type, n_elements, offset, nbytes}, then gguf-py's dequantized
                             float32 data (n_elements * 4 bytes)
@@ -192,6 +201,103 @@ def cmd_llamacpp(outdir, seed):
             dots.tofile(os.path.join(outdir, f"{name}.dot.f32"))
 
 
+ACT_TYPES = [("q8_0", 8, 34, 32), ("q8_1", 9, 36, 32), ("q8_K", 15, 292, 256)]
+
+
+def cmd_activations(outdir, seed):
+    ctypes, base, cpu = load_ggml()
+    if not cpu.ggml_cpu_has_avx2():
+        print("ggml-cpu has no AVX2 path on this machine: not the reference", file=sys.stderr)
+        sys.exit(4)
+
+    class TraitsCpu(ctypes.Structure):
+        _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p),
+                    ("vec_dot_type", ctypes.c_int), ("nrows", ctypes.c_int64)]
+
+    cpu.ggml_get_type_traits_cpu.restype = ctypes.POINTER(TraitsCpu)
+    cpu.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
+    FromFloat = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    rng = np.random.default_rng(seed)
+    rows, cols = 64, 1024
+    for name, tid, ts, bs in ACT_TYPES:
+        f = FromFloat(cpu.ggml_get_type_traits_cpu(tid).contents.from_float)
+        x = test_rows(rng, rows, cols)
+        # Exact halves after scaling: amax 127 (or a signed max of ±127 for q8_K) makes the scale
+        # 1, so n + 0.5 is a tie; and scaled copies where the multiplier is inexact.
+        for r, scale in [(13, 1.0), (14, 1.0), (15, 0.37), (16, 3.1e-3), (17, -1.0)]:
+            v = (rng.integers(-126, 126, cols) + 0.5 * rng.integers(0, 2, cols)).astype(np.float32)
+            v[::bs] = 127.0 if r != 17 else -127.0
+            if r == 14:
+                v[1::bs] = -127.0   # the first extreme is positive, another one negative
+            x[r] = v * np.float32(scale)
+        x[18] = rng.standard_normal(cols).astype(np.float32) * np.float32(0.01)
+        q = np.zeros((rows, cols // bs * ts), dtype=np.uint8)
+        for r in range(rows):
+            f(x[r].ctypes.data, q[r].ctypes.data, cols)
+        x.tofile(os.path.join(outdir, f"{name}.src.f32"))
+        q.tofile(os.path.join(outdir, f"{name}.act"))
+
+
+def cmd_ops(outdir, seed):
+    ctypes, base, cpu = load_ggml()
+    P = ctypes.c_void_p
+
+    class InitParams(ctypes.Structure):
+        _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", P), ("no_alloc", ctypes.c_bool)]
+
+    base.ggml_init.restype = P
+    base.ggml_init.argtypes = [InitParams]
+    base.ggml_new_tensor_2d.restype = P
+    base.ggml_new_tensor_2d.argtypes = [P, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    base.ggml_soft_max_ext.restype = P
+    base.ggml_soft_max_ext.argtypes = [P, P, P, ctypes.c_float, ctypes.c_float]
+    base.ggml_swiglu_split.restype = P
+    base.ggml_swiglu_split.argtypes = [P, P, P]
+    base.ggml_new_graph.restype = P
+    base.ggml_new_graph.argtypes = [P]
+    base.ggml_build_forward_expand.argtypes = [P, P]
+    base.ggml_free.argtypes = [P]
+    cpu.ggml_graph_compute_with_ctx.argtypes = [P, P, ctypes.c_int]
+    DATA_OFFSET = 248  # struct ggml_tensor: type, buffer, ne[4], nb[4], op, op_params[16], flags, src[10], view_src, view_offs, data
+
+    def data(t, n):
+        ptr = ctypes.c_void_p.from_address(t + DATA_OFFSET).value
+        return np.ctypeslib.as_array((ctypes.c_float * n).from_address(ptr))
+
+    def run(build, inputs, n_out):
+        ctx = base.ggml_init(InitParams(256 << 20, None, False))
+        ts = []
+        for a in inputs:
+            t = base.ggml_new_tensor_2d(ctx, 0, a.shape[1], a.shape[0])
+            data(t, a.size)[:] = a.reshape(-1)
+            ts.append(t)
+        out = build(ctx, ts)
+        gf = base.ggml_new_graph(ctx)
+        base.ggml_build_forward_expand(gf, out)
+        cpu.ggml_graph_compute_with_ctx(ctx, gf, 1)
+        r = data(out, n_out).copy()
+        base.ggml_free(ctx)
+        return r
+
+    rng = np.random.default_rng(seed)
+    rows = 96
+    x = (rng.standard_normal((rows, 256)) * rng.uniform(0.1, 300, (rows, 1))).astype(np.float32)
+    for r in range(rows):
+        x[r, (r * 37) % 256 + 1:] = -np.inf   # rows of every valid length, as under a causal mask
+    x[0, :] = 0.0
+    y = run(lambda ctx, t: base.ggml_soft_max_ext(ctx, t[0], None, 0.125, 0.0), [x], x.size)
+    x.tofile(os.path.join(outdir, "softmax.src.f32"))
+    y.astype(np.float32).tofile(os.path.join(outdir, "softmax.out.f32"))
+    for n in (1000, 4864):
+        a = (rng.standard_normal((8, n)) * 4).astype(np.float32)
+        a[0, :40] = [-120, -104, -90, -88, -87.5, -30, -10, -1e-3, 0, 1e-3, 10, 30, 87, 88.5, 100, 120] * 2 + [-0.5] * 8
+        g = rng.standard_normal((8, n)).astype(np.float32)
+        y = run(lambda ctx, t: base.ggml_swiglu_split(ctx, t[0], t[1]), [a, g], a.size)
+        a.tofile(os.path.join(outdir, f"swiglu{n}.x.f32"))
+        g.tofile(os.path.join(outdir, f"swiglu{n}.g.f32"))
+        y.astype(np.float32).tofile(os.path.join(outdir, f"swiglu{n}.out.f32"))
+
+
 def cmd_model(path):
     r = gguf.GGUFReader(path)
     out = sys.stdout.buffer
@@ -213,6 +319,10 @@ if __name__ == "__main__":
         cmd_quantize(sys.argv[2], int(sys.argv[3]))
     elif cmd == "llamacpp":
         cmd_llamacpp(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "activations":
+        cmd_activations(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "ops":
+        cmd_ops(sys.argv[2], int(sys.argv[3]))
     elif cmd == "model":
         cmd_model(sys.argv[2])
     else:
