@@ -191,6 +191,8 @@ impl std::fmt::Display for GgmlType {
     }
 }
 
+#[macro_use]
+mod r16_entry;
 pub mod blocks;
 pub mod float;
 pub mod k_dot;

@@ -19,39 +19,11 @@ const PASS: usize = 4;
 /// Rows per half.
 const H: usize = 8;
 
-macro_rules! gemm_entry {
-    ($name:ident, $inner:ident, $t:expr) => {
-        fn $name(nb: usize, w: &[u8], a: &[u8], a_stride: usize, nt: usize, out: &mut [f32], out_stride: usize) {
-            check_gemm_args($t, nb, w, a, a_stride, nt, out, out_stride);
-            let (w, a, o) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
-            let mut t0 = 0;
-            while t0 < nt {
-                let n = PASS.min(nt - t0);
-                for h in 0..2 {
-                    // SAFETY: reachable only through `avx2_kernels` (avx2, fma, f16c detected at
-                    // run time); the group, the nt activation rows and the nt output rows were
-                    // checked above, and half h reads/writes only inside them.
-                    unsafe {
-                        let (a, o) = (a.add(t0 * a_stride), o.add(t0 * out_stride + h * H));
-                        match n {
-                            1 => $inner::<1>(nb, w, h, a, a_stride, o, out_stride),
-                            2 => $inner::<2>(nb, w, h, a, a_stride, o, out_stride),
-                            3 => $inner::<3>(nb, w, h, a, a_stride, o, out_stride),
-                            _ => $inner::<PASS>(nb, w, h, a, a_stride, o, out_stride),
-                        }
-                    }
-                }
-                t0 += n;
-            }
-        }
-    };
-}
-
-gemm_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0);
-gemm_entry!(gemm_q5_0_entry, gemm_q5_0, GgmlType::Q5_0);
-gemm_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0);
-gemm_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K);
-gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
+gemm_split_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q5_0_entry, gemm_q5_0, GgmlType::Q5_0, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, H, PASS, "avx2,fma,f16c");
 
 pub(crate) const GEMM_Q4_0_AVX2: GemmR16Fn = gemm_q4_0_entry;
 pub(crate) const GEMM_Q5_0_AVX2: GemmR16Fn = gemm_q5_0_entry;
