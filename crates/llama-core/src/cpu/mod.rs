@@ -14,6 +14,7 @@ pub mod scalar;
 pub use pool::ThreadPool;
 
 use crate::quant::GgmlType;
+use half::f16;
 use std::sync::OnceLock;
 
 /// `(n elements, weight row bytes, activation row bytes) -> dot`.
@@ -26,6 +27,20 @@ pub const TILE: usize = 4;
 /// (bytes `w[r*w_stride..]`) with activation row t (`a[t*a_stride..]`), for r < nr ≤ TILE,
 /// t < nt ≤ TILE. Bit-identical to calling the table's `VecDotFn` for each pair.
 pub type TileFn = fn(usize, &[u8], usize, usize, &[u8], usize, usize) -> [[f32; TILE]; TILE];
+/// Attention scores `(n, k, k_stride, n_keys, q, n_q, out, out_stride)`:
+/// `out[i*out_stride + j] = Σ_{d<n} k[j*k_stride + d] · q[i*n + d]` for i < n_q, j < n_keys.
+/// `q` is already rounded to the cache type. The summation order of one (i, j) pair is fixed per
+/// ISA (it does not depend on n_q or n_keys), so blocking never changes a score.
+pub type AttnKqFn<T> = fn(usize, &[T], usize, usize, &[f32], usize, &mut [f32], usize);
+/// Attention values `(n, v, v_stride, n_keys, p, p_stride, n_q, o)`:
+/// `o[i*n + d] += p[i*p_stride + j] · v[j*v_stride + d]` for j = 0, 1, … n_keys-1 in order, one f32
+/// rounding of the product and one of the sum per step, i.e. bit-identical to the scalar loop in
+/// every ISA. For the f16 cache `p` must hold f16 values (the attention rounds the probabilities to
+/// the cache type first): then p·v is exact in f32 and the SIMD kernels may use FMA.
+pub type AttnPvFn<T> = fn(usize, &[T], usize, usize, &[f32], usize, usize, &mut [f32]);
+/// Rounds every element through f16 (round to nearest even) in place; bit-identical to
+/// `half::f16::from_f32(x).to_f32()`.
+pub type RoundFn = fn(&mut [f32]);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -82,6 +97,12 @@ pub struct Kernels {
     /// Optional multi-token tiles (prompt processing); `None` = use the dot kernel per pair.
     pub tile_q4_0: Option<TileFn>,
     pub tile_q8_0: Option<TileFn>,
+    /// Attention over the KV cache (model::attention), per cache type.
+    pub attn_kq_f16: AttnKqFn<f16>,
+    pub attn_pv_f16: AttnPvFn<f16>,
+    pub attn_kq_f32: AttnKqFn<f32>,
+    pub attn_pv_f32: AttnPvFn<f32>,
+    pub round_f16: RoundFn,
 }
 
 /// The activation type a weight type is multiplied with (ggml's `vec_dot_type`).
@@ -122,6 +143,11 @@ impl Kernels {
         dot_f32: scalar::dot_f32_f32,
         tile_q4_0: None,
         tile_q8_0: None,
+        attn_kq_f16: scalar::attn_kq_f16,
+        attn_pv_f16: scalar::attn_pv_f16,
+        attn_kq_f32: scalar::attn_kq_f32,
+        attn_pv_f32: scalar::attn_pv_f32,
+        round_f16: scalar::round_f16,
     };
 
     /// The dot kernel for weights of type `w` (paired with `vec_dot_type(w)` activations).

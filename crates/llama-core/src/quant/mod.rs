@@ -200,6 +200,10 @@ pub mod k_quants;
 pub mod neon;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_attn;
+#[cfg(target_arch = "aarch64")]
+mod neon_attn;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q5_0;
