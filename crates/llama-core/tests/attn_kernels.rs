@@ -1,9 +1,10 @@
 //! The attention kernels of every table this machine can run (`Kernels::attn_*`, `round_f16`)
 //! against the scalar reference: random inputs, odd lengths and strides, extreme values.
-//! Q·K may differ only by summation order (≤ 1e-5 of Σ|k·q|); P·V and rounding are bit-identical.
+//! All of them are bit-identical to the scalar loops (sums are never reordered: SIMD lanes run
+//! across keys or output dimensions).
 
 use half::f16;
-use llama_core::cpu::Kernels;
+use llama_core::cpu::{Kernels, KT_LANES};
 
 struct Rng(u64);
 impl Rng {
@@ -36,39 +37,45 @@ fn rounded(x: &[f32]) -> Vec<f32> {
 }
 
 #[test]
-fn attn_kq_matches_scalar() {
+fn attn_kt_and_kq_are_bit_identical_to_scalar() {
     let mut rng = Rng(7);
+    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     for k in Kernels::available() {
         for &n in &LENS {
-            for &(nk, nq, pad) in &[(1, 1, 0), (5, 3, 1), (9, 4, 3), (17, 9, 0), (3, 13, 5)] {
+            for &(nk, nq, pad) in &[(1, 1, 0), (5, 3, 1), (9, 4, 3), (17, 9, 0), (3, 13, 5), (40, 28, 2), (33, 8, 0)] {
                 let ks = n + pad;
                 let os = nk + pad;
                 let keys: Vec<f32> = (0..nk * ks).map(|_| rng.wild()).collect();
                 let k16: Vec<f16> = keys.iter().map(|&v| f16::from_f32(v)).collect();
-                let k32 = rounded(&keys); // f16-valued, finite
                 let q = rounded(&(0..nq * n).map(|_| rng.wild()).collect::<Vec<_>>());
-                let mut want16 = vec![0.0; nq * os];
-                let mut got16 = want16.clone();
-                let (mut want32, mut got32) = (want16.clone(), want16.clone());
-                (Kernels::SCALAR.attn_kq_f16)(n, &k16, ks, nk, &q, nq, &mut want16, os);
-                (k.attn_kq_f16)(n, &k16, ks, nk, &q, nq, &mut got16, os);
-                (Kernels::SCALAR.attn_kq_f32)(n, &k32, ks, nk, &q, nq, &mut want32, os);
-                (k.attn_kq_f32)(n, &k32, ks, nk, &q, nq, &mut got32, os);
-                for i in 0..nq {
-                    for j in 0..nk {
-                        let mag: f64 = (0..n).map(|d| (k32[j * ks + d] as f64 * q[i * n + d] as f64).abs()).sum();
-                        let tol = 1e-5 * mag + 1e-30;
-                        for (w, g, name) in [(want16[i * os + j], got16[i * os + j], "f16"), (want32[i * os + j], got32[i * os + j], "f32")] {
-                            assert!(((w - g) as f64).abs() <= tol, "{:?} {name} n={n} i={i} j={j}: {g} vs {w} (Σ|kq| {mag})", k.isa);
-                        }
-                    }
+                let kt_len = nk.div_ceil(KT_LANES) * n * KT_LANES;
+                // Panels: converted and transposed exactly, padding lanes zero.
+                let (mut w16, mut g16) = (vec![f32::NAN; kt_len], vec![f32::NAN; kt_len]);
+                let (mut w32, mut g32) = (vec![f32::NAN; kt_len], vec![f32::NAN; kt_len]);
+                (Kernels::SCALAR.attn_kt_f16)(n, &k16, ks, nk, &mut w16);
+                (k.attn_kt_f16)(n, &k16, ks, nk, &mut g16);
+                (Kernels::SCALAR.attn_kt_f32)(n, &keys, ks, nk, &mut w32);
+                (k.attn_kt_f32)(n, &keys, ks, nk, &mut g32);
+                assert_eq!(bits(&g16), bits(&w16), "{:?} kt f16 n={n} nk={nk}", k.isa);
+                assert_eq!(bits(&g32), bits(&w32), "{:?} kt f32 n={n} nk={nk}", k.isa);
+                for (j, d) in (0..nk).flat_map(|j| (0..n).map(move |d| (j, d))) {
+                    let at = ((j / KT_LANES) * n + d) * KT_LANES + j % KT_LANES;
+                    assert_eq!(w16[at], k16[j * ks + d].to_f32());
+                    assert_eq!(w32[at].to_bits(), keys[j * ks + d].to_bits());
                 }
-                // Entries between rows (stride padding) untouched.
-                for i in 0..nq {
-                    for j in nk..os {
-                        if i * os + j < got16.len() {
-                            assert_eq!(got16[i * os + j], 0.0);
+                // Scores: every lane sums over d in order, so equal to the plain dot loop bit for bit.
+                for (kt, ref_keys) in [(&w16, k16.iter().map(|x| x.to_f32()).collect::<Vec<_>>()), (&w32, keys.clone())] {
+                    let (mut want, mut got) = (vec![7.0f32; nq * os], vec![7.0f32; nq * os]);
+                    (Kernels::SCALAR.attn_kq)(n, kt, nk, &q, nq, &mut want, os);
+                    (k.attn_kq)(n, kt, nk, &q, nq, &mut got, os);
+                    assert_eq!(bits(&got), bits(&want), "{:?} kq n={n} nk={nk} nq={nq}", k.isa);
+                    for i in 0..nq {
+                        for j in 0..nk {
+                            let dot: f32 = (0..n).map(|d| ref_keys[j * ks + d] * q[i * n + d]).sum();
+                            assert_eq!(want[i * os + j].to_bits(), dot.to_bits());
                         }
+                        // stride padding untouched
+                        assert!(want[i * os + nk..(i + 1) * os].iter().all(|&x| x == 7.0));
                     }
                 }
             }

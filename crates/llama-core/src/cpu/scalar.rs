@@ -8,6 +8,7 @@
 
 use half::{bf16, f16};
 
+use crate::cpu::KT_LANES;
 use crate::quant::QK_K;
 
 #[inline(always)]
@@ -399,7 +400,7 @@ pub fn dot_f32_f32(n: usize, w: &[u8], a: &[u8]) -> f32 {
 
 // ---- attention (model::attention) --------------------------------------------------------------
 // The scalar loops are the reference: Q·K summed over d in order, P·V accumulated over keys in order,
-// exactly the arithmetic of the former per-(token, head) attention loop.
+// exactly the arithmetic of the former per-(token, head) attention loop (the SIMD kernels keep it).
 
 /// A KV cache element (f16 or f32) as the attention kernels read it.
 pub(crate) trait CacheElem: Copy {
@@ -418,13 +419,23 @@ impl CacheElem for f32 {
     }
 }
 
-/// Panics unless every index an `AttnKqFn` call reads or writes is in bounds (the SIMD entries
-/// rely on this before using raw pointers).
-pub(crate) fn attn_kq_check(n: usize, k: usize, ks: usize, nk: usize, q: usize, nq: usize, out: usize, os: usize) {
+/// Panics unless every index an `AttnKtFn` / `AttnKqFn` call touches is in bounds (the SIMD
+/// entries rely on this before using raw pointers).
+pub(crate) fn attn_kt_check(n: usize, k: usize, ks: usize, nk: usize, kt: usize) {
+    assert!(n >= 1, "attention: empty head");
+    if nk == 0 {
+        return;
+    }
+    assert!(ks >= n && k >= (nk - 1) * ks + n, "attn_kt: k too short");
+    assert!(kt >= nk.div_ceil(KT_LANES) * n * KT_LANES, "attn_kt: kt too short");
+}
+
+pub(crate) fn attn_kq_check(n: usize, kt: usize, nk: usize, q: usize, nq: usize, out: usize, os: usize) {
+    assert!(n >= 1, "attention: empty head");
     if nk == 0 || nq == 0 {
         return;
     }
-    assert!(ks >= n && k >= (nk - 1) * ks + n, "attn_kq: k too short");
+    assert!(kt >= nk.div_ceil(KT_LANES) * n * KT_LANES, "attn_kq: kt too short");
     assert!(q >= nq * n, "attn_kq: q too short");
     assert!(os >= nk && out >= (nq - 1) * os + nk, "attn_kq: out too short");
 }
@@ -439,14 +450,32 @@ pub(crate) fn attn_pv_check(n: usize, v: usize, vs: usize, nv: usize, p: usize, 
     assert!(o >= nq * n, "attn_pv: o too short");
 }
 
-#[allow(clippy::too_many_arguments)]
-fn attn_kq<T: CacheElem>(n: usize, k: &[T], ks: usize, nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize) {
-    attn_kq_check(n, k.len(), ks, nk, q.len(), nq, out.len(), os);
+fn attn_kt<T: CacheElem>(n: usize, k: &[T], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt_check(n, k.len(), ks, nk, kt.len());
+    for c in 0..nk.div_ceil(KT_LANES) {
+        for l in 0..KT_LANES {
+            let j = c * KT_LANES + l;
+            for d in 0..n {
+                kt[(c * n + d) * KT_LANES + l] = if j < nk { k[j * ks + d].f32() } else { 0.0 };
+            }
+        }
+    }
+}
+
+pub fn attn_kt_f16(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt(n, k, ks, nk, kt)
+}
+pub fn attn_kt_f32(n: usize, k: &[f32], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt(n, k, ks, nk, kt)
+}
+
+pub fn attn_kq(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize) {
+    attn_kq_check(n, kt.len(), nk, q.len(), nq, out.len(), os);
     for i in 0..nq {
         let qi = &q[i * n..(i + 1) * n];
         for j in 0..nk {
-            let kj = &k[j * ks..j * ks + n];
-            out[i * os + j] = kj.iter().zip(qi).map(|(&a, &b)| a.f32() * b).sum();
+            let (c, l) = (j / KT_LANES, j % KT_LANES);
+            out[i * os + j] = (0..n).map(|d| kt[(c * n + d) * KT_LANES + l] * qi[d]).sum();
         }
     }
 }
@@ -465,14 +494,6 @@ fn attn_pv<T: CacheElem>(n: usize, v: &[T], vs: usize, nv: usize, p: &[f32], ps:
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn attn_kq_f16(n: usize, k: &[f16], ks: usize, nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize) {
-    attn_kq(n, k, ks, nk, q, nq, out, os)
-}
-#[allow(clippy::too_many_arguments)]
-pub fn attn_kq_f32(n: usize, k: &[f32], ks: usize, nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize) {
-    attn_kq(n, k, ks, nk, q, nq, out, os)
-}
 #[allow(clippy::too_many_arguments)]
 pub fn attn_pv_f16(n: usize, v: &[f16], vs: usize, nv: usize, p: &[f32], ps: usize, nq: usize, o: &mut [f32]) {
     attn_pv(n, v, vs, nv, p, ps, nq, o)

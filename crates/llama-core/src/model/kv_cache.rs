@@ -2,7 +2,7 @@
 
 use half::f16;
 
-use crate::cpu::{AttnKqFn, AttnPvFn, Kernels};
+use crate::cpu::{AttnKtFn, AttnPvFn, Kernels};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum KvType {
@@ -35,14 +35,14 @@ impl KvType {
 
 /// A cache element type. `round_slice` is what happens to an f32 operand that ggml converts to
 /// this type before a dot product with the cache (Q before Q·K, softmax(KQ) before ·V).
-/// The attention kernels of `Kernels` for this type (Q·K, P·V) and `round_slice` (= `round` on
+/// The attention kernels of `Kernels` for this type (key panels, P·V) and `round_slice` (= `round` on
 /// every element).
 pub trait KvElem: Copy + Send + Sync + 'static {
     fn from_f32(x: f32) -> Self;
     #[allow(dead_code)] // the kernels read the cache; kept for the reference loop in the tests
     fn to_f32(self) -> f32;
     fn round_slice(k: &Kernels, x: &mut [f32]);
-    fn attn_kq(k: &Kernels) -> AttnKqFn<Self>;
+    fn attn_kt(k: &Kernels) -> AttnKtFn<Self>;
     fn attn_pv(k: &Kernels) -> AttnPvFn<Self>;
 }
 
@@ -56,8 +56,8 @@ impl KvElem for f16 {
     fn round_slice(k: &Kernels, x: &mut [f32]) {
         (k.round_f16)(x)
     }
-    fn attn_kq(k: &Kernels) -> AttnKqFn<Self> {
-        k.attn_kq_f16
+    fn attn_kt(k: &Kernels) -> AttnKtFn<Self> {
+        k.attn_kt_f16
     }
     fn attn_pv(k: &Kernels) -> AttnPvFn<Self> {
         k.attn_pv_f16
@@ -72,8 +72,8 @@ impl KvElem for f32 {
         self
     }
     fn round_slice(_: &Kernels, _: &mut [f32]) {}
-    fn attn_kq(k: &Kernels) -> AttnKqFn<Self> {
-        k.attn_kq_f32
+    fn attn_kt(k: &Kernels) -> AttnKtFn<Self> {
+        k.attn_kt_f32
     }
     fn attn_pv(k: &Kernels) -> AttnPvFn<Self> {
         k.attn_pv_f32

@@ -7,7 +7,8 @@ use std::arch::asm;
 
 use half::f16;
 
-use crate::cpu::scalar::{attn_kq_check, attn_pv_check, CacheElem};
+use crate::cpu::scalar::{attn_kq_check, attn_kt_check, attn_pv_check, CacheElem};
+use crate::cpu::KT_LANES;
 
 /// Four f16 (raw bits) → four f32.
 #[inline]
@@ -50,12 +51,6 @@ unsafe fn zero4() -> float32x4_t {
 
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn fma4(k: float32x4_t, q: float32x4_t, acc: float32x4_t) -> float32x4_t {
-    vfmaq_f32(acc, k, q)
-}
-
-#[inline]
-#[target_feature(enable = "neon")]
 unsafe fn madd4_f16(p: float32x4_t, v: float32x4_t, acc: float32x4_t) -> float32x4_t {
     // exact product (f16 × f16 values): FMA rounds like mul-then-add
     vfmaq_f32(acc, p, v)
@@ -67,34 +62,89 @@ unsafe fn madd4_f32(p: float32x4_t, v: float32x4_t, acc: float32x4_t) -> float32
     vaddq_f32(acc, vmulq_f32(p, v))
 }
 
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn kq_body<T: CacheElem>(
-    ld: unsafe fn(*const T) -> float32x4_t,
-    n: usize,
-    k: *const T,
-    ks: usize,
-    nk: usize,
-    q: *const f32,
-    nq: usize,
-    out: *mut f32,
-    os: usize,
-) {
-    for j in 0..nk {
-        let kj = k.add(j * ks);
-        for i in 0..nq {
-            let qi = q.add(i * n);
-            let mut acc = zero4();
+/// Keys → f32 panels (`cpu::AttnKtFn`, f16 cache), four converted at a time.
+#[target_feature(enable = "neon")]
+unsafe fn kt_f16(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
+    let mut tmp = [0f32; 4];
+    for c in 0..nk.div_ceil(KT_LANES) {
+        let panel = kt.add(c * n * KT_LANES);
+        for l in 0..KT_LANES {
+            let j = c * KT_LANES + l;
+            if j >= nk {
+                for d in 0..n {
+                    *panel.add(d * KT_LANES + l) = 0.0;
+                }
+                continue;
+            }
+            let kj = k.add(j * ks);
             let mut d = 0;
             while d + 4 <= n {
-                acc = fma4(ld(kj.add(d)), vld1q_f32(qi.add(d)), acc);
+                vst1q_f32(tmp.as_mut_ptr(), ld4_f16(kj.add(d)));
+                for (e, &x) in tmp.iter().enumerate() {
+                    *panel.add((d + e) * KT_LANES + l) = x;
+                }
                 d += 4;
             }
-            let mut s = vaddvq_f32(acc);
             for e in d..n {
-                s += (*kj.add(e)).f32() * *qi.add(e);
+                *panel.add(e * KT_LANES + l) = (*kj.add(e)).f32();
             }
-            *out.add(i * os + j) = s;
+        }
+    }
+}
+
+/// Scores of G queries against 4 keys of a panel (`p` = panel + lane offset); each lane sums its
+/// products over d in order (mul, then add), as the scalar loop does.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn kq_rows<const G: usize>(n: usize, p: *const f32, q: *const f32) -> [float32x4_t; G] {
+    let mut acc = [zero4(); G];
+    let k0 = vld1q_f32(p);
+    for (g, a) in acc.iter_mut().enumerate() {
+        *a = vmulq_f32(k0, vdupq_n_f32(*q.add(g * n)));
+    }
+    for d in 1..n {
+        let kv = vld1q_f32(p.add(d * KT_LANES));
+        for (g, a) in acc.iter_mut().enumerate() {
+            *a = vaddq_f32(*a, vmulq_f32(kv, vdupq_n_f32(*q.add(g * n + d))));
+        }
+    }
+    acc
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn store4(v: float32x4_t, p: *mut f32, w: usize) {
+    if w == 4 {
+        vst1q_f32(p, v);
+    } else {
+        let mut t = [0f32; 4];
+        vst1q_f32(t.as_mut_ptr(), v);
+        std::ptr::copy_nonoverlapping(t.as_ptr(), p, w);
+    }
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn kq(n: usize, kt: *const f32, nk: usize, q: *const f32, nq: usize, out: *mut f32, os: usize) {
+    for c in 0..nk.div_ceil(KT_LANES) {
+        for h in 0..KT_LANES / 4 {
+            let j0 = c * KT_LANES + h * 4;
+            if j0 >= nk {
+                break;
+            }
+            let w = (nk - j0).min(4);
+            let p = kt.add(c * n * KT_LANES + h * 4);
+            let mut i = 0;
+            while i + 8 <= nq {
+                for (g, v) in kq_rows::<8>(n, p, q.add(i * n)).into_iter().enumerate() {
+                    store4(v, out.add((i + g) * os + j0), w);
+                }
+                i += 8;
+            }
+            while i < nq {
+                let [v] = kq_rows::<1>(n, p, q.add(i * n));
+                store4(v, out.add(i * os + j0), w);
+                i += 1;
+            }
         }
     }
 }
@@ -154,16 +204,6 @@ unsafe fn pv_body<T: CacheElem>(
 
 #[target_feature(enable = "neon")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kq_f16(n: usize, k: *const f16, ks: usize, nk: usize, q: *const f32, nq: usize, out: *mut f32, os: usize) {
-    kq_body(ld4_f16, n, k, ks, nk, q, nq, out, os)
-}
-#[target_feature(enable = "neon")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn kq_f32(n: usize, k: *const f32, ks: usize, nk: usize, q: *const f32, nq: usize, out: *mut f32, os: usize) {
-    kq_body(ld4_f32, n, k, ks, nk, q, nq, out, os)
-}
-#[target_feature(enable = "neon")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn pv_f16(n: usize, v: *const f16, vs: usize, nv: usize, p: *const f32, ps: usize, nq: usize, o: *mut f32) {
     pv_body(ld4_f16, madd4_f16, n, v, vs, nv, p, ps, nq, o)
 }
@@ -173,17 +213,15 @@ unsafe fn pv_f32(n: usize, v: *const f32, vs: usize, nv: usize, p: *const f32, p
     pv_body(ld4_f32, madd4_f32, n, v, vs, nv, p, ps, nq, o)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attn_kq_f16_neon(n: usize, k: &[f16], ks: usize, nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize) {
-    attn_kq_check(n, k.len(), ks, nk, q.len(), nq, out.len(), os);
+pub(crate) fn attn_kt_f16_neon(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt_check(n, k.len(), ks, nk, kt.len());
     // SAFETY: reachable only through `neon_kernels` (NEON detected); indices checked above.
-    unsafe { kq_f16(n, k.as_ptr(), ks, nk, q.as_ptr(), nq, out.as_mut_ptr(), os) }
+    unsafe { kt_f16(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
 }
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attn_kq_f32_neon(n: usize, k: &[f32], ks: usize, nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize) {
-    attn_kq_check(n, k.len(), ks, nk, q.len(), nq, out.len(), os);
+pub(crate) fn attn_kq_neon(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize) {
+    attn_kq_check(n, kt.len(), nk, q.len(), nq, out.len(), os);
     // SAFETY: as above.
-    unsafe { kq_f32(n, k.as_ptr(), ks, nk, q.as_ptr(), nq, out.as_mut_ptr(), os) }
+    unsafe { kq(n, kt.as_ptr(), nk, q.as_ptr(), nq, out.as_mut_ptr(), os) }
 }
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attn_pv_f16_neon(n: usize, v: &[f16], vs: usize, nv: usize, p: &[f32], ps: usize, nq: usize, o: &mut [f32]) {

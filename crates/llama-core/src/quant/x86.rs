@@ -31,9 +31,9 @@ pub fn avx2_kernels() -> Option<Kernels> {
         dot_f16: dot_f16_avx2_entry,
         dot_bf16: dot_bf16_avx2_entry,
         dot_f32: dot_f32_avx2_entry,
-        attn_kq_f16: super::x86_attn::attn_kq_f16_avx2,
+        attn_kt_f16: super::x86_attn::attn_kt_f16_avx2,
+        attn_kq: super::x86_attn::attn_kq_avx2,
         attn_pv_f16: super::x86_attn::attn_pv_f16_avx2,
-        attn_kq_f32: super::x86_attn::attn_kq_f32_avx2,
         attn_pv_f32: super::x86_attn::attn_pv_f32_avx2,
         round_f16: super::x86_attn::round_f16_avx2,
         ..Kernels::SCALAR
@@ -60,9 +60,8 @@ pub fn avx512_kernels() -> Option<Kernels> {
         dot_f32: dot_f32_avx512_entry,
         tile_q4_0: Some(TILE_Q4_0_AVX512),
         tile_q8_0: Some(TILE_Q8_0_AVX512),
-        attn_kq_f16: super::x86_attn::attn_kq_f16_avx512,
+        attn_kq: super::x86_attn::attn_kq_avx512,
         attn_pv_f16: super::x86_attn::attn_pv_f16_avx512,
-        attn_kq_f32: super::x86_attn::attn_kq_f32_avx512,
         attn_pv_f32: super::x86_attn::attn_pv_f32_avx512,
         ..avx2_kernels()?
     })

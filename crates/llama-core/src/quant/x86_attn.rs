@@ -2,18 +2,20 @@
 //! and AVX-512F. Reached only through the tables of `x86::avx2_kernels` / `x86::avx512_kernels`,
 //! which are handed out after runtime feature detection.
 //!
-//! Q·K: one key row is converted (f16 → f32, `vcvtph2ps`) once per group of four queries and
-//! multiplied into one accumulator register per query; each (query, key) pair is summed in the
-//! same lane order whatever the group size, then reduced horizontally, then the d % W tail is added
-//! in order. P·V: a tile of G queries × C registers of output stays in registers while the keys
+//! Q·K: the unit's keys are first converted (f16 → f32, `vcvtph2ps`) and transposed into panels of
+//! 16 keys; then each register holds one query's scores against 8/16 keys, every lane summing its
+//! products over d in order (mul, then add), exactly the scalar dot loop, for up to 8 queries per
+//! pass over a panel. P·V: a tile of G queries × C registers of output stays in registers while the keys
 //! stream by; each output element is still `o += p·v` over the keys in ascending order, so the
 //! result is bit-identical to the scalar loop (f16: FMA of an exact product; f32: mul then add).
+//! Hence the whole attention gives the same bits on every ISA.
 
 use std::arch::x86_64::*;
 
 use half::f16;
 
-use crate::cpu::scalar::{attn_kq_check, attn_pv_check, CacheElem};
+use crate::cpu::scalar::{attn_kq_check, attn_kt_check, attn_pv_check, CacheElem};
+use crate::cpu::KT_LANES;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -39,21 +41,6 @@ unsafe fn ld16_f32(p: *const f32) -> __m512 {
     _mm512_loadu_ps(p)
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn hsum8(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
-unsafe fn hsum16(v: __m512) -> f32 {
-    _mm512_reduce_add_ps(v)
-}
-
 // `acc + p·v`. f16 cache: p and v are f16 values, their product is exact in f32, so one FMA rounds
 // exactly like mul-then-add. f32 cache: the product is rounded first, as in the scalar loop.
 #[inline]
@@ -77,57 +64,116 @@ unsafe fn madd16_f32(p: __m512, v: __m512, acc: __m512) -> __m512 {
     _mm512_add_ps(acc, _mm512_mul_ps(p, v))
 }
 
-/// Q·K kernel body and its safe table entry.
-/// `$w`: lanes per register; `$ld`: load W cache elements as f32; `$ldq`/`$fma`/`$zero`/`$hsum`:
-/// the f32 register operations of the width.
+/// Transposes keys into f32 panels (`cpu::AttnKtFn` for the f16 cache), converting 8 at a time.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kt_f16_f16c(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
+    let mut tmp = [0f32; 8];
+    for c in 0..nk.div_ceil(KT_LANES) {
+        let panel = kt.add(c * n * KT_LANES);
+        for l in 0..KT_LANES {
+            let j = c * KT_LANES + l;
+            if j >= nk {
+                for d in 0..n {
+                    *panel.add(d * KT_LANES + l) = 0.0;
+                }
+                continue;
+            }
+            let kj = k.add(j * ks);
+            let mut d = 0;
+            while d + 8 <= n {
+                _mm256_storeu_ps(tmp.as_mut_ptr(), ld8_f16(kj.add(d)));
+                for (e, &x) in tmp.iter().enumerate() {
+                    *panel.add((d + e) * KT_LANES + l) = x;
+                }
+                d += 8;
+            }
+            for e in d..n {
+                *panel.add(e * KT_LANES + l) = (*kj.add(e)).f32();
+            }
+        }
+    }
+}
+
+pub(crate) fn attn_kt_f16_avx2(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt_check(n, k.len(), ks, nk, kt.len());
+    // SAFETY: reachable only through a kernel table built after detection of AVX2, FMA and F16C;
+    // every element read or written is in bounds by the check above.
+    unsafe { kt_f16_f16c(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
+}
+
+/// Writes the first `w` lanes of a score register (a whole register when w = lanes).
+macro_rules! store_lanes {
+    ($sto:ident, $lanes:expr, $v:expr, $p:expr, $w:expr) => {{
+        if $w == $lanes {
+            $sto($p, $v);
+        } else {
+            let mut t = [0f32; $lanes];
+            $sto(t.as_mut_ptr(), $v);
+            std::ptr::copy_nonoverlapping(t.as_ptr(), $p, $w);
+        }
+    }};
+}
+
+/// Q·K from key panels: keys in lanes, each lane summing its products over d in order.
+/// `$rows::<G>` scores G queries against `$w` keys of one panel (`p` = panel + lane offset).
 macro_rules! kq_kernel {
-    ($entry:ident, $body:ident, $rows:ident, $t:ty, $feat:literal, $w:expr,
-     $zero:ident, $ld:ident, $ldq:ident, $fma:ident, $hsum:ident) => {
-        /// Scores of G consecutive queries (rows of `q`, stride n) against one key row.
+    ($entry:ident, $body:ident, $rows:ident, $feat:literal, $w:expr, $vec:ty,
+     $zero:ident, $ld:ident, $sto:ident, $set1:ident, $mul:ident, $add:ident) => {
         #[inline]
         #[target_feature(enable = $feat)]
-        unsafe fn $rows<const G: usize>(n: usize, k: *const $t, q: *const f32, out: *mut f32, os: usize) {
+        unsafe fn $rows<const G: usize>(n: usize, p: *const f32, q: *const f32) -> [$vec; G] {
             let mut acc = [$zero(); G];
-            let mut d = 0;
-            while d + $w <= n {
-                let kv = $ld(k.add(d));
+            let k0 = $ld(p);
+            for (g, a) in acc.iter_mut().enumerate() {
+                *a = $mul(k0, $set1(*q.add(g * n)));
+            }
+            for d in 1..n {
+                let kv = $ld(p.add(d * KT_LANES));
                 for (g, a) in acc.iter_mut().enumerate() {
-                    *a = $fma(kv, $ldq(q.add(g * n + d)), *a);
+                    *a = $add(*a, $mul(kv, $set1(*q.add(g * n + d))));
                 }
-                d += $w;
             }
-            for (g, a) in acc.iter().enumerate() {
-                let mut s = $hsum(*a);
-                for e in d..n {
-                    s += (*k.add(e)).f32() * *q.add(g * n + e);
-                }
-                *out.add(g * os) = s;
-            }
+            acc
         }
 
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = $feat)]
-        unsafe fn $body(n: usize, k: *const $t, ks: usize, nk: usize, q: *const f32, nq: usize, out: *mut f32, os: usize) {
-            for j in 0..nk {
-                let kj = k.add(j * ks);
-                let mut i = 0;
-                while i + 4 <= nq {
-                    $rows::<4>(n, kj, q.add(i * n), out.add(i * os + j), os);
-                    i += 4;
-                }
-                while i < nq {
-                    $rows::<1>(n, kj, q.add(i * n), out.add(i * os + j), os);
-                    i += 1;
+        unsafe fn $body(n: usize, kt: *const f32, nk: usize, q: *const f32, nq: usize, out: *mut f32, os: usize) {
+            for c in 0..nk.div_ceil(KT_LANES) {
+                for h in 0..KT_LANES / $w {
+                    let j0 = c * KT_LANES + h * $w;
+                    if j0 >= nk {
+                        break;
+                    }
+                    let w = (nk - j0).min($w);
+                    let p = kt.add(c * n * KT_LANES + h * $w);
+                    let mut i = 0;
+                    while i + 8 <= nq {
+                        for (g, v) in $rows::<8>(n, p, q.add(i * n)).into_iter().enumerate() {
+                            store_lanes!($sto, $w, v, out.add((i + g) * os + j0), w);
+                        }
+                        i += 8;
+                    }
+                    if i + 4 <= nq {
+                        for (g, v) in $rows::<4>(n, p, q.add(i * n)).into_iter().enumerate() {
+                            store_lanes!($sto, $w, v, out.add((i + g) * os + j0), w);
+                        }
+                        i += 4;
+                    }
+                    while i < nq {
+                        let [v] = $rows::<1>(n, p, q.add(i * n));
+                        store_lanes!($sto, $w, v, out.add(i * os + j0), w);
+                        i += 1;
+                    }
                 }
             }
         }
 
-        #[allow(clippy::too_many_arguments)]
-        pub(crate) fn $entry(n: usize, k: &[$t], ks: usize, nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize) {
-            attn_kq_check(n, k.len(), ks, nk, q.len(), nq, out.len(), os);
+        pub(crate) fn $entry(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize) {
+            attn_kq_check(n, kt.len(), nk, q.len(), nq, out.len(), os);
             // SAFETY: reachable only through a kernel table built after runtime detection of
             // `$feat`; every element read or written is in bounds by the check above.
-            unsafe { $body(n, k.as_ptr(), ks, nk, q.as_ptr(), nq, out.as_mut_ptr(), os) }
+            unsafe { $body(n, kt.as_ptr(), nk, q.as_ptr(), nq, out.as_mut_ptr(), os) }
         }
     };
 }
@@ -215,14 +261,10 @@ macro_rules! pv_kernel {
     };
 }
 
-kq_kernel!(attn_kq_f16_avx2, kq_f16_avx2, kq_rows_f16_avx2, f16, "avx2,fma,f16c", 8,
-    _mm256_setzero_ps, ld8_f16, _mm256_loadu_ps, _mm256_fmadd_ps, hsum8);
-kq_kernel!(attn_kq_f32_avx2, kq_f32_avx2, kq_rows_f32_avx2, f32, "avx2,fma,f16c", 8,
-    _mm256_setzero_ps, ld8_f32, _mm256_loadu_ps, _mm256_fmadd_ps, hsum8);
-kq_kernel!(attn_kq_f16_avx512, kq_f16_avx512, kq_rows_f16_avx512, f16, "avx2,fma,f16c,avx512f", 16,
-    _mm512_setzero_ps, ld16_f16, _mm512_loadu_ps, _mm512_fmadd_ps, hsum16);
-kq_kernel!(attn_kq_f32_avx512, kq_f32_avx512, kq_rows_f32_avx512, f32, "avx2,fma,f16c,avx512f", 16,
-    _mm512_setzero_ps, ld16_f32, _mm512_loadu_ps, _mm512_fmadd_ps, hsum16);
+kq_kernel!(attn_kq_avx2, kq_avx2, kq_rows_avx2, "avx2,fma,f16c", 8, __m256,
+    _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_mul_ps, _mm256_add_ps);
+kq_kernel!(attn_kq_avx512, kq_avx512, kq_rows_avx512, "avx2,fma,f16c,avx512f", 16, __m512,
+    _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_mul_ps, _mm512_add_ps);
 
 // AVX2 has 16 registers: 2 queries × 4 registers of accumulators + 4 of V + 1 broadcast.
 pv_kernel!(attn_pv_f16_avx2, pv_f16_avx2, pv_tile_f16_avx2, f16, "avx2,fma,f16c", 8, 2, 4,
