@@ -95,7 +95,7 @@ fn attn_pv_is_bit_identical_to_scalar() {
                 let v16: Vec<f16> = vals.iter().map(|&x| f16::from_f32(x)).collect();
                 let v32: Vec<f32> = (0..nv * vs).map(|_| rng.wild()).collect();
                 // Probabilities in [0, 1], f16-valued (the f16 kernels require it), some zero.
-                let p: Vec<f32> = rounded(&(0..nq * ps).map(|_| if rng.next() % 5 == 0 { 0.0 } else { rng.f32().abs() }).collect::<Vec<_>>());
+                let p: Vec<f32> = rounded(&(0..nq * ps).map(|_| if rng.next().is_multiple_of(5) { 0.0 } else { rng.f32().abs() }).collect::<Vec<_>>());
                 let o0: Vec<f32> = (0..nq * n).map(|_| rng.f32()).collect();
                 let (mut w16, mut g16, mut w32, mut g32) = (o0.clone(), o0.clone(), o0.clone(), o0.clone());
                 (Kernels::SCALAR.attn_pv_f16)(n, &v16, vs, nv, &p, ps, nq, &mut w16);

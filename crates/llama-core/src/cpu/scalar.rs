@@ -441,6 +441,7 @@ pub(crate) fn attn_kq_check(n: usize, kt: usize, nk: usize, q: usize, nq: usize,
 }
 
 /// Same for an `AttnPvFn` call.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attn_pv_check(n: usize, v: usize, vs: usize, nv: usize, p: usize, ps: usize, nq: usize, o: usize) {
     if nv == 0 || nq == 0 {
         return;

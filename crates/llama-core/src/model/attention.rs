@@ -151,7 +151,7 @@ pub fn attention_with<T: KvElem>(
         return;
     }
     assert!(!scratch.is_empty(), "attention: no scratch");
-    assert!(s.n_head_kv > 0 && s.n_head % s.n_head_kv == 0, "attention: bad head counts");
+    assert!(s.n_head_kv > 0 && s.n_head.is_multiple_of(s.n_head_kv), "attention: bad head counts");
     assert!(q.len() >= s.n_tokens * s.n_head * s.head_k, "attention: q too short");
     assert!(out.len() >= s.n_tokens * s.n_head * s.head_v, "attention: out too short");
     let plan = Plan::new(&s, pool.n_threads());
