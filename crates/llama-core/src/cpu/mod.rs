@@ -15,6 +15,7 @@ pub use pool::ThreadPool;
 
 use crate::quant::repack::GemmR16Fn;
 use crate::quant::GgmlType;
+use half::f16;
 use std::sync::OnceLock;
 
 /// `(n elements, weight row bytes, activation row bytes) -> dot`.
@@ -27,6 +28,26 @@ pub const TILE: usize = 4;
 /// (bytes `w[r*w_stride..]`) with activation row t (`a[t*a_stride..]`), for r < nr ≤ TILE,
 /// t < nt ≤ TILE. Bit-identical to calling the table's `VecDotFn` for each pair.
 pub type TileFn = fn(usize, &[u8], usize, usize, &[u8], usize, usize) -> [[f32; TILE]; TILE];
+/// Lanes of a key panel (`AttnKtFn` / `AttnKqFn`).
+pub const KT_LANES: usize = 16;
+/// Key panels `(n, k, k_stride, n_keys, kt)`: keys converted to f32 and transposed in panels of
+/// `KT_LANES` keys, `kt[(c*n + d)*KT_LANES + l] = k[(c*KT_LANES + l)*k_stride + d]`; lanes past
+/// n_keys are set to 0. `kt` holds at least n_keys.div_ceil(KT_LANES) * n * KT_LANES values.
+pub type AttnKtFn<T> = fn(usize, &[T], usize, usize, &mut [f32]);
+/// Attention scores `(n, kt, n_keys, q, n_q, out, out_stride)` from key panels:
+/// `out[i*out_stride + j] = Σ_{d<n} k_j[d] · q[i*n + d]` for i < n_q, j < n_keys, summed over d in
+/// order with one f32 rounding per product and per sum (keys in SIMD lanes, not dimensions), i.e.
+/// bit-identical to the scalar dot loop in every ISA. `q` is already rounded to the cache type.
+pub type AttnKqFn = fn(usize, &[f32], usize, &[f32], usize, &mut [f32], usize);
+/// Attention values `(n, v, v_stride, n_keys, p, p_stride, n_q, o)`:
+/// `o[i*n + d] += p[i*p_stride + j] · v[j*v_stride + d]` for j = 0, 1, … n_keys-1 in order, one f32
+/// rounding of the product and one of the sum per step, i.e. bit-identical to the scalar loop in
+/// every ISA. For the f16 cache `p` must hold f16 values (the attention rounds the probabilities to
+/// the cache type first): then p·v is exact in f32 and the SIMD kernels may use FMA.
+pub type AttnPvFn<T> = fn(usize, &[T], usize, usize, &[f32], usize, usize, &mut [f32]);
+/// Rounds every element through f16 (round to nearest even) in place; bit-identical to
+/// `half::f16::from_f32(x).to_f32()`.
+pub type RoundFn = fn(&mut [f32]);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -90,6 +111,13 @@ pub struct Kernels {
     pub gemm_r16_q8_0: Option<GemmR16Fn>,
     pub gemm_r16_q4_k: Option<GemmR16Fn>,
     pub gemm_r16_q6_k: Option<GemmR16Fn>,
+    /// Attention over the KV cache (model::attention), per cache type.
+    pub attn_kt_f16: AttnKtFn<f16>,
+    pub attn_kt_f32: AttnKtFn<f32>,
+    pub attn_kq: AttnKqFn,
+    pub attn_pv_f16: AttnPvFn<f16>,
+    pub attn_pv_f32: AttnPvFn<f32>,
+    pub round_f16: RoundFn,
 }
 
 /// The activation type a weight type is multiplied with (ggml's `vec_dot_type`).
@@ -135,6 +163,12 @@ impl Kernels {
         gemm_r16_q8_0: None,
         gemm_r16_q4_k: None,
         gemm_r16_q6_k: None,
+        attn_kt_f16: scalar::attn_kt_f16,
+        attn_kt_f32: scalar::attn_kt_f32,
+        attn_kq: scalar::attn_kq,
+        attn_pv_f16: scalar::attn_pv_f16,
+        attn_pv_f32: scalar::attn_pv_f32,
+        round_f16: scalar::round_f16,
     };
 
     /// The dot kernel for weights of type `w` (paired with `vec_dot_type(w)` activations).

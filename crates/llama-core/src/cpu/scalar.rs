@@ -8,6 +8,7 @@
 
 use half::{bf16, f16};
 
+use crate::cpu::KT_LANES;
 use crate::quant::QK_K;
 
 #[inline(always)]
@@ -404,4 +405,117 @@ pub fn dot_f32_f32(n: usize, w: &[u8], a: &[u8]) -> f32 {
         s += f32_at(w, 4 * i) as f64 * f32_at(a, 4 * i) as f64;
     }
     s as f32
+}
+
+// ---- attention (model::attention) --------------------------------------------------------------
+// The scalar loops are the reference: Q·K summed over d in order, P·V accumulated over keys in order,
+// exactly the arithmetic of the former per-(token, head) attention loop (the SIMD kernels keep it).
+
+/// A KV cache element (f16 or f32) as the attention kernels read it.
+pub(crate) trait CacheElem: Copy {
+    fn f32(self) -> f32;
+}
+impl CacheElem for f16 {
+    #[inline]
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
+}
+impl CacheElem for f32 {
+    #[inline]
+    fn f32(self) -> f32 {
+        self
+    }
+}
+
+/// Panics unless every index an `AttnKtFn` / `AttnKqFn` call touches is in bounds (the SIMD
+/// entries rely on this before using raw pointers).
+pub(crate) fn attn_kt_check(n: usize, k: usize, ks: usize, nk: usize, kt: usize) {
+    assert!(n >= 1, "attention: empty head");
+    if nk == 0 {
+        return;
+    }
+    assert!(ks >= n && k >= (nk - 1) * ks + n, "attn_kt: k too short");
+    assert!(kt >= nk.div_ceil(KT_LANES) * n * KT_LANES, "attn_kt: kt too short");
+}
+
+pub(crate) fn attn_kq_check(n: usize, kt: usize, nk: usize, q: usize, nq: usize, out: usize, os: usize) {
+    assert!(n >= 1, "attention: empty head");
+    if nk == 0 || nq == 0 {
+        return;
+    }
+    assert!(kt >= nk.div_ceil(KT_LANES) * n * KT_LANES, "attn_kq: kt too short");
+    assert!(q >= nq * n, "attn_kq: q too short");
+    assert!(os >= nk && out >= (nq - 1) * os + nk, "attn_kq: out too short");
+}
+
+/// Same for an `AttnPvFn` call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attn_pv_check(n: usize, v: usize, vs: usize, nv: usize, p: usize, ps: usize, nq: usize, o: usize) {
+    if nv == 0 || nq == 0 {
+        return;
+    }
+    assert!(vs >= n && v >= (nv - 1) * vs + n, "attn_pv: v too short");
+    assert!(ps >= nv && p >= (nq - 1) * ps + nv, "attn_pv: p too short");
+    assert!(o >= nq * n, "attn_pv: o too short");
+}
+
+fn attn_kt<T: CacheElem>(n: usize, k: &[T], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt_check(n, k.len(), ks, nk, kt.len());
+    for c in 0..nk.div_ceil(KT_LANES) {
+        for l in 0..KT_LANES {
+            let j = c * KT_LANES + l;
+            for d in 0..n {
+                kt[(c * n + d) * KT_LANES + l] = if j < nk { k[j * ks + d].f32() } else { 0.0 };
+            }
+        }
+    }
+}
+
+pub fn attn_kt_f16(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt(n, k, ks, nk, kt)
+}
+pub fn attn_kt_f32(n: usize, k: &[f32], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt(n, k, ks, nk, kt)
+}
+
+pub fn attn_kq(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize) {
+    attn_kq_check(n, kt.len(), nk, q.len(), nq, out.len(), os);
+    for i in 0..nq {
+        let qi = &q[i * n..(i + 1) * n];
+        for j in 0..nk {
+            let (c, l) = (j / KT_LANES, j % KT_LANES);
+            out[i * os + j] = (0..n).map(|d| kt[(c * n + d) * KT_LANES + l] * qi[d]).sum();
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attn_pv<T: CacheElem>(n: usize, v: &[T], vs: usize, nv: usize, p: &[f32], ps: usize, nq: usize, o: &mut [f32]) {
+    attn_pv_check(n, v.len(), vs, nv, p.len(), ps, nq, o.len());
+    for i in 0..nq {
+        let oi = &mut o[i * n..(i + 1) * n];
+        for j in 0..nv {
+            let pj = p[i * ps + j];
+            for (od, &vd) in oi.iter_mut().zip(&v[j * vs..j * vs + n]) {
+                *od += pj * vd.f32();
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn attn_pv_f16(n: usize, v: &[f16], vs: usize, nv: usize, p: &[f32], ps: usize, nq: usize, o: &mut [f32]) {
+    attn_pv(n, v, vs, nv, p, ps, nq, o)
+}
+#[allow(clippy::too_many_arguments)]
+pub fn attn_pv_f32(n: usize, v: &[f32], vs: usize, nv: usize, p: &[f32], ps: usize, nq: usize, o: &mut [f32]) {
+    attn_pv(n, v, vs, nv, p, ps, nq, o)
+}
+
+/// `x = f16(x)` elementwise (round to nearest even).
+pub fn round_f16(x: &mut [f32]) {
+    for v in x {
+        *v = f16::from_f32(*v).to_f32();
+    }
 }

@@ -2,26 +2,51 @@
 //! sliding window. Mirrors llama.cpp's non-flash path numerically: KQ = K·Q with Q converted to the
 //! cache type, softmax(KQ * scale + mask) in f32, then V·softmax with the probabilities converted
 //! to the cache type (ggml's mul_mat converts src1 to the vec_dot type of the f16 cache).
+//!
+//! Work is cut into units of (block of consecutive query tokens) × (query heads sharing one KV
+//! head). A unit converts its K rows once into f32 panels of 16 keys (`Kernels::attn_kt_*`), scores
+//! all its queries against each panel while it is in L1 (`Kernels::attn_kq`, keys in SIMD lanes),
+//! takes the softmax per query, then streams the V rows once for all queries (`Kernels::attn_pv_*`).
+//! Units are handed out dynamically (an atomic counter), most expensive first: with causal masking
+//! later tokens see more keys, so the work per unit grows with the block index, and a static split
+//! by unit count would leave one thread with most of it.
+//!
+//! Every query still sums its own keys only, in ascending order, and every Q·K dot over d in
+//! order, with the arithmetic of the former scalar loop (the kernels vectorize across keys and
+//! output dimensions, never along a sum). So the result is bit-identical to the per-(token, head)
+//! loop this replaced, on every ISA, for any thread count or blocking (tested).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::kv_cache::{KvElem, LayerKv};
 use super::ops::softmax_inplace;
-use crate::cpu::ThreadPool;
+use crate::cpu::{kernels, Kernels, ThreadPool, KT_LANES};
+
+/// Queries (tokens × heads) a unit aims for: enough to reuse each K/V row many times while it is in
+/// L1, few enough that the unit's queries (Q_TARGET × head_k floats) stay there too.
+const Q_TARGET: usize = 32;
 
 /// Per-thread work space, preallocated by the context.
 pub struct AttnScratch {
-    pub scores: Vec<f32>, // [n_ctx]
-    pub qr: Vec<f32>,     // [n_embd_head_k] query rounded to the cache type
-    pub out: Vec<f32>,    // [n_batch*n_head][n_embd_head_v] this thread's slice of the result
+    pub scores: Vec<f32>, // [max queries][n_ctx] scores, then probabilities
+    pub qr: Vec<f32>,     // [max queries][head_k] queries rounded to the cache type
+    pub kt: Vec<f32>,     // [n_ctx/16][head_k][16] the unit's keys as f32 panels
+    pub acc: Vec<f32>,    // [max queries][head_v] the unit's results
+}
+
+fn max_queries(n_head: usize) -> usize {
+    Q_TARGET.max(n_head)
 }
 
 impl AttnScratch {
-    pub fn new(n_ctx: usize, n_batch: usize, n_head: usize, head_k: usize, head_v: usize) -> Self {
+    pub fn new(n_ctx: usize, _n_batch: usize, n_head: usize, head_k: usize, head_v: usize) -> Self {
+        let mq = max_queries(n_head);
         AttnScratch {
-            scores: vec![0.0; n_ctx],
-            qr: vec![0.0; head_k],
-            out: vec![0.0; n_batch * n_head * head_v],
+            scores: vec![0.0; mq * n_ctx],
+            qr: vec![0.0; mq * head_k],
+            kt: vec![0.0; n_ctx.div_ceil(KT_LANES) * KT_LANES * head_k],
+            acc: vec![0.0; mq * head_v],
         }
     }
 }
@@ -40,9 +65,67 @@ pub struct AttnShape {
     pub n_swa: usize,
 }
 
+impl AttnShape {
+    /// First key position visible to batch token t.
+    fn first(&self, t: usize) -> usize {
+        if self.n_swa > 0 {
+            (self.pos0 + t + 1).saturating_sub(self.n_swa)
+        } else {
+            0
+        }
+    }
+    /// Last key position visible to batch token t (its own).
+    fn last(&self, t: usize) -> usize {
+        self.pos0 + t
+    }
+}
+
+/// How the work is cut: blocks of `nt` tokens; each KV head's query group in `n_sub` parts.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    nt: usize,
+    n_blocks: usize,
+    n_sub: usize,
+    group: usize,
+}
+
+impl Plan {
+    fn new(s: &AttnShape, n_threads: usize) -> Plan {
+        let group = s.n_head / s.n_head_kv;
+        let mut nt = (Q_TARGET / group).clamp(1, s.n_tokens.max(1));
+        let want = 4 * n_threads; // units for the dynamic split to even out
+        while nt > 1 && s.n_tokens.div_ceil(nt) * s.n_head_kv < want {
+            nt /= 2;
+        }
+        let n_blocks = s.n_tokens.div_ceil(nt);
+        let per = n_blocks * s.n_head_kv;
+        let n_sub = if per < want { want.div_ceil(per).min(group) } else { 1 };
+        Plan { nt, n_blocks, n_sub, group }
+    }
+
+    fn n_units(&self, s: &AttnShape) -> usize {
+        self.n_blocks * s.n_head_kv * self.n_sub
+    }
+
+    /// Unit u → (tokens t0..t1, KV head, query heads h0..h0+nh). Later (costlier) blocks first.
+    fn unit(&self, s: &AttnShape, u: usize) -> (usize, usize, usize, usize, usize) {
+        let per_block = s.n_head_kv * self.n_sub;
+        let b = self.n_blocks - 1 - u / per_block;
+        let (hkv, sub) = ((u % per_block) / self.n_sub, u % self.n_sub);
+        let (t0, t1) = (b * self.nt, ((b + 1) * self.nt).min(s.n_tokens));
+        let (g0, g1) = (self.group * sub / self.n_sub, self.group * (sub + 1) / self.n_sub);
+        (t0, t1, hkv, hkv * self.group + g0, g1 - g0)
+    }
+}
+
+/// The output buffer, shared by the pool threads; each unit writes its own (token, head) rows.
+struct OutPtr(*mut f32);
+// SAFETY: only used to write disjoint ranges (distinct units cover distinct (token, head) pairs)
+// while `attention_with` keeps the `&mut` borrow of the buffer alive.
+unsafe impl Sync for OutPtr {}
+
 /// `out[t][h]` = attention of query `q[t][h]` (q: [n_tokens][n_head*head_k]) over cache
-/// positions ≤ pos0 + t; out: [n_tokens][n_head*head_v]. Work is split over (token, head) units,
-/// contiguous per thread, so each thread fills one slice of `out` via its scratch.
+/// positions ≤ pos0 + t; out: [n_tokens][n_head*head_v].
 pub fn attention<T: KvElem>(
     pool: &ThreadPool,
     scratch: &[Mutex<AttnScratch>],
@@ -51,56 +134,241 @@ pub fn attention<T: KvElem>(
     out: &mut [f32],
     s: AttnShape,
 ) {
-    let n_units = s.n_tokens * s.n_head;
-    let group = s.n_head / s.n_head_kv;
-    let (nk, nv) = (s.n_head_kv * s.head_k, s.n_head_kv * s.head_v);
-    // One part per scratch slot; pool threads take parts ith, ith+nth, … so the split does not
-    // depend on how many threads the pool actually runs.
-    let n_parts = scratch.len();
-    pool.run(|ith, nth| {
-        for part in (ith..n_parts).step_by(nth.max(1)) {
-            let (u0, u1) = (n_units * part / n_parts, n_units * (part + 1) / n_parts);
-            let mut guard = scratch[part].lock().unwrap_or_else(|e| e.into_inner());
-            let sc = &mut *guard;
-            for u in u0..u1 {
-                let (t, h) = (u / s.n_head, u % s.n_head);
-                let hk = h / group;
-                let pos = s.pos0 + t;
-                let first = if s.n_swa > 0 {
-                    (pos + 1).saturating_sub(s.n_swa)
-                } else {
-                    0
-                };
-                let n_kv = pos + 1;
-                for (r, &x) in sc.qr.iter_mut().zip(&q[u * s.head_k..(u + 1) * s.head_k]) {
-                    *r = T::round(x);
-                }
-                let scores = &mut sc.scores[..n_kv];
-                for (j, sj) in scores.iter_mut().enumerate() {
-                    if j < first {
-                        *sj = f32::NEG_INFINITY;
-                        continue;
-                    }
-                    let k = &kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k];
-                    *sj = k.iter().zip(&sc.qr).map(|(&a, &b)| a.to_f32() * b).sum();
-                }
-                softmax_inplace(scores, s.kq_scale);
-                let o = &mut sc.out[(u - u0) * s.head_v..(u - u0 + 1) * s.head_v];
-                o.fill(0.0);
-                for (j, &p) in scores.iter().enumerate().skip(first) {
-                    let p = T::round(p);
-                    let v = &kv.v[j * nv + hk * s.head_v..j * nv + (hk + 1) * s.head_v];
-                    for (od, &vd) in o.iter_mut().zip(v) {
-                        *od += p * vd.to_f32();
-                    }
-                }
+    attention_with(kernels(), pool, scratch, kv, q, out, s)
+}
+
+/// `attention` with an explicit kernel table (tests compare the tables).
+pub fn attention_with<T: KvElem>(
+    kern: &Kernels,
+    pool: &ThreadPool,
+    scratch: &[Mutex<AttnScratch>],
+    kv: &LayerKv<T>,
+    q: &[f32],
+    out: &mut [f32],
+    s: AttnShape,
+) {
+    if s.n_tokens == 0 {
+        return;
+    }
+    assert!(!scratch.is_empty(), "attention: no scratch");
+    assert!(s.n_head_kv > 0 && s.n_head.is_multiple_of(s.n_head_kv), "attention: bad head counts");
+    assert!(q.len() >= s.n_tokens * s.n_head * s.head_k, "attention: q too short");
+    assert!(out.len() >= s.n_tokens * s.n_head * s.head_v, "attention: out too short");
+    let plan = Plan::new(&s, pool.n_threads());
+    let n_units = plan.n_units(&s);
+    let next = AtomicUsize::new(0);
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let out_ptr = &out_ptr;
+    pool.run(|ith, _nth| {
+        let mut guard = scratch[ith % scratch.len()].lock().unwrap_or_else(|e| e.into_inner());
+        let sc = &mut *guard;
+        loop {
+            let u = next.fetch_add(1, Ordering::Relaxed);
+            if u >= n_units {
+                break;
+            }
+            let (t0, t1, hkv, h0, nh) = plan.unit(&s, u);
+            unit(kern, kv, q, &s, sc, t0, t1, hkv, h0, nh);
+            let hv = s.head_v;
+            for ti in 0..t1 - t0 {
+                let o = ((t0 + ti) * s.n_head + h0) * hv;
+                // SAFETY: rows (t0+ti, h0..h0+nh) lie inside `out` (length asserted above) and
+                // belong to this unit only; `out` is exclusively borrowed for the whole call.
+                let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(o), nh * hv) };
+                dst.copy_from_slice(&sc.acc[ti * nh * hv..(ti + 1) * nh * hv]);
             }
         }
     });
-    // Gather: part i's units are contiguous in `out`.
-    for (part, m) in scratch.iter().enumerate() {
-        let (u0, u1) = (n_units * part / n_parts, n_units * (part + 1) / n_parts);
-        let sc = m.lock().unwrap_or_else(|e| e.into_inner());
-        out[u0 * s.head_v..u1 * s.head_v].copy_from_slice(&sc.out[..(u1 - u0) * s.head_v]);
+}
+
+/// One unit: queries (t, h) for t in t0..t1, h in h0..h0+nh (all on KV head `hkv`), query index
+/// i = (t - t0)·nh + (h - h0); results in `sc.acc[i]`.
+#[allow(clippy::too_many_arguments)]
+fn unit<T: KvElem>(
+    kern: &Kernels,
+    kv: &LayerKv<T>,
+    q: &[f32],
+    s: &AttnShape,
+    sc: &mut AttnScratch,
+    t0: usize,
+    t1: usize,
+    hkv: usize,
+    h0: usize,
+    nh: usize,
+) {
+    let (hk, hv) = (s.head_k, s.head_v);
+    let (nk, nv) = (s.n_head_kv * hk, s.n_head_kv * hv);
+    let nq = (t1 - t0) * nh;
+    let (jlo, jhi) = (s.first(t0), s.last(t1 - 1));
+    let span = jhi - jlo + 1;
+    let tok = |i: usize| t0 + i / nh;
+
+    // Q rounded to the cache type.
+    let qr = &mut sc.qr[..nq * hk];
+    for t in t0..t1 {
+        let src = (t * s.n_head + h0) * hk;
+        qr[(t - t0) * nh * hk..(t - t0 + 1) * nh * hk].copy_from_slice(&q[src..src + nh * hk]);
+    }
+    T::round_slice(kern, qr);
+
+    // Scores of every query against keys jlo..=jhi (entries a query may not see are ignored).
+    let kt = &mut sc.kt[..span.div_ceil(KT_LANES) * KT_LANES * hk];
+    T::attn_kt(kern)(hk, &kv.k[jlo * nk + hkv * hk..], nk, span, kt);
+    let scores = &mut sc.scores[..nq * span];
+    (kern.attn_kq)(hk, kt, span, qr, nq, scores, span);
+
+    // Softmax over each query's own keys, probabilities rounded to the cache type.
+    for i in 0..nq {
+        let t = tok(i);
+        let row = &mut scores[i * span + s.first(t) - jlo..=i * span + s.last(t) - jlo];
+        softmax_inplace(row, s.kq_scale);
+        T::round_slice(kern, row);
+    }
+
+    // o_i = Σ_j p_ij v_j over each query's keys in ascending order: the keys all queries of the
+    // unit see (cl..=ch) in one call sharing each V row, the ragged ends one query at a time.
+    let acc = &mut sc.acc[..nq * hv];
+    acc.fill(0.0);
+    let pv = T::attn_pv(kern);
+    let vrow = |j: usize| &kv.v[j * nv + hkv * hv..];
+    let (cl, ch) = (s.first(t1 - 1), s.last(t0));
+    let one = |i: usize, lo: usize, hi: usize, acc: &mut [f32]| {
+        if lo <= hi {
+            pv(hv, vrow(lo), nv, hi - lo + 1, &scores[i * span + lo - jlo..], span, 1, &mut acc[i * hv..(i + 1) * hv]);
+        }
+    };
+    if cl <= ch {
+        for i in 0..nq {
+            let first = s.first(tok(i));
+            if first < cl {
+                one(i, first, cl - 1, acc);
+            }
+        }
+        pv(hv, vrow(cl), nv, ch - cl + 1, &scores[cl - jlo..], span, nq, acc);
+        for i in 0..nq {
+            one(i, ch + 1, s.last(tok(i)), acc);
+        }
+    } else {
+        for i in 0..nq {
+            let t = tok(i);
+            one(i, s.first(t), s.last(t), acc);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::f16;
+
+    /// The former per-(token, head) scalar loop, kept as the reference.
+    fn reference<T: KvElem>(kv: &LayerKv<T>, q: &[f32], s: AttnShape) -> Vec<f32> {
+        let group = s.n_head / s.n_head_kv;
+        let (nk, nv) = (s.n_head_kv * s.head_k, s.n_head_kv * s.head_v);
+        let mut out = vec![0.0; s.n_tokens * s.n_head * s.head_v];
+        for u in 0..s.n_tokens * s.n_head {
+            let (t, h) = (u / s.n_head, u % s.n_head);
+            let hk = h / group;
+            let (first, n_kv) = (s.first(t), s.pos0 + t + 1);
+            let qr: Vec<f32> = q[u * s.head_k..(u + 1) * s.head_k].iter().map(|&x| T::from_f32(x).to_f32()).collect();
+            let mut scores = vec![0.0f32; n_kv];
+            for (j, sj) in scores.iter_mut().enumerate() {
+                if j < first {
+                    *sj = f32::NEG_INFINITY;
+                    continue;
+                }
+                let k = &kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k];
+                *sj = k.iter().zip(&qr).map(|(&a, &b)| a.to_f32() * b).sum();
+            }
+            softmax_inplace(&mut scores, s.kq_scale);
+            let o = &mut out[u * s.head_v..(u + 1) * s.head_v];
+            for (j, &p) in scores.iter().enumerate().skip(first) {
+                let p = T::from_f32(p).to_f32();
+                let v = &kv.v[j * nv + hk * s.head_v..j * nv + (hk + 1) * s.head_v];
+                for (od, &vd) in o.iter_mut().zip(v) {
+                    *od += p * vd.to_f32();
+                }
+            }
+        }
+        out
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn f32(&mut self) -> f32 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        }
+    }
+
+    fn case<T: KvElem>(kern: &Kernels, s: AttnShape, n_threads: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let mut rng = Rng(seed);
+        let n_ctx = s.pos0 + s.n_tokens + 3;
+        let (nk, nv) = (s.n_head_kv * s.head_k, s.n_head_kv * s.head_v);
+        let kv = LayerKv {
+            k: (0..n_ctx * nk).map(|_| T::from_f32(3.0 * rng.f32())).collect(),
+            v: (0..n_ctx * nv).map(|_| T::from_f32(rng.f32())).collect(),
+        };
+        let q: Vec<f32> = (0..s.n_tokens * s.n_head * s.head_k).map(|_| 2.0 * rng.f32()).collect();
+        let pool = ThreadPool::new(n_threads);
+        let scratch: Vec<_> = (0..n_threads)
+            .map(|_| Mutex::new(AttnScratch::new(n_ctx, s.n_tokens, s.n_head, s.head_k, s.head_v)))
+            .collect();
+        let mut out = vec![f32::NAN; s.n_tokens * s.n_head * s.head_v + 5];
+        attention_with(kern, &pool, &scratch, &kv, &q, &mut out, s);
+        assert!(out[s.n_tokens * s.n_head * s.head_v..].iter().all(|x| x.is_nan()), "wrote past the end");
+        out.truncate(s.n_tokens * s.n_head * s.head_v);
+        (out, reference(&kv, &q, s))
+    }
+
+    fn shapes() -> Vec<AttnShape> {
+        let base = AttnShape { n_tokens: 1, pos0: 0, n_head: 8, n_head_kv: 2, head_k: 64, head_v: 64, kq_scale: 0.125, n_swa: 0 };
+        let mut v = Vec::new();
+        for &(n_tokens, pos0) in &[(1, 0), (1, 37), (7, 0), (40, 0), (13, 29), (70, 5)] {
+            for &(n_head, n_head_kv, hk, hv) in &[(8, 2, 64, 64), (4, 4, 19, 19), (14, 2, 64, 64), (4, 1, 256, 256), (6, 3, 33, 17)] {
+                for &n_swa in &[0, 4, 9] {
+                    v.push(AttnShape { n_tokens, pos0, n_head, n_head_kv, head_k: hk, head_v: hv, n_swa, ..base });
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn every_table_is_bit_identical_to_the_old_loop() {
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for kern in Kernels::available() {
+            for (ci, s) in shapes().into_iter().enumerate() {
+                for nth in [1, 2, 3] {
+                    let (a, r) = case::<f16>(&kern, s, nth, ci as u64 + 1);
+                    assert!(bits(&a) == bits(&r), "{:?} f16 shape {ci} threads {nth}", kern.isa);
+                    let (a, r) = case::<f32>(&kern, s, nth, ci as u64 + 1);
+                    assert!(bits(&a) == bits(&r), "{:?} f32 shape {ci} threads {nth}", kern.isa);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plan_covers_every_query_once() {
+        for s in shapes() {
+            for nth in [1, 2, 4] {
+                let p = Plan::new(&s, nth);
+                let mut seen = vec![0u8; s.n_tokens * s.n_head];
+                for u in 0..p.n_units(&s) {
+                    let (t0, t1, hkv, h0, nh) = p.unit(&s, u);
+                    assert!(nh * (t1 - t0) <= max_queries(s.n_head));
+                    for t in t0..t1 {
+                        for h in h0..h0 + nh {
+                            assert_eq!(h / (s.n_head / s.n_head_kv), hkv);
+                            seen[t * s.n_head + h] += 1;
+                        }
+                    }
+                }
+                assert!(seen.iter().all(|&c| c == 1));
+            }
+        }
     }
 }

@@ -8,7 +8,8 @@ use super::attention::{attention, AttnShape};
 use super::context::{Context, Outputs};
 use super::kv_cache::KvStore;
 use super::llama::output;
-use super::ops::{self, Rope};
+use super::ops::Rope;
+use super::par_ops;
 use super::Model;
 
 pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
@@ -18,7 +19,7 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
     let (n_embd, hd_k) = (hp.n_embd, hp.n_embd_head_k);
     // inp_embd, inp_scaled
     c.embed(m, tokens);
-    ops::scale_inplace(&mut c.buf.x[..n * n_embd], (n_embd as f32).sqrt());
+    par_ops::scale_inplace(&c.pool, &mut c.buf.x[..n * n_embd], (n_embd as f32).sqrt(), n_embd);
     for (il, l) in w.layers.iter().enumerate() {
         let swa = hp.is_swa(il);
         let rope = Rope {
@@ -35,7 +36,8 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
         let b = &mut c.buf;
         let (qd, kd, vd) = (l.wq.rows, l.wk.rows, l.wv.rows);
         // attn_norm
-        ops::rms_norm(
+        par_ops::rms_norm(
+            &c.pool,
             &mut b.cur[..n * n_embd],
             &b.x[..n * n_embd],
             &l.attn_norm,
@@ -50,13 +52,11 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
             l.attn_q_norm.as_deref().unwrap_or(&[]),
             l.attn_k_norm.as_deref().unwrap_or(&[]),
         );
-        ops::rms_norm_inplace(&mut b.q[..n * qd], qn, hp.rms_eps);
-        ops::rms_norm_inplace(&mut b.k[..n * kd], kn, hp.rms_eps);
-        for t in 0..n {
-            rope.apply(&mut b.q[t * qd..(t + 1) * qd], hd_k, pos0 + t);
-            rope.apply(&mut b.k[t * kd..(t + 1) * kd], hd_k, pos0 + t);
-        }
-        ops::scale_inplace(&mut b.q[..n * qd], hp.f_attention_scale);
+        par_ops::rms_norm_inplace(&c.pool, &mut b.q[..n * qd], qn, hp.rms_eps);
+        par_ops::rms_norm_inplace(&c.pool, &mut b.k[..n * kd], kn, hp.rms_eps);
+        par_ops::rope(&c.pool, &rope, &mut b.q[..n * qd], qd, hd_k, pos0);
+        par_ops::rope(&c.pool, &rope, &mut b.k[..n * kd], kd, hd_k, pos0);
+        par_ops::scale_inplace(&c.pool, &mut b.q[..n * qd], hp.f_attention_scale, qd);
         c.kv.store(il, pos0, &b.k[..n * kd], &b.v[..n * vd]);
         // kqv
         let shape = AttnShape {
@@ -80,10 +80,11 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
         // attn_out, attn_post_norm, sa_out
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wo), &b.kqv, n, &mut b.proj);
         let post = l.post_attention_norm.as_deref().unwrap_or(&[]);
-        ops::rms_norm_inplace(&mut b.proj[..n * n_embd], post, hp.rms_eps);
-        ops::add_inplace(&mut b.x[..n * n_embd], &b.proj[..n * n_embd]);
+        par_ops::rms_norm_inplace(&c.pool, &mut b.proj[..n * n_embd], post, hp.rms_eps);
+        par_ops::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
         // ffn_norm
-        ops::rms_norm(
+        par_ops::rms_norm(
+            &c.pool,
             &mut b.cur[..n * n_embd],
             &b.x[..n * n_embd],
             &l.ffn_norm,
@@ -100,7 +101,7 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
             &mut b.gate,
         );
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_up), &b.cur, n, &mut b.up);
-        ops::geglu_inplace(&mut b.gate[..n * n_ff], &b.up[..n * n_ff]);
+        par_ops::geglu_inplace(&c.pool, &mut b.gate[..n * n_ff], &b.up[..n * n_ff], n_ff);
         Context::mm(
             &c.pool,
             &mut c.mm,
@@ -110,9 +111,9 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
             &mut b.proj,
         );
         let post = l.post_ffw_norm.as_deref().unwrap_or(&[]);
-        ops::rms_norm_inplace(&mut b.proj[..n * n_embd], post, hp.rms_eps);
+        par_ops::rms_norm_inplace(&c.pool, &mut b.proj[..n * n_embd], post, hp.rms_eps);
         // l_out
-        ops::add_inplace(&mut b.x[..n * n_embd], &b.proj[..n * n_embd]);
+        par_ops::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
     }
     output(m, c, out);
 }

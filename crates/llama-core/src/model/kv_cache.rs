@@ -2,6 +2,8 @@
 
 use half::f16;
 
+use crate::cpu::{AttnKtFn, AttnPvFn, Kernels};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum KvType {
     #[default]
@@ -31,14 +33,17 @@ impl KvType {
     }
 }
 
-/// A cache element type. `round` is what happens to an f32 operand that ggml converts to this
-/// type before a dot product with the cache (Q before Q·K, softmax(KQ) before ·V).
+/// A cache element type. `round_slice` is what happens to an f32 operand that ggml converts to
+/// this type before a dot product with the cache (Q before Q·K, softmax(KQ) before ·V).
+/// The attention kernels of `Kernels` for this type (key panels, P·V) and `round_slice` (= `round` on
+/// every element).
 pub trait KvElem: Copy + Send + Sync + 'static {
     fn from_f32(x: f32) -> Self;
+    #[allow(dead_code)] // the kernels read the cache; kept for the reference loop in the tests
     fn to_f32(self) -> f32;
-    fn round(x: f32) -> f32 {
-        Self::from_f32(x).to_f32()
-    }
+    fn round_slice(k: &Kernels, x: &mut [f32]);
+    fn attn_kt(k: &Kernels) -> AttnKtFn<Self>;
+    fn attn_pv(k: &Kernels) -> AttnPvFn<Self>;
 }
 
 impl KvElem for f16 {
@@ -48,6 +53,15 @@ impl KvElem for f16 {
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
     }
+    fn round_slice(k: &Kernels, x: &mut [f32]) {
+        (k.round_f16)(x)
+    }
+    fn attn_kt(k: &Kernels) -> AttnKtFn<Self> {
+        k.attn_kt_f16
+    }
+    fn attn_pv(k: &Kernels) -> AttnPvFn<Self> {
+        k.attn_pv_f16
+    }
 }
 
 impl KvElem for f32 {
@@ -56,6 +70,13 @@ impl KvElem for f32 {
     }
     fn to_f32(self) -> f32 {
         self
+    }
+    fn round_slice(_: &Kernels, _: &mut [f32]) {}
+    fn attn_kt(k: &Kernels) -> AttnKtFn<Self> {
+        k.attn_kt_f32
+    }
+    fn attn_pv(k: &Kernels) -> AttnPvFn<Self> {
+        k.attn_pv_f32
     }
 }
 

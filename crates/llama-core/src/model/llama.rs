@@ -5,6 +5,7 @@ use super::attention::{attention, AttnShape};
 use super::context::{Context, Outputs};
 use super::kv_cache::KvStore;
 use super::ops::{self, Rope};
+use super::par_ops;
 use super::Model;
 
 pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
@@ -24,7 +25,8 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
     for (il, l) in w.layers.iter().enumerate() {
         let b = &mut c.buf;
         // attn_norm
-        ops::rms_norm(
+        par_ops::rms_norm(
+            &c.pool,
             &mut b.cur[..n * n_embd],
             &b.x[..n * n_embd],
             &l.attn_norm,
@@ -36,18 +38,16 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wv), &b.cur, n, &mut b.v);
         let (qd, kd, vd) = (l.wq.rows, l.wk.rows, l.wv.rows);
         if let Some(bq) = &l.bq {
-            ops::add_bias(&mut b.q[..n * qd], bq);
+            par_ops::add_bias(&c.pool, &mut b.q[..n * qd], bq);
         }
         if let Some(bk) = &l.bk {
-            ops::add_bias(&mut b.k[..n * kd], bk);
+            par_ops::add_bias(&c.pool, &mut b.k[..n * kd], bk);
         }
         if let Some(bv) = &l.bv {
-            ops::add_bias(&mut b.v[..n * vd], bv);
+            par_ops::add_bias(&c.pool, &mut b.v[..n * vd], bv);
         }
-        for t in 0..n {
-            rope.apply(&mut b.q[t * qd..(t + 1) * qd], hd_k, pos0 + t);
-            rope.apply(&mut b.k[t * kd..(t + 1) * kd], hd_k, pos0 + t);
-        }
+        par_ops::rope(&c.pool, &rope, &mut b.q[..n * qd], qd, hd_k, pos0);
+        par_ops::rope(&c.pool, &rope, &mut b.k[..n * kd], kd, hd_k, pos0);
         c.kv.store(il, pos0, &b.k[..n * kd], &b.v[..n * vd]);
         // kqv
         let shape = AttnShape {
@@ -70,9 +70,10 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
         }
         // attn_out, ffn_inp
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wo), &b.kqv, n, &mut b.proj);
-        ops::add_inplace(&mut b.x[..n * n_embd], &b.proj[..n * n_embd]);
+        par_ops::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
         // ffn_norm
-        ops::rms_norm(
+        par_ops::rms_norm(
+            &c.pool,
             &mut b.cur[..n * n_embd],
             &b.x[..n * n_embd],
             &l.ffn_norm,
@@ -89,7 +90,7 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
             &mut b.gate,
         );
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_up), &b.cur, n, &mut b.up);
-        ops::swiglu_inplace(&mut b.gate[..n * n_ff], &b.up[..n * n_ff], n_ff);
+        par_ops::swiglu_inplace(&c.pool, &mut b.gate[..n * n_ff], &b.up[..n * n_ff], n_ff);
         Context::mm(
             &c.pool,
             &mut c.mm,
@@ -99,7 +100,7 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
             &mut b.proj,
         );
         // l_out
-        ops::add_inplace(&mut b.x[..n * n_embd], &b.proj[..n * n_embd]);
+        par_ops::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
     }
     output(m, c, out);
 }

@@ -11,6 +11,7 @@ pub mod hparams;
 mod kv_cache;
 mod llama;
 pub mod ops;
+mod par_ops;
 mod weights;
 
 pub use context::{Context, ContextParams};

@@ -25,6 +25,11 @@ pub fn neon_kernels() -> Option<Kernels> {
         dot_f16: dot_f16_entry,
         dot_bf16: dot_bf16_entry,
         dot_f32: dot_f32_entry,
+        attn_kt_f16: super::neon_attn::attn_kt_f16_neon,
+        attn_kq: super::neon_attn::attn_kq_neon,
+        attn_pv_f16: super::neon_attn::attn_pv_f16_neon,
+        attn_pv_f32: super::neon_attn::attn_pv_f32_neon,
+        round_f16: super::neon_attn::round_f16_neon,
         ..Kernels::SCALAR
     };
     if !is_aarch64_feature_detected!("dotprod") {

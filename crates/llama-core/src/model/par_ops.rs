@@ -1,0 +1,140 @@
+//! The elementwise operations of `ops` run over the thread pool, rows split into one contiguous
+//! range per thread. Each row is computed by the very same `ops` function as before, so results are
+//! bit-identical to the single-threaded calls; only batches (more than one row) are split, a single
+//! row (token generation) runs inline on the caller.
+
+use std::sync::Mutex;
+
+use super::ops::{self, Rope};
+use crate::cpu::ThreadPool;
+
+/// `f(first_row, a_rows, b_rows)` over contiguous row ranges of `a` (rows of `a_row` values) and the
+/// matching rows of `b` (`b_row` values each; `b` may be empty with `b_row` = 0), in parallel.
+fn par_rows<F>(pool: &ThreadPool, a: &mut [f32], a_row: usize, b: &[f32], b_row: usize, f: F)
+where
+    F: Fn(usize, &mut [f32], &[f32]) + Sync,
+{
+    let n_rows = a.len().checked_div(a_row).unwrap_or(0);
+    let n_parts = pool.n_threads().min(n_rows);
+    if n_parts <= 1 {
+        f(0, a, b);
+        return;
+    }
+    // Part p: rows n_rows·p/n_parts .. n_rows·(p+1)/n_parts. Each part is locked by the one thread
+    // that takes it (parts ith, ith+nth, … so any pool size covers them all).
+    let mut parts = Vec::with_capacity(n_parts);
+    let mut rest = a;
+    for p in 0..n_parts {
+        let (r0, r1) = (n_rows * p / n_parts, n_rows * (p + 1) / n_parts);
+        let (head, tail) = rest.split_at_mut((r1 - r0) * a_row);
+        rest = tail;
+        let bp = if b_row == 0 { &b[..0] } else { &b[r0 * b_row..r1 * b_row] };
+        parts.push(Mutex::new((r0, head, bp)));
+    }
+    pool.run(|ith, nth| {
+        for part in parts.iter().skip(ith).step_by(nth.max(1)) {
+            let mut g = part.lock().unwrap_or_else(|e| e.into_inner());
+            let (r0, ar, br) = &mut *g;
+            f(*r0, ar, br);
+        }
+    });
+}
+
+/// `ops::rms_norm`, rows of `w.len()` split over the pool.
+pub fn rms_norm(pool: &ThreadPool, out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let n = w.len();
+    par_rows(pool, out, n, x, n, |_, o, xr| ops::rms_norm(o, xr, w, eps));
+}
+
+/// `ops::rms_norm_inplace` (rows of `w.len()`: per-head norms too) split over the pool.
+pub fn rms_norm_inplace(pool: &ThreadPool, x: &mut [f32], w: &[f32], eps: f32) {
+    par_rows(pool, x, w.len(), &[], 0, |_, xr, _| ops::rms_norm_inplace(xr, w, eps));
+}
+
+/// `ops::add_inplace` on [n_rows][row] buffers.
+pub fn add_inplace(pool: &ThreadPool, x: &mut [f32], y: &[f32], row: usize) {
+    par_rows(pool, x, row, y, row, |_, a, b| ops::add_inplace(a, b));
+}
+
+/// `ops::add_bias` split over the pool.
+pub fn add_bias(pool: &ThreadPool, x: &mut [f32], bias: &[f32]) {
+    par_rows(pool, x, bias.len(), &[], 0, |_, a, _| ops::add_bias(a, bias));
+}
+
+/// `ops::scale_inplace` on [n_rows][row].
+pub fn scale_inplace(pool: &ThreadPool, x: &mut [f32], s: f32, row: usize) {
+    par_rows(pool, x, row, &[], 0, |_, a, _| ops::scale_inplace(a, s));
+}
+
+/// `ops::swiglu_inplace` on [n_rows][row] gate/up buffers.
+pub fn swiglu_inplace(pool: &ThreadPool, gate: &mut [f32], up: &[f32], row: usize) {
+    par_rows(pool, gate, row, up, row, |_, g, u| ops::swiglu_inplace(g, u, row));
+}
+
+/// `ops::geglu_inplace` on [n_rows][row] gate/up buffers.
+pub fn geglu_inplace(pool: &ThreadPool, gate: &mut [f32], up: &[f32], row: usize) {
+    par_rows(pool, gate, row, up, row, |_, g, u| ops::geglu_inplace(g, u));
+}
+
+/// `rope.apply` to every token row (`row` values, heads of `head_dim`) of `x`; row t is at
+/// position pos0 + t.
+pub fn rope(pool: &ThreadPool, rope: &Rope, x: &mut [f32], row: usize, head_dim: usize, pos0: usize) {
+    par_rows(pool, x, row, &[], 0, |t0, a, _| {
+        for (i, r) in a.chunks_exact_mut(row).enumerate() {
+            rope.apply(r, head_dim, pos0 + t0 + i);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::RopeType;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32 * 4.0 - 2.0).collect()
+    }
+
+    #[test]
+    fn parallel_ops_are_bit_identical_to_sequential() {
+        let (row, head) = (48, 16);
+        let w = data(row, 1);
+        let rp = Rope { n_rot: 16, freq_base: 10000.0, freq_scale: 1.0, kind: RopeType::Neox, freq_factors: None };
+        for n_threads in [1, 2, 3, 5] {
+            let pool = ThreadPool::new(n_threads);
+            for n_rows in [1, 2, 3, 7, 16] {
+                let x = data(n_rows * row, 2);
+                let y = data(n_rows * row, 3);
+                let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+                rms_norm(&pool, &mut a, &x, &w, 1e-5);
+                ops::rms_norm(&mut b, &x, &w, 1e-5);
+                assert_eq!(a, b);
+                let (mut a, mut b) = (x.clone(), x.clone());
+                rms_norm_inplace(&pool, &mut a, &w[..head], 1e-6);
+                ops::rms_norm_inplace(&mut b, &w[..head], 1e-6);
+                assert_eq!(a, b);
+                let (mut a, mut b) = (x.clone(), x.clone());
+                add_inplace(&pool, &mut a, &y, row);
+                ops::add_inplace(&mut b, &y);
+                assert_eq!(a, b);
+                add_bias(&pool, &mut a, &w);
+                ops::add_bias(&mut b, &w);
+                assert_eq!(a, b);
+                scale_inplace(&pool, &mut a, 1.7, row);
+                ops::scale_inplace(&mut b, 1.7);
+                assert_eq!(a, b);
+                swiglu_inplace(&pool, &mut a, &y, row);
+                ops::swiglu_inplace(&mut b, &y, row);
+                assert_eq!(a, b);
+                geglu_inplace(&pool, &mut a, &x, row);
+                ops::geglu_inplace(&mut b, &x);
+                assert_eq!(a, b);
+                rope(&pool, &rp, &mut a, row, head, 5);
+                for (t, r) in b.chunks_exact_mut(row).enumerate() {
+                    rp.apply(r, head, 5 + t);
+                }
+                assert_eq!(a, b);
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The attention kernels of every table this machine can run (`Kernels::attn_*`, `round_f16`)
+//! against the scalar reference: random inputs, odd lengths and strides, extreme values.
+//! All of them are bit-identical to the scalar loops (sums are never reordered: SIMD lanes run
+//! across keys or output dimensions).
+
+use half::f16;
+use llama_core::cpu::{Kernels, KT_LANES};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    /// Mostly ordinary values, sometimes huge, tiny (f16 subnormal range) or zero.
+    fn wild(&mut self) -> f32 {
+        let x = self.f32();
+        match self.next() % 16 {
+            0 => x * 60000.0,
+            1 => x * 1e-6,
+            2 => 0.0,
+            3 => -0.0,
+            _ => x * 4.0,
+        }
+    }
+}
+
+const LENS: [usize; 12] = [1, 3, 4, 7, 8, 15, 16, 17, 31, 64, 100, 256];
+
+fn rounded(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| f16::from_f32(v).to_f32()).collect()
+}
+
+#[test]
+fn attn_kt_and_kq_are_bit_identical_to_scalar() {
+    let mut rng = Rng(7);
+    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for k in Kernels::available() {
+        for &n in &LENS {
+            for &(nk, nq, pad) in &[(1, 1, 0), (5, 3, 1), (9, 4, 3), (17, 9, 0), (3, 13, 5), (40, 28, 2), (33, 8, 0)] {
+                let ks = n + pad;
+                let os = nk + pad;
+                let keys: Vec<f32> = (0..nk * ks).map(|_| rng.wild()).collect();
+                let k16: Vec<f16> = keys.iter().map(|&v| f16::from_f32(v)).collect();
+                let q = rounded(&(0..nq * n).map(|_| rng.wild()).collect::<Vec<_>>());
+                let kt_len = nk.div_ceil(KT_LANES) * n * KT_LANES;
+                // Panels: converted and transposed exactly, padding lanes zero.
+                let (mut w16, mut g16) = (vec![f32::NAN; kt_len], vec![f32::NAN; kt_len]);
+                let (mut w32, mut g32) = (vec![f32::NAN; kt_len], vec![f32::NAN; kt_len]);
+                (Kernels::SCALAR.attn_kt_f16)(n, &k16, ks, nk, &mut w16);
+                (k.attn_kt_f16)(n, &k16, ks, nk, &mut g16);
+                (Kernels::SCALAR.attn_kt_f32)(n, &keys, ks, nk, &mut w32);
+                (k.attn_kt_f32)(n, &keys, ks, nk, &mut g32);
+                assert_eq!(bits(&g16), bits(&w16), "{:?} kt f16 n={n} nk={nk}", k.isa);
+                assert_eq!(bits(&g32), bits(&w32), "{:?} kt f32 n={n} nk={nk}", k.isa);
+                for (j, d) in (0..nk).flat_map(|j| (0..n).map(move |d| (j, d))) {
+                    let at = ((j / KT_LANES) * n + d) * KT_LANES + j % KT_LANES;
+                    assert_eq!(w16[at], k16[j * ks + d].to_f32());
+                    assert_eq!(w32[at].to_bits(), keys[j * ks + d].to_bits());
+                }
+                // Scores: every lane sums over d in order, so equal to the plain dot loop bit for bit.
+                for (kt, ref_keys) in [(&w16, k16.iter().map(|x| x.to_f32()).collect::<Vec<_>>()), (&w32, keys.clone())] {
+                    let (mut want, mut got) = (vec![7.0f32; nq * os], vec![7.0f32; nq * os]);
+                    (Kernels::SCALAR.attn_kq)(n, kt, nk, &q, nq, &mut want, os);
+                    (k.attn_kq)(n, kt, nk, &q, nq, &mut got, os);
+                    assert_eq!(bits(&got), bits(&want), "{:?} kq n={n} nk={nk} nq={nq}", k.isa);
+                    for i in 0..nq {
+                        for j in 0..nk {
+                            let dot: f32 = (0..n).map(|d| ref_keys[j * ks + d] * q[i * n + d]).sum();
+                            assert_eq!(want[i * os + j].to_bits(), dot.to_bits());
+                        }
+                        // stride padding untouched
+                        assert!(want[i * os + nk..(i + 1) * os].iter().all(|&x| x == 7.0));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn attn_pv_is_bit_identical_to_scalar() {
+    let mut rng = Rng(11);
+    for k in Kernels::available() {
+        for &n in &LENS {
+            for &(nv, nq, pad) in &[(1, 1, 0), (6, 2, 1), (33, 4, 0), (10, 7, 3), (2, 9, 2)] {
+                let vs = n + pad;
+                let ps = nv + pad;
+                let vals: Vec<f32> = rounded(&(0..nv * vs).map(|_| rng.wild()).collect::<Vec<_>>());
+                let v16: Vec<f16> = vals.iter().map(|&x| f16::from_f32(x)).collect();
+                let v32: Vec<f32> = (0..nv * vs).map(|_| rng.wild()).collect();
+                // Probabilities in [0, 1], f16-valued (the f16 kernels require it), some zero.
+                let p: Vec<f32> = rounded(&(0..nq * ps).map(|_| if rng.next().is_multiple_of(5) { 0.0 } else { rng.f32().abs() }).collect::<Vec<_>>());
+                let o0: Vec<f32> = (0..nq * n).map(|_| rng.f32()).collect();
+                let (mut w16, mut g16, mut w32, mut g32) = (o0.clone(), o0.clone(), o0.clone(), o0.clone());
+                (Kernels::SCALAR.attn_pv_f16)(n, &v16, vs, nv, &p, ps, nq, &mut w16);
+                (k.attn_pv_f16)(n, &v16, vs, nv, &p, ps, nq, &mut g16);
+                (Kernels::SCALAR.attn_pv_f32)(n, &v32, vs, nv, &p, ps, nq, &mut w32);
+                (k.attn_pv_f32)(n, &v32, vs, nv, &p, ps, nq, &mut g32);
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&g16), bits(&w16), "{:?} f16 n={n} nv={nv} nq={nq}", k.isa);
+                assert_eq!(bits(&g32), bits(&w32), "{:?} f32 n={n} nv={nv} nq={nq}", k.isa);
+            }
+        }
+    }
+}
+
+#[test]
+fn round_f16_is_bit_identical_to_half() {
+    let mut rng = Rng(5);
+    let mut x: Vec<f32> = (0..1000).map(|_| rng.wild()).collect();
+    x.extend([
+        65504.0, 65519.99, 65520.0, 1e9, -1e9, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN_POSITIVE,
+        5.96e-8, 2.98e-8, 2.99e-8, 1e-8, 6.1e-5, 1.0 + 1.0 / 2048.0, 1.0 + 3.0 / 2048.0, -0.0, f32::NAN,
+    ]);
+    // Every f16 value and the midpoints next to it.
+    for h in 0..=u16::MAX {
+        let v = f16::from_bits(h).to_f32();
+        if v.is_finite() {
+            x.extend([v, f32::from_bits(v.to_bits() + 1), f32::from_bits(v.to_bits().wrapping_sub(1))]);
+        }
+    }
+    let want: Vec<f32> = x.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+    for k in Kernels::available() {
+        for len in [x.len(), 1, 7, 8, 9, 17] {
+            let mut got = x[..len].to_vec();
+            (k.round_f16)(&mut got);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "{:?} x={:e}: {g:e} vs {w:e}", k.isa, x[i]);
+            }
+        }
+    }
+}
