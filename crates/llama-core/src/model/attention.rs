@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::kv_cache::{KvElem, LayerKv};
-use super::ops::softmax_inplace;
+use super::ops::{softmax_inplace, SOFTMAX_CHUNK};
 use crate::cpu::{kernels, Kernels, ThreadPool, KT_LANES};
 
 /// Queries (tokens × heads) a unit aims for: enough to reuse each K/V row many times while it is in
@@ -199,7 +199,8 @@ fn unit<T: KvElem>(
     let (hk, hv) = (s.head_k, s.head_v);
     let (nk, nv) = (s.n_head_kv * hk, s.n_head_kv * hv);
     let nq = (t1 - t0) * nh;
-    let (jlo, jhi) = (s.first(t0), s.last(t1 - 1));
+    // Key range of the unit, starting on a softmax chunk boundary (see below).
+    let (jlo, jhi) = (s.first(t0) / SOFTMAX_CHUNK * SOFTMAX_CHUNK, s.last(t1 - 1));
     let span = jhi - jlo + 1;
     let tok = |i: usize| t0 + i / nh;
 
@@ -217,10 +218,15 @@ fn unit<T: KvElem>(
     let scores = &mut sc.scores[..nq * span];
     (kern.attn_kq)(hk, kt, span, qr, nq, scores, span);
 
-    // Softmax over each query's own keys, probabilities rounded to the cache type.
+    // Softmax over each query's keys, probabilities rounded to the cache type. ggml sums the
+    // exponentials in chunks of 16 counted from key 0 with the keys outside the window masked to
+    // −inf, so a sliding-window row starts at its first key rounded down to a chunk boundary,
+    // the keys before the window set to −inf (exp = 0, which leaves every chunk sum unchanged).
     for i in 0..nq {
         let t = tok(i);
-        let row = &mut scores[i * span + s.first(t) - jlo..=i * span + s.last(t) - jlo];
+        let start = s.first(t) / SOFTMAX_CHUNK * SOFTMAX_CHUNK;
+        let row = &mut scores[i * span + start - jlo..=i * span + s.last(t) - jlo];
+        row[..s.first(t) - start].fill(f32::NEG_INFINITY);
         softmax_inplace(row, s.kq_scale);
         T::round_slice(kern, row);
     }

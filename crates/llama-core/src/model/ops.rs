@@ -70,6 +70,8 @@ pub fn swiglu_inplace(gate: &mut [f32], up: &[f32], n_ff: usize) {
 
 /// Vector width (f32 lanes) of the llama.cpp build the golden outputs come from (AVX-512).
 const SIMD_W: usize = 16;
+/// `softmax_inplace` sums in chunks of this many entries from the row's start.
+pub const SOFTMAX_CHUNK: usize = SIMD_W;
 
 /// ggml's vectorised expf (ggml-cpu vec.h `ggml_v_expf`, AVX-512 variant, from ARM's optimized
 /// routines), one lane: a degree-5 polynomial on the reduced argument, scaled by 2^n. It differs
