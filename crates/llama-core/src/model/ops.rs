@@ -3,6 +3,33 @@
 
 use half::f16;
 
+/// Runs `f(args)` compiled with FMA where the CPU has it. ggml's arithmetic is reproduced with
+/// `mul_add`; in code built for baseline x86_64 that is a call to libm's `fmaf` (same result, ~20×
+/// slower), so the bodies are `#[inline(always)]` and instantiated once more inside a function
+/// with the `fma` target feature, chosen at run time. aarch64 always has FMA.
+macro_rules! with_fma {
+    ($f:ident($($a:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("fma") {
+                #[target_feature(enable = "fma")]
+                #[inline]
+                unsafe fn fast<R>(f: impl FnOnce() -> R) -> R {
+                    f()
+                }
+                // SAFETY: the CPU has FMA (checked just above); `fast` only adds that feature.
+                unsafe { fast(|| $f($($a),*)) }
+            } else {
+                $f($($a),*)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $f($($a),*)
+        }
+    }};
+}
+
 /// RMSNorm of each row of `x` ([n_rows][n]) into `out` (same shape), times `w` ([n]).
 /// ggml sums the f32 squares in double (`ggml_float`), scales in f32, and multiplies by the weight
 /// as a separate op, i.e. `(x * scale) * w` with two f32 roundings.
@@ -58,6 +85,20 @@ pub fn scale_inplace(x: &mut [f32], s: f32) {
 /// ggml_vec_swiglu_f32 computes silu(x) = x / (1 + e^-x) with its vector exp ([`ggml_expf`]) on
 /// whole groups of 16 from the start of each row and with the C library's expf on the rest.
 pub fn swiglu_inplace(gate: &mut [f32], up: &[f32], n_ff: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::x86_act::swiglu_inplace(gate, up, n_ff).is_some() {
+        return;
+    }
+    swiglu_scalar(gate, up, n_ff)
+}
+
+/// The scalar emulation of ggml's vector SwiGLU (the reference for the SIMD version).
+pub fn swiglu_scalar(gate: &mut [f32], up: &[f32], n_ff: usize) {
+    with_fma!(swiglu_body(gate, up, n_ff))
+}
+
+#[inline(always)]
+fn swiglu_body(gate: &mut [f32], up: &[f32], n_ff: usize) {
     for (gr, ur) in gate.chunks_exact_mut(n_ff).zip(up.chunks_exact(n_ff)) {
         let simd = n_ff / SIMD_W * SIMD_W;
         for (i, (g, &u)) in gr.iter_mut().zip(ur).enumerate() {
@@ -77,6 +118,7 @@ pub const SOFTMAX_CHUNK: usize = SIMD_W;
 /// routines), one lane: a degree-5 polynomial on the reduced argument, scaled by 2^n. It differs
 /// from the C library's expf in the last bit for some inputs, and llama.cpp uses it in softmax and
 /// SiLU, so we use it there too. Every `mul_add` is one of its fused multiply-adds.
+#[inline(always)]
 pub fn ggml_expf(x: f32) -> f32 {
     let c = f32::from_bits;
     let r = c(0x4b40_0000); // 0x1.8p23: adding it rounds to an integer
@@ -93,7 +135,8 @@ pub fn ggml_expf(x: f32) -> f32 {
         return if n <= 0.0 { 0.0 } else { f32::INFINITY };
     }
     // _mm512_scalef_ps(j, n) = j·2^n, rounded once (n is an integer in [-192, 192]).
-    (j as f64 * (n as f64).exp2()) as f32
+    // 2^n built from its exponent bits: exact, and no libm call in the hot loop.
+    (j as f64 * f64::from_bits(((n as i64 + 1023) as u64) << 52)) as f32
 }
 
 /// `_mm512_reduce_add_ps` as GCC expands it: halves added pairwise (8, then 4), then lanes
@@ -145,6 +188,20 @@ fn gelu(x: f32) -> f32 {
 /// padded with masked (-inf → 0) entries to a multiple of 256, so the last group never takes
 /// its scalar tail; a partial last group here is padded with zeros, which sum the same.
 pub fn softmax_inplace(x: &mut [f32], scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::x86_act::softmax_inplace(x, scale).is_some() {
+        return;
+    }
+    softmax_scalar(x, scale)
+}
+
+/// The scalar emulation of ggml's vector softmax (the reference for the SIMD version).
+pub fn softmax_scalar(x: &mut [f32], scale: f32) {
+    with_fma!(softmax_body(x, scale))
+}
+
+#[inline(always)]
+fn softmax_body(x: &mut [f32], scale: f32) {
     let mut max = f32::NEG_INFINITY;
     for v in x.iter_mut() {
         *v *= scale;
@@ -195,15 +252,22 @@ impl Rope<'_> {
     /// position `pos`. Angles follow ggml's rope cache: theta_base starts at pos and is multiplied
     /// by theta_scale = base^(-2/n_rot) once per pair (repeated f32 products, not powf per pair).
     pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
-        let theta_scale = self.freq_base.powf(-2.0 / self.n_rot as f32);
-        let half = self.n_rot / 2;
+        with_fma!(rope_body(self, x, head_dim, pos))
+    }
+}
+
+#[inline(always)]
+fn rope_body(r: &Rope, x: &mut [f32], head_dim: usize, pos: usize) {
+    {
+        let theta_scale = r.freq_base.powf(-2.0 / r.n_rot as f32);
+        let half = r.n_rot / 2;
         let mut theta_base = pos as f32;
         for i in 0..half {
-            let ff = self.freq_factors.map_or(1.0, |f| f[i]);
-            let theta = self.freq_scale * (theta_base / ff);
+            let ff = r.freq_factors.map_or(1.0, |f| f[i]);
+            let theta = r.freq_scale * (theta_base / ff);
             let (sin, cos) = (theta.sin(), theta.cos());
             theta_base *= theta_scale;
-            let (a, b) = match self.kind {
+            let (a, b) = match r.kind {
                 RopeType::Norm => (2 * i, 2 * i + 1),
                 RopeType::Neox => (i, i + half),
             };
@@ -222,6 +286,34 @@ impl Rope<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The dispatched softmax/SwiGLU (AVX-512 where the table is AVX-512) equal the scalar
+    /// emulation bit for bit, on odd lengths, masked entries and extreme values.
+    #[test]
+    fn simd_softmax_and_swiglu_equal_scalar() {
+        let mut seed = 0x9e37_79b9u32;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32) * 2.0 - 1.0
+        };
+        for n in [1usize, 5, 15, 16, 17, 31, 64, 100, 257, 1000] {
+            for mag in [1.0f32, 30.0, 300.0] {
+                let x: Vec<f32> = (0..n).map(|i| if i % 7 == 3 { f32::NEG_INFINITY } else { rnd() * mag }).collect();
+                let (mut a, mut b) = (x.clone(), x.clone());
+                softmax_inplace(&mut a, 0.125);
+                softmax_scalar(&mut b, 0.125);
+                assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "softmax n={n} mag={mag}");
+                let g: Vec<f32> = (0..n * 3).map(|_| rnd() * mag).collect();
+                let u: Vec<f32> = (0..n * 3).map(|_| rnd() * 4.0).collect();
+                let (mut a, mut b) = (g.clone(), g.clone());
+                swiglu_inplace(&mut a, &u, n);
+                swiglu_scalar(&mut b, &u, n);
+                assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "swiglu n={n} mag={mag}");
+            }
+        }
+    }
 
     #[test]
     fn softmax_sums_to_one_and_masks() {

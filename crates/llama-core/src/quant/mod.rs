@@ -209,6 +209,8 @@ pub mod x86_r16;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_r16_avx2;
 mod x86_attn;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_act;
 #[cfg(target_arch = "aarch64")]
 mod neon_attn;
 pub mod q4_0;
