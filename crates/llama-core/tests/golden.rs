@@ -209,7 +209,6 @@ fn check(name: &str, max_mean_abs: f64) {
 }
 
 #[test]
-#[ignore = "known numerics gap vs llama.cpp (dot-kernel and attention summation order), see docs/notes/inference.md; run with --ignored"]
 fn golden_synth_tiny_q4_0() {
     check("synth-tiny-q4_0", 0.05);
 }
@@ -221,19 +220,19 @@ fn golden_synth_1b_q4_0() {
 }
 
 #[test]
-#[ignore = "known numerics gap vs llama.cpp (dot-kernel and attention summation order), see docs/notes/inference.md; run with --ignored"]
+#[ignore = "numerics gap vs llama.cpp: top-1 97.5%, greedy 0/4 (attention summation order), see docs/notes/inference.md; run with --ignored"]
 fn golden_synth_1b_q8_0() {
     check("synth-1b-q8_0", 0.05);
 }
 
 #[test]
-#[ignore = "known numerics gap vs llama.cpp (dot-kernel and attention summation order), see docs/notes/inference.md; run with --ignored"]
+#[ignore = "numerics gap vs llama.cpp: top-1 100%, mean |Δ| 0.068, but greedy 2/4 (Q4_K/Q6_K decode and attention summation order), see docs/notes/inference.md; run with --ignored"]
 fn golden_qwen2_5_coder_0_5b() {
     check("qwen2.5-coder-0.5b-q4_k_m", 0.1);
 }
 
 #[test]
-#[ignore = "known numerics gap vs llama.cpp (dot-kernel and attention summation order), see docs/notes/inference.md; run with --ignored"]
+#[ignore = "numerics gap vs llama.cpp: top-1 96.9%, mean |Δ| 0.18, greedy 2/4 (attention and K-quant summation order), see docs/notes/inference.md; run with --ignored"]
 fn golden_gemma3_270m() {
     check("gemma3-270m-q4_k_m", 0.1);
 }

@@ -9,7 +9,7 @@
 //! Repacking moves bytes only: a group takes exactly the bytes of its 16 rows in the file, so
 //! generation (bound by memory bandwidth) reads no more than the plain layout.
 //!
-//! Activations: for Q4_0/Q5_0/Q8_0, "Q8_0S" blocks `f32 d | i32 Σq | 32 × i8 q`, made from the
+//! Activations: for Q4_0/Q5_0/Q8_0, "Q8_0S" blocks `f32 d | i32 Σq | 32 × i8 q | 8 × i32`, made from the
 //! Q8_0 converter's output so the quantized values are the row-wise path's; Σq folds the weight
 //! offset (−8, −16, −128 for the XOR-ed Q8_0) into the start of the integer accumulator. For the
 //! K-quants, plain Q8_K blocks (their bsums serve the same purpose).
@@ -20,8 +20,9 @@ use super::GgmlType;
 
 /// Rows per group.
 pub const R: usize = 16;
-/// Bytes of one Q8_0S activation block.
-pub const Q8_0S_BLOCK: usize = 40;
+/// Bytes of one Q8_0S activation block: `f32 d | i32 Σq | 32 × i8 q | 8 × i32 Σ of q[4k..4k+4]`.
+/// The per-lane sums let a kernel keep llama.cpp's 8 lanes of 4 elements apart (see x86_r16).
+pub const Q8_0S_BLOCK: usize = 72;
 /// Bytes of one Q8_K block: f32 d | 256 × i8 | 16 × i16 bsums.
 pub const Q8_K_BLOCK: usize = 292;
 /// Most tokens a `GemmR16Fn` call handles.
@@ -283,6 +284,10 @@ pub fn q8_0_to_q8_0s(src: &[u8], dst: &mut [u8]) {
         d[0..4].copy_from_slice(&scale.to_le_bytes());
         d[4..8].copy_from_slice(&sum.to_le_bytes());
         d[8..40].copy_from_slice(&s[2..34]);
+        for k in 0..8 {
+            let ls: i32 = s[2 + 4 * k..6 + 4 * k].iter().map(|&v| v as i8 as i32).sum();
+            d[40 + 4 * k..44 + 4 * k].copy_from_slice(&ls.to_le_bytes());
+        }
     }
 }
 

@@ -99,76 +99,90 @@ unsafe fn gemm_q4_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: 
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
-unsafe fn gemm_q8_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
-    let (scales, quants) = (w, w.add(nb * R * 2));
-    let mut acc = [_mm512_setzero_ps(); T];
-    for b in 0..nb {
-        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(b * R * 2) as *const __m256i));
-        let q = quants.add(b * R * 32);
-        let mut v = [_mm512_setzero_si512(); 8];
-        for (s, vs) in v.iter_mut().enumerate() {
-            *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
-        }
-        for t in 0..T {
-            let (da, sum, y) = act_block(a.add(t * as_ + b * Q8_0S_BLOCK));
-            // weights are stored as x + 128: Σ(x+128)·y − 128·Σy = Σ x·y
-            let mut i0 = _mm512_set1_epi32(-128 * sum);
-            let mut i1 = _mm512_setzero_si512();
-            for s in 0..4 {
-                i0 = _mm512_dpbusd_epi32(i0, v[s], bcast4(y.add(4 * s)));
-                i1 = _mm512_dpbusd_epi32(i1, v[4 + s], bcast4(y.add(16 + 4 * s)));
-            }
-            acc[t] = fold(acc[t], _mm512_add_epi32(i0, i1), dw, da);
-        }
-    }
-    for (t, v) in acc.iter().enumerate() {
-        _mm512_storeu_ps(out.add(t * os), *v);
-    }
-}
-
 /// `a | (b & c)` in one instruction.
 #[inline(always)]
 unsafe fn or_and(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
     _mm512_ternarylogic_epi32(a, b, c, 0xF8)
 }
 
+/// Tokens per pass of the lane-order kernels (8 accumulators per token).
+const LANE_PASS: usize = 2;
+
+/// Q5_0 and Q8_0 follow llama.cpp's x86 `vec_dot` order, which these weight types (not repacked
+/// by llama.cpp) always take: 8 float lanes per row, lane k summing elements 4k..4k+4 of every
+/// block as `acc_k = fma(d_w·d_a, f32(lane sum), acc_k)`, then `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+
+/// l7))`. Qwen2-class models turn float reassociation into ~0.1 logit differences, so matching the
+/// reference's order is what keeps their answers equal. In R16 slot s of Q8_0 is lane s; for Q5_0
+/// low-nibble slot s is lane s and high-nibble slot s is lane 4+s. The per-lane weight offset
+/// (−16 or −128 times the lane's Σy, from the Q8_0S lane sums) starts each lane's integer sum.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
-unsafe fn gemm_q5_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
-    let (scales, quants) = (w, w.add(nb * R * 2));
-    let m4 = _mm512_set1_epi8(0x0F);
-    let m10 = _mm512_set1_epi8(0x10);
-    let mut acc = [_mm512_setzero_ps(); T];
-    for b in 0..nb {
-        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(b * R * 2) as *const __m256i));
-        let q = quants.add(b * R * 20);
-        // bit g of each byte: the fifth bit for nibble-slot g (g < 4 low nibbles, else high)
-        let qh = _mm512_loadu_si512(q as *const _);
-        let hb_lo = [_mm512_slli_epi32(qh, 4), _mm512_slli_epi32(qh, 3), _mm512_slli_epi32(qh, 2), _mm512_slli_epi32(qh, 1)];
-        let hb_hi = [qh, _mm512_srli_epi32(qh, 1), _mm512_srli_epi32(qh, 2), _mm512_srli_epi32(qh, 3)];
-        let mut lo = [_mm512_setzero_si512(); 4];
-        let mut hi = [_mm512_setzero_si512(); 4];
-        for s in 0..4 {
-            let v = _mm512_loadu_si512(q.add(64 * (1 + s)) as *const _);
-            lo[s] = or_and(_mm512_and_si512(v, m4), hb_lo[s], m10);
-            hi[s] = or_and(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hb_hi[s], m10);
+unsafe fn gemm_lanes<const T: usize, const Q5: bool>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    let mut t0 = 0;
+    while t0 < T {
+        let (a, o) = (a.add(t0 * as_), out.add(t0 * os));
+        if T - t0 >= LANE_PASS {
+            gemm_lanes_pass::<LANE_PASS, Q5>(nb, w, a, as_, o, os);
+            t0 += LANE_PASS;
+        } else {
+            gemm_lanes_pass::<1, Q5>(nb, w, a, as_, o, os);
+            t0 += 1;
         }
-        for t in 0..T {
-            let (da, sum, y) = act_block(a.add(t * as_ + b * Q8_0S_BLOCK));
-            let mut i0 = _mm512_set1_epi32(-16 * sum);
-            let mut i1 = _mm512_setzero_si512();
-            for s in 0..4 {
-                i0 = _mm512_dpbusd_epi32(i0, lo[s], bcast4(y.add(4 * s)));
-                i1 = _mm512_dpbusd_epi32(i1, hi[s], bcast4(y.add(16 + 4 * s)));
-            }
-            acc[t] = fold(acc[t], _mm512_add_epi32(i0, i1), dw, da);
-        }
-    }
-    for (t, v) in acc.iter().enumerate() {
-        _mm512_storeu_ps(out.add(t * os), *v);
     }
 }
 
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+unsafe fn gemm_q5_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    gemm_lanes::<T, true>(nb, w, a, as_, out, os)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+unsafe fn gemm_q8_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    gemm_lanes::<T, false>(nb, w, a, as_, out, os)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    let (scales, quants) = (w, w.add(nb * R * 2));
+    let m4 = _mm512_set1_epi8(0x0F);
+    let m10 = _mm512_set1_epi8(0x10);
+    let mut acc = [[_mm512_setzero_ps(); 8]; T];
+    for b in 0..nb {
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(b * R * 2) as *const __m256i));
+        // v[k]: the 16 rows' 4 unsigned bytes of lane k
+        let mut v = [_mm512_setzero_si512(); 8];
+        if Q5 {
+            let q = quants.add(b * R * 20);
+            let qh = _mm512_loadu_si512(q as *const _);
+            let hb_lo = [_mm512_slli_epi32(qh, 4), _mm512_slli_epi32(qh, 3), _mm512_slli_epi32(qh, 2), _mm512_slli_epi32(qh, 1)];
+            let hb_hi = [qh, _mm512_srli_epi32(qh, 1), _mm512_srli_epi32(qh, 2), _mm512_srli_epi32(qh, 3)];
+            for s in 0..4 {
+                let x = _mm512_loadu_si512(q.add(64 * (1 + s)) as *const _);
+                v[s] = or_and(_mm512_and_si512(x, m4), hb_lo[s], m10);
+                v[4 + s] = or_and(_mm512_and_si512(_mm512_srli_epi16(x, 4), m4), hb_hi[s], m10);
+            }
+        } else {
+            let q = quants.add(b * R * 32);
+            for (s, vs) in v.iter_mut().enumerate() {
+                *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
+            }
+        }
+        let off = if Q5 { -16 } else { -128 };
+        for (t, acc_t) in acc.iter_mut().enumerate() {
+            let y = a.add(t * as_ + b * Q8_0S_BLOCK);
+            let d = _mm512_mul_ps(dw, _mm512_set1_ps((y as *const f32).read_unaligned()));
+            let lane_sums = y.add(40) as *const i32;
+            for (k, acc_k) in acc_t.iter_mut().enumerate() {
+                let init = _mm512_set1_epi32(off * lane_sums.add(k).read_unaligned());
+                let isum = _mm512_dpbusd_epi32(init, v[k], bcast4(y.add(8 + 4 * k)));
+                *acc_k = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(isum), *acc_k);
+            }
+        }
+    }
+    for (t, l) in acc.iter().enumerate() {
+        let r = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])), _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])));
+        _mm512_storeu_ps(out.add(t * os), r);
+    }
+}
 /// Q8_K activation block at `y`: (d, pointer to the 256 quants, pointer to the 16 i16 bsums).
 #[inline(always)]
 unsafe fn q8k_block(y: *const u8) -> (f32, *const u8, *const i16) {
@@ -206,6 +220,7 @@ unsafe fn gemm_q4_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, 
     let m15 = _mm512_set1_epi32(15);
     let m48 = _mm512_set1_epi32(0x30);
     let mut acc = [_mm512_setzero_ps(); T];
+    let mut accm = [_mm512_setzero_ps(); T];
     for b in 0..nb {
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 4) as *const __m256i));
         let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 4 + R * 2) as *const __m256i));
@@ -272,15 +287,16 @@ unsafe fn gemm_q4_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, 
                 *ia = _mm512_add_epi32(*ia, _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc));
             }
         }
+        // llama.cpp's order: scale sums and min sums in two accumulators, subtracted at the end.
         for t in 0..T {
             let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
             let dyv = _mm512_set1_ps(dy);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, dyv), acc[t]);
-            acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin[t]), _mm512_mul_ps(dmin, dyv), acc[t]);
+            accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[t]), _mm512_mul_ps(dmin, dyv), accm[t]);
         }
     }
-    for (t, v) in acc.iter().enumerate() {
-        _mm512_storeu_ps(out.add(t * os), *v);
+    for t in 0..T {
+        _mm512_storeu_ps(out.add(t * os), _mm512_sub_ps(acc[t], accm[t]));
     }
 }
 
@@ -337,7 +353,8 @@ unsafe fn gemm_q6_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, 
         }
         for t in 0..T {
             let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, _mm512_set1_ps(dy)), acc[t]);
+            // llama.cpp's order: (Σ·d_w) rounded, then fused with d_a
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(iacc[t]), d), _mm512_set1_ps(dy), acc[t]);
         }
     }
     for (t, v) in acc.iter().enumerate() {
