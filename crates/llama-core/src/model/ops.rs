@@ -170,8 +170,10 @@ fn gelu_f16_table(x: f32) -> f32 {
     } else if x >= 10.0 {
         x
     } else {
-        let xh = f16::from_f32(x).to_f32();
-        f16::from_f32(gelu(xh)).to_f32()
+        // ggml's table: gelu of every f16 value, stored as f16 (built once, 128 KiB).
+        static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+        let t = TABLE.get_or_init(|| (0..=u16::MAX).map(|h| f16::from_f32(gelu(f16::from_bits(h).to_f32())).to_bits()).collect());
+        f16::from_bits(t[f16::from_f32(x).to_bits() as usize]).to_f32()
     }
 }
 
@@ -312,6 +314,21 @@ mod tests {
                 swiglu_scalar(&mut b, &u, n);
                 assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "swiglu n={n} mag={mag}");
             }
+        }
+    }
+
+    #[test]
+    fn gelu_table_equals_direct_evaluation() {
+        for i in -2000..2000 {
+            let x = i as f32 * 0.0061;
+            let direct = if x <= -10.0 {
+                0.0
+            } else if x >= 10.0 {
+                x
+            } else {
+                f16::from_f32(gelu(f16::from_f32(x).to_f32())).to_f32()
+            };
+            assert_eq!(gelu_f16_table(x).to_bits(), direct.to_bits(), "x = {x}");
         }
     }
 
