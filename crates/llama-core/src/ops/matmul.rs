@@ -75,6 +75,28 @@ struct SharedMut<T>(*mut T);
 unsafe impl<T> Sync for SharedMut<T> {}
 unsafe impl<T> Send for SharedMut<T> {}
 
+/// Runs `convert(t, row)` for every token t on its `row_bytes` slice of `buf`, on the pool when
+/// there is enough work to pay for waking it.
+fn convert_rows(pool: &ThreadPool, n_tokens: usize, cols: usize, buf: &mut [u8], row_bytes: usize, convert: impl Fn(usize, &mut [u8]) + Sync) {
+    if n_tokens * cols < PAR_CONVERT_MIN || pool.n_threads() == 1 || n_tokens == 1 {
+        for (t, row) in buf.chunks_exact_mut(row_bytes).take(n_tokens).enumerate() {
+            convert(t, row);
+        }
+        return;
+    }
+    assert!(buf.len() >= n_tokens * row_bytes);
+    let bp = SharedMut(buf.as_mut_ptr());
+    pool.run(|ith, nth| {
+        let bp = bp;
+        for t in (ith..n_tokens).step_by(nth) {
+            // SAFETY: token rows are disjoint, each t is visited by exactly one thread, and the
+            // asserted length covers row t; `buf` outlives the run (run returns when all are done).
+            let row = unsafe { std::slice::from_raw_parts_mut(bp.0.add(t * row_bytes), row_bytes) };
+            convert(t, row);
+        }
+    });
+}
+
 /// Checks shapes; the error names the offending argument.
 fn validate(w: &QTensor, x: &[f32], n_tokens: usize, out: &[f32]) -> Result<GgmlType> {
     let t = w.ggml_type;
@@ -146,22 +168,7 @@ pub fn matmul_with(
 
     // 1. Convert activations: [n_tokens][a_row] bytes.
     let acts = scratch.bytes_mut(n_tokens * a_row);
-    if n_tokens * cols < PAR_CONVERT_MIN || pool.n_threads() == 1 || n_tokens == 1 {
-        for (xr, ar) in x.chunks_exact(cols).zip(acts.chunks_exact_mut(a_row)).take(n_tokens) {
-            from_float(xr, ar);
-        }
-    } else {
-        let ap = SharedMut(acts.as_mut_ptr());
-        pool.run(|ith, nth| {
-            let ap = ap;
-            for t in (ith..n_tokens).step_by(nth) {
-                // SAFETY: token rows are disjoint and each t is visited by exactly one thread;
-                // `acts` outlives the run (run returns only when all threads are done).
-                let ar = unsafe { std::slice::from_raw_parts_mut(ap.0.add(t * a_row), a_row) };
-                from_float(&x[t * cols..(t + 1) * cols], ar);
-            }
-        });
-    }
+    convert_rows(pool, n_tokens, cols, acts, a_row, |t, ar| from_float(&x[t * cols..(t + 1) * cols], ar));
     let acts: &[u8] = acts;
 
     // 2. Dot products, row chunks claimed dynamically.
@@ -245,37 +252,21 @@ fn matmul_r16(
     // K-quants take the Q8_K converter's rows as they are; the others stage a Q8_0 row per token
     // and transcode it to Q8_0S.
     let s_row = nb * repack::act_block_bytes(p.ggml_type);
-    let q_row = if k_quant { 1 } else { nb * 34 };
+    let q_row = if k_quant { 0 } else { nb * 34 };
     let (to_q8_0, to_q8_k) = (k.quantize_q8_0, k.quantize_q8_k);
-    let buf = scratch.bytes_mut(n_tokens * (s_row + q_row));
-    let (acts, stage) = buf.split_at_mut(n_tokens * s_row); // [n_tokens][s_row], [n_tokens][q_row]
-    let convert = |t: usize, ar: &mut [u8], st: &mut [u8]| {
+    // [n_tokens][s_row + q_row]: each token's kernel input, then its Q8_0 staging bytes.
+    let a_stride = s_row + q_row;
+    let acts = scratch.bytes_mut(n_tokens * a_stride);
+    convert_rows(pool, n_tokens, cols, acts, a_stride, |t, row| {
         let xr = &x[t * cols..(t + 1) * cols];
+        let (ar, st) = row.split_at_mut(s_row);
         if k_quant {
             to_q8_k(xr, ar);
         } else {
             to_q8_0(xr, st);
             repack::q8_0_to_q8_0s(st, ar);
         }
-    };
-    if n_tokens * cols < PAR_CONVERT_MIN || pool.n_threads() == 1 {
-        for (t, (ar, st)) in acts.chunks_exact_mut(s_row).zip(stage.chunks_exact_mut(q_row)).enumerate() {
-            convert(t, ar, st);
-        }
-    } else {
-        let (ap, sp) = (SharedMut(acts.as_mut_ptr()), SharedMut(stage.as_mut_ptr()));
-        pool.run(|ith, nth| {
-            let (ap, sp) = (ap, sp);
-            for t in (ith..n_tokens).step_by(nth) {
-                // SAFETY: token t's rows of `acts` and `stage` are disjoint from every other
-                // token's and t is visited by exactly one thread; both outlive the run.
-                let (ar, st) = unsafe {
-                    (std::slice::from_raw_parts_mut(ap.0.add(t * s_row), s_row), std::slice::from_raw_parts_mut(sp.0.add(t * q_row), q_row))
-                };
-                convert(t, ar, st);
-            }
-        });
-    }
+    });
     let acts: &[u8] = acts;
 
     let n_groups = rows / R;
@@ -299,7 +290,7 @@ fn matmul_r16(
                 for g in g0..g1 {
                     for t in (tb..te).step_by(MAX_T) {
                         let nt = MAX_T.min(te - t);
-                        gemm(nb, p.group(g), &acts[t * s_row..], s_row, nt, &mut tile, R);
+                        gemm(nb, p.group(g), &acts[t * a_stride..], a_stride, nt, &mut tile, R);
                         for (j, res) in tile.chunks_exact(R).take(nt).enumerate() {
                             // SAFETY: columns [16g, 16g+16) of every token row belong to chunk c,
                             // claimed by this thread only, so nobody else writes these 16 floats;
