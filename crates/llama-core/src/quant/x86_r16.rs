@@ -36,6 +36,24 @@ macro_rules! gemm_entry {
     };
 }
 
+/// Runs `$pass::<n $(, extra)>` over the T tokens in passes of at most `$max` (≤ 4) tokens.
+macro_rules! in_passes {
+    ($pass:ident, [$($extra:tt)*], $max:expr, $t:expr, $nb:expr, $w:expr, $a:expr, $as_:expr, $out:expr, $os:expr) => {{
+        let mut t0 = 0;
+        while t0 < $t {
+            let n = ($t - t0).min($max);
+            let (a, o) = ($a.add(t0 * $as_), $out.add(t0 * $os));
+            match n {
+                1 => $pass::<1 $($extra)*>($nb, $w, a, $as_, o, $os),
+                2 => $pass::<2 $($extra)*>($nb, $w, a, $as_, o, $os),
+                3 => $pass::<3 $($extra)*>($nb, $w, a, $as_, o, $os),
+                _ => $pass::<4 $($extra)*>($nb, $w, a, $as_, o, $os),
+            }
+            t0 += n;
+        }
+    }};
+}
+
 gemm_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0);
 gemm_entry!(gemm_q5_0_entry, gemm_q5_0, GgmlType::Q5_0);
 gemm_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0);
@@ -117,17 +135,7 @@ const LANE_PASS: usize = 2;
 /// (−16 or −128 times the lane's Σy, from the Q8_0S lane sums) starts each lane's integer sum.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 unsafe fn gemm_lanes<const T: usize, const Q5: bool>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
-    let mut t0 = 0;
-    while t0 < T {
-        let (a, o) = (a.add(t0 * as_), out.add(t0 * os));
-        if T - t0 >= LANE_PASS {
-            gemm_lanes_pass::<LANE_PASS, Q5>(nb, w, a, as_, o, os);
-            t0 += LANE_PASS;
-        } else {
-            gemm_lanes_pass::<1, Q5>(nb, w, a, as_, o, os);
-            t0 += 1;
-        }
-    }
+    in_passes!(gemm_lanes_pass, [, Q5], LANE_PASS, T, nb, w, a, as_, out, os)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
@@ -194,22 +202,7 @@ const K_PASS: usize = 4;
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 unsafe fn gemm_q4_k<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
-    if T > K_PASS {
-        gemm_q4_k_pass::<K_PASS>(nb, w, a, as_, out, os);
-        gemm_q4_k_rest::<T>(nb, w, a.add(K_PASS * as_), as_, out.add(K_PASS * os), os);
-    } else {
-        gemm_q4_k_pass::<T>(nb, w, a, as_, out, os);
-    }
-}
-
-#[inline(always)]
-unsafe fn gemm_q4_k_rest<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
-    match T - K_PASS {
-        1 => gemm_q4_k_pass::<1>(nb, w, a, as_, out, os),
-        2 => gemm_q4_k_pass::<2>(nb, w, a, as_, out, os),
-        3 => gemm_q4_k_pass::<3>(nb, w, a, as_, out, os),
-        _ => gemm_q4_k_pass::<4>(nb, w, a, as_, out, os),
-    }
+    in_passes!(gemm_q4_k_pass, [], K_PASS, T, nb, w, a, as_, out, os)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
@@ -302,17 +295,7 @@ unsafe fn gemm_q4_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, 
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 unsafe fn gemm_q6_k<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
-    if T > K_PASS {
-        gemm_q6_k_pass::<K_PASS>(nb, w, a, as_, out, os);
-        match T - K_PASS {
-            1 => gemm_q6_k_pass::<1>(nb, w, a.add(K_PASS * as_), as_, out.add(K_PASS * os), os),
-            2 => gemm_q6_k_pass::<2>(nb, w, a.add(K_PASS * as_), as_, out.add(K_PASS * os), os),
-            3 => gemm_q6_k_pass::<3>(nb, w, a.add(K_PASS * as_), as_, out.add(K_PASS * os), os),
-            _ => gemm_q6_k_pass::<4>(nb, w, a.add(K_PASS * as_), as_, out.add(K_PASS * os), os),
-        }
-    } else {
-        gemm_q6_k_pass::<T>(nb, w, a, as_, out, os);
-    }
+    in_passes!(gemm_q6_k_pass, [], K_PASS, T, nb, w, a, as_, out, os)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
