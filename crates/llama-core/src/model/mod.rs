@@ -103,7 +103,6 @@ fn repack_weights(file: &GgufFile, w: &Weights) -> Vec<Option<Packed>> {
     let mut todo: Vec<WRef> = w.layers.iter().flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.ffn_gate, l.ffn_up, l.ffn_down]).collect();
     todo.push(w.output);
     todo.retain(|r| !off && k.gemm_r16(file.tensors()[r.idx].ggml_type).is_some());
-    todo.dedup_by_key(|r| r.idx);
     let mut packed: Vec<Option<Packed>> = (0..file.tensors().len()).map(|_| None).collect();
     if todo.is_empty() {
         return packed;

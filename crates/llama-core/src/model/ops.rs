@@ -159,20 +159,25 @@ fn reduce_add16(v: &[f32; 16]) -> f32 {
 /// ggml evaluates GELU through a table indexed by the f16 value of x and storing f16 results
 /// (GGML_GELU_FP16), so x and gelu(x) are both rounded to f16; |x| ≥ 10 bypasses the table.
 pub fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
+    let t = gelu_table();
     for (g, &u) in gate.iter_mut().zip(up) {
-        *g = gelu_f16_table(*g) * u;
+        *g = gelu_f16_table(t, *g) * u;
     }
 }
 
-fn gelu_f16_table(x: f32) -> f32 {
+/// ggml's table: gelu of every f16 value, stored as f16 (built on first use, 128 KiB).
+fn gelu_table() -> &'static [u16] {
+    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| (0..=u16::MAX).map(|h| f16::from_f32(gelu(f16::from_bits(h).to_f32())).to_bits()).collect())
+}
+
+#[inline]
+fn gelu_f16_table(t: &[u16], x: f32) -> f32 {
     if x <= -10.0 {
         0.0
     } else if x >= 10.0 {
         x
     } else {
-        // ggml's table: gelu of every f16 value, stored as f16 (built once, 128 KiB).
-        static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
-        let t = TABLE.get_or_init(|| (0..=u16::MAX).map(|h| f16::from_f32(gelu(f16::from_bits(h).to_f32())).to_bits()).collect());
         f16::from_bits(t[f16::from_f32(x).to_bits() as usize]).to_f32()
     }
 }
@@ -328,7 +333,7 @@ mod tests {
             } else {
                 f16::from_f32(gelu(f16::from_f32(x).to_f32())).to_f32()
             };
-            assert_eq!(gelu_f16_table(x).to_bits(), direct.to_bits(), "x = {x}");
+            assert_eq!(gelu_f16_table(gelu_table(), x).to_bits(), direct.to_bits(), "x = {x}");
         }
     }
 

@@ -107,8 +107,10 @@ unsafe fn swiglu(gate: &mut [f32], up: &[f32], n_ff: usize) {
 
 /// Whether the AVX-512 versions may run (features present and the kernel table is AVX-512, so
 /// `LLAMA_ISA=scalar|avx2` still forces the scalar code).
+/// Decided once: it is asked per softmax row and per SwiGLU call.
 pub(crate) fn enabled() -> bool {
-    crate::cpu::kernels().isa == crate::cpu::Isa::Avx512 && is_x86_feature_detected!("avx512dq")
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| crate::cpu::kernels().isa == crate::cpu::Isa::Avx512 && is_x86_feature_detected!("avx512dq"))
 }
 
 /// Safe entry; `None` when `enabled()` is false.
