@@ -111,6 +111,9 @@ pub struct Kernels {
     pub gemm_r16_q8_0: Option<GemmR16Fn>,
     pub gemm_r16_q4_k: Option<GemmR16Fn>,
     pub gemm_r16_q6_k: Option<GemmR16Fn>,
+    /// Q4_K in llama.cpp's order for prompt tokens in full groups of 4 (`x86_r16`); `None` = the
+    /// plain Q4_K kernel serves those tokens too.
+    pub gemm_r16_q4_k_g4: Option<GemmR16Fn>,
     /// Attention over the KV cache (model::attention), per cache type.
     pub attn_kt_f16: AttnKtFn<f16>,
     pub attn_kt_f32: AttnKtFn<f32>,
@@ -163,6 +166,7 @@ impl Kernels {
         gemm_r16_q8_0: None,
         gemm_r16_q4_k: None,
         gemm_r16_q6_k: None,
+        gemm_r16_q4_k_g4: None,
         attn_kt_f16: scalar::attn_kt_f16,
         attn_kt_f32: scalar::attn_kt_f32,
         attn_kq: scalar::attn_kq,
@@ -210,6 +214,15 @@ impl Kernels {
             GgmlType::Q4_K => self.gemm_r16_q4_k,
             GgmlType::Q6_K => self.gemm_r16_q6_k,
             _ => None,
+        }
+    }
+
+    /// The R16 kernel for tokens inside a batch's full groups of 4 (differs only for Q4_K, see
+    /// `gemm_r16_q4_k_g4`).
+    pub fn gemm_r16_g4(&self, w: GgmlType) -> Option<GemmR16Fn> {
+        match w {
+            GgmlType::Q4_K => self.gemm_r16_q4_k_g4.or(self.gemm_r16_q4_k),
+            _ => self.gemm_r16(w),
         }
     }
 

@@ -86,19 +86,37 @@ pub fn quantize_row_q8_k(x: &[f32], out: &mut [u8]) {
                 max = v;
             }
         }
-        if amax == 0.0 {
-            yb.fill(0);
-            continue;
+        q8_k_block(xb, yb, max);
+    }
+}
+
+/// One Q8_K block quantized against `max`, the signed value that maps to -127.
+fn q8_k_block(xb: &[f32], yb: &mut [u8], max: f32) {
+    if max == 0.0 {
+        yb.fill(0);
+        return;
+    }
+    let iscale = -127.0 / max;
+    for (q, &v) in yb[4..4 + QK_K].iter_mut().zip(xb) {
+        *q = nearest_int(iscale * v).min(127) as i8 as u8;
+    }
+    for j in 0..QK_K / 16 {
+        let s: i32 = yb[4 + 16 * j..4 + 16 * j + 16].iter().map(|&q| q as i8 as i32).sum();
+        yb[4 + QK_K + 2 * j..4 + QK_K + 2 * j + 2].copy_from_slice(&(s as i16).to_le_bytes());
+    }
+    yb[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+}
+
+/// Turns a row quantized by `quantize_row_q8_k` into what llama.cpp's `ggml_quantize_mat_q8_K_4x8`
+/// (the activations of its Q4_K prompt GEMM) gives: the same except when the largest magnitude
+/// occurs with both signs, where that one takes the positive value for `max` and `_ref` the first.
+pub fn q8_k_prefer_positive_max(x: &[f32], out: &mut [u8]) {
+    for (xb, yb) in x.chunks_exact(QK_K).zip(out.chunks_exact_mut(292)) {
+        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        // d > 0 ⇔ the reference took a negative max; redo the block if +amax occurs too.
+        if amax > 0.0 && f32_at(yb, 0) > 0.0 && xb.contains(&amax) {
+            q8_k_block(xb, yb, amax);
         }
-        let iscale = -127.0 / max;
-        for (q, &v) in yb[4..4 + QK_K].iter_mut().zip(xb) {
-            *q = nearest_int(iscale * v).min(127) as i8 as u8;
-        }
-        for j in 0..QK_K / 16 {
-            let s: i32 = yb[4 + 16 * j..4 + 16 * j + 16].iter().map(|&q| q as i8 as i32).sum();
-            yb[4 + QK_K + 2 * j..4 + QK_K + 2 * j + 2].copy_from_slice(&(s as i16).to_le_bytes());
-        }
-        yb[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
     }
 }
 

@@ -248,6 +248,11 @@ fn matmul_r16(
 ) {
     let (rows, cols) = (p.rows, p.cols);
     let k_quant = p.ggml_type.block_size() == 256;
+    // llama.cpp runs its Q4_K prompt GEMM over the batch's full groups of 4 tokens, with their own
+    // activation quantizer and summation order, and its matvec over the rest; so do we.
+    let g4 = p.ggml_type == GgmlType::Q4_K;
+    let n_g4 = if g4 { n_tokens - n_tokens % 4 } else { 0 };
+    let gemm_g4 = if g4 { k.gemm_r16_g4(p.ggml_type).unwrap_or(gemm) } else { gemm };
     let nb = cols / p.ggml_type.block_size();
     // K-quants take the Q8_K converter's rows as they are; the others stage a Q8_0 row per token
     // and transcode it to Q8_0S.
@@ -262,6 +267,9 @@ fn matmul_r16(
         let (ar, st) = row.split_at_mut(s_row);
         if k_quant {
             to_q8_k(xr, ar);
+            if t < n_g4 {
+                crate::cpu::scalar::q8_k_prefer_positive_max(xr, ar);
+            }
         } else {
             to_q8_0(xr, st);
             repack::q8_0_to_q8_0s(st, ar);
@@ -288,9 +296,12 @@ fn matmul_r16(
             for tb in (0..n_tokens).step_by(R16_TOKEN_TILE) {
                 let te = (tb + R16_TOKEN_TILE).min(n_tokens);
                 for g in g0..g1 {
-                    for t in (tb..te).step_by(MAX_T) {
-                        let nt = MAX_T.min(te - t);
-                        gemm(nb, p.group(g), &acts[t * a_stride..], a_stride, nt, &mut tile, R);
+                    let mut t = tb;
+                    while t < te {
+                        // a call never straddles the end of the grouped tokens
+                        let (f, end) = if t < n_g4 { (gemm_g4, n_g4.min(te)) } else { (gemm, te) };
+                        let nt = MAX_T.min(end - t);
+                        f(nb, p.group(g), &acts[t * a_stride..], a_stride, nt, &mut tile, R);
                         for (j, res) in tile.chunks_exact(R).take(nt).enumerate() {
                             // SAFETY: columns [16g, 16g+16) of every token row belong to chunk c,
                             // claimed by this thread only, so nobody else writes these 16 floats;
@@ -298,6 +309,7 @@ fn matmul_r16(
                             let o = unsafe { std::slice::from_raw_parts_mut(op.0.add((t + j) * rows + g * R), R) };
                             o.copy_from_slice(res);
                         }
+                        t += nt;
                     }
                 }
             }

@@ -46,6 +46,7 @@ pub fn neon_kernels() -> Option<Kernels> {
         gemm_r16_q8_0: Some(super::neon_r16::GEMM_Q8_0_NEON),
         gemm_r16_q4_k: Some(super::neon_r16::GEMM_Q4_K_NEON),
         gemm_r16_q6_k: Some(super::neon_r16::GEMM_Q6_K_NEON),
+        gemm_r16_q4_k_g4: None,
         ..base
     })
 }

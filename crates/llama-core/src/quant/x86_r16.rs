@@ -58,12 +58,14 @@ gemm_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0);
 gemm_entry!(gemm_q5_0_entry, gemm_q5_0, GgmlType::Q5_0);
 gemm_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0);
 gemm_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K);
+gemm_entry!(gemm_q4_k_g4_entry, gemm_q4_k_g4, GgmlType::Q4_K);
 gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
 
 pub(crate) const GEMM_Q4_0_AVX512: GemmR16Fn = gemm_q4_0_entry;
 pub(crate) const GEMM_Q5_0_AVX512: GemmR16Fn = gemm_q5_0_entry;
 pub(crate) const GEMM_Q8_0_AVX512: GemmR16Fn = gemm_q8_0_entry;
 pub(crate) const GEMM_Q4_K_AVX512: GemmR16Fn = gemm_q4_k_entry;
+pub(crate) const GEMM_Q4_K_G4_AVX512: GemmR16Fn = gemm_q4_k_g4_entry;
 pub(crate) const GEMM_Q6_K_AVX512: GemmR16Fn = gemm_q6_k_entry;
 
 /// Broadcast of the 4 activation bytes at `p` (compiles to an embedded `{1to16}` operand).
@@ -187,8 +189,7 @@ unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(nb: usize, w: *const u
         }
     }
     for (t, l) in acc.iter().enumerate() {
-        let r = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])), _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])));
-        _mm512_storeu_ps(out.add(t * os), r);
+        _mm512_storeu_ps(out.add(t * os), hsum8_lanes(l));
     }
 }
 /// Q8_K activation block at `y`: (d, pointer to the 256 quants, pointer to the 16 i16 bsums).
@@ -202,11 +203,23 @@ const K_PASS: usize = 4;
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 unsafe fn gemm_q4_k<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
-    in_passes!(gemm_q4_k_pass, [], K_PASS, T, nb, w, a, as_, out, os)
+    in_passes!(gemm_q4_k_pass, [, false], K_PASS, T, nb, w, a, as_, out, os)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
-unsafe fn gemm_q4_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q4_k_g4<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    in_passes!(gemm_q4_k_pass, [, true], K_PASS, T, nb, w, a, as_, out, os)
+}
+
+/// Q4_K in llama.cpp's orders (its x86 build repacks Q4_K to 8×8 interleaved rows). Scale sums and
+/// min sums go to two float accumulators, subtracted at the end, each update
+/// `acc = fma(f32(isum), d_w·d_a, acc)`:
+///   `G4 = false` (`ggml_gemv_q4_K_8x8_q8_K`: generation, and prompt tokens after the last full
+///   group of 4): one update per super-block;
+///   `G4 = true` (`ggml_gemm_q4_K_8x8_q8_K`, prompt tokens in groups of 4): one update per pair of
+///   32-element sub-blocks (2p, 2p+1).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
     let (heads, quants) = (w, w.add(nb * R * 4));
     let m4 = _mm512_set1_epi8(0x0F);
     let m63 = _mm512_set1_epi32(63);
@@ -246,20 +259,24 @@ unsafe fn gemm_q4_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, 
                 )
             }
         };
-        // mins: Σ_j m_j · (bsum_2j + bsum_2j+1), one vpdpwssd per sub-block (m_j < 64 in the low
-        // half of each lane, zero high half; the broadcast sum is sign-extended, so the high
-        // halves contribute 0).
+        let mut dd = [_mm512_setzero_ps(); T];
+        let mut ddm = [_mm512_setzero_ps(); T];
+        for t in 0..T {
+            let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+            dd[t] = _mm512_mul_ps(d, _mm512_set1_ps(dy));
+            ddm[t] = _mm512_mul_ps(dmin, _mm512_set1_ps(dy));
+        }
+        let mut iacc = [_mm512_setzero_si512(); T];
         let mut imin = [_mm512_setzero_si512(); T];
         for j in 0..8 {
+            // mins: m_j · (bsum_2j + bsum_2j+1) by vpdpwssd (m_j < 64 in the low half of each
+            // lane, zero high half; the broadcast sum is sign-extended, so the high halves add 0).
             let mj = min(j);
             for (t, im) in imin.iter_mut().enumerate() {
                 let (_, _, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
                 let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
                 *im = _mm512_dpwssd_epi32(*im, mj, _mm512_set1_epi32(s));
             }
-        }
-        let mut iacc = [_mm512_setzero_si512(); T];
-        for j in 0..8 {
             let sc = scale(j);
             let mut lo = [_mm512_setzero_si512(); 4];
             let mut hi = [_mm512_setzero_si512(); 4];
@@ -279,13 +296,20 @@ unsafe fn gemm_q4_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, 
                 }
                 *ia = _mm512_add_epi32(*ia, _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc));
             }
+            if G4 && j % 2 == 1 {
+                for t in 0..T {
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), dd[t], acc[t]);
+                    accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[t]), ddm[t], accm[t]);
+                    iacc[t] = _mm512_setzero_si512();
+                    imin[t] = _mm512_setzero_si512();
+                }
+            }
         }
-        // llama.cpp's order: scale sums and min sums in two accumulators, subtracted at the end.
-        for t in 0..T {
-            let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
-            let dyv = _mm512_set1_ps(dy);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, dyv), acc[t]);
-            accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[t]), _mm512_mul_ps(dmin, dyv), accm[t]);
+        if !G4 {
+            for t in 0..T {
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), dd[t], acc[t]);
+                accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[t]), ddm[t], accm[t]);
+            }
         }
     }
     for t in 0..T {
@@ -293,54 +317,87 @@ unsafe fn gemm_q4_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, 
     }
 }
 
+/// Tokens per pass of the Q6_K kernel (8 integer and 8 float lane accumulators per token).
+const Q6_PASS: usize = 2;
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 unsafe fn gemm_q6_k<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
-    in_passes!(gemm_q6_k_pass, [], K_PASS, T, nb, w, a, as_, out, os)
+    in_passes!(gemm_q6_k_pass, [], Q6_PASS, T, nb, w, a, as_, out, os)
 }
 
+/// Sub-block scales `j` of the 16 rows as i32 lanes holding the i16 value in the low half and 0 in
+/// the high half, the form `vpdpwssd` multiplies exactly by an i32 that fits in i16.
+#[inline(always)]
+unsafe fn q6_scale16(q: *const u8, j: usize) -> __m512i {
+    _mm512_and_si512(_mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(16 * j) as *const __m128i)), _mm512_set1_epi32(0xFFFF))
+}
+
+/// llama.cpp's x86 `ggml_vec_dot_q6_K_q8_K` order (Q6_K is not repacked there, so prompt and
+/// generation both take it): 8 float lanes per row, lane l holding, per super-block, the integer
+///   Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]  −  32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1])
+/// (its −32 offset goes through the bsums of sub-blocks 2l, 2l+1, not through lane l's own
+/// elements), folded as `acc_l = fma(d_a·d_w, f32(lane), acc_l)`, then summed
+/// `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`. Elements 16j+4k..16j+4k+4 belong to lane 4(j mod 2)+k.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 unsafe fn gemm_q6_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
     let (heads, quants) = (w, w.add(nb * R * 2));
     let m4 = _mm512_set1_epi8(0x0F);
     let m30 = _mm512_set1_epi8(0x30);
-    let mut acc = [_mm512_setzero_ps(); T];
+    let zero = _mm512_setzero_si512();
+    let mut acc = [[_mm512_setzero_ps(); 8]; T];
     for b in 0..nb {
-        let d = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 2) as *const __m256i));
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 2) as *const __m256i));
         let q = quants.add(b * R * 208);
         let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
-        let mut iacc = [_mm512_setzero_si512(); T];
+        // Lane l starts at −32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1]).
+        let mut iacc = [[zero; 8]; T];
+        for l in 0..8 {
+            let (s0, s1) = (q6_scale16(q, 2 * l), q6_scale16(q, 2 * l + 1));
+            for (t, ia) in iacc.iter_mut().enumerate() {
+                let (_, _, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let x = _mm512_dpwssd_epi32(zero, s0, _mm512_set1_epi32(-(*bs.add(2 * l) as i32)));
+                let x = _mm512_dpwssd_epi32(x, s1, _mm512_set1_epi32(-(*bs.add(2 * l + 1) as i32)));
+                ia[l] = _mm512_slli_epi32(x, 5);
+            }
+        }
         for j in 0..16 {
-            let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(16 * j) as *const __m128i));
+            let sc = q6_scale16(q, j);
             let h = _mm512_loadu_si512(qh.add(64 * j) as *const _);
             let a0 = _mm512_loadu_si512(ql.add(64 * 2 * j) as *const _);
             let a1 = _mm512_loadu_si512(ql.add(64 * (2 * j + 1)) as *const _);
-            // 6-bit values of elements 16j + 4k + i, k = 0..4
+            // unsigned 6-bit values of elements 16j + 4k + i, k = 0..4
             let v = [
                 or_and(_mm512_and_si512(a0, m4), _mm512_slli_epi16(h, 4), m30),
                 or_and(_mm512_and_si512(_mm512_srli_epi16(a0, 4), m4), _mm512_slli_epi16(h, 2), m30),
                 or_and(_mm512_and_si512(a1, m4), h, m30),
                 or_and(_mm512_and_si512(_mm512_srli_epi16(a1, 4), m4), _mm512_srli_epi16(h, 2), m30),
             ];
+            let l0 = 4 * (j % 2);
             for (t, ia) in iacc.iter_mut().enumerate() {
-                let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
                 let y = y.add(16 * j);
-                // (q − 32)·y = q·y − 32·Σy: start the sum at −32·bsum_j
-                let mut i0 = _mm512_set1_epi32(-32 * *bs.add(j) as i32);
-                let mut i1 = _mm512_setzero_si512();
-                i0 = _mm512_dpbusd_epi32(i0, v[0], bcast4(y));
-                i1 = _mm512_dpbusd_epi32(i1, v[1], bcast4(y.add(4)));
-                i0 = _mm512_dpbusd_epi32(i0, v[2], bcast4(y.add(8)));
-                i1 = _mm512_dpbusd_epi32(i1, v[3], bcast4(y.add(12)));
-                *ia = _mm512_add_epi32(*ia, _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc));
+                for (k, vk) in v.iter().enumerate() {
+                    // |Σ of 4 products| ≤ 4·63·128 fits in i16, so vpdpwssd multiplies it exactly
+                    let r = _mm512_dpbusd_epi32(zero, *vk, bcast4(y.add(4 * k)));
+                    ia[l0 + k] = _mm512_dpwssd_epi32(ia[l0 + k], r, sc);
+                }
             }
         }
-        for t in 0..T {
+        for (t, (acc_t, ia)) in acc.iter_mut().zip(&iacc).enumerate() {
             let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
-            // llama.cpp's order: (Σ·d_w) rounded, then fused with d_a
-            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(iacc[t]), d), _mm512_set1_ps(dy), acc[t]);
+            let d = _mm512_mul_ps(_mm512_set1_ps(dy), dw);
+            for (al, il) in acc_t.iter_mut().zip(ia) {
+                *al = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(*il), *al);
+            }
         }
     }
-    for (t, v) in acc.iter().enumerate() {
-        _mm512_storeu_ps(out.add(t * os), *v);
+    for (t, l) in acc.iter().enumerate() {
+        _mm512_storeu_ps(out.add(t * os), hsum8_lanes(l));
     }
+}
+
+/// llama.cpp's `hsum_float_8` applied lane-wise to 8 accumulators.
+#[inline(always)]
+unsafe fn hsum8_lanes(l: &[__m512; 8]) -> __m512 {
+    _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])), _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])))
 }
