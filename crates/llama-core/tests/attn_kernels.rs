@@ -1,10 +1,11 @@
 //! The attention kernels of every table this machine can run (`Kernels::attn_*`, `round_f16`)
 //! against the scalar reference: random inputs, odd lengths and strides, extreme values.
-//! All of them are bit-identical to the scalar loops (sums are never reordered: SIMD lanes run
-//! across keys or output dimensions).
+//! All of them are bit-identical to the scalar table (the same portable dots in llama.cpp's orders,
+//! compiled per ISA, and exact conversions); the scalar dots themselves are checked against ggml's
+//! loops in `cpu::attn`'s unit tests.
 
 use half::f16;
-use llama_core::cpu::{Kernels, KT_LANES};
+use llama_core::cpu::{AttnOrder, Kernels, KT_LANES};
 
 struct Rng(u64);
 impl Rng {
@@ -63,19 +64,17 @@ fn attn_kt_and_kq_are_bit_identical_to_scalar() {
                     assert_eq!(w16[at], k16[j * ks + d].to_f32());
                     assert_eq!(w32[at].to_bits(), keys[j * ks + d].to_bits());
                 }
-                // Scores: every lane sums over d in order, so equal to the plain dot loop bit for bit.
-                for (kt, ref_keys) in [(&w16, k16.iter().map(|x| x.to_f32()).collect::<Vec<_>>()), (&w32, keys.clone())] {
-                    let (mut want, mut got) = (vec![7.0f32; nq * os], vec![7.0f32; nq * os]);
-                    (Kernels::SCALAR.attn_kq)(n, kt, nk, &q, nq, &mut want, os);
-                    (k.attn_kq)(n, kt, nk, &q, nq, &mut got, os);
-                    assert_eq!(bits(&got), bits(&want), "{:?} kq n={n} nk={nk} nq={nq}", k.isa);
-                    for i in 0..nq {
-                        for j in 0..nk {
-                            let dot: f32 = (0..n).map(|d| ref_keys[j * ks + d] * q[i * n + d]).sum();
-                            assert_eq!(want[i * os + j].to_bits(), dot.to_bits());
+                // Scores in both orders, equal to the scalar table bit for bit.
+                for kt in [&w16, &w32] {
+                    for order in [AttnOrder::Lanes16, AttnOrder::Lanes64] {
+                        let (mut want, mut got) = (vec![7.0f32; nq * os], vec![7.0f32; nq * os]);
+                        (Kernels::SCALAR.attn_kq)(n, kt, nk, &q, nq, &mut want, os, order);
+                        (k.attn_kq)(n, kt, nk, &q, nq, &mut got, os, order);
+                        assert_eq!(bits(&got), bits(&want), "{:?} kq {order:?} n={n} nk={nk} nq={nq}", k.isa);
+                        for i in 0..nq {
+                            // stride padding untouched
+                            assert!(want[i * os + nk..(i + 1) * os].iter().all(|&x| x == 7.0));
                         }
-                        // stride padding untouched
-                        assert!(want[i * os + nk..(i + 1) * os].iter().all(|&x| x == 7.0));
                     }
                 }
             }
@@ -84,27 +83,35 @@ fn attn_kt_and_kq_are_bit_identical_to_scalar() {
 }
 
 #[test]
-fn attn_pv_is_bit_identical_to_scalar() {
+fn attn_vf_and_pv_are_bit_identical_to_scalar() {
     let mut rng = Rng(11);
+    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     for k in Kernels::available() {
         for &n in &LENS {
-            for &(nv, nq, pad) in &[(1, 1, 0), (6, 2, 1), (33, 4, 0), (10, 7, 3), (2, 9, 2)] {
+            for &(nv, pad, j0, lo_off) in &[(1, 0, 0, 0), (6, 1, 64, 2), (33, 0, 0, 0), (70, 3, 128, 17), (130, 2, 0, 64)] {
                 let vs = n + pad;
-                let ps = nv + pad;
-                let vals: Vec<f32> = rounded(&(0..nv * vs).map(|_| rng.wild()).collect::<Vec<_>>());
-                let v16: Vec<f16> = vals.iter().map(|&x| f16::from_f32(x)).collect();
+                let v16: Vec<f16> = (0..nv * vs).map(|_| f16::from_f32(rng.wild())).collect();
+                let (mut w, mut g) = (vec![f32::NAN; nv * n], vec![f32::NAN; nv * n]);
+                (Kernels::SCALAR.attn_vf_f16)(n, &v16, vs, nv, &mut w);
+                (k.attn_vf_f16)(n, &v16, vs, nv, &mut g);
+                assert_eq!(bits(&g), bits(&w), "{:?} vf n={n} nv={nv}", k.isa);
+                for j in 0..nv {
+                    for d in 0..n {
+                        assert_eq!(w[j * n + d], v16[j * vs + d].to_f32());
+                    }
+                }
                 let v32: Vec<f32> = (0..nv * vs).map(|_| rng.wild()).collect();
-                // Probabilities in [0, 1], f16-valued (the f16 kernels require it), some zero.
-                let p: Vec<f32> = rounded(&(0..nq * ps).map(|_| if rng.next().is_multiple_of(5) { 0.0 } else { rng.f32().abs() }).collect::<Vec<_>>());
-                let o0: Vec<f32> = (0..nq * n).map(|_| rng.f32()).collect();
-                let (mut w16, mut g16, mut w32, mut g32) = (o0.clone(), o0.clone(), o0.clone(), o0.clone());
-                (Kernels::SCALAR.attn_pv_f16)(n, &v16, vs, nv, &p, ps, nq, &mut w16);
-                (k.attn_pv_f16)(n, &v16, vs, nv, &p, ps, nq, &mut g16);
-                (Kernels::SCALAR.attn_pv_f32)(n, &v32, vs, nv, &p, ps, nq, &mut w32);
-                (k.attn_pv_f32)(n, &v32, vs, nv, &p, ps, nq, &mut g32);
-                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&g16), bits(&w16), "{:?} f16 n={n} nv={nv} nq={nq}", k.isa);
-                assert_eq!(bits(&g32), bits(&w32), "{:?} f32 n={n} nv={nv} nq={nq}", k.isa);
+                // Probabilities in [0, 1], f16-valued, some zero.
+                let p: Vec<f32> = (0..nv).map(|_| if rng.next().is_multiple_of(5) { 0.0 } else { f16::from_f32(rng.f32().abs()).to_f32() }).collect();
+                let (lo, hi) = (j0 + lo_off.min(nv - 1), j0 + nv - 1);
+                for (rows, stride) in [(&w, n), (&v32, vs)] {
+                    for order in [AttnOrder::Lanes16, AttnOrder::Lanes64] {
+                        let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);
+                        (Kernels::SCALAR.attn_pv)(n, rows, stride, j0, lo, hi, &p, &mut want, order);
+                        (k.attn_pv)(n, rows, stride, j0, lo, hi, &p, &mut got, order);
+                        assert_eq!(bits(&got), bits(&want), "{:?} pv {order:?} n={n} nv={nv}", k.isa);
+                    }
+                }
             }
         }
     }

@@ -8,8 +8,11 @@
 //!
 //! Slots a SIMD level does not implement keep the scalar kernel, so every table is complete.
 
+pub mod attn;
 pub mod pool;
 pub mod scalar;
+
+pub use attn::AttnOrder;
 
 pub use pool::ThreadPool;
 
@@ -34,17 +37,17 @@ pub const KT_LANES: usize = 16;
 /// `KT_LANES` keys, `kt[(c*n + d)*KT_LANES + l] = k[(c*KT_LANES + l)*k_stride + d]`; lanes past
 /// n_keys are set to 0. `kt` holds at least n_keys.div_ceil(KT_LANES) * n * KT_LANES values.
 pub type AttnKtFn<T> = fn(usize, &[T], usize, usize, &mut [f32]);
-/// Attention scores `(n, kt, n_keys, q, n_q, out, out_stride)` from key panels:
+/// Attention scores `(n, kt, n_keys, q, n_q, out, out_stride, order)` from key panels:
 /// `out[i*out_stride + j] = Σ_{d<n} k_j[d] · q[i*n + d]` for i < n_q, j < n_keys, summed over d in
-/// order with one f32 rounding per product and per sum (keys in SIMD lanes, not dimensions), i.e.
-/// bit-identical to the scalar dot loop in every ISA. `q` is already rounded to the cache type.
-pub type AttnKqFn = fn(usize, &[f32], usize, &[f32], usize, &mut [f32], usize);
-/// Attention values `(n, v, v_stride, n_keys, p, p_stride, n_q, o)`:
-/// `o[i*n + d] += p[i*p_stride + j] · v[j*v_stride + d]` for j = 0, 1, … n_keys-1 in order, one f32
-/// rounding of the product and one of the sum per step, i.e. bit-identical to the scalar loop in
-/// every ISA. For the f16 cache `p` must hold f16 values (the attention rounds the probabilities to
-/// the cache type first): then p·v is exact in f32 and the SIMD kernels may use FMA.
-pub type AttnPvFn<T> = fn(usize, &[T], usize, usize, &[f32], usize, usize, &mut [f32]);
+/// llama.cpp's `order` (`cpu::attn`), bit-identical in every ISA. `q` is already rounded to the
+/// cache type.
+pub type AttnKqFn = fn(usize, &[f32], usize, &[f32], usize, &mut [f32], usize, AttnOrder);
+/// f16 value rows to f32 `(n, v, v_stride, n_rows, out)`: `out[j*n + d] = v[j*v_stride + d]`.
+pub type AttnVfFn = fn(usize, &[f16], usize, usize, &mut [f32]);
+/// Attention output `(n, v, v_stride, j0, lo, hi, p, o, order)` of one query:
+/// `o[d] = Σ_{j=lo..=hi} p[j-j0] · v[(j-j0)*v_stride + d]` for d < n, over the absolute key index
+/// j (which picks lanes and accumulators) in llama.cpp's `order`, bit-identical in every ISA.
+pub type AttnPvFn = fn(usize, &[f32], usize, usize, usize, usize, &[f32], &mut [f32], AttnOrder);
 /// Rounds every element through f16 (round to nearest even) in place; bit-identical to
 /// `half::f16::from_f32(x).to_f32()`.
 pub type RoundFn = fn(&mut [f32]);
@@ -114,12 +117,15 @@ pub struct Kernels {
     /// Q4_K in llama.cpp's order for prompt tokens in full groups of 4 (`x86_r16`); `None` = the
     /// plain Q4_K kernel serves those tokens too.
     pub gemm_r16_q4_k_g4: Option<GemmR16Fn>,
+    /// Q6_K in llama.cpp's order for batches of 8 tokens or more (`x86_r16`); `None` = the plain
+    /// Q6_K kernel serves those too.
+    pub gemm_r16_q6_k_tiled: Option<GemmR16Fn>,
     /// Attention over the KV cache (model::attention), per cache type.
     pub attn_kt_f16: AttnKtFn<f16>,
     pub attn_kt_f32: AttnKtFn<f32>,
     pub attn_kq: AttnKqFn,
-    pub attn_pv_f16: AttnPvFn<f16>,
-    pub attn_pv_f32: AttnPvFn<f32>,
+    pub attn_vf_f16: AttnVfFn,
+    pub attn_pv: AttnPvFn,
     pub round_f16: RoundFn,
 }
 
@@ -167,11 +173,12 @@ impl Kernels {
         gemm_r16_q4_k: None,
         gemm_r16_q6_k: None,
         gemm_r16_q4_k_g4: None,
+        gemm_r16_q6_k_tiled: None,
         attn_kt_f16: scalar::attn_kt_f16,
         attn_kt_f32: scalar::attn_kt_f32,
         attn_kq: scalar::attn_kq,
-        attn_pv_f16: scalar::attn_pv_f16,
-        attn_pv_f32: scalar::attn_pv_f32,
+        attn_vf_f16: scalar::attn_vf_f16,
+        attn_pv: scalar::attn_pv,
         round_f16: scalar::round_f16,
     };
 
@@ -217,13 +224,20 @@ impl Kernels {
         }
     }
 
-    /// The R16 kernel for tokens inside a batch's full groups of 4 (differs only for Q4_K, see
-    /// `gemm_r16_q4_k_g4`).
-    pub fn gemm_r16_g4(&self, w: GgmlType) -> Option<GemmR16Fn> {
-        match w {
-            GgmlType::Q4_K => self.gemm_r16_q4_k_g4.or(self.gemm_r16_q4_k),
-            _ => self.gemm_r16(w),
-        }
+    /// The R16 kernels for a batch of `n_tokens` of weight type `w`: `(for tokens inside the
+    /// batch's full groups of 4, for the rest)`. They differ from `gemm_r16(w)` where llama.cpp
+    /// sums a prompt batch in another order than single tokens: Q4_K (its 4-row GEMM), Q6_K (its
+    /// tiled GEMM from 8 rows).
+    pub fn gemm_r16_batch(&self, w: GgmlType, n_tokens: usize) -> Option<(GemmR16Fn, GemmR16Fn)> {
+        let plain = self.gemm_r16(w)?;
+        Some(match w {
+            GgmlType::Q4_K => (self.gemm_r16_q4_k_g4.unwrap_or(plain), plain),
+            GgmlType::Q6_K if n_tokens >= 8 => {
+                let tiled = self.gemm_r16_q6_k_tiled.unwrap_or(plain);
+                (tiled, tiled)
+            }
+            _ => (plain, plain),
+        })
     }
 
     /// The converter from f32 to activation type `a` (one of `vec_dot_type`'s results).

@@ -425,9 +425,7 @@ pub fn dot_f32_f32(n: usize, w: &[u8], a: &[u8]) -> f32 {
     s as f32
 }
 
-// ---- attention (model::attention) --------------------------------------------------------------
-// The scalar loops are the reference: Q·K summed over d in order, P·V accumulated over keys in order,
-// exactly the arithmetic of the former per-(token, head) attention loop (the SIMD kernels keep it).
+// ---- attention (model::attention): key panels, f16 conversions; the dots are in `cpu::attn` ----
 
 /// A KV cache element (f16 or f32) as the attention kernels read it.
 pub(crate) trait CacheElem: Copy {
@@ -467,17 +465,6 @@ pub(crate) fn attn_kq_check(n: usize, kt: usize, nk: usize, q: usize, nq: usize,
     assert!(os >= nk && out >= (nq - 1) * os + nk, "attn_kq: out too short");
 }
 
-/// Same for an `AttnPvFn` call.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attn_pv_check(n: usize, v: usize, vs: usize, nv: usize, p: usize, ps: usize, nq: usize, o: usize) {
-    if nv == 0 || nq == 0 {
-        return;
-    }
-    assert!(vs >= n && v >= (nv - 1) * vs + n, "attn_pv: v too short");
-    assert!(ps >= nv && p >= (nq - 1) * ps + nv, "attn_pv: p too short");
-    assert!(o >= nq * n, "attn_pv: o too short");
-}
-
 fn attn_kt<T: CacheElem>(n: usize, k: &[T], ks: usize, nk: usize, kt: &mut [f32]) {
     attn_kt_check(n, k.len(), ks, nk, kt.len());
     for c in 0..nk.div_ceil(KT_LANES) {
@@ -497,38 +484,25 @@ pub fn attn_kt_f32(n: usize, k: &[f32], ks: usize, nk: usize, kt: &mut [f32]) {
     attn_kt(n, k, ks, nk, kt)
 }
 
-pub fn attn_kq(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize) {
+pub fn attn_vf_f16(n: usize, v: &[f16], vs: usize, nv: usize, out: &mut [f32]) {
+    crate::cpu::attn::vf_check(n, v.len(), vs, nv, out.len());
+    for j in 0..nv {
+        for d in 0..n {
+            out[j * n + d] = v[j * vs + d].to_f32();
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn attn_kq(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize, order: crate::cpu::AttnOrder) {
     attn_kq_check(n, kt.len(), nk, q.len(), nq, out.len(), os);
-    for i in 0..nq {
-        let qi = &q[i * n..(i + 1) * n];
-        for j in 0..nk {
-            let (c, l) = (j / KT_LANES, j % KT_LANES);
-            out[i * os + j] = (0..n).map(|d| kt[(c * n + d) * KT_LANES + l] * qi[d]).sum();
-        }
-    }
+    crate::cpu::attn::kq_body(n, kt, nk, q, nq, out, os, order)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn attn_pv<T: CacheElem>(n: usize, v: &[T], vs: usize, nv: usize, p: &[f32], ps: usize, nq: usize, o: &mut [f32]) {
-    attn_pv_check(n, v.len(), vs, nv, p.len(), ps, nq, o.len());
-    for i in 0..nq {
-        let oi = &mut o[i * n..(i + 1) * n];
-        for j in 0..nv {
-            let pj = p[i * ps + j];
-            for (od, &vd) in oi.iter_mut().zip(&v[j * vs..j * vs + n]) {
-                *od += pj * vd.f32();
-            }
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn attn_pv_f16(n: usize, v: &[f16], vs: usize, nv: usize, p: &[f32], ps: usize, nq: usize, o: &mut [f32]) {
-    attn_pv(n, v, vs, nv, p, ps, nq, o)
-}
-#[allow(clippy::too_many_arguments)]
-pub fn attn_pv_f32(n: usize, v: &[f32], vs: usize, nv: usize, p: &[f32], ps: usize, nq: usize, o: &mut [f32]) {
-    attn_pv(n, v, vs, nv, p, ps, nq, o)
+pub fn attn_pv(n: usize, v: &[f32], vs: usize, j0: usize, lo: usize, hi: usize, p: &[f32], o: &mut [f32], order: crate::cpu::AttnOrder) {
+    crate::cpu::attn::pv_check(n, v.len(), vs, j0, lo, hi, p.len(), o.len());
+    crate::cpu::attn::pv_body(n, v, vs, j0, lo, hi, p, o, order)
 }
 
 /// `x = f16(x)` elementwise (round to nearest even).

@@ -1,27 +1,26 @@
 //! Causal multi-head attention over the KV cache, with grouped-query heads and an optional
-//! sliding window. Mirrors llama.cpp's non-flash path numerically: KQ = K·Q with Q converted to the
-//! cache type, softmax(KQ * scale + mask) in f32, then V·softmax with the probabilities converted
-//! to the cache type (ggml's mul_mat converts src1 to the vec_dot type of the f16 cache).
+//! sliding window, computed as llama.cpp's non-flash path: KQ = K·Q with Q converted to the cache
+//! type, softmax(KQ * scale + mask) in f32, then V·softmax with the probabilities converted to the
+//! cache type (ggml's mul_mat converts src1 to the vec_dot type of the f16 cache). Every dot runs
+//! in llama.cpp's summation order (`cpu::attn`): a batch of several tokens takes its tinyBLAS
+//! order, a single token its `ggml_vec_dot_f16` order, so the results equal llama.cpp's bit for bit.
 //!
 //! Work is cut into units of (block of consecutive query tokens) × (query heads sharing one KV
-//! head). A unit converts its K rows once into f32 panels of 16 keys (`Kernels::attn_kt_*`), scores
-//! all its queries against each panel while it is in L1 (`Kernels::attn_kq`, keys in SIMD lanes),
-//! takes the softmax per query, then streams the V rows once for all queries (`Kernels::attn_pv_*`).
-//! Units are handed out dynamically (an atomic counter), most expensive first: with causal masking
-//! later tokens see more keys, so the work per unit grows with the block index, and a static split
-//! by unit count would leave one thread with most of it.
-//!
-//! Every query still sums its own keys only, in ascending order, and every Q·K dot over d in
-//! order, with the arithmetic of the former scalar loop (the kernels vectorize across keys and
-//! output dimensions, never along a sum). So the result is bit-identical to the per-(token, head)
-//! loop this replaced, on every ISA, for any thread count or blocking (tested).
+//! head). A unit converts its K rows once into f32 panels of 16 keys (`Kernels::attn_kt_*`) and its
+//! V rows into f32 rows, scores all its queries against each panel while it is in L1
+//! (`Kernels::attn_kq`, keys in SIMD lanes), takes the softmax per query, then sums each query's
+//! values (`Kernels::attn_pv`, output dimensions in SIMD lanes). Units are handed out dynamically
+//! (an atomic counter), most expensive first: with causal masking later tokens see more keys, so
+//! the work per unit grows with the block index, and a static split by unit count would leave one
+//! thread with most of it. Blocking and threads do not change any sum, so the result is the same
+//! for any thread count (tested).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::kv_cache::{KvElem, LayerKv};
 use super::ops::{softmax_inplace, SOFTMAX_CHUNK};
-use crate::cpu::{kernels, Kernels, ThreadPool, KT_LANES};
+use crate::cpu::{kernels, AttnOrder, Kernels, ThreadPool, KT_LANES};
 
 /// Queries (tokens × heads) a unit aims for: enough to reuse each K/V row many times while it is in
 /// L1, few enough that the unit's queries (Q_TARGET × head_k floats) stay there too.
@@ -32,6 +31,7 @@ pub struct AttnScratch {
     pub scores: Vec<f32>, // [max queries][n_ctx] scores, then probabilities
     pub qr: Vec<f32>,     // [max queries][head_k] queries rounded to the cache type
     pub kt: Vec<f32>,     // [n_ctx/16][head_k][16] the unit's keys as f32 panels
+    pub vf: Vec<f32>,     // [n_ctx][head_v] the unit's values as f32 rows (f16 cache)
     pub acc: Vec<f32>,    // [max queries][head_v] the unit's results
 }
 
@@ -46,6 +46,7 @@ impl AttnScratch {
             scores: vec![0.0; mq * n_ctx],
             qr: vec![0.0; mq * head_k],
             kt: vec![0.0; n_ctx.div_ceil(KT_LANES) * KT_LANES * head_k],
+            vf: vec![0.0; n_ctx * head_v],
             acc: vec![0.0; mq * head_v],
         }
     }
@@ -199,10 +200,12 @@ fn unit<T: KvElem>(
     let (hk, hv) = (s.head_k, s.head_v);
     let (nk, nv) = (s.n_head_kv * hk, s.n_head_kv * hv);
     let nq = (t1 - t0) * nh;
-    // Key range of the unit, starting on a softmax chunk boundary (see below).
-    let (jlo, jhi) = (s.first(t0) / SOFTMAX_CHUNK * SOFTMAX_CHUNK, s.last(t1 - 1));
+    // Key range of the unit, from a multiple of 64 (the start of a lane group of either order,
+    // and of a softmax chunk, see below).
+    let (jlo, jhi) = (s.first(t0) / 64 * 64, s.last(t1 - 1));
     let span = jhi - jlo + 1;
     let tok = |i: usize| t0 + i / nh;
+    let (kq_order, pv_order) = orders(s);
 
     // Q rounded to the cache type.
     let qr = &mut sc.qr[..nq * hk];
@@ -216,7 +219,7 @@ fn unit<T: KvElem>(
     let kt = &mut sc.kt[..span.div_ceil(KT_LANES) * KT_LANES * hk];
     T::attn_kt(kern)(hk, &kv.k[jlo * nk + hkv * hk..], nk, span, kt);
     let scores = &mut sc.scores[..nq * span];
-    (kern.attn_kq)(hk, kt, span, qr, nq, scores, span);
+    (kern.attn_kq)(hk, kt, span, qr, nq, scores, span, kq_order);
 
     // Softmax over each query's keys, probabilities rounded to the cache type. ggml sums the
     // exponentials in chunks of 16 counted from key 0 with the keys outside the window masked to
@@ -231,46 +234,39 @@ fn unit<T: KvElem>(
         T::round_slice(kern, row);
     }
 
-    // o_i = Σ_j p_ij v_j over each query's keys in ascending order: the keys all queries of the
-    // unit see (cl..=ch) in one call sharing each V row, the ragged ends one query at a time.
+    // o_i = Σ_j p_ij v_j over each query's keys (the masked ones have p = 0 and add nothing).
+    let (vrows, vs) = T::v_rows(kern, &kv.v[jlo * nv + hkv * hv..], nv, hv, span, &mut sc.vf);
     let acc = &mut sc.acc[..nq * hv];
-    acc.fill(0.0);
-    let pv = T::attn_pv(kern);
-    let vrow = |j: usize| &kv.v[j * nv + hkv * hv..];
-    let (cl, ch) = (s.first(t1 - 1), s.last(t0));
-    let one = |i: usize, lo: usize, hi: usize, acc: &mut [f32]| {
-        if lo <= hi {
-            pv(hv, vrow(lo), nv, hi - lo + 1, &scores[i * span + lo - jlo..], span, 1, &mut acc[i * hv..(i + 1) * hv]);
-        }
-    };
-    if cl <= ch {
-        for i in 0..nq {
-            let first = s.first(tok(i));
-            if first < cl {
-                one(i, first, cl - 1, acc);
-            }
-        }
-        pv(hv, vrow(cl), nv, ch - cl + 1, &scores[cl - jlo..], span, nq, acc);
-        for i in 0..nq {
-            one(i, ch + 1, s.last(tok(i)), acc);
-        }
+    for i in 0..nq {
+        let t = tok(i);
+        (kern.attn_pv)(hv, vrows, vs, jlo, s.first(t), s.last(t), &scores[i * span..(i + 1) * span], &mut acc[i * hv..(i + 1) * hv], pv_order);
+    }
+}
+
+/// The orders llama.cpp sums Q·K and P·V in for this batch (`cpu::attn`): tinyBLAS for a batch of
+/// several tokens (if the dot length is a multiple of 16: always for P·V, whose key count is
+/// padded), `ggml_vec_dot_f16` for one token.
+fn orders(s: &AttnShape) -> (AttnOrder, AttnOrder) {
+    if s.n_tokens > 1 {
+        let kq = if s.head_k % 16 == 0 { AttnOrder::Lanes16 } else { AttnOrder::Lanes64 };
+        (kq, AttnOrder::Lanes16)
     } else {
-        for i in 0..nq {
-            let t = tok(i);
-            one(i, s.first(t), s.last(t), acc);
-        }
+        (AttnOrder::Lanes64, AttnOrder::Lanes64)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::attn::reference::ggml_dot;
     use half::f16;
 
-    /// The former per-(token, head) scalar loop, kept as the reference.
+    /// llama.cpp's attention one (token, head) at a time: each score and output element a
+    /// separate ggml dot over the padded key range (p = 0 outside the query's window).
     fn reference<T: KvElem>(kv: &LayerKv<T>, q: &[f32], s: AttnShape) -> Vec<f32> {
         let group = s.n_head / s.n_head_kv;
         let (nk, nv) = (s.n_head_kv * s.head_k, s.n_head_kv * s.head_v);
+        let (kq_order, pv_order) = orders(&s);
         let mut out = vec![0.0; s.n_tokens * s.n_head * s.head_v];
         for u in 0..s.n_tokens * s.n_head {
             let (t, h) = (u / s.n_head, u % s.n_head);
@@ -283,17 +279,15 @@ mod tests {
                     *sj = f32::NEG_INFINITY;
                     continue;
                 }
-                let k = &kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k];
-                *sj = k.iter().zip(&qr).map(|(&a, &b)| a.to_f32() * b).sum();
+                let k: Vec<f32> = kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k].iter().map(|x| x.to_f32()).collect();
+                *sj = ggml_dot(kq_order, &k, &qr);
             }
             softmax_inplace(&mut scores, s.kq_scale);
-            let o = &mut out[u * s.head_v..(u + 1) * s.head_v];
-            for (j, &p) in scores.iter().enumerate().skip(first) {
-                let p = T::from_f32(p).to_f32();
-                let v = &kv.v[j * nv + hk * s.head_v..j * nv + (hk + 1) * s.head_v];
-                for (od, &vd) in o.iter_mut().zip(v) {
-                    *od += p * vd.to_f32();
-                }
+            let padded = n_kv.div_ceil(64) * 64;
+            let p: Vec<f32> = (0..padded).map(|j| if j < n_kv { T::from_f32(scores[j]).to_f32() } else { 0.0 }).collect();
+            for d in 0..s.head_v {
+                let col: Vec<f32> = (0..padded).map(|j| if j < n_kv { kv.v[j * nv + hk * s.head_v + d].to_f32() } else { 0.0 }).collect();
+                out[u * s.head_v + d] = ggml_dot(pv_order, &col, &p);
             }
         }
         out
@@ -343,7 +337,7 @@ mod tests {
     }
 
     #[test]
-    fn every_table_is_bit_identical_to_the_old_loop() {
+    fn every_table_is_bit_identical_to_llama_cpps_loops() {
         let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         for kern in Kernels::available() {
             for (ci, s) in shapes().into_iter().enumerate() {

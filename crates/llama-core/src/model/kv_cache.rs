@@ -2,7 +2,7 @@
 
 use half::f16;
 
-use crate::cpu::{AttnKtFn, AttnPvFn, Kernels};
+use crate::cpu::{AttnKtFn, Kernels};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum KvType {
@@ -35,15 +35,17 @@ impl KvType {
 
 /// A cache element type. `round_slice` is what happens to an f32 operand that ggml converts to
 /// this type before a dot product with the cache (Q before Q·K, softmax(KQ) before ·V).
-/// The attention kernels of `Kernels` for this type (key panels, P·V) and `round_slice` (= `round` on
-/// every element).
+/// The attention kernels of `Kernels` for this type (key panels, value rows as f32) and
+/// `round_slice` (= `round` on every element).
 pub trait KvElem: Copy + Send + Sync + 'static {
     fn from_f32(x: f32) -> Self;
     #[allow(dead_code)] // the kernels read the cache; kept for the reference loop in the tests
     fn to_f32(self) -> f32;
     fn round_slice(k: &Kernels, x: &mut [f32]);
     fn attn_kt(k: &Kernels) -> AttnKtFn<Self>;
-    fn attn_pv(k: &Kernels) -> AttnPvFn<Self>;
+    /// `n_rows` value rows of `n` (`stride` apart) as f32 rows: `(rows, their stride)`, converted
+    /// into `scratch` unless the cache already holds f32.
+    fn v_rows<'a>(k: &Kernels, v: &'a [Self], stride: usize, n: usize, n_rows: usize, scratch: &'a mut [f32]) -> (&'a [f32], usize);
 }
 
 impl KvElem for f16 {
@@ -59,8 +61,9 @@ impl KvElem for f16 {
     fn attn_kt(k: &Kernels) -> AttnKtFn<Self> {
         k.attn_kt_f16
     }
-    fn attn_pv(k: &Kernels) -> AttnPvFn<Self> {
-        k.attn_pv_f16
+    fn v_rows<'a>(k: &Kernels, v: &'a [Self], stride: usize, n: usize, n_rows: usize, scratch: &'a mut [f32]) -> (&'a [f32], usize) {
+        (k.attn_vf_f16)(n, v, stride, n_rows, &mut scratch[..n_rows * n]);
+        (&scratch[..n_rows * n], n)
     }
 }
 
@@ -75,8 +78,8 @@ impl KvElem for f32 {
     fn attn_kt(k: &Kernels) -> AttnKtFn<Self> {
         k.attn_kt_f32
     }
-    fn attn_pv(k: &Kernels) -> AttnPvFn<Self> {
-        k.attn_pv_f32
+    fn v_rows<'a>(_: &Kernels, v: &'a [Self], stride: usize, _n: usize, _n_rows: usize, _: &'a mut [f32]) -> (&'a [f32], usize) {
+        (v, stride)
     }
 }
 

@@ -182,10 +182,12 @@ fn gelu_f16_table(t: &[u16], x: f32) -> f32 {
     }
 }
 
+/// ggml_gelu_f32 as GCC compiles it for llama.cpp's table: `1 + a·x·x` contracted into one FMA
+/// (which decides the f16 rounding of a few table entries, e.g. x = -1.999).
 fn gelu(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     const GELU_COEF_A: f32 = 0.044715;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh())
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (GELU_COEF_A * x).mul_add(x, 1.0)).tanh())
 }
 
 /// Softmax of `x` in place after `x * scale`; entries equal to -inf stay 0.

@@ -153,7 +153,7 @@ pub fn matmul_with(
     if n_tokens == 0 || w.rows == 0 {
         return Ok(());
     }
-    if let (Some(p), Some(gemm)) = (w.packed, k.gemm_r16(w.ggml_type)) {
+    if let (Some(p), Some(gemm)) = (w.packed, k.gemm_r16_batch(w.ggml_type, n_tokens)) {
         if p.ggml_type == w.ggml_type && p.rows == w.rows && p.cols == w.cols {
             matmul_r16(k, gemm, pool, p, x, n_tokens, out, scratch);
             return Ok(());
@@ -234,11 +234,12 @@ const R16_TOKEN_TILE: usize = 64;
 
 /// `matmul` over R16-repacked weights: activations converted once (the table's Q8_0 or Q8_K
 /// converter, so quantized values equal the row-wise path's; Q8_0 then to Q8_0S), then threads
-/// claim chunks of 16-row groups and run every token tile over each group.
+/// claim chunks of 16-row groups and run every token tile over each group. `(gemm_g4, gemm)`:
+/// the kernels for the tokens in the batch's full groups of 4 and for the others.
 #[allow(clippy::too_many_arguments)]
 fn matmul_r16(
     k: &Kernels,
-    gemm: GemmR16Fn,
+    (gemm_g4, gemm): (GemmR16Fn, GemmR16Fn),
     pool: &ThreadPool,
     p: &Packed,
     x: &[f32],       // [n_tokens][cols]
@@ -252,7 +253,6 @@ fn matmul_r16(
     // activation quantizer and summation order, and its matvec over the rest; so do we.
     let g4 = p.ggml_type == GgmlType::Q4_K;
     let n_g4 = if g4 { n_tokens - n_tokens % 4 } else { 0 };
-    let gemm_g4 = if g4 { k.gemm_r16_g4(p.ggml_type).unwrap_or(gemm) } else { gemm };
     let nb = cols / p.ggml_type.block_size();
     // K-quants take the Q8_K converter's rows as they are; the others stage a Q8_0 row per token
     // and transcode it to Q8_0S.

@@ -208,6 +208,7 @@ pub mod x86;
 pub mod x86_r16;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_r16_avx2;
+#[cfg(target_arch = "x86_64")]
 mod x86_attn;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_act;

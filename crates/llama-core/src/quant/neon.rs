@@ -26,9 +26,7 @@ pub fn neon_kernels() -> Option<Kernels> {
         dot_bf16: dot_bf16_entry,
         dot_f32: dot_f32_entry,
         attn_kt_f16: super::neon_attn::attn_kt_f16_neon,
-        attn_kq: super::neon_attn::attn_kq_neon,
-        attn_pv_f16: super::neon_attn::attn_pv_f16_neon,
-        attn_pv_f32: super::neon_attn::attn_pv_f32_neon,
+        attn_vf_f16: super::neon_attn::attn_vf_f16_neon,
         round_f16: super::neon_attn::round_f16_neon,
         ..Kernels::SCALAR
     };
@@ -47,6 +45,7 @@ pub fn neon_kernels() -> Option<Kernels> {
         gemm_r16_q4_k: Some(super::neon_r16::GEMM_Q4_K_NEON),
         gemm_r16_q6_k: Some(super::neon_r16::GEMM_Q6_K_NEON),
         gemm_r16_q4_k_g4: None,
+        gemm_r16_q6_k_tiled: None,
         ..base
     })
 }

@@ -37,10 +37,11 @@ pub fn avx2_kernels() -> Option<Kernels> {
         gemm_r16_q4_k: Some(super::x86_r16_avx2::GEMM_Q4_K_AVX2),
         gemm_r16_q6_k: Some(super::x86_r16_avx2::GEMM_Q6_K_AVX2),
         gemm_r16_q4_k_g4: None,
+        gemm_r16_q6_k_tiled: None,
         attn_kt_f16: super::x86_attn::attn_kt_f16_avx2,
         attn_kq: super::x86_attn::attn_kq_avx2,
-        attn_pv_f16: super::x86_attn::attn_pv_f16_avx2,
-        attn_pv_f32: super::x86_attn::attn_pv_f32_avx2,
+        attn_vf_f16: super::x86_attn::attn_vf_f16_avx2,
+        attn_pv: super::x86_attn::attn_pv_avx2,
         round_f16: super::x86_attn::round_f16_avx2,
         ..Kernels::SCALAR
     })
@@ -72,9 +73,9 @@ pub fn avx512_kernels() -> Option<Kernels> {
         gemm_r16_q4_k: Some(super::x86_r16::GEMM_Q4_K_AVX512),
         gemm_r16_q6_k: Some(super::x86_r16::GEMM_Q6_K_AVX512),
         gemm_r16_q4_k_g4: Some(super::x86_r16::GEMM_Q4_K_G4_AVX512),
+        gemm_r16_q6_k_tiled: Some(super::x86_r16::GEMM_Q6_K_TILED_AVX512),
         attn_kq: super::x86_attn::attn_kq_avx512,
-        attn_pv_f16: super::x86_attn::attn_pv_f16_avx512,
-        attn_pv_f32: super::x86_attn::attn_pv_f32_avx512,
+        attn_pv: super::x86_attn::attn_pv_avx512,
         ..avx2_kernels()?
     })
 }

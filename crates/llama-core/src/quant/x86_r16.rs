@@ -60,6 +60,7 @@ gemm_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0);
 gemm_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K);
 gemm_entry!(gemm_q4_k_g4_entry, gemm_q4_k_g4, GgmlType::Q4_K);
 gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
+gemm_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K);
 
 pub(crate) const GEMM_Q4_0_AVX512: GemmR16Fn = gemm_q4_0_entry;
 pub(crate) const GEMM_Q5_0_AVX512: GemmR16Fn = gemm_q5_0_entry;
@@ -67,6 +68,7 @@ pub(crate) const GEMM_Q8_0_AVX512: GemmR16Fn = gemm_q8_0_entry;
 pub(crate) const GEMM_Q4_K_AVX512: GemmR16Fn = gemm_q4_k_entry;
 pub(crate) const GEMM_Q4_K_G4_AVX512: GemmR16Fn = gemm_q4_k_g4_entry;
 pub(crate) const GEMM_Q6_K_AVX512: GemmR16Fn = gemm_q6_k_entry;
+pub(crate) const GEMM_Q6_K_TILED_AVX512: GemmR16Fn = gemm_q6_k_tiled_entry;
 
 /// Broadcast of the 4 activation bytes at `p` (compiles to an embedded `{1to16}` operand).
 #[inline(always)]
@@ -332,8 +334,8 @@ unsafe fn q6_scale16(q: *const u8, j: usize) -> __m512i {
     _mm512_and_si512(_mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(16 * j) as *const __m128i)), _mm512_set1_epi32(0xFFFF))
 }
 
-/// llama.cpp's x86 `ggml_vec_dot_q6_K_q8_K` order (Q6_K is not repacked there, so prompt and
-/// generation both take it): 8 float lanes per row, lane l holding, per super-block, the integer
+/// llama.cpp's x86 `ggml_vec_dot_q6_K_q8_K` order (Q6_K is not repacked there; batches under 8
+/// tokens take it, larger ones `gemm_q6_k_tiled`): 8 float lanes per row, lane l holding, per super-block, the integer
 ///   Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]  −  32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1])
 /// (its −32 offset goes through the bsums of sub-blocks 2l, 2l+1, not through lane l's own
 /// elements), folded as `acc_l = fma(d_a·d_w, f32(lane), acc_l)`, then summed
@@ -393,6 +395,60 @@ unsafe fn gemm_q6_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, 
     }
     for (t, l) in acc.iter().enumerate() {
         _mm512_storeu_ps(out.add(t * os), hsum8_lanes(l));
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+unsafe fn gemm_q6_k_tiled<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    in_passes!(gemm_q6_k_tiled_pass, [], K_PASS, T, nb, w, a, as_, out, os)
+}
+
+/// Q6_K for batches of 8 or more tokens, in the order of llama.cpp's x86 "tiled" K-quant GEMM
+/// (`ggml_compute_forward_mul_mat_tiled`, used from 8 rows up): per super-block one exact integer
+/// sum, then `acc = fma(f32(isum)·d_w, d_a, acc)` with the first product rounded.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+unsafe fn gemm_q6_k_tiled_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    let (heads, quants) = (w, w.add(nb * R * 2));
+    let m4 = _mm512_set1_epi8(0x0F);
+    let m30 = _mm512_set1_epi8(0x30);
+    let mut acc = [_mm512_setzero_ps(); T];
+    for b in 0..nb {
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 2) as *const __m256i));
+        let q = quants.add(b * R * 208);
+        let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
+        let mut iacc = [_mm512_setzero_si512(); T];
+        for j in 0..16 {
+            let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(16 * j) as *const __m128i));
+            let h = _mm512_loadu_si512(qh.add(64 * j) as *const _);
+            let a0 = _mm512_loadu_si512(ql.add(64 * 2 * j) as *const _);
+            let a1 = _mm512_loadu_si512(ql.add(64 * (2 * j + 1)) as *const _);
+            // 6-bit values of elements 16j + 4k + i, k = 0..4
+            let v = [
+                or_and(_mm512_and_si512(a0, m4), _mm512_slli_epi16(h, 4), m30),
+                or_and(_mm512_and_si512(_mm512_srli_epi16(a0, 4), m4), _mm512_slli_epi16(h, 2), m30),
+                or_and(_mm512_and_si512(a1, m4), h, m30),
+                or_and(_mm512_and_si512(_mm512_srli_epi16(a1, 4), m4), _mm512_srli_epi16(h, 2), m30),
+            ];
+            for (t, ia) in iacc.iter_mut().enumerate() {
+                let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let y = y.add(16 * j);
+                // (q − 32)·y = q·y − 32·Σy: start the sum at −32·bsum_j
+                let mut i0 = _mm512_set1_epi32(-32 * *bs.add(j) as i32);
+                let mut i1 = _mm512_setzero_si512();
+                i0 = _mm512_dpbusd_epi32(i0, v[0], bcast4(y));
+                i1 = _mm512_dpbusd_epi32(i1, v[1], bcast4(y.add(4)));
+                i0 = _mm512_dpbusd_epi32(i0, v[2], bcast4(y.add(8)));
+                i1 = _mm512_dpbusd_epi32(i1, v[3], bcast4(y.add(12)));
+                *ia = _mm512_add_epi32(*ia, _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc));
+            }
+        }
+        for t in 0..T {
+            let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(iacc[t]), d), _mm512_set1_ps(dy), acc[t]);
+        }
+    }
+    for (t, v) in acc.iter().enumerate() {
+        _mm512_storeu_ps(out.add(t * os), *v);
     }
 }
 
