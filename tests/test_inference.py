@@ -39,22 +39,11 @@ def _compare_case(llm, case, greedy=True):
     return agree, len(case["top10"]), dsum, dn, greedy and out == case["greedy"]
 
 
-# Known gaps (docs/notes/inference.md): activation quantizers, softmax, SiLU, RoPE and RMSNorm now
-# round as llama.cpp does, but our dot kernels and attention still sum in another order than
-# llama.cpp's (tinyBLAS / repack / vec_dot_f16 lane orders); those last-bit differences are
-# amplified (Q8_K blocks of large activations) and near-tied logits flip. These marks record what
-# does not hold yet.
-_GAP = "known numerics gap vs llama.cpp, see docs/notes/inference.md"
-LOGIT_CASES = [
-    pytest.param("synth-tiny-q4_0", 0.05),
-    pytest.param("qwen2.5-coder-0.5b-q4_k_m", 0.1),
-    pytest.param("gemma3-270m-q4_k_m", 0.1, marks=pytest.mark.xfail(reason=_GAP + " (top-1 96.9%, mean |Δ| 0.18)")),
-]
-GREEDY_CASES = [
-    pytest.param("synth-tiny-q4_0"),
-    pytest.param("qwen2.5-coder-0.5b-q4_k_m", marks=pytest.mark.xfail(reason=_GAP + " (2 of 4 differ)")),
-    pytest.param("gemma3-270m-q4_k_m", marks=pytest.mark.xfail(reason=_GAP)),
-]
+# Every golden model; the forward pass reproduces llama.cpp's summation orders, so whole-batch
+# logits equal llama.cpp's bit for bit (docs/notes/inference.md) and the bounds are the issue's.
+MODELS = ["synth-tiny-q4_0", "synth-1b-q4_0", "synth-1b-q8_0", "qwen2.5-coder-0.5b-q4_k_m", "gemma3-270m-q4_k_m"]
+LOGIT_CASES = [(m, 0.05 if m.startswith("synth") else 0.1) for m in MODELS]
+GREEDY_CASES = MODELS
 
 
 @pytest.mark.parametrize("name,tol", LOGIT_CASES)

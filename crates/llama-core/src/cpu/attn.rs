@@ -101,7 +101,19 @@ pub(crate) fn kq_body(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out
         let qi = &q[i * n..(i + 1) * n];
         for c in 0..nk.div_ceil(KT_LANES) {
             let panel = &kt[c * n * KT_LANES..(c + 1) * n * KT_LANES];
-            let s = dots16(order, 0, n - 1, np, |d| (panel[d * KT_LANES..(d + 1) * KT_LANES].try_into().unwrap(), qi[d]));
+            let s = if order == AttnOrder::Lanes16 && n % 16 == 0 {
+                // the same sums as `dots16` with the 16 lane accumulators live at once: every
+                // chunk of 16 dimensions adds one product to each (16 independent FMA chains)
+                let mut acc = [[0f32; 16]; 16];
+                for (rows, qc) in panel.chunks_exact(16 * KT_LANES).zip(qi.chunks_exact(16)) {
+                    for r in 0..16 {
+                        fma(&mut acc[r], rows[r * 16..r * 16 + 16].try_into().unwrap(), qc[r]);
+                    }
+                }
+                reduce16(&acc)
+            } else {
+                dots16(order, 0, n - 1, np, |d| (panel[d * KT_LANES..(d + 1) * KT_LANES].try_into().unwrap(), qi[d]))
+            };
             let cnt = (nk - c * KT_LANES).min(KT_LANES);
             out[i * os + c * KT_LANES..i * os + c * KT_LANES + cnt].copy_from_slice(&s[..cnt]);
         }
@@ -116,7 +128,29 @@ pub(crate) fn pv_body(n: usize, v: &[f32], vs: usize, j0: usize, lo: usize, hi: 
     let np = usize::MAX; // the cache is padded with p = 0 keys to a multiple of 64: no f64 tail
     for d0 in (0..n).step_by(16) {
         let w = (n - d0).min(16);
-        let s = if w == 16 {
+        let s = if w == 16 && order == AttnOrder::Lanes16 {
+            // as `dots16`, keys in chunks of 16 from a multiple of 16, all 16 lanes live at once
+            let mut acc = [[0f32; 16]; 16];
+            let row = |j: usize| -> &V16 { v[(j - j0) * vs + d0..(j - j0) * vs + d0 + 16].try_into().unwrap() };
+            let mut base = lo / 16 * 16;
+            while base <= hi {
+                if base >= lo && base + 15 <= hi {
+                    let pc: &V16 = p[base - j0..base - j0 + 16].try_into().unwrap();
+                    for r in 0..16 {
+                        fma(&mut acc[r], row(base + r), pc[r]);
+                    }
+                } else {
+                    for r in 0..16 {
+                        let j = base + r;
+                        if j >= lo && j <= hi {
+                            fma(&mut acc[r], row(j), p[j - j0]);
+                        }
+                    }
+                }
+                base += 16;
+            }
+            reduce16(&acc)
+        } else if w == 16 {
             dots16(order, lo, hi, np, |j| (v[(j - j0) * vs + d0..(j - j0) * vs + d0 + 16].try_into().unwrap(), p[j - j0]))
         } else {
             dots16(order, lo, hi, np, |j| {

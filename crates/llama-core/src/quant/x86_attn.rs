@@ -1,9 +1,9 @@
 //! x86_64 attention kernels (`cpu::AttnKtFn`, `AttnVfFn`, `AttnKqFn`, `AttnPvFn`, `RoundFn`) for
 //! the AVX2 + FMA + F16C and AVX-512F tables, which are handed out after runtime feature detection.
 //!
-//! f16 → f32 conversions use F16C (`vcvtph2ps`, exact). The dots are `cpu::attn`'s portable
-//! kernels compiled here with AVX2/AVX-512 enabled, so LLVM maps their `[f32; 16]` lanes to one
-//! zmm or two ymm registers and `mul_add` to `vfmadd`: the same bits as the scalar table.
+//! f16 → f32 conversions use F16C (`vcvtph2ps`, exact). The dots are `cpu::attn`'s, written once
+//! over 16-lane registers (`attn16!`: one zmm, or two ymm for AVX2) with the same sums in the same
+//! order as the portable kernels, so every table gives the same bits.
 
 use std::arch::x86_64::*;
 
@@ -79,25 +79,199 @@ pub(crate) fn attn_vf_f16_avx2(n: usize, v: &[f16], vs: usize, nv: usize, out: &
     unsafe { vf_f16_f16c(n, v.as_ptr(), vs, nv, out.as_mut_ptr()) }
 }
 
-/// The portable dots of `cpu::attn` under `$feat`: `$kq` / `$pv` are the table entries.
-macro_rules! attn_dots {
-    ($kq:ident, $pv:ident, $kq_in:ident, $pv_in:ident, $feat:literal) => {
+/// 16 f32 lanes as two ymm registers (the AVX2 table).
+#[derive(Clone, Copy)]
+struct Y2(__m256, __m256);
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn y2_zero() -> Y2 {
+    Y2(_mm256_setzero_ps(), _mm256_setzero_ps())
+}
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn y2_load(p: *const f32) -> Y2 {
+    Y2(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+}
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn y2_set1(x: f32) -> Y2 {
+    Y2(_mm256_set1_ps(x), _mm256_set1_ps(x))
+}
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn y2_fma(a: Y2, b: Y2, c: Y2) -> Y2 {
+    Y2(_mm256_fmadd_ps(a.0, b.0, c.0), _mm256_fmadd_ps(a.1, b.1, c.1))
+}
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn y2_add(a: Y2, b: Y2) -> Y2 {
+    Y2(_mm256_add_ps(a.0, b.0), _mm256_add_ps(a.1, b.1))
+}
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn y2_store(v: Y2, p: *mut f32) {
+    _mm256_storeu_ps(p, v.0);
+    _mm256_storeu_ps(p.add(8), v.1);
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn z_zero() -> __m512 {
+    _mm512_setzero_ps()
+}
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn z_load(p: *const f32) -> __m512 {
+    _mm512_loadu_ps(p)
+}
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn z_set1(x: f32) -> __m512 {
+    _mm512_set1_ps(x)
+}
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn z_fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+    _mm512_fmadd_ps(a, b, c)
+}
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn z_add(a: __m512, b: __m512) -> __m512 {
+    _mm512_add_ps(a, b)
+}
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn z_store(v: __m512, p: *mut f32) {
+    _mm512_storeu_ps(p, v)
+}
+
+/// `cpu::attn`'s dots in SIMD registers of 16 lanes (`$v`, with its ops): the same sums in the
+/// same order as the portable kernels (tested bit for bit), the 16 lane accumulators of a group
+/// of dots held in registers. `Lanes64` dots of Q·K with a tail (n not a multiple of 64) and P·V
+/// blocks narrower than 16 dimensions go to the portable code.
+macro_rules! attn16 {
+    ($kq:ident, $pv:ident, $kq_in:ident, $pv_in:ident, $feat:literal, $v:ty,
+     $zero:ident, $load:ident, $set1:ident, $fma:ident, $add:ident, $store:ident) => {
+        /// `reduce16` of `cpu::attn` over 16 registers.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        unsafe fn reduce(x: &[$v; 16]) -> $v {
+            let t8: [$v; 8] = std::array::from_fn(|i| $add(x[i + 8], x[i]));
+            let t4: [$v; 4] = std::array::from_fn(|i| $add(t8[i + 4], t8[i]));
+            $add($add(t4[0], t4[2]), $add(t4[1], t4[3]))
+        }
+
+        /// Writes the first `w` of 16 lanes.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        unsafe fn put(v: $v, p: *mut f32, w: usize) {
+            if w == 16 {
+                $store(v, p);
+            } else {
+                let mut t = [0f32; 16];
+                $store(v, t.as_mut_ptr());
+                std::ptr::copy_nonoverlapping(t.as_ptr(), p, w);
+            }
+        }
+
         #[target_feature(enable = $feat)]
         #[allow(clippy::too_many_arguments)]
         unsafe fn $kq_in(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize, order: AttnOrder) {
-            kq_body(n, kt, nk, q, nq, out, os, order)
+            let lanes16 = order == AttnOrder::Lanes16 && n % 16 == 0;
+            if !lanes16 && n % 64 != 0 {
+                return kq_body(n, kt, nk, q, nq, out, os, order);
+            }
+            let (kt, q, o) = (kt.as_ptr(), q.as_ptr(), out.as_mut_ptr());
+            for i in 0..nq {
+                let qi = q.add(i * n);
+                for c in 0..nk.div_ceil(KT_LANES) {
+                    let panel = kt.add(c * n * KT_LANES);
+                    let row = |d: usize| $load(panel.add(d * KT_LANES));
+                    let s = if lanes16 {
+                        let mut acc = [$zero(); 16];
+                        for ch in (0..n).step_by(16) {
+                            for (r, a) in acc.iter_mut().enumerate() {
+                                *a = $fma(row(ch + r), $set1(*qi.add(ch + r)), *a);
+                            }
+                        }
+                        reduce(&acc)
+                    } else {
+                        let mut x = [$zero(); 16];
+                        for (r, xr) in x.iter_mut().enumerate() {
+                            let mut a = [$zero(); 4];
+                            for ch in (0..n).step_by(64) {
+                                for (m, am) in a.iter_mut().enumerate() {
+                                    let d = ch + 16 * m + r;
+                                    *am = $fma(row(d), $set1(*qi.add(d)), *am);
+                                }
+                            }
+                            *xr = $add($add(a[0], a[2]), $add(a[1], a[3]));
+                        }
+                        reduce(&x)
+                    };
+                    put(s, o.add(i * os + c * KT_LANES), (nk - c * KT_LANES).min(KT_LANES));
+                }
+            }
         }
         #[allow(clippy::too_many_arguments)]
         pub(crate) fn $kq(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize, order: AttnOrder) {
             attn_kq_check(n, kt.len(), nk, q.len(), nq, out.len(), os);
-            // SAFETY: reachable only through a kernel table built after detection of `$feat`; the
-            // body is safe code (bounds-checked), the features only widen its vectors.
+            // SAFETY: reachable only through a kernel table built after detection of `$feat`;
+            // the pointer ranges read and written are those the check above bounds.
             unsafe { $kq_in(n, kt, nk, q, nq, out, os, order) }
         }
+
         #[target_feature(enable = $feat)]
         #[allow(clippy::too_many_arguments)]
         unsafe fn $pv_in(n: usize, v: &[f32], vs: usize, j0: usize, lo: usize, hi: usize, p: &[f32], o: &mut [f32], order: AttnOrder) {
-            pv_body(n, v, vs, j0, lo, hi, p, o, order)
+            let n16 = n / 16 * 16;
+            let (vp, pp, op) = (v.as_ptr(), p.as_ptr(), o.as_mut_ptr());
+            for d0 in (0..n16).step_by(16) {
+                let row = |j: usize| $load(vp.add((j - j0) * vs + d0));
+                let pj = |j: usize| $set1(*pp.add(j - j0));
+                let s = match order {
+                    AttnOrder::Lanes16 => {
+                        let mut acc = [$zero(); 16];
+                        let mut base = lo / 16 * 16;
+                        while base <= hi {
+                            if base >= lo && base + 15 <= hi {
+                                for (r, a) in acc.iter_mut().enumerate() {
+                                    *a = $fma(row(base + r), pj(base + r), *a);
+                                }
+                            } else {
+                                for (r, a) in acc.iter_mut().enumerate() {
+                                    let j = base + r;
+                                    if j >= lo && j <= hi {
+                                        *a = $fma(row(j), pj(j), *a);
+                                    }
+                                }
+                            }
+                            base += 16;
+                        }
+                        reduce(&acc)
+                    }
+                    AttnOrder::Lanes64 => {
+                        let mut x = [$zero(); 16];
+                        for (r, xr) in x.iter_mut().enumerate() {
+                            let mut a = [$zero(); 4];
+                            let mut j = lo + (r + 16 - lo % 16) % 16;
+                            while j <= hi {
+                                let m = (j / 16) % 4;
+                                a[m] = $fma(row(j), pj(j), a[m]);
+                                j += 16;
+                            }
+                            *xr = $add($add(a[0], a[2]), $add(a[1], a[3]));
+                        }
+                        reduce(&x)
+                    }
+                };
+                $store(s, op.add(d0));
+            }
+            if n16 < n {
+                // the last, narrower block: the portable code on a view shifted to column n16
+                pv_body(n - n16, &v[n16..], vs, j0, lo, hi, p, &mut o[n16..], order);
+            }
         }
         #[allow(clippy::too_many_arguments)]
         pub(crate) fn $pv(n: usize, v: &[f32], vs: usize, j0: usize, lo: usize, hi: usize, p: &[f32], o: &mut [f32], order: AttnOrder) {
@@ -108,8 +282,16 @@ macro_rules! attn_dots {
     };
 }
 
-attn_dots!(attn_kq_avx2, attn_pv_avx2, kq_avx2, pv_avx2, "avx2,fma");
-attn_dots!(attn_kq_avx512, attn_pv_avx512, kq_avx512, pv_avx512, "avx512f,avx512vl,fma");
+mod avx2_dots {
+    use super::*;
+    attn16!(attn_kq_avx2, attn_pv_avx2, kq_avx2, pv_avx2, "avx2,fma", Y2, y2_zero, y2_load, y2_set1, y2_fma, y2_add, y2_store);
+}
+mod avx512_dots {
+    use super::*;
+    attn16!(attn_kq_avx512, attn_pv_avx512, kq_avx512, pv_avx512, "avx512f", __m512, z_zero, z_load, z_set1, z_fma, z_add, z_store);
+}
+pub(crate) use avx2_dots::{attn_kq_avx2, attn_pv_avx2};
+pub(crate) use avx512_dots::{attn_kq_avx512, attn_pv_avx512};
 
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn round_f16_f16c(x: &mut [f32]) {
