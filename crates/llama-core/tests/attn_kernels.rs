@@ -105,11 +105,19 @@ fn attn_vf_and_pv_are_bit_identical_to_scalar() {
                 let p: Vec<f32> = (0..nv).map(|_| if rng.next().is_multiple_of(5) { 0.0 } else { f16::from_f32(rng.f32().abs()).to_f32() }).collect();
                 let (lo, hi) = (j0 + lo_off.min(nv - 1), j0 + nv - 1);
                 for (rows, stride) in [(&w, n), (&v32, vs)] {
+                    // the same values as key panels, for the tables that read those
+                    let mut vt = vec![f32::NAN; nv.div_ceil(KT_LANES) * n * KT_LANES];
+                    (Kernels::SCALAR.attn_kt_f32)(n, rows, stride, nv, &mut vt);
                     for order in [AttnOrder::Lanes16, AttnOrder::Lanes64] {
                         let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);
                         (Kernels::SCALAR.attn_pv)(n, rows, stride, j0, lo, hi, &p, &mut want, order);
                         (k.attn_pv)(n, rows, stride, j0, lo, hi, &p, &mut got, order);
                         assert_eq!(bits(&got), bits(&want), "{:?} pv {order:?} n={n} nv={nv}", k.isa);
+                        if let Some(pvp) = k.attn_pv_panels {
+                            let mut gp = vec![0f32; n];
+                            pvp(n, &vt, j0, &[lo], &[hi], &p, p.len(), &mut gp, order);
+                            assert_eq!(bits(&gp), bits(&want), "{:?} pv panels {order:?} n={n} nv={nv} lo={lo}", k.isa);
+                        }
                     }
                 }
             }

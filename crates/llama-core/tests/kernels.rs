@@ -454,7 +454,7 @@ fn r16_acts(t: GgmlType, x: &[f32], cols: usize) -> (Vec<u8>, Vec<u8>, usize, us
         let p = &mut plain[i * plain_row..(i + 1) * plain_row];
         (Kernels::SCALAR.from_float(act).unwrap())(xr, p);
         if act == GgmlType::Q8_0 {
-            repack::q8_0_to_q8_0s(p, &mut r16[i * r16_row..(i + 1) * r16_row]);
+            repack::q8_0_to_q8_0s(t, p, &mut r16[i * r16_row..(i + 1) * r16_row]);
         } else {
             r16[i * r16_row..(i + 1) * r16_row].copy_from_slice(p);
         }

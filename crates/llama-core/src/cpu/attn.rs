@@ -101,7 +101,7 @@ pub(crate) fn kq_body(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out
         let qi = &q[i * n..(i + 1) * n];
         for c in 0..nk.div_ceil(KT_LANES) {
             let panel = &kt[c * n * KT_LANES..(c + 1) * n * KT_LANES];
-            let s = if order == AttnOrder::Lanes16 && n % 16 == 0 {
+            let s = if order == AttnOrder::Lanes16 && n.is_multiple_of(16) {
                 // the same sums as `dots16` with the 16 lane accumulators live at once: every
                 // chunk of 16 dimensions adds one product to each (16 independent FMA chains)
                 let mut acc = [[0f32; 16]; 16];
@@ -170,6 +170,19 @@ pub(crate) fn pv_check(n: usize, v: usize, vs: usize, j0: usize, lo: usize, hi: 
     assert!(vs >= n && v >= (hi - j0) * vs + n, "attn_pv: v too short");
     assert!(p > hi - j0, "attn_pv: p too short");
     assert!(o >= n, "attn_pv: o too short");
+}
+
+/// Bounds every `AttnPvPanelsFn` call must satisfy (`vt`: value panels in the `AttnKtFn` layout
+/// from key j0, a multiple of 64; query i sees keys lo[i]..=hi[i], its probabilities at p[i·ps..]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pv_panels_check(n: usize, vt: usize, j0: usize, lo: &[usize], hi: &[usize], p: usize, ps: usize, o: usize) {
+    assert!(j0.is_multiple_of(64) && lo.len() == hi.len(), "attn_pv_panels: bad arguments");
+    for (i, (&l, &h)) in lo.iter().zip(hi).enumerate() {
+        assert!(l >= j0 && l <= h && h - j0 < ps, "attn_pv_panels: bad key range");
+        assert!(vt >= ((h - j0) / 16 + 1) * n * 16, "attn_pv_panels: vt too short");
+        assert!(p > i * ps + (h - j0), "attn_pv_panels: p too short");
+    }
+    assert!(o >= lo.len() * n, "attn_pv_panels: o too short");
 }
 
 /// Converts `nv` f16 rows of `n` values (`vs` apart) to packed f32 rows `out[j*n + d]`.

@@ -48,6 +48,11 @@ pub type AttnVfFn = fn(usize, &[f16], usize, usize, &mut [f32]);
 /// `o[d] = Σ_{j=lo..=hi} p[j-j0] · v[(j-j0)*v_stride + d]` for d < n, over the absolute key index
 /// j (which picks lanes and accumulators) in llama.cpp's `order`, bit-identical in every ISA.
 pub type AttnPvFn = fn(usize, &[f32], usize, usize, usize, usize, &[f32], &mut [f32], AttnOrder);
+/// `AttnPvFn` for several queries over value panels `(n, vt, j0, lo, hi, p, p_stride, o, order)`:
+/// the values of keys j0.. in the `AttnKtFn` panel layout (j0 a multiple of 64); query i sees
+/// keys lo[i]..=hi[i] with probabilities p[i*p_stride + j - j0], writes o[i*n..(i+1)*n]; the
+/// same sums and bits as `AttnPvFn` per query.
+pub type AttnPvPanelsFn = fn(usize, &[f32], usize, &[usize], &[usize], &[f32], usize, &mut [f32], AttnOrder);
 /// Rounds every element through f16 (round to nearest even) in place; bit-identical to
 /// `half::f16::from_f32(x).to_f32()`.
 pub type RoundFn = fn(&mut [f32]);
@@ -126,6 +131,8 @@ pub struct Kernels {
     pub attn_kq: AttnKqFn,
     pub attn_vf_f16: AttnVfFn,
     pub attn_pv: AttnPvFn,
+    /// The same from value panels, where a table has it (faster: keys in lanes).
+    pub attn_pv_panels: Option<AttnPvPanelsFn>,
     pub round_f16: RoundFn,
 }
 
@@ -179,6 +186,7 @@ impl Kernels {
         attn_kq: scalar::attn_kq,
         attn_vf_f16: scalar::attn_vf_f16,
         attn_pv: scalar::attn_pv,
+        attn_pv_panels: None,
         round_f16: scalar::round_f16,
     };
 

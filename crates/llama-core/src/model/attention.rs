@@ -31,8 +31,11 @@ pub struct AttnScratch {
     pub scores: Vec<f32>, // [max queries][n_ctx] scores, then probabilities
     pub qr: Vec<f32>,     // [max queries][head_k] queries rounded to the cache type
     pub kt: Vec<f32>,     // [n_ctx/16][head_k][16] the unit's keys as f32 panels
-    pub vf: Vec<f32>,     // [n_ctx][head_v] the unit's values as f32 rows (f16 cache)
+    pub vf: Vec<f32>,     // [n_ctx][head_v] the unit's values as f32 rows (f16 cache), or
+                          // [n_ctx/16][head_v][16] as panels (`Kernels::attn_pv_panels`)
     pub acc: Vec<f32>,    // [max queries][head_v] the unit's results
+    pub lo: Vec<usize>,   // [max queries] first key of each query
+    pub hi: Vec<usize>,   // [max queries] last key of each query
 }
 
 fn max_queries(n_head: usize) -> usize {
@@ -46,8 +49,10 @@ impl AttnScratch {
             scores: vec![0.0; mq * n_ctx],
             qr: vec![0.0; mq * head_k],
             kt: vec![0.0; n_ctx.div_ceil(KT_LANES) * KT_LANES * head_k],
-            vf: vec![0.0; n_ctx * head_v],
+            vf: vec![0.0; (n_ctx.div_ceil(KT_LANES) * KT_LANES).max(n_ctx) * head_v],
             acc: vec![0.0; mq * head_v],
+            lo: vec![0; mq],
+            hi: vec![0; mq],
         }
     }
 }
@@ -235,8 +240,18 @@ fn unit<T: KvElem>(
     }
 
     // o_i = Σ_j p_ij v_j over each query's keys (the masked ones have p = 0 and add nothing).
-    let (vrows, vs) = T::v_rows(kern, &kv.v[jlo * nv + hkv * hv..], nv, hv, span, &mut sc.vf);
     let acc = &mut sc.acc[..nq * hv];
+    if let Some(pv) = kern.attn_pv_panels {
+        let vt = &mut sc.vf[..span.div_ceil(KT_LANES) * KT_LANES * hv];
+        T::attn_kt(kern)(hv, &kv.v[jlo * nv + hkv * hv..], nv, span, vt);
+        let (lo, hi) = (&mut sc.lo[..nq], &mut sc.hi[..nq]);
+        for i in 0..nq {
+            (lo[i], hi[i]) = (s.first(tok(i)), s.last(tok(i)));
+        }
+        pv(hv, vt, jlo, lo, hi, scores, span, acc, pv_order);
+        return;
+    }
+    let (vrows, vs) = T::v_rows(kern, &kv.v[jlo * nv + hkv * hv..], nv, hv, span, &mut sc.vf);
     for i in 0..nq {
         let t = tok(i);
         (kern.attn_pv)(hv, vrows, vs, jlo, s.first(t), s.last(t), &scores[i * span..(i + 1) * span], &mut acc[i * hv..(i + 1) * hv], pv_order);

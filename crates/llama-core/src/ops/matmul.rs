@@ -272,7 +272,7 @@ fn matmul_r16(
             }
         } else {
             to_q8_0(xr, st);
-            repack::q8_0_to_q8_0s(st, ar);
+            repack::q8_0_to_q8_0s(p.ggml_type, st, ar);
         }
     });
     let acts: &[u8] = acts;

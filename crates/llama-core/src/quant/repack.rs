@@ -20,8 +20,9 @@ use super::GgmlType;
 
 /// Rows per group.
 pub const R: usize = 16;
-/// Bytes of one Q8_0S activation block: `f32 d | i32 Σq | 32 × i8 q | 8 × i32 Σ of q[4k..4k+4]`.
-/// The per-lane sums let a kernel keep llama.cpp's 8 lanes of 4 elements apart (see x86_r16).
+/// Bytes of one Q8_0S activation block: `f32 d | i32 Σq | 32 × i8 q | 8 × i32 off·Σ q[4k..4k+4]`
+/// (off the weight type's offset, see `q8_0_to_q8_0s`). The per-lane terms let a kernel keep
+/// llama.cpp's 8 lanes of 4 elements apart (see x86_r16).
 pub const Q8_0S_BLOCK: usize = 72;
 /// Bytes of one Q8_K block: f32 d | 256 × i8 | 16 × i16 bsums.
 pub const Q8_K_BLOCK: usize = 292;
@@ -276,8 +277,16 @@ pub fn pack(t: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Packed
     Some(p)
 }
 
-/// Q8_0 activation rows (34-byte blocks, as the kernel table's converter writes them) → Q8_0S.
-pub fn q8_0_to_q8_0s(src: &[u8], dst: &mut [u8]) {
+/// Q8_0 activation rows (34-byte blocks, as the kernel table's converter writes them) → Q8_0S for
+/// weights of type `t`.
+pub fn q8_0_to_q8_0s(t: GgmlType, src: &[u8], dst: &mut [u8]) {
+    // what a lane's integer sum starts at: the weight offset times the lane's Σq (Q5_0 −16, Q8_0
+    // stored as x+128), so the kernel broadcasts it straight from memory
+    let off = match t {
+        GgmlType::Q5_0 => -16,
+        GgmlType::Q8_0 => -128,
+        _ => 0,
+    };
     for (s, d) in src.chunks_exact(34).zip(dst.chunks_exact_mut(Q8_0S_BLOCK)) {
         let scale = f16::from_le_bytes([s[0], s[1]]).to_f32();
         let sum: i32 = s[2..34].iter().map(|&v| v as i8 as i32).sum();
@@ -286,7 +295,7 @@ pub fn q8_0_to_q8_0s(src: &[u8], dst: &mut [u8]) {
         d[8..40].copy_from_slice(&s[2..34]);
         for k in 0..8 {
             let ls: i32 = s[2 + 4 * k..6 + 4 * k].iter().map(|&v| v as i8 as i32).sum();
-            d[40 + 4 * k..44 + 4 * k].copy_from_slice(&ls.to_le_bytes());
+            d[40 + 4 * k..44 + 4 * k].copy_from_slice(&(off * ls).to_le_bytes());
         }
     }
 }

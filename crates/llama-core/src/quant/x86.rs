@@ -76,6 +76,9 @@ pub fn avx512_kernels() -> Option<Kernels> {
         gemm_r16_q6_k_tiled: Some(super::x86_r16::GEMM_Q6_K_TILED_AVX512),
         attn_kq: super::x86_attn::attn_kq_avx512,
         attn_pv: super::x86_attn::attn_pv_avx512,
+        attn_pv_panels: Some(super::x86_attn::attn_pv_panels_avx512),
+        attn_kt_f16: super::x86_attn::attn_kt_f16_avx512,
+        attn_kt_f32: super::x86_attn::attn_kt_f32_avx512,
         ..avx2_kernels()?
     })
 }

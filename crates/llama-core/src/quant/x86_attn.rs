@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use crate::cpu::attn::{kq_body, pv_body, pv_check, vf_check, AttnOrder};
+use crate::cpu::attn::{kq_body, pv_body, pv_check, pv_panels_check, vf_check, AttnOrder};
 use crate::cpu::scalar::{attn_kq_check, attn_kt_check, CacheElem};
 use crate::cpu::KT_LANES;
 
@@ -54,6 +54,83 @@ pub(crate) fn attn_kt_f16_avx2(n: usize, k: &[f16], ks: usize, nk: usize, kt: &m
     // SAFETY: reachable only through a kernel table built after detection of AVX2, FMA and F16C;
     // every element read or written is in bounds by the check above.
     unsafe { kt_f16_f16c(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
+}
+
+/// Key (or value) panels with AVX-512 (`cpu::AttnKtFn`): 16 keys × 16 dimensions at a time are
+/// loaded as rows (f16 → f32 exact, or f32), transposed in registers and stored as 16 panel rows;
+/// leftover dimensions (n mod 16) go element by element.
+#[inline]
+#[target_feature(enable = "avx512f,f16c")]
+unsafe fn kt_avx512<T: CacheElem>(n: usize, k: *const T, ks: usize, nk: usize, kt: *mut f32, load16: impl Fn(*const T) -> __m512) {
+    let n16 = n / 16 * 16;
+    for c in 0..nk.div_ceil(KT_LANES) {
+        let panel = kt.add(c * n * KT_LANES);
+        let keys = (nk - c * KT_LANES).min(KT_LANES);
+        for d0 in (0..n16).step_by(16) {
+            let r: [__m512; 16] = std::array::from_fn(|l| if l < keys { load16(k.add((c * KT_LANES + l) * ks + d0)) } else { _mm512_setzero_ps() });
+            let cols = transpose16(&r);
+            for (i, col) in cols.iter().enumerate() {
+                _mm512_storeu_ps(panel.add((d0 + i) * KT_LANES), *col);
+            }
+        }
+        for l in 0..KT_LANES {
+            for d in n16..n {
+                *panel.add(d * KT_LANES + l) = if l < keys { (*k.add((c * KT_LANES + l) * ks + d)).f32() } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// 16×16 transpose: result i = lane i of every input register, in order.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose16(r: &[__m512; 16]) -> [__m512; 16] {
+    // per 128-bit quarter, u[4g + e] holds element e of rows 4g..4g+4
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (r0, r1, r2, r3) = (r[4 * g], r[4 * g + 1], r[4 * g + 2], r[4 * g + 3]);
+        let (t0, t1) = (_mm512_unpacklo_ps(r0, r1), _mm512_unpackhi_ps(r0, r1));
+        let (t2, t3) = (_mm512_unpacklo_ps(r2, r3), _mm512_unpackhi_ps(r2, r3));
+        u[4 * g] = _mm512_shuffle_ps::<0x44>(t0, t2);
+        u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(t0, t2);
+        u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(t1, t3);
+        u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(t1, t3);
+    }
+    let mut out = [_mm512_setzero_ps(); 16];
+    for e in 0..4 {
+        let v = _mm512_shuffle_f32x4::<0x88>(u[e], u[4 + e]);
+        let w = _mm512_shuffle_f32x4::<0xDD>(u[e], u[4 + e]);
+        let v2 = _mm512_shuffle_f32x4::<0x88>(u[8 + e], u[12 + e]);
+        let w2 = _mm512_shuffle_f32x4::<0xDD>(u[8 + e], u[12 + e]);
+        out[e] = _mm512_shuffle_f32x4::<0x88>(v, v2);
+        out[8 + e] = _mm512_shuffle_f32x4::<0xDD>(v, v2);
+        out[4 + e] = _mm512_shuffle_f32x4::<0x88>(w, w2);
+        out[12 + e] = _mm512_shuffle_f32x4::<0xDD>(w, w2);
+    }
+    out
+}
+
+#[target_feature(enable = "avx512f,f16c")]
+unsafe fn kt_f16_avx512_in(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
+    kt_avx512(n, k, ks, nk, kt, |p| _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)))
+}
+
+#[target_feature(enable = "avx512f,f16c")]
+unsafe fn kt_f32_avx512_in(n: usize, k: *const f32, ks: usize, nk: usize, kt: *mut f32) {
+    kt_avx512(n, k, ks, nk, kt, |p| _mm512_loadu_ps(p))
+}
+
+pub(crate) fn attn_kt_f16_avx512(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt_check(n, k.len(), ks, nk, kt.len());
+    // SAFETY: reachable only through the AVX-512 table (features detected at run time); every
+    // element read or written is in bounds by the check above.
+    unsafe { kt_f16_avx512_in(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
+}
+
+pub(crate) fn attn_kt_f32_avx512(n: usize, k: &[f32], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt_check(n, k.len(), ks, nk, kt.len());
+    // SAFETY: as above.
+    unsafe { kt_f32_avx512_in(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
 }
 
 /// f16 rows → packed f32 rows (`cpu::AttnVfFn`), 8 at a time.
@@ -183,10 +260,11 @@ macro_rules! attn16 {
                 return kq_body(n, kt, nk, q, nq, out, os, order);
             }
             let (kt, q, o) = (kt.as_ptr(), q.as_ptr(), out.as_mut_ptr());
-            for i in 0..nq {
-                let qi = q.add(i * n);
-                for c in 0..nk.div_ceil(KT_LANES) {
-                    let panel = kt.add(c * n * KT_LANES);
+            // panel-major: one panel (n × 16 floats) stays in L1 while every query uses it
+            for c in 0..nk.div_ceil(KT_LANES) {
+                let panel = kt.add(c * n * KT_LANES);
+                for i in 0..nq {
+                    let qi = q.add(i * n);
                     let row = |d: usize| $load(panel.add(d * KT_LANES));
                     let s = if lanes16 {
                         let mut acc = [$zero(); 16];
@@ -280,6 +358,103 @@ macro_rules! attn16 {
             unsafe { $pv_in(n, v, vs, j0, lo, hi, p, o, order) }
         }
     };
+}
+
+/// For 16 registers r[0..16]: lane n of the result = `_mm512_reduce_add_ps`'s tree over the 16
+/// lanes of r[n] (v[i]+v[i+8], then +4, then (0+2)+(1+3)), all 16 at once through shuffles that
+/// perform exactly those additions.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn hreduce16(r: &[__m512; 16]) -> __m512 {
+    // t8: lanes 0..8 of s[i] from r[2i], lanes 8..16 from r[2i+1]
+    let s: [__m512; 8] = std::array::from_fn(|i| {
+        let (a, b) = (r[2 * i], r[2 * i + 1]);
+        _mm512_add_ps(_mm512_shuffle_f32x4::<0xEE>(a, b), _mm512_shuffle_f32x4::<0x44>(a, b))
+    });
+    // t4: quarter k of t[i] from r[4i+k]
+    let t: [__m512; 4] = std::array::from_fn(|i| {
+        let (a, b) = (s[2 * i], s[2 * i + 1]);
+        _mm512_add_ps(_mm512_shuffle_f32x4::<0xDD>(a, b), _mm512_shuffle_f32x4::<0x88>(a, b))
+    });
+    // (x0+x2) and (x1+x3) per quarter, then their sum: lane 4k+m from r[4m+k]
+    let w = |a: __m512, b: __m512| _mm512_add_ps(_mm512_shuffle_ps::<0x44>(a, b), _mm512_shuffle_ps::<0xEE>(a, b));
+    let (w0, w1) = (w(t[0], t[1]), w(t[2], t[3]));
+    let f = _mm512_add_ps(_mm512_shuffle_ps::<0x88>(w0, w1), _mm512_shuffle_ps::<0xDD>(w0, w1));
+    _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f)
+}
+
+/// `cpu::AttnPvPanelsFn` with AVX-512: keys in lanes (lane = key mod 16, as both orders want),
+/// a query's 16 probabilities of a key panel in one register (masked to its lo..=hi), one
+/// accumulator per output dimension (Lanes16) or per dimension and key panel mod 4 (Lanes64),
+/// then `hreduce16`: one load per FMA and no broadcasts. Dimension blocks outermost, so a
+/// block's slice of all panels stays in L1 while every query of the unit uses it.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pv_panels_avx512_in(n: usize, vt: *const f32, j0: usize, lo: &[usize], hi: &[usize], p: *const f32, ps: usize, o: *mut f32, order: AttnOrder) {
+    let row = |c: usize, d: usize| _mm512_loadu_ps(vt.add((c * n + d) * 16));
+    for d0 in (0..n).step_by(16) {
+        let w = (n - d0).min(16);
+        for (i, (&lo, &hi)) in lo.iter().zip(hi).enumerate() {
+            let (c0, c1) = ((lo - j0) / 16, (hi - j0) / 16);
+            let pi = p.add(i * ps);
+            let pmask = |c: usize| -> __mmask16 {
+                let (first, last) = (j0 + 16 * c, j0 + 16 * c + 15);
+                let (from, to) = (lo.max(first) - first, hi.min(last) - first);
+                (((1u32 << (to + 1)) - 1) & !((1u32 << from) - 1)) as __mmask16
+            };
+            let mut acc = [_mm512_setzero_ps(); 16];
+            match order {
+                AttnOrder::Lanes16 if w == 16 => {
+                    // constant trip counts, so the 16 accumulators stay in registers
+                    for c in c0..=c1 {
+                        let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                        for (dd, a) in acc.iter_mut().enumerate() {
+                            *a = _mm512_fmadd_ps(row(c, d0 + dd), pc, *a);
+                        }
+                    }
+                }
+                AttnOrder::Lanes16 => {
+                    for c in c0..=c1 {
+                        let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                        for (dd, a) in acc.iter_mut().enumerate().take(w) {
+                            *a = _mm512_fmadd_ps(row(c, d0 + dd), pc, *a);
+                        }
+                    }
+                }
+                AttnOrder::Lanes64 => {
+                    for q in (0..w).step_by(4) {
+                        let mut a = [[_mm512_setzero_ps(); 4]; 4]; // [key panel mod 4][dimension]
+                        for c in c0..=c1 {
+                            let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                            for (dd, am) in a[c % 4].iter_mut().enumerate().take(w - q) {
+                                *am = _mm512_fmadd_ps(row(c, d0 + q + dd), pc, *am);
+                            }
+                        }
+                        for dd in 0..(w - q).min(4) {
+                            acc[q + dd] = _mm512_add_ps(_mm512_add_ps(a[0][dd], a[2][dd]), _mm512_add_ps(a[1][dd], a[3][dd]));
+                        }
+                    }
+                }
+            }
+            let r = hreduce16(&acc);
+            let od = o.add(i * n + d0);
+            if w == 16 {
+                _mm512_storeu_ps(od, r);
+            } else {
+                _mm512_mask_storeu_ps(od, ((1u32 << w) - 1) as __mmask16, r);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attn_pv_panels_avx512(n: usize, vt: &[f32], j0: usize, lo: &[usize], hi: &[usize], p: &[f32], ps: usize, o: &mut [f32], order: AttnOrder) {
+    pv_panels_check(n, vt.len(), j0, lo, hi, p.len(), ps, o.len());
+    // SAFETY: reachable only through the AVX-512 table (feature detected at run time); the check
+    // bounds every panel row read (panels (lo-j0)/16 ..= (hi-j0)/16 of n rows), the probability
+    // loads are masked to query i's indices i·ps + (lo-j0 ..= hi-j0) < p.len(), and o holds
+    // lo.len() rows of n.
+    unsafe { pv_panels_avx512_in(n, vt.as_ptr(), j0, lo, hi, p.as_ptr(), ps, o.as_mut_ptr(), order) }
 }
 
 mod avx2_dots {

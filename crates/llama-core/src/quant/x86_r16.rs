@@ -136,7 +136,7 @@ const LANE_PASS: usize = 2;
 /// l7))`. Qwen2-class models turn float reassociation into ~0.1 logit differences, so matching the
 /// reference's order is what keeps their answers equal. In R16 slot s of Q8_0 is lane s; for Q5_0
 /// low-nibble slot s is lane s and high-nibble slot s is lane 4+s. The per-lane weight offset
-/// (−16 or −128 times the lane's Σy, from the Q8_0S lane sums) starts each lane's integer sum.
+/// (−16 or −128 times the lane's Σy, precomputed in the Q8_0S block) starts each lane's sum.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 unsafe fn gemm_lanes<const T: usize, const Q5: bool>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
     in_passes!(gemm_lanes_pass, [, Q5], LANE_PASS, T, nb, w, a, as_, out, os)
@@ -178,13 +178,12 @@ unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(nb: usize, w: *const u
                 *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
             }
         }
-        let off = if Q5 { -16 } else { -128 };
         for (t, acc_t) in acc.iter_mut().enumerate() {
             let y = a.add(t * as_ + b * Q8_0S_BLOCK);
             let d = _mm512_mul_ps(dw, _mm512_set1_ps((y as *const f32).read_unaligned()));
-            let lane_sums = y.add(40) as *const i32;
+            let lane_init = y.add(40) as *const i32; // offset · lane Σy, precomputed
             for (k, acc_k) in acc_t.iter_mut().enumerate() {
-                let init = _mm512_set1_epi32(off * lane_sums.add(k).read_unaligned());
+                let init = _mm512_set1_epi32(lane_init.add(k).read_unaligned());
                 let isum = _mm512_dpbusd_epi32(init, v[k], bcast4(y.add(8 + 4 * k)));
                 *acc_k = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(isum), *acc_k);
             }
