@@ -326,6 +326,22 @@ unsafe fn gemm_q6_k<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: 
     in_passes!(gemm_q6_k_pass, [], Q6_PASS, T, nb, w, a, as_, out, os)
 }
 
+/// Unsigned 6-bit values of elements 16j + 4k + i (k = 0..4) of the 16 rows, from the R16 Q6_K
+/// ql / qh slots of sub-block j.
+#[inline(always)]
+unsafe fn q6_values(ql: *const u8, qh: *const u8, j: usize) -> [__m512i; 4] {
+    let (m4, m30) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x30));
+    let h = _mm512_loadu_si512(qh.add(64 * j) as *const _);
+    let a0 = _mm512_loadu_si512(ql.add(64 * 2 * j) as *const _);
+    let a1 = _mm512_loadu_si512(ql.add(64 * (2 * j + 1)) as *const _);
+    [
+        or_and(_mm512_and_si512(a0, m4), _mm512_slli_epi16(h, 4), m30),
+        or_and(_mm512_and_si512(_mm512_srli_epi16(a0, 4), m4), _mm512_slli_epi16(h, 2), m30),
+        or_and(_mm512_and_si512(a1, m4), h, m30),
+        or_and(_mm512_and_si512(_mm512_srli_epi16(a1, 4), m4), _mm512_srli_epi16(h, 2), m30),
+    ]
+}
+
 /// Sub-block scales `j` of the 16 rows as i32 lanes holding the i16 value in the low half and 0 in
 /// the high half, the form `vpdpwssd` multiplies exactly by an i32 that fits in i16.
 #[inline(always)]
@@ -342,8 +358,6 @@ unsafe fn q6_scale16(q: *const u8, j: usize) -> __m512i {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 unsafe fn gemm_q6_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
     let (heads, quants) = (w, w.add(nb * R * 2));
-    let m4 = _mm512_set1_epi8(0x0F);
-    let m30 = _mm512_set1_epi8(0x30);
     let zero = _mm512_setzero_si512();
     let mut acc = [[_mm512_setzero_ps(); 8]; T];
     for b in 0..nb {
@@ -363,16 +377,7 @@ unsafe fn gemm_q6_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, 
         }
         for j in 0..16 {
             let sc = q6_scale16(q, j);
-            let h = _mm512_loadu_si512(qh.add(64 * j) as *const _);
-            let a0 = _mm512_loadu_si512(ql.add(64 * 2 * j) as *const _);
-            let a1 = _mm512_loadu_si512(ql.add(64 * (2 * j + 1)) as *const _);
-            // unsigned 6-bit values of elements 16j + 4k + i, k = 0..4
-            let v = [
-                or_and(_mm512_and_si512(a0, m4), _mm512_slli_epi16(h, 4), m30),
-                or_and(_mm512_and_si512(_mm512_srli_epi16(a0, 4), m4), _mm512_slli_epi16(h, 2), m30),
-                or_and(_mm512_and_si512(a1, m4), h, m30),
-                or_and(_mm512_and_si512(_mm512_srli_epi16(a1, 4), m4), _mm512_srli_epi16(h, 2), m30),
-            ];
+            let v = q6_values(ql, qh, j);
             let l0 = 4 * (j % 2);
             for (t, ia) in iacc.iter_mut().enumerate() {
                 let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
@@ -408,8 +413,6 @@ unsafe fn gemm_q6_k_tiled<const T: usize>(nb: usize, w: *const u8, a: *const u8,
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 unsafe fn gemm_q6_k_tiled_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
     let (heads, quants) = (w, w.add(nb * R * 2));
-    let m4 = _mm512_set1_epi8(0x0F);
-    let m30 = _mm512_set1_epi8(0x30);
     let mut acc = [_mm512_setzero_ps(); T];
     for b in 0..nb {
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 2) as *const __m256i));
@@ -418,16 +421,7 @@ unsafe fn gemm_q6_k_tiled_pass<const T: usize>(nb: usize, w: *const u8, a: *cons
         let mut iacc = [_mm512_setzero_si512(); T];
         for j in 0..16 {
             let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(16 * j) as *const __m128i));
-            let h = _mm512_loadu_si512(qh.add(64 * j) as *const _);
-            let a0 = _mm512_loadu_si512(ql.add(64 * 2 * j) as *const _);
-            let a1 = _mm512_loadu_si512(ql.add(64 * (2 * j + 1)) as *const _);
-            // 6-bit values of elements 16j + 4k + i, k = 0..4
-            let v = [
-                or_and(_mm512_and_si512(a0, m4), _mm512_slli_epi16(h, 4), m30),
-                or_and(_mm512_and_si512(_mm512_srli_epi16(a0, 4), m4), _mm512_slli_epi16(h, 2), m30),
-                or_and(_mm512_and_si512(a1, m4), h, m30),
-                or_and(_mm512_and_si512(_mm512_srli_epi16(a1, 4), m4), _mm512_srli_epi16(h, 2), m30),
-            ];
+            let v = q6_values(ql, qh, j);
             for (t, ia) in iacc.iter_mut().enumerate() {
                 let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
                 let y = y.add(16 * j);
