@@ -556,6 +556,27 @@ fn pack_rejects_shapes_without_an_r16_layout() {
     }
 }
 
+/// Runs `tests/py/quant_ref.py MODE DIR SEED` (llama.cpp's outputs into DIR); false (after a SKIP
+/// line naming `needs`) when python3 or the script's requirements are missing.
+fn run_quant_ref(mode: &str, dir: &std::path::Path, seed: &str, needs: &str) -> bool {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/quant_ref.py");
+    let st = match std::process::Command::new("python3").arg(script).args([mode, dir.to_str().unwrap(), seed]).status() {
+        Ok(st) => st,
+        Err(e) => {
+            eprintln!("SKIP: cannot run python3: {e}");
+            return false;
+        }
+    };
+    match st.code() {
+        Some(0) => true,
+        Some(3) | Some(4) => {
+            eprintln!("SKIP: {needs} is not available");
+            false
+        }
+        _ => panic!("reference script failed: {st:?}"),
+    }
+}
+
 /// Every table's Q8_0 / Q8_1 / Q8_K activation quantizer against the one llama.cpp actually runs
 /// (ggml-cpu's `from_float` from llama-cpp-python's library, x86 SIMD path), byte for byte. Skips
 /// when python3, numpy, llama-cpp-python or an AVX2 CPU is missing.
@@ -563,21 +584,8 @@ fn pack_rejects_shapes_without_an_r16_layout() {
 fn activation_quantizers_match_llama_cpp_runtime() {
     let dir = std::env::temp_dir().join(format!("llama-kernels-acts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/quant_ref.py");
-    let st = match std::process::Command::new("python3").arg(script).args(["activations", dir.to_str().unwrap(), "11"]).status() {
-        Ok(st) => st,
-        Err(e) => {
-            eprintln!("SKIP: cannot run python3: {e}");
-            return;
-        }
-    };
-    match st.code() {
-        Some(0) => {}
-        Some(3) | Some(4) => {
-            eprintln!("SKIP: llama-cpp-python's ggml (x86 AVX2), gguf-py or numpy is not available");
-            return;
-        }
-        _ => panic!("reference script failed: {st:?}"),
+    if !run_quant_ref("activations", &dir, "11", "llama-cpp-python's ggml (x86 AVX2), gguf-py or numpy") {
+        return;
     }
     const COLS: usize = 1024;
     for (act, name) in [(GgmlType::Q8_0, "q8_0"), (GgmlType::Q8_1, "q8_1"), (GgmlType::Q8_K, "q8_K")] {
@@ -638,21 +646,8 @@ fn softmax_and_swiglu_match_ggml() {
         eprintln!("SKIP: ggml-cpu's AVX-512 softmax/swiglu path needs an AVX-512 CPU");
         return;
     }
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/quant_ref.py");
-    let st = match std::process::Command::new("python3").arg(script).args(["ops", dir.to_str().unwrap(), "5"]).status() {
-        Ok(st) => st,
-        Err(e) => {
-            eprintln!("SKIP: cannot run python3: {e}");
-            return;
-        }
-    };
-    match st.code() {
-        Some(0) => {}
-        Some(3) | Some(4) => {
-            eprintln!("SKIP: llama-cpp-python's ggml, gguf-py or numpy is not available");
-            return;
-        }
-        _ => panic!("reference script failed: {st:?}"),
+    if !run_quant_ref("ops", &dir, "5", "llama-cpp-python's ggml, gguf-py or numpy") {
+        return;
     }
     let src = read_f32_file(&dir.join("softmax.src.f32"));
     let want = read_f32_file(&dir.join("softmax.out.f32"));
