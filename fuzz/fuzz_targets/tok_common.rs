@@ -8,14 +8,16 @@ use llama_core::gguf::GgufFile;
 use llama_core::tokenizer::{StreamDecoder, Tokenizer, VocabKind};
 
 pub fn load(file: &str) -> Option<Tokenizer> {
-    let dir = std::env::var_os("LLAMA_FUZZ_VOCAB_DIR").map(PathBuf::from).unwrap_or_else(|| "/work/shared/models".into());
+    let dir =
+        std::env::var_os("LLAMA_FUZZ_VOCAB_DIR").map(PathBuf::from).unwrap_or_else(|| "/work/shared/models".into());
     let p = dir.join(file);
     let p = if p.exists() {
         p
     } else {
         // Full models (e.g. qwen) live in the test-model cache.
         let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-        let m = std::env::var_os("LLAMA_TEST_MODELS").map(PathBuf::from).unwrap_or(home.join(".cache/llama-test-models"));
+        let m =
+            std::env::var_os("LLAMA_TEST_MODELS").map(PathBuf::from).unwrap_or(home.join(".cache/llama-test-models"));
         m.join(file)
     };
     let f = GgufFile::open(&p).ok()?;

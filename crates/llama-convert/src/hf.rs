@@ -77,9 +77,7 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
     let arch = match arch_name {
         "LlamaForCausalLM" | "MistralForCausalLM" => "llama",
         "Qwen2ForCausalLM" => "qwen2",
-        other => {
-            return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") })
-        }
+        other => return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") }),
     };
 
     let n_embd = get_u32(&cfg, &["hidden_size", "n_embd"], &cpath)?;
@@ -94,7 +92,12 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         .and_then(Json::as_f64)
         .ok_or_else(|| Error::format(&cpath, "missing required key 'rms_norm_eps'"))? as f32;
     if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 || n_embd % n_head != 0 {
-        return Err(Error::format(&cpath, format!("num_attention_heads {n_head}, num_key_value_heads {n_head_kv}, hidden_size {n_embd} are inconsistent")));
+        return Err(Error::format(
+            &cpath,
+            format!(
+                "num_attention_heads {n_head}, num_key_value_heads {n_head_kv}, hidden_size {n_embd} are inconsistent"
+            ),
+        ));
     }
     let head_dim = cfg.get("head_dim").and_then(Json::as_u64).map(|x| x as u32);
     // llama.cpp writes rope.freq_base from a top-level `rope_theta`. transformers ≥ 5 moved it

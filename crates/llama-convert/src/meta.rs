@@ -64,8 +64,13 @@ fn merge(name: &str, parts: Vec<SrcTensor>, dim: Option<usize>) -> Result<SrcTen
     let bad = |m: String| Error::format(&first.file, format!("tensor '{name}': {m}"));
     for p in &parts[1..] {
         if p.dtype != first.dtype || p.shape.len() != first.shape.len() {
-            return Err(bad(format!("shards disagree on dtype/rank ({} {:?} vs {} {:?})",
-                first.dtype.name(), first.shape, p.dtype.name(), p.shape)));
+            return Err(bad(format!(
+                "shards disagree on dtype/rank ({} {:?} vs {} {:?})",
+                first.dtype.name(),
+                first.shape,
+                p.dtype.name(),
+                p.shape
+            )));
         }
     }
     let Some(dim) = dim else {
@@ -88,7 +93,13 @@ fn merge(name: &str, parts: Vec<SrcTensor>, dim: Option<usize>) -> Result<SrcTen
         }
         shape[dim] += p.shape[dim];
     }
-    Ok(SrcTensor { name: name.to_string(), file: first.file.clone(), dtype: first.dtype, shape, data: Data::Concat { parts, dim } })
+    Ok(SrcTensor {
+        name: name.to_string(),
+        file: first.file.clone(),
+        dtype: first.dtype,
+        shape,
+        data: Data::Concat { parts, dim },
+    })
 }
 
 fn req<'a>(params: &'a Json, key: &str, path: &Path) -> Result<&'a Json> {
@@ -105,7 +116,8 @@ fn as_u32(v: &Json, key: &str, path: &Path) -> Result<u32> {
 pub fn load_meta(dir: &Path) -> Result<Plan> {
     let ppath = dir.join("params.json");
     let text = std::fs::read(&ppath).map_err(|e| Error::io(&ppath, e))?;
-    let params: Json = serde_json::from_slice(&text).map_err(|e| Error::format(&ppath, format!("invalid JSON: {e}")))?;
+    let params: Json =
+        serde_json::from_slice(&text).map_err(|e| Error::format(&ppath, format!("invalid JSON: {e}")))?;
     let n_embd = as_u32(req(&params, "dim", &ppath)?, "dim", &ppath)?;
     let n_layer = as_u32(req(&params, "n_layers", &ppath)?, "n_layers", &ppath)?;
     let n_head = as_u32(req(&params, "n_heads", &ppath)?, "n_heads", &ppath)?;
@@ -118,7 +130,10 @@ pub fn load_meta(dir: &Path) -> Result<Plan> {
     };
     let rope_theta = params.get("rope_theta").and_then(Json::as_f64);
     if n_embd % n_head != 0 || n_head % n_head_kv != 0 {
-        return Err(Error::format(&ppath, format!("dim {n_embd}, n_heads {n_head}, n_kv_heads {n_head_kv} are inconsistent")));
+        return Err(Error::format(
+            &ppath,
+            format!("dim {n_embd}, n_heads {n_head}, n_kv_heads {n_head_kv} are inconsistent"),
+        ));
     }
 
     let shards = shard_paths(dir)?;
@@ -132,13 +147,15 @@ pub fn load_meta(dir: &Path) -> Result<Plan> {
         if t.name == "rope.freqs" {
             continue; // recomputed at run time
         }
-        let (gguf_name, dim) = map_name(&t.name)
-            .ok_or_else(|| Error::format(&shards[0], format!("unexpected tensor '{}' in a LLaMA checkpoint", t.name)))?;
+        let (gguf_name, dim) = map_name(&t.name).ok_or_else(|| {
+            Error::format(&shards[0], format!("unexpected tensor '{}' in a LLaMA checkpoint", t.name))
+        })?;
         let mut parts = Vec::with_capacity(by_name.len());
         for (i, m) in by_name.iter_mut().enumerate() {
-            parts.push(m.remove(&t.name).ok_or_else(|| {
-                Error::format(&shards[i], format!("tensor '{}' missing from this shard", t.name))
-            })?);
+            parts
+                .push(m.remove(&t.name).ok_or_else(|| {
+                    Error::format(&shards[i], format!("tensor '{}' missing from this shard", t.name))
+                })?);
         }
         let src = merge(&t.name, parts, dim)?;
         n_params += src.n_elements();
@@ -146,8 +163,8 @@ pub fn load_meta(dir: &Path) -> Result<Plan> {
     }
 
     let shape_of = |n: &str| tensors.iter().find(|t| t.name == n).map(|t| t.src.shape.clone());
-    let emb = shape_of("token_embd.weight")
-        .ok_or_else(|| Error::format(&shards[0], "no tok_embeddings.weight tensor"))?;
+    let emb =
+        shape_of("token_embd.weight").ok_or_else(|| Error::format(&shards[0], "no tok_embeddings.weight tensor"))?;
     let n_vocab = emb[0] as u32;
     if emb.len() != 2 || emb[1] != n_embd as u64 {
         return Err(Error::format(&shards[0], format!("tok_embeddings shape {emb:?} does not match dim {n_embd}")));
@@ -158,11 +175,15 @@ pub fn load_meta(dir: &Path) -> Result<Plan> {
         }
     }
     let n_ff = shape_of("blk.0.ffn_gate.weight")
-        .ok_or_else(|| Error::format(&shards[0], "no layers.0.feed_forward.w1.weight tensor"))?[0] as u32;
+        .ok_or_else(|| Error::format(&shards[0], "no layers.0.feed_forward.w1.weight tensor"))?[0]
+        as u32;
     let head_dim = n_embd / n_head;
     if let Some(k) = shape_of("blk.0.attn_k.weight") {
         if k[0] != (n_head_kv * head_dim) as u64 {
-            return Err(Error::format(&ppath, format!("wk has {} rows, expected n_kv_heads·head_dim = {}", k[0], n_head_kv * head_dim)));
+            return Err(Error::format(
+                &ppath,
+                format!("wk has {} rows, expected n_kv_heads·head_dim = {}", k[0], n_head_kv * head_dim),
+            ));
         }
     }
     // Context length: Meta's params.json does not state it; llama.cpp's legacy converter guesses

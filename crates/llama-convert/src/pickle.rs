@@ -165,9 +165,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| {
-            format!("pickle truncated: need {n} bytes at offset {} of {}", self.pos, self.data.len())
-        })?;
+        let end =
+            self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| {
+                format!("pickle truncated: need {n} bytes at offset {} of {}", self.pos, self.data.len())
+            })?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -277,7 +278,9 @@ fn run(data: &[u8]) -> Result<V, String> {
     let mut copy = |v: &V| -> Result<V, String> {
         copied += nodes(v);
         if copied > MAX_COPIED_NODES {
-            return Err(format!("pickle copies more than {MAX_COPIED_NODES} values through its memo (refusing a memory bomb)"));
+            return Err(format!(
+                "pickle copies more than {MAX_COPIED_NODES} values through its memo (refusing a memory bomb)"
+            ));
         }
         Ok(v.clone())
     };

@@ -55,12 +55,16 @@ pub fn load_pth(path: &Path) -> Result<Vec<SrcTensor>> {
         let &(start, size, stored) =
             entries.get(&entry).ok_or_else(|| bad(format!("tensor '{name}': storage entry '{entry}' is missing")))?;
         if !stored {
-            return Err(bad(format!("tensor '{name}': storage '{entry}' is compressed (torch stores them uncompressed)")));
+            return Err(bad(format!(
+                "tensor '{name}': storage '{entry}' is compressed (torch stores them uncompressed)"
+            )));
         }
         let es = t.dtype.size() as u64;
         let end = start.checked_add(size).filter(|&e| e <= mmap.len() as u64);
         if end.is_none() {
-            return Err(bad(format!("tensor '{name}': storage '{entry}' extends past the end of the file (truncated?)")));
+            return Err(bad(format!(
+                "tensor '{name}': storage '{entry}' extends past the end of the file (truncated?)"
+            )));
         }
         let avail = size / es;
         if t.storage_numel > avail {

@@ -63,11 +63,7 @@ pub fn load_safetensors(path: &Path) -> Result<Vec<SrcTensor>> {
             .try_fold(dtype.size() as u64, |a, &d| a.checked_mul(d))
             .ok_or_else(|| tbad("shape product overflows"))?;
         if end - b != want {
-            return Err(tbad(&format!(
-                "{} data bytes but shape {shape:?} of {} needs {want}",
-                end - b,
-                dtype.name()
-            )));
+            return Err(tbad(&format!("{} data bytes but shape {shape:?} of {} needs {want}", end - b, dtype.name())));
         }
         // Contiguous row-major strides.
         let mut stride = vec![1u64; shape.len()];

@@ -45,7 +45,12 @@ impl SrcTensor {
     }
 
     /// Checks that a strided view stays within `avail` elements from its base.
-    pub fn check_view_bounds(shape: &[u64], offset: u64, stride: &[u64], avail: u64) -> std::result::Result<(), String> {
+    pub fn check_view_bounds(
+        shape: &[u64],
+        offset: u64,
+        stride: &[u64],
+        avail: u64,
+    ) -> std::result::Result<(), String> {
         if shape.contains(&0) {
             return Ok(());
         }
@@ -119,7 +124,7 @@ impl SrcTensor {
             Data::Concat { parts, dim } => {
                 let dim = *dim;
                 let bufs: Vec<Vec<u8>> = parts.iter().map(|p| p.read()).collect::<Result<_>>()?; // one per shard
-                // Bytes of one contiguous chunk of part p: its extent from `dim` inward.
+                                                                                                 // Bytes of one contiguous chunk of part p: its extent from `dim` inward.
                 let inner: u64 = self.shape[dim + 1..].iter().product();
                 let outer: u64 = self.shape[..dim].iter().product();
                 for o in 0..outer as usize {
@@ -181,7 +186,12 @@ pub fn convert_elements(dtype: DType, raw: Vec<u8>, target: GgmlType) -> Result<
 ///
 /// `raw` holds `rows` rows of `row_bytes` bytes each (any element type; also works for biases
 /// with `row_bytes` = one element).
-pub fn unpermute_rope_rows(raw: &[u8], rows: usize, row_bytes: usize, n_head: usize) -> std::result::Result<Vec<u8>, String> {
+pub fn unpermute_rope_rows(
+    raw: &[u8],
+    rows: usize,
+    row_bytes: usize,
+    n_head: usize,
+) -> std::result::Result<Vec<u8>, String> {
     if n_head == 0 || !rows.is_multiple_of(2 * n_head) || raw.len() != rows * row_bytes {
         return Err(format!("cannot un-permute {rows} rows for {n_head} heads (rows must be a multiple of 2·n_head)"));
     }
@@ -194,7 +204,8 @@ pub fn unpermute_rope_rows(raw: &[u8], rows: usize, row_bytes: usize, n_head: us
                 // out[h][i][j] = in[h][j][i]
                 let dst = h * per_head + i * 2 + j;
                 let src = h * per_head + j * half + i;
-                out[dst * row_bytes..(dst + 1) * row_bytes].copy_from_slice(&raw[src * row_bytes..(src + 1) * row_bytes]);
+                out[dst * row_bytes..(dst + 1) * row_bytes]
+                    .copy_from_slice(&raw[src * row_bytes..(src + 1) * row_bytes]);
             }
         }
     }

@@ -154,7 +154,8 @@ fn load_bpe(dir: &Path, n_vocab: Option<u32>, config: Option<&Json>) -> Result<V
     for (t, id) in vocab {
         by_id.push((id.as_u64().ok_or_else(|| bad("vocab id is not an integer"))?, t, None));
     }
-    let added: Vec<&Json> = tok.get("added_tokens").and_then(Json::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+    let added: Vec<&Json> =
+        tok.get("added_tokens").and_then(Json::as_array).map(|a| a.iter().collect()).unwrap_or_default();
     for a in &added {
         let id = a.get("id").and_then(Json::as_u64).ok_or_else(|| bad("added token without id"))?;
         let content = a.get("content").and_then(Json::as_str).ok_or_else(|| bad("added token without content"))?;
@@ -170,7 +171,7 @@ fn load_bpe(dir: &Path, n_vocab: Option<u32>, config: Option<&Json>) -> Result<V
         None => max_id as usize + 1,
     };
     let mut tokens: Vec<Vec<u8>> = (0..n).map(|i| format!("[PAD{i}]").into_bytes()).collect(); // [n_vocab]
-    // Ids the tokenizer does not define (embedding rows padded past it): "[PADn]", UNUSED.
+                                                                                               // Ids the tokenizer does not define (embedding rows padded past it): "[PADn]", UNUSED.
     let mut types = vec![UNUSED; n]; // [n_vocab]
     for (id, t, a) in by_id {
         let id = id as usize;
@@ -235,9 +236,7 @@ fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()>
         .and_then(|t| t.get("added_tokens"))
         .and_then(Json::as_array)
         .map(|a| {
-            a.iter()
-                .filter_map(|x| Some((x.get("content")?.as_str()?.to_string(), x.get("id")?.as_u64()?)))
-                .collect()
+            a.iter().filter_map(|x| Some((x.get("content")?.as_str()?.to_string(), x.get("id")?.as_u64()?))).collect()
         })
         .unwrap_or_default();
     let set = |v: &mut Vocab, key: &'static str, id: Option<u64>| {
@@ -250,7 +249,10 @@ fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()>
     if let Some(tc) = read_json(&dir.join("tokenizer_config.json"))? {
         for typ in ["bos", "eos"] {
             if let Some(b) = tc.get(format!("add_{typ}_token")).and_then(Json::as_bool) {
-                v.add_special.push((if typ == "bos" { "tokenizer.ggml.add_bos_token" } else { "tokenizer.ggml.add_eos_token" }, b));
+                v.add_special.push((
+                    if typ == "bos" { "tokenizer.ggml.add_bos_token" } else { "tokenizer.ggml.add_eos_token" },
+                    b,
+                ));
             }
         }
         if let Some(t) = tc.get("chat_template").and_then(Json::as_str) {

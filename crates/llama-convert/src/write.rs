@@ -57,7 +57,9 @@ pub fn title_name(dir: &Path) -> String {
             let has_cased = w.chars().any(|c| c.is_lowercase() || c.is_uppercase());
             let is_lower = has_cased && !w.chars().any(|c| c.is_uppercase());
             let versionish = w.starts_with(|c: char| c.is_ascii_digit())
-                || (w.starts_with('v') && w.len() > 1 && w[1..].split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())));
+                || (w.starts_with('v')
+                    && w.len() > 1
+                    && w[1..].split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())));
             if is_lower && !versionish {
                 py_title(w)
             } else {

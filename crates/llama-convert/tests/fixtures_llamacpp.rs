@@ -101,10 +101,19 @@ fn fixtures_match_llamacpp_f32_f16() {
             // for Llama-2, no head_dim in params.json, and unk id taken from tokenizer.model.
             let allowed: &[&str] = match src {
                 s if s.starts_with("hf-") => &[],
-                "meta-llama2-gqa/tiny" => &["~general.name", "~llama.context_length", "+tokenizer.ggml.unknown_token_id",
-                    "-llama.attention.key_length", "-llama.attention.value_length"],
-                _ => &["~general.name", "+tokenizer.ggml.unknown_token_id",
-                    "-llama.attention.key_length", "-llama.attention.value_length"],
+                "meta-llama2-gqa/tiny" => &[
+                    "~general.name",
+                    "~llama.context_length",
+                    "+tokenizer.ggml.unknown_token_id",
+                    "-llama.attention.key_length",
+                    "-llama.attention.value_length",
+                ],
+                _ => &[
+                    "~general.name",
+                    "+tokenizer.ggml.unknown_token_id",
+                    "-llama.attention.key_length",
+                    "-llama.attention.value_length",
+                ],
             };
             let mut d = diff.clone();
             d.sort();
@@ -122,7 +131,11 @@ fn fixtures_match_llamacpp_f32_f16() {
 #[test]
 fn meta_and_hf_forms_give_identical_tensors_in_every_outtype() {
     let Some(fx) = fixtures() else { return };
-    for (meta, hf) in [("meta-llama1/tiny", "hf-llama1"), ("meta-llama1-mp2/tiny", "hf-llama1"), ("meta-llama2-gqa/tiny", "hf-llama2-gqa-sharded")] {
+    for (meta, hf) in [
+        ("meta-llama1/tiny", "hf-llama1"),
+        ("meta-llama1-mp2/tiny", "hf-llama1"),
+        ("meta-llama2-gqa/tiny", "hf-llama2-gqa-sharded"),
+    ] {
         for ot in [OutType::BF16, OutType::Q8_0] {
             let (_a, fm) = run(&fx, meta, ot);
             let (_b, fh) = run(&fx, hf, ot);

@@ -111,7 +111,7 @@ fn state_dict_pickle(name: &str, numel: u32, offset: u8, shape: &[u8], stride: &
 fn pth_strided_view_is_read_in_logical_order() {
     let t = Tmp::new("strided");
     let data: Vec<u8> = (0..13).flat_map(|i| (i as f32).to_le_bytes()).collect(); // storage [13]
-    // 3×4 view at offset 1 with strides (1, 3): element (i, j) = storage[1 + i + 3j] (a transpose).
+                                                                                  // 3×4 view at offset 1 with strides (1, 3): element (i, j) = storage[1 + i + 3j] (a transpose).
     let zip = pth_zip(&state_dict_pickle("w", 13, 1, &[3, 4], &[1, 3]), &[("0", &data)]);
     replace(&t.0, "x.pth", &zip);
     let ts = llama_convert::pth::load_pth(&t.0.join("x.pth")).unwrap();
@@ -187,7 +187,11 @@ fn params_json_missing_keys_is_refused() {
     let Some(fx) = common::fixtures() else { return };
     let t = Tmp::new("params");
     mirror(&fx.join("meta-llama1/tiny"), &t.0);
-    replace(&t.0, "params.json", br#"{"dim": 128, "multiple_of": 32, "n_layers": 2, "norm_eps": 1e-06, "vocab_size": -1}"#);
+    replace(
+        &t.0,
+        "params.json",
+        br#"{"dim": 128, "multiple_of": 32, "n_layers": 2, "norm_eps": 1e-06, "vocab_size": -1}"#,
+    );
     let e = expect_err(&t.0, "'n_heads'");
     assert!(e.contains("params.json"), "{e}");
 }
@@ -197,7 +201,9 @@ fn unsupported_architecture_is_refused() {
     let Some(fx) = common::fixtures() else { return };
     let t = Tmp::new("arch");
     mirror(&fx.join("hf-llama1"), &t.0);
-    let cfg = std::fs::read_to_string(fx.join("hf-llama1/config.json")).unwrap().replace("LlamaForCausalLM", "GPT2LMHeadModel");
+    let cfg = std::fs::read_to_string(fx.join("hf-llama1/config.json"))
+        .unwrap()
+        .replace("LlamaForCausalLM", "GPT2LMHeadModel");
     replace(&t.0, "config.json", cfg.as_bytes());
     expect_err(&t.0, "GPT2LMHeadModel");
 }

@@ -17,12 +17,19 @@ fn converted_f32_reproduces_reference_logits() {
     for (ckpt, model_key) in reference["checkpoints"].as_object().unwrap() {
         let src = if ckpt.starts_with("meta-") { fx.join(ckpt).join("tiny") } else { fx.join(ckpt) };
         let out = dir.join(format!("{ckpt}.gguf"));
-        convert(&ConvertOptions { path: src, outtype: OutType::F32, out: Some(out.clone()), vocab_dir: None, progress: false })
-            .unwrap_or_else(|e| panic!("{ckpt}: {e}"));
+        convert(&ConvertOptions {
+            path: src,
+            outtype: OutType::F32,
+            out: Some(out.clone()),
+            vocab_dir: None,
+            progress: false,
+        })
+        .unwrap_or_else(|e| panic!("{ckpt}: {e}"));
         let model = Model::load(&out, &ModelParams::default()).unwrap();
         let mut max_d = 0f32;
         for case in reference["models"][model_key.as_str().unwrap()].as_array().unwrap() {
-            let tokens: Vec<u32> = case["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+            let tokens: Vec<u32> =
+                case["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
             let p = ContextParams { n_ctx: 128, n_batch: 64, n_threads: 2, kv_type: KvType::F32, logits_all: true };
             let mut ctx = Context::new(&model, p).unwrap();
             ctx.eval(&model, &tokens, 0).unwrap();

@@ -48,36 +48,36 @@ fn main() {
     let mut scratch = MatmulScratch::new();
     println!("{} {rows}x{cols}, {threads} threads", ty.name());
     for k in Kernels::available() {
-      for w in [plain, QTensor { packed: packed.as_ref(), ..plain }] {
-        if w.packed.is_some() && k.gemm_r16(ty).is_none() {
-            continue;
-        }
-        for n_tokens in [1usize, 512] {
-            let x: Vec<f32> = (0..n_tokens * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
-            let mut out = vec![0f32; n_tokens * rows];
-            matmul_with(&k, &pool, &w, &x, n_tokens, &mut out, &mut scratch).unwrap(); // warm-up
-            let iters = if n_tokens == 1 { 300 } else { 3 };
-            let c0 = cpu_seconds();
-            let t0 = Instant::now();
-            for _ in 0..iters {
-                matmul_with(&k, &pool, &w, &x, n_tokens, &mut out, &mut scratch).unwrap();
+        for w in [plain, QTensor { packed: packed.as_ref(), ..plain }] {
+            if w.packed.is_some() && k.gemm_r16(ty).is_none() {
+                continue;
             }
-            let dt = t0.elapsed().as_secs_f64() / iters as f64;
-            // CPU time actually received: on a shared, oversubscribed machine wall time mostly
-            // measures the other processes, so also report throughput per CPU-second.
-            let cpu = (cpu_seconds() - c0) / iters as f64;
-            let gflops = 2.0 * (rows * cols * n_tokens) as f64 / dt / 1e9;
-            let gbs = data.len() as f64 / dt / 1e9;
-            let gflops_cpu = 2.0 * (rows * cols * n_tokens) as f64 / cpu / 1e9;
-            let gbs_cpu = data.len() as f64 / cpu / 1e9;
-            println!(
+            for n_tokens in [1usize, 512] {
+                let x: Vec<f32> = (0..n_tokens * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
+                let mut out = vec![0f32; n_tokens * rows];
+                matmul_with(&k, &pool, &w, &x, n_tokens, &mut out, &mut scratch).unwrap(); // warm-up
+                let iters = if n_tokens == 1 { 300 } else { 3 };
+                let c0 = cpu_seconds();
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    matmul_with(&k, &pool, &w, &x, n_tokens, &mut out, &mut scratch).unwrap();
+                }
+                let dt = t0.elapsed().as_secs_f64() / iters as f64;
+                // CPU time actually received: on a shared, oversubscribed machine wall time mostly
+                // measures the other processes, so also report throughput per CPU-second.
+                let cpu = (cpu_seconds() - c0) / iters as f64;
+                let gflops = 2.0 * (rows * cols * n_tokens) as f64 / dt / 1e9;
+                let gbs = data.len() as f64 / dt / 1e9;
+                let gflops_cpu = 2.0 * (rows * cols * n_tokens) as f64 / cpu / 1e9;
+                let gbs_cpu = data.len() as f64 / cpu / 1e9;
+                println!(
                 "  {:7}{} n_tokens={n_tokens:4}: wall {:9.3} ms {gflops:7.1} GFLOP/s {gbs:6.2} GB/s | per CPU-s: {gflops_cpu:7.1} GFLOP/s {gbs_cpu:6.2} GB/s",
                 k.isa.name(),
                 if w.packed.is_some() { " r16" } else { "    " },
                 dt * 1e3
             );
+            }
         }
-      }
     }
 }
 
@@ -87,6 +87,7 @@ fn cpu_seconds() -> f64 {
     // fields after the parenthesised command name; utime and stime are fields 14 and 15
     let rest = s.rsplit_once(')').map(|r| r.1).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let ticks: f64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     ticks / 100.0
 }

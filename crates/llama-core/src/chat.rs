@@ -11,7 +11,13 @@ pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>'
 
 /// Renders `template` (None → ChatML) for `messages`, given as a JSON array of objects so every
 /// field a template may read (role, content, name, tool_calls …) reaches it.
-pub fn render(template: Option<&str>, messages_json: &str, add_generation_prompt: bool, bos_token: &str, eos_token: &str) -> Result<String> {
+pub fn render(
+    template: Option<&str>,
+    messages_json: &str,
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+) -> Result<String> {
     let template = template.unwrap_or(CHATML_TEMPLATE);
     let messages: serde_json::Value = serde_json::from_str(messages_json)
         .map_err(|e| Error::InvalidArgument(format!("chat messages are not valid JSON: {e}")))?;
@@ -47,7 +53,20 @@ fn strftime_now(fmt: &str) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
     let name = MONTHS[(m - 1) as usize];
     let mut out = String::new();
     let mut it = fmt.chars();

@@ -130,7 +130,9 @@ pub fn llama_cpp_order(a: &str, b: &str) -> std::cmp::Ordering {
 fn model_info(f: &GgufFile) -> Result<ModelInfo> {
     let arch = f
         .get_str("general.architecture")?
-        .ok_or_else(|| Error::Model(format!("{}: no general.architecture, so this is not a model file", f.path.display())))?
+        .ok_or_else(|| {
+            Error::Model(format!("{}: no general.architecture, so this is not a model file", f.path.display()))
+        })?
         .to_string();
     // Per-layer arrays (some architectures) count by their first entry.
     let int = |key: String| -> Result<Option<u32>> {
@@ -206,12 +208,8 @@ pub fn plan(f: &GgufFile, file_type: FileType, pure: bool) -> Result<Plan> {
 pub fn output_metadata(f: &GgufFile, file_type: FileType) -> Vec<(String, Value)> {
     const QV: &str = "general.quantization_version";
     const FT: &str = "general.file_type";
-    let mut kv: Vec<(String, Value)> = f
-        .metadata()
-        .iter()
-        .filter(|(k, _)| k != QV && k != FT && !SPLIT_KEYS.contains(&k.as_str()))
-        .cloned()
-        .collect();
+    let mut kv: Vec<(String, Value)> =
+        f.metadata().iter().filter(|(k, _)| k != QV && k != FT && !SPLIT_KEYS.contains(&k.as_str())).cloned().collect();
     kv.push((QV.to_string(), Value::U32(QNT_VERSION)));
     kv.push((FT.to_string(), Value::U32(file_type.id())));
     kv

@@ -256,7 +256,8 @@ mod tests {
     #[test]
     fn penalties_follow_llama_cpp() {
         let mut s = Sampler::new();
-        let p = SamplerParams { repeat_penalty: 2.0, frequency_penalty: 0.5, presence_penalty: 0.25, ..Default::default() };
+        let p =
+            SamplerParams { repeat_penalty: 2.0, frequency_penalty: 0.5, presence_penalty: 0.25, ..Default::default() };
         let mut l = vec![4.0, -4.0, 1.0];
         s.apply_penalties(&mut l, &[0, 0, 1], &p);
         assert_eq!(l, vec![4.0 / 2.0 - 2.0 * 0.5 - 0.25, -4.0 * 2.0 - 0.5 - 0.25, 1.0]);

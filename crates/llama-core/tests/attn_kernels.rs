@@ -88,7 +88,9 @@ fn attn_vf_and_pv_are_bit_identical_to_scalar() {
     let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     for k in Kernels::available() {
         for &n in &LENS {
-            for &(nv, pad, j0, lo_off) in &[(1, 0, 0, 0), (6, 1, 64, 2), (33, 0, 0, 0), (70, 3, 128, 17), (130, 2, 0, 64)] {
+            for &(nv, pad, j0, lo_off) in
+                &[(1, 0, 0, 0), (6, 1, 64, 2), (33, 0, 0, 0), (70, 3, 128, 17), (130, 2, 0, 64)]
+            {
                 let vs = n + pad;
                 let v16: Vec<f16> = (0..nv * vs).map(|_| f16::from_f32(rng.wild())).collect();
                 let (mut w, mut g) = (vec![f32::NAN; nv * n], vec![f32::NAN; nv * n]);
@@ -102,7 +104,9 @@ fn attn_vf_and_pv_are_bit_identical_to_scalar() {
                 }
                 let v32: Vec<f32> = (0..nv * vs).map(|_| rng.wild()).collect();
                 // Probabilities in [0, 1], f16-valued, some zero.
-                let p: Vec<f32> = (0..nv).map(|_| if rng.next().is_multiple_of(5) { 0.0 } else { f16::from_f32(rng.f32().abs()).to_f32() }).collect();
+                let p: Vec<f32> = (0..nv)
+                    .map(|_| if rng.next().is_multiple_of(5) { 0.0 } else { f16::from_f32(rng.f32().abs()).to_f32() })
+                    .collect();
                 let (lo, hi) = (j0 + lo_off.min(nv - 1), j0 + nv - 1);
                 for (rows, stride) in [(&w, n), (&v32, vs)] {
                     // the same values as key panels, for the tables that read those
@@ -130,8 +134,24 @@ fn round_f16_is_bit_identical_to_half() {
     let mut rng = Rng(5);
     let mut x: Vec<f32> = (0..1000).map(|_| rng.wild()).collect();
     x.extend([
-        65504.0, 65519.99, 65520.0, 1e9, -1e9, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN_POSITIVE,
-        5.96e-8, 2.98e-8, 2.99e-8, 1e-8, 6.1e-5, 1.0 + 1.0 / 2048.0, 1.0 + 3.0 / 2048.0, -0.0, f32::NAN,
+        65504.0,
+        65519.99,
+        65520.0,
+        1e9,
+        -1e9,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        5.96e-8,
+        2.98e-8,
+        2.99e-8,
+        1e-8,
+        6.1e-5,
+        1.0 + 1.0 / 2048.0,
+        1.0 + 3.0 / 2048.0,
+        -0.0,
+        f32::NAN,
     ]);
     // Every f16 value and the midpoints next to it.
     for h in 0..=u16::MAX {
@@ -146,7 +166,12 @@ fn round_f16_is_bit_identical_to_half() {
             let mut got = x[..len].to_vec();
             (k.round_f16)(&mut got);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "{:?} x={:e}: {g:e} vs {w:e}", k.isa, x[i]);
+                assert!(
+                    g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                    "{:?} x={:e}: {g:e} vs {w:e}",
+                    k.isa,
+                    x[i]
+                );
             }
         }
     }

@@ -13,7 +13,13 @@ fn fuzz_corpus_entries_parse_or_fail_cleanly() {
         let bytes = std::fs::read(p).unwrap();
         // ok-*: must parse; err-*: must be rejected; any-*: fuzz corpus, only "no panic + invariants".
         let fname = p.file_name().unwrap().to_str().unwrap();
-        let expect = if fname.starts_with("ok-") { Some(true) } else if fname.starts_with("err-") { Some(false) } else { None };
+        let expect = if fname.starts_with("ok-") {
+            Some(true)
+        } else if fname.starts_with("err-") {
+            Some(false)
+        } else {
+            None
+        };
         match GgufFile::from_bytes(bytes) {
             Ok(f) => {
                 assert_ne!(expect, Some(false), "{}: parsed but is expected to be rejected", p.display());

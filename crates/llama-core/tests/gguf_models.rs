@@ -98,7 +98,12 @@ fn all_models_round_trip_byte_identical() {
         assert!(!dir.path().join(format!("{}.tmp", out.file_name().unwrap().to_str().unwrap())).exists());
         let diff = first_difference(path, &out);
         assert_eq!(diff, None, "{}: rewritten file differs at byte {:?}", path.display(), diff);
-        eprintln!("{}: round trip byte-identical ({} bytes, written in {:?})", path.display(), f.file_size(), t0.elapsed());
+        eprintln!(
+            "{}: round trip byte-identical ({} bytes, written in {:?})",
+            path.display(),
+            f.file_size(),
+            t0.elapsed()
+        );
         std::fs::remove_file(&out).unwrap();
     }
 }

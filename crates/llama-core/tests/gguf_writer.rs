@@ -55,10 +55,7 @@ fn all_values() -> Vec<(&'static str, Value)> {
                 ],
             ),
         ),
-        (
-            "t.nested_str",
-            Value::Array(ValueType::Array, vec![Value::str_array(["x", "yz"]), Value::str_array(["w"])]),
-        ),
+        ("t.nested_str", Value::Array(ValueType::Array, vec![Value::str_array(["x", "yz"]), Value::str_array(["w"])])),
         ("general.alignment", Value::U32(64)),
     ]
 }
@@ -265,10 +262,15 @@ fn streaming_sources_run_one_at_a_time_in_order() {
     let mut w = GgufWriter::new(&path);
     for i in 0..5u8 {
         let log = &log;
-        w.add_tensor(format!("t{i}"), [4u64 * (i as u64 + 1)], GgmlType::F32, TensorSource::stream(move || {
-            log.borrow_mut().push(format!("produce t{i}"));
-            Ok(vec![i; 16 * (i as usize + 1)])
-        }))
+        w.add_tensor(
+            format!("t{i}"),
+            [4u64 * (i as u64 + 1)],
+            GgmlType::F32,
+            TensorSource::stream(move || {
+                log.borrow_mut().push(format!("produce t{i}"));
+                Ok(vec![i; 16 * (i as usize + 1)])
+            }),
+        )
         .unwrap();
     }
     let mut cb = |p: &llama_core::gguf::WriteProgress| log.borrow_mut().push(format!("wrote {}", p.name));

@@ -13,15 +13,12 @@ use serde_json::Value;
 fn models_dir() -> PathBuf {
     match std::env::var_os("LLAMA_TEST_MODELS") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/llama-test-models"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/llama-test-models"),
     }
 }
 
 fn golden_dir() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("LLAMA_GOLDEN_DIR").unwrap_or_else(|| "/work/shared/golden".into()),
-    )
+    PathBuf::from(std::env::var_os("LLAMA_GOLDEN_DIR").unwrap_or_else(|| "/work/shared/golden".into()))
 }
 
 fn argmax(x: &[f32]) -> usize {
@@ -57,7 +54,8 @@ impl Agreement {
         for (i, pos) in top10.iter().enumerate() {
             let row = &logits[i * nv..(i + 1) * nv];
             let pos = pos.as_array().unwrap();
-            let g: Vec<(usize, f64)> = pos.iter().map(|e| (e[0].as_u64().unwrap() as usize, e[1].as_f64().unwrap())).collect();
+            let g: Vec<(usize, f64)> =
+                pos.iter().map(|e| (e[0].as_u64().unwrap() as usize, e[1].as_f64().unwrap())).collect();
             self.n_pos += 1;
             let ours = argmax(row);
             if ours == g[0].0 {
@@ -109,7 +107,8 @@ fn run(name: &str) -> Option<Figures> {
     let nv = model.n_vocab();
     let params = |n_batch| ContextParams { n_ctx: 128, n_batch, n_threads: 2, kv_type: KvType::F16, logits_all: true };
     for (ci, case) in cases.iter().enumerate().take(max_cases) {
-        let ids = |k: &str| -> Vec<u32> { case[k].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect() };
+        let ids =
+            |k: &str| -> Vec<u32> { case[k].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect() };
         let (tokens, greedy) = (ids("tokens"), ids("greedy"));
         let top10 = case["top10"].as_array().unwrap();
         assert_eq!(top10.len(), tokens.len());
@@ -165,14 +164,21 @@ fn check(name: &str, max_mean_abs: f64) {
     // Batches of 4 sum in other orders than llama.cpp's one batch (as llama.cpp's own batches of 4
     // do: on gemma3-270m case 3 they agree with its single batch on 96% of top-1 at mean |Δ| 0.10,
     // and our batches of 4 equal llama.cpp's batches of 4 bit for bit), hence the looser bounds.
-    for (what, a, top1, mean) in [("", &f.whole, 0.98, max_mean_abs), (" (batches of 4)", &f.split, 0.95, 2.0 * max_mean_abs)] {
+    for (what, a, top1, mean) in
+        [("", &f.whole, 0.98, max_mean_abs), (" (batches of 4)", &f.split, 0.95, 2.0 * max_mean_abs)]
+    {
         if a.n_pos == 0 {
             continue;
         }
         assert!(a.top1() >= top1, "{name}{what}: top-1 agreement {:.1}% < {:.0}%", 100.0 * a.top1(), 100.0 * top1);
         assert!(a.mean_abs() <= mean, "{name}{what}: mean |Δ| {:.4} > {mean}", a.mean_abs());
     }
-    assert!(f.greedy_identical + 1 >= f.n_cases, "{name}: greedy identical on only {}/{}", f.greedy_identical, f.n_cases);
+    assert!(
+        f.greedy_identical + 1 >= f.n_cases,
+        "{name}: greedy identical on only {}/{}",
+        f.greedy_identical,
+        f.n_cases
+    );
 }
 
 #[test]

@@ -163,7 +163,13 @@ fn dot_kernels_match_scalar() {
                             continue;
                         }
                         let tol = 1e-5 * typical.max(r.abs() as f64) + 1e-30;
-                        assert!(((r - s) as f64).abs() <= tol, "{:?} {} n={n} {:?}: scalar {r} simd {s}", k.isa, t.name(), mode as u8);
+                        assert!(
+                            ((r - s) as f64).abs() <= tol,
+                            "{:?} {} n={n} {:?}: scalar {r} simd {s}",
+                            k.isa,
+                            t.name(),
+                            mode as u8
+                        );
                     }
                 }
             }
@@ -199,7 +205,14 @@ fn matmul_matches_naive_loop() {
                         let mut out = vec![f32::NAN; n_tokens * rows];
                         let q = QTensor::new(t, &w, rows, cols);
                         matmul_with(&k, pool, &q, &x, n_tokens, &mut out, &mut scratch).unwrap();
-                        assert_eq!(out, want, "{:?} {} rows={rows} n_tokens={n_tokens} threads={}", k.isa, t.name(), pool.n_threads());
+                        assert_eq!(
+                            out,
+                            want,
+                            "{:?} {} rows={rows} n_tokens={n_tokens} threads={}",
+                            k.isa,
+                            t.name(),
+                            pool.n_threads()
+                        );
                     }
                 }
             }
@@ -295,7 +308,12 @@ fn dots_match_quant_reference() {
                             continue;
                         }
                         let tol = 1e-5 * typical.max(r.abs() as f64) + 1e-30;
-                        assert!(((r - s) as f64).abs() <= tol, "{:?} {} n={n}: reference {r} kernel {s}", k.isa, t.name());
+                        assert!(
+                            ((r - s) as f64).abs() <= tol,
+                            "{:?} {} n={n}: reference {r} kernel {s}",
+                            k.isa,
+                            t.name()
+                        );
                     }
                 }
             }
@@ -398,8 +416,18 @@ fn tiles_match_pairwise_dots() {
                             let res = tile(n, &w, w_row, nr, &a, a_row, nt);
                             for r in 0..nr {
                                 for j in 0..nt {
-                                    let want = (k.vec_dot(t).unwrap())(n, &w[r * w_row..(r + 1) * w_row], &a[j * a_row..(j + 1) * a_row]);
-                                    assert_eq!(res[r][j].to_bits(), want.to_bits(), "{:?} {} n={n} tile {nr}x{nt} [{r}][{j}]", k.isa, t.name());
+                                    let want = (k.vec_dot(t).unwrap())(
+                                        n,
+                                        &w[r * w_row..(r + 1) * w_row],
+                                        &a[j * a_row..(j + 1) * a_row],
+                                    );
+                                    assert_eq!(
+                                        res[r][j].to_bits(),
+                                        want.to_bits(),
+                                        "{:?} {} n={n} tile {nr}x{nt} [{r}][{j}]",
+                                        k.isa,
+                                        t.name()
+                                    );
                                 }
                             }
                         }
@@ -493,7 +521,9 @@ fn r16_kernels_match_scalar_row_dots() {
                                     let dw = dequantize(t, row, cols).unwrap();
                                     let scale: f32 = dw.iter().zip(&da).map(|(p, q)| (p * q).abs()).sum();
                                     let g_ = got[tk * 16 + r];
-                                    let ok = g_ == want || (g_ - want).abs() <= 1e-5 * scale || (g_.is_nan() && want.is_nan());
+                                    let ok = g_ == want
+                                        || (g_ - want).abs() <= 1e-5 * scale
+                                        || (g_.is_nan() && want.is_nan());
                                     assert!(ok, "{:?} {} {mode:?} cols={cols} nt={nt} t={tk} row={}: {g_} vs {want} (scale {scale})", k.isa, t.name(), 16 * g + r);
                                 }
                             }
@@ -525,7 +555,16 @@ fn matmul_with_packed_weights_matches_row_path() {
                 for n_tokens in [1usize, 3, 8, 9, 70] {
                     let x = activations(&mut rng, n_tokens * cols, Mode::Random);
                     let mut want = vec![0f32; n_tokens * rows];
-                    matmul_with(&Kernels::SCALAR, &pools[0], &QTensor::new(t, &w, rows, cols), &x, n_tokens, &mut want, &mut scratch).unwrap();
+                    matmul_with(
+                        &Kernels::SCALAR,
+                        &pools[0],
+                        &QTensor::new(t, &w, rows, cols),
+                        &x,
+                        n_tokens,
+                        &mut want,
+                        &mut scratch,
+                    )
+                    .unwrap();
                     for pool in &pools {
                         let mut got = vec![f32::NAN; n_tokens * rows];
                         let q = QTensor { packed: Some(&p), ..QTensor::new(t, &w, rows, cols) };
@@ -533,8 +572,18 @@ fn matmul_with_packed_weights_matches_row_path() {
                         for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                             // float reassociation bound: Σ|w·x| of this output
                             let (tk, r) = (i / rows, i % rows);
-                            let scale: f32 = dw[r * cols..(r + 1) * cols].iter().zip(&x[tk * cols..(tk + 1) * cols]).map(|(a, b)| (a * b).abs()).sum();
-                            assert!((g - e).abs() <= 2e-5 * scale, "{:?} {} {rows}x{cols} n={n_tokens} th={} [{i}]: {g} vs {e} (scale {scale})", k.isa, t.name(), pool.n_threads());
+                            let scale: f32 = dw[r * cols..(r + 1) * cols]
+                                .iter()
+                                .zip(&x[tk * cols..(tk + 1) * cols])
+                                .map(|(a, b)| (a * b).abs())
+                                .sum();
+                            assert!(
+                                (g - e).abs() <= 2e-5 * scale,
+                                "{:?} {} {rows}x{cols} n={n_tokens} th={} [{i}]: {g} vs {e} (scale {scale})",
+                                k.isa,
+                                t.name(),
+                                pool.n_threads()
+                            );
                         }
                     }
                 }
@@ -560,7 +609,8 @@ fn pack_rejects_shapes_without_an_r16_layout() {
 /// line naming `needs`) when python3 or the script's requirements are missing.
 fn run_quant_ref(mode: &str, dir: &std::path::Path, seed: &str, needs: &str) -> bool {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/quant_ref.py");
-    let st = match std::process::Command::new("python3").arg(script).args([mode, dir.to_str().unwrap(), seed]).status() {
+    let st = match std::process::Command::new("python3").arg(script).args([mode, dir.to_str().unwrap(), seed]).status()
+    {
         Ok(st) => st,
         Err(e) => {
             eprintln!("SKIP: cannot run python3: {e}");
@@ -657,7 +707,13 @@ fn softmax_and_swiglu_match_ggml() {
         ops::softmax_inplace(&mut y, 0.125);
         assert!(w[n..].iter().all(|&v| v == 0.0), "row {r}: masked entries");
         for i in 0..n {
-            assert_eq!(y[i].to_bits(), w[i].to_bits(), "softmax row {r} (length {n}) entry {i}: {} vs ggml {}", y[i], w[i]);
+            assert_eq!(
+                y[i].to_bits(),
+                w[i].to_bits(),
+                "softmax row {r} (length {n}) entry {i}: {} vs ggml {}",
+                y[i],
+                w[i]
+            );
         }
     }
     for n in [1000usize, 4864] {

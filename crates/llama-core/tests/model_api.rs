@@ -30,7 +30,10 @@ fn hparams_from_metadata() {
     let Some(m) = model() else { return };
     let hp = m.hparams();
     // synth_gguf.py "tiny": dim 256, 4 layers, 8 heads, 4 kv heads, ctx 512, LLaMA vocab.
-    assert_eq!((hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.n_ctx_train, hp.n_vocab), (256, 4, 8, 4, 512, 32000));
+    assert_eq!(
+        (hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.n_ctx_train, hp.n_vocab),
+        (256, 4, 8, 4, 512, 32000)
+    );
 }
 
 #[test]

@@ -57,7 +57,8 @@ fn quantize_matches_ggml_reference() {
             Err(e) => panic!("{t}: {e}"),
         };
         let row = t.type_size() * COLS / t.block_size();
-        let bad: Vec<usize> = (0..src.len() / COLS).filter(|&r| got[r * row..][..row] != want[r * row..][..row]).collect();
+        let bad: Vec<usize> =
+            (0..src.len() / COLS).filter(|&r| got[r * row..][..row] != want[r * row..][..row]).collect();
         assert!(bad.is_empty(), "{t}: rows {bad:?} differ from quantize_row_{}_ref", t.name());
         eprintln!("{t}: {} rows byte-identical to ggml", src.len() / COLS);
         checked += 1;

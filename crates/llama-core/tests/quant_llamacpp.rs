@@ -105,7 +105,9 @@ fn check_model(model: &str) -> Option<Vec<(String, usize, usize)>> {
     let tensors = load_model(&dir);
     let mut report = Vec::new();
     for (file, info) in conv.as_object().unwrap() {
-        let Some(_kind) = file.strip_prefix(&format!("{model}-")).and_then(|s| s.strip_suffix(".gguf")) else { continue };
+        let Some(_kind) = file.strip_prefix(&format!("{model}-")).and_then(|s| s.strip_suffix(".gguf")) else {
+            continue;
+        };
         let (mut ok, mut total) = (0, 0);
         let mut failures = Vec::new();
         for (name, t) in info["tensors"].as_object().unwrap() {
@@ -125,7 +127,10 @@ fn check_model(model: &str) -> Option<Vec<(String, usize, usize)>> {
                 failures.push(format!("{name} ({ty})"));
             }
         }
-        eprintln!("{file}: {ok}/{total} tensors byte-identical{}", if failures.is_empty() { String::new() } else { format!("; differ: {failures:?}") });
+        eprintln!(
+            "{file}: {ok}/{total} tensors byte-identical{}",
+            if failures.is_empty() { String::new() } else { format!("; differ: {failures:?}") }
+        );
         report.push((file.clone(), ok, total));
     }
     Some(report)

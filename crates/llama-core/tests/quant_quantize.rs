@@ -21,7 +21,12 @@ fn random_rows_match_gguf_py_quantize() {
         assert_eq!(got.len(), want.len(), "{t}: size");
         if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
             let bs = t.type_size();
-            panic!("{t}: first differing byte {i} (block {}), ours {:?} vs gguf-py {:?}", i / bs, &got[i / bs * bs..][..bs], &want[i / bs * bs..][..bs]);
+            panic!(
+                "{t}: first differing byte {i} (block {}), ours {:?} vs gguf-py {:?}",
+                i / bs,
+                &got[i / bs * bs..][..bs],
+                &want[i / bs * bs..][..bs]
+            );
         }
         eprintln!("{t}: {} bytes identical to gguf-py", got.len());
     }

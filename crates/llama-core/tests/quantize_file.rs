@@ -52,7 +52,8 @@ fn opts(t: FileType, pure: bool) -> QuantizeOptions {
 }
 
 fn ours(input: &Path, out: &Path, t: FileType, pure: bool) {
-    qf::quantize_file(input, Some(out), &opts(t, pure), None).unwrap_or_else(|e| panic!("quantize {t} pure={pure}: {e}"));
+    qf::quantize_file(input, Some(out), &opts(t, pure), None)
+        .unwrap_or_else(|e| panic!("quantize {t} pure={pure}: {e}"));
 }
 
 fn llama_cpp(input: &Path, out: &Path, t: FileType, pure: bool) -> Option<()> {
@@ -122,7 +123,8 @@ fn pure_quantizations_match_llama_cpp_fixture_hashes() {
         // same f32 values (every weight here is exact in f16), so both must reproduce the hashes.
         for kind in ["f16", "f32"] {
             let Some(input) = hf_input(&dir, model, kind) else { return };
-            for t in [FileType::Q4_0, FileType::Q4_1, FileType::Q5_0, FileType::Q5_1, FileType::Q8_0, FileType::Q4_K_M] {
+            for t in [FileType::Q4_0, FileType::Q4_1, FileType::Q5_0, FileType::Q5_1, FileType::Q8_0, FileType::Q4_K_M]
+            {
                 let want = &conv[format!("{model}-{}.gguf", t.name())];
                 let out = dir.join(format!("{model}-{kind}-{t}.gguf"));
                 ours(&input, &out, t, true);
@@ -135,8 +137,19 @@ fn pure_quantizations_match_llama_cpp_fixture_hashes() {
                 assert_eq!(names, want_names, "{model} {kind}→{t}: tensor names");
                 for ti in f.tensors() {
                     let w = &want_t[&ti.name];
-                    assert!(ti.ggml_type.name().eq_ignore_ascii_case(w[0].as_str().unwrap()), "{model} {t} {}: type {} vs {}", ti.name, ti.ggml_type, w[0]);
-                    assert_eq!(sha256_hex(f.tensor_data(ti)), w[2].as_str().unwrap(), "{model} {kind}→{t}: {} bytes differ", ti.name);
+                    assert!(
+                        ti.ggml_type.name().eq_ignore_ascii_case(w[0].as_str().unwrap()),
+                        "{model} {t} {}: type {} vs {}",
+                        ti.name,
+                        ti.ggml_type,
+                        w[0]
+                    );
+                    assert_eq!(
+                        sha256_hex(f.tensor_data(ti)),
+                        w[2].as_str().unwrap(),
+                        "{model} {kind}→{t}: {} bytes differ",
+                        ti.name
+                    );
                 }
                 let mut keys: Vec<&str> = f.metadata().iter().map(|(k, _)| k.as_str()).collect();
                 keys.sort();
@@ -163,11 +176,15 @@ fn pure_quantizations_match_llama_cpp_fixture_hashes() {
 fn same_as_llama_cpp(dir: &Path, input: &Path, tag: &str, types: &[FileType]) -> Option<()> {
     for &t in types {
         for pure in [false, true] {
-            let (a, b) = (dir.join(format!("{tag}-{t}-{pure}-ours.gguf")), dir.join(format!("{tag}-{t}-{pure}-llama.gguf")));
+            let (a, b) =
+                (dir.join(format!("{tag}-{t}-{pure}-ours.gguf")), dir.join(format!("{tag}-{t}-{pure}-llama.gguf")));
             llama_cpp(input, &b, t, pure)?;
             ours(input, &a, t, pure);
             assert_same_file(&format!("{tag} → {t} (pure={pure})"), &a, &b);
-            eprintln!("{tag} → {t} pure={pure}: byte-identical to llama.cpp ({} bytes)", std::fs::metadata(&a).unwrap().len());
+            eprintln!(
+                "{tag} → {t} pure={pure}: byte-identical to llama.cpp ({} bytes)",
+                std::fs::metadata(&a).unwrap().len()
+            );
             std::fs::remove_file(&a).ok();
             std::fs::remove_file(&b).ok();
         }
@@ -179,7 +196,9 @@ fn same_as_llama_cpp(dir: &Path, input: &Path, tag: &str, types: &[FileType]) ->
 fn hf_fixture_files_identical_to_llama_quantize() {
     let dir = temp_dir("qf-hf");
     use FileType::*;
-    for (model, kind, types) in [("hf-llama1", "f16", &FileType::ALL[..]), ("hf-llama2-gqa-sharded", "f32", &[Q4_0, Q4_K_M, Q6_K][..])] {
+    for (model, kind, types) in
+        [("hf-llama1", "f16", &FileType::ALL[..]), ("hf-llama2-gqa-sharded", "f32", &[Q4_0, Q4_K_M, Q6_K][..])]
+    {
         let Some(input) = hf_input(&dir, model, kind) else { return };
         if same_as_llama_cpp(&dir, &input, model, types).is_none() {
             return;
@@ -221,13 +240,19 @@ fn test_rows(n_per_row: usize, n_rows: usize, seed: u64) -> Vec<f32> {
         for i in 0..n_per_row {
             let x = next();
             v.push(match r % 8 {
-                0 => 0.0,                                  // all zero
-                1 => 0.25,                                 // constant
-                2 => if i == 17 { 50.0 } else { x * 0.01 }, // one outlier
-                3 => x * 1e-20,                            // tiny
-                4 => x.abs() * 3.0,                        // all positive (min clamps to 0)
-                5 => -x.abs(),                             // all negative
-                _ => x * x * x * (1.0 + r as f32),         // heavy tails
+                0 => 0.0,  // all zero
+                1 => 0.25, // constant
+                2 => {
+                    if i == 17 {
+                        50.0
+                    } else {
+                        x * 0.01
+                    }
+                } // one outlier
+                3 => x * 1e-20, // tiny
+                4 => x.abs() * 3.0, // all positive (min clamps to 0)
+                5 => -x.abs(), // all negative
+                _ => x * x * x * (1.0 + r as f32), // heavy tails
             });
         }
     }
@@ -293,7 +318,8 @@ fn folder_input_default_name_progress_and_errors() {
     assert!(e.to_string().contains("overwrite"), "{e}");
     // Not a GGUF.
     std::fs::write(dir.join("junk.gguf"), b"not a gguf file at all").unwrap();
-    let e = qf::quantize_file(&dir.join("junk.gguf"), Some(&dir.join("j.gguf")), &opts(FileType::Q4_0, false), None).unwrap_err();
+    let e = qf::quantize_file(&dir.join("junk.gguf"), Some(&dir.join("j.gguf")), &opts(FileType::Q4_0, false), None)
+        .unwrap_err();
     assert!(matches!(e, Error::Format { .. }), "{e}");
     // Unknown type name.
     assert!(FileType::parse("q3_xx").unwrap_err().to_string().contains("q4_k_m"));
@@ -331,7 +357,11 @@ fn synth_1b_q4_0_and_q4_k_m_identical_to_llama_quantize() {
         ours(&input, &a, t, false);
         let t2 = std::time::Instant::now();
         assert_same_file(&format!("synth-1b → {t}"), &a, &b);
-        eprintln!("synth-1b → {t}: byte-identical; llama.cpp {:.1} s, ours {:.1} s (2 threads)", (t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64());
+        eprintln!(
+            "synth-1b → {t}: byte-identical; llama.cpp {:.1} s, ours {:.1} s (2 threads)",
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64()
+        );
         std::fs::remove_file(&a).ok();
         std::fs::remove_file(&b).ok();
     }

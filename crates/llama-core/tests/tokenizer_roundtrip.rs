@@ -10,17 +10,32 @@ use llama_core::tokenizer::{StreamDecoder, Tokenizer, VocabKind};
 
 fn samples() -> Vec<Vec<u8>> {
     let mut v: Vec<Vec<u8>> = [
-        "Hello world", " leading space", "  two", "trailing  ", "\n\n\ttabs\t\n", "naïve café Führer",
-        "中文分词测试 日本語", "👨‍👩‍👧‍👦 🏳️‍🌈 🦙", "مرحبا שלום", "e\u{301} a\u{308}\u{304}", "\u{0}\u{1}\u{7f}",
-        "def f(x):\n    return x * 2\n", "<s> </s> <unk> <|endoftext|> <|im_end|>", "▁▁x ▁", "<0x41>",
-        "   ", "", "I'm don't we'll 12345 3.14159",
+        "Hello world",
+        " leading space",
+        "  two",
+        "trailing  ",
+        "\n\n\ttabs\t\n",
+        "naïve café Führer",
+        "中文分词测试 日本語",
+        "👨‍👩‍👧‍👦 🏳️‍🌈 🦙",
+        "مرحبا שלום",
+        "e\u{301} a\u{308}\u{304}",
+        "\u{0}\u{1}\u{7f}",
+        "def f(x):\n    return x * 2\n",
+        "<s> </s> <unk> <|endoftext|> <|im_end|>",
+        "▁▁x ▁",
+        "<0x41>",
+        "   ",
+        "",
+        "I'm don't we'll 12345 3.14159",
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
     .collect();
     // Deterministic pseudo-random valid UTF-8 strings over mixed scripts.
     let mut x: u64 = 0x9E3779B97F4A7C15;
-    let pool: Vec<char> = "aZ09 \t\n.,!?'\"()[]{}<>|ßéñøΩЖא ب中あ한🦙👍\u{200d}\u{301}\u{a0}\u{3000}▁".chars().collect();
+    let pool: Vec<char> =
+        "aZ09 \t\n.,!?'\"()[]{}<>|ßéñøΩЖא ب中あ한🦙👍\u{200d}\u{301}\u{a0}\u{3000}▁".chars().collect();
     for _ in 0..500 {
         let mut s = String::new();
         x ^= x << 13;
@@ -83,7 +98,8 @@ fn roundtrip_bpe_qwen() {
 
 #[test]
 fn invalid_utf8_never_panics_and_spm_keeps_bytes() {
-    let bad: &[&[u8]] = &[b"\xff\xfe", b"a\xc3", b"\xe4\xb8", b"\xf0\x9f\xa6", b"\xed\xa0\x80x", b"\xc0\x80", b"\xf7\xbf\xbf\xbf"];
+    let bad: &[&[u8]] =
+        &[b"\xff\xfe", b"a\xc3", b"\xe4\xb8", b"\xf0\x9f\xa6", b"\xed\xa0\x80x", b"\xc0\x80", b"\xf7\xbf\xbf\xbf"];
     for name in ["llama-spm", "gpt-2", "qwen"] {
         let Some(tok) = common::load(name) else { return };
         for &b in bad {

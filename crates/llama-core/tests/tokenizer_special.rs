@@ -6,7 +6,9 @@ mod common;
 use llama_core::tokenizer::{token_type, Tokenizer};
 
 fn id(tok: &Tokenizer, text: &str) -> u32 {
-    (0..tok.n_vocab() as u32).find(|&i| tok.token_text(i) == Some(text.as_bytes())).unwrap_or_else(|| panic!("no token {text:?}"))
+    (0..tok.n_vocab() as u32)
+        .find(|&i| tok.token_text(i) == Some(text.as_bytes()))
+        .unwrap_or_else(|| panic!("no token {text:?}"))
 }
 
 #[test]

@@ -221,20 +221,29 @@ impl PyContext {
     ) -> PyResult<Self> {
         let m = model.model()?.clone();
         let n_threads = n_threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-        let p = ContextParams { n_ctx, n_batch, n_threads: n_threads.max(1), kv_type: parse_kv_type(type_k)?, logits_all };
+        let p =
+            ContextParams { n_ctx, n_batch, n_threads: n_threads.max(1), kv_type: parse_kv_type(type_k)?, logits_all };
         PyContext::create(py, m, p)
     }
 
     /// Evaluates `tokens` at positions n_past…; with `out` ([n_outputs, n_vocab] float32) the
     /// logits are written there, otherwise `logits()` returns them.
     #[pyo3(signature = (tokens, n_past, out=None))]
-    fn eval(&self, py: Python<'_>, tokens: Vec<i64>, n_past: usize, out: Option<PyReadwriteArray2<'_, f32>>) -> PyResult<()> {
+    fn eval(
+        &self,
+        py: Python<'_>,
+        tokens: Vec<i64>,
+        n_past: usize,
+        out: Option<PyReadwriteArray2<'_, f32>>,
+    ) -> PyResult<()> {
         let n_vocab = self.model.n_vocab();
         let toks: Vec<u32> = tokens
             .iter()
             .map(|&t| {
                 if t < 0 || t as usize >= n_vocab {
-                    Err(to_py(Error::InvalidArgument(format!("token id {t} is outside the vocabulary (n_vocab = {n_vocab})"))))
+                    Err(to_py(Error::InvalidArgument(format!(
+                        "token id {t} is outside the vocabulary (n_vocab = {n_vocab})"
+                    ))))
                 } else {
                     Ok(t as u32)
                 }
@@ -244,7 +253,8 @@ impl PyContext {
         if let Some(mut out) = out {
             let ctx = self.lock()?;
             let logits = ctx.logits();
-            let dst = out.as_slice_mut().map_err(|_| to_py(Error::InvalidArgument("out must be C-contiguous".into())))?;
+            let dst =
+                out.as_slice_mut().map_err(|_| to_py(Error::InvalidArgument("out must be C-contiguous".into())))?;
             if dst.len() != logits.len() {
                 return Err(to_py(Error::InvalidArgument(format!(
                     "out holds {} floats, the logits are {}",

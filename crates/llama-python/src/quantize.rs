@@ -43,7 +43,13 @@ pub fn quantize(
                 if !quiet {
                     let p = e.plan;
                     let sizes = if p.converts() {
-                        format!("{:>6} -> {:<6} {:9.2} MiB -> {:8.2} MiB", p.src_type.name(), p.dst_type.name(), p.src_bytes as f64 / MIB, p.dst_bytes as f64 / MIB)
+                        format!(
+                            "{:>6} -> {:<6} {:9.2} MiB -> {:8.2} MiB",
+                            p.src_type.name(),
+                            p.dst_type.name(),
+                            p.src_bytes as f64 / MIB,
+                            p.dst_bytes as f64 / MIB
+                        )
                     } else {
                         format!("{:>6} (kept)   {:9.2} MiB", p.src_type.name(), p.src_bytes as f64 / MIB)
                     };
@@ -70,7 +76,12 @@ pub fn quantize(
             report.seconds,
             report.n_threads
         );
-        eprintln!("file: {:.2} MiB -> {:.2} MiB: {}", report.src_file_bytes as f64 / MIB, report.dst_file_bytes as f64 / MIB, report.output.display());
+        eprintln!(
+            "file: {:.2} MiB -> {:.2} MiB: {}",
+            report.src_file_bytes as f64 / MIB,
+            report.dst_file_bytes as f64 / MIB,
+            report.output.display()
+        );
     }
     Ok(report.output.to_string_lossy().into_owned())
 }

@@ -52,13 +52,22 @@ impl PySampler {
         presence_penalty: f32,
         penalty_last_n: usize,
     ) -> PyResult<u32> {
-        let p = SamplerParams { temp, top_k, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n };
+        let p = SamplerParams {
+            temp,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            frequency_penalty,
+            presence_penalty,
+            penalty_last_n,
+        };
         if logits.len() == 0 {
             return Err(to_py(llama_core::Error::InvalidArgument("empty logits".into())));
         }
-        let l = logits
-            .as_slice_mut()
-            .map_err(|_| to_py(llama_core::Error::InvalidArgument("logits must be a contiguous float32 array".into())))?;
+        let l = logits.as_slice_mut().map_err(|_| {
+            to_py(llama_core::Error::InvalidArgument("logits must be a contiguous float32 array".into()))
+        })?;
         self.inner.sample(l, &recent, &p, &mut rng.inner).py_err()
     }
 }

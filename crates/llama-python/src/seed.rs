@@ -35,7 +35,12 @@ pub struct PyLLaMA {
 impl PyLLaMA {
     #[staticmethod]
     #[pyo3(signature = (path, n_ctx=512, memory_type=None))]
-    fn load(py: Python<'_>, path: std::path::PathBuf, n_ctx: usize, memory_type: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    fn load(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        n_ctx: usize,
+        memory_type: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let memory_type = match memory_type {
             None => PyGgmlType::F16,
             Some(v) => match v.cast::<PyGgmlType>() {
@@ -43,7 +48,11 @@ impl PyLLaMA {
                 Err(_) => match v.extract::<i64>() {
                     Ok(0) => PyGgmlType::F32,
                     Ok(1) => PyGgmlType::F16,
-                    _ => return Err(to_py(Error::InvalidArgument(format!("memory_type must be GGMLType.F32 or GGMLType.F16, not {v}")))),
+                    _ => {
+                        return Err(to_py(Error::InvalidArgument(format!(
+                            "memory_type must be GGMLType.F32 or GGMLType.F16, not {v}"
+                        ))))
+                    }
                 },
             },
         };
@@ -87,7 +96,9 @@ impl PyLLaMA {
             .iter()
             .map(|&t| {
                 if t < 0 || t as usize >= n_vocab {
-                    Err(to_py(Error::InvalidArgument(format!("token id {t} is outside the vocabulary (n_vocab = {n_vocab})"))))
+                    Err(to_py(Error::InvalidArgument(format!(
+                        "token id {t} is outside the vocabulary (n_vocab = {n_vocab})"
+                    ))))
                 } else {
                     Ok(t as u32)
                 }
@@ -200,7 +211,8 @@ pub fn sample_next_token(
     repeat_penalty: f32,
     seed: Option<u64>,
 ) -> PyResult<u32> {
-    let mut l = logits.as_slice().map_err(|_| to_py(Error::InvalidArgument("logits must be contiguous".into())))?.to_vec();
+    let mut l =
+        logits.as_slice().map_err(|_| to_py(Error::InvalidArgument("logits must be contiguous".into())))?.to_vec();
     let p = SamplerParams { temp, top_k, top_p, min_p: 0.0, repeat_penalty, penalty_last_n: 64, ..Default::default() };
     let mut sampler = Sampler::new();
     match seed {

@@ -95,7 +95,16 @@ fn dots16(order: AttnOrder, e0: usize, e1: usize, np: usize, item: impl Fn(usize
 /// `AttnKqFn`: scores of `nq` queries against `nk` keys in panels (`AttnKtFn` layout).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn kq_body(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize, order: AttnOrder) {
+pub(crate) fn kq_body(
+    n: usize,
+    kt: &[f32],
+    nk: usize,
+    q: &[f32],
+    nq: usize,
+    out: &mut [f32],
+    os: usize,
+    order: AttnOrder,
+) {
     let np = if order == AttnOrder::Lanes64 { n & !63 } else { n };
     for i in 0..nq {
         let qi = &q[i * n..(i + 1) * n];
@@ -124,7 +133,17 @@ pub(crate) fn kq_body(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out
 /// absolute key index j in `order` (`np`: the padded key count's multiple of 64 for `Lanes64`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pv_body(n: usize, v: &[f32], vs: usize, j0: usize, lo: usize, hi: usize, p: &[f32], o: &mut [f32], order: AttnOrder) {
+pub(crate) fn pv_body(
+    n: usize,
+    v: &[f32],
+    vs: usize,
+    j0: usize,
+    lo: usize,
+    hi: usize,
+    p: &[f32],
+    o: &mut [f32],
+    order: AttnOrder,
+) {
     let np = usize::MAX; // the cache is padded with p = 0 keys to a multiple of 64: no f64 tail
     for d0 in (0..n).step_by(16) {
         let w = (n - d0).min(16);
@@ -151,7 +170,9 @@ pub(crate) fn pv_body(n: usize, v: &[f32], vs: usize, j0: usize, lo: usize, hi: 
             }
             reduce16(&acc)
         } else if w == 16 {
-            dots16(order, lo, hi, np, |j| (v[(j - j0) * vs + d0..(j - j0) * vs + d0 + 16].try_into().unwrap(), p[j - j0]))
+            dots16(order, lo, hi, np, |j| {
+                (v[(j - j0) * vs + d0..(j - j0) * vs + d0 + 16].try_into().unwrap(), p[j - j0])
+            })
         } else {
             dots16(order, lo, hi, np, |j| {
                 let mut x = [0f32; 16];
@@ -175,7 +196,16 @@ pub(crate) fn pv_check(n: usize, v: usize, vs: usize, j0: usize, lo: usize, hi: 
 /// Bounds every `AttnPvPanelsFn` call must satisfy (`vt`: value panels in the `AttnKtFn` layout
 /// from key j0, a multiple of 64; query i sees keys lo[i]..=hi[i], its probabilities at p[i·ps..]).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pv_panels_check(n: usize, vt: usize, j0: usize, lo: &[usize], hi: &[usize], p: usize, ps: usize, o: usize) {
+pub(crate) fn pv_panels_check(
+    n: usize,
+    vt: usize,
+    j0: usize,
+    lo: &[usize],
+    hi: &[usize],
+    p: usize,
+    ps: usize,
+    o: usize,
+) {
     assert!(j0.is_multiple_of(64) && lo.len() == hi.len(), "attn_pv_panels: bad arguments");
     for (i, (&l, &h)) in lo.iter().zip(hi).enumerate() {
         assert!(l >= j0 && l <= h && h - j0 < ps, "attn_pv_panels: bad key range");
@@ -276,7 +306,9 @@ mod tests {
             }
             // P·V: keys lo..=hi of a cache whose rows start at j0; ggml sums over all keys with p = 0
             // outside the range.
-            for (hv, j0, lo, hi) in [(64usize, 0usize, 0usize, 130usize), (19, 64, 70, 200), (256, 0, 5, 5), (33, 16, 16, 80)] {
+            for (hv, j0, lo, hi) in
+                [(64usize, 0usize, 0usize, 130usize), (19, 64, 70, 200), (256, 0, 5, 5), (33, 16, 16, 80)]
+            {
                 let nkv = hi - j0 + 1;
                 let v: Vec<f32> = (0..nkv * hv).map(|_| rnd(&mut seed)).collect();
                 let p: Vec<f32> = (0..nkv).map(|_| rnd(&mut seed).abs()).collect();
@@ -284,7 +316,8 @@ mod tests {
                 pv_body(hv, &v, hv, j0, lo, hi, &p, &mut o, order);
                 let padded = (hi + 1).div_ceil(64) * 64;
                 for d in 0..hv {
-                    let col: Vec<f32> = (0..padded).map(|j| if j >= lo && j <= hi { v[(j - j0) * hv + d] } else { 0.0 }).collect();
+                    let col: Vec<f32> =
+                        (0..padded).map(|j| if j >= lo && j <= hi { v[(j - j0) * hv + d] } else { 0.0 }).collect();
                     let pr: Vec<f32> = (0..padded).map(|j| if j >= lo && j <= hi { p[j - j0] } else { 0.0 }).collect();
                     let want = ggml_dot(order, &col, &pr);
                     assert_eq!(o[d].to_bits(), want.to_bits(), "pv {order:?} hv {hv} d {d}");

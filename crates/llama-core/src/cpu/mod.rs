@@ -300,10 +300,17 @@ pub fn choose(requested: Option<&str>) -> (Kernels, Option<String>) {
             Some(k) => (k, None),
             None => (
                 best,
-                Some(format!("llama: LLAMA_ISA={v}: this CPU/build does not support {}; using {} instead", isa.name(), best.isa.name())),
+                Some(format!(
+                    "llama: LLAMA_ISA={v}: this CPU/build does not support {}; using {} instead",
+                    isa.name(),
+                    best.isa.name()
+                )),
             ),
         },
-        None => (best, Some(format!("llama: LLAMA_ISA={v} is not one of scalar, avx2, avx512, neon; using {}", best.isa.name()))),
+        None => (
+            best,
+            Some(format!("llama: LLAMA_ISA={v} is not one of scalar, avx2, avx512, neon; using {}", best.isa.name())),
+        ),
     }
 }
 

@@ -159,7 +159,8 @@ pub fn dot_q4_1_q8_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
     for (x, y) in w.chunks_exact(20).zip(a.chunks_exact(36)).take(n / 32) {
         let mut sumi = 0i32;
         for j in 0..16 {
-            sumi += (x[4 + j] & 0x0F) as i32 * y[4 + j] as i8 as i32 + (x[4 + j] >> 4) as i32 * y[4 + j + 16] as i8 as i32;
+            sumi +=
+                (x[4 + j] & 0x0F) as i32 * y[4 + j] as i8 as i32 + (x[4 + j] >> 4) as i32 * y[4 + j + 16] as i8 as i32;
         }
         sumf += (f16_at(x, 0) * f16_at(y, 0)) * sumi as f32 + f16_at(x, 2) * f16_at(y, 2);
     }
@@ -494,13 +495,32 @@ pub fn attn_vf_f16(n: usize, v: &[f16], vs: usize, nv: usize, out: &mut [f32]) {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn attn_kq(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize, order: crate::cpu::AttnOrder) {
+pub fn attn_kq(
+    n: usize,
+    kt: &[f32],
+    nk: usize,
+    q: &[f32],
+    nq: usize,
+    out: &mut [f32],
+    os: usize,
+    order: crate::cpu::AttnOrder,
+) {
     attn_kq_check(n, kt.len(), nk, q.len(), nq, out.len(), os);
     crate::cpu::attn::kq_body(n, kt, nk, q, nq, out, os, order)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn attn_pv(n: usize, v: &[f32], vs: usize, j0: usize, lo: usize, hi: usize, p: &[f32], o: &mut [f32], order: crate::cpu::AttnOrder) {
+pub fn attn_pv(
+    n: usize,
+    v: &[f32],
+    vs: usize,
+    j0: usize,
+    lo: usize,
+    hi: usize,
+    p: &[f32],
+    o: &mut [f32],
+    order: crate::cpu::AttnOrder,
+) {
     crate::cpu::attn::pv_check(n, v.len(), vs, j0, lo, hi, p.len(), o.len());
     crate::cpu::attn::pv_body(n, v, vs, j0, lo, hi, p, o, order)
 }

@@ -155,9 +155,9 @@ impl GgufFile {
             None => Ok(None),
             Some(v) => {
                 let i = v.as_int().ok_or_else(|| self.wrong_type(key, v, tname))?;
-                T::try_from(i)
-                    .map(Some)
-                    .map_err(|_| Error::format(&self.path, format!("metadata key '{key}' = {i} does not fit in {tname}")))
+                T::try_from(i).map(Some).map_err(|_| {
+                    Error::format(&self.path, format!("metadata key '{key}' = {i} does not fit in {tname}"))
+                })
             }
         }
     }
@@ -429,8 +429,8 @@ fn parse_header(path: &Path, buf: &[u8]) -> Result<Parsed> {
             dims.push(c.u64(&|| format!("dim {d} of tensor '{name}'"))?);
         }
         let tid = c.u32(&|| format!("type of tensor '{name}'"))?;
-        let ggml_type = GgmlType::from_id(tid)
-            .map_err(|_| c.err(format!("tensor '{name}' has unknown ggml type id {tid}")))?;
+        let ggml_type =
+            GgmlType::from_id(tid).map_err(|_| c.err(format!("tensor '{name}' has unknown ggml type id {tid}")))?;
         let offset = c.u64(&|| format!("data offset of tensor '{name}'"))?;
         let n_bytes = tensor_size(&name, &dims, ggml_type).map_err(|m| c.err(m))?;
         if tensor_index.insert(name.clone(), tensors.len()).is_some() {

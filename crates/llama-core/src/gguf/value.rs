@@ -234,7 +234,10 @@ impl Value {
         I: IntoIterator<Item = S>,
         S: AsRef<[u8]>,
     {
-        Value::Array(ValueType::String, items.into_iter().map(|s| Value::String(GgufString(s.as_ref().to_vec()))).collect())
+        Value::Array(
+            ValueType::String,
+            items.into_iter().map(|s| Value::String(GgufString(s.as_ref().to_vec()))).collect(),
+        )
     }
 
     pub fn f32_array(items: impl IntoIterator<Item = f32>) -> Value {

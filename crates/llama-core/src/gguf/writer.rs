@@ -64,7 +64,13 @@ pub struct GgufWriter<'a> {
 
 impl<'a> GgufWriter<'a> {
     pub fn new(path: impl AsRef<Path>) -> Self {
-        GgufWriter { path: path.as_ref().to_path_buf(), version: 3, pad_empty: false, kv: Vec::new(), tensors: Vec::new() }
+        GgufWriter {
+            path: path.as_ref().to_path_buf(),
+            version: 3,
+            pad_empty: false,
+            kv: Vec::new(),
+            tensors: Vec::new(),
+        }
     }
 
     /// GGUF version to write (2 or 3; the layouts are identical for little-endian files).

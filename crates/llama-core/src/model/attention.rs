@@ -32,10 +32,10 @@ pub struct AttnScratch {
     pub qr: Vec<f32>,     // [max queries][head_k] queries rounded to the cache type
     pub kt: Vec<f32>,     // [n_ctx/16][head_k][16] the unit's keys as f32 panels
     pub vf: Vec<f32>,     // [n_ctx][head_v] the unit's values as f32 rows (f16 cache), or
-                          // [n_ctx/16][head_v][16] as panels (`Kernels::attn_pv_panels`)
-    pub acc: Vec<f32>,    // [max queries][head_v] the unit's results
-    pub lo: Vec<usize>,   // [max queries] first key of each query
-    pub hi: Vec<usize>,   // [max queries] last key of each query
+    // [n_ctx/16][head_v][16] as panels (`Kernels::attn_pv_panels`)
+    pub acc: Vec<f32>,  // [max queries][head_v] the unit's results
+    pub lo: Vec<usize>, // [max queries] first key of each query
+    pub hi: Vec<usize>, // [max queries] last key of each query
 }
 
 fn max_queries(n_head: usize) -> usize {
@@ -254,7 +254,17 @@ fn unit<T: KvElem>(
     let (vrows, vs) = T::v_rows(kern, &kv.v[jlo * nv + hkv * hv..], nv, hv, span, &mut sc.vf);
     for i in 0..nq {
         let t = tok(i);
-        (kern.attn_pv)(hv, vrows, vs, jlo, s.first(t), s.last(t), &scores[i * span..(i + 1) * span], &mut acc[i * hv..(i + 1) * hv], pv_order);
+        (kern.attn_pv)(
+            hv,
+            vrows,
+            vs,
+            jlo,
+            s.first(t),
+            s.last(t),
+            &scores[i * span..(i + 1) * span],
+            &mut acc[i * hv..(i + 1) * hv],
+            pv_order,
+        );
     }
 }
 
@@ -294,14 +304,18 @@ mod tests {
                     *sj = f32::NEG_INFINITY;
                     continue;
                 }
-                let k: Vec<f32> = kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k].iter().map(|x| x.to_f32()).collect();
+                let k: Vec<f32> =
+                    kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k].iter().map(|x| x.to_f32()).collect();
                 *sj = ggml_dot(kq_order, &k, &qr);
             }
             softmax_inplace(&mut scores, s.kq_scale);
             let padded = n_kv.div_ceil(64) * 64;
-            let p: Vec<f32> = (0..padded).map(|j| if j < n_kv { T::from_f32(scores[j]).to_f32() } else { 0.0 }).collect();
+            let p: Vec<f32> =
+                (0..padded).map(|j| if j < n_kv { T::from_f32(scores[j]).to_f32() } else { 0.0 }).collect();
             for d in 0..s.head_v {
-                let col: Vec<f32> = (0..padded).map(|j| if j < n_kv { kv.v[j * nv + hk * s.head_v + d].to_f32() } else { 0.0 }).collect();
+                let col: Vec<f32> = (0..padded)
+                    .map(|j| if j < n_kv { kv.v[j * nv + hk * s.head_v + d].to_f32() } else { 0.0 })
+                    .collect();
                 out[u * s.head_v + d] = ggml_dot(pv_order, &col, &p);
             }
         }
@@ -339,10 +353,21 @@ mod tests {
     }
 
     fn shapes() -> Vec<AttnShape> {
-        let base = AttnShape { n_tokens: 1, pos0: 0, n_head: 8, n_head_kv: 2, head_k: 64, head_v: 64, kq_scale: 0.125, n_swa: 0 };
+        let base = AttnShape {
+            n_tokens: 1,
+            pos0: 0,
+            n_head: 8,
+            n_head_kv: 2,
+            head_k: 64,
+            head_v: 64,
+            kq_scale: 0.125,
+            n_swa: 0,
+        };
         let mut v = Vec::new();
         for &(n_tokens, pos0) in &[(1, 0), (1, 37), (7, 0), (40, 0), (13, 29), (70, 5)] {
-            for &(n_head, n_head_kv, hk, hv) in &[(8, 2, 64, 64), (4, 4, 19, 19), (14, 2, 64, 64), (4, 1, 256, 256), (6, 3, 33, 17)] {
+            for &(n_head, n_head_kv, hk, hv) in
+                &[(8, 2, 64, 64), (4, 4, 19, 19), (14, 2, 64, 64), (4, 1, 256, 256), (6, 3, 33, 17)]
+            {
                 for &n_swa in &[0, 4, 9] {
                     v.push(AttnShape { n_tokens, pos0, n_head, n_head_kv, head_k: hk, head_v: hv, n_swa, ..base });
                 }

@@ -27,13 +27,7 @@ pub struct ContextParams {
 
 impl Default for ContextParams {
     fn default() -> Self {
-        ContextParams {
-            n_ctx: 512,
-            n_batch: 512,
-            n_threads: 1,
-            kv_type: KvType::F16,
-            logits_all: false,
-        }
+        ContextParams { n_ctx: 512, n_batch: 512, n_threads: 1, kv_type: KvType::F16, logits_all: false }
     }
 }
 
@@ -77,27 +71,17 @@ pub(super) struct Outputs {
 impl Context {
     pub fn new(model: &Model, p: ContextParams) -> Result<Context> {
         let hp = model.hparams();
-        let n_ctx = if p.n_ctx == 0 {
-            hp.n_ctx_train
-        } else {
-            p.n_ctx
-        };
+        let n_ctx = if p.n_ctx == 0 { hp.n_ctx_train } else { p.n_ctx };
         if p.n_batch == 0 {
             return Err(Error::InvalidArgument("n_batch must be at least 1".into()));
         }
         if p.n_threads == 0 {
-            return Err(Error::InvalidArgument(
-                "n_threads must be at least 1".into(),
-            ));
+            return Err(Error::InvalidArgument("n_threads must be at least 1".into()));
         }
         let n_batch = p.n_batch.min(n_ctx);
         let n_ff = model.weights.max_n_ff();
-        let (qd, kd, vd, od) = (
-            hp.n_head * hp.n_embd_head_k,
-            hp.n_embd_k_gqa(),
-            hp.n_embd_v_gqa(),
-            hp.n_head * hp.n_embd_head_v,
-        );
+        let (qd, kd, vd, od) =
+            (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa(), hp.n_head * hp.n_embd_head_v);
         let buf = Buffers {
             x: vec![0.0; n_batch * hp.n_embd],
             cur: vec![0.0; n_batch * hp.n_embd],
@@ -112,15 +96,7 @@ impl Context {
         let pool = ThreadPool::new(p.n_threads);
         // Each attention part holds at most ceil(units/parts) results; n_batch*n_head is a safe bound.
         let attn = (0..p.n_threads)
-            .map(|_| {
-                Mutex::new(AttnScratch::new(
-                    n_ctx,
-                    n_batch,
-                    hp.n_head,
-                    hp.n_embd_head_k,
-                    hp.n_embd_head_v,
-                ))
-            })
+            .map(|_| Mutex::new(AttnScratch::new(n_ctx, n_batch, hp.n_head, hp.n_embd_head_k, hp.n_embd_head_v)))
             .collect();
         Ok(Context {
             n_ctx,
@@ -182,9 +158,7 @@ impl Context {
             return Err(Error::InvalidArgument("eval: no tokens given".into()));
         }
         if model.n_vocab() != self.n_vocab {
-            return Err(Error::InvalidArgument(
-                "eval: context was created for a different model".into(),
-            ));
+            return Err(Error::InvalidArgument("eval: context was created for a different model".into()));
         }
         if n_past > self.kv_len {
             return Err(Error::InvalidArgument(format!(
@@ -199,11 +173,7 @@ impl Context {
                 self.n_ctx
             )));
         }
-        if let Some((i, &t)) = tokens
-            .iter()
-            .enumerate()
-            .find(|(_, &t)| t as usize >= self.n_vocab)
-        {
+        if let Some((i, &t)) = tokens.iter().enumerate().find(|(_, &t)| t as usize >= self.n_vocab) {
             return Err(Error::InvalidArgument(format!(
                 "token id {t} at index {i} is out of range (n_vocab = {})",
                 self.n_vocab
@@ -219,23 +189,11 @@ impl Context {
         for (ic, chunk) in tokens.chunks(self.n_batch).enumerate() {
             let pos0 = n_past + ic * self.n_batch;
             let out = if self.logits_all {
-                Outputs {
-                    first_row: 0,
-                    n_rows: chunk.len(),
-                    dst_row: ic * self.n_batch,
-                }
+                Outputs { first_row: 0, n_rows: chunk.len(), dst_row: ic * self.n_batch }
             } else if ic + 1 == n_chunks {
-                Outputs {
-                    first_row: chunk.len() - 1,
-                    n_rows: 1,
-                    dst_row: 0,
-                }
+                Outputs { first_row: chunk.len() - 1, n_rows: 1, dst_row: 0 }
             } else {
-                Outputs {
-                    first_row: 0,
-                    n_rows: 0,
-                    dst_row: 0,
-                }
+                Outputs { first_row: 0, n_rows: 0, dst_row: 0 }
             };
             match model.hparams().arch {
                 Arch::Llama | Arch::Qwen2 => llama::forward(model, self, chunk, pos0, out),
@@ -271,21 +229,12 @@ impl Context {
         n: usize,
         out: &mut [f32],
     ) {
-        matmul(
-            pool,
-            w,
-            &x[..n * w.cols],
-            n,
-            &mut out[..n * w.rows],
-            scratch,
-        );
+        matmul(pool, w, &x[..n * w.cols], n, &mut out[..n * w.rows], scratch);
     }
 
     /// Serialized KV cache + last logits, for save_state/load_state.
     pub fn state(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            64 + self.n_outputs * self.n_vocab * 4 + self.kv.saved_len(self.kv_len),
-        );
+        let mut out = Vec::with_capacity(64 + self.n_outputs * self.n_vocab * 4 + self.kv.saved_len(self.kv_len));
         out.extend_from_slice(STATE_MAGIC);
         for v in self.state_header() {
             out.extend_from_slice(&(v as u64).to_le_bytes());
@@ -302,15 +251,7 @@ impl Context {
             KvType::F16 => 1,
             KvType::F32 => 0,
         };
-        [
-            STATE_VERSION,
-            kv_type,
-            self.kv.n_embd_k,
-            self.kv.n_embd_v,
-            self.n_vocab,
-            self.kv_len,
-            self.n_outputs,
-        ]
+        [STATE_VERSION, kv_type, self.kv.n_embd_k, self.kv.n_embd_v, self.n_vocab, self.kv_len, self.n_outputs]
     }
 
     /// Restores a `state()` produced by a context of the same model, cache type and a window
@@ -325,48 +266,26 @@ impl Context {
             u64::from_le_bytes(data[o..o + 8].try_into().expect("8 bytes")) as usize
         };
         let mine = self.state_header();
-        let names = [
-            "version",
-            "kv type",
-            "n_embd_k_gqa",
-            "n_embd_v_gqa",
-            "n_vocab",
-        ];
+        let names = ["version", "kv type", "n_embd_k_gqa", "n_embd_v_gqa", "n_vocab"];
         for (i, name) in names.iter().enumerate() {
             if word(i) != mine[i] {
-                return Err(bad(format!(
-                    "{name} is {} in the state but {} in this context",
-                    word(i),
-                    mine[i]
-                )));
+                return Err(bad(format!("{name} is {} in the state but {} in this context", word(i), mine[i])));
             }
         }
         let (kv_len, n_outputs) = (word(5), word(6));
         if kv_len > self.n_ctx {
-            return Err(bad(format!(
-                "state holds {kv_len} tokens, more than n_ctx = {}",
-                self.n_ctx
-            )));
+            return Err(bad(format!("state holds {kv_len} tokens, more than n_ctx = {}", self.n_ctx)));
         }
         let head = 4 + 7 * 8;
-        let n_logits = n_outputs
-            .checked_mul(self.n_vocab)
-            .ok_or_else(|| bad("corrupt header".into()))?;
+        let n_logits = n_outputs.checked_mul(self.n_vocab).ok_or_else(|| bad("corrupt header".into()))?;
         let want = head + n_logits * 4 + self.kv.saved_len(kv_len);
         if data.len() != want {
-            return Err(bad(format!(
-                "state is {} bytes, expected {want}",
-                data.len()
-            )));
+            return Err(bad(format!("state is {} bytes, expected {want}", data.len())));
         }
         if self.logits.len() < n_logits {
             self.logits.resize(n_logits, 0.0);
         }
-        for (d, b) in self
-            .logits
-            .iter_mut()
-            .zip(data[head..head + n_logits * 4].chunks_exact(4))
-        {
+        for (d, b) in self.logits.iter_mut().zip(data[head..head + n_logits * 4].chunks_exact(4)) {
             *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
         self.kv.load(kv_len, &data[head + n_logits * 4..]);

@@ -24,11 +24,7 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
         let swa = hp.is_swa(il);
         let rope = Rope {
             n_rot: hp.n_rot,
-            freq_base: if swa {
-                hp.rope_freq_base_swa
-            } else {
-                hp.rope_freq_base
-            },
+            freq_base: if swa { hp.rope_freq_base_swa } else { hp.rope_freq_base },
             freq_scale: if swa { 1.0 } else { hp.rope_freq_scale },
             kind: hp.rope_type,
             freq_factors: None,
@@ -36,22 +32,13 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
         let b = &mut c.buf;
         let (qd, kd, vd) = (l.wq.rows, l.wk.rows, l.wv.rows);
         // attn_norm
-        par_ops::rms_norm(
-            &c.pool,
-            &mut b.cur[..n * n_embd],
-            &b.x[..n * n_embd],
-            &l.attn_norm,
-            hp.rms_eps,
-        );
+        par_ops::rms_norm(&c.pool, &mut b.cur[..n * n_embd], &b.x[..n * n_embd], &l.attn_norm, hp.rms_eps);
         // Qcur, Kcur, Vcur
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wq), &b.cur, n, &mut b.q);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wk), &b.cur, n, &mut b.k);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wv), &b.cur, n, &mut b.v);
         // Qcur_normed, Kcur_normed (per head), rope, then Q * f_attention_scale
-        let (qn, kn) = (
-            l.attn_q_norm.as_deref().unwrap_or(&[]),
-            l.attn_k_norm.as_deref().unwrap_or(&[]),
-        );
+        let (qn, kn) = (l.attn_q_norm.as_deref().unwrap_or(&[]), l.attn_k_norm.as_deref().unwrap_or(&[]));
         par_ops::rms_norm_inplace(&c.pool, &mut b.q[..n * qd], qn, hp.rms_eps);
         par_ops::rms_norm_inplace(&c.pool, &mut b.k[..n * kd], kn, hp.rms_eps);
         par_ops::rope(&c.pool, &rope, &mut b.q[..n * qd], qd, hd_k, pos0);
@@ -70,12 +57,8 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
             n_swa: if swa { hp.n_swa } else { 0 },
         };
         match &c.kv.store {
-            KvStore::F16(kv) => {
-                attention(&c.pool, &c.attn, &kv[il], &b.q[..n * qd], &mut b.kqv, shape)
-            }
-            KvStore::F32(kv) => {
-                attention(&c.pool, &c.attn, &kv[il], &b.q[..n * qd], &mut b.kqv, shape)
-            }
+            KvStore::F16(kv) => attention(&c.pool, &c.attn, &kv[il], &b.q[..n * qd], &mut b.kqv, shape),
+            KvStore::F32(kv) => attention(&c.pool, &c.attn, &kv[il], &b.q[..n * qd], &mut b.kqv, shape),
         }
         // attn_out, attn_post_norm, sa_out
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wo), &b.kqv, n, &mut b.proj);
@@ -83,33 +66,13 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
         par_ops::rms_norm_inplace(&c.pool, &mut b.proj[..n * n_embd], post, hp.rms_eps);
         par_ops::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
         // ffn_norm
-        par_ops::rms_norm(
-            &c.pool,
-            &mut b.cur[..n * n_embd],
-            &b.x[..n * n_embd],
-            &l.ffn_norm,
-            hp.rms_eps,
-        );
+        par_ops::rms_norm(&c.pool, &mut b.cur[..n * n_embd], &b.x[..n * n_embd], &l.ffn_norm, hp.rms_eps);
         // ffn_gate, ffn_up, ffn_geglu, ffn_down, ffn_post_norm
         let n_ff = l.ffn_gate.rows;
-        Context::mm(
-            &c.pool,
-            &mut c.mm,
-            &m.qt(&l.ffn_gate),
-            &b.cur,
-            n,
-            &mut b.gate,
-        );
+        Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_gate), &b.cur, n, &mut b.gate);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_up), &b.cur, n, &mut b.up);
         par_ops::geglu_inplace(&c.pool, &mut b.gate[..n * n_ff], &b.up[..n * n_ff], n_ff);
-        Context::mm(
-            &c.pool,
-            &mut c.mm,
-            &m.qt(&l.ffn_down),
-            &b.gate,
-            n,
-            &mut b.proj,
-        );
+        Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_down), &b.gate, n, &mut b.proj);
         let post = l.post_ffw_norm.as_deref().unwrap_or(&[]);
         par_ops::rms_norm_inplace(&c.pool, &mut b.proj[..n * n_embd], post, hp.rms_eps);
         // l_out

@@ -20,10 +20,7 @@ impl Arch {
             "llama" => Ok(Arch::Llama),
             "qwen2" => Ok(Arch::Qwen2),
             "gemma3" => Ok(Arch::Gemma3),
-            _ => Err(Error::UnknownArchitecture {
-                arch: name.to_string(),
-                supported: SUPPORTED_ARCHS.to_string(),
-            }),
+            _ => Err(Error::UnknownArchitecture { arch: name.to_string(), supported: SUPPORTED_ARCHS.to_string() }),
         }
     }
     pub fn name(self) -> &'static str {
@@ -85,9 +82,7 @@ impl HParams {
         let n_layer = req_usize(f, &key("block_count"))?;
         let n_head = req_usize(f, &key("attention.head_count"))?;
         if n_embd == 0 || n_layer == 0 || n_head == 0 {
-            return Err(Error::Model(format!(
-                "{a}: embedding_length, block_count and head_count must be > 0"
-            )));
+            return Err(Error::Model(format!("{a}: embedding_length, block_count and head_count must be > 0")));
         }
         let n_head_kv = opt_usize(f, &key("attention.head_count_kv"))?.unwrap_or(n_head);
         if n_head_kv == 0 || n_head % n_head_kv != 0 {
@@ -96,26 +91,20 @@ impl HParams {
             )));
         }
         let n_embd_head_k = opt_usize(f, &key("attention.key_length"))?.unwrap_or(n_embd / n_head);
-        let n_embd_head_v =
-            opt_usize(f, &key("attention.value_length"))?.unwrap_or(n_embd / n_head);
+        let n_embd_head_v = opt_usize(f, &key("attention.value_length"))?.unwrap_or(n_embd / n_head);
         let n_rot = opt_usize(f, &key("rope.dimension_count"))?.unwrap_or(n_embd_head_k);
         if n_rot > n_embd_head_k || n_rot % 2 != 0 {
             return Err(Error::Model(format!(
                 "{a}.rope.dimension_count = {n_rot} must be even and ≤ head size {n_embd_head_k}"
             )));
         }
-        let rms_eps = opt_f32(f, &key("attention.layer_norm_rms_epsilon"))?.ok_or_else(|| {
-            Error::Model(format!(
-                "missing metadata key {a}.attention.layer_norm_rms_epsilon"
-            ))
-        })?;
+        let rms_eps = opt_f32(f, &key("attention.layer_norm_rms_epsilon"))?
+            .ok_or_else(|| Error::Model(format!("missing metadata key {a}.attention.layer_norm_rms_epsilon")))?;
 
         // Linear rope scaling: llama.cpp reads `rope.scale_linear`, else `rope.scaling.factor`.
         if let Some(t) = opt_str(f, &key("rope.scaling.type"))? {
             if t != "linear" && t != "none" {
-                return Err(Error::Model(format!(
-                    "{a}.rope.scaling.type = '{t}' is not supported (only linear)"
-                )));
+                return Err(Error::Model(format!("{a}.rope.scaling.type = '{t}' is not supported (only linear)")));
             }
         }
         let mut factor = opt_f32(f, &key("rope.scale_linear"))?.unwrap_or(0.0);
@@ -135,12 +124,7 @@ impl HParams {
                 } else {
                     1.0 / (n_embd_head_k as f32).sqrt()
                 };
-                (
-                    RopeType::Neox,
-                    opt_usize(f, &key("attention.sliding_window"))?.unwrap_or(0),
-                    6,
-                    scale,
-                )
+                (RopeType::Neox, opt_usize(f, &key("attention.sliding_window"))?.unwrap_or(0), 6, scale)
             }
         };
         Ok(HParams {

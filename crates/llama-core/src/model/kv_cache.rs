@@ -45,7 +45,14 @@ pub trait KvElem: Copy + Send + Sync + 'static {
     fn attn_kt(k: &Kernels) -> AttnKtFn<Self>;
     /// `n_rows` value rows of `n` (`stride` apart) as f32 rows: `(rows, their stride)`, converted
     /// into `scratch` unless the cache already holds f32.
-    fn v_rows<'a>(k: &Kernels, v: &'a [Self], stride: usize, n: usize, n_rows: usize, scratch: &'a mut [f32]) -> (&'a [f32], usize);
+    fn v_rows<'a>(
+        k: &Kernels,
+        v: &'a [Self],
+        stride: usize,
+        n: usize,
+        n_rows: usize,
+        scratch: &'a mut [f32],
+    ) -> (&'a [f32], usize);
 }
 
 impl KvElem for f16 {
@@ -61,7 +68,14 @@ impl KvElem for f16 {
     fn attn_kt(k: &Kernels) -> AttnKtFn<Self> {
         k.attn_kt_f16
     }
-    fn v_rows<'a>(k: &Kernels, v: &'a [Self], stride: usize, n: usize, n_rows: usize, scratch: &'a mut [f32]) -> (&'a [f32], usize) {
+    fn v_rows<'a>(
+        k: &Kernels,
+        v: &'a [Self],
+        stride: usize,
+        n: usize,
+        n_rows: usize,
+        scratch: &'a mut [f32],
+    ) -> (&'a [f32], usize) {
         (k.attn_vf_f16)(n, v, stride, n_rows, &mut scratch[..n_rows * n]);
         (&scratch[..n_rows * n], n)
     }
@@ -78,7 +92,14 @@ impl KvElem for f32 {
     fn attn_kt(k: &Kernels) -> AttnKtFn<Self> {
         k.attn_kt_f32
     }
-    fn v_rows<'a>(_: &Kernels, v: &'a [Self], stride: usize, _n: usize, _n_rows: usize, _: &'a mut [f32]) -> (&'a [f32], usize) {
+    fn v_rows<'a>(
+        _: &Kernels,
+        v: &'a [Self],
+        stride: usize,
+        _n: usize,
+        _n_rows: usize,
+        _: &'a mut [f32],
+    ) -> (&'a [f32], usize) {
         (v, stride)
     }
 }
@@ -101,36 +122,16 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(
-        kv_type: KvType,
-        n_layer: usize,
-        n_ctx: usize,
-        n_embd_k: usize,
-        n_embd_v: usize,
-    ) -> KvCache {
-        fn layers<T: KvElem>(
-            n_layer: usize,
-            n_ctx: usize,
-            nk: usize,
-            nv: usize,
-        ) -> Vec<LayerKv<T>> {
+    pub fn new(kv_type: KvType, n_layer: usize, n_ctx: usize, n_embd_k: usize, n_embd_v: usize) -> KvCache {
+        fn layers<T: KvElem>(n_layer: usize, n_ctx: usize, nk: usize, nv: usize) -> Vec<LayerKv<T>> {
             let z = T::from_f32(0.0);
-            (0..n_layer)
-                .map(|_| LayerKv {
-                    k: vec![z; n_ctx * nk],
-                    v: vec![z; n_ctx * nv],
-                })
-                .collect()
+            (0..n_layer).map(|_| LayerKv { k: vec![z; n_ctx * nk], v: vec![z; n_ctx * nv] }).collect()
         }
         let store = match kv_type {
             KvType::F16 => KvStore::F16(layers(n_layer, n_ctx, n_embd_k, n_embd_v)),
             KvType::F32 => KvStore::F32(layers(n_layer, n_ctx, n_embd_k, n_embd_v)),
         };
-        KvCache {
-            store,
-            n_embd_k,
-            n_embd_v,
-        }
+        KvCache { store, n_embd_k, n_embd_v }
     }
 
     pub fn kv_type(&self) -> KvType {
@@ -143,14 +144,7 @@ impl KvCache {
     /// Writes the K and V rows of `n` consecutive positions starting at `pos0` into layer `il`.
     /// `k`: [n][n_embd_k], `v`: [n][n_embd_v].
     pub fn store(&mut self, il: usize, pos0: usize, k: &[f32], v: &[f32]) {
-        fn put<T: KvElem>(
-            l: &mut LayerKv<T>,
-            pos0: usize,
-            nk: usize,
-            nv: usize,
-            k: &[f32],
-            v: &[f32],
-        ) {
+        fn put<T: KvElem>(l: &mut LayerKv<T>, pos0: usize, nk: usize, nv: usize, k: &[f32], v: &[f32]) {
             for (d, &s) in l.k[pos0 * nk..pos0 * nk + k.len()].iter_mut().zip(k) {
                 *d = T::from_f32(s);
             }
@@ -182,12 +176,8 @@ impl KvCache {
         }
         let (nk, nv) = (self.n_embd_k, self.n_embd_v);
         match &self.store {
-            KvStore::F16(l) => dump(l, n, nk, nv, out, |x, o| {
-                o.extend_from_slice(&x.to_le_bytes())
-            }),
-            KvStore::F32(l) => dump(l, n, nk, nv, out, |x, o| {
-                o.extend_from_slice(&x.to_le_bytes())
-            }),
+            KvStore::F16(l) => dump(l, n, nk, nv, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
+            KvStore::F32(l) => dump(l, n, nk, nv, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
         }
     }
 
@@ -205,33 +195,17 @@ impl KvCache {
         let (nk, nv) = (self.n_embd_k, self.n_embd_v);
         match &mut self.store {
             KvStore::F16(layers) => {
-                let mut it = data
-                    .chunks_exact(2)
-                    .map(|b| f16::from_le_bytes([b[0], b[1]]));
+                let mut it = data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]));
                 for l in layers {
-                    l.k[..n * nk]
-                        .iter_mut()
-                        .zip(&mut it)
-                        .for_each(|(d, s)| *d = s);
-                    l.v[..n * nv]
-                        .iter_mut()
-                        .zip(&mut it)
-                        .for_each(|(d, s)| *d = s);
+                    l.k[..n * nk].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
+                    l.v[..n * nv].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
                 }
             }
             KvStore::F32(layers) => {
-                let mut it = data
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                let mut it = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                 for l in layers {
-                    l.k[..n * nk]
-                        .iter_mut()
-                        .zip(&mut it)
-                        .for_each(|(d, s)| *d = s);
-                    l.v[..n * nv]
-                        .iter_mut()
-                        .zip(&mut it)
-                        .for_each(|(d, s)| *d = s);
+                    l.k[..n * nk].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
+                    l.v[..n * nv].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
                 }
             }
         }

@@ -25,13 +25,7 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
     for (il, l) in w.layers.iter().enumerate() {
         let b = &mut c.buf;
         // attn_norm
-        par_ops::rms_norm(
-            &c.pool,
-            &mut b.cur[..n * n_embd],
-            &b.x[..n * n_embd],
-            &l.attn_norm,
-            hp.rms_eps,
-        );
+        par_ops::rms_norm(&c.pool, &mut b.cur[..n * n_embd], &b.x[..n * n_embd], &l.attn_norm, hp.rms_eps);
         // Qcur, Kcur, Vcur
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wq), &b.cur, n, &mut b.q);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wk), &b.cur, n, &mut b.k);
@@ -61,44 +55,20 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
             n_swa: 0,
         };
         match &c.kv.store {
-            KvStore::F16(kv) => {
-                attention(&c.pool, &c.attn, &kv[il], &b.q[..n * qd], &mut b.kqv, shape)
-            }
-            KvStore::F32(kv) => {
-                attention(&c.pool, &c.attn, &kv[il], &b.q[..n * qd], &mut b.kqv, shape)
-            }
+            KvStore::F16(kv) => attention(&c.pool, &c.attn, &kv[il], &b.q[..n * qd], &mut b.kqv, shape),
+            KvStore::F32(kv) => attention(&c.pool, &c.attn, &kv[il], &b.q[..n * qd], &mut b.kqv, shape),
         }
         // attn_out, ffn_inp
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wo), &b.kqv, n, &mut b.proj);
         par_ops::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
         // ffn_norm
-        par_ops::rms_norm(
-            &c.pool,
-            &mut b.cur[..n * n_embd],
-            &b.x[..n * n_embd],
-            &l.ffn_norm,
-            hp.rms_eps,
-        );
+        par_ops::rms_norm(&c.pool, &mut b.cur[..n * n_embd], &b.x[..n * n_embd], &l.ffn_norm, hp.rms_eps);
         // ffn_gate, ffn_up, ffn_swiglu, ffn_down → ffn_out
         let n_ff = l.ffn_gate.rows;
-        Context::mm(
-            &c.pool,
-            &mut c.mm,
-            &m.qt(&l.ffn_gate),
-            &b.cur,
-            n,
-            &mut b.gate,
-        );
+        Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_gate), &b.cur, n, &mut b.gate);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_up), &b.cur, n, &mut b.up);
         par_ops::swiglu_inplace(&c.pool, &mut b.gate[..n * n_ff], &b.up[..n * n_ff], n_ff);
-        Context::mm(
-            &c.pool,
-            &mut c.mm,
-            &m.qt(&l.ffn_down),
-            &b.gate,
-            n,
-            &mut b.proj,
-        );
+        Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_down), &b.gate, n, &mut b.proj);
         // l_out
         par_ops::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
     }
@@ -116,22 +86,10 @@ pub(super) fn output(m: &Model, c: &mut Context, out: Outputs) {
     let b = &mut c.buf;
     let rows = out.first_row * n_embd..(out.first_row + out.n_rows) * n_embd;
     // result_norm
-    ops::rms_norm(
-        &mut b.cur[..out.n_rows * n_embd],
-        &b.x[rows],
-        &w.output_norm,
-        hp.rms_eps,
-    );
+    ops::rms_norm(&mut b.cur[..out.n_rows * n_embd], &b.x[rows], &w.output_norm, hp.rms_eps);
     // result_output
     let dst = &mut c.logits[out.dst_row * n_vocab..(out.dst_row + out.n_rows) * n_vocab];
-    Context::mm(
-        &c.pool,
-        &mut c.mm,
-        &m.qt(&w.output),
-        &b.cur,
-        out.n_rows,
-        dst,
-    );
+    Context::mm(&c.pool, &mut c.mm, &m.qt(&w.output), &b.cur, out.n_rows, dst);
     if let Some(cap) = hp.final_logit_softcap {
         ops::softcap_inplace(dst, cap);
     }

@@ -52,12 +52,7 @@ impl Model {
         let (weights, n_vocab) = Weights::load(&file, &hparams)?;
         hparams.n_vocab = n_vocab;
         let packed = repack_weights(&file, &weights);
-        Ok(Model {
-            file,
-            hparams,
-            weights,
-            packed,
-        })
+        Ok(Model { file, hparams, weights, packed })
     }
 
     pub fn hparams(&self) -> &HParams {
@@ -100,7 +95,8 @@ fn repack_weights(file: &GgufFile, w: &Weights) -> Vec<Option<Packed>> {
     let k = crate::cpu::kernels();
     // LLAMA_REPACK=0 keeps every matrix in the file layout (row-wise kernels): for comparisons.
     let off = std::env::var("LLAMA_REPACK").is_ok_and(|v| v.trim() == "0");
-    let mut todo: Vec<WRef> = w.layers.iter().flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.ffn_gate, l.ffn_up, l.ffn_down]).collect();
+    let mut todo: Vec<WRef> =
+        w.layers.iter().flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.ffn_gate, l.ffn_up, l.ffn_down]).collect();
     todo.push(w.output);
     todo.retain(|r| !off && k.gemm_r16(file.tensors()[r.idx].ggml_type).is_some());
     let mut packed: Vec<Option<Packed>> = (0..file.tensors().len()).map(|_| None).collect();

@@ -313,13 +313,21 @@ mod tests {
                 let (mut a, mut b) = (x.clone(), x.clone());
                 softmax_inplace(&mut a, 0.125);
                 softmax_scalar(&mut b, 0.125);
-                assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "softmax n={n} mag={mag}");
+                assert_eq!(
+                    a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "softmax n={n} mag={mag}"
+                );
                 let g: Vec<f32> = (0..n * 3).map(|_| rnd() * mag).collect();
                 let u: Vec<f32> = (0..n * 3).map(|_| rnd() * 4.0).collect();
                 let (mut a, mut b) = (g.clone(), g.clone());
                 swiglu_inplace(&mut a, &u, n);
                 swiglu_scalar(&mut b, &u, n);
-                assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "swiglu n={n} mag={mag}");
+                assert_eq!(
+                    a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "swiglu n={n} mag={mag}"
+                );
             }
         }
     }
@@ -355,21 +363,12 @@ mod tests {
     #[test]
     fn rope_norm_vs_neox_pairing() {
         // One head of 4 dims, base 10000, pos 1: pair 0 rotates by 1 rad, pair 1 by 0.01 rad.
-        let r = Rope {
-            n_rot: 4,
-            freq_base: 10000.0,
-            freq_scale: 1.0,
-            kind: RopeType::Norm,
-            freq_factors: None,
-        };
+        let r = Rope { n_rot: 4, freq_base: 10000.0, freq_scale: 1.0, kind: RopeType::Norm, freq_factors: None };
         let mut x = [1.0, 0.0, 1.0, 0.0];
         r.apply(&mut x, 4, 1);
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
         assert!((x[2] - 0.01f32.cos()).abs() < 1e-6 && (x[3] - 0.01f32.sin()).abs() < 1e-6);
-        let r = Rope {
-            kind: RopeType::Neox,
-            ..r
-        };
+        let r = Rope { kind: RopeType::Neox, ..r };
         let mut x = [1.0, 1.0, 0.0, 0.0];
         r.apply(&mut x, 4, 1);
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[2] - 1f32.sin()).abs() < 1e-6);

@@ -92,7 +92,11 @@ mod tests {
     use crate::model::ops::RopeType;
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32 * 4.0 - 2.0).collect()
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect()
     }
 
     #[test]

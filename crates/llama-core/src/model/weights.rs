@@ -54,8 +54,7 @@ impl Loader<'_> {
     }
 
     fn matrix(&self, name: &str, rows: Option<usize>, cols: usize) -> Result<WRef> {
-        self.opt_matrix(name, rows, cols)?
-            .ok_or_else(|| Error::Model(format!("missing tensor {name}")))
+        self.opt_matrix(name, rows, cols)?.ok_or_else(|| Error::Model(format!("missing tensor {name}")))
     }
 
     /// A 2-D tensor of `cols` columns and (if given) `rows` rows, in a type we can compute with.
@@ -64,16 +63,12 @@ impl Loader<'_> {
             return Ok(None);
         };
         let t = &self.f.tensors()[idx];
-        t.ggml_type
-            .ensure_supported()
-            .map_err(|e| Error::Model(format!("tensor {name}: {e}")))?;
+        t.ggml_type.ensure_supported().map_err(|e| Error::Model(format!("tensor {name}: {e}")))?;
         let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
         let shape_ok = dims.len() == 2 && dims[0] == cols && rows.is_none_or(|r| dims[1] == r);
         if !shape_ok {
             let want = rows.map_or(format!("[{cols}, *]"), |r| format!("[{cols}, {r}]"));
-            return Err(Error::Model(format!(
-                "tensor {name} has shape {dims:?}, expected {want}"
-            )));
+            return Err(Error::Model(format!("tensor {name} has shape {dims:?}, expected {want}")));
         }
         if cols % t.ggml_type.block_size() != 0 {
             return Err(Error::Model(format!(
@@ -81,16 +76,11 @@ impl Loader<'_> {
                 t.ggml_type
             )));
         }
-        Ok(Some(WRef {
-            idx,
-            rows: dims[1],
-            cols,
-        }))
+        Ok(Some(WRef { idx, rows: dims[1], cols }))
     }
 
     fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>> {
-        self.opt_vector(name, n)?
-            .ok_or_else(|| Error::Model(format!("missing tensor {name}")))
+        self.opt_vector(name, n)?.ok_or_else(|| Error::Model(format!("missing tensor {name}")))
     }
 
     fn opt_vector(&self, name: &str, n: usize) -> Result<Option<Vec<f32>>> {
@@ -100,14 +90,9 @@ impl Loader<'_> {
         let t = &self.f.tensors()[idx];
         let dims: Vec<u64> = t.dims.iter().copied().filter(|&d| d != 1).collect();
         if dims != [n as u64] && !(n == 1 && dims.is_empty()) {
-            return Err(Error::Model(format!(
-                "tensor {name} has shape {:?}, expected [{n}]",
-                t.dims
-            )));
+            return Err(Error::Model(format!("tensor {name} has shape {:?}, expected [{n}]", t.dims)));
         }
-        t.ggml_type
-            .ensure_supported()
-            .map_err(|e| Error::Model(format!("tensor {name}: {e}")))?;
+        t.ggml_type.ensure_supported().map_err(|e| Error::Model(format!("tensor {name}: {e}")))?;
         if n % t.ggml_type.block_size() != 0 {
             return Err(Error::Model(format!(
                 "tensor {name}: length {n} is not a multiple of the {} block size",
@@ -128,15 +113,9 @@ impl Weights {
         let n_embd = hp.n_embd;
         let tok_embd = l.matrix("token_embd.weight", None, n_embd)?;
         let n_vocab = tok_embd.rows;
-        let output = l
-            .opt_matrix("output.weight", Some(n_vocab), n_embd)?
-            .unwrap_or(tok_embd);
+        let output = l.opt_matrix("output.weight", Some(n_vocab), n_embd)?.unwrap_or(tok_embd);
         let rope_freqs = l.opt_vector("rope_freqs.weight", hp.n_rot / 2)?;
-        let (q_rows, kv_rows_k, kv_rows_v) = (
-            hp.n_head * hp.n_embd_head_k,
-            hp.n_embd_k_gqa(),
-            hp.n_embd_v_gqa(),
-        );
+        let (q_rows, kv_rows_k, kv_rows_v) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
         let qwen2 = hp.arch == Arch::Qwen2;
         let gemma3 = hp.arch == Arch::Gemma3;
         let mut layers = Vec::with_capacity(hp.n_layer);
@@ -155,26 +134,10 @@ impl Weights {
                 wq: l.matrix(&n("attn_q.weight"), Some(q_rows), n_embd)?,
                 wk: l.matrix(&n("attn_k.weight"), Some(kv_rows_k), n_embd)?,
                 wv: l.matrix(&n("attn_v.weight"), Some(kv_rows_v), n_embd)?,
-                wo: l.matrix(
-                    &n("attn_output.weight"),
-                    Some(n_embd),
-                    hp.n_head * hp.n_embd_head_v,
-                )?,
-                bq: need(
-                    qwen2,
-                    l.opt_vector(&n("attn_q.bias"), q_rows)?,
-                    "attn_q.bias",
-                )?,
-                bk: need(
-                    qwen2,
-                    l.opt_vector(&n("attn_k.bias"), kv_rows_k)?,
-                    "attn_k.bias",
-                )?,
-                bv: need(
-                    qwen2,
-                    l.opt_vector(&n("attn_v.bias"), kv_rows_v)?,
-                    "attn_v.bias",
-                )?,
+                wo: l.matrix(&n("attn_output.weight"), Some(n_embd), hp.n_head * hp.n_embd_head_v)?,
+                bq: need(qwen2, l.opt_vector(&n("attn_q.bias"), q_rows)?, "attn_q.bias")?,
+                bk: need(qwen2, l.opt_vector(&n("attn_k.bias"), kv_rows_k)?, "attn_k.bias")?,
+                bv: need(qwen2, l.opt_vector(&n("attn_v.bias"), kv_rows_v)?, "attn_v.bias")?,
                 attn_q_norm: need(
                     gemma3,
                     l.opt_vector(&n("attn_q_norm.weight"), hp.n_embd_head_k)?,
@@ -194,29 +157,15 @@ impl Weights {
                 ffn_gate,
                 ffn_up: l.matrix(&n("ffn_up.weight"), Some(n_ff), n_embd)?,
                 ffn_down: l.matrix(&n("ffn_down.weight"), Some(n_embd), n_ff)?,
-                post_ffw_norm: need(
-                    gemma3,
-                    l.opt_vector(&n("post_ffw_norm.weight"), n_embd)?,
-                    "post_ffw_norm.weight",
-                )?,
+                post_ffw_norm: need(gemma3, l.opt_vector(&n("post_ffw_norm.weight"), n_embd)?, "post_ffw_norm.weight")?,
             });
         }
-        let w = Weights {
-            tok_embd,
-            output_norm: l.vector("output_norm.weight", n_embd)?,
-            output,
-            rope_freqs,
-            layers,
-        };
+        let w = Weights { tok_embd, output_norm: l.vector("output_norm.weight", n_embd)?, output, rope_freqs, layers };
         Ok((w, n_vocab))
     }
 
     /// Widest feed-forward layer (buffer sizing).
     pub fn max_n_ff(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|l| l.ffn_gate.rows)
-            .max()
-            .unwrap_or(0)
+        self.layers.iter().map(|l| l.ffn_gate.rows).max().unwrap_or(0)
     }
 }

@@ -77,7 +77,14 @@ unsafe impl<T> Send for SharedMut<T> {}
 
 /// Runs `convert(t, row)` for every token t on its `row_bytes` slice of `buf`, on the pool when
 /// there is enough work to pay for waking it.
-fn convert_rows(pool: &ThreadPool, n_tokens: usize, cols: usize, buf: &mut [u8], row_bytes: usize, convert: impl Fn(usize, &mut [u8]) + Sync) {
+fn convert_rows(
+    pool: &ThreadPool,
+    n_tokens: usize,
+    cols: usize,
+    buf: &mut [u8],
+    row_bytes: usize,
+    convert: impl Fn(usize, &mut [u8]) + Sync,
+) {
     if n_tokens * cols < PAR_CONVERT_MIN || pool.n_threads() == 1 || n_tokens == 1 {
         for (t, row) in buf.chunks_exact_mut(row_bytes).take(n_tokens).enumerate() {
             convert(t, row);
@@ -100,11 +107,16 @@ fn convert_rows(pool: &ThreadPool, n_tokens: usize, cols: usize, buf: &mut [u8],
 /// Checks shapes; the error names the offending argument.
 fn validate(w: &QTensor, x: &[f32], n_tokens: usize, out: &[f32]) -> Result<GgmlType> {
     let t = w.ggml_type;
-    let act = vec_dot_type(t)
-        .ok_or_else(|| Error::UnsupportedType(format!("{} (ggml id {}): matmul has no kernel for it", t.name(), t.id())))?;
-    let row_bytes = t
-        .row_size(w.cols as u64)
-        .ok_or_else(|| Error::InvalidArgument(format!("matmul: {} weight row of {} elements is not a whole number of blocks", t.name(), w.cols)))?;
+    let act = vec_dot_type(t).ok_or_else(|| {
+        Error::UnsupportedType(format!("{} (ggml id {}): matmul has no kernel for it", t.name(), t.id()))
+    })?;
+    let row_bytes = t.row_size(w.cols as u64).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "matmul: {} weight row of {} elements is not a whole number of blocks",
+            t.name(),
+            w.cols
+        ))
+    })?;
     if (w.data.len() as u64) != row_bytes * w.rows as u64 {
         return Err(Error::InvalidArgument(format!(
             "matmul: {} weight of {}x{} needs {} bytes, got {}",
@@ -116,10 +128,20 @@ fn validate(w: &QTensor, x: &[f32], n_tokens: usize, out: &[f32]) -> Result<Ggml
         )));
     }
     if x.len() < n_tokens * w.cols {
-        return Err(Error::InvalidArgument(format!("matmul: x has {} values, need n_tokens {} x cols {}", x.len(), n_tokens, w.cols)));
+        return Err(Error::InvalidArgument(format!(
+            "matmul: x has {} values, need n_tokens {} x cols {}",
+            x.len(),
+            n_tokens,
+            w.cols
+        )));
     }
     if out.len() < n_tokens * w.rows {
-        return Err(Error::InvalidArgument(format!("matmul: out has {} values, need n_tokens {} x rows {}", out.len(), n_tokens, w.rows)));
+        return Err(Error::InvalidArgument(format!(
+            "matmul: out has {} values, need n_tokens {} x rows {}",
+            out.len(),
+            n_tokens,
+            w.rows
+        )));
     }
     Ok(act)
 }
@@ -128,14 +150,28 @@ fn validate(w: &QTensor, x: &[f32], n_tokens: usize, out: &[f32]) -> Result<Ggml
 ///
 /// Panics with a message naming the problem if shapes or type are invalid; the model loader checks
 /// types and shapes up front, so this only fires on a programming error. Use `try_matmul` for a `Result`.
-pub fn matmul(pool: &ThreadPool, w: &QTensor, x: &[f32], n_tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) {
+pub fn matmul(
+    pool: &ThreadPool,
+    w: &QTensor,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) {
     if let Err(e) = matmul_with(kernels(), pool, w, x, n_tokens, out, scratch) {
         panic!("{e}");
     }
 }
 
 /// As `matmul`, returning an error instead of panicking.
-pub fn try_matmul(pool: &ThreadPool, w: &QTensor, x: &[f32], n_tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) -> Result<()> {
+pub fn try_matmul(
+    pool: &ThreadPool,
+    w: &QTensor,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<()> {
     matmul_with(kernels(), pool, w, x, n_tokens, out, scratch)
 }
 
@@ -144,9 +180,9 @@ pub fn matmul_with(
     k: &Kernels,
     pool: &ThreadPool,
     w: &QTensor,
-    x: &[f32],        // [n_tokens][cols]
+    x: &[f32], // [n_tokens][cols]
     n_tokens: usize,
-    out: &mut [f32],  // [n_tokens][rows]
+    out: &mut [f32], // [n_tokens][rows]
     scratch: &mut MatmulScratch,
 ) -> Result<()> {
     let act = validate(w, x, n_tokens, out)?;
@@ -195,7 +231,8 @@ pub fn matmul_with(
                             let nr = TILE.min(re - r4);
                             for t4 in (tb..te).step_by(TILE) {
                                 let nt = TILE.min(te - t4);
-                                let res = tile_fn(cols, &w.data[r4 * w_row..], w_row, nr, &acts[t4 * a_row..], a_row, nt);
+                                let res =
+                                    tile_fn(cols, &w.data[r4 * w_row..], w_row, nr, &acts[t4 * a_row..], a_row, nt);
                                 for (i, res_r) in res.iter().enumerate().take(nr) {
                                     for (j, v) in res_r.iter().enumerate().take(nt) {
                                         // SAFETY: row r4 + i lies in chunk c, owned by this thread
@@ -242,7 +279,7 @@ fn matmul_r16(
     (gemm_g4, gemm): (GemmR16Fn, GemmR16Fn),
     pool: &ThreadPool,
     p: &Packed,
-    x: &[f32],       // [n_tokens][cols]
+    x: &[f32], // [n_tokens][cols]
     n_tokens: usize,
     out: &mut [f32], // [n_tokens][rows]
     scratch: &mut MatmulScratch,

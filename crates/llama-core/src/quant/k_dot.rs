@@ -11,12 +11,17 @@
 // Index loops mirror ggml's C loops one to one, which keeps the port auditable.
 #![allow(clippy::needless_range_loop)]
 
-use super::k_quants::{get_scale_min_k4, q3k_scale, q6k_value, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
+use super::k_quants::{
+    get_scale_min_k4, q3k_scale, q6k_value, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K,
+};
 use super::QK_K;
 
 fn check(n: usize, nx: usize, ny: usize) -> usize {
     let nb = n / QK_K;
-    assert!(n.is_multiple_of(QK_K) && nx >= nb && ny >= nb, "vec_dot: n={n} must be a multiple of {QK_K} covered by both rows");
+    assert!(
+        n.is_multiple_of(QK_K) && nx >= nb && ny >= nb,
+        "vec_dot: n={n} must be a multiple of {QK_K} covered by both rows"
+    );
     nb
 }
 
@@ -72,9 +77,7 @@ pub fn vec_dot_q3_k_q8_k(n: usize, x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
 
 /// Σ bsums·min over the 8 sub-blocks of 32 (each min covers two 16-wide bsums).
 fn k4_summs(scales: &[u8; 12], by: &BlockQ8K) -> i32 {
-    (0..8)
-        .map(|j| get_scale_min_k4(j, scales).1 as i32 * (by.bsums[2 * j] as i32 + by.bsums[2 * j + 1] as i32))
-        .sum()
+    (0..8).map(|j| get_scale_min_k4(j, scales).1 as i32 * (by.bsums[2 * j] as i32 + by.bsums[2 * j + 1] as i32)).sum()
 }
 
 pub fn vec_dot_q4_k_q8_k(n: usize, x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {

@@ -151,7 +151,8 @@ fn quantize_k4_levels(x: &[f32], nmax: i32, rmin: f32, nstep: i32) -> (half::f16
         for (w, &v) in weights.iter_mut().zip(xs) {
             *w = av_x + v.abs();
         }
-        scales[j] = make_qkx2_quants(nmax, xs, &weights, &mut l[32 * j..32 * j + 32], &mut mins[j], rmin, 0.1, nstep, false);
+        scales[j] =
+            make_qkx2_quants(nmax, xs, &weights, &mut l[32 * j..32 * j + 32], &mut mins[j], rmin, 0.1, nstep, false);
         if scales[j] > max_scale {
             max_scale = scales[j];
         }
@@ -240,7 +241,8 @@ pub fn quantize_row_q2_k(x: &[f32], y: &mut [BlockQ2K]) {
             for (w, &v) in weights.iter_mut().zip(xs) {
                 *w = v.abs();
             }
-            scales[j] = make_qkx2_quants(3, xs, &weights, &mut l[16 * j..16 * j + 16], &mut mins[j], -0.5, 0.1, 15, true);
+            scales[j] =
+                make_qkx2_quants(3, xs, &weights, &mut l[16 * j..16 * j + 16], &mut mins[j], -0.5, 0.1, 15, true);
             if scales[j] > max_scale {
                 max_scale = scales[j];
             }

@@ -55,9 +55,8 @@ impl GgmlType {
     pub const ALL: [GgmlType; 32] = {
         use GgmlType::*;
         [
-            F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
-            IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, I8, I16, I32, I64, F64,
-            IQ1_M, BF16, TQ1_0, TQ2_0, MXFP4,
+            F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ2_XXS, IQ2_XS, IQ3_XXS,
+            IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, I8, I16, I32, I64, F64, IQ1_M, BF16, TQ1_0, TQ2_0, MXFP4,
         ]
     };
 
@@ -171,7 +170,11 @@ impl GgmlType {
         if self.is_supported() {
             Ok(())
         } else {
-            Err(Error::UnsupportedType(format!("{} (ggml id {}): this runtime does not implement it", self.name(), self.id())))
+            Err(Error::UnsupportedType(format!(
+                "{} (ggml id {}): this runtime does not implement it",
+                self.name(),
+                self.id()
+            )))
         }
     }
 
@@ -201,19 +204,9 @@ pub mod k_quants;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 #[cfg(target_arch = "aarch64")]
-pub mod neon_r16;
-#[cfg(target_arch = "x86_64")]
-pub mod x86;
-#[cfg(target_arch = "x86_64")]
-pub mod x86_r16;
-#[cfg(target_arch = "x86_64")]
-pub mod x86_r16_avx2;
-#[cfg(target_arch = "x86_64")]
-mod x86_attn;
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod x86_act;
-#[cfg(target_arch = "aarch64")]
 mod neon_attn;
+#[cfg(target_arch = "aarch64")]
+pub mod neon_r16;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q5_0;
@@ -221,6 +214,16 @@ pub mod q5_1;
 pub mod q8_0;
 pub mod q8_1;
 pub mod repack;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_act;
+#[cfg(target_arch = "x86_64")]
+mod x86_attn;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_r16;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_r16_avx2;
 
 pub use blocks::{blocks_as_bytes, cast_blocks, cast_blocks_mut, read_blocks, Block};
 pub use k_dot::{vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k, vec_dot_q4_k_q8_k, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k};

@@ -161,7 +161,8 @@ unsafe fn quantize_q8_k(x: &[f32], out: &mut [u8]) {
         let q = yb.as_mut_ptr().add(4) as *mut i8;
         for k in 0..QK_K / 4 {
             // FRINTN: halves to even, as ggml's nearest_int.
-            let r = vminq_s32(vcvtq_s32_f32(vrndnq_f32(vmulq_n_f32(vld1q_f32(p.add(4 * k)), iscale))), vdupq_n_s32(127));
+            let r =
+                vminq_s32(vcvtq_s32_f32(vrndnq_f32(vmulq_n_f32(vld1q_f32(p.add(4 * k)), iscale))), vdupq_n_s32(127));
             let h = vqmovn_s32(r);
             let b = vqmovn_s16(vcombine_s16(h, h));
             vst1_lane_s32::<0>(q.add(4 * k) as *mut i32, vreinterpret_s32_s8(b));

@@ -85,7 +85,15 @@ unsafe fn store<const T: usize>(acc: &[float32x4_t; T], out: *mut f32, os: usize
 }
 
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn gemm_q4_0<const T: usize>(nb: usize, w: *const u8, qr: usize, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q4_0<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    qr: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (scales, quants) = (w, w.add(nb * R * 2));
     let m4 = vdupq_n_u8(0x0F);
     let mut acc = [vdupq_n_f32(0.0); T];
@@ -113,7 +121,15 @@ unsafe fn gemm_q4_0<const T: usize>(nb: usize, w: *const u8, qr: usize, a: *cons
 }
 
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn gemm_q5_0<const T: usize>(nb: usize, w: *const u8, qr: usize, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q5_0<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    qr: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (scales, quants) = (w, w.add(nb * R * 2));
     let m4 = vdupq_n_u8(0x0F);
     let m10 = vdupq_n_u8(0x10);
@@ -146,7 +162,15 @@ unsafe fn gemm_q5_0<const T: usize>(nb: usize, w: *const u8, qr: usize, a: *cons
 }
 
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn gemm_q8_0<const T: usize>(nb: usize, w: *const u8, qr: usize, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q8_0<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    qr: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (scales, quants) = (w, w.add(nb * R * 2));
     let bias = vdupq_n_u8(0x80);
     let mut acc = [vdupq_n_f32(0.0); T];
@@ -181,7 +205,15 @@ unsafe fn field(v: uint32x4_t, sh: i32, mask: u32) -> uint32x4_t {
 }
 
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn gemm_q4_k<const T: usize>(nb: usize, w: *const u8, qr: usize, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q4_k<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    qr: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (heads, quants) = (w, w.add(nb * R * 4));
     let m4 = vdupq_n_u8(0x0F);
     let mut acc = [vdupq_n_f32(0.0); T];
@@ -249,7 +281,15 @@ unsafe fn gemm_q4_k<const T: usize>(nb: usize, w: *const u8, qr: usize, a: *cons
 }
 
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn gemm_q6_k<const T: usize>(nb: usize, w: *const u8, qr: usize, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q6_k<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    qr: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (heads, quants) = (w, w.add(nb * R * 2));
     let m4 = vdupq_n_u8(0x0F);
     let m30 = vdupq_n_u8(0x30);

@@ -103,7 +103,6 @@ impl Packed {
     }
 }
 
-
 /// One plain block split into what the R16 layout stores: its header bytes (f16 scales in file
 /// order), each element's quant as an unsigned value (Q8_0: the raw i8 bits), and the K-quants'
 /// sub-block scale bytes.
@@ -302,7 +301,16 @@ pub fn q8_0_to_q8_0s(t: GgmlType, src: &[u8], dst: &mut [u8]) {
 
 /// Checks a `GemmR16Fn` call's buffer lengths (the SIMD entries call this before any raw access).
 #[allow(clippy::too_many_arguments)]
-pub fn check_gemm_args(t: GgmlType, nb: usize, w: &[u8], a: &[u8], a_stride: usize, nt: usize, out: &[f32], out_stride: usize) {
+pub fn check_gemm_args(
+    t: GgmlType,
+    nb: usize,
+    w: &[u8],
+    a: &[u8],
+    a_stride: usize,
+    nt: usize,
+    out: &[f32],
+    out_stride: usize,
+) {
     let (hb, qb) = block_bytes(t).expect("R16 type");
     let ab = act_block_bytes(t);
     assert!((1..=MAX_T).contains(&nt), "R16 gemm: nt {nt} not in 1..={MAX_T}");

@@ -222,7 +222,8 @@ unsafe fn quantize_q8_0_avx2(x: &[f32], out: &mut [u8]) {
         // As llama.cpp's runtime quantize_row_q8_0: id = 127/amax, halves rounded to even.
         let (d, id) = crate::cpu::scalar::q8_scales(amax);
         let idv = _mm256_set1_ps(id);
-        let q = pack_i8(v.map(|vi| _mm256_round_ps(_mm256_mul_ps(vi, idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+        let q =
+            pack_i8(v.map(|vi| _mm256_round_ps(_mm256_mul_ps(vi, idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
         yb[0..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
         _mm256_storeu_si256(yb.as_mut_ptr().add(2) as *mut __m256i, q);
     }
@@ -248,7 +249,10 @@ unsafe fn quantize_q8_k_avx2(x: &[f32], out: &mut [u8]) {
         let lim = _mm256_set1_ps(127.0);
         for g in 0..QK_K / 32 {
             let v = [0, 1, 2, 3].map(|k| {
-                let r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(p.add(32 * g + 8 * k)), sv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                let r = _mm256_round_ps(
+                    _mm256_mul_ps(_mm256_loadu_ps(p.add(32 * g + 8 * k)), sv),
+                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+                );
                 _mm256_min_ps(r, lim)
             });
             _mm256_storeu_si256(yb.as_mut_ptr().add(4 + 32 * g) as *mut __m256i, pack_i8(v));
@@ -297,7 +301,8 @@ unsafe fn dot_q8_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for i in 0..n / 32 {
         let (x, y) = (w.add(34 * i), a.add(34 * i));
-        let p = mul_sum_i8(_mm256_loadu_si256(x.add(2) as *const __m256i), _mm256_loadu_si256(y.add(2) as *const __m256i));
+        let p =
+            mul_sum_i8(_mm256_loadu_si256(x.add(2) as *const __m256i), _mm256_loadu_si256(y.add(2) as *const __m256i));
         let d = _mm256_set1_ps(f16_load(x) * f16_load(y));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
     }
@@ -573,7 +578,11 @@ unsafe fn dot_q4_k_avx512(n: usize, w: *const u8, a: *const u8) -> f32 {
             // 64 weights in element order: low nibbles (sub-block 2j), then high (2j+1).
             let v = join(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
             let p = _mm512_maddubs_epi16(v, _mm512_loadu_si512(y.add(4 + 64 * j) as *const _));
-            let scv = _mm512_mask_blend_epi16(0xFFFF_0000, _mm512_set1_epi16(sc[2 * j] as i16), _mm512_set1_epi16(sc[2 * j + 1] as i16));
+            let scv = _mm512_mask_blend_epi16(
+                0xFFFF_0000,
+                _mm512_set1_epi16(sc[2 * j] as i16),
+                _mm512_set1_epi16(sc[2 * j + 1] as i16),
+            );
             acc = _mm512_dpwssd_epi32(acc, p, scv);
         }
         let isum = _mm512_reduce_add_epi32(acc);
@@ -687,10 +696,21 @@ use crate::cpu::{TileFn, TILE};
 /// Safe entry: dispatches the runtime tile shape to a const-generic body.
 macro_rules! tile_entry {
     ($name:ident, $inner:ident, $wts:expr) => {
-        fn $name(n: usize, w: &[u8], w_stride: usize, nr: usize, a: &[u8], a_stride: usize, nt: usize) -> [[f32; TILE]; TILE] {
+        fn $name(
+            n: usize,
+            w: &[u8],
+            w_stride: usize,
+            nr: usize,
+            a: &[u8],
+            a_stride: usize,
+            nt: usize,
+        ) -> [[f32; TILE]; TILE] {
             let nb = n / 32;
             assert!(nr >= 1 && nr <= TILE && nt >= 1 && nt <= TILE, "tile shape {nr}x{nt}");
-            assert!(w.len() >= (nr - 1) * w_stride + nb * $wts && a.len() >= (nt - 1) * a_stride + nb * 34, "tile: rows too short");
+            assert!(
+                w.len() >= (nr - 1) * w_stride + nb * $wts && a.len() >= (nt - 1) * a_stride + nb * 34,
+                "tile: rows too short"
+            );
             let (w, a) = (w.as_ptr(), a.as_ptr());
             // SAFETY: only reachable through `avx512_kernels` (features detected); the bytes read
             // (nr rows of nb weight blocks, nt rows of nb Q8_0 blocks) are within the checked lengths.
@@ -733,7 +753,13 @@ unsafe fn q8_0_pair(y: *const u8) -> (__m512i, __m512) {
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_q4_0_avx512<const R: usize, const T: usize>(nb: usize, w: *const u8, ws: usize, a: *const u8, as_: usize) -> [[f32; TILE]; TILE] {
+unsafe fn tile_q4_0_avx512<const R: usize, const T: usize>(
+    nb: usize,
+    w: *const u8,
+    ws: usize,
+    a: *const u8,
+    as_: usize,
+) -> [[f32; TILE]; TILE] {
     let zero = _mm512_setzero_si512();
     let eight = _mm512_set1_epi8(8);
     let mut acc = [[_mm512_setzero_ps(); T]; R];
@@ -773,7 +799,13 @@ unsafe fn tile_q4_0_avx512<const R: usize, const T: usize>(nb: usize, w: *const 
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_q8_0_avx512<const R: usize, const T: usize>(nb: usize, w: *const u8, ws: usize, a: *const u8, as_: usize) -> [[f32; TILE]; TILE] {
+unsafe fn tile_q8_0_avx512<const R: usize, const T: usize>(
+    nb: usize,
+    w: *const u8,
+    ws: usize,
+    a: *const u8,
+    as_: usize,
+) -> [[f32; TILE]; TILE] {
     let zero = _mm512_setzero_si512();
     let bias = _mm512_set1_epi8(-128); // 0x80: x ^ 0x80 = x + 128 as an unsigned byte
     let mut acc = [[_mm512_setzero_ps(); T]; R];
@@ -790,7 +822,8 @@ unsafe fn tile_q8_0_avx512<const R: usize, const T: usize>(nb: usize, w: *const 
         }
         for r in 0..R {
             let (x0, x1) = (w.add(r * ws + 34 * i), w.add(r * ws + 34 * i + 34));
-            let xv = join(_mm256_loadu_si256(x0.add(2) as *const __m256i), _mm256_loadu_si256(x1.add(2) as *const __m256i));
+            let xv =
+                join(_mm256_loadu_si256(x0.add(2) as *const __m256i), _mm256_loadu_si256(x1.add(2) as *const __m256i));
             let xu = _mm512_xor_si512(xv, bias);
             let dx = scales2(f16_load(x0), f16_load(x1));
             for t in 0..T {

@@ -16,7 +16,11 @@ unsafe fn v_expf(x: __m512) -> __m512 {
     let d = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(n), _mm512_set1_ps(192.0));
     let u = _mm512_mul_ps(b, b);
     let j = _mm512_fmadd_ps(
-        _mm512_fmadd_ps(_mm512_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)), u, _mm512_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb))),
+        _mm512_fmadd_ps(
+            _mm512_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+            u,
+            _mm512_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+        ),
         u,
         _mm512_fmadd_ps(c(0x3f7f_fff6), b, _mm512_set1_ps(1.0)),
     );
@@ -24,7 +28,11 @@ unsafe fn v_expf(x: __m512) -> __m512 {
     if d == 0 {
         return res;
     }
-    let alt = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, _mm512_setzero_ps()), _mm512_set1_ps(f32::INFINITY), _mm512_setzero_ps());
+    let alt = _mm512_mask_blend_ps(
+        _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, _mm512_setzero_ps()),
+        _mm512_set1_ps(f32::INFINITY),
+        _mm512_setzero_ps(),
+    );
     _mm512_mask_blend_ps(d, res, alt)
 }
 

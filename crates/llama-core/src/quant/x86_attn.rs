@@ -61,13 +61,26 @@ pub(crate) fn attn_kt_f16_avx2(n: usize, k: &[f16], ks: usize, nk: usize, kt: &m
 /// leftover dimensions (n mod 16) go element by element.
 #[inline]
 #[target_feature(enable = "avx512f,f16c")]
-unsafe fn kt_avx512<T: CacheElem>(n: usize, k: *const T, ks: usize, nk: usize, kt: *mut f32, load16: impl Fn(*const T) -> __m512) {
+unsafe fn kt_avx512<T: CacheElem>(
+    n: usize,
+    k: *const T,
+    ks: usize,
+    nk: usize,
+    kt: *mut f32,
+    load16: impl Fn(*const T) -> __m512,
+) {
     let n16 = n / 16 * 16;
     for c in 0..nk.div_ceil(KT_LANES) {
         let panel = kt.add(c * n * KT_LANES);
         let keys = (nk - c * KT_LANES).min(KT_LANES);
         for d0 in (0..n16).step_by(16) {
-            let r: [__m512; 16] = std::array::from_fn(|l| if l < keys { load16(k.add((c * KT_LANES + l) * ks + d0)) } else { _mm512_setzero_ps() });
+            let r: [__m512; 16] = std::array::from_fn(|l| {
+                if l < keys {
+                    load16(k.add((c * KT_LANES + l) * ks + d0))
+                } else {
+                    _mm512_setzero_ps()
+                }
+            });
             let cols = transpose16(&r);
             for (i, col) in cols.iter().enumerate() {
                 _mm512_storeu_ps(panel.add((d0 + i) * KT_LANES), *col);
@@ -254,7 +267,16 @@ macro_rules! attn16 {
 
         #[target_feature(enable = $feat)]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn $kq_in(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize, order: AttnOrder) {
+        unsafe fn $kq_in(
+            n: usize,
+            kt: &[f32],
+            nk: usize,
+            q: &[f32],
+            nq: usize,
+            out: &mut [f32],
+            os: usize,
+            order: AttnOrder,
+        ) {
             let lanes16 = order == AttnOrder::Lanes16 && n % 16 == 0;
             if !lanes16 && n % 64 != 0 {
                 return kq_body(n, kt, nk, q, nq, out, os, order);
@@ -293,7 +315,16 @@ macro_rules! attn16 {
             }
         }
         #[allow(clippy::too_many_arguments)]
-        pub(crate) fn $kq(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize, order: AttnOrder) {
+        pub(crate) fn $kq(
+            n: usize,
+            kt: &[f32],
+            nk: usize,
+            q: &[f32],
+            nq: usize,
+            out: &mut [f32],
+            os: usize,
+            order: AttnOrder,
+        ) {
             attn_kq_check(n, kt.len(), nk, q.len(), nq, out.len(), os);
             // SAFETY: reachable only through a kernel table built after detection of `$feat`;
             // the pointer ranges read and written are those the check above bounds.
@@ -302,7 +333,17 @@ macro_rules! attn16 {
 
         #[target_feature(enable = $feat)]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn $pv_in(n: usize, v: &[f32], vs: usize, j0: usize, lo: usize, hi: usize, p: &[f32], o: &mut [f32], order: AttnOrder) {
+        unsafe fn $pv_in(
+            n: usize,
+            v: &[f32],
+            vs: usize,
+            j0: usize,
+            lo: usize,
+            hi: usize,
+            p: &[f32],
+            o: &mut [f32],
+            order: AttnOrder,
+        ) {
             let n16 = n / 16 * 16;
             let (vp, pp, op) = (v.as_ptr(), p.as_ptr(), o.as_mut_ptr());
             for d0 in (0..n16).step_by(16) {
@@ -352,7 +393,17 @@ macro_rules! attn16 {
             }
         }
         #[allow(clippy::too_many_arguments)]
-        pub(crate) fn $pv(n: usize, v: &[f32], vs: usize, j0: usize, lo: usize, hi: usize, p: &[f32], o: &mut [f32], order: AttnOrder) {
+        pub(crate) fn $pv(
+            n: usize,
+            v: &[f32],
+            vs: usize,
+            j0: usize,
+            lo: usize,
+            hi: usize,
+            p: &[f32],
+            o: &mut [f32],
+            order: AttnOrder,
+        ) {
             pv_check(n, v.len(), vs, j0, lo, hi, p.len(), o.len());
             // SAFETY: as for the Q·K entry above.
             unsafe { $pv_in(n, v, vs, j0, lo, hi, p, o, order) }
@@ -390,7 +441,17 @@ unsafe fn hreduce16(r: &[__m512; 16]) -> __m512 {
 /// block's slice of all panels stays in L1 while every query of the unit uses it.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn pv_panels_avx512_in(n: usize, vt: *const f32, j0: usize, lo: &[usize], hi: &[usize], p: *const f32, ps: usize, o: *mut f32, order: AttnOrder) {
+unsafe fn pv_panels_avx512_in(
+    n: usize,
+    vt: *const f32,
+    j0: usize,
+    lo: &[usize],
+    hi: &[usize],
+    p: *const f32,
+    ps: usize,
+    o: *mut f32,
+    order: AttnOrder,
+) {
     let row = |c: usize, d: usize| _mm512_loadu_ps(vt.add((c * n + d) * 16));
     for d0 in (0..n).step_by(16) {
         let w = (n - d0).min(16);
@@ -431,7 +492,8 @@ unsafe fn pv_panels_avx512_in(n: usize, vt: *const f32, j0: usize, lo: &[usize],
                             }
                         }
                         for dd in 0..(w - q).min(4) {
-                            acc[q + dd] = _mm512_add_ps(_mm512_add_ps(a[0][dd], a[2][dd]), _mm512_add_ps(a[1][dd], a[3][dd]));
+                            acc[q + dd] =
+                                _mm512_add_ps(_mm512_add_ps(a[0][dd], a[2][dd]), _mm512_add_ps(a[1][dd], a[3][dd]));
                         }
                     }
                 }
@@ -448,7 +510,17 @@ unsafe fn pv_panels_avx512_in(n: usize, vt: *const f32, j0: usize, lo: &[usize],
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn attn_pv_panels_avx512(n: usize, vt: &[f32], j0: usize, lo: &[usize], hi: &[usize], p: &[f32], ps: usize, o: &mut [f32], order: AttnOrder) {
+pub(crate) fn attn_pv_panels_avx512(
+    n: usize,
+    vt: &[f32],
+    j0: usize,
+    lo: &[usize],
+    hi: &[usize],
+    p: &[f32],
+    ps: usize,
+    o: &mut [f32],
+    order: AttnOrder,
+) {
     pv_panels_check(n, vt.len(), j0, lo, hi, p.len(), ps, o.len());
     // SAFETY: reachable only through the AVX-512 table (feature detected at run time); the check
     // bounds every panel row read (panels (lo-j0)/16 ..= (hi-j0)/16 of n rows), the probability
@@ -459,11 +531,37 @@ pub(crate) fn attn_pv_panels_avx512(n: usize, vt: &[f32], j0: usize, lo: &[usize
 
 mod avx2_dots {
     use super::*;
-    attn16!(attn_kq_avx2, attn_pv_avx2, kq_avx2, pv_avx2, "avx2,fma", Y2, y2_zero, y2_load, y2_set1, y2_fma, y2_add, y2_store);
+    attn16!(
+        attn_kq_avx2,
+        attn_pv_avx2,
+        kq_avx2,
+        pv_avx2,
+        "avx2,fma",
+        Y2,
+        y2_zero,
+        y2_load,
+        y2_set1,
+        y2_fma,
+        y2_add,
+        y2_store
+    );
 }
 mod avx512_dots {
     use super::*;
-    attn16!(attn_kq_avx512, attn_pv_avx512, kq_avx512, pv_avx512, "avx512f", __m512, z_zero, z_load, z_set1, z_fma, z_add, z_store);
+    attn16!(
+        attn_kq_avx512,
+        attn_pv_avx512,
+        kq_avx512,
+        pv_avx512,
+        "avx512f",
+        __m512,
+        z_zero,
+        z_load,
+        z_set1,
+        z_fma,
+        z_add,
+        z_store
+    );
 }
 pub(crate) use avx2_dots::{attn_kq_avx2, attn_pv_avx2};
 pub(crate) use avx512_dots::{attn_kq_avx512, attn_pv_avx512};

@@ -138,7 +138,14 @@ const LANE_PASS: usize = 2;
 /// low-nibble slot s is lane s and high-nibble slot s is lane 4+s. The per-lane weight offset
 /// (−16 or −128 times the lane's Σy, precomputed in the Q8_0S block) starts each lane's sum.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
-unsafe fn gemm_lanes<const T: usize, const Q5: bool>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_lanes<const T: usize, const Q5: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     in_passes!(gemm_lanes_pass, [, Q5], LANE_PASS, T, nb, w, a, as_, out, os)
 }
 
@@ -153,7 +160,14 @@ unsafe fn gemm_q8_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: 
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
-unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (scales, quants) = (w, w.add(nb * R * 2));
     let m4 = _mm512_set1_epi8(0x0F);
     let m10 = _mm512_set1_epi8(0x10);
@@ -165,7 +179,12 @@ unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(nb: usize, w: *const u
         if Q5 {
             let q = quants.add(b * R * 20);
             let qh = _mm512_loadu_si512(q as *const _);
-            let hb_lo = [_mm512_slli_epi32(qh, 4), _mm512_slli_epi32(qh, 3), _mm512_slli_epi32(qh, 2), _mm512_slli_epi32(qh, 1)];
+            let hb_lo = [
+                _mm512_slli_epi32(qh, 4),
+                _mm512_slli_epi32(qh, 3),
+                _mm512_slli_epi32(qh, 2),
+                _mm512_slli_epi32(qh, 1),
+            ];
             let hb_hi = [qh, _mm512_srli_epi32(qh, 1), _mm512_srli_epi32(qh, 2), _mm512_srli_epi32(qh, 3)];
             for s in 0..4 {
                 let x = _mm512_loadu_si512(q.add(64 * (1 + s)) as *const _);
@@ -220,7 +239,14 @@ unsafe fn gemm_q4_k_g4<const T: usize>(nb: usize, w: *const u8, a: *const u8, as
 ///   `G4 = true` (`ggml_gemm_q4_K_8x8_q8_K`, prompt tokens in groups of 4): one update per pair of
 ///   32-element sub-blocks (2p, 2p+1).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
-unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (heads, quants) = (w, w.add(nb * R * 4));
     let m4 = _mm512_set1_epi8(0x0F);
     let m63 = _mm512_set1_epi32(63);
@@ -411,7 +437,14 @@ unsafe fn gemm_q6_k_tiled<const T: usize>(nb: usize, w: *const u8, a: *const u8,
 /// (`ggml_compute_forward_mul_mat_tiled`, used from 8 rows up): per super-block one exact integer
 /// sum, then `acc = fma(f32(isum)·d_w, d_a, acc)` with the first product rounded.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
-unsafe fn gemm_q6_k_tiled_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q6_k_tiled_pass<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (heads, quants) = (w, w.add(nb * R * 2));
     let mut acc = [_mm512_setzero_ps(); T];
     for b in 0..nb {
@@ -448,5 +481,8 @@ unsafe fn gemm_q6_k_tiled_pass<const T: usize>(nb: usize, w: *const u8, a: *cons
 /// llama.cpp's `hsum_float_8` applied lane-wise to 8 accumulators.
 #[inline(always)]
 unsafe fn hsum8_lanes(l: &[__m512; 8]) -> __m512 {
-    _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])), _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])))
+    _mm512_add_ps(
+        _mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])),
+        _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])),
+    )
 }

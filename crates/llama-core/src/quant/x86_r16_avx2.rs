@@ -72,7 +72,15 @@ unsafe fn store<const T: usize>(acc: &[__m256; T], out: *mut f32, os: usize) {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemm_q4_0<const T: usize>(nb: usize, w: *const u8, h: usize, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q4_0<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    h: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (scales, quants) = (w, w.add(nb * R * 2));
     let m4 = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); T];
@@ -100,7 +108,15 @@ unsafe fn gemm_q4_0<const T: usize>(nb: usize, w: *const u8, h: usize, a: *const
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemm_q5_0<const T: usize>(nb: usize, w: *const u8, h: usize, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q5_0<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    h: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (scales, quants) = (w, w.add(nb * R * 2));
     let m4 = _mm256_set1_epi8(0x0F);
     let m10 = _mm256_set1_epi8(0x10);
@@ -109,7 +125,8 @@ unsafe fn gemm_q5_0<const T: usize>(nb: usize, w: *const u8, h: usize, a: *const
         let dw = scales8(scales.add(b * R * 2), h);
         let q = quants.add(b * R * 20);
         let qh = slot(q, 0, h);
-        let hb_lo = [_mm256_slli_epi32(qh, 4), _mm256_slli_epi32(qh, 3), _mm256_slli_epi32(qh, 2), _mm256_slli_epi32(qh, 1)];
+        let hb_lo =
+            [_mm256_slli_epi32(qh, 4), _mm256_slli_epi32(qh, 3), _mm256_slli_epi32(qh, 2), _mm256_slli_epi32(qh, 1)];
         let hb_hi = [qh, _mm256_srli_epi32(qh, 1), _mm256_srli_epi32(qh, 2), _mm256_srli_epi32(qh, 3)];
         let mut lo = [_mm256_setzero_si256(); 4];
         let mut hi = [_mm256_setzero_si256(); 4];
@@ -132,7 +149,15 @@ unsafe fn gemm_q5_0<const T: usize>(nb: usize, w: *const u8, h: usize, a: *const
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemm_q8_0<const T: usize>(nb: usize, w: *const u8, h: usize, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q8_0<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    h: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (scales, quants) = (w, w.add(nb * R * 2));
     let bias = _mm256_set1_epi8(-128);
     let mut acc = [_mm256_setzero_ps(); T];
@@ -158,7 +183,15 @@ unsafe fn q8k_block(y: *const u8) -> (f32, *const u8, *const i16) {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemm_q4_k<const T: usize>(nb: usize, w: *const u8, h: usize, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q4_k<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    h: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (heads, quants) = (w, w.add(nb * R * 4));
     let m4 = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); T];
@@ -168,7 +201,9 @@ unsafe fn gemm_q4_k<const T: usize>(nb: usize, w: *const u8, h: usize, a: *const
         let q = quants.add(b * R * 140);
         // 12 scale bytes per row as three u32 lanes → (sc_j, m_j) per lane (ggml's get_scale_min_k4)
         let (w0, w1, w2) = (slot(q, 0, h), slot(q, 1, h), slot(q, 2, h));
-        let field = |v: __m256i, sh: i32, mask: i32| _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_set1_epi32(sh)), _mm256_set1_epi32(mask));
+        let field = |v: __m256i, sh: i32, mask: i32| {
+            _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_set1_epi32(sh)), _mm256_set1_epi32(mask))
+        };
         let scale = |j: usize| -> __m256i {
             if j < 4 {
                 field(w0, 8 * j as i32, 63)
@@ -220,7 +255,15 @@ unsafe fn gemm_q4_k<const T: usize>(nb: usize, w: *const u8, h: usize, a: *const
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemm_q6_k<const T: usize>(nb: usize, w: *const u8, h: usize, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+unsafe fn gemm_q6_k<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    h: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
     let (heads, quants) = (w, w.add(nb * R * 2));
     let m4 = _mm256_set1_epi8(0x0F);
     let m30 = _mm256_set1_epi8(0x30);

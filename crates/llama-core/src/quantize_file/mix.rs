@@ -223,7 +223,10 @@ fn use_more_bits(i_layer: i64, n_layers: i64) -> bool {
 /// The layer number `blk.N.` of a name, as `sscanf(name, "blk.%d.")` reads it.
 pub fn layer_of(name: &str) -> Option<i64> {
     let rest = name.strip_prefix("blk.")?;
-    let end = rest.char_indices().find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+')))).map_or(rest.len(), |(i, _)| i);
+    let end = rest
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+'))))
+        .map_or(rest.len(), |(i, _)| i);
     rest[..end].parse().ok()
 }
 
@@ -242,14 +245,28 @@ pub struct Mixer<'m> {
 
 impl<'m> Mixer<'m> {
     /// `names`: every tensor of the file (the counts llama.cpp takes before choosing).
-    pub fn new<'a>(model: &'m ModelInfo, ftype: FileType, pure: bool, names: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn new<'a>(
+        model: &'m ModelInfo,
+        ftype: FileType,
+        pure: bool,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
         let (mut n_attention_wv, mut has_output) = (0, false);
         for n in names {
             let c = category(n);
             n_attention_wv += is_attn_v_like(c) as i64;
             has_output |= c == Category::Output;
         }
-        Mixer { model, ftype, pure, has_tied_embeddings: !has_output, n_attention_wv, i_attention_wv: 0, i_ffn_down: 0, n_fallback: 0 }
+        Mixer {
+            model,
+            ftype,
+            pure,
+            has_tied_embeddings: !has_output,
+            n_attention_wv,
+            i_attention_wv: 0,
+            i_ffn_down: 0,
+            n_fallback: 0,
+        }
     }
 
     /// The type for one tensor (call once per tensor, in file order). `None`: keep its type.
@@ -330,7 +347,8 @@ impl<'m> Mixer<'m> {
     fn layer_info(&self, counter: i64, name: &str) -> Result<(i64, i64)> {
         let n_layer = self.model.n_layer as i64;
         if self.model.n_expert > 1 {
-            let l = layer_of(name).ok_or_else(|| Error::Model(format!("cannot determine the layer of tensor '{name}'")))?;
+            let l =
+                layer_of(name).ok_or_else(|| Error::Model(format!("cannot determine the layer of tensor '{name}'")))?;
             if l < 0 || l >= n_layer {
                 return Err(Error::Model(format!("tensor '{name}': layer {l} is outside [0, {n_layer})")));
             }
@@ -353,9 +371,9 @@ impl<'m> Mixer<'m> {
             G::Q6_K => G::Q8_0,
             _ => {
                 return Err(Error::InvalidArgument(format!(
-                    "tensor '{name}': row length {ne0} is not a multiple of {} as {t} needs, and {t} has no fallback type",
-                    t.block_size()
-                )))
+                "tensor '{name}': row length {ne0} is not a multiple of {} as {t} needs, and {t} has no fallback type",
+                t.block_size()
+            )))
             }
         };
         self.n_fallback += 1;

@@ -45,8 +45,9 @@ impl Tokenizer {
 
 pub fn vocab_from_gguf(f: &GgufFile) -> Result<Vocab> {
     let model = f.get_str(KEY_MODEL)?.ok_or_else(|| bad(f, KEY_MODEL, "is missing"))?;
-    let kind = VocabKind::from_model_name(model)
-        .map_err(|e| Error::Tokenizer(format!("{}: {}", f.path.display(), e.to_string().trim_start_matches("tokenizer: "))))?;
+    let kind = VocabKind::from_model_name(model).map_err(|e| {
+        Error::Tokenizer(format!("{}: {}", f.path.display(), e.to_string().trim_start_matches("tokenizer: ")))
+    })?;
     let pre = f.get_str(KEY_PRE)?.unwrap_or("");
     let items = array(f, KEY_TOKENS)?.ok_or_else(|| bad(f, KEY_TOKENS, "is missing"))?;
     let n_bytes = items.iter().map(|v| v.as_bytes().map_or(0, |b| b.len())).sum();
@@ -73,7 +74,9 @@ pub fn vocab_from_gguf(f: &GgufFile) -> Result<Vocab> {
             .collect::<Result<_>>()?,
     };
     let merges = match kind {
-        VocabKind::Bpe => strings(f, KEY_MERGES)?.ok_or_else(|| bad(f, KEY_MERGES, "is missing (required for gpt2)"))?,
+        VocabKind::Bpe => {
+            strings(f, KEY_MERGES)?.ok_or_else(|| bad(f, KEY_MERGES, "is missing (required for gpt2)"))?
+        }
         VocabKind::Spm => Vec::new(),
     };
     let opts = VocabOptions {
@@ -90,6 +93,7 @@ pub fn vocab_from_gguf(f: &GgufFile) -> Result<Vocab> {
         add_space_prefix: f.get_bool("tokenizer.ggml.add_space_prefix")?,
         remove_extra_whitespaces: f.get_bool("tokenizer.ggml.remove_extra_whitespaces")?,
     };
-    Vocab::build(kind, tokens, scores, types, merges, pre, opts)
-        .map_err(|e| Error::Tokenizer(format!("{}: {}", f.path.display(), e.to_string().trim_start_matches("tokenizer: "))))
+    Vocab::build(kind, tokens, scores, types, merges, pre, opts).map_err(|e| {
+        Error::Tokenizer(format!("{}: {}", f.path.display(), e.to_string().trim_start_matches("tokenizer: ")))
+    })
 }

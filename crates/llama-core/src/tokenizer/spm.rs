@@ -128,11 +128,7 @@ pub(crate) fn tokenize(vocab: &Vocab, text: &[u8], out: &mut Vec<u32>) {
 pub(crate) fn byte_to_token(vocab: &Vocab, byte: u8) -> u32 {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let name = [b'<', b'0', b'x', HEX[(byte >> 4) as usize], HEX[(byte & 15) as usize], b'>'];
-    vocab
-        .text_to_token(&name)
-        .or_else(|| vocab.text_to_token(&[byte]))
-        .or(vocab.unk)
-        .unwrap_or(0)
+    vocab.text_to_token(&name).or_else(|| vocab.text_to_token(&[byte])).or(vocab.unk).unwrap_or(0)
 }
 
 /// Replace every ' ' by U+2581 (▁), SentencePiece's visible space.

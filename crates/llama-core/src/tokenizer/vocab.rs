@@ -25,9 +25,9 @@ impl VocabKind {
         match name {
             "llama" => Ok(VocabKind::Spm),
             "gpt2" => Ok(VocabKind::Bpe),
-            other => Err(Error::Tokenizer(format!(
-                "unsupported tokenizer.ggml.model '{other}' (supported: llama, gpt2)"
-            ))),
+            other => {
+                Err(Error::Tokenizer(format!("unsupported tokenizer.ggml.model '{other}' (supported: llama, gpt2)")))
+            }
         }
     }
 }
@@ -411,8 +411,7 @@ impl Vocab {
 
     fn build_special_cache(&mut self) {
         let mask = attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN;
-        let mut ids: Vec<u32> =
-            (0..self.tokens.len() as u32).filter(|&i| self.attrs[i as usize] & mask != 0).collect();
+        let mut ids: Vec<u32> = (0..self.tokens.len() as u32).filter(|&i| self.attrs[i as usize] & mask != 0).collect();
         // Longest first; llama.cpp's sort is unstable, ties only matter for overlapping texts.
         ids.sort_by(|&a, &b| self.tokens[b as usize].len().cmp(&self.tokens[a as usize].len()));
         self.special_cache = ids;

@@ -50,4 +50,3 @@ pub fn thread_cpu_time() -> Option<std::time::Duration> {
     let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
     Some(std::time::Duration::from_nanos(ns))
 }
-

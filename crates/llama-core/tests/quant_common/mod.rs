@@ -87,13 +87,17 @@ pub fn read_safetensors(path: &Path) -> Vec<StTensor> {
             continue;
         }
         let dtype = info["dtype"].as_str().unwrap().to_string();
-        let shape: Vec<usize> = info["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let shape: Vec<usize> =
+            info["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         let off = info["data_offsets"].as_array().unwrap();
         let raw = &data[off[0].as_u64().unwrap() as usize..off[1].as_u64().unwrap() as usize];
         let vals: Vec<f32> = match dtype.as_str() {
             "F32" => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
             "F16" => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
-            "BF16" => raw.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes(c.try_into().unwrap()) as u32) << 16)).collect(),
+            "BF16" => raw
+                .chunks_exact(2)
+                .map(|c| f32::from_bits((u16::from_le_bytes(c.try_into().unwrap()) as u32) << 16))
+                .collect(),
             d => panic!("{}: tensor {name}: unsupported dtype {d}", path.display()),
         };
         out.push(StTensor { name: name.clone(), dtype, shape, data: vals });
