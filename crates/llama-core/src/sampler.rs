@@ -133,10 +133,14 @@ impl Sampler {
         if logits.iter().any(|x| x.is_nan()) {
             return Err(Error::InvalidArgument("logits contain NaN".into()));
         }
+        let penalize = self.count_window(recent, p);
+        if p.temp <= 0.0 && !penalize {
+            return Ok(argmax(logits));
+        }
         self.cand.clear();
         self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
         // cand[t] is token t until the filters below reorder it.
-        if self.count_window(recent, p) {
+        if penalize {
             for (&t, &c) in &self.counts {
                 if let Some(x) = self.cand.get_mut(t as usize) {
                     x.1 = penalized(x.1, c, p);
