@@ -64,8 +64,12 @@ def test_cli_conversion_matches_llamacpp(tmp_path, src, ref, outtype):
     if src.startswith("hf-"):
         assert ours.keys() == want["kv"].keys()
     for k, v in want["kv"].items():
-        if src.startswith("meta-") and k in ("general.name", "llama.context_length",
-                                             "llama.attention.key_length", "llama.attention.value_length"):
+        if src.startswith("meta-") and k in (
+            "general.name",
+            "llama.context_length",
+            "llama.attention.key_length",
+            "llama.attention.value_length",
+        ):
             continue  # not stated by a Meta checkpoint (see docs/notes/convert.md)
         got = ours[k]
         if isinstance(v, float):
@@ -95,7 +99,8 @@ def test_quiet_default_output_path_and_python_api(tmp_path):
     assert p == str(model / "ggml-model-bf16.gguf") and os.path.exists(p)
     # q8_0 and bf16 bytes = gguf-py's quantizers (what llama.cpp's converter calls) on the f32 data.
     import numpy as np
-    from gguf import GGMLQuantizationType as Q, quants
+    from gguf import GGMLQuantizationType as Q
+    from gguf import quants
 
     f32 = {t.name: t for t in _read(_llama.convert(str(model), "f32", None, None, True)).tensors}
     bf16 = {t.name: t for t in _read(p).tensors}
@@ -156,8 +161,10 @@ def test_cli_unsupported_architecture(tmp_path):
     assert not (tmp_path / "o.gguf").exists()
 
 
-QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
-               r"\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+    r"\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 
 def _write_safetensors(path, tensors):
@@ -179,6 +186,7 @@ def test_qwen2_bpe_vocab_as_llamacpp_wrote_it(tmp_path):
     Qwen2.5-Coder (the test GGUF): our tokenizer metadata must equal llama.cpp's, key by key and in
     order; weights are written unpermuted (Qwen2 uses NeoX rope) with biases in F32."""
     import numpy as np
+
     from conftest import model_path
 
     ref = _read(model_path("qwen2.5-coder-0.5b-q4_k_m.gguf"))
@@ -193,28 +201,67 @@ def test_qwen2_bpe_vocab_as_llamacpp_wrote_it(tmp_path):
             added.append({"id": i, "content": t, "special": ty == 3, "normalized": False})
         else:
             vocab[t] = i
-    tok = {"model": {"type": "BPE", "vocab": vocab, "merges": [m.split(" ", 1) for m in merges]},
-           "added_tokens": added,
-           "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-               {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated", "invert": False},
-               {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}}
+    tok = {
+        "model": {"type": "BPE", "vocab": vocab, "merges": [m.split(" ", 1) for m in merges]},
+        "added_tokens": added,
+        "pre_tokenizer": {
+            "type": "Sequence",
+            "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated", "invert": False},
+                {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
+            ],
+        },
+    }
     (tmp_path / "tokenizer.json").write_text(json.dumps(tok))
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
-        "add_bos_token": False, "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
-        "chat_template": ref.fields["tokenizer.chat_template"].contents()}))
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "add_bos_token": False,
+                "bos_token": None,
+                "eos_token": "<|im_end|>",
+                "pad_token": "<|endoftext|>",
+                "chat_template": ref.fields["tokenizer.chat_template"].contents(),
+            }
+        )
+    )
     n_vocab, H, FF = len(tokens), 16, 32
-    (tmp_path / "config.json").write_text(json.dumps({
-        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": H, "intermediate_size": FF,
-        "num_attention_heads": 2, "num_key_value_heads": 1, "num_hidden_layers": 1, "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "vocab_size": n_vocab, "tie_word_embeddings": True,
-        "bos_token_id": 151643, "eos_token_id": 151645}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["Qwen2ForCausalLM"],
+                "model_type": "qwen2",
+                "hidden_size": H,
+                "intermediate_size": FF,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "num_hidden_layers": 1,
+                "max_position_embeddings": 32768,
+                "rms_norm_eps": 1e-6,
+                "rope_theta": 1000000.0,
+                "vocab_size": n_vocab,
+                "tie_word_embeddings": True,
+                "bos_token_id": 151643,
+                "eos_token_id": 151645,
+            }
+        )
+    )
     rng = np.random.default_rng(0)
     w = {"model.embed_tokens.weight": rng.standard_normal((n_vocab, H)), "model.norm.weight": rng.standard_normal(H)}
     p = "model.layers.0."
-    for n, s in [("self_attn.q_proj.weight", (H, H)), ("self_attn.q_proj.bias", (H,)), ("self_attn.k_proj.weight", (8, H)),
-                 ("self_attn.k_proj.bias", (8,)), ("self_attn.v_proj.weight", (8, H)), ("self_attn.v_proj.bias", (8,)),
-                 ("self_attn.o_proj.weight", (H, H)), ("mlp.gate_proj.weight", (FF, H)), ("mlp.up_proj.weight", (FF, H)),
-                 ("mlp.down_proj.weight", (H, FF)), ("input_layernorm.weight", (H,)), ("post_attention_layernorm.weight", (H,))]:
+    for n, s in [
+        ("self_attn.q_proj.weight", (H, H)),
+        ("self_attn.q_proj.bias", (H,)),
+        ("self_attn.k_proj.weight", (8, H)),
+        ("self_attn.k_proj.bias", (8,)),
+        ("self_attn.v_proj.weight", (8, H)),
+        ("self_attn.v_proj.bias", (8,)),
+        ("self_attn.o_proj.weight", (H, H)),
+        ("mlp.gate_proj.weight", (FF, H)),
+        ("mlp.up_proj.weight", (FF, H)),
+        ("mlp.down_proj.weight", (H, FF)),
+        ("input_layernorm.weight", (H,)),
+        ("post_attention_layernorm.weight", (H,)),
+    ]:
         w[p + n] = rng.standard_normal(s)
     _write_safetensors(tmp_path / "model.safetensors", w)
 
@@ -233,6 +280,8 @@ def test_qwen2_bpe_vocab_as_llamacpp_wrote_it(tmp_path):
     assert [k for k in ours.fields if k.startswith("qwen2.")] == qkeys
     t = {x.name: x for x in ours.tensors}
     assert "output.weight" not in t  # tied embeddings
-    assert np.array_equal(t["blk.0.attn_q.weight"].data.reshape(H, H), w[p + "self_attn.q_proj.weight"].astype(np.float32))
+    assert np.array_equal(
+        t["blk.0.attn_q.weight"].data.reshape(H, H), w[p + "self_attn.q_proj.weight"].astype(np.float32)
+    )
     assert np.array_equal(t["blk.0.attn_k.bias"].data, w[p + "self_attn.k_proj.bias"].astype(np.float32))
     assert t["blk.0.attn_q.bias"].tensor_type.name == "F32"

@@ -3,8 +3,8 @@
 import json
 import os
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,9 +71,26 @@ def test_perplexity_cli_matches_llama_cpp():
     g = golden("qwen2.5-coder-0.5b-q4_k_m")
     text = shared_path("data", "gpl-3.txt")
     r = subprocess.run(
-        [sys.executable, "-m", "llama", "perplexity", "-m", model_path(g["model"]), "-f", str(text),
-         "-c", "256", "--chunks", "4", "-t", str(THREADS), "--quiet"],
-        capture_output=True, text=True, timeout=1800,
+        [
+            sys.executable,
+            "-m",
+            "llama",
+            "perplexity",
+            "-m",
+            model_path(g["model"]),
+            "-f",
+            str(text),
+            "-c",
+            "256",
+            "--chunks",
+            "4",
+            "-t",
+            str(THREADS),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert r.returncode == 0, r.stderr
     last = r.stdout.strip().splitlines()[-1]
@@ -88,9 +105,25 @@ def test_run_cli_prints_what_llama_cpp_prints():
     expected = json.loads((Path(__file__).parent / "data" / "llama_cpp_expected.json").read_text())
     for c in expected:
         r = subprocess.run(
-            [sys.executable, "-m", "llama", "run", "-m", model_path(c["model"]), "-p", c["prompt"],
-             "-n", str(c["n"]), "--temp", "0", "-t", str(THREADS)],
-            capture_output=True, text=True, timeout=900,
+            [
+                sys.executable,
+                "-m",
+                "llama",
+                "run",
+                "-m",
+                model_path(c["model"]),
+                "-p",
+                c["prompt"],
+                "-n",
+                str(c["n"]),
+                "--temp",
+                "0",
+                "-t",
+                str(THREADS),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         assert r.returncode == 0, r.stderr
         assert r.stdout == c["prompt"] + c["text"] + "\n"
@@ -152,8 +185,12 @@ def test_chat_two_turns_keep_the_cache():
 
 def test_chat_template_matches_jinja2():
     jinja2 = pytest.importorskip("jinja2")
-    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi  there"},
-            {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"}]
+    msgs = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi  there"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Bye"},
+    ]
     checked = 0
     for name in ["qwen2.5-coder-0.5b-q4_k_m.gguf", "gemma3-270m-q4_k_m.gguf"]:
         llm = llama.Llama(model_path(name), vocab_only=True)
@@ -168,7 +205,8 @@ def test_chat_template_matches_jinja2():
 
         env.globals["raise_exception"] = raise_exception
         ref = env.from_string(tmpl).render(
-            messages=msgs, add_generation_prompt=True,
+            messages=msgs,
+            add_generation_prompt=True,
             bos_token=llm.detokenize([llm.token_bos()], special=True).decode() if llm.token_bos() >= 0 else "",
             eos_token=llm.detokenize([llm.token_eos()], special=True).decode(),
         )

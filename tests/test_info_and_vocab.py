@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import llama
-from conftest import GOLDEN_MODELS, golden, model_path, shared_path
+from conftest import GOLDEN_MODELS, golden, model_path
 
 
 def _cli(*args):
@@ -23,7 +23,7 @@ def test_info_prints_architecture_and_every_tensor():
     assert "architecture:  llama" in r.stdout
     reader = gguf.GGUFReader(path)
     for t in reader.tensors:
-        line = next((l for l in r.stdout.splitlines() if l.split() and l.split()[0] == t.name), None)
+        line = next((ln for ln in r.stdout.splitlines() if ln.split() and ln.split()[0] == t.name), None)
         assert line is not None, f"{t.name} missing from info"
         assert t.tensor_type.name.lower() in line.lower()
         assert " x ".join(str(int(d)) for d in t.shape) in line
@@ -79,7 +79,12 @@ def test_special_tokens_only_when_asked():
 @pytest.mark.parametrize("name", ["qwen2.5-coder-0.5b-q4_k_m.gguf", "gemma3-270m-q4_k_m.gguf", "synth-tiny-q4_0.gguf"])
 def test_detokenize_roundtrip(name):
     llm = llama.Llama(model_path(name), vocab_only=True)
-    for text in ["Hello world", "two  spaces\tand tab\n\n newlines  ", "日本語 😀👩‍👩‍👧 עברית é", "x = [1, 2]; // code"]:
+    for text in [
+        "Hello world",
+        "two  spaces\tand tab\n\n newlines  ",
+        "日本語 😀👩‍👩‍👧 עברית é",
+        "x = [1, 2]; // code",
+    ]:
         # As in llama-cpp-python: a SentencePiece vocabulary adds a leading space when encoding, and
         # detokenize drops it again when the ids start with BOS.
         ids = llm.tokenize(text.encode(), add_bos=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
-import io
 import json
 import os
 import re
@@ -22,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,7 +46,7 @@ except ImportError:
     except ImportError:
         for k in [k for k in sys.modules if k == "llama" or k.startswith("llama.")]:
             del sys.modules[k]
-        pkg = types.ModuleType("llama"); pkg.__path__ = [{str(PYDIR / 'llama')!r}]; sys.modules["llama"] = pkg
+        pkg = types.ModuleType("llama"); pkg.__path__ = [{str(PYDIR / "llama")!r}]; sys.modules["llama"] = pkg
 """
 exec(BOOT)
 pull = importlib.import_module("llama.pull")
@@ -116,16 +114,24 @@ class Server:
                 url = urllib.parse.urlsplit(self.path)
                 path = urllib.parse.unquote(url.path)
                 with srv.lock:
-                    srv.log.append(dict(method=self.command, path=path, query=url.query,
-                                        range=self.headers.get("Range"), auth=self.headers.get("Authorization")))
+                    srv.log.append(
+                        {
+                            "method": self.command,
+                            "path": path,
+                            "query": url.query,
+                            "range": self.headers.get("Range"),
+                            "auth": self.headers.get("Authorization"),
+                        }
+                    )
                 for prefix, token in srv.need_auth.items():
                     if path.startswith(prefix) and self.headers.get("Authorization") != f"Bearer {token}":
                         return self._send(401, {"X-Error-Code": "GatedRepo"}, b"gated", head)
                 if srv.need_query is not None and url.query != srv.need_query:
                     return self._send(403, {}, b"bad signature", head)
                 if path in srv.api:
-                    return self._send(200, {"Content-Type": "application/json"},
-                                      json.dumps(srv.api[path]).encode(), head)
+                    return self._send(
+                        200, {"Content-Type": "application/json"}, json.dumps(srv.api[path]).encode(), head
+                    )
                 extra = dict(srv.extra_headers.get(path, {}))
                 if path in srv.redirect:
                     extra["Location"] = srv.redirect[path]
@@ -154,7 +160,7 @@ class Server:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body[:cut if cut is not None else stall])
+                self.wfile.write(body[: cut if cut is not None else stall])
                 self.wfile.flush()
                 if stall is not None:
                     srv.release.wait(5)
@@ -218,8 +224,7 @@ def meta_layout(size="7B", n_pth=1):
     files = {f"{size}/consolidated.{i:02d}.pth": blob(3 * 2**20 + 12345 + i, seed=i) for i in range(n_pth)}
     files[f"{size}/params.json"] = json.dumps({"dim": 64, "n_layers": 2, "n_heads": 4, "vocab_size": -1}).encode()
     names = sorted(Path(k).name for k in files)
-    files[f"{size}/checklist.chk"] = "".join(
-        f"{md5(files[f'{size}/{n}'])}  {n}\n" for n in names).encode()
+    files[f"{size}/checklist.chk"] = "".join(f"{md5(files[f'{size}/{n}'])}  {n}\n" for n in names).encode()
     files["tokenizer.model"] = blob(200_000, seed=99)
     files["tokenizer_checklist.chk"] = f"{md5(files['tokenizer.model'])}  tokenizer.model\n".encode()
     return files
@@ -248,13 +253,13 @@ def test_meta_layout_base_url(server, tmp_path, capsys):
     files = meta_layout(n_pth=2)
     for rel, data in files.items():
         server.files[f"/base/{rel}"] = data
-    code, out, err = run_cli(["pull", "-m", str(tmp_path / "model" / "7B"), "-s", "7B",
-                              "--source", f"{server.url}/base", "--quiet"], capsys)
+    code, out, err = run_cli(
+        ["pull", "-m", str(tmp_path / "model" / "7B"), "-s", "7B", "--source", f"{server.url}/base", "--quiet"], capsys
+    )
     assert code == 0, err
     assert_layout(tmp_path, files)
     # stdout lists every local file
-    assert sorted(Path(l).resolve() for l in out.split()) == sorted(
-        local_path(tmp_path, r).resolve() for r in files)
+    assert sorted(Path(p).resolve() for p in out.split()) == sorted(local_path(tmp_path, r).resolve() for r in files)
     # A second pull finds every file present and verified: only the two checklists are fetched again.
     server.log.clear()
     code, _, err = run_cli(["pull", "-m", str(tmp_path / "model" / "7B"), "--source", f"{server.url}/base"], capsys)
@@ -267,8 +272,10 @@ def test_meta_layout_star_url_keeps_query(server, tmp_path, capsys):
     for rel, data in files.items():
         server.files[f"/{rel}"] = data
     server.need_query = "sig=abc"  # every request must carry the signature, as a presigned URL does
-    code, out, err = run_cli(["pull", "-m", str(tmp_path / "model" / "7B"), "-s", "7B",
-                              "--source", f"{server.url}/*?sig=abc", "--quiet"], capsys)
+    code, out, err = run_cli(
+        ["pull", "-m", str(tmp_path / "model" / "7B"), "-s", "7B", "--source", f"{server.url}/*?sig=abc", "--quiet"],
+        capsys,
+    )
     assert code == 0, err
     assert_layout(tmp_path, files)
     assert {r["path"] for r in server.log} == {f"/{rel}" for rel in files}
@@ -282,8 +289,9 @@ def test_resume_after_cut_connection(server, tmp_path, capsys):
     pth = "/b/7B/consolidated.00.pth"
     cut_at = 1_500_000
     server.cut[pth] = cut_at
-    code, _, err = run_cli(["pull", "-m", str(tmp_path / "model" / "7B"), "--source", f"{server.url}/b",
-                            "--quiet"], capsys)
+    code, _, err = run_cli(
+        ["pull", "-m", str(tmp_path / "model" / "7B"), "--source", f"{server.url}/b", "--quiet"], capsys
+    )
     assert code == 0, err
     assert_layout(tmp_path, files)
     reqs = server.requests(pth)
@@ -331,8 +339,9 @@ def test_md5_mismatch_removes_file_and_fails(server, tmp_path, capsys):
     bad = bytearray(files["7B/params.json"])
     bad[3] ^= 1
     server.wrong["/b/7B/params.json"] = bytes(bad)
-    code, _, err = run_cli(["pull", "-m", str(tmp_path / "model" / "7B"), "--source", f"{server.url}/b",
-                            "--quiet"], capsys)
+    code, _, err = run_cli(
+        ["pull", "-m", str(tmp_path / "model" / "7B"), "--source", f"{server.url}/b", "--quiet"], capsys
+    )
     assert code != 0
     assert "params.json" in err and "md5" in err, err
     assert not (tmp_path / "model" / "7B" / "params.json").exists()
@@ -372,8 +381,9 @@ def test_http_404_names_file(server, tmp_path):
 
 def test_checklist_with_path_is_rejected(server, tmp_path, capsys):
     server.files["/b/7B/checklist.chk"] = f"{md5(b'x')}  ../../evil\n".encode()
-    code, _, err = run_cli(["pull", "-m", str(tmp_path / "model" / "7B"), "--source", f"{server.url}/b",
-                            "--quiet"], capsys)
+    code, _, err = run_cli(
+        ["pull", "-m", str(tmp_path / "model" / "7B"), "--source", f"{server.url}/b", "--quiet"], capsys
+    )
     assert code != 0 and "not a plain file name" in err
     assert not (tmp_path / "evil").exists()
 
@@ -398,12 +408,25 @@ def add_hub_repo(server, repo, files: dict, lfs=(), token=None, cdn=None):
     """Serve `files` (path → bytes) as a Hub repo: /api/models/REPO/{revision,tree}/…, /REPO/resolve/…"""
     for rev in ("main", SHA):
         server.api[f"/api/models/{repo}/revision/{rev}"] = {
-            "id": repo, "sha": SHA, "private": False, "siblings": [{"rfilename": f} for f in files]}
+            "id": repo,
+            "sha": SHA,
+            "private": False,
+            "siblings": [{"rfilename": f} for f in files],
+        }
         server.api[f"/api/models/{repo}/tree/{rev}"] = [
-            {"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest(),
-             **({"lfs": {"oid": hashlib.sha256(b).hexdigest(), "size": len(b), "pointerSize": 134}}
-                if f in lfs else {})}
-            for f, b in files.items()]
+            {
+                "type": "file",
+                "path": f,
+                "size": len(b),
+                "oid": hashlib.sha1(b).hexdigest(),
+                **(
+                    {"lfs": {"oid": hashlib.sha256(b).hexdigest(), "size": len(b), "pointerSize": 134}}
+                    if f in lfs
+                    else {}
+                ),
+            }
+            for f, b in files.items()
+        ]
         for f, b in files.items():
             path = f"/{repo}/resolve/{rev}/{f}"
             etag = f'"{hashlib.sha256(b).hexdigest() if f in lfs else hashlib.sha1(b).hexdigest()}"'
@@ -429,8 +452,7 @@ def test_meta_layout_from_hub(server, cdn, tmp_path, monkeypatch, capsys, prefix
     files["README.md"] = b"# Llama 2\n"
     if prefix:
         files["model.safetensors"] = b"not Meta's layout"
-    add_hub_repo(server, "meta-llama/Llama-2-7b", files, lfs={prefix + "consolidated.00.pth"}, token="tok",
-                 cdn=cdn)
+    add_hub_repo(server, "meta-llama/Llama-2-7b", files, lfs={prefix + "consolidated.00.pth"}, token="tok", cdn=cdn)
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     # Gated: without a token, a clear message.
     code, _, err = run_cli(["pull", "-m", str(tmp_path / "model" / "7B"), "-s", "7B", "--quiet"], capsys)
@@ -457,31 +479,44 @@ def test_meta_repo_names():
 def test_source_url_forms():
     assert pull.source_url("http://h/base/", "7B/params.json") == "http://h/base/7B/params.json"
     assert pull.source_url("http://h/base?x=1", "tokenizer.model") == "http://h/base/tokenizer.model?x=1"
-    assert pull.source_url("https://h/*?Policy=p&Sig=s", "7B/checklist.chk") == "https://h/7B/checklist.chk?Policy=p&Sig=s"
+    assert (
+        pull.source_url("https://h/*?Policy=p&Sig=s", "7B/checklist.chk") == "https://h/7B/checklist.chk?Policy=p&Sig=s"
+    )
 
 
 def run_sub(code: str, env: dict, timeout=120):
     """Run `code` after BOOT in a fresh interpreter (huggingface_hub reads HF_* at import time)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     full_env.update(env)
-    return subprocess.run([sys.executable, "-c", BOOT + code], env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", BOOT + code], env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def hub_env(server, tmp_path, **extra):
-    return {"HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf_home"),
-            "HF_HUB_CACHE": str(tmp_path / "hf_cache"), "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_XET": "1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-            **extra}
+    return {
+        "HF_ENDPOINT": server.url,
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_HUB_CACHE": str(tmp_path / "hf_cache"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_XET": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+        **extra,
+    }
 
 
 CLI = "from llama.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def hub_files():
-    return {"README.md": b"# fake\n", "config.json": b"{}",
-            "m-q4_0.gguf": b"GGUF" + blob(150_000, seed=1), "m-q4_k_m.gguf": b"GGUF" + blob(160_000, seed=2),
-            "sub/m-f16.gguf": b"GGUF" + blob(50_000, seed=3)}
+    return {
+        "README.md": b"# fake\n",
+        "config.json": b"{}",
+        "m-q4_0.gguf": b"GGUF" + blob(150_000, seed=1),
+        "m-q4_k_m.gguf": b"GGUF" + blob(160_000, seed=2),
+        "sub/m-f16.gguf": b"GGUF" + blob(50_000, seed=3),
+    }
 
 
 def test_hub_single_file(server, cdn, tmp_path):
@@ -547,17 +582,20 @@ def test_resolve_model_hub_and_default(server, cdn, tmp_path):
     add_hub_repo(server, "acme/tiny-GGUF", files, lfs={f for f in files if f.endswith(".gguf")}, cdn=cdn)
     default = {pull.DEFAULT_FILE: b"GGUF" + blob(70_000, seed=4), "README.md": b"qwen"}
     add_hub_repo(server, pull.DEFAULT_REPO, default, lfs={pull.DEFAULT_FILE}, cdn=cdn)
-    code = ("from llama.pull import resolve_model\n"
-            "for s in sys.argv[1:]: print(resolve_model(s or None, quiet=True))\n")
-    r = run_sub(code.replace("sys.argv[1:]", "['hf:acme/tiny-GGUF/sub/m-f16.gguf', 'hf:acme/tiny-GGUF', '']"),
-                hub_env(server, tmp_path))
+    code = "from llama.pull import resolve_model\nfor s in sys.argv[1:]: print(resolve_model(s or None, quiet=True))\n"
+    r = run_sub(
+        code.replace("sys.argv[1:]", "['hf:acme/tiny-GGUF/sub/m-f16.gguf', 'hf:acme/tiny-GGUF', '']"),
+        hub_env(server, tmp_path),
+    )
     assert r.returncode == 0, r.stderr
     a, b, c = r.stdout.split()
     assert md5(Path(a).read_bytes()) == md5(files["sub/m-f16.gguf"])
     assert Path(b).name == "m-q4_k_m.gguf"  # hf:REPO picks the Q4_K_M file
     assert Path(c).name == pull.DEFAULT_FILE and md5(Path(c).read_bytes()) == md5(default[pull.DEFAULT_FILE])
     # LLAMA_MODEL wins over the default
-    r = run_sub(code.replace("sys.argv[1:]", "['']"), hub_env(server, tmp_path, LLAMA_MODEL="hf:acme/tiny-GGUF/m-q4_0.gguf"))
+    r = run_sub(
+        code.replace("sys.argv[1:]", "['']"), hub_env(server, tmp_path, LLAMA_MODEL="hf:acme/tiny-GGUF/m-q4_0.gguf")
+    )
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()).name == "m-q4_0.gguf"
 

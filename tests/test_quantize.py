@@ -23,8 +23,19 @@ def f16_model(tmp_path_factory):
     pytest.importorskip("sentencepiece")
     d = tmp_path_factory.mktemp("quantize")
     out = d / "ggml-model-f16.gguf"
-    r = subprocess.run([sys.executable, str(REF), "hf-gguf", str(fx / "hf-llama1"),
-                        str(fx / "llama.cpp-conversions.json"), "f16", str(out)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REF),
+            "hf-gguf",
+            str(fx / "hf-llama1"),
+            str(fx / "llama.cpp-conversions.json"),
+            "f16",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     return out
 

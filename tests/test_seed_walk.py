@@ -5,7 +5,6 @@ import hashlib
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -32,8 +31,10 @@ def test_pull_convert_quantize_load_apply_decode(tmp_path):
     finally:
         server.stop()
     for name in ("consolidated.00.pth", "params.json"):
-        assert hashlib.md5((model_dir / name).read_bytes()).hexdigest() == \
-            hashlib.md5((src / "tiny" / name).read_bytes()).hexdigest()
+        assert (
+            hashlib.md5((model_dir / name).read_bytes()).hexdigest()
+            == hashlib.md5((src / "tiny" / name).read_bytes()).hexdigest()
+        )
     assert (model_dir.parent / "tokenizer.model").is_file()
 
     _cli("convert", str(model_dir), "--quiet")

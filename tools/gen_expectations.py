@@ -4,6 +4,7 @@ prints for the CLI acceptance prompts. Run with llama-cpp-python installed:
 
     python tools/gen_expectations.py ~/.cache/llama-test-models
 """
+
 import json
 import sys
 from pathlib import Path

@@ -6,7 +6,9 @@ Generation (tg) reads every matrix once per token: bytes/token ÷ memory bandwid
 Prompt processing (pp) does 2·params integer ops per token on the matrices: ops/token ÷ peak
 bounds pp (attention and elementwise work are left out: a few % at 512 tokens).
 """
+
 import argparse
+
 import gguf
 
 ap = argparse.ArgumentParser()
@@ -23,12 +25,13 @@ for t in r.tensors:
     if len(t.shape) < 2:
         continue
     n = int(t.n_elements)
-    if t.name == "token_embd.weight":
-        if not tied:
-            continue  # get_rows reads one row per token
+    if t.name == "token_embd.weight" and not tied:
+        continue  # get_rows reads one row per token
     bytes_tok += int(t.n_bytes)
     macs_tok += n
-print(f"{a.model.split('/')[-1]}: arch {arch}, matrices {bytes_tok / 1e6:.1f} MB read per token, "
-      f"{2 * macs_tok / 1e9:.2f} GOP per token")
+print(
+    f"{a.model.split('/')[-1]}: arch {arch}, matrices {bytes_tok / 1e6:.1f} MB read per token, "
+    f"{2 * macs_tok / 1e9:.2f} GOP per token"
+)
 print(f"  tg bound at {a.bw:.0f} GB/s: {a.bw * 1e9 / bytes_tok:.1f} tok/s")
 print(f"  pp bound at {a.peak:.0f} GOPS: {a.peak * 1e9 / (2 * macs_tok):.0f} tok/s")

@@ -12,7 +12,7 @@ Seed API::
     model = LLaMA.load("ggml-model-q4_0.gguf", 512, GGMLType.F32)
 """
 
-from ._llama import GGMLType, LLaMA, Tokenizer, sample_next_token, __version__
+from ._llama import __version__
 from .errors import (
     ChecksumError,
     ContextOverflowError,
@@ -24,6 +24,7 @@ from .errors import (
     UnsupportedError,
 )
 from .high_level import Llama, LlamaState
+from .seed import GGMLType, LLaMA, Tokenizer, sample_next_token
 
 __all__ = [
     "Llama",

@@ -8,16 +8,33 @@ import math
 import os
 import sys
 import time
-from typing import List, Optional
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import LlamaError
 
+if TYPE_CHECKING:
+    from .high_level import Llama
+
 # llama.cpp's `enum llama_ftype` names, for `info`.
 FILE_TYPES = {
-    0: "ALL_F32", 1: "MOSTLY_F16", 2: "MOSTLY_Q4_0", 3: "MOSTLY_Q4_1", 7: "MOSTLY_Q8_0",
-    8: "MOSTLY_Q5_0", 9: "MOSTLY_Q5_1", 10: "MOSTLY_Q2_K", 11: "MOSTLY_Q3_K_S", 12: "MOSTLY_Q3_K_M",
-    13: "MOSTLY_Q3_K_L", 14: "MOSTLY_Q4_K_S", 15: "MOSTLY_Q4_K_M", 16: "MOSTLY_Q5_K_S",
-    17: "MOSTLY_Q5_K_M", 18: "MOSTLY_Q6_K", 32: "MOSTLY_BF16",
+    0: "ALL_F32",
+    1: "MOSTLY_F16",
+    2: "MOSTLY_Q4_0",
+    3: "MOSTLY_Q4_1",
+    7: "MOSTLY_Q8_0",
+    8: "MOSTLY_Q5_0",
+    9: "MOSTLY_Q5_1",
+    10: "MOSTLY_Q2_K",
+    11: "MOSTLY_Q3_K_S",
+    12: "MOSTLY_Q3_K_M",
+    13: "MOSTLY_Q3_K_L",
+    14: "MOSTLY_Q4_K_S",
+    15: "MOSTLY_Q4_K_M",
+    16: "MOSTLY_Q5_K_S",
+    17: "MOSTLY_Q5_K_M",
+    18: "MOSTLY_Q6_K",
+    32: "MOSTLY_BF16",
 }
 
 
@@ -29,7 +46,7 @@ def _human(n: float) -> str:
     return str(n)
 
 
-def cmd_info(a) -> int:
+def cmd_info(a: argparse.Namespace) -> int:
     from . import _llama
 
     info = _llama.gguf_info(a.model)
@@ -50,11 +67,14 @@ def cmd_info(a) -> int:
     tok_model = md.get("tokenizer.ggml.model")
     toks = md.get("tokenizer.ggml.tokens")
     n_vocab = toks["len"] if isinstance(toks, dict) else None
-    print(f"vocab:         {n_vocab} tokens, type {tok_model}" + (f", pre-tokenizer {md['tokenizer.ggml.pre']}" if "tokenizer.ggml.pre" in md else ""))
+    print(
+        f"vocab:         {n_vocab} tokens, type {tok_model}"
+        + (f", pre-tokenizer {md['tokenizer.ggml.pre']}" if "tokenizer.ggml.pre" in md else "")
+    )
     print("hparams:")
     for k, v in md.items():
         if k.startswith(arch + "."):
-            print(f"  {k[len(arch) + 1:]:<36} {v}")
+            print(f"  {k[len(arch) + 1 :]:<36} {v}")
     print(f"tensors ({len(info['tensors'])}):")
     w = max((len(t["name"]) for t in info["tensors"]), default=10)
     for t in info["tensors"]:
@@ -63,7 +83,7 @@ def cmd_info(a) -> int:
     return 0
 
 
-def cmd_tokenize(a) -> int:
+def cmd_tokenize(a: argparse.Namespace) -> int:
     from .high_level import Llama
 
     llm = Llama(a.model, vocab_only=True)
@@ -71,7 +91,7 @@ def cmd_tokenize(a) -> int:
     return 0
 
 
-def _load(a, **kw):
+def _load(a: argparse.Namespace, **kw: Any) -> Llama:
     from .high_level import Llama
     from .pull import resolve_model
 
@@ -83,31 +103,28 @@ def _load(a, **kw):
     return llm
 
 
-def _sampling(a) -> dict:
-    return dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p, repeat_penalty=a.repeat_penalty)
-
-
-def _stream(llm, prompt_tokens: List[int], a, n_predict: int) -> str:
+def _stream(llm: Llama, prompt_tokens: list[int], a: argparse.Namespace, n_predict: int) -> str:
     """Stream a continuation to stdout; return the text. Timings on stderr with --verbose."""
     from . import _llama
 
     t0 = time.perf_counter()
     t_first = None
     dec = _llama.StreamDecoder()
-    out = []
+    out: list[str] = []
     n = 0
     if a.seed is not None:
         llm.set_seed(a.seed)
-    gen = llm.generate(prompt_tokens, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p, temp=a.temp,
-                       repeat_penalty=a.repeat_penalty)
+    gen = llm.generate(
+        prompt_tokens, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p, temp=a.temp, repeat_penalty=a.repeat_penalty
+    )
     try:
         for tok in gen:
             if t_first is None:
                 t_first = time.perf_counter()
-            if llm._model.is_eog(tok) or n >= n_predict:
+            if llm.token_is_eog(tok) or n >= n_predict:
                 break
             n += 1
-            piece = dec.push(llm._model.token_to_piece(tok, False))
+            piece = dec.push(llm.token_to_piece(tok))
             out.append(piece)
             sys.stdout.write(piece)
             sys.stdout.flush()
@@ -123,12 +140,14 @@ def _stream(llm, prompt_tokens: List[int], a, n_predict: int) -> str:
     if a.verbose and t_first is not None:
         pp = len(prompt_tokens) / max(t_first - t0, 1e-9)
         tg = (n - 1) / max(t1 - t_first, 1e-9) if n > 1 else float("nan")
-        print(f"\nprompt: {len(prompt_tokens)} tokens, {pp:.2f} tok/s; generation: {n} tokens, {tg:.2f} tok/s",
-              file=sys.stderr)
+        print(
+            f"\nprompt: {len(prompt_tokens)} tokens, {pp:.2f} tok/s; generation: {n} tokens, {tg:.2f} tok/s",
+            file=sys.stderr,
+        )
     return "".join(out) + tail
 
 
-def cmd_run(a) -> int:
+def cmd_run(a: argparse.Namespace) -> int:
     llm = _load(a)
     if a.prompt is not None:
         tokens = llm.tokenize(a.prompt.encode("utf-8"), add_bos=True, special=True)
@@ -152,7 +171,7 @@ def cmd_run(a) -> int:
         sys.stdout.write("\n")
 
 
-def cmd_chat(a) -> int:
+def cmd_chat(a: argparse.Namespace) -> int:
     llm = _load(a)
     messages = []
     if a.system:
@@ -173,22 +192,19 @@ def cmd_chat(a) -> int:
         if not line.strip():
             continue
         messages.append({"role": "user", "content": line})
-        prompt = llm.apply_chat_template(messages, add_generation_prompt=True)
-        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-        bos = llm._model.token_bos()
-        if llm._model.add_bos() and bos is not None and (not tokens or tokens[0] != bos):
-            tokens = [bos] + tokens
+        tokens = llm.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         # generate() reuses the cached prefix, so earlier turns are not evaluated again.
         reply = _stream(llm, tokens, a, a.n_predict if a.n_predict > 0 else llm.n_ctx())
         sys.stdout.write("\n")
         messages.append({"role": "assistant", "content": reply})
 
 
-def cmd_perplexity(a) -> int:
+def cmd_perplexity(a: argparse.Namespace) -> int:
     from . import _llama
 
     llm = _load(a, logits_all=True, n_batch=a.ctx_size)
-    text = open(a.file, "rb").read()
+    with open(a.file, "rb") as f:
+        text = f.read()
     tokens = llm.tokenize(text, add_bos=False, special=False)
     c = a.ctx_size
     n_chunks = len(tokens) // c
@@ -196,17 +212,16 @@ def cmd_perplexity(a) -> int:
         n_chunks = min(n_chunks, a.chunks)
     if n_chunks == 0:
         raise LlamaError(f"{a.file}: {len(tokens)} tokens is less than one chunk of {c}")
-    bos = llm._model.token_bos()
-    add_bos = llm._model.add_bos() and bos is not None
+    bos = llm.token_bos()
+    add_bos = llm.add_bos_token() and bos >= 0
     nll = 0.0
     count = 0
     first = c // 2
     for i in range(n_chunks):
-        chunk = tokens[i * c:(i + 1) * c]
+        chunk = tokens[i * c : (i + 1) * c]
         if add_bos:
             chunk = [bos] + chunk[1:]
         llm.reset()
-        llm._need_ctx().truncate(0)
         llm.eval(chunk)
         chunk_nll, n = _llama.nll(llm.scores[:c], chunk, first)
         nll += chunk_nll
@@ -219,20 +234,29 @@ def cmd_perplexity(a) -> int:
     return 0
 
 
-def _median(xs):
+def _median(xs: list[float]) -> float:
     xs = sorted(xs)
     n = len(xs)
     return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
-def _bench_runs(make, eval_fn, reset_fn, n_vocab, bos, p, n, r):
+def _bench_runs(
+    eval_fn: Callable[[Sequence[int]], None],
+    reset_fn: Callable[[], None],
+    n_vocab: int,
+    bos: int,
+    p: int,
+    n: int,
+    r: int,
+) -> tuple[float | None, float | None]:
     """llama-bench's method: pp = one batch of p tokens from an empty cache; tg = n single-token
     steps after a BOS. Returns (pp tok/s, tg tok/s), medians of r runs after one warm-up."""
     import random
 
     rnd = random.Random(1234)
     prompt = [bos] + [rnd.randrange(n_vocab) for _ in range(max(p - 1, 0))]
-    pp, tg = [], []
+    pp: list[float] = []
+    tg: list[float] = []
     for i in range(r + 1):
         if p > 0:
             reset_fn()
@@ -253,26 +277,34 @@ def _bench_runs(make, eval_fn, reset_fn, n_vocab, bos, p, n, r):
     return (_median(pp) if pp else None), (_median(tg) if tg else None)
 
 
-def _bench_ours(a):
+def _bench_ours(a: argparse.Namespace) -> tuple[float | None, float | None]:
     from .high_level import Llama
 
     llm = Llama(a.model, n_ctx=a.p + a.n + 8, n_batch=max(a.p, 1), n_threads=a.threads)
     bos = llm.token_bos() if llm.token_bos() >= 0 else 0
-    return _bench_runs(None, llm.eval, llm.reset, llm.n_vocab(), bos, a.p, a.n, a.repetitions)
+    return _bench_runs(llm.eval, llm.reset, llm.n_vocab(), bos, a.p, a.n, a.repetitions)
 
 
-def _bench_llama_cpp(a):
+def _bench_llama_cpp(a: argparse.Namespace) -> tuple[float | None, float | None] | None:
     try:
         import llama_cpp
     except ImportError:
         return None
-    llm = llama_cpp.Llama(a.model, n_ctx=a.p + a.n + 8, n_batch=max(a.p, 1), n_ubatch=max(a.p, 1),
-                          n_threads=a.threads, n_threads_batch=a.threads, flash_attn=False, verbose=False)
+    llm = llama_cpp.Llama(
+        a.model,
+        n_ctx=a.p + a.n + 8,
+        n_batch=max(a.p, 1),
+        n_ubatch=max(a.p, 1),
+        n_threads=a.threads,
+        n_threads_batch=a.threads,
+        flash_attn=False,
+        verbose=False,
+    )
     bos = llm.token_bos() if llm.token_bos() >= 0 else 0
-    return _bench_runs(None, llm.eval, llm.reset, llm.n_vocab(), bos, a.p, a.n, a.repetitions)
+    return _bench_runs(llm.eval, llm.reset, llm.n_vocab(), bos, a.p, a.n, a.repetitions)
 
 
-def cmd_bench(a) -> int:
+def cmd_bench(a: argparse.Namespace) -> int:
     from . import _llama
 
     a.threads = a.threads or (os.cpu_count() or 1)
@@ -296,27 +328,27 @@ def cmd_bench(a) -> int:
         for k in keys:
             print(f"{k:<8} {ours[k]:>15.2f} {ref[k]:>16.2f} {ours[k] / ref[k]:>7.2f}")
     if a.json:
-        out = {k: round(v, 3) for k, v in ours.items()}
+        out: dict[str, Any] = {k: round(v, 3) for k, v in ours.items()}
         if ref is not None:
             out["llama_cpp"] = {k: round(v, 3) for k, v in ref.items()}
         print(json.dumps(out))
     return 0
 
 
-def cmd_pull(a) -> int:
+def cmd_pull(a: argparse.Namespace) -> int:
     from .pull import cmd_pull as pull
 
     return pull(a)
 
 
-def cmd_quantize(a) -> int:
+def cmd_quantize(a: argparse.Namespace) -> int:
     from . import _llama
 
     _llama.quantize(a.path, a.type, a.output, a.pure, a.threads or 0, a.quiet)
     return 0
 
 
-def cmd_convert(a) -> int:
+def cmd_convert(a: argparse.Namespace) -> int:
     from . import _llama
 
     out = _llama.convert(a.path, a.outtype, a.outfile, a.vocab_dir, a.quiet)
@@ -325,17 +357,21 @@ def cmd_convert(a) -> int:
     return 0
 
 
-def _add_model_args(p, need_model=True):
-    p.add_argument("-m", "--model", required=need_model,
-                   help="GGUF file, a folder holding one, or hf:OWNER/REPO[/FILE]" + ("" if need_model else
-                        " (default: $LLAMA_MODEL, else Qwen2.5-0.5B-Instruct Q4_K_M pulled on first use)"))
+def _add_model_args(p: argparse.ArgumentParser, need_model: bool = True) -> None:
+    p.add_argument(
+        "-m",
+        "--model",
+        required=need_model,
+        help="GGUF file, a folder holding one, or hf:OWNER/REPO[/FILE]"
+        + ("" if need_model else " (default: $LLAMA_MODEL, else Qwen2.5-0.5B-Instruct Q4_K_M pulled on first use)"),
+    )
     p.add_argument("-c", "--ctx-size", type=int, default=0, help="context size (0 = the model's, capped at 4096)")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--seed", type=int, default=None, help="RNG seed (default: random)")
     p.add_argument("--verbose", action="store_true", help="print load time and tokens/s on stderr")
 
 
-def _add_sampling_args(p, n_default=128):
+def _add_sampling_args(p: argparse.ArgumentParser, n_default: int = 128) -> None:
     p.add_argument("-n", "--n-predict", type=int, default=n_default, help="tokens to generate")
     p.add_argument("--temp", type=float, default=0.8)
     p.add_argument("--top-k", type=int, default=40)
@@ -378,10 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--file", required=True)
     p.add_argument("--chunks", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_perplexity, ctx_size=256)
-    for action in p._actions:
-        if action.dest == "ctx_size":
-            action.default = 256
+    p.set_defaults(func=cmd_perplexity, ctx_size=256)  # also the default of -c
     p = sub.add_parser("bench", help="prompt processing and generation speed (llama-bench's method)")
     p.add_argument("-m", "--model", required=True)
     p.add_argument("-p", type=int, default=512, help="prompt tokens (pp test)")
@@ -392,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-llama-cpp", action="store_true", help="also run llama-cpp-python on the same file")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("convert", help="Meta .pth or Hugging Face safetensors checkpoint → GGUF (as llama.cpp's converter)")
+    p = sub.add_parser(
+        "convert", help="Meta .pth or Hugging Face safetensors checkpoint → GGUF (as llama.cpp's converter)"
+    )
     p.add_argument("path", help="model folder (params.json + consolidated.*.pth, or config.json + *.safetensors)")
     p.add_argument("--outtype", choices=["f16", "f32", "bf16", "q8_0"], default="f16", help="type of 2-D weights")
     p.add_argument("-o", "--outfile", default=None, help="output path (default: PATH/ggml-model-OUTTYPE.gguf)")
@@ -408,9 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quantize", help="quantize an F32/F16/BF16 GGUF (as llama-quantize does)")
     p.add_argument("path", help="GGUF file, or a model folder holding ggml-model-f16.gguf")
-    p.add_argument("--type", default="q4_0",
-                   choices=["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k"],
-                   help="llama.cpp file type (default q4_0)")
+    p.add_argument(
+        "--type",
+        default="q4_0",
+        choices=["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k"],
+        help="llama.cpp file type (default q4_0)",
+    )
     p.add_argument("--pure", action="store_true", help="every 2-D weight in TYPE (no llama.cpp mix)")
     p.add_argument("-o", "--output", default=None, help="output file (default: ggml-model-TYPE.gguf beside the input)")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
@@ -419,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

@@ -4,25 +4,30 @@ changing an import. Text generation, OpenAI-shaped completions and chat, state s
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Literal, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _llama
 from .errors import ContextOverflowError, InvalidArgumentError, LlamaError
 
 _MAX_DEFAULT_CTX = 4096
 
+Completion = dict[str, Any]
+
 
 @dataclass
 class LlamaState:
     """A snapshot of the context: the evaluated tokens, their scores and the KV cache."""
 
-    input_ids: np.ndarray
-    scores: np.ndarray
+    input_ids: npt.NDArray[np.intc]
+    scores: npt.NDArray[np.single]
     n_tokens: int
     kv_state: bytes
     seed: int
@@ -33,69 +38,80 @@ class Llama:
 
     Parameters follow llama-cpp-python: ``n_ctx=0`` takes the model's trained context (capped at
     4096), ``n_threads=None`` uses every core, ``type_k`` is the KV cache type ("f16" or "f32").
+
+    State, as in llama-cpp-python: ``input_ids[:n_tokens]`` are the evaluated tokens and
+    ``scores[i]`` the logits after token i (every row with ``logits_all``, else the last one).
+    Setting ``n_tokens`` lower rewinds: the next ``eval`` continues from there.
     """
 
     def __init__(
         self,
-        model_path: str,
+        model_path: str | os.PathLike,
         *,
         n_ctx: int = 0,
         n_batch: int = 512,
-        n_threads: Optional[int] = None,
+        n_threads: int | None = None,
         seed: int = -1,
         logits_all: bool = False,
         vocab_only: bool = False,
-        type_k: Union[str, int, None] = "f16",
+        type_k: str | int | None = "f16",
         verbose: bool = False,
-        chat_format: Optional[str] = None,
+        chat_format: str | None = None,
         **_ignored: Any,
     ):
         self.model_path = os.fspath(model_path)
         self.verbose = verbose
         t0 = time.perf_counter()
         self._model = _llama.Model(self.model_path, vocab_only=vocab_only)
-        self._vocab_only = vocab_only
         self._n_vocab = self._model.n_vocab()
-        self.metadata: Dict[str, str] = dict(self._model.metadata())
+        self.metadata: dict[str, str] = dict(self._model.metadata())
         self.chat_format = chat_format
         self._logits_all = logits_all
         self._seed = seed
         self._rng = _llama.Rng(seed)
         self._sampler = _llama.Sampler()
-        self._ctx = None
+        self._ctx: _llama.Context | None = None
         if n_ctx < 0 or n_batch <= 0:
             raise InvalidArgumentError(f"n_ctx must be ≥ 0 and n_batch > 0 (got n_ctx={n_ctx}, n_batch={n_batch})")
         train_ctx = self._model.n_ctx_train()
         self._n_ctx = n_ctx if n_ctx > 0 else min(train_ctx or _MAX_DEFAULT_CTX, _MAX_DEFAULT_CTX)
         self.n_batch = min(n_batch, self._n_ctx)
-        self.n_threads = n_threads or (os.cpu_count() or 1)
+        self._n_threads = n_threads or (os.cpu_count() or 1)
         if not vocab_only:
             self._ctx = _llama.Context(
                 self._model,
                 n_ctx=self._n_ctx,
                 n_batch=self.n_batch,
-                n_threads=self.n_threads,
+                n_threads=self._n_threads,
                 type_k=_kv_type_name(type_k),
                 logits_all=logits_all,
             )
-        self.input_ids = np.zeros((self._n_ctx,), dtype=np.intc)
+        self.input_ids: npt.NDArray[np.intc] = np.zeros((self._n_ctx,), dtype=np.intc)
         # One row per position; np.empty does not touch the pages, so rows cost memory only once written.
-        self.scores = np.empty((self._n_ctx, self._n_vocab), dtype=np.single)
+        self.scores: npt.NDArray[np.single] = np.empty((self._n_ctx, self._n_vocab), dtype=np.single)
         self.n_tokens = 0
         if verbose:
-            import sys
-
             print(f"llama: loaded {self.model_path} in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
 
-    # -- vocabulary ---------------------------------------------------------------------------
+    # -- vocabulary and model -----------------------------------------------------------------
 
-    def tokenize(self, text: Union[bytes, str], add_bos: bool = True, special: bool = False) -> List[int]:
+    def tokenize(self, text: bytes | str, add_bos: bool = True, special: bool = False) -> list[int]:
         if isinstance(text, str):
             text = text.encode("utf-8")
         return self._model.tokenize(text, add_bos, special)
 
-    def detokenize(self, tokens: Sequence[int], prev_tokens: Optional[Sequence[int]] = None, special: bool = False) -> bytes:
+    def detokenize(
+        self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None, special: bool = False
+    ) -> bytes:
         return self._model.detokenize(list(tokens), special)
+
+    def token_to_piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token (a piece of a UTF-8 character possibly: see `llama.StreamDecoder`)."""
+        return self._model.token_to_piece(token, special)
+
+    def token_is_eog(self, token: int) -> bool:
+        """True for end-of-generation tokens (EOS, EOT, <|im_end|> …), as llama.cpp's llama_token_is_eog."""
+        return self._model.is_eog(token)
 
     def token_bos(self) -> int:
         b = self._model.token_bos()
@@ -108,6 +124,10 @@ class Llama:
     def token_nl(self) -> int:
         return self.tokenize(b"\n", add_bos=False, special=False)[-1]
 
+    def add_bos_token(self) -> bool:
+        """Whether the model wants a BOS token in front of a prompt (GGUF tokenizer.ggml.add_bos_token)."""
+        return self._model.add_bos()
+
     def n_vocab(self) -> int:
         return self._n_vocab
 
@@ -117,44 +137,56 @@ class Llama:
     def n_embd(self) -> int:
         return self._model.n_embd()
 
+    def hparams(self) -> dict[str, Any]:
+        """The model's hyperparameters: ``arch`` and the sizes (n_vocab, n_ctx_train, n_embd, n_layer,
+        n_head, n_head_kv, n_embd_head_k, n_embd_head_v, n_embd_k_gqa, n_embd_v_gqa, n_ff)."""
+        return self._model.hparams()
+
+    @property
+    def n_threads(self) -> int:
+        """Threads the evaluation uses; may be changed between calls (the logits do not depend on it)."""
+        return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, n: int) -> None:
+        if self._ctx is not None:
+            self._ctx.set_n_threads(n)
+        elif n < 1:
+            raise InvalidArgumentError(f"n_threads must be at least 1 (got {n})")
+        self._n_threads = n
+
     # -- evaluation ---------------------------------------------------------------------------
 
-    def _need_ctx(self):
+    def _need_ctx(self) -> _llama.Context:
         if self._ctx is None:
             raise LlamaError(f"{self.model_path}: this model was loaded with vocab_only=True and cannot evaluate")
         return self._ctx
 
     def reset(self) -> None:
+        """Forget the evaluated tokens: n_tokens = 0 and the KV cache emptied."""
         self.n_tokens = 0
+        if self._ctx is not None:
+            self._ctx.truncate(0)
 
     def eval(self, tokens: Sequence[int]) -> None:
-        """Evaluate tokens after the ones already in the context, in batches of n_batch."""
+        """Evaluate `tokens` at positions n_tokens… (what the cache held from there on is dropped).
+
+        One call into the core, which checks the ids and the window, runs the tokens in batches of
+        n_batch and writes the logits straight into their rows of `scores`."""
         ctx = self._need_ctx()
         tokens = list(tokens)
-        if not tokens:
-            raise InvalidArgumentError("eval: no tokens to evaluate")
-        if self.n_tokens + len(tokens) > self._n_ctx:
-            raise ContextOverflowError(
-                f"{self.n_tokens} tokens in the context + {len(tokens)} new exceed n_ctx={self._n_ctx}"
-            )
-        for i in range(0, len(tokens), self.n_batch):
-            batch = tokens[i : i + self.n_batch]
-            n_past = self.n_tokens
-            ctx.eval(batch, n_past)
-            logits = ctx.logits()  # [n_out, n_vocab] view into the context, valid until the next eval
-            if self._logits_all:
-                self.scores[n_past : n_past + len(batch)] = logits
-            else:
-                self.scores[n_past + len(batch) - 1] = logits[-1]
-            self.input_ids[n_past : n_past + len(batch)] = batch
-            self.n_tokens += len(batch)
+        n_past, n = self.n_tokens, len(tokens)
+        first = n_past if self._logits_all else n_past + n - 1
+        ctx.eval(tokens, n_past, self.scores[first : n_past + n])
+        self.input_ids[n_past : n_past + n] = tokens
+        self.n_tokens = n_past + n
 
     @property
-    def _input_ids(self) -> np.ndarray:
+    def _input_ids(self) -> npt.NDArray[np.intc]:
         return self.input_ids[: self.n_tokens]
 
     @property
-    def _scores(self) -> np.ndarray:
+    def _scores(self) -> npt.NDArray[np.single]:
         return self.scores[: self.n_tokens]
 
     def set_seed(self, seed: int) -> None:
@@ -171,16 +203,15 @@ class Llama:
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
         penalty_last_n: int = 64,
-        idx: Optional[int] = None,
+        idx: int | None = None,
     ) -> int:
-        """Sample the next token from the logits of the last evaluated position."""
+        """Sample the next token from the logits of the last evaluated position (read in place)."""
         if self.n_tokens == 0:
             raise InvalidArgumentError("sample: nothing has been evaluated yet")
         row = self.n_tokens - 1 if idx is None else idx
-        logits = np.array(self.scores[row], dtype=np.single, copy=True)
-        recent = self.input_ids[: self.n_tokens].tolist()
+        recent = self.input_ids[max(self.n_tokens - penalty_last_n, 0) : self.n_tokens].tolist()
         return self._sampler.sample(
-            logits,
+            self.scores[row],
             recent,
             self._rng,
             temp=temp,
@@ -193,16 +224,15 @@ class Llama:
             penalty_last_n=penalty_last_n,
         )
 
-    def _prefix_reuse(self, tokens: List[int]) -> List[int]:
-        """Keep the longest cached prefix of `tokens`; return what still has to be evaluated.
-        At least one token is always re-evaluated so fresh logits exist for sampling."""
+    def _prefix_reuse(self, tokens: list[int]) -> list[int]:
+        """Keep the longest evaluated prefix of `tokens`; return what still has to be evaluated (eval
+        drops the cache beyond n_tokens). At least one token is re-evaluated so fresh logits exist."""
         n = 0
         limit = min(self.n_tokens, len(tokens) - 1)
         cached = self.input_ids
         while n < limit and cached[n] == tokens[n]:
             n += 1
         self.n_tokens = n
-        self._need_ctx().truncate(n)
         return tokens[n:]
 
     def generate(
@@ -226,7 +256,6 @@ class Llama:
             tokens = self._prefix_reuse(tokens)
         elif reset:
             self.reset()
-            self._need_ctx().truncate(0)
         while True:
             self.eval(tokens)
             token = self.sample(
@@ -247,25 +276,36 @@ class Llama:
 
     def create_completion(
         self,
-        prompt: Union[str, List[int]],
-        suffix: Optional[str] = None,
-        max_tokens: Optional[int] = 16,
+        prompt: str | list[int],
+        suffix: str | None = None,
+        max_tokens: int | None = 16,
         temperature: float = 0.8,
         top_p: float = 0.95,
         min_p: float = 0.05,
         echo: bool = False,
-        stop: Optional[Union[str, List[str]]] = None,
+        stop: str | list[str] | None = None,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
         repeat_penalty: float = 1.0,
         top_k: int = 40,
         stream: bool = False,
-        seed: Optional[int] = None,
+        seed: int | None = None,
         **_ignored: Any,
-    ):
+    ) -> Completion | Iterator[Completion]:
         it = self._completion(
-            prompt, max_tokens, temperature, top_p, min_p, echo, stop, frequency_penalty,
-            presence_penalty, repeat_penalty, top_k, seed, stream,
+            prompt,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            min_p=min_p,
+            echo=echo,
+            stop=stop,
+            frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty,
+            repeat_penalty=repeat_penalty,
+            top_k=top_k,
+            seed=seed,
+            stream=stream,
         )
         if stream:
             return it
@@ -273,8 +313,23 @@ class Llama:
 
     __call__ = create_completion
 
-    def _completion(self, prompt, max_tokens, temperature, top_p, min_p, echo, stop, frequency_penalty,
-                    presence_penalty, repeat_penalty, top_k, seed, stream):
+    def _completion(
+        self,
+        prompt: str | list[int],
+        *,
+        max_tokens: int | None,
+        temperature: float,
+        top_p: float,
+        min_p: float,
+        echo: bool,
+        stop: str | list[str] | None,
+        frequency_penalty: float,
+        presence_penalty: float,
+        repeat_penalty: float,
+        top_k: int,
+        seed: int | None,
+        stream: bool,
+    ) -> Iterator[Completion]:
         self._need_ctx()
         cid = f"cmpl-{uuid.uuid4()}"
         created = int(time.time())
@@ -284,14 +339,12 @@ class Llama:
             prompt_tokens = list(prompt)
         if not prompt_tokens:
             # An empty string still has a BOS when the model uses one; otherwise there is nothing to run.
-            bos = self._model.token_bos()
-            if bos is None:
+            bos = self.token_bos()
+            if bos < 0:
                 raise InvalidArgumentError("create_completion: the prompt is empty")
             prompt_tokens = [bos]
         if len(prompt_tokens) >= self._n_ctx:
-            raise ContextOverflowError(
-                f"the prompt is {len(prompt_tokens)} tokens, the context holds {self._n_ctx}"
-            )
+            raise ContextOverflowError(f"the prompt is {len(prompt_tokens)} tokens, the context holds {self._n_ctx}")
         if max_tokens is None or max_tokens <= 0:
             max_tokens = self._n_ctx - len(prompt_tokens)
         max_tokens = min(max_tokens, self._n_ctx - len(prompt_tokens))
@@ -302,23 +355,28 @@ class Llama:
 
         decoder = _llama.StreamDecoder()
         prompt_text = self.detokenize(prompt_tokens).decode("utf-8", errors="replace") if echo else ""
-        text = ""        # everything generated so far, stop strings not yet cut
-        emitted = 0      # chars of `text` already streamed
+        text = ""  # everything generated so far, stop strings not yet cut
+        emitted = 0  # chars of `text` already streamed
         finish = "length"
-        completion_tokens: List[int] = []
+        completion_tokens: list[int] = []
         if stream and echo and prompt_text:
             yield self._chunk(cid, created, prompt_text, None)
 
         for token in self.generate(
-            prompt_tokens, top_k=top_k, top_p=top_p, min_p=min_p, temp=temperature,
-            repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+            prompt_tokens,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            temp=temperature,
+            repeat_penalty=repeat_penalty,
+            frequency_penalty=frequency_penalty,
             presence_penalty=presence_penalty,
         ):
-            if self._model.is_eog(token):
+            if self.token_is_eog(token):
                 finish = "stop"
                 break
             completion_tokens.append(token)
-            text += decoder.push(self._model.token_to_piece(token, False))
+            text += decoder.push(self.token_to_piece(token))
             cut = _find_stop(text, stops)
             if cut is not None:
                 text = text[:cut]
@@ -355,7 +413,7 @@ class Llama:
             "usage": usage,
         }
 
-    def _chunk(self, cid, created, text, finish):
+    def _chunk(self, cid: str, created: int, text: str, finish: str | None) -> Completion:
         return {
             "id": cid,
             "object": "text_completion",
@@ -366,73 +424,100 @@ class Llama:
 
     # -- chat -----------------------------------------------------------------------------------
 
-    def apply_chat_template(self, messages: List[Dict[str, Any]], add_generation_prompt: bool = True) -> str:
-        bos = self._model.token_bos()
-        eos = self._model.token_eos()
-        bos_text = self._model.token_to_piece(bos, True).decode("utf-8", "replace") if bos is not None else ""
-        eos_text = self._model.token_to_piece(eos, True).decode("utf-8", "replace") if eos is not None else ""
-        return _llama.render_chat_template(
+    @overload
+    def apply_chat_template(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool = ..., tokenize: Literal[False] = ...
+    ) -> str: ...
+
+    @overload
+    def apply_chat_template(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool = ..., *, tokenize: Literal[True]
+    ) -> list[int]: ...
+
+    def apply_chat_template(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, tokenize: bool = False
+    ) -> str | list[int]:
+        """The model's chat template (ChatML when it has none) applied to `messages`. With
+        ``tokenize=True`` (as in transformers) the token ids, special tokens parsed and a BOS put in
+        front where the model wants one and the template did not write it."""
+        bos, eos = self.token_bos(), self.token_eos()
+        bos_text = self.token_to_piece(bos, True).decode("utf-8", "replace") if bos >= 0 else ""
+        eos_text = self.token_to_piece(eos, True).decode("utf-8", "replace") if eos >= 0 else ""
+        prompt = _llama.render_chat_template(
             self._model.chat_template(), _normalize_messages(messages), add_generation_prompt, bos_text, eos_text
         )
+        if not tokenize:
+            return prompt
+        tokens = self.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        if self.add_bos_token() and bos >= 0 and (not tokens or tokens[0] != bos):
+            tokens = [bos, *tokens]
+        return tokens
 
     def create_chat_completion(
         self,
-        messages: List[Dict[str, Any]],
+        messages: list[dict[str, Any]],
         temperature: float = 0.2,
         top_p: float = 0.95,
         top_k: int = 40,
         min_p: float = 0.05,
         stream: bool = False,
-        stop: Optional[Union[str, List[str]]] = None,
-        seed: Optional[int] = None,
-        max_tokens: Optional[int] = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        max_tokens: int | None = None,
         presence_penalty: float = 0.0,
         frequency_penalty: float = 0.0,
         repeat_penalty: float = 1.0,
         **_ignored: Any,
-    ):
-        prompt = self.apply_chat_template(messages, add_generation_prompt=True)
-        # The template writes the BOS itself where the model wants one.
-        tokens = self.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-        bos = self._model.token_bos()
-        if self._model.add_bos() and bos is not None and (not tokens or tokens[0] != bos):
-            tokens = [bos] + tokens
+    ) -> Completion | Iterator[Completion]:
+        tokens = self.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         result = self.create_completion(
-            tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p, min_p=min_p,
-            top_k=top_k, stream=stream, stop=stop, seed=seed, presence_penalty=presence_penalty,
-            frequency_penalty=frequency_penalty, repeat_penalty=repeat_penalty,
+            tokens,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            min_p=min_p,
+            top_k=top_k,
+            stream=stream,
+            stop=stop,
+            seed=seed,
+            presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
+            repeat_penalty=repeat_penalty,
         )
         cid = f"chatcmpl-{uuid.uuid4()}"
-        if not stream:
+        if isinstance(result, dict):
             choice = result["choices"][0]
             return {
                 "id": cid,
                 "object": "chat.completion",
                 "created": result["created"],
                 "model": self.model_path,
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": choice["text"]},
-                    "logprobs": None,
-                    "finish_reason": choice["finish_reason"],
-                }],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": choice["text"]},
+                        "logprobs": None,
+                        "finish_reason": choice["finish_reason"],
+                    }
+                ],
                 "usage": result["usage"],
             }
         return self._chat_stream(cid, result)
 
-    def _chat_stream(self, cid, chunks):
+    def _chat_stream(self, cid: str, chunks: Iterator[Completion]) -> Iterator[Completion]:
         first = True
         for chunk in chunks:
             choice = chunk["choices"][0]
+            head = {"id": cid, "object": "chat.completion.chunk", "created": chunk["created"], "model": self.model_path}
             if first:
                 first = False
-                yield {"id": cid, "object": "chat.completion.chunk", "created": chunk["created"],
-                       "model": self.model_path,
-                       "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}]}
+                role = {"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}
+                yield {**head, "choices": [role]}
             delta = {"content": choice["text"]} if choice["text"] else {}
-            yield {"id": cid, "object": "chat.completion.chunk", "created": chunk["created"],
-                   "model": self.model_path,
-                   "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": choice["finish_reason"]}]}
+            yield {
+                **head,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": choice["finish_reason"]}],
+            }
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -456,27 +541,32 @@ class Llama:
     def close(self) -> None:
         self._ctx = None
 
-    def __enter__(self):
+    def __enter__(self) -> Llama:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _kv_type_name(t: Union[str, int, None]) -> str:
+def _kv_type_name(t: str | int | None) -> str:
     if t is None:
         return "f16"
     if isinstance(t, int):  # ggml type ids, as llama-cpp-python accepts them
-        return {0: "f32", 1: "f16"}.get(t) or _bad_kv(t)
+        name = {0: "f32", 1: "f16"}.get(t)
+        if name is None:
+            raise _bad_kv(t)
+        return name
     t = str(t).lower()
-    return t if t in ("f16", "f32") else _bad_kv(t)
+    if t not in ("f16", "f32"):
+        raise _bad_kv(t)
+    return t
 
 
-def _bad_kv(t):
-    raise InvalidArgumentError(f"type_k {t!r} is not supported: use 'f16' or 'f32'")
+def _bad_kv(t: str | int) -> InvalidArgumentError:
+    return InvalidArgumentError(f"type_k {t!r} is not supported: use 'f16' or 'f32'")
 
 
-def _normalize_messages(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def _normalize_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for m in messages:
         if not isinstance(m, dict) or "role" not in m:
@@ -488,12 +578,12 @@ def _normalize_messages(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
-def _find_stop(text: str, stops: List[str]) -> Optional[int]:
+def _find_stop(text: str, stops: list[str]) -> int | None:
     hits = [i for i in (text.find(s) for s in stops) if i >= 0]
     return min(hits) if hits else None
 
 
-def _stop_prefix_len(text: str, stops: List[str]) -> int:
+def _stop_prefix_len(text: str, stops: list[str]) -> int:
     """Length of the longest tail of `text` that could be the start of a stop string (held back)."""
     best = 0
     for s in stops:

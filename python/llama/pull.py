@@ -36,7 +36,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Protocol
 
 from .errors import ChecksumError, InvalidArgumentError, LlamaError, ModelFileNotFoundError, ModelFormatError
 
@@ -66,7 +66,8 @@ def meta_repo_for(size: str) -> str:
     if not m:
         raise InvalidArgumentError(
             f"-s {size}: no Hugging Face repo is known for this size; give one of 7B, 13B, 70B "
-            f"(optionally -chat), or --source URL")
+            f"(optionally -chat), or --source URL"
+        )
     return f"meta-llama/Llama-2-{m.group(1)}b{'-chat' if m.group(2) else ''}"
 
 
@@ -91,7 +92,7 @@ def hf_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or HF_DEFAULT_ENDPOINT).rstrip("/")
 
 
-def hf_token() -> Optional[str]:
+def hf_token() -> str | None:
     tok = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     if tok:
         return tok
@@ -103,7 +104,7 @@ def hf_token() -> Optional[str]:
         return None
 
 
-def parse_checklist(path: Path) -> List[Tuple[str, str]]:
+def parse_checklist(path: Path) -> list[tuple[str, str]]:
     """`<md5>  <name>` lines (md5sum's format; `*name` = binary mode) → [(md5, name)].
     Names must be plain file names: a checklist cannot make us write outside its folder."""
     out = []
@@ -132,7 +133,7 @@ def parse_checklist(path: Path) -> List[Tuple[str, str]]:
 class _TextBar:
     """Fallback progress bar on stderr when tqdm is not installed; redrawn at most 4 times a second."""
 
-    def __init__(self, total: Optional[int], initial: int, desc: str):
+    def __init__(self, total: int | None, initial: int, desc: str):
         self.total, self.n, self.desc = total, initial, desc
         self.t0, self.n0, self.last = time.monotonic(), initial, 0.0
 
@@ -160,6 +161,11 @@ class _TextBar:
         sys.stderr.flush()
 
 
+class _Bar(Protocol):
+    def update(self, k: int) -> object: ...
+    def close(self) -> None: ...
+
+
 class _NoBar:
     def update(self, k: int) -> None:
         pass
@@ -168,15 +174,25 @@ class _NoBar:
         pass
 
 
-def _progress(total: Optional[int], initial: int, desc: str, quiet: bool):
+def _progress(total: int | None, initial: int, desc: str, quiet: bool) -> _Bar:
     if quiet:
         return _NoBar()
     try:
         from tqdm import tqdm
     except ImportError:
         return _TextBar(total, initial, desc)
-    return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                file=sys.stderr, dynamic_ncols=True, leave=True)
+    bar: _Bar = tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=True,
+    )
+    return bar
 
 
 def _say(quiet: bool, msg: str) -> None:
@@ -202,7 +218,7 @@ class _BgHash:
 
     def __init__(self, algo: str):
         self._h = hashlib.new(algo)
-        self._q: "queue.Queue[Optional[bytes]]" = queue.Queue(maxsize=16)  # ≤ 16 chunks of ≤ CHUNK bytes
+        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=16)  # ≤ 16 chunks of ≤ CHUNK bytes
         self._t = threading.Thread(target=self._run, name="llama-pull-hash", daemon=True)
         self._t.start()
 
@@ -240,7 +256,7 @@ def _hash_file(path: Path, algo: str) -> str:
             h.update(buf)
 
 
-def _content_range(value: Optional[str]) -> Tuple[Optional[int], Optional[int]]:
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
     """`bytes 100-199/1000` → (100, 1000); `bytes */1000` → (None, 1000)."""
     m = re.match(r"^\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*$", value or "")
     if not m:
@@ -250,9 +266,18 @@ def _content_range(value: Optional[str]) -> Tuple[Optional[int], Optional[int]]:
     return start, total
 
 
-def download(url: str, dest, *, digest: Optional[Tuple[str, str]] = None, quiet: bool = False,
-             token: Optional[str] = None, timeout: float = TIMEOUT, retries: int = RETRIES,
-             backoff: Optional[float] = None, desc: Optional[str] = None) -> Path:
+def download(
+    url: str,
+    dest: str | os.PathLike[str],
+    *,
+    digest: tuple[str, str] | None = None,
+    quiet: bool = False,
+    token: str | None = None,
+    timeout: float = TIMEOUT,
+    retries: int = RETRIES,
+    backoff: float | None = None,
+    desc: str | None = None,
+) -> Path:
     """Download `url` to `dest` through `dest.part`, resuming a `.part` left by an earlier run.
 
     digest = (algorithm, hex), e.g. ("md5", "…"): checked before the rename; a mismatch removes the
@@ -330,8 +355,10 @@ def download(url: str, dest, *, digest: Optional[Tuple[str, str]] = None, quiet:
                         raise _Cut(f"connection closed after {size} of {total} bytes")
                     if total is not None and size > total:
                         part.unlink()
-                        raise LlamaError(f"{dest}: server sent {size} bytes, more than the {total} announced; "
-                                         f"the download was removed")
+                        raise LlamaError(
+                            f"{dest}: server sent {size} bytes, more than the {total} announced; "
+                            f"the download was removed"
+                        )
                     break
             except urllib.error.HTTPError as e:
                 if e.code == 416 and have:
@@ -355,21 +382,21 @@ def download(url: str, dest, *, digest: Optional[Tuple[str, str]] = None, quiet:
             failures = 0 if progressed else failures + 1
             if failures > retries or attempts >= MAX_ATTEMPTS:
                 kept = f"; {part} is kept, run again to resume" if part.exists() else ""
-                raise LlamaError(f"{dest.name}: download from {_redact(url)} failed after {attempts} attempts: "
-                                 f"{_reason(err)}{kept}")
+                raise LlamaError(
+                    f"{dest.name}: download from {_redact(url)} failed after {attempts} attempts: {_reason(err)}{kept}"
+                )
             wait = min(backoff * 2 ** max(failures - 1, 0), 30.0)
             _say(quiet, f"{desc}: {_reason(err)}; retrying in {wait:.1f} s (attempt {attempts + 1})")
             time.sleep(wait)
 
         if digest:
-            if hashed != part.stat().st_size:  # e.g. the 416 path: nothing was hashed in this run
-                got = _hash_file(part, algo)
-            else:
-                got = hasher.hexdigest()
+            # hashed short of the size: e.g. the 416 path, nothing was hashed in this run
+            got = _hash_file(part, algo) if hashed != part.stat().st_size else hasher.hexdigest()
             if got != digest[1].lower():
                 part.unlink()
-                raise ChecksumError(f"{dest}: {algo} {got} does not match the expected {digest[1].lower()}; "
-                                    f"the download was removed")
+                raise ChecksumError(
+                    f"{dest}: {algo} {got} does not match the expected {digest[1].lower()}; the download was removed"
+                )
         os.replace(part, dest)
         return dest
     finally:
@@ -400,7 +427,7 @@ def _http_message(url: str, dest: Path, e: urllib.error.HTTPError) -> str:
 # Meta's layout
 
 
-def _hub_get_json(url: str, token: Optional[str], what: str, timeout: float = TIMEOUT):
+def _hub_get_json(url: str, token: str | None, what: str, timeout: float = TIMEOUT) -> tuple[Any, str | None]:
     """GET a JSON document from the Hub API; returns (json, next page URL or None)."""
     req = urllib.request.Request(url, headers={"User-Agent": "llama.py-pull", "Accept": "application/json"})
     if token:
@@ -413,8 +440,11 @@ def _hub_get_json(url: str, token: Optional[str], what: str, timeout: float = TI
     except urllib.error.HTTPError as e:
         hint = ""
         if e.code in (401, 403):
-            hint = (" — a gated repo: accept its licence on the Hub, then set HF_TOKEN" if not token
-                    else " — HF_TOKEN has no access to it: accept the licence on the Hub")
+            hint = (
+                " — a gated repo: accept its licence on the Hub, then set HF_TOKEN"
+                if not token
+                else " — HF_TOKEN has no access to it: accept the licence on the Hub"
+            )
         elif e.code == 404:
             hint = " — no such repo (or it is private and HF_TOKEN is not set)"
         raise LlamaError(f"{what}: HTTP {e.code} {e.reason}{hint}") from None
@@ -422,25 +452,31 @@ def _hub_get_json(url: str, token: Optional[str], what: str, timeout: float = TI
         raise LlamaError(f"{what}: {_reason(e)}") from None
 
 
-def hub_list_files(repo: str, revision: str = "main", token: Optional[str] = None) -> Dict[str, dict]:
+def hub_list_files(repo: str, revision: str = "main", token: str | None = None) -> dict[str, dict]:
     """Every file of a Hub repo: path → tree entry ({'size', 'lfs': {'oid': sha256}} ...)."""
-    url = (f"{hf_endpoint()}/api/models/{repo}/tree/{urllib.parse.quote(revision, safe='')}"
-           f"?recursive=true&expand=false")
-    files: Dict[str, dict] = {}
+    rev = urllib.parse.quote(revision, safe="")
+    url: str | None = f"{hf_endpoint()}/api/models/{repo}/tree/{rev}?recursive=true&expand=false"
+    files: dict[str, dict] = {}
     for _ in range(1000):  # pagination is bounded: 1000 pages of 1000 entries
+        if url is None:
+            break
         page, url = _hub_get_json(url, token, f"listing {repo}")
         if not isinstance(page, list):
             raise LlamaError(f"listing {repo}: unexpected answer from {hf_endpoint()}")
         for entry in page:
             if isinstance(entry, dict) and entry.get("type") == "file" and "path" in entry:
                 files[entry["path"]] = entry
-        if url is None:
-            break
     return files
 
 
-def pull_meta(model_dir, size: Optional[str] = None, source: Optional[str] = None, *, quiet: bool = False,
-              **kw) -> List[Path]:
+def pull_meta(
+    model_dir: str | os.PathLike[str],
+    size: str | None = None,
+    source: str | None = None,
+    *,
+    quiet: bool = False,
+    **kw: Any,
+) -> list[Path]:
     """Download Meta's layout: `model_dir/{checklist.chk, consolidated.NN.pth, params.json}` and
     `model_dir/../{tokenizer.model, tokenizer_checklist.chk}`, every file checked against its md5.
     `kw` goes to `download` (timeout, retries, backoff). Returns the local paths."""
@@ -456,7 +492,7 @@ def pull_meta(model_dir, size: Optional[str] = None, source: Optional[str] = Non
 
         checklist, tok_checklist = f"{size}/checklist.chk", "tokenizer_checklist.chk"
         prefix_model, prefix_tok = f"{size}/", ""
-        remote: Optional[Dict[str, dict]] = None
+        remote: dict[str, dict] | None = None
     else:
         repo = meta_repo_for(size)
         token = hf_token()
@@ -465,8 +501,7 @@ def pull_meta(model_dir, size: Optional[str] = None, source: Optional[str] = Non
         # The files sit at the repo root (Llama 2) or under original/ (repos that also hold HF weights).
         prefix = next((p for p in ("", "original/") if f"{p}params.json" in remote), None)
         if prefix is None:
-            raise LlamaError(f"{repo}: holds no params.json at its root or under original/, "
-                             f"so it is not Meta's layout")
+            raise LlamaError(f"{repo}: holds no params.json at its root or under original/, so it is not Meta's layout")
 
         def url_for(rel: str) -> str:
             return f"{hf_endpoint()}/{repo}/resolve/main/{urllib.parse.quote(rel)}"
@@ -475,7 +510,7 @@ def pull_meta(model_dir, size: Optional[str] = None, source: Optional[str] = Non
         prefix_model = prefix_tok = prefix
     _say(quiet, f"pulling {size} from {where} into {model_dir}")
 
-    def fetch(rel: str, dest: Path, md5: Optional[str]) -> Path:
+    def fetch(rel: str, dest: Path, md5: str | None) -> Path:
         if md5 is None and remote is not None:  # no checklist in the repo: use the Hub's LFS sha256
             oid = (remote.get(rel) or {}).get("lfs", {}) or {}
             digest = ("sha256", oid["oid"]) if oid.get("oid") else None
@@ -488,11 +523,11 @@ def pull_meta(model_dir, size: Optional[str] = None, source: Optional[str] = Non
             _say(quiet, f"{dest}: present but its {digest[0]} does not match: downloading again")
         return download(url_for(rel), dest, digest=digest, quiet=quiet, token=token, **kw)
 
-    def group(checklist_rel: str, prefix: str, folder: Path, fallback: List[str]) -> List[Path]:
+    def group(checklist_rel: str, prefix: str, folder: Path, fallback: list[str]) -> list[Path]:
         out = []
         if remote is not None and checklist_rel not in remote:
             _say(quiet, f"{checklist_rel}: not in the repo; checking the Hub's sha256 instead")
-            entries: List[Tuple[Optional[str], str]] = [(None, n) for n in fallback]
+            entries: list[tuple[str | None, str]] = [(None, n) for n in fallback]
         else:
             chk = download(url_for(checklist_rel), folder / Path(checklist_rel).name, quiet=True, token=token, **kw)
             out.append(chk)
@@ -502,7 +537,8 @@ def pull_meta(model_dir, size: Optional[str] = None, source: Optional[str] = Non
         return out
 
     model_files = ["params.json"] + sorted(
-        Path(p).name for p in (remote or {}) if re.fullmatch(re.escape(prefix_model) + r"consolidated\.\d+\.pth", p))
+        Path(p).name for p in (remote or {}) if re.fullmatch(re.escape(prefix_model) + r"consolidated\.\d+\.pth", p)
+    )
     paths = group(checklist, prefix_model, model_dir, model_files)
     paths += group(tok_checklist, prefix_tok, root, ["tokenizer.model"])
     return paths
@@ -512,31 +548,41 @@ def pull_meta(model_dir, size: Optional[str] = None, source: Optional[str] = Non
 # Hugging Face Hub
 
 
-def _hf():
+def _hf() -> Any:  # the huggingface_hub module, imported on first use
     try:
         import huggingface_hub
     except ImportError:
-        raise LlamaError("pulling from the Hugging Face Hub needs huggingface_hub: "
-                         "pip install 'llama-py[pull]' (or pip install huggingface_hub)") from None
+        raise LlamaError(
+            "pulling from the Hugging Face Hub needs huggingface_hub: "
+            "pip install 'llama-py[pull]' (or pip install huggingface_hub)"
+        ) from None
     return huggingface_hub
 
 
 def _hf_error(repo: str, e: Exception) -> LlamaError:
     """A huggingface_hub / HTTP client exception as a LlamaError naming the repo and a way out."""
     # LocalEntryNotFoundError ("not in the cache") wraps the Hub's answer: report that answer instead.
-    known = ("GatedRepoError", "RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError",
-             "RemoteEntryNotFoundError")
-    seen, c = 0, e
+    known = (
+        "GatedRepoError",
+        "RepositoryNotFoundError",
+        "RevisionNotFoundError",
+        "EntryNotFoundError",
+        "RemoteEntryNotFoundError",
+    )
+    found: BaseException = e
+    c: BaseException | None = e
+    seen = 0
     while c is not None and seen < 8:
         if type(c).__name__ in known:
-            e = c
+            found = c
             break
         c, seen = c.__cause__ or c.__context__, seen + 1
-    name = type(e).__name__
-    first = (str(e).strip().splitlines() or [name])[0]
+    name = type(found).__name__
+    first = (str(found).strip().splitlines() or [name])[0]
     if name == "GatedRepoError" or " 401" in first or " 403" in first:
-        return LlamaError(f"{repo}: access denied ({first}) — a gated repo: accept its licence on the Hub, "
-                          f"then set HF_TOKEN")
+        return LlamaError(
+            f"{repo}: access denied ({first}) — a gated repo: accept its licence on the Hub, then set HF_TOKEN"
+        )
     if name == "RepositoryNotFoundError":
         return LlamaError(f"{repo}: no such repo on {hf_endpoint()} (or it is private and HF_TOKEN is not set)")
     if name == "RevisionNotFoundError":
@@ -557,8 +603,14 @@ def _has_glob(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
-def pull_hub(repo: str, pattern: Optional[str] = None, revision: Optional[str] = None,
-             out_dir: Optional[str] = None, *, quiet: bool = False) -> List[str]:
+def pull_hub(
+    repo: str,
+    pattern: str | None = None,
+    revision: str | None = None,
+    out_dir: str | None = None,
+    *,
+    quiet: bool = False,
+) -> list[str]:
     """Download a file (or the files matching a glob, or the whole repo) of a Hub repo with
     huggingface_hub; returns the local paths. Honours HF_ENDPOINT, HF_TOKEN and the shared HF cache."""
     hf = _hf()
@@ -571,8 +623,9 @@ def pull_hub(repo: str, pattern: Optional[str] = None, revision: Optional[str] =
     try:
         if pattern and not _has_glob(pattern):
             return [hf.hf_hub_download(repo, pattern, revision=revision, local_dir=out_dir)]
-        root = hf.snapshot_download(repo, revision=revision, local_dir=out_dir,
-                                    allow_patterns=[pattern] if pattern else None)
+        root = hf.snapshot_download(
+            repo, revision=revision, local_dir=out_dir, allow_patterns=[pattern] if pattern else None
+        )
     except LlamaError:
         raise
     except Exception as e:
@@ -596,7 +649,7 @@ def pull_hub(repo: str, pattern: Optional[str] = None, revision: Optional[str] =
 # Which model to load
 
 
-def pick_gguf(names: List[str], prefer_hub: bool = False) -> Optional[str]:
+def pick_gguf(names: list[str], prefer_hub: bool = False) -> str | None:
     """The GGUF to load among names: ggml-model-q4_0.gguf (the seed's name) if there, else (in a Hub repo,
     where a file per quantization is usual) a Q4_K_M then a Q4_0 one, else the first by name."""
     ggufs = sorted(n for n in names if n.lower().endswith(".gguf"))
@@ -613,7 +666,7 @@ def pick_gguf(names: List[str], prefer_hub: bool = False) -> Optional[str]:
     return ggufs[0]
 
 
-def resolve_model(spec: Optional[str], *, quiet: bool = False) -> str:
+def resolve_model(spec: str | None, *, quiet: bool = False) -> str:
     """The GGUF path a command should load, from its -m value.
 
     * a file path → itself;  a folder → ggml-model-q4_0.gguf in it, else its first *.gguf by name;
@@ -624,8 +677,11 @@ def resolve_model(spec: Optional[str], *, quiet: bool = False) -> str:
         env = os.environ.get("LLAMA_MODEL")
         if env:
             return resolve_model(env, quiet=quiet)
-        _say(quiet, f"no model given (-m or $LLAMA_MODEL): using {DEFAULT_REPO}/{DEFAULT_FILE} "
-                    f"(pulled once into the Hugging Face cache)")
+        _say(
+            quiet,
+            f"no model given (-m or $LLAMA_MODEL): using {DEFAULT_REPO}/{DEFAULT_FILE} "
+            f"(pulled once into the Hugging Face cache)",
+        )
         return resolve_model(f"hf:{DEFAULT_REPO}/{DEFAULT_FILE}", quiet=quiet)
     if spec.startswith("hf:"):
         parts = [p for p in spec[3:].split("/") if p]
@@ -659,10 +715,10 @@ def resolve_model(spec: Optional[str], *, quiet: bool = False) -> str:
 # Command line
 
 
-PARSER_KW = dict(
-    help="download weights: Meta's layout (-m DIR -s 7B) or a Hugging Face repo (REPO)",
-    formatter_class=argparse.RawDescriptionHelpFormatter,
-    description="""\
+PARSER_KW: dict[str, Any] = {
+    "help": "download weights: Meta's layout (-m DIR -s 7B) or a Hugging Face repo (REPO)",
+    "formatter_class": argparse.RawDescriptionHelpFormatter,
+    "description": """\
 Download model weights, resumably (a cut download continues from its .part file) and verified.
 
   llama pull -m data/model/7B -s 7B [--source URL]
@@ -679,13 +735,17 @@ Download model weights, resumably (a cut download continues from its .part file)
       A Hugging Face repo through huggingface_hub (HF_ENDPOINT, HF_TOKEN and the shared HF cache);
       PATTERN is a file name or a glob (e.g. '*q4_k_m.gguf'). Prints the local path(s).
 """,
-)
+}
 
 
 def add_pull_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("repo", nargs="?", default=None, help="Hugging Face repo id (OWNER/NAME)")
-    p.add_argument("-m", "--model-dir", default=None,
-                   help="Meta layout: the model folder to fill, e.g. data/model/7B (tokenizer goes in its parent)")
+    p.add_argument(
+        "-m",
+        "--model-dir",
+        default=None,
+        help="Meta layout: the model folder to fill, e.g. data/model/7B (tokenizer goes in its parent)",
+    )
     p.add_argument("-s", "--size", default=None, help="Meta layout: 7B, 13B, 70B (-chat); default: the name of -m")
     p.add_argument("--source", default=None, help="Meta layout: base URL of the files ('*' = the file's path)")
     p.add_argument("--file", default=None, help="hub: file name or glob to download (default: the whole repo)")
@@ -696,15 +756,15 @@ def add_pull_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def cmd_pull(a) -> int:
+def cmd_pull(a: argparse.Namespace) -> int:
     meta = a.model_dir is not None or a.size is not None or a.source is not None
     if a.repo is not None and meta:
         raise InvalidArgumentError("pull: give either REPO (Hub) or -m/-s/--source (Meta's layout), not both")
     if a.repo is None and not meta:
         raise InvalidArgumentError("pull: give a Hub REPO, or -m DIR -s SIZE for Meta's layout (see --help)")
     if a.repo is not None:
-        for path in pull_hub(a.repo, a.file, a.revision, a.output_dir, quiet=a.quiet):
-            print(path)
+        for name in pull_hub(a.repo, a.file, a.revision, a.output_dir, quiet=a.quiet):
+            print(name)
         return 0
     if a.file or a.revision or a.output_dir:
         raise InvalidArgumentError("pull: --file, --revision and -o are for a Hub REPO; Meta's layout uses -m")

@@ -100,41 +100,56 @@ impl Sampler {
     /// `c` times in the window has its logit divided by `repeat_penalty` (multiplied when negative),
     /// then lowered by `c * frequency_penalty + presence_penalty`.
     pub fn apply_penalties(&mut self, logits: &mut [f32], recent: &[u32], p: &SamplerParams) {
+        if !self.count_window(recent, p) {
+            return;
+        }
+        for (&t, &c) in &self.counts {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l = penalized(*l, c, p);
+            }
+        }
+    }
+
+    /// Counts the tokens of the penalty window into `counts`; false when no penalty applies.
+    fn count_window(&mut self, recent: &[u32], p: &SamplerParams) -> bool {
         let disabled = p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0;
         if disabled || p.penalty_last_n == 0 || recent.is_empty() {
-            return;
+            return false;
         }
         let window = &recent[recent.len().saturating_sub(p.penalty_last_n)..];
         self.counts.clear();
         for &t in window {
             *self.counts.entry(t).or_insert(0) += 1;
         }
-        for (&t, &c) in &self.counts {
-            let Some(l) = logits.get_mut(t as usize) else { continue };
-            if *l <= 0.0 {
-                *l *= p.repeat_penalty;
-            } else {
-                *l /= p.repeat_penalty;
-            }
-            *l -= c as f32 * p.frequency_penalty + p.presence_penalty;
-        }
+        true
     }
 
-    /// Picks the next token. `logits` is one row of n_vocab (it is modified by the penalties);
-    /// `recent` is the token history the penalties look at.
-    pub fn sample(&mut self, logits: &mut [f32], recent: &[u32], p: &SamplerParams, rng: &mut Rng) -> Result<u32> {
+    /// Picks the next token. `logits` is one row of n_vocab, read only (the penalties apply to the
+    /// candidate list, a copy the sampler owns); `recent` is the token history they look at.
+    pub fn sample(&mut self, logits: &[f32], recent: &[u32], p: &SamplerParams, rng: &mut Rng) -> Result<u32> {
         if logits.is_empty() {
             return Err(Error::InvalidArgument("sampling from empty logits".into()));
         }
         if logits.iter().any(|x| x.is_nan()) {
             return Err(Error::InvalidArgument("logits contain NaN".into()));
         }
-        self.apply_penalties(logits, recent, p);
-        if p.temp <= 0.0 {
+        let penalize = self.count_window(recent, p);
+        if p.temp <= 0.0 && !penalize {
             return Ok(argmax(logits));
         }
         self.cand.clear();
         self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        // cand[t] is token t until the filters below reorder it.
+        if penalize {
+            for (&t, &c) in &self.counts {
+                if let Some(x) = self.cand.get_mut(t as usize) {
+                    x.1 = penalized(x.1, c, p);
+                }
+            }
+        }
+        if p.temp <= 0.0 {
+            return Ok(argmax_cand(&self.cand));
+        }
         let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
 
         // top-k: partial selection then sort of the survivors only (vocabularies reach 262k).
@@ -194,6 +209,23 @@ impl Sampler {
     }
 }
 
+/// A logit after the penalties for a token seen `c` times in the window.
+fn penalized(l: f32, c: u32, p: &SamplerParams) -> f32 {
+    let l = if l <= 0.0 { l * p.repeat_penalty } else { l / p.repeat_penalty };
+    l - (c as f32 * p.frequency_penalty + p.presence_penalty)
+}
+
+/// `argmax` over candidates still in id order.
+fn argmax_cand(cand: &[(u32, f32)]) -> u32 {
+    let mut best = 0usize;
+    for (i, c) in cand.iter().enumerate() {
+        if c.1 > cand[best].1 {
+            best = i;
+        }
+    }
+    cand[best].0
+}
+
 /// Index of the largest logit (the first one on ties, as llama.cpp's greedy sampler).
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0usize;
@@ -216,8 +248,8 @@ mod tests {
     #[test]
     fn greedy_takes_argmax() {
         let mut s = Sampler::new();
-        let mut l = vec![0.1, 3.0, -1.0, 2.9];
-        assert_eq!(s.sample(&mut l, &[], &params(0.0), &mut Rng::new(1)).unwrap(), 1);
+        let l = vec![0.1, 3.0, -1.0, 2.9];
+        assert_eq!(s.sample(&l, &[], &params(0.0), &mut Rng::new(1)).unwrap(), 1);
     }
 
     #[test]
@@ -227,7 +259,7 @@ mod tests {
         let draw = |seed| {
             let mut s = Sampler::new();
             let mut rng = Rng::new(seed);
-            (0..6000).map(|_| s.sample(&mut logits.clone(), &[], &p, &mut rng).unwrap()).collect::<Vec<_>>()
+            (0..6000).map(|_| s.sample(&logits, &[], &p, &mut rng).unwrap()).collect::<Vec<_>>()
         };
         let a = draw(7);
         assert_eq!(a, draw(7));
@@ -244,12 +276,12 @@ mod tests {
         let mut s = Sampler::new();
         let p = SamplerParams { temp: 1.0, top_k: 1, ..Default::default() };
         for seed in 0..20 {
-            assert_eq!(s.sample(&mut vec![1.0, 5.0, 4.9], &[], &p, &mut Rng::new(seed)).unwrap(), 1);
+            assert_eq!(s.sample(&[1.0, 5.0, 4.9], &[], &p, &mut Rng::new(seed)).unwrap(), 1);
         }
         // min_p 0.5: token 2 has p ratio e^-1 ≈ 0.37 < 0.5 → pruned.
         let p = SamplerParams { temp: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, ..Default::default() };
         for seed in 0..50 {
-            assert_eq!(s.sample(&mut vec![-9.0, 5.0, 4.0], &[], &p, &mut Rng::new(seed)).unwrap(), 1);
+            assert_eq!(s.sample(&[-9.0, 5.0, 4.0], &[], &p, &mut Rng::new(seed)).unwrap(), 1);
         }
     }
 
@@ -264,8 +296,30 @@ mod tests {
     }
 
     #[test]
+    fn sample_reads_the_logits_and_penalizes_its_own_copy() {
+        let p = SamplerParams { repeat_penalty: 3.0, presence_penalty: 0.5, temp: 0.0, ..Default::default() };
+        let logits = vec![2.0, 1.9, -1.0, 0.5];
+        let mut s = Sampler::new();
+        // Token 0 penalized (2/3 - 0.5) falls below token 1; greedy then takes 1.
+        assert_eq!(s.sample(&logits, &[0, 0, 2], &p, &mut Rng::new(0)).unwrap(), 1);
+        assert_eq!(logits, vec![2.0, 1.9, -1.0, 0.5], "the caller's row is not modified");
+        // The same draw as penalties applied in place first, then sampling without them.
+        let p = SamplerParams { repeat_penalty: 1.3, frequency_penalty: 0.2, temp: 0.9, ..Default::default() };
+        let row: Vec<f32> = (0..500).map(|i| ((i * 37) % 101) as f32 / 17.0).collect();
+        let recent: Vec<u32> = (0..80).map(|i| (i * 7) % 500).collect();
+        let mut pre = row.clone();
+        s.apply_penalties(&mut pre, &recent, &p);
+        let plain = SamplerParams { repeat_penalty: 1.0, frequency_penalty: 0.0, ..p.clone() };
+        for seed in 0..20 {
+            let a = s.sample(&row, &recent, &p, &mut Rng::new(seed)).unwrap();
+            let b = s.sample(&pre, &[], &plain, &mut Rng::new(seed)).unwrap();
+            assert_eq!(a, b, "seed {seed}");
+        }
+    }
+
+    #[test]
     fn nan_logits_are_an_error() {
         let mut s = Sampler::new();
-        assert!(s.sample(&mut vec![f32::NAN], &[], &params(0.8), &mut Rng::new(0)).is_err());
+        assert!(s.sample(&[f32::NAN], &[], &params(0.8), &mut Rng::new(0)).is_err());
     }
 }

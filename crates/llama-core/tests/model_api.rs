@@ -96,3 +96,29 @@ fn truncate_and_state_round_trip() {
     assert!(other.set_state(&f32ctx.state()).is_err());
     assert!(other.set_state(&state[..state.len() - 1]).is_err());
 }
+
+#[test]
+fn eval_into_checks_ids_as_given_and_writes_the_logits() {
+    let Some(m) = model() else { return };
+    let mut ctx = Context::new(&m, params(16, 4, true)).unwrap();
+    // A Python caller's -1 is reported as -1, not as a wrapped u32.
+    let e = ctx.eval_into(&m, &[1i64, -1], 0, None).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("token id -1 at index 1"), "{e}");
+    assert!(e.to_string().contains("n_vocab = 32000"), "{e}");
+    // The window is checked before the size of `out` (a short out slice is what an overflow gives).
+    let mut short = vec![0.0f32; 32000];
+    let e = ctx.eval_into(&m, &[1i64; 17], 0, Some(&mut short)).unwrap_err();
+    assert!(matches!(e, Error::ContextOverflow(_)), "{e}");
+    let e = ctx.eval_into(&m, &PROMPT[..2], 0, Some(&mut short)).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("2 x 32000"), "{e}");
+    assert_eq!(ctx.kv_len(), 0, "a rejected eval leaves the cache alone");
+    let mut out = vec![0.0f32; PROMPT.len() * 32000];
+    ctx.eval_into(&m, &PROMPT, 0, Some(&mut out)).unwrap();
+    assert_eq!(&out[..], ctx.logits());
+    // The thread count changes the speed, not the logits.
+    ctx.set_n_threads(&m, 1).unwrap();
+    let mut again = vec![0.0f32; PROMPT.len() * 32000];
+    ctx.eval_into(&m, &PROMPT, 0, Some(&mut again)).unwrap();
+    assert_eq!(out, again);
+    assert!(ctx.set_n_threads(&m, 0).is_err());
+}

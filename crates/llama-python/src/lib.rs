@@ -7,7 +7,6 @@ mod gguf_info;
 mod model;
 mod quantize;
 mod sampling;
-mod seed;
 
 use pyo3::prelude::*;
 
@@ -25,9 +24,5 @@ fn _llama(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyStreamDecoder>()?;
     m.add_class::<sampling::PySampler>()?;
     m.add_class::<sampling::PyRng>()?;
-    m.add_class::<seed::PyGgmlType>()?;
-    m.add_class::<seed::PyLLaMA>()?;
-    m.add_class::<seed::PyTokenizer>()?;
-    m.add_function(wrap_pyfunction!(seed::sample_next_token, m)?)?;
     Ok(())
 }

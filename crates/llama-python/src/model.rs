@@ -6,34 +6,34 @@ use llama_core::gguf::GgufFile;
 use llama_core::model::{Context, ContextParams, KvType, Model, ModelParams};
 use llama_core::tokenizer::{StreamDecoder, Tokenizer};
 use llama_core::Error;
-use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
+use numpy::{PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::errors::{to_py, IntoPy};
 use crate::gguf_info::metadata_strings;
 
-pub enum Weights {
+enum Weights {
     Full(Arc<Model>),
-    VocabOnly(GgufFile),
+    VocabOnly(Box<GgufFile>),
 }
 
 #[pyclass(name = "Model", module = "llama._llama", frozen)]
 pub struct PyModel {
-    pub weights: Weights,
-    pub tokenizer: Tokenizer,
-    pub path: String,
+    weights: Weights,
+    tokenizer: Tokenizer,
+    path: String,
 }
 
 impl PyModel {
-    pub fn gguf(&self) -> &GgufFile {
+    fn gguf(&self) -> &GgufFile {
         match &self.weights {
             Weights::Full(m) => m.gguf(),
             Weights::VocabOnly(f) => f,
         }
     }
 
-    pub fn model(&self) -> PyResult<&Arc<Model>> {
+    fn model(&self) -> PyResult<&Arc<Model>> {
         match &self.weights {
             Weights::Full(m) => Ok(m),
             Weights::VocabOnly(_) => Err(to_py(Error::InvalidArgument(format!(
@@ -43,14 +43,14 @@ impl PyModel {
         }
     }
 
-    pub fn load(py: Python<'_>, path: &str, vocab_only: bool) -> PyResult<PyModel> {
+    fn load(py: Python<'_>, path: &str, vocab_only: bool) -> PyResult<PyModel> {
         let p = path.to_string();
         let (weights, tokenizer) = py
             .detach(move || -> llama_core::Result<(Weights, Tokenizer)> {
                 if vocab_only {
                     let f = GgufFile::open(&p)?;
                     let t = Tokenizer::from_gguf(&f)?;
-                    Ok((Weights::VocabOnly(f), t))
+                    Ok((Weights::VocabOnly(Box::new(f)), t))
                 } else {
                     let m = Model::load(&p, &ModelParams::default())?;
                     let t = Tokenizer::from_gguf(m.gguf())?;
@@ -154,18 +154,28 @@ impl PyModel {
         id >= 0 && self.tokenizer.is_eog(id as u32)
     }
 
-    fn hparams(&self) -> PyResult<Vec<(String, String)>> {
+    /// The hyperparameters: "arch" (a str) and the sizes (ints).
+    fn hparams<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let h = self.model()?.hparams();
-        Ok(vec![
-            ("arch".into(), h.arch.name().into()),
-            ("n_vocab".into(), h.n_vocab.to_string()),
-            ("n_ctx_train".into(), h.n_ctx_train.to_string()),
-            ("n_embd".into(), h.n_embd.to_string()),
-            ("n_layer".into(), h.n_layer.to_string()),
-            ("n_head".into(), h.n_head.to_string()),
-            ("n_head_kv".into(), h.n_head_kv.to_string()),
-            ("n_ff".into(), h.n_ff.to_string()),
-        ])
+        let d = PyDict::new(py);
+        d.set_item("arch", h.arch.name())?;
+        let sizes = [
+            ("n_vocab", h.n_vocab),
+            ("n_ctx_train", h.n_ctx_train),
+            ("n_embd", h.n_embd),
+            ("n_layer", h.n_layer),
+            ("n_head", h.n_head),
+            ("n_head_kv", h.n_head_kv),
+            ("n_embd_head_k", h.n_embd_head_k),
+            ("n_embd_head_v", h.n_embd_head_v),
+            ("n_embd_k_gqa", h.n_embd_k_gqa()),
+            ("n_embd_v_gqa", h.n_embd_v_gqa()),
+            ("n_ff", h.n_ff),
+        ];
+        for (k, v) in sizes {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
     }
 
     fn __repr__(&self) -> String {
@@ -180,24 +190,10 @@ pub struct PyContext {
 }
 
 impl PyContext {
-    pub fn create(py: Python<'_>, model: Arc<Model>, p: ContextParams) -> PyResult<PyContext> {
-        let m = model.clone();
-        let ctx = py.detach(move || Context::new(&m, p)).py_err()?;
-        Ok(PyContext { model, ctx: Mutex::new(ctx) })
-    }
-
-    pub fn lock(&self) -> PyResult<std::sync::MutexGuard<'_, Context>> {
+    fn lock(&self) -> PyResult<std::sync::MutexGuard<'_, Context>> {
         self.ctx
             .try_lock()
             .map_err(|_| to_py(Error::InvalidArgument("this context is being used by another thread".into())))
-    }
-
-    /// Evaluates with the GIL released; returns the logits of the outputs as a Vec.
-    pub fn eval_vec(&self, py: Python<'_>, tokens: &[u32], n_past: usize) -> PyResult<()> {
-        let mut guard = self.lock()?;
-        let ctx: &mut Context = &mut guard;
-        let model = &self.model;
-        py.detach(|| ctx.eval(model, tokens, n_past)).py_err()
     }
 }
 
@@ -223,58 +219,35 @@ impl PyContext {
         let n_threads = n_threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         let p =
             ContextParams { n_ctx, n_batch, n_threads: n_threads.max(1), kv_type: parse_kv_type(type_k)?, logits_all };
-        PyContext::create(py, m, p)
+        let model = m.clone();
+        let ctx = py.detach(move || Context::new(&m, p)).py_err()?;
+        Ok(PyContext { model, ctx: Mutex::new(ctx) })
     }
 
-    /// Evaluates `tokens` at positions n_past…; with `out` ([n_outputs, n_vocab] float32) the
-    /// logits are written there, otherwise `logits()` returns them.
-    #[pyo3(signature = (tokens, n_past, out=None))]
+    /// Evaluates `tokens` at positions n_past… (GIL released) and writes the logits into `out`
+    /// ([n_outputs, n_vocab] float32, C-contiguous: the caller's rows, no copy in between). The
+    /// ids, n_past, the window and the size of `out` are checked by the core's `Context::eval_into`.
     fn eval(
         &self,
         py: Python<'_>,
         tokens: Vec<i64>,
         n_past: usize,
-        out: Option<PyReadwriteArray2<'_, f32>>,
+        mut out: PyReadwriteArray2<'_, f32>,
     ) -> PyResult<()> {
-        let n_vocab = self.model.n_vocab();
-        let toks: Vec<u32> = tokens
-            .iter()
-            .map(|&t| {
-                if t < 0 || t as usize >= n_vocab {
-                    Err(to_py(Error::InvalidArgument(format!(
-                        "token id {t} is outside the vocabulary (n_vocab = {n_vocab})"
-                    ))))
-                } else {
-                    Ok(t as u32)
-                }
-            })
-            .collect::<PyResult<_>>()?;
-        self.eval_vec(py, &toks, n_past)?;
-        if let Some(mut out) = out {
-            let ctx = self.lock()?;
-            let logits = ctx.logits();
-            let dst =
-                out.as_slice_mut().map_err(|_| to_py(Error::InvalidArgument("out must be C-contiguous".into())))?;
-            if dst.len() != logits.len() {
-                return Err(to_py(Error::InvalidArgument(format!(
-                    "out holds {} floats, the logits are {}",
-                    dst.len(),
-                    logits.len()
-                ))));
-            }
-            dst.copy_from_slice(logits);
-        }
-        Ok(())
+        let dst = out.as_slice_mut().map_err(|_| to_py(Error::InvalidArgument("out must be C-contiguous".into())))?;
+        let mut guard = self.lock()?;
+        let ctx: &mut Context = &mut guard;
+        let model = &self.model;
+        py.detach(|| ctx.eval_into(model, &tokens, n_past, Some(dst))).py_err()
     }
 
-    /// The logits of the last eval: [n_outputs, n_vocab] (a copy).
-    fn logits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let ctx = self.lock()?;
-        let n_vocab = self.model.n_vocab();
-        let l = ctx.logits();
-        let rows = if n_vocab == 0 { 0 } else { l.len() / n_vocab };
-        let arr = numpy::PyArray1::from_slice(py, l);
-        arr.reshape([rows, n_vocab])
+    /// Threads used by the next evals (the logits do not depend on it).
+    fn set_n_threads(&self, n_threads: usize) -> PyResult<()> {
+        self.lock()?.set_n_threads(&self.model, n_threads).py_err()
+    }
+
+    fn n_threads(&self) -> PyResult<usize> {
+        Ok(self.lock()?.n_threads())
     }
 
     fn n_ctx(&self) -> PyResult<usize> {

@@ -1,6 +1,7 @@
 //! Evaluation context: KV cache, every activation buffer (allocated once, sized for n_batch),
-//! thread pool and logits. `eval` validates, splits the tokens into batches and runs the
-//! architecture's forward function on each.
+//! thread pool and logits. `eval_into` (behind `eval`) validates, splits the tokens into batches
+//! and runs the architecture's forward function on each: the only batching loop and the only
+//! check of token ids and of the window.
 
 use std::sync::Mutex;
 
@@ -60,6 +61,15 @@ pub struct Context {
     kv_len: usize,
 }
 
+/// One attention scratch per thread. Each attention part holds at most ceil(units/parts) results;
+/// n_batch*n_head is a safe bound.
+fn attn_scratch(model: &Model, n_ctx: usize, n_batch: usize, n_threads: usize) -> Vec<Mutex<AttnScratch>> {
+    let hp = model.hparams();
+    (0..n_threads)
+        .map(|_| Mutex::new(AttnScratch::new(n_ctx, n_batch, hp.n_head, hp.n_embd_head_k, hp.n_embd_head_v)))
+        .collect()
+}
+
 /// Which rows of a batch produce logits, and where they go in `Context::logits`.
 #[derive(Clone, Copy)]
 pub(super) struct Outputs {
@@ -94,10 +104,7 @@ impl Context {
             up: vec![0.0; n_batch * n_ff],
         };
         let pool = ThreadPool::new(p.n_threads);
-        // Each attention part holds at most ceil(units/parts) results; n_batch*n_head is a safe bound.
-        let attn = (0..p.n_threads)
-            .map(|_| Mutex::new(AttnScratch::new(n_ctx, n_batch, hp.n_head, hp.n_embd_head_k, hp.n_embd_head_v)))
-            .collect();
+        let attn = attn_scratch(model, n_ctx, n_batch, p.n_threads);
         Ok(Context {
             n_ctx,
             n_batch,
@@ -122,6 +129,21 @@ impl Context {
     }
     pub fn n_threads(&self) -> usize {
         self.pool.n_threads()
+    }
+    /// Changes the number of worker threads (the pool and the per-thread scratch are rebuilt). The
+    /// logits do not depend on it: every output is summed in the same order whatever the split.
+    pub fn set_n_threads(&mut self, model: &Model, n_threads: usize) -> Result<()> {
+        if n_threads == 0 {
+            return Err(Error::InvalidArgument("n_threads must be at least 1".into()));
+        }
+        if model.n_vocab() != self.n_vocab {
+            return Err(Error::InvalidArgument("set_n_threads: context was created for a different model".into()));
+        }
+        if n_threads != self.pool.n_threads() {
+            self.pool = ThreadPool::new(n_threads);
+            self.attn = attn_scratch(model, self.n_ctx, self.n_batch, n_threads);
+        }
+        Ok(())
     }
     pub fn kv_type(&self) -> KvType {
         self.kv.kv_type()
@@ -154,6 +176,20 @@ impl Context {
     /// Runs `tokens` at positions n_past.. (dropping cached positions ≥ n_past first) and stores
     /// the logits of the last token, or of every token when `logits_all`.
     pub fn eval(&mut self, model: &Model, tokens: &[u32], n_past: usize) -> Result<()> {
+        self.eval_into(model, tokens, n_past, None)
+    }
+
+    /// `eval`, the one path every caller takes: it checks the arguments (ids, n_past, the window),
+    /// splits the tokens into n_batch chunks and runs the forward pass on each. Ids come as the
+    /// caller holds them (u32 in Rust, i64 from Python), so an id outside [0, n_vocab) is reported
+    /// as given. With `out`, the logits ([n_outputs][n_vocab]) are also copied there.
+    pub fn eval_into<T: Copy + Into<i64>>(
+        &mut self,
+        model: &Model,
+        tokens: &[T],
+        n_past: usize,
+        out: Option<&mut [f32]>,
+    ) -> Result<()> {
         if tokens.is_empty() {
             return Err(Error::InvalidArgument("eval: no tokens given".into()));
         }
@@ -173,14 +209,33 @@ impl Context {
                 self.n_ctx
             )));
         }
-        if let Some((i, &t)) = tokens.iter().enumerate().find(|(_, &t)| t as usize >= self.n_vocab) {
+        let n_vocab = self.n_vocab;
+        let outside = |&(_, t): &(usize, i64)| t < 0 || t >= n_vocab as i64;
+        if let Some((i, t)) = tokens.iter().map(|&t| t.into()).enumerate().find(outside) {
             return Err(Error::InvalidArgument(format!(
-                "token id {t} at index {i} is out of range (n_vocab = {})",
-                self.n_vocab
+                "token id {t} at index {i} is outside the vocabulary (n_vocab = {n_vocab})"
             )));
         }
-        self.kv_len = n_past;
         let n_out = if self.logits_all { tokens.len() } else { 1 };
+        if let Some(out) = &out {
+            if out.len() != n_out * n_vocab {
+                return Err(Error::InvalidArgument(format!(
+                    "eval: out holds {} floats but the logits are {n_out} x {n_vocab}",
+                    out.len()
+                )));
+            }
+        }
+        let ids: Vec<u32> = tokens.iter().map(|&t| t.into() as u32).collect(); // in range: checked above
+        self.run(model, &ids, n_past, n_out);
+        if let Some(out) = out {
+            out.copy_from_slice(&self.logits[..n_out * n_vocab]);
+        }
+        Ok(())
+    }
+
+    /// The batching loop over validated ids.
+    fn run(&mut self, model: &Model, tokens: &[u32], n_past: usize, n_out: usize) {
+        self.kv_len = n_past;
         if self.logits.len() < n_out * self.n_vocab {
             self.logits.resize(n_out * self.n_vocab, 0.0);
         }
@@ -202,7 +257,6 @@ impl Context {
             self.kv_len = pos0 + chunk.len();
         }
         self.n_outputs = n_out;
-        Ok(())
     }
 
     /// `x[t] = token_embd[tokens[t]]` (ggml get_rows: dequantized to f32).

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The Python checks: ruff (lint and format), mypy over the package, and stubtest of the native
+# module's stubs (python/llama/_llama.pyi) against the built module. Needs the package installed
+# (pip install '.[test]' or maturin develop) so that `llama._llama` imports. Runs every check and
+# exits non-zero when any failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+failed=()
+run() {
+    echo "== $*"
+    "$@" || failed+=("$*")
+}
+run "$PY" -m ruff check python tests tools
+run "$PY" -m ruff format --check python tests tools
+run "$PY" -m mypy
+# The installed package's stub against its built module (the checkout root holds no `llama`).
+run "$PY" -m mypy.stubtest llama._llama
+if ((${#failed[@]})); then
+    printf 'FAILED: %s\n' "${failed[@]}" >&2
+    exit 1
+fi
+echo "lint: all checks passed"

@@ -1,0 +1,124 @@
+"""`Llama`'s state handling (eval into `scores`, reset, prefix reuse, rewinding by n_tokens), its
+public vocabulary/model methods, and the seed API layered on it. The tiny synthetic model is enough."""
+
+import numpy as np
+import pytest
+
+import llama
+from conftest import model_path
+
+THREADS = 2
+PROMPT = [1, 9038, 2501, 263, 931, 29892, 727, 471, 263]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return model_path("synth-tiny-q4_0.gguf")
+
+
+def test_eval_writes_scores_and_reset_empties_the_cache(tiny):
+    llm = llama.Llama(tiny, n_ctx=64, n_batch=4, n_threads=THREADS, logits_all=True)
+    llm.eval(PROMPT)
+    assert llm.n_tokens == len(PROMPT)
+    assert llm.input_ids[: llm.n_tokens].tolist() == PROMPT
+    full = llm.scores[: len(PROMPT)].copy()
+    # Batches of 4 (the core's loop) give the rows one token at a time gives.
+    one = llama.Llama(tiny, n_ctx=64, n_threads=THREADS)
+    for t in PROMPT:
+        one.eval([t])
+        assert np.array_equal(one.scores[one.n_tokens - 1], full[one.n_tokens - 1])
+    llm.reset()
+    assert llm.n_tokens == 0
+    # reset() emptied the KV cache too: continuing at position 3 is now past the cache.
+    llm.n_tokens = 3
+    with pytest.raises(llama.InvalidArgumentError, match="holds only 0"):
+        llm.eval([450])
+    llm.n_tokens = 0
+    llm.eval(PROMPT)
+    assert np.array_equal(llm.scores[: len(PROMPT)], full)
+
+
+def test_rewinding_by_n_tokens_and_prefix_reuse(tiny):
+    llm = llama.Llama(tiny, n_ctx=64, n_threads=THREADS)
+    llm.eval(PROMPT)
+    last = llm.scores[len(PROMPT) - 1].copy()
+    llm.n_tokens = 5  # as in llama-cpp-python: the next eval continues at 5
+    llm.eval(PROMPT[5:])
+    assert np.array_equal(llm.scores[len(PROMPT) - 1], last)
+    # generate() keeps the common prefix and evaluates the rest.
+    other = PROMPT[:6] + [450, 4799]
+    fresh = llama.Llama(tiny, n_ctx=64, n_threads=THREADS)
+    fresh.eval(other)
+    next(llm.generate(other, temp=0))
+    assert llm.n_tokens == len(other)
+    assert np.array_equal(llm.scores[len(other) - 1], fresh.scores[len(other) - 1])
+
+
+def test_eval_errors_name_the_problem(tiny):
+    llm = llama.Llama(tiny, n_ctx=16, n_threads=THREADS)
+    with pytest.raises(llama.InvalidArgumentError, match=r"token id -1 at index 1 .*n_vocab = 32000"):
+        llm.eval([1, -1])
+    with pytest.raises(llama.InvalidArgumentError, match=r"token id 32000 at index 0 .*n_vocab = 32000"):
+        llm.eval([32000])
+    with pytest.raises(llama.ContextOverflowError, match="0 cached \\+ 17 new tokens exceed the context window of 16"):
+        llm.eval([1] * 17)
+    assert llm.n_tokens == 0  # a rejected eval changes nothing
+    llm.eval([1, 2])
+    assert llm.n_tokens == 2
+
+
+def test_vocabulary_and_model_info(tiny):
+    llm = llama.Llama(tiny, n_ctx=32, n_threads=THREADS)
+    assert llm.token_bos() == 1 and llm.token_eos() == 2
+    assert llm.token_is_eog(2) and not llm.token_is_eog(1) and not llm.token_is_eog(-1)
+    assert llm.add_bos_token()
+    ids = llm.tokenize(b"Hello world", add_bos=False)
+    assert b"".join(llm.token_to_piece(t) for t in ids) == llm.detokenize(ids)
+    with pytest.raises(llama.InvalidArgumentError, match="32000"):
+        llm.token_to_piece(32000)
+    h = llm.hparams()
+    assert h["arch"] == "llama" and h["n_vocab"] == 32000 and h["n_layer"] == 4 and h["n_embd"] == 256
+    assert h["n_embd_head_k"] * h["n_head_kv"] == h["n_embd_k_gqa"]
+    assert llm.n_threads == THREADS
+    llm.n_threads = 1
+    assert llm.n_threads == 1
+    with pytest.raises(llama.InvalidArgumentError):
+        llm.n_threads = 0
+    assert llm.n_threads == 1
+
+
+def test_chat_template_tokens():
+    llm = llama.Llama(model_path("gemma3-270m-q4_k_m.gguf"), vocab_only=True)
+    msgs = [{"role": "user", "content": "Hi"}]
+    text = llm.apply_chat_template(msgs)
+    ids = llm.apply_chat_template(msgs, tokenize=True)
+    assert ids[0] == llm.token_bos() and ids.count(llm.token_bos()) == 1  # Gemma wants one BOS
+    assert ids[1:] == llm.tokenize(text.removeprefix("<bos>"), add_bos=False, special=True)
+
+
+def test_seed_api_over_llama(tiny):
+    model = llama.LLaMA.load(tiny, 32, llama.GGMLType.F16)
+    tok = model.get_tokenizer()
+    assert tok.bos() == 1 and tok.eos() == 2 and tok.n_vocab() == model.n_vocab() == 32000
+    a = model.apply(PROMPT, 0, 0, THREADS)
+    b = model.apply(PROMPT[4:], 4, 0, 1)  # rewinds, and a thread count changes nothing
+    assert np.array_equal(a, b)
+    a[:] = 0  # a fresh array: not a view of the context's rows
+    assert np.array_equal(model.apply(PROMPT[-1:], len(PROMPT) - 1), b)
+    with pytest.raises(llama.LlamaError, match="n_past = 20"):
+        model.apply([1], 20)
+    assert np.array_equal(model.apply(PROMPT[-1:], len(PROMPT) - 1), b)  # the failed call changed nothing
+    assert tok.decode(np.array(PROMPT[1:3])) == tok.decode(PROMPT[1:3]) == " Once upon"
+    assert tok.decode(np.int64(PROMPT[1])).strip() == "Once"
+    for bad in (2, "f16", None):
+        with pytest.raises(llama.InvalidArgumentError, match="memory_type"):
+            llama.LLaMA.load(tiny, 32, bad)
+    assert llama.LLaMA.load(tiny, 32, 0).apply([1], 0).shape == (32000,)  # 0 is GGMLType.F32
+    with pytest.raises(llama.InvalidArgumentError, match="n_ctx"):
+        llama.LLaMA.load(tiny, 0)
+    with pytest.raises(llama.InvalidArgumentError, match="seed"):
+        llama.sample_next_token(PROMPT, b, seed=-1)
+    assert llama.sample_next_token(PROMPT, b, seed=2**64 - 1) >= 0  # any 64-bit seed
+    before = b.copy()
+    llama.sample_next_token(PROMPT, b, repeat_penalty=2.0, seed=1)
+    assert np.array_equal(b, before)  # the logits are read, not modified
