@@ -1,4 +1,4 @@
-"""Shared test helpers: where the test models and ../shared live, and skips that say why."""
+"""Shared test helpers: where the test models, the test data and ../shared live, and skips that say why."""
 
 import json
 import os
@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from llama import _llama
+
 REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "tests" / "data"
 SHARED = Path(os.environ.get("LLAMA_SHARED", REPO.parent / "shared"))
 MODELS = Path(os.environ.get("LLAMA_TEST_MODELS", Path.home() / ".cache" / "llama-test-models"))
 
@@ -23,7 +26,7 @@ def model_path(name: str) -> str:
     """Path of a test model; skips the test (with the reason) when it is absent."""
     p = MODELS / name
     if not p.exists():
-        pytest.skip(f"test model {p} is absent (run ../shared/tools/fetch-models.sh {MODELS})")
+        pytest.skip(f"test model {p} is absent (run scripts/fetch-models.sh --dest {MODELS})")
     return str(p)
 
 
@@ -34,5 +37,21 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+# llama.cpp sums in orders that depend on the ISA its build uses, so its answers are recorded per ISA
+# class (tools/gen_golden.py) and compared with our kernel table for that class.
+ISA = _llama.cpu_info()
+
+
 def golden(name: str) -> dict:
-    return json.loads(shared_path("golden", f"{name}.json").read_text())
+    """llama.cpp's answers on a test model for this machine's ISA class; skips when none is recorded."""
+    p = DATA / "golden" / ISA / f"{name}.json"
+    if not p.exists():
+        pytest.skip(f"no llama.cpp golden for {name} on {ISA} (record one with tools/gen_golden.py)")
+    return json.loads(p.read_text())
+
+
+def golden_inputs(name: str) -> dict:
+    """A golden file of any ISA class, for what does not depend on it (prompts, token ids, n_vocab)."""
+    for p in sorted((DATA / "golden").glob(f"*/{name}.json")):
+        return json.loads(p.read_text())
+    pytest.skip(f"no llama.cpp golden for {name}")

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import llama
-from conftest import GOLDEN_MODELS, golden, model_path
+from conftest import GOLDEN_MODELS, golden_inputs, model_path
 
 
 def _cli(*args):
@@ -46,7 +46,7 @@ def test_info_json_matches_gguf_py():
 
 @pytest.mark.parametrize("name", GOLDEN_MODELS)
 def test_tokenize_matches_llama_cpp(name):
-    g = golden(name)
+    g = golden_inputs(name)
     llm = llama.Llama(model_path(g["model"]), vocab_only=True)
     assert llm.n_vocab() == g["n_vocab"]
     for case in g["cases"]:
@@ -54,13 +54,13 @@ def test_tokenize_matches_llama_cpp(name):
 
 
 def test_tokenize_cli_and_bos_rules():
-    g = golden("qwen2.5-coder-0.5b-q4_k_m")
+    g = golden_inputs("qwen2.5-coder-0.5b-q4_k_m")
     path = model_path(g["model"])
     case = g["cases"][1]
     r = _cli("tokenize", "-m", path, case["prompt"])
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == case["tokens"]  # Qwen adds no BOS
-    gem = golden("gemma3-270m-q4_k_m")
+    gem = golden_inputs("gemma3-270m-q4_k_m")
     r = _cli("tokenize", "-m", model_path(gem["model"]), "--no-bos", gem["cases"][1]["prompt"])
     assert json.loads(r.stdout) == gem["cases"][1]["tokens"][1:]  # Gemma's BOS dropped on request
 
