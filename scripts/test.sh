@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# Installs what the tests need and runs every test: Rust unit/integration tests, then pytest.
+# README's test command (after scripts/fetch-models.sh): installs what the tests need, runs the checks
+# (formatting, lints, types, stubs, module cycles: fast ones first), then every test: Rust unit and
+# integration tests, then pytest.
+#
+#   scripts/test.sh [--full]
+#
+# --full (or LLAMA_TEST_FULL=1, as CI sets it) adds the expensive cases: every model file round-tripped
+# and parsed against gguf-py, every tensor of the real models dequantized against gguf-py.
 # Test models are found through LLAMA_TEST_MODELS (default ~/.cache/llama-test-models); tests whose
-# model is absent are skipped with a message saying so.
+# model is absent are skipped with a message saying so. Whole-model tests run one at a time
+# (--test-threads=1): each evaluates on a thread pool of its own, and two pools on two cores would
+# spin against each other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ "${1:-}" = "--full" ] && export LLAMA_TEST_FULL=1
 python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 python3 -m pip install -q '.[test]'
-cargo test --workspace --no-fail-fast -q 2>&1 | tail -n 400
+bash scripts/lint.sh
+cargo test --workspace --no-fail-fast -q -- --test-threads=1 2>&1 | tail -n 400
 python3 -m pytest -q -rs tests
