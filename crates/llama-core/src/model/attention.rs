@@ -6,10 +6,10 @@
 //! order, a single token its `ggml_vec_dot_f16` order, so the results equal llama.cpp's bit for bit.
 //!
 //! Work is cut into units of (block of consecutive query tokens) × (query heads sharing one KV
-//! head). A unit converts its K rows once into f32 panels of 16 keys (`Kernels::attn_kt_*`) and its
+//! head). A unit converts its K rows once into f32 panels of 16 keys (`AttnKernels::kt_*`) and its
 //! V rows into f32 rows, scores all its queries against each panel while it is in L1
-//! (`Kernels::attn_kq`, keys in SIMD lanes), takes the softmax per query, then sums each query's
-//! values (`Kernels::attn_pv`, output dimensions in SIMD lanes). Units are handed out dynamically
+//! (`AttnKernels::kq`, keys in SIMD lanes), takes the softmax per query, then sums each query's
+//! values (`AttnKernels::pv`, output dimensions in SIMD lanes). Units are handed out dynamically
 //! (an atomic counter), most expensive first: with causal masking later tokens see more keys, so
 //! the work per unit grows with the block index, and a static split by unit count would leave one
 //! thread with most of it. Blocking and threads do not change any sum, so the result is the same
@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::kv_cache::{KvElem, LayerKv};
-use super::ops::{softmax_inplace, SOFTMAX_CHUNK};
-use crate::cpu::{kernels, AttnOrder, Kernels, ThreadPool, KT_LANES};
+use crate::kernels::elementwise::SOFTMAX_CHUNK;
+use crate::kernels::types::{AttnOrder, Kernels, KT_LANES};
+use crate::kernels::{kernels, ThreadPool};
 
 /// Queries (tokens × heads) a unit aims for: enough to reuse each K/V row many times while it is in
 /// L1, few enough that the unit's queries (Q_TARGET × head_k floats) stay there too.
@@ -32,7 +33,7 @@ pub struct AttnScratch {
     pub qr: Vec<f32>,     // [max queries][head_k] queries rounded to the cache type
     pub kt: Vec<f32>,     // [n_ctx/16][head_k][16] the unit's keys as f32 panels
     pub vf: Vec<f32>,     // [n_ctx][head_v] the unit's values as f32 rows (f16 cache), or
-    // [n_ctx/16][head_v][16] as panels (`Kernels::attn_pv_panels`)
+    // [n_ctx/16][head_v][16] as panels (`AttnKernels::pv_panels`)
     pub acc: Vec<f32>,  // [max queries][head_v] the unit's results
     pub lo: Vec<usize>, // [max queries] first key of each query
     pub hi: Vec<usize>, // [max queries] last key of each query
@@ -224,7 +225,7 @@ fn unit<T: KvElem>(
     let kt = &mut sc.kt[..span.div_ceil(KT_LANES) * KT_LANES * hk];
     T::attn_kt(kern)(hk, &kv.k[jlo * nk + hkv * hk..], nk, span, kt);
     let scores = &mut sc.scores[..nq * span];
-    (kern.attn_kq)(hk, kt, span, qr, nq, scores, span, kq_order);
+    (kern.attn.kq)(hk, kt, span, qr, nq, scores, span, kq_order);
 
     // Softmax over each query's keys, probabilities rounded to the cache type. ggml sums the
     // exponentials in chunks of 16 counted from key 0 with the keys outside the window masked to
@@ -235,13 +236,13 @@ fn unit<T: KvElem>(
         let start = s.first(t) / SOFTMAX_CHUNK * SOFTMAX_CHUNK;
         let row = &mut scores[i * span + start - jlo..=i * span + s.last(t) - jlo];
         row[..s.first(t) - start].fill(f32::NEG_INFINITY);
-        softmax_inplace(row, s.kq_scale);
+        (kern.softmax)(row, s.kq_scale);
         T::round_slice(kern, row);
     }
 
     // o_i = Σ_j p_ij v_j over each query's keys (the masked ones have p = 0 and add nothing).
     let acc = &mut sc.acc[..nq * hv];
-    if let Some(pv) = kern.attn_pv_panels {
+    if let Some(pv) = kern.attn.pv_panels {
         let vt = &mut sc.vf[..span.div_ceil(KT_LANES) * KT_LANES * hv];
         T::attn_kt(kern)(hv, &kv.v[jlo * nv + hkv * hv..], nv, span, vt);
         let (lo, hi) = (&mut sc.lo[..nq], &mut sc.hi[..nq]);
@@ -254,7 +255,7 @@ fn unit<T: KvElem>(
     let (vrows, vs) = T::v_rows(kern, &kv.v[jlo * nv + hkv * hv..], nv, hv, span, &mut sc.vf);
     for i in 0..nq {
         let t = tok(i);
-        (kern.attn_pv)(
+        (kern.attn.pv)(
             hv,
             vrows,
             vs,
@@ -283,7 +284,7 @@ fn orders(s: &AttnShape) -> (AttnOrder, AttnOrder) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::attn::reference::ggml_dot;
+    use crate::kernels::attn::reference::ggml_dot;
     use half::f16;
 
     /// llama.cpp's attention one (token, head) at a time: each score and output element a
@@ -308,7 +309,7 @@ mod tests {
                     kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k].iter().map(|x| x.to_f32()).collect();
                 *sj = ggml_dot(kq_order, &k, &qr);
             }
-            softmax_inplace(&mut scores, s.kq_scale);
+            crate::kernels::elementwise::softmax_scalar(&mut scores, s.kq_scale);
             let padded = n_kv.div_ceil(64) * 64;
             let p: Vec<f32> =
                 (0..padded).map(|j| if j < n_kv { T::from_f32(scores[j]).to_f32() } else { 0.0 }).collect();

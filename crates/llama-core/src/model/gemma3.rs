@@ -8,9 +8,9 @@ use super::attention::{attention, AttnShape};
 use super::context::{Context, Outputs};
 use super::kv_cache::KvStore;
 use super::llama::output;
-use super::ops::Rope;
-use super::par_ops;
 use super::Model;
+use crate::kernels::elementwise::Rope;
+use crate::kernels::parallel as par_ops;
 
 pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
     let hp = m.hparams();

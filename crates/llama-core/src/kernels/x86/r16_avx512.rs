@@ -1,4 +1,4 @@
-//! AVX-512 VNNI kernels over R16-repacked weights (layout in `repack.rs`).
+//! AVX-512 VNNI kernels over R16-repacked weights (layout in `quant::repack`).
 //!
 //! One zmm holds 4 bytes of each of 16 rows; `vpdpbusd` with a broadcast 4-byte activation group
 //! adds 4 products into every row's lane, so a block ends with 16 finished row sums in one register:
@@ -10,13 +10,15 @@
 
 use std::arch::x86_64::*;
 
-use super::repack::{check_gemm_args, GemmR16Fn, MAX_T, Q8_0S_BLOCK, Q8_K_BLOCK, R};
-use super::GgmlType;
+use crate::kernels::shared::{gemm_r16_check, q8_0s_block, q8k_block};
+use crate::kernels::types::GemmR16Fn;
+use crate::quant::repack::{MAX_T, Q8_0S_BLOCK, Q8_K_BLOCK, R};
+use crate::quant::GgmlType;
 
 macro_rules! gemm_entry {
     ($name:ident, $inner:ident, $t:expr) => {
         fn $name(nb: usize, w: &[u8], a: &[u8], a_stride: usize, nt: usize, out: &mut [f32], out_stride: usize) {
-            check_gemm_args($t, nb, w, a, a_stride, nt, out, out_stride);
+            gemm_r16_check($t, nb, w, a, a_stride, nt, out, out_stride);
             let (w, a, o) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
             // SAFETY: reachable only through `avx512_kernels` (features detected at run time); the
             // lengths of the group, the nt activation rows and the nt output rows were checked above.
@@ -62,24 +64,24 @@ gemm_entry!(gemm_q4_k_g4_entry, gemm_q4_k_g4, GgmlType::Q4_K);
 gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
 gemm_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K);
 
-pub(crate) const GEMM_Q4_0_AVX512: GemmR16Fn = gemm_q4_0_entry;
-pub(crate) const GEMM_Q5_0_AVX512: GemmR16Fn = gemm_q5_0_entry;
-pub(crate) const GEMM_Q8_0_AVX512: GemmR16Fn = gemm_q8_0_entry;
-pub(crate) const GEMM_Q4_K_AVX512: GemmR16Fn = gemm_q4_k_entry;
-pub(crate) const GEMM_Q4_K_G4_AVX512: GemmR16Fn = gemm_q4_k_g4_entry;
-pub(crate) const GEMM_Q6_K_AVX512: GemmR16Fn = gemm_q6_k_entry;
-pub(crate) const GEMM_Q6_K_TILED_AVX512: GemmR16Fn = gemm_q6_k_tiled_entry;
+/// The AVX-512 R16 kernels: (weight type, kernel).
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 5] = [
+    (GgmlType::Q4_0, gemm_q4_0_entry),
+    (GgmlType::Q5_0, gemm_q5_0_entry),
+    (GgmlType::Q8_0, gemm_q8_0_entry),
+    (GgmlType::Q4_K, gemm_q4_k_entry),
+    (GgmlType::Q6_K, gemm_q6_k_entry),
+];
+
+/// The kernels in llama.cpp's batch orders (`types::R16Batch::gemm`): Q4_K's 4-token groups,
+/// Q6_K's tiled GEMM.
+pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 2] =
+    [(GgmlType::Q4_K, gemm_q4_k_g4_entry), (GgmlType::Q6_K, gemm_q6_k_tiled_entry)];
 
 /// Broadcast of the 4 activation bytes at `p` (compiles to an embedded `{1to16}` operand).
 #[inline(always)]
 unsafe fn bcast4(p: *const u8) -> __m512i {
     _mm512_set1_epi32((p as *const i32).read_unaligned())
-}
-
-/// Block `b` of token row `y`: (d_a, Σq, pointer to the 32 quants).
-#[inline(always)]
-unsafe fn act_block(y: *const u8) -> (f32, i32, *const u8) {
-    ((y as *const f32).read_unaligned(), (y.add(4) as *const i32).read_unaligned(), y.add(8))
 }
 
 /// Finishes token t of a block: `acc += f32(isum) · (d_w · d_a)`.
@@ -104,7 +106,7 @@ unsafe fn gemm_q4_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: 
             hi[s] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
         }
         for t in 0..T {
-            let (da, sum, y) = act_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+            let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
             // Two independent chains (low and high nibbles) halve the dependency depth, which
             // bounds the single-token case.
             let mut i0 = _mm512_set1_epi32(-8 * sum);
@@ -211,11 +213,6 @@ unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(
     for (t, l) in acc.iter().enumerate() {
         _mm512_storeu_ps(out.add(t * os), hsum8_lanes(l));
     }
-}
-/// Q8_K activation block at `y`: (d, pointer to the 256 quants, pointer to the 16 i16 bsums).
-#[inline(always)]
-unsafe fn q8k_block(y: *const u8) -> (f32, *const u8, *const i16) {
-    ((y as *const f32).read_unaligned(), y.add(4), y.add(4 + 256) as *const i16)
 }
 
 /// K-quant kernels keep up to 4 tokens' accumulators in registers; more tokens take more passes.

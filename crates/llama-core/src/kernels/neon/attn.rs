@@ -1,6 +1,6 @@
-//! aarch64 NEON attention kernels: f16 ↔ f32 conversions (`cpu::AttnKtFn`, `AttnVfFn`,
-//! `RoundFn`) through `fcvtl` / `fcvtn` in `asm!` (see `neon.rs`: the `float16x4_t` intrinsics are
-//! not usable on stable rustc). The dots are `cpu::attn`'s portable kernels, which need nothing
+//! aarch64 NEON attention kernels: f16 ↔ f32 conversions (`AttnKtFn`, `AttnVfFn`,
+//! `RoundFn`) through `fcvtl` / `fcvtn` in `asm!` (see `neon/mod.rs`: the `float16x4_t` intrinsics are
+//! not usable on stable rustc). The dots are `kernels::attn`'s portable kernels, which need nothing
 //! beyond the aarch64 baseline (NEON and fused multiply-add).
 
 use std::arch::aarch64::*;
@@ -8,19 +8,9 @@ use std::arch::asm;
 
 use half::f16;
 
-use crate::cpu::attn::vf_check;
-use crate::cpu::scalar::{attn_kt_check, CacheElem};
-use crate::cpu::KT_LANES;
-
-/// Four f16 (raw bits) → four f32.
-#[inline]
-#[target_feature(enable = "neon")]
-unsafe fn cvt4(h: uint16x4_t) -> float32x4_t {
-    let out: float32x4_t;
-    // SAFETY (of the asm): register-only instruction, no memory access.
-    asm!("fcvtl {o:v}.4s, {i:v}.4h", o = out(vreg) out, i = in(vreg) h, options(pure, nomem, nostack));
-    out
-}
+use super::f16x4;
+use crate::kernels::shared::{attn_kt_check, attn_vf_check};
+use crate::kernels::types::{CacheElem, KT_LANES};
 
 /// Four f32 → four f16 (round to nearest even under the default FPCR) → four f32.
 #[inline]
@@ -36,10 +26,10 @@ unsafe fn round4(x: float32x4_t) -> float32x4_t {
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn ld4_f16(p: *const f16) -> float32x4_t {
-    cvt4(vld1_u16(p as *const u16))
+    f16x4(vld1_u16(p as *const u16))
 }
 
-/// Keys → f32 panels (`cpu::AttnKtFn`, f16 cache), four converted at a time.
+/// Keys → f32 panels (`AttnKtFn`, f16 cache), four converted at a time.
 #[target_feature(enable = "neon")]
 unsafe fn kt_f16(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
     let mut tmp = [0f32; 4];
@@ -71,11 +61,11 @@ unsafe fn kt_f16(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
 
 pub(crate) fn attn_kt_f16_neon(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
     attn_kt_check(n, k.len(), ks, nk, kt.len());
-    // SAFETY: reachable only through `neon_kernels` (NEON detected); indices checked above.
+    // SAFETY: reachable only through `neon_table` (NEON detected); indices checked above.
     unsafe { kt_f16(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
 }
 
-/// f16 rows → packed f32 rows (`cpu::AttnVfFn`), four at a time.
+/// f16 rows → packed f32 rows (`AttnVfFn`), four at a time.
 #[target_feature(enable = "neon")]
 unsafe fn vf_f16(n: usize, v: *const f16, vs: usize, nv: usize, out: *mut f32) {
     for j in 0..nv {
@@ -92,8 +82,8 @@ unsafe fn vf_f16(n: usize, v: *const f16, vs: usize, nv: usize, out: *mut f32) {
 }
 
 pub(crate) fn attn_vf_f16_neon(n: usize, v: &[f16], vs: usize, nv: usize, out: &mut [f32]) {
-    vf_check(n, v.len(), vs, nv, out.len());
-    // SAFETY: reachable only through `neon_kernels` (NEON detected); indices checked above.
+    attn_vf_check(n, v.len(), vs, nv, out.len());
+    // SAFETY: reachable only through `neon_table` (NEON detected); indices checked above.
     unsafe { vf_f16(n, v.as_ptr(), vs, nv, out.as_mut_ptr()) }
 }
 
@@ -112,6 +102,6 @@ unsafe fn round_body(x: &mut [f32]) {
 }
 
 pub(crate) fn round_f16_neon(x: &mut [f32]) {
-    // SAFETY: reachable only through `neon_kernels` (NEON detected); touches only `x`.
+    // SAFETY: reachable only through `neon_table` (NEON detected); touches only `x`.
     unsafe { round_body(x) }
 }

@@ -1,135 +1,83 @@
-//! x86_64 SIMD kernels: AVX2 (+FMA, F16C) and AVX-512 (F, BW, VL, VNNI).
-//!
-//! Every kernel is a `#[target_feature]` function; the tables returned by `avx2_kernels` /
-//! `avx512_kernels` are the only way to reach them and are handed out only after runtime detection
-//! confirms the features, so a single build runs on any x86_64 CPU.
+//! AVX2 and AVX-512 dots of weight rows with activation rows (`VecDotFn`).
 //!
 //! Numerics: the integer dot of each (sub)block is computed exactly (same value as the scalar
 //! reference); only the order of the float accumulation across blocks may differ. K-quant kernels
 //! reduce each block to its exact integer sums and then apply the scalar float formula in block
-//! order, so they are bit-identical to `cpu::scalar`.
+//! order, so they are bit-identical to `kernels::scalar`.
 
 use std::arch::x86_64::*;
 
-use crate::cpu::scalar::{k4_scale_min, q8k_bsum};
-use crate::cpu::{Isa, Kernels};
+use crate::kernels::shared::{bf16_at, q8k_bsum};
+use crate::kernels::types::VecDotFn;
+use crate::quant::k_quants::scales_mins_k4;
 use crate::quant::QK_K;
 
-pub fn avx2_kernels() -> Option<Kernels> {
-    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")) {
-        return None;
-    }
-    Some(Kernels {
-        isa: Isa::Avx2,
-        quantize_q8_0: quantize_q8_0_avx2_entry,
-        quantize_q8_k: quantize_q8_k_avx2_entry,
-        dot_q4_0: dot_q4_0_avx2_entry,
-        dot_q5_0: dot_q5_0_avx2_entry,
-        dot_q8_0: dot_q8_0_avx2_entry,
-        dot_q4_k: dot_q4_k_avx2_entry,
-        dot_q6_k: dot_q6_k_avx2_entry,
-        dot_f16: dot_f16_avx2_entry,
-        dot_bf16: dot_bf16_avx2_entry,
-        dot_f32: dot_f32_avx2_entry,
-        gemm_r16_q4_0: Some(super::x86_r16_avx2::GEMM_Q4_0_AVX2),
-        gemm_r16_q5_0: Some(super::x86_r16_avx2::GEMM_Q5_0_AVX2),
-        gemm_r16_q8_0: Some(super::x86_r16_avx2::GEMM_Q8_0_AVX2),
-        gemm_r16_q4_k: Some(super::x86_r16_avx2::GEMM_Q4_K_AVX2),
-        gemm_r16_q6_k: Some(super::x86_r16_avx2::GEMM_Q6_K_AVX2),
-        gemm_r16_q4_k_g4: None,
-        gemm_r16_q6_k_tiled: None,
-        attn_kt_f16: super::x86_attn::attn_kt_f16_avx2,
-        attn_kq: super::x86_attn::attn_kq_avx2,
-        attn_vf_f16: super::x86_attn::attn_vf_f16_avx2,
-        attn_pv: super::x86_attn::attn_pv_avx2,
-        round_f16: super::x86_attn::round_f16_avx2,
-        ..Kernels::SCALAR
-    })
-}
+dot_entry!(dot_q4_0_avx2_entry, dot_q4_0_avx2, 32, 18, 34, "avx2,fma,f16c");
+dot_entry!(dot_q5_0_avx2_entry, dot_q5_0_avx2, 32, 22, 34, "avx2,fma,f16c");
+dot_entry!(dot_q8_0_avx2_entry, dot_q8_0_avx2, 32, 34, 34, "avx2,fma,f16c");
+dot_entry!(dot_q4_k_avx2_entry, dot_q4_k_avx2, QK_K, 144, 292, "avx2,fma,f16c");
+dot_entry!(dot_q6_k_avx2_entry, dot_q6_k_avx2, QK_K, 210, 292, "avx2,fma,f16c");
+dot_entry!(dot_f16_avx2_entry, dot_f16_avx2, 1, 2, 2, "avx2,fma,f16c");
+dot_entry!(dot_bf16_avx2_entry, dot_bf16_avx2, 1, 2, 2, "avx2,fma");
+dot_entry!(dot_f32_avx2_entry, dot_f32_avx2, 1, 4, 4, "avx2,fma");
+dot_entry!(dot_q4_0_avx512_entry, dot_q4_0_avx512, 32, 18, 34, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
+dot_entry!(dot_q5_0_avx512_entry, dot_q5_0_avx512, 32, 22, 34, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
+dot_entry!(dot_q8_0_avx512_entry, dot_q8_0_avx512, 32, 34, 34, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
+dot_entry!(
+    dot_q4_k_avx512_entry,
+    dot_q4_k_avx512,
+    QK_K,
+    144,
+    292,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
+);
+dot_entry!(
+    dot_q6_k_avx512_entry,
+    dot_q6_k_avx512,
+    QK_K,
+    210,
+    292,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
+);
+dot_entry!(dot_f16_avx512_entry, dot_f16_avx512, 1, 2, 2, "avx2,fma,f16c,avx512f,avx512bw,avx512vl");
+dot_entry!(dot_bf16_avx512_entry, dot_bf16_avx512, 1, 2, 2, "avx2,fma,f16c,avx512f,avx512bw,avx512vl");
+dot_entry!(dot_f32_avx512_entry, dot_f32_avx512, 1, 4, 4, "avx2,fma,f16c,avx512f,avx512bw,avx512vl");
 
-pub fn avx512_kernels() -> Option<Kernels> {
-    let ok = is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vl")
-        && is_x86_feature_detected!("avx512vnni");
-    if !ok {
-        return None;
-    }
-    Some(Kernels {
-        isa: Isa::Avx512,
-        dot_q4_0: dot_q4_0_avx512_entry,
-        dot_q5_0: dot_q5_0_avx512_entry,
-        dot_q8_0: dot_q8_0_avx512_entry,
-        dot_q4_k: dot_q4_k_avx512_entry,
-        dot_q6_k: dot_q6_k_avx512_entry,
-        dot_f16: dot_f16_avx512_entry,
-        dot_bf16: dot_bf16_avx512_entry,
-        dot_f32: dot_f32_avx512_entry,
-        tile_q4_0: Some(TILE_Q4_0_AVX512),
-        tile_q8_0: Some(TILE_Q8_0_AVX512),
-        gemm_r16_q4_0: Some(super::x86_r16::GEMM_Q4_0_AVX512),
-        gemm_r16_q5_0: Some(super::x86_r16::GEMM_Q5_0_AVX512),
-        gemm_r16_q8_0: Some(super::x86_r16::GEMM_Q8_0_AVX512),
-        gemm_r16_q4_k: Some(super::x86_r16::GEMM_Q4_K_AVX512),
-        gemm_r16_q6_k: Some(super::x86_r16::GEMM_Q6_K_AVX512),
-        gemm_r16_q4_k_g4: Some(super::x86_r16::GEMM_Q4_K_G4_AVX512),
-        gemm_r16_q6_k_tiled: Some(super::x86_r16::GEMM_Q6_K_TILED_AVX512),
-        attn_kq: super::x86_attn::attn_kq_avx512,
-        attn_pv: super::x86_attn::attn_pv_avx512,
-        attn_pv_panels: Some(super::x86_attn::attn_pv_panels_avx512),
-        attn_kt_f16: super::x86_attn::attn_kt_f16_avx512,
-        attn_kt_f32: super::x86_attn::attn_kt_f32_avx512,
-        ..avx2_kernels()?
-    })
-}
+/// The AVX2 dots: (weight type, kernel).
+pub(super) const DOTS_AVX2: [(crate::quant::GgmlType, VecDotFn); 8] = {
+    use crate::quant::GgmlType::*;
+    [
+        (Q4_0, dot_q4_0_avx2_entry),
+        (Q5_0, dot_q5_0_avx2_entry),
+        (Q8_0, dot_q8_0_avx2_entry),
+        (Q4_K, dot_q4_k_avx2_entry),
+        (Q6_K, dot_q6_k_avx2_entry),
+        (F16, dot_f16_avx2_entry),
+        (BF16, dot_bf16_avx2_entry),
+        (F32, dot_f32_avx2_entry),
+    ]
+};
 
-/// Safe table entry for a dot kernel: checks the row lengths, then calls the `#[target_feature]` body.
-macro_rules! dot_entry {
-    ($name:ident, $inner:ident, $bs:expr, $wts:expr, $ats:expr) => {
-        fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
-            let nb = n / $bs;
-            assert!(w.len() >= nb * $wts && a.len() >= nb * $ats, "vec_dot: row shorter than {n} elements");
-            // SAFETY: this function is only reachable through a table built after runtime detection
-            // of the target features of `$inner`; the pointer ranges read are checked just above.
-            unsafe { $inner(n, w.as_ptr(), a.as_ptr()) }
-        }
-    };
-}
-
-macro_rules! conv_entry {
-    ($name:ident, $inner:ident, $bs:expr, $ts:expr) => {
-        fn $name(x: &[f32], out: &mut [u8]) {
-            assert!(x.len() % $bs == 0 && out.len() >= x.len() / $bs * $ts, "from_float: bad row length");
-            // SAFETY: reachable only through a table built after feature detection; lengths checked.
-            unsafe { $inner(x, out) }
-        }
-    };
-}
-
-dot_entry!(dot_q4_0_avx2_entry, dot_q4_0_avx2, 32, 18, 34);
-dot_entry!(dot_q5_0_avx2_entry, dot_q5_0_avx2, 32, 22, 34);
-dot_entry!(dot_q8_0_avx2_entry, dot_q8_0_avx2, 32, 34, 34);
-dot_entry!(dot_q4_k_avx2_entry, dot_q4_k_avx2, QK_K, 144, 292);
-dot_entry!(dot_q6_k_avx2_entry, dot_q6_k_avx2, QK_K, 210, 292);
-dot_entry!(dot_f16_avx2_entry, dot_f16_avx2, 1, 2, 2);
-dot_entry!(dot_bf16_avx2_entry, dot_bf16_avx2, 1, 2, 2);
-dot_entry!(dot_f32_avx2_entry, dot_f32_avx2, 1, 4, 4);
-dot_entry!(dot_q4_0_avx512_entry, dot_q4_0_avx512, 32, 18, 34);
-dot_entry!(dot_q5_0_avx512_entry, dot_q5_0_avx512, 32, 22, 34);
-dot_entry!(dot_q8_0_avx512_entry, dot_q8_0_avx512, 32, 34, 34);
-dot_entry!(dot_q4_k_avx512_entry, dot_q4_k_avx512, QK_K, 144, 292);
-dot_entry!(dot_q6_k_avx512_entry, dot_q6_k_avx512, QK_K, 210, 292);
-dot_entry!(dot_f16_avx512_entry, dot_f16_avx512, 1, 2, 2);
-dot_entry!(dot_bf16_avx512_entry, dot_bf16_avx512, 1, 2, 2);
-dot_entry!(dot_f32_avx512_entry, dot_f32_avx512, 1, 4, 4);
-conv_entry!(quantize_q8_0_avx2_entry, quantize_q8_0_avx2, 32, 34);
-conv_entry!(quantize_q8_k_avx2_entry, quantize_q8_k_avx2, QK_K, 292);
+/// The AVX-512 dots: (weight type, kernel).
+pub(super) const DOTS_AVX512: [(crate::quant::GgmlType, VecDotFn); 8] = {
+    use crate::quant::GgmlType::*;
+    [
+        (Q4_0, dot_q4_0_avx512_entry),
+        (Q5_0, dot_q5_0_avx512_entry),
+        (Q8_0, dot_q8_0_avx512_entry),
+        (Q4_K, dot_q4_k_avx512_entry),
+        (Q6_K, dot_q6_k_avx512_entry),
+        (F16, dot_f16_avx512_entry),
+        (BF16, dot_bf16_avx512_entry),
+        (F32, dot_f32_avx512_entry),
+    ]
+};
 
 // ---- helpers ----------------------------------------------------------------------------------
 
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_load(p: *const u8) -> f32 {
+pub(super) unsafe fn f16_load(p: *const u8) -> f32 {
     let h = u16::from_le_bytes([*p, *p.add(1)]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
 }
@@ -164,7 +112,7 @@ unsafe fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256i {
 /// 16 packed bytes → 32 nibbles: bytes 0..16 = low nibbles, 16..32 = high nibbles (ggml's order).
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn nibbles32(p: *const u8) -> __m256i {
+pub(super) unsafe fn nibbles32(p: *const u8) -> __m256i {
     let t = _mm_loadu_si128(p as *const __m128i);
     _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F))
 }
@@ -182,93 +130,10 @@ unsafe fn bits_to_bytes(bits: u32) -> __m256i {
     _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1))
 }
 
-// ---- activation quantizers --------------------------------------------------------------------
-
-/// |v| with the sign bit cleared.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn abs_ps(v: __m256) -> __m256 {
-    _mm256_andnot_ps(_mm256_set1_ps(-0.0), v)
-}
-
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn hmax_ps(v: __m256) -> f32 {
-    let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    let m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    _mm_cvtss_f32(m)
-}
-
-/// Four vectors of 8 integral floats in [-127, 127] → 32 bytes in element order.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn pack_i8(r: [__m256; 4]) -> __m256i {
-    let i = r.map(|v| _mm256_cvtps_epi32(v));
-    let p01 = _mm256_packs_epi32(i[0], i[1]);
-    let p23 = _mm256_packs_epi32(i[2], i[3]);
-    let b = _mm256_packs_epi16(p01, p23);
-    // packs work per 128-bit lane; restore element order.
-    _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn quantize_q8_0_avx2(x: &[f32], out: &mut [u8]) {
-    for (xb, yb) in x.chunks_exact(32).zip(out.chunks_exact_mut(34)) {
-        let p = xb.as_ptr();
-        let v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
-        let m = _mm256_max_ps(_mm256_max_ps(abs_ps(v[0]), abs_ps(v[1])), _mm256_max_ps(abs_ps(v[2]), abs_ps(v[3])));
-        let amax = hmax_ps(m);
-        // As llama.cpp's runtime quantize_row_q8_0: id = 127/amax, halves rounded to even.
-        let (d, id) = crate::cpu::scalar::q8_scales(amax);
-        let idv = _mm256_set1_ps(id);
-        let q =
-            pack_i8(v.map(|vi| _mm256_round_ps(_mm256_mul_ps(vi, idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
-        yb[0..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
-        _mm256_storeu_si256(yb.as_mut_ptr().add(2) as *mut __m256i, q);
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn quantize_q8_k_avx2(x: &[f32], out: &mut [u8]) {
-    for (xb, yb) in x.chunks_exact(QK_K).zip(out.chunks_exact_mut(292)) {
-        let p = xb.as_ptr();
-        let mut m = _mm256_setzero_ps();
-        for k in 0..QK_K / 8 {
-            m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(p.add(8 * k))));
-        }
-        let amax = hmax_ps(m);
-        if amax == 0.0 {
-            yb.fill(0);
-            continue;
-        }
-        // The reference keeps the sign of the FIRST element of largest magnitude.
-        let max = *xb.iter().find(|v| v.abs() == amax).unwrap_or(&amax);
-        let iscale = -127.0 / max;
-        let sv = _mm256_set1_ps(iscale);
-        let lim = _mm256_set1_ps(127.0);
-        for g in 0..QK_K / 32 {
-            let v = [0, 1, 2, 3].map(|k| {
-                let r = _mm256_round_ps(
-                    _mm256_mul_ps(_mm256_loadu_ps(p.add(32 * g + 8 * k)), sv),
-                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
-                );
-                _mm256_min_ps(r, lim)
-            });
-            _mm256_storeu_si256(yb.as_mut_ptr().add(4 + 32 * g) as *mut __m256i, pack_i8(v));
-        }
-        for j in 0..QK_K / 16 {
-            let s: i32 = yb[4 + 16 * j..4 + 16 * j + 16].iter().map(|&q| q as i8 as i32).sum();
-            yb[4 + QK_K + 2 * j..4 + QK_K + 2 * j + 2].copy_from_slice(&(s as i16).to_le_bytes());
-        }
-        yb[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
-    }
-}
-
 // ---- AVX2 dots ---------------------------------------------------------------------------------
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q4_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
+pub(super) unsafe fn dot_q4_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for i in 0..n / 32 {
         let (x, y) = (w.add(18 * i), a.add(34 * i));
@@ -297,7 +162,7 @@ unsafe fn dot_q5_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q8_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
+pub(super) unsafe fn dot_q8_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for i in 0..n / 32 {
         let (x, y) = (w.add(34 * i), a.add(34 * i));
@@ -323,7 +188,7 @@ unsafe fn dot_q4_k_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
         let (x, y) = (w.add(144 * i), a.add(292 * i));
         let xs = std::slice::from_raw_parts(x, 144);
         let ys = std::slice::from_raw_parts(y, 292);
-        let (sc, mn) = k4_scale_min(&xs[4..16]);
+        let (sc, mn) = scales_mins_k4(xs[4..16].try_into().unwrap());
         let mut acc = _mm256_setzero_si256();
         for j in 0..4 {
             let q = _mm256_loadu_si256(x.add(16 + 32 * j) as *const __m256i);
@@ -426,12 +291,6 @@ unsafe fn bf16x8(p: *const u8) -> __m256 {
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i)), 16))
 }
 
-fn bf16_at(p: *const u8) -> f32 {
-    // SAFETY: callers pass a pointer to 2 readable bytes (inside a length-checked row).
-    let b = unsafe { [*p, *p.add(1)] };
-    f32::from_bits((u16::from_le_bytes(b) as u32) << 16)
-}
-
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_bf16_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
     let mut acc = [_mm256_setzero_ps(); 4];
@@ -478,14 +337,14 @@ unsafe fn dot_f32_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
 /// Two 256-bit halves → one 512-bit register (lo, hi).
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn join(lo: __m256i, hi: __m256i) -> __m512i {
+pub(super) unsafe fn join(lo: __m256i, hi: __m256i) -> __m512i {
     _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
 }
 
 /// Per-lane block scales: lanes 0..8 = d0, lanes 8..16 = d1.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn scales2(d0: f32, d1: f32) -> __m512 {
+pub(super) unsafe fn scales2(d0: f32, d1: f32) -> __m512 {
     _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1))
 }
 
@@ -571,7 +430,7 @@ unsafe fn dot_q4_k_avx512(n: usize, w: *const u8, a: *const u8) -> f32 {
         let (x, y) = (w.add(144 * i), a.add(292 * i));
         let xs = std::slice::from_raw_parts(x, 144);
         let ys = std::slice::from_raw_parts(y, 292);
-        let (sc, mn) = k4_scale_min(&xs[4..16]);
+        let (sc, mn) = scales_mins_k4(xs[4..16].try_into().unwrap());
         let mut acc = _mm512_setzero_si512();
         for j in 0..4 {
             let q = _mm256_loadu_si256(x.add(16 + 32 * j) as *const __m256i);
@@ -684,165 +543,4 @@ unsafe fn dot_f32_avx512(n: usize, w: *const u8, a: *const u8) -> f32 {
     }
     let s = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
     s + dot_f32_avx2(n - i, w.add(4 * i), a.add(4 * i))
-}
-
-// ---- AVX-512 multi-token tiles (prompt processing) ----------------------------------------------
-// R weight rows × T tokens per call: each expanded weight block and each activation block is loaded
-// once per tile instead of once per (row, token) pair. The per-pair arithmetic and the summation
-// order are the same as the single-row kernels above, so results are bit-identical to them.
-
-use crate::cpu::{TileFn, TILE};
-
-/// Safe entry: dispatches the runtime tile shape to a const-generic body.
-macro_rules! tile_entry {
-    ($name:ident, $inner:ident, $wts:expr) => {
-        fn $name(
-            n: usize,
-            w: &[u8],
-            w_stride: usize,
-            nr: usize,
-            a: &[u8],
-            a_stride: usize,
-            nt: usize,
-        ) -> [[f32; TILE]; TILE] {
-            let nb = n / 32;
-            assert!(nr >= 1 && nr <= TILE && nt >= 1 && nt <= TILE, "tile shape {nr}x{nt}");
-            assert!(
-                w.len() >= (nr - 1) * w_stride + nb * $wts && a.len() >= (nt - 1) * a_stride + nb * 34,
-                "tile: rows too short"
-            );
-            let (w, a) = (w.as_ptr(), a.as_ptr());
-            // SAFETY: only reachable through `avx512_kernels` (features detected); the bytes read
-            // (nr rows of nb weight blocks, nt rows of nb Q8_0 blocks) are within the checked lengths.
-            unsafe {
-                match (nr, nt) {
-                    (4, 4) => $inner::<4, 4>(nb, w, w_stride, a, a_stride),
-                    (4, 3) => $inner::<4, 3>(nb, w, w_stride, a, a_stride),
-                    (4, 2) => $inner::<4, 2>(nb, w, w_stride, a, a_stride),
-                    (4, 1) => $inner::<4, 1>(nb, w, w_stride, a, a_stride),
-                    (3, 4) => $inner::<3, 4>(nb, w, w_stride, a, a_stride),
-                    (3, 3) => $inner::<3, 3>(nb, w, w_stride, a, a_stride),
-                    (3, 2) => $inner::<3, 2>(nb, w, w_stride, a, a_stride),
-                    (3, 1) => $inner::<3, 1>(nb, w, w_stride, a, a_stride),
-                    (2, 4) => $inner::<2, 4>(nb, w, w_stride, a, a_stride),
-                    (2, 3) => $inner::<2, 3>(nb, w, w_stride, a, a_stride),
-                    (2, 2) => $inner::<2, 2>(nb, w, w_stride, a, a_stride),
-                    (2, 1) => $inner::<2, 1>(nb, w, w_stride, a, a_stride),
-                    (1, 4) => $inner::<1, 4>(nb, w, w_stride, a, a_stride),
-                    (1, 3) => $inner::<1, 3>(nb, w, w_stride, a, a_stride),
-                    (1, 2) => $inner::<1, 2>(nb, w, w_stride, a, a_stride),
-                    _ => $inner::<1, 1>(nb, w, w_stride, a, a_stride),
-                }
-            }
-        }
-    };
-}
-
-tile_entry!(tile_q4_0_avx512_entry, tile_q4_0_avx512, 18);
-tile_entry!(tile_q8_0_avx512_entry, tile_q8_0_avx512, 34);
-
-pub(crate) const TILE_Q4_0_AVX512: TileFn = tile_q4_0_avx512_entry;
-pub(crate) const TILE_Q8_0_AVX512: TileFn = tile_q8_0_avx512_entry;
-
-/// Two consecutive Q8_0 activation blocks at `y`: (values, per-lane scales, Σ-offset helper input).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q8_0_pair(y: *const u8) -> (__m512i, __m512) {
-    let v = join(_mm256_loadu_si256(y.add(2) as *const __m256i), _mm256_loadu_si256(y.add(36) as *const __m256i));
-    (v, scales2(f16_load(y), f16_load(y.add(34))))
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_q4_0_avx512<const R: usize, const T: usize>(
-    nb: usize,
-    w: *const u8,
-    ws: usize,
-    a: *const u8,
-    as_: usize,
-) -> [[f32; TILE]; TILE] {
-    let zero = _mm512_setzero_si512();
-    let eight = _mm512_set1_epi8(8);
-    let mut acc = [[_mm512_setzero_ps(); T]; R];
-    let mut i = 0;
-    while i + 2 <= nb {
-        let mut yv = [zero; T];
-        let mut yoff = [zero; T];
-        let mut dy = [_mm512_setzero_ps(); T];
-        for t in 0..T {
-            let (v, d) = q8_0_pair(a.add(t * as_ + 34 * i));
-            yv[t] = v;
-            dy[t] = d;
-            yoff[t] = _mm512_dpbusd_epi32(zero, eight, v);
-        }
-        for r in 0..R {
-            let (x0, x1) = (w.add(r * ws + 18 * i), w.add(r * ws + 18 * i + 18));
-            let q = join(nibbles32(x0.add(2)), nibbles32(x1.add(2)));
-            let dx = scales2(f16_load(x0), f16_load(x1));
-            for t in 0..T {
-                let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, q, yv[t]), yoff[t]);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dx, dy[t]), acc[r][t]);
-            }
-        }
-        i += 2;
-    }
-    let mut out = [[0f32; TILE]; TILE];
-    for r in 0..R {
-        for t in 0..T {
-            let mut s = _mm512_reduce_add_ps(acc[r][t]);
-            if i < nb {
-                s += dot_q4_0_avx2(32, w.add(r * ws + 18 * i), a.add(t * as_ + 34 * i));
-            }
-            out[r][t] = s;
-        }
-    }
-    out
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_q8_0_avx512<const R: usize, const T: usize>(
-    nb: usize,
-    w: *const u8,
-    ws: usize,
-    a: *const u8,
-    as_: usize,
-) -> [[f32; TILE]; TILE] {
-    let zero = _mm512_setzero_si512();
-    let bias = _mm512_set1_epi8(-128); // 0x80: x ^ 0x80 = x + 128 as an unsigned byte
-    let mut acc = [[_mm512_setzero_ps(); T]; R];
-    let mut i = 0;
-    while i + 2 <= nb {
-        let mut yv = [zero; T];
-        let mut yoff = [zero; T];
-        let mut dy = [_mm512_setzero_ps(); T];
-        for t in 0..T {
-            let (v, d) = q8_0_pair(a.add(t * as_ + 34 * i));
-            yv[t] = v;
-            dy[t] = d;
-            yoff[t] = _mm512_dpbusd_epi32(zero, bias, v); // 128 · Σy per 4 lanes
-        }
-        for r in 0..R {
-            let (x0, x1) = (w.add(r * ws + 34 * i), w.add(r * ws + 34 * i + 34));
-            let xv =
-                join(_mm256_loadu_si256(x0.add(2) as *const __m256i), _mm256_loadu_si256(x1.add(2) as *const __m256i));
-            let xu = _mm512_xor_si512(xv, bias);
-            let dx = scales2(f16_load(x0), f16_load(x1));
-            for t in 0..T {
-                // Σ (x+128)·y − 128·Σy = Σ x·y, exactly the lanes of the single-row kernel.
-                let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, xu, yv[t]), yoff[t]);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dx, dy[t]), acc[r][t]);
-            }
-        }
-        i += 2;
-    }
-    let mut out = [[0f32; TILE]; TILE];
-    for r in 0..R {
-        for t in 0..T {
-            let mut s = _mm512_reduce_add_ps(acc[r][t]);
-            if i < nb {
-                s += dot_q8_0_avx2(32, w.add(r * ws + 34 * i), a.add(t * as_ + 34 * i));
-            }
-            out[r][t] = s;
-        }
-    }
-    out
 }

@@ -1,12 +1,13 @@
-//! The elementwise operations of `ops` run over the thread pool, rows split into one contiguous
-//! range per thread. Each row is computed by the very same `ops` function as before, so results are
-//! bit-identical to the single-threaded calls; only batches (more than one row) are split, a single
-//! row (token generation) runs inline on the caller.
+//! The elementwise operations of `kernels::elementwise` run over the thread pool, rows split into
+//! one contiguous range per thread. Each row is computed by the very same function as on one thread
+//! (SwiGLU: the table's `swiglu`), so results are bit-identical to the single-threaded calls; only
+//! batches (more than one row) are split, a single row (token generation) runs inline on the caller.
 
 use std::sync::Mutex;
 
-use super::ops::{self, Rope};
-use crate::cpu::ThreadPool;
+use super::dispatch::kernels;
+use super::elementwise::{self as ops, Rope};
+use super::pool::ThreadPool;
 
 /// `f(first_row, a_rows, b_rows)` over contiguous row ranges of `a` (rows of `a_row` values) and the
 /// matching rows of `b` (`b_row` values each; `b` may be empty with `b_row` = 0), in parallel.
@@ -66,9 +67,10 @@ pub fn scale_inplace(pool: &ThreadPool, x: &mut [f32], s: f32, row: usize) {
     par_rows(pool, x, row, &[], 0, |_, a, _| ops::scale_inplace(a, s));
 }
 
-/// `ops::swiglu_inplace` on [n_rows][row] gate/up buffers.
+/// The process-wide table's `swiglu` on [n_rows][row] gate/up buffers.
 pub fn swiglu_inplace(pool: &ThreadPool, gate: &mut [f32], up: &[f32], row: usize) {
-    par_rows(pool, gate, row, up, row, |_, g, u| ops::swiglu_inplace(g, u, row));
+    let swiglu = kernels().swiglu;
+    par_rows(pool, gate, row, up, row, |_, g, u| swiglu(g, u, row));
 }
 
 /// `ops::geglu_inplace` on [n_rows][row] gate/up buffers.
@@ -89,7 +91,7 @@ pub fn rope(pool: &ThreadPool, rope: &Rope, x: &mut [f32], row: usize, head_dim:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ops::RopeType;
+    use crate::kernels::elementwise::RopeType;
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
@@ -128,7 +130,7 @@ mod tests {
                 ops::scale_inplace(&mut b, 1.7);
                 assert_eq!(a, b);
                 swiglu_inplace(&pool, &mut a, &y, row);
-                ops::swiglu_inplace(&mut b, &y, row);
+                ops::swiglu_scalar(&mut b, &y, row);
                 assert_eq!(a, b);
                 geglu_inplace(&pool, &mut a, &x, row);
                 ops::geglu_inplace(&mut b, &x);

@@ -1,15 +1,17 @@
 //! `out = x · Wᵀ` for a quantized weight W, the op that dominates inference time.
 //!
 //! Steps (as ggml's mul_mat): the activations are converted ONCE per call to the weight's partner
-//! type (`cpu::vec_dot_type`: Q8_0, Q8_1, Q8_K, F16, BF16 or F32) into a reusable scratch buffer,
+//! type (`Kernels::vec_dot_type`: Q8_0, Q8_1, Q8_K, F16, BF16 or F32) into a reusable scratch buffer,
 //! then the weight rows are split in chunks that threads claim from a shared counter (so threads on
 //! a busy, shared machine still finish together), and each chunk computes every token against a
 //! tile of weight rows while that tile is hot in cache.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::cpu::{kernels, vec_dot_type, Kernels, ThreadPool, TILE};
-use crate::quant::repack::{self, GemmR16Fn, Packed, MAX_T, R};
+use super::dispatch::kernels;
+use super::pool::ThreadPool;
+use super::types::{Kernels, R16Plan, TILE};
+use crate::quant::repack::{self, Packed, MAX_T, R};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
 
@@ -105,9 +107,9 @@ fn convert_rows(
 }
 
 /// Checks shapes; the error names the offending argument.
-fn validate(w: &QTensor, x: &[f32], n_tokens: usize, out: &[f32]) -> Result<GgmlType> {
+fn validate(k: &Kernels, w: &QTensor, x: &[f32], n_tokens: usize, out: &[f32]) -> Result<GgmlType> {
     let t = w.ggml_type;
-    let act = vec_dot_type(t).ok_or_else(|| {
+    let act = k.vec_dot_type(t).ok_or_else(|| {
         Error::UnsupportedType(format!("{} (ggml id {}): matmul has no kernel for it", t.name(), t.id()))
     })?;
     let row_bytes = t.row_size(w.cols as u64).ok_or_else(|| {
@@ -185,13 +187,13 @@ pub fn matmul_with(
     out: &mut [f32], // [n_tokens][rows]
     scratch: &mut MatmulScratch,
 ) -> Result<()> {
-    let act = validate(w, x, n_tokens, out)?;
+    let act = validate(k, w, x, n_tokens, out)?;
     if n_tokens == 0 || w.rows == 0 {
         return Ok(());
     }
-    if let (Some(p), Some(gemm)) = (w.packed, k.gemm_r16_batch(w.ggml_type, n_tokens)) {
+    if let (Some(p), Some(plan)) = (w.packed, k.r16_plan(w.ggml_type, n_tokens)) {
         if p.ggml_type == w.ggml_type && p.rows == w.rows && p.cols == w.cols {
-            matmul_r16(k, gemm, pool, p, x, n_tokens, out, scratch);
+            matmul_r16(k, plan, pool, p, x, n_tokens, out, scratch);
             return Ok(());
         }
     }
@@ -271,12 +273,13 @@ const R16_TOKEN_TILE: usize = 64;
 
 /// `matmul` over R16-repacked weights: activations converted once (the table's Q8_0 or Q8_K
 /// converter, so quantized values equal the row-wise path's; Q8_0 then to Q8_0S), then threads
-/// claim chunks of 16-row groups and run every token tile over each group. `(gemm_g4, gemm)`:
-/// the kernels for the tokens in the batch's full groups of 4 and for the others.
+/// claim chunks of 16-row groups and run every token tile over each group. `plan`: the kernel
+/// (and activation converter) for the batch's leading tokens in llama.cpp's batch order, and the
+/// plain kernel for the others (`Kernels::r16_plan`).
 #[allow(clippy::too_many_arguments)]
 fn matmul_r16(
     k: &Kernels,
-    (gemm_g4, gemm): (GemmR16Fn, GemmR16Fn),
+    plan: R16Plan,
     pool: &ThreadPool,
     p: &Packed,
     x: &[f32], // [n_tokens][cols]
@@ -286,16 +289,15 @@ fn matmul_r16(
 ) {
     let (rows, cols) = (p.rows, p.cols);
     let k_quant = p.ggml_type.block_size() == 256;
-    // llama.cpp runs its Q4_K prompt GEMM over the batch's full groups of 4 tokens, with their own
-    // activation quantizer and summation order, and its matvec over the rest; so do we.
-    let g4 = p.ggml_type == GgmlType::Q4_K;
-    let n_g4 = if g4 { n_tokens - n_tokens % 4 } else { 0 };
+    let n_batch = plan.n_batch;
     let nb = cols / p.ggml_type.block_size();
     // K-quants take the Q8_K converter's rows as they are; the others stage a Q8_0 row per token
     // and transcode it to Q8_0S.
     let s_row = nb * repack::act_block_bytes(p.ggml_type);
     let q_row = if k_quant { 0 } else { nb * 34 };
-    let (to_q8_0, to_q8_k) = (k.quantize_q8_0, k.quantize_q8_k);
+    let to_q8_0 = k.from_float(GgmlType::Q8_0).expect("Q8_0 converter");
+    let to_q8_k = k.from_float(GgmlType::Q8_K).expect("Q8_K converter");
+    let batch_from_float = plan.batch_from_float;
     // [n_tokens][s_row + q_row]: each token's kernel input, then its Q8_0 staging bytes.
     let a_stride = s_row + q_row;
     let acts = scratch.bytes_mut(n_tokens * a_stride);
@@ -303,9 +305,9 @@ fn matmul_r16(
         let xr = &x[t * cols..(t + 1) * cols];
         let (ar, st) = row.split_at_mut(s_row);
         if k_quant {
-            to_q8_k(xr, ar);
-            if t < n_g4 {
-                crate::cpu::scalar::q8_k_prefer_positive_max(xr, ar);
+            match batch_from_float {
+                Some(f) if t < n_batch => f(xr, ar),
+                _ => to_q8_k(xr, ar),
             }
         } else {
             to_q8_0(xr, st);
@@ -335,8 +337,8 @@ fn matmul_r16(
                 for g in g0..g1 {
                     let mut t = tb;
                     while t < te {
-                        // a call never straddles the end of the grouped tokens
-                        let (f, end) = if t < n_g4 { (gemm_g4, n_g4.min(te)) } else { (gemm, te) };
+                        // a call never straddles the end of the batch-order tokens
+                        let (f, end) = if t < n_batch { (plan.batch, n_batch.min(te)) } else { (plan.plain, te) };
                         let nt = MAX_T.min(end - t);
                         f(nb, p.group(g), &acts[t * a_stride..], a_stride, nt, &mut tile, R);
                         for (j, res) in tile.chunks_exact(R).take(nt).enumerate() {

@@ -1,4 +1,4 @@
-//! AVX2 kernels over R16-repacked weights (layout in `repack.rs`), for x86 CPUs without AVX-512.
+//! AVX2 kernels over R16-repacked weights (layout in `quant::repack`), for x86 CPUs without AVX-512.
 //!
 //! A 64-byte slot is two ymm: rows 0..8 in bytes 0..32, rows 8..16 in bytes 32..64. With only 16
 //! ymm registers, each call runs the two 8-row halves one after the other, and at most `PASS`
@@ -11,8 +11,10 @@
 
 use std::arch::x86_64::*;
 
-use super::repack::{check_gemm_args, GemmR16Fn, Q8_0S_BLOCK, Q8_K_BLOCK, R};
-use super::GgmlType;
+use crate::kernels::shared::{q8_0s_block, q8k_block};
+use crate::kernels::types::GemmR16Fn;
+use crate::quant::repack::{Q8_0S_BLOCK, Q8_K_BLOCK, R};
+use crate::quant::GgmlType;
 
 /// Tokens per pass (accumulator registers).
 const PASS: usize = 4;
@@ -25,11 +27,14 @@ gemm_split_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0, H, PASS, "avx2,fma
 gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, H, PASS, "avx2,fma,f16c");
 
-pub(crate) const GEMM_Q4_0_AVX2: GemmR16Fn = gemm_q4_0_entry;
-pub(crate) const GEMM_Q5_0_AVX2: GemmR16Fn = gemm_q5_0_entry;
-pub(crate) const GEMM_Q8_0_AVX2: GemmR16Fn = gemm_q8_0_entry;
-pub(crate) const GEMM_Q4_K_AVX2: GemmR16Fn = gemm_q4_k_entry;
-pub(crate) const GEMM_Q6_K_AVX2: GemmR16Fn = gemm_q6_k_entry;
+/// The AVX2 R16 kernels: (weight type, kernel).
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 5] = [
+    (GgmlType::Q4_0, gemm_q4_0_entry),
+    (GgmlType::Q5_0, gemm_q5_0_entry),
+    (GgmlType::Q8_0, gemm_q8_0_entry),
+    (GgmlType::Q4_K, gemm_q4_k_entry),
+    (GgmlType::Q6_K, gemm_q6_k_entry),
+];
 
 #[inline(always)]
 unsafe fn bcast4(p: *const u8) -> __m256i {
@@ -52,11 +57,6 @@ unsafe fn slot(q: *const u8, i: usize, h: usize) -> __m256i {
 #[inline(always)]
 unsafe fn scales8(p: *const u8, h: usize) -> __m256 {
     _mm256_cvtph_ps(_mm_loadu_si128(p.add(16 * h) as *const __m128i))
-}
-
-#[inline(always)]
-unsafe fn act_block(y: *const u8) -> (f32, i32, *const u8) {
-    ((y as *const f32).read_unaligned(), (y.add(4) as *const i32).read_unaligned(), y.add(8))
 }
 
 #[inline(always)]
@@ -95,7 +95,7 @@ unsafe fn gemm_q4_0<const T: usize>(
             hi[s] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
         }
         for t in 0..T {
-            let (da, sum, y) = act_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+            let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
             let mut i = _mm256_set1_epi32(-8 * sum);
             for s in 0..4 {
                 i = dp(i, lo[s], bcast4(y.add(4 * s)));
@@ -136,7 +136,7 @@ unsafe fn gemm_q5_0<const T: usize>(
             hi[s] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_and_si256(hb_hi[s], m10));
         }
         for t in 0..T {
-            let (da, sum, y) = act_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+            let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
             let mut i = _mm256_set1_epi32(-16 * sum);
             for s in 0..4 {
                 i = dp(i, lo[s], bcast4(y.add(4 * s)));
@@ -165,7 +165,7 @@ unsafe fn gemm_q8_0<const T: usize>(
         let dw = scales8(scales.add(b * R * 2), h);
         let q = quants.add(b * R * 32);
         for t in 0..T {
-            let (da, _, y) = act_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+            let (da, _, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
             let mut i = _mm256_setzero_si256();
             for s in 0..8 {
                 let x = _mm256_xor_si256(slot(q, s, h), bias); // back to signed
@@ -175,11 +175,6 @@ unsafe fn gemm_q8_0<const T: usize>(
         }
     }
     store(&acc, out, os);
-}
-
-#[inline(always)]
-unsafe fn q8k_block(y: *const u8) -> (f32, *const u8, *const i16) {
-    ((y as *const f32).read_unaligned(), y.add(4), y.add(4 + 256) as *const i16)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -1,7 +1,7 @@
-//! x86_64 attention kernels (`cpu::AttnKtFn`, `AttnVfFn`, `AttnKqFn`, `AttnPvFn`, `RoundFn`) for
+//! x86_64 attention kernels (`AttnKtFn`, `AttnVfFn`, `AttnKqFn`, `AttnPvFn`, `RoundFn`) for
 //! the AVX2 + FMA + F16C and AVX-512F tables, which are handed out after runtime feature detection.
 //!
-//! f16 → f32 conversions use F16C (`vcvtph2ps`, exact). The dots are `cpu::attn`'s, written once
+//! f16 → f32 conversions use F16C (`vcvtph2ps`, exact). The dots are `kernels::attn`'s, written once
 //! over 16-lane registers (`attn16!`: one zmm, or two ymm for AVX2) with the same sums in the same
 //! order as the portable kernels, so every table gives the same bits.
 
@@ -9,9 +9,9 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use crate::cpu::attn::{kq_body, pv_body, pv_check, pv_panels_check, vf_check, AttnOrder};
-use crate::cpu::scalar::{attn_kq_check, attn_kt_check, CacheElem};
-use crate::cpu::KT_LANES;
+use crate::kernels::attn::{kq_body, pv_body};
+use crate::kernels::shared::{attn_kq_check, attn_kt_check, attn_pv_check, attn_pv_panels_check, attn_vf_check};
+use crate::kernels::types::{AttnOrder, CacheElem, KT_LANES};
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -19,7 +19,7 @@ unsafe fn ld8_f16(p: *const f16) -> __m256 {
     _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
 }
 
-/// Transposes keys into f32 panels (`cpu::AttnKtFn` for the f16 cache), converting 8 at a time.
+/// Transposes keys into f32 panels (`AttnKtFn` for the f16 cache), converting 8 at a time.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn kt_f16_f16c(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
     let mut tmp = [0f32; 8];
@@ -56,7 +56,7 @@ pub(crate) fn attn_kt_f16_avx2(n: usize, k: &[f16], ks: usize, nk: usize, kt: &m
     unsafe { kt_f16_f16c(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
 }
 
-/// Key (or value) panels with AVX-512 (`cpu::AttnKtFn`): 16 keys × 16 dimensions at a time are
+/// Key (or value) panels with AVX-512 (`AttnKtFn`): 16 keys × 16 dimensions at a time are
 /// loaded as rows (f16 → f32 exact, or f32), transposed in registers and stored as 16 panel rows;
 /// leftover dimensions (n mod 16) go element by element.
 #[inline]
@@ -146,7 +146,7 @@ pub(crate) fn attn_kt_f32_avx512(n: usize, k: &[f32], ks: usize, nk: usize, kt: 
     unsafe { kt_f32_avx512_in(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
 }
 
-/// f16 rows → packed f32 rows (`cpu::AttnVfFn`), 8 at a time.
+/// f16 rows → packed f32 rows (`AttnVfFn`), 8 at a time.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn vf_f16_f16c(n: usize, v: *const f16, vs: usize, nv: usize, out: *mut f32) {
     for j in 0..nv {
@@ -163,7 +163,7 @@ unsafe fn vf_f16_f16c(n: usize, v: *const f16, vs: usize, nv: usize, out: *mut f
 }
 
 pub(crate) fn attn_vf_f16_avx2(n: usize, v: &[f16], vs: usize, nv: usize, out: &mut [f32]) {
-    vf_check(n, v.len(), vs, nv, out.len());
+    attn_vf_check(n, v.len(), vs, nv, out.len());
     // SAFETY: reachable only through a kernel table built after detection of AVX2, FMA and F16C;
     // every element read or written is in bounds by the check above.
     unsafe { vf_f16_f16c(n, v.as_ptr(), vs, nv, out.as_mut_ptr()) }
@@ -236,14 +236,14 @@ unsafe fn z_store(v: __m512, p: *mut f32) {
     _mm512_storeu_ps(p, v)
 }
 
-/// `cpu::attn`'s dots in SIMD registers of 16 lanes (`$v`, with its ops): the same sums in the
+/// `kernels::attn`'s dots in SIMD registers of 16 lanes (`$v`, with its ops): the same sums in the
 /// same order as the portable kernels (tested bit for bit), the 16 lane accumulators of a group
 /// of dots held in registers. `Lanes64` dots of Q·K with a tail (n not a multiple of 64) and P·V
 /// blocks narrower than 16 dimensions go to the portable code.
 macro_rules! attn16 {
     ($kq:ident, $pv:ident, $kq_in:ident, $pv_in:ident, $feat:literal, $v:ty,
      $zero:ident, $load:ident, $set1:ident, $fma:ident, $add:ident, $store:ident) => {
-        /// `reduce16` of `cpu::attn` over 16 registers.
+        /// `reduce16` of `kernels::attn` over 16 registers.
         #[inline]
         #[target_feature(enable = $feat)]
         unsafe fn reduce(x: &[$v; 16]) -> $v {
@@ -404,7 +404,7 @@ macro_rules! attn16 {
             o: &mut [f32],
             order: AttnOrder,
         ) {
-            pv_check(n, v.len(), vs, j0, lo, hi, p.len(), o.len());
+            attn_pv_check(n, v.len(), vs, j0, lo, hi, p.len(), o.len());
             // SAFETY: as for the Q·K entry above.
             unsafe { $pv_in(n, v, vs, j0, lo, hi, p, o, order) }
         }
@@ -434,7 +434,7 @@ unsafe fn hreduce16(r: &[__m512; 16]) -> __m512 {
     _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f)
 }
 
-/// `cpu::AttnPvPanelsFn` with AVX-512: keys in lanes (lane = key mod 16, as both orders want),
+/// `AttnPvPanelsFn` with AVX-512: keys in lanes (lane = key mod 16, as both orders want),
 /// a query's 16 probabilities of a key panel in one register (masked to its lo..=hi), one
 /// accumulator per output dimension (Lanes16) or per dimension and key panel mod 4 (Lanes64),
 /// then `hreduce16`: one load per FMA and no broadcasts. Dimension blocks outermost, so a
@@ -521,7 +521,7 @@ pub(crate) fn attn_pv_panels_avx512(
     o: &mut [f32],
     order: AttnOrder,
 ) {
-    pv_panels_check(n, vt.len(), j0, lo, hi, p.len(), ps, o.len());
+    attn_pv_panels_check(n, vt.len(), j0, lo, hi, p.len(), ps, o.len());
     // SAFETY: reachable only through the AVX-512 table (feature detected at run time); the check
     // bounds every panel row read (panels (lo-j0)/16 ..= (hi-j0)/16 of n rows), the probability
     // loads are masked to query i's indices i·ps + (lo-j0 ..= hi-j0) < p.len(), and o holds
@@ -581,7 +581,7 @@ unsafe fn round_f16_f16c(x: &mut [f32]) {
     }
 }
 
-/// `cpu::RoundFn` with F16C (`vcvtps2ph` round-to-nearest-even, then back).
+/// `RoundFn` with F16C (`vcvtps2ph` round-to-nearest-even, then back).
 pub(crate) fn round_f16_avx2(x: &mut [f32]) {
     // SAFETY: reachable only through a kernel table built after detection of AVX2 and F16C; the
     // body touches only `x`.

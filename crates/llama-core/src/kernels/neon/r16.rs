@@ -1,18 +1,20 @@
-//! NEON dotprod kernels over R16-repacked weights (layout in `repack.rs`).
+//! NEON dotprod kernels over R16-repacked weights (layout in `quant::repack`).
 //!
 //! A 64-byte slot is four q registers of 4 rows each; the kernel runs the four 4-row quarters one
 //! after the other, at most `PASS` tokens per pass. `sdot` multiplies signed bytes: the 4/5/6-bit
 //! quants (0..63) are valid as i8 unchanged, with the offsets folded into the accumulator start as
 //! in the x86 kernels; Q8_0 is XOR-ed back to signed and needs no offset. `sdot` comes through
-//! `asm!` (its intrinsic is unstable in rustc 1.95), like in `neon.rs`.
+//! `asm!` (its intrinsic is unstable in rustc 1.95), see `neon/mod.rs`.
 //!
 //! Numerics: integer sums exact; float updates `acc += f32(isum) · (d_w · d_a)` in block order.
 
 use std::arch::aarch64::*;
-use std::arch::asm;
 
-use super::repack::{check_gemm_args, GemmR16Fn, Q8_0S_BLOCK, Q8_K_BLOCK, R};
-use super::GgmlType;
+use super::{f16x4, sdot};
+use crate::kernels::shared::{q8_0s_block, q8k_block};
+use crate::kernels::types::GemmR16Fn;
+use crate::quant::repack::{Q8_0S_BLOCK, Q8_K_BLOCK, R};
+use crate::quant::GgmlType;
 
 /// Tokens per pass.
 const PASS: usize = 4;
@@ -25,31 +27,14 @@ gemm_split_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0, Q, PASS, "neon,dot
 gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, Q, PASS, "neon,dotprod");
 
-pub(crate) const GEMM_Q4_0_NEON: GemmR16Fn = gemm_q4_0_entry;
-pub(crate) const GEMM_Q5_0_NEON: GemmR16Fn = gemm_q5_0_entry;
-pub(crate) const GEMM_Q8_0_NEON: GemmR16Fn = gemm_q8_0_entry;
-pub(crate) const GEMM_Q4_K_NEON: GemmR16Fn = gemm_q4_k_entry;
-pub(crate) const GEMM_Q6_K_NEON: GemmR16Fn = gemm_q6_k_entry;
-
-/// acc += per-lane sums of 4 adjacent i8 × i8 products.
-#[inline]
-#[target_feature(enable = "neon,dotprod")]
-unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-    // SAFETY (of the asm): register-only instruction, no memory access.
-    asm!("sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b", acc = inout(vreg) acc, a = in(vreg) a, b = in(vreg) b, options(pure, nomem, nostack));
-    acc
-}
-
-/// Four f16 (raw bits) → four f32.
-#[inline]
-#[target_feature(enable = "neon")]
-unsafe fn f16x4(p: *const u8) -> float32x4_t {
-    let h = vld1_u16(p as *const u16);
-    let out: float32x4_t;
-    // SAFETY (of the asm): register-only instruction, no memory access.
-    asm!("fcvtl {o:v}.4s, {i:v}.4h", o = out(vreg) out, i = in(vreg) h, options(pure, nomem, nostack));
-    out
-}
+/// The NEON R16 kernels: (weight type, kernel).
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 5] = [
+    (GgmlType::Q4_0, gemm_q4_0_entry),
+    (GgmlType::Q5_0, gemm_q5_0_entry),
+    (GgmlType::Q8_0, gemm_q8_0_entry),
+    (GgmlType::Q4_K, gemm_q4_k_entry),
+    (GgmlType::Q6_K, gemm_q6_k_entry),
+];
 
 #[inline(always)]
 unsafe fn bcast4(p: *const u8) -> int8x16_t {
@@ -65,11 +50,6 @@ unsafe fn slot(q: *const u8, i: usize, qr: usize) -> uint8x16_t {
 #[inline(always)]
 unsafe fn s8(v: uint8x16_t) -> int8x16_t {
     vreinterpretq_s8_u8(v)
-}
-
-#[inline(always)]
-unsafe fn act_block(y: *const u8) -> (f32, i32, *const u8) {
-    ((y as *const f32).read_unaligned(), (y.add(4) as *const i32).read_unaligned(), y.add(8))
 }
 
 #[inline(always)]
@@ -98,7 +78,7 @@ unsafe fn gemm_q4_0<const T: usize>(
     let m4 = vdupq_n_u8(0x0F);
     let mut acc = [vdupq_n_f32(0.0); T];
     for b in 0..nb {
-        let dw = f16x4(scales.add(b * R * 2 + 8 * qr));
+        let dw = f16x4(vld1_u16(scales.add(b * R * 2 + 8 * qr) as *const u16));
         let q = quants.add(b * R * 16);
         let mut lo = [vdupq_n_s8(0); 4];
         let mut hi = [vdupq_n_s8(0); 4];
@@ -108,7 +88,7 @@ unsafe fn gemm_q4_0<const T: usize>(
             hi[s] = s8(vshrq_n_u8::<4>(v));
         }
         for t in 0..T {
-            let (da, sum, y) = act_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+            let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
             let mut i = vdupq_n_s32(-8 * sum);
             for s in 0..4 {
                 i = sdot(i, lo[s], bcast4(y.add(4 * s)));
@@ -135,7 +115,7 @@ unsafe fn gemm_q5_0<const T: usize>(
     let m10 = vdupq_n_u8(0x10);
     let mut acc = [vdupq_n_f32(0.0); T];
     for b in 0..nb {
-        let dw = f16x4(scales.add(b * R * 2 + 8 * qr));
+        let dw = f16x4(vld1_u16(scales.add(b * R * 2 + 8 * qr) as *const u16));
         let q = quants.add(b * R * 20);
         let qh = slot(q, 0, qr);
         let mut lo = [vdupq_n_s8(0); 4];
@@ -149,7 +129,7 @@ unsafe fn gemm_q5_0<const T: usize>(
             hi[s] = s8(vorrq_u8(vshrq_n_u8::<4>(v), b_hi));
         }
         for t in 0..T {
-            let (da, sum, y) = act_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+            let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
             let mut i = vdupq_n_s32(-16 * sum);
             for s in 0..4 {
                 i = sdot(i, lo[s], bcast4(y.add(4 * s)));
@@ -175,14 +155,14 @@ unsafe fn gemm_q8_0<const T: usize>(
     let bias = vdupq_n_u8(0x80);
     let mut acc = [vdupq_n_f32(0.0); T];
     for b in 0..nb {
-        let dw = f16x4(scales.add(b * R * 2 + 8 * qr));
+        let dw = f16x4(vld1_u16(scales.add(b * R * 2 + 8 * qr) as *const u16));
         let q = quants.add(b * R * 32);
         let mut x = [vdupq_n_s8(0); 8];
         for (s, xs) in x.iter_mut().enumerate() {
             *xs = s8(veorq_u8(slot(q, s, qr), bias)); // back to signed
         }
         for t in 0..T {
-            let (da, _, y) = act_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+            let (da, _, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
             let mut i = vdupq_n_s32(0);
             for (s, xs) in x.iter().enumerate() {
                 i = sdot(i, *xs, bcast4(y.add(4 * s)));
@@ -191,11 +171,6 @@ unsafe fn gemm_q8_0<const T: usize>(
         }
     }
     store(&acc, out, os);
-}
-
-#[inline(always)]
-unsafe fn q8k_block(y: *const u8) -> (f32, *const u8, *const i16) {
-    ((y as *const f32).read_unaligned(), y.add(4), y.add(4 + 256) as *const i16)
 }
 
 /// `(v >> sh) & mask` per u32 lane.
@@ -218,8 +193,8 @@ unsafe fn gemm_q4_k<const T: usize>(
     let m4 = vdupq_n_u8(0x0F);
     let mut acc = [vdupq_n_f32(0.0); T];
     for b in 0..nb {
-        let d = f16x4(heads.add(b * R * 4 + 8 * qr));
-        let dmin = f16x4(heads.add(b * R * 4 + R * 2 + 8 * qr));
+        let d = f16x4(vld1_u16(heads.add(b * R * 4 + 8 * qr) as *const u16));
+        let dmin = f16x4(vld1_u16(heads.add(b * R * 4 + R * 2 + 8 * qr) as *const u16));
         let q = quants.add(b * R * 140);
         let u = |i: usize| vreinterpretq_u32_u8(slot(q, i, qr));
         let (w0, w1, w2) = (u(0), u(1), u(2));
@@ -295,7 +270,7 @@ unsafe fn gemm_q6_k<const T: usize>(
     let m30 = vdupq_n_u8(0x30);
     let mut acc = [vdupq_n_f32(0.0); T];
     for b in 0..nb {
-        let d = f16x4(heads.add(b * R * 2 + 8 * qr));
+        let d = f16x4(vld1_u16(heads.add(b * R * 2 + 8 * qr) as *const u16));
         let q = quants.add(b * R * 208);
         let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
         let mut iacc = [vdupq_n_s32(0); T];

@@ -1,6 +1,6 @@
 //! AVX-512 softmax and SwiGLU: ggml's own vector code (`ggml_v_expf`, `ggml_vec_soft_max_f32`,
 //! `ggml_vec_swiglu_f32` of an AVX-512 build), so results equal the scalar emulation in
-//! `model::ops` bit for bit (the kernel tests compare them) while running 16 lanes at a time.
+//! `kernels::elementwise` bit for bit (the kernel tests compare them) while running 16 lanes at a time.
 
 use std::arch::x86_64::*;
 
@@ -113,24 +113,20 @@ unsafe fn swiglu(gate: &mut [f32], up: &[f32], n_ff: usize) {
     }
 }
 
-/// Whether the AVX-512 versions may run (features present and the kernel table is AVX-512, so
-/// `LLAMA_ISA=scalar|avx2` still forces the scalar code).
-/// Decided once: it is asked per softmax row and per SwiGLU call.
-pub(crate) fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| crate::cpu::kernels().isa == crate::cpu::Isa::Avx512 && is_x86_feature_detected!("avx512dq"))
+/// Safe entry (`SoftmaxFn`).
+fn softmax_entry(x: &mut [f32], scale: f32) {
+    // SAFETY: reachable only through the AVX-512 table, which sets it after detecting avx512f (the
+    // table requires it), avx512dq and fma (required by the AVX2 table it extends); all accesses
+    // are masked to x's length.
+    unsafe { softmax(x, scale) }
 }
 
-/// Safe entry; `None` when `enabled()` is false.
-pub(crate) fn softmax_inplace(x: &mut [f32], scale: f32) -> Option<()> {
-    // SAFETY: `enabled()` checked avx512f (the AVX-512 table requires it), avx512dq and fma
-    // (required by the AVX2 table the AVX-512 one extends); all accesses are masked to x's length.
-    enabled().then(|| unsafe { softmax(x, scale) })
-}
-
-/// Safe entry; `None` when `enabled()` is false.
-pub(crate) fn swiglu_inplace(gate: &mut [f32], up: &[f32], n_ff: usize) -> Option<()> {
+/// Safe entry (`SwigluFn`).
+fn swiglu_entry(gate: &mut [f32], up: &[f32], n_ff: usize) {
     assert!(n_ff > 0 && gate.len() % n_ff == 0 && up.len() >= gate.len(), "swiglu: shapes");
-    // SAFETY: features as in `softmax_inplace`; rows are whole n_ff chunks of both slices.
-    enabled().then(|| unsafe { swiglu(gate, up, n_ff) })
+    // SAFETY: features as in `softmax_entry`; rows are whole n_ff chunks of both slices.
+    unsafe { swiglu(gate, up, n_ff) }
 }
+
+pub(super) const SOFTMAX_AVX512: crate::kernels::types::SoftmaxFn = softmax_entry;
+pub(super) const SWIGLU_AVX512: crate::kernels::types::SwigluFn = swiglu_entry;
