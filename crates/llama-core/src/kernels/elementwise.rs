@@ -15,6 +15,8 @@ macro_rules! with_fma {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("fma") {
+                /// # Safety
+                /// The CPU must support FMA.
                 #[target_feature(enable = "fma")]
                 #[inline]
                 unsafe fn fast<R>(f: impl FnOnce() -> R) -> R {

@@ -39,6 +39,7 @@ pub(crate) fn attn_pv_check(n: usize, v: usize, vs: usize, j0: usize, lo: usize,
     assert!(o >= n, "attn_pv: o too short");
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 /// Bounds every `AttnPvPanelsFn` call must satisfy (`vt`: value panels in the `AttnKtFn` layout
 /// from key j0, a multiple of 64; query i sees keys lo[i]..=hi[i], its probabilities at p[i·ps..]).
 #[allow(clippy::too_many_arguments)]

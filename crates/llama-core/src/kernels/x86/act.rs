@@ -7,6 +7,9 @@ use std::arch::x86_64::*;
 /// ggml_v_expf, AVX-512 variant.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,fma")]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
 unsafe fn v_expf(x: __m512) -> __m512 {
     let c = |b: u32| _mm512_set1_ps(f32::from_bits(b));
     let r = c(0x4b40_0000);
@@ -40,12 +43,19 @@ unsafe fn v_expf(x: __m512) -> __m512 {
 /// the two), the order ggml's sums see.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq")]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
 unsafe fn reduce_add(v: __m512) -> f32 {
-    let t8 = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(v), _mm512_castps512_ps256(v));
-    let t4 = _mm_add_ps(_mm256_extractf128_ps::<1>(t8), _mm256_castps256_ps128(t8));
-    let mut l = [0f32; 4];
-    _mm_storeu_ps(l.as_mut_ptr(), t4);
-    (l[0] + l[2]) + (l[1] + l[3])
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let t8 = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(v), _mm512_castps512_ps256(v));
+        let t4 = _mm_add_ps(_mm256_extractf128_ps::<1>(t8), _mm256_castps256_ps128(t8));
+        let mut l = [0f32; 4];
+        _mm_storeu_ps(l.as_mut_ptr(), t4);
+        (l[0] + l[2]) + (l[1] + l[3])
+    }
 }
 
 /// Lanes 0..n of a 16-lane chunk.
@@ -59,56 +69,71 @@ fn lanes(n: usize) -> __mmask16 {
 }
 
 #[target_feature(enable = "avx512f,avx512dq,fma")]
+/// # Safety
+/// The CPU must support AVX-512 F and DQ and FMA.
 unsafe fn softmax(x: &mut [f32], scale: f32) {
-    let n = x.len();
-    let p = x.as_mut_ptr();
-    let (sv, mut mv) = (_mm512_set1_ps(scale), _mm512_set1_ps(f32::NEG_INFINITY));
-    let mut i = 0;
-    while i < n {
-        let m = lanes(n - i);
-        let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), sv);
-        _mm512_mask_storeu_ps(p.add(i), m, v);
-        mv = _mm512_mask_max_ps(mv, m, mv, v);
-        i += 16;
-    }
-    let max = _mm512_reduce_max_ps(mv); // exact in any order
-    let mut sum = 0.0f64;
-    i = 0;
-    while i < n {
-        // ggml's row is padded with masked (−inf) keys, whose exp is 0: zero lanes here.
-        let m = lanes(n - i);
-        let e = _mm512_maskz_mov_ps(m, v_expf(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), _mm512_set1_ps(max))));
-        _mm512_mask_storeu_ps(p.add(i), m, e);
-        sum += reduce_add(e) as f64;
-        i += 16;
-    }
-    let inv = _mm512_set1_ps((1.0 / sum) as f32);
-    i = 0;
-    while i < n {
-        let m = lanes(n - i);
-        _mm512_mask_storeu_ps(p.add(i), m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), inv));
-        i += 16;
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let n = x.len();
+        let p = x.as_mut_ptr();
+        let (sv, mut mv) = (_mm512_set1_ps(scale), _mm512_set1_ps(f32::NEG_INFINITY));
+        let mut i = 0;
+        while i < n {
+            let m = lanes(n - i);
+            let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), sv);
+            _mm512_mask_storeu_ps(p.add(i), m, v);
+            mv = _mm512_mask_max_ps(mv, m, mv, v);
+            i += 16;
+        }
+        let max = _mm512_reduce_max_ps(mv); // exact in any order
+        let mut sum = 0.0f64;
+        i = 0;
+        while i < n {
+            // ggml's row is padded with masked (−inf) keys, whose exp is 0: zero lanes here.
+            let m = lanes(n - i);
+            let e =
+                _mm512_maskz_mov_ps(m, v_expf(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), _mm512_set1_ps(max))));
+            _mm512_mask_storeu_ps(p.add(i), m, e);
+            sum += reduce_add(e) as f64;
+            i += 16;
+        }
+        let inv = _mm512_set1_ps((1.0 / sum) as f32);
+        i = 0;
+        while i < n {
+            let m = lanes(n - i);
+            _mm512_mask_storeu_ps(p.add(i), m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), inv));
+            i += 16;
+        }
     }
 }
 
 /// `gate = silu(gate) · up` over rows of `n_ff`: 16 lanes with ggml_v_silu, the row's tail as
 /// ggml's scalar loop (libm expf).
 #[target_feature(enable = "avx512f,avx512dq,fma")]
+///
+/// # Safety
+/// The CPU must support AVX-512 F and DQ and FMA; `gate` and `up` hold whole rows of `n_ff` (up at
+/// least as long as gate).
 unsafe fn swiglu(gate: &mut [f32], up: &[f32], n_ff: usize) {
-    let one = _mm512_set1_ps(1.0);
-    for (gr, ur) in gate.chunks_exact_mut(n_ff).zip(up.chunks_exact(n_ff)) {
-        let simd = n_ff / 16 * 16;
-        let (g, u) = (gr.as_mut_ptr(), ur.as_ptr());
-        let mut i = 0;
-        while i < simd {
-            let x = _mm512_loadu_ps(g.add(i));
-            let silu = _mm512_div_ps(x, _mm512_add_ps(one, v_expf(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-            _mm512_storeu_ps(g.add(i), _mm512_mul_ps(silu, _mm512_loadu_ps(u.add(i))));
-            i += 16;
-        }
-        for j in simd..n_ff {
-            let x = gr[j];
-            gr[j] = x / (1.0 + (-x).exp()) * ur[j];
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let one = _mm512_set1_ps(1.0);
+        for (gr, ur) in gate.chunks_exact_mut(n_ff).zip(up.chunks_exact(n_ff)) {
+            let simd = n_ff / 16 * 16;
+            let (g, u) = (gr.as_mut_ptr(), ur.as_ptr());
+            let mut i = 0;
+            while i < simd {
+                let x = _mm512_loadu_ps(g.add(i));
+                let silu = _mm512_div_ps(x, _mm512_add_ps(one, v_expf(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+                _mm512_storeu_ps(g.add(i), _mm512_mul_ps(silu, _mm512_loadu_ps(u.add(i))));
+                i += 16;
+            }
+            for j in simd..n_ff {
+                let x = gr[j];
+                gr[j] = x / (1.0 + (-x).exp()) * ur[j];
+            }
         }
     }
 }

@@ -15,35 +15,47 @@ use crate::kernels::types::{AttnOrder, CacheElem, KT_LANES};
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `p..p+8` (f16 values) must be readable.
 unsafe fn ld8_f16(p: *const f16) -> __m256 {
-    _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
 }
 
 /// Transposes keys into f32 panels (`AttnKtFn` for the f16 cache), converting 8 at a time.
 #[target_feature(enable = "avx2,fma,f16c")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `k`, `kt` must cover what
+/// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
 unsafe fn kt_f16_f16c(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
-    let mut tmp = [0f32; 8];
-    for c in 0..nk.div_ceil(KT_LANES) {
-        let panel = kt.add(c * n * KT_LANES);
-        for l in 0..KT_LANES {
-            let j = c * KT_LANES + l;
-            if j >= nk {
-                for d in 0..n {
-                    *panel.add(d * KT_LANES + l) = 0.0;
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let mut tmp = [0f32; 8];
+        for c in 0..nk.div_ceil(KT_LANES) {
+            let panel = kt.add(c * n * KT_LANES);
+            for l in 0..KT_LANES {
+                let j = c * KT_LANES + l;
+                if j >= nk {
+                    for d in 0..n {
+                        *panel.add(d * KT_LANES + l) = 0.0;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            let kj = k.add(j * ks);
-            let mut d = 0;
-            while d + 8 <= n {
-                _mm256_storeu_ps(tmp.as_mut_ptr(), ld8_f16(kj.add(d)));
-                for (e, &x) in tmp.iter().enumerate() {
-                    *panel.add((d + e) * KT_LANES + l) = x;
+                let kj = k.add(j * ks);
+                let mut d = 0;
+                while d + 8 <= n {
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), ld8_f16(kj.add(d)));
+                    for (e, &x) in tmp.iter().enumerate() {
+                        *panel.add((d + e) * KT_LANES + l) = x;
+                    }
+                    d += 8;
                 }
-                d += 8;
-            }
-            for e in d..n {
-                *panel.add(e * KT_LANES + l) = (*kj.add(e)).f32();
+                for e in d..n {
+                    *panel.add(e * KT_LANES + l) = (*kj.add(e)).f32();
+                }
             }
         }
     }
@@ -61,6 +73,10 @@ pub(crate) fn attn_kt_f16_avx2(n: usize, k: &[f16], ks: usize, nk: usize, kt: &m
 /// leftover dimensions (n mod 16) go element by element.
 #[inline]
 #[target_feature(enable = "avx512f,f16c")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `k`, `kt` must cover what
+/// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
 unsafe fn kt_avx512<T: CacheElem>(
     n: usize,
     k: *const T,
@@ -69,26 +85,31 @@ unsafe fn kt_avx512<T: CacheElem>(
     kt: *mut f32,
     load16: impl Fn(*const T) -> __m512,
 ) {
-    let n16 = n / 16 * 16;
-    for c in 0..nk.div_ceil(KT_LANES) {
-        let panel = kt.add(c * n * KT_LANES);
-        let keys = (nk - c * KT_LANES).min(KT_LANES);
-        for d0 in (0..n16).step_by(16) {
-            let r: [__m512; 16] = std::array::from_fn(|l| {
-                if l < keys {
-                    load16(k.add((c * KT_LANES + l) * ks + d0))
-                } else {
-                    _mm512_setzero_ps()
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let n16 = n / 16 * 16;
+        for c in 0..nk.div_ceil(KT_LANES) {
+            let panel = kt.add(c * n * KT_LANES);
+            let keys = (nk - c * KT_LANES).min(KT_LANES);
+            for d0 in (0..n16).step_by(16) {
+                let r: [__m512; 16] = std::array::from_fn(|l| {
+                    if l < keys {
+                        load16(k.add((c * KT_LANES + l) * ks + d0))
+                    } else {
+                        _mm512_setzero_ps()
+                    }
+                });
+                let cols = transpose16(&r);
+                for (i, col) in cols.iter().enumerate() {
+                    _mm512_storeu_ps(panel.add((d0 + i) * KT_LANES), *col);
                 }
-            });
-            let cols = transpose16(&r);
-            for (i, col) in cols.iter().enumerate() {
-                _mm512_storeu_ps(panel.add((d0 + i) * KT_LANES), *col);
             }
-        }
-        for l in 0..KT_LANES {
-            for d in n16..n {
-                *panel.add(d * KT_LANES + l) = if l < keys { (*k.add((c * KT_LANES + l) * ks + d)).f32() } else { 0.0 };
+            for l in 0..KT_LANES {
+                for d in n16..n {
+                    *panel.add(d * KT_LANES + l) =
+                        if l < keys { (*k.add((c * KT_LANES + l) * ks + d)).f32() } else { 0.0 };
+                }
             }
         }
     }
@@ -97,6 +118,9 @@ unsafe fn kt_avx512<T: CacheElem>(
 /// 16×16 transpose: result i = lane i of every input register, in order.
 #[inline]
 #[target_feature(enable = "avx512f")]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
 unsafe fn transpose16(r: &[__m512; 16]) -> [__m512; 16] {
     // per 128-bit quarter, u[4g + e] holds element e of rows 4g..4g+4
     let mut u = [_mm512_setzero_ps(); 16];
@@ -124,13 +148,23 @@ unsafe fn transpose16(r: &[__m512; 16]) -> [__m512; 16] {
 }
 
 #[target_feature(enable = "avx512f,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `k`, `kt` must cover what
+/// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
 unsafe fn kt_f16_avx512_in(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
-    kt_avx512(n, k, ks, nk, kt, |p| _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)))
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { kt_avx512(n, k, ks, nk, kt, |p| _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))) }
 }
 
 #[target_feature(enable = "avx512f,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `k`, `kt` must cover what
+/// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
 unsafe fn kt_f32_avx512_in(n: usize, k: *const f32, ks: usize, nk: usize, kt: *mut f32) {
-    kt_avx512(n, k, ks, nk, kt, |p| _mm512_loadu_ps(p))
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { kt_avx512(n, k, ks, nk, kt, |p| _mm512_loadu_ps(p)) }
 }
 
 pub(crate) fn attn_kt_f16_avx512(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
@@ -148,16 +182,24 @@ pub(crate) fn attn_kt_f32_avx512(n: usize, k: &[f32], ks: usize, nk: usize, kt: 
 
 /// f16 rows → packed f32 rows (`AttnVfFn`), 8 at a time.
 #[target_feature(enable = "avx2,fma,f16c")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `v`, `out` must cover what
+/// `kernels::shared::attn_vf_check(n, v_len, vs, nv, out_len)` requires.
 unsafe fn vf_f16_f16c(n: usize, v: *const f16, vs: usize, nv: usize, out: *mut f32) {
-    for j in 0..nv {
-        let (src, dst) = (v.add(j * vs), out.add(j * n));
-        let mut d = 0;
-        while d + 8 <= n {
-            _mm256_storeu_ps(dst.add(d), ld8_f16(src.add(d)));
-            d += 8;
-        }
-        for e in d..n {
-            *dst.add(e) = (*src.add(e)).f32();
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        for j in 0..nv {
+            let (src, dst) = (v.add(j * vs), out.add(j * n));
+            let mut d = 0;
+            while d + 8 <= n {
+                _mm256_storeu_ps(dst.add(d), ld8_f16(src.add(d)));
+                d += 8;
+            }
+            for e in d..n {
+                *dst.add(e) = (*src.add(e)).f32();
+            }
         }
     }
 }
@@ -175,65 +217,99 @@ struct Y2(__m256, __m256);
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
 unsafe fn y2_zero() -> Y2 {
     Y2(_mm256_setzero_ps(), _mm256_setzero_ps())
 }
 #[inline]
 #[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `p..p+16` (f32) must be readable.
 unsafe fn y2_load(p: *const f32) -> Y2 {
-    Y2(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { Y2(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
 }
 #[inline]
 #[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
 unsafe fn y2_set1(x: f32) -> Y2 {
     Y2(_mm256_set1_ps(x), _mm256_set1_ps(x))
 }
 #[inline]
 #[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
 unsafe fn y2_fma(a: Y2, b: Y2, c: Y2) -> Y2 {
     Y2(_mm256_fmadd_ps(a.0, b.0, c.0), _mm256_fmadd_ps(a.1, b.1, c.1))
 }
 #[inline]
 #[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
 unsafe fn y2_add(a: Y2, b: Y2) -> Y2 {
     Y2(_mm256_add_ps(a.0, b.0), _mm256_add_ps(a.1, b.1))
 }
 #[inline]
 #[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `p..p+16` (f32) must be writable.
 unsafe fn y2_store(v: Y2, p: *mut f32) {
-    _mm256_storeu_ps(p, v.0);
-    _mm256_storeu_ps(p.add(8), v.1);
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        _mm256_storeu_ps(p, v.0);
+        _mm256_storeu_ps(p.add(8), v.1);
+    }
 }
 
 #[inline]
 #[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
 unsafe fn z_zero() -> __m512 {
     _mm512_setzero_ps()
 }
 #[inline]
 #[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support this function's target features; `p..p+16` (f32) must be readable.
 unsafe fn z_load(p: *const f32) -> __m512 {
-    _mm512_loadu_ps(p)
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { _mm512_loadu_ps(p) }
 }
 #[inline]
 #[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
 unsafe fn z_set1(x: f32) -> __m512 {
     _mm512_set1_ps(x)
 }
 #[inline]
 #[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
 unsafe fn z_fma(a: __m512, b: __m512, c: __m512) -> __m512 {
     _mm512_fmadd_ps(a, b, c)
 }
 #[inline]
 #[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
 unsafe fn z_add(a: __m512, b: __m512) -> __m512 {
     _mm512_add_ps(a, b)
 }
 #[inline]
 #[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support this function's target features; `p..p+16` (f32) must be writable.
 unsafe fn z_store(v: __m512, p: *mut f32) {
-    _mm512_storeu_ps(p, v)
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { _mm512_storeu_ps(p, v) }
 }
 
 /// `kernels::attn`'s dots in SIMD registers of 16 lanes (`$v`, with its ops): the same sums in the
@@ -246,27 +322,45 @@ macro_rules! attn16 {
         /// `reduce16` of `kernels::attn` over 16 registers.
         #[inline]
         #[target_feature(enable = $feat)]
+        ///
+        /// # Safety
+        /// The CPU must support this function's target features (it only computes on registers).
         unsafe fn reduce(x: &[$v; 16]) -> $v {
-            let t8: [$v; 8] = std::array::from_fn(|i| $add(x[i + 8], x[i]));
-            let t4: [$v; 4] = std::array::from_fn(|i| $add(t8[i + 4], t8[i]));
-            $add($add(t4[0], t4[2]), $add(t4[1], t4[3]))
+            // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+            // pointer ranges), which covers every unsafe operation below.
+            unsafe {
+                let t8: [$v; 8] = std::array::from_fn(|i| $add(x[i + 8], x[i]));
+                let t4: [$v; 4] = std::array::from_fn(|i| $add(t8[i + 4], t8[i]));
+                $add($add(t4[0], t4[2]), $add(t4[1], t4[3]))
+            }
         }
 
         /// Writes the first `w` of 16 lanes.
         #[inline]
         #[target_feature(enable = $feat)]
+        ///
+        /// # Safety
+        /// The CPU must support this function's target features; `p..p+w` must be writable (w ≤
+        /// 16).
         unsafe fn put(v: $v, p: *mut f32, w: usize) {
-            if w == 16 {
-                $store(v, p);
-            } else {
-                let mut t = [0f32; 16];
-                $store(v, t.as_mut_ptr());
-                std::ptr::copy_nonoverlapping(t.as_ptr(), p, w);
+            // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+            // pointer ranges), which covers every unsafe operation below.
+            unsafe {
+                if w == 16 {
+                    $store(v, p);
+                } else {
+                    let mut t = [0f32; 16];
+                    $store(v, t.as_mut_ptr());
+                    std::ptr::copy_nonoverlapping(t.as_ptr(), p, w);
+                }
             }
         }
 
         #[target_feature(enable = $feat)]
         #[allow(clippy::too_many_arguments)]
+        /// # Safety
+        /// The CPU must support this function's target features (`$feat`); the slices satisfy
+        /// `kernels::shared::attn_kq_check` (the entry checks).
         unsafe fn $kq_in(
             n: usize,
             kt: &[f32],
@@ -277,40 +371,44 @@ macro_rules! attn16 {
             os: usize,
             order: AttnOrder,
         ) {
-            let lanes16 = order == AttnOrder::Lanes16 && n % 16 == 0;
-            if !lanes16 && n % 64 != 0 {
-                return kq_body(n, kt, nk, q, nq, out, os, order);
-            }
-            let (kt, q, o) = (kt.as_ptr(), q.as_ptr(), out.as_mut_ptr());
-            // panel-major: one panel (n × 16 floats) stays in L1 while every query uses it
-            for c in 0..nk.div_ceil(KT_LANES) {
-                let panel = kt.add(c * n * KT_LANES);
-                for i in 0..nq {
-                    let qi = q.add(i * n);
-                    let row = |d: usize| $load(panel.add(d * KT_LANES));
-                    let s = if lanes16 {
-                        let mut acc = [$zero(); 16];
-                        for ch in (0..n).step_by(16) {
-                            for (r, a) in acc.iter_mut().enumerate() {
-                                *a = $fma(row(ch + r), $set1(*qi.add(ch + r)), *a);
-                            }
-                        }
-                        reduce(&acc)
-                    } else {
-                        let mut x = [$zero(); 16];
-                        for (r, xr) in x.iter_mut().enumerate() {
-                            let mut a = [$zero(); 4];
-                            for ch in (0..n).step_by(64) {
-                                for (m, am) in a.iter_mut().enumerate() {
-                                    let d = ch + 16 * m + r;
-                                    *am = $fma(row(d), $set1(*qi.add(d)), *am);
+            // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+            // pointer ranges), which covers every unsafe operation below.
+            unsafe {
+                let lanes16 = order == AttnOrder::Lanes16 && n % 16 == 0;
+                if !lanes16 && n % 64 != 0 {
+                    return kq_body(n, kt, nk, q, nq, out, os, order);
+                }
+                let (kt, q, o) = (kt.as_ptr(), q.as_ptr(), out.as_mut_ptr());
+                // panel-major: one panel (n × 16 floats) stays in L1 while every query uses it
+                for c in 0..nk.div_ceil(KT_LANES) {
+                    let panel = kt.add(c * n * KT_LANES);
+                    for i in 0..nq {
+                        let qi = q.add(i * n);
+                        let row = |d: usize| $load(panel.add(d * KT_LANES));
+                        let s = if lanes16 {
+                            let mut acc = [$zero(); 16];
+                            for ch in (0..n).step_by(16) {
+                                for (r, a) in acc.iter_mut().enumerate() {
+                                    *a = $fma(row(ch + r), $set1(*qi.add(ch + r)), *a);
                                 }
                             }
-                            *xr = $add($add(a[0], a[2]), $add(a[1], a[3]));
-                        }
-                        reduce(&x)
-                    };
-                    put(s, o.add(i * os + c * KT_LANES), (nk - c * KT_LANES).min(KT_LANES));
+                            reduce(&acc)
+                        } else {
+                            let mut x = [$zero(); 16];
+                            for (r, xr) in x.iter_mut().enumerate() {
+                                let mut a = [$zero(); 4];
+                                for ch in (0..n).step_by(64) {
+                                    for (m, am) in a.iter_mut().enumerate() {
+                                        let d = ch + 16 * m + r;
+                                        *am = $fma(row(d), $set1(*qi.add(d)), *am);
+                                    }
+                                }
+                                *xr = $add($add(a[0], a[2]), $add(a[1], a[3]));
+                            }
+                            reduce(&x)
+                        };
+                        put(s, o.add(i * os + c * KT_LANES), (nk - c * KT_LANES).min(KT_LANES));
+                    }
                 }
             }
         }
@@ -333,6 +431,9 @@ macro_rules! attn16 {
 
         #[target_feature(enable = $feat)]
         #[allow(clippy::too_many_arguments)]
+        /// # Safety
+        /// The CPU must support this function's target features (`$feat`); the slices satisfy
+        /// `kernels::shared::attn_pv_check` (the entry checks).
         unsafe fn $pv_in(
             n: usize,
             v: &[f32],
@@ -344,52 +445,56 @@ macro_rules! attn16 {
             o: &mut [f32],
             order: AttnOrder,
         ) {
-            let n16 = n / 16 * 16;
-            let (vp, pp, op) = (v.as_ptr(), p.as_ptr(), o.as_mut_ptr());
-            for d0 in (0..n16).step_by(16) {
-                let row = |j: usize| $load(vp.add((j - j0) * vs + d0));
-                let pj = |j: usize| $set1(*pp.add(j - j0));
-                let s = match order {
-                    AttnOrder::Lanes16 => {
-                        let mut acc = [$zero(); 16];
-                        let mut base = lo / 16 * 16;
-                        while base <= hi {
-                            if base >= lo && base + 15 <= hi {
-                                for (r, a) in acc.iter_mut().enumerate() {
-                                    *a = $fma(row(base + r), pj(base + r), *a);
-                                }
-                            } else {
-                                for (r, a) in acc.iter_mut().enumerate() {
-                                    let j = base + r;
-                                    if j >= lo && j <= hi {
-                                        *a = $fma(row(j), pj(j), *a);
+            // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+            // pointer ranges), which covers every unsafe operation below.
+            unsafe {
+                let n16 = n / 16 * 16;
+                let (vp, pp, op) = (v.as_ptr(), p.as_ptr(), o.as_mut_ptr());
+                for d0 in (0..n16).step_by(16) {
+                    let row = |j: usize| $load(vp.add((j - j0) * vs + d0));
+                    let pj = |j: usize| $set1(*pp.add(j - j0));
+                    let s = match order {
+                        AttnOrder::Lanes16 => {
+                            let mut acc = [$zero(); 16];
+                            let mut base = lo / 16 * 16;
+                            while base <= hi {
+                                if base >= lo && base + 15 <= hi {
+                                    for (r, a) in acc.iter_mut().enumerate() {
+                                        *a = $fma(row(base + r), pj(base + r), *a);
+                                    }
+                                } else {
+                                    for (r, a) in acc.iter_mut().enumerate() {
+                                        let j = base + r;
+                                        if j >= lo && j <= hi {
+                                            *a = $fma(row(j), pj(j), *a);
+                                        }
                                     }
                                 }
+                                base += 16;
                             }
-                            base += 16;
+                            reduce(&acc)
                         }
-                        reduce(&acc)
-                    }
-                    AttnOrder::Lanes64 => {
-                        let mut x = [$zero(); 16];
-                        for (r, xr) in x.iter_mut().enumerate() {
-                            let mut a = [$zero(); 4];
-                            let mut j = lo + (r + 16 - lo % 16) % 16;
-                            while j <= hi {
-                                let m = (j / 16) % 4;
-                                a[m] = $fma(row(j), pj(j), a[m]);
-                                j += 16;
+                        AttnOrder::Lanes64 => {
+                            let mut x = [$zero(); 16];
+                            for (r, xr) in x.iter_mut().enumerate() {
+                                let mut a = [$zero(); 4];
+                                let mut j = lo + (r + 16 - lo % 16) % 16;
+                                while j <= hi {
+                                    let m = (j / 16) % 4;
+                                    a[m] = $fma(row(j), pj(j), a[m]);
+                                    j += 16;
+                                }
+                                *xr = $add($add(a[0], a[2]), $add(a[1], a[3]));
                             }
-                            *xr = $add($add(a[0], a[2]), $add(a[1], a[3]));
+                            reduce(&x)
                         }
-                        reduce(&x)
-                    }
-                };
-                $store(s, op.add(d0));
-            }
-            if n16 < n {
-                // the last, narrower block: the portable code on a view shifted to column n16
-                pv_body(n - n16, &v[n16..], vs, j0, lo, hi, p, &mut o[n16..], order);
+                    };
+                    $store(s, op.add(d0));
+                }
+                if n16 < n {
+                    // the last, narrower block: the portable code on a view shifted to column n16
+                    pv_body(n - n16, &v[n16..], vs, j0, lo, hi, p, &mut o[n16..], order);
+                }
             }
         }
         #[allow(clippy::too_many_arguments)]
@@ -416,6 +521,9 @@ macro_rules! attn16 {
 /// perform exactly those additions.
 #[inline]
 #[target_feature(enable = "avx512f")]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
 unsafe fn hreduce16(r: &[__m512; 16]) -> __m512 {
     // t8: lanes 0..8 of s[i] from r[2i], lanes 8..16 from r[2i+1]
     let s: [__m512; 8] = std::array::from_fn(|i| {
@@ -441,6 +549,11 @@ unsafe fn hreduce16(r: &[__m512; 16]) -> __m512 {
 /// block's slice of all panels stays in L1 while every query of the unit uses it.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
+///
+/// # Safety
+/// The CPU must support this function's target features; the arguments satisfy
+/// `kernels::shared::attn_pv_panels_check` for `vt`, `p`, `o` of the lengths the caller passed to
+/// it.
 unsafe fn pv_panels_avx512_in(
     n: usize,
     vt: *const f32,
@@ -452,58 +565,62 @@ unsafe fn pv_panels_avx512_in(
     o: *mut f32,
     order: AttnOrder,
 ) {
-    let row = |c: usize, d: usize| _mm512_loadu_ps(vt.add((c * n + d) * 16));
-    for d0 in (0..n).step_by(16) {
-        let w = (n - d0).min(16);
-        for (i, (&lo, &hi)) in lo.iter().zip(hi).enumerate() {
-            let (c0, c1) = ((lo - j0) / 16, (hi - j0) / 16);
-            let pi = p.add(i * ps);
-            let pmask = |c: usize| -> __mmask16 {
-                let (first, last) = (j0 + 16 * c, j0 + 16 * c + 15);
-                let (from, to) = (lo.max(first) - first, hi.min(last) - first);
-                (((1u32 << (to + 1)) - 1) & !((1u32 << from) - 1)) as __mmask16
-            };
-            let mut acc = [_mm512_setzero_ps(); 16];
-            match order {
-                AttnOrder::Lanes16 if w == 16 => {
-                    // constant trip counts, so the 16 accumulators stay in registers
-                    for c in c0..=c1 {
-                        let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
-                        for (dd, a) in acc.iter_mut().enumerate() {
-                            *a = _mm512_fmadd_ps(row(c, d0 + dd), pc, *a);
-                        }
-                    }
-                }
-                AttnOrder::Lanes16 => {
-                    for c in c0..=c1 {
-                        let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
-                        for (dd, a) in acc.iter_mut().enumerate().take(w) {
-                            *a = _mm512_fmadd_ps(row(c, d0 + dd), pc, *a);
-                        }
-                    }
-                }
-                AttnOrder::Lanes64 => {
-                    for q in (0..w).step_by(4) {
-                        let mut a = [[_mm512_setzero_ps(); 4]; 4]; // [key panel mod 4][dimension]
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let row = |c: usize, d: usize| _mm512_loadu_ps(vt.add((c * n + d) * 16));
+        for d0 in (0..n).step_by(16) {
+            let w = (n - d0).min(16);
+            for (i, (&lo, &hi)) in lo.iter().zip(hi).enumerate() {
+                let (c0, c1) = ((lo - j0) / 16, (hi - j0) / 16);
+                let pi = p.add(i * ps);
+                let pmask = |c: usize| -> __mmask16 {
+                    let (first, last) = (j0 + 16 * c, j0 + 16 * c + 15);
+                    let (from, to) = (lo.max(first) - first, hi.min(last) - first);
+                    (((1u32 << (to + 1)) - 1) & !((1u32 << from) - 1)) as __mmask16
+                };
+                let mut acc = [_mm512_setzero_ps(); 16];
+                match order {
+                    AttnOrder::Lanes16 if w == 16 => {
+                        // constant trip counts, so the 16 accumulators stay in registers
                         for c in c0..=c1 {
                             let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
-                            for (dd, am) in a[c % 4].iter_mut().enumerate().take(w - q) {
-                                *am = _mm512_fmadd_ps(row(c, d0 + q + dd), pc, *am);
+                            for (dd, a) in acc.iter_mut().enumerate() {
+                                *a = _mm512_fmadd_ps(row(c, d0 + dd), pc, *a);
                             }
                         }
-                        for dd in 0..(w - q).min(4) {
-                            acc[q + dd] =
-                                _mm512_add_ps(_mm512_add_ps(a[0][dd], a[2][dd]), _mm512_add_ps(a[1][dd], a[3][dd]));
+                    }
+                    AttnOrder::Lanes16 => {
+                        for c in c0..=c1 {
+                            let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                            for (dd, a) in acc.iter_mut().enumerate().take(w) {
+                                *a = _mm512_fmadd_ps(row(c, d0 + dd), pc, *a);
+                            }
+                        }
+                    }
+                    AttnOrder::Lanes64 => {
+                        for q in (0..w).step_by(4) {
+                            let mut a = [[_mm512_setzero_ps(); 4]; 4]; // [key panel mod 4][dimension]
+                            for c in c0..=c1 {
+                                let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                                for (dd, am) in a[c % 4].iter_mut().enumerate().take(w - q) {
+                                    *am = _mm512_fmadd_ps(row(c, d0 + q + dd), pc, *am);
+                                }
+                            }
+                            for dd in 0..(w - q).min(4) {
+                                acc[q + dd] =
+                                    _mm512_add_ps(_mm512_add_ps(a[0][dd], a[2][dd]), _mm512_add_ps(a[1][dd], a[3][dd]));
+                            }
                         }
                     }
                 }
-            }
-            let r = hreduce16(&acc);
-            let od = o.add(i * n + d0);
-            if w == 16 {
-                _mm512_storeu_ps(od, r);
-            } else {
-                _mm512_mask_storeu_ps(od, ((1u32 << w) - 1) as __mmask16, r);
+                let r = hreduce16(&acc);
+                let od = o.add(i * n + d0);
+                if w == 16 {
+                    _mm512_storeu_ps(od, r);
+                } else {
+                    _mm512_mask_storeu_ps(od, ((1u32 << w) - 1) as __mmask16, r);
+                }
             }
         }
     }
@@ -567,17 +684,23 @@ pub(crate) use avx2_dots::{attn_kq_avx2, attn_pv_avx2};
 pub(crate) use avx512_dots::{attn_kq_avx512, attn_pv_avx512};
 
 #[target_feature(enable = "avx2,f16c")]
+/// # Safety
+/// The CPU must support this function's target features.
 unsafe fn round_f16_f16c(x: &mut [f32]) {
-    let n = x.len();
-    let p = x.as_mut_ptr();
-    let mut i = 0;
-    while i + 8 <= n {
-        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(p.add(i)));
-        _mm256_storeu_ps(p.add(i), _mm256_cvtph_ps(h));
-        i += 8;
-    }
-    for v in &mut x[i..] {
-        *v = f16::from_f32(*v).to_f32();
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let n = x.len();
+        let p = x.as_mut_ptr();
+        let mut i = 0;
+        while i + 8 <= n {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(p.add(i)));
+            _mm256_storeu_ps(p.add(i), _mm256_cvtph_ps(h));
+            i += 8;
+        }
+        for v in &mut x[i..] {
+            *v = f16::from_f32(*v).to_f32();
+        }
     }
 }
 
