@@ -199,7 +199,6 @@ pub fn plan(f: &GgufFile, file_type: FileType, pure: bool) -> Result<Plan> {
         });
     }
     let n_fallback = mixer.n_fallback;
-    drop(mixer);
     Ok(Plan { tensors: out, model, n_fallback })
 }
 

@@ -244,12 +244,12 @@ mod tests {
         let mut s = Sampler::new();
         let p = SamplerParams { temp: 1.0, top_k: 1, ..Default::default() };
         for seed in 0..20 {
-            assert_eq!(s.sample(&mut vec![1.0, 5.0, 4.9], &[], &p, &mut Rng::new(seed)).unwrap(), 1);
+            assert_eq!(s.sample(&mut [1.0, 5.0, 4.9], &[], &p, &mut Rng::new(seed)).unwrap(), 1);
         }
         // min_p 0.5: token 2 has p ratio e^-1 ≈ 0.37 < 0.5 → pruned.
         let p = SamplerParams { temp: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, ..Default::default() };
         for seed in 0..50 {
-            assert_eq!(s.sample(&mut vec![-9.0, 5.0, 4.0], &[], &p, &mut Rng::new(seed)).unwrap(), 1);
+            assert_eq!(s.sample(&mut [-9.0, 5.0, 4.0], &[], &p, &mut Rng::new(seed)).unwrap(), 1);
         }
     }
 
@@ -266,6 +266,6 @@ mod tests {
     #[test]
     fn nan_logits_are_an_error() {
         let mut s = Sampler::new();
-        assert!(s.sample(&mut vec![f32::NAN], &[], &params(0.8), &mut Rng::new(0)).is_err());
+        assert!(s.sample(&mut [f32::NAN], &[], &params(0.8), &mut Rng::new(0)).is_err());
     }
 }

@@ -150,14 +150,14 @@ pub(crate) fn pv_body(
             while base <= hi {
                 if base >= lo && base + 15 <= hi {
                     let pc: &V16 = p[base - j0..base - j0 + 16].try_into().unwrap();
-                    for r in 0..16 {
-                        fma(&mut acc[r], row(base + r), pc[r]);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        fma(a, row(base + r), pc[r]);
                     }
                 } else {
-                    for r in 0..16 {
+                    for (r, a) in acc.iter_mut().enumerate() {
                         let j = base + r;
                         if j >= lo && j <= hi {
-                            fma(&mut acc[r], row(j), p[j - j0]);
+                            fma(a, row(j), p[j - j0]);
                         }
                     }
                 }

@@ -77,6 +77,13 @@ struct SharedMut<T>(*mut T);
 unsafe impl<T> Sync for SharedMut<T> {}
 unsafe impl<T> Send for SharedMut<T> {}
 
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not its field).
+    fn ptr(&self) -> *mut T {
+        self.0
+    }
+}
+
 /// Runs `convert(t, row)` for every token t on its `row_bytes` slice of `buf`, on the pool when
 /// there is enough work to pay for waking it.
 fn convert_rows(
@@ -96,14 +103,42 @@ fn convert_rows(
     assert!(buf.len() >= n_tokens * row_bytes);
     let bp = SharedMut(buf.as_mut_ptr());
     pool.run(|ith, nth| {
-        let bp = bp;
         for t in (ith..n_tokens).step_by(nth) {
             // SAFETY: token rows are disjoint, each t is visited by exactly one thread, and the
             // asserted length covers row t; `buf` outlives the run (run returns when all are done).
-            let row = unsafe { std::slice::from_raw_parts_mut(bp.0.add(t * row_bytes), row_bytes) };
+            let row = unsafe { std::slice::from_raw_parts_mut(bp.ptr().add(t * row_bytes), row_bytes) };
             convert(t, row);
         }
     });
+}
+
+/// Runs `f(state, first, end)` over `0..n_items` in chunks of `chunk` items that the pool's
+/// threads claim from a shared counter (so threads on a busy, shared machine still finish
+/// together); each thread makes its `state` (scratch) once. One chunk runs on the caller.
+fn for_each_chunk<S>(
+    pool: &ThreadPool,
+    n_items: usize,
+    chunk: usize,
+    state: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, usize) + Sync,
+) {
+    let n_chunks = n_items.div_ceil(chunk);
+    let next = AtomicUsize::new(0);
+    let work = |_ith: usize, _nth: usize| {
+        let mut st = state();
+        loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            f(&mut st, c * chunk, ((c + 1) * chunk).min(n_items));
+        }
+    };
+    if n_chunks == 1 {
+        work(0, 1);
+    } else {
+        pool.run(work);
+    }
 }
 
 /// Checks shapes; the error names the offending argument.
@@ -212,59 +247,51 @@ pub fn matmul_with(
     // 2. Dot products, row chunks claimed dynamically.
     let nth = pool.n_threads();
     let chunk = rows.div_ceil(nth * 8).max(ROW_TILE).div_ceil(ROW_TILE) * ROW_TILE;
-    let n_chunks = rows.div_ceil(chunk);
-    let next = AtomicUsize::new(0);
     let op = SharedMut(out.as_mut_ptr());
-    let work = |_ith: usize, _nth: usize| {
-        let op = op;
-        let mut tile = [0.0f32; ROW_TILE];
-        loop {
-            let c = next.fetch_add(1, Ordering::Relaxed);
-            if c >= n_chunks {
-                break;
-            }
-            let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
-            for tb in (0..n_tokens).step_by(TOKEN_TILE) {
-                for rb in (r0..r1).step_by(ROW_TILE) {
-                    let re = (rb + ROW_TILE).min(r1);
-                    let te = (tb + TOKEN_TILE).min(n_tokens);
-                    if let Some(tile_fn) = tile_fn {
-                        for r4 in (rb..re).step_by(TILE) {
-                            let nr = TILE.min(re - r4);
-                            for t4 in (tb..te).step_by(TILE) {
-                                let nt = TILE.min(te - t4);
-                                let res =
-                                    tile_fn(cols, &w.data[r4 * w_row..], w_row, nr, &acts[t4 * a_row..], a_row, nt);
-                                for (i, res_r) in res.iter().enumerate().take(nr) {
-                                    for (j, v) in res_r.iter().enumerate().take(nt) {
-                                        // SAFETY: row r4 + i lies in chunk c, owned by this thread
-                                        // (see below); index < n_tokens * rows ≤ out.len().
-                                        unsafe { *op.0.add((t4 + j) * rows + r4 + i) = *v };
+    for_each_chunk(
+        pool,
+        rows,
+        chunk,
+        || [0.0f32; ROW_TILE],
+        |tile, r0, r1| {
+            {
+                for tb in (0..n_tokens).step_by(TOKEN_TILE) {
+                    for rb in (r0..r1).step_by(ROW_TILE) {
+                        let re = (rb + ROW_TILE).min(r1);
+                        let te = (tb + TOKEN_TILE).min(n_tokens);
+                        if let Some(tile_fn) = tile_fn {
+                            for r4 in (rb..re).step_by(TILE) {
+                                let nr = TILE.min(re - r4);
+                                for t4 in (tb..te).step_by(TILE) {
+                                    let nt = TILE.min(te - t4);
+                                    let res =
+                                        tile_fn(cols, &w.data[r4 * w_row..], w_row, nr, &acts[t4 * a_row..], a_row, nt);
+                                    for (i, res_r) in res.iter().enumerate().take(nr) {
+                                        for (j, v) in res_r.iter().enumerate().take(nt) {
+                                            // SAFETY: row r4 + i lies in chunk c, owned by this thread
+                                            // (see below); index < n_tokens * rows ≤ out.len().
+                                            unsafe { *op.ptr().add((t4 + j) * rows + r4 + i) = *v };
+                                        }
                                     }
                                 }
                             }
+                            continue;
                         }
-                        continue;
-                    }
-                    for t in tb..te {
-                        let a = &acts[t * a_row..(t + 1) * a_row];
-                        for (i, r) in (rb..re).enumerate() {
-                            tile[i] = dot(cols, &w.data[r * w_row..(r + 1) * w_row], a);
+                        for t in tb..te {
+                            let a = &acts[t * a_row..(t + 1) * a_row];
+                            for (i, r) in (rb..re).enumerate() {
+                                tile[i] = dot(cols, &w.data[r * w_row..(r + 1) * w_row], a);
+                            }
+                            // SAFETY: rows [rb, re) belong to chunk c, claimed by this thread only, so
+                            // out[t*rows + rb .. t*rows + re] is written by nobody else; `out` outlives the run.
+                            let o = unsafe { std::slice::from_raw_parts_mut(op.ptr().add(t * rows + rb), re - rb) };
+                            o.copy_from_slice(&tile[..re - rb]);
                         }
-                        // SAFETY: rows [rb, re) belong to chunk c, claimed by this thread only, so
-                        // out[t*rows + rb .. t*rows + re] is written by nobody else; `out` outlives the run.
-                        let o = unsafe { std::slice::from_raw_parts_mut(op.0.add(t * rows + rb), re - rb) };
-                        o.copy_from_slice(&tile[..re - rb]);
                     }
                 }
             }
-        }
-    };
-    if n_chunks == 1 {
-        work(0, 1);
-    } else {
-        pool.run(work);
-    }
+        },
+    );
     Ok(())
 }
 
@@ -320,43 +347,37 @@ fn matmul_r16(
     let nth = pool.n_threads();
     // Several chunks per thread so threads on a shared machine still finish together.
     let chunk = n_groups.div_ceil(nth * 4).max(1);
-    let n_chunks = n_groups.div_ceil(chunk);
-    let next = AtomicUsize::new(0);
     let op = SharedMut(out.as_mut_ptr());
-    let work = |_ith: usize, _nth: usize| {
-        let op = op;
-        let mut tile = [0.0f32; MAX_T * R]; // [nt][16] results of one kernel call
-        loop {
-            let c = next.fetch_add(1, Ordering::Relaxed);
-            if c >= n_chunks {
-                break;
-            }
-            let (g0, g1) = (c * chunk, ((c + 1) * chunk).min(n_groups));
-            for tb in (0..n_tokens).step_by(R16_TOKEN_TILE) {
-                let te = (tb + R16_TOKEN_TILE).min(n_tokens);
-                for g in g0..g1 {
-                    let mut t = tb;
-                    while t < te {
-                        // a call never straddles the end of the batch-order tokens
-                        let (f, end) = if t < n_batch { (plan.batch, n_batch.min(te)) } else { (plan.plain, te) };
-                        let nt = MAX_T.min(end - t);
-                        f(nb, p.group(g), &acts[t * a_stride..], a_stride, nt, &mut tile, R);
-                        for (j, res) in tile.chunks_exact(R).take(nt).enumerate() {
-                            // SAFETY: columns [16g, 16g+16) of every token row belong to chunk c,
-                            // claimed by this thread only, so nobody else writes these 16 floats;
-                            // (t+j)*rows + 16g + 16 ≤ n_tokens*rows ≤ out.len(); `out` outlives the run.
-                            let o = unsafe { std::slice::from_raw_parts_mut(op.0.add((t + j) * rows + g * R), R) };
-                            o.copy_from_slice(res);
+    // tile: [nt][16] results of one kernel call
+    for_each_chunk(
+        pool,
+        n_groups,
+        chunk,
+        || [0.0f32; MAX_T * R],
+        |tile, g0, g1| {
+            {
+                for tb in (0..n_tokens).step_by(R16_TOKEN_TILE) {
+                    let te = (tb + R16_TOKEN_TILE).min(n_tokens);
+                    for g in g0..g1 {
+                        let mut t = tb;
+                        while t < te {
+                            // a call never straddles the end of the batch-order tokens
+                            let (f, end) = if t < n_batch { (plan.batch, n_batch.min(te)) } else { (plan.plain, te) };
+                            let nt = MAX_T.min(end - t);
+                            f(nb, p.group(g), &acts[t * a_stride..], a_stride, nt, &mut tile[..], R);
+                            for (j, res) in tile.chunks_exact(R).take(nt).enumerate() {
+                                // SAFETY: columns [16g, 16g+16) of every token row belong to chunk c,
+                                // claimed by this thread only, so nobody else writes these 16 floats;
+                                // (t+j)*rows + 16g + 16 ≤ n_tokens*rows ≤ out.len(); `out` outlives the run.
+                                let o =
+                                    unsafe { std::slice::from_raw_parts_mut(op.ptr().add((t + j) * rows + g * R), R) };
+                                o.copy_from_slice(res);
+                            }
+                            t += nt;
                         }
-                        t += nt;
                     }
                 }
             }
-        }
-    };
-    if n_chunks == 1 {
-        work(0, 1);
-    } else {
-        pool.run(work);
-    }
+        },
+    );
 }

@@ -5,7 +5,7 @@
 use crate::quant::repack::{act_block_bytes, block_bytes, MAX_T, R};
 use crate::quant::{GgmlType, QK_K};
 
-use super::types::KT_LANES;
+use super::types::{CacheElem, KT_LANES};
 
 // ---- argument checks ----------------------------------------------------------------------------
 
@@ -172,4 +172,102 @@ pub(crate) fn q8k_finish(yb: &mut [u8], iscale: f32) {
         yb[4 + QK_K + 2 * j..4 + QK_K + 2 * j + 2].copy_from_slice(&(s as i16).to_le_bytes());
     }
     yb[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+}
+
+// ---- f16 conversion loops of the attention kernels ----------------------------------------------
+// Written once, inlined into each ISA's `#[target_feature]` kernel, which supplies `wide(src, dst)`:
+// widen the `W` f16 values at `src` (exactly) and store them at `dst`.
+
+/// Key panels (`AttnKtFn`) from f16 keys, `W` values widened at a time.
+///
+/// # Safety
+/// `k`, `kt` must cover what `attn_kt_check(n, k_len, ks, nk, kt_len)` requires, and `wide` must
+/// be sound to call on `W` readable values and `W` writable floats.
+#[inline(always)]
+pub(crate) unsafe fn attn_kt_f16_by<const W: usize>(
+    n: usize,
+    k: *const half::f16,
+    ks: usize,
+    nk: usize,
+    kt: *mut f32,
+    wide: impl Fn(*const half::f16, *mut f32),
+) {
+    // SAFETY: every index below is inside the bounds the caller guarantees (`attn_kt_check`).
+    unsafe {
+        let mut tmp = [0f32; W];
+        for c in 0..nk.div_ceil(KT_LANES) {
+            let panel = kt.add(c * n * KT_LANES);
+            for l in 0..KT_LANES {
+                let j = c * KT_LANES + l;
+                if j >= nk {
+                    for d in 0..n {
+                        *panel.add(d * KT_LANES + l) = 0.0;
+                    }
+                    continue;
+                }
+                let kj = k.add(j * ks);
+                let mut d = 0;
+                while d + W <= n {
+                    wide(kj.add(d), tmp.as_mut_ptr());
+                    for (e, &x) in tmp.iter().enumerate() {
+                        *panel.add((d + e) * KT_LANES + l) = x;
+                    }
+                    d += W;
+                }
+                for e in d..n {
+                    *panel.add(e * KT_LANES + l) = (*kj.add(e)).f32();
+                }
+            }
+        }
+    }
+}
+
+/// f16 value rows to packed f32 rows (`AttnVfFn`), `W` values widened at a time.
+///
+/// # Safety
+/// `v`, `out` must cover what `attn_vf_check(n, v_len, vs, nv, out_len)` requires, and `wide`
+/// must be sound to call on `W` readable values and `W` writable floats.
+#[inline(always)]
+pub(crate) unsafe fn attn_vf_f16_by<const W: usize>(
+    n: usize,
+    v: *const half::f16,
+    vs: usize,
+    nv: usize,
+    out: *mut f32,
+    wide: impl Fn(*const half::f16, *mut f32),
+) {
+    // SAFETY: every index below is inside the bounds the caller guarantees (`attn_vf_check`).
+    unsafe {
+        for j in 0..nv {
+            let (src, dst) = (v.add(j * vs), out.add(j * n));
+            let mut d = 0;
+            while d + W <= n {
+                wide(src.add(d), dst.add(d));
+                d += W;
+            }
+            for e in d..n {
+                *dst.add(e) = (*src.add(e)).f32();
+            }
+        }
+    }
+}
+
+/// `RoundFn` body: `round(p)` rounds the `W` floats at `p` through f16 in place; the tail goes
+/// through `half`.
+///
+/// # Safety
+/// `round` must be sound to call on `W` readable and writable floats.
+#[inline(always)]
+pub(crate) unsafe fn round_f16_by<const W: usize>(x: &mut [f32], round: impl Fn(*mut f32)) {
+    let n = x.len();
+    let p = x.as_mut_ptr();
+    let mut i = 0;
+    while i + W <= n {
+        // SAFETY: p + i .. p + i + W lies inside x.
+        round(unsafe { p.add(i) });
+        i += W;
+    }
+    for v in &mut x[i..] {
+        *v = half::f16::from_f32(*v).to_f32();
+    }
 }

@@ -274,7 +274,7 @@ fn unit<T: KvElem>(
 /// padded), `ggml_vec_dot_f16` for one token.
 fn orders(s: &AttnShape) -> (AttnOrder, AttnOrder) {
     if s.n_tokens > 1 {
-        let kq = if s.head_k % 16 == 0 { AttnOrder::Lanes16 } else { AttnOrder::Lanes64 };
+        let kq = if s.head_k.is_multiple_of(16) { AttnOrder::Lanes16 } else { AttnOrder::Lanes64 };
         (kq, AttnOrder::Lanes16)
     } else {
         (AttnOrder::Lanes64, AttnOrder::Lanes64)

@@ -235,7 +235,7 @@ fn write_block(t: GgmlType, p: &Parts, qd: &mut [u8], r: usize) {
 pub fn pack(t: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Packed> {
     let (hb, qb) = block_bytes(t)?;
     let bs = t.block_size();
-    if rows == 0 || rows % R != 0 || cols % bs != 0 {
+    if rows == 0 || !rows.is_multiple_of(R) || !cols.is_multiple_of(bs) {
         return None;
     }
     let row_bytes = t.row_size(cols as u64)? as usize;

@@ -9,8 +9,7 @@ use std::arch::asm;
 use half::f16;
 
 use super::f16x4;
-use crate::kernels::shared::{attn_kt_check, attn_vf_check};
-use crate::kernels::types::{CacheElem, KT_LANES};
+use crate::kernels::shared::{attn_kt_check, attn_kt_f16_by, attn_vf_check, attn_vf_f16_by, round_f16_by};
 
 /// Four f32 → four f16 (round to nearest even under the default FPCR) → four f32.
 #[inline]
@@ -47,35 +46,8 @@ unsafe fn ld4_f16(p: *const f16) -> float32x4_t {
 /// The CPU must support this function's target features; `k`, `kt` must cover what
 /// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
 unsafe fn kt_f16(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        let mut tmp = [0f32; 4];
-        for c in 0..nk.div_ceil(KT_LANES) {
-            let panel = kt.add(c * n * KT_LANES);
-            for l in 0..KT_LANES {
-                let j = c * KT_LANES + l;
-                if j >= nk {
-                    for d in 0..n {
-                        *panel.add(d * KT_LANES + l) = 0.0;
-                    }
-                    continue;
-                }
-                let kj = k.add(j * ks);
-                let mut d = 0;
-                while d + 4 <= n {
-                    vst1q_f32(tmp.as_mut_ptr(), ld4_f16(kj.add(d)));
-                    for (e, &x) in tmp.iter().enumerate() {
-                        *panel.add((d + e) * KT_LANES + l) = x;
-                    }
-                    d += 4;
-                }
-                for e in d..n {
-                    *panel.add(e * KT_LANES + l) = (*kj.add(e)).f32();
-                }
-            }
-        }
-    }
+    // SAFETY: the contract above; `wide` reads and writes 4 values inside those bounds.
+    unsafe { attn_kt_f16_by::<4>(n, k, ks, nk, kt, |src, dst| vst1q_f32(dst, ld4_f16(src))) }
 }
 
 pub(crate) fn attn_kt_f16_neon(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
@@ -91,21 +63,8 @@ pub(crate) fn attn_kt_f16_neon(n: usize, k: &[f16], ks: usize, nk: usize, kt: &m
 /// The CPU must support this function's target features; `v`, `out` must cover what
 /// `kernels::shared::attn_vf_check(n, v_len, vs, nv, out_len)` requires.
 unsafe fn vf_f16(n: usize, v: *const f16, vs: usize, nv: usize, out: *mut f32) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        for j in 0..nv {
-            let (src, dst) = (v.add(j * vs), out.add(j * n));
-            let mut d = 0;
-            while d + 4 <= n {
-                vst1q_f32(dst.add(d), ld4_f16(src.add(d)));
-                d += 4;
-            }
-            for e in d..n {
-                *dst.add(e) = (*src.add(e)).f32();
-            }
-        }
-    }
+    // SAFETY: the contract above; `wide` reads and writes 4 values inside those bounds.
+    unsafe { attn_vf_f16_by::<4>(n, v, vs, nv, out, |src, dst| vst1q_f32(dst, ld4_f16(src))) }
 }
 
 pub(crate) fn attn_vf_f16_neon(n: usize, v: &[f16], vs: usize, nv: usize, out: &mut [f32]) {
@@ -118,20 +77,8 @@ pub(crate) fn attn_vf_f16_neon(n: usize, v: &[f16], vs: usize, nv: usize, out: &
 /// # Safety
 /// The CPU must support this function's target features.
 unsafe fn round_body(x: &mut [f32]) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        let n = x.len();
-        let p = x.as_mut_ptr();
-        let mut i = 0;
-        while i + 4 <= n {
-            vst1q_f32(p.add(i), round4(vld1q_f32(p.add(i))));
-            i += 4;
-        }
-        for v in &mut x[i..] {
-            *v = f16::from_f32(*v).to_f32();
-        }
-    }
+    // SAFETY: `round_f16_by` hands the closure 4 floats inside `x`.
+    unsafe { round_f16_by::<4>(x, |p| vst1q_f32(p, round4(vld1q_f32(p)))) }
 }
 
 pub(crate) fn round_f16_neon(x: &mut [f32]) {

@@ -219,32 +219,48 @@ unsafe fn dot_q6_k(n: usize, w: *const u8, a: *const u8) -> f32 {
     }
 }
 
+/// The NEON float dots (F16, BF16, F32 rows of `ES`-byte elements): 4 accumulators of 4 lanes over
+/// chunks of 16 elements, then the tail one element at a time; `load4(p)` widens the 4 elements
+/// at `p`, `load1(p)` one.
+///
+/// # Safety
+/// The CPU must support NEON; `w` and `a` must point to `n` readable elements.
+#[inline(always)]
+unsafe fn dot_float<const ES: usize>(
+    n: usize,
+    w: *const u8,
+    a: *const u8,
+    load4: impl Fn(*const u8) -> float32x4_t,
+    load1: impl Fn(*const u8) -> f32,
+) -> f32 {
+    // SAFETY: the caller guarantees the feature and that every element read (i < n) is in range.
+    unsafe {
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        let mut i = 0;
+        while i + 16 <= n {
+            for (k, ak) in acc.iter_mut().enumerate() {
+                let o = ES * (i + 4 * k);
+                *ak = vfmaq_f32(*ak, load4(w.add(o)), load4(a.add(o)));
+            }
+            i += 16;
+        }
+        let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+        while i < n {
+            s += load1(w.add(ES * i)) * load1(a.add(ES * i));
+            i += 1;
+        }
+        s
+    }
+}
+
 #[target_feature(enable = "neon")]
 /// # Safety
 /// The CPU must support this function's target features; `w` and `a` must point to the readable
 /// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
 /// the row lengths).
 unsafe fn dot_f16(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        let (wp, ap) = (w as *const u16, a as *const u16);
-        let mut acc = [vdupq_n_f32(0.0); 4];
-        let mut i = 0;
-        while i + 16 <= n {
-            for (k, ak) in acc.iter_mut().enumerate() {
-                let o = i + 4 * k;
-                *ak = vfmaq_f32(*ak, f16x4(vld1_u16(wp.add(o))), f16x4(vld1_u16(ap.add(o))));
-            }
-            i += 16;
-        }
-        let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
-        while i < n {
-            s += f16_at(w.add(2 * i)) * f16_at(a.add(2 * i));
-            i += 1;
-        }
-        s
-    }
+    // SAFETY: the contract above; each load reads inside the checked rows.
+    unsafe { dot_float::<2>(n, w, a, |p| f16x4(vld1_u16(p as *const u16)), |p| f16_at(p)) }
 }
 
 #[inline]
@@ -263,26 +279,8 @@ unsafe fn bf16x4(p: *const u16) -> float32x4_t {
 /// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
 /// the row lengths).
 unsafe fn dot_bf16(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        let (wp, ap) = (w as *const u16, a as *const u16);
-        let mut acc = [vdupq_n_f32(0.0); 4];
-        let mut i = 0;
-        while i + 16 <= n {
-            for (k, ak) in acc.iter_mut().enumerate() {
-                let o = i + 4 * k;
-                *ak = vfmaq_f32(*ak, bf16x4(wp.add(o)), bf16x4(ap.add(o)));
-            }
-            i += 16;
-        }
-        let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
-        while i < n {
-            s += bf16_at(w.add(2 * i)) * bf16_at(a.add(2 * i));
-            i += 1;
-        }
-        s
-    }
+    // SAFETY: the contract above; each load reads inside the checked rows.
+    unsafe { dot_float::<2>(n, w, a, |p| bf16x4(p as *const u16), |p| bf16_at(p)) }
 }
 
 #[target_feature(enable = "neon")]
@@ -291,24 +289,6 @@ unsafe fn dot_bf16(n: usize, w: *const u8, a: *const u8) -> f32 {
 /// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
 /// the row lengths).
 unsafe fn dot_f32(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        let (wp, ap) = (w as *const f32, a as *const f32);
-        let mut acc = [vdupq_n_f32(0.0); 4];
-        let mut i = 0;
-        while i + 16 <= n {
-            for (k, ak) in acc.iter_mut().enumerate() {
-                let o = i + 4 * k;
-                *ak = vfmaq_f32(*ak, vld1q_f32(wp.add(o)), vld1q_f32(ap.add(o)));
-            }
-            i += 16;
-        }
-        let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
-        while i < n {
-            s += f32_at(w.add(4 * i)) * f32_at(a.add(4 * i));
-            i += 1;
-        }
-        s
-    }
+    // SAFETY: the contract above; each load reads inside the checked rows.
+    unsafe { dot_float::<4>(n, w, a, |p| vld1q_f32(p as *const f32), |p| f32_at(p)) }
 }

@@ -8,6 +8,9 @@
 //!
 //! Numerics: integer sums exact; float updates `acc += f32(isum) · (d_w · d_a)` in block order.
 
+// Index loops over tokens and rows mirror the register arrays they fill (`acc[t]`, `acc[r][t]`).
+#![allow(clippy::needless_range_loop)]
+
 use std::arch::aarch64::*;
 
 use super::{f16x4, sdot};

@@ -256,35 +256,33 @@ impl VecDot for BlockQ6K {
     }
 }
 
+/// Σ x·y over `n` elements of a float type, products and sum in f64, rounded once.
+#[inline(always)]
+fn dot_f64<T: Copy>(n: usize, x: &[T], y: &[T], wide: impl Fn(T) -> f64) -> f32 {
+    let mut s = 0.0f64;
+    for i in 0..n {
+        s += wide(x[i]) * wide(y[i]);
+    }
+    s as f32
+}
+
 impl VecDot for f16 {
     type Act = f16;
     fn vec_dot(n: usize, x: &[Self], y: &[f16]) -> f32 {
-        let mut s = 0.0f64;
-        for i in 0..n {
-            s += x[i].to_f32() as f64 * y[i].to_f32() as f64;
-        }
-        s as f32
+        dot_f64(n, x, y, |v| v.to_f32() as f64)
     }
 }
 
 impl VecDot for bf16 {
     type Act = bf16;
     fn vec_dot(n: usize, x: &[Self], y: &[bf16]) -> f32 {
-        let mut s = 0.0f64;
-        for i in 0..n {
-            s += x[i].to_f32() as f64 * y[i].to_f32() as f64;
-        }
-        s as f32
+        dot_f64(n, x, y, |v| v.to_f32() as f64)
     }
 }
 
 impl VecDot for f32 {
     type Act = f32;
     fn vec_dot(n: usize, x: &[Self], y: &[f32]) -> f32 {
-        let mut s = 0.0f64;
-        for i in 0..n {
-            s += x[i] as f64 * y[i] as f64;
-        }
-        s as f32
+        dot_f64(n, x, y, |v| v as f64)
     }
 }

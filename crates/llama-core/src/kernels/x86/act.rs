@@ -148,7 +148,7 @@ fn softmax_entry(x: &mut [f32], scale: f32) {
 
 /// Safe entry (`SwigluFn`).
 fn swiglu_entry(gate: &mut [f32], up: &[f32], n_ff: usize) {
-    assert!(n_ff > 0 && gate.len() % n_ff == 0 && up.len() >= gate.len(), "swiglu: shapes");
+    assert!(n_ff > 0 && gate.len().is_multiple_of(n_ff) && up.len() >= gate.len(), "swiglu: shapes");
     // SAFETY: features as in `softmax_entry`; rows are whole n_ff chunks of both slices.
     unsafe { swiglu(gate, up, n_ff) }
 }

@@ -11,6 +11,7 @@ use half::f16;
 
 use crate::kernels::attn::{kq_body, pv_body};
 use crate::kernels::shared::{attn_kq_check, attn_kt_check, attn_pv_check, attn_pv_panels_check, attn_vf_check};
+use crate::kernels::shared::{attn_kt_f16_by, attn_vf_f16_by, round_f16_by};
 use crate::kernels::types::{AttnOrder, CacheElem, KT_LANES};
 
 #[inline]
@@ -30,35 +31,8 @@ unsafe fn ld8_f16(p: *const f16) -> __m256 {
 /// The CPU must support this function's target features; `k`, `kt` must cover what
 /// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
 unsafe fn kt_f16_f16c(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        let mut tmp = [0f32; 8];
-        for c in 0..nk.div_ceil(KT_LANES) {
-            let panel = kt.add(c * n * KT_LANES);
-            for l in 0..KT_LANES {
-                let j = c * KT_LANES + l;
-                if j >= nk {
-                    for d in 0..n {
-                        *panel.add(d * KT_LANES + l) = 0.0;
-                    }
-                    continue;
-                }
-                let kj = k.add(j * ks);
-                let mut d = 0;
-                while d + 8 <= n {
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), ld8_f16(kj.add(d)));
-                    for (e, &x) in tmp.iter().enumerate() {
-                        *panel.add((d + e) * KT_LANES + l) = x;
-                    }
-                    d += 8;
-                }
-                for e in d..n {
-                    *panel.add(e * KT_LANES + l) = (*kj.add(e)).f32();
-                }
-            }
-        }
-    }
+    // SAFETY: the contract above; `wide` reads and writes 8 values inside those bounds.
+    unsafe { attn_kt_f16_by::<8>(n, k, ks, nk, kt, |src, dst| _mm256_storeu_ps(dst, ld8_f16(src))) }
 }
 
 pub(crate) fn attn_kt_f16_avx2(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
@@ -187,21 +161,8 @@ pub(crate) fn attn_kt_f32_avx512(n: usize, k: &[f32], ks: usize, nk: usize, kt: 
 /// The CPU must support this function's target features; `v`, `out` must cover what
 /// `kernels::shared::attn_vf_check(n, v_len, vs, nv, out_len)` requires.
 unsafe fn vf_f16_f16c(n: usize, v: *const f16, vs: usize, nv: usize, out: *mut f32) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        for j in 0..nv {
-            let (src, dst) = (v.add(j * vs), out.add(j * n));
-            let mut d = 0;
-            while d + 8 <= n {
-                _mm256_storeu_ps(dst.add(d), ld8_f16(src.add(d)));
-                d += 8;
-            }
-            for e in d..n {
-                *dst.add(e) = (*src.add(e)).f32();
-            }
-        }
-    }
+    // SAFETY: the contract above; `wide` reads and writes 8 values inside those bounds.
+    unsafe { attn_vf_f16_by::<8>(n, v, vs, nv, out, |src, dst| _mm256_storeu_ps(dst, ld8_f16(src))) }
 }
 
 pub(crate) fn attn_vf_f16_avx2(n: usize, v: &[f16], vs: usize, nv: usize, out: &mut [f32]) {
@@ -687,20 +648,12 @@ pub(crate) use avx512_dots::{attn_kq_avx512, attn_pv_avx512};
 /// # Safety
 /// The CPU must support this function's target features.
 unsafe fn round_f16_f16c(x: &mut [f32]) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
+    // SAFETY: `round_f16_by` hands the closure 8 floats inside `x`.
     unsafe {
-        let n = x.len();
-        let p = x.as_mut_ptr();
-        let mut i = 0;
-        while i + 8 <= n {
-            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(p.add(i)));
-            _mm256_storeu_ps(p.add(i), _mm256_cvtph_ps(h));
-            i += 8;
-        }
-        for v in &mut x[i..] {
-            *v = f16::from_f32(*v).to_f32();
-        }
+        round_f16_by::<8>(x, |p| {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(p));
+            _mm256_storeu_ps(p, _mm256_cvtph_ps(h))
+        })
     }
 }
 

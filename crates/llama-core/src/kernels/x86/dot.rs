@@ -339,33 +339,49 @@ unsafe fn dot_q6_k_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
     }
 }
 
+/// The AVX2 float dots (F16, BF16, F32 rows of `ES`-byte elements): 4 accumulators of 8 lanes over
+/// chunks of 32 elements, then the tail one element at a time; `load8(p)` widens the 8 elements
+/// at `p`, `load1(p)` one. Inlined into each `#[target_feature]` dot, which supplies the loads.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA and what the loads use; `w` and `a` must point to `n`
+/// readable elements.
+#[inline(always)]
+unsafe fn dot_float_avx2<const ES: usize>(
+    n: usize,
+    w: *const u8,
+    a: *const u8,
+    load8: impl Fn(*const u8) -> __m256,
+    load1: impl Fn(*const u8) -> f32,
+) -> f32 {
+    // SAFETY: the caller guarantees the features and that every element read (i < n) is in range.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (k, ak) in acc.iter_mut().enumerate() {
+                let o = ES * (i + 8 * k);
+                *ak = _mm256_fmadd_ps(load8(w.add(o)), load8(a.add(o)), *ak);
+            }
+            i += 32;
+        }
+        let mut s = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        while i < n {
+            s += load1(w.add(ES * i)) * load1(a.add(ES * i));
+            i += 1;
+        }
+        s
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 /// # Safety
 /// The CPU must support this function's target features; `w` and `a` must point to the readable
 /// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
 /// the row lengths).
 unsafe fn dot_f16_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (k, ak) in acc.iter_mut().enumerate() {
-                let o = 2 * (i + 8 * k);
-                let x = _mm256_cvtph_ps(_mm_loadu_si128(w.add(o) as *const __m128i));
-                let y = _mm256_cvtph_ps(_mm_loadu_si128(a.add(o) as *const __m128i));
-                *ak = _mm256_fmadd_ps(x, y, *ak);
-            }
-            i += 32;
-        }
-        let mut s = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-        while i < n {
-            s += f16_load(w.add(2 * i)) * f16_load(a.add(2 * i));
-            i += 1;
-        }
-        s
-    }
+    // SAFETY: the contract above; each load reads inside the checked rows.
+    unsafe { dot_float_avx2::<2>(n, w, a, |p| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)), |p| f16_load(p)) }
 }
 
 #[inline]
@@ -384,25 +400,8 @@ unsafe fn bf16x8(p: *const u8) -> __m256 {
 /// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
 /// the row lengths).
 unsafe fn dot_bf16_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (k, ak) in acc.iter_mut().enumerate() {
-                let o = 2 * (i + 8 * k);
-                *ak = _mm256_fmadd_ps(bf16x8(w.add(o)), bf16x8(a.add(o)), *ak);
-            }
-            i += 32;
-        }
-        let mut s = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-        while i < n {
-            s += bf16_at(w.add(2 * i)) * bf16_at(a.add(2 * i));
-            i += 1;
-        }
-        s
-    }
+    // SAFETY: the contract above; each load reads inside the checked rows.
+    unsafe { dot_float_avx2::<2>(n, w, a, |p| bf16x8(p), |p| bf16_at(p)) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -411,24 +410,9 @@ unsafe fn dot_bf16_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
 /// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
 /// the row lengths).
 unsafe fn dot_f32_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
+    // SAFETY: the contract above; each load reads inside the checked rows.
     unsafe {
-        let (w, a) = (w as *const f32, a as *const f32);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (k, ak) in acc.iter_mut().enumerate() {
-                *ak = _mm256_fmadd_ps(_mm256_loadu_ps(w.add(i + 8 * k)), _mm256_loadu_ps(a.add(i + 8 * k)), *ak);
-            }
-            i += 32;
-        }
-        let mut s = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-        while i < n {
-            s += w.add(i).read_unaligned() * a.add(i).read_unaligned();
-            i += 1;
-        }
-        s
+        dot_float_avx2::<4>(n, w, a, |p| _mm256_loadu_ps(p as *const f32), |p| (p as *const f32).read_unaligned())
     }
 }
 

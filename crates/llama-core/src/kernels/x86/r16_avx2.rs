@@ -9,6 +9,9 @@
 //!
 //! Numerics: integer sums exact; float updates as in the AVX-512 kernels.
 
+// Index loops over tokens and rows mirror the register arrays they fill (`acc[t]`, `acc[r][t]`).
+#![allow(clippy::needless_range_loop)]
+
 use std::arch::x86_64::*;
 
 use crate::kernels::shared::{q8_0s_block, q8k_block};

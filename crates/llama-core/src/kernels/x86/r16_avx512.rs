@@ -8,6 +8,9 @@
 //! Numerics: each block's integer sum is exact; the float update is `acc += f32(sumi) · (d_w·d_a)`
 //! with one fused rounding, in block order (the scalar reference rounds the product separately).
 
+// Index loops over tokens and rows mirror the register arrays they fill (`acc[t]`, `acc[r][t]`).
+#![allow(clippy::needless_range_loop)]
+
 use std::arch::x86_64::*;
 
 use crate::kernels::shared::{gemm_r16_check, q8_0s_block, q8k_block};

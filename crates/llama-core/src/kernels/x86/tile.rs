@@ -3,6 +3,9 @@
 //! (row, token) pair. The per-pair arithmetic and the summation order are those of the single-row
 //! kernels (`dot.rs`), so results are bit-identical to them.
 
+// Index loops over tokens and rows mirror the register arrays they fill (`acc[t]`, `acc[r][t]`).
+#![allow(clippy::needless_range_loop)]
+
 use std::arch::x86_64::*;
 
 use super::dot::{dot_q4_0_avx2, dot_q8_0_avx2, f16_load, join, nibbles32, scales2};
@@ -21,7 +24,7 @@ macro_rules! tile_entry {
             nt: usize,
         ) -> [[f32; TILE]; TILE] {
             let nb = n / 32;
-            assert!(nr >= 1 && nr <= TILE && nt >= 1 && nt <= TILE, "tile shape {nr}x{nt}");
+            assert!((1..=TILE).contains(&nr) && (1..=TILE).contains(&nt), "tile shape {nr}x{nt}");
             assert!(
                 w.len() >= (nr - 1) * w_stride + nb * $wts && a.len() >= (nt - 1) * a_stride + nb * 34,
                 "tile: rows too short"
