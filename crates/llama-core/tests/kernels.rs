@@ -760,3 +760,38 @@ fn softmax_and_swiglu_match_scalar() {
         }
     }
 }
+
+/// Every table has a row exactly for the types we compute with, with ggml's block layout, the
+/// same `vec_dot_type` as ggml (`type_traits_cpu`), and `to_float` equal to `quant::dequantize_row`.
+#[test]
+fn table_rows_follow_ggml_type_traits() {
+    use GgmlType::*;
+    let supported: Vec<GgmlType> = GgmlType::ALL.into_iter().filter(|t| t.is_supported()).collect();
+    assert_eq!(llama_core::kernels::scalar::types().collect::<Vec<_>>().len(), supported.len());
+    let mut rng = Rng(31);
+    for k in Kernels::available() {
+        for t in GgmlType::ALL {
+            let Some(row) = k.traits(t) else {
+                assert!(!t.is_supported(), "{:?}: no row for {t}", k.isa);
+                continue;
+            };
+            assert!(t.is_supported(), "{:?}: row for unsupported {t}", k.isa);
+            assert_eq!((row.ggml_type, (row.block_size, row.type_size)), (t, t.block_layout()));
+            let want = match t {
+                Q4_0 | Q5_0 | Q8_0 => Some(Q8_0),
+                Q4_1 | Q5_1 => Some(Q8_1),
+                Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Some(Q8_K),
+                F16 | BF16 | F32 => Some(t),
+                _ => None,
+            };
+            assert_eq!(row.vec_dot_type, want, "{:?} {t}", k.isa);
+            assert_eq!(row.vec_dot.is_some(), want.is_some(), "{:?} {t}", k.isa);
+            assert!(row.from_float.is_some() && row.to_float.is_some(), "{:?} {t}", k.isa);
+            let n = 512;
+            let bytes = q::quantize(t, &activations(&mut rng, n, Mode::Random)).unwrap();
+            let mut got = vec![0f32; n];
+            (row.to_float.unwrap())(&bytes, &mut got);
+            assert_eq!(got, q::dequantize(t, &bytes, n).unwrap(), "{:?} {t} to_float", k.isa);
+        }
+    }
+}

@@ -30,11 +30,10 @@ pub mod types;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
-pub use attn::AttnOrder;
 pub use dispatch::{choose, kernels, vec_dot_type};
 pub use matmul::{matmul, matmul_with, try_matmul, MatmulScratch, QTensor};
 pub use pool::ThreadPool;
 pub use types::{
-    AttnKernels, FromFloatFn, GemmR16Fn, Isa, Kernels, R16Batch, TileFn, ToFloatFn, TypeKernels, VecDotFn, KT_LANES,
-    TILE,
+    AttnKernels, AttnOrder, FromFloatFn, GemmR16Fn, Isa, Kernels, R16Batch, TileFn, ToFloatFn, TypeKernels, VecDotFn,
+    KT_LANES, TILE,
 };
