@@ -125,12 +125,6 @@ impl Plan {
     }
 }
 
-/// The output buffer, shared by the pool threads; each unit writes its own (token, head) rows.
-struct OutPtr(*mut f32);
-// SAFETY: only used to write disjoint ranges (distinct units cover distinct (token, head) pairs)
-// while `attention_with` keeps the `&mut` borrow of the buffer alive.
-unsafe impl Sync for OutPtr {}
-
 /// `out[t][h]` = attention of query `q[t][h]` (q: [n_tokens][n_head*head_k]) over cache
 /// positions ≤ pos0 + t; out: [n_tokens][n_head*head_v].
 pub fn attention<T: KvElem>(
@@ -164,8 +158,10 @@ pub fn attention_with<T: KvElem>(
     let plan = Plan::new(&s, pool.n_threads());
     let n_units = plan.n_units(&s);
     let next = AtomicUsize::new(0);
-    let out_ptr = OutPtr(out.as_mut_ptr());
-    let out_ptr = &out_ptr;
+    // One lock per token row of the output: a unit writes its heads' part of each of its tokens
+    // (distinct units cover distinct (token, head) pairs, so the locks are never contended long).
+    let row = s.n_head * s.head_v;
+    let out_rows: Vec<Mutex<&mut [f32]>> = out[..s.n_tokens * row].chunks_mut(row).map(Mutex::new).collect();
     pool.run(|ith, _nth| {
         let mut guard = scratch[ith % scratch.len()].lock().unwrap_or_else(|e| e.into_inner());
         let sc = &mut *guard;
@@ -178,11 +174,8 @@ pub fn attention_with<T: KvElem>(
             unit(kern, kv, q, &s, sc, t0, t1, hkv, h0, nh);
             let hv = s.head_v;
             for ti in 0..t1 - t0 {
-                let o = ((t0 + ti) * s.n_head + h0) * hv;
-                // SAFETY: rows (t0+ti, h0..h0+nh) lie inside `out` (length asserted above) and
-                // belong to this unit only; `out` is exclusively borrowed for the whole call.
-                let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(o), nh * hv) };
-                dst.copy_from_slice(&sc.acc[ti * nh * hv..(ti + 1) * nh * hv]);
+                let mut dst = out_rows[t0 + ti].lock().unwrap_or_else(|e| e.into_inner());
+                dst[h0 * hv..(h0 + nh) * hv].copy_from_slice(&sc.acc[ti * nh * hv..(ti + 1) * nh * hv]);
             }
         }
     });
