@@ -1,8 +1,7 @@
 //! matmul throughput per ISA: `cargo run --release -p llama-core --example bench_matmul [threads] [type]`
 //! Prints GFLOP/s (2·rows·cols·n_tokens per call) and weight GB/s (weight bytes per call).
 
-use llama_core::cpu::{Kernels, ThreadPool};
-use llama_core::ops::{matmul_with, MatmulScratch, QTensor};
+use llama_core::kernels::{matmul_with, Kernels, MatmulScratch, QTensor, ThreadPool};
 use llama_core::quant::GgmlType;
 use std::time::Instant;
 

@@ -22,8 +22,8 @@ use std::time::Instant;
 
 pub use mix::{allows_quantization, category, layer_of, n_dims, Category, FileType, Mixer, ModelInfo};
 
-use crate::cpu::ThreadPool;
 use crate::gguf::{GgufFile, GgufWriter, TensorInfo, TensorSource, Value};
+use crate::kernels::ThreadPool;
 use crate::quant::{dequantize_row, quantize_row, GgmlType};
 use crate::{Error, Result};
 
@@ -199,7 +199,6 @@ pub fn plan(f: &GgufFile, file_type: FileType, pure: bool) -> Result<Plan> {
         });
     }
     let n_fallback = mixer.n_fallback;
-    drop(mixer);
     Ok(Plan { tensors: out, model, n_fallback })
 }
 

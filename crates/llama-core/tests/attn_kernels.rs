@@ -1,11 +1,11 @@
-//! The attention kernels of every table this machine can run (`Kernels::attn_*`, `round_f16`)
+//! The attention kernels of every table this machine can run (`Kernels::attn`)
 //! against the scalar reference: random inputs, odd lengths and strides, extreme values.
 //! All of them are bit-identical to the scalar table (the same portable dots in llama.cpp's orders,
 //! compiled per ISA, and exact conversions); the scalar dots themselves are checked against ggml's
 //! loops in `cpu::attn`'s unit tests.
 
 use half::f16;
-use llama_core::cpu::{AttnOrder, Kernels, KT_LANES};
+use llama_core::kernels::{AttnOrder, Kernels, KT_LANES};
 
 struct Rng(u64);
 impl Rng {
@@ -53,10 +53,10 @@ fn attn_kt_and_kq_are_bit_identical_to_scalar() {
                 // Panels: converted and transposed exactly, padding lanes zero.
                 let (mut w16, mut g16) = (vec![f32::NAN; kt_len], vec![f32::NAN; kt_len]);
                 let (mut w32, mut g32) = (vec![f32::NAN; kt_len], vec![f32::NAN; kt_len]);
-                (Kernels::SCALAR.attn_kt_f16)(n, &k16, ks, nk, &mut w16);
-                (k.attn_kt_f16)(n, &k16, ks, nk, &mut g16);
-                (Kernels::SCALAR.attn_kt_f32)(n, &keys, ks, nk, &mut w32);
-                (k.attn_kt_f32)(n, &keys, ks, nk, &mut g32);
+                (Kernels::SCALAR.attn.kt_f16)(n, &k16, ks, nk, &mut w16);
+                (k.attn.kt_f16)(n, &k16, ks, nk, &mut g16);
+                (Kernels::SCALAR.attn.kt_f32)(n, &keys, ks, nk, &mut w32);
+                (k.attn.kt_f32)(n, &keys, ks, nk, &mut g32);
                 assert_eq!(bits(&g16), bits(&w16), "{:?} kt f16 n={n} nk={nk}", k.isa);
                 assert_eq!(bits(&g32), bits(&w32), "{:?} kt f32 n={n} nk={nk}", k.isa);
                 for (j, d) in (0..nk).flat_map(|j| (0..n).map(move |d| (j, d))) {
@@ -68,8 +68,8 @@ fn attn_kt_and_kq_are_bit_identical_to_scalar() {
                 for kt in [&w16, &w32] {
                     for order in [AttnOrder::Lanes16, AttnOrder::Lanes64] {
                         let (mut want, mut got) = (vec![7.0f32; nq * os], vec![7.0f32; nq * os]);
-                        (Kernels::SCALAR.attn_kq)(n, kt, nk, &q, nq, &mut want, os, order);
-                        (k.attn_kq)(n, kt, nk, &q, nq, &mut got, os, order);
+                        (Kernels::SCALAR.attn.kq)(n, kt, nk, &q, nq, &mut want, os, order);
+                        (k.attn.kq)(n, kt, nk, &q, nq, &mut got, os, order);
                         assert_eq!(bits(&got), bits(&want), "{:?} kq {order:?} n={n} nk={nk} nq={nq}", k.isa);
                         for i in 0..nq {
                             // stride padding untouched
@@ -94,8 +94,8 @@ fn attn_vf_and_pv_are_bit_identical_to_scalar() {
                 let vs = n + pad;
                 let v16: Vec<f16> = (0..nv * vs).map(|_| f16::from_f32(rng.wild())).collect();
                 let (mut w, mut g) = (vec![f32::NAN; nv * n], vec![f32::NAN; nv * n]);
-                (Kernels::SCALAR.attn_vf_f16)(n, &v16, vs, nv, &mut w);
-                (k.attn_vf_f16)(n, &v16, vs, nv, &mut g);
+                (Kernels::SCALAR.attn.vf_f16)(n, &v16, vs, nv, &mut w);
+                (k.attn.vf_f16)(n, &v16, vs, nv, &mut g);
                 assert_eq!(bits(&g), bits(&w), "{:?} vf n={n} nv={nv}", k.isa);
                 for j in 0..nv {
                     for d in 0..n {
@@ -111,13 +111,13 @@ fn attn_vf_and_pv_are_bit_identical_to_scalar() {
                 for (rows, stride) in [(&w, n), (&v32, vs)] {
                     // the same values as key panels, for the tables that read those
                     let mut vt = vec![f32::NAN; nv.div_ceil(KT_LANES) * n * KT_LANES];
-                    (Kernels::SCALAR.attn_kt_f32)(n, rows, stride, nv, &mut vt);
+                    (Kernels::SCALAR.attn.kt_f32)(n, rows, stride, nv, &mut vt);
                     for order in [AttnOrder::Lanes16, AttnOrder::Lanes64] {
                         let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);
-                        (Kernels::SCALAR.attn_pv)(n, rows, stride, j0, lo, hi, &p, &mut want, order);
-                        (k.attn_pv)(n, rows, stride, j0, lo, hi, &p, &mut got, order);
+                        (Kernels::SCALAR.attn.pv)(n, rows, stride, j0, lo, hi, &p, &mut want, order);
+                        (k.attn.pv)(n, rows, stride, j0, lo, hi, &p, &mut got, order);
                         assert_eq!(bits(&got), bits(&want), "{:?} pv {order:?} n={n} nv={nv}", k.isa);
-                        if let Some(pvp) = k.attn_pv_panels {
+                        if let Some(pvp) = k.attn.pv_panels {
                             let mut gp = vec![0f32; n];
                             pvp(n, &vt, j0, &[lo], &[hi], &p, p.len(), &mut gp, order);
                             assert_eq!(bits(&gp), bits(&want), "{:?} pv panels {order:?} n={n} nv={nv} lo={lo}", k.isa);
@@ -164,7 +164,7 @@ fn round_f16_is_bit_identical_to_half() {
     for k in Kernels::available() {
         for len in [x.len(), 1, 7, 8, 9, 17] {
             let mut got = x[..len].to_vec();
-            (k.round_f16)(&mut got);
+            (k.attn.round_f16)(&mut got);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),

@@ -126,14 +126,13 @@ fn run(name: &str) -> Option<Figures> {
         // Greedy continuation, one token at a time through the KV cache.
         let mut next = argmax(&logits[(tokens.len() - 1) * nv..]) as u32;
         let mut ours = Vec::new();
-        let mut n_past = tokens.len();
-        for _ in 0..if no_greedy { 0 } else { greedy.len() } {
+        let n_greedy = if no_greedy { 0 } else { greedy.len() };
+        for n_past in tokens.len()..tokens.len() + n_greedy {
             ours.push(next);
             if ours.len() == greedy.len() {
                 break;
             }
             ctx.eval(&model, &[next], n_past).unwrap();
-            n_past += 1;
             next = argmax(ctx.logits()) as u32;
         }
         let agree = ours.iter().zip(&greedy).take_while(|(a, b)| a == b).count();

@@ -3,8 +3,7 @@
 //! counts.
 
 use half::{bf16, f16};
-use llama_core::cpu::{vec_dot_type, Kernels, ThreadPool};
-use llama_core::ops::{matmul_with, MatmulScratch, QTensor};
+use llama_core::kernels::{matmul_with, vec_dot_type, Kernels, MatmulScratch, QTensor, ThreadPool};
 use llama_core::quant::GgmlType;
 
 /// xorshift64*: deterministic test data without a dependency.
@@ -239,27 +238,29 @@ fn matmul_rejects_bad_shapes() {
 
 // ---- against the quant module's references (independent scalar implementations) -----------------
 
+use llama_core::kernels::scalar::VecDot;
 use llama_core::quant::{self as q, read_blocks};
+use llama_core::quant::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
+use llama_core::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 
-/// The official scalar `vec_dot_*` of the quant module on byte rows.
+/// The typed scalar reference (`kernels::scalar::VecDot`) on byte rows viewed as blocks, reached
+/// directly rather than through a table.
 fn reference_dot(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
     use GgmlType::*;
     match t {
-        Q4_0 => q::vec_dot_q4_0_q8_0(n, &read_blocks(w), &read_blocks(a)),
-        Q4_1 => q::vec_dot_q4_1_q8_1(n, &read_blocks(w), &read_blocks(a)),
-        Q5_0 => q::vec_dot_q5_0_q8_0(n, &read_blocks(w), &read_blocks(a)),
-        Q5_1 => q::vec_dot_q5_1_q8_1(n, &read_blocks(w), &read_blocks(a)),
-        Q8_0 => q::vec_dot_q8_0_q8_0(n, &read_blocks(w), &read_blocks(a)),
-        Q2_K => q::vec_dot_q2_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
-        Q3_K => q::vec_dot_q3_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
-        Q4_K => q::vec_dot_q4_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
-        Q5_K => q::vec_dot_q5_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
-        Q6_K => q::vec_dot_q6_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
-        // f16·f16 and bf16·bf16 products are exact in f32, so the f16×f32 reference applied to the
-        // widened activations computes the same sum.
-        F16 => q::float::vec_dot_f16_f32(n, &read_blocks(w), &q::dequantize(F16, a, n).unwrap()),
-        BF16 => q::float::vec_dot_bf16_f32(n, &read_blocks(w), &q::dequantize(BF16, a, n).unwrap()),
-        F32 => q::float::vec_dot_f32(n, &read_blocks(w), &read_blocks(a)),
+        Q4_0 => BlockQ4_0::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q4_1 => BlockQ4_1::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q5_0 => BlockQ5_0::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q5_1 => BlockQ5_1::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q8_0 => BlockQ8_0::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q2_K => BlockQ2K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q3_K => BlockQ3K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q4_K => BlockQ4K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q5_K => BlockQ5K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q6_K => BlockQ6K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        F16 => half::f16::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        BF16 => half::bf16::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        F32 => f32::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         _ => unreachable!(),
     }
 }
@@ -382,18 +383,18 @@ fn matmul_matches_dequantized_reference() {
 #[test]
 fn available_tables_cover_this_cpu() {
     let isas: Vec<_> = Kernels::available().iter().map(|k| k.isa).collect();
-    assert_eq!(isas[0], llama_core::cpu::Isa::Scalar);
+    assert_eq!(isas[0], llama_core::kernels::Isa::Scalar);
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
-            assert!(isas.contains(&llama_core::cpu::Isa::Avx2), "{isas:?}");
+            assert!(isas.contains(&llama_core::kernels::Isa::Avx2), "{isas:?}");
         }
         if is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni") {
-            assert!(isas.contains(&llama_core::cpu::Isa::Avx512), "{isas:?}");
+            assert!(isas.contains(&llama_core::kernels::Isa::Avx512), "{isas:?}");
         }
     }
     #[cfg(target_arch = "aarch64")]
-    assert!(isas.contains(&llama_core::cpu::Isa::Neon), "{isas:?}");
+    assert!(isas.contains(&llama_core::kernels::Isa::Neon), "{isas:?}");
     eprintln!("kernel tables tested: {isas:?}");
 }
 
@@ -440,7 +441,7 @@ fn tiles_match_pairwise_dots() {
 
 #[test]
 fn llama_isa_override() {
-    use llama_core::cpu::{choose, Isa};
+    use llama_core::kernels::{choose, Isa};
     let best = Kernels::available().last().unwrap().isa;
     assert_eq!(choose(None).0.isa, best);
     assert!(choose(Some("")).1.is_none());
@@ -673,13 +674,13 @@ fn read_f32_file(p: &std::path::Path) -> Vec<f32> {
     std::fs::read(p).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
-/// `ops::softmax_inplace` and `ops::swiglu_inplace` against ggml-cpu's soft_max and swiglu
+/// The process-wide table's softmax and SwiGLU (`Kernels::softmax` / `swiglu`) against ggml-cpu's soft_max and swiglu
 /// (llama-cpp-python's library, run through a one-op ggml graph), bit for bit. These are the
 /// AVX-512 build's results (vectorised expf, 16-wide partial sums), which the golden outputs come
 /// from; on a CPU without AVX-512 ggml takes another path and the test skips.
 #[test]
 fn softmax_and_swiglu_match_ggml() {
-    use llama_core::model::ops;
+    let k = llama_core::kernels::kernels();
     let dir = std::env::temp_dir().join(format!("llama-kernels-ops-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let has_avx512 = {
@@ -704,7 +705,7 @@ fn softmax_and_swiglu_match_ggml() {
     for (r, (x, w)) in src.chunks_exact(256).zip(want.chunks_exact(256)).enumerate() {
         let n = x.iter().position(|v| *v == f32::NEG_INFINITY).unwrap_or(256);
         let mut y = x[..n].to_vec();
-        ops::softmax_inplace(&mut y, 0.125);
+        (k.softmax)(&mut y, 0.125);
         assert!(w[n..].iter().all(|&v| v == 0.0), "row {r}: masked entries");
         for i in 0..n {
             assert_eq!(
@@ -720,10 +721,77 @@ fn softmax_and_swiglu_match_ggml() {
         let mut x = read_f32_file(&dir.join(format!("swiglu{n}.x.f32")));
         let g = read_f32_file(&dir.join(format!("swiglu{n}.g.f32")));
         let want = read_f32_file(&dir.join(format!("swiglu{n}.out.f32")));
-        ops::swiglu_inplace(&mut x, &g, n);
+        (k.swiglu)(&mut x, &g, n);
         for i in 0..x.len() {
             assert_eq!(x[i].to_bits(), want[i].to_bits(), "swiglu n_ff={n} element {i}: {} vs ggml {}", x[i], want[i]);
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every table's softmax and SwiGLU equal the scalar emulation (`kernels::elementwise`) bit for
+/// bit, on odd lengths, masked entries and extreme values.
+#[test]
+fn softmax_and_swiglu_match_scalar() {
+    use llama_core::kernels::elementwise::{softmax_scalar, swiglu_scalar};
+    let mut seed = 0x9e37_79b9u32;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        (seed as f32 / u32::MAX as f32) * 2.0 - 1.0
+    };
+    for k in Kernels::available() {
+        for n in [1usize, 5, 15, 16, 17, 31, 64, 100, 257, 1000] {
+            for mag in [1.0f32, 30.0, 300.0] {
+                let x: Vec<f32> = (0..n).map(|i| if i % 7 == 3 { f32::NEG_INFINITY } else { rnd() * mag }).collect();
+                let (mut a, mut b) = (x.clone(), x.clone());
+                (k.softmax)(&mut a, 0.125);
+                softmax_scalar(&mut b, 0.125);
+                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "{:?} softmax n={n} mag={mag}", k.isa);
+                let g: Vec<f32> = (0..n * 3).map(|_| rnd() * mag).collect();
+                let u: Vec<f32> = (0..n * 3).map(|_| rnd() * 4.0).collect();
+                let (mut a, mut b) = (g.clone(), g.clone());
+                (k.swiglu)(&mut a, &u, n);
+                swiglu_scalar(&mut b, &u, n);
+                assert_eq!(bits(&a), bits(&b), "{:?} swiglu n={n} mag={mag}", k.isa);
+            }
+        }
+    }
+}
+
+/// Every table has a row exactly for the types we compute with, with ggml's block layout, the
+/// same `vec_dot_type` as ggml (`type_traits_cpu`), and `to_float` equal to `quant::dequantize_row`.
+#[test]
+fn table_rows_follow_ggml_type_traits() {
+    use GgmlType::*;
+    let supported: Vec<GgmlType> = GgmlType::ALL.into_iter().filter(|t| t.is_supported()).collect();
+    assert_eq!(llama_core::kernels::scalar::types().collect::<Vec<_>>().len(), supported.len());
+    let mut rng = Rng(31);
+    for k in Kernels::available() {
+        for t in GgmlType::ALL {
+            let Some(row) = k.traits(t) else {
+                assert!(!t.is_supported(), "{:?}: no row for {t}", k.isa);
+                continue;
+            };
+            assert!(t.is_supported(), "{:?}: row for unsupported {t}", k.isa);
+            assert_eq!((row.ggml_type, (row.block_size, row.type_size)), (t, t.block_layout()));
+            let want = match t {
+                Q4_0 | Q5_0 | Q8_0 => Some(Q8_0),
+                Q4_1 | Q5_1 => Some(Q8_1),
+                Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Some(Q8_K),
+                F16 | BF16 | F32 => Some(t),
+                _ => None,
+            };
+            assert_eq!(row.vec_dot_type, want, "{:?} {t}", k.isa);
+            assert_eq!(row.vec_dot.is_some(), want.is_some(), "{:?} {t}", k.isa);
+            assert!(row.from_float.is_some() && row.to_float.is_some(), "{:?} {t}", k.isa);
+            let n = 512;
+            let bytes = q::quantize(t, &activations(&mut rng, n, Mode::Random)).unwrap();
+            let mut got = vec![0f32; n];
+            (row.to_float.unwrap())(&bytes, &mut got);
+            assert_eq!(got, q::dequantize(t, &bytes, n).unwrap(), "{:?} {t} to_float", k.isa);
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! ThreadPool behaviour: every ith runs exactly once per job, jobs are serialized, nested runs and
 //! panics neither deadlock nor poison the pool, parked workers wake up.
 
-use llama_core::cpu::ThreadPool;
+use llama_core::kernels::ThreadPool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;

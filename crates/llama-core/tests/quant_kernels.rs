@@ -1,8 +1,9 @@
-//! The kernel tables the forward pass uses (`cpu::Kernels`, scalar and every SIMD table this CPU
+//! The kernel tables the forward pass uses (`kernels::Kernels`, scalar and every SIMD table this CPU
 //! runs) against the quant references: activation quantizers byte-identical, dots within float
 //! rounding of the reference dot (bound 4e-6·Σ|x·y|, as against llama.cpp in quant_ggml.rs).
 
-use llama_core::cpu::{vec_dot_type, Kernels};
+use llama_core::kernels::scalar::VecDot;
+use llama_core::kernels::{vec_dot_type, Kernels};
 use llama_core::quant::*;
 
 fn rows(seed: u64, n: usize, scale: f32) -> Vec<f32> {
@@ -21,16 +22,16 @@ fn rows(seed: u64, n: usize, scale: f32) -> Vec<f32> {
 fn reference_dot(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
     use GgmlType::*;
     match t {
-        Q4_0 => vec_dot_q4_0_q8_0(n, &read_blocks(w), &read_blocks(a)),
-        Q4_1 => vec_dot_q4_1_q8_1(n, &read_blocks(w), &read_blocks(a)),
-        Q5_0 => vec_dot_q5_0_q8_0(n, &read_blocks(w), &read_blocks(a)),
-        Q5_1 => vec_dot_q5_1_q8_1(n, &read_blocks(w), &read_blocks(a)),
-        Q8_0 => vec_dot_q8_0_q8_0(n, &read_blocks(w), &read_blocks(a)),
-        Q2_K => vec_dot_q2_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
-        Q3_K => vec_dot_q3_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
-        Q4_K => vec_dot_q4_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
-        Q5_K => vec_dot_q5_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
-        Q6_K => vec_dot_q6_k_q8_k(n, &read_blocks(w), &read_blocks(a)),
+        Q4_0 => BlockQ4_0::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q4_1 => BlockQ4_1::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q5_0 => BlockQ5_0::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q5_1 => BlockQ5_1::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q8_0 => BlockQ8_0::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q2_K => BlockQ2K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q3_K => BlockQ3K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q4_K => BlockQ4K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q5_K => BlockQ5K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        Q6_K => BlockQ6K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         _ => unreachable!(),
     }
 }

@@ -2,6 +2,7 @@
 //! error of every quantizer on Gaussian rows, exactness on rows a format can represent, dots equal
 //! to the f64 dot of the dequantized rows, unaligned buffers, and length errors.
 
+use llama_core::kernels::scalar::VecDot;
 use llama_core::quant::*;
 
 /// xorshift64* → standard normal via Box–Muller; deterministic and dependency-free.
@@ -143,13 +144,13 @@ fn vec_dot_equals_dot_of_dequantized() {
         let exact: f64 = x.iter().zip(&y).map(|(a, b)| *a as f64 * *b as f64).sum();
         let scale: f64 = x.iter().zip(&y).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
         let ours = match t {
-            Q4_0 => vec_dot_q4_0_q8_0(n, &read_blocks(&w), &read_blocks(&a)),
-            Q4_1 => vec_dot_q4_1_q8_1(n, &read_blocks(&w), &read_blocks(&a)),
-            Q5_0 => vec_dot_q5_0_q8_0(n, &read_blocks(&w), &read_blocks(&a)),
-            Q5_1 => vec_dot_q5_1_q8_1(n, &read_blocks(&w), &read_blocks(&a)),
-            Q8_0 => vec_dot_q8_0_q8_0(n, &read_blocks(&w), &read_blocks(&a)),
-            Q4_K => vec_dot_q4_k_q8_k(n, &read_blocks(&w), &read_blocks(&a)),
-            Q6_K => vec_dot_q6_k_q8_k(n, &read_blocks(&w), &read_blocks(&a)),
+            Q4_0 => BlockQ4_0::vec_dot(n, &read_blocks(&w), &read_blocks(&a)),
+            Q4_1 => BlockQ4_1::vec_dot(n, &read_blocks(&w), &read_blocks(&a)),
+            Q5_0 => BlockQ5_0::vec_dot(n, &read_blocks(&w), &read_blocks(&a)),
+            Q5_1 => BlockQ5_1::vec_dot(n, &read_blocks(&w), &read_blocks(&a)),
+            Q8_0 => BlockQ8_0::vec_dot(n, &read_blocks(&w), &read_blocks(&a)),
+            Q4_K => BlockQ4K::vec_dot(n, &read_blocks(&w), &read_blocks(&a)),
+            Q6_K => BlockQ6K::vec_dot(n, &read_blocks(&w), &read_blocks(&a)),
             _ => unreachable!(),
         };
         // Q4_1/Q5_1 use the f16-rounded s = d·Σq of Q8_1, so their dot differs from the exact one
@@ -186,15 +187,16 @@ fn k_dots_on_random_blocks() {
         let exact: f64 = x.iter().zip(&y).map(|(a, b)| *a as f64 * *b as f64).sum();
         let scale: f64 = x.iter().zip(&y).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
         let ours = match t {
-            Q2_K => vec_dot_q2_k_q8_k(n, &read_blocks(&w), &read_blocks(&a)),
-            Q3_K => vec_dot_q3_k_q8_k(n, &read_blocks(&w), &read_blocks(&a)),
-            _ => vec_dot_q5_k_q8_k(n, &read_blocks(&w), &read_blocks(&a)),
+            Q2_K => BlockQ2K::vec_dot(n, &read_blocks(&w), &read_blocks(&a)),
+            Q3_K => BlockQ3K::vec_dot(n, &read_blocks(&w), &read_blocks(&a)),
+            _ => BlockQ5K::vec_dot(n, &read_blocks(&w), &read_blocks(&a)),
         };
         assert!((ours as f64 - exact).abs() <= 4e-6 * scale, "{t}: {ours} vs {exact} (Σ|xy| {scale})");
     }
 }
 
-/// Float weight rows against f32 activations: f32 products summed in f64, then rounded once.
+/// Float weight rows against activations of the same type (the table's float dots): products
+/// summed in f64, then rounded once.
 #[test]
 fn float_dots_equal_f64_dot() {
     use half::{bf16, f16};
@@ -203,14 +205,16 @@ fn float_dots_equal_f64_dot() {
     let n = 1000;
     let x = rng.row(n, 0.1);
     let y = rng.row(n, 3.0);
-    let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
-    let xb: Vec<bf16> = x.iter().map(|&v| f32_to_bf16(v)).collect();
-    let exact = |w: &dyn Fn(usize) -> f32| -> f64 { (0..n).map(|i| w(i) as f64 * y[i] as f64).sum() };
+    let (xh, yh): (Vec<f16>, Vec<f16>) =
+        (x.iter().map(|&v| f16::from_f32(v)).collect(), y.iter().map(|&v| f16::from_f32(v)).collect());
+    let (xb, yb): (Vec<bf16>, Vec<bf16>) =
+        (x.iter().map(|&v| f32_to_bf16(v)).collect(), y.iter().map(|&v| f32_to_bf16(v)).collect());
+    let exact = |w: &dyn Fn(usize) -> (f32, f32)| -> f64 { (0..n).map(|i| w(i).0 as f64 * w(i).1 as f64).sum() };
     let scale: f64 = (0..n).map(|i| (x[i] as f64 * y[i] as f64).abs()).sum();
     for (name, got, want) in [
-        ("f32", vec_dot_f32(n, &x, &y), exact(&|i| x[i])),
-        ("f16", vec_dot_f16_f32(n, &xh, &y), exact(&|i| xh[i].to_f32())),
-        ("bf16", vec_dot_bf16_f32(n, &xb, &y), exact(&|i| bf16_to_f32(xb[i]))),
+        ("f32", f32::vec_dot(n, &x, &y), exact(&|i| (x[i], y[i]))),
+        ("f16", f16::vec_dot(n, &xh, &yh), exact(&|i| (xh[i].to_f32(), yh[i].to_f32()))),
+        ("bf16", bf16::vec_dot(n, &xb, &yb), exact(&|i| (bf16_to_f32(xb[i]), bf16_to_f32(yb[i])))),
     ] {
         // Only the f32 rounding of each product and of the final sum separate us from the f64 dot.
         assert!((got as f64 - want).abs() <= 1e-6 * scale, "{name}: {got} vs {want}");

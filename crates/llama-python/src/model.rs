@@ -347,5 +347,5 @@ pub fn nll(logits: PyReadonlyArray2<'_, f32>, tokens: Vec<u32>, first: usize) ->
 /// The instruction set the kernels were chosen for (e.g. "avx512"), for `bench` and bug reports.
 #[pyfunction]
 pub fn cpu_info() -> String {
-    llama_core::cpu::kernels().isa.name().to_string()
+    llama_core::kernels::kernels().isa.name().to_string()
 }

@@ -6,10 +6,10 @@
 //! order, a single token its `ggml_vec_dot_f16` order, so the results equal llama.cpp's bit for bit.
 //!
 //! Work is cut into units of (block of consecutive query tokens) × (query heads sharing one KV
-//! head). A unit converts its K rows once into f32 panels of 16 keys (`Kernels::attn_kt_*`) and its
+//! head). A unit converts its K rows once into f32 panels of 16 keys (`AttnKernels::kt_*`) and its
 //! V rows into f32 rows, scores all its queries against each panel while it is in L1
-//! (`Kernels::attn_kq`, keys in SIMD lanes), takes the softmax per query, then sums each query's
-//! values (`Kernels::attn_pv`, output dimensions in SIMD lanes). Units are handed out dynamically
+//! (`AttnKernels::kq`, keys in SIMD lanes), takes the softmax per query, then sums each query's
+//! values (`AttnKernels::pv`, output dimensions in SIMD lanes). Units are handed out dynamically
 //! (an atomic counter), most expensive first: with causal masking later tokens see more keys, so
 //! the work per unit grows with the block index, and a static split by unit count would leave one
 //! thread with most of it. Blocking and threads do not change any sum, so the result is the same
@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::kv_cache::{KvElem, LayerKv};
-use super::ops::{softmax_inplace, SOFTMAX_CHUNK};
-use crate::cpu::{kernels, AttnOrder, Kernels, ThreadPool, KT_LANES};
+use crate::kernels::elementwise::SOFTMAX_CHUNK;
+use crate::kernels::types::{AttnOrder, Kernels, KT_LANES};
+use crate::kernels::{kernels, ThreadPool};
 
 /// Queries (tokens × heads) a unit aims for: enough to reuse each K/V row many times while it is in
 /// L1, few enough that the unit's queries (Q_TARGET × head_k floats) stay there too.
@@ -32,7 +33,7 @@ pub struct AttnScratch {
     pub qr: Vec<f32>,     // [max queries][head_k] queries rounded to the cache type
     pub kt: Vec<f32>,     // [n_ctx/16][head_k][16] the unit's keys as f32 panels
     pub vf: Vec<f32>,     // [n_ctx][head_v] the unit's values as f32 rows (f16 cache), or
-    // [n_ctx/16][head_v][16] as panels (`Kernels::attn_pv_panels`)
+    // [n_ctx/16][head_v][16] as panels (`AttnKernels::pv_panels`)
     pub acc: Vec<f32>,  // [max queries][head_v] the unit's results
     pub lo: Vec<usize>, // [max queries] first key of each query
     pub hi: Vec<usize>, // [max queries] last key of each query
@@ -124,12 +125,6 @@ impl Plan {
     }
 }
 
-/// The output buffer, shared by the pool threads; each unit writes its own (token, head) rows.
-struct OutPtr(*mut f32);
-// SAFETY: only used to write disjoint ranges (distinct units cover distinct (token, head) pairs)
-// while `attention_with` keeps the `&mut` borrow of the buffer alive.
-unsafe impl Sync for OutPtr {}
-
 /// `out[t][h]` = attention of query `q[t][h]` (q: [n_tokens][n_head*head_k]) over cache
 /// positions ≤ pos0 + t; out: [n_tokens][n_head*head_v].
 pub fn attention<T: KvElem>(
@@ -163,8 +158,10 @@ pub fn attention_with<T: KvElem>(
     let plan = Plan::new(&s, pool.n_threads());
     let n_units = plan.n_units(&s);
     let next = AtomicUsize::new(0);
-    let out_ptr = OutPtr(out.as_mut_ptr());
-    let out_ptr = &out_ptr;
+    // One lock per token row of the output: a unit writes its heads' part of each of its tokens
+    // (distinct units cover distinct (token, head) pairs, so the locks are never contended long).
+    let row = s.n_head * s.head_v;
+    let out_rows: Vec<Mutex<&mut [f32]>> = out[..s.n_tokens * row].chunks_mut(row).map(Mutex::new).collect();
     pool.run(|ith, _nth| {
         let mut guard = scratch[ith % scratch.len()].lock().unwrap_or_else(|e| e.into_inner());
         let sc = &mut *guard;
@@ -177,11 +174,8 @@ pub fn attention_with<T: KvElem>(
             unit(kern, kv, q, &s, sc, t0, t1, hkv, h0, nh);
             let hv = s.head_v;
             for ti in 0..t1 - t0 {
-                let o = ((t0 + ti) * s.n_head + h0) * hv;
-                // SAFETY: rows (t0+ti, h0..h0+nh) lie inside `out` (length asserted above) and
-                // belong to this unit only; `out` is exclusively borrowed for the whole call.
-                let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(o), nh * hv) };
-                dst.copy_from_slice(&sc.acc[ti * nh * hv..(ti + 1) * nh * hv]);
+                let mut dst = out_rows[t0 + ti].lock().unwrap_or_else(|e| e.into_inner());
+                dst[h0 * hv..(h0 + nh) * hv].copy_from_slice(&sc.acc[ti * nh * hv..(ti + 1) * nh * hv]);
             }
         }
     });
@@ -224,7 +218,7 @@ fn unit<T: KvElem>(
     let kt = &mut sc.kt[..span.div_ceil(KT_LANES) * KT_LANES * hk];
     T::attn_kt(kern)(hk, &kv.k[jlo * nk + hkv * hk..], nk, span, kt);
     let scores = &mut sc.scores[..nq * span];
-    (kern.attn_kq)(hk, kt, span, qr, nq, scores, span, kq_order);
+    (kern.attn.kq)(hk, kt, span, qr, nq, scores, span, kq_order);
 
     // Softmax over each query's keys, probabilities rounded to the cache type. ggml sums the
     // exponentials in chunks of 16 counted from key 0 with the keys outside the window masked to
@@ -235,13 +229,13 @@ fn unit<T: KvElem>(
         let start = s.first(t) / SOFTMAX_CHUNK * SOFTMAX_CHUNK;
         let row = &mut scores[i * span + start - jlo..=i * span + s.last(t) - jlo];
         row[..s.first(t) - start].fill(f32::NEG_INFINITY);
-        softmax_inplace(row, s.kq_scale);
+        (kern.softmax)(row, s.kq_scale);
         T::round_slice(kern, row);
     }
 
     // o_i = Σ_j p_ij v_j over each query's keys (the masked ones have p = 0 and add nothing).
     let acc = &mut sc.acc[..nq * hv];
-    if let Some(pv) = kern.attn_pv_panels {
+    if let Some(pv) = kern.attn.pv_panels {
         let vt = &mut sc.vf[..span.div_ceil(KT_LANES) * KT_LANES * hv];
         T::attn_kt(kern)(hv, &kv.v[jlo * nv + hkv * hv..], nv, span, vt);
         let (lo, hi) = (&mut sc.lo[..nq], &mut sc.hi[..nq]);
@@ -254,7 +248,7 @@ fn unit<T: KvElem>(
     let (vrows, vs) = T::v_rows(kern, &kv.v[jlo * nv + hkv * hv..], nv, hv, span, &mut sc.vf);
     for i in 0..nq {
         let t = tok(i);
-        (kern.attn_pv)(
+        (kern.attn.pv)(
             hv,
             vrows,
             vs,
@@ -273,7 +267,7 @@ fn unit<T: KvElem>(
 /// padded), `ggml_vec_dot_f16` for one token.
 fn orders(s: &AttnShape) -> (AttnOrder, AttnOrder) {
     if s.n_tokens > 1 {
-        let kq = if s.head_k % 16 == 0 { AttnOrder::Lanes16 } else { AttnOrder::Lanes64 };
+        let kq = if s.head_k.is_multiple_of(16) { AttnOrder::Lanes16 } else { AttnOrder::Lanes64 };
         (kq, AttnOrder::Lanes16)
     } else {
         (AttnOrder::Lanes64, AttnOrder::Lanes64)
@@ -283,7 +277,7 @@ fn orders(s: &AttnShape) -> (AttnOrder, AttnOrder) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::attn::reference::ggml_dot;
+    use crate::kernels::attn::reference::ggml_dot;
     use half::f16;
 
     /// llama.cpp's attention one (token, head) at a time: each score and output element a
@@ -308,7 +302,7 @@ mod tests {
                     kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k].iter().map(|x| x.to_f32()).collect();
                 *sj = ggml_dot(kq_order, &k, &qr);
             }
-            softmax_inplace(&mut scores, s.kq_scale);
+            crate::kernels::elementwise::softmax_scalar(&mut scores, s.kq_scale);
             let padded = n_kv.div_ceil(64) * 64;
             let p: Vec<f32> =
                 (0..padded).map(|j| if j < n_kv { T::from_f32(scores[j]).to_f32() } else { 0.0 }).collect();

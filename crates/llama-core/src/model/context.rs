@@ -9,8 +9,7 @@ use super::attention::AttnScratch;
 use super::hparams::Arch;
 use super::kv_cache::{KvCache, KvType};
 use super::{gemma3, llama, Model};
-use crate::cpu::ThreadPool;
-use crate::ops::{matmul, MatmulScratch, QTensor};
+use crate::kernels::{matmul, MatmulScratch, QTensor, ThreadPool};
 use crate::quant::dequantize_row;
 use crate::{Error, Result};
 

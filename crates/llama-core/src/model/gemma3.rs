@@ -8,9 +8,9 @@ use super::attention::{attention, AttnShape};
 use super::context::{Context, Outputs};
 use super::kv_cache::KvStore;
 use super::llama::output;
-use super::ops::Rope;
-use super::par_ops;
 use super::Model;
+use crate::kernels::elementwise::Rope;
+use crate::kernels::parallel;
 
 pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
     let hp = m.hparams();
@@ -19,7 +19,7 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
     let (n_embd, hd_k) = (hp.n_embd, hp.n_embd_head_k);
     // inp_embd, inp_scaled
     c.embed(m, tokens);
-    par_ops::scale_inplace(&c.pool, &mut c.buf.x[..n * n_embd], (n_embd as f32).sqrt(), n_embd);
+    parallel::scale_inplace(&c.pool, &mut c.buf.x[..n * n_embd], (n_embd as f32).sqrt(), n_embd);
     for (il, l) in w.layers.iter().enumerate() {
         let swa = hp.is_swa(il);
         let rope = Rope {
@@ -32,18 +32,18 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
         let b = &mut c.buf;
         let (qd, kd, vd) = (l.wq.rows, l.wk.rows, l.wv.rows);
         // attn_norm
-        par_ops::rms_norm(&c.pool, &mut b.cur[..n * n_embd], &b.x[..n * n_embd], &l.attn_norm, hp.rms_eps);
+        parallel::rms_norm(&c.pool, &mut b.cur[..n * n_embd], &b.x[..n * n_embd], &l.attn_norm, hp.rms_eps);
         // Qcur, Kcur, Vcur
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wq), &b.cur, n, &mut b.q);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wk), &b.cur, n, &mut b.k);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wv), &b.cur, n, &mut b.v);
         // Qcur_normed, Kcur_normed (per head), rope, then Q * f_attention_scale
         let (qn, kn) = (l.attn_q_norm.as_deref().unwrap_or(&[]), l.attn_k_norm.as_deref().unwrap_or(&[]));
-        par_ops::rms_norm_inplace(&c.pool, &mut b.q[..n * qd], qn, hp.rms_eps);
-        par_ops::rms_norm_inplace(&c.pool, &mut b.k[..n * kd], kn, hp.rms_eps);
-        par_ops::rope(&c.pool, &rope, &mut b.q[..n * qd], qd, hd_k, pos0);
-        par_ops::rope(&c.pool, &rope, &mut b.k[..n * kd], kd, hd_k, pos0);
-        par_ops::scale_inplace(&c.pool, &mut b.q[..n * qd], hp.f_attention_scale, qd);
+        parallel::rms_norm_inplace(&c.pool, &mut b.q[..n * qd], qn, hp.rms_eps);
+        parallel::rms_norm_inplace(&c.pool, &mut b.k[..n * kd], kn, hp.rms_eps);
+        parallel::rope(&c.pool, &rope, &mut b.q[..n * qd], qd, hd_k, pos0);
+        parallel::rope(&c.pool, &rope, &mut b.k[..n * kd], kd, hd_k, pos0);
+        parallel::scale_inplace(&c.pool, &mut b.q[..n * qd], hp.f_attention_scale, qd);
         c.kv.store(il, pos0, &b.k[..n * kd], &b.v[..n * vd]);
         // kqv
         let shape = AttnShape {
@@ -63,20 +63,20 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
         // attn_out, attn_post_norm, sa_out
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wo), &b.kqv, n, &mut b.proj);
         let post = l.post_attention_norm.as_deref().unwrap_or(&[]);
-        par_ops::rms_norm_inplace(&c.pool, &mut b.proj[..n * n_embd], post, hp.rms_eps);
-        par_ops::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
+        parallel::rms_norm_inplace(&c.pool, &mut b.proj[..n * n_embd], post, hp.rms_eps);
+        parallel::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
         // ffn_norm
-        par_ops::rms_norm(&c.pool, &mut b.cur[..n * n_embd], &b.x[..n * n_embd], &l.ffn_norm, hp.rms_eps);
+        parallel::rms_norm(&c.pool, &mut b.cur[..n * n_embd], &b.x[..n * n_embd], &l.ffn_norm, hp.rms_eps);
         // ffn_gate, ffn_up, ffn_geglu, ffn_down, ffn_post_norm
         let n_ff = l.ffn_gate.rows;
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_gate), &b.cur, n, &mut b.gate);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_up), &b.cur, n, &mut b.up);
-        par_ops::geglu_inplace(&c.pool, &mut b.gate[..n * n_ff], &b.up[..n * n_ff], n_ff);
+        parallel::geglu_inplace(&c.pool, &mut b.gate[..n * n_ff], &b.up[..n * n_ff], n_ff);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_down), &b.gate, n, &mut b.proj);
         let post = l.post_ffw_norm.as_deref().unwrap_or(&[]);
-        par_ops::rms_norm_inplace(&c.pool, &mut b.proj[..n * n_embd], post, hp.rms_eps);
+        parallel::rms_norm_inplace(&c.pool, &mut b.proj[..n * n_embd], post, hp.rms_eps);
         // l_out
-        par_ops::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
+        parallel::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
     }
     output(m, c, out);
 }

@@ -1,7 +1,7 @@
 //! Hyper-parameters read from GGUF metadata (`{arch}.*` keys, llama.cpp's names and defaults).
 
-use super::ops::RopeType;
 use crate::gguf::{GgufFile, Value};
+use crate::kernels::elementwise::RopeType;
 use crate::{Error, Result};
 
 /// The architectures this runtime implements.

@@ -2,7 +2,7 @@
 
 use half::f16;
 
-use crate::cpu::{AttnKtFn, Kernels};
+use crate::kernels::types::{AttnKtFn, Kernels};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum KvType {
@@ -63,10 +63,10 @@ impl KvElem for f16 {
         f16::to_f32(self)
     }
     fn round_slice(k: &Kernels, x: &mut [f32]) {
-        (k.round_f16)(x)
+        (k.attn.round_f16)(x)
     }
     fn attn_kt(k: &Kernels) -> AttnKtFn<Self> {
-        k.attn_kt_f16
+        k.attn.kt_f16
     }
     fn v_rows<'a>(
         k: &Kernels,
@@ -76,7 +76,7 @@ impl KvElem for f16 {
         n_rows: usize,
         scratch: &'a mut [f32],
     ) -> (&'a [f32], usize) {
-        (k.attn_vf_f16)(n, v, stride, n_rows, &mut scratch[..n_rows * n]);
+        (k.attn.vf_f16)(n, v, stride, n_rows, &mut scratch[..n_rows * n]);
         (&scratch[..n_rows * n], n)
     }
 }
@@ -90,7 +90,7 @@ impl KvElem for f32 {
     }
     fn round_slice(_: &Kernels, _: &mut [f32]) {}
     fn attn_kt(k: &Kernels) -> AttnKtFn<Self> {
-        k.attn_kt_f32
+        k.attn.kt_f32
     }
     fn v_rows<'a>(
         _: &Kernels,

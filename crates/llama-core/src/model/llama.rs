@@ -4,9 +4,9 @@
 use super::attention::{attention, AttnShape};
 use super::context::{Context, Outputs};
 use super::kv_cache::KvStore;
-use super::ops::{self, Rope};
-use super::par_ops;
 use super::Model;
+use crate::kernels::elementwise::{self, Rope};
+use crate::kernels::parallel;
 
 pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
     let hp = m.hparams();
@@ -25,23 +25,23 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
     for (il, l) in w.layers.iter().enumerate() {
         let b = &mut c.buf;
         // attn_norm
-        par_ops::rms_norm(&c.pool, &mut b.cur[..n * n_embd], &b.x[..n * n_embd], &l.attn_norm, hp.rms_eps);
+        parallel::rms_norm(&c.pool, &mut b.cur[..n * n_embd], &b.x[..n * n_embd], &l.attn_norm, hp.rms_eps);
         // Qcur, Kcur, Vcur
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wq), &b.cur, n, &mut b.q);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wk), &b.cur, n, &mut b.k);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wv), &b.cur, n, &mut b.v);
         let (qd, kd, vd) = (l.wq.rows, l.wk.rows, l.wv.rows);
         if let Some(bq) = &l.bq {
-            par_ops::add_bias(&c.pool, &mut b.q[..n * qd], bq);
+            parallel::add_bias(&c.pool, &mut b.q[..n * qd], bq);
         }
         if let Some(bk) = &l.bk {
-            par_ops::add_bias(&c.pool, &mut b.k[..n * kd], bk);
+            parallel::add_bias(&c.pool, &mut b.k[..n * kd], bk);
         }
         if let Some(bv) = &l.bv {
-            par_ops::add_bias(&c.pool, &mut b.v[..n * vd], bv);
+            parallel::add_bias(&c.pool, &mut b.v[..n * vd], bv);
         }
-        par_ops::rope(&c.pool, &rope, &mut b.q[..n * qd], qd, hd_k, pos0);
-        par_ops::rope(&c.pool, &rope, &mut b.k[..n * kd], kd, hd_k, pos0);
+        parallel::rope(&c.pool, &rope, &mut b.q[..n * qd], qd, hd_k, pos0);
+        parallel::rope(&c.pool, &rope, &mut b.k[..n * kd], kd, hd_k, pos0);
         c.kv.store(il, pos0, &b.k[..n * kd], &b.v[..n * vd]);
         // kqv
         let shape = AttnShape {
@@ -60,17 +60,17 @@ pub(super) fn forward(m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, o
         }
         // attn_out, ffn_inp
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.wo), &b.kqv, n, &mut b.proj);
-        par_ops::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
+        parallel::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
         // ffn_norm
-        par_ops::rms_norm(&c.pool, &mut b.cur[..n * n_embd], &b.x[..n * n_embd], &l.ffn_norm, hp.rms_eps);
+        parallel::rms_norm(&c.pool, &mut b.cur[..n * n_embd], &b.x[..n * n_embd], &l.ffn_norm, hp.rms_eps);
         // ffn_gate, ffn_up, ffn_swiglu, ffn_down → ffn_out
         let n_ff = l.ffn_gate.rows;
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_gate), &b.cur, n, &mut b.gate);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_up), &b.cur, n, &mut b.up);
-        par_ops::swiglu_inplace(&c.pool, &mut b.gate[..n * n_ff], &b.up[..n * n_ff], n_ff);
+        parallel::swiglu_inplace(&c.pool, &mut b.gate[..n * n_ff], &b.up[..n * n_ff], n_ff);
         Context::mm(&c.pool, &mut c.mm, &m.qt(&l.ffn_down), &b.gate, n, &mut b.proj);
         // l_out
-        par_ops::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
+        parallel::add_inplace(&c.pool, &mut b.x[..n * n_embd], &b.proj[..n * n_embd], n_embd);
     }
     output(m, c, out);
 }
@@ -86,11 +86,11 @@ pub(super) fn output(m: &Model, c: &mut Context, out: Outputs) {
     let b = &mut c.buf;
     let rows = out.first_row * n_embd..(out.first_row + out.n_rows) * n_embd;
     // result_norm
-    ops::rms_norm(&mut b.cur[..out.n_rows * n_embd], &b.x[rows], &w.output_norm, hp.rms_eps);
+    elementwise::rms_norm(&mut b.cur[..out.n_rows * n_embd], &b.x[rows], &w.output_norm, hp.rms_eps);
     // result_output
     let dst = &mut c.logits[out.dst_row * n_vocab..(out.dst_row + out.n_rows) * n_vocab];
     Context::mm(&c.pool, &mut c.mm, &m.qt(&w.output), &b.cur, out.n_rows, dst);
     if let Some(cap) = hp.final_logit_softcap {
-        ops::softcap_inplace(dst, cap);
+        elementwise::softcap_inplace(dst, cap);
     }
 }

@@ -10,8 +10,6 @@ mod gemma3;
 pub mod hparams;
 mod kv_cache;
 mod llama;
-pub mod ops;
-mod par_ops;
 mod weights;
 
 pub use context::{Context, ContextParams};
@@ -21,7 +19,7 @@ pub use kv_cache::KvType;
 use std::path::Path;
 
 use crate::gguf::GgufFile;
-use crate::ops::QTensor;
+use crate::kernels::QTensor;
 use crate::quant::repack::{self, Packed};
 use crate::Result;
 use weights::{WRef, Weights};
@@ -92,7 +90,7 @@ impl Model {
 /// Repacks every matrix the process-wide kernel table has an R16 kernel for, on all cores, then
 /// releases the mmap pages of the originals so resident memory stays near the file size.
 fn repack_weights(file: &GgufFile, w: &Weights) -> Vec<Option<Packed>> {
-    let k = crate::cpu::kernels();
+    let k = crate::kernels::kernels();
     // LLAMA_REPACK=0 keeps every matrix in the file layout (row-wise kernels): for comparisons.
     let off = std::env::var("LLAMA_REPACK").is_ok_and(|v| v.trim() == "0");
     let mut todo: Vec<WRef> =

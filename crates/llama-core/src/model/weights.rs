@@ -70,7 +70,7 @@ impl Loader<'_> {
             let want = rows.map_or(format!("[{cols}, *]"), |r| format!("[{cols}, {r}]"));
             return Err(Error::Model(format!("tensor {name} has shape {dims:?}, expected {want}")));
         }
-        if cols % t.ggml_type.block_size() != 0 {
+        if !cols.is_multiple_of(t.ggml_type.block_size()) {
             return Err(Error::Model(format!(
                 "tensor {name}: row length {cols} is not a multiple of the {} block size",
                 t.ggml_type
@@ -93,7 +93,7 @@ impl Loader<'_> {
             return Err(Error::Model(format!("tensor {name} has shape {:?}, expected [{n}]", t.dims)));
         }
         t.ggml_type.ensure_supported().map_err(|e| Error::Model(format!("tensor {name}: {e}")))?;
-        if n % t.ggml_type.block_size() != 0 {
+        if !n.is_multiple_of(t.ggml_type.block_size()) {
             return Err(Error::Model(format!(
                 "tensor {name}: length {n} is not a multiple of the {} block size",
                 t.ggml_type

@@ -113,6 +113,23 @@ pub fn write_blocks<T: Block>(bytes: &mut [u8], f: impl FnOnce(&mut [T])) {
     bytes[..src.len()].copy_from_slice(src);
 }
 
+/// 64 bytes aligned to 64: storage for data read in 64-byte vector loads (`repack::Packed`).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub struct Line64(pub [u8; 64]);
+
+/// The bytes of a `Line64` slice.
+pub fn lines_as_bytes(lines: &[Line64]) -> &[u8] {
+    // SAFETY: `Line64` is 64 plain bytes with no padding (size 64 = align 64); u8 has align 1.
+    unsafe { std::slice::from_raw_parts(lines.as_ptr() as *const u8, std::mem::size_of_val(lines)) }
+}
+
+/// Mutable twin of [`lines_as_bytes`].
+pub fn lines_as_bytes_mut(lines: &mut [Line64]) -> &mut [u8] {
+    // SAFETY: as in `lines_as_bytes`; any byte pattern is a valid `Line64`.
+    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u8, std::mem::size_of_val(lines)) }
+}
+
 /// ggml's `nearest_int`: adding 1.5·2^23 puts the integer part in the low mantissa bits, which
 /// rounds half to even. Only valid for |x| ≤ 2^22, as in ggml (the callers' values are bounded by
 /// construction; outside that range the result is garbage there too, never UB here).

@@ -56,34 +56,3 @@ pub fn quantize_row_bf16(x: &[f32], y: &mut [bf16]) {
         *d = f32_to_bf16(*s);
     }
 }
-
-/// Dot of an f32 weight row with f32 activations, accumulated in f64 like ggml's scalar
-/// ggml_vec_dot_f32 (ggml_float is double), rounded to f32 once at the end.
-pub fn vec_dot_f32(n: usize, x: &[f32], y: &[f32]) -> f32 {
-    assert!(x.len() >= n && y.len() >= n);
-    let mut sum = 0f64;
-    for i in 0..n {
-        sum += (x[i] * y[i]) as f64;
-    }
-    sum as f32
-}
-
-/// Dot of an f16 weight row with f32 activations: products in f32, sum in f64.
-pub fn vec_dot_f16_f32(n: usize, x: &[f16], y: &[f32]) -> f32 {
-    assert!(x.len() >= n && y.len() >= n);
-    let mut sum = 0f64;
-    for i in 0..n {
-        sum += (x[i].to_f32() * y[i]) as f64;
-    }
-    sum as f32
-}
-
-/// Dot of a bf16 weight row with f32 activations: products in f32, sum in f64.
-pub fn vec_dot_bf16_f32(n: usize, x: &[bf16], y: &[f32]) -> f32 {
-    assert!(x.len() >= n && y.len() >= n);
-    let mut sum = 0f64;
-    for i in 0..n {
-        sum += (bf16_to_f32(x[i]) * y[i]) as f64;
-    }
-    sum as f32
-}

@@ -12,8 +12,8 @@ use super::QK_K;
 /// ggml's GROUP_MAX_EPS: groups whose largest magnitude is below this are treated as all zero.
 const GROUP_MAX_EPS: f32 = 1e-15;
 
-/// quantize_row_q8_K_ref: d = max / -127 where max is the signed value of largest magnitude,
-/// q = nearest_int(x·(-127/max)) capped at 127; bsums are the sums of each 16 q's.
+/// quantize_row_q8_K_ref: d = max / -127 where max is the signed value of largest magnitude (the
+/// first one), q = nearest_int(x·(-127/max)) capped at 127; bsums are the sums of each 16 q's.
 /// An all-zero block gets d = 0 and zero q's and bsums.
 pub fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
     assert_eq!(x.len(), y.len() * QK_K);
@@ -25,21 +25,47 @@ pub fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
                 max = v;
             }
         }
-        if amax == 0.0 {
-            b.d = 0.0;
-            b.qs = [0; QK_K];
-            b.bsums = [0; QK_K / 16];
-            continue;
-        }
-        let iscale = -127.0f32 / max;
-        for (q, &v) in b.qs.iter_mut().zip(x) {
-            *q = nearest_int(iscale * v).min(127) as i8;
-        }
-        for (s, q) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
-            *s = q.iter().map(|&v| v as i16).sum();
-        }
-        b.d = 1.0 / iscale;
+        quantize_block_q8_k(x, max, b);
     }
+}
+
+/// The Q8_K quantizer of llama.cpp's Q4_K batch GEMM (`ggml_quantize_mat_q8_K_4x8`): as
+/// `quantize_row_q8_k` except when the largest magnitude occurs with both signs, where it takes
+/// the positive value for `max` (the reference takes the first).
+pub fn quantize_row_q8_k_4x8(x: &[f32], y: &mut [BlockQ8K]) {
+    assert_eq!(x.len(), y.len() * QK_K);
+    for (x, b) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
+        let (mut max, mut amax) = (0f32, 0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        // (a max so small that -127/max overflows keeps the reference's choice)
+        if max < 0.0 && 1.0 / (-127.0f32 / max) > 0.0 && x.contains(&amax) {
+            max = amax;
+        }
+        quantize_block_q8_k(x, max, b);
+    }
+}
+
+/// One Q8_K block quantized against `max`, the signed value that maps to -127.
+fn quantize_block_q8_k(x: &[f32], max: f32, b: &mut BlockQ8K) {
+    if max == 0.0 {
+        b.d = 0.0;
+        b.qs = [0; QK_K];
+        b.bsums = [0; QK_K / 16];
+        return;
+    }
+    let iscale = -127.0f32 / max;
+    for (q, &v) in b.qs.iter_mut().zip(x) {
+        *q = nearest_int(iscale * v).min(127) as i8;
+    }
+    for (s, q) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
+        *s = q.iter().map(|&v| v as i16).sum();
+    }
+    b.d = 1.0 / iscale;
 }
 
 /// make_qkx2_quants: asymmetric quantization of x[n] (n ≤ 32) to 0..=nmax with weights, searching

@@ -82,6 +82,16 @@ pub fn get_scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
     }
 }
 
+/// All 8 (scale, min) pairs of a Q4_K/Q5_K block: `get_scale_min_k4` for j = 0..8.
+#[inline(always)]
+pub fn scales_mins_k4(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
+    for j in 0..8 {
+        (sc[j], mn[j]) = get_scale_min_k4(j, q);
+    }
+    (sc, mn)
+}
+
 /// Q3_K's 6-bit scale of sub-block k (0..16), offset by -32: low nibbles from bytes 0..8 (k < 8 the
 /// low half of byte k, else the high half of byte k-8), top 2 bits from byte 8 + k%4 at bit 2·(k/4).
 #[inline(always)]

@@ -1,9 +1,9 @@
 //! Tensor formats, as ggml lays them out, one file per family.
 //!
-//! Each family file holds the `#[repr(C)]` block struct (with a size assert), the scalar reference
-//! `dequantize_row_*` / `quantize_row_*` that follow llama.cpp's reference code byte for byte, and
-//! the scalar `vec_dot_*` against the activation partner type. SIMD variants live beside them and
-//! are chosen once at start-up (see `crate::cpu`).
+//! Each family file holds the `#[repr(C)]` block struct (with a size assert) and the scalar
+//! reference `dequantize_row_*` / `quantize_row_*` that follow llama.cpp's reference code byte for
+//! byte; `row.rs` is the byte-level API over them, `repack.rs` the R16 layout weights are repacked
+//! into at load. Computing with the formats (dots, activation quantizers, SIMD) is `crate::kernels`.
 
 use crate::{Error, Result};
 
@@ -194,19 +194,10 @@ impl std::fmt::Display for GgmlType {
     }
 }
 
-#[macro_use]
-mod r16_entry;
 pub mod blocks;
 pub mod float;
-pub mod k_dot;
 pub mod k_quantize;
 pub mod k_quants;
-#[cfg(target_arch = "aarch64")]
-pub mod neon;
-#[cfg(target_arch = "aarch64")]
-mod neon_attn;
-#[cfg(target_arch = "aarch64")]
-pub mod neon_r16;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q5_0;
@@ -214,29 +205,18 @@ pub mod q5_1;
 pub mod q8_0;
 pub mod q8_1;
 pub mod repack;
-#[cfg(target_arch = "x86_64")]
-pub mod x86;
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod x86_act;
-#[cfg(target_arch = "x86_64")]
-mod x86_attn;
-#[cfg(target_arch = "x86_64")]
-pub mod x86_r16;
-#[cfg(target_arch = "x86_64")]
-pub mod x86_r16_avx2;
 
 pub use blocks::{blocks_as_bytes, cast_blocks, cast_blocks_mut, read_blocks, Block};
-pub use k_dot::{vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k, vec_dot_q4_k_q8_k, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k};
 pub use k_quantize::{
     quantize_row_q2_k, quantize_row_q3_k, quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k, quantize_row_q8_k,
 };
 pub use k_quants::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
-pub use q4_0::{vec_dot_q4_0_q8_0, BlockQ4_0};
-pub use q4_1::{vec_dot_q4_1_q8_1, BlockQ4_1};
-pub use q5_0::{vec_dot_q5_0_q8_0, BlockQ5_0};
-pub use q5_1::{vec_dot_q5_1_q8_1, BlockQ5_1};
-pub use q8_0::{quantize_row_q8_0, vec_dot_q8_0_q8_0, BlockQ8_0};
-pub use q8_1::{quantize_row_q8_1, BlockQ8_1};
+pub use q4_0::BlockQ4_0;
+pub use q4_1::BlockQ4_1;
+pub use q5_0::BlockQ5_0;
+pub use q5_1::BlockQ5_1;
+pub use q8_0::{quantize_row_q8_0_ref, BlockQ8_0};
+pub use q8_1::{quantize_row_q8_1_ref, BlockQ8_1};
 
 mod row;
 pub use row::{dequantize, dequantize_row, quantize, quantize_row};

@@ -3,7 +3,6 @@
 use half::f16;
 
 use super::blocks::fp16;
-use super::q8_0::BlockQ8_0;
 
 /// Weights per block.
 pub const QK4_0: usize = 32;
@@ -55,22 +54,4 @@ pub fn quantize_row_q4_0(x: &[f32], y: &mut [BlockQ4_0]) {
             b.qs[j] = xi0 | (xi1 << 4);
         }
     }
-}
-
-/// Σ x·y over n elements: integer dot per block, then sumi · dx · dy accumulated in f32
-/// (ggml_vec_dot_q4_0_q8_0 generic).
-pub fn vec_dot_q4_0_q8_0(n: usize, x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    let nb = n / QK4_0;
-    assert!(n.is_multiple_of(QK4_0) && x.len() >= nb && y.len() >= nb);
-    let mut sumf = 0f32;
-    for (bx, by) in x[..nb].iter().zip(&y[..nb]) {
-        let mut sumi = 0i32;
-        for j in 0..QK4_0 / 2 {
-            let v0 = (bx.qs[j] & 0x0f) as i32 - 8;
-            let v1 = (bx.qs[j] >> 4) as i32 - 8;
-            sumi += v0 * by.qs[j] as i32 + v1 * by.qs[j + QK4_0 / 2] as i32;
-        }
-        sumf += sumi as f32 * bx.d.to_f32() * by.d.to_f32();
-    }
-    sumf
 }

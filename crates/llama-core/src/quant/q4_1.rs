@@ -3,7 +3,6 @@
 use half::f16;
 
 use super::blocks::fp16;
-use super::q8_1::BlockQ8_1;
 
 /// Weights per block.
 pub const QK4_1: usize = 32;
@@ -58,21 +57,4 @@ pub fn quantize_row_q4_1(x: &[f32], y: &mut [BlockQ4_1]) {
             b.qs[j] = xi0 | (xi1 << 4);
         }
     }
-}
-
-/// Σ x·y: integer dot per block, then (dx·dy)·sumi + mx·sy (sy = dy·Σqy folds in the minimum).
-pub fn vec_dot_q4_1_q8_1(n: usize, x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    let nb = n / QK4_1;
-    assert!(n.is_multiple_of(QK4_1) && x.len() >= nb && y.len() >= nb);
-    let mut sumf = 0f32;
-    for (bx, by) in x[..nb].iter().zip(&y[..nb]) {
-        let mut sumi = 0i32;
-        for j in 0..QK4_1 / 2 {
-            let v0 = (bx.qs[j] & 0x0f) as i32;
-            let v1 = (bx.qs[j] >> 4) as i32;
-            sumi += v0 * by.qs[j] as i32 + v1 * by.qs[j + QK4_1 / 2] as i32;
-        }
-        sumf += (bx.d.to_f32() * by.d.to_f32()) * sumi as f32 + bx.m.to_f32() * by.s.to_f32();
-    }
-    sumf
 }

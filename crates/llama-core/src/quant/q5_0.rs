@@ -3,7 +3,6 @@
 use half::f16;
 
 use super::blocks::fp16;
-use super::q8_0::BlockQ8_0;
 
 /// Weights per block.
 pub const QK5_0: usize = 32;
@@ -73,21 +72,4 @@ pub fn quantize_row_q5_0(x: &[f32], y: &mut [BlockQ5_0]) {
         }
         b.qh = q5_pack(&q, &mut b.qs);
     }
-}
-
-/// Σ x·y: integer dot per block, then (dx·dy)·sumi.
-pub fn vec_dot_q5_0_q8_0(n: usize, x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-    let nb = n / QK5_0;
-    assert!(n.is_multiple_of(QK5_0) && x.len() >= nb && y.len() >= nb);
-    let mut sumf = 0f32;
-    for (bx, by) in x[..nb].iter().zip(&y[..nb]) {
-        let qh = u32::from_le_bytes(bx.qh);
-        let mut sumi = 0i32;
-        for j in 0..QK5_0 / 2 {
-            let (q0, q1) = q5_pair(&bx.qs, qh, j);
-            sumi += (q0 - 16) * by.qs[j] as i32 + (q1 - 16) * by.qs[j + QK5_0 / 2] as i32;
-        }
-        sumf += (bx.d.to_f32() * by.d.to_f32()) * sumi as f32;
-    }
-    sumf
 }

@@ -4,7 +4,6 @@ use half::f16;
 
 use super::blocks::fp16;
 use super::q5_0::{q5_pack, q5_pair};
-use super::q8_1::BlockQ8_1;
 
 /// Weights per block.
 pub const QK5_1: usize = 32;
@@ -59,21 +58,4 @@ pub fn quantize_row_q5_1(x: &[f32], y: &mut [BlockQ5_1]) {
         }
         b.qh = q5_pack(&q, &mut b.qs);
     }
-}
-
-/// Σ x·y: integer dot per block, then (dx·dy)·sumi + mx·sy.
-pub fn vec_dot_q5_1_q8_1(n: usize, x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
-    let nb = n / QK5_1;
-    assert!(n.is_multiple_of(QK5_1) && x.len() >= nb && y.len() >= nb);
-    let mut sumf = 0f32;
-    for (bx, by) in x[..nb].iter().zip(&y[..nb]) {
-        let qh = u32::from_le_bytes(bx.qh);
-        let mut sumi = 0i32;
-        for j in 0..QK5_1 / 2 {
-            let (q0, q1) = q5_pair(&bx.qs, qh, j);
-            sumi += q0 * by.qs[j] as i32 + q1 * by.qs[j + QK5_1 / 2] as i32;
-        }
-        sumf += (bx.d.to_f32() * by.d.to_f32()) * sumi as f32 + bx.m.to_f32() * by.s.to_f32();
-    }
-    sumf
 }

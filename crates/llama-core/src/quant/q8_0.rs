@@ -27,9 +27,10 @@ pub fn dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) {
     }
 }
 
-/// quantize_row_q8_0_ref: d = amax / 127, q = roundf(x / d) (half away from zero). This is also
-/// how activations are quantized for the Q4_0/Q5_0/Q8_0 dots.
-pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
+/// quantize_row_q8_0_ref: d = amax / 127, q = roundf(x / d) (half away from zero): how llama.cpp
+/// writes Q8_0 weights to files. Activations take the runtime quantizer instead
+/// (`kernels::scalar`'s `from_float`: id = 127/amax, halves to even).
+pub fn quantize_row_q8_0_ref(x: &[f32], y: &mut [BlockQ8_0]) {
     assert_eq!(x.len(), y.len() * QK8_0);
     for (x, b) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
         let mut amax = 0f32;
@@ -44,19 +45,4 @@ pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
             *q = (v * id).round() as i8;
         }
     }
-}
-
-/// Σ x·y: integer dot per block, then sumi·(dx·dy).
-pub fn vec_dot_q8_0_q8_0(n: usize, x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-    let nb = n / QK8_0;
-    assert!(n.is_multiple_of(QK8_0) && x.len() >= nb && y.len() >= nb);
-    let mut sumf = 0f32;
-    for (bx, by) in x[..nb].iter().zip(&y[..nb]) {
-        let mut sumi = 0i32;
-        for j in 0..QK8_0 {
-            sumi += bx.qs[j] as i32 * by.qs[j] as i32;
-        }
-        sumf += sumi as f32 * (bx.d.to_f32() * by.d.to_f32());
-    }
-    sumf
 }

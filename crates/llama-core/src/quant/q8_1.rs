@@ -28,8 +28,9 @@ pub fn dequantize_row_q8_1(x: &[BlockQ8_1], y: &mut [f32]) {
     }
 }
 
-/// quantize_row_q8_1_ref: as Q8_0, plus s = fp16(Σq · d) with the unrounded f32 d.
-pub fn quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
+/// quantize_row_q8_1_ref: as Q8_0, plus s = fp16(Σq · d) with the unrounded f32 d. Activations
+/// take the runtime quantizer instead (`kernels::scalar`'s `from_float`).
+pub fn quantize_row_q8_1_ref(x: &[f32], y: &mut [BlockQ8_1]) {
     assert_eq!(x.len(), y.len() * QK8_1);
     for (x, b) in x.chunks_exact(QK8_1).zip(y.iter_mut()) {
         let mut amax = 0f32;

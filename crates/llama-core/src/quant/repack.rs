@@ -16,23 +16,19 @@
 
 use half::f16;
 
+use super::blocks::{lines_as_bytes, lines_as_bytes_mut, Line64};
 use super::GgmlType;
 
 /// Rows per group.
 pub const R: usize = 16;
 /// Bytes of one Q8_0S activation block: `f32 d | i32 Σq | 32 × i8 q | 8 × i32 off·Σ q[4k..4k+4]`
 /// (off the weight type's offset, see `q8_0_to_q8_0s`). The per-lane terms let a kernel keep
-/// llama.cpp's 8 lanes of 4 elements apart (see x86_r16).
+/// llama.cpp's 8 lanes of 4 elements apart (see `kernels::x86::r16_avx512`).
 pub const Q8_0S_BLOCK: usize = 72;
 /// Bytes of one Q8_K block: f32 d | 256 × i8 | 16 × i16 bsums.
 pub const Q8_K_BLOCK: usize = 292;
-/// Most tokens a `GemmR16Fn` call handles.
+/// Most tokens a `kernels::types::GemmR16Fn` call handles.
 pub const MAX_T: usize = 8;
-
-/// `(nb, group, acts, act_stride, nt, out, out_stride)`: for the 16 rows of `group` (nb blocks)
-/// and `nt ≤ MAX_T` activation rows (Q8_0S or Q8_K, `act_stride` bytes apart), writes
-/// `out[t * out_stride + r]` for r < 16, t < nt.
-pub type GemmR16Fn = fn(usize, &[u8], &[u8], usize, usize, &mut [f32], usize);
 
 /// Bytes per block of a 16-row group: (header, quants).
 pub fn block_bytes(t: GgmlType) -> Option<(usize, usize)> {
@@ -61,17 +57,13 @@ pub fn act_block_bytes(t: GgmlType) -> usize {
     }
 }
 
-/// 64-byte aligned storage, so every slot load is one aligned zmm load when `nb` is even.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
-
 /// A weight matrix in R16 layout.
 pub struct Packed {
     pub ggml_type: GgmlType,
     pub rows: usize,
     pub cols: usize,
-    buf: Vec<Line>,
+    /// 64-byte aligned storage, so every slot load is one aligned zmm load when `nb` is even.
+    buf: Vec<Line64>,
     len: usize,
 }
 
@@ -83,13 +75,11 @@ impl std::fmt::Debug for Packed {
 
 impl Packed {
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `Line` is plain bytes with no padding; `len` ≤ buf.len() * 64.
-        unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) }
+        &lines_as_bytes(&self.buf)[..self.len]
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as `bytes`, and `&mut self` gives exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr() as *mut u8, self.len) }
+        &mut lines_as_bytes_mut(&mut self.buf)[..self.len]
     }
 
     /// Bytes of group g (rows 16g .. 16g+16).
@@ -245,7 +235,7 @@ fn write_block(t: GgmlType, p: &Parts, qd: &mut [u8], r: usize) {
 pub fn pack(t: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Packed> {
     let (hb, qb) = block_bytes(t)?;
     let bs = t.block_size();
-    if rows == 0 || rows % R != 0 || cols % bs != 0 {
+    if rows == 0 || !rows.is_multiple_of(R) || !cols.is_multiple_of(bs) {
         return None;
     }
     let row_bytes = t.row_size(cols as u64)? as usize;
@@ -255,7 +245,7 @@ pub fn pack(t: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Packed
     let nb = cols / bs;
     let gb = group_bytes(t, cols)?;
     let len = gb * (rows / R);
-    let mut p = Packed { ggml_type: t, rows, cols, buf: vec![Line([0; 64]); len.div_ceil(64)], len };
+    let mut p = Packed { ggml_type: t, rows, cols, buf: vec![Line64([0; 64]); len.div_ceil(64)], len };
     let out = p.bytes_mut();
     let src_block = row_bytes / nb;
     let n_head = hb / (R * 2); // f16 values per row per block: 1 (d) or 2 (d, dmin)
@@ -297,26 +287,4 @@ pub fn q8_0_to_q8_0s(t: GgmlType, src: &[u8], dst: &mut [u8]) {
             d[40 + 4 * k..44 + 4 * k].copy_from_slice(&(off * ls).to_le_bytes());
         }
     }
-}
-
-/// Checks a `GemmR16Fn` call's buffer lengths (the SIMD entries call this before any raw access).
-#[allow(clippy::too_many_arguments)]
-pub fn check_gemm_args(
-    t: GgmlType,
-    nb: usize,
-    w: &[u8],
-    a: &[u8],
-    a_stride: usize,
-    nt: usize,
-    out: &[f32],
-    out_stride: usize,
-) {
-    let (hb, qb) = block_bytes(t).expect("R16 type");
-    let ab = act_block_bytes(t);
-    assert!((1..=MAX_T).contains(&nt), "R16 gemm: nt {nt} not in 1..={MAX_T}");
-    assert!(w.len() >= nb * (hb + qb), "R16 gemm: group has {} bytes, need {}", w.len(), nb * (hb + qb));
-    assert!(nt == 1 || a_stride >= nb * ab, "R16 gemm: activation stride {a_stride} < {}", nb * ab);
-    assert!(a.len() >= (nt - 1) * a_stride + nb * ab, "R16 gemm: activations too short");
-    assert!(nt == 1 || out_stride >= R, "R16 gemm: out stride {out_stride} < {R}");
-    assert!(out.len() >= (nt - 1) * out_stride + R, "R16 gemm: out too short");
 }

@@ -290,7 +290,7 @@ impl<'m> Mixer<'m> {
         let c = category(name);
         if c == Output || (self.has_tied_embeddings && c == TokenEmbd) {
             // The output projection (or the embeddings it shares) gets 6 bits unless it is Q8_0 already.
-            if m.is_falcon() || dims[0] % t.block_size() as u64 != 0 {
+            if m.is_falcon() || !dims[0].is_multiple_of(t.block_size() as u64) {
                 t = G::Q8_0;
             } else if t != G::Q8_0 {
                 t = G::Q6_K;
@@ -334,10 +334,8 @@ impl<'m> Mixer<'m> {
                 t = G::Q5_K;
             }
             self.i_ffn_down += 1;
-        } else if c == AttnOutput {
-            if !m.is_falcon() && m.n_expert == 8 && matches!(ft, F::Q4_K_S | F::Q4_K_M) {
-                t = G::Q5_K;
-            }
+        } else if c == AttnOutput && !m.is_falcon() && m.n_expert == 8 && matches!(ft, F::Q4_K_S | F::Q4_K_M) {
+            t = G::Q5_K;
         }
         // attn_qkv is attn_v-like above, so llama.cpp's own ATTENTION_QKV branch never runs.
         Ok(t)
@@ -361,7 +359,7 @@ impl<'m> Mixer<'m> {
     /// moves K-quants to the nearest 32-block type, and to F16 if even that does not fit.
     fn fallback(&mut self, t: GgmlType, name: &str, ne0: u64) -> Result<GgmlType> {
         use GgmlType as G;
-        if ne0 % t.block_size() as u64 == 0 {
+        if ne0.is_multiple_of(t.block_size() as u64) {
             return Ok(t);
         }
         let f = match t {
@@ -377,7 +375,7 @@ impl<'m> Mixer<'m> {
             }
         };
         self.n_fallback += 1;
-        let f = if ne0 % f.block_size() as u64 != 0 { G::F16 } else { f };
+        let f = if !ne0.is_multiple_of(f.block_size() as u64) { G::F16 } else { f };
         Ok(f)
     }
 }

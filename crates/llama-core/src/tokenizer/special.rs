@@ -46,7 +46,7 @@ pub(crate) fn partition(vocab: &Vocab, text: &[u8], parse_special: bool) -> Vec<
         }
         let a = vocab.attrs[id as usize];
         let tok = &vocab.tokens[id as usize];
-        let finder = memmem::Finder::new(&tok[..]);
+        let finder = memmem::Finder::new(tok);
         let mut next = Vec::with_capacity(frags.len() + 2);
         for f in frags.drain(..) {
             let Fragment::Text { start, len } = f else {

@@ -1,4 +1,5 @@
-//! Attention dot products in llama.cpp's summation orders (`Kernels::attn_kq`, `attn_pv`).
+//! Attention dot products in llama.cpp's summation orders (`AttnKernels::kq`, `pv`), portable: the
+//! scalar table's kernels and the SIMD tables' fallback for shapes they do not vectorise.
 //!
 //! Without flash attention, llama.cpp computes KQ = K·Q and KQV = V·softmax(KQ) as f16 matrix
 //! products, and on x86 with AVX-512 it takes one of two orders for every such dot (with f16 or
@@ -13,18 +14,12 @@
 //! equal llama.cpp's bit for bit (and its greedy continuations equal ours).
 //!
 //! The kernels are portable code over `[f32; 16]` arrays; the SIMD tables compile the same source
-//! with their target features (`x86_attn`), so every ISA gives the same bits. Keys sit in the lanes
+//! with their target features (`x86::attn`), so every ISA gives the same bits. Keys sit in the lanes
 //! for Q·K (key panels, `AttnKtFn`) and output dimensions for P·V, so both reductions across the
 //! 16 lanes of the order become lane-wise additions of 16 vectors.
 
-use crate::cpu::KT_LANES;
-
-/// The summation order of one attention dot, see the module doc.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttnOrder {
-    Lanes16,
-    Lanes64,
-}
+pub use super::types::AttnOrder;
+use super::types::KT_LANES;
 
 type V16 = [f32; 16];
 
@@ -155,14 +150,14 @@ pub(crate) fn pv_body(
             while base <= hi {
                 if base >= lo && base + 15 <= hi {
                     let pc: &V16 = p[base - j0..base - j0 + 16].try_into().unwrap();
-                    for r in 0..16 {
-                        fma(&mut acc[r], row(base + r), pc[r]);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        fma(a, row(base + r), pc[r]);
                     }
                 } else {
-                    for r in 0..16 {
+                    for (r, a) in acc.iter_mut().enumerate() {
                         let j = base + r;
                         if j >= lo && j <= hi {
-                            fma(&mut acc[r], row(j), p[j - j0]);
+                            fma(a, row(j), p[j - j0]);
                         }
                     }
                 }
@@ -182,46 +177,6 @@ pub(crate) fn pv_body(
         };
         o[d0..d0 + w].copy_from_slice(&s[..w]);
     }
-}
-
-/// Bounds every `AttnPvFn` call must satisfy.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn pv_check(n: usize, v: usize, vs: usize, j0: usize, lo: usize, hi: usize, p: usize, o: usize) {
-    assert!(lo >= j0 && lo <= hi, "attn_pv: bad key range");
-    assert!(vs >= n && v >= (hi - j0) * vs + n, "attn_pv: v too short");
-    assert!(p > hi - j0, "attn_pv: p too short");
-    assert!(o >= n, "attn_pv: o too short");
-}
-
-/// Bounds every `AttnPvPanelsFn` call must satisfy (`vt`: value panels in the `AttnKtFn` layout
-/// from key j0, a multiple of 64; query i sees keys lo[i]..=hi[i], its probabilities at p[i·ps..]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn pv_panels_check(
-    n: usize,
-    vt: usize,
-    j0: usize,
-    lo: &[usize],
-    hi: &[usize],
-    p: usize,
-    ps: usize,
-    o: usize,
-) {
-    assert!(j0.is_multiple_of(64) && lo.len() == hi.len(), "attn_pv_panels: bad arguments");
-    for (i, (&l, &h)) in lo.iter().zip(hi).enumerate() {
-        assert!(l >= j0 && l <= h && h - j0 < ps, "attn_pv_panels: bad key range");
-        assert!(vt >= ((h - j0) / 16 + 1) * n * 16, "attn_pv_panels: vt too short");
-        assert!(p > i * ps + (h - j0), "attn_pv_panels: p too short");
-    }
-    assert!(o >= lo.len() * n, "attn_pv_panels: o too short");
-}
-
-/// Converts `nv` f16 rows of `n` values (`vs` apart) to packed f32 rows `out[j*n + d]`.
-pub(crate) fn vf_check(n: usize, v: usize, vs: usize, nv: usize, out: usize) {
-    if nv == 0 {
-        return;
-    }
-    assert!(vs >= n && v >= (nv - 1) * vs + n, "attn_vf: v too short");
-    assert!(out >= nv * n, "attn_vf: out too short");
 }
 
 /// ggml's dot loops written out one dot at a time, the reference the kernels are tested against.
@@ -293,8 +248,13 @@ mod tests {
                 let nk = 37;
                 let keys: Vec<f32> = (0..nk * n).map(|_| rnd(&mut seed)).collect();
                 let q: Vec<f32> = (0..2 * n).map(|_| rnd(&mut seed)).collect();
+                // key panels (`AttnKtFn` layout), lanes past nk zero
                 let mut kt = vec![0f32; nk.div_ceil(16) * n * 16];
-                crate::cpu::scalar::attn_kt_f32(n, &keys, n, nk, &mut kt);
+                for j in 0..nk {
+                    for d in 0..n {
+                        kt[((j / 16) * n + d) * 16 + j % 16] = keys[j * n + d];
+                    }
+                }
                 let mut out = vec![0f32; 2 * nk];
                 kq_body(n, &kt, nk, &q, 2, &mut out, nk, order);
                 for i in 0..2 {

@@ -1,5 +1,8 @@
 //! Elementwise operations of the forward pass, written to round the way ggml's CPU backend rounds
-//! so our logits track llama.cpp's (see each function for the detail that matters).
+//! so our logits track llama.cpp's (see each function for the detail that matters). Softmax and
+//! SwiGLU are also table slots (`Kernels::softmax` / `swiglu`): these scalar versions are the
+//! scalar table's and the reference of the AVX-512 ones (`x86::act`), which give the same bits.
+//! `kernels::parallel` runs these over the thread pool.
 
 use half::f16;
 
@@ -12,6 +15,8 @@ macro_rules! with_fma {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("fma") {
+                /// # Safety
+                /// The CPU must support FMA.
                 #[target_feature(enable = "fma")]
                 #[inline]
                 unsafe fn fast<R>(f: impl FnOnce() -> R) -> R {
@@ -84,14 +89,6 @@ pub fn scale_inplace(x: &mut [f32], s: f32) {
 /// SwiGLU: `gate = silu(gate) * up` (llama.cpp's ffn_gate_par with SILU) on rows of `n_ff`.
 /// ggml_vec_swiglu_f32 computes silu(x) = x / (1 + e^-x) with its vector exp ([`ggml_expf`]) on
 /// whole groups of 16 from the start of each row and with the C library's expf on the rest.
-pub fn swiglu_inplace(gate: &mut [f32], up: &[f32], n_ff: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::quant::x86_act::swiglu_inplace(gate, up, n_ff).is_some() {
-        return;
-    }
-    swiglu_scalar(gate, up, n_ff)
-}
-
 /// The scalar emulation of ggml's vector SwiGLU (the reference for the SIMD version).
 pub fn swiglu_scalar(gate: &mut [f32], up: &[f32], n_ff: usize) {
     with_fma!(swiglu_body(gate, up, n_ff))
@@ -111,7 +108,7 @@ fn swiglu_body(gate: &mut [f32], up: &[f32], n_ff: usize) {
 
 /// Vector width (f32 lanes) of the llama.cpp build the golden outputs come from (AVX-512).
 const SIMD_W: usize = 16;
-/// `softmax_inplace` sums in chunks of this many entries from the row's start.
+/// `softmax_scalar` sums in chunks of this many entries from the row's start.
 pub const SOFTMAX_CHUNK: usize = SIMD_W;
 
 /// ggml's vectorised expf (ggml-cpu vec.h `ggml_v_expf`, AVX-512 variant, from ARM's optimized
@@ -196,14 +193,6 @@ fn gelu(x: f32) -> f32 {
 /// group sums accumulated in double, then multiplied by (float)(1/sum). llama.cpp's rows are
 /// padded with masked (-inf → 0) entries to a multiple of 256, so the last group never takes
 /// its scalar tail; a partial last group here is padded with zeros, which sum the same.
-pub fn softmax_inplace(x: &mut [f32], scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::quant::x86_act::softmax_inplace(x, scale).is_some() {
-        return;
-    }
-    softmax_scalar(x, scale)
-}
-
 /// The scalar emulation of ggml's vector softmax (the reference for the SIMD version).
 pub fn softmax_scalar(x: &mut [f32], scale: f32) {
     with_fma!(softmax_body(x, scale))
@@ -296,42 +285,6 @@ fn rope_body(r: &Rope, x: &mut [f32], head_dim: usize, pos: usize) {
 mod tests {
     use super::*;
 
-    /// The dispatched softmax/SwiGLU (AVX-512 where the table is AVX-512) equal the scalar
-    /// emulation bit for bit, on odd lengths, masked entries and extreme values.
-    #[test]
-    fn simd_softmax_and_swiglu_equal_scalar() {
-        let mut seed = 0x9e37_79b9u32;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            (seed as f32 / u32::MAX as f32) * 2.0 - 1.0
-        };
-        for n in [1usize, 5, 15, 16, 17, 31, 64, 100, 257, 1000] {
-            for mag in [1.0f32, 30.0, 300.0] {
-                let x: Vec<f32> = (0..n).map(|i| if i % 7 == 3 { f32::NEG_INFINITY } else { rnd() * mag }).collect();
-                let (mut a, mut b) = (x.clone(), x.clone());
-                softmax_inplace(&mut a, 0.125);
-                softmax_scalar(&mut b, 0.125);
-                assert_eq!(
-                    a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    "softmax n={n} mag={mag}"
-                );
-                let g: Vec<f32> = (0..n * 3).map(|_| rnd() * mag).collect();
-                let u: Vec<f32> = (0..n * 3).map(|_| rnd() * 4.0).collect();
-                let (mut a, mut b) = (g.clone(), g.clone());
-                swiglu_inplace(&mut a, &u, n);
-                swiglu_scalar(&mut b, &u, n);
-                assert_eq!(
-                    a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    "swiglu n={n} mag={mag}"
-                );
-            }
-        }
-    }
-
     #[test]
     fn gelu_table_equals_direct_evaluation() {
         for i in -2000..2000 {
@@ -350,7 +303,7 @@ mod tests {
     #[test]
     fn softmax_sums_to_one_and_masks() {
         let mut x = [1.0, 2.0, f32::NEG_INFINITY, 0.5];
-        softmax_inplace(&mut x, 0.5);
+        softmax_scalar(&mut x, 0.5);
         assert_eq!(x[2], 0.0);
         let s: f32 = x.iter().sum();
         assert!((s - 1.0).abs() < 1e-6);

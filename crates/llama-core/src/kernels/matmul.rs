@@ -1,15 +1,17 @@
 //! `out = x · Wᵀ` for a quantized weight W, the op that dominates inference time.
 //!
 //! Steps (as ggml's mul_mat): the activations are converted ONCE per call to the weight's partner
-//! type (`cpu::vec_dot_type`: Q8_0, Q8_1, Q8_K, F16, BF16 or F32) into a reusable scratch buffer,
+//! type (`Kernels::vec_dot_type`: Q8_0, Q8_1, Q8_K, F16, BF16 or F32) into a reusable scratch buffer,
 //! then the weight rows are split in chunks that threads claim from a shared counter (so threads on
 //! a busy, shared machine still finish together), and each chunk computes every token against a
 //! tile of weight rows while that tile is hot in cache.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::cpu::{kernels, vec_dot_type, Kernels, ThreadPool, TILE};
-use crate::quant::repack::{self, GemmR16Fn, Packed, MAX_T, R};
+use super::dispatch::kernels;
+use super::pool::ThreadPool;
+use super::types::{Kernels, R16Plan, TILE};
+use crate::quant::repack::{self, Packed, MAX_T, R};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
 
@@ -75,6 +77,13 @@ struct SharedMut<T>(*mut T);
 unsafe impl<T> Sync for SharedMut<T> {}
 unsafe impl<T> Send for SharedMut<T> {}
 
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not its field).
+    fn ptr(&self) -> *mut T {
+        self.0
+    }
+}
+
 /// Runs `convert(t, row)` for every token t on its `row_bytes` slice of `buf`, on the pool when
 /// there is enough work to pay for waking it.
 fn convert_rows(
@@ -94,20 +103,48 @@ fn convert_rows(
     assert!(buf.len() >= n_tokens * row_bytes);
     let bp = SharedMut(buf.as_mut_ptr());
     pool.run(|ith, nth| {
-        let bp = bp;
         for t in (ith..n_tokens).step_by(nth) {
             // SAFETY: token rows are disjoint, each t is visited by exactly one thread, and the
             // asserted length covers row t; `buf` outlives the run (run returns when all are done).
-            let row = unsafe { std::slice::from_raw_parts_mut(bp.0.add(t * row_bytes), row_bytes) };
+            let row = unsafe { std::slice::from_raw_parts_mut(bp.ptr().add(t * row_bytes), row_bytes) };
             convert(t, row);
         }
     });
 }
 
+/// Runs `f(state, first, end)` over `0..n_items` in chunks of `chunk` items that the pool's
+/// threads claim from a shared counter (so threads on a busy, shared machine still finish
+/// together); each thread makes its `state` (scratch) once. One chunk runs on the caller.
+fn for_each_chunk<S>(
+    pool: &ThreadPool,
+    n_items: usize,
+    chunk: usize,
+    state: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, usize) + Sync,
+) {
+    let n_chunks = n_items.div_ceil(chunk);
+    let next = AtomicUsize::new(0);
+    let work = |_ith: usize, _nth: usize| {
+        let mut st = state();
+        loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            f(&mut st, c * chunk, ((c + 1) * chunk).min(n_items));
+        }
+    };
+    if n_chunks == 1 {
+        work(0, 1);
+    } else {
+        pool.run(work);
+    }
+}
+
 /// Checks shapes; the error names the offending argument.
-fn validate(w: &QTensor, x: &[f32], n_tokens: usize, out: &[f32]) -> Result<GgmlType> {
+fn validate(k: &Kernels, w: &QTensor, x: &[f32], n_tokens: usize, out: &[f32]) -> Result<GgmlType> {
     let t = w.ggml_type;
-    let act = vec_dot_type(t).ok_or_else(|| {
+    let act = k.vec_dot_type(t).ok_or_else(|| {
         Error::UnsupportedType(format!("{} (ggml id {}): matmul has no kernel for it", t.name(), t.id()))
     })?;
     let row_bytes = t.row_size(w.cols as u64).ok_or_else(|| {
@@ -185,13 +222,13 @@ pub fn matmul_with(
     out: &mut [f32], // [n_tokens][rows]
     scratch: &mut MatmulScratch,
 ) -> Result<()> {
-    let act = validate(w, x, n_tokens, out)?;
+    let act = validate(k, w, x, n_tokens, out)?;
     if n_tokens == 0 || w.rows == 0 {
         return Ok(());
     }
-    if let (Some(p), Some(gemm)) = (w.packed, k.gemm_r16_batch(w.ggml_type, n_tokens)) {
+    if let (Some(p), Some(plan)) = (w.packed, k.r16_plan(w.ggml_type, n_tokens)) {
         if p.ggml_type == w.ggml_type && p.rows == w.rows && p.cols == w.cols {
-            matmul_r16(k, gemm, pool, p, x, n_tokens, out, scratch);
+            matmul_r16(k, plan, pool, p, x, n_tokens, out, scratch);
             return Ok(());
         }
     }
@@ -210,59 +247,51 @@ pub fn matmul_with(
     // 2. Dot products, row chunks claimed dynamically.
     let nth = pool.n_threads();
     let chunk = rows.div_ceil(nth * 8).max(ROW_TILE).div_ceil(ROW_TILE) * ROW_TILE;
-    let n_chunks = rows.div_ceil(chunk);
-    let next = AtomicUsize::new(0);
     let op = SharedMut(out.as_mut_ptr());
-    let work = |_ith: usize, _nth: usize| {
-        let op = op;
-        let mut tile = [0.0f32; ROW_TILE];
-        loop {
-            let c = next.fetch_add(1, Ordering::Relaxed);
-            if c >= n_chunks {
-                break;
-            }
-            let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
-            for tb in (0..n_tokens).step_by(TOKEN_TILE) {
-                for rb in (r0..r1).step_by(ROW_TILE) {
-                    let re = (rb + ROW_TILE).min(r1);
-                    let te = (tb + TOKEN_TILE).min(n_tokens);
-                    if let Some(tile_fn) = tile_fn {
-                        for r4 in (rb..re).step_by(TILE) {
-                            let nr = TILE.min(re - r4);
-                            for t4 in (tb..te).step_by(TILE) {
-                                let nt = TILE.min(te - t4);
-                                let res =
-                                    tile_fn(cols, &w.data[r4 * w_row..], w_row, nr, &acts[t4 * a_row..], a_row, nt);
-                                for (i, res_r) in res.iter().enumerate().take(nr) {
-                                    for (j, v) in res_r.iter().enumerate().take(nt) {
-                                        // SAFETY: row r4 + i lies in chunk c, owned by this thread
-                                        // (see below); index < n_tokens * rows ≤ out.len().
-                                        unsafe { *op.0.add((t4 + j) * rows + r4 + i) = *v };
+    for_each_chunk(
+        pool,
+        rows,
+        chunk,
+        || [0.0f32; ROW_TILE],
+        |tile, r0, r1| {
+            {
+                for tb in (0..n_tokens).step_by(TOKEN_TILE) {
+                    for rb in (r0..r1).step_by(ROW_TILE) {
+                        let re = (rb + ROW_TILE).min(r1);
+                        let te = (tb + TOKEN_TILE).min(n_tokens);
+                        if let Some(tile_fn) = tile_fn {
+                            for r4 in (rb..re).step_by(TILE) {
+                                let nr = TILE.min(re - r4);
+                                for t4 in (tb..te).step_by(TILE) {
+                                    let nt = TILE.min(te - t4);
+                                    let res =
+                                        tile_fn(cols, &w.data[r4 * w_row..], w_row, nr, &acts[t4 * a_row..], a_row, nt);
+                                    for (i, res_r) in res.iter().enumerate().take(nr) {
+                                        for (j, v) in res_r.iter().enumerate().take(nt) {
+                                            // SAFETY: row r4 + i lies in chunk c, owned by this thread
+                                            // (see below); index < n_tokens * rows ≤ out.len().
+                                            unsafe { *op.ptr().add((t4 + j) * rows + r4 + i) = *v };
+                                        }
                                     }
                                 }
                             }
+                            continue;
                         }
-                        continue;
-                    }
-                    for t in tb..te {
-                        let a = &acts[t * a_row..(t + 1) * a_row];
-                        for (i, r) in (rb..re).enumerate() {
-                            tile[i] = dot(cols, &w.data[r * w_row..(r + 1) * w_row], a);
+                        for t in tb..te {
+                            let a = &acts[t * a_row..(t + 1) * a_row];
+                            for (i, r) in (rb..re).enumerate() {
+                                tile[i] = dot(cols, &w.data[r * w_row..(r + 1) * w_row], a);
+                            }
+                            // SAFETY: rows [rb, re) belong to chunk c, claimed by this thread only, so
+                            // out[t*rows + rb .. t*rows + re] is written by nobody else; `out` outlives the run.
+                            let o = unsafe { std::slice::from_raw_parts_mut(op.ptr().add(t * rows + rb), re - rb) };
+                            o.copy_from_slice(&tile[..re - rb]);
                         }
-                        // SAFETY: rows [rb, re) belong to chunk c, claimed by this thread only, so
-                        // out[t*rows + rb .. t*rows + re] is written by nobody else; `out` outlives the run.
-                        let o = unsafe { std::slice::from_raw_parts_mut(op.0.add(t * rows + rb), re - rb) };
-                        o.copy_from_slice(&tile[..re - rb]);
                     }
                 }
             }
-        }
-    };
-    if n_chunks == 1 {
-        work(0, 1);
-    } else {
-        pool.run(work);
-    }
+        },
+    );
     Ok(())
 }
 
@@ -271,12 +300,13 @@ const R16_TOKEN_TILE: usize = 64;
 
 /// `matmul` over R16-repacked weights: activations converted once (the table's Q8_0 or Q8_K
 /// converter, so quantized values equal the row-wise path's; Q8_0 then to Q8_0S), then threads
-/// claim chunks of 16-row groups and run every token tile over each group. `(gemm_g4, gemm)`:
-/// the kernels for the tokens in the batch's full groups of 4 and for the others.
+/// claim chunks of 16-row groups and run every token tile over each group. `plan`: the kernel
+/// (and activation converter) for the batch's leading tokens in llama.cpp's batch order, and the
+/// plain kernel for the others (`Kernels::r16_plan`).
 #[allow(clippy::too_many_arguments)]
 fn matmul_r16(
     k: &Kernels,
-    (gemm_g4, gemm): (GemmR16Fn, GemmR16Fn),
+    plan: R16Plan,
     pool: &ThreadPool,
     p: &Packed,
     x: &[f32], // [n_tokens][cols]
@@ -286,16 +316,15 @@ fn matmul_r16(
 ) {
     let (rows, cols) = (p.rows, p.cols);
     let k_quant = p.ggml_type.block_size() == 256;
-    // llama.cpp runs its Q4_K prompt GEMM over the batch's full groups of 4 tokens, with their own
-    // activation quantizer and summation order, and its matvec over the rest; so do we.
-    let g4 = p.ggml_type == GgmlType::Q4_K;
-    let n_g4 = if g4 { n_tokens - n_tokens % 4 } else { 0 };
+    let n_batch = plan.n_batch;
     let nb = cols / p.ggml_type.block_size();
     // K-quants take the Q8_K converter's rows as they are; the others stage a Q8_0 row per token
     // and transcode it to Q8_0S.
     let s_row = nb * repack::act_block_bytes(p.ggml_type);
     let q_row = if k_quant { 0 } else { nb * 34 };
-    let (to_q8_0, to_q8_k) = (k.quantize_q8_0, k.quantize_q8_k);
+    let to_q8_0 = k.from_float(GgmlType::Q8_0).expect("Q8_0 converter");
+    let to_q8_k = k.from_float(GgmlType::Q8_K).expect("Q8_K converter");
+    let batch_from_float = plan.batch_from_float;
     // [n_tokens][s_row + q_row]: each token's kernel input, then its Q8_0 staging bytes.
     let a_stride = s_row + q_row;
     let acts = scratch.bytes_mut(n_tokens * a_stride);
@@ -303,9 +332,9 @@ fn matmul_r16(
         let xr = &x[t * cols..(t + 1) * cols];
         let (ar, st) = row.split_at_mut(s_row);
         if k_quant {
-            to_q8_k(xr, ar);
-            if t < n_g4 {
-                crate::cpu::scalar::q8_k_prefer_positive_max(xr, ar);
+            match batch_from_float {
+                Some(f) if t < n_batch => f(xr, ar),
+                _ => to_q8_k(xr, ar),
             }
         } else {
             to_q8_0(xr, st);
@@ -318,43 +347,37 @@ fn matmul_r16(
     let nth = pool.n_threads();
     // Several chunks per thread so threads on a shared machine still finish together.
     let chunk = n_groups.div_ceil(nth * 4).max(1);
-    let n_chunks = n_groups.div_ceil(chunk);
-    let next = AtomicUsize::new(0);
     let op = SharedMut(out.as_mut_ptr());
-    let work = |_ith: usize, _nth: usize| {
-        let op = op;
-        let mut tile = [0.0f32; MAX_T * R]; // [nt][16] results of one kernel call
-        loop {
-            let c = next.fetch_add(1, Ordering::Relaxed);
-            if c >= n_chunks {
-                break;
-            }
-            let (g0, g1) = (c * chunk, ((c + 1) * chunk).min(n_groups));
-            for tb in (0..n_tokens).step_by(R16_TOKEN_TILE) {
-                let te = (tb + R16_TOKEN_TILE).min(n_tokens);
-                for g in g0..g1 {
-                    let mut t = tb;
-                    while t < te {
-                        // a call never straddles the end of the grouped tokens
-                        let (f, end) = if t < n_g4 { (gemm_g4, n_g4.min(te)) } else { (gemm, te) };
-                        let nt = MAX_T.min(end - t);
-                        f(nb, p.group(g), &acts[t * a_stride..], a_stride, nt, &mut tile, R);
-                        for (j, res) in tile.chunks_exact(R).take(nt).enumerate() {
-                            // SAFETY: columns [16g, 16g+16) of every token row belong to chunk c,
-                            // claimed by this thread only, so nobody else writes these 16 floats;
-                            // (t+j)*rows + 16g + 16 ≤ n_tokens*rows ≤ out.len(); `out` outlives the run.
-                            let o = unsafe { std::slice::from_raw_parts_mut(op.0.add((t + j) * rows + g * R), R) };
-                            o.copy_from_slice(res);
+    // tile: [nt][16] results of one kernel call
+    for_each_chunk(
+        pool,
+        n_groups,
+        chunk,
+        || [0.0f32; MAX_T * R],
+        |tile, g0, g1| {
+            {
+                for tb in (0..n_tokens).step_by(R16_TOKEN_TILE) {
+                    let te = (tb + R16_TOKEN_TILE).min(n_tokens);
+                    for g in g0..g1 {
+                        let mut t = tb;
+                        while t < te {
+                            // a call never straddles the end of the batch-order tokens
+                            let (f, end) = if t < n_batch { (plan.batch, n_batch.min(te)) } else { (plan.plain, te) };
+                            let nt = MAX_T.min(end - t);
+                            f(nb, p.group(g), &acts[t * a_stride..], a_stride, nt, &mut tile[..], R);
+                            for (j, res) in tile.chunks_exact(R).take(nt).enumerate() {
+                                // SAFETY: columns [16g, 16g+16) of every token row belong to chunk c,
+                                // claimed by this thread only, so nobody else writes these 16 floats;
+                                // (t+j)*rows + 16g + 16 ≤ n_tokens*rows ≤ out.len(); `out` outlives the run.
+                                let o =
+                                    unsafe { std::slice::from_raw_parts_mut(op.ptr().add((t + j) * rows + g * R), R) };
+                                o.copy_from_slice(res);
+                            }
+                            t += nt;
                         }
-                        t += nt;
                     }
                 }
             }
-        }
-    };
-    if n_chunks == 1 {
-        work(0, 1);
-    } else {
-        pool.run(work);
-    }
+        },
+    );
 }

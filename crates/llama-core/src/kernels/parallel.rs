@@ -1,12 +1,13 @@
-//! The elementwise operations of `ops` run over the thread pool, rows split into one contiguous
-//! range per thread. Each row is computed by the very same `ops` function as before, so results are
-//! bit-identical to the single-threaded calls; only batches (more than one row) are split, a single
-//! row (token generation) runs inline on the caller.
+//! The elementwise operations of `kernels::elementwise` run over the thread pool, rows split into
+//! one contiguous range per thread. Each row is computed by the very same function as on one thread
+//! (SwiGLU: the table's `swiglu`), so results are bit-identical to the single-threaded calls; only
+//! batches (more than one row) are split, a single row (token generation) runs inline on the caller.
 
 use std::sync::Mutex;
 
-use super::ops::{self, Rope};
-use crate::cpu::ThreadPool;
+use super::dispatch::kernels;
+use super::elementwise::{self, Rope};
+use super::pool::ThreadPool;
 
 /// `f(first_row, a_rows, b_rows)` over contiguous row ranges of `a` (rows of `a_row` values) and the
 /// matching rows of `b` (`b_row` values each; `b` may be empty with `b_row` = 0), in parallel.
@@ -40,40 +41,41 @@ where
     });
 }
 
-/// `ops::rms_norm`, rows of `w.len()` split over the pool.
+/// `elementwise::rms_norm`, rows of `w.len()` split over the pool.
 pub fn rms_norm(pool: &ThreadPool, out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     let n = w.len();
-    par_rows(pool, out, n, x, n, |_, o, xr| ops::rms_norm(o, xr, w, eps));
+    par_rows(pool, out, n, x, n, |_, o, xr| elementwise::rms_norm(o, xr, w, eps));
 }
 
-/// `ops::rms_norm_inplace` (rows of `w.len()`: per-head norms too) split over the pool.
+/// `elementwise::rms_norm_inplace` (rows of `w.len()`: per-head norms too) split over the pool.
 pub fn rms_norm_inplace(pool: &ThreadPool, x: &mut [f32], w: &[f32], eps: f32) {
-    par_rows(pool, x, w.len(), &[], 0, |_, xr, _| ops::rms_norm_inplace(xr, w, eps));
+    par_rows(pool, x, w.len(), &[], 0, |_, xr, _| elementwise::rms_norm_inplace(xr, w, eps));
 }
 
-/// `ops::add_inplace` on [n_rows][row] buffers.
+/// `elementwise::add_inplace` on [n_rows][row] buffers.
 pub fn add_inplace(pool: &ThreadPool, x: &mut [f32], y: &[f32], row: usize) {
-    par_rows(pool, x, row, y, row, |_, a, b| ops::add_inplace(a, b));
+    par_rows(pool, x, row, y, row, |_, a, b| elementwise::add_inplace(a, b));
 }
 
-/// `ops::add_bias` split over the pool.
+/// `elementwise::add_bias` split over the pool.
 pub fn add_bias(pool: &ThreadPool, x: &mut [f32], bias: &[f32]) {
-    par_rows(pool, x, bias.len(), &[], 0, |_, a, _| ops::add_bias(a, bias));
+    par_rows(pool, x, bias.len(), &[], 0, |_, a, _| elementwise::add_bias(a, bias));
 }
 
-/// `ops::scale_inplace` on [n_rows][row].
+/// `elementwise::scale_inplace` on [n_rows][row].
 pub fn scale_inplace(pool: &ThreadPool, x: &mut [f32], s: f32, row: usize) {
-    par_rows(pool, x, row, &[], 0, |_, a, _| ops::scale_inplace(a, s));
+    par_rows(pool, x, row, &[], 0, |_, a, _| elementwise::scale_inplace(a, s));
 }
 
-/// `ops::swiglu_inplace` on [n_rows][row] gate/up buffers.
+/// The process-wide table's `swiglu` on [n_rows][row] gate/up buffers.
 pub fn swiglu_inplace(pool: &ThreadPool, gate: &mut [f32], up: &[f32], row: usize) {
-    par_rows(pool, gate, row, up, row, |_, g, u| ops::swiglu_inplace(g, u, row));
+    let swiglu = kernels().swiglu;
+    par_rows(pool, gate, row, up, row, |_, g, u| swiglu(g, u, row));
 }
 
-/// `ops::geglu_inplace` on [n_rows][row] gate/up buffers.
+/// `elementwise::geglu_inplace` on [n_rows][row] gate/up buffers.
 pub fn geglu_inplace(pool: &ThreadPool, gate: &mut [f32], up: &[f32], row: usize) {
-    par_rows(pool, gate, row, up, row, |_, g, u| ops::geglu_inplace(g, u));
+    par_rows(pool, gate, row, up, row, |_, g, u| elementwise::geglu_inplace(g, u));
 }
 
 /// `rope.apply` to every token row (`row` values, heads of `head_dim`) of `x`; row t is at
@@ -89,7 +91,7 @@ pub fn rope(pool: &ThreadPool, rope: &Rope, x: &mut [f32], row: usize, head_dim:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ops::RopeType;
+    use crate::kernels::elementwise::RopeType;
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
@@ -111,27 +113,27 @@ mod tests {
                 let y = data(n_rows * row, 3);
                 let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);
                 rms_norm(&pool, &mut a, &x, &w, 1e-5);
-                ops::rms_norm(&mut b, &x, &w, 1e-5);
+                elementwise::rms_norm(&mut b, &x, &w, 1e-5);
                 assert_eq!(a, b);
                 let (mut a, mut b) = (x.clone(), x.clone());
                 rms_norm_inplace(&pool, &mut a, &w[..head], 1e-6);
-                ops::rms_norm_inplace(&mut b, &w[..head], 1e-6);
+                elementwise::rms_norm_inplace(&mut b, &w[..head], 1e-6);
                 assert_eq!(a, b);
                 let (mut a, mut b) = (x.clone(), x.clone());
                 add_inplace(&pool, &mut a, &y, row);
-                ops::add_inplace(&mut b, &y);
+                elementwise::add_inplace(&mut b, &y);
                 assert_eq!(a, b);
                 add_bias(&pool, &mut a, &w);
-                ops::add_bias(&mut b, &w);
+                elementwise::add_bias(&mut b, &w);
                 assert_eq!(a, b);
                 scale_inplace(&pool, &mut a, 1.7, row);
-                ops::scale_inplace(&mut b, 1.7);
+                elementwise::scale_inplace(&mut b, 1.7);
                 assert_eq!(a, b);
                 swiglu_inplace(&pool, &mut a, &y, row);
-                ops::swiglu_inplace(&mut b, &y, row);
+                elementwise::swiglu_scalar(&mut b, &y, row);
                 assert_eq!(a, b);
                 geglu_inplace(&pool, &mut a, &x, row);
-                ops::geglu_inplace(&mut b, &x);
+                elementwise::geglu_inplace(&mut b, &x);
                 assert_eq!(a, b);
                 rope(&pool, &rp, &mut a, row, head, 5);
                 for (t, r) in b.chunks_exact_mut(row).enumerate() {

@@ -1,0 +1,65 @@
+//! The safe table entries of the SIMD kernels, one macro per signature, shared by the x86 and NEON
+//! modules: each checks every buffer length, then calls the `#[target_feature]` body, which is
+//! reachable only through a table built after run-time detection of its features.
+
+/// `dot_entry!(name, inner, block_elems, weight_block_bytes, act_block_bytes, "features")`:
+/// `fn name` (a `VecDotFn`) checking both rows cover `n` elements, then `inner(n, w, a)`.
+macro_rules! dot_entry {
+    ($name:ident, $inner:ident, $bs:expr, $wts:expr, $ats:expr, $why:literal) => {
+        fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
+            let nb = n / $bs;
+            assert!(w.len() >= nb * $wts && a.len() >= nb * $ats, "vec_dot: row shorter than {n} elements");
+            // SAFETY: reachable only through the kernel table of this ISA, handed out after
+            // run-time detection of the features in `$why` (those of `$inner`); the pointer ranges
+            // read (nb blocks of each row) are checked just above.
+            unsafe { $inner(n, w.as_ptr(), a.as_ptr()) }
+        }
+    };
+}
+
+/// `from_float_entry!(name, inner, block_elems, block_bytes, "features")`: `fn name` (a
+/// `FromFloatFn`) checking `out` holds the blocks of `x`, then `inner(x, out)`.
+macro_rules! from_float_entry {
+    ($name:ident, $inner:ident, $bs:expr, $ts:expr, $why:literal) => {
+        fn $name(x: &[f32], out: &mut [u8]) {
+            assert!(x.len() % $bs == 0 && out.len() >= x.len() / $bs * $ts, "from_float: bad row length");
+            // SAFETY: reachable only through the kernel table of this ISA, handed out after
+            // run-time detection of the features in `$why`; lengths checked above.
+            unsafe { $inner(x, out) }
+        }
+    };
+}
+
+/// `gemm_split_entry!(name, inner, type, part_rows, pass, "features")`: `fn name` (a `GemmR16Fn`)
+/// for the R16 kernels that split a 16-row group into parts of `part_rows` rows (AVX2: two halves
+/// of 8, NEON: four quarters of 4) and tokens into passes of `pass` (≤ 4): checks every buffer
+/// length, then runs `inner::<T>(nb, w, part, a, a_stride, out, out_stride)` for each part and
+/// each pass.
+macro_rules! gemm_split_entry {
+    ($name:ident, $inner:ident, $t:expr, $part:expr, $pass:expr, $why:literal) => {
+        fn $name(nb: usize, w: &[u8], a: &[u8], a_stride: usize, nt: usize, out: &mut [f32], out_stride: usize) {
+            $crate::kernels::shared::gemm_r16_check($t, nb, w, a, a_stride, nt, out, out_stride);
+            let (w, a, o) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
+            let mut t0 = 0;
+            while t0 < nt {
+                let n = $pass.min(nt - t0);
+                for part in 0..$crate::quant::repack::R / $part {
+                    // SAFETY: reachable only through the kernel table of this ISA, handed out after
+                    // run-time detection of the features in `$why`; the group, the nt activation
+                    // rows and the nt output rows were checked above, and each part reads and
+                    // writes only inside them.
+                    unsafe {
+                        let (a, o) = (a.add(t0 * a_stride), o.add(t0 * out_stride + part * $part));
+                        match n {
+                            1 => $inner::<1>(nb, w, part, a, a_stride, o, out_stride),
+                            2 => $inner::<2>(nb, w, part, a, a_stride, o, out_stride),
+                            3 => $inner::<3>(nb, w, part, a, a_stride, o, out_stride),
+                            _ => $inner::<4>(nb, w, part, a, a_stride, o, out_stride),
+                        }
+                    }
+                }
+                t0 += n;
+            }
+        }
+    };
+}

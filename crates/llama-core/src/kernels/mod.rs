@@ -1,0 +1,39 @@
+//! Computing with the tensor formats of `crate::quant`: the kernels per instruction set, the table
+//! that dispatches to them, and the operations built on it.
+//!
+//! - `types`: kernel signatures and the table's types (`Kernels`, per-type `TypeKernels`).
+//! - `scalar`, `x86`, `neon`: the kernels of each instruction set (files per kind: activation
+//!   quantizers, dots, R16 GEMMs, attention, softmax/SwiGLU). `scalar` is the reference the SIMD
+//!   tables are tested against and the kernel of every slot they leave empty.
+//! - `shared`, `entry`: argument checks, raw block readers and the safe table-entry macros the ISA
+//!   modules share; `attn`: llama.cpp's attention summation orders, portable.
+//! - `dispatch`: `Isa`, `LLAMA_ISA`, the process-wide table (`kernels()`).
+//! - `matmul`: `x · Wᵀ` over the thread pool (`pool`); `elementwise`: the forward pass's
+//!   elementwise ops; `parallel`: those split by rows over the pool.
+//!
+//! Dependencies point one way: the ISA modules use `quant`, `types`, `shared` and `attn`;
+//! `dispatch` uses the ISA modules; the operations use `dispatch`.
+
+#[macro_use]
+mod entry;
+pub mod attn;
+pub mod dispatch;
+pub mod elementwise;
+pub mod matmul;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+pub mod parallel;
+pub mod pool;
+pub mod scalar;
+pub(crate) mod shared;
+pub mod types;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
+pub use dispatch::{choose, kernels, vec_dot_type};
+pub use matmul::{matmul, matmul_with, try_matmul, MatmulScratch, QTensor};
+pub use pool::ThreadPool;
+pub use types::{
+    AttnKernels, AttnOrder, FromFloatFn, GemmR16Fn, Isa, Kernels, R16Batch, TileFn, ToFloatFn, TypeKernels, VecDotFn,
+    KT_LANES, TILE,
+};

@@ -1,0 +1,65 @@
+//! Scalar attention kernels (model::attention): key panels, f16 conversions, and the dots of
+//! `kernels::attn` in llama.cpp's orders.
+
+use half::f16;
+
+use crate::kernels::attn::{kq_body, pv_body};
+use crate::kernels::shared::{attn_kq_check, attn_kt_check, attn_pv_check, attn_vf_check};
+use crate::kernels::types::{AttnOrder, CacheElem, KT_LANES};
+
+fn attn_kt<T: CacheElem>(n: usize, k: &[T], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt_check(n, k.len(), ks, nk, kt.len());
+    for c in 0..nk.div_ceil(KT_LANES) {
+        for l in 0..KT_LANES {
+            let j = c * KT_LANES + l;
+            for d in 0..n {
+                kt[(c * n + d) * KT_LANES + l] = if j < nk { k[j * ks + d].f32() } else { 0.0 };
+            }
+        }
+    }
+}
+
+pub fn attn_kt_f16(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt(n, k, ks, nk, kt)
+}
+pub fn attn_kt_f32(n: usize, k: &[f32], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt(n, k, ks, nk, kt)
+}
+
+pub fn attn_vf_f16(n: usize, v: &[f16], vs: usize, nv: usize, out: &mut [f32]) {
+    attn_vf_check(n, v.len(), vs, nv, out.len());
+    for j in 0..nv {
+        for d in 0..n {
+            out[j * n + d] = v[j * vs + d].to_f32();
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn attn_kq(n: usize, kt: &[f32], nk: usize, q: &[f32], nq: usize, out: &mut [f32], os: usize, order: AttnOrder) {
+    attn_kq_check(n, kt.len(), nk, q.len(), nq, out.len(), os);
+    kq_body(n, kt, nk, q, nq, out, os, order)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn attn_pv(
+    n: usize,
+    v: &[f32],
+    vs: usize,
+    j0: usize,
+    lo: usize,
+    hi: usize,
+    p: &[f32],
+    o: &mut [f32],
+    order: AttnOrder,
+) {
+    attn_pv_check(n, v.len(), vs, j0, lo, hi, p.len(), o.len());
+    pv_body(n, v, vs, j0, lo, hi, p, o, order)
+}
+
+/// `x = f16(x)` elementwise (round to nearest even).
+pub fn round_f16(x: &mut [f32]) {
+    for v in x {
+        *v = f16::from_f32(*v).to_f32();
+    }
+}

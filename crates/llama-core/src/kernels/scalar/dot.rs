@@ -1,0 +1,288 @@
+//! The scalar dots (`VecDot`) of every weight type with its activation partner. Per block: the
+//! exact integer dot of each (sub)block, then one float update in block order (the SIMD kernels
+//! reproduce the integer parts exactly; the K-quant ones the float formula too):
+//!   Q4_0, Q5_0, Q8_0:        sumf += f32(sumi)·(dx·dy)
+//!   Q4_1, Q5_1:              sumf += (dx·dy)·f32(sumi) + mx·sy
+//!   Q2_K, Q4_K, Q5_K:        sumf += (dy·dx)·f32(isum) − (dy·dmin)·f32(summs)   (summs = Σ min·bsums)
+//!   Q3_K, Q6_K:              sumf += (dx·dy)·f32(isum)
+//!   F16, BF16, F32:          Σ of the products in f64 (like ggml's scalar `ggml_vec_dot_f16`), rounded once.
+
+// Index loops mirror ggml's C loops one to one, which keeps the port auditable.
+#![allow(clippy::needless_range_loop)]
+
+use half::{bf16, f16};
+
+use super::VecDot;
+use crate::quant::k_quants::{q3k_scale, scales_mins_k4};
+use crate::quant::q5_0::q5_pair;
+use crate::quant::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
+use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
+
+/// The blocks of a dot over n elements of blocks of `bs` elements.
+#[inline(always)]
+fn blocks(n: usize, bs: usize, nx: usize, ny: usize) -> usize {
+    let nb = n / bs;
+    assert!(n.is_multiple_of(bs) && nx >= nb && ny >= nb, "vec_dot: n={n} must be whole blocks of both rows");
+    nb
+}
+
+impl VecDot for BlockQ4_0 {
+    type Act = BlockQ8_0;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8_0]) -> f32 {
+        let nb = blocks(n, 32, x.len(), y.len());
+        let mut sumf = 0.0f32;
+        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+            let mut sumi = 0i32;
+            for j in 0..16 {
+                let v0 = (x.qs[j] & 0x0F) as i32 - 8;
+                let v1 = (x.qs[j] >> 4) as i32 - 8;
+                sumi += v0 * y.qs[j] as i32 + v1 * y.qs[j + 16] as i32;
+            }
+            sumf += sumi as f32 * (x.d.to_f32() * y.d.to_f32());
+        }
+        sumf
+    }
+}
+
+impl VecDot for BlockQ4_1 {
+    type Act = BlockQ8_1;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8_1]) -> f32 {
+        let nb = blocks(n, 32, x.len(), y.len());
+        let mut sumf = 0.0f32;
+        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+            let mut sumi = 0i32;
+            for j in 0..16 {
+                sumi += (x.qs[j] & 0x0F) as i32 * y.qs[j] as i32 + (x.qs[j] >> 4) as i32 * y.qs[j + 16] as i32;
+            }
+            sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32();
+        }
+        sumf
+    }
+}
+
+impl VecDot for BlockQ5_0 {
+    type Act = BlockQ8_0;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8_0]) -> f32 {
+        let nb = blocks(n, 32, x.len(), y.len());
+        let mut sumf = 0.0f32;
+        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+            let qh = u32::from_le_bytes(x.qh);
+            let mut sumi = 0i32;
+            for j in 0..16 {
+                let (v0, v1) = q5_pair(&x.qs, qh, j);
+                sumi += (v0 - 16) * y.qs[j] as i32 + (v1 - 16) * y.qs[j + 16] as i32;
+            }
+            sumf += sumi as f32 * (x.d.to_f32() * y.d.to_f32());
+        }
+        sumf
+    }
+}
+
+impl VecDot for BlockQ5_1 {
+    type Act = BlockQ8_1;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8_1]) -> f32 {
+        let nb = blocks(n, 32, x.len(), y.len());
+        let mut sumf = 0.0f32;
+        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+            let qh = u32::from_le_bytes(x.qh);
+            let mut sumi = 0i32;
+            for j in 0..16 {
+                let (v0, v1) = q5_pair(&x.qs, qh, j);
+                sumi += v0 * y.qs[j] as i32 + v1 * y.qs[j + 16] as i32;
+            }
+            sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32();
+        }
+        sumf
+    }
+}
+
+impl VecDot for BlockQ8_0 {
+    type Act = BlockQ8_0;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8_0]) -> f32 {
+        let nb = blocks(n, 32, x.len(), y.len());
+        let mut sumf = 0.0f32;
+        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+            let sumi: i32 = x.qs.iter().zip(&y.qs).map(|(&p, &q)| p as i32 * q as i32).sum();
+            sumf += sumi as f32 * (x.d.to_f32() * y.d.to_f32());
+        }
+        sumf
+    }
+}
+
+impl VecDot for BlockQ2K {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        let nb = blocks(n, QK_K, x.len(), y.len());
+        let mut sumf = 0.0f32;
+        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+            let sc = &x.scales;
+            let summs: i32 = (0..16).map(|j| (sc[j] >> 4) as i32 * y.bsums[j] as i32).sum();
+            let dall = y.d * x.d.to_f32();
+            let dmin = y.d * x.dmin.to_f32();
+            let mut isum = 0i32;
+            let mut is = 0;
+            for chunk in 0..2 {
+                let qc = &x.qs[32 * chunk..32 * chunk + 32];
+                for s in 0..4 {
+                    let shift = 2 * s;
+                    let base = 128 * chunk + 32 * s;
+                    for half in 0..2 {
+                        let d = (sc[is] & 0x0F) as i32;
+                        is += 1;
+                        let mut l_sum = 0i32;
+                        for l in 16 * half..16 * half + 16 {
+                            l_sum += y.qs[base + l] as i32 * ((qc[l] >> shift) & 3) as i32;
+                        }
+                        isum += d * l_sum;
+                    }
+                }
+            }
+            sumf += dall * isum as f32 - dmin * summs as f32;
+        }
+        sumf
+    }
+}
+
+impl VecDot for BlockQ3K {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        let nb = blocks(n, QK_K, x.len(), y.len());
+        let mut sumf = 0.0f32;
+        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+            // Values in [-4, 3]: 2 low bits from qs, minus 4 when the hmask bit is clear.
+            let mut vals = [0i32; QK_K];
+            let mut m = 1u8;
+            for chunk in 0..2 {
+                for s in 0..4 {
+                    for l in 0..32 {
+                        let lo = ((x.qs[32 * chunk + l] >> (2 * s)) & 3) as i32;
+                        vals[128 * chunk + 32 * s + l] = lo - if x.hmask[l] & m != 0 { 0 } else { 4 };
+                    }
+                    m = m.wrapping_shl(1);
+                }
+            }
+            let mut isum = 0i32;
+            for j in 0..16 {
+                let s: i32 = (16 * j..16 * j + 16).map(|i| vals[i] * y.qs[i] as i32).sum();
+                isum += q3k_scale(j, &x.scales) * s;
+            }
+            sumf += x.d.to_f32() * y.d * isum as f32;
+        }
+        sumf
+    }
+}
+
+/// Σ min_j · (bsum_2j + bsum_2j+1) of a Q4_K/Q5_K block.
+#[inline(always)]
+fn k4_min_sum(mn: &[u8; 8], y: &BlockQ8K) -> i32 {
+    (0..8).map(|j| mn[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)).sum()
+}
+
+impl VecDot for BlockQ4K {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        let nb = blocks(n, QK_K, x.len(), y.len());
+        let mut sumf = 0.0f32;
+        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+            let (sc, mn) = scales_mins_k4(&x.scales);
+            let mut isum = 0i32;
+            for j in 0..4 {
+                let (mut s0, mut s1) = (0i32, 0i32);
+                for l in 0..32 {
+                    s0 += (x.qs[32 * j + l] & 0x0F) as i32 * y.qs[64 * j + l] as i32;
+                    s1 += (x.qs[32 * j + l] >> 4) as i32 * y.qs[64 * j + 32 + l] as i32;
+                }
+                isum += sc[2 * j] as i32 * s0 + sc[2 * j + 1] as i32 * s1;
+            }
+            let msum = k4_min_sum(&mn, y);
+            sumf += y.d * x.d.to_f32() * isum as f32 - y.d * x.dmin.to_f32() * msum as f32;
+        }
+        sumf
+    }
+}
+
+impl VecDot for BlockQ5K {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        let nb = blocks(n, QK_K, x.len(), y.len());
+        let mut sumf = 0.0f32;
+        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+            let (sc, mn) = scales_mins_k4(&x.scales);
+            let mut isum = 0i32;
+            for j in 0..4 {
+                let (u1, u2) = (1u8 << (2 * j), 2u8 << (2 * j));
+                let (mut s0, mut s1) = (0i32, 0i32);
+                for l in 0..32 {
+                    let v0 = (x.qs[32 * j + l] & 0x0F) as i32 + if x.qh[l] & u1 != 0 { 16 } else { 0 };
+                    let v1 = (x.qs[32 * j + l] >> 4) as i32 + if x.qh[l] & u2 != 0 { 16 } else { 0 };
+                    s0 += v0 * y.qs[64 * j + l] as i32;
+                    s1 += v1 * y.qs[64 * j + 32 + l] as i32;
+                }
+                isum += sc[2 * j] as i32 * s0 + sc[2 * j + 1] as i32 * s1;
+            }
+            let msum = k4_min_sum(&mn, y);
+            sumf += y.d * x.d.to_f32() * isum as f32 - y.d * x.dmin.to_f32() * msum as f32;
+        }
+        sumf
+    }
+}
+
+impl VecDot for BlockQ6K {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        let nb = blocks(n, QK_K, x.len(), y.len());
+        let mut sumf = 0.0f32;
+        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+            let mut vals = [0i32; QK_K];
+            for h in 0..2 {
+                let ql = &x.ql[64 * h..64 * h + 64];
+                let qh = &x.qh[32 * h..32 * h + 32];
+                let v = &mut vals[128 * h..128 * h + 128];
+                for l in 0..32 {
+                    v[l] = ((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) as i32 - 32;
+                    v[l + 32] = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+                    v[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+                    v[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+                }
+            }
+            let mut isum = 0i32;
+            for j in 0..16 {
+                let s: i32 = (16 * j..16 * j + 16).map(|i| vals[i] * y.qs[i] as i32).sum();
+                isum += x.scales[j] as i32 * s;
+            }
+            sumf += x.d.to_f32() * y.d * isum as f32;
+        }
+        sumf
+    }
+}
+
+/// Σ x·y over `n` elements of a float type, products and sum in f64, rounded once.
+#[inline(always)]
+fn dot_f64<T: Copy>(n: usize, x: &[T], y: &[T], wide: impl Fn(T) -> f64) -> f32 {
+    let mut s = 0.0f64;
+    for i in 0..n {
+        s += wide(x[i]) * wide(y[i]);
+    }
+    s as f32
+}
+
+impl VecDot for f16 {
+    type Act = f16;
+    fn vec_dot(n: usize, x: &[Self], y: &[f16]) -> f32 {
+        dot_f64(n, x, y, |v| v.to_f32() as f64)
+    }
+}
+
+impl VecDot for bf16 {
+    type Act = bf16;
+    fn vec_dot(n: usize, x: &[Self], y: &[bf16]) -> f32 {
+        dot_f64(n, x, y, |v| v.to_f32() as f64)
+    }
+}
+
+impl VecDot for f32 {
+    type Act = f32;
+    fn vec_dot(n: usize, x: &[Self], y: &[f32]) -> f32 {
+        dot_f64(n, x, y, |v| v as f64)
+    }
+}

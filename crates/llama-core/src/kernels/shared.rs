@@ -1,0 +1,273 @@
+//! What the ISA modules share besides the signatures: the bounds every kernel call must satisfy
+//! (the SIMD entries check them before any raw access), readers of activation blocks at raw
+//! pointers, and llama.cpp's runtime activation-quantizer arithmetic.
+
+use crate::quant::repack::{act_block_bytes, block_bytes, MAX_T, R};
+use crate::quant::{GgmlType, QK_K};
+
+use super::types::{CacheElem, KT_LANES};
+
+// ---- argument checks ----------------------------------------------------------------------------
+
+/// Panics unless every index an `AttnKtFn` call touches is in bounds.
+pub(crate) fn attn_kt_check(n: usize, k: usize, ks: usize, nk: usize, kt: usize) {
+    assert!(n >= 1, "attention: empty head");
+    if nk == 0 {
+        return;
+    }
+    assert!(ks >= n && k >= (nk - 1) * ks + n, "attn_kt: k too short");
+    assert!(kt >= nk.div_ceil(KT_LANES) * n * KT_LANES, "attn_kt: kt too short");
+}
+
+/// Panics unless every index an `AttnKqFn` call touches is in bounds.
+pub(crate) fn attn_kq_check(n: usize, kt: usize, nk: usize, q: usize, nq: usize, out: usize, os: usize) {
+    assert!(n >= 1, "attention: empty head");
+    if nk == 0 || nq == 0 {
+        return;
+    }
+    assert!(kt >= nk.div_ceil(KT_LANES) * n * KT_LANES, "attn_kq: kt too short");
+    assert!(q >= nq * n, "attn_kq: q too short");
+    assert!(os >= nk && out >= (nq - 1) * os + nk, "attn_kq: out too short");
+}
+
+/// Bounds every `AttnPvFn` call must satisfy.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attn_pv_check(n: usize, v: usize, vs: usize, j0: usize, lo: usize, hi: usize, p: usize, o: usize) {
+    assert!(lo >= j0 && lo <= hi, "attn_pv: bad key range");
+    assert!(vs >= n && v >= (hi - j0) * vs + n, "attn_pv: v too short");
+    assert!(p > hi - j0, "attn_pv: p too short");
+    assert!(o >= n, "attn_pv: o too short");
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+/// Bounds every `AttnPvPanelsFn` call must satisfy (`vt`: value panels in the `AttnKtFn` layout
+/// from key j0, a multiple of 64; query i sees keys lo[i]..=hi[i], its probabilities at p[i·ps..]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attn_pv_panels_check(
+    n: usize,
+    vt: usize,
+    j0: usize,
+    lo: &[usize],
+    hi: &[usize],
+    p: usize,
+    ps: usize,
+    o: usize,
+) {
+    assert!(j0.is_multiple_of(64) && lo.len() == hi.len(), "attn_pv_panels: bad arguments");
+    for (i, (&l, &h)) in lo.iter().zip(hi).enumerate() {
+        assert!(l >= j0 && l <= h && h - j0 < ps, "attn_pv_panels: bad key range");
+        assert!(vt >= ((h - j0) / 16 + 1) * n * 16, "attn_pv_panels: vt too short");
+        assert!(p > i * ps + (h - j0), "attn_pv_panels: p too short");
+    }
+    assert!(o >= lo.len() * n, "attn_pv_panels: o too short");
+}
+
+/// Bounds of an `AttnVfFn` call: `nv` f16 rows of `n` values (`vs` apart) into `out[j*n + d]`.
+pub(crate) fn attn_vf_check(n: usize, v: usize, vs: usize, nv: usize, out: usize) {
+    if nv == 0 {
+        return;
+    }
+    assert!(vs >= n && v >= (nv - 1) * vs + n, "attn_vf: v too short");
+    assert!(out >= nv * n, "attn_vf: out too short");
+}
+
+/// Checks a `GemmR16Fn` call's buffer lengths for weights of type `t`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_r16_check(
+    t: GgmlType,
+    nb: usize,
+    w: &[u8],
+    a: &[u8],
+    a_stride: usize,
+    nt: usize,
+    out: &[f32],
+    out_stride: usize,
+) {
+    let (hb, qb) = block_bytes(t).expect("R16 type");
+    let ab = act_block_bytes(t);
+    assert!((1..=MAX_T).contains(&nt), "R16 gemm: nt {nt} not in 1..={MAX_T}");
+    assert!(w.len() >= nb * (hb + qb), "R16 gemm: group has {} bytes, need {}", w.len(), nb * (hb + qb));
+    assert!(nt == 1 || a_stride >= nb * ab, "R16 gemm: activation stride {a_stride} < {}", nb * ab);
+    assert!(a.len() >= (nt - 1) * a_stride + nb * ab, "R16 gemm: activations too short");
+    assert!(nt == 1 || out_stride >= R, "R16 gemm: out stride {out_stride} < {R}");
+    assert!(out.len() >= (nt - 1) * out_stride + R, "R16 gemm: out too short");
+}
+
+// ---- activation blocks at raw pointers ----------------------------------------------------------
+
+/// A little-endian f16 at `p`, widened (exact). (x86 kernels convert with F16C instead.)
+///
+/// # Safety
+/// `p..p+2` must be readable.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees the two bytes are readable; u16 reads need no alignment here.
+    half::f16::from_bits(unsafe { (p as *const u16).read_unaligned() }).to_f32()
+}
+
+/// A little-endian f32 at `p`.
+///
+/// # Safety
+/// `p..p+4` must be readable.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+pub(crate) unsafe fn f32_at(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees the four bytes are readable; read_unaligned has no alignment need.
+    unsafe { (p as *const f32).read_unaligned() }
+}
+
+/// A little-endian bf16 at `p`, widened (exact: its bits are the f32's top half).
+///
+/// # Safety
+/// `p..p+2` must be readable.
+#[inline(always)]
+pub(crate) unsafe fn bf16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees the two bytes are readable.
+    f32::from_bits((unsafe { (p as *const u16).read_unaligned() } as u32) << 16)
+}
+
+/// A Q8_0S activation block at `y` (`quant::repack`): (d_a, Σq, pointer to the 32 quants).
+///
+/// # Safety
+/// `y..y + repack::Q8_0S_BLOCK` must be readable.
+#[inline(always)]
+pub(crate) unsafe fn q8_0s_block(y: *const u8) -> (f32, i32, *const u8) {
+    // SAFETY: the first 8 bytes of the block are readable (caller); unaligned reads.
+    unsafe { ((y as *const f32).read_unaligned(), (y.add(4) as *const i32).read_unaligned(), y.add(8)) }
+}
+
+/// A Q8_K activation block at `y`: (d, pointer to the 256 quants, pointer to the 16 i16 bsums).
+///
+/// # Safety
+/// `y..y + 292` must be readable; the bsums pointer is dereferenced by callers as `*const i16`,
+/// so `y` must be 2-byte aligned (Q8_K rows are 4-aligned in every activation buffer).
+#[inline(always)]
+pub(crate) unsafe fn q8k_block(y: *const u8) -> (f32, *const u8, *const i16) {
+    // SAFETY: in bounds of the block (caller); the f32 read is unaligned.
+    unsafe { ((y as *const f32).read_unaligned(), y.add(4), y.add(4 + QK_K) as *const i16) }
+}
+
+/// Bsum j (0..16) of the Q8_K block `y` (its bytes).
+#[inline(always)]
+pub(crate) fn q8k_bsum(y: &[u8], j: usize) -> i32 {
+    i16::from_le_bytes([y[4 + QK_K + 2 * j], y[4 + QK_K + 2 * j + 1]]) as i32
+}
+
+// ---- llama.cpp's runtime activation quantizers --------------------------------------------------
+
+/// Per-block scale and inverse scale of llama.cpp's runtime Q8_0/Q8_1 activation quantizer
+/// (ggml-cpu arch/x86 quantize_row_q8_0/q8_1): d = amax/127 and id = 127/amax — not 1/d as in the
+/// `_ref` weight quantizer; the two differ in the last bit for some amax.
+#[inline(always)]
+pub(crate) fn q8_scales(amax: f32) -> (f32, f32) {
+    (amax / 127.0, if amax != 0.0 { 127.0 / amax } else { 0.0 })
+}
+
+/// Completes a Q8_K block `yb` (bytes) whose 256 quants are written: the 16 bsums and d = 1/iscale.
+#[inline]
+pub(crate) fn q8k_finish(yb: &mut [u8], iscale: f32) {
+    for j in 0..QK_K / 16 {
+        let s: i32 = yb[4 + 16 * j..4 + 16 * j + 16].iter().map(|&q| q as i8 as i32).sum();
+        yb[4 + QK_K + 2 * j..4 + QK_K + 2 * j + 2].copy_from_slice(&(s as i16).to_le_bytes());
+    }
+    yb[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+}
+
+// ---- f16 conversion loops of the attention kernels ----------------------------------------------
+// Written once, inlined into each ISA's `#[target_feature]` kernel, which supplies `wide(src, dst)`:
+// widen the `W` f16 values at `src` (exactly) and store them at `dst`.
+
+/// Key panels (`AttnKtFn`) from f16 keys, `W` values widened at a time.
+///
+/// # Safety
+/// `k`, `kt` must cover what `attn_kt_check(n, k_len, ks, nk, kt_len)` requires, and `wide` must
+/// be sound to call on `W` readable values and `W` writable floats.
+#[inline(always)]
+pub(crate) unsafe fn attn_kt_f16_by<const W: usize>(
+    n: usize,
+    k: *const half::f16,
+    ks: usize,
+    nk: usize,
+    kt: *mut f32,
+    wide: impl Fn(*const half::f16, *mut f32),
+) {
+    // SAFETY: every index below is inside the bounds the caller guarantees (`attn_kt_check`).
+    unsafe {
+        let mut tmp = [0f32; W];
+        for c in 0..nk.div_ceil(KT_LANES) {
+            let panel = kt.add(c * n * KT_LANES);
+            for l in 0..KT_LANES {
+                let j = c * KT_LANES + l;
+                if j >= nk {
+                    for d in 0..n {
+                        *panel.add(d * KT_LANES + l) = 0.0;
+                    }
+                    continue;
+                }
+                let kj = k.add(j * ks);
+                let mut d = 0;
+                while d + W <= n {
+                    wide(kj.add(d), tmp.as_mut_ptr());
+                    for (e, &x) in tmp.iter().enumerate() {
+                        *panel.add((d + e) * KT_LANES + l) = x;
+                    }
+                    d += W;
+                }
+                for e in d..n {
+                    *panel.add(e * KT_LANES + l) = (*kj.add(e)).f32();
+                }
+            }
+        }
+    }
+}
+
+/// f16 value rows to packed f32 rows (`AttnVfFn`), `W` values widened at a time.
+///
+/// # Safety
+/// `v`, `out` must cover what `attn_vf_check(n, v_len, vs, nv, out_len)` requires, and `wide`
+/// must be sound to call on `W` readable values and `W` writable floats.
+#[inline(always)]
+pub(crate) unsafe fn attn_vf_f16_by<const W: usize>(
+    n: usize,
+    v: *const half::f16,
+    vs: usize,
+    nv: usize,
+    out: *mut f32,
+    wide: impl Fn(*const half::f16, *mut f32),
+) {
+    // SAFETY: every index below is inside the bounds the caller guarantees (`attn_vf_check`).
+    unsafe {
+        for j in 0..nv {
+            let (src, dst) = (v.add(j * vs), out.add(j * n));
+            let mut d = 0;
+            while d + W <= n {
+                wide(src.add(d), dst.add(d));
+                d += W;
+            }
+            for e in d..n {
+                *dst.add(e) = (*src.add(e)).f32();
+            }
+        }
+    }
+}
+
+/// `RoundFn` body: `round(p)` rounds the `W` floats at `p` through f16 in place; the tail goes
+/// through `half`.
+///
+/// # Safety
+/// `round` must be sound to call on `W` readable and writable floats.
+#[inline(always)]
+pub(crate) unsafe fn round_f16_by<const W: usize>(x: &mut [f32], round: impl Fn(*mut f32)) {
+    let n = x.len();
+    let p = x.as_mut_ptr();
+    let mut i = 0;
+    while i + W <= n {
+        // SAFETY: p + i .. p + i + W lies inside x.
+        round(unsafe { p.add(i) });
+        i += W;
+    }
+    for v in &mut x[i..] {
+        *v = half::f16::from_f32(*v).to_f32();
+    }
+}

@@ -1,0 +1,282 @@
+//! The kernel table's types: kernel signatures, the per-type traits (`TypeKernels`, in the shape of
+//! ggml's `type_traits_cpu`), the attention and elementwise slots, and the `Kernels` table itself.
+//! Every ISA module fills these; nothing here depends on an ISA module.
+
+use half::f16;
+
+use crate::quant::GgmlType;
+
+/// `(n elements, weight row bytes, activation row bytes) -> dot`.
+pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
+/// `(x: [n] f32, out: row bytes of the type)`.
+pub type FromFloatFn = fn(&[f32], &mut [u8]);
+/// `(row bytes of the type, out: [n] f32)`.
+pub type ToFloatFn = fn(&[u8], &mut [f32]);
+/// Largest tile edge of a `TileFn`.
+pub const TILE: usize = 4;
+/// Multi-token tile: `(n, w, w_stride, nr, a, a_stride, nt) -> out[r][t]` = dot of weight row r
+/// (bytes `w[r*w_stride..]`) with activation row t (`a[t*a_stride..]`), for r < nr ≤ TILE,
+/// t < nt ≤ TILE. Bit-identical to calling the table's `VecDotFn` for each pair.
+pub type TileFn = fn(usize, &[u8], usize, usize, &[u8], usize, usize) -> [[f32; TILE]; TILE];
+/// Over R16-repacked weights (`quant::repack`): `(nb, group, acts, act_stride, nt, out,
+/// out_stride)`: for the 16 rows of `group` (nb blocks) and `nt ≤ repack::MAX_T` activation rows
+/// (Q8_0S or Q8_K, `act_stride` bytes apart), writes `out[t * out_stride + r]` for r < 16, t < nt.
+pub type GemmR16Fn = fn(usize, &[u8], &[u8], usize, usize, &mut [f32], usize);
+/// Lanes of a key panel (`AttnKtFn` / `AttnKqFn`).
+pub const KT_LANES: usize = 16;
+/// Key panels `(n, k, k_stride, n_keys, kt)`: keys converted to f32 and transposed in panels of
+/// `KT_LANES` keys, `kt[(c*n + d)*KT_LANES + l] = k[(c*KT_LANES + l)*k_stride + d]`; lanes past
+/// n_keys are set to 0. `kt` holds at least n_keys.div_ceil(KT_LANES) * n * KT_LANES values.
+pub type AttnKtFn<T> = fn(usize, &[T], usize, usize, &mut [f32]);
+/// Attention scores `(n, kt, n_keys, q, n_q, out, out_stride, order)` from key panels:
+/// `out[i*out_stride + j] = Σ_{d<n} k_j[d] · q[i*n + d]` for i < n_q, j < n_keys, summed over d in
+/// llama.cpp's `order` (`kernels::attn`), bit-identical in every ISA. `q` is already rounded to the
+/// cache type.
+pub type AttnKqFn = fn(usize, &[f32], usize, &[f32], usize, &mut [f32], usize, AttnOrder);
+/// f16 value rows to f32 `(n, v, v_stride, n_rows, out)`: `out[j*n + d] = v[j*v_stride + d]`.
+pub type AttnVfFn = fn(usize, &[f16], usize, usize, &mut [f32]);
+/// Attention output `(n, v, v_stride, j0, lo, hi, p, o, order)` of one query:
+/// `o[d] = Σ_{j=lo..=hi} p[j-j0] · v[(j-j0)*v_stride + d]` for d < n, over the absolute key index
+/// j (which picks lanes and accumulators) in llama.cpp's `order`, bit-identical in every ISA.
+pub type AttnPvFn = fn(usize, &[f32], usize, usize, usize, usize, &[f32], &mut [f32], AttnOrder);
+/// `AttnPvFn` for several queries over value panels `(n, vt, j0, lo, hi, p, p_stride, o, order)`:
+/// the values of keys j0.. in the `AttnKtFn` panel layout (j0 a multiple of 64); query i sees
+/// keys lo[i]..=hi[i] with probabilities p[i*p_stride + j - j0], writes o[i*n..(i+1)*n]; the
+/// same sums and bits as `AttnPvFn` per query.
+pub type AttnPvPanelsFn = fn(usize, &[f32], usize, &[usize], &[usize], &[f32], usize, &mut [f32], AttnOrder);
+/// Rounds every element through f16 (round to nearest even) in place; bit-identical to
+/// `half::f16::from_f32(x).to_f32()`.
+pub type RoundFn = fn(&mut [f32]);
+/// Softmax of a row in place after `x * scale` (`kernels::elementwise::softmax_inplace`'s sums).
+pub type SoftmaxFn = fn(&mut [f32], f32);
+/// `gate = silu(gate) · up` over rows of `n_ff` (`kernels::elementwise::swiglu_inplace`).
+pub type SwigluFn = fn(&mut [f32], &[f32], usize);
+
+/// The summation order of one attention dot (llama.cpp's two, see `kernels::attn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttnOrder {
+    Lanes16,
+    Lanes64,
+}
+
+/// A KV cache element (f16 or f32) as the attention kernels read it.
+pub(crate) trait CacheElem: Copy {
+    fn f32(self) -> f32;
+}
+impl CacheElem for f16 {
+    #[inline]
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
+}
+impl CacheElem for f32 {
+    #[inline]
+    fn f32(self) -> f32 {
+        self
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    Avx2,
+    Avx512,
+    Neon,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Some(Isa::Scalar),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" => Some(Isa::Avx512),
+            "neon" => Some(Isa::Neon),
+            _ => None,
+        }
+    }
+}
+
+/// Where llama.cpp sums a prompt batch of a type in another order than single tokens, and so do
+/// we: Q4_K (its 4-row GEMM over the batch's full groups of 4 tokens, whose activations its own
+/// quantizer makes), Q6_K (its tiled GEMM from 8 tokens). The rule belongs to the type (the scalar
+/// table states it); a table supplies `gemm` where it has that order.
+#[derive(Clone, Copy, Debug)]
+pub struct R16Batch {
+    /// Batches of fewer tokens take the plain `gemm_r16` for every token.
+    pub min_tokens: usize,
+    /// The batch's first `n - n % group` tokens take this order; the rest the plain kernel.
+    pub group: usize,
+    /// Activation converter for those tokens, when it differs from the type's `vec_dot_type`'s.
+    pub from_float: Option<FromFloatFn>,
+    /// The kernel in this order; `None` = the plain `gemm_r16` serves those tokens too.
+    pub gemm: Option<GemmR16Fn>,
+}
+
+/// What one table knows about one ggml type: ggml's `type_traits_cpu` (`from_float`, `vec_dot`,
+/// `vec_dot_type`) with its block layout and `to_float`, candle's `GgmlType` as a table row, plus
+/// the kernels over R16-repacked weights.
+#[derive(Clone, Copy, Debug)]
+pub struct TypeKernels {
+    pub ggml_type: GgmlType,
+    /// Elements per block.
+    pub block_size: usize,
+    /// Bytes per block.
+    pub type_size: usize,
+    /// f32 → this type, as the runtime converts: the activation quantizers (llama.cpp's runtime
+    /// ones) for Q8_0/Q8_1/Q8_K, conversions for F16/BF16/F32, the reference quantizer otherwise.
+    pub from_float: Option<FromFloatFn>,
+    /// This type → f32 (the reference dequantizer).
+    pub to_float: Option<ToFloatFn>,
+    /// The activation type a weight of this type is multiplied with.
+    pub vec_dot_type: Option<GgmlType>,
+    /// Weight row of this type · activation row of `vec_dot_type`.
+    pub vec_dot: Option<VecDotFn>,
+    /// Multi-token tiles (prompt processing); `None` = `vec_dot` per pair.
+    pub tile: Option<TileFn>,
+    /// Kernel over R16-repacked weights; a matrix is repacked at load only when the process-wide
+    /// table has one for its type.
+    pub gemm_r16: Option<GemmR16Fn>,
+    /// llama.cpp's batch order for the type, where it has one.
+    pub r16_batch: Option<R16Batch>,
+}
+
+impl TypeKernels {
+    /// A row with the block layout of `t` and no kernels.
+    pub const fn empty(t: GgmlType) -> TypeKernels {
+        let (block_size, type_size) = t.block_layout();
+        TypeKernels {
+            ggml_type: t,
+            block_size,
+            type_size,
+            from_float: None,
+            to_float: None,
+            vec_dot_type: None,
+            vec_dot: None,
+            tile: None,
+            gemm_r16: None,
+            r16_batch: None,
+        }
+    }
+}
+
+/// The attention kernels over the KV cache (model::attention).
+#[derive(Clone, Copy, Debug)]
+pub struct AttnKernels {
+    pub kt_f16: AttnKtFn<f16>,
+    pub kt_f32: AttnKtFn<f32>,
+    pub kq: AttnKqFn,
+    pub vf_f16: AttnVfFn,
+    pub pv: AttnPvFn,
+    /// The same from value panels, where a table has it (faster: keys in lanes).
+    pub pv_panels: Option<AttnPvPanelsFn>,
+    pub round_f16: RoundFn,
+}
+
+/// Number of ggml type ids (the largest id + 1): the size of the per-type part of a table.
+pub const N_TYPE_IDS: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < GgmlType::ALL.len() {
+        let id = GgmlType::ALL[i] as usize;
+        if id > max {
+            max = id;
+        }
+        i += 1;
+    }
+    max + 1
+};
+
+/// One complete set of kernels for a given ISA: per type (indexed by the ggml type id), attention
+/// and elementwise. Slots a SIMD level does not implement keep the scalar kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    pub isa: Isa,
+    pub types: [Option<TypeKernels>; N_TYPE_IDS],
+    pub attn: AttnKernels,
+    pub softmax: SoftmaxFn,
+    pub swiglu: SwigluFn,
+}
+
+impl Kernels {
+    /// The row of type `t`, if this table computes with it.
+    #[inline]
+    pub fn traits(&self, t: GgmlType) -> Option<&TypeKernels> {
+        self.types[t as usize].as_ref()
+    }
+
+    /// Mutable row of type `t` (tables are built by overriding the rows of the one they extend).
+    ///
+    /// Panics if the table has no row for `t`.
+    pub fn traits_mut(&mut self, t: GgmlType) -> &mut TypeKernels {
+        self.types[t as usize].as_mut().unwrap_or_else(|| panic!("kernel table has no row for {t}"))
+    }
+
+    /// The dot kernel for weights of type `w` (paired with `vec_dot_type` activations).
+    #[inline]
+    pub fn vec_dot(&self, w: GgmlType) -> Option<VecDotFn> {
+        self.traits(w)?.vec_dot
+    }
+
+    /// The converter from f32 to type `t`.
+    #[inline]
+    pub fn from_float(&self, t: GgmlType) -> Option<FromFloatFn> {
+        self.traits(t)?.from_float
+    }
+
+    /// The activation type weights of type `w` are multiplied with (ggml's `vec_dot_type`).
+    #[inline]
+    pub fn vec_dot_type(&self, w: GgmlType) -> Option<GgmlType> {
+        self.traits(w)?.vec_dot_type
+    }
+
+    /// The multi-token tile kernel for weights of type `w`, if this table has one.
+    #[inline]
+    pub fn tile(&self, w: GgmlType) -> Option<TileFn> {
+        self.traits(w)?.tile
+    }
+
+    /// The kernel over R16-repacked weights of type `w`, if this table has one.
+    #[inline]
+    pub fn gemm_r16(&self, w: GgmlType) -> Option<GemmR16Fn> {
+        self.traits(w)?.gemm_r16
+    }
+
+    /// How a batch of `n_tokens` of weight type `w` runs over R16 weights: `(batch kernel, number
+    /// of leading tokens it serves, their activation converter if special, plain kernel)`; `None`
+    /// if this table has no R16 kernel for `w`.
+    pub fn r16_plan(&self, w: GgmlType, n_tokens: usize) -> Option<R16Plan> {
+        let row = self.traits(w)?;
+        let plain = row.gemm_r16?;
+        let mut plan = R16Plan { batch: plain, n_batch: 0, batch_from_float: None, plain };
+        if let Some(b) = row.r16_batch.filter(|b| n_tokens >= b.min_tokens) {
+            plan = R16Plan {
+                batch: b.gemm.unwrap_or(plain),
+                n_batch: n_tokens - n_tokens % b.group,
+                batch_from_float: b.from_float,
+                plain,
+            };
+        }
+        Some(plan)
+    }
+}
+
+/// See `Kernels::r16_plan`.
+#[derive(Clone, Copy, Debug)]
+pub struct R16Plan {
+    /// The kernel for tokens `0..n_batch`.
+    pub batch: GemmR16Fn,
+    pub n_batch: usize,
+    /// Their activation converter, when it is not the table's converter for the activation type.
+    pub batch_from_float: Option<FromFloatFn>,
+    /// The kernel for tokens `n_batch..`.
+    pub plain: GemmR16Fn,
+}

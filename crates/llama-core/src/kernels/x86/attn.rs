@@ -1,0 +1,665 @@
+//! x86_64 attention kernels (`AttnKtFn`, `AttnVfFn`, `AttnKqFn`, `AttnPvFn`, `RoundFn`) for
+//! the AVX2 + FMA + F16C and AVX-512F tables, which are handed out after runtime feature detection.
+//!
+//! f16 → f32 conversions use F16C (`vcvtph2ps`, exact). The dots are `kernels::attn`'s, written once
+//! over 16-lane registers (`attn16!`: one zmm, or two ymm for AVX2) with the same sums in the same
+//! order as the portable kernels, so every table gives the same bits.
+
+use std::arch::x86_64::*;
+
+use half::f16;
+
+use crate::kernels::attn::{kq_body, pv_body};
+use crate::kernels::shared::{attn_kq_check, attn_kt_check, attn_pv_check, attn_pv_panels_check, attn_vf_check};
+use crate::kernels::shared::{attn_kt_f16_by, attn_vf_f16_by, round_f16_by};
+use crate::kernels::types::{AttnOrder, CacheElem, KT_LANES};
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `p..p+8` (f16 values) must be readable.
+unsafe fn ld8_f16(p: *const f16) -> __m256 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+}
+
+/// Transposes keys into f32 panels (`AttnKtFn` for the f16 cache), converting 8 at a time.
+#[target_feature(enable = "avx2,fma,f16c")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `k`, `kt` must cover what
+/// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
+unsafe fn kt_f16_f16c(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
+    // SAFETY: the contract above; `wide` reads and writes 8 values inside those bounds.
+    unsafe { attn_kt_f16_by::<8>(n, k, ks, nk, kt, |src, dst| _mm256_storeu_ps(dst, ld8_f16(src))) }
+}
+
+pub(crate) fn attn_kt_f16_avx2(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt_check(n, k.len(), ks, nk, kt.len());
+    // SAFETY: reachable only through a kernel table built after detection of AVX2, FMA and F16C;
+    // every element read or written is in bounds by the check above.
+    unsafe { kt_f16_f16c(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
+}
+
+/// Key (or value) panels with AVX-512 (`AttnKtFn`): 16 keys × 16 dimensions at a time are
+/// loaded as rows (f16 → f32 exact, or f32), transposed in registers and stored as 16 panel rows;
+/// leftover dimensions (n mod 16) go element by element.
+#[inline]
+#[target_feature(enable = "avx512f,f16c")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `k`, `kt` must cover what
+/// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
+unsafe fn kt_avx512<T: CacheElem>(
+    n: usize,
+    k: *const T,
+    ks: usize,
+    nk: usize,
+    kt: *mut f32,
+    load16: impl Fn(*const T) -> __m512,
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let n16 = n / 16 * 16;
+        for c in 0..nk.div_ceil(KT_LANES) {
+            let panel = kt.add(c * n * KT_LANES);
+            let keys = (nk - c * KT_LANES).min(KT_LANES);
+            for d0 in (0..n16).step_by(16) {
+                let r: [__m512; 16] = std::array::from_fn(|l| {
+                    if l < keys {
+                        load16(k.add((c * KT_LANES + l) * ks + d0))
+                    } else {
+                        _mm512_setzero_ps()
+                    }
+                });
+                let cols = transpose16(&r);
+                for (i, col) in cols.iter().enumerate() {
+                    _mm512_storeu_ps(panel.add((d0 + i) * KT_LANES), *col);
+                }
+            }
+            for l in 0..KT_LANES {
+                for d in n16..n {
+                    *panel.add(d * KT_LANES + l) =
+                        if l < keys { (*k.add((c * KT_LANES + l) * ks + d)).f32() } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// 16×16 transpose: result i = lane i of every input register, in order.
+#[inline]
+#[target_feature(enable = "avx512f")]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn transpose16(r: &[__m512; 16]) -> [__m512; 16] {
+    // per 128-bit quarter, u[4g + e] holds element e of rows 4g..4g+4
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (r0, r1, r2, r3) = (r[4 * g], r[4 * g + 1], r[4 * g + 2], r[4 * g + 3]);
+        let (t0, t1) = (_mm512_unpacklo_ps(r0, r1), _mm512_unpackhi_ps(r0, r1));
+        let (t2, t3) = (_mm512_unpacklo_ps(r2, r3), _mm512_unpackhi_ps(r2, r3));
+        u[4 * g] = _mm512_shuffle_ps::<0x44>(t0, t2);
+        u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(t0, t2);
+        u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(t1, t3);
+        u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(t1, t3);
+    }
+    let mut out = [_mm512_setzero_ps(); 16];
+    for e in 0..4 {
+        let v = _mm512_shuffle_f32x4::<0x88>(u[e], u[4 + e]);
+        let w = _mm512_shuffle_f32x4::<0xDD>(u[e], u[4 + e]);
+        let v2 = _mm512_shuffle_f32x4::<0x88>(u[8 + e], u[12 + e]);
+        let w2 = _mm512_shuffle_f32x4::<0xDD>(u[8 + e], u[12 + e]);
+        out[e] = _mm512_shuffle_f32x4::<0x88>(v, v2);
+        out[8 + e] = _mm512_shuffle_f32x4::<0xDD>(v, v2);
+        out[4 + e] = _mm512_shuffle_f32x4::<0x88>(w, w2);
+        out[12 + e] = _mm512_shuffle_f32x4::<0xDD>(w, w2);
+    }
+    out
+}
+
+#[target_feature(enable = "avx512f,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `k`, `kt` must cover what
+/// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
+unsafe fn kt_f16_avx512_in(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { kt_avx512(n, k, ks, nk, kt, |p| _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))) }
+}
+
+#[target_feature(enable = "avx512f,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `k`, `kt` must cover what
+/// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
+unsafe fn kt_f32_avx512_in(n: usize, k: *const f32, ks: usize, nk: usize, kt: *mut f32) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { kt_avx512(n, k, ks, nk, kt, |p| _mm512_loadu_ps(p)) }
+}
+
+pub(crate) fn attn_kt_f16_avx512(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt_check(n, k.len(), ks, nk, kt.len());
+    // SAFETY: reachable only through the AVX-512 table (features detected at run time); every
+    // element read or written is in bounds by the check above.
+    unsafe { kt_f16_avx512_in(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
+}
+
+pub(crate) fn attn_kt_f32_avx512(n: usize, k: &[f32], ks: usize, nk: usize, kt: &mut [f32]) {
+    attn_kt_check(n, k.len(), ks, nk, kt.len());
+    // SAFETY: as above.
+    unsafe { kt_f32_avx512_in(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
+}
+
+/// f16 rows → packed f32 rows (`AttnVfFn`), 8 at a time.
+#[target_feature(enable = "avx2,fma,f16c")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `v`, `out` must cover what
+/// `kernels::shared::attn_vf_check(n, v_len, vs, nv, out_len)` requires.
+unsafe fn vf_f16_f16c(n: usize, v: *const f16, vs: usize, nv: usize, out: *mut f32) {
+    // SAFETY: the contract above; `wide` reads and writes 8 values inside those bounds.
+    unsafe { attn_vf_f16_by::<8>(n, v, vs, nv, out, |src, dst| _mm256_storeu_ps(dst, ld8_f16(src))) }
+}
+
+pub(crate) fn attn_vf_f16_avx2(n: usize, v: &[f16], vs: usize, nv: usize, out: &mut [f32]) {
+    attn_vf_check(n, v.len(), vs, nv, out.len());
+    // SAFETY: reachable only through a kernel table built after detection of AVX2, FMA and F16C;
+    // every element read or written is in bounds by the check above.
+    unsafe { vf_f16_f16c(n, v.as_ptr(), vs, nv, out.as_mut_ptr()) }
+}
+
+/// 16 f32 lanes as two ymm registers (the AVX2 table).
+#[derive(Clone, Copy)]
+struct Y2(__m256, __m256);
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn y2_zero() -> Y2 {
+    Y2(_mm256_setzero_ps(), _mm256_setzero_ps())
+}
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `p..p+16` (f32) must be readable.
+unsafe fn y2_load(p: *const f32) -> Y2 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { Y2(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
+}
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn y2_set1(x: f32) -> Y2 {
+    Y2(_mm256_set1_ps(x), _mm256_set1_ps(x))
+}
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn y2_fma(a: Y2, b: Y2, c: Y2) -> Y2 {
+    Y2(_mm256_fmadd_ps(a.0, b.0, c.0), _mm256_fmadd_ps(a.1, b.1, c.1))
+}
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn y2_add(a: Y2, b: Y2) -> Y2 {
+    Y2(_mm256_add_ps(a.0, b.0), _mm256_add_ps(a.1, b.1))
+}
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `p..p+16` (f32) must be writable.
+unsafe fn y2_store(v: Y2, p: *mut f32) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        _mm256_storeu_ps(p, v.0);
+        _mm256_storeu_ps(p.add(8), v.1);
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn z_zero() -> __m512 {
+    _mm512_setzero_ps()
+}
+#[inline]
+#[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support this function's target features; `p..p+16` (f32) must be readable.
+unsafe fn z_load(p: *const f32) -> __m512 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { _mm512_loadu_ps(p) }
+}
+#[inline]
+#[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn z_set1(x: f32) -> __m512 {
+    _mm512_set1_ps(x)
+}
+#[inline]
+#[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn z_fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+    _mm512_fmadd_ps(a, b, c)
+}
+#[inline]
+#[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn z_add(a: __m512, b: __m512) -> __m512 {
+    _mm512_add_ps(a, b)
+}
+#[inline]
+#[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support this function's target features; `p..p+16` (f32) must be writable.
+unsafe fn z_store(v: __m512, p: *mut f32) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { _mm512_storeu_ps(p, v) }
+}
+
+/// `kernels::attn`'s dots in SIMD registers of 16 lanes (`$v`, with its ops): the same sums in the
+/// same order as the portable kernels (tested bit for bit), the 16 lane accumulators of a group
+/// of dots held in registers. `Lanes64` dots of Q·K with a tail (n not a multiple of 64) and P·V
+/// blocks narrower than 16 dimensions go to the portable code.
+macro_rules! attn16 {
+    ($kq:ident, $pv:ident, $kq_in:ident, $pv_in:ident, $feat:literal, $v:ty,
+     $zero:ident, $load:ident, $set1:ident, $fma:ident, $add:ident, $store:ident) => {
+        /// `reduce16` of `kernels::attn` over 16 registers.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        ///
+        /// # Safety
+        /// The CPU must support this function's target features (it only computes on registers).
+        unsafe fn reduce(x: &[$v; 16]) -> $v {
+            // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+            // pointer ranges), which covers every unsafe operation below.
+            unsafe {
+                let t8: [$v; 8] = std::array::from_fn(|i| $add(x[i + 8], x[i]));
+                let t4: [$v; 4] = std::array::from_fn(|i| $add(t8[i + 4], t8[i]));
+                $add($add(t4[0], t4[2]), $add(t4[1], t4[3]))
+            }
+        }
+
+        /// Writes the first `w` of 16 lanes.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        ///
+        /// # Safety
+        /// The CPU must support this function's target features; `p..p+w` must be writable (w ≤
+        /// 16).
+        unsafe fn put(v: $v, p: *mut f32, w: usize) {
+            // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+            // pointer ranges), which covers every unsafe operation below.
+            unsafe {
+                if w == 16 {
+                    $store(v, p);
+                } else {
+                    let mut t = [0f32; 16];
+                    $store(v, t.as_mut_ptr());
+                    std::ptr::copy_nonoverlapping(t.as_ptr(), p, w);
+                }
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        /// # Safety
+        /// The CPU must support this function's target features (`$feat`); the slices satisfy
+        /// `kernels::shared::attn_kq_check` (the entry checks).
+        unsafe fn $kq_in(
+            n: usize,
+            kt: &[f32],
+            nk: usize,
+            q: &[f32],
+            nq: usize,
+            out: &mut [f32],
+            os: usize,
+            order: AttnOrder,
+        ) {
+            // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+            // pointer ranges), which covers every unsafe operation below.
+            unsafe {
+                let lanes16 = order == AttnOrder::Lanes16 && n % 16 == 0;
+                if !lanes16 && n % 64 != 0 {
+                    return kq_body(n, kt, nk, q, nq, out, os, order);
+                }
+                let (kt, q, o) = (kt.as_ptr(), q.as_ptr(), out.as_mut_ptr());
+                // panel-major: one panel (n × 16 floats) stays in L1 while every query uses it
+                for c in 0..nk.div_ceil(KT_LANES) {
+                    let panel = kt.add(c * n * KT_LANES);
+                    for i in 0..nq {
+                        let qi = q.add(i * n);
+                        let row = |d: usize| $load(panel.add(d * KT_LANES));
+                        let s = if lanes16 {
+                            let mut acc = [$zero(); 16];
+                            for ch in (0..n).step_by(16) {
+                                for (r, a) in acc.iter_mut().enumerate() {
+                                    *a = $fma(row(ch + r), $set1(*qi.add(ch + r)), *a);
+                                }
+                            }
+                            reduce(&acc)
+                        } else {
+                            let mut x = [$zero(); 16];
+                            for (r, xr) in x.iter_mut().enumerate() {
+                                let mut a = [$zero(); 4];
+                                for ch in (0..n).step_by(64) {
+                                    for (m, am) in a.iter_mut().enumerate() {
+                                        let d = ch + 16 * m + r;
+                                        *am = $fma(row(d), $set1(*qi.add(d)), *am);
+                                    }
+                                }
+                                *xr = $add($add(a[0], a[2]), $add(a[1], a[3]));
+                            }
+                            reduce(&x)
+                        };
+                        put(s, o.add(i * os + c * KT_LANES), (nk - c * KT_LANES).min(KT_LANES));
+                    }
+                }
+            }
+        }
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) fn $kq(
+            n: usize,
+            kt: &[f32],
+            nk: usize,
+            q: &[f32],
+            nq: usize,
+            out: &mut [f32],
+            os: usize,
+            order: AttnOrder,
+        ) {
+            attn_kq_check(n, kt.len(), nk, q.len(), nq, out.len(), os);
+            // SAFETY: reachable only through a kernel table built after detection of `$feat`;
+            // the pointer ranges read and written are those the check above bounds.
+            unsafe { $kq_in(n, kt, nk, q, nq, out, os, order) }
+        }
+
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        /// # Safety
+        /// The CPU must support this function's target features (`$feat`); the slices satisfy
+        /// `kernels::shared::attn_pv_check` (the entry checks).
+        unsafe fn $pv_in(
+            n: usize,
+            v: &[f32],
+            vs: usize,
+            j0: usize,
+            lo: usize,
+            hi: usize,
+            p: &[f32],
+            o: &mut [f32],
+            order: AttnOrder,
+        ) {
+            // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+            // pointer ranges), which covers every unsafe operation below.
+            unsafe {
+                let n16 = n / 16 * 16;
+                let (vp, pp, op) = (v.as_ptr(), p.as_ptr(), o.as_mut_ptr());
+                for d0 in (0..n16).step_by(16) {
+                    let row = |j: usize| $load(vp.add((j - j0) * vs + d0));
+                    let pj = |j: usize| $set1(*pp.add(j - j0));
+                    let s = match order {
+                        AttnOrder::Lanes16 => {
+                            let mut acc = [$zero(); 16];
+                            let mut base = lo / 16 * 16;
+                            while base <= hi {
+                                if base >= lo && base + 15 <= hi {
+                                    for (r, a) in acc.iter_mut().enumerate() {
+                                        *a = $fma(row(base + r), pj(base + r), *a);
+                                    }
+                                } else {
+                                    for (r, a) in acc.iter_mut().enumerate() {
+                                        let j = base + r;
+                                        if j >= lo && j <= hi {
+                                            *a = $fma(row(j), pj(j), *a);
+                                        }
+                                    }
+                                }
+                                base += 16;
+                            }
+                            reduce(&acc)
+                        }
+                        AttnOrder::Lanes64 => {
+                            let mut x = [$zero(); 16];
+                            for (r, xr) in x.iter_mut().enumerate() {
+                                let mut a = [$zero(); 4];
+                                let mut j = lo + (r + 16 - lo % 16) % 16;
+                                while j <= hi {
+                                    let m = (j / 16) % 4;
+                                    a[m] = $fma(row(j), pj(j), a[m]);
+                                    j += 16;
+                                }
+                                *xr = $add($add(a[0], a[2]), $add(a[1], a[3]));
+                            }
+                            reduce(&x)
+                        }
+                    };
+                    $store(s, op.add(d0));
+                }
+                if n16 < n {
+                    // the last, narrower block: the portable code on a view shifted to column n16
+                    pv_body(n - n16, &v[n16..], vs, j0, lo, hi, p, &mut o[n16..], order);
+                }
+            }
+        }
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) fn $pv(
+            n: usize,
+            v: &[f32],
+            vs: usize,
+            j0: usize,
+            lo: usize,
+            hi: usize,
+            p: &[f32],
+            o: &mut [f32],
+            order: AttnOrder,
+        ) {
+            attn_pv_check(n, v.len(), vs, j0, lo, hi, p.len(), o.len());
+            // SAFETY: as for the Q·K entry above.
+            unsafe { $pv_in(n, v, vs, j0, lo, hi, p, o, order) }
+        }
+    };
+}
+
+/// For 16 registers r[0..16]: lane n of the result = `_mm512_reduce_add_ps`'s tree over the 16
+/// lanes of r[n] (v[i]+v[i+8], then +4, then (0+2)+(1+3)), all 16 at once through shuffles that
+/// perform exactly those additions.
+#[inline]
+#[target_feature(enable = "avx512f")]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn hreduce16(r: &[__m512; 16]) -> __m512 {
+    // t8: lanes 0..8 of s[i] from r[2i], lanes 8..16 from r[2i+1]
+    let s: [__m512; 8] = std::array::from_fn(|i| {
+        let (a, b) = (r[2 * i], r[2 * i + 1]);
+        _mm512_add_ps(_mm512_shuffle_f32x4::<0xEE>(a, b), _mm512_shuffle_f32x4::<0x44>(a, b))
+    });
+    // t4: quarter k of t[i] from r[4i+k]
+    let t: [__m512; 4] = std::array::from_fn(|i| {
+        let (a, b) = (s[2 * i], s[2 * i + 1]);
+        _mm512_add_ps(_mm512_shuffle_f32x4::<0xDD>(a, b), _mm512_shuffle_f32x4::<0x88>(a, b))
+    });
+    // (x0+x2) and (x1+x3) per quarter, then their sum: lane 4k+m from r[4m+k]
+    let w = |a: __m512, b: __m512| _mm512_add_ps(_mm512_shuffle_ps::<0x44>(a, b), _mm512_shuffle_ps::<0xEE>(a, b));
+    let (w0, w1) = (w(t[0], t[1]), w(t[2], t[3]));
+    let f = _mm512_add_ps(_mm512_shuffle_ps::<0x88>(w0, w1), _mm512_shuffle_ps::<0xDD>(w0, w1));
+    _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f)
+}
+
+/// `AttnPvPanelsFn` with AVX-512: keys in lanes (lane = key mod 16, as both orders want),
+/// a query's 16 probabilities of a key panel in one register (masked to its lo..=hi), one
+/// accumulator per output dimension (Lanes16) or per dimension and key panel mod 4 (Lanes64),
+/// then `hreduce16`: one load per FMA and no broadcasts. Dimension blocks outermost, so a
+/// block's slice of all panels stays in L1 while every query of the unit uses it.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+///
+/// # Safety
+/// The CPU must support this function's target features; the arguments satisfy
+/// `kernels::shared::attn_pv_panels_check` for `vt`, `p`, `o` of the lengths the caller passed to
+/// it.
+unsafe fn pv_panels_avx512_in(
+    n: usize,
+    vt: *const f32,
+    j0: usize,
+    lo: &[usize],
+    hi: &[usize],
+    p: *const f32,
+    ps: usize,
+    o: *mut f32,
+    order: AttnOrder,
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let row = |c: usize, d: usize| _mm512_loadu_ps(vt.add((c * n + d) * 16));
+        for d0 in (0..n).step_by(16) {
+            let w = (n - d0).min(16);
+            for (i, (&lo, &hi)) in lo.iter().zip(hi).enumerate() {
+                let (c0, c1) = ((lo - j0) / 16, (hi - j0) / 16);
+                let pi = p.add(i * ps);
+                let pmask = |c: usize| -> __mmask16 {
+                    let (first, last) = (j0 + 16 * c, j0 + 16 * c + 15);
+                    let (from, to) = (lo.max(first) - first, hi.min(last) - first);
+                    (((1u32 << (to + 1)) - 1) & !((1u32 << from) - 1)) as __mmask16
+                };
+                let mut acc = [_mm512_setzero_ps(); 16];
+                match order {
+                    AttnOrder::Lanes16 if w == 16 => {
+                        // constant trip counts, so the 16 accumulators stay in registers
+                        for c in c0..=c1 {
+                            let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                            for (dd, a) in acc.iter_mut().enumerate() {
+                                *a = _mm512_fmadd_ps(row(c, d0 + dd), pc, *a);
+                            }
+                        }
+                    }
+                    AttnOrder::Lanes16 => {
+                        for c in c0..=c1 {
+                            let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                            for (dd, a) in acc.iter_mut().enumerate().take(w) {
+                                *a = _mm512_fmadd_ps(row(c, d0 + dd), pc, *a);
+                            }
+                        }
+                    }
+                    AttnOrder::Lanes64 => {
+                        for q in (0..w).step_by(4) {
+                            let mut a = [[_mm512_setzero_ps(); 4]; 4]; // [key panel mod 4][dimension]
+                            for c in c0..=c1 {
+                                let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                                for (dd, am) in a[c % 4].iter_mut().enumerate().take(w - q) {
+                                    *am = _mm512_fmadd_ps(row(c, d0 + q + dd), pc, *am);
+                                }
+                            }
+                            for dd in 0..(w - q).min(4) {
+                                acc[q + dd] =
+                                    _mm512_add_ps(_mm512_add_ps(a[0][dd], a[2][dd]), _mm512_add_ps(a[1][dd], a[3][dd]));
+                            }
+                        }
+                    }
+                }
+                let r = hreduce16(&acc);
+                let od = o.add(i * n + d0);
+                if w == 16 {
+                    _mm512_storeu_ps(od, r);
+                } else {
+                    _mm512_mask_storeu_ps(od, ((1u32 << w) - 1) as __mmask16, r);
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attn_pv_panels_avx512(
+    n: usize,
+    vt: &[f32],
+    j0: usize,
+    lo: &[usize],
+    hi: &[usize],
+    p: &[f32],
+    ps: usize,
+    o: &mut [f32],
+    order: AttnOrder,
+) {
+    attn_pv_panels_check(n, vt.len(), j0, lo, hi, p.len(), ps, o.len());
+    // SAFETY: reachable only through the AVX-512 table (feature detected at run time); the check
+    // bounds every panel row read (panels (lo-j0)/16 ..= (hi-j0)/16 of n rows), the probability
+    // loads are masked to query i's indices i·ps + (lo-j0 ..= hi-j0) < p.len(), and o holds
+    // lo.len() rows of n.
+    unsafe { pv_panels_avx512_in(n, vt.as_ptr(), j0, lo, hi, p.as_ptr(), ps, o.as_mut_ptr(), order) }
+}
+
+mod avx2_dots {
+    use super::*;
+    attn16!(
+        attn_kq_avx2,
+        attn_pv_avx2,
+        kq_avx2,
+        pv_avx2,
+        "avx2,fma",
+        Y2,
+        y2_zero,
+        y2_load,
+        y2_set1,
+        y2_fma,
+        y2_add,
+        y2_store
+    );
+}
+mod avx512_dots {
+    use super::*;
+    attn16!(
+        attn_kq_avx512,
+        attn_pv_avx512,
+        kq_avx512,
+        pv_avx512,
+        "avx512f",
+        __m512,
+        z_zero,
+        z_load,
+        z_set1,
+        z_fma,
+        z_add,
+        z_store
+    );
+}
+pub(crate) use avx2_dots::{attn_kq_avx2, attn_pv_avx2};
+pub(crate) use avx512_dots::{attn_kq_avx512, attn_pv_avx512};
+
+#[target_feature(enable = "avx2,f16c")]
+/// # Safety
+/// The CPU must support this function's target features.
+unsafe fn round_f16_f16c(x: &mut [f32]) {
+    // SAFETY: `round_f16_by` hands the closure 8 floats inside `x`.
+    unsafe {
+        round_f16_by::<8>(x, |p| {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(p));
+            _mm256_storeu_ps(p, _mm256_cvtph_ps(h))
+        })
+    }
+}
+
+/// `RoundFn` with F16C (`vcvtps2ph` round-to-nearest-even, then back).
+pub(crate) fn round_f16_avx2(x: &mut [f32]) {
+    // SAFETY: reachable only through a kernel table built after detection of AVX2 and F16C; the
+    // body touches only `x`.
+    unsafe { round_f16_f16c(x) }
+}

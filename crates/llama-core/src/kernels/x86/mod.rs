@@ -1,0 +1,79 @@
+//! x86_64 SIMD kernels: AVX2 (+FMA, F16C) and AVX-512 (F, BW, VL, VNNI; DQ for softmax/SwiGLU).
+//!
+//! Every kernel is a `#[target_feature]` function behind a safe entry that checks its arguments;
+//! the tables returned by `avx2_table` / `avx512_table` are the only way to reach them and are
+//! handed out only after runtime detection confirms the features, so a single build runs on any
+//! x86_64 CPU.
+//!
+//! Files per kind: `quantize` (activation quantizers), `dot` (row dots), `tile` (AVX-512 4×4
+//! multi-token tiles), `r16_avx2` / `r16_avx512` (GEMMs over R16-repacked weights), `attn`
+//! (attention), `act` (AVX-512 softmax and SwiGLU).
+
+mod act;
+mod attn;
+mod dot;
+mod quantize;
+mod r16_avx2;
+mod r16_avx512;
+mod tile;
+
+use crate::kernels::types::{Isa, Kernels};
+use crate::quant::GgmlType::*;
+
+/// `base` (the scalar table) with the AVX2 kernels, if the CPU has AVX2, FMA and F16C.
+pub fn avx2_table(base: &Kernels) -> Option<Kernels> {
+    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")) {
+        return None;
+    }
+    let mut k = Kernels { isa: Isa::Avx2, ..*base };
+    k.traits_mut(Q8_0).from_float = Some(quantize::FROM_FLOAT_Q8_0_AVX2);
+    k.traits_mut(Q8_K).from_float = Some(quantize::FROM_FLOAT_Q8_K_AVX2);
+    for (t, f) in dot::DOTS_AVX2 {
+        k.traits_mut(t).vec_dot = Some(f);
+    }
+    for (t, f) in r16_avx2::GEMMS {
+        k.traits_mut(t).gemm_r16 = Some(f);
+    }
+    k.attn.kt_f16 = attn::attn_kt_f16_avx2;
+    k.attn.kq = attn::attn_kq_avx2;
+    k.attn.vf_f16 = attn::attn_vf_f16_avx2;
+    k.attn.pv = attn::attn_pv_avx2;
+    k.attn.round_f16 = attn::round_f16_avx2;
+    Some(k)
+}
+
+/// `base` (the AVX2 table) with the AVX-512 kernels, if the CPU has AVX-512 F, BW, VL and VNNI.
+pub fn avx512_table(base: &Kernels) -> Option<Kernels> {
+    let ok = is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni");
+    if !ok {
+        return None;
+    }
+    let mut k = Kernels { isa: Isa::Avx512, ..*base };
+    for (t, f) in dot::DOTS_AVX512 {
+        k.traits_mut(t).vec_dot = Some(f);
+    }
+    k.traits_mut(Q4_0).tile = Some(tile::TILE_Q4_0_AVX512);
+    k.traits_mut(Q8_0).tile = Some(tile::TILE_Q8_0_AVX512);
+    for (t, f) in r16_avx512::GEMMS {
+        k.traits_mut(t).gemm_r16 = Some(f);
+    }
+    // llama.cpp's batch orders (the rules are the scalar table's, see `types::R16Batch`)
+    for (t, f) in r16_avx512::BATCH_GEMMS {
+        if let Some(b) = k.traits_mut(t).r16_batch.as_mut() {
+            b.gemm = Some(f);
+        }
+    }
+    k.attn.kq = attn::attn_kq_avx512;
+    k.attn.pv = attn::attn_pv_avx512;
+    k.attn.pv_panels = Some(attn::attn_pv_panels_avx512);
+    k.attn.kt_f16 = attn::attn_kt_f16_avx512;
+    k.attn.kt_f32 = attn::attn_kt_f32_avx512;
+    if is_x86_feature_detected!("avx512dq") {
+        k.softmax = act::SOFTMAX_AVX512;
+        k.swiglu = act::SWIGLU_AVX512;
+    }
+    Some(k)
+}

@@ -1,0 +1,113 @@
+//! AVX2 activation quantizers (Q8_0, Q8_K), byte for byte the scalar ones (`kernels::scalar`).
+
+use std::arch::x86_64::*;
+
+use crate::kernels::shared::{q8_scales, q8k_finish};
+use crate::quant::QK_K;
+
+from_float_entry!(quantize_q8_0_avx2_entry, quantize_q8_0_avx2, 32, 34, "avx2,fma,f16c");
+from_float_entry!(quantize_q8_k_avx2_entry, quantize_q8_k_avx2, QK_K, 292, "avx2,fma,f16c");
+
+pub(super) const FROM_FLOAT_Q8_0_AVX2: crate::kernels::types::FromFloatFn = quantize_q8_0_avx2_entry;
+pub(super) const FROM_FLOAT_Q8_K_AVX2: crate::kernels::types::FromFloatFn = quantize_q8_k_avx2_entry;
+
+/// |v| with the sign bit cleared.
+#[inline]
+#[target_feature(enable = "avx2")]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn abs_ps(v: __m256) -> __m256 {
+    _mm256_andnot_ps(_mm256_set1_ps(-0.0), v)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn hmax_ps(v: __m256) -> f32 {
+    let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    _mm_cvtss_f32(m)
+}
+
+/// Four vectors of 8 integral floats in [-127, 127] → 32 bytes in element order.
+#[inline]
+#[target_feature(enable = "avx2")]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn pack_i8(r: [__m256; 4]) -> __m256i {
+    let i = r.map(|v| _mm256_cvtps_epi32(v));
+    let p01 = _mm256_packs_epi32(i[0], i[1]);
+    let p23 = _mm256_packs_epi32(i[2], i[3]);
+    let b = _mm256_packs_epi16(p01, p23);
+    // packs work per 128-bit lane; restore element order.
+    _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `out` must hold the blocks of `x`
+/// (`x.len()` a multiple of the block size; the table entry checks this).
+unsafe fn quantize_q8_0_avx2(x: &[f32], out: &mut [u8]) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        for (xb, yb) in x.chunks_exact(32).zip(out.chunks_exact_mut(34)) {
+            let p = xb.as_ptr();
+            let v =
+                [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
+            let m = _mm256_max_ps(_mm256_max_ps(abs_ps(v[0]), abs_ps(v[1])), _mm256_max_ps(abs_ps(v[2]), abs_ps(v[3])));
+            let amax = hmax_ps(m);
+            // As llama.cpp's runtime quantize_row_q8_0: id = 127/amax, halves rounded to even.
+            let (d, id) = q8_scales(amax);
+            let idv = _mm256_set1_ps(id);
+            let q = pack_i8(
+                v.map(|vi| _mm256_round_ps(_mm256_mul_ps(vi, idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)),
+            );
+            yb[0..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
+            _mm256_storeu_si256(yb.as_mut_ptr().add(2) as *mut __m256i, q);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `out` must hold the blocks of `x`
+/// (`x.len()` a multiple of the block size; the table entry checks this).
+unsafe fn quantize_q8_k_avx2(x: &[f32], out: &mut [u8]) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        for (xb, yb) in x.chunks_exact(QK_K).zip(out.chunks_exact_mut(292)) {
+            let p = xb.as_ptr();
+            let mut m = _mm256_setzero_ps();
+            for k in 0..QK_K / 8 {
+                m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(p.add(8 * k))));
+            }
+            let amax = hmax_ps(m);
+            if amax == 0.0 {
+                yb.fill(0);
+                continue;
+            }
+            // The reference keeps the sign of the FIRST element of largest magnitude.
+            let max = *xb.iter().find(|v| v.abs() == amax).unwrap_or(&amax);
+            let iscale = -127.0 / max;
+            let sv = _mm256_set1_ps(iscale);
+            let lim = _mm256_set1_ps(127.0);
+            for g in 0..QK_K / 32 {
+                let v = [0, 1, 2, 3].map(|k| {
+                    let r = _mm256_round_ps(
+                        _mm256_mul_ps(_mm256_loadu_ps(p.add(32 * g + 8 * k)), sv),
+                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+                    );
+                    _mm256_min_ps(r, lim)
+                });
+                _mm256_storeu_si256(yb.as_mut_ptr().add(4 + 32 * g) as *mut __m256i, pack_i8(v));
+            }
+            q8k_finish(yb, iscale);
+        }
+    }
+}

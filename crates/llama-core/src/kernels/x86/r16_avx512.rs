@@ -1,0 +1,627 @@
+//! AVX-512 VNNI kernels over R16-repacked weights (layout in `quant::repack`).
+//!
+//! One zmm holds 4 bytes of each of 16 rows; `vpdpbusd` with a broadcast 4-byte activation group
+//! adds 4 products into every row's lane, so a block ends with 16 finished row sums in one register:
+//! no horizontal adds. The weight registers of a block are unpacked once and reused for up to
+//! `MAX_T` tokens (prompt processing); with one token the same code is the matvec of generation.
+//!
+//! Numerics: each block's integer sum is exact; the float update is `acc += f32(sumi) · (d_w·d_a)`
+//! with one fused rounding, in block order (the scalar reference rounds the product separately).
+
+// Index loops over tokens and rows mirror the register arrays they fill (`acc[t]`, `acc[r][t]`).
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::x86_64::*;
+
+use crate::kernels::shared::{gemm_r16_check, q8_0s_block, q8k_block};
+use crate::kernels::types::GemmR16Fn;
+use crate::quant::repack::{MAX_T, Q8_0S_BLOCK, Q8_K_BLOCK, R};
+use crate::quant::GgmlType;
+
+macro_rules! gemm_entry {
+    ($name:ident, $inner:ident, $t:expr) => {
+        fn $name(nb: usize, w: &[u8], a: &[u8], a_stride: usize, nt: usize, out: &mut [f32], out_stride: usize) {
+            gemm_r16_check($t, nb, w, a, a_stride, nt, out, out_stride);
+            let (w, a, o) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
+            // SAFETY: reachable only through `avx512_kernels` (features detected at run time); the
+            // lengths of the group, the nt activation rows and the nt output rows were checked above.
+            unsafe {
+                match nt {
+                    1 => $inner::<1>(nb, w, a, a_stride, o, out_stride),
+                    2 => $inner::<2>(nb, w, a, a_stride, o, out_stride),
+                    3 => $inner::<3>(nb, w, a, a_stride, o, out_stride),
+                    4 => $inner::<4>(nb, w, a, a_stride, o, out_stride),
+                    5 => $inner::<5>(nb, w, a, a_stride, o, out_stride),
+                    6 => $inner::<6>(nb, w, a, a_stride, o, out_stride),
+                    7 => $inner::<7>(nb, w, a, a_stride, o, out_stride),
+                    _ => $inner::<MAX_T>(nb, w, a, a_stride, o, out_stride),
+                }
+            }
+        }
+    };
+}
+
+/// Runs `$pass::<n $(, extra)>` over the T tokens in passes of at most `$max` (≤ 4) tokens.
+macro_rules! in_passes {
+    ($pass:ident, [$($extra:tt)*], $max:expr, $t:expr, $nb:expr, $w:expr, $a:expr, $as_:expr, $out:expr, $os:expr) => {{
+        let mut t0 = 0;
+        while t0 < $t {
+            let n = ($t - t0).min($max);
+            let (a, o) = ($a.add(t0 * $as_), $out.add(t0 * $os));
+            match n {
+                1 => $pass::<1 $($extra)*>($nb, $w, a, $as_, o, $os),
+                2 => $pass::<2 $($extra)*>($nb, $w, a, $as_, o, $os),
+                3 => $pass::<3 $($extra)*>($nb, $w, a, $as_, o, $os),
+                _ => $pass::<4 $($extra)*>($nb, $w, a, $as_, o, $os),
+            }
+            t0 += n;
+        }
+    }};
+}
+
+gemm_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0);
+gemm_entry!(gemm_q5_0_entry, gemm_q5_0, GgmlType::Q5_0);
+gemm_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0);
+gemm_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K);
+gemm_entry!(gemm_q4_k_g4_entry, gemm_q4_k_g4, GgmlType::Q4_K);
+gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
+gemm_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K);
+
+/// The AVX-512 R16 kernels: (weight type, kernel).
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 5] = [
+    (GgmlType::Q4_0, gemm_q4_0_entry),
+    (GgmlType::Q5_0, gemm_q5_0_entry),
+    (GgmlType::Q8_0, gemm_q8_0_entry),
+    (GgmlType::Q4_K, gemm_q4_k_entry),
+    (GgmlType::Q6_K, gemm_q6_k_entry),
+];
+
+/// The kernels in llama.cpp's batch orders (`types::R16Batch::gemm`): Q4_K's 4-token groups,
+/// Q6_K's tiled GEMM.
+pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 2] =
+    [(GgmlType::Q4_K, gemm_q4_k_g4_entry), (GgmlType::Q6_K, gemm_q6_k_tiled_entry)];
+
+/// Broadcast of the 4 activation bytes at `p` (compiles to an embedded `{1to16}` operand).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `p..p+4` must be readable.
+unsafe fn bcast4(p: *const u8) -> __m512i {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { _mm512_set1_epi32((p as *const i32).read_unaligned()) }
+}
+
+/// Finishes token t of a block: `acc += f32(isum) · (d_w · d_a)`.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn fold(acc: __m512, isum: __m512i, dw: __m512, da: f32) -> __m512 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(da)), acc) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_q4_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (scales, quants) = (w, w.add(nb * R * 2));
+        let m4 = _mm512_set1_epi8(0x0F);
+        let mut acc = [_mm512_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(b * R * 2) as *const __m256i));
+            let q = quants.add(b * R * 16);
+            let mut lo = [_mm512_setzero_si512(); 4];
+            let mut hi = [_mm512_setzero_si512(); 4];
+            for s in 0..4 {
+                let v = _mm512_loadu_si512(q.add(64 * s) as *const _);
+                lo[s] = _mm512_and_si512(v, m4);
+                hi[s] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+            for t in 0..T {
+                let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+                // Two independent chains (low and high nibbles) halve the dependency depth, which
+                // bounds the single-token case.
+                let mut i0 = _mm512_set1_epi32(-8 * sum);
+                let mut i1 = _mm512_setzero_si512();
+                for s in 0..4 {
+                    i0 = _mm512_dpbusd_epi32(i0, lo[s], bcast4(y.add(4 * s)));
+                    i1 = _mm512_dpbusd_epi32(i1, hi[s], bcast4(y.add(16 + 4 * s)));
+                }
+                acc[t] = fold(acc[t], _mm512_add_epi32(i0, i1), dw, da);
+            }
+        }
+        for (t, v) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(t * os), *v);
+        }
+    }
+}
+
+/// `a | (b & c)` in one instruction.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn or_and(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { _mm512_ternarylogic_epi32(a, b, c, 0xF8) }
+}
+
+/// Tokens per pass of the lane-order kernels (8 accumulators per token).
+const LANE_PASS: usize = 2;
+
+/// Q5_0 and Q8_0 follow llama.cpp's x86 `vec_dot` order, which these weight types (not repacked
+/// by llama.cpp) always take: 8 float lanes per row, lane k summing elements 4k..4k+4 of every
+/// block as `acc_k = fma(d_w·d_a, f32(lane sum), acc_k)`, then `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+
+/// l7))`. Qwen2-class models turn float reassociation into ~0.1 logit differences, so matching the
+/// reference's order is what keeps their answers equal. In R16 slot s of Q8_0 is lane s; for Q5_0
+/// low-nibble slot s is lane s and high-nibble slot s is lane 4+s. The per-lane weight offset
+/// (−16 or −128 times the lane's Σy, precomputed in the Q8_0S block) starts each lane's sum.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_lanes<const T: usize, const Q5: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { in_passes!(gemm_lanes_pass, [, Q5], LANE_PASS, T, nb, w, a, as_, out, os) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_q5_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { gemm_lanes::<T, true>(nb, w, a, as_, out, os) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_q8_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { gemm_lanes::<T, false>(nb, w, a, as_, out, os) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (scales, quants) = (w, w.add(nb * R * 2));
+        let m4 = _mm512_set1_epi8(0x0F);
+        let m10 = _mm512_set1_epi8(0x10);
+        let mut acc = [[_mm512_setzero_ps(); 8]; T];
+        for b in 0..nb {
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(b * R * 2) as *const __m256i));
+            // v[k]: the 16 rows' 4 unsigned bytes of lane k
+            let mut v = [_mm512_setzero_si512(); 8];
+            if Q5 {
+                let q = quants.add(b * R * 20);
+                let qh = _mm512_loadu_si512(q as *const _);
+                let hb_lo = [
+                    _mm512_slli_epi32(qh, 4),
+                    _mm512_slli_epi32(qh, 3),
+                    _mm512_slli_epi32(qh, 2),
+                    _mm512_slli_epi32(qh, 1),
+                ];
+                let hb_hi = [qh, _mm512_srli_epi32(qh, 1), _mm512_srli_epi32(qh, 2), _mm512_srli_epi32(qh, 3)];
+                for s in 0..4 {
+                    let x = _mm512_loadu_si512(q.add(64 * (1 + s)) as *const _);
+                    v[s] = or_and(_mm512_and_si512(x, m4), hb_lo[s], m10);
+                    v[4 + s] = or_and(_mm512_and_si512(_mm512_srli_epi16(x, 4), m4), hb_hi[s], m10);
+                }
+            } else {
+                let q = quants.add(b * R * 32);
+                for (s, vs) in v.iter_mut().enumerate() {
+                    *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
+                }
+            }
+            for (t, acc_t) in acc.iter_mut().enumerate() {
+                let y = a.add(t * as_ + b * Q8_0S_BLOCK);
+                let d = _mm512_mul_ps(dw, _mm512_set1_ps((y as *const f32).read_unaligned()));
+                let lane_init = y.add(40) as *const i32; // offset · lane Σy, precomputed
+                for (k, acc_k) in acc_t.iter_mut().enumerate() {
+                    let init = _mm512_set1_epi32(lane_init.add(k).read_unaligned());
+                    let isum = _mm512_dpbusd_epi32(init, v[k], bcast4(y.add(8 + 4 * k)));
+                    *acc_k = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(isum), *acc_k);
+                }
+            }
+        }
+        for (t, l) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(t * os), hsum8_lanes(l));
+        }
+    }
+}
+
+/// K-quant kernels keep up to 4 tokens' accumulators in registers; more tokens take more passes.
+const K_PASS: usize = 4;
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_q4_k<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { in_passes!(gemm_q4_k_pass, [, false], K_PASS, T, nb, w, a, as_, out, os) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_q4_k_g4<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { in_passes!(gemm_q4_k_pass, [, true], K_PASS, T, nb, w, a, as_, out, os) }
+}
+
+/// Q4_K in llama.cpp's orders (its x86 build repacks Q4_K to 8×8 interleaved rows). Scale sums and
+/// min sums go to two float accumulators, subtracted at the end, each update
+/// `acc = fma(f32(isum), d_w·d_a, acc)`:
+///   `G4 = false` (`ggml_gemv_q4_K_8x8_q8_K`: generation, and prompt tokens after the last full
+///   group of 4): one update per super-block;
+///   `G4 = true` (`ggml_gemm_q4_K_8x8_q8_K`, prompt tokens in groups of 4): one update per pair of
+///   32-element sub-blocks (2p, 2p+1).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (heads, quants) = (w, w.add(nb * R * 4));
+        let m4 = _mm512_set1_epi8(0x0F);
+        let m63 = _mm512_set1_epi32(63);
+        let m15 = _mm512_set1_epi32(15);
+        let m48 = _mm512_set1_epi32(0x30);
+        let mut acc = [_mm512_setzero_ps(); T];
+        let mut accm = [_mm512_setzero_ps(); T];
+        for b in 0..nb {
+            let d = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 4) as *const __m256i));
+            let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 4 + R * 2) as *const __m256i));
+            let q = quants.add(b * R * 140);
+            // The 12 scale bytes of each row as three u32 lanes (ggml's get_scale_min_k4, vectorised).
+            let w0 = _mm512_loadu_si512(q as *const _);
+            let w1 = _mm512_loadu_si512(q.add(64) as *const _);
+            let w2 = _mm512_loadu_si512(q.add(128) as *const _);
+            let scale = |j: usize| -> __m512i {
+                if j < 4 {
+                    _mm512_and_si512(_mm512_srlv_epi32(w0, _mm512_set1_epi32(8 * j as i32)), m63)
+                } else {
+                    let i = 8 * (j as i32 - 4);
+                    or_and(
+                        _mm512_and_si512(_mm512_srlv_epi32(w2, _mm512_set1_epi32(i)), m15),
+                        _mm512_srlv_epi32(w0, _mm512_set1_epi32(i + 2)),
+                        m48,
+                    )
+                }
+            };
+            let min = |j: usize| -> __m512i {
+                if j < 4 {
+                    _mm512_and_si512(_mm512_srlv_epi32(w1, _mm512_set1_epi32(8 * j as i32)), m63)
+                } else {
+                    let i = 8 * (j as i32 - 4);
+                    or_and(
+                        _mm512_and_si512(_mm512_srlv_epi32(w2, _mm512_set1_epi32(i + 4)), m15),
+                        _mm512_srlv_epi32(w1, _mm512_set1_epi32(i + 2)),
+                        m48,
+                    )
+                }
+            };
+            let mut dd = [_mm512_setzero_ps(); T];
+            let mut ddm = [_mm512_setzero_ps(); T];
+            for t in 0..T {
+                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                dd[t] = _mm512_mul_ps(d, _mm512_set1_ps(dy));
+                ddm[t] = _mm512_mul_ps(dmin, _mm512_set1_ps(dy));
+            }
+            let mut iacc = [_mm512_setzero_si512(); T];
+            let mut imin = [_mm512_setzero_si512(); T];
+            for j in 0..8 {
+                // mins: m_j · (bsum_2j + bsum_2j+1) by vpdpwssd (m_j < 64 in the low half of each
+                // lane, zero high half; the broadcast sum is sign-extended, so the high halves add 0).
+                let mj = min(j);
+                for (t, im) in imin.iter_mut().enumerate() {
+                    let (_, _, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
+                    *im = _mm512_dpwssd_epi32(*im, mj, _mm512_set1_epi32(s));
+                }
+                let sc = scale(j);
+                let mut lo = [_mm512_setzero_si512(); 4];
+                let mut hi = [_mm512_setzero_si512(); 4];
+                for k in 0..4 {
+                    let v = _mm512_loadu_si512(q.add(64 * (3 + 4 * j + k)) as *const _);
+                    lo[k] = _mm512_and_si512(v, m4);
+                    hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
+                for (t, ia) in iacc.iter_mut().enumerate() {
+                    let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    let y = y.add(32 * j);
+                    let mut i0 = _mm512_setzero_si512();
+                    let mut i1 = _mm512_setzero_si512();
+                    for k in 0..4 {
+                        i0 = _mm512_dpbusd_epi32(i0, lo[k], bcast4(y.add(8 * k)));
+                        i1 = _mm512_dpbusd_epi32(i1, hi[k], bcast4(y.add(8 * k + 4)));
+                    }
+                    *ia = _mm512_add_epi32(*ia, _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc));
+                }
+                if G4 && j % 2 == 1 {
+                    for t in 0..T {
+                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), dd[t], acc[t]);
+                        accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[t]), ddm[t], accm[t]);
+                        iacc[t] = _mm512_setzero_si512();
+                        imin[t] = _mm512_setzero_si512();
+                    }
+                }
+            }
+            if !G4 {
+                for t in 0..T {
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), dd[t], acc[t]);
+                    accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[t]), ddm[t], accm[t]);
+                }
+            }
+        }
+        for t in 0..T {
+            _mm512_storeu_ps(out.add(t * os), _mm512_sub_ps(acc[t], accm[t]));
+        }
+    }
+}
+
+/// Tokens per pass of the Q6_K kernel (8 integer and 8 float lane accumulators per token).
+const Q6_PASS: usize = 2;
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_q6_k<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { in_passes!(gemm_q6_k_pass, [], Q6_PASS, T, nb, w, a, as_, out, os) }
+}
+
+/// Unsigned 6-bit values of elements 16j + 4k + i (k = 0..4) of the 16 rows, from the R16 Q6_K
+/// ql / qh slots of sub-block j.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; sub-block `j`'s slots (`ql + 128j ..
+/// +128`, `qh + 64j .. +64`) must be readable.
+unsafe fn q6_values(ql: *const u8, qh: *const u8, j: usize) -> [__m512i; 4] {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (m4, m30) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x30));
+        let h = _mm512_loadu_si512(qh.add(64 * j) as *const _);
+        let a0 = _mm512_loadu_si512(ql.add(64 * 2 * j) as *const _);
+        let a1 = _mm512_loadu_si512(ql.add(64 * (2 * j + 1)) as *const _);
+        [
+            or_and(_mm512_and_si512(a0, m4), _mm512_slli_epi16(h, 4), m30),
+            or_and(_mm512_and_si512(_mm512_srli_epi16(a0, 4), m4), _mm512_slli_epi16(h, 2), m30),
+            or_and(_mm512_and_si512(a1, m4), h, m30),
+            or_and(_mm512_and_si512(_mm512_srli_epi16(a1, 4), m4), _mm512_srli_epi16(h, 2), m30),
+        ]
+    }
+}
+
+/// Sub-block scales `j` of the 16 rows as i32 lanes holding the i16 value in the low half and 0 in
+/// the high half, the form `vpdpwssd` multiplies exactly by an i32 that fits in i16.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `q + 16j .. q + 16j + 16` must be
+/// readable.
+unsafe fn q6_scale16(q: *const u8, j: usize) -> __m512i {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        _mm512_and_si512(
+            _mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(16 * j) as *const __m128i)),
+            _mm512_set1_epi32(0xFFFF),
+        )
+    }
+}
+
+/// llama.cpp's x86 `ggml_vec_dot_q6_K_q8_K` order (Q6_K is not repacked there; batches under 8
+/// tokens take it, larger ones `gemm_q6_k_tiled`): 8 float lanes per row, lane l holding, per super-block, the integer
+///   Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]  −  32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1])
+/// (its −32 offset goes through the bsums of sub-blocks 2l, 2l+1, not through lane l's own
+/// elements), folded as `acc_l = fma(d_a·d_w, f32(lane), acc_l)`, then summed
+/// `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`. Elements 16j+4k..16j+4k+4 belong to lane 4(j mod 2)+k.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_q6_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (heads, quants) = (w, w.add(nb * R * 2));
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[_mm512_setzero_ps(); 8]; T];
+        for b in 0..nb {
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 2) as *const __m256i));
+            let q = quants.add(b * R * 208);
+            let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
+            // Lane l starts at −32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1]).
+            let mut iacc = [[zero; 8]; T];
+            for l in 0..8 {
+                let (s0, s1) = (q6_scale16(q, 2 * l), q6_scale16(q, 2 * l + 1));
+                for (t, ia) in iacc.iter_mut().enumerate() {
+                    let (_, _, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    let x = _mm512_dpwssd_epi32(zero, s0, _mm512_set1_epi32(-(*bs.add(2 * l) as i32)));
+                    let x = _mm512_dpwssd_epi32(x, s1, _mm512_set1_epi32(-(*bs.add(2 * l + 1) as i32)));
+                    ia[l] = _mm512_slli_epi32(x, 5);
+                }
+            }
+            for j in 0..16 {
+                let sc = q6_scale16(q, j);
+                let v = q6_values(ql, qh, j);
+                let l0 = 4 * (j % 2);
+                for (t, ia) in iacc.iter_mut().enumerate() {
+                    let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    let y = y.add(16 * j);
+                    for (k, vk) in v.iter().enumerate() {
+                        // |Σ of 4 products| ≤ 4·63·128 fits in i16, so vpdpwssd multiplies it exactly
+                        let r = _mm512_dpbusd_epi32(zero, *vk, bcast4(y.add(4 * k)));
+                        ia[l0 + k] = _mm512_dpwssd_epi32(ia[l0 + k], r, sc);
+                    }
+                }
+            }
+            for (t, (acc_t, ia)) in acc.iter_mut().zip(&iacc).enumerate() {
+                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let d = _mm512_mul_ps(_mm512_set1_ps(dy), dw);
+                for (al, il) in acc_t.iter_mut().zip(ia) {
+                    *al = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(*il), *al);
+                }
+            }
+        }
+        for (t, l) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(t * os), hsum8_lanes(l));
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_q6_k_tiled<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { in_passes!(gemm_q6_k_tiled_pass, [], K_PASS, T, nb, w, a, as_, out, os) }
+}
+
+/// Q6_K for batches of 8 or more tokens, in the order of llama.cpp's x86 "tiled" K-quant GEMM
+/// (`ggml_compute_forward_mul_mat_tiled`, used from 8 rows up): per super-block one exact integer
+/// sum, then `acc = fma(f32(isum)·d_w, d_a, acc)` with the first product rounded.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_q6_k_tiled_pass<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (heads, quants) = (w, w.add(nb * R * 2));
+        let mut acc = [_mm512_setzero_ps(); T];
+        for b in 0..nb {
+            let d = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 2) as *const __m256i));
+            let q = quants.add(b * R * 208);
+            let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
+            let mut iacc = [_mm512_setzero_si512(); T];
+            for j in 0..16 {
+                let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(16 * j) as *const __m128i));
+                let v = q6_values(ql, qh, j);
+                for (t, ia) in iacc.iter_mut().enumerate() {
+                    let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    let y = y.add(16 * j);
+                    // (q − 32)·y = q·y − 32·Σy: start the sum at −32·bsum_j
+                    let mut i0 = _mm512_set1_epi32(-32 * *bs.add(j) as i32);
+                    let mut i1 = _mm512_setzero_si512();
+                    i0 = _mm512_dpbusd_epi32(i0, v[0], bcast4(y));
+                    i1 = _mm512_dpbusd_epi32(i1, v[1], bcast4(y.add(4)));
+                    i0 = _mm512_dpbusd_epi32(i0, v[2], bcast4(y.add(8)));
+                    i1 = _mm512_dpbusd_epi32(i1, v[3], bcast4(y.add(12)));
+                    *ia = _mm512_add_epi32(*ia, _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc));
+                }
+            }
+            for t in 0..T {
+                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(iacc[t]), d), _mm512_set1_ps(dy), acc[t]);
+            }
+        }
+        for (t, v) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(t * os), *v);
+        }
+    }
+}
+
+/// llama.cpp's `hsum_float_8` applied lane-wise to 8 accumulators.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn hsum8_lanes(l: &[__m512; 8]) -> __m512 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        _mm512_add_ps(
+            _mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])),
+            _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])),
+        )
+    }
+}
