@@ -394,7 +394,7 @@ fn run(data: &[u8]) -> Result<V, String> {
             }
             b'u' => {
                 let items: Vec<V> = pop_mark(&mut stack)?.into_iter().map(nest).collect::<Result<_, _>>()?;
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     return Err("SETITEMS with an odd number of items".into());
                 }
                 let mut it = items.into_iter();
@@ -511,7 +511,7 @@ mod tests {
         assert!(e.contains("memory bomb"), "{e}");
         // 100000 nested 1-tuples (would overflow the stack when dropped if accepted).
         let mut p = vec![0x80, 2, b'N'];
-        p.extend(std::iter::repeat(0x85).take(100_000));
+        p.extend(std::iter::repeat_n(0x85, 100_000));
         p.push(b'.');
         let e = load_state_dict(&p, "x").unwrap_err();
         assert!(e.contains("deeper than"), "{e}");

@@ -6,9 +6,8 @@
 use std::sync::Mutex;
 
 use super::attention::AttnScratch;
-use super::hparams::Arch;
 use super::kv_cache::{KvCache, KvType};
-use super::{gemma3, llama, Model};
+use super::Model;
 use crate::kernels::{matmul, MatmulScratch, QTensor, ThreadPool};
 use crate::quant::dequantize_row;
 use crate::{Error, Result};
@@ -249,10 +248,7 @@ impl Context {
             } else {
                 Outputs { first_row: 0, n_rows: 0, dst_row: 0 }
             };
-            match model.hparams().arch {
-                Arch::Llama | Arch::Qwen2 => llama::forward(model, self, chunk, pos0, out),
-                Arch::Gemma3 => gemma3::forward(model, self, chunk, pos0, out),
-            }
+            super::forward(model, self, chunk, pos0, out);
             self.kv_len = pos0 + chunk.len();
         }
         self.n_outputs = n_out;

@@ -22,7 +22,16 @@ use crate::gguf::GgufFile;
 use crate::kernels::QTensor;
 use crate::quant::repack::{self, Packed};
 use crate::Result;
+use context::Outputs;
 use weights::{WRef, Weights};
+
+/// One batch through the forward pass of the model's architecture (the context owns batching).
+fn forward(model: &Model, ctx: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
+    match model.hparams.arch {
+        Arch::Llama | Arch::Qwen2 => llama::forward(model, ctx, tokens, pos0, out),
+        Arch::Gemma3 => gemma3::forward(model, ctx, tokens, pos0, out),
+    }
+}
 
 /// Options for loading a model (none needed yet; kept for API stability).
 #[derive(Clone, Debug, Default)]
