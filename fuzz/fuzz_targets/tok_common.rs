@@ -8,8 +8,9 @@ use llama_core::gguf::GgufFile;
 use llama_core::tokenizer::{StreamDecoder, Tokenizer, VocabKind};
 
 pub fn load(file: &str) -> Option<Tokenizer> {
-    let dir =
-        std::env::var_os("LLAMA_FUZZ_VOCAB_DIR").map(PathBuf::from).unwrap_or_else(|| "/work/shared/models".into());
+    let dir = std::env::var_os("LLAMA_FUZZ_VOCAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vocab"));
     let p = dir.join(file);
     let p = if p.exists() {
         p

@@ -8,7 +8,7 @@ use llama_core::gguf::{GgufFile, GgufWriter, TensorSource};
 
 #[test]
 fn all_models_open_and_match_gguf_py() {
-    let files = model_files();
+    let files = model_files_for_whole_file_tests();
     if files.is_empty() {
         eprintln!("SKIP: no GGUF model files found");
         return;
@@ -66,7 +66,7 @@ fn all_models_open_and_match_gguf_py() {
 
 #[test]
 fn all_models_round_trip_byte_identical() {
-    let files = model_files();
+    let files = model_files_for_whole_file_tests();
     if files.is_empty() {
         eprintln!("SKIP: no GGUF model files found");
         return;

@@ -1,25 +1,16 @@
-//! Forward pass against llama.cpp: /work/shared/golden/<model>.json holds, per prompt, llama.cpp's
+//! Forward pass against llama.cpp: tests/data/golden/<isa>/<model>.json holds, per prompt, llama.cpp's
 //! token ids, its top-10 logits at every position and its greedy continuation. We feed the same
 //! ids (no tokenizer involved) and compare. Models come from $LLAMA_TEST_MODELS; absent → skip.
 //!
 //! Run: cargo test -p llama-core --test golden -- --nocapture
 
-use std::path::PathBuf;
+mod testdata;
+
 use std::time::Instant;
 
 use llama_core::model::{Context, ContextParams, KvType, Model, ModelParams};
 use serde_json::Value;
-
-fn models_dir() -> PathBuf {
-    match std::env::var_os("LLAMA_TEST_MODELS") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/llama-test-models"),
-    }
-}
-
-fn golden_dir() -> PathBuf {
-    PathBuf::from(std::env::var_os("LLAMA_GOLDEN_DIR").unwrap_or_else(|| "/work/shared/golden".into()))
-}
+use testdata::{golden_dir, models_dir};
 
 fn argmax(x: &[f32]) -> usize {
     let mut best = 0;

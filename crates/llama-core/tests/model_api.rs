@@ -1,17 +1,13 @@
 //! Context behaviour on a real (synthetic, 11 MB) GGUF: argument errors, batch-size invariance,
 //! truncation for prefix reuse and state save/restore. Skips if the model is absent.
 
-use std::path::PathBuf;
+mod testdata;
 
 use llama_core::model::{Context, ContextParams, KvType, Model, ModelParams};
 use llama_core::Error;
 
 fn model() -> Option<Model> {
-    let dir = match std::env::var_os("LLAMA_TEST_MODELS") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/llama-test-models"),
-    };
-    let p = dir.join("synth-tiny-q4_0.gguf");
+    let p = testdata::models_dir().join("synth-tiny-q4_0.gguf");
     if !p.exists() {
         eprintln!("SKIP: {} not found", p.display());
         return None;

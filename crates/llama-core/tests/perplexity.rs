@@ -5,24 +5,18 @@
 //!
 //! Run: cargo test -p llama-core --test perplexity -- --ignored --nocapture
 
-use std::path::PathBuf;
+mod testdata;
 
 use llama_core::gguf::GgufFile;
 use llama_core::model::{Context, ContextParams, KvType, Model};
 use llama_core::tokenizer::Tokenizer;
 use serde_json::Value;
-
-fn models_dir() -> PathBuf {
-    match std::env::var_os("LLAMA_TEST_MODELS") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/llama-test-models"),
-    }
-}
+use testdata::{golden_dir, models_dir, repo_data};
 
 fn perplexity(name: &str) -> Option<(f64, f64)> {
-    let gpath = PathBuf::from("/work/shared/golden").join(format!("{name}.json"));
+    let gpath = golden_dir().join(format!("{name}.json"));
     let mpath = models_dir().join(format!("{name}.gguf"));
-    let text = PathBuf::from("/work/shared/data/gpl-3.txt");
+    let text = repo_data().join("gpl-3.txt");
     if !gpath.exists() || !mpath.exists() || !text.exists() {
         eprintln!("SKIP {name}: need {}, {} and {}", gpath.display(), mpath.display(), text.display());
         return None;

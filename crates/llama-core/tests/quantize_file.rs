@@ -335,8 +335,8 @@ fn folder_input_default_name_progress_and_errors() {
 }
 
 /// The brief's acceptance on a TinyLlama-1.1B-shaped F16 file (make it with
-/// `python3 /work/shared/tools/synth_gguf.py ~/.cache/llama-test-models/synth-1b-f16.gguf --shape 1b
-/// --type f16 --tokenizer /work/shared/models/llama-tokenizer.model`). Several minutes on 2 cores,
+/// `python3 tools/synth_gguf.py ~/.cache/llama-test-models/synth-1b-f16.gguf --shape 1b
+/// --type f16 --tokenizer tests/data/vocab/llama-tokenizer.model`). Several minutes on 2 cores,
 /// so opt-in: `cargo test -p llama-core --test quantize_file -- --ignored`.
 #[test]
 #[ignore]

@@ -54,7 +54,7 @@ fn compare(tok: &Tokenizer, cases: &[(String, Vec<u32>)], what: &str) {
 
 #[test]
 fn spm_model_matches_sentencepiece() {
-    let Some(model) = common::require(common::shared().join("models/llama-tokenizer.model")) else { return };
+    let Some(model) = common::require(common::vocab_dir().join("llama-tokenizer.model")) else { return };
     let Some(cases) = reference(&model) else { return };
     assert_eq!(cases.len(), N_LINES);
     let tok = Tokenizer::from_spm_model(&std::fs::read(&model).unwrap()).unwrap();

@@ -7,7 +7,7 @@ mod common;
 use llama_core::tokenizer::Tokenizer;
 
 fn check(tok: &Tokenizer, vectors: &str) {
-    let dir = common::shared().join("models");
+    let dir = common::vocab_dir();
     let Some(inp) = common::require(dir.join(format!("{vectors}.inp"))) else { return };
     let out = std::fs::read_to_string(dir.join(format!("{vectors}.out"))).unwrap();
     let inp = std::fs::read(inp).unwrap();

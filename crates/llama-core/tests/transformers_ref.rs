@@ -1,7 +1,9 @@
-//! Forward pass against transformers: /work/shared/fixtures/reference.json holds float32
+//! Forward pass against transformers: shared/fixtures/reference.json holds float32
 //! LlamaForCausalLM logits for the tiny HF fixtures. hf_to_f32_gguf.py (gguf-py, not our
 //! converter) writes them as all-F32 GGUF; with an F32 KV cache our last-position logits must be
 //! within 1e-3 of transformers'. Skips with a message if python3+gguf or the fixtures are absent.
+
+mod testdata;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +12,7 @@ use llama_core::model::{Context, ContextParams, KvType, Model, ModelParams};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(std::env::var_os("LLAMA_FIXTURES").unwrap_or_else(|| "/work/shared/fixtures".into()))
+    testdata::fixtures_dir()
 }
 
 fn build_gguf(hf_dir: &Path, out: &Path) -> bool {

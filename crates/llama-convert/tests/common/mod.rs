@@ -12,11 +12,9 @@ pub fn fixtures() -> Option<PathBuf> {
     let shared = std::env::var_os("LLAMA_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let candidates = [shared.join("fixtures"), PathBuf::from("/work/shared/fixtures")];
-    for p in candidates {
-        if p.join("llama.cpp-conversions.json").is_file() {
-            return Some(p);
-        }
+    let p = shared.join("fixtures");
+    if p.join("llama.cpp-conversions.json").is_file() {
+        return Some(p);
     }
     eprintln!("SKIP: shared/fixtures not found (set LLAMA_SHARED)");
     None

@@ -1,38 +1,20 @@
 //! Shared helpers for the tokenizer integration tests: locating models and loading tokenizers.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+#[path = "../testdata/mod.rs"]
+mod testdata;
+#[allow(unused_imports)]
+pub use testdata::*;
 
 use llama_core::gguf::GgufFile;
 use llama_core::tokenizer::Tokenizer;
 
-pub fn models_dir() -> PathBuf {
-    match std::env::var_os("LLAMA_TEST_MODELS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/llama-test-models"),
-    }
-}
-
-pub fn shared() -> PathBuf {
-    PathBuf::from(std::env::var_os("LLAMA_SHARED").unwrap_or_else(|| "/work/shared".into()))
-}
-
-/// Path if it exists, else print a SKIP line and return None.
-pub fn require(p: PathBuf) -> Option<PathBuf> {
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: {} not found", p.display());
-        None
-    }
-}
-
 /// Tokenizer of a named test vocabulary (GGUF), or None (SKIP) if the file is absent.
-/// llama.cpp's vocab-only files live in shared/models; full models in $LLAMA_TEST_MODELS.
+/// llama.cpp's vocab-only files live in tests/data/vocab; full models in $LLAMA_TEST_MODELS.
 pub fn load(name: &str) -> Option<Tokenizer> {
     let p = match name {
-        "llama-spm" => shared().join("models/ggml-vocab-llama-spm.gguf"),
-        "gpt-2" => shared().join("models/ggml-vocab-gpt-2.gguf"),
+        "llama-spm" => vocab_dir().join("ggml-vocab-llama-spm.gguf"),
+        "gpt-2" => vocab_dir().join("ggml-vocab-gpt-2.gguf"),
         "qwen" => models_dir().join("qwen2.5-coder-0.5b-q4_k_m.gguf"),
         "gemma" => models_dir().join("gemma3-270m-q4_k_m.gguf"),
         "synth" => models_dir().join("synth-tiny-q4_0.gguf"),

@@ -1,21 +1,21 @@
 //! Shared helpers for the gguf_* integration tests.
 #![allow(dead_code)]
 
+#[path = "../testdata/mod.rs"]
+mod testdata;
+#[allow(unused_imports)]
+pub use testdata::full;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use llama_core::gguf::{Value, ValueType};
 
-/// Every GGUF we can find: /work/shared/models (or $LLAMA_SHARED/models) and $LLAMA_TEST_MODELS
-/// (default ~/.cache/llama-test-models). Missing directories are reported, not fatal.
+/// Every GGUF we can find: llama.cpp's vocab files in tests/data/vocab and the test models in
+/// $LLAMA_TEST_MODELS (default ~/.cache/llama-test-models). Missing directories are reported, not fatal.
 pub fn model_files() -> Vec<PathBuf> {
-    let shared = std::env::var("LLAMA_SHARED").unwrap_or_else(|_| "/work/shared".into());
-    let test_models = std::env::var("LLAMA_TEST_MODELS").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/llama-test-models")
-    });
     let mut out = Vec::new();
-    for dir in [PathBuf::from(shared).join("models"), PathBuf::from(test_models)] {
+    for dir in [testdata::vocab_dir(), testdata::models_dir()] {
         match std::fs::read_dir(&dir) {
             Err(e) => eprintln!("SKIP models in {}: {e}", dir.display()),
             Ok(rd) => {
@@ -29,6 +29,18 @@ pub fn model_files() -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// `model_files()` for the whole-file tests: without LLAMA_TEST_FULL only files under 300 MB (the
+/// vocab files, synth-tiny, gemma3-270m, SmolLM2), the others reported as skipped.
+pub fn model_files_for_whole_file_tests() -> Vec<PathBuf> {
+    const FAST_LIMIT: u64 = 300 << 20;
+    let (keep, skip): (Vec<PathBuf>, Vec<PathBuf>) =
+        model_files().into_iter().partition(|p| full() || std::fs::metadata(p).is_ok_and(|m| m.len() < FAST_LIMIT));
+    for p in skip {
+        eprintln!("SKIP {} (over 300 MB: LLAMA_TEST_FULL=1 includes it)", p.display());
+    }
+    keep
 }
 
 /// Smallest real model file first is handy for quick tests.

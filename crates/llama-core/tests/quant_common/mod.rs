@@ -2,6 +2,11 @@
 //! a tiny safetensors reader, and bitwise comparison with a useful first-mismatch message.
 #![allow(dead_code)]
 
+#[path = "../testdata/mod.rs"]
+mod testdata;
+#[allow(unused_imports)]
+pub use testdata::{fixtures_dir, full, models_dir};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -103,29 +108,4 @@ pub fn read_safetensors(path: &Path) -> Vec<StTensor> {
         out.push(StTensor { name: name.clone(), dtype, shape, data: vals });
     }
     out
-}
-
-pub fn models_dir() -> PathBuf {
-    match std::env::var_os("LLAMA_TEST_MODELS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/llama-test-models"),
-    }
-}
-
-/// LLAMA_FIXTURES, else $LLAMA_SHARED/fixtures, else the first `shared/fixtures` beside an ancestor
-/// of the crate (CI puts shared/ next to its clone), else /work/shared/fixtures.
-pub fn fixtures_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("LLAMA_FIXTURES") {
-        return PathBuf::from(p);
-    }
-    if let Some(p) = std::env::var_os("LLAMA_SHARED") {
-        return PathBuf::from(p).join("fixtures");
-    }
-    for a in Path::new(env!("CARGO_MANIFEST_DIR")).ancestors() {
-        let c = a.join("shared/fixtures");
-        if c.is_dir() {
-            return c;
-        }
-    }
-    PathBuf::from("/work/shared/fixtures")
 }
