@@ -117,62 +117,66 @@ def analyse(src_dirs: list) -> int:
         for (dd, f), m in files.items():
             if dd != d:
                 continue
-            text = texts[f]
-            # inline module stack by brace depth
-            stack, depth, spans = [], 0, []
-            for tok in re.finditer(r"\bmod\s+(\w+)\s*\{|[{}]", text):
-                if tok.group(0) == "{":
-                    depth += 1
-                elif tok.group(0) == "}":
-                    depth -= 1
-                    while stack and stack[-1][1] > depth:
-                        name, _, s = stack.pop()
-                        spans.append((s, tok.start(), name))
-                else:
-                    depth += 1
-                    stack.append((tok.group(1), depth, tok.start()))
-
-            def module_at(pos):
-                inner = [(s, e, name) for s, e, name in spans if s <= pos < e]
-                inner.sort()
-                return m + tuple(name for _, _, name in inner)
-
-            def resolve(path: str, here: tuple):
-                segs = path.replace("$crate", "crate").split("::")
-                if segs[0] == "crate":
-                    base, segs = (), segs[1:]
-                elif segs[0] in ("super", "self"):
-                    base = here
-                    while segs and segs[0] in ("super", "self"):
-                        if segs[0] == "super":
-                            base = base[:-1]
-                        segs = segs[1:]
-                elif here + (segs[0],) in mods:
-                    base = here
-                else:
-                    return None  # external crate, std, or a local item
-                best = base
-                for i in range(1, len(segs) + 1):
-                    if base + tuple(segs[:i]) in mods:
-                        best = base + tuple(segs[:i])
-                return best
-
-            def add(path: str, pos: int):
-                here = module_at(pos)
-                dst = resolve(path, here)
-                if dst is None or dst == here or dst[: len(here)] == here:
-                    return  # itself, or one of its descendants
-                line = text.count("\n", 0, pos) + 1
-                edges.setdefault((here, dst), []).append((f, line))
-
-            for u in re.finditer(r"\buse\s+([^;]+);", text):
-                for p in expand_use(u.group(1)):
-                    add(p, u.start())
-            for p in re.finditer(r"(?<![\w:$])(\$?crate|super|self)(::\w+)+", text):
-                if not re.match(r"\buse\b", text[text.rfind("\n", 0, p.start()) + 1 : p.start()].strip()):
-                    add(p.group(0), p.start())
+            file_edges(f, m, texts[f], mods, edges)
         status |= report(d, mods, edges)
     return status
+
+
+def file_edges(f: Path, m: tuple, text: str, mods: set, edges: dict) -> None:
+    """Adds the edges written in file `f` (module `m`, comment-free source `text`) to `edges`."""
+    # inline module stack by brace depth
+    stack, depth, spans = [], 0, []
+    for tok in re.finditer(r"\bmod\s+(\w+)\s*\{|[{}]", text):
+        if tok.group(0) == "{":
+            depth += 1
+        elif tok.group(0) == "}":
+            depth -= 1
+            while stack and stack[-1][1] > depth:
+                name, _, s = stack.pop()
+                spans.append((s, tok.start(), name))
+        else:
+            depth += 1
+            stack.append((tok.group(1), depth, tok.start()))
+
+    def module_at(pos):
+        inner = [(s, e, name) for s, e, name in spans if s <= pos < e]
+        inner.sort()
+        return m + tuple(name for _, _, name in inner)
+
+    def resolve(path: str, here: tuple):
+        segs = path.replace("$crate", "crate").split("::")
+        if segs[0] == "crate":
+            base, segs = (), segs[1:]
+        elif segs[0] in ("super", "self"):
+            base = here
+            while segs and segs[0] in ("super", "self"):
+                if segs[0] == "super":
+                    base = base[:-1]
+                segs = segs[1:]
+        elif here + (segs[0],) in mods:
+            base = here
+        else:
+            return None  # external crate, std, or a local item
+        best = base
+        for i in range(1, len(segs) + 1):
+            if base + tuple(segs[:i]) in mods:
+                best = base + tuple(segs[:i])
+        return best
+
+    def add(path: str, pos: int):
+        here = module_at(pos)
+        dst = resolve(path, here)
+        if dst is None or dst == here or dst[: len(here)] == here:
+            return  # itself, or one of its descendants
+        line = text.count("\n", 0, pos) + 1
+        edges.setdefault((here, dst), []).append((f, line))
+
+    for u in re.finditer(r"\buse\s+([^;]+);", text):
+        for p in expand_use(u.group(1)):
+            add(p, u.start())
+    for p in re.finditer(r"(?<![\w:$])(\$?crate|super|self)(::\w+)+", text):
+        if not re.match(r"\buse\b", text[text.rfind("\n", 0, p.start()) + 1 : p.start()].strip()):
+            add(p.group(0), p.start())
 
 
 def report(d: Path, mods: set, edges: dict) -> int:
@@ -208,7 +212,10 @@ def report(d: Path, mods: set, edges: dict) -> int:
     for v in sorted(graph):
         if v not in index:
             visit(v)
-    name = lambda m: "::".join(("crate",) + m)
+
+    def name(m):
+        return "::".join(("crate",) + m)
+
     cycles = [c for c in sccs if len(c) > 1]
     n_edges = len(edges)
     if not cycles:
