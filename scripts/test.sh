@@ -16,6 +16,14 @@ cd "$(dirname "$0")/.."
 [ "${1:-}" = "--full" ] && export LLAMA_TEST_FULL=1
 python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 python3 -m pip install -q '.[test]'
-bash scripts/lint.sh
-cargo test --workspace --no-fail-fast -q -- --test-threads=1 2>&1 | tail -n 400
-python3 -m pytest -q -rs tests
+# Every stage runs even when an earlier one failed, so one run shows everything; the exit status
+# says whether all passed.
+failed=()
+bash scripts/lint.sh || failed+=(lint)
+cargo test --workspace --no-fail-fast -q -- --test-threads=1 2>&1 | tail -n 400 || failed+=("cargo test")
+python3 -m pytest -q -rs tests || failed+=(pytest)
+if ((${#failed[@]})); then
+  echo "FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "all checks and tests passed"

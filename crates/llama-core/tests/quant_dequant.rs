@@ -34,10 +34,15 @@ fn random_blocks_match_gguf_py() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Streams gguf-py's dequantization of every tensor in `file` (without LLAMA_TEST_FULL: the first
-/// two of each tensor type) and compares ours row by row.
-/// Returns (tensors compared, elements compared), or None when skipped.
+/// Streams gguf-py's dequantization of every tensor in `file` and compares ours row by row.
+/// Returns (tensors compared, elements compared), or None when skipped. Only with LLAMA_TEST_FULL:
+/// gguf-py alone takes ~30 s to open a file with a 150k-262k token vocabulary (every type is also
+/// checked against gguf-py on random blocks by `random_blocks_match_gguf_py`).
 fn compare_model(file: &str) -> Option<(usize, usize)> {
+    if !full() {
+        eprintln!("SKIP {file}: every tensor against gguf-py runs with LLAMA_TEST_FULL=1");
+        return None;
+    }
     let path = models_dir().join(file);
     if !path.exists() {
         eprintln!("SKIP: {} not found (set LLAMA_TEST_MODELS)", path.display());
@@ -46,7 +51,6 @@ fn compare_model(file: &str) -> Option<(usize, usize)> {
     let mut child = Command::new("python3")
         .arg(script())
         .args(["model", path.to_str().unwrap()])
-        .args(if full() { None } else { Some("2") })
         .stdout(Stdio::piped())
         .spawn()
         .ok()?;
@@ -87,14 +91,14 @@ fn compare_model(file: &str) -> Option<(usize, usize)> {
 #[test]
 fn qwen_tensors_match_gguf_py() {
     if let Some((n, _)) = compare_model("qwen2.5-coder-0.5b-q4_k_m.gguf") {
-        assert!(n > if full() { 100 } else { 4 }, "expected the whole model, compared {n} tensors");
+        assert!(n > 100, "expected the whole model, compared {n} tensors");
     }
 }
 
 #[test]
 fn gemma_tensors_match_gguf_py() {
     if let Some((n, _)) = compare_model("gemma3-270m-q4_k_m.gguf") {
-        assert!(n > if full() { 100 } else { 4 }, "expected the whole model, compared {n} tensors");
+        assert!(n > 100, "expected the whole model, compared {n} tensors");
     }
 }
 

@@ -212,11 +212,14 @@ fn hf_fixture_files_identical_to_llama_quantize() {
 #[test]
 fn synthetic_mix_files_identical_to_llama_quantize() {
     let dir = temp_dir("qf-mix");
-    for (ty, tied, types) in [
+    let all: &[(&str, &str, &[FileType])] = &[
         ("f16", "0", &FileType::ALL[..]),
         ("bf16", "1", &[FileType::Q4_0, FileType::Q4_K_M, FileType::Q5_K_M, FileType::Q6_K][..]),
         ("f32", "0", &[FileType::Q4_K_S, FileType::Q5_K_S, FileType::Q8_0][..]),
-    ] {
+    ];
+    // Without LLAMA_TEST_FULL one input and two mixes (a minute less).
+    let fast: &[(&str, &str, &[FileType])] = &[("bf16", "1", &[FileType::Q4_0, FileType::Q4_K_M][..])];
+    for &(ty, tied, types) in if full() { all } else { fast } {
         let input = dir.join(format!("mix-{ty}-{tied}.gguf"));
         if py(&["synth", s(&input), "22", "256", "8", "2", "768", "512", ty, tied, "7"]).is_none() {
             return;

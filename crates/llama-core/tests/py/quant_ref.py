@@ -19,9 +19,9 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             no mask) on rows of 256 scores whose tails are -inf (softmax.src.f32 /
                             softmax.out.f32), and ggml_swiglu_split on rows of 1000 and 4864
                             (swiglu<N>.x.f32, .g.f32, .out.f32), computed by ggml-cpu
-  model PATH [PER_TYPE]     streams every tensor of a GGUF file to stdout (or the first PER_TYPE
-                            of each tensor type): one JSON header line {name, type, n_elements,
-                            offset, nbytes}, then gguf-py's dequantized float32 data (n_elements * 4 bytes)
+  model PATH                streams every tensor of a GGUF file to stdout: one JSON header line
+                            {name, type, n_elements, offset, nbytes}, then gguf-py's dequantized
+                            float32 data (n_elements * 4 bytes)
 Exit code 3 means gguf-py is not importable (the Rust side then skips).
 """
 import json
@@ -298,14 +298,10 @@ def cmd_ops(outdir, seed):
         y.astype(np.float32).tofile(os.path.join(outdir, f"swiglu{n}.out.f32"))
 
 
-def cmd_model(path, per_type=None):
+def cmd_model(path):
     r = gguf.GGUFReader(path)
     out = sys.stdout.buffer
-    seen = {}
     for t in r.tensors:
-        seen[t.tensor_type] = seen.get(t.tensor_type, 0) + 1
-        if per_type is not None and seen[t.tensor_type] > per_type:
-            continue
         n = int(np.prod(t.shape))
         data = dequantize(t.data, t.tensor_type).astype(np.float32, copy=False)
         hdr = {"name": t.name, "type": int(t.tensor_type), "n_elements": n,
@@ -328,6 +324,6 @@ if __name__ == "__main__":
     elif cmd == "ops":
         cmd_ops(sys.argv[2], int(sys.argv[3]))
     elif cmd == "model":
-        cmd_model(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else None)
+        cmd_model(sys.argv[2])
     else:
         sys.exit(f"unknown command {cmd}")
