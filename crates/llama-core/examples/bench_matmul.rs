@@ -10,6 +10,7 @@ fn main() {
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
     let ty = match args.get(2).map(|s| s.as_str()).unwrap_or("q4_0") {
         "q8_0" => GgmlType::Q8_0,
+        "q5_0" => GgmlType::Q5_0,
         "q4_k" => GgmlType::Q4_K,
         "q6_k" => GgmlType::Q6_K,
         "f16" => GgmlType::F16,

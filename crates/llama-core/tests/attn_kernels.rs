@@ -66,7 +66,7 @@ fn attn_kt_and_kq_are_bit_identical_to_scalar() {
                 }
                 // Scores in both orders, equal to the scalar table bit for bit.
                 for kt in [&w16, &w32] {
-                    for order in [AttnOrder::Lanes16, AttnOrder::Lanes64] {
+                    for order in AttnOrder::ALL {
                         let (mut want, mut got) = (vec![7.0f32; nq * os], vec![7.0f32; nq * os]);
                         (Kernels::SCALAR.attn.kq)(n, kt, nk, &q, nq, &mut want, os, order);
                         (k.attn.kq)(n, kt, nk, &q, nq, &mut got, os, order);
@@ -112,7 +112,7 @@ fn attn_vf_and_pv_are_bit_identical_to_scalar() {
                     // the same values as key panels, for the tables that read those
                     let mut vt = vec![f32::NAN; nv.div_ceil(KT_LANES) * n * KT_LANES];
                     (Kernels::SCALAR.attn.kt_f32)(n, rows, stride, nv, &mut vt);
-                    for order in [AttnOrder::Lanes16, AttnOrder::Lanes64] {
+                    for order in AttnOrder::ALL {
                         let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);
                         (Kernels::SCALAR.attn.pv)(n, rows, stride, j0, lo, hi, &p, &mut want, order);
                         (k.attn.pv)(n, rows, stride, j0, lo, hi, &p, &mut got, order);

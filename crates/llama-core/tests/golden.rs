@@ -195,3 +195,8 @@ fn golden_qwen2_5_coder_0_5b() {
 fn golden_gemma3_270m() {
     check("gemma3-270m-q4_k_m", 0.1);
 }
+
+#[test]
+fn golden_smollm2() {
+    check("smollm2-135m-instruct-q4_1", 0.1);
+}

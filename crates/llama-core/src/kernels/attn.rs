@@ -2,26 +2,64 @@
 //! scalar table's kernels and the SIMD tables' fallback for shapes they do not vectorise.
 //!
 //! Without flash attention, llama.cpp computes KQ = K·Q and KQV = V·softmax(KQ) as f16 matrix
-//! products, and on x86 with AVX-512 it takes one of two orders for every such dot (with f16 or
-//! f32 operands alike):
-//!   `Lanes16`: tinyBLAS (prompt batches, when the summed length is a multiple of 16): element e
-//!     goes to lane e mod 16, each lane summed with FMA in ascending e, then the 16 lanes reduced
-//!     as GCC's `_mm512_reduce_add_ps` does: v[i]+v[i+8], then +4, then (0+2)+(1+3);
-//!   `Lanes64`: `ggml_vec_dot_f16` (single-token batches): element e < n & !63 goes to
-//!     accumulator (e mod 64)/16, lane e mod 16, FMA in ascending e; the four combined as
-//!     (a0+a2)+(a1+a3) lane-wise, reduced as above; the tail e ≥ n & !63 then added in f64.
+//! products, and on x86 it takes one of two orders for every such dot (with f16 or f32 operands
+//! alike), whose lane count is the build's vector width:
+//!   tinyBLAS (prompt batches, when the summed length is a multiple of the lane count): element e
+//!     goes to lane e mod L, each lane summed with FMA in ascending e, then the L lanes reduced by
+//!     the build's horizontal sum;
+//!     `Lanes16` (AVX-512 build, `tinyBLAS<16, __m512>`): reduced as GCC's `_mm512_reduce_add_ps`
+//!       does: v[i]+v[i+8], then +4, then (0+2)+(1+3);
+//!     `Lanes8` (AVX2 build, `tinyBLAS<8, __m256>`): reduced by its `hsum(__m256)`: v[i+4]+v[i],
+//!       then (0+2)+(1+3);
+//!   `ggml_vec_dot_f16` (single-token batches): four accumulators of L lanes over steps of 4L;
+//!     element e < n & !(4L−1) goes to accumulator (e mod 4L)/L, lane e mod L, FMA in ascending e;
+//!     the four combined as (a0+a2)+(a1+a3) lane-wise, then reduced; the tail e ≥ n & !(4L−1)
+//!     added in f64;
+//!     `Lanes64` (AVX-512, L = 16): reduced as `Lanes16`;
+//!     `Lanes32` (AVX2, L = 8): reduced by `GGML_F32x8_REDUCE`: v[i]+v[i+4], then two `hadd`s,
+//!       (0+1)+(2+3).
 //! Floating-point addition does not associate, so reproducing the order is what makes our logits
 //! equal llama.cpp's bit for bit (and its greedy continuations equal ours).
 //!
-//! The kernels are portable code over `[f32; 16]` arrays; the SIMD tables compile the same source
-//! with their target features (`x86::attn`), so every ISA gives the same bits. Keys sit in the lanes
-//! for Q·K (key panels, `AttnKtFn`) and output dimensions for P·V, so both reductions across the
-//! 16 lanes of the order become lane-wise additions of 16 vectors.
+//! The kernels are portable code over `[f32; 16]` arrays holding 16 independent dots; the SIMD
+//! tables vectorise the orders of their build (`x86::attn`) and fall back to these for the others,
+//! so every table gives the same bits for every order. Keys sit in the lanes for Q·K (key panels,
+//! `AttnKtFn`) and output dimensions for P·V, so every reduction across the lanes of an order
+//! becomes lane-wise additions of vectors.
 
 pub use super::types::AttnOrder;
 use super::types::KT_LANES;
 
 type V16 = [f32; 16];
+
+impl AttnOrder {
+    /// Every order, for tests that go over all of them.
+    pub const ALL: [AttnOrder; 4] = [AttnOrder::Lanes16, AttnOrder::Lanes64, AttnOrder::Lanes8, AttnOrder::Lanes32];
+
+    /// Lanes of one accumulator (the build's f32 vector width).
+    pub const fn lanes(self) -> usize {
+        match self {
+            AttnOrder::Lanes16 | AttnOrder::Lanes64 => 16,
+            AttnOrder::Lanes8 | AttnOrder::Lanes32 => 8,
+        }
+    }
+
+    /// Accumulators per dot: 1 (tinyBLAS) or 4 (`ggml_vec_dot_f16`).
+    pub const fn accumulators(self) -> usize {
+        match self {
+            AttnOrder::Lanes16 | AttnOrder::Lanes8 => 1,
+            AttnOrder::Lanes64 | AttnOrder::Lanes32 => 4,
+        }
+    }
+
+    /// Where the vector part of a dot of length `n` ends (`ggml_vec_dot_f16` adds the rest in f64).
+    pub const fn vector_end(self, n: usize) -> usize {
+        match self.accumulators() {
+            1 => n,
+            _ => n & !(4 * self.lanes() - 1),
+        }
+    }
+}
 
 #[inline(always)]
 fn add(a: &V16, b: &V16) -> V16 {
@@ -35,46 +73,50 @@ fn fma(acc: &mut V16, x: &V16, s: f32) {
     }
 }
 
-/// `_mm512_reduce_add_ps` over the lane index r of `x[r]`, for 16 independent columns at once.
+/// The order's reduction of its lanes `x[0..lanes]`, for 16 independent columns at once.
 #[inline(always)]
-fn reduce16(x: &[V16; 16]) -> V16 {
-    let t8: [V16; 8] = std::array::from_fn(|i| add(&x[i + 8], &x[i]));
-    let t4: [V16; 4] = std::array::from_fn(|i| add(&t8[i + 4], &t8[i]));
-    add(&add(&t4[0], &t4[2]), &add(&t4[1], &t4[3]))
-}
-
-/// The 16 lane sums of one group of 16 dots, where `item(e)` is the vector of the 16 dots' e-th
-/// products' factors `(x_e, s_e)` — e runs over `e0 ≤ e ≤ e1` (absolute indices: lanes and
-/// accumulators are chosen by e itself); `np` is where `Lanes64`'s SIMD part ends.
-#[inline(always)]
-fn dots16(order: AttnOrder, e0: usize, e1: usize, np: usize, item: impl Fn(usize) -> (V16, f32)) -> V16 {
-    let mut x = [[0f32; 16]; 16];
-    for (r, xr) in x.iter_mut().enumerate() {
-        // first e ≥ e0 with e mod 16 = r
-        let mut e = e0 + (r + 16 - e0 % 16) % 16;
-        match order {
-            AttnOrder::Lanes16 => {
-                let mut acc = [0f32; 16];
-                while e <= e1 {
-                    let (v, s) = item(e);
-                    fma(&mut acc, &v, s);
-                    e += 16;
-                }
-                *xr = acc;
-            }
-            AttnOrder::Lanes64 => {
-                let mut a = [[0f32; 16]; 4];
-                while e <= e1 && e < np {
-                    let (v, s) = item(e);
-                    fma(&mut a[(e / 16) % 4], &v, s);
-                    e += 16;
-                }
-                *xr = add(&add(&a[0], &a[2]), &add(&a[1], &a[3]));
-            }
+fn reduce(order: AttnOrder, x: &[V16; 16]) -> V16 {
+    match order {
+        // `_mm512_reduce_add_ps`
+        AttnOrder::Lanes16 | AttnOrder::Lanes64 => {
+            let t8: [V16; 8] = std::array::from_fn(|i| add(&x[i + 8], &x[i]));
+            let t4: [V16; 4] = std::array::from_fn(|i| add(&t8[i + 4], &t8[i]));
+            add(&add(&t4[0], &t4[2]), &add(&t4[1], &t4[3]))
+        }
+        // tinyBLAS `hsum(__m256)`: hi + lo, movehl, movehdup
+        AttnOrder::Lanes8 => {
+            let t: [V16; 4] = std::array::from_fn(|i| add(&x[i + 4], &x[i]));
+            add(&add(&t[0], &t[2]), &add(&t[1], &t[3]))
+        }
+        // `GGML_F32x8_REDUCE`: lo + hi, then two `_mm_hadd_ps`
+        AttnOrder::Lanes32 => {
+            let t: [V16; 4] = std::array::from_fn(|i| add(&x[i], &x[i + 4]));
+            add(&add(&t[0], &t[1]), &add(&t[2], &t[3]))
         }
     }
-    let mut s = reduce16(&x);
-    if order == AttnOrder::Lanes64 && e1 + 1 > np {
+}
+
+/// The lane sums of one group of 16 dots, where `item(e)` is the vector of the 16 dots' e-th
+/// products' factors `(x_e, s_e)` — e runs over `e0 ≤ e ≤ e1` (absolute indices: lanes and
+/// accumulators are chosen by e itself); `np` is where the vector part of a 4-accumulator order
+/// ends (`AttnOrder::vector_end`), the rest is added in f64.
+#[inline(always)]
+fn dots16(order: AttnOrder, e0: usize, e1: usize, np: usize, item: impl Fn(usize) -> (V16, f32)) -> V16 {
+    let (l, m) = (order.lanes(), order.accumulators());
+    let mut x = [[0f32; 16]; 16];
+    for (r, xr) in x.iter_mut().enumerate().take(l) {
+        // first e ≥ e0 with e mod l = r
+        let mut e = e0 + (r + l - e0 % l) % l;
+        let mut a = [[0f32; 16]; 4];
+        while e <= e1 && e < np {
+            let (v, s) = item(e);
+            fma(&mut a[(e / l) % m], &v, s);
+            e += l;
+        }
+        *xr = if m == 1 { a[0] } else { add(&add(&a[0], &a[2]), &add(&a[1], &a[3])) };
+    }
+    let mut s = reduce(order, &x);
+    if m > 1 && e1 + 1 > np {
         let mut wide: [f64; 16] = std::array::from_fn(|i| s[i] as f64);
         for e in np.max(e0)..=e1 {
             let (v, f) = item(e);
@@ -100,21 +142,21 @@ pub(crate) fn kq_body(
     os: usize,
     order: AttnOrder,
 ) {
-    let np = if order == AttnOrder::Lanes64 { n & !63 } else { n };
+    let (l, np) = (order.lanes(), order.vector_end(n));
     for i in 0..nq {
         let qi = &q[i * n..(i + 1) * n];
         for c in 0..nk.div_ceil(KT_LANES) {
             let panel = &kt[c * n * KT_LANES..(c + 1) * n * KT_LANES];
-            let s = if order == AttnOrder::Lanes16 && n.is_multiple_of(16) {
-                // the same sums as `dots16` with the 16 lane accumulators live at once: every
-                // chunk of 16 dimensions adds one product to each (16 independent FMA chains)
+            let s = if order.accumulators() == 1 && n.is_multiple_of(l) {
+                // the same sums as `dots16` with the lane accumulators live at once: every chunk
+                // of l dimensions adds one product to each (l independent FMA chains)
                 let mut acc = [[0f32; 16]; 16];
-                for (rows, qc) in panel.chunks_exact(16 * KT_LANES).zip(qi.chunks_exact(16)) {
-                    for r in 0..16 {
+                for (rows, qc) in panel.chunks_exact(l * KT_LANES).zip(qi.chunks_exact(l)) {
+                    for r in 0..l {
                         fma(&mut acc[r], rows[r * 16..r * 16 + 16].try_into().unwrap(), qc[r]);
                     }
                 }
-                reduce16(&acc)
+                reduce(order, &acc)
             } else {
                 dots16(order, 0, n - 1, np, |d| (panel[d * KT_LANES..(d + 1) * KT_LANES].try_into().unwrap(), qi[d]))
             };
@@ -125,7 +167,7 @@ pub(crate) fn kq_body(
 }
 
 /// `AttnPvFn`: `o[d] = Σ_{j=lo..=hi} p[j - j0] · v[(j - j0)·vs + d]` for d < n, summed over the
-/// absolute key index j in `order` (`np`: the padded key count's multiple of 64 for `Lanes64`).
+/// absolute key index j in `order`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pv_body(
@@ -139,31 +181,33 @@ pub(crate) fn pv_body(
     o: &mut [f32],
     order: AttnOrder,
 ) {
-    let np = usize::MAX; // the cache is padded with p = 0 keys to a multiple of 64: no f64 tail
+    // llama.cpp pads the cache with p = 0 keys to a multiple of 256 (a multiple of every order's
+    // step): no f64 tail
+    let np = usize::MAX;
+    let l = order.lanes();
     for d0 in (0..n).step_by(16) {
         let w = (n - d0).min(16);
-        let s = if w == 16 && order == AttnOrder::Lanes16 {
-            // as `dots16`, keys in chunks of 16 from a multiple of 16, all 16 lanes live at once
+        let s = if w == 16 && order.accumulators() == 1 {
+            // as `dots16`, keys in chunks of l from a multiple of l, all l lanes live at once
             let mut acc = [[0f32; 16]; 16];
             let row = |j: usize| -> &V16 { v[(j - j0) * vs + d0..(j - j0) * vs + d0 + 16].try_into().unwrap() };
-            let mut base = lo / 16 * 16;
+            let mut base = lo / l * l;
             while base <= hi {
-                if base >= lo && base + 15 <= hi {
-                    let pc: &V16 = p[base - j0..base - j0 + 16].try_into().unwrap();
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        fma(a, row(base + r), pc[r]);
+                if base >= lo && base + l - 1 <= hi {
+                    for (r, a) in acc.iter_mut().enumerate().take(l) {
+                        fma(a, row(base + r), p[base + r - j0]);
                     }
                 } else {
-                    for (r, a) in acc.iter_mut().enumerate() {
+                    for (r, a) in acc.iter_mut().enumerate().take(l) {
                         let j = base + r;
                         if j >= lo && j <= hi {
                             fma(a, row(j), p[j - j0]);
                         }
                     }
                 }
-                base += 16;
+                base += l;
             }
-            reduce16(&acc)
+            reduce(order, &acc)
         } else if w == 16 {
             dots16(order, lo, hi, np, |j| {
                 (v[(j - j0) * vs + d0..(j - j0) * vs + d0 + 16].try_into().unwrap(), p[j - j0])
@@ -179,6 +223,33 @@ pub(crate) fn pv_body(
     }
 }
 
+/// `AttnPvPanelsFn` portably: `pv_body`'s sums for each query, the values read from key panels
+/// (`AttnKtFn` layout, keys from j0 in lanes).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pv_panels_body(
+    n: usize,
+    vt: &[f32],
+    j0: usize,
+    lo: &[usize],
+    hi: &[usize],
+    p: &[f32],
+    ps: usize,
+    o: &mut [f32],
+    order: AttnOrder,
+) {
+    let value = |j: usize, d: usize| vt[(((j - j0) / KT_LANES) * n + d) * KT_LANES + (j - j0) % KT_LANES];
+    for (i, (&lo, &hi)) in lo.iter().zip(hi).enumerate() {
+        let pi = &p[i * ps..];
+        for d0 in (0..n).step_by(16) {
+            let w = (n - d0).min(16);
+            let s = dots16(order, lo, hi, usize::MAX, |j| {
+                (std::array::from_fn(|k| if k < w { value(j, d0 + k) } else { 0.0 }), pi[j - j0])
+            });
+            o[i * n + d0..i * n + d0 + w].copy_from_slice(&s[..w]);
+        }
+    }
+}
+
 /// ggml's dot loops written out one dot at a time, the reference the kernels are tested against.
 #[cfg(test)]
 pub(crate) mod reference {
@@ -191,7 +262,24 @@ pub(crate) mod reference {
         (t4[0] + t4[2]) + (t4[1] + t4[3])
     }
 
-    /// ggml's dot loops, one dot at a time: tinyBLAS and `ggml_vec_dot_f16` (AVX-512 build).
+    /// sgemm.cpp's `hsum(__m256)`: `hsum(_mm_add_ps(hi, lo))` with `_mm_movehl_ps` and
+    /// `_mm_movehdup_ps` + `_mm_add_ss`.
+    fn hsum_m256(v: &[f32; 8]) -> f32 {
+        let x: Vec<f32> = (0..4).map(|i| v[i + 4] + v[i]).collect();
+        let (x0, x1) = (x[0] + x[2], x[1] + x[3]);
+        x0 + x1
+    }
+
+    /// `GGML_F32x8_REDUCE` after the accumulators are combined: `t0 = lo + hi`,
+    /// `t1 = _mm_hadd_ps(t0, t0)`, then lane 0 of `_mm_hadd_ps(t1, t1)`.
+    fn f32x8_reduce(v: &[f32; 8]) -> f32 {
+        let t0: Vec<f32> = (0..4).map(|i| v[i] + v[i + 4]).collect();
+        let t1 = [t0[0] + t0[1], t0[2] + t0[3]];
+        t1[0] + t1[1]
+    }
+
+    /// ggml's dot loops, one dot at a time: tinyBLAS and `ggml_vec_dot_f16`, AVX-512 build
+    /// (`Lanes16`, `Lanes64`) and AVX2 build (`Lanes8`, `Lanes32`).
     pub(crate) fn ggml_dot(order: AttnOrder, x: &[f32], y: &[f32]) -> f32 {
         let n = x.len();
         match order {
@@ -203,6 +291,15 @@ pub(crate) mod reference {
                     }
                 }
                 reduce_add(&c)
+            }
+            AttnOrder::Lanes8 => {
+                let mut c = [0f32; 8];
+                for l in (0..n).step_by(8) {
+                    for i in 0..8.min(n - l) {
+                        c[i] = x[l + i].mul_add(y[l + i], c[i]);
+                    }
+                }
+                hsum_m256(&c)
             }
             AttnOrder::Lanes64 => {
                 let np = n & !63;
@@ -216,6 +313,25 @@ pub(crate) mod reference {
                 }
                 let r: [f32; 16] = std::array::from_fn(|k| (sum[0][k] + sum[2][k]) + (sum[1][k] + sum[3][k]));
                 let mut sumf = reduce_add(&r) as f64;
+                for i in np..n {
+                    sumf += (x[i] * y[i]) as f64;
+                }
+                sumf as f32
+            }
+            AttnOrder::Lanes32 => {
+                // GGML_F16_STEP 32, GGML_F16_EPR 8: sum[0..4] of 8 lanes
+                let np = n & !31;
+                let mut sum = [[0f32; 8]; 4];
+                for i in (0..np).step_by(32) {
+                    for (j, s) in sum.iter_mut().enumerate() {
+                        for k in 0..8 {
+                            s[k] = x[i + 8 * j + k].mul_add(y[i + 8 * j + k], s[k]);
+                        }
+                    }
+                }
+                // x[i] += x[offset+i] with offset 2, then 1
+                let r: [f32; 8] = std::array::from_fn(|k| (sum[0][k] + sum[2][k]) + (sum[1][k] + sum[3][k]));
+                let mut sumf = f32x8_reduce(&r) as f64;
                 for i in np..n {
                     sumf += (x[i] * y[i]) as f64;
                 }
@@ -240,10 +356,10 @@ mod tests {
     #[test]
     fn kq_and_pv_follow_ggml_dot_loops() {
         let mut seed = 0x1234_5678_9abc_def1u64;
-        for order in [AttnOrder::Lanes16, AttnOrder::Lanes64] {
-            for n in [16usize, 48, 64, 80, 128, 200, 256] {
-                if order == AttnOrder::Lanes16 && n % 16 != 0 {
-                    continue;
+        for order in AttnOrder::ALL {
+            for n in [8usize, 16, 24, 40, 48, 64, 80, 128, 200, 256] {
+                if order.accumulators() == 1 && !n.is_multiple_of(order.lanes()) {
+                    continue; // llama.cpp takes tinyBLAS only for whole lane chunks
                 }
                 let nk = 37;
                 let keys: Vec<f32> = (0..nk * n).map(|_| rnd(&mut seed)).collect();
@@ -266,15 +382,19 @@ mod tests {
             }
             // P·V: keys lo..=hi of a cache whose rows start at j0; ggml sums over all keys with p = 0
             // outside the range.
-            for (hv, j0, lo, hi) in
-                [(64usize, 0usize, 0usize, 130usize), (19, 64, 70, 200), (256, 0, 5, 5), (33, 16, 16, 80)]
-            {
+            for (hv, j0, lo, hi) in [
+                (64usize, 0usize, 0usize, 130usize),
+                (19, 64, 70, 200),
+                (256, 0, 5, 5),
+                (33, 16, 16, 80),
+                (8, 0, 3, 41),
+            ] {
                 let nkv = hi - j0 + 1;
                 let v: Vec<f32> = (0..nkv * hv).map(|_| rnd(&mut seed)).collect();
                 let p: Vec<f32> = (0..nkv).map(|_| rnd(&mut seed).abs()).collect();
                 let mut o = vec![0f32; hv];
                 pv_body(hv, &v, hv, j0, lo, hi, &p, &mut o, order);
-                let padded = (hi + 1).div_ceil(64) * 64;
+                let padded = (hi + 1).div_ceil(256) * 256;
                 for d in 0..hv {
                     let col: Vec<f32> =
                         (0..padded).map(|j| if j >= lo && j <= hi { v[(j - j0) * hv + d] } else { 0.0 }).collect();
@@ -284,5 +404,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The two AVX2 orders differ from each other only in how the 8 lanes are reduced: the test
+    /// above would not notice if both took the same tree, this one does.
+    #[test]
+    fn avx2_orders_reduce_their_lanes_differently() {
+        let lanes = [1e8f32, -1e8, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        // one product per lane: x_e = lanes[e], y = 1
+        let x: Vec<f32> = lanes.to_vec();
+        let y = vec![1.0f32; 8];
+        let tiny = ggml_dot(AttnOrder::Lanes8, &x, &y);
+        // hsum: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))
+        let want = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+        assert_eq!(tiny.to_bits(), want.to_bits());
+        // Lanes32 needs 32 elements for its vector part: accumulator 0 holds the lanes, 1..3 zero
+        let mut x32 = lanes.to_vec();
+        x32.resize(32, 0.0);
+        let v = ggml_dot(AttnOrder::Lanes32, &x32, &[1.0; 32]);
+        let want = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+        assert_eq!(v.to_bits(), want.to_bits());
+        assert_ne!(tiny.to_bits(), v.to_bits(), "the example must tell the trees apart");
     }
 }

@@ -6,6 +6,8 @@
 
 use half::f16;
 
+use super::types::{SoftmaxFn, SumOrders, SwigluFn};
+
 /// Runs `f(args)` compiled with FMA where the CPU has it. ggml's arithmetic is reproduced with
 /// `mul_add`; in code built for baseline x86_64 that is a call to libm's `fmaf` (same result, ~20×
 /// slower), so the bodies are `#[inline(always)]` and instantiated once more inside a function
@@ -87,29 +89,50 @@ pub fn scale_inplace(x: &mut [f32], s: f32) {
 }
 
 /// SwiGLU: `gate = silu(gate) * up` (llama.cpp's ffn_gate_par with SILU) on rows of `n_ff`.
-/// ggml_vec_swiglu_f32 computes silu(x) = x / (1 + e^-x) with its vector exp ([`ggml_expf`]) on
-/// whole groups of 16 from the start of each row and with the C library's expf on the rest.
-/// The scalar emulation of ggml's vector SwiGLU (the reference for the SIMD version).
+/// ggml_vec_swiglu_f32 computes silu(x) = x / (1 + e^-x) with its vector exp on whole groups of
+/// the build's vector width from the start of each row and with the C library's expf on the rest.
+/// The scalar emulation of an AVX-512 build's vector SwiGLU ([`ggml_expf`], groups of 16): the
+/// scalar table's, and the reference of the AVX-512 table's.
 pub fn swiglu_scalar(gate: &mut [f32], up: &[f32], n_ff: usize) {
-    with_fma!(swiglu_body(gate, up, n_ff))
+    with_fma!(swiglu_avx512_body(gate, up, n_ff))
+}
+
+/// The scalar emulation of an AVX2 build's vector SwiGLU ([`ggml_expf_avx2`], groups of 8): the
+/// reference of the AVX2 table's.
+pub fn swiglu_scalar_avx2(gate: &mut [f32], up: &[f32], n_ff: usize) {
+    with_fma!(swiglu_avx2_body(gate, up, n_ff))
 }
 
 #[inline(always)]
-fn swiglu_body(gate: &mut [f32], up: &[f32], n_ff: usize) {
+fn swiglu_avx512_body(gate: &mut [f32], up: &[f32], n_ff: usize) {
+    swiglu_body(gate, up, n_ff, 16, ggml_expf)
+}
+
+#[inline(always)]
+fn swiglu_avx2_body(gate: &mut [f32], up: &[f32], n_ff: usize) {
+    swiglu_body(gate, up, n_ff, 8, ggml_expf_avx2)
+}
+
+#[inline(always)]
+fn swiglu_body(gate: &mut [f32], up: &[f32], n_ff: usize, width: usize, expf: impl Fn(f32) -> f32) {
     for (gr, ur) in gate.chunks_exact_mut(n_ff).zip(up.chunks_exact(n_ff)) {
-        let simd = n_ff / SIMD_W * SIMD_W;
+        let simd = n_ff / width * width;
         for (i, (g, &u)) in gr.iter_mut().zip(ur).enumerate() {
             let x = *g;
-            let e = if i < simd { ggml_expf(-x) } else { (-x).exp() };
+            let e = if i < simd { expf(-x) } else { (-x).exp() };
             *g = x / (1.0 + e) * u;
         }
     }
 }
 
-/// Vector width (f32 lanes) of the llama.cpp build the golden outputs come from (AVX-512).
-const SIMD_W: usize = 16;
-/// `softmax_scalar` sums in chunks of this many entries from the row's start.
-pub const SOFTMAX_CHUNK: usize = SIMD_W;
+/// The scalar emulations of `orders`' softmax and SwiGLU: what a table with those orders must
+/// give bit for bit.
+pub fn reference(orders: SumOrders) -> (SoftmaxFn, SwigluFn) {
+    match orders {
+        SumOrders::Avx512 => (softmax_scalar, swiglu_scalar),
+        SumOrders::Avx2 => (softmax_scalar_avx2, swiglu_scalar_avx2),
+    }
+}
 
 /// ggml's vectorised expf (ggml-cpu vec.h `ggml_v_expf`, AVX-512 variant, from ARM's optimized
 /// routines), one lane: a degree-5 polynomial on the reduced argument, scaled by 2^n. It differs
@@ -134,6 +157,41 @@ pub fn ggml_expf(x: f32) -> f32 {
     // _mm512_scalef_ps(j, n) = j·2^n, rounded once (n is an integer in [-192, 192]).
     // 2^n built from its exponent bits: exact, and no libm call in the hot loop.
     (j as f64 * f64::from_bits(((n as i64 + 1023) as u64) << 52)) as f32
+}
+
+/// ggml's vectorised expf of an AVX2 build (vec.h `ggml_v_expf(__m256)`), one lane: the same
+/// reduction and polynomial as [`ggml_expf`] but without the polynomial's constant term, scaled as
+/// `fma(j, 2^n, 2^n)` with 2^n built in the exponent bits; for |n| > 126 the scale is split in two
+/// factors (`fma(s2, j, s2) · s1`), for |n| > 192 the result saturates (`s1 · s1`). It rounds
+/// differently from the AVX-512 variant for about a quarter of all inputs.
+#[inline(always)]
+pub fn ggml_expf_avx2(x: f32) -> f32 {
+    let c = f32::from_bits;
+    let r = c(0x4b40_0000);
+    let z = x.mul_add(c(0x3fb8_aa3b), r);
+    let n = z - r;
+    let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x));
+    // the integer n sits in z's low mantissa bits: shifted into the exponent field (wrapping),
+    // plus the bits of 1.0, it is 2^n
+    let e = z.to_bits() << 23;
+    let k = f32::from_bits(e.wrapping_add(1f32.to_bits()));
+    let u = b * b;
+    let j = c(0x3c07_2010)
+        .mul_add(b, c(0x3d2b_9f17))
+        .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
+        .mul_add(u, c(0x3f7f_fff6) * b);
+    // `!(|n| > 126)` rather than `|n| <= 126`: a NaN takes this branch, as in ggml
+    if n.abs().partial_cmp(&126.0) != Some(std::cmp::Ordering::Greater) {
+        return j.mul_add(k, k);
+    }
+    let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
+    let s1 = f32::from_bits(g.wrapping_add(0x7f00_0000));
+    let s2 = f32::from_bits(e.wrapping_sub(g));
+    if n.abs() > 192.0 {
+        s1 * s1
+    } else {
+        s2.mul_add(j, s2) * s1
+    }
 }
 
 /// `_mm512_reduce_add_ps` as GCC expands it: halves added pairwise (8, then 4), then lanes
@@ -193,26 +251,51 @@ fn gelu(x: f32) -> f32 {
 /// group sums accumulated in double, then multiplied by (float)(1/sum). llama.cpp's rows are
 /// padded with masked (-inf → 0) entries to a multiple of 256, so the last group never takes
 /// its scalar tail; a partial last group here is padded with zeros, which sum the same.
-/// The scalar emulation of ggml's vector softmax (the reference for the SIMD version).
+/// The scalar emulation of an AVX-512 build's vector softmax: the scalar table's, and the reference
+/// of the AVX-512 table's.
 pub fn softmax_scalar(x: &mut [f32], scale: f32) {
-    with_fma!(softmax_body(x, scale))
+    with_fma!(softmax_avx512_body(x, scale))
+}
+
+/// The scalar emulation of an AVX2 build's vector softmax (`ggml_vec_soft_max_f32`'s
+/// `__AVX2__ && __FMA__` branch): [`ggml_expf_avx2`], chunks of 8 summed as its `hsum`
+/// (`((e0+e4)+(e2+e6)) + ((e1+e5)+(e3+e7))`) into the f64 sum. The reference of the AVX2 table's.
+pub fn softmax_scalar_avx2(x: &mut [f32], scale: f32) {
+    with_fma!(softmax_avx2_body(x, scale))
 }
 
 #[inline(always)]
-fn softmax_body(x: &mut [f32], scale: f32) {
+fn softmax_avx512_body(x: &mut [f32], scale: f32) {
+    softmax_body::<16>(x, scale, ggml_expf, reduce_add16)
+}
+
+#[inline(always)]
+fn softmax_avx2_body(x: &mut [f32], scale: f32) {
+    softmax_body::<8>(x, scale, ggml_expf_avx2, |e: &[f32; 8]| {
+        ((e[0] + e[4]) + (e[2] + e[6])) + ((e[1] + e[5]) + (e[3] + e[7]))
+    })
+}
+
+#[inline(always)]
+fn softmax_body<const W: usize>(
+    x: &mut [f32],
+    scale: f32,
+    expf: impl Fn(f32) -> f32,
+    reduce: impl Fn(&[f32; W]) -> f32,
+) {
     let mut max = f32::NEG_INFINITY;
     for v in x.iter_mut() {
         *v *= scale;
         max = max.max(*v);
     }
     let mut sum = 0.0f64;
-    for chunk in x.chunks_mut(SIMD_W) {
-        let mut e = [0f32; SIMD_W];
+    for chunk in x.chunks_mut(W) {
+        let mut e = [0f32; W];
         for (ei, v) in e.iter_mut().zip(chunk.iter_mut()) {
-            *ei = ggml_expf(*v - max);
+            *ei = expf(*v - max);
             *v = *ei;
         }
-        sum += reduce_add16(&e) as f64;
+        sum += reduce(&e) as f64;
     }
     let inv = (1.0 / sum) as f32;
     scale_inplace(x, inv);

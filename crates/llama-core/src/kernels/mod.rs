@@ -19,6 +19,7 @@ mod entry;
 pub mod attn;
 pub mod dispatch;
 pub mod elementwise;
+pub mod ggml_x86;
 pub mod matmul;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
@@ -34,6 +35,6 @@ pub use dispatch::{choose, kernels, vec_dot_type};
 pub use matmul::{matmul, matmul_with, try_matmul, MatmulScratch, QTensor};
 pub use pool::ThreadPool;
 pub use types::{
-    AttnKernels, AttnOrder, FromFloatFn, GemmR16Fn, Isa, Kernels, R16Batch, TileFn, ToFloatFn, TypeKernels, VecDotFn,
-    KT_LANES, TILE,
+    AttnKernels, AttnOrder, FromFloatFn, GemmR16Fn, Isa, Kernels, R16Batch, SumOrders, TileFn, ToFloatFn, TypeKernels,
+    VecDotFn, KT_LANES, TILE,
 };

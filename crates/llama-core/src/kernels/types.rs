@@ -52,11 +52,67 @@ pub type SoftmaxFn = fn(&mut [f32], f32);
 /// `gate = silu(gate) · up` over rows of `n_ff` (`kernels::elementwise::swiglu_inplace`).
 pub type SwigluFn = fn(&mut [f32], &[f32], usize);
 
-/// The summation order of one attention dot (llama.cpp's two, see `kernels::attn`).
+/// The summation order of one attention dot (llama.cpp's tinyBLAS and `ggml_vec_dot_f16` of its
+/// AVX-512 and AVX2 builds, see `kernels::attn`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttnOrder {
+    /// tinyBLAS, 16 lanes (AVX-512 build, prompt batches).
     Lanes16,
+    /// `ggml_vec_dot_f16`, 4 × 16 lanes (AVX-512 build, single tokens).
     Lanes64,
+    /// tinyBLAS, 8 lanes (AVX2 build, prompt batches).
+    Lanes8,
+    /// `ggml_vec_dot_f16`, 4 × 8 lanes (AVX2 build, single tokens).
+    Lanes32,
+}
+
+/// The llama.cpp x86 CPU build whose float summation orders a table reproduces. Its vector width
+/// decides the attention orders (tinyBLAS and `ggml_vec_dot_f16` lanes), the chunks of softmax
+/// sums and the exp/SiLU variant (`ggml_v_expf` differs between the two). The quantized matrix
+/// products sum in the same orders in both builds (`kernels::ggml_x86`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SumOrders {
+    /// llama.cpp built for AVX-512 (F, BW, DQ, VL, VNNI): 16-lane vectors. The scalar and NEON
+    /// tables follow it too.
+    Avx512,
+    /// llama.cpp built for AVX2 + FMA + F16C without AVX-512: 8-lane vectors.
+    Avx2,
+}
+
+impl SumOrders {
+    /// The name of the build ("avx512", "avx2"): where its golden outputs live in `tests/data/golden`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SumOrders::Avx512 => "avx512",
+            SumOrders::Avx2 => "avx2",
+        }
+    }
+
+    /// The order of an attention dot in a prompt batch (tinyBLAS), when its length is a multiple
+    /// of the order's lanes.
+    pub const fn attn_batch(self) -> AttnOrder {
+        match self {
+            SumOrders::Avx512 => AttnOrder::Lanes16,
+            SumOrders::Avx2 => AttnOrder::Lanes8,
+        }
+    }
+
+    /// The order of an attention dot otherwise (`ggml_vec_dot_f16`).
+    pub const fn attn_single(self) -> AttnOrder {
+        match self {
+            SumOrders::Avx512 => AttnOrder::Lanes64,
+            SumOrders::Avx2 => AttnOrder::Lanes32,
+        }
+    }
+
+    /// f32 lanes of the build's vectors: softmax sums its exponentials in chunks of this many
+    /// entries from the row's start, SwiGLU takes its vector path on whole groups of it.
+    pub const fn vector_width(self) -> usize {
+        match self {
+            SumOrders::Avx512 => 16,
+            SumOrders::Avx2 => 8,
+        }
+    }
 }
 
 /// A KV cache element (f16 or f32) as the attention kernels read it.
@@ -200,6 +256,8 @@ pub const N_TYPE_IDS: usize = {
 #[derive(Clone, Copy, Debug)]
 pub struct Kernels {
     pub isa: Isa,
+    /// The llama.cpp build whose summation orders this table reproduces.
+    pub orders: SumOrders,
     pub types: [Option<TypeKernels>; N_TYPE_IDS],
     pub attn: AttnKernels,
     pub softmax: SoftmaxFn,

@@ -19,8 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::kv_cache::{KvElem, LayerKv};
-use crate::kernels::elementwise::SOFTMAX_CHUNK;
-use crate::kernels::types::{AttnOrder, Kernels, KT_LANES};
+use crate::kernels::types::{AttnOrder, Kernels, SumOrders, KT_LANES};
 use crate::kernels::{kernels, ThreadPool};
 
 /// Queries (tokens × heads) a unit aims for: enough to reuse each K/V row many times while it is in
@@ -204,7 +203,7 @@ fn unit<T: KvElem>(
     let (jlo, jhi) = (s.first(t0) / 64 * 64, s.last(t1 - 1));
     let span = jhi - jlo + 1;
     let tok = |i: usize| t0 + i / nh;
-    let (kq_order, pv_order) = orders(s);
+    let (kq_order, pv_order) = orders(s, kern.orders);
 
     // Q rounded to the cache type.
     let qr = &mut sc.qr[..nq * hk];
@@ -221,12 +220,14 @@ fn unit<T: KvElem>(
     (kern.attn.kq)(hk, kt, span, qr, nq, scores, span, kq_order);
 
     // Softmax over each query's keys, probabilities rounded to the cache type. ggml sums the
-    // exponentials in chunks of 16 counted from key 0 with the keys outside the window masked to
-    // −inf, so a sliding-window row starts at its first key rounded down to a chunk boundary,
-    // the keys before the window set to −inf (exp = 0, which leaves every chunk sum unchanged).
+    // exponentials in chunks of its vector width counted from key 0 with the keys outside the
+    // window masked to −inf, so a sliding-window row starts at its first key rounded down to a
+    // chunk boundary, the keys before the window set to −inf (exp = 0, which leaves every chunk
+    // sum unchanged).
+    let chunk = kern.orders.vector_width();
     for i in 0..nq {
         let t = tok(i);
-        let start = s.first(t) / SOFTMAX_CHUNK * SOFTMAX_CHUNK;
+        let start = s.first(t) / chunk * chunk;
         let row = &mut scores[i * span + start - jlo..=i * span + s.last(t) - jlo];
         row[..s.first(t) - start].fill(f32::NEG_INFINITY);
         (kern.softmax)(row, s.kq_scale);
@@ -262,15 +263,19 @@ fn unit<T: KvElem>(
     }
 }
 
-/// The orders llama.cpp sums Q·K and P·V in for this batch (`cpu::attn`): tinyBLAS for a batch of
-/// several tokens (if the dot length is a multiple of 16: always for P·V, whose key count is
-/// padded), `ggml_vec_dot_f16` for one token.
-fn orders(s: &AttnShape) -> (AttnOrder, AttnOrder) {
+/// The orders llama.cpp sums Q·K and P·V in for this batch (`kernels::attn`), in the build of
+/// `o`: tinyBLAS for a batch of several tokens when it takes the product (the dot length a
+/// multiple of its lanes — always for P·V, whose key count is padded — and the row count a
+/// multiple of 4: the keys for Q·K, padded too, the value dimensions for P·V),
+/// `ggml_vec_dot_f16` otherwise and for one token.
+fn orders(s: &AttnShape, o: SumOrders) -> (AttnOrder, AttnOrder) {
+    let (batch, single) = (o.attn_batch(), o.attn_single());
     if s.n_tokens > 1 {
-        let kq = if s.head_k.is_multiple_of(16) { AttnOrder::Lanes16 } else { AttnOrder::Lanes64 };
-        (kq, AttnOrder::Lanes16)
+        let kq = if s.head_k.is_multiple_of(batch.lanes()) { batch } else { single };
+        let pv = if s.head_v.is_multiple_of(4) { batch } else { single };
+        (kq, pv)
     } else {
-        (AttnOrder::Lanes64, AttnOrder::Lanes64)
+        (single, single)
     }
 }
 
@@ -282,10 +287,10 @@ mod tests {
 
     /// llama.cpp's attention one (token, head) at a time: each score and output element a
     /// separate ggml dot over the padded key range (p = 0 outside the query's window).
-    fn reference<T: KvElem>(kv: &LayerKv<T>, q: &[f32], s: AttnShape) -> Vec<f32> {
+    fn reference<T: KvElem>(kv: &LayerKv<T>, q: &[f32], s: AttnShape, o: SumOrders) -> Vec<f32> {
         let group = s.n_head / s.n_head_kv;
         let (nk, nv) = (s.n_head_kv * s.head_k, s.n_head_kv * s.head_v);
-        let (kq_order, pv_order) = orders(&s);
+        let (kq_order, pv_order) = orders(&s, o);
         let mut out = vec![0.0; s.n_tokens * s.n_head * s.head_v];
         for u in 0..s.n_tokens * s.n_head {
             let (t, h) = (u / s.n_head, u % s.n_head);
@@ -302,8 +307,8 @@ mod tests {
                     kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k].iter().map(|x| x.to_f32()).collect();
                 *sj = ggml_dot(kq_order, &k, &qr);
             }
-            crate::kernels::elementwise::softmax_scalar(&mut scores, s.kq_scale);
-            let padded = n_kv.div_ceil(64) * 64;
+            (crate::kernels::elementwise::reference(o).0)(&mut scores, s.kq_scale);
+            let padded = n_kv.div_ceil(256) * 256;
             let p: Vec<f32> =
                 (0..padded).map(|j| if j < n_kv { T::from_f32(scores[j]).to_f32() } else { 0.0 }).collect();
             for d in 0..s.head_v {
@@ -343,7 +348,7 @@ mod tests {
         attention_with(kern, &pool, &scratch, &kv, &q, &mut out, s);
         assert!(out[s.n_tokens * s.n_head * s.head_v..].iter().all(|x| x.is_nan()), "wrote past the end");
         out.truncate(s.n_tokens * s.n_head * s.head_v);
-        (out, reference(&kv, &q, s))
+        (out, reference(&kv, &q, s, kern.orders))
     }
 
     fn shapes() -> Vec<AttnShape> {

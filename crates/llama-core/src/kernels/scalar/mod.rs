@@ -121,6 +121,7 @@ pub const TABLE: Kernels = {
     }
     Kernels {
         isa: super::types::Isa::Scalar,
+        orders: super::types::SumOrders::Avx512,
         types,
         attn: AttnKernels {
             kt_f16: attn::attn_kt_f16,

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use crate::kernels::attn::{kq_body, pv_body};
+use crate::kernels::attn::{kq_body, pv_body, pv_panels_body};
 use crate::kernels::shared::{attn_kq_check, attn_kt_check, attn_pv_check, attn_pv_panels_check, attn_vf_check};
 use crate::kernels::shared::{attn_kt_f16_by, attn_vf_f16_by, round_f16_by};
 use crate::kernels::types::{AttnOrder, CacheElem, KT_LANES};
@@ -172,60 +172,6 @@ pub(crate) fn attn_vf_f16_avx2(n: usize, v: &[f16], vs: usize, nv: usize, out: &
     unsafe { vf_f16_f16c(n, v.as_ptr(), vs, nv, out.as_mut_ptr()) }
 }
 
-/// 16 f32 lanes as two ymm registers (the AVX2 table).
-#[derive(Clone, Copy)]
-struct Y2(__m256, __m256);
-
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-/// # Safety
-/// The CPU must support this function's target features (it only computes on registers).
-unsafe fn y2_zero() -> Y2 {
-    Y2(_mm256_setzero_ps(), _mm256_setzero_ps())
-}
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-/// # Safety
-/// The CPU must support this function's target features; `p..p+16` (f32) must be readable.
-unsafe fn y2_load(p: *const f32) -> Y2 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe { Y2(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
-}
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-/// # Safety
-/// The CPU must support this function's target features (it only computes on registers).
-unsafe fn y2_set1(x: f32) -> Y2 {
-    Y2(_mm256_set1_ps(x), _mm256_set1_ps(x))
-}
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-/// # Safety
-/// The CPU must support this function's target features (it only computes on registers).
-unsafe fn y2_fma(a: Y2, b: Y2, c: Y2) -> Y2 {
-    Y2(_mm256_fmadd_ps(a.0, b.0, c.0), _mm256_fmadd_ps(a.1, b.1, c.1))
-}
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-/// # Safety
-/// The CPU must support this function's target features (it only computes on registers).
-unsafe fn y2_add(a: Y2, b: Y2) -> Y2 {
-    Y2(_mm256_add_ps(a.0, b.0), _mm256_add_ps(a.1, b.1))
-}
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-/// # Safety
-/// The CPU must support this function's target features; `p..p+16` (f32) must be writable.
-unsafe fn y2_store(v: Y2, p: *mut f32) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        _mm256_storeu_ps(p, v.0);
-        _mm256_storeu_ps(p.add(8), v.1);
-    }
-}
-
 #[inline]
 #[target_feature(enable = "avx512f")]
 /// # Safety
@@ -336,7 +282,7 @@ macro_rules! attn16 {
             // pointer ranges), which covers every unsafe operation below.
             unsafe {
                 let lanes16 = order == AttnOrder::Lanes16 && n % 16 == 0;
-                if !lanes16 && n % 64 != 0 {
+                if !lanes16 && (order != AttnOrder::Lanes64 || n % 64 != 0) {
                     return kq_body(n, kt, nk, q, nq, out, os, order);
                 }
                 let (kt, q, o) = (kt.as_ptr(), q.as_ptr(), out.as_mut_ptr());
@@ -434,6 +380,9 @@ macro_rules! attn16 {
                                 base += 16;
                             }
                             reduce(&acc)
+                        }
+                        AttnOrder::Lanes8 | AttnOrder::Lanes32 => {
+                            return pv_body(n, v, vs, j0, lo, hi, p, o, order);
                         }
                         AttnOrder::Lanes64 => {
                             let mut x = [$zero(); 16];
@@ -559,6 +508,8 @@ unsafe fn pv_panels_avx512_in(
                             }
                         }
                     }
+                    // the entry hands these to the portable sums
+                    AttnOrder::Lanes8 | AttnOrder::Lanes32 => unreachable!(),
                     AttnOrder::Lanes64 => {
                         for q in (0..w).step_by(4) {
                             let mut a = [[_mm512_setzero_ps(); 4]; 4]; // [key panel mod 4][dimension]
@@ -600,6 +551,10 @@ pub(crate) fn attn_pv_panels_avx512(
     order: AttnOrder,
 ) {
     attn_pv_panels_check(n, vt.len(), j0, lo, hi, p.len(), ps, o.len());
+    if matches!(order, AttnOrder::Lanes8 | AttnOrder::Lanes32) {
+        // not this build's orders (tests): the portable sums
+        return pv_panels_body(n, vt, j0, lo, hi, p, ps, o, order);
+    }
     // SAFETY: reachable only through the AVX-512 table (feature detected at run time); the check
     // bounds every panel row read (panels (lo-j0)/16 ..= (hi-j0)/16 of n rows), the probability
     // loads are masked to query i's indices i·ps + (lo-j0 ..= hi-j0) < p.len(), and o holds
@@ -607,23 +562,6 @@ pub(crate) fn attn_pv_panels_avx512(
     unsafe { pv_panels_avx512_in(n, vt.as_ptr(), j0, lo, hi, p.as_ptr(), ps, o.as_mut_ptr(), order) }
 }
 
-mod avx2_dots {
-    use super::*;
-    attn16!(
-        attn_kq_avx2,
-        attn_pv_avx2,
-        kq_avx2,
-        pv_avx2,
-        "avx2,fma",
-        Y2,
-        y2_zero,
-        y2_load,
-        y2_set1,
-        y2_fma,
-        y2_add,
-        y2_store
-    );
-}
 mod avx512_dots {
     use super::*;
     attn16!(
@@ -641,7 +579,7 @@ mod avx512_dots {
         z_store
     );
 }
-pub(crate) use avx2_dots::{attn_kq_avx2, attn_pv_avx2};
+pub(crate) use avx2_orders::{attn_kq_avx2, attn_pv_avx2};
 pub(crate) use avx512_dots::{attn_kq_avx512, attn_pv_avx512};
 
 #[target_feature(enable = "avx2,f16c")]
@@ -662,4 +600,253 @@ pub(crate) fn round_f16_avx2(x: &mut [f32]) {
     // SAFETY: reachable only through a kernel table built after detection of AVX2 and F16C; the
     // body touches only `x`.
     unsafe { round_f16_f16c(x) }
+}
+
+/// The AVX2 table's dots, vectorised for the AVX2 build's orders (`Lanes8`: tinyBLAS with 8 lanes,
+/// `Lanes32`: `ggml_vec_dot_f16` with 4 × 8 lanes): one ymm holds 8 independent dots — 8 keys of a
+/// key panel for Q·K (a panel of 16 is done in two halves), 8 output dimensions for P·V — and an
+/// order's lanes become 8 accumulator registers, reduced lane-wise by its tree. Other orders (and
+/// shapes these do not cover) take the portable `kernels::attn` bodies: the same sums, so every
+/// table gives the same bits for every order.
+mod avx2_orders {
+    use super::*;
+
+    /// The order's reduction of its 8 lanes (`kernels::attn`), lane-wise over 8 dots.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    /// # Safety
+    /// The CPU must support this function's target features (it only computes on registers).
+    unsafe fn reduce8(order: AttnOrder, x: &[__m256; 8]) -> __m256 {
+        if order == AttnOrder::Lanes8 {
+            // tinyBLAS hsum(__m256): hi + lo, then (0+2) + (1+3)
+            let t: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(x[i + 4], x[i]));
+            _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3]))
+        } else {
+            // GGML_F32x8_REDUCE: lo + hi, then two hadds: (0+1) + (2+3)
+            let t: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(x[i], x[i + 4]));
+            _mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3]))
+        }
+    }
+
+    /// `(a0 + a2) + (a1 + a3)`: `ggml_vec_dot_f16`'s four accumulators combined.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    /// # Safety
+    /// The CPU must support this function's target features (it only computes on registers).
+    unsafe fn combine4(a: &[__m256; 4]) -> __m256 {
+        _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]))
+    }
+
+    /// Stores the first `w` of 8 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    /// # Safety
+    /// The CPU must support this function's target features; `p..p+w` must be writable.
+    unsafe fn put(v: __m256, p: *mut f32, w: usize) {
+        // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+        // pointer ranges), which covers every unsafe operation below.
+        unsafe {
+            if w == 8 {
+                _mm256_storeu_ps(p, v);
+            } else {
+                let mut t = [0f32; 8];
+                _mm256_storeu_ps(t.as_mut_ptr(), v);
+                std::ptr::copy_nonoverlapping(t.as_ptr(), p, w);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    /// # Safety
+    /// The CPU must support this function's target features; the slices must satisfy
+    /// `kernels::shared::attn_kq_check` (the caller checked it).
+    unsafe fn kq_in(
+        n: usize,
+        kt: &[f32],
+        nk: usize,
+        q: &[f32],
+        nq: usize,
+        out: &mut [f32],
+        os: usize,
+        order: AttnOrder,
+    ) {
+        // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+        // pointer ranges), which covers every unsafe operation below: every panel row read is
+        // inside `kt` (nk.div_ceil(16) panels of n rows of 16), every q element inside `q`, every
+        // score written inside row i of `out` (i < nq, at most nk values).
+        unsafe {
+            let vector = match order {
+                AttnOrder::Lanes8 => n.is_multiple_of(8),
+                AttnOrder::Lanes32 => n >= 32,
+                _ => false,
+            };
+            if !vector {
+                return kq_body(n, kt, nk, q, nq, out, os, order);
+            }
+            let np = order.vector_end(n);
+            let (kt, q, o) = (kt.as_ptr(), q.as_ptr(), out.as_mut_ptr());
+            for c in 0..nk.div_ceil(KT_LANES) {
+                for half in 0..2 {
+                    let keys = (nk - c * KT_LANES).saturating_sub(8 * half).min(8);
+                    if keys == 0 {
+                        break;
+                    }
+                    // row d of this half panel: dimension d of its 8 keys
+                    let rows = kt.add(c * n * KT_LANES + 8 * half);
+                    let row = |d: usize| _mm256_loadu_ps(rows.add(d * KT_LANES));
+                    for i in 0..nq {
+                        let qi = q.add(i * n);
+                        let qd = |d: usize| _mm256_set1_ps(*qi.add(d));
+                        let s = if order == AttnOrder::Lanes8 {
+                            let mut acc = [_mm256_setzero_ps(); 8];
+                            for ch in (0..n).step_by(8) {
+                                for (r, a) in acc.iter_mut().enumerate() {
+                                    *a = _mm256_fmadd_ps(row(ch + r), qd(ch + r), *a);
+                                }
+                            }
+                            reduce8(order, &acc)
+                        } else {
+                            let mut x = [_mm256_setzero_ps(); 8];
+                            for (r, xr) in x.iter_mut().enumerate() {
+                                let mut a = [_mm256_setzero_ps(); 4];
+                                for ch in (0..np).step_by(32) {
+                                    for (m, am) in a.iter_mut().enumerate() {
+                                        let d = ch + 8 * m + r;
+                                        *am = _mm256_fmadd_ps(row(d), qd(d), *am);
+                                    }
+                                }
+                                *xr = combine4(&a);
+                            }
+                            let s = reduce8(order, &x);
+                            if np == n {
+                                s
+                            } else {
+                                // ggml_vec_dot_f16's tail: each product rounded to f32, summed in f64
+                                let mut l = [0f32; 8];
+                                _mm256_storeu_ps(l.as_mut_ptr(), s);
+                                for (k, lk) in l.iter_mut().enumerate() {
+                                    let mut wide = *lk as f64;
+                                    for d in np..n {
+                                        wide += (*rows.add(d * KT_LANES + k) * *qi.add(d)) as f64;
+                                    }
+                                    *lk = wide as f32;
+                                }
+                                _mm256_loadu_ps(l.as_ptr())
+                            }
+                        };
+                        put(s, o.add(i * os + c * KT_LANES + 8 * half), keys);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `AttnKqFn` of the AVX2 table.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attn_kq_avx2(
+        n: usize,
+        kt: &[f32],
+        nk: usize,
+        q: &[f32],
+        nq: usize,
+        out: &mut [f32],
+        os: usize,
+        order: AttnOrder,
+    ) {
+        attn_kq_check(n, kt.len(), nk, q.len(), nq, out.len(), os);
+        // SAFETY: reachable only through the AVX2 table (AVX2 and FMA detected at run time); the
+        // buffers were checked just above.
+        unsafe { kq_in(n, kt, nk, q, nq, out, os, order) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    /// # Safety
+    /// The CPU must support this function's target features; the slices must satisfy
+    /// `kernels::shared::attn_pv_check` (the caller checked it).
+    unsafe fn pv_in(
+        n: usize,
+        v: &[f32],
+        vs: usize,
+        j0: usize,
+        lo: usize,
+        hi: usize,
+        p: &[f32],
+        o: &mut [f32],
+        order: AttnOrder,
+    ) {
+        // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+        // pointer ranges), which covers every unsafe operation below: keys j in lo..=hi have rows
+        // (j − j0)·vs .. + n inside `v` and probabilities p[j − j0]; 8 dimensions d0..d0+8 ≤ n
+        // are read per row and written to `o`.
+        unsafe {
+            if !matches!(order, AttnOrder::Lanes8 | AttnOrder::Lanes32) {
+                return pv_body(n, v, vs, j0, lo, hi, p, o, order);
+            }
+            let n8 = n / 8 * 8;
+            let (vp, pp, op) = (v.as_ptr(), p.as_ptr(), o.as_mut_ptr());
+            for d0 in (0..n8).step_by(8) {
+                let row = |j: usize| _mm256_loadu_ps(vp.add((j - j0) * vs + d0));
+                let pj = |j: usize| _mm256_set1_ps(*pp.add(j - j0));
+                let s = if order == AttnOrder::Lanes8 {
+                    let mut acc = [_mm256_setzero_ps(); 8];
+                    let mut base = lo / 8 * 8;
+                    while base <= hi {
+                        if base >= lo && base + 7 <= hi {
+                            for (r, a) in acc.iter_mut().enumerate() {
+                                *a = _mm256_fmadd_ps(row(base + r), pj(base + r), *a);
+                            }
+                        } else {
+                            for (r, a) in acc.iter_mut().enumerate() {
+                                let j = base + r;
+                                if j >= lo && j <= hi {
+                                    *a = _mm256_fmadd_ps(row(j), pj(j), *a);
+                                }
+                            }
+                        }
+                        base += 8;
+                    }
+                    reduce8(order, &acc)
+                } else {
+                    // the cache is padded to a multiple of 256 keys (p = 0): no f64 tail
+                    let mut x = [_mm256_setzero_ps(); 8];
+                    for (r, xr) in x.iter_mut().enumerate() {
+                        let mut a = [_mm256_setzero_ps(); 4];
+                        let mut j = lo + (r + 8 - lo % 8) % 8;
+                        while j <= hi {
+                            let m = (j / 8) % 4;
+                            a[m] = _mm256_fmadd_ps(row(j), pj(j), a[m]);
+                            j += 8;
+                        }
+                        *xr = combine4(&a);
+                    }
+                    reduce8(order, &x)
+                };
+                _mm256_storeu_ps(op.add(d0), s);
+            }
+            if n8 < n {
+                pv_body(n - n8, &v[n8..], vs, j0, lo, hi, p, &mut o[n8..], order);
+            }
+        }
+    }
+
+    /// `AttnPvFn` of the AVX2 table.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attn_pv_avx2(
+        n: usize,
+        v: &[f32],
+        vs: usize,
+        j0: usize,
+        lo: usize,
+        hi: usize,
+        p: &[f32],
+        o: &mut [f32],
+        order: AttnOrder,
+    ) {
+        attn_pv_check(n, v.len(), vs, j0, lo, hi, p.len(), o.len());
+        // SAFETY: reachable only through the AVX2 table (AVX2 and FMA detected at run time); the
+        // buffers were checked just above.
+        unsafe { pv_in(n, v, vs, j0, lo, hi, p, o, order) }
+    }
 }

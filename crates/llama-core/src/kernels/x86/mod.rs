@@ -17,7 +17,7 @@ mod r16_avx2;
 mod r16_avx512;
 mod tile;
 
-use crate::kernels::types::{Isa, Kernels};
+use crate::kernels::types::{Isa, Kernels, SumOrders};
 use crate::quant::GgmlType::*;
 
 /// `base` (the scalar table) with the AVX2 kernels, if the CPU has AVX2, FMA and F16C.
@@ -25,7 +25,7 @@ pub fn avx2_table(base: &Kernels) -> Option<Kernels> {
     if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")) {
         return None;
     }
-    let mut k = Kernels { isa: Isa::Avx2, ..*base };
+    let mut k = Kernels { isa: Isa::Avx2, orders: SumOrders::Avx2, ..*base };
     k.traits_mut(Q8_0).from_float = Some(quantize::FROM_FLOAT_Q8_0_AVX2);
     k.traits_mut(Q8_K).from_float = Some(quantize::FROM_FLOAT_Q8_K_AVX2);
     for (t, f) in dot::DOTS_AVX2 {
@@ -34,11 +34,19 @@ pub fn avx2_table(base: &Kernels) -> Option<Kernels> {
     for (t, f) in r16_avx2::GEMMS {
         k.traits_mut(t).gemm_r16 = Some(f);
     }
+    // llama.cpp's batch orders (the rules are the scalar table's, see `types::R16Batch`)
+    for (t, f) in r16_avx2::BATCH_GEMMS {
+        if let Some(b) = k.traits_mut(t).r16_batch.as_mut() {
+            b.gemm = Some(f);
+        }
+    }
     k.attn.kt_f16 = attn::attn_kt_f16_avx2;
     k.attn.kq = attn::attn_kq_avx2;
     k.attn.vf_f16 = attn::attn_vf_f16_avx2;
     k.attn.pv = attn::attn_pv_avx2;
     k.attn.round_f16 = attn::round_f16_avx2;
+    k.softmax = act::SOFTMAX_AVX2;
+    k.swiglu = act::SWIGLU_AVX2;
     Some(k)
 }
 
@@ -51,7 +59,15 @@ pub fn avx512_table(base: &Kernels) -> Option<Kernels> {
     if !ok {
         return None;
     }
-    let mut k = Kernels { isa: Isa::Avx512, ..*base };
+    // The AVX-512 build's orders: attention and softmax/SwiGLU below (without AVX-512 DQ the
+    // scalar emulation of its softmax/SwiGLU), the quantized products as in the AVX2 build.
+    let mut k = Kernels {
+        isa: Isa::Avx512,
+        orders: SumOrders::Avx512,
+        softmax: Kernels::SCALAR.softmax,
+        swiglu: Kernels::SCALAR.swiglu,
+        ..*base
+    };
     for (t, f) in dot::DOTS_AVX512 {
         k.traits_mut(t).vec_dot = Some(f);
     }

@@ -7,7 +7,8 @@
 //! saturates; Q8_0 (stored XOR 0x80) is turned back into signed bytes and multiplied as |x|·(±y),
 //! as ggml's AVX2 Q8_0 dot does.
 //!
-//! Numerics: integer sums exact; float updates as in the AVX-512 kernels.
+//! Numerics: integer sums exact; float updates in llama.cpp's x86 orders, as the AVX-512 kernels
+//! (`kernels::ggml_x86` writes each out; the tests compare bit for bit).
 
 // Index loops over tokens and rows mirror the register arrays they fill (`acc[t]`, `acc[r][t]`).
 #![allow(clippy::needless_range_loop)]
@@ -25,10 +26,12 @@ const PASS: usize = 4;
 const H: usize = 8;
 
 gemm_split_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0, H, PASS, "avx2,fma,f16c");
-gemm_split_entry!(gemm_q5_0_entry, gemm_q5_0, GgmlType::Q5_0, H, PASS, "avx2,fma,f16c");
-gemm_split_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q5_0_entry, gemm_q5_0, GgmlType::Q5_0, H, LANES_PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
-gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q4_k_g4_entry, gemm_q4_k_g4, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, H, 1, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K, H, PASS, "avx2,fma,f16c");
 
 /// The AVX2 R16 kernels: (weight type, kernel).
 pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 5] = [
@@ -38,6 +41,11 @@ pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 5] = [
     (GgmlType::Q4_K, gemm_q4_k_entry),
     (GgmlType::Q6_K, gemm_q6_k_entry),
 ];
+
+/// The kernels in llama.cpp's batch orders (`types::R16Batch::gemm`): Q4_K's 4-token groups,
+/// Q6_K's tiled GEMM.
+pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 2] =
+    [(GgmlType::Q4_K, gemm_q4_k_g4_entry), (GgmlType::Q6_K, gemm_q6_k_tiled_entry)];
 
 #[inline(always)]
 /// # Safety
@@ -151,7 +159,53 @@ unsafe fn gemm_q4_0<const T: usize>(
     }
 }
 
+/// `hsum_float_8` applied lane-wise to 8 lane accumulators (each holding 8 rows):
+/// `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn hsum8_lanes(l: &[__m256; 8]) -> __m256 {
+    // SAFETY: register-only intrinsics of the caller's target features.
+    unsafe {
+        _mm256_add_ps(
+            _mm256_add_ps(_mm256_add_ps(l[0], l[4]), _mm256_add_ps(l[2], l[6])),
+            _mm256_add_ps(_mm256_add_ps(l[1], l[5]), _mm256_add_ps(l[3], l[7])),
+        )
+    }
+}
+
+/// `i16 × i16` pairs summed into i32 lanes with `s` in both halves of every lane: for the
+/// `vpmaddubsw` pairs `p`, `Σ pairs · s` (exact: `s` and every pair sum fit in i16).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn pairs_times(p: __m256i, s16: __m256i) -> __m256i {
+    // SAFETY: register-only intrinsics of the caller's target features.
+    unsafe { _mm256_madd_epi16(p, s16) }
+}
+
+/// i32 lanes holding small signed values → the same value in both i16 halves of each lane.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn dup16(v: __m256i) -> __m256i {
+    // SAFETY: register-only intrinsics of the caller's target features.
+    unsafe { _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32::<16>(v)) }
+}
+
+/// Tokens per pass of the 8-lane kernels (Q5_0, Q8_0): 8 float accumulators per token.
+const LANES_PASS: usize = 4;
+/// Lanes whose accumulators a pass keeps in registers at once.
+const LANES_GROUP: usize = 4;
+
 #[target_feature(enable = "avx2,fma,f16c")]
+/// Q5_0 in llama.cpp's order (`ggml_vec_dot_q5_0_q8_0` and tinyBLAS_Q0_AVX alike): 8 float lanes
+/// per row, lane k holding elements 4k..4k+4 of every block, `lane = fma(d_w·d_a, f32(lane sum),
+/// lane)`, then `hsum_float_8` (`kernels::ggml_x86::q5_0_lanes`).
+///
 /// # Safety
 /// The CPU must support this function's target features; `w` must point to a readable R16 group of
 /// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
@@ -172,40 +226,54 @@ unsafe fn gemm_q5_0<const T: usize>(
         let (scales, quants) = (w, w.add(nb * R * 2));
         let m4 = _mm256_set1_epi8(0x0F);
         let m10 = _mm256_set1_epi8(0x10);
-        let mut acc = [_mm256_setzero_ps(); T];
-        for b in 0..nb {
-            let dw = scales8(scales.add(b * R * 2), h);
-            let q = quants.add(b * R * 20);
-            let qh = slot(q, 0, h);
-            let hb_lo = [
-                _mm256_slli_epi32(qh, 4),
-                _mm256_slli_epi32(qh, 3),
-                _mm256_slli_epi32(qh, 2),
-                _mm256_slli_epi32(qh, 1),
-            ];
-            let hb_hi = [qh, _mm256_srli_epi32(qh, 1), _mm256_srli_epi32(qh, 2), _mm256_srli_epi32(qh, 3)];
-            let mut lo = [_mm256_setzero_si256(); 4];
-            let mut hi = [_mm256_setzero_si256(); 4];
-            for s in 0..4 {
-                let v = slot(q, 1 + s, h);
-                lo[s] = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(hb_lo[s], m10));
-                hi[s] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_and_si256(hb_hi[s], m10));
+        let ones = _mm256_set1_epi16(1);
+        let mut lanes = [[_mm256_setzero_ps(); 8]; T];
+        // lanes in groups of G, each group's accumulators live in registers through all blocks
+        for g in (0..8).step_by(LANES_GROUP) {
+            let mut acc = [[_mm256_setzero_ps(); LANES_GROUP]; T];
+            for b in 0..nb {
+                let dw = scales8(scales.add(b * R * 2), h);
+                let q = quants.add(b * R * 20);
+                let qh = slot(q, 0, h);
+                let ys: [*const u8; T] = std::array::from_fn(|t| a.add(t * as_ + b * Q8_0S_BLOCK));
+                let d: [__m256; T] = std::array::from_fn(|t| _mm256_mul_ps(dw, _mm256_set1_ps(q8_0s_block(ys[t]).0)));
+                for kk in 0..LANES_GROUP {
+                    let k = g + kk;
+                    let hb = match k {
+                        0 => _mm256_slli_epi32::<4>(qh),
+                        1 => _mm256_slli_epi32::<3>(qh),
+                        2 => _mm256_slli_epi32::<2>(qh),
+                        3 => _mm256_slli_epi32::<1>(qh),
+                        4 => qh,
+                        5 => _mm256_srli_epi32::<1>(qh),
+                        6 => _mm256_srli_epi32::<2>(qh),
+                        _ => _mm256_srli_epi32::<3>(qh),
+                    };
+                    let nib = if k < 4 { slot(q, 1 + k, h) } else { _mm256_srli_epi16::<4>(slot(q, k - 3, h)) };
+                    let v = _mm256_or_si256(_mm256_and_si256(nib, m4), _mm256_and_si256(hb, m10));
+                    for t in 0..T {
+                        let init = _mm256_set1_epi32((ys[t].add(40 + 4 * k) as *const i32).read_unaligned());
+                        let p = _mm256_maddubs_epi16(v, bcast4(ys[t].add(8 + 4 * k)));
+                        let isum = _mm256_add_epi32(init, _mm256_madd_epi16(p, ones));
+                        acc[t][kk] = _mm256_fmadd_ps(d[t], _mm256_cvtepi32_ps(isum), acc[t][kk]);
+                    }
+                }
             }
             for t in 0..T {
-                let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
-                let mut i = _mm256_set1_epi32(-16 * sum);
-                for s in 0..4 {
-                    i = dp(i, lo[s], bcast4(y.add(4 * s)));
-                    i = dp(i, hi[s], bcast4(y.add(16 + 4 * s)));
-                }
-                acc[t] = fold(acc[t], i, dw, da);
+                lanes[t][g..g + LANES_GROUP].copy_from_slice(&acc[t]);
             }
         }
-        store(&acc, out, os);
+        for (t, l) in lanes.iter().enumerate() {
+            _mm256_storeu_ps(out.add(t * os), hsum8_lanes(l));
+        }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+/// Q8_0 in llama.cpp's order (`ggml_vec_dot_q8_0_q8_0` and tinyBLAS_Q0_AVX alike): as
+/// `gemm_q5_0`, the weights turned back into signed bytes and multiplied as |x|·(±y), as ggml's AVX2
+/// dot does (`kernels::ggml_x86::q8_0_lanes`).
+///
 /// # Safety
 /// The CPU must support this function's target features; `w` must point to a readable R16 group of
 /// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
@@ -225,31 +293,45 @@ unsafe fn gemm_q8_0<const T: usize>(
     unsafe {
         let (scales, quants) = (w, w.add(nb * R * 2));
         let bias = _mm256_set1_epi8(-128);
-        let mut acc = [_mm256_setzero_ps(); T];
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_ps(); 8]; T];
         for b in 0..nb {
             let dw = scales8(scales.add(b * R * 2), h);
             let q = quants.add(b * R * 32);
-            for t in 0..T {
-                let (da, _, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
-                let mut i = _mm256_setzero_si256();
-                for s in 0..8 {
-                    let x = _mm256_xor_si256(slot(q, s, h), bias); // back to signed
-                    i = dp(i, _mm256_abs_epi8(x), _mm256_sign_epi8(bcast4(y.add(4 * s)), x));
+            let ys: [*const u8; T] = std::array::from_fn(|t| a.add(t * as_ + b * Q8_0S_BLOCK));
+            let d: [__m256; T] = std::array::from_fn(|t| _mm256_mul_ps(dw, _mm256_set1_ps(q8_0s_block(ys[t]).0)));
+            for k in 0..8 {
+                let x = _mm256_xor_si256(slot(q, k, h), bias); // back to signed
+                let ax = _mm256_abs_epi8(x);
+                for t in 0..T {
+                    let p = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(bcast4(ys[t].add(8 + 4 * k)), x));
+                    let isum = _mm256_madd_epi16(p, ones);
+                    acc[t][k] = _mm256_fmadd_ps(d[t], _mm256_cvtepi32_ps(isum), acc[t][k]);
                 }
-                acc[t] = fold(acc[t], i, dw, da);
             }
         }
-        store(&acc, out, os);
+        for (t, l) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(t * os), hsum8_lanes(l));
+        }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+/// Q4_K in llama.cpp's orders (its x86 build repacks Q4_K to 8×8 interleaved rows). Scale sums and
+/// min sums go to two float accumulators, subtracted at the end, each update
+/// `acc = fma(f32(isum), d_w·d_a, acc)`:
+///   `G4 = false` (`ggml_gemv_q4_K_8x8_q8_K`: generation, and prompt tokens after the last full
+///   group of 4): one update per super-block;
+///   `G4 = true` (`ggml_gemm_q4_K_8x8_q8_K`, prompt tokens in groups of 4): one update per pair of
+///   32-element sub-blocks (2p, 2p+1).
+/// (`kernels::ggml_x86::q4_k_gemv`, `q4_k_gemm4`.)
+///
 /// # Safety
 /// The CPU must support this function's target features; `w` must point to a readable R16 group of
 /// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
 /// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
 /// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_k<const T: usize>(
+unsafe fn gemm_q4_k_order<const T: usize, const G4: bool>(
     nb: usize,
     w: *const u8,
     h: usize,
@@ -264,6 +346,7 @@ unsafe fn gemm_q4_k<const T: usize>(
         let (heads, quants) = (w, w.add(nb * R * 4));
         let m4 = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); T];
+        let mut accm = [_mm256_setzero_ps(); T];
         for b in 0..nb {
             let d = scales8(heads.add(b * R * 4), h);
             let dmin = scales8(heads.add(b * R * 4 + R * 2), h);
@@ -289,42 +372,120 @@ unsafe fn gemm_q4_k<const T: usize>(
                     _mm256_or_si256(field(w2, i + 4, 15), field(w1, i + 2, 0x30))
                 }
             };
+            let mut iacc = [_mm256_setzero_si256(); T];
             let mut imin = [_mm256_setzero_si256(); T];
             for j in 0..8 {
-                let mj = min(j);
-                for (t, im) in imin.iter_mut().enumerate() {
-                    let (_, _, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let (sc, mj) = (scale(j), min(j));
+                for t in 0..T {
+                    let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
                     let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
-                    *im = _mm256_add_epi32(*im, _mm256_mullo_epi32(mj, _mm256_set1_epi32(s)));
-                }
-            }
-            let mut iacc = [_mm256_setzero_si256(); T];
-            for j in 0..8 {
-                let sc = scale(j);
-                for (t, ia) in iacc.iter_mut().enumerate() {
-                    let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    imin[t] = _mm256_add_epi32(imin[t], _mm256_mullo_epi32(mj, _mm256_set1_epi32(s)));
                     let y = y.add(32 * j);
                     let mut i = _mm256_setzero_si256();
                     for k in 0..4 {
                         let v = slot(q, 3 + 4 * j + k, h);
                         i = dp(i, _mm256_and_si256(v, m4), bcast4(y.add(8 * k)));
-                        i = dp(i, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), bcast4(y.add(8 * k + 4)));
+                        i = dp(i, _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4), bcast4(y.add(8 * k + 4)));
                     }
-                    *ia = _mm256_add_epi32(*ia, _mm256_mullo_epi32(i, sc));
+                    iacc[t] = _mm256_add_epi32(iacc[t], _mm256_mullo_epi32(i, sc));
+                }
+                if !G4 && j < 7 || G4 && j % 2 == 0 {
+                    continue;
+                }
+                for t in 0..T {
+                    let dy = _mm256_set1_ps(q8k_block(a.add(t * as_ + b * Q8_K_BLOCK)).0);
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, dy), acc[t]);
+                    accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin[t]), _mm256_mul_ps(dmin, dy), accm[t]);
+                    iacc[t] = _mm256_setzero_si256();
+                    imin[t] = _mm256_setzero_si256();
                 }
             }
-            for t in 0..T {
-                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
-                let dyv = _mm256_set1_ps(dy);
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, dyv), acc[t]);
-                acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin[t]), _mm256_mul_ps(dmin, dyv), acc[t]);
-            }
         }
-        store(&acc, out, os);
+        for t in 0..T {
+            _mm256_storeu_ps(out.add(t * os), _mm256_sub_ps(acc[t], accm[t]));
+        }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+/// `gemm_q4_k_order` per super-block (`ggml_gemv_q4_K_8x8_q8_K`).
+///
+/// # Safety
+/// As `gemm_q4_k_order`.
+unsafe fn gemm_q4_k<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    h: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { gemm_q4_k_order::<T, false>(nb, w, h, a, as_, out, os) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// `gemm_q4_k_order` per pair of sub-blocks (`ggml_gemm_q4_K_8x8_q8_K`).
+///
+/// # Safety
+/// As `gemm_q4_k_order`.
+unsafe fn gemm_q4_k_g4<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    h: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { gemm_q4_k_order::<T, true>(nb, w, h, a, as_, out, os) }
+}
+
+/// The four vectors of unsigned 6-bit values of Q6_K sub-block `j` for half `h`: vector k holds
+/// elements 16j + 4k .. 16j + 4k + 4 of the 8 rows (R16 ql slots 2j, 2j+1 and qh slot j).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; the slots read must be readable.
+unsafe fn q6_values(ql: *const u8, qh: *const u8, j: usize, h: usize) -> [__m256i; 4] {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (m4, m30) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+        let hv = slot(qh, j, h);
+        let (a0, a1) = (slot(ql, 2 * j, h), slot(ql, 2 * j + 1, h));
+        let bits = |v: __m256i, hb: __m256i| _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(hb, m30));
+        [
+            bits(a0, _mm256_slli_epi16::<4>(hv)),
+            bits(_mm256_srli_epi16::<4>(a0), _mm256_slli_epi16::<2>(hv)),
+            bits(a1, hv),
+            bits(_mm256_srli_epi16::<4>(a1), _mm256_srli_epi16::<2>(hv)),
+        ]
+    }
+}
+
+/// Sub-block scale `j` of the 8 rows of half `h` as sign-extended i32 lanes.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `q + 16j + 8h .. + 8` must be readable.
+unsafe fn q6_scale(q: *const u8, j: usize, h: usize) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(q.add(16 * j + H * h) as *const __m128i)) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q6_K in the order of llama.cpp's x86 `ggml_vec_dot_q6_K_q8_K` (Q6_K is not repacked there;
+/// batches under 8 tokens take it, larger ones `gemm_q6_k_tiled`): 8 float lanes per row, lane l
+/// holding, per super-block, the integer
+///   Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]  −  32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1])
+/// folded as `lane = fma(d_a·d_w, f32(lane), lane)`, then `hsum_float_8`
+/// (`kernels::ggml_x86::q6_k_lanes`). Elements 16j+4k..16j+4k+4 belong to lane 4(j mod 2)+k.
+/// One token per pass: its 8 integer lane sums stay in registers through a super-block.
+///
 /// # Safety
 /// The CPU must support this function's target features; `w` must point to a readable R16 group of
 /// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
@@ -343,8 +504,67 @@ unsafe fn gemm_q6_k<const T: usize>(
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let (heads, quants) = (w, w.add(nb * R * 2));
-        let m4 = _mm256_set1_epi8(0x0F);
-        let m30 = _mm256_set1_epi8(0x30);
+        let mut acc = [[_mm256_setzero_ps(); 8]; T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 2), h);
+            let q = quants.add(b * R * 208);
+            let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
+            for t in 0..T {
+                let (dy, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                // lane l starts at −32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1])
+                let mut ia: [__m256i; 8] = std::array::from_fn(|l| {
+                    let s0 = _mm256_mullo_epi32(q6_scale(q, 2 * l, h), _mm256_set1_epi32(-(*bs.add(2 * l) as i32)));
+                    let s1 =
+                        _mm256_mullo_epi32(q6_scale(q, 2 * l + 1, h), _mm256_set1_epi32(-(*bs.add(2 * l + 1) as i32)));
+                    _mm256_slli_epi32::<5>(_mm256_add_epi32(s0, s1))
+                });
+                for j in 0..16 {
+                    let sc = dup16(q6_scale(q, j, h));
+                    let v = q6_values(ql, qh, j, h);
+                    let l0 = 4 * (j % 2);
+                    for (k, vk) in v.iter().enumerate() {
+                        // |Σ of 2 products| ≤ 2·63·128 fits in i16, so vpmaddwd multiplies the
+                        // pairs by the scale exactly
+                        let p = _mm256_maddubs_epi16(*vk, bcast4(y.add(16 * j + 4 * k)));
+                        ia[l0 + k] = _mm256_add_epi32(ia[l0 + k], pairs_times(p, sc));
+                    }
+                }
+                let d = _mm256_mul_ps(_mm256_set1_ps(dy), dw);
+                for (al, il) in acc[t].iter_mut().zip(&ia) {
+                    *al = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*il), *al);
+                }
+            }
+        }
+        for (t, l) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(t * os), hsum8_lanes(l));
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q6_K for batches of 8 or more tokens, in the order of llama.cpp's x86 "tiled" K-quant GEMM
+/// (`tiled_run_microtile_avx2`): per super-block one exact integer sum, then
+/// `acc = fma(f32(isum)·d_w, d_a, acc)` with the first product rounded
+/// (`kernels::ggml_x86::q6_k_tiled`).
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to a readable R16 group of
+/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
+/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
+/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
+unsafe fn gemm_q6_k_tiled<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    h: usize,
+    a: *const u8,
+    as_: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (heads, quants) = (w, w.add(nb * R * 2));
         let mut acc = [_mm256_setzero_ps(); T];
         for b in 0..nb {
             let d = scales8(heads.add(b * R * 2), h);
@@ -352,30 +572,24 @@ unsafe fn gemm_q6_k<const T: usize>(
             let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
             let mut iacc = [_mm256_setzero_si256(); T];
             for j in 0..16 {
-                let sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(q.add(16 * j + H * h) as *const __m128i));
-                let hv = slot(qh, j, h);
-                let (a0, a1) = (slot(ql, 2 * j, h), slot(ql, 2 * j + 1, h));
-                let bits =
-                    |v: __m256i, hb: __m256i| _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(hb, m30));
-                let v = [
-                    bits(a0, _mm256_slli_epi16(hv, 4)),
-                    bits(_mm256_srli_epi16(a0, 4), _mm256_slli_epi16(hv, 2)),
-                    bits(a1, hv),
-                    bits(_mm256_srli_epi16(a1, 4), _mm256_srli_epi16(hv, 2)),
-                ];
+                let sc = dup16(q6_scale(q, j, h));
+                let v = q6_values(ql, qh, j, h);
                 for (t, ia) in iacc.iter_mut().enumerate() {
                     let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
                     let y = y.add(16 * j);
-                    let mut i = _mm256_set1_epi32(-32 * *bs.add(j) as i32);
-                    for (k, vk) in v.iter().enumerate() {
-                        i = dp(i, *vk, bcast4(y.add(4 * k)));
-                    }
-                    *ia = _mm256_add_epi32(*ia, _mm256_mullo_epi32(i, sc));
+                    // (q − 32)·y = q·y − 32·Σy: the sub-block's pairs, scaled, minus 32·sc·bsum_j
+                    let mut p = _mm256_maddubs_epi16(v[0], bcast4(y));
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(v[1], bcast4(y.add(4))));
+                    let mut p2 = _mm256_maddubs_epi16(v[2], bcast4(y.add(8)));
+                    p2 = _mm256_add_epi16(p2, _mm256_maddubs_epi16(v[3], bcast4(y.add(12))));
+                    let off = _mm256_set1_epi32(-32 * *bs.add(j) as i32);
+                    let s = _mm256_add_epi32(_mm256_madd_epi16(p, sc), _mm256_madd_epi16(p2, sc));
+                    *ia = _mm256_add_epi32(*ia, _mm256_add_epi32(s, _mm256_mullo_epi32(off, q6_scale(q, j, h))));
                 }
             }
             for t in 0..T {
                 let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, _mm256_set1_ps(dy)), acc[t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(iacc[t]), d), _mm256_set1_ps(dy), acc[t]);
             }
         }
         store(&acc, out, os);

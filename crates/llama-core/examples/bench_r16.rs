@@ -1,0 +1,57 @@
+//! scratch: one table, one type, packed weights: bench_r16 TYPE N_TOKENS ITERS (LLAMA_ISA picks the table)
+use llama_core::kernels::{kernels, matmul_with, MatmulScratch, QTensor, ThreadPool};
+use llama_core::quant::GgmlType;
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let ty = match a[1].as_str() {
+        "q8_0" => GgmlType::Q8_0,
+        "q5_0" => GgmlType::Q5_0,
+        "q4_k" => GgmlType::Q4_K,
+        "q6_k" => GgmlType::Q6_K,
+        _ => GgmlType::Q4_0,
+    };
+    let nt: usize = a[2].parse().unwrap();
+    let iters: usize = a[3].parse().unwrap();
+    let (rows, cols) = (2048usize, 2048usize);
+    let row_bytes = ty.row_size(cols as u64).unwrap() as usize;
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut data: Vec<u8> = (0..rows * row_bytes)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s as u8
+        })
+        .collect();
+    let (_, ts) = ty.block_layout();
+    let scale = half::f16::from_f32(0.01).to_le_bytes();
+    for blk in data.chunks_exact_mut(ts) {
+        match ty {
+            GgmlType::Q6_K => blk[208..210].copy_from_slice(&scale),
+            GgmlType::Q4_K => {
+                blk[0..2].copy_from_slice(&scale);
+                blk[2..4].copy_from_slice(&scale);
+            }
+            _ => blk[0..2].copy_from_slice(&scale),
+        }
+    }
+    let plain = QTensor::new(ty, &data, rows, cols);
+    let packed = llama_core::quant::repack::pack(ty, &data, rows, cols);
+    let w = QTensor { packed: packed.as_ref(), ..plain };
+    let pool = ThreadPool::new(1);
+    let mut scratch = MatmulScratch::new();
+    let x: Vec<f32> = (0..nt * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
+    let mut out = vec![0f32; nt * rows];
+    let k = kernels();
+    let t0 = std::time::Instant::now();
+    for _ in 0..iters {
+        matmul_with(k, &pool, &w, &x, nt, &mut out, &mut scratch).unwrap();
+    }
+    eprintln!(
+        "{} {:?} nt={nt}: {:.3} ms/iter (sum {})",
+        ty.name(),
+        k.isa,
+        t0.elapsed().as_secs_f64() * 1e3 / iters as f64,
+        out.iter().sum::<f32>()
+    );
+}

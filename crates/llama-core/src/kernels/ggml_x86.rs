@@ -1,0 +1,206 @@
+//! llama.cpp's x86 summation orders for the quantized matrix products, written out one dot at a
+//! time in portable Rust: the reference the x86 kernels (row dots and R16 GEMMs) are tested
+//! against, bit for bit. These orders are the same in llama.cpp's AVX2 and AVX-512 builds (both
+//! run the `__AVX2__` paths of ggml-cpu's arch/x86 quants.c and repack.cpp, or kernels with the
+//! same float updates; integer parts are exact either way), and were checked element by element
+//! against llama.cpp's intermediate tensors on both (docs/notes/inference.md).
+//!
+//! Every function takes byte rows like a `VecDotFn` (`n` elements, whole blocks): the weight row
+//! and the activation row of its type's partner (Q8_0, Q8_1 or Q8_K). An FMA is `mul_add`, so a
+//! test compares the exact rounding of every step.
+
+use half::f16;
+
+use crate::quant::blocks::{read_blocks, Block};
+use crate::quant::k_quants::scales_mins_k4;
+use crate::quant::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K};
+
+/// `hsum_float_8` (quants.c), also sgemm.cpp's `hsum(__m256)`: `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`.
+pub fn hsum_float_8(l: &[f32; 8]) -> f32 {
+    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+}
+
+fn blocks<T: Block>(n: usize, row: &[u8]) -> Vec<T> {
+    let nb = n / T::TYPE.block_size();
+    read_blocks::<T>(&row[..nb * std::mem::size_of::<T>()]).into_owned()
+}
+
+/// The 32 weight values of a Q4_0 / Q5_0 / Q8_0 block as signed integers, element order.
+fn q4_0_values(b: &BlockQ4_0) -> [i32; 32] {
+    std::array::from_fn(|e| {
+        let byte = b.qs[e % 16] as i32;
+        (if e < 16 { byte & 15 } else { byte >> 4 }) - 8
+    })
+}
+fn q5_0_values(b: &BlockQ5_0) -> [i32; 32] {
+    let qh = u32::from_le_bytes(b.qh);
+    std::array::from_fn(|e| {
+        let byte = b.qs[e % 16] as i32;
+        let lo = if e < 16 { byte & 15 } else { byte >> 4 };
+        (lo | (((qh >> e) & 1) as i32) << 4) - 16
+    })
+}
+
+/// The 8 lane sums of one 32-element block: lane l = Σ x[e]·y[e] over e = 4l..4l+4 (exact).
+fn lanes(x: &[i32; 32], y: &[i8; 32]) -> [i32; 8] {
+    std::array::from_fn(|l| (4 * l..4 * l + 4).map(|e| x[e] * y[e] as i32).sum())
+}
+
+/// Q4_0 / Q5_0 / Q8_0 × Q8_0 as `ggml_vec_dot_*_q8_0` (AVX2 path) and tinyBLAS_Q0_AVX sum: 8 float
+/// lanes of 4 elements, per block `lane = fma(d_w·d_a, f32(lane sum), lane)`, then `hsum_float_8`.
+fn lanes_q8_0(w: impl Iterator<Item = (f16, [i32; 32])>, a: &[BlockQ8_0]) -> f32 {
+    let mut acc = [0f32; 8];
+    for ((dw, x), y) in w.zip(a) {
+        let d = dw.to_f32() * y.d.to_f32();
+        for (al, s) in acc.iter_mut().zip(lanes(&x, &y.qs)) {
+            *al = d.mul_add(s as f32, *al);
+        }
+    }
+    hsum_float_8(&acc)
+}
+
+/// Q8_0 weights (`ggml_vec_dot_q8_0_q8_0`, tinyBLAS_Q0_AVX): see `lanes_q8_0`.
+pub fn q8_0_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let w = blocks::<BlockQ8_0>(n, w);
+    lanes_q8_0(w.iter().map(|b| (b.d, std::array::from_fn(|e| b.qs[e] as i32))), &blocks(n, a))
+}
+
+/// Q5_0 weights (`ggml_vec_dot_q5_0_q8_0`, tinyBLAS_Q0_AVX): see `lanes_q8_0`.
+pub fn q5_0_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let w = blocks::<BlockQ5_0>(n, w);
+    lanes_q8_0(w.iter().map(|b| (b.d, q5_0_values(b))), &blocks(n, a))
+}
+
+/// Q4_0 weights in llama.cpp's x86 repacked GEMV/GEMM (`ggml_gemv_q4_0_8x8_q8_0`,
+/// `gemm_q4_b32_8x8_q8_0_lut_avx`): one exact integer sum per block, `acc = fma(f32(sum), d_w·d_a, acc)`.
+pub fn q4_0_repack(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ4_0>(n, w), blocks::<BlockQ8_0>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let v = q4_0_values(x);
+        let s: i32 = (0..32).map(|e| v[e] * y.qs[e] as i32).sum();
+        acc = (s as f32).mul_add(x.d.to_f32() * y.d.to_f32(), acc);
+    }
+    acc
+}
+
+/// Q4_1 × Q8_1 as `ggml_vec_dot_q4_1_q8_1` (AVX2 path): 8 float lanes of 4 elements,
+/// `lane = fma(d_w·d_a, f32(lane sum of q·y), lane)` with q in 0..16, and the minimums apart as
+/// `summs = fma(m_w, s_a, summs)` (GCC contracts `summs += m·s`); `hsum_float_8(lanes) + summs`.
+pub fn q4_1_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ4_1>(n, w), blocks::<BlockQ8_1>(n, a));
+    let (mut acc, mut summs) = ([0f32; 8], 0f32);
+    for (x, y) in w.iter().zip(&a) {
+        summs = x.m.to_f32().mul_add(y.s.to_f32(), summs);
+        let d = x.d.to_f32() * y.d.to_f32();
+        let v: [i32; 32] = std::array::from_fn(|e| {
+            let byte = x.qs[e % 16] as i32;
+            if e < 16 {
+                byte & 15
+            } else {
+                byte >> 4
+            }
+        });
+        for (al, s) in acc.iter_mut().zip(lanes(&v, &y.qs)) {
+            *al = d.mul_add(s as f32, *al);
+        }
+    }
+    hsum_float_8(&acc) + summs
+}
+
+/// Per Q4_K super-block: the 8 sub-blocks' `scale_j · Σ q·y` and `min_j · (bsum_2j + bsum_2j+1)`.
+fn q4_k_parts(x: &BlockQ4K, y: &BlockQ8K) -> ([i32; 8], [i32; 8]) {
+    let (sc, mn) = scales_mins_k4(&x.scales);
+    let q = |e: usize| -> i32 {
+        let byte = x.qs[32 * (e / 64) + e % 32] as i32;
+        if (e / 32).is_multiple_of(2) {
+            byte & 15
+        } else {
+            byte >> 4
+        }
+    };
+    let sums =
+        std::array::from_fn(|j| sc[j] as i32 * (32 * j..32 * j + 32).map(|e| q(e) * y.qs[e] as i32).sum::<i32>());
+    let mins = std::array::from_fn(|j| mn[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32));
+    (sums, mins)
+}
+
+/// Q4_K × Q8_K: scale sums and minimum sums go to two float accumulators,
+/// `acc = fma(f32(isum), d_w·d_a, acc)`, `accm = fma(f32(imin), dmin_w·d_a, accm)`, result
+/// `acc − accm`; `pair = false`: one update per super-block (`ggml_gemv_q4_K_8x8_q8_K`: single
+/// tokens and the tokens after a batch's last full group of 4), `pair = true`: one per pair of
+/// sub-blocks 2p, 2p+1 (`ggml_gemm_q4_K_8x8_q8_K`: a batch's full groups of 4 tokens, whose
+/// activations come from `ggml_quantize_mat_q8_K_4x8`).
+fn q4_k(n: usize, w: &[u8], a: &[u8], pair: bool) -> f32 {
+    let (w, a) = (blocks::<BlockQ4K>(n, w), blocks::<BlockQ8K>(n, a));
+    let (mut acc, mut accm) = (0f32, 0f32);
+    for (x, y) in w.iter().zip(&a) {
+        let (sums, mins) = q4_k_parts(x, y);
+        let (dd, ddm) = (x.d.to_f32() * y.d, x.dmin.to_f32() * y.d);
+        // sub-blocks summed per update: a pair (gemm) or all eight (gemv)
+        let width = if pair { 2 } else { 8 };
+        for (s, m) in sums.chunks(width).zip(mins.chunks(width)) {
+            acc = (s.iter().sum::<i32>() as f32).mul_add(dd, acc);
+            accm = (m.iter().sum::<i32>() as f32).mul_add(ddm, accm);
+        }
+    }
+    acc - accm
+}
+
+/// Q4_K, `ggml_gemv_q4_K_8x8_q8_K`'s order (see `q4_k`).
+pub fn q4_k_gemv(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    q4_k(n, w, a, false)
+}
+
+/// Q4_K, `ggml_gemm_q4_K_8x8_q8_K`'s order (see `q4_k`).
+pub fn q4_k_gemm4(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    q4_k(n, w, a, true)
+}
+
+/// The unsigned 6-bit values (q + 32) of a Q6_K super-block, element order.
+fn q6_k_values(x: &BlockQ6K) -> [i32; QK_K] {
+    std::array::from_fn(|e| {
+        let (h, r) = (e / 128, e % 128);
+        let (quarter, l) = (r / 32, r % 32);
+        let ql = x.ql[64 * h + l + 32 * (quarter % 2)] as i32;
+        let lo = if quarter < 2 { ql & 15 } else { ql >> 4 };
+        let hi = (x.qh[32 * h + l] as i32 >> (2 * quarter)) & 3;
+        lo | hi << 4
+    })
+}
+
+/// Q6_K × Q8_K as `ggml_vec_dot_q6_K_q8_K` (AVX2 path; batches under 8 tokens): 8 float lanes,
+/// lane l holding per super-block the integer
+///   Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]  −  32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1])
+/// (q unsigned; the −32 offset goes through the bsums of sub-blocks 2l, 2l+1), folded as
+/// `lane = fma(d_a·d_w, f32(lane), lane)`, then `hsum_float_8`.
+pub fn q6_k_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ6K>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = [0f32; 8];
+    for (x, y) in w.iter().zip(&a) {
+        let q = q6_k_values(x);
+        let sc = |j: usize| x.scales[j] as i32;
+        let d = y.d * x.d.to_f32();
+        for (l, al) in acc.iter_mut().enumerate() {
+            let mut s = -32 * (sc(2 * l) * y.bsums[2 * l] as i32 + sc(2 * l + 1) * y.bsums[2 * l + 1] as i32);
+            for e in (0..QK_K).filter(|e| (e % 32) / 4 == l) {
+                s += sc(e / 16) * q[e] * y.qs[e] as i32;
+            }
+            *al = d.mul_add(s as f32, *al);
+        }
+    }
+    hsum_float_8(&acc)
+}
+
+/// Q6_K × Q8_K as llama.cpp's x86 "tiled" K-quant GEMM (batches of 8 tokens or more): one exact
+/// integer sum per super-block, `acc = fma(f32(isum)·d_w, d_a, acc)` (the first product rounded).
+pub fn q6_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ6K>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let q = q6_k_values(x);
+        let s: i32 = (0..QK_K).map(|e| x.scales[e / 16] as i32 * (q[e] - 32) * y.qs[e] as i32).sum();
+        acc = ((s as f32) * x.d.to_f32()).mul_add(y.d, acc);
+    }
+    acc
+}
