@@ -225,6 +225,7 @@ pub(crate) fn pv_body(
 
 /// `AttnPvPanelsFn` portably: `pv_body`'s sums for each query, the values read from key panels
 /// (`AttnKtFn` layout, keys from j0 in lanes).
+#[cfg(target_arch = "x86_64")] // the x86 tables' fallback for orders they do not vectorise
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pv_panels_body(
     n: usize,
