@@ -48,7 +48,9 @@ MODELS = [
     "smollm2-135m-instruct-q4_1",
 ]
 LOGIT_CASES = [(m, 0.05 if m.startswith("synth") else 0.1) for m in MODELS]
-GREEDY_CASES = MODELS
+# Greedy continuations token by token through the Python API; the two 1B synthetic models take the
+# longest and the Rust golden test already runs theirs.
+GREEDY_CASES = [m for m in MODELS if not m.startswith("synth-1b")]
 
 
 @pytest.mark.parametrize("name,tol", LOGIT_CASES)

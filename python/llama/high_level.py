@@ -89,6 +89,9 @@ class Llama:
         self.input_ids: npt.NDArray[np.intc] = np.zeros((self._n_ctx,), dtype=np.intc)
         # One row per position; np.empty does not touch the pages, so rows cost memory only once written.
         self.scores: npt.NDArray[np.single] = np.empty((self._n_ctx, self._n_vocab), dtype=np.single)
+        # Which rows of `scores` hold the logits of the token now at their position (without
+        # logits_all an eval writes only its last row).
+        self._has_logits = np.zeros((self._n_ctx,), dtype=bool)
         self.n_tokens = 0
         if verbose:
             print(f"llama: loaded {self.model_path} in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
@@ -165,6 +168,7 @@ class Llama:
     def reset(self) -> None:
         """Forget the evaluated tokens: n_tokens = 0 and the KV cache emptied."""
         self.n_tokens = 0
+        self._has_logits[:] = False
         if self._ctx is not None:
             self._ctx.truncate(0)
 
@@ -177,8 +181,10 @@ class Llama:
         tokens = list(tokens)
         n_past, n = self.n_tokens, len(tokens)
         first = n_past if self._logits_all else n_past + n - 1
+        self._has_logits[n_past:] = False
         ctx.eval(tokens, n_past, self.scores[first : n_past + n])
         self.input_ids[n_past : n_past + n] = tokens
+        self._has_logits[first : n_past + n] = True
         self.n_tokens = n_past + n
 
     @property
@@ -226,12 +232,17 @@ class Llama:
 
     def _prefix_reuse(self, tokens: list[int]) -> list[int]:
         """Keep the longest evaluated prefix of `tokens`; return what still has to be evaluated (eval
-        drops the cache beyond n_tokens). At least one token is re-evaluated so fresh logits exist."""
+        drops the cache beyond n_tokens). A prompt evaluated whole before, whose last logits are still
+        kept, needs nothing: the same prompt and seed then sample exactly as the first time (a
+        re-evaluated last token would be a batch of one, whose sums llama.cpp orders differently).
+        Otherwise at least one token is re-evaluated so fresh logits exist."""
         n = 0
-        limit = min(self.n_tokens, len(tokens) - 1)
+        limit = min(self.n_tokens, len(tokens))
         cached = self.input_ids
         while n < limit and cached[n] == tokens[n]:
             n += 1
+        if n == len(tokens) and not self._has_logits[n - 1]:
+            n -= 1
         self.n_tokens = n
         return tokens[n:]
 
@@ -257,7 +268,8 @@ class Llama:
         elif reset:
             self.reset()
         while True:
-            self.eval(tokens)
+            if tokens:
+                self.eval(tokens)
             token = self.sample(
                 top_k=top_k,
                 top_p=top_p,
@@ -537,6 +549,7 @@ class Llama:
         self.n_tokens = state.n_tokens
         self.input_ids[: state.n_tokens] = state.input_ids
         self.scores[: state.n_tokens] = state.scores
+        self._has_logits[:] = False  # which rows were real is not saved: the next prompt re-evaluates one
 
     def close(self) -> None:
         self._ctx = None
