@@ -63,3 +63,18 @@ pub(super) fn find(name: &str) -> Result<&'static Family> {
 pub fn supported_archs() -> String {
     FAMILIES.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_names_every_family_and_rejects_others_by_name() {
+        for f in FAMILIES {
+            assert_eq!(find(f.name).map(|g| g.arch().name()).ok(), Some(f.name));
+        }
+        let Err(e) = find("falcon") else { panic!("falcon is not a family here") };
+        let Error::UnknownArchitecture { arch, supported } = e else { panic!("wrong error: {e}") };
+        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3"));
+    }
+}
