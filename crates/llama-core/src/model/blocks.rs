@@ -58,9 +58,11 @@ pub(super) struct Qkv<'w> {
     pub wq: &'w WRef, // [n_head·head_k][n_embd]
     pub wk: &'w WRef, // [n_head_kv·head_k][n_embd]
     pub wv: &'w WRef, // [n_head_kv·head_v][n_embd]
-    /// bq, bk, bv ([n_head·head_k], [n_head_kv·head_k], [n_head_kv·head_v]): qwen2.
+    /// bq, bk, bv ([n_head·head_k], [n_head_kv·head_k], [n_head_kv·head_v]), when the
+    /// family's projections have biases.
     pub bias: Option<[&'w [f32]; 3]>,
-    /// attn_q_norm, attn_k_norm ([head_k], applied to every head): gemma3.
+    /// attn_q_norm, attn_k_norm ([head_k], applied to every head), when
+    /// the family normalizes Q and K per head.
     pub qk_norm: Option<[&'w [f32]; 2]>,
 }
 
@@ -113,7 +115,8 @@ impl Pass<'_> {
         parallel::rms_norm(self.pool, &mut dst[..len], &src[..len], w, self.hp.rms_eps);
     }
 
-    /// `x = rms_norm(x) · w` in place, rows of `w.len()` (gemma's attn_post_norm, ffn_post_norm).
+    /// `x = rms_norm(x) · w` in place, rows of `w.len()` (post norms: attn_post_norm,
+    /// ffn_post_norm).
     pub fn norm_inplace(&self, w: &[f32], x: &mut [f32]) {
         parallel::rms_norm_inplace(self.pool, &mut x[..self.n * w.len()], w, self.hp.rms_eps);
     }

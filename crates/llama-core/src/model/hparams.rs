@@ -1,7 +1,7 @@
 //! Hyper-parameters every family shares, read from GGUF metadata (`{arch}.*` keys, llama.cpp's
 //! names and defaults, as llama.cpp's `llama_model::load_hparams` reads them before its
-//! per-architecture switch). What only one family has (Gemma 3's sliding window, its query scale,
-//! a logit soft-cap) is read by that family's file in `arch/`, through [`Meta`].
+//! per-architecture switch). What only one family has (a sliding window, a query scale, a logit
+//! soft-cap …) is read by that family's file in `arch/`, through [`Meta`].
 
 use crate::gguf::{GgufFile, Value};
 use crate::{Error, Result};
@@ -105,7 +105,7 @@ impl HParams {
 }
 
 /// The `{arch}.*` metadata keys of one file: `Meta::opt_usize("attention.sliding_window")` reads
-/// `gemma3.attention.sliding_window` from a Gemma 3 file.
+/// `<general.architecture>.attention.sliding_window`.
 pub(super) struct Meta<'a> {
     pub f: &'a GgufFile,
     pub arch: Arch,
