@@ -1,6 +1,6 @@
 //! Evaluation context: KV cache, every activation buffer (allocated once, sized for n_batch),
 //! thread pool and logits. `eval_into` (behind `eval`) validates, splits the tokens into batches
-//! and runs the architecture's forward function on each: the only batching loop and the only
+//! and runs the model family's forward on each: the only batching loop and the only
 //! check of token ids and of the window.
 
 use std::sync::Mutex;
@@ -8,8 +8,7 @@ use std::sync::Mutex;
 use super::attention::AttnScratch;
 use super::kv_cache::{KvCache, KvType};
 use super::Model;
-use crate::kernels::{matmul, MatmulScratch, QTensor, ThreadPool};
-use crate::quant::dequantize_row;
+use crate::kernels::{MatmulScratch, ThreadPool};
 use crate::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -87,7 +86,7 @@ impl Context {
             return Err(Error::InvalidArgument("n_threads must be at least 1".into()));
         }
         let n_batch = p.n_batch.min(n_ctx);
-        let n_ff = model.weights.max_n_ff();
+        let n_ff = model.net.max_n_ff();
         let (qd, kd, vd, od) =
             (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa(), hp.n_head * hp.n_embd_head_v);
         let buf = Buffers {
@@ -252,33 +251,6 @@ impl Context {
             self.kv_len = pos0 + chunk.len();
         }
         self.n_outputs = n_out;
-    }
-
-    /// `x[t] = token_embd[tokens[t]]` (ggml get_rows: dequantized to f32).
-    pub(super) fn embed(&mut self, model: &Model, tokens: &[u32]) {
-        let w = model.qt(&model.weights.tok_embd);
-        let row_bytes = w.data.len() / w.rows;
-        for (t, &id) in tokens.iter().enumerate() {
-            let id = id as usize;
-            dequantize_row(
-                w.ggml_type,
-                &w.data[id * row_bytes..(id + 1) * row_bytes],
-                &mut self.buf.x[t * w.cols..(t + 1) * w.cols],
-            )
-            .expect("embedding type validated at load");
-        }
-    }
-
-    /// out[..n][w.rows] = x[..n] · wᵀ
-    pub(super) fn mm(
-        pool: &ThreadPool,
-        scratch: &mut MatmulScratch,
-        w: &QTensor,
-        x: &[f32],
-        n: usize,
-        out: &mut [f32],
-    ) {
-        matmul(pool, w, &x[..n * w.cols], n, &mut out[..n * w.rows], scratch);
     }
 
     /// Serialized KV cache + last logits, for save_state/load_state.

@@ -1,34 +1,18 @@
-//! Hyper-parameters read from GGUF metadata (`{arch}.*` keys, llama.cpp's names and defaults).
+//! Hyper-parameters every family shares, read from GGUF metadata (`{arch}.*` keys, llama.cpp's
+//! names and defaults, as llama.cpp's `llama_model::load_hparams` reads them before its
+//! per-architecture switch). What only one family has (a sliding window, a query scale, a logit
+//! soft-cap …) is read by that family's file in `arch/`, through [`Meta`].
 
 use crate::gguf::{GgufFile, Value};
-use crate::kernels::elementwise::RopeType;
 use crate::{Error, Result};
 
-/// The architectures this runtime implements.
+/// The value of `general.architecture` this model was loaded as (one of `arch::FAMILIES`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arch {
-    Llama,
-    Qwen2,
-    Gemma3,
-}
-
-pub const SUPPORTED_ARCHS: &str = "llama, qwen2, gemma3";
+pub struct Arch(pub(super) &'static str);
 
 impl Arch {
-    pub fn from_name(name: &str) -> Result<Arch> {
-        match name {
-            "llama" => Ok(Arch::Llama),
-            "qwen2" => Ok(Arch::Qwen2),
-            "gemma3" => Ok(Arch::Gemma3),
-            _ => Err(Error::UnknownArchitecture { arch: name.to_string(), supported: SUPPORTED_ARCHS.to_string() }),
-        }
-    }
     pub fn name(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Qwen2 => "qwen2",
-            Arch::Gemma3 => "gemma3",
-        }
+        self.0
     }
 }
 
@@ -49,17 +33,8 @@ pub struct HParams {
     /// Rotated dimensions per head.
     pub n_rot: usize,
     pub rms_eps: f32,
-    pub rope_type: RopeType,
     pub rope_freq_base: f32,
     pub rope_freq_scale: f32,
-    /// Gemma 3 local (sliding-window) layers: rope base 10000, window `n_swa`, all layers except
-    /// every `swa_pattern`-th (1-based) one. `n_swa == 0` means no sliding window.
-    pub rope_freq_base_swa: f32,
-    pub n_swa: usize,
-    pub swa_pattern: usize,
-    /// Multiplier applied to Q before Q·K (1/sqrt(head_dim) unless the model says otherwise).
-    pub f_attention_scale: f32,
-    pub final_logit_softcap: Option<f32>,
 }
 
 impl HParams {
@@ -69,86 +44,89 @@ impl HParams {
     pub fn n_embd_v_gqa(&self) -> usize {
         self.n_head_kv * self.n_embd_head_v
     }
-    /// True when layer `il` attends only within the sliding window.
-    pub fn is_swa(&self, il: usize) -> bool {
-        self.n_swa > 0 && self.swa_pattern > 0 && il % self.swa_pattern < self.swa_pattern - 1
-    }
 
-    /// Reads everything but `n_vocab` (taken from the embedding tensor by the caller).
-    pub fn from_gguf(f: &GgufFile, arch: Arch) -> Result<HParams> {
+    /// Reads everything but `n_vocab` (taken from the embedding tensor once the weights load).
+    pub(super) fn from_gguf(f: &GgufFile, arch: Arch) -> Result<HParams> {
+        let m = Meta { f, arch };
         let a = arch.name();
-        let key = |k: &str| format!("{a}.{k}");
-        let n_embd = req_usize(f, &key("embedding_length"))?;
-        let n_layer = req_usize(f, &key("block_count"))?;
-        let n_head = req_usize(f, &key("attention.head_count"))?;
+        let n_embd = m.req_usize("embedding_length")?;
+        let n_layer = m.req_usize("block_count")?;
+        let n_head = m.req_usize("attention.head_count")?;
         if n_embd == 0 || n_layer == 0 || n_head == 0 {
             return Err(Error::Model(format!("{a}: embedding_length, block_count and head_count must be > 0")));
         }
-        let n_head_kv = opt_usize(f, &key("attention.head_count_kv"))?.unwrap_or(n_head);
+        let n_head_kv = m.opt_usize("attention.head_count_kv")?.unwrap_or(n_head);
         if n_head_kv == 0 || n_head % n_head_kv != 0 {
             return Err(Error::Model(format!(
                 "{a}.attention.head_count_kv = {n_head_kv} does not divide head_count = {n_head}"
             )));
         }
-        let n_embd_head_k = opt_usize(f, &key("attention.key_length"))?.unwrap_or(n_embd / n_head);
-        let n_embd_head_v = opt_usize(f, &key("attention.value_length"))?.unwrap_or(n_embd / n_head);
-        let n_rot = opt_usize(f, &key("rope.dimension_count"))?.unwrap_or(n_embd_head_k);
+        let n_embd_head_k = m.opt_usize("attention.key_length")?.unwrap_or(n_embd / n_head);
+        let n_embd_head_v = m.opt_usize("attention.value_length")?.unwrap_or(n_embd / n_head);
+        let n_rot = m.opt_usize("rope.dimension_count")?.unwrap_or(n_embd_head_k);
         if n_rot > n_embd_head_k || n_rot % 2 != 0 {
             return Err(Error::Model(format!(
                 "{a}.rope.dimension_count = {n_rot} must be even and ≤ head size {n_embd_head_k}"
             )));
         }
-        let rms_eps = opt_f32(f, &key("attention.layer_norm_rms_epsilon"))?
+        let rms_eps = m
+            .opt_f32("attention.layer_norm_rms_epsilon")?
             .ok_or_else(|| Error::Model(format!("missing metadata key {a}.attention.layer_norm_rms_epsilon")))?;
 
         // Linear rope scaling: llama.cpp reads `rope.scale_linear`, else `rope.scaling.factor`.
-        if let Some(t) = opt_str(f, &key("rope.scaling.type"))? {
+        if let Some(t) = m.opt_str("rope.scaling.type")? {
             if t != "linear" && t != "none" {
                 return Err(Error::Model(format!("{a}.rope.scaling.type = '{t}' is not supported (only linear)")));
             }
         }
-        let mut factor = opt_f32(f, &key("rope.scale_linear"))?.unwrap_or(0.0);
+        let mut factor = m.opt_f32("rope.scale_linear")?.unwrap_or(0.0);
         if factor == 0.0 {
-            factor = opt_f32(f, &key("rope.scaling.factor"))?.unwrap_or(0.0);
+            factor = m.opt_f32("rope.scaling.factor")?.unwrap_or(0.0);
         }
         let rope_freq_scale = if factor == 0.0 { 1.0 } else { 1.0 / factor };
 
-        let (rope_type, n_swa, swa_pattern, f_attention_scale) = match arch {
-            Arch::Llama => (RopeType::Norm, 0, 0, 1.0 / (n_embd_head_k as f32).sqrt()),
-            Arch::Qwen2 => (RopeType::Neox, 0, 0, 1.0 / (n_embd_head_k as f32).sqrt()),
-            // llama.cpp: Gemma 3 scales queries by 1/sqrt(key_length) (query_pre_attn_scalar =
-            // head_dim for all sizes but 27B, which uses n_embd/n_head), 5 local : 1 global layers.
-            Arch::Gemma3 => {
-                let scale = if n_layer == 62 {
-                    1.0 / ((n_embd / n_head) as f32).sqrt()
-                } else {
-                    1.0 / (n_embd_head_k as f32).sqrt()
-                };
-                (RopeType::Neox, opt_usize(f, &key("attention.sliding_window"))?.unwrap_or(0), 6, scale)
-            }
-        };
         Ok(HParams {
             arch,
             n_vocab: 0,
-            n_ctx_train: opt_usize(f, &key("context_length"))?.unwrap_or(2048),
+            n_ctx_train: m.opt_usize("context_length")?.unwrap_or(2048),
             n_embd,
             n_layer,
             n_head,
             n_head_kv,
             n_embd_head_k,
             n_embd_head_v,
-            n_ff: opt_usize(f, &key("feed_forward_length"))?.unwrap_or(0),
+            n_ff: m.opt_usize("feed_forward_length")?.unwrap_or(0),
             n_rot,
             rms_eps,
-            rope_type,
-            rope_freq_base: opt_f32(f, &key("rope.freq_base"))?.unwrap_or(10000.0),
+            rope_freq_base: m.opt_f32("rope.freq_base")?.unwrap_or(10000.0),
             rope_freq_scale,
-            rope_freq_base_swa: 10000.0,
-            n_swa,
-            swa_pattern,
-            f_attention_scale,
-            final_logit_softcap: opt_f32(f, &key("final_logit_softcapping"))?.filter(|&c| c > 0.0),
         })
+    }
+}
+
+/// The `{arch}.*` metadata keys of one file: `Meta::opt_usize("attention.sliding_window")` reads
+/// `<general.architecture>.attention.sliding_window`.
+pub(super) struct Meta<'a> {
+    pub f: &'a GgufFile,
+    pub arch: Arch,
+}
+
+impl Meta<'_> {
+    fn key(&self, k: &str) -> String {
+        format!("{}.{k}", self.arch.name())
+    }
+    pub fn opt_usize(&self, k: &str) -> Result<Option<usize>> {
+        opt_usize(self.f, &self.key(k))
+    }
+    pub fn req_usize(&self, k: &str) -> Result<usize> {
+        let k = self.key(k);
+        opt_usize(self.f, &k)?.ok_or_else(|| Error::Model(format!("missing metadata key {k}")))
+    }
+    pub fn opt_f32(&self, k: &str) -> Result<Option<f32>> {
+        opt_f32(self.f, &self.key(k))
+    }
+    pub fn opt_str(&self, k: &str) -> Result<Option<String>> {
+        opt_str(self.f, &self.key(k))
     }
 }
 
@@ -171,10 +149,6 @@ fn opt_usize(f: &GgufFile, k: &str) -> Result<Option<usize>> {
     })
 }
 
-fn req_usize(f: &GgufFile, k: &str) -> Result<usize> {
-    opt_usize(f, k)?.ok_or_else(|| Error::Model(format!("missing metadata key {k}")))
-}
-
 fn opt_f32(f: &GgufFile, k: &str) -> Result<Option<f32>> {
     Ok(match f.get(k) {
         None => None,
@@ -192,9 +166,7 @@ fn opt_str(f: &GgufFile, k: &str) -> Result<Option<String>> {
     })
 }
 
-/// `general.architecture`, as a supported [`Arch`].
-pub fn read_arch(f: &GgufFile) -> Result<Arch> {
-    let name = opt_str(f, "general.architecture")?
-        .ok_or_else(|| Error::Model("missing metadata key general.architecture".into()))?;
-    Arch::from_name(&name)
+/// `general.architecture`, as written (the registry in `arch/` decides whether it is supported).
+pub(super) fn read_arch_name(f: &GgufFile) -> Result<String> {
+    opt_str(f, "general.architecture")?.ok_or_else(|| Error::Model("missing metadata key general.architecture".into()))
 }

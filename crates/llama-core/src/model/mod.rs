@@ -1,19 +1,22 @@
 //! Model forward pass over a KV cache: `Model` (hyper-parameters + weight views into the GGUF
 //! mmap) and `Context` (KV cache, preallocated activations, logits).
 //!
-//! One forward function per architecture, llama2.c style, with llama.cpp's stage names:
-//! `llama.rs` (llama + qwen2) and `gemma3.rs`; `attention.rs` holds the shared causal attention.
+//! One file per architecture family in `arch/` (its hyper-parameters, tensors and forward, llama2.c
+//! style with llama.cpp's stage names) and the registry mapping `general.architecture` to them
+//! (`arch/mod.rs`); the forwards are written with the shared stages of `blocks.rs`, whose
+//! attention is `attention.rs` over the cache of `kv_cache.rs`.
 
+mod arch;
 mod attention;
+mod blocks;
 mod context;
-mod gemma3;
 pub mod hparams;
 mod kv_cache;
-mod llama;
 mod weights;
 
+pub use arch::supported_archs;
 pub use context::{Context, ContextParams};
-pub use hparams::{Arch, HParams, SUPPORTED_ARCHS};
+pub use hparams::{Arch, HParams};
 pub use kv_cache::KvType;
 
 use std::path::Path;
@@ -22,15 +25,13 @@ use crate::gguf::GgufFile;
 use crate::kernels::QTensor;
 use crate::quant::repack::{self, Packed};
 use crate::Result;
+use arch::Network;
 use context::Outputs;
-use weights::{WRef, Weights};
+use weights::WRef;
 
-/// One batch through the forward pass of the model's architecture (the context owns batching).
+/// One batch through the forward pass of the model's family (the context owns batching).
 fn forward(model: &Model, ctx: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
-    match model.hparams.arch {
-        Arch::Llama | Arch::Qwen2 => llama::forward(model, ctx, tokens, pos0, out),
-        Arch::Gemma3 => gemma3::forward(model, ctx, tokens, pos0, out),
-    }
+    model.net.forward(model, ctx, tokens, pos0, out)
 }
 
 /// Options for loading a model (none needed yet; kept for API stability).
@@ -41,7 +42,8 @@ pub struct ModelParams {}
 pub struct Model {
     file: GgufFile,
     hparams: HParams,
-    weights: Weights,
+    /// The family's weights and forward (`arch/`).
+    net: Box<dyn Network>,
     /// R16-repacked copies of matrices, by tensor index (see `quant::repack`).
     packed: Vec<Option<Packed>>,
 }
@@ -54,12 +56,12 @@ impl Model {
 
     /// Builds a model from an already opened file (validates metadata and every tensor).
     pub fn from_gguf(file: GgufFile) -> Result<Model> {
-        let arch = hparams::read_arch(&file)?;
-        let mut hparams = HParams::from_gguf(&file, arch)?;
-        let (weights, n_vocab) = Weights::load(&file, &hparams)?;
-        hparams.n_vocab = n_vocab;
-        let packed = repack_weights(&file, &weights);
-        Ok(Model { file, hparams, weights, packed })
+        let family = arch::find(&hparams::read_arch_name(&file)?)?;
+        let mut hparams = HParams::from_gguf(&file, family.arch())?;
+        let net = (family.load)(&file, &hparams)?;
+        hparams.n_vocab = net.tok_embd().rows;
+        let packed = repack_weights(&file, net.matrices());
+        Ok(Model { file, hparams, net, packed })
     }
 
     pub fn hparams(&self) -> &HParams {
@@ -98,13 +100,10 @@ impl Model {
 
 /// Repacks every matrix the process-wide kernel table has an R16 kernel for, on all cores, then
 /// releases the mmap pages of the originals so resident memory stays near the file size.
-fn repack_weights(file: &GgufFile, w: &Weights) -> Vec<Option<Packed>> {
+fn repack_weights(file: &GgufFile, mut todo: Vec<WRef>) -> Vec<Option<Packed>> {
     let k = crate::kernels::kernels();
     // LLAMA_REPACK=0 keeps every matrix in the file layout (row-wise kernels): for comparisons.
     let off = std::env::var("LLAMA_REPACK").is_ok_and(|v| v.trim() == "0");
-    let mut todo: Vec<WRef> =
-        w.layers.iter().flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.ffn_gate, l.ffn_up, l.ffn_down]).collect();
-    todo.push(w.output);
     todo.retain(|r| !off && k.gemm_r16(file.tensors()[r.idx].ggml_type).is_some());
     let mut packed: Vec<Option<Packed>> = (0..file.tensors().len()).map(|_| None).collect();
     if todo.is_empty() {

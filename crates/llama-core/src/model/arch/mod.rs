@@ -1,0 +1,80 @@
+//! The families, one file each, and the registry mapping `general.architecture` to them.
+//!
+//! A family's file holds what is that family's: the hyper-parameters only it reads (its
+//! `{arch}.*` keys beyond the shared ones of `hparams.rs`), its tensors (its own layer struct),
+//! and its forward, written with the stages of `model/blocks.rs`. Adding a family is one new file
+//! and one line in [`FAMILIES`] (and the converter's mapping, if it converts from HF).
+
+mod gemma3;
+mod llama;
+mod qwen2;
+
+use super::context::{Context, Outputs};
+use super::hparams::{Arch, HParams};
+use super::weights::WRef;
+use super::Model;
+use crate::gguf::GgufFile;
+use crate::{Error, Result};
+
+/// A family's loaded network: its weights (views into the mmap), its own hyper-parameters, and
+/// its forward.
+pub(super) trait Network: Send + Sync {
+    /// One batch of `tokens` at positions pos0.. through every layer, into the KV cache, and the
+    /// logits of the rows `out` names into the context (the context owns batching).
+    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs);
+    /// token_embd: [n_vocab][n_embd] (n_vocab is its row count).
+    fn tok_embd(&self) -> WRef;
+    /// Every matrix the forward multiplies by (candidates for R16 repacking).
+    fn matrices(&self) -> Vec<WRef>;
+    /// The widest feed-forward layer (activation buffer sizing).
+    fn max_n_ff(&self) -> usize;
+}
+
+/// One registry entry.
+pub(super) struct Family {
+    /// Its `general.architecture`.
+    pub name: &'static str,
+    /// Reads the family's own hyper-parameters, then finds and checks its tensors.
+    pub load: fn(&GgufFile, &HParams) -> Result<Box<dyn Network>>,
+}
+
+impl Family {
+    pub fn arch(&self) -> Arch {
+        Arch(self.name)
+    }
+}
+
+/// The registry.
+const FAMILIES: &[Family] = &[
+    Family { name: "llama", load: llama::load },
+    Family { name: "qwen2", load: qwen2::load },
+    Family { name: "gemma3", load: gemma3::load },
+];
+
+/// The family of a `general.architecture` value.
+pub(super) fn find(name: &str) -> Result<&'static Family> {
+    FAMILIES
+        .iter()
+        .find(|f| f.name == name)
+        .ok_or_else(|| Error::UnknownArchitecture { arch: name.to_string(), supported: supported_archs() })
+}
+
+/// The supported `general.architecture` values, comma-separated ("llama, qwen2, gemma3").
+pub fn supported_archs() -> String {
+    FAMILIES.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_names_every_family_and_rejects_others_by_name() {
+        for f in FAMILIES {
+            assert_eq!(find(f.name).map(|g| g.arch().name()).ok(), Some(f.name));
+        }
+        let Err(e) = find("falcon") else { panic!("falcon is not a family here") };
+        let Error::UnknownArchitecture { arch, supported } = e else { panic!("wrong error: {e}") };
+        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3"));
+    }
+}
