@@ -93,6 +93,23 @@ pub(crate) fn gemm_r16_check(
     assert!(out.len() >= (nt - 1) * out_stride + R, "R16 gemm: out too short");
 }
 
+/// One R16 kernel call at raw pointers, as a `GemmR16Fn` entry hands it to its `#[target_feature]`
+/// body after `gemm_r16_check`: `w` points to a readable R16 group of `nb` blocks
+/// (`quant::repack`), `a` to the call's activation rows of `nb` blocks (Q8_0S or Q8_K), `as_` bytes
+/// apart, and `out` to its writable output rows of the 16 row results (a split kernel: at the first
+/// row of its part `part`, which is 0 otherwise), `os` floats apart.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+pub(crate) struct R16Call {
+    pub nb: usize,
+    pub w: *const u8,
+    pub part: usize,
+    pub a: *const u8,
+    pub as_: usize,
+    pub out: *mut f32,
+    pub os: usize,
+}
+
 // ---- activation blocks at raw pointers ----------------------------------------------------------
 
 /// A little-endian f16 at `p`, widened (exact). (x86 kernels convert with F16C instead.)

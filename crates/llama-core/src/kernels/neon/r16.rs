@@ -14,7 +14,7 @@
 use std::arch::aarch64::*;
 
 use super::{f16x4, sdot};
-use crate::kernels::shared::{q8_0s_block, q8k_block};
+use crate::kernels::shared::{q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
 use crate::quant::repack::{Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
@@ -94,22 +94,12 @@ unsafe fn store<const T: usize>(acc: &[float32x4_t; T], out: *mut f32, os: usize
 
 #[target_feature(enable = "neon,dotprod")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    qr: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: qr, a, as_, out, os } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
         let m4 = vdupq_n_u8(0x0F);
         let mut acc = [vdupq_n_f32(0.0); T];
@@ -139,22 +129,12 @@ unsafe fn gemm_q4_0<const T: usize>(
 
 #[target_feature(enable = "neon,dotprod")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q5_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    qr: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q5_0<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: qr, a, as_, out, os } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
         let m4 = vdupq_n_u8(0x0F);
         let m10 = vdupq_n_u8(0x10);
@@ -189,22 +169,12 @@ unsafe fn gemm_q5_0<const T: usize>(
 
 #[target_feature(enable = "neon,dotprod")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q8_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    qr: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q8_0<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: qr, a, as_, out, os } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
         let bias = vdupq_n_u8(0x80);
         let mut acc = [vdupq_n_f32(0.0); T];
@@ -241,22 +211,12 @@ unsafe fn field(v: uint32x4_t, sh: i32, mask: u32) -> uint32x4_t {
 
 #[target_feature(enable = "neon,dotprod")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_k<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    qr: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q4_k<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: qr, a, as_, out, os } = c;
         let (heads, quants) = (w, w.add(nb * R * 4));
         let m4 = vdupq_n_u8(0x0F);
         let mut acc = [vdupq_n_f32(0.0); T];
@@ -326,22 +286,12 @@ unsafe fn gemm_q4_k<const T: usize>(
 
 #[target_feature(enable = "neon,dotprod")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q6_k<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    qr: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q6_k<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: qr, a, as_, out, os } = c;
         let (heads, quants) = (w, w.add(nb * R * 2));
         let m4 = vdupq_n_u8(0x0F);
         let m30 = vdupq_n_u8(0x30);

@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::kernels::shared::{q8_0s_block, q8k_block};
+use crate::kernels::shared::{q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
 use crate::quant::repack::{Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
@@ -116,22 +116,12 @@ unsafe fn store<const T: usize>(acc: &[__m256; T], out: *mut f32, os: usize) {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
         let m4 = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); T];
@@ -239,22 +229,12 @@ const LANES_GROUP: usize = 4;
 /// lane)`, then `hsum_float_8` (`kernels::ggml_x86::q5_0_lanes`).
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q5_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q5_0<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
         let m4 = _mm256_set1_epi8(0x0F);
         let m10 = _mm256_set1_epi8(0x10);
@@ -304,22 +284,12 @@ unsafe fn gemm_q5_0<const T: usize>(
 /// dot does (`kernels::ggml_x86::q8_0_lanes`).
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q8_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q8_0<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
         let bias = _mm256_set1_epi8(-128);
         let ones = _mm256_set1_epi16(1);
@@ -353,22 +323,12 @@ unsafe fn gemm_q8_0<const T: usize>(
 /// (`kernels::ggml_x86::q4_k_gemv`, `q4_k_gemm4`.)
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_k<const T: usize, const G4: bool>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q4_k<const T: usize, const G4: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
         let (heads, quants) = (w, w.add(nb * R * 4));
         let m4 = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); T];
@@ -477,22 +437,12 @@ unsafe fn q6_scale(q: *const u8, j: usize, h: usize) -> __m256i {
 /// One token per pass: its 8 integer lane sums stay in registers through a super-block.
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q6_k<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q6_k<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
         let (heads, quants) = (w, w.add(nb * R * 2));
         let mut acc = [[_mm256_setzero_ps(); 8]; T];
         for b in 0..nb {
@@ -536,22 +486,12 @@ unsafe fn gemm_q6_k<const T: usize>(
 /// (`kernels::ggml_x86::q6_k_tiled`).
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q6_k_tiled<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q6_k_tiled<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
         let (heads, quants) = (w, w.add(nb * R * 2));
         let mut acc = [_mm256_setzero_ps(); T];
         for b in 0..nb {
