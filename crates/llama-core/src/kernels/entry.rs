@@ -33,10 +33,10 @@ macro_rules! from_float_entry {
 /// `gemm_split_entry!(name, inner, type, part_rows, pass, "features")`: `fn name` (a `GemmR16Fn`)
 /// for the R16 kernels that split a 16-row group into parts of `part_rows` rows (AVX2: two halves
 /// of 8, NEON: four quarters of 4) and tokens into passes of `pass` (≤ 4): checks every buffer
-/// length, then runs `inner::<T>(nb, w, part, a, a_stride, out, out_stride)` for each part and
-/// each pass.
+/// length, then runs `inner::<T>(c)` (`c`: the pass's `shared::R16Call`) for each part and each
+/// pass. `inner::<_, G..>` names a kernel with more const parameters after `T`.
 macro_rules! gemm_split_entry {
-    ($name:ident, $inner:ident, $t:expr, $part:expr, $pass:expr, $why:literal) => {
+    ($name:ident, $inner:ident $(::<_ $(, $g:tt)*>)?, $t:expr, $part:expr, $pass:expr, $why:literal) => {
         fn $name(nb: usize, w: &[u8], a: &[u8], a_stride: usize, nt: usize, out: &mut [f32], out_stride: usize) {
             $crate::kernels::shared::gemm_r16_check($t, nb, w, a, a_stride, nt, out, out_stride);
             let (w, a, o) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
@@ -49,12 +49,13 @@ macro_rules! gemm_split_entry {
                     // rows and the nt output rows were checked above, and each part reads and
                     // writes only inside them.
                     unsafe {
-                        let (a, o) = (a.add(t0 * a_stride), o.add(t0 * out_stride + part * $part));
+                        let (a, out) = (a.add(t0 * a_stride), o.add(t0 * out_stride + part * $part));
+                        let c = $crate::kernels::shared::R16Call { nb, w, part, a, as_: a_stride, out, os: out_stride };
                         match n {
-                            1 => $inner::<1>(nb, w, part, a, a_stride, o, out_stride),
-                            2 => $inner::<2>(nb, w, part, a, a_stride, o, out_stride),
-                            3 => $inner::<3>(nb, w, part, a, a_stride, o, out_stride),
-                            _ => $inner::<4>(nb, w, part, a, a_stride, o, out_stride),
+                            1 => $inner::<1 $($(, $g)*)?>(c),
+                            2 => $inner::<2 $($(, $g)*)?>(c),
+                            3 => $inner::<3 $($(, $g)*)?>(c),
+                            _ => $inner::<4 $($(, $g)*)?>(c),
                         }
                     }
                 }

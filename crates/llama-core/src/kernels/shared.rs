@@ -93,6 +93,23 @@ pub(crate) fn gemm_r16_check(
     assert!(out.len() >= (nt - 1) * out_stride + R, "R16 gemm: out too short");
 }
 
+/// One R16 kernel call at raw pointers, as a `GemmR16Fn` entry hands it to its `#[target_feature]`
+/// body after `gemm_r16_check`: `w` points to a readable R16 group of `nb` blocks
+/// (`quant::repack`), `a` to the call's activation rows of `nb` blocks (Q8_0S or Q8_K), `as_` bytes
+/// apart, and `out` to its writable output rows of the 16 row results (a split kernel: at the first
+/// row of its part `part`, which is 0 otherwise), `os` floats apart.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+pub(crate) struct R16Call {
+    pub nb: usize,
+    pub w: *const u8,
+    pub part: usize,
+    pub a: *const u8,
+    pub as_: usize,
+    pub out: *mut f32,
+    pub os: usize,
+}
+
 // ---- activation blocks at raw pointers ----------------------------------------------------------
 
 /// A little-endian f16 at `p`, widened (exact). (x86 kernels convert with F16C instead.)
@@ -269,5 +286,42 @@ pub(crate) unsafe fn round_f16_by<const W: usize>(x: &mut [f32], round: impl Fn(
     }
     for v in &mut x[i..] {
         *v = half::f16::from_f32(*v).to_f32();
+    }
+}
+
+/// Checks a `SwigluFn` call: `gate` whole rows of `n_ff`, `up` at least as long.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn swiglu_check(gate: &[f32], up: &[f32], n_ff: usize) {
+    assert!(n_ff > 0 && gate.len().is_multiple_of(n_ff) && up.len() >= gate.len(), "swiglu: shapes");
+}
+
+/// `SwigluFn` body, `gate = silu(gate) · up` over rows of `n_ff` as `ggml_vec_swiglu_f32`: `wide(g,
+/// u)` does the `W` lanes at `g`, `u` (ggml_v_silu), each row's tail (n_ff mod W) is ggml's scalar
+/// loop (libm expf).
+///
+/// # Safety
+/// `wide` must be sound to call on `W` readable and writable floats at `g` and `W` readable ones at
+/// `u`; the shapes must pass `swiglu_check`.
+#[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) unsafe fn swiglu_by<const W: usize>(
+    gate: &mut [f32],
+    up: &[f32],
+    n_ff: usize,
+    wide: impl Fn(*mut f32, *const f32),
+) {
+    for (gr, ur) in gate.chunks_exact_mut(n_ff).zip(up.chunks_exact(n_ff)) {
+        let simd = n_ff / W * W;
+        let (g, u) = (gr.as_mut_ptr(), ur.as_ptr());
+        let mut i = 0;
+        while i < simd {
+            // SAFETY: i + W ≤ n_ff: both pointers stay inside this row of gate and of up.
+            unsafe { wide(g.add(i), u.add(i)) };
+            i += W;
+        }
+        for j in simd..n_ff {
+            let x = gr[j];
+            gr[j] = x / (1.0 + (-x).exp()) * ur[j];
+        }
     }
 }

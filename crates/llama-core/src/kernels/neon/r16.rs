@@ -14,7 +14,7 @@
 use std::arch::aarch64::*;
 
 use super::{f16x4, sdot};
-use crate::kernels::shared::{q8_0s_block, q8k_block};
+use crate::kernels::shared::{q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
 use crate::quant::repack::{Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
@@ -24,8 +24,8 @@ const PASS: usize = 4;
 /// Rows per quarter.
 const Q: usize = 4;
 
-gemm_split_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0, Q, PASS, "neon,dotprod");
-gemm_split_entry!(gemm_q5_0_entry, gemm_q5_0, GgmlType::Q5_0, Q, PASS, "neon,dotprod");
+gemm_split_entry!(gemm_q4_0_entry, gemm_q4_0_q5_0::<_, false>, GgmlType::Q4_0, Q, PASS, "neon,dotprod");
+gemm_split_entry!(gemm_q5_0_entry, gemm_q4_0_q5_0::<_, true>, GgmlType::Q5_0, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, Q, PASS, "neon,dotprod");
@@ -93,89 +93,41 @@ unsafe fn store<const T: usize>(acc: &[float32x4_t; T], out: *mut f32, os: usize
 }
 
 #[target_feature(enable = "neon,dotprod")]
+/// Q4_0 (`Q5 = false`) and Q5_0 (`Q5 = true`, each nibble's fifth bit from the leading qh slot):
+/// unsigned 4- or 5-bit values, the offset (−8 or −16 times Σy) starting each block's sum.
+///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    qr: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q4_0_q5_0<const T: usize, const Q5: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: qr, a, as_, out, os } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
-        let m4 = vdupq_n_u8(0x0F);
-        let mut acc = [vdupq_n_f32(0.0); T];
-        for b in 0..nb {
-            let dw = f16x4(vld1_u16(scales.add(b * R * 2 + 8 * qr) as *const u16));
-            let q = quants.add(b * R * 16);
-            let mut lo = [vdupq_n_s8(0); 4];
-            let mut hi = [vdupq_n_s8(0); 4];
-            for s in 0..4 {
-                let v = slot(q, s, qr);
-                lo[s] = s8(vandq_u8(v, m4));
-                hi[s] = s8(vshrq_n_u8::<4>(v));
-            }
-            for t in 0..T {
-                let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
-                let mut i = vdupq_n_s32(-8 * sum);
-                for s in 0..4 {
-                    i = sdot(i, lo[s], bcast4(y.add(4 * s)));
-                    i = sdot(i, hi[s], bcast4(y.add(16 + 4 * s)));
-                }
-                acc[t] = fold(acc[t], i, dw, da);
-            }
-        }
-        store(&acc, out, os);
-    }
-}
-
-#[target_feature(enable = "neon,dotprod")]
-/// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q5_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    qr: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        let (scales, quants) = (w, w.add(nb * R * 2));
+        let (block_bytes, first, offset) = if Q5 { (20, 1, -16) } else { (16, 0, -8) };
         let m4 = vdupq_n_u8(0x0F);
         let m10 = vdupq_n_u8(0x10);
         let mut acc = [vdupq_n_f32(0.0); T];
         for b in 0..nb {
             let dw = f16x4(vld1_u16(scales.add(b * R * 2 + 8 * qr) as *const u16));
-            let q = quants.add(b * R * 20);
-            let qh = slot(q, 0, qr);
+            let q = quants.add(b * R * block_bytes);
             let mut lo = [vdupq_n_s8(0); 4];
             let mut hi = [vdupq_n_s8(0); 4];
             for s in 0..4 {
-                let v = slot(q, 1 + s, qr);
-                // fifth bit g of each byte → 0x10 (vtst gives 0xFF where the bit is set)
-                let b_lo = vandq_u8(vtstq_u8(qh, vdupq_n_u8(1 << s)), m10);
-                let b_hi = vandq_u8(vtstq_u8(qh, vdupq_n_u8(1 << (4 + s))), m10);
-                lo[s] = s8(vorrq_u8(vandq_u8(v, m4), b_lo));
-                hi[s] = s8(vorrq_u8(vshrq_n_u8::<4>(v), b_hi));
+                let v = slot(q, first + s, qr);
+                let (mut l, mut h) = (vandq_u8(v, m4), vshrq_n_u8::<4>(v));
+                if Q5 {
+                    // fifth bit g of each byte → 0x10 (vtst gives 0xFF where the bit is set)
+                    let qh = slot(q, 0, qr);
+                    l = vorrq_u8(l, vandq_u8(vtstq_u8(qh, vdupq_n_u8(1 << s)), m10));
+                    h = vorrq_u8(h, vandq_u8(vtstq_u8(qh, vdupq_n_u8(1 << (4 + s))), m10));
+                }
+                lo[s] = s8(l);
+                hi[s] = s8(h);
             }
             for t in 0..T {
                 let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
-                let mut i = vdupq_n_s32(-16 * sum);
+                let mut i = vdupq_n_s32(offset * sum);
                 for s in 0..4 {
                     i = sdot(i, lo[s], bcast4(y.add(4 * s)));
                     i = sdot(i, hi[s], bcast4(y.add(16 + 4 * s)));
@@ -189,22 +141,12 @@ unsafe fn gemm_q5_0<const T: usize>(
 
 #[target_feature(enable = "neon,dotprod")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q8_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    qr: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q8_0<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: qr, a, as_, out, os } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
         let bias = vdupq_n_u8(0x80);
         let mut acc = [vdupq_n_f32(0.0); T];
@@ -241,22 +183,12 @@ unsafe fn field(v: uint32x4_t, sh: i32, mask: u32) -> uint32x4_t {
 
 #[target_feature(enable = "neon,dotprod")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_k<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    qr: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q4_k<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: qr, a, as_, out, os } = c;
         let (heads, quants) = (w, w.add(nb * R * 4));
         let m4 = vdupq_n_u8(0x0F);
         let mut acc = [vdupq_n_f32(0.0); T];
@@ -326,22 +258,12 @@ unsafe fn gemm_q4_k<const T: usize>(
 
 #[target_feature(enable = "neon,dotprod")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q6_k<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    qr: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q6_k<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: qr, a, as_, out, os } = c;
         let (heads, quants) = (w, w.add(nb * R * 2));
         let m4 = vdupq_n_u8(0x0F);
         let m30 = vdupq_n_u8(0x30);

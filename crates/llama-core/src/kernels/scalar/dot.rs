@@ -26,95 +26,90 @@ fn blocks(n: usize, bs: usize, nx: usize, ny: usize) -> usize {
     nb
 }
 
+/// Σ `block(x, y)` over the blocks of a dot of `n` elements (blocks of `bs`), from 0 in block order:
+/// `sumf += block(x_i, y_i)`.
+#[inline(always)]
+fn sum_blocks<X, Y>(n: usize, bs: usize, x: &[X], y: &[Y], block: impl Fn(&X, &Y) -> f32) -> f32 {
+    let nb = blocks(n, bs, x.len(), y.len());
+    let mut sumf = 0.0f32;
+    for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+        sumf += block(x, y);
+    }
+    sumf
+}
+
 impl VecDot for BlockQ4_0 {
     type Act = BlockQ8_0;
     fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8_0]) -> f32 {
-        let nb = blocks(n, 32, x.len(), y.len());
-        let mut sumf = 0.0f32;
-        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+        sum_blocks(n, 32, x, y, |x, y| {
             let mut sumi = 0i32;
             for j in 0..16 {
                 let v0 = (x.qs[j] & 0x0F) as i32 - 8;
                 let v1 = (x.qs[j] >> 4) as i32 - 8;
                 sumi += v0 * y.qs[j] as i32 + v1 * y.qs[j + 16] as i32;
             }
-            sumf += sumi as f32 * (x.d.to_f32() * y.d.to_f32());
-        }
-        sumf
+            sumi as f32 * (x.d.to_f32() * y.d.to_f32())
+        })
     }
 }
 
 impl VecDot for BlockQ4_1 {
     type Act = BlockQ8_1;
     fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8_1]) -> f32 {
-        let nb = blocks(n, 32, x.len(), y.len());
-        let mut sumf = 0.0f32;
-        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+        sum_blocks(n, 32, x, y, |x, y| {
             let mut sumi = 0i32;
             for j in 0..16 {
                 sumi += (x.qs[j] & 0x0F) as i32 * y.qs[j] as i32 + (x.qs[j] >> 4) as i32 * y.qs[j + 16] as i32;
             }
-            sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32();
-        }
-        sumf
+            (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32()
+        })
     }
 }
 
 impl VecDot for BlockQ5_0 {
     type Act = BlockQ8_0;
     fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8_0]) -> f32 {
-        let nb = blocks(n, 32, x.len(), y.len());
-        let mut sumf = 0.0f32;
-        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+        sum_blocks(n, 32, x, y, |x, y| {
             let qh = u32::from_le_bytes(x.qh);
             let mut sumi = 0i32;
             for j in 0..16 {
                 let (v0, v1) = q5_pair(&x.qs, qh, j);
                 sumi += (v0 - 16) * y.qs[j] as i32 + (v1 - 16) * y.qs[j + 16] as i32;
             }
-            sumf += sumi as f32 * (x.d.to_f32() * y.d.to_f32());
-        }
-        sumf
+            sumi as f32 * (x.d.to_f32() * y.d.to_f32())
+        })
     }
 }
 
 impl VecDot for BlockQ5_1 {
     type Act = BlockQ8_1;
     fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8_1]) -> f32 {
-        let nb = blocks(n, 32, x.len(), y.len());
-        let mut sumf = 0.0f32;
-        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+        sum_blocks(n, 32, x, y, |x, y| {
             let qh = u32::from_le_bytes(x.qh);
             let mut sumi = 0i32;
             for j in 0..16 {
                 let (v0, v1) = q5_pair(&x.qs, qh, j);
                 sumi += v0 * y.qs[j] as i32 + v1 * y.qs[j + 16] as i32;
             }
-            sumf += (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32();
-        }
-        sumf
+            (x.d.to_f32() * y.d.to_f32()) * sumi as f32 + x.m.to_f32() * y.s.to_f32()
+        })
     }
 }
 
 impl VecDot for BlockQ8_0 {
     type Act = BlockQ8_0;
     fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8_0]) -> f32 {
-        let nb = blocks(n, 32, x.len(), y.len());
-        let mut sumf = 0.0f32;
-        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+        sum_blocks(n, 32, x, y, |x, y| {
             let sumi: i32 = x.qs.iter().zip(&y.qs).map(|(&p, &q)| p as i32 * q as i32).sum();
-            sumf += sumi as f32 * (x.d.to_f32() * y.d.to_f32());
-        }
-        sumf
+            sumi as f32 * (x.d.to_f32() * y.d.to_f32())
+        })
     }
 }
 
 impl VecDot for BlockQ2K {
     type Act = BlockQ8K;
     fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
-        let nb = blocks(n, QK_K, x.len(), y.len());
-        let mut sumf = 0.0f32;
-        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+        sum_blocks(n, QK_K, x, y, |x, y| {
             let sc = &x.scales;
             let summs: i32 = (0..16).map(|j| (sc[j] >> 4) as i32 * y.bsums[j] as i32).sum();
             let dall = y.d * x.d.to_f32();
@@ -137,18 +132,15 @@ impl VecDot for BlockQ2K {
                     }
                 }
             }
-            sumf += dall * isum as f32 - dmin * summs as f32;
-        }
-        sumf
+            dall * isum as f32 - dmin * summs as f32
+        })
     }
 }
 
 impl VecDot for BlockQ3K {
     type Act = BlockQ8K;
     fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
-        let nb = blocks(n, QK_K, x.len(), y.len());
-        let mut sumf = 0.0f32;
-        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+        sum_blocks(n, QK_K, x, y, |x, y| {
             // Values in [-4, 3]: 2 low bits from qs, minus 4 when the hmask bit is clear.
             let mut vals = [0i32; QK_K];
             let mut m = 1u8;
@@ -166,9 +158,8 @@ impl VecDot for BlockQ3K {
                 let s: i32 = (16 * j..16 * j + 16).map(|i| vals[i] * y.qs[i] as i32).sum();
                 isum += q3k_scale(j, &x.scales) * s;
             }
-            sumf += x.d.to_f32() * y.d * isum as f32;
-        }
-        sumf
+            x.d.to_f32() * y.d * isum as f32
+        })
     }
 }
 
@@ -178,61 +169,46 @@ fn k4_min_sum(mn: &[u8; 8], y: &BlockQ8K) -> i32 {
     (0..8).map(|j| mn[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)).sum()
 }
 
+/// A Q4_K or Q5_K super-block's value: `(dy·dx)·f32(isum) − (dy·dmin)·f32(Σ min·bsums)`, the
+/// integer sum over the 4-bit values, plus 16 where Q5_K's high bit (`qh`) is set.
+#[inline(always)]
+fn k4_block(d: f16, dmin: f16, scales: &[u8; 12], qs: &[u8; 128], qh: Option<&[u8; 32]>, y: &BlockQ8K) -> f32 {
+    let (sc, mn) = scales_mins_k4(scales);
+    let high = |l: usize, bit: u8| qh.map_or(0, |h| if h[l] & bit != 0 { 16 } else { 0 });
+    let mut isum = 0i32;
+    for j in 0..4 {
+        let (u1, u2) = (1u8 << (2 * j), 2u8 << (2 * j));
+        let (mut s0, mut s1) = (0i32, 0i32);
+        for l in 0..32 {
+            let v0 = (qs[32 * j + l] & 0x0F) as i32 + high(l, u1);
+            let v1 = (qs[32 * j + l] >> 4) as i32 + high(l, u2);
+            s0 += v0 * y.qs[64 * j + l] as i32;
+            s1 += v1 * y.qs[64 * j + 32 + l] as i32;
+        }
+        isum += sc[2 * j] as i32 * s0 + sc[2 * j + 1] as i32 * s1;
+    }
+    let msum = k4_min_sum(&mn, y);
+    y.d * d.to_f32() * isum as f32 - y.d * dmin.to_f32() * msum as f32
+}
+
 impl VecDot for BlockQ4K {
     type Act = BlockQ8K;
     fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
-        let nb = blocks(n, QK_K, x.len(), y.len());
-        let mut sumf = 0.0f32;
-        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
-            let (sc, mn) = scales_mins_k4(&x.scales);
-            let mut isum = 0i32;
-            for j in 0..4 {
-                let (mut s0, mut s1) = (0i32, 0i32);
-                for l in 0..32 {
-                    s0 += (x.qs[32 * j + l] & 0x0F) as i32 * y.qs[64 * j + l] as i32;
-                    s1 += (x.qs[32 * j + l] >> 4) as i32 * y.qs[64 * j + 32 + l] as i32;
-                }
-                isum += sc[2 * j] as i32 * s0 + sc[2 * j + 1] as i32 * s1;
-            }
-            let msum = k4_min_sum(&mn, y);
-            sumf += y.d * x.d.to_f32() * isum as f32 - y.d * x.dmin.to_f32() * msum as f32;
-        }
-        sumf
+        sum_blocks(n, QK_K, x, y, |x, y| k4_block(x.d, x.dmin, &x.scales, &x.qs, None, y))
     }
 }
 
 impl VecDot for BlockQ5K {
     type Act = BlockQ8K;
     fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
-        let nb = blocks(n, QK_K, x.len(), y.len());
-        let mut sumf = 0.0f32;
-        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
-            let (sc, mn) = scales_mins_k4(&x.scales);
-            let mut isum = 0i32;
-            for j in 0..4 {
-                let (u1, u2) = (1u8 << (2 * j), 2u8 << (2 * j));
-                let (mut s0, mut s1) = (0i32, 0i32);
-                for l in 0..32 {
-                    let v0 = (x.qs[32 * j + l] & 0x0F) as i32 + if x.qh[l] & u1 != 0 { 16 } else { 0 };
-                    let v1 = (x.qs[32 * j + l] >> 4) as i32 + if x.qh[l] & u2 != 0 { 16 } else { 0 };
-                    s0 += v0 * y.qs[64 * j + l] as i32;
-                    s1 += v1 * y.qs[64 * j + 32 + l] as i32;
-                }
-                isum += sc[2 * j] as i32 * s0 + sc[2 * j + 1] as i32 * s1;
-            }
-            let msum = k4_min_sum(&mn, y);
-            sumf += y.d * x.d.to_f32() * isum as f32 - y.d * x.dmin.to_f32() * msum as f32;
-        }
-        sumf
+        sum_blocks(n, QK_K, x, y, |x, y| k4_block(x.d, x.dmin, &x.scales, &x.qs, Some(&x.qh), y))
     }
 }
 
 impl VecDot for BlockQ6K {
     type Act = BlockQ8K;
     fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
-        let nb = blocks(n, QK_K, x.len(), y.len());
-        let mut sumf = 0.0f32;
-        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+        sum_blocks(n, QK_K, x, y, |x, y| {
             let mut vals = [0i32; QK_K];
             for h in 0..2 {
                 let ql = &x.ql[64 * h..64 * h + 64];
@@ -250,9 +226,8 @@ impl VecDot for BlockQ6K {
                 let s: i32 = (16 * j..16 * j + 16).map(|i| vals[i] * y.qs[i] as i32).sum();
                 isum += x.scales[j] as i32 * s;
             }
-            sumf += x.d.to_f32() * y.d * isum as f32;
-        }
-        sumf
+            x.d.to_f32() * y.d * isum as f32
+        })
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::arch::x86_64::*;
 
+use crate::kernels::shared::{swiglu_by, swiglu_check};
+
 /// ggml_v_expf, AVX-512 variant.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,fma")]
@@ -120,21 +122,11 @@ unsafe fn swiglu(gate: &mut [f32], up: &[f32], n_ff: usize) {
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let one = _mm512_set1_ps(1.0);
-        for (gr, ur) in gate.chunks_exact_mut(n_ff).zip(up.chunks_exact(n_ff)) {
-            let simd = n_ff / 16 * 16;
-            let (g, u) = (gr.as_mut_ptr(), ur.as_ptr());
-            let mut i = 0;
-            while i < simd {
-                let x = _mm512_loadu_ps(g.add(i));
-                let silu = _mm512_div_ps(x, _mm512_add_ps(one, v_expf(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-                _mm512_storeu_ps(g.add(i), _mm512_mul_ps(silu, _mm512_loadu_ps(u.add(i))));
-                i += 16;
-            }
-            for j in simd..n_ff {
-                let x = gr[j];
-                gr[j] = x / (1.0 + (-x).exp()) * ur[j];
-            }
-        }
+        swiglu_by::<16>(gate, up, n_ff, |g, u| {
+            let x = _mm512_loadu_ps(g);
+            let silu = _mm512_div_ps(x, _mm512_add_ps(one, v_expf(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+            _mm512_storeu_ps(g, _mm512_mul_ps(silu, _mm512_loadu_ps(u)));
+        })
     }
 }
 
@@ -148,7 +140,7 @@ fn softmax_entry(x: &mut [f32], scale: f32) {
 
 /// Safe entry (`SwigluFn`).
 fn swiglu_entry(gate: &mut [f32], up: &[f32], n_ff: usize) {
-    assert!(n_ff > 0 && gate.len().is_multiple_of(n_ff) && up.len() >= gate.len(), "swiglu: shapes");
+    swiglu_check(gate, up, n_ff);
     // SAFETY: features as in `softmax_entry`; rows are whole n_ff chunks of both slices.
     unsafe { swiglu(gate, up, n_ff) }
 }
@@ -319,21 +311,11 @@ unsafe fn swiglu_avx2(gate: &mut [f32], up: &[f32], n_ff: usize) {
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let one = _mm256_set1_ps(1.0);
-        for (gr, ur) in gate.chunks_exact_mut(n_ff).zip(up.chunks_exact(n_ff)) {
-            let simd = n_ff / 8 * 8;
-            let (g, u) = (gr.as_mut_ptr(), ur.as_ptr());
-            let mut i = 0;
-            while i < simd {
-                let x = _mm256_loadu_ps(g.add(i));
-                let silu = _mm256_div_ps(x, _mm256_add_ps(one, v_expf_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-                _mm256_storeu_ps(g.add(i), _mm256_mul_ps(silu, _mm256_loadu_ps(u.add(i))));
-                i += 8;
-            }
-            for j in simd..n_ff {
-                let x = gr[j];
-                gr[j] = x / (1.0 + (-x).exp()) * ur[j];
-            }
-        }
+        swiglu_by::<8>(gate, up, n_ff, |g, u| {
+            let x = _mm256_loadu_ps(g);
+            let silu = _mm256_div_ps(x, _mm256_add_ps(one, v_expf_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+            _mm256_storeu_ps(g, _mm256_mul_ps(silu, _mm256_loadu_ps(u)));
+        })
     }
 }
 
@@ -346,7 +328,7 @@ fn softmax_avx2_entry(x: &mut [f32], scale: f32) {
 
 /// Safe entry (`SwigluFn`).
 fn swiglu_avx2_entry(gate: &mut [f32], up: &[f32], n_ff: usize) {
-    assert!(n_ff > 0 && gate.len().is_multiple_of(n_ff) && up.len() >= gate.len(), "swiglu: shapes");
+    swiglu_check(gate, up, n_ff);
     // SAFETY: features as in `softmax_avx2_entry`; rows are whole n_ff chunks of both slices.
     unsafe { swiglu_avx2(gate, up, n_ff) }
 }

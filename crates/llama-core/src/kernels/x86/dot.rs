@@ -471,6 +471,50 @@ pub(super) unsafe fn scales2(d0: f32, d1: f32) -> __m512 {
     _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1))
 }
 
+/// The AVX-512 dots of the 32-element formats with Q8_0 activations (`wb` weight bytes per block,
+/// its f16 scale first): two blocks per step, `acc = fma(f32(pair(x0, x1, y)), d_x0·d_y0 | d_x1·d_y1,
+/// acc)` where `pair` gives the two blocks' exact integer sums (lanes 0..8, 8..16) from their weight
+/// blocks and their 64 activation bytes `y`; then `_mm512_reduce_add_ps`, plus `tail` (the AVX2 dot)
+/// of an odd last block.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` and `a` must point to the readable
+/// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
+/// the row lengths).
+unsafe fn dot_pairs_avx512(
+    n: usize,
+    w: *const u8,
+    a: *const u8,
+    wb: usize,
+    pair: impl Fn(*const u8, *const u8, __m512i) -> __m512i,
+    tail: unsafe fn(usize, *const u8, *const u8) -> f32,
+) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let nb = n / 32;
+        let mut acc = _mm512_setzero_ps();
+        let mut i = 0;
+        while i + 2 <= nb {
+            let (x0, x1, y0, y1) = (w.add(wb * i), w.add(wb * i + wb), a.add(34 * i), a.add(34 * i + 34));
+            let p = pair(
+                x0,
+                x1,
+                join(_mm256_loadu_si256(y0.add(2) as *const __m256i), _mm256_loadu_si256(y1.add(2) as *const __m256i)),
+            );
+            let d = scales2(f16_load(x0) * f16_load(y0), f16_load(x1) * f16_load(y1));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), d, acc);
+            i += 2;
+        }
+        let mut s = _mm512_reduce_add_ps(acc);
+        if i < nb {
+            s += tail(32, w.add(wb * i), a.add(34 * i));
+        }
+        s
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 /// # Safety
 /// The CPU must support this function's target features; `w` and `a` must point to the readable
@@ -480,26 +524,13 @@ unsafe fn dot_q4_0_avx512(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
-        let nb = n / 32;
-        let mut acc = _mm512_setzero_ps();
         let zero = _mm512_setzero_si512();
         let eight = _mm512_set1_epi8(8);
-        let mut i = 0;
-        while i + 2 <= nb {
-            let (x0, x1, y0, y1) = (w.add(18 * i), w.add(18 * i + 18), a.add(34 * i), a.add(34 * i + 34));
+        let pair = |x0: *const u8, x1: *const u8, yv| {
             let q = join(nibbles32(x0.add(2)), nibbles32(x1.add(2)));
-            let yv =
-                join(_mm256_loadu_si256(y0.add(2) as *const __m256i), _mm256_loadu_si256(y1.add(2) as *const __m256i));
-            let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, q, yv), _mm512_dpbusd_epi32(zero, eight, yv));
-            let d = scales2(f16_load(x0) * f16_load(y0), f16_load(x1) * f16_load(y1));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), d, acc);
-            i += 2;
-        }
-        let mut s = _mm512_reduce_add_ps(acc);
-        if i < nb {
-            s += dot_q4_0_avx2(32, w.add(18 * i), a.add(34 * i));
-        }
-        s
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, q, yv), _mm512_dpbusd_epi32(zero, eight, yv))
+        };
+        dot_pairs_avx512(n, w, a, 18, pair, dot_q4_0_avx2)
     }
 }
 
@@ -512,30 +543,17 @@ unsafe fn dot_q5_0_avx512(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
-        let nb = n / 32;
-        let mut acc = _mm512_setzero_ps();
         let zero = _mm512_setzero_si512();
         let sixteen = _mm512_set1_epi8(16);
-        let mut i = 0;
-        while i + 2 <= nb {
-            let (x0, x1, y0, y1) = (w.add(22 * i), w.add(22 * i + 22), a.add(34 * i), a.add(34 * i + 34));
+        let pair = |x0: *const u8, x1: *const u8, yv| {
             let qh0 = u32::from_le_bytes([*x0.add(2), *x0.add(3), *x0.add(4), *x0.add(5)]) as u64;
             let qh1 = u32::from_le_bytes([*x1.add(2), *x1.add(3), *x1.add(4), *x1.add(5)]) as u64;
             // fifth bit of element k ↔ mask bit k of the 64-byte register
             let hi = _mm512_maskz_mov_epi8(qh0 | (qh1 << 32), sixteen);
             let q = _mm512_or_si512(join(nibbles32(x0.add(6)), nibbles32(x1.add(6))), hi);
-            let yv =
-                join(_mm256_loadu_si256(y0.add(2) as *const __m256i), _mm256_loadu_si256(y1.add(2) as *const __m256i));
-            let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, q, yv), _mm512_dpbusd_epi32(zero, sixteen, yv));
-            let d = scales2(f16_load(x0) * f16_load(y0), f16_load(x1) * f16_load(y1));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), d, acc);
-            i += 2;
-        }
-        let mut s = _mm512_reduce_add_ps(acc);
-        if i < nb {
-            s += dot_q5_0_avx2(32, w.add(22 * i), a.add(34 * i));
-        }
-        s
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, q, yv), _mm512_dpbusd_epi32(zero, sixteen, yv))
+        };
+        dot_pairs_avx512(n, w, a, 22, pair, dot_q5_0_avx2)
     }
 }
 
@@ -548,28 +566,15 @@ unsafe fn dot_q8_0_avx512(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
-        let nb = n / 32;
-        let mut acc = _mm512_setzero_ps();
         let zero = _mm512_setzero_si512();
-        let mut i = 0;
-        while i + 2 <= nb {
-            let (x0, x1, y0, y1) = (w.add(34 * i), w.add(34 * i + 34), a.add(34 * i), a.add(34 * i + 34));
+        let pair = |x0: *const u8, x1: *const u8, yv| {
             let xv =
                 join(_mm256_loadu_si256(x0.add(2) as *const __m256i), _mm256_loadu_si256(x1.add(2) as *const __m256i));
-            let yv =
-                join(_mm256_loadu_si256(y0.add(2) as *const __m256i), _mm256_loadu_si256(y1.add(2) as *const __m256i));
             // |x| · (sign(x)·y): VNNI needs the left operand unsigned.
             let sy = _mm512_mask_sub_epi8(yv, _mm512_movepi8_mask(xv), zero, yv);
-            let p = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(xv), sy);
-            let d = scales2(f16_load(x0) * f16_load(y0), f16_load(x1) * f16_load(y1));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), d, acc);
-            i += 2;
-        }
-        let mut s = _mm512_reduce_add_ps(acc);
-        if i < nb {
-            s += dot_q8_0_avx2(32, w.add(34 * i), a.add(34 * i));
-        }
-        s
+            _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(xv), sy)
+        };
+        dot_pairs_avx512(n, w, a, 34, pair, dot_q8_0_avx2)
     }
 }
 

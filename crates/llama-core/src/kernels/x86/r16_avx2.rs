@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::kernels::shared::{q8_0s_block, q8k_block};
+use crate::kernels::shared::{q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
 use crate::quant::repack::{Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
@@ -28,8 +28,8 @@ const H: usize = 8;
 gemm_split_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q5_0_entry, gemm_q5_0, GgmlType::Q5_0, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0, H, LANES_PASS, "avx2,fma,f16c");
-gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
-gemm_split_entry!(gemm_q4_k_g4_entry, gemm_q4_k_g4, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q4_k_g4_entry, gemm_q4_k::<_, true>, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, H, 1, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K, H, PASS, "avx2,fma,f16c");
 
@@ -116,22 +116,12 @@ unsafe fn store<const T: usize>(acc: &[__m256; T], out: *mut f32, os: usize) {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
         let m4 = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); T];
@@ -175,6 +165,38 @@ unsafe fn hsum8_lanes(l: &[__m256; 8]) -> __m256 {
     }
 }
 
+/// Stores `hsum8_lanes` of each token's 8 lane accumulators at `out + t·os`.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `out + t·os .. + 8` must be writable for
+/// every t < T.
+unsafe fn store_lanes<const T: usize>(acc: &[[__m256; 8]; T], out: *mut f32, os: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        for (t, l) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(t * os), hsum8_lanes(l));
+        }
+    }
+}
+
+/// Block `b` of each of the T Q8_0S activation rows at `a` (`as_` bytes apart), and `d_w·d_a` for
+/// each.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; block `b` of the T rows must be readable.
+unsafe fn q8_0s_rows<const T: usize>(a: *const u8, as_: usize, b: usize, dw: __m256) -> ([*const u8; T], [__m256; T]) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let ys: [*const u8; T] = std::array::from_fn(|t| a.add(t * as_ + b * Q8_0S_BLOCK));
+        let d: [__m256; T] = std::array::from_fn(|t| _mm256_mul_ps(dw, _mm256_set1_ps(q8_0s_block(ys[t]).0)));
+        (ys, d)
+    }
+}
+
 /// `i16 × i16` pairs summed into i32 lanes with `s` in both halves of every lane: for the
 /// `vpmaddubsw` pairs `p`, `Σ pairs · s` (exact: `s` and every pair sum fit in i16).
 #[inline(always)]
@@ -207,22 +229,12 @@ const LANES_GROUP: usize = 4;
 /// lane)`, then `hsum_float_8` (`kernels::ggml_x86::q5_0_lanes`).
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q5_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q5_0<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
         let m4 = _mm256_set1_epi8(0x0F);
         let m10 = _mm256_set1_epi8(0x10);
@@ -235,8 +247,7 @@ unsafe fn gemm_q5_0<const T: usize>(
                 let dw = scales8(scales.add(b * R * 2), h);
                 let q = quants.add(b * R * 20);
                 let qh = slot(q, 0, h);
-                let ys: [*const u8; T] = std::array::from_fn(|t| a.add(t * as_ + b * Q8_0S_BLOCK));
-                let d: [__m256; T] = std::array::from_fn(|t| _mm256_mul_ps(dw, _mm256_set1_ps(q8_0s_block(ys[t]).0)));
+                let (ys, d) = q8_0s_rows::<T>(a, as_, b, dw);
                 for kk in 0..LANES_GROUP {
                     let k = g + kk;
                     let hb = match k {
@@ -263,9 +274,7 @@ unsafe fn gemm_q5_0<const T: usize>(
                 lanes[t][g..g + LANES_GROUP].copy_from_slice(&acc[t]);
             }
         }
-        for (t, l) in lanes.iter().enumerate() {
-            _mm256_storeu_ps(out.add(t * os), hsum8_lanes(l));
-        }
+        store_lanes(&lanes, out, os);
     }
 }
 
@@ -275,22 +284,12 @@ unsafe fn gemm_q5_0<const T: usize>(
 /// dot does (`kernels::ggml_x86::q8_0_lanes`).
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q8_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q8_0<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
         let bias = _mm256_set1_epi8(-128);
         let ones = _mm256_set1_epi16(1);
@@ -298,8 +297,7 @@ unsafe fn gemm_q8_0<const T: usize>(
         for b in 0..nb {
             let dw = scales8(scales.add(b * R * 2), h);
             let q = quants.add(b * R * 32);
-            let ys: [*const u8; T] = std::array::from_fn(|t| a.add(t * as_ + b * Q8_0S_BLOCK));
-            let d: [__m256; T] = std::array::from_fn(|t| _mm256_mul_ps(dw, _mm256_set1_ps(q8_0s_block(ys[t]).0)));
+            let (ys, d) = q8_0s_rows::<T>(a, as_, b, dw);
             for k in 0..8 {
                 let x = _mm256_xor_si256(slot(q, k, h), bias); // back to signed
                 let ax = _mm256_abs_epi8(x);
@@ -310,9 +308,7 @@ unsafe fn gemm_q8_0<const T: usize>(
                 }
             }
         }
-        for (t, l) in acc.iter().enumerate() {
-            _mm256_storeu_ps(out.add(t * os), hsum8_lanes(l));
-        }
+        store_lanes(&acc, out, os);
     }
 }
 
@@ -327,22 +323,12 @@ unsafe fn gemm_q8_0<const T: usize>(
 /// (`kernels::ggml_x86::q4_k_gemv`, `q4_k_gemm4`.)
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_k_order<const T: usize, const G4: bool>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q4_k<const T: usize, const G4: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
         let (heads, quants) = (w, w.add(nb * R * 4));
         let m4 = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); T];
@@ -407,42 +393,6 @@ unsafe fn gemm_q4_k_order<const T: usize, const G4: bool>(
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-/// `gemm_q4_k_order` per super-block (`ggml_gemv_q4_K_8x8_q8_K`).
-///
-/// # Safety
-/// As `gemm_q4_k_order`.
-unsafe fn gemm_q4_k<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { gemm_q4_k_order::<T, false>(nb, w, h, a, as_, out, os) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-/// `gemm_q4_k_order` per pair of sub-blocks (`ggml_gemm_q4_K_8x8_q8_K`).
-///
-/// # Safety
-/// As `gemm_q4_k_order`.
-unsafe fn gemm_q4_k_g4<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { gemm_q4_k_order::<T, true>(nb, w, h, a, as_, out, os) }
-}
-
 /// The four vectors of unsigned 6-bit values of Q6_K sub-block `j` for half `h`: vector k holds
 /// elements 16j + 4k .. 16j + 4k + 4 of the 8 rows (R16 ql slots 2j, 2j+1 and qh slot j).
 #[inline(always)]
@@ -487,22 +437,12 @@ unsafe fn q6_scale(q: *const u8, j: usize, h: usize) -> __m256i {
 /// One token per pass: its 8 integer lane sums stay in registers through a super-block.
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q6_k<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q6_k<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
         let (heads, quants) = (w, w.add(nb * R * 2));
         let mut acc = [[_mm256_setzero_ps(); 8]; T];
         for b in 0..nb {
@@ -535,9 +475,7 @@ unsafe fn gemm_q6_k<const T: usize>(
                 }
             }
         }
-        for (t, l) in acc.iter().enumerate() {
-            _mm256_storeu_ps(out.add(t * os), hsum8_lanes(l));
-        }
+        store_lanes(&acc, out, os);
     }
 }
 
@@ -548,22 +486,12 @@ unsafe fn gemm_q6_k<const T: usize>(
 /// (`kernels::ggml_x86::q6_k_tiled`).
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q6_k_tiled<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    h: usize,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q6_k_tiled<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
         let (heads, quants) = (w, w.add(nb * R * 2));
         let mut acc = [_mm256_setzero_ps(); T];
         for b in 0..nb {

@@ -13,46 +13,59 @@
 
 use std::arch::x86_64::*;
 
-use crate::kernels::shared::{gemm_r16_check, q8_0s_block, q8k_block};
+use crate::kernels::shared::{gemm_r16_check, q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
 use crate::quant::repack::{MAX_T, Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
 
+/// `gemm_entry!(name, inner, type)`: `fn name` (a `GemmR16Fn`) checking every buffer length, then
+/// running `inner::<T>` over all tokens; `inner::<_, G..>` names a kernel with more const parameters
+/// after `T`.
 macro_rules! gemm_entry {
-    ($name:ident, $inner:ident, $t:expr) => {
+    ($name:ident, $inner:ident $(::<_ $(, $g:tt)*>)?, $t:expr) => {
         fn $name(nb: usize, w: &[u8], a: &[u8], a_stride: usize, nt: usize, out: &mut [f32], out_stride: usize) {
             gemm_r16_check($t, nb, w, a, a_stride, nt, out, out_stride);
-            let (w, a, o) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
+            let c = R16Call {
+                nb,
+                w: w.as_ptr(),
+                part: 0,
+                a: a.as_ptr(),
+                as_: a_stride,
+                out: out.as_mut_ptr(),
+                os: out_stride,
+            };
             // SAFETY: reachable only through `avx512_kernels` (features detected at run time); the
             // lengths of the group, the nt activation rows and the nt output rows were checked above.
             unsafe {
                 match nt {
-                    1 => $inner::<1>(nb, w, a, a_stride, o, out_stride),
-                    2 => $inner::<2>(nb, w, a, a_stride, o, out_stride),
-                    3 => $inner::<3>(nb, w, a, a_stride, o, out_stride),
-                    4 => $inner::<4>(nb, w, a, a_stride, o, out_stride),
-                    5 => $inner::<5>(nb, w, a, a_stride, o, out_stride),
-                    6 => $inner::<6>(nb, w, a, a_stride, o, out_stride),
-                    7 => $inner::<7>(nb, w, a, a_stride, o, out_stride),
-                    _ => $inner::<MAX_T>(nb, w, a, a_stride, o, out_stride),
+                    1 => $inner::<1 $($(, $g)*)?>(c),
+                    2 => $inner::<2 $($(, $g)*)?>(c),
+                    3 => $inner::<3 $($(, $g)*)?>(c),
+                    4 => $inner::<4 $($(, $g)*)?>(c),
+                    5 => $inner::<5 $($(, $g)*)?>(c),
+                    6 => $inner::<6 $($(, $g)*)?>(c),
+                    7 => $inner::<7 $($(, $g)*)?>(c),
+                    _ => $inner::<MAX_T $($(, $g)*)?>(c),
                 }
             }
         }
     };
 }
 
-/// Runs `$pass::<n $(, extra)>` over the T tokens in passes of at most `$max` (≤ 4) tokens.
+/// Runs `$pass::<n $(, extra)>` over the T tokens of call `$c` in passes of at most `$max` (≤ 4)
+/// tokens.
 macro_rules! in_passes {
-    ($pass:ident, [$($extra:tt)*], $max:expr, $t:expr, $nb:expr, $w:expr, $a:expr, $as_:expr, $out:expr, $os:expr) => {{
+    ($pass:ident, [$($extra:tt)*], $max:expr, $t:expr, $c:expr) => {{
+        let c: R16Call = $c;
         let mut t0 = 0;
         while t0 < $t {
             let n = ($t - t0).min($max);
-            let (a, o) = ($a.add(t0 * $as_), $out.add(t0 * $os));
+            let p = R16Call { a: c.a.add(t0 * c.as_), out: c.out.add(t0 * c.os), ..c };
             match n {
-                1 => $pass::<1 $($extra)*>($nb, $w, a, $as_, o, $os),
-                2 => $pass::<2 $($extra)*>($nb, $w, a, $as_, o, $os),
-                3 => $pass::<3 $($extra)*>($nb, $w, a, $as_, o, $os),
-                _ => $pass::<4 $($extra)*>($nb, $w, a, $as_, o, $os),
+                1 => $pass::<1 $($extra)*>(p),
+                2 => $pass::<2 $($extra)*>(p),
+                3 => $pass::<3 $($extra)*>(p),
+                _ => $pass::<4 $($extra)*>(p),
             }
             t0 += n;
         }
@@ -60,10 +73,10 @@ macro_rules! in_passes {
 }
 
 gemm_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0);
-gemm_entry!(gemm_q5_0_entry, gemm_q5_0, GgmlType::Q5_0);
-gemm_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0);
-gemm_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K);
-gemm_entry!(gemm_q4_k_g4_entry, gemm_q4_k_g4, GgmlType::Q4_K);
+gemm_entry!(gemm_q5_0_entry, gemm_lanes::<_, true>, GgmlType::Q5_0);
+gemm_entry!(gemm_q8_0_entry, gemm_lanes::<_, false>, GgmlType::Q8_0);
+gemm_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K);
+gemm_entry!(gemm_q4_k_g4_entry, gemm_q4_k::<_, true>, GgmlType::Q4_K);
 gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
 gemm_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K);
 
@@ -105,19 +118,17 @@ unsafe fn fold(acc: __m512, isum: __m512i, dw: __m512, da: f32) -> __m512 {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, a, as_, out, os, .. } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
         let m4 = _mm512_set1_epi8(0x0F);
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..nb {
-            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(b * R * 2) as *const __m256i));
+            let dw = scales16(scales.add(b * R * 2));
             let q = quants.add(b * R * 16);
             let mut lo = [_mm512_setzero_si512(); 4];
             let mut hi = [_mm512_setzero_si512(); 4];
@@ -139,9 +150,7 @@ unsafe fn gemm_q4_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: 
                 acc[t] = fold(acc[t], _mm512_add_epi32(i0, i1), dw, da);
             }
         }
-        for (t, v) in acc.iter().enumerate() {
-            _mm512_storeu_ps(out.add(t * os), *v);
-        }
+        store(&acc, out, os);
     }
 }
 
@@ -169,70 +178,27 @@ const LANE_PASS: usize = 2;
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_lanes<const T: usize, const Q5: bool>(
-    nb: usize,
-    w: *const u8,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_lanes<const T: usize, const Q5: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
-    unsafe { in_passes!(gemm_lanes_pass, [, Q5], LANE_PASS, T, nb, w, a, as_, out, os) }
+    unsafe { in_passes!(gemm_lanes_pass, [, Q5], LANE_PASS, T, c) }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q5_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe { gemm_lanes::<T, true>(nb, w, a, as_, out, os) }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
-/// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q8_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe { gemm_lanes::<T, false>(nb, w, a, as_, out, os) }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
-/// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(
-    nb: usize,
-    w: *const u8,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, a, as_, out, os, .. } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
         let m4 = _mm512_set1_epi8(0x0F);
         let m10 = _mm512_set1_epi8(0x10);
         let mut acc = [[_mm512_setzero_ps(); 8]; T];
         for b in 0..nb {
-            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(scales.add(b * R * 2) as *const __m256i));
+            let dw = scales16(scales.add(b * R * 2));
             // v[k]: the 16 rows' 4 unsigned bytes of lane k
             let mut v = [_mm512_setzero_si512(); 8];
             if Q5 {
@@ -267,9 +233,7 @@ unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(
                 }
             }
         }
-        for (t, l) in acc.iter().enumerate() {
-            _mm512_storeu_ps(out.add(t * os), hsum8_lanes(l));
-        }
+        store_lanes(&acc, out, os);
     }
 }
 
@@ -278,26 +242,11 @@ const K_PASS: usize = 4;
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_k<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q4_k<const T: usize, const G4: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
-    unsafe { in_passes!(gemm_q4_k_pass, [, false], K_PASS, T, nb, w, a, as_, out, os) }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
-/// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_k_g4<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe { in_passes!(gemm_q4_k_pass, [, true], K_PASS, T, nb, w, a, as_, out, os) }
+    unsafe { in_passes!(gemm_q4_k_pass, [, G4], K_PASS, T, c) }
 }
 
 /// Q4_K in llama.cpp's orders (its x86 build repacks Q4_K to 8×8 interleaved rows). Scale sums and
@@ -310,21 +259,12 @@ unsafe fn gemm_q4_k_g4<const T: usize>(nb: usize, w: *const u8, a: *const u8, as
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(
-    nb: usize,
-    w: *const u8,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, a, as_, out, os, .. } = c;
         let (heads, quants) = (w, w.add(nb * R * 4));
         let m4 = _mm512_set1_epi8(0x0F);
         let m63 = _mm512_set1_epi32(63);
@@ -333,8 +273,8 @@ unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(
         let mut acc = [_mm512_setzero_ps(); T];
         let mut accm = [_mm512_setzero_ps(); T];
         for b in 0..nb {
-            let d = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 4) as *const __m256i));
-            let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 4 + R * 2) as *const __m256i));
+            let d = scales16(heads.add(b * R * 4));
+            let dmin = scales16(heads.add(b * R * 4 + R * 2));
             let q = quants.add(b * R * 140);
             // The 12 scale bytes of each row as three u32 lanes (ggml's get_scale_min_k4, vectorised).
             let w0 = _mm512_loadu_si512(q as *const _);
@@ -428,14 +368,11 @@ const Q6_PASS: usize = 2;
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q6_k<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q6_k<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
-    unsafe { in_passes!(gemm_q6_k_pass, [], Q6_PASS, T, nb, w, a, as_, out, os) }
+    unsafe { in_passes!(gemm_q6_k_pass, [], Q6_PASS, T, c) }
 }
 
 /// Unsigned 6-bit values of elements 16j + 4k + i (k = 0..4) of the 16 rows, from the R16 Q6_K
@@ -489,19 +426,17 @@ unsafe fn q6_scale16(q: *const u8, j: usize) -> __m512i {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q6_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q6_k_pass<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, a, as_, out, os, .. } = c;
         let (heads, quants) = (w, w.add(nb * R * 2));
         let zero = _mm512_setzero_si512();
         let mut acc = [[_mm512_setzero_ps(); 8]; T];
         for b in 0..nb {
-            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 2) as *const __m256i));
+            let dw = scales16(heads.add(b * R * 2));
             let q = quants.add(b * R * 208);
             let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
             // Lane l starts at −32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1]).
@@ -537,22 +472,17 @@ unsafe fn gemm_q6_k_pass<const T: usize>(nb: usize, w: *const u8, a: *const u8, 
                 }
             }
         }
-        for (t, l) in acc.iter().enumerate() {
-            _mm512_storeu_ps(out.add(t * os), hsum8_lanes(l));
-        }
+        store_lanes(&acc, out, os);
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q6_k_tiled<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize, out: *mut f32, os: usize) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q6_k_tiled<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
-    unsafe { in_passes!(gemm_q6_k_tiled_pass, [], K_PASS, T, nb, w, a, as_, out, os) }
+    unsafe { in_passes!(gemm_q6_k_tiled_pass, [], K_PASS, T, c) }
 }
 
 /// Q6_K for batches of 8 or more tokens, in the order of llama.cpp's x86 "tiled" K-quant GEMM
@@ -561,25 +491,16 @@ unsafe fn gemm_q6_k_tiled<const T: usize>(nb: usize, w: *const u8, a: *const u8,
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to a readable R16 group of
-/// `nb` blocks (`quant::repack`), `a` to `T` readable activation rows of `nb` blocks (Q8_0S or
-/// Q8_K), `as_` bytes apart, and `out` to `T` writable rows of the 16 (a split kernel: its part's)
-/// row results, `os` floats apart (`kernels::shared::gemm_r16_check` bounds them).
-unsafe fn gemm_q6_k_tiled_pass<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    a: *const u8,
-    as_: usize,
-    out: *mut f32,
-    os: usize,
-) {
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q6_k_tiled_pass<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        let R16Call { nb, w, a, as_, out, os, .. } = c;
         let (heads, quants) = (w, w.add(nb * R * 2));
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..nb {
-            let d = _mm512_cvtph_ps(_mm256_loadu_si256(heads.add(b * R * 2) as *const __m256i));
+            let d = scales16(heads.add(b * R * 2));
             let q = quants.add(b * R * 208);
             let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
             let mut iacc = [_mm512_setzero_si512(); T];
@@ -604,9 +525,7 @@ unsafe fn gemm_q6_k_tiled_pass<const T: usize>(
                 acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(iacc[t]), d), _mm512_set1_ps(dy), acc[t]);
             }
         }
-        for (t, v) in acc.iter().enumerate() {
-            _mm512_storeu_ps(out.add(t * os), *v);
-        }
+        store(&acc, out, os);
     }
 }
 
@@ -623,5 +542,48 @@ unsafe fn hsum8_lanes(l: &[__m512; 8]) -> __m512 {
             _mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])),
             _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])),
         )
+    }
+}
+
+/// The 16 f16 scales at `p` as f32.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `p..p+32` must be readable.
+unsafe fn scales16(p: *const u8) -> __m512 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
+}
+
+/// Stores each token's 16 row results at `out + t·os`.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `out + t·os .. + 16` must be writable for
+/// every t < T.
+unsafe fn store<const T: usize>(acc: &[__m512; T], out: *mut f32, os: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        for (t, v) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(t * os), *v);
+        }
+    }
+}
+
+/// Stores `hsum8_lanes` of each token's 8 lane accumulators at `out + t·os`.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `out + t·os .. + 16` must be writable for
+/// every t < T.
+unsafe fn store_lanes<const T: usize>(acc: &[[__m512; 8]; T], out: *mut f32, os: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        for (t, l) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(t * os), hsum8_lanes(l));
+        }
     }
 }

@@ -78,6 +78,68 @@ unsafe fn q8_0_pair(y: *const u8) -> (__m512i, __m512) {
     }
 }
 
+/// The tiles of the offset 32-element formats (`wb` weight bytes per block, its f16 scale first):
+/// two blocks per step as the single-row AVX-512 dots, `unpack(x0, x1)` giving the two weight blocks
+/// as unsigned bytes `q + off` (off = 8 or 128), so each pair sums `Σ (q+off)·y − off·Σy` exactly,
+/// `offset` being `off` in every byte; an odd last block goes to `tail` (the AVX2 dot).
+#[inline(always)]
+///
+/// # Safety
+/// As the tile kernels; `unpack` reads only the two weight blocks it is given.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_pairs<const R: usize, const T: usize>(
+    nb: usize,
+    w: *const u8,
+    ws: usize,
+    a: *const u8,
+    as_: usize,
+    wb: usize,
+    offset: __m512i,
+    unpack: impl Fn(*const u8, *const u8) -> __m512i,
+    tail: unsafe fn(usize, *const u8, *const u8) -> f32,
+) -> [[f32; TILE]; TILE] {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[_mm512_setzero_ps(); T]; R];
+        let mut i = 0;
+        while i + 2 <= nb {
+            let mut yv = [zero; T];
+            let mut yoff = [zero; T];
+            let mut dy = [_mm512_setzero_ps(); T];
+            for t in 0..T {
+                let (v, d) = q8_0_pair(a.add(t * as_ + 34 * i));
+                yv[t] = v;
+                dy[t] = d;
+                yoff[t] = _mm512_dpbusd_epi32(zero, offset, v); // off · Σy per 4 lanes
+            }
+            for r in 0..R {
+                let (x0, x1) = (w.add(r * ws + wb * i), w.add(r * ws + wb * i + wb));
+                let q = unpack(x0, x1);
+                let dx = scales2(f16_load(x0), f16_load(x1));
+                for t in 0..T {
+                    // Σ (q+off)·y − off·Σy: exactly the lanes of the single-row kernel.
+                    let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, q, yv[t]), yoff[t]);
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dx, dy[t]), acc[r][t]);
+                }
+            }
+            i += 2;
+        }
+        let mut out = [[0f32; TILE]; TILE];
+        for r in 0..R {
+            for t in 0..T {
+                let mut s = _mm512_reduce_add_ps(acc[r][t]);
+                if i < nb {
+                    s += tail(32, w.add(r * ws + wb * i), a.add(t * as_ + 34 * i));
+                }
+                out[r][t] = s;
+            }
+        }
+        out
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 /// # Safety
 /// The CPU must support this function's target features; `w` must point to `R` readable weight rows
@@ -93,42 +155,9 @@ unsafe fn tile_q4_0_avx512<const R: usize, const T: usize>(
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
-        let zero = _mm512_setzero_si512();
-        let eight = _mm512_set1_epi8(8);
-        let mut acc = [[_mm512_setzero_ps(); T]; R];
-        let mut i = 0;
-        while i + 2 <= nb {
-            let mut yv = [zero; T];
-            let mut yoff = [zero; T];
-            let mut dy = [_mm512_setzero_ps(); T];
-            for t in 0..T {
-                let (v, d) = q8_0_pair(a.add(t * as_ + 34 * i));
-                yv[t] = v;
-                dy[t] = d;
-                yoff[t] = _mm512_dpbusd_epi32(zero, eight, v);
-            }
-            for r in 0..R {
-                let (x0, x1) = (w.add(r * ws + 18 * i), w.add(r * ws + 18 * i + 18));
-                let q = join(nibbles32(x0.add(2)), nibbles32(x1.add(2)));
-                let dx = scales2(f16_load(x0), f16_load(x1));
-                for t in 0..T {
-                    let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, q, yv[t]), yoff[t]);
-                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dx, dy[t]), acc[r][t]);
-                }
-            }
-            i += 2;
-        }
-        let mut out = [[0f32; TILE]; TILE];
-        for r in 0..R {
-            for t in 0..T {
-                let mut s = _mm512_reduce_add_ps(acc[r][t]);
-                if i < nb {
-                    s += dot_q4_0_avx2(32, w.add(r * ws + 18 * i), a.add(t * as_ + 34 * i));
-                }
-                out[r][t] = s;
-            }
-        }
-        out
+        // Q4_0: the nibbles q with q − 8 the value
+        let unpack = |x0: *const u8, x1: *const u8| join(nibbles32(x0.add(2)), nibbles32(x1.add(2)));
+        tile_pairs::<R, T>(nb, w, ws, a, as_, 18, _mm512_set1_epi8(8), unpack, dot_q4_0_avx2)
     }
 }
 
@@ -147,46 +176,13 @@ unsafe fn tile_q8_0_avx512<const R: usize, const T: usize>(
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
-        let zero = _mm512_setzero_si512();
-        let bias = _mm512_set1_epi8(-128); // 0x80: x ^ 0x80 = x + 128 as an unsigned byte
-        let mut acc = [[_mm512_setzero_ps(); T]; R];
-        let mut i = 0;
-        while i + 2 <= nb {
-            let mut yv = [zero; T];
-            let mut yoff = [zero; T];
-            let mut dy = [_mm512_setzero_ps(); T];
-            for t in 0..T {
-                let (v, d) = q8_0_pair(a.add(t * as_ + 34 * i));
-                yv[t] = v;
-                dy[t] = d;
-                yoff[t] = _mm512_dpbusd_epi32(zero, bias, v); // 128 · Σy per 4 lanes
-            }
-            for r in 0..R {
-                let (x0, x1) = (w.add(r * ws + 34 * i), w.add(r * ws + 34 * i + 34));
-                let xv = join(
-                    _mm256_loadu_si256(x0.add(2) as *const __m256i),
-                    _mm256_loadu_si256(x1.add(2) as *const __m256i),
-                );
-                let xu = _mm512_xor_si512(xv, bias);
-                let dx = scales2(f16_load(x0), f16_load(x1));
-                for t in 0..T {
-                    // Σ (x+128)·y − 128·Σy = Σ x·y, exactly the lanes of the single-row kernel.
-                    let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, xu, yv[t]), yoff[t]);
-                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dx, dy[t]), acc[r][t]);
-                }
-            }
-            i += 2;
-        }
-        let mut out = [[0f32; TILE]; TILE];
-        for r in 0..R {
-            for t in 0..T {
-                let mut s = _mm512_reduce_add_ps(acc[r][t]);
-                if i < nb {
-                    s += dot_q8_0_avx2(32, w.add(r * ws + 34 * i), a.add(t * as_ + 34 * i));
-                }
-                out[r][t] = s;
-            }
-        }
-        out
+        // Q8_0: x ^ 0x80 = x + 128 as an unsigned byte
+        let bias = _mm512_set1_epi8(-128);
+        let unpack = |x0: *const u8, x1: *const u8| {
+            let xv =
+                join(_mm256_loadu_si256(x0.add(2) as *const __m256i), _mm256_loadu_si256(x1.add(2) as *const __m256i));
+            _mm512_xor_si512(xv, bias)
+        };
+        tile_pairs::<R, T>(nb, w, ws, a, as_, 34, bias, unpack, dot_q8_0_avx2)
     }
 }
