@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use crate::plan::{Hparams, OutTensor, Plan};
 use crate::safetensors::load_safetensors;
 
-pub const SUPPORTED: &[&str] = &["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"];
+pub const SUPPORTED: &[&str] = &["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"];
 
 pub fn is_hf_dir(dir: &Path) -> bool {
     dir.join("config.json").is_file()
@@ -40,6 +40,8 @@ fn map_name(name: &str) -> std::result::Result<Option<String>, ()> {
         "self_attn.k_proj" => "attn_k",
         "self_attn.v_proj" => "attn_v",
         "self_attn.o_proj" => "attn_output",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
         "mlp.gate_proj" => "ffn_gate",
         "mlp.up_proj" => "ffn_up",
         "mlp.down_proj" => "ffn_down",
@@ -77,6 +79,7 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
     let arch = match arch_name {
         "LlamaForCausalLM" | "MistralForCausalLM" => "llama",
         "Qwen2ForCausalLM" => "qwen2",
+        "Qwen3ForCausalLM" => "qwen3",
         other => return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") }),
     };
 
