@@ -18,13 +18,7 @@ const GROUP_MAX_EPS: f32 = 1e-15;
 pub fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
     assert_eq!(x.len(), y.len() * QK_K);
     for (x, b) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
-        let (mut max, mut amax) = (0f32, 0f32);
-        for &v in x {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (max, _) = signed_max(x);
         quantize_block_q8_k(x, max, b);
     }
 }
@@ -35,13 +29,7 @@ pub fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
 pub fn quantize_row_q8_k_4x8(x: &[f32], y: &mut [BlockQ8K]) {
     assert_eq!(x.len(), y.len() * QK_K);
     for (x, b) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
-        let (mut max, mut amax) = (0f32, 0f32);
-        for &v in x {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (mut max, amax) = signed_max(x);
         // (a max so small that -127/max overflows keeps the reference's choice)
         if max < 0.0 && 1.0 / (-127.0f32 / max) > 0.0 && x.contains(&amax) {
             max = amax;

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use crate::kernels::attn::{kq_body, pv_body, pv_panels_body};
+use crate::kernels::attn::{kq_body, lane_walk, pv_body, pv_panels_body};
 use crate::kernels::shared::{attn_kq_check, attn_kt_check, attn_pv_check, attn_pv_panels_check, attn_vf_check};
 use crate::kernels::shared::{attn_kt_f16_by, attn_vf_f16_by, round_f16_by};
 use crate::kernels::types::{AttnOrder, CacheElem, KT_LANES};
@@ -311,22 +311,7 @@ macro_rules! attn16 {
                     let s = match order {
                         AttnOrder::Lanes16 => {
                             let mut acc = [$zero(); 16];
-                            let mut base = lo / 16 * 16;
-                            while base <= hi {
-                                if base >= lo && base + 15 <= hi {
-                                    for (r, a) in acc.iter_mut().enumerate() {
-                                        *a = $fma(row(base + r), pj(base + r), *a);
-                                    }
-                                } else {
-                                    for (r, a) in acc.iter_mut().enumerate() {
-                                        let j = base + r;
-                                        if j >= lo && j <= hi {
-                                            *a = $fma(row(j), pj(j), *a);
-                                        }
-                                    }
-                                }
-                                base += 16;
-                            }
+                            lane_walk(&mut acc, 16, lo, hi, |j, a| *a = $fma(row(j), pj(j), *a));
                             reduce(&acc)
                         }
                         AttnOrder::Lanes8 | AttnOrder::Lanes32 => {
@@ -739,22 +724,7 @@ mod avx2_orders {
                 let pj = |j: usize| _mm256_set1_ps(*pp.add(j - j0));
                 let s = if order == AttnOrder::Lanes8 {
                     let mut acc = [_mm256_setzero_ps(); 8];
-                    let mut base = lo / 8 * 8;
-                    while base <= hi {
-                        if base >= lo && base + 7 <= hi {
-                            for (r, a) in acc.iter_mut().enumerate() {
-                                *a = _mm256_fmadd_ps(row(base + r), pj(base + r), *a);
-                            }
-                        } else {
-                            for (r, a) in acc.iter_mut().enumerate() {
-                                let j = base + r;
-                                if j >= lo && j <= hi {
-                                    *a = _mm256_fmadd_ps(row(j), pj(j), *a);
-                                }
-                            }
-                        }
-                        base += 8;
-                    }
+                    lane_walk(&mut acc, 8, lo, hi, |j, a| *a = _mm256_fmadd_ps(row(j), pj(j), *a));
                     reduce8(order, &acc)
                 } else {
                     // the cache is padded to a multiple of 256 keys (p = 0): no f64 tail
