@@ -166,6 +166,29 @@ pub(crate) fn kq_body(
     }
 }
 
+/// The key walk of the one-accumulator orders (P·V): key j of lo..=hi goes to lane accumulator
+/// `acc[j mod l]` (l ≤ acc.len()), keys ascending, in chunks of l from a multiple of l; `step(j, a)`
+/// adds key j into its accumulator `a`. Written once for the portable and the SIMD bodies.
+#[inline(always)]
+pub(crate) fn lane_walk<A>(acc: &mut [A], l: usize, lo: usize, hi: usize, step: impl Fn(usize, &mut A)) {
+    let mut base = lo / l * l;
+    while base <= hi {
+        if base >= lo && base + l - 1 <= hi {
+            for (r, a) in acc.iter_mut().enumerate().take(l) {
+                step(base + r, a);
+            }
+        } else {
+            for (r, a) in acc.iter_mut().enumerate().take(l) {
+                let j = base + r;
+                if j >= lo && j <= hi {
+                    step(j, a);
+                }
+            }
+        }
+        base += l;
+    }
+}
+
 /// `AttnPvFn`: `o[d] = Σ_{j=lo..=hi} p[j - j0] · v[(j - j0)·vs + d]` for d < n, summed over the
 /// absolute key index j in `order`.
 #[inline(always)]
@@ -191,22 +214,7 @@ pub(crate) fn pv_body(
             // as `dots16`, keys in chunks of l from a multiple of l, all l lanes live at once
             let mut acc = [[0f32; 16]; 16];
             let row = |j: usize| -> &V16 { v[(j - j0) * vs + d0..(j - j0) * vs + d0 + 16].try_into().unwrap() };
-            let mut base = lo / l * l;
-            while base <= hi {
-                if base >= lo && base + l - 1 <= hi {
-                    for (r, a) in acc.iter_mut().enumerate().take(l) {
-                        fma(a, row(base + r), p[base + r - j0]);
-                    }
-                } else {
-                    for (r, a) in acc.iter_mut().enumerate().take(l) {
-                        let j = base + r;
-                        if j >= lo && j <= hi {
-                            fma(a, row(j), p[j - j0]);
-                        }
-                    }
-                }
-                base += l;
-            }
+            lane_walk(&mut acc, l, lo, hi, |j, a| fma(a, row(j), p[j - j0]));
             reduce(order, &acc)
         } else if w == 16 {
             dots16(order, lo, hi, np, |j| {

@@ -64,3 +64,28 @@ macro_rules! gemm_split_entry {
         }
     };
 }
+
+/// `panel_entry!(name, check, T, "features", |n, src, stride, rows, out| body)`: `fn name` (an
+/// `AttnKtFn` or `AttnVfFn` over `T` rows) checking both buffers with
+/// `check(n, src_len, stride, rows, out_len)`, then running `body` (on the raw pointers `src`,
+/// `out`) in a `#[target_feature(enable = "features")]` fn.
+macro_rules! panel_entry {
+    ($name:ident, $check:path, $t:ty, $feat:literal, |$n:ident, $src:ident, $s:ident, $rows:ident, $out:ident| $body:expr) => {
+        pub(crate) fn $name(n: usize, src: &[$t], stride: usize, rows: usize, out: &mut [f32]) {
+            #[target_feature(enable = $feat)]
+            /// # Safety
+            /// The CPU must support this function's target features (`$feat`); `src`, `out` must
+            /// cover what `$check(n, src_len, stride, rows, out_len)` requires.
+            unsafe fn inner($n: usize, $src: *const $t, $s: usize, $rows: usize, $out: *mut f32) {
+                // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+                // pointer ranges), which covers every unsafe operation of the body.
+                unsafe { $body }
+            }
+            $check(n, src.len(), stride, rows, out.len());
+            // SAFETY: reachable only through the kernel table of this ISA, handed out after
+            // run-time detection of the features in `$feat`; every element read or written is in
+            // bounds by the check just above.
+            unsafe { inner(n, src.as_ptr(), stride, rows, out.as_mut_ptr()) }
+        }
+    };
+}

@@ -164,22 +164,15 @@ fn validate(k: &Kernels, w: &QTensor, x: &[f32], n_tokens: usize, out: &[f32]) -
             w.data.len()
         )));
     }
-    if x.len() < n_tokens * w.cols {
-        return Err(Error::InvalidArgument(format!(
-            "matmul: x has {} values, need n_tokens {} x cols {}",
-            x.len(),
-            n_tokens,
-            w.cols
-        )));
-    }
-    if out.len() < n_tokens * w.rows {
-        return Err(Error::InvalidArgument(format!(
-            "matmul: out has {} values, need n_tokens {} x rows {}",
-            out.len(),
-            n_tokens,
-            w.rows
-        )));
-    }
+    // "matmul: x has 7 values, need n_tokens 2 x cols 4"
+    let need = |arg: &str, len: usize, dim: &str, d: usize| {
+        if len >= n_tokens * d {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!("matmul: {arg} has {len} values, need n_tokens {n_tokens} x {dim} {d}")))
+    };
+    need("x", x.len(), "cols", w.cols)?;
+    need("out", out.len(), "rows", w.rows)?;
     Ok(act)
 }
 

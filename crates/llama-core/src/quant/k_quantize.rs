@@ -18,13 +18,7 @@ const GROUP_MAX_EPS: f32 = 1e-15;
 pub fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
     assert_eq!(x.len(), y.len() * QK_K);
     for (x, b) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
-        let (mut max, mut amax) = (0f32, 0f32);
-        for &v in x {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (max, _) = signed_max(x);
         quantize_block_q8_k(x, max, b);
     }
 }
@@ -35,13 +29,7 @@ pub fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
 pub fn quantize_row_q8_k_4x8(x: &[f32], y: &mut [BlockQ8K]) {
     assert_eq!(x.len(), y.len() * QK_K);
     for (x, b) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
-        let (mut max, mut amax) = (0f32, 0f32);
-        for &v in x {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (mut max, amax) = signed_max(x);
         // (a max so small that -127/max overflows keeps the reference's choice)
         if max < 0.0 && 1.0 / (-127.0f32 / max) > 0.0 && x.contains(&amax) {
             max = amax;
@@ -305,20 +293,24 @@ pub fn quantize_row_q2_k(x: &[f32], y: &mut [BlockQ2K]) {
                 l[16 * j + ii] = nearest_int((x[16 * j + ii] + dm) / d).clamp(0, 3) as u8;
             }
         }
-        for h in 0..QK_K / 128 {
-            let lb = &l[128 * h..];
-            for i in 0..32 {
-                b.qs[32 * h + i] = lb[i] | (lb[i + 32] << 2) | (lb[i + 64] << 4) | (lb[i + 96] << 6);
-            }
+        pack_2bit(&l, &mut b.qs);
+    }
+}
+
+/// Q2_K and Q3_K: 2-bit levels `l` (< 4) into `qs`, four 32-value runs of each 128 per byte.
+#[inline(always)]
+fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8; QK_K / 4]) {
+    for h in 0..QK_K / 128 {
+        let lb = &l[128 * h..];
+        for i in 0..32 {
+            qs[32 * h + i] = lb[i] | (lb[i + 32] << 2) | (lb[i + 64] << 4) | (lb[i + 96] << 6);
         }
     }
 }
 
-/// make_q3_quants with do_rmse: symmetric levels -nmax..nmax-1 from -nmax/max, then up to 5 passes
-/// of coordinate descent on each level under the x²-weighted least-squares criterion. Levels are
-/// returned +nmax; the result is the least-squares scale.
-fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
-    let n = x.len();
+/// (the value of largest magnitude, its magnitude): the first one found on ties.
+#[inline(always)]
+fn signed_max(x: &[f32]) -> (f32, f32) {
     let (mut max, mut amax) = (0f32, 0f32);
     for &v in x {
         if v.abs() > amax {
@@ -326,6 +318,15 @@ fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
             max = v;
         }
     }
+    (max, amax)
+}
+
+/// make_q3_quants with do_rmse: symmetric levels -nmax..nmax-1 from -nmax/max, then up to 5 passes
+/// of coordinate descent on each level under the x²-weighted least-squares criterion. Levels are
+/// returned +nmax; the result is the least-squares scale.
+fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+    let n = x.len();
+    let (max, amax) = signed_max(x);
     if amax < GROUP_MAX_EPS {
         l[..n].fill(0);
         return 0.0;
@@ -420,12 +421,7 @@ pub fn quantize_row_q3_k(x: &[f32], y: &mut [BlockQ3K]) {
                 *v -= 4;
             }
         }
-        for h in 0..QK_K / 128 {
-            let lb = &l[128 * h..];
-            for i in 0..32 {
-                b.qs[32 * h + i] = lb[i] | (lb[i + 32] << 2) | (lb[i + 64] << 4) | (lb[i + 96] << 6);
-            }
-        }
+        pack_2bit(&l, &mut b.qs);
     }
 }
 
@@ -434,13 +430,7 @@ pub fn quantize_row_q3_k(x: &[f32], y: &mut [BlockQ3K]) {
 /// -nmax/max and keeping the best by the least-squares criterion.
 fn make_qx_quants_rmse1(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
     let n = x.len();
-    let (mut max, mut amax) = (0f32, 0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let (max, amax) = signed_max(x);
     if amax < GROUP_MAX_EPS {
         l[..n].fill(0);
         return 0.0;

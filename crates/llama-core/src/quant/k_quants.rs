@@ -140,18 +140,7 @@ pub fn dequantize_row_q3_k(x: &[BlockQ3K], y: &mut [f32]) {
 pub fn dequantize_row_q4_k(x: &[BlockQ4K], y: &mut [f32]) {
     assert_eq!(y.len(), x.len() * QK_K);
     for (b, y) in x.iter().zip(y.chunks_exact_mut(QK_K)) {
-        let d = b.d.to_f32();
-        let min = b.dmin.to_f32();
-        for (j, y) in y.chunks_exact_mut(32).enumerate() {
-            let (sc, m) = get_scale_min_k4(j, &b.scales);
-            let d1 = d * sc as f32;
-            let m1 = min * m as f32;
-            let q = &b.qs[(j / 2) * 32..(j / 2) * 32 + 32];
-            let shift = 4 * (j % 2);
-            for (o, &q) in y.iter_mut().zip(q) {
-                *o = d1 * ((q >> shift) & 0x0f) as f32 - m1;
-            }
-        }
+        dequantize_k4(b.d, b.dmin, &b.scales, y, |j, l| (b.qs[(j / 2) * 32 + l] >> (4 * (j % 2))) & 0x0f);
     }
 }
 
@@ -159,18 +148,24 @@ pub fn dequantize_row_q4_k(x: &[BlockQ4K], y: &mut [f32]) {
 pub fn dequantize_row_q5_k(x: &[BlockQ5K], y: &mut [f32]) {
     assert_eq!(y.len(), x.len() * QK_K);
     for (b, y) in x.iter().zip(y.chunks_exact_mut(QK_K)) {
-        let d = b.d.to_f32();
-        let min = b.dmin.to_f32();
-        for (j, y) in y.chunks_exact_mut(32).enumerate() {
-            let (sc, m) = get_scale_min_k4(j, &b.scales);
-            let d1 = d * sc as f32;
-            let m1 = min * m as f32;
-            let shift = 4 * (j % 2);
-            for (l, o) in y.iter_mut().enumerate() {
-                let lo = (b.qs[(j / 2) * 32 + l] >> shift) & 0x0f;
-                let hi = if b.qh[l] & (1u8 << j) != 0 { 16 } else { 0 };
-                *o = d1 * (lo + hi) as f32 - m1;
-            }
+        dequantize_k4(b.d, b.dmin, &b.scales, y, |j, l| {
+            let lo = (b.qs[(j / 2) * 32 + l] >> (4 * (j % 2))) & 0x0f;
+            let hi = if b.qh[l] & (1u8 << j) != 0 { 16 } else { 0 };
+            lo + hi
+        });
+    }
+}
+
+/// One Q4_K or Q5_K block: y[32·j + l] = (d·sc_j)·q - (dmin·m_j), q = `level(j, l)`.
+#[inline(always)]
+fn dequantize_k4(d: f16, dmin: f16, scales: &[u8; 12], y: &mut [f32], level: impl Fn(usize, usize) -> u8) {
+    let (d, min) = (d.to_f32(), dmin.to_f32());
+    for (j, y) in y.chunks_exact_mut(32).enumerate() {
+        let (sc, m) = get_scale_min_k4(j, scales);
+        let d1 = d * sc as f32;
+        let m1 = min * m as f32;
+        for (l, o) in y.iter_mut().enumerate() {
+            *o = d1 * level(j, l) as f32 - m1;
         }
     }
 }

@@ -32,21 +32,28 @@ pub fn dequantize_row_q4_1(x: &[BlockQ4_1], y: &mut [f32]) {
     }
 }
 
+/// The Q4_1 and Q5_1 reference block scale: (min, d = (max - min) / levels, id = 1 / d or 0).
+#[inline(always)]
+pub(crate) fn min_scale(x: &[f32], levels: f32) -> (f32, f32, f32) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    let d = (max - min) / levels;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    (min, d, id)
+}
+
 /// quantize_row_q4_1_ref: d = (max - min) / 15, m = min, q = trunc((x - min)/d + 0.5) clamped to 15.
 pub fn quantize_row_q4_1(x: &[f32], y: &mut [BlockQ4_1]) {
     assert_eq!(x.len(), y.len() * QK4_1);
     for (x, b) in x.chunks_exact(QK4_1).zip(y.iter_mut()) {
-        let (mut min, mut max) = (f32::MAX, -f32::MAX);
-        for &v in x {
-            if v < min {
-                min = v;
-            }
-            if v > max {
-                max = v;
-            }
-        }
-        let d = (max - min) / 15.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (min, d, id) = min_scale(x, 15.0);
         b.d = fp16(d);
         b.m = fp16(min);
         for j in 0..QK4_1 / 2 {

@@ -3,6 +3,7 @@
 use half::f16;
 
 use super::blocks::fp16;
+use super::q4_1::min_scale;
 use super::q5_0::{q5_pack, q5_pair};
 
 /// Weights per block.
@@ -39,17 +40,7 @@ pub fn dequantize_row_q5_1(x: &[BlockQ5_1], y: &mut [f32]) {
 pub fn quantize_row_q5_1(x: &[f32], y: &mut [BlockQ5_1]) {
     assert_eq!(x.len(), y.len() * QK5_1);
     for (x, b) in x.chunks_exact(QK5_1).zip(y.iter_mut()) {
-        let (mut min, mut max) = (f32::MAX, -f32::MAX);
-        for &v in x {
-            if v < min {
-                min = v;
-            }
-            if v > max {
-                max = v;
-            }
-        }
-        let d = (max - min) / 31.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (min, d, id) = min_scale(x, 31.0);
         b.d = fp16(d);
         b.m = fp16(min);
         let mut q = [0u8; 32];

@@ -20,11 +20,34 @@ const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 pub fn dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) {
     assert_eq!(y.len(), x.len() * QK8_0);
     for (b, y) in x.iter().zip(y.chunks_exact_mut(QK8_0)) {
-        let d = b.d.to_f32();
-        for (o, &q) in y.iter_mut().zip(&b.qs) {
-            *o = q as f32 * d;
-        }
+        dequantize_q8(b.d, &b.qs, y);
     }
+}
+
+/// y[32] = d · q: the Q8_0 and Q8_1 block dequantizer.
+#[inline(always)]
+pub(crate) fn dequantize_q8(d: f16, qs: &[i8; 32], y: &mut [f32]) {
+    let d = d.to_f32();
+    for (o, &q) in y.iter_mut().zip(qs) {
+        *o = q as f32 * d;
+    }
+}
+
+/// The Q8_0 and Q8_1 reference block quantizer: d = amax / 127, q = roundf(x / d) (half away from
+/// zero); returns the unrounded f32 d.
+#[inline(always)]
+pub(crate) fn quantize_q8_ref(x: &[f32], qs: &mut [i8; 32]) -> f32 {
+    let mut amax = 0f32;
+    for &v in x {
+        // C's MAX macro: a NaN input propagates, as in ggml.
+        amax = if amax > v.abs() { amax } else { v.abs() };
+    }
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (q, &v) in qs.iter_mut().zip(x) {
+        *q = (v * id).round() as i8;
+    }
+    d
 }
 
 /// quantize_row_q8_0_ref: d = amax / 127, q = roundf(x / d) (half away from zero): how llama.cpp
@@ -33,16 +56,6 @@ pub fn dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) {
 pub fn quantize_row_q8_0_ref(x: &[f32], y: &mut [BlockQ8_0]) {
     assert_eq!(x.len(), y.len() * QK8_0);
     for (x, b) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
-        let mut amax = 0f32;
-        for &v in x {
-            // C's MAX macro: a NaN input propagates, as in ggml.
-            amax = if amax > v.abs() { amax } else { v.abs() };
-        }
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        b.d = fp16(d);
-        for (q, &v) in b.qs.iter_mut().zip(x) {
-            *q = (v * id).round() as i8;
-        }
+        b.d = fp16(quantize_q8_ref(x, &mut b.qs));
     }
 }

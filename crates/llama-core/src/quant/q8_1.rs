@@ -3,6 +3,7 @@
 use half::f16;
 
 use super::blocks::fp16;
+use super::q8_0::{dequantize_q8, quantize_q8_ref};
 
 /// Values per block.
 pub const QK8_1: usize = 32;
@@ -21,10 +22,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ8_1>() == 36);
 pub fn dequantize_row_q8_1(x: &[BlockQ8_1], y: &mut [f32]) {
     assert_eq!(y.len(), x.len() * QK8_1);
     for (b, y) in x.iter().zip(y.chunks_exact_mut(QK8_1)) {
-        let d = b.d.to_f32();
-        for (o, &q) in y.iter_mut().zip(&b.qs) {
-            *o = q as f32 * d;
-        }
+        dequantize_q8(b.d, &b.qs, y);
     }
 }
 
@@ -33,19 +31,9 @@ pub fn dequantize_row_q8_1(x: &[BlockQ8_1], y: &mut [f32]) {
 pub fn quantize_row_q8_1_ref(x: &[f32], y: &mut [BlockQ8_1]) {
     assert_eq!(x.len(), y.len() * QK8_1);
     for (x, b) in x.chunks_exact(QK8_1).zip(y.iter_mut()) {
-        let mut amax = 0f32;
-        for &v in x {
-            // C's MAX macro: a NaN input propagates, as in ggml.
-            amax = if amax > v.abs() { amax } else { v.abs() };
-        }
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let d = quantize_q8_ref(x, &mut b.qs);
         b.d = fp16(d);
-        let mut sum = 0i32;
-        for (q, &v) in b.qs.iter_mut().zip(x) {
-            *q = (v * id).round() as i8;
-            sum += *q as i32;
-        }
+        let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
         b.s = fp16(sum as f32 * d);
     }
 }

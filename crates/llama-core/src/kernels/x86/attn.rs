@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use crate::kernels::attn::{kq_body, pv_body, pv_panels_body};
+use crate::kernels::attn::{kq_body, lane_walk, pv_body, pv_panels_body};
 use crate::kernels::shared::{attn_kq_check, attn_kt_check, attn_pv_check, attn_pv_panels_check, attn_vf_check};
 use crate::kernels::shared::{attn_kt_f16_by, attn_vf_f16_by, round_f16_by};
 use crate::kernels::types::{AttnOrder, CacheElem, KT_LANES};
@@ -24,23 +24,10 @@ unsafe fn ld8_f16(p: *const f16) -> __m256 {
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
 }
 
-/// Transposes keys into f32 panels (`AttnKtFn` for the f16 cache), converting 8 at a time.
-#[target_feature(enable = "avx2,fma,f16c")]
-///
-/// # Safety
-/// The CPU must support this function's target features; `k`, `kt` must cover what
-/// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
-unsafe fn kt_f16_f16c(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
-    // SAFETY: the contract above; `wide` reads and writes 8 values inside those bounds.
-    unsafe { attn_kt_f16_by::<8>(n, k, ks, nk, kt, |src, dst| _mm256_storeu_ps(dst, ld8_f16(src))) }
-}
-
-pub(crate) fn attn_kt_f16_avx2(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
-    attn_kt_check(n, k.len(), ks, nk, kt.len());
-    // SAFETY: reachable only through a kernel table built after detection of AVX2, FMA and F16C;
-    // every element read or written is in bounds by the check above.
-    unsafe { kt_f16_f16c(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
-}
+// Transposes keys into f32 panels (`AttnKtFn` for the f16 cache), converting 8 at a time.
+panel_entry!(attn_kt_f16_avx2, attn_kt_check, f16, "avx2,fma,f16c", |n, k, ks, nk, kt| {
+    attn_kt_f16_by::<8>(n, k, ks, nk, kt, |src, dst| _mm256_storeu_ps(dst, ld8_f16(src)))
+});
 
 /// Key (or value) panels with AVX-512 (`AttnKtFn`): 16 keys × 16 dimensions at a time are
 /// loaded as rows (f16 → f32 exact, or f32), transposed in registers and stored as 16 panel rows;
@@ -121,56 +108,17 @@ unsafe fn transpose16(r: &[__m512; 16]) -> [__m512; 16] {
     out
 }
 
-#[target_feature(enable = "avx512f,f16c")]
-/// # Safety
-/// The CPU must support this function's target features; `k`, `kt` must cover what
-/// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
-unsafe fn kt_f16_avx512_in(n: usize, k: *const f16, ks: usize, nk: usize, kt: *mut f32) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe { kt_avx512(n, k, ks, nk, kt, |p| _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))) }
-}
+panel_entry!(attn_kt_f16_avx512, attn_kt_check, f16, "avx512f,f16c", |n, k, ks, nk, kt| {
+    kt_avx512(n, k, ks, nk, kt, |p| _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)))
+});
+panel_entry!(attn_kt_f32_avx512, attn_kt_check, f32, "avx512f,f16c", |n, k, ks, nk, kt| {
+    kt_avx512(n, k, ks, nk, kt, |p| _mm512_loadu_ps(p))
+});
 
-#[target_feature(enable = "avx512f,f16c")]
-/// # Safety
-/// The CPU must support this function's target features; `k`, `kt` must cover what
-/// `kernels::shared::attn_kt_check(n, k_len, ks, nk, kt_len)` requires.
-unsafe fn kt_f32_avx512_in(n: usize, k: *const f32, ks: usize, nk: usize, kt: *mut f32) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe { kt_avx512(n, k, ks, nk, kt, |p| _mm512_loadu_ps(p)) }
-}
-
-pub(crate) fn attn_kt_f16_avx512(n: usize, k: &[f16], ks: usize, nk: usize, kt: &mut [f32]) {
-    attn_kt_check(n, k.len(), ks, nk, kt.len());
-    // SAFETY: reachable only through the AVX-512 table (features detected at run time); every
-    // element read or written is in bounds by the check above.
-    unsafe { kt_f16_avx512_in(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
-}
-
-pub(crate) fn attn_kt_f32_avx512(n: usize, k: &[f32], ks: usize, nk: usize, kt: &mut [f32]) {
-    attn_kt_check(n, k.len(), ks, nk, kt.len());
-    // SAFETY: as above.
-    unsafe { kt_f32_avx512_in(n, k.as_ptr(), ks, nk, kt.as_mut_ptr()) }
-}
-
-/// f16 rows → packed f32 rows (`AttnVfFn`), 8 at a time.
-#[target_feature(enable = "avx2,fma,f16c")]
-///
-/// # Safety
-/// The CPU must support this function's target features; `v`, `out` must cover what
-/// `kernels::shared::attn_vf_check(n, v_len, vs, nv, out_len)` requires.
-unsafe fn vf_f16_f16c(n: usize, v: *const f16, vs: usize, nv: usize, out: *mut f32) {
-    // SAFETY: the contract above; `wide` reads and writes 8 values inside those bounds.
-    unsafe { attn_vf_f16_by::<8>(n, v, vs, nv, out, |src, dst| _mm256_storeu_ps(dst, ld8_f16(src))) }
-}
-
-pub(crate) fn attn_vf_f16_avx2(n: usize, v: &[f16], vs: usize, nv: usize, out: &mut [f32]) {
-    attn_vf_check(n, v.len(), vs, nv, out.len());
-    // SAFETY: reachable only through a kernel table built after detection of AVX2, FMA and F16C;
-    // every element read or written is in bounds by the check above.
-    unsafe { vf_f16_f16c(n, v.as_ptr(), vs, nv, out.as_mut_ptr()) }
-}
+// f16 rows → packed f32 rows (`AttnVfFn`), 8 at a time.
+panel_entry!(attn_vf_f16_avx2, attn_vf_check, f16, "avx2,fma,f16c", |n, v, vs, nv, out| {
+    attn_vf_f16_by::<8>(n, v, vs, nv, out, |src, dst| _mm256_storeu_ps(dst, ld8_f16(src)))
+});
 
 #[inline]
 #[target_feature(enable = "avx512f")]
@@ -363,22 +311,7 @@ macro_rules! attn16 {
                     let s = match order {
                         AttnOrder::Lanes16 => {
                             let mut acc = [$zero(); 16];
-                            let mut base = lo / 16 * 16;
-                            while base <= hi {
-                                if base >= lo && base + 15 <= hi {
-                                    for (r, a) in acc.iter_mut().enumerate() {
-                                        *a = $fma(row(base + r), pj(base + r), *a);
-                                    }
-                                } else {
-                                    for (r, a) in acc.iter_mut().enumerate() {
-                                        let j = base + r;
-                                        if j >= lo && j <= hi {
-                                            *a = $fma(row(j), pj(j), *a);
-                                        }
-                                    }
-                                }
-                                base += 16;
-                            }
+                            lane_walk(&mut acc, 16, lo, hi, |j, a| *a = $fma(row(j), pj(j), *a));
                             reduce(&acc)
                         }
                         AttnOrder::Lanes8 | AttnOrder::Lanes32 => {
@@ -791,22 +724,7 @@ mod avx2_orders {
                 let pj = |j: usize| _mm256_set1_ps(*pp.add(j - j0));
                 let s = if order == AttnOrder::Lanes8 {
                     let mut acc = [_mm256_setzero_ps(); 8];
-                    let mut base = lo / 8 * 8;
-                    while base <= hi {
-                        if base >= lo && base + 7 <= hi {
-                            for (r, a) in acc.iter_mut().enumerate() {
-                                *a = _mm256_fmadd_ps(row(base + r), pj(base + r), *a);
-                            }
-                        } else {
-                            for (r, a) in acc.iter_mut().enumerate() {
-                                let j = base + r;
-                                if j >= lo && j <= hi {
-                                    *a = _mm256_fmadd_ps(row(j), pj(j), *a);
-                                }
-                            }
-                        }
-                        base += 8;
-                    }
+                    lane_walk(&mut acc, 8, lo, hi, |j, a| *a = _mm256_fmadd_ps(row(j), pj(j), *a));
                     reduce8(order, &acc)
                 } else {
                     // the cache is padded to a multiple of 256 keys (p = 0): no f64 tail
