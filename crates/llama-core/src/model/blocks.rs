@@ -17,11 +17,12 @@ use super::attention::{attention, AttnScratch, AttnShape};
 use super::context::{Buffers, Context, Outputs};
 use super::hparams::HParams;
 use super::kv_cache::{KvCache, KvStore};
-use super::weights::WRef;
+use super::weights::{Loader, WRef};
 use super::Model;
 use crate::kernels::elementwise::{self, Rope};
 use crate::kernels::{matmul, parallel, MatmulScratch, ThreadPool};
 use crate::quant::dequantize_row;
+use crate::Result;
 
 /// One batch through the network: the context's shared state, borrowed for the forward.
 pub(super) struct Pass<'a> {
@@ -53,17 +54,66 @@ pub(super) fn begin<'a>(m: &'a Model, c: &'a mut Context, n: usize, pos0: usize)
     (pass, &mut c.buf)
 }
 
-/// The attention input weights of one layer, as the family lends them to `qkv`.
-pub(super) struct Qkv<'w> {
-    pub wq: &'w WRef, // [n_head·head_k][n_embd]
-    pub wk: &'w WRef, // [n_head_kv·head_k][n_embd]
-    pub wv: &'w WRef, // [n_head_kv·head_v][n_embd]
+/// A layer's self-attention weights (llama.cpp's `wq`, `wk`, `wv`, `bq`, `bk`, `bv`,
+/// `attn_q_norm`, `attn_k_norm`, `wo`), for `qkv` and the output projection.
+pub(super) struct Attn {
+    pub wq: WRef, // [n_head·head_k][n_embd]
+    pub wk: WRef, // [n_head_kv·head_k][n_embd]
+    pub wv: WRef, // [n_head_kv·head_v][n_embd]
     /// bq, bk, bv ([n_head·head_k], [n_head_kv·head_k], [n_head_kv·head_v]), when the
     /// family's projections have biases.
-    pub bias: Option<[&'w [f32]; 3]>,
-    /// attn_q_norm, attn_k_norm ([head_k], applied to every head), when
-    /// the family normalizes Q and K per head.
-    pub qk_norm: Option<[&'w [f32]; 2]>,
+    pub bias: Option<[Vec<f32>; 3]>,
+    /// attn_q_norm, attn_k_norm ([head_k], applied to every head), when the family normalizes
+    /// Q and K per head.
+    pub qk_norm: Option<[Vec<f32>; 2]>,
+    pub wo: WRef, // [n_embd][n_head·head_v]
+}
+
+/// Which optional attention tensors a family has.
+#[derive(Clone, Copy)]
+pub(super) struct AttnOpts {
+    /// `attn_{q,k,v}.bias` (Qwen2).
+    pub bias: bool,
+    /// `attn_{q,k}_norm.weight` (Qwen3, Gemma 3).
+    pub qk_norm: bool,
+}
+
+impl Attn {
+    /// Layer `il`'s `attn_*` tensors, shapes checked against the hyper-parameters.
+    pub fn load(l: &Loader, hp: &HParams, il: usize, opts: AttnOpts) -> Result<Attn> {
+        let n = |s: &str| format!("blk.{il}.{s}");
+        let n_embd = hp.n_embd;
+        let (q_rows, k_rows, v_rows) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
+        let bias = if opts.bias {
+            Some([
+                l.vector(&n("attn_q.bias"), q_rows)?,
+                l.vector(&n("attn_k.bias"), k_rows)?,
+                l.vector(&n("attn_v.bias"), v_rows)?,
+            ])
+        } else {
+            None
+        };
+        let qk_norm = if opts.qk_norm {
+            Some([
+                l.vector(&n("attn_q_norm.weight"), hp.n_embd_head_k)?,
+                l.vector(&n("attn_k_norm.weight"), hp.n_embd_head_k)?,
+            ])
+        } else {
+            None
+        };
+        Ok(Attn {
+            wq: l.matrix(&n("attn_q.weight"), Some(q_rows), n_embd)?,
+            wk: l.matrix(&n("attn_k.weight"), Some(k_rows), n_embd)?,
+            wv: l.matrix(&n("attn_v.weight"), Some(v_rows), n_embd)?,
+            bias,
+            qk_norm,
+            wo: l.matrix(&n("attn_output.weight"), Some(n_embd), hp.n_head * hp.n_embd_head_v)?,
+        })
+    }
+
+    pub fn matrices(&self) -> [WRef; 4] {
+        [self.wq, self.wk, self.wv, self.wo]
+    }
 }
 
 /// Attention parameters that vary by family and layer.
@@ -76,10 +126,69 @@ pub(super) struct KqParams {
 }
 
 /// A gated feed-forward's weights (llama.cpp's `build_ffn` with `LLM_FFN_PAR`).
-pub(super) struct Ffn<'w> {
-    pub gate: &'w WRef, // [n_ff][n_embd]
-    pub up: &'w WRef,   // [n_ff][n_embd]
-    pub down: &'w WRef, // [n_embd][n_ff]
+pub(super) struct Ffn {
+    pub gate: WRef, // [n_ff][n_embd]
+    pub up: WRef,   // [n_ff][n_embd]
+    pub down: WRef, // [n_embd][n_ff]
+}
+
+impl Ffn {
+    /// Layer `il`'s `ffn_gate`, `ffn_up`, `ffn_down`; n_ff is what the tensors say (layers may
+    /// differ).
+    pub fn load(l: &Loader, hp: &HParams, il: usize) -> Result<Ffn> {
+        let n = |s: &str| format!("blk.{il}.{s}");
+        let gate = l.matrix(&n("ffn_gate.weight"), None, hp.n_embd)?;
+        let n_ff = gate.rows;
+        Ok(Ffn {
+            gate,
+            up: l.matrix(&n("ffn_up.weight"), Some(n_ff), hp.n_embd)?,
+            down: l.matrix(&n("ffn_down.weight"), Some(hp.n_embd), n_ff)?,
+        })
+    }
+
+    pub fn matrices(&self) -> [WRef; 3] {
+        [self.gate, self.up, self.down]
+    }
+}
+
+/// The pre-norm transformer layer of llama, qwen2 and qwen3 (llama.cpp's `attn_norm`, attention,
+/// `ffn_norm`, gated FFN); the families differ in `Attn`'s optional tensors and in rope.
+pub(super) struct DenseLayer {
+    pub attn_norm: Vec<f32>, // [n_embd]
+    pub attn: Attn,
+    pub ffn_norm: Vec<f32>, // [n_embd]
+    pub ffn: Ffn,
+}
+
+impl DenseLayer {
+    pub fn load(l: &Loader, hp: &HParams, il: usize, opts: AttnOpts) -> Result<DenseLayer> {
+        Ok(DenseLayer {
+            attn_norm: l.vector(&format!("blk.{il}.attn_norm.weight"), hp.n_embd)?,
+            attn: Attn::load(l, hp, il, opts)?,
+            ffn_norm: l.vector(&format!("blk.{il}.ffn_norm.weight"), hp.n_embd)?,
+            ffn: Ffn::load(l, hp, il)?,
+        })
+    }
+}
+
+/// The token embedding and the output matrix (`output.weight`, or the embedding when tied).
+/// token_embd: [n_vocab][n_embd], output: [n_vocab][n_embd]
+pub(super) fn load_embd_output(l: &Loader, hp: &HParams) -> Result<(WRef, WRef)> {
+    let tok_embd = l.matrix("token_embd.weight", None, hp.n_embd)?;
+    let output = l.opt_matrix("output.weight", Some(tok_embd.rows), hp.n_embd)?.unwrap_or(tok_embd);
+    Ok((tok_embd, output))
+}
+
+/// Every attention and FFN matrix of the layers, then the output matrix: `Network::matrices`.
+pub(super) fn dense_matrices<'a>(layers: impl Iterator<Item = (&'a Attn, &'a Ffn)>, output: WRef) -> Vec<WRef> {
+    let mut v: Vec<WRef> = layers.flat_map(|(a, f)| a.matrices().into_iter().chain(f.matrices())).collect();
+    v.push(output);
+    v
+}
+
+/// The widest FFN of the layers: `Network::max_n_ff`.
+pub(super) fn max_n_ff<'a>(ffns: impl Iterator<Item = &'a Ffn>) -> usize {
+    ffns.map(|f| f.gate.rows).max().unwrap_or(0)
 }
 
 /// The gate's activation: `LLM_FFN_SILU` (SwiGLU) or `LLM_FFN_GELU` (GeGLU, tanh approximation).
@@ -88,9 +197,6 @@ pub(super) enum Act {
     Silu,
     Gelu,
 }
-
-// A mixture-of-experts FFN (llama.cpp's `build_moe_ffn`: router logits → top-k experts → their
-// gated FFNs weighted and summed) goes next to `ffn`, with its weights struct next to `Ffn`.
 
 impl Pass<'_> {
     /// inp_embd: `x[t] = token_embd[tokens[t]]` (ggml get_rows: dequantized to f32).
@@ -141,18 +247,18 @@ impl Pass<'_> {
     /// Qcur, Kcur, Vcur = cur · w{q,k,v}ᵀ, then `+ b{q,k,v}`, then (per head) Qcur_normed,
     /// Kcur_normed, in llama.cpp's order. cur: [n][n_embd] → q: [n][n_head·head_k],
     /// k: [n][n_head_kv·head_k], v: [n][n_head_kv·head_v]
-    pub fn qkv(&mut self, w: &Qkv, cur: &[f32], q: &mut [f32], k: &mut [f32], v: &mut [f32]) {
-        self.matmul(w.wq, cur, q);
-        self.matmul(w.wk, cur, k);
-        self.matmul(w.wv, cur, v);
+    pub fn qkv(&mut self, w: &Attn, cur: &[f32], q: &mut [f32], k: &mut [f32], v: &mut [f32]) {
+        self.matmul(&w.wq, cur, q);
+        self.matmul(&w.wk, cur, k);
+        self.matmul(&w.wv, cur, v);
         let n = self.n;
         let (qd, kd, vd) = (w.wq.rows, w.wk.rows, w.wv.rows);
-        if let Some([bq, bk, bv]) = w.bias {
+        if let Some([bq, bk, bv]) = &w.bias {
             parallel::add_bias(self.pool, &mut q[..n * qd], bq);
             parallel::add_bias(self.pool, &mut k[..n * kd], bk);
             parallel::add_bias(self.pool, &mut v[..n * vd], bv);
         }
-        if let Some([qn, kn]) = w.qk_norm {
+        if let Some([qn, kn]) = &w.qk_norm {
             // Rows of head_k: every head normalized on its own.
             parallel::rms_norm_inplace(self.pool, &mut q[..n * qd], qn, self.hp.rms_eps);
             parallel::rms_norm_inplace(self.pool, &mut k[..n * kd], kn, self.hp.rms_eps);
@@ -197,13 +303,13 @@ impl Pass<'_> {
     /// [n][n_ff] (scratch; `gate` ends as the gated product) → out: [n][n_embd]
     pub fn ffn(&mut self, w: &Ffn, act: Act, cur: &[f32], gate: &mut [f32], up: &mut [f32], out: &mut [f32]) {
         let (n, n_ff) = (self.n, w.gate.rows);
-        self.matmul(w.gate, cur, gate);
-        self.matmul(w.up, cur, up);
+        self.matmul(&w.gate, cur, gate);
+        self.matmul(&w.up, cur, up);
         match act {
             Act::Silu => parallel::swiglu_inplace(self.pool, &mut gate[..n * n_ff], &up[..n * n_ff], n_ff),
             Act::Gelu => parallel::geglu_inplace(self.pool, &mut gate[..n * n_ff], &up[..n * n_ff], n_ff),
         }
-        self.matmul(w.down, gate, out);
+        self.matmul(&w.down, gate, out);
     }
 
     /// result_norm then result_output (then the soft-cap `cap·tanh(logit/cap)` if given) for the

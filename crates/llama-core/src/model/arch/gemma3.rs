@@ -7,7 +7,7 @@
 use super::Network;
 use crate::gguf::GgufFile;
 use crate::kernels::elementwise::{Rope, RopeType};
-use crate::model::blocks::{self, Act, Ffn, KqParams, Qkv};
+use crate::model::blocks::{self, Act, Attn, AttnOpts, Ffn, KqParams};
 use crate::model::context::{Context, Outputs};
 use crate::model::hparams::{HParams, Meta};
 use crate::model::weights::{Loader, WRef};
@@ -34,18 +34,11 @@ struct Gemma3 {
 
 struct Layer {
     attn_norm: Vec<f32>,           // [n_embd]
-    wq: WRef,                      // [n_head·head_k][n_embd]
-    wk: WRef,                      // [n_head_kv·head_k][n_embd]
-    wv: WRef,                      // [n_head_kv·head_v][n_embd]
-    attn_q_norm: Vec<f32>,         // [head_k]
-    attn_k_norm: Vec<f32>,         // [head_k]
-    wo: WRef,                      // [n_embd][n_head·head_v]
+    attn: Attn,                    // with attn_q_norm, attn_k_norm
     post_attention_norm: Vec<f32>, // [n_embd]
     ffn_norm: Vec<f32>,            // [n_embd]
-    ffn_gate: WRef,                // [n_ff][n_embd]
-    ffn_up: WRef,                  // [n_ff][n_embd]
-    ffn_down: WRef,                // [n_embd][n_ff]
-    post_ffw_norm: Vec<f32>,       // [n_embd]
+    ffn: Ffn,
+    post_ffw_norm: Vec<f32>, // [n_embd]
 }
 
 impl Gemma3 {
@@ -68,29 +61,18 @@ pub(super) fn load(f: &GgufFile, hp: &HParams) -> Result<Box<dyn Network>> {
     let final_logit_softcap = meta.opt_f32("final_logit_softcapping")?.filter(|&c| c > 0.0);
 
     let l = Loader::new(f);
+    let (tok_embd, output) = blocks::load_embd_output(&l, hp)?;
+    let opts = AttnOpts { bias: false, qk_norm: true };
     let n_embd = hp.n_embd;
-    let tok_embd = l.matrix("token_embd.weight", None, n_embd)?;
-    let n_vocab = tok_embd.rows;
-    let output = l.opt_matrix("output.weight", Some(n_vocab), n_embd)?.unwrap_or(tok_embd);
-    let (q_rows, k_rows, v_rows) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
     let mut layers = Vec::with_capacity(hp.n_layer);
     for il in 0..hp.n_layer {
         let n = |s: &str| format!("blk.{il}.{s}");
-        let ffn_gate = l.matrix(&n("ffn_gate.weight"), None, n_embd)?;
-        let n_ff = ffn_gate.rows; // per layer: the tensor decides
         layers.push(Layer {
             attn_norm: l.vector(&n("attn_norm.weight"), n_embd)?,
-            wq: l.matrix(&n("attn_q.weight"), Some(q_rows), n_embd)?,
-            wk: l.matrix(&n("attn_k.weight"), Some(k_rows), n_embd)?,
-            wv: l.matrix(&n("attn_v.weight"), Some(v_rows), n_embd)?,
-            attn_q_norm: l.vector(&n("attn_q_norm.weight"), hp.n_embd_head_k)?,
-            attn_k_norm: l.vector(&n("attn_k_norm.weight"), hp.n_embd_head_k)?,
-            wo: l.matrix(&n("attn_output.weight"), Some(n_embd), hp.n_head * hp.n_embd_head_v)?,
+            attn: Attn::load(&l, hp, il, opts)?,
             post_attention_norm: l.vector(&n("post_attention_norm.weight"), n_embd)?,
             ffn_norm: l.vector(&n("ffn_norm.weight"), n_embd)?,
-            ffn_gate,
-            ffn_up: l.matrix(&n("ffn_up.weight"), Some(n_ff), n_embd)?,
-            ffn_down: l.matrix(&n("ffn_down.weight"), Some(n_embd), n_ff)?,
+            ffn: Ffn::load(&l, hp, il)?,
             post_ffw_norm: l.vector(&n("post_ffw_norm.weight"), n_embd)?,
         });
     }
@@ -125,24 +107,21 @@ impl Network for Gemma3 {
             p.norm(&l.attn_norm, &b.x, &mut b.cur);
             // Qcur, Kcur, Vcur, then Qcur_normed, Kcur_normed per head
             //                                              q, k, v: [n][n_head(_kv)·head_k/v]
-            let qk_norm = Some([&l.attn_q_norm[..], &l.attn_k_norm[..]]);
-            let w = Qkv { wq: &l.wq, wk: &l.wk, wv: &l.wv, bias: None, qk_norm };
-            p.qkv(&w, &b.cur, &mut b.q, &mut b.k, &mut b.v);
+            p.qkv(&l.attn, &b.cur, &mut b.q, &mut b.k, &mut b.v);
             // rope on split halves (NeoX), then Q · f_attention_scale (after rope, as llama.cpp)
             p.rope(rope, &mut b.q, &mut b.k);
             p.scale(&mut b.q, self.f_attention_scale, q_dim);
             // kqv_out: attention over the cache (window on local layers) kqv: [n][n_head·head_v]
             p.attn(il, kq, &b.q, &b.k, &b.v, &mut b.kqv);
             // attn_out = kqv_out · woᵀ, then attn_post_norm              proj: [n][n_embd]
-            p.matmul(&l.wo, &b.kqv, &mut b.proj);
+            p.matmul(&l.attn.wo, &b.kqv, &mut b.proj);
             p.norm_inplace(&l.post_attention_norm, &mut b.proj);
             // sa_out = attn_post_norm + inpL                            x: [n][n_embd]
             p.add(&mut b.x, &b.proj);
             // ffn_norm                                                 cur: [n][n_embd]
             p.norm(&l.ffn_norm, &b.x, &mut b.cur);
             // ffn_out = ffn_down(gelu(ffn_gate) ⊙ ffn_up)   gate, up: [n][n_ff], proj: [n][n_embd]
-            let w = Ffn { gate: &l.ffn_gate, up: &l.ffn_up, down: &l.ffn_down };
-            p.ffn(&w, Act::Gelu, &b.cur, &mut b.gate, &mut b.up, &mut b.proj);
+            p.ffn(&l.ffn, Act::Gelu, &b.cur, &mut b.gate, &mut b.up, &mut b.proj);
             // ffn_post_norm                                            proj: [n][n_embd]
             p.norm_inplace(&l.post_ffw_norm, &mut b.proj);
             // l_out = ffn_post_norm + sa_out: the next layer's inpL      x: [n][n_embd]
@@ -157,13 +136,10 @@ impl Network for Gemma3 {
     }
 
     fn matrices(&self) -> Vec<WRef> {
-        let mut v: Vec<WRef> =
-            self.layers.iter().flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.ffn_gate, l.ffn_up, l.ffn_down]).collect();
-        v.push(self.output);
-        v
+        blocks::dense_matrices(self.layers.iter().map(|l| (&l.attn, &l.ffn)), self.output)
     }
 
     fn max_n_ff(&self) -> usize {
-        self.layers.iter().map(|l| l.ffn_gate.rows).max().unwrap_or(0)
+        blocks::max_n_ff(self.layers.iter().map(|l| &l.ffn))
     }
 }

@@ -5,7 +5,7 @@
 use super::Network;
 use crate::gguf::GgufFile;
 use crate::kernels::elementwise::{Rope, RopeType};
-use crate::model::blocks::{self, Act, Ffn, KqParams, Qkv};
+use crate::model::blocks::{self, Act, AttnOpts, DenseLayer, KqParams};
 use crate::model::context::{Context, Outputs};
 use crate::model::hparams::HParams;
 use crate::model::weights::{Loader, WRef};
@@ -14,54 +14,17 @@ use crate::Result;
 
 struct Qwen2 {
     tok_embd: WRef, // [n_vocab][n_embd]
-    layers: Vec<Layer>,
+    layers: Vec<DenseLayer>,
     output_norm: Vec<f32>, // [n_embd]
     output: WRef,          // [n_vocab][n_embd] `output.weight`, or token_embd when tied
 }
 
-struct Layer {
-    attn_norm: Vec<f32>, // [n_embd]
-    wq: WRef,            // [n_head·head_k][n_embd]
-    wk: WRef,            // [n_head_kv·head_k][n_embd]
-    wv: WRef,            // [n_head_kv·head_v][n_embd]
-    bq: Vec<f32>,        // [n_head·head_k]
-    bk: Vec<f32>,        // [n_head_kv·head_k]
-    bv: Vec<f32>,        // [n_head_kv·head_v]
-    wo: WRef,            // [n_embd][n_head·head_v]
-    ffn_norm: Vec<f32>,  // [n_embd]
-    ffn_gate: WRef,      // [n_ff][n_embd]
-    ffn_up: WRef,        // [n_ff][n_embd]
-    ffn_down: WRef,      // [n_embd][n_ff]
-}
-
 pub(super) fn load(f: &GgufFile, hp: &HParams) -> Result<Box<dyn Network>> {
     let l = Loader::new(f);
-    let n_embd = hp.n_embd;
-    let tok_embd = l.matrix("token_embd.weight", None, n_embd)?;
-    let n_vocab = tok_embd.rows;
-    let output = l.opt_matrix("output.weight", Some(n_vocab), n_embd)?.unwrap_or(tok_embd);
-    let (q_rows, k_rows, v_rows) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
-    let mut layers = Vec::with_capacity(hp.n_layer);
-    for il in 0..hp.n_layer {
-        let n = |s: &str| format!("blk.{il}.{s}");
-        let ffn_gate = l.matrix(&n("ffn_gate.weight"), None, n_embd)?;
-        let n_ff = ffn_gate.rows; // per layer: the tensor decides
-        layers.push(Layer {
-            attn_norm: l.vector(&n("attn_norm.weight"), n_embd)?,
-            wq: l.matrix(&n("attn_q.weight"), Some(q_rows), n_embd)?,
-            wk: l.matrix(&n("attn_k.weight"), Some(k_rows), n_embd)?,
-            wv: l.matrix(&n("attn_v.weight"), Some(v_rows), n_embd)?,
-            bq: l.vector(&n("attn_q.bias"), q_rows)?,
-            bk: l.vector(&n("attn_k.bias"), k_rows)?,
-            bv: l.vector(&n("attn_v.bias"), v_rows)?,
-            wo: l.matrix(&n("attn_output.weight"), Some(n_embd), hp.n_head * hp.n_embd_head_v)?,
-            ffn_norm: l.vector(&n("ffn_norm.weight"), n_embd)?,
-            ffn_gate,
-            ffn_up: l.matrix(&n("ffn_up.weight"), Some(n_ff), n_embd)?,
-            ffn_down: l.matrix(&n("ffn_down.weight"), Some(n_embd), n_ff)?,
-        });
-    }
-    let output_norm = l.vector("output_norm.weight", n_embd)?;
+    let (tok_embd, output) = blocks::load_embd_output(&l, hp)?;
+    let opts = AttnOpts { bias: true, qk_norm: false };
+    let layers = (0..hp.n_layer).map(|il| DenseLayer::load(&l, hp, il, opts)).collect::<Result<Vec<_>>>()?;
+    let output_norm = l.vector("output_norm.weight", hp.n_embd)?;
     Ok(Box::new(Qwen2 { tok_embd, layers, output_norm, output }))
 }
 
@@ -84,22 +47,19 @@ impl Network for Qwen2 {
             // attn_norm                                                cur: [n][n_embd]
             p.norm(&l.attn_norm, &b.x, &mut b.cur);
             // Qcur, Kcur, Vcur = cur · wᵀ + b              q, k, v: [n][n_head(_kv)·head_k/v]
-            let bias = Some([&l.bq[..], &l.bk[..], &l.bv[..]]);
-            let w = Qkv { wq: &l.wq, wk: &l.wk, wv: &l.wv, bias, qk_norm: None };
-            p.qkv(&w, &b.cur, &mut b.q, &mut b.k, &mut b.v);
+            p.qkv(&l.attn, &b.cur, &mut b.q, &mut b.k, &mut b.v);
             // rope on split halves (NeoX): Qwen2's checkpoints are not permuted
             p.rope(&rope, &mut b.q, &mut b.k);
             // kqv_out: attention over the cache (K/V stored first)       kqv: [n][n_head·head_v]
             p.attn(il, kq, &b.q, &b.k, &b.v, &mut b.kqv);
             // attn_out = kqv_out · woᵀ                                 proj: [n][n_embd]
-            p.matmul(&l.wo, &b.kqv, &mut b.proj);
+            p.matmul(&l.attn.wo, &b.kqv, &mut b.proj);
             // ffn_inp = attn_out + inpL                                 x: [n][n_embd]
             p.add(&mut b.x, &b.proj);
             // ffn_norm                                                 cur: [n][n_embd]
             p.norm(&l.ffn_norm, &b.x, &mut b.cur);
             // ffn_out = ffn_down(silu(ffn_gate) ⊙ ffn_up)   gate, up: [n][n_ff], proj: [n][n_embd]
-            let w = Ffn { gate: &l.ffn_gate, up: &l.ffn_up, down: &l.ffn_down };
-            p.ffn(&w, Act::Silu, &b.cur, &mut b.gate, &mut b.up, &mut b.proj);
+            p.ffn(&l.ffn, Act::Silu, &b.cur, &mut b.gate, &mut b.up, &mut b.proj);
             // l_out = ffn_out + ffn_inp: the next layer's inpL           x: [n][n_embd]
             p.add(&mut b.x, &b.proj);
         }
@@ -112,13 +72,10 @@ impl Network for Qwen2 {
     }
 
     fn matrices(&self) -> Vec<WRef> {
-        let mut v: Vec<WRef> =
-            self.layers.iter().flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.ffn_gate, l.ffn_up, l.ffn_down]).collect();
-        v.push(self.output);
-        v
+        blocks::dense_matrices(self.layers.iter().map(|l| (&l.attn, &l.ffn)), self.output)
     }
 
     fn max_n_ff(&self) -> usize {
-        self.layers.iter().map(|l| l.ffn_gate.rows).max().unwrap_or(0)
+        blocks::max_n_ff(self.layers.iter().map(|l| &l.ffn))
     }
 }
