@@ -1,9 +1,11 @@
 //! What a checkpoint reader hands to the writer: hyper-parameters (llama.cpp's names) and the
 //! output tensors in order, each tied to its source and the transform it needs.
 
+use llama_core::gguf::Value;
+
 use crate::tensor::SrcTensor;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Hparams {
     /// GGUF architecture ("llama", "qwen2").
     pub arch: &'static str,
@@ -24,6 +26,9 @@ pub struct Hparams {
     pub n_vocab: u32,
     /// Linear RoPE scaling factor, if any.
     pub rope_scaling_linear: Option<f32>,
+    /// The family's own `{arch}.*` keys (named without the `{arch}.` prefix) that the shared
+    /// fields above do not cover, written after them in this order.
+    pub extra: Vec<(String, Value)>,
 }
 
 /// One output tensor.

@@ -128,6 +128,9 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
         w.add(format!("{a}.rope.scaling.type"), Value::from("linear"));
         w.add(format!("{a}.rope.scaling.factor"), Value::F32(f));
     }
+    for (k, v) in &h.extra {
+        w.add(format!("{a}.{k}"), v.clone());
+    }
     w.add("tokenizer.ggml.model", Value::from(vocab.model));
     w.add("tokenizer.ggml.pre", Value::from(vocab.pre.as_str()));
     w.add("tokenizer.ggml.tokens", Value::str_array(&vocab.tokens));

@@ -1,6 +1,10 @@
 //! Hugging Face checkpoints: `config.json` + `model.safetensors` (or shards listed in
 //! `model.safetensors.index.json`). HF's conversion script permuted q/k rows for its rotary
 //! implementation; for the llama architecture we undo it (llama.cpp's `LlamaModel.permute`).
+//!
+//! A family whose checkpoint needs more than the shared mapping below (its own config keys, written
+//! through `Hparams::extra`; its own tensor names; tensors merged or split) keeps that in its own
+//! file in this folder (`hf/<family>.rs`), called from `load_hf` by its architecture name.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -183,6 +187,7 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         n_rot: head_dim.unwrap_or(n_embd / n_head),
         n_vocab,
         rope_scaling_linear,
+        extra: Vec::new(),
     };
     Ok(Plan { hparams, tensors, n_params })
 }
