@@ -468,10 +468,13 @@ fn llama_isa_override() {
 
 use llama_core::quant::{dequantize, repack};
 
-const R16_TYPES: [GgmlType; 5] = [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
+const R16_TYPES: [GgmlType; 7] = {
+    use GgmlType::*;
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K]
+};
 
-/// Activation rows for `x` ([n_tokens][cols]) in both forms: plain (Q8_0 / Q8_K, for the row dot)
-/// and as the R16 kernels take them (Q8_0S / Q8_K).
+/// Activation rows for `x` ([n_tokens][cols]) in both forms: plain (Q8_0 / Q8_1 / Q8_K, for the row
+/// dot) and as the R16 kernels take them (Q8_0S / Q8_1S / Q8_K).
 fn r16_acts(t: GgmlType, x: &[f32], cols: usize) -> (Vec<u8>, Vec<u8>, usize, usize) {
     let act = vec_dot_type(t).unwrap();
     let plain_row = act.row_size(cols as u64).unwrap() as usize;
@@ -482,8 +485,8 @@ fn r16_acts(t: GgmlType, x: &[f32], cols: usize) -> (Vec<u8>, Vec<u8>, usize, us
     for (i, xr) in x.chunks_exact(cols).enumerate() {
         let p = &mut plain[i * plain_row..(i + 1) * plain_row];
         (Kernels::SCALAR.from_float(act).unwrap())(xr, p);
-        if act == GgmlType::Q8_0 {
-            repack::q8_0_to_q8_0s(t, p, &mut r16[i * r16_row..(i + 1) * r16_row]);
+        if act != GgmlType::Q8_K {
+            repack::to_r16_acts(t, p, &mut r16[i * r16_row..(i + 1) * r16_row]);
         } else {
             r16[i * r16_row..(i + 1) * r16_row].copy_from_slice(p);
         }
@@ -536,6 +539,95 @@ fn r16_kernels_match_scalar_row_dots() {
         }
     }
     eprintln!("r16: {checked} kernel calls checked");
+}
+
+/// x86: the R16 kernels (plain and batch order) and the Q4_1/Q5_1 row dots of every x86 table sum
+/// in llama.cpp's x86 orders, written out one dot at a time in `kernels::ggml_x86`: equal bit for
+/// bit (the golden tests check the same on whole models).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_kernels_sum_in_llama_cpp_orders() {
+    use llama_core::kernels::{ggml_x86 as g, FromFloatFn, Isa};
+    use GgmlType::*;
+    type Ref = fn(usize, &[u8], &[u8]) -> f32;
+    let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    let mut rng = Rng(4242);
+    let mut checked = 0;
+    for k in Kernels::available().into_iter().filter(|k| matches!(k.isa, Isa::Avx2 | Isa::Avx512)) {
+        for (t, want) in [(Q4_1, g::q4_1_lanes as Ref), (Q5_1, g::q5_1_lanes)] {
+            let (act, dot) = (vec_dot_type(t).unwrap(), k.vec_dot(t).unwrap());
+            for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                for cols in [32, 64, 2080] {
+                    let w = weight_row(&mut rng, t, cols, mode);
+                    let mut a = vec![0u8; act.row_size(cols as u64).unwrap() as usize];
+                    (k.from_float(act).unwrap())(&activations(&mut rng, cols, mode), &mut a);
+                    let (got, want) = (dot(cols, &w, &a), want(cols, &w, &a));
+                    assert!(same(got, want), "{:?} {} dot {mode:?} cols={cols}: {got} vs {want}", k.isa, t.name());
+                }
+            }
+        }
+        // (type, order of the plain kernel, order of the batch kernel)
+        let orders: [(GgmlType, Ref, Option<Ref>); 7] = [
+            (Q4_0, g::q4_0_repack, None),
+            (Q4_1, g::q4_1_lanes, None),
+            (Q5_0, g::q5_0_lanes, None),
+            (Q5_1, g::q5_1_lanes, None),
+            (Q8_0, g::q8_0_lanes, None),
+            (Q4_K, g::q4_k_gemv, Some(g::q4_k_gemm4)),
+            (Q6_K, g::q6_k_lanes, Some(g::q6_k_tiled)),
+        ];
+        for (t, plain_ref, batch_ref) in orders {
+            let row = k.traits(t).unwrap();
+            let act = vec_dot_type(t).unwrap();
+            let table_from_float = k.from_float(act).unwrap();
+            let mut kernels: Vec<(_, Ref, FromFloatFn)> = vec![(row.gemm_r16.unwrap(), plain_ref, table_from_float)];
+            if let (Some(b), Some(r)) = (row.r16_batch, batch_ref) {
+                kernels.push((b.gemm.unwrap(), r, b.from_float.unwrap_or(table_from_float)));
+            }
+            let bs = t.block_size();
+            for (gemm, want, from_float) in kernels {
+                for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                    for cols in [bs, 3 * bs, if bs == 32 { 2048 + 32 } else { 4096 + 256 }] {
+                        let nb = cols / bs;
+                        let w = weight_row(&mut rng, t, 16 * cols, mode);
+                        let p = repack::pack(t, &w, 16, cols).unwrap();
+                        let w_row = t.row_size(cols as u64).unwrap() as usize;
+                        let (prow, srow) =
+                            (act.row_size(cols as u64).unwrap() as usize, nb * repack::act_block_bytes(t));
+                        for nt in 1..=repack::MAX_T {
+                            let x = activations(&mut rng, nt * cols, mode);
+                            let (mut plain, mut r16) = (vec![0u8; nt * prow], vec![0u8; nt * srow]);
+                            for tk in 0..nt {
+                                let pa = &mut plain[tk * prow..(tk + 1) * prow];
+                                from_float(&x[tk * cols..(tk + 1) * cols], pa);
+                                if act == Q8_K {
+                                    r16[tk * srow..(tk + 1) * srow].copy_from_slice(pa);
+                                } else {
+                                    repack::to_r16_acts(t, pa, &mut r16[tk * srow..(tk + 1) * srow]);
+                                }
+                            }
+                            let mut got = vec![f32::NAN; nt * 16];
+                            gemm(nb, p.group(0), &r16, srow, nt, &mut got, 16);
+                            for tk in 0..nt {
+                                for r in 0..16 {
+                                    let want = want(cols, &w[r * w_row..(r + 1) * w_row], &plain[tk * prow..]);
+                                    let g_ = got[tk * 16 + r];
+                                    assert!(
+                                        same(g_, want),
+                                        "{:?} {} {mode:?} cols={cols} nt={nt} t={tk} row={r}: {g_} vs {want}",
+                                        k.isa,
+                                        t.name()
+                                    );
+                                }
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("x86 orders: {checked} kernel calls checked");
 }
 
 #[test]
@@ -597,7 +689,7 @@ fn matmul_with_packed_weights_matches_row_path() {
 fn pack_rejects_shapes_without_an_r16_layout() {
     let w = vec![0u8; 18 * 15];
     assert!(repack::pack(GgmlType::Q4_0, &w, 15, 32).is_none(), "15 rows are not whole groups");
-    assert!(repack::pack(GgmlType::Q4_1, &vec![0u8; 20 * 16], 16, 32).is_none(), "no R16 layout for Q4_1");
+    assert!(repack::pack(GgmlType::Q5_K, &vec![0u8; 176 * 16], 16, 256).is_none(), "no R16 layout for Q5_K");
     assert!(repack::pack(GgmlType::Q4_0, &vec![0u8; 18 * 15], 16, 32).is_none(), "short data");
     for t in R16_TYPES {
         let row = t.row_size(t.block_size() as u64).unwrap() as usize;

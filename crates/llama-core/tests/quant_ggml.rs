@@ -110,7 +110,7 @@ fn vec_dot_matches_ggml() {
         let a = std::fs::read(file(&dir, t, "act")).unwrap();
         let dots = read_f32(&file(&dir, t, "dot.f32")); // [rows, 2]: generic, SIMD
         let (wr, ar) = (t.type_size() * COLS / t.block_size(), partner.type_size() * COLS / partner.block_size());
-        let (mut exact, mut worst_generic, mut worst_simd) = (0, 0f64, 0f64);
+        let (mut exact, mut worst_generic, mut worst_simd, mut x86_exact) = (0, 0f64, 0f64, 0);
         let mut generic_off = Vec::new();
         let rows = dots.len() / 2;
         for r in 0..rows {
@@ -128,6 +128,13 @@ fn vec_dot_matches_ggml() {
             if ours.to_bits() == g.to_bits() {
                 exact += 1;
             }
+            // llama.cpp's x86 order of this dot, written out (the reference of our x86 kernels),
+            // is its SIMD dot bit for bit (llama-cpp-python's build here is x86 AVX2 or AVX-512)
+            if let Some(order) = x86_order(t) {
+                let o = order(COLS, wb, ab);
+                assert_eq!(o.to_bits(), s.to_bits(), "{t} row {r}: kernels::ggml_x86 {o:e}, ggml SIMD {s:e}");
+                x86_exact += 1;
+            }
             let eg = (ours as f64 - g as f64).abs() / scale;
             let es = (ours as f64 - s as f64).abs() / scale;
             // The SIMD dot is what llama.cpp runs; hold us to it.
@@ -144,8 +151,30 @@ fn vec_dot_matches_ggml() {
         if !generic_off.is_empty() {
             eprintln!("{t}: ggml generic disagrees with ggml SIMD and us on rows {generic_off:?}");
         }
-        eprintln!("{t}: {exact}/{rows} rows bit-identical to ggml generic; max error / Σ|xy|: generic {worst_generic:.1e}, SIMD {worst_simd:.1e}");
+        eprintln!("{t}: {exact}/{rows} rows bit-identical to ggml generic, {x86_exact} to ggml SIMD through kernels::ggml_x86; max error / Σ|xy|: generic {worst_generic:.1e}, SIMD {worst_simd:.1e}");
     }
+}
+
+/// A dot over byte rows, as a `VecDotFn`.
+type DotFn = fn(usize, &[u8], &[u8]) -> f32;
+
+/// The `kernels::ggml_x86` order of ggml's SIMD `vec_dot` of `t`, where we reproduce it (x86 only).
+#[cfg(target_arch = "x86_64")]
+fn x86_order(t: GgmlType) -> Option<DotFn> {
+    use llama_core::kernels::ggml_x86 as g;
+    use GgmlType::*;
+    Some(match t {
+        Q4_1 => g::q4_1_lanes,
+        Q5_0 => g::q5_0_lanes,
+        Q5_1 => g::q5_1_lanes,
+        Q8_0 => g::q8_0_lanes,
+        Q6_K => g::q6_k_lanes,
+        _ => return None,
+    })
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn x86_order(_: GgmlType) -> Option<DotFn> {
+    None
 }
 
 fn dot_bytes(t: GgmlType, w: &[u8], a: &[u8]) -> f32 {

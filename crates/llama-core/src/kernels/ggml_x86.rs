@@ -13,7 +13,9 @@ use half::f16;
 
 use crate::quant::blocks::{read_blocks, Block};
 use crate::quant::k_quants::scales_mins_k4;
-use crate::quant::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K};
+use crate::quant::{
+    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K,
+};
 
 /// `hsum_float_8` (quants.c), also sgemm.cpp's `hsum(__m256)`: `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`.
 pub fn hsum_float_8(l: &[f32; 8]) -> f32 {
@@ -25,20 +27,28 @@ fn blocks<T: Block>(n: usize, row: &[u8]) -> Vec<T> {
     read_blocks::<T>(&row[..nb * std::mem::size_of::<T>()]).into_owned()
 }
 
-/// The 32 weight values of a Q4_0 / Q5_0 / Q8_0 block as signed integers, element order.
-fn q4_0_values(b: &BlockQ4_0) -> [i32; 32] {
+/// The 32 unsigned 4-bit values of a Q4_0 / Q4_1 block's `qs`, element order.
+fn nibbles(qs: &[u8; 16]) -> [i32; 32] {
     std::array::from_fn(|e| {
-        let byte = b.qs[e % 16] as i32;
-        (if e < 16 { byte & 15 } else { byte >> 4 }) - 8
+        let byte = qs[e % 16] as i32;
+        if e < 16 {
+            byte & 15
+        } else {
+            byte >> 4
+        }
     })
 }
+/// The 32 unsigned 5-bit values of a Q5_0 / Q5_1 block (`qh`, `qs`), element order.
+fn fives(qh: [u8; 4], qs: &[u8; 16]) -> [i32; 32] {
+    let (qh, lo) = (u32::from_le_bytes(qh), nibbles(qs));
+    std::array::from_fn(|e| lo[e] | (((qh >> e) & 1) as i32) << 4)
+}
+/// The 32 weight values of a Q4_0 / Q5_0 block as signed integers, element order.
+fn q4_0_values(b: &BlockQ4_0) -> [i32; 32] {
+    nibbles(&b.qs).map(|v| v - 8)
+}
 fn q5_0_values(b: &BlockQ5_0) -> [i32; 32] {
-    let qh = u32::from_le_bytes(b.qh);
-    std::array::from_fn(|e| {
-        let byte = b.qs[e % 16] as i32;
-        let lo = if e < 16 { byte & 15 } else { byte >> 4 };
-        (lo | (((qh >> e) & 1) as i32) << 4) - 16
-    })
+    fives(b.qh, &b.qs).map(|v| v - 16)
 }
 
 /// The 8 lane sums of one 32-element block: lane l = Σ x[e]·y[e] over e = 4l..4l+4 (exact).
@@ -84,28 +94,32 @@ pub fn q4_0_repack(n: usize, w: &[u8], a: &[u8]) -> f32 {
     acc
 }
 
-/// Q4_1 × Q8_1 as `ggml_vec_dot_q4_1_q8_1` (AVX2 path): 8 float lanes of 4 elements,
-/// `lane = fma(d_w·d_a, f32(lane sum of q·y), lane)` with q in 0..16, and the minimums apart as
-/// `summs = fma(m_w, s_a, summs)` (GCC contracts `summs += m·s`); `hsum_float_8(lanes) + summs`.
-pub fn q4_1_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
-    let (w, a) = (blocks::<BlockQ4_1>(n, w), blocks::<BlockQ8_1>(n, a));
+/// Q4_1 / Q5_1 × Q8_1 as `ggml_vec_dot_q4_1_q8_1` / `ggml_vec_dot_q5_1_q8_1` (AVX2 paths): 8 float
+/// lanes of 4 elements, `lane = fma(d_w·d_a, f32(lane sum of q·y), lane)` with q unsigned, and the
+/// minimums apart as `summs = fma(m_w, s_a, summs)` (GCC contracts `summs += m·s`);
+/// `hsum_float_8(lanes) + summs`.
+fn lanes_q8_1(w: impl Iterator<Item = (f16, f16, [i32; 32])>, a: &[BlockQ8_1]) -> f32 {
     let (mut acc, mut summs) = ([0f32; 8], 0f32);
-    for (x, y) in w.iter().zip(&a) {
-        summs = x.m.to_f32().mul_add(y.s.to_f32(), summs);
-        let d = x.d.to_f32() * y.d.to_f32();
-        let v: [i32; 32] = std::array::from_fn(|e| {
-            let byte = x.qs[e % 16] as i32;
-            if e < 16 {
-                byte & 15
-            } else {
-                byte >> 4
-            }
-        });
-        for (al, s) in acc.iter_mut().zip(lanes(&v, &y.qs)) {
+    for ((dw, mw, x), y) in w.zip(a) {
+        summs = mw.to_f32().mul_add(y.s.to_f32(), summs);
+        let d = dw.to_f32() * y.d.to_f32();
+        for (al, s) in acc.iter_mut().zip(lanes(&x, &y.qs)) {
             *al = d.mul_add(s as f32, *al);
         }
     }
     hsum_float_8(&acc) + summs
+}
+
+/// Q4_1 weights (`ggml_vec_dot_q4_1_q8_1`): see `lanes_q8_1`.
+pub fn q4_1_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let w = blocks::<BlockQ4_1>(n, w);
+    lanes_q8_1(w.iter().map(|b| (b.d, b.m, nibbles(&b.qs))), &blocks(n, a))
+}
+
+/// Q5_1 weights (`ggml_vec_dot_q5_1_q8_1`): see `lanes_q8_1`.
+pub fn q5_1_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let w = blocks::<BlockQ5_1>(n, w);
+    lanes_q8_1(w.iter().map(|b| (b.d, b.m, fives(b.qh, &b.qs))), &blocks(n, a))
 }
 
 /// Per Q4_K super-block: the 8 sub-blocks' `scale_j · Σ q·y` and `min_j · (bsum_2j + bsum_2j+1)`.

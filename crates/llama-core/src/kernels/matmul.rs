@@ -311,27 +311,26 @@ fn matmul_r16(
     let k_quant = p.ggml_type.block_size() == 256;
     let n_batch = plan.n_batch;
     let nb = cols / p.ggml_type.block_size();
-    // K-quants take the Q8_K converter's rows as they are; the others stage a Q8_0 row per token
-    // and transcode it to Q8_0S.
+    // K-quants take the Q8_K converter's rows as they are; the others stage a row of their
+    // `vec_dot_type` (Q8_0 or Q8_1) per token and transcode it to Q8_0S / Q8_1S.
+    let act = k.vec_dot_type(p.ggml_type).expect("R16 type has an activation type");
     let s_row = nb * repack::act_block_bytes(p.ggml_type);
-    let q_row = if k_quant { 0 } else { nb * 34 };
-    let to_q8_0 = k.from_float(GgmlType::Q8_0).expect("Q8_0 converter");
-    let to_q8_k = k.from_float(GgmlType::Q8_K).expect("Q8_K converter");
+    let q_row = if k_quant { 0 } else { nb * act.type_size() };
+    let to_act = k.from_float(act).expect("activation converter");
     let batch_from_float = plan.batch_from_float;
-    // [n_tokens][s_row + q_row]: each token's kernel input, then its Q8_0 staging bytes.
+    // [n_tokens][s_row + q_row]: each token's kernel input, then its staging bytes.
     let a_stride = s_row + q_row;
     let acts = scratch.bytes_mut(n_tokens * a_stride);
     convert_rows(pool, n_tokens, cols, acts, a_stride, |t, row| {
         let xr = &x[t * cols..(t + 1) * cols];
         let (ar, st) = row.split_at_mut(s_row);
-        if k_quant {
-            match batch_from_float {
-                Some(f) if t < n_batch => f(xr, ar),
-                _ => to_q8_k(xr, ar),
+        match batch_from_float {
+            Some(f) if k_quant && t < n_batch => f(xr, ar),
+            _ if k_quant => to_act(xr, ar),
+            _ => {
+                to_act(xr, st);
+                repack::to_r16_acts(p.ggml_type, st, ar);
             }
-        } else {
-            to_q8_0(xr, st);
-            repack::q8_0_to_q8_0s(p.ggml_type, st, ar);
         }
     });
     let acts: &[u8] = acts;

@@ -11,8 +11,10 @@
 //!
 //! Activations: for Q4_0/Q5_0/Q8_0, "Q8_0S" blocks `f32 d | i32 Σq | 32 × i8 q | 8 × i32`, made from the
 //! Q8_0 converter's output so the quantized values are the row-wise path's; Σq folds the weight
-//! offset (−8, −16, −128 for the XOR-ed Q8_0) into the start of the integer accumulator. For the
-//! K-quants, plain Q8_K blocks (their bsums serve the same purpose).
+//! offset (−8, −16, −128 for the XOR-ed Q8_0) into the start of the integer accumulator. For
+//! Q4_1/Q5_1, "Q8_1S" blocks of the same size `f32 d | f32 s | 32 × i8 q | 8 × i32 0`, made from the
+//! Q8_1 converter's output (s = the block's d·Σq, which meets the weight minimum). For the K-quants,
+//! plain Q8_K blocks (their bsums serve the same purpose).
 
 use half::f16;
 
@@ -22,8 +24,9 @@ use super::GgmlType;
 /// Rows per group.
 pub const R: usize = 16;
 /// Bytes of one Q8_0S activation block: `f32 d | i32 Σq | 32 × i8 q | 8 × i32 off·Σ q[4k..4k+4]`
-/// (off the weight type's offset, see `q8_0_to_q8_0s`). The per-lane terms let a kernel keep
-/// llama.cpp's 8 lanes of 4 elements apart (see `kernels::x86::r16_avx512`).
+/// (off the weight type's offset, see `to_r16_acts`). The per-lane terms let a kernel keep
+/// llama.cpp's 8 lanes of 4 elements apart (see `kernels::x86::r16_avx512`). Q8_1S blocks (for
+/// Q4_1/Q5_1) have the same size and layout, with `f32 s` in place of Σq and zero lane terms.
 pub const Q8_0S_BLOCK: usize = 72;
 /// Bytes of one Q8_K block: f32 d | 256 × i8 | 16 × i16 bsums.
 pub const Q8_K_BLOCK: usize = 292;
@@ -34,7 +37,9 @@ pub const MAX_T: usize = 8;
 pub fn block_bytes(t: GgmlType) -> Option<(usize, usize)> {
     Some(match t {
         GgmlType::Q4_0 => (R * 2, R * 16),
+        GgmlType::Q4_1 => (R * 4, R * 16),
         GgmlType::Q5_0 => (R * 2, R * 4 + R * 16),
+        GgmlType::Q5_1 => (R * 4, R * 4 + R * 16),
         GgmlType::Q8_0 => (R * 2, R * 32),
         GgmlType::Q4_K => (R * 4, R * 12 + R * 128),
         GgmlType::Q6_K => (R * 2, R * 16 + R * 128 + R * 64),
@@ -48,7 +53,7 @@ pub fn group_bytes(t: GgmlType, cols: usize) -> Option<usize> {
     Some(cols / t.block_size() * (h + q))
 }
 
-/// Bytes of one activation block for weights of type `t`: Q8_0S or Q8_K.
+/// Bytes of one activation block for weights of type `t`: Q8_0S, Q8_1S or Q8_K.
 pub fn act_block_bytes(t: GgmlType) -> usize {
     if t.block_size() == 256 {
         Q8_K_BLOCK
@@ -112,12 +117,22 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
                 p.vals[j + 16] = b[2 + j] >> 4;
             }
         }
-        GgmlType::Q5_0 => {
-            p.head[..2].copy_from_slice(&b[..2]);
-            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        GgmlType::Q4_1 => {
+            // d @0, m @2, qs[16] @4
+            p.head.copy_from_slice(&b[..4]);
             for j in 0..16 {
-                p.vals[j] = (b[6 + j] & 15) | ((((qh >> j) & 1) as u8) << 4);
-                p.vals[j + 16] = (b[6 + j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+                p.vals[j] = b[4 + j] & 15;
+                p.vals[j + 16] = b[4 + j] >> 4;
+            }
+        }
+        GgmlType::Q5_0 | GgmlType::Q5_1 => {
+            // Q5_0: d @0, qh @2, qs @6; Q5_1: d @0, m @2, qh @4, qs @8
+            let h = if t == GgmlType::Q5_1 { 4 } else { 2 };
+            p.head[..h].copy_from_slice(&b[..h]);
+            let qh = u32::from_le_bytes([b[h], b[h + 1], b[h + 2], b[h + 3]]);
+            for (j, &q) in b[h + 4..h + 20].iter().enumerate() {
+                p.vals[j] = (q & 15) | ((((qh >> j) & 1) as u8) << 4);
+                p.vals[j + 16] = (q >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
             }
         }
         GgmlType::Q8_0 => {
@@ -157,9 +172,9 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
 }
 
 /// Writes row r's block into a group block's quant bytes `qd` (4 bytes per row per 64-byte slot):
-///   Q4_0: slots 0..4: low nibble = element 4s+i, high nibble = element 16+4s+i.
-///   Q5_0: slot 0 holds the fifth bits: bit g of byte i = bit 4 of the element in nibble-slot g
-///         (g < 4: low nibble of slot 1+g, g ≥ 4: high nibble of slot 1+g−4); slots 1..5 as Q4_0.
+///   Q4_0, Q4_1: slots 0..4: low nibble = element 4s+i, high nibble = element 16+4s+i.
+///   Q5_0, Q5_1: slot 0 holds the fifth bits: bit g of byte i = bit 4 of the element in nibble-slot
+///         g (g < 4: low nibble of slot 1+g, g ≥ 4: high nibble of slot 1+g−4); slots 1..5 as Q4_0.
 ///   Q8_0: slots 0..8: element 4s+i XOR 0x80 (= x + 128 as an unsigned byte).
 ///   Q4_K: slots 0..3: the 12 scale bytes; slot 3+m: low nibble = element 8m+i, high nibble =
 ///         element 8m+4+i (so sub-block j of 32 is slots 3+4j .. 3+4j+4).
@@ -171,14 +186,14 @@ fn write_block(t: GgmlType, p: &Parts, qd: &mut [u8], r: usize) {
     let at = |slot: usize, i: usize| slot * R * 4 + r * 4 + i;
     let v = &p.vals;
     match t {
-        GgmlType::Q4_0 => {
+        GgmlType::Q4_0 | GgmlType::Q4_1 => {
             for s in 0..4 {
                 for i in 0..4 {
                     qd[at(s, i)] = v[4 * s + i] | (v[16 + 4 * s + i] << 4);
                 }
             }
         }
-        GgmlType::Q5_0 => {
+        GgmlType::Q5_0 | GgmlType::Q5_1 => {
             for i in 0..4 {
                 let mut bits = 0u8;
                 for g in 0..8 {
@@ -266,9 +281,21 @@ pub fn pack(t: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Packed
     Some(p)
 }
 
-/// Q8_0 activation rows (34-byte blocks, as the kernel table's converter writes them) → Q8_0S for
-/// weights of type `t`.
-pub fn q8_0_to_q8_0s(t: GgmlType, src: &[u8], dst: &mut [u8]) {
+/// Activation rows of the weight's `vec_dot_type`, as the kernel table's converter writes them
+/// (Q8_0: 34-byte blocks, Q8_1: 36-byte blocks) → Q8_0S (Q4_0, Q5_0, Q8_0) or Q8_1S (Q4_1, Q5_1)
+/// blocks for weights of type `t`.
+pub fn to_r16_acts(t: GgmlType, src: &[u8], dst: &mut [u8]) {
+    if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) {
+        // Q8_1 (d, s, q): both f16 scales widened exactly; no offset, so the lane terms stay 0
+        for (s, d) in src.chunks_exact(36).zip(dst.chunks_exact_mut(Q8_0S_BLOCK)) {
+            for (k, h) in [&s[0..2], &s[2..4]].into_iter().enumerate() {
+                d[4 * k..4 * k + 4].copy_from_slice(&f16::from_le_bytes([h[0], h[1]]).to_f32().to_le_bytes());
+            }
+            d[8..40].copy_from_slice(&s[4..36]);
+            d[40..72].fill(0);
+        }
+        return;
+    }
     // what a lane's integer sum starts at: the weight offset times the lane's Σq (Q5_0 −16, Q8_0
     // stored as x+128), so the kernel broadcasts it straight from memory
     let off = match t {

@@ -14,6 +14,7 @@ use crate::quant::QK_K;
 
 dot_entry!(dot_q4_0_avx2_entry, dot_q4_0_avx2, 32, 18, 34, "avx2,fma,f16c");
 dot_entry!(dot_q4_1_avx2_entry, dot_q4_1_avx2, 32, 20, 36, "avx2,fma,f16c");
+dot_entry!(dot_q5_1_avx2_entry, dot_q5_1_avx2, 32, 24, 36, "avx2,fma,f16c");
 dot_entry!(dot_q5_0_avx2_entry, dot_q5_0_avx2, 32, 22, 34, "avx2,fma,f16c");
 dot_entry!(dot_q8_0_avx2_entry, dot_q8_0_avx2, 32, 34, 34, "avx2,fma,f16c");
 dot_entry!(dot_q4_k_avx2_entry, dot_q4_k_avx2, QK_K, 144, 292, "avx2,fma,f16c");
@@ -45,12 +46,13 @@ dot_entry!(dot_bf16_avx512_entry, dot_bf16_avx512, 1, 2, 2, "avx2,fma,f16c,avx51
 dot_entry!(dot_f32_avx512_entry, dot_f32_avx512, 1, 4, 4, "avx2,fma,f16c,avx512f,avx512bw,avx512vl");
 
 /// The AVX2 dots: (weight type, kernel).
-pub(super) const DOTS_AVX2: [(crate::quant::GgmlType, VecDotFn); 9] = {
+pub(super) const DOTS_AVX2: [(crate::quant::GgmlType, VecDotFn); 10] = {
     use crate::quant::GgmlType::*;
     [
         (Q4_0, dot_q4_0_avx2_entry),
         (Q4_1, dot_q4_1_avx2_entry),
         (Q5_0, dot_q5_0_avx2_entry),
+        (Q5_1, dot_q5_1_avx2_entry),
         (Q8_0, dot_q8_0_avx2_entry),
         (Q4_K, dot_q4_k_avx2_entry),
         (Q6_K, dot_q6_k_avx2_entry),
@@ -179,31 +181,55 @@ pub(super) unsafe fn dot_q4_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-/// Q4_1 × Q8_1 as `ggml_vec_dot_q4_1_q8_1` (AVX2 path, the same in llama.cpp's AVX-512 build):
-/// 8 float lanes of 4 elements, `lane = fma(d_w·d_a, f32(lane sum), lane)`, the minimums apart as
+/// Q4_1 (`Q5 = false`) or Q5_1 (`Q5 = true`) × Q8_1 as `ggml_vec_dot_q4_1_q8_1` /
+/// `ggml_vec_dot_q5_1_q8_1` (AVX2 paths, the same in llama.cpp's AVX-512 build): 8 float lanes of
+/// 4 elements, `lane = fma(d_w·d_a, f32(lane sum), lane)`, the minimums apart as
 /// `summs = fma(m_w, s_a, summs)`, then `hsum_float_8(lanes) + summs`
-/// (`kernels::ggml_x86::q4_1_lanes`).
+/// (`kernels::ggml_x86::q4_1_lanes`, `q5_1_lanes`).
 ///
 /// # Safety
 /// The CPU must support this function's target features; `w` and `a` must point to the readable
 /// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
 /// the row lengths).
-unsafe fn dot_q4_1_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
+unsafe fn dot_q4_1_q5_1_avx2<const Q5: bool>(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
+        // block: d, m, [qh], qs
+        let (size, qs) = if Q5 { (24, 8) } else { (20, 4) };
         let ones = _mm256_set1_epi16(1);
         let mut acc = _mm256_setzero_ps();
         let mut summs = 0f32;
         for i in 0..n / 32 {
-            let (x, y) = (w.add(20 * i), a.add(36 * i));
+            let (x, y) = (w.add(size * i), a.add(36 * i));
             summs = f16_load(x.add(2)).mul_add(f16_load(y.add(2)), summs);
             let d = _mm256_set1_ps(f16_load(x) * f16_load(y));
-            let p = _mm256_maddubs_epi16(nibbles32(x.add(4)), _mm256_loadu_si256(y.add(4) as *const __m256i));
+            let mut q = nibbles32(x.add(qs));
+            if Q5 {
+                let qh = u32::from_le_bytes([*x.add(4), *x.add(5), *x.add(6), *x.add(7)]);
+                q = _mm256_or_si256(q, _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10)));
+            }
+            let p = _mm256_maddubs_epi16(q, _mm256_loadu_si256(y.add(4) as *const __m256i));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), acc);
         }
         hsum_ps(acc) + summs
     }
+}
+
+/// # Safety
+/// As `dot_q4_1_q5_1_avx2`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4_1_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds the same contract.
+    unsafe { dot_q4_1_q5_1_avx2::<false>(n, w, a) }
+}
+
+/// # Safety
+/// As `dot_q4_1_q5_1_avx2`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_1_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds the same contract.
+    unsafe { dot_q4_1_q5_1_avx2::<true>(n, w, a) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -1,4 +1,4 @@
-//! AVX2 activation quantizers (Q8_0, Q8_K), byte for byte the scalar ones (`kernels::scalar`).
+//! AVX2 activation quantizers (Q8_0, Q8_1, Q8_K), byte for byte the scalar ones (`kernels::scalar`).
 
 use std::arch::x86_64::*;
 
@@ -6,9 +6,11 @@ use crate::kernels::shared::{q8_scales, q8k_finish};
 use crate::quant::QK_K;
 
 from_float_entry!(quantize_q8_0_avx2_entry, quantize_q8_0_avx2, 32, 34, "avx2,fma,f16c");
+from_float_entry!(quantize_q8_1_avx2_entry, quantize_q8_1_avx2, 32, 36, "avx2,fma,f16c");
 from_float_entry!(quantize_q8_k_avx2_entry, quantize_q8_k_avx2, QK_K, 292, "avx2,fma,f16c");
 
 pub(super) const FROM_FLOAT_Q8_0_AVX2: crate::kernels::types::FromFloatFn = quantize_q8_0_avx2_entry;
+pub(super) const FROM_FLOAT_Q8_1_AVX2: crate::kernels::types::FromFloatFn = quantize_q8_1_avx2_entry;
 pub(super) const FROM_FLOAT_Q8_K_AVX2: crate::kernels::types::FromFloatFn = quantize_q8_k_avx2_entry;
 
 /// |v| with the sign bit cleared.
@@ -47,6 +49,31 @@ unsafe fn pack_i8(r: [__m256; 4]) -> __m256i {
     _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
 }
 
+/// One block of llama.cpp's runtime Q8_0/Q8_1 quantizer: `(d, the 32 quants in element order, Σq)`
+/// (id = 127/amax, halves rounded to even).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `p..p+32` must be readable floats.
+unsafe fn q8_block(p: *const f32) -> (f32, __m256i, i32) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
+        let m = _mm256_max_ps(_mm256_max_ps(abs_ps(v[0]), abs_ps(v[1])), _mm256_max_ps(abs_ps(v[2]), abs_ps(v[3])));
+        let (d, id) = q8_scales(hmax_ps(m));
+        let idv = _mm256_set1_ps(id);
+        let r = v.map(|vi| _mm256_round_ps(_mm256_mul_ps(vi, idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        // integral values ≤ 32·127 in magnitude: the float sums are exact
+        let s = _mm256_add_ps(_mm256_add_ps(r[0], r[1]), _mm256_add_ps(r[2], r[3]));
+        let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+        (d, pack_i8(r), s as i32)
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 /// # Safety
 /// The CPU must support this function's target features; `out` must hold the blocks of `x`
@@ -56,19 +83,28 @@ unsafe fn quantize_q8_0_avx2(x: &[f32], out: &mut [u8]) {
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         for (xb, yb) in x.chunks_exact(32).zip(out.chunks_exact_mut(34)) {
-            let p = xb.as_ptr();
-            let v =
-                [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
-            let m = _mm256_max_ps(_mm256_max_ps(abs_ps(v[0]), abs_ps(v[1])), _mm256_max_ps(abs_ps(v[2]), abs_ps(v[3])));
-            let amax = hmax_ps(m);
-            // As llama.cpp's runtime quantize_row_q8_0: id = 127/amax, halves rounded to even.
-            let (d, id) = q8_scales(amax);
-            let idv = _mm256_set1_ps(id);
-            let q = pack_i8(
-                v.map(|vi| _mm256_round_ps(_mm256_mul_ps(vi, idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)),
-            );
+            let (d, q, _) = q8_block(xb.as_ptr());
             yb[0..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
             _mm256_storeu_si256(yb.as_mut_ptr().add(2) as *mut __m256i, q);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q8_1: as Q8_0, plus s = f16(d·Σq) with the unrounded d (llama.cpp's runtime quantize_row_q8_1).
+///
+/// # Safety
+/// The CPU must support this function's target features; `out` must hold the blocks of `x`
+/// (`x.len()` a multiple of the block size; the table entry checks this).
+unsafe fn quantize_q8_1_avx2(x: &[f32], out: &mut [u8]) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        for (xb, yb) in x.chunks_exact(32).zip(out.chunks_exact_mut(36)) {
+            let (d, q, sum) = q8_block(xb.as_ptr());
+            yb[0..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
+            yb[2..4].copy_from_slice(&half::f16::from_f32(sum as f32 * d).to_le_bytes());
+            _mm256_storeu_si256(yb.as_mut_ptr().add(4) as *mut __m256i, q);
         }
     }
 }

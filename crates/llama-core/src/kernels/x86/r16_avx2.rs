@@ -26,7 +26,9 @@ const PASS: usize = 4;
 const H: usize = 8;
 
 gemm_split_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0, H, PASS, "avx2,fma,f16c");
-gemm_split_entry!(gemm_q5_0_entry, gemm_q5_0, GgmlType::Q5_0, H, LANES_PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q4_1_entry, gemm_lanes::<_, false, true>, GgmlType::Q4_1, H, LANES_PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q5_0_entry, gemm_lanes::<_, true, false>, GgmlType::Q5_0, H, LANES_PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q5_1_entry, gemm_lanes::<_, true, true>, GgmlType::Q5_1, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_k_g4_entry, gemm_q4_k::<_, true>, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
@@ -34,9 +36,11 @@ gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, H, 1, "avx2,fma,f1
 gemm_split_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K, H, PASS, "avx2,fma,f16c");
 
 /// The AVX2 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 5] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 7] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
+    (GgmlType::Q4_1, gemm_q4_1_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
+    (GgmlType::Q5_1, gemm_q5_1_entry),
     (GgmlType::Q8_0, gemm_q8_0_entry),
     (GgmlType::Q4_K, gemm_q4_k_entry),
     (GgmlType::Q6_K, gemm_q6_k_entry),
@@ -218,69 +222,102 @@ unsafe fn dup16(v: __m256i) -> __m256i {
     unsafe { _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32::<16>(v)) }
 }
 
-/// Tokens per pass of the 8-lane kernels (Q5_0, Q8_0): 8 float accumulators per token.
+/// Tokens per pass of the 8-lane kernels (Q4_1, Q5_0, Q5_1, Q8_0): 8 float accumulators per token.
 const LANES_PASS: usize = 4;
-/// Lanes whose accumulators a pass keeps in registers at once.
+/// Lanes whose accumulators a pass of several tokens keeps in registers at once (a single token
+/// keeps all 8).
 const LANES_GROUP: usize = 4;
 
 #[target_feature(enable = "avx2,fma,f16c")]
-/// Q5_0 in llama.cpp's order (`ggml_vec_dot_q5_0_q8_0` and tinyBLAS_Q0_AVX alike): 8 float lanes
-/// per row, lane k holding elements 4k..4k+4 of every block, `lane = fma(d_w·d_a, f32(lane sum),
-/// lane)`, then `hsum_float_8` (`kernels::ggml_x86::q5_0_lanes`).
+/// Q4_1 (`Q5 = false, MIN = true`), Q5_0 (`true, false`) and Q5_1 (`true, true`) in llama.cpp's
+/// order (`ggml_vec_dot_q4_1_q8_1`, `ggml_vec_dot_q5_1_q8_1`, and for Q5_0 `ggml_vec_dot_q5_0_q8_0`
+/// and tinyBLAS_Q0_AVX alike; none of them is repacked there): 8 float lanes per row, lane k
+/// holding elements 4k..4k+4 of every block, `lane = fma(d_w·d_a, f32(lane sum), lane)`, then
+/// `hsum_float_8`; with a minimum (`MIN`), `summs = fma(m_w, s_a, summs)` per block beside it and
+/// `hsum_float_8(lanes) + summs` (`kernels::ggml_x86::q4_1_lanes`, `q5_0_lanes`, `q5_1_lanes`).
+/// Lane k < 4 is the low nibbles of nibble slot k, lane k ≥ 4 the high nibbles of slot k − 4; Q5_0's
+/// offset (−16 · the lane's Σy) starts its lane sums.
 ///
 /// # Safety
 /// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
-unsafe fn gemm_q5_0<const T: usize>(c: R16Call) {
+unsafe fn gemm_lanes<const T: usize, const Q5: bool, const MIN: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let R16Call { nb, w, part: h, a, as_, out, os } = c;
-        let (scales, quants) = (w, w.add(nb * R * 2));
+        // per block: header [16 d] or [16 d][16 m]; quants [qh slot] + 4 nibble slots
+        let hb = if MIN { R * 4 } else { R * 2 };
+        let (qb, first) = if Q5 { (R * 20, 1) } else { (R * 16, 0) };
+        let (heads, quants) = (w, w.add(nb * hb));
         let m4 = _mm256_set1_epi8(0x0F);
         let m10 = _mm256_set1_epi8(0x10);
         let ones = _mm256_set1_epi16(1);
+        let group = if T == 1 { 8 } else { LANES_GROUP };
         let mut lanes = [[_mm256_setzero_ps(); 8]; T];
-        // lanes in groups of G, each group's accumulators live in registers through all blocks
-        for g in (0..8).step_by(LANES_GROUP) {
-            let mut acc = [[_mm256_setzero_ps(); LANES_GROUP]; T];
+        // lanes in groups, each group's accumulators live in registers through all blocks
+        for g in (0..8).step_by(group) {
+            let mut acc = [[_mm256_setzero_ps(); 8]; T];
             for b in 0..nb {
-                let dw = scales8(scales.add(b * R * 2), h);
-                let q = quants.add(b * R * 20);
-                let qh = slot(q, 0, h);
+                let dw = scales8(heads.add(b * hb), h);
+                let q = quants.add(b * qb);
+                let qh = if Q5 { slot(q, 0, h) } else { _mm256_setzero_si256() };
                 let (ys, d) = q8_0s_rows::<T>(a, as_, b, dw);
-                for kk in 0..LANES_GROUP {
+                for kk in 0..group {
                     let k = g + kk;
-                    let hb = match k {
-                        0 => _mm256_slli_epi32::<4>(qh),
-                        1 => _mm256_slli_epi32::<3>(qh),
-                        2 => _mm256_slli_epi32::<2>(qh),
-                        3 => _mm256_slli_epi32::<1>(qh),
-                        4 => qh,
-                        5 => _mm256_srli_epi32::<1>(qh),
-                        6 => _mm256_srli_epi32::<2>(qh),
-                        _ => _mm256_srli_epi32::<3>(qh),
-                    };
-                    let nib = if k < 4 { slot(q, 1 + k, h) } else { _mm256_srli_epi16::<4>(slot(q, k - 3, h)) };
-                    let v = _mm256_or_si256(_mm256_and_si256(nib, m4), _mm256_and_si256(hb, m10));
+                    let nib =
+                        if k < 4 { slot(q, first + k, h) } else { _mm256_srli_epi16::<4>(slot(q, first + k - 4, h)) };
+                    let mut v = _mm256_and_si256(nib, m4);
+                    if Q5 {
+                        // bit k of each byte of qh → 0x10
+                        let hb = match k {
+                            0 => _mm256_slli_epi32::<4>(qh),
+                            1 => _mm256_slli_epi32::<3>(qh),
+                            2 => _mm256_slli_epi32::<2>(qh),
+                            3 => _mm256_slli_epi32::<1>(qh),
+                            4 => qh,
+                            5 => _mm256_srli_epi32::<1>(qh),
+                            6 => _mm256_srli_epi32::<2>(qh),
+                            _ => _mm256_srli_epi32::<3>(qh),
+                        };
+                        v = _mm256_or_si256(v, _mm256_and_si256(hb, m10));
+                    }
                     for t in 0..T {
-                        let init = _mm256_set1_epi32((ys[t].add(40 + 4 * k) as *const i32).read_unaligned());
                         let p = _mm256_maddubs_epi16(v, bcast4(ys[t].add(8 + 4 * k)));
-                        let isum = _mm256_add_epi32(init, _mm256_madd_epi16(p, ones));
+                        let mut isum = _mm256_madd_epi16(p, ones);
+                        if Q5 && !MIN {
+                            let init = _mm256_set1_epi32((ys[t].add(40 + 4 * k) as *const i32).read_unaligned());
+                            isum = _mm256_add_epi32(init, isum);
+                        }
                         acc[t][kk] = _mm256_fmadd_ps(d[t], _mm256_cvtepi32_ps(isum), acc[t][kk]);
                     }
                 }
             }
             for t in 0..T {
-                lanes[t][g..g + LANES_GROUP].copy_from_slice(&acc[t]);
+                lanes[t][g..g + group].copy_from_slice(&acc[t][..group]);
             }
         }
-        store_lanes(&lanes, out, os);
+        if !MIN {
+            store_lanes(&lanes, out, os);
+            return;
+        }
+        // the minimums: one chain per row, apart from the lanes (header bytes only, in L1)
+        let mut summs = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            let m = scales8(heads.add(b * hb + R * 2), h);
+            for t in 0..T {
+                let s = (a.add(t * as_ + b * Q8_0S_BLOCK + 4) as *const f32).read_unaligned();
+                summs[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(s), summs[t]);
+            }
+        }
+        for t in 0..T {
+            _mm256_storeu_ps(out.add(t * os), _mm256_add_ps(hsum8_lanes(&lanes[t]), summs[t]));
+        }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 /// Q8_0 in llama.cpp's order (`ggml_vec_dot_q8_0_q8_0` and tinyBLAS_Q0_AVX alike): as
-/// `gemm_q5_0`, the weights turned back into signed bytes and multiplied as |x|·(±y), as ggml's AVX2
+/// `gemm_lanes`, the weights turned back into signed bytes and multiplied as |x|·(±y), as ggml's AVX2
 /// dot does (`kernels::ggml_x86::q8_0_lanes`).
 ///
 /// # Safety
