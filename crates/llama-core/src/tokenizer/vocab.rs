@@ -535,7 +535,7 @@ impl Vocab {
         let has_call = text_in_eog(&eog, &["<|call|>", "<|calls|>"]).is_some();
         let has_flush = text_in_eog(&eog, &["<|flush|>"]).is_some();
         if let Some(end) = text_in_eog(&eog, &["<|end|>"]) {
-            if (has_return && has_call) || (has_call && has_flush) {
+            if has_call && (has_return || has_flush) {
                 eog.remove(&end);
                 self.attrs[end as usize] = attr::USER_DEFINED;
             }
