@@ -36,6 +36,12 @@ fn id(f: &GgufFile, key: &str) -> Option<u32> {
     f.get(key).and_then(|v| v.as_int()).and_then(|i| u32::try_from(i).ok())
 }
 
+/// A FIM id that also has a deprecated key (`prefix_token_id` …): llama.cpp reads the deprecated key
+/// after the new one, so an in-range deprecated value wins.
+fn fim(f: &GgufFile, key: &str, deprecated: &str, n_tokens: usize) -> Option<u32> {
+    id(f, deprecated).filter(|&i| (i as usize) < n_tokens).or(id(f, key))
+}
+
 impl Tokenizer {
     /// Build the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
     pub fn from_gguf(f: &GgufFile) -> Result<Tokenizer> {
@@ -79,6 +85,7 @@ pub fn vocab_from_gguf(f: &GgufFile) -> Result<Vocab> {
         }
         VocabKind::Spm => Vec::new(),
     };
+    let n_tokens = items.len();
     let opts = VocabOptions {
         bos: id(f, "tokenizer.ggml.bos_token_id"),
         eos: id(f, "tokenizer.ggml.eos_token_id"),
@@ -88,10 +95,20 @@ pub fn vocab_from_gguf(f: &GgufFile) -> Result<Vocab> {
         sep: id(f, "tokenizer.ggml.seperator_token_id"),
         pad: id(f, "tokenizer.ggml.padding_token_id"),
         mask: id(f, "tokenizer.ggml.mask_token_id"),
+        // The deprecated prefix/suffix/middle keys come after the fim_* ones in llama.cpp's list,
+        // so they win when both are present.
+        fim_pre: fim(f, "tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id", n_tokens),
+        fim_suf: fim(f, "tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id", n_tokens),
+        fim_mid: fim(f, "tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.middle_token_id", n_tokens),
+        fim_pad: id(f, "tokenizer.ggml.fim_pad_token_id"),
+        fim_rep: id(f, "tokenizer.ggml.fim_rep_token_id"),
+        fim_sep: id(f, "tokenizer.ggml.fim_sep_token_id"),
         add_bos: f.get_bool("tokenizer.ggml.add_bos_token")?,
         add_eos: f.get_bool("tokenizer.ggml.add_eos_token")?,
         add_space_prefix: f.get_bool("tokenizer.ggml.add_space_prefix")?,
         remove_extra_whitespaces: f.get_bool("tokenizer.ggml.remove_extra_whitespaces")?,
+        model_name: f.get("general.name").and_then(|v| v.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned()),
+        arch: f.get("general.architecture").and_then(|v| v.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned()),
     };
     Vocab::build(kind, tokens, scores, types, merges, pre, opts).map_err(|e| {
         Error::Tokenizer(format!("{}: {}", f.path.display(), e.to_string().trim_start_matches("tokenizer: ")))

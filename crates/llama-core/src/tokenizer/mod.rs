@@ -13,9 +13,10 @@ mod spm;
 pub mod spm_model;
 mod stream;
 mod texts;
+mod token_map;
 mod vocab;
 
-pub use pretokenize::{split_raw as pre_tokenize, PreType};
+pub use pretokenize::{split_raw as pre_tokenize, PreConfig, PreType};
 pub use spm_model::{SpmModel, SpmPiece};
 pub use stream::StreamDecoder;
 pub use vocab::{attr, token_type, Vocab, VocabKind, VocabOptions};
@@ -158,6 +159,32 @@ impl Tokenizer {
     pub fn eot(&self) -> Option<u32> {
         self.vocab.eot
     }
+    pub fn eom(&self) -> Option<u32> {
+        self.vocab.eom
+    }
+    /// FIM prefix / suffix / middle / pad / repo / file-separator ids: from the metadata, else
+    /// found by token text as llama.cpp finds them.
+    pub fn fim_pre(&self) -> Option<u32> {
+        self.vocab.fim_pre
+    }
+    pub fn fim_suf(&self) -> Option<u32> {
+        self.vocab.fim_suf
+    }
+    pub fn fim_mid(&self) -> Option<u32> {
+        self.vocab.fim_mid
+    }
+    pub fn fim_pad(&self) -> Option<u32> {
+        self.vocab.fim_pad
+    }
+    pub fn fim_rep(&self) -> Option<u32> {
+        self.vocab.fim_rep
+    }
+    pub fn fim_sep(&self) -> Option<u32> {
+        self.vocab.fim_sep
+    }
+    pub fn sep(&self) -> Option<u32> {
+        self.vocab.sep
+    }
     pub fn unk(&self) -> Option<u32> {
         self.vocab.unk
     }
@@ -173,12 +200,18 @@ impl Tokenizer {
     pub fn add_space_prefix(&self) -> bool {
         self.vocab.add_space_prefix
     }
-    /// End-of-generation: EOS, EOT, EOM and the texts llama.cpp recognises (`<|im_end|>` …).
+    /// End-of-generation, llama.cpp's `llama_vocab_is_eog`: EOS, EOT, EOM, FIM pad/repo/sep and
+    /// the tokens whose text llama.cpp lists (`<|im_end|>`, `<end_of_turn>`, `<|return|>` …).
     pub fn is_eog(&self, id: u32) -> bool {
         self.vocab.eog.contains(&id)
     }
     pub fn eog_ids(&self) -> Vec<u32> {
         self.vocab.eog.iter().copied().collect()
+    }
+    /// llama.cpp's attribute bits of a token (`attr::*`, as `llama_vocab_get_attr`): the metadata
+    /// type after llama.cpp's fix-ups; `attr::UNDEFINED` for out-of-range ids.
+    pub fn token_attr(&self, id: u32) -> u32 {
+        self.vocab.attr(id)
     }
     /// Token type from the metadata (`token_type::*`); None for out-of-range ids.
     pub fn token_type(&self, id: u32) -> Option<i32> {
@@ -214,6 +247,8 @@ fn render_piece(v: &Vocab, id: u32) -> Vec<u8> {
         VocabKind::Bpe => {
             if a & attr::NORMAL != 0 {
                 decode_byte_level(text)
+            } else if a & attr::BYTE != 0 {
+                vec![token_to_byte(text)]
             } else {
                 Vec::new()
             }
@@ -221,19 +256,27 @@ fn render_piece(v: &Vocab, id: u32) -> Vec<u8> {
     }
 }
 
-/// `<0xNN>` → NN, parsed like C `strtol(text + 3, 16)` (stops at the first non-hex digit).
+/// `<0xNN>` → NN as llama.cpp's `token_to_byte`: C `strtol(text.substr(3, 2), 16)` (leading
+/// whitespace and a sign allowed, stops at the first non-hex digit), truncated to a byte.
 fn token_to_byte(text: &[u8]) -> u8 {
-    let mut v: u32 = 0;
-    for &c in text.iter().skip(3) {
+    let s = text.get(3..).unwrap_or(&[]);
+    let s = &s[..s.len().min(2)];
+    let mut i = s.iter().take_while(|&&c| matches!(c, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')).count();
+    let neg = s.get(i) == Some(&b'-');
+    if matches!(s.get(i), Some(b'-' | b'+')) {
+        i += 1;
+    }
+    let mut v: i64 = 0;
+    for &c in &s[i..] {
         let d = match c {
             b'0'..=b'9' => c - b'0',
             b'a'..=b'f' => c - b'a' + 10,
             b'A'..=b'F' => c - b'A' + 10,
             _ => break,
         };
-        v = v.wrapping_mul(16).wrapping_add(d as u32);
+        v = v * 16 + d as i64;
     }
-    v as u8
+    (if neg { -v } else { v }) as u8
 }
 
 /// Byte-level characters → bytes (llama.cpp `llama_decode_text`); a character outside the

@@ -17,43 +17,54 @@ use crate::{Error, Result};
 const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen3.5: combining marks (\p{M}) join letters.
+const QWEN35: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// o200k (gpt-4o, gpt-oss, llama4) as llama.cpp rewrites it: `(?=[\p{L}])([^a-z])` for the
+/// upper-case classes and `(?=[\p{L}])([^A-Z])` for the lower-case ones, so every non-ASCII letter
+/// counts as both and combining marks are not letters (llama.cpp's collapsed std::regex has no
+/// \p{Lu}/\p{Ll}); the contractions spelled with ASCII classes.
+const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-/// Pre-tokenizer families (llama.cpp `llama_vocab_pre_type`) that we implement.
+/// Pre-tokenizer regex families (llama.cpp `llama_vocab_pre_type`, grouped by the regex list
+/// they run) that we implement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PreType {
     Default,
     Gpt2,
     Llama3,
     Qwen2,
+    Qwen35,
+    Gpt4o,
     Starcoder,
     Falcon,
 }
 
-impl PreType {
-    /// Map `tokenizer.ggml.pre` to a family; unknown names are an error as in llama.cpp.
-    pub fn from_name(name: &str) -> Result<PreType> {
-        Ok(match name {
-            "" | "default" => PreType::Default,
-            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" => PreType::Llama3,
-            "gpt-2" | "phi-2" | "roberta-bpe" | "mpt" | "olmo" => PreType::Gpt2,
-            "qwen2" | "deepseek-r1-qwen" => PreType::Qwen2,
-            "starcoder" | "refact" | "command-r" | "smollm" | "codeshell" | "exaone" | "minerva-7b" => {
-                PreType::Starcoder
-            }
-            "falcon" => PreType::Falcon,
-            other => {
-                return Err(Error::Tokenizer(format!("unknown pre-tokenizer type tokenizer.ggml.pre = '{other}'")))
-            }
-        })
-    }
+/// What `tokenizer.ggml.pre` selects in llama.cpp's `llama_vocab::impl::load`: the regex family
+/// and the flags tied to the name (None = the BPE defaults: merges used, add_bos from the
+/// metadata, clean_spaces on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreConfig {
+    pub pre: PreType,
+    pub ignore_merges: bool,
+    pub add_bos: Option<bool>,
+    pub clean_spaces: Option<bool>,
+}
 
-    /// (ignore_merges, add_bos override, clean_spaces override) that llama.cpp ties to the family.
-    pub(crate) fn flags(self) -> (bool, Option<bool>, Option<bool>) {
-        match self {
-            PreType::Llama3 => (true, Some(true), None),
-            PreType::Qwen2 => (false, None, Some(false)),
-            _ => (false, None, None),
-        }
+impl PreType {
+    const ALL: [PreType; 8] = [
+        PreType::Default,
+        PreType::Gpt2,
+        PreType::Llama3,
+        PreType::Qwen2,
+        PreType::Qwen35,
+        PreType::Gpt4o,
+        PreType::Starcoder,
+        PreType::Falcon,
+    ];
+
+    /// The regex family of a `tokenizer.ggml.pre` name; unknown names are an error as in llama.cpp.
+    pub fn from_name(name: &str) -> Result<PreType> {
+        PreConfig::from_name(name).map(|c| c.pre)
     }
 
     fn regex_sources(self) -> &'static [&'static str] {
@@ -62,6 +73,8 @@ impl PreType {
             PreType::Gpt2 => &[GPT2],
             PreType::Llama3 => &[LLAMA3],
             PreType::Qwen2 => &[QWEN2],
+            PreType::Qwen35 => &[QWEN35],
+            PreType::Gpt4o => &[GPT4O],
             PreType::Starcoder => &[r"\p{N}", GPT2],
             PreType::Falcon => &[r"[\p{P}\$\+<=>\^~\|`]+", GPT2, r"[0-9][0-9][0-9]"],
         }
@@ -71,7 +84,7 @@ impl PreType {
     pub(crate) fn regexes(self) -> &'static [Regex] {
         static CACHE: OnceLock<Vec<(PreType, Vec<Regex>)>> = OnceLock::new();
         let all = CACHE.get_or_init(|| {
-            [PreType::Default, PreType::Gpt2, PreType::Llama3, PreType::Qwen2, PreType::Starcoder, PreType::Falcon]
+            PreType::ALL
                 .into_iter()
                 .map(|p| {
                     let rs = p
@@ -89,6 +102,42 @@ impl PreType {
                 .collect()
         });
         &all.iter().find(|(p, _)| *p == self).expect("every PreType is cached").1
+    }
+}
+
+impl PreConfig {
+    /// llama.cpp's `tokenizer_pre` switch, restricted to the names whose regex list we run.
+    pub fn from_name(name: &str) -> Result<PreConfig> {
+        let c = |pre, ignore_merges, add_bos, clean_spaces| PreConfig { pre, ignore_merges, add_bos, clean_spaces };
+        Ok(match name {
+            "" | "default" => c(PreType::Default, false, None, None),
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2"
+            | "jina-v5-nano" => c(PreType::Llama3, true, Some(true), None),
+            // Same regex as llama3 (llama.cpp runs it with the same hand-written matcher), no flags.
+            "dbrx" | "smaug-bpe" => c(PreType::Llama3, false, None, None),
+            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0"
+            | "mellum" | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "exaone4" | "mpt" | "olmo"
+            | "jais" => c(PreType::Gpt2, false, None, None),
+            "trillion" | "granite-docling" => c(PreType::Gpt2, false, None, Some(false)),
+            "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "hunyuan" | "solar-open" | "grok-2" => {
+                c(PreType::Qwen2, false, None, Some(false))
+            }
+            "stablelm2" | "megrez" => c(PreType::Qwen2, false, None, None),
+            "qwen35" => c(PreType::Qwen35, false, None, Some(false)),
+            "gpt-4o" | "llama4" | "kanana2" | "talkie" | "minimax-m2" => c(PreType::Gpt4o, false, None, Some(false)),
+            "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => {
+                c(PreType::Starcoder, false, None, None)
+            }
+            "smollm" | "command-r" => c(PreType::Starcoder, false, None, Some(false)),
+            "falcon" => c(PreType::Falcon, false, None, None),
+            other => {
+                return Err(Error::Tokenizer(format!(
+                    "unknown pre-tokenizer type tokenizer.ggml.pre = '{other}' (llama.py implements the \
+                     regexes of: default, gpt-2, llama-bpe, qwen2, qwen35, gpt-4o, starcoder, falcon and \
+                     their aliases)"
+                )))
+            }
+        })
     }
 }
 

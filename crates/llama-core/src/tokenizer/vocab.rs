@@ -1,14 +1,16 @@
 //! The vocabulary: token texts, scores, types and the special-token bookkeeping that llama.cpp
-//! derives from `tokenizer.ggml.*` metadata (defaults per model kind, EOG detection by token text,
-//! the longest-first special-token list used to split raw text).
+//! derives from `tokenizer.ggml.*` metadata (defaults per model kind, special-token detection by
+//! token text, the end-of-generation set, per-model attribute rules, the longest-first
+//! special-token list used to split raw text).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 use aho_corasick::AhoCorasick;
 
-use super::pretokenize::PreType;
+use super::pretokenize::{PreConfig, PreType};
 use super::texts::{FastBuild, TokenTexts};
+use super::token_map;
 use crate::{Error, Result};
 
 /// Which algorithm turns a text fragment into ids (`tokenizer.ggml.model`).
@@ -43,7 +45,9 @@ pub mod token_type {
     pub const BYTE: i32 = 6;
 }
 
-/// Attribute bits (llama.cpp `llama_token_attr`); a token has exactly one type bit here.
+/// Attribute bits (llama.cpp `llama_token_attr`). The metadata type gives one type bit; llama.cpp's
+/// fix-ups add bits (a NORMAL `<|im_end|>` becomes NORMAL | CONTROL, an unused CONTROL token
+/// CONTROL | UNUSED) or replace them (gpt-oss's `<|channel|>` becomes USER_DEFINED).
 pub mod attr {
     pub const UNDEFINED: u32 = 0;
     pub const UNKNOWN: u32 = 1 << 0;
@@ -79,10 +83,20 @@ pub struct VocabOptions {
     pub sep: Option<u32>,
     pub pad: Option<u32>,
     pub mask: Option<u32>,
+    pub fim_pre: Option<u32>,
+    pub fim_suf: Option<u32>,
+    pub fim_mid: Option<u32>,
+    pub fim_pad: Option<u32>,
+    pub fim_rep: Option<u32>,
+    pub fim_sep: Option<u32>,
     pub add_bos: Option<bool>,
     pub add_eos: Option<bool>,
     pub add_space_prefix: Option<bool>,
     pub remove_extra_whitespaces: Option<bool>,
+    /// `general.name` and `general.architecture`: llama.cpp sets per-token LSTRIP/RSTRIP
+    /// attributes by model name (Phi-3: RSTRIP on the special tokens) and architecture.
+    pub model_name: Option<String>,
+    pub arch: Option<String>,
 }
 
 /// A vocabulary ready for tokenization (see `Vocab::new`).
@@ -110,6 +124,13 @@ pub struct Vocab {
     pub(crate) sep: Option<u32>,
     pub(crate) pad: Option<u32>,
     pub(crate) mask: Option<u32>,
+    pub(crate) fim_pre: Option<u32>,
+    pub(crate) fim_suf: Option<u32>,
+    pub(crate) fim_mid: Option<u32>,
+    pub(crate) fim_pad: Option<u32>,
+    pub(crate) fim_rep: Option<u32>,
+    pub(crate) fim_sep: Option<u32>,
+    /// Ids that end generation (llama.cpp `special_eog_ids`).
     pub(crate) eog: BTreeSet<u32>,
 
     pub(crate) add_bos: bool,
@@ -135,23 +156,9 @@ pub(crate) struct SpecialMatcher {
     pub(crate) ids: Vec<u32>,
 }
 
-/// Texts llama.cpp treats as end-of-generation (and forces to CONTROL) whatever their metadata type.
-const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>",
-    "<|im_end|>",
-    "<|end|>",
-    "<|return|>",
-    "<|call|>",
-    "<end_of_turn>",
-    "<|endoftext|>",
-    "<|eom_id|>",
-    "<EOT>",
-    "_<EOT>",
-    "<|end_of_text|>",
-    "<end_of_utterance>",
-];
+// The token texts of llama.cpp's special-token detection (`llama_vocab::impl::load`), list by list.
 
-/// Texts used to guess the EOT id when the metadata has none.
+/// EOT candidates: the first one met becomes `eot` (when the metadata has none) and CONTROL.
 const EOT_TEXTS: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
@@ -161,21 +168,96 @@ const EOT_TEXTS: &[&str] = &[
     "<|end_of_text|>",
     "<EOT>",
     "_<EOT>",
-    "<｜end▁of▁sentence｜>",
+    "[EOT]",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
     "<end_of_utterance>",
 ];
-
-/// FIM pad/repo/sep texts: llama.cpp also stops generation on these.
-const FIM_EOG_TEXTS: &[&[&str]] = &[
-    &["<|fim_pad|>", "<fim-pad>", "<PAD>"],
-    &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"],
-    &["<|file_sep|>", "<fim-sep>", "<SEP>"],
+const EOM_TEXTS: &[&str] = &["<|eom_id|>"];
+const FIM_PRE_TEXTS: &[&str] = &[
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<\u{ff5c}fim\u{2581}begin\u{ff5c}>",
+    "<PRE>",
+    "\u{2581}<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
 ];
-/// FIM prefix/suffix/middle texts: forced to CONTROL when found.
-const FIM_CONTROL_TEXTS: &[&[&str]] = &[
-    &["<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>"],
-    &["<|fim_suffix|>", "<fim-suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>"],
-    &["<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>"],
+const FIM_SUF_TEXTS: &[&str] = &[
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<\u{ff5c}fim\u{2581}hole\u{ff5c}>",
+    "<SUF>",
+    "\u{2581}<SUF>",
+    "<|code_suffix|>",
+    "<|suffix|>",
+];
+const FIM_MID_TEXTS: &[&str] = &[
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<\u{ff5c}fim\u{2581}end\u{ff5c}>",
+    "<MID>",
+    "\u{2581}<MID>",
+    "<|code_middle|>",
+    "<|middle|>",
+];
+const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
+const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
+const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
+
+/// Every token with one of these texts ends generation and is made CONTROL.
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
+    "[e~[",
+];
+
+/// gpt-oss (harmony) tokens llama.cpp always renders: made USER_DEFINED whatever their type.
+const ALWAYS_RENDERED_TEXTS: &[&str] = &["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"];
+
+/// Which special id a detection list fills.
+#[derive(Clone, Copy)]
+enum Slot {
+    Eot,
+    Eom,
+    FimPre,
+    FimSuf,
+    FimMid,
+    FimPad,
+    FimRep,
+    FimSep,
+}
+
+const DETECTED: &[(Slot, &[&str])] = &[
+    (Slot::Eot, EOT_TEXTS),
+    (Slot::Eom, EOM_TEXTS),
+    (Slot::FimPre, FIM_PRE_TEXTS),
+    (Slot::FimSuf, FIM_SUF_TEXTS),
+    (Slot::FimMid, FIM_MID_TEXTS),
+    (Slot::FimPad, FIM_PAD_TEXTS),
+    (Slot::FimRep, FIM_REP_TEXTS),
+    (Slot::FimSep, FIM_SEP_TEXTS),
 ];
 
 impl Vocab {
@@ -250,61 +332,60 @@ impl Vocab {
         let toks = texts;
         let attrs: Vec<u32> = types.iter().map(|&t| attr_from_type(t)).collect();
 
-        let (pre_type, mut v) = {
-            let pre_type = match kind {
-                VocabKind::Spm => PreType::Default,
-                VocabKind::Bpe => PreType::from_name(pre)?,
-            };
-            let v = Vocab {
-                kind,
-                pre: pre_type,
-                tokens: toks,
-                scores,
-                types,
-                attrs,
-                bpe_ranks: HashMap::default(),
-                max_token_len,
-                bos: None,
-                eos: None,
-                eot: None,
-                eom: None,
-                unk: None,
-                sep: None,
-                pad: None,
-                mask: None,
-                eog: BTreeSet::new(),
-                add_bos: false,
-                add_eos: false,
-                add_space_prefix: false,
-                remove_extra_whitespaces: false,
-                ignore_merges: false,
-                clean_spaces: false,
-                special_cache: Vec::new(),
-                special_matchers: [OnceLock::new(), OnceLock::new()],
-            };
-            (pre_type, v)
+        let pre_cfg = match kind {
+            VocabKind::Spm => None,
+            VocabKind::Bpe => Some(PreConfig::from_name(pre)?),
+        };
+        let mut v = Vocab {
+            kind,
+            pre: pre_cfg.map_or(PreType::Default, |c| c.pre),
+            tokens: toks,
+            scores,
+            types,
+            attrs,
+            bpe_ranks: HashMap::default(),
+            max_token_len,
+            bos: None,
+            eos: None,
+            eot: None,
+            eom: None,
+            unk: None,
+            sep: None,
+            pad: None,
+            mask: None,
+            fim_pre: None,
+            fim_suf: None,
+            fim_mid: None,
+            fim_pad: None,
+            fim_rep: None,
+            fim_sep: None,
+            eog: BTreeSet::new(),
+            add_bos: false,
+            add_eos: false,
+            add_space_prefix: false,
+            remove_extra_whitespaces: false,
+            ignore_merges: false,
+            clean_spaces: false,
+            special_cache: Vec::new(),
+            special_matchers: [OnceLock::new(), OnceLock::new()],
         };
 
         // Per-kind defaults (llama.cpp `llama_vocab::impl::load`).
-        match kind {
-            VocabKind::Spm => {
+        match pre_cfg {
+            None => {
                 v.bos = Some(1);
                 v.eos = Some(2);
                 v.unk = Some(0);
                 v.add_space_prefix = true;
                 v.add_bos = true;
             }
-            VocabKind::Bpe => {
+            Some(cfg) => {
                 v.bos = Some(11);
                 v.eos = Some(11);
-                v.clean_spaces = true;
-                let (ignore_merges, add_bos, clean_spaces) = pre_type.flags();
-                v.ignore_merges = ignore_merges;
-                if let Some(b) = add_bos {
+                v.clean_spaces = cfg.clean_spaces.unwrap_or(true);
+                v.ignore_merges = cfg.ignore_merges;
+                if let Some(b) = cfg.add_bos {
                     v.add_bos = b;
-                }
-                if let Some(c) = clean_spaces {
-                    v.clean_spaces = c;
                 }
                 v.build_ranks(merges)?;
             }
@@ -331,6 +412,12 @@ impl Vocab {
         set(&mut v.sep, opts.sep);
         set(&mut v.pad, opts.pad);
         set(&mut v.mask, opts.mask);
+        set(&mut v.fim_pre, opts.fim_pre);
+        set(&mut v.fim_suf, opts.fim_suf);
+        set(&mut v.fim_mid, opts.fim_mid);
+        set(&mut v.fim_pad, opts.fim_pad);
+        set(&mut v.fim_rep, opts.fim_rep);
+        set(&mut v.fim_sep, opts.fim_sep);
         if let Some(b) = opts.add_bos {
             v.add_bos = b;
         }
@@ -345,7 +432,9 @@ impl Vocab {
         }
 
         v.detect_special_by_text();
+        v.build_eog();
         v.build_special_cache();
+        v.set_model_attrs(pre, opts.model_name.as_deref().unwrap_or(""), opts.arch.as_deref().unwrap_or(""))?;
         Ok(v)
     }
 
@@ -366,47 +455,136 @@ impl Vocab {
         Ok(())
     }
 
-    /// llama.cpp's text-based fix-ups: guess EOT, force EOG/FIM texts to CONTROL, build the EOG set.
-    fn detect_special_by_text(&mut self) {
-        let find = |v: &Vocab, texts: &[&str]| -> Vec<u32> {
-            texts.iter().filter_map(|t| v.tokens.find(t.as_bytes())).collect()
-        };
-        if self.eot.is_none() {
-            if let Some(&id) = find(self, EOT_TEXTS).first() {
-                self.eot = Some(id);
-                self.force_control(id);
-            }
-        }
-        if self.eom.is_none() {
-            if let Some(&id) = find(self, &["<|eom_id|>"]).first() {
-                self.eom = Some(id);
-                self.force_control(id);
-            }
-        }
-        for group in FIM_CONTROL_TEXTS {
-            if let Some(&id) = find(self, group).first() {
-                self.force_control(id);
-            }
-        }
-        for group in FIM_EOG_TEXTS {
-            if let Some(&id) = find(self, group).first() {
-                self.force_control(id);
-                self.eog.insert(id);
-            }
-        }
-        for id in find(self, EOG_TEXTS) {
-            self.eog.insert(id);
-            self.force_control(id);
-        }
-        for id in [self.eos, self.eot, self.eom].into_iter().flatten() {
-            self.eog.insert(id);
+    fn slot(&mut self, slot: Slot) -> &mut Option<u32> {
+        match slot {
+            Slot::Eot => &mut self.eot,
+            Slot::Eom => &mut self.eom,
+            Slot::FimPre => &mut self.fim_pre,
+            Slot::FimSuf => &mut self.fim_suf,
+            Slot::FimMid => &mut self.fim_mid,
+            Slot::FimPad => &mut self.fim_pad,
+            Slot::FimRep => &mut self.fim_rep,
+            Slot::FimSep => &mut self.fim_sep,
         }
     }
 
-    fn force_control(&mut self, id: u32) {
-        if self.attrs[id as usize] & attr::CONTROL == 0 {
-            self.attrs[id as usize] = attr::CONTROL;
+    /// llama.cpp's "auto-detect special tokens by text": each special id the metadata left unset
+    /// takes the first token of its text list met while walking `token_to_id`, and that token
+    /// becomes CONTROL. The walk order only matters when a vocabulary holds two texts of one list;
+    /// then it is replayed (`token_map`).
+    fn detect_special_by_text(&mut self) {
+        let mut order_pos: Option<HashMap<u32, usize>> = None;
+        for &(slot, texts) in DETECTED {
+            if self.slot(slot).is_some() {
+                continue;
+            }
+            let mut found: Vec<u32> = texts.iter().filter_map(|t| self.tokens.find(t.as_bytes())).collect();
+            found.dedup();
+            let id = match found[..] {
+                [] => continue,
+                [id] => id,
+                _ => {
+                    let pos = order_pos.get_or_insert_with(|| {
+                        token_map::iteration_order(&self.tokens)
+                            .into_iter()
+                            .enumerate()
+                            .map(|(p, id)| (id, p))
+                            .collect()
+                    });
+                    *found.iter().min_by_key(|id| pos.get(id).copied().unwrap_or(usize::MAX)).expect("two or more")
+                }
+            };
+            *self.slot(slot) = Some(id);
+            self.attrs[id as usize] |= attr::CONTROL;
         }
+        // CONTROL tokens whose text contains "unused" (C `strstr`: up to the first NUL) are UNUSED too.
+        for id in 0..self.attrs.len() {
+            if self.attrs[id] & attr::CONTROL != 0 {
+                let t = &self.tokens[id];
+                let t = &t[..memchr::memchr(0, t).unwrap_or(t.len())];
+                if memchr::memmem::find(t, b"unused").is_some() {
+                    self.attrs[id] |= attr::UNUSED;
+                }
+            }
+        }
+    }
+
+    /// llama.cpp's `special_eog_ids`: FIM pad/repo/sep, every token with an EOG text (made
+    /// CONTROL), EOS/EOT/EOM; then its two workarounds: with `<|return|>` and `<|call|>` (harmony)
+    /// or `<|calls|>` and `<|flush|>` (solar-open), `<|end|>` does not end generation and becomes
+    /// USER_DEFINED; with `<|tool_response>` or `<|plamo:eos|>`, `</s>` does not and becomes NORMAL.
+    fn build_eog(&mut self) {
+        let mut eog: BTreeSet<u32> = [self.fim_pad, self.fim_rep, self.fim_sep].into_iter().flatten().collect();
+        for t in EOG_TEXTS {
+            if let Some(id) = self.tokens.find(t.as_bytes()) {
+                eog.insert(id);
+                self.attrs[id as usize] |= attr::CONTROL;
+            }
+        }
+        for t in ALWAYS_RENDERED_TEXTS {
+            if let Some(id) = self.tokens.find(t.as_bytes()) {
+                self.attrs[id as usize] = attr::USER_DEFINED;
+            }
+        }
+        eog.extend([self.eos, self.eot, self.eom].into_iter().flatten());
+
+        let text_in_eog = |eog: &BTreeSet<u32>, texts: &[&str]| -> Option<u32> {
+            eog.iter().copied().find(|&id| texts.iter().any(|t| &self.tokens[id as usize] == t.as_bytes()))
+        };
+        let has_return = text_in_eog(&eog, &["<|return|>"]).is_some();
+        let has_call = text_in_eog(&eog, &["<|call|>", "<|calls|>"]).is_some();
+        let has_flush = text_in_eog(&eog, &["<|flush|>"]).is_some();
+        if let Some(end) = text_in_eog(&eog, &["<|end|>"]) {
+            if has_call && (has_return || has_flush) {
+                eog.remove(&end);
+                self.attrs[end as usize] = attr::USER_DEFINED;
+            }
+        }
+        if text_in_eog(&eog, &["<|tool_response>", "<|plamo:eos|>"]).is_some() {
+            if let Some(s) = text_in_eog(&eog, &["</s>"]) {
+                eog.remove(&s);
+                self.attrs[s as usize] = attr::NORMAL;
+            }
+        }
+        self.eog = eog;
+    }
+
+    /// llama.cpp's per-token attributes by tokenizer, architecture or model name (applied after
+    /// the special-token cache is built, so they only add LSTRIP/RSTRIP).
+    fn set_model_attrs(&mut self, pre: &str, model_name: &str, arch: &str) -> Result<()> {
+        let name = model_name.to_ascii_lowercase();
+        let contains_any = |s: &str, subs: &[&str]| subs.iter().any(|x| s.contains(x));
+        // llama.cpp's `token_to_id.at(text)`: a missing text throws and the model does not load.
+        let id_of = |v: &Vocab, text: &str| {
+            v.tokens.find(text.as_bytes()).ok_or_else(|| {
+                Error::Tokenizer(format!(
+                    "model name '{model_name}' asks for llama.cpp's Phi-3 token attributes but the vocabulary                      has no '{text}' token (llama.cpp refuses to load it too)"
+                ))
+            })
+        };
+        if contains_any(pre, &["jina-v2-de", "jina-v2-es", "jina-v2-code"])
+            || contains_any(arch, &["nomic-bert-moe", "jina-bert-v3"])
+        {
+            if let Some(id) = self.tokens.find(b"<mask>") {
+                self.attrs[id as usize] |= attr::LSTRIP;
+            }
+        } else if contains_any(&name, &["phi-3", "phi3"]) {
+            for i in 0..self.special_cache.len() {
+                let id = self.special_cache[i];
+                self.attrs[id as usize] |= attr::RSTRIP;
+            }
+            let id = id_of(self, "</s>")?;
+            self.attrs[id as usize] |= attr::RSTRIP;
+            for t in ["<unk>", "<s>", "<|endoftext|>"] {
+                let id = id_of(self, t)?;
+                self.attrs[id as usize] &= !attr::RSTRIP;
+            }
+        } else if contains_any(&name, &["modern-bert"]) {
+            if let Some(id) = self.tokens.find(b"[MASK]") {
+                self.attrs[id as usize] |= attr::LSTRIP;
+            }
+        }
+        Ok(())
     }
 
     fn build_special_cache(&mut self) {
