@@ -3,7 +3,9 @@
 //! counts.
 
 use half::{bf16, f16};
-use llama_core::kernels::{matmul_id, matmul_with, vec_dot_type, IdRoutes, Kernels, MatmulScratch, QTensor, ThreadPool};
+use llama_core::kernels::{
+    matmul_id, matmul_with, vec_dot_type, IdRoutes, Kernels, MatmulScratch, QTensor, ThreadPool,
+};
 use llama_core::quant::GgmlType;
 
 /// xorshift64*: deterministic test data without a dependency.
@@ -606,8 +608,10 @@ fn matmul_id_equals_single_token_matmuls() {
         for t in WEIGHT_TYPES {
             let cols = 2 * t.block_size().max(32);
             let rows = [32usize, 48]; // two matrices per expert (gate and up)
-            let ws: Vec<Vec<Vec<u8>>> =
-                rows.iter().map(|&r| (0..n_exp).map(|_| weight_row(&mut rng, t, r * cols, Mode::Random)).collect()).collect();
+            let ws: Vec<Vec<Vec<u8>>> = rows
+                .iter()
+                .map(|&r| (0..n_exp).map(|_| weight_row(&mut rng, t, r * cols, Mode::Random)).collect())
+                .collect();
             let packed: Vec<Vec<Option<repack::Packed>>> = rows
                 .iter()
                 .zip(&ws)
