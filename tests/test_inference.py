@@ -107,6 +107,20 @@ def test_perplexity_cli_matches_llama_cpp():
     assert abs(ppl - ref) / ref <= 0.01, (ppl, ref)
 
 
+def test_perplexity_cli_prints_llama_cpp_digits():
+    # SmolLM2's logits equal llama.cpp's bit for bit (the golden test), so does the printed figure.
+    g = golden("smollm2-135m-instruct-q4_1")
+    cmd = ["perplexity", "-m", model_path(g["model"]), "-f", str(DATA / "gpl-3.txt"), "-c", "256", "--chunks", "4"]
+    r = subprocess.run(
+        [sys.executable, "-m", "llama", *cmd, "-t", str(THREADS), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == f"ppl = {g['perplexity']['ppl']:.6f}"
+
+
 def test_run_cli_prints_what_llama_cpp_prints():
     # Recorded from llama-cpp-python by tools/gen_golden.py, per ISA class as the logits are.
     expected = golden("run-cli")

@@ -24,16 +24,20 @@ const PASS: usize = 4;
 /// Rows per quarter.
 const Q: usize = 4;
 
-gemm_split_entry!(gemm_q4_0_entry, gemm_q4_0_q5_0::<_, false>, GgmlType::Q4_0, Q, PASS, "neon,dotprod");
-gemm_split_entry!(gemm_q5_0_entry, gemm_q4_0_q5_0::<_, true>, GgmlType::Q5_0, Q, PASS, "neon,dotprod");
+gemm_split_entry!(gemm_q4_0_entry, gemm_q4_q5::<_, false, false>, GgmlType::Q4_0, Q, PASS, "neon,dotprod");
+gemm_split_entry!(gemm_q4_1_entry, gemm_q4_q5::<_, false, true>, GgmlType::Q4_1, Q, PASS, "neon,dotprod");
+gemm_split_entry!(gemm_q5_0_entry, gemm_q4_q5::<_, true, false>, GgmlType::Q5_0, Q, PASS, "neon,dotprod");
+gemm_split_entry!(gemm_q5_1_entry, gemm_q4_q5::<_, true, true>, GgmlType::Q5_1, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, Q, PASS, "neon,dotprod");
 
 /// The NEON R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 5] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 7] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
+    (GgmlType::Q4_1, gemm_q4_1_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
+    (GgmlType::Q5_1, gemm_q5_1_entry),
     (GgmlType::Q8_0, gemm_q8_0_entry),
     (GgmlType::Q4_K, gemm_q4_k_entry),
     (GgmlType::Q6_K, gemm_q6_k_entry),
@@ -93,23 +97,31 @@ unsafe fn store<const T: usize>(acc: &[float32x4_t; T], out: *mut f32, os: usize
 }
 
 #[target_feature(enable = "neon,dotprod")]
-/// Q4_0 (`Q5 = false`) and Q5_0 (`Q5 = true`, each nibble's fifth bit from the leading qh slot):
-/// unsigned 4- or 5-bit values, the offset (−8 or −16 times Σy) starting each block's sum.
+/// Q4_0, Q4_1 (`Q5 = false`) and Q5_0, Q5_1 (`Q5 = true`, each nibble's fifth bit from the leading
+/// qh slot): unsigned 4- or 5-bit values; Q4_0/Q5_0's offset (−8 or −16 times Σy) starts each
+/// block's sum, Q4_1/Q5_1 (`MIN`) add `m_w · s_a` per block after it (Q8_1S activations).
 ///
 /// # Safety
 /// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
-unsafe fn gemm_q4_0_q5_0<const T: usize, const Q5: bool>(c: R16Call) {
+unsafe fn gemm_q4_q5<const T: usize, const Q5: bool, const MIN: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let R16Call { nb, w, part: qr, a, as_, out, os } = c;
-        let (scales, quants) = (w, w.add(nb * R * 2));
-        let (block_bytes, first, offset) = if Q5 { (20, 1, -16) } else { (16, 0, -8) };
+        // per block: header [16 d] or [16 d][16 m]; quants [qh slot] + 4 nibble slots
+        let hb = if MIN { R * 4 } else { R * 2 };
+        let (heads, quants) = (w, w.add(nb * hb));
+        let (block_bytes, first) = if Q5 { (20, 1) } else { (16, 0) };
+        let offset = match (MIN, Q5) {
+            (true, _) => 0,
+            (false, true) => -16,
+            (false, false) => -8,
+        };
         let m4 = vdupq_n_u8(0x0F);
         let m10 = vdupq_n_u8(0x10);
         let mut acc = [vdupq_n_f32(0.0); T];
         for b in 0..nb {
-            let dw = f16x4(vld1_u16(scales.add(b * R * 2 + 8 * qr) as *const u16));
+            let dw = f16x4(vld1_u16(heads.add(b * hb + 8 * qr) as *const u16));
             let q = quants.add(b * R * block_bytes);
             let mut lo = [vdupq_n_s8(0); 4];
             let mut hi = [vdupq_n_s8(0); 4];
@@ -133,6 +145,11 @@ unsafe fn gemm_q4_0_q5_0<const T: usize, const Q5: bool>(c: R16Call) {
                     i = sdot(i, hi[s], bcast4(y.add(16 + 4 * s)));
                 }
                 acc[t] = fold(acc[t], i, dw, da);
+                if MIN {
+                    // Q8_1S keeps s (f32) where Q8_0S keeps Σq
+                    let m = f16x4(vld1_u16(heads.add(b * hb + R * 2 + 8 * qr) as *const u16));
+                    acc[t] = vfmaq_f32(acc[t], m, vdupq_n_f32(f32::from_bits(sum as u32)));
+                }
             }
         }
         store(&acc, out, os);
