@@ -159,7 +159,7 @@ pub fn load_meta(dir: &Path) -> Result<Plan> {
         }
         let src = merge(&t.name, parts, dim)?;
         n_params += src.n_elements();
-        tensors.push(OutTensor { name: gguf_name, src, unpermute_heads: None });
+        tensors.push(OutTensor { name: gguf_name, src, unpermute_heads: None, transform: None });
     }
 
     let shape_of = |n: &str| tensors.iter().find(|t| t.name == n).map(|t| t.src.shape.clone());
@@ -208,6 +208,7 @@ pub fn load_meta(dir: &Path) -> Result<Plan> {
         n_rot: head_dim,
         n_vocab,
         rope_scaling_linear: None,
+        rope_sections: None,
         extra: Vec::new(),
     };
     Ok(Plan { hparams, tensors, n_params })

@@ -26,6 +26,10 @@ pub struct Hparams {
     pub n_vocab: u32,
     /// Linear RoPE scaling factor, if any.
     pub rope_scaling_linear: Option<f32>,
+    /// M-RoPE `rope.dimension_sections` (time, height, width, extra), written after
+    /// `attention.head_count_kv` as llama.cpp's `TextModel` does when the config has
+    /// `mrope_section`.
+    pub rope_sections: Option<[i32; 4]>,
     /// The family's own `{arch}.*` keys (named without the `{arch}.` prefix) that the shared
     /// fields above do not cover, written after them in this order.
     pub extra: Vec<(String, Value)>,
@@ -38,7 +42,14 @@ pub struct OutTensor {
     pub src: SrcTensor,
     /// Un-permute HF rotary rows with this many heads (q: n_head, k: n_head_kv).
     pub unpermute_heads: Option<u32>,
+    /// A change of the values llama.cpp's converter makes in its `modify_tensors` (norm + 1,
+    /// `-exp`, rows reordered …): applied to the elements widened to f32, before the rounding to
+    /// the output type, as llama.cpp does (its converter widens BF16 to F32 first).
+    pub transform: Option<Transform>,
 }
+
+/// The elements (row-major, widened to f32) in, the elements to store out (same count).
+pub type Transform = std::sync::Arc<dyn Fn(Vec<f32>) -> Vec<f32> + Send + Sync>;
 
 pub struct Plan {
     pub hparams: Hparams,

@@ -6,6 +6,8 @@
 //! through `Hparams::extra`; its own tensor names; tensors merged or split) keeps that in its own
 //! file in this folder (`hf/<family>.rs`), called from `load_hf` by its architecture name.
 
+mod qwen35;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -15,7 +17,8 @@ use serde_json::Value as Json;
 use crate::plan::{Hparams, OutTensor, Plan};
 use crate::safetensors::load_safetensors;
 
-pub const SUPPORTED: &[&str] = &["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"];
+pub const SUPPORTED: &[&str] =
+    &["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3_5ForCausalLM"];
 
 pub fn is_hf_dir(dir: &Path) -> bool {
     dir.join("config.json").is_file()
@@ -84,6 +87,7 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         "LlamaForCausalLM" | "MistralForCausalLM" => "llama",
         "Qwen2ForCausalLM" => "qwen2",
         "Qwen3ForCausalLM" => "qwen3",
+        "Qwen3_5ForCausalLM" => "qwen35",
         other => return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") }),
     };
 
@@ -151,10 +155,19 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
     };
 
     let permute = arch == "llama";
+    let qwen35 = if arch == "qwen35" { Some(qwen35::Qwen35::from_config(&cfg, &cpath)?) } else { None };
     let mut tensors = Vec::new();
     let mut n_params = 0u64;
     for f in &files {
         for t in load_safetensors(f)? {
+            if let Some(q) = &qwen35 {
+                let n = t.n_elements();
+                if let Some(out) = q.map_tensor(t)? {
+                    n_params += n;
+                    tensors.push(out);
+                }
+                continue;
+            }
             let name = match map_name(&t.name) {
                 Ok(Some(n)) => n,
                 Ok(None) => continue,
@@ -170,10 +183,10 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
                 None
             };
             n_params += t.n_elements();
-            tensors.push(OutTensor { name, src: t, unpermute_heads });
+            tensors.push(OutTensor { name, src: t, unpermute_heads, transform: None });
         }
     }
-    let hparams = Hparams {
+    let mut hparams = Hparams {
         arch,
         n_ctx,
         n_embd,
@@ -187,7 +200,11 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         n_rot: head_dim.unwrap_or(n_embd / n_head),
         n_vocab,
         rope_scaling_linear,
+        rope_sections: None,
         extra: Vec::new(),
     };
+    if let Some(q) = &qwen35 {
+        q.set_hparams(&mut hparams);
+    }
     Ok(Plan { hparams, tensors, n_params })
 }
