@@ -152,6 +152,8 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     for (k, v) in &h.extra {
         w.add(format!("{a}.{k}"), v.clone());
     }
+    // gguf-py writes it with the model's parameters, before the vocabulary
+    w.add("general.quantization_version", Value::U32(2));
     w.add("tokenizer.ggml.model", Value::from(vocab.model));
     w.add("tokenizer.ggml.pre", Value::from(vocab.pre.as_str()));
     w.add("tokenizer.ggml.tokens", Value::str_array(&vocab.tokens));
@@ -171,7 +173,6 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     if let Some(t) = &vocab.chat_template {
         w.add("tokenizer.chat_template", Value::from(t.as_str()));
     }
-    w.add("general.quantization_version", Value::U32(2));
 
     let mut descr = Vec::with_capacity(plan.tensors.len()); // one line per tensor, for progress
     for t in plan.tensors {
