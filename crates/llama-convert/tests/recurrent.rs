@@ -150,3 +150,31 @@ fn state_round_trips_and_restarts() {
     c.eval(&model, &tokens, 0).unwrap();
     assert_eq!(bits(c.logits()), bits(&fresh_prompt_logits));
 }
+
+/// Greedy decoding one token at a time through the recurrent state: each fixture case's 16-token
+/// continuation equals transformers' (reference.json) and llama.cpp's (llamacpp.json).
+#[test]
+fn greedy_decoding_matches_transformers_and_llamacpp() {
+    let file = Converted::new("greedy");
+    let model = Model::load(&file.0, &ModelParams::default()).unwrap();
+    let read =
+        |f: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(fixture().join(f)).unwrap()).unwrap() };
+    let (reference, cpp) = (read("reference.json"), read("llamacpp.json"));
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect()
+    };
+    let mut c = ctx(&model, 64, false);
+    for (r, l) in reference["cases"].as_array().unwrap().iter().zip(cpp["cases"].as_array().unwrap()) {
+        let (prompt, want) = (ids(&r["tokens"]), ids(&r["greedy"]));
+        assert_eq!(want, ids(&l["greedy"]), "the references agree");
+        // the previous case's state is dropped by starting at position 0
+        c.eval(&model, &prompt, 0).unwrap();
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            let t = argmax(c.logits());
+            got.push(t);
+            c.eval(&model, &[t], c.kv_len()).unwrap();
+        }
+        assert_eq!(got, want, "greedy continuation of {prompt:?}");
+    }
+}
