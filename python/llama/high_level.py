@@ -243,6 +243,9 @@ class Llama:
             n += 1
         if n == len(tokens) and not self._has_logits[n - 1]:
             n -= 1
+        if n < self.n_tokens and self._ctx is not None and self._ctx.is_recurrent():
+            # a recurrent state cannot go back to an earlier position: start over
+            n = 0
         self.n_tokens = n
         return tokens[n:]
 

@@ -159,7 +159,7 @@ pub fn load_meta(dir: &Path) -> Result<Plan> {
         }
         let src = merge(&t.name, parts, dim)?;
         n_params += src.n_elements();
-        tensors.push(OutTensor { name: gguf_name, src, unpermute_heads: None });
+        tensors.push(OutTensor { name: gguf_name, src, unpermute_heads: None, transform: None });
     }
 
     let shape_of = |n: &str| tensors.iter().find(|t| t.name == n).map(|t| t.src.shape.clone());
@@ -210,6 +210,7 @@ pub fn load_meta(dir: &Path) -> Result<Plan> {
         rope_scaling_linear: None,
         n_expert: None,
         n_expert_used: None,
+        rope_sections: None,
         extra: Vec::new(),
     };
     Ok(Plan { hparams, tensors, n_params })

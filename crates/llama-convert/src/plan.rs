@@ -29,6 +29,10 @@ pub struct Hparams {
     /// `expert_count` and `expert_used_count`, when the checkpoint states them.
     pub n_expert: Option<u32>,
     pub n_expert_used: Option<u32>,
+    /// M-RoPE `rope.dimension_sections` (time, height, width, extra), written after
+    /// `attention.head_count_kv` as llama.cpp's `TextModel` does when the config has
+    /// `mrope_section`.
+    pub rope_sections: Option<[i32; 4]>,
     /// The family's own `{arch}.*` keys (named without the `{arch}.` prefix) that the shared
     /// fields above do not cover, written after them in this order.
     pub extra: Vec<(String, Value)>,
@@ -41,7 +45,14 @@ pub struct OutTensor {
     pub src: SrcTensor,
     /// Un-permute HF rotary rows with this many heads (q: n_head, k: n_head_kv).
     pub unpermute_heads: Option<u32>,
+    /// A change of the values llama.cpp's converter makes in its `modify_tensors` (norm + 1,
+    /// `-exp`, rows reordered …): applied to the elements widened to f32, before the rounding to
+    /// the output type, as llama.cpp does (its converter widens BF16 to F32 first).
+    pub transform: Option<Transform>,
 }
+
+/// The elements (row-major, widened to f32) in, the elements to store out (same count).
+pub type Transform = std::sync::Arc<dyn Fn(Vec<f32>) -> Vec<f32> + Send + Sync>;
 
 pub struct Plan {
     pub hparams: Hparams,

@@ -66,6 +66,18 @@ impl SrcTensor {
         Ok(())
     }
 
+    /// The same elements without the dimensions of size 1 (torch's `squeeze()`); a view keeps
+    /// the strides of the dimensions it keeps. Shards (`Concat`) are returned unchanged.
+    pub fn squeezed(mut self) -> SrcTensor {
+        if let Data::View { stride, .. } = &mut self.data {
+            let keep: Vec<bool> = self.shape.iter().map(|&d| d != 1).collect();
+            let mut k = keep.iter();
+            stride.retain(|_| *k.next().unwrap_or(&true));
+            self.shape.retain(|&d| d != 1);
+        }
+        self
+    }
+
     /// The elements in row-major (C) order, as little-endian bytes of `self.dtype`.
     pub fn read(&self) -> Result<Vec<u8>> {
         let es = self.dtype.size();

@@ -132,6 +132,14 @@ fn bpe_pre_name(tok: &Json, config: Option<&Json>) -> Result<String> {
     if pre.contains(&esc(QWEN2)) {
         return Ok("qwen2".into());
     }
+    // Qwen3.5's split (letters joined with marks, \p{M}). llama.cpp's hash of the probe text's
+    // tokens names it "qwen35" with Qwen3.5's own 248320-token vocabulary, but "qwen2" with the
+    // 151936 Qwen2 tokens (same ids on the probe text), which small Qwen3.5 checkpoints reuse.
+    const QWEN35: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    if pre.contains(&esc(QWEN35)) {
+        let qwen2_vocab = config.and_then(|c| c.get("vocab_size")).and_then(Json::as_u64) == Some(151936);
+        return Ok(if qwen2_vocab { "qwen2" } else { "qwen35" }.into());
+    }
     match config.and_then(|c| c.get("model_type")).and_then(Json::as_str) {
         Some("qwen2") => Ok("qwen2".into()),
         Some("llama") if pre.contains("ByteLevel") => Ok("llama-bpe".into()),

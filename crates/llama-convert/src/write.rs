@@ -8,7 +8,7 @@ use llama_core::quant::GgmlType;
 use llama_core::{Error, Result};
 
 use crate::plan::{OutTensor, Plan};
-use crate::tensor::{convert_elements, unpermute_rope_rows};
+use crate::tensor::{convert_elements, to_f32, unpermute_rope_rows};
 use crate::vocab::Vocab;
 use crate::OutType;
 
@@ -91,10 +91,15 @@ pub fn title_name(dir: &Path) -> String {
         .join(" ")
 }
 
-/// llama.cpp's converter: 1-D tensors, norms and non-`.weight` tensors (biases) stay F32; other
-/// weights take the requested type; Q8_0 rows not a multiple of 32 fall back to F16.
+/// llama.cpp's converter: 1-D tensors, norms, non-`.weight` tensors (biases) and the SSM
+/// convolution kernels stay F32; other weights take the requested type; Q8_0 rows not a multiple
+/// of 32 fall back to F16.
 fn tensor_type(name: &str, n_dims: usize, row_len: u64, outtype: OutType) -> GgmlType {
-    if n_dims <= 1 || name.ends_with("_norm.weight") || !name.ends_with(".weight") {
+    if n_dims <= 1
+        || name.ends_with("_norm.weight")
+        || !name.ends_with(".weight")
+        || name.ends_with(".ssm_conv1d.weight")
+    {
         return GgmlType::F32;
     }
     match outtype {
@@ -106,7 +111,8 @@ fn tensor_type(name: &str, n_dims: usize, row_len: u64, outtype: OutType) -> Ggm
     }
 }
 
-/// Reads, un-permutes and converts one tensor (runs inside the writer, one tensor at a time).
+/// Reads, un-permutes, transforms and converts one tensor (runs inside the writer, one tensor at a
+/// time).
 fn produce(t: &OutTensor, ty: GgmlType) -> Result<Vec<u8>> {
     let mut raw = t.src.read()?; // [n_elements * src elem size]
     if let Some(heads) = t.unpermute_heads {
@@ -115,7 +121,19 @@ fn produce(t: &OutTensor, ty: GgmlType) -> Result<Vec<u8>> {
         raw = unpermute_rope_rows(&raw, rows, row_bytes, heads as usize)
             .map_err(|m| Error::format(&t.src.file, format!("tensor '{}': {m}", t.src.name)))?;
     }
-    convert_elements(t.src.dtype, raw, ty)
+    let Some(f) = &t.transform else {
+        return convert_elements(t.src.dtype, raw, ty);
+    };
+    let n = raw.len() / t.src.dtype.size();
+    let x = f(to_f32(t.src.dtype, &raw)); // [n_elements]
+    if x.len() != n {
+        return Err(Error::format(
+            &t.src.file,
+            format!("tensor '{}': transform changed the element count", t.src.name),
+        ));
+    }
+    let bytes = x.iter().flat_map(|v| v.to_le_bytes()).collect(); // [n_elements * 4]
+    convert_elements(crate::tensor::DType::F32, bytes, ty)
 }
 
 pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: OutType, progress: bool) -> Result<()> {
@@ -132,6 +150,9 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     w.add(format!("{a}.feed_forward_length"), Value::U32(h.n_ff));
     w.add(format!("{a}.attention.head_count"), Value::U32(h.n_head));
     w.add(format!("{a}.attention.head_count_kv"), Value::U32(h.n_head_kv));
+    if let Some(s) = h.rope_sections {
+        w.add(format!("{a}.rope.dimension_sections"), Value::i32_array(s));
+    }
     if let Some(t) = h.rope_theta {
         w.add(format!("{a}.rope.freq_base"), Value::F32(t));
     }
@@ -158,6 +179,8 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     for (k, v) in &h.extra {
         w.add(format!("{a}.{k}"), v.clone());
     }
+    // gguf-py writes it with the model's parameters, before the vocabulary
+    w.add("general.quantization_version", Value::U32(2));
     w.add("tokenizer.ggml.model", Value::from(vocab.model));
     w.add("tokenizer.ggml.pre", Value::from(vocab.pre.as_str()));
     w.add("tokenizer.ggml.tokens", Value::str_array(&vocab.tokens));
@@ -177,7 +200,6 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     if let Some(t) = &vocab.chat_template {
         w.add("tokenizer.chat_template", Value::from(t.as_str()));
     }
-    w.add("general.quantization_version", Value::U32(2));
 
     let mut descr = Vec::with_capacity(plan.tensors.len()); // one line per tensor, for progress
     for t in plan.tensors {

@@ -258,6 +258,12 @@ impl PyContext {
         Ok(self.lock()?.kv_len())
     }
 
+    /// True when the model has recurrent (linear-attention) layers: the cache then goes back only
+    /// to 0, not to an earlier position.
+    fn is_recurrent(&self) -> PyResult<bool> {
+        Ok(self.lock()?.is_recurrent())
+    }
+
     /// Forget everything after the first `n` positions (prefix reuse).
     fn truncate(&self, n: usize) -> PyResult<()> {
         self.lock()?.truncate(n).py_err()

@@ -6,6 +6,7 @@
 //! through `Hparams::extra`; its own tensor names; tensors merged or split) keeps that in its own
 //! file in this folder (`hf/<family>.rs`), called from `load_hf` by its architecture name.
 
+mod qwen35;
 mod qwen3moe;
 
 use std::collections::BTreeSet;
@@ -17,8 +18,14 @@ use serde_json::Value as Json;
 use crate::plan::{Hparams, OutTensor, Plan};
 use crate::safetensors::load_safetensors;
 
-pub const SUPPORTED: &[&str] =
-    &["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM"];
+pub const SUPPORTED: &[&str] = &[
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+    "Qwen3MoeForCausalLM",
+    "Qwen3_5ForCausalLM",
+];
 
 pub fn is_hf_dir(dir: &Path) -> bool {
     dir.join("config.json").is_file()
@@ -93,6 +100,7 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         "Qwen2ForCausalLM" => "qwen2",
         "Qwen3ForCausalLM" => "qwen3",
         "Qwen3MoeForCausalLM" => "qwen3moe",
+        "Qwen3_5ForCausalLM" => "qwen35",
         other => return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") }),
     };
 
@@ -164,6 +172,7 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
     };
 
     let permute = arch == "llama";
+    let qwen35 = if arch == "qwen35" { Some(qwen35::Qwen35::from_config(&cfg, &cpath)?) } else { None };
     let mut tensors = Vec::new();
     let mut n_params = 0u64;
     let mut experts = match arch {
@@ -188,6 +197,14 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
                 },
                 None => t,
             };
+            if let Some(q) = &qwen35 {
+                let n = t.n_elements();
+                if let Some(out) = q.map_tensor(t)? {
+                    n_params += n;
+                    tensors.push(out);
+                }
+                continue;
+            }
             let name = match map_name(&t.name) {
                 Ok(Some(n)) => n,
                 Ok(None) => continue,
@@ -203,13 +220,13 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
                 None
             };
             n_params += t.n_elements();
-            tensors.push(OutTensor { name, src: t, unpermute_heads });
+            tensors.push(OutTensor { name, src: t, unpermute_heads, transform: None });
         }
     }
     if let Some(x) = &experts {
         x.finish(dir)?;
     }
-    let hparams = Hparams {
+    let mut hparams = Hparams {
         arch,
         n_ctx,
         n_embd,
@@ -225,10 +242,14 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         rope_scaling_linear,
         n_expert,
         n_expert_used,
+        rope_sections: None,
         extra: match arch {
             "qwen3moe" => qwen3moe::extra(&cfg),
             _ => Vec::new(),
         },
     };
+    if let Some(q) = &qwen35 {
+        q.set_hparams(&mut hparams);
+    }
     Ok(Plan { hparams, tensors, n_params })
 }

@@ -55,6 +55,7 @@ impl ExpertStacker {
             name: format!("blk.{bid}.{suffix}.weight"),
             src,
             unpermute_heads: None,
+            transform: None,
         };
         Ok(match rest.as_str() {
             "down_proj" => Ok(vec![out("ffn_down_exps", t)]),
@@ -83,7 +84,12 @@ impl ExpertStacker {
                 .map(|x| layer.remove(&(x, proj.to_string())).expect("all 3·n_expert matrices present"))
                 .collect();
             let src = stack(&format!("model.layers.{bid}.mlp.experts.{proj}.weight"), parts)?;
-            outs.push(OutTensor { name: format!("blk.{bid}.{name}.weight"), src, unpermute_heads: None });
+            outs.push(OutTensor {
+                name: format!("blk.{bid}.{name}.weight"),
+                src,
+                unpermute_heads: None,
+                transform: None,
+            });
         }
         Ok(outs)
     }

@@ -36,6 +36,7 @@ macro_rules! with_fma {
         }
     }};
 }
+pub(crate) use with_fma;
 
 /// RMSNorm of each row of `x` ([n_rows][n]) into `out` (same shape), times `w` ([n]).
 /// ggml sums the f32 squares in double (`ggml_float`), scales in f32, and multiplies by the weight
@@ -58,6 +59,17 @@ pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
         for (xv, &wv) in xr.iter_mut().zip(w) {
             *xv = (*xv * scale) * wv;
         }
+    }
+}
+
+/// llama.cpp's L2 norm of the gated DeltaNet's q and k (`build_gdn_l2_norm`):
+/// `rms_norm(x, eps/n) · 1/sqrt(n)` on each row of `n` values, i.e. `x / sqrt(Σx² + eps)` with
+/// ggml's two roundings (the RMS scale, then the constant).
+pub fn l2_norm_rows(x: &mut [f32], n: usize, eps: f32) {
+    let (eps_n, c) = (eps / n as f32, 1.0 / (n as f32).sqrt());
+    for r in x.chunks_exact_mut(n) {
+        let s = rms_scale(r, eps_n);
+        r.iter_mut().for_each(|v| *v = (*v * s) * c);
     }
 }
 
@@ -320,6 +332,107 @@ pub fn softcap_inplace(x: &mut [f32], cap: f32) {
     for v in x {
         *v = (*v / cap).tanh() * cap;
     }
+}
+
+/// Logistic sigmoid in place: ggml's `op_sigmoid`, `1 / (1 + expf(-x))` with the C library's expf.
+pub fn sigmoid_inplace(x: &mut [f32]) {
+    for v in x {
+        *v = 1.0 / (1.0 + (-*v).exp());
+    }
+}
+
+/// ggml's `op_softplus`: `log(1 + e^x)`, or x itself above 20 (where the two agree in f32).
+pub fn softplus(x: f32) -> f32 {
+    if x > 20.0 {
+        x
+    } else {
+        (1.0 + x.exp()).ln()
+    }
+}
+
+/// SiLU `x / (1 + e^-x)` in place on each row of `row` values: `ggml_vec_silu_f32`, which takes its
+/// vector exp (`ggml_v_expf` of the build in `orders`) on whole groups of the vector width from
+/// the start of the row and the C library's expf on the rest.
+pub fn silu_rows(x: &mut [f32], row: usize, orders: SumOrders) {
+    with_fma!(silu_rows_body(x, row, orders))
+}
+
+#[inline(always)]
+fn silu_rows_body(x: &mut [f32], row: usize, orders: SumOrders) {
+    let (width, expf): (usize, fn(f32) -> f32) = match orders {
+        SumOrders::Avx512 => (16, ggml_expf),
+        SumOrders::Avx2 => (8, ggml_expf_avx2),
+    };
+    for r in x.chunks_exact_mut(row) {
+        let simd = row / width * width;
+        for (i, v) in r.iter_mut().enumerate() {
+            let e = if i < simd { expf(-*v) } else { (-*v).exp() };
+            *v /= 1.0 + e;
+        }
+    }
+}
+
+/// `ggml_vec_dot_f32` of the build in `orders`: four accumulators of the vector width over steps
+/// of four vectors (FMA, element e in accumulator (e mod 4L)/L, lane e mod L), combined as
+/// `GGML_F32_VEC_REDUCE` does ((a0+a2)+(a1+a3), then the lanes), then the elements past the last
+/// whole step added in f32 as GCC compiles that loop ([`ggml_f32_tail`]).
+pub fn ggml_vec_dot_f32(orders: SumOrders, x: &[f32], y: &[f32]) -> f32 {
+    with_fma!(vec_dot_f32_body(orders, x, y))
+}
+
+#[inline(always)]
+fn vec_dot_f32_body(orders: SumOrders, x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let l = match orders {
+        SumOrders::Avx512 => 16,
+        SumOrders::Avx2 => 8,
+    };
+    let np = n & !(4 * l - 1);
+    let mut acc = [[0f32; 16]; 4];
+    for i in (0..np).step_by(4 * l) {
+        for (j, a) in acc.iter_mut().enumerate() {
+            for (e, lane) in a.iter_mut().enumerate().take(l) {
+                let k = i + j * l + e;
+                *lane = x[k].mul_add(y[k], *lane);
+            }
+        }
+    }
+    let v: [f32; 16] = std::array::from_fn(|e| (acc[0][e] + acc[2][e]) + (acc[1][e] + acc[3][e]));
+    let sum = match orders {
+        SumOrders::Avx512 => reduce_add16(&v),
+        // low half + high half, then two `_mm_hadd_ps`
+        SumOrders::Avx2 => {
+            let t: [f32; 4] = std::array::from_fn(|e| v[e] + v[e + 4]);
+            (t[0] + t[1]) + (t[2] + t[3])
+        }
+    };
+    ggml_f32_tail(sum, &x[np..n], &y[np..n])
+}
+
+/// `acc + Σ x[i]·y[i]` as GCC (-O3, AVX2, FMA contraction) compiles ggml's scalar loops
+/// `sum += x[i]*y[i]` (the tail of `ggml_vec_dot_f32`, `ssm_conv`'s row dot): the products of
+/// whole groups of 8, then of 4, are rounded and added one by one in order, the last (< 4) are
+/// fused multiply-adds. Read from the disassembly of llama.cpp's AVX2 build.
+#[inline(always)]
+pub fn ggml_f32_tail(mut acc: f32, x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let mut i = 0;
+    while n - i >= 8 {
+        for j in i..i + 8 {
+            acc += x[j] * y[j];
+        }
+        i += 8;
+    }
+    if n - i >= 4 {
+        for j in i..i + 4 {
+            acc += x[j] * y[j];
+        }
+        i += 4;
+    }
+    for j in i..n {
+        acc = x[j].mul_add(y[j], acc);
+    }
+    acc
 }
 
 /// How a head's dimensions are paired for rotation.

@@ -17,6 +17,7 @@ use super::attention::{attention, AttnScratch, AttnShape};
 use super::context::{Buffers, Context, MoeScratch, Outputs};
 use super::hparams::HParams;
 use super::kv_cache::{KvCache, KvStore};
+use super::recurrent::{self, DeltaNetShape, RecurrentState};
 use super::weights::{Experts, Loader, WRef};
 use super::Model;
 use crate::kernels::elementwise::{self, Rope};
@@ -32,6 +33,8 @@ pub(super) struct Pass<'a> {
     mm: &'a mut MatmulScratch,
     attn: &'a [Mutex<AttnScratch>],
     kv: &'a mut KvCache,
+    /// The linear-attention layers' state (empty for attention-only families).
+    pub rs: &'a mut RecurrentState,
     logits: &'a mut [f32],
     /// Tokens in this batch, and the position of the first.
     pub n: usize,
@@ -47,6 +50,7 @@ pub(super) fn begin<'a>(m: &'a Model, c: &'a mut Context, n: usize, pos0: usize)
         mm: &mut c.mm,
         attn: &c.attn,
         kv: &mut c.kv,
+        rs: &mut c.rs,
         logits: &mut c.logits,
         n,
         pos0,
@@ -269,6 +273,58 @@ impl Pass<'_> {
     /// ffn_post_norm).
     pub fn norm_inplace(&self, w: &[f32], x: &mut [f32]) {
         parallel::rms_norm_inplace(self.pool, &mut x[..self.n * w.len()], w, self.hp.rms_eps);
+    }
+
+    /// Per-head RMS norm in place: `heads` rows of `w.len()` per token (Qcur_normed, Kcur_normed,
+    /// a gated norm's heads). x: [n][heads·w.len()]
+    pub fn norm_heads(&self, w: &[f32], x: &mut [f32], heads: usize) {
+        parallel::rms_norm_inplace(self.pool, &mut x[..self.n * heads * w.len()], w, self.hp.rms_eps);
+    }
+
+    /// `x *= y` elementwise on `n` rows of `row` values (gating).
+    pub fn mul(&self, x: &mut [f32], y: &[f32], row: usize) {
+        let len = self.n * row;
+        x[..len].iter_mut().zip(&y[..len]).for_each(|(a, &b)| *a *= b);
+    }
+
+    /// `ggml_sigmoid` in place on `n` rows of `row` values.
+    pub fn sigmoid(&self, x: &mut [f32], row: usize) {
+        elementwise::sigmoid_inplace(&mut x[..self.n * row]);
+    }
+
+    /// `ggml_silu` in place on `n` rows of `row` values, rows of `unit` (the tensor's ne0, which
+    /// decides where ggml's vector exp stops).
+    pub fn silu(&self, x: &mut [f32], row: usize, unit: usize) {
+        elementwise::silu_rows(&mut x[..self.n * row], unit, kernels().orders);
+    }
+
+    /// ssm_conv with the conv state of layer `il`: each channel's causal convolution over the
+    /// state then this batch (`recurrent::ssm_conv`); the state keeps the last d_conv - 1 inputs.
+    /// x: [n][channels], w: [channels][d_conv] → out: [n][channels]
+    pub fn ssm_conv(&mut self, il: usize, w: &[f32], d_conv: usize, x: &[f32], out: &mut [f32]) {
+        let channels = w.len() / d_conv;
+        let len = self.n * channels;
+        recurrent::ssm_conv(&mut self.rs.conv[il], &x[..len], w, d_conv, &mut out[..len]);
+    }
+
+    /// The gated delta rule with the state of layer `il` (`recurrent::gated_delta_net`, ggml's
+    /// fused `ggml_gated_delta_net`). q, k: rows of `sh.q_stride`, v: of `sh.v_stride`,
+    /// g, beta: [n][n_v_heads] → out: [n][n_v_heads·head]
+    #[allow(clippy::too_many_arguments)]
+    pub fn delta_net(
+        &mut self,
+        il: usize,
+        sh: DeltaNetShape,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        g: &[f32],
+        beta: &[f32],
+        out: &mut [f32],
+    ) {
+        let (n, nv) = (self.n, sh.n_v_heads);
+        let (g, beta, out) = (&g[..n * nv], &beta[..n * nv], &mut out[..n * nv * sh.head]);
+        recurrent::gated_delta_net(kernels().orders, sh, q, k, v, g, beta, &mut self.rs.ssm[il], out);
     }
 
     /// `out = x · wᵀ`. x: [n][w.cols], out: [n][w.rows]

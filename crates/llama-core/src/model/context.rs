@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use super::attention::AttnScratch;
 use super::kv_cache::{KvCache, KvType};
+use super::recurrent::RecurrentState;
 use super::Model;
 use crate::kernels::{MatmulScratch, ThreadPool};
 use crate::{Error, Result};
@@ -42,6 +43,8 @@ pub(super) struct Buffers {
     pub up: Vec<f32>,   // [n_batch][n_ff] ffn_up
     /// Mixture-of-experts routing and outputs (empty for dense families).
     pub moe: MoeScratch,
+    /// The family's own activations (`Network::extra_buffers`: floats per row), n_batch rows each.
+    pub extra: Vec<Vec<f32>>,
 }
 
 /// What `blocks::Pass::moe_ffn` routes with, sized for n_batch tokens of n_used experts each
@@ -88,6 +91,9 @@ pub struct Context {
     pub(super) buf: Buffers,
     pub(super) attn: Vec<Mutex<AttnScratch>>, // [n_threads]
     pub(super) kv: KvCache,
+    /// Linear-attention layers' state after the kv_len cached positions (empty without such
+    /// layers).
+    pub(super) rs: RecurrentState,
     /// [n_outputs][n_vocab]; grows (amortized) to the largest logits_all request.
     pub(super) logits: Vec<f32>,
     pub(super) n_outputs: usize,
@@ -137,6 +143,7 @@ impl Context {
             gate: vec![0.0; n_batch * n_ff],
             up: vec![0.0; n_batch * n_ff],
             moe: model.net.moe().map(|m| MoeScratch::new(n_batch, hp.n_embd, m)).unwrap_or_default(),
+            extra: model.net.extra_buffers().iter().map(|&row| vec![0.0; n_batch * row]).collect(),
         };
         let pool = ThreadPool::new(p.n_threads);
         let attn = attn_scratch(model, n_ctx, n_batch, p.n_threads);
@@ -149,6 +156,7 @@ impl Context {
             buf,
             attn,
             kv: KvCache::new(p.kv_type, hp.n_layer, n_ctx, kd, vd),
+            rs: RecurrentState::new(&model.net.recurrent_sizes()),
             logits: vec![0.0; hp.n_vocab],
             n_outputs: 0,
             n_vocab: hp.n_vocab,
@@ -188,13 +196,35 @@ impl Context {
         self.kv_len
     }
 
-    /// Forget cached positions ≥ n (prefix reuse); n larger than the cache is an error.
+    /// Whether the model has recurrent (linear-attention) layers, whose state cannot go back to
+    /// an earlier position: `truncate` and `eval` then accept only n = 0 (start over) or the
+    /// current length.
+    pub fn is_recurrent(&self) -> bool {
+        self.rs.is_active()
+    }
+
+    /// Forget cached positions ≥ n (prefix reuse); n larger than the cache is an error, and so is
+    /// 0 < n < kv_len with a recurrent state (`is_recurrent`).
     pub fn truncate(&mut self, n: usize) -> Result<()> {
         if n > self.kv_len {
             return Err(Error::InvalidArgument(format!(
                 "cannot truncate the KV cache to {n} tokens: it holds only {}",
                 self.kv_len
             )));
+        }
+        self.rewind(n)
+    }
+
+    /// Moves the end of the cache back to n ≤ kv_len: the recurrent state can only start over.
+    fn rewind(&mut self, n: usize) -> Result<()> {
+        if n < self.kv_len && self.rs.is_active() {
+            if n > 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "this model's recurrent state holds {} tokens and cannot go back to {n}: only to 0 (start over)",
+                    self.kv_len
+                )));
+            }
+            self.rs.reset();
         }
         self.kv_len = n;
         Ok(())
@@ -261,6 +291,7 @@ impl Context {
             }
         }
         let ids: Vec<u32> = tokens.iter().map(|&t| t.into() as u32).collect(); // in range: checked above
+        self.rewind(n_past)?;
         self.run(model, &ids, n_past, n_out);
         if let Some(out) = out {
             out.copy_from_slice(&self.logits[..n_out * n_vocab]);
@@ -268,9 +299,8 @@ impl Context {
         Ok(())
     }
 
-    /// The batching loop over validated ids.
+    /// The batching loop over validated ids (the cache already rewound to n_past).
     fn run(&mut self, model: &Model, tokens: &[u32], n_past: usize, n_out: usize) {
-        self.kv_len = n_past;
         if self.logits.len() < n_out * self.n_vocab {
             self.logits.resize(n_out * self.n_vocab, 0.0);
         }
@@ -291,9 +321,10 @@ impl Context {
         self.n_outputs = n_out;
     }
 
-    /// Serialized KV cache + last logits, for save_state/load_state.
+    /// Serialized KV cache + last logits (+ the recurrent state), for save_state/load_state.
     pub fn state(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.n_outputs * self.n_vocab * 4 + self.kv.saved_len(self.kv_len));
+        let len = self.n_outputs * self.n_vocab * 4 + self.kv.saved_len(self.kv_len) + self.rs.saved_len();
+        let mut out = Vec::with_capacity(64 + len);
         out.extend_from_slice(STATE_MAGIC);
         for v in self.state_header() {
             out.extend_from_slice(&(v as u64).to_le_bytes());
@@ -302,6 +333,7 @@ impl Context {
             out.extend_from_slice(&x.to_le_bytes());
         }
         self.kv.save(self.kv_len, &mut out);
+        self.rs.save(&mut out);
         out
     }
 
@@ -337,7 +369,8 @@ impl Context {
         }
         let head = 4 + 7 * 8;
         let n_logits = n_outputs.checked_mul(self.n_vocab).ok_or_else(|| bad("corrupt header".into()))?;
-        let want = head + n_logits * 4 + self.kv.saved_len(kv_len);
+        let kv_bytes = self.kv.saved_len(kv_len);
+        let want = head + n_logits * 4 + kv_bytes + self.rs.saved_len();
         if data.len() != want {
             return Err(bad(format!("state is {} bytes, expected {want}", data.len())));
         }
@@ -347,7 +380,9 @@ impl Context {
         for (d, b) in self.logits.iter_mut().zip(data[head..head + n_logits * 4].chunks_exact(4)) {
             *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
-        self.kv.load(kv_len, &data[head + n_logits * 4..]);
+        let kv_start = head + n_logits * 4;
+        self.kv.load(kv_len, &data[kv_start..kv_start + kv_bytes]);
+        self.rs.load(&data[kv_start + kv_bytes..]);
         self.kv_len = kv_len;
         self.n_outputs = n_outputs;
         Ok(())

@@ -4,7 +4,8 @@
 //! One file per architecture family in `arch/` (its hyper-parameters, tensors and forward, llama2.c
 //! style with llama.cpp's stage names) and the registry mapping `general.architecture` to them
 //! (`arch/mod.rs`); the forwards are written with the shared stages of `blocks.rs`, whose
-//! attention is `attention.rs` over the cache of `kv_cache.rs`.
+//! attention is `attention.rs` over the cache of `kv_cache.rs`; linear-attention layers keep their
+//! state in `recurrent.rs`.
 
 mod arch;
 mod attention;
@@ -12,6 +13,7 @@ mod blocks;
 mod context;
 pub mod hparams;
 mod kv_cache;
+mod recurrent;
 mod weights;
 
 pub use arch::supported_archs;

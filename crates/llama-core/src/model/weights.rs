@@ -110,6 +110,19 @@ impl<'a> Loader<'a> {
         Ok(Some(v))
     }
 
+    /// A small 2-D tensor copied to f32 ([rows][cols]; a convolution kernel …), like `vector`.
+    pub fn small_matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Vec<f32>> {
+        let w = self.matrix(name, Some(rows), cols)?;
+        let t = &self.f.tensors()[w.idx];
+        let mut v = vec![0.0f32; rows * cols]; // [rows][cols]
+        let row_bytes = self.f.tensor_data(t).len() / rows;
+        for (r, out) in v.chunks_exact_mut(cols).enumerate() {
+            dequantize_row(t.ggml_type, &self.f.tensor_data(t)[r * row_bytes..(r + 1) * row_bytes], out)
+                .map_err(|e| Error::Model(format!("tensor {name}: {e}")))?;
+        }
+        Ok(v)
+    }
+
     pub fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>> {
         self.opt_vector(name, n)?.ok_or_else(|| Error::Model(format!("missing tensor {name}")))
     }

@@ -9,10 +9,12 @@ mod gemma3;
 mod llama;
 mod qwen2;
 mod qwen3;
+mod qwen35;
 mod qwen3moe;
 
 use super::context::{Context, Outputs};
 use super::hparams::{Arch, HParams};
+use super::recurrent::RecurrentSize;
 use super::weights::WRef;
 use super::Model;
 use crate::gguf::GgufFile;
@@ -34,6 +36,16 @@ pub(super) trait Network: Send + Sync {
     /// (n_expert, n_expert_used) of a mixture-of-experts family (routing buffer sizing).
     fn moe(&self) -> Option<(usize, usize)> {
         None
+    }
+    /// Per layer, the size of its recurrent state (`model/recurrent.rs`); none for attention-only
+    /// families.
+    fn recurrent_sizes(&self) -> Vec<RecurrentSize> {
+        Vec::new()
+    }
+    /// The family's own activation buffers beyond the shared ones (`Buffers::extra`), in floats
+    /// per batch row.
+    fn extra_buffers(&self) -> Vec<usize> {
+        Vec::new()
     }
 }
 
@@ -58,6 +70,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "gemma3", load: gemma3::load },
     Family { name: "qwen3", load: qwen3::load },
     Family { name: "qwen3moe", load: qwen3moe::load },
+    Family { name: "qwen35", load: qwen35::load },
 ];
 
 /// The family of a `general.architecture` value.
@@ -68,7 +81,7 @@ pub(super) fn find(name: &str) -> Result<&'static Family> {
         .ok_or_else(|| Error::UnknownArchitecture { arch: name.to_string(), supported: supported_archs() })
 }
 
-/// The supported `general.architecture` values, comma-separated ("llama, qwen2, gemma3, qwen3").
+/// The supported `general.architecture` values, comma-separated ("llama, qwen2, gemma3, …").
 pub fn supported_archs() -> String {
     FAMILIES.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
 }
@@ -84,6 +97,6 @@ mod tests {
         }
         let Err(e) = find("falcon") else { panic!("falcon is not a family here") };
         let Error::UnknownArchitecture { arch, supported } = e else { panic!("wrong error: {e}") };
-        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3, qwen3, qwen3moe"));
+        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3, qwen3, qwen3moe, qwen35"));
     }
 }
