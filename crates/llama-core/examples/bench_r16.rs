@@ -6,6 +6,8 @@ fn main() {
     let ty = match a[1].as_str() {
         "q8_0" => GgmlType::Q8_0,
         "q5_0" => GgmlType::Q5_0,
+        "q4_1" => GgmlType::Q4_1,
+        "q5_1" => GgmlType::Q5_1,
         "q4_k" => GgmlType::Q4_K,
         "q6_k" => GgmlType::Q6_K,
         _ => GgmlType::Q4_0,
@@ -28,7 +30,7 @@ fn main() {
     for blk in data.chunks_exact_mut(ts) {
         match ty {
             GgmlType::Q6_K => blk[208..210].copy_from_slice(&scale),
-            GgmlType::Q4_K => {
+            GgmlType::Q4_K | GgmlType::Q4_1 | GgmlType::Q5_1 => {
                 blk[0..2].copy_from_slice(&scale);
                 blk[2..4].copy_from_slice(&scale);
             }
