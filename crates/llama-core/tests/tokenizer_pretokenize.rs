@@ -35,7 +35,7 @@ fn reference(pre: &str) -> Option<Vec<(String, Vec<String>)>> {
 
 #[test]
 fn pre_tokenizers_match_python_regex() {
-    for name in ["default", "gpt-2", "llama3", "qwen2", "starcoder", "falcon"] {
+    for name in ["default", "gpt-2", "llama3", "qwen2", "qwen35", "gpt-4o", "starcoder", "falcon"] {
         let Some(cases) = reference(name) else { return };
         let pre = PreType::from_name(name).unwrap();
         let mut bad = 0;

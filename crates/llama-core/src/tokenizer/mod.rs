@@ -7,13 +7,13 @@
 
 mod bpe;
 mod from_gguf;
+mod libstdcxx;
 mod pretokenize;
 mod special;
 mod spm;
 pub mod spm_model;
 mod stream;
 mod texts;
-mod token_map;
 mod vocab;
 
 pub use pretokenize::{split_raw as pre_tokenize, PreConfig, PreType};

@@ -8,9 +8,9 @@ use std::sync::OnceLock;
 
 use aho_corasick::AhoCorasick;
 
+use super::libstdcxx;
 use super::pretokenize::{PreConfig, PreType};
 use super::texts::{FastBuild, TokenTexts};
-use super::token_map;
 use crate::{Error, Result};
 
 /// Which algorithm turns a text fragment into ids (`tokenizer.ggml.model`).
@@ -471,7 +471,7 @@ impl Vocab {
     /// llama.cpp's "auto-detect special tokens by text": each special id the metadata left unset
     /// takes the first token of its text list met while walking `token_to_id`, and that token
     /// becomes CONTROL. The walk order only matters when a vocabulary holds two texts of one list;
-    /// then it is replayed (`token_map`).
+    /// then it is replayed (`libstdcxx`).
     fn detect_special_by_text(&mut self) {
         let mut order_pos: Option<HashMap<u32, usize>> = None;
         for &(slot, texts) in DETECTED {
@@ -485,7 +485,7 @@ impl Vocab {
                 [id] => id,
                 _ => {
                     let pos = order_pos.get_or_insert_with(|| {
-                        token_map::iteration_order(&self.tokens)
+                        libstdcxx::iteration_order(&self.tokens)
                             .into_iter()
                             .enumerate()
                             .map(|(p, id)| (id, p))
@@ -587,11 +587,13 @@ impl Vocab {
         Ok(())
     }
 
+    /// llama.cpp's `cache_special_tokens`: CONTROL / USER_DEFINED / UNKNOWN ids, longest text
+    /// first, in the order libstdc++'s (unstable) `std::sort` leaves equal lengths.
     fn build_special_cache(&mut self) {
         let mask = attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN;
         let mut ids: Vec<u32> = (0..self.tokens.len() as u32).filter(|&i| self.attrs[i as usize] & mask != 0).collect();
-        // Longest first; llama.cpp's sort is unstable, ties only matter for overlapping texts.
-        ids.sort_by(|&a, &b| self.tokens[b as usize].len().cmp(&self.tokens[a as usize].len()));
+        let len = |id: &u32| self.tokens[*id as usize].len();
+        libstdcxx::sort(&mut ids, &|a, b| len(a) > len(b));
         self.special_cache = ids;
     }
 
