@@ -78,6 +78,16 @@ fn weight_row(rng: &mut Rng, t: GgmlType, n: usize, mode: Mode) -> Vec<u8> {
                     blk[2..].fill(0x80); // -128, beyond what the quantizer emits
                 }
             }
+            if t == GgmlType::MXFP4 {
+                // the E8M0 exponent byte: scales 2^-16 .. 2^-2 (Extreme: 2^126, Zero: 2^-128)
+                for blk in b.chunks_exact_mut(ts) {
+                    blk[0] = match mode {
+                        Mode::Random => 112 + (rng.next() % 15) as u8,
+                        Mode::Extreme => 254,
+                        Mode::Zero => 0,
+                    };
+                }
+            }
             for blk in b.chunks_exact_mut(ts) {
                 for &o in scale_offsets(t) {
                     let v = match mode {
@@ -101,9 +111,9 @@ fn activations(rng: &mut Rng, n: usize, mode: Mode) -> Vec<f32> {
     }
 }
 
-const WEIGHT_TYPES: [GgmlType; 13] = {
+const WEIGHT_TYPES: [GgmlType; 14] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, F16, BF16, F32]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, F16, BF16, F32]
 };
 
 fn sizes(t: GgmlType) -> Vec<usize> {
@@ -176,6 +186,37 @@ fn dot_kernels_match_scalar() {
     }
 }
 
+/// The x86 tables' MXFP4 dot sums in llama.cpp's AVX2 order (`ggml_x86::mxfp4_lanes`) bit for
+/// bit, on even and odd block counts (quant_ggml.rs checks that order against llama.cpp itself).
+#[test]
+fn mxfp4_x86_dot_follows_llama_cpp_order() {
+    let mut rng = Rng(0x3fb8_aa3b);
+    let t = GgmlType::MXFP4;
+    let mut checked = 0;
+    for k in Kernels::available() {
+        if !matches!(k.isa, llama_core::kernels::Isa::Avx2 | llama_core::kernels::Isa::Avx512) {
+            continue;
+        }
+        for n in [32usize, 64, 96, 256 + 32, 4096 + 32] {
+            for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                let w = weight_row(&mut rng, t, n, mode);
+                let x = activations(&mut rng, n, if mode == Mode::Zero { Mode::Random } else { mode });
+                let mut a = vec![0u8; n / 32 * 34];
+                (k.from_float(GgmlType::Q8_0).unwrap())(&x, &mut a);
+                let got = (k.vec_dot(t).unwrap())(n, &w, &a);
+                let want = llama_core::kernels::ggml_x86::mxfp4_lanes(n, &w, &a);
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{:?} n={n}: {got} vs {want}",
+                    k.isa
+                );
+                checked += 1;
+            }
+        }
+    }
+    eprintln!("mxfp4: {checked} x86 dots in llama.cpp's order");
+}
+
 /// matmul (chunked, tiled, threaded) against a plain loop of scalar dots.
 #[test]
 fn matmul_matches_naive_loop() {
@@ -240,7 +281,7 @@ fn matmul_rejects_bad_shapes() {
 
 use llama_core::kernels::scalar::VecDot;
 use llama_core::quant::{self as q, read_blocks};
-use llama_core::quant::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
+use llama_core::quant::{BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
 use llama_core::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 
 /// The typed scalar reference (`kernels::scalar::VecDot`) on byte rows viewed as blocks, reached
@@ -261,6 +302,7 @@ fn reference_dot(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
         F16 => half::f16::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         BF16 => half::bf16::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         F32 => f32::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        MXFP4 => BlockMXFP4::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         _ => unreachable!(),
     }
 }
@@ -779,7 +821,7 @@ fn table_rows_follow_ggml_type_traits() {
             assert!(t.is_supported(), "{:?}: row for unsupported {t}", k.isa);
             assert_eq!((row.ggml_type, (row.block_size, row.type_size)), (t, t.block_layout()));
             let want = match t {
-                Q4_0 | Q5_0 | Q8_0 => Some(Q8_0),
+                Q4_0 | Q5_0 | Q8_0 | MXFP4 => Some(Q8_0),
                 Q4_1 | Q5_1 => Some(Q8_1),
                 Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Some(Q8_K),
                 F16 | BF16 | F32 => Some(t),

@@ -9,7 +9,9 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             (<type>.src.f32) through ggml's quantize_row_<type>_ref (<type>.q),
                             ggml's dequantize_row_<type> of those bytes (<type>.deq.f32), and
                             per row ggml_vec_dot_<type>_<partner> generic and SIMD (<type>.dot.f32,
-                            2 floats a row) against activations quantized by ggml (<type>.act)
+                            2 floats a row) against activations quantized by ggml (<type>.act);
+                            for mxfp4 also the SIMD dot of each row's first 31 blocks
+                            (mxfp4.dot_odd.f32)
   activations OUTDIR SEED   needs llama-cpp-python's bundled ggml on an AVX2 x86 CPU (exit 4
                             otherwise): random rows (<type>.src.f32, 1024 floats a row) through the
                             from_float that ggml-cpu really runs for q8_0/q8_1/q8_K activations
@@ -44,7 +46,7 @@ DEQ_TYPES = [
     (T.Q4_0, 4096, [0]), (T.Q4_1, 4096, [0, 2]), (T.Q5_0, 4096, [0]), (T.Q5_1, 4096, [0, 2]),
     (T.Q8_0, 4096, [0]),
     (T.Q2_K, 512, [80, 82]), (T.Q3_K, 512, [108]), (T.Q4_K, 512, [0, 2]), (T.Q5_K, 512, [0, 2]),
-    (T.Q6_K, 512, [208]),
+    (T.Q6_K, 512, [208]), (T.MXFP4, 4096, []),
 ]
 
 
@@ -112,6 +114,7 @@ LLAMACPP_TYPES = [  # (name, type_size, block, partner for vec_dot or None, has 
     ("q5_1", 24, 32, "q8_1", True), ("q8_0", 34, 32, "q8_0", True), ("q8_1", 36, 32, None, False),
     ("q2_K", 84, 256, "q8_K", True), ("q3_K", 110, 256, "q8_K", True), ("q4_K", 144, 256, "q8_K", True),
     ("q5_K", 176, 256, "q8_K", True), ("q6_K", 210, 256, "q8_K", True), ("q8_K", 292, 256, None, True),
+    ("mxfp4", 17, 32, "q8_0", True),
 ]
 SIZES = {n: (ts, bs) for n, ts, bs, _, _ in LLAMACPP_TYPES}
 
@@ -199,6 +202,14 @@ def cmd_llamacpp(outdir, seed):
                     vd(cols, ctypes.addressof(s), 0, q[r].ctypes.data, 0, aq[r].ctypes.data, 0, 1)
                     dots[r, k] = s.value
             dots.tofile(os.path.join(outdir, f"{name}.dot.f32"))
+            if name == "mxfp4":
+                # an odd number of blocks: the AVX2 dot takes blocks in pairs, the last one alone
+                n_odd = cols - bs
+                odd = np.zeros(rows, dtype=np.float32)
+                for r in range(rows):
+                    vd(n_odd, ctypes.addressof(s), 0, q[r].ctypes.data, 0, aq[r].ctypes.data, 0, 1)
+                    odd[r] = s.value
+                odd.tofile(os.path.join(outdir, f"{name}.dot_odd.f32"))
 
 
 ACT_TYPES = [("q8_0", 8, 34, 32), ("q8_1", 9, 36, 32), ("q8_K", 15, 292, 256)]
