@@ -208,6 +208,8 @@ pub fn load_meta(dir: &Path) -> Result<Plan> {
         n_rot: head_dim,
         n_vocab,
         rope_scaling_linear: None,
+        n_expert: None,
+        n_expert_used: None,
         extra: Vec::new(),
     };
     Ok(Plan { hparams, tensors, n_params })

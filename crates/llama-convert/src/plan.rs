@@ -26,6 +26,9 @@ pub struct Hparams {
     pub n_vocab: u32,
     /// Linear RoPE scaling factor, if any.
     pub rope_scaling_linear: Option<f32>,
+    /// `expert_count` and `expert_used_count`, when the checkpoint states them.
+    pub n_expert: Option<u32>,
+    pub n_expert_used: Option<u32>,
     /// The family's own `{arch}.*` keys (named without the `{arch}.` prefix) that the shared
     /// fields above do not cover, written after them in this order.
     pub extra: Vec<(String, Value)>,

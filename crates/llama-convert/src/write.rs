@@ -30,6 +30,27 @@ pub fn size_label(n: u64) -> String {
     format!("{x:.fix$}{suffix}")
 }
 
+/// gguf-py's `size_label` over the output tensors: with expert tensors (`*_exps.*`, 3-D),
+/// "{n_expert}x{shared + one expert's parameters}", else the total.
+fn plan_size_label(plan: &Plan) -> String {
+    let (mut shared, mut expert, mut expert_sum, mut n_expert_tensors) = (0u64, 0u64, 0u64, 0u64);
+    for t in &plan.tensors {
+        let size = t.src.n_elements();
+        if t.name.contains("_exps.") && t.src.shape.len() >= 3 {
+            let n = t.src.shape[t.src.shape.len() - if t.name.contains(".bias") { 2 } else { 3 }];
+            expert += size / n.max(1);
+            expert_sum += n;
+            n_expert_tensors += 1;
+        } else {
+            shared += size;
+        }
+    }
+    match expert_sum.checked_div(n_expert_tensors) {
+        Some(n) if n > 0 => format!("{n}x{}", size_label(shared + expert)),
+        _ => size_label(plan.n_params),
+    }
+}
+
 /// Python's `str.title()` on one word.
 fn py_title(w: &str) -> String {
     let mut out = String::new();
@@ -104,7 +125,7 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     w.add("general.architecture", Value::from(a));
     w.add("general.type", Value::from("model"));
     w.add("general.name", Value::from(name));
-    w.add("general.size_label", Value::from(size_label(plan.n_params)));
+    w.add("general.size_label", Value::from(plan_size_label(&plan)));
     w.add(format!("{a}.block_count"), Value::U32(h.n_layer));
     w.add(format!("{a}.context_length"), Value::U32(h.n_ctx));
     w.add(format!("{a}.embedding_length"), Value::U32(h.n_embd));
@@ -115,6 +136,12 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
         w.add(format!("{a}.rope.freq_base"), Value::F32(t));
     }
     w.add(format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(h.rms_eps));
+    if let Some(n) = h.n_expert {
+        w.add(format!("{a}.expert_count"), Value::U32(n));
+    }
+    if let Some(n) = h.n_expert_used {
+        w.add(format!("{a}.expert_used_count"), Value::U32(n));
+    }
     if let Some(d) = h.head_dim {
         w.add(format!("{a}.attention.key_length"), Value::U32(d));
         w.add(format!("{a}.attention.value_length"), Value::U32(d));

@@ -3,7 +3,9 @@
 //! counts.
 
 use half::{bf16, f16};
-use llama_core::kernels::{matmul_with, vec_dot_type, Kernels, MatmulScratch, QTensor, ThreadPool};
+use llama_core::kernels::{
+    matmul_id, matmul_with, vec_dot_type, IdRoutes, Kernels, MatmulScratch, QTensor, ThreadPool,
+};
 use llama_core::quant::GgmlType;
 
 /// xorshift64*: deterministic test data without a dependency.
@@ -631,6 +633,65 @@ fn matmul_with_packed_weights_matches_row_path() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// matmul_id (experts' rows gathered, one job) against one single-token `matmul_with` per routed
+/// row: equal bit for bit, repacked or not (llama.cpp's mul_mat_id sums every row in the
+/// single-token order).
+#[test]
+fn matmul_id_equals_single_token_matmuls() {
+    let mut rng = Rng(99);
+    let pools: Vec<ThreadPool> = [1, 3].into_iter().map(ThreadPool::new).collect();
+    let mut scratch = MatmulScratch::new();
+    let (n_exp, n_src) = (4usize, 5usize);
+    for k in Kernels::available() {
+        for t in WEIGHT_TYPES {
+            let cols = 2 * t.block_size().max(32);
+            let rows = [32usize, 48]; // two matrices per expert (gate and up)
+            let ws: Vec<Vec<Vec<u8>>> = rows
+                .iter()
+                .map(|&r| (0..n_exp).map(|_| weight_row(&mut rng, t, r * cols, Mode::Random)).collect())
+                .collect();
+            let packed: Vec<Vec<Option<repack::Packed>>> = rows
+                .iter()
+                .zip(&ws)
+                .map(|(&r, we)| we.iter().map(|w| k.gemm_r16(t).and_then(|_| repack::pack(t, w, r, cols))).collect())
+                .collect();
+            let x = activations(&mut rng, n_src * cols, Mode::Random);
+            // experts 2, 0, 3 (1 unused); route rows (src, dst), dst distinct
+            let groups = [2usize, 0, 3];
+            let first = [0usize, 3, 4, 7];
+            let src = [0u32, 2, 4, 1, 0, 3, 4];
+            let dst = [6u32, 0, 2, 5, 1, 3, 4];
+            let qt = |m: usize, g: usize| QTensor {
+                packed: packed[m][groups[g]].as_ref(),
+                ..QTensor::new(t, &ws[m][groups[g]], rows[m], cols)
+            };
+            let mut want: Vec<Vec<f32>> = rows.iter().map(|&r| vec![0f32; 7 * r]).collect();
+            for m in 0..2 {
+                for g in 0..3 {
+                    for i in first[g]..first[g + 1] {
+                        let (s, d, r) = (src[i] as usize, dst[i] as usize, rows[m]);
+                        let xr = &x[s * cols..(s + 1) * cols];
+                        matmul_with(&k, &pools[0], &qt(m, g), xr, 1, &mut want[m][d * r..(d + 1) * r], &mut scratch)
+                            .unwrap();
+                    }
+                }
+            }
+            for pool in &pools {
+                let (mut o0, mut o1) = (vec![f32::NAN; 7 * rows[0]], vec![f32::NAN; 7 * rows[1]]);
+                let routes = IdRoutes { first: &first, src: &src, dst: &dst };
+                matmul_id(&k, pool, 2, qt, routes, &x, &mut [&mut o0, &mut o1], &mut scratch).unwrap();
+                let what = format!("{:?} {} threads={}", k.isa, t.name(), pool.n_threads());
+                assert_eq!(o0, want[0], "{what}");
+                assert_eq!(o1, want[1], "{what}");
+            }
+            let routes = IdRoutes { first: &first, src: &src, dst: &[6, 0, 2, 5, 1, 3, 3] };
+            let (mut o0, mut o1) = (vec![0f32; 7 * rows[0]], vec![0f32; 7 * rows[1]]);
+            let e = matmul_id(&k, &pools[0], 2, qt, routes, &x, &mut [&mut o0, &mut o1], &mut scratch).unwrap_err();
+            assert!(e.to_string().contains("routed twice"), "{e}");
         }
     }
 }

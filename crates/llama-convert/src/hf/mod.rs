@@ -6,6 +6,8 @@
 //! through `Hparams::extra`; its own tensor names; tensors merged or split) keeps that in its own
 //! file in this folder (`hf/<family>.rs`), called from `load_hf` by its architecture name.
 
+mod qwen3moe;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -15,7 +17,8 @@ use serde_json::Value as Json;
 use crate::plan::{Hparams, OutTensor, Plan};
 use crate::safetensors::load_safetensors;
 
-pub const SUPPORTED: &[&str] = &["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"];
+pub const SUPPORTED: &[&str] =
+    &["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM"];
 
 pub fn is_hf_dir(dir: &Path) -> bool {
     dir.join("config.json").is_file()
@@ -49,6 +52,7 @@ fn map_name(name: &str) -> std::result::Result<Option<String>, ()> {
         "mlp.gate_proj" => "ffn_gate",
         "mlp.up_proj" => "ffn_up",
         "mlp.down_proj" => "ffn_down",
+        "mlp.gate" => "ffn_gate_inp",
         "input_layernorm" => "attn_norm",
         "post_attention_layernorm" => "ffn_norm",
         "self_attn.rotary_emb" if kind == "inv_freq" => return Ok(None),
@@ -59,6 +63,10 @@ fn map_name(name: &str) -> std::result::Result<Option<String>, ()> {
     }
     Ok(Some(format!("blk.{bid}.{suffix}.{kind}")))
 }
+
+/// llama.cpp's config keys of the expert count and of the experts used per token.
+const EXPERT_COUNT: &[&str] = &["num_local_experts", "num_experts", "n_routed_experts"];
+const EXPERT_USED: &[&str] = &["num_experts_per_tok", "num_experts_per_token", "top_k_experts"];
 
 fn get_u32(cfg: &Json, keys: &[&str], path: &Path) -> Result<u32> {
     for k in keys {
@@ -84,6 +92,7 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         "LlamaForCausalLM" | "MistralForCausalLM" => "llama",
         "Qwen2ForCausalLM" => "qwen2",
         "Qwen3ForCausalLM" => "qwen3",
+        "Qwen3MoeForCausalLM" => "qwen3moe",
         other => return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") }),
     };
 
@@ -106,6 +115,10 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
             ),
         ));
     }
+    // llama.cpp's base converter writes these for every model whose config states them.
+    let opt_u32 = |keys: &[&str]| keys.iter().any(|k| cfg.get(*k).is_some_and(|v| !v.is_null()));
+    let n_expert = if opt_u32(EXPERT_COUNT) { Some(get_u32(&cfg, EXPERT_COUNT, &cpath)?) } else { None };
+    let n_expert_used = if opt_u32(EXPERT_USED) { Some(get_u32(&cfg, EXPERT_USED, &cpath)?) } else { None };
     let head_dim = cfg.get("head_dim").and_then(Json::as_u64).map(|x| x as u32);
     // llama.cpp writes rope.freq_base from a top-level `rope_theta`. transformers ≥ 5 moved it
     // into `rope_parameters`; we take it from there only when it differs from the default 10000
@@ -153,8 +166,28 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
     let permute = arch == "llama";
     let mut tensors = Vec::new();
     let mut n_params = 0u64;
+    let mut experts = match arch {
+        "qwen3moe" => Some(qwen3moe::ExpertStacker::new(
+            n_expert.ok_or_else(|| Error::format(&cpath, "missing required key 'num_experts'"))?,
+        )),
+        _ => None,
+    };
     for f in &files {
         for t in load_safetensors(f)? {
+            // A family's expert matrices: stacked (or split) by its own file.
+            let t = match experts.as_mut() {
+                Some(x) => match x.take(t) {
+                    Ok(done) => {
+                        for o in done? {
+                            n_params += o.src.n_elements();
+                            tensors.push(o);
+                        }
+                        continue;
+                    }
+                    Err(t) => t,
+                },
+                None => t,
+            };
             let name = match map_name(&t.name) {
                 Ok(Some(n)) => n,
                 Ok(None) => continue,
@@ -173,6 +206,9 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
             tensors.push(OutTensor { name, src: t, unpermute_heads });
         }
     }
+    if let Some(x) = &experts {
+        x.finish(dir)?;
+    }
     let hparams = Hparams {
         arch,
         n_ctx,
@@ -187,7 +223,12 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         n_rot: head_dim.unwrap_or(n_embd / n_head),
         n_vocab,
         rope_scaling_linear,
-        extra: Vec::new(),
+        n_expert,
+        n_expert_used,
+        extra: match arch {
+            "qwen3moe" => qwen3moe::extra(&cfg),
+            _ => Vec::new(),
+        },
     };
     Ok(Plan { hparams, tensors, n_params })
 }

@@ -221,11 +221,19 @@ impl GgufFile {
     /// copied elsewhere, e.g. repacked), so they stop counting as resident. They stay readable:
     /// a later access faults them back in from the file. No-op for in-memory files.
     pub fn release_tensor_pages(&self, info: &TensorInfo) {
+        self.release_pages(self.tensor_data(info));
+    }
+
+    /// `release_tensor_pages` for part of a tensor's bytes (one expert of an expert tensor); `data`
+    /// must be a slice of `tensor_data`.
+    pub fn release_pages(&self, data: &[u8]) {
         let Backing::Mmap(m) = &self.backing else { return };
         let page = 4096usize;
-        let start = (self.data_offset + info.offset) as usize;
-        let end = (start + info.n_bytes as usize).min(m.len());
-        // Only whole pages inside the tensor: neighbours may still be in use.
+        let Some(start) = (data.as_ptr() as usize).checked_sub(m.as_ptr() as usize).filter(|&s| s < m.len()) else {
+            return;
+        };
+        let end = (start + data.len()).min(m.len());
+        // Only whole pages inside the range: neighbours may still be in use.
         let (s, e) = (start.div_ceil(page) * page, end / page * page);
         if e > s {
             // SAFETY: the mapping is private and read-only and was never written, so MADV_DONTNEED

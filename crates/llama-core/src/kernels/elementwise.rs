@@ -75,6 +75,20 @@ pub fn add_inplace(x: &mut [f32], y: &[f32]) {
     }
 }
 
+/// `out = Σ_j w[j] · rows[j]` over the k rows of `rows` ([k][n]), as llama.cpp's MoE aggregate:
+/// each weighted row rounded on its own (ggml_mul), then added left to right (ggml_add chain).
+pub fn weighted_sum(out: &mut [f32], rows: &[f32], w: &[f32]) {
+    let n = out.len();
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut acc = rows[i] * w[0];
+        for (j, &wj) in w.iter().enumerate().skip(1) {
+            let p = rows[j * n + i] * wj;
+            acc += p;
+        }
+        *o = acc;
+    }
+}
+
 /// Add a bias ([n]) to every row of `x` ([n_rows][n]).
 pub fn add_bias(x: &mut [f32], b: &[f32]) {
     for row in x.chunks_exact_mut(b.len()) {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::dispatch::kernels;
 use super::pool::ThreadPool;
-use super::types::{Kernels, R16Plan, TILE};
+use super::types::{FromFloatFn, GemmR16Fn, Kernels, R16Plan, TileFn, VecDotFn, TILE};
 use crate::quant::repack::{self, Packed, MAX_T, R};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
@@ -241,55 +241,132 @@ pub fn matmul_with(
     let nth = pool.n_threads();
     let chunk = rows.div_ceil(nth * 8).max(ROW_TILE).div_ceil(ROW_TILE) * ROW_TILE;
     let op = SharedMut(out.as_mut_ptr());
+    let kern = RowKernels { dot, tile_fn, cols, w_row, a_row };
     for_each_chunk(
         pool,
         rows,
         chunk,
         || [0.0f32; ROW_TILE],
-        |tile, r0, r1| {
-            {
-                for tb in (0..n_tokens).step_by(TOKEN_TILE) {
-                    for rb in (r0..r1).step_by(ROW_TILE) {
-                        let re = (rb + ROW_TILE).min(r1);
-                        let te = (tb + TOKEN_TILE).min(n_tokens);
-                        if let Some(tile_fn) = tile_fn {
-                            for r4 in (rb..re).step_by(TILE) {
-                                let nr = TILE.min(re - r4);
-                                for t4 in (tb..te).step_by(TILE) {
-                                    let nt = TILE.min(te - t4);
-                                    let res =
-                                        tile_fn(cols, &w.data[r4 * w_row..], w_row, nr, &acts[t4 * a_row..], a_row, nt);
-                                    for (i, res_r) in res.iter().enumerate().take(nr) {
-                                        for (j, v) in res_r.iter().enumerate().take(nt) {
-                                            // SAFETY: row r4 + i lies in chunk c, owned by this thread
-                                            // (see below); index < n_tokens * rows ≤ out.len().
-                                            unsafe { *op.ptr().add((t4 + j) * rows + r4 + i) = *v };
-                                        }
-                                    }
-                                }
-                            }
-                            continue;
-                        }
-                        for t in tb..te {
-                            let a = &acts[t * a_row..(t + 1) * a_row];
-                            for (i, r) in (rb..re).enumerate() {
-                                tile[i] = dot(cols, &w.data[r * w_row..(r + 1) * w_row], a);
-                            }
-                            // SAFETY: rows [rb, re) belong to chunk c, claimed by this thread only, so
-                            // out[t*rows + rb .. t*rows + re] is written by nobody else; `out` outlives the run.
-                            let o = unsafe { std::slice::from_raw_parts_mut(op.ptr().add(t * rows + rb), re - rb) };
-                            o.copy_from_slice(&tile[..re - rb]);
-                        }
-                    }
-                }
-            }
-        },
+        // SAFETY: rows [r0, r1) belong to this chunk, claimed by this thread only, so out[t·rows +
+        // r0 .. t·rows + r1] is written by nobody else; t·rows + r1 ≤ n_tokens·rows ≤ out.len().
+        |tile, r0, r1| unsafe { kern.run(w.data, acts, 0..n_tokens, r0..r1, op, rows, |t| t, tile) },
     );
     Ok(())
 }
 
+/// The row-wise kernels of one weight type, for `RowKernels::run`.
+#[derive(Clone, Copy)]
+struct RowKernels {
+    dot: VecDotFn,
+    tile_fn: Option<TileFn>,
+    /// Elements of a row.
+    cols: usize,
+    /// Bytes of a weight row and of a converted activation row.
+    w_row: usize,
+    a_row: usize,
+}
+
+impl RowKernels {
+    /// Weight rows `rs` against converted activation rows `ts`; the result of activation row t goes
+    /// to output row `dst(t)` (`out_row` floats apart), columns `rs`.
+    ///
+    /// # Safety
+    /// `op` must point to an output of at least `(dst(t) + 1) · out_row` floats for every t in `ts`,
+    /// whose elements `dst(t)·out_row + rs` no other thread writes during the call.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run(
+        &self,
+        w: &[u8],
+        acts: &[u8],
+        ts: std::ops::Range<usize>,
+        rs: std::ops::Range<usize>,
+        op: SharedMut<f32>,
+        out_row: usize,
+        dst: impl Fn(usize) -> usize,
+        tile: &mut [f32; ROW_TILE],
+    ) {
+        let (w_row, a_row) = (self.w_row, self.a_row);
+        for tb in ts.clone().step_by(TOKEN_TILE) {
+            let te = (tb + TOKEN_TILE).min(ts.end);
+            for rb in rs.clone().step_by(ROW_TILE) {
+                let re = (rb + ROW_TILE).min(rs.end);
+                if let Some(tile_fn) = self.tile_fn {
+                    for r4 in (rb..re).step_by(TILE) {
+                        let nr = TILE.min(re - r4);
+                        for t4 in (tb..te).step_by(TILE) {
+                            let nt = TILE.min(te - t4);
+                            let res = tile_fn(self.cols, &w[r4 * w_row..], w_row, nr, &acts[t4 * a_row..], a_row, nt);
+                            for (i, res_r) in res.iter().enumerate().take(nr) {
+                                for (j, v) in res_r.iter().enumerate().take(nt) {
+                                    // SAFETY: see the function's contract.
+                                    unsafe { *op.ptr().add(dst(t4 + j) * out_row + r4 + i) = *v };
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
+                for t in tb..te {
+                    let a = &acts[t * a_row..(t + 1) * a_row];
+                    for (i, r) in (rb..re).enumerate() {
+                        tile[i] = (self.dot)(self.cols, &w[r * w_row..(r + 1) * w_row], a);
+                    }
+                    // SAFETY: see the function's contract.
+                    let o = unsafe { std::slice::from_raw_parts_mut(op.ptr().add(dst(t) * out_row + rb), re - rb) };
+                    o.copy_from_slice(&tile[..re - rb]);
+                }
+            }
+        }
+    }
+}
+
 /// Tokens whose Q8_0S activations stay in L2 while a chunk's weight groups pass over them.
 const R16_TOKEN_TILE: usize = 64;
+
+/// How activations are laid out for an R16 kernel over weights of one type: per row, the kernel's
+/// input (Q8_K or Q8_0S, `s_row` bytes) then, for the 32-blocks, the Q8_0 staging bytes it is
+/// transcoded from (`q_row`).
+#[derive(Clone, Copy)]
+struct R16Acts {
+    ggml_type: GgmlType,
+    nb: usize,
+    s_row: usize,
+    q_row: usize,
+    to_q8_0: FromFloatFn,
+    to_q8_k: FromFloatFn,
+}
+
+impl R16Acts {
+    fn new(k: &Kernels, t: GgmlType, cols: usize) -> R16Acts {
+        let nb = cols / t.block_size();
+        let k_quant = t.block_size() == 256;
+        R16Acts {
+            ggml_type: t,
+            nb,
+            s_row: nb * repack::act_block_bytes(t),
+            q_row: if k_quant { 0 } else { nb * 34 },
+            to_q8_0: k.from_float(GgmlType::Q8_0).expect("Q8_0 converter"),
+            to_q8_k: k.from_float(GgmlType::Q8_K).expect("Q8_K converter"),
+        }
+    }
+
+    /// Bytes between rows.
+    fn stride(&self) -> usize {
+        self.s_row + self.q_row
+    }
+
+    /// One activation row `x` into `row` (`stride()` bytes); `batch` replaces the Q8_K converter
+    /// for the K-quants (llama.cpp's batch-order tokens).
+    fn convert(&self, x: &[f32], row: &mut [u8], batch: Option<FromFloatFn>) {
+        let (ar, st) = row.split_at_mut(self.s_row);
+        if self.q_row == 0 {
+            batch.unwrap_or(self.to_q8_k)(x, ar);
+        } else {
+            (self.to_q8_0)(x, st);
+            repack::q8_0_to_q8_0s(self.ggml_type, st, ar);
+        }
+    }
+}
 
 /// `matmul` over R16-repacked weights: activations converted once (the table's Q8_0 or Q8_K
 /// converter, so quantized values equal the row-wise path's; Q8_0 then to Q8_0S), then threads
@@ -308,31 +385,14 @@ fn matmul_r16(
     scratch: &mut MatmulScratch,
 ) {
     let (rows, cols) = (p.rows, p.cols);
-    let k_quant = p.ggml_type.block_size() == 256;
+    let conv = R16Acts::new(k, p.ggml_type, cols);
     let n_batch = plan.n_batch;
-    let nb = cols / p.ggml_type.block_size();
-    // K-quants take the Q8_K converter's rows as they are; the others stage a Q8_0 row per token
-    // and transcode it to Q8_0S.
-    let s_row = nb * repack::act_block_bytes(p.ggml_type);
-    let q_row = if k_quant { 0 } else { nb * 34 };
-    let to_q8_0 = k.from_float(GgmlType::Q8_0).expect("Q8_0 converter");
-    let to_q8_k = k.from_float(GgmlType::Q8_K).expect("Q8_K converter");
-    let batch_from_float = plan.batch_from_float;
     // [n_tokens][s_row + q_row]: each token's kernel input, then its Q8_0 staging bytes.
-    let a_stride = s_row + q_row;
+    let a_stride = conv.stride();
     let acts = scratch.bytes_mut(n_tokens * a_stride);
     convert_rows(pool, n_tokens, cols, acts, a_stride, |t, row| {
-        let xr = &x[t * cols..(t + 1) * cols];
-        let (ar, st) = row.split_at_mut(s_row);
-        if k_quant {
-            match batch_from_float {
-                Some(f) if t < n_batch => f(xr, ar),
-                _ => to_q8_k(xr, ar),
-            }
-        } else {
-            to_q8_0(xr, st);
-            repack::q8_0_to_q8_0s(p.ggml_type, st, ar);
-        }
+        let batch = plan.batch_from_float.filter(|_| t < n_batch);
+        conv.convert(&x[t * cols..(t + 1) * cols], row, batch)
     });
     let acts: &[u8] = acts;
 
@@ -347,30 +407,210 @@ fn matmul_r16(
         n_groups,
         chunk,
         || [0.0f32; MAX_T * R],
-        |tile, g0, g1| {
-            {
-                for tb in (0..n_tokens).step_by(R16_TOKEN_TILE) {
-                    let te = (tb + R16_TOKEN_TILE).min(n_tokens);
-                    for g in g0..g1 {
-                        let mut t = tb;
-                        while t < te {
-                            // a call never straddles the end of the batch-order tokens
-                            let (f, end) = if t < n_batch { (plan.batch, n_batch.min(te)) } else { (plan.plain, te) };
-                            let nt = MAX_T.min(end - t);
-                            f(nb, p.group(g), &acts[t * a_stride..], a_stride, nt, &mut tile[..], R);
-                            for (j, res) in tile.chunks_exact(R).take(nt).enumerate() {
-                                // SAFETY: columns [16g, 16g+16) of every token row belong to chunk c,
-                                // claimed by this thread only, so nobody else writes these 16 floats;
-                                // (t+j)*rows + 16g + 16 ≤ n_tokens*rows ≤ out.len(); `out` outlives the run.
-                                let o =
-                                    unsafe { std::slice::from_raw_parts_mut(op.ptr().add((t + j) * rows + g * R), R) };
-                                o.copy_from_slice(res);
-                            }
-                            t += nt;
-                        }
-                    }
+        // SAFETY: columns [16·g0, 16·g1) of every token row belong to this chunk, claimed by this
+        // thread only; t·rows + 16·g1 ≤ n_tokens·rows ≤ out.len().
+        |tile, g0, g1| unsafe { r16_run(plan, p, conv.nb, acts, a_stride, 0..n_tokens, g0..g1, op, rows, |t| t, tile) },
+    );
+}
+
+/// Groups `gs` of `p` against converted activation rows `ts` (`a_stride` bytes apart); the result
+/// of activation row t goes to output row `dst(t)` (`out_row` floats apart), columns 16·gs.
+///
+/// # Safety
+/// `op` must point to an output of at least `(dst(t) + 1) · out_row` floats for every t in `ts`,
+/// whose elements `dst(t)·out_row + 16·gs` no other thread writes during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn r16_run(
+    plan: R16Plan,
+    p: &Packed,
+    nb: usize,
+    acts: &[u8],
+    a_stride: usize,
+    ts: std::ops::Range<usize>,
+    gs: std::ops::Range<usize>,
+    op: SharedMut<f32>,
+    out_row: usize,
+    dst: impl Fn(usize) -> usize,
+    tile: &mut [f32; MAX_T * R],
+) {
+    let n_batch = plan.n_batch;
+    for tb in ts.clone().step_by(R16_TOKEN_TILE) {
+        let te = (tb + R16_TOKEN_TILE).min(ts.end);
+        for g in gs.clone() {
+            let mut t = tb;
+            while t < te {
+                // a call never straddles the end of the batch-order tokens
+                let (f, end): (GemmR16Fn, usize) =
+                    if t < n_batch { (plan.batch, n_batch.min(te)) } else { (plan.plain, te) };
+                let nt = MAX_T.min(end - t);
+                f(nb, p.group(g), &acts[t * a_stride..], a_stride, nt, &mut tile[..], R);
+                for (j, res) in tile.chunks_exact(R).take(nt).enumerate() {
+                    // SAFETY: see the function's contract.
+                    let o = unsafe { std::slice::from_raw_parts_mut(op.ptr().add(dst(t + j) * out_row + g * R), R) };
+                    o.copy_from_slice(res);
                 }
+                t += nt;
             }
+        }
+    }
+}
+
+/// Which activation rows go through which matrix in a [`matmul_id`]: the rows of group g (one
+/// expert) are `first[g]..first[g + 1]`; row i reads activation row `src[i]` and writes output
+/// row `dst[i]`.
+#[derive(Clone, Copy, Debug)]
+pub struct IdRoutes<'a> {
+    pub first: &'a [usize], // [n_groups + 1]
+    pub src: &'a [u32],     // [n_rows]
+    pub dst: &'a [u32],     // [n_rows]
+}
+
+impl IdRoutes<'_> {
+    fn n_groups(&self) -> usize {
+        self.first.len().saturating_sub(1)
+    }
+}
+
+/// ggml's `mul_mat_id` (mixture-of-experts matmuls): for every matrix m and group g,
+/// `outs[m][dst[i]] = x[src[i]] · w(m, g)ᵀ` for the rows i of g (`IdRoutes`). The matrices m
+/// (an expert's gate and up) share one conversion of the activations, so they must have one type
+/// and width; each group's weights are read once for all its rows (tiles of tokens), and all
+/// matrices and groups run as one job on the pool. Every row is summed in llama.cpp's
+/// single-token order (its mul_mat_id has no batch order): repacked weights take the plain R16
+/// kernel (ggml's per-row gemv), others `vec_dot` (or tiles, which equal it).
+///
+/// x: [n_src][cols], outs[m]: [n_dst][rows of matrix m]
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_id<'w>(
+    k: &Kernels,
+    pool: &ThreadPool,
+    n_mats: usize,
+    w: impl Fn(usize, usize) -> QTensor<'w> + Sync,
+    routes: IdRoutes,
+    x: &[f32],
+    outs: &mut [&mut [f32]],
+    scratch: &mut MatmulScratch,
+) -> Result<()> {
+    let n_groups = routes.n_groups();
+    if n_groups == 0 || outs.len() != n_mats || n_mats == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "matmul_id: {n_groups} groups, {n_mats} matrices but {} outputs",
+            outs.len()
+        )));
+    }
+    let n_rows = routes.first[n_groups];
+    let bad_routes = routes.src.len() != n_rows
+        || routes.dst.len() != n_rows
+        || routes.first.windows(2).any(|p| p[0] > p[1])
+        || routes.first[0] != 0;
+    if bad_routes {
+        return Err(Error::InvalidArgument("matmul_id: routes are not consistent".into()));
+    }
+    let w0 = w(0, 0);
+    let (t, cols) = (w0.ggml_type, w0.cols);
+    let mut all_packed = k.gemm_r16(t).is_some();
+    for m in 0..n_mats {
+        let rows = w(m, 0).rows;
+        for g in 0..n_groups {
+            let wg = w(m, g);
+            if wg.ggml_type != t || wg.cols != cols || wg.rows != rows {
+                return Err(Error::InvalidArgument(format!(
+                    "matmul_id: matrix ({m}, {g}) is {} {}x{}, expected {} {rows}x{cols}",
+                    wg.ggml_type, wg.rows, wg.cols, t
+                )));
+            }
+            validate(k, &wg, x, 0, outs[m])?;
+            all_packed &= wg.packed.is_some_and(|p| p.ggml_type == t && p.rows == rows && p.cols == cols);
+        }
+        let max_dst = routes.dst.iter().map(|&d| d as usize + 1).max().unwrap_or(0);
+        if outs[m].len() < max_dst * rows {
+            return Err(Error::InvalidArgument(format!("matmul_id: output {m} is too short for row {max_dst}")));
+        }
+    }
+    // Distinct output rows: the work items write them without locks.
+    let mut seen = vec![0u64; routes.dst.iter().map(|&d| d as usize / 64 + 1).max().unwrap_or(0)];
+    for &d in routes.dst {
+        let (word, bit) = (d as usize / 64, 1u64 << (d % 64));
+        if seen[word] & bit != 0 {
+            return Err(Error::InvalidArgument(format!("matmul_id: output row {d} is routed twice")));
+        }
+        seen[word] |= bit;
+    }
+    let max_src = routes.src.iter().map(|&s| s as usize + 1).max().unwrap_or(0);
+    if x.len() < max_src * cols {
+        return Err(Error::InvalidArgument(format!("matmul_id: x is too short for row {max_src}")));
+    }
+    if n_rows == 0 {
+        return Ok(());
+    }
+    let ops: Vec<(SharedMut<f32>, usize)> =
+        outs.iter_mut().enumerate().map(|(m, o)| (SharedMut(o.as_mut_ptr()), w(m, 0).rows)).collect();
+    // Work items: (matrix, group, chunk of its rows), items of one group adjacent; a few chunks per
+    // matrix so that threads on a shared machine still finish together.
+    const CHUNKS: usize = 4;
+    let n_items = n_groups * n_mats * CHUNKS;
+    let item = |i: usize| (i / CHUNKS % n_mats, i / (CHUNKS * n_mats), i % CHUNKS);
+    let span = |c: usize, n: usize| (n * c / CHUNKS, n * (c + 1) / CHUNKS);
+    let (src, dst) = (routes.src, routes.dst);
+
+    if all_packed {
+        let conv = R16Acts::new(k, t, cols);
+        let plan = k.r16_plan(t, 1).expect("R16 kernel checked above");
+        let plan = R16Plan { batch: plan.plain, n_batch: 0, batch_from_float: None, plain: plan.plain };
+        let a_stride = conv.stride();
+        let acts = scratch.bytes_mut(n_rows * a_stride);
+        convert_rows(pool, n_rows, cols, acts, a_stride, |i, row| {
+            let s = src[i] as usize;
+            conv.convert(&x[s * cols..(s + 1) * cols], row, None)
+        });
+        let acts: &[u8] = acts;
+        for_each_chunk(
+            pool,
+            n_items,
+            1,
+            || [0.0f32; MAX_T * R],
+            |tile, i0, _| {
+                let (m, g, c) = item(i0);
+                let wg = w(m, g);
+                let p = wg.packed.expect("checked above");
+                let (g0, g1) = span(c, p.n_groups());
+                let (op, rows) = ops[m];
+                let ts = routes.first[g]..routes.first[g + 1];
+                // SAFETY: item (m, g, c) alone writes columns [16·g0, 16·g1) of output m's rows
+                // dst[ts] (each output row is written by one route row, and groups' rows are disjoint);
+                // those rows were checked to lie within outs[m].
+                unsafe { r16_run(plan, p, conv.nb, acts, a_stride, ts, g0..g1, op, rows, |i| dst[i] as usize, tile) }
+            },
+        );
+        return Ok(());
+    }
+
+    let act = k.vec_dot_type(t).expect("validated type has a partner");
+    let from_float = k.from_float(act).expect("every vec_dot_type has a converter");
+    let a_row = act.row_size(cols as u64).expect("partner type has the same block size or smaller") as usize;
+    let w_row = t.row_size(cols as u64).expect("validated") as usize;
+    let kern = RowKernels { dot: k.vec_dot(t).expect("validated"), tile_fn: k.tile(t), cols, w_row, a_row };
+    let acts = scratch.bytes_mut(n_rows * a_row);
+    convert_rows(pool, n_rows, cols, acts, a_row, |i, row| {
+        let s = src[i] as usize;
+        from_float(&x[s * cols..(s + 1) * cols], row)
+    });
+    let acts: &[u8] = acts;
+    for_each_chunk(
+        pool,
+        n_items,
+        1,
+        || [0.0f32; ROW_TILE],
+        |tile, i0, _| {
+            let (m, g, c) = item(i0);
+            let wg = w(m, g);
+            let (r0, r1) = span(c, wg.rows);
+            let (op, rows) = ops[m];
+            let ts = routes.first[g]..routes.first[g + 1];
+            // SAFETY: item (m, g, c) alone writes columns [r0, r1) of output m's rows dst[ts] (as
+            // above); those rows were checked to lie within outs[m].
+            unsafe { kern.run(wg.data, acts, ts, r0..r1, op, rows, |i| dst[i] as usize, tile) }
         },
     );
+    Ok(())
 }

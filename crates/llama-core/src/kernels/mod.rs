@@ -32,7 +32,7 @@ pub mod types;
 pub mod x86;
 
 pub use dispatch::{choose, kernels, vec_dot_type};
-pub use matmul::{matmul, matmul_with, try_matmul, MatmulScratch, QTensor};
+pub use matmul::{matmul, matmul_id, matmul_with, try_matmul, IdRoutes, MatmulScratch, QTensor};
 pub use pool::ThreadPool;
 pub use types::{
     AttnKernels, AttnOrder, FromFloatFn, GemmR16Fn, Isa, Kernels, R16Batch, SumOrders, TileFn, ToFloatFn, TypeKernels,

@@ -67,6 +67,17 @@ pub fn scale_inplace(pool: &ThreadPool, x: &mut [f32], s: f32, row: usize) {
     par_rows(pool, x, row, &[], 0, |_, a, _| elementwise::scale_inplace(a, s));
 }
 
+/// `elementwise::weighted_sum` per token: `out[t] = Σ_j w[t][j] · rows[t][j]`. out: [n][row],
+/// rows: [n][k][row], w: [n][k]
+pub fn weighted_sum(pool: &ThreadPool, out: &mut [f32], rows: &[f32], w: &[f32], row: usize) {
+    let k = w.len() / (out.len() / row).max(1);
+    par_rows(pool, out, row, rows, k * row, |t0, o, r| {
+        for (i, (ot, rt)) in o.chunks_exact_mut(row).zip(r.chunks_exact(k * row)).enumerate() {
+            elementwise::weighted_sum(ot, rt, &w[(t0 + i) * k..(t0 + i + 1) * k]);
+        }
+    });
+}
+
 /// The process-wide table's `swiglu` on [n_rows][row] gate/up buffers.
 pub fn swiglu_inplace(pool: &ThreadPool, gate: &mut [f32], up: &[f32], row: usize) {
     let swiglu = kernels().swiglu;

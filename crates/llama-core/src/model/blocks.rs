@@ -14,13 +14,13 @@
 use std::sync::Mutex;
 
 use super::attention::{attention, AttnScratch, AttnShape};
-use super::context::{Buffers, Context, Outputs};
+use super::context::{Buffers, Context, MoeScratch, Outputs};
 use super::hparams::HParams;
 use super::kv_cache::{KvCache, KvStore};
-use super::weights::{Loader, WRef};
+use super::weights::{Experts, Loader, WRef};
 use super::Model;
 use crate::kernels::elementwise::{self, Rope};
-use crate::kernels::{matmul, parallel, MatmulScratch, ThreadPool};
+use crate::kernels::{kernels, matmul, matmul_id, parallel, IdRoutes, MatmulScratch, QTensor, ThreadPool};
 use crate::quant::dequantize_row;
 use crate::Result;
 
@@ -148,6 +148,36 @@ impl Ffn {
 
     pub fn matrices(&self) -> [WRef; 3] {
         [self.gate, self.up, self.down]
+    }
+}
+
+/// A mixture-of-experts feed-forward's weights (llama.cpp's `build_moe_ffn` with softmax gating
+/// and SiLU-gated experts): the router `ffn_gate_inp` and the experts' `ffn_{gate,up,down}_exps`.
+pub(super) struct Moe {
+    pub gate_inp: WRef,     // [n_expert][n_embd]
+    pub gate_exps: Experts, // [n_expert][n_ff_exp][n_embd]
+    pub up_exps: Experts,   // [n_expert][n_ff_exp][n_embd]
+    pub down_exps: Experts, // [n_expert][n_embd][n_ff_exp]
+}
+
+impl Moe {
+    /// Layer `il`'s router and expert tensors; n_ff_exp is what the tensors say.
+    pub fn load(l: &Loader, hp: &HParams, il: usize, n_expert: usize) -> Result<Moe> {
+        let n = |s: &str| format!("blk.{il}.{s}");
+        let gate_exps = l.experts(&n("ffn_gate_exps.weight"), n_expert, None, hp.n_embd)?;
+        let n_ff = gate_exps.rows;
+        Ok(Moe {
+            gate_inp: l.matrix(&n("ffn_gate_inp.weight"), Some(n_expert), hp.n_embd)?,
+            gate_exps,
+            up_exps: l.experts(&n("ffn_up_exps.weight"), n_expert, Some(n_ff), hp.n_embd)?,
+            down_exps: l.experts(&n("ffn_down_exps.weight"), n_expert, Some(hp.n_embd), n_ff)?,
+        })
+    }
+
+    /// The router and every expert's matrices.
+    pub fn matrices(&self) -> impl Iterator<Item = WRef> + '_ {
+        let exps = [&self.gate_exps, &self.up_exps, &self.down_exps];
+        std::iter::once(self.gate_inp).chain(exps.into_iter().flat_map(|e| e.matrices()))
     }
 }
 
@@ -310,6 +340,121 @@ impl Pass<'_> {
             Act::Gelu => parallel::geglu_inplace(self.pool, &mut gate[..n * n_ff], &up[..n * n_ff], n_ff),
         }
         self.matmul(&w.down, gate, out);
+    }
+
+    /// ffn_moe_out (llama.cpp's `build_moe_ffn`, softmax gating, weights normalized to sum 1,
+    /// SiLU-gated experts): per token, router probabilities softmax(ffn_gate_inp · cur), the
+    /// `n_used` most probable experts (ffn_moe_topk) with their probabilities divided by their sum
+    /// (ffn_moe_weights_norm); every selected expert's FFN on the token (one `matmul_id` per
+    /// stage: each expert's weights read once for all the tokens routed to it); their outputs
+    /// weighted and added in the top-k order (ffn_moe_weighted, then the adds).
+    /// cur: [n][n_embd] → gate, up: [n·n_used][n_ff_exp] (scratch; one row per token and chosen
+    /// expert) → s.down: [n·n_used][n_embd] → out: [n][n_embd]
+    #[allow(clippy::too_many_arguments)]
+    pub fn moe_ffn(
+        &mut self,
+        w: &Moe,
+        n_used: usize,
+        cur: &[f32],
+        gate: &mut [f32],
+        up: &mut [f32],
+        s: &mut MoeScratch,
+        out: &mut [f32],
+    ) {
+        let (n, n_embd, n_expert) = (self.n, self.hp.n_embd, w.gate_inp.rows);
+        let n_ff = w.gate_exps.rows;
+        let n_slots = n * n_used;
+        // ffn_moe_logits, then ffn_moe_probs in place                  probs: [n][n_expert]
+        self.matmul(&w.gate_inp, cur, &mut s.probs);
+        let softmax = kernels().softmax;
+        let (probs, sel, weights) = (&mut s.probs, &mut s.sel, &mut s.weights);
+        for (t, p) in probs.chunks_exact_mut(n_expert).take(n).enumerate() {
+            softmax(p, 1.0);
+            // ffn_moe_topk: descending probability (ggml_argsort_top_k), ties to the lower id
+            let (sel_t, w_t) = (&mut sel[t * n_used..(t + 1) * n_used], &mut weights[t * n_used..(t + 1) * n_used]);
+            for j in 0..n_used {
+                let taken = &sel_t[..j];
+                let best = (0..n_expert)
+                    .filter(|e| !taken.contains(&(*e as u32)))
+                    .fold(None, |b: Option<usize>, e| match b {
+                        Some(b) if p[b] >= p[e] => Some(b),
+                        _ => Some(e),
+                    })
+                    .expect("n_used ≤ n_expert checked at load");
+                sel_t[j] = best as u32;
+                w_t[j] = p[best];
+            }
+            // ffn_moe_weights_sum (ggml_sum_rows: in double), clamped, then ffn_moe_weights_norm
+            let sum = (w_t.iter().map(|&x| x as f64).sum::<f64>() as f32).max(6.103515625e-5);
+            for x in w_t.iter_mut() {
+                *x /= sum;
+            }
+        }
+        // The routed rows grouped by expert (ascending ids, tokens in order): group g is expert
+        // active[g], its rows first[g]..first[g+1]; row r reads token src[r] and stands for slot
+        // (token t, choice j) = t·n_used + j.
+        s.count.fill(0);
+        for &e in &sel[..n_slots] {
+            s.count[e as usize] += 1;
+        }
+        s.active.clear();
+        s.first.clear();
+        s.first.push(0);
+        for e in 0..n_expert {
+            if s.count[e] > 0 {
+                let r0 = s.first[s.first.len() - 1];
+                s.next[e] = r0;
+                s.active.push(e as u32);
+                s.first.push(r0 + s.count[e]);
+            }
+        }
+        for (slot, &e) in sel[..n_slots].iter().enumerate() {
+            let r = s.next[e as usize];
+            s.src[r] = (slot / n_used) as u32;
+            s.slot[r] = slot as u32;
+            s.next[e as usize] += 1;
+        }
+
+        let m = self.m;
+        let k = kernels();
+        let active = &s.active;
+        let q = |e: &Experts, g: usize| -> QTensor<'_> { m.qt(&e.expert(active[g] as usize)) };
+        let x_cur = &cur[..n * n_embd];
+        // ffn_moe_gate, ffn_moe_up: token rows in, slot rows out   gate, up: [n·n_used][n_ff]
+        let routes = IdRoutes { first: &s.first, src: &s.src[..n_slots], dst: &s.slot[..n_slots] };
+        let (g_out, u_out) = (&mut gate[..n_slots * n_ff], &mut up[..n_slots * n_ff]);
+        let same_type = m.qt(&w.gate_exps.expert(0)).ggml_type == m.qt(&w.up_exps.expert(0)).ggml_type;
+        let run = |r: Result<()>| r.expect("expert shapes checked at load");
+        if same_type {
+            let both = |i: usize, g: usize| q(if i == 0 { &w.gate_exps } else { &w.up_exps }, g);
+            run(matmul_id(k, self.pool, 2, both, routes, x_cur, &mut [g_out, u_out], self.mm));
+        } else {
+            run(matmul_id(k, self.pool, 1, |_, g| q(&w.gate_exps, g), routes, x_cur, &mut [g_out], self.mm));
+            run(matmul_id(k, self.pool, 1, |_, g| q(&w.up_exps, g), routes, x_cur, &mut [u_out], self.mm));
+        }
+        // ffn_moe_swiglu                                              gate: [n·n_used][n_ff]
+        parallel::swiglu_inplace(self.pool, &mut gate[..n_slots * n_ff], &up[..n_slots * n_ff], n_ff);
+        // ffn_moe_down: slot rows in and out                      s.down: [n·n_used][n_embd]
+        let routes = IdRoutes { first: &s.first, src: &s.slot[..n_slots], dst: &s.slot[..n_slots] };
+        let down = &mut s.down[..n_slots * n_embd];
+        run(matmul_id(
+            k,
+            self.pool,
+            1,
+            |_, g| q(&w.down_exps, g),
+            routes,
+            &gate[..n_slots * n_ff],
+            &mut [down],
+            self.mm,
+        ));
+        // ffn_moe_weighted, then the adds in top-k order                 out: [n][n_embd]
+        parallel::weighted_sum(
+            self.pool,
+            &mut out[..n * n_embd],
+            &s.down[..n_slots * n_embd],
+            &s.weights[..n_slots],
+            n_embd,
+        );
     }
 
     /// result_norm then result_output (then the soft-cap `cap·tanh(logit/cap)` if given) for the

@@ -40,6 +40,43 @@ pub(super) struct Buffers {
     pub proj: Vec<f32>, // [n_batch][n_embd] attn_out / ffn_out
     pub gate: Vec<f32>, // [n_batch][n_ff] ffn_gate (then the gated product)
     pub up: Vec<f32>,   // [n_batch][n_ff] ffn_up
+    /// Mixture-of-experts routing and outputs (empty for dense families).
+    pub moe: MoeScratch,
+}
+
+/// What `blocks::Pass::moe_ffn` routes with, sized for n_batch tokens of n_used experts each
+/// (a slot = one token's j-th chosen expert); gate/up rows of the experts are `Buffers::gate`/`up`
+/// ([n_batch·n_used][n_ff_exp]: the family's max_n_ff covers n_used·n_ff_exp).
+#[derive(Default)]
+pub(super) struct MoeScratch {
+    pub probs: Vec<f32>,   // [n_batch][n_expert] ffn_moe_logits, then ffn_moe_probs
+    pub sel: Vec<u32>,     // [n_batch·n_used] ffn_moe_topk: expert of each slot
+    pub weights: Vec<f32>, // [n_batch·n_used] ffn_moe_weights_norm
+    pub count: Vec<usize>, // [n_expert] slots routed to each expert
+    pub next: Vec<usize>,  // [n_expert] next free routed row of each expert
+    pub active: Vec<u32>,  // [≤ n_expert] experts with routed slots, ascending
+    pub first: Vec<usize>, // [≤ n_expert + 1] first routed row of each active expert
+    pub src: Vec<u32>,     // [n_batch·n_used] token of each routed row
+    pub slot: Vec<u32>,    // [n_batch·n_used] slot of each routed row
+    pub down: Vec<f32>,    // [n_batch·n_used][n_embd] ffn_moe_down per slot
+}
+
+impl MoeScratch {
+    fn new(n_batch: usize, n_embd: usize, (n_expert, n_used): (usize, usize)) -> MoeScratch {
+        let slots = n_batch * n_used;
+        MoeScratch {
+            probs: vec![0.0; n_batch * n_expert],
+            sel: vec![0; slots],
+            weights: vec![0.0; slots],
+            count: vec![0; n_expert],
+            next: vec![0; n_expert],
+            active: Vec::with_capacity(n_expert),
+            first: Vec::with_capacity(n_expert + 1),
+            src: vec![0; slots],
+            slot: vec![0; slots],
+            down: vec![0.0; slots * n_embd],
+        }
+    }
 }
 
 pub struct Context {
@@ -99,6 +136,7 @@ impl Context {
             proj: vec![0.0; n_batch * hp.n_embd],
             gate: vec![0.0; n_batch * n_ff],
             up: vec![0.0; n_batch * n_ff],
+            moe: model.net.moe().map(|m| MoeScratch::new(n_batch, hp.n_embd, m)).unwrap_or_default(),
         };
         let pool = ThreadPool::new(p.n_threads);
         let attn = attn_scratch(model, n_ctx, n_batch, p.n_threads);

@@ -19,6 +19,7 @@ pub use context::{Context, ContextParams};
 pub use hparams::{Arch, HParams};
 pub use kv_cache::KvType;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use crate::gguf::GgufFile;
@@ -44,8 +45,8 @@ pub struct Model {
     hparams: HParams,
     /// The family's weights and forward (`arch/`).
     net: Box<dyn Network>,
-    /// R16-repacked copies of matrices, by tensor index (see `quant::repack`).
-    packed: Vec<Option<Packed>>,
+    /// R16-repacked copies of matrices, by (tensor index, first row) (see `quant::repack`).
+    packed: HashMap<(usize, usize), Packed>,
 }
 
 impl Model {
@@ -60,8 +61,9 @@ impl Model {
         let mut hparams = HParams::from_gguf(&file, family.arch())?;
         let net = (family.load)(&file, &hparams)?;
         hparams.n_vocab = net.tok_embd().rows;
-        let packed = repack_weights(&file, net.matrices());
-        Ok(Model { file, hparams, net, packed })
+        let mut model = Model { file, hparams, net, packed: HashMap::new() };
+        model.packed = repack_weights(&model, model.net.matrices());
+        Ok(model)
     }
 
     pub fn hparams(&self) -> &HParams {
@@ -87,31 +89,32 @@ impl Model {
     }
 
     fn qt(&self, w: &WRef) -> QTensor<'_> {
+        QTensor { packed: self.packed.get(&(w.idx, w.row0)), ..self.plain(w) }
+    }
+
+    /// The matrix's rows in the file layout.
+    fn plain(&self, w: &WRef) -> QTensor<'_> {
         let t = &self.file.tensors()[w.idx];
-        QTensor {
-            ggml_type: t.ggml_type,
-            data: self.file.tensor_data(t),
-            rows: w.rows,
-            cols: w.cols,
-            packed: self.packed[w.idx].as_ref(),
-        }
+        let row_bytes = t.ggml_type.row_size(w.cols as u64).expect("shape checked at load") as usize;
+        let data = &self.file.tensor_data(t)[w.row0 * row_bytes..(w.row0 + w.rows) * row_bytes];
+        QTensor { ggml_type: t.ggml_type, data, rows: w.rows, cols: w.cols, packed: None }
     }
 }
 
 /// Repacks every matrix the process-wide kernel table has an R16 kernel for, on all cores, then
 /// releases the mmap pages of the originals so resident memory stays near the file size.
-fn repack_weights(file: &GgufFile, mut todo: Vec<WRef>) -> Vec<Option<Packed>> {
+fn repack_weights(m: &Model, mut todo: Vec<WRef>) -> HashMap<(usize, usize), Packed> {
+    let file = &m.file;
     let k = crate::kernels::kernels();
     // LLAMA_REPACK=0 keeps every matrix in the file layout (row-wise kernels): for comparisons.
     let off = std::env::var("LLAMA_REPACK").is_ok_and(|v| v.trim() == "0");
     todo.retain(|r| !off && k.gemm_r16(file.tensors()[r.idx].ggml_type).is_some());
-    let mut packed: Vec<Option<Packed>> = (0..file.tensors().len()).map(|_| None).collect();
     if todo.is_empty() {
-        return packed;
+        return HashMap::new();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let n_threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(todo.len());
-    let done: Vec<Vec<(usize, Packed)>> = std::thread::scope(|s| {
+    let done: Vec<Vec<((usize, usize), Packed)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..n_threads)
             .map(|_| {
                 s.spawn(|| {
@@ -119,10 +122,10 @@ fn repack_weights(file: &GgufFile, mut todo: Vec<WRef>) -> Vec<Option<Packed>> {
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(r) = todo.get(i) else { break };
-                        let t = &file.tensors()[r.idx];
-                        if let Some(p) = repack::pack(t.ggml_type, file.tensor_data(t), r.rows, r.cols) {
-                            file.release_tensor_pages(t);
-                            mine.push((r.idx, p));
+                        let w = m.plain(r);
+                        if let Some(p) = repack::pack(w.ggml_type, w.data, r.rows, r.cols) {
+                            file.release_pages(w.data);
+                            mine.push(((r.idx, r.row0), p));
                         }
                     }
                     mine
@@ -131,8 +134,5 @@ fn repack_weights(file: &GgufFile, mut todo: Vec<WRef>) -> Vec<Option<Packed>> {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
-    for (idx, p) in done.into_iter().flatten() {
-        packed[idx] = Some(p);
-    }
-    packed
+    done.into_iter().flatten().collect()
 }

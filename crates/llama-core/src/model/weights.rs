@@ -6,12 +6,36 @@ use crate::gguf::GgufFile;
 use crate::quant::dequantize_row;
 use crate::{Error, Result};
 
-/// A 2-D weight: `rows` rows of `cols` elements (ggml dims = [cols, rows]).
+/// A 2-D weight: rows `row0..row0 + rows` of tensor `idx`, of `cols` elements each (ggml dims =
+/// [cols, rows] for a matrix, row0 = 0; one expert's slice of a 3-D expert tensor otherwise).
 #[derive(Clone, Copy, Debug)]
 pub struct WRef {
     pub idx: usize,
+    pub row0: usize,
     pub rows: usize,
     pub cols: usize,
+}
+
+/// A 3-D expert tensor (ggml dims = [cols, rows, n_expert]): `n_expert` matrices of `rows` rows
+/// stored one after the other.
+#[derive(Clone, Copy, Debug)]
+pub struct Experts {
+    pub idx: usize,
+    pub n_expert: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Experts {
+    /// Expert e's matrix. [rows][cols]
+    pub fn expert(&self, e: usize) -> WRef {
+        WRef { idx: self.idx, row0: e * self.rows, rows: self.rows, cols: self.cols }
+    }
+
+    /// Every expert's matrix (for repacking).
+    pub fn matrices(&self) -> impl Iterator<Item = WRef> + '_ {
+        (0..self.n_expert).map(|e| self.expert(e))
+    }
 }
 
 /// Finds tensors by name and checks their shapes and types: what every family's `load` uses.
@@ -51,7 +75,27 @@ impl<'a> Loader<'a> {
                 t.ggml_type
             )));
         }
-        Ok(Some(WRef { idx, rows: dims[1], cols }))
+        Ok(Some(WRef { idx, row0: 0, rows: dims[1], cols }))
+    }
+
+    /// A 3-D expert tensor of `n_expert` matrices of `cols` columns and (if given) `rows` rows.
+    pub fn experts(&self, name: &str, n_expert: usize, rows: Option<usize>, cols: usize) -> Result<Experts> {
+        let idx = self.find(name).ok_or_else(|| Error::Model(format!("missing tensor {name}")))?;
+        let t = &self.f.tensors()[idx];
+        t.ggml_type.ensure_supported().map_err(|e| Error::Model(format!("tensor {name}: {e}")))?;
+        let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+        let shape_ok = dims.len() == 3 && dims[0] == cols && rows.is_none_or(|r| dims[1] == r) && dims[2] == n_expert;
+        if !shape_ok {
+            let r = rows.map_or("*".to_string(), |r| r.to_string());
+            return Err(Error::Model(format!("tensor {name} has shape {dims:?}, expected [{cols}, {r}, {n_expert}]")));
+        }
+        if !cols.is_multiple_of(t.ggml_type.block_size()) {
+            return Err(Error::Model(format!(
+                "tensor {name}: row length {cols} is not a multiple of the {} block size",
+                t.ggml_type
+            )));
+        }
+        Ok(Experts { idx, n_expert, rows: dims[1], cols })
     }
 
     pub fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>> {

@@ -9,6 +9,7 @@ mod gemma3;
 mod llama;
 mod qwen2;
 mod qwen3;
+mod qwen3moe;
 
 use super::context::{Context, Outputs};
 use super::hparams::{Arch, HParams};
@@ -27,8 +28,13 @@ pub(super) trait Network: Send + Sync {
     fn tok_embd(&self) -> WRef;
     /// Every matrix the forward multiplies by (candidates for R16 repacking).
     fn matrices(&self) -> Vec<WRef>;
-    /// The widest feed-forward layer (activation buffer sizing).
+    /// The widest feed-forward layer (activation buffer sizing); for a mixture of experts, the
+    /// experts used per token times their width.
     fn max_n_ff(&self) -> usize;
+    /// (n_expert, n_expert_used) of a mixture-of-experts family (routing buffer sizing).
+    fn moe(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// One registry entry.
@@ -51,6 +57,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "qwen2", load: qwen2::load },
     Family { name: "gemma3", load: gemma3::load },
     Family { name: "qwen3", load: qwen3::load },
+    Family { name: "qwen3moe", load: qwen3moe::load },
 ];
 
 /// The family of a `general.architecture` value.
@@ -77,6 +84,6 @@ mod tests {
         }
         let Err(e) = find("falcon") else { panic!("falcon is not a family here") };
         let Error::UnknownArchitecture { arch, supported } = e else { panic!("wrong error: {e}") };
-        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3, qwen3"));
+        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3, qwen3, qwen3moe"));
     }
 }

@@ -1,0 +1,161 @@
+//! Qwen3MoeForCausalLM (llama.cpp's `Qwen3MoeModel`, from `Qwen2MoeModel`): the experts' HF
+//! matrices stacked into 3-D tensors `ffn_{down,gate,up}_exps` ([n_expert][rows][cols]), and the
+//! experts' width written as `expert_feed_forward_length`. Checkpoints store experts either one
+//! matrix per expert (`mlp.experts.{e}.{gate,up,down}_proj.weight`: stacked once a layer's are all
+//! read, at the place of its last one, down then gate then up) or already fused
+//! (`mlp.experts.gate_up_proj` [n_expert][2·n_ff][n_embd], split into gate and up, and
+//! `mlp.experts.down_proj`), as transformers 5 may save them.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use llama_core::gguf::Value;
+use llama_core::{Error, Result};
+use serde_json::Value as Json;
+
+use crate::plan::OutTensor;
+use crate::tensor::{Data, SrcTensor};
+
+/// `{arch}.expert_feed_forward_length` from `moe_intermediate_size`.
+pub fn extra(cfg: &Json) -> Vec<(String, Value)> {
+    let n_ff = cfg.get("moe_intermediate_size").and_then(Json::as_u64).and_then(|x| u32::try_from(x).ok());
+    n_ff.map(|n| ("expert_feed_forward_length".to_string(), Value::U32(n))).into_iter().collect()
+}
+
+/// Collects a layer's per-expert matrices until all are read.
+pub struct ExpertStacker {
+    n_expert: u32,
+    /// Per layer: (expert, projection) → matrix.
+    pending: HashMap<u32, HashMap<(u32, String), SrcTensor>>,
+}
+
+/// The projections in llama.cpp's output order, with their llama.cpp names.
+const PROJS: [(&str, &str); 3] =
+    [("down_proj", "ffn_down_exps"), ("gate_proj", "ffn_gate_exps"), ("up_proj", "ffn_up_exps")];
+
+impl ExpertStacker {
+    pub fn new(n_expert: u32) -> ExpertStacker {
+        ExpertStacker { n_expert, pending: HashMap::new() }
+    }
+
+    /// Takes an HF tensor of `model.layers.{bid}.mlp.experts.…`: returns the output tensors it
+    /// completes (none until a layer's per-expert matrices are all read). Other tensors are
+    /// handed back.
+    pub fn take(&mut self, t: SrcTensor) -> std::result::Result<Result<Vec<OutTensor>>, SrcTensor> {
+        let Some((bid, rest)) = t
+            .name
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.split_once('.'))
+            .and_then(|(b, r)| Some((b.parse::<u32>().ok()?, r.strip_prefix("mlp.experts.")?)))
+        else {
+            return Err(t);
+        };
+        let rest = rest.strip_suffix(".weight").unwrap_or(rest).to_string();
+        let out = |suffix: &str, src: SrcTensor| OutTensor {
+            name: format!("blk.{bid}.{suffix}.weight"),
+            src,
+            unpermute_heads: None,
+        };
+        Ok(match rest.as_str() {
+            "down_proj" => Ok(vec![out("ffn_down_exps", t)]),
+            "gate_up_proj" => split_gate_up(t).map(|(g, u)| vec![out("ffn_gate_exps", g), out("ffn_up_exps", u)]),
+            _ => self.add_expert(bid, &rest, t),
+        })
+    }
+
+    fn add_expert(&mut self, bid: u32, rest: &str, t: SrcTensor) -> Result<Vec<OutTensor>> {
+        let bad = |m: String| Error::format(&t.file, format!("tensor '{}': {m}", t.name));
+        let Some((xid, proj)) = rest.split_once('.').and_then(|(x, p)| Some((x.parse::<u32>().ok()?, p))) else {
+            return Err(bad("not an expert matrix llama.cpp knows".into()));
+        };
+        if xid >= self.n_expert || !PROJS.iter().any(|(p, _)| *p == proj) {
+            return Err(bad(format!("expert {xid} of {} or projection '{proj}' unknown", self.n_expert)));
+        }
+        let layer = self.pending.entry(bid).or_default();
+        layer.insert((xid, proj.to_string()), t);
+        if layer.len() < 3 * self.n_expert as usize {
+            return Ok(Vec::new());
+        }
+        let mut layer = self.pending.remove(&bid).unwrap_or_default();
+        let mut outs = Vec::with_capacity(3);
+        for (proj, name) in PROJS {
+            let parts: Vec<SrcTensor> = (0..self.n_expert)
+                .map(|x| layer.remove(&(x, proj.to_string())).expect("all 3·n_expert matrices present"))
+                .collect();
+            let src = stack(&format!("model.layers.{bid}.mlp.experts.{proj}.weight"), parts)?;
+            outs.push(OutTensor { name: format!("blk.{bid}.{name}.weight"), src, unpermute_heads: None });
+        }
+        Ok(outs)
+    }
+
+    /// Fails if a layer's experts were not all found.
+    pub fn finish(&self, path: &Path) -> Result<()> {
+        match self.pending.iter().next() {
+            None => Ok(()),
+            Some((bid, l)) => Err(Error::format(
+                path,
+                format!("layer {bid}: {} of {} expert matrices found", l.len(), 3 * self.n_expert),
+            )),
+        }
+    }
+}
+
+/// `torch.stack(parts, dim=0)`: every part viewed as [1][rows][cols], laid end to end.
+fn stack(name: &str, parts: Vec<SrcTensor>) -> Result<SrcTensor> {
+    let first = &parts[0];
+    if let Some(p) = parts.iter().find(|p| p.dtype != first.dtype || p.shape != first.shape) {
+        return Err(Error::format(
+            &p.file,
+            format!(
+                "tensor '{}' is {} {:?}, unlike '{}' ({} {:?})",
+                p.name,
+                p.dtype.name(),
+                p.shape,
+                first.name,
+                first.dtype.name(),
+                first.shape
+            ),
+        ));
+    }
+    let mut shape = vec![parts.len() as u64];
+    shape.extend_from_slice(&first.shape);
+    let (file, dtype) = (first.file.clone(), first.dtype);
+    let parts = parts.into_iter().map(with_leading_one).collect();
+    Ok(SrcTensor { name: name.to_string(), file, dtype, shape, data: Data::Concat { parts, dim: 0 } })
+}
+
+/// The same tensor with a leading dimension of 1.
+fn with_leading_one(mut t: SrcTensor) -> SrcTensor {
+    t.shape.insert(0, 1);
+    match &mut t.data {
+        Data::View { stride, .. } => stride.insert(0, 0),
+        Data::Concat { dim, .. } => *dim += 1,
+    }
+    t
+}
+
+/// `gate_up_proj` [n_expert][2·n_ff][n_embd] → its first and second halves on dim 1 (llama.cpp:
+/// `data[..., :n_ff, :]`, `data[..., n_ff:, :]`).
+fn split_gate_up(t: SrcTensor) -> Result<(SrcTensor, SrcTensor)> {
+    let bad = |m: String| Error::format(&t.file, format!("tensor '{}': {m}", t.name));
+    if t.shape.len() != 3 || t.shape[1] % 2 != 0 {
+        return Err(bad(format!("unexpected gate_up_proj shape {:?}", t.shape)));
+    }
+    let Data::View { mmap, base, offset, stride } = &t.data else {
+        return Err(bad("gate_up_proj must be stored in one file".into()));
+    };
+    let n_ff = t.shape[1] / 2;
+    let half = |k: u64, proj: &str| SrcTensor {
+        name: t.name.replace("gate_up_proj", proj),
+        file: t.file.clone(),
+        dtype: t.dtype,
+        shape: vec![t.shape[0], n_ff, t.shape[2]],
+        data: Data::View {
+            mmap: mmap.clone(),
+            base: *base,
+            offset: offset + k * n_ff * stride[1],
+            stride: stride.clone(),
+        },
+    };
+    Ok((half(0, "gate_proj"), half(1, "up_proj")))
+}
