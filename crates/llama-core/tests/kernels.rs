@@ -899,3 +899,46 @@ fn table_rows_follow_ggml_type_traits() {
         }
     }
 }
+
+/// YaRN rope (`Rope` with `Yarn::llama`, as the gpt-oss family sets it up) against ggml_rope_ext
+/// (llama-cpp-python's library, one-op graph) bit for bit, NeoX pairs, heads of 64 and 16, positions
+/// 0..40 and up to 140000; and `Yarn::llama`'s attn_factor against llama_context's arithmetic.
+#[test]
+fn yarn_rope_matches_ggml() {
+    use llama_core::kernels::elementwise::{Rope, RopeType, Yarn};
+    let dir = std::env::temp_dir().join(format!("llama-kernels-rope-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    if !run_quant_ref("rope", &dir, "3", "llama-cpp-python's ggml, gguf-py or numpy") {
+        return;
+    }
+    let want_attn = read_f32_file(&dir.join("rope.attn_factor.f32"))[0];
+    let (n_head, freq_scale) = (4, 1.0 / 32.0);
+    for hd in [64usize, 16] {
+        let yarn = Yarn::llama(hd, 4096, 150000.0, freq_scale, 32.0, 1.0, 1.0);
+        assert_eq!(yarn.attn_factor.to_bits(), want_attn.to_bits(), "attn_factor");
+        let rope = Rope {
+            n_rot: hd,
+            freq_base: 150000.0,
+            freq_scale,
+            kind: RopeType::Neox,
+            freq_factors: None,
+            yarn: Some(yarn),
+        };
+        let src = read_f32_file(&dir.join(format!("rope{hd}.src.f32")));
+        let want = read_f32_file(&dir.join(format!("rope{hd}.out.f32")));
+        let pos: Vec<i32> = std::fs::read(dir.join(format!("rope{hd}.pos.i32")))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let row = n_head * hd;
+        for (t, &p) in pos.iter().enumerate() {
+            let mut x = src[t * row..(t + 1) * row].to_vec();
+            rope.apply(&mut x, hd, p as usize);
+            for (i, (a, b)) in x.iter().zip(&want[t * row..(t + 1) * row]).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "head_dim {hd} pos {p} element {i}: {a} vs ggml {b}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

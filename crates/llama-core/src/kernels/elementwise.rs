@@ -340,6 +340,61 @@ pub struct Rope<'a> {
     pub kind: RopeType,
     /// llama3-style per-pair frequency divisors ([n_rot/2]), from `rope_freqs.weight`.
     pub freq_factors: Option<&'a [f32]>,
+    /// ggml_rope_ext's YaRN parameters, when the model scales rope that way.
+    pub yarn: Option<Yarn>,
+}
+
+/// The YaRN part of ggml_rope_ext (`rope_yarn`): pairs below `corr_dims[0]` keep their
+/// extrapolated (unscaled) angle, pairs above `corr_dims[1]` take the interpolated one
+/// (`freq_scale`·angle), the ones between a linear mix; cos and sin are scaled by
+/// `attn_factor·(1 + 0.1·ln(1/freq_scale))`.
+#[derive(Clone, Copy, Debug)]
+pub struct Yarn {
+    /// How much of the ramp's extrapolation is mixed in (llama.cpp's yarn_ext_factor: 1 for YaRN).
+    pub ext_factor: f32,
+    /// llama.cpp's yarn_attn_factor (what the context passes to ggml_rope_ext).
+    pub attn_factor: f32,
+    /// First and last pair of the ramp (`ggml_rope_yarn_corr_dims`).
+    pub corr_dims: [f32; 2],
+}
+
+impl Yarn {
+    /// YaRN as llama.cpp sets it up for a model with rope scaling type "yarn": ext_factor 1,
+    /// attn_factor = get_mscale(factor)·1/(1 + 0.1·ln factor)·`rope_attn_factor` (llama_context's
+    /// arithmetic: plain f32, libllama is built without FMA), the correction dims of
+    /// `beta_fast`/`beta_slow` for the `n_ctx_orig` positions the model was trained on.
+    pub fn llama(
+        n_rot: usize,
+        n_ctx_orig: usize,
+        freq_base: f32,
+        freq_scale: f32,
+        beta_fast: f32,
+        beta_slow: f32,
+        rope_attn_factor: f32,
+    ) -> Yarn {
+        let factor = 1.0 / freq_scale;
+        let get_mscale = |scale: f32, mscale: f32| if scale <= 1.0 { 1.0 } else { 0.1 * mscale * scale.ln() + 1.0 };
+        let mut attn_factor = get_mscale(factor, 1.0);
+        // cancels the factor ggml's rope_yarn multiplies in (llama.cpp PR 17945)
+        attn_factor *= 1.0 / (1.0 + 0.1 * factor.ln());
+        attn_factor *= rope_attn_factor;
+        Yarn {
+            ext_factor: 1.0,
+            attn_factor,
+            corr_dims: yarn_corr_dims(n_rot, n_ctx_orig, freq_base, beta_fast, beta_slow),
+        }
+    }
+}
+
+/// `ggml_rope_yarn_corr_dims`: the pairs whose wavelength spans `beta_fast` and `beta_slow`
+/// rotations over the `n_ctx_orig` trained positions, floored and ceiled, clamped to the pairs.
+pub fn yarn_corr_dims(n_dims: usize, n_ctx_orig: usize, freq_base: f32, beta_fast: f32, beta_slow: f32) -> [f32; 2] {
+    // ggml_rope_yarn_corr_dim: n_dims·ln(n_ctx_orig / (n_rot·2π)) / (2·ln base)
+    let corr_dim = |n_rot: f32| {
+        n_dims as f32 * (n_ctx_orig as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln() / (2.0 * freq_base.ln())
+    };
+    let (start, end) = (corr_dim(beta_fast).floor(), corr_dim(beta_slow).ceil());
+    [if 0.0 > start { 0.0 } else { start }, if (n_dims - 1) as f32 > end { end } else { (n_dims - 1) as f32 }]
 }
 
 impl Rope<'_> {
@@ -359,8 +414,13 @@ fn rope_body(r: &Rope, x: &mut [f32], head_dim: usize, pos: usize) {
         let mut theta_base = pos as f32;
         for i in 0..half {
             let ff = r.freq_factors.map_or(1.0, |f| f[i]);
-            let theta = r.freq_scale * (theta_base / ff);
-            let (sin, cos) = (theta.sin(), theta.cos());
+            let (sin, cos) = match &r.yarn {
+                None => {
+                    let theta = r.freq_scale * (theta_base / ff);
+                    (theta.sin(), theta.cos())
+                }
+                Some(y) => rope_yarn(theta_base / ff, r.freq_scale, y, i),
+            };
             theta_base *= theta_scale;
             let (a, b) = match r.kind {
                 RopeType::Norm => (2 * i, 2 * i + 1),
@@ -376,6 +436,31 @@ fn rope_body(r: &Rope, x: &mut [f32], head_dim: usize, pos: usize) {
             }
         }
     }
+}
+
+/// ggml's `rope_yarn` for pair `i`: (sin, cos) of the mixed angle, times mscale. The
+/// multiply-adds GCC contracts in llama.cpp's build (ggml-cpu has FMA) are `mul_add`s here:
+/// bit-exact against ggml_rope_ext (tests/kernels.rs `yarn_rope_matches_ggml`).
+#[inline(always)]
+fn rope_yarn(theta_extrap: f32, freq_scale: f32, y: &Yarn, i: usize) -> (f32, f32) {
+    let theta_interp = freq_scale * theta_extrap;
+    let mut theta = theta_interp;
+    let mut mscale = y.attn_factor;
+    if y.ext_factor != 0.0 {
+        // rope_yarn_ramp: 1 below corr_dims[0], 0 above corr_dims[1], linear between (C's MIN/MAX)
+        let [low, high] = y.corr_dims;
+        let d = high - low;
+        let t = (i as f32 - low) / if 0.001 > d { 0.001 } else { d };
+        let t = if 0.0 > t { 0.0 } else { t };
+        let ramp = 1.0 - if 1.0 < t { 1.0 } else { t };
+        let ramp_mix = ramp * y.ext_factor;
+        // GCC fuses the first product of `θ_interp·(1 − mix) + θ_extrap·mix` (measured: the other
+        // pairing or none differ from ggml in ~5 % of the mixed pairs)
+        theta = theta_interp.mul_add(1.0 - ramp_mix, theta_extrap * ramp_mix);
+        // (fused or not, the same f32 for every factor tried: 1.5 to 64)
+        mscale *= 0.1f32.mul_add((1.0 / freq_scale).ln(), 1.0);
+    }
+    (theta.sin() * mscale, theta.cos() * mscale)
 }
 
 #[cfg(test)]
@@ -413,7 +498,14 @@ mod tests {
     #[test]
     fn rope_norm_vs_neox_pairing() {
         // One head of 4 dims, base 10000, pos 1: pair 0 rotates by 1 rad, pair 1 by 0.01 rad.
-        let r = Rope { n_rot: 4, freq_base: 10000.0, freq_scale: 1.0, kind: RopeType::Norm, freq_factors: None };
+        let r = Rope {
+            n_rot: 4,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            kind: RopeType::Norm,
+            freq_factors: None,
+            yarn: None,
+        };
         let mut x = [1.0, 0.0, 1.0, 0.0];
         r.apply(&mut x, 4, 1);
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);

@@ -21,6 +21,12 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             no mask) on rows of 256 scores whose tails are -inf (softmax.src.f32 /
                             softmax.out.f32), and ggml_swiglu_split on rows of 1000 and 4864
                             (swiglu<N>.x.f32, .g.f32, .out.f32), computed by ggml-cpu
+  rope OUTDIR SEED          needs llama-cpp-python's bundled ggml: ggml_rope_ext (NeoX) with YaRN
+                            as llama.cpp sets it up for gpt-oss (freq_base 150000, factor 32,
+                            trained context 4096, ext_factor 1, beta 32/1, attn_factor computed
+                            as llama_context does), heads of 64 and 16 (rope<hd>.src.f32 [n_tok]
+                            [4][hd], rope<hd>.pos.i32, rope<hd>.out.f32), and the attn_factor
+                            (rope.attn_factor.f32)
   model PATH                streams every tensor of a GGUF file to stdout: one JSON header line
                             {name, type, n_elements, offset, nbytes}, then gguf-py's dequantized
                             float32 data (n_elements * 4 bytes)
@@ -309,6 +315,63 @@ def cmd_ops(outdir, seed):
         y.astype(np.float32).tofile(os.path.join(outdir, f"swiglu{n}.out.f32"))
 
 
+def cmd_rope(outdir, seed):
+    ctypes, base, cpu = load_ggml()
+    P = ctypes.c_void_p
+
+    class InitParams(ctypes.Structure):
+        _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", P), ("no_alloc", ctypes.c_bool)]
+
+    base.ggml_init.restype = P
+    base.ggml_init.argtypes = [InitParams]
+    base.ggml_new_tensor_1d.restype = P
+    base.ggml_new_tensor_1d.argtypes = [P, ctypes.c_int, ctypes.c_int64]
+    base.ggml_new_tensor_3d.restype = P
+    base.ggml_new_tensor_3d.argtypes = [P, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+    base.ggml_rope_ext.restype = P
+    base.ggml_rope_ext.argtypes = [P, P, P, P, ctypes.c_int, ctypes.c_int, ctypes.c_int] + [ctypes.c_float] * 6
+    base.ggml_new_graph.restype = P
+    base.ggml_new_graph.argtypes = [P]
+    base.ggml_build_forward_expand.argtypes = [P, P]
+    base.ggml_free.argtypes = [P]
+    cpu.ggml_graph_compute_with_ctx.argtypes = [P, P, ctypes.c_int]
+    DATA_OFFSET = 248  # as in cmd_ops
+
+    def ptr(t):
+        return ctypes.c_void_p.from_address(t + DATA_OFFSET).value
+
+    # llama_context's yarn_attn_factor (libllama has no FMA: plain f32 steps; logf from libm)
+    libm = ctypes.CDLL("libm.so.6")
+    libm.logf.restype = ctypes.c_float
+    libm.logf.argtypes = [ctypes.c_float]
+    f32 = np.float32
+    freq_scale = f32(1.0) / f32(32.0)
+    factor = f32(1.0) / freq_scale
+    attn_factor = f32(f32(f32(0.1) * f32(1.0)) * f32(libm.logf(factor))) + f32(1.0)
+    attn_factor = f32(attn_factor * f32(f32(1.0) / f32(f32(1.0) + f32(f32(0.1) * f32(libm.logf(factor))))))
+    np.array([attn_factor], dtype=np.float32).tofile(os.path.join(outdir, "rope.attn_factor.f32"))
+    rng = np.random.default_rng(seed)
+    pos = np.concatenate([np.arange(40), rng.integers(40, 140000, 60)]).astype(np.int32)
+    n_head, mode_neox = 4, 2
+    for hd in (64, 16):
+        x = rng.standard_normal((len(pos), n_head, hd)).astype(np.float32)
+        ctx = base.ggml_init(InitParams(64 << 20, None, False))
+        a = base.ggml_new_tensor_3d(ctx, 0, hd, n_head, len(pos))
+        b = base.ggml_new_tensor_1d(ctx, 26, len(pos))  # GGML_TYPE_I32
+        ctypes.memmove(ptr(a), x.ctypes.data, x.nbytes)
+        ctypes.memmove(ptr(b), pos.ctypes.data, pos.nbytes)
+        out = base.ggml_rope_ext(ctx, a, b, None, hd, mode_neox, 4096,
+                                 150000.0, float(freq_scale), 1.0, float(attn_factor), 32.0, 1.0)
+        gf = base.ggml_new_graph(ctx)
+        base.ggml_build_forward_expand(gf, out)
+        cpu.ggml_graph_compute_with_ctx(ctx, gf, 1)
+        y = np.ctypeslib.as_array((ctypes.c_float * x.size).from_address(ptr(out))).copy()
+        base.ggml_free(ctx)
+        x.tofile(os.path.join(outdir, f"rope{hd}.src.f32"))
+        pos.tofile(os.path.join(outdir, f"rope{hd}.pos.i32"))
+        y.astype(np.float32).tofile(os.path.join(outdir, f"rope{hd}.out.f32"))
+
+
 def cmd_model(path):
     r = gguf.GGUFReader(path)
     out = sys.stdout.buffer
@@ -334,6 +397,8 @@ if __name__ == "__main__":
         cmd_activations(sys.argv[2], int(sys.argv[3]))
     elif cmd == "ops":
         cmd_ops(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "rope":
+        cmd_rope(sys.argv[2], int(sys.argv[3]))
     elif cmd == "model":
         cmd_model(sys.argv[2])
     else:
