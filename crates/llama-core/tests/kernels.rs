@@ -942,3 +942,33 @@ fn yarn_rope_matches_ggml() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Softmax with an attention sink (`elementwise::softmax_sink`, what attention runs for gpt-oss)
+/// against ggml_soft_max_ext + ggml_soft_max_add_sinks (llama-cpp-python's library, one-op graph)
+/// bit for bit, in the vector width of that build; sinks below, inside and above the scores.
+#[test]
+fn softmax_sink_matches_ggml() {
+    use llama_core::kernels::elementwise::softmax_sink;
+    use llama_core::kernels::SumOrders;
+    let dir = std::env::temp_dir().join(format!("llama-kernels-sinks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    if !run_quant_ref("sinks", &dir, "9", "llama-cpp-python's ggml (AVX2 or AVX-512), gguf-py or numpy") {
+        return;
+    }
+    let orders = match std::fs::read_to_string(dir.join("sinks.build")).unwrap().trim() {
+        "avx512" => SumOrders::Avx512,
+        _ => SumOrders::Avx2,
+    };
+    let src = read_f32_file(&dir.join("sinks.src.f32"));
+    let sk = read_f32_file(&dir.join("sinks.sk.f32"));
+    let want = read_f32_file(&dir.join("sinks.out.f32"));
+    let rows_per_head = src.len() / 256 / sk.len();
+    for (r, (x, w)) in src.chunks_exact(256).zip(want.chunks_exact(256)).enumerate() {
+        let mut y = x.to_vec();
+        softmax_sink(&mut y, 0.125, sk[r / rows_per_head], orders);
+        for i in 0..256 {
+            assert_eq!(y[i].to_bits(), w[i].to_bits(), "{orders:?} row {r} entry {i}: {} vs ggml {}", y[i], w[i]);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -268,24 +268,36 @@ fn gelu(x: f32) -> f32 {
 /// The scalar emulation of an AVX-512 build's vector softmax: the scalar table's, and the reference
 /// of the AVX-512 table's.
 pub fn softmax_scalar(x: &mut [f32], scale: f32) {
-    with_fma!(softmax_avx512_body(x, scale))
+    with_fma!(softmax_avx512_body(x, scale, None))
 }
 
 /// The scalar emulation of an AVX2 build's vector softmax (`ggml_vec_soft_max_f32`'s
 /// `__AVX2__ && __FMA__` branch): [`ggml_expf_avx2`], chunks of 8 summed as its `hsum`
 /// (`((e0+e4)+(e2+e6)) + ((e1+e5)+(e3+e7))`) into the f64 sum. The reference of the AVX2 table's.
 pub fn softmax_scalar_avx2(x: &mut [f32], scale: f32) {
-    with_fma!(softmax_avx2_body(x, scale))
+    with_fma!(softmax_avx2_body(x, scale, None))
+}
+
+/// Softmax of `x` in place after `x * scale` with an attention sink: `sink` is one more logit in
+/// the denominator, not scaled and not in the row (ggml_soft_max_ext with
+/// `ggml_soft_max_add_sinks`: the row's maximum raised to the sink, and after the row's chunked
+/// sum `+ expf(sink − max)` with the C library's expf). `orders` picks the build whose vector
+/// softmax the row's part follows (that of [`softmax_scalar`] or [`softmax_scalar_avx2`]).
+pub fn softmax_sink(x: &mut [f32], scale: f32, sink: f32, orders: SumOrders) {
+    match orders {
+        SumOrders::Avx512 => with_fma!(softmax_avx512_body(x, scale, Some(sink))),
+        SumOrders::Avx2 => with_fma!(softmax_avx2_body(x, scale, Some(sink))),
+    }
 }
 
 #[inline(always)]
-fn softmax_avx512_body(x: &mut [f32], scale: f32) {
-    softmax_body::<16>(x, scale, ggml_expf, reduce_add16)
+fn softmax_avx512_body(x: &mut [f32], scale: f32, sink: Option<f32>) {
+    softmax_body::<16>(x, scale, sink, ggml_expf, reduce_add16)
 }
 
 #[inline(always)]
-fn softmax_avx2_body(x: &mut [f32], scale: f32) {
-    softmax_body::<8>(x, scale, ggml_expf_avx2, |e: &[f32; 8]| {
+fn softmax_avx2_body(x: &mut [f32], scale: f32, sink: Option<f32>) {
+    softmax_body::<8>(x, scale, sink, ggml_expf_avx2, |e: &[f32; 8]| {
         ((e[0] + e[4]) + (e[2] + e[6])) + ((e[1] + e[5]) + (e[3] + e[7]))
     })
 }
@@ -294,6 +306,7 @@ fn softmax_avx2_body(x: &mut [f32], scale: f32) {
 fn softmax_body<const W: usize>(
     x: &mut [f32],
     scale: f32,
+    sink: Option<f32>,
     expf: impl Fn(f32) -> f32,
     reduce: impl Fn(&[f32; W]) -> f32,
 ) {
@@ -301,6 +314,10 @@ fn softmax_body<const W: usize>(
     for v in x.iter_mut() {
         *v *= scale;
         max = max.max(*v);
+    }
+    if let Some(s) = sink {
+        // C's MAX(max, sink)
+        max = if max > s { max } else { s };
     }
     let mut sum = 0.0f64;
     for chunk in x.chunks_mut(W) {
@@ -310,6 +327,9 @@ fn softmax_body<const W: usize>(
             *v = *ei;
         }
         sum += reduce(&e) as f64;
+    }
+    if let Some(s) = sink {
+        sum += (s - max).exp() as f64;
     }
     let inv = (1.0 / sum) as f32;
     scale_inplace(x, inv);

@@ -13,7 +13,7 @@
 
 use std::sync::Mutex;
 
-use super::attention::{attention, AttnScratch, AttnShape};
+use super::attention::{attention, attention_sinks, AttnScratch, AttnShape};
 use super::context::{Buffers, Context, MoeScratch, Outputs};
 use super::hparams::HParams;
 use super::kv_cache::{KvCache, KvStore};
@@ -309,6 +309,22 @@ impl Pass<'_> {
     /// (`model/attention.rs`). q: [n][n_head·head_k], k: [n][n_head_kv·head_k],
     /// v: [n][n_head_kv·head_v] → kqv: [n][n_head·head_v]
     pub fn attn(&mut self, il: usize, p: KqParams, q: &[f32], k: &[f32], v: &[f32], kqv: &mut [f32]) {
+        self.attn_sinks(il, p, None, q, k, v, kqv)
+    }
+
+    /// `attn` with the layer's attention sinks (`attn_sinks`: [n_head], one more logit in each
+    /// head's softmax denominator), when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_sinks(
+        &mut self,
+        il: usize,
+        p: KqParams,
+        sinks: Option<&[f32]>,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        kqv: &mut [f32],
+    ) {
         let hp = self.hp;
         let n = self.n;
         let (qd, kd, vd) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
@@ -323,9 +339,12 @@ impl Pass<'_> {
             kq_scale: p.kq_scale,
             n_swa: p.n_swa,
         };
-        match &self.kv.store {
-            KvStore::F16(kv) => attention(self.pool, self.attn, &kv[il], &q[..n * qd], kqv, shape),
-            KvStore::F32(kv) => attention(self.pool, self.attn, &kv[il], &q[..n * qd], kqv, shape),
+        let q = &q[..n * qd];
+        match (&self.kv.store, sinks) {
+            (KvStore::F16(kv), None) => attention(self.pool, self.attn, &kv[il], q, kqv, shape),
+            (KvStore::F32(kv), None) => attention(self.pool, self.attn, &kv[il], q, kqv, shape),
+            (KvStore::F16(kv), Some(sk)) => attention_sinks(self.pool, self.attn, &kv[il], q, kqv, shape, sk),
+            (KvStore::F32(kv), Some(sk)) => attention_sinks(self.pool, self.attn, &kv[il], q, kqv, shape, sk),
         }
     }
 

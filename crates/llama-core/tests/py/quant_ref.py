@@ -27,6 +27,10 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             as llama_context does), heads of 64 and 16 (rope<hd>.src.f32 [n_tok]
                             [4][hd], rope<hd>.pos.i32, rope<hd>.out.f32), and the attn_factor
                             (rope.attn_factor.f32)
+  sinks OUTDIR SEED         needs llama-cpp-python's bundled ggml: ggml_soft_max_ext (scale 1/8,
+                            no mask) with ggml_soft_max_add_sinks on [4 heads][8 rows][256] scores
+                            with -inf tails (sinks.src.f32, sinks.sk.f32 [4], sinks.out.f32), and
+                            the vector width of that ggml-cpu build (sinks.build: avx512 or avx2)
   model PATH                streams every tensor of a GGUF file to stdout: one JSON header line
                             {name, type, n_elements, offset, nbytes}, then gguf-py's dequantized
                             float32 data (n_elements * 4 bytes)
@@ -372,6 +376,65 @@ def cmd_rope(outdir, seed):
         y.astype(np.float32).tofile(os.path.join(outdir, f"rope{hd}.out.f32"))
 
 
+def cmd_sinks(outdir, seed):
+    ctypes, base, cpu = load_ggml()
+    P = ctypes.c_void_p
+
+    class InitParams(ctypes.Structure):
+        _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", P), ("no_alloc", ctypes.c_bool)]
+
+    base.ggml_init.restype = P
+    base.ggml_init.argtypes = [InitParams]
+    base.ggml_new_tensor_1d.restype = P
+    base.ggml_new_tensor_1d.argtypes = [P, ctypes.c_int, ctypes.c_int64]
+    base.ggml_new_tensor_3d.restype = P
+    base.ggml_new_tensor_3d.argtypes = [P, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+    base.ggml_soft_max_ext.restype = P
+    base.ggml_soft_max_ext.argtypes = [P, P, P, ctypes.c_float, ctypes.c_float]
+    base.ggml_soft_max_add_sinks.argtypes = [P, P]
+    base.ggml_new_graph.restype = P
+    base.ggml_new_graph.argtypes = [P]
+    base.ggml_build_forward_expand.argtypes = [P, P]
+    base.ggml_free.argtypes = [P]
+    cpu.ggml_graph_compute_with_ctx.argtypes = [P, P, ctypes.c_int]
+    DATA_OFFSET = 248  # as in cmd_ops
+
+    def ptr(t):
+        return ctypes.c_void_p.from_address(t + DATA_OFFSET).value
+
+    if cpu.ggml_cpu_has_avx512():  # (its vector softmax also needs AVX-512 DQ, which every such CPU has)
+        build = "avx512"
+    elif cpu.ggml_cpu_has_avx2() and cpu.ggml_cpu_has_fma():
+        build = "avx2"
+    else:
+        print("ggml-cpu has neither vector softmax path", file=sys.stderr)
+        sys.exit(4)
+    rng = np.random.default_rng(seed)
+    n_head, rows, n = 4, 8, 256
+    x = (rng.standard_normal((n_head, rows, n)) * rng.uniform(0.5, 40, (n_head, rows, 1))).astype(np.float32)
+    for h in range(n_head):
+        for r in range(rows):
+            x[h, r, (h * 61 + r * 29) % n + 1:] = -np.inf   # rows of many lengths, as under a causal mask
+    sk = np.array([-2.0, 0.5, 3.0, 60.0], dtype=np.float32)  # the last one above every score
+    ctx = base.ggml_init(InitParams(64 << 20, None, False))
+    a = base.ggml_new_tensor_3d(ctx, 0, n, rows, n_head)
+    t_sk = base.ggml_new_tensor_1d(ctx, 0, n_head)
+    ctypes.memmove(ptr(a), x.ctypes.data, x.nbytes)
+    ctypes.memmove(ptr(t_sk), sk.ctypes.data, sk.nbytes)
+    out = base.ggml_soft_max_ext(ctx, a, None, 0.125, 0.0)
+    base.ggml_soft_max_add_sinks(out, t_sk)
+    gf = base.ggml_new_graph(ctx)
+    base.ggml_build_forward_expand(gf, out)
+    cpu.ggml_graph_compute_with_ctx(ctx, gf, 1)
+    y = np.ctypeslib.as_array((ctypes.c_float * x.size).from_address(ptr(out))).copy()
+    base.ggml_free(ctx)
+    x.tofile(os.path.join(outdir, "sinks.src.f32"))
+    sk.tofile(os.path.join(outdir, "sinks.sk.f32"))
+    y.astype(np.float32).tofile(os.path.join(outdir, "sinks.out.f32"))
+    with open(os.path.join(outdir, "sinks.build"), "w") as f:
+        f.write(build)
+
+
 def cmd_model(path):
     r = gguf.GGUFReader(path)
     out = sys.stdout.buffer
@@ -399,6 +462,8 @@ if __name__ == "__main__":
         cmd_ops(sys.argv[2], int(sys.argv[3]))
     elif cmd == "rope":
         cmd_rope(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "sinks":
+        cmd_sinks(sys.argv[2], int(sys.argv[3]))
     elif cmd == "model":
         cmd_model(sys.argv[2])
     else:
