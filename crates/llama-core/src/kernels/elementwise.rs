@@ -278,6 +278,63 @@ pub fn softmax_scalar_avx2(x: &mut [f32], scale: f32) {
     with_fma!(softmax_avx2_body(x, scale, None))
 }
 
+/// ggml_soft_max (scale 1, no mask) of a short row of any length, as `ggml_vec_soft_max_f32`
+/// computes it: whole vectors of the build's width (`orders`) with its vector expf, summed as its
+/// horizontal add, the rest of the row with the C library's expf one by one, all into an f64
+/// sum; then `x · (float)(1/sum)`. (Attention rows are padded to whole vectors: see
+/// [`softmax_scalar`]; this is for rows that are not, like a MoE router's chosen logits.)
+pub fn softmax_row(x: &mut [f32], orders: SumOrders) {
+    with_fma!(softmax_row_body(x, orders))
+}
+
+#[inline(always)]
+fn softmax_row_body(x: &mut [f32], orders: SumOrders) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| if m > v { m } else { v });
+    let w = orders.vector_width();
+    let whole = x.len() / w * w;
+    let mut sum = 0.0f64;
+    for chunk in x[..whole].chunks_exact_mut(w) {
+        for v in chunk.iter_mut() {
+            *v = match orders {
+                SumOrders::Avx512 => ggml_expf(*v - max),
+                SumOrders::Avx2 => ggml_expf_avx2(*v - max),
+            };
+        }
+        sum += match orders {
+            SumOrders::Avx512 => reduce_add16((&*chunk).try_into().expect("16 lanes")),
+            SumOrders::Avx2 => {
+                let e: &[f32; 8] = (&*chunk).try_into().expect("8 lanes");
+                ((e[0] + e[4]) + (e[2] + e[6])) + ((e[1] + e[5]) + (e[3] + e[7]))
+            }
+        } as f64;
+    }
+    for v in &mut x[whole..] {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    scale_inplace(x, (1.0 / sum) as f32);
+}
+
+/// gpt-oss's SwiGLU (`ggml_swiglu_oai`, llama.cpp's LLM_FFN_SWIGLU_OAI_MOE): with the gate
+/// clamped above at `limit` and the linear part to ±`limit`,
+/// `gate = gate/(1 + e^(−alpha·gate)) · (up + 1)` (ggml's scalar loop, the C library's expf).
+/// gate, up: [n]
+pub fn swiglu_oai(gate: &mut [f32], up: &[f32], alpha: f32, limit: f32) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        // std::min(x, limit) and std::clamp(y, -limit, limit), NaNs passing through as in C++
+        let x = if limit < *g { limit } else { *g };
+        let y = if u < -limit {
+            -limit
+        } else if limit < u {
+            limit
+        } else {
+            u
+        };
+        let glu = x / (1.0 + (alpha * -x).exp());
+        *g = glu * (y + 1.0);
+    }
+}
+
 /// Softmax of `x` in place after `x * scale` with an attention sink: `sink` is one more logit in
 /// the denominator, not scaled and not in the row (ggml_soft_max_ext with
 /// `ggml_soft_max_add_sinks`: the row's maximum raised to the sink, and after the row's chunked

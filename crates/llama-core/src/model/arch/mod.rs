@@ -6,6 +6,7 @@
 //! and one line in [`FAMILIES`] (and the converter's mapping, if it converts from HF).
 
 mod gemma3;
+mod gpt_oss;
 mod llama;
 mod qwen2;
 mod qwen3;
@@ -58,6 +59,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "gemma3", load: gemma3::load },
     Family { name: "qwen3", load: qwen3::load },
     Family { name: "qwen3moe", load: qwen3moe::load },
+    Family { name: "gpt-oss", load: gpt_oss::load },
 ];
 
 /// The family of a `general.architecture` value.
@@ -84,6 +86,6 @@ mod tests {
         }
         let Err(e) = find("falcon") else { panic!("falcon is not a family here") };
         let Error::UnknownArchitecture { arch, supported } = e else { panic!("wrong error: {e}") };
-        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3, qwen3, qwen3moe"));
+        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3, qwen3, qwen3moe, gpt-oss"));
     }
 }
