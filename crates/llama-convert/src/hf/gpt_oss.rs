@@ -31,44 +31,56 @@ pub fn extra(cfg: &Json) -> Vec<(String, Value)> {
     v
 }
 
-/// Takes the HF tensors whose mapping is gpt-oss's own and returns their output tensors (in
-/// llama.cpp's order); hands the others back for the shared mapping.
-pub fn take(t: SrcTensor) -> std::result::Result<Result<Vec<OutTensor>>, SrcTensor> {
+/// The HF tensors whose mapping is gpt-oss's own (`take` maps them).
+pub fn owns(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("model.layers.").and_then(|r| r.split_once('.')).map(|(_, r)| r) else {
+        return false;
+    };
+    rest.starts_with("mlp.experts.")
+        || matches!(
+            rest,
+            "mlp.router.weight" | "mlp.router.bias" | "post_attention_layernorm.weight" | "self_attn.sinks"
+        )
+}
+
+/// The output tensors of one of gpt-oss's own HF tensors (`owns`), in llama.cpp's order.
+pub fn take(t: SrcTensor) -> Result<Vec<OutTensor>> {
+    let bad = |t: &SrcTensor| Error::format(&t.file, format!("tensor '{}' is not one llama.cpp maps", t.name));
     let Some((bid, rest)) = t
         .name
         .strip_prefix("model.layers.")
         .and_then(|r| r.split_once('.'))
-        .and_then(|(b, r)| Some((b.parse::<u32>().ok()?, r)))
+        .and_then(|(b, r)| Some((b.parse::<u32>().ok()?, r.to_string())))
     else {
-        return Err(t);
+        return Err(bad(&t));
     };
     let out =
         |suffix: &str, src: SrcTensor| OutTensor { name: format!("blk.{bid}.{suffix}"), src, unpermute_heads: None };
-    let one = |suffix: &str, src: SrcTensor| Ok(Ok(vec![out(suffix, src)]));
-    match rest {
-        "mlp.experts.down_proj" => Ok(transpose_last(t).map(|d| vec![out("ffn_down_exps.weight", d)])),
-        "mlp.experts.down_proj_bias" => one("ffn_down_exps.bias", t),
-        "mlp.experts.gate_up_proj" => Ok(transpose_last(t).and_then(|gu| {
+    Ok(match rest.as_str() {
+        "mlp.experts.down_proj" => vec![out("ffn_down_exps.weight", transpose_last(t)?)],
+        "mlp.experts.down_proj_bias" => vec![out("ffn_down_exps.bias", t)],
+        "mlp.experts.gate_up_proj" => {
+            let gu = transpose_last(t)?;
             let (g, u) = (every_other(&gu, 1, 0)?, every_other(&gu, 1, 1)?);
-            Ok(vec![out("ffn_gate_exps.weight", g), out("ffn_up_exps.weight", u)])
-        })),
-        "mlp.experts.gate_up_proj_bias" => Ok((|| {
+            vec![out("ffn_gate_exps.weight", g), out("ffn_up_exps.weight", u)]
+        }
+        "mlp.experts.gate_up_proj_bias" => {
             let last = t.shape.len().saturating_sub(1);
             let (g, u) = (every_other(&t, last, 0)?, every_other(&t, last, 1)?);
-            Ok(vec![out("ffn_gate_exps.bias", g), out("ffn_up_exps.bias", u)])
-        })()),
-        "mlp.router.weight" => one("ffn_gate_inp.weight", t),
-        "mlp.router.bias" => one("ffn_gate_inp.bias", t),
-        "post_attention_layernorm.weight" => one("post_attention_norm.weight", t),
-        "self_attn.sinks" => one("attn_sinks.weight", t),
-        _ if rest.starts_with("mlp.experts.") && (rest.ends_with("_blocks") || rest.ends_with("_scales")) => {
-            Ok(Err(Error::format(
+            vec![out("ffn_gate_exps.bias", g), out("ffn_up_exps.bias", u)]
+        }
+        "mlp.router.weight" => vec![out("ffn_gate_inp.weight", t)],
+        "mlp.router.bias" => vec![out("ffn_gate_inp.bias", t)],
+        "post_attention_layernorm.weight" => vec![out("post_attention_norm.weight", t)],
+        "self_attn.sinks" => vec![out("attn_sinks.weight", t)],
+        r if r.starts_with("mlp.experts.") && (r.ends_with("_blocks") || r.ends_with("_scales")) => {
+            return Err(Error::format(
                 &t.file,
                 format!("tensor '{}': experts in MXFP4 (_blocks/_scales) are not supported yet", t.name),
-            )))
+            ));
         }
-        _ => Err(t),
-    }
+        _ => return Err(bad(&t)),
+    })
 }
 
 /// The strided view of `t` with its own `shape`, `offset` and `stride`, bounds checked.

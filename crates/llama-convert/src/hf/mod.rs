@@ -216,19 +216,13 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         for t in load_safetensors(f)? {
             // A family's own tensor mapping (gpt-oss's fused, transposed experts, its router
             // and sinks), before the shared one.
-            let t = match arch {
-                "gpt-oss" => match gpt_oss::take(t) {
-                    Ok(done) => {
-                        for o in done? {
-                            n_params += o.src.n_elements();
-                            tensors.push(o);
-                        }
-                        continue;
-                    }
-                    Err(t) => t,
-                },
-                _ => t,
-            };
+            if arch == "gpt-oss" && gpt_oss::owns(&t.name) {
+                for o in gpt_oss::take(t)? {
+                    n_params += o.src.n_elements();
+                    tensors.push(o);
+                }
+                continue;
+            }
             // A family's expert matrices: stacked (or split) by its own file.
             let t = match experts.as_mut() {
                 Some(x) => match x.take(t) {

@@ -41,6 +41,7 @@ impl ExpertStacker {
     /// Takes an HF tensor of `model.layers.{bid}.mlp.experts.…`: returns the output tensors it
     /// completes (none until a layer's per-expert matrices are all read). Other tensors are
     /// handed back.
+    #[allow(clippy::result_large_err)] // the tensor handed back is moved, not copied
     pub fn take(&mut self, t: SrcTensor) -> std::result::Result<Result<Vec<OutTensor>>, SrcTensor> {
         let Some((bid, rest)) = t
             .name
@@ -138,7 +139,7 @@ fn with_leading_one(mut t: SrcTensor) -> SrcTensor {
 /// `data[..., :n_ff, :]`, `data[..., n_ff:, :]`).
 fn split_gate_up(t: SrcTensor) -> Result<(SrcTensor, SrcTensor)> {
     let bad = |m: String| Error::format(&t.file, format!("tensor '{}': {m}", t.name));
-    if t.shape.len() != 3 || t.shape[1] % 2 != 0 {
+    if t.shape.len() != 3 || !t.shape[1].is_multiple_of(2) {
         return Err(bad(format!("unexpected gate_up_proj shape {:?}", t.shape)));
     }
     let Data::View { mmap, base, offset, stride } = &t.data else {
@@ -158,4 +159,105 @@ fn split_gate_up(t: SrcTensor) -> Result<(SrcTensor, SrcTensor)> {
         },
     };
     Ok((half(0, "gate_proj"), half(1, "up_proj")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safetensors::load_safetensors;
+
+    /// A safetensors file of F32 tensors (name, shape, values).
+    fn write_st(path: &Path, tensors: &[(&str, Vec<u64>, Vec<f32>)]) {
+        let (mut header, mut data) = (serde_json::Map::new(), Vec::new());
+        for (name, shape, vals) in tensors {
+            let begin = data.len();
+            data.extend(vals.iter().flat_map(|v| v.to_le_bytes()));
+            header.insert(
+                name.to_string(),
+                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [begin, data.len()]}),
+            );
+        }
+        let h = serde_json::to_vec(&Json::Object(header)).unwrap();
+        let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(h);
+        bytes.extend(data);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn f32s(b: &[u8]) -> Vec<f32> {
+        b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    }
+
+    /// Per-expert matrices are stacked as torch.stack, fused gate_up is split on its rows, and both
+    /// give the same 3-D tensors, in llama.cpp's order (down, gate, up) and names.
+    #[test]
+    fn per_expert_and_fused_experts_give_the_same_tensors() {
+        let dir = std::env::temp_dir().join(format!("qwen3moe-experts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (n_exp, n_ff, n_embd) = (2usize, 3usize, 2usize);
+        // value of expert e, projection p, row r, column c: distinct for every element
+        let v = |e: usize, p: usize, r: usize, c: usize| (1000 * e + 100 * p + 10 * r + c) as f32;
+        let mat = |e, p, rows, cols| (0..rows).flat_map(|r| (0..cols).map(move |c| v(e, p, r, c))).collect::<Vec<_>>();
+        let mut per_expert = Vec::new();
+        let names: Vec<String> = (0..n_exp)
+            .flat_map(|e| {
+                ["down_proj", "gate_proj", "up_proj"].map(|p| format!("model.layers.0.mlp.experts.{e}.{p}.weight"))
+            })
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            let (e, p) = (i / 3, i % 3);
+            let (rows, cols) = if p == 0 { (n_embd, n_ff) } else { (n_ff, n_embd) };
+            per_expert.push((name.as_str(), vec![rows as u64, cols as u64], mat(e, p, rows, cols)));
+        }
+        let a = dir.join("a.safetensors");
+        write_st(&a, &per_expert);
+        // fused: gate_up [n_exp][2·n_ff][n_embd] = gate rows then up rows; down [n_exp][n_embd][n_ff]
+        let gate_up: Vec<f32> =
+            (0..n_exp).flat_map(|e| [mat(e, 1, n_ff, n_embd), mat(e, 2, n_ff, n_embd)].concat()).collect();
+        let down: Vec<f32> = (0..n_exp).flat_map(|e| mat(e, 0, n_embd, n_ff)).collect();
+        let b = dir.join("b.safetensors");
+        write_st(
+            &b,
+            &[
+                ("model.layers.0.mlp.experts.down_proj", vec![2, 2, 3], down),
+                ("model.layers.0.mlp.experts.gate_up_proj", vec![2, 6, 2], gate_up),
+            ],
+        );
+        let run = |path: &Path| {
+            let mut x = ExpertStacker::new(n_exp as u32);
+            let mut outs = Vec::new();
+            for t in load_safetensors(path).unwrap() {
+                outs.extend(x.take(t).unwrap_or_else(|t| panic!("{} is an expert tensor", t.name)).unwrap());
+            }
+            x.finish(path).unwrap();
+            outs.into_iter().map(|o| (o.name, o.src.shape.clone(), f32s(&o.src.read().unwrap()))).collect::<Vec<_>>()
+        };
+        let (stacked, split) = (run(&a), run(&b));
+        let _ = std::fs::remove_dir_all(&dir);
+        let want: Vec<(String, Vec<u64>, Vec<f32>)> =
+            [("ffn_down_exps", 0, n_embd, n_ff), ("ffn_gate_exps", 1, n_ff, n_embd), ("ffn_up_exps", 2, n_ff, n_embd)]
+                .into_iter()
+                .map(|(name, p, rows, cols)| {
+                    let vals = (0..n_exp).flat_map(|e| mat(e, p, rows, cols)).collect();
+                    (format!("blk.0.{name}.weight"), vec![n_exp as u64, rows as u64, cols as u64], vals)
+                })
+                .collect();
+        assert_eq!(stacked, want);
+        assert_eq!(split, want);
+    }
+
+    #[test]
+    fn missing_experts_are_reported() {
+        let mut x = ExpertStacker::new(2);
+        let dir = std::env::temp_dir().join(format!("qwen3moe-missing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = dir.join("a.safetensors");
+        write_st(&a, &[("model.layers.3.mlp.experts.0.up_proj.weight", vec![1, 2], vec![1.0, 2.0])]);
+        for t in load_safetensors(&a).unwrap() {
+            assert!(x.take(t).unwrap().unwrap().is_empty());
+        }
+        let e = x.finish(&a).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.contains("layer 3: 1 of 6 expert matrices"), "{e}");
+    }
 }

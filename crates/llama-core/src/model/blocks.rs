@@ -20,7 +20,7 @@ use super::kv_cache::{KvCache, KvStore};
 use super::weights::{Experts, Loader, WRef};
 use super::Model;
 use crate::kernels::elementwise::{self, Rope};
-use crate::kernels::{kernels, matmul, matmul_id, parallel, IdRoutes, MatmulScratch, QTensor, ThreadPool};
+use crate::kernels::{kernels, matmul, matmul_id, parallel, IdRoutes, MatmulScratch, QTensor, ThreadPool, KT_LANES};
 use crate::quant::dequantize_row;
 use crate::Result;
 
@@ -155,7 +155,11 @@ impl Ffn {
 /// `ffn_gate_inp` and the experts' `ffn_{gate,up,down}_exps`, with how the family routes and
 /// activates them.
 pub(super) struct Moe {
-    pub gate_inp: WRef,     // [n_expert][n_embd]
+    pub gate_inp: WRef, // [n_expert][n_embd]
+    /// An F32 router as key panels (`AttnKtFn` layout, [n_expert/16][n_embd][16]), so its
+    /// products sum in llama.cpp's F32 orders (tinyBLAS for batches, `ggml_vec_dot_f32` for one
+    /// token: the attention dots' orders), when n_embd is a multiple of their steps.
+    pub gate_inp_kt: Option<Vec<f32>>,
     pub gate_exps: Experts, // [n_expert][n_ff_exp][n_embd]
     pub up_exps: Experts,   // [n_expert][n_ff_exp][n_embd]
     pub down_exps: Experts, // [n_expert][n_embd][n_ff_exp]
@@ -224,8 +228,18 @@ impl Moe {
         } else {
             None
         };
+        let gate_inp = l.matrix(&n("ffn_gate_inp.weight"), Some(n_expert), hp.n_embd)?;
+        let gate_inp_kt = match l.f32_matrix(&gate_inp)? {
+            Some(w) if hp.n_embd.is_multiple_of(32) => {
+                let mut kt = vec![0.0; n_expert.div_ceil(KT_LANES) * KT_LANES * hp.n_embd];
+                (kernels().attn.kt_f32)(hp.n_embd, &w, hp.n_embd, n_expert, &mut kt);
+                Some(kt)
+            }
+            _ => None,
+        };
         Ok(Moe {
-            gate_inp: l.matrix(&n("ffn_gate_inp.weight"), Some(n_expert), hp.n_embd)?,
+            gate_inp,
+            gate_inp_kt,
             gate_exps,
             up_exps: l.experts(&n("ffn_up_exps.weight"), n_expert, Some(n_ff), hp.n_embd)?,
             down_exps: l.experts(&n("ffn_down_exps.weight"), n_expert, Some(hp.n_embd), n_ff)?,
@@ -450,7 +464,21 @@ impl Pass<'_> {
         let n_slots = n * n_used;
         // ffn_moe_logits (+ ffn_gate_inp.bias), then ffn_moe_probs in place
         //                                                              probs: [n][n_expert]
-        self.matmul(&w.gate_inp, cur, &mut s.probs);
+        match &w.gate_inp_kt {
+            Some(kt) => {
+                let orders = kernels().orders;
+                let order = if n == 1 { orders.attn_single() } else { orders.attn_batch() };
+                let kq = kernels().attn.kq;
+                let rows = Mutex::new(s.probs[..n * n_expert].chunks_mut(n_expert).zip(cur.chunks(n_embd)));
+                // token rows claimed one at a time
+                self.pool.run(|_, _| loop {
+                    let next = rows.lock().unwrap_or_else(|e| e.into_inner()).next();
+                    let Some((p, x)) = next else { break };
+                    kq(n_embd, kt, n_expert, x, 1, p, n_expert, order);
+                });
+            }
+            None => self.matmul(&w.gate_inp, cur, &mut s.probs),
+        }
         if let Some(b) = &w.bias {
             parallel::add_bias(self.pool, &mut s.probs[..n * n_expert], &b.gate_inp);
         }
@@ -479,7 +507,7 @@ impl Pass<'_> {
                 Gating::SoftmaxNorm => {
                     // ffn_moe_weights_sum (ggml_sum_rows: in double), clamped, then
                     // ffn_moe_weights_norm
-                    let sum = (w_t.iter().map(|&x| x as f64).sum::<f64>() as f32).max(6.103515625e-5);
+                    let sum = (w_t.iter().map(|&x| x as f64).sum::<f64>() as f32).max(6.103_515_6e-5); // 2^-14, the smallest normal f16
                     for x in w_t.iter_mut() {
                         *x /= sum;
                     }

@@ -119,6 +119,18 @@ impl<'a> Loader<'a> {
         Ok(v)
     }
 
+    /// The elements of an F32 matrix (None for other types). [rows][cols]
+    pub fn f32_matrix(&self, w: &WRef) -> Result<Option<Vec<f32>>> {
+        let t = &self.f.tensors()[w.idx];
+        if t.ggml_type != crate::quant::GgmlType::F32 {
+            return Ok(None);
+        }
+        let mut v = vec![0.0f32; w.rows * w.cols];
+        let data = &self.f.tensor_data(t)[w.row0 * w.cols * 4..(w.row0 + w.rows) * w.cols * 4];
+        dequantize_row(t.ggml_type, data, &mut v).map_err(|e| Error::Model(format!("tensor {}: {e}", t.name)))?;
+        Ok(Some(v))
+    }
+
     pub fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>> {
         self.opt_vector(name, n)?.ok_or_else(|| Error::Model(format!("missing tensor {name}")))
     }
