@@ -208,6 +208,7 @@ pub fn load_meta(dir: &Path) -> Result<Plan> {
         n_rot: head_dim,
         n_vocab,
         rope_scaling_linear: None,
+        rope_scaling_yarn: None,
         n_expert: None,
         n_expert_used: None,
         rope_sections: None,

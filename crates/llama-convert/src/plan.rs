@@ -26,6 +26,8 @@ pub struct Hparams {
     pub n_vocab: u32,
     /// Linear RoPE scaling factor, if any.
     pub rope_scaling_linear: Option<f32>,
+    /// YaRN RoPE scaling, if any (written before `rope.freq_base`, as llama.cpp's base converter).
+    pub rope_scaling_yarn: Option<RopeYarn>,
     /// `expert_count` and `expert_used_count`, when the checkpoint states them.
     pub n_expert: Option<u32>,
     pub n_expert_used: Option<u32>,
@@ -36,6 +38,18 @@ pub struct Hparams {
     /// The family's own `{arch}.*` keys (named without the `{arch}.` prefix) that the shared
     /// fields above do not cover, written after them in this order.
     pub extra: Vec<(String, Value)>,
+}
+
+/// `rope.scaling.*` of a YaRN config: the factor and the original context (required), the others
+/// when the config states them.
+#[derive(Clone, Debug)]
+pub struct RopeYarn {
+    pub factor: f32,
+    pub orig_ctx: u32,
+    pub ext_factor: Option<f32>,
+    pub attn_factor: Option<f32>,
+    pub beta_fast: Option<f32>,
+    pub beta_slow: Option<f32>,
 }
 
 /// One output tensor.

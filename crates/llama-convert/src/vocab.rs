@@ -226,9 +226,10 @@ fn load_bpe(dir: &Path, n_vocab: Option<u32>, config: Option<&Json>) -> Result<V
 }
 
 /// gguf-py `SpecialVocab`: ids named in tokenizer_config.json (looked up among tokenizer.json's
-/// added tokens) first, then `<typ>_token_id` from config.json; add_bos/add_eos flags; chat template.
+/// added tokens) first, then `<typ>_token_id` from config.json; add_bos/add_sep/add_eos flags (from
+/// tokenizer.json's post-processor, then tokenizer_config.json's `add_<typ>_token`); chat template.
 fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()> {
-    const TYPES: [(&str, &str); 7] = [
+    let mut types: Vec<(&str, &str)> = vec![
         ("bos", "tokenizer.ggml.bos_token_id"),
         ("eos", "tokenizer.ggml.eos_token_id"),
         ("unk", "tokenizer.ggml.unknown_token_id"),
@@ -254,20 +255,24 @@ fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()>
             }
         }
     };
-    if let Some(tc) = read_json(&dir.join("tokenizer_config.json"))? {
-        for typ in ["bos", "eos"] {
-            if let Some(b) = tc.get(format!("add_{typ}_token")).and_then(Json::as_bool) {
-                v.add_special.push((
-                    if typ == "bos" { "tokenizer.ggml.add_bos_token" } else { "tokenizer.ggml.add_eos_token" },
-                    b,
-                ));
-            }
-        }
+    let mut tc = read_json(&dir.join("tokenizer_config.json"))?.and_then(|j| match j {
+        Json::Object(m) => Some(m),
+        _ => None,
+    });
+    // (type, flag) in gguf-py's insertion order
+    let mut add: Vec<(&str, bool)> = Vec::new();
+    if let Some(tok) = &tok_json {
+        post_processor(tok, &mut tc, &mut add, &mut types);
+    }
+    if let Some(tc) = &tc {
         if let Some(t) = tc.get("chat_template").and_then(Json::as_str) {
             v.chat_template = Some(t.to_string());
         }
-        for (typ, key) in TYPES {
-            let content = match tc.get(format!("{typ}_token")) {
+        for &(typ, key) in &types {
+            if let Some(b) = tc.get(&format!("add_{typ}_token")).and_then(Json::as_bool) {
+                flag(&mut add, typ, b, true);
+            }
+            let content = match tc.get(&format!("{typ}_token")) {
                 Some(Json::String(s)) => Some(s.as_str()),
                 Some(Json::Object(o)) => o.get("content").and_then(Json::as_str),
                 _ => None,
@@ -277,12 +282,178 @@ fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()>
             }
         }
     }
+    // GGUFWriter has add_add_{bos,sep,eos}_token only (the others are dropped with a warning)
+    for (typ, b) in add {
+        match typ {
+            "bos" => v.add_special.push(("tokenizer.ggml.add_bos_token", b)),
+            "sep" => v.add_special.push(("tokenizer.ggml.add_sep_token", b)),
+            "eos" => v.add_special.push(("tokenizer.ggml.add_eos_token", b)),
+            _ => {}
+        }
+    }
     if let Some(cfg) = config {
-        for (typ, key) in TYPES {
+        for &(typ, key) in &types {
             set(v, key, cfg.get(format!("{typ}_token_id")).and_then(Json::as_u64));
         }
     }
     Ok(())
+}
+
+/// Sets flag `typ` (keeping its place when already set), or only adds it when absent
+/// (`overwrite` false: Python's `setdefault`).
+fn flag<'a>(add: &mut Vec<(&'a str, bool)>, typ: &'a str, b: bool, overwrite: bool) {
+    match add.iter_mut().find(|(t, _)| *t == typ) {
+        Some(e) if overwrite => e.1 = b,
+        Some(_) => {}
+        None => add.push((typ, b)),
+    }
+}
+
+/// gguf-py `SpecialVocab._try_load_from_tokenizer_json`'s reading of tokenizer.json's
+/// `post_processor` (its "crude parsing", ported as is): ByteLevel leaves add_bos/add_eos false,
+/// RobertaProcessing sets bos/eos/sep, TemplateProcessing sets add_bos from the single template's
+/// leading special token, add_eos from its trailing one, add_sep from the pair template's middle;
+/// missing bos/cls/eos/sep (and eot/eom, which then become special types) are filled into
+/// tokenizer_config as gguf-py does.
+fn post_processor<'a>(
+    tok: &Json,
+    tc: &mut Option<serde_json::Map<String, Json>>,
+    add: &mut Vec<(&'a str, bool)>,
+    types: &mut Vec<(&'a str, &'a str)>,
+) {
+    let truthy = |v: &Option<Json>| match v {
+        None | Some(Json::Null) => false,
+        Some(Json::String(s)) => !s.is_empty(),
+        Some(Json::Object(o)) => !o.is_empty(),
+        Some(Json::Array(a)) => !a.is_empty(),
+        Some(Json::Bool(b)) => *b,
+        Some(Json::Number(_)) => true,
+    };
+    let has_tc = tc.as_ref().is_some_and(|m| !m.is_empty());
+    let get = |tc: &Option<serde_json::Map<String, Json>>, k: &str| tc.as_ref().and_then(|m| m.get(k).cloned());
+    let (mut bos, cls, mut eos, mut sep) =
+        (get(tc, "bos_token"), get(tc, "cls_token"), get(tc, "eos_token"), get(tc, "sep_token"));
+    let mut cls = cls;
+    let put = |tc: &mut Option<serde_json::Map<String, Json>>, k: &str, v: &Option<Json>| {
+        if let (Some(m), Some(v)) = (tc.as_mut(), v) {
+            m.insert(k.to_string(), v.clone());
+        }
+    };
+    if !truthy(&bos) && truthy(&cls) && has_tc {
+        bos = cls.clone();
+        put(tc, "bos_token", &bos);
+    }
+    if !truthy(&eos) && truthy(&sep) && has_tc {
+        eos = sep.clone();
+        put(tc, "eos_token", &eos);
+    }
+    let Some(pp) = tok.get("post_processor").filter(|p| !p.is_null()) else { return };
+    let procs: Vec<&Json> = match pp.get("processors").and_then(Json::as_array) {
+        Some(a) => a.iter().collect(),
+        None => vec![pp],
+    };
+    let special = |x: &Json| -> Option<Json> {
+        x.get("SpecialToken").and_then(|s| s.get("id")).filter(|i| truthy(&Some((*i).clone()))).cloned()
+    };
+    for p in procs {
+        match p.get("type").and_then(Json::as_str) {
+            Some("ByteLevel") => {
+                flag(add, "bos", false, false);
+                flag(add, "eos", false, false);
+            }
+            Some("RobertaProcessing") => {
+                for t in ["bos", "eos", "sep"] {
+                    flag(add, t, true, true);
+                }
+                if !truthy(&cls) && has_tc {
+                    cls = p.get("cls").and_then(|c| c.get(0)).cloned().or_else(|| bos.clone());
+                    put(tc, "cls_token", &cls);
+                }
+                if !truthy(&sep) && has_tc {
+                    sep = p.get("sep").and_then(|c| c.get(0)).cloned().or_else(|| eos.clone());
+                    put(tc, "sep_token", &sep);
+                }
+            }
+            Some("TemplateProcessing") => {
+                let empty = Vec::new();
+                let single = p.get("single").and_then(Json::as_array).unwrap_or(&empty);
+                let pair = p.get("pair").and_then(Json::as_array).unwrap_or(&empty);
+                let (mut first, mut last) = (None, None);
+                if single.len() > 1 {
+                    first = special(&single[0]);
+                    if let Some(f) = &first {
+                        let known =
+                            |bos: &Option<Json>, cls: &Option<Json>| bos.as_ref() == Some(f) || cls.as_ref() == Some(f);
+                        if !has_tc {
+                            bos = first.clone();
+                        } else if !known(&bos, &cls) {
+                            if !truthy(&bos) {
+                                bos = first.clone();
+                                put(tc, "bos_token", &bos);
+                            }
+                            if !truthy(&cls) {
+                                cls = first.clone();
+                                put(tc, "cls_token", &cls);
+                            }
+                        }
+                        flag(add, "bos", known(&bos, &cls), true);
+                    }
+                    last = special(&single[single.len() - 1]);
+                    if let Some(l) = &last {
+                        if !has_tc {
+                            eos = last.clone();
+                        } else if eos.as_ref() != Some(l) {
+                            // the old eos becomes an end-of-turn (or end-of-message) token
+                            let names: Vec<&str> = types.iter().map(|t| t.0).collect();
+                            if !names.contains(&"eot") {
+                                types.push(("eot", "tokenizer.ggml.eot_token_id"));
+                                put(tc, "eot_token", &eos);
+                            } else if !names.contains(&"eom") {
+                                types.push(("eom", "tokenizer.ggml.eom_token_id"));
+                                put(tc, "eom_token", &eos);
+                            }
+                            eos = last.clone();
+                            put(tc, "eos_token", &eos);
+                        }
+                        flag(add, "eos", eos.as_ref() == Some(l), true);
+                    }
+                }
+                if !pair.is_empty() {
+                    let start = usize::from(first.is_some() && special(&pair[0]) == first);
+                    let stop = usize::from(last.is_some() && special(&pair[pair.len() - 1]) == last);
+                    let pair = &pair[start.min(pair.len())..pair.len().saturating_sub(stop).max(start.min(pair.len()))];
+                    let seq = |x: &Json| {
+                        x.get("Sequence").and_then(|s| s.get("id")).and_then(Json::as_str).map(str::to_string)
+                    };
+                    if let (Some(a), Some(b)) = (pair.first(), pair.last()) {
+                        // A [sep] [eos] B
+                        if seq(a).as_deref() == Some("A") && seq(b).as_deref() == Some("B") && pair.len() > 2 {
+                            let mid = &pair[1..pair.len() - 1];
+                            let is_sep_or_eos = |e: &Json| sep.as_ref() == Some(e) || eos.as_ref() == Some(e);
+                            let mut add_sep = false;
+                            if let Some(e) = special(&mid[0]) {
+                                if is_sep_or_eos(&e) && last.is_none() {
+                                    add_sep = true;
+                                }
+                            }
+                            if mid.len() == 2 {
+                                if let Some(e) = special(&mid[1]) {
+                                    if is_sep_or_eos(&e) {
+                                        add_sep = true;
+                                    }
+                                }
+                            }
+                            flag(add, "sep", add_sep, true);
+                            if add_sep && !truthy(&sep) && has_tc {
+                                put(tc, "sep_token", &eos);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// bos/eos/unk ids straight from a SentencePiece model (Meta checkpoints have no json files).

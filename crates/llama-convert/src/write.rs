@@ -36,8 +36,10 @@ fn plan_size_label(plan: &Plan) -> String {
     let (mut shared, mut expert, mut expert_sum, mut n_expert_tensors) = (0u64, 0u64, 0u64, 0u64);
     for t in &plan.tensors {
         let size = t.src.n_elements();
-        if t.name.contains("_exps.") && t.src.shape.len() >= 3 {
-            let n = t.src.shape[t.src.shape.len() - if t.name.contains(".bias") { 2 } else { 3 }];
+        // gguf-py: the expert count is dim -2 of a bias ([n_expert][n]), dim -3 of a weight
+        let back = if t.name.contains(".bias") { 2 } else { 3 };
+        if t.name.contains("_exps.") && t.src.shape.len() >= back {
+            let n = t.src.shape[t.src.shape.len() - back];
             expert += size / n.max(1);
             expert_sum += n;
             n_expert_tensors += 1;
@@ -91,15 +93,13 @@ pub fn title_name(dir: &Path) -> String {
         .join(" ")
 }
 
-/// llama.cpp's converter: 1-D tensors, norms, non-`.weight` tensors (biases) and the SSM
-/// convolution kernels stay F32; other weights take the requested type; Q8_0 rows not a multiple
-/// of 32 fall back to F16.
+/// llama.cpp's converter: 1-D tensors, norms, MoE routers (`ffn_gate_inp`), the SSM convolution
+/// kernels and non-`.weight` tensors (biases) stay F32; other weights take the requested type;
+/// Q8_0 rows not a multiple of 32 fall back to F16.
 fn tensor_type(name: &str, n_dims: usize, row_len: u64, outtype: OutType) -> GgmlType {
-    if n_dims <= 1
-        || name.ends_with("_norm.weight")
-        || !name.ends_with(".weight")
-        || name.ends_with(".ssm_conv1d.weight")
-    {
+    let router = name.ends_with(".ffn_gate_inp.weight") || name.ends_with(".ffn_gate_inp_shexp.weight");
+    let ssm_conv = name.ends_with(".ssm_conv1d.weight");
+    if n_dims <= 1 || name.ends_with("_norm.weight") || !name.ends_with(".weight") || router || ssm_conv {
         return GgmlType::F32;
     }
     match outtype {
@@ -152,6 +152,22 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     w.add(format!("{a}.attention.head_count_kv"), Value::U32(h.n_head_kv));
     if let Some(s) = h.rope_sections {
         w.add(format!("{a}.rope.dimension_sections"), Value::i32_array(s));
+    }
+    if let Some(y) = &h.rope_scaling_yarn {
+        w.add(format!("{a}.rope.scaling.type"), Value::from("yarn"));
+        w.add(format!("{a}.rope.scaling.factor"), Value::F32(y.factor));
+        w.add(format!("{a}.rope.scaling.original_context_length"), Value::U32(y.orig_ctx));
+        let optional = [
+            ("yarn_ext_factor", y.ext_factor),
+            ("yarn_attn_factor", y.attn_factor),
+            ("yarn_beta_fast", y.beta_fast),
+            ("yarn_beta_slow", y.beta_slow),
+        ];
+        for (k, v) in optional {
+            if let Some(v) = v {
+                w.add(format!("{a}.rope.scaling.{k}"), Value::F32(v));
+            }
+        }
     }
     if let Some(t) = h.rope_theta {
         w.add(format!("{a}.rope.freq_base"), Value::F32(t));

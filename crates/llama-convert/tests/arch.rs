@@ -15,10 +15,17 @@ use llama_core::model::{Context, ContextParams, KvType, Model, ModelParams};
 use serde_json::Value as Json;
 
 /// Fixtures that fail for reasons outside their family's code, run and reported but not asserted
-/// (an entry that starts passing fails the test, so the list only shrinks): the llama fixtures'
-/// conversion lacks `tokenizer.ggml.add_sep_token` (llama.cpp's newer converter writes it) and
-/// their logits differ from transformers' (0.046 for `llama`, not investigated yet).
-const KNOWN_GAPS: &[&str] = &["llama", "mistral"];
+/// (an entry that starts passing fails the test, so the list only shrinks): the llama fixture
+/// (Llama 3.x rope scaling: llama.cpp writes `rope_freqs.weight`, which we do not yet).
+const KNOWN_GAPS: &[&str] = &["llama"];
+
+/// Families whose transformers reference uses a setting a GGUF cannot carry, so llama.cpp itself
+/// (and we, computing as llama.cpp) differ from transformers by more than 1e-3: their bound is
+/// llama.cpp's own distance from transformers (llamacpp.json against reference.json, over the ids
+/// in both top-10s) + 1e-3. gpt_oss: `rope_parameters.truncate = false` (transformers leaves YaRN's
+/// correction range unrounded, llama.cpp floors and ceils it: with `truncate = true` transformers
+/// agrees with us within 7.6e-6 on this fixture, f32 KV cache).
+const BEYOND_GGUF: &[(&str, &str)] = &[("gpt_oss", "YaRN with truncate = false")];
 
 fn arch_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/arch")
@@ -163,6 +170,7 @@ fn arch_fixtures_convert_and_run_as_llamacpp() {
             }
         } else {
             report.push(check_family(&family, &dir, &out));
+            report.extend(check_llamacpp_file(&family, &dir, &tmp));
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
@@ -204,10 +212,94 @@ fn check_family(family: &str, dir: &Path, out: &Path) -> String {
             }
         }
         let mean_cpp = sum_cpp / n_cpp as f64;
-        assert!(max_hf <= 1e-3, "{family}: max |Δ| vs transformers {max_hf} > 1e-3");
+        let hf_bound = match BEYOND_GGUF.iter().find(|(f, _)| *f == family) {
+            Some((_, why)) => {
+                let b = llamacpp_vs_transformers(&reference, &cpp) + 1e-3;
+                eprintln!("{family}: transformers bound {b:.3e} (llama.cpp's own distance + 1e-3: {why})");
+                b
+            }
+            None => 1e-3,
+        };
+        assert!(max_hf <= hf_bound, "{family}: max |Δ| vs transformers {max_hf} > {hf_bound}");
         assert_eq!(top1, n_pos, "{family}: top-1 agreement with llama.cpp");
         assert!(mean_cpp <= 0.01, "{family}: mean |Δ| vs llama.cpp {mean_cpp} > 0.01");
         let file = if same_file { "same file sha256" } else { "file sha256 differs" };
         format!("{family}: {file}; transformers max |Δ| {max_hf:.2e}; llama.cpp top-1 {top1}/{n_pos}, mean |Δ| top-10 {mean_cpp:.2e}")
     }
+}
+
+/// llama.cpp's largest |Δ| from transformers over the ids both top-10 lists hold.
+fn llamacpp_vs_transformers(reference: &Json, cpp: &Json) -> f32 {
+    let mut max = 0f32;
+    for (r, c) in reference["cases"].as_array().unwrap().iter().zip(cpp["cases"].as_array().unwrap()) {
+        for (rt, ct) in r["top10"].as_array().unwrap().iter().zip(c["top10"].as_array().unwrap()) {
+            for rp in rt.as_array().unwrap() {
+                if let Some(cp) = ct.as_array().unwrap().iter().find(|cp| cp[0] == rp[0]) {
+                    max = max.max((rp[1].as_f64().unwrap() - cp[1].as_f64().unwrap()).abs() as f32);
+                }
+            }
+        }
+    }
+    max
+}
+
+/// llama.cpp's own conversion of the fixture (made here by the convert_hf_to_gguf.py of the
+/// llama.cpp tree the fixture names, when python3 and that tree are available) loads in ours and
+/// answers as llama-cpp-python did on it (its settings: f16 KV cache, one batch): top-1 agreement
+/// 100 %, mean |Δ| over llama.cpp's top-10 ≤ 0.01; reports how many of those logits are
+/// bit-identical to llama.cpp's.
+fn check_llamacpp_file(family: &str, dir: &Path, tmp: &Path) -> Option<String> {
+    let conv = read_json(&dir.join("llamacpp-conversion.json"));
+    let tree = PathBuf::from(conv["llama_cpp"].as_str()?);
+    let script = tree.join("convert_hf_to_gguf.py");
+    if !script.is_file() {
+        return Some(format!(
+            "{family}: llama.cpp's converter not found at {}, its file not checked",
+            script.display()
+        ));
+    }
+    let out = tmp.join(format!("{family}-llamacpp-f32.gguf"));
+    let st = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(dir)
+        .args(["--outtype", "f32", "--outfile"])
+        .arg(&out)
+        .env("PYTHONPATH", tree.join("gguf-py"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !st.is_ok_and(|s| s.success()) {
+        return Some(format!("{family}: llama.cpp's converter did not run here, its file not checked"));
+    }
+    let same = common::sha256_hex(&std::fs::read(&out).unwrap()) == conv["conversions"]["f32"]["sha256"].as_str()?;
+    let model =
+        Model::load(&out, &ModelParams::default()).unwrap_or_else(|e| panic!("{family}: llama.cpp's file: {e}"));
+    let n_vocab = model.n_vocab();
+    let cpp = read_json(&dir.join("llamacpp.json"));
+    let (mut sum, mut n, mut exact, mut top1, mut n_pos) = (0f64, 0usize, 0usize, 0usize, 0usize);
+    for c in cpp["cases"].as_array().unwrap() {
+        let tokens = ids(&c["tokens"]);
+        let p = ContextParams { n_ctx: 256, n_batch: 256, n_threads: 2, kv_type: KvType::F16, logits_all: true };
+        let mut ctx = Context::new(&model, p).unwrap();
+        ctx.eval(&model, &tokens, 0).unwrap();
+        for (pos, ct) in c["top10"].as_array().unwrap().iter().enumerate() {
+            let row = &ctx.logits()[pos * n_vocab..(pos + 1) * n_vocab];
+            for pair in ct.as_array().unwrap() {
+                let (got, want) = (row[pair[0].as_u64().unwrap() as usize], pair[1].as_f64().unwrap() as f32);
+                sum += (got - want).abs() as f64;
+                exact += usize::from(got.to_bits() == want.to_bits());
+                n += 1;
+            }
+            let best = (0..n_vocab).fold(0, |b, i| if row[i] > row[b] { i } else { b });
+            top1 += usize::from(best as u64 == ct[0][0].as_u64().unwrap());
+            n_pos += 1;
+        }
+    }
+    let mean = sum / n as f64;
+    assert_eq!(top1, n_pos, "{family}: top-1 agreement with llama.cpp on llama.cpp's own file");
+    assert!(mean <= 0.01, "{family}: mean |Δ| vs llama.cpp on its own file {mean} > 0.01");
+    let file = if same { "the fixture's" } else { "differs from the fixture's" };
+    Some(format!(
+        "{family}: llama.cpp's file ({file} sha256) in ours: top-1 {top1}/{n_pos}, mean |Δ| top-10 {mean:.2e}, bit-identical {exact}/{n}"
+    ))
 }

@@ -80,6 +80,16 @@ fn weight_row(rng: &mut Rng, t: GgmlType, n: usize, mode: Mode) -> Vec<u8> {
                     blk[2..].fill(0x80); // -128, beyond what the quantizer emits
                 }
             }
+            if t == GgmlType::MXFP4 {
+                // the E8M0 exponent byte: scales 2^-16 .. 2^-2 (Extreme: 2^126, Zero: 2^-128)
+                for blk in b.chunks_exact_mut(ts) {
+                    blk[0] = match mode {
+                        Mode::Random => 112 + (rng.next() % 15) as u8,
+                        Mode::Extreme => 254,
+                        Mode::Zero => 0,
+                    };
+                }
+            }
             for blk in b.chunks_exact_mut(ts) {
                 for &o in scale_offsets(t) {
                     let v = match mode {
@@ -103,9 +113,9 @@ fn activations(rng: &mut Rng, n: usize, mode: Mode) -> Vec<f32> {
     }
 }
 
-const WEIGHT_TYPES: [GgmlType; 13] = {
+const WEIGHT_TYPES: [GgmlType; 14] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, F16, BF16, F32]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, F16, BF16, F32]
 };
 
 fn sizes(t: GgmlType) -> Vec<usize> {
@@ -178,6 +188,37 @@ fn dot_kernels_match_scalar() {
     }
 }
 
+/// The x86 tables' MXFP4 dot sums in llama.cpp's AVX2 order (`ggml_x86::mxfp4_lanes`) bit for
+/// bit, on even and odd block counts (quant_ggml.rs checks that order against llama.cpp itself).
+#[test]
+fn mxfp4_x86_dot_follows_llama_cpp_order() {
+    let mut rng = Rng(0x3fb8_aa3b);
+    let t = GgmlType::MXFP4;
+    let mut checked = 0;
+    for k in Kernels::available() {
+        if !matches!(k.isa, llama_core::kernels::Isa::Avx2 | llama_core::kernels::Isa::Avx512) {
+            continue;
+        }
+        for n in [32usize, 64, 96, 256 + 32, 4096 + 32] {
+            for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                let w = weight_row(&mut rng, t, n, mode);
+                let x = activations(&mut rng, n, if mode == Mode::Zero { Mode::Random } else { mode });
+                let mut a = vec![0u8; n / 32 * 34];
+                (k.from_float(GgmlType::Q8_0).unwrap())(&x, &mut a);
+                let got = (k.vec_dot(t).unwrap())(n, &w, &a);
+                let want = llama_core::kernels::ggml_x86::mxfp4_lanes(n, &w, &a);
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{:?} n={n}: {got} vs {want}",
+                    k.isa
+                );
+                checked += 1;
+            }
+        }
+    }
+    eprintln!("mxfp4: {checked} x86 dots in llama.cpp's order");
+}
+
 /// matmul (chunked, tiled, threaded) against a plain loop of scalar dots.
 #[test]
 fn matmul_matches_naive_loop() {
@@ -242,7 +283,7 @@ fn matmul_rejects_bad_shapes() {
 
 use llama_core::kernels::scalar::VecDot;
 use llama_core::quant::{self as q, read_blocks};
-use llama_core::quant::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
+use llama_core::quant::{BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
 use llama_core::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 
 /// The typed scalar reference (`kernels::scalar::VecDot`) on byte rows viewed as blocks, reached
@@ -263,6 +304,7 @@ fn reference_dot(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
         F16 => half::f16::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         BF16 => half::bf16::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         F32 => f32::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        MXFP4 => BlockMXFP4::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         _ => unreachable!(),
     }
 }
@@ -932,7 +974,7 @@ fn table_rows_follow_ggml_type_traits() {
             assert!(t.is_supported(), "{:?}: row for unsupported {t}", k.isa);
             assert_eq!((row.ggml_type, (row.block_size, row.type_size)), (t, t.block_layout()));
             let want = match t {
-                Q4_0 | Q5_0 | Q8_0 => Some(Q8_0),
+                Q4_0 | Q5_0 | Q8_0 | MXFP4 => Some(Q8_0),
                 Q4_1 | Q5_1 => Some(Q8_1),
                 Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Some(Q8_K),
                 F16 | BF16 | F32 => Some(t),
@@ -948,4 +990,77 @@ fn table_rows_follow_ggml_type_traits() {
             assert_eq!(got, q::dequantize(t, &bytes, n).unwrap(), "{:?} {t} to_float", k.isa);
         }
     }
+}
+
+/// YaRN rope (`Rope` with `Yarn::llama`, as the gpt-oss family sets it up) against ggml_rope_ext
+/// (llama-cpp-python's library, one-op graph) bit for bit, NeoX pairs, heads of 64 and 16, positions
+/// 0..40 and up to 140000; and `Yarn::llama`'s attn_factor against llama_context's arithmetic.
+#[test]
+fn yarn_rope_matches_ggml() {
+    use llama_core::kernels::elementwise::{Rope, RopeType, Yarn};
+    let dir = std::env::temp_dir().join(format!("llama-kernels-rope-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    if !run_quant_ref("rope", &dir, "3", "llama-cpp-python's ggml, gguf-py or numpy") {
+        return;
+    }
+    let want_attn = read_f32_file(&dir.join("rope.attn_factor.f32"))[0];
+    let (n_head, freq_scale) = (4, 1.0 / 32.0);
+    for hd in [64usize, 16] {
+        let yarn = Yarn::llama(hd, 4096, 150000.0, freq_scale, 32.0, 1.0, 1.0);
+        assert_eq!(yarn.attn_factor.to_bits(), want_attn.to_bits(), "attn_factor");
+        let rope = Rope {
+            n_rot: hd,
+            freq_base: 150000.0,
+            freq_scale,
+            kind: RopeType::Neox,
+            freq_factors: None,
+            yarn: Some(yarn),
+        };
+        let src = read_f32_file(&dir.join(format!("rope{hd}.src.f32")));
+        let want = read_f32_file(&dir.join(format!("rope{hd}.out.f32")));
+        let pos: Vec<i32> = std::fs::read(dir.join(format!("rope{hd}.pos.i32")))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let row = n_head * hd;
+        for (t, &p) in pos.iter().enumerate() {
+            let mut x = src[t * row..(t + 1) * row].to_vec();
+            rope.apply(&mut x, hd, p as usize);
+            for (i, (a, b)) in x.iter().zip(&want[t * row..(t + 1) * row]).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "head_dim {hd} pos {p} element {i}: {a} vs ggml {b}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Softmax with an attention sink (`elementwise::softmax_sink`, what attention runs for gpt-oss)
+/// against ggml_soft_max_ext + ggml_soft_max_add_sinks (llama-cpp-python's library, one-op graph)
+/// bit for bit, in the vector width of that build; sinks below, inside and above the scores.
+#[test]
+fn softmax_sink_matches_ggml() {
+    use llama_core::kernels::elementwise::softmax_sink;
+    use llama_core::kernels::SumOrders;
+    let dir = std::env::temp_dir().join(format!("llama-kernels-sinks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    if !run_quant_ref("sinks", &dir, "9", "llama-cpp-python's ggml (AVX2 or AVX-512), gguf-py or numpy") {
+        return;
+    }
+    let orders = match std::fs::read_to_string(dir.join("sinks.build")).unwrap().trim() {
+        "avx512" => SumOrders::Avx512,
+        _ => SumOrders::Avx2,
+    };
+    let src = read_f32_file(&dir.join("sinks.src.f32"));
+    let sk = read_f32_file(&dir.join("sinks.sk.f32"));
+    let want = read_f32_file(&dir.join("sinks.out.f32"));
+    let rows_per_head = src.len() / 256 / sk.len();
+    for (r, (x, w)) in src.chunks_exact(256).zip(want.chunks_exact(256)).enumerate() {
+        let mut y = x.to_vec();
+        softmax_sink(&mut y, 0.125, sk[r / rows_per_head], orders);
+        for i in 0..256 {
+            assert_eq!(y[i].to_bits(), w[i].to_bits(), "{orders:?} row {r} entry {i}: {} vs ggml {}", y[i], w[i]);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

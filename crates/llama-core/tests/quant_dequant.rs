@@ -18,7 +18,7 @@ fn random_blocks_match_gguf_py() {
     }
     use GgmlType::*;
     let mut total = 0;
-    for t in [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+    for t in [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4] {
         let name = format!("{t:?}");
         let raw = std::fs::read(dir.join(format!("{name}.raw"))).unwrap();
         let want = read_f32(&dir.join(format!("{name}.f32")));

@@ -32,9 +32,9 @@ fn ggml_dir() -> Option<std::path::PathBuf> {
     .clone()
 }
 
-const TYPES: [GgmlType; 12] = {
+const TYPES: [GgmlType; 13] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, MXFP4]
 };
 const COLS: usize = 1024;
 
@@ -100,9 +100,9 @@ fn abs_dot(t: GgmlType, w: &[u8], p: GgmlType, a: &[u8]) -> f64 {
 fn vec_dot_matches_ggml() {
     let Some(dir) = ggml_dir() else { return };
     use GgmlType::*;
-    for t in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+    for t in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4] {
         let partner = match t {
-            Q4_0 | Q5_0 | Q8_0 => Q8_0,
+            Q4_0 | Q5_0 | Q8_0 | MXFP4 => Q8_0,
             Q4_1 | Q5_1 => Q8_1,
             _ => Q8_K,
         };
@@ -191,6 +191,40 @@ fn dot_bytes(t: GgmlType, w: &[u8], a: &[u8]) -> f32 {
         Q4_K => BlockQ4K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         Q5_K => BlockQ5K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         Q6_K => BlockQ6K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        MXFP4 => BlockMXFP4::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         _ => unreachable!(),
     }
+}
+
+/// MXFP4 × Q8_0 of every x86 table against the dot llama.cpp runs (`ggml_vec_dot_mxfp4_q8_0`, its
+/// AVX2 path, from llama-cpp-python's library), bit for bit: rows of 32 blocks, and their first
+/// 31 blocks (the AVX2 loop takes blocks in pairs and the odd last one apart).
+#[test]
+fn mxfp4_dot_is_bit_identical_to_llama_cpp() {
+    let Some(dir) = ggml_dir() else { return };
+    let t = GgmlType::MXFP4;
+    let w = std::fs::read(file(&dir, t, "q")).unwrap();
+    let a = std::fs::read(file(&dir, t, "act")).unwrap();
+    let dots = read_f32(&file(&dir, t, "dot.f32")); // [rows, 2]: generic, SIMD
+    let odd = read_f32(&file(&dir, t, "dot_odd.f32")); // [rows]: SIMD over 31 blocks
+    let (wr, ar) = (17 * COLS / 32, 34 * COLS / 32);
+    let mut checked = 0;
+    for k in llama_core::kernels::Kernels::available() {
+        if !matches!(k.isa, llama_core::kernels::Isa::Avx2 | llama_core::kernels::Isa::Avx512) {
+            continue;
+        }
+        let dot = k.vec_dot(t).unwrap();
+        for r in 0..odd.len() {
+            let (wb, ab) = (&w[r * wr..][..wr], &a[r * ar..][..ar]);
+            for (n, want) in [(COLS, dots[2 * r + 1]), (COLS - 32, odd[r])] {
+                let got = dot(n, wb, ab);
+                assert_eq!(got.to_bits(), want.to_bits(), "{:?} row {r} n={n}: {got} vs llama.cpp {want}", k.isa);
+                // the portable statement of that order
+                let order = llama_core::kernels::ggml_x86::mxfp4_lanes(n, wb, ab);
+                assert_eq!(order.to_bits(), want.to_bits(), "ggml_x86::mxfp4_lanes row {r} n={n}");
+                checked += 1;
+            }
+        }
+    }
+    eprintln!("mxfp4: {checked} dots bit-identical to llama.cpp's AVX2 ggml_vec_dot_mxfp4_q8_0");
 }

@@ -6,6 +6,7 @@
 //! through `Hparams::extra`; its own tensor names; tensors merged or split) keeps that in its own
 //! file in this folder (`hf/<family>.rs`), called from `load_hf` by its architecture name.
 
+mod gpt_oss;
 mod qwen35;
 mod qwen3moe;
 
@@ -15,7 +16,7 @@ use std::path::Path;
 use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
-use crate::plan::{Hparams, OutTensor, Plan};
+use crate::plan::{Hparams, OutTensor, Plan, RopeYarn};
 use crate::safetensors::load_safetensors;
 
 pub const SUPPORTED: &[&str] = &[
@@ -25,6 +26,7 @@ pub const SUPPORTED: &[&str] = &[
     "Qwen3ForCausalLM",
     "Qwen3MoeForCausalLM",
     "Qwen3_5ForCausalLM",
+    "GptOssForCausalLM",
 ];
 
 pub fn is_hf_dir(dir: &Path) -> bool {
@@ -87,6 +89,35 @@ fn get_u32(cfg: &Json, keys: &[&str], path: &Path) -> Result<u32> {
     Err(Error::format(path, format!("missing required key '{}'", keys[0])))
 }
 
+/// YaRN rope scaling as llama.cpp's base converter reads it: from `rope_parameters` (transformers
+/// 5; its `full_attention` entry when it has one per attention type) or else `rope_scaling`, when
+/// its type is "yarn" and it states a factor; `original_max_position_embeddings` is then required.
+fn rope_yarn(cfg: &Json, cpath: &Path) -> Result<Option<RopeYarn>> {
+    let Some(p) = cfg.get("rope_parameters").or_else(|| cfg.get("rope_scaling")).filter(|v| v.is_object()) else {
+        return Ok(None);
+    };
+    let p = p.get("full_attention").unwrap_or(p);
+    let ty = p.get("rope_type").or_else(|| p.get("type")).and_then(Json::as_str);
+    let Some(factor) = p.get("factor").and_then(Json::as_f64).filter(|_| ty == Some("yarn")) else {
+        return Ok(None);
+    };
+    let orig_ctx = p
+        .get("original_max_position_embeddings")
+        .or_else(|| cfg.get("original_max_position_embeddings"))
+        .and_then(Json::as_u64)
+        .and_then(|x| u32::try_from(x).ok())
+        .ok_or_else(|| Error::format(cpath, "yarn rope scaling without 'original_max_position_embeddings'"))?;
+    let f = |k: &str| p.get(k).and_then(Json::as_f64).map(|x| x as f32);
+    Ok(Some(RopeYarn {
+        factor: factor as f32,
+        orig_ctx,
+        ext_factor: f("extrapolation_factor"),
+        attn_factor: f("attention_factor").or_else(|| f("attn_factor")),
+        beta_fast: f("beta_fast"),
+        beta_slow: f("beta_slow"),
+    }))
+}
+
 pub fn load_hf(dir: &Path) -> Result<Plan> {
     let cpath = dir.join("config.json");
     let cfg = read_config(dir)?;
@@ -101,6 +132,7 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         "Qwen3ForCausalLM" => "qwen3",
         "Qwen3MoeForCausalLM" => "qwen3moe",
         "Qwen3_5ForCausalLM" => "qwen35",
+        "GptOssForCausalLM" => "gpt-oss",
         other => return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") }),
     };
 
@@ -141,11 +173,14 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
             let ty = s.get("type").or_else(|| s.get("rope_type")).and_then(Json::as_str).unwrap_or("");
             match ty {
                 "linear" => s.get("factor").and_then(Json::as_f64).map(|f| f as f32),
-                "default" | "" => None,
+                // written from `rope_yarn` below
+                "default" | "" | "yarn" => None,
                 other => return Err(Error::format(&cpath, format!("rope_scaling type '{other}' is not supported"))),
             }
         }
     };
+
+    let rope_scaling_yarn = rope_yarn(&cfg, &cpath)?;
 
     // Tensor files: an index naming shards, or one model.safetensors.
     let index = dir.join("model.safetensors.index.json");
@@ -183,6 +218,15 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
     };
     for f in &files {
         for t in load_safetensors(f)? {
+            // A family's own tensor mapping (gpt-oss's fused, transposed experts, its router
+            // and sinks), before the shared one.
+            if arch == "gpt-oss" && gpt_oss::owns(&t.name) {
+                for o in gpt_oss::take(t)? {
+                    n_params += o.src.n_elements();
+                    tensors.push(o);
+                }
+                continue;
+            }
             // A family's expert matrices: stacked (or split) by its own file.
             let t = match experts.as_mut() {
                 Some(x) => match x.take(t) {
@@ -240,11 +284,13 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         n_rot: head_dim.unwrap_or(n_embd / n_head),
         n_vocab,
         rope_scaling_linear,
+        rope_scaling_yarn,
         n_expert,
         n_expert_used,
         rope_sections: None,
         extra: match arch {
             "qwen3moe" => qwen3moe::extra(&cfg),
+            "gpt-oss" => gpt_oss::extra(&cfg),
             _ => Vec::new(),
         },
     };

@@ -41,6 +41,7 @@ impl ExpertStacker {
     /// Takes an HF tensor of `model.layers.{bid}.mlp.experts.…`: returns the output tensors it
     /// completes (none until a layer's per-expert matrices are all read). Other tensors are
     /// handed back.
+    #[allow(clippy::result_large_err)] // the tensor handed back is moved, not copied
     pub fn take(&mut self, t: SrcTensor) -> std::result::Result<Result<Vec<OutTensor>>, SrcTensor> {
         let Some((bid, rest)) = t
             .name
@@ -144,7 +145,7 @@ fn with_leading_one(mut t: SrcTensor) -> SrcTensor {
 /// `data[..., :n_ff, :]`, `data[..., n_ff:, :]`).
 fn split_gate_up(t: SrcTensor) -> Result<(SrcTensor, SrcTensor)> {
     let bad = |m: String| Error::format(&t.file, format!("tensor '{}': {m}", t.name));
-    if t.shape.len() != 3 || t.shape[1] % 2 != 0 {
+    if t.shape.len() != 3 || !t.shape[1].is_multiple_of(2) {
         return Err(bad(format!("unexpected gate_up_proj shape {:?}", t.shape)));
     }
     let Data::View { mmap, base, offset, stride } = &t.data else {

@@ -280,24 +280,93 @@ fn gelu(x: f32) -> f32 {
 /// The scalar emulation of an AVX-512 build's vector softmax: the scalar table's, and the reference
 /// of the AVX-512 table's.
 pub fn softmax_scalar(x: &mut [f32], scale: f32) {
-    with_fma!(softmax_avx512_body(x, scale))
+    with_fma!(softmax_avx512_body(x, scale, None))
 }
 
 /// The scalar emulation of an AVX2 build's vector softmax (`ggml_vec_soft_max_f32`'s
 /// `__AVX2__ && __FMA__` branch): [`ggml_expf_avx2`], chunks of 8 summed as its `hsum`
 /// (`((e0+e4)+(e2+e6)) + ((e1+e5)+(e3+e7))`) into the f64 sum. The reference of the AVX2 table's.
 pub fn softmax_scalar_avx2(x: &mut [f32], scale: f32) {
-    with_fma!(softmax_avx2_body(x, scale))
+    with_fma!(softmax_avx2_body(x, scale, None))
+}
+
+/// ggml_soft_max (scale 1, no mask) of a short row of any length, as `ggml_vec_soft_max_f32`
+/// computes it: whole vectors of the build's width (`orders`) with its vector expf, summed as its
+/// horizontal add, the rest of the row with the C library's expf one by one, all into an f64
+/// sum; then `x · (float)(1/sum)`. (Attention rows are padded to whole vectors: see
+/// [`softmax_scalar`]; this is for rows that are not, like a MoE router's chosen logits.)
+pub fn softmax_row(x: &mut [f32], orders: SumOrders) {
+    with_fma!(softmax_row_body(x, orders))
 }
 
 #[inline(always)]
-fn softmax_avx512_body(x: &mut [f32], scale: f32) {
-    softmax_body::<16>(x, scale, ggml_expf, reduce_add16)
+fn softmax_row_body(x: &mut [f32], orders: SumOrders) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| if m > v { m } else { v });
+    let w = orders.vector_width();
+    let whole = x.len() / w * w;
+    let mut sum = 0.0f64;
+    for chunk in x[..whole].chunks_exact_mut(w) {
+        for v in chunk.iter_mut() {
+            *v = match orders {
+                SumOrders::Avx512 => ggml_expf(*v - max),
+                SumOrders::Avx2 => ggml_expf_avx2(*v - max),
+            };
+        }
+        sum += match orders {
+            SumOrders::Avx512 => reduce_add16((&*chunk).try_into().expect("16 lanes")),
+            SumOrders::Avx2 => {
+                let e: &[f32; 8] = (&*chunk).try_into().expect("8 lanes");
+                ((e[0] + e[4]) + (e[2] + e[6])) + ((e[1] + e[5]) + (e[3] + e[7]))
+            }
+        } as f64;
+    }
+    for v in &mut x[whole..] {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    scale_inplace(x, (1.0 / sum) as f32);
+}
+
+/// gpt-oss's SwiGLU (`ggml_swiglu_oai`, llama.cpp's LLM_FFN_SWIGLU_OAI_MOE): with the gate
+/// clamped above at `limit` and the linear part to ±`limit`,
+/// `gate = gate/(1 + e^(−alpha·gate)) · (up + 1)` (ggml's scalar loop, the C library's expf).
+/// gate, up: [n]
+pub fn swiglu_oai(gate: &mut [f32], up: &[f32], alpha: f32, limit: f32) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        // std::min(x, limit) and std::clamp(y, -limit, limit), NaNs passing through as in C++
+        let x = if limit < *g { limit } else { *g };
+        let y = if u < -limit {
+            -limit
+        } else if limit < u {
+            limit
+        } else {
+            u
+        };
+        let glu = x / (1.0 + (alpha * -x).exp());
+        *g = glu * (y + 1.0);
+    }
+}
+
+/// Softmax of `x` in place after `x * scale` with an attention sink: `sink` is one more logit in
+/// the denominator, not scaled and not in the row (ggml_soft_max_ext with
+/// `ggml_soft_max_add_sinks`: the row's maximum raised to the sink, and after the row's chunked
+/// sum `+ expf(sink − max)` with the C library's expf). `orders` picks the build whose vector
+/// softmax the row's part follows (that of [`softmax_scalar`] or [`softmax_scalar_avx2`]).
+pub fn softmax_sink(x: &mut [f32], scale: f32, sink: f32, orders: SumOrders) {
+    match orders {
+        SumOrders::Avx512 => with_fma!(softmax_avx512_body(x, scale, Some(sink))),
+        SumOrders::Avx2 => with_fma!(softmax_avx2_body(x, scale, Some(sink))),
+    }
 }
 
 #[inline(always)]
-fn softmax_avx2_body(x: &mut [f32], scale: f32) {
-    softmax_body::<8>(x, scale, ggml_expf_avx2, |e: &[f32; 8]| {
+fn softmax_avx512_body(x: &mut [f32], scale: f32, sink: Option<f32>) {
+    softmax_body::<16>(x, scale, sink, ggml_expf, reduce_add16)
+}
+
+#[inline(always)]
+fn softmax_avx2_body(x: &mut [f32], scale: f32, sink: Option<f32>) {
+    softmax_body::<8>(x, scale, sink, ggml_expf_avx2, |e: &[f32; 8]| {
         ((e[0] + e[4]) + (e[2] + e[6])) + ((e[1] + e[5]) + (e[3] + e[7]))
     })
 }
@@ -306,6 +375,7 @@ fn softmax_avx2_body(x: &mut [f32], scale: f32) {
 fn softmax_body<const W: usize>(
     x: &mut [f32],
     scale: f32,
+    sink: Option<f32>,
     expf: impl Fn(f32) -> f32,
     reduce: impl Fn(&[f32; W]) -> f32,
 ) {
@@ -313,6 +383,10 @@ fn softmax_body<const W: usize>(
     for v in x.iter_mut() {
         *v *= scale;
         max = max.max(*v);
+    }
+    if let Some(s) = sink {
+        // C's MAX(max, sink)
+        max = if max > s { max } else { s };
     }
     let mut sum = 0.0f64;
     for chunk in x.chunks_mut(W) {
@@ -322,6 +396,9 @@ fn softmax_body<const W: usize>(
             *v = *ei;
         }
         sum += reduce(&e) as f64;
+    }
+    if let Some(s) = sink {
+        sum += (s - max).exp() as f64;
     }
     let inv = (1.0 / sum) as f32;
     scale_inplace(x, inv);
@@ -453,6 +530,61 @@ pub struct Rope<'a> {
     pub kind: RopeType,
     /// llama3-style per-pair frequency divisors ([n_rot/2]), from `rope_freqs.weight`.
     pub freq_factors: Option<&'a [f32]>,
+    /// ggml_rope_ext's YaRN parameters, when the model scales rope that way.
+    pub yarn: Option<Yarn>,
+}
+
+/// The YaRN part of ggml_rope_ext (`rope_yarn`): pairs below `corr_dims[0]` keep their
+/// extrapolated (unscaled) angle, pairs above `corr_dims[1]` take the interpolated one
+/// (`freq_scale`·angle), the ones between a linear mix; cos and sin are scaled by
+/// `attn_factor·(1 + 0.1·ln(1/freq_scale))`.
+#[derive(Clone, Copy, Debug)]
+pub struct Yarn {
+    /// How much of the ramp's extrapolation is mixed in (llama.cpp's yarn_ext_factor: 1 for YaRN).
+    pub ext_factor: f32,
+    /// llama.cpp's yarn_attn_factor (what the context passes to ggml_rope_ext).
+    pub attn_factor: f32,
+    /// First and last pair of the ramp (`ggml_rope_yarn_corr_dims`).
+    pub corr_dims: [f32; 2],
+}
+
+impl Yarn {
+    /// YaRN as llama.cpp sets it up for a model with rope scaling type "yarn": ext_factor 1,
+    /// attn_factor = get_mscale(factor)·1/(1 + 0.1·ln factor)·`rope_attn_factor` (llama_context's
+    /// arithmetic: plain f32, libllama is built without FMA), the correction dims of
+    /// `beta_fast`/`beta_slow` for the `n_ctx_orig` positions the model was trained on.
+    pub fn llama(
+        n_rot: usize,
+        n_ctx_orig: usize,
+        freq_base: f32,
+        freq_scale: f32,
+        beta_fast: f32,
+        beta_slow: f32,
+        rope_attn_factor: f32,
+    ) -> Yarn {
+        let factor = 1.0 / freq_scale;
+        let get_mscale = |scale: f32, mscale: f32| if scale <= 1.0 { 1.0 } else { 0.1 * mscale * scale.ln() + 1.0 };
+        let mut attn_factor = get_mscale(factor, 1.0);
+        // cancels the factor ggml's rope_yarn multiplies in (llama.cpp PR 17945)
+        attn_factor *= 1.0 / (1.0 + 0.1 * factor.ln());
+        attn_factor *= rope_attn_factor;
+        Yarn {
+            ext_factor: 1.0,
+            attn_factor,
+            corr_dims: yarn_corr_dims(n_rot, n_ctx_orig, freq_base, beta_fast, beta_slow),
+        }
+    }
+}
+
+/// `ggml_rope_yarn_corr_dims`: the pairs whose wavelength spans `beta_fast` and `beta_slow`
+/// rotations over the `n_ctx_orig` trained positions, floored and ceiled, clamped to the pairs.
+pub fn yarn_corr_dims(n_dims: usize, n_ctx_orig: usize, freq_base: f32, beta_fast: f32, beta_slow: f32) -> [f32; 2] {
+    // ggml_rope_yarn_corr_dim: n_dims·ln(n_ctx_orig / (n_rot·2π)) / (2·ln base)
+    let corr_dim = |n_rot: f32| {
+        n_dims as f32 * (n_ctx_orig as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln() / (2.0 * freq_base.ln())
+    };
+    let (start, end) = (corr_dim(beta_fast).floor(), corr_dim(beta_slow).ceil());
+    [if 0.0 > start { 0.0 } else { start }, if (n_dims - 1) as f32 > end { end } else { (n_dims - 1) as f32 }]
 }
 
 impl Rope<'_> {
@@ -472,8 +604,13 @@ fn rope_body(r: &Rope, x: &mut [f32], head_dim: usize, pos: usize) {
         let mut theta_base = pos as f32;
         for i in 0..half {
             let ff = r.freq_factors.map_or(1.0, |f| f[i]);
-            let theta = r.freq_scale * (theta_base / ff);
-            let (sin, cos) = (theta.sin(), theta.cos());
+            let (sin, cos) = match &r.yarn {
+                None => {
+                    let theta = r.freq_scale * (theta_base / ff);
+                    (theta.sin(), theta.cos())
+                }
+                Some(y) => rope_yarn(theta_base / ff, r.freq_scale, y, i),
+            };
             theta_base *= theta_scale;
             let (a, b) = match r.kind {
                 RopeType::Norm => (2 * i, 2 * i + 1),
@@ -489,6 +626,31 @@ fn rope_body(r: &Rope, x: &mut [f32], head_dim: usize, pos: usize) {
             }
         }
     }
+}
+
+/// ggml's `rope_yarn` for pair `i`: (sin, cos) of the mixed angle, times mscale. The
+/// multiply-adds GCC contracts in llama.cpp's build (ggml-cpu has FMA) are `mul_add`s here:
+/// bit-exact against ggml_rope_ext (tests/kernels.rs `yarn_rope_matches_ggml`).
+#[inline(always)]
+fn rope_yarn(theta_extrap: f32, freq_scale: f32, y: &Yarn, i: usize) -> (f32, f32) {
+    let theta_interp = freq_scale * theta_extrap;
+    let mut theta = theta_interp;
+    let mut mscale = y.attn_factor;
+    if y.ext_factor != 0.0 {
+        // rope_yarn_ramp: 1 below corr_dims[0], 0 above corr_dims[1], linear between (C's MIN/MAX)
+        let [low, high] = y.corr_dims;
+        let d = high - low;
+        let t = (i as f32 - low) / if 0.001 > d { 0.001 } else { d };
+        let t = if 0.0 > t { 0.0 } else { t };
+        let ramp = 1.0 - if 1.0 < t { 1.0 } else { t };
+        let ramp_mix = ramp * y.ext_factor;
+        // GCC fuses the first product of `θ_interp·(1 − mix) + θ_extrap·mix` (measured: the other
+        // pairing or none differ from ggml in ~5 % of the mixed pairs)
+        theta = theta_interp.mul_add(1.0 - ramp_mix, theta_extrap * ramp_mix);
+        // (fused or not, the same f32 for every factor tried: 1.5 to 64)
+        mscale *= 0.1f32.mul_add((1.0 / freq_scale).ln(), 1.0);
+    }
+    (theta.sin() * mscale, theta.cos() * mscale)
 }
 
 #[cfg(test)]
@@ -526,7 +688,14 @@ mod tests {
     #[test]
     fn rope_norm_vs_neox_pairing() {
         // One head of 4 dims, base 10000, pos 1: pair 0 rotates by 1 rad, pair 1 by 0.01 rad.
-        let r = Rope { n_rot: 4, freq_base: 10000.0, freq_scale: 1.0, kind: RopeType::Norm, freq_factors: None };
+        let r = Rope {
+            n_rot: 4,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            kind: RopeType::Norm,
+            freq_factors: None,
+            yarn: None,
+        };
         let mut x = [1.0, 0.0, 1.0, 0.0];
         r.apply(&mut x, 4, 1);
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);

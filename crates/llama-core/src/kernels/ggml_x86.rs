@@ -13,6 +13,7 @@ use half::f16;
 
 use crate::quant::blocks::{read_blocks, Block};
 use crate::quant::k_quants::scales_mins_k4;
+use crate::quant::mxfp4::{e8m0_to_fp32_half, BlockMXFP4, KVALUES_MXFP4};
 use crate::quant::{
     BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K,
 };
@@ -79,6 +80,36 @@ pub fn q8_0_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
 pub fn q5_0_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let w = blocks::<BlockQ5_0>(n, w);
     lanes_q8_0(w.iter().map(|b| (b.d, q5_0_values(b))), &blocks(n, a))
+}
+
+/// MXFP4 × Q8_0 as `ggml_vec_dot_mxfp4_q8_0` (AVX2 path): blocks taken in pairs, the even one
+/// into one set of 8 float lanes and the odd one into another (lanes of 4 elements,
+/// `lane = fma(d_a·2^(e−128), f32(lane sum), lane)`), `hsum_float_8` of the two sets added lane
+/// by lane; an odd last block is added after as `sumf + d·f32(sumi)` (measured on llama.cpp's
+/// build: not contracted into an FMA).
+pub fn mxfp4_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockMXFP4>(n, w), blocks::<BlockQ8_0>(n, a));
+    let values = |b: &BlockMXFP4| -> [i32; 32] {
+        std::array::from_fn(|e| {
+            let byte = b.qs[e % 16];
+            KVALUES_MXFP4[(if e < 16 { byte & 15 } else { byte >> 4 }) as usize] as i32
+        })
+    };
+    let mut acc = [[0f32; 8]; 2];
+    let pairs = w.len() / 2 * 2;
+    for (i, (x, y)) in w[..pairs].iter().zip(&a).enumerate() {
+        let d = y.d.to_f32() * e8m0_to_fp32_half(x.e);
+        for (al, s) in acc[i % 2].iter_mut().zip(lanes(&values(x), &y.qs)) {
+            *al = d.mul_add(s as f32, *al);
+        }
+    }
+    let mut sumf = hsum_float_8(&std::array::from_fn(|l| acc[0][l] + acc[1][l]));
+    if let (Some(x), Some(y)) = (w[pairs..].first(), a.get(pairs)) {
+        let d = y.d.to_f32() * e8m0_to_fp32_half(x.e);
+        let sumi: i32 = values(x).iter().zip(&y.qs).map(|(&v, &q)| v * q as i32).sum();
+        sumf += d * sumi as f32;
+    }
+    sumf
 }
 
 /// Q4_0 weights in llama.cpp's x86 repacked GEMV/GEMM (`ggml_gemv_q4_0_8x8_q8_0`,

@@ -511,7 +511,7 @@ pub fn matmul_id<'w>(
     let w0 = w(0, 0);
     let (t, cols) = (w0.ggml_type, w0.cols);
     let mut all_packed = k.gemm_r16(t).is_some();
-    for m in 0..n_mats {
+    for (m, out) in outs.iter().enumerate() {
         let rows = w(m, 0).rows;
         for g in 0..n_groups {
             let wg = w(m, g);
@@ -521,11 +521,11 @@ pub fn matmul_id<'w>(
                     wg.ggml_type, wg.rows, wg.cols, t
                 )));
             }
-            validate(k, &wg, x, 0, outs[m])?;
+            validate(k, &wg, x, 0, out)?;
             all_packed &= wg.packed.is_some_and(|p| p.ggml_type == t && p.rows == rows && p.cols == cols);
         }
         let max_dst = routes.dst.iter().map(|&d| d as usize + 1).max().unwrap_or(0);
-        if outs[m].len() < max_dst * rows {
+        if out.len() < max_dst * rows {
             return Err(Error::InvalidArgument(format!("matmul_id: output {m} is too short for row {max_dst}")));
         }
     }

@@ -78,6 +78,22 @@ pub fn weighted_sum(pool: &ThreadPool, out: &mut [f32], rows: &[f32], w: &[f32],
     });
 }
 
+/// `elementwise::swiglu_oai` on [n_rows][row] gate/up buffers.
+pub fn swiglu_oai_inplace(pool: &ThreadPool, gate: &mut [f32], up: &[f32], row: usize, alpha: f32, limit: f32) {
+    par_rows(pool, gate, row, up, row, |_, g, u| elementwise::swiglu_oai(g, u, alpha, limit));
+}
+
+/// `rows[r] += table[ids[r]]` for each row r of `rows` ([n_rows][row]; table: [n_ids][row]):
+/// ggml's `add_id` (a MoE expert's bias on the rows routed to it).
+pub fn add_id(pool: &ThreadPool, rows: &mut [f32], table: &[f32], ids: &[u32], row: usize) {
+    par_rows(pool, rows, row, &[], 0, |r0, a, _| {
+        for (i, r) in a.chunks_exact_mut(row).enumerate() {
+            let id = ids[r0 + i] as usize;
+            elementwise::add_inplace(r, &table[id * row..(id + 1) * row]);
+        }
+    });
+}
+
 /// The process-wide table's `swiglu` on [n_rows][row] gate/up buffers.
 pub fn swiglu_inplace(pool: &ThreadPool, gate: &mut [f32], up: &[f32], row: usize) {
     let swiglu = kernels().swiglu;
@@ -116,7 +132,14 @@ mod tests {
     fn parallel_ops_are_bit_identical_to_sequential() {
         let (row, head) = (48, 16);
         let w = data(row, 1);
-        let rp = Rope { n_rot: 16, freq_base: 10000.0, freq_scale: 1.0, kind: RopeType::Neox, freq_factors: None };
+        let rp = Rope {
+            n_rot: 16,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            kind: RopeType::Neox,
+            freq_factors: None,
+            yarn: None,
+        };
         for n_threads in [1, 2, 3, 5] {
             let pool = ThreadPool::new(n_threads);
             for n_rows in [1, 2, 3, 7, 16] {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::kv_cache::{KvElem, LayerKv};
+use crate::kernels::elementwise::softmax_sink;
 use crate::kernels::types::{AttnOrder, Kernels, SumOrders, KT_LANES};
 use crate::kernels::{kernels, ThreadPool};
 
@@ -147,6 +148,37 @@ pub fn attention_with<T: KvElem>(
     out: &mut [f32],
     s: AttnShape,
 ) {
+    attention_sinks_with(kern, pool, scratch, kv, q, out, s, None)
+}
+
+/// `attention` with attention sinks: `sinks[h]` ([n_head]) is one more logit in head h's softmax
+/// denominator, a key that every query sees and whose value is zero (gpt-oss; llama.cpp's
+/// `ggml_soft_max_add_sinks`).
+pub fn attention_sinks<T: KvElem>(
+    pool: &ThreadPool,
+    scratch: &[Mutex<AttnScratch>],
+    kv: &LayerKv<T>,
+    q: &[f32],
+    out: &mut [f32],
+    s: AttnShape,
+    sinks: &[f32],
+) {
+    assert_eq!(sinks.len(), s.n_head, "attention: one sink per head");
+    attention_sinks_with(kernels(), pool, scratch, kv, q, out, s, Some(sinks))
+}
+
+/// `attention_with`, with optional sinks ([n_head]).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_sinks_with<T: KvElem>(
+    kern: &Kernels,
+    pool: &ThreadPool,
+    scratch: &[Mutex<AttnScratch>],
+    kv: &LayerKv<T>,
+    q: &[f32],
+    out: &mut [f32],
+    s: AttnShape,
+    sinks: Option<&[f32]>,
+) {
     if s.n_tokens == 0 {
         return;
     }
@@ -170,7 +202,7 @@ pub fn attention_with<T: KvElem>(
                 break;
             }
             let (t0, t1, hkv, h0, nh) = plan.unit(&s, u);
-            unit(kern, kv, q, &s, sc, t0, t1, hkv, h0, nh);
+            unit(kern, kv, q, &s, sinks, sc, t0, t1, hkv, h0, nh);
             let hv = s.head_v;
             for ti in 0..t1 - t0 {
                 let mut dst = out_rows[t0 + ti].lock().unwrap_or_else(|e| e.into_inner());
@@ -188,6 +220,7 @@ fn unit<T: KvElem>(
     kv: &LayerKv<T>,
     q: &[f32],
     s: &AttnShape,
+    sinks: Option<&[f32]>,
     sc: &mut AttnScratch,
     t0: usize,
     t1: usize,
@@ -230,7 +263,11 @@ fn unit<T: KvElem>(
         let start = s.first(t) / chunk * chunk;
         let row = &mut scores[i * span + start - jlo..=i * span + s.last(t) - jlo];
         row[..s.first(t) - start].fill(f32::NEG_INFINITY);
-        (kern.softmax)(row, s.kq_scale);
+        match sinks {
+            None => (kern.softmax)(row, s.kq_scale),
+            // query i is head h0 + i mod nh
+            Some(sk) => softmax_sink(row, s.kq_scale, sk[h0 + i % nh], kern.orders),
+        }
         T::round_slice(kern, row);
     }
 
@@ -287,7 +324,7 @@ mod tests {
 
     /// llama.cpp's attention one (token, head) at a time: each score and output element a
     /// separate ggml dot over the padded key range (p = 0 outside the query's window).
-    fn reference<T: KvElem>(kv: &LayerKv<T>, q: &[f32], s: AttnShape, o: SumOrders) -> Vec<f32> {
+    fn reference<T: KvElem>(kv: &LayerKv<T>, q: &[f32], s: AttnShape, o: SumOrders, sinks: Option<&[f32]>) -> Vec<f32> {
         let group = s.n_head / s.n_head_kv;
         let (nk, nv) = (s.n_head_kv * s.head_k, s.n_head_kv * s.head_v);
         let (kq_order, pv_order) = orders(&s, o);
@@ -307,7 +344,10 @@ mod tests {
                     kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k].iter().map(|x| x.to_f32()).collect();
                 *sj = ggml_dot(kq_order, &k, &qr);
             }
-            (crate::kernels::elementwise::reference(o).0)(&mut scores, s.kq_scale);
+            match sinks {
+                None => (crate::kernels::elementwise::reference(o).0)(&mut scores, s.kq_scale),
+                Some(sk) => softmax_sink(&mut scores, s.kq_scale, sk[h], o),
+            }
             let padded = n_kv.div_ceil(256) * 256;
             let p: Vec<f32> =
                 (0..padded).map(|j| if j < n_kv { T::from_f32(scores[j]).to_f32() } else { 0.0 }).collect();
@@ -331,7 +371,13 @@ mod tests {
         }
     }
 
-    fn case<T: KvElem>(kern: &Kernels, s: AttnShape, n_threads: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    fn case<T: KvElem>(
+        kern: &Kernels,
+        s: AttnShape,
+        n_threads: usize,
+        seed: u64,
+        with_sinks: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
         let mut rng = Rng(seed);
         let n_ctx = s.pos0 + s.n_tokens + 3;
         let (nk, nv) = (s.n_head_kv * s.head_k, s.n_head_kv * s.head_v);
@@ -340,15 +386,18 @@ mod tests {
             v: (0..n_ctx * nv).map(|_| T::from_f32(rng.f32())).collect(),
         };
         let q: Vec<f32> = (0..s.n_tokens * s.n_head * s.head_k).map(|_| 2.0 * rng.f32()).collect();
+        // sinks around the scores' range, so some heads' sinks dominate and others do not
+        let sinks: Vec<f32> = (0..s.n_head).map(|_| 6.0 * rng.f32()).collect();
+        let sinks = with_sinks.then_some(&sinks[..]);
         let pool = ThreadPool::new(n_threads);
         let scratch: Vec<_> = (0..n_threads)
             .map(|_| Mutex::new(AttnScratch::new(n_ctx, s.n_tokens, s.n_head, s.head_k, s.head_v)))
             .collect();
         let mut out = vec![f32::NAN; s.n_tokens * s.n_head * s.head_v + 5];
-        attention_with(kern, &pool, &scratch, &kv, &q, &mut out, s);
+        attention_sinks_with(kern, &pool, &scratch, &kv, &q, &mut out, s, sinks);
         assert!(out[s.n_tokens * s.n_head * s.head_v..].iter().all(|x| x.is_nan()), "wrote past the end");
         out.truncate(s.n_tokens * s.n_head * s.head_v);
-        (out, reference(&kv, &q, s, kern.orders))
+        (out, reference(&kv, &q, s, kern.orders, sinks))
     }
 
     fn shapes() -> Vec<AttnShape> {
@@ -381,10 +430,75 @@ mod tests {
         for kern in Kernels::available() {
             for (ci, s) in shapes().into_iter().enumerate() {
                 for nth in [1, 2, 3] {
-                    let (a, r) = case::<f16>(&kern, s, nth, ci as u64 + 1);
+                    let (a, r) = case::<f16>(&kern, s, nth, ci as u64 + 1, false);
                     assert!(bits(&a) == bits(&r), "{:?} f16 shape {ci} threads {nth}", kern.isa);
-                    let (a, r) = case::<f32>(&kern, s, nth, ci as u64 + 1);
+                    let (a, r) = case::<f32>(&kern, s, nth, ci as u64 + 1, false);
                     assert!(bits(&a) == bits(&r), "{:?} f32 shape {ci} threads {nth}", kern.isa);
+                }
+            }
+        }
+    }
+
+    /// With sinks: every table bit-identical to llama.cpp's loops (one ggml soft_max with the
+    /// head's sink per (token, head)).
+    #[test]
+    fn sinks_every_table_is_bit_identical_to_llama_cpps_loops() {
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for kern in Kernels::available() {
+            for (ci, s) in shapes().into_iter().enumerate() {
+                for nth in [1, 2] {
+                    let (a, r) = case::<f16>(&kern, s, nth, ci as u64 + 7, true);
+                    assert!(bits(&a) == bits(&r), "{:?} sinks f16 shape {ci} threads {nth}", kern.isa);
+                    let (a, r) = case::<f32>(&kern, s, nth, ci as u64 + 7, true);
+                    assert!(bits(&a) == bits(&r), "{:?} sinks f32 shape {ci} threads {nth}", kern.isa);
+                }
+            }
+        }
+    }
+
+    /// Sinks against the definition in f64: o = Σ_j e^(s_j − m)·v_j / (Σ_j e^(s_j − m) + e^(sink − m))
+    /// over the visible keys (f32 cache, so only the f32 roundings of scores and sums differ).
+    #[test]
+    fn sinks_match_the_definition() {
+        let s = AttnShape {
+            n_tokens: 9,
+            pos0: 5,
+            n_head: 4,
+            n_head_kv: 2,
+            head_k: 32,
+            head_v: 32,
+            kq_scale: 0.2,
+            n_swa: 6,
+        };
+        let mut rng = Rng(99);
+        let n_ctx = s.pos0 + s.n_tokens;
+        let (nk, nv) = (s.n_head_kv * s.head_k, s.n_head_kv * s.head_v);
+        let kv = LayerKv::<f32> {
+            k: (0..n_ctx * nk).map(|_| 3.0 * rng.f32()).collect(),
+            v: (0..n_ctx * nv).map(|_| rng.f32()).collect(),
+        };
+        let q: Vec<f32> = (0..s.n_tokens * s.n_head * s.head_k).map(|_| 2.0 * rng.f32()).collect();
+        let sinks = [-3.0f32, 0.5, 2.0, 30.0];
+        let pool = ThreadPool::new(2);
+        let scratch: Vec<_> = (0..2).map(|_| Mutex::new(AttnScratch::new(n_ctx, s.n_tokens, 4, 32, 32))).collect();
+        let mut out = vec![0.0; s.n_tokens * s.n_head * s.head_v];
+        attention_sinks_with(&Kernels::SCALAR, &pool, &scratch, &kv, &q, &mut out, s, Some(&sinks));
+        for t in 0..s.n_tokens {
+            for h in 0..s.n_head {
+                let hk = h / 2;
+                let keys = s.first(t)..=s.last(t);
+                let score = |j: usize| -> f64 {
+                    (0..32).map(|d| q[(t * 4 + h) * 32 + d] as f64 * kv.k[j * nk + hk * 32 + d] as f64).sum::<f64>()
+                        * 0.2
+                };
+                let m = keys.clone().map(score).fold(sinks[h] as f64, f64::max);
+                let denom: f64 = keys.clone().map(|j| (score(j) - m).exp()).sum::<f64>() + (sinks[h] as f64 - m).exp();
+                for d in 0..32 {
+                    let want: f64 =
+                        keys.clone().map(|j| (score(j) - m).exp() * kv.v[j * nv + hk * 32 + d] as f64).sum::<f64>()
+                            / denom;
+                    let got = out[(t * 4 + h) * 32 + d] as f64;
+                    assert!((got - want).abs() < 1e-5, "t {t} h {h} d {d}: {got} vs {want}");
                 }
             }
         }

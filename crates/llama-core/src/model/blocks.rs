@@ -13,7 +13,7 @@
 
 use std::sync::Mutex;
 
-use super::attention::{attention, AttnScratch, AttnShape};
+use super::attention::{attention, attention_sinks, AttnScratch, AttnShape};
 use super::context::{Buffers, Context, MoeScratch, Outputs};
 use super::hparams::HParams;
 use super::kv_cache::{KvCache, KvStore};
@@ -155,8 +155,9 @@ impl Ffn {
     }
 }
 
-/// A mixture-of-experts feed-forward's weights (llama.cpp's `build_moe_ffn` with softmax gating
-/// and SiLU-gated experts): the router `ffn_gate_inp` and the experts' `ffn_{gate,up,down}_exps`.
+/// A mixture-of-experts feed-forward's weights (llama.cpp's `build_moe_ffn`): the router
+/// `ffn_gate_inp` and the experts' `ffn_{gate,up,down}_exps`, with how the family routes and
+/// activates them.
 pub(super) struct Moe {
     pub gate_inp: WRef, // [n_expert][n_embd]
     /// An F32 router as key panels (`AttnKtFn` layout, [n_expert/16][n_embd][16]), so its
@@ -166,14 +167,71 @@ pub(super) struct Moe {
     pub gate_exps: Experts, // [n_expert][n_ff_exp][n_embd]
     pub up_exps: Experts,   // [n_expert][n_ff_exp][n_embd]
     pub down_exps: Experts, // [n_expert][n_embd][n_ff_exp]
+    /// The router's and the experts' biases, when the family has them.
+    pub bias: Option<MoeBias>,
+    pub opts: MoeOpts,
+}
+
+/// `ffn_gate_inp.bias`, `ffn_{gate,up,down}_exps.bias`.
+pub(super) struct MoeBias {
+    pub gate_inp: Vec<f32>,  // [n_expert]
+    pub gate_exps: Vec<f32>, // [n_expert][n_ff_exp]
+    pub up_exps: Vec<f32>,   // [n_expert][n_ff_exp]
+    pub down_exps: Vec<f32>, // [n_expert][n_embd]
+}
+
+/// How a family's mixture of experts routes and activates.
+#[derive(Clone, Copy)]
+pub(super) struct MoeOpts {
+    /// Router and experts have biases (`MoeBias`).
+    pub bias: bool,
+    pub gating: Gating,
+    pub act: MoeAct,
+}
+
+/// How the router's logits become the chosen experts and their weights (llama.cpp's
+/// `llama_expert_gating_func_type` with `norm_w`).
+#[derive(Clone, Copy)]
+pub(super) enum Gating {
+    /// Softmax over every expert, the most probable ones, their probabilities divided by their
+    /// sum (`SOFTMAX`, norm_w: Qwen3 MoE).
+    SoftmaxNorm,
+    /// The experts of largest logit, softmax over their logits (`SOFTMAX_WEIGHT`: gpt-oss).
+    SoftmaxWeight,
+}
+
+/// The experts' gated activation.
+#[derive(Clone, Copy)]
+pub(super) enum MoeAct {
+    /// `silu(gate) · up` (LLM_FFN_SILU).
+    Silu,
+    /// gpt-oss's clamped `x·σ(alpha·x) · (y + 1)` (LLM_FFN_SWIGLU_OAI_MOE; `elementwise::swiglu_oai`).
+    SwigluOai { alpha: f32, limit: f32 },
 }
 
 impl Moe {
-    /// Layer `il`'s router and expert tensors; n_ff_exp is what the tensors say.
+    /// Layer `il`'s router and expert tensors; n_ff_exp is what the tensors say. Softmax gating
+    /// with normalized weights, SiLU experts, no biases.
     pub fn load(l: &Loader, hp: &HParams, il: usize, n_expert: usize) -> Result<Moe> {
+        let opts = MoeOpts { bias: false, gating: Gating::SoftmaxNorm, act: MoeAct::Silu };
+        Moe::load_opts(l, hp, il, n_expert, opts)
+    }
+
+    /// `load` with the family's routing, activation and biases.
+    pub fn load_opts(l: &Loader, hp: &HParams, il: usize, n_expert: usize, opts: MoeOpts) -> Result<Moe> {
         let n = |s: &str| format!("blk.{il}.{s}");
         let gate_exps = l.experts(&n("ffn_gate_exps.weight"), n_expert, None, hp.n_embd)?;
         let n_ff = gate_exps.rows;
+        let bias = if opts.bias {
+            Some(MoeBias {
+                gate_inp: l.vector(&n("ffn_gate_inp.bias"), n_expert)?,
+                gate_exps: l.vectors(&n("ffn_gate_exps.bias"), n_expert, n_ff)?,
+                up_exps: l.vectors(&n("ffn_up_exps.bias"), n_expert, n_ff)?,
+                down_exps: l.vectors(&n("ffn_down_exps.bias"), n_expert, hp.n_embd)?,
+            })
+        } else {
+            None
+        };
         let gate_inp = l.matrix(&n("ffn_gate_inp.weight"), Some(n_expert), hp.n_embd)?;
         let gate_inp_kt = match l.f32_matrix(&gate_inp)? {
             Some(w) if hp.n_embd.is_multiple_of(32) => {
@@ -189,6 +247,8 @@ impl Moe {
             gate_exps,
             up_exps: l.experts(&n("ffn_up_exps.weight"), n_expert, Some(n_ff), hp.n_embd)?,
             down_exps: l.experts(&n("ffn_down_exps.weight"), n_expert, Some(hp.n_embd), n_ff)?,
+            bias,
+            opts,
         })
     }
 
@@ -339,6 +399,11 @@ impl Pass<'_> {
         parallel::add_inplace(self.pool, &mut x[..len], &y[..len], row);
     }
 
+    /// `x += b` on `n` rows of `b.len()` values (a projection's bias, e.g. `attn_output.bias`).
+    pub fn add_bias(&self, x: &mut [f32], b: &[f32]) {
+        parallel::add_bias(self.pool, &mut x[..self.n * b.len()], b);
+    }
+
     /// `x *= s` on `n` rows of `row` values.
     pub fn scale(&self, x: &mut [f32], s: f32, row: usize) {
         parallel::scale_inplace(self.pool, &mut x[..self.n * row], s, row);
@@ -379,6 +444,22 @@ impl Pass<'_> {
     /// (`model/attention.rs`). q: [n][n_head·head_k], k: [n][n_head_kv·head_k],
     /// v: [n][n_head_kv·head_v] → kqv: [n][n_head·head_v]
     pub fn attn(&mut self, il: usize, p: KqParams, q: &[f32], k: &[f32], v: &[f32], kqv: &mut [f32]) {
+        self.attn_sinks(il, p, None, q, k, v, kqv)
+    }
+
+    /// `attn` with the layer's attention sinks (`attn_sinks`: [n_head], one more logit in each
+    /// head's softmax denominator), when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_sinks(
+        &mut self,
+        il: usize,
+        p: KqParams,
+        sinks: Option<&[f32]>,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        kqv: &mut [f32],
+    ) {
         let hp = self.hp;
         let n = self.n;
         let (qd, kd, vd) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
@@ -393,9 +474,12 @@ impl Pass<'_> {
             kq_scale: p.kq_scale,
             n_swa: p.n_swa,
         };
-        match &self.kv.store {
-            KvStore::F16(kv) => attention(self.pool, self.attn, &kv[il], &q[..n * qd], kqv, shape),
-            KvStore::F32(kv) => attention(self.pool, self.attn, &kv[il], &q[..n * qd], kqv, shape),
+        let q = &q[..n * qd];
+        match (&self.kv.store, sinks) {
+            (KvStore::F16(kv), None) => attention(self.pool, self.attn, &kv[il], q, kqv, shape),
+            (KvStore::F32(kv), None) => attention(self.pool, self.attn, &kv[il], q, kqv, shape),
+            (KvStore::F16(kv), Some(sk)) => attention_sinks(self.pool, self.attn, &kv[il], q, kqv, shape, sk),
+            (KvStore::F32(kv), Some(sk)) => attention_sinks(self.pool, self.attn, &kv[il], q, kqv, shape, sk),
         }
     }
 
@@ -412,14 +496,14 @@ impl Pass<'_> {
         self.matmul(&w.down, gate, out);
     }
 
-    /// ffn_moe_out (llama.cpp's `build_moe_ffn`, softmax gating, weights normalized to sum 1,
-    /// SiLU-gated experts): per token, router probabilities softmax(ffn_gate_inp · cur), the
-    /// `n_used` most probable experts (ffn_moe_topk) with their probabilities divided by their sum
-    /// (ffn_moe_weights_norm); every selected expert's FFN on the token (one `matmul_id` per
-    /// stage: each expert's weights read once for all the tokens routed to it); their outputs
-    /// weighted and added in the top-k order (ffn_moe_weighted, then the adds).
-    /// cur: [n][n_embd] → gate, up: [n·n_used][n_ff_exp] (scratch; one row per token and chosen
-    /// expert) → s.down: [n·n_used][n_embd] → out: [n][n_embd]
+    /// ffn_moe_out (llama.cpp's `build_moe_ffn`): per token, the router's logits
+    /// (ffn_moe_logits = ffn_gate_inp · cur, + its bias), the `n_used` chosen experts and their
+    /// weights as `w.opts.gating` says (ffn_moe_topk, ffn_moe_weights); every chosen expert's
+    /// FFN on the token (one `matmul_id` per stage: each expert's weights read once for all the
+    /// tokens routed to it; + the expert's biases, ggml's add_id; the activation of
+    /// `w.opts.act`); their outputs weighted and added in the top-k order (ffn_moe_weighted, then
+    /// the adds). cur: [n][n_embd] → gate, up: [n·n_used][n_ff_exp] (scratch; one row per token
+    /// and chosen expert) → s.down: [n·n_used][n_embd] → out: [n][n_embd]
     #[allow(clippy::too_many_arguments)]
     pub fn moe_ffn(
         &mut self,
@@ -434,7 +518,8 @@ impl Pass<'_> {
         let (n, n_embd, n_expert) = (self.n, self.hp.n_embd, w.gate_inp.rows);
         let n_ff = w.gate_exps.rows;
         let n_slots = n * n_used;
-        // ffn_moe_logits, then ffn_moe_probs in place                  probs: [n][n_expert]
+        // ffn_moe_logits (+ ffn_gate_inp.bias), then ffn_moe_probs in place
+        //                                                              probs: [n][n_expert]
         match &w.gate_inp_kt {
             Some(kt) => {
                 let orders = kernels().orders;
@@ -450,11 +535,17 @@ impl Pass<'_> {
             }
             None => self.matmul(&w.gate_inp, cur, &mut s.probs),
         }
-        let softmax = kernels().softmax;
+        if let Some(b) = &w.bias {
+            parallel::add_bias(self.pool, &mut s.probs[..n * n_expert], &b.gate_inp);
+        }
+        let (softmax, orders) = (kernels().softmax, kernels().orders);
         let (probs, sel, weights) = (&mut s.probs, &mut s.sel, &mut s.weights);
         for (t, p) in probs.chunks_exact_mut(n_expert).take(n).enumerate() {
-            softmax(p, 1.0);
-            // ffn_moe_topk: descending probability (ggml_argsort_top_k), ties to the lower id
+            if let Gating::SoftmaxNorm = w.opts.gating {
+                softmax(p, 1.0);
+            }
+            // ffn_moe_topk: descending probability (or logit, SoftmaxWeight) (ggml_argsort_top_k),
+            // ties to the lower id
             let (sel_t, w_t) = (&mut sel[t * n_used..(t + 1) * n_used], &mut weights[t * n_used..(t + 1) * n_used]);
             for j in 0..n_used {
                 let taken = &sel_t[..j];
@@ -468,10 +559,17 @@ impl Pass<'_> {
                 sel_t[j] = best as u32;
                 w_t[j] = p[best];
             }
-            // ffn_moe_weights_sum (ggml_sum_rows: in double), clamped, then ffn_moe_weights_norm
-            let sum = (w_t.iter().map(|&x| x as f64).sum::<f64>() as f32).max(6.103515625e-5);
-            for x in w_t.iter_mut() {
-                *x /= sum;
+            match w.opts.gating {
+                Gating::SoftmaxNorm => {
+                    // ffn_moe_weights_sum (ggml_sum_rows: in double), clamped, then
+                    // ffn_moe_weights_norm
+                    let sum = (w_t.iter().map(|&x| x as f64).sum::<f64>() as f32).max(6.103_515_6e-5); // 2^-14, the smallest normal f16
+                    for x in w_t.iter_mut() {
+                        *x /= sum;
+                    }
+                }
+                // ffn_moe_weights_softmax over the chosen logits
+                Gating::SoftmaxWeight => elementwise::softmax_row(w_t, orders),
             }
         }
         // The routed rows grouped by expert (ascending ids, tokens in order): group g is expert
@@ -516,8 +614,17 @@ impl Pass<'_> {
             run(matmul_id(k, self.pool, 1, |_, g| q(&w.gate_exps, g), routes, x_cur, &mut [g_out], self.mm));
             run(matmul_id(k, self.pool, 1, |_, g| q(&w.up_exps, g), routes, x_cur, &mut [u_out], self.mm));
         }
-        // ffn_moe_swiglu                                              gate: [n·n_used][n_ff]
-        parallel::swiglu_inplace(self.pool, &mut gate[..n_slots * n_ff], &up[..n_slots * n_ff], n_ff);
+        // ffn_moe_up_biased, ffn_moe_gate_biased: each slot's expert's bias (ggml_add_id)
+        if let Some(b) = &w.bias {
+            parallel::add_id(self.pool, &mut up[..n_slots * n_ff], &b.up_exps, &s.sel[..n_slots], n_ff);
+            parallel::add_id(self.pool, &mut gate[..n_slots * n_ff], &b.gate_exps, &s.sel[..n_slots], n_ff);
+        }
+        // ffn_moe_swiglu / ffn_moe_swiglu_oai                         gate: [n·n_used][n_ff]
+        let (g, u) = (&mut gate[..n_slots * n_ff], &up[..n_slots * n_ff]);
+        match w.opts.act {
+            MoeAct::Silu => parallel::swiglu_inplace(self.pool, g, u, n_ff),
+            MoeAct::SwigluOai { alpha, limit } => parallel::swiglu_oai_inplace(self.pool, g, u, n_ff, alpha, limit),
+        }
         // ffn_moe_down: slot rows in and out                      s.down: [n·n_used][n_embd]
         let routes = IdRoutes { first: &s.first, src: &s.slot[..n_slots], dst: &s.slot[..n_slots] };
         let down = &mut s.down[..n_slots * n_embd];
@@ -531,6 +638,10 @@ impl Pass<'_> {
             &mut [down],
             self.mm,
         ));
+        // ffn_moe_down_biased (ggml_add_id)
+        if let Some(b) = &w.bias {
+            parallel::add_id(self.pool, &mut s.down[..n_slots * n_embd], &b.down_exps, &s.sel[..n_slots], n_embd);
+        }
         // ffn_moe_weighted, then the adds in top-k order                 out: [n][n_embd]
         parallel::weighted_sum(
             self.pool,

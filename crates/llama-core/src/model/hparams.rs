@@ -4,6 +4,7 @@
 //! soft-cap …) is read by that family's file in `arch/`, through [`Meta`].
 
 use crate::gguf::{GgufFile, Value};
+use crate::kernels::elementwise::Yarn;
 use crate::{Error, Result};
 
 /// The value of `general.architecture` this model was loaded as (one of `arch::FAMILIES`).
@@ -35,6 +36,10 @@ pub struct HParams {
     pub rms_eps: f32,
     pub rope_freq_base: f32,
     pub rope_freq_scale: f32,
+    /// `rope.scaling.type` = "yarn": the positions the model was trained on before scaling
+    /// (`rope.scaling.original_context_length`, else the context length) and the extra
+    /// magnitude factor (`rope.scaling.attn_factor`, else 1); see [`HParams::yarn`].
+    pub rope_yarn: Option<(usize, f32)>,
 }
 
 impl HParams {
@@ -43,6 +48,13 @@ impl HParams {
     }
     pub fn n_embd_v_gqa(&self) -> usize {
         self.n_head_kv * self.n_embd_head_v
+    }
+
+    /// The YaRN rope parameters of a layer with base `freq_base`, when the file asks for YaRN
+    /// (llama.cpp's defaults: beta_fast 32, beta_slow 1; it does not read them from the file).
+    pub fn yarn(&self, freq_base: f32) -> Option<Yarn> {
+        let (n_ctx_orig, attn_factor) = self.rope_yarn?;
+        Some(Yarn::llama(self.n_rot, n_ctx_orig, freq_base, self.rope_freq_scale, 32.0, 1.0, attn_factor))
     }
 
     /// Reads everything but `n_vocab` (taken from the embedding tensor once the weights load).
@@ -73,10 +85,12 @@ impl HParams {
             .opt_f32("attention.layer_norm_rms_epsilon")?
             .ok_or_else(|| Error::Model(format!("missing metadata key {a}.attention.layer_norm_rms_epsilon")))?;
 
-        // Linear rope scaling: llama.cpp reads `rope.scale_linear`, else `rope.scaling.factor`.
-        if let Some(t) = m.opt_str("rope.scaling.type")? {
-            if t != "linear" && t != "none" {
-                return Err(Error::Model(format!("{a}.rope.scaling.type = '{t}' is not supported (only linear)")));
+        // Rope scaling by a factor: llama.cpp reads `rope.scale_linear`, else `rope.scaling.factor`;
+        // linear divides every angle by it, YaRN only the low frequencies (`Yarn`).
+        let scaling = m.opt_str("rope.scaling.type")?;
+        if let Some(t) = &scaling {
+            if t != "linear" && t != "none" && t != "yarn" {
+                return Err(Error::Model(format!("{a}.rope.scaling.type = '{t}' is not supported (linear or yarn)")));
             }
         }
         let mut factor = m.opt_f32("rope.scale_linear")?.unwrap_or(0.0);
@@ -84,11 +98,19 @@ impl HParams {
             factor = m.opt_f32("rope.scaling.factor")?.unwrap_or(0.0);
         }
         let rope_freq_scale = if factor == 0.0 { 1.0 } else { 1.0 / factor };
+        let n_ctx_train = m.opt_usize("context_length")?.unwrap_or(2048);
+        let rope_yarn = match scaling.as_deref() {
+            Some("yarn") => Some((
+                m.opt_usize("rope.scaling.original_context_length")?.unwrap_or(n_ctx_train),
+                m.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
+            )),
+            _ => None,
+        };
 
         Ok(HParams {
             arch,
             n_vocab: 0,
-            n_ctx_train: m.opt_usize("context_length")?.unwrap_or(2048),
+            n_ctx_train,
             n_embd,
             n_layer,
             n_head,
@@ -100,6 +122,7 @@ impl HParams {
             rms_eps,
             rope_freq_base: m.opt_f32("rope.freq_base")?.unwrap_or(10000.0),
             rope_freq_scale,
+            rope_yarn,
         })
     }
 }

@@ -98,6 +98,27 @@ impl<'a> Loader<'a> {
         Ok(Experts { idx, n_expert, rows: dims[1], cols })
     }
 
+    /// A small 2-D tensor of `n_rows` rows of `n` values, as f32 (the experts' biases).
+    /// [n_rows][n]
+    pub fn vectors(&self, name: &str, n_rows: usize, n: usize) -> Result<Vec<f32>> {
+        let idx = self.find(name).ok_or_else(|| Error::Model(format!("missing tensor {name}")))?;
+        let t = &self.f.tensors()[idx];
+        if t.dims != [n as u64, n_rows as u64] {
+            return Err(Error::Model(format!("tensor {name} has shape {:?}, expected [{n}, {n_rows}]", t.dims)));
+        }
+        t.ggml_type.ensure_supported().map_err(|e| Error::Model(format!("tensor {name}: {e}")))?;
+        let mut v = vec![0.0f32; n_rows * n];
+        let row_bytes = t.ggml_type.row_size(n as u64).ok_or_else(|| {
+            Error::Model(format!("tensor {name}: length {n} is not a multiple of the {} block size", t.ggml_type))
+        })? as usize;
+        let data = self.f.tensor_data(t);
+        for (r, out) in v.chunks_exact_mut(n).enumerate() {
+            dequantize_row(t.ggml_type, &data[r * row_bytes..(r + 1) * row_bytes], out)
+                .map_err(|e| Error::Model(format!("tensor {name}: {e}")))?;
+        }
+        Ok(v)
+    }
+
     /// The elements of an F32 matrix (None for other types). [rows][cols]
     pub fn f32_matrix(&self, w: &WRef) -> Result<Option<Vec<f32>>> {
         let t = &self.f.tensors()[w.idx];

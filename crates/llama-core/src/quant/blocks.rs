@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use half::{bf16, f16};
 
 use super::GgmlType;
-use super::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
+use super::{BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 use super::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 
 #[cfg(target_endian = "big")]
@@ -41,7 +41,7 @@ impl_block!(
     BlockQ4_0 => Q4_0, BlockQ4_1 => Q4_1, BlockQ5_0 => Q5_0, BlockQ5_1 => Q5_1,
     BlockQ8_0 => Q8_0, BlockQ8_1 => Q8_1,
     BlockQ2K => Q2_K, BlockQ3K => Q3_K, BlockQ4K => Q4_K, BlockQ5K => Q5_K, BlockQ6K => Q6_K,
-    BlockQ8K => Q8_K,
+    BlockQ8K => Q8_K, BlockMXFP4 => MXFP4,
 );
 
 /// Borrows `bytes` as blocks when its address is aligned for `T`; `None` if misaligned or if the

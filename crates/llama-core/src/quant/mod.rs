@@ -161,7 +161,21 @@ impl GgmlType {
         use GgmlType::*;
         matches!(
             self,
-            F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K
+            F32 | F16
+                | BF16
+                | Q4_0
+                | Q4_1
+                | Q5_0
+                | Q5_1
+                | Q8_0
+                | Q8_1
+                | Q2_K
+                | Q3_K
+                | Q4_K
+                | Q5_K
+                | Q6_K
+                | Q8_K
+                | MXFP4
         )
     }
 
@@ -198,6 +212,7 @@ pub mod blocks;
 pub mod float;
 pub mod k_quantize;
 pub mod k_quants;
+pub mod mxfp4;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q5_0;
@@ -211,6 +226,7 @@ pub use k_quantize::{
     quantize_row_q2_k, quantize_row_q3_k, quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k, quantize_row_q8_k,
 };
 pub use k_quants::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
+pub use mxfp4::BlockMXFP4;
 pub use q4_0::BlockQ4_0;
 pub use q4_1::BlockQ4_1;
 pub use q5_0::BlockQ5_0;

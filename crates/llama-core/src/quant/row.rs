@@ -50,6 +50,7 @@ pub fn dequantize_row(t: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
         Q5_K => deq::<BlockQ5K>(src, dst, k_quants::dequantize_row_q5_k),
         Q6_K => deq::<BlockQ6K>(src, dst, k_quants::dequantize_row_q6_k),
         Q8_K => deq::<BlockQ8K>(src, dst, k_quants::dequantize_row_q8_k),
+        MXFP4 => deq::<BlockMXFP4>(src, dst, mxfp4::dequantize_row_mxfp4),
         _ => return Err(unsupported(t, "dequantization")),
     }
     Ok(())
@@ -95,6 +96,7 @@ pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
         Q5_K => qnt::<BlockQ5K>(src, dst, k_quantize::quantize_row_q5_k),
         Q6_K => qnt::<BlockQ6K>(src, dst, k_quantize::quantize_row_q6_k),
         Q8_K => qnt::<BlockQ8K>(src, dst, k_quantize::quantize_row_q8_k),
+        MXFP4 => qnt::<BlockMXFP4>(src, dst, mxfp4::quantize_row_mxfp4),
         _ => return Err(unsupported(t, "quantization")),
     }
     Ok(())

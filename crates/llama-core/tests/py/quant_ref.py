@@ -9,7 +9,9 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             (<type>.src.f32) through ggml's quantize_row_<type>_ref (<type>.q),
                             ggml's dequantize_row_<type> of those bytes (<type>.deq.f32), and
                             per row ggml_vec_dot_<type>_<partner> generic and SIMD (<type>.dot.f32,
-                            2 floats a row) against activations quantized by ggml (<type>.act)
+                            2 floats a row) against activations quantized by ggml (<type>.act);
+                            for mxfp4 also the SIMD dot of each row's first 31 blocks
+                            (mxfp4.dot_odd.f32)
   activations OUTDIR SEED   needs llama-cpp-python's bundled ggml on an AVX2 x86 CPU (exit 4
                             otherwise): random rows (<type>.src.f32, 1024 floats a row) through the
                             from_float that ggml-cpu really runs for q8_0/q8_1/q8_K activations
@@ -19,6 +21,16 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             no mask) on rows of 256 scores whose tails are -inf (softmax.src.f32 /
                             softmax.out.f32), and ggml_swiglu_split on rows of 1000 and 4864
                             (swiglu<N>.x.f32, .g.f32, .out.f32), computed by ggml-cpu
+  rope OUTDIR SEED          needs llama-cpp-python's bundled ggml: ggml_rope_ext (NeoX) with YaRN
+                            as llama.cpp sets it up for gpt-oss (freq_base 150000, factor 32,
+                            trained context 4096, ext_factor 1, beta 32/1, attn_factor computed
+                            as llama_context does), heads of 64 and 16 (rope<hd>.src.f32 [n_tok]
+                            [4][hd], rope<hd>.pos.i32, rope<hd>.out.f32), and the attn_factor
+                            (rope.attn_factor.f32)
+  sinks OUTDIR SEED         needs llama-cpp-python's bundled ggml: ggml_soft_max_ext (scale 1/8,
+                            no mask) with ggml_soft_max_add_sinks on [4 heads][8 rows][256] scores
+                            with -inf tails (sinks.src.f32, sinks.sk.f32 [4], sinks.out.f32), and
+                            the vector width of that ggml-cpu build (sinks.build: avx512 or avx2)
   model PATH                streams every tensor of a GGUF file to stdout: one JSON header line
                             {name, type, n_elements, offset, nbytes}, then gguf-py's dequantized
                             float32 data (n_elements * 4 bytes)
@@ -44,7 +56,7 @@ DEQ_TYPES = [
     (T.Q4_0, 4096, [0]), (T.Q4_1, 4096, [0, 2]), (T.Q5_0, 4096, [0]), (T.Q5_1, 4096, [0, 2]),
     (T.Q8_0, 4096, [0]),
     (T.Q2_K, 512, [80, 82]), (T.Q3_K, 512, [108]), (T.Q4_K, 512, [0, 2]), (T.Q5_K, 512, [0, 2]),
-    (T.Q6_K, 512, [208]),
+    (T.Q6_K, 512, [208]), (T.MXFP4, 4096, []),
 ]
 
 
@@ -112,6 +124,7 @@ LLAMACPP_TYPES = [  # (name, type_size, block, partner for vec_dot or None, has 
     ("q5_1", 24, 32, "q8_1", True), ("q8_0", 34, 32, "q8_0", True), ("q8_1", 36, 32, None, False),
     ("q2_K", 84, 256, "q8_K", True), ("q3_K", 110, 256, "q8_K", True), ("q4_K", 144, 256, "q8_K", True),
     ("q5_K", 176, 256, "q8_K", True), ("q6_K", 210, 256, "q8_K", True), ("q8_K", 292, 256, None, True),
+    ("mxfp4", 17, 32, "q8_0", True),
 ]
 SIZES = {n: (ts, bs) for n, ts, bs, _, _ in LLAMACPP_TYPES}
 
@@ -199,6 +212,14 @@ def cmd_llamacpp(outdir, seed):
                     vd(cols, ctypes.addressof(s), 0, q[r].ctypes.data, 0, aq[r].ctypes.data, 0, 1)
                     dots[r, k] = s.value
             dots.tofile(os.path.join(outdir, f"{name}.dot.f32"))
+            if name == "mxfp4":
+                # an odd number of blocks: the AVX2 dot takes blocks in pairs, the last one alone
+                n_odd = cols - bs
+                odd = np.zeros(rows, dtype=np.float32)
+                for r in range(rows):
+                    vd(n_odd, ctypes.addressof(s), 0, q[r].ctypes.data, 0, aq[r].ctypes.data, 0, 1)
+                    odd[r] = s.value
+                odd.tofile(os.path.join(outdir, f"{name}.dot_odd.f32"))
 
 
 ACT_TYPES = [("q8_0", 8, 34, 32), ("q8_1", 9, 36, 32), ("q8_K", 15, 292, 256)]
@@ -298,6 +319,122 @@ def cmd_ops(outdir, seed):
         y.astype(np.float32).tofile(os.path.join(outdir, f"swiglu{n}.out.f32"))
 
 
+def cmd_rope(outdir, seed):
+    ctypes, base, cpu = load_ggml()
+    P = ctypes.c_void_p
+
+    class InitParams(ctypes.Structure):
+        _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", P), ("no_alloc", ctypes.c_bool)]
+
+    base.ggml_init.restype = P
+    base.ggml_init.argtypes = [InitParams]
+    base.ggml_new_tensor_1d.restype = P
+    base.ggml_new_tensor_1d.argtypes = [P, ctypes.c_int, ctypes.c_int64]
+    base.ggml_new_tensor_3d.restype = P
+    base.ggml_new_tensor_3d.argtypes = [P, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+    base.ggml_rope_ext.restype = P
+    base.ggml_rope_ext.argtypes = [P, P, P, P, ctypes.c_int, ctypes.c_int, ctypes.c_int] + [ctypes.c_float] * 6
+    base.ggml_new_graph.restype = P
+    base.ggml_new_graph.argtypes = [P]
+    base.ggml_build_forward_expand.argtypes = [P, P]
+    base.ggml_free.argtypes = [P]
+    cpu.ggml_graph_compute_with_ctx.argtypes = [P, P, ctypes.c_int]
+    DATA_OFFSET = 248  # as in cmd_ops
+
+    def ptr(t):
+        return ctypes.c_void_p.from_address(t + DATA_OFFSET).value
+
+    # llama_context's yarn_attn_factor (libllama has no FMA: plain f32 steps; logf from libm)
+    libm = ctypes.CDLL("libm.so.6")
+    libm.logf.restype = ctypes.c_float
+    libm.logf.argtypes = [ctypes.c_float]
+    f32 = np.float32
+    freq_scale = f32(1.0) / f32(32.0)
+    factor = f32(1.0) / freq_scale
+    attn_factor = f32(f32(f32(0.1) * f32(1.0)) * f32(libm.logf(factor))) + f32(1.0)
+    attn_factor = f32(attn_factor * f32(f32(1.0) / f32(f32(1.0) + f32(f32(0.1) * f32(libm.logf(factor))))))
+    np.array([attn_factor], dtype=np.float32).tofile(os.path.join(outdir, "rope.attn_factor.f32"))
+    rng = np.random.default_rng(seed)
+    pos = np.concatenate([np.arange(40), rng.integers(40, 140000, 60)]).astype(np.int32)
+    n_head, mode_neox = 4, 2
+    for hd in (64, 16):
+        x = rng.standard_normal((len(pos), n_head, hd)).astype(np.float32)
+        ctx = base.ggml_init(InitParams(64 << 20, None, False))
+        a = base.ggml_new_tensor_3d(ctx, 0, hd, n_head, len(pos))
+        b = base.ggml_new_tensor_1d(ctx, 26, len(pos))  # GGML_TYPE_I32
+        ctypes.memmove(ptr(a), x.ctypes.data, x.nbytes)
+        ctypes.memmove(ptr(b), pos.ctypes.data, pos.nbytes)
+        out = base.ggml_rope_ext(ctx, a, b, None, hd, mode_neox, 4096,
+                                 150000.0, float(freq_scale), 1.0, float(attn_factor), 32.0, 1.0)
+        gf = base.ggml_new_graph(ctx)
+        base.ggml_build_forward_expand(gf, out)
+        cpu.ggml_graph_compute_with_ctx(ctx, gf, 1)
+        y = np.ctypeslib.as_array((ctypes.c_float * x.size).from_address(ptr(out))).copy()
+        base.ggml_free(ctx)
+        x.tofile(os.path.join(outdir, f"rope{hd}.src.f32"))
+        pos.tofile(os.path.join(outdir, f"rope{hd}.pos.i32"))
+        y.astype(np.float32).tofile(os.path.join(outdir, f"rope{hd}.out.f32"))
+
+
+def cmd_sinks(outdir, seed):
+    ctypes, base, cpu = load_ggml()
+    P = ctypes.c_void_p
+
+    class InitParams(ctypes.Structure):
+        _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", P), ("no_alloc", ctypes.c_bool)]
+
+    base.ggml_init.restype = P
+    base.ggml_init.argtypes = [InitParams]
+    base.ggml_new_tensor_1d.restype = P
+    base.ggml_new_tensor_1d.argtypes = [P, ctypes.c_int, ctypes.c_int64]
+    base.ggml_new_tensor_3d.restype = P
+    base.ggml_new_tensor_3d.argtypes = [P, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+    base.ggml_soft_max_ext.restype = P
+    base.ggml_soft_max_ext.argtypes = [P, P, P, ctypes.c_float, ctypes.c_float]
+    base.ggml_soft_max_add_sinks.argtypes = [P, P]
+    base.ggml_new_graph.restype = P
+    base.ggml_new_graph.argtypes = [P]
+    base.ggml_build_forward_expand.argtypes = [P, P]
+    base.ggml_free.argtypes = [P]
+    cpu.ggml_graph_compute_with_ctx.argtypes = [P, P, ctypes.c_int]
+    DATA_OFFSET = 248  # as in cmd_ops
+
+    def ptr(t):
+        return ctypes.c_void_p.from_address(t + DATA_OFFSET).value
+
+    if cpu.ggml_cpu_has_avx512():  # (its vector softmax also needs AVX-512 DQ, which every such CPU has)
+        build = "avx512"
+    elif cpu.ggml_cpu_has_avx2() and cpu.ggml_cpu_has_fma():
+        build = "avx2"
+    else:
+        print("ggml-cpu has neither vector softmax path", file=sys.stderr)
+        sys.exit(4)
+    rng = np.random.default_rng(seed)
+    n_head, rows, n = 4, 8, 256
+    x = (rng.standard_normal((n_head, rows, n)) * rng.uniform(0.5, 40, (n_head, rows, 1))).astype(np.float32)
+    for h in range(n_head):
+        for r in range(rows):
+            x[h, r, (h * 61 + r * 29) % n + 1:] = -np.inf   # rows of many lengths, as under a causal mask
+    sk = np.array([-2.0, 0.5, 3.0, 60.0], dtype=np.float32)  # the last one above every score
+    ctx = base.ggml_init(InitParams(64 << 20, None, False))
+    a = base.ggml_new_tensor_3d(ctx, 0, n, rows, n_head)
+    t_sk = base.ggml_new_tensor_1d(ctx, 0, n_head)
+    ctypes.memmove(ptr(a), x.ctypes.data, x.nbytes)
+    ctypes.memmove(ptr(t_sk), sk.ctypes.data, sk.nbytes)
+    out = base.ggml_soft_max_ext(ctx, a, None, 0.125, 0.0)
+    base.ggml_soft_max_add_sinks(out, t_sk)
+    gf = base.ggml_new_graph(ctx)
+    base.ggml_build_forward_expand(gf, out)
+    cpu.ggml_graph_compute_with_ctx(ctx, gf, 1)
+    y = np.ctypeslib.as_array((ctypes.c_float * x.size).from_address(ptr(out))).copy()
+    base.ggml_free(ctx)
+    x.tofile(os.path.join(outdir, "sinks.src.f32"))
+    sk.tofile(os.path.join(outdir, "sinks.sk.f32"))
+    y.astype(np.float32).tofile(os.path.join(outdir, "sinks.out.f32"))
+    with open(os.path.join(outdir, "sinks.build"), "w") as f:
+        f.write(build)
+
+
 def cmd_model(path):
     r = gguf.GGUFReader(path)
     out = sys.stdout.buffer
@@ -323,6 +460,10 @@ if __name__ == "__main__":
         cmd_activations(sys.argv[2], int(sys.argv[3]))
     elif cmd == "ops":
         cmd_ops(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "rope":
+        cmd_rope(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "sinks":
+        cmd_sinks(sys.argv[2], int(sys.argv[3]))
     elif cmd == "model":
         cmd_model(sys.argv[2])
     else:

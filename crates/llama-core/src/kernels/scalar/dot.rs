@@ -2,6 +2,7 @@
 //! exact integer dot of each (sub)block, then one float update in block order (the SIMD kernels
 //! reproduce the integer parts exactly; the K-quant ones the float formula too):
 //!   Q4_0, Q5_0, Q8_0:        sumf += f32(sumi)·(dx·dy)
+//!   MXFP4:                   sumf += (dy·2^(e−128))·f32(sumi)   (ggml's generic order)
 //!   Q4_1, Q5_1:              sumf += (dx·dy)·f32(sumi) + mx·sy
 //!   Q2_K, Q4_K, Q5_K:        sumf += (dy·dx)·f32(isum) − (dy·dmin)·f32(summs)   (summs = Σ min·bsums)
 //!   Q3_K, Q6_K:              sumf += (dx·dy)·f32(isum)
@@ -14,6 +15,7 @@ use half::{bf16, f16};
 
 use super::VecDot;
 use crate::quant::k_quants::{q3k_scale, scales_mins_k4};
+use crate::quant::mxfp4::{e8m0_to_fp32_half, BlockMXFP4, KVALUES_MXFP4};
 use crate::quant::q5_0::q5_pair;
 use crate::quant::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
@@ -102,6 +104,20 @@ impl VecDot for BlockQ8_0 {
         sum_blocks(n, 32, x, y, |x, y| {
             let sumi: i32 = x.qs.iter().zip(&y.qs).map(|(&p, &q)| p as i32 * q as i32).sum();
             sumi as f32 * (x.d.to_f32() * y.d.to_f32())
+        })
+    }
+}
+
+impl VecDot for BlockMXFP4 {
+    type Act = BlockQ8_0;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8_0]) -> f32 {
+        sum_blocks(n, 32, x, y, |x, y| {
+            let mut sumi = 0i32;
+            for j in 0..16 {
+                sumi += y.qs[j] as i32 * KVALUES_MXFP4[(x.qs[j] & 0x0F) as usize] as i32
+                    + y.qs[j + 16] as i32 * KVALUES_MXFP4[(x.qs[j] >> 4) as usize] as i32;
+            }
+            (y.d.to_f32() * e8m0_to_fp32_half(x.e)) * sumi as f32
         })
     }
 }

@@ -13,7 +13,7 @@ mod dot;
 mod quantize;
 
 use crate::quant::blocks::{read_blocks, write_blocks, Block};
-use crate::quant::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, GgmlType};
+use crate::quant::{BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, GgmlType};
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 use half::{bf16, f16};
 
@@ -110,6 +110,7 @@ pub const TABLE: Kernels = {
             ..weight::<BlockQ6K>()
         },
         activation::<BlockQ8K>(),
+        weight::<BlockMXFP4>(),
         both::<f16>(),
         both::<bf16>(),
         both::<f32>(),

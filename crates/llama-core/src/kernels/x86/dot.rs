@@ -96,7 +96,7 @@ pub(super) unsafe fn f16_load(p: *const u8) -> f32 {
 #[target_feature(enable = "avx2,fma")]
 /// # Safety
 /// The CPU must support this function's target features (it only computes on registers).
-unsafe fn hsum_ps(v: __m256) -> f32 {
+pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -121,7 +121,7 @@ unsafe fn hsum_epi32(v: __m256i) -> i32 {
 ///
 /// # Safety
 /// The CPU must support this function's target features (it only computes on registers).
-unsafe fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256i {
+pub(super) unsafe fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256i {
     let p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
     _mm256_madd_epi16(p, _mm256_set1_epi16(1))
 }

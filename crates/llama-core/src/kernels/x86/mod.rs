@@ -5,13 +5,14 @@
 //! handed out only after runtime detection confirms the features, so a single build runs on any
 //! x86_64 CPU.
 //!
-//! Files per kind: `quantize` (activation quantizers), `dot` (row dots), `tile` (AVX-512 4×4
-//! multi-token tiles), `r16_avx2` / `r16_avx512` (GEMMs over R16-repacked weights), `attn`
-//! (attention), `act` (AVX-512 softmax and SwiGLU).
+//! Files per kind: `quantize` (activation quantizers), `dot` (row dots), `mxfp4` (the MXFP4
+//! dot), `tile` (AVX-512 4×4 multi-token tiles), `r16_avx2` / `r16_avx512` (GEMMs over
+//! R16-repacked weights), `attn` (attention), `act` (AVX-512 softmax and SwiGLU).
 
 mod act;
 mod attn;
 mod dot;
+mod mxfp4;
 mod quantize;
 mod r16_avx2;
 mod r16_avx512;
@@ -32,6 +33,7 @@ pub fn avx2_table(base: &Kernels) -> Option<Kernels> {
     for (t, f) in dot::DOTS_AVX2 {
         k.traits_mut(t).vec_dot = Some(f);
     }
+    k.traits_mut(MXFP4).vec_dot = Some(mxfp4::DOT_MXFP4_AVX2);
     for (t, f) in r16_avx2::GEMMS {
         k.traits_mut(t).gemm_r16 = Some(f);
     }
