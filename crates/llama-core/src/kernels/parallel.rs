@@ -105,7 +105,14 @@ mod tests {
     fn parallel_ops_are_bit_identical_to_sequential() {
         let (row, head) = (48, 16);
         let w = data(row, 1);
-        let rp = Rope { n_rot: 16, freq_base: 10000.0, freq_scale: 1.0, kind: RopeType::Neox, freq_factors: None };
+        let rp = Rope {
+            n_rot: 16,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            kind: RopeType::Neox,
+            freq_factors: None,
+            attn_factor: 1.0,
+        };
         for n_threads in [1, 2, 3, 5] {
             let pool = ThreadPool::new(n_threads);
             for n_rows in [1, 2, 3, 7, 16] {

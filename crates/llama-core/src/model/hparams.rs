@@ -35,6 +35,9 @@ pub struct HParams {
     pub rms_eps: f32,
     pub rope_freq_base: f32,
     pub rope_freq_scale: f32,
+    /// `rope.scaling.attn_factor` (1.0 when absent): the rope's `attn_factor`, multiplying cos
+    /// and sin (LongRoPE's attention factor; YaRN's scaling is not supported).
+    pub rope_attn_factor: f32,
 }
 
 impl HParams {
@@ -100,6 +103,7 @@ impl HParams {
             rms_eps,
             rope_freq_base: m.opt_f32("rope.freq_base")?.unwrap_or(10000.0),
             rope_freq_scale,
+            rope_attn_factor: m.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
         })
     }
 }

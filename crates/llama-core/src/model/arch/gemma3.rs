@@ -92,6 +92,7 @@ impl Network for Gemma3 {
             freq_scale: hp.rope_freq_scale,
             kind: RopeType::Neox,
             freq_factors: None,
+            attn_factor: hp.rope_attn_factor,
         };
         let rope_local = Rope { freq_base: ROPE_FREQ_BASE_SWA, freq_scale: 1.0, ..rope_global };
 

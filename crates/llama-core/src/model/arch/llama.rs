@@ -42,6 +42,7 @@ impl Network for Llama {
             freq_scale: hp.rope_freq_scale,
             kind: RopeType::Norm,
             freq_factors: self.rope_freqs.as_deref(),
+            attn_factor: hp.rope_attn_factor,
         };
         let kq = KqParams { kq_scale: 1.0 / (hp.n_embd_head_k as f32).sqrt(), n_swa: 0 };
 
