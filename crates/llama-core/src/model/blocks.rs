@@ -1,9 +1,9 @@
 //! The stages the families' forwards are written with, under llama.cpp's names (llama-graph.cpp's
 //! `build_norm`, `build_attn`, `build_ffn`; the `cb(cur, "…", il)` names of src/models/*.cpp):
 //! `inp_embd`, `norm` (attn_norm, ffn_norm, post norms), `qkv` (Qcur/Kcur/Vcur with optional bias
-//! and per-head q/k norm), `rope` (normal or NeoX, as the `Rope` says), `attn` (kqv_out),
-//! `matmul` (attn_out …), `add` (ffn_inp, l_out), gated `ffn` (SiLU or GELU), `output`
-//! (result_norm, result_output).
+//! and per-head q/k norm), `rope` (normal or NeoX, as the `Rope` says), `attn` (kqv_out;
+//! `attn_capped` with soft-capped scores), `matmul` (attn_out …), `add` (ffn_inp, l_out), gated
+//! `ffn` (SiLU or GELU), `output` (result_norm, result_output).
 //!
 //! A [`Pass`] is one batch of `n` tokens at positions `pos0..pos0+n`: it holds what the stages
 //! share (the model's tensors, the thread pool, matmul and attention scratch, the KV cache, the
@@ -279,6 +279,22 @@ impl Pass<'_> {
     /// (`model/attention.rs`). q: [n][n_head·head_k], k: [n][n_head_kv·head_k],
     /// v: [n][n_head_kv·head_v] → kqv: [n][n_head·head_v]
     pub fn attn(&mut self, il: usize, p: KqParams, q: &[f32], k: &[f32], v: &[f32], kqv: &mut [f32]) {
+        self.attn_capped(il, p, None, q, k, v, kqv)
+    }
+
+    /// `attn` with the scores soft-capped, `cap·tanh(Q·Kᵀ/cap)`, before the scale, mask and
+    /// softmax (llama.cpp's `attn_soft_cap` with `f_attn_logit_softcapping`); None = `attn`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_capped(
+        &mut self,
+        il: usize,
+        p: KqParams,
+        softcap: Option<f32>,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        kqv: &mut [f32],
+    ) {
         let hp = self.hp;
         let n = self.n;
         let (qd, kd, vd) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
@@ -292,6 +308,7 @@ impl Pass<'_> {
             head_v: hp.n_embd_head_v,
             kq_scale: p.kq_scale,
             n_swa: p.n_swa,
+            softcap,
         };
         match &self.kv.store {
             KvStore::F16(kv) => attention(self.pool, self.attn, &kv[il], &q[..n * qd], kqv, shape),
