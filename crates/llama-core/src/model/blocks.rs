@@ -171,6 +171,32 @@ impl DenseLayer {
     }
 }
 
+/// The layer of Gemma 2 and 3: RMS norms before *and after* attention and the FFN
+/// (llama.cpp's `attn_norm`, `attn_post_norm`, `ffn_norm`, `ffn_post_norm`), GELU-gated FFN.
+pub(super) struct SandwichLayer {
+    pub attn_norm: Vec<f32>, // [n_embd]
+    pub attn: Attn,
+    pub post_attention_norm: Vec<f32>, // [n_embd]
+    pub ffn_norm: Vec<f32>,            // [n_embd]
+    pub ffn: Ffn,
+    pub post_ffw_norm: Vec<f32>, // [n_embd]
+}
+
+impl SandwichLayer {
+    pub fn load(l: &Loader, hp: &HParams, il: usize, opts: AttnOpts) -> Result<SandwichLayer> {
+        let n = |s: &str| format!("blk.{il}.{s}");
+        let n_embd = hp.n_embd;
+        Ok(SandwichLayer {
+            attn_norm: l.vector(&n("attn_norm.weight"), n_embd)?,
+            attn: Attn::load(l, hp, il, opts)?,
+            post_attention_norm: l.vector(&n("post_attention_norm.weight"), n_embd)?,
+            ffn_norm: l.vector(&n("ffn_norm.weight"), n_embd)?,
+            ffn: Ffn::load(l, hp, il)?,
+            post_ffw_norm: l.vector(&n("post_ffw_norm.weight"), n_embd)?,
+        })
+    }
+}
+
 /// The token embedding and the output matrix (`output.weight`, or the embedding when tied).
 /// token_embd: [n_vocab][n_embd], output: [n_vocab][n_embd]
 pub(super) fn load_embd_output(l: &Loader, hp: &HParams) -> Result<(WRef, WRef)> {

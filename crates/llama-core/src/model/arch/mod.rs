@@ -5,6 +5,7 @@
 //! and its forward, written with the stages of `model/blocks.rs`. Adding a family is one new file
 //! and one line in [`FAMILIES`] (and the converter's mapping, if it converts from HF).
 
+mod gemma2;
 mod gemma3;
 mod llama;
 mod qwen2;
@@ -51,6 +52,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "qwen2", load: qwen2::load },
     Family { name: "gemma3", load: gemma3::load },
     Family { name: "qwen3", load: qwen3::load },
+    Family { name: "gemma2", load: gemma2::load },
 ];
 
 /// The family of a `general.architecture` value.
@@ -77,6 +79,6 @@ mod tests {
         }
         let Err(e) = find("falcon") else { panic!("falcon is not a family here") };
         let Error::UnknownArchitecture { arch, supported } = e else { panic!("wrong error: {e}") };
-        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3, qwen3"));
+        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3, qwen3, gemma2"));
     }
 }
