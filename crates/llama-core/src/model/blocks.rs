@@ -1,9 +1,10 @@
 //! The stages the families' forwards are written with, under llama.cpp's names (llama-graph.cpp's
 //! `build_norm`, `build_attn`, `build_ffn`; the `cb(cur, "…", il)` names of src/models/*.cpp):
 //! `inp_embd`, `norm` (attn_norm, ffn_norm, post norms), `qkv` (Qcur/Kcur/Vcur with optional bias
-//! and per-head q/k norm), `rope` (normal or NeoX, as the `Rope` says), `attn` (kqv_out;
-//! `attn_capped` with soft-capped scores), `matmul` (attn_out …), `add` (ffn_inp, l_out), gated
-//! `ffn` (SiLU or GELU), `output` (result_norm, result_output).
+//! and per-head q/k norm; `qkv_fused` from one `wqkv`), `rope` (normal or NeoX, as the `Rope`
+//! says), `attn` (kqv_out; `attn_capped` with soft-capped scores), `matmul` (attn_out …), `add`
+//! (ffn_inp, l_out), gated `ffn` (SiLU or GELU; `ffn_fused` with gate and up in one `ffn_up`),
+//! `output` (result_norm, result_output).
 //!
 //! A [`Pass`] is one batch of `n` tokens at positions `pos0..pos0+n`: it holds what the stages
 //! share (the model's tensors, the thread pool, matmul and attention scratch, the KV cache, the
@@ -22,7 +23,7 @@ use super::Model;
 use crate::kernels::elementwise::{self, Rope};
 use crate::kernels::{matmul, parallel, MatmulScratch, ThreadPool};
 use crate::quant::dequantize_row;
-use crate::Result;
+use crate::{Error, Result};
 
 /// One batch through the network: the context's shared state, borrowed for the forward.
 pub(super) struct Pass<'a> {
@@ -197,6 +198,48 @@ impl SandwichLayer {
     }
 }
 
+/// Self-attention with one fused projection (llama.cpp's `wqkv`: Q, K and V rows stacked), for
+/// `qkv_fused` and the output projection.
+pub(super) struct AttnFused {
+    pub wqkv: WRef, // [n_head·head_k + n_head_kv·head_k + n_head_kv·head_v][n_embd]
+    pub wo: WRef,   // [n_embd][n_head·head_v]
+}
+
+impl AttnFused {
+    /// Layer `il`'s `attn_qkv` and `attn_output`.
+    pub fn load(l: &Loader, hp: &HParams, il: usize) -> Result<AttnFused> {
+        let n = |s: &str| format!("blk.{il}.{s}");
+        let rows = hp.n_head * hp.n_embd_head_k + hp.n_embd_k_gqa() + hp.n_embd_v_gqa();
+        Ok(AttnFused {
+            wqkv: l.matrix(&n("attn_qkv.weight"), Some(rows), hp.n_embd)?,
+            wo: l.matrix(&n("attn_output.weight"), Some(hp.n_embd), hp.n_head * hp.n_embd_head_v)?,
+        })
+    }
+}
+
+/// A feed-forward whose gate and up projections are one matrix (llama.cpp's `build_ffn` with
+/// `ffn_up` only and `LLM_FFN_SWIGLU`: the first n_ff rows are the gate's, the next n_ff the up's).
+pub(super) struct FfnFused {
+    pub up: WRef,   // [2·n_ff][n_embd]
+    pub down: WRef, // [n_embd][n_ff]
+}
+
+impl FfnFused {
+    /// Layer `il`'s `ffn_up` (2·n_ff rows) and `ffn_down`; n_ff is what the tensors say.
+    pub fn load(l: &Loader, hp: &HParams, il: usize) -> Result<FfnFused> {
+        let n = |s: &str| format!("blk.{il}.{s}");
+        let up = l.matrix(&n("ffn_up.weight"), None, hp.n_embd)?;
+        if !up.rows.is_multiple_of(2) {
+            return Err(Error::Model(format!(
+                "tensor {} has {} rows: not gate and up halves",
+                n("ffn_up.weight"),
+                up.rows
+            )));
+        }
+        Ok(FfnFused { up, down: l.matrix(&n("ffn_down.weight"), Some(hp.n_embd), up.rows / 2)? })
+    }
+}
+
 /// The token embedding and the output matrix (`output.weight`, or the embedding when tied).
 /// token_embd: [n_vocab][n_embd], output: [n_vocab][n_embd]
 pub(super) fn load_embd_output(l: &Loader, hp: &HParams) -> Result<(WRef, WRef)> {
@@ -291,6 +334,29 @@ impl Pass<'_> {
         }
     }
 
+    /// Qcur, Kcur, Vcur from one fused projection: `qkv = cur · wqkvᵀ`, then each token's row
+    /// split into its Q, K and V parts (llama.cpp's views of `wqkv`, made contiguous).
+    /// cur: [n][n_embd] → qkv: [n][wqkv.rows] (scratch) → q: [n][n_head·head_k],
+    /// k: [n][n_head_kv·head_k], v: [n][n_head_kv·head_v]
+    pub fn qkv_fused(
+        &mut self,
+        w: &AttnFused,
+        cur: &[f32],
+        qkv: &mut [f32],
+        q: &mut [f32],
+        k: &mut [f32],
+        v: &mut [f32],
+    ) {
+        self.matmul(&w.wqkv, cur, qkv);
+        let hp = self.hp;
+        let (qd, kd, vd) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
+        for (t, row) in qkv[..self.n * w.wqkv.rows].chunks_exact(w.wqkv.rows).enumerate() {
+            q[t * qd..(t + 1) * qd].copy_from_slice(&row[..qd]);
+            k[t * kd..(t + 1) * kd].copy_from_slice(&row[qd..qd + kd]);
+            v[t * vd..(t + 1) * vd].copy_from_slice(&row[qd + kd..qd + kd + vd]);
+        }
+    }
+
     /// Rotates Qcur and Kcur in place by their positions (`rope.kind`: adjacent pairs for the
     /// llama graph, split halves for NeoX). q: [n][n_head·head_k], k: [n][n_head_kv·head_k]
     pub fn rope(&self, rope: &Rope, q: &mut [f32], k: &mut [f32]) {
@@ -352,6 +418,23 @@ impl Pass<'_> {
             Act::Silu => parallel::swiglu_inplace(self.pool, &mut gate[..n * n_ff], &up[..n * n_ff], n_ff),
             Act::Gelu => parallel::geglu_inplace(self.pool, &mut gate[..n * n_ff], &up[..n * n_ff], n_ff),
         }
+        self.matmul(&w.down, gate, out);
+    }
+
+    /// ffn_out = ffn_down(swiglu(ffn_up(cur))) with the gate and up halves of one fused `ffn_up`
+    /// (ggml_swiglu: silu(first half) ⊙ second half of each row). cur: [n][n_embd] → up:
+    /// [n][2·n_ff] (scratch; the fused product, then the up halves as [n][n_ff]) → gate: [n][n_ff]
+    /// (the gate halves, then the gated product) → out: [n][n_embd]
+    pub fn ffn_fused(&mut self, w: &FfnFused, cur: &[f32], gate: &mut [f32], up: &mut [f32], out: &mut [f32]) {
+        let (n, n_ff) = (self.n, w.down.cols);
+        self.matmul(&w.up, cur, up);
+        // Rows apart: gate halves out, up halves moved down to rows of n_ff (each destination lies
+        // before its source and after every source already read, so in place is safe).
+        for t in 0..n {
+            gate[t * n_ff..(t + 1) * n_ff].copy_from_slice(&up[2 * t * n_ff..(2 * t + 1) * n_ff]);
+            up.copy_within((2 * t + 1) * n_ff..(2 * t + 2) * n_ff, t * n_ff);
+        }
+        parallel::swiglu_inplace(self.pool, &mut gate[..n * n_ff], &up[..n * n_ff], n_ff);
         self.matmul(&w.down, gate, out);
     }
 

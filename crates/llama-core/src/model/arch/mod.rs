@@ -8,6 +8,7 @@
 mod gemma2;
 mod gemma3;
 mod llama;
+mod phi3;
 mod qwen2;
 mod qwen3;
 
@@ -53,6 +54,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "gemma3", load: gemma3::load },
     Family { name: "qwen3", load: qwen3::load },
     Family { name: "gemma2", load: gemma2::load },
+    Family { name: "phi3", load: phi3::load },
 ];
 
 /// The family of a `general.architecture` value.
@@ -79,6 +81,6 @@ mod tests {
         }
         let Err(e) = find("falcon") else { panic!("falcon is not a family here") };
         let Error::UnknownArchitecture { arch, supported } = e else { panic!("wrong error: {e}") };
-        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3, qwen3, gemma2"));
+        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3, qwen3, gemma2, phi3"));
     }
 }
