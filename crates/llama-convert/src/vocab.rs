@@ -9,12 +9,12 @@ use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
 // tokenizer.ggml.token_type values (= SentencePiece's piece types).
-const NORMAL: i32 = 1;
-const UNKNOWN: i32 = 2;
-const CONTROL: i32 = 3;
-const USER_DEFINED: i32 = 4;
-const UNUSED: i32 = 5;
-const BYTE: i32 = 6;
+pub(crate) const NORMAL: i32 = 1;
+pub(crate) const UNKNOWN: i32 = 2;
+pub(crate) const CONTROL: i32 = 3;
+pub(crate) const USER_DEFINED: i32 = 4;
+pub(crate) const UNUSED: i32 = 5;
+pub(crate) const BYTE: i32 = 6;
 
 #[derive(Debug, Default)]
 pub struct Vocab {
@@ -246,15 +246,32 @@ fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()>
             }
         }
     };
-    if let Some(tc) = read_json(&dir.join("tokenizer_config.json"))? {
-        for typ in ["bos", "eos"] {
+    let mut tc = read_json(&dir.join("tokenizer_config.json"))?;
+    // add_bos/add_eos/add_sep as tokenizer.json's post-processor adds them (it may also name the
+    // bos/eos/cls/sep tokens in `tc`), then tokenizer_config's add_* for those it leaves unset.
+    let mut add: Vec<(&'static str, bool)> = match &tok_json {
+        Some(t) => post_processor_flags(t, tc.as_mut()),
+        None => Vec::new(),
+    };
+    if let Some(tc) = &tc {
+        for (typ, _) in TYPES {
             if let Some(b) = tc.get(format!("add_{typ}_token")).and_then(Json::as_bool) {
-                v.add_special.push((
-                    if typ == "bos" { "tokenizer.ggml.add_bos_token" } else { "tokenizer.ggml.add_eos_token" },
-                    b,
-                ));
+                if !add.iter().any(|(t, _)| *t == typ) {
+                    add.push((typ, b));
+                }
             }
         }
+    }
+    // gguf-py's writer has add_* keys for these three only.
+    for (typ, b) in add {
+        match typ {
+            "bos" => v.add_special.push(("tokenizer.ggml.add_bos_token", b)),
+            "eos" => v.add_special.push(("tokenizer.ggml.add_eos_token", b)),
+            "sep" => v.add_special.push(("tokenizer.ggml.add_sep_token", b)),
+            _ => {}
+        }
+    }
+    if let Some(tc) = tc {
         if let Some(t) = tc.get("chat_template").and_then(Json::as_str) {
             v.chat_template = Some(t.to_string());
         }
@@ -275,6 +292,143 @@ fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// gguf-py `SpecialVocab._try_load_from_tokenizer_json`'s reading of tokenizer.json's
+/// `post_processor` (ByteLevel, RobertaProcessing, and simple TemplateProcessing templates): the
+/// add_bos/add_eos/add_sep flags in the order it sets them, and the bos/eos/cls/sep tokens it
+/// infers, written into the tokenizer_config `tc` as it does. (A trailing special token other than
+/// eos becomes eos there and the old eos an eot/eom token; the eot/eom ids are not written here.)
+fn post_processor_flags(tok: &Json, mut tc: Option<&mut Json>) -> Vec<(&'static str, bool)> {
+    // Python truthiness of an optional JSON value (None, null, "" and {} are false).
+    fn truthy(v: &Option<Json>) -> bool {
+        match v {
+            None | Some(Json::Null) | Some(Json::Bool(false)) => false,
+            Some(Json::String(s)) => !s.is_empty(),
+            Some(Json::Object(o)) => !o.is_empty(),
+            Some(Json::Array(a)) => !a.is_empty(),
+            Some(_) => true,
+        }
+    }
+    fn set(flags: &mut Vec<(&'static str, bool)>, typ: &'static str, b: bool) {
+        match flags.iter_mut().find(|(t, _)| *t == typ) {
+            Some(f) => f.1 = b,
+            None => flags.push((typ, b)),
+        }
+    }
+    // `tc` and its entries as Python sees them: `if tokenizer_config` is false for {}.
+    let has_tc = |tc: &Option<&mut Json>| tc.as_deref().and_then(Json::as_object).is_some_and(|o| !o.is_empty());
+    let get = |tc: &Option<&mut Json>, k: &str| tc.as_deref().and_then(|t| t.get(k)).cloned();
+    let put = |tc: &mut Option<&mut Json>, k: &str, v: &Option<Json>| {
+        if let (Some(Json::Object(o)), Some(v)) = (tc.as_deref_mut(), v) {
+            o.insert(k.to_string(), v.clone());
+        }
+    };
+    let (mut bos, mut cls, mut eos, mut sep) =
+        (get(&tc, "bos_token"), get(&tc, "cls_token"), get(&tc, "eos_token"), get(&tc, "sep_token"));
+    if !truthy(&bos) && truthy(&cls) && has_tc(&tc) {
+        bos = cls.clone();
+        put(&mut tc, "bos_token", &bos);
+    }
+    if !truthy(&eos) && truthy(&sep) && has_tc(&tc) {
+        eos = sep.clone();
+        put(&mut tc, "eos_token", &eos);
+    }
+    let mut flags = Vec::new();
+    let Some(pp) = tok.get("post_processor").filter(|p| truthy(&Some((*p).clone()))) else { return flags };
+    let procs: Vec<&Json> = match pp.get("processors").and_then(Json::as_array) {
+        Some(a) => a.iter().collect(),
+        None => vec![pp],
+    };
+    // The id of a template entry's SpecialToken, as a JSON string (None when it is a sequence).
+    let special_id = |e: Option<&Json>| -> Option<Json> {
+        e?.get("SpecialToken")?.get("id").filter(|x| truthy(&Some((*x).clone()))).cloned()
+    };
+    let seq_id = |e: &Json| e.get("Sequence").and_then(|s| s.get("id")).and_then(Json::as_str).map(str::to_string);
+    for p in procs {
+        match p.get("type").and_then(Json::as_str) {
+            Some("ByteLevel") => {
+                if !flags.iter().any(|(t, _)| *t == "bos") {
+                    flags.push(("bos", false));
+                }
+                if !flags.iter().any(|(t, _)| *t == "eos") {
+                    flags.push(("eos", false));
+                }
+            }
+            Some("RobertaProcessing") => {
+                set(&mut flags, "bos", true);
+                set(&mut flags, "eos", true);
+                set(&mut flags, "sep", true);
+                if !truthy(&cls) && has_tc(&tc) {
+                    cls = p.get("cls").and_then(|c| c.get(0)).cloned().or_else(|| bos.clone());
+                    put(&mut tc, "cls_token", &cls);
+                }
+                if !truthy(&sep) && has_tc(&tc) {
+                    sep = p.get("sep").and_then(|c| c.get(0)).cloned().or_else(|| eos.clone());
+                    put(&mut tc, "sep_token", &sep);
+                }
+            }
+            Some("TemplateProcessing") => {
+                let empty = Vec::new();
+                let single = p.get("single").and_then(Json::as_array).unwrap_or(&empty);
+                let pair = p.get("pair").and_then(Json::as_array).unwrap_or(&empty);
+                let (mut first, mut last) = (None, None);
+                if single.len() > 1 {
+                    first = special_id(single.first());
+                    if first.is_some() {
+                        if !has_tc(&tc) {
+                            bos = first.clone();
+                        } else if first != bos && first != cls {
+                            if !truthy(&bos) {
+                                bos = first.clone();
+                                put(&mut tc, "bos_token", &bos);
+                            }
+                            if !truthy(&cls) {
+                                cls = first.clone();
+                                put(&mut tc, "cls_token", &cls);
+                            }
+                        }
+                        set(&mut flags, "bos", first == bos || first == cls);
+                    }
+                    last = special_id(single.last());
+                    if last.is_some() {
+                        if !has_tc(&tc) {
+                            eos = last.clone();
+                        } else if last != eos {
+                            eos = last.clone();
+                            put(&mut tc, "eos_token", &eos);
+                        }
+                        set(&mut flags, "eos", last == eos);
+                    }
+                }
+                if !pair.is_empty() {
+                    let start = usize::from(first.is_some() && special_id(pair.first()) == first);
+                    let stop =
+                        if last.is_some() && special_id(pair.last()) == last { pair.len() - 1 } else { pair.len() };
+                    let mid = &pair[start.min(stop)..stop];
+                    if !mid.is_empty() {
+                        let (a, b) = (seq_id(&mid[0]), seq_id(&mid[mid.len() - 1]));
+                        // A [sep] [eos] B
+                        if a.as_deref() == Some("A") && b.as_deref() == Some("B") && mid.len() > 2 {
+                            let inner = &mid[1..mid.len() - 1];
+                            let is_sep = |e: &Option<Json>| e.is_some() && (*e == sep || *e == eos);
+                            let e0 = special_id(inner.first());
+                            let mut add_sep = is_sep(&e0) && last.is_none();
+                            if inner.len() == 2 && is_sep(&special_id(inner.get(1))) {
+                                add_sep = true;
+                            }
+                            set(&mut flags, "sep", add_sep);
+                            if add_sep && !truthy(&sep) && has_tc(&tc) {
+                                put(&mut tc, "sep_token", &eos);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    flags
 }
 
 /// bos/eos/unk ids straight from a SentencePiece model (Meta checkpoints have no json files).
@@ -320,6 +474,94 @@ mod tests {
         assert!(e.contains("unrecognised BPE pre-tokenizer"), "{e}");
         let cfg = serde_json::json!({"model_type": "qwen2"});
         assert_eq!(bpe_pre_name(&with_split(gpt2), Some(&cfg)).unwrap(), "qwen2");
+    }
+
+    /// add_* flags and special ids from tokenizer.json's post-processor and tokenizer_config.json,
+    /// against gguf-py's `SpecialVocab` (llama-cpp-python 0.3.36's gguf-py, run on the same two
+    /// files with n_vocab 5: its `add_special_token` and `special_token_ids`, in their order).
+    #[test]
+    fn post_processor_flags_as_gguf_py() {
+        use serde_json::json;
+        let s = |t: &str| json!({"SpecialToken": {"id": t, "type_id": 0}});
+        let q = |a: &str| json!({"Sequence": {"id": a, "type_id": 0}});
+        let added = json!([{"id": 0, "content": "<unk>"}, {"id": 1, "content": "<s>"}, {"id": 2, "content": "</s>"},
+            {"id": 3, "content": "<sep>"}, {"id": 4, "content": "<cls>"}]);
+        type Case<'a> = (&'a str, Json, Json, &'a [(&'a str, bool)], &'a [(&'a str, u32)]);
+        let cases: Vec<Case> = vec![
+            (
+                "llama (bos only; '<s>' between a pair is no separator)",
+                json!({"type": "TemplateProcessing", "single": [s("<s>"), q("A")], "pair": [s("<s>"), q("A"), s("<s>"), q("B")]}),
+                json!({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true, "add_eos_token": false}),
+                &[("bos", true), ("sep", false), ("eos", false)],
+                &[("bos", 1), ("eos", 2)],
+            ),
+            (
+                "bos and eos, eos twice between a pair",
+                json!({"type": "TemplateProcessing", "single": [s("<s>"), q("A"), s("</s>")],
+                    "pair": [s("<s>"), q("A"), s("</s>"), s("</s>"), q("B"), s("</s>")]}),
+                json!({"bos_token": "<s>", "eos_token": "</s>"}),
+                &[("bos", true), ("eos", true), ("sep", true)],
+                &[("bos", 1), ("eos", 2), ("sep", 2)],
+            ),
+            (
+                "bert-like: cls and sep stand for bos and eos",
+                json!({"type": "TemplateProcessing", "single": [s("<cls>"), q("A"), s("<sep>")],
+                    "pair": [s("<cls>"), q("A"), s("<sep>"), q("B"), s("<sep>")]}),
+                json!({"cls_token": "<cls>", "sep_token": "<sep>"}),
+                &[("bos", true), ("eos", true), ("sep", false)],
+                &[("bos", 4), ("eos", 3), ("sep", 3), ("cls", 4)],
+            ),
+            (
+                "separator between a pair",
+                json!({"type": "TemplateProcessing", "single": [s("<s>"), q("A")], "pair": [s("<s>"), q("A"), s("<sep>"), q("B")]}),
+                json!({"bos_token": "<s>", "sep_token": "<sep>"}),
+                &[("bos", true), ("sep", true)],
+                &[("bos", 1), ("eos", 3), ("sep", 3)],
+            ),
+            (
+                "roberta",
+                json!({"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 1]}),
+                json!({"bos_token": "<s>", "eos_token": "</s>"}),
+                &[("bos", true), ("eos", true), ("sep", true)],
+                &[("bos", 1), ("eos", 2), ("sep", 2), ("cls", 1)],
+            ),
+            (
+                "byte-level then template; the post-processor's eos wins over add_eos_token",
+                json!({"type": "Sequence", "processors": [{"type": "ByteLevel"}, {"type": "TemplateProcessing",
+                    "single": [s("<s>"), q("A")], "pair": [s("<s>"), q("A"), s("<s>"), q("B")]}]}),
+                json!({"bos_token": "<s>", "add_eos_token": true}),
+                &[("bos", true), ("eos", false), ("sep", false)],
+                &[("bos", 1)],
+            ),
+            (
+                "byte-level only",
+                json!({"type": "ByteLevel"}),
+                json!({"eos_token": "</s>", "add_bos_token": true}),
+                &[("bos", false), ("eos", false)],
+                &[("eos", 2)],
+            ),
+        ];
+        let dir = std::env::temp_dir().join(format!("llama-convert-special-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, pp, tc, want_add, want_ids) in cases {
+            let tok = json!({"added_tokens": added, "post_processor": pp, "model": {"type": "BPE", "vocab": {}}});
+            std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
+            std::fs::write(dir.join("tokenizer_config.json"), tc.to_string()).unwrap();
+            let mut v = Vocab { tokens: vec![Vec::new(); 5], ..Default::default() };
+            special_vocab(&dir, None, &mut v).unwrap();
+            let add: Vec<(String, bool)> =
+                want_add.iter().map(|(t, b)| (format!("tokenizer.ggml.add_{t}_token"), *b)).collect();
+            let got: Vec<(String, bool)> = v.add_special.iter().map(|(k, b)| (k.to_string(), *b)).collect();
+            assert_eq!(got, add, "{name}: add_* flags");
+            let key = |t: &str| match t {
+                "sep" => "tokenizer.ggml.seperator_token_id".to_string(),
+                t => format!("tokenizer.ggml.{t}_token_id"),
+            };
+            let ids: Vec<(String, u32)> = want_ids.iter().map(|(t, i)| (key(t), *i)).collect();
+            let got: Vec<(String, u32)> = v.special_ids.iter().map(|(k, i)| (k.to_string(), *i)).collect();
+            assert_eq!(got, ids, "{name}: special ids");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
