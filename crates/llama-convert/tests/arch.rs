@@ -2,7 +2,8 @@
 //! family whose HF architecture the converter supports: our f32 conversion is llama.cpp's (file
 //! sha256, metadata keys/types/values, tensor names/shapes/types/data), our logits on it match
 //! transformers' float32 ones (max |Δ| ≤ 1e-3 over each position's top-10), and llama.cpp's answers
-//! on its conversion (top-1 agreement 100 %, mean |Δ| over llama.cpp's top-10 ≤ 0.01). Families
+//! on its conversion (top-1 agreement 100 %, mean |Δ| over llama.cpp's top-10 ≤ 0.01), and
+//! llama.cpp's own conversion, when at hand, gives the same logits as ours bit for bit. Families
 //! the converter does not support yet are listed and skipped: adding one is adding its data.
 
 mod common;
@@ -134,6 +135,63 @@ fn check_conversion(family: &str, ours: &Path, conv: &Json) -> bool {
     common::sha256_hex(&bytes) == conv["conversions"]["f32"]["sha256"].as_str().unwrap()
 }
 
+/// llama.cpp's own f32 conversion of the fixture (the file whose sha256 llamacpp-conversion.json
+/// records): the one tools/make_arch_fixtures.py left in $LLAMA_ARCH_GGUF_DIR
+/// (/tmp/llama-py-arch-fixtures by default) if it is there, else made into `tmp` by the llama.cpp
+/// converter the json names, when python can run it. None when neither is available.
+fn llamacpp_gguf(family: &str, dir: &Path, tmp: &Path) -> Option<PathBuf> {
+    let conv = read_json(&dir.join("llamacpp-conversion.json"));
+    let want = conv["conversions"]["f32"]["sha256"].as_str()?.to_string();
+    let file = conv["conversions"]["f32"]["file"].as_str()?;
+    let is_it = |p: &Path| std::fs::read(p).is_ok_and(|b| common::sha256_hex(&b) == want);
+    let cache =
+        std::env::var_os("LLAMA_ARCH_GGUF_DIR").map_or_else(|| "/tmp/llama-py-arch-fixtures".into(), PathBuf::from);
+    let cached = cache.join(family).join(file);
+    if is_it(&cached) {
+        return Some(cached);
+    }
+    let cpp = PathBuf::from(conv["llama_cpp"].as_str()?);
+    let made = tmp.join(format!("{family}-llamacpp-f32.gguf"));
+    let ok = std::process::Command::new("python3")
+        .arg(cpp.join("convert_hf_to_gguf.py"))
+        .arg(dir)
+        .args(["--outtype", "f32", "--outfile"])
+        .arg(&made)
+        .env("PYTHONPATH", cpp.join("gguf-py"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (ok && is_it(&made)).then_some(made)
+}
+
+/// Our logits ([n_tokens][n_vocab] per reference case) on a GGUF.
+fn case_logits(gguf: &Path, reference: &Json) -> Vec<Vec<f32>> {
+    let model = Model::load(gguf, &ModelParams::default()).unwrap_or_else(|e| panic!("{}: {e}", gguf.display()));
+    let mut out = Vec::new();
+    for r in reference["cases"].as_array().unwrap() {
+        let p = ContextParams { n_ctx: 256, n_batch: 64, n_threads: 2, kv_type: KvType::F32, logits_all: true };
+        let mut ctx = Context::new(&model, p).unwrap();
+        ctx.eval(&model, &ids(&r["tokens"]), 0).unwrap();
+        out.push(ctx.logits().to_vec());
+    }
+    out
+}
+
+/// llama.cpp's own conversion of the fixture loads in ours and gives our conversion's logits, bit
+/// for bit (the tensors are the same; this checks that nothing else in its file, names, metadata,
+/// tokenizer arrays, is read differently).
+fn check_llamacpp_file(family: &str, dir: &Path, ours: &Path, tmp: &Path) -> String {
+    let Some(theirs) = llamacpp_gguf(family, dir, tmp) else {
+        return format!("{family}: llama.cpp's conversion not available (no cached file, no converter): skipped");
+    };
+    let reference = read_json(&dir.join("reference.json"));
+    let bits = |v: Vec<Vec<f32>>| {
+        v.into_iter().map(|r| r.into_iter().map(f32::to_bits).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
+    let (a, b) = (bits(case_logits(ours, &reference)), bits(case_logits(&theirs, &reference)));
+    assert!(a == b, "{family}: our logits on llama.cpp's conversion differ from those on ours");
+    format!("{family}: llama.cpp's conversion ({}) gives our conversion's logits bit for bit", theirs.display())
+}
+
 fn ids(v: &Json) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect()
 }
@@ -163,6 +221,7 @@ fn arch_fixtures_convert_and_run_as_llamacpp() {
             }
         } else {
             report.push(check_family(&family, &dir, &out));
+            report.push(check_llamacpp_file(&family, &dir, &out, &tmp));
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
