@@ -117,8 +117,9 @@ pub fn convert(opts: &ConvertOptions) -> Result<PathBuf> {
         }
     };
     let mut vocab = vocab::load_vocab(&vocab_dir, Some(plan.hparams.n_vocab), config.as_ref())?;
-    if format == Format::Meta {
-        vocab::spm_special_ids(&vocab_dir, &mut vocab)?;
+    match format {
+        Format::Meta => vocab::spm_special_ids(&vocab_dir, &mut vocab)?,
+        Format::HuggingFace => hf::adapt_vocab(plan.hparams.arch, &vocab_dir, &mut vocab)?,
     }
     let out = opts.out.clone().unwrap_or_else(|| dir.join(format!("ggml-model-{}.gguf", opts.outtype.name())));
     let name = title_name(&dir);

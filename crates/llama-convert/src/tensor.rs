@@ -19,6 +19,9 @@ pub enum Data {
     View { mmap: Arc<Mmap>, base: usize, offset: u64, stride: Vec<u64> },
     /// Model-parallel shards laid end to end along `dim` (Meta checkpoints).
     Concat { parts: Vec<SrcTensor>, dim: usize },
+    /// Elements the converter computed (a family's transformed or generated tensors), contiguous
+    /// little-endian bytes of the tensor's dtype.
+    Owned(Arc<Vec<u8>>),
 }
 
 #[derive(Clone)]
@@ -42,6 +45,13 @@ impl std::fmt::Debug for SrcTensor {
 impl SrcTensor {
     pub fn n_elements(&self) -> u64 {
         self.shape.iter().product()
+    }
+
+    /// A tensor of f32 values computed by the converter (`file` names where they come from).
+    pub fn owned_f32(name: String, file: PathBuf, shape: Vec<u64>, values: &[f32]) -> SrcTensor {
+        debug_assert_eq!(shape.iter().product::<u64>(), values.len() as u64);
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect(); // [n_elements * 4]
+        SrcTensor { name, file, dtype: DType::F32, shape, data: Data::Owned(Arc::new(bytes)) }
     }
 
     /// Checks that a strided view stays within `avail` elements from its base.
@@ -132,6 +142,10 @@ impl SrcTensor {
                         idx[k] = 0;
                     }
                 }
+            }
+            Data::Owned(bytes) => {
+                out.extend_from_slice(bytes);
+                Ok(())
             }
             Data::Concat { parts, dim } => {
                 let dim = *dim;

@@ -9,12 +9,12 @@ use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
 // tokenizer.ggml.token_type values (= SentencePiece's piece types).
-const NORMAL: i32 = 1;
-const UNKNOWN: i32 = 2;
-const CONTROL: i32 = 3;
-const USER_DEFINED: i32 = 4;
-const UNUSED: i32 = 5;
-const BYTE: i32 = 6;
+pub(crate) const NORMAL: i32 = 1;
+pub(crate) const UNKNOWN: i32 = 2;
+pub(crate) const CONTROL: i32 = 3;
+pub(crate) const USER_DEFINED: i32 = 4;
+pub(crate) const UNUSED: i32 = 5;
+pub(crate) const BYTE: i32 = 6;
 
 #[derive(Debug, Default)]
 pub struct Vocab {
@@ -499,6 +499,94 @@ mod tests {
         assert!(e.contains("unrecognised BPE pre-tokenizer"), "{e}");
         let cfg = serde_json::json!({"model_type": "qwen2"});
         assert_eq!(bpe_pre_name(&with_split(gpt2), Some(&cfg)).unwrap(), "qwen2");
+    }
+
+    /// add_* flags and special ids from tokenizer.json's post-processor and tokenizer_config.json,
+    /// against gguf-py's `SpecialVocab` (llama-cpp-python 0.3.36's gguf-py, run on the same two
+    /// files with n_vocab 5: its `add_special_token` and `special_token_ids`, in their order).
+    #[test]
+    fn post_processor_flags_as_gguf_py() {
+        use serde_json::json;
+        let s = |t: &str| json!({"SpecialToken": {"id": t, "type_id": 0}});
+        let q = |a: &str| json!({"Sequence": {"id": a, "type_id": 0}});
+        let added = json!([{"id": 0, "content": "<unk>"}, {"id": 1, "content": "<s>"}, {"id": 2, "content": "</s>"},
+            {"id": 3, "content": "<sep>"}, {"id": 4, "content": "<cls>"}]);
+        type Case<'a> = (&'a str, Json, Json, &'a [(&'a str, bool)], &'a [(&'a str, u32)]);
+        let cases: Vec<Case> = vec![
+            (
+                "llama (bos only; '<s>' between a pair is no separator)",
+                json!({"type": "TemplateProcessing", "single": [s("<s>"), q("A")], "pair": [s("<s>"), q("A"), s("<s>"), q("B")]}),
+                json!({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true, "add_eos_token": false}),
+                &[("bos", true), ("sep", false), ("eos", false)],
+                &[("bos", 1), ("eos", 2)],
+            ),
+            (
+                "bos and eos, eos twice between a pair",
+                json!({"type": "TemplateProcessing", "single": [s("<s>"), q("A"), s("</s>")],
+                    "pair": [s("<s>"), q("A"), s("</s>"), s("</s>"), q("B"), s("</s>")]}),
+                json!({"bos_token": "<s>", "eos_token": "</s>"}),
+                &[("bos", true), ("eos", true), ("sep", true)],
+                &[("bos", 1), ("eos", 2), ("sep", 2)],
+            ),
+            (
+                "bert-like: cls and sep stand for bos and eos",
+                json!({"type": "TemplateProcessing", "single": [s("<cls>"), q("A"), s("<sep>")],
+                    "pair": [s("<cls>"), q("A"), s("<sep>"), q("B"), s("<sep>")]}),
+                json!({"cls_token": "<cls>", "sep_token": "<sep>"}),
+                &[("bos", true), ("eos", true), ("sep", false)],
+                &[("bos", 4), ("eos", 3), ("sep", 3), ("cls", 4)],
+            ),
+            (
+                "separator between a pair",
+                json!({"type": "TemplateProcessing", "single": [s("<s>"), q("A")], "pair": [s("<s>"), q("A"), s("<sep>"), q("B")]}),
+                json!({"bos_token": "<s>", "sep_token": "<sep>"}),
+                &[("bos", true), ("sep", true)],
+                &[("bos", 1), ("eos", 3), ("sep", 3)],
+            ),
+            (
+                "roberta",
+                json!({"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 1]}),
+                json!({"bos_token": "<s>", "eos_token": "</s>"}),
+                &[("bos", true), ("eos", true), ("sep", true)],
+                &[("bos", 1), ("eos", 2), ("sep", 2), ("cls", 1)],
+            ),
+            (
+                "byte-level then template; the post-processor's eos wins over add_eos_token",
+                json!({"type": "Sequence", "processors": [{"type": "ByteLevel"}, {"type": "TemplateProcessing",
+                    "single": [s("<s>"), q("A")], "pair": [s("<s>"), q("A"), s("<s>"), q("B")]}]}),
+                json!({"bos_token": "<s>", "add_eos_token": true}),
+                &[("bos", true), ("eos", false), ("sep", false)],
+                &[("bos", 1)],
+            ),
+            (
+                "byte-level only",
+                json!({"type": "ByteLevel"}),
+                json!({"eos_token": "</s>", "add_bos_token": true}),
+                &[("bos", false), ("eos", false)],
+                &[("eos", 2)],
+            ),
+        ];
+        let dir = std::env::temp_dir().join(format!("llama-convert-special-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, pp, tc, want_add, want_ids) in cases {
+            let tok = json!({"added_tokens": added, "post_processor": pp, "model": {"type": "BPE", "vocab": {}}});
+            std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
+            std::fs::write(dir.join("tokenizer_config.json"), tc.to_string()).unwrap();
+            let mut v = Vocab { tokens: vec![Vec::new(); 5], ..Default::default() };
+            special_vocab(&dir, None, &mut v).unwrap();
+            let add: Vec<(String, bool)> =
+                want_add.iter().map(|(t, b)| (format!("tokenizer.ggml.add_{t}_token"), *b)).collect();
+            let got: Vec<(String, bool)> = v.add_special.iter().map(|(k, b)| (k.to_string(), *b)).collect();
+            assert_eq!(got, add, "{name}: add_* flags");
+            let key = |t: &str| match t {
+                "sep" => "tokenizer.ggml.seperator_token_id".to_string(),
+                t => format!("tokenizer.ggml.{t}_token_id"),
+            };
+            let ids: Vec<(String, u32)> = want_ids.iter().map(|(t, i)| (key(t), *i)).collect();
+            let got: Vec<(String, u32)> = v.special_ids.iter().map(|(k, i)| (k.to_string(), *i)).collect();
+            assert_eq!(got, ids, "{name}: special ids");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1014,6 +1014,7 @@ fn yarn_rope_matches_ggml() {
             freq_scale,
             kind: RopeType::Neox,
             freq_factors: None,
+            attn_factor: 1.0,
             yarn: Some(yarn),
         };
         let src = read_f32_file(&dir.join(format!("rope{hd}.src.f32")));

@@ -18,6 +18,10 @@ use serde_json::Value as Json;
 
 use crate::plan::{Hparams, OutTensor, Plan, RopeYarn};
 use crate::safetensors::load_safetensors;
+use crate::vocab::Vocab;
+
+mod gemma2;
+mod phi3;
 
 pub const SUPPORTED: &[&str] = &[
     "LlamaForCausalLM",
@@ -27,6 +31,8 @@ pub const SUPPORTED: &[&str] = &[
     "Qwen3MoeForCausalLM",
     "Qwen3_5ForCausalLM",
     "GptOssForCausalLM",
+    "Gemma2ForCausalLM",
+    "Phi3ForCausalLM",
 ];
 
 pub fn is_hf_dir(dir: &Path) -> bool {
@@ -133,6 +139,8 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         "Qwen3MoeForCausalLM" => "qwen3moe",
         "Qwen3_5ForCausalLM" => "qwen35",
         "GptOssForCausalLM" => "gpt-oss",
+        "Gemma2ForCausalLM" => "gemma2",
+        "Phi3ForCausalLM" => "phi3",
         other => return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") }),
     };
 
@@ -166,7 +174,8 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
     let rope_theta = cfg.get("rope_theta").and_then(Json::as_f64).or_else(|| {
         cfg.get("rope_parameters").and_then(|r| r.get("rope_theta")).and_then(Json::as_f64).filter(|&t| t != 10000.0)
     });
-    let scaling = cfg.get("rope_scaling").filter(|v| v.is_object());
+    // (phi3's LongRoPE scaling is hf/phi3.rs's.)
+    let scaling = cfg.get("rope_scaling").filter(|v| v.is_object() && arch != "phi3");
     let rope_scaling_linear = match scaling {
         None => None,
         Some(s) => {
@@ -249,7 +258,12 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
                 }
                 continue;
             }
-            let name = match map_name(&t.name) {
+            let own = match arch {
+                "gemma2" => gemma2::map_name(&t.name),
+                "phi3" => phi3::map_name(&t.name),
+                _ => None,
+            };
+            let name = match own.unwrap_or_else(|| map_name(&t.name)) {
                 Ok(Some(n)) => n,
                 Ok(None) => continue,
                 Err(()) => return Err(Error::format(f, format!("cannot map tensor '{}' to a llama.cpp name", t.name))),
@@ -297,5 +311,21 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
     if let Some(q) = &qwen35 {
         q.set_hparams(&mut hparams);
     }
-    Ok(Plan { hparams, tensors, n_params })
+    let mut plan = Plan { hparams, tensors, n_params };
+    match arch {
+        "gemma2" => gemma2::adapt(&cfg, &cpath, &mut plan)?,
+        "phi3" => phi3::adapt(&cfg, &cpath, &mut plan)?,
+        _ => {}
+    }
+    Ok(plan)
+}
+
+/// The family's own tokenizer metadata on top of the shared reading (`vocab::load_vocab` of
+/// `dir`), for the GGUF architecture `arch`.
+pub fn adapt_vocab(arch: &str, dir: &Path, vocab: &mut Vocab) -> Result<()> {
+    match arch {
+        "gemma2" => gemma2::adapt_vocab(dir, vocab),
+        "phi3" => phi3::adapt_vocab(dir, vocab),
+        _ => Ok(()),
+    }
 }

@@ -137,6 +137,8 @@ fn with_leading_one(mut t: SrcTensor) -> SrcTensor {
     match &mut t.data {
         Data::View { stride, .. } => stride.insert(0, 0),
         Data::Concat { dim, .. } => *dim += 1,
+        // contiguous: a leading 1 moves no element
+        Data::Owned(_) => {}
     }
     t
 }

@@ -404,10 +404,14 @@ fn softmax_body<const W: usize>(
     scale_inplace(x, inv);
 }
 
-/// Final logit soft-capping: `cap * tanh(x / cap)`.
+/// Soft-capping `cap · tanh(x / cap)` (final logits; attention scores before the softmax), as
+/// llama.cpp's graph computes it: `ggml_scale(x, 1/cap)` (a product by the f32 reciprocal, which
+/// rounds differently from a division), `ggml_tanh` (the C library's tanhf, scalar in ggml too),
+/// `ggml_scale(·, cap)`.
 pub fn softcap_inplace(x: &mut [f32], cap: f32) {
+    let inv = 1.0 / cap;
     for v in x {
-        *v = (*v / cap).tanh() * cap;
+        *v = (*v * inv).tanh() * cap;
     }
 }
 
@@ -528,8 +532,13 @@ pub struct Rope<'a> {
     pub freq_base: f32,
     pub freq_scale: f32,
     pub kind: RopeType,
-    /// llama3-style per-pair frequency divisors ([n_rot/2]), from `rope_freqs.weight`.
+    /// llama3-style per-pair frequency divisors ([n_rot/2]), from `rope_freqs.weight` (or
+    /// LongRoPE's `rope_factors_short`/`rope_factors_long`).
     pub freq_factors: Option<&'a [f32]>,
+    /// ggml's `attn_factor` (YaRN's mscale): cos and sin are multiplied by it before the
+    /// rotation, so it scales Q·K by its square. 1.0 for most models (a product by 1 is exact). With `yarn`, YaRN's own
+    /// `attn_factor` takes its place.
+    pub attn_factor: f32,
     /// ggml_rope_ext's YaRN parameters, when the model scales rope that way.
     pub yarn: Option<Yarn>,
 }
@@ -607,7 +616,8 @@ fn rope_body(r: &Rope, x: &mut [f32], head_dim: usize, pos: usize) {
             let (sin, cos) = match &r.yarn {
                 None => {
                     let theta = r.freq_scale * (theta_base / ff);
-                    (theta.sin(), theta.cos())
+                    // ggml's rope_yarn: `cosf(theta) * mscale`, `sinf(theta) * mscale`
+                    (theta.sin() * r.attn_factor, theta.cos() * r.attn_factor)
                 }
                 Some(y) => rope_yarn(theta_base / ff, r.freq_scale, y, i),
             };
@@ -695,6 +705,7 @@ mod tests {
             kind: RopeType::Norm,
             freq_factors: None,
             yarn: None,
+            attn_factor: 1.0,
         };
         let mut x = [1.0, 0.0, 1.0, 0.0];
         r.apply(&mut x, 4, 1);
@@ -705,6 +716,57 @@ mod tests {
         r.apply(&mut x, 4, 1);
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[2] - 1f32.sin()).abs() < 1e-6);
         assert!((x[1] - 0.01f32.cos()).abs() < 1e-6 && (x[3] - 0.01f32.sin()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn softcap_follows_cap_tanh_and_rounds_as_ggml() {
+        for cap in [5.0f32, 30.0, 50.0] {
+            let xs: Vec<f32> = (-400..400).map(|i| i as f32 * 0.37).collect();
+            let mut y = xs.clone();
+            softcap_inplace(&mut y, cap);
+            for (&x, &v) in xs.iter().zip(&y) {
+                // cap·tanh(x/cap) in f64: within a few f32 ulps, odd, bounded by cap
+                let want = cap as f64 * (x as f64 / cap as f64).tanh();
+                assert!((v as f64 - want).abs() <= 4.0 * f32::EPSILON as f64 * cap as f64, "cap {cap} x {x}");
+                assert!(v.abs() <= cap);
+            }
+        }
+        // ggml scales by the f32 reciprocal (ggml_scale(x, 1/cap)), not by a division: for cap 30
+        // and x = 0.1 the two round apart, and ours is the product's value.
+        let (x, cap) = (0.1f32, 30.0f32);
+        assert_ne!((x * (1.0 / cap)).to_bits(), (x / cap).to_bits());
+        let mut y = [x];
+        softcap_inplace(&mut y, cap);
+        assert_eq!(y[0].to_bits(), ((x * (1.0 / cap)).tanh() * cap).to_bits());
+    }
+
+    #[test]
+    fn rope_attn_factor_scales_cos_and_sin() {
+        let r = Rope {
+            n_rot: 4,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            kind: RopeType::Neox,
+            freq_factors: Some(&[1.0, 4.0]),
+            yarn: None,
+            attn_factor: 1.25,
+        };
+        let mut x = [1.0, 1.0, 0.0, 0.0];
+        r.apply(&mut x, 4, 3);
+        // pair 0: angle 3, pair 1: 3·0.01/4; both rotated vectors 1.25 long
+        assert!((x[0] - 1.25 * 3f32.cos()).abs() < 1e-6 && (x[2] - 1.25 * 3f32.sin()).abs() < 1e-6);
+        assert!((x[1] - 1.25 * 0.0075f32.cos()).abs() < 1e-6 && (x[3] - 1.25 * 0.0075f32.sin()).abs() < 1e-6);
+        // attn_factor 1 leaves the bits of a rope without it
+        let one = Rope { attn_factor: 1.0, ..r };
+        let (mut a, mut b) = ([0.3f32, -1.7, 2.2, 0.9], [0.3f32, -1.7, 2.2, 0.9]);
+        one.apply(&mut a, 4, 11);
+        let (t0, t1) = (11.0f32, 11.0f32 * 10000f32.powf(-0.5) / 4.0);
+        for (i, t) in [(0, t0), (1, t1)] {
+            let (x0, x1) = (b[i], b[i + 2]);
+            b[i] = x0.mul_add(t.cos(), -(x1 * t.sin()));
+            b[i + 2] = x0.mul_add(t.sin(), x1 * t.cos());
+        }
+        assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
     }
 
     #[test]

@@ -139,6 +139,7 @@ mod tests {
             kind: RopeType::Neox,
             freq_factors: None,
             yarn: None,
+            attn_factor: 1.0,
         };
         for n_threads in [1, 2, 3, 5] {
             let pool = ThreadPool::new(n_threads);

@@ -1,6 +1,7 @@
-//! Causal multi-head attention over the KV cache, with grouped-query heads and an optional
-//! sliding window, computed as llama.cpp's non-flash path: KQ = K·Q with Q converted to the cache
-//! type, softmax(KQ * scale + mask) in f32, then V·softmax with the probabilities converted to the
+//! Causal multi-head attention over the KV cache, with grouped-query heads, an optional sliding
+//! window and an optional soft-cap of the scores, computed as llama.cpp's non-flash path: KQ = K·Q
+//! with Q converted to the cache type, (soft-capped: cap·tanh(KQ/cap),) softmax(KQ * scale + mask)
+//! in f32, then V·softmax with the probabilities converted to the
 //! cache type (ggml's mul_mat converts src1 to the vec_dot type of the f16 cache). Every dot runs
 //! in llama.cpp's summation order (`cpu::attn`): a batch of several tokens takes its tinyBLAS
 //! order, a single token its `ggml_vec_dot_f16` order, so the results equal llama.cpp's bit for bit.
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::kv_cache::{KvElem, LayerKv};
-use crate::kernels::elementwise::softmax_sink;
+use crate::kernels::elementwise::{softcap_inplace, softmax_sink};
 use crate::kernels::types::{AttnOrder, Kernels, SumOrders, KT_LANES};
 use crate::kernels::{kernels, ThreadPool};
 
@@ -70,6 +71,9 @@ pub struct AttnShape {
     pub kq_scale: f32,
     /// Sliding window: a query at p sees keys at p' with p - p' < n_swa. 0 = unlimited.
     pub n_swa: usize,
+    /// Attention logit soft-capping: scores become `cap·tanh(score/cap)` before the scale, mask
+    /// and softmax (llama.cpp's `attn_soft_cap`). None = scores as computed.
+    pub softcap: Option<f32>,
 }
 
 impl AttnShape {
@@ -263,6 +267,10 @@ fn unit<T: KvElem>(
         let start = s.first(t) / chunk * chunk;
         let row = &mut scores[i * span + start - jlo..=i * span + s.last(t) - jlo];
         row[..s.first(t) - start].fill(f32::NEG_INFINITY);
+        if let Some(cap) = s.softcap {
+            // kq_scaled_1, kq_tanh, kq_scaled_2 on the keys the query sees (the others are −inf)
+            softcap_inplace(&mut row[s.first(t) - start..], cap);
+        }
         match sinks {
             None => (kern.softmax)(row, s.kq_scale),
             // query i is head h0 + i mod nh
@@ -343,6 +351,10 @@ mod tests {
                 let k: Vec<f32> =
                     kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k].iter().map(|x| x.to_f32()).collect();
                 *sj = ggml_dot(kq_order, &k, &qr);
+                if let Some(cap) = s.softcap {
+                    // llama.cpp: ggml_scale(kq, 1/cap), ggml_tanh, ggml_scale(cap), element by element
+                    *sj = (*sj * (1.0 / cap)).tanh() * cap;
+                }
             }
             match sinks {
                 None => (crate::kernels::elementwise::reference(o).0)(&mut scores, s.kq_scale),
@@ -410,6 +422,7 @@ mod tests {
             head_v: 64,
             kq_scale: 0.125,
             n_swa: 0,
+            softcap: None,
         };
         let mut v = Vec::new();
         for &(n_tokens, pos0) in &[(1, 0), (1, 37), (7, 0), (40, 0), (13, 29), (70, 5)] {
@@ -418,6 +431,21 @@ mod tests {
             {
                 for &n_swa in &[0, 4, 9] {
                     v.push(AttnShape { n_tokens, pos0, n_head, n_head_kv, head_k: hk, head_v: hv, n_swa, ..base });
+                }
+                // soft-capped scores: loose (full causal) and tight (most scores saturate; window)
+                for (n_swa, cap) in [(0, 30.0), (4, 2.5)] {
+                    let softcap = Some(cap);
+                    v.push(AttnShape {
+                        n_tokens,
+                        pos0,
+                        n_head,
+                        n_head_kv,
+                        head_k: hk,
+                        head_v: hv,
+                        n_swa,
+                        softcap,
+                        ..base
+                    });
                 }
             }
         }
@@ -469,6 +497,7 @@ mod tests {
             head_v: 32,
             kq_scale: 0.2,
             n_swa: 6,
+            softcap: None,
         };
         let mut rng = Rng(99);
         let n_ctx = s.pos0 + s.n_tokens;

@@ -1,9 +1,10 @@
 //! The stages the families' forwards are written with, under llama.cpp's names (llama-graph.cpp's
 //! `build_norm`, `build_attn`, `build_ffn`; the `cb(cur, "…", il)` names of src/models/*.cpp):
 //! `inp_embd`, `norm` (attn_norm, ffn_norm, post norms), `qkv` (Qcur/Kcur/Vcur with optional bias
-//! and per-head q/k norm), `rope` (normal or NeoX, as the `Rope` says), `attn` (kqv_out),
-//! `matmul` (attn_out …), `add` (ffn_inp, l_out), gated `ffn` (SiLU or GELU), `output`
-//! (result_norm, result_output).
+//! and per-head q/k norm; `qkv_fused` from one `wqkv`), `rope` (normal or NeoX, as the `Rope`
+//! says), `attn` (kqv_out; `attn_capped` with soft-capped scores), `matmul` (attn_out …), `add`
+//! (ffn_inp, l_out), gated `ffn` (SiLU or GELU; `ffn_fused` with gate and up in one `ffn_up`),
+//! `output` (result_norm, result_output).
 //!
 //! A [`Pass`] is one batch of `n` tokens at positions `pos0..pos0+n`: it holds what the stages
 //! share (the model's tensors, the thread pool, matmul and attention scratch, the KV cache, the
@@ -23,7 +24,7 @@ use super::Model;
 use crate::kernels::elementwise::{self, Rope};
 use crate::kernels::{kernels, matmul, matmul_id, parallel, IdRoutes, MatmulScratch, QTensor, ThreadPool, KT_LANES};
 use crate::quant::dequantize_row;
-use crate::Result;
+use crate::{Error, Result};
 
 /// One batch through the network: the context's shared state, borrowed for the forward.
 pub(super) struct Pass<'a> {
@@ -118,6 +119,15 @@ impl Attn {
     pub fn matrices(&self) -> [WRef; 4] {
         [self.wq, self.wk, self.wv, self.wo]
     }
+}
+
+/// What some families add to attention's scores (`Pass::attn_with`); the default adds nothing.
+#[derive(Clone, Copy, Default)]
+pub(super) struct AttnExtra<'w> {
+    /// Soft-cap of the scores (`attn_logit_softcapping`).
+    pub softcap: Option<f32>,
+    /// Per-head sink logits (`attn_sinks`: [n_head]).
+    pub sinks: Option<&'w [f32]>,
 }
 
 /// Attention parameters that vary by family and layer.
@@ -279,6 +289,74 @@ impl DenseLayer {
     }
 }
 
+/// The layer of Gemma 2 and 3: RMS norms before *and after* attention and the FFN
+/// (llama.cpp's `attn_norm`, `attn_post_norm`, `ffn_norm`, `ffn_post_norm`), GELU-gated FFN.
+pub(super) struct SandwichLayer {
+    pub attn_norm: Vec<f32>, // [n_embd]
+    pub attn: Attn,
+    pub post_attention_norm: Vec<f32>, // [n_embd]
+    pub ffn_norm: Vec<f32>,            // [n_embd]
+    pub ffn: Ffn,
+    pub post_ffw_norm: Vec<f32>, // [n_embd]
+}
+
+impl SandwichLayer {
+    pub fn load(l: &Loader, hp: &HParams, il: usize, opts: AttnOpts) -> Result<SandwichLayer> {
+        let n = |s: &str| format!("blk.{il}.{s}");
+        let n_embd = hp.n_embd;
+        Ok(SandwichLayer {
+            attn_norm: l.vector(&n("attn_norm.weight"), n_embd)?,
+            attn: Attn::load(l, hp, il, opts)?,
+            post_attention_norm: l.vector(&n("post_attention_norm.weight"), n_embd)?,
+            ffn_norm: l.vector(&n("ffn_norm.weight"), n_embd)?,
+            ffn: Ffn::load(l, hp, il)?,
+            post_ffw_norm: l.vector(&n("post_ffw_norm.weight"), n_embd)?,
+        })
+    }
+}
+
+/// Self-attention with one fused projection (llama.cpp's `wqkv`: Q, K and V rows stacked), for
+/// `qkv_fused` and the output projection.
+pub(super) struct AttnFused {
+    pub wqkv: WRef, // [n_head·head_k + n_head_kv·head_k + n_head_kv·head_v][n_embd]
+    pub wo: WRef,   // [n_embd][n_head·head_v]
+}
+
+impl AttnFused {
+    /// Layer `il`'s `attn_qkv` and `attn_output`.
+    pub fn load(l: &Loader, hp: &HParams, il: usize) -> Result<AttnFused> {
+        let n = |s: &str| format!("blk.{il}.{s}");
+        let rows = hp.n_head * hp.n_embd_head_k + hp.n_embd_k_gqa() + hp.n_embd_v_gqa();
+        Ok(AttnFused {
+            wqkv: l.matrix(&n("attn_qkv.weight"), Some(rows), hp.n_embd)?,
+            wo: l.matrix(&n("attn_output.weight"), Some(hp.n_embd), hp.n_head * hp.n_embd_head_v)?,
+        })
+    }
+}
+
+/// A feed-forward whose gate and up projections are one matrix (llama.cpp's `build_ffn` with
+/// `ffn_up` only and `LLM_FFN_SWIGLU`: the first n_ff rows are the gate's, the next n_ff the up's).
+pub(super) struct FfnFused {
+    pub up: WRef,   // [2·n_ff][n_embd]
+    pub down: WRef, // [n_embd][n_ff]
+}
+
+impl FfnFused {
+    /// Layer `il`'s `ffn_up` (2·n_ff rows) and `ffn_down`; n_ff is what the tensors say.
+    pub fn load(l: &Loader, hp: &HParams, il: usize) -> Result<FfnFused> {
+        let n = |s: &str| format!("blk.{il}.{s}");
+        let up = l.matrix(&n("ffn_up.weight"), None, hp.n_embd)?;
+        if !up.rows.is_multiple_of(2) {
+            return Err(Error::Model(format!(
+                "tensor {} has {} rows: not gate and up halves",
+                n("ffn_up.weight"),
+                up.rows
+            )));
+        }
+        Ok(FfnFused { up, down: l.matrix(&n("ffn_down.weight"), Some(hp.n_embd), up.rows / 2)? })
+    }
+}
+
 /// The token embedding and the output matrix (`output.weight`, or the embedding when tied).
 /// token_embd: [n_vocab][n_embd], output: [n_vocab][n_embd]
 pub(super) fn load_embd_output(l: &Loader, hp: &HParams) -> Result<(WRef, WRef)> {
@@ -430,6 +508,29 @@ impl Pass<'_> {
         }
     }
 
+    /// Qcur, Kcur, Vcur from one fused projection: `qkv = cur · wqkvᵀ`, then each token's row
+    /// split into its Q, K and V parts (llama.cpp's views of `wqkv`, made contiguous).
+    /// cur: [n][n_embd] → qkv: [n][wqkv.rows] (scratch) → q: [n][n_head·head_k],
+    /// k: [n][n_head_kv·head_k], v: [n][n_head_kv·head_v]
+    pub fn qkv_fused(
+        &mut self,
+        w: &AttnFused,
+        cur: &[f32],
+        qkv: &mut [f32],
+        q: &mut [f32],
+        k: &mut [f32],
+        v: &mut [f32],
+    ) {
+        self.matmul(&w.wqkv, cur, qkv);
+        let hp = self.hp;
+        let (qd, kd, vd) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
+        for (t, row) in qkv[..self.n * w.wqkv.rows].chunks_exact(w.wqkv.rows).enumerate() {
+            q[t * qd..(t + 1) * qd].copy_from_slice(&row[..qd]);
+            k[t * kd..(t + 1) * kd].copy_from_slice(&row[qd..qd + kd]);
+            v[t * vd..(t + 1) * vd].copy_from_slice(&row[qd + kd..qd + kd + vd]);
+        }
+    }
+
     /// Rotates Qcur and Kcur in place by their positions (`rope.kind`: adjacent pairs for the
     /// llama graph, split halves for NeoX). q: [n][n_head·head_k], k: [n][n_head_kv·head_k]
     pub fn rope(&self, rope: &Rope, q: &mut [f32], k: &mut [f32]) {
@@ -444,17 +545,18 @@ impl Pass<'_> {
     /// (`model/attention.rs`). q: [n][n_head·head_k], k: [n][n_head_kv·head_k],
     /// v: [n][n_head_kv·head_v] → kqv: [n][n_head·head_v]
     pub fn attn(&mut self, il: usize, p: KqParams, q: &[f32], k: &[f32], v: &[f32], kqv: &mut [f32]) {
-        self.attn_sinks(il, p, None, q, k, v, kqv)
+        self.attn_with(il, p, AttnExtra::default(), q, k, v, kqv)
     }
 
-    /// `attn` with the layer's attention sinks (`attn_sinks`: [n_head], one more logit in each
-    /// head's softmax denominator), when given.
+    /// `attn` with what some families add to the scores (`AttnExtra`): a soft-cap
+    /// `cap·tanh(Q·Kᵀ/cap)` before the scale, mask and softmax (llama.cpp's `attn_soft_cap`), and
+    /// per-head sinks (`attn_sinks`: [n_head], one more logit in each head's softmax denominator).
     #[allow(clippy::too_many_arguments)]
-    pub fn attn_sinks(
+    pub fn attn_with(
         &mut self,
         il: usize,
         p: KqParams,
-        sinks: Option<&[f32]>,
+        extra: AttnExtra,
         q: &[f32],
         k: &[f32],
         v: &[f32],
@@ -473,9 +575,10 @@ impl Pass<'_> {
             head_v: hp.n_embd_head_v,
             kq_scale: p.kq_scale,
             n_swa: p.n_swa,
+            softcap: extra.softcap,
         };
         let q = &q[..n * qd];
-        match (&self.kv.store, sinks) {
+        match (&self.kv.store, extra.sinks) {
             (KvStore::F16(kv), None) => attention(self.pool, self.attn, &kv[il], q, kqv, shape),
             (KvStore::F32(kv), None) => attention(self.pool, self.attn, &kv[il], q, kqv, shape),
             (KvStore::F16(kv), Some(sk)) => attention_sinks(self.pool, self.attn, &kv[il], q, kqv, shape, sk),
@@ -650,6 +753,23 @@ impl Pass<'_> {
             &s.weights[..n_slots],
             n_embd,
         );
+    }
+
+    /// ffn_out = ffn_down(swiglu(ffn_up(cur))) with the gate and up halves of one fused `ffn_up`
+    /// (ggml_swiglu: silu(first half) ⊙ second half of each row). cur: [n][n_embd] → up:
+    /// [n][2·n_ff] (scratch; the fused product, then the up halves as [n][n_ff]) → gate: [n][n_ff]
+    /// (the gate halves, then the gated product) → out: [n][n_embd]
+    pub fn ffn_fused(&mut self, w: &FfnFused, cur: &[f32], gate: &mut [f32], up: &mut [f32], out: &mut [f32]) {
+        let (n, n_ff) = (self.n, w.down.cols);
+        self.matmul(&w.up, cur, up);
+        // Rows apart: gate halves out, up halves moved down to rows of n_ff (each destination lies
+        // before its source and after every source already read, so in place is safe).
+        for t in 0..n {
+            gate[t * n_ff..(t + 1) * n_ff].copy_from_slice(&up[2 * t * n_ff..(2 * t + 1) * n_ff]);
+            up.copy_within((2 * t + 1) * n_ff..(2 * t + 2) * n_ff, t * n_ff);
+        }
+        parallel::swiglu_inplace(self.pool, &mut gate[..n * n_ff], &up[..n * n_ff], n_ff);
+        self.matmul(&w.down, gate, out);
     }
 
     /// result_norm then result_output (then the soft-cap `cap·tanh(logit/cap)` if given) for the

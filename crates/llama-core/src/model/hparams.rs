@@ -37,9 +37,11 @@ pub struct HParams {
     pub rope_freq_base: f32,
     pub rope_freq_scale: f32,
     /// `rope.scaling.type` = "yarn": the positions the model was trained on before scaling
-    /// (`rope.scaling.original_context_length`, else the context length) and the extra
-    /// magnitude factor (`rope.scaling.attn_factor`, else 1); see [`HParams::yarn`].
-    pub rope_yarn: Option<(usize, f32)>,
+    /// (`rope.scaling.original_context_length`, else the context length); see [`HParams::yarn`].
+    pub rope_yarn: Option<usize>,
+    /// `rope.scaling.attn_factor` (1.0 when absent): the rope's `attn_factor`, multiplying cos
+    /// and sin (LongRoPE's attention factor; with YaRN, a factor of YaRN's own).
+    pub rope_attn_factor: f32,
 }
 
 impl HParams {
@@ -53,8 +55,8 @@ impl HParams {
     /// The YaRN rope parameters of a layer with base `freq_base`, when the file asks for YaRN
     /// (llama.cpp's defaults: beta_fast 32, beta_slow 1; it does not read them from the file).
     pub fn yarn(&self, freq_base: f32) -> Option<Yarn> {
-        let (n_ctx_orig, attn_factor) = self.rope_yarn?;
-        Some(Yarn::llama(self.n_rot, n_ctx_orig, freq_base, self.rope_freq_scale, 32.0, 1.0, attn_factor))
+        let n_ctx_orig = self.rope_yarn?;
+        Some(Yarn::llama(self.n_rot, n_ctx_orig, freq_base, self.rope_freq_scale, 32.0, 1.0, self.rope_attn_factor))
     }
 
     /// Reads everything but `n_vocab` (taken from the embedding tensor once the weights load).
@@ -100,10 +102,7 @@ impl HParams {
         let rope_freq_scale = if factor == 0.0 { 1.0 } else { 1.0 / factor };
         let n_ctx_train = m.opt_usize("context_length")?.unwrap_or(2048);
         let rope_yarn = match scaling.as_deref() {
-            Some("yarn") => Some((
-                m.opt_usize("rope.scaling.original_context_length")?.unwrap_or(n_ctx_train),
-                m.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
-            )),
+            Some("yarn") => Some(m.opt_usize("rope.scaling.original_context_length")?.unwrap_or(n_ctx_train)),
             _ => None,
         };
 
@@ -123,6 +122,7 @@ impl HParams {
             rope_freq_base: m.opt_f32("rope.freq_base")?.unwrap_or(10000.0),
             rope_freq_scale,
             rope_yarn,
+            rope_attn_factor: m.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
         })
     }
 }

@@ -7,7 +7,7 @@
 use super::Network;
 use crate::gguf::GgufFile;
 use crate::kernels::elementwise::{Rope, RopeType};
-use crate::model::blocks::{self, Act, Attn, AttnOpts, Ffn, KqParams};
+use crate::model::blocks::{self, Act, AttnOpts, KqParams, SandwichLayer};
 use crate::model::context::{Context, Outputs};
 use crate::model::hparams::{HParams, Meta};
 use crate::model::weights::{Loader, WRef};
@@ -26,19 +26,10 @@ struct Gemma3 {
     f_attention_scale: f32,
     /// `final_logit_softcapping`, when the file sets one.
     final_logit_softcap: Option<f32>,
-    tok_embd: WRef, // [n_vocab][n_embd]
-    layers: Vec<Layer>,
-    output_norm: Vec<f32>, // [n_embd]
-    output: WRef,          // [n_vocab][n_embd] token_embd unless the file has `output.weight`
-}
-
-struct Layer {
-    attn_norm: Vec<f32>,           // [n_embd]
-    attn: Attn,                    // with attn_q_norm, attn_k_norm
-    post_attention_norm: Vec<f32>, // [n_embd]
-    ffn_norm: Vec<f32>,            // [n_embd]
-    ffn: Ffn,
-    post_ffw_norm: Vec<f32>, // [n_embd]
+    tok_embd: WRef,             // [n_vocab][n_embd]
+    layers: Vec<SandwichLayer>, // attn with attn_q_norm, attn_k_norm
+    output_norm: Vec<f32>,      // [n_embd]
+    output: WRef,               // [n_vocab][n_embd] token_embd unless the file has `output.weight`
 }
 
 impl Gemma3 {
@@ -63,20 +54,8 @@ pub(super) fn load(f: &GgufFile, hp: &HParams) -> Result<Box<dyn Network>> {
     let l = Loader::new(f);
     let (tok_embd, output) = blocks::load_embd_output(&l, hp)?;
     let opts = AttnOpts { bias: false, qk_norm: true };
-    let n_embd = hp.n_embd;
-    let mut layers = Vec::with_capacity(hp.n_layer);
-    for il in 0..hp.n_layer {
-        let n = |s: &str| format!("blk.{il}.{s}");
-        layers.push(Layer {
-            attn_norm: l.vector(&n("attn_norm.weight"), n_embd)?,
-            attn: Attn::load(&l, hp, il, opts)?,
-            post_attention_norm: l.vector(&n("post_attention_norm.weight"), n_embd)?,
-            ffn_norm: l.vector(&n("ffn_norm.weight"), n_embd)?,
-            ffn: Ffn::load(&l, hp, il)?,
-            post_ffw_norm: l.vector(&n("post_ffw_norm.weight"), n_embd)?,
-        });
-    }
-    let output_norm = l.vector("output_norm.weight", n_embd)?;
+    let layers = (0..hp.n_layer).map(|il| SandwichLayer::load(&l, hp, il, opts)).collect::<Result<Vec<_>>>()?;
+    let output_norm = l.vector("output_norm.weight", hp.n_embd)?;
     Ok(Box::new(Gemma3 { n_swa, f_attention_scale, final_logit_softcap, tok_embd, layers, output_norm, output }))
 }
 
@@ -93,6 +72,7 @@ impl Network for Gemma3 {
             kind: RopeType::Neox,
             freq_factors: None,
             yarn: None,
+            attn_factor: hp.rope_attn_factor,
         };
         let rope_local = Rope { freq_base: ROPE_FREQ_BASE_SWA, freq_scale: 1.0, ..rope_global };
 

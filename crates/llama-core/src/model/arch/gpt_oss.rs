@@ -8,7 +8,7 @@
 use super::Network;
 use crate::gguf::GgufFile;
 use crate::kernels::elementwise::{Rope, RopeType};
-use crate::model::blocks::{self, Attn, AttnOpts, Gating, KqParams, Moe, MoeAct, MoeOpts};
+use crate::model::blocks::{self, Attn, AttnExtra, AttnOpts, Gating, KqParams, Moe, MoeAct, MoeOpts};
 use crate::model::context::{Context, Outputs};
 use crate::model::hparams::{HParams, Meta};
 use crate::model::weights::{Loader, WRef};
@@ -108,6 +108,7 @@ impl Network for GptOss {
             freq_scale: hp.rope_freq_scale,
             kind: RopeType::Neox,
             freq_factors: None,
+            attn_factor: hp.rope_attn_factor,
             yarn: hp.yarn(hp.rope_freq_base),
         };
         let rope_swa = Rope { freq_base: self.freq_base_swa, yarn: hp.yarn(self.freq_base_swa), ..rope_full };
@@ -127,7 +128,15 @@ impl Network for GptOss {
             p.rope(rope, &mut b.q, &mut b.k);
             // kqv_out: attention over the cache with the sinks (window on SWA layers)
             //                                                          kqv: [n][n_head·head_v]
-            p.attn_sinks(il, kq, Some(&l.sinks), &b.q, &b.k, &b.v, &mut b.kqv);
+            p.attn_with(
+                il,
+                kq,
+                AttnExtra { sinks: Some(&l.sinks), ..Default::default() },
+                &b.q,
+                &b.k,
+                &b.v,
+                &mut b.kqv,
+            );
             // attn_out = kqv_out · woᵀ + wo_b                          proj: [n][n_embd]
             p.matmul(&l.attn.wo, &b.kqv, &mut b.proj);
             p.add_bias(&mut b.proj, &l.wo_b);

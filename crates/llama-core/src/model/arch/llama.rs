@@ -43,6 +43,7 @@ impl Network for Llama {
             kind: RopeType::Norm,
             freq_factors: self.rope_freqs.as_deref(),
             yarn: None,
+            attn_factor: hp.rope_attn_factor,
         };
         let kq = KqParams { kq_scale: 1.0 / (hp.n_embd_head_k as f32).sqrt(), n_swa: 0 };
 

@@ -5,9 +5,11 @@
 //! and its forward, written with the stages of `model/blocks.rs`. Adding a family is one new file
 //! and one line in [`FAMILIES`] (and the converter's mapping, if it converts from HF).
 
+mod gemma2;
 mod gemma3;
 mod gpt_oss;
 mod llama;
+mod phi3;
 mod qwen2;
 mod qwen3;
 mod qwen35;
@@ -73,6 +75,8 @@ const FAMILIES: &[Family] = &[
     Family { name: "qwen3moe", load: qwen3moe::load },
     Family { name: "qwen35", load: qwen35::load },
     Family { name: "gpt-oss", load: gpt_oss::load },
+    Family { name: "gemma2", load: gemma2::load },
+    Family { name: "phi3", load: phi3::load },
 ];
 
 /// The family of a `general.architecture` value.

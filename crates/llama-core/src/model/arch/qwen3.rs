@@ -39,6 +39,7 @@ impl Network for Qwen3 {
             kind: RopeType::Neox,
             freq_factors: None,
             yarn: None,
+            attn_factor: hp.rope_attn_factor,
         };
         let kq = KqParams { kq_scale: 1.0 / (hp.n_embd_head_k as f32).sqrt(), n_swa: 0 };
 

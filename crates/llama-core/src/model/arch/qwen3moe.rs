@@ -75,6 +75,7 @@ impl Network for Qwen3Moe {
             freq_scale: hp.rope_freq_scale,
             kind: RopeType::Neox,
             freq_factors: None,
+            attn_factor: hp.rope_attn_factor,
             yarn: None,
         };
         let kq = KqParams { kq_scale: 1.0 / (hp.n_embd_head_k as f32).sqrt(), n_swa: 0 };
