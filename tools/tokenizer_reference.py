@@ -8,7 +8,8 @@ For each vocabulary, llama-cpp-python (`Llama(path, vocab_only=True)`) gives:
   - what its load decided: n_vocab, add_bos/add_eos, the special ids (bos, eos, eot, sep, pad, nl,
     fim_*), the end-of-generation set (`llama_vocab_is_eog` over every id), and every token whose
     attribute (`llama_vocab_get_attr`) differs from the one its metadata token_type gives (the
-    "control-looking token" overrides, UNUSED, RSTRIP, …) — or the load error;
+    "control-looking token" overrides, UNUSED, RSTRIP, …; as runs [first_id, last_id, attr]) — or
+    the load error;
   - `cases`: hand-picked texts (control-looking tokens inside text, FIM, chat markup, unicode,
     numbers, whitespace runs, code), each tokenized with add_special/parse_special = 00, 01, 10, 11
     (`Llama.tokenize(text, add_bos=..., special=...)`), and the parse_special ids ("11") turned back
@@ -385,7 +386,7 @@ def record(name: str, src: dict[str, Any], path: Path) -> dict[str, Any]:
         a = llama_cpp.llama_vocab_get_attr(v, i)
         if a != type_attr.get(types[i] if types else 1, 0):
             changed.append([i, a])
-    out["attr_changed"] = changed
+    out["attr_changed"] = runs(changed)
 
     buf = ctypes.create_string_buffer(1 << 16)
 
@@ -442,6 +443,17 @@ def record(name: str, src: dict[str, Any], path: Path) -> dict[str, Any]:
             ids["11"] = tok(b, True, True)
         lines.append({"text": b.decode(), "ids": ids})
     out["lines"] = lines
+    return out
+
+
+def runs(changed: list[list[int]]) -> list[list[int]]:
+    """[[id, attr], ...] as [[first_id, last_id, attr], ...] over consecutive ids with one attr."""
+    out: list[list[int]] = []
+    for i, a in changed:
+        if out and out[-1][1] == i - 1 and out[-1][2] == a:
+            out[-1][1] = i
+        else:
+            out.append([i, i, a])
     return out
 
 

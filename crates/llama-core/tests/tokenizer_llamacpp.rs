@@ -236,12 +236,12 @@ fn check(name: &str, r: &Json) -> String {
     if eog != ids(&r["eog"]) {
         bad.push(format!("EOG set: llama.cpp {:?}, ours {eog:?}", ids(&r["eog"])));
     }
-    let changed: std::collections::HashMap<u32, u32> = r["attr_changed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| (x[0].as_u64().unwrap() as u32, x[1].as_u64().unwrap() as u32))
-        .collect();
+    // Runs [first_id, last_id, attr] of tokens whose attribute is not the one of their metadata type.
+    let mut changed = std::collections::HashMap::new();
+    for run in r["attr_changed"].as_array().unwrap() {
+        let (first, last, a) = (run[0].as_u64().unwrap(), run[1].as_u64().unwrap(), run[2].as_u64().unwrap());
+        changed.extend((first..=last).map(|id| (id as u32, a as u32)));
+    }
     let mut n_attr_bad = 0;
     for id in 0..n as u32 {
         let want = changed.get(&id).copied().unwrap_or_else(|| attr_of_type(tok.token_type(id).unwrap()));
