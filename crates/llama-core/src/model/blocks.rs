@@ -628,13 +628,17 @@ impl Pass<'_> {
                 let orders = kernels().orders;
                 let order = if n == 1 { orders.attn_single() } else { orders.attn_batch() };
                 let kq = kernels().attn.kq;
-                let rows = Mutex::new(s.probs[..n * n_expert].chunks_mut(n_expert).zip(cur.chunks(n_embd)));
-                // token rows claimed one at a time
-                self.pool.run(|_, _| loop {
-                    let next = rows.lock().unwrap_or_else(|e| e.into_inner()).next();
-                    let Some((p, x)) = next else { break };
-                    kq(n_embd, kt, n_expert, x, 1, p, n_expert, order);
-                });
+                // token rows claimed one at a time (a single token on this thread)
+                if n == 1 {
+                    kq(n_embd, kt, n_expert, &cur[..n_embd], 1, &mut s.probs[..n_expert], n_expert, order);
+                } else {
+                    let rows = Mutex::new(s.probs[..n * n_expert].chunks_mut(n_expert).zip(cur.chunks(n_embd)));
+                    self.pool.run(|_, _| loop {
+                        let next = rows.lock().unwrap_or_else(|e| e.into_inner()).next();
+                        let Some((p, x)) = next else { break };
+                        kq(n_embd, kt, n_expert, x, 1, p, n_expert, order);
+                    });
+                }
             }
             None => self.matmul(&w.gate_inp, cur, &mut s.probs),
         }
