@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use super::attention::AttnScratch;
 use super::kv_cache::{KvCache, KvType};
-use super::recurrent::RecurrentState;
+use super::recurrent::{RecurrentSize, RecurrentState};
 use super::Model;
 use crate::kernels::{MatmulScratch, ThreadPool};
 use crate::{Error, Result};
@@ -145,6 +145,10 @@ impl Context {
             moe: model.net.moe().map(|m| MoeScratch::new(n_batch, hp.n_embd, m)).unwrap_or_default(),
             extra: model.net.extra_buffers().iter().map(|&row| vec![0.0; n_batch * row]).collect(),
         };
+        // Layers with a recurrent state keep no K/V.
+        let recurrent = model.net.recurrent_sizes();
+        let attends: Vec<bool> =
+            (0..hp.n_layer).map(|il| recurrent.get(il).is_none_or(|s| *s == RecurrentSize::default())).collect();
         let pool = ThreadPool::new(p.n_threads);
         let attn = attn_scratch(model, n_ctx, n_batch, p.n_threads);
         Ok(Context {
@@ -155,8 +159,8 @@ impl Context {
             mm: MatmulScratch::new(),
             buf,
             attn,
-            kv: KvCache::new(p.kv_type, hp.n_layer, n_ctx, kd, vd),
-            rs: RecurrentState::new(&model.net.recurrent_sizes()),
+            kv: KvCache::new(p.kv_type, &attends, n_ctx, kd, vd),
+            rs: RecurrentState::new(&recurrent),
             logits: vec![0.0; hp.n_vocab],
             n_outputs: 0,
             n_vocab: hp.n_vocab,

@@ -104,10 +104,17 @@ impl KvElem for f32 {
     }
 }
 
-/// One layer's cache, positions major.
+/// One layer's cache, positions major (empty for a layer without attention).
 pub struct LayerKv<T> {
     pub k: Vec<T>, // [n_ctx][n_embd_k_gqa]
     pub v: Vec<T>, // [n_ctx][n_embd_v_gqa]
+}
+
+impl<T> LayerKv<T> {
+    /// False for a layer that keeps no K/V (a recurrent layer of a hybrid model).
+    fn attends(&self) -> bool {
+        !(self.k.is_empty() && self.v.is_empty())
+    }
 }
 
 pub enum KvStore {
@@ -122,14 +129,17 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(kv_type: KvType, n_layer: usize, n_ctx: usize, n_embd_k: usize, n_embd_v: usize) -> KvCache {
-        fn layers<T: KvElem>(n_layer: usize, n_ctx: usize, nk: usize, nv: usize) -> Vec<LayerKv<T>> {
+    /// A cache of n_ctx positions for each layer whose `attends` entry is true (the others, a
+    /// hybrid model's recurrent layers, get no storage).
+    pub fn new(kv_type: KvType, attends: &[bool], n_ctx: usize, n_embd_k: usize, n_embd_v: usize) -> KvCache {
+        fn layers<T: KvElem>(attends: &[bool], n_ctx: usize, nk: usize, nv: usize) -> Vec<LayerKv<T>> {
             let z = T::from_f32(0.0);
-            (0..n_layer).map(|_| LayerKv { k: vec![z; n_ctx * nk], v: vec![z; n_ctx * nv] }).collect()
+            let n = |a: bool, d: usize| if a { n_ctx * d } else { 0 };
+            attends.iter().map(|&a| LayerKv { k: vec![z; n(a, nk)], v: vec![z; n(a, nv)] }).collect()
         }
         let store = match kv_type {
-            KvType::F16 => KvStore::F16(layers(n_layer, n_ctx, n_embd_k, n_embd_v)),
-            KvType::F32 => KvStore::F32(layers(n_layer, n_ctx, n_embd_k, n_embd_v)),
+            KvType::F16 => KvStore::F16(layers(attends, n_ctx, n_embd_k, n_embd_v)),
+            KvType::F32 => KvStore::F32(layers(attends, n_ctx, n_embd_k, n_embd_v)),
         };
         KvCache { store, n_embd_k, n_embd_v }
     }
@@ -169,7 +179,7 @@ impl KvCache {
             out: &mut Vec<u8>,
             f: impl Fn(T, &mut Vec<u8>),
         ) {
-            for l in layers {
+            for l in layers.iter().filter(|l| l.attends()) {
                 l.k[..n * nk].iter().for_each(|&x| f(x, out));
                 l.v[..n * nv].iter().for_each(|&x| f(x, out));
             }
@@ -184,8 +194,8 @@ impl KvCache {
     /// Bytes `save(n)` produces.
     pub fn saved_len(&self, n: usize) -> usize {
         let layers = match &self.store {
-            KvStore::F16(l) => l.len(),
-            KvStore::F32(l) => l.len(),
+            KvStore::F16(l) => l.iter().filter(|l| l.attends()).count(),
+            KvStore::F32(l) => l.iter().filter(|l| l.attends()).count(),
         };
         layers * n * (self.n_embd_k + self.n_embd_v) * self.kv_type().elem_size()
     }
@@ -196,14 +206,14 @@ impl KvCache {
         match &mut self.store {
             KvStore::F16(layers) => {
                 let mut it = data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]));
-                for l in layers {
+                for l in layers.iter_mut().filter(|l| l.attends()) {
                     l.k[..n * nk].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
                     l.v[..n * nv].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
                 }
             }
             KvStore::F32(layers) => {
                 let mut it = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                for l in layers {
+                for l in layers.iter_mut().filter(|l| l.attends()) {
                     l.k[..n * nk].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
                     l.v[..n * nv].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
                 }
