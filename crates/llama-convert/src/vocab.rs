@@ -217,20 +217,217 @@ fn load_bpe(dir: &Path, n_vocab: Option<u32>, config: Option<&Json>) -> Result<V
     })
 }
 
-/// gguf-py `SpecialVocab`: ids named in tokenizer_config.json (looked up among tokenizer.json's
-/// added tokens) first, then `<typ>_token_id` from config.json; add_bos/add_eos flags; chat template.
+/// The special token types gguf-py's `SpecialVocab` looks for, in its order (the post-processor
+/// may append `eot`, `eom`).
+const SPECIAL_TYPES: [&str; 7] = ["bos", "eos", "unk", "sep", "pad", "cls", "mask"];
+
+/// The GGUF key gguf-py writes a special token type's id under (`GGUFWriter.add_{typ}_token_id`;
+/// it has none for `cls`, so that id is found but not written).
+fn special_id_key(typ: &str) -> Option<&'static str> {
+    Some(match typ {
+        "bos" => "tokenizer.ggml.bos_token_id",
+        "eos" => "tokenizer.ggml.eos_token_id",
+        "unk" => "tokenizer.ggml.unknown_token_id",
+        "sep" => "tokenizer.ggml.seperator_token_id",
+        "pad" => "tokenizer.ggml.padding_token_id",
+        "mask" => "tokenizer.ggml.mask_token_id",
+        "eot" => "tokenizer.ggml.eot_token_id",
+        "eom" => "tokenizer.ggml.eom_token_id",
+        _ => return None,
+    })
+}
+
+/// The GGUF key of an add-special flag (`GGUFWriter.add_add_{typ}_token`: bos, eos, sep only).
+fn add_special_key(typ: &str) -> Option<&'static str> {
+    Some(match typ {
+        "bos" => "tokenizer.ggml.add_bos_token",
+        "eos" => "tokenizer.ggml.add_eos_token",
+        "sep" => "tokenizer.ggml.add_sep_token",
+        _ => return None,
+    })
+}
+
+/// Python's truth value of an optional JSON value (`not x`: None, "", {}, [], 0, False).
+fn truthy(v: Option<&Json>) -> bool {
+    match v {
+        None | Some(Json::Null) => false,
+        Some(Json::Bool(b)) => *b,
+        Some(Json::Number(n)) => n.as_f64() != Some(0.0),
+        Some(Json::String(s)) => !s.is_empty(),
+        Some(Json::Array(a)) => !a.is_empty(),
+        Some(Json::Object(o)) => !o.is_empty(),
+    }
+}
+
+/// `token == v` with Python's semantics for a token name against a tokenizer_config entry (a dict
+/// entry never equals a string).
+fn is(token: &str, v: &Option<Json>) -> bool {
+    v.as_ref().and_then(Json::as_str) == Some(token)
+}
+
+/// What gguf-py's `SpecialVocab` learns from tokenizer.json's `post_processor` (a processor or a
+/// `Sequence` of them): which special tokens the tokenizer adds (`add_special`, in the order it
+/// first sets them), and the tokenizer_config entries it fills in or overrides (`tc`: bos/cls/eos/
+/// sep/eot/eom tokens, named as in the templates) — `types` grows by `eot`/`eom` when the
+/// template's last token is not the configured EOS. Like gguf-py, only simple templates are read
+/// correctly ("crude parsing" in its own words); llama.cpp's converter output is the reference.
+fn post_processor_specials(
+    tok: &Json,
+    tc: &mut Option<serde_json::Map<String, Json>>,
+    types: &mut Vec<&'static str>,
+    add: &mut Vec<(&'static str, bool)>,
+) {
+    fn set(add: &mut Vec<(&'static str, bool)>, typ: &'static str, b: bool) {
+        match add.iter_mut().find(|(t, _)| *t == typ) {
+            Some(e) => e.1 = b,
+            None => add.push((typ, b)),
+        }
+    }
+    fn set_default(add: &mut Vec<(&'static str, bool)>, typ: &'static str, b: bool) {
+        if !add.iter().any(|(t, _)| *t == typ) {
+            add.push((typ, b));
+        }
+    }
+    let special_id = |e: Option<&Json>| -> Option<String> {
+        e.and_then(|e| e.get("SpecialToken")).and_then(|s| s.get("id")).and_then(Json::as_str).map(str::to_string)
+    };
+    let seq_id = |e: &Json| e.get("Sequence").and_then(|s| s.get("id")).and_then(Json::as_str).map(str::to_string);
+    let get = |tc: &Option<serde_json::Map<String, Json>>, k: &str| tc.as_ref().and_then(|m| m.get(k)).cloned();
+    let has_tc = |tc: &Option<serde_json::Map<String, Json>>| tc.as_ref().is_some_and(|m| !m.is_empty());
+    let put = |tc: &mut Option<serde_json::Map<String, Json>>, k: &str, v: &Option<Json>| {
+        if let Some(m) = tc.as_mut() {
+            m.insert(k.to_string(), v.clone().unwrap_or(Json::Null));
+        }
+    };
+
+    let (mut bos, mut cls, mut eos, mut sep) =
+        (get(tc, "bos_token"), get(tc, "cls_token"), get(tc, "eos_token"), get(tc, "sep_token"));
+    if !truthy(bos.as_ref()) && truthy(cls.as_ref()) && has_tc(tc) {
+        bos = cls.clone();
+        put(tc, "bos_token", &bos);
+    }
+    if !truthy(eos.as_ref()) && truthy(sep.as_ref()) && has_tc(tc) {
+        eos = sep.clone();
+        put(tc, "eos_token", &eos);
+    }
+    let Some(pp) = tok.get("post_processor").filter(|p| truthy(Some(p))) else { return };
+    let single_list = [pp.clone()];
+    let processors: &[Json] = match pp.get("processors") {
+        Some(Json::Array(a)) => a,
+        _ => &single_list,
+    };
+    for p in processors {
+        match p.get("type").and_then(Json::as_str) {
+            Some("ByteLevel") => {
+                set_default(add, "bos", false);
+                set_default(add, "eos", false);
+            }
+            Some("RobertaProcessing") => {
+                set(add, "bos", true);
+                set(add, "eos", true);
+                set(add, "sep", true);
+                if !truthy(cls.as_ref()) && has_tc(tc) {
+                    cls = p.get("cls").and_then(|c| c.get(0)).cloned().or_else(|| bos.clone());
+                    put(tc, "cls_token", &cls);
+                }
+                if !truthy(sep.as_ref()) && has_tc(tc) {
+                    sep = p.get("sep").and_then(|c| c.get(0)).cloned().or_else(|| eos.clone());
+                    put(tc, "sep_token", &sep);
+                }
+            }
+            Some("TemplateProcessing") => {
+                let empty = Vec::new();
+                let single = p.get("single").and_then(Json::as_array).unwrap_or(&empty);
+                let pair = p.get("pair").and_then(Json::as_array).unwrap_or(&empty);
+                let (mut first, mut last) = (None, None);
+                if single.len() > 1 {
+                    first = special_id(single.first()).filter(|s| !s.is_empty());
+                    if let Some(f) = &first {
+                        if !has_tc(tc) {
+                            bos = Some(Json::String(f.clone()));
+                        } else if !is(f, &bos) && !is(f, &cls) {
+                            if !truthy(bos.as_ref()) {
+                                bos = Some(Json::String(f.clone()));
+                                put(tc, "bos_token", &bos);
+                            }
+                            if !truthy(cls.as_ref()) {
+                                cls = Some(Json::String(f.clone()));
+                                put(tc, "cls_token", &cls);
+                            }
+                        }
+                        set(add, "bos", is(f, &bos) || is(f, &cls));
+                    }
+                    last = special_id(single.last()).filter(|s| !s.is_empty());
+                    if let Some(l) = &last {
+                        if !has_tc(tc) {
+                            eos = Some(Json::String(l.clone()));
+                        } else if !is(l, &eos) {
+                            // The configured EOS becomes EOT (or EOM) and the template's last
+                            // token the EOS.
+                            for (typ, key) in [("eot", "eot_token"), ("eom", "eom_token")] {
+                                if !types.contains(&typ) {
+                                    types.push(typ);
+                                    put(tc, key, &eos);
+                                    break;
+                                }
+                            }
+                            eos = Some(Json::String(l.clone()));
+                            put(tc, "eos_token", &eos);
+                        }
+                        set(add, "eos", is(l, &eos));
+                    }
+                }
+                if pair.is_empty() {
+                    continue;
+                }
+                // The pair template without the single template's leading/trailing specials.
+                let start = usize::from(first.is_some() && special_id(pair.first()) == first);
+                let stop = pair.len() - usize::from(last.is_some() && special_id(pair.last()) == last);
+                let pair = if start < stop { &pair[start..stop] } else { &pair[..0] };
+                let (Some(a), Some(b)) = (pair.first(), pair.last()) else { continue };
+                if seq_id(a).as_deref() != Some("A") || seq_id(b).as_deref() != Some("B") || pair.len() <= 2 {
+                    continue;
+                }
+                // A [sep] [eos] B
+                let middle = &pair[1..pair.len() - 1];
+                let mut add_sep = false;
+                if let Some(s) = special_id(middle.first()).filter(|s| !s.is_empty()) {
+                    if (is(&s, &sep) || is(&s, &eos)) && last.is_none() {
+                        add_sep = true;
+                    }
+                }
+                if middle.len() == 2 {
+                    if let Some(s) = special_id(middle.get(1)).filter(|s| !s.is_empty()) {
+                        if is(&s, &sep) || is(&s, &eos) {
+                            add_sep = true;
+                        }
+                    }
+                }
+                set(add, "sep", add_sep);
+                if add_sep && !truthy(sep.as_ref()) && has_tc(tc) {
+                    put(tc, "sep_token", &eos);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// gguf-py `SpecialVocab`: what tokenizer.json's post-processor adds, then ids named in
+/// tokenizer_config.json (looked up among tokenizer.json's added tokens), then `<typ>_token_id`
+/// from config.json; add_bos/add_eos/add_sep flags; chat template.
 fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()> {
-    const TYPES: [(&str, &str); 7] = [
-        ("bos", "tokenizer.ggml.bos_token_id"),
-        ("eos", "tokenizer.ggml.eos_token_id"),
-        ("unk", "tokenizer.ggml.unknown_token_id"),
-        ("sep", "tokenizer.ggml.seperator_token_id"),
-        ("pad", "tokenizer.ggml.padding_token_id"),
-        ("cls", "tokenizer.ggml.cls_token_id"),
-        ("mask", "tokenizer.ggml.mask_token_id"),
-    ];
     let n = v.tokens.len() as u64;
     let tok_json = read_json(&dir.join("tokenizer.json"))?;
+    let mut tc = match read_json(&dir.join("tokenizer_config.json"))? {
+        Some(Json::Object(m)) => Some(m),
+        _ => None,
+    };
+    let mut types: Vec<&'static str> = SPECIAL_TYPES.to_vec();
+    let mut add: Vec<(&'static str, bool)> = Vec::new();
+    if let Some(tok) = &tok_json {
+        post_processor_specials(tok, &mut tc, &mut types, &mut add);
+    }
     let added: Vec<(String, u64)> = tok_json
         .as_ref()
         .and_then(|t| t.get("added_tokens"))
@@ -239,41 +436,42 @@ fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()>
             a.iter().filter_map(|x| Some((x.get("content")?.as_str()?.to_string(), x.get("id")?.as_u64()?))).collect()
         })
         .unwrap_or_default();
-    let set = |v: &mut Vocab, key: &'static str, id: Option<u64>| {
+    let mut ids: Vec<(&'static str, u64)> = Vec::new(); // (type, id) in the order gguf-py sets them
+    let mut set = |typ: &'static str, id: Option<u64>| {
         if let Some(id) = id.filter(|&i| i < n) {
-            if !v.special_ids.iter().any(|(k, _)| *k == key) {
-                v.special_ids.push((key, id as u32));
+            if !ids.iter().any(|(t, _)| *t == typ) {
+                ids.push((typ, id));
             }
         }
     };
-    if let Some(tc) = read_json(&dir.join("tokenizer_config.json"))? {
-        for typ in ["bos", "eos"] {
-            if let Some(b) = tc.get(format!("add_{typ}_token")).and_then(Json::as_bool) {
-                v.add_special.push((
-                    if typ == "bos" { "tokenizer.ggml.add_bos_token" } else { "tokenizer.ggml.add_eos_token" },
-                    b,
-                ));
-            }
-        }
+    if let Some(tc) = tc.filter(|m| !m.is_empty()) {
         if let Some(t) = tc.get("chat_template").and_then(Json::as_str) {
             v.chat_template = Some(t.to_string());
         }
-        for (typ, key) in TYPES {
-            let content = match tc.get(format!("{typ}_token")) {
+        for &typ in &types {
+            if let Some(b) = tc.get(&format!("add_{typ}_token")).and_then(Json::as_bool) {
+                // The post-processor's answer wins over tokenizer_config's.
+                if !add.iter().any(|(t, _)| *t == typ) {
+                    add.push((typ, b));
+                }
+            }
+            let content = match tc.get(&format!("{typ}_token")) {
                 Some(Json::String(s)) => Some(s.as_str()),
                 Some(Json::Object(o)) => o.get("content").and_then(Json::as_str),
                 _ => None,
             };
             if let Some(c) = content {
-                set(v, key, added.iter().find(|(a, _)| a == c).map(|x| x.1));
+                set(typ, added.iter().find(|(a, _)| a == c).map(|x| x.1));
             }
         }
     }
     if let Some(cfg) = config {
-        for (typ, key) in TYPES {
-            set(v, key, cfg.get(format!("{typ}_token_id")).and_then(Json::as_u64));
+        for &typ in &types {
+            set(typ, cfg.get(format!("{typ}_token_id")).and_then(Json::as_u64));
         }
     }
+    v.special_ids.extend(ids.into_iter().filter_map(|(t, id)| Some((special_id_key(t)?, id as u32))));
+    v.add_special.extend(add.into_iter().filter_map(|(t, b)| Some((add_special_key(t)?, b))));
     Ok(())
 }
 
@@ -320,6 +518,82 @@ mod tests {
         assert!(e.contains("unrecognised BPE pre-tokenizer"), "{e}");
         let cfg = serde_json::json!({"model_type": "qwen2"});
         assert_eq!(bpe_pre_name(&with_split(gpt2), Some(&cfg)).unwrap(), "qwen2");
+    }
+
+    /// tokenizer.json post-processors and tokenizer_config.json entries against what gguf-py's
+    /// `SpecialVocab` (llama.cpp's converter) makes of the same files: special ids (cls has no
+    /// GGUF key) and add-special flags, in its order.
+    #[test]
+    fn special_vocab_follows_the_post_processor_as_gguf_py() {
+        use serde_json::json;
+        let st = |id: &str| json!({"SpecialToken": {"id": id, "type_id": 0}});
+        let sq = |id: &str| json!({"Sequence": {"id": id, "type_id": 0}});
+        let added: Vec<Json> = ["<s>", "</s>", "[CLS]", "[SEP]", "<|eot|>", "<pad>"]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| json!({"id": i, "content": c, "special": true}))
+            .collect();
+        type Want = (&'static [(&'static str, u32)], &'static [(&'static str, bool)]);
+        let cases: Vec<(&str, Json, Option<Json>, Want)> = vec![
+            (
+                "bert",
+                json!({"type": "TemplateProcessing", "single": [st("[CLS]"), sq("A"), st("[SEP]")],
+                       "pair": [st("[CLS]"), sq("A"), st("[SEP]"), sq("B"), st("[SEP]")]}),
+                Some(json!({"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "<pad>"})),
+                (&[("bos", 2), ("eos", 3), ("sep", 3), ("pad", 5)], &[("bos", true), ("eos", true), ("sep", false)]),
+            ),
+            (
+                "eot",
+                json!({"type": "TemplateProcessing", "single": [st("<s>"), sq("A"), st("</s>")],
+                       "pair": [st("<s>"), sq("A"), st("</s>"), st("<s>"), sq("B"), st("</s>")]}),
+                Some(json!({"bos_token": "<s>", "eos_token": "<|eot|>", "add_eos_token": false})),
+                (&[("bos", 0), ("eos", 1), ("eot", 4)], &[("bos", true), ("eos", true), ("sep", false)]),
+            ),
+            (
+                "sep_between",
+                json!({"type": "TemplateProcessing", "single": [st("<s>"), sq("A")],
+                       "pair": [st("<s>"), sq("A"), st("</s>"), sq("B")]}),
+                Some(json!({"bos_token": "<s>", "eos_token": "</s>"})),
+                (&[("bos", 0), ("eos", 1), ("sep", 1)], &[("bos", true), ("sep", true)]),
+            ),
+            (
+                "roberta",
+                json!({"type": "RobertaProcessing", "sep": ["</s>", 1], "cls": ["<s>", 0]}),
+                Some(json!({"bos_token": "<s>", "eos_token": "</s>"})),
+                (&[("bos", 0), ("eos", 1), ("sep", 1)], &[("bos", true), ("eos", true), ("sep", true)]),
+            ),
+            (
+                "bytelevel_seq",
+                json!({"type": "Sequence", "processors": [{"type": "ByteLevel"},
+                       {"type": "TemplateProcessing", "single": [st("<s>"), sq("A")],
+                        "pair": [st("<s>"), sq("A"), st("<s>"), sq("B")]}]}),
+                Some(json!({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": false, "add_eos_token": true})),
+                (&[("bos", 0), ("eos", 1)], &[("bos", true), ("eos", false), ("sep", false)]),
+            ),
+            (
+                "no_config",
+                json!({"type": "TemplateProcessing", "single": [st("<s>"), sq("A"), st("</s>")], "pair": []}),
+                None,
+                (&[], &[("bos", true), ("eos", true)]),
+            ),
+        ];
+        let tmp = std::env::temp_dir().join(format!("llama-convert-special-vocab-{}", std::process::id()));
+        for (name, pp, tc, (ids, add)) in cases {
+            let dir = tmp.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let tok = json!({"added_tokens": added, "post_processor": pp});
+            std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
+            if let Some(tc) = tc {
+                std::fs::write(dir.join("tokenizer_config.json"), tc.to_string()).unwrap();
+            }
+            let mut v = Vocab { tokens: vec![Vec::new(); 6], ..Default::default() };
+            special_vocab(&dir, None, &mut v).unwrap();
+            let want_ids: Vec<(&str, u32)> = ids.iter().map(|&(t, id)| (special_id_key(t).unwrap(), id)).collect();
+            let want_add: Vec<(&str, bool)> = add.iter().map(|&(t, b)| (add_special_key(t).unwrap(), b)).collect();
+            assert_eq!(v.special_ids, want_ids, "{name}: special ids");
+            assert_eq!(v.add_special, want_add, "{name}: add-special flags");
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 
     #[test]
