@@ -317,6 +317,39 @@ pub enum RopeType {
     Neox,
 }
 
+/// ggml_rope_ext's scaling parameters beyond the frequency scale: YaRN's extrapolation mix and
+/// the magnitude factor (llama.cpp's `cparams.yarn_*`, from the file's `rope.scaling.*`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeExt {
+    /// YaRN's mix of interpolated and extrapolated angles (0 = plain rope, 1 for YaRN).
+    pub ext_factor: f32,
+    /// cos and sin are multiplied by it (and by YaRN's 1 + 0.1·ln(1/freq_scale) when
+    /// ext_factor ≠ 0).
+    pub attn_factor: f32,
+    /// YaRN's correction range: the pairs that rotate more than beta_fast (fully extrapolated) or
+    /// fewer than beta_slow (fully interpolated) times over the original context.
+    pub beta_fast: f32,
+    pub beta_slow: f32,
+    /// The context the model was trained with before scaling (`rope.scaling.original_context_length`).
+    pub n_ctx_orig: usize,
+}
+
+impl RopeExt {
+    /// Plain rope: no extrapolation mix, unit magnitude.
+    pub const NONE: RopeExt =
+        RopeExt { ext_factor: 0.0, attn_factor: 1.0, beta_fast: 32.0, beta_slow: 1.0, n_ctx_orig: 0 };
+
+    /// ggml_rope_yarn_corr_dims: the first and last pair index (as floats) of YaRN's ramp.
+    fn corr_dims(&self, n_rot: usize, freq_base: f32) -> [f32; 2] {
+        // ggml_rope_yarn_corr_dim: the pair index rotating `n` times over n_ctx_orig positions.
+        let dim = |n: f32| {
+            n_rot as f32 * (self.n_ctx_orig as f32 / (n * 2.0 * std::f32::consts::PI)).ln() / (2.0 * freq_base.ln())
+        };
+        let (start, end) = (dim(self.beta_fast).floor(), dim(self.beta_slow).ceil());
+        [start.max(0.0), end.min(n_rot as f32 - 1.0)]
+    }
+}
+
 /// Rotary position parameters of one layer.
 #[derive(Clone, Copy, Debug)]
 pub struct Rope<'a> {
@@ -326,6 +359,8 @@ pub struct Rope<'a> {
     pub kind: RopeType,
     /// llama3-style per-pair frequency divisors ([n_rot/2]), from `rope_freqs.weight`.
     pub freq_factors: Option<&'a [f32]>,
+    /// YaRN and magnitude scaling (`RopeExt::NONE` unless the file asks for them).
+    pub ext: RopeExt,
 }
 
 impl Rope<'_> {
@@ -342,11 +377,32 @@ fn rope_body(r: &Rope, x: &mut [f32], head_dim: usize, pos: usize) {
     {
         let theta_scale = r.freq_base.powf(-2.0 / r.n_rot as f32);
         let half = r.n_rot / 2;
+        let ext = r.ext;
+        // ggml's rope_yarn: with ext_factor ≠ 0 the magnitude grows by 1 + 0.1·ln(1/freq_scale),
+        // and each pair's angle mixes the interpolated and the extrapolated one along a ramp
+        // over the pair indices corr_dims[0]..corr_dims[1].
+        let (corr, mscale) = if ext.ext_factor != 0.0 {
+            let m = ext.attn_factor * 0.1f32.mul_add((1.0 / r.freq_scale).ln(), 1.0);
+            (ext.corr_dims(r.n_rot, r.freq_base), m)
+        } else {
+            ([0.0; 2], ext.attn_factor)
+        };
         let mut theta_base = pos as f32;
         for i in 0..half {
             let ff = r.freq_factors.map_or(1.0, |f| f[i]);
-            let theta = r.freq_scale * (theta_base / ff);
-            let (sin, cos) = (theta.sin(), theta.cos());
+            let theta_extrap = theta_base / ff;
+            let theta_interp = r.freq_scale * theta_extrap;
+            let theta = if ext.ext_factor != 0.0 {
+                // rope_yarn_ramp: 1 below corr_dims[0], 0 above corr_dims[1].
+                let y = (i as f32 - corr[0]) / 0.001f32.max(corr[1] - corr[0]);
+                let ramp_mix = (1.0 - y.clamp(0.0, 1.0)) * ext.ext_factor;
+                // theta_interp·(1 − ramp_mix) + theta_extrap·ramp_mix, contracted as GCC does.
+                theta_interp.mul_add(1.0 - ramp_mix, theta_extrap * ramp_mix)
+            } else {
+                theta_interp
+            };
+            // × mscale: exact when it is 1 (plain rope).
+            let (sin, cos) = (theta.sin() * mscale, theta.cos() * mscale);
             theta_base *= theta_scale;
             let (a, b) = match r.kind {
                 RopeType::Norm => (2 * i, 2 * i + 1),
@@ -396,10 +452,57 @@ mod tests {
         assert!((x[1] as f64 - e[1] / t).abs() < 1e-6);
     }
 
+    /// YaRN against transformers' formulation (`_compute_yarn_parameters`, in f64): per-pair
+    /// inverse frequencies blended between interpolated (÷ factor) and extrapolated ones along a
+    /// linear ramp over the correction range, cos/sin scaled by 0.1·ln(factor) + 1.
+    #[test]
+    fn yarn_rope_matches_transformers_formula() {
+        let (n_rot, base, factor, orig, beta_fast, beta_slow) = (32usize, 10000f64, 4f64, 4096f64, 32f64, 1f64);
+        let ext = RopeExt { ext_factor: 1.0, attn_factor: 1.0, beta_fast: 32.0, beta_slow: 1.0, n_ctx_orig: 4096 };
+        let r = Rope {
+            n_rot,
+            freq_base: base as f32,
+            freq_scale: (1.0 / factor) as f32,
+            kind: RopeType::Norm,
+            freq_factors: None,
+            ext,
+        };
+        let corr_dim = |rot: f64| n_rot as f64 * (orig / (rot * 2.0 * std::f64::consts::PI)).ln() / (2.0 * base.ln());
+        let low = corr_dim(beta_fast).floor().max(0.0);
+        let high = corr_dim(beta_slow).ceil().min(n_rot as f64 - 1.0);
+        assert!(0.0 < low && high < (n_rot / 2) as f64, "the ramp lies inside the pairs: {low}..{high}");
+        let mscale = 0.1 * factor.ln() + 1.0;
+        for pos in [0usize, 1, 7, 100, 1000, 5000] {
+            let x: Vec<f32> = (0..n_rot).map(|i| ((i * 37 % 11) as f32 - 5.0) / 4.0).collect();
+            let mut got = x.clone();
+            r.apply(&mut got, n_rot, pos);
+            for i in 0..n_rot / 2 {
+                let extrap = 1.0 / base.powf(2.0 * i as f64 / n_rot as f64);
+                let extrap_weight = 1.0 - ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                let inv_freq = extrap / factor * (1.0 - extrap_weight) + extrap * extrap_weight;
+                let theta = pos as f64 * inv_freq;
+                let (sin, cos) = (theta.sin() * mscale, theta.cos() * mscale);
+                let (x0, x1) = (x[2 * i] as f64, x[2 * i + 1] as f64);
+                let want = [x0 * cos - x1 * sin, x0 * sin + x1 * cos];
+                for (g, w) in [got[2 * i], got[2 * i + 1]].into_iter().zip(want) {
+                    // f32 angles at position 5000: a few 1e-4 rad.
+                    assert!((g as f64 - w).abs() < 2e-3, "pos {pos} pair {i}: {g} vs {w}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn rope_norm_vs_neox_pairing() {
         // One head of 4 dims, base 10000, pos 1: pair 0 rotates by 1 rad, pair 1 by 0.01 rad.
-        let r = Rope { n_rot: 4, freq_base: 10000.0, freq_scale: 1.0, kind: RopeType::Norm, freq_factors: None };
+        let r = Rope {
+            n_rot: 4,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            kind: RopeType::Norm,
+            freq_factors: None,
+            ext: RopeExt::NONE,
+        };
         let mut x = [1.0, 0.0, 1.0, 0.0];
         r.apply(&mut x, 4, 1);
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);

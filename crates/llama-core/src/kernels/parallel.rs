@@ -91,7 +91,7 @@ pub fn rope(pool: &ThreadPool, rope: &Rope, x: &mut [f32], row: usize, head_dim:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::elementwise::RopeType;
+    use crate::kernels::elementwise::{RopeExt, RopeType};
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
@@ -105,7 +105,14 @@ mod tests {
     fn parallel_ops_are_bit_identical_to_sequential() {
         let (row, head) = (48, 16);
         let w = data(row, 1);
-        let rp = Rope { n_rot: 16, freq_base: 10000.0, freq_scale: 1.0, kind: RopeType::Neox, freq_factors: None };
+        let rp = Rope {
+            n_rot: 16,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            kind: RopeType::Neox,
+            freq_factors: None,
+            ext: RopeExt::NONE,
+        };
         for n_threads in [1, 2, 3, 5] {
             let pool = ThreadPool::new(n_threads);
             for n_rows in [1, 2, 3, 7, 16] {

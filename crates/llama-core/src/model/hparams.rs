@@ -4,6 +4,7 @@
 //! soft-cap …) is read by that family's file in `arch/`, through [`Meta`].
 
 use crate::gguf::{GgufFile, Value};
+use crate::kernels::elementwise::{Rope, RopeExt, RopeType};
 use crate::{Error, Result};
 
 /// The value of `general.architecture` this model was loaded as (one of `arch::FAMILIES`).
@@ -35,6 +36,8 @@ pub struct HParams {
     pub rms_eps: f32,
     pub rope_freq_base: f32,
     pub rope_freq_scale: f32,
+    /// YaRN and magnitude scaling of the rope (llama.cpp's `cparams.yarn_*`).
+    pub rope_ext: RopeExt,
 }
 
 impl HParams {
@@ -43,6 +46,18 @@ impl HParams {
     }
     pub fn n_embd_v_gqa(&self) -> usize {
         self.n_head_kv * self.n_embd_head_v
+    }
+
+    /// The file's rope (base, scaling, YaRN) with pairs of `kind`, no frequency divisors.
+    pub fn rope(&self, kind: RopeType) -> Rope<'static> {
+        Rope {
+            n_rot: self.n_rot,
+            freq_base: self.rope_freq_base,
+            freq_scale: self.rope_freq_scale,
+            kind,
+            freq_factors: None,
+            ext: self.rope_ext,
+        }
     }
 
     /// Reads everything but `n_vocab` (taken from the embedding tensor once the weights load).
@@ -73,22 +88,13 @@ impl HParams {
             .opt_f32("attention.layer_norm_rms_epsilon")?
             .ok_or_else(|| Error::Model(format!("missing metadata key {a}.attention.layer_norm_rms_epsilon")))?;
 
-        // Linear rope scaling: llama.cpp reads `rope.scale_linear`, else `rope.scaling.factor`.
-        if let Some(t) = m.opt_str("rope.scaling.type")? {
-            if t != "linear" && t != "none" {
-                return Err(Error::Model(format!("{a}.rope.scaling.type = '{t}' is not supported (only linear)")));
-            }
-        }
-        let mut factor = m.opt_f32("rope.scale_linear")?.unwrap_or(0.0);
-        if factor == 0.0 {
-            factor = m.opt_f32("rope.scaling.factor")?.unwrap_or(0.0);
-        }
-        let rope_freq_scale = if factor == 0.0 { 1.0 } else { 1.0 / factor };
+        let n_ctx_train = m.opt_usize("context_length")?.unwrap_or(2048);
+        let (rope_freq_scale, rope_ext) = rope_scaling(&m, n_ctx_train)?;
 
         Ok(HParams {
             arch,
             n_vocab: 0,
-            n_ctx_train: m.opt_usize("context_length")?.unwrap_or(2048),
+            n_ctx_train,
             n_embd,
             n_layer,
             n_head,
@@ -100,8 +106,45 @@ impl HParams {
             rms_eps,
             rope_freq_base: m.opt_f32("rope.freq_base")?.unwrap_or(10000.0),
             rope_freq_scale,
+            rope_ext,
         })
     }
+}
+
+/// Rope scaling as llama.cpp sets it up (`llama_model::load_hparams`, then the context's
+/// `cparams`): the frequency scale 1/`rope.scaling.factor` (or the older `rope.scale_linear`)
+/// unless `rope.scaling.type` is "none"; for "yarn", ext_factor 1, the original context from
+/// `rope.scaling.original_context_length`, and the attention factor that cancels ggml's own
+/// magnitude correction (so cos/sin end up scaled by `rope.scaling.attn_factor`, default 1, up to
+/// rounding). The type defaults to "linear" as in llama.cpp; any type but none/linear/yarn is an
+/// error naming it.
+fn rope_scaling(m: &Meta, n_ctx_train: usize) -> Result<(f32, RopeExt)> {
+    let a = m.arch.name();
+    let ty = m.opt_str("rope.scaling.type")?.unwrap_or_else(|| "linear".into());
+    if !matches!(ty.as_str(), "none" | "linear" | "yarn") {
+        return Err(Error::Model(format!(
+            "{a}.rope.scaling.type = '{ty}' is not supported (supported: none, linear, yarn)"
+        )));
+    }
+    let factor = match m.opt_f32("rope.scaling.factor")? {
+        Some(f) => f,
+        None => m.opt_f32("rope.scale_linear")?.unwrap_or(0.0),
+    };
+    let freq_scale = if ty == "none" || factor == 0.0 { 1.0 } else { 1.0 / factor };
+    let mut ext = RopeExt {
+        n_ctx_orig: m.opt_usize("rope.scaling.original_context_length")?.filter(|&n| n > 0).unwrap_or(n_ctx_train),
+        ..RopeExt::NONE
+    };
+    if ty == "yarn" {
+        ext.ext_factor = 1.0;
+        // llama_context: attn_factor = get_mscale(factor) / (1 + 0.1·ln(factor)), which cancels
+        // the 1 + 0.1·ln(1/freq_scale) ggml multiplies by (in f32, as llama.cpp computes it).
+        let factor = 1.0 / freq_scale;
+        let mscale = if factor <= 1.0 { 1.0 } else { 0.1 * 1.0 * factor.ln() + 1.0 };
+        ext.attn_factor = mscale * (1.0 / (1.0 + 0.1 * factor.ln()));
+    }
+    ext.attn_factor *= m.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0);
+    Ok((freq_scale, ext))
 }
 
 /// The `{arch}.*` metadata keys of one file: `Meta::opt_usize("attention.sliding_window")` reads
@@ -169,4 +212,57 @@ fn opt_str(f: &GgufFile, k: &str) -> Result<Option<String>> {
 /// `general.architecture`, as written (the registry in `arch/` decides whether it is supported).
 pub(super) fn read_arch_name(f: &GgufFile) -> Result<String> {
     opt_str(f, "general.architecture")?.ok_or_else(|| Error::Model("missing metadata key general.architecture".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::GgufWriter;
+
+    /// A llama file's metadata (no tensors) with `extra` keys, read back.
+    fn hparams(extra: &[(&str, Value)]) -> Result<HParams> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("llama-hparams-{}-{n}.gguf", std::process::id()));
+        let mut w = GgufWriter::new(&path);
+        w.add("general.architecture", Value::from("llama"));
+        for (k, v) in [("llama.context_length", 4096u32), ("llama.embedding_length", 64), ("llama.block_count", 1)] {
+            w.add(k, Value::U32(v));
+        }
+        w.add("llama.attention.head_count", Value::U32(4));
+        w.add("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
+        for (k, v) in extra {
+            w.add(format!("llama.{k}"), v.clone());
+        }
+        w.write(None).unwrap();
+        let f = GgufFile::open(&path);
+        let _ = std::fs::remove_file(&path);
+        HParams::from_gguf(&f?, Arch("llama"))
+    }
+
+    #[test]
+    fn rope_scaling_as_llamacpp_reads_it() {
+        // No keys: plain rope; the original context is the training context.
+        let h = hparams(&[]).unwrap();
+        assert_eq!((h.rope_freq_scale, h.rope_ext), (1.0, RopeExt { n_ctx_orig: 4096, ..RopeExt::NONE }));
+        // A factor without a type is linear (llama.cpp's default type).
+        let h = hparams(&[("rope.scaling.factor", Value::F32(4.0))]).unwrap();
+        assert_eq!((h.rope_freq_scale, h.rope_ext.ext_factor), (0.25, 0.0));
+        // "none" ignores the factor.
+        let h = hparams(&[("rope.scaling.type", Value::from("none")), ("rope.scaling.factor", Value::F32(4.0))]);
+        assert_eq!(h.unwrap().rope_freq_scale, 1.0);
+        // YaRN: extrapolation mix on, its original context, and an attention factor that cancels
+        // ggml's 1 + 0.1·ln(factor) up to rounding.
+        let h = hparams(&[
+            ("rope.scaling.type", Value::from("yarn")),
+            ("rope.scaling.factor", Value::F32(4.0)),
+            ("rope.scaling.original_context_length", Value::U32(64)),
+        ])
+        .unwrap();
+        assert_eq!((h.rope_freq_scale, h.rope_ext.ext_factor, h.rope_ext.n_ctx_orig), (0.25, 1.0, 64));
+        assert!((h.rope_ext.attn_factor - 1.0).abs() < 1e-6, "{}", h.rope_ext.attn_factor);
+        // Types we do not implement are refused by name.
+        let e = hparams(&[("rope.scaling.type", Value::from("longrope"))]).unwrap_err();
+        assert!(matches!(&e, Error::Model(m) if m.contains("'longrope' is not supported")), "{e}");
+    }
 }
