@@ -9,6 +9,7 @@ mod gemma3;
 mod llama;
 mod qwen2;
 mod qwen3;
+mod smollm3;
 
 use super::context::{Context, Outputs};
 use super::hparams::{Arch, HParams};
@@ -51,6 +52,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "qwen2", load: qwen2::load },
     Family { name: "gemma3", load: gemma3::load },
     Family { name: "qwen3", load: qwen3::load },
+    Family { name: "smollm3", load: smollm3::load },
 ];
 
 /// The family of a `general.architecture` value.
@@ -61,7 +63,7 @@ pub(super) fn find(name: &str) -> Result<&'static Family> {
         .ok_or_else(|| Error::UnknownArchitecture { arch: name.to_string(), supported: supported_archs() })
 }
 
-/// The supported `general.architecture` values, comma-separated ("llama, qwen2, gemma3, qwen3").
+/// The supported `general.architecture` values, comma-separated ("llama, qwen2, gemma3, …").
 pub fn supported_archs() -> String {
     FAMILIES.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
 }
@@ -77,6 +79,6 @@ mod tests {
         }
         let Err(e) = find("falcon") else { panic!("falcon is not a family here") };
         let Error::UnknownArchitecture { arch, supported } = e else { panic!("wrong error: {e}") };
-        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3, qwen3"));
+        assert_eq!((arch.as_str(), supported.as_str()), ("falcon", "llama, qwen2, gemma3, qwen3, smollm3"));
     }
 }
