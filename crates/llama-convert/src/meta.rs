@@ -207,7 +207,7 @@ pub fn load_meta(dir: &Path) -> Result<Plan> {
         head_dim: None,
         n_rot: head_dim,
         n_vocab,
-        rope_scaling_linear: None,
+        rope_scaling: None,
         extra: Vec::new(),
     };
     Ok(Plan { hparams, tensors, n_params })

@@ -24,11 +24,31 @@ pub struct Hparams {
     /// `rope.dimension_count`
     pub n_rot: u32,
     pub n_vocab: u32,
-    /// Linear RoPE scaling factor, if any.
-    pub rope_scaling_linear: Option<f32>,
+    /// `rope.scaling.*` keys, when the checkpoint scales its rope (linear or YaRN).
+    pub rope_scaling: Option<RopeScaling>,
     /// The family's own `{arch}.*` keys (named without the `{arch}.` prefix) that the shared
     /// fields above do not cover, written after them in this order.
     pub extra: Vec<(String, Value)>,
+}
+
+/// RoPE scaling as llama.cpp's converter writes it (`rope.scaling.type`, `.factor`, …); llama3's
+/// scaling is a tensor (`rope_freqs.weight`), not metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    Linear {
+        factor: f32,
+    },
+    Yarn {
+        factor: f32,
+        /// `rope.scaling.original_context_length`
+        original_context_length: u32,
+        /// `rope.scaling.yarn_ext_factor`, `yarn_attn_factor`, `yarn_beta_fast`, `yarn_beta_slow`,
+        /// each when the checkpoint states it.
+        ext_factor: Option<f32>,
+        attn_factor: Option<f32>,
+        beta_fast: Option<f32>,
+        beta_slow: Option<f32>,
+    },
 }
 
 /// One output tensor.

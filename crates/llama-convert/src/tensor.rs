@@ -19,6 +19,8 @@ pub enum Data {
     View { mmap: Arc<Mmap>, base: usize, offset: u64, stride: Vec<u64> },
     /// Model-parallel shards laid end to end along `dim` (Meta checkpoints).
     Concat { parts: Vec<SrcTensor>, dim: usize },
+    /// Elements the converter computed (llama3's `rope_freqs`), row-major little-endian bytes.
+    Owned(Arc<Vec<u8>>),
 }
 
 #[derive(Clone)]
@@ -135,6 +137,22 @@ impl SrcTensor {
                 }
                 Ok(())
             }
+            Data::Owned(bytes) => {
+                out.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// A computed 1-D f32 tensor (`file`: the checkpoint it derives from, for errors).
+    pub fn from_f32(name: &str, file: PathBuf, values: &[f32]) -> SrcTensor {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect(); // [n * 4]
+        SrcTensor {
+            name: name.to_string(),
+            file,
+            dtype: DType::F32,
+            shape: vec![values.len() as u64],
+            data: Data::Owned(Arc::new(bytes)),
         }
     }
 }
