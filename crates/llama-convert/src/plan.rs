@@ -24,10 +24,8 @@ pub struct Hparams {
     /// `rope.dimension_count`
     pub n_rot: u32,
     pub n_vocab: u32,
-    /// Linear RoPE scaling factor, if any.
-    pub rope_scaling_linear: Option<f32>,
-    /// YaRN RoPE scaling, if any (written before `rope.freq_base`, as llama.cpp's base converter).
-    pub rope_scaling_yarn: Option<RopeYarn>,
+    /// `rope.scaling.*` keys, when the checkpoint scales its rope (linear or YaRN).
+    pub rope_scaling: Option<RopeScaling>,
     /// `expert_count` and `expert_used_count`, when the checkpoint states them.
     pub n_expert: Option<u32>,
     pub n_expert_used: Option<u32>,
@@ -40,16 +38,24 @@ pub struct Hparams {
     pub extra: Vec<(String, Value)>,
 }
 
-/// `rope.scaling.*` of a YaRN config: the factor and the original context (required), the others
-/// when the config states them.
-#[derive(Clone, Debug)]
-pub struct RopeYarn {
-    pub factor: f32,
-    pub orig_ctx: u32,
-    pub ext_factor: Option<f32>,
-    pub attn_factor: Option<f32>,
-    pub beta_fast: Option<f32>,
-    pub beta_slow: Option<f32>,
+/// RoPE scaling as llama.cpp's converter writes it (`rope.scaling.type`, `.factor`, …); llama3's
+/// scaling is a tensor (`rope_freqs.weight`), not metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    Linear {
+        factor: f32,
+    },
+    Yarn {
+        factor: f32,
+        /// `rope.scaling.original_context_length`
+        original_context_length: u32,
+        /// `rope.scaling.yarn_ext_factor`, `yarn_attn_factor`, `yarn_beta_fast`, `yarn_beta_slow`,
+        /// each when the checkpoint states it.
+        ext_factor: Option<f32>,
+        attn_factor: Option<f32>,
+        beta_fast: Option<f32>,
+        beta_slow: Option<f32>,
+    },
 }
 
 /// One output tensor.

@@ -7,7 +7,7 @@ use llama_core::gguf::{GgufWriter, TensorSource, Value, WriteProgress};
 use llama_core::quant::GgmlType;
 use llama_core::{Error, Result};
 
-use crate::plan::{OutTensor, Plan};
+use crate::plan::{OutTensor, Plan, RopeScaling};
 use crate::tensor::{convert_elements, to_f32, unpermute_rope_rows};
 use crate::vocab::Vocab;
 use crate::OutType;
@@ -153,19 +153,25 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     if let Some(s) = h.rope_sections {
         w.add(format!("{a}.rope.dimension_sections"), Value::i32_array(s));
     }
-    if let Some(y) = &h.rope_scaling_yarn {
-        w.add(format!("{a}.rope.scaling.type"), Value::from("yarn"));
-        w.add(format!("{a}.rope.scaling.factor"), Value::F32(y.factor));
-        w.add(format!("{a}.rope.scaling.original_context_length"), Value::U32(y.orig_ctx));
-        let optional = [
-            ("yarn_ext_factor", y.ext_factor),
-            ("yarn_attn_factor", y.attn_factor),
-            ("yarn_beta_fast", y.beta_fast),
-            ("yarn_beta_slow", y.beta_slow),
-        ];
-        for (k, v) in optional {
-            if let Some(v) = v {
-                w.add(format!("{a}.rope.scaling.{k}"), Value::F32(v));
+    match &h.rope_scaling {
+        None => {}
+        Some(RopeScaling::Linear { factor }) => {
+            w.add(format!("{a}.rope.scaling.type"), Value::from("linear"));
+            w.add(format!("{a}.rope.scaling.factor"), Value::F32(*factor));
+        }
+        Some(RopeScaling::Yarn { factor, original_context_length, ext_factor, attn_factor, beta_fast, beta_slow }) => {
+            w.add(format!("{a}.rope.scaling.type"), Value::from("yarn"));
+            w.add(format!("{a}.rope.scaling.factor"), Value::F32(*factor));
+            w.add(format!("{a}.rope.scaling.original_context_length"), Value::U32(*original_context_length));
+            for (k, v) in [
+                ("yarn_ext_factor", ext_factor),
+                ("yarn_attn_factor", attn_factor),
+                ("yarn_beta_fast", beta_fast),
+                ("yarn_beta_slow", beta_slow),
+            ] {
+                if let Some(v) = v {
+                    w.add(format!("{a}.rope.scaling.{k}"), Value::F32(*v));
+                }
             }
         }
     }
@@ -188,14 +194,11 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
         w.add(format!("{a}.vocab_size"), Value::U32(h.n_vocab));
         w.add(format!("{a}.rope.dimension_count"), Value::U32(h.n_rot));
     }
-    if let Some(f) = h.rope_scaling_linear {
-        w.add(format!("{a}.rope.scaling.type"), Value::from("linear"));
-        w.add(format!("{a}.rope.scaling.factor"), Value::F32(f));
-    }
     for (k, v) in &h.extra {
         w.add(format!("{a}.{k}"), v.clone());
     }
-    // gguf-py writes it with the model's parameters, before the vocabulary
+    // llama.cpp's converter writes the quantization version with the model's keys, before the
+    // tokenizer's (older ones wrote it last).
     w.add("general.quantization_version", Value::U32(2));
     w.add("tokenizer.ggml.model", Value::from(vocab.model));
     w.add("tokenizer.ggml.pre", Value::from(vocab.pre.as_str()));

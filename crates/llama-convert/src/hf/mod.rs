@@ -16,12 +16,14 @@ use std::path::Path;
 use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
-use crate::plan::{Hparams, OutTensor, Plan, RopeYarn};
+use crate::plan::{Hparams, OutTensor, Plan, RopeScaling};
 use crate::safetensors::load_safetensors;
 use crate::vocab::Vocab;
 
 mod gemma2;
+mod llama;
 mod phi3;
+mod smollm3;
 
 pub const SUPPORTED: &[&str] = &[
     "LlamaForCausalLM",
@@ -33,6 +35,7 @@ pub const SUPPORTED: &[&str] = &[
     "GptOssForCausalLM",
     "Gemma2ForCausalLM",
     "Phi3ForCausalLM",
+    "SmolLM3ForCausalLM",
 ];
 
 pub fn is_hf_dir(dir: &Path) -> bool {
@@ -95,35 +98,6 @@ fn get_u32(cfg: &Json, keys: &[&str], path: &Path) -> Result<u32> {
     Err(Error::format(path, format!("missing required key '{}'", keys[0])))
 }
 
-/// YaRN rope scaling as llama.cpp's base converter reads it: from `rope_parameters` (transformers
-/// 5; its `full_attention` entry when it has one per attention type) or else `rope_scaling`, when
-/// its type is "yarn" and it states a factor; `original_max_position_embeddings` is then required.
-fn rope_yarn(cfg: &Json, cpath: &Path) -> Result<Option<RopeYarn>> {
-    let Some(p) = cfg.get("rope_parameters").or_else(|| cfg.get("rope_scaling")).filter(|v| v.is_object()) else {
-        return Ok(None);
-    };
-    let p = p.get("full_attention").unwrap_or(p);
-    let ty = p.get("rope_type").or_else(|| p.get("type")).and_then(Json::as_str);
-    let Some(factor) = p.get("factor").and_then(Json::as_f64).filter(|_| ty == Some("yarn")) else {
-        return Ok(None);
-    };
-    let orig_ctx = p
-        .get("original_max_position_embeddings")
-        .or_else(|| cfg.get("original_max_position_embeddings"))
-        .and_then(Json::as_u64)
-        .and_then(|x| u32::try_from(x).ok())
-        .ok_or_else(|| Error::format(cpath, "yarn rope scaling without 'original_max_position_embeddings'"))?;
-    let f = |k: &str| p.get(k).and_then(Json::as_f64).map(|x| x as f32);
-    Ok(Some(RopeYarn {
-        factor: factor as f32,
-        orig_ctx,
-        ext_factor: f("extrapolation_factor"),
-        attn_factor: f("attention_factor").or_else(|| f("attn_factor")),
-        beta_fast: f("beta_fast"),
-        beta_slow: f("beta_slow"),
-    }))
-}
-
 pub fn load_hf(dir: &Path) -> Result<Plan> {
     let cpath = dir.join("config.json");
     let cfg = read_config(dir)?;
@@ -134,6 +108,7 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         .ok_or_else(|| Error::format(&cpath, "missing 'architectures'"))?;
     let arch = match arch_name {
         "LlamaForCausalLM" | "MistralForCausalLM" => "llama",
+        "SmolLM3ForCausalLM" => "smollm3",
         "Qwen2ForCausalLM" => "qwen2",
         "Qwen3ForCausalLM" => "qwen3",
         "Qwen3MoeForCausalLM" => "qwen3moe",
@@ -171,25 +146,13 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
     // llama.cpp writes rope.freq_base from a top-level `rope_theta`. transformers ≥ 5 moved it
     // into `rope_parameters`; we take it from there only when it differs from the default 10000
     // (so files for default-theta models stay identical to llama.cpp's, and others stay correct).
-    let rope_theta = cfg.get("rope_theta").and_then(Json::as_f64).or_else(|| {
-        cfg.get("rope_parameters").and_then(|r| r.get("rope_theta")).and_then(Json::as_f64).filter(|&t| t != 10000.0)
-    });
+    let rope = rope_parameters(&cfg);
+    let rope_theta = cfg
+        .get("rope_theta")
+        .and_then(Json::as_f64)
+        .or_else(|| rope.get("rope_theta").and_then(Json::as_f64).filter(|&t| t != 10000.0));
     // (phi3's LongRoPE scaling is hf/phi3.rs's.)
-    let scaling = cfg.get("rope_scaling").filter(|v| v.is_object() && arch != "phi3");
-    let rope_scaling_linear = match scaling {
-        None => None,
-        Some(s) => {
-            let ty = s.get("type").or_else(|| s.get("rope_type")).and_then(Json::as_str).unwrap_or("");
-            match ty {
-                "linear" => s.get("factor").and_then(Json::as_f64).map(|f| f as f32),
-                // written from `rope_yarn` below
-                "default" | "" | "yarn" => None,
-                other => return Err(Error::format(&cpath, format!("rope_scaling type '{other}' is not supported"))),
-            }
-        }
-    };
-
-    let rope_scaling_yarn = rope_yarn(&cfg, &cpath)?;
+    let rope_scaling = if arch == "phi3" { None } else { rope_scaling(&rope, &cpath)? };
 
     // Tensor files: an index naming shards, or one model.safetensors.
     let index = dir.join("model.safetensors.index.json");
@@ -215,7 +178,8 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         return Err(Error::format(dir, "no model.safetensors or model.safetensors.index.json"));
     };
 
-    let permute = arch == "llama";
+    // llama.cpp's LlamaModel (and SmolLM3Model, its subclass) undoes HF's rotary permutation.
+    let permute = matches!(arch, "llama" | "smollm3");
     let qwen35 = if arch == "qwen35" { Some(qwen35::Qwen35::from_config(&cfg, &cpath)?) } else { None };
     let mut tensors = Vec::new();
     let mut n_params = 0u64;
@@ -297,8 +261,7 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         head_dim,
         n_rot: head_dim.unwrap_or(n_embd / n_head),
         n_vocab,
-        rope_scaling_linear,
-        rope_scaling_yarn,
+        rope_scaling,
         n_expert,
         n_expert_used,
         rope_sections: None,
@@ -312,9 +275,11 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         q.set_hparams(&mut hparams);
     }
     let mut plan = Plan { hparams, tensors, n_params };
-    match arch {
-        "gemma2" => gemma2::adapt(&cfg, &cpath, &mut plan)?,
-        "phi3" => phi3::adapt(&cfg, &cpath, &mut plan)?,
+    match arch_name {
+        "LlamaForCausalLM" | "MistralForCausalLM" => llama::finish(&cfg, &cpath, &mut plan)?,
+        "SmolLM3ForCausalLM" => smollm3::finish(&cfg, &cpath, &mut plan)?,
+        "Gemma2ForCausalLM" => gemma2::adapt(&cfg, &cpath, &mut plan)?,
+        "Phi3ForCausalLM" => phi3::adapt(&cfg, &cpath, &mut plan)?,
         _ => {}
     }
     Ok(plan)
@@ -327,5 +292,128 @@ pub fn adapt_vocab(arch: &str, dir: &Path, vocab: &mut Vocab) -> Result<()> {
         "gemma2" => gemma2::adapt_vocab(dir, vocab),
         "phi3" => phi3::adapt_vocab(dir, vocab),
         _ => Ok(()),
+    }
+}
+
+/// llama.cpp's `TextModel.rope_parameters`: `rope_parameters` (transformers ≥ 5) or
+/// `rope_scaling`, the `full_attention` entry when it has per-layer-type ones, with the top-level
+/// `rope_theta`, `type` and `original_max_position_embeddings` mirrored in when it does not state
+/// them.
+pub(crate) fn rope_parameters(cfg: &Json) -> serde_json::Map<String, Json> {
+    let src = cfg.get("rope_parameters").or_else(|| cfg.get("rope_scaling"));
+    let mut p = src.and_then(Json::as_object).cloned().unwrap_or_default();
+    if !p.contains_key("full_attention") && !p.contains_key("sliding_attention") {
+        for (key, from) in [
+            ("rope_theta", cfg.get("rope_theta")),
+            ("rope_type", p.get("type").cloned().as_ref()),
+            ("original_max_position_embeddings", cfg.get("original_max_position_embeddings")),
+        ] {
+            if let Some(v) = from.filter(|v| !v.is_null()).cloned() {
+                p.entry(key).or_insert(v);
+            }
+        }
+    }
+    match p.get("full_attention").and_then(Json::as_object) {
+        Some(full) => full.clone(),
+        None => p,
+    }
+}
+
+/// The `rope.scaling.*` metadata llama.cpp's `TextModel.set_gguf_parameters` writes: linear and
+/// YaRN (with a factor) as keys; `llama3` is the llama family's `rope_freqs.weight` tensor
+/// (`hf/llama.rs`), `default` is no scaling. Other types (longrope, dynamic …) would need their
+/// own handling: a typed error rather than a model that silently runs unscaled.
+fn rope_scaling(rope: &serde_json::Map<String, Json>, cpath: &Path) -> Result<Option<RopeScaling>> {
+    let Some(ty) = rope.get("rope_type").filter(|v| !v.is_null()) else { return Ok(None) };
+    let ty = ty.as_str().ok_or_else(|| Error::format(cpath, format!("rope type {ty} is not a string")))?;
+    let f32_of = |k: &str| -> Result<Option<f32>> {
+        match rope.get(k).filter(|v| !v.is_null()) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(|x| Some(x as f32))
+                .ok_or_else(|| Error::format(cpath, format!("rope parameter '{k}' must be a number, got {v}"))),
+        }
+    };
+    let factor = f32_of("factor")?;
+    Ok(match (ty, factor) {
+        ("linear", Some(factor)) => Some(RopeScaling::Linear { factor }),
+        ("yarn", Some(factor)) => {
+            let orig = rope.get("original_max_position_embeddings").and_then(Json::as_u64);
+            let original_context_length = orig.and_then(|x| u32::try_from(x).ok()).ok_or_else(|| {
+                Error::format(cpath, "yarn rope scaling needs an integer 'original_max_position_embeddings'")
+            })?;
+            let attn_factor = match f32_of("attention_factor")? {
+                Some(a) => Some(a),
+                None => f32_of("attn_factor")?,
+            };
+            Some(RopeScaling::Yarn {
+                factor,
+                original_context_length,
+                ext_factor: f32_of("extrapolation_factor")?,
+                attn_factor,
+                beta_fast: f32_of("beta_fast")?,
+                beta_slow: f32_of("beta_slow")?,
+            })
+        }
+        ("linear" | "yarn" | "default", _) => None,
+        (t, _) if t.eq_ignore_ascii_case("llama3") => None,
+        (other, _) => {
+            return Err(Error::format(
+                cpath,
+                format!("rope scaling type '{other}' is not supported (supported: default, linear, yarn, llama3)"),
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scaling(cfg: Json) -> Result<Option<RopeScaling>> {
+        rope_scaling(&rope_parameters(&cfg), Path::new("config.json"))
+    }
+
+    /// What llama.cpp's `TextModel.set_gguf_parameters` writes for each form of the config.
+    #[test]
+    fn rope_scaling_as_llamacpp_writes_it() {
+        // transformers ≥ 5 (`rope_parameters`) and older (`rope_scaling` with `type`).
+        let linear = Some(RopeScaling::Linear { factor: 2.0 });
+        assert_eq!(scaling(json!({"rope_parameters": {"rope_type": "linear", "factor": 2.0}})).unwrap(), linear);
+        assert_eq!(scaling(json!({"rope_scaling": {"type": "linear", "factor": 2.0}})).unwrap(), linear);
+        // YaRN: the original context is required (top level is mirrored in); the optional keys
+        // only when stated (attention_factor, else attn_factor).
+        let yarn = json!({"original_max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "beta_fast": 16, "attn_factor": 0.5}});
+        assert_eq!(
+            scaling(yarn).unwrap(),
+            Some(RopeScaling::Yarn {
+                factor: 4.0,
+                original_context_length: 4096,
+                ext_factor: None,
+                attn_factor: Some(0.5),
+                beta_fast: Some(16.0),
+                beta_slow: None,
+            })
+        );
+        let e = scaling(json!({"rope_parameters": {"rope_type": "yarn", "factor": 4.0}})).unwrap_err();
+        assert!(e.to_string().contains("original_max_position_embeddings"), "{e}");
+        // Per-layer-type parameters: the full-attention ones.
+        let nested = json!({"rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 8.0},
+                                                "sliding_attention": {"rope_type": "default"}}});
+        assert_eq!(scaling(nested).unwrap(), Some(RopeScaling::Linear { factor: 8.0 }));
+        // No metadata: default, no factor, llama3 (a tensor instead).
+        for cfg in [
+            json!({"rope_parameters": {"rope_type": "default", "rope_theta": 1e6}}),
+            json!({"rope_parameters": {"rope_type": "linear"}}),
+            json!({"rope_parameters": {"rope_type": "llama3", "factor": 8.0}}),
+            json!({}),
+        ] {
+            assert_eq!(scaling(cfg).unwrap(), None);
+        }
+        let e = scaling(json!({"rope_scaling": {"type": "longrope", "factor": 4.0}})).unwrap_err();
+        assert!(e.to_string().contains("'longrope' is not supported"), "{e}");
     }
 }

@@ -4,7 +4,7 @@
 //! soft-cap …) is read by that family's file in `arch/`, through [`Meta`].
 
 use crate::gguf::{GgufFile, Value};
-use crate::kernels::elementwise::Yarn;
+use crate::kernels::elementwise::{Rope, RopeType, Yarn};
 use crate::{Error, Result};
 
 /// The value of `general.architecture` this model was loaded as (one of `arch::FAMILIES`).
@@ -50,6 +50,20 @@ impl HParams {
     }
     pub fn n_embd_v_gqa(&self) -> usize {
         self.n_head_kv * self.n_embd_head_v
+    }
+
+    /// The rope every layer of the model uses unless its family says otherwise: the file's base,
+    /// linear scale, attention factor and YaRN, rotating `kind`'s pairs.
+    pub fn rope(&self, kind: RopeType) -> Rope<'static> {
+        Rope {
+            n_rot: self.n_rot,
+            freq_base: self.rope_freq_base,
+            freq_scale: self.rope_freq_scale,
+            kind,
+            freq_factors: None,
+            attn_factor: self.rope_attn_factor,
+            yarn: self.yarn(self.rope_freq_base),
+        }
     }
 
     /// The YaRN rope parameters of a layer with base `freq_base`, when the file asks for YaRN

@@ -65,15 +65,7 @@ impl Network for Gemma3 {
         let hp = p.hp;
         let (n_embd, q_dim) = (hp.n_embd, hp.n_head * hp.n_embd_head_k);
         // Global layers: the file's rope base and scaling; local ones: base 10000, unscaled.
-        let rope_global = Rope {
-            n_rot: hp.n_rot,
-            freq_base: hp.rope_freq_base,
-            freq_scale: hp.rope_freq_scale,
-            kind: RopeType::Neox,
-            freq_factors: None,
-            yarn: None,
-            attn_factor: hp.rope_attn_factor,
-        };
+        let rope_global = hp.rope(RopeType::Neox);
         let rope_local = Rope { freq_base: ROPE_FREQ_BASE_SWA, freq_scale: 1.0, ..rope_global };
 
         // inpL = inp_embd · sqrt(n_embd) (inp_scaled)                  x: [n][n_embd]

@@ -2,7 +2,9 @@
 //! llama.cpp's src/models/llama.cpp. Pre-norm blocks: RMSNorm → attention with rope on adjacent
 //! pairs (the converter permuted Q/K rows for it) → residual → RMSNorm → SwiGLU FFN → residual.
 //! Its own: llama3's per-pair rope frequency divisors (`rope_freqs.weight`), and an output matrix
-//! that may be tied to the token embedding.
+//! that may be tied to the token embedding. Linear and YaRN rope scaling come with the shared
+//! hyper-parameters (`hp.rope`). Like llama.cpp's llama graph it attends to every earlier position:
+//! a Mistral checkpoint's `sliding_window` is not part of the file.
 
 use super::Network;
 use crate::gguf::GgufFile;
@@ -36,15 +38,7 @@ impl Network for Llama {
     fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
         let (mut p, b) = blocks::begin(m, c, tokens.len(), pos0);
         let hp = p.hp;
-        let rope = Rope {
-            n_rot: hp.n_rot,
-            freq_base: hp.rope_freq_base,
-            freq_scale: hp.rope_freq_scale,
-            kind: RopeType::Norm,
-            freq_factors: self.rope_freqs.as_deref(),
-            yarn: None,
-            attn_factor: hp.rope_attn_factor,
-        };
+        let rope = Rope { freq_factors: self.rope_freqs.as_deref(), ..hp.rope(RopeType::Norm) };
         let kq = KqParams { kq_scale: 1.0 / (hp.n_embd_head_k as f32).sqrt(), n_swa: 0 };
 
         // inpL = inp_embd                                              x: [n][n_embd]

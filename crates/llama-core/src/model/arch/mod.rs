@@ -14,6 +14,7 @@ mod qwen2;
 mod qwen3;
 mod qwen35;
 mod qwen3moe;
+mod smollm3;
 
 use super::context::{Context, Outputs};
 use super::hparams::{Arch, HParams};
@@ -77,6 +78,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "gpt-oss", load: gpt_oss::load },
     Family { name: "gemma2", load: gemma2::load },
     Family { name: "phi3", load: phi3::load },
+    Family { name: "smollm3", load: smollm3::load },
 ];
 
 /// The family of a `general.architecture` value.

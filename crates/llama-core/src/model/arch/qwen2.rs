@@ -4,7 +4,7 @@
 
 use super::Network;
 use crate::gguf::GgufFile;
-use crate::kernels::elementwise::{Rope, RopeType};
+use crate::kernels::elementwise::RopeType;
 use crate::model::blocks::{self, Act, AttnOpts, DenseLayer, KqParams};
 use crate::model::context::{Context, Outputs};
 use crate::model::hparams::HParams;
@@ -32,15 +32,7 @@ impl Network for Qwen2 {
     fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
         let (mut p, b) = blocks::begin(m, c, tokens.len(), pos0);
         let hp = p.hp;
-        let rope = Rope {
-            n_rot: hp.n_rot,
-            freq_base: hp.rope_freq_base,
-            freq_scale: hp.rope_freq_scale,
-            kind: RopeType::Neox,
-            freq_factors: None,
-            yarn: None,
-            attn_factor: hp.rope_attn_factor,
-        };
+        let rope = hp.rope(RopeType::Neox);
         let kq = KqParams { kq_scale: 1.0 / (hp.n_embd_head_k as f32).sqrt(), n_swa: 0 };
 
         // inpL = inp_embd                                              x: [n][n_embd]
