@@ -269,8 +269,9 @@ fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()>
             v.chat_template = Some(t.to_string());
         }
         for &(typ, key) in &types {
+            // a flag the post-processor set wins over tokenizer_config's (gguf-py warns and keeps it)
             if let Some(b) = tc.get(&format!("add_{typ}_token")).and_then(Json::as_bool) {
-                flag(&mut add, typ, b, true);
+                flag(&mut add, typ, b, false);
             }
             let content = match tc.get(&format!("{typ}_token")) {
                 Some(Json::String(s)) => Some(s.as_str()),
