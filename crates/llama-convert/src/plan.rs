@@ -7,7 +7,7 @@ use crate::tensor::SrcTensor;
 
 #[derive(Clone, Debug)]
 pub struct Hparams {
-    /// GGUF architecture ("llama", "qwen2").
+    /// GGUF architecture (`general.architecture`).
     pub arch: &'static str,
     pub n_ctx: u32,
     pub n_embd: u32,

@@ -327,7 +327,7 @@ fn softmax_row_body(x: &mut [f32], orders: SumOrders) {
     scale_inplace(x, (1.0 / sum) as f32);
 }
 
-/// gpt-oss's SwiGLU (`ggml_swiglu_oai`, llama.cpp's LLM_FFN_SWIGLU_OAI_MOE): with the gate
+/// The OpenAI-style SwiGLU (`ggml_swiglu_oai`, llama.cpp's LLM_FFN_SWIGLU_OAI_MOE): with the gate
 /// clamped above at `limit` and the linear part to ±`limit`,
 /// `gate = gate/(1 + e^(−alpha·gate)) · (up + 1)` (ggml's scalar loop, the C library's expf).
 /// gate, up: [n]
@@ -519,9 +519,9 @@ pub fn ggml_f32_tail(mut acc: f32, x: &[f32], y: &[f32]) -> f32 {
 /// How a head's dimensions are paired for rotation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RopeType {
-    /// Adjacent pairs (2i, 2i+1): LLaMA (its q/k were permuted by the converter to allow this).
+    /// Adjacent pairs (2i, 2i+1): llama.cpp's LLAMA_ROPE_TYPE_NORM (the converter permutes q/k for it).
     Norm,
-    /// Split halves (i, i + n_rot/2): GPT-NeoX style, used by Qwen2 and Gemma.
+    /// Split halves (i, i + n_rot/2): GPT-NeoX style (LLAMA_ROPE_TYPE_NEOX).
     Neox,
 }
 

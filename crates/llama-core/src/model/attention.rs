@@ -156,7 +156,7 @@ pub fn attention_with<T: KvElem>(
 }
 
 /// `attention` with attention sinks: `sinks[h]` ([n_head]) is one more logit in head h's softmax
-/// denominator, a key that every query sees and whose value is zero (gpt-oss; llama.cpp's
+/// denominator, a key that every query sees and whose value is zero (llama.cpp's
 /// `ggml_soft_max_add_sinks`).
 pub fn attention_sinks<T: KvElem>(
     pool: &ThreadPool,

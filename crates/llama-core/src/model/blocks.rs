@@ -77,9 +77,9 @@ pub(super) struct Attn {
 /// Which optional attention tensors a family has.
 #[derive(Clone, Copy)]
 pub(super) struct AttnOpts {
-    /// `attn_{q,k,v}.bias` (Qwen2).
+    /// `attn_{q,k,v}.bias`.
     pub bias: bool,
-    /// `attn_{q,k}_norm.weight` (Qwen3, Gemma 3).
+    /// `attn_{q,k}_norm.weight`: an RMS norm over each head's q and k.
     pub qk_norm: bool,
 }
 
@@ -204,9 +204,9 @@ pub(super) struct MoeOpts {
 #[derive(Clone, Copy)]
 pub(super) enum Gating {
     /// Softmax over every expert, the most probable ones, their probabilities divided by their
-    /// sum (`SOFTMAX`, norm_w: Qwen3 MoE).
+    /// sum (llama.cpp's `LLAMA_EXPERT_GATING_FUNC_TYPE_SOFTMAX` with norm_w).
     SoftmaxNorm,
-    /// The experts of largest logit, softmax over their logits (`SOFTMAX_WEIGHT`: gpt-oss).
+    /// The experts of largest logit, softmax over their logits (`SOFTMAX_WEIGHT`).
     SoftmaxWeight,
 }
 
@@ -215,7 +215,7 @@ pub(super) enum Gating {
 pub(super) enum MoeAct {
     /// `silu(gate) · up` (LLM_FFN_SILU).
     Silu,
-    /// gpt-oss's clamped `x·σ(alpha·x) · (y + 1)` (LLM_FFN_SWIGLU_OAI_MOE; `elementwise::swiglu_oai`).
+    /// The clamped `x·σ(alpha·x) · (y + 1)` (LLM_FFN_SWIGLU_OAI_MOE; `elementwise::swiglu_oai`).
     SwigluOai { alpha: f32, limit: f32 },
 }
 
@@ -269,8 +269,8 @@ impl Moe {
     }
 }
 
-/// The pre-norm transformer layer of llama, qwen2 and qwen3 (llama.cpp's `attn_norm`, attention,
-/// `ffn_norm`, gated FFN); the families differ in `Attn`'s optional tensors and in rope.
+/// The pre-norm transformer layer (llama.cpp's `attn_norm`, attention, `ffn_norm`, gated FFN);
+/// the families that use it differ in `Attn`'s optional tensors and in rope.
 pub(super) struct DenseLayer {
     pub attn_norm: Vec<f32>, // [n_embd]
     pub attn: Attn,
@@ -289,7 +289,7 @@ impl DenseLayer {
     }
 }
 
-/// The layer of Gemma 2 and 3: RMS norms before *and after* attention and the FFN
+/// The "sandwich" layer: RMS norms before *and after* attention and the FFN
 /// (llama.cpp's `attn_norm`, `attn_post_norm`, `ffn_norm`, `ffn_post_norm`), GELU-gated FFN.
 pub(super) struct SandwichLayer {
     pub attn_norm: Vec<f32>, // [n_embd]

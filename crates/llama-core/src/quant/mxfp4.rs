@@ -1,5 +1,5 @@
 //! MXFP4 (OCP microscaling FP4): 32 weights sharing one E8M0 exponent, each weight a 4-bit E2M1
-//! float. gpt-oss ships its experts in it. ggml stores the E2M1 values doubled as small integers
+//! float (OpenAI's open-weight MoE models ship their experts in it). ggml stores the E2M1 values doubled as small integers
 //! (`kvalues_mxfp4`) and halves the scale to match (`ggml_e8m0_to_fp32_half`), so a block is an
 //! integer vector times a power of two: its dot with Q8_0 activations is an exact integer sum per
 //! block, like Q4_0's.

@@ -171,7 +171,7 @@ const LANE_PASS: usize = 2;
 /// Q5_0 and Q8_0 follow llama.cpp's x86 `vec_dot` order, which these weight types (not repacked
 /// by llama.cpp) always take: 8 float lanes per row, lane k summing elements 4k..4k+4 of every
 /// block as `acc_k = fma(d_w·d_a, f32(lane sum), acc_k)`, then `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+
-/// l7))`. Qwen2-class models turn float reassociation into ~0.1 logit differences, so matching the
+/// l7))`. Models with large activations turn float reassociation into ~0.1 logit differences, so matching the
 /// reference's order is what keeps their answers equal. In R16 slot s of Q8_0 is lane s; for Q5_0
 /// low-nibble slot s is lane s and high-nibble slot s is lane 4+s. The per-lane weight offset
 /// (−16 or −128 times the lane's Σy, precomputed in the Q8_0S block) starts each lane's sum.
