@@ -5,7 +5,9 @@ llama.cpp sums in an order that depends on the instruction set its build uses (A
 builds give logits that differ in the last bits, and greedy texts that part after a near tie), so
 the goldens are kept per ISA class, and the tests compare our kernel table for that class with them.
 Run with llama-cpp-python built for this machine (`pip install llama-cpp-python==0.3.36`, which
-compiles llama.cpp with GGML_NATIVE):
+compiles llama.cpp with GGML_NATIVE; under a hypervisor that reports AMX in CPUID but does not
+enable it, gcc's -march=native turns AMX on and llama.cpp crashes in its first decode: build with
+CMAKE_ARGS="-DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16' -DCMAKE_CXX_FLAGS='…same…'"):
 
     python tools/gen_golden.py ~/.cache/llama-test-models [--isa avx2] [MODEL ...]
 
