@@ -102,9 +102,12 @@ pub fn convert(opts: &ConvertOptions) -> Result<PathBuf> {
         return Err(Error::io(&dir, std::io::Error::new(std::io::ErrorKind::NotFound, "no such model folder")));
     }
     let format = detect(&dir)?;
-    let (plan, config) = match format {
-        Format::Meta => (meta::load_meta(&dir)?, None),
-        Format::HuggingFace => (hf::load_hf(&dir)?, Some(hf::read_config(&dir)?)),
+    let (plan, config, family) = match format {
+        Format::Meta => (meta::load_meta(&dir)?, None, None),
+        Format::HuggingFace => {
+            let (plan, family) = hf::load_hf(&dir)?;
+            (plan, Some(hf::read_config(&dir)?), Some(family))
+        }
     };
     let vocab_dir = match &opts.vocab_dir {
         Some(d) => d.clone(),
@@ -117,9 +120,9 @@ pub fn convert(opts: &ConvertOptions) -> Result<PathBuf> {
         }
     };
     let mut vocab = vocab::load_vocab(&vocab_dir, Some(plan.hparams.n_vocab), config.as_ref())?;
-    match format {
-        Format::Meta => vocab::spm_special_ids(&vocab_dir, &mut vocab)?,
-        Format::HuggingFace => hf::adapt_vocab(plan.hparams.arch, &vocab_dir, &mut vocab)?,
+    match &family {
+        None => vocab::spm_special_ids(&vocab_dir, &mut vocab)?,
+        Some(f) => f.adapt_vocab(&vocab_dir, &mut vocab)?,
     }
     let out = opts.out.clone().unwrap_or_else(|| dir.join(format!("ggml-model-{}.gguf", opts.outtype.name())));
     let name = title_name(&dir);

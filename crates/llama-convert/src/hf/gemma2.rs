@@ -10,12 +10,13 @@ use llama_core::gguf::Value;
 use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
+use super::Family;
 use crate::plan::Plan;
 use crate::tensor::{to_f32, DType, SrcTensor};
 use crate::vocab::Vocab;
 
 /// llama.cpp names of Gemma 2's own tensors; None for the shared mapping's.
-pub(super) fn map_name(name: &str) -> Option<std::result::Result<Option<String>, ()>> {
+fn map_name(name: &str) -> Option<std::result::Result<Option<String>, ()>> {
     if name == "lm_head.weight" {
         return Some(Ok(None)); // unused by llama.cpp (tied to the embedding)
     }
@@ -32,7 +33,7 @@ pub(super) fn map_name(name: &str) -> Option<std::result::Result<Option<String>,
 }
 
 /// Gemma 2's metadata and the (1 + w) norm weights, on the shared plan.
-pub(super) fn adapt(cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
+fn adapt(cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
     let h = &mut plan.hparams;
     let num = |k: &str| {
         cfg.get(k).and_then(Json::as_f64).ok_or_else(|| Error::format(cpath, format!("missing number '{k}'")))
@@ -67,10 +68,30 @@ pub(super) fn adapt(cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
 }
 
 /// Gemma 2's vocabulary is SentencePiece's (`tokenizer.model`), without the ▁ prefix.
-pub(super) fn adapt_vocab(dir: &Path, vocab: &mut Vocab) -> Result<()> {
+fn adapt_vocab(dir: &Path, vocab: &mut Vocab) -> Result<()> {
     if vocab.model != "llama" {
         return Err(Error::Tokenizer(format!("{}: Gemma 2 needs its tokenizer.model", dir.display())));
     }
     vocab.add_special.push(("tokenizer.ggml.add_space_prefix", false));
     Ok(())
+}
+
+pub(super) struct Gemma2;
+
+impl Family for Gemma2 {
+    fn arch(&self) -> &'static str {
+        "gemma2"
+    }
+
+    fn map_name(&self, name: &str) -> Option<std::result::Result<Option<String>, ()>> {
+        map_name(name)
+    }
+
+    fn finish(&self, cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
+        adapt(cfg, cpath, plan)
+    }
+
+    fn adapt_vocab(&self, dir: &Path, vocab: &mut Vocab) -> Result<()> {
+        adapt_vocab(dir, vocab)
+    }
 }

@@ -11,15 +11,18 @@
 //! them), which llama.cpp repacks into GGML_TYPE_MXFP4; such a checkpoint is reported as
 //! unsupported (its tensors are uint8, which the safetensors reader refuses).
 
+use std::path::Path;
+
 use llama_core::gguf::Value;
 use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
-use crate::plan::OutTensor;
+use super::Family;
+use crate::plan::{OutTensor, Plan};
 use crate::tensor::{Data, SrcTensor};
 
 /// `{arch}.attention.sliding_window` and `{arch}.expert_feed_forward_length`, in llama.cpp's order.
-pub fn extra(cfg: &Json) -> Vec<(String, Value)> {
+fn extra(cfg: &Json) -> Vec<(String, Value)> {
     let u32_of = |k: &str| cfg.get(k).and_then(Json::as_u64).and_then(|x| u32::try_from(x).ok());
     let mut v = Vec::new();
     if let Some(w) = u32_of("sliding_window") {
@@ -32,7 +35,7 @@ pub fn extra(cfg: &Json) -> Vec<(String, Value)> {
 }
 
 /// The HF tensors whose mapping is gpt-oss's own (`take` maps them).
-pub fn owns(name: &str) -> bool {
+fn owns(name: &str) -> bool {
     let Some(rest) = name.strip_prefix("model.layers.").and_then(|r| r.split_once('.')).map(|(_, r)| r) else {
         return false;
     };
@@ -44,7 +47,7 @@ pub fn owns(name: &str) -> bool {
 }
 
 /// The output tensors of one of gpt-oss's own HF tensors (`owns`), in llama.cpp's order.
-pub fn take(t: SrcTensor) -> Result<Vec<OutTensor>> {
+fn take(t: SrcTensor) -> Result<Vec<OutTensor>> {
     let bad = |t: &SrcTensor| Error::format(&t.file, format!("tensor '{}' is not one llama.cpp maps", t.name));
     let Some((bid, rest)) = t
         .name
@@ -123,4 +126,25 @@ fn every_other(t: &SrcTensor, dim: usize, first: u64) -> Result<SrcTensor> {
     shape[dim] /= 2;
     st[dim] *= 2;
     view(t, &t.name, shape, offset + first * stride[dim], st)
+}
+
+pub(super) struct GptOss;
+
+impl Family for GptOss {
+    fn arch(&self) -> &'static str {
+        "gpt-oss"
+    }
+
+    fn take(&mut self, t: SrcTensor) -> std::result::Result<Result<Vec<OutTensor>>, SrcTensor> {
+        if owns(&t.name) {
+            Ok(take(t))
+        } else {
+            Err(t)
+        }
+    }
+
+    fn finish(&self, cfg: &Json, _cpath: &Path, plan: &mut Plan) -> Result<()> {
+        plan.hparams.extra = extra(cfg);
+        Ok(())
+    }
 }

@@ -8,12 +8,24 @@ use std::path::Path;
 use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
-use super::rope_parameters;
+use super::{rope_parameters, Family};
 use crate::plan::{OutTensor, Plan};
 use crate::tensor::SrcTensor;
 
-pub(super) fn finish(cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
-    add_llama3_rope_freqs(cfg, cpath, plan)
+pub(super) struct Llama;
+
+impl Family for Llama {
+    fn arch(&self) -> &'static str {
+        "llama"
+    }
+
+    fn unpermute_qk(&self) -> bool {
+        true
+    }
+
+    fn finish(&self, cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
+        add_llama3_rope_freqs(cfg, cpath, plan)
+    }
 }
 
 /// `LlamaModel.generate_extra_tensors`: for `rope_type` llama3, `rope_freqs.weight` [n_rot/2]

@@ -4,7 +4,8 @@
 //!
 //! A family whose checkpoint needs more than the shared mapping below (its own config keys, written
 //! through `Hparams::extra`; its own tensor names; tensors merged or split) keeps that in its own
-//! file in this folder (`hf/<family>.rs`), called from `load_hf` by its architecture name.
+//! file in this folder (`hf/<family>.rs`): a `Family` implementation, named by one line of the
+//! registry `family`. Adding a family is that file and that line (and its class in `SUPPORTED`).
 
 mod gpt_oss;
 mod qwen35;
@@ -18,6 +19,7 @@ use serde_json::Value as Json;
 
 use crate::plan::{Hparams, OutTensor, Plan, RopeScaling};
 use crate::safetensors::load_safetensors;
+use crate::tensor::SrcTensor;
 use crate::vocab::Vocab;
 
 mod gemma2;
@@ -37,6 +39,67 @@ pub const SUPPORTED: &[&str] = &[
     "Phi3ForCausalLM",
     "SmolLM3ForCausalLM",
 ];
+
+/// What one Hugging Face architecture adds to the shared mapping of `load_hf`. Every method
+/// defaults to "nothing of its own"; `hf/<family>.rs` implements what its checkpoints need.
+pub trait Family {
+    /// The GGUF `general.architecture` it converts to.
+    fn arch(&self) -> &'static str;
+    /// True when the family writes its rope scaling itself (in `finish`) rather than from the
+    /// shared `rope_parameters` reading.
+    fn own_rope_scaling(&self) -> bool {
+        false
+    }
+    /// llama.cpp's `LlamaModel.permute`: HF's rotary permutation of the q/k rows is undone.
+    fn unpermute_qk(&self) -> bool {
+        false
+    }
+    /// The output tensors of a checkpoint tensor the family maps itself (none yet when it waits
+    /// for more, as stacked experts do), or the tensor handed back to the shared mapping.
+    #[allow(clippy::result_large_err)] // the tensor handed back is moved, not copied
+    fn take(&mut self, t: SrcTensor) -> std::result::Result<Result<Vec<OutTensor>>, SrcTensor> {
+        Err(t)
+    }
+    /// The family's own llama.cpp name for a tensor the shared mapping also reads (`Ok(None)`:
+    /// dropped; `Err(())`: not mappable), or None to use the shared name.
+    fn map_name(&self, _name: &str) -> Option<std::result::Result<Option<String>, ()>> {
+        None
+    }
+    /// After every tensor was read: checks that nothing is missing, then the family's metadata
+    /// and the tensors made from its config, on the shared plan.
+    fn finish(&self, _cfg: &Json, _cpath: &Path, _plan: &mut Plan) -> Result<()> {
+        Ok(())
+    }
+    /// Its own tokenizer metadata on top of the shared reading (`vocab::load_vocab`).
+    fn adapt_vocab(&self, _dir: &Path, _vocab: &mut Vocab) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A family the shared mapping converts as it is.
+struct Plain(&'static str);
+
+impl Family for Plain {
+    fn arch(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// The registry: `config.json`'s `architectures[0]` → the family that converts it.
+fn family(class: &str, cfg: &Json, cpath: &Path) -> Result<Box<dyn Family>> {
+    Ok(match class {
+        "LlamaForCausalLM" | "MistralForCausalLM" => Box::new(llama::Llama),
+        "SmolLM3ForCausalLM" => Box::new(smollm3::SmolLm3),
+        "Qwen2ForCausalLM" => Box::new(Plain("qwen2")),
+        "Qwen3ForCausalLM" => Box::new(Plain("qwen3")),
+        "Qwen3MoeForCausalLM" => Box::new(qwen3moe::Qwen3Moe::new(cfg, cpath)?),
+        "Qwen3_5ForCausalLM" => Box::new(qwen35::Qwen35::from_config(cfg, cpath)?),
+        "GptOssForCausalLM" => Box::new(gpt_oss::GptOss),
+        "Gemma2ForCausalLM" => Box::new(gemma2::Gemma2),
+        "Phi3ForCausalLM" => Box::new(phi3::Phi3),
+        other => return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") }),
+    })
+}
 
 pub fn is_hf_dir(dir: &Path) -> bool {
     dir.join("config.json").is_file()
@@ -98,26 +161,18 @@ fn get_u32(cfg: &Json, keys: &[&str], path: &Path) -> Result<u32> {
     Err(Error::format(path, format!("missing required key '{}'", keys[0])))
 }
 
-pub fn load_hf(dir: &Path) -> Result<Plan> {
+/// The conversion plan of the checkpoint in `dir`, and the family that made it (its
+/// `adapt_vocab` comes next).
+pub fn load_hf(dir: &Path) -> Result<(Plan, Box<dyn Family>)> {
     let cpath = dir.join("config.json");
     let cfg = read_config(dir)?;
-    let arch_name = cfg
+    let class = cfg
         .get("architectures")
         .and_then(|a| a.get(0))
         .and_then(Json::as_str)
         .ok_or_else(|| Error::format(&cpath, "missing 'architectures'"))?;
-    let arch = match arch_name {
-        "LlamaForCausalLM" | "MistralForCausalLM" => "llama",
-        "SmolLM3ForCausalLM" => "smollm3",
-        "Qwen2ForCausalLM" => "qwen2",
-        "Qwen3ForCausalLM" => "qwen3",
-        "Qwen3MoeForCausalLM" => "qwen3moe",
-        "Qwen3_5ForCausalLM" => "qwen35",
-        "GptOssForCausalLM" => "gpt-oss",
-        "Gemma2ForCausalLM" => "gemma2",
-        "Phi3ForCausalLM" => "phi3",
-        other => return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") }),
-    };
+    let mut fam = family(class, &cfg, &cpath)?;
+    let arch = fam.arch();
 
     let n_embd = get_u32(&cfg, &["hidden_size", "n_embd"], &cpath)?;
     let n_layer = get_u32(&cfg, &["num_hidden_layers", "n_layer"], &cpath)?;
@@ -151,8 +206,7 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         .get("rope_theta")
         .and_then(Json::as_f64)
         .or_else(|| rope.get("rope_theta").and_then(Json::as_f64).filter(|&t| t != 10000.0));
-    // (phi3's LongRoPE scaling is hf/phi3.rs's.)
-    let rope_scaling = if arch == "phi3" { None } else { rope_scaling(&rope, &cpath)? };
+    let rope_scaling = if fam.own_rope_scaling() { None } else { rope_scaling(&rope, &cpath)? };
 
     // Tensor files: an index naming shards, or one model.safetensors.
     let index = dir.join("model.safetensors.index.json");
@@ -178,61 +232,27 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         return Err(Error::format(dir, "no model.safetensors or model.safetensors.index.json"));
     };
 
-    // llama.cpp's LlamaModel (and SmolLM3Model, its subclass) undoes HF's rotary permutation.
-    let permute = matches!(arch, "llama" | "smollm3");
-    let qwen35 = if arch == "qwen35" { Some(qwen35::Qwen35::from_config(&cfg, &cpath)?) } else { None };
     let mut tensors = Vec::new();
     let mut n_params = 0u64;
-    let mut experts = match arch {
-        "qwen3moe" => Some(qwen3moe::ExpertStacker::new(
-            n_expert.ok_or_else(|| Error::format(&cpath, "missing required key 'num_experts'"))?,
-        )),
-        _ => None,
-    };
     for f in &files {
         for t in load_safetensors(f)? {
-            // A family's own tensor mapping (gpt-oss's fused, transposed experts, its router
-            // and sinks), before the shared one.
-            if arch == "gpt-oss" && gpt_oss::owns(&t.name) {
-                for o in gpt_oss::take(t)? {
-                    n_params += o.src.n_elements();
-                    tensors.push(o);
-                }
-                continue;
-            }
-            // A family's expert matrices: stacked (or split) by its own file.
-            let t = match experts.as_mut() {
-                Some(x) => match x.take(t) {
-                    Ok(done) => {
-                        for o in done? {
-                            n_params += o.src.n_elements();
-                            tensors.push(o);
-                        }
-                        continue;
+            // The family's own mapping first (merged, split or renamed tensors), then the shared one.
+            let t = match fam.take(t) {
+                Ok(done) => {
+                    for o in done? {
+                        n_params += o.src.n_elements();
+                        tensors.push(o);
                     }
-                    Err(t) => t,
-                },
-                None => t,
-            };
-            if let Some(q) = &qwen35 {
-                let n = t.n_elements();
-                if let Some(out) = q.map_tensor(t)? {
-                    n_params += n;
-                    tensors.push(out);
+                    continue;
                 }
-                continue;
-            }
-            let own = match arch {
-                "gemma2" => gemma2::map_name(&t.name),
-                "phi3" => phi3::map_name(&t.name),
-                _ => None,
+                Err(t) => t,
             };
-            let name = match own.unwrap_or_else(|| map_name(&t.name)) {
+            let name = match fam.map_name(&t.name).unwrap_or_else(|| map_name(&t.name)) {
                 Ok(Some(n)) => n,
                 Ok(None) => continue,
                 Err(()) => return Err(Error::format(f, format!("cannot map tensor '{}' to a llama.cpp name", t.name))),
             };
-            let unpermute_heads = if !permute {
+            let unpermute_heads = if !fam.unpermute_qk() {
                 None
             } else if name.contains(".attn_q.") {
                 Some(n_head)
@@ -245,10 +265,7 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
             tensors.push(OutTensor { name, src: t, unpermute_heads, transform: None });
         }
     }
-    if let Some(x) = &experts {
-        x.finish(dir)?;
-    }
-    let mut hparams = Hparams {
+    let hparams = Hparams {
         arch,
         n_ctx,
         n_embd,
@@ -265,34 +282,11 @@ pub fn load_hf(dir: &Path) -> Result<Plan> {
         n_expert,
         n_expert_used,
         rope_sections: None,
-        extra: match arch {
-            "qwen3moe" => qwen3moe::extra(&cfg),
-            "gpt-oss" => gpt_oss::extra(&cfg),
-            _ => Vec::new(),
-        },
+        extra: Vec::new(),
     };
-    if let Some(q) = &qwen35 {
-        q.set_hparams(&mut hparams);
-    }
     let mut plan = Plan { hparams, tensors, n_params };
-    match arch_name {
-        "LlamaForCausalLM" | "MistralForCausalLM" => llama::finish(&cfg, &cpath, &mut plan)?,
-        "SmolLM3ForCausalLM" => smollm3::finish(&cfg, &cpath, &mut plan)?,
-        "Gemma2ForCausalLM" => gemma2::adapt(&cfg, &cpath, &mut plan)?,
-        "Phi3ForCausalLM" => phi3::adapt(&cfg, &cpath, &mut plan)?,
-        _ => {}
-    }
-    Ok(plan)
-}
-
-/// The family's own tokenizer metadata on top of the shared reading (`vocab::load_vocab` of
-/// `dir`), for the GGUF architecture `arch`.
-pub fn adapt_vocab(arch: &str, dir: &Path, vocab: &mut Vocab) -> Result<()> {
-    match arch {
-        "gemma2" => gemma2::adapt_vocab(dir, vocab),
-        "phi3" => phi3::adapt_vocab(dir, vocab),
-        _ => Ok(()),
-    }
+    fam.finish(&cfg, &cpath, &mut plan)?;
+    Ok((plan, fam))
 }
 
 /// llama.cpp's `TextModel.rope_parameters`: `rope_parameters` (transformers ≥ 5) or

@@ -12,12 +12,13 @@ use llama_core::gguf::Value;
 use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
+use super::Family;
 use crate::plan::{OutTensor, Plan};
 use crate::tensor::SrcTensor;
 use crate::vocab::{Vocab, CONTROL, USER_DEFINED};
 
 /// llama.cpp names of Phi-3's own tensors; None for the shared mapping's.
-pub(super) fn map_name(name: &str) -> Option<std::result::Result<Option<String>, ()>> {
+fn map_name(name: &str) -> Option<std::result::Result<Option<String>, ()>> {
     let rest = name.strip_prefix("model.layers.")?;
     let (bid, rest) = rest.split_once('.')?;
     let (stem, kind) = rest.rsplit_once('.')?;
@@ -57,7 +58,7 @@ fn rope_parameters(cfg: &Json) -> serde_json::Map<String, Json> {
 }
 
 /// Phi-3's metadata and its LongRoPE tensors, on the shared plan.
-pub(super) fn adapt(cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
+fn adapt(cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
     let bad = |m: String| Error::format(cpath, m);
     let rp = rope_parameters(cfg);
     let h = &mut plan.hparams;
@@ -173,7 +174,7 @@ fn added_tokens(dir: &Path) -> Result<Vec<(usize, String, bool)>> {
 /// Phi-3's SentencePiece vocabulary: the shared reading, then every added token (tokenizer_config's
 /// `added_tokens_decoder`, then tokenizer.json's `added_tokens`) as it is written, score −1000,
 /// CONTROL when special and USER_DEFINED otherwise. (Phi-4's GPT2Tokenizer vocabularies are BPE.)
-pub(super) fn adapt_vocab(dir: &Path, vocab: &mut Vocab) -> Result<()> {
+fn adapt_vocab(dir: &Path, vocab: &mut Vocab) -> Result<()> {
     let cfg_path = dir.join("tokenizer_config.json");
     let gpt2 = match std::fs::read(&cfg_path) {
         Ok(text) => {
@@ -206,4 +207,29 @@ pub(super) fn adapt_vocab(dir: &Path, vocab: &mut Vocab) -> Result<()> {
         vocab.types[id] = if special { CONTROL } else { USER_DEFINED };
     }
     Ok(())
+}
+
+pub(super) struct Phi3;
+
+impl Family for Phi3 {
+    fn arch(&self) -> &'static str {
+        "phi3"
+    }
+
+    /// (LongRoPE: its factors are tensors, written by `adapt`.)
+    fn own_rope_scaling(&self) -> bool {
+        true
+    }
+
+    fn map_name(&self, name: &str) -> Option<std::result::Result<Option<String>, ()>> {
+        map_name(name)
+    }
+
+    fn finish(&self, cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
+        adapt(cfg, cpath, plan)
+    }
+
+    fn adapt_vocab(&self, dir: &Path, vocab: &mut Vocab) -> Result<()> {
+        adapt_vocab(dir, vocab)
+    }
 }

@@ -24,8 +24,8 @@ use llama_core::gguf::{Value, ValueType};
 use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
-use super::{get_u32, map_name};
-use crate::plan::{Hparams, OutTensor, Transform};
+use super::{get_u32, map_name, Family};
+use crate::plan::{Hparams, OutTensor, Plan, Transform};
 use crate::tensor::SrcTensor;
 
 /// llama.cpp's default M-RoPE sections for Qwen3.5, written when the config has none.
@@ -115,7 +115,7 @@ impl Qwen35 {
     }
 
     /// The family's metadata, in llama.cpp's order.
-    pub fn set_hparams(&self, h: &mut Hparams) {
+    fn set_hparams(&self, h: &mut Hparams) {
         h.rope_sections = self.sections;
         let u = |x: usize| Value::U32(x as u32);
         let mut extra = vec![
@@ -138,7 +138,7 @@ impl Qwen35 {
     }
 
     /// The output tensor of one checkpoint tensor, or None for those llama.cpp drops.
-    pub fn map_tensor(&self, t: SrcTensor) -> Result<Option<OutTensor>> {
+    fn map_tensor(&self, t: SrcTensor) -> Result<Option<OutTensor>> {
         let hf = t.name.clone();
         if hf.starts_with("mtp.") || hf.starts_with("model.mtp.") {
             return Ok(None); // the MTP head (llama.cpp's --no-mtp)
@@ -197,6 +197,22 @@ impl Qwen35 {
             _ => Some(Arc::new(move |x| steps.iter().fold(x, |x, f| f(x)))),
         };
         Ok(Some(OutTensor { name, src: t, unpermute_heads: None, transform }))
+    }
+}
+
+impl Family for Qwen35 {
+    fn arch(&self) -> &'static str {
+        "qwen35"
+    }
+
+    /// Every tensor is the family's (`map_tensor`), the MTP head dropped.
+    fn take(&mut self, t: SrcTensor) -> std::result::Result<Result<Vec<OutTensor>>, SrcTensor> {
+        Ok(self.map_tensor(t).map(|o| o.into_iter().collect()))
+    }
+
+    fn finish(&self, _cfg: &Json, _cpath: &Path, plan: &mut Plan) -> Result<()> {
+        self.set_hparams(&mut plan.hparams);
+        Ok(())
     }
 }
 

@@ -13,17 +13,49 @@ use llama_core::gguf::Value;
 use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
-use crate::plan::OutTensor;
+use super::Family;
+use crate::plan::{OutTensor, Plan};
 use crate::tensor::{Data, SrcTensor};
 
 /// `{arch}.expert_feed_forward_length` from `moe_intermediate_size`.
-pub fn extra(cfg: &Json) -> Vec<(String, Value)> {
+fn extra(cfg: &Json) -> Vec<(String, Value)> {
     let n_ff = cfg.get("moe_intermediate_size").and_then(Json::as_u64).and_then(|x| u32::try_from(x).ok());
     n_ff.map(|n| ("expert_feed_forward_length".to_string(), Value::U32(n))).into_iter().collect()
 }
 
+pub(super) struct Qwen3Moe {
+    experts: ExpertStacker,
+}
+
+impl Qwen3Moe {
+    pub(super) fn new(cfg: &Json, cpath: &Path) -> Result<Qwen3Moe> {
+        let present = super::EXPERT_COUNT.iter().any(|k| cfg.get(*k).is_some_and(|v| !v.is_null()));
+        if !present {
+            return Err(Error::format(cpath, "missing required key 'num_experts'"));
+        }
+        let n_expert = super::get_u32(cfg, super::EXPERT_COUNT, cpath)?;
+        Ok(Qwen3Moe { experts: ExpertStacker::new(n_expert) })
+    }
+}
+
+impl Family for Qwen3Moe {
+    fn arch(&self) -> &'static str {
+        "qwen3moe"
+    }
+
+    fn take(&mut self, t: SrcTensor) -> std::result::Result<Result<Vec<OutTensor>>, SrcTensor> {
+        self.experts.take(t)
+    }
+
+    fn finish(&self, cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
+        self.experts.finish(cpath.parent().unwrap_or(cpath))?;
+        plan.hparams.extra = extra(cfg);
+        Ok(())
+    }
+}
+
 /// Collects a layer's per-expert matrices until all are read.
-pub struct ExpertStacker {
+struct ExpertStacker {
     n_expert: u32,
     /// Per layer: (expert, projection) → matrix.
     pending: HashMap<u32, HashMap<(u32, String), SrcTensor>>,
@@ -34,7 +66,7 @@ const PROJS: [(&str, &str); 3] =
     [("down_proj", "ffn_down_exps"), ("gate_proj", "ffn_gate_exps"), ("up_proj", "ffn_up_exps")];
 
 impl ExpertStacker {
-    pub fn new(n_expert: u32) -> ExpertStacker {
+    fn new(n_expert: u32) -> ExpertStacker {
         ExpertStacker { n_expert, pending: HashMap::new() }
     }
 
@@ -42,7 +74,7 @@ impl ExpertStacker {
     /// completes (none until a layer's per-expert matrices are all read). Other tensors are
     /// handed back.
     #[allow(clippy::result_large_err)] // the tensor handed back is moved, not copied
-    pub fn take(&mut self, t: SrcTensor) -> std::result::Result<Result<Vec<OutTensor>>, SrcTensor> {
+    fn take(&mut self, t: SrcTensor) -> std::result::Result<Result<Vec<OutTensor>>, SrcTensor> {
         let Some((bid, rest)) = t
             .name
             .strip_prefix("model.layers.")
@@ -96,7 +128,7 @@ impl ExpertStacker {
     }
 
     /// Fails if a layer's experts were not all found.
-    pub fn finish(&self, path: &Path) -> Result<()> {
+    fn finish(&self, path: &Path) -> Result<()> {
         match self.pending.iter().next() {
             None => Ok(()),
             Some((bid, l)) => Err(Error::format(

@@ -10,18 +10,32 @@ use llama_core::gguf::Value;
 use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
+use super::Family;
 use crate::plan::Plan;
 
 /// llama.cpp's `n_no_rope_layer_step` for smollm3: layer il (0-based) skips RoPE when
 /// (il + 1) is a multiple of it.
 const NO_ROPE_LAYER_STEP: usize = 4;
 
-pub(super) fn finish(cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
-    check_no_rope_layers(cfg, cpath, plan.hparams.n_layer as usize)?;
-    let h = &mut plan.hparams;
-    h.extra.push(("vocab_size".into(), Value::U32(h.n_vocab)));
-    h.extra.push(("rope.dimension_count".into(), Value::U32(h.n_rot)));
-    super::llama::add_llama3_rope_freqs(cfg, cpath, plan)
+pub(super) struct SmolLm3;
+
+impl Family for SmolLm3 {
+    fn arch(&self) -> &'static str {
+        "smollm3"
+    }
+
+    /// (`SmolLM3Model` is a `LlamaModel`.)
+    fn unpermute_qk(&self) -> bool {
+        true
+    }
+
+    fn finish(&self, cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
+        check_no_rope_layers(cfg, cpath, plan.hparams.n_layer as usize)?;
+        let h = &mut plan.hparams;
+        h.extra.push(("vocab_size".into(), Value::U32(h.n_vocab)));
+        h.extra.push(("rope.dimension_count".into(), Value::U32(h.n_rot)));
+        super::llama::add_llama3_rope_freqs(cfg, cpath, plan)
+    }
 }
 
 /// The config's RoPE layers (transformers: `no_rope_layers[il]` = 1 when layer il uses RoPE,
