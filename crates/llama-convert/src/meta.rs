@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use llama_core::gguf::Value;
 use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
@@ -211,7 +212,9 @@ pub fn load_meta(dir: &Path) -> Result<Plan> {
         n_expert: None,
         n_expert_used: None,
         rope_sections: None,
-        extra: Vec::new(),
+        // llama.cpp's LlamaModel writes these two after the shared keys
+        extra: vec![("vocab_size".into(), Value::U32(n_vocab)), ("rope.dimension_count".into(), Value::U32(head_dim))],
+        key_order: Vec::new(),
     };
     Ok(Plan { hparams, tensors, n_params })
 }

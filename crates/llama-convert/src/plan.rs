@@ -36,6 +36,10 @@ pub struct Hparams {
     /// The family's own `{arch}.*` keys (named without the `{arch}.` prefix) that the shared
     /// fields above do not cover, written after them in this order.
     pub extra: Vec<(String, Value)>,
+    /// The order of the model's keys when the family writes them in its own (llama.cpp families
+    /// that override `set_gguf_parameters`): `general.*` names as they are, the family's keys
+    /// without the `{arch}.` prefix. Empty: the shared order. Keys not listed follow, as written.
+    pub key_order: Vec<&'static str>,
 }
 
 /// RoPE scaling as llama.cpp's converter writes it (`rope.scaling.type`, `.factor`, …); llama3's

@@ -31,6 +31,8 @@ pub struct Vocab {
     pub special_ids: Vec<(&'static str, u32)>,
     pub add_special: Vec<(&'static str, bool)>,
     pub chat_template: Option<String>,
+    /// Flags a family's converter writes after the chat template (Gemma 2's `add_space_prefix`).
+    pub flags_after_template: Vec<(&'static str, bool)>,
 }
 
 fn read_json(path: &Path) -> Result<Option<Json>> {

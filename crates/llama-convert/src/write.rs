@@ -140,29 +140,32 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     let h = &plan.hparams;
     let a = h.arch;
     let mut w = GgufWriter::new(out);
-    w.add("general.architecture", Value::from(a));
-    w.add("general.type", Value::from("model"));
-    w.add("general.name", Value::from(name));
-    w.add("general.size_label", Value::from(plan_size_label(&plan)));
-    w.add(format!("{a}.block_count"), Value::U32(h.n_layer));
-    w.add(format!("{a}.context_length"), Value::U32(h.n_ctx));
-    w.add(format!("{a}.embedding_length"), Value::U32(h.n_embd));
-    w.add(format!("{a}.feed_forward_length"), Value::U32(h.n_ff));
-    w.add(format!("{a}.attention.head_count"), Value::U32(h.n_head));
-    w.add(format!("{a}.attention.head_count_kv"), Value::U32(h.n_head_kv));
+    // The model's keys, in the shared order unless the family states its own (`key_order`).
+    let mut kv: Vec<(String, Value)> = Vec::new();
+    let mut add = |k: String, v: Value| kv.push((k, v));
+    add("general.architecture".into(), Value::from(a));
+    add("general.type".into(), Value::from("model"));
+    add("general.name".into(), Value::from(name));
+    add("general.size_label".into(), Value::from(plan_size_label(&plan)));
+    add(format!("{a}.block_count"), Value::U32(h.n_layer));
+    add(format!("{a}.context_length"), Value::U32(h.n_ctx));
+    add(format!("{a}.embedding_length"), Value::U32(h.n_embd));
+    add(format!("{a}.feed_forward_length"), Value::U32(h.n_ff));
+    add(format!("{a}.attention.head_count"), Value::U32(h.n_head));
+    add(format!("{a}.attention.head_count_kv"), Value::U32(h.n_head_kv));
     if let Some(s) = h.rope_sections {
-        w.add(format!("{a}.rope.dimension_sections"), Value::i32_array(s));
+        add(format!("{a}.rope.dimension_sections"), Value::i32_array(s));
     }
     match &h.rope_scaling {
         None => {}
         Some(RopeScaling::Linear { factor }) => {
-            w.add(format!("{a}.rope.scaling.type"), Value::from("linear"));
-            w.add(format!("{a}.rope.scaling.factor"), Value::F32(*factor));
+            add(format!("{a}.rope.scaling.type"), Value::from("linear"));
+            add(format!("{a}.rope.scaling.factor"), Value::F32(*factor));
         }
         Some(RopeScaling::Yarn { factor, original_context_length, ext_factor, attn_factor, beta_fast, beta_slow }) => {
-            w.add(format!("{a}.rope.scaling.type"), Value::from("yarn"));
-            w.add(format!("{a}.rope.scaling.factor"), Value::F32(*factor));
-            w.add(format!("{a}.rope.scaling.original_context_length"), Value::U32(*original_context_length));
+            add(format!("{a}.rope.scaling.type"), Value::from("yarn"));
+            add(format!("{a}.rope.scaling.factor"), Value::F32(*factor));
+            add(format!("{a}.rope.scaling.original_context_length"), Value::U32(*original_context_length));
             for (k, v) in [
                 ("yarn_ext_factor", ext_factor),
                 ("yarn_attn_factor", attn_factor),
@@ -170,32 +173,39 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
                 ("yarn_beta_slow", beta_slow),
             ] {
                 if let Some(v) = v {
-                    w.add(format!("{a}.rope.scaling.{k}"), Value::F32(*v));
+                    add(format!("{a}.rope.scaling.{k}"), Value::F32(*v));
                 }
             }
         }
     }
     if let Some(t) = h.rope_theta {
-        w.add(format!("{a}.rope.freq_base"), Value::F32(t));
+        add(format!("{a}.rope.freq_base"), Value::F32(t));
     }
-    w.add(format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(h.rms_eps));
+    add(format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(h.rms_eps));
     if let Some(n) = h.n_expert {
-        w.add(format!("{a}.expert_count"), Value::U32(n));
+        add(format!("{a}.expert_count"), Value::U32(n));
     }
     if let Some(n) = h.n_expert_used {
-        w.add(format!("{a}.expert_used_count"), Value::U32(n));
+        add(format!("{a}.expert_used_count"), Value::U32(n));
     }
     if let Some(d) = h.head_dim {
-        w.add(format!("{a}.attention.key_length"), Value::U32(d));
-        w.add(format!("{a}.attention.value_length"), Value::U32(d));
+        add(format!("{a}.attention.key_length"), Value::U32(d));
+        add(format!("{a}.attention.value_length"), Value::U32(d));
     }
-    w.add("general.file_type", Value::U32(outtype.file_type()));
-    if a == "llama" {
-        w.add(format!("{a}.vocab_size"), Value::U32(h.n_vocab));
-        w.add(format!("{a}.rope.dimension_count"), Value::U32(h.n_rot));
-    }
+    add("general.file_type".into(), Value::U32(outtype.file_type()));
     for (k, v) in &h.extra {
-        w.add(format!("{a}.{k}"), v.clone());
+        add(format!("{a}.{k}"), v.clone());
+    }
+    if !h.key_order.is_empty() {
+        let prefix = format!("{a}.");
+        let rank = |k: &str| {
+            let short = if k.starts_with("general.") { k } else { k.strip_prefix(&prefix).unwrap_or(k) };
+            h.key_order.iter().position(|o| *o == short).unwrap_or(usize::MAX)
+        };
+        kv.sort_by_key(|(k, _)| rank(k)); // stable: unlisted keys keep their order, last
+    }
+    for (k, v) in kv {
+        w.add(k, v);
     }
     // llama.cpp's converter writes the quantization version with the model's keys, before the
     // tokenizer's (older ones wrote it last).
@@ -218,6 +228,9 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     }
     if let Some(t) = &vocab.chat_template {
         w.add("tokenizer.chat_template", Value::from(t.as_str()));
+    }
+    for (k, b) in &vocab.flags_after_template {
+        w.add(*k, Value::Bool(*b));
     }
 
     let mut descr = Vec::with_capacity(plan.tensors.len()); // one line per tensor, for progress

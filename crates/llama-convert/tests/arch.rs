@@ -135,10 +135,11 @@ fn check_conversion(family: &str, ours: &Path, conv: &Json) -> bool {
         assert_eq!(t.ggml_type.name().to_ascii_uppercase(), w["type"].as_str().unwrap(), "{family}: {} type", t.name);
         assert_eq!(common::sha256_hex(f.tensor_data(t)), w["sha256"].as_str().unwrap(), "{family}: {} data", t.name);
     }
-    // The whole file (key order, alignment): reported, not asserted yet (qwen3's differs while keys,
-    // values and tensors agree: the layout, most likely the key order).
+    // The whole file (key order, alignment): llama.cpp's byte for byte.
     let bytes = std::fs::read(ours).unwrap();
-    common::sha256_hex(&bytes) == conv["conversions"]["f32"]["sha256"].as_str().unwrap()
+    let same = common::sha256_hex(&bytes) == conv["conversions"]["f32"]["sha256"].as_str().unwrap();
+    assert!(same, "{family}: keys, values and tensors agree with llama.cpp's file but its sha256 differs (key order?)");
+    same
 }
 
 fn ids(v: &Json) -> Vec<u32> {

@@ -52,6 +52,26 @@ fn adapt(cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
         ("final_logit_softcapping".into(), Value::F32(num("final_logit_softcapping")? as f32)),
         ("attention.sliding_window".into(), Value::U32(n_swa)),
     ];
+    // Gemma2Model.set_gguf_parameters' own order
+    h.key_order = vec![
+        "general.architecture",
+        "general.type",
+        "general.name",
+        "general.size_label",
+        "context_length",
+        "embedding_length",
+        "block_count",
+        "feed_forward_length",
+        "attention.head_count",
+        "attention.head_count_kv",
+        "attention.layer_norm_rms_epsilon",
+        "attention.key_length",
+        "attention.value_length",
+        "general.file_type",
+        "attn_logit_softcapping",
+        "final_logit_softcapping",
+        "attention.sliding_window",
+    ];
     for t in &mut plan.tensors {
         // llama.cpp: `if name.endswith("norm.weight"): data_torch = data_torch + 1`, on the data
         // as it holds them: bf16 widened to f32 first, f16 kept (the sum rounded to f16).
@@ -72,7 +92,7 @@ fn adapt_vocab(dir: &Path, vocab: &mut Vocab) -> Result<()> {
     if vocab.model != "llama" {
         return Err(Error::Tokenizer(format!("{}: Gemma 2 needs its tokenizer.model", dir.display())));
     }
-    vocab.add_special.push(("tokenizer.ggml.add_space_prefix", false));
+    vocab.flags_after_template.push(("tokenizer.ggml.add_space_prefix", false));
     Ok(())
 }
 

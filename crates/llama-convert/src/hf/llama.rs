@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use llama_core::gguf::Value;
 use llama_core::{Error, Result};
 use serde_json::Value as Json;
 
@@ -24,6 +25,9 @@ impl Family for Llama {
     }
 
     fn finish(&self, cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
+        let h = &mut plan.hparams;
+        h.extra.push(("vocab_size".into(), Value::U32(h.n_vocab)));
+        h.extra.push(("rope.dimension_count".into(), Value::U32(h.n_rot)));
         add_llama3_rope_freqs(cfg, cpath, plan)
     }
 }

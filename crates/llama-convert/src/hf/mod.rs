@@ -283,6 +283,7 @@ pub fn load_hf(dir: &Path) -> Result<(Plan, Box<dyn Family>)> {
         n_expert_used,
         rope_sections: None,
         extra: Vec::new(),
+        key_order: Vec::new(),
     };
     let mut plan = Plan { hparams, tensors, n_params };
     fam.finish(&cfg, &cpath, &mut plan)?;

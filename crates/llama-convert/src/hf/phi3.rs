@@ -92,6 +92,27 @@ fn adapt(cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
         ("rope.dimension_count".into(), Value::U32(n_rot)),
         ("attention.sliding_window".into(), Value::U32(n_swa)),
     ];
+    // Phi3MiniModel's own order; the attention factor (set while its LongRoPE tensors are made,
+    // which llama.cpp does first) right after the architecture
+    h.key_order = vec![
+        "general.architecture",
+        "rope.scaling.attn_factor",
+        "general.type",
+        "general.name",
+        "general.size_label",
+        "context_length",
+        "rope.scaling.original_context_length",
+        "embedding_length",
+        "feed_forward_length",
+        "block_count",
+        "attention.head_count",
+        "attention.head_count_kv",
+        "attention.layer_norm_rms_epsilon",
+        "rope.dimension_count",
+        "rope.freq_base",
+        "general.file_type",
+        "attention.sliding_window",
+    ];
 
     // LongRoPE (128k-context models): the factors as tensors, and the attention factor.
     let factors = |k: &str| -> Result<Option<Vec<f32>>> {
