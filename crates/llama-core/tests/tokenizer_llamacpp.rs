@@ -97,10 +97,38 @@ fn convert_arch(family: &str, args: &[String]) -> Result<PathBuf, String> {
         .map_err(|e| format!("python3 not runnable: {e}"))?;
     if !r.status.success() {
         let err = String::from_utf8_lossy(&r.stderr);
-        return Err(format!("llama.cpp's converter failed: {}", err.lines().last().unwrap_or("")));
+        let why = format!("llama.cpp's converter failed: {}", err.lines().last().unwrap_or(""));
+        return ours_if_llamacpps(&dir, &part, &out).map_err(|e| format!("{why}; {e}"));
     }
     std::fs::rename(&part, &out).unwrap();
     Ok(out)
+}
+
+/// Without llama.cpp's converter (it needs torch): our `convert` of the fixture to f32, used only
+/// when its sha256 is that of llama.cpp's own f32 conversion recorded in llamacpp-conversion.json
+/// — then it is llama.cpp's file, byte for byte, and its vocabulary is the one llama.cpp loads.
+fn ours_if_llamacpps(dir: &Path, part: &Path, out: &Path) -> Result<PathBuf, String> {
+    let conv: Json = serde_json::from_slice(
+        &std::fs::read(dir.join("llamacpp-conversion.json")).map_err(|e| format!("no recorded conversion: {e}"))?,
+    )
+    .unwrap();
+    let want = conv["conversions"]["f32"]["sha256"].as_str().ok_or("no recorded f32 conversion")?;
+    let r = Command::new("python3")
+        .args(["-m", "llama", "convert"])
+        .arg(dir)
+        .args(["--outtype", "f32", "--quiet", "-o"])
+        .arg(part)
+        .output()
+        .map_err(|e| format!("python3 not runnable: {e}"))?;
+    if !r.status.success() {
+        return Err(format!("our converter failed: {}", String::from_utf8_lossy(&r.stderr).trim()));
+    }
+    let got: String = Sha256::digest(std::fs::read(part).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+    if got != want {
+        return Err(format!("our conversion's sha256 {got} is not llama.cpp's {want}"));
+    }
+    std::fs::rename(part, out).unwrap();
+    Ok(out.to_path_buf())
 }
 
 /// The base GGUF with the JSON's metadata values and token texts/types replaced.
