@@ -16,6 +16,15 @@ cd "$(dirname "$0")/.."
 [ "${1:-}" = "--full" ] && export LLAMA_TEST_FULL=1
 python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 python3 -m pip install -q '.[test]'
+# llama.cpp itself (llama-cpp-python 0.3.36 built from source, ~6 min on 2 cores) for the tests that
+# compare with it live: quantize byte for byte, our conversions run in llama.cpp, tokenizers. Without
+# it those tests skip, saying so. -mno-amx-*: gcc's -march=native turns AMX on where CPUID shows it
+# but the kernel does not enable it, and llama.cpp then crashes in its first decode.
+if ! python3 -c "import llama_cpp" 2>/dev/null; then
+  amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  CMAKE_ARGS="-DCMAKE_C_FLAGS='$amx' -DCMAKE_CXX_FLAGS='$amx'" python3 -m pip install -q llama-cpp-python==0.3.36 ||
+    echo "llama-cpp-python could not be built: the tests that run llama.cpp skip" >&2
+fi
 # Every stage runs even when an earlier one failed, so one run shows everything; the exit status
 # says whether all passed.
 failed=()
