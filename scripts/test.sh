@@ -21,8 +21,12 @@ python3 -m pip install -q '.[test]'
 # it those tests skip, saying so. -mno-amx-*: gcc's -march=native turns AMX on where CPUID shows it
 # but the kernel does not enable it, and llama.cpp then crashes in its first decode.
 if ! python3 -c "import llama_cpp" 2>/dev/null; then
-  amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-  CMAKE_ARGS="-DCMAKE_C_FLAGS='$amx' -DCMAKE_CXX_FLAGS='$amx'" python3 -m pip install -q llama-cpp-python==0.3.36 ||
+  args=""
+  if [ "$(uname -m)" = x86_64 ]; then
+    amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    args="-DCMAKE_C_FLAGS='$amx' -DCMAKE_CXX_FLAGS='$amx'"
+  fi
+  CMAKE_ARGS="$args" python3 -m pip install -q llama-cpp-python==0.3.36 ||
     echo "llama-cpp-python could not be built: the tests that run llama.cpp skip" >&2
 fi
 # Every stage runs even when an earlier one failed, so one run shows everything; the exit status
