@@ -50,6 +50,8 @@ except ImportError as e:  # pragma: no cover - environment dependent
     sys.exit(3)
 
 QK_K = 256
+# IQ1_M has no f16 field: its scale's 4 nibbles are the top nibbles of the 4 u16s at bytes 48..56
+IQ1M_SCALE = "iq1m"
 # (type, number of blocks, byte offsets of f16 scale fields inside a block)
 DEQ_TYPES = [
     (T.F32, 0, []), (T.F16, 0, []), (T.BF16, 0, []),
@@ -57,6 +59,9 @@ DEQ_TYPES = [
     (T.Q8_0, 4096, [0]),
     (T.Q2_K, 512, [80, 82]), (T.Q3_K, 512, [108]), (T.Q4_K, 512, [0, 2]), (T.Q5_K, 512, [0, 2]),
     (T.Q6_K, 512, [208]), (T.MXFP4, 4096, []),
+    # grid i-quants: any index is valid, so random bytes with a sane f16 scale are real blocks
+    (T.IQ2_XXS, 512, [0]), (T.IQ2_XS, 512, [0]), (T.IQ2_S, 512, [0]), (T.IQ3_XXS, 512, [0]),
+    (T.IQ3_S, 512, [0]), (T.IQ1_S, 512, [0]), (T.IQ1_M, 512, [IQ1M_SCALE]),
 ]
 
 
@@ -82,6 +87,13 @@ def random_data(qtype, n_blocks, offs, rng):
     _, type_size = gguf.GGML_QUANT_SIZES[qtype]
     raw = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
     for off in offs:
+        if off == IQ1M_SCALE:
+            d = sane_f16(rng, n_blocks).view(np.uint16)
+            sc = raw[:, 48:56].copy().view(np.uint16)  # [n_blocks, 4]
+            for k in range(4):
+                sc[:, k] = (sc[:, k] & 0x0FFF) | (((d >> (4 * k)) & 0xF) << 12)
+            raw[:, 48:56] = sc.view(np.uint8)
+            continue
         raw[:, off:off + 2] = sane_f16(rng, n_blocks).view(np.uint8).reshape(n_blocks, 2)
     return raw.reshape(-1)
 
