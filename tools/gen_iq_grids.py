@@ -11,6 +11,7 @@ import sys
 TABLES = [  # (C name, Rust name, C type)
     ("kmask_iq2xs", "KMASK_IQ2XS", "uint8_t"),
     ("ksigns_iq2xs", "KSIGNS_IQ2XS", "uint8_t"),
+    ("ksigns64", "KSIGNS64", "uint64_t"),
     ("iq2xxs_grid", "IQ2XXS_GRID", "uint64_t"),
     ("iq2xs_grid", "IQ2XS_GRID", "uint64_t"),
     ("iq2s_grid", "IQ2S_GRID", "uint64_t"),

@@ -245,6 +245,47 @@ fn mxfp4_x86_dot_follows_llama_cpp_order() {
     eprintln!("mxfp4: {checked} x86 dots in llama.cpp's order");
 }
 
+/// The grid i-quant dots of every table equal the typed scalar reference bit for bit (exact
+/// integer sums, the reference's float update per block), on random weight bytes and on random
+/// Q8_K bytes too: any quant byte including −128 (which the quantizer never emits) and `bsums`
+/// that need not be the sums of the quants.
+#[test]
+fn grid_iq_dots_are_bit_identical_to_scalar() {
+    let mut rng = Rng(0x1a2b_3c4d);
+    let mut checked = 0;
+    for k in Kernels::available() {
+        for t in GRID_IQ {
+            for n in [256usize, 512, 256 * 7] {
+                for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                    for raw_act in [false, true] {
+                        let w = weight_row(&mut rng, t, n, mode);
+                        let a = if raw_act {
+                            let mut a = rng.bytes(n / 256 * 292);
+                            for blk in a.chunks_exact_mut(292) {
+                                blk[..4].copy_from_slice(&(rng.f32() * 0.02).to_le_bytes());
+                                blk[4] = 0x80; // one −128
+                            }
+                            a
+                        } else {
+                            let x = activations(&mut rng, n, if mode == Mode::Zero { Mode::Random } else { mode });
+                            q::quantize(GgmlType::Q8_K, &x).unwrap()
+                        };
+                        let want = reference_dot(t, n, &w, &a);
+                        let got = (k.vec_dot(t).unwrap())(n, &w, &a);
+                        assert!(
+                            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                            "{:?} {t} n={n} {mode:?} raw_act={raw_act}: {got} vs scalar {want}",
+                            k.isa
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("grid i-quants: {checked} dots bit-identical to the scalar reference");
+}
+
 /// matmul (chunked, tiled, threaded) against a plain loop of scalar dots.
 #[test]
 fn matmul_matches_naive_loop() {
