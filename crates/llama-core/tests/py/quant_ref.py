@@ -12,6 +12,13 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             2 floats a row) against activations quantized by ggml (<type>.act);
                             for mxfp4 also the SIMD dot of each row's first 31 blocks
                             (mxfp4.dot_odd.f32)
+  gridiq OUTDIR SEED        needs llama-cpp-python's bundled ggml (exit 4 if absent): for each grid
+                            i-quant (iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m; ggml
+                            makes them only with an imatrix, so random blocks with sane f16
+                            scales as `random`), 64 rows of 1024 (<type>.q), ggml's
+                            dequantize_row_<type> (<type>.deq.f32), Q8_K activations from
+                            quantize_row_q8_K_ref (<type>.act) and per row
+                            ggml_vec_dot_<type>_q8_K generic and SIMD (<type>.dot.f32, 2 floats)
   activations OUTDIR SEED   needs llama-cpp-python's bundled ggml on an AVX2 x86 CPU (exit 4
                             otherwise): random rows (<type>.src.f32, 1024 floats a row) through the
                             from_float that ggml-cpu really runs for q8_0/q8_1/q8_K activations
@@ -232,6 +239,45 @@ def cmd_llamacpp(outdir, seed):
                     vd(n_odd, ctypes.addressof(s), 0, q[r].ctypes.data, 0, aq[r].ctypes.data, 0, 1)
                     odd[r] = s.value
                 odd.tofile(os.path.join(outdir, f"{name}.dot_odd.f32"))
+
+
+GRID_IQ = [("iq2_xxs", T.IQ2_XXS), ("iq2_xs", T.IQ2_XS), ("iq2_s", T.IQ2_S), ("iq3_xxs", T.IQ3_XXS),
+           ("iq3_s", T.IQ3_S), ("iq1_s", T.IQ1_S), ("iq1_m", T.IQ1_M)]
+
+
+def cmd_gridiq(outdir, seed):
+    ctypes, base, cpu = load_ggml()
+    rng = np.random.default_rng(seed)
+    P = ctypes.c_void_p
+    rows, cols = 64, 1024
+    offs = {q: o for q, _, o in DEQ_TYPES}
+    fa = base.quantize_row_q8_K_ref
+    fa.argtypes = [P, P, ctypes.c_int64]
+    for name, qtype in GRID_IQ:
+        _, ts = gguf.GGML_QUANT_SIZES[qtype]
+        q = random_data(qtype, rows * cols // QK_K, offs[qtype], rng).reshape(rows, -1)
+        q.tofile(os.path.join(outdir, f"{name}.q"))
+        d = np.zeros((rows, cols), dtype=np.float32)
+        g = getattr(base, f"dequantize_row_{name}")
+        g.argtypes = [P, P, ctypes.c_int64]
+        for r in range(rows):
+            g(q[r].ctypes.data, d[r].ctypes.data, cols)
+        d.tofile(os.path.join(outdir, f"{name}.deq.f32"))
+        a = test_rows(rng, rows, cols)
+        a[0] = rng.standard_normal(cols)
+        aq = np.zeros((rows, cols // QK_K * 292), dtype=np.uint8)
+        for r in range(rows):
+            fa(a[r].ctypes.data, aq[r].ctypes.data, cols)
+        aq.tofile(os.path.join(outdir, f"{name}.act"))
+        dots = np.zeros((rows, 2), dtype=np.float32)
+        s = ctypes.c_float()
+        for k, fname in enumerate([f"ggml_vec_dot_{name}_q8_K_generic", f"ggml_vec_dot_{name}_q8_K"]):
+            vd = getattr(cpu, fname)
+            vd.argtypes = [ctypes.c_int, P, ctypes.c_size_t, P, ctypes.c_size_t, P, ctypes.c_size_t, ctypes.c_int]
+            for r in range(rows):
+                vd(cols, ctypes.addressof(s), 0, q[r].ctypes.data, 0, aq[r].ctypes.data, 0, 1)
+                dots[r, k] = s.value
+        dots.tofile(os.path.join(outdir, f"{name}.dot.f32"))
 
 
 ACT_TYPES = [("q8_0", 8, 34, 32), ("q8_1", 9, 36, 32), ("q8_K", 15, 292, 256)]
@@ -468,6 +514,8 @@ if __name__ == "__main__":
         cmd_quantize(sys.argv[2], int(sys.argv[3]))
     elif cmd == "llamacpp":
         cmd_llamacpp(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "gridiq":
+        cmd_gridiq(sys.argv[2], int(sys.argv[3]))
     elif cmd == "activations":
         cmd_activations(sys.argv[2], int(sys.argv[3]))
     elif cmd == "ops":
