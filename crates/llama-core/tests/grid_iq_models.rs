@@ -5,6 +5,7 @@
 //! differs: observed max |Δlogit| ≤ 7e-7 on logits of ~2, asserted ≤ 1e-5 · max |logit| with the
 //! same greedy token at every position. Skips when llama-cpp-python, gguf-py or the model is
 //! absent. Three types by default (one per bit width), all seven with LLAMA_TEST_FULL=1.
+
 mod testdata;
 
 use std::path::Path;
