@@ -245,12 +245,13 @@ fn mxfp4_x86_dot_follows_llama_cpp_order() {
     eprintln!("mxfp4: {checked} x86 dots in llama.cpp's order");
 }
 
-/// The grid i-quant dots of every table equal the typed scalar reference bit for bit (exact
-/// integer sums, the reference's float update per block), on random weight bytes and on random
-/// Q8_K bytes too: any quant byte including −128 (which the quantizer never emits) and `bsums`
-/// that need not be the sums of the quants.
+/// The grid i-quant dots of every table equal their reference bit for bit: the x86 tables
+/// llama.cpp's x86 order (`ggml_x86::grid_iq_lanes`, which quant_ggml.rs checks against llama.cpp),
+/// the others the typed scalar reference. On random weight bytes and on random Q8_K bytes too: any
+/// quant byte including −128 (which the quantizer never emits) and `bsums` that need not be the
+/// sums of the quants.
 #[test]
-fn grid_iq_dots_are_bit_identical_to_scalar() {
+fn grid_iq_dots_are_bit_identical_to_their_reference() {
     let mut rng = Rng(0x1a2b_3c4d);
     let mut checked = 0;
     for k in Kernels::available() {
@@ -270,11 +271,16 @@ fn grid_iq_dots_are_bit_identical_to_scalar() {
                             let x = activations(&mut rng, n, if mode == Mode::Zero { Mode::Random } else { mode });
                             q::quantize(GgmlType::Q8_K, &x).unwrap()
                         };
-                        let want = reference_dot(t, n, &w, &a);
+                        let x86 = matches!(k.isa, llama_core::kernels::Isa::Avx2 | llama_core::kernels::Isa::Avx512);
+                        let want = if x86 {
+                            llama_core::kernels::ggml_x86::grid_iq_lanes(t, n, &w, &a)
+                        } else {
+                            reference_dot(t, n, &w, &a)
+                        };
                         let got = (k.vec_dot(t).unwrap())(n, &w, &a);
                         assert!(
                             got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                            "{:?} {t} n={n} {mode:?} raw_act={raw_act}: {got} vs scalar {want}",
+                            "{:?} {t} n={n} {mode:?} raw_act={raw_act}: {got} vs reference {want}",
                             k.isa
                         );
                         checked += 1;
@@ -283,7 +289,7 @@ fn grid_iq_dots_are_bit_identical_to_scalar() {
             }
         }
     }
-    eprintln!("grid i-quants: {checked} dots bit-identical to the scalar reference");
+    eprintln!("grid i-quants: {checked} dots bit-identical to their reference");
 }
 
 /// matmul (chunked, tiled, threaded) against a plain loop of scalar dots.

@@ -241,7 +241,8 @@ fn mxfp4_dot_is_bit_identical_to_llama_cpp() {
 /// `quantize_row_q8_K_ref`): `dequantize_row_iq*` bit for bit, and the typed scalar reference and
 /// every table's dot against `ggml_vec_dot_iq*_q8_K` generic and SIMD within 4e-6 · Σ|x·y| (the
 /// integer parts are exact; ggml's compiled generic fuses the float update into an FMA and its
-/// AVX2 dot sums super-blocks in 8 lanes).
+/// AVX2 dot sums super-blocks in 8 lanes); the x86 tables and `ggml_x86::grid_iq_lanes` equal
+/// ggml's SIMD dot bit for bit.
 #[test]
 fn grid_iq_match_ggml() {
     static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
@@ -271,6 +272,7 @@ fn grid_iq_match_ggml() {
         let dots = read_f32(&file(dir, t, "dot.f32")); // [rows, 2]: generic, SIMD
         let (wr, ar) = (t.type_size() * COLS / 256, 292 * COLS / 256);
         let (mut exact, mut worst) = (0, 0f64);
+        let mut simd_off = Vec::new();
         for r in 0..dots.len() / 2 {
             let (wb, ab) = (&w[r * wr..][..wr], &a[r * ar..][..ar]);
             let scale = abs_dot(t, wb, Q8_K, ab).max(f64::MIN_POSITIVE);
@@ -285,10 +287,28 @@ fn grid_iq_match_ggml() {
                 }
             };
             check("scalar reference", ours);
+            // llama.cpp's x86 order, written out, is its SIMD dot bit for bit
+            #[cfg(target_arch = "x86_64")]
+            {
+                let o = llama_core::kernels::ggml_x86::grid_iq_lanes(t, COLS, wb, ab);
+                if o.to_bits() != s.to_bits() {
+                    simd_off.push((r, o, s));
+                }
+            }
             for k in llama_core::kernels::Kernels::available() {
-                check(k.isa.name(), (k.vec_dot(t).unwrap())(COLS, wb, ab));
+                let v = (k.vec_dot(t).unwrap())(COLS, wb, ab);
+                check(k.isa.name(), v);
+                if matches!(k.isa, llama_core::kernels::Isa::Avx2 | llama_core::kernels::Isa::Avx512) {
+                    assert_eq!(v.to_bits(), s.to_bits(), "{t} row {r}: {:?} table {v:e}, ggml SIMD {s:e}", k.isa);
+                }
             }
         }
+        assert!(
+            simd_off.is_empty(),
+            "{t}: kernels::ggml_x86::grid_iq_lanes differs from ggml's SIMD dot on {} rows: {:?}",
+            simd_off.len(),
+            &simd_off[..simd_off.len().min(4)]
+        );
         eprintln!(
             "{t}: {n} values bit-identical to ggml's dequantize_row; dots {exact}/{} rows bit-identical to ggml generic, max error / Σ|xy| {worst:.1e}",
             dots.len() / 2

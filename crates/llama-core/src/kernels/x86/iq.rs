@@ -1,10 +1,10 @@
 //! AVX2 dots of the grid i-quants with Q8_K (`VecDotFn`): IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
-//! IQ1_S, IQ1_M. The grid points are gathered as in llama.cpp's x86 `ggml_vec_dot_iq*_q8_K`
-//! (`_mm256_set_epi64x` / `_mm256_set_epi32` of table entries, sign bytes expanded by `ksigns64`
-//! or the byte-shuffle/compare trick) and multiplied by `maddubs`; each super-block's integer sum
-//! is exact and its float update is the scalar reference's, so these are bit-identical to
-//! `kernels::scalar` (the AVX-512 table inherits them: llama.cpp's AVX-512 build has no own path
-//! for these types).
+//! IQ1_S, IQ1_M, in the order of llama.cpp's x86 `ggml_vec_dot_iq*_q8_K` (AVX2 path; its AVX-512
+//! build has no own path for these types, so the AVX-512 table inherits them): grid points
+//! gathered with `_mm256_set_epi64x` / `_mm256_set_epi32` of table entries, sign bytes expanded by
+//! `ksigns64` or the byte-shuffle/compare trick, `maddubs` products; per super-block 8 exact i32
+//! lanes, `acc = fma(dx·dy, f32(lanes), acc)`, `hsum_float_8` at the end. Bit-identical to
+//! `kernels::ggml_x86::grid_iq_lanes` (which quant_ggml.rs checks against llama.cpp's own dot).
 //!
 //! Unlike llama.cpp's AVX2 code, the signs are not put on the activations with `sign_epi8` (which
 //! leaves −128 as −128): the grid magnitudes are split into the positive and the negative elements
@@ -14,7 +14,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::f16_load;
+use super::dot::{f16_load, hsum_ps};
 use crate::kernels::types::VecDotFn;
 use crate::quant::iq::IQ1S_DELTA;
 use crate::quant::iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS64};
@@ -41,18 +41,6 @@ pub(super) const DOTS_AVX2: [(crate::quant::GgmlType, VecDotFn); 7] = {
         (IQ1_M, dot_iq1_m_entry),
     ]
 };
-
-#[target_feature(enable = "avx2")]
-/// Σ of the 8 i32 lanes (exact, wrapping never occurs for the sums here).
-///
-/// # Safety
-/// The CPU must support this function's target features (it only computes on registers).
-unsafe fn hsum_i32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-    _mm_cvtsi128_si32(s)
-}
 
 #[target_feature(enable = "avx2")]
 /// 32 grid magnitudes `g` (u8 < 128) with signs `neg` (0xFF bytes negate) times 32 activations
@@ -108,29 +96,29 @@ fn u16_at(b: &[u8], i: usize) -> u16 {
     u16::from_le_bytes([b[2 * i], b[2 * i + 1]])
 }
 
-/// The body shared by the IQ2/IQ3 dots: `block(x, q8) -> i32 bsum` per super-block, then the
-/// scalar reference's `sumf += (dx·dy)·f32(bsum)`.
+/// The body shared by the IQ2/IQ3 dots: `block(x, q8) -> 8 i32 lanes` per super-block,
+/// `acc = fma(dx·dy, f32(lanes), acc)`, then `hsum_float_8(acc)` (llama.cpp's order).
 ///
 /// # Safety
 /// `w` and `a` must point to `n / 256` readable blocks of `WB` and 292 bytes; the CPU must
-/// support what `block` uses.
+/// support AVX2, FMA, F16C and what `block` uses.
 #[inline(always)]
 unsafe fn sum_iq<const WB: usize>(
     n: usize,
     w: *const u8,
     a: *const u8,
-    block: impl Fn(&[u8], *const u8) -> i32,
+    block: impl Fn(&[u8], *const u8) -> __m256i,
 ) -> f32 {
     // SAFETY: the caller guarantees the pointer ranges and the features.
     unsafe {
-        let mut sumf = 0.0f32;
+        let mut acc = _mm256_setzero_ps();
         for i in 0..n / QK_K {
             let x = w.add(WB * i);
             let (yd, q8, _) = q8k(a.add(292 * i));
-            let bsum = block(std::slice::from_raw_parts(x, WB), q8);
-            sumf += f16_load(x) * yd * bsum as f32;
+            let lanes = block(std::slice::from_raw_parts(x, WB), q8);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_load(x) * yd), _mm256_cvtepi32_ps(lanes), acc);
         }
-        sumf
+        hsum_ps(acc)
     }
 }
 
@@ -159,7 +147,7 @@ unsafe fn dot_iq2_xxs(n: usize, w: *const u8, a: *const u8) -> f32 {
                     let ls = _mm256_set1_epi16(2 * (aux1 >> 28) as i16 + 1);
                     acc = _mm256_add_epi32(acc, signed_dot32(grid, ksigns32(aux1), y, ls));
                 }
-                hsum_i32(acc)
+                acc
             })
     }
 }
@@ -190,7 +178,7 @@ unsafe fn dot_iq2_xs(n: usize, w: *const u8, a: *const u8) -> f32 {
                     let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
                     acc = _mm256_add_epi32(acc, signed_dot32(grid, neg, y, ls));
                 }
-                hsum_i32(acc)
+                acc
             })
     }
 }
@@ -223,7 +211,7 @@ unsafe fn dot_iq2_s(n: usize, w: *const u8, a: *const u8) -> f32 {
                     let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
                     acc = _mm256_add_epi32(acc, signed_dot32(grid, neg, y, ls));
                 }
-                hsum_i32(acc)
+                acc
             })
     }
 }
@@ -249,7 +237,7 @@ unsafe fn dot_iq3_xxs(n: usize, w: *const u8, a: *const u8) -> f32 {
                 let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
                 acc = _mm256_add_epi32(acc, signed_dot32(grid, ksigns32(aux), y, ls));
             }
-            hsum_i32(acc)
+            acc
         })
     }
 }
@@ -276,7 +264,7 @@ unsafe fn dot_iq3_s(n: usize, w: *const u8, a: *const u8) -> f32 {
                 let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
                 acc = _mm256_add_epi32(acc, signed_dot32(grid, neg, y, ls));
             }
-            hsum_i32(acc)
+            acc
         })
     }
 }
@@ -295,7 +283,8 @@ unsafe fn iq1_dot32(grid: __m256i, q8: __m256i, ls: __m256i) -> __m256i {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-/// IQ1_S × Q8_K: the grid part exact in AVX2, the delta part from `bsums` as the reference.
+/// IQ1_S × Q8_K: the grid part in lanes, the delta part from `bsums` in one float
+/// (`acc1 = fma(d, f32(Σ ±ls·bsums), acc1)`), `hsum_float_8(acc) + 0.125·acc1`.
 ///
 /// # Safety
 /// As `dot_iq2_xxs`.
@@ -303,7 +292,7 @@ unsafe fn dot_iq1_s(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
-        let mut sumf = 0.0f32;
+        let (mut accum, mut accum1) = (_mm256_setzero_ps(), 0f32);
         for i in 0..n / QK_K {
             let x = std::slice::from_raw_parts(w.add(50 * i), 50);
             let (yd, q8, bsums) = q8k(a.add(292 * i));
@@ -318,16 +307,17 @@ unsafe fn dot_iq1_s(n: usize, w: *const u8, a: *const u8) -> f32 {
                 let delta = if qh & 0x8000 != 0 { -1 } else { 1 };
                 sumi1 += ls * delta * (u16_at(bsums, 2 * ib) as i16 as i32 + u16_at(bsums, 2 * ib + 1) as i16 as i32);
             }
-            let sumi = hsum_i32(acc);
-            sumf += f16_load(x.as_ptr()) * yd * (sumi as f32 + IQ1S_DELTA * sumi1 as f32);
+            let d = f16_load(x.as_ptr()) * yd;
+            accum = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accum);
+            accum1 = d.mul_add(sumi1 as f32, accum1);
         }
-        sumf
+        hsum_ps(accum) + IQ1S_DELTA * accum1
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-/// IQ1_M × Q8_K: grid and delta parts both exact in AVX2 (the delta part from Σq8 per 8, as the
-/// reference).
+/// IQ1_M × Q8_K: grid and delta parts (Σq8 per 4 elements times ±ls) in two sets of lanes,
+/// `hsum_float_8(acc) + 0.125·hsum_float_8(acc_delta)`.
 ///
 /// # Safety
 /// As `dot_iq2_xxs`.
@@ -335,7 +325,7 @@ unsafe fn dot_iq1_m(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
-        let mut sumf = 0.0f32;
+        let (mut accum1, mut accum2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let one = _mm256_set1_epi8(1);
         for i in 0..n / QK_K {
             let x = std::slice::from_raw_parts(w.add(56 * i), 56);
@@ -362,9 +352,10 @@ unsafe fn dot_iq1_m(n: usize, w: *const u8, a: *const u8) -> f32 {
                 let s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(one, y), _mm256_set1_epi16(1));
                 acc2 = _mm256_add_epi32(acc2, _mm256_mullo_epi32(s4, fv));
             }
-            let (sumi1, sumi2) = (hsum_i32(acc1), hsum_i32(acc2));
-            sumf += d.to_f32() * yd * (sumi1 as f32 + IQ1S_DELTA * sumi2 as f32);
+            let d = _mm256_set1_ps(d.to_f32() * yd);
+            accum1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc1), accum1);
+            accum2 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc2), accum2);
         }
-        sumf
+        hsum_ps(accum1) + IQ1S_DELTA * hsum_ps(accum2)
     }
 }
