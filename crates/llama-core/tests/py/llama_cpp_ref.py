@@ -274,8 +274,8 @@ def grid_iq_model(src, out, type_id, tokens, logits_out):
             w.add_tensor(t.name, dst, raw_shape=(nrows, dst.size // nrows),
                          raw_dtype=gguf.GGMLQuantizationType(type_id))
         else:
-            w.add_tensor(t.name, t.data, raw_shape=list(reversed(shape)) if t.tensor_type != 0 else None,
-                         raw_dtype=t.tensor_type if t.tensor_type != 0 else None)
+            # as stored: f32 data in its shape, other types as rows of bytes
+            w.add_tensor(t.name, t.data, raw_dtype=t.tensor_type if t.tensor_type != 0 else None)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
