@@ -34,6 +34,7 @@ fn scale_offsets(t: GgmlType) -> &'static [usize] {
         Q2_K => &[80, 82],
         Q3_K => &[108],
         Q6_K => &[208],
+        IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S => &[0],
         _ => &[],
     }
 }
@@ -90,6 +91,22 @@ fn weight_row(rng: &mut Rng, t: GgmlType, n: usize, mode: Mode) -> Vec<u8> {
                     };
                 }
             }
+            if t == GgmlType::IQ1_M {
+                // the f16 scale is the top nibbles of the 4 u16s at bytes 48..56
+                for blk in b.chunks_exact_mut(ts) {
+                    let v = match mode {
+                        Mode::Random => rng.f32() * 0.05,
+                        Mode::Extreme => 30000.0,
+                        Mode::Zero => 0.0,
+                    };
+                    let d = f16::from_f32(v).to_bits();
+                    for k in 0..4 {
+                        let o = 48 + 2 * k;
+                        let sc = u16::from_le_bytes([blk[o], blk[o + 1]]) & 0x0FFF | ((d >> (4 * k)) & 0xF) << 12;
+                        blk[o..o + 2].copy_from_slice(&sc.to_le_bytes());
+                    }
+                }
+            }
             for blk in b.chunks_exact_mut(ts) {
                 for &o in scale_offsets(t) {
                     let v = match mode {
@@ -113,9 +130,18 @@ fn activations(rng: &mut Rng, n: usize, mode: Mode) -> Vec<f32> {
     }
 }
 
-const WEIGHT_TYPES: [GgmlType; 14] = {
+const WEIGHT_TYPES: [GgmlType; 21] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, F16, BF16, F32]
+    [
+        Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
+        IQ1_S, IQ1_M, F16, BF16, F32,
+    ]
+};
+
+/// The grid i-quants: weight types we read but do not make.
+const GRID_IQ: [GgmlType; 7] = {
+    use GgmlType::*;
+    [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M]
 };
 
 fn sizes(t: GgmlType) -> Vec<usize> {
@@ -219,6 +245,53 @@ fn mxfp4_x86_dot_follows_llama_cpp_order() {
     eprintln!("mxfp4: {checked} x86 dots in llama.cpp's order");
 }
 
+/// The grid i-quant dots of every table equal their reference bit for bit: the x86 tables
+/// llama.cpp's x86 order (`ggml_x86::grid_iq_lanes`, which quant_ggml.rs checks against llama.cpp),
+/// the others the typed scalar reference. On random weight bytes and on random Q8_K bytes too: any
+/// quant byte including −128 (which the quantizer never emits) and `bsums` that need not be the
+/// sums of the quants.
+#[test]
+fn grid_iq_dots_are_bit_identical_to_their_reference() {
+    let mut rng = Rng(0x1a2b_3c4d);
+    let mut checked = 0;
+    for k in Kernels::available() {
+        for t in GRID_IQ {
+            for n in [256usize, 512, 256 * 7] {
+                for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                    for raw_act in [false, true] {
+                        let w = weight_row(&mut rng, t, n, mode);
+                        let a = if raw_act {
+                            let mut a = rng.bytes(n / 256 * 292);
+                            for blk in a.chunks_exact_mut(292) {
+                                blk[..4].copy_from_slice(&(rng.f32() * 0.02).to_le_bytes());
+                                blk[4] = 0x80; // one −128
+                            }
+                            a
+                        } else {
+                            let x = activations(&mut rng, n, if mode == Mode::Zero { Mode::Random } else { mode });
+                            q::quantize(GgmlType::Q8_K, &x).unwrap()
+                        };
+                        let x86 = matches!(k.isa, llama_core::kernels::Isa::Avx2 | llama_core::kernels::Isa::Avx512);
+                        let want = if x86 {
+                            llama_core::kernels::ggml_x86::grid_iq_lanes(t, n, &w, &a)
+                        } else {
+                            reference_dot(t, n, &w, &a)
+                        };
+                        let got = (k.vec_dot(t).unwrap())(n, &w, &a);
+                        assert!(
+                            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                            "{:?} {t} n={n} {mode:?} raw_act={raw_act}: {got} vs reference {want}",
+                            k.isa
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("grid i-quants: {checked} dots bit-identical to their reference");
+}
+
 /// matmul (chunked, tiled, threaded) against a plain loop of scalar dots.
 #[test]
 fn matmul_matches_naive_loop() {
@@ -274,15 +347,16 @@ fn matmul_rejects_bad_shapes() {
     let q = QTensor::new(GgmlType::Q4_0, &w, 3, 32);
     let e = matmul_with(&Kernels::SCALAR, &pool, &q, &[0.0; 32], 1, &mut out, &mut scratch).unwrap_err();
     assert!(e.to_string().contains("needs 54 bytes"), "{e}");
-    let q = QTensor::new(GgmlType::IQ2_XXS, &[], 0, 256);
+    let q = QTensor::new(GgmlType::I32, &[], 0, 256);
     let e = matmul_with(&Kernels::SCALAR, &pool, &q, &[], 0, &mut out, &mut scratch).unwrap_err();
-    assert!(e.to_string().contains("iq2_xxs"), "{e}");
+    assert!(e.to_string().contains("i32"), "{e}");
 }
 
 // ---- against the quant module's references (independent scalar implementations) -----------------
 
 use llama_core::kernels::scalar::VecDot;
 use llama_core::quant::{self as q, read_blocks};
+use llama_core::quant::{BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S, BlockIQ3XXS};
 use llama_core::quant::{BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
 use llama_core::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 
@@ -305,6 +379,13 @@ fn reference_dot(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
         BF16 => half::bf16::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         F32 => f32::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         MXFP4 => BlockMXFP4::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ2_XXS => BlockIQ2XXS::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ2_XS => BlockIQ2XS::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ2_S => BlockIQ2S::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ3_XXS => BlockIQ3XXS::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ3_S => BlockIQ3S::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ1_S => BlockIQ1S::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ1_M => BlockIQ1M::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         _ => unreachable!(),
     }
 }
@@ -977,14 +1058,22 @@ fn table_rows_follow_ggml_type_traits() {
                 Q4_0 | Q5_0 | Q8_0 | MXFP4 => Some(Q8_0),
                 Q4_1 | Q5_1 => Some(Q8_1),
                 Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Some(Q8_K),
+                IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M => Some(Q8_K),
                 F16 | BF16 | F32 => Some(t),
                 _ => None,
             };
             assert_eq!(row.vec_dot_type, want, "{:?} {t}", k.isa);
             assert_eq!(row.vec_dot.is_some(), want.is_some(), "{:?} {t}", k.isa);
-            assert!(row.from_float.is_some() && row.to_float.is_some(), "{:?} {t}", k.isa);
+            // the grid i-quants are read, not made (llama.cpp needs an importance matrix for them)
+            let made = !GRID_IQ.contains(&t);
+            assert_eq!(row.from_float.is_some(), made, "{:?} {t}", k.isa);
+            assert!(row.to_float.is_some(), "{:?} {t}", k.isa);
             let n = 512;
-            let bytes = q::quantize(t, &activations(&mut rng, n, Mode::Random)).unwrap();
+            let bytes = if made {
+                q::quantize(t, &activations(&mut rng, n, Mode::Random)).unwrap()
+            } else {
+                weight_row(&mut rng, t, n, Mode::Random)
+            };
             let mut got = vec![0f32; n];
             (row.to_float.unwrap())(&bytes, &mut got);
             assert_eq!(got, q::dequantize(t, &bytes, n).unwrap(), "{:?} {t} to_float", k.isa);

@@ -192,6 +192,13 @@ fn dot_bytes(t: GgmlType, w: &[u8], a: &[u8]) -> f32 {
         Q5_K => BlockQ5K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         Q6_K => BlockQ6K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         MXFP4 => BlockMXFP4::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ2_XXS => BlockIQ2XXS::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ2_XS => BlockIQ2XS::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ2_S => BlockIQ2S::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ3_XXS => BlockIQ3XXS::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ3_S => BlockIQ3S::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ1_S => BlockIQ1S::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ1_M => BlockIQ1M::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         _ => unreachable!(),
     }
 }
@@ -227,4 +234,84 @@ fn mxfp4_dot_is_bit_identical_to_llama_cpp() {
         }
     }
     eprintln!("mxfp4: {checked} dots bit-identical to llama.cpp's AVX2 ggml_vec_dot_mxfp4_q8_0");
+}
+
+/// The grid i-quants against llama.cpp's ggml (`gridiq` in quant_ref.py: random blocks with sane
+/// f16 scales, since ggml makes these types only with an imatrix; Q8_K activations from
+/// `quantize_row_q8_K_ref`): `dequantize_row_iq*` bit for bit, and the typed scalar reference and
+/// every table's dot against `ggml_vec_dot_iq*_q8_K` generic and SIMD within 4e-6 · Σ|x·y| (the
+/// integer parts are exact; ggml's compiled generic fuses the float update into an FMA and its
+/// AVX2 dot sums super-blocks in 8 lanes); the x86 tables and `ggml_x86::grid_iq_lanes` equal
+/// ggml's SIMD dot bit for bit.
+#[test]
+fn grid_iq_match_ggml() {
+    static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = temp_dir("gridiq");
+        let st = std::process::Command::new("python3")
+            .arg(script())
+            .args(["gridiq", dir.to_str().unwrap(), "11"])
+            .status()
+            .ok()?;
+        match st.code() {
+            Some(0) => Some(dir),
+            Some(3) | Some(4) => {
+                eprintln!("SKIP: llama-cpp-python's ggml (or gguf-py/numpy) is not available");
+                None
+            }
+            _ => panic!("reference script failed: {st:?}"),
+        }
+    });
+    let Some(dir) = dir else { return };
+    use GgmlType::*;
+    for t in [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M] {
+        let w = std::fs::read(file(dir, t, "q")).unwrap();
+        let a = std::fs::read(file(dir, t, "act")).unwrap();
+        let want = read_f32(&file(dir, t, "deq.f32"));
+        let n = assert_bits_eq(&format!("{t} vs ggml dequantize_row"), &dequantize(t, &w, want.len()).unwrap(), &want);
+        let dots = read_f32(&file(dir, t, "dot.f32")); // [rows, 2]: generic, SIMD
+        let (wr, ar) = (t.type_size() * COLS / 256, 292 * COLS / 256);
+        let (mut exact, mut worst) = (0, 0f64);
+        let mut simd_off = Vec::new();
+        for r in 0..dots.len() / 2 {
+            let (wb, ab) = (&w[r * wr..][..wr], &a[r * ar..][..ar]);
+            let scale = abs_dot(t, wb, Q8_K, ab).max(f64::MIN_POSITIVE);
+            let (g, s) = (dots[2 * r], dots[2 * r + 1]);
+            let ours = dot_bytes(t, wb, ab);
+            exact += (ours.to_bits() == g.to_bits()) as usize;
+            let mut check = |what: &str, v: f32| {
+                for (theirs, which) in [(g, "generic"), (s, "SIMD")] {
+                    let e = (v as f64 - theirs as f64).abs() / scale;
+                    assert!(e < 4e-6, "{t} row {r}: {what} {v:e}, ggml {which} {theirs:e} (Σ|xy| {scale:e})");
+                    worst = worst.max(e);
+                }
+            };
+            check("scalar reference", ours);
+            // llama.cpp's x86 order, written out, is its SIMD dot bit for bit
+            #[cfg(target_arch = "x86_64")]
+            {
+                let o = llama_core::kernels::ggml_x86::grid_iq_lanes(t, COLS, wb, ab);
+                if o.to_bits() != s.to_bits() {
+                    simd_off.push((r, o, s));
+                }
+            }
+            for k in llama_core::kernels::Kernels::available() {
+                let v = (k.vec_dot(t).unwrap())(COLS, wb, ab);
+                check(k.isa.name(), v);
+                if matches!(k.isa, llama_core::kernels::Isa::Avx2 | llama_core::kernels::Isa::Avx512) {
+                    assert_eq!(v.to_bits(), s.to_bits(), "{t} row {r}: {:?} table {v:e}, ggml SIMD {s:e}", k.isa);
+                }
+            }
+        }
+        assert!(
+            simd_off.is_empty(),
+            "{t}: kernels::ggml_x86::grid_iq_lanes differs from ggml's SIMD dot on {} rows: {:?}",
+            simd_off.len(),
+            &simd_off[..simd_off.len().min(4)]
+        );
+        eprintln!(
+            "{t}: {n} values bit-identical to ggml's dequantize_row; dots {exact}/{} rows bit-identical to ggml generic, max error / Σ|xy| {worst:.1e}",
+            dots.len() / 2
+        );
+    }
 }

@@ -14,6 +14,7 @@ use half::f16;
 use crate::quant::blocks::{read_blocks, Block};
 use crate::quant::k_quants::scales_mins_k4;
 use crate::quant::mxfp4::{e8m0_to_fp32_half, BlockMXFP4, KVALUES_MXFP4};
+use crate::quant::GgmlType;
 use crate::quant::{
     BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K,
 };
@@ -248,4 +249,141 @@ pub fn q6_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
         acc = ((s as f32) * x.d.to_f32()).mul_add(y.d, acc);
     }
     acc
+}
+
+/// A grid i-quant super-block as llama.cpp's AVX2 dots see it: the 256 signed grid values (IQ1:
+/// without the delta), the odd scale of each 16 elements, and (IQ1) the delta's sign per 8.
+fn grid_iq_block(t: GgmlType, x: &[u8]) -> ([i32; QK_K], [i32; 16], [i32; 32]) {
+    use crate::quant::iq::*;
+    use crate::quant::iq_grids::*;
+    let (mut v, mut ls, mut delta) = ([0i32; QK_K], [0i32; 16], [1i32; 32]);
+    let signed = |v: &mut [i32], grid: &[u8], signs: u8, bit0: usize| {
+        for (j, (v, &g)) in v.iter_mut().zip(grid).enumerate() {
+            *v = if signs & (1 << (bit0 + j)) != 0 { -(g as i32) } else { g as i32 };
+        }
+    };
+    let odd = |s: u32| 2 * s as i32 + 1;
+    for ib in 0..8 {
+        let v = &mut v[32 * ib..32 * ib + 32];
+        match t {
+            GgmlType::IQ2_XXS => {
+                let b = &read_blocks::<BlockIQ2XXS>(x)[0];
+                let (aux0, aux1) = iq2xxs_aux(b, ib);
+                for l in 0..4 {
+                    let grid = grid8(IQ2XXS_GRID[(aux0 >> (8 * l)) as u8 as usize]);
+                    signed(&mut v[8 * l..], &grid, KSIGNS_IQ2XS[((aux1 >> (7 * l)) & 127) as usize], 0);
+                }
+                ls[2 * ib..2 * ib + 2].fill(odd(aux1 >> 28));
+            }
+            GgmlType::IQ2_XS => {
+                let b = &read_blocks::<BlockIQ2XS>(x)[0];
+                for l in 0..4 {
+                    let q = b.qs[4 * ib + l];
+                    signed(&mut v[8 * l..], &grid8(IQ2XS_GRID[(q & 511) as usize]), KSIGNS_IQ2XS[(q >> 9) as usize], 0);
+                }
+                ls[2 * ib] = odd((b.scales[ib] & 0xf) as u32);
+                ls[2 * ib + 1] = odd((b.scales[ib] >> 4) as u32);
+            }
+            GgmlType::IQ2_S => {
+                let b = &read_blocks::<BlockIQ2S>(x)[0];
+                for l in 0..4 {
+                    signed(&mut v[8 * l..], &grid8(IQ2S_GRID[iq2s_index(b, ib, l)]), b.qs[QK_K / 8 + 4 * ib + l], 0);
+                }
+                ls[2 * ib] = odd((b.scales[ib] & 0xf) as u32);
+                ls[2 * ib + 1] = odd((b.scales[ib] >> 4) as u32);
+            }
+            GgmlType::IQ3_XXS => {
+                let b = &read_blocks::<BlockIQ3XXS>(x)[0];
+                let aux = iq3xxs_aux(b, ib);
+                for l in 0..4 {
+                    let signs = KSIGNS_IQ2XS[((aux >> (7 * l)) & 127) as usize];
+                    signed(&mut v[8 * l..], &grid4(IQ3XXS_GRID[b.qs[8 * ib + 2 * l] as usize]), signs, 0);
+                    signed(&mut v[8 * l + 4..], &grid4(IQ3XXS_GRID[b.qs[8 * ib + 2 * l + 1] as usize]), signs, 4);
+                }
+                ls[2 * ib..2 * ib + 2].fill(odd(aux >> 28));
+            }
+            GgmlType::IQ3_S => {
+                let b = &read_blocks::<BlockIQ3S>(x)[0];
+                for l in 0..4 {
+                    let (i1, i2) = iq3s_indices(b, ib, l);
+                    signed(&mut v[8 * l..], &grid4(IQ3S_GRID[i1]), b.signs[4 * ib + l], 0);
+                    signed(&mut v[8 * l + 4..], &grid4(IQ3S_GRID[i2]), b.signs[4 * ib + l], 4);
+                }
+                ls[2 * ib..2 * ib + 2].fill(odd(((b.scales[ib / 2] >> (4 * (ib % 2))) & 0xf) as u32));
+            }
+            GgmlType::IQ1_S => {
+                let b = &read_blocks::<BlockIQ1S>(x)[0];
+                for l in 0..4 {
+                    for (j, &g) in grid8(IQ1S_GRID[iq1s_index(b, ib, l)]).iter().enumerate() {
+                        v[8 * l + j] = g as i8 as i32;
+                    }
+                    delta[4 * ib + l] = if b.qh[ib] & 0x8000 != 0 { -1 } else { 1 };
+                }
+                ls[2 * ib..2 * ib + 2].fill(odd(((b.qh[ib] >> 12) & 7) as u32));
+            }
+            GgmlType::IQ1_M => {
+                let b = &read_blocks::<BlockIQ1M>(x)[0];
+                let s = iq1m_sc(b)[ib / 2] >> (6 * (ib % 2));
+                for l in 0..4 {
+                    let (idx, neg) = iq1m_index(b, ib, l);
+                    for (j, &g) in grid8(IQ1S_GRID[idx]).iter().enumerate() {
+                        v[8 * l + j] = g as i8 as i32;
+                    }
+                    delta[4 * ib + l] = if neg { -1 } else { 1 };
+                }
+                ls[2 * ib] = odd((s & 7) as u32);
+                ls[2 * ib + 1] = odd(((s >> 3) & 7) as u32);
+            }
+            _ => unreachable!("not a grid i-quant: {t}"),
+        }
+    }
+    (v, ls, delta)
+}
+
+/// The grid i-quants × Q8_K as llama.cpp's x86 `ggml_vec_dot_iq*_q8_K` (AVX2 path, also what its
+/// AVX-512 build runs). Per super-block 8 exact i32 lanes, lane k = Σ over the 32-element groups
+/// of scale · value · q8 over elements 4k..4k+3 of the group; `acc = fma(dx·dy, f32(lane), acc)`;
+/// then IQ2: `0.125·hsum_float_8(acc)`, IQ3_XXS: `0.25·…`, IQ3_S: `hsum_float_8(acc)`. IQ1_S adds
+/// a float `acc1 += d·f32(Σ ±ls·bsums)` per block and returns `hsum_float_8(acc) + 0.125·acc1`;
+/// IQ1_M keeps the delta part (Σ ±ls·q8 per 4 elements) in its own lanes and returns
+/// `hsum_float_8(acc) + 0.125·hsum_float_8(acc_delta)`. (llama.cpp puts the signs on the
+/// activations with `sign_epi8`, which keeps a −128 activation at −128; ggml's Q8_K quantizer never
+/// emits −128, and here, as in our kernels, products are exact.)
+pub fn grid_iq_lanes(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let ts = t.type_size();
+    let ys = blocks::<BlockQ8K>(n, a);
+    let (mut acc, mut acc_delta, mut acc1) = ([0f32; 8], [0f32; 8], 0f32);
+    for (i, y) in ys.iter().enumerate() {
+        let x = &w[i * ts..(i + 1) * ts];
+        let (v, ls, delta) = grid_iq_block(t, x);
+        let (mut lane, mut lane_delta, mut sumi1) = ([0i32; 8], [0i32; 8], 0i32);
+        for e in 0..QK_K {
+            let k = (e % 32) / 4;
+            lane[k] += ls[e / 16] * v[e] * y.qs[e] as i32;
+            lane_delta[k] += ls[e / 16] * delta[e / 8] * y.qs[e] as i32;
+        }
+        for ib in 0..8 {
+            sumi1 += (y.bsums[2 * ib] as i32 + y.bsums[2 * ib + 1] as i32) * delta[4 * ib] * ls[2 * ib];
+        }
+        let xd = if t == GgmlType::IQ1_M {
+            crate::quant::iq::iq1m_scale(&crate::quant::iq::iq1m_sc(&read_blocks::<crate::quant::BlockIQ1M>(x)[0]))
+        } else {
+            f16::from_le_bytes([x[0], x[1]])
+        };
+        let d = xd.to_f32() * y.d;
+        for k in 0..8 {
+            acc[k] = d.mul_add(lane[k] as f32, acc[k]);
+            acc_delta[k] = d.mul_add(lane_delta[k] as f32, acc_delta[k]);
+        }
+        acc1 = d.mul_add(sumi1 as f32, acc1);
+    }
+    use GgmlType::*;
+    match t {
+        IQ2_XXS | IQ2_XS | IQ2_S => 0.125 * hsum_float_8(&acc),
+        IQ3_XXS => 0.25 * hsum_float_8(&acc),
+        IQ3_S => hsum_float_8(&acc),
+        IQ1_S => hsum_float_8(&acc) + 0.125 * acc1,
+        IQ1_M => hsum_float_8(&acc) + 0.125 * hsum_float_8(&acc_delta),
+        _ => unreachable!("not a grid i-quant: {t}"),
+    }
 }

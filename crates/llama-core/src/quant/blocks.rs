@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use half::{bf16, f16};
 
 use super::GgmlType;
+use super::{BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S, BlockIQ3XXS};
 use super::{BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 use super::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 
@@ -42,6 +43,8 @@ impl_block!(
     BlockQ8_0 => Q8_0, BlockQ8_1 => Q8_1,
     BlockQ2K => Q2_K, BlockQ3K => Q3_K, BlockQ4K => Q4_K, BlockQ5K => Q5_K, BlockQ6K => Q6_K,
     BlockQ8K => Q8_K, BlockMXFP4 => MXFP4,
+    BlockIQ2XXS => IQ2_XXS, BlockIQ2XS => IQ2_XS, BlockIQ2S => IQ2_S, BlockIQ3XXS => IQ3_XXS,
+    BlockIQ3S => IQ3_S, BlockIQ1S => IQ1_S, BlockIQ1M => IQ1_M,
 );
 
 /// Borrows `bytes` as blocks when its address is aligned for `T`; `None` if misaligned or if the

@@ -176,6 +176,13 @@ impl GgmlType {
                 | Q6_K
                 | Q8_K
                 | MXFP4
+                | IQ2_XXS
+                | IQ2_XS
+                | IQ2_S
+                | IQ3_XXS
+                | IQ3_S
+                | IQ1_S
+                | IQ1_M
         )
     }
 
@@ -210,6 +217,9 @@ impl std::fmt::Display for GgmlType {
 
 pub mod blocks;
 pub mod float;
+pub mod iq;
+#[rustfmt::skip]
+pub mod iq_grids;
 pub mod k_quantize;
 pub mod k_quants;
 pub mod mxfp4;
@@ -222,6 +232,7 @@ pub mod q8_1;
 pub mod repack;
 
 pub use blocks::{blocks_as_bytes, cast_blocks, cast_blocks_mut, read_blocks, Block};
+pub use iq::{BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S, BlockIQ3XXS};
 pub use k_quantize::{
     quantize_row_q2_k, quantize_row_q3_k, quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k, quantize_row_q8_k,
 };

@@ -51,6 +51,13 @@ pub fn dequantize_row(t: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
         Q6_K => deq::<BlockQ6K>(src, dst, k_quants::dequantize_row_q6_k),
         Q8_K => deq::<BlockQ8K>(src, dst, k_quants::dequantize_row_q8_k),
         MXFP4 => deq::<BlockMXFP4>(src, dst, mxfp4::dequantize_row_mxfp4),
+        IQ2_XXS => deq::<BlockIQ2XXS>(src, dst, iq::dequantize_row_iq2_xxs),
+        IQ2_XS => deq::<BlockIQ2XS>(src, dst, iq::dequantize_row_iq2_xs),
+        IQ2_S => deq::<BlockIQ2S>(src, dst, iq::dequantize_row_iq2_s),
+        IQ3_XXS => deq::<BlockIQ3XXS>(src, dst, iq::dequantize_row_iq3_xxs),
+        IQ3_S => deq::<BlockIQ3S>(src, dst, iq::dequantize_row_iq3_s),
+        IQ1_S => deq::<BlockIQ1S>(src, dst, iq::dequantize_row_iq1_s),
+        IQ1_M => deq::<BlockIQ1M>(src, dst, iq::dequantize_row_iq1_m),
         _ => return Err(unsupported(t, "dequantization")),
     }
     Ok(())
@@ -97,6 +104,9 @@ pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
         Q6_K => qnt::<BlockQ6K>(src, dst, k_quantize::quantize_row_q6_k),
         Q8_K => qnt::<BlockQ8K>(src, dst, k_quantize::quantize_row_q8_k),
         MXFP4 => qnt::<BlockMXFP4>(src, dst, mxfp4::quantize_row_mxfp4),
+        IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M => {
+            return Err(unsupported(t, "quantization (llama.cpp makes it only with an importance matrix)"))
+        }
         _ => return Err(unsupported(t, "quantization")),
     }
     Ok(())

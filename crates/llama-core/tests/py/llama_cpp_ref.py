@@ -13,6 +13,12 @@
       llama.cpp's own quantizer, through llama-cpp-python's llama_model_quantize.
   ggml-quantize TYPE_ID N_PER_ROW IN.f32 OUT
       ggml_quantize_chunk (libggml-base of llama-cpp-python) on rows of f32, no importance matrix.
+  grid-iq-model SRC OUT TYPE_ID TOKENS LOGITS
+      SRC (a GGUF with a vocabulary) with every 2-D tensor whose rows are whole 256-blocks turned
+      into ggml type TYPE_ID by ggml_quantize_chunk (with an all-ones importance matrix: the grid
+      i-quants need one), written to OUT with gguf-py; then llama-cpp-python evaluates the comma-
+      separated TOKENS on OUT (one batch, logits_all) and writes the logits [n_tokens][n_vocab]
+      as float32 to LOGITS.
 
 Exit code 3 = a needed package (gguf, sentencepiece, llama_cpp) is missing, so the caller skips.
 """
@@ -235,6 +241,51 @@ def ggml_quantize(type_id, n_per_row, inp, out):
     dst.tofile(out)
 
 
+def grid_iq_model(src, out, type_id, tokens, logits_out):
+    np = need("numpy")
+    gguf = need("gguf")
+    llama_cpp = need("llama_cpp")
+    from gguf.quants import dequantize
+    libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    lib = ctypes.CDLL(os.path.join(libdir, "libggml-base.so"))
+    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
+    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    lib.ggml_row_size.restype = ctypes.c_size_t
+    lib.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
+    r = gguf.GGUFReader(src)
+    arch = r.fields["general.architecture"].contents()
+    w = gguf.GGUFWriter(out, arch)
+    for name, f in r.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        sub = f.types[1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(name, f.contents(), f.types[0], sub)
+    for t in r.tensors:
+        shape = [int(d) for d in t.shape]  # ggml order: ne0 first
+        if len(shape) == 2 and shape[0] % 256 == 0:
+            x = np.ascontiguousarray(dequantize(t.data, t.tensor_type).astype(np.float32).reshape(-1))
+            n_per_row, nrows = shape[0], shape[1]
+            ones = np.ones(n_per_row, dtype=np.float32)
+            dst = np.zeros(lib.ggml_row_size(type_id, n_per_row) * nrows, dtype=np.uint8)
+            n = lib.ggml_quantize_chunk(type_id, x.ctypes.data, dst.ctypes.data, 0, nrows, n_per_row,
+                                        ones.ctypes.data)
+            assert n == dst.size, (t.name, n, dst.size)
+            w.add_tensor(t.name, dst, raw_shape=(nrows, dst.size // nrows),
+                         raw_dtype=gguf.GGMLQuantizationType(type_id))
+        else:
+            # as stored: f32 data in its shape, other types as rows of bytes
+            w.add_tensor(t.name, t.data, raw_dtype=t.tensor_type if t.tensor_type != 0 else None)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    toks = [int(v) for v in tokens.split(",")]
+    llm = llama_cpp.Llama(out, logits_all=True, verbose=False, n_ctx=64, n_batch=64, seed=0)
+    llm.eval(toks)
+    np.array(llm.scores[: len(toks)], dtype=np.float32).tofile(logits_out)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "hf-gguf":
@@ -245,6 +296,8 @@ def main():
         llama_quantize(args[0], args[1], int(args[2]), int(args[3]), int(args[4]))
     elif cmd == "ggml-quantize":
         ggml_quantize(int(args[0]), int(args[1]), args[2], args[3])
+    elif cmd == "grid-iq-model":
+        grid_iq_model(args[0], args[1], int(args[2]), args[3], args[4])
     else:
         raise SystemExit(f"unknown command {cmd}")
 

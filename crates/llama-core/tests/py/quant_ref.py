@@ -12,6 +12,13 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             2 floats a row) against activations quantized by ggml (<type>.act);
                             for mxfp4 also the SIMD dot of each row's first 31 blocks
                             (mxfp4.dot_odd.f32)
+  gridiq OUTDIR SEED        needs llama-cpp-python's bundled ggml (exit 4 if absent): for each grid
+                            i-quant (iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m; ggml
+                            makes them only with an imatrix, so random blocks with sane f16
+                            scales as `random`), 64 rows of 1024 (<type>.q), ggml's
+                            dequantize_row_<type> (<type>.deq.f32), Q8_K activations from
+                            quantize_row_q8_K_ref (<type>.act) and per row
+                            ggml_vec_dot_<type>_q8_K generic and SIMD (<type>.dot.f32, 2 floats)
   activations OUTDIR SEED   needs llama-cpp-python's bundled ggml on an AVX2 x86 CPU (exit 4
                             otherwise): random rows (<type>.src.f32, 1024 floats a row) through the
                             from_float that ggml-cpu really runs for q8_0/q8_1/q8_K activations
@@ -50,6 +57,8 @@ except ImportError as e:  # pragma: no cover - environment dependent
     sys.exit(3)
 
 QK_K = 256
+# IQ1_M has no f16 field: its scale's 4 nibbles are the top nibbles of the 4 u16s at bytes 48..56
+IQ1M_SCALE = "iq1m"
 # (type, number of blocks, byte offsets of f16 scale fields inside a block)
 DEQ_TYPES = [
     (T.F32, 0, []), (T.F16, 0, []), (T.BF16, 0, []),
@@ -57,6 +66,9 @@ DEQ_TYPES = [
     (T.Q8_0, 4096, [0]),
     (T.Q2_K, 512, [80, 82]), (T.Q3_K, 512, [108]), (T.Q4_K, 512, [0, 2]), (T.Q5_K, 512, [0, 2]),
     (T.Q6_K, 512, [208]), (T.MXFP4, 4096, []),
+    # grid i-quants: any index is valid, so random bytes with a sane f16 scale are real blocks
+    (T.IQ2_XXS, 512, [0]), (T.IQ2_XS, 512, [0]), (T.IQ2_S, 512, [0]), (T.IQ3_XXS, 512, [0]),
+    (T.IQ3_S, 512, [0]), (T.IQ1_S, 512, [0]), (T.IQ1_M, 512, [IQ1M_SCALE]),
 ]
 
 
@@ -82,6 +94,13 @@ def random_data(qtype, n_blocks, offs, rng):
     _, type_size = gguf.GGML_QUANT_SIZES[qtype]
     raw = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
     for off in offs:
+        if off == IQ1M_SCALE:
+            d = sane_f16(rng, n_blocks).view(np.uint16)
+            sc = raw[:, 48:56].copy().view(np.uint16)  # [n_blocks, 4]
+            for k in range(4):
+                sc[:, k] = (sc[:, k] & 0x0FFF) | (((d >> (4 * k)) & 0xF) << 12)
+            raw[:, 48:56] = sc.view(np.uint8)
+            continue
         raw[:, off:off + 2] = sane_f16(rng, n_blocks).view(np.uint8).reshape(n_blocks, 2)
     return raw.reshape(-1)
 
@@ -220,6 +239,45 @@ def cmd_llamacpp(outdir, seed):
                     vd(n_odd, ctypes.addressof(s), 0, q[r].ctypes.data, 0, aq[r].ctypes.data, 0, 1)
                     odd[r] = s.value
                 odd.tofile(os.path.join(outdir, f"{name}.dot_odd.f32"))
+
+
+GRID_IQ = [("iq2_xxs", T.IQ2_XXS), ("iq2_xs", T.IQ2_XS), ("iq2_s", T.IQ2_S), ("iq3_xxs", T.IQ3_XXS),
+           ("iq3_s", T.IQ3_S), ("iq1_s", T.IQ1_S), ("iq1_m", T.IQ1_M)]
+
+
+def cmd_gridiq(outdir, seed):
+    ctypes, base, cpu = load_ggml()
+    rng = np.random.default_rng(seed)
+    P = ctypes.c_void_p
+    rows, cols = 64, 1024
+    offs = {q: o for q, _, o in DEQ_TYPES}
+    fa = base.quantize_row_q8_K_ref
+    fa.argtypes = [P, P, ctypes.c_int64]
+    for name, qtype in GRID_IQ:
+        _, ts = gguf.GGML_QUANT_SIZES[qtype]
+        q = random_data(qtype, rows * cols // QK_K, offs[qtype], rng).reshape(rows, -1)
+        q.tofile(os.path.join(outdir, f"{name}.q"))
+        d = np.zeros((rows, cols), dtype=np.float32)
+        g = getattr(base, f"dequantize_row_{name}")
+        g.argtypes = [P, P, ctypes.c_int64]
+        for r in range(rows):
+            g(q[r].ctypes.data, d[r].ctypes.data, cols)
+        d.tofile(os.path.join(outdir, f"{name}.deq.f32"))
+        a = test_rows(rng, rows, cols)
+        a[0] = rng.standard_normal(cols)
+        aq = np.zeros((rows, cols // QK_K * 292), dtype=np.uint8)
+        for r in range(rows):
+            fa(a[r].ctypes.data, aq[r].ctypes.data, cols)
+        aq.tofile(os.path.join(outdir, f"{name}.act"))
+        dots = np.zeros((rows, 2), dtype=np.float32)
+        s = ctypes.c_float()
+        for k, fname in enumerate([f"ggml_vec_dot_{name}_q8_K_generic", f"ggml_vec_dot_{name}_q8_K"]):
+            vd = getattr(cpu, fname)
+            vd.argtypes = [ctypes.c_int, P, ctypes.c_size_t, P, ctypes.c_size_t, P, ctypes.c_size_t, ctypes.c_int]
+            for r in range(rows):
+                vd(cols, ctypes.addressof(s), 0, q[r].ctypes.data, 0, aq[r].ctypes.data, 0, 1)
+                dots[r, k] = s.value
+        dots.tofile(os.path.join(outdir, f"{name}.dot.f32"))
 
 
 ACT_TYPES = [("q8_0", 8, 34, 32), ("q8_1", 9, 36, 32), ("q8_K", 15, 292, 256)]
@@ -456,6 +514,8 @@ if __name__ == "__main__":
         cmd_quantize(sys.argv[2], int(sys.argv[3]))
     elif cmd == "llamacpp":
         cmd_llamacpp(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "gridiq":
+        cmd_gridiq(sys.argv[2], int(sys.argv[3]))
     elif cmd == "activations":
         cmd_activations(sys.argv[2], int(sys.argv[3]))
     elif cmd == "ops":

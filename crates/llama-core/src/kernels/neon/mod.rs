@@ -4,13 +4,14 @@
 //! NEON float kernels and keep the scalar integer ones.
 //!
 //! Files per kind: `quantize` (activation quantizers), `dot` (row dots), `mxfp4` (the MXFP4
-//! dot), `r16` (GEMMs over R16-repacked weights), `attn` (attention conversions); the
+//! dot), `iq` (the grid i-quant dots), `r16` (GEMMs over R16-repacked weights), `attn` (attention conversions); the
 //! instructions they share are here.
 //! Numerics as on x86: exact integer (sub)block sums; K-quants apply the scalar float formula per
 //! block in order (bit-identical to `kernels::scalar`).
 
 mod attn;
 mod dot;
+mod iq;
 mod mxfp4;
 mod quantize;
 mod r16;
@@ -44,6 +45,9 @@ pub fn neon_table(base: &Kernels) -> Option<Kernels> {
         k.traits_mut(t).vec_dot = Some(f);
     }
     k.traits_mut(MXFP4).vec_dot = Some(mxfp4::DOT_MXFP4);
+    for (t, f) in iq::DOTS {
+        k.traits_mut(t).vec_dot = Some(f);
+    }
     for (t, f) in r16::GEMMS {
         k.traits_mut(t).gemm_r16 = Some(f);
     }

@@ -6,6 +6,10 @@
 //!   Q4_1, Q5_1:              sumf += (dx·dy)·f32(sumi) + mx·sy
 //!   Q2_K, Q4_K, Q5_K:        sumf += (dy·dx)·f32(isum) − (dy·dmin)·f32(summs)   (summs = Σ min·bsums)
 //!   Q3_K, Q6_K:              sumf += (dx·dy)·f32(isum)
+//!   IQ2_XXS, IQ2_XS, IQ2_S:  sumf += (dx·dy)·f32(bsum), result 0.125·sumf   (bsum = Σ (2s+1)·sumi)
+//!   IQ3_XXS:                 sumf += (dx·dy)·f32(bsum), result 0.25·sumf
+//!   IQ3_S:                   sumf += (dx·dy)·f32(bsum)
+//!   IQ1_S, IQ1_M:            sumf += (dx·dy)·(f32(sumi) + 0.125·f32(sumi_delta))
 //!   F16, BF16, F32:          Σ of the products in f64 (like ggml's scalar `ggml_vec_dot_f16`), rounded once.
 
 // Index loops mirror ggml's C loops one to one, which keeps the port auditable.
@@ -14,9 +18,13 @@
 use half::{bf16, f16};
 
 use super::VecDot;
+use crate::quant::iq::{grid4, grid8, iq1m_index, iq1m_sc, iq1m_scale, iq1s_index, iq2s_index, iq2xxs_aux};
+use crate::quant::iq::{iq3s_indices, iq3xxs_aux, IQ1S_DELTA};
+use crate::quant::iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS};
 use crate::quant::k_quants::{q3k_scale, scales_mins_k4};
 use crate::quant::mxfp4::{e8m0_to_fp32_half, BlockMXFP4, KVALUES_MXFP4};
 use crate::quant::q5_0::q5_pair;
+use crate::quant::{BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S, BlockIQ3XXS};
 use crate::quant::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 
@@ -275,5 +283,186 @@ impl VecDot for f32 {
     type Act = f32;
     fn vec_dot(n: usize, x: &[Self], y: &[f32]) -> f32 {
         dot_f64(n, x, y, |v| v as f64)
+    }
+}
+
+/// Σ over 8 (or 4) values of grid[j]·q8[j], negated where bit `bit0 + j` of `signs` is set.
+#[inline(always)]
+fn signed_dot(grid: &[u8], signs: u8, bit0: usize, q8: &[i8]) -> i32 {
+    let mut sumi = 0i32;
+    for (j, (&g, &q)) in grid.iter().zip(q8).enumerate() {
+        sumi += g as i32 * q as i32 * if signs & (1 << (bit0 + j)) != 0 { -1 } else { 1 };
+    }
+    sumi
+}
+
+/// `ggml_vec_dot_iq2_xxs_q8_K_generic`: per 32 weights an exact sum times its odd scale 2s+1.
+impl VecDot for BlockIQ2XXS {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        0.125
+            * sum_blocks(n, QK_K, x, y, |x, y| {
+                let mut bsum = 0i32;
+                for ib32 in 0..QK_K / 32 {
+                    let (aux0, aux1) = iq2xxs_aux(x, ib32);
+                    let ls = 2 * (aux1 >> 28) as i32 + 1;
+                    let mut sumi = 0i32;
+                    for l in 0..4 {
+                        let grid = grid8(IQ2XXS_GRID[(aux0 >> (8 * l)) as u8 as usize]);
+                        let signs = KSIGNS_IQ2XS[((aux1 >> (7 * l)) & 127) as usize];
+                        sumi += signed_dot(&grid, signs, 0, &y.qs[32 * ib32 + 8 * l..]);
+                    }
+                    bsum += sumi * ls;
+                }
+                (x.d.to_f32() * y.d) * bsum as f32
+            })
+    }
+}
+
+/// `ggml_vec_dot_iq2_xs_q8_K_generic`: a 4-bit scale per 16 weights.
+impl VecDot for BlockIQ2XS {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        0.125
+            * sum_blocks(n, QK_K, x, y, |x, y| {
+                let mut bsum = 0i32;
+                for ib32 in 0..QK_K / 32 {
+                    for h in 0..2 {
+                        let ls = 2 * ((x.scales[ib32] >> (4 * h)) & 0xf) as i32 + 1;
+                        let mut sumi = 0i32;
+                        for l in 2 * h..2 * h + 2 {
+                            let q = x.qs[4 * ib32 + l];
+                            let grid = grid8(IQ2XS_GRID[(q & 511) as usize]);
+                            sumi += signed_dot(&grid, KSIGNS_IQ2XS[(q >> 9) as usize], 0, &y.qs[32 * ib32 + 8 * l..]);
+                        }
+                        bsum += sumi * ls;
+                    }
+                }
+                (x.d.to_f32() * y.d) * bsum as f32
+            })
+    }
+}
+
+/// `ggml_vec_dot_iq2_s_q8_K_generic`.
+impl VecDot for BlockIQ2S {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        0.125
+            * sum_blocks(n, QK_K, x, y, |x, y| {
+                let mut bsum = 0i32;
+                for ib32 in 0..QK_K / 32 {
+                    for h in 0..2 {
+                        let ls = 2 * ((x.scales[ib32] >> (4 * h)) & 0xf) as i32 + 1;
+                        let mut sumi = 0i32;
+                        for l in 2 * h..2 * h + 2 {
+                            let grid = grid8(IQ2S_GRID[iq2s_index(x, ib32, l)]);
+                            let signs = x.qs[QK_K / 8 + 4 * ib32 + l];
+                            sumi += signed_dot(&grid, signs, 0, &y.qs[32 * ib32 + 8 * l..]);
+                        }
+                        bsum += sumi * ls;
+                    }
+                }
+                (x.d.to_f32() * y.d) * bsum as f32
+            })
+    }
+}
+
+/// `ggml_vec_dot_iq3_xxs_q8_K_generic`.
+impl VecDot for BlockIQ3XXS {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        0.25 * sum_blocks(n, QK_K, x, y, |x, y| {
+            let mut bsum = 0i32;
+            for ib32 in 0..QK_K / 32 {
+                let aux = iq3xxs_aux(x, ib32);
+                let ls = 2 * (aux >> 28) as i32 + 1;
+                let mut sumi = 0i32;
+                for l in 0..4 {
+                    let signs = KSIGNS_IQ2XS[((aux >> (7 * l)) & 127) as usize];
+                    let q8 = &y.qs[32 * ib32 + 8 * l..];
+                    sumi += signed_dot(&grid4(IQ3XXS_GRID[x.qs[8 * ib32 + 2 * l] as usize]), signs, 0, q8);
+                    sumi += signed_dot(&grid4(IQ3XXS_GRID[x.qs[8 * ib32 + 2 * l + 1] as usize]), signs, 4, &q8[4..]);
+                }
+                bsum += sumi * ls;
+            }
+            (x.d.to_f32() * y.d) * bsum as f32
+        })
+    }
+}
+
+/// `ggml_vec_dot_iq3_s_q8_K_generic`.
+impl VecDot for BlockIQ3S {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        sum_blocks(n, QK_K, x, y, |x, y| {
+            let mut bsum = 0i32;
+            for ib32 in 0..QK_K / 32 {
+                let ls = 2 * ((x.scales[ib32 / 2] >> (4 * (ib32 % 2))) & 0xf) as i32 + 1;
+                let mut sumi = 0i32;
+                for l in 0..4 {
+                    let (i1, i2) = iq3s_indices(x, ib32, l);
+                    let signs = x.signs[4 * ib32 + l];
+                    let q8 = &y.qs[32 * ib32 + 8 * l..];
+                    sumi += signed_dot(&grid4(IQ3S_GRID[i1]), signs, 0, q8);
+                    sumi += signed_dot(&grid4(IQ3S_GRID[i2]), signs, 4, &q8[4..]);
+                }
+                bsum += sumi * ls;
+            }
+            (x.d.to_f32() * y.d) * bsum as f32
+        })
+    }
+}
+
+/// Σ over 8 values of grid[j]·q8[j], the grid values signed bytes (`iq1s_grid`).
+#[inline(always)]
+fn grid_i8_dot(p: u64, q8: &[i8]) -> i32 {
+    grid8(p).iter().zip(q8).map(|(&g, &q)| g as i8 as i32 * q as i32).sum()
+}
+
+/// `ggml_vec_dot_iq1_s_q8_K_generic`: the delta's part through Q8_K's 16-element sums.
+impl VecDot for BlockIQ1S {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        sum_blocks(n, QK_K, x, y, |x, y| {
+            let (mut sumi, mut sumi1) = (0i32, 0i32);
+            for ib in 0..QK_K / 32 {
+                let qh = x.qh[ib];
+                let ls = 2 * ((qh >> 12) & 7) as i32 + 1;
+                let delta = if qh & 0x8000 != 0 { -1 } else { 1 };
+                let mut lsum = 0i32;
+                for l in 0..4 {
+                    lsum += grid_i8_dot(IQ1S_GRID[iq1s_index(x, ib, l)], &y.qs[32 * ib + 8 * l..]);
+                }
+                sumi += ls * lsum;
+                sumi1 += ls * delta * (y.bsums[2 * ib] as i32 + y.bsums[2 * ib + 1] as i32);
+            }
+            x.d.to_f32() * y.d * (sumi as f32 + IQ1S_DELTA * sumi1 as f32)
+        })
+    }
+}
+
+/// `ggml_vec_dot_iq1_m_q8_K_generic`: the delta's part through sums of the activations per 8.
+impl VecDot for BlockIQ1M {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        sum_blocks(n, QK_K, x, y, |x, y| {
+            let sc = iq1m_sc(x);
+            let (mut sumi1, mut sumi2) = (0i32, 0i32);
+            for ib in 0..QK_K / 32 {
+                let (mut sum1, mut sum2) = ([0i32; 2], [0i32; 2]);
+                for l in 0..4 {
+                    let (idx, neg) = iq1m_index(x, ib, l);
+                    let q8 = &y.qs[32 * ib + 8 * l..][..8];
+                    let lsum2: i32 = q8.iter().map(|&q| q as i32).sum();
+                    sum1[l / 2] += grid_i8_dot(IQ1S_GRID[idx], q8);
+                    sum2[l / 2] += lsum2 * if neg { -1 } else { 1 };
+                }
+                let s = sc[ib / 2] >> (6 * (ib % 2));
+                let (ls1, ls2) = (2 * (s & 7) as i32 + 1, 2 * ((s >> 3) & 7) as i32 + 1);
+                sumi1 += sum1[0] * ls1 + sum1[1] * ls2;
+                sumi2 += sum2[0] * ls1 + sum2[1] * ls2;
+            }
+            iq1m_scale(&sc).to_f32() * y.d * (sumi1 as f32 + IQ1S_DELTA * sumi2 as f32)
+        })
     }
 }

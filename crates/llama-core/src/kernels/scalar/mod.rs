@@ -13,6 +13,7 @@ mod dot;
 mod quantize;
 
 use crate::quant::blocks::{read_blocks, write_blocks, Block};
+use crate::quant::{BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S, BlockIQ3XXS};
 use crate::quant::{BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, GgmlType};
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 use half::{bf16, f16};
@@ -70,6 +71,12 @@ const fn weight<T: VecDot>() -> TypeKernels {
     }
 }
 
+/// Row of a weight type we read but do not make (the grid i-quants need an importance matrix):
+/// no `from_float`.
+const fn weight_read_only<T: VecDot>() -> TypeKernels {
+    TypeKernels { from_float: None, ..weight::<T>() }
+}
+
 /// Row of an activation type that is not a weight type.
 const fn activation<T: FromFloat>() -> TypeKernels {
     TypeKernels { from_float: Some(from_float::<T>), to_float: Some(to_float::<T>), ..TypeKernels::empty(T::TYPE) }
@@ -111,6 +118,13 @@ pub const TABLE: Kernels = {
         },
         activation::<BlockQ8K>(),
         weight::<BlockMXFP4>(),
+        weight_read_only::<BlockIQ2XXS>(),
+        weight_read_only::<BlockIQ2XS>(),
+        weight_read_only::<BlockIQ2S>(),
+        weight_read_only::<BlockIQ3XXS>(),
+        weight_read_only::<BlockIQ3S>(),
+        weight_read_only::<BlockIQ1S>(),
+        weight_read_only::<BlockIQ1M>(),
         both::<f16>(),
         both::<bf16>(),
         both::<f32>(),

@@ -6,12 +6,13 @@
 //! x86_64 CPU.
 //!
 //! Files per kind: `quantize` (activation quantizers), `dot` (row dots), `mxfp4` (the MXFP4
-//! dot), `tile` (AVX-512 4×4 multi-token tiles), `r16_avx2` / `r16_avx512` (GEMMs over
+//! dot), `iq` (the grid i-quant dots), `tile` (AVX-512 4×4 multi-token tiles), `r16_avx2` / `r16_avx512` (GEMMs over
 //! R16-repacked weights), `attn` (attention), `act` (AVX-512 softmax and SwiGLU).
 
 mod act;
 mod attn;
 mod dot;
+mod iq;
 mod mxfp4;
 mod quantize;
 mod r16_avx2;
@@ -34,6 +35,9 @@ pub fn avx2_table(base: &Kernels) -> Option<Kernels> {
         k.traits_mut(t).vec_dot = Some(f);
     }
     k.traits_mut(MXFP4).vec_dot = Some(mxfp4::DOT_MXFP4_AVX2);
+    for (t, f) in iq::DOTS_AVX2 {
+        k.traits_mut(t).vec_dot = Some(f);
+    }
     for (t, f) in r16_avx2::GEMMS {
         k.traits_mut(t).gemm_r16 = Some(f);
     }
