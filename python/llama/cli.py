@@ -446,8 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--type",
         default="q4_0",
-        choices=["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k"],
-        help="llama.cpp file type (default q4_0)",
+        help="llama.cpp file type: q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, "
+        "q5_k_s, q5_k_m or q6_k (default q4_0)",
     )
     p.add_argument("--pure", action="store_true", help="every 2-D weight in TYPE (no llama.cpp mix)")
     p.add_argument("-o", "--output", default=None, help="output file (default: ggml-model-TYPE.gguf beside the input)")

@@ -5,7 +5,7 @@
 //! - whole files, byte for byte, against `llama_model_quantize` (llama-cpp-python's libllama) run
 //!   on the same input, for every file type, pure and mixed: this covers metadata order, tensor
 //!   order, the per-tensor type rules and the quantizers at once;
-//! - rows against ggml's `ggml_quantize_chunk` for the K-quants the mixes use (Q5_K is new here).
+//! - rows against ggml's `ggml_quantize_chunk` for the K-quants the mixes use.
 //!
 //! Everything skips (with a message) when python3, gguf-py or llama-cpp-python is missing.
 
@@ -207,28 +207,103 @@ fn hf_fixture_files_identical_to_llama_quantize() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// 22 layers of rows of 256 and 768, so the K-quant mixes really choose Q4_K/Q5_K/Q6_K and the
-/// use_more_bits pattern shows; F16, BF16 and F32 inputs; tied and untied output.
-#[test]
-fn synthetic_mix_files_identical_to_llama_quantize() {
+/// One synthetic model: a label and its `synth` arguments after the output path (N_LAYER N_EMBD
+/// N_HEAD N_HEAD_KV N_FF N_VOCAB TYPE TIED SEED [N_EXPERT [ARCH]]).
+struct Synth {
+    label: &'static str,
+    args: &'static [&'static str],
+    types: &'static [FileType],
+}
+
+fn synth_cases(cases: &[Synth]) {
     let dir = temp_dir("qf-mix");
-    let all: &[(&str, &str, &[FileType])] = &[
-        ("f16", "0", &FileType::ALL[..]),
-        ("bf16", "1", &[FileType::Q4_0, FileType::Q4_K_M, FileType::Q5_K_M, FileType::Q6_K][..]),
-        ("f32", "0", &[FileType::Q4_K_S, FileType::Q5_K_S, FileType::Q8_0][..]),
-    ];
-    // Without LLAMA_TEST_FULL one input and two mixes (a minute less).
-    let fast: &[(&str, &str, &[FileType])] = &[("bf16", "1", &[FileType::Q4_0, FileType::Q4_K_M][..])];
-    for &(ty, tied, types) in if full() { all } else { fast } {
-        let input = dir.join(format!("mix-{ty}-{tied}.gguf"));
-        if py(&["synth", s(&input), "22", "256", "8", "2", "768", "512", ty, tied, "7"]).is_none() {
+    for c in cases {
+        let input = dir.join(format!("mix-{}.gguf", c.label));
+        let mut args = vec!["synth", s(&input)];
+        args.extend_from_slice(c.args);
+        if py(&args).is_none() {
             return;
         }
-        if same_as_llama_cpp(&dir, &input, &format!("mix-{ty}-tied{tied}"), types).is_none() {
+        if same_as_llama_cpp(&dir, &input, &format!("mix-{}", c.label), c.types).is_none() {
             return;
         }
+        std::fs::remove_file(&input).ok();
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// 22 layers of rows of 256 and 768, so the K-quant mixes really choose Q2_K…Q6_K and the
+/// use_more_bits pattern shows; F16, BF16 and F32 inputs; tied and untied output; 4 query heads
+/// per KV head (Q2_K's attn_v → Q4_K) and 1 (→ Q3_K).
+#[test]
+fn synthetic_mix_files_identical_to_llama_quantize() {
+    use FileType::*;
+    let all = [
+        Synth { label: "f16", args: &["22", "256", "8", "2", "768", "512", "f16", "0", "7"], types: &FileType::ALL },
+        Synth {
+            label: "bf16-tied",
+            args: &["22", "256", "8", "2", "768", "512", "bf16", "1", "7"],
+            types: &[Q4_0, Q2_K, Q3_K_L, Q4_K_M, Q5_K_M, Q6_K],
+        },
+        Synth {
+            label: "f32",
+            args: &["22", "256", "8", "2", "768", "512", "f32", "0", "7"],
+            types: &[Q3_K_S, Q4_K_S, Q5_K_S, Q8_0],
+        },
+        Synth {
+            label: "f16-gqa1",
+            args: &["22", "256", "8", "8", "768", "512", "f16", "0", "8"],
+            types: &[Q2_K, Q3_K_S, Q3_K_M, Q3_K_L],
+        },
+    ];
+    // Without LLAMA_TEST_FULL one input per new rule and few mixes (minutes less).
+    let fast = [
+        Synth {
+            label: "bf16-tied",
+            args: &["22", "256", "8", "2", "768", "512", "bf16", "1", "7"],
+            types: &[Q4_0, Q4_K_M],
+        },
+        Synth {
+            label: "f16-gqa1",
+            args: &["22", "256", "8", "8", "768", "512", "f16", "0", "8"],
+            types: &[Q2_K, Q3_K_M],
+        },
+    ];
+    synth_cases(if full() { &all } else { &fast });
+}
+
+/// The rules that depend on the model rather than the layer: 8-expert MoE (attn_v / attn_k → Q8_0,
+/// attn_output → Q5_K, 3-D expert tensors whose layer comes from the name), Falcon (its ffn_down
+/// and attn_output schemes, Q8_0 output) and llama.cpp's 70B class (attn_v Q3_K/Q4_K → Q5_K).
+#[test]
+fn model_dependent_mix_rules_identical_to_llama_quantize() {
+    use FileType::*;
+    let all = [
+        Synth {
+            label: "moe8",
+            args: &["8", "256", "8", "2", "256", "512", "f16", "0", "9", "8"],
+            types: &[Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_M],
+        },
+        Synth {
+            label: "falcon",
+            args: &["16", "256", "8", "2", "256", "512", "f16", "0", "10", "0", "falcon"],
+            types: &[Q2_K, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M],
+        },
+        Synth {
+            label: "qwen2-70b",
+            args: &["80", "256", "8", "8", "256", "256", "f16", "0", "11", "0", "qwen2"],
+            types: &[Q2_K, Q3_K_S, Q4_K_S],
+        },
+    ];
+    let fast = [
+        Synth { label: "moe8", args: &["8", "256", "8", "2", "256", "512", "f16", "0", "9", "8"], types: &[Q3_K_M] },
+        Synth {
+            label: "falcon",
+            args: &["16", "256", "8", "2", "256", "512", "f16", "0", "10", "0", "falcon"],
+            types: &[Q3_K_M],
+        },
+    ];
+    synth_cases(if full() { &all } else { &fast });
 }
 
 /// Rows with the cases the scale searches and clamps care about.
@@ -265,7 +340,7 @@ fn test_rows(n_per_row: usize, n_rows: usize, seed: u64) -> Vec<f32> {
 #[test]
 fn k_quant_rows_match_ggml_quantize_chunk() {
     let dir = temp_dir("qf-rows");
-    for t in [GgmlType::Q5_K, GgmlType::Q4_K, GgmlType::Q6_K] {
+    for t in [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q5_K, GgmlType::Q4_K, GgmlType::Q6_K] {
         let (n, rows) = (1024, 64);
         let src = test_rows(n, rows, t.id() as u64);
         let (fin, fout) = (dir.join("in.f32"), dir.join("out.q"));
@@ -327,6 +402,12 @@ fn folder_input_default_name_progress_and_errors() {
     // Unknown type name.
     assert!(FileType::parse("q3_xx").unwrap_err().to_string().contains("q4_k_m"));
     assert_eq!(FileType::parse("Q4_K_M").unwrap(), FileType::Q4_K_M);
+    assert_eq!(FileType::parse("q3_k_l").unwrap(), FileType::Q3_K_L);
+    // Types llama-quantize only makes with an importance matrix: said so, not "unknown".
+    for t in ["IQ2_XXS", "iq1_s", "q2_k_s"] {
+        let e = FileType::parse(t).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("importance matrix"), "{e}");
+    }
 
     // Stopping from the progress callback: Interrupted, and neither the output nor its temp file.
     let out = dir.join("stopped.gguf");

@@ -6,9 +6,12 @@
       (entry "<model>-<KIND>.gguf" of the JSON: tensor order, types, scalar metadata), with gguf-py
       from the safetensors (q/k rows permuted as llama.cpp does) and the vocabulary from
       tokenizer.model via sentencepiece. Exits 4 if a tensor's sha256 differs from the JSON.
-  synth OUT N_LAYER N_EMBD N_HEAD N_HEAD_KV N_FF N_VOCAB TYPE(f32|f16|bf16) TIED(0|1) SEED
+  synth OUT N_LAYER N_EMBD N_HEAD N_HEAD_KV N_FF N_VOCAB TYPE(f32|f16|bf16) TIED(0|1) SEED [N_EXPERT [ARCH]]
       A small random LLaMA-shaped GGUF (no vocabulary: quantizing does not need one), to drive
-      the K-quant mixes, whose rules depend on the layer count and need rows of 256.
+      the K-quant mixes, whose rules depend on the layer count, GQA, expert count and
+      architecture, and need rows of 256. N_EXPERT > 0: MoE FFNs (ffn_gate_inp and the 3-D
+      ffn_{gate,up,down}_exps, 2 experts used). ARCH (default llama) only changes the
+      architecture name and the hparams keys llama.cpp requires for it (falcon: layer-norm eps).
   llama-quantize IN OUT FTYPE_ID PURE(0|1) THREADS
       llama.cpp's own quantizer, through llama-cpp-python's llama_model_quantize.
   ggml-quantize TYPE_ID N_PER_ROW IN.f32 OUT
@@ -152,11 +155,11 @@ def hf_gguf(model_dir, conv_json, kind, out):
         sys.exit(4)
 
 
-def synth(out, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, ty, tied, seed):
+def synth(out, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, ty, tied, seed, n_expert=0, arch="llama"):
     np = need("numpy")
     gguf = need("gguf")
     rng = np.random.default_rng(seed)
-    w = gguf.GGUFWriter(out, "llama")
+    w = gguf.GGUFWriter(out, arch)
     w.add_name("synth-mix")
     w.add_context_length(256)
     w.add_embedding_length(n_embd)
@@ -166,21 +169,28 @@ def synth(out, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, ty, tied, seed
     w.add_head_count(n_head)
     w.add_head_count_kv(n_head_kv)
     w.add_layer_norm_rms_eps(1e-5)
+    if arch == "falcon":
+        w.add_layer_norm_eps(1e-5)
+    if n_expert:
+        w.add_expert_count(n_expert)
+        w.add_expert_used_count(2)
     w.add_file_type({"f32": 0, "f16": 1, "bf16": 32}[ty])
     w.add_vocab_size(n_vocab)
     w.add_quantization_version(2)
 
-    def mat(name, rows, cols):
+    def mat(name, rows, cols, n_mat=0):
         # Heavy-tailed values with a few outliers and an all-zero row, so scale searches and
-        # clamps are exercised.
-        a = (rng.standard_t(4, size=(rows, cols)) * 0.02).astype(np.float32)
-        a[rng.integers(0, rows), rng.integers(0, cols)] *= 40
-        a[rng.integers(0, rows)] = 0
+        # clamps are exercised. n_mat > 0: a stack of n_mat matrices (experts).
+        shape = (n_mat, rows, cols) if n_mat else (rows, cols)
+        a = (rng.standard_t(4, size=shape) * 0.02).astype(np.float32)
+        m = a.reshape(-1, rows, cols)
+        m[:, rng.integers(0, rows), rng.integers(0, cols)] *= 40
+        m[:, rng.integers(0, rows)] = 0
         if ty == "f16":
             w.add_tensor(name, a.astype(np.float16))
         elif ty == "bf16":
             b = (a.view(np.uint32) >> 16).astype(np.uint16)
-            w.add_tensor(name, b, raw_shape=(rows, cols), raw_dtype=gguf.GGMLQuantizationType.BF16)
+            w.add_tensor(name, b, raw_shape=shape, raw_dtype=gguf.GGMLQuantizationType.BF16)
         else:
             w.add_tensor(name, a)
 
@@ -194,9 +204,15 @@ def synth(out, n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab, ty, tied, seed
         mat(p + "attn_v.weight", n_head_kv * hd, n_embd)
         mat(p + "attn_output.weight", n_embd, n_embd)
         w.add_tensor(p + "ffn_norm.weight", (1 + 0.1 * rng.standard_normal(n_embd)).astype(np.float32))
-        mat(p + "ffn_gate.weight", n_ff, n_embd)
-        mat(p + "ffn_up.weight", n_ff, n_embd)
-        mat(p + "ffn_down.weight", n_embd, n_ff)
+        if n_expert:
+            w.add_tensor(p + "ffn_gate_inp.weight", rng.standard_normal((n_expert, n_embd)).astype(np.float32))
+            mat(p + "ffn_gate_exps.weight", n_ff, n_embd, n_expert)
+            mat(p + "ffn_up_exps.weight", n_ff, n_embd, n_expert)
+            mat(p + "ffn_down_exps.weight", n_embd, n_ff, n_expert)
+        else:
+            mat(p + "ffn_gate.weight", n_ff, n_embd)
+            mat(p + "ffn_up.weight", n_ff, n_embd)
+            mat(p + "ffn_down.weight", n_embd, n_ff)
     w.add_tensor("output_norm.weight", np.ones(n_embd, np.float32))
     if not tied:
         mat("output.weight", n_vocab, n_embd)
@@ -240,7 +256,7 @@ def main():
     if cmd == "hf-gguf":
         hf_gguf(*args)
     elif cmd == "synth":
-        synth(args[0], *map(int, args[1:7]), args[7], int(args[8]), int(args[9]))
+        synth(args[0], *map(int, args[1:7]), args[7], int(args[8]), int(args[9]), *map(int, args[10:11]), *args[11:12])
     elif cmd == "llama-quantize":
         llama_quantize(args[0], args[1], int(args[2]), int(args[3]), int(args[4]))
     elif cmd == "ggml-quantize":
