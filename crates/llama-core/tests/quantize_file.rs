@@ -360,6 +360,59 @@ fn k_quant_rows_match_ggml_quantize_chunk() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Importance weights as llama-imatrix's are (means of squared activations): positive, over
+/// several magnitudes, with a few zeros (columns no activation reached).
+fn test_imatrix(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|i| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let u = (state >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+            if i % 97 == 5 {
+                0.0
+            } else {
+                10f32.powf(4.0 * u - 3.0)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn weighted_rows_match_ggml_quantize_chunk_with_imatrix() {
+    let dir = temp_dir("qf-wrows");
+    use GgmlType::*;
+    for t in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+        let (n, rows) = (1024, 64);
+        let src = test_rows(n, rows, 100 + t.id() as u64);
+        let qw = test_imatrix(n, t.id() as u64);
+        let (fin, fqw, fout) = (dir.join("in.f32"), dir.join("qw.f32"), dir.join("out.q"));
+        std::fs::write(&fin, f32_bytes(&src)).unwrap();
+        std::fs::write(&fqw, f32_bytes(&qw)).unwrap();
+        if py(&["ggml-quantize", &t.id().to_string(), &n.to_string(), s(&fin), s(&fout), s(&fqw)]).is_none() {
+            return;
+        }
+        let want = std::fs::read(&fout).unwrap();
+        let row = t.row_size(n as u64).unwrap() as usize;
+        let mut got = vec![0u8; row * rows];
+        for (r, d) in got.chunks_exact_mut(row).enumerate() {
+            llama_core::quant::quantize_row_weighted(t, &src[r * n..(r + 1) * n], d, &qw).unwrap();
+        }
+        if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+            let bs = t.type_size();
+            panic!(
+                "{t}: first differing byte {i} (block {}, row {}): ours {:?} vs ggml {:?}",
+                i / bs,
+                i / row,
+                &got[i / bs * bs..][..bs],
+                &want[i / bs * bs..][..bs]
+            );
+        }
+        eprintln!("{t}: {rows} rows of {n} with importance weights byte-identical to ggml_quantize_chunk");
+    }
+    assert!(llama_core::quant::quantize_row_weighted(Q4_K, &[0.0; 256], &mut [0; 144], &[1.0; 255]).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn folder_input_default_name_progress_and_errors() {
     let dir = temp_dir("qf-misc");

@@ -14,8 +14,10 @@
       architecture name and the hparams keys llama.cpp requires for it (falcon: layer-norm eps).
   llama-quantize IN OUT FTYPE_ID PURE(0|1) THREADS
       llama.cpp's own quantizer, through llama-cpp-python's llama_model_quantize.
-  ggml-quantize TYPE_ID N_PER_ROW IN.f32 OUT
-      ggml_quantize_chunk (libggml-base of llama-cpp-python) on rows of f32, no importance matrix.
+  ggml-quantize TYPE_ID N_PER_ROW IN.f32 OUT [IMATRIX.f32]
+      ggml_quantize_chunk (libggml-base of llama-cpp-python) on rows of f32, without an importance
+      matrix or with the N_PER_ROW weights in IMATRIX.f32 (the same for every row, as llama-quantize
+      passes them).
 
 Exit code 3 = a needed package (gguf, sentencepiece, llama_cpp) is missing, so the caller skips.
 """
@@ -233,7 +235,7 @@ def llama_quantize(inp, out, ftype, pure, threads):
         raise SystemExit(f"llama_model_quantize failed with {rc}")
 
 
-def ggml_quantize(type_id, n_per_row, inp, out):
+def ggml_quantize(type_id, n_per_row, inp, out, imatrix=None):
     np = need("numpy")
     llama_cpp = need("llama_cpp")
     libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
@@ -246,7 +248,12 @@ def ggml_quantize(type_id, n_per_row, inp, out):
     x = np.fromfile(inp, dtype=np.float32)
     nrows = x.size // n_per_row
     dst = np.zeros(lib.ggml_row_size(type_id, n_per_row) * nrows, dtype=np.uint8)
-    n = lib.ggml_quantize_chunk(type_id, x.ctypes.data, dst.ctypes.data, 0, nrows, n_per_row, None)
+    qw = None
+    if imatrix is not None:
+        qw = np.fromfile(imatrix, dtype=np.float32)
+        assert qw.size == n_per_row, (qw.size, n_per_row)
+    n = lib.ggml_quantize_chunk(type_id, x.ctypes.data, dst.ctypes.data, 0, nrows, n_per_row,
+                                None if qw is None else qw.ctypes.data)
     assert n == dst.size, (n, dst.size)
     dst.tofile(out)
 
@@ -260,7 +267,7 @@ def main():
     elif cmd == "llama-quantize":
         llama_quantize(args[0], args[1], int(args[2]), int(args[3]), int(args[4]))
     elif cmd == "ggml-quantize":
-        ggml_quantize(int(args[0]), int(args[1]), args[2], args[3])
+        ggml_quantize(int(args[0]), int(args[1]), args[2], args[3], *args[4:5])
     else:
         raise SystemExit(f"unknown command {cmd}")
 
