@@ -47,8 +47,14 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Every file type llama.cpp makes without an importance matrix (all of ours but Q2_K_S).
+const NO_IMATRIX: [FileType; 14] = {
+    use FileType::*;
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K]
+};
+
 fn opts(t: FileType, pure: bool) -> QuantizeOptions {
-    QuantizeOptions { file_type: t, pure, n_threads: 2 }
+    QuantizeOptions::new(t, pure, 2)
 }
 
 fn ours(input: &Path, out: &Path, t: FileType, pure: bool) {
@@ -197,7 +203,7 @@ fn hf_fixture_files_identical_to_llama_quantize() {
     let dir = temp_dir("qf-hf");
     use FileType::*;
     for (model, kind, types) in
-        [("hf-llama1", "f16", &FileType::ALL[..]), ("hf-llama2-gqa-sharded", "f32", &[Q4_0, Q4_K_M, Q6_K][..])]
+        [("hf-llama1", "f16", &NO_IMATRIX[..]), ("hf-llama2-gqa-sharded", "f32", &[Q4_0, Q4_K_M, Q6_K][..])]
     {
         let Some(input) = hf_input(&dir, model, kind) else { return };
         if same_as_llama_cpp(&dir, &input, model, types).is_none() {
@@ -239,7 +245,7 @@ fn synth_cases(cases: &[Synth]) {
 fn synthetic_mix_files_identical_to_llama_quantize() {
     use FileType::*;
     let all = [
-        Synth { label: "f16", args: &["22", "256", "8", "2", "768", "512", "f16", "0", "7"], types: &FileType::ALL },
+        Synth { label: "f16", args: &["22", "256", "8", "2", "768", "512", "f16", "0", "7"], types: &NO_IMATRIX },
         Synth {
             label: "bf16-tied",
             args: &["22", "256", "8", "2", "768", "512", "bf16", "1", "7"],
@@ -304,6 +310,96 @@ fn model_dependent_mix_rules_identical_to_llama_quantize() {
         },
     ];
     synth_cases(if full() { &all } else { &fast });
+}
+
+/// With an importance matrix, as the llama-quantize program runs with `--imatrix` (the reference
+/// script reads the file as it does and passes the weights and the quantize.imatrix.* keys to
+/// llama_model_quantize): GGUF and legacy .dat files, output.weight missing (it goes without),
+/// MoE experts without data, the rules that change with an imatrix (Q4_0/Q5_0 ffn_down, Q2_K_S).
+#[test]
+fn imatrix_files_identical_to_llama_quantize() {
+    use FileType::*;
+    let dir = temp_dir("qf-imat");
+    let all: &[(&str, &[&str], &[FileType])] = &[
+        (
+            "dense",
+            &["22", "256", "8", "2", "512", "512", "f16", "0", "12"],
+            &[Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q2_K_S, Q3_K_S, Q3_K_M, Q4_K_S, Q4_K_M, Q5_K_M, Q6_K],
+        ),
+        ("moe8", &["4", "256", "8", "2", "256", "512", "f16", "0", "13", "8"], &[Q2_K_S, Q3_K_M, Q4_K_M, Q5_0]),
+    ];
+    let fast: &[(&str, &[&str], &[FileType])] = &[
+        ("dense", &["22", "256", "8", "2", "512", "512", "f16", "0", "12"], &[Q4_0, Q2_K_S, Q4_K_M]),
+        ("moe8", &["4", "256", "8", "2", "256", "512", "f16", "0", "13", "8"], &[Q3_K_M]),
+    ];
+    for &(label, args, types) in if full() { all } else { fast } {
+        let input = dir.join(format!("{label}.gguf"));
+        let mut a = vec!["synth", s(&input)];
+        a.extend_from_slice(args);
+        if py(&a).is_none() {
+            return;
+        }
+        for fmt in ["gguf", "dat"] {
+            let im = dir.join(format!("{label}-imatrix.{fmt}"));
+            py(&["imatrix", s(&input), s(&im), fmt, "5", "output.weight"]).unwrap();
+            let m = std::sync::Arc::new(qf::Imatrix::load(&im).unwrap());
+            assert_eq!(m.is_legacy, fmt == "dat");
+            for &t in types {
+                let (ours_p, theirs_p) =
+                    (dir.join(format!("{label}-{t}-ours.gguf")), dir.join(format!("{label}-{t}-llama.gguf")));
+                py(&["llama-quantize", s(&input), s(&theirs_p), &t.id().to_string(), "0", "2", s(&im)]).unwrap();
+                let mut o = opts(t, false);
+                o.imatrix = Some(m.clone());
+                qf::quantize_file(&input, Some(&ours_p), &o, None).unwrap_or_else(|e| panic!("{label} {t}: {e}"));
+                assert_same_file(&format!("{label} → {t} with a {fmt} imatrix"), &ours_p, &theirs_p);
+                eprintln!("{label} → {t} with a {fmt} imatrix: byte-identical to llama.cpp");
+                std::fs::remove_file(&ours_p).ok();
+                std::fs::remove_file(&theirs_p).ok();
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Typed errors: Q2_K_S without an imatrix; an imatrix of another model (sizes differ; an entry
+/// a Q2_K_S tensor needs is missing); files that are no imatrix.
+#[test]
+fn imatrix_errors_are_typed() {
+    let dir = temp_dir("qf-imerr");
+    let (a, b) = (dir.join("a.gguf"), dir.join("b.gguf"));
+    if py(&["synth", s(&a), "4", "256", "8", "2", "512", "512", "f16", "0", "1"]).is_none() {
+        return;
+    }
+    py(&["synth", s(&b), "4", "512", "8", "2", "512", "512", "f16", "0", "1"]).unwrap();
+    let out = dir.join("out.gguf");
+    let e = qf::quantize_file(&a, Some(&out), &opts(FileType::Q2_K_S, false), None).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("needs an importance matrix"), "{e}");
+    // b's imatrix on a: rows of 512 vs 256.
+    let imb = dir.join("b.imatrix");
+    py(&["imatrix", s(&b), s(&imb), "gguf", "1"]).unwrap();
+    let mut o = opts(FileType::Q4_K_M, false);
+    o.imatrix = Some(std::sync::Arc::new(qf::Imatrix::load(&imb).unwrap()));
+    let e = qf::quantize_file(&a, Some(&out), &o, None).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("another model"), "{e}");
+    assert!(!out.exists());
+    // a's imatrix without blk.2.attn_q: fine for Q4_K_M (that tensor goes without), not for Q2_K_S.
+    let ima = dir.join("a.imatrix");
+    py(&["imatrix", s(&a), s(&ima), "dat", "1", "blk.2.attn_q.weight"]).unwrap();
+    let mut o = opts(FileType::Q2_K_S, false);
+    o.imatrix = Some(std::sync::Arc::new(qf::Imatrix::load(&ima).unwrap()));
+    let e = qf::quantize_file(&a, Some(&out), &o, None).unwrap_err();
+    assert!(e.to_string().contains("blk.2.attn_q.weight") && e.to_string().contains("another model"), "{e}");
+    o.file_type = FileType::Q4_K_M;
+    qf::quantize_file(&a, Some(&out), &o, None).unwrap();
+    // Not an imatrix: a model GGUF (no imatrix.* keys), junk, a truncated .dat.
+    let e = qf::Imatrix::load(&a).unwrap_err();
+    assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("imatrix metadata"), "{e}");
+    std::fs::write(dir.join("junk"), b"\x05\0\0\0\x03\0\0\0abc").unwrap();
+    let e = qf::Imatrix::load(&dir.join("junk")).unwrap_err();
+    assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("truncated"), "{e}");
+    let e = qf::Imatrix::load(&dir.join("missing")).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Rows with the cases the scale searches and clamps care about.
@@ -457,7 +553,7 @@ fn folder_input_default_name_progress_and_errors() {
     assert_eq!(FileType::parse("Q4_K_M").unwrap(), FileType::Q4_K_M);
     assert_eq!(FileType::parse("q3_k_l").unwrap(), FileType::Q3_K_L);
     // Types llama-quantize only makes with an importance matrix: said so, not "unknown".
-    for t in ["IQ2_XXS", "iq1_s", "q2_k_s"] {
+    for t in ["IQ2_XXS", "iq1_s", "iq3_xxs"] {
         let e = FileType::parse(t).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("importance matrix"), "{e}");
     }

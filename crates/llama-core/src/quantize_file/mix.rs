@@ -18,6 +18,8 @@ pub enum FileType {
     Q5_1,
     Q8_0,
     Q2_K,
+    /// Q2_K with fewer exceptions; llama.cpp makes it only with an importance matrix.
+    Q2_K_S,
     Q3_K_S,
     Q3_K_M,
     Q3_K_L,
@@ -29,9 +31,9 @@ pub enum FileType {
 }
 
 impl FileType {
-    pub const ALL: [FileType; 14] = {
+    pub const ALL: [FileType; 15] = {
         use FileType::*;
-        [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K]
+        [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K]
     };
 
     /// llama.cpp's `llama_ftype` number, stored as `general.file_type`.
@@ -44,6 +46,7 @@ impl FileType {
             Q5_0 => 8,
             Q5_1 => 9,
             Q2_K => 10,
+            Q2_K_S => 21,
             Q3_K_S => 11,
             Q3_K_M => 12,
             Q3_K_L => 13,
@@ -65,6 +68,7 @@ impl FileType {
             Q5_1 => "q5_1",
             Q8_0 => "q8_0",
             Q2_K => "q2_k",
+            Q2_K_S => "q2_k_s",
             Q3_K_S => "q3_k_s",
             Q3_K_M => "q3_k_m",
             Q3_K_L => "q3_k_l",
@@ -78,10 +82,11 @@ impl FileType {
 
     /// llama.cpp file types whose quantizers llama-quantize only runs with an importance matrix
     /// (`tensor_requires_imatrix`: IQ1_*, IQ2_* and IQ3_XXS tensors, which these file types choose
-    /// for most weights (IQ3_XS: for attn_k and the middle ffn_gate/up), and Q2_K tensors in a
-    /// Q2_K_S file).
-    pub const NEED_IMATRIX: [&'static str; 9] =
-        ["iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq3_xxs", "iq3_xs", "q2_k_s"];
+    /// for most weights; IQ3_XS: for attn_k and the middle ffn_gate/up). We have no IQ quantizers,
+    /// so these are refused by name. (Q2_K_S, the other one, is a FileType: `plan` refuses it
+    /// without an imatrix.)
+    pub const NEED_IMATRIX: [&'static str; 8] =
+        ["iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq3_xxs", "iq3_xs"];
 
     /// Case-insensitive; also accepts llama.cpp's spelling (`Q4_K_M`).
     pub fn parse(s: &str) -> Result<FileType> {
@@ -89,8 +94,8 @@ impl FileType {
         let names = || Self::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
         if Self::NEED_IMATRIX.contains(&l.as_str()) {
             return Err(Error::InvalidArgument(format!(
-                "quantization type '{s}' needs an importance matrix (llama-quantize refuses it without --imatrix), \
-                 which this quantizer does not read; types available without one: {}",
+                "quantization type '{s}' is made only with an importance matrix (llama-quantize refuses it \
+                 without --imatrix), and this quantizer has no {s} quantizer; types available: {}",
                 names()
             )));
         }
@@ -108,7 +113,7 @@ impl FileType {
             Q5_0 => GgmlType::Q5_0,
             Q5_1 => GgmlType::Q5_1,
             Q8_0 => GgmlType::Q8_0,
-            Q2_K => GgmlType::Q2_K,
+            Q2_K | Q2_K_S => GgmlType::Q2_K,
             Q3_K_S | Q3_K_M | Q3_K_L => GgmlType::Q3_K,
             Q4_K_S | Q4_K_M => GgmlType::Q4_K,
             Q5_K_S | Q5_K_M => GgmlType::Q5_K,
@@ -255,6 +260,13 @@ pub fn allows_quantization(name: &str, dims: &[u64]) -> bool {
         && !KEEP_SUBSTRINGS.iter().any(|s| name.contains(s))
 }
 
+/// llama.cpp's `tensor_requires_imatrix` for the types we write: Q2_K tensors of a Q2_K_S file
+/// (except token_embd / output).
+pub fn requires_imatrix(name: &str, dst: GgmlType, ftype: FileType) -> bool {
+    let embd_or_output = matches!(name, "token_embd.weight" | "per_layer_token_embd.weight" | "output.weight");
+    !embd_or_output && dst == GgmlType::Q2_K && ftype == FileType::Q2_K_S
+}
+
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers and every third in between.
 fn use_more_bits(i_layer: i64, n_layers: i64) -> bool {
     i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2
@@ -279,6 +291,8 @@ pub struct Mixer<'m> {
     n_attention_wv: i64,
     i_attention_wv: i64,
     i_ffn_down: i64,
+    /// An importance matrix is given (llama.cpp's qs.has_imatrix: some rules change with it).
+    pub has_imatrix: bool,
     /// Tensors whose row length forced a fallback type.
     pub n_fallback: usize,
 }
@@ -305,6 +319,7 @@ impl<'m> Mixer<'m> {
             n_attention_wv,
             i_attention_wv: 0,
             i_ffn_down: 0,
+            has_imatrix: false,
             n_fallback: 0,
         }
     }
@@ -342,6 +357,7 @@ impl<'m> Mixer<'m> {
             // attn_v is small (shared by the heads of a group) and sensitive: more bits.
             match ft {
                 F::Q2_K => t = if m.n_gqa() >= 4 { G::Q4_K } else { G::Q3_K },
+                F::Q2_K_S if m.n_gqa() >= 4 => t = G::Q4_K,
                 F::Q3_K_M => t = if self.i_attention_wv < 2 { G::Q5_K } else { G::Q4_K },
                 F::Q3_K_L => t = G::Q5_K,
                 F::Q4_K_M | F::Q5_K_M if use_more_bits(self.i_attention_wv, self.n_attention_wv) => t = G::Q6_K,
@@ -363,6 +379,7 @@ impl<'m> Mixer<'m> {
             let (i_layer, n_layer) = self.layer_info(self.i_ffn_down, name)?;
             match ft {
                 F::Q2_K => t = G::Q3_K,
+                F::Q2_K_S if i_layer < n_layer / 8 => t = G::Q4_K,
                 F::Q3_K_M => {
                     t = if i_layer < n_layer / 16 {
                         G::Q5_K
@@ -388,6 +405,10 @@ impl<'m> Mixer<'m> {
                 }
                 F::Q5_K_M if use_more_bits(i_layer, n_layer) => t = G::Q6_K,
                 F::Q4_K_S if !m.is_falcon() && i_layer < n_layer / 8 => t = G::Q5_K,
+                // Guards the first ffn_down layers of Q4_0/Q5_0, only with an imatrix (so files
+                // made without one stay as they were).
+                F::Q4_0 if self.has_imatrix && i_layer < n_layer / 8 => t = G::Q4_1,
+                F::Q5_0 if self.has_imatrix && i_layer < n_layer / 8 => t = G::Q5_1,
                 _ => {}
             }
             self.i_ffn_down += 1;
