@@ -136,3 +136,45 @@ def test_errors_are_clear(f16_model, tmp_path, capfd):
     assert "importance matrix" in capfd.readouterr().err
     assert main(["quantize", str(f16_model), "-o", str(tmp_path / "x.gguf"), "--quiet", "--type", "q9_k"]) == 1
     assert "unknown quantization type 'q9_k'" in capfd.readouterr().err
+
+
+def _ref(*args):
+    r = subprocess.run([sys.executable, str(REF), *map(str, args)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["gguf", "dat"])
+def test_cli_imatrix_identical_to_llama_cpp(synth_models, tmp_path, fmt, capfd):
+    """--imatrix as llama-quantize's: the reference script reads the file as the llama-quantize
+    program does and hands the weights (and the quantize.imatrix.* keys) to llama_model_quantize."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from llama.cli import main
+
+    src = synth_models["gqa4"]
+    im = tmp_path / f"imatrix.{fmt}"
+    _ref("imatrix", src, im, fmt, 3)
+    for ftype in ("q2_k_s", "q4_0", "q4_k_m"):
+        ours, theirs = tmp_path / f"ours-{ftype}.gguf", tmp_path / f"llama-{ftype}.gguf"
+        ftype_id = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype.upper()}")
+        _ref("llama-quantize", src, theirs, ftype_id, 0, 2, im)
+        argv = ["quantize", str(src), "--type", ftype, "--imatrix", str(im), "-o", str(ours), "-t", "2", "--quiet"]
+        assert main(argv) == 0, capfd.readouterr().err
+        assert ours.read_bytes() == theirs.read_bytes(), ftype
+
+
+def test_cli_imatrix_errors(synth_models, tmp_path, capfd):
+    from llama.cli import main
+
+    src = synth_models["gqa4"]
+    out = tmp_path / "o.gguf"
+    assert main(["quantize", str(src), "--type", "q2_k_s", "-o", str(out), "--quiet"]) == 1
+    assert "needs an importance matrix" in capfd.readouterr().err
+    # an imatrix of another model (rows of 512, not 256)
+    other, im = tmp_path / "other-model.gguf", tmp_path / "other.gguf"
+    _ref("synth", other, 2, 512, 8, 2, 512, 512, "f16", 0, 1)
+    _ref("imatrix", other, im, "gguf", 3)
+    assert main(["quantize", str(src), "--type", "q4_k_m", "--imatrix", str(im), "-o", str(out), "--quiet"]) == 1
+    assert "another model" in capfd.readouterr().err
+    assert not out.exists()
+    assert main(["quantize", str(src), "--imatrix", str(src), "-o", str(out), "--quiet"]) == 1
+    assert "imatrix metadata" in capfd.readouterr().err
