@@ -104,9 +104,10 @@ def test_cli_k_mixes_identical_to_llama_cpp(synth_models, tmp_path, model, ftype
     llama_cpp_quantize(src, theirs, ftype, False)
     assert main(["quantize", str(src), "--type", ftype, "-o", str(ours), "-t", "2", "--quiet"]) == 0
     assert ours.read_bytes() == theirs.read_bytes()
-    # the mix really mixes: more than the default type and the 6-bit output
+    # the mix really mixes: more than the default type and the 6-bit output (q3_k_s changes only
+    # the output on a dense model)
     types = {t["type"] for t in _llama.gguf_info(str(ours))["tensors"]}
-    assert len(types - {"f32"}) >= 3, types
+    assert len(types - {"f32"}) >= (2 if ftype == "q3_k_s" else 3), types
 
 
 def test_folder_default_name_and_quiet(f16_model, capfd):
