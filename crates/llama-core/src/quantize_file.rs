@@ -173,6 +173,13 @@ fn ordered(f: &GgufFile) -> Vec<&TensorInfo> {
     v
 }
 
+/// Matrices (experts) in a tensor of ggml dims [ne0, ne1, ...]: the product past the first two.
+/// llama.cpp sizes an importance matrix entry as ne0 × ne2; for the (unseen) 4-D weights this
+/// also counts ne3, so every row's expert index stays inside the entry.
+fn n_matrices(dims: &[u64]) -> u64 {
+    dims.iter().skip(2).product()
+}
+
 /// Decides every tensor's output type without writing anything. With an importance matrix, also
 /// checks it against the model: every tensor whose type needs one must have an entry, and entries
 /// must have the tensor's size.
@@ -201,7 +208,7 @@ pub fn plan(f: &GgufFile, file_type: FileType, pure: bool, imatrix: Option<&Imat
             )));
         }
         if dst_type != t.ggml_type {
-            let n_mat = t.dims.get(2).copied().unwrap_or(1);
+            let n_mat = n_matrices(&t.dims);
             let has_weights = match imatrix {
                 Some(m) => m.for_tensor(&t.name, t.dims[0], n_mat)?.is_some(),
                 None => false,
@@ -372,7 +379,7 @@ pub fn quantize_file(
         let info = f.tensor(&p.name).expect("planned tensors come from the file");
         let source = if p.converts() {
             let (f, pool, stop, dst) = (&f, &pool, &stop, p.dst_type);
-            let n_mat = info.dims.get(2).copied().unwrap_or(1);
+            let n_mat = n_matrices(&info.dims);
             let qw = match imatrix {
                 Some(m) => m.for_tensor(&info.name, info.dims[0], n_mat)?,
                 None => None,
