@@ -220,8 +220,9 @@ pub fn plan(f: &GgufFile, file_type: FileType, pure: bool, imatrix: Option<&Imat
                         t.name
                     ),
                     Some(m) => format!(
-                        "{}: no importance matrix for tensor '{}', which {file_type} makes {dst_type}: \
-                         this imatrix was computed for another model",
+                        "{}: no importance matrix for tensor '{}', which {file_type} makes {dst_type} and \
+                         llama.cpp quantizes only with one (an imatrix of another model, or one made \
+                         with that tensor excluded)",
                         m.path.display(),
                         t.name
                     ),
