@@ -43,6 +43,7 @@ def quantize(
     pure: bool = False,
     n_threads: int = 0,
     quiet: bool = False,
+    imatrix: _Path | None = None,
 ) -> str: ...
 def render_chat_template(
     template: str | None,

@@ -344,7 +344,7 @@ def cmd_pull(a: argparse.Namespace) -> int:
 def cmd_quantize(a: argparse.Namespace) -> int:
     from . import _llama
 
-    _llama.quantize(a.path, a.type, a.output, a.pure, a.threads or 0, a.quiet)
+    _llama.quantize(a.path, a.type, a.output, a.pure, a.threads or 0, a.quiet, a.imatrix)
     return 0
 
 
@@ -446,8 +446,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--type",
         default="q4_0",
-        choices=["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k"],
-        help="llama.cpp file type (default q4_0)",
+        help="llama.cpp file type: q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, "
+        "q5_k_s, q5_k_m, q6_k, or q2_k_s (needs --imatrix) (default q4_0)",
+    )
+    p.add_argument(
+        "--imatrix",
+        default=None,
+        metavar="FILE",
+        help="importance matrix from llama-imatrix (GGUF or legacy .dat), as llama-quantize --imatrix",
     )
     p.add_argument("--pure", action="store_true", help="every 2-D weight in TYPE (no llama.cpp mix)")
     p.add_argument("-o", "--output", default=None, help="output file (default: ggml-model-TYPE.gguf beside the input)")

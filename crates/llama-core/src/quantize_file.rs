@@ -12,6 +12,7 @@
 //! `TensorSource::Stream` closure right before it is written, and the writer goes through a temp
 //! file that is renamed at the end (an interrupted run leaves nothing behind).
 
+mod imatrix;
 mod mix;
 
 use std::cell::Cell;
@@ -20,11 +21,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+pub use imatrix::Imatrix;
 pub use mix::{allows_quantization, category, layer_of, n_dims, Category, FileType, Mixer, ModelInfo};
 
 use crate::gguf::{GgufFile, GgufWriter, TensorInfo, TensorSource, Value};
 use crate::kernels::ThreadPool;
-use crate::quant::{dequantize_row, quantize_row, GgmlType};
+use crate::quant::{dequantize_row, quantize_row, quantize_row_weighted, GgmlType};
 use crate::{Error, Result};
 
 /// ggml's GGML_QNT_VERSION, written as `general.quantization_version`.
@@ -36,13 +38,22 @@ const SPLIT_KEYS: [&str; 3] = ["split.no", "split.count", "split.tensors.count"]
 /// Names tried, in order, when the input is a model folder.
 pub const FOLDER_INPUTS: [&str; 3] = ["ggml-model-f16.gguf", "ggml-model-bf16.gguf", "ggml-model-f32.gguf"];
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct QuantizeOptions {
     pub file_type: FileType,
     /// Every quantizable weight in `file_type`'s type (row-length fallbacks still apply).
     pub pure: bool,
     /// 0 = all cores.
     pub n_threads: usize,
+    /// llama-quantize's `--imatrix`: per-column importance weights for the quantizers (and the
+    /// mix rules that change with one).
+    pub imatrix: Option<std::sync::Arc<Imatrix>>,
+}
+
+impl QuantizeOptions {
+    pub fn new(file_type: FileType, pure: bool, n_threads: usize) -> Self {
+        QuantizeOptions { file_type, pure, n_threads, imatrix: None }
+    }
 }
 
 /// One output tensor.
@@ -162,8 +173,17 @@ fn ordered(f: &GgufFile) -> Vec<&TensorInfo> {
     v
 }
 
-/// Decides every tensor's output type without writing anything.
-pub fn plan(f: &GgufFile, file_type: FileType, pure: bool) -> Result<Plan> {
+/// Matrices (experts) in a tensor of ggml dims [ne0, ne1, ...]: the product past the first two.
+/// llama.cpp sizes an importance matrix entry as ne0 × ne2; for the (unseen) 4-D weights this
+/// also counts ne3, so every row's expert index stays inside the entry.
+fn n_matrices(dims: &[u64]) -> u64 {
+    dims.iter().skip(2).product()
+}
+
+/// Decides every tensor's output type without writing anything. With an importance matrix, also
+/// checks it against the model: every tensor whose type needs one must have an entry, and entries
+/// must have the tensor's size.
+pub fn plan(f: &GgufFile, file_type: FileType, pure: bool, imatrix: Option<&Imatrix>) -> Result<Plan> {
     if let Some(n) = f.get("split.count").and_then(|v| v.as_int()) {
         if n > 1 {
             return Err(Error::InvalidArgument(format!(
@@ -175,6 +195,7 @@ pub fn plan(f: &GgufFile, file_type: FileType, pure: bool) -> Result<Plan> {
     let model = model_info(f)?;
     let tensors = ordered(f);
     let mut mixer = Mixer::new(&model, file_type, pure, tensors.iter().map(|t| t.name.as_str()));
+    mixer.has_imatrix = imatrix.is_some();
     let mut out = Vec::with_capacity(tensors.len());
     for t in tensors {
         let dst_type = mixer.choose(&t.name, &t.dims)?.unwrap_or(t.ggml_type);
@@ -185,6 +206,28 @@ pub fn plan(f: &GgufFile, file_type: FileType, pure: bool) -> Result<Plan> {
                 t.name,
                 t.ggml_type
             )));
+        }
+        if dst_type != t.ggml_type {
+            let n_mat = n_matrices(&t.dims);
+            let has_weights = match imatrix {
+                Some(m) => m.for_tensor(&t.name, t.dims[0], n_mat)?.is_some(),
+                None => false,
+            };
+            if !has_weights && mix::requires_imatrix(&t.name, dst_type, file_type) {
+                return Err(Error::InvalidArgument(match imatrix {
+                    None => format!(
+                        "{file_type} needs an importance matrix (--imatrix FILE, as llama-quantize): tensor '{}' is {dst_type}",
+                        t.name
+                    ),
+                    Some(m) => format!(
+                        "{}: no importance matrix for tensor '{}', which {file_type} makes {dst_type} and \
+                         llama.cpp quantizes only with one (an imatrix of another model, or one made \
+                         with that tensor excluded)",
+                        m.path.display(),
+                        t.name
+                    ),
+                }));
+            }
         }
         let dst_bytes = dst_type.row_size(t.dims[0]).map(|r| r * t.n_rows()).ok_or_else(|| {
             Error::InvalidArgument(format!("tensor '{}': row length {} does not fit {dst_type}", t.name, t.dims[0]))
@@ -203,22 +246,47 @@ pub fn plan(f: &GgufFile, file_type: FileType, pure: bool) -> Result<Plan> {
 }
 
 /// Metadata of the output: the input's entries in order, minus split keys, with the quantization
-/// version and file type re-set (llama.cpp's gguf_set_val removes a key and appends it).
-pub fn output_metadata(f: &GgufFile, file_type: FileType) -> Vec<(String, Value)> {
+/// version and file type re-set (llama.cpp's gguf_set_val removes a key and appends it), then
+/// what llama-quantize records of an importance matrix (its path as given and first dataset, each
+/// cut to 127 bytes, the entry count, the chunk count when known).
+pub fn output_metadata(f: &GgufFile, file_type: FileType, imatrix: Option<&Imatrix>) -> Vec<(String, Value)> {
     const QV: &str = "general.quantization_version";
     const FT: &str = "general.file_type";
     let mut kv: Vec<(String, Value)> =
         f.metadata().iter().filter(|(k, _)| k != QV && k != FT && !SPLIT_KEYS.contains(&k.as_str())).cloned().collect();
     kv.push((QV.to_string(), Value::U32(QNT_VERSION)));
     kv.push((FT.to_string(), Value::U32(file_type.id())));
+    if let Some(m) = imatrix {
+        let mut set = |k: &str, v: Value| {
+            kv.retain(|(key, _)| key != k);
+            kv.push((k.to_string(), v));
+        };
+        let str127 = |s: &[u8]| Value::String(crate::gguf::GgufString(s[..s.len().min(127)].to_vec()));
+        set("quantize.imatrix.file", str127(m.path.as_os_str().as_encoded_bytes()));
+        if let Some(d) = m.datasets.first() {
+            set("quantize.imatrix.dataset", str127(d.as_bytes()));
+        }
+        set("quantize.imatrix.entries_count", Value::U32(m.entries.len() as u32));
+        if m.chunk_count > 0 {
+            set("quantize.imatrix.chunks_count", Value::U32(m.chunk_count as u32));
+        }
+    }
     kv
 }
 
 /// Converts one tensor to `dst` row by row on the pool. Rows are independent, so any split
 /// gives the same bytes; chunks of ≥ 16K elements keep the per-chunk overhead negligible.
-fn convert_tensor(f: &GgufFile, info: &TensorInfo, dst: GgmlType, pool: &ThreadPool) -> Result<Vec<u8>> {
+/// `qw`: importance weights [n_mat][ne0], the row's matrix (expert) chosen as row / ne1.
+fn convert_tensor(
+    f: &GgufFile,
+    info: &TensorInfo,
+    dst: GgmlType,
+    qw: Option<&[f32]>,
+    pool: &ThreadPool,
+) -> Result<Vec<u8>> {
     let src = f.tensor_data(info);
     let ne0 = info.dims[0] as usize;
+    let ne1 = info.dims.get(1).map_or(1, |&d| d as usize).max(1);
     let n_rows = info.n_rows() as usize;
     let src_row = info.row_size() as usize;
     let dst_row = dst
@@ -254,7 +322,13 @@ fn convert_tensor(f: &GgufFile, info: &TensorInfo, dst: GgmlType, pool: &ThreadP
                         row[i]
                     )));
                 }
-                quantize_row(dst, &row, d)
+                match qw {
+                    Some(w) => {
+                        let m = r / ne1;
+                        quantize_row_weighted(dst, &row, d, &w[m * ne0..(m + 1) * ne0])
+                    }
+                    None => quantize_row(dst, &row, d),
+                }
             });
             if let Err(e) = res {
                 let mut slot = first_err.lock().unwrap_or_else(|e| e.into_inner());
@@ -289,7 +363,8 @@ pub fn quantize_file(
         }
     }
     let f = GgufFile::open(&input)?;
-    let plan = plan(&f, opts.file_type, opts.pure)?;
+    let imatrix = opts.imatrix.as_deref();
+    let plan = plan(&f, opts.file_type, opts.pure, imatrix)?;
     let n_threads = match opts.n_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -298,18 +373,23 @@ pub fn quantize_file(
     let stop = Cell::new(false);
 
     let mut w = GgufWriter::new(&output);
-    for (k, v) in output_metadata(&f, opts.file_type) {
+    for (k, v) in output_metadata(&f, opts.file_type, imatrix) {
         w.add(k, v);
     }
     for p in &plan.tensors {
         let info = f.tensor(&p.name).expect("planned tensors come from the file");
         let source = if p.converts() {
             let (f, pool, stop, dst) = (&f, &pool, &stop, p.dst_type);
+            let n_mat = n_matrices(&info.dims);
+            let qw = match imatrix {
+                Some(m) => m.for_tensor(&info.name, info.dims[0], n_mat)?,
+                None => None,
+            };
             TensorSource::stream(move || {
                 if stop.get() {
                     return Err(Error::Interrupted);
                 }
-                convert_tensor(f, info, dst, pool)
+                convert_tensor(f, info, dst, qw, pool)
             })
         } else {
             TensorSource::Bytes(f.tensor_data(info))

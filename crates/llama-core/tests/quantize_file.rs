@@ -5,7 +5,7 @@
 //! - whole files, byte for byte, against `llama_model_quantize` (llama-cpp-python's libllama) run
 //!   on the same input, for every file type, pure and mixed: this covers metadata order, tensor
 //!   order, the per-tensor type rules and the quantizers at once;
-//! - rows against ggml's `ggml_quantize_chunk` for the K-quants the mixes use (Q5_K is new here).
+//! - rows against ggml's `ggml_quantize_chunk` for the K-quants the mixes use.
 //!
 //! Everything skips (with a message) when python3, gguf-py or llama-cpp-python is missing.
 
@@ -47,8 +47,14 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Every file type llama.cpp makes without an importance matrix (all of ours but Q2_K_S).
+const NO_IMATRIX: [FileType; 14] = {
+    use FileType::*;
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K]
+};
+
 fn opts(t: FileType, pure: bool) -> QuantizeOptions {
-    QuantizeOptions { file_type: t, pure, n_threads: 2 }
+    QuantizeOptions::new(t, pure, 2)
 }
 
 fn ours(input: &Path, out: &Path, t: FileType, pure: bool) {
@@ -197,7 +203,7 @@ fn hf_fixture_files_identical_to_llama_quantize() {
     let dir = temp_dir("qf-hf");
     use FileType::*;
     for (model, kind, types) in
-        [("hf-llama1", "f16", &FileType::ALL[..]), ("hf-llama2-gqa-sharded", "f32", &[Q4_0, Q4_K_M, Q6_K][..])]
+        [("hf-llama1", "f16", &NO_IMATRIX[..]), ("hf-llama2-gqa-sharded", "f32", &[Q4_0, Q4_K_M, Q6_K][..])]
     {
         let Some(input) = hf_input(&dir, model, kind) else { return };
         if same_as_llama_cpp(&dir, &input, model, types).is_none() {
@@ -207,27 +213,192 @@ fn hf_fixture_files_identical_to_llama_quantize() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// 22 layers of rows of 256 and 768, so the K-quant mixes really choose Q4_K/Q5_K/Q6_K and the
-/// use_more_bits pattern shows; F16, BF16 and F32 inputs; tied and untied output.
+/// One synthetic model: a label and its `synth` arguments after the output path (N_LAYER N_EMBD
+/// N_HEAD N_HEAD_KV N_FF N_VOCAB TYPE TIED SEED [N_EXPERT [ARCH]]).
+struct Synth {
+    label: &'static str,
+    args: &'static [&'static str],
+    types: &'static [FileType],
+}
+
+fn synth_cases(cases: &[Synth]) {
+    let dir = temp_dir("qf-mix");
+    for c in cases {
+        let input = dir.join(format!("mix-{}.gguf", c.label));
+        let mut args = vec!["synth", s(&input)];
+        args.extend_from_slice(c.args);
+        if py(&args).is_none() {
+            return;
+        }
+        if same_as_llama_cpp(&dir, &input, &format!("mix-{}", c.label), c.types).is_none() {
+            return;
+        }
+        std::fs::remove_file(&input).ok();
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// 22 layers of rows of 256 and 768, so the K-quant mixes really choose Q2_K…Q6_K and the
+/// use_more_bits pattern shows; F16, BF16 and F32 inputs; tied and untied output; 4 query heads
+/// per KV head (Q2_K's attn_v → Q4_K) and 1 (→ Q3_K).
 #[test]
 fn synthetic_mix_files_identical_to_llama_quantize() {
-    let dir = temp_dir("qf-mix");
-    let all: &[(&str, &str, &[FileType])] = &[
-        ("f16", "0", &FileType::ALL[..]),
-        ("bf16", "1", &[FileType::Q4_0, FileType::Q4_K_M, FileType::Q5_K_M, FileType::Q6_K][..]),
-        ("f32", "0", &[FileType::Q4_K_S, FileType::Q5_K_S, FileType::Q8_0][..]),
+    use FileType::*;
+    let all = [
+        Synth { label: "f16", args: &["22", "256", "8", "2", "768", "512", "f16", "0", "7"], types: &NO_IMATRIX },
+        Synth {
+            label: "bf16-tied",
+            args: &["22", "256", "8", "2", "768", "512", "bf16", "1", "7"],
+            types: &[Q4_0, Q2_K, Q3_K_L, Q4_K_M, Q5_K_M, Q6_K],
+        },
+        Synth {
+            label: "f32",
+            args: &["22", "256", "8", "2", "768", "512", "f32", "0", "7"],
+            types: &[Q3_K_S, Q4_K_S, Q5_K_S, Q8_0],
+        },
+        Synth {
+            label: "f16-gqa1",
+            args: &["22", "256", "8", "8", "768", "512", "f16", "0", "8"],
+            types: &[Q2_K, Q3_K_S, Q3_K_M, Q3_K_L],
+        },
     ];
-    // Without LLAMA_TEST_FULL one input and two mixes (a minute less).
-    let fast: &[(&str, &str, &[FileType])] = &[("bf16", "1", &[FileType::Q4_0, FileType::Q4_K_M][..])];
-    for &(ty, tied, types) in if full() { all } else { fast } {
-        let input = dir.join(format!("mix-{ty}-{tied}.gguf"));
-        if py(&["synth", s(&input), "22", "256", "8", "2", "768", "512", ty, tied, "7"]).is_none() {
+    // Without LLAMA_TEST_FULL one input per new rule and few mixes (minutes less).
+    let fast = [
+        Synth {
+            label: "bf16-tied",
+            args: &["22", "256", "8", "2", "768", "512", "bf16", "1", "7"],
+            types: &[Q4_0, Q4_K_M],
+        },
+        Synth {
+            label: "f16-gqa1",
+            args: &["22", "256", "8", "8", "768", "512", "f16", "0", "8"],
+            types: &[Q2_K, Q3_K_M],
+        },
+    ];
+    synth_cases(if full() { &all } else { &fast });
+}
+
+/// The rules that depend on the model rather than the layer: 8-expert MoE (attn_v / attn_k → Q8_0,
+/// attn_output → Q5_K, 3-D expert tensors whose layer comes from the name), Falcon (its ffn_down
+/// and attn_output schemes, Q8_0 output) and llama.cpp's 70B class (attn_v Q3_K/Q4_K → Q5_K).
+#[test]
+fn model_dependent_mix_rules_identical_to_llama_quantize() {
+    use FileType::*;
+    let all = [
+        Synth {
+            label: "moe8",
+            args: &["8", "256", "8", "2", "256", "512", "f16", "0", "9", "8"],
+            types: &[Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_M],
+        },
+        Synth {
+            label: "falcon",
+            args: &["16", "256", "8", "2", "256", "512", "f16", "0", "10", "0", "falcon"],
+            types: &[Q2_K, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M],
+        },
+        Synth {
+            label: "qwen2-70b",
+            args: &["80", "256", "8", "8", "256", "256", "f16", "0", "11", "0", "qwen2"],
+            types: &[Q2_K, Q3_K_S, Q4_K_S],
+        },
+    ];
+    let fast = [
+        Synth { label: "moe8", args: &["8", "256", "8", "2", "256", "512", "f16", "0", "9", "8"], types: &[Q3_K_M] },
+        Synth {
+            label: "falcon",
+            args: &["16", "256", "8", "2", "256", "512", "f16", "0", "10", "0", "falcon"],
+            types: &[Q3_K_M],
+        },
+    ];
+    synth_cases(if full() { &all } else { &fast });
+}
+
+/// With an importance matrix, as the llama-quantize program runs with `--imatrix` (the reference
+/// script reads the file as it does and passes the weights and the quantize.imatrix.* keys to
+/// llama_model_quantize): GGUF and legacy .dat files, output.weight missing (it goes without),
+/// MoE experts without data, the rules that change with an imatrix (Q4_0/Q5_0 ffn_down, Q2_K_S).
+#[test]
+fn imatrix_files_identical_to_llama_quantize() {
+    use FileType::*;
+    let dir = temp_dir("qf-imat");
+    let all: &[(&str, &[&str], &[FileType])] = &[
+        (
+            "dense",
+            &["22", "256", "8", "2", "512", "512", "f16", "0", "12"],
+            &[Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q2_K_S, Q3_K_S, Q3_K_M, Q4_K_S, Q4_K_M, Q5_K_M, Q6_K],
+        ),
+        ("moe8", &["4", "256", "8", "2", "256", "512", "f16", "0", "13", "8"], &[Q2_K_S, Q3_K_M, Q4_K_M, Q5_0]),
+    ];
+    let fast: &[(&str, &[&str], &[FileType])] = &[
+        ("dense", &["22", "256", "8", "2", "512", "512", "f16", "0", "12"], &[Q4_0, Q2_K_S, Q4_K_M]),
+        ("moe8", &["4", "256", "8", "2", "256", "512", "f16", "0", "13", "8"], &[Q3_K_M]),
+    ];
+    for &(label, args, types) in if full() { all } else { fast } {
+        let input = dir.join(format!("{label}.gguf"));
+        let mut a = vec!["synth", s(&input)];
+        a.extend_from_slice(args);
+        if py(&a).is_none() {
             return;
         }
-        if same_as_llama_cpp(&dir, &input, &format!("mix-{ty}-tied{tied}"), types).is_none() {
-            return;
+        for fmt in ["gguf", "dat"] {
+            let im = dir.join(format!("{label}-imatrix.{fmt}"));
+            py(&["imatrix", s(&input), s(&im), fmt, "5", "output.weight"]).unwrap();
+            let m = std::sync::Arc::new(qf::Imatrix::load(&im).unwrap());
+            assert_eq!(m.is_legacy, fmt == "dat");
+            for &t in types {
+                let (ours_p, theirs_p) =
+                    (dir.join(format!("{label}-{t}-ours.gguf")), dir.join(format!("{label}-{t}-llama.gguf")));
+                py(&["llama-quantize", s(&input), s(&theirs_p), &t.id().to_string(), "0", "2", s(&im)]).unwrap();
+                let mut o = opts(t, false);
+                o.imatrix = Some(m.clone());
+                qf::quantize_file(&input, Some(&ours_p), &o, None).unwrap_or_else(|e| panic!("{label} {t}: {e}"));
+                assert_same_file(&format!("{label} → {t} with a {fmt} imatrix"), &ours_p, &theirs_p);
+                eprintln!("{label} → {t} with a {fmt} imatrix: byte-identical to llama.cpp");
+                std::fs::remove_file(&ours_p).ok();
+                std::fs::remove_file(&theirs_p).ok();
+            }
         }
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Typed errors: Q2_K_S without an imatrix; an imatrix of another model (sizes differ; an entry
+/// a Q2_K_S tensor needs is missing); files that are no imatrix.
+#[test]
+fn imatrix_errors_are_typed() {
+    let dir = temp_dir("qf-imerr");
+    let (a, b) = (dir.join("a.gguf"), dir.join("b.gguf"));
+    if py(&["synth", s(&a), "4", "256", "8", "2", "512", "512", "f16", "0", "1"]).is_none() {
+        return;
+    }
+    py(&["synth", s(&b), "4", "512", "8", "2", "512", "512", "f16", "0", "1"]).unwrap();
+    let out = dir.join("out.gguf");
+    let e = qf::quantize_file(&a, Some(&out), &opts(FileType::Q2_K_S, false), None).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("needs an importance matrix"), "{e}");
+    // b's imatrix on a: rows of 512 vs 256.
+    let imb = dir.join("b.imatrix");
+    py(&["imatrix", s(&b), s(&imb), "gguf", "1"]).unwrap();
+    let mut o = opts(FileType::Q4_K_M, false);
+    o.imatrix = Some(std::sync::Arc::new(qf::Imatrix::load(&imb).unwrap()));
+    let e = qf::quantize_file(&a, Some(&out), &o, None).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("another model"), "{e}");
+    assert!(!out.exists());
+    // a's imatrix without blk.2.attn_q: fine for Q4_K_M (that tensor goes without), not for Q2_K_S.
+    let ima = dir.join("a.imatrix");
+    py(&["imatrix", s(&a), s(&ima), "dat", "1", "blk.2.attn_q.weight"]).unwrap();
+    let mut o = opts(FileType::Q2_K_S, false);
+    o.imatrix = Some(std::sync::Arc::new(qf::Imatrix::load(&ima).unwrap()));
+    let e = qf::quantize_file(&a, Some(&out), &o, None).unwrap_err();
+    assert!(e.to_string().contains("blk.2.attn_q.weight") && e.to_string().contains("another model"), "{e}");
+    o.file_type = FileType::Q4_K_M;
+    qf::quantize_file(&a, Some(&out), &o, None).unwrap();
+    // Not an imatrix: a model GGUF (no imatrix.* keys), junk, a truncated .dat.
+    let e = qf::Imatrix::load(&a).unwrap_err();
+    assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("imatrix metadata"), "{e}");
+    std::fs::write(dir.join("junk"), b"\x05\0\0\0\x03\0\0\0abc").unwrap();
+    let e = qf::Imatrix::load(&dir.join("junk")).unwrap_err();
+    assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("truncated"), "{e}");
+    let e = qf::Imatrix::load(&dir.join("missing")).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -265,7 +436,7 @@ fn test_rows(n_per_row: usize, n_rows: usize, seed: u64) -> Vec<f32> {
 #[test]
 fn k_quant_rows_match_ggml_quantize_chunk() {
     let dir = temp_dir("qf-rows");
-    for t in [GgmlType::Q5_K, GgmlType::Q4_K, GgmlType::Q6_K] {
+    for t in [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q5_K, GgmlType::Q4_K, GgmlType::Q6_K] {
         let (n, rows) = (1024, 64);
         let src = test_rows(n, rows, t.id() as u64);
         let (fin, fout) = (dir.join("in.f32"), dir.join("out.q"));
@@ -282,6 +453,59 @@ fn k_quant_rows_match_ggml_quantize_chunk() {
         }
         eprintln!("{t}: {rows} rows of {n} byte-identical to ggml_quantize_chunk");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Importance weights as llama-imatrix's are (means of squared activations): positive, over
+/// several magnitudes, with a few zeros (columns no activation reached).
+fn test_imatrix(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|i| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let u = (state >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+            if i % 97 == 5 {
+                0.0
+            } else {
+                10f32.powf(4.0 * u - 3.0)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn weighted_rows_match_ggml_quantize_chunk_with_imatrix() {
+    let dir = temp_dir("qf-wrows");
+    use GgmlType::*;
+    for t in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+        let (n, rows) = (1024, 64);
+        let src = test_rows(n, rows, 100 + t.id() as u64);
+        let qw = test_imatrix(n, t.id() as u64);
+        let (fin, fqw, fout) = (dir.join("in.f32"), dir.join("qw.f32"), dir.join("out.q"));
+        std::fs::write(&fin, f32_bytes(&src)).unwrap();
+        std::fs::write(&fqw, f32_bytes(&qw)).unwrap();
+        if py(&["ggml-quantize", &t.id().to_string(), &n.to_string(), s(&fin), s(&fout), s(&fqw)]).is_none() {
+            return;
+        }
+        let want = std::fs::read(&fout).unwrap();
+        let row = t.row_size(n as u64).unwrap() as usize;
+        let mut got = vec![0u8; row * rows];
+        for (r, d) in got.chunks_exact_mut(row).enumerate() {
+            llama_core::quant::quantize_row_weighted(t, &src[r * n..(r + 1) * n], d, &qw).unwrap();
+        }
+        if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+            let bs = t.type_size();
+            panic!(
+                "{t}: first differing byte {i} (block {}, row {}): ours {:?} vs ggml {:?}",
+                i / bs,
+                i / row,
+                &got[i / bs * bs..][..bs],
+                &want[i / bs * bs..][..bs]
+            );
+        }
+        eprintln!("{t}: {rows} rows of {n} with importance weights byte-identical to ggml_quantize_chunk");
+    }
+    assert!(llama_core::quant::quantize_row_weighted(Q4_K, &[0.0; 256], &mut [0; 144], &[1.0; 255]).is_err());
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -327,6 +551,12 @@ fn folder_input_default_name_progress_and_errors() {
     // Unknown type name.
     assert!(FileType::parse("q3_xx").unwrap_err().to_string().contains("q4_k_m"));
     assert_eq!(FileType::parse("Q4_K_M").unwrap(), FileType::Q4_K_M);
+    assert_eq!(FileType::parse("q3_k_l").unwrap(), FileType::Q3_K_L);
+    // Types llama-quantize only makes with an importance matrix: said so, not "unknown".
+    for t in ["IQ2_XXS", "iq1_s", "iq3_xxs"] {
+        let e = FileType::parse(t).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("importance matrix"), "{e}");
+    }
 
     // Stopping from the progress callback: Interrupted, and neither the output nor its temp file.
     let out = dir.join("stopped.gguf");

@@ -19,7 +19,8 @@ fn shape(dims: &[u64]) -> String {
 /// Quantizes a F32/F16/BF16 GGUF (or the model folder holding ggml-model-f16.gguf) and returns the
 /// output path (default: ggml-model-<type>.gguf beside the input).
 #[pyfunction]
-#[pyo3(signature = (path, r#type = "q4_0", out = None, pure = false, n_threads = 0, quiet = false))]
+#[pyo3(signature = (path, r#type = "q4_0", out = None, pure = false, n_threads = 0, quiet = false, imatrix = None))]
+#[allow(clippy::too_many_arguments)]
 pub fn quantize(
     py: Python<'_>,
     path: PathBuf,
@@ -28,11 +29,25 @@ pub fn quantize(
     pure: bool,
     n_threads: usize,
     quiet: bool,
+    imatrix: Option<PathBuf>,
 ) -> PyResult<String> {
     let file_type = FileType::parse(r#type).py_err()?;
     let input = qf::resolve_input(&path).py_err()?;
     let output = out.unwrap_or_else(|| qf::default_output(&input, file_type));
-    let opts = QuantizeOptions { file_type, pure, n_threads };
+    let mut opts = QuantizeOptions::new(file_type, pure, n_threads);
+    if let Some(p) = imatrix {
+        let m = py.detach(|| qf::Imatrix::load(&p)).py_err()?;
+        if !quiet {
+            let fmt = if m.is_legacy { "legacy .dat" } else { "GGUF" };
+            eprintln!(
+                "importance matrix {} ({fmt}): {} entries, {} chunks",
+                p.display(),
+                m.entries.len(),
+                m.chunk_count
+            );
+        }
+        opts.imatrix = Some(std::sync::Arc::new(m));
+    }
     if !quiet {
         let mix = if pure { "pure" } else { "llama.cpp mix" };
         eprintln!("quantizing {} -> {} as {file_type} ({mix})", input.display(), output.display());

@@ -230,6 +230,7 @@ pub mod q5_1;
 pub mod q8_0;
 pub mod q8_1;
 pub mod repack;
+pub mod weighted;
 
 pub use blocks::{blocks_as_bytes, cast_blocks, cast_blocks_mut, read_blocks, Block};
 pub use iq::{BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S, BlockIQ3XXS};
@@ -246,4 +247,4 @@ pub use q8_0::{quantize_row_q8_0_ref, BlockQ8_0};
 pub use q8_1::{quantize_row_q8_1_ref, BlockQ8_1};
 
 mod row;
-pub use row::{dequantize, dequantize_row, quantize, quantize_row};
+pub use row::{dequantize, dequantize_row, quantize, quantize_row, quantize_row_weighted};

@@ -112,6 +112,48 @@ pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
+fn qntw<T: Block>(src: &[f32], dst: &mut [u8], qw: &[f32], f: fn(&[f32], &mut [T], &[f32])) {
+    write_blocks::<T>(dst, |b| f(src, b, qw))
+}
+
+/// Quantizes one row as llama.cpp does with an importance matrix (`ggml_quantize_chunk` with
+/// `quant_weights`): `qw` holds one weight per element of the row. Q8_0 (and the float types)
+/// ignore the weights, as ggml does.
+pub fn quantize_row_weighted(t: GgmlType, src: &[f32], dst: &mut [u8], qw: &[f32]) -> Result<()> {
+    if qw.len() != src.len() {
+        return Err(Error::InvalidArgument(format!(
+            "quantize {t}: {} importance weights for a row of {}",
+            qw.len(),
+            src.len()
+        )));
+    }
+    use GgmlType::*;
+    let f = match t {
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => t,
+        _ => return quantize_row(t, src, dst),
+    };
+    let need = row_bytes(f, src.len())?;
+    if dst.len() != need {
+        return Err(Error::InvalidArgument(format!(
+            "quantize {t}: {} destination bytes for {} elements (expected {need})",
+            dst.len(),
+            src.len()
+        )));
+    }
+    match f {
+        Q4_0 => qntw::<BlockQ4_0>(src, dst, qw, weighted::quantize_row_q4_0),
+        Q4_1 => qntw::<BlockQ4_1>(src, dst, qw, weighted::quantize_row_q4_1),
+        Q5_0 => qntw::<BlockQ5_0>(src, dst, qw, weighted::quantize_row_q5_0),
+        Q5_1 => qntw::<BlockQ5_1>(src, dst, qw, weighted::quantize_row_q5_1),
+        Q2_K => qntw::<BlockQ2K>(src, dst, qw, weighted::quantize_row_q2_k),
+        Q3_K => qntw::<BlockQ3K>(src, dst, qw, weighted::quantize_row_q3_k),
+        Q4_K => qntw::<BlockQ4K>(src, dst, qw, weighted::quantize_row_q4_k),
+        Q5_K => qntw::<BlockQ5K>(src, dst, qw, weighted::quantize_row_q5_k),
+        _ => qntw::<BlockQ6K>(src, dst, qw, weighted::quantize_row_q6_k),
+    }
+    Ok(())
+}
+
 /// Quantizes `src` (any number of whole rows) to a new byte vector.
 pub fn quantize(t: GgmlType, src: &[f32]) -> Result<Vec<u8>> {
     let mut out = vec![0u8; row_bytes(t, src.len())?]; // [row_size(src.len())]

@@ -17,6 +17,12 @@ pub enum FileType {
     Q5_0,
     Q5_1,
     Q8_0,
+    Q2_K,
+    /// Q2_K with fewer exceptions; llama.cpp makes it only with an importance matrix.
+    Q2_K_S,
+    Q3_K_S,
+    Q3_K_M,
+    Q3_K_L,
     Q4_K_S,
     Q4_K_M,
     Q5_K_S,
@@ -25,9 +31,9 @@ pub enum FileType {
 }
 
 impl FileType {
-    pub const ALL: [FileType; 10] = {
+    pub const ALL: [FileType; 15] = {
         use FileType::*;
-        [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K]
+        [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K]
     };
 
     /// llama.cpp's `llama_ftype` number, stored as `general.file_type`.
@@ -39,6 +45,11 @@ impl FileType {
             Q8_0 => 7,
             Q5_0 => 8,
             Q5_1 => 9,
+            Q2_K => 10,
+            Q2_K_S => 21,
+            Q3_K_S => 11,
+            Q3_K_M => 12,
+            Q3_K_L => 13,
             Q4_K_S => 14,
             Q4_K_M => 15,
             Q5_K_S => 16,
@@ -56,6 +67,11 @@ impl FileType {
             Q5_0 => "q5_0",
             Q5_1 => "q5_1",
             Q8_0 => "q8_0",
+            Q2_K => "q2_k",
+            Q2_K_S => "q2_k_s",
+            Q3_K_S => "q3_k_s",
+            Q3_K_M => "q3_k_m",
+            Q3_K_L => "q3_k_l",
             Q4_K_S => "q4_k_s",
             Q4_K_M => "q4_k_m",
             Q5_K_S => "q5_k_s",
@@ -64,12 +80,27 @@ impl FileType {
         }
     }
 
+    /// llama.cpp file types whose quantizers llama-quantize only runs with an importance matrix
+    /// (`tensor_requires_imatrix`: IQ1_*, IQ2_* and IQ3_XXS tensors, which these file types choose
+    /// for most weights; IQ3_XS: for attn_k and the middle ffn_gate/up). We have no IQ quantizers,
+    /// so these are refused by name. (Q2_K_S, the other one, is a FileType: `plan` refuses it
+    /// without an imatrix.)
+    pub const NEED_IMATRIX: [&'static str; 8] =
+        ["iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq3_xxs", "iq3_xs"];
+
     /// Case-insensitive; also accepts llama.cpp's spelling (`Q4_K_M`).
     pub fn parse(s: &str) -> Result<FileType> {
         let l = s.trim().to_ascii_lowercase();
+        let names = || Self::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
+        if Self::NEED_IMATRIX.contains(&l.as_str()) {
+            return Err(Error::InvalidArgument(format!(
+                "quantization type '{s}' is made only with an importance matrix (llama-quantize refuses it \
+                 without --imatrix), and this quantizer has no {s} quantizer; types available: {}",
+                names()
+            )));
+        }
         Self::ALL.into_iter().find(|t| t.name() == l).ok_or_else(|| {
-            let names: Vec<_> = Self::ALL.iter().map(|t| t.name()).collect();
-            Error::InvalidArgument(format!("unknown quantization type '{s}' (expected one of: {})", names.join(", ")))
+            Error::InvalidArgument(format!("unknown quantization type '{s}' (expected one of: {})", names()))
         })
     }
 
@@ -82,6 +113,8 @@ impl FileType {
             Q5_0 => GgmlType::Q5_0,
             Q5_1 => GgmlType::Q5_1,
             Q8_0 => GgmlType::Q8_0,
+            Q2_K | Q2_K_S => GgmlType::Q2_K,
+            Q3_K_S | Q3_K_M | Q3_K_L => GgmlType::Q3_K,
             Q4_K_S | Q4_K_M => GgmlType::Q4_K,
             Q5_K_S | Q5_K_M => GgmlType::Q5_K,
             Q6_K => GgmlType::Q6_K,
@@ -110,9 +143,21 @@ impl ModelInfo {
         self.arch == "falcon"
     }
 
-    /// llama.cpp's LLM_TYPE_70B: LLaMA with 80 layers and grouped-query attention.
+    /// llama.cpp's LLM_TYPE_70B, as each architecture's `load_arch_hparams` sets it from the layer
+    /// count: LLaMA (and its embedding variant) with 80 layers and grouped-query attention (not
+    /// the 8-expert models, which get their own sizes), Qwen2 / DeciLM / OLMo with 80, Jais2 with 68.
     fn is_70b(&self) -> bool {
-        self.arch == "llama" && self.n_layer == 80 && self.n_head != self.n_head_kv
+        match self.arch.as_str() {
+            "llama" | "llama-embed" => self.n_expert != 8 && self.n_layer == 80 && self.n_head != self.n_head_kv,
+            "qwen2" | "deci" | "olmo" => self.n_layer == 80,
+            "jais2" => self.n_layer == 68,
+            _ => false,
+        }
+    }
+
+    /// hparams.n_gqa(0): query heads per KV head (0 when there are no KV heads).
+    fn n_gqa(&self) -> u32 {
+        self.n_head.checked_div(self.n_head_kv).unwrap_or(0)
     }
 }
 
@@ -215,6 +260,13 @@ pub fn allows_quantization(name: &str, dims: &[u64]) -> bool {
         && !KEEP_SUBSTRINGS.iter().any(|s| name.contains(s))
 }
 
+/// llama.cpp's `tensor_requires_imatrix` for the types we write: Q2_K tensors of a Q2_K_S file
+/// (except token_embd / output).
+pub fn requires_imatrix(name: &str, dst: GgmlType, ftype: FileType) -> bool {
+    let embd_or_output = matches!(name, "token_embd.weight" | "per_layer_token_embd.weight" | "output.weight");
+    !embd_or_output && dst == GgmlType::Q2_K && ftype == FileType::Q2_K_S
+}
+
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers and every third in between.
 fn use_more_bits(i_layer: i64, n_layers: i64) -> bool {
     i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2
@@ -239,6 +291,8 @@ pub struct Mixer<'m> {
     n_attention_wv: i64,
     i_attention_wv: i64,
     i_ffn_down: i64,
+    /// An importance matrix is given (llama.cpp's qs.has_imatrix: some rules change with it).
+    pub has_imatrix: bool,
     /// Tensors whose row length forced a fallback type.
     pub n_fallback: usize,
 }
@@ -265,6 +319,7 @@ impl<'m> Mixer<'m> {
             n_attention_wv,
             i_attention_wv: 0,
             i_ffn_down: 0,
+            has_imatrix: false,
             n_fallback: 0,
         }
     }
@@ -281,7 +336,8 @@ impl<'m> Mixer<'m> {
         Ok(Some(self.fallback(t, name, dims[0])?))
     }
 
-    /// llama.cpp's `llama_tensor_get_type_impl`, restricted to the branches our file types reach.
+    /// llama.cpp's `llama_tensor_get_type_impl`, restricted to the branches our file types reach
+    /// (the IQ / TQ / MXFP4 file types and the imatrix-only rules are not among them).
     fn mix_type(&mut self, mut t: GgmlType, name: &str, dims: &[u64]) -> Result<GgmlType> {
         use Category::*;
         use FileType as F;
@@ -298,10 +354,15 @@ impl<'m> Mixer<'m> {
         } else if c == TokenEmbd {
             // Untied embeddings keep the file's type for these ftypes.
         } else if is_attn_v_like(c) {
-            if matches!(ft, F::Q4_K_M | F::Q5_K_M) && use_more_bits(self.i_attention_wv, self.n_attention_wv) {
-                t = G::Q6_K;
-            } else if ft == F::Q4_K_S && self.i_attention_wv < 4 {
-                t = G::Q5_K;
+            // attn_v is small (shared by the heads of a group) and sensitive: more bits.
+            match ft {
+                F::Q2_K => t = if m.n_gqa() >= 4 { G::Q4_K } else { G::Q3_K },
+                F::Q2_K_S if m.n_gqa() >= 4 => t = G::Q4_K,
+                F::Q3_K_M => t = if self.i_attention_wv < 2 { G::Q5_K } else { G::Q4_K },
+                F::Q3_K_L => t = G::Q5_K,
+                F::Q4_K_M | F::Q5_K_M if use_more_bits(self.i_attention_wv, self.n_attention_wv) => t = G::Q6_K,
+                F::Q4_K_S if self.i_attention_wv < 4 => t = G::Q5_K,
+                _ => {}
             }
             if m.is_70b() && matches!(t, G::Q3_K | G::Q4_K) {
                 t = G::Q5_K;
@@ -316,26 +377,62 @@ impl<'m> Mixer<'m> {
             }
         } else if c == FfnDown {
             let (i_layer, n_layer) = self.layer_info(self.i_ffn_down, name)?;
-            if ft == F::Q4_K_M {
-                if m.is_falcon() {
+            match ft {
+                F::Q2_K => t = G::Q3_K,
+                F::Q2_K_S if i_layer < n_layer / 8 => t = G::Q4_K,
+                F::Q3_K_M => {
                     t = if i_layer < n_layer / 16 {
-                        G::Q6_K
-                    } else if use_more_bits(i_layer, n_layer) {
                         G::Q5_K
-                    } else {
+                    } else if !m.is_falcon() || use_more_bits(i_layer, n_layer) {
                         G::Q4_K
-                    };
-                } else if use_more_bits(i_layer, n_layer) {
-                    t = G::Q6_K;
+                    } else {
+                        G::Q3_K
+                    }
                 }
-            } else if ft == F::Q5_K_M && use_more_bits(i_layer, n_layer) {
-                t = G::Q6_K;
-            } else if ft == F::Q4_K_S && !m.is_falcon() && i_layer < n_layer / 8 {
-                t = G::Q5_K;
+                F::Q3_K_L => t = if m.is_falcon() { G::Q4_K } else { G::Q5_K },
+                F::Q4_K_M => {
+                    if m.is_falcon() {
+                        t = if i_layer < n_layer / 16 {
+                            G::Q6_K
+                        } else if use_more_bits(i_layer, n_layer) {
+                            G::Q5_K
+                        } else {
+                            G::Q4_K
+                        };
+                    } else if use_more_bits(i_layer, n_layer) {
+                        t = G::Q6_K;
+                    }
+                }
+                F::Q5_K_M if use_more_bits(i_layer, n_layer) => t = G::Q6_K,
+                F::Q4_K_S if !m.is_falcon() && i_layer < n_layer / 8 => t = G::Q5_K,
+                // Guards the first ffn_down layers of Q4_0/Q5_0, only with an imatrix (so files
+                // made without one stay as they were).
+                F::Q4_0 if self.has_imatrix && i_layer < n_layer / 8 => t = G::Q4_1,
+                F::Q5_0 if self.has_imatrix && i_layer < n_layer / 8 => t = G::Q5_1,
+                _ => {}
             }
             self.i_ffn_down += 1;
-        } else if c == AttnOutput && !m.is_falcon() && m.n_expert == 8 && matches!(ft, F::Q4_K_S | F::Q4_K_M) {
-            t = G::Q5_K;
+        } else if c == AttnOutput {
+            if !m.is_falcon() {
+                if m.n_expert == 8 {
+                    if matches!(ft, F::Q2_K | F::Q3_K_S | F::Q3_K_M | F::Q4_K_S | F::Q4_K_M) {
+                        t = G::Q5_K;
+                    }
+                } else {
+                    match ft {
+                        F::Q2_K => t = G::Q3_K,
+                        F::Q3_K_M => t = G::Q4_K,
+                        F::Q3_K_L => t = G::Q5_K,
+                        _ => {}
+                    }
+                }
+            } else if ft == F::Q3_K_L {
+                t = G::Q4_K;
+            }
+        } else if matches!(c, FfnGate | FfnUp) {
+            // No rule of ours changes these, but llama.cpp still resolves their layer (and fails
+            // on a name without one in a MoE model).
+            self.layer_info(0, name)?;
         }
         // attn_qkv is attn_v-like above, so llama.cpp's own ATTENTION_QKV branch never runs.
         Ok(t)
