@@ -29,8 +29,10 @@ impl Rng {
 fn scale_offsets(t: GgmlType) -> &'static [usize] {
     use GgmlType::*;
     match t {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL | IQ4_XS => &[0],
         Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        TQ1_0 => &[52],
+        TQ2_0 => &[64],
         Q2_K => &[80, 82],
         Q3_K => &[108],
         Q6_K => &[208],
@@ -113,9 +115,9 @@ fn activations(rng: &mut Rng, n: usize, mode: Mode) -> Vec<f32> {
     }
 }
 
-const WEIGHT_TYPES: [GgmlType; 14] = {
+const WEIGHT_TYPES: [GgmlType; 18] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, F16, BF16, F32]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, F16, BF16, F32]
 };
 
 fn sizes(t: GgmlType) -> Vec<usize> {
@@ -305,6 +307,10 @@ fn reference_dot(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
         BF16 => half::bf16::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         F32 => f32::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         MXFP4 => BlockMXFP4::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ4_NL => q::BlockIQ4NL::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ4_XS => q::BlockIQ4XS::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        TQ1_0 => q::BlockTQ1_0::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        TQ2_0 => q::BlockTQ2_0::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         _ => unreachable!(),
     }
 }
@@ -974,9 +980,9 @@ fn table_rows_follow_ggml_type_traits() {
             assert!(t.is_supported(), "{:?}: row for unsupported {t}", k.isa);
             assert_eq!((row.ggml_type, (row.block_size, row.type_size)), (t, t.block_layout()));
             let want = match t {
-                Q4_0 | Q5_0 | Q8_0 | MXFP4 => Some(Q8_0),
+                Q4_0 | Q5_0 | Q8_0 | MXFP4 | IQ4_NL => Some(Q8_0),
                 Q4_1 | Q5_1 => Some(Q8_1),
-                Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Some(Q8_K),
+                Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS | TQ1_0 | TQ2_0 => Some(Q8_K),
                 F16 | BF16 | F32 => Some(t),
                 _ => None,
             };

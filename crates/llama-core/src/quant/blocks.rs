@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use half::{bf16, f16};
 
 use super::GgmlType;
+use super::{BlockIQ4NL, BlockIQ4XS, BlockTQ1_0, BlockTQ2_0};
 use super::{BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 use super::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 
@@ -42,6 +43,7 @@ impl_block!(
     BlockQ8_0 => Q8_0, BlockQ8_1 => Q8_1,
     BlockQ2K => Q2_K, BlockQ3K => Q3_K, BlockQ4K => Q4_K, BlockQ5K => Q5_K, BlockQ6K => Q6_K,
     BlockQ8K => Q8_K, BlockMXFP4 => MXFP4,
+    BlockIQ4NL => IQ4_NL, BlockIQ4XS => IQ4_XS, BlockTQ1_0 => TQ1_0, BlockTQ2_0 => TQ2_0,
 );
 
 /// Borrows `bytes` as blocks when its address is aligned for `T`; `None` if misaligned or if the

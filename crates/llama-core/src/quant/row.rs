@@ -51,6 +51,10 @@ pub fn dequantize_row(t: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
         Q6_K => deq::<BlockQ6K>(src, dst, k_quants::dequantize_row_q6_k),
         Q8_K => deq::<BlockQ8K>(src, dst, k_quants::dequantize_row_q8_k),
         MXFP4 => deq::<BlockMXFP4>(src, dst, mxfp4::dequantize_row_mxfp4),
+        IQ4_NL => deq::<BlockIQ4NL>(src, dst, iq4::dequantize_row_iq4_nl),
+        IQ4_XS => deq::<BlockIQ4XS>(src, dst, iq4::dequantize_row_iq4_xs),
+        TQ1_0 => deq::<BlockTQ1_0>(src, dst, tq::dequantize_row_tq1_0),
+        TQ2_0 => deq::<BlockTQ2_0>(src, dst, tq::dequantize_row_tq2_0),
         _ => return Err(unsupported(t, "dequantization")),
     }
     Ok(())
@@ -97,6 +101,12 @@ pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
         Q6_K => qnt::<BlockQ6K>(src, dst, k_quantize::quantize_row_q6_k),
         Q8_K => qnt::<BlockQ8K>(src, dst, k_quantize::quantize_row_q8_k),
         MXFP4 => qnt::<BlockMXFP4>(src, dst, mxfp4::quantize_row_mxfp4),
+        // llama-quantize's IQ4 quantizers without an imatrix (`quantize_iq4_nl`, which refines
+        // the scale unlike `quantize_row_iq4_nl_ref`; for IQ4_XS the two are one).
+        IQ4_NL => qnt::<BlockIQ4NL>(src, dst, |x, y| iq4::quantize_iq4_nl(x, y, None)),
+        IQ4_XS => qnt::<BlockIQ4XS>(src, dst, iq4::quantize_row_iq4_xs_ref),
+        TQ1_0 => qnt::<BlockTQ1_0>(src, dst, tq::quantize_row_tq1_0),
+        TQ2_0 => qnt::<BlockTQ2_0>(src, dst, tq::quantize_row_tq2_0),
         _ => return Err(unsupported(t, "quantization")),
     }
     Ok(())

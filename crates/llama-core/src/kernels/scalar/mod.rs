@@ -13,6 +13,7 @@ mod dot;
 mod quantize;
 
 use crate::quant::blocks::{read_blocks, write_blocks, Block};
+use crate::quant::{BlockIQ4NL, BlockIQ4XS, BlockTQ1_0, BlockTQ2_0};
 use crate::quant::{BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, GgmlType};
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 use half::{bf16, f16};
@@ -111,6 +112,10 @@ pub const TABLE: Kernels = {
         },
         activation::<BlockQ8K>(),
         weight::<BlockMXFP4>(),
+        weight::<BlockIQ4NL>(),
+        weight::<BlockIQ4XS>(),
+        weight::<BlockTQ1_0>(),
+        weight::<BlockTQ2_0>(),
         both::<f16>(),
         both::<bf16>(),
         both::<f32>(),
