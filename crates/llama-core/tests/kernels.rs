@@ -518,9 +518,9 @@ fn llama_isa_override() {
 
 use llama_core::quant::{dequantize, repack};
 
-const R16_TYPES: [GgmlType; 7] = {
+const R16_TYPES: [GgmlType; 8] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, IQ4_NL]
 };
 
 /// Activation rows for `x` ([n_tokens][cols]) in both forms: plain (Q8_0 / Q8_1 / Q8_K, for the row
@@ -617,8 +617,9 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
             }
         }
         // (type, order of the plain kernel, order of the batch kernel)
-        let orders: [(GgmlType, Ref, Option<Ref>); 7] = [
+        let orders: [(GgmlType, Ref, Option<Ref>); 8] = [
             (Q4_0, g::q4_0_repack, None),
+            (IQ4_NL, g::iq4_nl_repack, None),
             (Q4_1, g::q4_1_lanes, None),
             (Q5_0, g::q5_0_lanes, None),
             (Q5_1, g::q5_1_lanes, None),

@@ -12,6 +12,7 @@
 use half::f16;
 
 use crate::quant::blocks::{read_blocks, Block};
+use crate::quant::iq4::{BlockIQ4NL, KVALUES_IQ4NL};
 use crate::quant::k_quants::scales_mins_k4;
 use crate::quant::mxfp4::{e8m0_to_fp32_half, BlockMXFP4, KVALUES_MXFP4};
 use crate::quant::{
@@ -119,6 +120,19 @@ pub fn q4_0_repack(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let mut acc = 0f32;
     for (x, y) in w.iter().zip(&a) {
         let v = q4_0_values(x);
+        let s: i32 = (0..32).map(|e| v[e] * y.qs[e] as i32).sum();
+        acc = (s as f32).mul_add(x.d.to_f32() * y.d.to_f32(), acc);
+    }
+    acc
+}
+
+/// IQ4_NL weights in llama.cpp's x86 repacked GEMV/GEMM (`ggml_gemv_iq4_nl_8x8_q8_0` runs Q4_0's
+/// `gemv_q4_b32_8x8_q8_0_lut_avx` with the kvalues_iq4nl table): as `q4_0_repack`.
+pub fn iq4_nl_repack(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockIQ4NL>(n, w), blocks::<BlockQ8_0>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let v = nibbles(&x.qs).map(|q| KVALUES_IQ4NL[q as usize] as i32);
         let s: i32 = (0..32).map(|e| v[e] * y.qs[e] as i32).sum();
         acc = (s as f32).mul_add(x.d.to_f32() * y.d.to_f32(), acc);
     }

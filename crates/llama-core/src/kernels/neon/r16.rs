@@ -16,6 +16,7 @@ use std::arch::aarch64::*;
 use super::{f16x4, sdot};
 use crate::kernels::shared::{q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
+use crate::quant::iq4::KVALUES_IQ4NL;
 use crate::quant::repack::{Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
 
@@ -25,6 +26,7 @@ const PASS: usize = 4;
 const Q: usize = 4;
 
 gemm_split_entry!(gemm_q4_0_entry, gemm_q4_q5::<_, false, false>, GgmlType::Q4_0, Q, PASS, "neon,dotprod");
+gemm_split_entry!(gemm_iq4_nl_entry, gemm_iq4_nl, GgmlType::IQ4_NL, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q4_1_entry, gemm_q4_q5::<_, false, true>, GgmlType::Q4_1, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q5_0_entry, gemm_q4_q5::<_, true, false>, GgmlType::Q5_0, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q5_1_entry, gemm_q4_q5::<_, true, true>, GgmlType::Q5_1, Q, PASS, "neon,dotprod");
@@ -33,8 +35,9 @@ gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K, Q, PASS, "neon,dot
 gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, Q, PASS, "neon,dotprod");
 
 /// The NEON R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 7] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 8] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
+    (GgmlType::IQ4_NL, gemm_iq4_nl_entry),
     (GgmlType::Q4_1, gemm_q4_1_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
     (GgmlType::Q5_1, gemm_q5_1_entry),
@@ -150,6 +153,45 @@ unsafe fn gemm_q4_q5<const T: usize, const Q5: bool, const MIN: bool>(c: R16Call
                     let m = f16x4(vld1_u16(heads.add(b * hb + R * 2 + 8 * qr) as *const u16));
                     acc[t] = vfmaq_f32(acc[t], m, vdupq_n_f32(f32::from_bits(sum as u32)));
                 }
+            }
+        }
+        store(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "neon,dotprod")]
+/// IQ4_NL: Q4_0's layout, the nibbles looked up in kvalues_iq4nl (`tbl`), signed for `sdot`, so no
+/// offset.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_iq4_nl<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: qr, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 2));
+        let m4 = vdupq_n_u8(0x0F);
+        let table = vld1q_s8(KVALUES_IQ4NL.as_ptr());
+        let mut acc = [vdupq_n_f32(0.0); T];
+        for b in 0..nb {
+            let dw = f16x4(vld1_u16(heads.add(b * R * 2 + 8 * qr) as *const u16));
+            let q = quants.add(b * R * 16);
+            let mut lo = [vdupq_n_s8(0); 4];
+            let mut hi = [vdupq_n_s8(0); 4];
+            for s in 0..4 {
+                let v = slot(q, s, qr);
+                lo[s] = vqtbl1q_s8(table, vandq_u8(v, m4));
+                hi[s] = vqtbl1q_s8(table, vshrq_n_u8::<4>(v));
+            }
+            for t in 0..T {
+                let (da, _, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+                let mut i = vdupq_n_s32(0);
+                for s in 0..4 {
+                    i = sdot(i, lo[s], bcast4(y.add(4 * s)));
+                    i = sdot(i, hi[s], bcast4(y.add(16 + 4 * s)));
+                }
+                acc[t] = fold(acc[t], i, dw, da);
             }
         }
         store(&acc, out, os);

@@ -17,6 +17,7 @@ use std::arch::x86_64::*;
 
 use crate::kernels::shared::{q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
+use crate::quant::iq4::KVALUES_IQ4NL;
 use crate::quant::repack::{Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
 
@@ -26,6 +27,7 @@ const PASS: usize = 4;
 const H: usize = 8;
 
 gemm_split_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_iq4_nl_entry, gemm_iq4_nl, GgmlType::IQ4_NL, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_1_entry, gemm_lanes::<_, false, true>, GgmlType::Q4_1, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q5_0_entry, gemm_lanes::<_, true, false>, GgmlType::Q5_0, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q5_1_entry, gemm_lanes::<_, true, true>, GgmlType::Q5_1, H, LANES_PASS, "avx2,fma,f16c");
@@ -36,8 +38,9 @@ gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, H, 1, "avx2,fma,f1
 gemm_split_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K, H, PASS, "avx2,fma,f16c");
 
 /// The AVX2 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 7] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 8] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
+    (GgmlType::IQ4_NL, gemm_iq4_nl_entry),
     (GgmlType::Q4_1, gemm_q4_1_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
     (GgmlType::Q5_1, gemm_q5_1_entry),
@@ -145,6 +148,49 @@ unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
                 for s in 0..4 {
                     i = dp(i, lo[s], bcast4(y.add(4 * s)));
                     i = dp(i, hi[s], bcast4(y.add(16 + 4 * s)));
+                }
+                acc[t] = fold(acc[t], i, dw, da);
+            }
+        }
+        store(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// IQ4_NL: Q4_0's layout and float order, the nibbles looked up in kvalues_iq4nl (`vpshufb`). The
+/// levels reach ±127, so `vpmaddubsw` on them offset to unsigned could saturate: they are multiplied
+/// as |x|·(±y) like Q8_0 (pairs ≤ 2·127·127, exact; Q8_0 activations never hold −128).
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_iq4_nl<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (scales, quants) = (w, w.add(nb * R * 2));
+        let m4 = _mm256_set1_epi8(0x0F);
+        let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i));
+        let mut acc = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales8(scales.add(b * R * 2), h);
+            let q = quants.add(b * R * 16);
+            // [slot][lo, hi]: the signed levels and their magnitudes
+            let mut x = [[_mm256_setzero_si256(); 2]; 4];
+            for s in 0..4 {
+                let v = slot(q, s, h);
+                x[s][0] = _mm256_shuffle_epi8(table, _mm256_and_si256(v, m4));
+                x[s][1] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+            }
+            let ax = x.map(|p| p.map(|v| _mm256_abs_epi8(v)));
+            for t in 0..T {
+                let (da, _, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+                let mut i = _mm256_setzero_si256();
+                for s in 0..4 {
+                    for (k, o) in [(0, 4 * s), (1, 16 + 4 * s)] {
+                        let p16 = _mm256_maddubs_epi16(ax[s][k], _mm256_sign_epi8(bcast4(y.add(o)), x[s][k]));
+                        i = _mm256_add_epi32(i, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+                    }
                 }
                 acc[t] = fold(acc[t], i, dw, da);
             }

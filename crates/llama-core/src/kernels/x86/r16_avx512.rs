@@ -15,6 +15,7 @@ use std::arch::x86_64::*;
 
 use crate::kernels::shared::{gemm_r16_check, q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
+use crate::quant::iq4::KVALUES_IQ4NL;
 use crate::quant::repack::{MAX_T, Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
 
@@ -73,6 +74,7 @@ macro_rules! in_passes {
 }
 
 gemm_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0);
+gemm_entry!(gemm_iq4_nl_entry, gemm_iq4_nl, GgmlType::IQ4_NL);
 gemm_entry!(gemm_q5_0_entry, gemm_lanes::<_, true>, GgmlType::Q5_0);
 gemm_entry!(gemm_q8_0_entry, gemm_lanes::<_, false>, GgmlType::Q8_0);
 gemm_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K);
@@ -81,8 +83,9 @@ gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
 gemm_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K);
 
 /// The AVX-512 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 5] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 6] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
+    (GgmlType::IQ4_NL, gemm_iq4_nl_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
     (GgmlType::Q8_0, gemm_q8_0_entry),
     (GgmlType::Q4_K, gemm_q4_k_entry),
@@ -142,6 +145,47 @@ unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
                 // Two independent chains (low and high nibbles) halve the dependency depth, which
                 // bounds the single-token case.
                 let mut i0 = _mm512_set1_epi32(-8 * sum);
+                let mut i1 = _mm512_setzero_si512();
+                for s in 0..4 {
+                    i0 = _mm512_dpbusd_epi32(i0, lo[s], bcast4(y.add(4 * s)));
+                    i1 = _mm512_dpbusd_epi32(i1, hi[s], bcast4(y.add(16 + 4 * s)));
+                }
+                acc[t] = fold(acc[t], _mm512_add_epi32(i0, i1), dw, da);
+            }
+        }
+        store(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// IQ4_NL: Q4_0's layout and float order, the nibbles looked up in kvalues_iq4nl + 128 (`vpshufb`,
+/// unsigned 1..=241 for `vpdpbusd`), the +128 taken back by starting the sum at −128·Σq.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_iq4_nl<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, a, as_, out, os, .. } = c;
+        let (scales, quants) = (w, w.add(nb * R * 2));
+        let m4 = _mm512_set1_epi8(0x0F);
+        let lut: [u8; 16] = std::array::from_fn(|i| (KVALUES_IQ4NL[i] as i32 + 128) as u8);
+        let table = _mm512_broadcast_i32x4(_mm_loadu_si128(lut.as_ptr() as *const __m128i));
+        let mut acc = [_mm512_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales16(scales.add(b * R * 2));
+            let q = quants.add(b * R * 16);
+            let mut lo = [_mm512_setzero_si512(); 4];
+            let mut hi = [_mm512_setzero_si512(); 4];
+            for s in 0..4 {
+                let v = _mm512_loadu_si512(q.add(64 * s) as *const _);
+                lo[s] = _mm512_shuffle_epi8(table, _mm512_and_si512(v, m4));
+                hi[s] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            }
+            for t in 0..T {
+                let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+                let mut i0 = _mm512_set1_epi32(-128 * sum);
                 let mut i1 = _mm512_setzero_si512();
                 for s in 0..4 {
                     i0 = _mm512_dpbusd_epi32(i0, lo[s], bcast4(y.add(4 * s)));
