@@ -518,9 +518,9 @@ fn llama_isa_override() {
 
 use llama_core::quant::{dequantize, repack};
 
-const R16_TYPES: [GgmlType; 8] = {
+const R16_TYPES: [GgmlType; 9] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, IQ4_NL]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, IQ4_NL, IQ4_XS]
 };
 
 /// Activation rows for `x` ([n_tokens][cols]) in both forms: plain (Q8_0 / Q8_1 / Q8_K, for the row
@@ -604,10 +604,11 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
     let mut rng = Rng(4242);
     let mut checked = 0;
     for k in Kernels::available().into_iter().filter(|k| matches!(k.isa, Isa::Avx2 | Isa::Avx512)) {
-        for (t, want) in [(Q4_1, g::q4_1_lanes as Ref), (Q5_1, g::q5_1_lanes)] {
+        for (t, want) in [(Q4_1, g::q4_1_lanes as Ref), (Q5_1, g::q5_1_lanes), (IQ4_XS, g::iq4_xs_lanes)] {
             let (act, dot) = (vec_dot_type(t).unwrap(), k.vec_dot(t).unwrap());
+            let bs = t.block_size();
             for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
-                for cols in [32, 64, 2080] {
+                for cols in [bs, 2 * bs, 65 * bs] {
                     let w = weight_row(&mut rng, t, cols, mode);
                     let mut a = vec![0u8; act.row_size(cols as u64).unwrap() as usize];
                     (k.from_float(act).unwrap())(&activations(&mut rng, cols, mode), &mut a);
@@ -617,9 +618,10 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
             }
         }
         // (type, order of the plain kernel, order of the batch kernel)
-        let orders: [(GgmlType, Ref, Option<Ref>); 8] = [
+        let orders: [(GgmlType, Ref, Option<Ref>); 9] = [
             (Q4_0, g::q4_0_repack, None),
             (IQ4_NL, g::iq4_nl_repack, None),
+            (IQ4_XS, g::iq4_xs_lanes, None),
             (Q4_1, g::q4_1_lanes, None),
             (Q5_0, g::q5_0_lanes, None),
             (Q5_1, g::q5_1_lanes, None),
@@ -1071,4 +1073,35 @@ fn softmax_sink_matches_ggml() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// NEON: the IQ4_NL, IQ4_XS, TQ1_0 and TQ2_0 dots apply the scalar reference's float formula in
+/// its order over exact integer sums, so they equal the scalar table bit for bit.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_iq4_tq_dots_equal_scalar_bits() {
+    use GgmlType::*;
+    let mut rng = Rng(0x5eed_0a64);
+    let mut checked = 0;
+    for k in Kernels::available().into_iter().filter(|k| k.isa == llama_core::kernels::Isa::Neon) {
+        for t in [IQ4_NL, IQ4_XS, TQ1_0, TQ2_0] {
+            let act = vec_dot_type(t).unwrap();
+            for n in sizes(t) {
+                for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                    let w = weight_row(&mut rng, t, n, mode);
+                    let x = activations(&mut rng, n, if mode == Mode::Zero { Mode::Random } else { mode });
+                    let mut a = vec![0u8; act.row_size(n as u64).unwrap() as usize];
+                    (Kernels::SCALAR.from_float(act).unwrap())(&x, &mut a);
+                    let (r, s) = ((Kernels::SCALAR.vec_dot(t).unwrap())(n, &w, &a), (k.vec_dot(t).unwrap())(n, &w, &a));
+                    assert!(
+                        r.to_bits() == s.to_bits() || (r.is_nan() && s.is_nan()),
+                        "{} n={n} {mode:?}: {r} vs {s}",
+                        t.name()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("neon iq4/tq: {checked} dots bit-identical to scalar");
 }
