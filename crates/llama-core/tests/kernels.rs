@@ -621,7 +621,7 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
         let orders: [(GgmlType, Ref, Option<Ref>); 9] = [
             (Q4_0, g::q4_0_repack, None),
             (IQ4_NL, g::iq4_nl_repack, None),
-            (IQ4_XS, g::iq4_xs_lanes, None),
+            (IQ4_XS, g::iq4_xs_lanes, Some(g::iq4_xs_tiled)),
             (Q4_1, g::q4_1_lanes, None),
             (Q5_0, g::q5_0_lanes, None),
             (Q5_1, g::q5_1_lanes, None),

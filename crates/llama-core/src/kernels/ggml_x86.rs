@@ -163,6 +163,23 @@ pub fn iq4_xs_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
     hsum_float_8(&acc)
 }
 
+/// IQ4_XS × Q8_K as llama.cpp's x86 "tiled" GEMM (batches of 8 tokens or more, as Q6_K): one exact
+/// integer sum per super-block, `acc = fma(f32(isum)·d_w, d_a, acc)` (the first product rounded).
+pub fn iq4_xs_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockIQ4XS>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let mut s = 0i32;
+        for ib in 0..8 {
+            let qs: &[u8; 16] = x.qs[16 * ib..16 * ib + 16].try_into().unwrap();
+            let v = nibbles(qs).map(|q| KVALUES_IQ4NL[q as usize] as i32);
+            s += (x.ls(ib) - 32) * (0..32).map(|e| v[e] * y.qs[32 * ib + e] as i32).sum::<i32>();
+        }
+        acc = ((s as f32) * x.d.to_f32()).mul_add(y.d, acc);
+    }
+    acc
+}
+
 /// Q4_1 / Q5_1 × Q8_1 as `ggml_vec_dot_q4_1_q8_1` / `ggml_vec_dot_q5_1_q8_1` (AVX2 paths): 8 float
 /// lanes of 4 elements, `lane = fma(d_w·d_a, f32(lane sum of q·y), lane)` with q unsigned, and the
 /// minimums apart as `summs = fma(m_w, s_a, summs)` (GCC contracts `summs += m·s`);

@@ -113,7 +113,11 @@ pub const TABLE: Kernels = {
         activation::<BlockQ8K>(),
         weight::<BlockMXFP4>(),
         weight::<BlockIQ4NL>(),
-        weight::<BlockIQ4XS>(),
+        TypeKernels {
+            // llama.cpp's tiled GEMM takes IQ4_XS batches of 8 tokens or more, as Q6_K's.
+            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),
+            ..weight::<BlockIQ4XS>()
+        },
         weight::<BlockTQ1_0>(),
         weight::<BlockTQ2_0>(),
         both::<f16>(),

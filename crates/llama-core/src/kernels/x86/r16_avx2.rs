@@ -28,7 +28,8 @@ const H: usize = 8;
 
 gemm_split_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_iq4_nl_entry, gemm_iq4_nl, GgmlType::IQ4_NL, H, PASS, "avx2,fma,f16c");
-gemm_split_entry!(gemm_iq4_xs_entry, gemm_iq4_xs, GgmlType::IQ4_XS, H, 1, "avx2,fma,f16c");
+gemm_split_entry!(gemm_iq4_xs_entry, gemm_iq4_xs::<_, false>, GgmlType::IQ4_XS, H, 1, "avx2,fma,f16c");
+gemm_split_entry!(gemm_iq4_xs_tiled_entry, gemm_iq4_xs::<_, true>, GgmlType::IQ4_XS, H, 1, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_1_entry, gemm_lanes::<_, false, true>, GgmlType::Q4_1, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q5_0_entry, gemm_lanes::<_, true, false>, GgmlType::Q5_0, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q5_1_entry, gemm_lanes::<_, true, true>, GgmlType::Q5_1, H, LANES_PASS, "avx2,fma,f16c");
@@ -53,8 +54,11 @@ pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 9] = [
 
 /// The kernels in llama.cpp's batch orders (`types::R16Batch::gemm`): Q4_K's 4-token groups,
 /// Q6_K's tiled GEMM.
-pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 2] =
-    [(GgmlType::Q4_K, gemm_q4_k_g4_entry), (GgmlType::Q6_K, gemm_q6_k_tiled_entry)];
+pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 3] = [
+    (GgmlType::Q4_K, gemm_q4_k_g4_entry),
+    (GgmlType::Q6_K, gemm_q6_k_tiled_entry),
+    (GgmlType::IQ4_XS, gemm_iq4_xs_tiled_entry),
+];
 
 #[inline(always)]
 /// # Safety
@@ -205,11 +209,13 @@ unsafe fn gemm_iq4_nl<const T: usize>(c: R16Call) {
 /// IQ4_XS in llama.cpp's `ggml_vec_dot_iq4_xs_q8_K` order (as the AVX-512 kernel, see there): 8
 /// float lanes per row, lane l the integer Σ_ib (ls_ib − 32)·Σ_{e=4l..4l+4} v·y of each
 /// sub-block; the levels multiplied as |x|·(±y) (pairs ≤ 2·127·127, exact), each 4-element sum
-/// times its row's scale in `vpmulld`.
+/// times its row's scale in `vpmulld`. `TILED`: llama.cpp's tiled GEMM order for batches of 8
+/// tokens or more instead (`kernels::ggml_x86::iq4_xs_tiled`): the lanes' integers added, then
+/// `acc = fma(f32(isum)·d_w, d_a, acc)` per super-block.
 ///
 /// # Safety
 /// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
-unsafe fn gemm_iq4_xs<const T: usize>(c: R16Call) {
+unsafe fn gemm_iq4_xs<const T: usize, const TILED: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
@@ -249,11 +255,23 @@ unsafe fn gemm_iq4_xs<const T: usize>(c: R16Call) {
                         }
                     }
                 }
+                if TILED {
+                    let isum = ia.iter().fold(_mm256_setzero_si256(), |s, l| _mm256_add_epi32(s, *l));
+                    let x = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), dw);
+                    acc[t][0] = _mm256_fmadd_ps(x, _mm256_set1_ps(dy), acc[t][0]);
+                    continue;
+                }
                 let d = _mm256_mul_ps(dw, _mm256_set1_ps(dy));
                 for (al, il) in acc[t].iter_mut().zip(&ia) {
                     *al = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*il), *al);
                 }
             }
+        }
+        if TILED {
+            for (t, acc_t) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.add(t * os), acc_t[0]);
+            }
+            return;
         }
         store_lanes(&acc, out, os);
     }

@@ -75,7 +75,8 @@ macro_rules! in_passes {
 
 gemm_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0);
 gemm_entry!(gemm_iq4_nl_entry, gemm_iq4_nl, GgmlType::IQ4_NL);
-gemm_entry!(gemm_iq4_xs_entry, gemm_iq4_xs, GgmlType::IQ4_XS);
+gemm_entry!(gemm_iq4_xs_entry, gemm_iq4_xs::<_, false>, GgmlType::IQ4_XS);
+gemm_entry!(gemm_iq4_xs_tiled_entry, gemm_iq4_xs::<_, true>, GgmlType::IQ4_XS);
 gemm_entry!(gemm_q5_0_entry, gemm_lanes::<_, true>, GgmlType::Q5_0);
 gemm_entry!(gemm_q8_0_entry, gemm_lanes::<_, false>, GgmlType::Q8_0);
 gemm_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K);
@@ -96,8 +97,11 @@ pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 7] = [
 
 /// The kernels in llama.cpp's batch orders (`types::R16Batch::gemm`): Q4_K's 4-token groups,
 /// Q6_K's tiled GEMM.
-pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 2] =
-    [(GgmlType::Q4_K, gemm_q4_k_g4_entry), (GgmlType::Q6_K, gemm_q6_k_tiled_entry)];
+pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 3] = [
+    (GgmlType::Q4_K, gemm_q4_k_g4_entry),
+    (GgmlType::Q6_K, gemm_q6_k_tiled_entry),
+    (GgmlType::IQ4_XS, gemm_iq4_xs_tiled_entry),
+];
 
 /// Broadcast of the 4 activation bytes at `p` (compiles to an embedded `{1to16}` operand).
 #[inline(always)]
@@ -206,10 +210,10 @@ const IQ4_XS_PASS: usize = 2;
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 /// # Safety
 /// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
-unsafe fn gemm_iq4_xs<const T: usize>(c: R16Call) {
+unsafe fn gemm_iq4_xs<const T: usize, const TILED: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
-    unsafe { in_passes!(gemm_iq4_xs_pass, [], IQ4_XS_PASS, T, c) }
+    unsafe { in_passes!(gemm_iq4_xs_pass, [, TILED], IQ4_XS_PASS, T, c) }
 }
 
 /// llama.cpp's x86 `ggml_vec_dot_iq4_xs_q8_K` order (IQ4_XS is not repacked there): 8 float lanes
@@ -218,11 +222,14 @@ unsafe fn gemm_iq4_xs<const T: usize>(c: R16Call) {
 /// `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))` (`kernels::x86::iq4`'s row dot, bit for bit). The
 /// levels go through `vpdpbusd` as kvalues_iq4nl + 128 with each 4-element sum started at −128·Σy;
 /// that sum (up to 4·127·128) does not fit `vpdpwssd`'s i16, so it meets its scale in `vpmulld`.
+/// `TILED`: llama.cpp's tiled GEMM order for batches of 8 tokens or more instead
+/// (`kernels::ggml_x86::iq4_xs_tiled`): the 8 lanes' integers added, then
+/// `acc = fma(f32(isum)·d_w, d_a, acc)` per super-block.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 ///
 /// # Safety
 /// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
-unsafe fn gemm_iq4_xs_pass<const T: usize>(c: R16Call) {
+unsafe fn gemm_iq4_xs_pass<const T: usize, const TILED: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
@@ -263,11 +270,23 @@ unsafe fn gemm_iq4_xs_pass<const T: usize>(c: R16Call) {
             }
             for (t, (acc_t, ia)) in acc.iter_mut().zip(&ia).enumerate() {
                 let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                if TILED {
+                    let isum = ia.iter().fold(_mm512_setzero_si512(), |s, l| _mm512_add_epi32(s, *l));
+                    let x = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), dw);
+                    acc_t[0] = _mm512_fmadd_ps(x, _mm512_set1_ps(dy), acc_t[0]);
+                    continue;
+                }
                 let d = _mm512_mul_ps(dw, _mm512_set1_ps(dy));
                 for (al, il) in acc_t.iter_mut().zip(ia) {
                     *al = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(*il), *al);
                 }
             }
+        }
+        if TILED {
+            for (t, acc_t) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.add(t * os), acc_t[0]);
+            }
+            return;
         }
         store_lanes(&acc, out, os);
     }
