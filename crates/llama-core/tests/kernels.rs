@@ -29,8 +29,10 @@ impl Rng {
 fn scale_offsets(t: GgmlType) -> &'static [usize] {
     use GgmlType::*;
     match t {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL | IQ4_XS => &[0],
         Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        TQ1_0 => &[52],
+        TQ2_0 => &[64],
         Q2_K => &[80, 82],
         Q3_K => &[108],
         Q6_K => &[208],
@@ -130,11 +132,11 @@ fn activations(rng: &mut Rng, n: usize, mode: Mode) -> Vec<f32> {
     }
 }
 
-const WEIGHT_TYPES: [GgmlType; 21] = {
+const WEIGHT_TYPES: [GgmlType; 25] = {
     use GgmlType::*;
     [
-        Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
-        IQ1_S, IQ1_M, F16, BF16, F32,
+        Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, IQ2_XXS,
+        IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, F16, BF16, F32,
     ]
 };
 
@@ -386,6 +388,10 @@ fn reference_dot(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
         IQ3_S => BlockIQ3S::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         IQ1_S => BlockIQ1S::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         IQ1_M => BlockIQ1M::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ4_NL => q::BlockIQ4NL::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ4_XS => q::BlockIQ4XS::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        TQ1_0 => q::BlockTQ1_0::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        TQ2_0 => q::BlockTQ2_0::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         _ => unreachable!(),
     }
 }
@@ -593,9 +599,9 @@ fn llama_isa_override() {
 
 use llama_core::quant::{dequantize, repack};
 
-const R16_TYPES: [GgmlType; 7] = {
+const R16_TYPES: [GgmlType; 9] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, IQ4_NL, IQ4_XS]
 };
 
 /// Activation rows for `x` ([n_tokens][cols]) in both forms: plain (Q8_0 / Q8_1 / Q8_K, for the row
@@ -679,10 +685,11 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
     let mut rng = Rng(4242);
     let mut checked = 0;
     for k in Kernels::available().into_iter().filter(|k| matches!(k.isa, Isa::Avx2 | Isa::Avx512)) {
-        for (t, want) in [(Q4_1, g::q4_1_lanes as Ref), (Q5_1, g::q5_1_lanes)] {
+        for (t, want) in [(Q4_1, g::q4_1_lanes as Ref), (Q5_1, g::q5_1_lanes), (IQ4_XS, g::iq4_xs_lanes)] {
             let (act, dot) = (vec_dot_type(t).unwrap(), k.vec_dot(t).unwrap());
+            let bs = t.block_size();
             for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
-                for cols in [32, 64, 2080] {
+                for cols in [bs, 2 * bs, 65 * bs] {
                     let w = weight_row(&mut rng, t, cols, mode);
                     let mut a = vec![0u8; act.row_size(cols as u64).unwrap() as usize];
                     (k.from_float(act).unwrap())(&activations(&mut rng, cols, mode), &mut a);
@@ -692,8 +699,10 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
             }
         }
         // (type, order of the plain kernel, order of the batch kernel)
-        let orders: [(GgmlType, Ref, Option<Ref>); 7] = [
+        let orders: [(GgmlType, Ref, Option<Ref>); 9] = [
             (Q4_0, g::q4_0_repack, None),
+            (IQ4_NL, g::iq4_nl_repack, None),
+            (IQ4_XS, g::iq4_xs_lanes, Some(g::iq4_xs_tiled)),
             (Q4_1, g::q4_1_lanes, None),
             (Q5_0, g::q5_0_lanes, None),
             (Q5_1, g::q5_1_lanes, None),
@@ -1055,9 +1064,9 @@ fn table_rows_follow_ggml_type_traits() {
             assert!(t.is_supported(), "{:?}: row for unsupported {t}", k.isa);
             assert_eq!((row.ggml_type, (row.block_size, row.type_size)), (t, t.block_layout()));
             let want = match t {
-                Q4_0 | Q5_0 | Q8_0 | MXFP4 => Some(Q8_0),
+                Q4_0 | Q5_0 | Q8_0 | MXFP4 | IQ4_NL => Some(Q8_0),
                 Q4_1 | Q5_1 => Some(Q8_1),
-                Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Some(Q8_K),
+                Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS | TQ1_0 | TQ2_0 => Some(Q8_K),
                 IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M => Some(Q8_K),
                 F16 | BF16 | F32 => Some(t),
                 _ => None,
@@ -1153,4 +1162,35 @@ fn softmax_sink_matches_ggml() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// NEON: the IQ4_NL, IQ4_XS, TQ1_0 and TQ2_0 dots apply the scalar reference's float formula in
+/// its order over exact integer sums, so they equal the scalar table bit for bit.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_iq4_tq_dots_equal_scalar_bits() {
+    use GgmlType::*;
+    let mut rng = Rng(0x5eed_0a64);
+    let mut checked = 0;
+    for k in Kernels::available().into_iter().filter(|k| k.isa == llama_core::kernels::Isa::Neon) {
+        for t in [IQ4_NL, IQ4_XS, TQ1_0, TQ2_0] {
+            let act = vec_dot_type(t).unwrap();
+            for n in sizes(t) {
+                for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                    let w = weight_row(&mut rng, t, n, mode);
+                    let x = activations(&mut rng, n, if mode == Mode::Zero { Mode::Random } else { mode });
+                    let mut a = vec![0u8; act.row_size(n as u64).unwrap() as usize];
+                    (Kernels::SCALAR.from_float(act).unwrap())(&x, &mut a);
+                    let (r, s) = ((Kernels::SCALAR.vec_dot(t).unwrap())(n, &w, &a), (k.vec_dot(t).unwrap())(n, &w, &a));
+                    assert!(
+                        r.to_bits() == s.to_bits() || (r.is_nan() && s.is_nan()),
+                        "{} n={n} {mode:?}: {r} vs {s}",
+                        t.name()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("neon iq4/tq: {checked} dots bit-identical to scalar");
 }

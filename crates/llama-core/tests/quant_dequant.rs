@@ -19,8 +19,8 @@ fn random_blocks_match_gguf_py() {
     use GgmlType::*;
     let mut total = 0;
     for t in [
-        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, IQ2_XXS, IQ2_XS, IQ2_S,
-        IQ3_XXS, IQ3_S, IQ1_S, IQ1_M,
+        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, IQ4_NL, IQ4_XS, TQ1_0,
+        TQ2_0, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M,
     ] {
         let name = format!("{t:?}");
         let raw = std::fs::read(dir.join(format!("{name}.raw"))).unwrap();
@@ -117,6 +117,6 @@ fn length_and_type_errors() {
     assert!(e.contains("i8"), "{e}");
     let e = dequantize_row(GgmlType::IQ2_XXS, &[0u8; 65], &mut [0f32; 256]).unwrap_err().to_string();
     assert!(e.contains("iq2_xxs") && e.contains("65"), "{e}");
-    let e = llama_core::quant::quantize_row(GgmlType::TQ1_0, &[0f32; 256], &mut [0u8; 54]).unwrap_err().to_string();
-    assert!(e.contains("tq1_0"), "{e}");
+    let e = llama_core::quant::quantize_row(GgmlType::IQ3_S, &[0f32; 256], &mut [0u8; 110]).unwrap_err().to_string();
+    assert!(e.contains("iq3_s"), "{e}");
 }

@@ -32,9 +32,9 @@ fn ggml_dir() -> Option<std::path::PathBuf> {
     .clone()
 }
 
-const TYPES: [GgmlType; 13] = {
+const TYPES: [GgmlType; 17] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, MXFP4]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, MXFP4, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0]
 };
 const COLS: usize = 1024;
 
@@ -60,6 +60,7 @@ fn quantize_matches_ggml_reference() {
         let row = t.type_size() * COLS / t.block_size();
         let bad: Vec<usize> =
             (0..src.len() / COLS).filter(|&r| got[r * row..][..row] != want[r * row..][..row]).collect();
+        // (IQ4_NL: `quantize` is llama-quantize's quantize_iq4_nl, see the script)
         assert!(bad.is_empty(), "{t}: rows {bad:?} differ from quantize_row_{}_ref", t.name());
         eprintln!("{t}: {} rows byte-identical to ggml", src.len() / COLS);
         checked += 1;
@@ -100,9 +101,9 @@ fn abs_dot(t: GgmlType, w: &[u8], p: GgmlType, a: &[u8]) -> f64 {
 fn vec_dot_matches_ggml() {
     let Some(dir) = ggml_dir() else { return };
     use GgmlType::*;
-    for t in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4] {
+    for t in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0] {
         let partner = match t {
-            Q4_0 | Q5_0 | Q8_0 | MXFP4 => Q8_0,
+            Q4_0 | Q5_0 | Q8_0 | MXFP4 | IQ4_NL => Q8_0,
             Q4_1 | Q5_1 => Q8_1,
             _ => Q8_K,
         };
@@ -121,7 +122,10 @@ fn vec_dot_matches_ggml() {
             if !(ours.is_finite() && g.is_finite() && s.is_finite()) {
                 // f16 scale overflow (huge rows): every implementation must agree on Inf / NaN.
                 let same = |a: f32, b: f32| a == b || (a.is_nan() && b.is_nan());
-                assert!(same(ours, g) && same(ours, s), "{t} row {r}: ours {ours}, ggml {g} / {s}");
+                // (The ternary SIMD dots multiply 8 lane sums by an infinite scale, so a zero
+                // lane makes them NaN where the generic dot's one block sum gives ±Inf.)
+                let ternary = matches!(t, TQ1_0 | TQ2_0) && s.is_nan();
+                assert!(same(ours, g) && (same(ours, s) || ternary), "{t} row {r}: ours {ours}, ggml {g} / {s}");
                 exact += 1;
                 continue;
             }
@@ -192,6 +196,10 @@ fn dot_bytes(t: GgmlType, w: &[u8], a: &[u8]) -> f32 {
         Q5_K => BlockQ5K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         Q6_K => BlockQ6K::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         MXFP4 => BlockMXFP4::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ4_NL => BlockIQ4NL::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        IQ4_XS => BlockIQ4XS::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        TQ1_0 => BlockTQ1_0::vec_dot(n, &read_blocks(w), &read_blocks(a)),
+        TQ2_0 => BlockTQ2_0::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         IQ2_XXS => BlockIQ2XXS::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         IQ2_XS => BlockIQ2XS::vec_dot(n, &read_blocks(w), &read_blocks(a)),
         IQ2_S => BlockIQ2S::vec_dot(n, &read_blocks(w), &read_blocks(a)),
@@ -234,6 +242,72 @@ fn mxfp4_dot_is_bit_identical_to_llama_cpp() {
         }
     }
     eprintln!("mxfp4: {checked} dots bit-identical to llama.cpp's AVX2 ggml_vec_dot_mxfp4_q8_0");
+}
+
+/// `quantize_row_iq4_nl_ref` (no scale refinement, unlike the `quantize_iq4_nl` that `quantize`
+/// runs) against ggml's byte for byte. A block below GROUP_MAX_EPS gets scale 0 and keeps
+/// whatever levels ggml's reused stack buffer held (uninitialised for a row's first block), so
+/// those blocks are compared on their scale bytes only.
+#[test]
+fn iq4_nl_ref_quantizer_matches_ggml() {
+    let Some(dir) = ggml_dir() else { return };
+    let t = GgmlType::IQ4_NL;
+    let src = read_f32(&file(&dir, t, "src.f32"));
+    let want = std::fs::read(file(&dir, t, "qref")).unwrap();
+    let mut got = vec![BlockIQ4NL { d: half::f16::ZERO, qs: [0; 16] }; src.len() / 32];
+    iq4::quantize_row_iq4_nl_ref(&src, &mut got);
+    let got = blocks_as_bytes(&got);
+    let (mut full, mut scale_only) = (0, 0);
+    for (i, (g, w)) in got.chunks_exact(18).zip(want.chunks_exact(18)).enumerate() {
+        if w[..2] == [0, 0] {
+            assert_eq!(g[..2], w[..2], "block {i}: scale");
+            scale_only += 1;
+        } else {
+            assert_eq!(g, w, "block {i} (row {})", i * 32 / COLS);
+            full += 1;
+        }
+    }
+    assert!(full > 3000, "too few non-zero blocks compared: {full}");
+    eprintln!("iq4_nl ref: {full} blocks byte-identical to ggml, {scale_only} zero-scale blocks on their scale");
+}
+
+/// IQ4_NL, IQ4_XS, TQ1_0 and TQ2_0 dots of every x86 table against the SIMD dots llama.cpp runs
+/// (`ggml_vec_dot_{iq4_nl_q8_0,iq4_xs_q8_K,tq1_0_q8_K,tq2_0_q8_K}`, AVX2 paths, from
+/// llama-cpp-python's library), bit for bit; IQ4_NL also over each row's first 31 blocks (the AVX2
+/// loop takes blocks in pairs and the odd last one apart).
+#[test]
+fn iq4_tq_dots_are_bit_identical_to_llama_cpp() {
+    let Some(dir) = ggml_dir() else { return };
+    use GgmlType::*;
+    let mut checked = 0;
+    for t in [IQ4_NL, IQ4_XS, TQ1_0, TQ2_0] {
+        let p = if t == IQ4_NL { Q8_0 } else { Q8_K };
+        let w = std::fs::read(file(&dir, t, "q")).unwrap();
+        let a = std::fs::read(file(&dir, t, "act")).unwrap();
+        let dots = read_f32(&file(&dir, t, "dot.f32")); // [rows, 2]: generic, SIMD
+        let odd = (t == IQ4_NL).then(|| read_f32(&file(&dir, t, "dot_odd.f32"))); // [rows]
+        let (wr, ar) = (t.type_size() * COLS / t.block_size(), p.type_size() * COLS / p.block_size());
+        for k in llama_core::kernels::Kernels::available() {
+            if !matches!(k.isa, llama_core::kernels::Isa::Avx2 | llama_core::kernels::Isa::Avx512) {
+                continue;
+            }
+            let dot = k.vec_dot(t).unwrap();
+            for r in 0..dots.len() / 2 {
+                let (wb, ab) = (&w[r * wr..][..wr], &a[r * ar..][..ar]);
+                let mut cases = vec![(COLS, dots[2 * r + 1])];
+                if let Some(odd) = &odd {
+                    cases.push((COLS - 32, odd[r]));
+                }
+                for (n, want) in cases {
+                    let got = dot(n, wb, ab);
+                    let same = got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan());
+                    assert!(same, "{t} {:?} row {r} n={n}: {got:e} vs llama.cpp {want:e}", k.isa);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("iq4/tq: {checked} x86 dots bit-identical to llama.cpp's SIMD dots");
 }
 
 /// The grid i-quants against llama.cpp's ggml (`gridiq` in quant_ref.py: random blocks with sane

@@ -119,8 +119,8 @@ fn length_errors_name_the_problem() {
     assert!(e.contains("q4_0") && e.contains("35") && e.contains("36"), "{e}");
     let e = quantize_row(GgmlType::Q4_K, &x, &mut [0u8; 144]).unwrap_err().to_string();
     assert!(e.contains("q4_K") && e.contains("64"), "{e}");
-    let e = quantize(GgmlType::IQ4_NL, &x).unwrap_err().to_string();
-    assert!(e.contains("iq4_nl"), "{e}");
+    let e = quantize(GgmlType::IQ3_XXS, &x).unwrap_err().to_string();
+    assert!(e.contains("iq3_xxs"), "{e}");
     let e = dequantize(GgmlType::Q8_0, &[0u8; 34], 64).unwrap_err().to_string();
     assert!(e.contains("34") && e.contains("68"), "{e}");
 }

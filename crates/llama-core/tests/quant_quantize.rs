@@ -1,5 +1,5 @@
 //! Quantization against gguf-py's `gguf.quants.quantize` (which mirrors ggml's reference
-//! quantizers for F16, BF16, Q4_0 … Q8_0) on random rows with awkward cases mixed in.
+//! quantizers for F16, BF16, Q4_0 … Q8_0, TQ1_0, TQ2_0) on random rows with awkward cases mixed in.
 
 mod quant_common;
 
@@ -13,7 +13,7 @@ fn random_rows_match_gguf_py_quantize() {
         return;
     }
     use GgmlType::*;
-    for t in [F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0] {
+    for t in [F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, TQ1_0, TQ2_0] {
         let name = format!("{t:?}");
         let src = read_f32(&dir.join(format!("{name}.src.f32")));
         let want = std::fs::read(dir.join(format!("{name}.q"))).unwrap();

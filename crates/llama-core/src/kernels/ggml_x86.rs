@@ -12,6 +12,7 @@
 use half::f16;
 
 use crate::quant::blocks::{read_blocks, Block};
+use crate::quant::iq4::{BlockIQ4NL, BlockIQ4XS, KVALUES_IQ4NL};
 use crate::quant::k_quants::scales_mins_k4;
 use crate::quant::mxfp4::{e8m0_to_fp32_half, BlockMXFP4, KVALUES_MXFP4};
 use crate::quant::GgmlType;
@@ -122,6 +123,60 @@ pub fn q4_0_repack(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let v = q4_0_values(x);
         let s: i32 = (0..32).map(|e| v[e] * y.qs[e] as i32).sum();
         acc = (s as f32).mul_add(x.d.to_f32() * y.d.to_f32(), acc);
+    }
+    acc
+}
+
+/// IQ4_NL weights in llama.cpp's x86 repacked GEMV/GEMM (`ggml_gemv_iq4_nl_8x8_q8_0` runs Q4_0's
+/// `gemv_q4_b32_8x8_q8_0_lut_avx` with the kvalues_iq4nl table): as `q4_0_repack`.
+pub fn iq4_nl_repack(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockIQ4NL>(n, w), blocks::<BlockQ8_0>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let v = nibbles(&x.qs).map(|q| KVALUES_IQ4NL[q as usize] as i32);
+        let s: i32 = (0..32).map(|e| v[e] * y.qs[e] as i32).sum();
+        acc = (s as f32).mul_add(x.d.to_f32() * y.d.to_f32(), acc);
+    }
+    acc
+}
+
+/// IQ4_XS × Q8_K as `ggml_vec_dot_iq4_xs_q8_K` (AVX2 path; IQ4_XS is not repacked): 8 float lanes,
+/// lane l the integer Σ_ib (ls_ib − 32)·Σ_{e=4l..4l+4} v·y over each sub-block of 32, folded as
+/// `lane = fma(d_w·d_a, f32(lane sum), lane)` per super-block; `hsum_float_8` at the end.
+pub fn iq4_xs_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockIQ4XS>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = [0f32; 8];
+    for (x, y) in w.iter().zip(&a) {
+        let mut lanes = [0i32; 8];
+        for ib in 0..8 {
+            let qs: &[u8; 16] = x.qs[16 * ib..16 * ib + 16].try_into().unwrap();
+            let v = nibbles(qs).map(|q| KVALUES_IQ4NL[q as usize] as i32);
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let s: i32 = (4 * l..4 * l + 4).map(|e| v[e] * y.qs[32 * ib + e] as i32).sum();
+                *lane += (x.ls(ib) - 32) * s;
+            }
+        }
+        let d = x.d.to_f32() * y.d;
+        for (al, l) in acc.iter_mut().zip(lanes) {
+            *al = d.mul_add(l as f32, *al);
+        }
+    }
+    hsum_float_8(&acc)
+}
+
+/// IQ4_XS × Q8_K as llama.cpp's x86 "tiled" GEMM (batches of 8 tokens or more, as Q6_K): one exact
+/// integer sum per super-block, `acc = fma(f32(isum)·d_w, d_a, acc)` (the first product rounded).
+pub fn iq4_xs_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockIQ4XS>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let mut s = 0i32;
+        for ib in 0..8 {
+            let qs: &[u8; 16] = x.qs[16 * ib..16 * ib + 16].try_into().unwrap();
+            let v = nibbles(qs).map(|q| KVALUES_IQ4NL[q as usize] as i32);
+            s += (x.ls(ib) - 32) * (0..32).map(|e| v[e] * y.qs[32 * ib + e] as i32).sum::<i32>();
+        }
+        acc = ((s as f32) * x.d.to_f32()).mul_add(y.d, acc);
     }
     acc
 }

@@ -11,6 +11,7 @@ use half::{bf16, f16};
 
 use super::GgmlType;
 use super::{BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S, BlockIQ3XXS};
+use super::{BlockIQ4NL, BlockIQ4XS, BlockTQ1_0, BlockTQ2_0};
 use super::{BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 use super::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 
@@ -45,6 +46,7 @@ impl_block!(
     BlockQ8K => Q8_K, BlockMXFP4 => MXFP4,
     BlockIQ2XXS => IQ2_XXS, BlockIQ2XS => IQ2_XS, BlockIQ2S => IQ2_S, BlockIQ3XXS => IQ3_XXS,
     BlockIQ3S => IQ3_S, BlockIQ1S => IQ1_S, BlockIQ1M => IQ1_M,
+    BlockIQ4NL => IQ4_NL, BlockIQ4XS => IQ4_XS, BlockTQ1_0 => TQ1_0, BlockTQ2_0 => TQ2_0,
 );
 
 /// Borrows `bytes` as blocks when its address is aligned for `T`; `None` if misaligned or if the

@@ -183,6 +183,10 @@ impl GgmlType {
                 | IQ3_S
                 | IQ1_S
                 | IQ1_M
+                | IQ4_NL
+                | IQ4_XS
+                | TQ1_0
+                | TQ2_0
         )
     }
 
@@ -220,6 +224,7 @@ pub mod float;
 pub mod iq;
 #[rustfmt::skip]
 pub mod iq_grids;
+pub mod iq4;
 pub mod k_quantize;
 pub mod k_quants;
 pub mod mxfp4;
@@ -230,10 +235,12 @@ pub mod q5_1;
 pub mod q8_0;
 pub mod q8_1;
 pub mod repack;
+pub mod tq;
 pub mod weighted;
 
 pub use blocks::{blocks_as_bytes, cast_blocks, cast_blocks_mut, read_blocks, Block};
 pub use iq::{BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S, BlockIQ3XXS};
+pub use iq4::{BlockIQ4NL, BlockIQ4XS};
 pub use k_quantize::{
     quantize_row_q2_k, quantize_row_q3_k, quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k, quantize_row_q8_k,
 };
@@ -245,6 +252,7 @@ pub use q5_0::BlockQ5_0;
 pub use q5_1::BlockQ5_1;
 pub use q8_0::{quantize_row_q8_0_ref, BlockQ8_0};
 pub use q8_1::{quantize_row_q8_1_ref, BlockQ8_1};
+pub use tq::{BlockTQ1_0, BlockTQ2_0};
 
 mod row;
 pub use row::{dequantize, dequantize_row, quantize, quantize_row, quantize_row_weighted};

@@ -9,12 +9,12 @@
 //! Repacking moves bytes only: a group takes exactly the bytes of its 16 rows in the file, so
 //! generation (bound by memory bandwidth) reads no more than the plain layout.
 //!
-//! Activations: for Q4_0/Q5_0/Q8_0, "Q8_0S" blocks `f32 d | i32 Σq | 32 × i8 q | 8 × i32`, made from the
+//! Activations: for Q4_0/Q5_0/Q8_0/IQ4_NL, "Q8_0S" blocks `f32 d | i32 Σq | 32 × i8 q | 8 × i32`, made from the
 //! Q8_0 converter's output so the quantized values are the row-wise path's; Σq folds the weight
 //! offset (−8, −16, −128 for the XOR-ed Q8_0) into the start of the integer accumulator. For
 //! Q4_1/Q5_1, "Q8_1S" blocks of the same size `f32 d | f32 s | 32 × i8 q | 8 × i32 0`, made from the
-//! Q8_1 converter's output (s = the block's d·Σq, which meets the weight minimum). For the K-quants,
-//! plain Q8_K blocks (their bsums serve the same purpose).
+//! Q8_1 converter's output (s = the block's d·Σq, which meets the weight minimum). For the K-quants
+//! and IQ4_XS, plain Q8_K blocks (their bsums serve the same purpose).
 
 use half::f16;
 
@@ -36,13 +36,14 @@ pub const MAX_T: usize = 8;
 /// Bytes per block of a 16-row group: (header, quants).
 pub fn block_bytes(t: GgmlType) -> Option<(usize, usize)> {
     Some(match t {
-        GgmlType::Q4_0 => (R * 2, R * 16),
+        GgmlType::Q4_0 | GgmlType::IQ4_NL => (R * 2, R * 16),
         GgmlType::Q4_1 => (R * 4, R * 16),
         GgmlType::Q5_0 => (R * 2, R * 4 + R * 16),
         GgmlType::Q5_1 => (R * 4, R * 4 + R * 16),
         GgmlType::Q8_0 => (R * 2, R * 32),
         GgmlType::Q4_K => (R * 4, R * 12 + R * 128),
         GgmlType::Q6_K => (R * 2, R * 16 + R * 128 + R * 64),
+        GgmlType::IQ4_XS => (R * 2, R * 128 + R * 4 + R * 2),
         _ => return None,
     })
 }
@@ -110,7 +111,8 @@ struct Parts {
 fn split_block(t: GgmlType, b: &[u8]) -> Parts {
     let mut p = Parts { head: [0; 4], vals: [0; 256], scales: [0; 16] };
     match t {
-        GgmlType::Q4_0 => {
+        // IQ4_NL keeps Q4_0's layout (d @0, qs[16] @2); its nibbles index kvalues_iq4nl
+        GgmlType::Q4_0 | GgmlType::IQ4_NL => {
             p.head[..2].copy_from_slice(&b[..2]);
             for j in 0..16 {
                 p.vals[j] = b[2 + j] & 15;
@@ -166,18 +168,34 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
                 }
             }
         }
+        GgmlType::IQ4_XS => {
+            // d @0, scales_h @2, scales_l[4] @4, qs[128] @8: bytes 16ib..16ib+16 hold elements
+            // 32ib..32ib+16 (low nibbles) and 32ib+16..32ib+32 (high nibbles)
+            p.head[..2].copy_from_slice(&b[..2]);
+            p.scales[..6].copy_from_slice(&b[2..8]);
+            for ib in 0..8 {
+                for j in 0..16 {
+                    p.vals[32 * ib + j] = b[8 + 16 * ib + j] & 15;
+                    p.vals[32 * ib + 16 + j] = b[8 + 16 * ib + j] >> 4;
+                }
+            }
+        }
         _ => unreachable!("no R16 layout for {t:?}"),
     }
     p
 }
 
 /// Writes row r's block into a group block's quant bytes `qd` (4 bytes per row per 64-byte slot):
-///   Q4_0, Q4_1: slots 0..4: low nibble = element 4s+i, high nibble = element 16+4s+i.
+///   Q4_0, Q4_1, IQ4_NL: slots 0..4: low nibble = element 4s+i, high nibble = element 16+4s+i
+///         (IQ4_NL's nibbles are indices into kvalues_iq4nl, looked up by the kernels).
 ///   Q5_0, Q5_1: slot 0 holds the fifth bits: bit g of byte i = bit 4 of the element in nibble-slot
 ///         g (g < 4: low nibble of slot 1+g, g ≥ 4: high nibble of slot 1+g−4); slots 1..5 as Q4_0.
 ///   Q8_0: slots 0..8: element 4s+i XOR 0x80 (= x + 128 as an unsigned byte).
 ///   Q4_K: slots 0..3: the 12 scale bytes; slot 3+m: low nibble = element 8m+i, high nibble =
 ///         element 8m+4+i (so sub-block j of 32 is slots 3+4j .. 3+4j+4).
+///   IQ4_XS: slots 4ib..4ib+4 hold sub-block ib of 32 as Q4_0 (low nibble = element 32ib+4s+i,
+///         high nibble = element 32ib+16+4s+i), then each row's 4 `scales_l` bytes (`[row][4]`,
+///         one i32 lane per row), then its 2 `scales_h` bytes (`[row][2]`).
 ///   Q6_K: first `[j][row]` i8 scales (256 bytes), then 32 ql slots (slot m: low 4 bits of
 ///         element 8m+i | those of element 8m+4+i << 4), then 16 qh slots (slot n: bits 2k..2k+2
 ///         of byte i = high 2 bits of element 16n+4k+i), so sub-block j of 16 is ql slots 2j,
@@ -186,7 +204,7 @@ fn write_block(t: GgmlType, p: &Parts, qd: &mut [u8], r: usize) {
     let at = |slot: usize, i: usize| slot * R * 4 + r * 4 + i;
     let v = &p.vals;
     match t {
-        GgmlType::Q4_0 | GgmlType::Q4_1 => {
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::IQ4_NL => {
             for s in 0..4 {
                 for i in 0..4 {
                     qd[at(s, i)] = v[4 * s + i] | (v[16 + 4 * s + i] << 4);
@@ -224,6 +242,17 @@ fn write_block(t: GgmlType, p: &Parts, qd: &mut [u8], r: usize) {
                     qd[at(3 + m, i)] = v[8 * m + i] | (v[8 * m + 4 + i] << 4);
                 }
             }
+        }
+        GgmlType::IQ4_XS => {
+            for ib in 0..8 {
+                for s in 0..4 {
+                    for i in 0..4 {
+                        qd[at(4 * ib + s, i)] = v[32 * ib + 4 * s + i] | (v[32 * ib + 16 + 4 * s + i] << 4);
+                    }
+                }
+            }
+            qd[R * 128 + 4 * r..R * 128 + 4 * r + 4].copy_from_slice(&p.scales[2..6]);
+            qd[R * 132 + 2 * r..R * 132 + 2 * r + 2].copy_from_slice(&p.scales[..2]);
         }
         GgmlType::Q6_K => {
             for j in 0..16 {
@@ -282,7 +311,7 @@ pub fn pack(t: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Packed
 }
 
 /// Activation rows of the weight's `vec_dot_type`, as the kernel table's converter writes them
-/// (Q8_0: 34-byte blocks, Q8_1: 36-byte blocks) → Q8_0S (Q4_0, Q5_0, Q8_0) or Q8_1S (Q4_1, Q5_1)
+/// (Q8_0: 34-byte blocks, Q8_1: 36-byte blocks) → Q8_0S (Q4_0, Q5_0, Q8_0, IQ4_NL) or Q8_1S (Q4_1, Q5_1)
 /// blocks for weights of type `t`.
 pub fn to_r16_acts(t: GgmlType, src: &[u8], dst: &mut [u8]) {
     if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) {

@@ -58,6 +58,10 @@ pub fn dequantize_row(t: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
         IQ3_S => deq::<BlockIQ3S>(src, dst, iq::dequantize_row_iq3_s),
         IQ1_S => deq::<BlockIQ1S>(src, dst, iq::dequantize_row_iq1_s),
         IQ1_M => deq::<BlockIQ1M>(src, dst, iq::dequantize_row_iq1_m),
+        IQ4_NL => deq::<BlockIQ4NL>(src, dst, iq4::dequantize_row_iq4_nl),
+        IQ4_XS => deq::<BlockIQ4XS>(src, dst, iq4::dequantize_row_iq4_xs),
+        TQ1_0 => deq::<BlockTQ1_0>(src, dst, tq::dequantize_row_tq1_0),
+        TQ2_0 => deq::<BlockTQ2_0>(src, dst, tq::dequantize_row_tq2_0),
         _ => return Err(unsupported(t, "dequantization")),
     }
     Ok(())
@@ -107,6 +111,12 @@ pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
         IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M => {
             return Err(unsupported(t, "quantization (llama.cpp makes it only with an importance matrix)"))
         }
+        // llama-quantize's IQ4 quantizers without an imatrix (`quantize_iq4_nl`, which refines
+        // the scale unlike `quantize_row_iq4_nl_ref`; for IQ4_XS the two are one).
+        IQ4_NL => qnt::<BlockIQ4NL>(src, dst, |x, y| iq4::quantize_iq4_nl(x, y, None)),
+        IQ4_XS => qnt::<BlockIQ4XS>(src, dst, iq4::quantize_row_iq4_xs_ref),
+        TQ1_0 => qnt::<BlockTQ1_0>(src, dst, tq::quantize_row_tq1_0),
+        TQ2_0 => qnt::<BlockTQ2_0>(src, dst, tq::quantize_row_tq2_0),
         _ => return Err(unsupported(t, "quantization")),
     }
     Ok(())

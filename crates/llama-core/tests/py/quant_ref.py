@@ -10,8 +10,9 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             ggml's dequantize_row_<type> of those bytes (<type>.deq.f32), and
                             per row ggml_vec_dot_<type>_<partner> generic and SIMD (<type>.dot.f32,
                             2 floats a row) against activations quantized by ggml (<type>.act);
-                            for mxfp4 also the SIMD dot of each row's first 31 blocks
-                            (mxfp4.dot_odd.f32)
+                            for mxfp4 and iq4_nl also the SIMD dot of each row's first 31
+                            blocks (<type>.dot_odd.f32); iq4_nl.q is quantize_iq4_nl without imatrix
+                            (what llama-quantize writes), iq4_nl.qref quantize_row_iq4_nl_ref
   gridiq OUTDIR SEED        needs llama-cpp-python's bundled ggml (exit 4 if absent): for each grid
                             i-quant (iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m; ggml
                             makes them only with an imatrix, so random blocks with sane f16
@@ -69,6 +70,7 @@ DEQ_TYPES = [
     # grid i-quants: any index is valid, so random bytes with a sane f16 scale are real blocks
     (T.IQ2_XXS, 512, [0]), (T.IQ2_XS, 512, [0]), (T.IQ2_S, 512, [0]), (T.IQ3_XXS, 512, [0]),
     (T.IQ3_S, 512, [0]), (T.IQ1_S, 512, [0]), (T.IQ1_M, 512, [IQ1M_SCALE]),
+    (T.IQ4_NL, 4096, [0]), (T.IQ4_XS, 512, [0]), (T.TQ1_0, 512, [52]), (T.TQ2_0, 512, [64]),
 ]
 
 
@@ -116,7 +118,7 @@ def cmd_random(outdir, seed):
 
 def cmd_quantize(outdir, seed):
     rng = np.random.default_rng(seed)
-    for qtype in (T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0):
+    for qtype in (T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.TQ1_0, T.TQ2_0):
         rows, cols = 256, 256
         x = rng.standard_normal((rows, cols)).astype(np.float32)
         x *= (10.0 ** rng.uniform(-4, 3, (rows, 1))).astype(np.float32)
@@ -144,7 +146,12 @@ LLAMACPP_TYPES = [  # (name, type_size, block, partner for vec_dot or None, has 
     ("q2_K", 84, 256, "q8_K", True), ("q3_K", 110, 256, "q8_K", True), ("q4_K", 144, 256, "q8_K", True),
     ("q5_K", 176, 256, "q8_K", True), ("q6_K", 210, 256, "q8_K", True), ("q8_K", 292, 256, None, True),
     ("mxfp4", 17, 32, "q8_0", True),
+    ("iq4_nl", 18, 32, "q8_0", True), ("iq4_xs", 136, 256, "q8_K", True),
+    ("tq1_0", 54, 256, "q8_K", True), ("tq2_0", 66, 256, "q8_K", True),
 ]
+# Types whose <type>.q comes from llama-quantize's quantize_<type>(src, dst, nrow, n_per_row, NULL)
+# rather than quantize_row_<type>_ref (which differs for them; its bytes go to <type>.qref).
+QUANTIZE_CHUNK = {"iq4_nl"}
 SIZES = {n: (ts, bs) for n, ts, bs, _, _ in LLAMACPP_TYPES}
 
 
@@ -200,6 +207,13 @@ def cmd_llamacpp(outdir, seed):
         f.argtypes = [P, P, ctypes.c_int64]
         for r in range(rows):
             f(x[r].ctypes.data, q[r].ctypes.data, cols)
+        if name in QUANTIZE_CHUNK:
+            q.tofile(os.path.join(outdir, f"{name}.qref"))
+            fc = getattr(base, f"quantize_{name}")
+            fc.argtypes = [P, P, ctypes.c_int64, ctypes.c_int64, P]
+            fc.restype = ctypes.c_size_t
+            for r in range(rows):
+                fc(x[r].ctypes.data, q[r].ctypes.data, 1, cols, None)
         x.tofile(os.path.join(outdir, f"{name}.src.f32"))
         q.tofile(os.path.join(outdir, f"{name}.q"))
         if has_deq:
@@ -231,7 +245,7 @@ def cmd_llamacpp(outdir, seed):
                     vd(cols, ctypes.addressof(s), 0, q[r].ctypes.data, 0, aq[r].ctypes.data, 0, 1)
                     dots[r, k] = s.value
             dots.tofile(os.path.join(outdir, f"{name}.dot.f32"))
-            if name == "mxfp4":
+            if name in ("mxfp4", "iq4_nl"):
                 # an odd number of blocks: the AVX2 dot takes blocks in pairs, the last one alone
                 n_odd = cols - bs
                 odd = np.zeros(rows, dtype=np.float32)

@@ -4,17 +4,19 @@
 //! NEON float kernels and keep the scalar integer ones.
 //!
 //! Files per kind: `quantize` (activation quantizers), `dot` (row dots), `mxfp4` (the MXFP4
-//! dot), `iq` (the grid i-quant dots), `r16` (GEMMs over R16-repacked weights), `attn` (attention conversions); the
-//! instructions they share are here.
+//! dot), `iq` (the grid i-quant dots), `iq4` / `tq` (the IQ4_NL/IQ4_XS and TQ1_0/TQ2_0 dots), `r16` (GEMMs over R16-repacked
+//! weights), `attn` (attention conversions); the instructions they share are here.
 //! Numerics as on x86: exact integer (sub)block sums; K-quants apply the scalar float formula per
 //! block in order (bit-identical to `kernels::scalar`).
 
 mod attn;
 mod dot;
 mod iq;
+mod iq4;
 mod mxfp4;
 mod quantize;
 mod r16;
+mod tq;
 
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -48,6 +50,10 @@ pub fn neon_table(base: &Kernels) -> Option<Kernels> {
     for (t, f) in iq::DOTS {
         k.traits_mut(t).vec_dot = Some(f);
     }
+    k.traits_mut(IQ4_NL).vec_dot = Some(iq4::DOT_IQ4_NL);
+    k.traits_mut(IQ4_XS).vec_dot = Some(iq4::DOT_IQ4_XS);
+    k.traits_mut(TQ1_0).vec_dot = Some(tq::DOT_TQ1_0);
+    k.traits_mut(TQ2_0).vec_dot = Some(tq::DOT_TQ2_0);
     for (t, f) in r16::GEMMS {
         k.traits_mut(t).gemm_r16 = Some(f);
     }

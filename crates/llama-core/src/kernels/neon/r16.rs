@@ -16,6 +16,7 @@ use std::arch::aarch64::*;
 use super::{f16x4, sdot};
 use crate::kernels::shared::{q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
+use crate::quant::iq4::KVALUES_IQ4NL;
 use crate::quant::repack::{Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
 
@@ -25,6 +26,8 @@ const PASS: usize = 4;
 const Q: usize = 4;
 
 gemm_split_entry!(gemm_q4_0_entry, gemm_q4_q5::<_, false, false>, GgmlType::Q4_0, Q, PASS, "neon,dotprod");
+gemm_split_entry!(gemm_iq4_nl_entry, gemm_iq4_nl, GgmlType::IQ4_NL, Q, PASS, "neon,dotprod");
+gemm_split_entry!(gemm_iq4_xs_entry, gemm_iq4_xs, GgmlType::IQ4_XS, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q4_1_entry, gemm_q4_q5::<_, false, true>, GgmlType::Q4_1, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q5_0_entry, gemm_q4_q5::<_, true, false>, GgmlType::Q5_0, Q, PASS, "neon,dotprod");
 gemm_split_entry!(gemm_q5_1_entry, gemm_q4_q5::<_, true, true>, GgmlType::Q5_1, Q, PASS, "neon,dotprod");
@@ -33,8 +36,10 @@ gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k, GgmlType::Q4_K, Q, PASS, "neon,dot
 gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, Q, PASS, "neon,dotprod");
 
 /// The NEON R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 7] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 9] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
+    (GgmlType::IQ4_NL, gemm_iq4_nl_entry),
+    (GgmlType::IQ4_XS, gemm_iq4_xs_entry),
     (GgmlType::Q4_1, gemm_q4_1_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
     (GgmlType::Q5_1, gemm_q5_1_entry),
@@ -150,6 +155,98 @@ unsafe fn gemm_q4_q5<const T: usize, const Q5: bool, const MIN: bool>(c: R16Call
                     let m = f16x4(vld1_u16(heads.add(b * hb + R * 2 + 8 * qr) as *const u16));
                     acc[t] = vfmaq_f32(acc[t], m, vdupq_n_f32(f32::from_bits(sum as u32)));
                 }
+            }
+        }
+        store(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "neon,dotprod")]
+/// IQ4_NL: Q4_0's layout, the nibbles looked up in kvalues_iq4nl (`tbl`), signed for `sdot`, so no
+/// offset.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_iq4_nl<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: qr, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 2));
+        let m4 = vdupq_n_u8(0x0F);
+        let table = vld1q_s8(KVALUES_IQ4NL.as_ptr());
+        let mut acc = [vdupq_n_f32(0.0); T];
+        for b in 0..nb {
+            let dw = f16x4(vld1_u16(heads.add(b * R * 2 + 8 * qr) as *const u16));
+            let q = quants.add(b * R * 16);
+            let mut lo = [vdupq_n_s8(0); 4];
+            let mut hi = [vdupq_n_s8(0); 4];
+            for s in 0..4 {
+                let v = slot(q, s, qr);
+                lo[s] = vqtbl1q_s8(table, vandq_u8(v, m4));
+                hi[s] = vqtbl1q_s8(table, vshrq_n_u8::<4>(v));
+            }
+            for t in 0..T {
+                let (da, _, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+                let mut i = vdupq_n_s32(0);
+                for s in 0..4 {
+                    i = sdot(i, lo[s], bcast4(y.add(4 * s)));
+                    i = sdot(i, hi[s], bcast4(y.add(16 + 4 * s)));
+                }
+                acc[t] = fold(acc[t], i, dw, da);
+            }
+        }
+        store(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "neon,dotprod")]
+/// IQ4_XS: the levels by `tbl` as for IQ4_NL; per super-block one exact integer sum
+/// Σ_ib (ls_ib − 32)·(sub-block sum), folded as `acc += f32(isum)·(d_w·d_a)`.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_iq4_xs<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: qr, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 2));
+        let m4 = vdupq_n_u8(0x0F);
+        let table = vld1q_s8(KVALUES_IQ4NL.as_ptr());
+        let mut acc = [vdupq_n_f32(0.0); T];
+        for b in 0..nb {
+            let dw = f16x4(vld1_u16(heads.add(b * R * 2 + 8 * qr) as *const u16));
+            let q = quants.add(b * R * 134);
+            // the quarter's 4 rows: scales_l as one u32, scales_h as one u16 widened
+            let sl = vld1q_u32(q.add(R * 128 + 16 * qr) as *const u32);
+            let sh = vmovl_u16(vld1_u16(q.add(R * 132 + 8 * qr) as *const u16));
+            let mut ia = [vdupq_n_s32(0); T];
+            for ib in 0..8 {
+                let lo = vandq_u32(vshlq_u32(sl, vdupq_n_s32(-4 * ib as i32)), vdupq_n_u32(0xF));
+                let hi = vandq_u32(vshlq_u32(sh, vdupq_n_s32(-2 * ib as i32)), vdupq_n_u32(3));
+                let ls = vsubq_s32(vreinterpretq_s32_u32(vorrq_u32(lo, vshlq_n_u32::<4>(hi))), vdupq_n_s32(32));
+                let mut lo8 = [vdupq_n_s8(0); 4];
+                let mut hi8 = [vdupq_n_s8(0); 4];
+                for s in 0..4 {
+                    let v = slot(q, 4 * ib + s, qr);
+                    lo8[s] = vqtbl1q_s8(table, vandq_u8(v, m4));
+                    hi8[s] = vqtbl1q_s8(table, vshrq_n_u8::<4>(v));
+                }
+                for t in 0..T {
+                    let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    let y = y.add(32 * ib);
+                    let mut i = vdupq_n_s32(0);
+                    for s in 0..4 {
+                        i = sdot(i, lo8[s], bcast4(y.add(4 * s)));
+                        i = sdot(i, hi8[s], bcast4(y.add(16 + 4 * s)));
+                    }
+                    ia[t] = vmlaq_s32(ia[t], i, ls);
+                }
+            }
+            for t in 0..T {
+                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                acc[t] = fold(acc[t], ia[t], dw, dy);
             }
         }
         store(&acc, out, os);

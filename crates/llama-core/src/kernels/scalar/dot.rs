@@ -10,6 +10,10 @@
 //!   IQ3_XXS:                 sumf += (dx·dy)·f32(bsum), result 0.25·sumf
 //!   IQ3_S:                   sumf += (dx·dy)·f32(bsum)
 //!   IQ1_S, IQ1_M:            sumf += (dx·dy)·(f32(sumi) + 0.125·f32(sumi_delta))
+//!   IQ4_NL:                  sumf += (dy·dx)·f32(sumi)
+//!   IQ4_XS:                  per 32 weights sumf += ((dx·dy)·f32(ls − 32))·f32(sumi)
+//!   TQ1_0:                   sumf += f32(sumi)·(dx·dy)
+//!   TQ2_0:                   sumf += f32(sumi)·(dy·dx)
 //!   F16, BF16, F32:          Σ of the products in f64 (like ggml's scalar `ggml_vec_dot_f16`), rounded once.
 
 // Index loops mirror ggml's C loops one to one, which keeps the port auditable.
@@ -20,10 +24,12 @@ use half::{bf16, f16};
 use super::VecDot;
 use crate::quant::iq::{grid4, grid8, iq1m_index, iq1m_sc, iq1m_scale, iq1s_index, iq2s_index, iq2xxs_aux};
 use crate::quant::iq::{iq3s_indices, iq3xxs_aux, IQ1S_DELTA};
+use crate::quant::iq4::{BlockIQ4NL, BlockIQ4XS, KVALUES_IQ4NL};
 use crate::quant::iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS};
 use crate::quant::k_quants::{q3k_scale, scales_mins_k4};
 use crate::quant::mxfp4::{e8m0_to_fp32_half, BlockMXFP4, KVALUES_MXFP4};
 use crate::quant::q5_0::q5_pair;
+use crate::quant::tq::{tq1_trits, tq2_codes, BlockTQ1_0, BlockTQ2_0};
 use crate::quant::{BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S, BlockIQ3XXS};
 use crate::quant::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
@@ -126,6 +132,61 @@ impl VecDot for BlockMXFP4 {
                     + y.qs[j + 16] as i32 * KVALUES_MXFP4[(x.qs[j] >> 4) as usize] as i32;
             }
             (y.d.to_f32() * e8m0_to_fp32_half(x.e)) * sumi as f32
+        })
+    }
+}
+
+/// Σ over 32 weights of y · kvalues_iq4nl[q], low nibbles with y[0..16], high with y[16..32].
+#[inline(always)]
+fn iq4_sum(qs: &[u8], y: &[i8]) -> i32 {
+    let (mut sumi1, mut sumi2) = (0i32, 0i32);
+    for j in 0..16 {
+        sumi1 += y[j] as i32 * KVALUES_IQ4NL[(qs[j] & 0xf) as usize] as i32;
+        sumi2 += y[j + 16] as i32 * KVALUES_IQ4NL[(qs[j] >> 4) as usize] as i32;
+    }
+    sumi1 + sumi2
+}
+
+impl VecDot for BlockIQ4NL {
+    type Act = BlockQ8_0;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8_0]) -> f32 {
+        sum_blocks(n, 32, x, y, |x, y| (y.d.to_f32() * x.d.to_f32()) * iq4_sum(&x.qs, &y.qs) as f32)
+    }
+}
+
+impl VecDot for BlockIQ4XS {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        // ggml's generic loop updates sumf once per 32 weights, not once per block.
+        let nb = blocks(n, QK_K, x.len(), y.len());
+        let mut sumf = 0.0f32;
+        for (x, y) in x[..nb].iter().zip(&y[..nb]) {
+            let d4d8 = x.d.to_f32() * y.d;
+            for ib in 0..QK_K / 32 {
+                let dl = d4d8 * (x.ls(ib) - 32) as f32;
+                sumf += dl * iq4_sum(&x.qs[16 * ib..16 * ib + 16], &y.qs[32 * ib..32 * ib + 32]) as f32;
+            }
+        }
+        sumf
+    }
+}
+
+impl VecDot for BlockTQ1_0 {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        sum_blocks(n, QK_K, x, y, |x, y| {
+            let sum: i32 = tq1_trits(x).iter().zip(&y.qs).map(|(&t, &q)| (t - 1) * q as i32).sum();
+            sum as f32 * (x.d.to_f32() * y.d)
+        })
+    }
+}
+
+impl VecDot for BlockTQ2_0 {
+    type Act = BlockQ8K;
+    fn vec_dot(n: usize, x: &[Self], y: &[BlockQ8K]) -> f32 {
+        sum_blocks(n, QK_K, x, y, |x, y| {
+            let sumi: i32 = tq2_codes(x).iter().zip(&y.qs).map(|(&t, &q)| (t - 1) * q as i32).sum();
+            sumi as f32 * (y.d * x.d.to_f32())
         })
     }
 }

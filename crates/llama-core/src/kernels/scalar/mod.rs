@@ -14,6 +14,7 @@ mod quantize;
 
 use crate::quant::blocks::{read_blocks, write_blocks, Block};
 use crate::quant::{BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S, BlockIQ3XXS};
+use crate::quant::{BlockIQ4NL, BlockIQ4XS, BlockTQ1_0, BlockTQ2_0};
 use crate::quant::{BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, GgmlType};
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 use half::{bf16, f16};
@@ -125,6 +126,14 @@ pub const TABLE: Kernels = {
         weight_read_only::<BlockIQ3S>(),
         weight_read_only::<BlockIQ1S>(),
         weight_read_only::<BlockIQ1M>(),
+        weight::<BlockIQ4NL>(),
+        TypeKernels {
+            // llama.cpp's tiled GEMM takes IQ4_XS batches of 8 tokens or more, as Q6_K's.
+            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),
+            ..weight::<BlockIQ4XS>()
+        },
+        weight::<BlockTQ1_0>(),
+        weight::<BlockTQ2_0>(),
         both::<f16>(),
         both::<bf16>(),
         both::<f32>(),

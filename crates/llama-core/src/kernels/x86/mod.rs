@@ -6,18 +6,21 @@
 //! x86_64 CPU.
 //!
 //! Files per kind: `quantize` (activation quantizers), `dot` (row dots), `mxfp4` (the MXFP4
-//! dot), `iq` (the grid i-quant dots), `tile` (AVX-512 4×4 multi-token tiles), `r16_avx2` / `r16_avx512` (GEMMs over
+//! dot), `iq` (the grid i-quant dots), `iq4` / `tq` (the IQ4_NL/IQ4_XS and TQ1_0/TQ2_0 dots, which llama.cpp's AVX-512 build
+//! runs as AVX2), `tile` (AVX-512 4×4 multi-token tiles), `r16_avx2` / `r16_avx512` (GEMMs over
 //! R16-repacked weights), `attn` (attention), `act` (AVX-512 softmax and SwiGLU).
 
 mod act;
 mod attn;
 mod dot;
 mod iq;
+mod iq4;
 mod mxfp4;
 mod quantize;
 mod r16_avx2;
 mod r16_avx512;
 mod tile;
+mod tq;
 
 use crate::kernels::types::{Isa, Kernels, SumOrders};
 use crate::quant::GgmlType::*;
@@ -38,6 +41,10 @@ pub fn avx2_table(base: &Kernels) -> Option<Kernels> {
     for (t, f) in iq::DOTS_AVX2 {
         k.traits_mut(t).vec_dot = Some(f);
     }
+    k.traits_mut(IQ4_NL).vec_dot = Some(iq4::DOT_IQ4_NL_AVX2);
+    k.traits_mut(IQ4_XS).vec_dot = Some(iq4::DOT_IQ4_XS_AVX2);
+    k.traits_mut(TQ1_0).vec_dot = Some(tq::DOT_TQ1_0_AVX2);
+    k.traits_mut(TQ2_0).vec_dot = Some(tq::DOT_TQ2_0_AVX2);
     for (t, f) in r16_avx2::GEMMS {
         k.traits_mut(t).gemm_r16 = Some(f);
     }

@@ -17,6 +17,7 @@ use std::arch::x86_64::*;
 
 use crate::kernels::shared::{q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
+use crate::quant::iq4::KVALUES_IQ4NL;
 use crate::quant::repack::{Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
 
@@ -26,6 +27,9 @@ const PASS: usize = 4;
 const H: usize = 8;
 
 gemm_split_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_iq4_nl_entry, gemm_iq4_nl, GgmlType::IQ4_NL, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_iq4_xs_entry, gemm_iq4_xs::<_, false>, GgmlType::IQ4_XS, H, 1, "avx2,fma,f16c");
+gemm_split_entry!(gemm_iq4_xs_tiled_entry, gemm_iq4_xs::<_, true>, GgmlType::IQ4_XS, H, 1, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_1_entry, gemm_lanes::<_, false, true>, GgmlType::Q4_1, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q5_0_entry, gemm_lanes::<_, true, false>, GgmlType::Q5_0, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q5_1_entry, gemm_lanes::<_, true, true>, GgmlType::Q5_1, H, LANES_PASS, "avx2,fma,f16c");
@@ -36,8 +40,10 @@ gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, H, 1, "avx2,fma,f1
 gemm_split_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K, H, PASS, "avx2,fma,f16c");
 
 /// The AVX2 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 7] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 9] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
+    (GgmlType::IQ4_NL, gemm_iq4_nl_entry),
+    (GgmlType::IQ4_XS, gemm_iq4_xs_entry),
     (GgmlType::Q4_1, gemm_q4_1_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
     (GgmlType::Q5_1, gemm_q5_1_entry),
@@ -48,8 +54,11 @@ pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 7] = [
 
 /// The kernels in llama.cpp's batch orders (`types::R16Batch::gemm`): Q4_K's 4-token groups,
 /// Q6_K's tiled GEMM.
-pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 2] =
-    [(GgmlType::Q4_K, gemm_q4_k_g4_entry), (GgmlType::Q6_K, gemm_q6_k_tiled_entry)];
+pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 3] = [
+    (GgmlType::Q4_K, gemm_q4_k_g4_entry),
+    (GgmlType::Q6_K, gemm_q6_k_tiled_entry),
+    (GgmlType::IQ4_XS, gemm_iq4_xs_tiled_entry),
+];
 
 #[inline(always)]
 /// # Safety
@@ -150,6 +159,121 @@ unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
             }
         }
         store(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// IQ4_NL: Q4_0's layout and float order, the nibbles looked up in kvalues_iq4nl (`vpshufb`). The
+/// levels reach ±127, so `vpmaddubsw` on them offset to unsigned could saturate: they are multiplied
+/// as |x|·(±y) like Q8_0 (pairs ≤ 2·127·127, exact; Q8_0 activations never hold −128).
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_iq4_nl<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (scales, quants) = (w, w.add(nb * R * 2));
+        let m4 = _mm256_set1_epi8(0x0F);
+        let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i));
+        let mut acc = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales8(scales.add(b * R * 2), h);
+            let q = quants.add(b * R * 16);
+            // [slot][lo, hi]: the signed levels and their magnitudes
+            let mut x = [[_mm256_setzero_si256(); 2]; 4];
+            for s in 0..4 {
+                let v = slot(q, s, h);
+                x[s][0] = _mm256_shuffle_epi8(table, _mm256_and_si256(v, m4));
+                x[s][1] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+            }
+            let ax = x.map(|p| p.map(|v| _mm256_abs_epi8(v)));
+            for t in 0..T {
+                let (da, _, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+                let mut i = _mm256_setzero_si256();
+                for s in 0..4 {
+                    for (k, o) in [(0, 4 * s), (1, 16 + 4 * s)] {
+                        let p16 = _mm256_maddubs_epi16(ax[s][k], _mm256_sign_epi8(bcast4(y.add(o)), x[s][k]));
+                        i = _mm256_add_epi32(i, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+                    }
+                }
+                acc[t] = fold(acc[t], i, dw, da);
+            }
+        }
+        store(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// IQ4_XS in llama.cpp's `ggml_vec_dot_iq4_xs_q8_K` order (as the AVX-512 kernel, see there): 8
+/// float lanes per row, lane l the integer Σ_ib (ls_ib − 32)·Σ_{e=4l..4l+4} v·y of each
+/// sub-block; the levels multiplied as |x|·(±y) (pairs ≤ 2·127·127, exact), each 4-element sum
+/// times its row's scale in `vpmulld`. `TILED`: llama.cpp's tiled GEMM order for batches of 8
+/// tokens or more instead (`kernels::ggml_x86::iq4_xs_tiled`): the lanes' integers added, then
+/// `acc = fma(f32(isum)·d_w, d_a, acc)` per super-block.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_iq4_xs<const T: usize, const TILED: bool>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 2));
+        let m4 = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i));
+        let mut acc = [[_mm256_setzero_ps(); 8]; T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 2), h);
+            let q = quants.add(b * R * 134);
+            // the half's 8 rows: scales_l as one u32, scales_h as one u16 widened
+            let sl = _mm256_loadu_si256(q.add(R * 128 + 32 * h) as *const __m256i);
+            let sh = _mm256_cvtepu16_epi32(_mm_loadu_si128(q.add(R * 132 + 16 * h) as *const __m128i));
+            for t in 0..T {
+                let (dy, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let mut ia = [_mm256_setzero_si256(); 8];
+                for ib in 0..8 {
+                    let lo = _mm256_and_si256(
+                        _mm256_srl_epi32(sl, _mm_cvtsi32_si128(4 * ib as i32)),
+                        _mm256_set1_epi32(0xF),
+                    );
+                    let hi =
+                        _mm256_and_si256(_mm256_srl_epi32(sh, _mm_cvtsi32_si128(2 * ib as i32)), _mm256_set1_epi32(3));
+                    let ls = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+                    for s in 0..4 {
+                        let v = slot(q, 4 * ib + s, h);
+                        let x = [
+                            _mm256_shuffle_epi8(table, _mm256_and_si256(v, m4)),
+                            _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)),
+                        ];
+                        for (k, xk) in [(s, x[0]), (4 + s, x[1])] {
+                            let yk = _mm256_sign_epi8(bcast4(y.add(32 * ib + 4 * k)), xk);
+                            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(xk), yk), ones);
+                            ia[k] = _mm256_add_epi32(ia[k], _mm256_mullo_epi32(p, ls));
+                        }
+                    }
+                }
+                if TILED {
+                    let isum = ia.iter().fold(_mm256_setzero_si256(), |s, l| _mm256_add_epi32(s, *l));
+                    let x = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), dw);
+                    acc[t][0] = _mm256_fmadd_ps(x, _mm256_set1_ps(dy), acc[t][0]);
+                    continue;
+                }
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(dy));
+                for (al, il) in acc[t].iter_mut().zip(&ia) {
+                    *al = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*il), *al);
+                }
+            }
+        }
+        if TILED {
+            for (t, acc_t) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.add(t * os), acc_t[0]);
+            }
+            return;
+        }
+        store_lanes(&acc, out, os);
     }
 }
 

@@ -15,6 +15,7 @@ use std::arch::x86_64::*;
 
 use crate::kernels::shared::{gemm_r16_check, q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
+use crate::quant::iq4::KVALUES_IQ4NL;
 use crate::quant::repack::{MAX_T, Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
 
@@ -73,6 +74,9 @@ macro_rules! in_passes {
 }
 
 gemm_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0);
+gemm_entry!(gemm_iq4_nl_entry, gemm_iq4_nl, GgmlType::IQ4_NL);
+gemm_entry!(gemm_iq4_xs_entry, gemm_iq4_xs::<_, false>, GgmlType::IQ4_XS);
+gemm_entry!(gemm_iq4_xs_tiled_entry, gemm_iq4_xs::<_, true>, GgmlType::IQ4_XS);
 gemm_entry!(gemm_q5_0_entry, gemm_lanes::<_, true>, GgmlType::Q5_0);
 gemm_entry!(gemm_q8_0_entry, gemm_lanes::<_, false>, GgmlType::Q8_0);
 gemm_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K);
@@ -81,8 +85,10 @@ gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
 gemm_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K);
 
 /// The AVX-512 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 5] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 7] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
+    (GgmlType::IQ4_NL, gemm_iq4_nl_entry),
+    (GgmlType::IQ4_XS, gemm_iq4_xs_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
     (GgmlType::Q8_0, gemm_q8_0_entry),
     (GgmlType::Q4_K, gemm_q4_k_entry),
@@ -91,8 +97,11 @@ pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 5] = [
 
 /// The kernels in llama.cpp's batch orders (`types::R16Batch::gemm`): Q4_K's 4-token groups,
 /// Q6_K's tiled GEMM.
-pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 2] =
-    [(GgmlType::Q4_K, gemm_q4_k_g4_entry), (GgmlType::Q6_K, gemm_q6_k_tiled_entry)];
+pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 3] = [
+    (GgmlType::Q4_K, gemm_q4_k_g4_entry),
+    (GgmlType::Q6_K, gemm_q6_k_tiled_entry),
+    (GgmlType::IQ4_XS, gemm_iq4_xs_tiled_entry),
+];
 
 /// Broadcast of the 4 activation bytes at `p` (compiles to an embedded `{1to16}` operand).
 #[inline(always)]
@@ -151,6 +160,135 @@ unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
             }
         }
         store(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// IQ4_NL: Q4_0's layout and float order, the nibbles looked up in kvalues_iq4nl + 128 (`vpshufb`,
+/// unsigned 1..=241 for `vpdpbusd`), the +128 taken back by starting the sum at −128·Σq.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_iq4_nl<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, a, as_, out, os, .. } = c;
+        let (scales, quants) = (w, w.add(nb * R * 2));
+        let m4 = _mm512_set1_epi8(0x0F);
+        let lut: [u8; 16] = std::array::from_fn(|i| (KVALUES_IQ4NL[i] as i32 + 128) as u8);
+        let table = _mm512_broadcast_i32x4(_mm_loadu_si128(lut.as_ptr() as *const __m128i));
+        let mut acc = [_mm512_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales16(scales.add(b * R * 2));
+            let q = quants.add(b * R * 16);
+            let mut lo = [_mm512_setzero_si512(); 4];
+            let mut hi = [_mm512_setzero_si512(); 4];
+            for s in 0..4 {
+                let v = _mm512_loadu_si512(q.add(64 * s) as *const _);
+                lo[s] = _mm512_shuffle_epi8(table, _mm512_and_si512(v, m4));
+                hi[s] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            }
+            for t in 0..T {
+                let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+                let mut i0 = _mm512_set1_epi32(-128 * sum);
+                let mut i1 = _mm512_setzero_si512();
+                for s in 0..4 {
+                    i0 = _mm512_dpbusd_epi32(i0, lo[s], bcast4(y.add(4 * s)));
+                    i1 = _mm512_dpbusd_epi32(i1, hi[s], bcast4(y.add(16 + 4 * s)));
+                }
+                acc[t] = fold(acc[t], _mm512_add_epi32(i0, i1), dw, da);
+            }
+        }
+        store(&acc, out, os);
+    }
+}
+
+/// Tokens per pass of the IQ4_XS kernel (8 float and 8 integer lane accumulators per token).
+const IQ4_XS_PASS: usize = 2;
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_iq4_xs<const T: usize, const TILED: bool>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { in_passes!(gemm_iq4_xs_pass, [, TILED], IQ4_XS_PASS, T, c) }
+}
+
+/// llama.cpp's x86 `ggml_vec_dot_iq4_xs_q8_K` order (IQ4_XS is not repacked there): 8 float lanes
+/// per row, lane l holding per super-block the integer Σ_ib (ls_ib − 32)·Σ_{e=4l..4l+4} v·y over
+/// the elements of sub-block ib, folded as `acc_l = fma(d_w·d_a, f32(lane), acc_l)`, then summed
+/// `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))` (`kernels::x86::iq4`'s row dot, bit for bit). The
+/// levels go through `vpdpbusd` as kvalues_iq4nl + 128 with each 4-element sum started at −128·Σy;
+/// that sum (up to 4·127·128) does not fit `vpdpwssd`'s i16, so it meets its scale in `vpmulld`.
+/// `TILED`: llama.cpp's tiled GEMM order for batches of 8 tokens or more instead
+/// (`kernels::ggml_x86::iq4_xs_tiled`): the 8 lanes' integers added, then
+/// `acc = fma(f32(isum)·d_w, d_a, acc)` per super-block.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_iq4_xs_pass<const T: usize, const TILED: bool>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, a, as_, out, os, .. } = c;
+        let (heads, quants) = (w, w.add(nb * R * 2));
+        let m4 = _mm512_set1_epi8(0x0F);
+        let lut: [u8; 16] = std::array::from_fn(|i| (KVALUES_IQ4NL[i] as i32 + 128) as u8);
+        let table = _mm512_broadcast_i32x4(_mm_loadu_si128(lut.as_ptr() as *const __m128i));
+        let mut acc = [[_mm512_setzero_ps(); 8]; T];
+        for b in 0..nb {
+            let dw = scales16(heads.add(b * R * 2));
+            let q = quants.add(b * R * 134);
+            // per row: scales_l as one u32, scales_h as one u16 widened
+            let sl = _mm512_loadu_si512(q.add(R * 128) as *const _);
+            let sh = _mm512_cvtepu16_epi32(_mm256_loadu_si256(q.add(R * 132) as *const __m256i));
+            let mut ia = [[_mm512_setzero_si512(); 8]; T];
+            for ib in 0..8 {
+                let lo =
+                    _mm512_and_si512(_mm512_srl_epi32(sl, _mm_cvtsi32_si128(4 * ib as i32)), _mm512_set1_epi32(0xF));
+                let hi = _mm512_and_si512(_mm512_srl_epi32(sh, _mm_cvtsi32_si128(2 * ib as i32)), _mm512_set1_epi32(3));
+                let ls = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
+                // u[k]: the 16 rows' elements 4k..4k+4 of sub-block ib, as levels + 128
+                let mut u = [_mm512_setzero_si512(); 8];
+                for s in 0..4 {
+                    let v = _mm512_loadu_si512(q.add(64 * (4 * ib + s)) as *const _);
+                    u[s] = _mm512_shuffle_epi8(table, _mm512_and_si512(v, m4));
+                    u[4 + s] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+                }
+                for (t, ia) in ia.iter_mut().enumerate() {
+                    let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    let y = y.add(32 * ib);
+                    for (k, uk) in u.iter().enumerate() {
+                        let ysum: i32 = (0..4).map(|i| *y.add(4 * k + i) as i8 as i32).sum();
+                        let r = _mm512_dpbusd_epi32(_mm512_set1_epi32(-128 * ysum), *uk, bcast4(y.add(4 * k)));
+                        ia[k] = _mm512_add_epi32(ia[k], _mm512_mullo_epi32(r, ls));
+                    }
+                }
+            }
+            for (t, (acc_t, ia)) in acc.iter_mut().zip(&ia).enumerate() {
+                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                if TILED {
+                    let isum = ia.iter().fold(_mm512_setzero_si512(), |s, l| _mm512_add_epi32(s, *l));
+                    let x = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), dw);
+                    acc_t[0] = _mm512_fmadd_ps(x, _mm512_set1_ps(dy), acc_t[0]);
+                    continue;
+                }
+                let d = _mm512_mul_ps(dw, _mm512_set1_ps(dy));
+                for (al, il) in acc_t.iter_mut().zip(ia) {
+                    *al = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(*il), *al);
+                }
+            }
+        }
+        if TILED {
+            for (t, acc_t) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.add(t * os), acc_t[0]);
+            }
+            return;
+        }
+        store_lanes(&acc, out, os);
     }
 }
 

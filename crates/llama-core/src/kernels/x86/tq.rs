@@ -1,0 +1,145 @@
+//! TQ1_0 × Q8_K and TQ2_0 × Q8_K dots (`VecDotFn`) in the order of llama.cpp's x86
+//! `ggml_vec_dot_tq1_0_q8_K` / `ggml_vec_dot_tq2_0_q8_K` (AVX2 paths; its AVX-512 build runs them
+//! too). The trits stay unsigned (t = value + 1, 0..=2): the 16-bit pair sums of t·y minus the
+//! activations' 16-element sums (`bsums`) give the exact Σ value·y, per 8 lanes; then
+//! `acc = f32(lanes)·d + acc` per block and `hsum_float_8(acc)`.
+
+use std::arch::x86_64::*;
+
+use super::dot::{f16_load, hsum_ps};
+use crate::kernels::types::VecDotFn;
+use crate::quant::QK_K;
+
+dot_entry!(dot_tq1_0_avx2_entry, dot_tq1_0_avx2, QK_K, 54, 292, "avx2,fma,f16c");
+dot_entry!(dot_tq2_0_avx2_entry, dot_tq2_0_avx2, QK_K, 66, 292, "avx2,fma,f16c");
+
+/// The AVX2 TQ1_0 dot.
+pub(super) const DOT_TQ1_0_AVX2: VecDotFn = dot_tq1_0_avx2_entry;
+/// The AVX2 TQ2_0 dot.
+pub(super) const DOT_TQ2_0_AVX2: VecDotFn = dot_tq2_0_avx2_entry;
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// The top trit of bytes q (already multiplied by 3ⁿ mod 256): ((q · 3) >> 8) computed as ggml
+/// does in 8 bits, avg(q − 1, avg(q − 1, 0)) >> 6.
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+#[inline]
+unsafe fn top_trit(q: __m256i) -> __m256i {
+    let q = _mm256_subs_epu8(q, _mm256_set1_epi8(1));
+    let q = _mm256_avg_epu8(q, _mm256_avg_epu8(q, _mm256_setzero_si256()));
+    _mm256_and_si256(_mm256_srli_epi16(q, 6), _mm256_set1_epi8(3))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// q · 9 mod 256 per byte (ggml: (q << 3 masked to whole bytes) + q).
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+#[inline]
+unsafe fn times9(q: __m256i) -> __m256i {
+    _mm256_add_epi8(_mm256_and_si256(_mm256_slli_epi16(q, 3), _mm256_set1_epi8(-8)), q)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// The Q8_K scale at `y` times the f16 scale at `d`, and the lanes' exact sums
+/// `madd(sumi0 − bsums + sumi1 + sumi2, 1)` folded into `acc` as ggml's build: `fma(f32(lanes), d, acc)`.
+///
+/// # Safety
+/// The CPU must support this function's target features; `y..y+292` and `d..d+2` readable.
+#[inline]
+unsafe fn fold(acc: __m256, sumi: __m256i, y: *const u8, d: *const u8) -> __m256 {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let sumi = _mm256_madd_epi16(sumi, _mm256_set1_epi16(1));
+        let dy = f32::from_le_bytes([*y, *y.add(1), *y.add(2), *y.add(3)]);
+        let d = _mm256_set1_ps(dy * f16_load(d));
+        // ggml writes add(mul(..), acc); its build contracts that into an FMA (measured)
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), d, acc)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// TQ1_0: trits n of qs[0..32] with y[32n..], of qs[32..48] with y[160 + 16n..], of qh with
+/// y[240 + 4n..] (the qh bytes spread to 16-bit lanes and multiplied there, as ggml).
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` and `a` must point to the readable
+/// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
+/// the row lengths).
+unsafe fn dot_tq1_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..n / QK_K {
+            // block_tq1_0: qs [48] @0, qh [4] @48, d f16 @52; block_q8_K: d @0, qs @4, bsums @260
+            let (x, y) = (w.add(54 * i), a.add(292 * i));
+            let ys = |o: usize| _mm256_loadu_si256(y.add(4 + o) as *const __m256i);
+            let mul = _mm256_maddubs_epi16;
+            // the first 32 bytes of 5 trits
+            let q0 = _mm256_loadu_si256(x as *const __m256i);
+            let q1 = _mm256_add_epi8(q0, _mm256_add_epi8(q0, q0));
+            let q2 = times9(q0);
+            let q3 = times9(q1);
+            let q4 = times9(q2);
+            let mut sumi0 = _mm256_add_epi16(mul(top_trit(q0), ys(0)), mul(top_trit(q1), ys(32)));
+            let mut sumi1 = _mm256_add_epi16(mul(top_trit(q2), ys(64)), mul(top_trit(q3), ys(96)));
+            let mut sumi2 = mul(top_trit(q4), ys(128));
+            // the last 16 bytes of 5 trits and the 4 bytes of 4
+            let q0 = _mm_loadu_si128(x.add(32) as *const __m128i);
+            let qh = u32::from_le_bytes([*x.add(48), *x.add(49), *x.add(50), *x.add(51)]);
+            let q5l = _mm256_cvtepu8_epi16(_mm_set1_epi32(qh as i32));
+            let q1 = _mm_add_epi8(q0, _mm_add_epi8(q0, q0));
+            let m8 = _mm_set1_epi8(-8);
+            let q2 = _mm_add_epi8(_mm_and_si128(_mm_slli_epi16(q0, 3), m8), q0);
+            let q3 = _mm_add_epi8(_mm_and_si128(_mm_slli_epi16(q1, 3), m8), q1);
+            let q4 = _mm_add_epi8(_mm_and_si128(_mm_slli_epi16(q2, 3), m8), q2);
+            let q5l = _mm256_mullo_epi16(q5l, _mm256_set_epi16(27, 27, 27, 27, 9, 9, 9, 9, 3, 3, 3, 3, 1, 1, 1, 1));
+            let q5l = _mm256_and_si256(q5l, _mm256_set1_epi16(0xFF));
+            let q5 = _mm_packus_epi16(_mm256_castsi256_si128(q5l), _mm256_extracti128_si256(q5l, 1));
+            sumi0 = _mm256_add_epi16(sumi0, mul(top_trit(_mm256_set_m128i(q1, q0)), ys(160)));
+            sumi1 = _mm256_add_epi16(sumi1, mul(top_trit(_mm256_set_m128i(q3, q2)), ys(192)));
+            sumi2 = _mm256_add_epi16(sumi2, mul(top_trit(_mm256_set_m128i(q5, q4)), ys(224)));
+            let ysum = _mm256_loadu_si256(y.add(260) as *const __m256i);
+            let s = _mm256_add_epi16(_mm256_sub_epi16(sumi0, ysum), _mm256_add_epi16(sumi1, sumi2));
+            acc = fold(acc, s, y, x.add(52));
+        }
+        hsum_ps(acc)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// TQ2_0: bits 2l..2l+2 of qs[32j..32j+32] with y[128j + 32l..].
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` and `a` must point to the readable
+/// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
+/// the row lengths).
+unsafe fn dot_tq2_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let m3 = _mm256_set1_epi8(3);
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..n / QK_K {
+            // block_tq2_0: qs [64] @0, d f16 @64
+            let (x, y) = (w.add(66 * i), a.add(292 * i));
+            let (mut sumi0, mut sumi1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for j in [0usize, 32] {
+                let q = _mm256_loadu_si256(x.add(j) as *const __m256i);
+                let ys = |l: usize| _mm256_loadu_si256(y.add(4 + 4 * j + 32 * l) as *const __m256i);
+                let q0 = _mm256_maddubs_epi16(_mm256_and_si256(q, m3), ys(0));
+                let q1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 2), m3), ys(1));
+                let q2 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m3), ys(2));
+                let q3 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 6), m3), ys(3));
+                sumi0 = _mm256_add_epi16(sumi0, _mm256_add_epi16(q0, q1));
+                sumi1 = _mm256_add_epi16(sumi1, _mm256_add_epi16(q2, q3));
+            }
+            let ysum = _mm256_loadu_si256(y.add(260) as *const __m256i);
+            let s = _mm256_sub_epi16(_mm256_add_epi16(sumi0, sumi1), ysum);
+            acc = fold(acc, s, y, x.add(64));
+        }
+        hsum_ps(acc)
+    }
+}
