@@ -69,6 +69,7 @@ macro_rules! gemm_split_entry {
 /// `AttnKtFn` or `AttnVfFn` over `T` rows) checking both buffers with
 /// `check(n, src_len, stride, rows, out_len)`, then running `body` (on the raw pointers `src`,
 /// `out`) in a `#[target_feature(enable = "features")]` fn.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_macros))] // the attention panels are x86's
 macro_rules! panel_entry {
     ($name:ident, $check:path, $t:ty, $feat:literal, |$n:ident, $src:ident, $s:ident, $rows:ident, $out:ident| $body:expr) => {
         pub(crate) fn $name(n: usize, src: &[$t], stride: usize, rows: usize, out: &mut [f32]) {
