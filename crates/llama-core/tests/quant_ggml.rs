@@ -346,6 +346,7 @@ fn grid_iq_match_ggml() {
         let dots = read_f32(&file(dir, t, "dot.f32")); // [rows, 2]: generic, SIMD
         let (wr, ar) = (t.type_size() * COLS / 256, 292 * COLS / 256);
         let (mut exact, mut worst) = (0, 0f64);
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut simd_off: Vec<(usize, f32, f32)> = Vec::new();
         for r in 0..dots.len() / 2 {
             let (wb, ab) = (&w[r * wr..][..wr], &a[r * ar..][..ar]);
