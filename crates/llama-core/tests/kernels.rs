@@ -512,9 +512,9 @@ fn llama_isa_override() {
 
 use llama_core::quant::{dequantize, repack};
 
-const R16_TYPES: [GgmlType; 7] = {
+const R16_TYPES: [GgmlType; 8] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K]
 };
 
 /// Activation rows for `x` ([n_tokens][cols]) in both forms: plain (Q8_0 / Q8_1 / Q8_K, for the row
@@ -598,10 +598,11 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
     let mut rng = Rng(4242);
     let mut checked = 0;
     for k in Kernels::available().into_iter().filter(|k| matches!(k.isa, Isa::Avx2 | Isa::Avx512)) {
-        for (t, want) in [(Q4_1, g::q4_1_lanes as Ref), (Q5_1, g::q5_1_lanes)] {
+        for (t, want) in [(Q4_1, g::q4_1_lanes as Ref), (Q5_1, g::q5_1_lanes), (Q5_K, g::q5_k_lanes)] {
             let (act, dot) = (vec_dot_type(t).unwrap(), k.vec_dot(t).unwrap());
+            let bs = t.block_size();
             for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
-                for cols in [32, 64, 2080] {
+                for cols in [bs, 2 * bs, 65 * bs] {
                     let w = weight_row(&mut rng, t, cols, mode);
                     let mut a = vec![0u8; act.row_size(cols as u64).unwrap() as usize];
                     (k.from_float(act).unwrap())(&activations(&mut rng, cols, mode), &mut a);
@@ -611,13 +612,14 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
             }
         }
         // (type, order of the plain kernel, order of the batch kernel)
-        let orders: [(GgmlType, Ref, Option<Ref>); 7] = [
+        let orders: [(GgmlType, Ref, Option<Ref>); 8] = [
             (Q4_0, g::q4_0_repack, None),
             (Q4_1, g::q4_1_lanes, None),
             (Q5_0, g::q5_0_lanes, None),
             (Q5_1, g::q5_1_lanes, None),
             (Q8_0, g::q8_0_lanes, None),
             (Q4_K, g::q4_k_gemv, Some(g::q4_k_gemm4)),
+            (Q5_K, g::q5_k_lanes, Some(g::q5_k_tiled)),
             (Q6_K, g::q6_k_lanes, Some(g::q6_k_tiled)),
         ];
         for (t, plain_ref, batch_ref) in orders {
@@ -792,7 +794,7 @@ fn matmul_id_equals_single_token_matmuls() {
 fn pack_rejects_shapes_without_an_r16_layout() {
     let w = vec![0u8; 18 * 15];
     assert!(repack::pack(GgmlType::Q4_0, &w, 15, 32).is_none(), "15 rows are not whole groups");
-    assert!(repack::pack(GgmlType::Q5_K, &vec![0u8; 176 * 16], 16, 256).is_none(), "no R16 layout for Q5_K");
+    assert!(repack::pack(GgmlType::Q8_1, &vec![0u8; 36 * 16], 16, 32).is_none(), "no R16 layout for Q8_1");
     assert!(repack::pack(GgmlType::Q4_0, &vec![0u8; 18 * 15], 16, 32).is_none(), "short data");
     for t in R16_TYPES {
         let row = t.row_size(t.block_size() as u64).unwrap() as usize;

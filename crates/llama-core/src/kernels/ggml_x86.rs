@@ -15,7 +15,7 @@ use crate::quant::blocks::{read_blocks, Block};
 use crate::quant::k_quants::scales_mins_k4;
 use crate::quant::mxfp4::{e8m0_to_fp32_half, BlockMXFP4, KVALUES_MXFP4};
 use crate::quant::{
-    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K,
+    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K,
 };
 
 /// `hsum_float_8` (quants.c), also sgemm.cpp's `hsum(__m256)`: `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`.
@@ -246,6 +246,65 @@ pub fn q6_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let q = q6_k_values(x);
         let s: i32 = (0..QK_K).map(|e| x.scales[e / 16] as i32 * (q[e] - 32) * y.qs[e] as i32).sum();
         acc = ((s as f32) * x.d.to_f32()).mul_add(y.d, acc);
+    }
+    acc
+}
+
+/// The unsigned 5-bit values of a Q5_K super-block (4 low bits from `qs`, the fifth from `qh`),
+/// element order, with its 8 sub-block scales and mins.
+fn q5_k_values(x: &BlockQ5K) -> ([i32; QK_K], [u8; 8], [u8; 8]) {
+    let (sc, mn) = scales_mins_k4(&x.scales);
+    let q = std::array::from_fn(|e| {
+        let (j, l) = (e / 32, e % 32);
+        let byte = x.qs[32 * (j / 2) + l] as i32;
+        let lo = if j.is_multiple_of(2) { byte & 15 } else { byte >> 4 };
+        lo | (((x.qh[l] >> j) & 1) as i32) << 4
+    });
+    (q, sc, mn)
+}
+
+/// Σ min_j · (bsum_2j + bsum_2j+1) of a Q4_K/Q5_K super-block (exact).
+fn k4_mins(mn: &[u8; 8], y: &BlockQ8K) -> i32 {
+    (0..8).map(|j| mn[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)).sum()
+}
+
+/// Q5_K × Q8_K as `ggml_vec_dot_q5_K_q8_K` (AVX2 path, also what llama.cpp's AVX-512 build runs;
+/// batches under 8 tokens): 8 float lanes, lane l holding per super-block the integer
+///   Σ_j sc_j · Σ_{e = 32j+4l .. 32j+4l+4} q[e]·y[e]
+/// folded as `lane = fma(d_a·d_w, f32(lane), lane)`; the minimums apart as
+/// `summs = fma(−d_a·dmin_w, f32(Σ min·bsums), summs)`; result `hsum_float_8(lanes) + summs`.
+pub fn q5_k_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ5K>(n, w), blocks::<BlockQ8K>(n, a));
+    let (mut acc, mut summs) = ([0f32; 8], 0f32);
+    for (x, y) in w.iter().zip(&a) {
+        let (q, sc, mn) = q5_k_values(x);
+        let d = y.d * x.dmin.to_f32();
+        summs = (-d).mul_add(k4_mins(&mn, y) as f32, summs);
+        let d = y.d * x.d.to_f32();
+        for (l, al) in acc.iter_mut().enumerate() {
+            let s: i32 = (0..8)
+                .map(|j| {
+                    sc[j] as i32 * (32 * j + 4 * l..32 * j + 4 * l + 4).map(|e| q[e] * y.qs[e] as i32).sum::<i32>()
+                })
+                .sum();
+            *al = d.mul_add(s as f32, *al);
+        }
+    }
+    hsum_float_8(&acc) + summs
+}
+
+/// Q5_K × Q8_K as llama.cpp's x86 "tiled" K-quant GEMM (batches of 8 tokens or more): per
+/// super-block the exact integers `s1 = Σ sc·q·y`, `s2 = Σ min·bsums`, then
+/// `r = fma(−dmin_w, f32(s2), f32(s1)·d_w)` (`fnmadd`, the product rounded first) and
+/// `acc = fma(r, d_a, acc)`.
+pub fn q5_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ5K>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let (q, sc, mn) = q5_k_values(x);
+        let s1: i32 = (0..QK_K).map(|e| sc[e / 32] as i32 * q[e] * y.qs[e] as i32).sum();
+        let r = (-x.dmin.to_f32()).mul_add(k4_mins(&mn, y) as f32, s1 as f32 * x.d.to_f32());
+        acc = r.mul_add(y.d, acc);
     }
     acc
 }

@@ -3,7 +3,7 @@
 //! horizontal reductions.
 //!
 //! A group is 16 consecutive weight rows. Within a group, for each block b (32 or 256 columns):
-//!   header: `[nb][16]` f16 — the 16 rows' block scales (Q4_K: `[16 d][16 dmin]`), all blocks first;
+//!   header: `[nb][16]` f16 — the 16 rows' block scales (Q4_K, Q5_K: `[16 d][16 dmin]`), all blocks first;
 //!   quants: `[nb][…]` — block b of the 16 rows in 64-byte "slots" of `[row 0..16][4 bytes]` (one
 //!           zmm), 4 consecutive elements of a row per slot; see `write_block` for each type.
 //! Repacking moves bytes only: a group takes exactly the bytes of its 16 rows in the file, so
@@ -42,6 +42,7 @@ pub fn block_bytes(t: GgmlType) -> Option<(usize, usize)> {
         GgmlType::Q5_1 => (R * 4, R * 4 + R * 16),
         GgmlType::Q8_0 => (R * 2, R * 32),
         GgmlType::Q4_K => (R * 4, R * 12 + R * 128),
+        GgmlType::Q5_K => (R * 4, R * 12 + R * 128 + R * 32),
         GgmlType::Q6_K => (R * 2, R * 16 + R * 128 + R * 64),
         _ => return None,
     })
@@ -151,6 +152,19 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
                 }
             }
         }
+        GgmlType::Q5_K => {
+            // as Q4_K with qh[32] @16 and qs[128] @48: the fifth bit of element 32j + l is bit j
+            // of qh[l].
+            p.head.copy_from_slice(&b[..4]);
+            p.scales[..12].copy_from_slice(&b[4..16]);
+            for h in 0..4 {
+                for l in 0..32 {
+                    let fifth = |j: usize| ((b[16 + l] >> j) & 1) << 4;
+                    p.vals[64 * h + l] = (b[48 + 32 * h + l] & 15) | fifth(2 * h);
+                    p.vals[64 * h + 32 + l] = (b[48 + 32 * h + l] >> 4) | fifth(2 * h + 1);
+                }
+            }
+        }
         GgmlType::Q6_K => {
             // ql[128] @0, qh[64] @128, scales[16] @192, d @208 (ggml's dequantize_row_q6_K order).
             p.head[..2].copy_from_slice(&b[208..210]);
@@ -178,6 +192,9 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
 ///   Q8_0: slots 0..8: element 4s+i XOR 0x80 (= x + 128 as an unsigned byte).
 ///   Q4_K: slots 0..3: the 12 scale bytes; slot 3+m: low nibble = element 8m+i, high nibble =
 ///         element 8m+4+i (so sub-block j of 32 is slots 3+4j .. 3+4j+4).
+///   Q5_K: as Q4_K (its low 4 bits), then 8 fifth-bit slots: slot 35+l, bit j of byte i = bit 4
+///         of element 32j+4l+i (so llama.cpp's lane l of sub-block j is nibble slot 3+4j+l/2,
+///         low nibbles for even l, and bit j of slot 35+l).
 ///   Q6_K: first `[j][row]` i8 scales (256 bytes), then 32 ql slots (slot m: low 4 bits of
 ///         element 8m+i | those of element 8m+4+i << 4), then 16 qh slots (slot n: bits 2k..2k+2
 ///         of byte i = high 2 bits of element 16n+4k+i), so sub-block j of 16 is ql slots 2j,
@@ -215,13 +232,20 @@ fn write_block(t: GgmlType, p: &Parts, qd: &mut [u8], r: usize) {
                 }
             }
         }
-        GgmlType::Q4_K => {
+        GgmlType::Q4_K | GgmlType::Q5_K => {
             for i in 0..12 {
                 qd[at(i / 4, i % 4)] = p.scales[i];
             }
             for m in 0..32 {
                 for i in 0..4 {
-                    qd[at(3 + m, i)] = v[8 * m + i] | (v[8 * m + 4 + i] << 4);
+                    qd[at(3 + m, i)] = (v[8 * m + i] & 15) | ((v[8 * m + 4 + i] & 15) << 4);
+                }
+            }
+            if t == GgmlType::Q5_K {
+                for l in 0..8 {
+                    for i in 0..4 {
+                        qd[at(35 + l, i)] = (0..8).map(|j| ((v[32 * j + 4 * l + i] >> 4) & 1) << j).sum();
+                    }
                 }
             }
         }

@@ -103,7 +103,11 @@ pub const TABLE: Kernels = {
             }),
             ..weight::<BlockQ4K>()
         },
-        weight::<BlockQ5K>(),
+        TypeKernels {
+            // llama.cpp's tiled K-quant GEMM takes batches of 8 tokens or more.
+            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),
+            ..weight::<BlockQ5K>()
+        },
         TypeKernels {
             // llama.cpp's tiled K-quant GEMM takes batches of 8 tokens or more.
             r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),
