@@ -512,9 +512,9 @@ fn llama_isa_override() {
 
 use llama_core::quant::{dequantize, repack};
 
-const R16_TYPES: [GgmlType; 8] = {
+const R16_TYPES: [GgmlType; 9] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q3_K, Q4_K, Q5_K, Q6_K]
 };
 
 /// Activation rows for `x` ([n_tokens][cols]) in both forms: plain (Q8_0 / Q8_1 / Q8_K, for the row
@@ -598,7 +598,9 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
     let mut rng = Rng(4242);
     let mut checked = 0;
     for k in Kernels::available().into_iter().filter(|k| matches!(k.isa, Isa::Avx2 | Isa::Avx512)) {
-        for (t, want) in [(Q4_1, g::q4_1_lanes as Ref), (Q5_1, g::q5_1_lanes), (Q5_K, g::q5_k_lanes)] {
+        for (t, want) in
+            [(Q4_1, g::q4_1_lanes as Ref), (Q5_1, g::q5_1_lanes), (Q3_K, g::q3_k_lanes), (Q5_K, g::q5_k_lanes)]
+        {
             let (act, dot) = (vec_dot_type(t).unwrap(), k.vec_dot(t).unwrap());
             let bs = t.block_size();
             for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
@@ -612,12 +614,13 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
             }
         }
         // (type, order of the plain kernel, order of the batch kernel)
-        let orders: [(GgmlType, Ref, Option<Ref>); 8] = [
+        let orders: [(GgmlType, Ref, Option<Ref>); 9] = [
             (Q4_0, g::q4_0_repack, None),
             (Q4_1, g::q4_1_lanes, None),
             (Q5_0, g::q5_0_lanes, None),
             (Q5_1, g::q5_1_lanes, None),
             (Q8_0, g::q8_0_lanes, None),
+            (Q3_K, g::q3_k_lanes, Some(g::q3_k_tiled)),
             (Q4_K, g::q4_k_gemv, Some(g::q4_k_gemm4)),
             (Q5_K, g::q5_k_lanes, Some(g::q5_k_tiled)),
             (Q6_K, g::q6_k_lanes, Some(g::q6_k_tiled)),

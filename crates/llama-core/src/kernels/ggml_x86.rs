@@ -12,10 +12,11 @@
 use half::f16;
 
 use crate::quant::blocks::{read_blocks, Block};
-use crate::quant::k_quants::scales_mins_k4;
+use crate::quant::k_quants::{q3k_scale, scales_mins_k4};
 use crate::quant::mxfp4::{e8m0_to_fp32_half, BlockMXFP4, KVALUES_MXFP4};
 use crate::quant::{
-    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K,
+    BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
+    QK_K,
 };
 
 /// `hsum_float_8` (quants.c), also sgemm.cpp's `hsum(__m256)`: `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`.
@@ -305,6 +306,48 @@ pub fn q5_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
         let s1: i32 = (0..QK_K).map(|e| sc[e / 32] as i32 * q[e] * y.qs[e] as i32).sum();
         let r = (-x.dmin.to_f32()).mul_add(k4_mins(&mn, y) as f32, s1 as f32 * x.d.to_f32());
         acc = r.mul_add(y.d, acc);
+    }
+    acc
+}
+
+/// The signed values (−4..3) of a Q3_K super-block, element order, with its 16 scales (−32..31).
+fn q3_k_values(x: &BlockQ3K) -> ([i32; QK_K], [i32; 16]) {
+    let q = std::array::from_fn(|e| {
+        let (c, k, l) = (e / 128, (e % 128) / 32, e % 32);
+        let lo = (x.qs[32 * c + l] as i32 >> (2 * k)) & 3;
+        lo - if x.hmask[l] >> (4 * c + k) & 1 != 0 { 0 } else { 4 }
+    });
+    (q, std::array::from_fn(|j| q3k_scale(j, &x.scales)))
+}
+
+/// Q3_K × Q8_K as `ggml_vec_dot_q3_K_q8_K` (AVX2 path, also what llama.cpp's AVX-512 build runs;
+/// batches under 8 tokens): 8 float lanes, lane l holding per super-block the integer
+///   Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]
+/// folded as `lane = fma(d_a·d_w, f32(lane), lane)`, then `hsum_float_8`.
+pub fn q3_k_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ3K>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = [0f32; 8];
+    for (x, y) in w.iter().zip(&a) {
+        let (q, sc) = q3_k_values(x);
+        let d = y.d * x.d.to_f32();
+        for (l, al) in acc.iter_mut().enumerate() {
+            let s: i32 = (0..QK_K).filter(|e| (e % 32) / 4 == l).map(|e| sc[e / 16] * q[e] * y.qs[e] as i32).sum();
+            *al = d.mul_add(s as f32, *al);
+        }
+    }
+    hsum_float_8(&acc)
+}
+
+/// Q3_K × Q8_K as llama.cpp's x86 "tiled" K-quant GEMM (batches of 8 tokens or more): one exact
+/// integer sum per super-block, `acc = fma(f32(isum)·d_w, d_a, acc)` (the first product rounded),
+/// as `q6_k_tiled`.
+pub fn q3_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ3K>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let (q, sc) = q3_k_values(x);
+        let s: i32 = (0..QK_K).map(|e| sc[e / 16] * q[e] * y.qs[e] as i32).sum();
+        acc = ((s as f32) * x.d.to_f32()).mul_add(y.d, acc);
     }
     acc
 }

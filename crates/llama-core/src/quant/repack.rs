@@ -41,6 +41,7 @@ pub fn block_bytes(t: GgmlType) -> Option<(usize, usize)> {
         GgmlType::Q5_0 => (R * 2, R * 4 + R * 16),
         GgmlType::Q5_1 => (R * 4, R * 4 + R * 16),
         GgmlType::Q8_0 => (R * 2, R * 32),
+        GgmlType::Q3_K => (R * 2, R * 12 + R * 32 + R * 64),
         GgmlType::Q4_K => (R * 4, R * 12 + R * 128),
         GgmlType::Q5_K => (R * 4, R * 12 + R * 128 + R * 32),
         GgmlType::Q6_K => (R * 2, R * 16 + R * 128 + R * 64),
@@ -152,6 +153,12 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
                 }
             }
         }
+        GgmlType::Q3_K => {
+            // hmask[32] @0, qs[64] @32, scales[12] @96, d @108: kept as bytes (vals 0..96)
+            p.head[..2].copy_from_slice(&b[108..110]);
+            p.scales[..12].copy_from_slice(&b[96..108]);
+            p.vals[..96].copy_from_slice(&b[..96]);
+        }
         GgmlType::Q5_K => {
             // as Q4_K with qh[32] @16 and qs[128] @48: the fifth bit of element 32j + l is bit j
             // of qh[l].
@@ -190,6 +197,9 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
 ///   Q5_0, Q5_1: slot 0 holds the fifth bits: bit g of byte i = bit 4 of the element in nibble-slot
 ///         g (g < 4: low nibble of slot 1+g, g ≥ 4: high nibble of slot 1+g−4); slots 1..5 as Q4_0.
 ///   Q8_0: slots 0..8: element 4s+i XOR 0x80 (= x + 128 as an unsigned byte).
+///   Q3_K: slots 0..3: the 12 scale bytes; slots 3..11: hmask (slot 3+n: bytes 4n..4n+4);
+///         slots 11..27: qs (slot 11+m: bytes 4m..4m+4), so llama.cpp's lane l of group
+///         g = 4c+k (elements 32g+4l..32g+4l+4) is bits 2k..2k+2 of slot 11+8c+l, bit g of slot 3+l.
 ///   Q4_K: slots 0..3: the 12 scale bytes; slot 3+m: low nibble = element 8m+i, high nibble =
 ///         element 8m+4+i (so sub-block j of 32 is slots 3+4j .. 3+4j+4).
 ///   Q5_K: as Q4_K (its low 4 bits), then 8 fifth-bit slots: slot 35+l, bit j of byte i = bit 4
@@ -229,6 +239,16 @@ fn write_block(t: GgmlType, p: &Parts, qd: &mut [u8], r: usize) {
             for s in 0..8 {
                 for i in 0..4 {
                     qd[at(s, i)] = v[4 * s + i] ^ 0x80;
+                }
+            }
+        }
+        GgmlType::Q3_K => {
+            for i in 0..12 {
+                qd[at(i / 4, i % 4)] = p.scales[i];
+            }
+            for m in 0..24 {
+                for i in 0..4 {
+                    qd[at(3 + m, i)] = v[4 * m + i];
                 }
             }
         }

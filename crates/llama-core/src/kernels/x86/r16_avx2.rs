@@ -32,26 +32,30 @@ gemm_split_entry!(gemm_q5_1_entry, gemm_lanes::<_, true, true>, GgmlType::Q5_1, 
 gemm_split_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_k_g4_entry, gemm_q4_k::<_, true>, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q3_k_entry, gemm_q3_k, GgmlType::Q3_K, H, 1, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q3_k_tiled_entry, gemm_q3_k_tiled, GgmlType::Q3_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q5_k_entry, gemm_q5_k, GgmlType::Q5_K, H, 1, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q5_k_tiled_entry, gemm_q5_k_tiled, GgmlType::Q5_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, H, 1, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K, H, PASS, "avx2,fma,f16c");
 
 /// The AVX2 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 8] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 9] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
     (GgmlType::Q4_1, gemm_q4_1_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
     (GgmlType::Q5_1, gemm_q5_1_entry),
     (GgmlType::Q8_0, gemm_q8_0_entry),
+    (GgmlType::Q3_K, gemm_q3_k_entry),
     (GgmlType::Q4_K, gemm_q4_k_entry),
     (GgmlType::Q5_K, gemm_q5_k_entry),
     (GgmlType::Q6_K, gemm_q6_k_entry),
 ];
 
 /// The kernels in llama.cpp's batch orders (`types::R16Batch::gemm`): Q4_K's 4-token groups,
-/// Q5_K's and Q6_K's tiled GEMM.
-pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 3] = [
+/// Q3_K's, Q5_K's and Q6_K's tiled GEMM.
+pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 4] = [
+    (GgmlType::Q3_K, gemm_q3_k_tiled_entry),
     (GgmlType::Q4_K, gemm_q4_k_g4_entry),
     (GgmlType::Q5_K, gemm_q5_k_tiled_entry),
     (GgmlType::Q6_K, gemm_q6_k_tiled_entry),
@@ -468,6 +472,142 @@ impl K4Scales {
                 _mm256_or_si256(Self::field(self.2, i + 4, 15), Self::field(self.1, i + 2, 0x30))
             }
         }
+    }
+}
+
+/// The 12 scale bytes of a Q3_K R16 block (slots 0..3) of the 8 rows of half `h`, as three u32
+/// lanes per row; `scale(k)` is ggml's 6-bit scale k (0..16) minus 32 per row (`q3k_scale`).
+#[derive(Clone, Copy)]
+struct Q3Scales(__m256i, __m256i, __m256i);
+
+impl Q3Scales {
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX2; slots 0..3 at `q` must be readable.
+    unsafe fn load(q: *const u8, h: usize) -> Self {
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { Q3Scales(slot(q, 0, h), slot(q, 1, h), slot(q, 2, h)) }
+    }
+
+    /// Scale k (0..16) − 32 of each row, as i32 lanes.
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX2 (register-only).
+    unsafe fn scale(self, k: usize) -> __m256i {
+        // SAFETY: register-only intrinsics of the caller's target features.
+        unsafe {
+            // low nibble: byte k (k < 8) or the high half of byte k − 8; top 2 bits: byte 8 + k%4
+            let lo_word = if k % 8 < 4 { self.0 } else { self.1 };
+            let lo = K4Scales::field(lo_word, 8 * (k % 4) as i32 + 4 * (k / 8) as i32, 15);
+            let hi = K4Scales::field(self.2, 8 * (k % 4) as i32 + 2 * (k / 4) as i32, 3);
+            _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32::<4>(hi)), _mm256_set1_epi32(32))
+        }
+    }
+}
+
+/// Q3_K lane `l` (0..8) of group `g` (0..8, 32 elements) of the 8 rows of half `h` against the
+/// activations `y` of that lane (4 bytes): the i16 pair sums of `(lo − 4·¬hbit)·y` (exact: each
+/// |pair| ≤ 2·4·128).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support AVX2; the R16 Q3_K block at `q` and `y..y+4` must be readable.
+unsafe fn q3k_pairs(q: *const u8, g: usize, l: usize, h: usize, y: *const u8) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (c, k) = (g / 4, g % 4);
+        let qs = _mm256_srl_epi16(slot(q, 11 + 8 * c + l, h), _mm_cvtsi32_si128(2 * k as i32));
+        let lo = _mm256_and_si256(qs, _mm256_set1_epi8(3));
+        let bit = _mm256_set1_epi8((1u8 << g) as i8);
+        let clear = _mm256_cmpeq_epi8(_mm256_and_si256(slot(q, 3 + l, h), bit), _mm256_setzero_si256());
+        let hneg = _mm256_and_si256(clear, _mm256_set1_epi8(4));
+        let yv = bcast4(y);
+        _mm256_sub_epi16(_mm256_maddubs_epi16(lo, yv), _mm256_maddubs_epi16(hneg, yv))
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q3_K in the order of llama.cpp's x86 `ggml_vec_dot_q3_K_q8_K` (Q3_K is not repacked there;
+/// batches under 8 tokens take it, larger ones `gemm_q3_k_tiled`): 8 float lanes per row, lane l
+/// holding per super-block the integer `Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]`, folded as
+/// `lane = fma(d_a·d_w, f32(lane), lane)`, then `hsum_float_8` (`kernels::ggml_x86::q3_k_lanes`).
+/// One token per pass, as Q6_K.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q3_k<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 2));
+        let mut acc = [[_mm256_setzero_ps(); 8]; T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 2), h);
+            let q = quants.add(b * R * 108);
+            let s3 = Q3Scales::load(q, h);
+            for t in 0..T {
+                let (dy, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let mut ia = [_mm256_setzero_si256(); 8];
+                for g in 0..8 {
+                    // lanes 0..4 are sub-block 2g, lanes 4..8 sub-block 2g+1
+                    let sc = [dup16(s3.scale(2 * g)), dup16(s3.scale(2 * g + 1))];
+                    for (l, il) in ia.iter_mut().enumerate() {
+                        let p = q3k_pairs(q, g, l, h, y.add(32 * g + 4 * l));
+                        *il = _mm256_add_epi32(*il, pairs_times(p, sc[l / 4]));
+                    }
+                }
+                let d = _mm256_mul_ps(_mm256_set1_ps(dy), dw);
+                for (al, il) in acc[t].iter_mut().zip(&ia) {
+                    *al = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*il), *al);
+                }
+            }
+        }
+        store_lanes(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q3_K for batches of 8 or more tokens, in the order of llama.cpp's x86 "tiled" K-quant GEMM:
+/// per super-block one exact integer sum, `acc = fma(f32(isum)·d_w, d_a, acc)` with the first
+/// product rounded (`kernels::ggml_x86::q3_k_tiled`).
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q3_k_tiled<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 2));
+        let mut acc = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 2), h);
+            let q = quants.add(b * R * 108);
+            let s3 = Q3Scales::load(q, h);
+            let mut iacc = [_mm256_setzero_si256(); T];
+            for g in 0..8 {
+                let sc = [dup16(s3.scale(2 * g)), dup16(s3.scale(2 * g + 1))];
+                for (t, ia) in iacc.iter_mut().enumerate() {
+                    let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    for half in 0..2 {
+                        // four lanes of one sub-block: their i16 pair sums add without overflow
+                        // (|Σ| ≤ 4·2·4·128), then one vpmaddwd by the sub-block's scale
+                        let mut p = _mm256_setzero_si256();
+                        for l in 4 * half..4 * half + 4 {
+                            p = _mm256_add_epi16(p, q3k_pairs(q, g, l, h, y.add(32 * g + 4 * l)));
+                        }
+                        *ia = _mm256_add_epi32(*ia, pairs_times(p, sc[half]));
+                    }
+                }
+            }
+            for t in 0..T {
+                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(iacc[t]), dw), _mm256_set1_ps(dy), acc[t]);
+            }
+        }
+        store(&acc, out, os);
     }
 }
 
