@@ -598,9 +598,13 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
     let mut rng = Rng(4242);
     let mut checked = 0;
     for k in Kernels::available().into_iter().filter(|k| matches!(k.isa, Isa::Avx2 | Isa::Avx512)) {
-        for (t, want) in
-            [(Q4_1, g::q4_1_lanes as Ref), (Q5_1, g::q5_1_lanes), (Q3_K, g::q3_k_lanes), (Q5_K, g::q5_k_lanes)]
-        {
+        for (t, want) in [
+            (Q4_1, g::q4_1_lanes as Ref),
+            (Q5_1, g::q5_1_lanes),
+            (Q2_K, g::q2_k_lanes),
+            (Q3_K, g::q3_k_lanes),
+            (Q5_K, g::q5_k_lanes),
+        ] {
             let (act, dot) = (vec_dot_type(t).unwrap(), k.vec_dot(t).unwrap());
             let bs = t.block_size();
             for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {

@@ -15,8 +15,8 @@ use crate::quant::blocks::{read_blocks, Block};
 use crate::quant::k_quants::{q3k_scale, scales_mins_k4};
 use crate::quant::mxfp4::{e8m0_to_fp32_half, BlockMXFP4, KVALUES_MXFP4};
 use crate::quant::{
-    BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
-    QK_K,
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0,
+    BlockQ8_1, QK_K,
 };
 
 /// `hsum_float_8` (quants.c), also sgemm.cpp's `hsum(__m256)`: `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`.
@@ -350,4 +350,28 @@ pub fn q3_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
         acc = ((s as f32) * x.d.to_f32()).mul_add(y.d, acc);
     }
     acc
+}
+
+/// Q2_K × Q8_K as `ggml_vec_dot_q2_K_q8_K` (AVX2 path): 8 float lanes; per super-block first the
+/// minimums, `lane = fma(−d_a·dmin_w, f32(min_2l·bsum_2l + min_2l+1·bsum_2l+1), lane)`, then the
+/// scales, `lane = fma(d_a·d_w, f32(Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]), lane)`; then
+/// `hsum_float_8`.
+pub fn q2_k_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ2K>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = [0f32; 8];
+    for (x, y) in w.iter().zip(&a) {
+        let q = |e: usize| (x.qs[32 * (e / 128) + e % 32] as i32 >> (2 * ((e % 128) / 32))) & 3;
+        let (sc, mn) = (|j: usize| (x.scales[j] & 15) as i32, |j: usize| (x.scales[j] >> 4) as i32);
+        let dmin = -y.d * x.dmin.to_f32();
+        for (l, al) in acc.iter_mut().enumerate() {
+            let m = mn(2 * l) * y.bsums[2 * l] as i32 + mn(2 * l + 1) * y.bsums[2 * l + 1] as i32;
+            *al = dmin.mul_add(m as f32, *al);
+        }
+        let d = y.d * x.d.to_f32();
+        for (l, al) in acc.iter_mut().enumerate() {
+            let s: i32 = (0..QK_K).filter(|e| (e % 32) / 4 == l).map(|e| sc(e / 16) * q(e) * y.qs[e] as i32).sum();
+            *al = d.mul_add(s as f32, *al);
+        }
+    }
+    hsum_float_8(&acc)
 }
