@@ -188,6 +188,37 @@ fn dot_kernels_match_scalar() {
     }
 }
 
+/// NEON: the K-quant dots keep the scalar reference's per-block float formula, so they equal it
+/// bit for bit (integer parts exact, the same float steps in the same order).
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_k_quant_dots_equal_scalar_bit_for_bit() {
+    use GgmlType::*;
+    let mut rng = Rng(0x5eed_0a64);
+    let mut checked = 0;
+    for k in Kernels::available().into_iter().filter(|k| k.isa == llama_core::kernels::Isa::Neon) {
+        for t in [Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+            for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                for n in [256usize, 512, 4096 + 256] {
+                    let w = weight_row(&mut rng, t, n, mode);
+                    let x = activations(&mut rng, n, if mode == Mode::Zero { Mode::Random } else { mode });
+                    let mut a = vec![0u8; Q8_K.row_size(n as u64).unwrap() as usize];
+                    (Kernels::SCALAR.from_float(Q8_K).unwrap())(&x, &mut a);
+                    let want = (Kernels::SCALAR.vec_dot(t).unwrap())(n, &w, &a);
+                    let got = (k.vec_dot(t).unwrap())(n, &w, &a);
+                    assert!(
+                        got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                        "{} {mode:?} n={n}: neon {got} vs scalar {want}",
+                        t.name()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("neon K-quant dots: {checked} bit-identical to scalar");
+}
+
 /// The x86 tables' MXFP4 dot sums in llama.cpp's AVX2 order (`ggml_x86::mxfp4_lanes`) bit for
 /// bit, on even and odd block counts (quant_ggml.rs checks that order against llama.cpp itself).
 #[test]
