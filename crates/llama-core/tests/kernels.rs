@@ -543,9 +543,9 @@ fn llama_isa_override() {
 
 use llama_core::quant::{dequantize, repack};
 
-const R16_TYPES: [GgmlType; 9] = {
+const R16_TYPES: [GgmlType; 10] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q3_K, Q4_K, Q5_K, Q6_K]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K]
 };
 
 /// Activation rows for `x` ([n_tokens][cols]) in both forms: plain (Q8_0 / Q8_1 / Q8_K, for the row
@@ -649,12 +649,13 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
             }
         }
         // (type, order of the plain kernel, order of the batch kernel)
-        let orders: [(GgmlType, Ref, Option<Ref>); 9] = [
+        let orders: [(GgmlType, Ref, Option<Ref>); 10] = [
             (Q4_0, g::q4_0_repack, None),
             (Q4_1, g::q4_1_lanes, None),
             (Q5_0, g::q5_0_lanes, None),
             (Q5_1, g::q5_1_lanes, None),
             (Q8_0, g::q8_0_lanes, None),
+            (Q2_K, g::q2_k_lanes, Some(g::q2_k_tiled)),
             (Q3_K, g::q3_k_lanes, Some(g::q3_k_tiled)),
             (Q4_K, g::q4_k_gemv, Some(g::q4_k_gemm4)),
             (Q5_K, g::q5_k_lanes, Some(g::q5_k_tiled)),

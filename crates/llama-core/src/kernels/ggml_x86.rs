@@ -375,3 +375,19 @@ pub fn q2_k_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
     }
     hsum_float_8(&acc)
 }
+
+/// Q2_K × Q8_K as llama.cpp's x86 "tiled" K-quant GEMM (its AVX2 build, batches of 8 tokens or
+/// more): per super-block the exact integers `s1 = Σ sc·q·y`, `s2 = Σ min·bsums` (16 sub-blocks),
+/// `r = fma(−dmin_w, f32(s2), f32(s1)·d_w)`, `acc = fma(r, d_a, acc)` (as `q5_k_tiled`).
+pub fn q2_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ2K>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let q = |e: usize| (x.qs[32 * (e / 128) + e % 32] as i32 >> (2 * ((e % 128) / 32))) & 3;
+        let s1: i32 = (0..QK_K).map(|e| (x.scales[e / 16] & 15) as i32 * q(e) * y.qs[e] as i32).sum();
+        let s2: i32 = (0..16).map(|j| (x.scales[j] >> 4) as i32 * y.bsums[j] as i32).sum();
+        let r = (-x.dmin.to_f32()).mul_add(s2 as f32, s1 as f32 * x.d.to_f32());
+        acc = r.mul_add(y.d, acc);
+    }
+    acc
+}

@@ -3,7 +3,7 @@
 //! horizontal reductions.
 //!
 //! A group is 16 consecutive weight rows. Within a group, for each block b (32 or 256 columns):
-//!   header: `[nb][16]` f16 — the 16 rows' block scales (Q4_K, Q5_K: `[16 d][16 dmin]`), all blocks first;
+//!   header: `[nb][16]` f16 — the 16 rows' block scales (Q2_K, Q4_K, Q5_K: `[16 d][16 dmin]`), all blocks first;
 //!   quants: `[nb][…]` — block b of the 16 rows in 64-byte "slots" of `[row 0..16][4 bytes]` (one
 //!           zmm), 4 consecutive elements of a row per slot; see `write_block` for each type.
 //! Repacking moves bytes only: a group takes exactly the bytes of its 16 rows in the file, so
@@ -41,6 +41,7 @@ pub fn block_bytes(t: GgmlType) -> Option<(usize, usize)> {
         GgmlType::Q5_0 => (R * 2, R * 4 + R * 16),
         GgmlType::Q5_1 => (R * 4, R * 4 + R * 16),
         GgmlType::Q8_0 => (R * 2, R * 32),
+        GgmlType::Q2_K => (R * 4, R * 16 + R * 64),
         GgmlType::Q3_K => (R * 2, R * 12 + R * 32 + R * 64),
         GgmlType::Q4_K => (R * 4, R * 12 + R * 128),
         GgmlType::Q5_K => (R * 4, R * 12 + R * 128 + R * 32),
@@ -153,6 +154,11 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
                 }
             }
         }
+        GgmlType::Q2_K => {
+            // scales[16] @0, qs[64] @16, d @80, dmin @82: kept as bytes (vals 0..80)
+            p.head.copy_from_slice(&b[80..84]);
+            p.vals[..80].copy_from_slice(&b[..80]);
+        }
         GgmlType::Q3_K => {
             // hmask[32] @0, qs[64] @32, scales[12] @96, d @108: kept as bytes (vals 0..96)
             p.head[..2].copy_from_slice(&b[108..110]);
@@ -197,6 +203,9 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
 ///   Q5_0, Q5_1: slot 0 holds the fifth bits: bit g of byte i = bit 4 of the element in nibble-slot
 ///         g (g < 4: low nibble of slot 1+g, g ≥ 4: high nibble of slot 1+g−4); slots 1..5 as Q4_0.
 ///   Q8_0: slots 0..8: element 4s+i XOR 0x80 (= x + 128 as an unsigned byte).
+///   Q2_K: the file's bytes regrouped: slots 0..4: the 16 scale bytes (scale | min << 4), slots
+///         4..20: qs (slot 4+m: bytes 4m..4m+4), so llama.cpp's lane l of group g = 4c+k is bits
+///         2k..2k+2 of slot 4+8c+l.
 ///   Q3_K: slots 0..3: the 12 scale bytes; slots 3..11: hmask (slot 3+n: bytes 4n..4n+4);
 ///         slots 11..27: qs (slot 11+m: bytes 4m..4m+4), so llama.cpp's lane l of group
 ///         g = 4c+k (elements 32g+4l..32g+4l+4) is bits 2k..2k+2 of slot 11+8c+l, bit g of slot 3+l.
@@ -239,6 +248,13 @@ fn write_block(t: GgmlType, p: &Parts, qd: &mut [u8], r: usize) {
             for s in 0..8 {
                 for i in 0..4 {
                     qd[at(s, i)] = v[4 * s + i] ^ 0x80;
+                }
+            }
+        }
+        GgmlType::Q2_K => {
+            for m in 0..20 {
+                for i in 0..4 {
+                    qd[at(m, i)] = v[4 * m + i];
                 }
             }
         }

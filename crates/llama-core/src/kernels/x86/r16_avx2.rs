@@ -32,6 +32,8 @@ gemm_split_entry!(gemm_q5_1_entry, gemm_lanes::<_, true, true>, GgmlType::Q5_1, 
 gemm_split_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_k_g4_entry, gemm_q4_k::<_, true>, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q2_k_entry, gemm_q2_k, GgmlType::Q2_K, H, 1, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q2_k_tiled_entry, gemm_q2_k_tiled, GgmlType::Q2_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q3_k_entry, gemm_q3_k, GgmlType::Q3_K, H, 1, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q3_k_tiled_entry, gemm_q3_k_tiled, GgmlType::Q3_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q5_k_entry, gemm_q5_k, GgmlType::Q5_K, H, 1, "avx2,fma,f16c");
@@ -40,12 +42,13 @@ gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, H, 1, "avx2,fma,f1
 gemm_split_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K, H, PASS, "avx2,fma,f16c");
 
 /// The AVX2 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 9] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 10] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
     (GgmlType::Q4_1, gemm_q4_1_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
     (GgmlType::Q5_1, gemm_q5_1_entry),
     (GgmlType::Q8_0, gemm_q8_0_entry),
+    (GgmlType::Q2_K, gemm_q2_k_entry),
     (GgmlType::Q3_K, gemm_q3_k_entry),
     (GgmlType::Q4_K, gemm_q4_k_entry),
     (GgmlType::Q5_K, gemm_q5_k_entry),
@@ -53,8 +56,9 @@ pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 9] = [
 ];
 
 /// The kernels in llama.cpp's batch orders (`types::R16Batch::gemm`): Q4_K's 4-token groups,
-/// Q3_K's, Q5_K's and Q6_K's tiled GEMM.
-pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 4] = [
+/// Q2_K's, Q3_K's, Q5_K's and Q6_K's tiled GEMM.
+pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 5] = [
+    (GgmlType::Q2_K, gemm_q2_k_tiled_entry),
     (GgmlType::Q3_K, gemm_q3_k_tiled_entry),
     (GgmlType::Q4_K, gemm_q4_k_g4_entry),
     (GgmlType::Q5_K, gemm_q5_k_tiled_entry),
@@ -472,6 +476,135 @@ impl K4Scales {
                 _mm256_or_si256(Self::field(self.2, i + 4, 15), Self::field(self.1, i + 2, 0x30))
             }
         }
+    }
+}
+
+/// Q2_K scale byte `j` (0..16) of the 8 rows of half `h` (slots 0..4 at `q`): (scale, min) as i32
+/// lanes.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support AVX2; slots 0..4 at `q` must be readable.
+unsafe fn q2k_scale_min(q: *const u8, j: usize, h: usize) -> (__m256i, __m256i) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let v = slot(q, j / 4, h);
+        let sh = 8 * (j % 4) as i32;
+        (K4Scales::field(v, sh, 15), K4Scales::field(v, sh + 4, 15))
+    }
+}
+
+/// Q2_K lane `l` (0..8) of group `g` (0..8) of the 8 rows of half `h` against the lane's 4
+/// activation bytes at `y`: the i16 pair sums of q·y (q unsigned 0..3).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support AVX2; the R16 Q2_K block at `q` and `y..y+4` must be readable.
+unsafe fn q2k_pairs(q: *const u8, g: usize, l: usize, h: usize, y: *const u8) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (c, k) = (g / 4, g % 4);
+        let v = _mm256_srl_epi16(slot(q, 4 + 8 * c + l, h), _mm_cvtsi32_si128(2 * k as i32));
+        _mm256_maddubs_epi16(_mm256_and_si256(v, _mm256_set1_epi8(3)), bcast4(y))
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q2_K in the order of llama.cpp's x86 `ggml_vec_dot_q2_K_q8_K` (what its AVX2 build runs under 8
+/// tokens; its AVX-512 build repacks Q2_K in another order, not reproduced yet): 8 float lanes per
+/// row; per super-block first `lane = fma(−d_a·dmin_w, f32(min_2l·bsum_2l + min_2l+1·bsum_2l+1),
+/// lane)`, then `lane = fma(d_a·d_w, f32(Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]), lane)`;
+/// `hsum_float_8` (`kernels::ggml_x86::q2_k_lanes`). One token per pass.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q2_k<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 4));
+        let mut acc = [[_mm256_setzero_ps(); 8]; T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 4), h);
+            let dmin = scales8(heads.add(b * R * 4 + R * 2), h);
+            let q = quants.add(b * R * 80);
+            for t in 0..T {
+                let (dy, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let dm = _mm256_mul_ps(_mm256_set1_ps(-dy), dmin);
+                for (l, al) in acc[t].iter_mut().enumerate() {
+                    let (m0, m1) = (q2k_scale_min(q, 2 * l, h).1, q2k_scale_min(q, 2 * l + 1, h).1);
+                    let im = _mm256_add_epi32(
+                        _mm256_mullo_epi32(m0, _mm256_set1_epi32(*bs.add(2 * l) as i32)),
+                        _mm256_mullo_epi32(m1, _mm256_set1_epi32(*bs.add(2 * l + 1) as i32)),
+                    );
+                    *al = _mm256_fmadd_ps(dm, _mm256_cvtepi32_ps(im), *al);
+                }
+                let mut ia = [_mm256_setzero_si256(); 8];
+                for g in 0..8 {
+                    // lanes 0..4 are sub-block 2g, lanes 4..8 sub-block 2g+1
+                    let sc = [dup16(q2k_scale_min(q, 2 * g, h).0), dup16(q2k_scale_min(q, 2 * g + 1, h).0)];
+                    for (l, il) in ia.iter_mut().enumerate() {
+                        let p = q2k_pairs(q, g, l, h, y.add(32 * g + 4 * l));
+                        *il = _mm256_add_epi32(*il, pairs_times(p, sc[l / 4]));
+                    }
+                }
+                let d = _mm256_mul_ps(_mm256_set1_ps(dy), dw);
+                for (al, il) in acc[t].iter_mut().zip(&ia) {
+                    *al = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*il), *al);
+                }
+            }
+        }
+        store_lanes(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q2_K for batches of 8 or more tokens, in the order of llama.cpp's x86 "tiled" K-quant GEMM
+/// (its AVX2 build): per super-block `s1 = Σ sc·q·y`, `s2 = Σ min·bsums`,
+/// `r = fnmadd(dmin_w, f32(s2), f32(s1)·d_w)`, `acc = fma(r, d_a, acc)`
+/// (`kernels::ggml_x86::q2_k_tiled`).
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q2_k_tiled<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 4));
+        let mut acc = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 4), h);
+            let dmin = scales8(heads.add(b * R * 4 + R * 2), h);
+            let q = quants.add(b * R * 80);
+            let mut iacc = [_mm256_setzero_si256(); T];
+            let mut imin = [_mm256_setzero_si256(); T];
+            for g in 0..8 {
+                for half in 0..2 {
+                    let (sc, mn) = q2k_scale_min(q, 2 * g + half, h);
+                    let sc = dup16(sc);
+                    for t in 0..T {
+                        let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                        let s = *bs.add(2 * g + half) as i32;
+                        imin[t] = _mm256_add_epi32(imin[t], _mm256_mullo_epi32(mn, _mm256_set1_epi32(s)));
+                        // four lanes of one sub-block: |Σ of their pairs| ≤ 4·2·3·128 fits in i16
+                        let mut p = _mm256_setzero_si256();
+                        for l in 4 * half..4 * half + 4 {
+                            p = _mm256_add_epi16(p, q2k_pairs(q, g, l, h, y.add(32 * g + 4 * l)));
+                        }
+                        iacc[t] = _mm256_add_epi32(iacc[t], pairs_times(p, sc));
+                    }
+                }
+            }
+            for t in 0..T {
+                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let r =
+                    _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(imin[t]), _mm256_mul_ps(_mm256_cvtepi32_ps(iacc[t]), dw));
+                acc[t] = _mm256_fmadd_ps(r, _mm256_set1_ps(dy), acc[t]);
+            }
+        }
+        store(&acc, out, os);
     }
 }
 
