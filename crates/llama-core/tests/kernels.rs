@@ -655,7 +655,12 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
             (Q5_0, g::q5_0_lanes, None),
             (Q5_1, g::q5_1_lanes, None),
             (Q8_0, g::q8_0_lanes, None),
-            (Q2_K, g::q2_k_lanes, Some(g::q2_k_tiled)),
+            // llama.cpp's AVX-512 build repacks Q2_K, its AVX2 build does not
+            if k.isa == Isa::Avx512 {
+                (Q2_K, g::q2_k_gemv, Some(g::q2_k_gemm4))
+            } else {
+                (Q2_K, g::q2_k_lanes, Some(g::q2_k_tiled))
+            },
             (Q3_K, g::q3_k_lanes, Some(g::q3_k_tiled)),
             (Q4_K, g::q4_k_gemv, Some(g::q4_k_gemm4)),
             (Q5_K, g::q5_k_lanes, Some(g::q5_k_tiled)),

@@ -391,3 +391,41 @@ pub fn q2_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
     }
     acc
 }
+
+/// Q2_K × Q8_K as llama.cpp's AVX-512 build runs it (that build repacks Q2_K to 8×8 interleaved
+/// rows): scale sums and minimum sums go to two float accumulators,
+/// `acc = fma(f32(isum), d_w·d_a, acc)`, `accm = fma(f32(imin), dmin_w·d_a, accm)`, result
+/// `acc − accm`; `halves = false`: one update per super-block (`ggml_gemv_q2_K_8x8_q8_K`: single
+/// tokens and the tokens after a batch's last full group of 4), `halves = true`: one per 128-element
+/// half (`ggml_gemm_q2_K_8x8_q8_K`'s AVX-512 path: a batch's full groups of 4 tokens, activations
+/// from `ggml_quantize_mat_q8_K_4x8`).
+fn q2_k_8x8(n: usize, w: &[u8], a: &[u8], halves: bool) -> f32 {
+    let (w, a) = (blocks::<BlockQ2K>(n, w), blocks::<BlockQ8K>(n, a));
+    let (mut acc, mut accm) = (0f32, 0f32);
+    for (x, y) in w.iter().zip(&a) {
+        let q = |e: usize| (x.qs[32 * (e / 128) + e % 32] as i32 >> (2 * ((e % 128) / 32))) & 3;
+        let (dd, ddm) = (x.d.to_f32() * y.d, x.dmin.to_f32() * y.d);
+        let part = |c: usize| -> (i32, i32) {
+            let s = (128 * c..128 * c + 128).map(|e| (x.scales[e / 16] & 15) as i32 * q(e) * y.qs[e] as i32).sum();
+            let m = (8 * c..8 * c + 8).map(|j| (x.scales[j] >> 4) as i32 * y.bsums[j] as i32).sum();
+            (s, m)
+        };
+        let (p0, p1) = (part(0), part(1));
+        let updates = if halves { vec![p0, p1] } else { vec![(p0.0 + p1.0, p0.1 + p1.1)] };
+        for (s, m) in updates {
+            acc = (s as f32).mul_add(dd, acc);
+            accm = (m as f32).mul_add(ddm, accm);
+        }
+    }
+    acc - accm
+}
+
+/// Q2_K, `ggml_gemv_q2_K_8x8_q8_K`'s order (see `q2_k_8x8`).
+pub fn q2_k_gemv(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    q2_k_8x8(n, w, a, false)
+}
+
+/// Q2_K, `ggml_gemm_q2_K_8x8_q8_K`'s order on AVX-512 (see `q2_k_8x8`).
+pub fn q2_k_gemm4(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    q2_k_8x8(n, w, a, true)
+}
