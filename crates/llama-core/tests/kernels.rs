@@ -216,6 +216,37 @@ fn dot_kernels_match_scalar() {
     }
 }
 
+/// NEON: the K-quant dots keep the scalar reference's per-block float formula, so they equal it
+/// bit for bit (integer parts exact, the same float steps in the same order).
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_k_quant_dots_equal_scalar_bit_for_bit() {
+    use GgmlType::*;
+    let mut rng = Rng(0x5eed_0a64);
+    let mut checked = 0;
+    for k in Kernels::available().into_iter().filter(|k| k.isa == llama_core::kernels::Isa::Neon) {
+        for t in [Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+            for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                for n in [256usize, 512, 4096 + 256] {
+                    let w = weight_row(&mut rng, t, n, mode);
+                    let x = activations(&mut rng, n, if mode == Mode::Zero { Mode::Random } else { mode });
+                    let mut a = vec![0u8; Q8_K.row_size(n as u64).unwrap() as usize];
+                    (Kernels::SCALAR.from_float(Q8_K).unwrap())(&x, &mut a);
+                    let want = (Kernels::SCALAR.vec_dot(t).unwrap())(n, &w, &a);
+                    let got = (k.vec_dot(t).unwrap())(n, &w, &a);
+                    assert!(
+                        got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                        "{} {mode:?} n={n}: neon {got} vs scalar {want}",
+                        t.name()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("neon K-quant dots: {checked} bit-identical to scalar");
+}
+
 /// The x86 tables' MXFP4 dot sums in llama.cpp's AVX2 order (`ggml_x86::mxfp4_lanes`) bit for
 /// bit, on even and odd block counts (quant_ggml.rs checks that order against llama.cpp itself).
 #[test]
@@ -599,9 +630,9 @@ fn llama_isa_override() {
 
 use llama_core::quant::{dequantize, repack};
 
-const R16_TYPES: [GgmlType; 9] = {
+const R16_TYPES: [GgmlType; 12] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K, IQ4_NL, IQ4_XS]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS]
 };
 
 /// Activation rows for `x` ([n_tokens][cols]) in both forms: plain (Q8_0 / Q8_1 / Q8_K, for the row
@@ -685,7 +716,14 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
     let mut rng = Rng(4242);
     let mut checked = 0;
     for k in Kernels::available().into_iter().filter(|k| matches!(k.isa, Isa::Avx2 | Isa::Avx512)) {
-        for (t, want) in [(Q4_1, g::q4_1_lanes as Ref), (Q5_1, g::q5_1_lanes), (IQ4_XS, g::iq4_xs_lanes)] {
+        for (t, want) in [
+            (Q4_1, g::q4_1_lanes as Ref),
+            (Q5_1, g::q5_1_lanes),
+            (Q2_K, g::q2_k_lanes),
+            (Q3_K, g::q3_k_lanes),
+            (Q5_K, g::q5_k_lanes),
+            (IQ4_XS, g::iq4_xs_lanes),
+        ] {
             let (act, dot) = (vec_dot_type(t).unwrap(), k.vec_dot(t).unwrap());
             let bs = t.block_size();
             for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
@@ -699,7 +737,7 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
             }
         }
         // (type, order of the plain kernel, order of the batch kernel)
-        let orders: [(GgmlType, Ref, Option<Ref>); 9] = [
+        let orders: [(GgmlType, Ref, Option<Ref>); 12] = [
             (Q4_0, g::q4_0_repack, None),
             (IQ4_NL, g::iq4_nl_repack, None),
             (IQ4_XS, g::iq4_xs_lanes, Some(g::iq4_xs_tiled)),
@@ -707,7 +745,15 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
             (Q5_0, g::q5_0_lanes, None),
             (Q5_1, g::q5_1_lanes, None),
             (Q8_0, g::q8_0_lanes, None),
+            // llama.cpp's AVX-512 build repacks Q2_K, its AVX2 build does not
+            if k.isa == Isa::Avx512 {
+                (Q2_K, g::q2_k_gemv, Some(g::q2_k_gemm4))
+            } else {
+                (Q2_K, g::q2_k_lanes, Some(g::q2_k_tiled))
+            },
+            (Q3_K, g::q3_k_lanes, Some(g::q3_k_tiled)),
             (Q4_K, g::q4_k_gemv, Some(g::q4_k_gemm4)),
+            (Q5_K, g::q5_k_lanes, Some(g::q5_k_tiled)),
             (Q6_K, g::q6_k_lanes, Some(g::q6_k_tiled)),
         ];
         for (t, plain_ref, batch_ref) in orders {
@@ -882,7 +928,7 @@ fn matmul_id_equals_single_token_matmuls() {
 fn pack_rejects_shapes_without_an_r16_layout() {
     let w = vec![0u8; 18 * 15];
     assert!(repack::pack(GgmlType::Q4_0, &w, 15, 32).is_none(), "15 rows are not whole groups");
-    assert!(repack::pack(GgmlType::Q5_K, &vec![0u8; 176 * 16], 16, 256).is_none(), "no R16 layout for Q5_K");
+    assert!(repack::pack(GgmlType::Q8_1, &vec![0u8; 36 * 16], 16, 32).is_none(), "no R16 layout for Q8_1");
     assert!(repack::pack(GgmlType::Q4_0, &vec![0u8; 18 * 15], 16, 32).is_none(), "short data");
     for t in R16_TYPES {
         let row = t.row_size(t.block_size() as u64).unwrap() as usize;

@@ -172,6 +172,9 @@ fn x86_order(t: GgmlType) -> Option<DotFn> {
         Q5_0 => g::q5_0_lanes,
         Q5_1 => g::q5_1_lanes,
         Q8_0 => g::q8_0_lanes,
+        Q2_K => g::q2_k_lanes,
+        Q3_K => g::q3_k_lanes,
+        Q5_K => g::q5_k_lanes,
         Q6_K => g::q6_k_lanes,
         _ => return None,
     })

@@ -13,11 +13,12 @@ use half::f16;
 
 use crate::quant::blocks::{read_blocks, Block};
 use crate::quant::iq4::{BlockIQ4NL, BlockIQ4XS, KVALUES_IQ4NL};
-use crate::quant::k_quants::scales_mins_k4;
+use crate::quant::k_quants::{q3k_scale, scales_mins_k4};
 use crate::quant::mxfp4::{e8m0_to_fp32_half, BlockMXFP4, KVALUES_MXFP4};
 use crate::quant::GgmlType;
 use crate::quant::{
-    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K,
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0,
+    BlockQ8_1, QK_K,
 };
 
 /// `hsum_float_8` (quants.c), also sgemm.cpp's `hsum(__m256)`: `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`.
@@ -304,6 +305,185 @@ pub fn q6_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
         acc = ((s as f32) * x.d.to_f32()).mul_add(y.d, acc);
     }
     acc
+}
+
+/// The unsigned 5-bit values of a Q5_K super-block (4 low bits from `qs`, the fifth from `qh`),
+/// element order, with its 8 sub-block scales and mins.
+fn q5_k_values(x: &BlockQ5K) -> ([i32; QK_K], [u8; 8], [u8; 8]) {
+    let (sc, mn) = scales_mins_k4(&x.scales);
+    let q = std::array::from_fn(|e| {
+        let (j, l) = (e / 32, e % 32);
+        let byte = x.qs[32 * (j / 2) + l] as i32;
+        let lo = if j.is_multiple_of(2) { byte & 15 } else { byte >> 4 };
+        lo | (((x.qh[l] >> j) & 1) as i32) << 4
+    });
+    (q, sc, mn)
+}
+
+/// Σ min_j · (bsum_2j + bsum_2j+1) of a Q4_K/Q5_K super-block (exact).
+fn k4_mins(mn: &[u8; 8], y: &BlockQ8K) -> i32 {
+    (0..8).map(|j| mn[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)).sum()
+}
+
+/// Q5_K × Q8_K as `ggml_vec_dot_q5_K_q8_K` (AVX2 path, also what llama.cpp's AVX-512 build runs;
+/// batches under 8 tokens): 8 float lanes, lane l holding per super-block the integer
+///   Σ_j sc_j · Σ_{e = 32j+4l .. 32j+4l+4} q[e]·y[e]
+/// folded as `lane = fma(d_a·d_w, f32(lane), lane)`; the minimums apart as
+/// `summs = fma(−d_a·dmin_w, f32(Σ min·bsums), summs)`; result `hsum_float_8(lanes) + summs`.
+pub fn q5_k_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ5K>(n, w), blocks::<BlockQ8K>(n, a));
+    let (mut acc, mut summs) = ([0f32; 8], 0f32);
+    for (x, y) in w.iter().zip(&a) {
+        let (q, sc, mn) = q5_k_values(x);
+        let d = y.d * x.dmin.to_f32();
+        summs = (-d).mul_add(k4_mins(&mn, y) as f32, summs);
+        let d = y.d * x.d.to_f32();
+        for (l, al) in acc.iter_mut().enumerate() {
+            let s: i32 = (0..8)
+                .map(|j| {
+                    sc[j] as i32 * (32 * j + 4 * l..32 * j + 4 * l + 4).map(|e| q[e] * y.qs[e] as i32).sum::<i32>()
+                })
+                .sum();
+            *al = d.mul_add(s as f32, *al);
+        }
+    }
+    hsum_float_8(&acc) + summs
+}
+
+/// Q5_K × Q8_K as llama.cpp's x86 "tiled" K-quant GEMM (batches of 8 tokens or more): per
+/// super-block the exact integers `s1 = Σ sc·q·y`, `s2 = Σ min·bsums`, then
+/// `r = fma(−dmin_w, f32(s2), f32(s1)·d_w)` (`fnmadd`, the product rounded first) and
+/// `acc = fma(r, d_a, acc)`.
+pub fn q5_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ5K>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let (q, sc, mn) = q5_k_values(x);
+        let s1: i32 = (0..QK_K).map(|e| sc[e / 32] as i32 * q[e] * y.qs[e] as i32).sum();
+        let r = (-x.dmin.to_f32()).mul_add(k4_mins(&mn, y) as f32, s1 as f32 * x.d.to_f32());
+        acc = r.mul_add(y.d, acc);
+    }
+    acc
+}
+
+/// The signed values (−4..3) of a Q3_K super-block, element order, with its 16 scales (−32..31).
+fn q3_k_values(x: &BlockQ3K) -> ([i32; QK_K], [i32; 16]) {
+    let q = std::array::from_fn(|e| {
+        let (c, k, l) = (e / 128, (e % 128) / 32, e % 32);
+        let lo = (x.qs[32 * c + l] as i32 >> (2 * k)) & 3;
+        lo - if x.hmask[l] >> (4 * c + k) & 1 != 0 { 0 } else { 4 }
+    });
+    (q, std::array::from_fn(|j| q3k_scale(j, &x.scales)))
+}
+
+/// Q3_K × Q8_K as `ggml_vec_dot_q3_K_q8_K` (AVX2 path, also what llama.cpp's AVX-512 build runs;
+/// batches under 8 tokens): 8 float lanes, lane l holding per super-block the integer
+///   Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]
+/// folded as `lane = fma(d_a·d_w, f32(lane), lane)`, then `hsum_float_8`.
+pub fn q3_k_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ3K>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = [0f32; 8];
+    for (x, y) in w.iter().zip(&a) {
+        let (q, sc) = q3_k_values(x);
+        let d = y.d * x.d.to_f32();
+        for (l, al) in acc.iter_mut().enumerate() {
+            let s: i32 = (0..QK_K).filter(|e| (e % 32) / 4 == l).map(|e| sc[e / 16] * q[e] * y.qs[e] as i32).sum();
+            *al = d.mul_add(s as f32, *al);
+        }
+    }
+    hsum_float_8(&acc)
+}
+
+/// Q3_K × Q8_K as llama.cpp's x86 "tiled" K-quant GEMM (batches of 8 tokens or more): one exact
+/// integer sum per super-block, `acc = fma(f32(isum)·d_w, d_a, acc)` (the first product rounded),
+/// as `q6_k_tiled`.
+pub fn q3_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ3K>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let (q, sc) = q3_k_values(x);
+        let s: i32 = (0..QK_K).map(|e| sc[e / 16] * q[e] * y.qs[e] as i32).sum();
+        acc = ((s as f32) * x.d.to_f32()).mul_add(y.d, acc);
+    }
+    acc
+}
+
+/// Q2_K × Q8_K as `ggml_vec_dot_q2_K_q8_K` (AVX2 path): 8 float lanes; per super-block first the
+/// minimums, `lane = fma(−d_a·dmin_w, f32(min_2l·bsum_2l + min_2l+1·bsum_2l+1), lane)`, then the
+/// scales, `lane = fma(d_a·d_w, f32(Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]), lane)`; then
+/// `hsum_float_8`.
+pub fn q2_k_lanes(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ2K>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = [0f32; 8];
+    for (x, y) in w.iter().zip(&a) {
+        let q = |e: usize| (x.qs[32 * (e / 128) + e % 32] as i32 >> (2 * ((e % 128) / 32))) & 3;
+        let (sc, mn) = (|j: usize| (x.scales[j] & 15) as i32, |j: usize| (x.scales[j] >> 4) as i32);
+        let dmin = -y.d * x.dmin.to_f32();
+        for (l, al) in acc.iter_mut().enumerate() {
+            let m = mn(2 * l) * y.bsums[2 * l] as i32 + mn(2 * l + 1) * y.bsums[2 * l + 1] as i32;
+            *al = dmin.mul_add(m as f32, *al);
+        }
+        let d = y.d * x.d.to_f32();
+        for (l, al) in acc.iter_mut().enumerate() {
+            let s: i32 = (0..QK_K).filter(|e| (e % 32) / 4 == l).map(|e| sc(e / 16) * q(e) * y.qs[e] as i32).sum();
+            *al = d.mul_add(s as f32, *al);
+        }
+    }
+    hsum_float_8(&acc)
+}
+
+/// Q2_K × Q8_K as llama.cpp's x86 "tiled" K-quant GEMM (its AVX2 build, batches of 8 tokens or
+/// more): per super-block the exact integers `s1 = Σ sc·q·y`, `s2 = Σ min·bsums` (16 sub-blocks),
+/// `r = fma(−dmin_w, f32(s2), f32(s1)·d_w)`, `acc = fma(r, d_a, acc)` (as `q5_k_tiled`).
+pub fn q2_k_tiled(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockQ2K>(n, w), blocks::<BlockQ8K>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let q = |e: usize| (x.qs[32 * (e / 128) + e % 32] as i32 >> (2 * ((e % 128) / 32))) & 3;
+        let s1: i32 = (0..QK_K).map(|e| (x.scales[e / 16] & 15) as i32 * q(e) * y.qs[e] as i32).sum();
+        let s2: i32 = (0..16).map(|j| (x.scales[j] >> 4) as i32 * y.bsums[j] as i32).sum();
+        let r = (-x.dmin.to_f32()).mul_add(s2 as f32, s1 as f32 * x.d.to_f32());
+        acc = r.mul_add(y.d, acc);
+    }
+    acc
+}
+
+/// Q2_K × Q8_K as llama.cpp's AVX-512 build runs it (that build repacks Q2_K to 8×8 interleaved
+/// rows): scale sums and minimum sums go to two float accumulators,
+/// `acc = fma(f32(isum), d_w·d_a, acc)`, `accm = fma(f32(imin), dmin_w·d_a, accm)`, result
+/// `acc − accm`; `halves = false`: one update per super-block (`ggml_gemv_q2_K_8x8_q8_K`: single
+/// tokens and the tokens after a batch's last full group of 4), `halves = true`: one per 128-element
+/// half (`ggml_gemm_q2_K_8x8_q8_K`'s AVX-512 path: a batch's full groups of 4 tokens, activations
+/// from `ggml_quantize_mat_q8_K_4x8`).
+fn q2_k_8x8(n: usize, w: &[u8], a: &[u8], halves: bool) -> f32 {
+    let (w, a) = (blocks::<BlockQ2K>(n, w), blocks::<BlockQ8K>(n, a));
+    let (mut acc, mut accm) = (0f32, 0f32);
+    for (x, y) in w.iter().zip(&a) {
+        let q = |e: usize| (x.qs[32 * (e / 128) + e % 32] as i32 >> (2 * ((e % 128) / 32))) & 3;
+        let (dd, ddm) = (x.d.to_f32() * y.d, x.dmin.to_f32() * y.d);
+        let part = |c: usize| -> (i32, i32) {
+            let s = (128 * c..128 * c + 128).map(|e| (x.scales[e / 16] & 15) as i32 * q(e) * y.qs[e] as i32).sum();
+            let m = (8 * c..8 * c + 8).map(|j| (x.scales[j] >> 4) as i32 * y.bsums[j] as i32).sum();
+            (s, m)
+        };
+        let (p0, p1) = (part(0), part(1));
+        let updates = if halves { vec![p0, p1] } else { vec![(p0.0 + p1.0, p0.1 + p1.1)] };
+        for (s, m) in updates {
+            acc = (s as f32).mul_add(dd, acc);
+            accm = (m as f32).mul_add(ddm, accm);
+        }
+    }
+    acc - accm
+}
+
+/// Q2_K, `ggml_gemv_q2_K_8x8_q8_K`'s order (see `q2_k_8x8`).
+pub fn q2_k_gemv(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    q2_k_8x8(n, w, a, false)
+}
+
+/// Q2_K, `ggml_gemm_q2_K_8x8_q8_K`'s order on AVX-512 (see `q2_k_8x8`).
+pub fn q2_k_gemm4(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    q2_k_8x8(n, w, a, true)
 }
 
 /// A grid i-quant super-block as llama.cpp's AVX2 dots see it: the 256 signed grid values (IQ1:

@@ -163,7 +163,7 @@ impl Isa {
 
 /// Where llama.cpp sums a prompt batch of a type in another order than single tokens, and so do
 /// we: Q4_K (its 4-row GEMM over the batch's full groups of 4 tokens, whose activations its own
-/// quantizer makes), Q6_K (its tiled GEMM from 8 tokens). The rule belongs to the type (the scalar
+/// quantizer makes), Q3_K, Q5_K and Q6_K (its tiled GEMM from 8 tokens). The rule belongs to the type (the scalar
 /// table states it); a table supplies `gemm` where it has that order.
 #[derive(Clone, Copy, Debug)]
 pub struct R16Batch {

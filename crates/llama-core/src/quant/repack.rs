@@ -3,7 +3,7 @@
 //! horizontal reductions.
 //!
 //! A group is 16 consecutive weight rows. Within a group, for each block b (32 or 256 columns):
-//!   header: `[nb][16]` f16 — the 16 rows' block scales (Q4_K: `[16 d][16 dmin]`), all blocks first;
+//!   header: `[nb][16]` f16 — the 16 rows' block scales (Q2_K, Q4_K, Q5_K: `[16 d][16 dmin]`), all blocks first;
 //!   quants: `[nb][…]` — block b of the 16 rows in 64-byte "slots" of `[row 0..16][4 bytes]` (one
 //!           zmm), 4 consecutive elements of a row per slot; see `write_block` for each type.
 //! Repacking moves bytes only: a group takes exactly the bytes of its 16 rows in the file, so
@@ -41,7 +41,10 @@ pub fn block_bytes(t: GgmlType) -> Option<(usize, usize)> {
         GgmlType::Q5_0 => (R * 2, R * 4 + R * 16),
         GgmlType::Q5_1 => (R * 4, R * 4 + R * 16),
         GgmlType::Q8_0 => (R * 2, R * 32),
+        GgmlType::Q2_K => (R * 4, R * 16 + R * 64),
+        GgmlType::Q3_K => (R * 2, R * 12 + R * 32 + R * 64),
         GgmlType::Q4_K => (R * 4, R * 12 + R * 128),
+        GgmlType::Q5_K => (R * 4, R * 12 + R * 128 + R * 32),
         GgmlType::Q6_K => (R * 2, R * 16 + R * 128 + R * 64),
         GgmlType::IQ4_XS => (R * 2, R * 128 + R * 4 + R * 2),
         _ => return None,
@@ -153,6 +156,30 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
                 }
             }
         }
+        GgmlType::Q2_K => {
+            // scales[16] @0, qs[64] @16, d @80, dmin @82: kept as bytes (vals 0..80)
+            p.head.copy_from_slice(&b[80..84]);
+            p.vals[..80].copy_from_slice(&b[..80]);
+        }
+        GgmlType::Q3_K => {
+            // hmask[32] @0, qs[64] @32, scales[12] @96, d @108: kept as bytes (vals 0..96)
+            p.head[..2].copy_from_slice(&b[108..110]);
+            p.scales[..12].copy_from_slice(&b[96..108]);
+            p.vals[..96].copy_from_slice(&b[..96]);
+        }
+        GgmlType::Q5_K => {
+            // as Q4_K with qh[32] @16 and qs[128] @48: the fifth bit of element 32j + l is bit j
+            // of qh[l].
+            p.head.copy_from_slice(&b[..4]);
+            p.scales[..12].copy_from_slice(&b[4..16]);
+            for h in 0..4 {
+                for l in 0..32 {
+                    let fifth = |j: usize| ((b[16 + l] >> j) & 1) << 4;
+                    p.vals[64 * h + l] = (b[48 + 32 * h + l] & 15) | fifth(2 * h);
+                    p.vals[64 * h + 32 + l] = (b[48 + 32 * h + l] >> 4) | fifth(2 * h + 1);
+                }
+            }
+        }
         GgmlType::Q6_K => {
             // ql[128] @0, qh[64] @128, scales[16] @192, d @208 (ggml's dequantize_row_q6_K order).
             p.head[..2].copy_from_slice(&b[208..210]);
@@ -191,8 +218,17 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
 ///   Q5_0, Q5_1: slot 0 holds the fifth bits: bit g of byte i = bit 4 of the element in nibble-slot
 ///         g (g < 4: low nibble of slot 1+g, g ≥ 4: high nibble of slot 1+g−4); slots 1..5 as Q4_0.
 ///   Q8_0: slots 0..8: element 4s+i XOR 0x80 (= x + 128 as an unsigned byte).
+///   Q2_K: the file's bytes regrouped: slots 0..4: the 16 scale bytes (scale | min << 4), slots
+///         4..20: qs (slot 4+m: bytes 4m..4m+4), so llama.cpp's lane l of group g = 4c+k is bits
+///         2k..2k+2 of slot 4+8c+l.
+///   Q3_K: slots 0..3: the 12 scale bytes; slots 3..11: hmask (slot 3+n: bytes 4n..4n+4);
+///         slots 11..27: qs (slot 11+m: bytes 4m..4m+4), so llama.cpp's lane l of group
+///         g = 4c+k (elements 32g+4l..32g+4l+4) is bits 2k..2k+2 of slot 11+8c+l, bit g of slot 3+l.
 ///   Q4_K: slots 0..3: the 12 scale bytes; slot 3+m: low nibble = element 8m+i, high nibble =
 ///         element 8m+4+i (so sub-block j of 32 is slots 3+4j .. 3+4j+4).
+///   Q5_K: as Q4_K (its low 4 bits), then 8 fifth-bit slots: slot 35+l, bit j of byte i = bit 4
+///         of element 32j+4l+i (so llama.cpp's lane l of sub-block j is nibble slot 3+4j+l/2,
+///         low nibbles for even l, and bit j of slot 35+l).
 ///   IQ4_XS: slots 4ib..4ib+4 hold sub-block ib of 32 as Q4_0 (low nibble = element 32ib+4s+i,
 ///         high nibble = element 32ib+16+4s+i), then each row's 4 `scales_l` bytes (`[row][4]`,
 ///         one i32 lane per row), then its 2 `scales_h` bytes (`[row][2]`).
@@ -233,13 +269,37 @@ fn write_block(t: GgmlType, p: &Parts, qd: &mut [u8], r: usize) {
                 }
             }
         }
-        GgmlType::Q4_K => {
+        GgmlType::Q2_K => {
+            for m in 0..20 {
+                for i in 0..4 {
+                    qd[at(m, i)] = v[4 * m + i];
+                }
+            }
+        }
+        GgmlType::Q3_K => {
+            for i in 0..12 {
+                qd[at(i / 4, i % 4)] = p.scales[i];
+            }
+            for m in 0..24 {
+                for i in 0..4 {
+                    qd[at(3 + m, i)] = v[4 * m + i];
+                }
+            }
+        }
+        GgmlType::Q4_K | GgmlType::Q5_K => {
             for i in 0..12 {
                 qd[at(i / 4, i % 4)] = p.scales[i];
             }
             for m in 0..32 {
                 for i in 0..4 {
-                    qd[at(3 + m, i)] = v[8 * m + i] | (v[8 * m + 4 + i] << 4);
+                    qd[at(3 + m, i)] = (v[8 * m + i] & 15) | ((v[8 * m + 4 + i] & 15) << 4);
+                }
+            }
+            if t == GgmlType::Q5_K {
+                for l in 0..8 {
+                    for i in 0..4 {
+                        qd[at(35 + l, i)] = (0..8).map(|j| ((v[32 * j + 4 * l + i] >> 4) & 1) << j).sum();
+                    }
                 }
             }
         }

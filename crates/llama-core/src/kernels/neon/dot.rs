@@ -6,14 +6,17 @@ use std::arch::aarch64::*;
 use super::{f16x4, sdot};
 use crate::kernels::shared::{bf16_at, f16_at, f32_at, q8k_bsum};
 use crate::kernels::types::VecDotFn;
-use crate::quant::k_quants::scales_mins_k4;
+use crate::quant::k_quants::{q3k_scale, scales_mins_k4};
 use crate::quant::GgmlType::{self, *};
 use crate::quant::QK_K;
 
 dot_entry!(dot_q4_0_entry, dot_q4_0, 32, 18, 34, "neon,dotprod");
 dot_entry!(dot_q5_0_entry, dot_q5_0, 32, 22, 34, "neon,dotprod");
 dot_entry!(dot_q8_0_entry, dot_q8_0, 32, 34, 34, "neon,dotprod");
+dot_entry!(dot_q2_k_entry, dot_q2_k, QK_K, 84, 292, "neon,dotprod");
+dot_entry!(dot_q3_k_entry, dot_q3_k, QK_K, 110, 292, "neon,dotprod");
 dot_entry!(dot_q4_k_entry, dot_q4_k, QK_K, 144, 292, "neon,dotprod");
+dot_entry!(dot_q5_k_entry, dot_q5_k, QK_K, 176, 292, "neon,dotprod");
 dot_entry!(dot_q6_k_entry, dot_q6_k, QK_K, 210, 292, "neon,dotprod");
 dot_entry!(dot_f16_entry, dot_f16, 1, 2, 2, "neon");
 dot_entry!(dot_bf16_entry, dot_bf16, 1, 2, 2, "neon");
@@ -23,11 +26,14 @@ dot_entry!(dot_f32_entry, dot_f32, 1, 4, 4, "neon");
 pub(super) const DOTS_FLOAT: [(GgmlType, VecDotFn); 3] =
     [(F16, dot_f16_entry), (BF16, dot_bf16_entry), (F32, dot_f32_entry)];
 /// The dots that need dotprod.
-pub(super) const DOTS_INT: [(GgmlType, VecDotFn); 5] = [
+pub(super) const DOTS_INT: [(GgmlType, VecDotFn); 8] = [
     (Q4_0, dot_q4_0_entry),
     (Q5_0, dot_q5_0_entry),
     (Q8_0, dot_q8_0_entry),
+    (Q2_K, dot_q2_k_entry),
+    (Q3_K, dot_q3_k_entry),
     (Q4_K, dot_q4_k_entry),
+    (Q5_K, dot_q5_k_entry),
     (Q6_K, dot_q6_k_entry),
 ];
 
@@ -155,6 +161,140 @@ unsafe fn dot_q4_k(n: usize, w: *const u8, a: *const u8) -> f32 {
                     vreinterpretq_s8_u8(vshrq_n_u8::<4>(q1)),
                     vld1q_s8(yp.add(48)),
                 );
+                isum += sc[2 * j] as i32 * vaddvq_s32(lo) + sc[2 * j + 1] as i32 * vaddvq_s32(hi);
+            }
+            let msum: i32 = (0..8).map(|j| mn[j] as i32 * (q8k_bsum(ys, 2 * j) + q8k_bsum(ys, 2 * j + 1))).sum();
+            let yd = f32_at(y);
+            sumf += yd * f16_at(x) * isum as f32 - yd * f16_at(x.add(2)) * msum as f32;
+        }
+        sumf
+    }
+}
+
+#[target_feature(enable = "neon,dotprod")]
+/// Q2_K: exact integer sums per 16-element sub-block, then the scalar formula
+/// `sumf += (d_a·d_w)·f32(isum) − (d_a·dmin_w)·f32(Σ min·bsums)` per block (bit-identical to
+/// `kernels::scalar`).
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` and `a` must point to the readable
+/// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
+/// the row lengths).
+unsafe fn dot_q2_k(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let m3 = vdupq_n_u8(3);
+        let mut sumf = 0.0f32;
+        for i in 0..n / QK_K {
+            // block: scales[16] @0, qs[64] @16, d @80, dmin @82
+            let (x, y) = (w.add(84 * i), a.add(292 * i));
+            let ys = std::slice::from_raw_parts(y, 292);
+            let sc = std::slice::from_raw_parts(x, 16);
+            let summs: i32 = (0..16).map(|j| (sc[j] >> 4) as i32 * q8k_bsum(ys, j)).sum();
+            let mut isum = 0i32;
+            for c in 0..2 {
+                let qs = [vld1q_u8(x.add(16 + 32 * c)), vld1q_u8(x.add(32 + 32 * c))];
+                for k in 0..4 {
+                    for (half, &qh) in qs.iter().enumerate() {
+                        let q = match k {
+                            0 => vandq_u8(qh, m3),
+                            1 => vandq_u8(vshrq_n_u8::<2>(qh), m3),
+                            2 => vandq_u8(vshrq_n_u8::<4>(qh), m3),
+                            _ => vshrq_n_u8::<6>(qh),
+                        };
+                        let s = 8 * c + 2 * k + half;
+                        let yv = vld1q_s8(y.add(4 + 16 * s) as *const i8);
+                        isum += (sc[s] & 15) as i32 * vaddvq_s32(sdot(vdupq_n_s32(0), vreinterpretq_s8_u8(q), yv));
+                    }
+                }
+            }
+            let yd = f32_at(y);
+            sumf += yd * f16_at(x.add(80)) * isum as f32 - yd * f16_at(x.add(82)) * summs as f32;
+        }
+        sumf
+    }
+}
+
+#[target_feature(enable = "neon,dotprod")]
+/// Q3_K: exact integer sums per 16-element sub-block (values lo − 4·¬hbit as signed bytes), then
+/// the scalar formula `sumf += (d_w·d_a)·f32(isum)` per block (bit-identical to `kernels::scalar`).
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` and `a` must point to the readable
+/// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
+/// the row lengths).
+unsafe fn dot_q3_k(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (m3, four) = (vdupq_n_u8(3), vdupq_n_u8(4));
+        let mut sumf = 0.0f32;
+        for i in 0..n / QK_K {
+            // block: hmask[32] @0, qs[64] @32, scales[12] @96, d @108
+            let (x, y) = (w.add(110 * i), a.add(292 * i));
+            let scales: &[u8; 12] = &*(x.add(96) as *const [u8; 12]);
+            let hm = [vld1q_u8(x), vld1q_u8(x.add(16))];
+            let mut isum = 0i32;
+            for c in 0..2 {
+                let qs = [vld1q_u8(x.add(32 + 32 * c)), vld1q_u8(x.add(48 + 32 * c))];
+                for k in 0..4 {
+                    let bit = vdupq_n_u8(1 << (4 * c + k));
+                    for half in 0..2 {
+                        let lo = match k {
+                            0 => vandq_u8(qs[half], m3),
+                            1 => vandq_u8(vshrq_n_u8::<2>(qs[half]), m3),
+                            2 => vandq_u8(vshrq_n_u8::<4>(qs[half]), m3),
+                            _ => vshrq_n_u8::<6>(qs[half]),
+                        };
+                        // minus 4 where the high bit is clear
+                        let neg = vbicq_u8(four, vtstq_u8(hm[half], bit));
+                        let v = vreinterpretq_s8_u8(vsubq_u8(lo, neg));
+                        let s = 8 * c + 2 * k + half;
+                        let yv = vld1q_s8(y.add(4 + 16 * s) as *const i8);
+                        isum += q3k_scale(s, scales) * vaddvq_s32(sdot(vdupq_n_s32(0), v, yv));
+                    }
+                }
+            }
+            sumf += f16_at(x.add(108)) * f32_at(y) * isum as f32;
+        }
+        sumf
+    }
+}
+
+#[target_feature(enable = "neon,dotprod")]
+/// Q5_K: as `dot_q4_k` with the fifth bits (bit j of qh[l] for element 32j + l) or-ed in as 16;
+/// the scalar formula per block (bit-identical to `kernels::scalar`).
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` and `a` must point to the readable
+/// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
+/// the row lengths).
+unsafe fn dot_q5_k(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (m4, m16) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x10));
+        let mut sumf = 0.0f32;
+        for i in 0..n / QK_K {
+            // block: d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48
+            let (x, y) = (w.add(176 * i), a.add(292 * i));
+            let xs = std::slice::from_raw_parts(x, 176);
+            let ys = std::slice::from_raw_parts(y, 292);
+            let (sc, mn) = scales_mins_k4(xs[4..16].try_into().unwrap());
+            let qh = [vld1q_u8(x.add(16)), vld1q_u8(x.add(32))];
+            let fifth = |h: uint8x16_t, j: usize| vandq_u8(vtstq_u8(h, vdupq_n_u8(1 << j)), m16);
+            let mut isum = 0i32;
+            for j in 0..4 {
+                let q = [vld1q_u8(x.add(48 + 32 * j)), vld1q_u8(x.add(64 + 32 * j))];
+                let yp = y.add(4 + 64 * j) as *const i8;
+                let (mut lo, mut hi) = (vdupq_n_s32(0), vdupq_n_s32(0));
+                for k in 0..2 {
+                    let l = vorrq_u8(vandq_u8(q[k], m4), fifth(qh[k], 2 * j));
+                    let h = vorrq_u8(vshrq_n_u8::<4>(q[k]), fifth(qh[k], 2 * j + 1));
+                    lo = sdot(lo, vreinterpretq_s8_u8(l), vld1q_s8(yp.add(16 * k)));
+                    hi = sdot(hi, vreinterpretq_s8_u8(h), vld1q_s8(yp.add(32 + 16 * k)));
+                }
                 isum += sc[2 * j] as i32 * vaddvq_s32(lo) + sc[2 * j + 1] as i32 * vaddvq_s32(hi);
             }
             let msum: i32 = (0..8).map(|j| mn[j] as i32 * (q8k_bsum(ys, 2 * j) + q8k_bsum(ys, 2 * j + 1))).sum();

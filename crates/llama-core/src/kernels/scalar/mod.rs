@@ -98,8 +98,17 @@ pub const TABLE: Kernels = {
         weight::<BlockQ5_1>(),
         both::<BlockQ8_0>(),
         activation::<BlockQ8_1>(),
-        weight::<BlockQ2K>(),
-        weight::<BlockQ3K>(),
+        TypeKernels {
+            // llama.cpp's AVX2 build: tiled K-quant GEMM from 8 tokens (its AVX-512 build repacks
+            // Q2_K instead, an order not reproduced yet).
+            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),
+            ..weight::<BlockQ2K>()
+        },
+        TypeKernels {
+            // llama.cpp's tiled K-quant GEMM takes batches of 8 tokens or more.
+            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),
+            ..weight::<BlockQ3K>()
+        },
         TypeKernels {
             // llama.cpp's Q4_K prompt GEMM (x86 repack: 4×8 interleaved rows) runs over the
             // batch's full groups of 4 tokens with activations from its own Q8_K quantizer.
@@ -111,7 +120,11 @@ pub const TABLE: Kernels = {
             }),
             ..weight::<BlockQ4K>()
         },
-        weight::<BlockQ5K>(),
+        TypeKernels {
+            // llama.cpp's tiled K-quant GEMM takes batches of 8 tokens or more.
+            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),
+            ..weight::<BlockQ5K>()
+        },
         TypeKernels {
             // llama.cpp's tiled K-quant GEMM takes batches of 8 tokens or more.
             r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),

@@ -1,15 +1,16 @@
 //! AVX2 and AVX-512 dots of weight rows with activation rows (`VecDotFn`).
 //!
 //! Numerics: the integer dot of each (sub)block is computed exactly (same value as the scalar
-//! reference); only the order of the float accumulation across blocks may differ. K-quant kernels
-//! reduce each block to its exact integer sums and then apply the scalar float formula in block
-//! order, so they are bit-identical to `kernels::scalar`.
+//! reference); only the order of the float accumulation across blocks may differ. The Q4_K and
+//! Q6_K kernels reduce each block to its exact integer sums and then apply the scalar float formula
+//! in block order, so they are bit-identical to `kernels::scalar`; Q2_K, Q3_K and Q5_K sum in
+//! llama.cpp's AVX2 order instead (`kernels::ggml_x86`), as the Q4_1/Q5_1 dots do.
 
 use std::arch::x86_64::*;
 
 use crate::kernels::shared::{bf16_at, q8k_bsum};
 use crate::kernels::types::VecDotFn;
-use crate::quant::k_quants::scales_mins_k4;
+use crate::quant::k_quants::{q3k_scale, scales_mins_k4};
 use crate::quant::QK_K;
 
 dot_entry!(dot_q4_0_avx2_entry, dot_q4_0_avx2, 32, 18, 34, "avx2,fma,f16c");
@@ -18,6 +19,9 @@ dot_entry!(dot_q5_1_avx2_entry, dot_q5_1_avx2, 32, 24, 36, "avx2,fma,f16c");
 dot_entry!(dot_q5_0_avx2_entry, dot_q5_0_avx2, 32, 22, 34, "avx2,fma,f16c");
 dot_entry!(dot_q8_0_avx2_entry, dot_q8_0_avx2, 32, 34, 34, "avx2,fma,f16c");
 dot_entry!(dot_q4_k_avx2_entry, dot_q4_k_avx2, QK_K, 144, 292, "avx2,fma,f16c");
+dot_entry!(dot_q2_k_avx2_entry, dot_q2_k_avx2, QK_K, 84, 292, "avx2,fma,f16c");
+dot_entry!(dot_q3_k_avx2_entry, dot_q3_k_avx2, QK_K, 110, 292, "avx2,fma,f16c");
+dot_entry!(dot_q5_k_avx2_entry, dot_q5_k_avx2, QK_K, 176, 292, "avx2,fma,f16c");
 dot_entry!(dot_q6_k_avx2_entry, dot_q6_k_avx2, QK_K, 210, 292, "avx2,fma,f16c");
 dot_entry!(dot_f16_avx2_entry, dot_f16_avx2, 1, 2, 2, "avx2,fma,f16c");
 dot_entry!(dot_bf16_avx2_entry, dot_bf16_avx2, 1, 2, 2, "avx2,fma");
@@ -46,7 +50,7 @@ dot_entry!(dot_bf16_avx512_entry, dot_bf16_avx512, 1, 2, 2, "avx2,fma,f16c,avx51
 dot_entry!(dot_f32_avx512_entry, dot_f32_avx512, 1, 4, 4, "avx2,fma,f16c,avx512f,avx512bw,avx512vl");
 
 /// The AVX2 dots: (weight type, kernel).
-pub(super) const DOTS_AVX2: [(crate::quant::GgmlType, VecDotFn); 10] = {
+pub(super) const DOTS_AVX2: [(crate::quant::GgmlType, VecDotFn); 13] = {
     use crate::quant::GgmlType::*;
     [
         (Q4_0, dot_q4_0_avx2_entry),
@@ -54,7 +58,10 @@ pub(super) const DOTS_AVX2: [(crate::quant::GgmlType, VecDotFn); 10] = {
         (Q5_0, dot_q5_0_avx2_entry),
         (Q5_1, dot_q5_1_avx2_entry),
         (Q8_0, dot_q8_0_avx2_entry),
+        (Q2_K, dot_q2_k_avx2_entry),
+        (Q3_K, dot_q3_k_avx2_entry),
         (Q4_K, dot_q4_k_avx2_entry),
+        (Q5_K, dot_q5_k_avx2_entry),
         (Q6_K, dot_q6_k_avx2_entry),
         (F16, dot_f16_avx2_entry),
         (BF16, dot_bf16_avx2_entry),
@@ -317,6 +324,143 @@ unsafe fn dot_q4_k_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
             sumf += yd * f16_load(x) * isum as f32 - yd * f16_load(x.add(2)) * msum as f32;
         }
         sumf
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q2_K × Q8_K as `ggml_vec_dot_q2_K_q8_K` (its AVX2 path, which llama.cpp's AVX-512 build runs
+/// too): per super-block, into the same 8 float lanes, first the minimums
+/// `lanes = fma(−d_a·dmin_w, f32(vpmaddwd(mins, bsums)), lanes)`, then the 8 i32 lanes of
+/// `Σ_g sc · maddubs(q, y)` over the 8 groups of 32 (lane l: elements 32g+4l..32g+4l+4),
+/// `lanes = fma(d_a·d_w, f32(lanes), lanes)`; then `hsum_float_8`
+/// (`kernels::ggml_x86::q2_k_lanes`, bit for bit).
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` and `a` must point to the readable
+/// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
+/// the row lengths).
+unsafe fn dot_q2_k_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (m3, m4) = (_mm256_set1_epi8(3), _mm_set1_epi8(0x0F));
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..n / QK_K {
+            // block: scales[16] @0, qs[64] @16, d @80, dmin @82
+            let (x, y) = (w.add(84 * i), a.add(292 * i));
+            let yd = (y as *const f32).read_unaligned();
+            let ms = _mm_loadu_si128(x as *const __m128i);
+            let mins = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16(ms, 4), m4));
+            let prod = _mm256_madd_epi16(mins, _mm256_loadu_si256(y.add(4 + QK_K) as *const __m256i));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(-yd * f16_load(x.add(82))), _mm256_cvtepi32_ps(prod), acc);
+            let sc: [u8; 16] = std::array::from_fn(|j| *x.add(j) & 15);
+            let mut sumi = _mm256_setzero_si256();
+            for c in 0..2 {
+                let q2 = _mm256_loadu_si256(x.add(16 + 32 * c) as *const __m256i);
+                for k in 0..4 {
+                    let g = 4 * c + k;
+                    let q = _mm256_and_si256(_mm256_srl_epi16(q2, _mm_cvtsi32_si128(2 * k as i32)), m3);
+                    let p = _mm256_maddubs_epi16(q, _mm256_loadu_si256(y.add(4 + 32 * g) as *const __m256i));
+                    let scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1] as i16), _mm_set1_epi16(sc[2 * g] as i16));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
+                }
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(yd * f16_load(x.add(80))), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q3_K × Q8_K as `ggml_vec_dot_q3_K_q8_K` (its AVX2 path, which llama.cpp's AVX-512 build runs
+/// too): per super-block the 8 i32 lanes of `Σ_g sc · (maddubs(lo, y) − maddubs(4·¬hbit, y))`
+/// over the 8 groups of 32 (lane l: elements 32g+4l..32g+4l+4; sub-block 2g in bytes 0..16,
+/// 2g+1 in 16..32), `lanes = fma(d_a·d_w, f32(lanes), lanes)`, then `hsum_float_8`
+/// (`kernels::ggml_x86::q3_k_lanes`, bit for bit).
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` and `a` must point to the readable
+/// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
+/// the row lengths).
+unsafe fn dot_q3_k_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (m3, four, zero) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4), _mm256_setzero_si256());
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..n / QK_K {
+            // block: hmask[32] @0, qs[64] @32, scales[12] @96, d @108
+            let (x, y) = (w.add(110 * i), a.add(292 * i));
+            let sc: [i32; 16] = std::array::from_fn(|j| q3k_scale(j, &*(x.add(96) as *const [u8; 12])));
+            let hbits = _mm256_loadu_si256(x as *const __m256i);
+            let mut sumi = _mm256_setzero_si256();
+            for c in 0..2 {
+                let q3 = _mm256_loadu_si256(x.add(32 + 32 * c) as *const __m256i);
+                for k in 0..4 {
+                    let g = 4 * c + k;
+                    let lo = _mm256_and_si256(_mm256_srl_epi16(q3, _mm_cvtsi32_si128(2 * k as i32)), m3);
+                    // 4 where the high bit is clear (value = lo − 4), else 0
+                    let bit = _mm256_set1_epi8((1u8 << g) as i8);
+                    let hneg = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit), zero), four);
+                    let yv = _mm256_loadu_si256(y.add(4 + 32 * g) as *const __m256i);
+                    let p = _mm256_sub_epi16(_mm256_maddubs_epi16(lo, yv), _mm256_maddubs_epi16(hneg, yv));
+                    let scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1] as i16), _mm_set1_epi16(sc[2 * g] as i16));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
+                }
+            }
+            let yd = (y as *const f32).read_unaligned();
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(yd * f16_load(x.add(108))), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q5_K × Q8_K as `ggml_vec_dot_q5_K_q8_K` (its AVX2 path, which llama.cpp's AVX-512 build runs
+/// too): per super-block the 8 i32 lanes of `Σ_j sc_j · maddubs(q, y)` (lane l: elements
+/// 32j+4l..32j+4l+4), `lanes = fma(d_a·d_w, f32(lanes), lanes)`; the minimums apart as
+/// `summs = fma(−d_a·dmin_w, f32(Σ min·bsums), summs)`; `hsum_float_8(lanes) + summs`
+/// (`kernels::ggml_x86::q5_k_lanes`, bit for bit; the scalar reference sums per block instead).
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` and `a` must point to the readable
+/// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
+/// the row lengths).
+unsafe fn dot_q5_k_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (m4, m16) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x10));
+        let mut acc = _mm256_setzero_ps();
+        let mut summs = 0f32;
+        for i in 0..n / QK_K {
+            // block: d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48
+            let (x, y) = (w.add(176 * i), a.add(292 * i));
+            let xs = std::slice::from_raw_parts(x, 176);
+            let ys = std::slice::from_raw_parts(y, 292);
+            let (sc, mn) = scales_mins_k4(xs[4..16].try_into().unwrap());
+            let yd = f32::from_le_bytes([ys[0], ys[1], ys[2], ys[3]]);
+            summs = (-yd * f16_load(x.add(2))).mul_add(k4_min_sum(&mn, ys) as f32, summs);
+            let hbits = _mm256_loadu_si256(x.add(16) as *const __m256i);
+            // 0x10 in each byte whose bit `b` of qh is set (the fifth bit of sub-block b)
+            let high = |b: usize| {
+                let bit = _mm256_set1_epi8((1u8 << b) as i8);
+                _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit), bit), m16)
+            };
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..4 {
+                let q = _mm256_loadu_si256(x.add(48 + 32 * j) as *const __m256i);
+                let lo = _mm256_or_si256(_mm256_and_si256(q, m4), high(2 * j));
+                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), high(2 * j + 1));
+                let p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(y.add(4 + 64 * j) as *const __m256i));
+                let p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(y.add(4 + 64 * j + 32) as *const __m256i));
+                let p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * j] as i16));
+                let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * j + 1] as i16));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(yd * f16_load(x)), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum_ps(acc) + summs
     }
 }
 

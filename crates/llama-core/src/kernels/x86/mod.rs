@@ -22,7 +22,7 @@ mod r16_avx512;
 mod tile;
 mod tq;
 
-use crate::kernels::types::{Isa, Kernels, SumOrders};
+use crate::kernels::types::{Isa, Kernels, R16Batch, SumOrders};
 use crate::quant::GgmlType::*;
 
 /// `base` (the scalar table) with the AVX2 kernels, if the CPU has AVX2, FMA and F16C.
@@ -96,6 +96,17 @@ pub fn avx512_table(base: &Kernels) -> Option<Kernels> {
             b.gemm = Some(f);
         }
     }
+    // llama.cpp's AVX-512 build repacks Q2_K (8×8 interleaved rows, its AVX2 build does not): its
+    // gemv order for single tokens, its gemm's over a batch's full groups of 4 tokens with its own
+    // Q8_K quantizer (Q4_K's rule), instead of the AVX2 build's tiled GEMM from 8 tokens.
+    let q2 = k.traits_mut(Q2_K);
+    q2.gemm_r16 = Some(r16_avx2::GEMM_Q2_K_8X8);
+    q2.r16_batch = Some(R16Batch {
+        min_tokens: 4,
+        group: 4,
+        from_float: Some(crate::kernels::scalar::from_float_q8_k_4x8),
+        gemm: Some(r16_avx2::GEMM_Q2_K_8X8_G4),
+    });
     k.attn.kq = attn::attn_kq_avx512;
     k.attn.pv = attn::attn_pv_avx512;
     k.attn.pv_panels = Some(attn::attn_pv_panels_avx512);

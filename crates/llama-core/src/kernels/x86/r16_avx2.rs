@@ -36,11 +36,19 @@ gemm_split_entry!(gemm_q5_1_entry, gemm_lanes::<_, true, true>, GgmlType::Q5_1, 
 gemm_split_entry!(gemm_q8_0_entry, gemm_q8_0, GgmlType::Q8_0, H, LANES_PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_k_g4_entry, gemm_q4_k::<_, true>, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q2_k_entry, gemm_q2_k, GgmlType::Q2_K, H, 1, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q2_k_tiled_entry, gemm_q2_k_tiled, GgmlType::Q2_K, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q2_k_8x8_entry, gemm_q2_k_8x8::<_, false>, GgmlType::Q2_K, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q2_k_8x8_g4_entry, gemm_q2_k_8x8::<_, true>, GgmlType::Q2_K, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q3_k_entry, gemm_q3_k, GgmlType::Q3_K, H, 1, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q3_k_tiled_entry, gemm_q3_k_tiled, GgmlType::Q3_K, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q5_k_entry, gemm_q5_k, GgmlType::Q5_K, H, 1, "avx2,fma,f16c");
+gemm_split_entry!(gemm_q5_k_tiled_entry, gemm_q5_k_tiled, GgmlType::Q5_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, H, 1, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K, H, PASS, "avx2,fma,f16c");
 
 /// The AVX2 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 9] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 12] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
     (GgmlType::IQ4_NL, gemm_iq4_nl_entry),
     (GgmlType::IQ4_XS, gemm_iq4_xs_entry),
@@ -48,14 +56,20 @@ pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 9] = [
     (GgmlType::Q5_0, gemm_q5_0_entry),
     (GgmlType::Q5_1, gemm_q5_1_entry),
     (GgmlType::Q8_0, gemm_q8_0_entry),
+    (GgmlType::Q2_K, gemm_q2_k_entry),
+    (GgmlType::Q3_K, gemm_q3_k_entry),
     (GgmlType::Q4_K, gemm_q4_k_entry),
+    (GgmlType::Q5_K, gemm_q5_k_entry),
     (GgmlType::Q6_K, gemm_q6_k_entry),
 ];
 
 /// The kernels in llama.cpp's batch orders (`types::R16Batch::gemm`): Q4_K's 4-token groups,
-/// Q6_K's tiled GEMM.
-pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 3] = [
+/// Q2_K's, Q3_K's, Q5_K's, Q6_K's and IQ4_XS's tiled GEMM.
+pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 6] = [
+    (GgmlType::Q2_K, gemm_q2_k_tiled_entry),
+    (GgmlType::Q3_K, gemm_q3_k_tiled_entry),
     (GgmlType::Q4_K, gemm_q4_k_g4_entry),
+    (GgmlType::Q5_K, gemm_q5_k_tiled_entry),
     (GgmlType::Q6_K, gemm_q6_k_tiled_entry),
     (GgmlType::IQ4_XS, gemm_iq4_xs_tiled_entry),
 ];
@@ -498,31 +512,11 @@ unsafe fn gemm_q4_k<const T: usize, const G4: bool>(c: R16Call) {
             let d = scales8(heads.add(b * R * 4), h);
             let dmin = scales8(heads.add(b * R * 4 + R * 2), h);
             let q = quants.add(b * R * 140);
-            // 12 scale bytes per row as three u32 lanes → (sc_j, m_j) per lane (ggml's get_scale_min_k4)
-            let (w0, w1, w2) = (slot(q, 0, h), slot(q, 1, h), slot(q, 2, h));
-            let field = |v: __m256i, sh: i32, mask: i32| {
-                _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_set1_epi32(sh)), _mm256_set1_epi32(mask))
-            };
-            let scale = |j: usize| -> __m256i {
-                if j < 4 {
-                    field(w0, 8 * j as i32, 63)
-                } else {
-                    let i = 8 * (j as i32 - 4);
-                    _mm256_or_si256(field(w2, i, 15), field(w0, i + 2, 0x30))
-                }
-            };
-            let min = |j: usize| -> __m256i {
-                if j < 4 {
-                    field(w1, 8 * j as i32, 63)
-                } else {
-                    let i = 8 * (j as i32 - 4);
-                    _mm256_or_si256(field(w2, i + 4, 15), field(w1, i + 2, 0x30))
-                }
-            };
+            let k4 = K4Scales::load(q, h);
             let mut iacc = [_mm256_setzero_si256(); T];
             let mut imin = [_mm256_setzero_si256(); T];
             for j in 0..8 {
-                let (sc, mj) = (scale(j), min(j));
+                let (sc, mj) = (k4.scale(j), k4.min(j));
                 for t in 0..T {
                     let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
                     let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
@@ -551,6 +545,511 @@ unsafe fn gemm_q4_k<const T: usize, const G4: bool>(c: R16Call) {
         for t in 0..T {
             _mm256_storeu_ps(out.add(t * os), _mm256_sub_ps(acc[t], accm[t]));
         }
+    }
+}
+
+/// The 12 scale bytes of the 8 rows of half `h` of a Q4_K/Q5_K R16 block (slots 0..3) as three
+/// u32 lanes per row, from which `scale(j)` / `min(j)` take ggml's `get_scale_min_k4` per row.
+#[derive(Clone, Copy)]
+struct K4Scales(__m256i, __m256i, __m256i);
+
+impl K4Scales {
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX2; slots 0..3 at `q` must be readable.
+    unsafe fn load(q: *const u8, h: usize) -> Self {
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { K4Scales(slot(q, 0, h), slot(q, 1, h), slot(q, 2, h)) }
+    }
+
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX2 (register-only).
+    unsafe fn field(v: __m256i, sh: i32, mask: i32) -> __m256i {
+        // SAFETY: register-only intrinsics of the caller's target features.
+        unsafe { _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_set1_epi32(sh)), _mm256_set1_epi32(mask)) }
+    }
+
+    /// Scale of sub-block `j` (0..8), one i32 lane per row.
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX2 (register-only).
+    unsafe fn scale(self, j: usize) -> __m256i {
+        // SAFETY: register-only intrinsics of the caller's target features.
+        unsafe {
+            if j < 4 {
+                Self::field(self.0, 8 * j as i32, 63)
+            } else {
+                let i = 8 * (j as i32 - 4);
+                _mm256_or_si256(Self::field(self.2, i, 15), Self::field(self.0, i + 2, 0x30))
+            }
+        }
+    }
+
+    /// Minimum of sub-block `j` (0..8), one i32 lane per row.
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX2 (register-only).
+    unsafe fn min(self, j: usize) -> __m256i {
+        // SAFETY: register-only intrinsics of the caller's target features.
+        unsafe {
+            if j < 4 {
+                Self::field(self.1, 8 * j as i32, 63)
+            } else {
+                let i = 8 * (j as i32 - 4);
+                _mm256_or_si256(Self::field(self.2, i + 4, 15), Self::field(self.1, i + 2, 0x30))
+            }
+        }
+    }
+}
+
+/// Q2_K in the orders of llama.cpp's AVX-512 build, which repacks it to 8×8 interleaved rows (the
+/// AVX-512 table's kernels; the AVX2 table's are `gemm_q2_k` / `gemm_q2_k_tiled`): scale sums and
+/// minimum sums in two float accumulators, `acc = fma(f32(isum), d_w·d_a, acc)`,
+/// `accm = fma(f32(imin), dmin_w·d_a, accm)`, `acc − accm`; one update per super-block
+/// (`G4 = false`, `ggml_gemv_q2_K_8x8_q8_K`) or per 128-element half (`G4 = true`, the AVX-512 path
+/// of `ggml_gemm_q2_K_8x8_q8_K`: a batch's full groups of 4 tokens).
+/// (`kernels::ggml_x86::q2_k_gemv`, `q2_k_gemm4`.)
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q2_k_8x8<const T: usize, const G4: bool>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 4));
+        let mut acc = [_mm256_setzero_ps(); T];
+        let mut accm = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 4), h);
+            let dmin = scales8(heads.add(b * R * 4 + R * 2), h);
+            let q = quants.add(b * R * 80);
+            let mut iacc = [_mm256_setzero_si256(); T];
+            let mut imin = [_mm256_setzero_si256(); T];
+            for c in 0..2 {
+                for g in 4 * c..4 * c + 4 {
+                    for half in 0..2 {
+                        let (sc, mn) = q2k_scale_min(q, 2 * g + half, h);
+                        let sc = dup16(sc);
+                        for t in 0..T {
+                            let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                            let s = *bs.add(2 * g + half) as i32;
+                            imin[t] = _mm256_add_epi32(imin[t], _mm256_mullo_epi32(mn, _mm256_set1_epi32(s)));
+                            let mut p = _mm256_setzero_si256();
+                            for l in 4 * half..4 * half + 4 {
+                                p = _mm256_add_epi16(p, q2k_pairs(q, g, l, h, y.add(32 * g + 4 * l)));
+                            }
+                            iacc[t] = _mm256_add_epi32(iacc[t], pairs_times(p, sc));
+                        }
+                    }
+                }
+                if !G4 && c == 0 {
+                    continue;
+                }
+                for t in 0..T {
+                    let dy = _mm256_set1_ps(q8k_block(a.add(t * as_ + b * Q8_K_BLOCK)).0);
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(dw, dy), acc[t]);
+                    accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin[t]), _mm256_mul_ps(dmin, dy), accm[t]);
+                    iacc[t] = _mm256_setzero_si256();
+                    imin[t] = _mm256_setzero_si256();
+                }
+            }
+        }
+        for t in 0..T {
+            _mm256_storeu_ps(out.add(t * os), _mm256_sub_ps(acc[t], accm[t]));
+        }
+    }
+}
+
+/// The AVX-512 table's Q2_K kernels (llama.cpp's AVX-512 build): plain (gemv) and its batch order.
+pub(super) const GEMM_Q2_K_8X8: GemmR16Fn = gemm_q2_k_8x8_entry;
+pub(super) const GEMM_Q2_K_8X8_G4: GemmR16Fn = gemm_q2_k_8x8_g4_entry;
+
+/// Q2_K scale byte `j` (0..16) of the 8 rows of half `h` (slots 0..4 at `q`): (scale, min) as i32
+/// lanes.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support AVX2; slots 0..4 at `q` must be readable.
+unsafe fn q2k_scale_min(q: *const u8, j: usize, h: usize) -> (__m256i, __m256i) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let v = slot(q, j / 4, h);
+        let sh = 8 * (j % 4) as i32;
+        (K4Scales::field(v, sh, 15), K4Scales::field(v, sh + 4, 15))
+    }
+}
+
+/// Q2_K lane `l` (0..8) of group `g` (0..8) of the 8 rows of half `h` against the lane's 4
+/// activation bytes at `y`: the i16 pair sums of q·y (q unsigned 0..3).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support AVX2; the R16 Q2_K block at `q` and `y..y+4` must be readable.
+unsafe fn q2k_pairs(q: *const u8, g: usize, l: usize, h: usize, y: *const u8) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (c, k) = (g / 4, g % 4);
+        let v = _mm256_srl_epi16(slot(q, 4 + 8 * c + l, h), _mm_cvtsi32_si128(2 * k as i32));
+        _mm256_maddubs_epi16(_mm256_and_si256(v, _mm256_set1_epi8(3)), bcast4(y))
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q2_K in the order of llama.cpp's x86 `ggml_vec_dot_q2_K_q8_K` (what its AVX2 build runs under 8
+/// tokens; its AVX-512 build repacks Q2_K in another order, not reproduced yet): 8 float lanes per
+/// row; per super-block first `lane = fma(−d_a·dmin_w, f32(min_2l·bsum_2l + min_2l+1·bsum_2l+1),
+/// lane)`, then `lane = fma(d_a·d_w, f32(Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]), lane)`;
+/// `hsum_float_8` (`kernels::ggml_x86::q2_k_lanes`). One token per pass.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q2_k<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 4));
+        let mut acc = [[_mm256_setzero_ps(); 8]; T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 4), h);
+            let dmin = scales8(heads.add(b * R * 4 + R * 2), h);
+            let q = quants.add(b * R * 80);
+            for t in 0..T {
+                let (dy, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let dm = _mm256_mul_ps(_mm256_set1_ps(-dy), dmin);
+                for (l, al) in acc[t].iter_mut().enumerate() {
+                    let (m0, m1) = (q2k_scale_min(q, 2 * l, h).1, q2k_scale_min(q, 2 * l + 1, h).1);
+                    let im = _mm256_add_epi32(
+                        _mm256_mullo_epi32(m0, _mm256_set1_epi32(*bs.add(2 * l) as i32)),
+                        _mm256_mullo_epi32(m1, _mm256_set1_epi32(*bs.add(2 * l + 1) as i32)),
+                    );
+                    *al = _mm256_fmadd_ps(dm, _mm256_cvtepi32_ps(im), *al);
+                }
+                let mut ia = [_mm256_setzero_si256(); 8];
+                for g in 0..8 {
+                    // lanes 0..4 are sub-block 2g, lanes 4..8 sub-block 2g+1
+                    let sc = [dup16(q2k_scale_min(q, 2 * g, h).0), dup16(q2k_scale_min(q, 2 * g + 1, h).0)];
+                    for (l, il) in ia.iter_mut().enumerate() {
+                        let p = q2k_pairs(q, g, l, h, y.add(32 * g + 4 * l));
+                        *il = _mm256_add_epi32(*il, pairs_times(p, sc[l / 4]));
+                    }
+                }
+                let d = _mm256_mul_ps(_mm256_set1_ps(dy), dw);
+                for (al, il) in acc[t].iter_mut().zip(&ia) {
+                    *al = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*il), *al);
+                }
+            }
+        }
+        store_lanes(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q2_K for batches of 8 or more tokens, in the order of llama.cpp's x86 "tiled" K-quant GEMM
+/// (its AVX2 build): per super-block `s1 = Σ sc·q·y`, `s2 = Σ min·bsums`,
+/// `r = fnmadd(dmin_w, f32(s2), f32(s1)·d_w)`, `acc = fma(r, d_a, acc)`
+/// (`kernels::ggml_x86::q2_k_tiled`).
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q2_k_tiled<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 4));
+        let mut acc = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 4), h);
+            let dmin = scales8(heads.add(b * R * 4 + R * 2), h);
+            let q = quants.add(b * R * 80);
+            let mut iacc = [_mm256_setzero_si256(); T];
+            let mut imin = [_mm256_setzero_si256(); T];
+            for g in 0..8 {
+                for half in 0..2 {
+                    let (sc, mn) = q2k_scale_min(q, 2 * g + half, h);
+                    let sc = dup16(sc);
+                    for t in 0..T {
+                        let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                        let s = *bs.add(2 * g + half) as i32;
+                        imin[t] = _mm256_add_epi32(imin[t], _mm256_mullo_epi32(mn, _mm256_set1_epi32(s)));
+                        // four lanes of one sub-block: |Σ of their pairs| ≤ 4·2·3·128 fits in i16
+                        let mut p = _mm256_setzero_si256();
+                        for l in 4 * half..4 * half + 4 {
+                            p = _mm256_add_epi16(p, q2k_pairs(q, g, l, h, y.add(32 * g + 4 * l)));
+                        }
+                        iacc[t] = _mm256_add_epi32(iacc[t], pairs_times(p, sc));
+                    }
+                }
+            }
+            for t in 0..T {
+                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let r =
+                    _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(imin[t]), _mm256_mul_ps(_mm256_cvtepi32_ps(iacc[t]), dw));
+                acc[t] = _mm256_fmadd_ps(r, _mm256_set1_ps(dy), acc[t]);
+            }
+        }
+        store(&acc, out, os);
+    }
+}
+
+/// The 12 scale bytes of a Q3_K R16 block (slots 0..3) of the 8 rows of half `h`, as three u32
+/// lanes per row; `scale(k)` is ggml's 6-bit scale k (0..16) minus 32 per row (`q3k_scale`).
+#[derive(Clone, Copy)]
+struct Q3Scales(__m256i, __m256i, __m256i);
+
+impl Q3Scales {
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX2; slots 0..3 at `q` must be readable.
+    unsafe fn load(q: *const u8, h: usize) -> Self {
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe { Q3Scales(slot(q, 0, h), slot(q, 1, h), slot(q, 2, h)) }
+    }
+
+    /// Scale k (0..16) − 32 of each row, as i32 lanes.
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX2 (register-only).
+    unsafe fn scale(self, k: usize) -> __m256i {
+        // SAFETY: register-only intrinsics of the caller's target features.
+        unsafe {
+            // low nibble: byte k (k < 8) or the high half of byte k − 8; top 2 bits: byte 8 + k%4
+            let lo_word = if k % 8 < 4 { self.0 } else { self.1 };
+            let lo = K4Scales::field(lo_word, 8 * (k % 4) as i32 + 4 * (k / 8) as i32, 15);
+            let hi = K4Scales::field(self.2, 8 * (k % 4) as i32 + 2 * (k / 4) as i32, 3);
+            _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32::<4>(hi)), _mm256_set1_epi32(32))
+        }
+    }
+}
+
+/// Q3_K lane `l` (0..8) of group `g` (0..8, 32 elements) of the 8 rows of half `h` against the
+/// activations `y` of that lane (4 bytes): the i16 pair sums of `(lo − 4·¬hbit)·y` (exact: each
+/// |pair| ≤ 2·4·128).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support AVX2; the R16 Q3_K block at `q` and `y..y+4` must be readable.
+unsafe fn q3k_pairs(q: *const u8, g: usize, l: usize, h: usize, y: *const u8) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (c, k) = (g / 4, g % 4);
+        let qs = _mm256_srl_epi16(slot(q, 11 + 8 * c + l, h), _mm_cvtsi32_si128(2 * k as i32));
+        let lo = _mm256_and_si256(qs, _mm256_set1_epi8(3));
+        let bit = _mm256_set1_epi8((1u8 << g) as i8);
+        let clear = _mm256_cmpeq_epi8(_mm256_and_si256(slot(q, 3 + l, h), bit), _mm256_setzero_si256());
+        let hneg = _mm256_and_si256(clear, _mm256_set1_epi8(4));
+        let yv = bcast4(y);
+        _mm256_sub_epi16(_mm256_maddubs_epi16(lo, yv), _mm256_maddubs_epi16(hneg, yv))
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q3_K in the order of llama.cpp's x86 `ggml_vec_dot_q3_K_q8_K` (Q3_K is not repacked there;
+/// batches under 8 tokens take it, larger ones `gemm_q3_k_tiled`): 8 float lanes per row, lane l
+/// holding per super-block the integer `Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]`, folded as
+/// `lane = fma(d_a·d_w, f32(lane), lane)`, then `hsum_float_8` (`kernels::ggml_x86::q3_k_lanes`).
+/// One token per pass, as Q6_K.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q3_k<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 2));
+        let mut acc = [[_mm256_setzero_ps(); 8]; T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 2), h);
+            let q = quants.add(b * R * 108);
+            let s3 = Q3Scales::load(q, h);
+            for t in 0..T {
+                let (dy, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let mut ia = [_mm256_setzero_si256(); 8];
+                for g in 0..8 {
+                    // lanes 0..4 are sub-block 2g, lanes 4..8 sub-block 2g+1
+                    let sc = [dup16(s3.scale(2 * g)), dup16(s3.scale(2 * g + 1))];
+                    for (l, il) in ia.iter_mut().enumerate() {
+                        let p = q3k_pairs(q, g, l, h, y.add(32 * g + 4 * l));
+                        *il = _mm256_add_epi32(*il, pairs_times(p, sc[l / 4]));
+                    }
+                }
+                let d = _mm256_mul_ps(_mm256_set1_ps(dy), dw);
+                for (al, il) in acc[t].iter_mut().zip(&ia) {
+                    *al = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*il), *al);
+                }
+            }
+        }
+        store_lanes(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q3_K for batches of 8 or more tokens, in the order of llama.cpp's x86 "tiled" K-quant GEMM:
+/// per super-block one exact integer sum, `acc = fma(f32(isum)·d_w, d_a, acc)` with the first
+/// product rounded (`kernels::ggml_x86::q3_k_tiled`).
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q3_k_tiled<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 2));
+        let mut acc = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 2), h);
+            let q = quants.add(b * R * 108);
+            let s3 = Q3Scales::load(q, h);
+            let mut iacc = [_mm256_setzero_si256(); T];
+            for g in 0..8 {
+                let sc = [dup16(s3.scale(2 * g)), dup16(s3.scale(2 * g + 1))];
+                for (t, ia) in iacc.iter_mut().enumerate() {
+                    let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    for half in 0..2 {
+                        // four lanes of one sub-block: their i16 pair sums add without overflow
+                        // (|Σ| ≤ 4·2·4·128), then one vpmaddwd by the sub-block's scale
+                        let mut p = _mm256_setzero_si256();
+                        for l in 4 * half..4 * half + 4 {
+                            p = _mm256_add_epi16(p, q3k_pairs(q, g, l, h, y.add(32 * g + 4 * l)));
+                        }
+                        *ia = _mm256_add_epi32(*ia, pairs_times(p, sc[half]));
+                    }
+                }
+            }
+            for t in 0..T {
+                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(iacc[t]), dw), _mm256_set1_ps(dy), acc[t]);
+            }
+        }
+        store(&acc, out, os);
+    }
+}
+
+/// Q5_K lane `l` (0..8) of sub-block `j` of the 8 rows of half `h`: the unsigned 5-bit values of
+/// elements 32j+4l..32j+4l+4 (nibble slot 3+4j+l/2, fifth bits from bit j of slot 35+l).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support AVX2; the R16 Q5_K block at `q` must be readable.
+unsafe fn q5k_lane(q: *const u8, j: usize, l: usize, h: usize) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let nib = slot(q, 3 + 4 * j + l / 2, h);
+        let nib = if l.is_multiple_of(2) { nib } else { _mm256_srli_epi16::<4>(nib) };
+        let bit = _mm256_set1_epi8((1u8 << j) as i8);
+        let fifth = _mm256_cmpeq_epi8(_mm256_and_si256(slot(q, 35 + l, h), bit), bit);
+        _mm256_or_si256(_mm256_and_si256(nib, _mm256_set1_epi8(0x0F)), _mm256_and_si256(fifth, _mm256_set1_epi8(0x10)))
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q5_K in the order of llama.cpp's x86 `ggml_vec_dot_q5_K_q8_K` (Q5_K is not repacked there;
+/// batches under 8 tokens take it, larger ones `gemm_q5_k_tiled`): 8 float lanes per row, lane l
+/// holding per super-block the integer `Σ_j sc_j · Σ_{e = 32j+4l..32j+4l+4} q[e]·y[e]`, folded as
+/// `lane = fma(d_a·d_w, f32(lane), lane)`; the minimums apart,
+/// `summs = fma(−d_a·dmin_w, f32(Σ min·bsums), summs)`; `hsum_float_8(lanes) + summs`
+/// (`kernels::ggml_x86::q5_k_lanes`). One token per pass, as Q6_K.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q5_k<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 4));
+        let mut acc = [[_mm256_setzero_ps(); 8]; T];
+        let mut summs = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 4), h);
+            let dmin = scales8(heads.add(b * R * 4 + R * 2), h);
+            let q = quants.add(b * R * 172);
+            let k4 = K4Scales::load(q, h);
+            for t in 0..T {
+                let (dy, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let mut ia = [_mm256_setzero_si256(); 8];
+                let mut imin = _mm256_setzero_si256();
+                for j in 0..8 {
+                    let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
+                    imin = _mm256_add_epi32(imin, _mm256_mullo_epi32(k4.min(j), _mm256_set1_epi32(s)));
+                    let sc = dup16(k4.scale(j));
+                    for (l, il) in ia.iter_mut().enumerate() {
+                        // pair sums ≤ 2·31·127 and scales ≤ 63: vpmaddwd is exact
+                        let p = _mm256_maddubs_epi16(q5k_lane(q, j, l, h), bcast4(y.add(32 * j + 4 * l)));
+                        *il = _mm256_add_epi32(*il, pairs_times(p, sc));
+                    }
+                }
+                let dy = _mm256_set1_ps(dy);
+                let d = _mm256_mul_ps(dy, dw);
+                for (al, il) in acc[t].iter_mut().zip(&ia) {
+                    *al = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*il), *al);
+                }
+                summs[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dy, dmin), _mm256_cvtepi32_ps(imin), summs[t]);
+            }
+        }
+        for t in 0..T {
+            _mm256_storeu_ps(out.add(t * os), _mm256_add_ps(hsum8_lanes(&acc[t]), summs[t]));
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q5_K for batches of 8 or more tokens, in the order of llama.cpp's x86 "tiled" K-quant GEMM
+/// (`tiled_run_microtile_avx2` / `_vnni`): per super-block the exact integers `s1 = Σ sc·q·y` and
+/// `s2 = Σ min·bsums`, `r = fnmadd(dmin_w, f32(s2), f32(s1)·d_w)`, `acc = fma(r, d_a, acc)`
+/// (`kernels::ggml_x86::q5_k_tiled`).
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q5_k_tiled<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, part: h, a, as_, out, os } = c;
+        let (heads, quants) = (w, w.add(nb * R * 4));
+        let mut acc = [_mm256_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales8(heads.add(b * R * 4), h);
+            let dmin = scales8(heads.add(b * R * 4 + R * 2), h);
+            let q = quants.add(b * R * 172);
+            let k4 = K4Scales::load(q, h);
+            let mut iacc = [_mm256_setzero_si256(); T];
+            let mut imin = [_mm256_setzero_si256(); T];
+            for j in 0..8 {
+                let (sc, mj) = (dup16(k4.scale(j)), k4.min(j));
+                let v: [__m256i; 8] = std::array::from_fn(|l| q5k_lane(q, j, l, h));
+                for t in 0..T {
+                    let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
+                    imin[t] = _mm256_add_epi32(imin[t], _mm256_mullo_epi32(mj, _mm256_set1_epi32(s)));
+                    let y = y.add(32 * j);
+                    // two lanes' pairs per vpmaddwd: |pair sum| ≤ 2·31·127, so their i16 sum fits
+                    let mut i = _mm256_setzero_si256();
+                    for l in (0..8).step_by(2) {
+                        let p = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(v[l], bcast4(y.add(4 * l))),
+                            _mm256_maddubs_epi16(v[l + 1], bcast4(y.add(4 * l + 4))),
+                        );
+                        i = _mm256_add_epi32(i, pairs_times(p, sc));
+                    }
+                    iacc[t] = _mm256_add_epi32(iacc[t], i);
+                }
+            }
+            for t in 0..T {
+                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let r =
+                    _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(imin[t]), _mm256_mul_ps(_mm256_cvtepi32_ps(iacc[t]), dw));
+                acc[t] = _mm256_fmadd_ps(r, _mm256_set1_ps(dy), acc[t]);
+            }
+        }
+        store(&acc, out, os);
     }
 }
 
