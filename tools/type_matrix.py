@@ -28,6 +28,7 @@ greedy tokens after the first prompt agree (common prefix). ``--bench`` adds ``p
 the arguments after the file). Output: a markdown table on stdout and OUTDIR/type_matrix.json.
 Files are deleted after each type unless ``--keep``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,8 +79,15 @@ def _lib():
 
     lib = ctypes.CDLL(os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-base.so"))
     lib.ggml_quantize_chunk.restype = ctypes.c_size_t
-    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    lib.ggml_quantize_chunk.argtypes = [
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+    ]
     lib.ggml_row_size.restype = ctypes.c_size_t
     lib.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
     return lib
@@ -129,15 +137,20 @@ def quantize_chunked(src: str, out: str, type_id: int, block: int) -> None:
 
             def run(part, x=x, dst=dst, n_per_row=n_per_row, row_size=row_size, ones=ones):
                 start, n = part
-                return lib.ggml_quantize_chunk(type_id, x.ctypes.data + start * n_per_row * 4,
-                                               dst.ctypes.data + start * row_size, 0, n, n_per_row,
-                                               ones.ctypes.data)
+                return lib.ggml_quantize_chunk(
+                    type_id,
+                    x.ctypes.data + start * n_per_row * 4,
+                    dst.ctypes.data + start * row_size,
+                    0,
+                    n,
+                    n_per_row,
+                    ones.ctypes.data,
+                )
 
             with concurrent.futures.ThreadPoolExecutor(len(parts)) as ex:
                 done = sum(ex.map(run, parts))
             assert done == dst.size, (t.name, done, dst.size)
-            w.add_tensor(t.name, dst, raw_shape=(nrows, row_size),
-                         raw_dtype=gguf.GGMLQuantizationType(type_id))
+            w.add_tensor(t.name, dst, raw_shape=(nrows, row_size), raw_dtype=gguf.GGMLQuantizationType(type_id))
         else:
             w.add_tensor(t.name, t.data, raw_dtype=t.tensor_type if t.tensor_type != 0 else None)
     w.write_header_to_file()
@@ -183,8 +196,9 @@ def _greedy(eval_fn, last_row, reset, prompt: list[int], n: int) -> list[int]:
 
 
 def eval_ours(path: str, ps: list[list[int]]) -> tuple[list[Any], list[int]]:
-    import llama
     import numpy as np
+
+    import llama
 
     llm = llama.Llama(path, n_ctx=N_CTX, n_batch=N_CTX, n_threads=THREADS, logits_all=True, seed=0)
     rows = []
@@ -197,12 +211,36 @@ def eval_ours(path: str, ps: list[list[int]]) -> tuple[list[Any], list[int]]:
     return rows, greedy
 
 
-def eval_llama_cpp(path: str, ps: list[list[int]]) -> tuple[list[Any], list[int]]:
+def eval_llama_cpp(path: str, ps: list[list[int]], repack: bool = True) -> tuple[list[Any], list[int]]:
+    """llama.cpp's logits; repack=False loads with use_extra_bufts off (no CPU repacked layouts such as
+    q2_K_8x8 or iq4_nl_8x8: llama.cpp's plain ggml_vec_dot kernels instead)."""
     import llama_cpp
+    import llama_cpp.llama as llama_mod
     import numpy as np
 
-    llm = llama_cpp.Llama(path, n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX, logits_all=True, n_threads=THREADS,
-                          flash_attn=False, verbose=False, seed=0)
+    orig = llama_mod.llama_cpp.llama_model_default_params
+    if not repack:
+
+        def no_extra_bufts():
+            p = orig()
+            p.use_extra_bufts = False
+            return p
+
+        llama_mod.llama_cpp.llama_model_default_params = no_extra_bufts
+    try:
+        llm = llama_cpp.Llama(
+            path,
+            n_ctx=N_CTX,
+            n_batch=N_CTX,
+            n_ubatch=N_CTX,
+            logits_all=True,
+            n_threads=THREADS,
+            flash_attn=False,
+            verbose=False,
+            seed=0,
+        )
+    finally:
+        llama_mod.llama_cpp.llama_model_default_params = orig
     rows = []
     for p in ps:
         llm.reset()
@@ -246,8 +284,15 @@ def compare(ours: list[Any], ref: list[Any]) -> dict[str, float]:
     flips = []
     for i in np.nonzero(a.argmax(1) != b.argmax(1))[0]:
         top2 = np.sort(b[i])[-2:]
-        flips.append({"row": int(i), "ref_top": int(b[i].argmax()), "ours_top": int(a[i].argmax()),
-                      "ref_gap": float(top2[1] - top2[0]), "abs_delta_max_row": float(np.max(np.abs(a[i] - b[i])))})
+        flips.append(
+            {
+                "row": int(i),
+                "ref_top": int(b[i].argmax()),
+                "ours_top": int(a[i].argmax()),
+                "ref_gap": float(top2[1] - top2[0]),
+                "abs_delta_max_row": float(np.max(np.abs(a[i] - b[i]))),
+            }
+        )
     return {
         "flips": flips,
         "rows": int(a.shape[0]),
@@ -258,8 +303,15 @@ def compare(ours: list[Any], ref: list[Any]) -> dict[str, float]:
     }
 
 
-def run_type(src: str, outdir: str, type_name: str, keep: bool = False,
-             bench_args: list[str] | None = None, reuse: bool = False) -> Result:
+def run_type(
+    src: str,
+    outdir: str,
+    type_name: str,
+    keep: bool = False,
+    bench_args: list[str] | None = None,
+    reuse: bool = False,
+    repack: bool = True,
+) -> Result:
     """Make SRC's file of TYPE_NAME, compare our logits with llama.cpp's, optionally bench."""
     t0 = time.perf_counter()
     stem = os.path.splitext(os.path.basename(src))[0]
@@ -270,7 +322,7 @@ def run_type(src: str, outdir: str, type_name: str, keep: bool = False,
         size = os.path.getsize(out)
         ps = prompts(src)
         ours, g_ours = eval_ours(out, ps)
-        ref, g_ref = eval_llama_cpp(out, ps)
+        ref, g_ref = eval_llama_cpp(out, ps, repack)
         m = compare(ours, ref)
         agree = 0
         while agree < len(g_ref) and g_ours[agree] == g_ref[agree]:
@@ -281,8 +333,15 @@ def run_type(src: str, outdir: str, type_name: str, keep: bool = False,
             p = subprocess.run(cmd, capture_output=True, text=True, check=True)
             bench = json.loads(p.stdout.strip().splitlines()[-1])
             bench["stdout"] = p.stdout
-        return Result(type=type_name, greedy=agree, ok=m["top1"] >= TOP1_MIN and m["mean_top10"] <= MEAN_TOP10_MAX,
-                      file_bytes=size, seconds=round(time.perf_counter() - t0, 1), bench=bench, **m)
+        return Result(
+            type=type_name,
+            greedy=agree,
+            ok=m["top1"] >= TOP1_MIN and m["mean_top10"] <= MEAN_TOP10_MAX,
+            file_bytes=size,
+            seconds=round(time.perf_counter() - t0, 1),
+            bench=bench,
+            **m,
+        )
     finally:
         if not keep and os.path.exists(out):
             os.remove(out)
@@ -297,8 +356,10 @@ def table(results: list[Result]) -> str:
         sep += "---:|---:|"
     lines = [head, sep]
     for r in results:
-        line = (f"| {r.type.upper()} | {r.file_bytes / 1e6:.1f} | {r.rows} | {100 * r.top1:.1f}% | {r.mean_top10:.4f} | "
-                f"{r.max_abs:.4f} | {100 * r.identical:.1f}% | {r.greedy} | {'ok' if r.ok else 'FAIL'} |")
+        line = (
+            f"| {r.type.upper()} | {r.file_bytes / 1e6:.1f} | {r.rows} | {100 * r.top1:.1f}% | {r.mean_top10:.4f} | "
+            f"{r.max_abs:.4f} | {100 * r.identical:.1f}% | {r.greedy} | {'ok' if r.ok else 'FAIL'} |"
+        )
         if bench:
             b = r.bench or {}
             ref = b.get("llama_cpp", {})
@@ -317,10 +378,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("outdir")
     ap.add_argument("--types", default=",".join(TYPES), help="comma-separated (default: all)")
     ap.add_argument("--bench", action="store_true", help="also run `python -m llama bench --compare-llama-cpp`")
-    ap.add_argument("--bench-args", default="-p 512 -n 128 -t 2 -r 3 --compare-llama-cpp --json",
-                    help="arguments after `bench -m FILE`")
+    ap.add_argument(
+        "--bench-args",
+        default="-p 512 -n 128 -t 2 -r 3 --compare-llama-cpp --json",
+        help="arguments after `bench -m FILE`",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the quantized files")
-    ap.add_argument("--reuse", action="store_true", help="use OUTDIR's file of a type when it exists (made by --make-only)")
+    ap.add_argument(
+        "--reuse", action="store_true", help="use OUTDIR's file of a type when it exists (made by --make-only)"
+    )
+    ap.add_argument(
+        "--no-repack",
+        action="store_true",
+        help="reference: llama.cpp with use_extra_bufts off (its plain vec_dot kernels, no repacked GEMM)",
+    )
     ap.add_argument("--make-only", action="store_true", help="only write the files (implies --keep)")
     a = ap.parse_args(argv)
     types = [t.strip().lower() for t in a.types.split(",") if t.strip()]
@@ -343,20 +414,33 @@ def main(argv: list[str] | None = None) -> int:
     for t in types:
         print(f"[{time.strftime('%H:%M:%S')}] {t} ...", file=sys.stderr, flush=True)
         try:
-            r = run_type(a.src, a.outdir, t, a.keep, bench_args, a.reuse)
+            r = run_type(a.src, a.outdir, t, a.keep, bench_args, a.reuse, not a.no_repack)
         except Exception as e:  # one type failing must not hide the others
             errors[t] = f"{type(e).__name__}: {e}"
             print(f"  {t}: {errors[t]}", file=sys.stderr, flush=True)
             continue
         results.append(r)
-        print(f"  top-1 {100 * r.top1:.1f}%  mean|Δ|top10 {r.mean_top10:.4f}  max|Δ| {r.max_abs:.4f}  "
-              f"identical {100 * r.identical:.1f}%  greedy {r.greedy}/{N_GREEDY}  ({r.seconds} s)",
-              file=sys.stderr, flush=True)
+        print(
+            f"  top-1 {100 * r.top1:.1f}%  mean|Δ|top10 {r.mean_top10:.4f}  max|Δ| {r.max_abs:.4f}  "
+            f"identical {100 * r.identical:.1f}%  greedy {r.greedy}/{N_GREEDY}  ({r.seconds} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         with open(js, "w") as f:  # rewritten after each type: a partial run still leaves its figures
-            json.dump({"src": os.path.basename(a.src), "prompt_lens": PROMPT_LENS, "prompt_seed": PROMPT_SEED,
-                       "n_ctx": N_CTX, "threads": THREADS, "bounds": {"top1_min": TOP1_MIN,
-                                                                    "mean_top10_max": MEAN_TOP10_MAX},
-                       "results": [x.as_dict() for x in results], "errors": errors}, f, indent=1)
+            json.dump(
+                {
+                    "src": os.path.basename(a.src),
+                    "prompt_lens": PROMPT_LENS,
+                    "prompt_seed": PROMPT_SEED,
+                    "n_ctx": N_CTX,
+                    "threads": THREADS,
+                    "bounds": {"top1_min": TOP1_MIN, "mean_top10_max": MEAN_TOP10_MAX},
+                    "results": [x.as_dict() for x in results],
+                    "errors": errors,
+                },
+                f,
+                indent=1,
+            )
     print(table(results))
     for t, e in errors.items():
         print(f"\n{t}: {e}")
