@@ -61,7 +61,7 @@ fn quantize_block_q8_k(x: &[f32], max: f32, b: &mut BlockQ8K) {
 /// squares; candidates are ranked by weighted squared error (or absolute error with `use_mad`).
 /// Returns the scale; `the_min` receives -min (≥ 0). `l` gets the levels.
 #[allow(clippy::too_many_arguments)]
-fn make_qkx2_quants(
+pub(super) fn make_qkx2_quants(
     nmax: i32,
     x: &[f32],
     weights: &[f32],

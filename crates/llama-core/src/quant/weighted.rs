@@ -65,81 +65,10 @@ pub(super) fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8], qw: Option<&[f3
     scale
 }
 
-/// make_qkx3_quants (weights given, squared error): asymmetric levels 0..=nmax searched over
-/// nstep+1 scales from (rmin + nmax)/(max - min), refined by weighted least squares. Returns the
-/// scale; `the_min` gets -min.
+/// make_qkx3_quants (weights given, squared error): k_quantize's make_qkx2_quants with ggml's
+/// search constants for this caller (nstep+1 = 37 scales from (-0.9 + nmax)/(max - min)).
 fn make_qkx3_quants(nmax: i32, x: &[f32], weights: &[f32], l: &mut [u8], the_min: &mut f32) -> f32 {
-    const RMIN: f32 = -0.9;
-    const RDELTA: f32 = 0.05;
-    const NSTEP: i32 = 36;
-    let n = x.len();
-    let mut min = x[0];
-    let mut max = x[0];
-    let mut sum_w = weights[0];
-    let mut sum_x = sum_w * x[0];
-    for i in 1..n {
-        if x[i] < min {
-            min = x[i];
-        }
-        if x[i] > max {
-            max = x[i];
-        }
-        let w = weights[i];
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if min > 0.0 {
-        min = 0.0;
-    }
-    if max <= min {
-        l[..n].fill(0);
-        *the_min = -min;
-        return 0.0;
-    }
-    let mut iscale = nmax as f32 / (max - min);
-    let mut scale = 1.0 / iscale;
-    let mut best_mad = 0f32;
-    for i in 0..n {
-        l[i] = nearest_int(iscale * (x[i] - min)).clamp(0, nmax) as u8;
-        let diff = scale * l[i] as f32 + min - x[i];
-        best_mad += weights[i] * (diff * diff);
-    }
-    let mut laux = [0u8; 32];
-    for is in 0..=NSTEP {
-        iscale = (RMIN + RDELTA * is as f32 + nmax as f32) / (max - min);
-        let (mut sum_l, mut sum_l2, mut sum_xl) = (0f32, 0f32, 0f32);
-        for i in 0..n {
-            let li = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
-            laux[i] = li as u8;
-            let w = weights[i];
-            let lf = li as f32;
-            sum_l += w * lf;
-            sum_l2 += w * lf * lf;
-            sum_xl += w * lf * x[i];
-        }
-        let d = sum_w * sum_l2 - sum_l * sum_l;
-        if d > 0.0 {
-            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
-            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
-            if this_min > 0.0 {
-                this_min = 0.0;
-                this_scale = sum_xl / sum_l2;
-            }
-            let mut mad = 0f32;
-            for i in 0..n {
-                let diff = this_scale * laux[i] as f32 + this_min - x[i];
-                mad += weights[i] * (diff * diff);
-            }
-            if mad < best_mad {
-                l[..n].copy_from_slice(&laux[..n]);
-                best_mad = mad;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *the_min = -min;
-    scale
+    super::k_quantize::make_qkx2_quants(nmax, x, weights, l, the_min, -0.9, 0.05, 36, false)
 }
 
 /// make_qp_quants: the sub-block scales (or mins, ≥ 0) to levels 0..=nmax with weights, 9 scales
