@@ -311,7 +311,7 @@ impl PyStreamDecoder {
 }
 
 #[pyfunction]
-#[pyo3(signature = (template, messages, add_generation_prompt=true, bos_token="", eos_token=""))]
+#[pyo3(signature = (template, messages, add_generation_prompt=true, bos_token="", eos_token="", extra=None))]
 pub fn render_chat_template(
     py: Python<'_>,
     template: Option<&str>,
@@ -319,9 +319,12 @@ pub fn render_chat_template(
     add_generation_prompt: bool,
     bos_token: &str,
     eos_token: &str,
+    extra: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<String> {
-    let json = py.import("json")?.call_method1("dumps", (messages,))?.extract::<String>()?;
-    llama_core::chat::render(template, &json, add_generation_prompt, bos_token, eos_token).py_err()
+    let dumps = py.import("json")?.getattr("dumps")?;
+    let json = dumps.call1((messages,))?.extract::<String>()?;
+    let extra = extra.map(|e| dumps.call1((e,))?.extract::<String>()).transpose()?;
+    llama_core::chat::render(template, &json, add_generation_prompt, bos_token, eos_token, extra.as_deref()).py_err()
 }
 
 /// Sum of −log p(tokens[j+1] | logits[j]) for j in first…len−2 (llama-perplexity's scoring) and
