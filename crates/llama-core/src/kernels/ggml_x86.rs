@@ -622,3 +622,39 @@ pub fn grid_iq_lanes(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
         _ => unreachable!("not a grid i-quant: {t}"),
     }
 }
+
+/// The grid i-quants × Q8_K as llama.cpp's x86 tiled GEMM (`ggml_compute_forward_mul_mat_tiled`,
+/// which both its builds run for batches of 8 tokens or more): per super-block one exact integer
+/// `isum = Σ_e ls·w_e·q8_e` over the weights as its unpackers store them (the signed grid value;
+/// IQ1: `8·g + δ`), then `acc = fma(f32(isum)·d_w, d_a, acc)` with d_w the block's scale times the
+/// type's factor (IQ2: 1/8, IQ3_XXS: 1/4, IQ3_S: 1, IQ1: 1/8, which absorbs the ×8).
+pub fn grid_iq_tiled(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
+    use GgmlType::*;
+    let ts = t.type_size();
+    let ys = blocks::<BlockQ8K>(n, a);
+    let mut acc = 0f32;
+    for (i, y) in ys.iter().enumerate() {
+        let x = &w[i * ts..(i + 1) * ts];
+        let (v, ls, delta) = grid_iq_block(t, x);
+        let iq1 = matches!(t, IQ1_S | IQ1_M);
+        let isum: i32 = (0..QK_K)
+            .map(|e| {
+                let w = if iq1 { 8 * v[e] + delta[e / 8] } else { v[e] };
+                ls[e / 16] * w * y.qs[e] as i32
+            })
+            .sum();
+        let xd = if t == IQ1_M {
+            crate::quant::iq::iq1m_scale(&crate::quant::iq::iq1m_sc(&read_blocks::<crate::quant::BlockIQ1M>(x)[0]))
+        } else {
+            f16::from_le_bytes([x[0], x[1]])
+        };
+        let f = match t {
+            IQ2_XXS | IQ2_XS | IQ2_S | IQ1_S | IQ1_M => 0.125,
+            IQ3_XXS => 0.25,
+            IQ3_S => 1.0,
+            _ => unreachable!("not a grid i-quant: {t}"),
+        };
+        acc = (isum as f32 * (xd.to_f32() * f)).mul_add(y.d, acc);
+    }
+    acc
+}
