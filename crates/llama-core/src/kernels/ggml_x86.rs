@@ -141,6 +141,20 @@ pub fn iq4_nl_repack(n: usize, w: &[u8], a: &[u8]) -> f32 {
     acc
 }
 
+/// MXFP4 weights in llama.cpp's x86 repacked GEMV/GEMM (`ggml_gemv_mxfp4_8x8_q8_0` /
+/// `ggml_gemm_mxfp4_8x8_q8_0` run Q4_0's `gemv/gemm_q4_b32_8x8_q8_0_lut_avx` with the
+/// kvalues_mxfp4 table and the e8m0 scales): as `q4_0_repack`, d_w = 2^(e−128) (`e8m0_to_fp32_half`).
+pub fn mxfp4_repack(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockMXFP4>(n, w), blocks::<BlockQ8_0>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let v = nibbles(&x.qs).map(|q| KVALUES_MXFP4[q as usize] as i32);
+        let s: i32 = (0..32).map(|e| v[e] * y.qs[e] as i32).sum();
+        acc = (s as f32).mul_add(e8m0_to_fp32_half(x.e) * y.d.to_f32(), acc);
+    }
+    acc
+}
+
 /// IQ4_XS × Q8_K as `ggml_vec_dot_iq4_xs_q8_K` (AVX2 path; IQ4_XS is not repacked): 8 float lanes,
 /// lane l the integer Σ_ib (ls_ib − 32)·Σ_{e=4l..4l+4} v·y over each sub-block of 32, folded as
 /// `lane = fma(d_w·d_a, f32(lane sum), lane)` per super-block; `hsum_float_8` at the end.
