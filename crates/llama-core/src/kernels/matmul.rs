@@ -479,9 +479,10 @@ impl IdRoutes<'_> {
 /// (an expert's gate and up) share one conversion of the activations, so they must have one type
 /// and width; each group's weights are read once for all its rows (tiles of tokens), and all
 /// matrices and groups run as one job on the pool. Repacked weights take the plain R16 kernel
-/// (ggml's per-row gemv) for every row; others `vec_dot` (or tiles, which equal it), except that a
-/// group of 8 rows or more of a type with a `types::BatchDot` (the grid i-quants) takes its batch
-/// order, as llama.cpp's mul_mat_id runs such an expert through its tiled GEMM.
+/// (ggml's per-row gemv); others `vec_dot` (or tiles, which equal it). Except: a group of 8 rows or
+/// more of a type that llama.cpp's mul_mat_id runs through its tiled GEMM takes that order (the
+/// grid i-quants' `types::BatchDot`; the R16 types whose `R16Batch` is that GEMM: group 1, no
+/// converter of its own, e.g. Q3_K, Q5_K, Q6_K, IQ4_XS).
 ///
 /// x: [n_src][cols], outs[m]: [n_dst][rows of matrix m]
 #[allow(clippy::too_many_arguments)]
@@ -559,8 +560,15 @@ pub fn matmul_id<'w>(
 
     if all_packed {
         let conv = R16Acts::new(k, t, cols);
-        let plan = k.r16_plan(t, 1).expect("R16 kernel checked above");
-        let plan = R16Plan { batch: plan.plain, n_batch: 0, batch_from_float: None, plain: plan.plain };
+        let plain = k.gemm_r16(t).expect("R16 kernel checked above");
+        // a group's kernel: llama.cpp's tiled GEMM order for a group of enough rows where the type
+        // has it (a batch rule on the same activations: group 1, no converter of its own; its
+        // mul_mat_id runs such an expert through the tiled GEMM), else the plain (gemv) kernel
+        let tiled = k.traits(t).and_then(|row| row.r16_batch).filter(|b| b.group == 1 && b.from_float.is_none());
+        let plan = |n_rows: usize| {
+            let f = tiled.filter(|b| n_rows >= b.min_tokens).and_then(|b| b.gemm).unwrap_or(plain);
+            R16Plan { batch: f, n_batch: 0, batch_from_float: None, plain: f }
+        };
         let a_stride = conv.stride();
         let acts = scratch.bytes_mut(n_rows * a_stride);
         convert_rows(pool, n_rows, cols, acts, a_stride, |i, row| {
@@ -583,7 +591,9 @@ pub fn matmul_id<'w>(
                 // SAFETY: item (m, g, c) alone writes columns [16·g0, 16·g1) of output m's rows
                 // dst[ts] (each output row is written by one route row, and groups' rows are disjoint);
                 // those rows were checked to lie within outs[m].
-                unsafe { r16_run(plan, p, conv.nb, acts, a_stride, ts, g0..g1, op, rows, |i| dst[i] as usize, tile) }
+                unsafe {
+                    r16_run(plan(ts.len()), p, conv.nb, acts, a_stride, ts, g0..g1, op, rows, |i| dst[i] as usize, tile)
+                }
             },
         );
         return Ok(());
