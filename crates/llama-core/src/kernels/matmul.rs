@@ -227,8 +227,9 @@ pub fn matmul_with(
     }
     let (rows, cols) = (w.rows, w.cols);
     let from_float = k.from_float(act).expect("every vec_dot_type has a converter");
-    let dot = k.vec_dot(w.ggml_type).expect("validated type has a dot kernel");
-    let tile_fn = if n_tokens > 1 { k.tile(w.ggml_type) } else { None };
+    // llama.cpp's batch order where the type has one (`types::BatchDot`), else its single-token dot
+    let (dot, batch_order) = k.row_dot(w.ggml_type, n_tokens).expect("validated type has a dot kernel");
+    let tile_fn = if n_tokens > 1 && !batch_order { k.tile(w.ggml_type) } else { None };
     let w_row = w.ggml_type.row_size(cols as u64).unwrap() as usize;
     let a_row = act.row_size(cols as u64).expect("partner type has the same block size or smaller") as usize;
 
@@ -477,9 +478,11 @@ impl IdRoutes<'_> {
 /// `outs[m][dst[i]] = x[src[i]] · w(m, g)ᵀ` for the rows i of g (`IdRoutes`). The matrices m
 /// (an expert's gate and up) share one conversion of the activations, so they must have one type
 /// and width; each group's weights are read once for all its rows (tiles of tokens), and all
-/// matrices and groups run as one job on the pool. Every row is summed in llama.cpp's
-/// single-token order (its mul_mat_id has no batch order): repacked weights take the plain R16
-/// kernel (ggml's per-row gemv), others `vec_dot` (or tiles, which equal it).
+/// matrices and groups run as one job on the pool. Repacked weights take the plain R16 kernel
+/// (ggml's per-row gemv); others `vec_dot` (or tiles, which equal it). Except: a group of 8 rows or
+/// more of a type that llama.cpp's mul_mat_id runs through its tiled GEMM takes that order (the
+/// grid i-quants' `types::BatchDot`; the R16 types whose `R16Batch` is that GEMM: group 1, no
+/// converter of its own, e.g. Q3_K, Q5_K, Q6_K, IQ4_XS).
 ///
 /// x: [n_src][cols], outs[m]: [n_dst][rows of matrix m]
 #[allow(clippy::too_many_arguments)]
@@ -557,8 +560,15 @@ pub fn matmul_id<'w>(
 
     if all_packed {
         let conv = R16Acts::new(k, t, cols);
-        let plan = k.r16_plan(t, 1).expect("R16 kernel checked above");
-        let plan = R16Plan { batch: plan.plain, n_batch: 0, batch_from_float: None, plain: plan.plain };
+        let plain = k.gemm_r16(t).expect("R16 kernel checked above");
+        // a group's kernel: llama.cpp's tiled GEMM order for a group of enough rows where the type
+        // has it (a batch rule on the same activations: group 1, no converter of its own; its
+        // mul_mat_id runs such an expert through the tiled GEMM), else the plain (gemv) kernel
+        let tiled = k.traits(t).and_then(|row| row.r16_batch).filter(|b| b.group == 1 && b.from_float.is_none());
+        let plan = |n_rows: usize| {
+            let f = tiled.filter(|b| n_rows >= b.min_tokens).and_then(|b| b.gemm).unwrap_or(plain);
+            R16Plan { batch: f, n_batch: 0, batch_from_float: None, plain: f }
+        };
         let a_stride = conv.stride();
         let acts = scratch.bytes_mut(n_rows * a_stride);
         convert_rows(pool, n_rows, cols, acts, a_stride, |i, row| {
@@ -581,7 +591,9 @@ pub fn matmul_id<'w>(
                 // SAFETY: item (m, g, c) alone writes columns [16·g0, 16·g1) of output m's rows
                 // dst[ts] (each output row is written by one route row, and groups' rows are disjoint);
                 // those rows were checked to lie within outs[m].
-                unsafe { r16_run(plan, p, conv.nb, acts, a_stride, ts, g0..g1, op, rows, |i| dst[i] as usize, tile) }
+                unsafe {
+                    r16_run(plan(ts.len()), p, conv.nb, acts, a_stride, ts, g0..g1, op, rows, |i| dst[i] as usize, tile)
+                }
             },
         );
         return Ok(());
@@ -591,7 +603,12 @@ pub fn matmul_id<'w>(
     let from_float = k.from_float(act).expect("every vec_dot_type has a converter");
     let a_row = act.row_size(cols as u64).expect("partner type has the same block size or smaller") as usize;
     let w_row = t.row_size(cols as u64).expect("validated") as usize;
-    let kern = RowKernels { dot: k.vec_dot(t).expect("validated"), tile_fn: k.tile(t), cols, w_row, a_row };
+    // per group (expert), as llama.cpp's mul_mat_id: its tiled GEMM for a group of 8 rows or more
+    // where the type has that order (`types::BatchDot`), else `vec_dot` (or tiles, which equal it)
+    let kern = |n_rows: usize| {
+        let (dot, batch_order) = k.row_dot(t, n_rows).expect("validated");
+        RowKernels { dot, tile_fn: if batch_order { None } else { k.tile(t) }, cols, w_row, a_row }
+    };
     let acts = scratch.bytes_mut(n_rows * a_row);
     convert_rows(pool, n_rows, cols, acts, a_row, |i, row| {
         let s = src[i] as usize;
@@ -611,7 +628,7 @@ pub fn matmul_id<'w>(
             let ts = routes.first[g]..routes.first[g + 1];
             // SAFETY: item (m, g, c) alone writes columns [r0, r1) of output m's rows dst[ts] (as
             // above); those rows were checked to lie within outs[m].
-            unsafe { kern.run(wg.data, acts, ts, r0..r1, op, rows, |i| dst[i] as usize, tile) }
+            unsafe { kern(ts.len()).run(wg.data, acts, ts, r0..r1, op, rows, |i| dst[i] as usize, tile) }
         },
     );
     Ok(())
