@@ -302,6 +302,16 @@ impl Kernels {
         self.traits(w)?.tile
     }
 
+    /// This table without its multi-token tiles: every (row, token) pair of a prompt through
+    /// `vec_dot` (tiles are bit-identical to it, so results do not change; tests compare the two).
+    pub fn without_tiles(&self) -> Kernels {
+        let mut k = *self;
+        for row in k.types.iter_mut().flatten() {
+            row.tile = None;
+        }
+        k
+    }
+
     /// The kernel over R16-repacked weights of type `w`, if this table has one.
     #[inline]
     pub fn gemm_r16(&self, w: GgmlType) -> Option<GemmR16Fn> {

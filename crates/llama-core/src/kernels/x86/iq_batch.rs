@@ -1,0 +1,348 @@
+//! Multi-token tiles (`TileFn`, prompt processing) of the grid i-quants with Q8_K: IQ2_XXS, IQ2_XS,
+//! IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M.
+//!
+//! The single-token dots (`iq.rs`) spend most of their time decoding a weight block (grid points
+//! gathered from tables, sign bits expanded, scales unpacked) and little on the `maddubs` with the
+//! activations; a prompt's per-pair path decodes every weight block once per token. Here each
+//! 32-element group of a weight row is decoded ONCE per tile and applied to up to `TILE` tokens.
+//!
+//! Per (row, token) pair the operations are those of the dot, in its order: the same integer steps
+//! (`iq::signed_dot32` / `iq::iq1_dot32`, exact), the same f32 update per super-block
+//! (`acc = fma(d_x·d_y, f32(lanes), acc)`) and the same final `hsum_float_8` and scale, so every
+//! result is bit-identical to the table's `vec_dot` (tests/kernels.rs `batch_tiles_match_pairwise_dots`).
+//! The group decoders below mirror the dots' (which share the integer helpers): if a dot's
+//! order changes, that test names the tile to follow it.
+
+// Index loops over tokens mirror the register arrays they fill (`acc[t]`, `lanes[t]`).
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::x86_64::*;
+
+use super::dot::{f16_load, hsum_ps};
+use super::iq::{iq1_dot32, ksigns32, sign_bits32, signed_dot32, u16_at};
+use crate::kernels::types::{TileFn, TILE};
+use crate::quant::iq::IQ1S_DELTA;
+use crate::quant::iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS64};
+use crate::quant::QK_K;
+
+/// `row_tile_entry!(name, inner, block_elems, weight_block_bytes, act_block_bytes)`: a `TileFn`
+/// that checks the tile shape and row lengths, then runs `inner::<T>(nb, row, a, a_stride)` (one
+/// weight row of `nb` blocks against `T` activation rows) for each of the `nr` rows.
+macro_rules! row_tile_entry {
+    ($name:ident, $inner:ident, $bs:expr, $wts:expr, $ats:expr) => {
+        fn $name(
+            n: usize,
+            w: &[u8],
+            w_stride: usize,
+            nr: usize,
+            a: &[u8],
+            a_stride: usize,
+            nt: usize,
+        ) -> [[f32; TILE]; TILE] {
+            let nb = n / $bs;
+            assert!((1..=TILE).contains(&nr) && (1..=TILE).contains(&nt), "tile shape {nr}x{nt}");
+            assert!(
+                w.len() >= (nr - 1) * w_stride + nb * $wts && a.len() >= (nt - 1) * a_stride + nb * $ats,
+                "tile: rows too short"
+            );
+            let mut out = [[0f32; TILE]; TILE];
+            for (r, o) in out.iter_mut().enumerate().take(nr) {
+                let (x, a) = (w[r * w_stride..].as_ptr(), a.as_ptr());
+                // SAFETY: reachable only through the x86 tables (AVX2, FMA and F16C detected); the
+                // bytes read (nb weight blocks of row r, nb activation blocks of each of nt rows) are
+                // within the lengths checked above.
+                *o = unsafe {
+                    match nt {
+                        4 => $inner::<4>(nb, x, a, a_stride),
+                        3 => $inner::<3>(nb, x, a, a_stride),
+                        2 => $inner::<2>(nb, x, a, a_stride),
+                        _ => $inner::<1>(nb, x, a, a_stride),
+                    }
+                };
+            }
+            out
+        }
+    };
+}
+
+row_tile_entry!(tile_iq2_xxs_entry, tile_iq2_xxs, QK_K, 66, 292);
+row_tile_entry!(tile_iq2_xs_entry, tile_iq2_xs, QK_K, 74, 292);
+row_tile_entry!(tile_iq2_s_entry, tile_iq2_s, QK_K, 82, 292);
+row_tile_entry!(tile_iq3_xxs_entry, tile_iq3_xxs, QK_K, 98, 292);
+row_tile_entry!(tile_iq3_s_entry, tile_iq3_s, QK_K, 110, 292);
+row_tile_entry!(tile_iq1_s_entry, tile_iq1_s, QK_K, 50, 292);
+row_tile_entry!(tile_iq1_m_entry, tile_iq1_m, QK_K, 56, 292);
+
+/// The grid i-quant tiles: (weight type, kernel), for the AVX2 table (the AVX-512 one inherits
+/// them, as it does the dots).
+pub(super) const TILES_AVX2: [(crate::quant::GgmlType, TileFn); 7] = {
+    use crate::quant::GgmlType::*;
+    [
+        (IQ2_XXS, tile_iq2_xxs_entry),
+        (IQ2_XS, tile_iq2_xs_entry),
+        (IQ2_S, tile_iq2_s_entry),
+        (IQ3_XXS, tile_iq3_xxs_entry),
+        (IQ3_S, tile_iq3_s_entry),
+        (IQ1_S, tile_iq1_s_entry),
+        (IQ1_M, tile_iq1_m_entry),
+    ]
+};
+
+/// The f32 scale of the Q8_K block at `y`.
+///
+/// # Safety
+/// `y..y+4` must be readable.
+#[inline(always)]
+unsafe fn q8k_d(y: *const u8) -> f32 {
+    // SAFETY: the caller guarantees the 4 bytes.
+    unsafe { f32::from_le_bytes([*y, *y.add(1), *y.add(2), *y.add(3)]) }
+}
+
+/// The IQ2/IQ3 tiles' body (`iq::sum_iq` per token): per super-block of the row, each group of 32
+/// decoded once by `group(x, ib32) -> (grid magnitudes, negative-sign mask, i16 scales)` and summed
+/// with each token's activations by `signed_dot32` into 8 i32 lanes; then per token
+/// `acc = fma(dx·dy, f32(lanes), acc)`, and `hsum_float_8(acc)` at the end.
+///
+/// # Safety
+/// `w` must point to `nb` readable weight blocks of `WB` bytes, `a` to `T` rows of `nb` readable
+/// Q8_K blocks, `as_` bytes apart; the CPU must support AVX2, FMA and F16C.
+#[inline(always)]
+unsafe fn grid_row<const T: usize, const WB: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+    group: impl Fn(&[u8], usize) -> (__m256i, __m256i, __m256i),
+) -> [f32; TILE] {
+    // SAFETY: the caller guarantees the pointer ranges and the features.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); T];
+        for i in 0..nb {
+            let x = std::slice::from_raw_parts(w.add(WB * i), WB);
+            let y = |t: usize| a.add(t * as_ + 292 * i);
+            let mut lanes = [_mm256_setzero_si256(); T];
+            for ib32 in 0..8 {
+                let (grid, neg, ls) = group(x, ib32);
+                for t in 0..T {
+                    let q8 = _mm256_loadu_si256(y(t).add(4 + 32 * ib32) as *const __m256i);
+                    lanes[t] = _mm256_add_epi32(lanes[t], signed_dot32(grid, neg, q8, ls));
+                }
+            }
+            let dx = f16_load(x.as_ptr());
+            for t in 0..T {
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * q8k_d(y(t))), _mm256_cvtepi32_ps(lanes[t]), acc[t]);
+            }
+        }
+        let mut out = [0f32; TILE];
+        for t in 0..T {
+            out[t] = hsum_ps(acc[t]);
+        }
+        out
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// IQ2_XXS: one row × T tokens, each `0.125 · hsum` as `iq::dot_iq2_xxs`.
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to the `nb` readable blocks
+/// of the weight row, `a` to `T` rows of `nb` readable Q8_K blocks, `as_` bytes apart.
+unsafe fn tile_iq2_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    let s = unsafe {
+        grid_row::<T, 66>(nb, w, a, as_, |x, ib32| {
+            let (aux0, aux1) = (
+                u16_at(x, 1 + 4 * ib32) as u32 | (u16_at(x, 2 + 4 * ib32) as u32) << 16,
+                u16_at(x, 3 + 4 * ib32) as u32 | (u16_at(x, 4 + 4 * ib32) as u32) << 16,
+            );
+            let g = |l: u32| IQ2XXS_GRID[(aux0 >> (8 * l)) as u8 as usize] as i64;
+            let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+            (grid, ksigns32(aux1), _mm256_set1_epi16(2 * (aux1 >> 28) as i16 + 1))
+        })
+    };
+    s.map(|v| 0.125 * v)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// IQ2_XS: as `iq::dot_iq2_xs`.
+///
+/// # Safety
+/// As `tile_iq2_xxs`.
+unsafe fn tile_iq2_xs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    let s = unsafe {
+        grid_row::<T, 74>(nb, w, a, as_, |x, ib32| {
+            let q = |l: usize| u16_at(x, 1 + 4 * ib32 + l);
+            let g = |l: usize| IQ2XS_GRID[(q(l) & 511) as usize] as i64;
+            let s = |l: usize| KSIGNS64[(q(l) >> 9) as usize] as i64;
+            let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+            let neg = _mm256_set_epi64x(s(3), s(2), s(1), s(0));
+            let sc = x[66 + ib32];
+            let ls =
+                _mm256_set_m128i(_mm_set1_epi16(2 * (sc >> 4) as i16 + 1), _mm_set1_epi16(2 * (sc & 0xf) as i16 + 1));
+            (grid, neg, ls)
+        })
+    };
+    s.map(|v| 0.125 * v)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// IQ2_S: as `iq::dot_iq2_s`.
+///
+/// # Safety
+/// As `tile_iq2_xxs`.
+unsafe fn tile_iq2_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    let s = unsafe {
+        grid_row::<T, 82>(nb, w, a, as_, |x, ib32| {
+            let (qs, signs, qh, scales) = (&x[2..34], &x[34..66], &x[66..74], &x[74..82]);
+            let g =
+                |l: usize| IQ2S_GRID[qs[4 * ib32 + l] as usize | ((qh[ib32] as usize) << (8 - 2 * l) & 0x300)] as i64;
+            let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+            let s = &signs[4 * ib32..4 * ib32 + 4];
+            let neg = sign_bits32(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+            let sc = scales[ib32];
+            let ls =
+                _mm256_set_m128i(_mm_set1_epi16(2 * (sc >> 4) as i16 + 1), _mm_set1_epi16(2 * (sc & 0xf) as i16 + 1));
+            (grid, neg, ls)
+        })
+    };
+    s.map(|v| 0.125 * v)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// IQ3_XXS: as `iq::dot_iq3_xxs` (`0.25 · hsum`).
+///
+/// # Safety
+/// As `tile_iq2_xxs`.
+unsafe fn tile_iq3_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    let s = unsafe {
+        grid_row::<T, 98>(nb, w, a, as_, |x, ib32| {
+            let (qs, gas) = (&x[2..66], &x[66..98]);
+            let g = |k: usize| IQ3XXS_GRID[qs[8 * ib32 + k] as usize] as i32;
+            let grid = _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0));
+            let s = &gas[4 * ib32..4 * ib32 + 4];
+            let aux = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+            (grid, ksigns32(aux), _mm256_set1_epi16(2 * (aux >> 28) as i16 + 1))
+        })
+    };
+    s.map(|v| 0.25 * v)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// IQ3_S: as `iq::dot_iq3_s` (the plain `hsum`).
+///
+/// # Safety
+/// As `tile_iq2_xxs`.
+unsafe fn tile_iq3_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        grid_row::<T, 110>(nb, w, a, as_, |x, ib32| {
+            let (qs, qh, signs, scales) = (&x[2..66], &x[66..74], &x[74..106], &x[106..110]);
+            let h = qh[ib32] as usize;
+            let g = |k: usize| IQ3S_GRID[qs[8 * ib32 + k] as usize | ((h << (8 - k)) & 256)] as i32;
+            let grid = _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0));
+            let s = &signs[4 * ib32..4 * ib32 + 4];
+            let neg = sign_bits32(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+            let ls = _mm256_set1_epi16(2 * ((scales[ib32 / 2] >> (4 * (ib32 % 2))) & 0xf) as i16 + 1);
+            (grid, neg, ls)
+        })
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// IQ1_S: as `iq::dot_iq1_s`: the grid part in lanes, the delta part (Σ ±ls·bsums) in one float
+/// per token, `hsum_float_8(acc) + 0.125·acc1`.
+///
+/// # Safety
+/// As `tile_iq2_xxs`.
+unsafe fn tile_iq1_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (mut accum, mut accum1) = ([_mm256_setzero_ps(); T], [0f32; T]);
+        for i in 0..nb {
+            let x = std::slice::from_raw_parts(w.add(50 * i), 50);
+            let y = |t: usize| a.add(t * as_ + 292 * i);
+            let bsums = |t: usize| std::slice::from_raw_parts(y(t).add(260), 32);
+            let qs = &x[2..34];
+            let (mut acc, mut sumi1) = ([_mm256_setzero_si256(); T], [0i32; T]);
+            for ib in 0..8 {
+                let qh = u16_at(x, 17 + ib);
+                let g = |l: usize| IQ1S_GRID[qs[4 * ib + l] as usize | (((qh as usize >> (3 * l)) & 7) << 8)] as i64;
+                let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+                let ls = 2 * ((qh >> 12) & 7) as i32 + 1;
+                let lsv = _mm256_set1_epi16(ls as i16);
+                let delta = if qh & 0x8000 != 0 { -1 } else { 1 };
+                for t in 0..T {
+                    let q8 = _mm256_loadu_si256(y(t).add(4 + 32 * ib) as *const __m256i);
+                    acc[t] = _mm256_add_epi32(acc[t], iq1_dot32(grid, q8, lsv));
+                    let bs = bsums(t);
+                    sumi1[t] += ls * delta * (u16_at(bs, 2 * ib) as i16 as i32 + u16_at(bs, 2 * ib + 1) as i16 as i32);
+                }
+            }
+            let dx = f16_load(x.as_ptr());
+            for t in 0..T {
+                let d = dx * q8k_d(y(t));
+                accum[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc[t]), accum[t]);
+                accum1[t] = d.mul_add(sumi1[t] as f32, accum1[t]);
+            }
+        }
+        let mut out = [0f32; TILE];
+        for t in 0..T {
+            out[t] = hsum_ps(accum[t]) + IQ1S_DELTA * accum1[t];
+        }
+        out
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// IQ1_M: as `iq::dot_iq1_m`: grid and delta parts in two sets of lanes per token,
+/// `hsum_float_8(acc) + 0.125·hsum_float_8(acc_delta)`.
+///
+/// # Safety
+/// As `tile_iq2_xxs`.
+unsafe fn tile_iq1_m<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (mut accum1, mut accum2) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
+        let one = _mm256_set1_epi8(1);
+        for i in 0..nb {
+            let x = std::slice::from_raw_parts(w.add(56 * i), 56);
+            let y = |t: usize| a.add(t * as_ + 292 * i);
+            let (qs, qh) = (&x[0..32], &x[32..48]);
+            let sc: [u16; 4] = std::array::from_fn(|k| u16_at(&x[48..], k));
+            let d = crate::quant::iq::iq1m_scale(&sc).to_f32();
+            let (mut acc1, mut acc2) = ([_mm256_setzero_si256(); T], [_mm256_setzero_si256(); T]);
+            for ib in 0..8 {
+                let h = |l: usize| qh[2 * ib + l / 2] as usize;
+                let g = |l: usize| IQ1S_GRID[qs[4 * ib + l] as usize | ((h(l) << (8 - 4 * (l % 2))) & 0x700)] as i64;
+                let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+                let s = sc[ib / 2] >> (6 * (ib % 2));
+                let (ls1, ls2) = (2 * (s & 7) as i32 + 1, 2 * ((s >> 3) & 7) as i32 + 1);
+                let ls = _mm256_set_m128i(_mm_set1_epi16(ls2 as i16), _mm_set1_epi16(ls1 as i16));
+                let f = |l: usize| {
+                    let neg = h(l) & (0x08 << (4 * (l % 2))) != 0;
+                    (if l < 2 { ls1 } else { ls2 }) * if neg { -1 } else { 1 }
+                };
+                let fv = _mm256_set_epi32(f(3), f(3), f(2), f(2), f(1), f(1), f(0), f(0));
+                for t in 0..T {
+                    let q8 = _mm256_loadu_si256(y(t).add(4 + 32 * ib) as *const __m256i);
+                    acc1[t] = _mm256_add_epi32(acc1[t], iq1_dot32(grid, q8, ls));
+                    let s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(one, q8), _mm256_set1_epi16(1));
+                    acc2[t] = _mm256_add_epi32(acc2[t], _mm256_mullo_epi32(s4, fv));
+                }
+            }
+            for t in 0..T {
+                let dv = _mm256_set1_ps(d * q8k_d(y(t)));
+                accum1[t] = _mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(acc1[t]), accum1[t]);
+                accum2[t] = _mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(acc2[t]), accum2[t]);
+            }
+        }
+        let mut out = [0f32; TILE];
+        for t in 0..T {
+            out[t] = hsum_ps(accum1[t]) + IQ1S_DELTA * hsum_ps(accum2[t]);
+        }
+        out
+    }
+}
