@@ -12,7 +12,7 @@
 //! - `tile_speed_ab` (ignored, timing only): one thread, 2048×2048, 64 tokens, tiles vs per pair.
 
 use half::f16;
-use llama_core::kernels::{matmul_with, vec_dot_type, Kernels, MatmulScratch, QTensor, ThreadPool};
+use llama_core::kernels::{matmul_with, vec_dot_type, Kernels, MatmulScratch, QTensor, ThreadPool, TILE, TILE_T};
 use llama_core::quant::GgmlType;
 
 mod testdata;
@@ -119,7 +119,7 @@ fn same(a: f32, b: f32) -> bool {
 #[allow(clippy::needless_range_loop)] // i, j index the tile and name the pair
 fn batch_tiles_match_pairwise_dots() {
     let mut rng = Rng(0x7117_5eed);
-    let (n_rows, n_tok) = (7usize, 6usize);
+    let (n_rows, n_tok) = (7usize, 11usize);
     let mut checked = 0usize;
     for k in Kernels::available() {
         for t in TYPES {
@@ -138,15 +138,15 @@ fn batch_tiles_match_pairwise_dots() {
                         let a_row = a.len() / n_tok;
                         let want =
                             |r: usize, j: usize| dot(n, &w[r * w_row..(r + 1) * w_row], &a[j * a_row..(j + 1) * a_row]);
-                        // as matmul calls them (4×4 steps, ragged edges), then every shape at the origin
+                        // as matmul calls them (TILE × TILE_T steps, ragged edges), then every shape
                         let mut calls: Vec<(usize, usize, usize, usize)> = Vec::new();
-                        for r0 in (0..n_rows).step_by(4) {
-                            for t0 in (0..n_tok).step_by(4) {
-                                calls.push((r0, t0, 4.min(n_rows - r0), 4.min(n_tok - t0)));
+                        for r0 in (0..n_rows).step_by(TILE) {
+                            for t0 in (0..n_tok).step_by(TILE_T) {
+                                calls.push((r0, t0, TILE.min(n_rows - r0), TILE_T.min(n_tok - t0)));
                             }
                         }
-                        for nr in 1..=4 {
-                            for nt in 1..=4 {
+                        for nr in 1..=TILE {
+                            for nt in 1..=TILE_T {
                                 calls.push((1, 1, nr, nt));
                             }
                         }

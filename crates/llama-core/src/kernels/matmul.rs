@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::dispatch::kernels;
 use super::pool::ThreadPool;
-use super::types::{FromFloatFn, GemmR16Fn, Kernels, R16Plan, TileFn, VecDotFn, TILE};
+use super::types::{FromFloatFn, GemmR16Fn, Kernels, R16Plan, TileFn, VecDotFn, TILE, TILE_T};
 use crate::quant::repack::{self, Packed, MAX_T, R};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
@@ -293,8 +293,8 @@ impl RowKernels {
                 if let Some(tile_fn) = self.tile_fn {
                     for r4 in (rb..re).step_by(TILE) {
                         let nr = TILE.min(re - r4);
-                        for t4 in (tb..te).step_by(TILE) {
-                            let nt = TILE.min(te - t4);
+                        for t4 in (tb..te).step_by(TILE_T) {
+                            let nt = TILE_T.min(te - t4);
                             let res = tile_fn(self.cols, &w[r4 * w_row..], w_row, nr, &acts[t4 * a_row..], a_row, nt);
                             for (i, res_r) in res.iter().enumerate().take(nr) {
                                 for (j, v) in res_r.iter().enumerate().take(nt) {

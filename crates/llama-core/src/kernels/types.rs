@@ -12,12 +12,14 @@ pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
 pub type FromFloatFn = fn(&[f32], &mut [u8]);
 /// `(row bytes of the type, out: [n] f32)`.
 pub type ToFloatFn = fn(&[u8], &mut [f32]);
-/// Largest tile edge of a `TileFn`.
+/// Most weight rows of a `TileFn`.
 pub const TILE: usize = 4;
+/// Most tokens of a `TileFn` (kernels whose weight decoding dominates share it over this many).
+pub const TILE_T: usize = 8;
 /// Multi-token tile: `(n, w, w_stride, nr, a, a_stride, nt) -> out[r][t]` = dot of weight row r
 /// (bytes `w[r*w_stride..]`) with activation row t (`a[t*a_stride..]`), for r < nr ≤ TILE,
-/// t < nt ≤ TILE. Bit-identical to calling the table's `VecDotFn` for each pair.
-pub type TileFn = fn(usize, &[u8], usize, usize, &[u8], usize, usize) -> [[f32; TILE]; TILE];
+/// t < nt ≤ TILE_T. Bit-identical to calling the table's `VecDotFn` for each pair.
+pub type TileFn = fn(usize, &[u8], usize, usize, &[u8], usize, usize) -> [[f32; TILE_T]; TILE];
 /// Over R16-repacked weights (`quant::repack`): `(nb, group, acts, act_stride, nt, out,
 /// out_stride)`: for the 16 rows of `group` (nb blocks) and `nt ≤ repack::MAX_T` activation rows
 /// (Q8_0S or Q8_K, `act_stride` bytes apart), writes `out[t * out_stride + r]` for r < 16, t < nt.

@@ -4,7 +4,7 @@
 //! The single-token dots (`iq.rs`) spend most of their time decoding a weight block (grid points
 //! gathered from tables, sign bits expanded, scales unpacked) and little on the `maddubs` with the
 //! activations; a prompt's per-pair path decodes every weight block once per token. Here each
-//! 32-element group of a weight row is decoded ONCE per tile and applied to up to `TILE` tokens.
+//! 32-element group of a weight row is decoded ONCE per tile and applied to up to `TILE_T` tokens.
 //!
 //! Per (row, token) pair the operations are those of the dot, in its order: the same integer steps
 //! (`iq::signed_dot32` / `iq::iq1_dot32`, exact), the same f32 update per super-block
@@ -20,7 +20,7 @@ use std::arch::x86_64::*;
 
 use super::dot::{f16_load, hsum_ps};
 use super::iq::{iq1_dot32, ksigns32, sign_bits32, signed_dot32, u16_at};
-use crate::kernels::types::{TileFn, TILE};
+use crate::kernels::types::{TileFn, TILE, TILE_T};
 use crate::quant::iq::IQ1S_DELTA;
 use crate::quant::iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS64};
 use crate::quant::QK_K;
@@ -38,14 +38,14 @@ macro_rules! row_tile_entry {
             a: &[u8],
             a_stride: usize,
             nt: usize,
-        ) -> [[f32; TILE]; TILE] {
+        ) -> [[f32; TILE_T]; TILE] {
             let nb = n / $bs;
-            assert!((1..=TILE).contains(&nr) && (1..=TILE).contains(&nt), "tile shape {nr}x{nt}");
+            assert!((1..=TILE).contains(&nr) && (1..=TILE_T).contains(&nt), "tile shape {nr}x{nt}");
             assert!(
                 w.len() >= (nr - 1) * w_stride + nb * $wts && a.len() >= (nt - 1) * a_stride + nb * $ats,
                 "tile: rows too short"
             );
-            let mut out = [[0f32; TILE]; TILE];
+            let mut out = [[0f32; TILE_T]; TILE];
             for (r, o) in out.iter_mut().enumerate().take(nr) {
                 let (x, a) = (w[r * w_stride..].as_ptr(), a.as_ptr());
                 // SAFETY: reachable only through the x86 tables (AVX2, FMA and F16C detected); the
@@ -53,6 +53,10 @@ macro_rules! row_tile_entry {
                 // within the lengths checked above.
                 *o = unsafe {
                     match nt {
+                        8 => $inner::<8>(nb, x, a, a_stride),
+                        7 => $inner::<7>(nb, x, a, a_stride),
+                        6 => $inner::<6>(nb, x, a, a_stride),
+                        5 => $inner::<5>(nb, x, a, a_stride),
                         4 => $inner::<4>(nb, x, a, a_stride),
                         3 => $inner::<3>(nb, x, a, a_stride),
                         2 => $inner::<2>(nb, x, a, a_stride),
@@ -113,7 +117,7 @@ unsafe fn grid_row<const T: usize, const WB: usize>(
     a: *const u8,
     as_: usize,
     group: impl Fn(&[u8], usize) -> (__m256i, __m256i, __m256i),
-) -> [f32; TILE] {
+) -> [f32; TILE_T] {
     // SAFETY: the caller guarantees the pointer ranges and the features.
     unsafe {
         let mut acc = [_mm256_setzero_ps(); T];
@@ -133,7 +137,7 @@ unsafe fn grid_row<const T: usize, const WB: usize>(
                 acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * q8k_d(y(t))), _mm256_cvtepi32_ps(lanes[t]), acc[t]);
             }
         }
-        let mut out = [0f32; TILE];
+        let mut out = [0f32; TILE_T];
         for t in 0..T {
             out[t] = hsum_ps(acc[t]);
         }
@@ -147,7 +151,7 @@ unsafe fn grid_row<const T: usize, const WB: usize>(
 /// # Safety
 /// The CPU must support this function's target features; `w` must point to the `nb` readable blocks
 /// of the weight row, `a` to `T` rows of `nb` readable Q8_K blocks, `as_` bytes apart.
-unsafe fn tile_iq2_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+unsafe fn tile_iq2_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     let s = unsafe {
         grid_row::<T, 66>(nb, w, a, as_, |x, ib32| {
@@ -168,7 +172,7 @@ unsafe fn tile_iq2_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
-unsafe fn tile_iq2_xs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+unsafe fn tile_iq2_xs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     let s = unsafe {
         grid_row::<T, 74>(nb, w, a, as_, |x, ib32| {
@@ -191,7 +195,7 @@ unsafe fn tile_iq2_xs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
-unsafe fn tile_iq2_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+unsafe fn tile_iq2_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     let s = unsafe {
         grid_row::<T, 82>(nb, w, a, as_, |x, ib32| {
@@ -215,7 +219,7 @@ unsafe fn tile_iq2_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
-unsafe fn tile_iq3_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+unsafe fn tile_iq3_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     let s = unsafe {
         grid_row::<T, 98>(nb, w, a, as_, |x, ib32| {
@@ -235,7 +239,7 @@ unsafe fn tile_iq3_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
-unsafe fn tile_iq3_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+unsafe fn tile_iq3_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         grid_row::<T, 110>(nb, w, a, as_, |x, ib32| {
@@ -257,7 +261,7 @@ unsafe fn tile_iq3_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
-unsafe fn tile_iq1_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+unsafe fn tile_iq1_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let (mut accum, mut accum1) = ([_mm256_setzero_ps(); T], [0f32; T]);
@@ -288,7 +292,7 @@ unsafe fn tile_iq1_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
                 accum1[t] = d.mul_add(sumi1[t] as f32, accum1[t]);
             }
         }
-        let mut out = [0f32; TILE];
+        let mut out = [0f32; TILE_T];
         for t in 0..T {
             out[t] = hsum_ps(accum[t]) + IQ1S_DELTA * accum1[t];
         }
@@ -302,7 +306,7 @@ unsafe fn tile_iq1_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
-unsafe fn tile_iq1_m<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+unsafe fn tile_iq1_m<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let (mut accum1, mut accum2) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
@@ -339,7 +343,7 @@ unsafe fn tile_iq1_m<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
                 accum2[t] = _mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(acc2[t]), accum2[t]);
             }
         }
-        let mut out = [0f32; TILE];
+        let mut out = [0f32; TILE_T];
         for t in 0..T {
             out[t] = hsum_ps(accum1[t]) + IQ1S_DELTA * hsum_ps(accum2[t]);
         }

@@ -1,6 +1,6 @@
 //! Multi-token tiles (`TileFn`, prompt processing) of MXFP4 with Q8_0: each weight block is
 //! unpacked (nibbles looked up in `kvalues_mxfp4`, `mxfp4::values32`) ONCE per tile and multiplied
-//! with up to `TILE` tokens' activations. Per (row, token) pair the operations are those of
+//! with up to `TILE_T` tokens' activations. Per (row, token) pair the operations are those of
 //! `mxfp4::dot_mxfp4_avx2` in its order (even blocks into `acc0`, odd ones into `acc1`,
 //! `hsum_float_8(acc0 + acc1)`, an odd last block added as `d·f32(sumi)`), so results are
 //! bit-identical to the table's `vec_dot` (tests/kernels.rs `batch_tiles_match_pairwise_dots`).
@@ -12,7 +12,7 @@ use std::arch::x86_64::*;
 
 use super::dot::{f16_load, hsum_ps, mul_sum_i8};
 use super::mxfp4::values32;
-use crate::kernels::types::{TileFn, TILE};
+use crate::kernels::types::{TileFn, TILE, TILE_T};
 use crate::quant::mxfp4::{e8m0_to_fp32_half, KVALUES_MXFP4};
 
 row_tile_entry!(tile_mxfp4_entry, tile_mxfp4, 32, 17, 34);
@@ -26,7 +26,7 @@ pub(super) const TILE_MXFP4_AVX2: TileFn = tile_mxfp4_entry;
 /// # Safety
 /// The CPU must support this function's target features; `w` must point to the `nb` readable blocks
 /// of the weight row, `a` to `T` rows of `nb` readable Q8_0 blocks, `as_` bytes apart.
-unsafe fn tile_mxfp4<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+unsafe fn tile_mxfp4<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
@@ -45,7 +45,7 @@ unsafe fn tile_mxfp4<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
             }
             ib += 2;
         }
-        let mut out = [0f32; TILE];
+        let mut out = [0f32; TILE_T];
         for t in 0..T {
             let mut sumf = hsum_ps(_mm256_add_ps(acc0[t], acc1[t]));
             if ib < nb {

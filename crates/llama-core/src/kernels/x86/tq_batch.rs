@@ -1,6 +1,6 @@
 //! Multi-token tiles (`TileFn`, prompt processing) of TQ1_0 and TQ2_0 with Q8_K: each weight block's
 //! trits are unpacked (base-3 digits extracted with `tq::times9` / `tq::top_trit`, or 2-bit fields
-//! masked) ONCE per tile and multiplied with up to `TILE` tokens' activations. Per (row, token) pair
+//! masked) ONCE per tile and multiplied with up to `TILE_T` tokens' activations. Per (row, token) pair
 //! the operations are those of `tq::dot_tq1_0_avx2` / `tq::dot_tq2_0_avx2` in their order (the same
 //! 16-bit sums, `tq::fold` per block, `hsum_float_8`), so results are bit-identical to the table's
 //! `vec_dot` (tests/kernels.rs `batch_tiles_match_pairwise_dots`).
@@ -12,7 +12,7 @@ use std::arch::x86_64::*;
 
 use super::dot::hsum_ps;
 use super::tq::{fold, times9, top_trit};
-use crate::kernels::types::{TileFn, TILE};
+use crate::kernels::types::{TileFn, TILE, TILE_T};
 use crate::quant::QK_K;
 
 row_tile_entry!(tile_tq1_0_entry, tile_tq1_0, QK_K, 54, 292);
@@ -69,7 +69,7 @@ unsafe fn tq1_0_trits(x: *const u8) -> [__m256i; 8] {
 /// # Safety
 /// The CPU must support this function's target features; `w` must point to the `nb` readable blocks
 /// of the weight row, `a` to `T` rows of `nb` readable Q8_K blocks, `as_` bytes apart.
-unsafe fn tile_tq1_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+unsafe fn tile_tq1_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
@@ -92,7 +92,7 @@ unsafe fn tile_tq1_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
                 acc[t] = fold(acc[t], s, y, x.add(52));
             }
         }
-        let mut out = [0f32; TILE];
+        let mut out = [0f32; TILE_T];
         for t in 0..T {
             out[t] = hsum_ps(acc[t]);
         }
@@ -105,7 +105,7 @@ unsafe fn tile_tq1_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
 ///
 /// # Safety
 /// As `tile_tq1_0`.
-unsafe fn tile_tq2_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE] {
+unsafe fn tile_tq2_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
@@ -140,7 +140,7 @@ unsafe fn tile_tq2_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
                 acc[t] = fold(acc[t], s, y, x.add(64));
             }
         }
-        let mut out = [0f32; TILE];
+        let mut out = [0f32; TILE_T];
         for t in 0..T {
             out[t] = hsum_ps(acc[t]);
         }
