@@ -291,12 +291,19 @@ fn model_logits_with_tiles_equal_without() {
 }
 
 /// Rough A/B timing (not a benchmark: the machine is shared): one thread, a 2048×2048 matrix,
-/// 64 tokens, the table with tiles vs without; prints the ratio per type.
+/// 64 tokens, each x86 table with its tiles vs without; prints the ratio per type.
 /// `cargo test --release -p llama-core --test batch_tiles tile_speed_ab -- --ignored --nocapture`
 #[test]
 #[ignore = "timing only"]
 fn tile_speed_ab() {
-    let Some(k) = Kernels::available().pop() else { return };
+    for k in Kernels::available() {
+        if TYPES.iter().any(|&t| k.tile(t).is_some()) {
+            time_tables(&k);
+        }
+    }
+}
+
+fn time_tables(k: &Kernels) {
     let plain = k.without_tiles();
     let pool = ThreadPool::new(1);
     let mut scratch = MatmulScratch::new();
@@ -316,8 +323,8 @@ fn tile_speed_ab() {
             }
             best
         };
-        let (tiles, pairs) = (time(&k, n_tokens), time(&plain, n_tokens));
-        let (one_new, one_old) = (time(&k, 1), time(&plain, 1));
+        let (tiles, pairs) = (time(k, n_tokens), time(&plain, n_tokens));
+        let (one_new, one_old) = (time(k, 1), time(&plain, 1));
         eprintln!(
             "{:?} {t:8}: 64 tokens: tiles {:7.1} ms, per pair {:7.1} ms, ratio {:.2}x | 1 token: {:.3} ms vs {:.3} ms",
             k.isa,

@@ -48,8 +48,8 @@ macro_rules! row_tile_entry {
             let mut out = [[0f32; TILE_T]; TILE];
             for (r, o) in out.iter_mut().enumerate().take(nr) {
                 let (x, a) = (w[r * w_stride..].as_ptr(), a.as_ptr());
-                // SAFETY: reachable only through the x86 tables (AVX2, FMA and F16C detected); the
-                // bytes read (nb weight blocks of row r, nb activation blocks of each of nt rows) are
+                // SAFETY: reachable only through the x86 table that detected `inner`'s target
+                // features (AVX2, FMA, F16C; AVX-512 F/BW/VL for the AVX-512 tiles); the bytes read (nb weight blocks of row r, nb activation blocks of each of nt rows) are
                 // within the lengths checked above.
                 *o = unsafe {
                     match nt {

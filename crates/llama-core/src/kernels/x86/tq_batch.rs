@@ -17,11 +17,17 @@ use crate::quant::QK_K;
 
 row_tile_entry!(tile_tq1_0_entry, tile_tq1_0, QK_K, 54, 292);
 row_tile_entry!(tile_tq2_0_entry, tile_tq2_0, QK_K, 66, 292);
+row_tile_entry!(tile_tq1_0_avx512_entry, tile_tq1_0_avx512, QK_K, 54, 292);
+row_tile_entry!(tile_tq2_0_avx512_entry, tile_tq2_0_avx512, QK_K, 66, 292);
 
-/// The TQ1_0 tile (AVX2 table; the AVX-512 one inherits it, as it does the dot).
+/// The TQ1_0 tile of the AVX2 table.
 pub(super) const TILE_TQ1_0_AVX2: TileFn = tile_tq1_0_entry;
-/// The TQ2_0 tile.
+/// The TQ2_0 tile of the AVX2 table.
 pub(super) const TILE_TQ2_0_AVX2: TileFn = tile_tq2_0_entry;
+/// The TQ1_0 tile of the AVX-512 table (the AVX2 dot's sums, 64 bytes per step).
+pub(super) const TILE_TQ1_0_AVX512: TileFn = tile_tq1_0_avx512_entry;
+/// The TQ2_0 tile of the AVX-512 table.
+pub(super) const TILE_TQ2_0_AVX512: TileFn = tile_tq2_0_avx512_entry;
 
 #[target_feature(enable = "avx2,fma,f16c")]
 /// The 256 trits (value + 1) of the TQ1_0 block at `x` as 8 × 32 bytes, in the order
@@ -145,5 +151,95 @@ unsafe fn tile_tq2_0<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
             out[t] = hsum_ps(acc[t]);
         }
         out
+    }
+}
+
+/// The AVX-512 TQ tiles' body: the block's 8 × 32 trit bytes paired as 4 × 64 (`decode`: trits
+/// for activation bytes 64m..64m+64 in vector m), so each token takes 4 `maddubs` of 64 bytes
+/// instead of 8 of 32. The AVX2 dots add their 8 × 16-bit products and subtract `bsums` in 16-bit
+/// lanes (wrapping adds, associative): summing the 4 wide products and then the two halves gives
+/// the same 16 values bit for bit (the same pairs go through the same `maddubs`), then `tq::fold`
+/// and `hsum_float_8` as the dots.
+///
+/// # Safety
+/// `w` must point to `nb` readable weight blocks of `WB` bytes (f16 scale at `D`), `a` to `T` rows
+/// of `nb` readable Q8_K blocks, `as_` bytes apart; the CPU must support AVX2, FMA, F16C and
+/// AVX-512 F/BW/VL.
+#[inline(always)]
+unsafe fn tq_row_avx512<const T: usize, const WB: usize, const D: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+    decode: impl Fn(*const u8) -> [__m512i; 4],
+) -> [f32; TILE_T] {
+    // SAFETY: the caller guarantees the pointer ranges and the features.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); T];
+        for i in 0..nb {
+            let x = w.add(WB * i);
+            let tr = decode(x);
+            for t in 0..T {
+                let y = a.add(t * as_ + 292 * i);
+                let ys = |m: usize| _mm512_loadu_si512(y.add(4 + 64 * m) as *const _);
+                let p01 = _mm512_add_epi16(_mm512_maddubs_epi16(tr[0], ys(0)), _mm512_maddubs_epi16(tr[1], ys(1)));
+                let p23 = _mm512_add_epi16(_mm512_maddubs_epi16(tr[2], ys(2)), _mm512_maddubs_epi16(tr[3], ys(3)));
+                let p = _mm512_add_epi16(p01, p23);
+                let s = _mm256_add_epi16(_mm512_castsi512_si256(p), _mm512_extracti64x4_epi64::<1>(p));
+                let ysum = _mm256_loadu_si256(y.add(260) as *const __m256i);
+                acc[t] = fold(acc[t], _mm256_sub_epi16(s, ysum), y, x.add(D));
+            }
+        }
+        let mut out = [0f32; TILE_T];
+        for t in 0..T {
+            out[t] = hsum_ps(acc[t]);
+        }
+        out
+    }
+}
+
+/// Two 32-byte vectors as one 64-byte vector (`lo` first).
+///
+/// # Safety
+/// The CPU must support AVX-512 F (inlined into the AVX-512 tiles).
+#[inline(always)]
+unsafe fn join(lo: __m256i, hi: __m256i) -> __m512i {
+    // SAFETY: register-only AVX-512 F operations; callers enable the feature.
+    unsafe { _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+/// One TQ1_0 row × T Q8_K rows, 64 activation bytes per step.
+///
+/// # Safety
+/// The CPU must support this function's target features; `w` must point to the `nb` readable blocks
+/// of the weight row, `a` to `T` rows of `nb` readable Q8_K blocks, `as_` bytes apart.
+unsafe fn tile_tq1_0_avx512<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        tq_row_avx512::<T, 54, 52>(nb, w, a, as_, |x| {
+            let tr = tq1_0_trits(x);
+            [join(tr[0], tr[1]), join(tr[2], tr[3]), join(tr[4], tr[5]), join(tr[6], tr[7])]
+        })
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+/// One TQ2_0 row × T Q8_K rows, 64 activation bytes per step.
+///
+/// # Safety
+/// As `tile_tq1_0_avx512`.
+unsafe fn tile_tq2_0_avx512<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let m3 = _mm256_set1_epi8(3);
+        tq_row_avx512::<T, 66, 64>(nb, w, a, as_, |x| {
+            // field l of byte j of half h pairs with activation byte 128h + 32l + j
+            let f = |h: usize, l: i32| {
+                let q = _mm256_loadu_si256(x.add(32 * h) as *const __m256i);
+                _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * l)), m3)
+            };
+            [join(f(0, 0), f(0, 1)), join(f(0, 2), f(0, 3)), join(f(1, 0), f(1, 1)), join(f(1, 2), f(1, 3))]
+        })
     }
 }
