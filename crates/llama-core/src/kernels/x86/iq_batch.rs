@@ -102,6 +102,21 @@ unsafe fn q8k_d(y: *const u8) -> f32 {
     unsafe { f32::from_le_bytes([*y, *y.add(1), *y.add(2), *y.add(3)]) }
 }
 
+/// Σ of the 8 i32 lanes (exact integer sum in any order).
+///
+/// # Safety
+/// The CPU must support AVX2 (inlined into the AVX2 tiles).
+#[inline(always)]
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    // SAFETY: register-only AVX2 operations; callers enable the feature.
+    unsafe {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+}
+
 /// The IQ2/IQ3 tiles' body (`iq::sum_iq` per token): per super-block of the row, each group of 32
 /// decoded once by `group(x, ib32) -> (grid magnitudes, negative-sign mask, i16 scales)` and summed
 /// with each token's activations by `signed_dot32` into 8 i32 lanes; then per token
@@ -256,8 +271,8 @@ unsafe fn tile_iq3_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-/// IQ1_S: as `iq::dot_iq1_s`: the grid part in lanes, the delta part (Σ ±ls·bsums) in one float
-/// per token, `hsum_float_8(acc) + 0.125·acc1`.
+/// IQ1_S: as `iq::dot_iq1_s`: the grid part in lanes, the delta part (Σ ±ls·bsums, the same exact
+/// integer, from one `madd` per token) in one float per token, `hsum_float_8(acc) + 0.125·acc1`.
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
@@ -268,9 +283,11 @@ unsafe fn tile_iq1_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
         for i in 0..nb {
             let x = std::slice::from_raw_parts(w.add(50 * i), 50);
             let y = |t: usize| a.add(t * as_ + 292 * i);
-            let bsums = |t: usize| std::slice::from_raw_parts(y(t).add(260), 32);
+            let bsums = |t: usize| y(t).add(260);
             let qs = &x[2..34];
-            let (mut acc, mut sumi1) = ([_mm256_setzero_si256(); T], [0i32; T]);
+            let mut acc = [_mm256_setzero_si256(); T];
+            // ±ls of each 32 elements, twice: the weights of the 16 bsums
+            let mut c = [0i16; 16];
             for ib in 0..8 {
                 let qh = u16_at(x, 17 + ib);
                 let g = |l: usize| IQ1S_GRID[qs[4 * ib + l] as usize | (((qh as usize >> (3 * l)) & 7) << 8)] as i64;
@@ -278,18 +295,22 @@ unsafe fn tile_iq1_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
                 let ls = 2 * ((qh >> 12) & 7) as i32 + 1;
                 let lsv = _mm256_set1_epi16(ls as i16);
                 let delta = if qh & 0x8000 != 0 { -1 } else { 1 };
+                c[2 * ib] = (ls * delta) as i16;
+                c[2 * ib + 1] = (ls * delta) as i16;
                 for t in 0..T {
                     let q8 = _mm256_loadu_si256(y(t).add(4 + 32 * ib) as *const __m256i);
                     acc[t] = _mm256_add_epi32(acc[t], iq1_dot32(grid, q8, lsv));
-                    let bs = bsums(t);
-                    sumi1[t] += ls * delta * (u16_at(bs, 2 * ib) as i16 as i32 + u16_at(bs, 2 * ib + 1) as i16 as i32);
                 }
             }
+            let cv = _mm256_loadu_si256(c.as_ptr() as *const __m256i);
             let dx = f16_load(x.as_ptr());
             for t in 0..T {
+                // the dot's Σ ls·delta·(bsums[2ib] + bsums[2ib+1]): exact in i32 either way
+                // (|ls·delta| ≤ 15, |bsum| ≤ 2^15), summed here by one madd
+                let sumi1 = hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256(bsums(t) as *const __m256i), cv));
                 let d = dx * q8k_d(y(t));
                 accum[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc[t]), accum[t]);
-                accum1[t] = d.mul_add(sumi1[t] as f32, accum1[t]);
+                accum1[t] = d.mul_add(sumi1 as f32, accum1[t]);
             }
         }
         let mut out = [0f32; TILE_T];
