@@ -280,9 +280,10 @@ fn mxfp4_x86_dot_follows_llama_cpp_order() {
 
 /// The grid i-quant dots of every table equal their reference bit for bit: the x86 tables
 /// llama.cpp's x86 order (`ggml_x86::grid_iq_lanes`, which quant_ggml.rs checks against llama.cpp),
-/// the others the typed scalar reference. On random weight bytes and on random Q8_K bytes too: any
-/// quant byte including −128 (which the quantizer never emits) and `bsums` that need not be the
-/// sums of the quants.
+/// the others the typed scalar reference; the x86 batch-order dots (`types::BatchDot`) equal
+/// `ggml_x86::grid_iq_tiled`. On random weight bytes and on random Q8_K bytes too: any quant byte
+/// including −128 (which the quantizer never emits) and `bsums` that need not be the sums of the
+/// quants (except for the batch order, see there).
 #[test]
 fn grid_iq_dots_are_bit_identical_to_their_reference() {
     let mut rng = Rng(0x1a2b_3c4d);
@@ -317,6 +318,32 @@ fn grid_iq_dots_are_bit_identical_to_their_reference() {
                             k.isa
                         );
                         checked += 1;
+                        // the batch-order dot (llama.cpp's tiled GEMM) against its statement; that
+                        // order takes `bsums` to be the sums of the quants (its AVX-512 build
+                        // subtracts the +128 bias through them), so they are made so here
+                        if let Some(tiled) = k.traits(t).unwrap().batch_dot.and_then(|b| b.dot) {
+                            #[cfg(target_arch = "x86_64")]
+                            {
+                                let mut a = a.clone();
+                                for blk in a.chunks_exact_mut(292) {
+                                    for j in 0..16 {
+                                        let s: i32 =
+                                            blk[4 + 16 * j..4 + 16 * j + 16].iter().map(|&q| q as i8 as i32).sum();
+                                        blk[260 + 2 * j..262 + 2 * j].copy_from_slice(&(s as i16).to_le_bytes());
+                                    }
+                                }
+                                let want = llama_core::kernels::ggml_x86::grid_iq_tiled(t, n, &w, &a);
+                                let got = tiled(n, &w, &a);
+                                assert!(
+                                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                                    "{:?} {t} tiled n={n} {mode:?} raw_act={raw_act}: {got} vs grid_iq_tiled {want}",
+                                    k.isa
+                                );
+                                checked += 1;
+                            }
+                            #[cfg(not(target_arch = "x86_64"))]
+                            let _ = tiled;
+                        }
                     }
                 }
             }
@@ -345,8 +372,11 @@ fn matmul_matches_naive_loop() {
                     for tk in 0..n_tokens {
                         let mut a = vec![0u8; a_row];
                         (Kernels::SCALAR.from_float(act).unwrap())(&x[tk * cols..(tk + 1) * cols], &mut a);
+                        // the table's dot for a batch of this size (`types::BatchDot`: the grid
+                        // i-quants' tiled order from 8 tokens on x86)
+                        let (dot, _) = k.row_dot(t, n_tokens).unwrap();
                         for r in 0..rows {
-                            want[tk * rows + r] = (k.vec_dot(t).unwrap())(cols, &w[r * w_row..(r + 1) * w_row], &a);
+                            want[tk * rows + r] = dot(cols, &w[r * w_row..(r + 1) * w_row], &a);
                         }
                     }
                     for pool in &pools {
@@ -630,9 +660,9 @@ fn llama_isa_override() {
 
 use llama_core::quant::{dequantize, repack};
 
-const R16_TYPES: [GgmlType; 12] = {
+const R16_TYPES: [GgmlType; 13] = {
     use GgmlType::*;
-    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS]
+    [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4]
 };
 
 /// Activation rows for `x` ([n_tokens][cols]) in both forms: plain (Q8_0 / Q8_1 / Q8_K, for the row
@@ -737,9 +767,10 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
             }
         }
         // (type, order of the plain kernel, order of the batch kernel)
-        let orders: [(GgmlType, Ref, Option<Ref>); 12] = [
+        let orders: [(GgmlType, Ref, Option<Ref>); 13] = [
             (Q4_0, g::q4_0_repack, None),
             (IQ4_NL, g::iq4_nl_repack, None),
+            (MXFP4, g::mxfp4_repack, None),
             (IQ4_XS, g::iq4_xs_lanes, Some(g::iq4_xs_tiled)),
             (Q4_1, g::q4_1_lanes, None),
             (Q5_0, g::q5_0_lanes, None),

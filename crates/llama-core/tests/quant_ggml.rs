@@ -313,17 +313,11 @@ fn iq4_tq_dots_are_bit_identical_to_llama_cpp() {
     eprintln!("iq4/tq: {checked} x86 dots bit-identical to llama.cpp's SIMD dots");
 }
 
-/// The grid i-quants against llama.cpp's ggml (`gridiq` in quant_ref.py: random blocks with sane
-/// f16 scales, since ggml makes these types only with an imatrix; Q8_K activations from
-/// `quantize_row_q8_K_ref`): `dequantize_row_iq*` bit for bit, and the typed scalar reference and
-/// every table's dot against `ggml_vec_dot_iq*_q8_K` generic and SIMD within 4e-6 · Σ|x·y| (the
-/// integer parts are exact; ggml's compiled generic fuses the float update into an FMA and its
-/// AVX2 dot sums super-blocks in 8 lanes); the x86 tables and `ggml_x86::grid_iq_lanes` equal
-/// ggml's SIMD dot bit for bit.
-#[test]
-fn grid_iq_match_ggml() {
+/// The `gridiq` reference files (quant_ref.py), made once per test binary run; `None` when
+/// llama-cpp-python is unavailable.
+fn gridiq_dir() -> Option<&'static Path> {
     static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    let dir = DIR.get_or_init(|| {
+    DIR.get_or_init(|| {
         let dir = temp_dir("gridiq");
         let st = std::process::Command::new("python3")
             .arg(script())
@@ -338,8 +332,20 @@ fn grid_iq_match_ggml() {
             }
             _ => panic!("reference script failed: {st:?}"),
         }
-    });
-    let Some(dir) = dir else { return };
+    })
+    .as_deref()
+}
+
+/// The grid i-quants against llama.cpp's ggml (`gridiq` in quant_ref.py: random blocks with sane
+/// f16 scales, since ggml makes these types only with an imatrix; Q8_K activations from
+/// `quantize_row_q8_K_ref`): `dequantize_row_iq*` bit for bit, and the typed scalar reference and
+/// every table's dot against `ggml_vec_dot_iq*_q8_K` generic and SIMD within 4e-6 · Σ|x·y| (the
+/// integer parts are exact; ggml's compiled generic fuses the float update into an FMA and its
+/// AVX2 dot sums super-blocks in 8 lanes); the x86 tables and `ggml_x86::grid_iq_lanes` equal
+/// ggml's SIMD dot bit for bit.
+#[test]
+fn grid_iq_match_ggml() {
+    let Some(dir) = gridiq_dir() else { return };
     use GgmlType::*;
     for t in [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M] {
         let w = std::fs::read(file(dir, t, "q")).unwrap();
@@ -391,5 +397,70 @@ fn grid_iq_match_ggml() {
             "{t}: {n} values bit-identical to ggml's dequantize_row; dots {exact}/{} rows bit-identical to ggml generic, max error / Σ|xy| {worst:.1e}",
             dots.len() / 2
         );
+    }
+}
+
+/// Grid i-quant matmuls against ggml-cpu's own `ggml_mul_mat` (llama-cpp-python's library, 1
+/// thread, same weights and float32 activations): 16 tokens, which llama.cpp's x86 builds run
+/// through their tiled GEMM (`kernels::ggml_x86::grid_iq_tiled`), and 7 tokens, which take
+/// `ggml_vec_dot` per pair. Every x86 table's `matmul_with` (its Q8_K converter, its
+/// `types::BatchDot` from 8 tokens) equals ggml bit for bit; so does `grid_iq_tiled` over the
+/// table's Q8_K activations. The scalar table (the typed reference, its own order) is within
+/// 4e-6 · Σ|x·y|.
+#[test]
+fn grid_iq_matmul_matches_ggml_tiled() {
+    let Some(dir) = gridiq_dir() else { return };
+    use llama_core::kernels::{matmul_with, Isa, Kernels, MatmulScratch, QTensor, ThreadPool};
+    use GgmlType::*;
+    let (rows, cols) = (64, COLS);
+    let pool = ThreadPool::new(2);
+    for t in [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M] {
+        let w = std::fs::read(file(dir, t, "q")).unwrap();
+        let x = read_f32(&file(dir, t, "mm.src.f32")); // [16][cols]
+        let wr = t.type_size() * cols / 256;
+        let qt = QTensor::new(t, &w, rows, cols);
+        let mut checked = 0;
+        for (n_tok, ext) in [(16, "mm.out.f32"), (7, "mm7.out.f32")] {
+            let want = read_f32(&file(dir, t, ext)); // [n_tok][rows]
+            assert_eq!(want.len(), n_tok * rows);
+            for k in Kernels::available() {
+                let mut out = vec![0f32; n_tok * rows];
+                matmul_with(&k, &pool, &qt, &x[..n_tok * cols], n_tok, &mut out, &mut MatmulScratch::new()).unwrap();
+                let x86 = matches!(k.isa, Isa::Avx2 | Isa::Avx512);
+                // activations as this table converts them (the x86 converters are ggml's, bit for bit)
+                let q8k = k.from_float(Q8_K).unwrap();
+                let mut a = vec![0u8; 292 * cols / 256];
+                for tok in 0..n_tok {
+                    q8k(&x[tok * cols..(tok + 1) * cols], &mut a);
+                    for r in 0..rows {
+                        let (got, g) = (out[tok * rows + r], want[tok * rows + r]);
+                        let wb = &w[r * wr..(r + 1) * wr];
+                        if x86 {
+                            assert_eq!(
+                                got.to_bits(),
+                                g.to_bits(),
+                                "{t} {:?} {n_tok} tokens, token {tok} row {r}: {got:e} vs ggml {g:e}",
+                                k.isa
+                            );
+                            #[cfg(target_arch = "x86_64")]
+                            if n_tok >= 8 {
+                                let o = llama_core::kernels::ggml_x86::grid_iq_tiled(t, cols, wb, &a);
+                                assert_eq!(o.to_bits(), g.to_bits(), "{t} ggml_x86::grid_iq_tiled token {tok} row {r}");
+                            }
+                        } else {
+                            let scale = abs_dot(t, wb, Q8_K, &a).max(f64::MIN_POSITIVE);
+                            let e = (got as f64 - g as f64).abs() / scale;
+                            assert!(
+                                e < 4e-6,
+                                "{t} {:?} token {tok} row {r}: {got:e} vs ggml {g:e} (Σ|xy| {scale:e})",
+                                k.isa
+                            );
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        eprintln!("{t}: {checked} matmul outputs checked against ggml_mul_mat (16 tokens: tiled GEMM, 7: vec_dot)");
     }
 }

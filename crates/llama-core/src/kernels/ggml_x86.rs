@@ -141,6 +141,20 @@ pub fn iq4_nl_repack(n: usize, w: &[u8], a: &[u8]) -> f32 {
     acc
 }
 
+/// MXFP4 weights in llama.cpp's x86 repacked GEMV/GEMM (`ggml_gemv_mxfp4_8x8_q8_0` /
+/// `ggml_gemm_mxfp4_8x8_q8_0` run Q4_0's `gemv/gemm_q4_b32_8x8_q8_0_lut_avx` with the
+/// kvalues_mxfp4 table and the e8m0 scales): as `q4_0_repack`, d_w = 2^(e−128) (`e8m0_to_fp32_half`).
+pub fn mxfp4_repack(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let (w, a) = (blocks::<BlockMXFP4>(n, w), blocks::<BlockQ8_0>(n, a));
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(&a) {
+        let v = nibbles(&x.qs).map(|q| KVALUES_MXFP4[q as usize] as i32);
+        let s: i32 = (0..32).map(|e| v[e] * y.qs[e] as i32).sum();
+        acc = (s as f32).mul_add(e8m0_to_fp32_half(x.e) * y.d.to_f32(), acc);
+    }
+    acc
+}
+
 /// IQ4_XS × Q8_K as `ggml_vec_dot_iq4_xs_q8_K` (AVX2 path; IQ4_XS is not repacked): 8 float lanes,
 /// lane l the integer Σ_ib (ls_ib − 32)·Σ_{e=4l..4l+4} v·y over each sub-block of 32, folded as
 /// `lane = fma(d_w·d_a, f32(lane sum), lane)` per super-block; `hsum_float_8` at the end.
@@ -621,4 +635,40 @@ pub fn grid_iq_lanes(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
         IQ1_M => hsum_float_8(&acc) + 0.125 * hsum_float_8(&acc_delta),
         _ => unreachable!("not a grid i-quant: {t}"),
     }
+}
+
+/// The grid i-quants × Q8_K as llama.cpp's x86 tiled GEMM (`ggml_compute_forward_mul_mat_tiled`,
+/// which both its builds run for batches of 8 tokens or more): per super-block one exact integer
+/// `isum = Σ_e ls·w_e·q8_e` over the weights as its unpackers store them (the signed grid value;
+/// IQ1: `8·g + δ`), then `acc = fma(f32(isum)·d_w, d_a, acc)` with d_w the block's scale times the
+/// type's factor (IQ2: 1/8, IQ3_XXS: 1/4, IQ3_S: 1, IQ1: 1/8, which absorbs the ×8).
+pub fn grid_iq_tiled(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
+    use GgmlType::*;
+    let ts = t.type_size();
+    let ys = blocks::<BlockQ8K>(n, a);
+    let mut acc = 0f32;
+    for (i, y) in ys.iter().enumerate() {
+        let x = &w[i * ts..(i + 1) * ts];
+        let (v, ls, delta) = grid_iq_block(t, x);
+        let iq1 = matches!(t, IQ1_S | IQ1_M);
+        let isum: i32 = (0..QK_K)
+            .map(|e| {
+                let w = if iq1 { 8 * v[e] + delta[e / 8] } else { v[e] };
+                ls[e / 16] * w * y.qs[e] as i32
+            })
+            .sum();
+        let xd = if t == IQ1_M {
+            crate::quant::iq::iq1m_scale(&crate::quant::iq::iq1m_sc(&read_blocks::<crate::quant::BlockIQ1M>(x)[0]))
+        } else {
+            f16::from_le_bytes([x[0], x[1]])
+        };
+        let f = match t {
+            IQ2_XXS | IQ2_XS | IQ2_S | IQ1_S | IQ1_M => 0.125,
+            IQ3_XXS => 0.25,
+            IQ3_S => 1.0,
+            _ => unreachable!("not a grid i-quant: {t}"),
+        };
+        acc = (isum as f32 * (xd.to_f32() * f)).mul_add(y.d, acc);
+    }
+    acc
 }

@@ -179,6 +179,20 @@ pub struct R16Batch {
     pub gemm: Option<GemmR16Fn>,
 }
 
+/// Where llama.cpp sums a prompt batch of a type without an R16 layout in another order than single
+/// tokens: the grid i-quants (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S), which its
+/// x86 builds run through the tiled GEMM (`ggml_compute_forward_mul_mat_tiled`) from 8 tokens on:
+/// per super-block one exact integer sum, `acc = fma(f32(isum)·d_w, d_a, acc)`
+/// (`kernels::ggml_x86::grid_iq_tiled`). The rule belongs to the type (the scalar table states
+/// it); a table supplies `dot` where it has that order.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchDot {
+    /// Batches of at least this many tokens take `dot` for every token; smaller ones `vec_dot`.
+    pub min_tokens: usize,
+    /// The dot in the batch order; `None` = `vec_dot` serves batches too.
+    pub dot: Option<VecDotFn>,
+}
+
 /// What one table knows about one ggml type: ggml's `type_traits_cpu` (`from_float`, `vec_dot`,
 /// `vec_dot_type`) with its block layout and `to_float`, candle's `GgmlType` as a table row, plus
 /// the kernels over R16-repacked weights.
@@ -205,6 +219,8 @@ pub struct TypeKernels {
     pub gemm_r16: Option<GemmR16Fn>,
     /// llama.cpp's batch order for the type, where it has one.
     pub r16_batch: Option<R16Batch>,
+    /// llama.cpp's batch order over plain (not repacked) rows, where it has one.
+    pub batch_dot: Option<BatchDot>,
 }
 
 impl TypeKernels {
@@ -222,6 +238,7 @@ impl TypeKernels {
             tile: None,
             gemm_r16: None,
             r16_batch: None,
+            batch_dot: None,
         }
     }
 }
@@ -296,6 +313,17 @@ impl Kernels {
     #[inline]
     pub fn vec_dot_type(&self, w: GgmlType) -> Option<GgmlType> {
         self.traits(w)?.vec_dot_type
+    }
+
+    /// The row dot for a matmul of `n_tokens` tokens over plain rows of type `w`: the batch-order
+    /// dot (`BatchDot`) when the batch is large enough and this table has one, else `vec_dot`.
+    /// The second value says whether it is the batch-order dot (then no `TileFn` may replace it).
+    pub fn row_dot(&self, w: GgmlType, n_tokens: usize) -> Option<(VecDotFn, bool)> {
+        let row = self.traits(w)?;
+        if let Some(f) = row.batch_dot.filter(|b| n_tokens >= b.min_tokens).and_then(|b| b.dot) {
+            return Some((f, true));
+        }
+        Some((row.vec_dot?, false))
     }
 
     /// The multi-token tile kernel for weights of type `w`, if this table has one.

@@ -9,7 +9,9 @@
 //! Repacking moves bytes only: a group takes exactly the bytes of its 16 rows in the file, so
 //! generation (bound by memory bandwidth) reads no more than the plain layout.
 //!
-//! Activations: for Q4_0/Q5_0/Q8_0/IQ4_NL, "Q8_0S" blocks `f32 d | i32 Σq | 32 × i8 q | 8 × i32`, made from the
+//! MXFP4 has no f16 header: its rows' e8m0 scale bytes sit after each block's quants.
+//!
+//! Activations: for Q4_0/Q5_0/Q8_0/IQ4_NL/MXFP4, "Q8_0S" blocks `f32 d | i32 Σq | 32 × i8 q | 8 × i32`, made from the
 //! Q8_0 converter's output so the quantized values are the row-wise path's; Σq folds the weight
 //! offset (−8, −16, −128 for the XOR-ed Q8_0) into the start of the integer accumulator. For
 //! Q4_1/Q5_1, "Q8_1S" blocks of the same size `f32 d | f32 s | 32 × i8 q | 8 × i32 0`, made from the
@@ -47,6 +49,8 @@ pub fn block_bytes(t: GgmlType) -> Option<(usize, usize)> {
         GgmlType::Q5_K => (R * 4, R * 12 + R * 128 + R * 32),
         GgmlType::Q6_K => (R * 2, R * 16 + R * 128 + R * 64),
         GgmlType::IQ4_XS => (R * 2, R * 128 + R * 4 + R * 2),
+        // no f16 header: the 16 rows' e8m0 scale bytes follow the quants (`write_block`)
+        GgmlType::MXFP4 => (0, R * 16 + R),
         _ => return None,
     })
 }
@@ -120,6 +124,14 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
             for j in 0..16 {
                 p.vals[j] = b[2 + j] & 15;
                 p.vals[j + 16] = b[2 + j] >> 4;
+            }
+        }
+        GgmlType::MXFP4 => {
+            // e @0 (e8m0 scale, kept in `scales[0]`), qs[16] @1, nibbles index kvalues_mxfp4
+            p.scales[0] = b[0];
+            for j in 0..16 {
+                p.vals[j] = b[1 + j] & 15;
+                p.vals[j + 16] = b[1 + j] >> 4;
             }
         }
         GgmlType::Q4_1 => {
@@ -213,8 +225,9 @@ fn split_block(t: GgmlType, b: &[u8]) -> Parts {
 }
 
 /// Writes row r's block into a group block's quant bytes `qd` (4 bytes per row per 64-byte slot):
-///   Q4_0, Q4_1, IQ4_NL: slots 0..4: low nibble = element 4s+i, high nibble = element 16+4s+i
-///         (IQ4_NL's nibbles are indices into kvalues_iq4nl, looked up by the kernels).
+///   Q4_0, Q4_1, IQ4_NL, MXFP4: slots 0..4: low nibble = element 4s+i, high nibble = element
+///         16+4s+i (IQ4_NL's and MXFP4's nibbles are indices into kvalues_iq4nl / kvalues_mxfp4,
+///         looked up by the kernels); MXFP4 then the 16 rows' e8m0 scale bytes (`[row]`).
 ///   Q5_0, Q5_1: slot 0 holds the fifth bits: bit g of byte i = bit 4 of the element in nibble-slot
 ///         g (g < 4: low nibble of slot 1+g, g ≥ 4: high nibble of slot 1+g−4); slots 1..5 as Q4_0.
 ///   Q8_0: slots 0..8: element 4s+i XOR 0x80 (= x + 128 as an unsigned byte).
@@ -240,11 +253,14 @@ fn write_block(t: GgmlType, p: &Parts, qd: &mut [u8], r: usize) {
     let at = |slot: usize, i: usize| slot * R * 4 + r * 4 + i;
     let v = &p.vals;
     match t {
-        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::IQ4_NL => {
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::IQ4_NL | GgmlType::MXFP4 => {
             for s in 0..4 {
                 for i in 0..4 {
                     qd[at(s, i)] = v[4 * s + i] | (v[16 + 4 * s + i] << 4);
                 }
+            }
+            if t == GgmlType::MXFP4 {
+                qd[R * 16 + r] = p.scales[0];
             }
         }
         GgmlType::Q5_0 | GgmlType::Q5_1 => {
@@ -371,7 +387,7 @@ pub fn pack(t: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Packed
 }
 
 /// Activation rows of the weight's `vec_dot_type`, as the kernel table's converter writes them
-/// (Q8_0: 34-byte blocks, Q8_1: 36-byte blocks) → Q8_0S (Q4_0, Q5_0, Q8_0, IQ4_NL) or Q8_1S (Q4_1, Q5_1)
+/// (Q8_0: 34-byte blocks, Q8_1: 36-byte blocks) → Q8_0S (Q4_0, Q5_0, Q8_0, IQ4_NL, MXFP4) or Q8_1S (Q4_1, Q5_1)
 /// blocks for weights of type `t`.
 pub fn to_r16_acts(t: GgmlType, src: &[u8], dst: &mut [u8]) {
     if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) {

@@ -19,7 +19,11 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             scales as `random`), 64 rows of 1024 (<type>.q), ggml's
                             dequantize_row_<type> (<type>.deq.f32), Q8_K activations from
                             quantize_row_q8_K_ref (<type>.act) and per row
-                            ggml_vec_dot_<type>_q8_K generic and SIMD (<type>.dot.f32, 2 floats)
+                            ggml_vec_dot_<type>_q8_K generic and SIMD (<type>.dot.f32, 2 floats);
+                            and ggml_mul_mat of those rows with 16 float32 activation rows
+                            (<type>.mm.src.f32 [16][1024]) computed by ggml-cpu, which takes its
+                            tiled GEMM from 8 tokens on x86 (<type>.mm.out.f32 [16][64]), and
+                            of the first 7 of them (vec_dot per pair: <type>.mm7.out.f32 [7][64])
   activations OUTDIR SEED   needs llama-cpp-python's bundled ggml on an AVX2 x86 CPU (exit 4
                             otherwise): random rows (<type>.src.f32, 1024 floats a row) through the
                             from_float that ggml-cpu really runs for q8_0/q8_1/q8_K activations
@@ -292,6 +296,46 @@ def cmd_gridiq(outdir, seed):
                 vd(cols, ctypes.addressof(s), 0, q[r].ctypes.data, 0, aq[r].ctypes.data, 0, 1)
                 dots[r, k] = s.value
         dots.tofile(os.path.join(outdir, f"{name}.dot.f32"))
+        x = (rng.standard_normal((16, cols)) * rng.uniform(0.01, 10, (16, 1))).astype(np.float32)
+        x.tofile(os.path.join(outdir, f"{name}.mm.src.f32"))
+        mul_mat(ctypes, base, cpu, int(qtype), q, x).tofile(os.path.join(outdir, f"{name}.mm.out.f32"))
+        mul_mat(ctypes, base, cpu, int(qtype), q, x[:7]).tofile(os.path.join(outdir, f"{name}.mm7.out.f32"))
+
+
+def mul_mat(ctypes, base, cpu, type_id, w, x):
+    """ggml_mul_mat(W, X) on ggml-cpu (1 thread): W [rows] byte rows of type_id, X [n][cols] float32;
+    returns [n][rows] float32."""
+    P = ctypes.c_void_p
+
+    class InitParams(ctypes.Structure):
+        _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", P), ("no_alloc", ctypes.c_bool)]
+
+    base.ggml_init.restype = P
+    base.ggml_init.argtypes = [InitParams]
+    base.ggml_new_tensor_2d.restype = P
+    base.ggml_new_tensor_2d.argtypes = [P, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    base.ggml_mul_mat.restype = P
+    base.ggml_mul_mat.argtypes = [P, P, P]
+    base.ggml_new_graph.restype = P
+    base.ggml_new_graph.argtypes = [P]
+    base.ggml_build_forward_expand.argtypes = [P, P]
+    base.ggml_get_data.restype = P
+    base.ggml_get_data.argtypes = [P]
+    base.ggml_free.argtypes = [P]
+    cpu.ggml_graph_compute_with_ctx.argtypes = [P, P, ctypes.c_int]
+    rows, (n, cols) = w.shape[0], x.shape
+    ctx = base.ggml_init(InitParams(256 << 20, None, False))
+    tw = base.ggml_new_tensor_2d(ctx, type_id, cols, rows)
+    ctypes.memmove(base.ggml_get_data(tw), np.ascontiguousarray(w).ctypes.data, w.nbytes)
+    tx = base.ggml_new_tensor_2d(ctx, 0, cols, n)
+    ctypes.memmove(base.ggml_get_data(tx), np.ascontiguousarray(x).ctypes.data, x.nbytes)
+    out = base.ggml_mul_mat(ctx, tw, tx)
+    gf = base.ggml_new_graph(ctx)
+    base.ggml_build_forward_expand(gf, out)
+    cpu.ggml_graph_compute_with_ctx(ctx, gf, 1)
+    r = np.ctypeslib.as_array((ctypes.c_float * (n * rows)).from_address(base.ggml_get_data(out))).copy()
+    base.ggml_free(ctx)
+    return r.reshape(n, rows)
 
 
 ACT_TYPES = [("q8_0", 8, 34, 32), ("q8_1", 9, 36, 32), ("q8_K", 15, 292, 256)]

@@ -20,7 +20,7 @@ use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ
 use half::{bf16, f16};
 
 use super::elementwise;
-use super::types::{AttnKernels, Kernels, R16Batch, TypeKernels, N_TYPE_IDS};
+use super::types::{AttnKernels, BatchDot, Kernels, R16Batch, TypeKernels, N_TYPE_IDS};
 
 /// A weight type and its dot with its activation partner (ggml's `vec_dot` and `vec_dot_type`).
 pub trait VecDot: Block {
@@ -88,6 +88,10 @@ const fn both<T: VecDot + FromFloat>() -> TypeKernels {
     TypeKernels { from_float: Some(from_float::<T>), ..weight::<T>() }
 }
 
+/// The grid i-quants' batch rule (`types::BatchDot`): llama.cpp's tiled GEMM from 8 tokens; the x86
+/// tables supply the dot in its order.
+const TILED_FROM_8: Option<BatchDot> = Some(BatchDot { min_tokens: 8, dot: None });
+
 /// The scalar table.
 pub const TABLE: Kernels = {
     let mut types: [Option<TypeKernels>; N_TYPE_IDS] = [None; N_TYPE_IDS];
@@ -132,13 +136,14 @@ pub const TABLE: Kernels = {
         },
         activation::<BlockQ8K>(),
         weight::<BlockMXFP4>(),
-        weight_read_only::<BlockIQ2XXS>(),
-        weight_read_only::<BlockIQ2XS>(),
-        weight_read_only::<BlockIQ2S>(),
-        weight_read_only::<BlockIQ3XXS>(),
-        weight_read_only::<BlockIQ3S>(),
-        weight_read_only::<BlockIQ1S>(),
-        weight_read_only::<BlockIQ1M>(),
+        // llama.cpp's x86 builds take grid i-quant batches of 8 tokens or more through the tiled GEMM.
+        TypeKernels { batch_dot: TILED_FROM_8, ..weight_read_only::<BlockIQ2XXS>() },
+        TypeKernels { batch_dot: TILED_FROM_8, ..weight_read_only::<BlockIQ2XS>() },
+        TypeKernels { batch_dot: TILED_FROM_8, ..weight_read_only::<BlockIQ2S>() },
+        TypeKernels { batch_dot: TILED_FROM_8, ..weight_read_only::<BlockIQ3XXS>() },
+        TypeKernels { batch_dot: TILED_FROM_8, ..weight_read_only::<BlockIQ3S>() },
+        TypeKernels { batch_dot: TILED_FROM_8, ..weight_read_only::<BlockIQ1S>() },
+        TypeKernels { batch_dot: TILED_FROM_8, ..weight_read_only::<BlockIQ1M>() },
         weight::<BlockIQ4NL>(),
         TypeKernels {
             // llama.cpp's tiled GEMM takes IQ4_XS batches of 8 tokens or more, as Q6_K's.

@@ -114,7 +114,7 @@ pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
 #[target_feature(enable = "avx2")]
 /// # Safety
 /// The CPU must support this function's target features (it only computes on registers).
-unsafe fn hsum_epi32(v: __m256i) -> i32 {
+pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));

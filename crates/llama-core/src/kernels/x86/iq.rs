@@ -14,7 +14,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::{f16_load, hsum_ps};
+use super::dot::{f16_load, hsum_epi32, hsum_ps};
 use crate::kernels::types::VecDotFn;
 use crate::quant::iq::IQ1S_DELTA;
 use crate::quant::iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS64};
@@ -27,6 +27,13 @@ dot_entry!(dot_iq3_xxs_entry, dot_iq3_xxs, QK_K, 98, 292, "avx2,fma,f16c");
 dot_entry!(dot_iq3_s_entry, dot_iq3_s, QK_K, 110, 292, "avx2,fma,f16c");
 dot_entry!(dot_iq1_s_entry, dot_iq1_s, QK_K, 50, 292, "avx2,fma,f16c");
 dot_entry!(dot_iq1_m_entry, dot_iq1_m, QK_K, 56, 292, "avx2,fma,f16c");
+dot_entry!(tiled_iq2_xxs_entry, tiled_iq2_xxs, QK_K, 66, 292, "avx2,fma,f16c");
+dot_entry!(tiled_iq2_xs_entry, tiled_iq2_xs, QK_K, 74, 292, "avx2,fma,f16c");
+dot_entry!(tiled_iq2_s_entry, tiled_iq2_s, QK_K, 82, 292, "avx2,fma,f16c");
+dot_entry!(tiled_iq3_xxs_entry, tiled_iq3_xxs, QK_K, 98, 292, "avx2,fma,f16c");
+dot_entry!(tiled_iq3_s_entry, tiled_iq3_s, QK_K, 110, 292, "avx2,fma,f16c");
+dot_entry!(tiled_iq1_s_entry, tiled_iq1_s, QK_K, 50, 292, "avx2,fma,f16c");
+dot_entry!(tiled_iq1_m_entry, tiled_iq1_m, QK_K, 56, 292, "avx2,fma,f16c");
 
 /// The AVX2 grid i-quant dots: (weight type, kernel).
 pub(super) const DOTS_AVX2: [(crate::quant::GgmlType, VecDotFn); 7] = {
@@ -39,6 +46,21 @@ pub(super) const DOTS_AVX2: [(crate::quant::GgmlType, VecDotFn); 7] = {
         (IQ3_S, dot_iq3_s_entry),
         (IQ1_S, dot_iq1_s_entry),
         (IQ1_M, dot_iq1_m_entry),
+    ]
+};
+
+/// The grid i-quant dots in the order of llama.cpp's tiled GEMM (batches of 8 tokens or more;
+/// `types::BatchDot::dot`): (weight type, kernel).
+pub(super) const TILED_AVX2: [(crate::quant::GgmlType, VecDotFn); 7] = {
+    use crate::quant::GgmlType::*;
+    [
+        (IQ2_XXS, tiled_iq2_xxs_entry),
+        (IQ2_XS, tiled_iq2_xs_entry),
+        (IQ2_S, tiled_iq2_s_entry),
+        (IQ3_XXS, tiled_iq3_xxs_entry),
+        (IQ3_S, tiled_iq3_s_entry),
+        (IQ1_S, tiled_iq1_s_entry),
+        (IQ1_M, tiled_iq1_m_entry),
     ]
 };
 
@@ -122,150 +144,186 @@ unsafe fn sum_iq<const WB: usize>(
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-/// IQ2_XXS × Q8_K.
+/// The body shared by the IQ2/IQ3 tiled-order dots: per super-block `isum = Σ lanes` (exact),
+/// `acc = fma(f32(isum)·(d_w·f), d_a, acc)` (llama.cpp's tiled GEMM; `f` the type's factor, which
+/// its unpacker folds into d_w).
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` and `a` must point to the readable
-/// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
-/// the row lengths).
-unsafe fn dot_iq2_xxs(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
+/// As `sum_iq`.
+#[inline(always)]
+unsafe fn sum_tiled<const WB: usize>(
+    n: usize,
+    w: *const u8,
+    a: *const u8,
+    f: f32,
+    block: impl Fn(&[u8], *const u8) -> __m256i,
+) -> f32 {
+    // SAFETY: the caller guarantees the pointer ranges and the features.
     unsafe {
-        0.125
-            * sum_iq::<66>(n, w, a, |x, q8| {
-                let mut acc = _mm256_setzero_si256();
-                for ib32 in 0..8 {
-                    let (aux0, aux1) = (
-                        u16_at(x, 1 + 4 * ib32) as u32 | (u16_at(x, 2 + 4 * ib32) as u32) << 16,
-                        u16_at(x, 3 + 4 * ib32) as u32 | (u16_at(x, 4 + 4 * ib32) as u32) << 16,
-                    );
-                    let g = |l: u32| IQ2XXS_GRID[(aux0 >> (8 * l)) as u8 as usize] as i64;
-                    let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
-                    let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
-                    let ls = _mm256_set1_epi16(2 * (aux1 >> 28) as i16 + 1);
-                    acc = _mm256_add_epi32(acc, signed_dot32(grid, ksigns32(aux1), y, ls));
-                }
-                acc
-            })
+        let mut acc = 0f32;
+        for i in 0..n / QK_K {
+            let x = w.add(WB * i);
+            let (yd, q8, _) = q8k(a.add(292 * i));
+            let isum = hsum_epi32(block(std::slice::from_raw_parts(x, WB), q8));
+            acc = (isum as f32 * (f16_load(x) * f)).mul_add(yd, acc);
+        }
+        acc
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-/// IQ2_XS × Q8_K.
+/// Declares a grid i-quant's single-token dot (`f · sum_iq`) and tiled-order dot (`sum_tiled`)
+/// over its lanes function.
+macro_rules! grid_dots {
+    ($dot:ident, $tiled:ident, $lanes:ident, $wb:expr, $f:expr, $what:literal) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[doc = concat!($what, " × Q8_K in llama.cpp's `vec_dot` order.")]
+        ///
+        /// # Safety
+        /// The CPU must support this function's target features; `w` and `a` must point to the
+        /// readable whole blocks of `n` elements of the weight row and of the activation row (the
+        /// table entry checks the row lengths).
+        unsafe fn $dot(n: usize, w: *const u8, a: *const u8) -> f32 {
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe { $f * sum_iq::<$wb>(n, w, a, |x, q8| $lanes(x, q8)) }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[doc = concat!($what, " × Q8_K in llama.cpp's tiled GEMM order.")]
+        ///
+        /// # Safety
+        /// As the single-token dot.
+        unsafe fn $tiled(n: usize, w: *const u8, a: *const u8) -> f32 {
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe { sum_tiled::<$wb>(n, w, a, $f, |x, q8| $lanes(x, q8)) }
+        }
+    };
+}
+
+grid_dots!(dot_iq2_xxs, tiled_iq2_xxs, lanes_iq2_xxs, 66, 0.125, "IQ2_XXS");
+grid_dots!(dot_iq2_xs, tiled_iq2_xs, lanes_iq2_xs, 74, 0.125, "IQ2_XS");
+grid_dots!(dot_iq2_s, tiled_iq2_s, lanes_iq2_s, 82, 0.125, "IQ2_S");
+grid_dots!(dot_iq3_xxs, tiled_iq3_xxs, lanes_iq3_xxs, 98, 0.25, "IQ3_XXS");
+grid_dots!(dot_iq3_s, tiled_iq3_s, lanes_iq3_s, 110, 1.0, "IQ3_S");
+
+/// IQ2_XXS super-block `x` × the Q8_K quants at `q8`: 8 exact i32 lanes (`sum_iq`'s `block`).
 ///
 /// # Safety
-/// As `dot_iq2_xxs`.
-unsafe fn dot_iq2_xs(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
+/// The CPU must support AVX2 (inlined into the AVX2 dots); `q8..q8+256` must be readable.
+#[inline(always)]
+unsafe fn lanes_iq2_xxs(x: &[u8], q8: *const u8) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        0.125
-            * sum_iq::<74>(n, w, a, |x, q8| {
-                let mut acc = _mm256_setzero_si256();
-                for ib32 in 0..8 {
-                    let q = |l: usize| u16_at(x, 1 + 4 * ib32 + l);
-                    let g = |l: usize| IQ2XS_GRID[(q(l) & 511) as usize] as i64;
-                    let s = |l: usize| KSIGNS64[(q(l) >> 9) as usize] as i64;
-                    let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
-                    let neg = _mm256_set_epi64x(s(3), s(2), s(1), s(0));
-                    let sc = x[66 + ib32];
-                    let ls = _mm256_set_m128i(
-                        _mm_set1_epi16(2 * (sc >> 4) as i16 + 1),
-                        _mm_set1_epi16(2 * (sc & 0xf) as i16 + 1),
-                    );
-                    let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
-                    acc = _mm256_add_epi32(acc, signed_dot32(grid, neg, y, ls));
-                }
-                acc
-            })
+        let mut acc = _mm256_setzero_si256();
+        for ib32 in 0..8 {
+            let (aux0, aux1) = (
+                u16_at(x, 1 + 4 * ib32) as u32 | (u16_at(x, 2 + 4 * ib32) as u32) << 16,
+                u16_at(x, 3 + 4 * ib32) as u32 | (u16_at(x, 4 + 4 * ib32) as u32) << 16,
+            );
+            let g = |l: u32| IQ2XXS_GRID[(aux0 >> (8 * l)) as u8 as usize] as i64;
+            let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+            let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
+            let ls = _mm256_set1_epi16(2 * (aux1 >> 28) as i16 + 1);
+            acc = _mm256_add_epi32(acc, signed_dot32(grid, ksigns32(aux1), y, ls));
+        }
+        acc
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-/// IQ2_S × Q8_K.
+/// IQ2_XS lanes (as `lanes_iq2_xxs`).
 ///
 /// # Safety
-/// As `dot_iq2_xxs`.
-unsafe fn dot_iq2_s(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
+/// As `lanes_iq2_xxs`.
+#[inline(always)]
+unsafe fn lanes_iq2_xs(x: &[u8], q8: *const u8) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        0.125
-            * sum_iq::<82>(n, w, a, |x, q8| {
-                let (qs, signs, qh, scales) = (&x[2..34], &x[34..66], &x[66..74], &x[74..82]);
-                let mut acc = _mm256_setzero_si256();
-                for ib32 in 0..8 {
-                    let g = |l: usize| {
-                        IQ2S_GRID[qs[4 * ib32 + l] as usize | ((qh[ib32] as usize) << (8 - 2 * l) & 0x300)] as i64
-                    };
-                    let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
-                    let s = &signs[4 * ib32..4 * ib32 + 4];
-                    let neg = sign_bits32(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
-                    let sc = scales[ib32];
-                    let ls = _mm256_set_m128i(
-                        _mm_set1_epi16(2 * (sc >> 4) as i16 + 1),
-                        _mm_set1_epi16(2 * (sc & 0xf) as i16 + 1),
-                    );
-                    let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
-                    acc = _mm256_add_epi32(acc, signed_dot32(grid, neg, y, ls));
-                }
-                acc
-            })
+        let mut acc = _mm256_setzero_si256();
+        for ib32 in 0..8 {
+            let q = |l: usize| u16_at(x, 1 + 4 * ib32 + l);
+            let g = |l: usize| IQ2XS_GRID[(q(l) & 511) as usize] as i64;
+            let s = |l: usize| KSIGNS64[(q(l) >> 9) as usize] as i64;
+            let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+            let neg = _mm256_set_epi64x(s(3), s(2), s(1), s(0));
+            let sc = x[66 + ib32];
+            let ls =
+                _mm256_set_m128i(_mm_set1_epi16(2 * (sc >> 4) as i16 + 1), _mm_set1_epi16(2 * (sc & 0xf) as i16 + 1));
+            let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
+            acc = _mm256_add_epi32(acc, signed_dot32(grid, neg, y, ls));
+        }
+        acc
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-/// IQ3_XXS × Q8_K.
+/// IQ2_S lanes (as `lanes_iq2_xxs`).
 ///
 /// # Safety
-/// As `dot_iq2_xxs`.
-unsafe fn dot_iq3_xxs(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
+/// As `lanes_iq2_xxs`.
+#[inline(always)]
+unsafe fn lanes_iq2_s(x: &[u8], q8: *const u8) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        0.25 * sum_iq::<98>(n, w, a, |x, q8| {
-            let (qs, gas) = (&x[2..66], &x[66..98]);
-            let mut acc = _mm256_setzero_si256();
-            for ib32 in 0..8 {
-                let g = |k: usize| IQ3XXS_GRID[qs[8 * ib32 + k] as usize] as i32;
-                let grid = _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0));
-                let s = &gas[4 * ib32..4 * ib32 + 4];
-                let aux = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                let ls = _mm256_set1_epi16(2 * (aux >> 28) as i16 + 1);
-                let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
-                acc = _mm256_add_epi32(acc, signed_dot32(grid, ksigns32(aux), y, ls));
-            }
-            acc
-        })
+        let (qs, signs, qh, scales) = (&x[2..34], &x[34..66], &x[66..74], &x[74..82]);
+        let mut acc = _mm256_setzero_si256();
+        for ib32 in 0..8 {
+            let g =
+                |l: usize| IQ2S_GRID[qs[4 * ib32 + l] as usize | ((qh[ib32] as usize) << (8 - 2 * l) & 0x300)] as i64;
+            let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+            let s = &signs[4 * ib32..4 * ib32 + 4];
+            let neg = sign_bits32(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+            let sc = scales[ib32];
+            let ls =
+                _mm256_set_m128i(_mm_set1_epi16(2 * (sc >> 4) as i16 + 1), _mm_set1_epi16(2 * (sc & 0xf) as i16 + 1));
+            let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
+            acc = _mm256_add_epi32(acc, signed_dot32(grid, neg, y, ls));
+        }
+        acc
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-/// IQ3_S × Q8_K.
+/// IQ3_XXS lanes (as `lanes_iq2_xxs`).
 ///
 /// # Safety
-/// As `dot_iq2_xxs`.
-unsafe fn dot_iq3_s(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
+/// As `lanes_iq2_xxs`.
+#[inline(always)]
+unsafe fn lanes_iq3_xxs(x: &[u8], q8: *const u8) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        sum_iq::<110>(n, w, a, |x, q8| {
-            let (qs, qh, signs, scales) = (&x[2..66], &x[66..74], &x[74..106], &x[106..110]);
-            let mut acc = _mm256_setzero_si256();
-            for ib32 in 0..8 {
-                let h = qh[ib32] as usize;
-                let g = |k: usize| IQ3S_GRID[qs[8 * ib32 + k] as usize | ((h << (8 - k)) & 256)] as i32;
-                let grid = _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0));
-                let s = &signs[4 * ib32..4 * ib32 + 4];
-                let neg = sign_bits32(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
-                let ls = _mm256_set1_epi16(2 * ((scales[ib32 / 2] >> (4 * (ib32 % 2))) & 0xf) as i16 + 1);
-                let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
-                acc = _mm256_add_epi32(acc, signed_dot32(grid, neg, y, ls));
-            }
-            acc
-        })
+        let (qs, gas) = (&x[2..66], &x[66..98]);
+        let mut acc = _mm256_setzero_si256();
+        for ib32 in 0..8 {
+            let g = |k: usize| IQ3XXS_GRID[qs[8 * ib32 + k] as usize] as i32;
+            let grid = _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0));
+            let s = &gas[4 * ib32..4 * ib32 + 4];
+            let aux = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+            let ls = _mm256_set1_epi16(2 * (aux >> 28) as i16 + 1);
+            let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
+            acc = _mm256_add_epi32(acc, signed_dot32(grid, ksigns32(aux), y, ls));
+        }
+        acc
+    }
+}
+
+/// IQ3_S lanes (as `lanes_iq2_xxs`).
+///
+/// # Safety
+/// As `lanes_iq2_xxs`.
+#[inline(always)]
+unsafe fn lanes_iq3_s(x: &[u8], q8: *const u8) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (qs, qh, signs, scales) = (&x[2..66], &x[66..74], &x[74..106], &x[106..110]);
+        let mut acc = _mm256_setzero_si256();
+        for ib32 in 0..8 {
+            let h = qh[ib32] as usize;
+            let g = |k: usize| IQ3S_GRID[qs[8 * ib32 + k] as usize | ((h << (8 - k)) & 256)] as i32;
+            let grid = _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0));
+            let s = &signs[4 * ib32..4 * ib32 + 4];
+            let neg = sign_bits32(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+            let ls = _mm256_set1_epi16(2 * ((scales[ib32 / 2] >> (4 * (ib32 % 2))) & 0xf) as i16 + 1);
+            let y = _mm256_loadu_si256(q8.add(32 * ib32) as *const __m256i);
+            acc = _mm256_add_epi32(acc, signed_dot32(grid, neg, y, ls));
+        }
+        acc
     }
 }
 
@@ -282,12 +340,38 @@ pub(super) unsafe fn iq1_dot32(grid: __m256i, q8: __m256i, ls: __m256i) -> __m25
     _mm256_madd_epi16(p, ls)
 }
 
+/// One IQ1_S super-block `x` × a Q8_K block: the grid part in 8 exact i32 lanes, and the exact
+/// delta part Σ ±ls·(Σq8 of each 32, from `bsums`) without the 1/8.
+///
+/// # Safety
+/// The CPU must support AVX2 (inlined into the AVX2 dots); `q8..q8+256` must be readable.
+#[inline(always)]
+unsafe fn parts_iq1_s(x: &[u8], q8: *const u8, bsums: &[u8]) -> (__m256i, i32) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (qs, mut acc, mut sumi1) = (&x[2..34], _mm256_setzero_si256(), 0i32);
+        for ib in 0..8 {
+            let qh = u16_at(x, 17 + ib);
+            let g = |l: usize| IQ1S_GRID[qs[4 * ib + l] as usize | (((qh as usize >> (3 * l)) & 7) << 8)] as i64;
+            let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+            let ls = 2 * ((qh >> 12) & 7) as i32 + 1;
+            let y = _mm256_loadu_si256(q8.add(32 * ib) as *const __m256i);
+            acc = _mm256_add_epi32(acc, iq1_dot32(grid, y, _mm256_set1_epi16(ls as i16)));
+            let delta = if qh & 0x8000 != 0 { -1 } else { 1 };
+            sumi1 += ls * delta * (u16_at(bsums, 2 * ib) as i16 as i32 + u16_at(bsums, 2 * ib + 1) as i16 as i32);
+        }
+        (acc, sumi1)
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 /// IQ1_S × Q8_K: the grid part in lanes, the delta part from `bsums` in one float
 /// (`acc1 = fma(d, f32(Σ ±ls·bsums), acc1)`), `hsum_float_8(acc) + 0.125·acc1`.
 ///
 /// # Safety
-/// As `dot_iq2_xxs`.
+/// The CPU must support this function's target features; `w` and `a` must point to the readable
+/// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
+/// the row lengths).
 unsafe fn dot_iq1_s(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
@@ -296,17 +380,7 @@ unsafe fn dot_iq1_s(n: usize, w: *const u8, a: *const u8) -> f32 {
         for i in 0..n / QK_K {
             let x = std::slice::from_raw_parts(w.add(50 * i), 50);
             let (yd, q8, bsums) = q8k(a.add(292 * i));
-            let (qs, mut acc, mut sumi1) = (&x[2..34], _mm256_setzero_si256(), 0i32);
-            for ib in 0..8 {
-                let qh = u16_at(x, 17 + ib);
-                let g = |l: usize| IQ1S_GRID[qs[4 * ib + l] as usize | (((qh as usize >> (3 * l)) & 7) << 8)] as i64;
-                let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
-                let ls = 2 * ((qh >> 12) & 7) as i32 + 1;
-                let y = _mm256_loadu_si256(q8.add(32 * ib) as *const __m256i);
-                acc = _mm256_add_epi32(acc, iq1_dot32(grid, y, _mm256_set1_epi16(ls as i16)));
-                let delta = if qh & 0x8000 != 0 { -1 } else { 1 };
-                sumi1 += ls * delta * (u16_at(bsums, 2 * ib) as i16 as i32 + u16_at(bsums, 2 * ib + 1) as i16 as i32);
-            }
+            let (acc, sumi1) = parts_iq1_s(x, q8, bsums);
             let d = f16_load(x.as_ptr()) * yd;
             accum = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc), accum);
             accum1 = d.mul_add(sumi1 as f32, accum1);
@@ -316,46 +390,105 @@ unsafe fn dot_iq1_s(n: usize, w: *const u8, a: *const u8) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+/// IQ1_S × Q8_K in llama.cpp's tiled GEMM order: per super-block the exact
+/// `isum = 8·Σ lanes + Σ ±ls·bsums` (its weights are 8·g ± 1), `acc = fma(f32(isum)·(d_w/8), d_a, acc)`.
+///
+/// # Safety
+/// As `dot_iq1_s`.
+unsafe fn tiled_iq1_s(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let mut acc = 0f32;
+        for i in 0..n / QK_K {
+            let x = std::slice::from_raw_parts(w.add(50 * i), 50);
+            let (yd, q8, bsums) = q8k(a.add(292 * i));
+            let (lanes, sumi1) = parts_iq1_s(x, q8, bsums);
+            let isum = 8 * hsum_epi32(lanes) + sumi1;
+            acc = (isum as f32 * (f16_load(x.as_ptr()) * 0.125)).mul_add(yd, acc);
+        }
+        acc
+    }
+}
+
+/// One IQ1_M super-block `x` × the Q8_K quants at `q8`: the grid part and the delta part
+/// (Σq8 per 4 elements times ±ls, without the 1/8) in two sets of 8 exact i32 lanes, and the
+/// block's scale.
+///
+/// # Safety
+/// The CPU must support AVX2 (inlined into the AVX2 dots); `q8..q8+256` must be readable.
+#[inline(always)]
+unsafe fn parts_iq1_m(x: &[u8], q8: *const u8) -> (__m256i, __m256i, f32) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let one = _mm256_set1_epi8(1);
+        let (qs, qh) = (&x[0..32], &x[32..48]);
+        let sc: [u16; 4] = std::array::from_fn(|k| u16_at(&x[48..], k));
+        let d = crate::quant::iq::iq1m_scale(&sc).to_f32();
+        let (mut acc1, mut acc2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for ib in 0..8 {
+            let h = |l: usize| qh[2 * ib + l / 2] as usize;
+            let g = |l: usize| IQ1S_GRID[qs[4 * ib + l] as usize | ((h(l) << (8 - 4 * (l % 2))) & 0x700)] as i64;
+            let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+            let s = sc[ib / 2] >> (6 * (ib % 2));
+            let (ls1, ls2) = (2 * (s & 7) as i32 + 1, 2 * ((s >> 3) & 7) as i32 + 1);
+            let ls = _mm256_set_m128i(_mm_set1_epi16(ls2 as i16), _mm_set1_epi16(ls1 as i16));
+            let y = _mm256_loadu_si256(q8.add(32 * ib) as *const __m256i);
+            acc1 = _mm256_add_epi32(acc1, iq1_dot32(grid, y, ls));
+            // delta part: Σq8 per 4 elements (lanes 2l, 2l+1 hold group l) times ±ls
+            let f = |l: usize| {
+                let neg = h(l) & (0x08 << (4 * (l % 2))) != 0;
+                (if l < 2 { ls1 } else { ls2 }) * if neg { -1 } else { 1 }
+            };
+            let fv = _mm256_set_epi32(f(3), f(3), f(2), f(2), f(1), f(1), f(0), f(0));
+            let s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(one, y), _mm256_set1_epi16(1));
+            acc2 = _mm256_add_epi32(acc2, _mm256_mullo_epi32(s4, fv));
+        }
+        (acc1, acc2, d)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 /// IQ1_M × Q8_K: grid and delta parts (Σq8 per 4 elements times ±ls) in two sets of lanes,
 /// `hsum_float_8(acc) + 0.125·hsum_float_8(acc_delta)`.
 ///
 /// # Safety
-/// As `dot_iq2_xxs`.
+/// As `dot_iq1_s`.
 unsafe fn dot_iq1_m(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let (mut accum1, mut accum2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let one = _mm256_set1_epi8(1);
         for i in 0..n / QK_K {
             let x = std::slice::from_raw_parts(w.add(56 * i), 56);
             let (yd, q8, _) = q8k(a.add(292 * i));
-            let (qs, qh) = (&x[0..32], &x[32..48]);
-            let sc: [u16; 4] = std::array::from_fn(|k| u16_at(&x[48..], k));
-            let d = crate::quant::iq::iq1m_scale(&sc);
-            let (mut acc1, mut acc2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            for ib in 0..8 {
-                let h = |l: usize| qh[2 * ib + l / 2] as usize;
-                let g = |l: usize| IQ1S_GRID[qs[4 * ib + l] as usize | ((h(l) << (8 - 4 * (l % 2))) & 0x700)] as i64;
-                let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
-                let s = sc[ib / 2] >> (6 * (ib % 2));
-                let (ls1, ls2) = (2 * (s & 7) as i32 + 1, 2 * ((s >> 3) & 7) as i32 + 1);
-                let ls = _mm256_set_m128i(_mm_set1_epi16(ls2 as i16), _mm_set1_epi16(ls1 as i16));
-                let y = _mm256_loadu_si256(q8.add(32 * ib) as *const __m256i);
-                acc1 = _mm256_add_epi32(acc1, iq1_dot32(grid, y, ls));
-                // delta part: Σq8 per 4 elements (lanes 2l, 2l+1 hold group l) times ±ls
-                let f = |l: usize| {
-                    let neg = h(l) & (0x08 << (4 * (l % 2))) != 0;
-                    (if l < 2 { ls1 } else { ls2 }) * if neg { -1 } else { 1 }
-                };
-                let fv = _mm256_set_epi32(f(3), f(3), f(2), f(2), f(1), f(1), f(0), f(0));
-                let s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(one, y), _mm256_set1_epi16(1));
-                acc2 = _mm256_add_epi32(acc2, _mm256_mullo_epi32(s4, fv));
-            }
-            let d = _mm256_set1_ps(d.to_f32() * yd);
+            let (acc1, acc2, d) = parts_iq1_m(x, q8);
+            let d = _mm256_set1_ps(d * yd);
             accum1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc1), accum1);
             accum2 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(acc2), accum2);
         }
         hsum_ps(accum1) + IQ1S_DELTA * hsum_ps(accum2)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// IQ1_M × Q8_K in llama.cpp's tiled GEMM order: per super-block the exact
+/// `isum = 8·Σ grid lanes + Σ delta lanes`, `acc = fma(f32(isum)·(d_w/8), d_a, acc)`.
+///
+/// # Safety
+/// As `dot_iq1_s`.
+unsafe fn tiled_iq1_m(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let mut acc = 0f32;
+        for i in 0..n / QK_K {
+            let x = std::slice::from_raw_parts(w.add(56 * i), 56);
+            let (yd, q8, _) = q8k(a.add(292 * i));
+            let (acc1, acc2, d) = parts_iq1_m(x, q8);
+            let isum = 8 * hsum_epi32(acc1) + hsum_epi32(acc2);
+            acc = (isum as f32 * (d * 0.125)).mul_add(yd, acc);
+        }
+        acc
     }
 }

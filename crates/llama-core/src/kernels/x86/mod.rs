@@ -48,6 +48,12 @@ pub fn avx2_table(base: &Kernels) -> Option<Kernels> {
     for (t, f) in iq::DOTS_AVX2 {
         k.traits_mut(t).vec_dot = Some(f);
     }
+    // llama.cpp's tiled GEMM order for grid i-quant batches (the rule is the scalar table's)
+    for (t, f) in iq::TILED_AVX2 {
+        if let Some(b) = k.traits_mut(t).batch_dot.as_mut() {
+            b.dot = Some(f);
+        }
+    }
     k.traits_mut(IQ4_NL).vec_dot = Some(iq4::DOT_IQ4_NL_AVX2);
     k.traits_mut(IQ4_XS).vec_dot = Some(iq4::DOT_IQ4_XS_AVX2);
     k.traits_mut(TQ1_0).vec_dot = Some(tq::DOT_TQ1_0_AVX2);

@@ -18,6 +18,7 @@ use std::arch::x86_64::*;
 use crate::kernels::shared::{q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
 use crate::quant::iq4::KVALUES_IQ4NL;
+use crate::quant::mxfp4::KVALUES_MXFP4;
 use crate::quant::repack::{Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
 
@@ -27,7 +28,8 @@ const PASS: usize = 4;
 const H: usize = 8;
 
 gemm_split_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0, H, PASS, "avx2,fma,f16c");
-gemm_split_entry!(gemm_iq4_nl_entry, gemm_iq4_nl, GgmlType::IQ4_NL, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_iq4_nl_entry, gemm_iq4_nl::<_, false>, GgmlType::IQ4_NL, H, PASS, "avx2,fma,f16c");
+gemm_split_entry!(gemm_mxfp4_entry, gemm_iq4_nl::<_, true>, GgmlType::MXFP4, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_iq4_xs_entry, gemm_iq4_xs::<_, false>, GgmlType::IQ4_XS, H, 1, "avx2,fma,f16c");
 gemm_split_entry!(gemm_iq4_xs_tiled_entry, gemm_iq4_xs::<_, true>, GgmlType::IQ4_XS, H, 1, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q4_1_entry, gemm_lanes::<_, false, true>, GgmlType::Q4_1, H, LANES_PASS, "avx2,fma,f16c");
@@ -48,9 +50,10 @@ gemm_split_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K, H, 1, "avx2,fma,f1
 gemm_split_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K, H, PASS, "avx2,fma,f16c");
 
 /// The AVX2 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 12] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 13] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
     (GgmlType::IQ4_NL, gemm_iq4_nl_entry),
+    (GgmlType::MXFP4, gemm_mxfp4_entry),
     (GgmlType::IQ4_XS, gemm_iq4_xs_entry),
     (GgmlType::Q4_1, gemm_q4_1_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
@@ -104,6 +107,24 @@ unsafe fn slot(q: *const u8, i: usize, h: usize) -> __m256i {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe { _mm256_loadu_si256(q.add(64 * i + 32 * h) as *const __m256i) }
+}
+
+/// 8 MXFP4 scales `e8m0_to_fp32_half(e)` of half h from the 16 e8m0 bytes at `p`: the bits
+/// (e − 1) << 23, and 0x200000 << e for e < 2 (subnormal).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `p + 8h .. p + 8h + 8` must be readable.
+unsafe fn e8m0_8(p: *const u8, h: usize) -> __m256 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let e = _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.add(8 * h) as *const __m128i));
+        let normal = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
+        let sub = _mm256_sllv_epi32(_mm256_set1_epi32(0x0020_0000), e);
+        let small = _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e);
+        _mm256_castsi256_ps(_mm256_blendv_epi8(normal, sub, small))
+    }
 }
 
 /// 8 f16 scales of half h at `p` (a row of 16 f16).
@@ -180,21 +201,28 @@ unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
 /// IQ4_NL: Q4_0's layout and float order, the nibbles looked up in kvalues_iq4nl (`vpshufb`). The
 /// levels reach ±127, so `vpmaddubsw` on them offset to unsigned could saturate: they are multiplied
 /// as |x|·(±y) like Q8_0 (pairs ≤ 2·127·127, exact; Q8_0 activations never hold −128).
+/// `MX`: MXFP4 instead (kvalues_mxfp4, the e8m0 scales after each block's quants; llama.cpp runs
+/// it through the same repacked GEMV/GEMM, `kernels::ggml_x86::mxfp4_repack`).
 ///
 /// # Safety
 /// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
-unsafe fn gemm_iq4_nl<const T: usize>(c: R16Call) {
+unsafe fn gemm_iq4_nl<const T: usize, const MX: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let R16Call { nb, w, part: h, a, as_, out, os } = c;
-        let (scales, quants) = (w, w.add(nb * R * 2));
+        let (scales, quants) = if MX { (w, w) } else { (w, w.add(nb * R * 2)) };
         let m4 = _mm256_set1_epi8(0x0F);
-        let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i));
+        let levels = if MX { KVALUES_MXFP4.as_ptr() } else { KVALUES_IQ4NL.as_ptr() };
+        let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(levels as *const __m128i));
         let mut acc = [_mm256_setzero_ps(); T];
         for b in 0..nb {
-            let dw = scales8(scales.add(b * R * 2), h);
-            let q = quants.add(b * R * 16);
+            let (dw, q) = if MX {
+                let q = quants.add(b * R * 17);
+                (e8m0_8(q.add(R * 16), h), q)
+            } else {
+                (scales8(scales.add(b * R * 2), h), quants.add(b * R * 16))
+            };
             // [slot][lo, hi]: the signed levels and their magnitudes
             let mut x = [[_mm256_setzero_si256(); 2]; 4];
             for s in 0..4 {

@@ -16,6 +16,7 @@ use std::arch::x86_64::*;
 use crate::kernels::shared::{gemm_r16_check, q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
 use crate::quant::iq4::KVALUES_IQ4NL;
+use crate::quant::mxfp4::KVALUES_MXFP4;
 use crate::quant::repack::{MAX_T, Q8_0S_BLOCK, Q8_K_BLOCK, R};
 use crate::quant::GgmlType;
 
@@ -75,6 +76,7 @@ macro_rules! in_passes {
 
 gemm_entry!(gemm_q4_0_entry, gemm_q4_0, GgmlType::Q4_0);
 gemm_entry!(gemm_iq4_nl_entry, gemm_iq4_nl, GgmlType::IQ4_NL);
+gemm_entry!(gemm_mxfp4_entry, gemm_mxfp4, GgmlType::MXFP4);
 gemm_entry!(gemm_iq4_xs_entry, gemm_iq4_xs::<_, false>, GgmlType::IQ4_XS);
 gemm_entry!(gemm_iq4_xs_tiled_entry, gemm_iq4_xs::<_, true>, GgmlType::IQ4_XS);
 gemm_entry!(gemm_q5_0_entry, gemm_lanes::<_, true>, GgmlType::Q5_0);
@@ -85,9 +87,10 @@ gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
 gemm_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K);
 
 /// The AVX-512 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 7] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 8] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
     (GgmlType::IQ4_NL, gemm_iq4_nl_entry),
+    (GgmlType::MXFP4, gemm_mxfp4_entry),
     (GgmlType::IQ4_XS, gemm_iq4_xs_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
     (GgmlType::Q8_0, gemm_q8_0_entry),
@@ -182,6 +185,65 @@ unsafe fn gemm_iq4_nl<const T: usize>(c: R16Call) {
         for b in 0..nb {
             let dw = scales16(scales.add(b * R * 2));
             let q = quants.add(b * R * 16);
+            let mut lo = [_mm512_setzero_si512(); 4];
+            let mut hi = [_mm512_setzero_si512(); 4];
+            for s in 0..4 {
+                let v = _mm512_loadu_si512(q.add(64 * s) as *const _);
+                lo[s] = _mm512_shuffle_epi8(table, _mm512_and_si512(v, m4));
+                hi[s] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            }
+            for t in 0..T {
+                let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
+                let mut i0 = _mm512_set1_epi32(-128 * sum);
+                let mut i1 = _mm512_setzero_si512();
+                for s in 0..4 {
+                    i0 = _mm512_dpbusd_epi32(i0, lo[s], bcast4(y.add(4 * s)));
+                    i1 = _mm512_dpbusd_epi32(i1, hi[s], bcast4(y.add(16 + 4 * s)));
+                }
+                acc[t] = fold(acc[t], _mm512_add_epi32(i0, i1), dw, da);
+            }
+        }
+        store(&acc, out, os);
+    }
+}
+
+/// The 16 rows' MXFP4 scales `e8m0_to_fp32_half(e)` from their e8m0 bytes at `p`: the bits
+/// (e − 1) << 23, and 0x200000 << e for e < 2 (subnormal).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `p..p+16` must be readable.
+unsafe fn e8m0_16(p: *const u8) -> __m512 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let e = _mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i));
+        let normal = _mm512_slli_epi32(_mm512_sub_epi32(e, _mm512_set1_epi32(1)), 23);
+        let sub = _mm512_sllv_epi32(_mm512_set1_epi32(0x0020_0000), e);
+        let small = _mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2));
+        _mm512_castsi512_ps(_mm512_mask_blend_epi32(small, normal, sub))
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// MXFP4: IQ4_NL's kernel with the kvalues_mxfp4 table and the e8m0 scales stored after each
+/// block's quants (llama.cpp's `mxfp4_8x8` repack runs Q4_0's GEMV/GEMM: one exact integer sum per
+/// block, `acc = fma(f32(isum), d_w·d_a, acc)`; `kernels::ggml_x86::mxfp4_repack`).
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_mxfp4<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, a, as_, out, os, .. } = c;
+        let m4 = _mm512_set1_epi8(0x0F);
+        let lut: [u8; 16] = std::array::from_fn(|i| (KVALUES_MXFP4[i] as i32 + 128) as u8);
+        let table = _mm512_broadcast_i32x4(_mm_loadu_si128(lut.as_ptr() as *const __m128i));
+        let mut acc = [_mm512_setzero_ps(); T];
+        for b in 0..nb {
+            let q = w.add(b * R * 17);
+            let dw = e8m0_16(q.add(R * 16));
             let mut lo = [_mm512_setzero_si512(); 4];
             let mut hi = [_mm512_setzero_si512(); 4];
             for s in 0..4 {
