@@ -3,12 +3,16 @@
 //! (row, token) pair, bit for bit: the tiles decode each weight block once for several tokens but
 //! keep every pair's operations and order, and llama.cpp computes every pair with its vec_dot.
 //!
+//! The grid i-quants have two orders (`types::BatchDot`): llama.cpp's `vec_dot` below 8 tokens and
+//! its tiled GEMM's from 8 on; each has its tiles, each checked against its own dot.
+//!
 //! - `batch_tiles_match_pairwise_dots`: random and extreme blocks, odd row counts, token counts
 //!   that are not multiples of the tile, rows of several blocks (MXFP4: odd block counts too),
 //!   quantized and raw Q8_K activations (raw: −128 quants and arbitrary `bsums`).
 //! - `matmul_with_tiles_equals_without`: `matmul_with` the table vs the same table without tiles.
 //! - `model_logits_with_tiles_equal_without`: synth-tiny with every matrix made of random blocks of
-//!   each type, a prompt as one batch, logits with the tiles vs `LLAMA_TILES=0` (two child runs).
+//!   each type, a 13-token and a 5-token prompt as one batch each, logits with the tiles vs
+//!   `LLAMA_TILES=0` (two child runs).
 //! - `tile_speed_ab` (ignored, timing only): one thread, 2048×2048, 64 tokens, tiles vs per pair.
 
 use half::f16;
@@ -123,44 +127,51 @@ fn batch_tiles_match_pairwise_dots() {
     let mut checked = 0usize;
     for k in Kernels::available() {
         for t in TYPES {
-            let Some(tile) = k.tile(t) else { continue };
-            let dot = k.vec_dot(t).unwrap();
-            let ns: &[usize] = if t.block_size() == 256 { &[256, 768, 256 * 7] } else { &[32, 96, 288, 1024 + 32] };
-            for &n in ns {
-                for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
-                    for raw in [false, true] {
-                        if raw && vec_dot_type(t) != Some(GgmlType::Q8_K) {
-                            continue;
-                        }
-                        let w_row = t.row_size(n as u64).unwrap() as usize;
-                        let w = weight_blocks(&mut rng, t, n_rows * n / t.block_size(), mode);
-                        let a = activation_rows(&mut rng, &k, t, n, n_tok, mode, raw);
-                        let a_row = a.len() / n_tok;
-                        let want =
-                            |r: usize, j: usize| dot(n, &w[r * w_row..(r + 1) * w_row], &a[j * a_row..(j + 1) * a_row]);
-                        // as matmul calls them (TILE × TILE_T steps, ragged edges), then every shape
-                        let mut calls: Vec<(usize, usize, usize, usize)> = Vec::new();
-                        for r0 in (0..n_rows).step_by(TILE) {
-                            for t0 in (0..n_tok).step_by(TILE_T) {
-                                calls.push((r0, t0, TILE.min(n_rows - r0), TILE_T.min(n_tok - t0)));
+            // the vec_dot-order tiles, and the batch order's tiles (grid i-quants) against its dot
+            let mut kinds = vec![("vec_dot", k.tile(t), k.vec_dot(t))];
+            if let Some(b) = k.traits(t).and_then(|r| r.batch_dot) {
+                kinds.push(("batch dot", b.tile, b.dot));
+            }
+            for (what, tile, dot) in kinds {
+                let (Some(tile), Some(dot)) = (tile, dot) else { continue };
+                let ns: &[usize] = if t.block_size() == 256 { &[256, 768, 256 * 7] } else { &[32, 96, 288, 1024 + 32] };
+                for &n in ns {
+                    for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                        for raw in [false, true] {
+                            if raw && vec_dot_type(t) != Some(GgmlType::Q8_K) {
+                                continue;
                             }
-                        }
-                        for nr in 1..=TILE {
-                            for nt in 1..=TILE_T {
-                                calls.push((1, 1, nr, nt));
+                            let w_row = t.row_size(n as u64).unwrap() as usize;
+                            let w = weight_blocks(&mut rng, t, n_rows * n / t.block_size(), mode);
+                            let a = activation_rows(&mut rng, &k, t, n, n_tok, mode, raw);
+                            let a_row = a.len() / n_tok;
+                            let want = |r: usize, j: usize| {
+                                dot(n, &w[r * w_row..(r + 1) * w_row], &a[j * a_row..(j + 1) * a_row])
+                            };
+                            // as matmul calls them (TILE × TILE_T steps, ragged edges), then every shape
+                            let mut calls: Vec<(usize, usize, usize, usize)> = Vec::new();
+                            for r0 in (0..n_rows).step_by(TILE) {
+                                for t0 in (0..n_tok).step_by(TILE_T) {
+                                    calls.push((r0, t0, TILE.min(n_rows - r0), TILE_T.min(n_tok - t0)));
+                                }
                             }
-                        }
-                        for (r0, t0, nr, nt) in calls {
-                            let res = tile(n, &w[r0 * w_row..], w_row, nr, &a[t0 * a_row..], a_row, nt);
-                            for i in 0..nr {
-                                for j in 0..nt {
-                                    let (got, want) = (res[i][j], want(r0 + i, t0 + j));
-                                    assert!(
+                            for nr in 1..=TILE {
+                                for nt in 1..=TILE_T {
+                                    calls.push((1, 1, nr, nt));
+                                }
+                            }
+                            for (r0, t0, nr, nt) in calls {
+                                let res = tile(n, &w[r0 * w_row..], w_row, nr, &a[t0 * a_row..], a_row, nt);
+                                for i in 0..nr {
+                                    for j in 0..nt {
+                                        let (got, want) = (res[i][j], want(r0 + i, t0 + j));
+                                        assert!(
                                         same(got, want),
-                                        "{:?} {t} n={n} {mode:?} raw={raw} tile {nr}x{nt} at ({r0},{t0}) [{i}][{j}]: {got:e} vs vec_dot {want:e}",
+                                        "{:?} {t} n={n} {mode:?} raw={raw} tile {nr}x{nt} at ({r0},{t0}) [{i}][{j}]: {got:e} vs {what} {want:e}",
                                         k.isa
                                     );
-                                    checked += 1;
+                                        checked += 1;
+                                    }
                                 }
                             }
                         }
@@ -169,7 +180,7 @@ fn batch_tiles_match_pairwise_dots() {
             }
         }
     }
-    eprintln!("batch tiles: {checked} results bit-identical to vec_dot");
+    eprintln!("batch tiles: {checked} results bit-identical to their dots");
 }
 
 #[test]
@@ -180,7 +191,7 @@ fn matmul_with_tiles_equals_without() {
     for k in Kernels::available() {
         let plain = k.without_tiles();
         for t in TYPES {
-            if k.tile(t).is_none() {
+            if k.tile(t).is_none() && k.row_tile(t, 64).is_none() {
                 continue;
             }
             let cols = if t.block_size() == 256 { 768 } else { 288 };
@@ -242,10 +253,15 @@ fn model_logits_child() {
         return;
     };
     let m = Model::load(model, &ModelParams::default()).unwrap();
-    let p = ContextParams { n_ctx: 64, n_batch: 64, n_threads: 2, logits_all: true, ..ContextParams::default() };
-    let mut ctx = Context::new(&m, p).unwrap();
-    ctx.eval(&m, &PROMPT, 0).unwrap();
-    let bytes: Vec<u8> = ctx.logits().iter().flat_map(|v| v.to_le_bytes()).collect();
+    // the whole prompt (grid i-quants: llama.cpp's batch order from 8 tokens), then its first 5
+    // tokens alone (the vec_dot order)
+    let mut bytes: Vec<u8> = Vec::new();
+    for toks in [&PROMPT[..], &PROMPT[..5]] {
+        let p = ContextParams { n_ctx: 64, n_batch: 64, n_threads: 2, logits_all: true, ..ContextParams::default() };
+        let mut ctx = Context::new(&m, p).unwrap();
+        ctx.eval(&m, toks, 0).unwrap();
+        bytes.extend(ctx.logits().iter().flat_map(|v| v.to_le_bytes()));
+    }
     std::fs::write(out, bytes).unwrap();
 }
 
@@ -256,7 +272,7 @@ fn model_logits_with_tiles_equal_without() {
         eprintln!("SKIP: {} not found", src.display());
         return;
     }
-    if Kernels::available().iter().all(|k| TYPES.iter().all(|&t| k.tile(t).is_none())) {
+    if Kernels::available().iter().all(|k| TYPES.iter().all(|&t| k.tile(t).is_none() && k.row_tile(t, 64).is_none())) {
         eprintln!("SKIP: no table of this machine has tiles for these types");
         return;
     }
@@ -279,12 +295,12 @@ fn model_logits_with_tiles_equal_without() {
             b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<u32>>()
         };
         let (with, without) = (run(true), run(false));
-        assert_eq!(with.len(), PROMPT.len() * 32000, "{t}: logits");
+        assert_eq!(with.len(), (PROMPT.len() + 5) * 32000, "{t}: logits");
         let finite = with.iter().filter(|&&b| f32::from_bits(b).is_finite()).count();
         assert!(finite == with.len(), "{t}: {} non-finite logits", with.len() - finite);
         let diff = with.iter().zip(&without).filter(|(a, b)| a != b).count();
         assert_eq!(diff, 0, "{t}: {diff} of {} logits differ with tiles vs LLAMA_TILES=0", with.len());
-        eprintln!("{t}: {} logits of a {}-token batch bit-identical with and without tiles", with.len(), PROMPT.len());
+        eprintln!("{t}: {} logits of a 13- and a 5-token batch bit-identical with and without tiles", with.len());
         std::fs::remove_file(&model).ok();
     }
     std::fs::remove_dir_all(&dir).ok();

@@ -227,9 +227,10 @@ pub fn matmul_with(
     }
     let (rows, cols) = (w.rows, w.cols);
     let from_float = k.from_float(act).expect("every vec_dot_type has a converter");
-    // llama.cpp's batch order where the type has one (`types::BatchDot`), else its single-token dot
-    let (dot, batch_order) = k.row_dot(w.ggml_type, n_tokens).expect("validated type has a dot kernel");
-    let tile_fn = if n_tokens > 1 && !batch_order { k.tile(w.ggml_type) } else { None };
+    // llama.cpp's batch order where the type has one (`types::BatchDot`), else its single-token dot;
+    // tiles (several tokens per decoded weight block) in the same order where the table has them
+    let (dot, _) = k.row_dot(w.ggml_type, n_tokens).expect("validated type has a dot kernel");
+    let tile_fn = if n_tokens > 1 { k.row_tile(w.ggml_type, n_tokens) } else { None };
     let w_row = w.ggml_type.row_size(cols as u64).unwrap() as usize;
     let a_row = act.row_size(cols as u64).expect("partner type has the same block size or smaller") as usize;
 

@@ -191,6 +191,9 @@ pub struct BatchDot {
     pub min_tokens: usize,
     /// The dot in the batch order; `None` = `vec_dot` serves batches too.
     pub dot: Option<VecDotFn>,
+    /// Multi-token tiles in the batch order (bit-identical to `dot` per pair); `None` = `dot` per
+    /// pair.
+    pub tile: Option<TileFn>,
 }
 
 /// What one table knows about one ggml type: ggml's `type_traits_cpu` (`from_float`, `vec_dot`,
@@ -317,13 +320,24 @@ impl Kernels {
 
     /// The row dot for a matmul of `n_tokens` tokens over plain rows of type `w`: the batch-order
     /// dot (`BatchDot`) when the batch is large enough and this table has one, else `vec_dot`.
-    /// The second value says whether it is the batch-order dot (then no `TileFn` may replace it).
+    /// The second value says whether it is the batch-order dot (then only its own tiles, `row_tile`,
+    /// may replace it).
     pub fn row_dot(&self, w: GgmlType, n_tokens: usize) -> Option<(VecDotFn, bool)> {
         let row = self.traits(w)?;
         if let Some(f) = row.batch_dot.filter(|b| n_tokens >= b.min_tokens).and_then(|b| b.dot) {
             return Some((f, true));
         }
         Some((row.vec_dot?, false))
+    }
+
+    /// The multi-token tiles for a matmul of `n_tokens > 1` tokens over plain rows of type `w`, in
+    /// the order of `row_dot`'s dot (the batch order's tiles when it applies), if this table has them.
+    pub fn row_tile(&self, w: GgmlType, n_tokens: usize) -> Option<TileFn> {
+        let row = self.traits(w)?;
+        match row.batch_dot.filter(|b| n_tokens >= b.min_tokens && b.dot.is_some()) {
+            Some(b) => b.tile,
+            None => row.tile,
+        }
     }
 
     /// The multi-token tile kernel for weights of type `w`, if this table has one.
@@ -338,6 +352,9 @@ impl Kernels {
         let mut k = *self;
         for row in k.types.iter_mut().flatten() {
             row.tile = None;
+            if let Some(b) = row.batch_dot.as_mut() {
+                b.tile = None;
+            }
         }
         k
     }

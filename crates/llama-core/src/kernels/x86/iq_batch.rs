@@ -18,18 +18,18 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::{f16_load, hsum_ps};
+use super::dot::{f16_load, hsum_epi32, hsum_ps};
 use super::iq::{iq1_dot32, ksigns32, sign_bits32, signed_dot32, u16_at};
 use crate::kernels::types::{TileFn, TILE, TILE_T};
 use crate::quant::iq::IQ1S_DELTA;
 use crate::quant::iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS64};
 use crate::quant::QK_K;
 
-/// `row_tile_entry!(name, inner, block_elems, weight_block_bytes, act_block_bytes)`: a `TileFn`
-/// that checks the tile shape and row lengths, then runs `inner::<T>(nb, row, a, a_stride)` (one
-/// weight row of `nb` blocks against `T` activation rows) for each of the `nr` rows.
+/// `row_tile_entry!(name, inner[::<G..>], block_elems, weight_block_bytes, act_block_bytes)`: a
+/// `TileFn` that checks the tile shape and row lengths, then runs `inner::<T, G..>(nb, row, a,
+/// a_stride)` (one weight row of `nb` blocks against `T` activation rows) for each of the `nr` rows.
 macro_rules! row_tile_entry {
-    ($name:ident, $inner:ident, $bs:expr, $wts:expr, $ats:expr) => {
+    ($name:ident, $inner:ident $(::<$($g:tt),*>)?, $bs:expr, $wts:expr, $ats:expr) => {
         fn $name(
             n: usize,
             w: &[u8],
@@ -53,14 +53,14 @@ macro_rules! row_tile_entry {
                 // within the lengths checked above.
                 *o = unsafe {
                     match nt {
-                        8 => $inner::<8>(nb, x, a, a_stride),
-                        7 => $inner::<7>(nb, x, a, a_stride),
-                        6 => $inner::<6>(nb, x, a, a_stride),
-                        5 => $inner::<5>(nb, x, a, a_stride),
-                        4 => $inner::<4>(nb, x, a, a_stride),
-                        3 => $inner::<3>(nb, x, a, a_stride),
-                        2 => $inner::<2>(nb, x, a, a_stride),
-                        _ => $inner::<1>(nb, x, a, a_stride),
+                        8 => $inner::<8 $($(, $g)*)?>(nb, x, a, a_stride),
+                        7 => $inner::<7 $($(, $g)*)?>(nb, x, a, a_stride),
+                        6 => $inner::<6 $($(, $g)*)?>(nb, x, a, a_stride),
+                        5 => $inner::<5 $($(, $g)*)?>(nb, x, a, a_stride),
+                        4 => $inner::<4 $($(, $g)*)?>(nb, x, a, a_stride),
+                        3 => $inner::<3 $($(, $g)*)?>(nb, x, a, a_stride),
+                        2 => $inner::<2 $($(, $g)*)?>(nb, x, a, a_stride),
+                        _ => $inner::<1 $($(, $g)*)?>(nb, x, a, a_stride),
                     }
                 };
             }
@@ -69,16 +69,23 @@ macro_rules! row_tile_entry {
     };
 }
 
-row_tile_entry!(tile_iq2_xxs_entry, tile_iq2_xxs, QK_K, 66, 292);
-row_tile_entry!(tile_iq2_xs_entry, tile_iq2_xs, QK_K, 74, 292);
-row_tile_entry!(tile_iq2_s_entry, tile_iq2_s, QK_K, 82, 292);
-row_tile_entry!(tile_iq3_xxs_entry, tile_iq3_xxs, QK_K, 98, 292);
-row_tile_entry!(tile_iq3_s_entry, tile_iq3_s, QK_K, 110, 292);
-row_tile_entry!(tile_iq1_s_entry, tile_iq1_s, QK_K, 50, 292);
-row_tile_entry!(tile_iq1_m_entry, tile_iq1_m, QK_K, 56, 292);
+row_tile_entry!(tile_iq2_xxs_entry, tile_iq2_xxs::<false>, QK_K, 66, 292);
+row_tile_entry!(tile_iq2_xs_entry, tile_iq2_xs::<false>, QK_K, 74, 292);
+row_tile_entry!(tile_iq2_s_entry, tile_iq2_s::<false>, QK_K, 82, 292);
+row_tile_entry!(tile_iq3_xxs_entry, tile_iq3_xxs::<false>, QK_K, 98, 292);
+row_tile_entry!(tile_iq3_s_entry, tile_iq3_s::<false>, QK_K, 110, 292);
+row_tile_entry!(tile_iq1_s_entry, tile_iq1_s::<false>, QK_K, 50, 292);
+row_tile_entry!(tile_iq1_m_entry, tile_iq1_m::<false>, QK_K, 56, 292);
+row_tile_entry!(tiled_iq2_xxs_entry, tile_iq2_xxs::<true>, QK_K, 66, 292);
+row_tile_entry!(tiled_iq2_xs_entry, tile_iq2_xs::<true>, QK_K, 74, 292);
+row_tile_entry!(tiled_iq2_s_entry, tile_iq2_s::<true>, QK_K, 82, 292);
+row_tile_entry!(tiled_iq3_xxs_entry, tile_iq3_xxs::<true>, QK_K, 98, 292);
+row_tile_entry!(tiled_iq3_s_entry, tile_iq3_s::<true>, QK_K, 110, 292);
+row_tile_entry!(tiled_iq1_s_entry, tile_iq1_s::<true>, QK_K, 50, 292);
+row_tile_entry!(tiled_iq1_m_entry, tile_iq1_m::<true>, QK_K, 56, 292);
 
-/// The grid i-quant tiles: (weight type, kernel), for the AVX2 table (the AVX-512 one inherits
-/// them, as it does the dots).
+/// The grid i-quant tiles in the `vec_dot` order (batches below `BatchDot::min_tokens`):
+/// (weight type, kernel), for the AVX2 table (the AVX-512 one inherits them, as it does the dots).
 pub(super) const TILES_AVX2: [(crate::quant::GgmlType, TileFn); 7] = {
     use crate::quant::GgmlType::*;
     [
@@ -92,6 +99,21 @@ pub(super) const TILES_AVX2: [(crate::quant::GgmlType, TileFn); 7] = {
     ]
 };
 
+/// The grid i-quant tiles in llama.cpp's tiled-GEMM order (`BatchDot::tile`, bit-identical to
+/// `iq::TILED_AVX2` per pair): (weight type, kernel).
+pub(super) const TILED_TILES_AVX2: [(crate::quant::GgmlType, TileFn); 7] = {
+    use crate::quant::GgmlType::*;
+    [
+        (IQ2_XXS, tiled_iq2_xxs_entry),
+        (IQ2_XS, tiled_iq2_xs_entry),
+        (IQ2_S, tiled_iq2_s_entry),
+        (IQ3_XXS, tiled_iq3_xxs_entry),
+        (IQ3_S, tiled_iq3_s_entry),
+        (IQ1_S, tiled_iq1_s_entry),
+        (IQ1_M, tiled_iq1_m_entry),
+    ]
+};
+
 /// The f32 scale of the Q8_K block at `y`.
 ///
 /// # Safety
@@ -102,40 +124,29 @@ unsafe fn q8k_d(y: *const u8) -> f32 {
     unsafe { f32::from_le_bytes([*y, *y.add(1), *y.add(2), *y.add(3)]) }
 }
 
-/// Σ of the 8 i32 lanes (exact integer sum in any order).
-///
-/// # Safety
-/// The CPU must support AVX2 (inlined into the AVX2 tiles).
-#[inline(always)]
-unsafe fn hsum_epi32(v: __m256i) -> i32 {
-    // SAFETY: register-only AVX2 operations; callers enable the feature.
-    unsafe {
-        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        _mm_cvtsi128_si32(s)
-    }
-}
-
-/// The IQ2/IQ3 tiles' body (`iq::sum_iq` per token): per super-block of the row, each group of 32
-/// decoded once by `group(x, ib32) -> (grid magnitudes, negative-sign mask, i16 scales)` and summed
-/// with each token's activations by `signed_dot32` into 8 i32 lanes; then per token
-/// `acc = fma(dx·dy, f32(lanes), acc)`, and `hsum_float_8(acc)` at the end.
+/// The IQ2/IQ3 tiles' body: per super-block of the row, each group of 32 decoded once by
+/// `group(x, ib32) -> (grid magnitudes, negative-sign mask, i16 scales)` and summed with each
+/// token's activations by `signed_dot32` into 8 i32 lanes (the dots' `lanes_*`); then per token the
+/// dot's float steps: `vec_dot` order (`iq::sum_iq`, TILED = false): `acc = fma(dx·dy, f32(lanes),
+/// acc)`, at the end `f · hsum_float_8(acc)`; tiled-GEMM order (`iq::sum_tiled`, TILED = true):
+/// `acc = fma(f32(Σ lanes)·(dx·f), dy, acc)` in one float.
 ///
 /// # Safety
 /// `w` must point to `nb` readable weight blocks of `WB` bytes, `a` to `T` rows of `nb` readable
 /// Q8_K blocks, `as_` bytes apart; the CPU must support AVX2, FMA and F16C.
 #[inline(always)]
-unsafe fn grid_row<const T: usize, const WB: usize>(
+unsafe fn grid_row<const T: usize, const WB: usize, const TILED: bool>(
     nb: usize,
     w: *const u8,
     a: *const u8,
     as_: usize,
+    f: f32,
     group: impl Fn(&[u8], usize) -> (__m256i, __m256i, __m256i),
 ) -> [f32; TILE_T] {
     // SAFETY: the caller guarantees the pointer ranges and the features.
     unsafe {
         let mut acc = [_mm256_setzero_ps(); T];
+        let mut acc_s = [0f32; T];
         for i in 0..nb {
             let x = std::slice::from_raw_parts(w.add(WB * i), WB);
             let y = |t: usize| a.add(t * as_ + 292 * i);
@@ -149,12 +160,16 @@ unsafe fn grid_row<const T: usize, const WB: usize>(
             }
             let dx = f16_load(x.as_ptr());
             for t in 0..T {
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * q8k_d(y(t))), _mm256_cvtepi32_ps(lanes[t]), acc[t]);
+                if TILED {
+                    acc_s[t] = (hsum_epi32(lanes[t]) as f32 * (dx * f)).mul_add(q8k_d(y(t)), acc_s[t]);
+                } else {
+                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * q8k_d(y(t))), _mm256_cvtepi32_ps(lanes[t]), acc[t]);
+                }
             }
         }
         let mut out = [0f32; TILE_T];
         for t in 0..T {
-            out[t] = hsum_ps(acc[t]);
+            out[t] = if TILED { acc_s[t] } else { f * hsum_ps(acc[t]) };
         }
         out
     }
@@ -166,10 +181,15 @@ unsafe fn grid_row<const T: usize, const WB: usize>(
 /// # Safety
 /// The CPU must support this function's target features; `w` must point to the `nb` readable blocks
 /// of the weight row, `a` to `T` rows of `nb` readable Q8_K blocks, `as_` bytes apart.
-unsafe fn tile_iq2_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
+unsafe fn tile_iq2_xxs<const T: usize, const TILED: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
-    let s = unsafe {
-        grid_row::<T, 66>(nb, w, a, as_, |x, ib32| {
+    unsafe {
+        grid_row::<T, 66, TILED>(nb, w, a, as_, 0.125, |x, ib32| {
             let (aux0, aux1) = (
                 u16_at(x, 1 + 4 * ib32) as u32 | (u16_at(x, 2 + 4 * ib32) as u32) << 16,
                 u16_at(x, 3 + 4 * ib32) as u32 | (u16_at(x, 4 + 4 * ib32) as u32) << 16,
@@ -178,8 +198,7 @@ unsafe fn tile_iq2_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as
             let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
             (grid, ksigns32(aux1), _mm256_set1_epi16(2 * (aux1 >> 28) as i16 + 1))
         })
-    };
-    s.map(|v| 0.125 * v)
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -187,10 +206,15 @@ unsafe fn tile_iq2_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
-unsafe fn tile_iq2_xs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
+unsafe fn tile_iq2_xs<const T: usize, const TILED: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
-    let s = unsafe {
-        grid_row::<T, 74>(nb, w, a, as_, |x, ib32| {
+    unsafe {
+        grid_row::<T, 74, TILED>(nb, w, a, as_, 0.125, |x, ib32| {
             let q = |l: usize| u16_at(x, 1 + 4 * ib32 + l);
             let g = |l: usize| IQ2XS_GRID[(q(l) & 511) as usize] as i64;
             let s = |l: usize| KSIGNS64[(q(l) >> 9) as usize] as i64;
@@ -201,8 +225,7 @@ unsafe fn tile_iq2_xs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_
                 _mm256_set_m128i(_mm_set1_epi16(2 * (sc >> 4) as i16 + 1), _mm_set1_epi16(2 * (sc & 0xf) as i16 + 1));
             (grid, neg, ls)
         })
-    };
-    s.map(|v| 0.125 * v)
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -210,10 +233,15 @@ unsafe fn tile_iq2_xs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
-unsafe fn tile_iq2_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
+unsafe fn tile_iq2_s<const T: usize, const TILED: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
-    let s = unsafe {
-        grid_row::<T, 82>(nb, w, a, as_, |x, ib32| {
+    unsafe {
+        grid_row::<T, 82, TILED>(nb, w, a, as_, 0.125, |x, ib32| {
             let (qs, signs, qh, scales) = (&x[2..34], &x[34..66], &x[66..74], &x[74..82]);
             let g =
                 |l: usize| IQ2S_GRID[qs[4 * ib32 + l] as usize | ((qh[ib32] as usize) << (8 - 2 * l) & 0x300)] as i64;
@@ -225,8 +253,7 @@ unsafe fn tile_iq2_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
                 _mm256_set_m128i(_mm_set1_epi16(2 * (sc >> 4) as i16 + 1), _mm_set1_epi16(2 * (sc & 0xf) as i16 + 1));
             (grid, neg, ls)
         })
-    };
-    s.map(|v| 0.125 * v)
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -234,10 +261,15 @@ unsafe fn tile_iq2_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
-unsafe fn tile_iq3_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
+unsafe fn tile_iq3_xxs<const T: usize, const TILED: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
-    let s = unsafe {
-        grid_row::<T, 98>(nb, w, a, as_, |x, ib32| {
+    unsafe {
+        grid_row::<T, 98, TILED>(nb, w, a, as_, 0.25, |x, ib32| {
             let (qs, gas) = (&x[2..66], &x[66..98]);
             let g = |k: usize| IQ3XXS_GRID[qs[8 * ib32 + k] as usize] as i32;
             let grid = _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0));
@@ -245,8 +277,7 @@ unsafe fn tile_iq3_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as
             let aux = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
             (grid, ksigns32(aux), _mm256_set1_epi16(2 * (aux >> 28) as i16 + 1))
         })
-    };
-    s.map(|v| 0.25 * v)
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -254,10 +285,15 @@ unsafe fn tile_iq3_xxs<const T: usize>(nb: usize, w: *const u8, a: *const u8, as
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
-unsafe fn tile_iq3_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
+unsafe fn tile_iq3_s<const T: usize, const TILED: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        grid_row::<T, 110>(nb, w, a, as_, |x, ib32| {
+        grid_row::<T, 110, TILED>(nb, w, a, as_, 1.0, |x, ib32| {
             let (qs, qh, signs, scales) = (&x[2..66], &x[66..74], &x[74..106], &x[106..110]);
             let h = qh[ib32] as usize;
             let g = |k: usize| IQ3S_GRID[qs[8 * ib32 + k] as usize | ((h << (8 - k)) & 256)] as i32;
@@ -271,15 +307,23 @@ unsafe fn tile_iq3_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-/// IQ1_S: as `iq::dot_iq1_s`: the grid part in lanes, the delta part (Σ ±ls·bsums, the same exact
-/// integer, from one `madd` per token) in one float per token, `hsum_float_8(acc) + 0.125·acc1`.
+/// IQ1_S: the grid part in lanes, the delta part (Σ ±ls·bsums, the same exact integer as the
+/// dots', from one `madd` per token); then as `iq::dot_iq1_s` (TILED = false: `hsum_float_8(acc) +
+/// 0.125·acc1`) or `iq::tiled_iq1_s` (TILED: `isum = 8·Σ lanes + delta`, `acc = fma(f32(isum)·(dx/8),
+/// dy, acc)`).
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
-unsafe fn tile_iq1_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
+unsafe fn tile_iq1_s<const T: usize, const TILED: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let (mut accum, mut accum1) = ([_mm256_setzero_ps(); T], [0f32; T]);
+        let mut acc_s = [0f32; T];
         for i in 0..nb {
             let x = std::slice::from_raw_parts(w.add(50 * i), 50);
             let y = |t: usize| a.add(t * as_ + 292 * i);
@@ -308,29 +352,42 @@ unsafe fn tile_iq1_s<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
                 // the dot's Σ ls·delta·(bsums[2ib] + bsums[2ib+1]): exact in i32 either way
                 // (|ls·delta| ≤ 15, |bsum| ≤ 2^15), summed here by one madd
                 let sumi1 = hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256(bsums(t) as *const __m256i), cv));
-                let d = dx * q8k_d(y(t));
-                accum[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc[t]), accum[t]);
-                accum1[t] = d.mul_add(sumi1 as f32, accum1[t]);
+                if TILED {
+                    let isum = 8 * hsum_epi32(acc[t]) + sumi1;
+                    acc_s[t] = (isum as f32 * (dx * 0.125)).mul_add(q8k_d(y(t)), acc_s[t]);
+                } else {
+                    let d = dx * q8k_d(y(t));
+                    accum[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(acc[t]), accum[t]);
+                    accum1[t] = d.mul_add(sumi1 as f32, accum1[t]);
+                }
             }
         }
         let mut out = [0f32; TILE_T];
         for t in 0..T {
-            out[t] = hsum_ps(accum[t]) + IQ1S_DELTA * accum1[t];
+            out[t] = if TILED { acc_s[t] } else { hsum_ps(accum[t]) + IQ1S_DELTA * accum1[t] };
         }
         out
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-/// IQ1_M: as `iq::dot_iq1_m`: grid and delta parts in two sets of lanes per token,
-/// `hsum_float_8(acc) + 0.125·hsum_float_8(acc_delta)`.
+/// IQ1_M: grid and delta parts in two sets of lanes per token (`iq::parts_iq1_m`), then as
+/// `iq::dot_iq1_m` (TILED = false: `hsum_float_8(acc) + 0.125·hsum_float_8(acc_delta)`) or
+/// `iq::tiled_iq1_m` (TILED: `isum = 8·Σ grid lanes + Σ delta lanes`, `acc = fma(f32(isum)·(d/8),
+/// dy, acc)`).
 ///
 /// # Safety
 /// As `tile_iq2_xxs`.
-unsafe fn tile_iq1_m<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
+unsafe fn tile_iq1_m<const T: usize, const TILED: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    as_: usize,
+) -> [f32; TILE_T] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let (mut accum1, mut accum2) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
+        let mut acc_s = [0f32; T];
         let one = _mm256_set1_epi8(1);
         for i in 0..nb {
             let x = std::slice::from_raw_parts(w.add(56 * i), 56);
@@ -359,14 +416,19 @@ unsafe fn tile_iq1_m<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_:
                 }
             }
             for t in 0..T {
-                let dv = _mm256_set1_ps(d * q8k_d(y(t)));
-                accum1[t] = _mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(acc1[t]), accum1[t]);
-                accum2[t] = _mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(acc2[t]), accum2[t]);
+                if TILED {
+                    let isum = 8 * hsum_epi32(acc1[t]) + hsum_epi32(acc2[t]);
+                    acc_s[t] = (isum as f32 * (d * 0.125)).mul_add(q8k_d(y(t)), acc_s[t]);
+                } else {
+                    let dv = _mm256_set1_ps(d * q8k_d(y(t)));
+                    accum1[t] = _mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(acc1[t]), accum1[t]);
+                    accum2[t] = _mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(acc2[t]), accum2[t]);
+                }
             }
         }
         let mut out = [0f32; TILE_T];
         for t in 0..T {
-            out[t] = hsum_ps(accum1[t]) + IQ1S_DELTA * hsum_ps(accum2[t]);
+            out[t] = if TILED { acc_s[t] } else { hsum_ps(accum1[t]) + IQ1S_DELTA * hsum_ps(accum2[t]) };
         }
         out
     }

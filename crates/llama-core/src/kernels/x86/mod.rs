@@ -54,6 +54,11 @@ pub fn avx2_table(base: &Kernels) -> Option<Kernels> {
             b.dot = Some(f);
         }
     }
+    for (t, f) in iq_batch::TILED_TILES_AVX2 {
+        if let Some(b) = k.traits_mut(t).batch_dot.as_mut() {
+            b.tile = Some(f);
+        }
+    }
     k.traits_mut(IQ4_NL).vec_dot = Some(iq4::DOT_IQ4_NL_AVX2);
     k.traits_mut(IQ4_XS).vec_dot = Some(iq4::DOT_IQ4_XS_AVX2);
     k.traits_mut(TQ1_0).vec_dot = Some(tq::DOT_TQ1_0_AVX2);
