@@ -83,6 +83,11 @@ row_tile_entry!(tiled_iq3_xxs_entry, tile_iq3_xxs::<true>, QK_K, 98, 292);
 row_tile_entry!(tiled_iq3_s_entry, tile_iq3_s::<true>, QK_K, 110, 292);
 row_tile_entry!(tiled_iq1_s_entry, tile_iq1_s::<true>, QK_K, 50, 292);
 row_tile_entry!(tiled_iq1_m_entry, tile_iq1_m::<true>, QK_K, 56, 292);
+row_tile_entry!(tiled_iq2_xxs_avx512_entry, tile_iq2_xxs_vnni, QK_K, 66, 292);
+row_tile_entry!(tiled_iq2_xs_avx512_entry, tile_iq2_xs_vnni, QK_K, 74, 292);
+row_tile_entry!(tiled_iq2_s_avx512_entry, tile_iq2_s_vnni, QK_K, 82, 292);
+row_tile_entry!(tiled_iq3_xxs_avx512_entry, tile_iq3_xxs_vnni, QK_K, 98, 292);
+row_tile_entry!(tiled_iq3_s_avx512_entry, tile_iq3_s_vnni, QK_K, 110, 292);
 
 /// The grid i-quant tiles in the `vec_dot` order (batches below `BatchDot::min_tokens`):
 /// (weight type, kernel), for the AVX2 table (the AVX-512 one inherits them, as it does the dots).
@@ -111,6 +116,19 @@ pub(super) const TILED_TILES_AVX2: [(crate::quant::GgmlType, TileFn); 7] = {
         (IQ3_S, tiled_iq3_s_entry),
         (IQ1_S, tiled_iq1_s_entry),
         (IQ1_M, tiled_iq1_m_entry),
+    ]
+};
+
+/// The IQ2/IQ3 tiles in the tiled-GEMM order for the AVX-512 table (VNNI; IQ1_S and IQ1_M keep the
+/// AVX2 ones): (weight type, kernel).
+pub(super) const TILED_TILES_AVX512: [(crate::quant::GgmlType, TileFn); 5] = {
+    use crate::quant::GgmlType::*;
+    [
+        (IQ2_XXS, tiled_iq2_xxs_avx512_entry),
+        (IQ2_XS, tiled_iq2_xs_avx512_entry),
+        (IQ2_S, tiled_iq2_s_avx512_entry),
+        (IQ3_XXS, tiled_iq3_xxs_avx512_entry),
+        (IQ3_S, tiled_iq3_s_avx512_entry),
     ]
 };
 
@@ -175,134 +193,194 @@ unsafe fn grid_row<const T: usize, const WB: usize, const TILED: bool>(
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-/// IQ2_XXS: one row × T tokens, each `0.125 · hsum` as `iq::dot_iq2_xxs`.
+/// `grid_tiles!(avx2, avx512, group, block bytes, factor, "type")`: a grid i-quant's tiles over its
+/// group decoder: `avx2::<T, TILED>` (`grid_row`, both orders) and `avx512::<T>` (`grid_row_vnni`,
+/// the tiled-GEMM order).
+macro_rules! grid_tiles {
+    ($avx2:ident, $avx512:ident, $group:ident, $wb:expr, $f:expr, $what:literal) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[doc = concat!($what, ": one row × T tokens, per pair as the `vec_dot` (TILED = false) or the tiled-order dot.")]
+        ///
+        /// # Safety
+        /// The CPU must support this function's target features; `w` must point to the `nb`
+        /// readable blocks of the weight row, `a` to `T` rows of `nb` readable Q8_K blocks, `as_`
+        /// bytes apart.
+        unsafe fn $avx2<const T: usize, const TILED: bool>(
+            nb: usize,
+            w: *const u8,
+            a: *const u8,
+            as_: usize,
+        ) -> [f32; TILE_T] {
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe { grid_row::<T, $wb, TILED>(nb, w, a, as_, $f, |x, ib32| $group(x, ib32)) }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        #[doc = concat!($what, ": one row × T tokens, per pair as the tiled-order dot (AVX-512 VNNI).")]
+        ///
+        /// # Safety
+        /// As the AVX2 tile.
+        unsafe fn $avx512<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
+            // SAFETY: the caller upholds this function's `# Safety` contract.
+            unsafe { grid_row_vnni::<T, $wb>(nb, w, a, as_, $f, |x, ib32| $group(x, ib32)) }
+        }
+    };
+}
+
+grid_tiles!(tile_iq2_xxs, tile_iq2_xxs_vnni, group_iq2_xxs, 66, 0.125, "IQ2_XXS");
+grid_tiles!(tile_iq2_xs, tile_iq2_xs_vnni, group_iq2_xs, 74, 0.125, "IQ2_XS");
+grid_tiles!(tile_iq2_s, tile_iq2_s_vnni, group_iq2_s, 82, 0.125, "IQ2_S");
+grid_tiles!(tile_iq3_xxs, tile_iq3_xxs_vnni, group_iq3_xxs, 98, 0.25, "IQ3_XXS");
+grid_tiles!(tile_iq3_s, tile_iq3_s_vnni, group_iq3_s, 110, 1.0, "IQ3_S");
+
+// The group decoders: group `ib32` of super-block `x` as (grid magnitudes, 0xFF where negative,
+// i16 scales), as `iq::lanes_*` build them before `signed_dot32`.
+// Safety (each): the CPU must support AVX2 (they are inlined into the tiles); `x` is one block.
+
+/// IQ2_XXS group (`iq::lanes_iq2_xxs`).
 ///
 /// # Safety
-/// The CPU must support this function's target features; `w` must point to the `nb` readable blocks
-/// of the weight row, `a` to `T` rows of `nb` readable Q8_K blocks, `as_` bytes apart.
-unsafe fn tile_iq2_xxs<const T: usize, const TILED: bool>(
-    nb: usize,
-    w: *const u8,
-    a: *const u8,
-    as_: usize,
-) -> [f32; TILE_T] {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+/// The CPU must support AVX2.
+#[inline(always)]
+unsafe fn group_iq2_xxs(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
+    // SAFETY: register-only AVX operations; the caller guarantees the features.
     unsafe {
-        grid_row::<T, 66, TILED>(nb, w, a, as_, 0.125, |x, ib32| {
-            let (aux0, aux1) = (
-                u16_at(x, 1 + 4 * ib32) as u32 | (u16_at(x, 2 + 4 * ib32) as u32) << 16,
-                u16_at(x, 3 + 4 * ib32) as u32 | (u16_at(x, 4 + 4 * ib32) as u32) << 16,
-            );
-            let g = |l: u32| IQ2XXS_GRID[(aux0 >> (8 * l)) as u8 as usize] as i64;
-            let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
-            (grid, ksigns32(aux1), _mm256_set1_epi16(2 * (aux1 >> 28) as i16 + 1))
-        })
+        let (aux0, aux1) = (
+            u16_at(x, 1 + 4 * ib32) as u32 | (u16_at(x, 2 + 4 * ib32) as u32) << 16,
+            u16_at(x, 3 + 4 * ib32) as u32 | (u16_at(x, 4 + 4 * ib32) as u32) << 16,
+        );
+        let g = |l: u32| IQ2XXS_GRID[(aux0 >> (8 * l)) as u8 as usize] as i64;
+        let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+        (grid, ksigns32(aux1), _mm256_set1_epi16(2 * (aux1 >> 28) as i16 + 1))
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-/// IQ2_XS: as `iq::dot_iq2_xs`.
+/// IQ2_XS group (`iq::lanes_iq2_xs`).
 ///
 /// # Safety
-/// As `tile_iq2_xxs`.
-unsafe fn tile_iq2_xs<const T: usize, const TILED: bool>(
-    nb: usize,
-    w: *const u8,
-    a: *const u8,
-    as_: usize,
-) -> [f32; TILE_T] {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+/// The CPU must support AVX2.
+#[inline(always)]
+unsafe fn group_iq2_xs(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
+    // SAFETY: register-only AVX operations; the caller guarantees the features.
     unsafe {
-        grid_row::<T, 74, TILED>(nb, w, a, as_, 0.125, |x, ib32| {
-            let q = |l: usize| u16_at(x, 1 + 4 * ib32 + l);
-            let g = |l: usize| IQ2XS_GRID[(q(l) & 511) as usize] as i64;
-            let s = |l: usize| KSIGNS64[(q(l) >> 9) as usize] as i64;
-            let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
-            let neg = _mm256_set_epi64x(s(3), s(2), s(1), s(0));
-            let sc = x[66 + ib32];
-            let ls =
-                _mm256_set_m128i(_mm_set1_epi16(2 * (sc >> 4) as i16 + 1), _mm_set1_epi16(2 * (sc & 0xf) as i16 + 1));
-            (grid, neg, ls)
-        })
+        let q = |l: usize| u16_at(x, 1 + 4 * ib32 + l);
+        let g = |l: usize| IQ2XS_GRID[(q(l) & 511) as usize] as i64;
+        let s = |l: usize| KSIGNS64[(q(l) >> 9) as usize] as i64;
+        let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+        let neg = _mm256_set_epi64x(s(3), s(2), s(1), s(0));
+        let sc = x[66 + ib32];
+        let ls = _mm256_set_m128i(_mm_set1_epi16(2 * (sc >> 4) as i16 + 1), _mm_set1_epi16(2 * (sc & 0xf) as i16 + 1));
+        (grid, neg, ls)
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-/// IQ2_S: as `iq::dot_iq2_s`.
+/// IQ2_S group (`iq::lanes_iq2_s`).
 ///
 /// # Safety
-/// As `tile_iq2_xxs`.
-unsafe fn tile_iq2_s<const T: usize, const TILED: bool>(
-    nb: usize,
-    w: *const u8,
-    a: *const u8,
-    as_: usize,
-) -> [f32; TILE_T] {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+/// The CPU must support AVX2.
+#[inline(always)]
+unsafe fn group_iq2_s(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
+    // SAFETY: register-only AVX2 operations; the caller guarantees the features.
     unsafe {
-        grid_row::<T, 82, TILED>(nb, w, a, as_, 0.125, |x, ib32| {
-            let (qs, signs, qh, scales) = (&x[2..34], &x[34..66], &x[66..74], &x[74..82]);
-            let g =
-                |l: usize| IQ2S_GRID[qs[4 * ib32 + l] as usize | ((qh[ib32] as usize) << (8 - 2 * l) & 0x300)] as i64;
-            let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
-            let s = &signs[4 * ib32..4 * ib32 + 4];
-            let neg = sign_bits32(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
-            let sc = scales[ib32];
-            let ls =
-                _mm256_set_m128i(_mm_set1_epi16(2 * (sc >> 4) as i16 + 1), _mm_set1_epi16(2 * (sc & 0xf) as i16 + 1));
-            (grid, neg, ls)
-        })
+        let (qs, signs, qh, scales) = (&x[2..34], &x[34..66], &x[66..74], &x[74..82]);
+        let g = |l: usize| IQ2S_GRID[qs[4 * ib32 + l] as usize | ((qh[ib32] as usize) << (8 - 2 * l) & 0x300)] as i64;
+        let grid = _mm256_set_epi64x(g(3), g(2), g(1), g(0));
+        let s = &signs[4 * ib32..4 * ib32 + 4];
+        let neg = sign_bits32(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+        let sc = scales[ib32];
+        let ls = _mm256_set_m128i(_mm_set1_epi16(2 * (sc >> 4) as i16 + 1), _mm_set1_epi16(2 * (sc & 0xf) as i16 + 1));
+        (grid, neg, ls)
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-/// IQ3_XXS: as `iq::dot_iq3_xxs` (`0.25 · hsum`).
+/// IQ3_XXS group (`iq::lanes_iq3_xxs`).
 ///
 /// # Safety
-/// As `tile_iq2_xxs`.
-unsafe fn tile_iq3_xxs<const T: usize, const TILED: bool>(
-    nb: usize,
-    w: *const u8,
-    a: *const u8,
-    as_: usize,
-) -> [f32; TILE_T] {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+/// The CPU must support AVX2.
+#[inline(always)]
+unsafe fn group_iq3_xxs(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
+    // SAFETY: register-only AVX operations; the caller guarantees the features.
     unsafe {
-        grid_row::<T, 98, TILED>(nb, w, a, as_, 0.25, |x, ib32| {
-            let (qs, gas) = (&x[2..66], &x[66..98]);
-            let g = |k: usize| IQ3XXS_GRID[qs[8 * ib32 + k] as usize] as i32;
-            let grid = _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0));
-            let s = &gas[4 * ib32..4 * ib32 + 4];
-            let aux = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-            (grid, ksigns32(aux), _mm256_set1_epi16(2 * (aux >> 28) as i16 + 1))
-        })
+        let (qs, gas) = (&x[2..66], &x[66..98]);
+        let g = |k: usize| IQ3XXS_GRID[qs[8 * ib32 + k] as usize] as i32;
+        let grid = _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0));
+        let s = &gas[4 * ib32..4 * ib32 + 4];
+        let aux = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        (grid, ksigns32(aux), _mm256_set1_epi16(2 * (aux >> 28) as i16 + 1))
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-/// IQ3_S: as `iq::dot_iq3_s` (the plain `hsum`).
+/// IQ3_S group (`iq::lanes_iq3_s`).
 ///
 /// # Safety
-/// As `tile_iq2_xxs`.
-unsafe fn tile_iq3_s<const T: usize, const TILED: bool>(
+/// The CPU must support AVX2.
+#[inline(always)]
+unsafe fn group_iq3_s(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
+    // SAFETY: register-only AVX2 operations; the caller guarantees the features.
+    unsafe {
+        let (qs, qh, signs, scales) = (&x[2..66], &x[66..74], &x[74..106], &x[106..110]);
+        let h = qh[ib32] as usize;
+        let g = |k: usize| IQ3S_GRID[qs[8 * ib32 + k] as usize | ((h << (8 - k)) & 256)] as i32;
+        let grid = _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0));
+        let s = &signs[4 * ib32..4 * ib32 + 4];
+        let neg = sign_bits32(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+        let ls = _mm256_set1_epi16(2 * ((scales[ib32 / 2] >> (4 * (ib32 % 2))) & 0xf) as i16 + 1);
+        (grid, neg, ls)
+    }
+}
+
+/// The IQ2/IQ3 tiles' body in the tiled-GEMM order on AVX-512 VNNI: that order needs only each
+/// super-block's exact `isum = Σ_e ls·(±g_e)·q8_e` (`iq::sum_tiled` takes it as the sum of
+/// `signed_dot32`'s lanes), computed here 64 elements at a time: two groups' positive and negative
+/// magnitudes (u8 < 128) `dpbusd`-ed with the activations (4 exact products per i32 lane), their
+/// difference times the lane's scale (the i16 scales are equal across each lane, so this is the
+/// same `ls·Σ4` that `madd` forms), summed exactly. Then the dot's `acc = fma(f32(isum)·(dx·f), dy,
+/// acc)`.
+///
+/// # Safety
+/// As `grid_row`; the CPU must also support AVX-512 F, BW, VL and VNNI.
+#[inline(always)]
+unsafe fn grid_row_vnni<const T: usize, const WB: usize>(
     nb: usize,
     w: *const u8,
     a: *const u8,
     as_: usize,
+    f: f32,
+    group: impl Fn(&[u8], usize) -> (__m256i, __m256i, __m256i),
 ) -> [f32; TILE_T] {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: the caller guarantees the pointer ranges and the features.
     unsafe {
-        grid_row::<T, 110, TILED>(nb, w, a, as_, 1.0, |x, ib32| {
-            let (qs, qh, signs, scales) = (&x[2..66], &x[66..74], &x[74..106], &x[106..110]);
-            let h = qh[ib32] as usize;
-            let g = |k: usize| IQ3S_GRID[qs[8 * ib32 + k] as usize | ((h << (8 - k)) & 256)] as i32;
-            let grid = _mm256_set_epi32(g(7), g(6), g(5), g(4), g(3), g(2), g(1), g(0));
-            let s = &signs[4 * ib32..4 * ib32 + 4];
-            let neg = sign_bits32(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
-            let ls = _mm256_set1_epi16(2 * ((scales[ib32 / 2] >> (4 * (ib32 % 2))) & 0xf) as i16 + 1);
-            (grid, neg, ls)
-        })
+        let zero = _mm512_setzero_si512();
+        let join = |lo: __m256i, hi: __m256i| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+        let low16 = _mm256_set1_epi32(0xFFFF);
+        let mut acc = [0f32; T];
+        for i in 0..nb {
+            let x = std::slice::from_raw_parts(w.add(WB * i), WB);
+            let y = |t: usize| a.add(t * as_ + 292 * i);
+            let (mut pos, mut neg, mut ls) = ([zero; 4], [zero; 4], [zero; 4]);
+            for m in 0..4 {
+                let (g0, n0, l0) = group(x, 2 * m);
+                let (g1, n1, l1) = group(x, 2 * m + 1);
+                pos[m] = join(_mm256_andnot_si256(n0, g0), _mm256_andnot_si256(n1, g1));
+                neg[m] = join(_mm256_and_si256(n0, g0), _mm256_and_si256(n1, g1));
+                ls[m] = join(_mm256_and_si256(l0, low16), _mm256_and_si256(l1, low16));
+            }
+            let dx = f16_load(x.as_ptr());
+            for t in 0..T {
+                let mut s = zero;
+                for m in 0..4 {
+                    let q8 = _mm512_loadu_si512(y(t).add(4 + 64 * m) as *const _);
+                    let p =
+                        _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, pos[m], q8), _mm512_dpbusd_epi32(zero, neg[m], q8));
+                    s = _mm512_add_epi32(s, _mm512_mullo_epi32(p, ls[m]));
+                }
+                let isum = _mm512_reduce_add_epi32(s);
+                acc[t] = (isum as f32 * (dx * f)).mul_add(q8k_d(y(t)), acc[t]);
+            }
+        }
+        let mut out = [0f32; TILE_T];
+        out[..T].copy_from_slice(&acc);
+        out
     }
 }
 

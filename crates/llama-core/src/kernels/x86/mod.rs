@@ -110,6 +110,11 @@ pub fn avx512_table(base: &Kernels) -> Option<Kernels> {
     for (t, f) in dot::DOTS_AVX512 {
         k.traits_mut(t).vec_dot = Some(f);
     }
+    for (t, f) in iq_batch::TILED_TILES_AVX512 {
+        if let Some(b) = k.traits_mut(t).batch_dot.as_mut() {
+            b.tile = Some(f);
+        }
+    }
     k.traits_mut(TQ1_0).tile = Some(tq_batch::TILE_TQ1_0_AVX512);
     k.traits_mut(TQ2_0).tile = Some(tq_batch::TILE_TQ2_0_AVX512);
     k.traits_mut(Q4_0).tile = Some(tile::TILE_Q4_0_AVX512);
