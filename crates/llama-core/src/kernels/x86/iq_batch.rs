@@ -88,6 +88,8 @@ row_tile_entry!(tiled_iq2_xs_avx512_entry, tile_iq2_xs_vnni, QK_K, 74, 292);
 row_tile_entry!(tiled_iq2_s_avx512_entry, tile_iq2_s_vnni, QK_K, 82, 292);
 row_tile_entry!(tiled_iq3_xxs_avx512_entry, tile_iq3_xxs_vnni, QK_K, 98, 292);
 row_tile_entry!(tiled_iq3_s_avx512_entry, tile_iq3_s_vnni, QK_K, 110, 292);
+row_tile_entry!(tiled_iq1_s_avx512_entry, tile_iq1_s_vnni, QK_K, 50, 292);
+row_tile_entry!(tiled_iq1_m_avx512_entry, tile_iq1_m_vnni, QK_K, 56, 292);
 
 /// The grid i-quant tiles in the `vec_dot` order (batches below `BatchDot::min_tokens`):
 /// (weight type, kernel), for the AVX2 table (the AVX-512 one inherits them, as it does the dots).
@@ -119,9 +121,9 @@ pub(super) const TILED_TILES_AVX2: [(crate::quant::GgmlType, TileFn); 7] = {
     ]
 };
 
-/// The IQ2/IQ3 tiles in the tiled-GEMM order for the AVX-512 table (VNNI; IQ1_S and IQ1_M keep the
-/// AVX2 ones): (weight type, kernel).
-pub(super) const TILED_TILES_AVX512: [(crate::quant::GgmlType, TileFn); 5] = {
+/// The grid i-quant tiles in the tiled-GEMM order for the AVX-512 table (VNNI): (weight type,
+/// kernel).
+pub(super) const TILED_TILES_AVX512: [(crate::quant::GgmlType, TileFn); 7] = {
     use crate::quant::GgmlType::*;
     [
         (IQ2_XXS, tiled_iq2_xxs_avx512_entry),
@@ -129,6 +131,8 @@ pub(super) const TILED_TILES_AVX512: [(crate::quant::GgmlType, TileFn); 5] = {
         (IQ2_S, tiled_iq2_s_avx512_entry),
         (IQ3_XXS, tiled_iq3_xxs_avx512_entry),
         (IQ3_S, tiled_iq3_s_avx512_entry),
+        (IQ1_S, tiled_iq1_s_avx512_entry),
+        (IQ1_M, tiled_iq1_m_avx512_entry),
     ]
 };
 
@@ -351,7 +355,6 @@ unsafe fn grid_row_vnni<const T: usize, const WB: usize>(
     // SAFETY: the caller guarantees the pointer ranges and the features.
     unsafe {
         let zero = _mm512_setzero_si512();
-        let join = |lo: __m256i, hi: __m256i| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
         let low16 = _mm256_set1_epi32(0xFFFF);
         let mut acc = [0f32; T];
         for i in 0..nb {
@@ -508,6 +511,126 @@ unsafe fn tile_iq1_m<const T: usize, const TILED: bool>(
         for t in 0..T {
             out[t] = if TILED { acc_s[t] } else { hsum_ps(accum1[t]) + IQ1S_DELTA * hsum_ps(accum2[t]) };
         }
+        out
+    }
+}
+
+/// `a` and `b` (one 32-byte vector each) as one 64-byte vector.
+///
+/// # Safety
+/// The CPU must support AVX-512 F (inlined into the AVX-512 tiles).
+#[inline(always)]
+unsafe fn join(lo: __m256i, hi: __m256i) -> __m512i {
+    // SAFETY: register-only AVX-512 F operations; callers enable the feature.
+    unsafe { _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+/// IQ1_S in the tiled-GEMM order on AVX-512 VNNI (`iq::tiled_iq1_s`): the grid part's exact
+/// `Σ ls·g·q8` from `dpbusd(g + 1, q8) − dpbusd(1, q8)` (the same 4-element sums `iq1_dot32`
+/// forms) times each lane's scale, 64 elements a step; the delta part as `tile_iq1_s`;
+/// `isum = 8·grid + delta`, `acc = fma(f32(isum)·(dx/8), dy, acc)`.
+///
+/// # Safety
+/// As `tile_iq2_xxs`; the CPU must support this function's target features.
+unsafe fn tile_iq1_s_vnni<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let zero = _mm512_setzero_si512();
+        let (one, one256) = (_mm512_set1_epi8(1), _mm256_set1_epi8(1));
+        let mut acc = [0f32; T];
+        for i in 0..nb {
+            let x = std::slice::from_raw_parts(w.add(50 * i), 50);
+            let y = |t: usize| a.add(t * as_ + 292 * i);
+            let qs = &x[2..34];
+            let (mut g1, mut ls) = ([_mm256_setzero_si256(); 8], [_mm256_setzero_si256(); 8]);
+            // ±ls of each 32 elements, twice: the weights of the 16 bsums
+            let mut c = [0i16; 16];
+            for ib in 0..8 {
+                let qh = u16_at(x, 17 + ib);
+                let g = |l: usize| IQ1S_GRID[qs[4 * ib + l] as usize | (((qh as usize >> (3 * l)) & 7) << 8)] as i64;
+                g1[ib] = _mm256_add_epi8(_mm256_set_epi64x(g(3), g(2), g(1), g(0)), one256);
+                let l = 2 * ((qh >> 12) & 7) as i32 + 1;
+                ls[ib] = _mm256_set1_epi32(l);
+                let delta = if qh & 0x8000 != 0 { -1 } else { 1 };
+                c[2 * ib] = (l * delta) as i16;
+                c[2 * ib + 1] = (l * delta) as i16;
+            }
+            let gm: [__m512i; 4] = std::array::from_fn(|m| join(g1[2 * m], g1[2 * m + 1]));
+            let lm: [__m512i; 4] = std::array::from_fn(|m| join(ls[2 * m], ls[2 * m + 1]));
+            let cv = _mm256_loadu_si256(c.as_ptr() as *const __m256i);
+            let dx = f16_load(x.as_ptr());
+            for t in 0..T {
+                let mut s = zero;
+                for m in 0..4 {
+                    let q8 = _mm512_loadu_si512(y(t).add(4 + 64 * m) as *const _);
+                    let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, gm[m], q8), _mm512_dpbusd_epi32(zero, one, q8));
+                    s = _mm512_add_epi32(s, _mm512_mullo_epi32(p, lm[m]));
+                }
+                let sumi1 = hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256(y(t).add(260) as *const __m256i), cv));
+                let isum = 8 * _mm512_reduce_add_epi32(s) + sumi1;
+                acc[t] = (isum as f32 * (dx * 0.125)).mul_add(q8k_d(y(t)), acc[t]);
+            }
+        }
+        let mut out = [0f32; TILE_T];
+        out[..T].copy_from_slice(&acc);
+        out
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+/// IQ1_M in the tiled-GEMM order on AVX-512 VNNI (`iq::tiled_iq1_m`): per lane of 4 elements
+/// `dpbusd(g + 1, q8) − dpbusd(1, q8)` (the grid part, times the lane's scale) and `dpbusd(1, q8)`
+/// (Σq8, times the lane's ±ls: the delta part), 64 elements a step; `isum = 8·grid + delta`,
+/// `acc = fma(f32(isum)·(d/8), dy, acc)`.
+///
+/// # Safety
+/// As `tile_iq2_xxs`; the CPU must support this function's target features.
+unsafe fn tile_iq1_m_vnni<const T: usize>(nb: usize, w: *const u8, a: *const u8, as_: usize) -> [f32; TILE_T] {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let zero = _mm512_setzero_si512();
+        let (one, one256) = (_mm512_set1_epi8(1), _mm256_set1_epi8(1));
+        let mut acc = [0f32; T];
+        for i in 0..nb {
+            let x = std::slice::from_raw_parts(w.add(56 * i), 56);
+            let y = |t: usize| a.add(t * as_ + 292 * i);
+            let (qs, qh) = (&x[0..32], &x[32..48]);
+            let sc: [u16; 4] = std::array::from_fn(|k| u16_at(&x[48..], k));
+            let d = crate::quant::iq::iq1m_scale(&sc).to_f32();
+            let z = _mm256_setzero_si256();
+            let (mut g1, mut ls, mut fv) = ([z; 8], [z; 8], [z; 8]);
+            for ib in 0..8 {
+                let h = |l: usize| qh[2 * ib + l / 2] as usize;
+                let g = |l: usize| IQ1S_GRID[qs[4 * ib + l] as usize | ((h(l) << (8 - 4 * (l % 2))) & 0x700)] as i64;
+                g1[ib] = _mm256_add_epi8(_mm256_set_epi64x(g(3), g(2), g(1), g(0)), one256);
+                let s = sc[ib / 2] >> (6 * (ib % 2));
+                let (ls1, ls2) = (2 * (s & 7) as i32 + 1, 2 * ((s >> 3) & 7) as i32 + 1);
+                ls[ib] = _mm256_set_epi32(ls2, ls2, ls2, ls2, ls1, ls1, ls1, ls1);
+                let f = |l: usize| {
+                    let neg = h(l) & (0x08 << (4 * (l % 2))) != 0;
+                    (if l < 2 { ls1 } else { ls2 }) * if neg { -1 } else { 1 }
+                };
+                fv[ib] = _mm256_set_epi32(f(3), f(3), f(2), f(2), f(1), f(1), f(0), f(0));
+            }
+            let gm: [__m512i; 4] = std::array::from_fn(|m| join(g1[2 * m], g1[2 * m + 1]));
+            let lm: [__m512i; 4] = std::array::from_fn(|m| join(ls[2 * m], ls[2 * m + 1]));
+            let fm: [__m512i; 4] = std::array::from_fn(|m| join(fv[2 * m], fv[2 * m + 1]));
+            for t in 0..T {
+                let (mut s1, mut s2) = (zero, zero);
+                for m in 0..4 {
+                    let q8 = _mm512_loadu_si512(y(t).add(4 + 64 * m) as *const _);
+                    let sum4 = _mm512_dpbusd_epi32(zero, one, q8);
+                    let p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, gm[m], q8), sum4);
+                    s1 = _mm512_add_epi32(s1, _mm512_mullo_epi32(p, lm[m]));
+                    s2 = _mm512_add_epi32(s2, _mm512_mullo_epi32(sum4, fm[m]));
+                }
+                let isum = 8 * _mm512_reduce_add_epi32(s1) + _mm512_reduce_add_epi32(s2);
+                acc[t] = (isum as f32 * (d * 0.125)).mul_add(q8k_d(y(t)), acc[t]);
+            }
+        }
+        let mut out = [0f32; TILE_T];
+        out[..T].copy_from_slice(&acc);
         out
     }
 }
