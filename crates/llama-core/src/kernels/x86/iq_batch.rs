@@ -6,12 +6,17 @@
 //! activations; a prompt's per-pair path decodes every weight block once per token. Here each
 //! 32-element group of a weight row is decoded ONCE per tile and applied to up to `TILE_T` tokens.
 //!
-//! Per (row, token) pair the operations are those of the dot, in its order: the same integer steps
-//! (`iq::signed_dot32` / `iq::iq1_dot32`, exact), the same f32 update per super-block
-//! (`acc = fma(d_x·d_y, f32(lanes), acc)`) and the same final `hsum_float_8` and scale, so every
-//! result is bit-identical to the table's `vec_dot` (tests/kernels.rs `batch_tiles_match_pairwise_dots`).
-//! The group decoders below mirror the dots' (which share the integer helpers): if a dot's
-//! order changes, that test names the tile to follow it.
+//! Each grid i-quant has two orders (`types::BatchDot`): llama.cpp's `vec_dot` (batches below 8
+//! tokens) and its tiled GEMM's (from 8 on), and tiles for each. Per (row, token) pair the tiles
+//! keep the order of their dot: the `vec_dot`-order tiles (`grid_row`, TILED = false) the same
+//! integer steps (`iq::signed_dot32` / `iq::iq1_dot32`), the same f32 update per super-block
+//! (`acc = fma(d_x·d_y, f32(lanes), acc)`), the same final `hsum_float_8` and scale; the tiled-order
+//! tiles the same exact per-block `isum` (AVX2: the same lanes; AVX-512: computed with `dpbusd`, see
+//! `grid_row_vnni`) and the same `acc = fma(f32(isum)·(d_x·f), d_y, acc)`. So every result is
+//! bit-identical to its dot per pair (tests/batch_tiles.rs `batch_tiles_match_pairwise_dots`,
+//! raw activations with −128 included). The group decoders below mirror the dots' `iq::lanes_*`
+//! (which share the integer helpers): if a dot's order changes, that test names the tile to
+//! follow it.
 
 // Index loops over tokens mirror the register arrays they fill (`acc[t]`, `lanes[t]`).
 #![allow(clippy::needless_range_loop)]

@@ -3,7 +3,7 @@
 //! with up to `TILE_T` tokens' activations. Per (row, token) pair the operations are those of
 //! `mxfp4::dot_mxfp4_avx2` in its order (even blocks into `acc0`, odd ones into `acc1`,
 //! `hsum_float_8(acc0 + acc1)`, an odd last block added as `d·f32(sumi)`), so results are
-//! bit-identical to the table's `vec_dot` (tests/kernels.rs `batch_tiles_match_pairwise_dots`).
+//! bit-identical to the table's `vec_dot` (tests/batch_tiles.rs `batch_tiles_match_pairwise_dots`).
 
 // Index loops over tokens mirror the register arrays they fill (`acc0[t]`).
 #![allow(clippy::needless_range_loop)]

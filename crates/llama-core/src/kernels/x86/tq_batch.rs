@@ -3,7 +3,7 @@
 //! masked) ONCE per tile and multiplied with up to `TILE_T` tokens' activations. Per (row, token) pair
 //! the operations are those of `tq::dot_tq1_0_avx2` / `tq::dot_tq2_0_avx2` in their order (the same
 //! 16-bit sums, `tq::fold` per block, `hsum_float_8`), so results are bit-identical to the table's
-//! `vec_dot` (tests/kernels.rs `batch_tiles_match_pairwise_dots`).
+//! `vec_dot` (tests/batch_tiles.rs `batch_tiles_match_pairwise_dots`).
 
 // Index loops over tokens mirror the register arrays they fill (`acc[t]`).
 #![allow(clippy::needless_range_loop)]
