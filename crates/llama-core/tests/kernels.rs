@@ -955,6 +955,45 @@ fn matmul_id_equals_single_token_matmuls() {
     }
 }
 
+/// A grid i-quant expert routed 9 rows takes the batch order, as llama.cpp's mul_mat_id runs such an
+/// expert through its tiled GEMM (8 rows or more): it equals `matmul_with` over those 9 rows as one
+/// batch; an expert routed 2 rows equals single-token matmuls.
+#[test]
+fn matmul_id_takes_the_batch_order_for_large_groups() {
+    let mut rng = Rng(1234);
+    let pool = ThreadPool::new(2);
+    let mut scratch = MatmulScratch::new();
+    for k in Kernels::available() {
+        for t in GRID_IQ {
+            let (rows, cols, n_src) = (24usize, 512usize, 11usize);
+            let ws: Vec<Vec<u8>> = (0..2).map(|_| weight_row(&mut rng, t, rows * cols, Mode::Random)).collect();
+            let x = activations(&mut rng, n_src * cols, Mode::Random);
+            // expert 1: rows 0..9 (sources 2..11), expert 0: rows 9..11 (sources 0, 1)
+            let (groups, first) = ([1usize, 0], [0usize, 9, 11]);
+            let src: Vec<u32> = (2..11).chain(0..2).collect();
+            let dst: Vec<u32> = (0..11).rev().collect();
+            let qt = |_: usize, g: usize| QTensor::new(t, &ws[groups[g]], rows, cols);
+            let mut want = vec![0f32; n_src * rows];
+            let mut batch = vec![0f32; 9 * rows];
+            matmul_with(&k, &pool, &qt(0, 0), &x[2 * cols..11 * cols], 9, &mut batch, &mut scratch).unwrap();
+            for i in 0..11 {
+                let d = dst[i] as usize;
+                if i < 9 {
+                    want[d * rows..(d + 1) * rows].copy_from_slice(&batch[i * rows..(i + 1) * rows]);
+                } else {
+                    let s = src[i] as usize;
+                    let o = &mut want[d * rows..(d + 1) * rows];
+                    matmul_with(&k, &pool, &qt(0, 1), &x[s * cols..(s + 1) * cols], 1, o, &mut scratch).unwrap();
+                }
+            }
+            let mut out = vec![f32::NAN; n_src * rows];
+            let routes = IdRoutes { first: &first, src: &src, dst: &dst };
+            matmul_id(&k, &pool, 1, qt, routes, &x, &mut [&mut out], &mut scratch).unwrap();
+            assert_eq!(out, want, "{:?} {t}", k.isa);
+        }
+    }
+}
+
 #[test]
 fn pack_rejects_shapes_without_an_r16_layout() {
     let w = vec![0u8; 18 * 15];

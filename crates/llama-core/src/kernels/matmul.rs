@@ -479,9 +479,10 @@ impl IdRoutes<'_> {
 /// `outs[m][dst[i]] = x[src[i]] · w(m, g)ᵀ` for the rows i of g (`IdRoutes`). The matrices m
 /// (an expert's gate and up) share one conversion of the activations, so they must have one type
 /// and width; each group's weights are read once for all its rows (tiles of tokens), and all
-/// matrices and groups run as one job on the pool. Every row is summed in llama.cpp's
-/// single-token order (its mul_mat_id has no batch order): repacked weights take the plain R16
-/// kernel (ggml's per-row gemv), others `vec_dot` (or tiles, which equal it).
+/// matrices and groups run as one job on the pool. Repacked weights take the plain R16 kernel
+/// (ggml's per-row gemv) for every row; others `vec_dot` (or tiles, which equal it), except that a
+/// group of 8 rows or more of a type with a `types::BatchDot` (the grid i-quants) takes its batch
+/// order, as llama.cpp's mul_mat_id runs such an expert through its tiled GEMM.
 ///
 /// x: [n_src][cols], outs[m]: [n_dst][rows of matrix m]
 #[allow(clippy::too_many_arguments)]
@@ -593,7 +594,12 @@ pub fn matmul_id<'w>(
     let from_float = k.from_float(act).expect("every vec_dot_type has a converter");
     let a_row = act.row_size(cols as u64).expect("partner type has the same block size or smaller") as usize;
     let w_row = t.row_size(cols as u64).expect("validated") as usize;
-    let kern = RowKernels { dot: k.vec_dot(t).expect("validated"), tile_fn: k.tile(t), cols, w_row, a_row };
+    // per group (expert), as llama.cpp's mul_mat_id: its tiled GEMM for a group of 8 rows or more
+    // where the type has that order (`types::BatchDot`), else `vec_dot` (or tiles, which equal it)
+    let kern = |n_rows: usize| {
+        let (dot, batch_order) = k.row_dot(t, n_rows).expect("validated");
+        RowKernels { dot, tile_fn: if batch_order { None } else { k.tile(t) }, cols, w_row, a_row }
+    };
     let acts = scratch.bytes_mut(n_rows * a_row);
     convert_rows(pool, n_rows, cols, acts, a_row, |i, row| {
         let s = src[i] as usize;
@@ -613,7 +619,7 @@ pub fn matmul_id<'w>(
             let ts = routes.first[g]..routes.first[g + 1];
             // SAFETY: item (m, g, c) alone writes columns [r0, r1) of output m's rows dst[ts] (as
             // above); those rows were checked to lie within outs[m].
-            unsafe { kern.run(wg.data, acts, ts, r0..r1, op, rows, |i| dst[i] as usize, tile) }
+            unsafe { kern(ts.len()).run(wg.data, acts, ts, r0..r1, op, rows, |i| dst[i] as usize, tile) }
         },
     );
     Ok(())
