@@ -9,7 +9,8 @@
 //! - `batch_tiles_match_pairwise_dots`: random and extreme blocks, odd row counts, token counts
 //!   that are not multiples of the tile, rows of several blocks (MXFP4: odd block counts too),
 //!   quantized and raw Q8_K activations (raw: −128 quants and arbitrary `bsums`).
-//! - `matmul_with_tiles_equals_without`: `matmul_with` the table vs the same table without tiles.
+//! - `matmul_with_tiles_equals_without`, `matmul_id_with_tiles_equals_without`: the table vs the same
+//!   table without tiles.
 //! - `model_logits_with_tiles_equal_without`: synth-tiny with every matrix made of random blocks of
 //!   each type, a 13-token and a 5-token prompt as one batch each, logits with the tiles vs
 //!   `LLAMA_TILES=0` (two child runs).
@@ -215,6 +216,36 @@ fn matmul_with_tiles_equals_without() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// `matmul_id` (experts routed 9 and 3 rows: the grid i-quants' batch order and `vec_dot` order)
+/// with the tiles equals it without them.
+#[test]
+fn matmul_id_with_tiles_equals_without() {
+    use llama_core::kernels::{matmul_id, IdRoutes};
+    let mut rng = Rng(0x1d);
+    let pool = ThreadPool::new(2);
+    let mut scratch = MatmulScratch::new();
+    for k in Kernels::available() {
+        let plain = k.without_tiles();
+        for t in TYPES {
+            let cols = if t.block_size() == 256 { 512 } else { 96 };
+            let (rows, n_src) = (21usize, 12usize);
+            let ws: Vec<Vec<u8>> =
+                (0..2).map(|_| weight_blocks(&mut rng, t, rows * cols / t.block_size(), Mode::Random)).collect();
+            let x: Vec<f32> = (0..n_src * cols).map(|_| rng.f32() * 3.0).collect();
+            let first = [0usize, 9, 12];
+            let src: Vec<u32> = (3..12).chain(0..3).collect();
+            let dst: Vec<u32> = (0..12).rev().collect();
+            let qt = |_: usize, g: usize| QTensor::new(t, &ws[g], rows, cols);
+            let routes = IdRoutes { first: &first, src: &src, dst: &dst };
+            let (mut got, mut want) = (vec![f32::NAN; n_src * rows], vec![0f32; n_src * rows]);
+            matmul_id(&k, &pool, 1, qt, routes, &x, &mut [&mut got], &mut scratch).unwrap();
+            matmul_id(&plain, &pool, 1, qt, routes, &x, &mut [&mut want], &mut scratch).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{:?} {t}", k.isa);
         }
     }
 }

@@ -482,7 +482,8 @@ impl IdRoutes<'_> {
 /// matrices and groups run as one job on the pool. Repacked weights take the plain R16 kernel
 /// (ggml's per-row gemv) for every row; others `vec_dot` (or tiles, which equal it), except that a
 /// group of 8 rows or more of a type with a `types::BatchDot` (the grid i-quants) takes its batch
-/// order, as llama.cpp's mul_mat_id runs such an expert through its tiled GEMM.
+/// order (or that order's tiles), as llama.cpp's mul_mat_id runs such an expert through its tiled
+/// GEMM.
 ///
 /// x: [n_src][cols], outs[m]: [n_dst][rows of matrix m]
 #[allow(clippy::too_many_arguments)]
@@ -595,10 +596,10 @@ pub fn matmul_id<'w>(
     let a_row = act.row_size(cols as u64).expect("partner type has the same block size or smaller") as usize;
     let w_row = t.row_size(cols as u64).expect("validated") as usize;
     // per group (expert), as llama.cpp's mul_mat_id: its tiled GEMM for a group of 8 rows or more
-    // where the type has that order (`types::BatchDot`), else `vec_dot` (or tiles, which equal it)
+    // where the type has that order (`types::BatchDot`), else `vec_dot`; tiles in the same order
     let kern = |n_rows: usize| {
-        let (dot, batch_order) = k.row_dot(t, n_rows).expect("validated");
-        RowKernels { dot, tile_fn: if batch_order { None } else { k.tile(t) }, cols, w_row, a_row }
+        let (dot, _) = k.row_dot(t, n_rows).expect("validated");
+        RowKernels { dot, tile_fn: k.row_tile(t, n_rows), cols, w_row, a_row }
     };
     let acts = scratch.bytes_mut(n_rows * a_row);
     convert_rows(pool, n_rows, cols, acts, a_row, |i, row| {
