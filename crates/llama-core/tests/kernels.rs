@@ -601,11 +601,11 @@ fn tiles_match_pairwise_dots() {
                 for mode in [Mode::Random, Mode::Extreme] {
                     let w_row = t.row_size(n as u64).unwrap() as usize;
                     let w = weight_row(&mut rng, t, 4 * n, mode);
-                    let x = activations(&mut rng, 4 * n, mode);
+                    let x = activations(&mut rng, 8 * n, mode);
                     let a = q::quantize(GgmlType::Q8_0, &x).unwrap();
-                    let a_row = a.len() / 4;
+                    let a_row = a.len() / 8;
                     for nr in 1..=4 {
-                        for nt in 1..=4 {
+                        for nt in 1..=llama_core::kernels::TILE_T {
                             let res = tile(n, &w, w_row, nr, &a, a_row, nt);
                             for r in 0..nr {
                                 for j in 0..nt {

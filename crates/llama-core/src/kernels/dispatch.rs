@@ -3,7 +3,7 @@
 //! `kernels()` fills the table on first use from runtime feature detection
 //! (`is_x86_feature_detected!` / `is_aarch64_feature_detected!`), so one binary runs on any
 //! x86_64/aarch64 machine and still uses AVX-512 VNNI where present. `LLAMA_ISA=scalar|avx2|avx512|neon`
-//! forces a level (for testing and benchmarking); an unknown value or an ISA this CPU lacks falls back
+//! forces a level (for testing and benchmarking), `LLAMA_TILES=0` drops the multi-token tiles; an unknown value or an ISA this CPU lacks falls back
 //! to the best available one with a warning on stderr.
 //!
 //! A SIMD table is built by overriding the rows of the table it extends (AVX2 and NEON: the scalar
@@ -83,6 +83,10 @@ fn select() -> Kernels {
     let (k, warning) = choose(env.as_deref());
     if let Some(w) = warning {
         eprintln!("{w}");
+    }
+    // LLAMA_TILES=0 drops the multi-token tiles (prompts take `vec_dot` per pair): for comparisons.
+    if std::env::var("LLAMA_TILES").is_ok_and(|v| v.trim() == "0") {
+        return k.without_tiles();
     }
     k
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::dispatch::kernels;
 use super::pool::ThreadPool;
-use super::types::{FromFloatFn, GemmR16Fn, Kernels, R16Plan, TileFn, VecDotFn, TILE};
+use super::types::{FromFloatFn, GemmR16Fn, Kernels, R16Plan, TileFn, VecDotFn, TILE, TILE_T};
 use crate::quant::repack::{self, Packed, MAX_T, R};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
@@ -227,9 +227,10 @@ pub fn matmul_with(
     }
     let (rows, cols) = (w.rows, w.cols);
     let from_float = k.from_float(act).expect("every vec_dot_type has a converter");
-    // llama.cpp's batch order where the type has one (`types::BatchDot`), else its single-token dot
-    let (dot, batch_order) = k.row_dot(w.ggml_type, n_tokens).expect("validated type has a dot kernel");
-    let tile_fn = if n_tokens > 1 && !batch_order { k.tile(w.ggml_type) } else { None };
+    // llama.cpp's batch order where the type has one (`types::BatchDot`), else its single-token dot;
+    // tiles (several tokens per decoded weight block) in the same order where the table has them
+    let (dot, _) = k.row_dot(w.ggml_type, n_tokens).expect("validated type has a dot kernel");
+    let tile_fn = if n_tokens > 1 { k.row_tile(w.ggml_type, n_tokens) } else { None };
     let w_row = w.ggml_type.row_size(cols as u64).unwrap() as usize;
     let a_row = act.row_size(cols as u64).expect("partner type has the same block size or smaller") as usize;
 
@@ -294,8 +295,8 @@ impl RowKernels {
                 if let Some(tile_fn) = self.tile_fn {
                     for r4 in (rb..re).step_by(TILE) {
                         let nr = TILE.min(re - r4);
-                        for t4 in (tb..te).step_by(TILE) {
-                            let nt = TILE.min(te - t4);
+                        for t4 in (tb..te).step_by(TILE_T) {
+                            let nt = TILE_T.min(te - t4);
                             let res = tile_fn(self.cols, &w[r4 * w_row..], w_row, nr, &acts[t4 * a_row..], a_row, nt);
                             for (i, res_r) in res.iter().enumerate().take(nr) {
                                 for (j, v) in res_r.iter().enumerate().take(nt) {
@@ -480,7 +481,7 @@ impl IdRoutes<'_> {
 /// and width; each group's weights are read once for all its rows (tiles of tokens), and all
 /// matrices and groups run as one job on the pool. Repacked weights take the plain R16 kernel
 /// (ggml's per-row gemv); others `vec_dot` (or tiles, which equal it). Except: a group of 8 rows or
-/// more of a type that llama.cpp's mul_mat_id runs through its tiled GEMM takes that order (the
+/// more of a type that llama.cpp's mul_mat_id runs through its tiled GEMM takes that order (or its tiles; the
 /// grid i-quants' `types::BatchDot`; the R16 types whose `R16Batch` is that GEMM: group 1, no
 /// converter of its own, e.g. Q3_K, Q5_K, Q6_K, IQ4_XS).
 ///
@@ -604,10 +605,10 @@ pub fn matmul_id<'w>(
     let a_row = act.row_size(cols as u64).expect("partner type has the same block size or smaller") as usize;
     let w_row = t.row_size(cols as u64).expect("validated") as usize;
     // per group (expert), as llama.cpp's mul_mat_id: its tiled GEMM for a group of 8 rows or more
-    // where the type has that order (`types::BatchDot`), else `vec_dot` (or tiles, which equal it)
+    // where the type has that order (`types::BatchDot`), else `vec_dot`; tiles in the same order
     let kern = |n_rows: usize| {
-        let (dot, batch_order) = k.row_dot(t, n_rows).expect("validated");
-        RowKernels { dot, tile_fn: if batch_order { None } else { k.tile(t) }, cols, w_row, a_row }
+        let (dot, _) = k.row_dot(t, n_rows).expect("validated");
+        RowKernels { dot, tile_fn: k.row_tile(t, n_rows), cols, w_row, a_row }
     };
     let acts = scratch.bytes_mut(n_rows * a_row);
     convert_rows(pool, n_rows, cols, acts, a_row, |i, row| {

@@ -36,5 +36,5 @@ pub use matmul::{matmul, matmul_id, matmul_with, try_matmul, IdRoutes, MatmulScr
 pub use pool::ThreadPool;
 pub use types::{
     AttnKernels, AttnOrder, BatchDot, FromFloatFn, GemmR16Fn, Isa, Kernels, R16Batch, SumOrders, TileFn, ToFloatFn,
-    TypeKernels, VecDotFn, KT_LANES, TILE,
+    TypeKernels, VecDotFn, KT_LANES, TILE, TILE_T,
 };

@@ -12,12 +12,14 @@ pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
 pub type FromFloatFn = fn(&[f32], &mut [u8]);
 /// `(row bytes of the type, out: [n] f32)`.
 pub type ToFloatFn = fn(&[u8], &mut [f32]);
-/// Largest tile edge of a `TileFn`.
+/// Most weight rows of a `TileFn`.
 pub const TILE: usize = 4;
+/// Most tokens of a `TileFn` (kernels whose weight decoding dominates share it over this many).
+pub const TILE_T: usize = 8;
 /// Multi-token tile: `(n, w, w_stride, nr, a, a_stride, nt) -> out[r][t]` = dot of weight row r
 /// (bytes `w[r*w_stride..]`) with activation row t (`a[t*a_stride..]`), for r < nr ≤ TILE,
-/// t < nt ≤ TILE. Bit-identical to calling the table's `VecDotFn` for each pair.
-pub type TileFn = fn(usize, &[u8], usize, usize, &[u8], usize, usize) -> [[f32; TILE]; TILE];
+/// t < nt ≤ TILE_T. Bit-identical to calling the table's `VecDotFn` for each pair.
+pub type TileFn = fn(usize, &[u8], usize, usize, &[u8], usize, usize) -> [[f32; TILE_T]; TILE];
 /// Over R16-repacked weights (`quant::repack`): `(nb, group, acts, act_stride, nt, out,
 /// out_stride)`: for the 16 rows of `group` (nb blocks) and `nt ≤ repack::MAX_T` activation rows
 /// (Q8_0S or Q8_K, `act_stride` bytes apart), writes `out[t * out_stride + r]` for r < 16, t < nt.
@@ -189,6 +191,9 @@ pub struct BatchDot {
     pub min_tokens: usize,
     /// The dot in the batch order; `None` = `vec_dot` serves batches too.
     pub dot: Option<VecDotFn>,
+    /// Multi-token tiles in the batch order (bit-identical to `dot` per pair); `None` = `dot` per
+    /// pair.
+    pub tile: Option<TileFn>,
 }
 
 /// What one table knows about one ggml type: ggml's `type_traits_cpu` (`from_float`, `vec_dot`,
@@ -315,7 +320,8 @@ impl Kernels {
 
     /// The row dot for a matmul of `n_tokens` tokens over plain rows of type `w`: the batch-order
     /// dot (`BatchDot`) when the batch is large enough and this table has one, else `vec_dot`.
-    /// The second value says whether it is the batch-order dot (then no `TileFn` may replace it).
+    /// The second value says whether it is the batch-order dot (then only its own tiles, `row_tile`,
+    /// may replace it).
     pub fn row_dot(&self, w: GgmlType, n_tokens: usize) -> Option<(VecDotFn, bool)> {
         let row = self.traits(w)?;
         if let Some(f) = row.batch_dot.filter(|b| n_tokens >= b.min_tokens).and_then(|b| b.dot) {
@@ -324,10 +330,33 @@ impl Kernels {
         Some((row.vec_dot?, false))
     }
 
+    /// The multi-token tiles for a matmul of `n_tokens > 1` tokens over plain rows of type `w`, in
+    /// the order of `row_dot`'s dot (the batch order's tiles when it applies), if this table has them.
+    pub fn row_tile(&self, w: GgmlType, n_tokens: usize) -> Option<TileFn> {
+        let row = self.traits(w)?;
+        match row.batch_dot.filter(|b| n_tokens >= b.min_tokens && b.dot.is_some()) {
+            Some(b) => b.tile,
+            None => row.tile,
+        }
+    }
+
     /// The multi-token tile kernel for weights of type `w`, if this table has one.
     #[inline]
     pub fn tile(&self, w: GgmlType) -> Option<TileFn> {
         self.traits(w)?.tile
+    }
+
+    /// This table without its multi-token tiles: every (row, token) pair of a prompt through
+    /// `vec_dot` (tiles are bit-identical to it, so results do not change; tests compare the two).
+    pub fn without_tiles(&self) -> Kernels {
+        let mut k = *self;
+        for row in k.types.iter_mut().flatten() {
+            row.tile = None;
+            if let Some(b) = row.batch_dot.as_mut() {
+                b.tile = None;
+            }
+        }
+        k
     }
 
     /// The kernel over R16-repacked weights of type `w`, if this table has one.

@@ -71,7 +71,7 @@ pub(super) const TILED_AVX2: [(crate::quant::GgmlType, VecDotFn); 7] = {
 ///
 /// # Safety
 /// The CPU must support this function's target features (it only computes on registers).
-unsafe fn signed_dot32(g: __m256i, neg: __m256i, q8: __m256i, ls: __m256i) -> __m256i {
+pub(super) unsafe fn signed_dot32(g: __m256i, neg: __m256i, q8: __m256i, ls: __m256i) -> __m256i {
     let pos = _mm256_maddubs_epi16(_mm256_andnot_si256(neg, g), q8);
     let negp = _mm256_maddubs_epi16(_mm256_and_si256(neg, g), q8);
     _mm256_madd_epi16(_mm256_sub_epi16(pos, negp), ls)
@@ -82,7 +82,7 @@ unsafe fn signed_dot32(g: __m256i, neg: __m256i, q8: __m256i, ls: __m256i) -> __
 ///
 /// # Safety
 /// The CPU must support this function's target features (it only computes on registers).
-unsafe fn sign_bits32(bits: u32) -> __m256i {
+pub(super) unsafe fn sign_bits32(bits: u32) -> __m256i {
     let shuf = _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0);
     let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
     let b = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), shuf), bit);
@@ -94,7 +94,7 @@ unsafe fn sign_bits32(bits: u32) -> __m256i {
 /// # Safety
 /// The CPU must support AVX (inlined into the AVX2 dots).
 #[inline(always)]
-unsafe fn ksigns32(aux: u32) -> __m256i {
+pub(super) unsafe fn ksigns32(aux: u32) -> __m256i {
     let s = |l: u32| KSIGNS64[((aux >> (7 * l)) & 127) as usize] as i64;
     // SAFETY: `_mm256_set_epi64x` is AVX; callers are `#[target_feature(enable = "avx2")]`.
     unsafe { _mm256_set_epi64x(s(3), s(2), s(1), s(0)) }
@@ -105,7 +105,7 @@ unsafe fn ksigns32(aux: u32) -> __m256i {
 /// # Safety
 /// `y..y+292` must be readable.
 #[inline(always)]
-unsafe fn q8k<'a>(y: *const u8) -> (f32, *const u8, &'a [u8]) {
+pub(super) unsafe fn q8k<'a>(y: *const u8) -> (f32, *const u8, &'a [u8]) {
     // SAFETY: the caller guarantees the 292 bytes of one Q8_K block.
     unsafe {
         let ys = std::slice::from_raw_parts(y, 292);
@@ -114,7 +114,7 @@ unsafe fn q8k<'a>(y: *const u8) -> (f32, *const u8, &'a [u8]) {
 }
 
 #[inline(always)]
-fn u16_at(b: &[u8], i: usize) -> u16 {
+pub(super) fn u16_at(b: &[u8], i: usize) -> u16 {
     u16::from_le_bytes([b[2 * i], b[2 * i + 1]])
 }
 
@@ -334,7 +334,7 @@ unsafe fn lanes_iq3_s(x: &[u8], q8: *const u8) -> __m256i {
 ///
 /// # Safety
 /// The CPU must support this function's target features (it only computes on registers).
-unsafe fn iq1_dot32(grid: __m256i, q8: __m256i, ls: __m256i) -> __m256i {
+pub(super) unsafe fn iq1_dot32(grid: __m256i, q8: __m256i, ls: __m256i) -> __m256i {
     let one = _mm256_set1_epi8(1);
     let p = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_add_epi8(grid, one), q8), _mm256_maddubs_epi16(one, q8));
     _mm256_madd_epi16(p, ls)

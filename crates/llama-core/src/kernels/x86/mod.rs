@@ -7,20 +7,27 @@
 //!
 //! Files per kind: `quantize` (activation quantizers), `dot` (row dots), `mxfp4` (the MXFP4
 //! dot), `iq` (the grid i-quant dots), `iq4` / `tq` (the IQ4_NL/IQ4_XS and TQ1_0/TQ2_0 dots, which llama.cpp's AVX-512 build
-//! runs as AVX2), `tile` (AVX-512 4×4 multi-token tiles), `r16_avx2` / `r16_avx512` (GEMMs over
+//! runs as AVX2), `tile` (AVX-512 4×4 multi-token tiles of Q4_0/Q8_0), `iq_batch` / `mxfp4_batch` /
+//! `tq_batch` (AVX2 multi-token tiles of the types without R16 kernels: each weight block decoded once
+//! for several tokens, bit-identical to their dots), `r16_avx2` / `r16_avx512` (GEMMs over
 //! R16-repacked weights), `attn` (attention), `act` (AVX-512 softmax and SwiGLU).
 
 mod act;
 mod attn;
 mod dot;
 mod iq;
+// before the other batch files: defines `row_tile_entry!`
+#[macro_use]
+mod iq_batch;
 mod iq4;
 mod mxfp4;
+mod mxfp4_batch;
 mod quantize;
 mod r16_avx2;
 mod r16_avx512;
 mod tile;
 mod tq;
+mod tq_batch;
 
 use crate::kernels::types::{Isa, Kernels, R16Batch, SumOrders};
 use crate::quant::GgmlType::*;
@@ -47,10 +54,22 @@ pub fn avx2_table(base: &Kernels) -> Option<Kernels> {
             b.dot = Some(f);
         }
     }
+    for (t, f) in iq_batch::TILED_TILES_AVX2 {
+        if let Some(b) = k.traits_mut(t).batch_dot.as_mut() {
+            b.tile = Some(f);
+        }
+    }
     k.traits_mut(IQ4_NL).vec_dot = Some(iq4::DOT_IQ4_NL_AVX2);
     k.traits_mut(IQ4_XS).vec_dot = Some(iq4::DOT_IQ4_XS_AVX2);
     k.traits_mut(TQ1_0).vec_dot = Some(tq::DOT_TQ1_0_AVX2);
     k.traits_mut(TQ2_0).vec_dot = Some(tq::DOT_TQ2_0_AVX2);
+    // multi-token tiles of the types without R16 kernels (bit-identical to their dots)
+    for (t, f) in iq_batch::TILES_AVX2 {
+        k.traits_mut(t).tile = Some(f);
+    }
+    k.traits_mut(MXFP4).tile = Some(mxfp4_batch::TILE_MXFP4_AVX2);
+    k.traits_mut(TQ1_0).tile = Some(tq_batch::TILE_TQ1_0_AVX2);
+    k.traits_mut(TQ2_0).tile = Some(tq_batch::TILE_TQ2_0_AVX2);
     for (t, f) in r16_avx2::GEMMS {
         k.traits_mut(t).gemm_r16 = Some(f);
     }
@@ -91,6 +110,13 @@ pub fn avx512_table(base: &Kernels) -> Option<Kernels> {
     for (t, f) in dot::DOTS_AVX512 {
         k.traits_mut(t).vec_dot = Some(f);
     }
+    for (t, f) in iq_batch::TILED_TILES_AVX512 {
+        if let Some(b) = k.traits_mut(t).batch_dot.as_mut() {
+            b.tile = Some(f);
+        }
+    }
+    k.traits_mut(TQ1_0).tile = Some(tq_batch::TILE_TQ1_0_AVX512);
+    k.traits_mut(TQ2_0).tile = Some(tq_batch::TILE_TQ2_0_AVX512);
     k.traits_mut(Q4_0).tile = Some(tile::TILE_Q4_0_AVX512);
     k.traits_mut(Q8_0).tile = Some(tile::TILE_Q8_0_AVX512);
     for (t, f) in r16_avx512::GEMMS {

@@ -18,7 +18,7 @@ pub(super) const DOT_MXFP4_AVX2: VecDotFn = dot_mxfp4_avx2_entry;
 ///
 /// # Safety
 /// The CPU must support this function's target features; `x..x+17` must be readable.
-unsafe fn values32(x: *const u8) -> __m256i {
+pub(super) unsafe fn values32(x: *const u8) -> __m256i {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features, the
     // 17 bytes of one block).
     unsafe {

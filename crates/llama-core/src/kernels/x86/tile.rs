@@ -9,7 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::dot::{dot_q4_0_avx2, dot_q8_0_avx2, f16_load, join, nibbles32, scales2};
-use crate::kernels::types::{TileFn, TILE};
+use crate::kernels::types::{TileFn, TILE, TILE_T};
 
 /// Safe entry: dispatches the runtime tile shape to a const-generic body.
 macro_rules! tile_entry {
@@ -22,36 +22,46 @@ macro_rules! tile_entry {
             a: &[u8],
             a_stride: usize,
             nt: usize,
-        ) -> [[f32; TILE]; TILE] {
+        ) -> [[f32; TILE_T]; TILE] {
             let nb = n / 32;
-            assert!((1..=TILE).contains(&nr) && (1..=TILE).contains(&nt), "tile shape {nr}x{nt}");
+            assert!((1..=TILE).contains(&nr) && (1..=TILE_T).contains(&nt), "tile shape {nr}x{nt}");
             assert!(
                 w.len() >= (nr - 1) * w_stride + nb * $wts && a.len() >= (nt - 1) * a_stride + nb * 34,
                 "tile: rows too short"
             );
-            let (w, a) = (w.as_ptr(), a.as_ptr());
-            // SAFETY: only reachable through `avx512_kernels` (features detected); the bytes read
-            // (nr rows of nb weight blocks, nt rows of nb Q8_0 blocks) are within the checked lengths.
-            unsafe {
-                match (nr, nt) {
-                    (4, 4) => $inner::<4, 4>(nb, w, w_stride, a, a_stride),
-                    (4, 3) => $inner::<4, 3>(nb, w, w_stride, a, a_stride),
-                    (4, 2) => $inner::<4, 2>(nb, w, w_stride, a, a_stride),
-                    (4, 1) => $inner::<4, 1>(nb, w, w_stride, a, a_stride),
-                    (3, 4) => $inner::<3, 4>(nb, w, w_stride, a, a_stride),
-                    (3, 3) => $inner::<3, 3>(nb, w, w_stride, a, a_stride),
-                    (3, 2) => $inner::<3, 2>(nb, w, w_stride, a, a_stride),
-                    (3, 1) => $inner::<3, 1>(nb, w, w_stride, a, a_stride),
-                    (2, 4) => $inner::<2, 4>(nb, w, w_stride, a, a_stride),
-                    (2, 3) => $inner::<2, 3>(nb, w, w_stride, a, a_stride),
-                    (2, 2) => $inner::<2, 2>(nb, w, w_stride, a, a_stride),
-                    (2, 1) => $inner::<2, 1>(nb, w, w_stride, a, a_stride),
-                    (1, 4) => $inner::<1, 4>(nb, w, w_stride, a, a_stride),
-                    (1, 3) => $inner::<1, 3>(nb, w, w_stride, a, a_stride),
-                    (1, 2) => $inner::<1, 2>(nb, w, w_stride, a, a_stride),
-                    _ => $inner::<1, 1>(nb, w, w_stride, a, a_stride),
+            // tokens in passes of up to TILE (the register tiles below)
+            let mut out = [[0f32; TILE_T]; TILE];
+            for t0 in (0..nt).step_by(TILE) {
+                let nt = TILE.min(nt - t0);
+                let (w, a) = (w.as_ptr(), a[t0 * a_stride..].as_ptr());
+                // SAFETY: only reachable through `avx512_kernels` (features detected); the bytes read
+                // (nr rows of nb weight blocks, nt rows of nb Q8_0 blocks from token t0) are within
+                // the checked lengths.
+                let res = unsafe {
+                    match (nr, nt) {
+                        (4, 4) => $inner::<4, 4>(nb, w, w_stride, a, a_stride),
+                        (4, 3) => $inner::<4, 3>(nb, w, w_stride, a, a_stride),
+                        (4, 2) => $inner::<4, 2>(nb, w, w_stride, a, a_stride),
+                        (4, 1) => $inner::<4, 1>(nb, w, w_stride, a, a_stride),
+                        (3, 4) => $inner::<3, 4>(nb, w, w_stride, a, a_stride),
+                        (3, 3) => $inner::<3, 3>(nb, w, w_stride, a, a_stride),
+                        (3, 2) => $inner::<3, 2>(nb, w, w_stride, a, a_stride),
+                        (3, 1) => $inner::<3, 1>(nb, w, w_stride, a, a_stride),
+                        (2, 4) => $inner::<2, 4>(nb, w, w_stride, a, a_stride),
+                        (2, 3) => $inner::<2, 3>(nb, w, w_stride, a, a_stride),
+                        (2, 2) => $inner::<2, 2>(nb, w, w_stride, a, a_stride),
+                        (2, 1) => $inner::<2, 1>(nb, w, w_stride, a, a_stride),
+                        (1, 4) => $inner::<1, 4>(nb, w, w_stride, a, a_stride),
+                        (1, 3) => $inner::<1, 3>(nb, w, w_stride, a, a_stride),
+                        (1, 2) => $inner::<1, 2>(nb, w, w_stride, a, a_stride),
+                        _ => $inner::<1, 1>(nb, w, w_stride, a, a_stride),
+                    }
+                };
+                for (o, r) in out.iter_mut().zip(&res).take(nr) {
+                    o[t0..t0 + nt].copy_from_slice(&r[..nt]);
                 }
             }
+            out
         }
     };
 }

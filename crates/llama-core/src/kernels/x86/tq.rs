@@ -25,7 +25,7 @@ pub(super) const DOT_TQ2_0_AVX2: VecDotFn = dot_tq2_0_avx2_entry;
 /// # Safety
 /// The CPU must support this function's target features (it only computes on registers).
 #[inline]
-unsafe fn top_trit(q: __m256i) -> __m256i {
+pub(super) unsafe fn top_trit(q: __m256i) -> __m256i {
     let q = _mm256_subs_epu8(q, _mm256_set1_epi8(1));
     let q = _mm256_avg_epu8(q, _mm256_avg_epu8(q, _mm256_setzero_si256()));
     _mm256_and_si256(_mm256_srli_epi16(q, 6), _mm256_set1_epi8(3))
@@ -37,7 +37,7 @@ unsafe fn top_trit(q: __m256i) -> __m256i {
 /// # Safety
 /// The CPU must support this function's target features (it only computes on registers).
 #[inline]
-unsafe fn times9(q: __m256i) -> __m256i {
+pub(super) unsafe fn times9(q: __m256i) -> __m256i {
     _mm256_add_epi8(_mm256_and_si256(_mm256_slli_epi16(q, 3), _mm256_set1_epi8(-8)), q)
 }
 
@@ -48,7 +48,7 @@ unsafe fn times9(q: __m256i) -> __m256i {
 /// # Safety
 /// The CPU must support this function's target features; `y..y+292` and `d..d+2` readable.
 #[inline]
-unsafe fn fold(acc: __m256, sumi: __m256i, y: *const u8, d: *const u8) -> __m256 {
+pub(super) unsafe fn fold(acc: __m256, sumi: __m256i, y: *const u8, d: *const u8) -> __m256 {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let sumi = _mm256_madd_epi16(sumi, _mm256_set1_epi16(1));
