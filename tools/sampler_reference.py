@@ -71,7 +71,7 @@ def _init(name: str, a: dict[str, float]):
         return L.llama_sampler_init_xtc(float(a.get("p", 0.0)), float(a.get("t", 0.1)), keep, seed)
     if name == "penalties":
         return L.llama_sampler_init_penalties(
-            int(a.get("last_n", 64)), float(a.get("repeat", 1.0)), float(a.get("freq", 0.0)), float(a.get("present", 0.0))
+            int(a.get("n_vocab", 0)), int(a.get("last_n", 64)), float(a.get("repeat", 1.0)), float(a.get("freq", 0.0)), float(a.get("present", 0.0))
         )
     if name == "mirostat":
         return L.llama_sampler_init_mirostat(
@@ -85,19 +85,19 @@ def _init(name: str, a: dict[str, float]):
 class RefChain:
     """A llama.cpp sampler chain of the given stages."""
 
-    def __init__(self, stages: list[Stage]):
+    def __init__(self, stages: list[Stage], chain=None):
+        """`chain`: an existing llama_sampler pointer to drive instead (not freed here)."""
         import llama_cpp as L
 
         self.L = L
-        self.chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        self.owned = chain is None
+        self.chain = chain if chain is not None else L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
         for name, args in stages:
             L.llama_sampler_chain_add(self.chain, _init(name, args))
 
     def __del__(self):
-        try:
+        if self.owned:
             self.L.llama_sampler_free(self.chain)
-        except Exception:
-            pass
 
     def apply(self, logits: np.ndarray) -> tuple[np.ndarray, int]:
         """The candidates after every stage (ids, logits, p in the chain's order) and `selected`."""
@@ -128,7 +128,7 @@ def record(models: Path, out: Path) -> None:
     import llama_cpp
 
     path = models / "qwen2.5-coder-0.5b-q4_k_m.gguf"
-    llm = llama_cpp.Llama(str(path), n_ctx=512, logits_all=True, verbose=False, n_threads=2)
+    llm = llama_cpp.Llama(str(path), n_ctx=512, logits_all=True, verbose=False, n_threads=1)
     cases = []
     for prompt, kw in E2E_CASES:
         kw2 = dict(kw)
@@ -140,7 +140,7 @@ def record(models: Path, out: Path) -> None:
         cases.append({"prompt": prompt, "kwargs": kw, "text": c["text"], "finish_reason": c["finish_reason"], "logprobs": c["logprobs"]})
         print(json.dumps(prompt), kw, "→", json.dumps(c["text"])[:80])
     out.write_text(
-        json.dumps({"model": path.name, "llama_cpp_python": llama_cpp.__version__, "cases": cases}, indent=1, ensure_ascii=False)
+        json.dumps({"model": path.name, "llama_cpp_python": llama_cpp.__version__, "cases": cases}, indent=1, ensure_ascii=False, default=float)
         + "\n"
     )
 

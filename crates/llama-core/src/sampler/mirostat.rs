@@ -1,7 +1,7 @@
 //! Mirostat v1 and v2 (target surprise `tau`, learning rate `eta`): each selects the token itself
 //! with a seeded `std::mt19937` through libstdc++'s `discrete_distribution`, then moves `mu`.
 
-use super::rng::{discrete, resolve_seed, Mt19937};
+use super::rng::{c_int, discrete, resolve_seed, Mt19937};
 use super::{Candidates, Sampler};
 
 #[derive(Clone, Debug)]
@@ -44,7 +44,7 @@ impl Sampler for Mirostat {
         let epsilon_hat = s_hat - 1.0;
         let k =
             ((epsilon_hat * 2.0f32.powf(self.mu)) / (1.0 - (self.n_vocab as f32).powf(-epsilon_hat))).powf(1.0 / s_hat);
-        cur.top_k((k as i32).max(1));
+        cur.top_k(c_int(k).max(1));
         cur.softmax(true);
         let idx = discrete(cur.data.iter().map(|t| t.p), &mut self.rng, &mut self.cp);
         cur.selected = Some(idx);

@@ -273,3 +273,84 @@ pub fn argmax(logits: &[f32]) -> u32 {
     }
     best as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(stages: &[(&str, &[(&str, f64)])]) -> Chain {
+        let specs: Vec<StageSpec> =
+            stages.iter().map(|(n, a)| (n.to_string(), a.iter().map(|(k, v)| (k.to_string(), *v)).collect())).collect();
+        params::chain_from_names(&specs).unwrap()
+    }
+
+    #[test]
+    fn sorts_order_by_logit_descending() {
+        let mut x = 0x2545_f491u32;
+        let mut v: Vec<TokenData> = (0..3000)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                TokenData { id: i, logit: (x % 200) as f32 / 10.0 - 10.0, p: 0.0 }
+            })
+            .collect();
+        let mut full = v.clone();
+        sort::sort(&mut full);
+        assert!(full.windows(2).all(|w| w[0].logit >= w[1].logit));
+        let mut ids: Vec<u32> = full.iter().map(|t| t.id).collect();
+        ids.sort();
+        assert_eq!(ids, (0..3000).collect::<Vec<_>>());
+        let mut c = Candidates::default();
+        c.data = v.clone();
+        c.partial_sort_inplace(500);
+        assert_eq!(c.len(), 500);
+        let logits: Vec<f32> = c.data.iter().map(|t| t.logit).collect();
+        let want: Vec<f32> = full[..500].iter().map(|t| t.logit).collect();
+        assert_eq!(logits, want);
+        sort::partial_sort(&mut v, 50);
+        assert!(v[..50].iter().zip(&full[..50]).all(|(a, b)| a.logit == b.logit));
+    }
+
+    #[test]
+    fn greedy_takes_the_first_argmax_and_a_masked_token_is_never_drawn() {
+        let mut g = chain(&[("greedy", &[])]);
+        assert_eq!(g.sample(&[0.1, 3.0, -1.0, 3.0]).unwrap(), 1);
+        // A full-vocabulary stage in front that masks with -inf (the grammar slot).
+        #[derive(Clone)]
+        struct Mask(u32);
+        impl Sampler for Mask {
+            fn name(&self) -> &'static str {
+                "mask"
+            }
+            fn apply(&mut self, cur: &mut Candidates) {
+                assert!(!cur.sorted && cur.data[self.0 as usize].id == self.0, "sees the vocabulary in id order");
+                cur.data[self.0 as usize].logit = f32::NEG_INFINITY;
+            }
+            fn clone_box(&self) -> Box<dyn Sampler> {
+                Box::new(self.clone())
+            }
+        }
+        let mut c = ChainParams { temp: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 3, ..ChainParams::new(4) }
+            .build()
+            .unwrap();
+        c.push_front(Box::new(Mask(2)));
+        for _ in 0..500 {
+            assert_ne!(c.sample(&[1.0, 1.0, 5.0, 1.0]).unwrap(), 2);
+        }
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let mut g = chain(&[("top_k", &[("k", 2.0)])]);
+        assert!(g.sample(&[1.0, 2.0]).is_err(), "no selecting stage");
+        assert!(g.sample(&[]).is_err());
+        assert!(g.sample(&[f32::NAN]).is_err());
+        assert!(params::stage_from_name("nope", &[]).is_err());
+        assert!(params::stage_from_name("top_k", &[("q".into(), 1.0)]).is_err());
+        let p = ChainParams { mirostat_mode: 5, ..ChainParams::new(10) };
+        assert!(p.build().is_err());
+        let p = ChainParams { logit_bias: vec![(10, 1.0)], ..ChainParams::new(10) };
+        assert!(p.build().is_err());
+    }
+}

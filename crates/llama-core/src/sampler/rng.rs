@@ -102,3 +102,54 @@ pub fn discrete(probs: impl Iterator<Item = f32>, rng: &mut Mt19937, cp: &mut Ve
     let p = rng.canonical_f64();
     cp.partition_point(|&c| c < p)
 }
+
+/// C's `int(x)` for a float as x86 computes it (cvttss2si): truncation toward zero, and
+/// INT_MIN for NaN and anything out of range (where Rust's `as` would saturate). llama.cpp relies
+/// on it where a huge mirostat k or an infinite logit reaches `int(...)`.
+pub fn c_int(x: f32) -> i32 {
+    if x.is_nan() || x >= 2_147_483_648.0 || x < -2_147_483_648.0 {
+        i32::MIN
+    } else {
+        x as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mt19937_matches_the_standard() {
+        // [rand.predef]: the 10000th invocation of a default-constructed mt19937 (seed 5489)
+        // produces 4123659995.
+        let mut g = Mt19937::new(5489);
+        let mut x = 0;
+        for _ in 0..10000 {
+            x = g.next_u32();
+        }
+        assert_eq!(x, 4_123_659_995);
+    }
+
+    #[test]
+    fn c_int_is_cvttss2si() {
+        assert_eq!(c_int(2.9), 2);
+        assert_eq!(c_int(-2.9), -2);
+        assert_eq!(c_int(f32::INFINITY), i32::MIN);
+        assert_eq!(c_int(f32::NAN), i32::MIN);
+        assert_eq!(c_int(3.0e9), i32::MIN);
+    }
+
+    #[test]
+    fn discrete_follows_the_weights() {
+        let mut g = Mt19937::new(1);
+        let mut cp = Vec::new();
+        let mut hits = [0usize; 3];
+        for _ in 0..30000 {
+            hits[discrete([1.0f32, 2.0, 3.0].into_iter(), &mut g, &mut cp)] += 1;
+        }
+        for (h, w) in hits.iter().zip([1.0, 2.0, 3.0]) {
+            assert!((*h as f64 / 30000.0 - w / 6.0).abs() < 0.01, "{hits:?}");
+        }
+        assert_eq!(discrete([5.0f32].into_iter(), &mut g, &mut cp), 0);
+    }
+}

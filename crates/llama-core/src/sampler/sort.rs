@@ -208,7 +208,7 @@ pub fn bucket_partial_sort(cur: &[TokenData], npartial: usize, res: &mut Vec<Tok
     let bucket_idx: Vec<u8> = cur
         .iter()
         .map(|t| {
-            let ib = (SCALE * t.logit + INTER) as i32; // as C's int(): truncation toward zero
+            let ib = super::rng::c_int(SCALE * t.logit + INTER); // C's int(), as x86 computes it
             let ib = ib.clamp(0, NBUCKETS as i32 - 1) as usize;
             histo[ib] += 1;
             ib as u8
