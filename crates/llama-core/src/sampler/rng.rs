@@ -107,7 +107,7 @@ pub fn discrete(probs: impl Iterator<Item = f32>, rng: &mut Mt19937, cp: &mut Ve
 /// INT_MIN for NaN and anything out of range (where Rust's `as` would saturate). llama.cpp relies
 /// on it where a huge mirostat k or an infinite logit reaches `int(...)`.
 pub fn c_int(x: f32) -> i32 {
-    if x.is_nan() || x >= 2_147_483_648.0 || x < -2_147_483_648.0 {
+    if !(-2_147_483_648.0..2_147_483_648.0).contains(&x) {
         i32::MIN
     } else {
         x as i32
