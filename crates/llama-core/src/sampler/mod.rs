@@ -301,8 +301,7 @@ mod tests {
         let mut ids: Vec<u32> = full.iter().map(|t| t.id).collect();
         ids.sort();
         assert_eq!(ids, (0..3000).collect::<Vec<_>>());
-        let mut c = Candidates::default();
-        c.data = v.clone();
+        let mut c = Candidates { data: v.clone(), ..Default::default() };
         c.partial_sort_inplace(500);
         assert_eq!(c.len(), 500);
         let logits: Vec<f32> = c.data.iter().map(|t| t.logit).collect();
