@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DATA, REPO, model_path
 
 import llama
+from conftest import DATA, REPO, model_path
 from llama import _llama
 from llama.sampling import LogitsProcessorList, StoppingCriteriaList
 
@@ -90,13 +90,28 @@ def test_stages_match_llama_cpp_bit_for_bit(si, ties, n):
 
 
 DRAW_CHAINS = [
-    [("top_k", {"k": 40}), ("top_p", {"p": 0.95}), ("min_p", {"p": 0.05}), ("temp", {"t": 0.8}), ("dist", {"seed": 42})],
-    [("penalties", {"last_n": 16, "repeat": 1.5, "freq": 0.5, "present": 0.5}), ("temp", {"t": 1.2}), ("dist", {"seed": 3})],
+    [
+        ("top_k", {"k": 40}),
+        ("top_p", {"p": 0.95}),
+        ("min_p", {"p": 0.05}),
+        ("temp", {"t": 0.8}),
+        ("dist", {"seed": 42}),
+    ],
+    [
+        ("penalties", {"last_n": 16, "repeat": 1.5, "freq": 0.5, "present": 0.5}),
+        ("temp", {"t": 1.2}),
+        ("dist", {"seed": 3}),
+    ],
     [("dist", {"seed": 0})],
     [("mirostat", {"seed": 11, "tau": 3.0, "eta": 0.2})],
     [("mirostat_v2", {"seed": 12, "tau": 3.0, "eta": 0.2})],
     [("top_k", {"k": 100}), ("xtc", {"p": 0.5, "t": 0.05, "seed": 9}), ("dist", {"seed": 9})],
-    [("top_k", {"k": 50}), ("typical", {"p": 0.7}), ("temp_ext", {"t": 0.9, "delta": 0.4, "exponent": 1.0}), ("dist", {"seed": 4})],
+    [
+        ("top_k", {"k": 50}),
+        ("typical", {"p": 0.7}),
+        ("temp_ext", {"t": 0.9, "delta": 0.4, "exponent": 1.0}),
+        ("dist", {"seed": 4}),
+    ],
 ]
 
 
@@ -144,12 +159,20 @@ def test_build_equals_llama_cpp_python_init_sampler():
         last_n_tokens_size = 64
 
     settings = [
-        dict(temp=0.8),
-        dict(temp=0.0),
-        dict(temp=-1.0),
-        dict(temp=0.7, top_k=10, top_p=0.8, min_p=0.1, typical_p=0.9, repeat_penalty=1.2, frequency_penalty=0.1),
-        dict(temp=0.8, mirostat_mode=1, mirostat_tau=4.0, mirostat_eta=0.2),
-        dict(temp=0.8, mirostat_mode=2),
+        {"temp": 0.8},
+        {"temp": 0.0},
+        {"temp": -1.0},
+        {
+            "temp": 0.7,
+            "top_k": 10,
+            "top_p": 0.8,
+            "min_p": 0.1,
+            "typical_p": 0.9,
+            "repeat_penalty": 1.2,
+            "frequency_penalty": 0.1,
+        },
+        {"temp": 0.8, "mirostat_mode": 1, "mirostat_tau": 4.0, "mirostat_eta": 0.2},
+        {"temp": 0.8, "mirostat_mode": 2},
     ]
     for kw in settings:
         Fake._seed = 1234
@@ -220,7 +243,7 @@ def test_unknown_and_unsupported_keywords(qwen):
         qwen.sample(no_such_argument=1)
     msgs = [{"role": "user", "content": "hi"}]
     for kw in (
-        {"grammar": "root ::= \"a\""},
+        {"grammar": 'root ::= "a"'},
         {"response_format": {"type": "json_object"}},
         {"tools": [{"type": "function", "function": {"name": "f"}}]},
         {"tool_choice": "auto"},
@@ -230,7 +253,7 @@ def test_unknown_and_unsupported_keywords(qwen):
         with pytest.raises(llama.InvalidArgumentError, match=name):
             qwen.create_chat_completion(msgs, max_tokens=1, **kw)
     with pytest.raises(llama.InvalidArgumentError, match="grammar"):
-        qwen.create_completion("x", max_tokens=1, grammar="root ::= \"a\"")
+        qwen.create_completion("x", max_tokens=1, grammar='root ::= "a"')
     with pytest.raises(llama.InvalidArgumentError, match="suffix"):
         qwen.create_completion("x", max_tokens=1, suffix="y")
     with pytest.raises(llama.InvalidArgumentError, match="mirostat_mode"):
@@ -267,7 +290,9 @@ def test_logits_processor_and_stopping_criteria(qwen):
         calls.append(1)
         return len(calls) >= 3
 
-    r = qwen.create_completion(prompt, max_tokens=16, temperature=0, stopping_criteria=StoppingCriteriaList([stop_after_3]))
+    r = qwen.create_completion(
+        prompt, max_tokens=16, temperature=0, stopping_criteria=StoppingCriteriaList([stop_after_3])
+    )
     assert r["usage"]["completion_tokens"] == 2 and r["choices"][0]["finish_reason"] == "stop"
 
 
@@ -279,7 +304,9 @@ def test_logprobs_shapes(qwen):
     assert all(v <= 0 for v in lp["token_logprobs"])
     # greedy: the chosen token is the most likely one
     assert all(max(t.values()) == v for t, v in zip(lp["top_logprobs"], lp["token_logprobs"]))
-    streamed = list(qwen.create_completion("The capital of France is", max_tokens=6, temperature=0, logprobs=2, stream=True))
+    streamed = list(
+        qwen.create_completion("The capital of France is", max_tokens=6, temperature=0, logprobs=2, stream=True)
+    )
     toks = [t for c in streamed if c["choices"][0]["logprobs"] for t in c["choices"][0]["logprobs"]["tokens"]]
     assert toks == lp["tokens"]
     chat = qwen.create_chat_completion(

@@ -26,23 +26,46 @@ TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 
 E2E_CASES = [
     # (prompt, kwargs): the settings the completions are compared under.
-    ("def fibonacci(n):", dict(temperature=0.8, top_k=40, top_p=0.95, seed=1, max_tokens=32)),
-    ("def fibonacci(n):", dict(temperature=0.8, top_k=40, top_p=0.95, seed=2, max_tokens=32)),
-    ("The capital of France is", dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=7, max_tokens=32)),
-    ("The capital of France is", dict(temperature=0.7, top_k=40, top_p=0.9, min_p=0.1, seed=123, max_tokens=32)),
+    ("def fibonacci(n):", {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "seed": 1, "max_tokens": 32}),
+    ("def fibonacci(n):", {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "seed": 2, "max_tokens": 32}),
     (
-        "# quicksort in python\n",
-        dict(temperature=0.9, top_k=100, top_p=0.95, typical_p=0.9, repeat_penalty=1.1, seed=5, max_tokens=32),
+        "The capital of France is",
+        {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "seed": 7, "max_tokens": 32},
+    ),
+    (
+        "The capital of France is",
+        {"temperature": 0.7, "top_k": 40, "top_p": 0.9, "min_p": 0.1, "seed": 123, "max_tokens": 32},
     ),
     (
         "# quicksort in python\n",
-        dict(temperature=0.8, frequency_penalty=0.5, presence_penalty=0.3, seed=9, max_tokens=32),
+        {
+            "temperature": 0.9,
+            "top_k": 100,
+            "top_p": 0.95,
+            "typical_p": 0.9,
+            "repeat_penalty": 1.1,
+            "seed": 5,
+            "max_tokens": 32,
+        },
     ),
-    ("Once upon a time", dict(temperature=0.8, mirostat_mode=2, mirostat_tau=5.0, mirostat_eta=0.1, seed=3, max_tokens=32)),
-    ("Once upon a time", dict(temperature=0.8, mirostat_mode=1, mirostat_tau=4.0, mirostat_eta=0.2, seed=4, max_tokens=32)),
-    ("import numpy as np\n", dict(temperature=0.8, logit_bias={"198": -5.0, "220": 2.0}, seed=11, max_tokens=32)),
-    ("The capital of France is", dict(temperature=0.8, seed=42, max_tokens=16, logprobs=3)),
-    ("The capital of France is", dict(temperature=0.0, max_tokens=16, logprobs=5)),
+    (
+        "# quicksort in python\n",
+        {"temperature": 0.8, "frequency_penalty": 0.5, "presence_penalty": 0.3, "seed": 9, "max_tokens": 32},
+    ),
+    (
+        "Once upon a time",
+        {"temperature": 0.8, "mirostat_mode": 2, "mirostat_tau": 5.0, "mirostat_eta": 0.1, "seed": 3, "max_tokens": 32},
+    ),
+    (
+        "Once upon a time",
+        {"temperature": 0.8, "mirostat_mode": 1, "mirostat_tau": 4.0, "mirostat_eta": 0.2, "seed": 4, "max_tokens": 32},
+    ),
+    (
+        "import numpy as np\n",
+        {"temperature": 0.8, "logit_bias": {"198": -5.0, "220": 2.0}, "seed": 11, "max_tokens": 32},
+    ),
+    ("The capital of France is", {"temperature": 0.8, "seed": 42, "max_tokens": 16, "logprobs": 3}),
+    ("The capital of France is", {"temperature": 0.0, "max_tokens": 16, "logprobs": 5}),
 ]
 
 
@@ -66,12 +89,18 @@ def _init(name: str, a: dict[str, float]):
     if name == "temp":
         return L.llama_sampler_init_temp(float(a.get("t", 0.8)))
     if name == "temp_ext":
-        return L.llama_sampler_init_temp_ext(float(a.get("t", 0.8)), float(a.get("delta", 0.0)), float(a.get("exponent", 1.0)))
+        return L.llama_sampler_init_temp_ext(
+            float(a.get("t", 0.8)), float(a.get("delta", 0.0)), float(a.get("exponent", 1.0))
+        )
     if name == "xtc":
         return L.llama_sampler_init_xtc(float(a.get("p", 0.0)), float(a.get("t", 0.1)), keep, seed)
     if name == "penalties":
         return L.llama_sampler_init_penalties(
-            int(a.get("n_vocab", 0)), int(a.get("last_n", 64)), float(a.get("repeat", 1.0)), float(a.get("freq", 0.0)), float(a.get("present", 0.0))
+            int(a.get("n_vocab", 0)),
+            int(a.get("last_n", 64)),
+            float(a.get("repeat", 1.0)),
+            float(a.get("freq", 0.0)),
+            float(a.get("present", 0.0)),
         )
     if name == "mirostat":
         return L.llama_sampler_init_mirostat(
@@ -137,10 +166,23 @@ def record(models: Path, out: Path) -> None:
         llm.reset()
         r = llm.create_completion(prompt, **kw2)
         c = r["choices"][0]
-        cases.append({"prompt": prompt, "kwargs": kw, "text": c["text"], "finish_reason": c["finish_reason"], "logprobs": c["logprobs"]})
+        cases.append(
+            {
+                "prompt": prompt,
+                "kwargs": kw,
+                "text": c["text"],
+                "finish_reason": c["finish_reason"],
+                "logprobs": c["logprobs"],
+            }
+        )
         print(json.dumps(prompt), kw, "→", json.dumps(c["text"])[:80])
     out.write_text(
-        json.dumps({"model": path.name, "llama_cpp_python": llama_cpp.__version__, "cases": cases}, indent=1, ensure_ascii=False, default=float)
+        json.dumps(
+            {"model": path.name, "llama_cpp_python": llama_cpp.__version__, "cases": cases},
+            indent=1,
+            ensure_ascii=False,
+            default=float,
+        )
         + "\n"
     )
 
@@ -149,6 +191,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default = Path(os.environ.get("LLAMA_TEST_MODELS", Path.home() / ".cache" / "llama-test-models"))
     ap.add_argument("--models", type=Path, default=default)
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "tests" / "data" / "sampler_reference.json")
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent.parent / "tests" / "data" / "sampler_reference.json"
+    )
     a = ap.parse_args()
     record(a.models, a.out)

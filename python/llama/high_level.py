@@ -449,20 +449,20 @@ class Llama:
             model=model,
             stopping_criteria=stopping_criteria,
             logits_processor=logits_processor,
-            sampling=dict(
-                top_k=top_k,
-                top_p=top_p,
-                min_p=min_p,
-                typical_p=typical_p,
-                temp=temperature,
-                repeat_penalty=repeat_penalty,
-                frequency_penalty=frequency_penalty,
-                presence_penalty=presence_penalty,
-                mirostat_mode=mirostat_mode,
-                mirostat_tau=mirostat_tau,
-                mirostat_eta=mirostat_eta,
-                logit_bias=logit_bias,
-            ),
+            sampling={
+                "top_k": top_k,
+                "top_p": top_p,
+                "min_p": min_p,
+                "typical_p": typical_p,
+                "temp": temperature,
+                "repeat_penalty": repeat_penalty,
+                "frequency_penalty": frequency_penalty,
+                "presence_penalty": presence_penalty,
+                "mirostat_mode": mirostat_mode,
+                "mirostat_tau": mirostat_tau,
+                "mirostat_eta": mirostat_eta,
+                "logit_bias": logit_bias,
+            },
         )
         if stream:
             return it
@@ -522,7 +522,9 @@ class Llama:
         on_row = None
         if logprobs is not None:
             on_row = lambda r: rows.append(logits_to_logprobs(r))  # noqa: E731
-        lp_prompt_len = len(prompt) if isinstance(prompt, str) else len(self.detokenize(prompt_tokens).decode("utf-8", "ignore"))
+        lp_prompt_len = (
+            len(prompt) if isinstance(prompt, str) else len(self.detokenize(prompt_tokens).decode("utf-8", "ignore"))
+        )
         lp_sent = 0  # completion tokens whose logprobs were streamed
         if stream and echo and prompt_text:
             yield self._chunk(cid, created, model_name, prompt_text, None)

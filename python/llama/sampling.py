@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, List, Union
+from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +19,7 @@ StoppingCriteria = Callable[[npt.NDArray[np.intc], npt.NDArray[np.single]], bool
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 
 
-class LogitsProcessorList(List[LogitsProcessor]):
+class LogitsProcessorList(list[LogitsProcessor]):
     """Callables ``(input_ids, scores) -> scores`` applied in order to the logits of the full
     vocabulary before any sampler stage (llama-cpp-python's semantics)."""
 
@@ -29,11 +29,11 @@ class LogitsProcessorList(List[LogitsProcessor]):
         return scores
 
 
-class StoppingCriteriaList(List[StoppingCriteria]):
+class StoppingCriteriaList(list[StoppingCriteria]):
     """Callables ``(input_ids, logits) -> bool``; generation stops when any returns true."""
 
     def __call__(self, input_ids: npt.NDArray[np.intc], logits: npt.NDArray[np.single]) -> bool:
-        return any([criteria(input_ids, logits) for criteria in self])
+        return any(criteria(input_ids, logits) for criteria in self)
 
 
 def logits_to_logprobs(logits: npt.NDArray[np.single] | list, axis: int = -1) -> npt.NDArray[np.single]:
@@ -73,14 +73,12 @@ def apply_processors(
     if processors is None:
         return row
     scores = row.copy()
-    items = [processors] if callable(processors) and not isinstance(processors, list) else list(processors)  # type: ignore[arg-type]
+    items = [processors] if callable(processors) and not isinstance(processors, list) else list(processors)
     for p in items:
         out = p(input_ids, scores)
         scores = np.ascontiguousarray(out, dtype=np.single)
         if scores.shape != row.shape:
-            raise InvalidArgumentError(
-                f"logits_processor {p!r} returned shape {scores.shape}, expected {row.shape}"
-            )
+            raise InvalidArgumentError(f"logits_processor {p!r} returned shape {scores.shape}, expected {row.shape}")
     return scores
 
 
@@ -139,7 +137,7 @@ def unsupported(name: str, value: Any, default: Any = None, why: str = "is not s
         raise InvalidArgumentError(f"{name}= {why} (got {value!r})")
 
 
-Processors = Union[LogitsProcessorList, List[LogitsProcessor], LogitsProcessor, None]
+Processors = Union[LogitsProcessorList, list[LogitsProcessor], LogitsProcessor, None]
 
 __all__ = [
     "LogitsProcessorList",

@@ -47,7 +47,7 @@ impl PySamplerChain {
     #[new]
     #[pyo3(signature = (n_vocab, *, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, typical_p=1.0,
                         repeat_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, penalty_last_n=64,
-                        mirostat_mode=0, mirostat_tau=5.0, mirostat_eta=0.1, logit_bias=None, seed=-1,
+                        mirostat_mode=0, mirostat_tau=5.0, mirostat_eta=0.1, logit_bias=None, seed=0xFFFF_FFFF,
                         xtc_probability=0.0, xtc_threshold=0.1, dynatemp_range=0.0, dynatemp_exponent=1.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
