@@ -48,7 +48,10 @@ class Llama:
     """Load a GGUF model and run it.
 
     Parameters follow llama-cpp-python: ``n_ctx=0`` takes the model's trained context (capped at
-    4096), ``n_threads=None`` uses every core, ``type_k`` is the KV cache type ("f16" or "f32").
+    4096), ``n_threads=None`` uses every core, ``type_k`` is the KV cache type ("f16" or "f32"),
+    ``last_n_tokens_size`` the window of the repeat/frequency/presence penalties. ``seed`` seeds the
+    sampler chains as in llama-cpp-python (LLAMA_DEFAULT_SEED = 0xFFFFFFFF, and -1: a random draw
+    per chain; a completion without ``seed=`` takes the next seed of ``random.Random(seed)``).
 
     State, as in llama-cpp-python: ``input_ids[:n_tokens]`` are the evaluated tokens and
     ``scores[i]`` the logits after token i (every row with ``logits_all``, else the last one).
