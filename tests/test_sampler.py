@@ -315,3 +315,29 @@ def test_logprobs_shapes(qwen):
     content = chat["choices"][0]["logprobs"]["content"]
     assert len(content) == chat["usage"]["completion_tokens"] or len(content) == chat["usage"]["completion_tokens"] - 1
     assert all(len(c["top_logprobs"]) >= 3 and c["logprob"] <= 0 for c in content)
+
+
+def test_echo_logprobs_cover_the_prompt():
+    """With logits_all, echo=True adds the prompt's tokens: each one's logprob is the log-softmax
+    (computed here in float64) of the row before it; the completion's entries are those of the same
+    completion without echo."""
+    llm = llama.Llama(model_path("qwen2.5-coder-0.5b-q4_k_m.gguf"), n_ctx=256, n_threads=THREADS, logits_all=True)
+    prompt = "The capital of France is"
+    plain = llm.create_completion(prompt, max_tokens=4, temperature=0, logprobs=2)["choices"][0]
+    llm.reset()
+    r = llm.create_completion(prompt, max_tokens=4, temperature=0, logprobs=2, echo=True)["choices"][0]
+    lp = r["logprobs"]
+    ids = llm.tokenize(prompt.encode(), add_bos=True, special=True)
+    n = len(ids)
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    assert "".join(lp["tokens"]) == r["text"]
+    assert lp["tokens"][n:] == plain["logprobs"]["tokens"]
+    np.testing.assert_allclose(lp["token_logprobs"][n:], plain["logprobs"]["token_logprobs"], atol=1e-6, rtol=0)
+    for j in range(1, n):
+        row = llm.scores[j - 1].astype(np.float64)
+        want = row[ids[j]] - row.max() - np.log(np.exp(row - row.max()).sum())
+        assert abs(lp["token_logprobs"][j] - want) < 1e-4
+    with pytest.raises(llama.InvalidArgumentError, match="logits_all"):
+        llama.Llama(model_path("qwen2.5-coder-0.5b-q4_k_m.gguf"), n_ctx=64, n_threads=THREADS).create_completion(
+            prompt, max_tokens=1, logprobs=1, echo=True
+        )

@@ -505,7 +505,10 @@ class Llama:
         if len(prompt_tokens) >= self._n_ctx:
             raise ContextOverflowError(f"the prompt is {len(prompt_tokens)} tokens, the context holds {self._n_ctx}")
         if logprobs is not None and echo:
-            raise InvalidArgumentError("logprobs with echo=True (logprobs of the prompt) is not supported yet")
+            if stream:
+                raise InvalidArgumentError("logprobs with echo=True and stream=True is not supported")
+            if not self._logits_all:
+                raise InvalidArgumentError("logprobs with echo=True needs Llama(logits_all=True): the prompt's logits")
         if max_tokens is None or max_tokens <= 0:
             max_tokens = self._n_ctx - len(prompt_tokens)
         max_tokens = min(max_tokens, self._n_ctx - len(prompt_tokens))
@@ -574,7 +577,20 @@ class Llama:
                 yield self._chunk(cid, created, model_name, text[emitted:], None, lp)
             yield self._chunk(cid, created, model_name, "", finish)
             return
-        lp = self._logprobs(completion_tokens, rows, logprobs, lp_prompt_len, 0) if logprobs is not None else None
+        lp = None
+        if logprobs is not None and echo:
+            # The prompt too (its logits are kept with logits_all): token j from row j-1; the first
+            # token has none (OpenAI's shape: null), a leading BOS is left out as llama-cpp-python does.
+            start = 1 if prompt_tokens[0] == self.token_bos() else 0
+            prompt_rows: list[npt.NDArray[np.single] | None] = [
+                None if j == 0 else logits_to_logprobs(self.scores[j - 1]) for j in range(start, len(prompt_tokens))
+            ]
+            lp = self._logprobs(prompt_tokens[start:] + completion_tokens, [*prompt_rows, *rows], logprobs, 0, 0)
+            if lp["tokens"]:
+                lp["token_logprobs"][0] = None
+                lp["top_logprobs"][0] = None
+        elif logprobs is not None:
+            lp = self._logprobs(completion_tokens, rows, logprobs, lp_prompt_len, 0)
         yield {
             "id": cid,
             "object": "text_completion",
@@ -587,7 +603,7 @@ class Llama:
     def _logprobs(
         self,
         tokens: list[int],
-        rows: list[npt.NDArray[np.single]],
+        rows: Sequence[npt.NDArray[np.single] | None],
         n: int,
         text_offset: int,
         first: int,
@@ -605,6 +621,10 @@ class Llama:
             token_str = self.detokenize([token]).decode("utf-8", errors="ignore")
             out["text_offset"].append(text_offset + len(self.detokenize(tokens[:i]).decode("utf-8", errors="ignore")))
             out["tokens"].append(token_str)
+            if lp is None:
+                out["token_logprobs"].append(None)
+                out["top_logprobs"].append(None)
+                continue
             out["token_logprobs"].append(float(lp[token]))
             top = {self.detokenize([j]).decode("utf-8", errors="ignore"): v for v, j in top_logprobs(lp, n)}
             top.update({token_str: float(lp[token])})
