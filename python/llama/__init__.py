@@ -24,11 +24,14 @@ from .errors import (
     UnsupportedError,
 )
 from .high_level import Llama, LlamaState
+from .sampling import LogitsProcessorList, StoppingCriteriaList
 from .seed import GGMLType, LLaMA, Tokenizer, sample_next_token
 
 __all__ = [
     "Llama",
     "LlamaState",
+    "LogitsProcessorList",
+    "StoppingCriteriaList",
     "LLaMA",
     "GGMLType",
     "Tokenizer",

@@ -20,8 +20,7 @@ __all__ = [
     "Model",
     "Context",
     "StreamDecoder",
-    "Sampler",
-    "Rng",
+    "SamplerChain",
 ]
 
 _Path = str | os.PathLike[str]
@@ -102,23 +101,37 @@ class StreamDecoder:
     def flush(self) -> str: ...
 
 @final
-class Rng:
-    def __new__(cls, seed: int = -1) -> Rng: ...
-
-@final
-class Sampler:
-    def __new__(cls) -> Sampler: ...
-    def sample(
-        self,
-        logits: npt.NDArray[np.float32],
-        recent: list[int],
-        rng: Rng,
-        temp: float = 0.8,
+class SamplerChain:
+    def __new__(
+        cls,
+        n_vocab: int,
+        *,
+        temperature: float = 0.8,
         top_k: int = 40,
         top_p: float = 0.95,
         min_p: float = 0.05,
+        typical_p: float = 1.0,
         repeat_penalty: float = 1.0,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
         penalty_last_n: int = 64,
-    ) -> int: ...
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        logit_bias: list[tuple[int, float]] | None = None,
+        seed: int = 4294967295,
+        xtc_probability: float = 0.0,
+        xtc_threshold: float = 0.1,
+        dynatemp_range: float = 0.0,
+        dynatemp_exponent: float = 1.0,
+    ) -> SamplerChain: ...
+    @staticmethod
+    def from_stages(stages: list[tuple[str, dict[str, float]]]) -> SamplerChain: ...
+    def sample(self, logits: npt.NDArray[np.float32]) -> int: ...
+    def apply(
+        self, logits: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32], npt.NDArray[np.float32], int | None]: ...
+    def accept(self, token: int) -> None: ...
+    def reset(self) -> None: ...
+    def names(self) -> list[str]: ...
+    def clone(self) -> SamplerChain: ...

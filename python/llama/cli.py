@@ -114,8 +114,20 @@ def _stream(llm: Llama, prompt_tokens: list[int], a: argparse.Namespace, n_predi
     n = 0
     if a.seed is not None:
         llm.set_seed(a.seed)
+    llm.last_n_tokens_size = a.repeat_last_n
     gen = llm.generate(
-        prompt_tokens, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p, temp=a.temp, repeat_penalty=a.repeat_penalty
+        prompt_tokens,
+        top_k=a.top_k,
+        top_p=a.top_p,
+        min_p=a.min_p,
+        typical_p=a.typical,
+        temp=a.temp,
+        repeat_penalty=a.repeat_penalty,
+        presence_penalty=a.presence_penalty,
+        frequency_penalty=a.frequency_penalty,
+        mirostat_mode=a.mirostat,
+        mirostat_tau=a.mirostat_ent,
+        mirostat_eta=a.mirostat_lr,
     )
     try:
         for tok in gen:
@@ -378,6 +390,13 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int = 128) -> None
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--min-p", type=float, default=0.05)
     p.add_argument("--repeat-penalty", type=float, default=1.0)
+    p.add_argument("--repeat-last-n", type=int, default=64, help="tokens the penalties look back over")
+    p.add_argument("--presence-penalty", type=float, default=0.0)
+    p.add_argument("--frequency-penalty", type=float, default=0.0)
+    p.add_argument("--typical", type=float, default=1.0, help="locally typical sampling p (1 = off)")
+    p.add_argument("--mirostat", type=int, default=0, choices=(0, 1, 2), help="mirostat version (0 = off)")
+    p.add_argument("--mirostat-lr", type=float, default=0.1, help="mirostat eta")
+    p.add_argument("--mirostat-ent", type=float, default=5.0, help="mirostat tau")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,10 +4,11 @@ changing an import. Text generation, OpenAI-shaped completions and chat, state s
 from __future__ import annotations
 
 import os
+import random
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
@@ -16,6 +17,16 @@ import numpy.typing as npt
 
 from . import _llama
 from .errors import ContextOverflowError, InvalidArgumentError, LlamaError
+from .sampling import (
+    LLAMA_DEFAULT_SEED,
+    Processors,
+    StoppingCriteriaList,
+    apply_processors,
+    build_chain,
+    logits_to_logprobs,
+    top_logprobs,
+    unsupported,
+)
 
 _MAX_DEFAULT_CTX = 4096
 
@@ -37,7 +48,10 @@ class Llama:
     """Load a GGUF model and run it.
 
     Parameters follow llama-cpp-python: ``n_ctx=0`` takes the model's trained context (capped at
-    4096), ``n_threads=None`` uses every core, ``type_k`` is the KV cache type ("f16" or "f32").
+    4096), ``n_threads=None`` uses every core, ``type_k`` is the KV cache type ("f16" or "f32"),
+    ``last_n_tokens_size`` the window of the repeat/frequency/presence penalties. ``seed`` seeds the
+    sampler chains as in llama-cpp-python (LLAMA_DEFAULT_SEED = 0xFFFFFFFF, and -1: a random draw
+    per chain; a completion without ``seed=`` takes the next seed of ``random.Random(seed)``).
 
     State, as in llama-cpp-python: ``input_ids[:n_tokens]`` are the evaluated tokens and
     ``scores[i]`` the logits after token i (every row with ``logits_all``, else the last one).
@@ -51,7 +65,8 @@ class Llama:
         n_ctx: int = 0,
         n_batch: int = 512,
         n_threads: int | None = None,
-        seed: int = -1,
+        seed: int = LLAMA_DEFAULT_SEED,
+        last_n_tokens_size: int = 64,
         logits_all: bool = False,
         vocab_only: bool = False,
         type_k: str | int | None = "f16",
@@ -68,8 +83,12 @@ class Llama:
         self.chat_format = chat_format
         self._logits_all = logits_all
         self._seed = seed
-        self._rng = _llama.Rng(seed)
-        self._sampler = _llama.Sampler()
+        if last_n_tokens_size < 0:
+            raise InvalidArgumentError(f"last_n_tokens_size must be ≥ 0 (got {last_n_tokens_size})")
+        self.last_n_tokens_size = last_n_tokens_size
+        # The chain of the generation in progress (`sample` uses it); None between generations.
+        self._sampler: _llama.SamplerChain | None = None
+        self._stopped_by_criteria = False
         self._ctx: _llama.Context | None = None
         if n_ctx < 0 or n_batch <= 0:
             raise InvalidArgumentError(f"n_ctx must be ≥ 0 and n_batch > 0 (got n_ctx={n_ctx}, n_batch={n_batch})")
@@ -195,40 +214,97 @@ class Llama:
     def _scores(self) -> npt.NDArray[np.single]:
         return self.scores[: self.n_tokens]
 
+    #: log-softmax as llama-cpp-python computes it (``Llama.logits_to_logprobs``).
+    logits_to_logprobs = staticmethod(logits_to_logprobs)
+
     def set_seed(self, seed: int) -> None:
+        """The seed the next sampler chain starts from (llama-cpp-python: ``Llama.set_seed``)."""
         self._seed = seed
-        self._rng = _llama.Rng(seed)
+
+    def _init_sampler(
+        self,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        typical_p: float = 1.0,
+        temp: float = 0.80,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_eta: float = 0.1,
+        mirostat_tau: float = 5.0,
+        penalize_nl: bool = True,
+        logit_bias: dict[Any, float] | None = None,
+    ) -> _llama.SamplerChain:
+        """One sampler chain, as llama-cpp-python's ``_init_sampler`` builds it (tfs_z and
+        penalize_nl are accepted and ignored there too: llama.cpp dropped them), seeded with the
+        current seed."""
+        return build_chain(
+            self._n_vocab,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            typical_p=typical_p,
+            temp=temp,
+            repeat_penalty=repeat_penalty,
+            frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty,
+            penalty_last_n=self.last_n_tokens_size,
+            mirostat_mode=mirostat_mode,
+            mirostat_tau=mirostat_tau,
+            mirostat_eta=mirostat_eta,
+            logit_bias=logit_bias,
+            seed=self._seed,
+        )
 
     def sample(
         self,
         top_k: int = 40,
         top_p: float = 0.95,
         min_p: float = 0.05,
+        typical_p: float = 1.0,
         temp: float = 0.80,
         repeat_penalty: float = 1.0,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
-        penalty_last_n: int = 64,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_eta: float = 0.1,
+        mirostat_tau: float = 5.0,
+        penalize_nl: bool = True,
+        logits_processor: Processors = None,
+        grammar: Any = None,
         idx: int | None = None,
     ) -> int:
-        """Sample the next token from the logits of the last evaluated position (read in place)."""
+        """Sample a token from the logits of row `idx` (default: the last evaluated position).
+
+        Inside `generate` the generation's chain is used (its RNG and penalty history carry on);
+        called alone, as in llama-cpp-python, a fresh chain seeded with the current seed."""
+        unsupported("grammar", grammar, why="is not yet supported")
         if self.n_tokens == 0:
             raise InvalidArgumentError("sample: nothing has been evaluated yet")
+        chain = self._sampler
+        if chain is None:
+            chain = self._init_sampler(
+                top_k=top_k,
+                top_p=top_p,
+                min_p=min_p,
+                typical_p=typical_p,
+                temp=temp,
+                repeat_penalty=repeat_penalty,
+                frequency_penalty=frequency_penalty,
+                presence_penalty=presence_penalty,
+                mirostat_mode=mirostat_mode,
+                mirostat_tau=mirostat_tau,
+                mirostat_eta=mirostat_eta,
+            )
         row = self.n_tokens - 1 if idx is None else idx
-        recent = self.input_ids[max(self.n_tokens - penalty_last_n, 0) : self.n_tokens].tolist()
-        return self._sampler.sample(
-            self.scores[row],
-            recent,
-            self._rng,
-            temp=temp,
-            top_k=top_k,
-            top_p=top_p,
-            min_p=min_p,
-            repeat_penalty=repeat_penalty,
-            frequency_penalty=frequency_penalty,
-            presence_penalty=presence_penalty,
-            penalty_last_n=penalty_last_n,
-        )
+        if not 0 <= row < self.n_tokens:
+            raise InvalidArgumentError(f"sample: idx {row} is outside the evaluated 0..{self.n_tokens - 1}")
+        logits = apply_processors(logits_processor, self._input_ids, self.scores[row])
+        return int(chain.sample(logits))
 
     def _prefix_reuse(self, tokens: list[int]) -> list[int]:
         """Keep the longest evaluated prefix of `tokens`; return what still has to be evaluated (eval
@@ -255,14 +331,50 @@ class Llama:
         top_k: int = 40,
         top_p: float = 0.95,
         min_p: float = 0.05,
+        typical_p: float = 1.0,
         temp: float = 0.80,
         repeat_penalty: float = 1.0,
         reset: bool = True,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
-        **_ignored: Any,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        penalize_nl: bool = True,
+        logits_processor: Processors = None,
+        stopping_criteria: StoppingCriteriaList | None = None,
+        grammar: Any = None,
     ) -> Iterator[int]:
-        """Yield sampled tokens forever (the caller stops); the cached prefix of `tokens` is reused."""
+        """Yield sampled tokens until the caller stops or a stopping criterion fires; one sampler
+        chain for the whole generation; the cached prefix of `tokens` is reused."""
+        unsupported("grammar", grammar, why="is not yet supported")
+        chain = self._init_sampler(
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            typical_p=typical_p,
+            temp=temp,
+            repeat_penalty=repeat_penalty,
+            frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty,
+            mirostat_mode=mirostat_mode,
+            mirostat_tau=mirostat_tau,
+            mirostat_eta=mirostat_eta,
+        )
+        return self._generate(tokens, chain, reset, logits_processor, stopping_criteria)
+
+    def _generate(
+        self,
+        tokens: Sequence[int],
+        chain: _llama.SamplerChain,
+        reset: bool = True,
+        logits_processor: Processors = None,
+        stopping_criteria: StoppingCriteriaList | None = None,
+        on_row: Callable[[npt.NDArray[np.single]], None] | None = None,
+    ) -> Iterator[int]:
+        """The generation loop over a built chain. `on_row` sees the raw logits each token is
+        sampled from (before any processor or stage), for logprobs."""
         tokens = list(tokens)
         if not tokens:
             raise InvalidArgumentError("generate: empty prompt")
@@ -270,18 +382,21 @@ class Llama:
             tokens = self._prefix_reuse(tokens)
         elif reset:
             self.reset()
+        self._stopped_by_criteria = False
         while True:
             if tokens:
                 self.eval(tokens)
-            token = self.sample(
-                top_k=top_k,
-                top_p=top_p,
-                min_p=min_p,
-                temp=temp,
-                repeat_penalty=repeat_penalty,
-                frequency_penalty=frequency_penalty,
-                presence_penalty=presence_penalty,
-            )
+            row = self.scores[self.n_tokens - 1]
+            if on_row is not None:
+                on_row(row)
+            self._sampler = chain
+            try:
+                token = self.sample(logits_processor=logits_processor)
+            finally:
+                self._sampler = None
+            if stopping_criteria is not None and stopping_criteria(self._input_ids, row):
+                self._stopped_by_criteria = True
+                return
             tokens_or_none = yield token
             tokens = [token]
             if tokens_or_none is not None:
@@ -297,30 +412,60 @@ class Llama:
         temperature: float = 0.8,
         top_p: float = 0.95,
         min_p: float = 0.05,
+        typical_p: float = 1.0,
+        logprobs: int | None = None,
         echo: bool = False,
-        stop: str | list[str] | None = None,
+        stop: str | list[str] | None = [],  # noqa: B006 (llama-cpp-python's default, never mutated)
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
         repeat_penalty: float = 1.0,
         top_k: int = 40,
         stream: bool = False,
         seed: int | None = None,
-        **_ignored: Any,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        model: str | None = None,
+        stopping_criteria: StoppingCriteriaList | None = None,
+        logits_processor: Processors = None,
+        grammar: Any = None,
+        logit_bias: dict[Any, float] | None = None,
     ) -> Completion | Iterator[Completion]:
+        """Generate text from a prompt (llama-cpp-python's arguments and response shape).
+
+        ``logprobs=N`` adds OpenAI's legacy logprobs (tokens, token_logprobs, top_logprobs,
+        text_offset) from the raw logits; ``tfs_z`` is ignored as in llama-cpp-python; ``suffix``
+        and ``grammar`` raise InvalidArgumentError (not supported yet)."""
+        unsupported("suffix", suffix, why="(infill) is not supported")
+        unsupported("grammar", grammar, why="is not yet supported")
+        if logprobs is not None and (isinstance(logprobs, bool) or int(logprobs) < 0):
+            raise InvalidArgumentError(f"logprobs must be a number of top tokens ≥ 0 (got {logprobs!r})")
         it = self._completion(
             prompt,
             max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            min_p=min_p,
             echo=echo,
             stop=stop,
-            frequency_penalty=frequency_penalty,
-            presence_penalty=presence_penalty,
-            repeat_penalty=repeat_penalty,
-            top_k=top_k,
             seed=seed,
             stream=stream,
+            logprobs=logprobs,
+            model=model,
+            stopping_criteria=stopping_criteria,
+            logits_processor=logits_processor,
+            sampling={
+                "top_k": top_k,
+                "top_p": top_p,
+                "min_p": min_p,
+                "typical_p": typical_p,
+                "temp": temperature,
+                "repeat_penalty": repeat_penalty,
+                "frequency_penalty": frequency_penalty,
+                "presence_penalty": presence_penalty,
+                "mirostat_mode": mirostat_mode,
+                "mirostat_tau": mirostat_tau,
+                "mirostat_eta": mirostat_eta,
+                "logit_bias": logit_bias,
+            },
         )
         if stream:
             return it
@@ -333,21 +478,20 @@ class Llama:
         prompt: str | list[int],
         *,
         max_tokens: int | None,
-        temperature: float,
-        top_p: float,
-        min_p: float,
         echo: bool,
         stop: str | list[str] | None,
-        frequency_penalty: float,
-        presence_penalty: float,
-        repeat_penalty: float,
-        top_k: int,
         seed: int | None,
         stream: bool,
+        logprobs: int | None,
+        model: str | None,
+        stopping_criteria: StoppingCriteriaList | None,
+        logits_processor: Processors,
+        sampling: dict[str, Any],
     ) -> Iterator[Completion]:
         self._need_ctx()
         cid = f"cmpl-{uuid.uuid4()}"
         created = int(time.time())
+        model_name = model if model is not None else self.model_path
         if isinstance(prompt, str):
             prompt_tokens = self.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         else:
@@ -360,13 +504,19 @@ class Llama:
             prompt_tokens = [bos]
         if len(prompt_tokens) >= self._n_ctx:
             raise ContextOverflowError(f"the prompt is {len(prompt_tokens)} tokens, the context holds {self._n_ctx}")
+        if logprobs is not None and echo:
+            if stream:
+                raise InvalidArgumentError("logprobs with echo=True and stream=True is not supported")
+            if not self._logits_all:
+                raise InvalidArgumentError("logprobs with echo=True needs Llama(logits_all=True): the prompt's logits")
         if max_tokens is None or max_tokens <= 0:
             max_tokens = self._n_ctx - len(prompt_tokens)
         max_tokens = min(max_tokens, self._n_ctx - len(prompt_tokens))
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         stops = [s for s in stops if s]
-        if seed is not None:
-            self.set_seed(seed)
+        # As llama-cpp-python: without a seed the next one comes from a generator seeded with the last.
+        self.set_seed(seed if seed is not None else random.Random(self._seed).randint(0, 2**32))
+        chain = self._init_sampler(**sampling)
 
         decoder = _llama.StreamDecoder()
         prompt_text = self.detokenize(prompt_tokens).decode("utf-8", errors="replace") if echo else ""
@@ -374,19 +524,18 @@ class Llama:
         emitted = 0  # chars of `text` already streamed
         finish = "length"
         completion_tokens: list[int] = []
+        rows: list[npt.NDArray[np.single]] = []  # [n_completion] log-softmax rows, with logprobs
+        on_row = None
+        if logprobs is not None:
+            on_row = lambda r: rows.append(logits_to_logprobs(r))  # noqa: E731
+        lp_prompt_len = (
+            len(prompt) if isinstance(prompt, str) else len(self.detokenize(prompt_tokens).decode("utf-8", "ignore"))
+        )
+        lp_sent = 0  # completion tokens whose logprobs were streamed
         if stream and echo and prompt_text:
-            yield self._chunk(cid, created, prompt_text, None)
+            yield self._chunk(cid, created, model_name, prompt_text, None)
 
-        for token in self.generate(
-            prompt_tokens,
-            top_k=top_k,
-            top_p=top_p,
-            min_p=min_p,
-            temp=temperature,
-            repeat_penalty=repeat_penalty,
-            frequency_penalty=frequency_penalty,
-            presence_penalty=presence_penalty,
-        ):
+        for token in self._generate(prompt_tokens, chain, True, logits_processor, stopping_criteria, on_row):
             if self.token_is_eog(token):
                 finish = "stop"
                 break
@@ -400,10 +549,16 @@ class Llama:
             if stream:
                 safe = len(text) - _stop_prefix_len(text, stops)
                 if safe > emitted:
-                    yield self._chunk(cid, created, text[emitted:safe], None)
+                    lp = None
+                    if logprobs is not None:
+                        lp = self._logprobs(completion_tokens, rows, logprobs, lp_prompt_len, lp_sent)
+                        lp_sent = len(completion_tokens)
+                    yield self._chunk(cid, created, model_name, text[emitted:safe], None, lp)
                     emitted = safe
             if len(completion_tokens) >= max_tokens:
                 break
+        if self._stopped_by_criteria:
+            finish = "stop"
         text += decoder.flush() if finish == "length" else ""
         cut = _find_stop(text, stops)
         if cut is not None:
@@ -415,26 +570,76 @@ class Llama:
             "total_tokens": len(prompt_tokens) + len(completion_tokens),
         }
         if stream:
-            if len(text) > emitted:
-                yield self._chunk(cid, created, text[emitted:], None)
-            yield self._chunk(cid, created, "", finish)
+            lp = None
+            if logprobs is not None and lp_sent < len(completion_tokens):
+                lp = self._logprobs(completion_tokens, rows, logprobs, lp_prompt_len, lp_sent)
+            if len(text) > emitted or lp is not None:
+                yield self._chunk(cid, created, model_name, text[emitted:], None, lp)
+            yield self._chunk(cid, created, model_name, "", finish)
             return
+        lp = None
+        if logprobs is not None and echo:
+            # The prompt too (its logits are kept with logits_all): token j from row j-1; the first
+            # token has none (OpenAI's shape: null), a leading BOS is left out as llama-cpp-python does.
+            start = 1 if prompt_tokens[0] == self.token_bos() else 0
+            prompt_rows: list[npt.NDArray[np.single] | None] = [
+                None if j == 0 else logits_to_logprobs(self.scores[j - 1]) for j in range(start, len(prompt_tokens))
+            ]
+            lp = self._logprobs(prompt_tokens[start:] + completion_tokens, [*prompt_rows, *rows], logprobs, 0, 0)
+            if lp["tokens"]:
+                lp["token_logprobs"][0] = None
+                lp["top_logprobs"][0] = None
+        elif logprobs is not None:
+            lp = self._logprobs(completion_tokens, rows, logprobs, lp_prompt_len, 0)
         yield {
             "id": cid,
             "object": "text_completion",
             "created": created,
-            "model": self.model_path,
-            "choices": [{"text": prompt_text + text, "index": 0, "logprobs": None, "finish_reason": finish}],
+            "model": model_name,
+            "choices": [{"text": prompt_text + text, "index": 0, "logprobs": lp, "finish_reason": finish}],
             "usage": usage,
         }
 
-    def _chunk(self, cid: str, created: int, text: str, finish: str | None) -> Completion:
+    def _logprobs(
+        self,
+        tokens: list[int],
+        rows: Sequence[npt.NDArray[np.single] | None],
+        n: int,
+        text_offset: int,
+        first: int,
+    ) -> dict[str, Any]:
+        """OpenAI's legacy completion logprobs for tokens[first:], as llama-cpp-python writes them:
+        the token's text, its offset in the whole text, its logprob and the n most likely
+        alternatives (the chosen token added to them)."""
+        bos = self.token_bos()
+        out: dict[str, list[Any]] = {"tokens": [], "text_offset": [], "token_logprobs": [], "top_logprobs": []}
+        for i in range(first, len(tokens)):
+            token = tokens[i]
+            if token == bos:
+                continue
+            lp = rows[i]
+            token_str = self.detokenize([token]).decode("utf-8", errors="ignore")
+            out["text_offset"].append(text_offset + len(self.detokenize(tokens[:i]).decode("utf-8", errors="ignore")))
+            out["tokens"].append(token_str)
+            if lp is None:
+                out["token_logprobs"].append(None)
+                out["top_logprobs"].append(None)
+                continue
+            out["token_logprobs"].append(float(lp[token]))
+            top = {self.detokenize([j]).decode("utf-8", errors="ignore"): v for v, j in top_logprobs(lp, n)}
+            top.update({token_str: float(lp[token])})
+            out["top_logprobs"].append(top)
+        return out
+
+    def _chunk(
+        self, cid: str, created: int, model: str, text: str, finish: str | None, logprobs: Any = None
+    ) -> Completion:
         return {
             "id": cid,
             "object": "text_completion",
             "created": created,
-            "model": self.model_path,
-            "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+            "model": model,
+            "choices": [{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": finish}],
         }
 
     # -- chat -----------------------------------------------------------------------------------
@@ -471,19 +676,49 @@ class Llama:
     def create_chat_completion(
         self,
         messages: list[dict[str, Any]],
+        functions: list[dict[str, Any]] | None = None,
+        function_call: Any = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = None,
         temperature: float = 0.2,
         top_p: float = 0.95,
         top_k: int = 40,
         min_p: float = 0.05,
+        typical_p: float = 1.0,
         stream: bool = False,
-        stop: str | list[str] | None = None,
+        stop: str | list[str] | None = [],  # noqa: B006 (llama-cpp-python's default, never mutated)
         seed: int | None = None,
+        response_format: dict[str, Any] | None = None,
         max_tokens: int | None = None,
         presence_penalty: float = 0.0,
         frequency_penalty: float = 0.0,
         repeat_penalty: float = 1.0,
-        **_ignored: Any,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        model: str | None = None,
+        logits_processor: Processors = None,
+        grammar: Any = None,
+        logit_bias: dict[Any, float] | None = None,
+        logprobs: bool | None = None,
+        top_logprobs: int | None = None,
     ) -> Completion | Iterator[Completion]:
+        """A chat turn with the model's chat template (llama-cpp-python's arguments and response
+        shape). ``logprobs=True`` (with ``top_logprobs=N`` alternatives) adds OpenAI's chat logprobs;
+        functions/tools, ``response_format`` and ``grammar`` raise InvalidArgumentError (not yet
+        supported)."""
+        for name, value in (
+            ("functions", functions),
+            ("function_call", function_call),
+            ("tools", tools),
+            ("tool_choice", tool_choice),
+        ):
+            unsupported(name, value, why="(function calling) is not yet supported")
+        unsupported("response_format", response_format, why="is not yet supported")
+        unsupported("grammar", grammar, why="is not yet supported")
+        if top_logprobs is not None and (isinstance(top_logprobs, bool) or int(top_logprobs) < 0):
+            raise InvalidArgumentError(f"top_logprobs must be ≥ 0 (got {top_logprobs!r})")
         tokens = self.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         result = self.create_completion(
             tokens,
@@ -491,6 +726,7 @@ class Llama:
             temperature=temperature,
             top_p=top_p,
             min_p=min_p,
+            typical_p=typical_p,
             top_k=top_k,
             stream=stream,
             stop=stop,
@@ -498,6 +734,14 @@ class Llama:
             presence_penalty=presence_penalty,
             frequency_penalty=frequency_penalty,
             repeat_penalty=repeat_penalty,
+            tfs_z=tfs_z,
+            mirostat_mode=mirostat_mode,
+            mirostat_tau=mirostat_tau,
+            mirostat_eta=mirostat_eta,
+            model=model,
+            logits_processor=logits_processor,
+            logit_bias=logit_bias,
+            logprobs=(top_logprobs or 0) if logprobs else None,
         )
         cid = f"chatcmpl-{uuid.uuid4()}"
         if isinstance(result, dict):
@@ -506,12 +750,12 @@ class Llama:
                 "id": cid,
                 "object": "chat.completion",
                 "created": result["created"],
-                "model": self.model_path,
+                "model": result["model"],
                 "choices": [
                     {
                         "index": 0,
                         "message": {"role": "assistant", "content": choice["text"]},
-                        "logprobs": None,
+                        "logprobs": _chat_logprobs(choice["logprobs"]),
                         "finish_reason": choice["finish_reason"],
                     }
                 ],
@@ -523,15 +767,16 @@ class Llama:
         first = True
         for chunk in chunks:
             choice = chunk["choices"][0]
-            head = {"id": cid, "object": "chat.completion.chunk", "created": chunk["created"], "model": self.model_path}
+            head = {"id": cid, "object": "chat.completion.chunk", "created": chunk["created"], "model": chunk["model"]}
             if first:
                 first = False
                 role = {"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}
                 yield {**head, "choices": [role]}
             delta = {"content": choice["text"]} if choice["text"] else {}
+            lp = _chat_logprobs(choice["logprobs"])
             yield {
                 **head,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": choice["finish_reason"]}],
+                "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": choice["finish_reason"]}],
             }
 
     # -- state ----------------------------------------------------------------------------------
@@ -592,6 +837,24 @@ def _normalize_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         out.append({**m, "content": "" if content is None else content})
     return out
+
+
+def _chat_logprobs(lp: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Completion logprobs → OpenAI's chat shape, as llama-cpp-python converts them."""
+    if lp is None:
+        return None
+    return {
+        "content": [
+            {
+                "token": token,
+                "bytes": None,
+                "logprob": logprob,
+                "top_logprobs": [{"token": t, "logprob": v, "bytes": None} for t, v in top.items()],
+            }
+            for token, logprob, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"])
+        ],
+        "refusal": None,
+    }
 
 
 def _find_stop(text: str, stops: list[str]) -> int | None:

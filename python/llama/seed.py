@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import operator
 import os
+import random
 from collections.abc import Sequence
 from enum import IntEnum
 
@@ -15,6 +16,7 @@ import numpy.typing as npt
 from . import _llama
 from .errors import InvalidArgumentError
 from .high_level import Llama
+from .sampling import build_chain
 
 
 class GGMLType(IntEnum):
@@ -112,7 +114,7 @@ class LLaMA:
         return self._llm.n_vocab()
 
 
-_global_rng: _llama.Rng | None = None
+_global_seeds: random.Random | None = None
 
 
 def sample_next_token(
@@ -125,30 +127,30 @@ def sample_next_token(
     seed: int | None = None,
 ) -> int:
     """The seed API's sampler: repeat penalty over the last 64 of `tokens`, then top-k, top-p,
-    temperature (≤ 0: greedy). A `seed` gives a reproducible draw; without one a process-wide
-    generator seeded from the clock is used."""
-    global _global_rng
+    temperature (≤ 0: greedy), drawn by llama.cpp's seeded `dist` (a 64-bit seed is taken mod 2³²,
+    as llama.cpp's uint32 seed). A `seed` gives a reproducible draw; without one, seeds come from a
+    process-wide generator seeded from the OS."""
+    global _global_seeds
     if seed is None:
-        if _global_rng is None:
-            _global_rng = _llama.Rng(-1)
-        rng = _global_rng
+        if _global_seeds is None:
+            _global_seeds = random.Random()
+        seed = _global_seeds.randrange(0, 0xFFFFFFFF)
     elif seed < 0:
         raise InvalidArgumentError(f"seed must be ≥ 0 or None (got {seed})")
-    else:
-        rng = _llama.Rng(seed)
-    return _llama.Sampler().sample(
-        logits,
-        list(tokens),
-        rng,
-        temp=temp,
+    logits = np.asarray(logits, dtype=np.float32)
+    chain = build_chain(
+        logits.shape[-1],
         top_k=top_k,
         top_p=top_p,
         min_p=0.0,
+        temp=max(temp, 0.0),
         repeat_penalty=repeat_penalty,
-        frequency_penalty=0.0,
-        presence_penalty=0.0,
         penalty_last_n=64,
+        seed=seed,
     )
+    for t in list(tokens)[-64:]:
+        chain.accept(operator.index(t))
+    return int(chain.sample(logits))
 
 
 __all__ = ["GGMLType", "LLaMA", "Tokenizer", "sample_next_token"]

@@ -22,7 +22,6 @@ fn _llama(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyModel>()?;
     m.add_class::<model::PyContext>()?;
     m.add_class::<model::PyStreamDecoder>()?;
-    m.add_class::<sampling::PySampler>()?;
-    m.add_class::<sampling::PyRng>()?;
+    m.add_class::<sampling::PySamplerChain>()?;
     Ok(())
 }
