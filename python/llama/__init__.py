@@ -23,11 +23,13 @@ from .errors import (
     TokenizerError,
     UnsupportedError,
 )
+from .grammar import LlamaGrammar
 from .high_level import Llama, LlamaState
 from .seed import GGMLType, LLaMA, Tokenizer, sample_next_token
 
 __all__ = [
     "Llama",
+    "LlamaGrammar",
     "LlamaState",
     "LLaMA",
     "GGMLType",

@@ -4,6 +4,7 @@
 mod convert;
 mod errors;
 mod gguf_info;
+mod grammar;
 mod model;
 mod quantize;
 mod sampling;
@@ -24,5 +25,7 @@ fn _llama(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyStreamDecoder>()?;
     m.add_class::<sampling::PySampler>()?;
     m.add_class::<sampling::PyRng>()?;
+    m.add_class::<grammar::PyGrammar>()?;
+    m.add_class::<grammar::PyGrammarMatcher>()?;
     Ok(())
 }

@@ -101,12 +101,38 @@ impl Grammar {
     }
 }
 
+/// `format: date`: a real calendar date (years 0001-9999, Feb 29 only in leap years), as Python's
+/// `date.fromisoformat` (jsonschema's FormatChecker) accepts; llguidance's own format allows Feb
+/// 29 in every year.
+const DATE: &str = concat!(
+    "(?:(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-",
+    "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))",
+    "|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)-02-29)"
+);
+/// `format: time`: RFC 3339 full-time; the fraction has at most 3 digits as in llama.cpp's
+/// json-schema-to-grammar (unbounded, a small model can repeat `0` until the budget ends).
+const TIME: &str =
+    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,3})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])";
+
 /// llama.cpp's readings of older array keywords, in every schema position: `items: [..]`
 /// (draft-04 tuples) is `prefixItems: [..]` with nothing after; `prefixItems: {..}` (a single
-/// schema) means `items: {..}` unless `items` is given.
+/// schema) means `items: {..}` unless `items` is given. Formats date / time / date-time become
+/// the equivalent patterns above.
 fn normalize_schema(s: &mut serde_json::Value) {
     use serde_json::Value;
     let Value::Object(m) = s else { return };
+    if let (Some(Value::String(f)), false) = (m.get("format"), m.contains_key("pattern")) {
+        let pat = match f.as_str() {
+            "date" => Some(format!("^{DATE}$")),
+            "time" => Some(format!("^{TIME}$")),
+            "date-time" => Some(format!("^{DATE}T{TIME}$")),
+            _ => None,
+        };
+        if let Some(p) = pat {
+            m.remove("format");
+            m.insert("pattern".into(), Value::String(p));
+        }
+    }
     if let Some(Value::Object(_)) = m.get("prefixItems") {
         let p = m.remove("prefixItems").unwrap();
         m.entry("items").or_insert(p);
