@@ -88,14 +88,13 @@ fn generate(m: &Model, tok: &Tokenizer, env: &TokEnv, g: &Grammar, prompt: &str,
     .unwrap();
     let ids = tok.tokenize(prompt.as_bytes(), false, true);
     ctx.eval(m, &ids, 0).unwrap();
-    let mut n_past = ids.len();
     let mut matcher = Matcher::new(g, env).unwrap();
     let mut rng = Rng(match s {
         Sampling::Temp { seed, .. } => seed.wrapping_mul(0x9E3779B97F4A7C15) | 1,
         Sampling::Greedy => 1,
     });
     let mut out = Vec::new();
-    for step in 0..max_new {
+    for (n_past, step) in (ids.len()..).zip(0..max_new) {
         let mut logits = ctx.logits().to_vec();
         matcher.mask_logits(&mut logits).unwrap();
         let t = sample(&logits, s, &mut rng);
@@ -111,7 +110,6 @@ fn generate(m: &Model, tok: &Tokenizer, env: &TokEnv, g: &Grammar, prompt: &str,
         }
         out.push(t);
         ctx.eval(m, &[t], n_past).unwrap();
-        n_past += 1;
     }
     Gen { text: String::from_utf8_lossy(&tok.detokenize(&out, false)).into_owned(), ended: false, n_tokens: max_new }
 }
@@ -233,9 +231,8 @@ fn mask_time() {
             .unwrap();
             let ids = tok.tokenize(prompt.as_bytes(), false, true);
             ctx.eval(&m, &ids, 0).unwrap();
-            let mut n_past = ids.len();
             let mut matcher = Matcher::new(g, &env).unwrap();
-            for _ in 0..200 {
+            for n_past in ids.len()..ids.len() + 200 {
                 let mut logits = ctx.logits().to_vec();
                 let t = Instant::now();
                 matcher.mask_logits(&mut logits).unwrap();
@@ -246,7 +243,6 @@ fn mask_time() {
                     break;
                 }
                 ctx.eval(&m, &[tk], n_past).unwrap();
-                n_past += 1;
             }
         }
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
