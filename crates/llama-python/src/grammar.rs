@@ -92,7 +92,8 @@ impl PyGrammarMatcher {
     fn mask_logits(&self, py: Python<'_>, mut logits: PyReadwriteArray1<'_, f32>) -> PyResult<()> {
         let dst =
             logits.as_slice_mut().map_err(|_| to_py(Error::InvalidArgument("logits must be C-contiguous".into())))?;
-        let mut m = self.lock()?;
+        let mut guard = self.lock()?;
+        let m: &mut Matcher = &mut guard;
         py.detach(|| m.mask_logits(dst)).py_err()
     }
 
