@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import llama
-from llama import _llama
 from conftest import DATA, REPO
+from llama import _llama
 
 GRAMMARS = sorted((DATA / "grammars").glob("*.gbnf"))
 E2E = Path(os.environ.get("GRAMMAR_E2E_OUT", REPO / "target" / "grammar_e2e.jsonl"))

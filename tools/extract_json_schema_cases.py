@@ -7,6 +7,7 @@ in tests/data/json_schemas/llamacpp_cases.json. Only facts (schemas, statuses, e
 are taken; none of llama.cpp's code. Run:
     python tools/extract_json_schema_cases.py [path/to/llama.cpp]
 """
+
 import json
 import re
 import sys
@@ -29,13 +30,15 @@ for m in pat.finditer(src):
     try:
         schema = json.loads(text)
     except json.JSONDecodeError as e:
-        raise SystemExit(f"{name}: schema is not JSON: {e}")
-    cases.append({
-        "name": bytes(name, "utf-8").decode("unicode_escape"),
-        "expected": status,
-        "schema": schema,
-        "grammar": (grammar or "").strip("\n"),
-    })
+        raise SystemExit(f"{name}: schema is not JSON: {e}") from e
+    cases.append(
+        {
+            "name": bytes(name, "utf-8").decode("unicode_escape"),
+            "expected": status,
+            "schema": schema,
+            "grammar": (grammar or "").strip("\n"),
+        }
+    )
 
 n_blocks = len(re.findall(r"\btest\(\{", src))
 if len(cases) != n_blocks:

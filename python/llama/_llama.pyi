@@ -22,6 +22,8 @@ __all__ = [
     "StreamDecoder",
     "Sampler",
     "Rng",
+    "Grammar",
+    "GrammarMatcher",
 ]
 
 _Path = str | os.PathLike[str]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from . import _llama
 from .errors import InvalidArgumentError
@@ -32,14 +32,16 @@ class LlamaGrammar:
         self._compiled = _compiled
 
     @classmethod
-    def from_string(cls, grammar: str, verbose: bool = True) -> "LlamaGrammar":
+    def from_string(cls, grammar: str, verbose: bool = True) -> LlamaGrammar:
         """GBNF text as llama.cpp writes it (start rule `root`)."""
         if not isinstance(grammar, str):
             raise InvalidArgumentError(f"grammar must be a str, got {type(grammar).__name__}")
-        return cls(_grammar=grammar, _kind="gbnf", _compiled=_llama.Grammar.from_gbnf(grammar, LLAMA_GRAMMAR_DEFAULT_ROOT))
+        return cls(
+            _grammar=grammar, _kind="gbnf", _compiled=_llama.Grammar.from_gbnf(grammar, LLAMA_GRAMMAR_DEFAULT_ROOT)
+        )
 
     @classmethod
-    def from_file(cls, file: Union[str, Path], verbose: bool = True) -> "LlamaGrammar":
+    def from_file(cls, file: str | Path, verbose: bool = True) -> LlamaGrammar:
         try:
             grammar = Path(file).read_text(encoding="utf-8")
         except OSError as err:
@@ -49,18 +51,18 @@ class LlamaGrammar:
         return cls.from_string(grammar, verbose=verbose)
 
     @classmethod
-    def from_json_schema(cls, json_schema: Union[str, dict], verbose: bool = True) -> "LlamaGrammar":
+    def from_json_schema(cls, json_schema: str | dict, verbose: bool = True) -> LlamaGrammar:
         """A JSON schema as JSON text (llama-cpp-python's signature) or a dict."""
         text = json_schema if isinstance(json_schema, str) else json.dumps(json_schema)
         return cls(_grammar=text, _kind="json_schema", _compiled=_llama.Grammar.from_json_schema(text))
 
     @classmethod
-    def json_object(cls) -> "LlamaGrammar":
+    def json_object(cls) -> LlamaGrammar:
         """Any JSON object (`response_format={"type": "json_object"}`)."""
         return cls(_grammar='{"type": "object"}', _kind="json_object", _compiled=_llama.Grammar.json_object())
 
     @classmethod
-    def from_regex(cls, pattern: str) -> "LlamaGrammar":
+    def from_regex(cls, pattern: str) -> LlamaGrammar:
         """The whole output must match `pattern` (Rust `regex` syntax)."""
         return cls(_grammar=pattern, _kind="regex", _compiled=_llama.Grammar.from_regex(pattern))
 
