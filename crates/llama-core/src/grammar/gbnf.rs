@@ -384,6 +384,52 @@ impl Gbnf {
 
     /// The Lark text for llguidance.
     pub(super) fn to_lark(&self) -> PResult<String> {
+        self.with_heads().analyse_and_emit()
+    }
+
+    /// Splits the regular, non-nullable head of each rule sequence into a rule of its own
+    /// (`string ::= "\"" char* "\"" ws` → `string ::= string__h0 ws`), so it can become a lexeme
+    /// even where the whole rule cannot (here the trailing optional `ws` makes it conflict with
+    /// itself). Same language; a head that conflicts is simply demoted again.
+    fn with_heads(&self) -> Gbnf {
+        let n = self.rules.len();
+        let regular = fixpoint(n, |i, r| is_regular(&self.rules[i], r));
+        let nullable = fixpoint(n, |i, nl| is_nullable(&self.rules[i], nl));
+        let mut g = Gbnf { names: self.names.clone(), rules: self.rules.clone(), root: self.root };
+        for i in 0..n {
+            let mut body = g.rules[i].clone();
+            let mut count = 0;
+            {
+                let mut split_seq = |v: &mut Vec<Expr>, g: &mut Gbnf| {
+                    let k = v.iter().take_while(|e| is_regular(e, &regular)).count().min(v.len().saturating_sub(1));
+                    let head = Expr::Seq(v[..k].to_vec());
+                    let worth = k >= 2 || (k == 1 && matches!(v[0], Expr::Rep { .. } | Expr::Alt(_) | Expr::Seq(_)));
+                    if worth && !is_nullable(&head, &nullable) {
+                        let id = g.rules.len();
+                        g.names.push(format!("{}__h{count}", self.names[i]));
+                        g.rules.push(head);
+                        count += 1;
+                        v.splice(..k, [Expr::Ref(id)]);
+                    }
+                };
+                match &mut body {
+                    Expr::Seq(v) => split_seq(v, &mut g),
+                    Expr::Alt(alts) => {
+                        for a in alts.iter_mut() {
+                            if let Expr::Seq(v) = a {
+                                split_seq(v, &mut g);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            g.rules[i] = body;
+        }
+        g
+    }
+
+    fn analyse_and_emit(&self) -> PResult<String> {
         let n = self.rules.len();
         // Regular = reaches no rule that reaches itself, and holds no token element.
         let mut regular = vec![false; n];
@@ -588,6 +634,23 @@ impl Gbnf {
                 };
                 format!("{inner}{}", rep_suffix(*min, *max))
             }
+        }
+    }
+}
+
+/// The least fixpoint of a per-rule monotone property.
+fn fixpoint(n: usize, f: impl Fn(usize, &[bool]) -> bool) -> Vec<bool> {
+    let mut v = vec![false; n];
+    loop {
+        let mut changed = false;
+        for i in 0..n {
+            if !v[i] && f(i, &v) {
+                v[i] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            return v;
         }
     }
 }
@@ -852,5 +915,14 @@ mod tests {
         let lark = g.to_lark().unwrap();
         // NUM swallowing ws would eat the final newline, so it must not be a lexeme.
         assert!(!lark.contains("T2_NUM"), "{lark}");
+    }
+
+    #[test]
+    fn json_string_head_is_a_lexeme() {
+        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/grammars/json.gbnf");
+        let g = Gbnf::parse(&std::fs::read_to_string(p).unwrap(), "root").unwrap();
+        let lark = g.to_lark().unwrap();
+        // `string ::= "\"" (...)* "\"" ws`: the quoted part is prefix-free, so one lexeme.
+        assert!(lark.lines().any(|l| l.starts_with('T') && l.contains("STRING__H0")), "{lark}");
     }
 }
