@@ -23,12 +23,14 @@ from .errors import (
     TokenizerError,
     UnsupportedError,
 )
+from .grammar import LlamaGrammar
 from .high_level import Llama, LlamaState
 from .sampling import LogitsProcessorList, StoppingCriteriaList
 from .seed import GGMLType, LLaMA, Tokenizer, sample_next_token
 
 __all__ = [
     "Llama",
+    "LlamaGrammar",
     "LlamaState",
     "LogitsProcessorList",
     "StoppingCriteriaList",

@@ -37,6 +37,11 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A grammar, JSON schema or regex constraint cannot be compiled or used (parse error,
+    /// unsupported schema keyword, a token the grammar forbids).
+    #[error("grammar: {0}")]
+    Grammar(String),
+
     /// The computation was interrupted (Ctrl-C).
     #[error("interrupted")]
     Interrupted,

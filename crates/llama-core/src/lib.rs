@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod error;
 pub mod gguf;
+pub mod grammar;
 pub mod kernels;
 pub mod model;
 pub mod quant;

@@ -136,10 +136,12 @@ fn pure_quantizations_match_llama_cpp_fixture_hashes() {
                 ours(&input, &out, t, true);
                 let f = GgufFile::open(&out).unwrap();
                 let want_t = want["tensors"].as_object().unwrap();
-                // (serde_json sorts object keys, so orders are checked by the whole-file tests below.)
+                // (Sets only: serde_json keeps insertion order once a crate in the build enables
+                // `preserve_order`, as llguidance does; orders are checked by the whole-file tests below.)
                 let mut names: Vec<&str> = f.tensors().iter().map(|t| t.name.as_str()).collect();
                 names.sort();
-                let want_names: Vec<&str> = want_t.keys().map(|k| k.as_str()).collect();
+                let mut want_names: Vec<&str> = want_t.keys().map(|k| k.as_str()).collect();
+                want_names.sort();
                 assert_eq!(names, want_names, "{model} {kind}→{t}: tensor names");
                 for ti in f.tensors() {
                     let w = &want_t[&ti.name];
@@ -159,7 +161,8 @@ fn pure_quantizations_match_llama_cpp_fixture_hashes() {
                 }
                 let mut keys: Vec<&str> = f.metadata().iter().map(|(k, _)| k.as_str()).collect();
                 keys.sort();
-                let want_keys: Vec<&str> = want["kv"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+                let mut want_keys: Vec<&str> = want["kv"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+                want_keys.sort();
                 assert_eq!(keys, want_keys, "{model} {t}: metadata keys");
                 for (k, v) in f.metadata() {
                     if let Some(j) = scalar_json(v) {

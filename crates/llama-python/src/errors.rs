@@ -14,7 +14,7 @@ fn class_for(e: &Error) -> &'static str {
         Error::Model(_) => "ModelFormatError",
         Error::Tokenizer(_) => "TokenizerError",
         Error::ContextOverflow(_) => "ContextOverflowError",
-        Error::InvalidArgument(_) => "InvalidArgumentError",
+        Error::InvalidArgument(_) | Error::Grammar(_) => "InvalidArgumentError",
         Error::Interrupted => "KeyboardInterrupt",
     }
 }

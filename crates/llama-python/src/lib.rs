@@ -4,6 +4,7 @@
 mod convert;
 mod errors;
 mod gguf_info;
+mod grammar;
 mod model;
 mod quantize;
 mod sampling;
@@ -23,5 +24,7 @@ fn _llama(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyContext>()?;
     m.add_class::<model::PyStreamDecoder>()?;
     m.add_class::<sampling::PySamplerChain>()?;
+    m.add_class::<grammar::PyGrammar>()?;
+    m.add_class::<grammar::PyGrammarMatcher>()?;
     Ok(())
 }
