@@ -9,11 +9,15 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import LlamaError
+from .errors import InvalidArgumentError, LlamaError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from .high_level import Llama
 
 # llama.cpp's `enum llama_ftype` names, for `info`.
@@ -316,10 +320,93 @@ def _bench_llama_cpp(a: argparse.Namespace) -> tuple[float | None, float | None]
     return _bench_runs(llm.eval, llm.reset, llm.n_vocab(), bos, a.p, a.n, a.repetitions)
 
 
+def _bench_grammar(a: argparse.Namespace) -> int:
+    """Constrained vs free generation in one run: the same sampling chain (temperature 0.8, one
+    seed per repetition) with and without the grammar stage, n tokens after a chat prompt asking for
+    output in that grammar; then the mask time per token, replaying the constrained tokens through a
+    fresh matcher. When the grammar ends, it restarts (the token stream goes on)."""
+    import numpy as np  # noqa: F811 (the runtime import of the TYPE_CHECKING name)
+
+    from . import _llama
+    from .grammar import LlamaGrammar
+    from .high_level import Llama
+
+    if a.json_schema:
+        spec = Path(a.json_schema).read_text(encoding="utf-8")
+        grammar = LlamaGrammar.from_json_schema(spec)
+        ask = f"Reply with JSON that follows this JSON schema:\n{spec}"
+    else:
+        grammar = LlamaGrammar.from_file(a.grammar)
+        ask = f"Reply with text in this grammar (GBNF):\n{grammar._grammar}"
+    llm = Llama(a.model, n_ctx=4096, n_threads=a.threads, verbose=False)
+    prompt = llm.apply_chat_template([{"role": "user", "content": ask}], tokenize=True)
+    if len(prompt) + a.n + 1 > llm.n_ctx():
+        raise InvalidArgumentError(f"the prompt ({len(prompt)} tokens) and -n {a.n} do not fit 4096 tokens")
+
+    def run(seed: int, constrained: bool) -> tuple[float, list[npt.NDArray[np.single]], list[int]]:
+        llm.set_seed(seed)
+        chain = llm._init_sampler(temp=0.8, grammar=grammar if constrained else None)
+        llm.reset()
+        llm.eval(prompt)
+        rows: list[npt.NDArray[np.single]] = []
+        toks: list[int] = []
+        t0 = time.perf_counter()
+        for _ in range(a.n):
+            row = llm.scores[llm.n_tokens - 1]
+            if constrained:
+                rows.append(row.copy())
+            tok = chain.sample(row)
+            toks.append(tok)
+            if constrained and llm.token_is_eog(tok):
+                chain.reset()
+            llm.eval([tok])
+        return a.n / (time.perf_counter() - t0), rows, toks
+
+    free: list[float] = []
+    con: list[float] = []
+    mask_us: list[float] = []
+    for i in range(a.repetitions + 1):
+        f, _, _ = run(1000 + i, False)
+        c, rows, toks = run(1000 + i, True)
+        if i == 0:
+            continue  # warm-up (and the vocabulary's token trie is built once)
+        free.append(f)
+        con.append(c)
+        m = grammar.matcher(llm._model)
+        for row, tok in zip(rows, toks):
+            x = np.array(row, dtype=np.float32)
+            t0 = time.perf_counter()
+            m.mask_logits(x)
+            mask_us.append((time.perf_counter() - t0) * 1e6)
+            if llm.token_is_eog(tok):
+                m.reset()
+            else:
+                m.accept(tok)
+    mask_us.sort()
+    p50, p99 = mask_us[len(mask_us) // 2], mask_us[min(len(mask_us) - 1, int(len(mask_us) * 0.99))]
+    fr, cr = _median(free), _median(con)
+    what = a.json_schema or a.grammar
+    print(f"model: {os.path.basename(a.model)}  threads: {a.threads}  runs: {a.repetitions}  isa: {_llama.cpu_info()}")
+    print(f"constraint: {what}  vocabulary: {llm.n_vocab()} tokens")
+    print(f"{'test':<14} {'tok/s':>9}")
+    print(f"{'tg' + str(a.n) + ' free':<14} {fr:>9.2f}")
+    print(f"{'tg' + str(a.n) + ' grammar':<14} {cr:>9.2f}   ratio {cr / fr:.3f}")
+    print(f"mask time per token: p50 {p50:.0f} µs  p99 {p99:.0f} µs  ({len(mask_us)} tokens)")
+    if a.json:
+        out = {f"tg{a.n}": round(fr, 3), f"tg{a.n}_grammar": round(cr, 3), "mask_p50_us": round(p50, 1)}
+        out["mask_p99_us"] = round(p99, 1)
+        print(json.dumps(out))
+    return 0
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from . import _llama
 
     a.threads = a.threads or (os.cpu_count() or 1)
+    if a.grammar or a.json_schema:
+        if a.compare_llama_cpp:
+            raise InvalidArgumentError("--compare-llama-cpp does not apply to --grammar/--json-schema")
+        return _bench_grammar(a)
     keys = ([f"pp{a.p}"] if a.p > 0 else []) + ([f"tg{a.n}"] if a.n > 0 else [])
     ours = dict(zip(keys, [v for v in _bench_ours(a) if v is not None]))
     ref = None
@@ -442,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--repetitions", type=int, default=3)
     p.add_argument("--json", action="store_true", help='print {"ppP": X, "tgN": Y} as the last line')
     p.add_argument("--compare-llama-cpp", action="store_true", help="also run llama-cpp-python on the same file")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--grammar", metavar="FILE", help="GBNF file: constrained vs free tg-N and mask time per token")
+    g.add_argument("--json-schema", metavar="FILE", help="JSON schema file: as --grammar")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(

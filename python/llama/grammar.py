@@ -76,4 +76,59 @@ class LlamaGrammar:
         return f"LlamaGrammar(kind={self._kind!r}, {len(self._grammar)} chars)"
 
 
+def as_grammar(grammar: Any) -> LlamaGrammar | None:
+    """The `grammar=` argument of the sampling APIs: a `LlamaGrammar`, GBNF text, or None."""
+    if grammar is None or isinstance(grammar, LlamaGrammar):
+        return grammar
+    if isinstance(grammar, str):
+        return LlamaGrammar.from_string(grammar)
+    raise InvalidArgumentError(f"grammar must be a LlamaGrammar or GBNF text, got {type(grammar).__name__}")
+
+
+_FORMAT_KEYS = {"text": {"type"}, "json_object": {"type", "schema"}, "json_schema": {"type", "json_schema"}}
+
+
+def response_format_grammar(response_format: Any) -> LlamaGrammar | None:
+    """The constraint of a chat `response_format`: OpenAI's ``{"type": "text"}`` (none),
+    ``{"type": "json_object"}`` (any JSON object), ``{"type": "json_schema", "json_schema":
+    {"name", "schema", "strict", "description"}}``, and llama-cpp-python's ``{"type":
+    "json_object", "schema": {...}}``. The schema is always enforced (``strict`` or not); any other
+    shape raises InvalidArgumentError naming the problem."""
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict) or not isinstance(response_format.get("type"), str):
+        raise InvalidArgumentError(f'response_format must be a dict with a "type" (got {response_format!r})')
+    kind = response_format["type"]
+    if kind not in _FORMAT_KEYS:
+        raise InvalidArgumentError(f"response_format type {kind!r} is not one of {sorted(_FORMAT_KEYS)}")
+    extra = set(response_format) - _FORMAT_KEYS[kind]
+    if extra:
+        raise InvalidArgumentError(f"response_format {kind!r} does not take {sorted(extra)}")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        schema = response_format.get("schema")
+        return LlamaGrammar.json_object() if schema is None else LlamaGrammar.from_json_schema(_schema(schema))
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict):
+        raise InvalidArgumentError('response_format "json_schema" needs a "json_schema" object with a "schema"')
+    extra = set(spec) - {"name", "schema", "strict", "description"}
+    if extra:
+        raise InvalidArgumentError(f"response_format.json_schema does not take {sorted(extra)}")
+    if "schema" not in spec:
+        return LlamaGrammar.json_object()
+    return LlamaGrammar.from_json_schema(_schema(spec["schema"]))
+
+
+def _schema(schema: Any) -> dict[str, Any] | bool:
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except json.JSONDecodeError as err:
+            raise InvalidArgumentError(f"the JSON schema is not valid JSON: {err}") from err
+    if not isinstance(schema, (dict, bool)):
+        raise InvalidArgumentError(f"a JSON schema must be an object, got {type(schema).__name__}")
+    return schema
+
+
 __all__ = ["LlamaGrammar", "LLAMA_GRAMMAR_DEFAULT_ROOT"]

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from . import _llama
 from .errors import ContextOverflowError, InvalidArgumentError, LlamaError
+from .grammar import LlamaGrammar, as_grammar, response_format_grammar
 from .sampling import (
     LLAMA_DEFAULT_SEED,
     Processors,
@@ -237,11 +238,12 @@ class Llama:
         mirostat_tau: float = 5.0,
         penalize_nl: bool = True,
         logit_bias: dict[Any, float] | None = None,
+        grammar: LlamaGrammar | str | None = None,
     ) -> _llama.SamplerChain:
         """One sampler chain, as llama-cpp-python's ``_init_sampler`` builds it (tfs_z and
         penalize_nl are accepted and ignored there too: llama.cpp dropped them), seeded with the
-        current seed."""
-        return build_chain(
+        current seed; a grammar goes after the penalties, before top-k."""
+        chain = build_chain(
             self._n_vocab,
             top_k=top_k,
             top_p=top_p,
@@ -258,6 +260,10 @@ class Llama:
             logit_bias=logit_bias,
             seed=self._seed,
         )
+        g = as_grammar(grammar)
+        if g is not None:
+            chain.add_grammar(g._compiled, self._model)
+        return chain
 
     def sample(
         self,
@@ -275,14 +281,14 @@ class Llama:
         mirostat_tau: float = 5.0,
         penalize_nl: bool = True,
         logits_processor: Processors = None,
-        grammar: Any = None,
+        grammar: LlamaGrammar | str | None = None,
         idx: int | None = None,
     ) -> int:
         """Sample a token from the logits of row `idx` (default: the last evaluated position).
 
-        Inside `generate` the generation's chain is used (its RNG and penalty history carry on);
-        called alone, as in llama-cpp-python, a fresh chain seeded with the current seed."""
-        unsupported("grammar", grammar, why="is not yet supported")
+        Inside `generate` the generation's chain is used (its RNG, penalty history and grammar
+        state carry on); called alone, as in llama-cpp-python, a fresh chain seeded with the
+        current seed (a `grammar` then constrains this one token from the grammar's start)."""
         if self.n_tokens == 0:
             raise InvalidArgumentError("sample: nothing has been evaluated yet")
         chain = self._sampler
@@ -299,6 +305,7 @@ class Llama:
                 mirostat_mode=mirostat_mode,
                 mirostat_tau=mirostat_tau,
                 mirostat_eta=mirostat_eta,
+                grammar=grammar,
             )
         row = self.n_tokens - 1 if idx is None else idx
         if not 0 <= row < self.n_tokens:
@@ -344,11 +351,11 @@ class Llama:
         penalize_nl: bool = True,
         logits_processor: Processors = None,
         stopping_criteria: StoppingCriteriaList | None = None,
-        grammar: Any = None,
+        grammar: LlamaGrammar | str | None = None,
     ) -> Iterator[int]:
         """Yield sampled tokens until the caller stops or a stopping criterion fires; one sampler
-        chain for the whole generation; the cached prefix of `tokens` is reused."""
-        unsupported("grammar", grammar, why="is not yet supported")
+        chain (and grammar state) for the whole generation; the cached prefix of `tokens` is
+        reused. Under a grammar, end-of-generation is only sampled where the grammar may end."""
         chain = self._init_sampler(
             top_k=top_k,
             top_p=top_p,
@@ -361,6 +368,7 @@ class Llama:
             mirostat_mode=mirostat_mode,
             mirostat_tau=mirostat_tau,
             mirostat_eta=mirostat_eta,
+            grammar=grammar,
         )
         return self._generate(tokens, chain, reset, logits_processor, stopping_criteria)
 
@@ -429,16 +437,17 @@ class Llama:
         model: str | None = None,
         stopping_criteria: StoppingCriteriaList | None = None,
         logits_processor: Processors = None,
-        grammar: Any = None,
+        grammar: LlamaGrammar | str | None = None,
         logit_bias: dict[Any, float] | None = None,
     ) -> Completion | Iterator[Completion]:
         """Generate text from a prompt (llama-cpp-python's arguments and response shape).
 
         ``logprobs=N`` adds OpenAI's legacy logprobs (tokens, token_logprobs, top_logprobs,
-        text_offset) from the raw logits; ``tfs_z`` is ignored as in llama-cpp-python; ``suffix``
-        and ``grammar`` raise InvalidArgumentError (not supported yet)."""
+        text_offset) from the raw logits; ``grammar`` (a `LlamaGrammar` or GBNF text) constrains
+        the text, which then ends only where the grammar may; ``tfs_z`` is ignored as in
+        llama-cpp-python; ``suffix`` raises InvalidArgumentError (infill is not supported)."""
         unsupported("suffix", suffix, why="(infill) is not supported")
-        unsupported("grammar", grammar, why="is not yet supported")
+        grammar = as_grammar(grammar)
         if logprobs is not None and (isinstance(logprobs, bool) or int(logprobs) < 0):
             raise InvalidArgumentError(f"logprobs must be a number of top tokens ≥ 0 (got {logprobs!r})")
         it = self._completion(
@@ -465,6 +474,7 @@ class Llama:
                 "mirostat_tau": mirostat_tau,
                 "mirostat_eta": mirostat_eta,
                 "logit_bias": logit_bias,
+                "grammar": grammar,
             },
         )
         if stream:
@@ -699,15 +709,16 @@ class Llama:
         mirostat_eta: float = 0.1,
         model: str | None = None,
         logits_processor: Processors = None,
-        grammar: Any = None,
+        grammar: LlamaGrammar | str | None = None,
         logit_bias: dict[Any, float] | None = None,
         logprobs: bool | None = None,
         top_logprobs: int | None = None,
     ) -> Completion | Iterator[Completion]:
         """A chat turn with the model's chat template (llama-cpp-python's arguments and response
         shape). ``logprobs=True`` (with ``top_logprobs=N`` alternatives) adds OpenAI's chat logprobs;
-        functions/tools, ``response_format`` and ``grammar`` raise InvalidArgumentError (not yet
-        supported)."""
+        ``response_format`` (OpenAI's json_object / json_schema, llama-cpp-python's json_object with
+        a schema) or ``grammar`` constrain the answer; functions/tools raise InvalidArgumentError
+        (not yet supported)."""
         for name, value in (
             ("functions", functions),
             ("function_call", function_call),
@@ -715,8 +726,10 @@ class Llama:
             ("tool_choice", tool_choice),
         ):
             unsupported(name, value, why="(function calling) is not yet supported")
-        unsupported("response_format", response_format, why="is not yet supported")
-        unsupported("grammar", grammar, why="is not yet supported")
+        constraint = response_format_grammar(response_format)
+        if constraint is not None and grammar is not None:
+            raise InvalidArgumentError("give response_format or grammar, not both")
+        constraint = constraint or as_grammar(grammar)
         if top_logprobs is not None and (isinstance(top_logprobs, bool) or int(top_logprobs) < 0):
             raise InvalidArgumentError(f"top_logprobs must be ≥ 0 (got {top_logprobs!r})")
         tokens = self.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
@@ -741,6 +754,7 @@ class Llama:
             model=model,
             logits_processor=logits_processor,
             logit_bias=logit_bias,
+            grammar=constraint,
             logprobs=(top_logprobs or 0) if logprobs else None,
         )
         cid = f"chatcmpl-{uuid.uuid4()}"

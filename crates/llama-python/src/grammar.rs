@@ -56,6 +56,21 @@ impl PyGrammar {
     }
 }
 
+/// A matcher for one generation with `model`'s vocabulary (the vocabulary's token trie is built
+/// on first use and kept on the model).
+pub fn matcher_for(py: Python<'_>, grammar: &Bound<'_, PyGrammar>, model: &Bound<'_, PyModel>) -> PyResult<Matcher> {
+    let g = grammar.get();
+    let m = model.get();
+    let env = match m.tok_env.get() {
+        Some(e) => e.clone(),
+        None => {
+            let e = py.detach(|| TokEnv::new(&m.tokenizer)).py_err()?;
+            m.tok_env.get_or_init(|| e).clone()
+        }
+    };
+    py.detach(|| Matcher::new(&g.inner, &env)).py_err()
+}
+
 #[pyclass(name = "GrammarMatcher", module = "llama._llama")]
 pub struct PyGrammarMatcher {
     inner: Mutex<Matcher>,
@@ -75,17 +90,7 @@ impl PyGrammarMatcher {
     /// built on first use and kept on the model).
     #[new]
     fn new(py: Python<'_>, grammar: &Bound<'_, PyGrammar>, model: &Bound<'_, PyModel>) -> PyResult<Self> {
-        let g = grammar.get();
-        let m = model.get();
-        let env = match m.tok_env.get() {
-            Some(e) => e.clone(),
-            None => {
-                let e = py.detach(|| TokEnv::new(&m.tokenizer)).py_err()?;
-                m.tok_env.get_or_init(|| e).clone()
-            }
-        };
-        let matcher = py.detach(|| Matcher::new(&g.inner, &env)).py_err()?;
-        Ok(PyGrammarMatcher { inner: Mutex::new(matcher) })
+        Ok(PyGrammarMatcher { inner: Mutex::new(matcher_for(py, grammar, model)?) })
     }
 
     /// Sets the logits of forbidden tokens to -inf, in place (1-D float32, C-contiguous).

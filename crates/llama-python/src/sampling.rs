@@ -5,11 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use llama_core::sampler::grammar::GrammarStage;
 use llama_core::sampler::{params, Chain, ChainParams, Sampler};
 use numpy::{PyArray1, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::errors::{to_py, IntoPy};
+use crate::grammar::{matcher_for, PyGrammar};
 
 fn invalid(msg: String) -> PyErr {
     to_py(llama_core::Error::InvalidArgument(msg))
@@ -140,9 +142,26 @@ impl PySamplerChain {
         Ok((PyArray1::from_vec(py, ids), PyArray1::from_vec(py, lg), PyArray1::from_vec(py, p), sel))
     }
 
-    /// Tells every stage that `token` was chosen (penalties remember it).
-    fn accept(&self, token: u32) {
-        self.chain().accept(token);
+    /// Adds `grammar` (over `model`'s vocabulary) where llama-cpp-python puts its grammar sampler:
+    /// after logit bias and penalties, before the stages that sort, cut or pick. Forbidden tokens
+    /// get logit -inf; the picked token advances the grammar (a token it rejects is an error).
+    fn add_grammar(
+        &self,
+        py: Python<'_>,
+        grammar: &Bound<'_, PyGrammar>,
+        model: &Bound<'_, crate::model::PyModel>,
+    ) -> PyResult<()> {
+        let m = matcher_for(py, grammar, model)?;
+        self.chain().insert_grammar(Box::new(GrammarStage::new(m)));
+        Ok(())
+    }
+
+    /// Tells every stage that `token` was chosen (penalties remember it; a grammar that
+    /// forbids it raises).
+    fn accept(&self, token: u32) -> PyResult<()> {
+        let mut c = self.chain();
+        c.accept(token);
+        c.check().py_err()
     }
 
     /// Back to the state after construction (RNGs reseeded, penalty history forgotten).

@@ -20,6 +20,7 @@ use llguidance::api::{GrammarInit, ParserLimits, TopLevelGrammar};
 use llguidance::toktrie::{self, TokRxInfo, TokTrie, TokenizerEnv};
 use llguidance::ParserFactory;
 
+use crate::sampler::TokenData;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -172,6 +173,18 @@ fn normalize_schema(s: &mut serde_json::Value) {
     }
 }
 
+/// Forbid (-inf) the logits of the up to 32 tokens whose bit in `bits` is clear.
+fn mask_word<'a>(bits: u32, logits: impl Iterator<Item = &'a mut f32>) {
+    if bits == u32::MAX {
+        return;
+    }
+    for (b, l) in logits.enumerate() {
+        if bits >> b & 1 == 0 {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+}
+
 /// llguidance's tokenizer environment for one of our tokenizers.
 struct LlamaEnv {
     trie: TokTrie,
@@ -318,18 +331,33 @@ impl Matcher {
         let words = mask.as_slice();
         let n = logits.len().min(self.n_vocab);
         for (w, chunk) in logits[..n].chunks_mut(32).enumerate() {
-            let bits = words.get(w).copied().unwrap_or(0);
-            if bits == u32::MAX {
-                continue;
-            }
-            for (b, l) in chunk.iter_mut().enumerate() {
-                if bits & (1 << b) == 0 {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
+            mask_word(words.get(w).copied().unwrap_or(0), chunk.iter_mut());
         }
-        for l in &mut logits[n..] {
-            *l = f32::NEG_INFINITY;
+        logits[n..].fill(f32::NEG_INFINITY);
+        Ok(())
+    }
+
+    /// The same over sampler candidates (any order; ids outside the vocabulary are forbidden).
+    /// Candidates still in id order from 0 (a grammar stage early in the chain) go a word of
+    /// the mask at a time.
+    pub fn mask_candidates(&mut self, data: &mut [TokenData]) -> Result<()> {
+        let mask = self.m.compute_mask_or_eos().map_err(err)?;
+        let words = mask.as_slice();
+        let n = self.n_vocab;
+        if data.iter().enumerate().all(|(i, t)| t.id as usize == i) {
+            let k = data.len().min(n);
+            for (w, chunk) in data[..k].chunks_mut(32).enumerate() {
+                mask_word(words.get(w).copied().unwrap_or(0), chunk.iter_mut().map(|t| &mut t.logit));
+            }
+            data[k..].iter_mut().for_each(|t| t.logit = f32::NEG_INFINITY);
+            return Ok(());
+        }
+        for t in data.iter_mut() {
+            let id = t.id as usize;
+            let ok = id < n && words.get(id / 32).is_some_and(|w| w >> (id % 32) & 1 == 1);
+            if !ok {
+                t.logit = f32::NEG_INFINITY;
+            }
         }
         Ok(())
     }

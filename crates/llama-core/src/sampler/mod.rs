@@ -13,6 +13,7 @@
 //! masks tokens by setting their logit to `-inf`: every later stage treats them as impossible.
 
 pub mod dist;
+pub mod grammar;
 pub mod greedy;
 pub mod logit_bias;
 pub mod min_p;
@@ -152,6 +153,11 @@ pub trait Sampler: Send {
     fn accept(&mut self, _token: u32) {}
     /// Back to the state after construction (RNG reseeded, history forgotten).
     fn reset(&mut self) {}
+    /// A failure inside `apply`/`accept` (a grammar that rejected the token), taken by the chain
+    /// after each step; stages that cannot fail keep the default.
+    fn check(&mut self) -> Result<()> {
+        Ok(())
+    }
     fn clone_box(&self) -> Box<dyn Sampler>;
 }
 
@@ -184,6 +190,15 @@ impl Chain {
         self
     }
 
+    /// Put a full-vocabulary stage where llama-cpp-python's `_init_sampler` adds its grammar:
+    /// after the element-wise stages (logit bias, penalties), before the first stage that sorts,
+    /// truncates or selects.
+    pub fn insert_grammar(&mut self, s: Box<dyn Sampler>) -> &mut Self {
+        let at = self.stages.iter().position(|st| !matches!(st.name(), "logit-bias" | "penalties"));
+        self.stages.insert(at.unwrap_or(self.stages.len()), s);
+        self
+    }
+
     pub fn names(&self) -> Vec<&'static str> {
         self.stages.iter().map(|s| s.name()).collect()
     }
@@ -200,6 +215,7 @@ impl Chain {
         cur.fill(logits);
         self.apply(&mut cur);
         self.cur = cur;
+        self.check()?;
         Ok(&self.cur)
     }
 
@@ -218,6 +234,7 @@ impl Chain {
             }
         };
         self.accept(token);
+        self.check()?;
         Ok(token)
     }
 }
@@ -246,6 +263,13 @@ impl Sampler for Chain {
         for s in self.stages.iter_mut() {
             s.reset();
         }
+    }
+
+    fn check(&mut self) -> Result<()> {
+        for s in self.stages.iter_mut() {
+            s.check()?;
+        }
+        Ok(())
     }
 
     fn clone_box(&self) -> Box<dyn Sampler> {
