@@ -28,6 +28,17 @@ from .sampling import (
     top_logprobs,
     unsupported,
 )
+from .tools import (
+    ToolFormat,
+    ToolStream,
+    check_tool_choice,
+    check_tools,
+    detect_format,
+    legacy_tool_choice,
+    legacy_tools,
+    template_messages,
+)
+from .tools import message as tool_message
 
 _MAX_DEFAULT_CTX = 4096
 
@@ -497,7 +508,10 @@ class Llama:
         stopping_criteria: StoppingCriteriaList | None,
         logits_processor: Processors,
         sampling: dict[str, Any],
+        keep_special: frozenset[int] = frozenset(),
     ) -> Iterator[Completion]:
+        """The completion loop. `keep_special`: control tokens whose text is kept in the output (a
+        tool-call marker such as Mistral's [TOOL_CALLS]); other control tokens print as nothing."""
         self._need_ctx()
         cid = f"cmpl-{uuid.uuid4()}"
         created = int(time.time())
@@ -550,7 +564,7 @@ class Llama:
                 finish = "stop"
                 break
             completion_tokens.append(token)
-            text += decoder.push(self.token_to_piece(token))
+            text += decoder.push(self.token_to_piece(token, token in keep_special))
             cut = _find_stop(text, stops)
             if cut is not None:
                 text = text[:cut]
@@ -656,25 +670,65 @@ class Llama:
 
     @overload
     def apply_chat_template(
-        self, messages: list[dict[str, Any]], add_generation_prompt: bool = ..., tokenize: Literal[False] = ...
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = ...,
+        tokenize: Literal[False] = ...,
+        *,
+        tools: list[dict[str, Any]] | None = ...,
+        chat_template_kwargs: dict[str, Any] | None = ...,
     ) -> str: ...
 
     @overload
     def apply_chat_template(
-        self, messages: list[dict[str, Any]], add_generation_prompt: bool = ..., *, tokenize: Literal[True]
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = ...,
+        *,
+        tokenize: Literal[True],
+        tools: list[dict[str, Any]] | None = ...,
+        chat_template_kwargs: dict[str, Any] | None = ...,
     ) -> list[int]: ...
 
     def apply_chat_template(
-        self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, tokenize: bool = False
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tokenize: bool = False,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ) -> str | list[int]:
         """The model's chat template (ChatML when it has none) applied to `messages`. With
         ``tokenize=True`` (as in transformers) the token ids, special tokens parsed and a BOS put in
-        front where the model wants one and the template did not write it."""
+        front where the model wants one and the template did not write it.
+
+        ``tools`` (OpenAI's tool objects) is the template's ``tools`` variable and
+        ``chat_template_kwargs`` more variables (e.g. ``{"enable_thinking": False}``), as
+        transformers' ``apply_chat_template(tools=..., **kwargs)`` passes them. Messages are given
+        to the template as llama.cpp's chat code gives them: an assistant's
+        ``tool_calls[].function.arguments`` written as JSON text is parsed to an object (templates
+        print it with ``tojson``), a missing content is "", legacy ``function_call`` / role
+        "function" become tool calls / role "tool"."""
         bos, eos = self.token_bos(), self.token_eos()
         bos_text = self.token_to_piece(bos, True).decode("utf-8", "replace") if bos >= 0 else ""
         eos_text = self.token_to_piece(eos, True).decode("utf-8", "replace") if eos >= 0 else ""
+        extra: dict[str, Any] = {}
+        if chat_template_kwargs is not None:
+            if not isinstance(chat_template_kwargs, dict):
+                raise InvalidArgumentError("chat_template_kwargs must be a dict of template variables")
+            extra.update(chat_template_kwargs)
+        if tools is not None:
+            if not isinstance(tools, (list, tuple)):
+                raise InvalidArgumentError(f"tools must be a list of tool objects, got {type(tools).__name__}")
+            extra["tools"] = list(tools)
         prompt = _llama.render_chat_template(
-            self._model.chat_template(), _normalize_messages(messages), add_generation_prompt, bos_text, eos_text
+            self._model.chat_template(),
+            template_messages(messages),
+            add_generation_prompt,
+            bos_text,
+            eos_text,
+            extra or None,
         )
         if not tokenize:
             return prompt
@@ -682,6 +736,17 @@ class Llama:
         if self.add_bos_token() and bos >= 0 and (not tokens or tokens[0] != bos):
             tokens = [bos, *tokens]
         return tokens
+
+    def _single_special(self, text: str) -> int | None:
+        """The id of `text` if it is one control token (rendered only with special=True), else None."""
+        ids = self.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if len(ids) != 1 or self.token_to_piece(ids[0], False):
+            return None
+        return ids[0] if self.token_to_piece(ids[0], True) == text.encode("utf-8") else None
+
+    def tool_format(self) -> ToolFormat:
+        """The tool-call syntax of this model, read from its chat template (see `llama.tools`)."""
+        return detect_format(self._model.chat_template(), self._single_special)
 
     def create_chat_completion(
         self,
@@ -713,69 +778,118 @@ class Llama:
         logit_bias: dict[Any, float] | None = None,
         logprobs: bool | None = None,
         top_logprobs: int | None = None,
+        *,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        parallel_tool_calls: bool = False,
     ) -> Completion | Iterator[Completion]:
         """A chat turn with the model's chat template (llama-cpp-python's arguments and response
         shape). ``logprobs=True`` (with ``top_logprobs=N`` alternatives) adds OpenAI's chat logprobs;
         ``response_format`` (OpenAI's json_object / json_schema, llama-cpp-python's json_object with
-        a schema) or ``grammar`` constrain the answer; functions/tools raise InvalidArgumentError
-        (not yet supported)."""
-        for name, value in (
-            ("functions", functions),
-            ("function_call", function_call),
-            ("tools", tools),
-            ("tool_choice", tool_choice),
-        ):
-            unsupported(name, value, why="(function calling) is not yet supported")
+        a schema) or ``grammar`` constrain the answer.
+
+        Tools (see `llama.tools`): ``tools`` (OpenAI's ``[{"type": "function", "function": {"name",
+        "description", "parameters"}}]``) reach the chat template, and the calls the model writes in
+        its own syntax come back as OpenAI's ``message.tool_calls`` (``arguments`` the JSON text,
+        ``finish_reason`` "tool_calls"; streamed as ``delta.tool_calls``). ``tool_choice``: "auto"
+        (the default with tools: calls parsed if written), "none" (text only), "required" or
+        ``{"type": "function", "function": {"name": X}}`` (a grammar forces a call whose arguments
+        follow the tool's ``parameters`` schema; one call unless ``parallel_tool_calls=True``).
+        The legacy ``functions`` / ``function_call`` answer with ``message.function_call``.
+
+        Beyond llama-cpp-python's arguments: ``chat_template_kwargs`` (more template variables, e.g.
+        ``{"enable_thinking": False}``) and ``parallel_tool_calls`` (OpenAI's; default False as in
+        llama.cpp: a forced answer is one call)."""
+        legacy = functions is not None or function_call is not None
+        if legacy:
+            if tools is not None or tool_choice is not None:
+                raise InvalidArgumentError("give functions/function_call or tools/tool_choice, not both")
+            tools, tool_choice = legacy_tools(functions), legacy_tool_choice(function_call)
+        spec = check_tools(tools)
+        choice = check_tool_choice(tool_choice, spec)
         constraint = response_format_grammar(response_format)
         if constraint is not None and grammar is not None:
             raise InvalidArgumentError("give response_format or grammar, not both")
         constraint = constraint or as_grammar(grammar)
         if top_logprobs is not None and (isinstance(top_logprobs, bool) or int(top_logprobs) < 0):
             raise InvalidArgumentError(f"top_logprobs must be ≥ 0 (got {top_logprobs!r})")
-        tokens = self.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        result = self.create_completion(
+        fmt: ToolFormat | None = None
+        keep: frozenset[int] = frozenset()
+        template_tools: list[dict[str, Any]] | None = None
+        msgs = template_messages(messages)
+        if spec:
+            fmt = self.tool_format()
+            msgs, template_tools = fmt.prepare(msgs, spec)
+            if choice.mode != "none":
+                if constraint is not None:
+                    raise InvalidArgumentError("tools cannot be combined with response_format or grammar")
+                allowed = [t for t in spec if t.name in choice.names]
+                lark = fmt.lark(allowed, parallel_tool_calls and not legacy, auto=choice.mode == "auto")
+                if lark is not None:
+                    constraint = LlamaGrammar(_grammar=lark, _kind="lark", _compiled=_llama.Grammar.from_lark(lark))
+                keep = frozenset(t for t in map(self._single_special, fmt.markers) if t is not None)
+        tokens = self.apply_chat_template(
+            msgs,
+            add_generation_prompt=True,
+            tokenize=True,
+            tools=template_tools,
+            chat_template_kwargs=chat_template_kwargs,
+        )
+        result = self._completion(
             tokens,
             max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            min_p=min_p,
-            typical_p=typical_p,
-            top_k=top_k,
-            stream=stream,
+            echo=False,
             stop=stop,
             seed=seed,
-            presence_penalty=presence_penalty,
-            frequency_penalty=frequency_penalty,
-            repeat_penalty=repeat_penalty,
-            tfs_z=tfs_z,
-            mirostat_mode=mirostat_mode,
-            mirostat_tau=mirostat_tau,
-            mirostat_eta=mirostat_eta,
-            model=model,
-            logits_processor=logits_processor,
-            logit_bias=logit_bias,
-            grammar=constraint,
+            stream=stream,
             logprobs=(top_logprobs or 0) if logprobs else None,
+            model=model,
+            stopping_criteria=None,
+            logits_processor=logits_processor,
+            sampling={
+                "top_k": top_k,
+                "top_p": top_p,
+                "min_p": min_p,
+                "typical_p": typical_p,
+                "temp": temperature,
+                "repeat_penalty": repeat_penalty,
+                "frequency_penalty": frequency_penalty,
+                "presence_penalty": presence_penalty,
+                "mirostat_mode": mirostat_mode,
+                "mirostat_tau": mirostat_tau,
+                "mirostat_eta": mirostat_eta,
+                "logit_bias": logit_bias,
+                "grammar": constraint,
+            },
+            keep_special=keep,
         )
         cid = f"chatcmpl-{uuid.uuid4()}"
-        if isinstance(result, dict):
-            choice = result["choices"][0]
-            return {
-                "id": cid,
-                "object": "chat.completion",
-                "created": result["created"],
-                "model": result["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": choice["text"]},
-                        "logprobs": _chat_logprobs(choice["logprobs"]),
-                        "finish_reason": choice["finish_reason"],
-                    }
-                ],
-                "usage": result["usage"],
-            }
-        return self._chat_stream(cid, result)
+        parse = fmt if fmt is not None and choice.mode != "none" else None
+        if not stream:
+            done = next(result)
+            return self._chat_response(cid, done, parse, legacy)
+        if parse is None:
+            return self._chat_stream(cid, result)
+        return self._tool_chat_stream(cid, result, ToolStream(parse, legacy))
+
+    def _chat_response(self, cid: str, done: Completion, fmt: ToolFormat | None, legacy: bool) -> Completion:
+        choice = done["choices"][0]
+        msg: dict[str, Any] = {"role": "assistant", "content": choice["text"]}
+        finish = choice["finish_reason"]
+        if fmt is not None:
+            parsed = fmt.parse(choice["text"])
+            msg = tool_message(parsed, fmt, legacy)
+            if parsed.calls and finish == "stop":
+                finish = "function_call" if legacy else "tool_calls"
+        return {
+            "id": cid,
+            "object": "chat.completion",
+            "created": done["created"],
+            "model": done["model"],
+            "choices": [
+                {"index": 0, "message": msg, "logprobs": _chat_logprobs(choice["logprobs"]), "finish_reason": finish}
+            ],
+            "usage": done["usage"],
+        }
 
     def _chat_stream(self, cid: str, chunks: Iterator[Completion]) -> Iterator[Completion]:
         first = True
@@ -792,6 +906,31 @@ class Llama:
                 **head,
                 "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": choice["finish_reason"]}],
             }
+
+    def _tool_chat_stream(self, cid: str, chunks: Iterator[Completion], deltas: ToolStream) -> Iterator[Completion]:
+        """Streamed chat with tools: the completion's text re-parsed as it grows; content and
+        tool-call deltas as the parse grows (what may still become a call is held back)."""
+        text = ""
+        first = True
+        for chunk in chunks:
+            choice = chunk["choices"][0]
+            head = {"id": cid, "object": "chat.completion.chunk", "created": chunk["created"], "model": chunk["model"]}
+            if first:
+                first = False
+                role = {"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}
+                yield {**head, "choices": [role]}
+            text += choice["text"]
+            finish = choice["finish_reason"]
+            lp = _chat_logprobs(choice["logprobs"])
+            for delta in deltas.feed(text, final=finish is not None):
+                yield {**head, "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": None}]}
+                lp = None
+            if lp is not None:
+                yield {**head, "choices": [{"index": 0, "delta": {}, "logprobs": lp, "finish_reason": None}]}
+            if finish is not None:
+                if deltas.sent and finish == "stop":
+                    finish = "function_call" if deltas.legacy else "tool_calls"
+                yield {**head, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}]}
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -839,18 +978,6 @@ def _kv_type_name(t: str | int | None) -> str:
 
 def _bad_kv(t: str | int) -> InvalidArgumentError:
     return InvalidArgumentError(f"type_k {t!r} is not supported: use 'f16' or 'f32'")
-
-
-def _normalize_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for m in messages:
-        if not isinstance(m, dict) or "role" not in m:
-            raise InvalidArgumentError(f"chat message {m!r} needs a 'role'")
-        content = m.get("content")
-        if isinstance(content, list):  # OpenAI content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        out.append({**m, "content": "" if content is None else content})
-    return out
 
 
 def _chat_logprobs(lp: dict[str, Any] | None) -> dict[str, Any] | None:
