@@ -7,11 +7,19 @@ use super::{Candidates, Sampler};
 use crate::grammar::Matcher;
 use crate::{Error, Result};
 
+/// The text of an error, without the "grammar: " its display adds (it is wrapped again).
+fn message(e: Error) -> String {
+    match e {
+        Error::Grammar(m) => m,
+        other => other.to_string(),
+    }
+}
+
 #[derive(Clone)]
 pub struct GrammarStage {
     m: Matcher,
     /// The first failure (mask or accept), reported by the chain after the stage ran.
-    error: Option<Error>,
+    error: Option<String>,
 }
 
 impl GrammarStage {
@@ -30,14 +38,14 @@ impl Sampler for GrammarStage {
             return;
         }
         if let Err(e) = self.m.mask_candidates(&mut cur.data) {
-            self.error = Some(e);
+            self.error = Some(message(e));
         }
     }
 
     fn accept(&mut self, token: u32) {
         if self.error.is_none() {
             if let Err(e) = self.m.accept(token) {
-                self.error = Some(e);
+                self.error = Some(message(e));
             }
         }
     }
@@ -49,7 +57,7 @@ impl Sampler for GrammarStage {
 
     fn check(&mut self) -> Result<()> {
         match self.error.take() {
-            Some(e) => Err(e),
+            Some(e) => Err(Error::Grammar(e)),
             None => Ok(()),
         }
     }
