@@ -243,8 +243,6 @@ def test_unknown_and_unsupported_keywords(qwen):
         qwen.sample(no_such_argument=1)
     msgs = [{"role": "user", "content": "hi"}]
     for kw in (
-        {"grammar": 'root ::= "a"'},
-        {"response_format": {"type": "json_object"}},
         {"tools": [{"type": "function", "function": {"name": "f"}}]},
         {"tool_choice": "auto"},
         {"functions": [{"name": "f"}]},
@@ -252,8 +250,6 @@ def test_unknown_and_unsupported_keywords(qwen):
         name = next(iter(kw))
         with pytest.raises(llama.InvalidArgumentError, match=name):
             qwen.create_chat_completion(msgs, max_tokens=1, **kw)
-    with pytest.raises(llama.InvalidArgumentError, match="grammar"):
-        qwen.create_completion("x", max_tokens=1, grammar='root ::= "a"')
     with pytest.raises(llama.InvalidArgumentError, match="suffix"):
         qwen.create_completion("x", max_tokens=1, suffix="y")
     with pytest.raises(llama.InvalidArgumentError, match="mirostat_mode"):

@@ -51,8 +51,8 @@ class LlamaGrammar:
         return cls.from_string(grammar, verbose=verbose)
 
     @classmethod
-    def from_json_schema(cls, json_schema: str | dict, verbose: bool = True) -> LlamaGrammar:
-        """A JSON schema as JSON text (llama-cpp-python's signature) or a dict."""
+    def from_json_schema(cls, json_schema: str | dict | bool, verbose: bool = True) -> LlamaGrammar:
+        """A JSON schema as JSON text (llama-cpp-python's signature), a dict, or `true`/`false`."""
         text = json_schema if isinstance(json_schema, str) else json.dumps(json_schema)
         return cls(_grammar=text, _kind="json_schema", _compiled=_llama.Grammar.from_json_schema(text))
 
