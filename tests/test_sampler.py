@@ -241,15 +241,6 @@ def test_unknown_and_unsupported_keywords(qwen):
         list(qwen.generate([1, 2], no_such_argument=1))
     with pytest.raises(TypeError):
         qwen.sample(no_such_argument=1)
-    msgs = [{"role": "user", "content": "hi"}]
-    for kw in (
-        {"tools": [{"type": "function", "function": {"name": "f"}}]},
-        {"tool_choice": "auto"},
-        {"functions": [{"name": "f"}]},
-    ):
-        name = next(iter(kw))
-        with pytest.raises(llama.InvalidArgumentError, match=name):
-            qwen.create_chat_completion(msgs, max_tokens=1, **kw)
     with pytest.raises(llama.InvalidArgumentError, match="suffix"):
         qwen.create_completion("x", max_tokens=1, suffix="y")
     with pytest.raises(llama.InvalidArgumentError, match="mirostat_mode"):

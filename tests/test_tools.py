@@ -142,7 +142,9 @@ def test_parse_hermes():
         ],
     )
     # Hermes 2 Pro's model card: the call after some text.
-    text = 'Let me check.\n<tool_call>\n{"arguments": {"symbol": "TSLA"}, "name": "get_stock_fundamentals"}\n</tool_call>'
+    text = (
+        'Let me check.\n<tool_call>\n{"arguments": {"symbol": "TSLA"}, "name": "get_stock_fundamentals"}\n</tool_call>'
+    )
     _check_parse(fmt, text, "Let me check.", [("get_stock_fundamentals", {"symbol": "TSLA"})])
     # Plain text, with a "<" that might have started a call.
     _check_parse(fmt, "1 < 2 and <tool is not a call", "1 < 2 and <tool is not a call", [])
@@ -184,7 +186,8 @@ def test_parse_mistral():
     # Mistral's function-calling docs (v3 tokenizer, a space after the control token).
     _check_parse(
         fmt,
-        '[TOOL_CALLS] [{"name": "get_current_weather", "arguments": {"location": "Paris, France", "format": "celsius"}}]',
+        '[TOOL_CALLS] [{"name": "get_current_weather", '
+        '"arguments": {"location": "Paris, France", "format": "celsius"}}]',
         "",
         [("get_current_weather", {"location": "Paris, France", "format": "celsius"})],
     )
@@ -209,7 +212,9 @@ def test_parse_generic():
     p = fmt.parse('{"response": "Hello there"}')
     assert p.content == "Hello there" and p.calls == []
     assert fmt.parse("not json").content == "not json"
-    _check_parse(fmt, '{"tool_calls": [{"name": "add", "arguments": {"a": 5, "b": 6}}]}', "", [("add", {"a": 5, "b": 6})])
+    _check_parse(
+        fmt, '{"tool_calls": [{"name": "add", "arguments": {"a": 5, "b": 6}}]}', "", [("add", {"a": 5, "b": 6})]
+    )
 
 
 # -- the templates: detection, the turns they render parse back ----------------------------------
@@ -444,7 +449,11 @@ def test_round_trip_with_tool_result(qwen):
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
             ],
         },
         {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature": 18, "unit": "celsius", "sky": "sunny"}'},
@@ -522,7 +531,9 @@ def test_generic_format_on_a_template_without_tools():
     prompt = m.apply_chat_template(fmt.prepare(template_messages(msgs), check_tools(TOOLS))[0])
     assert "Respond in JSON format" in prompt and '"name": "search_flights"' in prompt
     for seed in (1, 2):
-        r = m.create_chat_completion(msgs, tools=TOOLS, tool_choice="required", temperature=0.8, seed=seed, max_tokens=128)
+        r = m.create_chat_completion(
+            msgs, tools=TOOLS, tool_choice="required", temperature=0.8, seed=seed, max_tokens=128
+        )
         chat.ChatCompletion.model_validate(r)
         call = r["choices"][0]["message"]["tool_calls"][0]["function"]
         jsonschema.validate(json.loads(call["arguments"]), SCHEMAS[call["name"]])
