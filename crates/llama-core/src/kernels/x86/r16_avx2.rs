@@ -641,6 +641,7 @@ impl K4Scales {
 ///
 /// # Safety
 /// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn gemm_q2_k_8x8<const T: usize, const G4: bool>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
