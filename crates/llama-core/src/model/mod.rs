@@ -13,6 +13,8 @@ mod blocks;
 mod context;
 pub mod hparams;
 mod kv_cache;
+#[allow(dead_code)] // the multi-sequence cache metadata; the forward uses it next (docs/notes/multiseq.md)
+mod kv_cells;
 mod recurrent;
 mod weights;
 
