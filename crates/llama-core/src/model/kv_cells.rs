@@ -424,7 +424,10 @@ mod tests {
         (lo, hi)
     }
 
-    fn run_random(seed: u64, n_cells: usize, n_seq: usize, steps: usize) {
+    /// Runs `steps` random operations; returns how often (a seq_cp failed, a slot was scattered,
+    /// cells were shared) so the test can check every path was taken.
+    fn run_random(seed: u64, n_cells: usize, n_seq: usize, steps: usize) -> [usize; 3] {
+        let mut seen = [0; 3];
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut cells = KvCells::new(n_cells);
         let mut naive = Naive(vec![None; n_cells]);
@@ -457,6 +460,7 @@ mod tests {
                     let has_run = free.windows(toks.len()).any(|w| w[w.len() - 1] - w[0] == toks.len() - 1);
                     let contiguous = slot.windows(2).all(|w| w[1] == w[0] + 1);
                     assert_eq!(contiguous, has_run, "contiguous exactly when a run of free cells exists");
+                    seen[1] += usize::from(!contiguous);
                     cells.place(&slot, &toks).unwrap();
                     for (&c, &(s, p)) in slot.iter().zip(&toks) {
                         naive.0[c] = Some((p, BTreeSet::from([s.id()])));
@@ -485,6 +489,7 @@ mod tests {
                         None => cells.seq_cp(seq(a), seq(b), lo..),
                     };
                     assert_eq!(got.is_ok(), naive.cp(a, b, lo, hi));
+                    seen[0] += usize::from(got.is_err());
                     if got.is_err() {
                         assert_eq!(cells.seqs, before.seqs, "a failed seq_cp changes nothing");
                     }
@@ -504,16 +509,22 @@ mod tests {
                 }
             }
             agree(&cells, &naive, n_seq, &mut rng);
+            seen[2] += usize::from((0..n_cells).any(|c| cells.seqs(c).len() > 1));
         }
+        seen
     }
 
     #[test]
     fn random_operations_match_the_naive_model() {
+        let mut seen = [0; 3];
         for seed in 0..60 {
             for &(n_cells, n_seq) in &[(8, 2), (17, 3), (40, 5), (64, 8)] {
-                run_random(seed, n_cells, n_seq, 150);
+                let s = run_random(seed, n_cells, n_seq, 150);
+                (0..3).for_each(|i| seen[i] += s[i]);
             }
         }
+        eprintln!("failed seq_cp, scattered slots, steps with shared cells: {seen:?}");
+        assert!(seen.iter().all(|&n| n > 20), "every path taken: {seen:?}");
     }
 
     #[test]
