@@ -91,7 +91,8 @@ pub struct KvCells {
     /// [MAX_SEQ] each sequence's cells by position (the invariant makes this a map).
     by_seq: Vec<BTreeMap<u32, usize>>,
     used: usize,
-    /// Where `find_slot` starts looking: after the last placed cell (as llama.cpp's `head`).
+    /// Where `find_slot` starts looking: after the last placed cell, or the first cell freed
+    /// since, if lower (as llama.cpp's `head`).
     head: usize,
 }
 
@@ -144,6 +145,9 @@ impl KvCells {
         if self.seqs[cell].is_empty() {
             self.pos[cell] = 0;
             self.used -= 1;
+            // as llama.cpp's seq_rm: search from the first freed cell, so one sequence that is
+            // truncated and extended refills the same cells (position p stays in cell p)
+            self.head = self.head.min(cell);
         }
     }
 
@@ -525,6 +529,26 @@ mod tests {
         }
         eprintln!("failed seq_cp, scattered slots, steps with shared cells: {seen:?}");
         assert!(seen.iter().all(|&n| n > 20), "every path taken: {seen:?}");
+    }
+
+    #[test]
+    fn one_sequence_keeps_position_p_in_cell_p() {
+        // the single-sequence API (eval after a truncate) must keep today's layout: the forward's
+        // fast path and the bit-identical results rely on it
+        let mut rng = Rng(7);
+        let mut c = KvCells::new(50);
+        let s = seq(0);
+        for _ in 0..500 {
+            let len = c.seq_pos_max(s).map_or(0, |p| p + 1);
+            if rng.below(3) == 0 {
+                c.seq_rm(Some(s), rng.below(len as u64 + 1) as u32..);
+            } else {
+                let n = (rng.below(8) as usize + 1).min(50 - len as usize);
+                let toks: Vec<_> = (len..len + n as u32).map(|p| (s, p)).collect();
+                c.place(&c.find_slot(n).unwrap(), &toks).unwrap();
+            }
+            assert!(c.seq_cells(s).all(|(p, cell)| p as usize == cell));
+        }
     }
 
     #[test]
