@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::dispatch::kernels;
 use super::pool::ThreadPool;
 use super::types::{FromFloatFn, GemmR16Fn, Kernels, R16Plan, TileFn, VecDotFn, TILE, TILE_T};
-use crate::quant::repack::{self, Packed, MAX_T, R};
+use crate::quant::repack::{self, Packed, MAX_T, MAX_WIDE_T, R};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
 
@@ -405,12 +405,12 @@ fn matmul_r16(
     // Several chunks per thread so threads on a shared machine still finish together.
     let chunk = n_groups.div_ceil(nth * 4).max(1);
     let op = SharedMut(out.as_mut_ptr());
-    // tile: [nt][16] results of one kernel call
+    // tile: [nt][16] results of one kernel call (up to MAX_WIDE_T tokens)
     for_each_chunk(
         pool,
         n_groups,
         chunk,
-        || [0.0f32; MAX_T * R],
+        || [0.0f32; MAX_WIDE_T * R],
         // SAFETY: columns [16·g0, 16·g1) of every token row belong to this chunk, claimed by this
         // thread only; t·rows + 16·g1 ≤ n_tokens·rows ≤ out.len().
         |tile, g0, g1| unsafe { r16_run(plan, p, conv.nb, acts, a_stride, 0..n_tokens, g0..g1, op, rows, |t| t, tile) },
@@ -435,7 +435,7 @@ unsafe fn r16_run(
     op: SharedMut<f32>,
     out_row: usize,
     dst: impl Fn(usize) -> usize,
-    tile: &mut [f32; MAX_T * R],
+    tile: &mut [f32; MAX_WIDE_T * R],
 ) {
     let n_batch = plan.n_batch;
     for tb in ts.clone().step_by(R16_TOKEN_TILE) {
@@ -444,9 +444,12 @@ unsafe fn r16_run(
             let mut t = tb;
             while t < te {
                 // a call never straddles the end of the batch-order tokens
-                let (f, end): (GemmR16Fn, usize) =
-                    if t < n_batch { (plan.batch, n_batch.min(te)) } else { (plan.plain, te) };
-                let nt = MAX_T.min(end - t);
+                let (f, end, max_t): (GemmR16Fn, usize, usize) = if t < n_batch {
+                    (plan.batch, n_batch.min(te), plan.batch_max_t.min(MAX_WIDE_T))
+                } else {
+                    (plan.plain, te, MAX_T)
+                };
+                let nt = max_t.min(end - t);
                 f(nb, p.group(g), &acts[t * a_stride..], a_stride, nt, &mut tile[..], R);
                 for (j, res) in tile.chunks_exact(R).take(nt).enumerate() {
                     // SAFETY: see the function's contract.
@@ -567,8 +570,17 @@ pub fn matmul_id<'w>(
         // mul_mat_id runs such an expert through the tiled GEMM), else the plain (gemv) kernel
         let tiled = k.traits(t).and_then(|row| row.r16_batch).filter(|b| b.group == 1 && b.from_float.is_none());
         let plan = |n_rows: usize| {
-            let f = tiled.filter(|b| n_rows >= b.min_tokens).and_then(|b| b.gemm).unwrap_or(plain);
-            R16Plan { batch: f, n_batch: 0, batch_from_float: None, plain: f }
+            match tiled.filter(|b| n_rows >= b.min_tokens && b.gemm.is_some()) {
+                // every row of the group in that order, `max_t` rows per call
+                Some(b) => R16Plan {
+                    batch: b.gemm.unwrap_or(plain),
+                    n_batch: usize::MAX,
+                    batch_max_t: b.max_t,
+                    batch_from_float: None,
+                    plain,
+                },
+                None => R16Plan { batch: plain, n_batch: 0, batch_max_t: MAX_T, batch_from_float: None, plain },
+            }
         };
         let a_stride = conv.stride();
         let acts = scratch.bytes_mut(n_rows * a_stride);
@@ -581,7 +593,7 @@ pub fn matmul_id<'w>(
             pool,
             n_items,
             1,
-            || [0.0f32; MAX_T * R],
+            || [0.0f32; MAX_WIDE_T * R],
             |tile, i0, _| {
                 let (m, g, c) = item(i0);
                 let wg = w(m, g);

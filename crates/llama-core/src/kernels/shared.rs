@@ -2,7 +2,7 @@
 //! (the SIMD entries check them before any raw access), readers of activation blocks at raw
 //! pointers, and llama.cpp's runtime activation-quantizer arithmetic.
 
-use crate::quant::repack::{act_block_bytes, block_bytes, MAX_T, R};
+use crate::quant::repack::{act_block_bytes, block_bytes, MAX_T, MAX_WIDE_T, R};
 use crate::quant::{GgmlType, QK_K};
 
 use super::types::{CacheElem, KT_LANES};
@@ -83,9 +83,25 @@ pub(crate) fn gemm_r16_check(
     out: &[f32],
     out_stride: usize,
 ) {
+    gemm_r16_check_upto(t, MAX_T, nb, w, a, a_stride, nt, out, out_stride)
+}
+
+/// `gemm_r16_check` for a kernel taking up to `max_t` (≤ `MAX_WIDE_T`) tokens per call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_r16_check_upto(
+    t: GgmlType,
+    max_t: usize,
+    nb: usize,
+    w: &[u8],
+    a: &[u8],
+    a_stride: usize,
+    nt: usize,
+    out: &[f32],
+    out_stride: usize,
+) {
     let (hb, qb) = block_bytes(t).expect("R16 type");
     let ab = act_block_bytes(t);
-    assert!((1..=MAX_T).contains(&nt), "R16 gemm: nt {nt} not in 1..={MAX_T}");
+    assert!(max_t <= MAX_WIDE_T && (1..=max_t).contains(&nt), "R16 gemm: nt {nt} not in 1..={max_t}");
     assert!(w.len() >= nb * (hb + qb), "R16 gemm: group has {} bytes, need {}", w.len(), nb * (hb + qb));
     assert!(nt == 1 || a_stride >= nb * ab, "R16 gemm: activation stride {a_stride} < {}", nb * ab);
     assert!(a.len() >= (nt - 1) * a_stride + nb * ab, "R16 gemm: activations too short");

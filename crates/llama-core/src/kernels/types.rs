@@ -4,6 +4,7 @@
 
 use half::f16;
 
+use crate::quant::repack::MAX_T;
 use crate::quant::GgmlType;
 
 /// `(n elements, weight row bytes, activation row bytes) -> dot`.
@@ -177,6 +178,9 @@ pub struct R16Batch {
     pub from_float: Option<FromFloatFn>,
     /// The kernel in this order; `None` = the plain `gemm_r16` serves those tokens too.
     pub gemm: Option<GemmR16Fn>,
+    /// Most tokens `gemm` takes per call: `repack::MAX_T`, or up to `repack::MAX_WIDE_T` for a
+    /// kernel that decodes each weight block once per call (more tokens per decode).
+    pub max_t: usize,
 }
 
 /// Where llama.cpp sums a prompt batch of a type without an R16 layout in another order than single
@@ -371,11 +375,12 @@ impl Kernels {
     pub fn r16_plan(&self, w: GgmlType, n_tokens: usize) -> Option<R16Plan> {
         let row = self.traits(w)?;
         let plain = row.gemm_r16?;
-        let mut plan = R16Plan { batch: plain, n_batch: 0, batch_from_float: None, plain };
+        let mut plan = R16Plan { batch: plain, n_batch: 0, batch_max_t: MAX_T, batch_from_float: None, plain };
         if let Some(b) = row.r16_batch.filter(|b| n_tokens >= b.min_tokens) {
             plan = R16Plan {
                 batch: b.gemm.unwrap_or(plain),
                 n_batch: n_tokens - n_tokens % b.group,
+                batch_max_t: if b.gemm.is_some() { b.max_t } else { MAX_T },
                 batch_from_float: b.from_float,
                 plain,
             };
@@ -390,6 +395,8 @@ pub struct R16Plan {
     /// The kernel for tokens `0..n_batch`.
     pub batch: GemmR16Fn,
     pub n_batch: usize,
+    /// Most tokens per call of `batch` (`R16Batch::max_t`).
+    pub batch_max_t: usize,
     /// Their activation converter, when it is not the table's converter for the activation type.
     pub batch_from_float: Option<FromFloatFn>,
     /// The kernel for tokens `n_batch..`.

@@ -34,6 +34,9 @@ pub const Q8_0S_BLOCK: usize = 72;
 pub const Q8_K_BLOCK: usize = 292;
 /// Most tokens a `kernels::types::GemmR16Fn` call handles.
 pub const MAX_T: usize = 8;
+/// Most tokens a "wide" batch kernel (`kernels::types::R16Batch::max_t` > `MAX_T`) handles per
+/// call: kernels that decode each weight block once per call run it over this many tokens.
+pub const MAX_WIDE_T: usize = 64;
 
 /// Bytes per block of a 16-row group: (header, quants).
 pub fn block_bytes(t: GgmlType) -> Option<(usize, usize)> {

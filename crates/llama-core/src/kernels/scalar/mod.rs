@@ -13,6 +13,7 @@ mod dot;
 mod quantize;
 
 use crate::quant::blocks::{read_blocks, write_blocks, Block};
+use crate::quant::repack::MAX_T;
 use crate::quant::{BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S, BlockIQ3XXS};
 use crate::quant::{BlockIQ4NL, BlockIQ4XS, BlockTQ1_0, BlockTQ2_0};
 use crate::quant::{BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, GgmlType};
@@ -105,12 +106,12 @@ pub const TABLE: Kernels = {
         TypeKernels {
             // llama.cpp's AVX2 build: tiled K-quant GEMM from 8 tokens (its AVX-512 build repacks
             // Q2_K instead, an order not reproduced yet).
-            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),
+            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None, max_t: MAX_T }),
             ..weight::<BlockQ2K>()
         },
         TypeKernels {
             // llama.cpp's tiled K-quant GEMM takes batches of 8 tokens or more.
-            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),
+            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None, max_t: MAX_T }),
             ..weight::<BlockQ3K>()
         },
         TypeKernels {
@@ -121,17 +122,18 @@ pub const TABLE: Kernels = {
                 group: 4,
                 from_float: Some(quantize::from_float_q8_k_4x8),
                 gemm: None,
+                max_t: MAX_T,
             }),
             ..weight::<BlockQ4K>()
         },
         TypeKernels {
             // llama.cpp's tiled K-quant GEMM takes batches of 8 tokens or more.
-            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),
+            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None, max_t: MAX_T }),
             ..weight::<BlockQ5K>()
         },
         TypeKernels {
             // llama.cpp's tiled K-quant GEMM takes batches of 8 tokens or more.
-            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),
+            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None, max_t: MAX_T }),
             ..weight::<BlockQ6K>()
         },
         activation::<BlockQ8K>(),
@@ -147,7 +149,7 @@ pub const TABLE: Kernels = {
         weight::<BlockIQ4NL>(),
         TypeKernels {
             // llama.cpp's tiled GEMM takes IQ4_XS batches of 8 tokens or more, as Q6_K's.
-            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None }),
+            r16_batch: Some(R16Batch { min_tokens: 8, group: 1, from_float: None, gemm: None, max_t: MAX_T }),
             ..weight::<BlockIQ4XS>()
         },
         weight::<BlockTQ1_0>(),

@@ -10,7 +10,8 @@
 //! runs as AVX2), `tile` (AVX-512 4×4 multi-token tiles of Q4_0/Q8_0), `iq_batch` / `mxfp4_batch` /
 //! `tq_batch` (AVX2 multi-token tiles of the types without R16 kernels: each weight block decoded once
 //! for several tokens, bit-identical to their dots), `r16_avx2` / `r16_avx512` (GEMMs over
-//! R16-repacked weights), `attn` (attention), `act` (AVX-512 softmax and SwiGLU).
+//! R16-repacked weights), `r16_tiled` (AVX-512 VNNI batch GEMMs that decode each weight block once
+//! per call of up to 64 tokens), `attn` (attention), `act` (AVX-512 softmax and SwiGLU).
 
 mod act;
 mod attn;
@@ -25,6 +26,7 @@ mod mxfp4_batch;
 mod quantize;
 mod r16_avx2;
 mod r16_avx512;
+mod r16_tiled;
 mod tile;
 mod tq;
 mod tq_batch;
@@ -91,6 +93,22 @@ pub fn avx2_table(base: &Kernels) -> Option<Kernels> {
 
 /// `base` (the AVX2 table) with the AVX-512 kernels, if the CPU has AVX-512 F, BW, VL and VNNI.
 pub fn avx512_table(base: &Kernels) -> Option<Kernels> {
+    let mut k = avx512_table_narrow(base)?;
+    // decode-once batch GEMMs in the same orders (Q3_K, Q5_K, IQ4_XS tiled; Q2_K's 8×8 gemm),
+    // up to `MAX_WIDE_T` tokens per call
+    for (t, f) in r16_tiled::WIDE_BATCH_GEMMS {
+        if let Some(b) = k.traits_mut(t).r16_batch.as_mut() {
+            b.gemm = Some(f);
+            b.max_t = crate::quant::repack::MAX_WIDE_T;
+        }
+    }
+    Some(k)
+}
+
+/// `avx512_table` with the batch kernels that take at most `repack::MAX_T` tokens per call (and
+/// decode each weight block once per pass of 1–4 tokens) in place of `r16_tiled`'s: the same sums,
+/// kept so tests and A/B timings can compare the two.
+pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     let ok = is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512vl")
@@ -138,6 +156,7 @@ pub fn avx512_table(base: &Kernels) -> Option<Kernels> {
         group: 4,
         from_float: Some(crate::kernels::scalar::from_float_q8_k_4x8),
         gemm: Some(r16_avx2::GEMM_Q2_K_8X8_G4),
+        max_t: crate::quant::repack::MAX_T,
     });
     k.attn.kq = attn::attn_kq_avx512;
     k.attn.pv = attn::attn_pv_avx512;
