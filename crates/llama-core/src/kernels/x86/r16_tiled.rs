@@ -444,7 +444,8 @@ unsafe fn gemm_iq4_xs(c: R16Call, nt: usize) {
 
 // ---- Q2_K (llama.cpp's AVX-512 8×8 repack GEMM) -------------------------------------------------
 
-/// Decodes Q2_K R16 block `q`: codes q (0..3), the 16 scales, the 16 minimums as i16 pairs.
+/// Decodes Q2_K R16 block `q`: codes q·scale (0..45: the 4-bit scale folded into the 2-bit
+/// value, so one `vpdpbusd` chain per half needs no `vpmulld`), the 16 minimums as i16 pairs.
 ///
 /// # Safety
 /// AVX-512F/BW; the 1280-byte block at `q` must be readable.
@@ -453,22 +454,26 @@ unsafe fn decode_q2_k(q: *const u8, d: &mut Decoded) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let m3 = _mm512_set1_epi8(3);
-        for s in 0..64 {
-            // element slot s = lane l of group g: bits 2k..2k+2 of slot 4+8c+l (g = 4c + k)
-            let (g, l) = (s / 8, s % 8);
-            let (c, k) = (g / 4, g % 4);
-            d.codes[s] =
-                _mm512_and_si512(_mm512_srl_epi16(slot(q, 4 + 8 * c + l), _mm_cvtsi32_si128(2 * k as i32)), m3);
-        }
         let mut mn = [_mm512_setzero_si512(); 16];
         for j in 0..16 {
             // scale byte j = scale | min << 4, byte j%4 of slot j/4
             let v = slot(q, j / 4);
-            d.sc[j] = field(v, 8 * (j % 4) as u32, 15);
+            let sc = field(v, 8 * (j % 4) as u32, 15);
+            // the scale in both i16 halves of each lane
+            d.sc[j] = _mm512_or_si512(sc, _mm512_slli_epi32(sc, 16));
             mn[j] = field(v, 8 * (j % 4) as u32 + 4, 15);
         }
         for k in 0..8 {
             d.mn[k] = _mm512_or_si512(mn[2 * k], _mm512_slli_epi32(mn[2 * k + 1], 16));
+        }
+        for s in 0..64 {
+            // element slot s = lane l of group g: bits 2k..2k+2 of slot 4+8c+l (g = 4c + k)
+            let (g, l) = (s / 8, s % 8);
+            let (c, k) = (g / 4, g % 4);
+            let v = _mm512_and_si512(_mm512_srl_epi16(slot(q, 4 + 8 * c + l), _mm_cvtsi32_si128(2 * k as i32)), m3);
+            // i16 product of (hi byte << 8 | lo byte) and the scale: both byte products < 256, so
+            // each byte of the result is its own q·scale
+            d.codes[s] = _mm512_mullo_epi16(v, d.sc[s / 4]);
         }
     }
 }
@@ -493,17 +498,12 @@ unsafe fn q2_k_block<const T: usize>(
         let blk: [(f32, *const u8, *const i16); T] =
             std::array::from_fn(|t| q8k_block(c.a.add((t0 + t) * c.as_ + b * Q8_K_BLOCK)));
         for h in 0..2 {
+            // Σ (q·scale)·y over the half: |·| ≤ 128·45·128, exact in i32
             let mut isum = [_mm512_setzero_si512(); T];
-            for j in 8 * h..8 * h + 8 {
-                let mut acc = [_mm512_setzero_si512(); T];
-                for s in 4 * j..4 * j + 4 {
-                    let w = d.codes[s];
-                    for t in 0..T {
-                        acc[t] = _mm512_dpbusd_epi32(acc[t], w, bcast4(blk[t].1.add(4 * s)));
-                    }
-                }
+            for s in 32 * h..32 * h + 32 {
+                let w = d.codes[s];
                 for t in 0..T {
-                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc[t], d.sc[j]));
+                    isum[t] = _mm512_dpbusd_epi32(isum[t], w, bcast4(blk[t].1.add(4 * s)));
                 }
             }
             for t in 0..T {
