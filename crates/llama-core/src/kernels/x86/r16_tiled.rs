@@ -141,12 +141,15 @@ unsafe fn bsum_pair<const WIDE: bool>(bs: *const i16, k: usize) -> __m512i {
     }
 }
 
-/// Runs `$block::<n>($args..., t0, n)` over the `nt` tokens in register blocks of ≤ `TB`.
+/// Runs `$block::<n>($args..., t0)` over the `nt` tokens in register blocks of ≤ `$tb` (≤ `TB`).
 macro_rules! token_blocks {
-    ($block:ident, $nt:expr, ($($arg:expr),*)) => {{
+    ($block:ident, $nt:expr, ($($arg:expr),*)) => {
+        token_blocks!($block, $nt, ($($arg),*), TB)
+    };
+    ($block:ident, $nt:expr, ($($arg:expr),*), $tb:expr) => {{
         let mut t0 = 0;
         while t0 < $nt {
-            let n = ($nt - t0).min(TB);
+            let n = ($nt - t0).min($tb);
             match n {
                 1 => $block::<1>($($arg,)* t0),
                 2 => $block::<2>($($arg,)* t0),
@@ -210,7 +213,7 @@ unsafe fn scaled_sums<const T: usize, const SPAN: usize>(
 // ---- Q3_K ---------------------------------------------------------------------------------------
 
 /// Decodes Q3_K R16 block `q` (layout in `quant::repack::write_block`): codes `q + 4` (0..7) and
-/// scales − 32.
+/// the scales − 32 in i16 pairs (`sc[m]`: sub-blocks 2m, 2m+1).
 ///
 /// # Safety
 /// AVX-512F/BW; the 1728-byte block at `q` must be readable.
@@ -229,12 +232,17 @@ unsafe fn decode_q3_k(q: *const u8, d: &mut Decoded) {
             d.codes[s] = _mm512_mask_add_epi8(lo, hbit, lo, _mm512_set1_epi8(4));
         }
         let (s0, s1, s2) = (slot(q, 0), slot(q, 1), slot(q, 2));
-        for k in 0..16 {
+        let scale = |k: usize| {
             // low nibble: byte k (k < 8) or the high half of byte k − 8; top 2 bits: byte 8 + k%4
             let lo_word = if k % 8 < 4 { s0 } else { s1 };
             let lo = field(lo_word, 8 * (k % 4) as u32 + 4 * (k / 8) as u32, 15);
             let hi = field(s2, 8 * (k % 4) as u32 + 2 * (k / 4) as u32, 3);
-            d.sc[k] = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
+            _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32))
+        };
+        for m in 0..8 {
+            // scales 2m, 2m+1 as one i32 of two i16 (low = 2m), for `vpdpwssd`
+            let lo = _mm512_and_si512(scale(2 * m), _mm512_set1_epi32(0xFFFF));
+            d.sc[m] = _mm512_or_si512(lo, _mm512_slli_epi32(scale(2 * m + 1), 16));
         }
     }
 }
@@ -250,8 +258,25 @@ unsafe fn q3_k_block<const T: usize>(c: &R16Call, d: &Decoded, b: usize, dw: __m
     unsafe {
         let blk: [(f32, *const u8, *const i16); T] =
             std::array::from_fn(|t| q8k_block(c.a.add((t0 + t) * c.as_ + b * Q8_K_BLOCK)));
-        let y = blk.map(|k| k.1);
-        let isum = scaled_sums::<T, 4>(d, &y, |t, j| -4 * *blk[t].2.add(j) as i32);
+        // per pair of sub-blocks (2m, 2m+1) of 16: Σ code·y − 4·bsum = Σ q·y, |·| ≤ 16·4·128 fits
+        // i16, so both go into one lane's i16 halves and meet their scales in one `vpdpwssd`
+        let mut isum = [_mm512_setzero_si512(); T];
+        for m in 0..8 {
+            let mut acc: [[__m512i; T]; 2] = std::array::from_fn(|h| {
+                std::array::from_fn(|t| _mm512_set1_epi32(-4 * *blk[t].2.add(2 * m + h) as i32))
+            });
+            for s in 8 * m..8 * m + 8 {
+                let w = d.codes[s];
+                let h = (s - 8 * m) / 4;
+                for t in 0..T {
+                    acc[h][t] = _mm512_dpbusd_epi32(acc[h][t], w, bcast4(blk[t].1.add(4 * s)));
+                }
+            }
+            for t in 0..T {
+                let pair = _mm512_mask_blend_epi16(0xAAAA_AAAA, acc[0][t], _mm512_slli_epi32(acc[1][t], 16));
+                isum[t] = _mm512_dpwssd_epi32(isum[t], pair, d.sc[m]);
+            }
+        }
         for t in 0..T {
             let o = c.out.add((t0 + t) * c.os);
             let x = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), dw);
@@ -276,7 +301,8 @@ unsafe fn gemm_q3_k(c: R16Call, nt: usize) {
         for b in 0..c.nb {
             decode_q3_k(quants.add(b * R * 108), &mut d);
             let dw = scales16(heads.add(b * R * 2));
-            token_blocks!(q3_k_block, nt, (&c, &d, b, dw));
+            // 4 tokens × 2 sub-blocks = 8 `vpdpbusd` chains, and their 8 + 4 sums stay in registers
+            token_blocks!(q3_k_block, nt, (&c, &d, b, dw), 4);
         }
     }
 }
