@@ -20,6 +20,8 @@ use llama_core::quant::repack::{self, MAX_T, MAX_WIDE_T};
 use llama_core::quant::GgmlType::{self, *};
 
 type Ref = fn(usize, &[u8], &[u8]) -> f32;
+/// (type, reference of the batch order, reference of the plain kernel).
+type Wide = (GgmlType, Ref, Ref);
 
 /// xorshift64*: deterministic test data without a dependency.
 struct Rng(u64);
@@ -86,16 +88,29 @@ fn same(a: f32, b: f32) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
-/// The AVX-512 table (with the wide kernels) and the same table with the narrow ones, if this CPU
-/// has AVX-512 VNNI.
-fn tables() -> Option<(Kernels, Kernels)> {
-    let wide = Kernels::for_isa(Isa::Avx512)?;
-    let narrow = x86::avx512_table_narrow(&Kernels::for_isa(Isa::Avx2)?)?;
-    Some((wide, narrow))
+/// The x86 tables this CPU runs (with the wide kernels), each with the same table with the narrow
+/// ones, and the types it has wide kernels for (AVX-512: all of `WIDE`, AVX2: Q3_K, Q5_K).
+fn tables() -> Vec<(Kernels, Kernels, Vec<Wide>)> {
+    let mut v = Vec::new();
+    let Some(avx2) = Kernels::for_isa(Isa::Avx2) else {
+        return v;
+    };
+    let avx2_narrow = x86::avx2_table_narrow(&Kernels::SCALAR).unwrap();
+    v.push((avx2, avx2_narrow, WIDE.iter().copied().filter(|w| matches!(w.0, Q3_K | Q5_K)).collect()));
+    if let (Some(k), Some(n)) = (Kernels::for_isa(Isa::Avx512), x86::avx512_table_narrow(&avx2)) {
+        v.push((k, n, WIDE.to_vec()));
+    }
+    for (k, n, types) in &v {
+        for (t, _, _) in types {
+            assert_eq!(k.traits(*t).unwrap().r16_batch.unwrap().max_t, MAX_WIDE_T, "{:?} {t}: wide", k.isa);
+            assert_eq!(n.traits(*t).unwrap().r16_batch.unwrap().max_t, MAX_T, "{:?} {t}: narrow", n.isa);
+        }
+    }
+    v
 }
 
 /// (type, reference of the batch order, reference of the plain kernel) of the wide kernels.
-const WIDE: [(GgmlType, Ref, Ref); 4] = [
+const WIDE: [Wide; 4] = [
     (Q3_K, g::q3_k_tiled, g::q3_k_lanes),
     (Q5_K, g::q5_k_tiled, g::q5_k_lanes),
     (IQ4_XS, g::iq4_xs_tiled, g::iq4_xs_lanes),
@@ -104,46 +119,47 @@ const WIDE: [(GgmlType, Ref, Ref); 4] = [
 
 #[test]
 fn wide_gemms_match_references() {
-    let Some((k, _)) = tables() else {
-        eprintln!("SKIP: no AVX-512 VNNI");
-        return;
-    };
     let mut rng = Rng(0x5eed_1234);
     let mut checked = 0;
-    for (t, want, _) in WIDE {
-        let b = k.traits(t).unwrap().r16_batch.unwrap();
-        assert_eq!(b.max_t, MAX_WIDE_T, "{t}: wide kernel in the AVX-512 table");
-        let (gemm, from_float): (_, FromFloatFn) =
-            (b.gemm.unwrap(), b.from_float.unwrap_or(k.from_float(GgmlType::Q8_K).unwrap()));
-        for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
-            for (cols, pad) in [(256usize, 0usize), (768, 4), (17 * 256, 0)] {
-                let nb = cols / 256;
-                let w = weights(&mut rng, t, 16 * cols, mode);
-                let p = repack::pack(t, &w, 16, cols).unwrap();
-                let w_row = t.row_size(cols as u64).unwrap() as usize;
-                let prow = nb * repack::Q8_K_BLOCK;
-                let a_stride = prow + pad;
-                for nt in [1usize, 3, 8, 9, 13, 31, 64] {
-                    if cols > 1024 && mode != Mode::Random && nt != 64 {
-                        continue;
-                    }
-                    let x = activations(&mut rng, nt * cols, mode);
-                    let mut acts = vec![0u8; nt * a_stride];
-                    for tk in 0..nt {
-                        from_float(&x[tk * cols..(tk + 1) * cols], &mut acts[tk * a_stride..tk * a_stride + prow]);
-                    }
-                    let os = 16 + pad;
-                    let mut got = vec![f32::NAN; nt * os];
-                    gemm(nb, p.group(0), &acts, a_stride, nt, &mut got, os);
-                    for tk in 0..nt {
-                        let a = &acts[tk * a_stride..tk * a_stride + prow];
-                        for r in 0..16 {
-                            let e = want(cols, &w[r * w_row..(r + 1) * w_row], a);
-                            let v = got[tk * os + r];
-                            assert!(same(v, e), "{t} {mode:?} cols={cols} nt={nt} t={tk} row={r}: {v} vs {e}");
+    for (k, _, types) in tables() {
+        for (t, want, _) in types {
+            let b = k.traits(t).unwrap().r16_batch.unwrap();
+            let (gemm, from_float): (_, FromFloatFn) =
+                (b.gemm.unwrap(), b.from_float.unwrap_or(k.from_float(GgmlType::Q8_K).unwrap()));
+            for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                for (cols, pad) in [(256usize, 0usize), (768, 4), (17 * 256, 0)] {
+                    let nb = cols / 256;
+                    let w = weights(&mut rng, t, 16 * cols, mode);
+                    let p = repack::pack(t, &w, 16, cols).unwrap();
+                    let w_row = t.row_size(cols as u64).unwrap() as usize;
+                    let prow = nb * repack::Q8_K_BLOCK;
+                    let a_stride = prow + pad;
+                    for nt in [1usize, 3, 8, 9, 13, 31, 64] {
+                        if cols > 1024 && mode != Mode::Random && nt != 64 {
+                            continue;
                         }
+                        let x = activations(&mut rng, nt * cols, mode);
+                        let mut acts = vec![0u8; nt * a_stride];
+                        for tk in 0..nt {
+                            from_float(&x[tk * cols..(tk + 1) * cols], &mut acts[tk * a_stride..tk * a_stride + prow]);
+                        }
+                        let os = 16 + pad;
+                        let mut got = vec![f32::NAN; nt * os];
+                        gemm(nb, p.group(0), &acts, a_stride, nt, &mut got, os);
+                        for tk in 0..nt {
+                            let a = &acts[tk * a_stride..tk * a_stride + prow];
+                            for r in 0..16 {
+                                let e = want(cols, &w[r * w_row..(r + 1) * w_row], a);
+                                let v = got[tk * os + r];
+                                assert!(
+                                    same(v, e),
+                                    "{:?} {t} {mode:?} cols={cols} nt={nt} t={tk} row={r}: {v} vs {e}",
+                                    k.isa
+                                );
+                            }
+                        }
+                        checked += 1;
                     }
-                    checked += 1;
                 }
             }
         }
@@ -153,82 +169,81 @@ fn wide_gemms_match_references() {
 
 #[test]
 fn matmul_wide_matches_references_and_narrow() {
-    let Some((k, narrow)) = tables() else {
-        eprintln!("SKIP: no AVX-512 VNNI");
-        return;
-    };
     let mut rng = Rng(99);
     let pools: Vec<ThreadPool> = [1, 2].into_iter().map(ThreadPool::new).collect();
     let mut scratch = MatmulScratch::new();
-    let q8k = k.from_float(GgmlType::Q8_K).unwrap();
-    for (t, batch_ref, plain_ref) in WIDE {
-        let b = k.traits(t).unwrap().r16_batch.unwrap();
-        let (rows, cols) = (48usize, 3 * 256);
-        let w = weights(&mut rng, t, rows * cols, Mode::Random);
-        let p = repack::pack(t, &w, rows, cols).unwrap();
-        let q = QTensor { packed: Some(&p), ..QTensor::new(t, &w, rows, cols) };
-        let w_row = t.row_size(cols as u64).unwrap() as usize;
-        let a_row = GgmlType::Q8_K.row_size(cols as u64).unwrap() as usize;
-        for n in [8usize, 11, 70, 130] {
-            let x = activations(&mut rng, n * cols, Mode::Random);
-            // the plan: tokens below n_batch in the batch order with its converter
-            let n_batch = if n >= b.min_tokens { n - n % b.group } else { 0 };
-            let mut want = vec![0f32; n * rows];
-            let mut a = vec![0u8; a_row];
-            for tk in 0..n {
-                let (conv, r): (FromFloatFn, Ref) =
-                    if tk < n_batch { (b.from_float.unwrap_or(q8k), batch_ref) } else { (q8k, plain_ref) };
-                conv(&x[tk * cols..(tk + 1) * cols], &mut a);
-                for row in 0..rows {
-                    want[tk * rows + row] = r(cols, &w[row * w_row..(row + 1) * w_row], &a);
+    for (k, narrow, types) in tables() {
+        let q8k = k.from_float(GgmlType::Q8_K).unwrap();
+        for (t, batch_ref, plain_ref) in types {
+            let b = k.traits(t).unwrap().r16_batch.unwrap();
+            let (rows, cols) = (48usize, 3 * 256);
+            let w = weights(&mut rng, t, rows * cols, Mode::Random);
+            let p = repack::pack(t, &w, rows, cols).unwrap();
+            let q = QTensor { packed: Some(&p), ..QTensor::new(t, &w, rows, cols) };
+            let w_row = t.row_size(cols as u64).unwrap() as usize;
+            let a_row = GgmlType::Q8_K.row_size(cols as u64).unwrap() as usize;
+            for n in [8usize, 11, 70, 130] {
+                let x = activations(&mut rng, n * cols, Mode::Random);
+                // the plan: tokens below n_batch in the batch order with its converter
+                let n_batch = if n >= b.min_tokens { n - n % b.group } else { 0 };
+                let mut want = vec![0f32; n * rows];
+                let mut a = vec![0u8; a_row];
+                for tk in 0..n {
+                    let (conv, r): (FromFloatFn, Ref) =
+                        if tk < n_batch { (b.from_float.unwrap_or(q8k), batch_ref) } else { (q8k, plain_ref) };
+                    conv(&x[tk * cols..(tk + 1) * cols], &mut a);
+                    for row in 0..rows {
+                        want[tk * rows + row] = r(cols, &w[row * w_row..(row + 1) * w_row], &a);
+                    }
                 }
-            }
-            for pool in &pools {
-                for table in [&k, &narrow] {
-                    let mut got = vec![f32::NAN; n * rows];
-                    matmul_with(table, pool, &q, &x, n, &mut got, &mut scratch).unwrap();
-                    for (i, (v, e)) in got.iter().zip(&want).enumerate() {
-                        assert!(
-                            same(*v, *e),
-                            "{t} {} n={n} th={} [{i}]: {v} vs {e}",
-                            if std::ptr::eq(table, &k) { "wide" } else { "narrow" },
-                            pool.n_threads()
-                        );
+                for pool in &pools {
+                    for table in [&k, &narrow] {
+                        let mut got = vec![f32::NAN; n * rows];
+                        matmul_with(table, pool, &q, &x, n, &mut got, &mut scratch).unwrap();
+                        for (i, (v, e)) in got.iter().zip(&want).enumerate() {
+                            assert!(
+                                same(*v, *e),
+                                "{:?} {t} {} n={n} th={} [{i}]: {v} vs {e}",
+                                k.isa,
+                                if std::ptr::eq(table, &k) { "wide" } else { "narrow" },
+                                pool.n_threads()
+                            );
+                        }
                     }
                 }
             }
-        }
-        // matmul_id: one expert with 70 rows routed (reversed), another with 3; the tiled order
-        // (group 1, no own converter) takes a group of ≥ min_tokens rows, the plain kernel the rest
-        if b.group != 1 || b.from_float.is_some() {
-            continue;
-        }
-        let n_src = 73;
-        let x = activations(&mut rng, n_src * cols, Mode::Random);
-        let w2 = weights(&mut rng, t, rows * cols, Mode::Random);
-        let p2 = repack::pack(t, &w2, rows, cols).unwrap();
-        let src: Vec<u32> = (0..n_src as u32).rev().collect();
-        let dst: Vec<u32> = (0..n_src as u32).collect();
-        let first = [0usize, 70, n_src];
-        let routes = IdRoutes { first: &first, src: &src, dst: &dst };
-        let wg = |_m: usize, gi: usize| {
-            let (wd, pk) = if gi == 0 { (&w[..], &p) } else { (&w2[..], &p2) };
-            QTensor { packed: Some(pk), ..QTensor::new(t, wd, rows, cols) }
-        };
-        let mut want = vec![0f32; n_src * rows];
-        let mut a = vec![0u8; a_row];
-        for i in 0..n_src {
-            let (wd, r): (&[u8], Ref) = if i < 70 { (&w, batch_ref) } else { (&w2, plain_ref) };
-            let s = src[i] as usize;
-            q8k(&x[s * cols..(s + 1) * cols], &mut a);
-            for row in 0..rows {
-                want[dst[i] as usize * rows + row] = r(cols, &wd[row * w_row..(row + 1) * w_row], &a);
+            // matmul_id: one expert with 70 rows routed (reversed), another with 3; the tiled order
+            // (group 1, no own converter) takes a group of ≥ min_tokens rows, the plain kernel the rest
+            if b.group != 1 || b.from_float.is_some() {
+                continue;
             }
-        }
-        let mut got = vec![f32::NAN; n_src * rows];
-        matmul_id(&k, &pools[1], 1, wg, routes, &x, &mut [&mut got[..]], &mut scratch).unwrap();
-        for (i, (v, e)) in got.iter().zip(&want).enumerate() {
-            assert!(same(*v, *e), "{t} matmul_id [{i}]: {v} vs {e}");
+            let n_src = 73;
+            let x = activations(&mut rng, n_src * cols, Mode::Random);
+            let w2 = weights(&mut rng, t, rows * cols, Mode::Random);
+            let p2 = repack::pack(t, &w2, rows, cols).unwrap();
+            let src: Vec<u32> = (0..n_src as u32).rev().collect();
+            let dst: Vec<u32> = (0..n_src as u32).collect();
+            let first = [0usize, 70, n_src];
+            let routes = IdRoutes { first: &first, src: &src, dst: &dst };
+            let wg = |_m: usize, gi: usize| {
+                let (wd, pk) = if gi == 0 { (&w[..], &p) } else { (&w2[..], &p2) };
+                QTensor { packed: Some(pk), ..QTensor::new(t, wd, rows, cols) }
+            };
+            let mut want = vec![0f32; n_src * rows];
+            let mut a = vec![0u8; a_row];
+            for i in 0..n_src {
+                let (wd, r): (&[u8], Ref) = if i < 70 { (&w, batch_ref) } else { (&w2, plain_ref) };
+                let s = src[i] as usize;
+                q8k(&x[s * cols..(s + 1) * cols], &mut a);
+                for row in 0..rows {
+                    want[dst[i] as usize * rows + row] = r(cols, &wd[row * w_row..(row + 1) * w_row], &a);
+                }
+            }
+            let mut got = vec![f32::NAN; n_src * rows];
+            matmul_id(&k, &pools[1], 1, wg, routes, &x, &mut [&mut got[..]], &mut scratch).unwrap();
+            for (i, (v, e)) in got.iter().zip(&want).enumerate() {
+                assert!(same(*v, *e), "{:?} {t} matmul_id [{i}]: {v} vs {e}", k.isa);
+            }
         }
     }
 }
@@ -253,41 +268,40 @@ fn cpu_time() -> f64 {
 #[test]
 #[ignore]
 fn wide_vs_narrow_timing() {
-    let Some((k, narrow)) = tables() else {
-        eprintln!("SKIP: no AVX-512 VNNI");
-        return;
-    };
     let mut rng = Rng(7);
     let pool = ThreadPool::new(1);
     let mut scratch = MatmulScratch::new();
     let (rows, cols, n) = (2048usize, 2048usize, 512usize);
     let x = activations(&mut rng, n * cols, Mode::Random);
-    for (t, _, _) in WIDE {
-        let w = weights(&mut rng, t, rows * cols, Mode::Random);
-        let p = repack::pack(t, &w, rows, cols).unwrap();
-        let q = QTensor { packed: Some(&p), ..QTensor::new(t, &w, rows, cols) };
-        let mut out = vec![0f32; n * rows];
-        // the best of 5 runs in this thread's CPU time (the pool of 1 runs on the caller), so
-        // time other processes take the CPU is not counted
-        let mut time = |table: &Kernels| {
-            matmul_with(table, &pool, &q, &x, n, &mut out, &mut scratch).unwrap();
-            (0..5)
-                .map(|_| {
-                    let t0 = cpu_time();
-                    matmul_with(table, &pool, &q, &x, n, &mut out, &mut scratch).unwrap();
-                    cpu_time() - t0
-                })
-                .fold(f64::INFINITY, f64::min)
-        };
-        let (tn, tw) = (time(&narrow), time(&k));
-        let gflop = 2.0 * (rows * cols * n) as f64 / 1e9;
-        eprintln!(
-            "{t}: narrow {:.1} ms ({:.0} GOP/s), wide {:.1} ms ({:.0} GOP/s): {:.2}x (max_t {MAX_T} vs {MAX_WIDE_T})",
+    for (k, narrow, types) in tables() {
+        for (t, _, _) in types {
+            let w = weights(&mut rng, t, rows * cols, Mode::Random);
+            let p = repack::pack(t, &w, rows, cols).unwrap();
+            let q = QTensor { packed: Some(&p), ..QTensor::new(t, &w, rows, cols) };
+            let mut out = vec![0f32; n * rows];
+            // the best of 5 runs in this thread's CPU time (the pool of 1 runs on the caller), so
+            // time other processes take the CPU is not counted
+            let mut time = |table: &Kernels| {
+                matmul_with(table, &pool, &q, &x, n, &mut out, &mut scratch).unwrap();
+                (0..5)
+                    .map(|_| {
+                        let t0 = cpu_time();
+                        matmul_with(table, &pool, &q, &x, n, &mut out, &mut scratch).unwrap();
+                        cpu_time() - t0
+                    })
+                    .fold(f64::INFINITY, f64::min)
+            };
+            let (tn, tw) = (time(&narrow), time(&k));
+            let gflop = 2.0 * (rows * cols * n) as f64 / 1e9;
+            eprintln!(
+            "{:?} {t}: narrow {:.1} ms ({:.0} GOP/s), wide {:.1} ms ({:.0} GOP/s): {:.2}x (max_t {MAX_T} vs {MAX_WIDE_T})",
+            k.isa,
             tn * 1e3,
             gflop / tn,
             tw * 1e3,
             gflop / tw,
             tn / tw
         );
+        }
     }
 }

@@ -36,6 +36,21 @@ use crate::quant::GgmlType::*;
 
 /// `base` (the scalar table) with the AVX2 kernels, if the CPU has AVX2, FMA and F16C.
 pub fn avx2_table(base: &Kernels) -> Option<Kernels> {
+    let mut k = avx2_table_narrow(base)?;
+    // decode-once batch GEMMs in the same orders (Q3_K, Q5_K tiled), up to `MAX_WIDE_T` tokens
+    // per call
+    for (t, f) in r16_tiled::WIDE_BATCH_GEMMS_AVX2 {
+        if let Some(b) = k.traits_mut(t).r16_batch.as_mut() {
+            b.gemm = Some(f);
+            b.max_t = crate::quant::repack::MAX_WIDE_T;
+        }
+    }
+    Some(k)
+}
+
+/// `avx2_table` with the batch kernels that take at most `repack::MAX_T` tokens per call in place
+/// of `r16_tiled`'s: the same sums, kept so tests and A/B timings can compare the two.
+pub fn avx2_table_narrow(base: &Kernels) -> Option<Kernels> {
     if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")) {
         return None;
     }
@@ -141,9 +156,11 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
         k.traits_mut(t).gemm_r16 = Some(f);
     }
     // llama.cpp's batch orders (the rules are the scalar table's, see `types::R16Batch`)
-    for (t, f) in r16_avx512::BATCH_GEMMS {
+    // (the AVX2 table's narrow batch kernels back where `base` has wide ones)
+    for (t, f) in r16_avx2::BATCH_GEMMS.into_iter().chain(r16_avx512::BATCH_GEMMS) {
         if let Some(b) = k.traits_mut(t).r16_batch.as_mut() {
             b.gemm = Some(f);
+            b.max_t = crate::quant::repack::MAX_T;
         }
     }
     // llama.cpp's AVX-512 build repacks Q2_K (8×8 interleaved rows, its AVX2 build does not): its

@@ -581,3 +581,309 @@ unsafe fn gemm_q2_k_g4(c: R16Call, nt: usize) {
         }
     }
 }
+
+// ---- AVX2 (maddubs) versions: Q3_K and Q5_K in the tiled order ---------------------------------
+//
+// The same decode-once scheme for the AVX2 table (llama.cpp's AVX2 build runs the same tiled
+// order): each 8-row half of a super-block decoded once per call into 64 ymm of codes, then
+// `vpmaddubsw` (codes ≤ 31, so the i16 pairs never saturate) and `vpmaddwd` by the scales.
+
+wide_entry!(gemm_q3_k_avx2_entry, gemm_q3_k_avx2, GgmlType::Q3_K);
+wide_entry!(gemm_q5_k_avx2_entry, gemm_q5_k_avx2, GgmlType::Q5_K);
+
+/// The AVX2 table's wide batch kernels (`types::R16Batch::gemm` with `max_t = MAX_WIDE_T`).
+pub(super) const WIDE_BATCH_GEMMS_AVX2: [(GgmlType, GemmR16Fn); 2] =
+    [(GgmlType::Q3_K, gemm_q3_k_avx2_entry), (GgmlType::Q5_K, gemm_q5_k_avx2_entry)];
+
+/// One 8-row half of a super-block decoded: `codes[s]` elements 4s..4s+4 of the 8 rows; `sc[j]`
+/// sub-block j's scale in both i16 halves of each row's lane; `mn[k]` (Q5_K) the minimums of
+/// sub-blocks 2k, 2k+1 as i16 pairs; `sp[m]` (Q3_K) scales 2m, 2m+1 as i16 pairs.
+#[repr(C, align(32))]
+struct Decoded8 {
+    codes: [__m256i; 64],
+    sc: [__m256i; 16],
+    mn: [__m256i; 8],
+}
+
+impl Decoded8 {
+    fn new() -> Self {
+        // SAFETY: all-zero bits are valid __m256i values.
+        unsafe { std::mem::zeroed() }
+    }
+}
+
+/// The half-h ymm of 64-byte slot `i` at `q`.
+#[inline(always)]
+///
+/// # Safety
+/// AVX; `q + 64i + 32h .. + 32` must be readable.
+unsafe fn slot8(q: *const u8, i: usize, h: usize) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe { _mm256_loadu_si256(q.add(64 * i + 32 * h) as *const __m256i) }
+}
+
+/// `(v >> sh) & mask` per i32 lane.
+#[inline(always)]
+///
+/// # Safety
+/// AVX2 (register-only).
+unsafe fn field8(v: __m256i, sh: u32, mask: i32) -> __m256i {
+    // SAFETY: register-only intrinsics of the caller's target features.
+    unsafe { _mm256_and_si256(_mm256_srl_epi32(v, _mm_cvtsi32_si128(sh as i32)), _mm256_set1_epi32(mask)) }
+}
+
+/// A small i32 per lane (|v| < 2^15) in both i16 halves of the lane.
+#[inline(always)]
+///
+/// # Safety
+/// AVX2 (register-only).
+unsafe fn dup16_8(v: __m256i) -> __m256i {
+    // SAFETY: register-only intrinsics of the caller's target features.
+    unsafe { _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(v, 16)) }
+}
+
+/// Two small i32 per lane (|v| < 2^15) as one lane of two i16 (low = `lo`).
+#[inline(always)]
+///
+/// # Safety
+/// AVX2 (register-only).
+unsafe fn pair16_8(lo: __m256i, hi: __m256i) -> __m256i {
+    // SAFETY: register-only intrinsics of the caller's target features.
+    unsafe { _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(hi, 16)) }
+}
+
+/// 8 f16 row scales of half h at `p` (a row of 16 f16), widened.
+#[inline(always)]
+///
+/// # Safety
+/// AVX, F16C; `p + 16h .. + 16` must be readable.
+unsafe fn scales8(p: *const u8, h: usize) -> __m256 {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.add(16 * h) as *const __m128i)) }
+}
+
+/// The 4 activation bytes at `p`, broadcast.
+#[inline(always)]
+///
+/// # Safety
+/// AVX; `p..p+4` must be readable.
+unsafe fn bcast4_8(p: *const u8) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe { _mm256_set1_epi32((p as *const i32).read_unaligned()) }
+}
+
+/// Bsum pair (2k, 2k+1) (or, `WIDE`, the 32-element pair (4k, 4k+1)+(4k+2, 4k+3)) as two i16.
+#[inline(always)]
+///
+/// # Safety
+/// `bs` points to 16 readable i16.
+unsafe fn bsum_pair8<const WIDE: bool>(bs: *const i16, k: usize) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (lo, hi) = if WIDE {
+            (*bs.add(4 * k) as i32 + *bs.add(4 * k + 1) as i32, *bs.add(4 * k + 2) as i32 + *bs.add(4 * k + 3) as i32)
+        } else {
+            (*bs.add(2 * k) as i32, *bs.add(2 * k + 1) as i32)
+        };
+        _mm256_set1_epi32((lo & 0xFFFF) | (hi << 16))
+    }
+}
+
+/// Decodes half h of Q3_K R16 block `q`: codes q + 4 (0..7), the scales − 32 (`sc`, dup16) and
+/// their pairs (`mn[m]`: scales 2m, 2m+1, for the −4·bsum term).
+///
+/// # Safety
+/// AVX2; the 1728-byte block at `q` must be readable.
+#[inline(always)]
+unsafe fn decode_q3_k_avx2(q: *const u8, h: usize, d: &mut Decoded8) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (m3, four) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
+        for s in 0..64 {
+            let (g, l) = (s / 8, s % 8);
+            let (c, k) = (g / 4, g % 4);
+            let lo =
+                _mm256_and_si256(_mm256_srl_epi16(slot8(q, 11 + 8 * c + l, h), _mm_cvtsi32_si128(2 * k as i32)), m3);
+            let bit = _mm256_set1_epi8((1u8 << g) as i8);
+            let set = _mm256_cmpeq_epi8(_mm256_and_si256(slot8(q, 3 + l, h), bit), bit);
+            d.codes[s] = _mm256_or_si256(lo, _mm256_and_si256(set, four));
+        }
+        let (s0, s1, s2) = (slot8(q, 0, h), slot8(q, 1, h), slot8(q, 2, h));
+        let mut sc = [_mm256_setzero_si256(); 16];
+        for (k, sk) in sc.iter_mut().enumerate() {
+            let lo_word = if k % 8 < 4 { s0 } else { s1 };
+            let lo = field8(lo_word, 8 * (k % 4) as u32 + 4 * (k / 8) as u32, 15);
+            let hi = field8(s2, 8 * (k % 4) as u32 + 2 * (k / 4) as u32, 3);
+            *sk = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+            d.sc[k] = dup16_8(*sk);
+        }
+        for m in 0..8 {
+            d.mn[m] = pair16_8(sc[2 * m], sc[2 * m + 1]);
+        }
+    }
+}
+
+/// Tokens `t0..t0+T` against decoded half `h` of super-block `b`: the tiled order's update.
+///
+/// # Safety
+/// AVX2/FMA; `c` as `gemm_q3_k_avx2`'s, t0 + T ≤ its nt.
+#[inline(always)]
+unsafe fn q3_k_avx2_block<const T: usize>(c: &R16Call, d: &Decoded8, b: usize, hd: (usize, __m256), t0: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (h, dw) = hd;
+        let blk: [(f32, *const u8, *const i16); T] =
+            std::array::from_fn(|t| q8k_block(c.a.add((t0 + t) * c.as_ + b * Q8_K_BLOCK)));
+        // −4·Σ_j sc_j·bsum_j, then Σ_j sc_j·Σ code·y: = Σ sc·q·y exactly
+        let mut isum: [__m256i; T] = std::array::from_fn(|t| {
+            let mut o = _mm256_setzero_si256();
+            for m in 0..8 {
+                o = _mm256_add_epi32(o, _mm256_madd_epi16(d.mn[m], bsum_pair8::<false>(blk[t].2, m)));
+            }
+            _mm256_mullo_epi32(o, _mm256_set1_epi32(-4))
+        });
+        for j in 0..16 {
+            // four slots' i16 pairs: |Σ| ≤ 4·2·7·127 fits i16
+            let mut p = [_mm256_setzero_si256(); T];
+            for s in 4 * j..4 * j + 4 {
+                let w = d.codes[s];
+                for t in 0..T {
+                    p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(w, bcast4_8(blk[t].1.add(4 * s))));
+                }
+            }
+            for t in 0..T {
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p[t], d.sc[j]));
+            }
+        }
+        for t in 0..T {
+            let o = c.out.add((t0 + t) * c.os + 8 * h);
+            let x = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[t]), dw);
+            _mm256_storeu_ps(o, _mm256_fmadd_ps(x, _mm256_set1_ps(blk[t].0), _mm256_loadu_ps(o)));
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q3_K in llama.cpp's tiled GEMM order (`kernels::ggml_x86::q3_k_tiled`), AVX2.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `nt` tokens.
+unsafe fn gemm_q3_k_avx2(c: R16Call, nt: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (heads, quants) = (c.w, c.w.add(c.nb * R * 2));
+        let mut d = Decoded8::new();
+        for t in 0..nt {
+            std::ptr::write_bytes(c.out.add(t * c.os), 0, R);
+        }
+        for b in 0..c.nb {
+            for h in 0..2 {
+                decode_q3_k_avx2(quants.add(b * R * 108), h, &mut d);
+                let dw = scales8(heads.add(b * R * 2), h);
+                token_blocks!(q3_k_avx2_block, nt, (&c, &d, b, (h, dw)), 4);
+            }
+        }
+    }
+}
+
+/// Decodes half h of Q5_K R16 block `q`: codes q (0..31), the 8 scales (dup16), the 8 minimums
+/// as i16 pairs.
+///
+/// # Safety
+/// AVX2; the 2752-byte block at `q` must be readable.
+#[inline(always)]
+unsafe fn decode_q5_k_avx2(q: *const u8, h: usize, d: &mut Decoded8) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (m4, x10) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x10));
+        for s in 0..64 {
+            let (j, l) = (s / 8, s % 8);
+            let nib = slot8(q, 3 + 4 * j + l / 2, h);
+            let nib = if l % 2 == 0 { nib } else { _mm256_srli_epi16(nib, 4) };
+            let bit = _mm256_set1_epi8((1u8 << j) as i8);
+            let set = _mm256_cmpeq_epi8(_mm256_and_si256(slot8(q, 35 + l, h), bit), bit);
+            d.codes[s] = _mm256_or_si256(_mm256_and_si256(nib, m4), _mm256_and_si256(set, x10));
+        }
+        let (s0, s1, s2) = (slot8(q, 0, h), slot8(q, 1, h), slot8(q, 2, h));
+        let mut mn = [_mm256_setzero_si256(); 8];
+        for j in 0..8 {
+            let sc = if j < 4 {
+                mn[j] = field8(s1, 8 * j as u32, 63);
+                field8(s0, 8 * j as u32, 63)
+            } else {
+                let i = 8 * (j as u32 - 4);
+                mn[j] = _mm256_or_si256(field8(s2, i + 4, 15), field8(s1, i + 2, 0x30));
+                _mm256_or_si256(field8(s2, i, 15), field8(s0, i + 2, 0x30))
+            };
+            d.sc[j] = dup16_8(sc);
+        }
+        for k in 0..4 {
+            d.mn[k] = pair16_8(mn[2 * k], mn[2 * k + 1]);
+        }
+    }
+}
+
+/// Tokens `t0..t0+T` against decoded half `h` of super-block `b`: the tiled order's update.
+///
+/// # Safety
+/// AVX2/FMA; `c` as `gemm_q5_k_avx2`'s, t0 + T ≤ its nt.
+#[inline(always)]
+unsafe fn q5_k_avx2_block<const T: usize>(c: &R16Call, d: &Decoded8, b: usize, hd: (usize, __m256, __m256), t0: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let (h, dw, dmin) = hd;
+        let blk: [(f32, *const u8, *const i16); T] =
+            std::array::from_fn(|t| q8k_block(c.a.add((t0 + t) * c.as_ + b * Q8_K_BLOCK)));
+        let mut s1 = [_mm256_setzero_si256(); T];
+        for j in 0..8 {
+            for half in 0..2 {
+                // four slots' i16 pairs: |Σ| ≤ 4·2·31·127 fits i16
+                let mut p = [_mm256_setzero_si256(); T];
+                for s in 8 * j + 4 * half..8 * j + 4 * half + 4 {
+                    let w = d.codes[s];
+                    for t in 0..T {
+                        p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(w, bcast4_8(blk[t].1.add(4 * s))));
+                    }
+                }
+                for t in 0..T {
+                    s1[t] = _mm256_add_epi32(s1[t], _mm256_madd_epi16(p[t], d.sc[j]));
+                }
+            }
+        }
+        for t in 0..T {
+            let mut s2 = _mm256_setzero_si256();
+            for k in 0..4 {
+                s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(d.mn[k], bsum_pair8::<true>(blk[t].2, k)));
+            }
+            let o = c.out.add((t0 + t) * c.os + 8 * h);
+            let r = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(s2), _mm256_mul_ps(_mm256_cvtepi32_ps(s1[t]), dw));
+            _mm256_storeu_ps(o, _mm256_fmadd_ps(r, _mm256_set1_ps(blk[t].0), _mm256_loadu_ps(o)));
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+/// Q5_K in llama.cpp's tiled GEMM order (`kernels::ggml_x86::q5_k_tiled`), AVX2.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `nt` tokens.
+unsafe fn gemm_q5_k_avx2(c: R16Call, nt: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (heads, quants) = (c.w, c.w.add(c.nb * R * 4));
+        let mut d = Decoded8::new();
+        for t in 0..nt {
+            std::ptr::write_bytes(c.out.add(t * c.os), 0, R);
+        }
+        for b in 0..c.nb {
+            for h in 0..2 {
+                decode_q5_k_avx2(quants.add(b * R * 172), h, &mut d);
+                let dw = scales8(heads.add(b * R * 4), h);
+                let dmin = scales8(heads.add(b * R * 4 + R * 2), h);
+                token_blocks!(q5_k_avx2_block, nt, (&c, &d, b, (h, dw, dmin)), 4);
+            }
+        }
+    }
+}
