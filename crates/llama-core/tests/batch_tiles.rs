@@ -480,7 +480,7 @@ fn gemm_speed_ab() {
             let mut out = vec![0f32; n_tokens * rows];
             let mut time = |kk: &Kernels| {
                 let mut best = f64::MAX;
-                for _ in 0..3 {
+                for _ in 0..5 {
                     let t0 = std::time::Instant::now();
                     matmul_with(kk, &pool, &qt, &x, n_tokens, &mut out, &mut scratch).unwrap();
                     best = best.min(t0.elapsed().as_secs_f64());
@@ -498,5 +498,34 @@ fn gemm_speed_ab() {
                 tiles / new
             );
         }
+    }
+}
+
+/// Rough single-token timing (not a benchmark: the machine is shared): one thread, a 2048×2048
+/// matrix, one token (the `vec_dot` order), best of 20 per type.
+/// `cargo test --release -p llama-core --test batch_tiles dot_speed -- --ignored --nocapture`
+#[test]
+#[ignore = "timing only"]
+fn dot_speed() {
+    use llama_core::quant::GgmlType::*;
+    let pool = ThreadPool::new(1);
+    let mut scratch = MatmulScratch::new();
+    let mut rng = Rng(9);
+    let (rows, cols) = (2048usize, 2048usize);
+    let x: Vec<f32> = (0..cols).map(|_| rng.f32() * 3.0).collect();
+    let k = *llama_core::kernels::kernels();
+    for t in [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M] {
+        let w = weight_blocks(&mut rng, t, rows * cols / t.block_size(), Mode::Random);
+        let qt = QTensor::new(t, &w, rows, cols);
+        let mut out = vec![0f32; rows];
+        let mut best = f64::MAX;
+        for _ in 0..20 {
+            let t0 = std::time::Instant::now();
+            for _ in 0..10 {
+                matmul_with(&k, &pool, &qt, &x, 1, &mut out, &mut scratch).unwrap();
+            }
+            best = best.min(t0.elapsed().as_secs_f64() / 10.0);
+        }
+        eprintln!("{:?} {t:8}: 1 token: {:.3} ms ({:.2} GMAC/s)", k.isa, best * 1e3, (rows * cols) as f64 / best / 1e9);
     }
 }

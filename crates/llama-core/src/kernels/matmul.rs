@@ -69,7 +69,7 @@ const ROW_TILE: usize = 16;
 const TOKEN_TILE: usize = 32;
 /// Tokens per `BatchGemmFn` call: its weight decoding (once per call and 16-row band) is paid
 /// once for this many tokens.
-const GEMM_TOKENS: usize = 128;
+const GEMM_TOKENS: usize = 256;
 /// A thread's result buffer: one `BatchGemmFn` call's [GEMM_TOKENS][GEMM_ROWS], or a row tile's.
 type RowBuf = [f32; GEMM_TOKENS * GEMM_ROWS];
 /// Below this many activation elements, converting on the calling thread beats waking the pool.
