@@ -493,12 +493,13 @@ unsafe fn tile_iq1_m<const T: usize, const TILED: bool>(
                     let neg = h(l) & (0x08 << (4 * (l % 2))) != 0;
                     (if l < 2 { ls1 } else { ls2 }) * if neg { -1 } else { 1 }
                 };
-                let fv = _mm256_set_epi32(f(3), f(3), f(2), f(2), f(1), f(1), f(0), f(0));
+                // ±ls in both i16 halves of each lane (as `iq::parts_iq1_m`): one madd per token
+                let f2 = |l: usize| (f(l) as u16 as u32 * 0x0001_0001) as i32;
+                let fv = _mm256_set_epi32(f2(3), f2(3), f2(2), f2(2), f2(1), f2(1), f2(0), f2(0));
                 for t in 0..T {
                     let q8 = _mm256_loadu_si256(y(t).add(4 + 32 * ib) as *const __m256i);
                     acc1[t] = _mm256_add_epi32(acc1[t], iq1_dot32(grid, q8, ls));
-                    let s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(one, q8), _mm256_set1_epi16(1));
-                    acc2[t] = _mm256_add_epi32(acc2[t], _mm256_mullo_epi32(s4, fv));
+                    acc2[t] = _mm256_add_epi32(acc2[t], _mm256_madd_epi16(_mm256_maddubs_epi16(one, q8), fv));
                 }
             }
             for t in 0..T {
