@@ -70,8 +70,13 @@ const TOKEN_TILE: usize = 32;
 /// Tokens per `BatchGemmFn` call: its weight decoding (once per call and 16-row band) is paid
 /// once for this many tokens.
 const GEMM_TOKENS: usize = 256;
-/// A thread's result buffer: one `BatchGemmFn` call's [GEMM_TOKENS][GEMM_ROWS], or a row tile's.
-type RowBuf = [f32; GEMM_TOKENS * GEMM_ROWS];
+/// A thread's result buffers: a row tile's, and (made on first use, so single tokens allocate
+/// nothing) one `BatchGemmFn` call's [GEMM_TOKENS][GEMM_ROWS].
+#[derive(Default)]
+struct RowBuf {
+    tile: [f32; ROW_TILE],
+    gemm: Vec<f32>,
+}
 /// Below this many activation elements, converting on the calling thread beats waking the pool.
 const PAR_CONVERT_MIN: usize = 1 << 15;
 
@@ -254,7 +259,7 @@ pub fn matmul_with(
         pool,
         rows,
         chunk,
-        || [0.0f32; GEMM_TOKENS * GEMM_ROWS],
+        RowBuf::default,
         // SAFETY: rows [r0, r1) belong to this chunk, claimed by this thread only, so out[t·rows +
         // r0 .. t·rows + r1] is written by nobody else; t·rows + r1 ≤ n_tokens·rows ≤ out.len().
         |tile, r0, r1| unsafe { kern.run(w.data, acts, 0..n_tokens, r0..r1, op, rows, |t| t, tile) },
@@ -293,10 +298,12 @@ impl RowKernels {
         op: SharedMut<f32>,
         out_row: usize,
         dst: impl Fn(usize) -> usize,
-        tile: &mut RowBuf,
+        buf: &mut RowBuf,
     ) {
         let (w_row, a_row) = (self.w_row, self.a_row);
         if let Some(gemm) = self.gemm {
+            let tile = &mut buf.gemm;
+            tile.resize(GEMM_TOKENS * GEMM_ROWS, 0.0);
             for tb in ts.clone().step_by(GEMM_TOKENS) {
                 let te = (tb + GEMM_TOKENS).min(ts.end);
                 for rb in rs.clone().step_by(GEMM_ROWS) {
@@ -322,6 +329,7 @@ impl RowKernels {
             }
             return;
         }
+        let tile = &mut buf.tile;
         for tb in ts.clone().step_by(TOKEN_TILE) {
             let te = (tb + TOKEN_TILE).min(ts.end);
             for rb in rs.clone().step_by(ROW_TILE) {
@@ -650,21 +658,15 @@ pub fn matmul_id<'w>(
         from_float(&x[s * cols..(s + 1) * cols], row)
     });
     let acts: &[u8] = acts;
-    for_each_chunk(
-        pool,
-        n_items,
-        1,
-        || [0.0f32; GEMM_TOKENS * GEMM_ROWS],
-        |tile, i0, _| {
-            let (m, g, c) = item(i0);
-            let wg = w(m, g);
-            let (r0, r1) = span(c, wg.rows);
-            let (op, rows) = ops[m];
-            let ts = routes.first[g]..routes.first[g + 1];
-            // SAFETY: item (m, g, c) alone writes columns [r0, r1) of output m's rows dst[ts] (as
-            // above); those rows were checked to lie within outs[m].
-            unsafe { kern(ts.len()).run(wg.data, acts, ts, r0..r1, op, rows, |i| dst[i] as usize, tile) }
-        },
-    );
+    for_each_chunk(pool, n_items, 1, RowBuf::default, |tile, i0, _| {
+        let (m, g, c) = item(i0);
+        let wg = w(m, g);
+        let (r0, r1) = span(c, wg.rows);
+        let (op, rows) = ops[m];
+        let ts = routes.first[g]..routes.first[g + 1];
+        // SAFETY: item (m, g, c) alone writes columns [r0, r1) of output m's rows dst[ts] (as
+        // above); those rows were checked to lie within outs[m].
+        unsafe { kern(ts.len()).run(wg.data, acts, ts, r0..r1, op, rows, |i| dst[i] as usize, tile) }
+    });
     Ok(())
 }
