@@ -9,6 +9,11 @@
 //! - `batch_tiles_match_pairwise_dots`: random and extreme blocks, odd row counts, token counts
 //!   that are not multiples of the tile, rows of several blocks (MXFP4: odd block counts too),
 //!   quantized and raw Q8_K activations (raw: −128 quants and arbitrary `bsums`).
+//! - `batch_gemm_matches_batch_dot`: the grid i-quants' batch GEMMs (`BatchDot::gemm`, each weight
+//!   block decoded once per call) against the batch dot per pair, bit for bit: every band height
+//!   1..=16, token counts around the register block (1..=9, 17, 33, 70), random / extreme / zero
+//!   blocks, quantized and raw activations (raw: −128 quants; `bsums` recomputed from the quants, as
+//!   the Q8_K converter makes them: the GEMM takes Σq from them, as llama.cpp's VNNI kernel does).
 //! - `matmul_with_tiles_equals_without`, `matmul_id_with_tiles_equals_without`: the table vs the same
 //!   table without tiles.
 //! - `model_logits_with_tiles_equal_without`: synth-tiny with every matrix made of random blocks of
@@ -17,7 +22,9 @@
 //! - `tile_speed_ab` (ignored, timing only): one thread, 2048×2048, 64 tokens, tiles vs per pair.
 
 use half::f16;
-use llama_core::kernels::{matmul_with, vec_dot_type, Kernels, MatmulScratch, QTensor, ThreadPool, TILE, TILE_T};
+use llama_core::kernels::{
+    matmul_with, vec_dot_type, Kernels, MatmulScratch, QTensor, ThreadPool, GEMM_ROWS, TILE, TILE_T,
+};
 use llama_core::quant::GgmlType;
 
 mod testdata;
@@ -182,6 +189,65 @@ fn batch_tiles_match_pairwise_dots() {
         }
     }
     eprintln!("batch tiles: {checked} results bit-identical to their dots");
+}
+
+#[test]
+fn batch_gemm_matches_batch_dot() {
+    let mut rng = Rng(0x6e33);
+    let (n_rows, n_tok) = (19usize, 70usize);
+    let mut checked = 0usize;
+    for k in Kernels::available() {
+        for t in TYPES {
+            let Some((Some(gemm), Some(dot))) = k.traits(t).and_then(|r| r.batch_dot).map(|b| (b.gemm, b.dot)) else {
+                continue;
+            };
+            for n in [256usize, 768, 256 * 7] {
+                for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                    for raw in [false, true] {
+                        let w_row = t.row_size(n as u64).unwrap() as usize;
+                        let w = weight_blocks(&mut rng, t, n_rows * n / t.block_size(), mode);
+                        let mut a = activation_rows(&mut rng, &k, t, n, n_tok, mode, raw);
+                        let a_row = a.len() / n_tok;
+                        if raw {
+                            // consistent bsums (the Q8_K converter always makes them so)
+                            for blk in a.chunks_exact_mut(292) {
+                                for s in 0..16 {
+                                    let sum: i16 =
+                                        blk[4 + 16 * s..4 + 16 * (s + 1)].iter().map(|&q| q as i8 as i16).sum();
+                                    blk[260 + 2 * s..262 + 2 * s].copy_from_slice(&sum.to_le_bytes());
+                                }
+                            }
+                        }
+                        let want =
+                            |r: usize, j: usize| dot(n, &w[r * w_row..(r + 1) * w_row], &a[j * a_row..(j + 1) * a_row]);
+                        let mut calls: Vec<(usize, usize, usize, usize)> =
+                            vec![(0, 0, GEMM_ROWS, n_tok), (GEMM_ROWS, 0, n_rows - GEMM_ROWS, n_tok)];
+                        for nr in 1..=GEMM_ROWS {
+                            for nt in (1..=9).chain([17, 33]) {
+                                calls.push((n_rows - nr, n_tok - nt, nr, nt));
+                            }
+                        }
+                        let mut out = vec![f32::NAN; n_tok * GEMM_ROWS];
+                        for (r0, t0, nr, nt) in calls {
+                            gemm(n, &w[r0 * w_row..], w_row, nr, &a[t0 * a_row..], a_row, nt, &mut out);
+                            for i in 0..nr {
+                                for j in 0..nt {
+                                    let (got, want) = (out[j * GEMM_ROWS + i], want(r0 + i, t0 + j));
+                                    assert!(
+                                        same(got, want),
+                                        "{:?} {t} n={n} {mode:?} raw={raw} gemm {nr}x{nt} at ({r0},{t0}) [{i}][{j}]: {got:e} vs batch dot {want:e}",
+                                        k.isa
+                                    );
+                                    checked += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("batch gemms: {checked} results bit-identical to the batch dot");
 }
 
 #[test]
@@ -381,5 +447,85 @@ fn time_tables(k: &Kernels) {
             one_new * 1e3,
             one_old * 1e3
         );
+    }
+}
+
+/// Rough A/B timing (not a benchmark: the machine is shared): one thread, a 2048×2048 matrix,
+/// 512 tokens, the grid i-quants' batch GEMMs vs the same table's batch-order tiles (the table
+/// with `BatchDot::gemm` removed); prints the ratio per type.
+/// `cargo test --release -p llama-core --test batch_tiles gemm_speed_ab -- --ignored --nocapture`
+#[test]
+#[ignore = "timing only"]
+fn gemm_speed_ab() {
+    use llama_core::quant::GgmlType::*;
+    let pool = ThreadPool::new(1);
+    let mut scratch = MatmulScratch::new();
+    let mut rng = Rng(7);
+    let (rows, cols, n_tokens) = (2048usize, 2048usize, 512usize);
+    let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.f32() * 3.0).collect();
+    for k in Kernels::available() {
+        let mut old = k;
+        let mut any = false;
+        for t in [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M] {
+            if let Some(b) = old.types[t as usize].as_mut().and_then(|r| r.batch_dot.as_mut()) {
+                any |= b.gemm.take().is_some();
+            }
+        }
+        if !any {
+            continue;
+        }
+        for t in [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M] {
+            let w = weight_blocks(&mut rng, t, rows * cols / t.block_size(), Mode::Random);
+            let qt = QTensor::new(t, &w, rows, cols);
+            let mut out = vec![0f32; n_tokens * rows];
+            let mut time = |kk: &Kernels| {
+                let mut best = f64::MAX;
+                for _ in 0..5 {
+                    let t0 = std::time::Instant::now();
+                    matmul_with(kk, &pool, &qt, &x, n_tokens, &mut out, &mut scratch).unwrap();
+                    best = best.min(t0.elapsed().as_secs_f64());
+                }
+                best
+            };
+            let (new, tiles) = (time(&k), time(&old));
+            let gmacs = |s: f64| (rows * cols * n_tokens) as f64 / s / 1e9;
+            eprintln!(
+                "{:?} {t:8}: 512 tokens: gemm {:7.1} ms ({:5.1} GMAC/s), tiles {:7.1} ms, ratio {:.2}x",
+                k.isa,
+                new * 1e3,
+                gmacs(new),
+                tiles * 1e3,
+                tiles / new
+            );
+        }
+    }
+}
+
+/// Rough single-token timing (not a benchmark: the machine is shared): one thread, a 2048×2048
+/// matrix, one token (the `vec_dot` order), best of 20 per type.
+/// `cargo test --release -p llama-core --test batch_tiles dot_speed -- --ignored --nocapture`
+#[test]
+#[ignore = "timing only"]
+fn dot_speed() {
+    use llama_core::quant::GgmlType::*;
+    let pool = ThreadPool::new(1);
+    let mut scratch = MatmulScratch::new();
+    let mut rng = Rng(9);
+    let (rows, cols) = (2048usize, 2048usize);
+    let x: Vec<f32> = (0..cols).map(|_| rng.f32() * 3.0).collect();
+    let k = *llama_core::kernels::kernels();
+    for t in [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M] {
+        let w = weight_blocks(&mut rng, t, rows * cols / t.block_size(), Mode::Random);
+        let qt = QTensor::new(t, &w, rows, cols);
+        let mut out = vec![0f32; rows];
+        let mut best = f64::MAX;
+        for _ in 0..20 {
+            let t0 = std::time::Instant::now();
+            for _ in 0..10 {
+                matmul_with(&k, &pool, &qt, &x, 1, &mut out, &mut scratch).unwrap();
+            }
+            best = best.min(t0.elapsed().as_secs_f64() / 10.0);
+        }
+        eprintln!("{:?} {t:8}: 1 token: {:.3} ms ({:.2} GMAC/s)", k.isa, best * 1e3, (rows * cols) as f64 / best / 1e9);
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::dispatch::kernels;
 use super::pool::ThreadPool;
-use super::types::{FromFloatFn, GemmR16Fn, Kernels, R16Plan, TileFn, VecDotFn, TILE, TILE_T};
+use super::types::{BatchGemmFn, FromFloatFn, GemmR16Fn, Kernels, R16Plan, TileFn, VecDotFn, GEMM_ROWS, TILE, TILE_T};
 use crate::quant::repack::{self, Packed, MAX_T, MAX_WIDE_T, R};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
@@ -67,6 +67,16 @@ const ROW_TILE: usize = 16;
 /// in L2 while the chunk's weight tiles pass over them, instead of re-streaming every token's
 /// activations for each 16-row weight tile.
 const TOKEN_TILE: usize = 32;
+/// Tokens per `BatchGemmFn` call: its weight decoding (once per call and 16-row band) is paid
+/// once for this many tokens.
+const GEMM_TOKENS: usize = 256;
+/// A thread's result buffers: a row tile's, and (made on first use, so single tokens allocate
+/// nothing) one `BatchGemmFn` call's [GEMM_TOKENS][GEMM_ROWS].
+#[derive(Default)]
+struct RowBuf {
+    tile: [f32; ROW_TILE],
+    gemm: Vec<f32>,
+}
 /// Below this many activation elements, converting on the calling thread beats waking the pool.
 const PAR_CONVERT_MIN: usize = 1 << 15;
 
@@ -243,12 +253,13 @@ pub fn matmul_with(
     let nth = pool.n_threads();
     let chunk = rows.div_ceil(nth * 8).max(ROW_TILE).div_ceil(ROW_TILE) * ROW_TILE;
     let op = SharedMut(out.as_mut_ptr());
-    let kern = RowKernels { dot, tile_fn, cols, w_row, a_row };
+    let gemm = k.row_gemm(w.ggml_type, n_tokens);
+    let kern = RowKernels { dot, tile_fn, gemm, cols, w_row, a_row };
     for_each_chunk(
         pool,
         rows,
         chunk,
-        || [0.0f32; ROW_TILE],
+        RowBuf::default,
         // SAFETY: rows [r0, r1) belong to this chunk, claimed by this thread only, so out[t·rows +
         // r0 .. t·rows + r1] is written by nobody else; t·rows + r1 ≤ n_tokens·rows ≤ out.len().
         |tile, r0, r1| unsafe { kern.run(w.data, acts, 0..n_tokens, r0..r1, op, rows, |t| t, tile) },
@@ -261,6 +272,8 @@ pub fn matmul_with(
 struct RowKernels {
     dot: VecDotFn,
     tile_fn: Option<TileFn>,
+    /// Batch GEMM in the dot's order (decodes each weight block once per call); preferred.
+    gemm: Option<BatchGemmFn>,
     /// Elements of a row.
     cols: usize,
     /// Bytes of a weight row and of a converted activation row.
@@ -285,9 +298,38 @@ impl RowKernels {
         op: SharedMut<f32>,
         out_row: usize,
         dst: impl Fn(usize) -> usize,
-        tile: &mut [f32; ROW_TILE],
+        buf: &mut RowBuf,
     ) {
         let (w_row, a_row) = (self.w_row, self.a_row);
+        if let Some(gemm) = self.gemm {
+            let tile = &mut buf.gemm;
+            tile.resize(GEMM_TOKENS * GEMM_ROWS, 0.0);
+            for tb in ts.clone().step_by(GEMM_TOKENS) {
+                let te = (tb + GEMM_TOKENS).min(ts.end);
+                for rb in rs.clone().step_by(GEMM_ROWS) {
+                    let re = (rb + GEMM_ROWS).min(rs.end);
+                    gemm(
+                        self.cols,
+                        &w[rb * w_row..],
+                        w_row,
+                        re - rb,
+                        &acts[tb * a_row..],
+                        a_row,
+                        te - tb,
+                        &mut tile[..],
+                    );
+                    for (j, res) in tile.chunks_exact(GEMM_ROWS).take(te - tb).enumerate() {
+                        // SAFETY: see the function's contract.
+                        let o = unsafe {
+                            std::slice::from_raw_parts_mut(op.ptr().add(dst(tb + j) * out_row + rb), re - rb)
+                        };
+                        o.copy_from_slice(&res[..re - rb]);
+                    }
+                }
+            }
+            return;
+        }
+        let tile = &mut buf.tile;
         for tb in ts.clone().step_by(TOKEN_TILE) {
             let te = (tb + TOKEN_TILE).min(ts.end);
             for rb in rs.clone().step_by(ROW_TILE) {
@@ -620,7 +662,7 @@ pub fn matmul_id<'w>(
     // where the type has that order (`types::BatchDot`), else `vec_dot`; tiles in the same order
     let kern = |n_rows: usize| {
         let (dot, _) = k.row_dot(t, n_rows).expect("validated");
-        RowKernels { dot, tile_fn: k.row_tile(t, n_rows), cols, w_row, a_row }
+        RowKernels { dot, tile_fn: k.row_tile(t, n_rows), gemm: k.row_gemm(t, n_rows), cols, w_row, a_row }
     };
     let acts = scratch.bytes_mut(n_rows * a_row);
     convert_rows(pool, n_rows, cols, acts, a_row, |i, row| {
@@ -628,21 +670,15 @@ pub fn matmul_id<'w>(
         from_float(&x[s * cols..(s + 1) * cols], row)
     });
     let acts: &[u8] = acts;
-    for_each_chunk(
-        pool,
-        n_items,
-        1,
-        || [0.0f32; ROW_TILE],
-        |tile, i0, _| {
-            let (m, g, c) = item(i0);
-            let wg = w(m, g);
-            let (r0, r1) = span(c, wg.rows);
-            let (op, rows) = ops[m];
-            let ts = routes.first[g]..routes.first[g + 1];
-            // SAFETY: item (m, g, c) alone writes columns [r0, r1) of output m's rows dst[ts] (as
-            // above); those rows were checked to lie within outs[m].
-            unsafe { kern(ts.len()).run(wg.data, acts, ts, r0..r1, op, rows, |i| dst[i] as usize, tile) }
-        },
-    );
+    for_each_chunk(pool, n_items, 1, RowBuf::default, |tile, i0, _| {
+        let (m, g, c) = item(i0);
+        let wg = w(m, g);
+        let (r0, r1) = span(c, wg.rows);
+        let (op, rows) = ops[m];
+        let ts = routes.first[g]..routes.first[g + 1];
+        // SAFETY: item (m, g, c) alone writes columns [r0, r1) of output m's rows dst[ts] (as
+        // above); those rows were checked to lie within outs[m].
+        unsafe { kern(ts.len()).run(wg.data, acts, ts, r0..r1, op, rows, |i| dst[i] as usize, tile) }
+    });
     Ok(())
 }

@@ -21,6 +21,13 @@ pub const TILE_T: usize = 8;
 /// (bytes `w[r*w_stride..]`) with activation row t (`a[t*a_stride..]`), for r < nr ≤ TILE,
 /// t < nt ≤ TILE_T. Bit-identical to calling the table's `VecDotFn` for each pair.
 pub type TileFn = fn(usize, &[u8], usize, usize, &[u8], usize, usize) -> [[f32; TILE_T]; TILE];
+/// Most weight rows of a `BatchGemmFn` call (one band).
+pub const GEMM_ROWS: usize = 16;
+/// Batch GEMM over plain rows: `(n, w, w_stride, nr, a, a_stride, nt, out)` writes
+/// `out[t * GEMM_ROWS + r]` = dot of weight row r (`w[r*w_stride..]`) with activation row t
+/// (`a[t*a_stride..]`), for r < nr ≤ GEMM_ROWS and any t < nt (`out.len() ≥ nt·GEMM_ROWS`): each
+/// weight block decoded once for all nt tokens. Bit-identical to its dot per pair.
+pub type BatchGemmFn = fn(usize, &[u8], usize, usize, &[u8], usize, usize, &mut [f32]);
 /// Over R16-repacked weights (`quant::repack`): `(nb, group, acts, act_stride, nt, out,
 /// out_stride)`: for the 16 rows of `group` (nb blocks) and `nt ≤ repack::MAX_T` activation rows
 /// (Q8_0S or Q8_K, `act_stride` bytes apart), writes `out[t * out_stride + r]` for r < 16, t < nt.
@@ -198,6 +205,8 @@ pub struct BatchDot {
     /// Multi-token tiles in the batch order (bit-identical to `dot` per pair); `None` = `dot` per
     /// pair.
     pub tile: Option<TileFn>,
+    /// Batch GEMM in the batch order (bit-identical to `dot` per pair); preferred over `tile`.
+    pub gemm: Option<BatchGemmFn>,
 }
 
 /// What one table knows about one ggml type: ggml's `type_traits_cpu` (`from_float`, `vec_dot`,
@@ -344,6 +353,12 @@ impl Kernels {
         }
     }
 
+    /// The batch GEMM (`BatchDot::gemm`) for a matmul of `n_tokens` tokens over plain rows of type
+    /// `w`, when the batch order applies and this table has one.
+    pub fn row_gemm(&self, w: GgmlType, n_tokens: usize) -> Option<BatchGemmFn> {
+        self.traits(w)?.batch_dot.filter(|b| n_tokens >= b.min_tokens && b.dot.is_some())?.gemm
+    }
+
     /// The multi-token tile kernel for weights of type `w`, if this table has one.
     #[inline]
     pub fn tile(&self, w: GgmlType) -> Option<TileFn> {
@@ -358,6 +373,7 @@ impl Kernels {
             row.tile = None;
             if let Some(b) = row.batch_dot.as_mut() {
                 b.tile = None;
+                b.gemm = None;
             }
         }
         k

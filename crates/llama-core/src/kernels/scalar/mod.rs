@@ -91,7 +91,7 @@ const fn both<T: VecDot + FromFloat>() -> TypeKernels {
 
 /// The grid i-quants' batch rule (`types::BatchDot`): llama.cpp's tiled GEMM from 8 tokens; the x86
 /// tables supply the dot in its order.
-const TILED_FROM_8: Option<BatchDot> = Some(BatchDot { min_tokens: 8, dot: None, tile: None });
+const TILED_FROM_8: Option<BatchDot> = Some(BatchDot { min_tokens: 8, dot: None, tile: None, gemm: None });
 
 /// The scalar table.
 pub const TABLE: Kernels = {

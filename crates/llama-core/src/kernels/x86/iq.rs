@@ -440,9 +440,11 @@ unsafe fn parts_iq1_m(x: &[u8], q8: *const u8) -> (__m256i, __m256i, f32) {
                 let neg = h(l) & (0x08 << (4 * (l % 2))) != 0;
                 (if l < 2 { ls1 } else { ls2 }) * if neg { -1 } else { 1 }
             };
-            let fv = _mm256_set_epi32(f(3), f(3), f(2), f(2), f(1), f(1), f(0), f(0));
-            let s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(one, y), _mm256_set1_epi16(1));
-            acc2 = _mm256_add_epi32(acc2, _mm256_mullo_epi32(s4, fv));
+            // ±ls in both i16 halves of each lane: one madd forms ±ls·(Σ2 + Σ2) = ±ls·Σ4 exactly
+            // (|Σ2| ≤ 256, |ls| ≤ 15), the same lanes as Σ4 times ±ls in i32
+            let f2 = |l: usize| (f(l) as u16 as u32 * 0x0001_0001) as i32;
+            let fv = _mm256_set_epi32(f2(3), f2(3), f2(2), f2(2), f2(1), f2(1), f2(0), f2(0));
+            acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(_mm256_maddubs_epi16(one, y), fv));
         }
         (acc1, acc2, d)
     }

@@ -146,7 +146,7 @@ pub(super) const TILED_TILES_AVX512: [(crate::quant::GgmlType, TileFn); 7] = {
 /// # Safety
 /// `y..y+4` must be readable.
 #[inline(always)]
-unsafe fn q8k_d(y: *const u8) -> f32 {
+pub(super) unsafe fn q8k_d(y: *const u8) -> f32 {
     // SAFETY: the caller guarantees the 4 bytes.
     unsafe { f32::from_le_bytes([*y, *y.add(1), *y.add(2), *y.add(3)]) }
 }
@@ -251,7 +251,7 @@ grid_tiles!(tile_iq3_s, tile_iq3_s_vnni, group_iq3_s, 110, 1.0, "IQ3_S");
 /// # Safety
 /// The CPU must support AVX2.
 #[inline(always)]
-unsafe fn group_iq2_xxs(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
+pub(super) unsafe fn group_iq2_xxs(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
     // SAFETY: register-only AVX operations; the caller guarantees the features.
     unsafe {
         let (aux0, aux1) = (
@@ -269,7 +269,7 @@ unsafe fn group_iq2_xxs(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
 /// # Safety
 /// The CPU must support AVX2.
 #[inline(always)]
-unsafe fn group_iq2_xs(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
+pub(super) unsafe fn group_iq2_xs(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
     // SAFETY: register-only AVX operations; the caller guarantees the features.
     unsafe {
         let q = |l: usize| u16_at(x, 1 + 4 * ib32 + l);
@@ -288,7 +288,7 @@ unsafe fn group_iq2_xs(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
 /// # Safety
 /// The CPU must support AVX2.
 #[inline(always)]
-unsafe fn group_iq2_s(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
+pub(super) unsafe fn group_iq2_s(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
     // SAFETY: register-only AVX2 operations; the caller guarantees the features.
     unsafe {
         let (qs, signs, qh, scales) = (&x[2..34], &x[34..66], &x[66..74], &x[74..82]);
@@ -307,7 +307,7 @@ unsafe fn group_iq2_s(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
 /// # Safety
 /// The CPU must support AVX2.
 #[inline(always)]
-unsafe fn group_iq3_xxs(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
+pub(super) unsafe fn group_iq3_xxs(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
     // SAFETY: register-only AVX operations; the caller guarantees the features.
     unsafe {
         let (qs, gas) = (&x[2..66], &x[66..98]);
@@ -324,7 +324,7 @@ unsafe fn group_iq3_xxs(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
 /// # Safety
 /// The CPU must support AVX2.
 #[inline(always)]
-unsafe fn group_iq3_s(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
+pub(super) unsafe fn group_iq3_s(x: &[u8], ib32: usize) -> (__m256i, __m256i, __m256i) {
     // SAFETY: register-only AVX2 operations; the caller guarantees the features.
     unsafe {
         let (qs, qh, signs, scales) = (&x[2..66], &x[66..74], &x[74..106], &x[106..110]);
@@ -493,12 +493,13 @@ unsafe fn tile_iq1_m<const T: usize, const TILED: bool>(
                     let neg = h(l) & (0x08 << (4 * (l % 2))) != 0;
                     (if l < 2 { ls1 } else { ls2 }) * if neg { -1 } else { 1 }
                 };
-                let fv = _mm256_set_epi32(f(3), f(3), f(2), f(2), f(1), f(1), f(0), f(0));
+                // ±ls in both i16 halves of each lane (as `iq::parts_iq1_m`): one madd per token
+                let f2 = |l: usize| (f(l) as u16 as u32 * 0x0001_0001) as i32;
+                let fv = _mm256_set_epi32(f2(3), f2(3), f2(2), f2(2), f2(1), f2(1), f2(0), f2(0));
                 for t in 0..T {
                     let q8 = _mm256_loadu_si256(y(t).add(4 + 32 * ib) as *const __m256i);
                     acc1[t] = _mm256_add_epi32(acc1[t], iq1_dot32(grid, q8, ls));
-                    let s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(one, q8), _mm256_set1_epi16(1));
-                    acc2[t] = _mm256_add_epi32(acc2[t], _mm256_mullo_epi32(s4, fv));
+                    acc2[t] = _mm256_add_epi32(acc2[t], _mm256_madd_epi16(_mm256_maddubs_epi16(one, q8), fv));
                 }
             }
             for t in 0..T {
@@ -525,7 +526,7 @@ unsafe fn tile_iq1_m<const T: usize, const TILED: bool>(
 /// # Safety
 /// The CPU must support AVX-512 F (inlined into the AVX-512 tiles).
 #[inline(always)]
-unsafe fn join(lo: __m256i, hi: __m256i) -> __m512i {
+pub(super) unsafe fn join(lo: __m256i, hi: __m256i) -> __m512i {
     // SAFETY: register-only AVX-512 F operations; callers enable the feature.
     unsafe { _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi) }
 }

@@ -21,6 +21,7 @@ mod iq;
 #[macro_use]
 mod iq_batch;
 mod iq4;
+mod iq_gemm;
 mod mxfp4;
 mod mxfp4_batch;
 mod quantize;
@@ -146,6 +147,12 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     for (t, f) in iq_batch::TILED_TILES_AVX512 {
         if let Some(b) = k.traits_mut(t).batch_dot.as_mut() {
             b.tile = Some(f);
+        }
+    }
+    // grid i-quant batches: decode each weight block once per call (`iq_gemm`)
+    for (t, f) in iq_gemm::GEMMS_AVX512 {
+        if let Some(b) = k.traits_mut(t).batch_dot.as_mut() {
+            b.gemm = Some(f);
         }
     }
     k.traits_mut(TQ1_0).tile = Some(tq_batch::TILE_TQ1_0_AVX512);
