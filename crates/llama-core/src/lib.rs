@@ -6,6 +6,7 @@
 //! `tokenizer` turns text into ids and back.
 
 pub mod chat;
+pub mod engine;
 pub mod error;
 pub mod gguf;
 pub mod grammar;
