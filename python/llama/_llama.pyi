@@ -56,6 +56,20 @@ def render_chat_template(
 ) -> str: ...
 def nll(logits: npt.NDArray[np.float32], tokens: list[int], first: int) -> tuple[float, int]: ...
 def cpu_info() -> str: ...
+def serve(
+    model: _Path,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    parallel: int = 4,
+    n_ctx: int = 4096,
+    n_threads: int | None = None,
+    n_batch: int = 512,
+    queue: int = 64,
+    api_key: str | None = None,
+    alias: str | None = None,
+    body_limit: int = 8388608,
+    quiet: bool = False,
+) -> None: ...
 
 @final
 class Model:

@@ -434,6 +434,31 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    """The OpenAI-compatible server (Rust, axum): runs until Ctrl-C / SIGTERM."""
+    from ._llama import serve
+
+    path = Path(a.model)
+    if path.is_dir():
+        raise InvalidArgumentError(f"{path} is a folder: give the .gguf file to serve")
+    api_key = a.api_key if a.api_key is not None else os.environ.get("LLAMA_API_KEY")
+    serve(
+        str(path),
+        host=a.host,
+        port=a.port,
+        parallel=a.parallel,
+        n_ctx=a.ctx_size,
+        n_threads=a.threads,
+        n_batch=a.batch_size,
+        queue=a.queue,
+        api_key=api_key or None,
+        alias=a.model_alias,
+        body_limit=a.body_limit,
+        quiet=a.quiet,
+    )
+    return 0
+
+
 def cmd_pull(a: argparse.Namespace) -> int:
     from .pull import cmd_pull as pull
 
@@ -533,6 +558,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grammar", metavar="FILE", help="GBNF file: constrained vs free tg-N and mask time per token")
     g.add_argument("--json-schema", metavar="FILE", help="JSON schema file: as --grammar")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("serve", help="OpenAI-compatible HTTP server with N slots and continuous batching")
+    p.add_argument("-m", "--model", required=True, help="GGUF file")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="0: any free port (printed)")
+    p.add_argument("-np", "--parallel", type=int, default=4, help="slots: requests generated at once")
+    p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context of each slot (0: the model's)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per step")
+    p.add_argument("--queue", type=int, default=64, help="requests waiting for a slot before 503")
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or $LLAMA_API_KEY)")
+    p.add_argument("--model-alias", "-a", default=None, help="model id for clients (default: the file name)")
+    p.add_argument("--body-limit", type=int, default=8 << 20, help="largest request body in bytes (413 past it)")
+    p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "convert", help="Meta .pth or Hugging Face safetensors checkpoint → GGUF (as llama.cpp's converter)"

@@ -141,9 +141,28 @@ fn stop_strings_limits_errors_and_prefix_reuse() {
         let (_, text, finish, usage) = collect(&rx).unwrap();
         assert_eq!(finish, Finish::Stop);
         assert_eq!(text, full[..full.find(&stop).unwrap()]);
-        // the same prompt again: all but its last token come from the slot's cache
-        assert_eq!(usage.cached_tokens, prompt.len() - 1);
+        // the same prompt again: shorter than one chunk, so nothing is reused by default
+        assert_eq!(usage.cached_tokens, 0);
     }
+    // cache_prompt: all but the last prompt token come from the slot's cache
+    let (mut r, rx) = request(&m, prompt.clone(), 8);
+    r.cache_prompt = true;
+    e.submit(r).unwrap();
+    assert_eq!(collect(&rx).unwrap().3.cached_tokens, prompt.len() - 1);
+    // a prompt of several chunks (n_batch 64): whole chunks are reused and the answer is the
+    // fresh run's, token for token
+    let long: Vec<u32> = prompt.iter().cycle().take(150).copied().collect();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let (r, rx) = request(&m, long.clone(), 12);
+        e.submit(r).unwrap();
+        let (ids, _, _, usage) = collect(&rx).unwrap();
+        answers.push((ids, usage.cached_tokens));
+    }
+    assert_eq!(answers[0].1, 0);
+    assert_eq!(answers[1].1, 128);
+    assert_eq!(answers[0].0, answers[1].0);
+    assert_eq!(answers[0].0, lone(&m, &long, 12, &tok));
     // too long for a slot
     let (r, rx) = request(&m, vec![tok.bos().unwrap_or(0); 300], 4);
     e.submit(r).unwrap();

@@ -20,19 +20,21 @@ fn class_for(e: &Error) -> &'static str {
 }
 
 pub fn to_py(e: Error) -> PyErr {
-    let msg = e.to_string();
-    Python::attach(|py| {
-        let name = class_for(&e);
-        if name == "KeyboardInterrupt" {
-            return pyo3::exceptions::PyKeyboardInterrupt::new_err(msg);
-        }
-        match py.import("llama.errors").and_then(|m| m.getattr(name)) {
-            Ok(cls) => match cls.call1((msg.clone(),)) {
-                Ok(inst) => PyErr::from_value(inst),
-                Err(err) => err,
-            },
-            Err(_) => PyRuntimeError::new_err(msg),
-        }
+    let name = class_for(&e);
+    if name == "KeyboardInterrupt" {
+        return pyo3::exceptions::PyKeyboardInterrupt::new_err(e.to_string());
+    }
+    named(name, e.to_string())
+}
+
+/// An instance of `llama.errors.<name>` with `msg`.
+pub fn named(name: &str, msg: String) -> PyErr {
+    Python::attach(|py| match py.import("llama.errors").and_then(|m| m.getattr(name)) {
+        Ok(cls) => match cls.call1((msg.clone(),)) {
+            Ok(inst) => PyErr::from_value(inst),
+            Err(err) => err,
+        },
+        Err(_) => PyRuntimeError::new_err(msg),
     })
 }
 

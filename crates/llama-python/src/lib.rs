@@ -8,6 +8,7 @@ mod grammar;
 mod model;
 mod quantize;
 mod sampling;
+mod serve;
 
 use pyo3::prelude::*;
 
@@ -20,6 +21,7 @@ fn _llama(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model::nll, m)?)?;
     m.add_function(wrap_pyfunction!(model::cpu_info, m)?)?;
     m.add_function(wrap_pyfunction!(quantize::quantize, m)?)?;
+    m.add_function(wrap_pyfunction!(serve::serve, m)?)?;
     m.add_class::<model::PyModel>()?;
     m.add_class::<model::PyContext>()?;
     m.add_class::<model::PyStreamDecoder>()?;

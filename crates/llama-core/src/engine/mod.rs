@@ -125,6 +125,12 @@ pub struct Request {
     pub ignore_eos: bool,
     /// Top log-probabilities per token (0: none; the chosen token's own is given when > 0).
     pub n_probs: usize,
+    /// Reuse the longest prefix of the prompt found in a slot's cache (llama-server's
+    /// `cache_prompt`). Off, only whole `n_batch` chunks that were evaluated as prompt chunks
+    /// from position 0 are reused, so the answer is bit for bit that of a fresh run; on, more is
+    /// reused and the logits may differ from a fresh run in the last bits (a token evaluated alone
+    /// or in another chunk sums in another order), which can change a greedy answer.
+    pub cache_prompt: bool,
     pub sink: Sink,
     /// Set from any thread to cancel (checked every step).
     pub cancel: Arc<AtomicBool>,
@@ -139,6 +145,7 @@ impl Request {
             stop: Vec::new(),
             ignore_eos: false,
             n_probs: 0,
+            cache_prompt: false,
             sink,
             cancel: Arc::new(AtomicBool::new(false)),
         }

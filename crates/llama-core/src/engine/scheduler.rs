@@ -174,6 +174,9 @@ impl Drop for Engine {
 struct Slot {
     /// The tokens whose keys and values the sequence holds (positions 0..cache.len()).
     cache: Vec<u32>,
+    /// Positions 0..exact were evaluated as whole prompt chunks of n_batch from position 0: what
+    /// a fresh run of any prompt starting with those tokens computes identically.
+    exact: usize,
     job: Option<Job>,
     /// When the slot last finished a job (the least recently used free slot is taken on ties).
     last_used: u64,
@@ -292,6 +295,10 @@ impl<D: Decoder> Scheduler<D> {
             .expect("intake admits only with a free slot");
         // the last prompt token is always evaluated again: its logits give the first new token
         let mut keep = common.min(n - 1);
+        if !req.cache_prompt {
+            let nb = self.cfg.n_batch;
+            keep = keep.min(self.slots[slot].exact) / nb * nb;
+        }
         if self.dec.seq_rm(slot, keep).is_err() {
             // a state that cannot go back part of the way (recurrent layers) starts over
             keep = 0;
@@ -301,6 +308,7 @@ impl<D: Decoder> Scheduler<D> {
             }
         }
         self.slots[slot].cache.truncate(keep);
+        self.slots[slot].exact = self.slots[slot].exact.min(keep);
         self.c.prompt_tokens.fetch_add(n as u64, Ordering::Relaxed);
         self.c.cached_tokens.fetch_add(keep as u64, Ordering::Relaxed);
         self.c.busy.fetch_add(1, Ordering::Relaxed);
@@ -351,6 +359,9 @@ impl<D: Decoder> Scheduler<D> {
                 break; // keep the chunk whole for the next step (and the order of arrival)
             }
             budget -= len;
+            if s.exact == start && len == self.cfg.n_batch {
+                s.exact = start + len;
+            }
             for (k, &t) in j.req.prompt[start..start + len].iter().enumerate() {
                 let last = start + k + 1 == j.req.prompt.len();
                 rows.push(Row { token: t, seq: i, pos: s.cache.len(), logits: last });
@@ -371,6 +382,7 @@ impl<D: Decoder> Scheduler<D> {
             hit.dedup();
             for i in hit {
                 self.slots[i].cache.clear();
+                self.slots[i].exact = 0;
                 let _ = self.dec.seq_rm(i, 0);
                 self.fail(i, Error::InvalidArgument(format!("evaluation failed: {e}")));
             }

@@ -1,0 +1,43 @@
+//! `serve`: the HTTP server (crate llama-server) run with the GIL released until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+
+/// Runs the OpenAI-compatible server on `host:port` until SIGINT/SIGTERM (blocking).
+#[pyfunction]
+#[pyo3(signature = (model, host="127.0.0.1".to_string(), port=8080, parallel=4, n_ctx=4096, n_threads=None,
+                    n_batch=512, queue=64, api_key=None, alias=None, body_limit=8 << 20, quiet=false))]
+#[allow(clippy::too_many_arguments)]
+pub fn serve(
+    py: Python<'_>,
+    model: PathBuf,
+    host: String,
+    port: u16,
+    parallel: usize,
+    n_ctx: usize,
+    n_threads: Option<usize>,
+    n_batch: usize,
+    queue: usize,
+    api_key: Option<String>,
+    alias: Option<String>,
+    body_limit: usize,
+    quiet: bool,
+) -> PyResult<()> {
+    let d = llama_server::ServeOptions::default();
+    let opts = llama_server::ServeOptions {
+        model,
+        host,
+        port,
+        parallel,
+        n_ctx,
+        n_threads: n_threads.unwrap_or(d.n_threads),
+        n_batch,
+        queue,
+        api_key,
+        alias,
+        body_limit,
+        quiet,
+    };
+    py.detach(move || llama_server::serve(opts)).map_err(|m| crate::errors::named("LlamaError", m))
+}
