@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -442,20 +443,22 @@ def cmd_serve(a: argparse.Namespace) -> int:
     if path.is_dir():
         raise InvalidArgumentError(f"{path} is a folder: give the .gguf file to serve")
     api_key = a.api_key if a.api_key is not None else os.environ.get("LLAMA_API_KEY")
-    serve(
-        str(path),
-        host=a.host,
-        port=a.port,
-        parallel=a.parallel,
-        n_ctx=a.ctx_size,
-        n_threads=a.threads,
-        n_batch=a.batch_size,
-        queue=a.queue,
-        api_key=api_key or None,
-        alias=a.model_alias,
-        body_limit=a.body_limit,
-        quiet=a.quiet,
-    )
+    # SIGINT is how the server is stopped: when serve returns it has shut down cleanly
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(
+            str(path),
+            host=a.host,
+            port=a.port,
+            parallel=a.parallel,
+            n_ctx=a.ctx_size,
+            n_threads=a.threads,
+            n_batch=a.batch_size,
+            queue=a.queue,
+            api_key=api_key or None,
+            alias=a.model_alias,
+            body_limit=a.body_limit,
+            quiet=a.quiet,
+        )
     return 0
 
 

@@ -6,13 +6,13 @@ use pyo3::prelude::*;
 
 /// Runs the OpenAI-compatible server on `host:port` until SIGINT/SIGTERM (blocking).
 #[pyfunction]
-#[pyo3(signature = (model, host="127.0.0.1".to_string(), port=8080, parallel=4, n_ctx=4096, n_threads=None,
-                    n_batch=512, queue=64, api_key=None, alias=None, body_limit=8 << 20, quiet=false))]
+#[pyo3(signature = (model, host="127.0.0.1", port=8080, parallel=4, n_ctx=4096, n_threads=None,
+                    n_batch=512, queue=64, api_key=None, alias=None, body_limit=8388608, quiet=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn serve(
     py: Python<'_>,
     model: PathBuf,
-    host: String,
+    host: &str,
     port: u16,
     parallel: usize,
     n_ctx: usize,
@@ -27,7 +27,7 @@ pub fn serve(
     let d = llama_server::ServeOptions::default();
     let opts = llama_server::ServeOptions {
         model,
-        host,
+        host: host.to_string(),
         port,
         parallel,
         n_ctx,
