@@ -13,9 +13,11 @@ Seed API::
 """
 
 from ._llama import __version__
+from .engine import Engine, Generation
 from .errors import (
     ChecksumError,
     ContextOverflowError,
+    EngineBusyError,
     InvalidArgumentError,
     LlamaError,
     ModelFileNotFoundError,
@@ -30,6 +32,9 @@ from .seed import GGMLType, LLaMA, Tokenizer, sample_next_token
 
 __all__ = [
     "Llama",
+    "Engine",
+    "Generation",
+    "EngineBusyError",
     "LlamaGrammar",
     "LlamaState",
     "LogitsProcessorList",

@@ -176,3 +176,31 @@ class GrammarMatcher:
     def is_stopped(self) -> bool: ...
     def reset(self) -> None: ...
     def clone(self) -> GrammarMatcher: ...
+
+@final
+class Engine:
+    def __new__(
+        cls,
+        model: Model,
+        n_slots: int = 4,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        queue: int = 64,
+    ) -> Engine: ...
+    def submit(
+        self,
+        prompt: list[int],
+        chain: SamplerChain,
+        max_tokens: int | None = None,
+        stop: list[str] = ...,
+        ignore_eos: bool = False,
+        n_probs: int = 0,
+        cache_prompt: bool = False,
+    ) -> EngineRequest: ...
+    def metrics(self) -> dict[str, int]: ...
+
+@final
+class EngineRequest:
+    def next_event(self, timeout: float | None = None) -> tuple[Any, ...] | None: ...
+    def cancel(self) -> None: ...

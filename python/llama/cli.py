@@ -462,6 +462,12 @@ def cmd_serve(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_serve(a: argparse.Namespace) -> int:
+    from .bench_serve import run
+
+    return run(a)
+
+
 def cmd_pull(a: argparse.Namespace) -> int:
     from .pull import cmd_pull as pull
 
@@ -576,6 +582,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body-limit", type=int, default=8 << 20, help="largest request body in bytes (413 past it)")
     p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("bench-serve", help="aggregate tokens/s, TTFT and per-token latency of C concurrent clients")
+    p.add_argument("-m", "--model", default=None, help="GGUF file: a server is started for the run")
+    p.add_argument("--url", default=None, help="benchmark a running server instead (e.g. llama-server)")
+    p.add_argument("--clients", default="1,2,4,8", help="comma-separated client counts (default 1,2,4,8)")
+    p.add_argument("-n", type=int, default=128, help="tokens each client generates")
+    p.add_argument("-p", type=int, default=32, help="prompt length in words")
+    p.add_argument("-np", "--parallel", type=int, default=4, help="slots of the started server")
+    p.add_argument("-c", "--ctx-size", type=int, default=1024, help="context per slot of the started server")
+    p.add_argument("-t", "--threads", type=int, default=None)
+    p.add_argument("--api-key", default=None)
+    p.add_argument("--model-alias", default=None, help="model name sent to --url")
+    p.add_argument("--quiet", action="store_true", help="only the JSON line")
+    p.set_defaults(func=cmd_bench_serve)
 
     p = sub.add_parser(
         "convert", help="Meta .pth or Hugging Face safetensors checkpoint → GGUF (as llama.cpp's converter)"

@@ -30,12 +30,17 @@ class InvalidArgumentError(LlamaError, ValueError):
     """An argument is outside its domain: a token id ≥ n_vocab, an empty prompt, n_past past the cache."""
 
 
+class EngineBusyError(LlamaError):
+    """Every slot of an Engine is busy and its queue is full: retry later."""
+
+
 class ChecksumError(LlamaError):
     """A downloaded file does not match its checksum (the file has been removed)."""
 
 
 __all__ = [
     "LlamaError",
+    "EngineBusyError",
     "ModelFileNotFoundError",
     "ModelFormatError",
     "UnsupportedError",

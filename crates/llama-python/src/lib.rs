@@ -2,6 +2,7 @@
 //! GIL around computation and maps core errors to the typed exceptions of `llama.errors`.
 
 mod convert;
+mod engine;
 mod errors;
 mod gguf_info;
 mod grammar;
@@ -23,6 +24,8 @@ fn _llama(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(quantize::quantize, m)?)?;
     m.add_function(wrap_pyfunction!(serve::serve, m)?)?;
     m.add_class::<model::PyModel>()?;
+    m.add_class::<engine::PyEngine>()?;
+    m.add_class::<engine::PyEngineRequest>()?;
     m.add_class::<model::PyContext>()?;
     m.add_class::<model::PyStreamDecoder>()?;
     m.add_class::<sampling::PySamplerChain>()?;

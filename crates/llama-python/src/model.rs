@@ -36,7 +36,7 @@ impl PyModel {
         }
     }
 
-    fn model(&self) -> PyResult<&Arc<Model>> {
+    pub(crate) fn model(&self) -> PyResult<&Arc<Model>> {
         match &self.weights {
             Weights::Full(m) => Ok(m),
             Weights::VocabOnly(_) => Err(to_py(Error::InvalidArgument(format!(

@@ -29,6 +29,11 @@ pub struct PySamplerChain {
 }
 
 impl PySamplerChain {
+    /// A copy with the same state (RNG, penalty history, grammar position).
+    pub(crate) fn clone_chain(&self) -> Chain {
+        self.chain().clone()
+    }
+
     fn chain(&self) -> std::sync::MutexGuard<'_, Chain> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }

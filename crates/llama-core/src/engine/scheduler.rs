@@ -1,7 +1,7 @@
 //! The scheduler thread: slots, the bounded queue, continuous batching, prefix reuse.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ pub struct Metrics {
 /// Handle to the scheduler thread. Dropping it stops the engine (running requests end with
 /// `Finish::Cancelled`).
 pub struct Engine {
-    tx: Option<SyncSender<Request>>,
+    tx: Option<Sender<Request>>,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
     cfg: EngineConfig,
@@ -88,7 +88,7 @@ impl Engine {
                 cfg.n_slots, cfg.n_batch, cfg.n_ctx_slot
             )));
         }
-        let (tx, rx) = sync_channel(cfg.queue);
+        let (tx, rx) = channel();
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(Counters::default());
         let mut s = Scheduler {
@@ -114,20 +114,18 @@ impl Engine {
         if self.stop.load(Ordering::Relaxed) {
             return Err(SubmitError::ShuttingDown);
         }
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        match tx.try_send(req) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                match e {
-                    TrySendError::Full(_) => {
-                        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                        Err(SubmitError::QueueFull)
-                    }
-                    TrySendError::Disconnected(_) => Err(SubmitError::ShuttingDown),
-                }
-            }
+        // room: a free slot for each request in flight to one, plus `queue` waiting
+        let c = &self.counters;
+        let free = self.cfg.n_slots.saturating_sub(c.busy.load(Ordering::Relaxed));
+        if c.queued.load(Ordering::Relaxed) >= free + self.cfg.queue {
+            c.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(SubmitError::QueueFull);
         }
+        c.queued.fetch_add(1, Ordering::Relaxed);
+        tx.send(req).map_err(|_| {
+            c.queued.fetch_sub(1, Ordering::Relaxed);
+            SubmitError::ShuttingDown
+        })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -252,17 +250,22 @@ impl<D: Decoder> Scheduler<D> {
                 }
             };
             let _ = free;
+            // busy first, then out of the queue: `submit` never sees the request in neither
+            self.c.busy.fetch_add(1, Ordering::Relaxed);
             self.c.queued.fetch_sub(1, Ordering::Relaxed);
             self.c.requests.fetch_add(1, Ordering::Relaxed);
-            self.admit(req);
+            if !self.admit(req) {
+                self.c.busy.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
-    /// Checks a request and gives it the free slot with the longest cached prefix.
-    fn admit(&mut self, mut req: Request) {
+    /// Checks a request and gives it the free slot with the longest cached prefix; false when it
+    /// ended at once (cancelled or invalid).
+    fn admit(&mut self, mut req: Request) -> bool {
         if req.cancelled() {
             (req.sink)(Event::Done { text: String::new(), finish: Finish::Cancelled, usage: Usage::default() });
-            return;
+            return false;
         }
         let n = req.prompt.len();
         let problem = if n == 0 {
@@ -282,7 +285,7 @@ impl<D: Decoder> Scheduler<D> {
         };
         if let Some(e) = problem {
             (req.sink)(Event::Error(e));
-            return;
+            return false;
         }
         let lcp = |c: &[u32]| c.iter().zip(&req.prompt).take_while(|(a, b)| a == b).count();
         let (slot, common) = self
@@ -304,14 +307,13 @@ impl<D: Decoder> Scheduler<D> {
             keep = 0;
             if let Err(e) = self.dec.seq_rm(slot, 0) {
                 (req.sink)(Event::Error(e));
-                return;
+                return false;
             }
         }
         self.slots[slot].cache.truncate(keep);
         self.slots[slot].exact = self.slots[slot].exact.min(keep);
         self.c.prompt_tokens.fetch_add(n as u64, Ordering::Relaxed);
         self.c.cached_tokens.fetch_add(keep as u64, Ordering::Relaxed);
-        self.c.busy.fetch_add(1, Ordering::Relaxed);
         let stop = StopMatcher::new(&req.stop);
         self.slots[slot].job = Some(Job {
             req,
@@ -325,6 +327,7 @@ impl<D: Decoder> Scheduler<D> {
             submitted: Instant::now(),
             first_token: None,
         });
+        true
     }
 
     /// One batch: a row per generating slot, then prompt chunks; decode; sample.
