@@ -401,3 +401,16 @@ def test_schemathesis_finds_no_server_error(tmp_path: Any) -> None:
         assert s.request("GET", "/health")[0] == 200  # still serving
     finally:
         assert s.stop() == 0
+
+
+def test_bench_serve_counts_every_token(server: Server) -> None:
+    """bench-serve against a running server (--url, as for llama-server): C clients × n tokens each."""
+    url = f"http://127.0.0.1:{server.port}"
+    cmd = [sys.executable, "-m", "llama", "bench-serve", "--url", url, "--clients", "1,3", "-n", "6", "-p", "8"]
+    r = subprocess.run(
+        [*cmd, "--api-key", KEY, "--model-alias", MODEL, "--quiet"], capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout.strip().splitlines()[-1])["rows"]
+    assert [(row["clients"], row["tokens"]) for row in rows] == [(1, 6), (3, 18)]
+    assert all(row["tok_s"] > 0 and row["ttft_p50"] <= row["ttft_p95"] for row in rows)
