@@ -47,6 +47,21 @@ pub trait Decoder: Send + 'static {
     fn seq_rm(&mut self, seq: usize, from: usize) -> Result<()>;
 }
 
+impl Decoder for Box<dyn Decoder> {
+    fn n_vocab(&self) -> usize {
+        (**self).n_vocab()
+    }
+    fn decode(&mut self, rows: &[Row]) -> Result<()> {
+        (**self).decode(rows)
+    }
+    fn logits(&self, k: usize) -> &[f32] {
+        (**self).logits(k)
+    }
+    fn seq_rm(&mut self, seq: usize, from: usize) -> Result<()> {
+        (**self).seq_rm(seq, from)
+    }
+}
+
 /// Why a generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finish {
