@@ -125,7 +125,7 @@ pub(super) fn u16_at(b: &[u8], i: usize) -> u16 {
 /// `w` and `a` must point to `n / 256` readable blocks of `WB` and 292 bytes; the CPU must
 /// support AVX2, FMA, F16C and what `block` uses.
 #[inline(always)]
-unsafe fn sum_iq<const WB: usize>(
+pub(super) unsafe fn sum_iq<const WB: usize>(
     n: usize,
     w: *const u8,
     a: *const u8,

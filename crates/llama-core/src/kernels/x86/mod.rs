@@ -21,6 +21,7 @@ mod iq;
 #[macro_use]
 mod iq_batch;
 mod iq4;
+mod iq512;
 mod iq_gemm;
 mod mxfp4;
 mod mxfp4_batch;
@@ -143,6 +144,12 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     };
     for (t, f) in dot::DOTS_AVX512 {
         k.traits_mut(t).vec_dot = Some(f);
+    }
+    // the grid i-quant single-token dots with 512-bit gathers and mask-register signs
+    if is_x86_feature_detected!("avx512vbmi") {
+        for (t, f) in iq512::DOTS_AVX512_VBMI {
+            k.traits_mut(t).vec_dot = Some(f);
+        }
     }
     for (t, f) in iq_batch::TILED_TILES_AVX512 {
         if let Some(b) = k.traits_mut(t).batch_dot.as_mut() {
