@@ -477,7 +477,7 @@ fn ggml_lib_dir() -> Option<String> {
 /// Single-thread speed of our single-token dots against llama.cpp's own `ggml_vec_dot_<type>_q8_K`
 /// (llama-cpp-python's `libggml-cpu.so`, loaded into this process): the same weight and Q8_K
 /// activation bytes (the `gridiq` / `llamacpp` reference data tiled to 512 rows of 2048 elements,
-/// about L2-sized like a tg matmul's share), every result bit-identical to llama.cpp's, then per type
+/// about L2-sized like a tg matmul's share; `DOT_SPEED_ROWS` sets another count), every result bit-identical to llama.cpp's, then per type
 /// the best of 15 interleaved passes of thread CPU time, printed as a ratio (ggml time / our time:
 /// above 1 means ours is faster). Ignored by default: a timing, run it on a quiet machine with
 /// `cargo test --release -p llama-core --test quant_ggml dot_speed_vs_ggml -- --ignored --nocapture`.
@@ -526,12 +526,19 @@ fn dot_speed_vs_ggml() {
     // SAFETY: `void ggml_cpu_init(void)`; it fills the f16→f32 table the dots read scales through.
     unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn()>(init)() };
     use GgmlType::*;
-    let (rows, cols) = (512, 2048);
+    // DOT_SPEED_ROWS: more rows to time a stream from L3 / memory as in a whole model's tg
+    let rows = std::env::var("DOT_SPEED_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let cols = 2048;
     let kernels: Vec<_> = llama_core::kernels::Kernels::available()
         .into_iter()
         .filter(|k| matches!(k.isa, llama_core::kernels::Isa::Avx2 | llama_core::kernels::Isa::Avx512))
         .collect();
+    // DOT_SPEED_TYPES: a comma-separated subset (type names as `iq2_xs`)
+    let only = std::env::var("DOT_SPEED_TYPES").unwrap_or_default();
     for t in [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, TQ1_0, TQ2_0] {
+        if !only.is_empty() && !only.split(',').any(|n| n == t.name()) {
+            continue;
+        }
         let dir = if matches!(t, TQ1_0 | TQ2_0) { tern.as_path() } else { grid };
         let w0 = std::fs::read(file(dir, t, "q")).unwrap();
         let a0 = std::fs::read(file(dir, t, "act")).unwrap();
@@ -579,7 +586,7 @@ fn dot_speed_vs_ggml() {
             }
             std::hint::black_box((&ours, &theirs));
             eprintln!(
-                "{t:>8} {:>6}: ours {:7.1} µs, llama.cpp {:7.1} µs per {rows}×{cols} rows: ratio {:.2}",
+                "{t:>8} {:>6}: ours {:9.1} µs, llama.cpp {:9.1} µs per {rows}×{cols} rows: ratio {:.2}",
                 k.isa.name(),
                 best_ours * 1e6,
                 best_ggml * 1e6,

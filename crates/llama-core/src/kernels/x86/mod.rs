@@ -162,6 +162,7 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
             b.gemm = Some(f);
         }
     }
+    k.traits_mut(TQ2_0).vec_dot = Some(tq::DOT_TQ2_0_AVX512);
     k.traits_mut(TQ1_0).tile = Some(tq_batch::TILE_TQ1_0_AVX512);
     k.traits_mut(TQ2_0).tile = Some(tq_batch::TILE_TQ2_0_AVX512);
     k.traits_mut(Q4_0).tile = Some(tile::TILE_Q4_0_AVX512);
