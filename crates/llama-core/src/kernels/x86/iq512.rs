@@ -20,7 +20,7 @@
 use std::arch::x86_64::*;
 
 use super::dot::{f16_load, hsum_epi32, hsum_ps};
-use super::iq::q8k;
+use super::iq::{prefetch_block, q8k};
 use crate::kernels::types::VecDotFn;
 use crate::quant::iq::IQ1S_DELTA;
 use crate::quant::iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS};
@@ -186,29 +186,7 @@ unsafe fn masks4(s: __m256i) -> [u64; 4] {
     unsafe { std::mem::transmute::<__m256i, [u64; 4]>(s) }
 }
 
-/// How far ahead (bytes) the dots prefetch the weight row: a tg matmul streams its weights from
-/// L3 or memory, and the rows are short (a few hundred bytes), so the hardware prefetcher alone
-/// leaves the first loads of each block waiting (`dot_speed_vs_ggml` with `DOT_SPEED_ROWS=200000`,
-/// ~100 MB of weights: TQ2_0 ×1.09 of llama.cpp's dot at 320 bytes, ×1.48 at 1280, ×1.58 at 2560,
-/// ×1.63 at 5120; a thread's chunk of rows is tens of KB, so little is fetched past it).
-pub(super) const PREFETCH: usize = 2560;
-
-/// Prefetches the bytes `PREFETCH..PREFETCH + 128` past `x` (every line of a block of ≤ 128 bytes
-/// when called once per block).
-///
-/// # Safety
-/// None beyond SSE (prefetches do not fault, any address is allowed).
-#[inline(always)]
-pub(super) unsafe fn prefetch_block(x: *const u8) {
-    // SAFETY: a prefetch is a hint: it never faults (`wrapping_add` keeps the pointer arithmetic
-    // defined past the row's end).
-    unsafe {
-        _mm_prefetch::<_MM_HINT_T0>(x.wrapping_add(PREFETCH) as *const i8);
-        _mm_prefetch::<_MM_HINT_T0>(x.wrapping_add(PREFETCH + 64) as *const i8);
-    }
-}
-
-/// `iq::sum_iq` (the AVX2 dots' float steps) with `prefetch_block` per super-block.
+/// `iq::sum_iq` (the AVX2 dots' float steps, `prefetch_block` per super-block) over block pointers.
 ///
 /// # Safety
 /// As `iq::sum_iq`.

@@ -7,6 +7,7 @@
 use std::arch::x86_64::*;
 
 use super::dot::{f16_load, hsum_ps};
+use super::iq::prefetch_block;
 use crate::kernels::types::VecDotFn;
 use crate::quant::QK_K;
 
@@ -75,6 +76,7 @@ unsafe fn dot_tq1_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
         for i in 0..n / QK_K {
             // block_tq1_0: qs [48] @0, qh [4] @48, d f16 @52; block_q8_K: d @0, qs @4, bsums @260
             let (x, y) = (w.add(54 * i), a.add(292 * i));
+            prefetch_block(x);
             let ys = |o: usize| _mm256_loadu_si256(y.add(4 + o) as *const __m256i);
             let mul = _mm256_maddubs_epi16;
             // the first 32 bytes of 5 trits
@@ -123,6 +125,7 @@ unsafe fn dot_tq2_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for i in 0..n / QK_K {
             let (x, y) = (w.add(66 * i), a.add(292 * i));
+            prefetch_block(x);
             acc = fold(acc, block_tq2_0_avx2(x, y), y, x.add(64));
         }
         hsum_ps(acc)
@@ -190,7 +193,7 @@ unsafe fn dot_tq2_0_avx512(n: usize, w: *const u8, a: *const u8) -> f32 {
         for i in 0..n / QK_K {
             // block_tq2_0: qs [64] @0, d f16 @64; block_q8_K: d @0, qs @4, bsums @260
             let (x, y) = (w.add(66 * i), a.add(292 * i));
-            super::iq512::prefetch_block(x);
+            prefetch_block(x);
             let ys = |m: usize| _mm512_loadu_si512(y.add(4 + 64 * m) as *const _);
             let q0 = _mm512_broadcast_i64x4(_mm256_loadu_si256(x as *const __m256i));
             let q1 = _mm512_broadcast_i64x4(_mm256_loadu_si256(x.add(32) as *const __m256i));
