@@ -466,6 +466,7 @@ fn grid_iq_matmul_matches_ggml_tiled() {
 }
 
 /// The directory of llama-cpp-python's shared libraries (`libggml-cpu.so`), or `None`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn ggml_lib_dir() -> Option<String> {
     let out = std::process::Command::new("python3")
         .args(["-c", "import llama_cpp, os; print(os.path.join(os.path.dirname(llama_cpp.__file__), 'lib'))"])
