@@ -1,6 +1,6 @@
 //! AVX2 dots of the grid i-quants with Q8_K (`VecDotFn`): IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S,
 //! IQ1_S, IQ1_M, in the order of llama.cpp's x86 `ggml_vec_dot_iq*_q8_K` (AVX2 path; its AVX-512
-//! build has no own path for these types, so the AVX-512 table inherits them): grid points
+//! build has no own path for these types; the AVX-512 table takes `iq512`'s dots, the same sums): grid points
 //! gathered with `_mm256_set_epi64x` / `_mm256_set_epi32` of table entries, sign bytes expanded by
 //! `ksigns64` or the byte-shuffle/compare trick, `maddubs` products; per super-block 8 exact i32
 //! lanes, `acc = fma(dx·dy, f32(lanes), acc)`, `hsum_float_8` at the end. Bit-identical to

@@ -6,8 +6,9 @@
 //! x86_64 CPU.
 //!
 //! Files per kind: `quantize` (activation quantizers), `dot` (row dots), `mxfp4` (the MXFP4
-//! dot), `iq` (the grid i-quant dots), `iq4` / `tq` (the IQ4_NL/IQ4_XS and TQ1_0/TQ2_0 dots, which llama.cpp's AVX-512 build
-//! runs as AVX2), `tile` (AVX-512 4×4 multi-token tiles of Q4_0/Q8_0), `iq_batch` / `mxfp4_batch` /
+//! dot), `iq` (the grid i-quant dots), `iq512` (their AVX-512 single-token dots, same sums), `iq4` / `tq`
+//! (the IQ4_NL/IQ4_XS and TQ1_0/TQ2_0 dots, which llama.cpp's AVX-512 build runs as AVX2; TQ2_0 has an
+//! AVX-512 dot with the same sums), `tile` (AVX-512 4×4 multi-token tiles of Q4_0/Q8_0), `iq_batch` / `mxfp4_batch` /
 //! `tq_batch` (AVX2 multi-token tiles of the types without R16 kernels: each weight block decoded once
 //! for several tokens, bit-identical to their dots), `r16_avx2` / `r16_avx512` (GEMMs over
 //! R16-repacked weights), `r16_tiled` (AVX-512 VNNI batch GEMMs that decode each weight block once
