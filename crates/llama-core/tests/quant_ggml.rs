@@ -464,3 +464,135 @@ fn grid_iq_matmul_matches_ggml_tiled() {
         eprintln!("{t}: {checked} matmul outputs checked against ggml_mul_mat (16 tokens: tiled GEMM, 7: vec_dot)");
     }
 }
+
+/// The directory of llama-cpp-python's shared libraries (`libggml-cpu.so`), or `None`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn ggml_lib_dir() -> Option<String> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import llama_cpp, os; print(os.path.join(os.path.dirname(llama_cpp.__file__), 'lib'))"])
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Single-thread speed of our single-token dots against llama.cpp's own `ggml_vec_dot_<type>_q8_K`
+/// (llama-cpp-python's `libggml-cpu.so`, loaded into this process): the same weight and Q8_K
+/// activation bytes (the `gridiq` / `llamacpp` reference data tiled to 512 rows of 2048 elements,
+/// about L2-sized like a tg matmul's share; `DOT_SPEED_ROWS` sets another count), every result bit-identical to llama.cpp's, then per type
+/// the best of 15 interleaved passes of thread CPU time, printed as a ratio (ggml time / our time:
+/// above 1 means ours is faster). Ignored by default: a timing, run it on a quiet machine with
+/// `cargo test --release -p llama-core --test quant_ggml dot_speed_vs_ggml -- --ignored --nocapture`.
+#[test]
+#[ignore]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn dot_speed_vs_ggml() {
+    use std::ffi::{c_char, c_int, c_void, CString};
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void;
+        fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut c_void;
+        fn clock_gettime(clock: c_int, ts: *mut Timespec) -> c_int;
+    }
+    type GgmlDot = unsafe extern "C" fn(c_int, *mut f32, usize, *const c_void, usize, *const c_void, usize, c_int);
+    const RTLD_NOW: c_int = 2;
+    const RTLD_GLOBAL: c_int = 0x100;
+    const CLOCK_THREAD_CPUTIME_ID: c_int = 3;
+    let thread_secs = || {
+        let mut ts = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: `ts` is a valid out-pointer of the C layout clock_gettime writes.
+        unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.sec as f64 + ts.nsec as f64 * 1e-9
+    };
+    let (Some(lib), Some(grid), Some(tern)) = (ggml_lib_dir(), gridiq_dir(), ggml_dir()) else {
+        eprintln!("SKIP: llama-cpp-python's ggml is not available");
+        return;
+    };
+    let open = |name: &str| {
+        let p = CString::new(format!("{lib}/{name}")).unwrap();
+        // SAFETY: a NUL-terminated path; dlopen has no other precondition.
+        let h = unsafe { dlopen(p.as_ptr(), RTLD_NOW | RTLD_GLOBAL) };
+        assert!(!h.is_null(), "dlopen {name} failed");
+        h
+    };
+    open("libggml-base.so");
+    let cpu = open("libggml-cpu.so");
+    let init = CString::new("ggml_cpu_init").unwrap();
+    // SAFETY: a NUL-terminated symbol name of the loaded library.
+    let init = unsafe { dlsym(cpu, init.as_ptr()) };
+    assert!(!init.is_null(), "no ggml_cpu_init in libggml-cpu.so");
+    // SAFETY: `void ggml_cpu_init(void)`; it fills the f16→f32 table the dots read scales through.
+    unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn()>(init)() };
+    use GgmlType::*;
+    // DOT_SPEED_ROWS: more rows to time a stream from L3 / memory as in a whole model's tg
+    let rows = std::env::var("DOT_SPEED_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let cols = 2048;
+    let kernels: Vec<_> = llama_core::kernels::Kernels::available()
+        .into_iter()
+        .filter(|k| matches!(k.isa, llama_core::kernels::Isa::Avx2 | llama_core::kernels::Isa::Avx512))
+        .collect();
+    // DOT_SPEED_TYPES: a comma-separated subset (type names as `iq2_xs`)
+    let only = std::env::var("DOT_SPEED_TYPES").unwrap_or_default();
+    for t in [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, TQ1_0, TQ2_0] {
+        if !only.is_empty() && !only.split(',').any(|n| n == t.name()) {
+            continue;
+        }
+        let dir = if matches!(t, TQ1_0 | TQ2_0) { tern.as_path() } else { grid };
+        let w0 = std::fs::read(file(dir, t, "q")).unwrap();
+        let a0 = std::fs::read(file(dir, t, "act")).unwrap();
+        let (wr, ar) = (t.type_size() * cols / t.block_size(), 292 * cols / 256);
+        // rows 16.. of the reference data only: the first ones hold the extreme scales (Inf, NaN)
+        let (w0, a0) = (&w0[w0.len() / 4..], &a0[a0.len() / 4..]);
+        let w: Vec<u8> = w0.iter().copied().cycle().take(rows * wr).collect();
+        let a: Vec<u8> = a0.iter().copied().cycle().take(ar).collect();
+        let sym = CString::new(format!("ggml_vec_dot_{}_q8_K", t.name())).unwrap();
+        // SAFETY: a NUL-terminated symbol name of the loaded library.
+        let f = unsafe { dlsym(cpu, sym.as_ptr()) };
+        assert!(!f.is_null(), "no {sym:?} in libggml-cpu.so");
+        // SAFETY: the symbol is ggml's `ggml_vec_dot_t` (ggml-cpu/quants.h).
+        let ggml: GgmlDot = unsafe { std::mem::transmute::<*mut c_void, GgmlDot>(f) };
+        let mut theirs = vec![0f32; rows];
+        let run_ggml = |out: &mut [f32]| {
+            for (r, o) in out.iter_mut().enumerate() {
+                // SAFETY: whole blocks of `cols` elements of the weight row and the activations.
+                unsafe { ggml(cols as c_int, o, 0, w[r * wr..].as_ptr().cast(), 0, a.as_ptr().cast(), 0, 1) };
+            }
+        };
+        run_ggml(&mut theirs);
+        for k in &kernels {
+            let dot = k.vec_dot(t).unwrap();
+            let run_ours = |out: &mut [f32]| {
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = dot(cols, &w[r * wr..][..wr], &a);
+                }
+            };
+            let mut ours = vec![0f32; rows];
+            run_ours(&mut ours);
+            for r in 0..rows {
+                let same = ours[r].to_bits() == theirs[r].to_bits() || (ours[r].is_nan() && theirs[r].is_nan());
+                assert!(same, "{t} {:?} row {r}: {:e} vs llama.cpp {:e}", k.isa, ours[r], theirs[r]);
+            }
+            let (mut best_ours, mut best_ggml) = (f64::MAX, f64::MAX);
+            for _ in 0..15 {
+                let t0 = thread_secs();
+                run_ours(&mut ours);
+                let t1 = thread_secs();
+                run_ggml(&mut theirs);
+                let t2 = thread_secs();
+                best_ours = best_ours.min(t1 - t0);
+                best_ggml = best_ggml.min(t2 - t1);
+            }
+            std::hint::black_box((&ours, &theirs));
+            eprintln!(
+                "{t:>8} {:>6}: ours {:9.1} µs, llama.cpp {:9.1} µs per {rows}×{cols} rows: ratio {:.2}",
+                k.isa.name(),
+                best_ours * 1e6,
+                best_ggml * 1e6,
+                best_ggml / best_ours
+            );
+        }
+    }
+}

@@ -6,8 +6,9 @@
 //! x86_64 CPU.
 //!
 //! Files per kind: `quantize` (activation quantizers), `dot` (row dots), `mxfp4` (the MXFP4
-//! dot), `iq` (the grid i-quant dots), `iq4` / `tq` (the IQ4_NL/IQ4_XS and TQ1_0/TQ2_0 dots, which llama.cpp's AVX-512 build
-//! runs as AVX2), `tile` (AVX-512 4×4 multi-token tiles of Q4_0/Q8_0), `iq_batch` / `mxfp4_batch` /
+//! dot), `iq` (the grid i-quant dots), `iq512` (their AVX-512 single-token dots, same sums), `iq4` / `tq`
+//! (the IQ4_NL/IQ4_XS and TQ1_0/TQ2_0 dots, which llama.cpp's AVX-512 build runs as AVX2; TQ2_0 has an
+//! AVX-512 dot with the same sums), `tile` (AVX-512 4×4 multi-token tiles of Q4_0/Q8_0), `iq_batch` / `mxfp4_batch` /
 //! `tq_batch` (AVX2 multi-token tiles of the types without R16 kernels: each weight block decoded once
 //! for several tokens, bit-identical to their dots), `r16_avx2` / `r16_avx512` (GEMMs over
 //! R16-repacked weights), `r16_tiled` (AVX-512 VNNI batch GEMMs that decode each weight block once
@@ -21,6 +22,7 @@ mod iq;
 #[macro_use]
 mod iq_batch;
 mod iq4;
+mod iq512;
 mod iq_gemm;
 mod mxfp4;
 mod mxfp4_batch;
@@ -144,6 +146,12 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     for (t, f) in dot::DOTS_AVX512 {
         k.traits_mut(t).vec_dot = Some(f);
     }
+    // the grid i-quant single-token dots with 512-bit gathers and mask-register signs
+    if is_x86_feature_detected!("avx512vbmi") {
+        for (t, f) in iq512::DOTS_AVX512_VBMI {
+            k.traits_mut(t).vec_dot = Some(f);
+        }
+    }
     for (t, f) in iq_batch::TILED_TILES_AVX512 {
         if let Some(b) = k.traits_mut(t).batch_dot.as_mut() {
             b.tile = Some(f);
@@ -155,6 +163,7 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
             b.gemm = Some(f);
         }
     }
+    k.traits_mut(TQ2_0).vec_dot = Some(tq::DOT_TQ2_0_AVX512);
     k.traits_mut(TQ1_0).tile = Some(tq_batch::TILE_TQ1_0_AVX512);
     k.traits_mut(TQ2_0).tile = Some(tq_batch::TILE_TQ2_0_AVX512);
     k.traits_mut(Q4_0).tile = Some(tile::TILE_Q4_0_AVX512);

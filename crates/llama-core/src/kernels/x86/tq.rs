@@ -7,6 +7,7 @@
 use std::arch::x86_64::*;
 
 use super::dot::{f16_load, hsum_ps};
+use super::iq::prefetch_block;
 use crate::kernels::types::VecDotFn;
 use crate::quant::QK_K;
 
@@ -75,6 +76,7 @@ unsafe fn dot_tq1_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
         for i in 0..n / QK_K {
             // block_tq1_0: qs [48] @0, qh [4] @48, d f16 @52; block_q8_K: d @0, qs @4, bsums @260
             let (x, y) = (w.add(54 * i), a.add(292 * i));
+            prefetch_block(x);
             let ys = |o: usize| _mm256_loadu_si256(y.add(4 + o) as *const __m256i);
             let mul = _mm256_maddubs_epi16;
             // the first 32 bytes of 5 trits
@@ -120,25 +122,105 @@ unsafe fn dot_tq2_0_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
-        let m3 = _mm256_set1_epi8(3);
         let mut acc = _mm256_setzero_ps();
         for i in 0..n / QK_K {
-            // block_tq2_0: qs [64] @0, d f16 @64
             let (x, y) = (w.add(66 * i), a.add(292 * i));
-            let (mut sumi0, mut sumi1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            for j in [0usize, 32] {
-                let q = _mm256_loadu_si256(x.add(j) as *const __m256i);
-                let ys = |l: usize| _mm256_loadu_si256(y.add(4 + 4 * j + 32 * l) as *const __m256i);
-                let q0 = _mm256_maddubs_epi16(_mm256_and_si256(q, m3), ys(0));
-                let q1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 2), m3), ys(1));
-                let q2 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m3), ys(2));
-                let q3 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 6), m3), ys(3));
-                sumi0 = _mm256_add_epi16(sumi0, _mm256_add_epi16(q0, q1));
-                sumi1 = _mm256_add_epi16(sumi1, _mm256_add_epi16(q2, q3));
-            }
-            let ysum = _mm256_loadu_si256(y.add(260) as *const __m256i);
-            let s = _mm256_sub_epi16(_mm256_add_epi16(sumi0, sumi1), ysum);
-            acc = fold(acc, s, y, x.add(64));
+            prefetch_block(x);
+            acc = fold(acc, block_tq2_0_avx2(x, y), y, x.add(64));
+        }
+        hsum_ps(acc)
+    }
+}
+
+/// One TQ2_0 block `x` × the Q8_K block `y` as ggml's AVX2 dot forms it: 16 i16 lanes
+/// `Σ t·y − bsums` (wrapping, as ggml's `_mm256_sub_epi16`), before the pairwise `madd`.
+///
+/// # Safety
+/// The CPU must support AVX2; `x..x+66` and `y..y+292` must be readable.
+#[inline(always)]
+unsafe fn block_tq2_0_avx2(x: *const u8, y: *const u8) -> __m256i {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        // block_tq2_0: qs [64] @0, d f16 @64
+        let m3 = _mm256_set1_epi8(3);
+        let (mut sumi0, mut sumi1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for j in [0usize, 32] {
+            let q = _mm256_loadu_si256(x.add(j) as *const __m256i);
+            let ys = |l: usize| _mm256_loadu_si256(y.add(4 + 4 * j + 32 * l) as *const __m256i);
+            let q0 = _mm256_maddubs_epi16(_mm256_and_si256(q, m3), ys(0));
+            let q1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 2), m3), ys(1));
+            let q2 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m3), ys(2));
+            let q3 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 6), m3), ys(3));
+            sumi0 = _mm256_add_epi16(sumi0, _mm256_add_epi16(q0, q1));
+            sumi1 = _mm256_add_epi16(sumi1, _mm256_add_epi16(q2, q3));
+        }
+        let ysum = _mm256_loadu_si256(y.add(260) as *const __m256i);
+        _mm256_sub_epi16(_mm256_add_epi16(sumi0, sumi1), ysum)
+    }
+}
+
+dot_entry!(dot_tq2_0_avx512_entry, dot_tq2_0_avx512, QK_K, 66, 292, "avx512f,avx512bw,avx512vl,avx512vnni");
+
+/// The AVX-512 TQ2_0 dot (bit-identical to the AVX2 one).
+pub(super) const DOT_TQ2_0_AVX512: VecDotFn = dot_tq2_0_avx512_entry;
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+/// TQ2_0 with `vpdpbusd`: the same 8 exact i32 lanes as `dot_tq2_0_avx2` (lane k: elements
+/// 4k..4k+3 of every 32-element chunk, t·y with t = value + 1, minus bsums 2k and 2k + 1), then its
+/// float steps. A zmm of activations covers chunks 2m and 2m + 1; their trits are bits 2l..2l+2
+/// of the same 32 weight bytes (broadcast to both halves), taken by one AND with the masks
+/// `3 << 2l` of the two halves and left scaled by 4^l: `vpdpbusd` sums them exactly in i32
+/// (≤ 4·192·128), and one arithmetic shift per half per block removes the scale exactly. ggml's
+/// i16 sums (|Σ t·y| ≤ 8·2·3·128 = 6144 per i16 lane, any weight byte) wrap only when it
+/// subtracts a bsum beyond ±(32767 − 6144), which no quantizer makes: such blocks are computed
+/// in ggml's i16 form instead, so every input gives ggml's bits.
+///
+/// # Safety
+/// As `dot_tq2_0_avx2`, and the CPU must support AVX-512 F, BW, VL and VNNI.
+unsafe fn dot_tq2_0_avx512(n: usize, w: *const u8, a: *const u8) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        // chunk pairs (0, 1) and (2, 3) of each 32 weight bytes: trit bits 0..2 | 2..4, 4..6 | 6..8
+        let m01 = _mm512_inserti64x4::<1>(_mm512_set1_epi8(0x03), _mm256_set1_epi8(0x0C));
+        let m23 = _mm512_inserti64x4::<1>(_mm512_set1_epi8(0x30), _mm256_set1_epi8(0xC0u8 as i8));
+        let (s01, s23) = (
+            _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi32(2)),
+            _mm512_inserti64x4::<1>(_mm512_set1_epi32(4), _mm256_set1_epi32(6)),
+        );
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..n / QK_K {
+            // block_tq2_0: qs [64] @0, d f16 @64; block_q8_K: d @0, qs @4, bsums @260
+            let (x, y) = (w.add(66 * i), a.add(292 * i));
+            prefetch_block(x);
+            let ys = |m: usize| _mm512_loadu_si512(y.add(4 + 64 * m) as *const _);
+            let q0 = _mm512_broadcast_i64x4(_mm256_loadu_si256(x as *const __m256i));
+            let q1 = _mm512_broadcast_i64x4(_mm256_loadu_si256(x.add(32) as *const __m256i));
+            let z = _mm512_setzero_si512();
+            let a01 = _mm512_dpbusd_epi32(
+                _mm512_dpbusd_epi32(z, _mm512_and_si512(q0, m01), ys(0)),
+                _mm512_and_si512(q1, m01),
+                ys(2),
+            );
+            let a23 = _mm512_dpbusd_epi32(
+                _mm512_dpbusd_epi32(z, _mm512_and_si512(q0, m23), ys(1)),
+                _mm512_and_si512(q1, m23),
+                ys(3),
+            );
+            let t = _mm512_add_epi32(_mm512_srav_epi32(a01, s01), _mm512_srav_epi32(a23, s23));
+            let t = _mm256_add_epi32(_mm512_castsi512_si256(t), _mm512_extracti64x4_epi64::<1>(t));
+            let bs = _mm256_loadu_si256(y.add(260) as *const __m256i);
+            // ggml subtracts the bsums in i16: that wraps only for |bsum| > 32767 − 6144 (the
+            // quantizer's bsums are ≤ 16·128); such blocks take ggml's own i16 form
+            let lanes = if _mm256_cmpgt_epu16_mask(_mm256_abs_epi16(bs), _mm256_set1_epi16(32767 - 6144)) == 0 {
+                _mm256_sub_epi32(t, _mm256_madd_epi16(bs, ones))
+            } else {
+                _mm256_madd_epi16(block_tq2_0_avx2(x, y), ones)
+            };
+            let dy = f32::from_le_bytes([*y, *y.add(1), *y.add(2), *y.add(3)]);
+            let d = _mm256_set1_ps(dy * f16_load(x.add(64)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), d, acc);
         }
         hsum_ps(acc)
     }
