@@ -74,18 +74,82 @@ class Llama:
         self,
         model_path: str | os.PathLike,
         *,
+        n_gpu_layers: int = 0,
+        split_mode: int = 1,
+        main_gpu: int = 0,
+        tensor_split: list[float] | None = None,
+        vocab_only: bool = False,
+        use_mmap: bool = True,
+        use_mlock: bool = False,
+        kv_overrides: dict[str, Any] | None = None,
+        seed: int = LLAMA_DEFAULT_SEED,
         n_ctx: int = 0,
         n_batch: int = 512,
+        n_ubatch: int = 512,
         n_threads: int | None = None,
-        seed: int = LLAMA_DEFAULT_SEED,
-        last_n_tokens_size: int = 64,
+        n_threads_batch: int | None = None,
+        rope_scaling_type: int | None = -1,
+        pooling_type: int = -1,
+        attention_type: int = -1,
+        rope_freq_base: float = 0.0,
+        rope_freq_scale: float = 0.0,
+        yarn_ext_factor: float = -1.0,
+        yarn_attn_factor: float = 1.0,
+        yarn_beta_fast: float = 32.0,
+        yarn_beta_slow: float = 1.0,
+        yarn_orig_ctx: int = 0,
         logits_all: bool = False,
-        vocab_only: bool = False,
-        type_k: str | int | None = "f16",
-        verbose: bool = False,
+        embedding: bool = False,
+        offload_kqv: bool = True,
+        flash_attn: bool = False,
+        op_offload: bool | None = None,
+        swa_full: bool | None = None,
+        no_perf: bool = False,
+        last_n_tokens_size: int = 64,
+        lora_base: str | None = None,
+        lora_scale: float = 1.0,
+        lora_path: str | None = None,
+        numa: bool | int = False,
         chat_format: str | None = None,
-        **_ignored: Any,
+        chat_handler: Any = None,
+        draft_model: Any = None,
+        tokenizer: Any = None,
+        type_k: str | int | None = "f16",
+        type_v: str | int | None = None,
+        spm_infill: bool = False,
+        verbose: bool = False,
     ):
+        """Every keyword of llama-cpp-python's ``Llama.__init__`` is accepted here and either works,
+        is a documented no-op on this CPU-only runtime (``n_gpu_layers``, ``split_mode``,
+        ``main_gpu``, ``tensor_split``, ``use_mlock``, ``offload_kqv``, ``op_offload``,
+        ``no_perf``, ``swa_full``: the outputs do not depend on them), or raises
+        InvalidArgumentError naming it when given a value this runtime cannot honour. An unknown
+        keyword is a TypeError."""
+        _check_init_args(
+            use_mmap=use_mmap,
+            kv_overrides=kv_overrides,
+            n_threads_batch=(n_threads_batch, n_threads),
+            rope_scaling_type=rope_scaling_type,
+            pooling_type=pooling_type,
+            attention_type=attention_type,
+            rope_freq_base=rope_freq_base,
+            rope_freq_scale=rope_freq_scale,
+            yarn=(yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow, yarn_orig_ctx),
+            embedding=embedding,
+            flash_attn=flash_attn,
+            lora=(lora_base, lora_scale, lora_path),
+            numa=numa,
+            chat_format=chat_format,
+            chat_handler=chat_handler,
+            draft_model=draft_model,
+            tokenizer=tokenizer,
+            type_v=type_v,
+            spm_infill=spm_infill,
+        )
+        if n_ubatch <= 0:
+            raise InvalidArgumentError(f"n_ubatch must be > 0 (got {n_ubatch})")
+        # n_ubatch is the physical batch: tokens go through the network n_ubatch at a time
+        n_batch = min(n_batch, n_ubatch) if n_batch > 0 else n_batch
         self.model_path = os.fspath(model_path)
         self.verbose = verbose
         t0 = time.perf_counter()
@@ -960,6 +1024,60 @@ class Llama:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_init_args(**args: Any) -> None:
+    """The `Llama.__init__` keywords this runtime takes but cannot honour with a non-default value."""
+    why = {
+        "use_mmap": "use_mmap=False (loading into anonymous memory) is not supported yet: the file is memory-mapped",
+        "kv_overrides": "kv_overrides (metadata overrides) are not supported",
+        "n_threads_batch": "n_threads_batch different from n_threads is not supported (one thread pool)",
+        "rope_scaling_type": "rope_scaling_type overrides are not supported: the GGUF's rope settings are used",
+        "pooling_type": "pooling_type is for embeddings, which are not supported yet",
+        "attention_type": "attention_type is for embeddings, which are not supported yet",
+        "rope_freq_base": "rope_freq_base overrides are not supported: the GGUF's value is used",
+        "rope_freq_scale": "rope_freq_scale overrides are not supported: the GGUF's value is used",
+        "yarn": "YaRN overrides (yarn_*) are not supported: the GGUF's rope settings are used",
+        "embedding": "embedding=True is not supported yet",
+        "flash_attn": "flash_attn=True is not supported yet (attention is exact, non-flash)",
+        "lora": "LoRA adapters (lora_base, lora_path, lora_scale) are not supported",
+        "numa": "NUMA placement is not supported",
+        "chat_format": "chat_format is not supported yet: the GGUF's chat template is used",
+        "chat_handler": "chat_handler is not supported yet: the GGUF's chat template is used",
+        "draft_model": "speculative decoding (draft_model) is not supported",
+        "tokenizer": "a custom tokenizer is not supported: the GGUF's vocabulary is used",
+        "type_v": "type_v other than f16 is not supported yet",
+        "spm_infill": "spm_infill is not supported",
+    }
+    defaults: dict[str, Any] = {
+        "use_mmap": True,
+        "rope_scaling_type": -1,
+        "pooling_type": -1,
+        "attention_type": -1,
+        "rope_freq_base": 0.0,
+        "rope_freq_scale": 0.0,
+        "yarn": (-1.0, 1.0, 32.0, 1.0, 0),
+        "embedding": False,
+        "flash_attn": False,
+        "lora": (None, 1.0, None),
+        "numa": False,
+        "spm_infill": False,
+    }
+    for name, value in args.items():
+        if name == "n_threads_batch":
+            nb, n = value
+            if nb is not None and nb != n:
+                raise InvalidArgumentError(f"{why[name]} (got n_threads_batch={nb}, n_threads={n})")
+            continue
+        if name == "rope_scaling_type" and value is None:
+            continue
+        if name == "type_v":
+            if value is not None and _kv_type_name(value) != "f16":
+                raise InvalidArgumentError(f"{why[name]} (got {value!r})")
+            continue
+        default = defaults.get(name)
+        if value != default and not (value is None and default is None):
+            raise InvalidArgumentError(f"{why[name]} (got {name}={value!r})")
 
 
 def _kv_type_name(t: str | int | None) -> str:
