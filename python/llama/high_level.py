@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _llama
+from .chat_formats import check_format, format_messages
 from .errors import ContextOverflowError, InvalidArgumentError, LlamaError
 from .grammar import LlamaGrammar, as_grammar, response_format_grammar
 from .sampling import (
@@ -139,7 +140,6 @@ class Llama:
             flash_attn=flash_attn,
             lora=(lora_base, lora_scale, lora_path),
             numa=numa,
-            chat_format=chat_format,
             chat_handler=chat_handler,
             draft_model=draft_model,
             tokenizer=tokenizer,
@@ -156,7 +156,7 @@ class Llama:
         self._model = _llama.Model(self.model_path, vocab_only=vocab_only)
         self._n_vocab = self._model.n_vocab()
         self.metadata: dict[str, str] = dict(self._model.metadata())
-        self.chat_format = chat_format
+        self.chat_format = check_format(chat_format)
         self._logits_all = logits_all
         self._seed = seed
         if last_n_tokens_size < 0:
@@ -891,13 +891,25 @@ class Llama:
                 if lark is not None:
                     constraint = LlamaGrammar(_grammar=lark, _kind="lark", _compiled=_llama.Grammar.from_lark(lark))
                 keep = frozenset(t for t in map(self._single_special, fmt.markers) if t is not None)
-        tokens = self.apply_chat_template(
-            msgs,
-            add_generation_prompt=True,
-            tokenize=True,
-            tools=template_tools,
-            chat_template_kwargs=chat_template_kwargs,
-        )
+        if self.chat_format is not None:
+            # llama-cpp-python's named format: its prompt (tokenized with BOS and special tokens)
+            # and its stop strings after the caller's
+            if spec or chat_template_kwargs is not None:
+                raise InvalidArgumentError(
+                    f"chat_format={self.chat_format!r} takes plain messages: tools and chat_template_kwargs need the "
+                    "GGUF's chat template (chat_format=None)"
+                )
+            text, format_stop = format_messages(self.chat_format, msgs)
+            tokens = self.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+            stop = ([stop] if isinstance(stop, str) else list(stop or [])) + format_stop
+        else:
+            tokens = self.apply_chat_template(
+                msgs,
+                add_generation_prompt=True,
+                tokenize=True,
+                tools=template_tools,
+                chat_template_kwargs=chat_template_kwargs,
+            )
         result = self._completion(
             tokens,
             max_tokens=max_tokens,
@@ -1042,7 +1054,6 @@ def _check_init_args(**args: Any) -> None:
         "flash_attn": "flash_attn=True is not supported yet (attention is exact, non-flash)",
         "lora": "LoRA adapters (lora_base, lora_path, lora_scale) are not supported",
         "numa": "NUMA placement is not supported",
-        "chat_format": "chat_format is not supported yet: the GGUF's chat template is used",
         "chat_handler": "chat_handler is not supported yet: the GGUF's chat template is used",
         "draft_model": "speculative decoding (draft_model) is not supported",
         "tokenizer": "a custom tokenizer is not supported: the GGUF's vocabulary is used",
