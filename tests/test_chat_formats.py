@@ -93,3 +93,20 @@ def test_a_chat_in_a_named_format_equals_llama_cpp_pythons() -> None:
     theirs = ref.create_chat_completion(msgs, max_tokens=24, temperature=0)
     assert ours["choices"][0]["message"]["content"] == theirs["choices"][0]["message"]["content"]
     assert ours["usage"]["prompt_tokens"] == theirs["usage"]["prompt_tokens"]
+
+
+def test_a_model_without_a_template_never_gets_a_silent_chatml(capsys: pytest.CaptureFixture[str]) -> None:
+    llama_cpp = pytest.importorskip("llama_cpp")
+    msgs = [{"role": "user", "content": "Say hi."}]
+    tiny = Llama(model_path("synth-tiny-q4_0.gguf"), n_ctx=64, n_threads=2)
+    with pytest.raises(InvalidArgumentError, match="no chat template"):
+        tiny.create_chat_completion(msgs, max_tokens=2)
+    with pytest.raises(InvalidArgumentError, match="chat_format="):
+        tiny.apply_chat_template(msgs)
+    # Gemma-3-270M (base) ships none: Gemma's turns, said once
+    path = model_path("gemma3-270m-q4_k_m.gguf")
+    ours = Llama(path, n_ctx=256, n_threads=2).create_chat_completion(msgs, max_tokens=12, temperature=0)
+    assert "chat_format='gemma'" in capsys.readouterr().err
+    ref = llama_cpp.Llama(path, n_ctx=256, n_threads=2, chat_format="gemma", verbose=False)
+    theirs = ref.create_chat_completion(msgs, max_tokens=12, temperature=0)
+    assert ours["choices"][0]["message"]["content"] == theirs["choices"][0]["message"]["content"]

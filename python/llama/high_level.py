@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _llama
-from .chat_formats import check_format, format_messages
+from .chat_formats import FORMATS, check_format, format_messages
 from .errors import ContextOverflowError, InvalidArgumentError, LlamaError
 from .grammar import LlamaGrammar, as_grammar, response_format_grammar
 from .sampling import (
@@ -763,7 +763,7 @@ class Llama:
         tools: list[dict[str, Any]] | None = None,
         chat_template_kwargs: dict[str, Any] | None = None,
     ) -> str | list[int]:
-        """The model's chat template (ChatML when it has none) applied to `messages`. With
+        """The model's chat template applied to `messages` (InvalidArgumentError when the GGUF has none). With
         ``tokenize=True`` (as in transformers) the token ids, special tokens parsed and a BOS put in
         front where the model wants one and the template did not write it.
 
@@ -774,6 +774,11 @@ class Llama:
         ``tool_calls[].function.arguments`` written as JSON text is parsed to an object (templates
         print it with ``tojson``), a missing content is "", legacy ``function_call`` / role
         "function" become tool calls / role "tool"."""
+        if self._model.chat_template() is None:
+            raise InvalidArgumentError(
+                f"{self.model_path} has no chat template (tokenizer.chat_template): create the Llama with "
+                f"chat_format= one of {', '.join(sorted(FORMATS))}"
+            )
         bos, eos = self.token_bos(), self.token_eos()
         bos_text = self.token_to_piece(bos, True).decode("utf-8", "replace") if bos >= 0 else ""
         eos_text = self.token_to_piece(eos, True).decode("utf-8", "replace") if eos >= 0 else ""
@@ -807,6 +812,22 @@ class Llama:
         if len(ids) != 1 or self.token_to_piece(ids[0], False):
             return None
         return ids[0] if self.token_to_piece(ids[0], True) == text.encode("utf-8") else None
+
+    def _family_format(self) -> str | None:
+        """None when the GGUF has a chat template; for a model without one, its family's known format
+        (Gemma's turns), said once on stderr; otherwise InvalidArgumentError (never a silent ChatML)."""
+        if self._model.chat_template() is not None:
+            return None
+        arch = self.metadata.get("general.architecture", "")
+        if arch in ("gemma", "gemma2", "gemma3", "gemma3n"):
+            if not getattr(self, "_family_format_said", False):
+                print(f"llama: {self.model_path} has no chat template: using chat_format='gemma'", file=sys.stderr)
+                self._family_format_said = True
+            return "gemma"
+        raise InvalidArgumentError(
+            f"{self.model_path} has no chat template (tokenizer.chat_template) and its family ({arch}) has no "
+            f"known format: create the Llama with chat_format= one of {', '.join(sorted(FORMATS))}"
+        )
 
     def tool_format(self) -> ToolFormat:
         """The tool-call syntax of this model, read from its chat template (see `llama.tools`)."""
@@ -891,15 +912,16 @@ class Llama:
                 if lark is not None:
                     constraint = LlamaGrammar(_grammar=lark, _kind="lark", _compiled=_llama.Grammar.from_lark(lark))
                 keep = frozenset(t for t in map(self._single_special, fmt.markers) if t is not None)
-        if self.chat_format is not None:
+        chat_format = self.chat_format or self._family_format()
+        if chat_format is not None:
             # llama-cpp-python's named format: its prompt (tokenized with BOS and special tokens)
             # and its stop strings after the caller's
             if spec or chat_template_kwargs is not None:
                 raise InvalidArgumentError(
-                    f"chat_format={self.chat_format!r} takes plain messages: tools and chat_template_kwargs need the "
-                    "GGUF's chat template (chat_format=None)"
+                    f"chat_format={chat_format!r} takes plain messages: tools and chat_template_kwargs need a "
+                    "chat template in the GGUF (and chat_format=None)"
                 )
-            text, format_stop = format_messages(self.chat_format, msgs)
+            text, format_stop = format_messages(chat_format, msgs)
             tokens = self.tokenize(text.encode("utf-8"), add_bos=True, special=True)
             stop = ([stop] if isinstance(stop, str) else list(stop or [])) + format_stop
         else:
