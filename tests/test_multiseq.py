@@ -5,10 +5,9 @@ synth-tiny's Q4_0 matmuls have no batch rule, so the bits are equal), and bad in
 import numpy as np
 import pytest
 
+from conftest import model_path
 from llama import _llama
 from llama.errors import ContextOverflowError
-
-from conftest import model_path
 
 
 def lone(model, tokens_chunks):
