@@ -192,7 +192,7 @@ fn check_family(family: &str, dir: &Path, out: &Path) -> String {
         // were made with llama-cpp-python's default f16 cache: compare with one (near ties, as
         // smollm3 has one, can only agree that way).
         let eval = |tokens: &[u32], kv_type: KvType| {
-            let p = ContextParams { n_ctx: 256, n_batch: 64, n_threads: 2, kv_type, logits_all: true };
+            let p = ContextParams { n_ctx: 256, n_batch: 64, n_threads: 2, kv_type, logits_all: true, n_seq_max: 1 };
             let mut ctx = Context::new(&model, p).unwrap();
             ctx.eval(&model, tokens, 0).unwrap();
             ctx.logits().to_vec() // [n_tokens][n_vocab]
@@ -293,7 +293,14 @@ fn check_llamacpp_file(family: &str, dir: &Path, tmp: &Path) -> Option<String> {
     let (mut sum, mut n, mut exact, mut top1, mut n_pos) = (0f64, 0usize, 0usize, 0usize, 0usize);
     for c in cpp["cases"].as_array().unwrap() {
         let tokens = ids(&c["tokens"]);
-        let p = ContextParams { n_ctx: 256, n_batch: 256, n_threads: 2, kv_type: KvType::F16, logits_all: true };
+        let p = ContextParams {
+            n_ctx: 256,
+            n_batch: 256,
+            n_threads: 2,
+            kv_type: KvType::F16,
+            logits_all: true,
+            n_seq_max: 1,
+        };
         let mut ctx = Context::new(&model, p).unwrap();
         ctx.eval(&model, &tokens, 0).unwrap();
         for (pos, ct) in c["top10"].as_array().unwrap().iter().enumerate() {

@@ -30,7 +30,14 @@ fn converted_f32_reproduces_reference_logits() {
         for case in reference["models"][model_key.as_str().unwrap()].as_array().unwrap() {
             let tokens: Vec<u32> =
                 case["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
-            let p = ContextParams { n_ctx: 128, n_batch: 64, n_threads: 2, kv_type: KvType::F32, logits_all: true };
+            let p = ContextParams {
+                n_ctx: 128,
+                n_batch: 64,
+                n_threads: 2,
+                kv_type: KvType::F32,
+                logits_all: true,
+                n_seq_max: 1,
+            };
             let mut ctx = Context::new(&model, p).unwrap();
             ctx.eval(&model, &tokens, 0).unwrap();
             let logits = ctx.logits(); // [n_tokens][n_vocab]

@@ -49,7 +49,7 @@ fn prompt() -> Vec<u32> {
 }
 
 fn ctx(model: &Model, n_batch: usize, logits_all: bool) -> Context {
-    let p = ContextParams { n_ctx: 128, n_batch, n_threads: 2, kv_type: KvType::F32, logits_all };
+    let p = ContextParams { n_ctx: 128, n_batch, n_threads: 2, kv_type: KvType::F32, logits_all, n_seq_max: 1 };
     Context::new(model, p).unwrap()
 }
 

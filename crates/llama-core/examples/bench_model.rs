@@ -21,8 +21,14 @@ fn main() {
     let model = Model::load(std::path::Path::new(path), &ModelParams::default()).unwrap();
     let nv = model.n_vocab() as u32;
     let toks: Vec<u32> = (0..pp as u32).map(|i| (i * 7919 + 13) % nv.min(30000)).collect();
-    let params =
-        ContextParams { n_ctx: pp + tg + 8, n_batch: 512, n_threads: th, kv_type: KvType::F16, logits_all: false };
+    let params = ContextParams {
+        n_ctx: pp + tg + 8,
+        n_batch: 512,
+        n_threads: th,
+        kv_type: KvType::F16,
+        logits_all: false,
+        n_seq_max: 1,
+    };
     let mut ctx = Context::new(&model, params).unwrap();
     let (mut pp_w, mut tg_w, mut pp_c, mut tg_c) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
     for _ in 0..reps {

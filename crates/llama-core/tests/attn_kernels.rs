@@ -129,6 +129,62 @@ fn attn_vf_and_pv_are_bit_identical_to_scalar() {
     }
 }
 
+/// The gather kernels (a sequence's cells named one by one, `kt_*_gather`, `vf_f16_gather`) equal
+/// the strided kernels of the same table (and so the scalar reference) on the rows gathered into
+/// a contiguous copy: shuffled cells, repeats, odd lengths and strides.
+#[test]
+fn attn_gather_kernels_equal_strided_on_gathered_rows() {
+    let mut rng = Rng(23);
+    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for k in Kernels::available() {
+        for &n in &LENS {
+            for &(n_cells, nk, pad) in
+                &[(1usize, 1usize, 0usize), (7, 5, 1), (40, 17, 3), (90, 33, 0), (64, 64, 2), (200, 70, 5)]
+            {
+                let stride = n + pad;
+                let k32: Vec<f32> = (0..n_cells * stride).map(|_| rng.wild()).collect();
+                let k16: Vec<f16> = k32.iter().map(|&v| f16::from_f32(v)).collect();
+                // nk cells out of n_cells, in a random order (a cell may repeat)
+                let cells: Vec<usize> = (0..nk).map(|_| (rng.next() % n_cells as u64) as usize).collect();
+                let g16: Vec<f16> = cells.iter().flat_map(|&c| k16[c * stride..c * stride + n].to_vec()).collect();
+                let g32: Vec<f32> = cells.iter().flat_map(|&c| k32[c * stride..c * stride + n].to_vec()).collect();
+                let kt_len = nk.div_ceil(KT_LANES) * n * KT_LANES;
+                let run = |f: &dyn Fn(&mut [f32]), len: usize| {
+                    let mut o = vec![f32::NAN; len];
+                    f(&mut o);
+                    o
+                };
+                let want = run(&|o| (k.attn.kt_f16)(n, &g16, n, nk, o), kt_len);
+                let got = run(&|o| (k.attn.kt_f16_gather)(n, &k16, stride, &cells, o), kt_len);
+                let reference = run(&|o| (Kernels::SCALAR.attn.kt_f16_gather)(n, &k16, stride, &cells, o), kt_len);
+                assert_eq!(bits(&got), bits(&want), "{:?} kt f16 gather n={n} nk={nk}", k.isa);
+                assert_eq!(bits(&reference), bits(&want), "scalar kt f16 gather n={n} nk={nk}");
+                let want = run(&|o| (k.attn.kt_f32)(n, &g32, n, nk, o), kt_len);
+                let got = run(&|o| (k.attn.kt_f32_gather)(n, &k32, stride, &cells, o), kt_len);
+                assert_eq!(bits(&got), bits(&want), "{:?} kt f32 gather n={n} nk={nk}", k.isa);
+                let want = run(&|o| (k.attn.vf_f16)(n, &g16, n, nk, o), nk * n);
+                let got = run(&|o| (k.attn.vf_f16_gather)(n, &k16, stride, &cells, o), nk * n);
+                assert_eq!(bits(&got), bits(&want), "{:?} vf f16 gather n={n} nk={nk}", k.isa);
+                // and the values are the cells' own
+                for (j, &c) in cells.iter().enumerate() {
+                    for d in 0..n {
+                        assert_eq!(got[j * n + d].to_bits(), k16[c * stride + d].to_f32().to_bits());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A cell past the end of the cache is refused before any read.
+#[test]
+#[should_panic(expected = "attn gather: row out of range")]
+fn attn_gather_checks_its_rows() {
+    let k = vec![f16::ZERO; 4 * 8];
+    let mut kt = vec![0.0; KT_LANES * 8];
+    (Kernels::SCALAR.attn.kt_f16_gather)(8, &k, 8, &[0, 4], &mut kt);
+}
+
 #[test]
 fn round_f16_is_bit_identical_to_half() {
     let mut rng = Rng(5);

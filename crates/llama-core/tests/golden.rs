@@ -96,7 +96,14 @@ fn run(name: &str) -> Option<Figures> {
     let max_cases = std::env::var("GOLDEN_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
     let no_greedy = std::env::var_os("GOLDEN_NO_GREEDY").is_some();
     let nv = model.n_vocab();
-    let params = |n_batch| ContextParams { n_ctx: 128, n_batch, n_threads: 2, kv_type: KvType::F16, logits_all: true };
+    let params = |n_batch| ContextParams {
+        n_ctx: 128,
+        n_batch,
+        n_threads: 2,
+        kv_type: KvType::F16,
+        logits_all: true,
+        n_seq_max: 1,
+    };
     for (ci, case) in cases.iter().enumerate().take(max_cases) {
         let ids =
             |k: &str| -> Vec<u32> { case[k].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect() };

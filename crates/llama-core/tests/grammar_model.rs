@@ -83,7 +83,14 @@ struct Gen {
 fn generate(m: &Model, tok: &Tokenizer, env: &TokEnv, g: &Grammar, prompt: &str, s: &Sampling, max_new: usize) -> Gen {
     let mut ctx = Context::new(
         m,
-        ContextParams { n_ctx: 1024, n_batch: 256, n_threads: 2, kv_type: KvType::F16, logits_all: false },
+        ContextParams {
+            n_ctx: 1024,
+            n_batch: 256,
+            n_threads: 2,
+            kv_type: KvType::F16,
+            logits_all: false,
+            n_seq_max: 1,
+        },
     )
     .unwrap();
     let ids = tok.tokenize(prompt.as_bytes(), false, true);
@@ -226,7 +233,14 @@ fn mask_time() {
         for (g, prompt) in &set {
             let mut ctx = Context::new(
                 &m,
-                ContextParams { n_ctx: 1024, n_batch: 256, n_threads: 2, kv_type: KvType::F16, logits_all: false },
+                ContextParams {
+                    n_ctx: 1024,
+                    n_batch: 256,
+                    n_threads: 2,
+                    kv_type: KvType::F16,
+                    logits_all: false,
+                    n_seq_max: 1,
+                },
             )
             .unwrap();
             let ids = tok.tokenize(prompt.as_bytes(), false, true);

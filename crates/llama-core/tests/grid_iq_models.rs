@@ -59,7 +59,14 @@ fn grid_iq_models_match_llama_cpp() {
         assert!(st.success(), "reference script failed for {t}: {st:?}");
         let want = read_f32(&logits); // [n_tokens][n_vocab]
         let model = Model::load(&gguf, &ModelParams::default()).unwrap();
-        let params = ContextParams { n_ctx: 64, n_batch: 64, n_threads: 2, kv_type: KvType::F16, logits_all: true };
+        let params = ContextParams {
+            n_ctx: 64,
+            n_batch: 64,
+            n_threads: 2,
+            kv_type: KvType::F16,
+            logits_all: true,
+            n_seq_max: 1,
+        };
         let mut ctx = Context::new(&model, params).unwrap();
         ctx.eval(&model, &PROMPT, 0).unwrap();
         let got = ctx.logits();

@@ -40,7 +40,14 @@ fn compare(t: GgmlType, ftype: u32) -> Option<()> {
     let m = Model::load(&out, &ModelParams::default()).unwrap();
     for (n_tok, ext) in [(PROMPT.len(), "logits.f32"), (5, "logits5.f32")] {
         let want = read_f32(&dir.join(format!("synth-tiny-{}.gguf.{ext}", t.name()))); // [n_tok][n_vocab]
-        let params = ContextParams { n_ctx: 64, n_batch: 64, n_threads: 2, kv_type: KvType::F16, logits_all: true };
+        let params = ContextParams {
+            n_ctx: 64,
+            n_batch: 64,
+            n_threads: 2,
+            kv_type: KvType::F16,
+            logits_all: true,
+            n_seq_max: 1,
+        };
         let mut ctx = Context::new(&m, params).unwrap();
         ctx.eval(&m, &PROMPT[..n_tok], 0).unwrap();
         let got = ctx.logits();

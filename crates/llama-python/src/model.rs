@@ -3,10 +3,10 @@
 use std::sync::{Arc, Mutex};
 
 use llama_core::gguf::GgufFile;
-use llama_core::model::{Context, ContextParams, KvType, Model, ModelParams};
+use llama_core::model::{Batch, Context, ContextParams, KvType, Model, ModelParams};
 use llama_core::tokenizer::{StreamDecoder, Tokenizer};
 use llama_core::Error;
-use numpy::{PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -208,7 +208,8 @@ pub fn parse_kv_type(s: &str) -> PyResult<KvType> {
 #[pymethods]
 impl PyContext {
     #[new]
-    #[pyo3(signature = (model, n_ctx=512, n_batch=512, n_threads=None, type_k="f16", logits_all=false))]
+    #[pyo3(signature = (model, n_ctx=512, n_batch=512, n_threads=None, type_k="f16", logits_all=false, n_seq_max=1))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         model: &PyModel,
@@ -217,11 +218,12 @@ impl PyContext {
         n_threads: Option<usize>,
         type_k: &str,
         logits_all: bool,
+        n_seq_max: usize,
     ) -> PyResult<Self> {
         let m = model.model()?.clone();
         let n_threads = n_threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-        let p =
-            ContextParams { n_ctx, n_batch, n_threads: n_threads.max(1), kv_type: parse_kv_type(type_k)?, logits_all };
+        let kv_type = parse_kv_type(type_k)?;
+        let p = ContextParams { n_ctx, n_batch, n_threads: n_threads.max(1), kv_type, logits_all, n_seq_max };
         let model = m.clone();
         let ctx = py.detach(move || Context::new(&m, p)).py_err()?;
         Ok(PyContext { model, ctx: Mutex::new(ctx) })
@@ -287,6 +289,65 @@ impl PyContext {
 
     fn load_state(&self, data: &[u8]) -> PyResult<()> {
         self.lock()?.set_state(data).py_err()
+    }
+
+    /// One mixed batch (GIL released): token i of sequence `seq_ids[i]` at `positions[i]`, its
+    /// logits kept when `logits[i]`. Returns [n_flagged, n_vocab] float32, one row per flagged
+    /// token in batch order. Everything is checked by the core's `Context::decode`.
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: Vec<i64>,
+        seq_ids: Vec<usize>,
+        positions: Vec<u32>,
+        logits: Vec<bool>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let ids = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                u32::try_from(t).map_err(|_| {
+                    to_py(Error::InvalidArgument(format!("token id {t} at index {i} is outside the vocabulary")))
+                })
+            })
+            .collect::<PyResult<Vec<u32>>>()?;
+        let batch = Batch { tokens: ids, seq: seq_ids, pos: positions, logits };
+        let mut guard = self.lock()?;
+        let ctx: &mut Context = &mut guard;
+        let model = &self.model;
+        py.detach(|| ctx.decode(model, &batch)).py_err()?;
+        let (n_out, n_vocab) = (ctx.n_outputs(), model.n_vocab());
+        PyArray1::from_slice(py, ctx.logits()).reshape([n_out, n_vocab])
+    }
+
+    /// Drops positions [p0, p1) (p1 None = to the end) of sequence `seq_id` (all when None).
+    #[pyo3(signature = (seq_id, p0=0, p1=None))]
+    fn seq_rm(&self, seq_id: Option<usize>, p0: u32, p1: Option<u32>) -> PyResult<()> {
+        let mut ctx = self.lock()?;
+        match p1 {
+            Some(p1) => ctx.seq_rm(seq_id, p0..p1),
+            None => ctx.seq_rm(seq_id, p0..),
+        }
+        .py_err()
+    }
+
+    /// Sequence `dst` shares `src`'s positions [p0, p1) (no copy).
+    #[pyo3(signature = (src, dst, p0=0, p1=None))]
+    fn seq_cp(&self, src: usize, dst: usize, p0: u32, p1: Option<u32>) -> PyResult<()> {
+        let mut ctx = self.lock()?;
+        match p1 {
+            Some(p1) => ctx.seq_cp(src, dst, p0..p1),
+            None => ctx.seq_cp(src, dst, p0..),
+        }
+        .py_err()
+    }
+
+    fn seq_keep(&self, seq_id: usize) -> PyResult<()> {
+        self.lock()?.seq_keep(seq_id).py_err()
+    }
+
+    fn seq_pos_max(&self, seq_id: usize) -> PyResult<Option<u32>> {
+        self.lock()?.seq_pos_max(seq_id).py_err()
     }
 }
 

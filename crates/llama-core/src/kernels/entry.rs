@@ -90,3 +90,29 @@ macro_rules! panel_entry {
         }
     };
 }
+
+/// `gather_entry!(name, panels, T, "features", |n, src, stride, cells, out| body)`: `fn name` (an
+/// `AttnKtGatherFn` when `panels`, else an `AttnVfGatherFn`, over `T` rows) checking every named
+/// row and the output with `attn_gather_check`, then running `body` (on the raw pointers `src`,
+/// `out` and the checked `cells`) in a `#[target_feature(enable = "features")]` fn.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_macros))]
+macro_rules! gather_entry {
+    ($name:ident, $panels:expr, $t:ty, $feat:literal, |$n:ident, $src:ident, $s:ident, $cells:ident, $out:ident| $body:expr) => {
+        pub(crate) fn $name(n: usize, src: &[$t], stride: usize, cells: &[usize], out: &mut [f32]) {
+            #[target_feature(enable = $feat)]
+            /// # Safety
+            /// The CPU must support this function's target features (`$feat`); `src`, `cells`,
+            /// `out` must pass `attn_gather_check(n, src_len, stride, cells, out_len, $panels)`.
+            unsafe fn inner($n: usize, $src: *const $t, $s: usize, $cells: &[usize], $out: *mut f32) {
+                // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+                // pointer ranges), which covers every unsafe operation of the body.
+                unsafe { $body }
+            }
+            $crate::kernels::shared::attn_gather_check(n, src.len(), stride, cells, out.len(), $panels);
+            // SAFETY: reachable only through the kernel table of this ISA, handed out after
+            // run-time detection of the features in `$feat`; every element read or written is in
+            // bounds by the check just above.
+            unsafe { inner(n, src.as_ptr(), stride, cells, out.as_mut_ptr()) }
+        }
+    };
+}

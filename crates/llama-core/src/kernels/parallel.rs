@@ -106,11 +106,12 @@ pub fn geglu_inplace(pool: &ThreadPool, gate: &mut [f32], up: &[f32], row: usize
 }
 
 /// `rope.apply` to every token row (`row` values, heads of `head_dim`) of `x`; row t is at
-/// position pos0 + t.
-pub fn rope(pool: &ThreadPool, rope: &Rope, x: &mut [f32], row: usize, head_dim: usize, pos0: usize) {
+/// position pos[t] (one position per row: rows of several sequences each have their own).
+pub fn rope(pool: &ThreadPool, rope: &Rope, x: &mut [f32], row: usize, head_dim: usize, pos: &[u32]) {
+    assert_eq!(pos.len() * row, x.len(), "rope: one position per row");
     par_rows(pool, x, row, &[], 0, |t0, a, _| {
         for (i, r) in a.chunks_exact_mut(row).enumerate() {
-            rope.apply(r, head_dim, pos0 + t0 + i);
+            rope.apply(r, head_dim, pos[t0 + i] as usize);
         }
     });
 }
@@ -170,9 +171,11 @@ mod tests {
                 geglu_inplace(&pool, &mut a, &x, row);
                 elementwise::geglu_inplace(&mut b, &x);
                 assert_eq!(a, b);
-                rope(&pool, &rp, &mut a, row, head, 5);
+                // positions in any order (rows of several sequences)
+                let pos: Vec<u32> = (0..a.len() / row).map(|t| (5 + 7 * t % 13) as u32).collect();
+                rope(&pool, &rp, &mut a, row, head, &pos);
                 for (t, r) in b.chunks_exact_mut(row).enumerate() {
-                    rp.apply(r, head, 5 + t);
+                    rp.apply(r, head, pos[t] as usize);
                 }
                 assert_eq!(a, b);
             }

@@ -71,6 +71,25 @@ pub(crate) fn attn_vf_check(n: usize, v: usize, vs: usize, nv: usize, out: usize
     assert!(out >= nv * n, "attn_vf: out too short");
 }
 
+/// Panics unless every index a gather call (`AttnKtGatherFn`: `panels`, or `AttnVfGatherFn`)
+/// touches is in bounds: each named row `cells[j]·stride .. + n` inside `src`, and the output
+/// large enough for `cells.len()` rows (as panels or packed rows).
+pub(crate) fn attn_gather_check(n: usize, src: usize, stride: usize, cells: &[usize], out: usize, panels: bool) {
+    assert!(n >= 1, "attention: empty head");
+    let nk = cells.len();
+    if nk == 0 {
+        return;
+    }
+    assert!(stride >= n, "attn gather: stride below the row length");
+    let max = cells.iter().copied().max().unwrap_or(0);
+    assert!(
+        max.checked_mul(stride).and_then(|o| o.checked_add(n)).is_some_and(|e| e <= src),
+        "attn gather: row out of range"
+    );
+    let need = if panels { nk.div_ceil(KT_LANES) * n * KT_LANES } else { nk * n };
+    assert!(out >= need, "attn gather: output too short");
+}
+
 /// Checks a `GemmR16Fn` call's buffer lengths for weights of type `t`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_r16_check(
@@ -225,7 +244,26 @@ pub(crate) unsafe fn attn_kt_f16_by<const W: usize>(
     kt: *mut f32,
     wide: impl Fn(*const half::f16, *mut f32),
 ) {
-    // SAFETY: every index below is inside the bounds the caller guarantees (`attn_kt_check`).
+    // SAFETY: key j starts at k + j·ks, inside the bounds the caller guarantees.
+    unsafe { attn_kt_f16_rows::<W>(n, |j| k.add(j * ks), nk, kt, wide) }
+}
+
+/// Key panels from f16 keys wherever they are: key j (< nk) is the `n` values at `row(j)` (a
+/// strided run of rows, or the cells of a sequence: `AttnKtGatherFn`), `W` widened at a time.
+///
+/// # Safety
+/// `row(j)` must point at `n` readable values for every j < nk, `kt` must hold
+/// nk.div_ceil(KT_LANES)·n·KT_LANES writable floats, and `wide` must be sound to call on `W`
+/// readable values and `W` writable floats.
+#[inline(always)]
+pub(crate) unsafe fn attn_kt_f16_rows<const W: usize>(
+    n: usize,
+    row: impl Fn(usize) -> *const half::f16,
+    nk: usize,
+    kt: *mut f32,
+    wide: impl Fn(*const half::f16, *mut f32),
+) {
+    // SAFETY: every index below is inside the bounds the caller guarantees.
     unsafe {
         let mut tmp = [0f32; W];
         for c in 0..nk.div_ceil(KT_LANES) {
@@ -238,7 +276,7 @@ pub(crate) unsafe fn attn_kt_f16_by<const W: usize>(
                     }
                     continue;
                 }
-                let kj = k.add(j * ks);
+                let kj = row(j);
                 let mut d = 0;
                 while d + W <= n {
                     wide(kj.add(d), tmp.as_mut_ptr());
@@ -269,10 +307,28 @@ pub(crate) unsafe fn attn_vf_f16_by<const W: usize>(
     out: *mut f32,
     wide: impl Fn(*const half::f16, *mut f32),
 ) {
-    // SAFETY: every index below is inside the bounds the caller guarantees (`attn_vf_check`).
+    // SAFETY: row j starts at v + j·vs, inside the bounds the caller guarantees.
+    unsafe { attn_vf_f16_rows::<W>(n, |j| v.add(j * vs), nv, out, wide) }
+}
+
+/// f16 value rows wherever they are (row j < nv is the `n` values at `row(j)`: strided, or the
+/// cells of a sequence, `AttnVfGatherFn`) to packed f32 rows, `W` values widened at a time.
+///
+/// # Safety
+/// `row(j)` must point at `n` readable values for every j < nv, `out` must hold nv·n writable
+/// floats, and `wide` must be sound to call on `W` readable values and `W` writable floats.
+#[inline(always)]
+pub(crate) unsafe fn attn_vf_f16_rows<const W: usize>(
+    n: usize,
+    row: impl Fn(usize) -> *const half::f16,
+    nv: usize,
+    out: *mut f32,
+    wide: impl Fn(*const half::f16, *mut f32),
+) {
+    // SAFETY: every index below is inside the bounds the caller guarantees.
     unsafe {
         for j in 0..nv {
-            let (src, dst) = (v.add(j * vs), out.add(j * n));
+            let (src, dst) = (row(j), out.add(j * n));
             let mut d = 0;
             while d + W <= n {
                 wide(src.add(d), dst.add(d));

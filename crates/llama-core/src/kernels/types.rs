@@ -45,6 +45,13 @@ pub type AttnKtFn<T> = fn(usize, &[T], usize, usize, &mut [f32]);
 pub type AttnKqFn = fn(usize, &[f32], usize, &[f32], usize, &mut [f32], usize, AttnOrder);
 /// f16 value rows to f32 `(n, v, v_stride, n_rows, out)`: `out[j*n + d] = v[j*v_stride + d]`.
 pub type AttnVfFn = fn(usize, &[f16], usize, usize, &mut [f32]);
+/// `AttnKtFn` over rows named one by one `(n, k, k_stride, cells, kt)`: key l is
+/// `k[cells[l]*k_stride..][..n]` (the cache rows of a sequence's positions, wherever they sit),
+/// the panels exactly `AttnKtFn`'s on those rows gathered; n_keys = cells.len().
+pub type AttnKtGatherFn<T> = fn(usize, &[T], usize, &[usize], &mut [f32]);
+/// `AttnVfFn` over rows named one by one `(n, v, v_stride, cells, out)`:
+/// `out[j*n + d] = v[cells[j]*v_stride + d]`.
+pub type AttnVfGatherFn = fn(usize, &[f16], usize, &[usize], &mut [f32]);
 /// Attention output `(n, v, v_stride, j0, lo, hi, p, o, order)` of one query:
 /// `o[d] = Σ_{j=lo..=hi} p[j-j0] · v[(j-j0)*v_stride + d]` for d < n, over the absolute key index
 /// j (which picks lanes and accumulators) in llama.cpp's `order`, bit-identical in every ISA.
@@ -266,6 +273,11 @@ pub struct AttnKernels {
     pub kt_f32: AttnKtFn<f32>,
     pub kq: AttnKqFn,
     pub vf_f16: AttnVfFn,
+    /// `kt_*` and `vf_f16` over a list of cache rows (a sequence's cells in position order, when
+    /// they are not one contiguous run): the gather costs no extra pass over memory.
+    pub kt_f16_gather: AttnKtGatherFn<f16>,
+    pub kt_f32_gather: AttnKtGatherFn<f32>,
+    pub vf_f16_gather: AttnVfGatherFn,
     pub pv: AttnPvFn,
     /// The same from value panels, where a table has it (faster: keys in lanes).
     pub pv_panels: Option<AttnPvPanelsFn>,

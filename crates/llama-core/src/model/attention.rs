@@ -60,7 +60,7 @@ impl AttnScratch {
 }
 
 /// Shapes of one attention call.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct AttnShape {
     pub n_tokens: usize,
     pub pos0: usize, // position of the first token; the cache holds positions 0..pos0+n_tokens
@@ -129,49 +129,11 @@ impl Plan {
     }
 }
 
-/// `out[t][h]` = attention of query `q[t][h]` (q: [n_tokens][n_head*head_k]) over cache
-/// positions ≤ pos0 + t; out: [n_tokens][n_head*head_v].
-pub fn attention<T: KvElem>(
-    pool: &ThreadPool,
-    scratch: &[Mutex<AttnScratch>],
-    kv: &LayerKv<T>,
-    q: &[f32],
-    out: &mut [f32],
-    s: AttnShape,
-) {
-    attention_with(kernels(), pool, scratch, kv, q, out, s)
-}
-
-/// `attention` with an explicit kernel table (tests compare the tables).
-pub fn attention_with<T: KvElem>(
-    kern: &Kernels,
-    pool: &ThreadPool,
-    scratch: &[Mutex<AttnScratch>],
-    kv: &LayerKv<T>,
-    q: &[f32],
-    out: &mut [f32],
-    s: AttnShape,
-) {
-    attention_sinks_with(kern, pool, scratch, kv, q, out, s, None)
-}
-
-/// `attention` with attention sinks: `sinks[h]` ([n_head]) is one more logit in head h's softmax
-/// denominator, a key that every query sees and whose value is zero (llama.cpp's
-/// `ggml_soft_max_add_sinks`).
-pub fn attention_sinks<T: KvElem>(
-    pool: &ThreadPool,
-    scratch: &[Mutex<AttnScratch>],
-    kv: &LayerKv<T>,
-    q: &[f32],
-    out: &mut [f32],
-    s: AttnShape,
-    sinks: &[f32],
-) {
-    assert_eq!(sinks.len(), s.n_head, "attention: one sink per head");
-    attention_sinks_with(kernels(), pool, scratch, kv, q, out, s, Some(sinks))
-}
-
-/// `attention_with`, with optional sinks ([n_head]).
+/// One sequence alone in the cache from cell 0 (`out[t][h]` = attention of query `q[t][h]`,
+/// q: [n_tokens][n_head*head_k], over cache positions ≤ pos0 + t; out: [n_tokens][n_head*head_v]),
+/// with an explicit kernel table and optional sinks ([n_head]): what the tests compare with
+/// llama.cpp's loops.
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub fn attention_sinks_with<T: KvElem>(
     kern: &Kernels,
@@ -183,20 +145,89 @@ pub fn attention_sinks_with<T: KvElem>(
     s: AttnShape,
     sinks: Option<&[f32]>,
 ) {
-    if s.n_tokens == 0 {
-        return;
-    }
+    let group = AttnGroup { shape: s, row0: 0, keys: Keys::Base(0) };
+    attention_groups_with(kern, pool, scratch, kv, q, out, &[group], sinks)
+}
+
+/// Where a sequence's keys are in the cache: key j (its position j) in cell `base + j`, or in
+/// `cells[j]` (a shared prefix, cells freed and reused: any cells, read through the gather
+/// kernels).
+#[derive(Clone, Copy, Debug)]
+pub enum Keys<'a> {
+    Base(usize),
+    Cells(&'a [usize]), // [pos0 + n_tokens] the cell of each position
+}
+
+/// One sequence's tokens in a mixed batch: rows row0..row0+shape.n_tokens of q and out, at
+/// positions shape.pos0.., attending to the keys of its own positions 0..=pos0+n_tokens-1. The
+/// shape is the one the sequence would have alone, so its sums (and bits) are that run's.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnGroup<'a> {
+    pub shape: AttnShape,
+    pub row0: usize,
+    pub keys: Keys<'a>,
+}
+
+/// Attention of every group of a mixed batch (q: [rows][n_head*head_k] → out: [rows][n_head*head_v],
+/// each group on its own rows), all groups' units in one dynamic queue (the groups with the most
+/// keys first), so the threads stay busy with many short decode rows. The shapes must agree in
+/// heads and head sizes.
+pub fn attention_groups<T: KvElem>(
+    pool: &ThreadPool,
+    scratch: &[Mutex<AttnScratch>],
+    kv: &LayerKv<T>,
+    q: &[f32],
+    out: &mut [f32],
+    groups: &[AttnGroup],
+    sinks: Option<&[f32]>,
+) {
+    attention_groups_with(kernels(), pool, scratch, kv, q, out, groups, sinks)
+}
+
+/// `attention_groups` with an explicit kernel table.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_groups_with<T: KvElem>(
+    kern: &Kernels,
+    pool: &ThreadPool,
+    scratch: &[Mutex<AttnScratch>],
+    kv: &LayerKv<T>,
+    q: &[f32],
+    out: &mut [f32],
+    groups: &[AttnGroup],
+    sinks: Option<&[f32]>,
+) {
+    let Some(g0) = groups.first() else { return };
+    let s0 = g0.shape;
     assert!(!scratch.is_empty(), "attention: no scratch");
-    assert!(s.n_head_kv > 0 && s.n_head.is_multiple_of(s.n_head_kv), "attention: bad head counts");
-    assert!(q.len() >= s.n_tokens * s.n_head * s.head_k, "attention: q too short");
-    assert!(out.len() >= s.n_tokens * s.n_head * s.head_v, "attention: out too short");
-    let plan = Plan::new(&s, pool.n_threads());
-    let n_units = plan.n_units(&s);
+    assert!(s0.n_head_kv > 0 && s0.n_head.is_multiple_of(s0.n_head_kv), "attention: bad head counts");
+    let (qrow, row) = (s0.n_head * s0.head_k, s0.n_head * s0.head_v);
+    let mut n_rows = 0;
+    for g in groups {
+        let s = &g.shape;
+        assert!(
+            (s.n_head, s.n_head_kv, s.head_k, s.head_v) == (s0.n_head, s0.n_head_kv, s0.head_k, s0.head_v),
+            "attention: groups disagree in heads"
+        );
+        if let Keys::Cells(c) = g.keys {
+            assert!(c.len() >= s.pos0 + s.n_tokens, "attention: fewer cells than positions");
+        }
+        n_rows = n_rows.max(g.row0 + s.n_tokens);
+    }
+    assert!(q.len() >= n_rows * qrow, "attention: q too short");
+    assert!(out.len() >= n_rows * row, "attention: out too short");
+    // The groups' units numbered one after the other, the groups with the most keys first.
+    let mut order: Vec<usize> = (0..groups.len()).filter(|&g| groups[g].shape.n_tokens > 0).collect();
+    order.sort_by_key(|&g| std::cmp::Reverse(groups[g].shape.pos0 + groups[g].shape.n_tokens));
+    let plans: Vec<Plan> = order.iter().map(|&g| Plan::new(&groups[g].shape, pool.n_threads())).collect();
+    let mut first_unit = vec![0usize; order.len() + 1]; // [groups + 1] first unit of each group
+    for (i, (&g, p)) in order.iter().zip(&plans).enumerate() {
+        first_unit[i + 1] = first_unit[i] + p.n_units(&groups[g].shape);
+    }
+    let n_units = first_unit[order.len()];
     let next = AtomicUsize::new(0);
     // One lock per token row of the output: a unit writes its heads' part of each of its tokens
     // (distinct units cover distinct (token, head) pairs, so the locks are never contended long).
-    let row = s.n_head * s.head_v;
-    let out_rows: Vec<Mutex<&mut [f32]>> = out[..s.n_tokens * row].chunks_mut(row).map(Mutex::new).collect();
+    let out_rows: Vec<Mutex<&mut [f32]>> = out[..n_rows * row].chunks_mut(row).map(Mutex::new).collect();
     pool.run(|ith, _nth| {
         let mut guard = scratch[ith % scratch.len()].lock().unwrap_or_else(|e| e.into_inner());
         let sc = &mut *guard;
@@ -205,11 +236,14 @@ pub fn attention_sinks_with<T: KvElem>(
             if u >= n_units {
                 break;
             }
-            let (t0, t1, hkv, h0, nh) = plan.unit(&s, u);
-            unit(kern, kv, q, &s, sinks, sc, t0, t1, hkv, h0, nh);
+            let i = first_unit.partition_point(|&f| f <= u) - 1;
+            let (g, plan) = (&groups[order[i]], &plans[i]);
+            let s = &g.shape;
+            let (t0, t1, hkv, h0, nh) = plan.unit(s, u - first_unit[i]);
+            unit(kern, kv, g.keys, &q[g.row0 * qrow..], s, sinks, sc, t0, t1, hkv, h0, nh);
             let hv = s.head_v;
             for ti in 0..t1 - t0 {
-                let mut dst = out_rows[t0 + ti].lock().unwrap_or_else(|e| e.into_inner());
+                let mut dst = out_rows[g.row0 + t0 + ti].lock().unwrap_or_else(|e| e.into_inner());
                 dst[h0 * hv..(h0 + nh) * hv].copy_from_slice(&sc.acc[ti * nh * hv..(ti + 1) * nh * hv]);
             }
         }
@@ -222,6 +256,7 @@ pub fn attention_sinks_with<T: KvElem>(
 fn unit<T: KvElem>(
     kern: &Kernels,
     kv: &LayerKv<T>,
+    keys: Keys,
     q: &[f32],
     s: &AttnShape,
     sinks: Option<&[f32]>,
@@ -252,7 +287,10 @@ fn unit<T: KvElem>(
 
     // Scores of every query against keys jlo..=jhi (entries a query may not see are ignored).
     let kt = &mut sc.kt[..span.div_ceil(KT_LANES) * KT_LANES * hk];
-    T::attn_kt(kern)(hk, &kv.k[jlo * nk + hkv * hk..], nk, span, kt);
+    match keys {
+        Keys::Base(b) => T::attn_kt(kern)(hk, &kv.k[(b + jlo) * nk + hkv * hk..], nk, span, kt),
+        Keys::Cells(c) => T::attn_kt_gather(kern)(hk, &kv.k[hkv * hk..], nk, &c[jlo..=jhi], kt),
+    }
     let scores = &mut sc.scores[..nq * span];
     (kern.attn.kq)(hk, kt, span, qr, nq, scores, span, kq_order);
 
@@ -283,7 +321,10 @@ fn unit<T: KvElem>(
     let acc = &mut sc.acc[..nq * hv];
     if let Some(pv) = kern.attn.pv_panels {
         let vt = &mut sc.vf[..span.div_ceil(KT_LANES) * KT_LANES * hv];
-        T::attn_kt(kern)(hv, &kv.v[jlo * nv + hkv * hv..], nv, span, vt);
+        match keys {
+            Keys::Base(b) => T::attn_kt(kern)(hv, &kv.v[(b + jlo) * nv + hkv * hv..], nv, span, vt),
+            Keys::Cells(c) => T::attn_kt_gather(kern)(hv, &kv.v[hkv * hv..], nv, &c[jlo..=jhi], vt),
+        }
         let (lo, hi) = (&mut sc.lo[..nq], &mut sc.hi[..nq]);
         for i in 0..nq {
             (lo[i], hi[i]) = (s.first(tok(i)), s.last(tok(i)));
@@ -291,7 +332,10 @@ fn unit<T: KvElem>(
         pv(hv, vt, jlo, lo, hi, scores, span, acc, pv_order);
         return;
     }
-    let (vrows, vs) = T::v_rows(kern, &kv.v[jlo * nv + hkv * hv..], nv, hv, span, &mut sc.vf);
+    let (vrows, vs) = match keys {
+        Keys::Base(b) => T::v_rows(kern, &kv.v[(b + jlo) * nv + hkv * hv..], nv, hv, span, &mut sc.vf),
+        Keys::Cells(c) => T::v_rows_gather(kern, &kv.v[hkv * hv..], nv, hv, &c[jlo..=jhi], &mut sc.vf),
+    };
     for i in 0..nq {
         let t = tok(i);
         (kern.attn.pv)(
@@ -528,6 +572,105 @@ mod tests {
                             / denom;
                     let got = out[(t * 4 + h) * 32 + d] as f64;
                     assert!((got - want).abs() < 1e-5, "t {t} h {h} d {d}: {got} vs {want}");
+                }
+            }
+        }
+    }
+
+    /// Several sequences in one cache: their positions in shuffled cells (a shared prefix in the
+    /// same cells, one sequence in a contiguous run read in place), all groups in one call. Each
+    /// group's rows equal, bit for bit, the sequence run alone over a cache holding only its own
+    /// positions from cell 0 (the path every other test checks against llama.cpp's loops).
+    #[test]
+    fn groups_over_any_cells_equal_each_sequence_alone() {
+        fn run<T: KvElem>(kern: &Kernels, s0: AttnShape, nth: usize, seed: u64) {
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let mut rng = Rng(seed);
+            let (nk, nv) = (s0.n_head_kv * s0.head_k, s0.n_head_kv * s0.head_v);
+            // (pos0, n_tokens) of each sequence; sequences 0 and 1 share positions 0..shared
+            let seqs = [(37usize, 1usize), (20, 9), (0, 5), (70, 1)];
+            let shared = 12;
+            let n_cells = 400;
+            // a random permutation of the cells; sequence 3 takes the run 300..371 (fast path)
+            let mut perm: Vec<usize> = (0..300).collect();
+            for i in (1..perm.len()).rev() {
+                let j = (rng.0 % (i as u64 + 1)) as usize;
+                rng.f32();
+                perm.swap(i, j);
+            }
+            let mut free = perm.into_iter();
+            let mut cells: Vec<Vec<usize>> = Vec::new();
+            for (si, &(pos0, n)) in seqs.iter().enumerate() {
+                let c: Vec<usize> = match si {
+                    1 => (0..pos0 + n).map(|p| if p < shared { cells[0][p] } else { free.next().unwrap() }).collect(),
+                    3 => (300..300 + pos0 + n).collect(),
+                    _ => (0..pos0 + n).map(|_| free.next().unwrap()).collect(),
+                };
+                cells.push(c);
+            }
+            let kv = LayerKv {
+                k: (0..n_cells * nk).map(|_| T::from_f32(3.0 * rng.f32())).collect(),
+                v: (0..n_cells * nv).map(|_| T::from_f32(rng.f32())).collect(),
+            };
+            let (qrow, orow) = (s0.n_head * s0.head_k, s0.n_head * s0.head_v);
+            let n_rows: usize = seqs.iter().map(|s| s.1).sum();
+            let q: Vec<f32> = (0..n_rows * qrow).map(|_| 2.0 * rng.f32()).collect();
+            let mut groups = Vec::new();
+            let mut row0 = 0;
+            for (si, &(pos0, n)) in seqs.iter().enumerate() {
+                let keys = if si == 3 { Keys::Base(300) } else { Keys::Cells(&cells[si]) };
+                groups.push(AttnGroup { shape: AttnShape { n_tokens: n, pos0, ..s0 }, row0, keys });
+                row0 += n;
+            }
+            let pool = ThreadPool::new(nth);
+            let scratch: Vec<_> = (0..nth)
+                .map(|_| Mutex::new(AttnScratch::new(n_cells, n_rows, s0.n_head, s0.head_k, s0.head_v)))
+                .collect();
+            let mut out = vec![f32::NAN; n_rows * orow];
+            attention_groups_with(kern, &pool, &scratch, &kv, &q, &mut out, &groups, None);
+            for (si, g) in groups.iter().enumerate() {
+                let s = g.shape;
+                // the sequence alone: its rows copied to cells 0.. in position order
+                let alone = LayerKv {
+                    k: cells[si].iter().flat_map(|&c| kv.k[c * nk..(c + 1) * nk].to_vec()).collect(),
+                    v: cells[si].iter().flat_map(|&c| kv.v[c * nv..(c + 1) * nv].to_vec()).collect(),
+                };
+                let mut want = vec![0.0; s.n_tokens * orow];
+                let qs = &q[g.row0 * qrow..(g.row0 + s.n_tokens) * qrow];
+                attention_sinks_with(kern, &pool, &scratch, &alone, qs, &mut want, s, None);
+                let got = &out[g.row0 * orow..(g.row0 + s.n_tokens) * orow];
+                assert!(
+                    bits(got) == bits(&want),
+                    "{:?} sequence {si} threads {nth} swa {} {}",
+                    kern.isa,
+                    s.n_swa,
+                    std::any::type_name::<T>()
+                );
+            }
+        }
+        let base = AttnShape {
+            n_tokens: 1,
+            pos0: 0,
+            n_head: 8,
+            n_head_kv: 2,
+            head_k: 64,
+            head_v: 64,
+            kq_scale: 0.125,
+            n_swa: 0,
+            softcap: None,
+        };
+        for kern in Kernels::available() {
+            for (i, s) in [
+                base,
+                AttnShape { n_swa: 9, ..base },
+                AttnShape { head_k: 33, head_v: 17, n_head: 6, n_head_kv: 3, ..base },
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                for nth in [1, 3] {
+                    run::<f16>(&kern, s, nth, 40 + i as u64);
+                    run::<f32>(&kern, s, nth, 50 + i as u64);
                 }
             }
         }

@@ -6,7 +6,8 @@
 //! (ffn_inp, l_out), gated `ffn` (SiLU or GELU; `ffn_fused` with gate and up in one `ffn_up`),
 //! `output` (result_norm, result_output).
 //!
-//! A [`Pass`] is one batch of `n` tokens at positions `pos0..pos0+n`: it holds what the stages
+//! A [`Pass`] is one batch of `n` tokens, grouped by sequence (each row with its position and
+//! cache cell, `context::BatchPlan`): it holds what the stages
 //! share (the model's tensors, the thread pool, matmul and attention scratch, the KV cache, the
 //! logits) while the family's forward names the activation buffers (`Buffers`, sized for n_batch
 //! rows; every stage uses their first `n` rows). Stages write into the buffers they are given:
@@ -14,8 +15,8 @@
 
 use std::sync::Mutex;
 
-use super::attention::{attention, attention_sinks, AttnScratch, AttnShape};
-use super::context::{Buffers, Context, MoeScratch, Outputs};
+use super::attention::{attention_groups, AttnGroup, AttnScratch, AttnShape, Keys};
+use super::context::{BatchPlan, Buffers, Context, MoeScratch};
 use super::hparams::HParams;
 use super::kv_cache::{KvCache, KvStore};
 use super::recurrent::{self, DeltaNetShape, RecurrentState};
@@ -37,13 +38,14 @@ pub(super) struct Pass<'a> {
     /// The linear-attention layers' state (empty for attention-only families).
     pub rs: &'a mut RecurrentState,
     logits: &'a mut [f32],
-    /// Tokens in this batch, and the position of the first.
+    /// Tokens in this batch.
     pub n: usize,
-    pub pos0: usize,
+    /// Each row's position and cell, the sequence groups, the rows to output.
+    plan: &'a BatchPlan,
 }
 
 /// Splits the context into the pass (shared state) and the activation buffers it fills.
-pub(super) fn begin<'a>(m: &'a Model, c: &'a mut Context, n: usize, pos0: usize) -> (Pass<'a>, &'a mut Buffers) {
+pub(super) fn begin<'a>(m: &'a Model, c: &'a mut Context, n: usize) -> (Pass<'a>, &'a mut Buffers) {
     let pass = Pass {
         m,
         hp: m.hparams(),
@@ -54,7 +56,7 @@ pub(super) fn begin<'a>(m: &'a Model, c: &'a mut Context, n: usize, pos0: usize)
         rs: &mut c.rs,
         logits: &mut c.logits,
         n,
-        pos0,
+        plan: &c.plan,
     };
     (pass, &mut c.buf)
 }
@@ -536,13 +538,14 @@ impl Pass<'_> {
     pub fn rope(&self, rope: &Rope, q: &mut [f32], k: &mut [f32]) {
         let (hd, n) = (self.hp.n_embd_head_k, self.n);
         let (qd, kd) = (self.hp.n_head * hd, self.hp.n_embd_k_gqa());
-        parallel::rope(self.pool, rope, &mut q[..n * qd], qd, hd, self.pos0);
-        parallel::rope(self.pool, rope, &mut k[..n * kd], kd, hd, self.pos0);
+        let pos = &self.plan.pos[..n];
+        parallel::rope(self.pool, rope, &mut q[..n * qd], qd, hd, pos);
+        parallel::rope(self.pool, rope, &mut k[..n * kd], kd, hd, pos);
     }
 
-    /// kqv_out: stores this batch's Kcur and Vcur in layer `il` of the cache at pos0.., then
-    /// `softmax(Q·Kᵀ·kq_scale, causal (and windowed) mask)·V` over every cached position
-    /// (`model/attention.rs`). q: [n][n_head·head_k], k: [n][n_head_kv·head_k],
+    /// kqv_out: stores this batch's Kcur and Vcur in layer `il` of the cache (row i in the plan's
+    /// cell `slot[i]`), then for each sequence group `softmax(Q·Kᵀ·kq_scale, causal (and windowed)
+    /// mask)·V` over that sequence's cached positions (`model/attention.rs`). q: [n][n_head·head_k], k: [n][n_head_kv·head_k],
     /// v: [n][n_head_kv·head_v] → kqv: [n][n_head·head_v]
     pub fn attn(&mut self, il: usize, p: KqParams, q: &[f32], k: &[f32], v: &[f32], kqv: &mut [f32]) {
         self.attn_with(il, p, AttnExtra::default(), q, k, v, kqv)
@@ -565,24 +568,40 @@ impl Pass<'_> {
         let hp = self.hp;
         let n = self.n;
         let (qd, kd, vd) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
-        self.kv.store(il, self.pos0, &k[..n * kd], &v[..n * vd]);
-        let shape = AttnShape {
-            n_tokens: n,
-            pos0: self.pos0,
-            n_head: hp.n_head,
-            n_head_kv: hp.n_head_kv,
-            head_k: hp.n_embd_head_k,
-            head_v: hp.n_embd_head_v,
-            kq_scale: p.kq_scale,
-            n_swa: p.n_swa,
-            softcap: extra.softcap,
-        };
+        self.kv.store_rows(il, &self.plan.slot[..n], &k[..n * kd], &v[..n * vd]);
+        // Each group with the shape it would have alone (its own token count picks the sum
+        // order, so a decoding sequence keeps the single-token order).
+        let groups: Vec<AttnGroup> = self
+            .plan
+            .groups
+            .iter()
+            .map(|g| AttnGroup {
+                shape: AttnShape {
+                    n_tokens: g.n,
+                    pos0: g.pos0,
+                    n_head: hp.n_head,
+                    n_head_kv: hp.n_head_kv,
+                    head_k: hp.n_embd_head_k,
+                    head_v: hp.n_embd_head_v,
+                    kq_scale: p.kq_scale,
+                    n_swa: p.n_swa,
+                    softcap: extra.softcap,
+                },
+                row0: g.row0,
+                keys: match g.base {
+                    Some(b) => Keys::Base(b),
+                    None => Keys::Cells(&g.cells),
+                },
+            })
+            .collect();
         let q = &q[..n * qd];
-        match (&self.kv.store, extra.sinks) {
-            (KvStore::F16(kv), None) => attention(self.pool, self.attn, &kv[il], q, kqv, shape),
-            (KvStore::F32(kv), None) => attention(self.pool, self.attn, &kv[il], q, kqv, shape),
-            (KvStore::F16(kv), Some(sk)) => attention_sinks(self.pool, self.attn, &kv[il], q, kqv, shape, sk),
-            (KvStore::F32(kv), Some(sk)) => attention_sinks(self.pool, self.attn, &kv[il], q, kqv, shape, sk),
+        let sinks = extra.sinks;
+        if let Some(sk) = sinks {
+            assert_eq!(sk.len(), hp.n_head, "attention: one sink per head");
+        }
+        match &self.kv.store {
+            KvStore::F16(kv) => attention_groups(self.pool, self.attn, &kv[il], q, kqv, &groups, sinks),
+            KvStore::F32(kv) => attention_groups(self.pool, self.attn, &kv[il], q, kqv, &groups, sinks),
         }
     }
 
@@ -626,17 +645,28 @@ impl Pass<'_> {
         match &w.gate_inp_kt {
             Some(kt) => {
                 let orders = kernels().orders;
-                let order = if n == 1 { orders.attn_single() } else { orders.attn_batch() };
+                // The order a row's sequence would take alone: single-token when its group (its
+                // sequence's tokens in this batch) is one token, the batch order otherwise.
+                let groups = &self.plan.groups;
+                let order = |r: usize| {
+                    let alone = groups.iter().find(|g| (g.row0..g.row0 + g.n).contains(&r)).map_or(n, |g| g.n);
+                    if alone == 1 {
+                        orders.attn_single()
+                    } else {
+                        orders.attn_batch()
+                    }
+                };
                 let kq = kernels().attn.kq;
                 // token rows claimed one at a time (a single token on this thread)
                 if n == 1 {
-                    kq(n_embd, kt, n_expert, &cur[..n_embd], 1, &mut s.probs[..n_expert], n_expert, order);
+                    kq(n_embd, kt, n_expert, &cur[..n_embd], 1, &mut s.probs[..n_expert], n_expert, order(0));
                 } else {
-                    let rows = Mutex::new(s.probs[..n * n_expert].chunks_mut(n_expert).zip(cur.chunks(n_embd)));
+                    let rows =
+                        Mutex::new(s.probs[..n * n_expert].chunks_mut(n_expert).zip(cur.chunks(n_embd)).enumerate());
                     self.pool.run(|_, _| loop {
                         let next = rows.lock().unwrap_or_else(|e| e.into_inner()).next();
-                        let Some((p, x)) = next else { break };
-                        kq(n_embd, kt, n_expert, x, 1, p, n_expert, order);
+                        let Some((r, (p, x))) = next else { break };
+                        kq(n_embd, kt, n_expert, x, 1, p, n_expert, order(r));
                     });
                 }
             }
@@ -777,19 +807,24 @@ impl Pass<'_> {
     }
 
     /// result_norm then result_output (then the soft-cap `cap·tanh(logit/cap)` if given) for the
-    /// rows `out` selects, into the context's logits. x: [n][n_embd] → cur: [n_rows][n_embd]
-    /// (scratch) → logits[dst_row..][n_vocab]
-    pub fn output(&mut self, out: Outputs, norm: &[f32], w: &WRef, softcap: Option<f32>, x: &[f32], cur: &mut [f32]) {
-        if out.n_rows == 0 {
+    /// rows the plan outputs (`out_rows`, in output order), into the context's logits from row
+    /// `dst_row`. x: [n][n_embd] → cur: [n_out][n_embd] (scratch) → logits[dst_row..][n_vocab]
+    pub fn output(&mut self, norm: &[f32], w: &WRef, softcap: Option<f32>, x: &[f32], cur: &mut [f32]) {
+        let rows = &self.plan.out_rows;
+        let n_out = rows.len();
+        if n_out == 0 {
             return;
         }
         let (n_embd, n_vocab) = (self.hp.n_embd, self.hp.n_vocab);
-        let rows = out.first_row * n_embd..(out.first_row + out.n_rows) * n_embd;
-        // result_norm: at most one row unless logits_all, so on this thread.
-        elementwise::rms_norm(&mut cur[..out.n_rows * n_embd], &x[rows], norm, self.hp.rms_eps);
+        // result_norm, row by row (each row's sums are its own), on this thread.
+        for (i, &r) in rows.iter().enumerate() {
+            let dst = &mut cur[i * n_embd..(i + 1) * n_embd];
+            elementwise::rms_norm(dst, &x[r * n_embd..(r + 1) * n_embd], norm, self.hp.rms_eps);
+        }
         // result_output
-        let dst = &mut self.logits[out.dst_row * n_vocab..(out.dst_row + out.n_rows) * n_vocab];
-        matmul(self.pool, &self.m.qt(w), &cur[..out.n_rows * w.cols], out.n_rows, dst, self.mm);
+        let d0 = self.plan.dst_row;
+        let dst = &mut self.logits[d0 * n_vocab..(d0 + n_out) * n_vocab];
+        matmul(self.pool, &self.m.qt(w), &cur[..n_out * w.cols], n_out, dst, self.mm);
         if let Some(cap) = softcap {
             elementwise::softcap_inplace(dst, cap);
         }

@@ -1,12 +1,16 @@
-//! Evaluation context: KV cache, every activation buffer (allocated once, sized for n_batch),
-//! thread pool and logits. `eval_into` (behind `eval`) validates, splits the tokens into batches
-//! and runs the model family's forward on each: the only batching loop and the only
-//! check of token ids and of the window.
+//! Evaluation context: KV cache (with the cells each sequence holds), every activation buffer
+//! (allocated once, sized for n_batch), thread pool and logits. Two ways in: `eval_into` (behind
+//! `eval`), the single-sequence API (sequence 0: validates, splits the tokens into batches), and
+//! `decode`, one mixed batch of tokens of several sequences (docs/notes/multiseq.md). Both
+//! check their input and end in `run_batch`, which groups the rows by sequence, takes the cells
+//! and runs the model family's forward.
 
+use std::ops::{Bound, RangeBounds};
 use std::sync::Mutex;
 
 use super::attention::AttnScratch;
 use super::kv_cache::{KvCache, KvType};
+use super::kv_cells::{KvCells, Seq, MAX_SEQ};
 use super::recurrent::{RecurrentSize, RecurrentState};
 use super::Model;
 use crate::kernels::{MatmulScratch, ThreadPool};
@@ -22,12 +26,75 @@ pub struct ContextParams {
     pub kv_type: KvType,
     /// Keep logits for every evaluated token, not only the last.
     pub logits_all: bool,
+    /// Most sequences the context holds at once (ids 0..n_seq_max; at most 64; 1 for models
+    /// with a recurrent state). The cache is unified: the sequences share its n_ctx cells.
+    pub n_seq_max: usize,
 }
 
 impl Default for ContextParams {
     fn default() -> Self {
-        ContextParams { n_ctx: 512, n_batch: 512, n_threads: 1, kv_type: KvType::F16, logits_all: false }
+        ContextParams { n_ctx: 512, n_batch: 512, n_threads: 1, kv_type: KvType::F16, logits_all: false, n_seq_max: 1 }
     }
+}
+
+/// Tokens for `Context::decode`: token i belongs to sequence `seq[i]` at position `pos[i]`, and
+/// its logits are kept when `logits[i]` (one output row per flagged token, in batch order).
+/// llama.cpp's `llama_batch` with one sequence per token.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub tokens: Vec<u32>,
+    pub seq: Vec<usize>,
+    pub pos: Vec<u32>,
+    pub logits: Vec<bool>,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+    pub fn push(&mut self, token: u32, seq: usize, pos: u32, logits: bool) {
+        self.tokens.push(token);
+        self.seq.push(seq);
+        self.pos.push(pos);
+        self.logits.push(logits);
+    }
+    /// Appends `tokens` of sequence `seq` at positions pos0.., logits for the last one when
+    /// `logits_last`.
+    pub fn push_seq(&mut self, tokens: &[u32], seq: usize, pos0: u32, logits_last: bool) {
+        for (i, &t) in tokens.iter().enumerate() {
+            self.push(t, seq, pos0 + i as u32, logits_last && i + 1 == tokens.len());
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
+/// One sequence's rows of the batch being run: rows row0..row0+n, positions pos0..pos0+n.
+pub(super) struct SeqGroup {
+    pub row0: usize,
+    pub n: usize,
+    pub pos0: usize,
+    /// [pos0 + n] the sequence's cell at each position (this batch's included).
+    pub cells: Vec<usize>,
+    /// Some(base) when cells[p] = base + p for every p: the keys are one run of the cache, read
+    /// in place (no gather).
+    pub base: Option<usize>,
+}
+
+/// The batch being run, as the forward sees it: rows grouped by sequence (a sequence's tokens
+/// consecutive, in their batch order), each row's position and cell, and the rows whose logits
+/// are kept.
+#[derive(Default)]
+pub(super) struct BatchPlan {
+    pub pos: Vec<u32>,    // [n] position of each row
+    pub slot: Vec<usize>, // [n] cell each row's K and V go to
+    pub groups: Vec<SeqGroup>,
+    pub out_rows: Vec<usize>, // [n_out] rows whose logits are kept, in output order
+    pub dst_row: usize,       // logits row of the first output
 }
 
 /// Activations of one batch. Every buffer holds n_batch rows.
@@ -98,7 +165,11 @@ pub struct Context {
     pub(super) logits: Vec<f32>,
     pub(super) n_outputs: usize,
     pub(super) n_vocab: usize,
-    kv_len: usize,
+    /// Which cells hold which sequence's positions.
+    cells: KvCells,
+    n_seq_max: usize,
+    /// The batch being run (rebuilt by each `run_batch`).
+    pub(super) plan: BatchPlan,
 }
 
 /// One attention scratch per thread. Each attention part holds at most ceil(units/parts) results;
@@ -110,13 +181,8 @@ fn attn_scratch(model: &Model, n_ctx: usize, n_batch: usize, n_threads: usize) -
         .collect()
 }
 
-/// Which rows of a batch produce logits, and where they go in `Context::logits`.
-#[derive(Clone, Copy)]
-pub(super) struct Outputs {
-    pub first_row: usize, // first batch row to output
-    pub n_rows: usize,    // 0 = this batch produces no logits
-    pub dst_row: usize,   // row in the logits buffer for first_row
-}
+/// The sequence of the single-sequence API (`eval`, `truncate`, `state`).
+const SEQ0: Seq = Seq::ZERO;
 
 impl Context {
     pub fn new(model: &Model, p: ContextParams) -> Result<Context> {
@@ -149,6 +215,16 @@ impl Context {
         let recurrent = model.net.recurrent_sizes();
         let attends: Vec<bool> =
             (0..hp.n_layer).map(|il| recurrent.get(il).is_none_or(|s| *s == RecurrentSize::default())).collect();
+        if p.n_seq_max == 0 || p.n_seq_max > MAX_SEQ {
+            return Err(Error::InvalidArgument(format!("n_seq_max must be in 1..={MAX_SEQ}, not {}", p.n_seq_max)));
+        }
+        let rs = RecurrentState::new(&recurrent);
+        if rs.is_active() && p.n_seq_max > 1 {
+            return Err(Error::InvalidArgument(format!(
+                "n_seq_max = {}: this model keeps a recurrent state, which holds one sequence only",
+                p.n_seq_max
+            )));
+        }
         let pool = ThreadPool::new(p.n_threads);
         let attn = attn_scratch(model, n_ctx, n_batch, p.n_threads);
         Ok(Context {
@@ -160,11 +236,13 @@ impl Context {
             buf,
             attn,
             kv: KvCache::new(p.kv_type, &attends, n_ctx, kd, vd),
-            rs: RecurrentState::new(&recurrent),
+            rs,
             logits: vec![0.0; hp.n_vocab],
             n_outputs: 0,
             n_vocab: hp.n_vocab,
-            kv_len: 0,
+            cells: KvCells::new(n_ctx),
+            n_seq_max: p.n_seq_max,
+            plan: BatchPlan::default(),
         })
     }
 
@@ -195,9 +273,16 @@ impl Context {
     pub fn kv_type(&self) -> KvType {
         self.kv.kv_type()
     }
-    /// Number of positions held in the KV cache.
+    /// Number of positions sequence 0 holds in the KV cache (the single-sequence API's length).
     pub fn kv_len(&self) -> usize {
-        self.kv_len
+        self.cells.seq_pos_max(SEQ0).map_or(0, |p| p as usize + 1)
+    }
+    pub fn n_seq_max(&self) -> usize {
+        self.n_seq_max
+    }
+    /// Cells held by at least one sequence (of n_ctx).
+    pub fn kv_used(&self) -> usize {
+        self.cells.n_used()
     }
 
     /// Whether the model has recurrent (linear-attention) layers, whose state cannot go back to
@@ -210,28 +295,92 @@ impl Context {
     /// Forget cached positions ≥ n (prefix reuse); n larger than the cache is an error, and so is
     /// 0 < n < kv_len with a recurrent state (`is_recurrent`).
     pub fn truncate(&mut self, n: usize) -> Result<()> {
-        if n > self.kv_len {
+        let kv_len = self.kv_len();
+        if n > kv_len {
             return Err(Error::InvalidArgument(format!(
-                "cannot truncate the KV cache to {n} tokens: it holds only {}",
-                self.kv_len
+                "cannot truncate the KV cache to {n} tokens: it holds only {kv_len}"
             )));
         }
         self.rewind(n)
     }
 
-    /// Moves the end of the cache back to n ≤ kv_len: the recurrent state can only start over.
+    /// Moves the end of sequence 0 back to n ≤ kv_len (its cells from n on are freed): the
+    /// recurrent state can only start over.
     fn rewind(&mut self, n: usize) -> Result<()> {
-        if n < self.kv_len && self.rs.is_active() {
+        let kv_len = self.kv_len();
+        if n < kv_len && self.rs.is_active() {
             if n > 0 {
                 return Err(Error::InvalidArgument(format!(
-                    "this model's recurrent state holds {} tokens and cannot go back to {n}: only to 0 (start over)",
-                    self.kv_len
+                    "this model's recurrent state holds {kv_len} tokens and cannot go back to {n}: only to 0 (start over)"
                 )));
             }
             self.rs.reset();
         }
-        self.kv_len = n;
+        self.cells.seq_rm(Some(SEQ0), n as u32..);
         Ok(())
+    }
+
+    /// A sequence id of this context (< n_seq_max), or a typed error.
+    fn seq(&self, id: usize) -> Result<Seq> {
+        let s = Seq::new(id)?;
+        if id >= self.n_seq_max {
+            return Err(Error::InvalidArgument(format!(
+                "sequence id {id} out of range: the context holds n_seq_max = {} sequences",
+                self.n_seq_max
+            )));
+        }
+        Ok(s)
+    }
+
+    /// Drops the positions in `range` from sequence `seq` (every sequence when None); cells no
+    /// sequence holds any more are freed (llama.cpp's `llama_memory_seq_rm`). With a recurrent
+    /// state only a tail can go (`truncate`'s rule).
+    pub fn seq_rm(&mut self, seq: Option<usize>, range: impl RangeBounds<u32>) -> Result<()> {
+        let s = seq.map(|id| self.seq(id)).transpose()?;
+        if self.rs.is_active() {
+            let lo = match range.start_bound() {
+                Bound::Included(&a) => a,
+                Bound::Excluded(&a) => a.saturating_add(1),
+                Bound::Unbounded => 0,
+            };
+            let to_end = match range.end_bound() {
+                Bound::Unbounded => true,
+                Bound::Included(&b) => b as usize + 1 >= self.kv_len(),
+                Bound::Excluded(&b) => b as usize >= self.kv_len(),
+            };
+            if !to_end {
+                return Err(Error::InvalidArgument(
+                    "this model's recurrent state can drop only the last positions of a sequence".into(),
+                ));
+            }
+            return self.rewind((lo as usize).min(self.kv_len()));
+        }
+        self.cells.seq_rm(s, range);
+        Ok(())
+    }
+
+    /// Makes sequence `dst` share `src`'s cells at positions in `range` (no K/V copy; the prefix
+    /// is computed once). Fails, changing nothing, when `dst` already holds one of those positions.
+    pub fn seq_cp(&mut self, src: usize, dst: usize, range: impl RangeBounds<u32>) -> Result<()> {
+        let (s, d) = (self.seq(src)?, self.seq(dst)?);
+        self.cells.seq_cp(s, d, range)
+    }
+
+    /// Removes every sequence but `seq`.
+    pub fn seq_keep(&mut self, seq: usize) -> Result<()> {
+        let s = self.seq(seq)?;
+        self.cells.seq_keep(s);
+        Ok(())
+    }
+
+    /// The last position `seq` holds (None when empty).
+    pub fn seq_pos_max(&self, seq: usize) -> Result<Option<u32>> {
+        Ok(self.cells.seq_pos_max(self.seq(seq)?))
+    }
+
+    /// The first position `seq` holds (None when empty).
+    pub fn seq_pos_min(&self, seq: usize) -> Result<Option<u32>> {
+        Ok(self.cells.seq_pos_min(self.seq(seq)?))
     }
 
     /// Logits of the last `eval`: [n_outputs][n_vocab] (one row unless logits_all).
@@ -265,10 +414,10 @@ impl Context {
         if model.n_vocab() != self.n_vocab {
             return Err(Error::InvalidArgument("eval: context was created for a different model".into()));
         }
-        if n_past > self.kv_len {
+        let kv_len = self.kv_len();
+        if n_past > kv_len {
             return Err(Error::InvalidArgument(format!(
-                "eval: n_past = {n_past} but the KV cache holds only {} tokens",
-                self.kv_len
+                "eval: n_past = {n_past} but the KV cache holds only {kv_len} tokens"
             )));
         }
         if n_past + tokens.len() > self.n_ctx {
@@ -294,17 +443,25 @@ impl Context {
                 )));
             }
         }
+        // Other sequences' cells are not free: the cells sequence 0 gives up from n_past on are.
+        let free = self.n_ctx - self.cells.n_used() + (kv_len - n_past);
+        if tokens.len() > free {
+            return Err(Error::ContextOverflow(format!(
+                "{} new tokens but only {free} cells of the KV cache are free (other sequences hold the rest)",
+                tokens.len()
+            )));
+        }
         let ids: Vec<u32> = tokens.iter().map(|&t| t.into() as u32).collect(); // in range: checked above
         self.rewind(n_past)?;
-        self.run(model, &ids, n_past, n_out);
+        self.run(model, &ids, n_past, n_out)?;
         if let Some(out) = out {
             out.copy_from_slice(&self.logits[..n_out * n_vocab]);
         }
         Ok(())
     }
 
-    /// The batching loop over validated ids (the cache already rewound to n_past).
-    fn run(&mut self, model: &Model, tokens: &[u32], n_past: usize, n_out: usize) {
+    /// The batching loop over validated ids (sequence 0, the cache already rewound to n_past).
+    fn run(&mut self, model: &Model, tokens: &[u32], n_past: usize, n_out: usize) -> Result<()> {
         if self.logits.len() < n_out * self.n_vocab {
             self.logits.resize(n_out * self.n_vocab, 0.0);
         }
@@ -312,22 +469,157 @@ impl Context {
         let n_chunks = tokens.len().div_ceil(self.n_batch);
         for (ic, chunk) in tokens.chunks(self.n_batch).enumerate() {
             let pos0 = n_past + ic * self.n_batch;
-            let out = if self.logits_all {
-                Outputs { first_row: 0, n_rows: chunk.len(), dst_row: ic * self.n_batch }
-            } else if ic + 1 == n_chunks {
-                Outputs { first_row: chunk.len() - 1, n_rows: 1, dst_row: 0 }
-            } else {
-                Outputs { first_row: 0, n_rows: 0, dst_row: 0 }
-            };
-            super::forward(model, self, chunk, pos0, out);
-            self.kv_len = pos0 + chunk.len();
+            let pos: Vec<u32> = (pos0..pos0 + chunk.len()).map(|p| p as u32).collect();
+            let last = ic + 1 == n_chunks;
+            let want: Vec<bool> = (0..chunk.len()).map(|i| self.logits_all || (last && i + 1 == chunk.len())).collect();
+            let dst_row = if self.logits_all { ic * self.n_batch } else { 0 };
+            self.run_batch(model, chunk, &vec![SEQ0; chunk.len()], &pos, &want, dst_row)?;
         }
         self.n_outputs = n_out;
+        Ok(())
     }
 
-    /// Serialized KV cache + last logits (+ the recurrent state), for save_state/load_state.
+    /// Runs one mixed batch (`Batch`): tokens of several sequences, each at its next positions,
+    /// in one forward (every matmul reads each weight once for all rows). Checks, with typed
+    /// errors: ids in the vocabulary, sequence ids < n_seq_max, each sequence's positions
+    /// consecutive and starting at its `seq_pos_max + 1` (0 when empty), at most n_batch tokens,
+    /// and free cells for all of them (`ContextOverflow`). Logits: one row per flagged token, in
+    /// batch order (`logits()`, `n_outputs()`). A sequence's logits are those of running it alone
+    /// with the same chunks (docs/notes/multiseq.md).
+    pub fn decode(&mut self, model: &Model, batch: &Batch) -> Result<()> {
+        let n = batch.len();
+        let bad = |m: String| Err(Error::InvalidArgument(format!("decode: {m}")));
+        if n == 0 {
+            return bad("no tokens given".into());
+        }
+        if batch.seq.len() != n || batch.pos.len() != n || batch.logits.len() != n {
+            return bad(format!(
+                "{n} tokens but {} sequence ids, {} positions and {} logits flags",
+                batch.seq.len(),
+                batch.pos.len(),
+                batch.logits.len()
+            ));
+        }
+        if model.n_vocab() != self.n_vocab {
+            return bad("context was created for a different model".into());
+        }
+        if n > self.n_batch {
+            return bad(format!("{n} tokens exceed n_batch = {}", self.n_batch));
+        }
+        if let Some((i, &t)) = batch.tokens.iter().enumerate().find(|&(_, &t)| t as usize >= self.n_vocab) {
+            return bad(format!("token id {t} at index {i} is outside the vocabulary (n_vocab = {})", self.n_vocab));
+        }
+        let seqs: Vec<Seq> = batch.seq.iter().map(|&id| self.seq(id)).collect::<Result<_>>()?;
+        // Each sequence's positions: consecutive in batch order, from its next position on.
+        let mut next: [Option<u32>; MAX_SEQ] = [None; MAX_SEQ]; // expected position of the next token
+        for (i, (&s, &p)) in seqs.iter().zip(&batch.pos).enumerate() {
+            let expect = match next[s.id()] {
+                Some(e) => {
+                    if p != e {
+                        return bad(format!(
+                            "token {i} of sequence {} is at position {p}, but its previous token in the batch is at {}: positions must be consecutive",
+                            s.id(),
+                            e - 1
+                        ));
+                    }
+                    e
+                }
+                None => {
+                    let want = self.cells.seq_pos_max(s).map_or(0, |m| m + 1);
+                    if p != want {
+                        return bad(format!(
+                            "sequence {} continues at position {want} (it holds {} positions), but token {i} is at {p}",
+                            s.id(),
+                            self.cells.seq_len(s)
+                        ));
+                    }
+                    if self.cells.seq_len(s) != want as usize {
+                        return bad(format!(
+                            "sequence {} holds {} of its positions 0..{want}: a sequence with removed positions inside cannot be extended",
+                            s.id(),
+                            self.cells.seq_len(s)
+                        ));
+                    }
+                    p
+                }
+            };
+            next[s.id()] = Some(expect + 1);
+        }
+        let n_out = batch.logits.iter().filter(|&&l| l).count();
+        if self.n_ctx - self.cells.n_used() < n {
+            return Err(Error::ContextOverflow(format!(
+                "{n} new tokens but only {} of the {} cells of the KV cache are free",
+                self.n_ctx - self.cells.n_used(),
+                self.n_ctx
+            )));
+        }
+        if self.logits.len() < n_out * self.n_vocab {
+            self.logits.resize(n_out * self.n_vocab, 0.0);
+        }
+        self.run_batch(model, &batch.tokens, &seqs, &batch.pos, &batch.logits, 0)?;
+        self.n_outputs = n_out;
+        Ok(())
+    }
+
+    /// One forward over a checked batch (at most n_batch tokens, positions continuing each
+    /// sequence, enough free cells, logits buffer large enough): rows grouped by sequence (order
+    /// of first appearance, stable), cells taken, the family's forward run, and the logits of the
+    /// tokens flagged in `want` written from row `dst_row` on, in batch order.
+    fn run_batch(
+        &mut self,
+        model: &Model,
+        tokens: &[u32],
+        seqs: &[Seq],
+        pos: &[u32],
+        want: &[bool],
+        dst_row: usize,
+    ) -> Result<()> {
+        let n = tokens.len();
+        // rows: the batch indices grouped by sequence
+        let mut order: Vec<Seq> = Vec::new();
+        for &s in seqs {
+            if !order.contains(&s) {
+                order.push(s);
+            }
+        }
+        let rows: Vec<usize> = order.iter().flat_map(|&s| (0..n).filter(move |&i| seqs[i] == s)).collect();
+        let mut row_of = vec![0usize; n]; // [n] row of each batch index
+        for (r, &i) in rows.iter().enumerate() {
+            row_of[i] = r;
+        }
+        let slot = self
+            .cells
+            .find_slot(n)
+            .ok_or_else(|| Error::ContextOverflow(format!("no {n} free cells in the KV cache")))?;
+        let toks: Vec<(Seq, u32)> = rows.iter().map(|&i| (seqs[i], pos[i])).collect();
+        self.cells.place(&slot, &toks)?;
+        let plan = &mut self.plan;
+        plan.pos.clear();
+        plan.pos.extend(rows.iter().map(|&i| pos[i]));
+        plan.slot = slot;
+        plan.groups.clear();
+        let mut row0 = 0;
+        for &s in &order {
+            let m = seqs.iter().filter(|&&x| x == s).count();
+            let cells: Vec<usize> = self.cells.seq_cells(s).map(|(_, c)| c).collect();
+            let base = cells.first().copied().filter(|&b| cells.iter().enumerate().all(|(p, &c)| c == b + p));
+            let pos0 = plan.pos[row0] as usize;
+            plan.groups.push(SeqGroup { row0, n: m, pos0, cells, base });
+            row0 += m;
+        }
+        plan.out_rows.clear();
+        plan.out_rows.extend((0..n).filter(|&i| want[i]).map(|i| row_of[i]));
+        plan.dst_row = dst_row;
+        let grouped: Vec<u32> = rows.iter().map(|&i| tokens[i]).collect();
+        super::forward(model, self, &grouped);
+        Ok(())
+    }
+
+    /// Serialized KV cache of sequence 0 (its cells in position order) + last logits (+ the
+    /// recurrent state), for save_state/load_state.
     pub fn state(&self) -> Vec<u8> {
-        let len = self.n_outputs * self.n_vocab * 4 + self.kv.saved_len(self.kv_len) + self.rs.saved_len();
+        let cells: Vec<usize> = self.cells.seq_cells(SEQ0).map(|(_, c)| c).collect();
+        let len = self.n_outputs * self.n_vocab * 4 + self.kv.saved_len(cells.len()) + self.rs.saved_len();
         let mut out = Vec::with_capacity(64 + len);
         out.extend_from_slice(STATE_MAGIC);
         for v in self.state_header() {
@@ -336,7 +628,7 @@ impl Context {
         for x in self.logits() {
             out.extend_from_slice(&x.to_le_bytes());
         }
-        self.kv.save(self.kv_len, &mut out);
+        self.kv.save(&cells, &mut out);
         self.rs.save(&mut out);
         out
     }
@@ -346,7 +638,7 @@ impl Context {
             KvType::F16 => 1,
             KvType::F32 => 0,
         };
-        [STATE_VERSION, kv_type, self.kv.n_embd_k, self.kv.n_embd_v, self.n_vocab, self.kv_len, self.n_outputs]
+        [STATE_VERSION, kv_type, self.kv.n_embd_k, self.kv.n_embd_v, self.n_vocab, self.kv_len(), self.n_outputs]
     }
 
     /// Restores a `state()` produced by a context of the same model, cache type and a window
@@ -385,9 +677,13 @@ impl Context {
             *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
         let kv_start = head + n_logits * 4;
-        self.kv.load(kv_len, &data[kv_start..kv_start + kv_bytes]);
+        // The state is sequence 0's: every sequence is dropped, its positions go to cells 0..kv_len.
+        self.cells.clear();
+        let cells: Vec<usize> = (0..kv_len).collect();
+        let toks: Vec<(Seq, u32)> = (0..kv_len as u32).map(|p| (SEQ0, p)).collect();
+        self.cells.place(&cells, &toks)?;
+        self.kv.load(&cells, &data[kv_start..kv_start + kv_bytes]);
         self.rs.load(&data[kv_start + kv_bytes..]);
-        self.kv_len = kv_len;
         self.n_outputs = n_outputs;
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use half::f16;
 
-use crate::kernels::types::{AttnKtFn, Kernels};
+use crate::kernels::types::{AttnKtFn, AttnKtGatherFn, Kernels};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum KvType {
@@ -43,6 +43,16 @@ pub trait KvElem: Copy + Send + Sync + 'static {
     fn to_f32(self) -> f32;
     fn round_slice(k: &Kernels, x: &mut [f32]);
     fn attn_kt(k: &Kernels) -> AttnKtFn<Self>;
+    fn attn_kt_gather(k: &Kernels) -> AttnKtGatherFn<Self>;
+    /// `v_rows` of the rows `cells[j]·stride..` (`cells.len()` of them), always into `scratch`.
+    fn v_rows_gather<'a>(
+        k: &Kernels,
+        v: &[Self],
+        stride: usize,
+        n: usize,
+        cells: &[usize],
+        scratch: &'a mut [f32],
+    ) -> (&'a [f32], usize);
     /// `n_rows` value rows of `n` (`stride` apart) as f32 rows: `(rows, their stride)`, converted
     /// into `scratch` unless the cache already holds f32.
     fn v_rows<'a>(
@@ -68,6 +78,21 @@ impl KvElem for f16 {
     fn attn_kt(k: &Kernels) -> AttnKtFn<Self> {
         k.attn.kt_f16
     }
+    fn attn_kt_gather(k: &Kernels) -> AttnKtGatherFn<Self> {
+        k.attn.kt_f16_gather
+    }
+    fn v_rows_gather<'a>(
+        k: &Kernels,
+        v: &[Self],
+        stride: usize,
+        n: usize,
+        cells: &[usize],
+        scratch: &'a mut [f32],
+    ) -> (&'a [f32], usize) {
+        let len = cells.len() * n;
+        (k.attn.vf_f16_gather)(n, v, stride, cells, &mut scratch[..len]);
+        (&scratch[..len], n)
+    }
     fn v_rows<'a>(
         k: &Kernels,
         v: &'a [Self],
@@ -91,6 +116,23 @@ impl KvElem for f32 {
     fn round_slice(_: &Kernels, _: &mut [f32]) {}
     fn attn_kt(k: &Kernels) -> AttnKtFn<Self> {
         k.attn.kt_f32
+    }
+    fn attn_kt_gather(k: &Kernels) -> AttnKtGatherFn<Self> {
+        k.attn.kt_f32_gather
+    }
+    /// The rows copied as they are (an f32 cache needs no conversion, only the gather).
+    fn v_rows_gather<'a>(
+        _: &Kernels,
+        v: &[Self],
+        stride: usize,
+        n: usize,
+        cells: &[usize],
+        scratch: &'a mut [f32],
+    ) -> (&'a [f32], usize) {
+        for (j, &c) in cells.iter().enumerate() {
+            scratch[j * n..(j + 1) * n].copy_from_slice(&v[c * stride..c * stride + n]);
+        }
+        (&scratch[..cells.len() * n], n)
     }
     fn v_rows<'a>(
         _: &Kernels,
@@ -151,43 +193,60 @@ impl KvCache {
         }
     }
 
-    /// Writes the K and V rows of `n` consecutive positions starting at `pos0` into layer `il`.
-    /// `k`: [n][n_embd_k], `v`: [n][n_embd_v].
-    pub fn store(&mut self, il: usize, pos0: usize, k: &[f32], v: &[f32]) {
-        fn put<T: KvElem>(l: &mut LayerKv<T>, pos0: usize, nk: usize, nv: usize, k: &[f32], v: &[f32]) {
-            for (d, &s) in l.k[pos0 * nk..pos0 * nk + k.len()].iter_mut().zip(k) {
-                *d = T::from_f32(s);
-            }
-            for (d, &s) in l.v[pos0 * nv..pos0 * nv + v.len()].iter_mut().zip(v) {
-                *d = T::from_f32(s);
+    /// Writes K and V row `i` of a batch into cell `cells[i]` of layer `il` (a contiguous slot
+    /// is one copy per buffer). `k`: [cells.len()][n_embd_k], `v`: [cells.len()][n_embd_v].
+    pub fn store_rows(&mut self, il: usize, cells: &[usize], k: &[f32], v: &[f32]) {
+        fn put<T: KvElem>(dst: &mut [T], row: usize, cells: &[usize], src: &[f32]) {
+            let contiguous = cells.windows(2).all(|w| w[1] == w[0] + 1);
+            match cells.first() {
+                Some(&c0) if contiguous => {
+                    for (d, &s) in dst[c0 * row..c0 * row + src.len()].iter_mut().zip(src) {
+                        *d = T::from_f32(s);
+                    }
+                }
+                _ => {
+                    for (&c, s) in cells.iter().zip(src.chunks_exact(row)) {
+                        for (d, &x) in dst[c * row..(c + 1) * row].iter_mut().zip(s) {
+                            *d = T::from_f32(x);
+                        }
+                    }
+                }
             }
         }
         let (nk, nv) = (self.n_embd_k, self.n_embd_v);
+        let n = cells.len();
         match &mut self.store {
-            KvStore::F16(l) => put(&mut l[il], pos0, nk, nv, k, v),
-            KvStore::F32(l) => put(&mut l[il], pos0, nk, nv, k, v),
+            KvStore::F16(l) => {
+                put(&mut l[il].k, nk, cells, &k[..n * nk]);
+                put(&mut l[il].v, nv, cells, &v[..n * nv]);
+            }
+            KvStore::F32(l) => {
+                put(&mut l[il].k, nk, cells, &k[..n * nk]);
+                put(&mut l[il].v, nv, cells, &v[..n * nv]);
+            }
         }
     }
 
-    /// Bytes of the first `n` positions of every layer, as little-endian K then V per layer.
-    pub fn save(&self, n: usize, out: &mut Vec<u8>) {
+    /// Bytes of the rows of `cells` (in that order: a sequence's cells in position order) of
+    /// every layer, as little-endian K then V per layer.
+    pub fn save(&self, cells: &[usize], out: &mut Vec<u8>) {
         fn dump<T: KvElem>(
             layers: &[LayerKv<T>],
-            n: usize,
+            cells: &[usize],
             nk: usize,
             nv: usize,
             out: &mut Vec<u8>,
             f: impl Fn(T, &mut Vec<u8>),
         ) {
             for l in layers.iter().filter(|l| l.attends()) {
-                l.k[..n * nk].iter().for_each(|&x| f(x, out));
-                l.v[..n * nv].iter().for_each(|&x| f(x, out));
+                cells.iter().for_each(|&c| l.k[c * nk..(c + 1) * nk].iter().for_each(|&x| f(x, out)));
+                cells.iter().for_each(|&c| l.v[c * nv..(c + 1) * nv].iter().for_each(|&x| f(x, out)));
             }
         }
         let (nk, nv) = (self.n_embd_k, self.n_embd_v);
         match &self.store {
-            KvStore::F16(l) => dump(l, n, nk, nv, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
-            KvStore::F32(l) => dump(l, n, nk, nv, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
+            KvStore::F16(l) => dump(l, cells, nk, nv, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
+            KvStore::F32(l) => dump(l, cells, nk, nv, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
         }
     }
 
@@ -200,23 +259,32 @@ impl KvCache {
         layers * n * (self.n_embd_k + self.n_embd_v) * self.kv_type().elem_size()
     }
 
-    /// Inverse of `save`; `data.len()` must equal `saved_len(n)` (checked by the caller).
-    pub fn load(&mut self, n: usize, data: &[u8]) {
+    /// Inverse of `save` into `cells`; `data.len()` must equal `saved_len(cells.len())` (checked by
+    /// the caller).
+    pub fn load(&mut self, cells: &[usize], data: &[u8]) {
+        fn fill<T: Copy>(
+            layers: &mut [LayerKv<T>],
+            cells: &[usize],
+            nk: usize,
+            nv: usize,
+            mut it: impl Iterator<Item = T>,
+        ) {
+            for l in layers.iter_mut().filter(|l| l.attends()) {
+                for &c in cells {
+                    l.k[c * nk..(c + 1) * nk].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
+                }
+                for &c in cells {
+                    l.v[c * nv..(c + 1) * nv].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
+                }
+            }
+        }
         let (nk, nv) = (self.n_embd_k, self.n_embd_v);
         match &mut self.store {
             KvStore::F16(layers) => {
-                let mut it = data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]));
-                for l in layers.iter_mut().filter(|l| l.attends()) {
-                    l.k[..n * nk].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
-                    l.v[..n * nv].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
-                }
+                fill(layers, cells, nk, nv, data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])))
             }
             KvStore::F32(layers) => {
-                let mut it = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                for l in layers.iter_mut().filter(|l| l.attends()) {
-                    l.k[..n * nk].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
-                    l.v[..n * nv].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
-                }
+                fill(layers, cells, nk, nv, data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
             }
         }
     }

@@ -26,6 +26,8 @@ pub const MAX_SEQ: usize = 64;
 pub struct Seq(u8);
 
 impl Seq {
+    /// Sequence 0 (the single-sequence API's).
+    pub const ZERO: Seq = Seq(0);
     pub fn new(id: usize) -> Result<Seq> {
         if id < MAX_SEQ {
             Ok(Seq(id as u8))

@@ -13,13 +13,13 @@ mod blocks;
 mod context;
 pub mod hparams;
 mod kv_cache;
-#[allow(dead_code)] // the multi-sequence cache metadata; the forward uses it next (docs/notes/multiseq.md)
+#[allow(dead_code)] // `visible`/`visible_cells`: the mask rule, kept for the tests and the notes
 mod kv_cells;
 mod recurrent;
 mod weights;
 
 pub use arch::supported_archs;
-pub use context::{Context, ContextParams};
+pub use context::{Batch, Context, ContextParams};
 pub use hparams::{Arch, HParams};
 pub use kv_cache::KvType;
 
@@ -31,12 +31,12 @@ use crate::kernels::QTensor;
 use crate::quant::repack::{self, Packed};
 use crate::Result;
 use arch::Network;
-use context::Outputs;
 use weights::WRef;
 
-/// One batch through the forward pass of the model's family (the context owns batching).
-fn forward(model: &Model, ctx: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
-    model.net.forward(model, ctx, tokens, pos0, out)
+/// One batch through the forward pass of the model's family (the context owns batching and the
+/// batch's plan: positions, cells, sequence groups, outputs).
+fn forward(model: &Model, ctx: &mut Context, tokens: &[u32]) {
+    model.net.forward(model, ctx, tokens)
 }
 
 /// Options for loading a model (none needed yet; kept for API stability).

@@ -9,7 +9,8 @@ use std::arch::asm;
 use half::f16;
 
 use super::f16x4;
-use crate::kernels::shared::{attn_kt_check, attn_kt_f16_by, attn_vf_check, attn_vf_f16_by, round_f16_by};
+use crate::kernels::shared::{attn_gather_check, attn_kt_check, attn_kt_f16_by, attn_kt_f16_rows, attn_vf_check};
+use crate::kernels::shared::{attn_vf_f16_by, attn_vf_f16_rows, round_f16_by};
 
 /// Four f32 → four f16 (round to nearest even under the default FPCR) → four f32.
 #[inline]
@@ -71,6 +72,45 @@ pub(crate) fn attn_vf_f16_neon(n: usize, v: &[f16], vs: usize, nv: usize, out: &
     attn_vf_check(n, v.len(), vs, nv, out.len());
     // SAFETY: reachable only through `neon_table` (NEON detected); indices checked above.
     unsafe { vf_f16(n, v.as_ptr(), vs, nv, out.as_mut_ptr()) }
+}
+
+/// Keys named by cells → f32 panels (`AttnKtGatherFn`, f16 cache), four converted at a time.
+#[target_feature(enable = "neon")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `k`, `cells`, `kt` must pass
+/// `kernels::shared::attn_gather_check(n, k_len, ks, cells, kt_len, true)`.
+unsafe fn kt_f16_gather(n: usize, k: *const f16, ks: usize, cells: &[usize], kt: *mut f32) {
+    // SAFETY: the contract above (row cells[j] starts at k + cells[j]·ks); `wide` reads and
+    // writes 4 values inside those bounds.
+    unsafe {
+        attn_kt_f16_rows::<4>(n, |j| k.add(cells[j] * ks), cells.len(), kt, |src, dst| vst1q_f32(dst, ld4_f16(src)))
+    }
+}
+
+pub(crate) fn attn_kt_f16_gather_neon(n: usize, k: &[f16], ks: usize, cells: &[usize], kt: &mut [f32]) {
+    attn_gather_check(n, k.len(), ks, cells, kt.len(), true);
+    // SAFETY: reachable only through `neon_table` (NEON detected); indices checked above.
+    unsafe { kt_f16_gather(n, k.as_ptr(), ks, cells, kt.as_mut_ptr()) }
+}
+
+/// f16 rows named by cells → packed f32 rows (`AttnVfGatherFn`), four at a time.
+#[target_feature(enable = "neon")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `v`, `cells`, `out` must pass
+/// `kernels::shared::attn_gather_check(n, v_len, vs, cells, out_len, false)`.
+unsafe fn vf_f16_gather(n: usize, v: *const f16, vs: usize, cells: &[usize], out: *mut f32) {
+    // SAFETY: the contract above; `wide` reads and writes 4 values inside those bounds.
+    unsafe {
+        attn_vf_f16_rows::<4>(n, |j| v.add(cells[j] * vs), cells.len(), out, |src, dst| vst1q_f32(dst, ld4_f16(src)))
+    }
+}
+
+pub(crate) fn attn_vf_f16_gather_neon(n: usize, v: &[f16], vs: usize, cells: &[usize], out: &mut [f32]) {
+    attn_gather_check(n, v.len(), vs, cells, out.len(), false);
+    // SAFETY: reachable only through `neon_table` (NEON detected); indices checked above.
+    unsafe { vf_f16_gather(n, v.as_ptr(), vs, cells, out.as_mut_ptr()) }
 }
 
 #[target_feature(enable = "neon")]

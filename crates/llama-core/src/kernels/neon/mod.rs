@@ -39,6 +39,8 @@ pub fn neon_table(base: &Kernels) -> Option<Kernels> {
     }
     k.attn.kt_f16 = attn::attn_kt_f16_neon;
     k.attn.vf_f16 = attn::attn_vf_f16_neon;
+    k.attn.kt_f16_gather = attn::attn_kt_f16_gather_neon;
+    k.attn.vf_f16_gather = attn::attn_vf_f16_gather_neon;
     k.attn.round_f16 = attn::round_f16_neon;
     if !is_aarch64_feature_detected!("dotprod") {
         return Some(k);

@@ -4,17 +4,44 @@
 use half::f16;
 
 use crate::kernels::attn::{kq_body, pv_body};
-use crate::kernels::shared::{attn_kq_check, attn_kt_check, attn_pv_check, attn_vf_check};
+use crate::kernels::shared::{attn_gather_check, attn_kq_check, attn_kt_check, attn_pv_check, attn_vf_check};
 use crate::kernels::types::{AttnOrder, CacheElem, KT_LANES};
 
 fn attn_kt<T: CacheElem>(n: usize, k: &[T], ks: usize, nk: usize, kt: &mut [f32]) {
     attn_kt_check(n, k.len(), ks, nk, kt.len());
+    kt_rows(n, k, |j| j * ks, nk, kt)
+}
+
+/// Panels of the keys at `k[row(j)..][..n]`, j < nk (the typed reference of both the strided and
+/// the gather kernels).
+fn kt_rows<T: CacheElem>(n: usize, k: &[T], row: impl Fn(usize) -> usize, nk: usize, kt: &mut [f32]) {
     for c in 0..nk.div_ceil(KT_LANES) {
         for l in 0..KT_LANES {
             let j = c * KT_LANES + l;
             for d in 0..n {
-                kt[(c * n + d) * KT_LANES + l] = if j < nk { k[j * ks + d].f32() } else { 0.0 };
+                kt[(c * n + d) * KT_LANES + l] = if j < nk { k[row(j) + d].f32() } else { 0.0 };
             }
+        }
+    }
+}
+
+fn attn_kt_gather<T: CacheElem>(n: usize, k: &[T], ks: usize, cells: &[usize], kt: &mut [f32]) {
+    attn_gather_check(n, k.len(), ks, cells, kt.len(), true);
+    kt_rows(n, k, |j| cells[j] * ks, cells.len(), kt)
+}
+
+pub fn attn_kt_f16_gather(n: usize, k: &[f16], ks: usize, cells: &[usize], kt: &mut [f32]) {
+    attn_kt_gather(n, k, ks, cells, kt)
+}
+pub fn attn_kt_f32_gather(n: usize, k: &[f32], ks: usize, cells: &[usize], kt: &mut [f32]) {
+    attn_kt_gather(n, k, ks, cells, kt)
+}
+
+pub fn attn_vf_f16_gather(n: usize, v: &[f16], vs: usize, cells: &[usize], out: &mut [f32]) {
+    attn_gather_check(n, v.len(), vs, cells, out.len(), false);
+    for (j, &c) in cells.iter().enumerate() {
+        for d in 0..n {
+            out[j * n + d] = v[c * vs + d].to_f32();
         }
     }
 }

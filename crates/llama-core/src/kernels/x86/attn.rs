@@ -11,7 +11,7 @@ use half::f16;
 
 use crate::kernels::attn::{kq_body, lane_walk, pv_body, pv_panels_body};
 use crate::kernels::shared::{attn_kq_check, attn_kt_check, attn_pv_check, attn_pv_panels_check, attn_vf_check};
-use crate::kernels::shared::{attn_kt_f16_by, attn_vf_f16_by, round_f16_by};
+use crate::kernels::shared::{attn_kt_f16_by, attn_kt_f16_rows, attn_vf_f16_by, attn_vf_f16_rows, round_f16_by};
 use crate::kernels::types::{AttnOrder, CacheElem, KT_LANES};
 
 #[inline]
@@ -27,6 +27,10 @@ unsafe fn ld8_f16(p: *const f16) -> __m256 {
 // Transposes keys into f32 panels (`AttnKtFn` for the f16 cache), converting 8 at a time.
 panel_entry!(attn_kt_f16_avx2, attn_kt_check, f16, "avx2,fma,f16c", |n, k, ks, nk, kt| {
     attn_kt_f16_by::<8>(n, k, ks, nk, kt, |src, dst| _mm256_storeu_ps(dst, ld8_f16(src)))
+});
+// The same over a sequence's cells (`AttnKtGatherFn`).
+gather_entry!(attn_kt_f16_gather_avx2, true, f16, "avx2,fma,f16c", |n, k, ks, cells, kt| {
+    attn_kt_f16_rows::<8>(n, |j| k.add(cells[j] * ks), cells.len(), kt, |src, dst| _mm256_storeu_ps(dst, ld8_f16(src)))
 });
 
 /// Key (or value) panels with AVX-512 (`AttnKtFn`): 16 keys × 16 dimensions at a time are
@@ -46,6 +50,25 @@ unsafe fn kt_avx512<T: CacheElem>(
     kt: *mut f32,
     load16: impl Fn(*const T) -> __m512,
 ) {
+    // SAFETY: key j starts at k + j·ks, inside the bounds the caller guarantees.
+    unsafe { kt_rows_avx512(n, |j| k.add(j * ks), nk, kt, load16) }
+}
+
+/// `kt_avx512` over keys wherever they are: key j (< nk) is the `n` values at `row(j)` (strided,
+/// or a sequence's cells: `AttnKtGatherFn`).
+#[inline]
+#[target_feature(enable = "avx512f,f16c")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `row(j)` must point at `n` readable
+/// values for every j < nk, and `kt` hold nk.div_ceil(KT_LANES)·n·KT_LANES writable floats.
+unsafe fn kt_rows_avx512<T: CacheElem>(
+    n: usize,
+    row: impl Fn(usize) -> *const T,
+    nk: usize,
+    kt: *mut f32,
+    load16: impl Fn(*const T) -> __m512,
+) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
@@ -56,7 +79,7 @@ unsafe fn kt_avx512<T: CacheElem>(
             for d0 in (0..n16).step_by(16) {
                 let r: [__m512; 16] = std::array::from_fn(|l| {
                     if l < keys {
-                        load16(k.add((c * KT_LANES + l) * ks + d0))
+                        load16(row(c * KT_LANES + l).add(d0))
                     } else {
                         _mm512_setzero_ps()
                     }
@@ -68,8 +91,7 @@ unsafe fn kt_avx512<T: CacheElem>(
             }
             for l in 0..KT_LANES {
                 for d in n16..n {
-                    *panel.add(d * KT_LANES + l) =
-                        if l < keys { (*k.add((c * KT_LANES + l) * ks + d)).f32() } else { 0.0 };
+                    *panel.add(d * KT_LANES + l) = if l < keys { (*row(c * KT_LANES + l).add(d)).f32() } else { 0.0 };
                 }
             }
         }
@@ -114,10 +136,22 @@ panel_entry!(attn_kt_f16_avx512, attn_kt_check, f16, "avx512f,f16c", |n, k, ks, 
 panel_entry!(attn_kt_f32_avx512, attn_kt_check, f32, "avx512f,f16c", |n, k, ks, nk, kt| {
     kt_avx512(n, k, ks, nk, kt, |p| _mm512_loadu_ps(p))
 });
+// The same over a sequence's cells (`AttnKtGatherFn`).
+gather_entry!(attn_kt_f16_gather_avx512, true, f16, "avx512f,f16c", |n, k, ks, cells, kt| {
+    let load = |p: *const f16| _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+    kt_rows_avx512(n, |j| k.add(cells[j] * ks), cells.len(), kt, load)
+});
+gather_entry!(attn_kt_f32_gather_avx512, true, f32, "avx512f,f16c", |n, k, ks, cells, kt| {
+    kt_rows_avx512(n, |j| k.add(cells[j] * ks), cells.len(), kt, |p| _mm512_loadu_ps(p))
+});
 
 // f16 rows → packed f32 rows (`AttnVfFn`), 8 at a time.
 panel_entry!(attn_vf_f16_avx2, attn_vf_check, f16, "avx2,fma,f16c", |n, v, vs, nv, out| {
     attn_vf_f16_by::<8>(n, v, vs, nv, out, |src, dst| _mm256_storeu_ps(dst, ld8_f16(src)))
+});
+// The same over a sequence's cells (`AttnVfGatherFn`).
+gather_entry!(attn_vf_f16_gather_avx2, false, f16, "avx2,fma,f16c", |n, v, vs, cells, out| {
+    attn_vf_f16_rows::<8>(n, |j| v.add(cells[j] * vs), cells.len(), out, |src, dst| _mm256_storeu_ps(dst, ld8_f16(src)))
 });
 
 #[inline]

@@ -102,6 +102,8 @@ pub fn avx2_table_narrow(base: &Kernels) -> Option<Kernels> {
     k.attn.kt_f16 = attn::attn_kt_f16_avx2;
     k.attn.kq = attn::attn_kq_avx2;
     k.attn.vf_f16 = attn::attn_vf_f16_avx2;
+    k.attn.kt_f16_gather = attn::attn_kt_f16_gather_avx2;
+    k.attn.vf_f16_gather = attn::attn_vf_f16_gather_avx2;
     k.attn.pv = attn::attn_pv_avx2;
     k.attn.round_f16 = attn::round_f16_avx2;
     k.softmax = act::SOFTMAX_AVX2;
@@ -196,6 +198,8 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     k.attn.pv_panels = Some(attn::attn_pv_panels_avx512);
     k.attn.kt_f16 = attn::attn_kt_f16_avx512;
     k.attn.kt_f32 = attn::attn_kt_f32_avx512;
+    k.attn.kt_f16_gather = attn::attn_kt_f16_gather_avx512;
+    k.attn.kt_f32_gather = attn::attn_kt_f32_gather_avx512;
     if is_x86_feature_detected!("avx512dq") {
         k.softmax = act::SOFTMAX_AVX512;
         k.swiglu = act::SWIGLU_AVX512;

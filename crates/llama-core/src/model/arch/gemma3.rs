@@ -8,7 +8,7 @@ use super::Network;
 use crate::gguf::GgufFile;
 use crate::kernels::elementwise::{Rope, RopeType};
 use crate::model::blocks::{self, Act, AttnOpts, KqParams, SandwichLayer};
-use crate::model::context::{Context, Outputs};
+use crate::model::context::Context;
 use crate::model::hparams::{HParams, Meta};
 use crate::model::weights::{Loader, WRef};
 use crate::model::Model;
@@ -60,8 +60,8 @@ pub(super) fn load(f: &GgufFile, hp: &HParams) -> Result<Box<dyn Network>> {
 }
 
 impl Network for Gemma3 {
-    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
-        let (mut p, b) = blocks::begin(m, c, tokens.len(), pos0);
+    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32]) {
+        let (mut p, b) = blocks::begin(m, c, tokens.len());
         let hp = p.hp;
         let (n_embd, q_dim) = (hp.n_embd, hp.n_head * hp.n_embd_head_k);
         // Global layers: the file's rope base and scaling; local ones: base 10000, unscaled.
@@ -101,7 +101,7 @@ impl Network for Gemma3 {
             p.add(&mut b.x, &b.proj);
         }
         // result_norm, result_output (+ soft-cap)                   logits: [n_out][n_vocab]
-        p.output(out, &self.output_norm, &self.output, self.final_logit_softcap, &b.x, &mut b.cur);
+        p.output(&self.output_norm, &self.output, self.final_logit_softcap, &b.x, &mut b.cur);
     }
 
     fn tok_embd(&self) -> WRef {

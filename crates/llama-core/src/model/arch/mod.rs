@@ -16,7 +16,7 @@ mod qwen35;
 mod qwen3moe;
 mod smollm3;
 
-use super::context::{Context, Outputs};
+use super::context::Context;
 use super::hparams::{Arch, HParams};
 use super::recurrent::RecurrentSize;
 use super::weights::WRef;
@@ -27,9 +27,10 @@ use crate::{Error, Result};
 /// A family's loaded network: its weights (views into the mmap), its own hyper-parameters, and
 /// its forward.
 pub(super) trait Network: Send + Sync {
-    /// One batch of `tokens` at positions pos0.. through every layer, into the KV cache, and the
-    /// logits of the rows `out` names into the context (the context owns batching).
-    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs);
+    /// One batch of `tokens` (positions, cells and sequence groups in the context's `BatchPlan`)
+    /// through every layer, into the KV cache, and the logits of the rows the plan names into the
+    /// context (the context owns batching).
+    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32]);
     /// token_embd: [n_vocab][n_embd] (n_vocab is its row count).
     fn tok_embd(&self) -> WRef;
     /// Every matrix the forward multiplies by (candidates for R16 repacking).

@@ -10,7 +10,7 @@ use super::Network;
 use crate::gguf::GgufFile;
 use crate::kernels::elementwise::{Rope, RopeType};
 use crate::model::blocks::{self, AttnFused, FfnFused, KqParams};
-use crate::model::context::{Context, Outputs};
+use crate::model::context::Context;
 use crate::model::hparams::{HParams, Meta};
 use crate::model::weights::{Loader, WRef};
 use crate::model::Model;
@@ -61,12 +61,12 @@ pub(super) fn load(f: &GgufFile, hp: &HParams) -> Result<Box<dyn Network>> {
 }
 
 impl Network for Phi3 {
-    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
+    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32]) {
         // llama.cpp's get_rope_factors: long factors when the (padded) context per sequence
         // exceeds the original training context.
         let long = c.n_ctx.next_multiple_of(N_CTX_PAD) > self.n_ctx_orig;
         let factors = if long { &self.rope_factors_long } else { &self.rope_factors_short };
-        let (mut p, b) = blocks::begin(m, c, tokens.len(), pos0);
+        let (mut p, b) = blocks::begin(m, c, tokens.len());
         let hp = p.hp;
         let q_dim = hp.n_head * hp.n_embd_head_k;
         let rope = Rope {
@@ -108,7 +108,7 @@ impl Network for Phi3 {
             p.add(&mut b.x, &b.proj);
         }
         // result_norm, result_output                               logits: [n_out][n_vocab]
-        p.output(out, &self.output_norm, &self.output, None, &b.x, &mut b.cur);
+        p.output(&self.output_norm, &self.output, None, &b.x, &mut b.cur);
     }
 
     fn tok_embd(&self) -> WRef {

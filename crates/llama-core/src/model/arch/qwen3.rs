@@ -6,7 +6,7 @@ use super::Network;
 use crate::gguf::GgufFile;
 use crate::kernels::elementwise::RopeType;
 use crate::model::blocks::{self, Act, AttnOpts, DenseLayer, KqParams};
-use crate::model::context::{Context, Outputs};
+use crate::model::context::Context;
 use crate::model::hparams::HParams;
 use crate::model::weights::{Loader, WRef};
 use crate::model::Model;
@@ -29,8 +29,8 @@ pub(super) fn load(f: &GgufFile, hp: &HParams) -> Result<Box<dyn Network>> {
 }
 
 impl Network for Qwen3 {
-    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
-        let (mut p, b) = blocks::begin(m, c, tokens.len(), pos0);
+    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32]) {
+        let (mut p, b) = blocks::begin(m, c, tokens.len());
         let hp = p.hp;
         let rope = hp.rope(RopeType::Neox);
         let kq = KqParams { kq_scale: 1.0 / (hp.n_embd_head_k as f32).sqrt(), n_swa: 0 };
@@ -59,7 +59,7 @@ impl Network for Qwen3 {
             p.add(&mut b.x, &b.proj);
         }
         // result_norm, result_output                               logits: [n_out][n_vocab]
-        p.output(out, &self.output_norm, &self.output, None, &b.x, &mut b.cur);
+        p.output(&self.output_norm, &self.output, None, &b.x, &mut b.cur);
     }
 
     fn tok_embd(&self) -> WRef {

@@ -18,7 +18,7 @@ use super::Network;
 use crate::gguf::{GgufFile, Value};
 use crate::kernels::elementwise::{softplus, Rope, RopeType};
 use crate::model::blocks::{self, Act, Ffn, KqParams};
-use crate::model::context::{Context, Outputs};
+use crate::model::context::Context;
 use crate::model::hparams::{HParams, Meta};
 use crate::model::recurrent::{DeltaNetShape, RecurrentSize};
 use crate::model::weights::{Loader, WRef};
@@ -220,8 +220,8 @@ fn check_sections(f: &GgufFile, hp: &HParams) -> Result<()> {
 }
 
 impl Network for Qwen35 {
-    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
-        let (mut p, b) = blocks::begin(m, c, tokens.len(), pos0);
+    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32]) {
+        let (mut p, b) = blocks::begin(m, c, tokens.len());
         let hp = p.hp;
         let n = p.n;
         // interleaved M-RoPE with every section at the token's position: NeoX rope on n_rot dims
@@ -323,7 +323,7 @@ impl Network for Qwen35 {
             p.add(&mut b.x, &b.proj);
         }
         // result_norm, result_output                               logits: [n_out][n_vocab]
-        p.output(out, &self.output_norm, &self.output, None, &b.x, &mut b.cur);
+        p.output(&self.output_norm, &self.output, None, &b.x, &mut b.cur);
     }
 
     fn tok_embd(&self) -> WRef {

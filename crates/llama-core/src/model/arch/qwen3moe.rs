@@ -7,7 +7,7 @@ use super::Network;
 use crate::gguf::GgufFile;
 use crate::kernels::elementwise::{Rope, RopeType};
 use crate::model::blocks::{self, Attn, AttnOpts, KqParams, Moe};
-use crate::model::context::{Context, Outputs};
+use crate::model::context::Context;
 use crate::model::hparams::{HParams, Meta};
 use crate::model::weights::{Loader, WRef};
 use crate::model::Model;
@@ -66,8 +66,8 @@ pub(super) fn load(f: &GgufFile, hp: &HParams) -> Result<Box<dyn Network>> {
 }
 
 impl Network for Qwen3Moe {
-    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32], pos0: usize, out: Outputs) {
-        let (mut p, b) = blocks::begin(m, c, tokens.len(), pos0);
+    fn forward(&self, m: &Model, c: &mut Context, tokens: &[u32]) {
+        let (mut p, b) = blocks::begin(m, c, tokens.len());
         let hp = p.hp;
         let rope = Rope {
             n_rot: hp.n_rot,
@@ -105,7 +105,7 @@ impl Network for Qwen3Moe {
             p.add(&mut b.x, &b.proj);
         }
         // result_norm, result_output                               logits: [n_out][n_vocab]
-        p.output(out, &self.output_norm, &self.output, None, &b.x, &mut b.cur);
+        p.output(&self.output_norm, &self.output, None, &b.x, &mut b.cur);
     }
 
     fn tok_embd(&self) -> WRef {
