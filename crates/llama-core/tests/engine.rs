@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{models_dir, require};
 use llama_core::engine::multi::PerSequence;
-use llama_core::engine::{Engine, EngineConfig, Event, Finish, Request, SubmitError, Usage};
+use llama_core::engine::{decoder_for, Engine, EngineConfig, Event, Finish, Request, SubmitError, Usage};
 use llama_core::model::{Context, ContextParams, Model, ModelParams};
 use llama_core::sampler::{argmax, ChainParams};
 use llama_core::tokenizer::Tokenizer;
@@ -28,10 +28,15 @@ fn params(n_ctx: usize) -> ContextParams {
     ContextParams { n_ctx, n_batch: 64, n_threads: 2, ..ContextParams::default() }
 }
 
+/// The engine over the mixed-batch decoder (as served), or over one context per sequence.
 fn engine(m: &Arc<Model>, t: &Arc<Tokenizer>, n_slots: usize, queue: usize) -> Engine {
-    let dec = PerSequence::new(m.clone(), n_slots, params(256)).unwrap();
     let cfg = EngineConfig { n_slots, n_ctx_slot: 256, n_batch: 64, queue };
-    Engine::start(dec, t.clone(), cfg).unwrap()
+    Engine::start(decoder_for(m.clone(), n_slots, params(256)).unwrap(), t.clone(), cfg).unwrap()
+}
+
+fn engine_per_sequence(m: &Arc<Model>, t: &Arc<Tokenizer>, n_slots: usize) -> Engine {
+    let cfg = EngineConfig { n_slots, n_ctx_slot: 256, n_batch: 64, queue: 8 };
+    Engine::start(PerSequence::new(m.clone(), n_slots, params(256)).unwrap(), t.clone(), cfg).unwrap()
 }
 
 fn greedy(m: &Model) -> llama_core::sampler::Chain {
@@ -96,19 +101,25 @@ fn concurrent_greedy_requests_equal_lone_runs() {
         "SELECT name, COUNT(*) FROM users",
     ];
     let ids: Vec<Vec<u32>> = prompts.iter().map(|p| tok.tokenize(p.as_bytes(), true, false)).collect();
-    let e = engine(&m, &tok, 3, 8);
+    // the mixed-batch decoder (served), and one context per sequence (recurrent models)
+    for e in [engine(&m, &tok, 3, 8), engine_per_sequence(&m, &tok, 3)] {
+        check_concurrent(&m, &tok, &e, &ids);
+    }
+}
+
+fn check_concurrent(m: &Arc<Model>, tok: &Tokenizer, e: &Engine, ids: &[Vec<u32>]) {
     // five requests on three slots: two wait in the queue, then take freed slots
     let rxs: Vec<_> = ids
         .iter()
         .map(|p| {
-            let (r, rx) = request(&m, p.clone(), 24);
+            let (r, rx) = request(m, p.clone(), 24);
             e.submit(r).unwrap();
             rx
         })
         .collect();
     for (i, rx) in rxs.iter().enumerate() {
         let (got, text, finish, usage) = collect(rx).unwrap();
-        let want = lone(&m, &ids[i], 24, &tok);
+        let want = lone(m, &ids[i], 24, tok);
         assert_eq!(got, want, "prompt {i}: engine vs lone run");
         let want_text: Vec<u8> =
             want.iter().filter(|&&t| !tok.is_eog(t)).flat_map(|&t| tok.token_to_piece(t, false)).collect();

@@ -7,7 +7,6 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use llama_core::engine::multi::PerSequence;
 use llama_core::engine::{Engine, EngineConfig, Event, Request, SubmitError};
 use llama_core::model::ContextParams;
 use pyo3::prelude::*;
@@ -53,7 +52,7 @@ impl PyEngine {
         let engine = py
             .detach(move || {
                 let cp = ContextParams { n_ctx, n_batch, n_threads, ..ContextParams::default() };
-                let dec = PerSequence::new(weights, n_slots, cp)?;
+                let dec = llama_core::engine::decoder_for(weights, n_slots, cp)?;
                 Engine::start(dec, tok, EngineConfig { n_slots, n_ctx_slot: n_ctx, n_batch, queue })
             })
             .py_err()?;

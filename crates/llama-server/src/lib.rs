@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use llama_core::engine::multi::PerSequence;
 use llama_core::engine::{Engine, EngineConfig};
 use llama_core::grammar::TokEnv;
 use llama_core::model::{ContextParams, Model, ModelParams};
@@ -102,7 +101,7 @@ fn load(opts: &ServeOptions) -> llama_core::Result<Loaded> {
         n_threads: opts.n_threads,
         ..ContextParams::default()
     };
-    let dec = PerSequence::new(model.clone(), opts.parallel, cp)?;
+    let dec = llama_core::engine::decoder_for(model.clone(), opts.parallel, cp)?;
     let kv_bytes = opts.parallel * n_ctx_slot * hp.n_layer * (hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) * 2;
     log(
         opts,

@@ -14,6 +14,7 @@
 //! and a sink (a callback that returns `false` when nobody listens any more, which cancels it). The
 //! model side is the [`Decoder`] trait, so the same scheduler runs over the mixed-batch forward.
 
+pub mod batched;
 pub mod multi;
 pub mod scheduler;
 pub mod stop;
@@ -59,6 +60,21 @@ impl Decoder for Box<dyn Decoder> {
     }
     fn seq_rm(&mut self, seq: usize, from: usize) -> Result<()> {
         (**self).seq_rm(seq, from)
+    }
+}
+
+/// The decoder for `n_seq` sequences of `p.n_ctx` tokens: one mixed batch per step
+/// ([`batched::Batched`]), or one context per sequence ([`multi::PerSequence`]) for models whose
+/// state cannot hold several sequences (recurrent layers).
+pub fn decoder_for(
+    model: std::sync::Arc<crate::model::Model>,
+    n_seq: usize,
+    p: crate::model::ContextParams,
+) -> Result<Box<dyn Decoder>> {
+    match batched::Batched::new(model.clone(), n_seq, p.clone()) {
+        Ok(b) => Ok(Box::new(b)),
+        Err(_) if n_seq > 1 => Ok(Box::new(multi::PerSequence::new(model, n_seq, p)?)),
+        Err(e) => Err(e),
     }
 }
 
