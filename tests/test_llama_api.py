@@ -91,12 +91,15 @@ def test_vocabulary_and_model_info(tiny):
 
 
 def test_chat_template_tokens():
-    llm = llama.Llama(model_path("gemma3-270m-q4_k_m.gguf"), vocab_only=True)
     msgs = [{"role": "user", "content": "Hi"}]
+    gemma = llama.Llama(model_path("gemma3-270m-q4_k_m.gguf"), vocab_only=True)
+    with pytest.raises(llama.InvalidArgumentError, match="no chat template"):
+        gemma.apply_chat_template(msgs)  # Gemma-3-270M (base) ships none: never a silent ChatML
+    llm = llama.Llama(model_path("qwen2.5-coder-0.5b-q4_k_m.gguf"), vocab_only=True)
     text = llm.apply_chat_template(msgs)
     ids = llm.apply_chat_template(msgs, tokenize=True)
-    assert ids[0] == llm.token_bos() and ids.count(llm.token_bos()) == 1  # Gemma wants one BOS
-    assert ids[1:] == llm.tokenize(text.removeprefix("<bos>"), add_bos=False, special=True)
+    bos = [llm.token_bos()] if llm.add_bos_token() else []
+    assert ids == bos + llm.tokenize(text, add_bos=False, special=True)
 
 
 def test_seed_api_over_llama(tiny):
