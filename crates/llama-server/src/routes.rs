@@ -289,7 +289,7 @@ async fn generate(l: &Loaded, prompt: Vec<u32>, g: Gen, grammar: Option<Grammar>
     req.stop = g.stop;
     req.ignore_eos = g.ignore_eos;
     req.cache_prompt = g.cache_prompt;
-    req.n_probs = out.logprobs.unwrap_or(0).max(out.logprobs.map_or(0, |_| 1));
+    req.n_probs = out.logprobs.map_or(0, |n| n.max(1)); // the chosen token's own needs one
     l.engine.submit(req).map_err(|e| match e {
         SubmitError::QueueFull => ApiError::unavailable("every slot is busy and the queue is full: retry later"),
         SubmitError::ShuttingDown => ApiError::unavailable("the server is shutting down"),
@@ -300,10 +300,6 @@ async fn generate(l: &Loaded, prompt: Vec<u32>, g: Gen, grammar: Option<Grammar>
     } else {
         whole(rx, out).await
     }
-}
-
-fn engine_error(e: llama_core::Error) -> ApiError {
-    ApiError::from_core(e)
 }
 
 async fn whole(mut rx: UnboundedReceiver<Event>, out: Out) -> ApiResult<Response> {
@@ -321,7 +317,7 @@ async fn whole(mut rx: UnboundedReceiver<Event>, out: Out) -> ApiResult<Response
                 text.push_str(&tail);
                 return Ok(Json(out.whole(&text, &toks, finish.as_str(), &usage)).into_response());
             }
-            Event::Error(e) => return Err(engine_error(e)),
+            Event::Error(e) => return Err(ApiError::from_core(e)),
         }
     }
     Err(ApiError::unavailable("the server is shutting down"))
@@ -375,7 +371,7 @@ fn sse(rx: UnboundedReceiver<Event>, out: Out) -> impl Stream<Item = Result<SseE
                     st.ended = true;
                 }
                 Some(Event::Error(e)) => {
-                    st.queue.push_back(engine_error(e).body().to_string());
+                    st.queue.push_back(ApiError::from_core(e).body().to_string());
                     st.ended = true;
                 }
                 None => {

@@ -235,7 +235,9 @@ impl<D: Decoder> Scheduler<D> {
     /// is busy. Returns false when the queue is closed and nothing runs.
     fn intake(&mut self) -> bool {
         loop {
-            let Some(free) = self.slots.iter().position(|s| s.job.is_none()) else { return true };
+            if self.slots.iter().all(|s| s.job.is_some()) {
+                return true;
+            }
             let idle = self.slots.iter().all(|s| s.job.is_none());
             let req = if idle {
                 match self.rx.recv_timeout(Duration::from_millis(100)) {
@@ -249,7 +251,6 @@ impl<D: Decoder> Scheduler<D> {
                     Err(_) => return true,
                 }
             };
-            let _ = free;
             // busy first, then out of the queue: `submit` never sees the request in neither
             self.c.busy.fetch_add(1, Ordering::Relaxed);
             self.c.queued.fetch_sub(1, Ordering::Relaxed);
