@@ -33,7 +33,8 @@ fn sampling() -> serde_json::Map<String, Value> {
         "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
         "n": int(1, 1),
         "stream": {"type": ["boolean", "null"]},
-        "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}}, "additionalProperties": false},
+        "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"},
+            "continuous_usage_stats": {"const": false}}, "additionalProperties": false},
         "ignore_eos": {"type": ["boolean", "null"]},
         "grammar": {"type": ["string", "null"], "description": "GBNF (llama.cpp's grammar format)"},
         "user": {"type": ["string", "null"], "description": "accepted, no effect"},
@@ -92,7 +93,10 @@ pub fn spec() -> Value {
     );
     chat.insert("chat_template_kwargs".into(), json!({"type": ["object", "null"]}));
     chat.insert("tool_choice".into(), json!({"enum": ["none", "auto", null]}));
-    chat.insert("parallel_tool_calls".into(), json!({"type": ["boolean", "null"]}));
+    chat.insert(
+        "parallel_tool_calls".into(),
+        json!({"type": ["boolean", "null"], "description": "accepted, no effect: tools are not served yet"}),
+    );
     let body = |props: serde_json::Map<String, Value>, required: &[&str]| {
         json!({"required": true, "content": {"application/json": {"schema": {
             "type": "object", "properties": props, "required": required, "additionalProperties": false

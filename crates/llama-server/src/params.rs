@@ -223,7 +223,11 @@ pub fn gen(b: &mut Body, n_vocab: usize, max_tokens_keys: &[&str], default_max: 
         Some(Value::Object(m)) => {
             let mut o = Body { map: m, seen: BTreeSet::new() };
             let u = o.bool("include_usage")?.unwrap_or(false);
-            o.ignore("continuous_usage_stats");
+            if o.bool("continuous_usage_stats")?.unwrap_or(false) {
+                return Err(ApiError::bad(
+                    "stream_options.continuous_usage_stats is not supported (usage comes in the last chunk)",
+                ));
+            }
             o.finish().map_err(|e| ApiError::bad(format!("stream_options: {}", e.message)))?;
             u
         }

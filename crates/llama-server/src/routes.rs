@@ -569,6 +569,7 @@ async fn chat(State(app): AppState, b: Result<Bytes, BytesRejection>) -> ApiResu
             return Err(ApiError::bad("'tool_choice' needs 'tools', which this server does not support yet"));
         }
     }
+    // only meaningful with tools, which are refused above: a documented no-op (openapi.json)
     b.ignore("parallel_tool_calls");
     let extra = match b.take("chat_template_kwargs") {
         None => None,
