@@ -33,9 +33,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, model: str | None = None) -> None:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "llama", "serve", "-m", model_path(MODEL), "--port", str(self.port), *args]
+        model = model or model_path(MODEL)
+        cmd = [sys.executable, "-m", "llama", "serve", "-m", model, "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -414,3 +415,27 @@ def test_bench_serve_counts_every_token(server: Server) -> None:
     rows = json.loads(r.stdout.strip().splitlines()[-1])["rows"]
     assert [(row["clients"], row["tokens"]) for row in rows] == [(1, 6), (3, 18)]
     assert all(row["tok_s"] > 0 and row["ttft_p50"] <= row["ttft_p95"] for row in rows)
+
+
+def test_embeddings_need_the_flag(server: Server) -> None:
+    status, body = server.request("POST", "/v1/embeddings", {"input": "hello"})
+    assert status == 400 and "--embeddings" in body["error"]["message"]
+
+
+def test_generation_model_serves_embeddings_with_the_flag() -> None:
+    """--embeddings on a generation model: /v1/embeddings gives the mean-pooled, normalized vectors
+    of `Llama(embedding=True).embed(normalize=True)`, and completions still work."""
+    import numpy as np
+
+    from llama import Llama
+
+    texts = ["def fibonacci(n):", "import numpy as np"]
+    want = np.asarray(Llama(model_path(MODEL), embedding=True, n_ctx=256).embed(texts, normalize=True))
+    s = Server("--parallel", "1", "-c", "256", "-t", "2", "--quiet", "--embeddings")
+    try:
+        r = s.client().embeddings.create(input=texts, model=MODEL.removesuffix(".gguf"))
+        np.testing.assert_allclose(np.asarray([d.embedding for d in r.data]), want, atol=1e-5)
+        out = s.client().completions.create(model=MODEL.removesuffix(".gguf"), prompt="def add(a, b):", max_tokens=3)
+        assert out.usage.completion_tokens >= 1
+    finally:
+        assert s.stop() == 0

@@ -164,6 +164,29 @@ def _stream(llm: Llama, prompt_tokens: list[int], a: argparse.Namespace, n_predi
     return "".join(out) + tail
 
 
+def cmd_embed(a: argparse.Namespace) -> int:
+    """One embedding per input line (FILE, or stdin for '-'/none): the vector's numbers separated by
+    spaces, or with --json one JSON array per line (per-token vectors with --pooling none: an
+    array of arrays). Empty lines are embedded as empty texts."""
+    kw: dict[str, Any] = {"embedding": True}
+    if a.pooling is not None:
+        kw["pooling_type"] = a.pooling
+    llm = _load(a, **kw)
+    src = sys.stdin if a.file in (None, "-") else open(a.file, encoding="utf-8")
+    with src:
+        lines = [line.rstrip("\n").rstrip("\r") for line in src]
+    vecs = llm.embed(lines, normalize=not a.no_normalize, truncate=not a.no_truncate) if lines else []
+    out = sys.stdout
+    for v in vecs:
+        if a.json:
+            out.write(json.dumps(v) + "\n")
+        elif v and isinstance(v[0], list):  # pooling none: a line per token, a blank line after
+            out.write("".join(" ".join(f"{x:.7g}" for x in row) + "\n" for row in v) + "\n")
+        else:
+            out.write(" ".join(f"{x:.7g}" for x in v) + "\n")
+    return 0
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     llm = _load(a)
     if a.prompt is not None:
@@ -458,6 +481,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
             alias=a.model_alias,
             body_limit=a.body_limit,
             quiet=a.quiet,
+            embeddings=a.embeddings,
+            pooling=a.pooling,
         )
     return 0
 
@@ -542,6 +567,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--prompt", default=None)
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("embed", help="embeddings of each line of FILE (or stdin), one vector per line")
+    _add_model_args(p)
+    p.add_argument("file", nargs="?", default=None, help="text file, one input per line ('-' or none: stdin)")
+    p.add_argument("--json", action="store_true", help="one JSON array per line")
+    p.add_argument(
+        "--pooling", choices=("none", "mean", "cls", "last", "rank"), default=None, help="(default: the model's)"
+    )
+    p.add_argument("--no-normalize", action="store_true", help="raw vectors (default: L2-normalized)")
+    p.add_argument("--no-truncate", action="store_true", help="fail on a line longer than the context")
+    p.set_defaults(func=cmd_embed)
+
     p = sub.add_parser("chat", help="multi-turn chat with the model's chat template")
     _add_model_args(p, need_model=False)
     _add_sampling_args(p, n_default=-1)
@@ -581,6 +617,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-alias", "-a", default=None, help="model id for clients (default: the file name)")
     p.add_argument("--body-limit", type=int, default=8 << 20, help="largest request body in bytes (413 past it)")
     p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    p.add_argument(
+        "--embeddings", action="store_true", help="serve /v1/embeddings too (always on for an embedding model)"
+    )
+    p.add_argument("--pooling", choices=("none", "mean", "cls", "last"), default=None, help="(default: the model's)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench-serve", help="aggregate tokens/s, TTFT and per-token latency of C concurrent clients")

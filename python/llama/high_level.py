@@ -90,7 +90,7 @@ class Llama:
         n_threads: int | None = None,
         n_threads_batch: int | None = None,
         rope_scaling_type: int | None = -1,
-        pooling_type: int = -1,
+        pooling_type: int | str = -1,
         attention_type: int = -1,
         rope_freq_base: float = 0.0,
         rope_freq_scale: float = 0.0,
@@ -131,12 +131,10 @@ class Llama:
             kv_overrides=kv_overrides,
             n_threads_batch=(n_threads_batch, n_threads),
             rope_scaling_type=rope_scaling_type,
-            pooling_type=pooling_type,
             attention_type=attention_type,
             rope_freq_base=rope_freq_base,
             rope_freq_scale=rope_freq_scale,
             yarn=(yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow, yarn_orig_ctx),
-            embedding=embedding,
             flash_attn=flash_attn,
             lora=(lora_base, lora_scale, lora_path),
             numa=numa,
@@ -172,7 +170,12 @@ class Llama:
         self._n_ctx = n_ctx if n_ctx > 0 else min(train_ctx or _MAX_DEFAULT_CTX, _MAX_DEFAULT_CTX)
         self.n_batch = min(n_batch, self._n_ctx)
         self._n_threads = n_threads or (os.cpu_count() or 1)
-        if not vocab_only:
+        # Embeddings (`embed`): a context of their own in embeddings mode, made on first use.
+        self._embedding = embedding
+        self._pooling = _pooling_name(pooling_type)
+        self._embd_ctx: _llama.Context | None = None
+        self._embeddings_only = not vocab_only and self._model.embeddings_only()
+        if not vocab_only and not self._embeddings_only:
             self._ctx = _llama.Context(
                 self._model,
                 n_ctx=self._n_ctx,
@@ -253,9 +256,97 @@ class Llama:
             raise InvalidArgumentError(f"n_threads must be at least 1 (got {n})")
         self._n_threads = n
 
+    # -- embeddings ---------------------------------------------------------------------------
+
+    def _need_embd_ctx(self) -> _llama.Context:
+        if not self._embedding:
+            raise LlamaError("Llama model must be created with embedding=True to call this method")
+        if self._embd_ctx is None:
+            # Whole texts of up to n_ctx tokens in one batch (an encoder's tokens see their whole
+            # text), up to 64 texts per batch sharing the n_ctx cells; 1 for a recurrent model.
+            def make(n_seq: int) -> _llama.Context:
+                return _llama.Context(
+                    self._model,
+                    n_ctx=self._n_ctx,
+                    n_batch=self._n_ctx,
+                    n_threads=self._n_threads,
+                    n_seq_max=n_seq,
+                    embeddings=True,
+                )
+
+            try:
+                self._embd_ctx = make(64)
+            except InvalidArgumentError:
+                self._embd_ctx = make(1)
+        return self._embd_ctx
+
+    def _embed_tokens(self, texts: list[str], truncate: bool) -> list[list[int]]:
+        """Each text's tokens (the model's BOS/CLS and EOS/SEP as its GGUF says), cut to the context
+        when `truncate` (a final EOS/SEP kept, as Hugging Face's tokenizers truncate), else an
+        InvalidArgumentError for a text that does not fit."""
+        limit = self._n_ctx
+        eos = self._model.token_eos()
+        out = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InvalidArgumentError(f"input {i} must be a string, not {type(text).__name__}")
+            ids = self._model.tokenize(text.encode("utf-8"), True, False)
+            if not ids:
+                raise InvalidArgumentError(f"input {i} has no tokens (an empty text and a model without BOS)")
+            if len(ids) > limit:
+                if not truncate:
+                    raise InvalidArgumentError(
+                        f"input {i} has {len(ids)} tokens, more than the context of {limit} (truncate=True cuts it)"
+                    )
+                ids = ids[: limit - 1] + [ids[-1]] if ids[-1] == eos else ids[:limit]
+            out.append(ids)
+        return out
+
+    def embed(
+        self,
+        input: str | list[str],
+        normalize: bool = False,
+        truncate: bool = True,
+        return_count: bool = False,
+    ) -> Any:
+        """Embeddings of a text or a list of texts, as llama-cpp-python's ``embed``: one vector per
+        text (``list[float]`` for a str, ``list[list[float]]`` for a list), or one per token when the
+        pooling is ``none``. The pooling is the model's (its GGUF ``pooling_type``; mean for a model
+        that names none) unless ``pooling_type=`` was given at load. ``normalize=True`` divides each
+        vector by its Euclidean norm (llama-cpp-python's default is False, and so is ours).
+        ``truncate=True`` cuts a text longer than the context (keeping its final [SEP]/EOS);
+        ``truncate=False`` raises InvalidArgumentError for it. A list is packed into batches of
+        whole texts: one forward per batch, not one per text. ``return_count`` also returns the
+        number of tokens embedded."""
+        ctx = self._need_embd_ctx()
+        single = isinstance(input, str)
+        texts = [input] if single else list(input)
+        seqs = self._embed_tokens(texts, truncate)
+        n_tokens = sum(len(s) for s in seqs)
+        vecs = [v.tolist() for v in ctx.embed(seqs, self._pooling, normalize)] if seqs else []
+        result: Any = vecs[0] if single else vecs
+        return (result, n_tokens) if return_count else result
+
+    def create_embedding(self, input: str | list[str], model: str | None = None) -> dict[str, Any]:
+        """OpenAI's embeddings response (``object: list``, one ``embedding`` per input with its
+        ``index``, ``usage``), as llama-cpp-python's ``create_embedding`` (vectors not normalized)."""
+        texts = [input] if isinstance(input, str) else list(input)
+        vecs, n_tokens = self.embed(texts, return_count=True)
+        return {
+            "object": "list",
+            "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vecs)],
+            "model": model if model is not None else self.model_path,
+            "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
+        }
+
     # -- evaluation ---------------------------------------------------------------------------
 
     def _need_ctx(self) -> _llama.Context:
+        if self._ctx is None and self._embeddings_only:
+            raise LlamaError(
+                f"{self.model_path}: {self._model.architecture()} is an embedding model: it gives "
+                "embeddings (Llama(..., embedding=True).embed(text)), not text"
+            )
         if self._ctx is None:
             raise LlamaError(f"{self.model_path}: this model was loaded with vocab_only=True and cannot evaluate")
         return self._ctx
@@ -1067,12 +1158,10 @@ def _check_init_args(**args: Any) -> None:
         "kv_overrides": "kv_overrides (metadata overrides) are not supported",
         "n_threads_batch": "n_threads_batch different from n_threads is not supported (one thread pool)",
         "rope_scaling_type": "rope_scaling_type overrides are not supported: the GGUF's rope settings are used",
-        "pooling_type": "pooling_type is for embeddings, which are not supported yet",
-        "attention_type": "attention_type is for embeddings, which are not supported yet",
+        "attention_type": "attention_type overrides are not supported: the model's own (causal or not) is used",
         "rope_freq_base": "rope_freq_base overrides are not supported: the GGUF's value is used",
         "rope_freq_scale": "rope_freq_scale overrides are not supported: the GGUF's value is used",
         "yarn": "YaRN overrides (yarn_*) are not supported: the GGUF's rope settings are used",
-        "embedding": "embedding=True is not supported yet",
         "flash_attn": "flash_attn=True is not supported yet (attention is exact, non-flash)",
         "lora": "LoRA adapters (lora_base, lora_path, lora_scale) are not supported",
         "numa": "NUMA placement is not supported",
@@ -1085,12 +1174,10 @@ def _check_init_args(**args: Any) -> None:
     defaults: dict[str, Any] = {
         "use_mmap": True,
         "rope_scaling_type": -1,
-        "pooling_type": -1,
         "attention_type": -1,
         "rope_freq_base": 0.0,
         "rope_freq_scale": 0.0,
         "yarn": (-1.0, 1.0, 32.0, 1.0, 0),
-        "embedding": False,
         "flash_attn": False,
         "lora": (None, 1.0, None),
         "numa": False,
@@ -1111,6 +1198,23 @@ def _check_init_args(**args: Any) -> None:
         default = defaults.get(name)
         if value != default and not (value is None and default is None):
             raise InvalidArgumentError(f"{why[name]} (got {name}={value!r})")
+
+
+_POOLING = {-1: None, 0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
+
+
+def _pooling_name(p: int | str | None) -> str | None:
+    """`pooling_type=`: llama-cpp-python's ints (-1 = the model's own, 0 none, 1 mean, 2 cls,
+    3 last, 4 rank) or those names."""
+    if p is None or isinstance(p, str) and p.lower() in ("unspecified", ""):
+        return None
+    if isinstance(p, str):
+        if p.lower() not in _POOLING.values():
+            raise InvalidArgumentError(f"pooling_type {p!r}: expected none, mean, cls, last or rank")
+        return p.lower()
+    if isinstance(p, bool) or not isinstance(p, int) or p not in _POOLING:
+        raise InvalidArgumentError(f"pooling_type {p!r}: expected -1 (the model's), 0 none, 1 mean, 2 cls, 3 last or 4 rank")
+    return _POOLING[p]
 
 
 def _kv_type_name(t: str | int | None) -> str:

@@ -192,7 +192,15 @@ fn check_family(family: &str, dir: &Path, out: &Path) -> String {
         // were made with llama-cpp-python's default f16 cache: compare with one (near ties, as
         // smollm3 has one, can only agree that way).
         let eval = |tokens: &[u32], kv_type: KvType| {
-            let p = ContextParams { n_ctx: 256, n_batch: 64, n_threads: 2, kv_type, logits_all: true, n_seq_max: 1 };
+            let p = ContextParams {
+                n_ctx: 256,
+                n_batch: 64,
+                n_threads: 2,
+                kv_type,
+                logits_all: true,
+                n_seq_max: 1,
+                embeddings: false,
+            };
             let mut ctx = Context::new(&model, p).unwrap();
             ctx.eval(&model, tokens, 0).unwrap();
             ctx.logits().to_vec() // [n_tokens][n_vocab]
@@ -300,6 +308,7 @@ fn check_llamacpp_file(family: &str, dir: &Path, tmp: &Path) -> Option<String> {
             kv_type: KvType::F16,
             logits_all: true,
             n_seq_max: 1,
+            embeddings: false,
         };
         let mut ctx = Context::new(&model, p).unwrap();
         ctx.eval(&model, &tokens, 0).unwrap();

@@ -37,6 +37,7 @@ fn converted_f32_reproduces_reference_logits() {
                 kv_type: KvType::F32,
                 logits_all: true,
                 n_seq_max: 1,
+                embeddings: false,
             };
             let mut ctx = Context::new(&model, p).unwrap();
             ctx.eval(&model, &tokens, 0).unwrap();

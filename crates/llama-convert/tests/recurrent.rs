@@ -49,7 +49,15 @@ fn prompt() -> Vec<u32> {
 }
 
 fn ctx(model: &Model, n_batch: usize, logits_all: bool) -> Context {
-    let p = ContextParams { n_ctx: 128, n_batch, n_threads: 2, kv_type: KvType::F32, logits_all, n_seq_max: 1 };
+    let p = ContextParams {
+        n_ctx: 128,
+        n_batch,
+        n_threads: 2,
+        kv_type: KvType::F32,
+        logits_all,
+        n_seq_max: 1,
+        embeddings: false,
+    };
     Context::new(model, p).unwrap()
 }
 

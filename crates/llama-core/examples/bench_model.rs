@@ -28,6 +28,7 @@ fn main() {
         kv_type: KvType::F16,
         logits_all: false,
         n_seq_max: 1,
+        embeddings: false,
     };
     let mut ctx = Context::new(&model, params).unwrap();
     let (mut pp_w, mut tg_w, mut pp_c, mut tg_c) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);

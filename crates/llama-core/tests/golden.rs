@@ -103,6 +103,7 @@ fn run(name: &str) -> Option<Figures> {
         kv_type: KvType::F16,
         logits_all: true,
         n_seq_max: 1,
+        embeddings: false,
     };
     for (ci, case) in cases.iter().enumerate().take(max_cases) {
         let ids =

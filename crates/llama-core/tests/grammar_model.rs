@@ -90,6 +90,7 @@ fn generate(m: &Model, tok: &Tokenizer, env: &TokEnv, g: &Grammar, prompt: &str,
             kv_type: KvType::F16,
             logits_all: false,
             n_seq_max: 1,
+            embeddings: false,
         },
     )
     .unwrap();
@@ -240,6 +241,7 @@ fn mask_time() {
                     kv_type: KvType::F16,
                     logits_all: false,
                     n_seq_max: 1,
+                    embeddings: false,
                 },
             )
             .unwrap();

@@ -66,6 +66,7 @@ fn grid_iq_models_match_llama_cpp() {
             kv_type: KvType::F16,
             logits_all: true,
             n_seq_max: 1,
+            embeddings: false,
         };
         let mut ctx = Context::new(&model, params).unwrap();
         ctx.eval(&model, &PROMPT, 0).unwrap();

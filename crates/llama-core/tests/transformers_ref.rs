@@ -48,8 +48,15 @@ fn check(fixture: &str) {
             case["last_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         // Odd cases in batches of 3 tokens: exercises the cache across batches.
         let n_batch = if ci % 2 == 1 { 3 } else { 64 };
-        let params =
-            ContextParams { n_ctx: 64, n_batch, n_threads: 2, kv_type: KvType::F32, logits_all: false, n_seq_max: 1 };
+        let params = ContextParams {
+            n_ctx: 64,
+            n_batch,
+            n_threads: 2,
+            kv_type: KvType::F32,
+            logits_all: false,
+            n_seq_max: 1,
+            embeddings: false,
+        };
         let mut ctx = Context::new(&model, params).unwrap();
         ctx.eval(&model, &tokens, 0).unwrap();
         let got = ctx.logits();

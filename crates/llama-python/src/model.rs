@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use llama_core::gguf::GgufFile;
-use llama_core::model::{Batch, Context, ContextParams, KvType, Model, ModelParams};
+use llama_core::model::{Batch, Context, ContextParams, KvType, Model, ModelParams, Pooling};
 use llama_core::tokenizer::{StreamDecoder, Tokenizer};
 use llama_core::Error;
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
@@ -119,6 +119,16 @@ impl PyModel {
         self.gguf().get_str("tokenizer.chat_template").ok().flatten().map(|s| s.to_string())
     }
 
+    /// The pooling the model's embeddings use unless told otherwise (its `pooling_type`, else
+    /// mean): none, mean, cls, last or rank.
+    fn embeddings_only(&self) -> PyResult<bool> {
+        Ok(self.model()?.embeddings_only())
+    }
+
+    fn pooling_type(&self) -> PyResult<&'static str> {
+        Ok(Pooling::of_model(self.model()?).name())
+    }
+
     fn architecture(&self) -> Option<String> {
         self.gguf().get_str("general.architecture").ok().flatten().map(|s| s.to_string())
     }
@@ -208,7 +218,7 @@ pub fn parse_kv_type(s: &str) -> PyResult<KvType> {
 #[pymethods]
 impl PyContext {
     #[new]
-    #[pyo3(signature = (model, n_ctx=512, n_batch=512, n_threads=None, type_k="f16", logits_all=false, n_seq_max=1))]
+    #[pyo3(signature = (model, n_ctx=512, n_batch=512, n_threads=None, type_k="f16", logits_all=false, n_seq_max=1, embeddings=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -219,11 +229,13 @@ impl PyContext {
         type_k: &str,
         logits_all: bool,
         n_seq_max: usize,
+        embeddings: bool,
     ) -> PyResult<Self> {
         let m = model.model()?.clone();
         let n_threads = n_threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         let kv_type = parse_kv_type(type_k)?;
-        let p = ContextParams { n_ctx, n_batch, n_threads: n_threads.max(1), kv_type, logits_all, n_seq_max };
+        let p =
+            ContextParams { n_ctx, n_batch, n_threads: n_threads.max(1), kv_type, logits_all, n_seq_max, embeddings };
         let model = m.clone();
         let ctx = py.detach(move || Context::new(&m, p)).py_err()?;
         Ok(PyContext { model, ctx: Mutex::new(ctx) })
@@ -244,6 +256,53 @@ impl PyContext {
         let ctx: &mut Context = &mut guard;
         let model = &self.model;
         py.detach(|| ctx.eval_into(model, &tokens, n_past, Some(dst))).py_err()
+    }
+
+    /// Embeddings of token sequences (GIL released; the core's `Context::embed`: packed into
+    /// batches, pooled, normalized when asked). `pooling` names llama.cpp's kinds (none, mean,
+    /// cls, last, rank); None takes the model's own. Returns one float32 array per sequence:
+    /// [n_embd], or [n_tokens, n_embd] with pooling "none".
+    #[pyo3(signature = (seqs, pooling=None, normalize=true))]
+    fn embed<'py>(
+        &self,
+        py: Python<'py>,
+        seqs: Vec<Vec<i64>>,
+        pooling: Option<&str>,
+        normalize: bool,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let pooling = match pooling {
+            Some(p) => Pooling::parse(p).py_err()?,
+            None => Pooling::of_model(&self.model),
+        };
+        let ids = seqs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.iter()
+                    .map(|&t| {
+                        u32::try_from(t).map_err(|_| {
+                            to_py(Error::InvalidArgument(format!("input {i}: token id {t} is outside the vocabulary")))
+                        })
+                    })
+                    .collect::<PyResult<Vec<u32>>>()
+            })
+            .collect::<PyResult<Vec<Vec<u32>>>>()?;
+        let mut guard = self.lock()?;
+        let ctx: &mut Context = &mut guard;
+        let model = &self.model;
+        let refs: Vec<&[u32]> = ids.iter().map(|s| s.as_slice()).collect();
+        let out = py.detach(|| ctx.embed(model, &refs, pooling, normalize)).py_err()?;
+        let n_embd = model.hparams().n_embd;
+        out.iter()
+            .map(|v| {
+                let a = PyArray1::from_slice(py, v);
+                if pooling == Pooling::None {
+                    Ok(a.reshape([v.len() / n_embd, n_embd])?.into_any())
+                } else {
+                    Ok(a.into_any())
+                }
+            })
+            .collect()
     }
 
     /// Threads used by the next evals (the logits do not depend on it).

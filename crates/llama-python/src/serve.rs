@@ -7,7 +7,8 @@ use pyo3::prelude::*;
 /// Runs the OpenAI-compatible server on `host:port` until SIGINT/SIGTERM (blocking).
 #[pyfunction]
 #[pyo3(signature = (model, host="127.0.0.1", port=8080, parallel=4, n_ctx=4096, n_threads=None,
-                    n_batch=512, queue=64, api_key=None, alias=None, body_limit=8388608, quiet=false))]
+                    n_batch=512, queue=64, api_key=None, alias=None, body_limit=8388608, quiet=false,
+                    embeddings=false, pooling=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn serve(
     py: Python<'_>,
@@ -23,6 +24,8 @@ pub fn serve(
     alias: Option<String>,
     body_limit: usize,
     quiet: bool,
+    embeddings: bool,
+    pooling: Option<String>,
 ) -> PyResult<()> {
     let d = llama_server::ServeOptions::default();
     let opts = llama_server::ServeOptions {
@@ -38,6 +41,8 @@ pub fn serve(
         alias,
         body_limit,
         quiet,
+        embeddings,
+        pooling,
     };
     py.detach(move || llama_server::serve(opts)).map_err(|m| crate::errors::named("LlamaError", m))
 }

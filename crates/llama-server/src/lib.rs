@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use llama_core::engine::{Engine, EngineConfig};
 use llama_core::grammar::TokEnv;
-use llama_core::model::{ContextParams, Model, ModelParams};
+use llama_core::model::{Context, ContextParams, Model, ModelParams, Pooling};
 use llama_core::tokenizer::Tokenizer;
 
 /// `python -m llama serve` options.
@@ -43,6 +43,11 @@ pub struct ServeOptions {
     /// Largest request body in bytes (413 past it).
     pub body_limit: usize,
     pub quiet: bool,
+    /// Serve `/v1/embeddings` (llama-server's `--embeddings`); always on for an embedding-only
+    /// model (BERT), which serves nothing else.
+    pub embeddings: bool,
+    /// Pooling of `/v1/embeddings` (none, mean, cls, last); None: the model's.
+    pub pooling: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -60,13 +65,18 @@ impl Default for ServeOptions {
             alias: None,
             body_limit: 8 << 20,
             quiet: false,
+            embeddings: false,
+            pooling: None,
         }
     }
 }
 
 /// What exists once the model is loaded.
 pub(crate) struct Loaded {
-    pub engine: Engine,
+    /// The generation engine; None for an embedding-only model.
+    pub engine: Option<Engine>,
+    /// The embeddings context (`--embeddings`, or an embedding-only model) and its pooling.
+    pub embd: Option<(std::sync::Mutex<Context>, Pooling)>,
     pub model: Arc<Model>,
     pub tok: Arc<Tokenizer>,
     /// The token trie grammars need (built on the first constrained request).
@@ -101,20 +111,52 @@ fn load(opts: &ServeOptions) -> llama_core::Result<Loaded> {
         n_threads: opts.n_threads,
         ..ContextParams::default()
     };
-    let dec = llama_core::engine::decoder_for(model.clone(), opts.parallel, cp)?;
-    let kv_bytes = opts.parallel * n_ctx_slot * hp.n_layer * (hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) * 2;
-    log(
-        opts,
-        &format!(
-            "{} slots x {} tokens: KV cache {:.1} MiB (f16), {} threads",
-            opts.parallel,
-            n_ctx_slot,
-            kv_bytes as f64 / (1 << 20) as f64,
-            opts.n_threads
-        ),
-    );
-    let cfg = EngineConfig { n_slots: opts.parallel, n_ctx_slot, n_batch: opts.n_batch, queue: opts.queue };
-    let engine = Engine::start(dec, tok.clone(), cfg)?;
+    let engine = if model.embeddings_only() {
+        log(opts, &format!("{}: an embedding model: serving /v1/embeddings only", hp.arch.name()));
+        None
+    } else {
+        let dec = llama_core::engine::decoder_for(model.clone(), opts.parallel, cp)?;
+        let kv_bytes = opts.parallel * n_ctx_slot * hp.n_layer * (hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) * 2;
+        log(
+            opts,
+            &format!(
+                "{} slots x {} tokens: KV cache {:.1} MiB (f16), {} threads",
+                opts.parallel,
+                n_ctx_slot,
+                kv_bytes as f64 / (1 << 20) as f64,
+                opts.n_threads
+            ),
+        );
+        let cfg = EngineConfig { n_slots: opts.parallel, n_ctx_slot, n_batch: opts.n_batch, queue: opts.queue };
+        Some(Engine::start(dec, tok.clone(), cfg)?)
+    };
+    let embd = if opts.embeddings || model.embeddings_only() {
+        let pooling = match &opts.pooling {
+            Some(p) => Pooling::parse(p)?,
+            None => Pooling::of_model(&model),
+        };
+        if matches!(pooling, Pooling::None | Pooling::Rank) {
+            return Err(llama_core::Error::InvalidArgument(format!(
+                "pooling '{}' does not give one vector per input, which /v1/embeddings returns: use mean, cls or last",
+                pooling.name()
+            )));
+        }
+        // Whole inputs in one batch, up to 64 of them; an encoder's context is at most its
+        // trained positions.
+        let n_ctx = if model.embeddings_only() { n_ctx_slot.min(hp.n_ctx_train) } else { n_ctx_slot };
+        let p = |n_seq_max| ContextParams {
+            n_ctx,
+            n_batch: n_ctx,
+            n_threads: opts.n_threads,
+            n_seq_max,
+            embeddings: true,
+            ..ContextParams::default()
+        };
+        let ctx = Context::new(&model, p(64)).or_else(|_| Context::new(&model, p(1)))?;
+        Some((std::sync::Mutex::new(ctx), pooling))
+    } else {
+        None
+    };
     let text = |id: Option<u32>| {
         id.map(|i| String::from_utf8_lossy(&tok.token_to_piece(i, true)).into_owned()).unwrap_or_default()
     };
@@ -124,6 +166,7 @@ fn load(opts: &ServeOptions) -> llama_core::Result<Loaded> {
         eos_text: text(tok.eos()),
         template,
         engine,
+        embd,
         model,
         tok,
         env: OnceLock::new(),

@@ -115,6 +115,18 @@ pub fn spec() -> Value {
             "/v1/chat/completions": {"post": {"operationId": "createChatCompletion", "requestBody": body(chat, &["messages"]), "responses": responses(ok_gen)}},
             "/v1/models": {"get": {"operationId": "listModels", "responses": {"200": ok_json("the served model")}}},
             "/health": {"get": {"operationId": "health", "responses": {"200": ok_json("ok, or no slot free"), "503": ok_json("loading")}}},
+            "/v1/embeddings": {"post": {"operationId": "createEmbedding", "requestBody": body(
+                serde_json::Map::from_iter([
+                    ("input".to_string(), json!({"oneOf": [
+                        {"type": "string"},
+                        {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                        {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
+                        {"type": "array", "minItems": 1, "items": {"type": "array", "items": {"type": "integer", "minimum": 0}}}]})),
+                    ("model".to_string(), json!({"type": ["string", "null"]})),
+                    ("encoding_format".to_string(), json!({"enum": ["float", "base64", null]})),
+                    ("dimensions".to_string(), json!({"type": ["integer", "null"]})),
+                    ("user".to_string(), json!({"type": ["string", "null"]})),
+                ]), &["input"]), "responses": responses(ok_json("one L2-normalized vector per input (400 unless started with --embeddings or an embedding model)"))}},
             "/tokenize": {"post": {"operationId": "tokenize", "requestBody": body(
                 serde_json::Map::from_iter([
                     ("content".to_string(), json!({"type": "string"})),

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
-use llama_core::engine::{Event, Request, SubmitError, TokenOut, Usage};
+use llama_core::engine::{Engine, Event, Request, SubmitError, TokenOut, Usage};
 use llama_core::grammar::{Grammar, Matcher, TokEnv};
 use llama_core::sampler::grammar::GrammarStage;
 use serde_json::{json, Value};
@@ -38,6 +38,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .route("/health", get(health))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/embeddings", post(embeddings))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/metrics", get(metrics))
@@ -78,6 +80,17 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 
 fn loaded(app: &App) -> ApiResult<&Loaded> {
     app.loaded.get().ok_or_else(|| ApiError::unavailable("the model is still loading"))
+}
+
+/// The generation engine: absent when the model gives embeddings only.
+fn engine(l: &Loaded) -> ApiResult<&Engine> {
+    l.engine.as_ref().ok_or_else(|| {
+        ApiError::bad(format!(
+            "this server's model ({}) is an embedding model: it answers /v1/embeddings, not completions",
+            l.model.hparams().arch.name()
+        ))
+        .with_code("model_not_supported")
+    })
 }
 
 fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Body> {
@@ -251,6 +264,7 @@ fn tok_env(l: &Loaded) -> ApiResult<Arc<TokEnv>> {
 
 /// Validates against the slot's context, builds the chain, submits, and answers (SSE or whole).
 async fn generate(l: &Loaded, prompt: Vec<u32>, g: Gen, grammar: Option<Grammar>, out: Out) -> ApiResult<Response> {
+    let engine = engine(l)?;
     let n_ctx = l.n_ctx_slot;
     if prompt.is_empty() {
         return Err(ApiError::bad("the prompt is empty (no tokens)"));
@@ -290,7 +304,7 @@ async fn generate(l: &Loaded, prompt: Vec<u32>, g: Gen, grammar: Option<Grammar>
     req.ignore_eos = g.ignore_eos;
     req.cache_prompt = g.cache_prompt;
     req.n_probs = out.logprobs.map_or(0, |n| n.max(1)); // the chosen token's own needs one
-    l.engine.submit(req).map_err(|e| match e {
+    engine.submit(req).map_err(|e| match e {
         SubmitError::QueueFull => ApiError::unavailable("every slot is busy and the queue is full: retry later"),
         SubmitError::ShuttingDown => ApiError::unavailable("the server is shutting down"),
     })?;
@@ -608,6 +622,112 @@ async fn chat(State(app): AppState, b: Result<Bytes, BytesRejection>) -> ApiResu
 // ---------------------------------------------------------------------------------------------
 // the rest
 
+// ---------------------------------------------------------------------------------------------
+// embeddings
+
+/// OpenAI's embeddings: `input` a string, an array of strings, token ids, or an array of token id
+/// arrays; vectors L2-normalized (as llama-server); `encoding_format` "float" or "base64"
+/// (little-endian f32, what the official client asks for); `dimensions` only as the model's.
+/// All inputs in one call: packed into batches of whole inputs.
+async fn embeddings(State(app): AppState, b: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
+    let l = loaded(&app)?;
+    if l.embd.is_none() {
+        return Err(ApiError::bad("this server does not serve embeddings: start it with --embeddings"));
+    }
+    let mut b = body(b)?;
+    check_model(&app, &mut b)?;
+    let input = b.take("input").ok_or_else(|| ApiError::bad("'input' is required"))?;
+    let base64 = match b.string("encoding_format")?.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(f) => return Err(ApiError::bad(format!("'encoding_format' = '{f}': expected 'float' or 'base64'"))),
+    };
+    let n_embd = l.model.hparams().n_embd;
+    if let Some(d) = b.i64("dimensions")? {
+        if d != n_embd as i64 {
+            return Err(ApiError::bad(format!("'dimensions' = {d}: this model's embeddings have {n_embd}")));
+        }
+    }
+    let _ = b.string("user")?;
+    b.finish()?;
+    let seqs = embedding_inputs(l, input)?;
+    let n_tokens: usize = seqs.iter().map(Vec::len).sum();
+    // On a blocking thread: the HTTP workers stay free (health, other requests) meanwhile.
+    let app2 = app.clone();
+    let vecs = tokio::task::spawn_blocking(move || {
+        let l = app2.loaded.get().expect("loaded above");
+        let (ctx, pooling) = l.embd.as_ref().expect("checked above");
+        let mut c = ctx.lock().unwrap_or_else(|e| e.into_inner());
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        c.embed(&l.model, &refs, *pooling, true)
+    })
+    .await
+    .map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, format!("embedding task failed: {e}")))?
+    .map_err(ApiError::from_core)?;
+    let data: Vec<Value> = vecs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let e = if base64 { json!(base64_f32(v)) } else { json!(v) };
+            json!({"object": "embedding", "index": i, "embedding": e})
+        })
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data, "model": app.alias,
+                    "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})))
+}
+
+/// The token ids of each embeddings input (a text gets the model's BOS/CLS and EOS/SEP).
+fn embedding_inputs(l: &Loaded, v: Value) -> ApiResult<Vec<Vec<u32>>> {
+    let n_vocab = l.model.n_vocab();
+    let ids = |a: &[Value]| -> ApiResult<Vec<u32>> {
+        a.iter()
+            .map(|x| {
+                x.as_u64()
+                    .filter(|&i| (i as usize) < n_vocab)
+                    .map(|i| i as u32)
+                    .ok_or_else(|| ApiError::bad(format!("input token {x} is not an id below {n_vocab}")))
+            })
+            .collect()
+    };
+    let text = |s: &str| l.tok.tokenize(s.as_bytes(), true, false);
+    let seqs = match v {
+        Value::String(s) => vec![text(&s)],
+        Value::Array(a) if a.is_empty() => return Err(ApiError::bad("'input' is an empty array")),
+        Value::Array(a) if a.iter().all(Value::is_number) => vec![ids(&a)?],
+        Value::Array(a) => a
+            .iter()
+            .map(|x| match x {
+                Value::String(s) => Ok(text(s)),
+                Value::Array(t) => ids(t),
+                _ => Err(ApiError::bad("'input' items must be strings or arrays of token ids")),
+            })
+            .collect::<ApiResult<_>>()?,
+        _ => return Err(ApiError::bad("'input' must be a string, an array of strings, or token ids")),
+    };
+    if let Some(i) = seqs.iter().position(Vec::is_empty) {
+        return Err(ApiError::bad(format!("input {i} has no tokens")));
+    }
+    Ok(seqs)
+}
+
+/// The vector's f32 values, little-endian, in standard base64 (OpenAI's `encoding_format: base64`).
+fn base64_f32(v: &[f32]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for k in 0..4 {
+            if k <= c.len() {
+                out.push(A[(n >> (18 - 6 * k)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 async fn models(State(app): AppState) -> ApiResult<Json<Value>> {
     let mut meta = json!({});
     if let Some(l) = app.loaded.get() {
@@ -623,7 +743,7 @@ async fn health(State(app): AppState) -> Response {
     match app.loaded.get() {
         None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading"}))).into_response(),
         Some(l) => {
-            let m = l.engine.metrics();
+            let m = l.engine.as_ref().map(|e| e.metrics()).unwrap_or_default();
             let status = if m.busy_slots >= m.n_slots { "no slot free" } else { "ok" };
             Json(json!({"status": status, "slots_idle": m.n_slots - m.busy_slots, "slots_processing": m.busy_slots,
                         "queued": m.queued}))
@@ -677,7 +797,7 @@ async fn metrics(State(app): AppState) -> Response {
     let Some(l) = app.loaded.get() else {
         return ApiError::unavailable("the model is still loading").into_response();
     };
-    let m = l.engine.metrics();
+    let m = l.engine.as_ref().map(|e| e.metrics()).unwrap_or_default();
     let mut s = String::new();
     let mut put = |name: &str, kind: &str, help: &str, v: String| {
         s.push_str(&format!("# HELP llamapy_{name} {help}\n# TYPE llamapy_{name} {kind}\nllamapy_{name} {v}\n"));

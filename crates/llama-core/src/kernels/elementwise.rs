@@ -51,6 +51,27 @@ pub fn rms_norm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
+/// LayerNorm of each row of `x` ([n_rows][n]) into `out`, times `w` plus `b` ([n] each):
+/// llama.cpp's `build_norm` with `LLM_NORM` (ggml_norm, then mul and add as separate ops). ggml sums
+/// the values and the squared deviations in double (`ggml_float`), rounds the mean and variance to
+/// f32 and scales by `1/sqrtf(var + eps)`: `((x − mean) · scale) · w + b` with f32 roundings.
+pub fn layer_norm(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
+    let n = w.len();
+    for (o, xr) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+        let mean = (xr.iter().map(|&v| v as f64).sum::<f64>() / n as f64) as f32;
+        let mut sum2 = 0f64;
+        for (o, &v) in o.iter_mut().zip(xr) {
+            let y = v - mean;
+            *o = y;
+            sum2 += (y * y) as f64;
+        }
+        let scale = 1.0 / ((sum2 / n as f64) as f32 + eps).sqrt();
+        for ((o, &wv), &bv) in o.iter_mut().zip(w).zip(b) {
+            *o = (*o * scale) * wv + bv;
+        }
+    }
+}
+
 /// In-place RMSNorm of each `w.len()`-sized row of `x` (used for per-head q/k norms).
 pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     let n = w.len();
@@ -243,6 +264,14 @@ pub fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
     let t = gelu_table();
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = gelu_f16_table(t, *g) * u;
+    }
+}
+
+/// GELU (tanh approximation) in place: ggml_gelu through the same f16 table as `geglu_inplace`.
+pub fn gelu_inplace(x: &mut [f32]) {
+    let t = gelu_table();
+    for v in x {
+        *v = gelu_f16_table(t, *v);
     }
 }
 

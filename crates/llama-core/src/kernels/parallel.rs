@@ -47,6 +47,17 @@ pub fn rms_norm(pool: &ThreadPool, out: &mut [f32], x: &[f32], w: &[f32], eps: f
     par_rows(pool, out, n, x, n, |_, o, xr| elementwise::rms_norm(o, xr, w, eps));
 }
 
+/// `elementwise::layer_norm`, rows of `w.len()` split over the pool.
+pub fn layer_norm(pool: &ThreadPool, out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
+    let n = w.len();
+    par_rows(pool, out, n, x, n, |_, o, xr| elementwise::layer_norm(o, xr, w, b, eps));
+}
+
+/// `elementwise::gelu_inplace` on [n_rows][row].
+pub fn gelu_inplace(pool: &ThreadPool, x: &mut [f32], row: usize) {
+    par_rows(pool, x, row, &[], 0, |_, a, _| elementwise::gelu_inplace(a));
+}
+
 /// `elementwise::rms_norm_inplace` (rows of `w.len()`: per-head norms too) split over the pool.
 pub fn rms_norm_inplace(pool: &ThreadPool, x: &mut [f32], w: &[f32], eps: f32) {
     par_rows(pool, x, w.len(), &[], 0, |_, xr, _| elementwise::rms_norm_inplace(xr, w, eps));

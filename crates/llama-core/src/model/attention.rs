@@ -74,6 +74,9 @@ pub struct AttnShape {
     /// Attention logit soft-capping: scores become `cap·tanh(score/cap)` before the scale, mask
     /// and softmax (llama.cpp's `attn_soft_cap`). None = scores as computed.
     pub softcap: Option<f32>,
+    /// Causal mask (decoders): token t sees positions up to its own. False (encoders): every
+    /// token sees every position of its sequence in the cache, later ones included.
+    pub causal: bool,
 }
 
 impl AttnShape {
@@ -85,9 +88,14 @@ impl AttnShape {
             0
         }
     }
-    /// Last key position visible to batch token t (its own).
+    /// Last key position visible to batch token t: its own, or the sequence's last without the
+    /// causal mask.
     fn last(&self, t: usize) -> usize {
-        self.pos0 + t
+        if self.causal {
+            self.pos0 + t
+        } else {
+            self.pos0 + self.n_tokens - 1
+        }
     }
 }
 
@@ -467,6 +475,7 @@ mod tests {
             kq_scale: 0.125,
             n_swa: 0,
             softcap: None,
+            causal: true,
         };
         let mut v = Vec::new();
         for &(n_tokens, pos0) in &[(1, 0), (1, 37), (7, 0), (40, 0), (13, 29), (70, 5)] {
@@ -542,6 +551,7 @@ mod tests {
             kq_scale: 0.2,
             n_swa: 6,
             softcap: None,
+            causal: true,
         };
         let mut rng = Rng(99);
         let n_ctx = s.pos0 + s.n_tokens;
@@ -658,6 +668,7 @@ mod tests {
             kq_scale: 0.125,
             n_swa: 0,
             softcap: None,
+            causal: true,
         };
         for kern in Kernels::available() {
             for (i, s) in [

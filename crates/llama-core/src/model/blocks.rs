@@ -38,6 +38,9 @@ pub(super) struct Pass<'a> {
     /// The linear-attention layers' state (empty for attention-only families).
     pub rs: &'a mut RecurrentState,
     logits: &'a mut [f32],
+    /// Embeddings mode: the output rows' hidden states go here ([n_out][n_embd]) instead of
+    /// through the output matrix.
+    embd: Option<&'a mut [f32]>,
     /// Tokens in this batch.
     pub n: usize,
     /// Each row's position and cell, the sequence groups, the rows to output.
@@ -55,6 +58,7 @@ pub(super) fn begin<'a>(m: &'a Model, c: &'a mut Context, n: usize) -> (Pass<'a>
         kv: &mut c.kv,
         rs: &mut c.rs,
         logits: &mut c.logits,
+        embd: if c.embeddings { Some(&mut c.embd) } else { None },
         n,
         plan: &c.plan,
     };
@@ -379,6 +383,32 @@ pub(super) fn max_n_ff<'a>(ffns: impl Iterator<Item = &'a Ffn>) -> usize {
     ffns.map(|f| f.gate.rows).max().unwrap_or(0)
 }
 
+/// A LayerNorm's weight and bias ([n] each).
+pub(super) struct LayerNorm {
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+impl LayerNorm {
+    /// `{name}.weight` and `{name}.bias`, [n] each.
+    pub fn load(l: &Loader, name: &str, n: usize) -> Result<LayerNorm> {
+        Ok(LayerNorm { w: l.vector(&format!("{name}.weight"), n)?, b: l.vector(&format!("{name}.bias"), n)? })
+    }
+}
+
+/// A projection with a bias: `{name}.weight` [rows][cols], `{name}.bias` [rows].
+pub(super) struct Linear {
+    pub w: WRef,
+    pub b: Vec<f32>,
+}
+
+impl Linear {
+    pub fn load(l: &Loader, name: &str, rows: Option<usize>, cols: usize) -> Result<Linear> {
+        let w = l.matrix(&format!("{name}.weight"), rows, cols)?;
+        Ok(Linear { b: l.vector(&format!("{name}.bias"), w.rows)?, w })
+    }
+}
+
 /// The gate's activation: `LLM_FFN_SILU` (SwiGLU) or `LLM_FFN_GELU` (GeGLU, tanh approximation).
 #[derive(Clone, Copy)]
 pub(super) enum Act {
@@ -586,6 +616,7 @@ impl Pass<'_> {
                     kq_scale: p.kq_scale,
                     n_swa: p.n_swa,
                     softcap: extra.softcap,
+                    causal: hp.causal,
                 },
                 row0: g.row0,
                 keys: match g.base {
@@ -806,6 +837,53 @@ impl Pass<'_> {
         self.matmul(&w.down, gate, out);
     }
 
+    /// The output rows of `x` as the embeddings (encoders: the last layer's output is
+    /// `t_embd`, with no final norm or output matrix). x: [n][n_embd]
+    pub fn output_embd(&mut self, x: &[f32]) {
+        let n_embd = self.hp.n_embd;
+        let embd = self.embd.as_deref_mut().expect("encoders run in embeddings mode (checked by the context)");
+        for (i, &r) in self.plan.out_rows.iter().enumerate() {
+            embd[i * n_embd..(i + 1) * n_embd].copy_from_slice(&x[r * n_embd..(r + 1) * n_embd]);
+        }
+    }
+
+    /// `dst = layer_norm(src) · w + b`, rows of `w.len()` (LLM_NORM: BERT's norms).
+    pub fn layer_norm(&self, w: &LayerNorm, src: &[f32], dst: &mut [f32]) {
+        let len = self.n * w.w.len();
+        parallel::layer_norm(self.pool, &mut dst[..len], &src[..len], &w.w, &w.b, self.hp.norm_eps);
+    }
+
+    /// `out = x · wᵀ + b`: a projection with its bias. x: [n][w.cols], out: [n][w.rows]
+    pub fn linear(&mut self, w: &Linear, x: &[f32], out: &mut [f32]) {
+        self.matmul(&w.w, x, out);
+        self.add_bias(out, &w.b);
+    }
+
+    /// inp_pos: `x[t] += position_embd[pos(t)]` (absolute learned positions). x: [n][n_embd]
+    pub fn add_pos_embd(&self, pos_embd: &WRef, x: &mut [f32]) {
+        let w = self.m.qt(pos_embd);
+        let row_bytes = w.data.len() / w.rows;
+        let mut row = vec![0f32; w.cols]; // [n_embd]
+        for (t, &p) in self.plan.pos[..self.n].iter().enumerate() {
+            let p = p as usize;
+            dequantize_row(w.ggml_type, &w.data[p * row_bytes..(p + 1) * row_bytes], &mut row)
+                .expect("embedding type validated at load");
+            // ggml_add(get_rows(pos_embd, inp_pos), inpL): the position row is the first operand
+            for (a, &b) in x[t * w.cols..(t + 1) * w.cols].iter_mut().zip(&row) {
+                *a = b + *a;
+            }
+        }
+    }
+
+    /// A sequential (not gated) feed-forward, LLM_FFN_SEQ with GELU: ffn_down(gelu(ffn_up(cur) +
+    /// b) ) + b. cur: [n][n_embd] → up: [n][n_ff] (scratch) → out: [n][n_embd]
+    pub fn ffn_seq_gelu(&mut self, up_w: &Linear, down_w: &Linear, cur: &[f32], up: &mut [f32], out: &mut [f32]) {
+        let (n, n_ff) = (self.n, up_w.w.rows);
+        self.linear(up_w, cur, up);
+        parallel::gelu_inplace(self.pool, &mut up[..n * n_ff], n_ff);
+        self.linear(down_w, up, out);
+    }
+
     /// result_norm then result_output (then the soft-cap `cap·tanh(logit/cap)` if given) for the
     /// rows the plan outputs (`out_rows`, in output order), into the context's logits from row
     /// `dst_row`. x: [n][n_embd] → cur: [n_out][n_embd] (scratch) → logits[dst_row..][n_vocab]
@@ -820,6 +898,11 @@ impl Pass<'_> {
         for (i, &r) in rows.iter().enumerate() {
             let dst = &mut cur[i * n_embd..(i + 1) * n_embd];
             elementwise::rms_norm(dst, &x[r * n_embd..(r + 1) * n_embd], norm, self.hp.rms_eps);
+        }
+        // Embeddings mode: the normalized rows are the output (llama.cpp's t_embd), no logits.
+        if let Some(embd) = self.embd.as_deref_mut() {
+            embd[..n_out * n_embd].copy_from_slice(&cur[..n_out * n_embd]);
+            return;
         }
         // result_output
         let d0 = self.plan.dst_row;

@@ -29,11 +29,22 @@ pub struct ContextParams {
     /// Most sequences the context holds at once (ids 0..n_seq_max; at most 64; 1 for models
     /// with a recurrent state). The cache is unified: the sequences share its n_ctx cells.
     pub n_seq_max: usize,
+    /// Output the hidden states of the flagged tokens (`embeddings()`, `Context::embed`) instead
+    /// of their logits: after the final norm for decoders, the last layer's output for encoders.
+    pub embeddings: bool,
 }
 
 impl Default for ContextParams {
     fn default() -> Self {
-        ContextParams { n_ctx: 512, n_batch: 512, n_threads: 1, kv_type: KvType::F16, logits_all: false, n_seq_max: 1 }
+        ContextParams {
+            n_ctx: 512,
+            n_batch: 512,
+            n_threads: 1,
+            kv_type: KvType::F16,
+            logits_all: false,
+            n_seq_max: 1,
+            embeddings: false,
+        }
     }
 }
 
@@ -163,6 +174,10 @@ pub struct Context {
     pub(super) rs: RecurrentState,
     /// [n_outputs][n_vocab]; grows (amortized) to the largest logits_all request.
     pub(super) logits: Vec<f32>,
+    /// Embeddings mode (`ContextParams::embeddings`): [n_outputs][n_embd] hidden states of the
+    /// output rows, in output order; empty otherwise.
+    pub(super) embd: Vec<f32>,
+    pub(super) embeddings: bool,
     pub(super) n_outputs: usize,
     pub(super) n_vocab: usize,
     /// Which cells hold which sequence's positions.
@@ -195,6 +210,17 @@ impl Context {
             return Err(Error::InvalidArgument("n_threads must be at least 1".into()));
         }
         let n_batch = p.n_batch.min(n_ctx);
+        if model.net.embeddings_only() && !p.embeddings {
+            return Err(Error::InvalidArgument(format!(
+                "{} is an embedding model: it gives embeddings (embedding=True), not next-token logits",
+                hp.arch.name()
+            )));
+        }
+        if let Some(n_pos) = model.net.n_pos_max().filter(|&m| n_ctx > m) {
+            return Err(Error::InvalidArgument(format!(
+                "n_ctx = {n_ctx} exceeds the {n_pos} positions this model has embeddings for"
+            )));
+        }
         let n_ff = model.net.max_n_ff();
         let (qd, kd, vd, od) =
             (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa(), hp.n_head * hp.n_embd_head_v);
@@ -237,7 +263,9 @@ impl Context {
             attn,
             kv: KvCache::new(p.kv_type, &attends, n_ctx, kd, vd),
             rs,
-            logits: vec![0.0; hp.n_vocab],
+            logits: if p.embeddings { Vec::new() } else { vec![0.0; hp.n_vocab] },
+            embd: Vec::new(),
+            embeddings: p.embeddings,
             n_outputs: 0,
             n_vocab: hp.n_vocab,
             cells: KvCells::new(n_ctx),
@@ -384,8 +412,17 @@ impl Context {
     }
 
     /// Logits of the last `eval`: [n_outputs][n_vocab] (one row unless logits_all).
+    /// Empty in embeddings mode (`embeddings()` holds the outputs).
     pub fn logits(&self) -> &[f32] {
+        if self.embeddings {
+            return &[];
+        }
         &self.logits[..self.n_outputs * self.n_vocab]
+    }
+    /// Hidden states of the last batch's output rows in embeddings mode: [n_outputs][n_embd];
+    /// empty otherwise.
+    pub fn embeddings(&self) -> &[f32] {
+        &self.embd[..self.n_outputs * self.buf.x.len() / self.n_batch]
     }
     pub fn n_outputs(&self) -> usize {
         self.n_outputs
@@ -435,6 +472,9 @@ impl Context {
             )));
         }
         let n_out = if self.logits_all { tokens.len() } else { 1 };
+        if self.embeddings && out.is_some() {
+            return Err(Error::InvalidArgument("eval: this context gives embeddings, not logits".into()));
+        }
         if let Some(out) = &out {
             if out.len() != n_out * n_vocab {
                 return Err(Error::InvalidArgument(format!(
@@ -462,9 +502,7 @@ impl Context {
 
     /// The batching loop over validated ids (sequence 0, the cache already rewound to n_past).
     fn run(&mut self, model: &Model, tokens: &[u32], n_past: usize, n_out: usize) -> Result<()> {
-        if self.logits.len() < n_out * self.n_vocab {
-            self.logits.resize(n_out * self.n_vocab, 0.0);
-        }
+        self.reserve_outputs(model, n_out);
         self.n_outputs = 0;
         let n_chunks = tokens.len().div_ceil(self.n_batch);
         for (ic, chunk) in tokens.chunks(self.n_batch).enumerate() {
@@ -553,12 +591,19 @@ impl Context {
                 self.n_ctx
             )));
         }
-        if self.logits.len() < n_out * self.n_vocab {
-            self.logits.resize(n_out * self.n_vocab, 0.0);
-        }
+        self.reserve_outputs(model, n_out);
         self.run_batch(model, &batch.tokens, &seqs, &batch.pos, &batch.logits, 0)?;
         self.n_outputs = n_out;
         Ok(())
+    }
+
+    /// Room for `n_out` output rows: logits, or hidden states in embeddings mode.
+    fn reserve_outputs(&mut self, model: &Model, n_out: usize) {
+        let (buf, row) =
+            if self.embeddings { (&mut self.embd, model.hparams().n_embd) } else { (&mut self.logits, self.n_vocab) };
+        if buf.len() < n_out * row {
+            buf.resize(n_out * row, 0.0);
+        }
     }
 
     /// One forward over a checked batch (at most n_batch tokens, positions continuing each

@@ -42,6 +42,15 @@ pub struct HParams {
     /// `rope.scaling.attn_factor` (1.0 when absent): the rope's `attn_factor`, multiplying cos
     /// and sin (LongRoPE's attention factor; with YaRN, a factor of YaRN's own).
     pub rope_attn_factor: f32,
+    /// `attention.layer_norm_epsilon`: the epsilon of the LayerNorm families (BERT); the RMS
+    /// epsilon when the file has only that.
+    pub norm_eps: f32,
+    /// `attention.causal` (true when absent): false for encoders, whose tokens attend to every
+    /// token of their sequence, later ones included.
+    pub causal: bool,
+    /// `pooling_type` as the file stores it (llama.cpp's `enum llama_pooling_type`: 0 none,
+    /// 1 mean, 2 cls, 3 last, 4 rank), when it names one.
+    pub pooling_type: Option<u32>,
 }
 
 impl HParams {
@@ -97,9 +106,18 @@ impl HParams {
                 "{a}.rope.dimension_count = {n_rot} must be even and ≤ head size {n_embd_head_k}"
             )));
         }
-        let rms_eps = m
-            .opt_f32("attention.layer_norm_rms_epsilon")?
-            .ok_or_else(|| Error::Model(format!("missing metadata key {a}.attention.layer_norm_rms_epsilon")))?;
+        // RMS-norm families store `layer_norm_rms_epsilon`, LayerNorm ones (BERT)
+        // `layer_norm_epsilon`: one of the two must be there.
+        let norm_eps = m.opt_f32("attention.layer_norm_epsilon")?;
+        let rms_eps = m.opt_f32("attention.layer_norm_rms_epsilon")?.or(norm_eps).ok_or_else(|| {
+            Error::Model(format!("missing metadata key {a}.attention.layer_norm_rms_epsilon (or layer_norm_epsilon)"))
+        })?;
+        // llama.cpp writes -1 for "unspecified" in some files: that, like a kind newer than
+        // rank, leaves the choice to the caller.
+        let pooling_type = match m.opt_usize("pooling_type") {
+            Ok(Some(p @ 0..=4)) => Some(p as u32),
+            _ => None,
+        };
 
         // Rope scaling by a factor: llama.cpp reads `rope.scale_linear`, else `rope.scaling.factor`;
         // linear divides every angle by it, YaRN only the low frequencies (`Yarn`).
@@ -137,6 +155,9 @@ impl HParams {
             rope_freq_scale,
             rope_yarn,
             rope_attn_factor: m.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
+            norm_eps: norm_eps.unwrap_or(rms_eps),
+            causal: m.opt_bool("attention.causal")?.unwrap_or(true),
+            pooling_type,
         })
     }
 }
@@ -164,6 +185,14 @@ impl Meta<'_> {
     }
     pub fn opt_str(&self, k: &str) -> Result<Option<String>> {
         opt_str(self.f, &self.key(k))
+    }
+    pub fn opt_bool(&self, k: &str) -> Result<Option<bool>> {
+        let k = self.key(k);
+        Ok(match self.f.get(&k) {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(Error::Model(format!("metadata key {k} must be a boolean"))),
+        })
     }
 }
 

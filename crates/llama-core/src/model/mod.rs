@@ -11,6 +11,7 @@ mod arch;
 mod attention;
 mod blocks;
 mod context;
+mod embed;
 pub mod hparams;
 mod kv_cache;
 #[allow(dead_code)] // `visible`/`visible_cells`: the mask rule, kept for the tests and the notes
@@ -20,6 +21,7 @@ mod weights;
 
 pub use arch::supported_archs;
 pub use context::{Batch, Context, ContextParams};
+pub use embed::{l2_normalize, Pooling};
 pub use hparams::{Arch, HParams};
 pub use kv_cache::KvType;
 
@@ -68,6 +70,12 @@ impl Model {
         let mut model = Model { file, hparams, net, packed: HashMap::new() };
         model.packed = repack_weights(&model, model.net.matrices());
         Ok(model)
+    }
+
+    /// An encoder that gives embeddings only (no next-token logits): contexts over it must be in
+    /// embeddings mode.
+    pub fn embeddings_only(&self) -> bool {
+        self.net.embeddings_only()
     }
 
     pub fn hparams(&self) -> &HParams {

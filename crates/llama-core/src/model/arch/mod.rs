@@ -5,6 +5,7 @@
 //! and its forward, written with the stages of `model/blocks.rs`. Adding a family is one new file
 //! and one line in [`FAMILIES`] (and the converter's mapping, if it converts from HF).
 
+mod bert;
 mod gemma2;
 mod gemma3;
 mod gpt_oss;
@@ -52,6 +53,16 @@ pub(super) trait Network: Send + Sync {
     fn extra_buffers(&self) -> Vec<usize> {
         Vec::new()
     }
+    /// An encoder whose output is embeddings only (no output matrix): its contexts must be in
+    /// embeddings mode.
+    fn embeddings_only(&self) -> bool {
+        false
+    }
+    /// The positions a family with learned absolute position embeddings has rows for (the
+    /// context may not be longer); None for rope families.
+    fn n_pos_max(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// One registry entry.
@@ -80,6 +91,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "gemma2", load: gemma2::load },
     Family { name: "phi3", load: phi3::load },
     Family { name: "smollm3", load: smollm3::load },
+    Family { name: "bert", load: bert::load },
 ];
 
 /// The family of a `general.architecture` value.

