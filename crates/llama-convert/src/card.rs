@@ -93,9 +93,10 @@ pub fn id_components(model_id: &str, total_params: i64) -> IdParts {
             }
             if total_params != 0 {
                 let s: String = p[..p.len() - 1].iter().collect();
-                let unit = " KMBT".find(p[p.len() - 1]);
-                if let (Ok(x), Some(unit)) = (s.parse::<f64>(), unit.filter(|&u| u > 0)) {
-                    let label = x * 1000f64.powi(unit as i32);
+                // Python's " KMBT".find: -1 when the suffix is not one of them
+                let unit = " KMBT".find(p[p.len() - 1]).map_or(-1, |u| u as i32);
+                if let Ok(x) = s.parse::<f64>() {
+                    let label = x * 1000f64.powi(unit);
                     let tp = total_params as f64;
                     let far = (total_params < 0 && label < (total_params.abs() / 8) as f64)
                         || (total_params > 0 && (label - tp).abs() > (7 * total_params / 8) as f64);
@@ -257,6 +258,8 @@ pub fn parse_front_matter(text: &str) -> Option<Map<String, Json>> {
                         m.insert(k.trim().to_string(), yaml_scalar(v));
                         items.push(Json::Object(m));
                     }
+                    // gguf-py quotes "- no" list items (the Norway problem): the language "no"
+                    _ if item.trim_end() == "no" => items.push(Json::from("no")),
                     _ => items.push(yaml_scalar(item)),
                 }
             } else if let (Some(Json::Object(m)), Some((k, v))) = (items.last_mut(), t.split_once(':')) {

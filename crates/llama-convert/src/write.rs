@@ -155,7 +155,9 @@ pub fn write_gguf(
     let mut add = |k: String, v: Value| kv.push((k, v));
     add("general.architecture".into(), Value::from(a));
     add("general.type".into(), Value::from("model"));
-    for (k, v) in general.to_kv(plan_size_label(&plan)) {
+    let card = general.to_kv(plan_size_label(&plan));
+    let card_keys: Vec<String> = card.iter().map(|(k, _)| k.clone()).collect();
+    for (k, v) in card {
         add(k, v);
     }
     add(format!("{a}.block_count"), Value::U32(h.n_layer));
@@ -217,6 +219,9 @@ pub fn write_gguf(
     if !h.key_order.is_empty() {
         let prefix = format!("{a}.");
         let rank = |k: &str| {
+            // The authorship keys (name, size label, license, datasets …) stay one block, where
+            // the family lists general.name: llama.cpp writes them before any model parameter.
+            let k = if card_keys.iter().any(|c| c == k) { "general.name" } else { k };
             let short = if k.starts_with("general.") { k } else { k.strip_prefix(&prefix).unwrap_or(k) };
             h.key_order.iter().position(|o| *o == short).unwrap_or(usize::MAX)
         };
