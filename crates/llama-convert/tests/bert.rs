@@ -55,6 +55,13 @@ fn tiny_random_bert_byte_identical_to_llamacpp() {
     check(embed_data("bert-tiny"), &reference("bert-tiny"));
 }
 
+/// A cross-encoder's shape (BertForSequenceClassification, one label, no pooling module; 2 layers,
+/// 16 wide): the head as `cls.output`, `bert.classifier.output_labels`; tests/data/embed/bert-tiny-rerank.
+#[test]
+fn tiny_random_bert_classifier_byte_identical_to_llamacpp() {
+    check(embed_data("bert-tiny-rerank"), &reference("bert-tiny-rerank"));
+}
+
 fn check(dir: PathBuf, r: &Json) {
     for (outtype, key) in [(OutType::F32, "f32"), (OutType::F16, "f16")] {
         let tmp = tempdir::Dir::new();

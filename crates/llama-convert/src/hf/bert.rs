@@ -1,8 +1,10 @@
-//! `BertModel` / `BertForMaskedLM` (llama.cpp's `BertModel`, architecture `bert`): the encoder's
-//! tensors under llama.cpp's names (the `bert.` prefix, `.gamma`/`.beta`, position ids, the pooler
-//! and the masked-LM / next-sentence heads dropped, as its `filter_tensors` does), LayerNorm
-//! epsilon, non-causal attention and the sentence-transformers pooling type
-//! (`_try_set_pooling_type`). The WordPiece vocabulary is `vocab::load_wordpiece`.
+//! `BertModel` / `BertForMaskedLM` / `BertForSequenceClassification` (llama.cpp's `BertModel`,
+//! architecture `bert`): the encoder's tensors under llama.cpp's names (the `bert.` prefix,
+//! `.gamma`/`.beta`, position ids, the pooler and the masked-LM / next-sentence heads dropped, as
+//! its `filter_tensors` does), LayerNorm epsilon, non-causal attention, the sentence-transformers
+//! pooling type (`_try_set_pooling_type`) and, for a classifier (cross-encoder / reranker), its
+//! head as `cls.output` with the `classifier.output_labels`. The WordPiece vocabulary is
+//! `vocab::load_wordpiece`.
 
 use std::path::Path;
 
@@ -13,7 +15,27 @@ use serde_json::Value as Json;
 use super::Family;
 use crate::plan::Plan;
 
-pub(super) struct Bert;
+pub(super) struct Bert {
+    /// `id2label` values in id order, unless they are transformers' two dummy labels.
+    labels: Option<Vec<String>>,
+}
+
+impl Bert {
+    pub(super) fn new(cfg: &Json) -> Bert {
+        let labels = cfg.get("id2label").and_then(Json::as_object).and_then(|m| {
+            if m.len() == 2 && m.get("0").and_then(Json::as_str) == Some("LABEL_0") {
+                return None; // AutoConfig's default labels
+            }
+            let mut l: Vec<(i64, String)> = m
+                .iter()
+                .map(|(k, v)| (k.parse().unwrap_or(i64::MAX), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                .collect();
+            l.sort();
+            Some(l.into_iter().map(|x| x.1).collect::<Vec<_>>()).filter(|l| !l.is_empty())
+        });
+        Bert { labels }
+    }
+}
 
 /// gguf-py's `PoolingType`.
 const POOLING_MEAN: u32 = 1;
@@ -30,27 +52,31 @@ impl Family for Bert {
     }
 
     fn map_name(&self, name: &str) -> Option<std::result::Result<Option<String>, ()>> {
+        // The classifier: a direct projection `cls.output` with labels, else llama.cpp's `cls`.
+        if let Some(kind) = name.strip_prefix("classifier.") {
+            if kind != "weight" && kind != "bias" {
+                return Some(Err(()));
+            }
+            let head = if self.labels.is_some() { "cls.output" } else { "cls" };
+            return Some(Ok(Some(format!("{head}.{kind}"))));
+        }
         Some(bert_name(name))
     }
 
-    fn finish(&self, cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
+    fn finish(&self, _cfg: &Json, cpath: &Path, plan: &mut Plan) -> Result<()> {
         for what in ["token_embd.weight", "position_embd.weight", "token_embd_norm.weight"] {
             if !plan.tensors.iter().any(|t| t.name == what) {
                 return Err(Error::format(cpath, format!("BERT checkpoint without '{what}'")));
             }
-        }
-        if cfg
-            .get("id2label")
-            .and_then(Json::as_object)
-            .is_some_and(|l| l.len() != 2 || l.get("0") != Some(&"LABEL_0".into()))
-        {
-            return Err(Error::format(cpath, "BERT classifier heads (id2label) are not supported"));
         }
         let h = &mut plan.hparams;
         h.extra.push(("attention.causal".into(), Value::Bool(false)));
         let dir = cpath.parent().unwrap_or(Path::new("."));
         if let Some(p) = pooling_type(dir)? {
             h.extra.push(("pooling_type".into(), Value::U32(p)));
+        }
+        if let Some(l) = &self.labels {
+            h.extra.push(("classifier.output_labels".into(), Value::str_array(l)));
         }
         Ok(())
     }

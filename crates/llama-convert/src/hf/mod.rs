@@ -41,6 +41,7 @@ pub const SUPPORTED: &[&str] = &[
     "SmolLM3ForCausalLM",
     "BertModel",
     "BertForMaskedLM",
+    "BertForSequenceClassification",
 ];
 
 /// What one Hugging Face architecture adds to the shared mapping of `load_hf`. Every method
@@ -104,7 +105,7 @@ fn family(class: &str, cfg: &Json, cpath: &Path) -> Result<Box<dyn Family>> {
         "GptOssForCausalLM" => Box::new(gpt_oss::GptOss),
         "Gemma2ForCausalLM" => Box::new(gemma2::Gemma2),
         "Phi3ForCausalLM" => Box::new(phi3::Phi3),
-        "BertModel" | "BertForMaskedLM" => Box::new(bert::Bert),
+        "BertModel" | "BertForMaskedLM" | "BertForSequenceClassification" => Box::new(bert::Bert::new(cfg)),
         other => return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") }),
     })
 }
