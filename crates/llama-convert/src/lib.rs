@@ -5,6 +5,7 @@
 //! `vocab` builds the tokenizer metadata; `write` streams tensors one at a time into a
 //! `GgufWriter` (temp file + rename, so a failure leaves no output).
 
+pub mod card;
 pub mod hf;
 pub mod meta;
 pub mod pickle;
@@ -125,7 +126,10 @@ pub fn convert(opts: &ConvertOptions) -> Result<PathBuf> {
         Some(f) => f.adapt_vocab(&vocab_dir, &mut vocab)?,
     }
     let out = opts.out.clone().unwrap_or_else(|| dir.join(format!("ggml-model-{}.gguf", opts.outtype.name())));
-    let name = title_name(&dir);
-    write::write_gguf(&out, &name, plan, &vocab, opts.outtype, opts.progress)?;
+    // convert_hf_to_gguf passes the parameter count to the name heuristics; the legacy Meta
+    // converter passes none.
+    let total_params = if format == Format::Meta { 0 } else { plan.n_params as i64 };
+    let general = card::Metadata::load(&dir, config.as_ref(), total_params);
+    write::write_gguf(&out, &general, plan, &vocab, opts.outtype, opts.progress)?;
     Ok(out)
 }

@@ -15,7 +15,12 @@ pub struct Hparams {
     pub n_ff: u32,
     pub n_head: u32,
     pub n_head_kv: u32,
-    pub rms_eps: f32,
+    /// `attention.head_count_kv` is written (llama.cpp: when the config states it).
+    pub head_count_kv_stated: bool,
+    /// `attention.layer_norm_rms_epsilon`, when the config states it.
+    pub rms_eps: Option<f32>,
+    /// `attention.layer_norm_epsilon` (LayerNorm families), when the config states it.
+    pub layer_norm_eps: Option<f32>,
     /// Written as `rope.freq_base` when the checkpoint states it.
     pub rope_theta: Option<f32>,
     /// Written as `attention.key_length`/`value_length` when the checkpoint states a head_dim

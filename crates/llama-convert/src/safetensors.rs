@@ -34,6 +34,11 @@ pub fn load_safetensors(path: &Path) -> Result<Vec<SrcTensor>> {
     for name in names {
         let e = &obj[name];
         let tbad = |m: &str| bad(format!("tensor '{name}': {m}"));
+        // Integer position-id buffers (BERT's `embeddings.position_ids`, I64) are not weights:
+        // every converter drops them, so they are skipped rather than refused.
+        if name.ends_with("position_ids") && matches!(e.get("dtype").and_then(Json::as_str), Some("I64" | "I32")) {
+            continue;
+        }
         let dtype = match e.get("dtype").and_then(Json::as_str) {
             Some("F16") => DType::F16,
             Some("BF16") => DType::BF16,

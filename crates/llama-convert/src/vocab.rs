@@ -33,6 +33,12 @@ pub struct Vocab {
     pub chat_template: Option<String>,
     /// Flags a family's converter writes after the chat template (Gemma 2's `add_space_prefix`).
     pub flags_after_template: Vec<(&'static str, bool)>,
+    /// `tokenizer.ggml.token_type_count` (BERT's `type_vocab_size`), written first.
+    pub token_type_count: Option<u32>,
+    /// `tokenizer.ggml.normalizer.lowercase` / `.strip_accents` from tokenizer.json's normalizer
+    /// (gguf-py `SpecialVocab._parse_normalizer`).
+    pub normalizer_lowercase: Option<bool>,
+    pub normalizer_strip_accents: Option<bool>,
 }
 
 fn read_json(path: &Path) -> Result<Option<Json>> {
@@ -58,6 +64,8 @@ pub fn load_vocab(dir: &Path, n_vocab: Option<u32>, config: Option<&Json>) -> Re
     let spm = dir.join("tokenizer.model");
     let mut v = if spm.is_file() {
         load_spm(&spm, n_vocab, dir)?
+    } else if is_wordpiece(dir)? {
+        load_wordpiece(dir, n_vocab, config)?
     } else if dir.join("tokenizer.json").is_file() {
         load_bpe(dir, n_vocab, config)?
     } else {
@@ -67,7 +75,136 @@ pub fn load_vocab(dir: &Path, n_vocab: Option<u32>, config: Option<&Json>) -> Re
         )));
     };
     special_vocab(dir, config, &mut v)?;
+    if v.model == "bert" {
+        v.pre = wordpiece_pre_name(&v)?;
+    }
     Ok(v)
+}
+
+fn is_wordpiece(dir: &Path) -> Result<bool> {
+    let Some(tok) = read_json(&dir.join("tokenizer.json"))? else { return Ok(false) };
+    Ok(tok.get("model").and_then(|m| m.get("type")).and_then(Json::as_str) == Some("WordPiece"))
+}
+
+/// The tokens of a `tokenizer.json` (`model.vocab` as a map token → id, then `added_tokens`) as
+/// llama.cpp's `get_vocab_base` lists them: [n_vocab] texts and types (added special or
+/// special-looking tokens CONTROL, other added ones USER_DEFINED with U+2581 as a space, ids the
+/// tokenizer does not define "[PADn]" UNUSED).
+fn vocab_base(path: &Path, tok: &Json, n_vocab: Option<u32>) -> Result<(Vec<Vec<u8>>, Vec<i32>)> {
+    let bad = |m: &str| Error::format(path, m.to_string());
+    let model = tok.get("model").ok_or_else(|| bad("missing 'model'"))?;
+    let vocab = model.get("vocab").and_then(Json::as_object).ok_or_else(|| bad("missing model.vocab"))?;
+    let mut by_id: Vec<(u64, &str, Option<&Json>)> = Vec::with_capacity(vocab.len()); // (id, token, added entry)
+    for (t, id) in vocab {
+        by_id.push((id.as_u64().ok_or_else(|| bad("vocab id is not an integer"))?, t, None));
+    }
+    let added: Vec<&Json> =
+        tok.get("added_tokens").and_then(Json::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+    for a in &added {
+        let id = a.get("id").and_then(Json::as_u64).ok_or_else(|| bad("added token without id"))?;
+        let content = a.get("content").and_then(Json::as_str).ok_or_else(|| bad("added token without content"))?;
+        by_id.retain(|(i, _, _)| *i != id);
+        by_id.push((id, content, Some(*a)));
+    }
+    let max_id = by_id.iter().map(|x| x.0).max().unwrap_or(0);
+    let n = match n_vocab {
+        Some(n) if (n as u64) <= max_id => {
+            return Err(bad(&format!("token id {max_id} does not fit the model's vocab_size {n}")))
+        }
+        Some(n) => n as usize,
+        None => max_id as usize + 1,
+    };
+    let mut tokens: Vec<Vec<u8>> = (0..n).map(|i| format!("[PAD{i}]").into_bytes()).collect(); // [n_vocab]
+    let mut types = vec![UNUSED; n]; // [n_vocab]
+    for (id, t, a) in by_id {
+        let id = id as usize;
+        match a {
+            None => {
+                tokens[id] = t.as_bytes().to_vec();
+                types[id] = NORMAL;
+            }
+            Some(a) => {
+                let special = a.get("special").and_then(Json::as_bool).unwrap_or(false);
+                if special || looks_special(t) {
+                    tokens[id] = t.as_bytes().to_vec();
+                    types[id] = CONTROL;
+                } else {
+                    tokens[id] = t.replace('\u{2581}', " ").into_bytes();
+                    types[id] = USER_DEFINED;
+                }
+            }
+        }
+    }
+    Ok((tokens, types))
+}
+
+/// A WordPiece `tokenizer.json` as llama.cpp's `BertModel.set_vocab` writes it
+/// (`tokenizer.ggml.model = "bert"`): the base vocabulary with every non-CONTROL token turned into
+/// its "phantom space" form, `##piece` → `piece` and `word` → `▁word`; the token type count from
+/// `type_vocab_size` (default 1).
+fn load_wordpiece(dir: &Path, n_vocab: Option<u32>, config: Option<&Json>) -> Result<Vocab> {
+    let path = dir.join("tokenizer.json");
+    let tok = read_json(&path)?.unwrap_or(Json::Null);
+    let (tokens, types) = vocab_base(&path, &tok, n_vocab)?;
+    let tokens = tokens
+        .into_iter()
+        .zip(&types)
+        .map(|(t, &ty)| {
+            if ty == CONTROL {
+                t
+            } else if let Some(rest) = t.strip_prefix(b"##") {
+                rest.to_vec()
+            } else {
+                let mut p = "\u{2581}".as_bytes().to_vec();
+                p.extend_from_slice(&t);
+                p
+            }
+        })
+        .collect();
+    let type_count = config.and_then(|c| c.get("type_vocab_size")).and_then(Json::as_u64).unwrap_or(1);
+    Ok(Vocab { model: "bert", tokens, types, token_type_count: Some(type_count as u32), ..Default::default() })
+}
+
+/// llama.cpp's probe text of `get_vocab_base_pre`.
+const CHKTXT: &str = "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n\u{1F680} (normal) \u{1F636}\u{200D}\u{1F32B}\u{FE0F} (multiple emojis concatenated) \u{2705} \u{1F999}\u{1F999} 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 \u{1780}\u{17B6}\u{1793}\u{17CB}\u{178F}\u{17C2}\u{1796}\u{17B7}\u{179F}\u{17C1}\u{179F}\u{17A2}\u{17B6}\u{1785}\u{1F601} ?\u{6211}\u{60F3}\u{5728}apple\u{5DE5}\u{4F5C}1314151\u{5929}\u{FF5E} ------======= \u{043D}\u{0435}\u{0449}\u{043E} \u{043D}\u{0430} \u{0411}\u{044A}\u{043B}\u{0433}\u{0430}\u{0440}\u{0441}\u{043A}\u{0438} ''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make it, 'D you like some tea? We'Ve a'lL";
+
+/// `tokenizer.ggml.pre` as llama.cpp's `get_vocab_base_pre` computes it for a WordPiece
+/// tokenizer: sha256 of the Python list of the probe text's ids (HF's encode, with [CLS] and
+/// [SEP]) looked up among the hashes it knows. HF's BERT tokenizer is emulated by our WPM
+/// tokenizer on the converted vocabulary (llama.cpp's), which gives HF's ids on the probe text
+/// (checked on all-MiniLM-L6-v2 and bge-small's vocabulary).
+fn wordpiece_pre_name(v: &Vocab) -> Result<String> {
+    use llama_core::tokenizer::{Vocab as CoreVocab, VocabKind, VocabOptions};
+    let id = |k: &str| v.special_ids.iter().find(|(key, _)| *key == k).map(|x| x.1);
+    let opts = VocabOptions {
+        bos: id("tokenizer.ggml.bos_token_id"),
+        eos: id("tokenizer.ggml.eos_token_id"),
+        unk: id("tokenizer.ggml.unknown_token_id"),
+        sep: id("tokenizer.ggml.seperator_token_id"),
+        pad: id("tokenizer.ggml.padding_token_id"),
+        mask: id("tokenizer.ggml.mask_token_id"),
+        normalizer_lowercase: v.normalizer_lowercase,
+        normalizer_strip_accents: v.normalizer_strip_accents,
+        ..VocabOptions::default()
+    };
+    let core = CoreVocab::new(VocabKind::Wpm, v.tokens.clone(), Vec::new(), v.types.clone(), Vec::new(), "", opts)?;
+    let ids = llama_core::tokenizer::Tokenizer::from_vocab(core).tokenize(CHKTXT.as_bytes(), true, false);
+    let list = format!("[{}]", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
+    let hash: String = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(list.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    // Later entries of llama.cpp's list win (bge-small and jina-v2-en share a hash).
+    Ok(match hash.as_str() {
+        "0876d13b50744004aa9aeae05e7b0647eac9d801b5ba4668afc01e709c15e19f" => "jina-v2-en",
+        "8e62295832751ca1e8f92f2226f403dea30dc5165e448b5bfa05af5340c64ec7" => "bert-bge-large",
+        other => {
+            return Err(Error::Tokenizer(format!(
+                "WordPiece pre-tokenizer not recognised (chkhsh {other}); known: jina-v2-en (bert-bge), bert-bge-large"
+            )))
+        }
+    }
+    .to_string())
 }
 
 fn load_spm(path: &Path, n_vocab: Option<u32>, dir: &Path) -> Result<Vocab> {
@@ -261,6 +398,9 @@ fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()>
         Json::Object(m) => Some(m),
         _ => None,
     });
+    if let Some(n) = tok_json.as_ref().and_then(|t| t.get("normalizer")).filter(|n| !n.is_null()) {
+        parse_normalizer(n, v);
+    }
     // (type, flag) in gguf-py's insertion order
     let mut add: Vec<(&str, bool)> = Vec::new();
     if let Some(tok) = &tok_json {
@@ -300,6 +440,30 @@ fn special_vocab(dir: &Path, config: Option<&Json>, v: &mut Vocab) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// gguf-py `SpecialVocab._parse_normalizer`: Lowercase / StripAccents, BertNormalizer's
+/// `lowercase` / `strip_accents` when present (null included: then it is not written), and the
+/// same inside a Sequence.
+fn parse_normalizer(n: &Json, v: &mut Vocab) {
+    match n.get("type").and_then(Json::as_str) {
+        Some("Lowercase") => v.normalizer_lowercase = Some(true),
+        Some("StripAccents") => v.normalizer_strip_accents = Some(true),
+        Some("BertNormalizer") => {
+            if let Some(x) = n.get("lowercase") {
+                v.normalizer_lowercase = x.as_bool();
+            }
+            if let Some(x) = n.get("strip_accents") {
+                v.normalizer_strip_accents = x.as_bool();
+            }
+        }
+        Some("Sequence") => {
+            for m in n.get("normalizers").and_then(Json::as_array).into_iter().flatten() {
+                parse_normalizer(m, v);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Sets flag `typ` (keeping its place when already set), or only adds it when absent

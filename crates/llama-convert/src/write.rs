@@ -54,7 +54,7 @@ fn plan_size_label(plan: &Plan) -> String {
 }
 
 /// Python's `str.title()` on one word.
-fn py_title(w: &str) -> String {
+pub(crate) fn py_title(w: &str) -> String {
     let mut out = String::new();
     let mut prev_cased = false;
     for c in w.chars() {
@@ -99,7 +99,8 @@ pub fn title_name(dir: &Path) -> String {
 fn tensor_type(name: &str, n_dims: usize, row_len: u64, outtype: OutType) -> GgmlType {
     let router = name.ends_with(".ffn_gate_inp.weight") || name.ends_with(".ffn_gate_inp_shexp.weight");
     let ssm_conv = name.ends_with(".ssm_conv1d.weight");
-    if n_dims <= 1 || name.ends_with("_norm.weight") || !name.ends_with(".weight") || router || ssm_conv {
+    let positions = name == "position_embd.weight" || name == "token_types.weight";
+    if n_dims <= 1 || name.ends_with("_norm.weight") || !name.ends_with(".weight") || router || ssm_conv || positions {
         return GgmlType::F32;
     }
     match outtype {
@@ -136,7 +137,16 @@ fn produce(t: &OutTensor, ty: GgmlType) -> Result<Vec<u8>> {
     convert_elements(crate::tensor::DType::F32, bytes, ty)
 }
 
-pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: OutType, progress: bool) -> Result<()> {
+/// `general` holds the authorship keys (`card::Metadata`), from `general.name` on; `None` for
+/// `general.size_label` means the one computed from the tensors.
+pub fn write_gguf(
+    out: &Path,
+    general: &crate::card::Metadata,
+    plan: Plan,
+    vocab: &Vocab,
+    outtype: OutType,
+    progress: bool,
+) -> Result<()> {
     let h = &plan.hparams;
     let a = h.arch;
     let mut w = GgufWriter::new(out);
@@ -145,14 +155,19 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     let mut add = |k: String, v: Value| kv.push((k, v));
     add("general.architecture".into(), Value::from(a));
     add("general.type".into(), Value::from("model"));
-    add("general.name".into(), Value::from(name));
-    add("general.size_label".into(), Value::from(plan_size_label(&plan)));
+    let card = general.to_kv(plan_size_label(&plan));
+    let card_keys: Vec<String> = card.iter().map(|(k, _)| k.clone()).collect();
+    for (k, v) in card {
+        add(k, v);
+    }
     add(format!("{a}.block_count"), Value::U32(h.n_layer));
     add(format!("{a}.context_length"), Value::U32(h.n_ctx));
     add(format!("{a}.embedding_length"), Value::U32(h.n_embd));
     add(format!("{a}.feed_forward_length"), Value::U32(h.n_ff));
     add(format!("{a}.attention.head_count"), Value::U32(h.n_head));
-    add(format!("{a}.attention.head_count_kv"), Value::U32(h.n_head_kv));
+    if h.head_count_kv_stated {
+        add(format!("{a}.attention.head_count_kv"), Value::U32(h.n_head_kv));
+    }
     if let Some(s) = h.rope_sections {
         add(format!("{a}.rope.dimension_sections"), Value::i32_array(s));
     }
@@ -181,7 +196,12 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     if let Some(t) = h.rope_theta {
         add(format!("{a}.rope.freq_base"), Value::F32(t));
     }
-    add(format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(h.rms_eps));
+    if let Some(e) = h.rms_eps {
+        add(format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(e));
+    }
+    if let Some(e) = h.layer_norm_eps {
+        add(format!("{a}.attention.layer_norm_epsilon"), Value::F32(e));
+    }
     if let Some(n) = h.n_expert {
         add(format!("{a}.expert_count"), Value::U32(n));
     }
@@ -199,6 +219,9 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     if !h.key_order.is_empty() {
         let prefix = format!("{a}.");
         let rank = |k: &str| {
+            // The authorship keys (name, size label, license, datasets …) stay one block, where
+            // the family lists general.name: llama.cpp writes them before any model parameter.
+            let k = if card_keys.iter().any(|c| c == k) { "general.name" } else { k };
             let short = if k.starts_with("general.") { k } else { k.strip_prefix(&prefix).unwrap_or(k) };
             h.key_order.iter().position(|o| *o == short).unwrap_or(usize::MAX)
         };
@@ -210,6 +233,9 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     // llama.cpp's converter writes the quantization version with the model's keys, before the
     // tokenizer's (older ones wrote it last).
     w.add("general.quantization_version", Value::U32(2));
+    if let Some(n) = vocab.token_type_count {
+        w.add("tokenizer.ggml.token_type_count", Value::U32(n));
+    }
     w.add("tokenizer.ggml.model", Value::from(vocab.model));
     w.add("tokenizer.ggml.pre", Value::from(vocab.pre.as_str()));
     w.add("tokenizer.ggml.tokens", Value::str_array(&vocab.tokens));
@@ -220,7 +246,8 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     if let Some(m) = &vocab.merges {
         w.add("tokenizer.ggml.merges", Value::str_array(m));
     }
-    for (k, id) in &vocab.special_ids {
+    // gguf-py's GGUFWriter has no add_cls_token_id: SpecialVocab finds the id but drops it.
+    for (k, id) in vocab.special_ids.iter().filter(|(k, _)| *k != "tokenizer.ggml.cls_token_id") {
         w.add(*k, Value::U32(*id));
     }
     for (k, b) in &vocab.add_special {
@@ -228,6 +255,12 @@ pub fn write_gguf(out: &Path, name: &str, plan: Plan, vocab: &Vocab, outtype: Ou
     }
     if let Some(t) = &vocab.chat_template {
         w.add("tokenizer.chat_template", Value::from(t.as_str()));
+    }
+    if let Some(b) = vocab.normalizer_lowercase {
+        w.add("tokenizer.ggml.normalizer.lowercase", Value::Bool(b));
+    }
+    if let Some(b) = vocab.normalizer_strip_accents {
+        w.add("tokenizer.ggml.normalizer.strip_accents", Value::Bool(b));
     }
     for (k, b) in &vocab.flags_after_template {
         w.add(*k, Value::Bool(*b));

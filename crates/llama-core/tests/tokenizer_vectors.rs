@@ -50,3 +50,9 @@ fn qwen2_vectors() {
     let Some(tok) = common::load("qwen") else { return };
     check(&tok, "ggml-vocab-qwen2.gguf");
 }
+
+#[test]
+fn bert_bge_vectors() {
+    let Some(tok) = common::load("bert-bge") else { return };
+    check(&tok, "ggml-vocab-bert-bge.gguf");
+}

@@ -22,6 +22,7 @@ use crate::safetensors::load_safetensors;
 use crate::tensor::SrcTensor;
 use crate::vocab::Vocab;
 
+mod bert;
 mod gemma2;
 mod llama;
 mod phi3;
@@ -38,6 +39,9 @@ pub const SUPPORTED: &[&str] = &[
     "Gemma2ForCausalLM",
     "Phi3ForCausalLM",
     "SmolLM3ForCausalLM",
+    "BertModel",
+    "BertForMaskedLM",
+    "BertForSequenceClassification",
 ];
 
 /// What one Hugging Face architecture adds to the shared mapping of `load_hf`. Every method
@@ -48,6 +52,10 @@ pub trait Family {
     /// True when the family writes its rope scaling itself (in `finish`) rather than from the
     /// shared `rope_parameters` reading.
     fn own_rope_scaling(&self) -> bool {
+        false
+    }
+    /// A LayerNorm family (BERT): `rms_norm_eps` is not required.
+    fn layer_norm(&self) -> bool {
         false
     }
     /// llama.cpp's `LlamaModel.permute`: HF's rotary permutation of the q/k rows is undone.
@@ -97,6 +105,7 @@ fn family(class: &str, cfg: &Json, cpath: &Path) -> Result<Box<dyn Family>> {
         "GptOssForCausalLM" => Box::new(gpt_oss::GptOss),
         "Gemma2ForCausalLM" => Box::new(gemma2::Gemma2),
         "Phi3ForCausalLM" => Box::new(phi3::Phi3),
+        "BertModel" | "BertForMaskedLM" | "BertForSequenceClassification" => Box::new(bert::Bert::new(cfg)),
         other => return Err(Error::UnknownArchitecture { arch: other.to_string(), supported: SUPPORTED.join(", ") }),
     })
 }
@@ -181,10 +190,15 @@ pub fn load_hf(dir: &Path) -> Result<(Plan, Box<dyn Family>)> {
     let n_head_kv = get_u32(&cfg, &["num_key_value_heads"], &cpath).unwrap_or(n_head);
     let n_ctx = get_u32(&cfg, &["max_position_embeddings", "n_ctx", "n_positions"], &cpath)?;
     let n_vocab = get_u32(&cfg, &["vocab_size"], &cpath)?;
-    let rms_eps = cfg
-        .get("rms_norm_eps")
-        .and_then(Json::as_f64)
-        .ok_or_else(|| Error::format(&cpath, "missing required key 'rms_norm_eps'"))? as f32;
+    let eps = |keys: &[&str]| keys.iter().find_map(|k| cfg.get(*k).and_then(Json::as_f64)).map(|x| x as f32);
+    let rms_eps = eps(&["rms_norm_eps", "norm_eps"]);
+    let layer_norm_eps = eps(&["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"]);
+    // Our RMSNorm families cannot run without their epsilon (llama.cpp's loader requires it).
+    if rms_eps.is_none() && !fam.layer_norm() {
+        return Err(Error::format(&cpath, "missing required key 'rms_norm_eps'"));
+    }
+    let head_count_kv_stated =
+        ["num_key_value_heads", "n_kv_heads"].iter().any(|k| cfg.get(*k).is_some_and(|v| !v.is_null()));
     if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 || n_embd % n_head != 0 {
         return Err(Error::format(
             &cpath,
@@ -273,7 +287,9 @@ pub fn load_hf(dir: &Path) -> Result<(Plan, Box<dyn Family>)> {
         n_ff,
         n_head,
         n_head_kv,
+        head_count_kv_stated,
         rms_eps,
+        layer_norm_eps,
         rope_theta: rope_theta.map(|x| x as f32),
         head_dim,
         n_rot: head_dim.unwrap_or(n_embd / n_head),

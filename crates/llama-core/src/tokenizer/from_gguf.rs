@@ -83,7 +83,7 @@ pub fn vocab_from_gguf(f: &GgufFile) -> Result<Vocab> {
         VocabKind::Bpe => {
             strings(f, KEY_MERGES)?.ok_or_else(|| bad(f, KEY_MERGES, "is missing (required for gpt2)"))?
         }
-        VocabKind::Spm => Vec::new(),
+        VocabKind::Spm | VocabKind::Wpm => Vec::new(),
     };
     let n_tokens = items.len();
     let opts = VocabOptions {
@@ -107,6 +107,8 @@ pub fn vocab_from_gguf(f: &GgufFile) -> Result<Vocab> {
         add_eos: f.get_bool("tokenizer.ggml.add_eos_token")?,
         add_space_prefix: f.get_bool("tokenizer.ggml.add_space_prefix")?,
         remove_extra_whitespaces: f.get_bool("tokenizer.ggml.remove_extra_whitespaces")?,
+        normalizer_lowercase: f.get_bool("tokenizer.ggml.normalizer.lowercase")?,
+        normalizer_strip_accents: f.get_bool("tokenizer.ggml.normalizer.strip_accents")?,
         model_name: f.get("general.name").and_then(|v| v.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned()),
         arch: f.get("general.architecture").and_then(|v| v.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned()),
     };

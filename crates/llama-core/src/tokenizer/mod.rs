@@ -14,7 +14,9 @@ mod spm;
 pub mod spm_model;
 mod stream;
 mod texts;
+mod unicode_data;
 mod vocab;
+mod wpm;
 
 pub use pretokenize::{split_raw as pre_tokenize, PreConfig, PreType};
 pub use spm_model::{SpmModel, SpmPiece};
@@ -51,8 +53,10 @@ impl Tokenizer {
         let v = &self.vocab;
         let frags = special::partition(v, text, parse_special);
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
-        let add_bos = add_special && v.add_bos && v.bos.is_some();
-        let add_eos = add_special && v.add_eos && v.eos.is_some();
+        // WPM: llama.cpp adds [CLS] and [SEP] whenever add_special, whatever add_bos/add_eos say.
+        let wpm = v.kind == VocabKind::Wpm;
+        let add_bos = add_special && (v.add_bos || wpm) && v.bos.is_some();
+        let add_eos = add_special && v.add_eos && v.eos.is_some() && !wpm;
         if add_bos {
             out.push(v.bos.unwrap_or(0));
         }
@@ -85,6 +89,19 @@ impl Tokenizer {
                     match f {
                         Fragment::Text { start, len } => bpe::tokenize(v, &text[start..start + len], &mut out),
                         Fragment::Token(id) => out.push(id),
+                    }
+                }
+            }
+            VocabKind::Wpm => {
+                for f in frags {
+                    match f {
+                        Fragment::Text { start, len } => wpm::tokenize(v, &text[start..start + len], &mut out),
+                        Fragment::Token(id) => out.push(id),
+                    }
+                }
+                if add_special {
+                    if let Some(sep) = v.sep {
+                        out.push(sep);
                     }
                 }
             }
@@ -235,7 +252,8 @@ fn render_piece(v: &Vocab, id: u32) -> Vec<u8> {
         return text.to_vec();
     }
     match v.kind {
-        VocabKind::Spm => {
+        // WPM pieces render as SPM's: U+2581 → space (llama.cpp `llama_unescape_whitespace`).
+        VocabKind::Spm | VocabKind::Wpm => {
             if a & attr::NORMAL != 0 {
                 spm::unescape_whitespace(text)
             } else if a & attr::BYTE != 0 {

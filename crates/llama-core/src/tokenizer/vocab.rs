@@ -20,6 +20,8 @@ pub enum VocabKind {
     Spm,
     /// `gpt2`: byte-level BPE with merge ranks and a regex pre-tokenizer.
     Bpe,
+    /// `bert`: WordPiece, greedy longest match over U+2581-marked words (`wpm.rs`).
+    Wpm,
 }
 
 impl VocabKind {
@@ -27,9 +29,10 @@ impl VocabKind {
         match name {
             "llama" => Ok(VocabKind::Spm),
             "gpt2" => Ok(VocabKind::Bpe),
-            other => {
-                Err(Error::Tokenizer(format!("unsupported tokenizer.ggml.model '{other}' (supported: llama, gpt2)")))
-            }
+            "bert" => Ok(VocabKind::Wpm),
+            other => Err(Error::Tokenizer(format!(
+                "unsupported tokenizer.ggml.model '{other}' (supported: llama, gpt2, bert)"
+            ))),
         }
     }
 }
@@ -93,6 +96,10 @@ pub struct VocabOptions {
     pub add_eos: Option<bool>,
     pub add_space_prefix: Option<bool>,
     pub remove_extra_whitespaces: Option<bool>,
+    /// `tokenizer.ggml.normalizer.lowercase` / `.strip_accents` (WPM; llama.cpp: lowercase
+    /// defaults to true, strip_accents to lowercase).
+    pub normalizer_lowercase: Option<bool>,
+    pub normalizer_strip_accents: Option<bool>,
     /// `general.name` and `general.architecture`: llama.cpp sets per-token LSTRIP/RSTRIP
     /// attributes by model name (Phi-3: RSTRIP on the special tokens) and architecture.
     pub model_name: Option<String>,
@@ -139,6 +146,9 @@ pub struct Vocab {
     pub(crate) remove_extra_whitespaces: bool,
     pub(crate) ignore_merges: bool,
     pub(crate) clean_spaces: bool,
+    /// WPM normalizer: lower-case, and NFD + drop accent marks.
+    pub(crate) lowercase: bool,
+    pub(crate) strip_accents: bool,
 
     /// Ids of CONTROL / USER_DEFINED / UNKNOWN tokens, longest text first: the order in which
     /// llama.cpp carves them out of raw text.
@@ -333,7 +343,7 @@ impl Vocab {
         let attrs: Vec<u32> = types.iter().map(|&t| attr_from_type(t)).collect();
 
         let pre_cfg = match kind {
-            VocabKind::Spm => None,
+            VocabKind::Spm | VocabKind::Wpm => None,
             VocabKind::Bpe => Some(PreConfig::from_name(pre)?),
         };
         let mut v = Vocab {
@@ -366,12 +376,23 @@ impl Vocab {
             remove_extra_whitespaces: false,
             ignore_merges: false,
             clean_spaces: false,
+            lowercase: false,
+            strip_accents: false,
             special_cache: Vec::new(),
             special_matchers: [OnceLock::new(), OnceLock::new()],
         };
 
         // Per-kind defaults (llama.cpp `llama_vocab::impl::load`).
         match pre_cfg {
+            None if kind == VocabKind::Wpm => {
+                v.bos = Some(101);
+                v.unk = Some(100);
+                v.sep = Some(102);
+                v.pad = Some(0);
+                v.mask = Some(103);
+                v.clean_spaces = true;
+                v.add_bos = true;
+            }
             None => {
                 v.bos = Some(1);
                 v.eos = Some(2);
@@ -395,6 +416,9 @@ impl Vocab {
         v.bos = in_range(v.bos);
         v.eos = in_range(v.eos);
         v.unk = in_range(v.unk);
+        v.sep = in_range(v.sep);
+        v.pad = in_range(v.pad);
+        v.mask = in_range(v.mask);
 
         // Explicit metadata overrides; out-of-range ids are ignored (llama.cpp warns and keeps the old id).
         let set = |slot: &mut Option<u32>, val: Option<u32>| {
@@ -430,6 +454,8 @@ impl Vocab {
         if let Some(b) = opts.remove_extra_whitespaces {
             v.remove_extra_whitespaces = b;
         }
+        v.lowercase = opts.normalizer_lowercase.unwrap_or(true);
+        v.strip_accents = opts.normalizer_strip_accents.unwrap_or(v.lowercase);
 
         v.detect_special_by_text();
         v.build_eog();

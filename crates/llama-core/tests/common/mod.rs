@@ -15,6 +15,7 @@ pub fn load(name: &str) -> Option<Tokenizer> {
     let p = match name {
         "llama-spm" => vocab_dir().join("ggml-vocab-llama-spm.gguf"),
         "gpt-2" => vocab_dir().join("ggml-vocab-gpt-2.gguf"),
+        "bert-bge" => vocab_dir().join("ggml-vocab-bert-bge.gguf"),
         "qwen" => models_dir().join("qwen2.5-coder-0.5b-q4_k_m.gguf"),
         "gemma" => models_dir().join("gemma3-270m-q4_k_m.gguf"),
         "synth" => models_dir().join("synth-tiny-q4_0.gguf"),
