@@ -595,14 +595,18 @@ fn available_tables_cover_this_cpu() {
 fn tiles_match_pairwise_dots() {
     let mut rng = Rng(99);
     for k in Kernels::available() {
-        for t in [GgmlType::Q4_0, GgmlType::Q8_0] {
+        for t in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16] {
             let Some(tile) = k.tile(t) else { continue };
-            for n in [32usize, 64, 96, 4096 + 32] {
+            // F16 rows of any length (an AVX2 tail after the 32-element steps)
+            let ns: &[usize] =
+                if t == GgmlType::F16 { &[32, 40, 96, 384, 4096 + 37] } else { &[32, 64, 96, 4096 + 32] };
+            for &n in ns {
                 for mode in [Mode::Random, Mode::Extreme] {
                     let w_row = t.row_size(n as u64).unwrap() as usize;
                     let w = weight_row(&mut rng, t, 4 * n, mode);
                     let x = activations(&mut rng, 8 * n, mode);
-                    let a = q::quantize(GgmlType::Q8_0, &x).unwrap();
+                    let act = if t == GgmlType::F16 { GgmlType::F16 } else { GgmlType::Q8_0 };
+                    let a = q::quantize(act, &x).unwrap();
                     let a_row = a.len() / 8;
                     for nr in 1..=4 {
                         for nt in 1..=llama_core::kernels::TILE_T {

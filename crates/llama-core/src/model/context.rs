@@ -261,7 +261,8 @@ impl Context {
             mm: MatmulScratch::new(),
             buf,
             attn,
-            kv: KvCache::new(p.kv_type, &attends, n_ctx, kd, vd),
+            // An encoder keeps no cache in llama.cpp: its K and V stay f32 within the batch.
+            kv: KvCache::new(if model.embeddings_only() { KvType::F32 } else { p.kv_type }, &attends, n_ctx, kd, vd),
             rs,
             logits: if p.embeddings { Vec::new() } else { vec![0.0; hp.n_vocab] },
             embd: Vec::new(),

@@ -579,7 +579,7 @@ unsafe fn dot_float_avx2<const ES: usize>(
 /// The CPU must support this function's target features; `w` and `a` must point to the readable
 /// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
 /// the row lengths).
-unsafe fn dot_f16_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
+pub(super) unsafe fn dot_f16_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the contract above; each load reads inside the checked rows.
     unsafe { dot_float_avx2::<2>(n, w, a, |p| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)), |p| f16_load(p)) }
 }

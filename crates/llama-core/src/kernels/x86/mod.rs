@@ -170,6 +170,7 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     k.traits_mut(TQ2_0).tile = Some(tq_batch::TILE_TQ2_0_AVX512);
     k.traits_mut(Q4_0).tile = Some(tile::TILE_Q4_0_AVX512);
     k.traits_mut(Q8_0).tile = Some(tile::TILE_Q8_0_AVX512);
+    k.traits_mut(F16).tile = Some(tile::TILE_F16_AVX512);
     for (t, f) in r16_avx512::GEMMS {
         k.traits_mut(t).gemm_r16 = Some(f);
     }
