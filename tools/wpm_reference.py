@@ -78,6 +78,11 @@ TEXTS = [
 ]
 
 
+# Not UTF-8: llama.cpp turns each undecodable byte into U+FFFD, which WPM drops.
+BYTE_TEXTS = [b"\xff\xfeabc", b"caf\xc3", b"\xe4\xb8 half", b"a\x80b \xc0\xafc"]
+# (A sequence decoding past U+10FFFF, b"\xf4\x90\x80\x80", makes llama.cpp throw and abort; ours gives [UNK].)
+
+
 def bytes_json(b):
     try:
         return b.decode("utf-8")
@@ -88,11 +93,11 @@ def bytes_json(b):
 def record(path):
     llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     cases = []
-    for t in TEXTS:
-        c = {"text": t}
+    for t in [x.encode() for x in TEXTS] + BYTE_TEXTS:
+        c = {"text": bytes_json(t)}
         for add in (0, 1):
             for sp in (0, 1):
-                c[f"{add}{sp}"] = llm.tokenize(t.encode(), add_bos=bool(add), special=bool(sp))
+                c[f"{add}{sp}"] = llm.tokenize(t, add_bos=bool(add), special=bool(sp))
         c["detok"] = [bytes_json(llm.detokenize(c["11"], special=s)) for s in (False, True)]
         cases.append(c)
     data = Path(path).read_bytes()
