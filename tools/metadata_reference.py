@@ -5,7 +5,8 @@ tests/data/convert/gguf_py_metadata.json.
     /work/venv-ref/bin/python tools/metadata_reference.py [--gguf-py DIR]
 
 For model ids, `Metadata.get_model_id_components(id, total_params)`; for model folders (a name, a
-README.md, a config.json with `_name_or_path`), `Metadata.load(None, folder, None, total_params)`.
+README.md, a config.json with `_name_or_path`, a generation_config.json),
+`Metadata.load(None, folder, None, total_params)`.
 gguf-py is llama.cpp's (default: the llama-cpp-python 0.3.36 sdist's gguf-py).
 """
 
@@ -60,6 +61,16 @@ CARDS = {
     "- embedding-data/QQP\n- s2orc\nbase_model: sentence-transformers/all-MiniLM-L6-v2\n---\n",
     "none": "# no front matter\n",
 }
+GENERATION = {
+    "Qwen2.5-Coder-0.5B-Instruct": {
+        "do_sample": True,
+        "temperature": 0.7,
+        "top_p": 0.8,
+        "top_k": 20,
+        "repetition_penalty": 1.05,
+    },
+    "model": {"temperature": 1, "penalty_repeat": None, "repetition_penalty": 1.1, "min_p": 0.05},
+}
 FOLDERS = [
     ("Qwen2.5-Coder-0.5B-Instruct", "plain", None),
     ("model", "lists", "org/Some-Model-7B-v1.5"),
@@ -85,11 +96,21 @@ def main():
             d = Path(tmp) / name
             d.mkdir()
             (d / "README.md").write_text(CARDS[card])
+            if name in GENERATION:
+                (d / "generation_config.json").write_text(json.dumps(GENERATION[name]))
             if nop is not None:
                 (d / "config.json").write_text(json.dumps({"_name_or_path": nop}))
             m = Metadata.load(None, d, None, 1_000_000_000)
             fields = {k: v for k, v in dataclasses.asdict(m).items() if v is not None}
-            folders.append({"folder": name, "card": CARDS[card], "config_name_or_path": nop, "metadata": fields})
+            folders.append(
+                {
+                    "folder": name,
+                    "card": CARDS[card],
+                    "config_name_or_path": nop,
+                    "generation_config": GENERATION.get(name),
+                    "metadata": fields,
+                }
+            )
     out = ROOT / "tests/data/convert/gguf_py_metadata.json"
     out.write_text(json.dumps({"ids": ids, "folders": folders}, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {out}: {len(ids)} ids, {len(folders)} folders")

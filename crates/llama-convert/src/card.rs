@@ -354,6 +354,9 @@ pub fn parse_front_matter(text: &str) -> Option<Map<String, Json>> {
 /// gguf-py's `Metadata` fields that a conversion without overrides can set.
 #[derive(Debug, Default)]
 pub struct Metadata {
+    /// Recommended sampling from generation_config.json: (gguf-py field without `sampling_`,
+    /// value), in gguf-py's order.
+    pub sampling: Vec<(&'static str, Json)>,
     pub name: Option<String>,
     pub author: Option<String>,
     pub version: Option<String>,
@@ -433,11 +436,43 @@ fn put_parts(e: &mut Map<String, Json>, p: &IdParts) {
     }
 }
 
+/// generation_config.json's key of each `general.sampling.*` field (gguf-py `Metadata.load`:
+/// `penalty_repeat` also from `repetition_penalty`); an unreadable file is no file.
+const SAMPLING_KEYS: &[(&str, &[&str])] = &[
+    ("sequence", &["sequence"]),
+    ("top_k", &["top_k"]),
+    ("top_p", &["top_p"]),
+    ("min_p", &["min_p"]),
+    ("xtc_probability", &["xtc_probability"]),
+    ("xtc_threshold", &["xtc_threshold"]),
+    ("temp", &["temperature"]),
+    ("penalty_last_n", &["penalty_last_n"]),
+    ("penalty_repeat", &["penalty_repeat", "repetition_penalty"]),
+    ("mirostat", &["mirostat"]),
+    ("mirostat_tau", &["mirostat_tau"]),
+    ("mirostat_eta", &["mirostat_eta"]),
+];
+
+fn load_sampling(dir: &Path) -> Vec<(&'static str, Json)> {
+    let Some(Json::Object(g)) =
+        std::fs::read(dir.join("generation_config.json")).ok().and_then(|b| serde_json::from_slice::<Json>(&b).ok())
+    else {
+        return Vec::new();
+    };
+    // gen_config.get(key, default): a key present wins even when null (then nothing is written)
+    SAMPLING_KEYS
+        .iter()
+        .filter_map(|(field, keys)| {
+            keys.iter().find_map(|k| g.get(*k)).filter(|v| !v.is_null()).map(|v| (*field, v.clone()))
+        })
+        .collect()
+}
+
 impl Metadata {
     /// gguf-py `Metadata.load(None, dir, None, total_params)` with `convert_hf_to_gguf`'s fallback
     /// of the folder name.
     pub fn load(dir: &Path, config: Option<&Json>, total_params: i64) -> Metadata {
-        let mut m = Metadata::default();
+        let mut m = Metadata { sampling: load_sampling(dir), ..Metadata::default() };
         let card = std::fs::read_to_string(dir.join("README.md")).ok().and_then(|t| parse_front_matter(&t));
         if let Some(card) = &card {
             m.apply_card(card, total_params);
@@ -526,6 +561,21 @@ impl Metadata {
     /// when the names did not state it.
     pub fn to_kv(&self, size_label: String) -> Vec<(String, Value)> {
         let mut kv: Vec<(String, Value)> = Vec::new();
+        for (field, v) in &self.sampling {
+            let value = match *field {
+                "sequence" => Value::from(as_text(v).as_str()),
+                // add_int32
+                "top_k" | "penalty_last_n" | "mirostat" => match v.as_i64() {
+                    Some(i) => Value::I32(i as i32),
+                    None => continue,
+                },
+                _ => match v.as_f64() {
+                    Some(x) => Value::F32(x as f32),
+                    None => continue,
+                },
+            };
+            kv.push((format!("general.sampling.{field}"), value));
+        }
         let mut s = |k: &str, v: &Option<String>| {
             if let Some(v) = v {
                 kv.push((format!("general.{k}"), Value::from(v.as_str())));

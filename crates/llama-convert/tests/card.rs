@@ -1,7 +1,8 @@
 //! The general.* authorship metadata against gguf-py's own heuristics (llama.cpp's gguf-py, run by
 //! tools/metadata_reference.py into tests/data/convert/gguf_py_metadata.json): model-id parsing
 //! (`get_model_id_components`) for ids × parameter counts, and `Metadata.load` on folders with a
-//! model card (front matter), a config `_name_or_path` and a folder name.
+//! model card (front matter), a config `_name_or_path`, a generation_config.json (recommended
+//! sampling) and a folder name.
 
 use std::path::PathBuf;
 
@@ -31,6 +32,9 @@ fn model_id_components_as_gguf_py() {
 
 fn as_json(m: &Metadata) -> Json {
     let mut o = Map::new();
+    for (field, v) in &m.sampling {
+        o.insert(format!("sampling_{field}"), v.clone());
+    }
     let mut s = |k: &str, v: &Option<String>| {
         if let Some(v) = v {
             o.insert(k.into(), Json::from(v.as_str()));
@@ -76,6 +80,9 @@ fn folder_metadata_as_gguf_py() {
         let dir = tmp.join(f["folder"].as_str().unwrap());
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("README.md"), f["card"].as_str().unwrap()).unwrap();
+        if !f["generation_config"].is_null() {
+            std::fs::write(dir.join("generation_config.json"), f["generation_config"].to_string()).unwrap();
+        }
         let config = f["config_name_or_path"].as_str().map(|n| json!({"_name_or_path": n}));
         let got = as_json(&Metadata::load(&dir, config.as_ref(), 1_000_000_000));
         let mut want = f["metadata"].clone();
