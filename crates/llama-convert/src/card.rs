@@ -12,7 +12,20 @@ use fancy_regex::Regex;
 use llama_core::gguf::Value;
 use serde_json::{Map, Value as Json};
 
-use crate::write::py_title;
+/// Python's `str.title()` on one word.
+pub(crate) fn py_title(w: &str) -> String {
+    let mut out = String::new();
+    let mut prev_cased = false;
+    for c in w.chars() {
+        if prev_cased {
+            out.extend(c.to_lowercase());
+        } else {
+            out.extend(c.to_uppercase());
+        }
+        prev_cased = c.is_alphabetic();
+    }
+    out
+}
 
 /// gguf-py `Metadata.id_to_title`: dashes become spaces, all-lowercase words are title-cased
 /// unless they look like a version ("v2") or start with a digit.
@@ -210,6 +223,55 @@ fn flow_list(s: &str) -> Option<Json> {
     Some(Json::Array(inner.split(',').map(yaml_scalar).collect()))
 }
 
+/// `|`, `>`, with an optional chomping indicator: (folded, chomp) where chomp is '-', '+' or ' '.
+fn block_scalar_header(rest: &str) -> Option<(bool, char)> {
+    let mut c = rest.chars();
+    let folded = match c.next()? {
+        '|' => false,
+        '>' => true,
+        _ => return None,
+    };
+    match c.as_str() {
+        "" => Some((folded, ' ')),
+        "-" => Some((folded, '-')),
+        "+" => Some((folded, '+')),
+        _ => None,
+    }
+}
+
+/// A YAML block scalar's text: the common indentation removed; literal (`|`) keeps the line
+/// breaks, folded (`>`) joins lines with spaces (an empty line is a break); one final line break
+/// unless stripped (`-`), all trailing ones kept with `+`.
+fn block_scalar(lines: &[&str], folded: bool, chomp: char) -> String {
+    let indent =
+        lines.iter().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
+    let body: Vec<&str> = lines.iter().map(|l| if l.len() >= indent { &l[indent..] } else { "" }).collect();
+    let n_content = body.iter().rposition(|l| !l.is_empty()).map_or(0, |p| p + 1);
+    let mut text = String::new();
+    for (j, l) in body[..n_content].iter().enumerate() {
+        if folded {
+            // an empty line is a line break; two adjacent text lines join with a space
+            if l.is_empty() {
+                text.push('\n');
+                continue;
+            }
+            if j > 0 && !body[j - 1].is_empty() {
+                text.push(' ');
+            }
+        } else if j > 0 {
+            text.push('\n');
+        }
+        text.push_str(l);
+    }
+    match chomp {
+        '-' => {}
+        '+' => text.push_str(&"\n".repeat(body.len() - n_content + 1)),
+        _ if n_content > 0 => text.push('\n'),
+        _ => {}
+    }
+    text
+}
+
 /// The YAML front matter of a model card (gguf-py `load_model_card`), as far as the subset reader
 /// goes; None when there is none or it is not readable.
 pub fn parse_front_matter(text: &str) -> Option<Map<String, Json>> {
@@ -232,6 +294,16 @@ pub fn parse_front_matter(text: &str) -> Option<Map<String, Json>> {
         let (key, rest) = line.split_once(':')?;
         let key = key.trim().trim_matches('"').to_string();
         let rest = rest.trim();
+        if let Some((folded, chomp)) = block_scalar_header(rest) {
+            // `key: |` / `key: >`: the indented lines that follow
+            let mut lines: Vec<&str> = Vec::new();
+            while i < body.len() && (body[i].trim().is_empty() || body[i].starts_with(' ')) {
+                lines.push(body[i].trim_end());
+                i += 1;
+            }
+            out.insert(key, Json::String(block_scalar(&lines, folded, chomp)));
+            continue;
+        }
         if !rest.is_empty() {
             let v = flow_list(rest).unwrap_or_else(|| yaml_scalar(rest));
             out.insert(key, v);
@@ -282,6 +354,9 @@ pub fn parse_front_matter(text: &str) -> Option<Map<String, Json>> {
 /// gguf-py's `Metadata` fields that a conversion without overrides can set.
 #[derive(Debug, Default)]
 pub struct Metadata {
+    /// Recommended sampling from generation_config.json: (gguf-py field without `sampling_`,
+    /// value), in gguf-py's order.
+    pub sampling: Vec<(&'static str, Json)>,
     pub name: Option<String>,
     pub author: Option<String>,
     pub version: Option<String>,
@@ -361,11 +436,43 @@ fn put_parts(e: &mut Map<String, Json>, p: &IdParts) {
     }
 }
 
+/// generation_config.json's key of each `general.sampling.*` field (gguf-py `Metadata.load`:
+/// `penalty_repeat` also from `repetition_penalty`); an unreadable file is no file.
+const SAMPLING_KEYS: &[(&str, &[&str])] = &[
+    ("sequence", &["sequence"]),
+    ("top_k", &["top_k"]),
+    ("top_p", &["top_p"]),
+    ("min_p", &["min_p"]),
+    ("xtc_probability", &["xtc_probability"]),
+    ("xtc_threshold", &["xtc_threshold"]),
+    ("temp", &["temperature"]),
+    ("penalty_last_n", &["penalty_last_n"]),
+    ("penalty_repeat", &["penalty_repeat", "repetition_penalty"]),
+    ("mirostat", &["mirostat"]),
+    ("mirostat_tau", &["mirostat_tau"]),
+    ("mirostat_eta", &["mirostat_eta"]),
+];
+
+fn load_sampling(dir: &Path) -> Vec<(&'static str, Json)> {
+    let Some(Json::Object(g)) =
+        std::fs::read(dir.join("generation_config.json")).ok().and_then(|b| serde_json::from_slice::<Json>(&b).ok())
+    else {
+        return Vec::new();
+    };
+    // gen_config.get(key, default): a key present wins even when null (then nothing is written)
+    SAMPLING_KEYS
+        .iter()
+        .filter_map(|(field, keys)| {
+            keys.iter().find_map(|k| g.get(*k)).filter(|v| !v.is_null()).map(|v| (*field, v.clone()))
+        })
+        .collect()
+}
+
 impl Metadata {
     /// gguf-py `Metadata.load(None, dir, None, total_params)` with `convert_hf_to_gguf`'s fallback
     /// of the folder name.
     pub fn load(dir: &Path, config: Option<&Json>, total_params: i64) -> Metadata {
-        let mut m = Metadata::default();
+        let mut m = Metadata { sampling: load_sampling(dir), ..Metadata::default() };
         let card = std::fs::read_to_string(dir.join("README.md")).ok().and_then(|t| parse_front_matter(&t));
         if let Some(card) = &card {
             m.apply_card(card, total_params);
@@ -454,6 +561,21 @@ impl Metadata {
     /// when the names did not state it.
     pub fn to_kv(&self, size_label: String) -> Vec<(String, Value)> {
         let mut kv: Vec<(String, Value)> = Vec::new();
+        for (field, v) in &self.sampling {
+            let value = match *field {
+                "sequence" => Value::from(as_text(v).as_str()),
+                // add_int32
+                "top_k" | "penalty_last_n" | "mirostat" => match v.as_i64() {
+                    Some(i) => Value::I32(i as i32),
+                    None => continue,
+                },
+                _ => match v.as_f64() {
+                    Some(x) => Value::F32(x as f32),
+                    None => continue,
+                },
+            };
+            kv.push((format!("general.sampling.{field}"), value));
+        }
         let mut s = |k: &str, v: &Option<String>| {
             if let Some(v) = v {
                 kv.push((format!("general.{k}"), Value::from(v.as_str())));
@@ -531,5 +653,12 @@ mod tests {
         assert_eq!(m["datasets"], serde_json::json!(["x", "y/z"]));
         assert_eq!(m["base_model"], serde_json::json!([{"name": "M", "version": "v1"}]));
         assert!(parse_front_matter("# no card").is_none());
+        // block scalars, as PyYAML reads them
+        let m = parse_front_matter("---\ndescription: |\n  line one\n  line two\nlicense: >-\n  a\n  b\n\n  c\n---\n")
+            .unwrap();
+        assert_eq!(m["description"], Json::from("line one\nline two\n"));
+        assert_eq!(m["license"], Json::from("a b\nc"));
+        let m = parse_front_matter("---\na: >\n  a\n\n\n  b\nb: |+\n  a\n\nc: |-\n  a\n   b\n---\n").unwrap();
+        assert_eq!((&m["a"], &m["b"], &m["c"]), (&Json::from("a\n\nb\n"), &Json::from("a\n\n"), &Json::from("a\n b")));
     }
 }

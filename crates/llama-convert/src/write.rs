@@ -7,6 +7,7 @@ use llama_core::gguf::{GgufWriter, TensorSource, Value, WriteProgress};
 use llama_core::quant::GgmlType;
 use llama_core::{Error, Result};
 
+use crate::card::py_title;
 use crate::plan::{OutTensor, Plan, RopeScaling};
 use crate::tensor::{convert_elements, to_f32, unpermute_rope_rows};
 use crate::vocab::Vocab;
@@ -51,21 +52,6 @@ fn plan_size_label(plan: &Plan) -> String {
         Some(n) if n > 0 => format!("{n}x{}", size_label(shared + expert)),
         _ => size_label(plan.n_params),
     }
-}
-
-/// Python's `str.title()` on one word.
-pub(crate) fn py_title(w: &str) -> String {
-    let mut out = String::new();
-    let mut prev_cased = false;
-    for c in w.chars() {
-        if prev_cased {
-            out.extend(c.to_lowercase());
-        } else {
-            out.extend(c.to_uppercase());
-        }
-        prev_cased = c.is_alphabetic();
-    }
-    out
 }
 
 /// `general.name` as gguf-py's metadata heuristics derive it from the model folder name

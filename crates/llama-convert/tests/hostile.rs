@@ -265,3 +265,46 @@ fn vocab_dir_is_used_and_a_missing_tokenizer_is_named() {
     assert_eq!(toks.len(), 32000);
     assert_eq!(toks[1].as_str(), Some("<s>"));
 }
+
+/// BERT checkpoints (the committed tests/data/embed/bert-tiny) with broken parts: typed errors
+/// naming the problem, no output.
+#[test]
+fn broken_bert_checkpoints_are_refused() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/embed/bert-tiny");
+    let tok: serde_json::Value = serde_json::from_slice(&std::fs::read(src.join("tokenizer.json")).unwrap()).unwrap();
+
+    // A WordPiece vocabulary llama.cpp does not know (its probe text hashes to an unlisted
+    // value): refused as llama.cpp's converter refuses it.
+    let copy = |tag: &str, pooling: bool| {
+        let t = Tmp::new(tag);
+        mirror(&src, &t.0);
+        if pooling {
+            std::os::unix::fs::symlink(src.join("1_Pooling"), t.0.join("1_Pooling")).unwrap();
+        }
+        t
+    };
+    let t = copy("bert-vocab", true);
+    let mut small = tok.clone();
+    let vocab = small["model"]["vocab"].as_object_mut().unwrap();
+    vocab.retain(|_, id| id.as_u64().unwrap() < 2000);
+    replace(&t.0, "tokenizer.json", small.to_string().as_bytes());
+    expect_err(&t.0, "WordPiece pre-tokenizer not recognised");
+
+    // A token id past the model's vocab_size.
+    let t = copy("bert-id", true);
+    let mut big = tok.clone();
+    big["model"]["vocab"]["zzzz"] = serde_json::json!(40000);
+    replace(&t.0, "tokenizer.json", big.to_string().as_bytes());
+    expect_err(&t.0, "does not fit the model's vocab_size");
+
+    // A pooling module whose config names no supported mode.
+    let t = copy("bert-pool", false);
+    std::fs::create_dir_all(t.0.join("1_Pooling")).unwrap();
+    replace(&t.0, "1_Pooling/config.json", br#"{"pooling_mode_max_tokens": true}"#);
+    expect_err(&t.0, "only mean, cls and last-token pooling");
+
+    // A pooling module path leaving the folder.
+    let t = copy("bert-pool-path", true);
+    replace(&t.0, "modules.json", br#"[{"type": "sentence_transformers.models.Pooling", "path": "../x"}]"#);
+    expect_err(&t.0, "leaves the model folder");
+}

@@ -1,6 +1,7 @@
 //! WPM (BERT WordPiece) against llama.cpp: ids of varied texts (languages, accents, CJK, emoji,
-//! punctuation, numbers, control characters, long words, special-token texts) with
-//! add_special/parse_special 00/01/10/11, and their detokenization, as llama-cpp-python gives them
+//! punctuation, numbers, control characters, long words, special-token texts, invalid UTF-8) with
+//! add_special/parse_special 00/01/10/11, and their detokenization (llama-cpp-python's `detokenize`,
+//! llama.cpp's `llama_detokenize` with its clean-up of spaces), as llama-cpp-python gives them
 //! (`Llama(path, vocab_only=True)`), recorded by tools/wpm_reference.py in
 //! tests/data/vocab/llamacpp-wpm.json. Vocabularies: llama.cpp's ggml-vocab-bert-bge.gguf
 //! (committed) and its conversion of all-MiniLM-L6-v2 (`$LLAMA_MINILM_GGUF`, SKIP when absent;
@@ -37,15 +38,30 @@ fn check(name: &str, path: &std::path::Path, want: &Json) {
     let mut bad = 0;
     let cases = want["cases"].as_array().unwrap();
     for c in cases {
-        let t = c["text"].as_str().unwrap();
+        let raw = text(&c["text"]);
+        let t = String::from_utf8_lossy(&raw);
         for (key, add, sp) in [("00", false, false), ("01", false, true), ("10", true, false), ("11", true, true)] {
-            let got = tok.tokenize(t.as_bytes(), add, sp);
+            let got = tok.tokenize(&raw, add, sp);
             if got != ids(&c[key]) {
                 bad += 1;
                 eprintln!("{name} {key} {t:?}\n  want {:?}\n  got  {got:?}", ids(&c[key]));
             }
         }
         let ids11 = ids(&c["11"]);
+        for (key, remove, unparse) in
+            [("00", false, false), ("01", false, true), ("10", true, false), ("11", true, true)]
+        {
+            let got = tok.detokenize_llama(&ids11, remove, unparse);
+            let want = text(&c["llama_detokenize"][key]);
+            if got != want {
+                bad += 1;
+                eprintln!(
+                    "{name} llama_detokenize {key} {t:?}\n  want {:?}\n  got  {:?}",
+                    String::from_utf8_lossy(&want),
+                    String::from_utf8_lossy(&got)
+                );
+            }
+        }
         for (i, special) in [false, true].into_iter().enumerate() {
             let got = tok.detokenize(&ids11, special);
             let want = text(&c["detok"][i]);

@@ -197,8 +197,10 @@ pub fn load_hf(dir: &Path) -> Result<(Plan, Box<dyn Family>)> {
     if rms_eps.is_none() && !fam.layer_norm() {
         return Err(Error::format(&cpath, "missing required key 'rms_norm_eps'"));
     }
-    let head_count_kv_stated =
-        ["num_key_value_heads", "n_kv_heads"].iter().any(|k| cfg.get(*k).is_some_and(|v| !v.is_null()));
+    // llama.cpp writes head_count_kv when its AutoConfig has it: every decoder config class fills
+    // it in (default n_head); BertConfig has none.
+    let head_count_kv_stated = !fam.layer_norm()
+        || ["num_key_value_heads", "n_kv_heads"].iter().any(|k| cfg.get(*k).is_some_and(|v| !v.is_null()));
     if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 || n_embd % n_head != 0 {
         return Err(Error::format(
             &cpath,

@@ -130,8 +130,8 @@ pub(crate) fn tokenize(v: &Vocab, text: &[u8], out: &mut Vec<u32>) {
         let start = out.len();
         let mut i = 0;
         while i < n {
-            // byte offsets, as llama.cpp's std::string::substr: a match may end mid-character
-            // only if the vocabulary holds such bytes (it does not), so matches stay on chars
+            // Byte offsets, as llama.cpp's std::string::substr: candidates may end mid-character,
+            // but only whole-character texts are in the vocabulary, so matches end on characters.
             let mut matched = None;
             let mut j = n.min(i + v.max_token_len + 1);
             while j > i {
