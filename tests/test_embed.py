@@ -71,7 +71,10 @@ def test_matches_llama_cpp_on_its_tokens(minilm, reference):
     got = np.asarray(llm.embed([texts[i] for i in same], normalize=True))
     err = np.abs(got - lcpp[same]).max(axis=1)
     worst = int(np.argmax(err))
-    assert err.max() <= 1e-4, f"input {same[worst]} {texts[same[worst]][:60]!r}: max |diff| {err[worst]}"
+    # f32 weights: within 1e-4 of llama.cpp's. f16: within 2.5e-4 (seen 1.7e-4 on 2-5 token texts;
+    # the F16 matmuls' sum orders differ from llama.cpp's tinyBLAS ones; docs/PERFORMANCE.md)
+    bound = 1e-4 if outtype == "f32" else 2.5e-4
+    assert err.max() <= bound, f"input {same[worst]} {texts[same[worst]][:60]!r}: max |diff| {err[worst]}"
     assert len(same) >= 180
 
 
@@ -156,14 +159,17 @@ def test_cli_embed_reads_lines(minilm, tmp_path):
 
 def test_generation_model_gives_pooled_embeddings():
     """A decoder with embedding=True: one mean-pooled vector of its final-norm hidden states per
-    text (the same text alone or in a batch gives the same vector); generation still works."""
+    text; generation still works. Alone or beside another text the vector is nearly the same: the
+    quantized matmuls take another activation quantizer past a batch size (as llama.cpp's), so the
+    bits differ with the batch, not the direction."""
     qwen = model_path("qwen2.5-coder-0.5b-q4_k_m.gguf")
     llm = Llama(qwen, embedding=True, n_ctx=256)
     a, b = llm.embed(["def fibonacci(n):", "import numpy as np"])
     assert len(a) == llm.n_embd() and not np.allclose(a, b)
-    np.testing.assert_allclose(llm.embed("def fibonacci(n):"), a, atol=1e-5)
+    alone = np.asarray(llm.embed("def fibonacci(n):"))
+    assert float(alone @ a / np.linalg.norm(alone) / np.linalg.norm(a)) > 0.999
     per_tok = np.asarray(Llama(qwen, embedding=True, pooling_type="none", n_ctx=256).embed("def fibonacci(n):"))
-    np.testing.assert_allclose(per_tok.mean(axis=0), a, atol=1e-4)
+    np.testing.assert_allclose(per_tok.mean(axis=0), alone, rtol=1e-5, atol=1e-4)
     out = llm.create_completion("def add(a, b):", max_tokens=4, temperature=0)
     assert out["usage"]["completion_tokens"] >= 1
 

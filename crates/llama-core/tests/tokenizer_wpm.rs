@@ -40,7 +40,14 @@ fn check(name: &str, path: &std::path::Path, want: &Json) {
     for c in cases {
         let raw = text(&c["text"]);
         let t = String::from_utf8_lossy(&raw);
+        // Hangul syllables: llama.cpp keeps only their leading consonant, we decompose them as the
+        // model's own tokenizer does (tokenizer/wpm.rs `decompose`; tests/test_wpm_tokenizer.py
+        // checks those texts against Hugging Face's)
+        let hangul = t.chars().any(|c| ('\u{AC00}'..='\u{D7A3}').contains(&c));
         for (key, add, sp) in [("00", false, false), ("01", false, true), ("10", true, false), ("11", true, true)] {
+            if hangul {
+                break;
+            }
             let got = tok.tokenize(&raw, add, sp);
             if got != ids(&c[key]) {
                 bad += 1;

@@ -63,6 +63,29 @@ pub(crate) fn nfd(cpt: u32) -> u32 {
     }
 }
 
+/// The code points a character becomes before the split: itself, or with accent stripping its NFD
+/// as llama.cpp takes it (the first code point) except Hangul syllables, which decompose into
+/// their two or three jamo as in the model's own (Hugging Face) tokenizer. llama.cpp keeps only
+/// the leading consonant there, turning every Korean word into a few consonants: a deliberate
+/// difference (docs/MODELS.md).
+fn decompose(cpt: u32, strip_accents: bool) -> impl Iterator<Item = u32> {
+    const S_BASE: u32 = 0xAC00;
+    const S_COUNT: u32 = 11172;
+    let mut out = [cpt, 0, 0];
+    let mut n = 1;
+    if strip_accents {
+        if (S_BASE..S_BASE + S_COUNT).contains(&cpt) {
+            // Unicode's algorithmic Hangul decomposition: L + V (+ T)
+            let s = cpt - S_BASE;
+            out = [0x1100 + s / 588, 0x1161 + (s % 588) / 28, 0x11A7 + s % 28];
+            n = if s % 28 == 0 { 2 } else { 3 };
+        } else {
+            out[0] = nfd(cpt);
+        }
+    }
+    out.into_iter().take(n)
+}
+
 /// llama.cpp's `is_chinese_char` (with HF's 0x2B920 typo kept).
 fn is_chinese_char(cpt: u32) -> bool {
     matches!(cpt,
@@ -81,8 +104,7 @@ fn is_chinese_char(cpt: u32) -> bool {
 /// punctuation mark, ASCII symbol and CJK ideograph a word of its own. Words are UTF-8.
 pub(crate) fn preprocess(text: &[u8], lowercase: bool, strip_accents: bool) -> Vec<Vec<u8>> {
     let mut words: Vec<Vec<u8>> = vec![Vec::new()];
-    for cpt in cpts_from_utf8(text) {
-        let cpt = if strip_accents { nfd(cpt) } else { cpt };
+    for cpt in cpts_from_utf8(text).into_iter().flat_map(|c| decompose(c, strip_accents)) {
         let flags = cpt_flags(cpt);
         if flags & WHITESPACE_FLAG != 0 {
             if !words.last().is_some_and(Vec::is_empty) {
