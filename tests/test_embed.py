@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import model_path
 from llama import Llama, _llama
 from llama.errors import InvalidArgumentError, LlamaError
-
-from conftest import model_path
 
 DATA = Path(__file__).parent / "data" / "embed"
 

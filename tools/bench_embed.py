@@ -47,18 +47,44 @@ def main() -> None:
     try:
         import llama_cpp
 
-        ref = llama_cpp.Llama(a.model, embedding=True, n_threads=a.threads, n_threads_batch=a.threads,
-                              n_ctx=512, n_batch=512, n_ubatch=512, verbose=False)
+        ref = llama_cpp.Llama(
+            a.model,
+            embedding=True,
+            n_threads=a.threads,
+            n_threads_batch=a.threads,
+            n_ctx=512,
+            n_batch=512,
+            n_ubatch=512,
+            verbose=False,
+        )
         rows["llama_cpp_python_list"] = best(lambda: ref.embed(texts), a.reps)
         rows["llama_cpp_python_single"] = best(lambda: [ref.embed(t) for t in texts], a.reps)
     except ImportError:
         pass
     for k, v in rows.items():
-        print(json.dumps({"setup": k, "texts": len(texts), "tokens": n_tok, "seconds": round(v, 4),
-                          "texts_per_s": round(len(texts) / v, 1)}))
-    print(json.dumps({"list_vs_single": round(rows["ours_single"] / rows["ours_list"], 2),
-                      **({"ours_vs_llama_cpp_python": round(rows["llama_cpp_python_list"] / rows["ours_list"], 2)}
-                         if "llama_cpp_python_list" in rows else {})}))
+        print(
+            json.dumps(
+                {
+                    "setup": k,
+                    "texts": len(texts),
+                    "tokens": n_tok,
+                    "seconds": round(v, 4),
+                    "texts_per_s": round(len(texts) / v, 1),
+                }
+            )
+        )
+    print(
+        json.dumps(
+            {
+                "list_vs_single": round(rows["ours_single"] / rows["ours_list"], 2),
+                **(
+                    {"ours_vs_llama_cpp_python": round(rows["llama_cpp_python_list"] / rows["ours_list"], 2)}
+                    if "llama_cpp_python_list" in rows
+                    else {}
+                ),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

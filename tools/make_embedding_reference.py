@@ -123,7 +123,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for t in ("f32", "f16"):
             gguf = Path(tmp) / f"minilm-{t}.gguf"
-            cmd = [sys.executable, str(LLAMA_CPP / "convert_hf_to_gguf.py"), str(model_dir), "--outtype", t, "--outfile", str(gguf)]
+            cmd = [
+                sys.executable,
+                str(LLAMA_CPP / "convert_hf_to_gguf.py"),
+                str(model_dir),
+                "--outtype",
+                t,
+                "--outfile",
+                str(gguf),
+            ]
             subprocess.run(cmd, check=True, capture_output=True)
             llm = llama_cpp.Llama(str(gguf), embedding=True, n_ctx=512, n_batch=512, verbose=False)
             ids = [llm.tokenize(s.encode("utf-8")) for s in texts]

@@ -172,9 +172,8 @@ def cmd_embed(a: argparse.Namespace) -> int:
     if a.pooling is not None:
         kw["pooling_type"] = a.pooling
     llm = _load(a, **kw)
-    src = sys.stdin if a.file in (None, "-") else open(a.file, encoding="utf-8")
-    with src:
-        lines = [line.rstrip("\n").rstrip("\r") for line in src]
+    text = sys.stdin.read() if a.file in (None, "-") else Path(a.file).read_text(encoding="utf-8")
+    lines = text.splitlines()
     vecs = llm.embed(lines, normalize=not a.no_normalize, truncate=not a.no_truncate) if lines else []
     out = sys.stdout
     for v in vecs:

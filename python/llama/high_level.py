@@ -320,7 +320,7 @@ class Llama:
         number of tokens embedded."""
         ctx = self._need_embd_ctx()
         single = isinstance(input, str)
-        texts = [input] if single else list(input)
+        texts: list[str] = [input] if isinstance(input, str) else list(input)
         seqs = self._embed_tokens(texts, truncate)
         n_tokens = sum(len(s) for s in seqs)
         vecs = [v.tolist() for v in ctx.embed(seqs, self._pooling, normalize)] if seqs else []
@@ -1213,7 +1213,9 @@ def _pooling_name(p: int | str | None) -> str | None:
             raise InvalidArgumentError(f"pooling_type {p!r}: expected none, mean, cls, last or rank")
         return p.lower()
     if isinstance(p, bool) or not isinstance(p, int) or p not in _POOLING:
-        raise InvalidArgumentError(f"pooling_type {p!r}: expected -1 (the model's), 0 none, 1 mean, 2 cls, 3 last or 4 rank")
+        raise InvalidArgumentError(
+            f"pooling_type {p!r}: expected -1 (the model's), 0 none, 1 mean, 2 cls, 3 last or 4 rank"
+        )
     return _POOLING[p]
 
 

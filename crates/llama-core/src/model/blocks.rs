@@ -868,9 +868,8 @@ impl Pass<'_> {
             let p = p as usize;
             dequantize_row(w.ggml_type, &w.data[p * row_bytes..(p + 1) * row_bytes], &mut row)
                 .expect("embedding type validated at load");
-            // ggml_add(get_rows(pos_embd, inp_pos), inpL): the position row is the first operand
             for (a, &b) in x[t * w.cols..(t + 1) * w.cols].iter_mut().zip(&row) {
-                *a = b + *a;
+                *a += b;
             }
         }
     }

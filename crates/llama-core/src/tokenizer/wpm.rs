@@ -78,7 +78,7 @@ fn decompose(cpt: u32, strip_accents: bool) -> impl Iterator<Item = u32> {
             // Unicode's algorithmic Hangul decomposition: L + V (+ T)
             let s = cpt - S_BASE;
             out = [0x1100 + s / 588, 0x1161 + (s % 588) / 28, 0x11A7 + s % 28];
-            n = if s % 28 == 0 { 2 } else { 3 };
+            n = if s.is_multiple_of(28) { 2 } else { 3 };
         } else {
             out[0] = nfd(cpt);
         }
