@@ -146,6 +146,9 @@ INIT_WORKS = {
     "type_v",
     "verbose",
     "n_threads_batch",
+    # tests/test_embed.py
+    "embedding",
+    "pooling_type",
 }
 INIT_NOOPS = {
     "n_gpu_layers",
@@ -165,8 +168,6 @@ def test_every_llama_cpp_python_keyword_exists(method: str) -> None:
     """Each keyword of llama-cpp-python's Llama methods (recorded by
     tools/record_llama_cpp_signatures.py) is a parameter of ours, and none of ours swallows unknown
     keywords with **kwargs."""
-    if method in ("embed", "create_embedding"):
-        pytest.skip("embeddings: issue 15")
     ours = inspect.signature(getattr(llama.Llama, method)).parameters
     theirs = [p["name"] for p in SIGNATURES["methods"][method] if p["kind"] not in ("VAR_KEYWORD", "VAR_POSITIONAL")]
     assert [n for n in theirs if n not in ours] == []
