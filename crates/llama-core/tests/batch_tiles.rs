@@ -14,6 +14,9 @@
 //!   1..=16, token counts around the register block (1..=9, 17, 33, 70), random / extreme / zero
 //!   blocks, quantized and raw activations (raw: −128 quants; `bsums` recomputed from the quants, as
 //!   the Q8_K converter makes them: the GEMM takes Σq from them, as llama.cpp's VNNI kernel does).
+//! - `batch_gemm_matches_batch_dot_at_extreme_sums`: the same at the largest lane sums the weights
+//!   allow (activations ±127/−128 with each weight's sign; IQ1_M rows of ±9 at scale 15, the bound
+//!   its i16 scale step relies on).
 //! - `matmul_with_tiles_equals_without`, `matmul_id_with_tiles_equals_without`: the table vs the same
 //!   table without tiles.
 //! - `model_logits_with_tiles_equal_without`: synth-tiny with every matrix made of random blocks of
@@ -248,6 +251,96 @@ fn batch_gemm_matches_batch_dot() {
         }
     }
     eprintln!("batch gemms: {checked} results bit-identical to the batch dot");
+}
+
+/// Q8_K blocks (292 bytes: f32 d, 256 quants, 16 i16 bsums) of one row whose quants have the sign
+/// of `w` (+127 / −128 per element, 0 where w is 0; `flip` negates), so Σ w·q is as large as the
+/// row's weights allow: the extreme lane sums of the GEMM's integer steps.
+fn sign_matched_q8k(w: &[f32], flip: bool, d: f32) -> Vec<u8> {
+    let mut a = vec![0u8; w.len() / 256 * 292];
+    for (blk, wb) in a.chunks_exact_mut(292).zip(w.chunks_exact(256)) {
+        blk[..4].copy_from_slice(&d.to_le_bytes());
+        for (i, &x) in wb.iter().enumerate() {
+            let pos = (x > 0.0) != flip;
+            blk[4 + i] = if x == 0.0 {
+                0
+            } else if pos {
+                127
+            } else {
+                0x80
+            };
+        }
+        for s in 0..16 {
+            let sum: i16 = blk[4 + 16 * s..4 + 16 * (s + 1)].iter().map(|&q| q as i8 as i16).sum();
+            blk[260 + 2 * s..262 + 2 * s].copy_from_slice(&sum.to_le_bytes());
+        }
+    }
+    a
+}
+
+/// The batch GEMMs at the largest integer sums their weights allow: every activation quant ±127/−128
+/// with the sign of its weight (and the opposite), so each sub-block's Σ w·q is at its extreme
+/// (IQ1_M: the GEMM multiplies those by the scale as i16 pairs, `vpdpwssd`, valid while
+/// |Σ| ≤ 16·9·128 = 18432: here every weight is ±9 with the largest scale, reaching it exactly).
+/// Bit-identical to the batch dot per pair, as `batch_gemm_matches_batch_dot`.
+#[test]
+fn batch_gemm_matches_batch_dot_at_extreme_sums() {
+    let mut rng = Rng(0xe27e);
+    let n = 512usize;
+    let mut checked = 0usize;
+    for k in Kernels::available() {
+        for t in TYPES {
+            let Some(b) = k.traits(t).and_then(|r| r.batch_dot) else { continue };
+            let (Some(gemm), Some(dot)) = (b.gemm, b.dot) else { continue };
+            let to_float = k.traits(t).and_then(|r| r.to_float).expect("grid type dequantizes");
+            let (w_row, nr) = (t.row_size(n as u64).unwrap() as usize, GEMM_ROWS);
+            // rows: random blocks, every quant bit set, and (IQ1_M) all weights +9 / −9 with scale 15
+            let mut w = weight_blocks(&mut rng, t, nr / 2 * n / 256, Mode::Random);
+            w.extend(weight_blocks(&mut rng, t, nr / 4 * n / 256, Mode::Extreme));
+            let mut last = weight_blocks(&mut rng, t, nr / 4 * n / 256, Mode::Random);
+            if t == GgmlType::IQ1_M {
+                for (i, blk) in last.chunks_exact_mut(t.type_size()).enumerate() {
+                    // qs 0xFF with qh 0x77: grid 2047 (all +1), delta +1: w = 9; qs 0, qh 0x88:
+                    // grid 0 (all −1), delta −1: w = −9. Scales: every 3-bit field 7 (ls = 15).
+                    let (qs, qh) = if i % 2 == 0 { (0xFF, 0x77) } else { (0x00, 0x88) };
+                    blk[..32].fill(qs);
+                    blk[32..48].fill(qh);
+                    for o in [48, 50, 52, 54] {
+                        let sc = u16::from_le_bytes([blk[o], blk[o + 1]]) | 0x0FFF;
+                        blk[o..o + 2].copy_from_slice(&sc.to_le_bytes());
+                    }
+                }
+            }
+            w.extend(last);
+            // activations: per weight row, its sign-matched row and the opposite one
+            let mut a = Vec::new();
+            let mut wf = vec![0f32; n];
+            for r in 0..nr {
+                to_float(&w[r * w_row..(r + 1) * w_row], &mut wf);
+                if t == GgmlType::IQ1_M && r >= nr - nr / 4 {
+                    for blk in wf.chunks_exact(256) {
+                        let d = blk.iter().fold(0f32, |m, x| m.max(x.abs()));
+                        assert!(blk.iter().all(|x| x.abs() == d), "{t}: crafted blocks are ±9·scale");
+                    }
+                }
+                for flip in [false, true] {
+                    a.extend(sign_matched_q8k(&wf, flip, 0.5 + rng.f32().abs()));
+                }
+            }
+            let (a_row, n_tok) = (n / 256 * 292, 2 * nr);
+            let mut out = vec![f32::NAN; n_tok * GEMM_ROWS];
+            gemm(n, &w, w_row, nr, &a, a_row, n_tok, &mut out);
+            for i in 0..nr {
+                for j in 0..n_tok {
+                    let want = dot(n, &w[i * w_row..(i + 1) * w_row], &a[j * a_row..(j + 1) * a_row]);
+                    let got = out[j * GEMM_ROWS + i];
+                    assert!(same(got, want), "{:?} {t} extreme sums [{i}][{j}]: {got:e} vs batch dot {want:e}", k.isa);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("batch gemms at extreme sums: {checked} results bit-identical to the batch dot");
 }
 
 #[test]

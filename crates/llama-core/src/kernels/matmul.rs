@@ -68,8 +68,9 @@ const ROW_TILE: usize = 16;
 /// activations for each 16-row weight tile.
 const TOKEN_TILE: usize = 32;
 /// Tokens per `BatchGemmFn` call: its weight decoding (once per call and 16-row band) is paid
-/// once for this many tokens.
-const GEMM_TOKENS: usize = 256;
+/// once for this many tokens; 512 (llama-bench's pp batch) decodes each band once per prompt batch
+/// (was 256: twice), at the cost of a [512][16] f32 result tile (32 KB) per thread.
+const GEMM_TOKENS: usize = 512;
 /// A thread's result buffers: a row tile's, and (made on first use, so single tokens allocate
 /// nothing) one `BatchGemmFn` call's [GEMM_TOKENS][GEMM_ROWS].
 #[derive(Default)]

@@ -44,6 +44,15 @@ struct Band {
     dxf: [f32; 16],
 }
 
+/// How `band_tokens` applies the sub-block scales (each mode gives the same exact i32 `isum`).
+mod sum {
+    /// Per sub-block: lanes start at −64·Σq, then `isum += s·ls` (`mullo`).
+    pub const RESET: u8 = 0;
+    /// As `RESET`, but the sub-block sums fit i16 (IQ1_M: |w| ≤ 9, 16 elements: |s| ≤ 16·9·128), so
+    /// `dpwssd(isum, s, ls)` (`s`'s high half is its sign, `ls`'s is 0) does the multiply-add.
+    pub const I16: u8 = 1;
+}
+
 /// A decoder: group `ib` (32 elements) of super-block `x` as (signed weights `w`, i8 lanes; the
 /// scale of its first and of its second 16 elements).
 type Dec = unsafe fn(&[u8], usize) -> (__m256i, i32, i32);
@@ -204,18 +213,52 @@ unsafe fn decode_band(
     }
 }
 
+/// The activation dword at byte `at` of a Q8_K block, in every lane (folds into the instruction
+/// that uses it as an embedded broadcast).
+///
+/// # Safety
+/// The CPU must support AVX-512 F; `y + at .. y + at + 4` must be readable.
+#[inline(always)]
+unsafe fn act(y: *const u8, at: usize) -> __m512i {
+    // SAFETY: the caller guarantees the range and the features.
+    unsafe { _mm512_set1_epi32((y.add(at) as *const i32).read_unaligned()) }
+}
+
+/// Adds the products of the band's quads `q0..q1` with each token's activations to `s[t]`.
+///
+/// # Safety
+/// As `band_tokens`.
+#[inline(always)]
+unsafe fn products<const N: usize>(band: &Band, y: &[*const u8; NT], s: &mut [__m512i; N], q0: usize, q1: usize) {
+    // SAFETY: the caller guarantees the pointer ranges and the features.
+    unsafe {
+        for q in q0..q1 {
+            let wq = _mm512_load_si512(band.codes[q].as_ptr() as *const _);
+            for t in 0..N {
+                s[t] = _mm512_dpbusd_epi32(s[t], wq, act(y[t], 4 + 4 * q));
+            }
+        }
+    }
+}
+
 /// `N ≤ NT` tokens (`y[t]`: their Q8_K block of this super-block) against a decoded band:
 /// `acc[t·16 + r] = fma(f32(isum)·dxf[r], d_y, acc[t·16 + r])`. `SUB`: elements per scale (16 or
-/// 32; with 32 both 16-element scales of a pair are equal and one product serves them).
+/// 32; with 32 both 16-element scales of a pair are equal and one product serves them). `MODE`:
+/// how the scales are applied (`sum`).
 ///
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/VNNI and AVX2; each `y[t]` must point to a readable Q8_K
 /// block (292 bytes); `acc` to `16·N` writable floats.
 #[inline(always)]
-unsafe fn band_tokens<const N: usize, const SUB: usize>(band: &Band, y: &[*const u8; NT], acc: *mut f32) {
+unsafe fn band_tokens<const N: usize, const SUB: usize, const MODE: u8>(
+    band: &Band,
+    y: &[*const u8; NT],
+    acc: *mut f32,
+) {
     // SAFETY: the caller guarantees the pointer ranges and the features.
     unsafe {
         let zero = _mm512_setzero_si512();
+        let mut isum = [zero; N];
         // [token][sub-block]: −64·Σq of each scale's elements (from the bsums), the lanes' start
         let mut corr = [[0i32; 16]; N];
         for t in 0..N {
@@ -227,19 +270,16 @@ unsafe fn band_tokens<const N: usize, const SUB: usize>(band: &Band, y: &[*const
                 _mm512_storeu_si512(corr[t].as_mut_ptr() as *mut _, c);
             }
         }
-        let mut isum = [zero; N];
         for j in 0..QK_K / SUB {
             let mut s: [__m512i; N] = std::array::from_fn(|t| _mm512_set1_epi32(corr[t][j]));
-            for q in j * SUB / 4..(j + 1) * SUB / 4 {
-                let wq = _mm512_load_si512(band.codes[q].as_ptr() as *const _);
-                for t in 0..N {
-                    let av = _mm512_set1_epi32((y[t].add(4 + 4 * q) as *const i32).read_unaligned());
-                    s[t] = _mm512_dpbusd_epi32(s[t], wq, av);
-                }
-            }
+            products(band, y, &mut s, j * SUB / 4, (j + 1) * SUB / 4);
             let l = _mm512_load_si512(band.ls[j * SUB / 16].as_ptr() as *const _);
             for t in 0..N {
-                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], l));
+                isum[t] = if MODE == sum::I16 {
+                    _mm512_dpwssd_epi32(isum[t], s[t], l)
+                } else {
+                    _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s[t], l))
+                };
             }
         }
         let dxf = _mm512_load_ps(band.dxf.as_ptr());
@@ -255,7 +295,7 @@ unsafe fn band_tokens<const N: usize, const SUB: usize>(band: &Band, y: &[*const
 /// token through it.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn grid_gemm<const SUB: usize>(
+unsafe fn grid_gemm<const SUB: usize, const MODE: u8>(
     n: usize,
     w: &[u8],
     w_stride: usize,
@@ -291,23 +331,23 @@ unsafe fn grid_gemm<const SUB: usize>(
                 }
                 let acc = out.as_mut_ptr().add(t0 * GEMM_ROWS);
                 match nt - t0 {
-                    1 => band_tokens::<1, SUB>(&band, &y, acc),
-                    2 => band_tokens::<2, SUB>(&band, &y, acc),
-                    3 => band_tokens::<3, SUB>(&band, &y, acc),
-                    4 => band_tokens::<4, SUB>(&band, &y, acc),
-                    5 => band_tokens::<5, SUB>(&band, &y, acc),
-                    6 => band_tokens::<6, SUB>(&band, &y, acc),
-                    7 => band_tokens::<7, SUB>(&band, &y, acc),
-                    _ => band_tokens::<NT, SUB>(&band, &y, acc),
+                    1 => band_tokens::<1, SUB, MODE>(&band, &y, acc),
+                    2 => band_tokens::<2, SUB, MODE>(&band, &y, acc),
+                    3 => band_tokens::<3, SUB, MODE>(&band, &y, acc),
+                    4 => band_tokens::<4, SUB, MODE>(&band, &y, acc),
+                    5 => band_tokens::<5, SUB, MODE>(&band, &y, acc),
+                    6 => band_tokens::<6, SUB, MODE>(&band, &y, acc),
+                    7 => band_tokens::<7, SUB, MODE>(&band, &y, acc),
+                    _ => band_tokens::<NT, SUB, MODE>(&band, &y, acc),
                 }
             }
         }
     }
 }
 
-/// `grid_gemm_entry!(entry, inner, SUB, block bytes, f, decoder, scale, "type")`.
+/// `grid_gemm_entry!(entry, inner, SUB, sum mode, block bytes, f, decoder, scale, "type")`.
 macro_rules! grid_gemm_entry {
-    ($entry:ident, $inner:ident, $sub:expr, $wb:expr, $f:expr, $dec:ident, $scale:ident, $what:literal) => {
+    ($entry:ident, $inner:ident, $sub:expr, $mode:expr, $wb:expr, $f:expr, $dec:ident, $scale:ident, $what:literal) => {
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         #[doc = concat!($what, ": the AVX-512 VNNI batch GEMM in the tiled-GEMM order.")]
         ///
@@ -325,7 +365,7 @@ macro_rules! grid_gemm_entry {
             out: &mut [f32],
         ) {
             // SAFETY: the caller guarantees the features.
-            unsafe { grid_gemm::<$sub>(n, w, w_stride, nr, a, a_stride, nt, out, $wb, $f, $dec, $scale) }
+            unsafe { grid_gemm::<$sub, { $mode }>(n, w, w_stride, nr, a, a_stride, nt, out, $wb, $f, $dec, $scale) }
         }
 
         #[allow(clippy::too_many_arguments)]
@@ -345,13 +385,13 @@ macro_rules! grid_gemm_entry {
     };
 }
 
-grid_gemm_entry!(gemm_iq2_xxs, gemm_iq2_xxs_vnni, 32, 66, 0.125, dec_iq2_xxs, scale_d, "IQ2_XXS");
-grid_gemm_entry!(gemm_iq2_xs, gemm_iq2_xs_vnni, 16, 74, 0.125, dec_iq2_xs, scale_d, "IQ2_XS");
-grid_gemm_entry!(gemm_iq2_s, gemm_iq2_s_vnni, 16, 82, 0.125, dec_iq2_s, scale_d, "IQ2_S");
-grid_gemm_entry!(gemm_iq3_xxs, gemm_iq3_xxs_vnni, 32, 98, 0.25, dec_iq3_xxs, scale_d, "IQ3_XXS");
-grid_gemm_entry!(gemm_iq3_s, gemm_iq3_s_vnni, 32, 110, 1.0, dec_iq3_s, scale_d, "IQ3_S");
-grid_gemm_entry!(gemm_iq1_s, gemm_iq1_s_vnni, 32, 50, 0.125, dec_iq1_s, scale_d, "IQ1_S");
-grid_gemm_entry!(gemm_iq1_m, gemm_iq1_m_vnni, 16, 56, 0.125, dec_iq1_m, scale_iq1_m, "IQ1_M");
+grid_gemm_entry!(gemm_iq2_xxs, gemm_iq2_xxs_vnni, 32, sum::RESET, 66, 0.125, dec_iq2_xxs, scale_d, "IQ2_XXS");
+grid_gemm_entry!(gemm_iq2_xs, gemm_iq2_xs_vnni, 16, sum::RESET, 74, 0.125, dec_iq2_xs, scale_d, "IQ2_XS");
+grid_gemm_entry!(gemm_iq2_s, gemm_iq2_s_vnni, 16, sum::RESET, 82, 0.125, dec_iq2_s, scale_d, "IQ2_S");
+grid_gemm_entry!(gemm_iq3_xxs, gemm_iq3_xxs_vnni, 32, sum::RESET, 98, 0.25, dec_iq3_xxs, scale_d, "IQ3_XXS");
+grid_gemm_entry!(gemm_iq3_s, gemm_iq3_s_vnni, 32, sum::RESET, 110, 1.0, dec_iq3_s, scale_d, "IQ3_S");
+grid_gemm_entry!(gemm_iq1_s, gemm_iq1_s_vnni, 32, sum::RESET, 50, 0.125, dec_iq1_s, scale_d, "IQ1_S");
+grid_gemm_entry!(gemm_iq1_m, gemm_iq1_m_vnni, 16, sum::I16, 56, 0.125, dec_iq1_m, scale_iq1_m, "IQ1_M");
 
 /// The grid i-quants' batch GEMMs for the AVX-512 table (`BatchDot::gemm`): (weight type, kernel).
 pub(super) const GEMMS_AVX512: [(crate::quant::GgmlType, BatchGemmFn); 7] = {
