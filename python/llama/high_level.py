@@ -1143,6 +1143,7 @@ class Llama:
 
     def close(self) -> None:
         self._ctx = None
+        self._embd_ctx = None
 
     def __enter__(self) -> Llama:
         return self
