@@ -296,49 +296,7 @@ fn load_bpe(dir: &Path, n_vocab: Option<u32>, config: Option<&Json>) -> Result<V
     if model.get("type").and_then(Json::as_str) != Some("BPE") {
         return Err(bad("only BPE tokenizer.json models are supported"));
     }
-    let vocab = model.get("vocab").and_then(Json::as_object).ok_or_else(|| bad("missing model.vocab"))?;
-    let mut by_id: Vec<(u64, &str, Option<&Json>)> = Vec::with_capacity(vocab.len()); // (id, token, added entry)
-    for (t, id) in vocab {
-        by_id.push((id.as_u64().ok_or_else(|| bad("vocab id is not an integer"))?, t, None));
-    }
-    let added: Vec<&Json> =
-        tok.get("added_tokens").and_then(Json::as_array).map(|a| a.iter().collect()).unwrap_or_default();
-    for a in &added {
-        let id = a.get("id").and_then(Json::as_u64).ok_or_else(|| bad("added token without id"))?;
-        let content = a.get("content").and_then(Json::as_str).ok_or_else(|| bad("added token without content"))?;
-        by_id.retain(|(i, _, _)| *i != id);
-        by_id.push((id, content, Some(*a)));
-    }
-    let max_id = by_id.iter().map(|x| x.0).max().unwrap_or(0);
-    let n = match n_vocab {
-        Some(n) if (n as u64) <= max_id => {
-            return Err(bad(&format!("token id {max_id} does not fit the model's vocab_size {n}")))
-        }
-        Some(n) => n as usize,
-        None => max_id as usize + 1,
-    };
-    let mut tokens: Vec<Vec<u8>> = (0..n).map(|i| format!("[PAD{i}]").into_bytes()).collect(); // [n_vocab]
-                                                                                               // Ids the tokenizer does not define (embedding rows padded past it): "[PADn]", UNUSED.
-    let mut types = vec![UNUSED; n]; // [n_vocab]
-    for (id, t, a) in by_id {
-        let id = id as usize;
-        match a {
-            None => {
-                tokens[id] = t.as_bytes().to_vec();
-                types[id] = NORMAL;
-            }
-            Some(a) => {
-                let special = a.get("special").and_then(Json::as_bool).unwrap_or(false);
-                if special || looks_special(t) {
-                    tokens[id] = t.as_bytes().to_vec();
-                    types[id] = CONTROL;
-                } else {
-                    tokens[id] = t.replace('\u{2581}', " ").into_bytes();
-                    types[id] = USER_DEFINED;
-                }
-            }
-        }
-    }
+    let (tokens, types) = vocab_base(&path, &tok, n_vocab)?;
     let merges = match model.get("merges").and_then(Json::as_array) {
         None => Vec::new(),
         Some(ms) => ms
