@@ -42,18 +42,6 @@ fn references(kinds: &[&str]) -> Vec<(String, Json)> {
     out
 }
 
-/// A JSON string, or {"hex": ...} for bytes that are not UTF-8.
-fn bytes(v: &Json) -> Vec<u8> {
-    match v {
-        Json::String(s) => s.as_bytes().to_vec(),
-        Json::Object(o) => {
-            let h = o["hex"].as_str().unwrap();
-            (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
-        }
-        other => panic!("not a text: {other}"),
-    }
-}
-
 fn ids(v: &Json) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
@@ -287,7 +275,7 @@ fn check(name: &str, r: &Json) -> String {
     let mut n_checks = 0;
     let cases = r["cases"].as_array().unwrap();
     for c in cases {
-        let text = bytes(&c["text"]);
+        let text = common::json_bytes(&c["text"]);
         let shown = String::from_utf8_lossy(&text);
         for (flags, want) in c["ids"].as_object().unwrap() {
             let (add, special) = (flags.as_bytes()[0] == b'1', flags.as_bytes()[1] == b'1');
@@ -301,10 +289,10 @@ fn check(name: &str, r: &Json) -> String {
         for (flag, want) in c["detokenize"].as_object().unwrap() {
             let got = tok.detokenize(&ids11, flag == "1");
             n_checks += 1;
-            if got != bytes(want) {
+            if got != common::json_bytes(want) {
                 bad.push(format!(
                     "detokenize {ids11:?} special={flag}: llama.cpp {:?}, ours {:?}",
-                    String::from_utf8_lossy(&bytes(want)),
+                    String::from_utf8_lossy(&common::json_bytes(want)),
                     String::from_utf8_lossy(&got)
                 ));
             }
@@ -313,10 +301,10 @@ fn check(name: &str, r: &Json) -> String {
             let (rm, unparse) = (flags.as_bytes()[0] == b'1', flags.as_bytes()[1] == b'1');
             let got = tok.detokenize_llama(&ids11, rm, unparse);
             n_checks += 1;
-            if got != bytes(want) {
+            if got != common::json_bytes(want) {
                 bad.push(format!(
                     "llama_detokenize {ids11:?} {flags}: llama.cpp {:?}, ours {:?}",
-                    String::from_utf8_lossy(&bytes(want)),
+                    String::from_utf8_lossy(&common::json_bytes(want)),
                     String::from_utf8_lossy(&got)
                 ));
             }
@@ -324,7 +312,7 @@ fn check(name: &str, r: &Json) -> String {
     }
     let lines = r["lines"].as_array().unwrap();
     for l in lines {
-        let text = bytes(&l["text"]);
+        let text = common::json_bytes(&l["text"]);
         for (flags, want) in l["ids"].as_object().unwrap() {
             let (add, special) = (flags.as_bytes()[0] == b'1', flags.as_bytes()[1] == b'1');
             let got = tok.tokenize(&text, add, special);

@@ -18,17 +18,6 @@ fn ids(v: &Json) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
-fn text(v: &Json) -> Vec<u8> {
-    match v {
-        Json::String(s) => s.as_bytes().to_vec(),
-        Json::Object(o) => {
-            let h = o["hex"].as_str().unwrap();
-            (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
-        }
-        other => panic!("not a text: {other}"),
-    }
-}
-
 fn check(name: &str, path: &std::path::Path, want: &Json) {
     let bytes = std::fs::read(path).unwrap();
     let sha = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
@@ -38,7 +27,7 @@ fn check(name: &str, path: &std::path::Path, want: &Json) {
     let mut bad = 0;
     let cases = want["cases"].as_array().unwrap();
     for c in cases {
-        let raw = text(&c["text"]);
+        let raw = common::json_bytes(&c["text"]);
         let t = String::from_utf8_lossy(&raw);
         // Hangul syllables: llama.cpp keeps only their leading consonant, we decompose them as the
         // model's own tokenizer does (tokenizer/wpm.rs `decompose`; tests/test_wpm_tokenizer.py
@@ -59,7 +48,7 @@ fn check(name: &str, path: &std::path::Path, want: &Json) {
             [("00", false, false), ("01", false, true), ("10", true, false), ("11", true, true)]
         {
             let got = tok.detokenize_llama(&ids11, remove, unparse);
-            let want = text(&c["llama_detokenize"][key]);
+            let want = common::json_bytes(&c["llama_detokenize"][key]);
             if got != want {
                 bad += 1;
                 eprintln!(
@@ -71,7 +60,7 @@ fn check(name: &str, path: &std::path::Path, want: &Json) {
         }
         for (i, special) in [false, true].into_iter().enumerate() {
             let got = tok.detokenize(&ids11, special);
-            let want = text(&c["detok"][i]);
+            let want = common::json_bytes(&c["detok"][i]);
             if got != want {
                 bad += 1;
                 eprintln!(

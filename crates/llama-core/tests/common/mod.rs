@@ -26,6 +26,18 @@ pub fn load(name: &str) -> Option<Tokenizer> {
     Some(Tokenizer::from_gguf(&f).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
 }
 
+/// A recorded text: a JSON string, or {"hex": ...} for bytes that are not UTF-8.
+pub fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
+    match v {
+        serde_json::Value::String(s) => s.as_bytes().to_vec(),
+        serde_json::Value::Object(o) => {
+            let h = o["hex"].as_str().unwrap();
+            (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
+        }
+        other => panic!("not a text: {other}"),
+    }
+}
+
 /// CPU time consumed by this thread (Linux schedstat), falling back to wall time: the shared
 /// test machine is often heavily oversubscribed, which makes wall time meaningless.
 pub fn thread_cpu_time() -> Option<std::time::Duration> {
