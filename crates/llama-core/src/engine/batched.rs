@@ -40,10 +40,7 @@ impl Decoder for Batched {
     fn decode(&mut self, rows: &[Row]) -> Result<()> {
         // the batch's buffers are kept between steps (cleared, not reallocated)
         let b = &mut self.batch;
-        b.tokens.clear();
-        b.seq.clear();
-        b.pos.clear();
-        b.logits.clear();
+        b.clear();
         for r in rows {
             b.push(r.token, r.seq, r.pos as u32, r.logits);
         }

@@ -76,6 +76,13 @@ impl Batch {
             self.push(t, seq, pos0 + i as u32, logits_last && i + 1 == tokens.len());
         }
     }
+    /// Empties the batch, keeping its buffers for the next one.
+    pub fn clear(&mut self) {
+        self.tokens.clear();
+        self.seq.clear();
+        self.pos.clear();
+        self.logits.clear();
+    }
     pub fn len(&self) -> usize {
         self.tokens.len()
     }

@@ -151,10 +151,7 @@ impl Context {
                 n += seqs[j].len();
                 j += 1;
             }
-            batch.tokens.clear();
-            batch.seq.clear();
-            batch.pos.clear();
-            batch.logits.clear();
+            batch.clear();
             for (k, s) in seqs[i..j].iter().enumerate() {
                 for (p, &t) in s.iter().enumerate() {
                     batch.push(t, k, p as u32, true);
