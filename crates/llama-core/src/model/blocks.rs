@@ -893,14 +893,16 @@ impl Pass<'_> {
             return;
         }
         let (n_embd, n_vocab) = (self.hp.n_embd, self.hp.n_vocab);
-        // result_norm, row by row (each row's sums are its own), on this thread.
+        // result_norm, row by row (each row's sums are its own), on this thread; in embeddings
+        // mode straight into the context's embeddings: they are the output (llama.cpp's t_embd),
+        // no logits.
+        let embeddings = self.embd.is_some();
+        let normed: &mut [f32] = self.embd.as_deref_mut().unwrap_or(&mut cur[..]);
         for (i, &r) in rows.iter().enumerate() {
-            let dst = &mut cur[i * n_embd..(i + 1) * n_embd];
+            let dst = &mut normed[i * n_embd..(i + 1) * n_embd];
             elementwise::rms_norm(dst, &x[r * n_embd..(r + 1) * n_embd], norm, self.hp.rms_eps);
         }
-        // Embeddings mode: the normalized rows are the output (llama.cpp's t_embd), no logits.
-        if let Some(embd) = self.embd.as_deref_mut() {
-            embd[..n_out * n_embd].copy_from_slice(&cur[..n_out * n_embd]);
+        if embeddings {
             return;
         }
         // result_output

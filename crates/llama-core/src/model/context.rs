@@ -187,6 +187,7 @@ pub struct Context {
     pub(super) embeddings: bool,
     pub(super) n_outputs: usize,
     pub(super) n_vocab: usize,
+    n_embd: usize,
     /// Which cells hold which sequence's positions.
     cells: KvCells,
     n_seq_max: usize,
@@ -276,6 +277,7 @@ impl Context {
             embeddings: p.embeddings,
             n_outputs: 0,
             n_vocab: hp.n_vocab,
+            n_embd: hp.n_embd,
             cells: KvCells::new(n_ctx),
             n_seq_max: p.n_seq_max,
             plan: BatchPlan::default(),
@@ -430,7 +432,7 @@ impl Context {
     /// Hidden states of the last batch's output rows in embeddings mode: [n_outputs][n_embd];
     /// empty otherwise.
     pub fn embeddings(&self) -> &[f32] {
-        &self.embd[..self.n_outputs * self.buf.x.len() / self.n_batch]
+        &self.embd[..self.n_outputs * self.n_embd]
     }
     pub fn n_outputs(&self) -> usize {
         self.n_outputs
@@ -510,7 +512,7 @@ impl Context {
 
     /// The batching loop over validated ids (sequence 0, the cache already rewound to n_past).
     fn run(&mut self, model: &Model, tokens: &[u32], n_past: usize, n_out: usize) -> Result<()> {
-        self.reserve_outputs(model, n_out);
+        self.reserve_outputs(n_out);
         self.n_outputs = 0;
         let n_chunks = tokens.len().div_ceil(self.n_batch);
         for (ic, chunk) in tokens.chunks(self.n_batch).enumerate() {
@@ -599,16 +601,15 @@ impl Context {
                 self.n_ctx
             )));
         }
-        self.reserve_outputs(model, n_out);
+        self.reserve_outputs(n_out);
         self.run_batch(model, &batch.tokens, &seqs, &batch.pos, &batch.logits, 0)?;
         self.n_outputs = n_out;
         Ok(())
     }
 
     /// Room for `n_out` output rows: logits, or hidden states in embeddings mode.
-    fn reserve_outputs(&mut self, model: &Model, n_out: usize) {
-        let (buf, row) =
-            if self.embeddings { (&mut self.embd, model.hparams().n_embd) } else { (&mut self.logits, self.n_vocab) };
+    fn reserve_outputs(&mut self, n_out: usize) {
+        let (buf, row) = if self.embeddings { (&mut self.embd, self.n_embd) } else { (&mut self.logits, self.n_vocab) };
         if buf.len() < n_out * row {
             buf.resize(n_out * row, 0.0);
         }
