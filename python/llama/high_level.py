@@ -262,22 +262,7 @@ class Llama:
         if not self._embedding:
             raise LlamaError("Llama model must be created with embedding=True to call this method")
         if self._embd_ctx is None:
-            # Whole texts of up to n_ctx tokens in one batch (an encoder's tokens see their whole
-            # text), up to 64 texts per batch sharing the n_ctx cells; 1 for a recurrent model.
-            def make(n_seq: int) -> _llama.Context:
-                return _llama.Context(
-                    self._model,
-                    n_ctx=self._n_ctx,
-                    n_batch=self._n_ctx,
-                    n_threads=self._n_threads,
-                    n_seq_max=n_seq,
-                    embeddings=True,
-                )
-
-            try:
-                self._embd_ctx = make(64)
-            except InvalidArgumentError:
-                self._embd_ctx = make(1)
+            self._embd_ctx = _llama.Context.for_embeddings(self._model, self._n_ctx, self._n_threads)
         return self._embd_ctx
 
     def _embed_tokens(self, texts: list[str], truncate: bool) -> list[list[int]]:

@@ -241,6 +241,19 @@ impl PyContext {
         Ok(PyContext { model, ctx: Mutex::new(ctx) })
     }
 
+    /// A context for `embed` (the core's `ContextParams::for_embeddings`: whole texts of up to
+    /// n_ctx tokens per batch, up to 64 texts at once, one for a recurrent model).
+    #[staticmethod]
+    #[pyo3(signature = (model, n_ctx=0, n_threads=None))]
+    fn for_embeddings(py: Python<'_>, model: &PyModel, n_ctx: usize, n_threads: Option<usize>) -> PyResult<Self> {
+        let m = model.model()?.clone();
+        let n_threads = n_threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let p = ContextParams::for_embeddings(&m, n_ctx, n_threads.max(1));
+        let model = m.clone();
+        let ctx = py.detach(move || Context::new(&m, p)).py_err()?;
+        Ok(PyContext { model, ctx: Mutex::new(ctx) })
+    }
+
     /// Evaluates `tokens` at positions n_past… (GIL released) and writes the logits into `out`
     /// ([n_outputs, n_vocab] float32, C-contiguous: the caller's rows, no copy in between). The
     /// ids, n_past, the window and the size of `out` are checked by the core's `Context::eval_into`.

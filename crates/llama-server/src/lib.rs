@@ -141,18 +141,9 @@ fn load(opts: &ServeOptions) -> llama_core::Result<Loaded> {
                 pooling.name()
             )));
         }
-        // Whole inputs in one batch, up to 64 of them; an encoder's context is at most its
-        // trained positions.
+        // An encoder's context is at most its learned positions (the slots' default is longer).
         let n_ctx = if model.embeddings_only() { n_ctx_slot.min(hp.n_ctx_train) } else { n_ctx_slot };
-        let p = |n_seq_max| ContextParams {
-            n_ctx,
-            n_batch: n_ctx,
-            n_threads: opts.n_threads,
-            n_seq_max,
-            embeddings: true,
-            ..ContextParams::default()
-        };
-        let ctx = Context::new(&model, p(64)).or_else(|_| Context::new(&model, p(1)))?;
+        let ctx = Context::new(&model, ContextParams::for_embeddings(&model, n_ctx, opts.n_threads))?;
         Some((std::sync::Mutex::new(ctx), pooling))
     } else {
         None

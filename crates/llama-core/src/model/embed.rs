@@ -3,7 +3,8 @@
 //! per token) and optionally L2-normalized. The context must be in embeddings mode
 //! (`ContextParams::embeddings`), where the forward writes hidden states instead of logits.
 
-use super::context::{Batch, Context};
+use super::context::{Batch, Context, ContextParams};
+use super::kv_cells::MAX_SEQ;
 use super::Model;
 use crate::{Error, Result};
 
@@ -99,6 +100,23 @@ pub fn l2_normalize(v: &mut [f32], n: usize) {
         if norm > 0.0 {
             let s = 1.0 / norm;
             r.iter_mut().for_each(|x| *x = (*x as f64 * s) as f32);
+        }
+    }
+}
+
+impl ContextParams {
+    /// A context for `Context::embed`: whole texts of up to n_ctx tokens (0: the model's trained
+    /// context) in one batch, as an encoder's tokens see their whole text; up to 64 texts per
+    /// batch sharing the cells, one for a model with a recurrent state (it holds one sequence).
+    pub fn for_embeddings(model: &Model, n_ctx: usize, n_threads: usize) -> ContextParams {
+        let n_ctx = if n_ctx == 0 { model.hparams().n_ctx_train } else { n_ctx };
+        ContextParams {
+            n_ctx,
+            n_batch: n_ctx,
+            n_threads,
+            n_seq_max: if model.is_recurrent() { 1 } else { MAX_SEQ },
+            embeddings: true,
+            ..ContextParams::default()
         }
     }
 }

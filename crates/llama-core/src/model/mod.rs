@@ -78,6 +78,11 @@ impl Model {
         self.net.embeddings_only()
     }
 
+    /// Whether some layers keep a recurrent state (one sequence per context).
+    pub fn is_recurrent(&self) -> bool {
+        self.net.recurrent_sizes().iter().any(|s| *s != recurrent::RecurrentSize::default())
+    }
+
     pub fn hparams(&self) -> &HParams {
         &self.hparams
     }
