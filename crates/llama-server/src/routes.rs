@@ -435,18 +435,22 @@ async fn completions(State(app): AppState, b: Result<Bytes, BytesRejection>) -> 
     generate(l, prompt, g, None, out).await
 }
 
+/// A JSON array of token ids, each an integer below n_vocab; else a 400 naming the entry.
+fn token_ids(l: &Loaded, a: &[Value], what: &str) -> ApiResult<Vec<u32>> {
+    let n = l.model.n_vocab();
+    a.iter()
+        .map(|x| {
+            x.as_u64()
+                .filter(|&i| (i as usize) < n)
+                .map(|i| i as u32)
+                .ok_or_else(|| ApiError::bad(format!("{what} token {x} is not an id below {n}")))
+        })
+        .collect()
+}
+
 /// `prompt`: a string, token ids, or a one-element array of either.
 fn completion_prompt(l: &Loaded, v: Value) -> ApiResult<Vec<u32>> {
-    let ids = |a: &[Value]| -> ApiResult<Vec<u32>> {
-        a.iter()
-            .map(|x| {
-                x.as_u64()
-                    .filter(|&i| (i as usize) < l.model.n_vocab())
-                    .map(|i| i as u32)
-                    .ok_or_else(|| ApiError::bad(format!("prompt token {x} is not an id below {}", l.model.n_vocab())))
-            })
-            .collect()
-    };
+    let ids = |a: &[Value]| token_ids(l, a, "prompt");
     match v {
         Value::String(s) => Ok(l.tok.tokenize(s.as_bytes(), true, true)),
         Value::Array(a) if a.iter().all(|x| x.is_number()) && !a.is_empty() => ids(&a),
@@ -678,17 +682,7 @@ async fn embeddings(State(app): AppState, b: Result<Bytes, BytesRejection>) -> A
 
 /// The token ids of each embeddings input (a text gets the model's BOS/CLS and EOS/SEP).
 fn embedding_inputs(l: &Loaded, v: Value) -> ApiResult<Vec<Vec<u32>>> {
-    let n_vocab = l.model.n_vocab();
-    let ids = |a: &[Value]| -> ApiResult<Vec<u32>> {
-        a.iter()
-            .map(|x| {
-                x.as_u64()
-                    .filter(|&i| (i as usize) < n_vocab)
-                    .map(|i| i as u32)
-                    .ok_or_else(|| ApiError::bad(format!("input token {x} is not an id below {n_vocab}")))
-            })
-            .collect()
-    };
+    let ids = |a: &[Value]| token_ids(l, a, "input");
     let text = |s: &str| l.tok.tokenize(s.as_bytes(), true, false);
     let seqs = match v {
         Value::String(s) => vec![text(&s)],
