@@ -64,7 +64,7 @@ fn tiny_random_bert_classifier_byte_identical_to_llamacpp() {
 
 fn check(dir: PathBuf, r: &Json) {
     for (outtype, key) in [(OutType::F32, "f32"), (OutType::F16, "f16")] {
-        let tmp = tempdir::Dir::new();
+        let tmp = common::tempdir::Dir::new();
         let out = tmp.path.join("out.gguf");
         convert(&ConvertOptions {
             path: dir.clone(),
@@ -97,29 +97,5 @@ fn check(dir: PathBuf, r: &Json) {
             );
         }
         eprintln!("{key}: byte-identical to llama.cpp ({} bytes)", bytes.len());
-    }
-}
-mod tempdir {
-    use std::path::PathBuf;
-    pub struct Dir {
-        pub path: PathBuf,
-    }
-    impl Dir {
-        pub fn new() -> Dir {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "llama-convert-test-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir { path }
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
     }
 }

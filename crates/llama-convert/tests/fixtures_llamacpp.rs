@@ -20,8 +20,8 @@ const CASES: &[(&str, &str)] = &[
     ("meta-llama2-gqa/tiny", "hf-llama2-gqa-sharded"),
 ];
 
-fn run(fx: &Path, src: &str, outtype: OutType) -> (tempdir::Dir, GgufFile) {
-    let tmp = tempdir::Dir::new();
+fn run(fx: &Path, src: &str, outtype: OutType) -> (common::tempdir::Dir, GgufFile) {
+    let tmp = common::tempdir::Dir::new();
     let out = tmp.path.join("out.gguf");
     let got = convert(&ConvertOptions {
         path: fx.join(src),
@@ -145,31 +145,6 @@ fn meta_and_hf_forms_give_identical_tensors_in_every_outtype() {
                 assert_eq!((m.ggml_type, &m.dims), (t.ggml_type, &t.dims), "{meta} {ot:?} {}", t.name);
                 assert!(fm.tensor_data(m) == fh.tensor_data(t), "{meta} vs {hf} {ot:?}: {} bytes differ", t.name);
             }
-        }
-    }
-}
-
-mod tempdir {
-    use std::path::PathBuf;
-    pub struct Dir {
-        pub path: PathBuf,
-    }
-    impl Dir {
-        pub fn new() -> Dir {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "llama-convert-test-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir { path }
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.path);
         }
     }
 }
