@@ -125,7 +125,7 @@ pub fn spec() -> Value {
                     ("model".to_string(), json!({"type": ["string", "null"]})),
                     ("encoding_format".to_string(), json!({"enum": ["float", "base64", null]})),
                     ("dimensions".to_string(), json!({"type": ["integer", "null"]})),
-                    ("user".to_string(), json!({"type": ["string", "null"]})),
+                    ("user".to_string(), json!({"type": ["string", "null"], "description": "accepted, no effect"})),
                 ]), &["input"]), "responses": responses(ok_json("one L2-normalized vector per input (400 unless started with --embeddings or an embedding model)"))}},
             "/tokenize": {"post": {"operationId": "tokenize", "requestBody": body(
                 serde_json::Map::from_iter([

@@ -652,7 +652,7 @@ async fn embeddings(State(app): AppState, b: Result<Bytes, BytesRejection>) -> A
             return Err(ApiError::bad(format!("'dimensions' = {d}: this model's embeddings have {n_embd}")));
         }
     }
-    let _ = b.string("user")?;
+    b.ignore("user"); // OpenAI's end-user id: a documented no-op, as on completions
     b.finish()?;
     let seqs = embedding_inputs(l, input)?;
     let n_tokens: usize = seqs.iter().map(Vec::len).sum();
