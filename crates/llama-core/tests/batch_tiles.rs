@@ -26,11 +26,14 @@
 
 use half::f16;
 use llama_core::kernels::{
-    matmul_with, vec_dot_type, Kernels, MatmulScratch, QTensor, ThreadPool, GEMM_ROWS, TILE, TILE_T,
+    matmul_with, vec_dot_type, Kernels, MatShape, MatmulScratch, QTensor, ThreadPool, GEMM_ROWS, TILE, TILE_T,
 };
 use llama_core::quant::GgmlType;
 
 mod testdata;
+
+/// A product whose batch rules all apply (64 tokens, 64 rows of 4096).
+const WIDE: MatShape = MatShape { n_tokens: 64, rows: 64, cols: 4096, id: false };
 
 /// xorshift64*: deterministic test data without a dependency.
 struct Rng(u64);
@@ -351,7 +354,7 @@ fn matmul_with_tiles_equals_without() {
     for k in Kernels::available() {
         let plain = k.without_tiles();
         for t in TYPES {
-            if k.tile(t).is_none() && k.row_tile(t, 64).is_none() {
+            if k.tile(t).is_none() && k.row_tile(t, WIDE).is_none() {
                 continue;
             }
             let cols = if t.block_size() == 256 { 768 } else { 288 };
@@ -462,7 +465,8 @@ fn model_logits_with_tiles_equal_without() {
         eprintln!("SKIP: {} not found", src.display());
         return;
     }
-    if Kernels::available().iter().all(|k| TYPES.iter().all(|&t| k.tile(t).is_none() && k.row_tile(t, 64).is_none())) {
+    if Kernels::available().iter().all(|k| TYPES.iter().all(|&t| k.tile(t).is_none() && k.row_tile(t, WIDE).is_none()))
+    {
         eprintln!("SKIP: no table of this machine has tiles for these types");
         return;
     }

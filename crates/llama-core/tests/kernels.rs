@@ -4,7 +4,7 @@
 
 use half::{bf16, f16};
 use llama_core::kernels::{
-    matmul_id, matmul_with, vec_dot_type, IdRoutes, Kernels, MatmulScratch, QTensor, ThreadPool,
+    matmul_id, matmul_with, vec_dot_type, IdRoutes, Kernels, MatShape, MatmulScratch, QTensor, ThreadPool,
 };
 use llama_core::quant::GgmlType;
 
@@ -362,7 +362,8 @@ fn matmul_matches_naive_loop() {
         for t in WEIGHT_TYPES {
             let act = vec_dot_type(t).unwrap();
             let cols = if t.block_size() == 256 { 512 } else { 96 };
-            for rows in [1usize, 17, 67] {
+            // 64 rows: a multiple of 4, so F16/F32 batches take tinyBLAS's order
+            for rows in [1usize, 17, 64, 67] {
                 let w = weight_row(&mut rng, t, rows * cols, Mode::Random);
                 for n_tokens in [1usize, 2, 7, 64] {
                     let x = activations(&mut rng, n_tokens * cols, Mode::Random);
@@ -372,9 +373,9 @@ fn matmul_matches_naive_loop() {
                     for tk in 0..n_tokens {
                         let mut a = vec![0u8; a_row];
                         (Kernels::SCALAR.from_float(act).unwrap())(&x[tk * cols..(tk + 1) * cols], &mut a);
-                        // the table's dot for a batch of this size (`types::BatchDot`: the grid
-                        // i-quants' tiled order from 8 tokens on x86)
-                        let (dot, _) = k.row_dot(t, n_tokens).unwrap();
+                        // the table's dot for a batch of this shape (`types::BatchDot`: the grid
+                        // i-quants' tiled order from 8 tokens, F16/F32 tinyBLAS's from 2, on x86)
+                        let (dot, _) = k.row_dot(t, MatShape { n_tokens, rows, cols, id: false }).unwrap();
                         for r in 0..rows {
                             want[tk * rows + r] = dot(cols, &w[r * w_row..(r + 1) * w_row], &a);
                         }
@@ -737,6 +738,77 @@ fn r16_kernels_match_scalar_row_dots() {
     eprintln!("r16: {checked} kernel calls checked");
 }
 
+/// x86: the F16 and F32 kernels of every x86 table in llama.cpp's orders of a build of the same
+/// width (`kernels::ggml_x86`): `vec_dot` as `ggml_vec_dot_f16`/`_f32` (every row length, leftovers
+/// included), and the batch GEMMs (`types::BatchDot`: llamafile's tinyBLAS) as their batch dot for
+/// every tile shape; bit for bit. (tests/quant_ggml.rs checks both against ggml's own matmul.)
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_float_kernels_sum_in_llama_cpp_orders() {
+    use llama_core::kernels::{ggml_x86 as g, Isa, GEMM_ROWS};
+    use GgmlType::*;
+    let mut rng = Rng(0xf16);
+    let mut checked = 0;
+    for k in Kernels::available().into_iter().filter(|k| matches!(k.isa, Isa::Avx2 | Isa::Avx512)) {
+        let wide = k.isa == Isa::Avx512;
+        for t in [F16, F32] {
+            let row = k.traits(t).unwrap();
+            let want_dot = match (t, wide) {
+                (F16, true) => g::f16_vec_dot16,
+                (F16, false) => g::f16_vec_dot8,
+                (_, true) => g::f32_vec_dot16,
+                _ => g::f32_vec_dot8,
+            };
+            let conv = row.from_float.unwrap();
+            let bytes = |x: &[f32]| {
+                let mut b = vec![0u8; t.row_size(x.len() as u64).unwrap() as usize];
+                conv(x, &mut b);
+                b
+            };
+            for cols in [1usize, 15, 64, 65, 127, 1000, 1024] {
+                let (w, a) = (
+                    bytes(&activations(&mut rng, cols, Mode::Random)),
+                    bytes(&activations(&mut rng, cols, Mode::Random)),
+                );
+                let (got, want) = ((row.vec_dot.unwrap())(cols, &w, &a), want_dot(cols, &w, &a));
+                assert_eq!(got.to_bits(), want.to_bits(), "{:?} {t} vec_dot cols={cols}: {got} vs {want}", k.isa);
+                checked += 1;
+            }
+            let b = row.batch_dot.unwrap();
+            let (gemm, dot) = (b.gemm.unwrap(), b.dot.unwrap());
+            assert_eq!(b.cols_multiple, if wide { 16 } else { 8 });
+            for cols in [b.cols_multiple, 96, 1024] {
+                let es = t.type_size();
+                // rows and tokens a few elements longer than `cols`, as strided views
+                let (ws, as_) = (es * (cols + 8), es * (cols + 24));
+                let w: Vec<u8> =
+                    (0..GEMM_ROWS).flat_map(|_| bytes(&activations(&mut rng, cols + 8, Mode::Random))).collect();
+                let a: Vec<u8> = (0..13).flat_map(|_| bytes(&activations(&mut rng, cols + 24, Mode::Random))).collect();
+                for nr in 1..=GEMM_ROWS {
+                    for nt in [1usize, 2, 5, 6, 7, 13] {
+                        let mut out = vec![f32::NAN; nt * GEMM_ROWS];
+                        gemm(cols, &w, ws, nr, &a, as_, nt, &mut out);
+                        for r in 0..nr {
+                            for j in 0..nt {
+                                let want = dot(cols, &w[r * ws..], &a[j * as_..]);
+                                let got = out[j * GEMM_ROWS + r];
+                                assert_eq!(
+                                    got.to_bits(),
+                                    want.to_bits(),
+                                    "{:?} {t} gemm cols={cols} {nr}x{nt} [{r}][{j}]",
+                                    k.isa
+                                );
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("F16/F32 kernels in llama.cpp's orders: {checked} results bit-identical");
+}
+
 /// x86: the R16 kernels (plain and batch order) and the Q4_1/Q5_1 row dots of every x86 table sum
 /// in llama.cpp's x86 orders, written out one dot at a time in `kernels::ggml_x86`: equal bit for
 /// bit (the golden tests check the same on whole models).
@@ -1091,7 +1163,7 @@ fn read_f32_file(p: &std::path::Path) -> Vec<f32> {
 /// AVX-512 build's results (vectorised expf, 16-wide partial sums), which the golden outputs come
 /// from; on a CPU without AVX-512 ggml takes another path and the test skips.
 #[test]
-fn softmax_and_swiglu_match_ggml() {
+fn softmax_swiglu_and_layer_norm_match_ggml() {
     let k = llama_core::kernels::kernels();
     let dir = std::env::temp_dir().join(format!("llama-kernels-ops-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -1136,6 +1208,16 @@ fn softmax_and_swiglu_match_ggml() {
         (k.swiglu)(&mut x, &g, n);
         for i in 0..x.len() {
             assert_eq!(x[i].to_bits(), want[i].to_bits(), "swiglu n_ff={n} element {i}: {} vs ggml {}", x[i], want[i]);
+        }
+    }
+    // LayerNorm (BERT's): ggml_norm, ggml_mul, ggml_add of its AVX-512 build
+    for n in [384usize, 1000] {
+        let f = |s: &str| read_f32_file(&dir.join(format!("norm{n}.{s}.f32")));
+        let (x, w, b, want) = (f("x"), f("w"), f("b"), f("out"));
+        let mut y = vec![0f32; x.len()];
+        llama_core::kernels::elementwise::layer_norm(&mut y, &x, &w, &b, 1e-12, 16);
+        for i in 0..y.len() {
+            assert_eq!(y[i].to_bits(), want[i].to_bits(), "layer_norm n={n} element {i}: {} vs ggml {}", y[i], want[i]);
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -10,26 +10,26 @@ use llama_core::Error;
 use quant_common::*;
 use std::path::Path;
 
-/// Runs the ggml side once per test binary run; `None` when llama-cpp-python is unavailable.
+/// Runs `quant_ref.py MODE DIR SEED` (the ggml side) into a fresh directory; `None` (after a SKIP
+/// line) when llama-cpp-python's ggml, gguf-py or numpy is unavailable.
+fn run_reference(mode: &str, seed: &str) -> Option<std::path::PathBuf> {
+    let dir = temp_dir(mode);
+    let st =
+        std::process::Command::new("python3").arg(script()).args([mode, dir.to_str().unwrap(), seed]).status().ok()?;
+    match st.code() {
+        Some(0) => Some(dir),
+        Some(3) | Some(4) => {
+            eprintln!("SKIP: llama-cpp-python's ggml (or gguf-py/numpy) is not available");
+            None
+        }
+        _ => panic!("reference script failed: {st:?}"),
+    }
+}
+
+/// The `llamacpp` reference files, made once per test binary run.
 fn ggml_dir() -> Option<std::path::PathBuf> {
     static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = temp_dir("ggml");
-        let st = std::process::Command::new("python3")
-            .arg(script())
-            .args(["llamacpp", dir.to_str().unwrap(), "7"])
-            .status()
-            .ok()?;
-        match st.code() {
-            Some(0) => Some(dir),
-            Some(3) | Some(4) => {
-                eprintln!("SKIP: llama-cpp-python's ggml (or gguf-py/numpy) is not available");
-                None
-            }
-            _ => panic!("reference script failed: {st:?}"),
-        }
-    })
-    .clone()
+    DIR.get_or_init(|| run_reference("llamacpp", "7")).clone()
 }
 
 const TYPES: [GgmlType; 17] = {
@@ -320,27 +320,10 @@ fn iq4_tq_dots_are_bit_identical_to_llama_cpp() {
     eprintln!("iq4/tq: {checked} x86 dots bit-identical to llama.cpp's SIMD dots");
 }
 
-/// The `gridiq` reference files (quant_ref.py), made once per test binary run; `None` when
-/// llama-cpp-python is unavailable.
+/// The `gridiq` reference files (quant_ref.py), made once per test binary run.
 fn gridiq_dir() -> Option<&'static Path> {
     static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = temp_dir("gridiq");
-        let st = std::process::Command::new("python3")
-            .arg(script())
-            .args(["gridiq", dir.to_str().unwrap(), "11"])
-            .status()
-            .ok()?;
-        match st.code() {
-            Some(0) => Some(dir),
-            Some(3) | Some(4) => {
-                eprintln!("SKIP: llama-cpp-python's ggml (or gguf-py/numpy) is not available");
-                None
-            }
-            _ => panic!("reference script failed: {st:?}"),
-        }
-    })
-    .as_deref()
+    DIR.get_or_init(|| run_reference("gridiq", "11")).as_deref()
 }
 
 /// The grid i-quants against llama.cpp's ggml (`gridiq` in quant_ref.py: random blocks with sane
@@ -470,6 +453,61 @@ fn grid_iq_matmul_matches_ggml_tiled() {
         }
         eprintln!("{t}: {checked} matmul outputs checked against ggml_mul_mat (16 tokens: tiled GEMM, 7: vec_dot)");
     }
+}
+
+/// F16 and F32 matmuls against ggml-cpu's own `ggml_mul_mat` (`sgemm` in quant_ref.py: llama-cpp-
+/// python's library, 1 thread): 16, 7 and 2 tokens over 64 rows of 1024, which llama.cpp's x86
+/// builds run through llamafile's tinyBLAS, 1 token (`ggml_vec_dot_f16`/`_f32`), and the shapes
+/// tinyBLAS declines (62 rows; rows of 1000 on an AVX-512 build), which take `vec_dot` per pair.
+/// The table of the build's width (AVX-512 or AVX2) equals ggml bit for bit on every shape; the
+/// other tables (their own widths) agree within 1e-6 · Σ|w·x|.
+#[test]
+fn f16_f32_matmul_matches_ggml() {
+    static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let Some(dir) = DIR.get_or_init(|| run_reference("sgemm", "5")).as_deref() else { return };
+    use llama_core::kernels::{matmul_with, Isa, Kernels, MatmulScratch, QTensor, ThreadPool};
+    let build = std::fs::read_to_string(dir.join("sgemm.build")).unwrap();
+    let pool = ThreadPool::new(2);
+    let mut exact = 0;
+    for (t, name) in [(GgmlType::F16, "f16"), (GgmlType::F32, "f32")] {
+        for (rows, cols) in [(64, 1024), (62, 1024), (64, 1000)] {
+            let stem = dir.join(format!("{name}_{rows}x{cols}"));
+            let w = std::fs::read(stem.with_extension("w")).unwrap();
+            let x = read_f32(&stem.with_extension("x.f32")); // [16][cols]
+            let wf: Vec<f32> = match t {
+                GgmlType::F16 => w.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                _ => w.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            };
+            let qt = QTensor::new(t, &w, rows, cols);
+            for n in [16usize, 7, 2, 1] {
+                let want = read_f32(&stem.with_extension(format!("mm{n}.f32"))); // [n][rows]
+                for k in Kernels::available() {
+                    let mut out = vec![f32::NAN; n * rows];
+                    matmul_with(&k, &pool, &qt, &x[..n * cols], n, &mut out, &mut MatmulScratch::new()).unwrap();
+                    let same_build = matches!((k.isa, build.as_str()), (Isa::Avx512, "avx512") | (Isa::Avx2, "avx2"));
+                    for tok in 0..n {
+                        for r in 0..rows {
+                            let (got, g) = (out[tok * rows + r], want[tok * rows + r]);
+                            let ctx = format!("{name} {rows}x{cols} {:?} {n} tokens, token {tok} row {r}", k.isa);
+                            if same_build {
+                                assert_eq!(got.to_bits(), g.to_bits(), "{ctx}: {got:e} vs ggml {g:e}");
+                                exact += 1;
+                            } else {
+                                let xs = &x[tok * cols..(tok + 1) * cols];
+                                let scale: f64 = wf[r * cols..(r + 1) * cols]
+                                    .iter()
+                                    .zip(xs)
+                                    .map(|(a, b)| (a * b).abs() as f64)
+                                    .sum();
+                                assert!((got as f64 - g as f64).abs() <= 1e-6 * scale, "{ctx}: {got:e} vs ggml {g:e}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("F16/F32 matmul: {exact} outputs bit-identical to ggml_mul_mat ({build} build)");
 }
 
 /// The directory of llama-cpp-python's shared libraries (`libggml-cpu.so`), or `None`.

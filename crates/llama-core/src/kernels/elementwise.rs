@@ -51,19 +51,36 @@ pub fn rms_norm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
-/// LayerNorm of each row of `x` ([n_rows][n]) into `out`, times `w` plus `b` ([n] each):
-/// llama.cpp's `build_norm` with `LLM_NORM` (ggml_norm, then mul and add as separate ops). ggml sums
-/// the values and the squared deviations in double (`ggml_float`), rounds the mean and variance to
-/// f32 and scales by `1/sqrtf(var + eps)`: `((x − mean) · scale) · w + b` with f32 roundings.
-pub fn layer_norm(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
+/// LayerNorm of each `w.len()`-sized row of `x`, then `· w + b`: ggml's `ggml_norm` (a build of
+/// `width`-lane vectors, `SumOrders::vector_width`) followed by `ggml_mul` and `ggml_add`, with
+/// its roundings: mean = `(f32)(Σx in f64) / n` in f32; variance = the squared deviations summed
+/// per chunk of `width` elements in f32 by the halving tree of `_mm512_reduce_add_ps` / `hsum`,
+/// the chunk sums and the tail's squares in f64, `/ n`, then to f32 (`ggml_vec_cvar_f32`);
+/// scale = `1 / sqrt(variance + eps)` in f32.
+pub fn layer_norm(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32, width: usize) {
     let n = w.len();
+    let mut sq = [0f32; 16];
     for (o, xr) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-        let mean = (xr.iter().map(|&v| v as f64).sum::<f64>() / n as f64) as f32;
+        let mean = xr.iter().map(|&v| v as f64).sum::<f64>() as f32 / n as f32;
         let mut sum2 = 0f64;
-        for (o, &v) in o.iter_mut().zip(xr) {
-            let y = v - mean;
-            *o = y;
-            sum2 += (y * y) as f64;
+        let full = n / width * width;
+        for (oc, xc) in o[..full].chunks_exact_mut(width).zip(xr.chunks_exact(width)) {
+            for ((q, y), &v) in sq.iter_mut().zip(oc.iter_mut()).zip(xc) {
+                *y = v - mean;
+                *q = *y * *y;
+            }
+            let mut lanes = width;
+            while lanes > 1 {
+                lanes /= 2;
+                for i in 0..lanes {
+                    sq[i] += sq[i + lanes];
+                }
+            }
+            sum2 += sq[0] as f64;
+        }
+        for (y, &v) in o[full..].iter_mut().zip(&xr[full..]) {
+            *y = v - mean;
+            sum2 += (*y * *y) as f64;
         }
         let scale = 1.0 / ((sum2 / n as f64) as f32 + eps).sqrt();
         for ((o, &wv), &bv) in o.iter_mut().zip(w).zip(b) {

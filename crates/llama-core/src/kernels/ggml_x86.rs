@@ -672,3 +672,122 @@ pub fn grid_iq_tiled(t: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
     }
     acc
 }
+
+/// llamafile's tinyBLAS order (sgemm.cpp), which llama.cpp's x86 `mul_mat` runs for F32 and F16
+/// weights from 2 tokens (`types::BatchDot`): `KN` lanes (the vector width: 16 on AVX-512, 8 on
+/// AVX2), lane i accumulating `fma(w[l+i], a[l+i], acc[i])` for l in steps of KN, then `hsum`, a
+/// halving tree (`_mm512_reduce_add_ps`; `hsum(__m256)` for 8 lanes). F16 weights meet activations
+/// rounded to F16 (their `vec_dot_type`); both are widened exactly. A row length that is not a
+/// multiple of KN never takes this order (tinyBLAS declines it); its last partial step here runs
+/// the lanes it has.
+fn sgemm_lanes<const KN: usize>(n: usize, w: impl Fn(usize) -> f32, a: impl Fn(usize) -> f32) -> f32 {
+    let mut acc = [0f32; KN];
+    for l in (0..n).step_by(KN) {
+        for (i, c) in acc.iter_mut().enumerate().take(n - l) {
+            *c = w(l + i).mul_add(a(l + i), *c);
+        }
+    }
+    let mut width = KN;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+    }
+    acc[0]
+}
+
+fn f16_at(row: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32()
+}
+
+fn f32_at(row: &[u8], i: usize) -> f32 {
+    f32::from_le_bytes(row[4 * i..4 * i + 4].try_into().unwrap())
+}
+
+/// F16 weights · F16 activations in tinyBLAS's AVX-512 order (16 lanes).
+pub fn f16_sgemm16(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    sgemm_lanes::<16>(n, |i| f16_at(w, i), |i| f16_at(a, i))
+}
+
+/// F16 weights · F16 activations in tinyBLAS's AVX2 order (8 lanes).
+pub fn f16_sgemm8(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    sgemm_lanes::<8>(n, |i| f16_at(w, i), |i| f16_at(a, i))
+}
+
+/// F32 weights · F32 activations in tinyBLAS's AVX-512 order (16 lanes).
+pub fn f32_sgemm16(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    sgemm_lanes::<16>(n, |i| f32_at(w, i), |i| f32_at(a, i))
+}
+
+/// F32 weights · F32 activations in tinyBLAS's AVX2 order (8 lanes).
+pub fn f32_sgemm8(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    sgemm_lanes::<8>(n, |i| f32_at(w, i), |i| f32_at(a, i))
+}
+
+/// `ggml_vec_dot_f16` / `ggml_vec_dot_f32` (vec.cpp) of a build with `L`-lane vectors (16:
+/// AVX-512, 8: AVX2): four accumulators over steps of 4·L elements (accumulator j takes the j-th
+/// L of each step), reduced `(s0 + s2) + (s1 + s3)` lane by lane, then across lanes
+/// (`_mm512_reduce_add_ps`'s halving tree; AVX2's `GGML_F32x8_REDUCE`: halves added, then two
+/// `hadd`s), then the leftover elements one by one: F16 in a double (`ggml_float`), each product
+/// rounded to f32 first; F32 in the f32 sum, product rounded then added (not fused: checked
+/// against llama-cpp-python's build, tests/quant_ggml.rs `f16_f32_matmul_matches_ggml`).
+fn vec_dot_lanes<const L: usize>(n: usize, w: impl Fn(usize) -> f32, a: impl Fn(usize) -> f32, f16: bool) -> f32 {
+    let np = n / (4 * L) * (4 * L);
+    let mut acc = [[0f32; L]; 4];
+    for i in (0..np).step_by(4 * L) {
+        for (j, s) in acc.iter_mut().enumerate() {
+            for (l, c) in s.iter_mut().enumerate() {
+                let k = i + j * L + l;
+                *c = w(k).mul_add(a(k), *c);
+            }
+        }
+    }
+    let v: [f32; L] = std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
+    let mut sum = if L == 16 {
+        let mut v = v;
+        let mut width = L;
+        while width > 1 {
+            width /= 2;
+            for i in 0..width {
+                v[i] += v[i + width];
+            }
+        }
+        v[0]
+    } else {
+        let t: [f32; 4] = std::array::from_fn(|i| v[i] + v[i + 4]);
+        (t[0] + t[1]) + (t[2] + t[3])
+    };
+    if f16 {
+        let mut s = sum as f64;
+        for k in np..n {
+            s += (w(k) * a(k)) as f64;
+        }
+        sum = s as f32;
+    } else {
+        for k in np..n {
+            sum += w(k) * a(k);
+        }
+    }
+    sum
+}
+
+/// `ggml_vec_dot_f16` of an AVX-512 build.
+pub fn f16_vec_dot16(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    vec_dot_lanes::<16>(n, |i| f16_at(w, i), |i| f16_at(a, i), true)
+}
+
+/// `ggml_vec_dot_f16` of an AVX2 build.
+pub fn f16_vec_dot8(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    vec_dot_lanes::<8>(n, |i| f16_at(w, i), |i| f16_at(a, i), true)
+}
+
+/// `ggml_vec_dot_f32` of an AVX-512 build.
+pub fn f32_vec_dot16(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    vec_dot_lanes::<16>(n, |i| f32_at(w, i), |i| f32_at(a, i), false)
+}
+
+/// `ggml_vec_dot_f32` of an AVX2 build.
+pub fn f32_vec_dot8(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    vec_dot_lanes::<8>(n, |i| f32_at(w, i), |i| f32_at(a, i), false)
+}

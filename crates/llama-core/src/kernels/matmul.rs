@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::dispatch::kernels;
 use super::pool::ThreadPool;
-use super::types::{BatchGemmFn, FromFloatFn, GemmR16Fn, Kernels, R16Plan, TileFn, VecDotFn, GEMM_ROWS, TILE, TILE_T};
+use super::types::{
+    BatchGemmFn, FromFloatFn, GemmR16Fn, Kernels, MatShape, R16Plan, TileFn, VecDotFn, GEMM_ROWS, TILE, TILE_T,
+};
 use crate::quant::repack::{self, Packed, MAX_T, MAX_WIDE_T, R};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
@@ -240,8 +242,9 @@ pub fn matmul_with(
     let from_float = k.from_float(act).expect("every vec_dot_type has a converter");
     // llama.cpp's batch order where the type has one (`types::BatchDot`), else its single-token dot;
     // tiles (several tokens per decoded weight block) in the same order where the table has them
-    let (dot, _) = k.row_dot(w.ggml_type, n_tokens).expect("validated type has a dot kernel");
-    let tile_fn = if n_tokens > 1 { k.row_tile(w.ggml_type, n_tokens) } else { None };
+    let shape = MatShape { n_tokens, rows: w.rows, cols: w.cols, id: false };
+    let (dot, _) = k.row_dot(w.ggml_type, shape).expect("validated type has a dot kernel");
+    let tile_fn = if n_tokens > 1 { k.row_tile(w.ggml_type, shape) } else { None };
     let w_row = w.ggml_type.row_size(cols as u64).unwrap() as usize;
     let a_row = act.row_size(cols as u64).expect("partner type has the same block size or smaller") as usize;
 
@@ -254,7 +257,7 @@ pub fn matmul_with(
     let nth = pool.n_threads();
     let chunk = rows.div_ceil(nth * 8).max(ROW_TILE).div_ceil(ROW_TILE) * ROW_TILE;
     let op = SharedMut(out.as_mut_ptr());
-    let gemm = k.row_gemm(w.ggml_type, n_tokens);
+    let gemm = k.row_gemm(w.ggml_type, shape);
     let kern = RowKernels { dot, tile_fn, gemm, cols, w_row, a_row };
     for_each_chunk(
         pool,
@@ -661,9 +664,10 @@ pub fn matmul_id<'w>(
     let w_row = t.row_size(cols as u64).expect("validated") as usize;
     // per group (expert), as llama.cpp's mul_mat_id: its tiled GEMM for a group of 8 rows or more
     // where the type has that order (`types::BatchDot`), else `vec_dot`; tiles in the same order
-    let kern = |n_rows: usize| {
-        let (dot, _) = k.row_dot(t, n_rows).expect("validated");
-        RowKernels { dot, tile_fn: k.row_tile(t, n_rows), gemm: k.row_gemm(t, n_rows), cols, w_row, a_row }
+    let kern = |n_rows: usize, rows: usize| {
+        let s = MatShape { n_tokens: n_rows, rows, cols, id: true };
+        let (dot, _) = k.row_dot(t, s).expect("validated");
+        RowKernels { dot, tile_fn: k.row_tile(t, s), gemm: k.row_gemm(t, s), cols, w_row, a_row }
     };
     let acts = scratch.bytes_mut(n_rows * a_row);
     convert_rows(pool, n_rows, cols, acts, a_row, |i, row| {
@@ -679,7 +683,7 @@ pub fn matmul_id<'w>(
         let ts = routes.first[g]..routes.first[g + 1];
         // SAFETY: item (m, g, c) alone writes columns [r0, r1) of output m's rows dst[ts] (as
         // above); those rows were checked to lie within outs[m].
-        unsafe { kern(ts.len()).run(wg.data, acts, ts, r0..r1, op, rows, |i| dst[i] as usize, tile) }
+        unsafe { kern(ts.len(), wg.rows).run(wg.data, acts, ts, r0..r1, op, rows, |i| dst[i] as usize, tile) }
     });
     Ok(())
 }

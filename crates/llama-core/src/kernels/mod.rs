@@ -35,6 +35,6 @@ pub use dispatch::{choose, kernels, vec_dot_type};
 pub use matmul::{matmul, matmul_id, matmul_with, try_matmul, IdRoutes, MatmulScratch, QTensor};
 pub use pool::ThreadPool;
 pub use types::{
-    AttnKernels, AttnOrder, BatchDot, BatchGemmFn, FromFloatFn, GemmR16Fn, Isa, Kernels, R16Batch, SumOrders, TileFn,
-    ToFloatFn, TypeKernels, VecDotFn, GEMM_ROWS, KT_LANES, TILE, TILE_T,
+    AttnKernels, AttnOrder, BatchDot, BatchGemmFn, FromFloatFn, GemmR16Fn, Isa, Kernels, MatShape, R16Batch, SumOrders,
+    TileFn, ToFloatFn, TypeKernels, VecDotFn, GEMM_ROWS, KT_LANES, TILE, TILE_T,
 };

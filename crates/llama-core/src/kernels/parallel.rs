@@ -50,7 +50,9 @@ pub fn rms_norm(pool: &ThreadPool, out: &mut [f32], x: &[f32], w: &[f32], eps: f
 /// `elementwise::layer_norm`, rows of `w.len()` split over the pool.
 pub fn layer_norm(pool: &ThreadPool, out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
     let n = w.len();
-    par_rows(pool, out, n, x, n, |_, o, xr| elementwise::layer_norm(o, xr, w, b, eps));
+    // the sum orders of the llama.cpp build the process-wide kernel table follows
+    let width = super::kernels().orders.vector_width();
+    par_rows(pool, out, n, x, n, |_, o, xr| elementwise::layer_norm(o, xr, w, b, eps, width));
 }
 
 /// `elementwise::gelu_inplace` on [n_rows][row].

@@ -203,10 +203,22 @@ pub struct R16Batch {
 /// per super-block one exact integer sum, `acc = fma(f32(isum)·d_w, d_a, acc)`
 /// (`kernels::ggml_x86::grid_iq_tiled`). The rule belongs to the type (the scalar table states
 /// it); a table supplies `dot` where it has that order.
+///
+/// F16 and F32 weights: llama.cpp's x86 builds run a `mul_mat` of 2 tokens or more whose weight
+/// rows are a multiple of 4 and whose row length a multiple of the vector width through
+/// llamafile's tinyBLAS: per output one vector of lanes accumulating `fma(w, a, acc)` in steps of
+/// the width, then summed as a halving tree (`kernels::ggml_x86::sgemm_lanes`); its
+/// `mul_mat_id` never does.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchDot {
     /// Batches of at least this many tokens take `dot` for every token; smaller ones `vec_dot`.
     pub min_tokens: usize,
+    /// The order applies only to matrices whose row count is a multiple of this (1: any).
+    pub rows_multiple: usize,
+    /// … and whose row length is a multiple of this (1: any); the table sets it with `dot`.
+    pub cols_multiple: usize,
+    /// Whether `mul_mat_id` (a group of expert rows) takes the order too.
+    pub in_mul_mat_id: bool,
     /// The dot in the batch order; `None` = `vec_dot` serves batches too.
     pub dot: Option<VecDotFn>,
     /// Multi-token tiles in the batch order (bit-identical to `dot` per pair); `None` = `dot` per
@@ -214,6 +226,27 @@ pub struct BatchDot {
     pub tile: Option<TileFn>,
     /// Batch GEMM in the batch order (bit-identical to `dot` per pair); preferred over `tile`.
     pub gemm: Option<BatchGemmFn>,
+}
+
+/// One matrix product asking for its kernels (`Kernels::row_dot`): `n_tokens` activation rows
+/// against a `rows` × `cols` weight matrix, in a `mul_mat` or a `mul_mat_id` (`id`).
+#[derive(Clone, Copy, Debug)]
+pub struct MatShape {
+    pub n_tokens: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub id: bool,
+}
+
+impl BatchDot {
+    /// Whether this batch order (with a dot from the table) applies to the product `s`.
+    pub fn applies(&self, s: MatShape) -> bool {
+        self.dot.is_some()
+            && s.n_tokens >= self.min_tokens
+            && s.rows.is_multiple_of(self.rows_multiple)
+            && s.cols.is_multiple_of(self.cols_multiple)
+            && (self.in_mul_mat_id || !s.id)
+    }
 }
 
 /// What one table knows about one ggml type: ggml's `type_traits_cpu` (`from_float`, `vec_dot`,
@@ -343,32 +376,32 @@ impl Kernels {
         self.traits(w)?.vec_dot_type
     }
 
-    /// The row dot for a matmul of `n_tokens` tokens over plain rows of type `w`: the batch-order
-    /// dot (`BatchDot`) when the batch is large enough and this table has one, else `vec_dot`.
-    /// The second value says whether it is the batch-order dot (then only its own tiles, `row_tile`,
-    /// may replace it).
-    pub fn row_dot(&self, w: GgmlType, n_tokens: usize) -> Option<(VecDotFn, bool)> {
+    /// The row dot for the product `s` over plain rows of type `w`: the batch-order dot
+    /// (`BatchDot`) when its rule applies and this table has one, else `vec_dot`. The second value
+    /// says whether it is the batch-order dot (then only its own tiles, `row_tile`, may replace it).
+    pub fn row_dot(&self, w: GgmlType, s: MatShape) -> Option<(VecDotFn, bool)> {
         let row = self.traits(w)?;
-        if let Some(f) = row.batch_dot.filter(|b| n_tokens >= b.min_tokens).and_then(|b| b.dot) {
-            return Some((f, true));
+        match row.batch_dot.filter(|b| b.applies(s)) {
+            Some(b) => Some((b.dot?, true)),
+            None => Some((row.vec_dot?, false)),
         }
-        Some((row.vec_dot?, false))
     }
 
-    /// The multi-token tiles for a matmul of `n_tokens > 1` tokens over plain rows of type `w`, in
-    /// the order of `row_dot`'s dot (the batch order's tiles when it applies), if this table has them.
-    pub fn row_tile(&self, w: GgmlType, n_tokens: usize) -> Option<TileFn> {
+    /// The multi-token tiles for the product `s` (of more than one token) over plain rows of type
+    /// `w`, in the order of `row_dot`'s dot (the batch order's tiles when it applies), if this table
+    /// has them.
+    pub fn row_tile(&self, w: GgmlType, s: MatShape) -> Option<TileFn> {
         let row = self.traits(w)?;
-        match row.batch_dot.filter(|b| n_tokens >= b.min_tokens && b.dot.is_some()) {
+        match row.batch_dot.filter(|b| b.applies(s)) {
             Some(b) => b.tile,
             None => row.tile,
         }
     }
 
-    /// The batch GEMM (`BatchDot::gemm`) for a matmul of `n_tokens` tokens over plain rows of type
-    /// `w`, when the batch order applies and this table has one.
-    pub fn row_gemm(&self, w: GgmlType, n_tokens: usize) -> Option<BatchGemmFn> {
-        self.traits(w)?.batch_dot.filter(|b| n_tokens >= b.min_tokens && b.dot.is_some())?.gemm
+    /// The batch GEMM (`BatchDot::gemm`) for the product `s` over plain rows of type `w`, when the
+    /// batch order applies and this table has one.
+    pub fn row_gemm(&self, w: GgmlType, s: MatShape) -> Option<BatchGemmFn> {
+        self.traits(w)?.batch_dot.filter(|b| b.applies(s))?.gemm
     }
 
     /// The multi-token tile kernel for weights of type `w`, if this table has one.

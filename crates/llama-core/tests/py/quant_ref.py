@@ -32,7 +32,9 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
   ops OUTDIR SEED           needs llama-cpp-python's bundled ggml: ggml_soft_max_ext (scale 1/8,
                             no mask) on rows of 256 scores whose tails are -inf (softmax.src.f32 /
                             softmax.out.f32), and ggml_swiglu_split on rows of 1000 and 4864
-                            (swiglu<N>.x.f32, .g.f32, .out.f32), computed by ggml-cpu
+                            (swiglu<N>.x.f32, .g.f32, .out.f32), and ggml_norm (eps 1e-12) then
+                            ggml_mul by w and ggml_add of b on rows of 384 and 1000 (norm<N>.x.f32,
+                            .w.f32, .b.f32, .out.f32), computed by ggml-cpu
   rope OUTDIR SEED          needs llama-cpp-python's bundled ggml: ggml_rope_ext (NeoX) with YaRN
                             as llama.cpp sets it up for gpt-oss (freq_base 150000, factor 32,
                             trained context 4096, ext_factor 1, beta 32/1, attn_factor computed
@@ -43,6 +45,14 @@ Subcommands (all output goes to files or stdout, never compares anything itself)
                             no mask) with ggml_soft_max_add_sinks on [4 heads][8 rows][256] scores
                             with -inf tails (sinks.src.f32, sinks.sk.f32 [4], sinks.out.f32), and
                             the vector width of that ggml-cpu build (sinks.build: avx512 or avx2)
+  sgemm OUTDIR SEED         needs llama-cpp-python's bundled ggml on an x86 CPU with AVX2 (exit 4
+                            otherwise): ggml_mul_mat by ggml-cpu of F16 and F32 weights (random
+                            rows of varied scales, <f16|f32>_<rows>x<cols>.w, raw) with float32
+                            activations (<...>.x.f32 [16][cols]) for 16, 7, 2 and 1 tokens
+                            (<...>.mm<n>.f32 [n][rows]); shapes 64x1024 (llamafile's tinyBLAS
+                            from 2 tokens), 62x1024 (rows not a multiple of 4) and 64x1000 (a
+                            row length that is a multiple of 8, not 16); the build's vector width
+                            in sgemm.build (avx512 or avx2)
   model PATH                streams every tensor of a GGUF file to stdout: one JSON header line
                             {name, type, n_elements, offset, nbytes}, then gguf-py's dequantized
                             float32 data (n_elements * 4 bytes)
@@ -338,6 +348,30 @@ def mul_mat(ctypes, base, cpu, type_id, w, x):
     return r.reshape(n, rows)
 
 
+def cmd_sgemm(outdir, seed):
+    ctypes, base, cpu = load_ggml()
+    if cpu.ggml_cpu_has_avx512():
+        build = "avx512"
+    elif cpu.ggml_cpu_has_avx2() and cpu.ggml_cpu_has_fma() and cpu.ggml_cpu_has_f16c():
+        build = "avx2"
+    else:
+        print("ggml-cpu is not an AVX2/AVX-512 build", file=sys.stderr)
+        sys.exit(4)
+    with open(os.path.join(outdir, "sgemm.build"), "w") as f:
+        f.write(build)
+    rng = np.random.default_rng(seed)
+    for name, type_id, dtype in [("f16", 1, np.float16), ("f32", 0, np.float32)]:
+        for rows, cols in [(64, 1024), (62, 1024), (64, 1000)]:
+            stem = os.path.join(outdir, f"{name}_{rows}x{cols}")
+            w = (rng.standard_normal((rows, cols)) * rng.uniform(0.01, 2, (rows, 1))).astype(dtype)
+            w.tofile(stem + ".w")
+            x = (rng.standard_normal((16, cols)) * rng.uniform(0.01, 10, (16, 1))).astype(np.float32)
+            x.tofile(stem + ".x.f32")
+            wb = w.view(np.uint8).reshape(rows, -1)
+            for n in [16, 7, 2, 1]:
+                mul_mat(ctypes, base, cpu, type_id, wb, x[:n]).tofile(f"{stem}.mm{n}.f32")
+
+
 ACT_TYPES = [("q8_0", 8, 34, 32), ("q8_1", 9, 36, 32), ("q8_K", 15, 292, 256)]
 
 
@@ -390,6 +424,11 @@ def cmd_ops(outdir, seed):
     base.ggml_soft_max_ext.argtypes = [P, P, P, ctypes.c_float, ctypes.c_float]
     base.ggml_swiglu_split.restype = P
     base.ggml_swiglu_split.argtypes = [P, P, P]
+    base.ggml_norm.restype = P
+    base.ggml_norm.argtypes = [P, P, ctypes.c_float]
+    for f in (base.ggml_mul, base.ggml_add):
+        f.restype = P
+        f.argtypes = [P, P, P]
     base.ggml_new_graph.restype = P
     base.ggml_new_graph.argtypes = [P]
     base.ggml_build_forward_expand.argtypes = [P, P]
@@ -433,6 +472,14 @@ def cmd_ops(outdir, seed):
         a.tofile(os.path.join(outdir, f"swiglu{n}.x.f32"))
         g.tofile(os.path.join(outdir, f"swiglu{n}.g.f32"))
         y.astype(np.float32).tofile(os.path.join(outdir, f"swiglu{n}.out.f32"))
+    for n in (384, 1000):
+        a = (rng.standard_normal((8, n)) * rng.uniform(0.01, 50, (8, 1)) + rng.uniform(-5, 5, (8, 1))).astype(np.float32)
+        w = rng.standard_normal((1, n)).astype(np.float32)
+        b = rng.standard_normal((1, n)).astype(np.float32)
+        norm = lambda ctx, t: base.ggml_add(ctx, base.ggml_mul(ctx, base.ggml_norm(ctx, t[0], 1e-12), t[1]), t[2])
+        y = run(norm, [a, w, b], a.size)
+        for name, v in (("x", a), ("w", w), ("b", b), ("out", y)):
+            v.astype(np.float32).tofile(os.path.join(outdir, f"norm{n}.{name}.f32"))
 
 
 def cmd_rope(outdir, seed):
@@ -572,6 +619,8 @@ if __name__ == "__main__":
         cmd_quantize(sys.argv[2], int(sys.argv[3]))
     elif cmd == "llamacpp":
         cmd_llamacpp(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "sgemm":
+        cmd_sgemm(sys.argv[2], int(sys.argv[3]))
     elif cmd == "gridiq":
         cmd_gridiq(sys.argv[2], int(sys.argv[3]))
     elif cmd == "activations":

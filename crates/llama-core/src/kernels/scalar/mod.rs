@@ -91,7 +91,28 @@ const fn both<T: VecDot + FromFloat>() -> TypeKernels {
 
 /// The grid i-quants' batch rule (`types::BatchDot`): llama.cpp's tiled GEMM from 8 tokens; the x86
 /// tables supply the dot in its order.
-const TILED_FROM_8: Option<BatchDot> = Some(BatchDot { min_tokens: 8, dot: None, tile: None, gemm: None });
+const TILED_FROM_8: Option<BatchDot> = Some(BatchDot {
+    min_tokens: 8,
+    rows_multiple: 1,
+    cols_multiple: 1,
+    in_mul_mat_id: true,
+    dot: None,
+    tile: None,
+    gemm: None,
+});
+
+/// F16/F32 weights' batch rule (`types::BatchDot`): llamafile's tinyBLAS in llama.cpp's x86
+/// `mul_mat` from 2 tokens, for matrices of a multiple of 4 rows; the x86 tables supply the dot
+/// and the row-length multiple (their vector width).
+const SGEMM_FROM_2: Option<BatchDot> = Some(BatchDot {
+    min_tokens: 2,
+    rows_multiple: 4,
+    cols_multiple: 1,
+    in_mul_mat_id: false,
+    dot: None,
+    tile: None,
+    gemm: None,
+});
 
 /// The scalar table.
 pub const TABLE: Kernels = {
@@ -154,9 +175,9 @@ pub const TABLE: Kernels = {
         },
         weight::<BlockTQ1_0>(),
         weight::<BlockTQ2_0>(),
-        both::<f16>(),
+        TypeKernels { batch_dot: SGEMM_FROM_2, ..both::<f16>() },
         both::<bf16>(),
-        both::<f32>(),
+        TypeKernels { batch_dot: SGEMM_FROM_2, ..both::<f32>() },
     ];
     let mut i = 0;
     while i < rows.len() {

@@ -581,7 +581,74 @@ unsafe fn dot_float_avx2<const ES: usize>(
 /// the row lengths).
 pub(super) unsafe fn dot_f16_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the contract above; each load reads inside the checked rows.
-    unsafe { dot_float_avx2::<2>(n, w, a, |p| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)), |p| f16_load(p)) }
+    unsafe {
+        vec_dot_ggml_avx2::<2>(n, w, a, |p| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)), |p| f16_load(p))
+    }
+}
+
+/// `ggml_vec_dot_f16` / `_f32` of ggml's AVX2 build (`ggml_x86::f16_vec_dot8`): four
+/// accumulators of 8 lanes over steps of 32 elements, reduced `(s0 + s2) + (s1 + s3)`, halves
+/// added, two `hadd`s; then the leftovers as `vec_dot_leftovers`. `load8(p)` widens the 8 elements at `p`, `load1(p)` one.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and what the loads use; `w` and `a` must point to `n` readable
+/// elements.
+#[inline(always)]
+unsafe fn vec_dot_ggml_avx2<const ES: usize>(
+    n: usize,
+    w: *const u8,
+    a: *const u8,
+    load8: impl Fn(*const u8) -> __m256,
+    load1: impl Fn(*const u8) -> f32,
+) -> f32 {
+    // SAFETY: the caller guarantees the features and that every element read (i < n) is in range.
+    unsafe {
+        let np = n / 32 * 32;
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in (0..np).step_by(32) {
+            for (j, s) in acc.iter_mut().enumerate() {
+                let o = ES * (i + 8 * j);
+                *s = _mm256_fmadd_ps(load8(w.add(o)), load8(a.add(o)), *s);
+            }
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+        let t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let t1 = _mm_hadd_ps(t0, t0);
+        let sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+        vec_dot_leftovers::<ES>(sum, np, n, w, a, load1)
+    }
+}
+
+/// The leftovers of ggml's `ggml_vec_dot_f16` (ES 2: in a double, products rounded to f32 first)
+/// and `ggml_vec_dot_f32` (ES 4: products rounded, added to the f32 sum), from element `np` to `n`.
+///
+/// # Safety
+/// Elements `np..n` of both rows must be readable by `load1`.
+#[inline(always)]
+unsafe fn vec_dot_leftovers<const ES: usize>(
+    sum: f32,
+    np: usize,
+    n: usize,
+    w: *const u8,
+    a: *const u8,
+    load1: impl Fn(*const u8) -> f32,
+) -> f32 {
+    // SAFETY: the caller guarantees elements np..n are readable.
+    unsafe {
+        if ES == 2 {
+            let mut s = sum as f64;
+            for i in np..n {
+                s += (load1(w.add(ES * i)) * load1(a.add(ES * i))) as f64;
+            }
+            s as f32
+        } else {
+            let mut s = sum;
+            for i in np..n {
+                s += load1(w.add(ES * i)) * load1(a.add(ES * i));
+            }
+            s
+        }
+    }
 }
 
 #[inline]
@@ -612,7 +679,7 @@ unsafe fn dot_bf16_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
 unsafe fn dot_f32_avx2(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the contract above; each load reads inside the checked rows.
     unsafe {
-        dot_float_avx2::<4>(n, w, a, |p| _mm256_loadu_ps(p as *const f32), |p| (p as *const f32).read_unaligned())
+        vec_dot_ggml_avx2::<4>(n, w, a, |p| _mm256_loadu_ps(p as *const f32), |p| (p as *const f32).read_unaligned())
     }
 }
 
@@ -840,22 +907,52 @@ unsafe fn dot_q6_k_avx512(n: usize, w: *const u8, a: *const u8) -> f32 {
 /// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
 /// the row lengths).
 unsafe fn dot_f16_avx512(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
+    // SAFETY: the contract above; each load reads inside the checked rows.
     unsafe {
-        let mut acc = [_mm512_setzero_ps(); 2];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (k, ak) in acc.iter_mut().enumerate() {
-                let o = 2 * (i + 16 * k);
-                let x = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(o) as *const __m256i));
-                let y = _mm512_cvtph_ps(_mm256_loadu_si256(a.add(o) as *const __m256i));
-                *ak = _mm512_fmadd_ps(x, y, *ak);
+        vec_dot_ggml_avx512::<2>(n, w, a, |p| _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)), |p| f16_load(p))
+    }
+}
+
+/// `ggml_vec_dot_f16` / `_f32` of ggml's AVX-512 build (`ggml_x86::f16_vec_dot16`): four
+/// accumulators of 16 lanes over steps of 64 elements, reduced `(s0 + s2) + (s1 + s3)`, then
+/// `_mm512_reduce_add_ps`; the leftovers as `vec_dot_leftovers`.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, AVX2, FMA and what the loads use; `w` and `a` must point to `n`
+/// readable elements.
+#[inline(always)]
+unsafe fn vec_dot_ggml_avx512<const ES: usize>(
+    n: usize,
+    w: *const u8,
+    a: *const u8,
+    load16: impl Fn(*const u8) -> __m512,
+    load1: impl Fn(*const u8) -> f32,
+) -> f32 {
+    // SAFETY: the caller guarantees the features and that every element read (i < n) is in range.
+    unsafe {
+        let np = n / 64 * 64;
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for i in (0..np).step_by(64) {
+            for (j, s) in acc.iter_mut().enumerate() {
+                let o = ES * (i + 16 * j);
+                *s = _mm512_fmadd_ps(load16(w.add(o)), load16(a.add(o)), *s);
             }
-            i += 32;
         }
-        let s = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
-        s + dot_f16_avx2(n - i, w.add(2 * i), a.add(2 * i))
+        let v = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+        vec_dot_leftovers::<ES>(hsum_ps512(v), np, n, w, a, load1)
+    }
+}
+
+/// `_mm512_reduce_add_ps` as GCC expands it: halves added, then `hsum_ps`'s halving tree.
+///
+/// # Safety
+/// The CPU must support AVX-512 F and AVX2 (it only computes on registers).
+#[inline(always)]
+pub(super) unsafe fn hsum_ps512(v: __m512) -> f32 {
+    // SAFETY: register-only operations; the caller guarantees the features.
+    unsafe {
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        hsum_ps(_mm256_add_ps(hi, _mm512_castps512_ps256(v)))
     }
 }
 
@@ -900,19 +997,8 @@ unsafe fn dot_bf16_avx512(n: usize, w: *const u8, a: *const u8) -> f32 {
 /// whole blocks of `n` elements of the weight row and of the activation row (the table entry checks
 /// the row lengths).
 unsafe fn dot_f32_avx512(n: usize, w: *const u8, a: *const u8) -> f32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
+    // SAFETY: the contract above; each load reads inside the checked rows.
     unsafe {
-        let (wf, af) = (w as *const f32, a as *const f32);
-        let mut acc = [_mm512_setzero_ps(); 2];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (k, ak) in acc.iter_mut().enumerate() {
-                *ak = _mm512_fmadd_ps(_mm512_loadu_ps(wf.add(i + 16 * k)), _mm512_loadu_ps(af.add(i + 16 * k)), *ak);
-            }
-            i += 32;
-        }
-        let s = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
-        s + dot_f32_avx2(n - i, w.add(4 * i), a.add(4 * i))
+        vec_dot_ggml_avx512::<4>(n, w, a, |p| _mm512_loadu_ps(p as *const f32), |p| (p as *const f32).read_unaligned())
     }
 }

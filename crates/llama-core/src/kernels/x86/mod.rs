@@ -12,7 +12,8 @@
 //! `tq_batch` (AVX2 multi-token tiles of the types without R16 kernels: each weight block decoded once
 //! for several tokens, bit-identical to their dots), `r16_avx2` / `r16_avx512` (GEMMs over
 //! R16-repacked weights), `r16_tiled` (AVX-512 VNNI batch GEMMs that decode each weight block once
-//! per call of up to 64 tokens), `attn` (attention), `act` (AVX-512 softmax and SwiGLU).
+//! per call of up to 64 tokens), `sgemm` (F16/F32 batch GEMMs in llamafile's tinyBLAS order),
+//! `attn` (attention), `act` (AVX-512 softmax and SwiGLU).
 
 mod act;
 mod attn;
@@ -30,11 +31,13 @@ mod quantize;
 mod r16_avx2;
 mod r16_avx512;
 mod r16_tiled;
+mod sgemm;
 mod tile;
 mod tq;
 mod tq_batch;
 
-use crate::kernels::types::{Isa, Kernels, R16Batch, SumOrders};
+use crate::kernels::ggml_x86;
+use crate::kernels::types::{BatchGemmFn, Isa, Kernels, R16Batch, SumOrders, VecDotFn};
 use crate::quant::GgmlType::*;
 
 /// `base` (the scalar table) with the AVX2 kernels, if the CPU has AVX2, FMA and F16C.
@@ -61,6 +64,7 @@ pub fn avx2_table_narrow(base: &Kernels) -> Option<Kernels> {
     k.traits_mut(Q8_0).from_float = Some(quantize::FROM_FLOAT_Q8_0_AVX2);
     k.traits_mut(Q8_1).from_float = Some(quantize::FROM_FLOAT_Q8_1_AVX2);
     k.traits_mut(Q8_K).from_float = Some(quantize::FROM_FLOAT_Q8_K_AVX2);
+    k.traits_mut(F16).from_float = Some(quantize::FROM_FLOAT_F16_AVX2);
     for (t, f) in dot::DOTS_AVX2 {
         k.traits_mut(t).vec_dot = Some(f);
     }
@@ -79,6 +83,8 @@ pub fn avx2_table_narrow(base: &Kernels) -> Option<Kernels> {
             b.tile = Some(f);
         }
     }
+    // F16/F32 batches in tinyBLAS's AVX2 order (8 lanes)
+    sgemm_orders(&mut k, sgemm::AVX2, [ggml_x86::f16_sgemm8, ggml_x86::f32_sgemm8]);
     k.traits_mut(IQ4_NL).vec_dot = Some(iq4::DOT_IQ4_NL_AVX2);
     k.traits_mut(IQ4_XS).vec_dot = Some(iq4::DOT_IQ4_XS_AVX2);
     k.traits_mut(TQ1_0).vec_dot = Some(tq::DOT_TQ1_0_AVX2);
@@ -170,7 +176,8 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     k.traits_mut(TQ2_0).tile = Some(tq_batch::TILE_TQ2_0_AVX512);
     k.traits_mut(Q4_0).tile = Some(tile::TILE_Q4_0_AVX512);
     k.traits_mut(Q8_0).tile = Some(tile::TILE_Q8_0_AVX512);
-    k.traits_mut(F16).tile = Some(tile::TILE_F16_AVX512);
+    // F16/F32 batches in tinyBLAS's AVX-512 order (16 lanes)
+    sgemm_orders(&mut k, sgemm::AVX512, [ggml_x86::f16_sgemm16, ggml_x86::f32_sgemm16]);
     for (t, f) in r16_avx512::GEMMS {
         k.traits_mut(t).gemm_r16 = Some(f);
     }
@@ -206,4 +213,17 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
         k.swiglu = act::SWIGLU_AVX512;
     }
     Some(k)
+}
+
+/// The F16 and F32 batch rule (`types::BatchDot`, stated by the scalar table) with this table's
+/// vector width: `gemms` (lanes, F16 GEMM, F32 GEMM), `dots` the reference dots in that order.
+fn sgemm_orders(k: &mut Kernels, gemms: (usize, BatchGemmFn, BatchGemmFn), dots: [VecDotFn; 2]) {
+    let (lanes, f16, f32) = gemms;
+    for (t, gemm, dot) in [(F16, f16, dots[0]), (F32, f32, dots[1])] {
+        if let Some(b) = k.traits_mut(t).batch_dot.as_mut() {
+            b.cols_multiple = lanes;
+            b.dot = Some(dot);
+            b.gemm = Some(gemm);
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! AVX2 activation quantizers (Q8_0, Q8_1, Q8_K), byte for byte the scalar ones (`kernels::scalar`).
+//! AVX2 activation quantizers (Q8_0, Q8_1, Q8_K) and the F16 converter, byte for byte the scalar
+//! ones (`kernels::scalar`).
 
 use std::arch::x86_64::*;
 
@@ -12,6 +13,34 @@ from_float_entry!(quantize_q8_k_avx2_entry, quantize_q8_k_avx2, QK_K, 292, "avx2
 pub(super) const FROM_FLOAT_Q8_0_AVX2: crate::kernels::types::FromFloatFn = quantize_q8_0_avx2_entry;
 pub(super) const FROM_FLOAT_Q8_1_AVX2: crate::kernels::types::FromFloatFn = quantize_q8_1_avx2_entry;
 pub(super) const FROM_FLOAT_Q8_K_AVX2: crate::kernels::types::FromFloatFn = quantize_q8_k_avx2_entry;
+pub(super) const FROM_FLOAT_F16_AVX2: crate::kernels::types::FromFloatFn = convert_f16_avx2_entry;
+
+fn convert_f16_avx2_entry(x: &[f32], out: &mut [u8]) {
+    assert!(out.len() >= 2 * x.len(), "from_float: bad row length");
+    // SAFETY: reachable only through the AVX2 table, handed out after detecting AVX2 and F16C;
+    // the output length is checked above.
+    unsafe { convert_f16_avx2(x, out) }
+}
+
+/// f32 → F16 (F16 weights' activations), round to nearest even as ggml's `GGML_CPU_FP32_TO_FP16`
+/// and the scalar converter: 8 at a time, the tail through the scalar conversion.
+#[target_feature(enable = "avx2,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `out` must hold `2 · x.len()` bytes.
+unsafe fn convert_f16_avx2(x: &[f32], out: &mut [u8]) {
+    // SAFETY: the caller upholds this function's `# Safety` contract; every load and store below
+    // stays within x[..n] and out[..2n].
+    unsafe {
+        let n = x.len() / 8 * 8;
+        for i in (0..n).step_by(8) {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(x.as_ptr().add(i)));
+            _mm_storeu_si128(out.as_mut_ptr().add(2 * i) as *mut __m128i, h);
+        }
+        for i in n..x.len() {
+            out[2 * i..2 * i + 2].copy_from_slice(&half::f16::from_f32(x[i]).to_le_bytes());
+        }
+    }
+}
 
 /// |v| with the sign bit cleared.
 #[inline]

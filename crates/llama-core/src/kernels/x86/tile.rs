@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::{dot_f16_avx2, dot_q4_0_avx2, dot_q8_0_avx2, f16_load, join, nibbles32, scales2};
+use super::dot::{dot_q4_0_avx2, dot_q8_0_avx2, f16_load, join, nibbles32, scales2};
 use crate::kernels::types::{TileFn, TILE, TILE_T};
 
 /// Safe entry: dispatches the runtime tile shape to a const-generic body.
@@ -194,91 +194,5 @@ unsafe fn tile_q8_0_avx512<const R: usize, const T: usize>(
             _mm512_xor_si512(xv, bias)
         };
         tile_pairs::<R, T>(nb, w, ws, a, as_, 34, bias, unpack, dot_q8_0_avx2)
-    }
-}
-
-/// F16 tiles (encoders and F16 files in prompt processing): per pair the single-row AVX-512 F16
-/// dot's order (two accumulators over 32-element steps, reduced, then the AVX2 dot on the rest), but
-/// each 16-element chunk of a weight row converted once for two tokens and of an activation row
-/// once for up to four weight rows.
-fn tile_f16_avx512_entry(
-    n: usize,
-    w: &[u8],
-    w_stride: usize,
-    nr: usize,
-    a: &[u8],
-    a_stride: usize,
-    nt: usize,
-) -> [[f32; TILE_T]; TILE] {
-    assert!((1..=TILE).contains(&nr) && (1..=TILE_T).contains(&nt), "tile shape {nr}x{nt}");
-    assert!(w.len() >= (nr - 1) * w_stride + 2 * n && a.len() >= (nt - 1) * a_stride + 2 * n, "tile: rows too short");
-    let mut out = [[0f32; TILE_T]; TILE];
-    for t0 in (0..nt).step_by(2) {
-        let nt = 2.min(nt - t0);
-        let (w, a) = (w.as_ptr(), a[t0 * a_stride..].as_ptr());
-        // SAFETY: only reachable through `avx512_kernels` (features detected); the bytes read (nr
-        // rows of n halves, nt rows of n halves from token t0) are within the checked lengths.
-        let res = unsafe {
-            match (nr, nt) {
-                (4, 2) => tile_f16_avx512::<4, 2>(n, w, w_stride, a, a_stride),
-                (4, 1) => tile_f16_avx512::<4, 1>(n, w, w_stride, a, a_stride),
-                (3, 2) => tile_f16_avx512::<3, 2>(n, w, w_stride, a, a_stride),
-                (3, 1) => tile_f16_avx512::<3, 1>(n, w, w_stride, a, a_stride),
-                (2, 2) => tile_f16_avx512::<2, 2>(n, w, w_stride, a, a_stride),
-                (2, 1) => tile_f16_avx512::<2, 1>(n, w, w_stride, a, a_stride),
-                (1, 2) => tile_f16_avx512::<1, 2>(n, w, w_stride, a, a_stride),
-                _ => tile_f16_avx512::<1, 1>(n, w, w_stride, a, a_stride),
-            }
-        };
-        for (o, r) in out.iter_mut().zip(&res).take(nr) {
-            o[t0..t0 + nt].copy_from_slice(&r[..nt]);
-        }
-    }
-    out
-}
-
-pub(crate) const TILE_F16_AVX512: TileFn = tile_f16_avx512_entry;
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-/// # Safety
-/// The CPU must support this function's target features; rows `w + r·ws` (r < R) and `a + t·as_`
-/// (t < T) must each hold `n` readable halves.
-unsafe fn tile_f16_avx512<const R: usize, const T: usize>(
-    n: usize,
-    w: *const u8,
-    ws: usize,
-    a: *const u8,
-    as_: usize,
-) -> [[f32; 2]; TILE] {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        let mut acc = [[[_mm512_setzero_ps(); 2]; T]; R];
-        let mut i = 0;
-        while i + 32 <= n {
-            let mut y = [[_mm512_setzero_ps(); 2]; T];
-            for t in 0..T {
-                for (k, yk) in y[t].iter_mut().enumerate() {
-                    *yk = _mm512_cvtph_ps(_mm256_loadu_si256(a.add(t * as_ + 2 * (i + 16 * k)) as *const __m256i));
-                }
-            }
-            for r in 0..R {
-                for k in 0..2 {
-                    let x = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(r * ws + 2 * (i + 16 * k)) as *const __m256i));
-                    for t in 0..T {
-                        acc[r][t][k] = _mm512_fmadd_ps(x, y[t][k], acc[r][t][k]);
-                    }
-                }
-            }
-            i += 32;
-        }
-        let mut out = [[0f32; 2]; TILE];
-        for r in 0..R {
-            for t in 0..T {
-                let s = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]));
-                out[r][t] = s + dot_f16_avx2(n - i, w.add(r * ws + 2 * i), a.add(t * as_ + 2 * i));
-            }
-        }
-        out
     }
 }
