@@ -17,7 +17,10 @@
 //!     added in f64;
 //!     `Lanes64` (AVX-512, L = 16): reduced as `Lanes16`;
 //!     `Lanes32` (AVX2, L = 8): reduced by `GGML_F32x8_REDUCE`: v[i]+v[i+4], then two `hadd`s,
-//!       (0+1)+(2+3).
+//!       (0+1)+(2+3);
+//!   `ggml_vec_dot_f32` (f32 keys or values: a cacheless encoder's; `F32Lanes64`, `F32Lanes32`):
+//!     as `ggml_vec_dot_f16`, but the tail adds each rounded product to the f32 sum, and a P·V
+//!     dot's length is the sequence (keys 0..=hi), so it has a tail too.
 //! Floating-point addition does not associate, so reproducing the order is what makes our logits
 //! equal llama.cpp's bit for bit (and its greedy continuations equal ours).
 //!
@@ -34,13 +37,20 @@ type V16 = [f32; 16];
 
 impl AttnOrder {
     /// Every order, for tests that go over all of them.
-    pub const ALL: [AttnOrder; 4] = [AttnOrder::Lanes16, AttnOrder::Lanes64, AttnOrder::Lanes8, AttnOrder::Lanes32];
+    pub const ALL: [AttnOrder; 6] = [
+        AttnOrder::Lanes16,
+        AttnOrder::Lanes64,
+        AttnOrder::Lanes8,
+        AttnOrder::Lanes32,
+        AttnOrder::F32Lanes64,
+        AttnOrder::F32Lanes32,
+    ];
 
     /// Lanes of one accumulator (the build's f32 vector width).
     pub const fn lanes(self) -> usize {
         match self {
-            AttnOrder::Lanes16 | AttnOrder::Lanes64 => 16,
-            AttnOrder::Lanes8 | AttnOrder::Lanes32 => 8,
+            AttnOrder::Lanes16 | AttnOrder::Lanes64 | AttnOrder::F32Lanes64 => 16,
+            AttnOrder::Lanes8 | AttnOrder::Lanes32 | AttnOrder::F32Lanes32 => 8,
         }
     }
 
@@ -48,7 +58,24 @@ impl AttnOrder {
     pub const fn accumulators(self) -> usize {
         match self {
             AttnOrder::Lanes16 | AttnOrder::Lanes8 => 1,
-            AttnOrder::Lanes64 | AttnOrder::Lanes32 => 4,
+            _ => 4,
+        }
+    }
+
+    /// `ggml_vec_dot_f32`: the tail is added in f32 (rounded products), not in f64, and a P·V
+    /// dot over keys 0..=hi ends at hi (no padded cache).
+    pub const fn f32_tail(self) -> bool {
+        matches!(self, AttnOrder::F32Lanes64 | AttnOrder::F32Lanes32)
+    }
+
+    /// Where the vector part of a P·V dot over keys lo..=hi ends.
+    pub const fn pv_vector_end(self, hi: usize) -> usize {
+        if self.f32_tail() {
+            self.vector_end(hi + 1)
+        } else {
+            // llama.cpp pads the cache with p = 0 keys to a multiple of 256 (a multiple of every
+            // order's step): no tail
+            usize::MAX
         }
     }
 
@@ -78,7 +105,7 @@ fn fma(acc: &mut V16, x: &V16, s: f32) {
 fn reduce(order: AttnOrder, x: &[V16; 16]) -> V16 {
     match order {
         // `_mm512_reduce_add_ps`
-        AttnOrder::Lanes16 | AttnOrder::Lanes64 => {
+        AttnOrder::Lanes16 | AttnOrder::Lanes64 | AttnOrder::F32Lanes64 => {
             let t8: [V16; 8] = std::array::from_fn(|i| add(&x[i + 8], &x[i]));
             let t4: [V16; 4] = std::array::from_fn(|i| add(&t8[i + 4], &t8[i]));
             add(&add(&t4[0], &t4[2]), &add(&t4[1], &t4[3]))
@@ -89,7 +116,7 @@ fn reduce(order: AttnOrder, x: &[V16; 16]) -> V16 {
             add(&add(&t[0], &t[2]), &add(&t[1], &t[3]))
         }
         // `GGML_F32x8_REDUCE`: lo + hi, then two `_mm_hadd_ps`
-        AttnOrder::Lanes32 => {
+        AttnOrder::Lanes32 | AttnOrder::F32Lanes32 => {
             let t: [V16; 4] = std::array::from_fn(|i| add(&x[i], &x[i + 4]));
             add(&add(&t[0], &t[1]), &add(&t[2], &t[3]))
         }
@@ -116,7 +143,14 @@ fn dots16(order: AttnOrder, e0: usize, e1: usize, np: usize, item: impl Fn(usize
         *xr = if m == 1 { a[0] } else { add(&add(&a[0], &a[2]), &add(&a[1], &a[3])) };
     }
     let mut s = reduce(order, &x);
-    if m > 1 && e1 + 1 > np {
+    if order.f32_tail() {
+        for e in np.max(e0)..=e1 {
+            let (v, f) = item(e);
+            for i in 0..16 {
+                s[i] += v[i] * f;
+            }
+        }
+    } else if m > 1 && e1 + 1 > np {
         let mut wide: [f64; 16] = std::array::from_fn(|i| s[i] as f64);
         for e in np.max(e0)..=e1 {
             let (v, f) = item(e);
@@ -204,9 +238,7 @@ pub(crate) fn pv_body(
     o: &mut [f32],
     order: AttnOrder,
 ) {
-    // llama.cpp pads the cache with p = 0 keys to a multiple of 256 (a multiple of every order's
-    // step): no f64 tail
-    let np = usize::MAX;
+    let np = order.pv_vector_end(hi);
     let l = order.lanes();
     for d0 in (0..n).step_by(16) {
         let w = (n - d0).min(16);
@@ -251,7 +283,7 @@ pub(crate) fn pv_panels_body(
         let pi = &p[i * ps..];
         for d0 in (0..n).step_by(16) {
             let w = (n - d0).min(16);
-            let s = dots16(order, lo, hi, usize::MAX, |j| {
+            let s = dots16(order, lo, hi, order.pv_vector_end(hi), |j| {
                 (std::array::from_fn(|k| if k < w { value(j, d0 + k) } else { 0.0 }), pi[j - j0])
             });
             o[i * n + d0..i * n + d0 + w].copy_from_slice(&s[..w]);
@@ -287,6 +319,16 @@ pub(crate) mod reference {
         t1[0] + t1[1]
     }
 
+    /// The elements after the vector part: `ggml_vec_dot_f16` adds them in f64,
+    /// `ggml_vec_dot_f32` adds each rounded product to its f32 sum.
+    fn tail(order: AttnOrder, sum: f32, x: &[f32], y: &[f32]) -> f32 {
+        if order.f32_tail() {
+            x.iter().zip(y).fold(sum, |s, (a, b)| s + a * b)
+        } else {
+            x.iter().zip(y).fold(sum as f64, |s, (a, b)| s + (a * b) as f64) as f32
+        }
+    }
+
     /// ggml's dot loops, one dot at a time: tinyBLAS and `ggml_vec_dot_f16`, AVX-512 build
     /// (`Lanes16`, `Lanes64`) and AVX2 build (`Lanes8`, `Lanes32`).
     pub(crate) fn ggml_dot(order: AttnOrder, x: &[f32], y: &[f32]) -> f32 {
@@ -310,7 +352,7 @@ pub(crate) mod reference {
                 }
                 hsum_m256(&c)
             }
-            AttnOrder::Lanes64 => {
+            AttnOrder::Lanes64 | AttnOrder::F32Lanes64 => {
                 let np = n & !63;
                 let mut sum = [[0f32; 16]; 4];
                 for i in (0..np).step_by(64) {
@@ -321,13 +363,9 @@ pub(crate) mod reference {
                     }
                 }
                 let r: [f32; 16] = std::array::from_fn(|k| (sum[0][k] + sum[2][k]) + (sum[1][k] + sum[3][k]));
-                let mut sumf = reduce_add(&r) as f64;
-                for i in np..n {
-                    sumf += (x[i] * y[i]) as f64;
-                }
-                sumf as f32
+                tail(order, reduce_add(&r), &x[np..], &y[np..])
             }
-            AttnOrder::Lanes32 => {
+            AttnOrder::Lanes32 | AttnOrder::F32Lanes32 => {
                 // GGML_F16_STEP 32, GGML_F16_EPR 8: sum[0..4] of 8 lanes
                 let np = n & !31;
                 let mut sum = [[0f32; 8]; 4];
@@ -340,11 +378,7 @@ pub(crate) mod reference {
                 }
                 // x[i] += x[offset+i] with offset 2, then 1
                 let r: [f32; 8] = std::array::from_fn(|k| (sum[0][k] + sum[2][k]) + (sum[1][k] + sum[3][k]));
-                let mut sumf = f32x8_reduce(&r) as f64;
-                for i in np..n {
-                    sumf += (x[i] * y[i]) as f64;
-                }
-                sumf as f32
+                tail(order, f32x8_reduce(&r), &x[np..], &y[np..])
             }
         }
     }

@@ -81,6 +81,13 @@ pub enum AttnOrder {
     Lanes8,
     /// `ggml_vec_dot_f16`, 4 × 8 lanes (AVX2 build, single tokens).
     Lanes32,
+    /// `ggml_vec_dot_f32`, 4 × 16 lanes (AVX-512 build): f32 keys or values (a cacheless
+    /// encoder's, an f32 cache's) where tinyBLAS does not take the product. As `Lanes64`, but the
+    /// elements after the last whole step of 64 add their rounded products to the f32 sum; a P·V
+    /// dot runs over keys 0..=hi (the encoder's whole sequence), not a padded cache.
+    F32Lanes64,
+    /// `ggml_vec_dot_f32`, 4 × 8 lanes (AVX2 build), as `F32Lanes64`.
+    F32Lanes32,
 }
 
 /// The llama.cpp x86 CPU build whose float summation orders a table reproduces. Its vector width
@@ -119,6 +126,15 @@ impl SumOrders {
         match self {
             SumOrders::Avx512 => AttnOrder::Lanes64,
             SumOrders::Avx2 => AttnOrder::Lanes32,
+        }
+    }
+
+    /// The order of an attention dot over f32 keys or values that tinyBLAS does not take
+    /// (`ggml_vec_dot_f32`).
+    pub const fn attn_single_f32(self) -> AttnOrder {
+        match self {
+            SumOrders::Avx512 => AttnOrder::F32Lanes64,
+            SumOrders::Avx2 => AttnOrder::F32Lanes32,
         }
     }
 

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::kv_cache::{KvElem, LayerKv};
-use crate::kernels::elementwise::{softcap_inplace, softmax_sink};
+use crate::kernels::elementwise::{scale_inplace, softcap_inplace, softmax_row, softmax_sink};
 use crate::kernels::types::{AttnOrder, Kernels, SumOrders, KT_LANES};
 use crate::kernels::{kernels, ThreadPool};
 
@@ -283,7 +283,7 @@ fn unit<T: KvElem>(
     let (jlo, jhi) = (s.first(t0) / 64 * 64, s.last(t1 - 1));
     let span = jhi - jlo + 1;
     let tok = |i: usize| t0 + i / nh;
-    let (kq_order, pv_order) = orders(s, kern.orders);
+    let (kq_order, pv_order) = orders(s, kern.orders, T::F32);
 
     // Q rounded to the cache type.
     let qr = &mut sc.qr[..nq * hk];
@@ -318,6 +318,12 @@ fn unit<T: KvElem>(
             softcap_inplace(&mut row[s.first(t) - start..], cap);
         }
         match sinks {
+            // a cacheless encoder's row is its sequence, not a padded cache: ggml's softmax ends
+            // it with the C library's expf after the last whole vector
+            None if T::F32 && !s.causal => {
+                scale_inplace(row, s.kq_scale);
+                softmax_row(row, kern.orders);
+            }
             None => (kern.softmax)(row, s.kq_scale),
             // query i is head h0 + i mod nh
             Some(sk) => softmax_sink(row, s.kq_scale, sk[h0 + i % nh], kern.orders),
@@ -361,12 +367,26 @@ fn unit<T: KvElem>(
 }
 
 /// The orders llama.cpp sums Q·K and P·V in for this batch (`kernels::attn`), in the build of
-/// `o`: tinyBLAS for a batch of several tokens when it takes the product (the dot length a
-/// multiple of its lanes — always for P·V, whose key count is padded — and the row count a
-/// multiple of 4: the keys for Q·K, padded too, the value dimensions for P·V),
-/// `ggml_vec_dot_f16` otherwise and for one token.
-fn orders(s: &AttnShape, o: SumOrders) -> (AttnOrder, AttnOrder) {
+/// `o`. An f16 cache: tinyBLAS for a batch of several tokens when it takes the product (the dot
+/// length a multiple of its lanes — always for P·V, whose key count is padded — and the row count
+/// a multiple of 4: the keys for Q·K, padded too, the value dimensions for P·V),
+/// `ggml_vec_dot_f16` otherwise and for one token. f32 keys and values (`f32_kv`: a cacheless
+/// encoder's, an f32 cache): ggml's mul_mat leaves Q (a permuted, non-contiguous view) in f32, so
+/// Q·K never reaches tinyBLAS: `ggml_vec_dot_f32` over the head; P·V takes tinyBLAS for several
+/// tokens when the key count is a multiple of its lanes (a padded cache's always, an encoder's
+/// sequence length sometimes), else `ggml_vec_dot_f32` (over a padded cache: no tail, as
+/// `ggml_vec_dot_f16`'s order).
+fn orders(s: &AttnShape, o: SumOrders, f32_kv: bool) -> (AttnOrder, AttnOrder) {
     let (batch, single) = (o.attn_batch(), o.attn_single());
+    if f32_kv {
+        let whole_lanes = s.causal || (s.pos0 + s.n_tokens).is_multiple_of(batch.lanes());
+        let pv = match (s.n_tokens > 1 && whole_lanes && s.head_v.is_multiple_of(4), s.causal) {
+            (true, _) => batch,
+            (false, true) => single,
+            (false, false) => o.attn_single_f32(),
+        };
+        return (o.attn_single_f32(), pv);
+    }
     if s.n_tokens > 1 {
         let kq = if s.head_k.is_multiple_of(batch.lanes()) { batch } else { single };
         let pv = if s.head_v.is_multiple_of(4) { batch } else { single };
@@ -387,12 +407,12 @@ mod tests {
     fn reference<T: KvElem>(kv: &LayerKv<T>, q: &[f32], s: AttnShape, o: SumOrders, sinks: Option<&[f32]>) -> Vec<f32> {
         let group = s.n_head / s.n_head_kv;
         let (nk, nv) = (s.n_head_kv * s.head_k, s.n_head_kv * s.head_v);
-        let (kq_order, pv_order) = orders(&s, o);
+        let (kq_order, pv_order) = orders(&s, o, T::F32);
         let mut out = vec![0.0; s.n_tokens * s.n_head * s.head_v];
         for u in 0..s.n_tokens * s.n_head {
             let (t, h) = (u / s.n_head, u % s.n_head);
             let hk = h / group;
-            let (first, n_kv) = (s.first(t), s.pos0 + t + 1);
+            let (first, n_kv) = (s.first(t), s.last(t) + 1);
             let qr: Vec<f32> = q[u * s.head_k..(u + 1) * s.head_k].iter().map(|&x| T::from_f32(x).to_f32()).collect();
             let mut scores = vec![0.0f32; n_kv];
             for (j, sj) in scores.iter_mut().enumerate() {
@@ -409,10 +429,16 @@ mod tests {
                 }
             }
             match sinks {
+                // an encoder's unpadded row: the C library's expf after the last whole vector
+                None if T::F32 && !s.causal => {
+                    scale_inplace(&mut scores, s.kq_scale);
+                    softmax_row(&mut scores, o);
+                }
                 None => (crate::kernels::elementwise::reference(o).0)(&mut scores, s.kq_scale),
                 Some(sk) => softmax_sink(&mut scores, s.kq_scale, sk[h], o),
             }
-            let padded = n_kv.div_ceil(256) * 256;
+            // a cache is padded to 256 cells; a cacheless encoder's keys are its sequence
+            let padded = if T::F32 && !s.causal { n_kv } else { n_kv.div_ceil(256) * 256 };
             let p: Vec<f32> =
                 (0..padded).map(|j| if j < n_kv { T::from_f32(scores[j]).to_f32() } else { 0.0 }).collect();
             for d in 0..s.head_v {
@@ -500,6 +526,13 @@ mod tests {
                         ..base
                     });
                 }
+            }
+        }
+        // encoders: every token sees its whole sequence; sequence lengths on and off the lanes
+        for n_tokens in [2, 7, 16, 32, 40, 64, 70, 130] {
+            for &(n_head, hk, hv) in &[(12, 32, 32), (6, 64, 64), (4, 19, 19)] {
+                let (n_head_kv, causal) = (n_head, false);
+                v.push(AttnShape { n_tokens, n_head, n_head_kv, head_k: hk, head_v: hv, causal, ..base });
             }
         }
         v

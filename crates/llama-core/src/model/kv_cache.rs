@@ -38,6 +38,9 @@ impl KvType {
 /// The attention kernels of `Kernels` for this type (key panels, value rows as f32) and
 /// `round_slice` (= `round` on every element).
 pub trait KvElem: Copy + Send + Sync + 'static {
+    /// f32 elements (an encoder's cacheless K/V, an f32 cache): ggml's attention products keep Q
+    /// and P in f32, which changes their sum orders (`model::attention::orders`).
+    const F32: bool;
     fn from_f32(x: f32) -> Self;
     #[allow(dead_code)] // the kernels read the cache; kept for the reference loop in the tests
     fn to_f32(self) -> f32;
@@ -66,6 +69,7 @@ pub trait KvElem: Copy + Send + Sync + 'static {
 }
 
 impl KvElem for f16 {
+    const F32: bool = false;
     fn from_f32(x: f32) -> Self {
         f16::from_f32(x)
     }
@@ -107,6 +111,7 @@ impl KvElem for f16 {
 }
 
 impl KvElem for f32 {
+    const F32: bool = true;
     fn from_f32(x: f32) -> Self {
         x
     }

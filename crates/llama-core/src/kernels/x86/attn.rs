@@ -348,7 +348,7 @@ macro_rules! attn16 {
                             lane_walk(&mut acc, 16, lo, hi, |j, a| *a = $fma(row(j), pj(j), *a));
                             reduce(&acc)
                         }
-                        AttnOrder::Lanes8 | AttnOrder::Lanes32 => {
+                        AttnOrder::Lanes8 | AttnOrder::Lanes32 | AttnOrder::F32Lanes64 | AttnOrder::F32Lanes32 => {
                             return pv_body(n, v, vs, j0, lo, hi, p, o, order);
                         }
                         AttnOrder::Lanes64 => {
@@ -476,7 +476,9 @@ unsafe fn pv_panels_avx512_in(
                         }
                     }
                     // the entry hands these to the portable sums
-                    AttnOrder::Lanes8 | AttnOrder::Lanes32 => unreachable!(),
+                    AttnOrder::Lanes8 | AttnOrder::Lanes32 | AttnOrder::F32Lanes64 | AttnOrder::F32Lanes32 => {
+                        unreachable!()
+                    }
                     AttnOrder::Lanes64 => {
                         for q in (0..w).step_by(4) {
                             let mut a = [[_mm512_setzero_ps(); 4]; 4]; // [key panel mod 4][dimension]
@@ -518,8 +520,8 @@ pub(crate) fn attn_pv_panels_avx512(
     order: AttnOrder,
 ) {
     attn_pv_panels_check(n, vt.len(), j0, lo, hi, p.len(), ps, o.len());
-    if matches!(order, AttnOrder::Lanes8 | AttnOrder::Lanes32) {
-        // not this build's orders (tests): the portable sums
+    if matches!(order, AttnOrder::Lanes8 | AttnOrder::Lanes32 | AttnOrder::F32Lanes64 | AttnOrder::F32Lanes32) {
+        // not this build's orders (tests), or the f32 tails: the portable sums
         return pv_panels_body(n, vt, j0, lo, hi, p, ps, o, order);
     }
     // SAFETY: reachable only through the AVX-512 table (feature detected at run time); the check
