@@ -57,3 +57,27 @@ def golden_inputs(name: str) -> dict:
     for p in sorted((DATA / "golden").glob(f"*/{name}.json")):
         return json.loads(p.read_text())
     pytest.skip(f"no llama.cpp golden for {name}")
+
+
+def gguf_with_tensors(src: str | Path, dst: str | Path, extra: dict) -> None:
+    """Copies the GGUF `src` to `dst` with the float32 arrays of `extra` added as tensors (gguf-py
+    reads and writes it: an independent writer): e.g. a head the converter does not write."""
+    import gguf
+    import numpy as np
+
+    r = gguf.GGUFReader(str(src))
+    w = gguf.GGUFWriter(str(dst), r.fields["general.architecture"].contents())
+    for name, f in r.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        vt = f.types[0]
+        w.add_key_value(name, f.contents(), vt, f.types[-1] if vt == gguf.GGUFValueType.ARRAY else None)
+    for t in r.tensors:
+        shape = [int(x) for x in reversed(t.shape)]
+        w.add_tensor(t.name, np.asarray(t.data), raw_shape=shape, raw_dtype=t.tensor_type)
+    for name, a in extra.items():
+        w.add_tensor(name, np.asarray(a, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()

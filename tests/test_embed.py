@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import model_path
+from conftest import gguf_with_tensors, model_path
 from llama import Llama, _llama
 from llama.errors import InvalidArgumentError, LlamaError
 
 DATA = Path(__file__).parent / "data" / "embed"
+RERANK = DATA / "bert-tiny-rerank"
 
 
 def _minilm_dir() -> Path:
@@ -142,6 +143,55 @@ def test_bad_input(minilm):
         Llama(str(path)).embed("x")
 
 
+@pytest.fixture(scope="module")
+def rerank_ref():
+    return json.loads((RERANK / "llamacpp-rank.json").read_text(encoding="utf-8"))
+
+
+def _reranker(kind: str, ref: dict, tmp: Path) -> Path:
+    """bert-tiny-rerank converted by us (f32, f16); "cls": the f32 file with a dense head layer
+    added (llama.cpp's RoBERTa-style head: cls, tanh, cls.output)."""
+    path = tmp / f"rerank-{kind}.gguf"
+    _llama.convert(str(RERANK), "f16" if kind == "f16" else "f32", str(path), None, True)
+    if kind == "cls":
+        gguf_with_tensors(path, tmp / "rerank-with-cls.gguf", ref["cls_tensors"])
+        path = tmp / "rerank-with-cls.gguf"
+    return path
+
+
+@pytest.mark.parametrize("kind", ["f32", "f16", "cls"])
+def test_rank_equals_llama_cpp(kind, rerank_ref, tmp_path):
+    """Scores bit for bit as llama.cpp's (tools/make_rerank_reference.py: its pooling RANK, pairs
+    built as llama-server's /rerank builds them), for pairs packed into one batch and one by one."""
+    ref = rerank_ref[kind]
+    llm = Llama(str(_reranker(kind, rerank_ref, tmp_path)), embedding=True)
+    assert llm._model.n_cls_out() == 1
+    for q, docs in rerank_ref["queries"].items():
+        assert [llm._model.rerank_tokens(q, d) for d in docs] == ref["tokens"][q]
+        assert llm.rank(q, docs) == ref["batch"][q]
+        assert [llm.rank(q, [d])[0] for d in docs] == ref["single"][q]
+        # pooling_type="rank" gives the same scores through embed(), n_cls_out values per input
+        scorer = Llama(str(_reranker(kind, rerank_ref, tmp_path)), embedding=True, pooling_type="rank")
+        assert [v[0] for v in scorer._need_embd_ctx().embed(ref["tokens"][q], "rank", False)] == ref["batch"][q]
+
+
+def test_rank_bad_input(minilm, rerank_ref, tmp_path):
+    _, path = minilm
+    with pytest.raises(InvalidArgumentError, match="reranker"):
+        Llama(str(path), embedding=True).rank("q", ["d"])
+    llm = Llama(str(_reranker("f32", rerank_ref, tmp_path)), embedding=True, n_ctx=64)
+    assert llm.rank("q", []) == []
+    with pytest.raises(InvalidArgumentError, match="document 1: .* more than the context of 64"):
+        llm.rank("q", ["short", "word " * 80])
+    with pytest.raises(InvalidArgumentError, match="list of strings"):
+        llm.rank("q", "one document")  # type: ignore[arg-type]
+    path = str(_reranker("f32", rerank_ref, tmp_path))
+    with pytest.raises(InvalidArgumentError, match="normalize"):
+        Llama(path, embedding=True, pooling_type="rank").embed("x", normalize=True)
+    with pytest.raises(LlamaError, match="embedding=True"):
+        Llama(path).rank("q", ["d"])
+
+
 def test_cli_embed_reads_lines(minilm, tmp_path):
     _, path = minilm
     f = tmp_path / "in.txt"
@@ -213,3 +263,49 @@ def test_server_embeddings_with_the_openai_client(minilm):
         assert srv.request("GET", "/health")[0] == 200
     finally:
         srv.stop()
+
+
+def test_server_rerank(minilm, rerank_ref, tmp_path):
+    """`serve --reranking`: /v1/rerank (and its aliases) give llama.cpp's scores, highest first, cut
+    to top_n, usage counted; TEI's `texts` shape; bad requests are 400s; an embedding model
+    without a head refuses --reranking at start."""
+    from test_server import KEY, Server
+
+    outtype, minilm_path = minilm
+    if outtype != "f16":
+        pytest.skip("one server run is enough")
+    path = _reranker("f32", rerank_ref, tmp_path)
+    ref = rerank_ref["f32"]
+    q, docs = next(iter(rerank_ref["queries"].items()))
+    want = ref["batch"][q]
+    srv = Server("--api-key", KEY, "-t", "2", "--reranking", model=str(path))
+    try:
+        status, body = srv.request("POST", "/v1/rerank", {"query": q, "documents": docs, "model": path.stem})
+        assert status == 200, body
+        order = sorted(range(len(docs)), key=lambda i: -want[i])
+        assert [r["index"] for r in body["results"]] == order
+        assert [r["relevance_score"] for r in body["results"]] == [want[i] for i in order]
+        assert body["usage"]["prompt_tokens"] == sum(len(t) for t in ref["tokens"][q])
+        status, body = srv.request("POST", "/rerank", {"query": q, "documents": docs, "top_n": 2})
+        assert status == 200 and [r["index"] for r in body["results"]] == order[:2]
+        status, body = srv.request("POST", "/reranking", {"query": q, "texts": docs[:2], "return_text": True})
+        assert status == 200 and isinstance(body, list) and {r["text"] for r in body} == set(docs[:2])
+        assert {r["index"]: r["score"] for r in body} == {0: want[0], 1: want[1]}
+        for bad, what in [
+            ({"documents": docs}, "query"),
+            ({"query": q}, "documents"),
+            ({"query": q, "documents": []}, "documents"),
+            ({"query": q, "documents": [1]}, "documents"),
+            ({"query": q, "documents": ["word " * 600]}, "tokens"),
+            ({"query": q, "documents": docs, "top_n": 0}, "top_n"),
+            ({"query": q, "documents": docs, "topn": 1}, "topn"),
+        ]:
+            status, body = srv.request("POST", "/v1/rerank", bad)
+            assert status == 400 and what in body["error"]["message"], (bad, body)
+        status, body = srv.request("POST", "/v1/embeddings", {"input": "x"})
+        assert status == 400 and "rerank" in body["error"]["message"]
+        assert srv.request("GET", "/health")[0] == 200
+    finally:
+        srv.stop()
+    with pytest.raises(RuntimeError, match="classification head"):
+        Server("--reranking", model=str(minilm_path))

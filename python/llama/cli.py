@@ -167,14 +167,16 @@ def _stream(llm: Llama, prompt_tokens: list[int], a: argparse.Namespace, n_predi
 def cmd_embed(a: argparse.Namespace) -> int:
     """One embedding per input line (FILE, or stdin for '-'/none): the vector's numbers separated by
     spaces, or with --json one JSON array per line (per-token vectors with --pooling none: an
-    array of arrays). Empty lines are embedded as empty texts."""
+    array of arrays; a reranker's head scores of each line with --pooling rank, not normalized).
+    Empty lines are embedded as empty texts."""
     kw: dict[str, Any] = {"embedding": True}
     if a.pooling is not None:
         kw["pooling_type"] = a.pooling
     llm = _load(a, **kw)
     text = sys.stdin.read() if a.file in (None, "-") else Path(a.file).read_text(encoding="utf-8")
     lines = text.splitlines()
-    vecs = llm.embed(lines, normalize=not a.no_normalize, truncate=not a.no_truncate) if lines else []
+    normalize = not a.no_normalize and a.pooling != "rank"  # scores are not vectors
+    vecs = llm.embed(lines, normalize=normalize, truncate=not a.no_truncate) if lines else []
     out = sys.stdout
     for v in vecs:
         if a.json:
@@ -482,6 +484,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
             quiet=a.quiet,
             embeddings=a.embeddings,
             pooling=a.pooling,
+            reranking=a.reranking,
         )
     return 0
 
@@ -620,6 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--embeddings", action="store_true", help="serve /v1/embeddings too (always on for an embedding model)"
     )
     p.add_argument("--pooling", choices=("none", "mean", "cls", "last"), default=None, help="(default: the model's)")
+    p.add_argument(
+        "--reranking",
+        "--rerank",
+        action="store_true",
+        help="serve /v1/rerank (and /rerank, /reranking) with the model's classification head",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench-serve", help="aggregate tokens/s, TTFT and per-token latency of C concurrent clients")

@@ -312,6 +312,33 @@ class Llama:
         result: Any = vecs[0] if single else vecs
         return (result, n_tokens) if return_count else result
 
+    def rank(self, query: str, documents: list[str]) -> list[float]:
+        """Relevance of each document to ``query`` by a reranker (a cross-encoder such as a
+        BertForSequenceClassification or bge-reranker converted to GGUF; ``embedding=True``), in
+        the documents' order, as llama-server's ``/rerank`` scores them: each pair is one sequence
+        (the model's rerank template, else ``[CLS] query [SEP] document [SEP]``), its [CLS] row
+        (the last token's for a causal model) through the model's classification head, the first
+        value. All pairs go through in packed batches. A model without a head raises
+        InvalidArgumentError, as does a pair longer than the context."""
+        ctx = self._need_embd_ctx()
+        if not isinstance(query, str):
+            raise InvalidArgumentError(f"query must be a string, not {type(query).__name__}")
+        if isinstance(documents, str) or not all(isinstance(d, str) for d in documents):
+            raise InvalidArgumentError("documents must be a list of strings")
+        if self._model.n_cls_out() is None:
+            raise InvalidArgumentError(
+                f"{self.model_path}: rank needs a reranker (a classification head: cls / cls.output tensors)"
+            )
+        seqs = []
+        for i, d in enumerate(documents):
+            ids = self._model.rerank_tokens(query, d)
+            if len(ids) > self._n_ctx:
+                raise InvalidArgumentError(
+                    f"document {i}: query and document are {len(ids)} tokens, more than the context of {self._n_ctx}"
+                )
+            seqs.append(ids)
+        return [float(v[0]) for v in ctx.embed(seqs, "rank", False)] if seqs else []
+
     def create_embedding(self, input: str | list[str], model: str | None = None) -> dict[str, Any]:
         """OpenAI's embeddings response (``object: list``, one ``embedding`` per input with its
         ``index``, ``usage``), as llama-cpp-python's ``create_embedding`` (vectors not normalized)."""

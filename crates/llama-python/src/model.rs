@@ -129,6 +129,18 @@ impl PyModel {
         Ok(Pooling::of_model(self.model()?).name())
     }
 
+    /// Scores per input of the model's reranking head (`pooling="rank"`); None without one.
+    fn n_cls_out(&self) -> PyResult<Option<usize>> {
+        Ok(self.model()?.n_cls_out())
+    }
+
+    /// A reranker's tokens for one (query, document) pair, as llama-server builds them.
+    fn rerank_tokens(&self, py: Python<'_>, query: &str, document: &str) -> PyResult<Vec<u32>> {
+        let model = self.model()?;
+        let tok = &self.tokenizer;
+        Ok(py.detach(|| llama_core::model::rerank_tokens(model, tok, query, document)))
+    }
+
     fn architecture(&self) -> Option<String> {
         self.gguf().get_str("general.architecture").ok().flatten().map(|s| s.to_string())
     }

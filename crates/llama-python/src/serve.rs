@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 #[pyfunction]
 #[pyo3(signature = (model, host="127.0.0.1", port=8080, parallel=4, n_ctx=4096, n_threads=None,
                     n_batch=512, queue=64, api_key=None, alias=None, body_limit=8388608, quiet=false,
-                    embeddings=false, pooling=None))]
+                    embeddings=false, pooling=None, reranking=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn serve(
     py: Python<'_>,
@@ -26,6 +26,7 @@ pub fn serve(
     quiet: bool,
     embeddings: bool,
     pooling: Option<String>,
+    reranking: bool,
 ) -> PyResult<()> {
     let d = llama_server::ServeOptions::default();
     let opts = llama_server::ServeOptions {
@@ -43,6 +44,7 @@ pub fn serve(
         quiet,
         embeddings,
         pooling,
+        reranking,
     };
     py.detach(move || llama_server::serve(opts)).map_err(|m| crate::errors::named("LlamaError", m))
 }

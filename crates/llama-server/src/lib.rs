@@ -48,6 +48,9 @@ pub struct ServeOptions {
     pub embeddings: bool,
     /// Pooling of `/v1/embeddings` (none, mean, cls, last); None: the model's.
     pub pooling: Option<String>,
+    /// Serve `/v1/rerank` (llama-server's `--reranking`): the embeddings context pools with the
+    /// model's classification head (`Pooling::Rank`), so `/v1/embeddings` gives no vectors.
+    pub reranking: bool,
 }
 
 impl Default for ServeOptions {
@@ -67,6 +70,7 @@ impl Default for ServeOptions {
             quiet: false,
             embeddings: false,
             pooling: None,
+            reranking: false,
         }
     }
 }
@@ -130,7 +134,22 @@ fn load(opts: &ServeOptions) -> llama_core::Result<Loaded> {
         let cfg = EngineConfig { n_slots: opts.parallel, n_ctx_slot, n_batch: opts.n_batch, queue: opts.queue };
         Some(Engine::start(dec, tok.clone(), cfg)?)
     };
-    let embd = if opts.embeddings || model.embeddings_only() {
+    // The pooling of the embeddings context: the classification head's with --reranking.
+    let pooling = if opts.reranking {
+        if opts.pooling.is_some() {
+            return Err(llama_core::Error::InvalidArgument(
+                "--reranking pools with the model's classification head: it takes no --pooling".into(),
+            ));
+        }
+        if model.n_cls_out().is_none() {
+            return Err(llama_core::Error::InvalidArgument(format!(
+                "--reranking: {} has no classification head (cls / cls.output tensors): it is not a reranker",
+                opts.model.display()
+            )));
+        }
+        log(opts, "reranking: serving /v1/rerank");
+        Some(Pooling::Rank)
+    } else if opts.embeddings || model.embeddings_only() {
         let pooling = match &opts.pooling {
             Some(p) => Pooling::parse(p)?,
             None => Pooling::of_model(&model),
@@ -141,12 +160,18 @@ fn load(opts: &ServeOptions) -> llama_core::Result<Loaded> {
                 pooling.name()
             )));
         }
-        // An encoder's context is at most its learned positions (the slots' default is longer).
-        let n_ctx = if model.embeddings_only() { n_ctx_slot.min(hp.n_ctx_train) } else { n_ctx_slot };
-        let ctx = Context::new(&model, ContextParams::for_embeddings(&model, n_ctx, opts.n_threads))?;
-        Some((std::sync::Mutex::new(ctx), pooling))
+        Some(pooling)
     } else {
         None
+    };
+    let embd = match pooling {
+        Some(pooling) => {
+            // An encoder's context is at most its learned positions (the slots' default is longer).
+            let n_ctx = if model.embeddings_only() { n_ctx_slot.min(hp.n_ctx_train) } else { n_ctx_slot };
+            let ctx = Context::new(&model, ContextParams::for_embeddings(&model, n_ctx, opts.n_threads))?;
+            Some((std::sync::Mutex::new(ctx), pooling))
+        }
+        None => None,
     };
     let text = |id: Option<u32>| {
         id.map(|i| String::from_utf8_lossy(&tok.token_to_piece(i, true)).into_owned()).unwrap_or_default()

@@ -127,6 +127,13 @@ pub fn spec() -> Value {
                     ("dimensions".to_string(), json!({"type": ["integer", "null"]})),
                     ("user".to_string(), json!({"type": ["string", "null"], "description": "accepted, no effect"})),
                 ]), &["input"]), "responses": responses(ok_json("one L2-normalized vector per input (400 unless started with --embeddings or an embedding model)"))}},
+            "/v1/rerank": {"post": {"operationId": "rerank", "requestBody": body(
+                serde_json::Map::from_iter([
+                    ("query".to_string(), json!({"type": "string"})),
+                    ("documents".to_string(), json!({"type": "array", "minItems": 1, "items": {"type": "string"}})),
+                    ("top_n".to_string(), json!({"type": ["integer", "null"], "minimum": 1})),
+                    ("model".to_string(), json!({"type": ["string", "null"]})),
+                ]), &["query", "documents"]), "responses": responses(ok_json("each document's relevance_score with its index, highest first (400 unless started with --reranking and a reranker)"))}},
             "/tokenize": {"post": {"operationId": "tokenize", "requestBody": body(
                 serde_json::Map::from_iter([
                     ("content".to_string(), json!({"type": "string"})),

@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use llama_core::engine::{Engine, Event, Request, SubmitError, TokenOut, Usage};
 use llama_core::grammar::{Grammar, Matcher, TokEnv};
+use llama_core::model::Pooling;
 use llama_core::sampler::grammar::GrammarStage;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -40,6 +41,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/health", get(health))
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
+        .route("/v1/rerank", post(rerank))
+        .route("/rerank", post(rerank))
+        .route("/v1/reranking", post(rerank))
+        .route("/reranking", post(rerank))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/metrics", get(metrics))
@@ -635,8 +640,12 @@ async fn chat(State(app): AppState, b: Result<Bytes, BytesRejection>) -> ApiResu
 /// All inputs in one call: packed into batches of whole inputs.
 async fn embeddings(State(app): AppState, b: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
     let l = loaded(&app)?;
-    if l.embd.is_none() {
-        return Err(ApiError::bad("this server does not serve embeddings: start it with --embeddings"));
+    match &l.embd {
+        None => return Err(ApiError::bad("this server does not serve embeddings: start it with --embeddings")),
+        Some((_, Pooling::Rank)) => {
+            return Err(ApiError::bad("this server reranks (--reranking): it serves /v1/rerank, not embeddings"))
+        }
+        Some(_) => {}
     }
     let mut b = body(b)?;
     check_model(&app, &mut b)?;
@@ -677,6 +686,92 @@ async fn embeddings(State(app): AppState, b: Result<Bytes, BytesRejection>) -> A
         })
         .collect();
     Ok(Json(json!({"object": "list", "data": data, "model": app.alias,
+                    "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})))
+}
+
+/// Reranking, as llama-server's `/v1/rerank` (Jina/Cohere shape): `query` and `documents` (or
+/// TEI's `texts`), each pair scored by the model's classification head (`Pooling::Rank`, all pairs
+/// packed into batches); `results` sorted by `relevance_score`, highest first, cut to `top_n`.
+/// With `texts` the answer is TEI's: a bare array of `{index, score}`, `text` too with
+/// `return_text`.
+async fn rerank(State(app): AppState, b: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
+    let l = loaded(&app)?;
+    if !matches!(l.embd, Some((_, Pooling::Rank))) {
+        return Err(ApiError::bad("this server does not rerank: start it with --reranking and a reranker model"));
+    }
+    let mut b = body(b)?;
+    check_model(&app, &mut b)?;
+    let query = match b.take("query") {
+        Some(Value::String(q)) => q,
+        Some(_) => return Err(ApiError::bad("'query' must be a string")),
+        None => return Err(ApiError::bad("'query' is required")),
+    };
+    let (docs, tei) = match (b.take("documents"), b.take("texts")) {
+        (Some(_), Some(_)) => return Err(ApiError::bad("give 'documents' or 'texts', not both")),
+        (Some(d), None) => (d, false),
+        (None, Some(t)) => (t, true),
+        (None, None) => return Err(ApiError::bad("'documents' is required")),
+    };
+    let docs: Vec<String> = match docs {
+        Value::Array(a) if !a.is_empty() => a
+            .into_iter()
+            .map(|d| match d {
+                Value::String(s) => Ok(s),
+                _ => Err(ApiError::bad("'documents' must be an array of strings")),
+            })
+            .collect::<ApiResult<_>>()?,
+        _ => return Err(ApiError::bad("'documents' must be a non-empty array of strings")),
+    };
+    let top_n = match b.i64("top_n")? {
+        Some(n) if n < 1 => return Err(ApiError::bad(format!("'top_n' = {n}: it must be at least 1"))),
+        Some(n) => (n as usize).min(docs.len()),
+        None => docs.len(),
+    };
+    let return_text = b.bool("return_text")?.unwrap_or(false);
+    if return_text && !tei {
+        return Err(ApiError::bad(
+            "'return_text' goes with 'texts' (TEI's request); /v1/rerank results carry the index",
+        ));
+    }
+    b.finish()?;
+    let seqs: Vec<Vec<u32>> =
+        docs.iter().map(|d| llama_core::model::rerank_tokens(&l.model, &l.tok, &query, d)).collect();
+    let n_tokens: usize = seqs.iter().map(Vec::len).sum();
+    let app2 = app.clone();
+    let scores = tokio::task::spawn_blocking(move || {
+        let l = app2.loaded.get().expect("loaded above");
+        let (ctx, _) = l.embd.as_ref().expect("checked above");
+        let mut c = ctx.lock().unwrap_or_else(|e| e.into_inner());
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        c.embed(&l.model, &refs, Pooling::Rank, false)
+    })
+    .await
+    .map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, format!("rerank task failed: {e}")))?
+    .map_err(|e| match e {
+        llama_core::Error::ContextOverflow(m) => {
+            ApiError::bad(m.replace("embed: input", "document")).with_code("context_length_exceeded")
+        }
+        e => ApiError::from_core(e),
+    })?;
+    // llama-server's score is the head's first value
+    let mut order: Vec<(usize, f32)> = scores.iter().map(|s| s[0]).enumerate().collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1));
+    order.truncate(top_n);
+    let label = if tei { "score" } else { "relevance_score" };
+    let results: Vec<Value> = order
+        .into_iter()
+        .map(|(i, s)| {
+            let mut r = json!({"index": i, label: s});
+            if return_text {
+                r["text"] = json!(docs[i]);
+            }
+            r
+        })
+        .collect();
+    if tei {
+        return Ok(Json(Value::Array(results)));
+    }
+    Ok(Json(json!({"model": app.alias, "object": "list", "results": results,
                     "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})))
 }
 

@@ -21,7 +21,7 @@ mod weights;
 
 pub use arch::supported_archs;
 pub use context::{Batch, Context, ContextParams};
-pub use embed::{l2_normalize, Pooling};
+pub use embed::{l2_normalize, rerank_tokens, Pooling};
 pub use hparams::{Arch, HParams};
 pub use kv_cache::KvType;
 
@@ -53,6 +53,8 @@ pub struct Model {
     net: Box<dyn Network>,
     /// R16-repacked copies of matrices, by (tensor index, first row) (see `quant::repack`).
     packed: HashMap<(usize, usize), Packed>,
+    /// A reranker's classification head (`cls`, `cls.output`), when the file has one.
+    cls_head: Option<embed::ClsHead>,
 }
 
 impl Model {
@@ -67,7 +69,8 @@ impl Model {
         let mut hparams = HParams::from_gguf(&file, family.arch())?;
         let net = (family.load)(&file, &hparams)?;
         hparams.n_vocab = net.tok_embd().rows;
-        let mut model = Model { file, hparams, net, packed: HashMap::new() };
+        let cls_head = embed::ClsHead::load(&file, &hparams)?;
+        let mut model = Model { file, hparams, net, packed: HashMap::new(), cls_head };
         model.packed = repack_weights(&model, model.net.matrices());
         Ok(model)
     }
@@ -76,6 +79,12 @@ impl Model {
     /// embeddings mode.
     pub fn embeddings_only(&self) -> bool {
         self.net.embeddings_only()
+    }
+
+    /// Scores per input of a reranker's classification head (`Pooling::Rank` gives this many
+    /// values per sequence); None without a head.
+    pub fn n_cls_out(&self) -> Option<usize> {
+        self.cls_head.as_ref().map(|h| h.n_out(self.hparams.n_embd))
     }
 
     /// Whether some layers keep a recurrent state (one sequence per context).

@@ -105,6 +105,7 @@ pub fn vocab_from_gguf(f: &GgufFile) -> Result<Vocab> {
         fim_sep: id(f, "tokenizer.ggml.fim_sep_token_id"),
         add_bos: f.get_bool("tokenizer.ggml.add_bos_token")?,
         add_eos: f.get_bool("tokenizer.ggml.add_eos_token")?,
+        add_sep: f.get_bool("tokenizer.ggml.add_sep_token")?,
         add_space_prefix: f.get_bool("tokenizer.ggml.add_space_prefix")?,
         remove_extra_whitespaces: f.get_bool("tokenizer.ggml.remove_extra_whitespaces")?,
         normalizer_lowercase: f.get_bool("tokenizer.ggml.normalizer.lowercase")?,

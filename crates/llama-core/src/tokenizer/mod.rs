@@ -214,6 +214,11 @@ impl Tokenizer {
     pub fn add_eos(&self) -> bool {
         self.vocab.add_eos
     }
+    /// Whether a reranker's input puts [SEP] between query and document (llama.cpp's
+    /// `llama_vocab_get_add_sep`).
+    pub fn add_sep(&self) -> bool {
+        self.vocab.add_sep
+    }
     pub fn add_space_prefix(&self) -> bool {
         self.vocab.add_space_prefix
     }

@@ -94,6 +94,8 @@ pub struct VocabOptions {
     pub fim_sep: Option<u32>,
     pub add_bos: Option<bool>,
     pub add_eos: Option<bool>,
+    /// `tokenizer.ggml.add_sep_token`: a separator between a reranker's query and document.
+    pub add_sep: Option<bool>,
     pub add_space_prefix: Option<bool>,
     pub remove_extra_whitespaces: Option<bool>,
     /// `tokenizer.ggml.normalizer.lowercase` / `.strip_accents` (WPM; llama.cpp: lowercase
@@ -142,6 +144,9 @@ pub struct Vocab {
 
     pub(crate) add_bos: bool,
     pub(crate) add_eos: bool,
+    /// A [SEP] between a reranker's query and document (llama.cpp's `add_sep`: WPM and the
+    /// jina/roberta BPE pre-tokenizers by default, the metadata's otherwise).
+    pub(crate) add_sep: bool,
     pub(crate) add_space_prefix: bool,
     pub(crate) remove_extra_whitespaces: bool,
     pub(crate) ignore_merges: bool,
@@ -372,6 +377,7 @@ impl Vocab {
             eog: BTreeSet::new(),
             add_bos: false,
             add_eos: false,
+            add_sep: kind == VocabKind::Wpm || matches!(pre, "jina-v1-en" | "jina-v2-code" | "roberta-bpe"),
             add_space_prefix: false,
             remove_extra_whitespaces: false,
             ignore_merges: false,
@@ -447,6 +453,9 @@ impl Vocab {
         }
         if let Some(b) = opts.add_eos {
             v.add_eos = b;
+        }
+        if let Some(b) = opts.add_sep {
+            v.add_sep = b;
         }
         if let Some(b) = opts.add_space_prefix {
             v.add_space_prefix = b;
