@@ -325,7 +325,9 @@ impl SandwichLayer {
 /// `qkv_fused` and the output projection.
 pub(super) struct AttnFused {
     pub wqkv: WRef, // [n_head·head_k + n_head_kv·head_k + n_head_kv·head_v][n_embd]
-    pub wo: WRef,   // [n_embd][n_head·head_v]
+    /// [wqkv.rows] `attn_qkv.bias`, when the checkpoint has one (llama.cpp loads it optionally).
+    pub bqkv: Option<Vec<f32>>,
+    pub wo: WRef, // [n_embd][n_head·head_v]
 }
 
 impl AttnFused {
@@ -335,6 +337,7 @@ impl AttnFused {
         let rows = hp.n_head * hp.n_embd_head_k + hp.n_embd_k_gqa() + hp.n_embd_v_gqa();
         Ok(AttnFused {
             wqkv: l.matrix(&n("attn_qkv.weight"), Some(rows), hp.n_embd)?,
+            bqkv: l.opt_vector(&n("attn_qkv.bias"), rows)?,
             wo: l.matrix(&n("attn_output.weight"), Some(hp.n_embd), hp.n_head * hp.n_embd_head_v)?,
         })
     }
@@ -540,8 +543,8 @@ impl Pass<'_> {
         }
     }
 
-    /// Qcur, Kcur, Vcur from one fused projection: `qkv = cur · wqkvᵀ`, then each token's row
-    /// split into its Q, K and V parts (llama.cpp's views of `wqkv`, made contiguous).
+    /// Qcur, Kcur, Vcur from one fused projection: `qkv = cur · wqkvᵀ` (+ its bias), then each
+    /// token's row split into its Q, K and V parts (llama.cpp's views of `wqkv`, made contiguous).
     /// cur: [n][n_embd] → qkv: [n][wqkv.rows] (scratch) → q: [n][n_head·head_k],
     /// k: [n][n_head_kv·head_k], v: [n][n_head_kv·head_v]
     pub fn qkv_fused(
@@ -554,6 +557,9 @@ impl Pass<'_> {
         v: &mut [f32],
     ) {
         self.matmul(&w.wqkv, cur, qkv);
+        if let Some(b) = &w.bqkv {
+            self.add_bias(qkv, b);
+        }
         let hp = self.hp;
         let (qd, kd, vd) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
         for (t, row) in qkv[..self.n * w.wqkv.rows].chunks_exact(w.wqkv.rows).enumerate() {

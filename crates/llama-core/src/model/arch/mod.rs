@@ -10,6 +10,7 @@ mod gemma2;
 mod gemma3;
 mod gpt_oss;
 mod llama;
+mod nomic_bert;
 mod phi3;
 mod qwen2;
 mod qwen3;
@@ -92,6 +93,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "phi3", load: phi3::load },
     Family { name: "smollm3", load: smollm3::load },
     Family { name: "bert", load: bert::load },
+    Family { name: "nomic-bert", load: nomic_bert::load },
 ];
 
 /// The family of a `general.architecture` value.
