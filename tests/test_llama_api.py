@@ -208,3 +208,51 @@ def test_unknown_keywords_are_type_errors(tiny) -> None:
     llm = llama.Llama(tiny, n_ctx=64, verbose=False)
     with pytest.raises(TypeError):
         llm.create_completion("x", max_tokenz=3)
+
+
+def test_scores_keep_n_batch_rows_so_a_long_context_fits():
+    """As llama-cpp-python: `scores` holds n_batch rows unless logits_all (gemma3-270m's 262k
+    vocabulary at 32k positions would be 32 GiB); position p's logits are in row p mod n_batch."""
+    gemma = model_path("gemma3-270m-q4_k_m.gguf")
+    llm = llama.Llama(gemma, n_ctx=32768, n_threads=THREADS)
+    assert llm.scores.shape == (512, llm.n_vocab())
+    out = llm.create_completion("Once upon a time", max_tokens=4, temperature=0)
+    assert out["usage"]["completion_tokens"] == 4
+    # the same text as a short context gives
+    short = llama.Llama(gemma, n_ctx=256, n_threads=THREADS).create_completion(
+        "Once upon a time", max_tokens=4, temperature=0
+    )
+    assert out["choices"][0]["text"] == short["choices"][0]["text"]
+    # rows wrap: with n_batch 4 the logits of position 9 are in row 1, equal to a fresh eval's
+    tiny = model_path("synth-tiny-q4_0.gguf")
+    wrap = llama.Llama(tiny, n_ctx=64, n_batch=4, n_threads=THREADS)
+    for t in PROMPT + [450]:
+        wrap.eval([t])
+    full = llama.Llama(tiny, n_ctx=64, n_threads=THREADS, logits_all=True)
+    for t in PROMPT + [450]:
+        full.eval([t])
+    assert wrap.scores.shape[0] == 4
+    assert np.array_equal(wrap.scores[len(PROMPT) % 4], full.scores[len(PROMPT)])
+    with pytest.raises(llama.LlamaError, match="logits_all=True keeps a row per position"):
+        llama.Llama(gemma, n_ctx=1 << 20, n_threads=THREADS, logits_all=True)
+
+
+def test_load_state_replays_a_sampled_completion():
+    """save_state/load_state restore what shapes the next token: the KV cache, the tokens, the
+    seed the next completion derives its sampler's from, and the logits a prompt's evaluation left
+    (re-evaluating its last token alone would give other bits: another activation quantizer)."""
+    llm = llama.Llama(model_path("qwen2.5-coder-0.5b-q4_k_m.gguf"), n_ctx=256, seed=42, n_threads=THREADS)
+    first = llm.create_completion("def fib(n):", max_tokens=4, temperature=0.8)["choices"][0]["text"]
+    state = llm.save_state()
+    assert state.n_tokens == llm.n_tokens and list(state.input_ids) == llm.input_ids[: llm.n_tokens].tolist()
+    runs = []
+    for _ in range(2):
+        llm.load_state(state)
+        again = llm.create_completion("def fib(n):", max_tokens=12, temperature=0.8)["choices"][0]["text"]
+        more = llm.create_completion("def fib(n):" + first, max_tokens=12, temperature=0.8)["choices"][0]["text"]
+        runs.append((again, more))
+    assert runs[0] == runs[1]
+    # the state carries the seed: restored into another instance, the same completions follow
+    other = llama.Llama(model_path("qwen2.5-coder-0.5b-q4_k_m.gguf"), n_ctx=256, seed=7, n_threads=THREADS)
+    other.load_state(state)
+    assert other.create_completion("def fib(n):", max_tokens=12, temperature=0.8)["choices"][0]["text"] == runs[0][0]

@@ -48,13 +48,17 @@ Completion = dict[str, Any]
 
 @dataclass
 class LlamaState:
-    """A snapshot of the context: the evaluated tokens, their scores and the KV cache."""
+    """A snapshot of the context: the evaluated tokens, their scores and the KV cache, and the
+    seed the next completion derives its sampler's from. Without logits_all, `scores` holds the
+    rows of `logits_pos`: the last token's and those of the ends of multi-token evaluations
+    (a prompt's), whose logits re-evaluating that one token would not give bit for bit."""
 
     input_ids: npt.NDArray[np.intc]
     scores: npt.NDArray[np.single]
     n_tokens: int
     kv_state: bytes
     seed: int
+    logits_pos: npt.NDArray[np.intc] | None = None
 
 
 class Llama:
@@ -185,11 +189,24 @@ class Llama:
                 logits_all=logits_all,
             )
         self.input_ids: npt.NDArray[np.intc] = np.zeros((self._n_ctx,), dtype=np.intc)
-        # One row per position; np.empty does not touch the pages, so rows cost memory only once written.
-        self.scores: npt.NDArray[np.single] = np.empty((self._n_ctx, self._n_vocab), dtype=np.single)
-        # Which rows of `scores` hold the logits of the token now at their position (without
-        # logits_all an eval writes only its last row).
+        # As llama-cpp-python: one row per position with logits_all, else n_batch rows (a 32k
+        # context of a 262k vocabulary would be 32 GiB), position p's logits in row p mod n_batch
+        # (`_row`). np.empty does not touch the pages: rows cost memory once written.
+        self._n_rows = self._n_ctx if logits_all else self.n_batch
+        try:
+            self.scores: npt.NDArray[np.single] = np.empty((self._n_rows, self._n_vocab), dtype=np.single)
+        except MemoryError:
+            need = self._n_rows * self._n_vocab * 4
+            raise LlamaError(
+                f"scores: {self._n_rows} rows x {self._n_vocab} logits need {need} bytes ({need / 2**30:.1f} GiB), "
+                "more than this machine gives"
+                + (": logits_all=True keeps a row per position of n_ctx; use a smaller n_ctx" if logits_all else "")
+            ) from None
+        # Which positions' logits their row of `scores` holds (without logits_all an eval writes
+        # only its last position's, and a row is shared by the positions n_batch apart), and which
+        # of those came from an evaluation of several tokens (`save_state` keeps them).
         self._has_logits = np.zeros((self._n_ctx,), dtype=bool)
+        self._from_batch = np.zeros((self._n_ctx,), dtype=bool)
         self.n_tokens = 0
         if verbose:
             print(f"llama: loaded {self.model_path} in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
@@ -378,12 +395,23 @@ class Llama:
         ctx = self._need_ctx()
         tokens = list(tokens)
         n_past, n = self.n_tokens, len(tokens)
-        first = n_past if self._logits_all else n_past + n - 1
         self._has_logits[n_past:] = False
-        ctx.eval(tokens, n_past, self.scores[first : n_past + n])
+        if self._logits_all:
+            ctx.eval(tokens, n_past, self.scores[n_past : n_past + n])
+            self._has_logits[n_past : n_past + n] = True
+        else:
+            last = n_past + n - 1
+            r = self._row(last)
+            self._has_logits[r :: self._n_rows] = False  # the row's earlier position loses it
+            ctx.eval(tokens, n_past, self.scores[r : r + 1])
+            self._has_logits[last] = True
+            self._from_batch[last] = n > 1
         self.input_ids[n_past : n_past + n] = tokens
-        self._has_logits[first : n_past + n] = True
         self.n_tokens = n_past + n
+
+    def _row(self, pos: int) -> int:
+        """The row of `scores` holding position `pos`'s logits (when `_has_logits[pos]`)."""
+        return pos % self._n_rows
 
     @property
     def _input_ids(self) -> npt.NDArray[np.intc]:
@@ -391,7 +419,7 @@ class Llama:
 
     @property
     def _scores(self) -> npt.NDArray[np.single]:
-        return self.scores[: self.n_tokens]
+        return self.scores[: self.n_tokens]  # without logits_all, as llama-cpp-python's: the first rows
 
     #: log-softmax as llama-cpp-python computes it (``Llama.logits_to_logprobs``).
     logits_to_logprobs = staticmethod(logits_to_logprobs)
@@ -488,7 +516,7 @@ class Llama:
         row = self.n_tokens - 1 if idx is None else idx
         if not 0 <= row < self.n_tokens:
             raise InvalidArgumentError(f"sample: idx {row} is outside the evaluated 0..{self.n_tokens - 1}")
-        logits = apply_processors(logits_processor, self._input_ids, self.scores[row])
+        logits = apply_processors(logits_processor, self._input_ids, self.scores[self._row(row)])
         return int(chain.sample(logits))
 
     def _prefix_reuse(self, tokens: list[int]) -> list[int]:
@@ -572,7 +600,7 @@ class Llama:
         while True:
             if tokens:
                 self.eval(tokens)
-            row = self.scores[self.n_tokens - 1]
+            row = self.scores[self._row(self.n_tokens - 1)]
             if on_row is not None:
                 on_row(row)
             self._sampler = chain
@@ -1136,22 +1164,44 @@ class Llama:
     # -- state ----------------------------------------------------------------------------------
 
     def save_state(self) -> LlamaState:
+        """The context as it stands: tokens, KV cache, the seed the next completion derives its
+        sampler's from, and the logits (every evaluated row with logits_all, else the last
+        token's), so that a completion after `load_state` samples as the original did."""
         ctx = self._need_ctx()
+        n = self.n_tokens
+        if self._logits_all:
+            pos = np.arange(n, dtype=np.intc)
+        else:
+            keep = self._has_logits[:n] & self._from_batch[:n]
+            if n:
+                keep[n - 1] = self._has_logits[n - 1]
+            pos = np.flatnonzero(keep).astype(np.intc)
         return LlamaState(
-            input_ids=self.input_ids[: self.n_tokens].copy(),
-            scores=self.scores[: self.n_tokens].copy(),
-            n_tokens=self.n_tokens,
-            kv_state=ctx.save_state(self.n_tokens),
+            input_ids=self.input_ids[:n].copy(),
+            scores=self.scores[[self._row(int(p)) for p in pos]].copy(),
+            n_tokens=n,
+            kv_state=ctx.save_state(n),
             seed=self._seed,
+            logits_pos=pos,
         )
 
     def load_state(self, state: LlamaState) -> None:
         ctx = self._need_ctx()
         ctx.load_state(state.kv_state)
-        self.n_tokens = state.n_tokens
-        self.input_ids[: state.n_tokens] = state.input_ids
-        self.scores[: state.n_tokens] = state.scores
-        self._has_logits[:] = False  # which rows were real is not saved: the next prompt re-evaluates one
+        n = self.n_tokens = state.n_tokens
+        self.input_ids[:n] = state.input_ids
+        self._seed = state.seed
+        self._has_logits[:] = False
+        self._from_batch[:] = False
+        pos = state.logits_pos
+        if pos is None:  # a state made without positions: its rows are the first ones, as saved
+            pos = np.arange(min(n, len(state.scores)), dtype=np.intc)
+        for p, row in zip(pos, state.scores):
+            p = int(p)
+            if p < n:  # ascending: a later position sharing the row takes it
+                self._has_logits[self._row(p) :: self._n_rows] = False
+                self.scores[self._row(p)] = row
+                self._has_logits[p] = self._from_batch[p] = True
 
     def close(self) -> None:
         self._ctx = None
