@@ -631,3 +631,60 @@ def test_cli_argument_errors(capsys):
     # run/chat accept no -m now (the default model is resolved at load time)
     args = cli.build_parser().parse_args(["run", "-p", "hi"])
     assert args.model is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Llama.from_pretrained (llama-cpp-python's), against the fake Hub
+
+
+def test_from_pretrained(server, cdn, tmp_path):
+    """A GGUF picked by glob, downloaded into the HF cache (or local_dir) through huggingface_hub
+    and loaded with the keyword arguments; one-line errors for no match, several matches, a split
+    part, and an unreachable Hub (at once; a file named exactly then comes from the cache)."""
+    pytest.importorskip("huggingface_hub")
+    try:
+        from llama import _llama
+    except ImportError:
+        pytest.skip("the native module is not built")
+    gguf = tmp_path / "bert-tiny-f16.gguf"
+    _llama.convert(str(ROOT / "tests" / "data" / "embed" / "bert-tiny"), "f16", str(gguf), None, True)
+    files = {
+        "README.md": b"# bert\n",
+        "bert-tiny-f16.gguf": gguf.read_bytes(),
+        "bert-tiny-f32.gguf": gguf.read_bytes(),
+        "big-00001-of-00002.gguf": b"GGUF",
+        "big-00002-of-00002.gguf": b"GGUF",
+    }
+    add_hub_repo(server, "acme/bert-GGUF", files, lfs={f for f in files if f.endswith(".gguf")}, cdn=cdn)
+    env = hub_env(server, tmp_path)
+    load = (
+        "from llama import Llama\n"
+        "m = Llama.from_pretrained('acme/bert-GGUF', {f!r}, embedding=True, verbose=False{extra})\n"
+        "print(m.model_path); print(len(m.embed('hello world')))\n"
+    )
+    r = run_sub(load.format(f="*f16.gguf", extra=""), env)
+    assert r.returncode == 0, r.stderr
+    path, n = r.stdout.split()
+    assert (
+        Path(path).name == "bert-tiny-f16.gguf" and str(tmp_path / "hf_cache") in path and n == "32"
+    )  # bert-tiny: n_embd 32
+    assert md5(Path(path).read_bytes()) == md5(files["bert-tiny-f16.gguf"])
+    out = tmp_path / "out"
+    r = run_sub(
+        load.format(f="bert-tiny-f32.gguf", extra=f", local_dir={str(out)!r}, additional_files=['README.md']"), env
+    )
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.split()[0]) == out / "bert-tiny-f32.gguf" and (out / "README.md").read_bytes() == b"# bert\n"
+    for f, what in [("*.gguf", "name one"), ("*q4_0*", "no file matches"), ("big-00001-of-00002.gguf", "merge")]:
+        r = run_sub(load.format(f=f, extra=""), env)
+        assert r.returncode == 1 and what in r.stderr, (f, r.stderr)
+    # the Hub unreachable: a named file still in the cache loads; a glob cannot be resolved
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    s.close()
+    offline = {**env, "HF_ENDPOINT": closed}
+    r = run_sub(load.format(f="bert-tiny-f16.gguf", extra=""), offline, timeout=60)
+    assert r.returncode == 0 and r.stdout.split()[0] == path, r.stderr
+    r = run_sub(load.format(f="*f16.gguf", extra=""), offline, timeout=60)
+    assert r.returncode == 1 and "cannot reach" in r.stderr and "local GGUF path" in r.stderr, r.stderr

@@ -211,6 +211,32 @@ class Llama:
         if verbose:
             print(f"llama: loaded {self.model_path} in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id: str,
+        filename: str | None = None,
+        additional_files: list[str] | None = None,
+        local_dir: str | os.PathLike[str] | None = None,
+        local_dir_use_symlinks: bool | str = "auto",
+        cache_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> Llama:
+        """A model from the Hugging Face Hub, as llama-cpp-python's ``from_pretrained``:
+        ``filename`` is a file of ``repo_id`` or a glob matching exactly one (``"*q4_k_m.gguf"``;
+        None picks its Q4_K_M, else Q4_0, GGUF), downloaded with huggingface_hub into ``local_dir``
+        or the HF cache (``cache_dir``; HF_TOKEN and HF_ENDPOINT honoured), with the files matching
+        ``additional_files``; ``kwargs`` go to ``Llama``. ``local_dir_use_symlinks`` is a
+        documented no-op (huggingface_hub no longer uses it). Offline, a file named without a glob
+        comes from the cache; otherwise a LlamaError says the Hub is unreachable, at once."""
+        from .pull import hub_model_file
+
+        del local_dir_use_symlinks
+        path = hub_model_file(
+            repo_id, filename, additional_files, local_dir, cache_dir, quiet=not kwargs.get("verbose", True)
+        )
+        return cls(path, **kwargs)
+
     # -- vocabulary and model -----------------------------------------------------------------
 
     def tokenize(self, text: bytes | str, add_bos: bool = True, special: bool = False) -> list[int]:

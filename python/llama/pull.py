@@ -645,6 +645,82 @@ def pull_hub(
     return found
 
 
+_SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
+
+
+def hub_model_file(
+    repo: str,
+    filename: str | None,
+    additional_files: list[str] | None = None,
+    local_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    quiet: bool = False,
+) -> str:
+    """The local path of the one file of Hub repo `repo` that `filename` names (a path or a glob
+    such as "*q4_k_m.gguf"; None: its Q4_K_M, else Q4_0, GGUF), downloaded with huggingface_hub
+    into `local_dir` or the HF cache (`cache_dir`), with every file matching one of
+    `additional_files`. The listing goes first, without retries: an unreachable Hub fails at once,
+    saying so, unless the file (named without a glob) is already in the cache."""
+    hf = _hf()
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise InvalidArgumentError(f"{repo!r}: a Hub repo id is OWNER/NAME")
+    try:
+        names = sorted(hub_list_files(repo, token=hf_token()))
+    except LlamaError as e:
+        if filename and not _has_glob(filename):
+            try:
+                return str(
+                    hf.hf_hub_download(repo, filename, local_dir=local_dir, cache_dir=cache_dir, local_files_only=True)
+                )
+            except Exception:
+                pass
+        if "HTTP" in str(e):
+            raise
+        raise LlamaError(
+            f"{repo}: cannot reach {hf_endpoint()} ({str(e).split(': ', 1)[-1]}) and the file is not in the cache: "
+            "check the network, or give a local GGUF path (Llama('model.gguf'))"
+        ) from None
+
+    def matching(pattern: str) -> list[str]:
+        return [n for n in names if fnmatch.fnmatch(n, pattern)]
+
+    if filename is None:
+        file = pick_gguf(names, prefer_hub=True)
+        if file is None:
+            raise ModelFileNotFoundError(f"{repo}: the repo holds no .gguf file")
+    else:
+        hits = matching(filename)
+        if not hits:
+            ggufs = [n for n in names if n.endswith(".gguf")] or names
+            raise ModelFileNotFoundError(f"{repo}: no file matches {filename!r}; it holds {', '.join(ggufs[:20])}")
+        if len(hits) > 1:
+            raise InvalidArgumentError(
+                f"{repo}: {len(hits)} files match {filename!r} ({', '.join(hits[:10])}): name one"
+            )
+        file = hits[0]
+    m = _SPLIT.search(file)
+    if m:
+        raise LlamaError(
+            f"{repo}/{file} is one part of a GGUF split in {int(m.group(2))}: split files are not loaded yet; "
+            "merge them with llama.cpp's `llama-gguf-split --merge` and load the result"
+        )
+    extra = [n for pattern in additional_files or [] for n in (matching(pattern) or [pattern])]
+    try:
+        if quiet:
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
+        path = hf.hf_hub_download(repo, file, local_dir=local_dir, cache_dir=cache_dir)
+        for n in extra:
+            hf.hf_hub_download(repo, n, local_dir=local_dir, cache_dir=cache_dir)
+    except Exception as e:
+        if _is_hub_exception(e):
+            raise _hf_error(repo, e) from None
+        raise
+    return str(path)
+
+
 # --------------------------------------------------------------------------------------------------
 # Which model to load
 
