@@ -554,7 +554,7 @@ def _hf() -> Any:  # the huggingface_hub module, imported on first use
     except ImportError:
         raise LlamaError(
             "pulling from the Hugging Face Hub needs huggingface_hub: "
-            "pip install 'llama-py[pull]' (or pip install huggingface_hub)"
+            "pip install huggingface_hub (a dependency of llama-py: reinstall it)"
         ) from None
     return huggingface_hub
 
