@@ -256,3 +256,34 @@ def test_load_state_replays_a_sampled_completion():
     other = llama.Llama(model_path("qwen2.5-coder-0.5b-q4_k_m.gguf"), n_ctx=256, seed=7, n_threads=THREADS)
     other.load_state(state)
     assert other.create_completion("def fib(n):", max_tokens=12, temperature=0.8)["choices"][0]["text"] == runs[0][0]
+
+
+def test_one_llama_from_several_threads_waits_its_turn(tiny):
+    """Calls from several threads on one Llama run one at a time (none raises), each answer the
+    one it gets alone; a stream holds the turn while it is read."""
+    import threading
+
+    llm = llama.Llama(tiny, n_ctx=128, n_threads=1)
+    prompts = ["Once upon a time", "The quick brown fox", "In a hole in the ground", "It was a dark"]
+    alone = {p: llm.create_completion(p, max_tokens=8, temperature=0)["choices"][0]["text"] for p in prompts}
+    got: dict[str, str] = {}
+    errors: list[BaseException] = []
+
+    def work(p: str) -> None:
+        try:
+            if p == prompts[0]:
+                got[p] = "".join(
+                    c["choices"][0]["text"] for c in llm.create_completion(p, max_tokens=8, temperature=0, stream=True)
+                )
+            else:
+                got[p] = llm.create_completion(p, max_tokens=8, temperature=0)["choices"][0]["text"]
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in prompts * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert got == alone

@@ -3,9 +3,12 @@ changing an import. Text generation, OpenAI-shaped completions and chat, state s
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import random
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +47,25 @@ from .tools import message as tool_message
 _MAX_DEFAULT_CTX = 4096
 
 Completion = dict[str, Any]
+
+
+def _one_at_a_time(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A `Llama` method that runs alone on its instance: a call from another thread waits its turn
+    (the instance's re-entrant lock), a returned generator (a stream) holds the turn while it is
+    iterated, until it ends or is closed."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Llama, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            out = fn(self, *args, **kwargs)
+        return _locked(self._lock, out) if inspect.isgenerator(out) else out
+
+    return wrapper
+
+
+def _locked(lock: threading.RLock, gen: Any) -> Any:
+    with lock:
+        return (yield from gen)
 
 
 @dataclass
@@ -160,6 +182,7 @@ class Llama:
         self.metadata: dict[str, str] = dict(self._model.metadata())
         self.chat_format = check_format(chat_format)
         self._logits_all = logits_all
+        self._lock = threading.RLock()  # `_one_at_a_time`: one call at a time from any thread
         self._seed = seed
         if last_n_tokens_size < 0:
             raise InvalidArgumentError(f"last_n_tokens_size must be ≥ 0 (got {last_n_tokens_size})")
@@ -330,6 +353,7 @@ class Llama:
             out.append(ids)
         return out
 
+    @_one_at_a_time
     def embed(
         self,
         input: str | list[str],
@@ -355,6 +379,7 @@ class Llama:
         result: Any = vecs[0] if single else vecs
         return (result, n_tokens) if return_count else result
 
+    @_one_at_a_time
     def rank(self, query: str, documents: list[str]) -> list[float]:
         """Relevance of each document to ``query`` by a reranker (a cross-encoder such as a
         BertForSequenceClassification or bge-reranker converted to GGUF; ``embedding=True``), in
@@ -382,6 +407,7 @@ class Llama:
             seqs.append(ids)
         return [float(v[0]) for v in ctx.embed(seqs, "rank", False)] if seqs else []
 
+    @_one_at_a_time
     def create_embedding(self, input: str | list[str], model: str | None = None) -> dict[str, Any]:
         """OpenAI's embeddings response (``object: list``, one ``embedding`` per input with its
         ``index``, ``usage``), as llama-cpp-python's ``create_embedding`` (vectors not normalized)."""
@@ -406,6 +432,7 @@ class Llama:
             raise LlamaError(f"{self.model_path}: this model was loaded with vocab_only=True and cannot evaluate")
         return self._ctx
 
+    @_one_at_a_time
     def reset(self) -> None:
         """Forget the evaluated tokens: n_tokens = 0 and the KV cache emptied."""
         self.n_tokens = 0
@@ -413,6 +440,7 @@ class Llama:
         if self._ctx is not None:
             self._ctx.truncate(0)
 
+    @_one_at_a_time
     def eval(self, tokens: Sequence[int]) -> None:
         """Evaluate `tokens` at positions n_tokens… (what the cache held from there on is dropped).
 
@@ -497,6 +525,7 @@ class Llama:
             chain.add_grammar(g._compiled, self._model)
         return chain
 
+    @_one_at_a_time
     def sample(
         self,
         top_k: int = 40,
@@ -564,6 +593,7 @@ class Llama:
         self.n_tokens = n
         return tokens[n:]
 
+    @_one_at_a_time
     def generate(
         self,
         tokens: Sequence[int],
@@ -644,6 +674,7 @@ class Llama:
 
     # -- completions --------------------------------------------------------------------------
 
+    @_one_at_a_time
     def create_completion(
         self,
         prompt: str | list[int],
@@ -990,6 +1021,7 @@ class Llama:
         """The tool-call syntax of this model, read from its chat template (see `llama.tools`)."""
         return detect_format(self._model.chat_template(), self._single_special)
 
+    @_one_at_a_time
     def create_chat_completion(
         self,
         messages: list[dict[str, Any]],
@@ -1189,6 +1221,7 @@ class Llama:
 
     # -- state ----------------------------------------------------------------------------------
 
+    @_one_at_a_time
     def save_state(self) -> LlamaState:
         """The context as it stands: tokens, KV cache, the seed the next completion derives its
         sampler's from, and the logits (every evaluated row with logits_all, else the last
@@ -1211,6 +1244,7 @@ class Llama:
             logits_pos=pos,
         )
 
+    @_one_at_a_time
     def load_state(self, state: LlamaState) -> None:
         ctx = self._need_ctx()
         ctx.load_state(state.kv_state)
