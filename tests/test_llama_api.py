@@ -287,3 +287,48 @@ def test_one_llama_from_several_threads_waits_its_turn(tiny):
         t.join(timeout=300)
     assert not errors, errors
     assert got == alone
+
+
+@pytest.mark.parametrize("kind", ["ram", "disk"])
+def test_set_cache_starts_from_the_longest_cached_prefix(kind, tmp_path):
+    """set_cache(LlamaRAMCache / LlamaDiskCache), as llama-cpp-python's: a completion whose prompt
+    extends a cached state evaluates only the rest, and answers as without a cache (greedy and
+    sampled); the least recently used states go past capacity_bytes; a disk cache outlives its
+    instance."""
+    qwen = model_path("qwen2.5-coder-0.5b-q4_k_m.gguf")
+    base = "def fibonacci(n):\n    "
+    longer = base + "# compute the n-th Fibonacci number\n"
+    plain = llama.Llama(qwen, n_ctx=256, seed=3, n_threads=THREADS)
+    want = [plain(p, max_tokens=8, temperature=t)["choices"][0]["text"] for p, t in [(base, 0), (longer, 0.7)]]
+
+    def make() -> llama.BaseLlamaCache:
+        if kind == "ram":
+            return llama.LlamaRAMCache(capacity_bytes=1 << 30)
+        return llama.LlamaDiskCache(tmp_path / "cache", capacity_bytes=1 << 30)
+
+    llm = llama.Llama(qwen, n_ctx=256, seed=3, n_threads=THREADS)
+    llm.set_cache(make())
+    evaluated: list[int] = []
+    real_eval = llm.eval
+    llm.eval = lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))[1]  # type: ignore[method-assign]
+    got = [llm(base, max_tokens=8, temperature=0)["choices"][0]["text"]]
+    assert llm.cache is not None and llm.cache.cache_size > 0 and llm.tokenize(base.encode()) in llm.cache
+    llm.reset()  # the context forgets; the cache remembers
+    if kind == "disk":
+        llm.set_cache(make())  # a new instance on the same folder
+    evaluated.clear()
+    got.append(llm(longer, max_tokens=8, temperature=0.7)["choices"][0]["text"])
+    assert got == want
+    n_base, n_longer = len(llm.tokenize(base.encode())), len(llm.tokenize(longer.encode()))
+    assert evaluated[0] <= n_longer - n_base + 1, evaluated  # only what follows the cached prefix
+    # a capacity that holds one state keeps the most recent
+    small = llama.LlamaRAMCache(capacity_bytes=llm.cache.cache_size // 2 + 1) if kind == "ram" else None
+    if small is not None:
+        llm.set_cache(small)
+        llm(base, max_tokens=2, temperature=0)
+        llm(longer, max_tokens=2, temperature=0)
+        assert len(small.cache_state) == 1
+    with pytest.raises(llama.InvalidArgumentError, match="capacity_bytes"):
+        llama.LlamaRAMCache(capacity_bytes=0)
+    with pytest.raises(llama.InvalidArgumentError, match="set_cache takes"):
+        llm.set_cache({})  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ Seed API::
 """
 
 from ._llama import __version__
+from .cache import BaseLlamaCache, LlamaDiskCache, LlamaRAMCache
 from .engine import Engine, Generation
 from .errors import (
     ChecksumError,
@@ -37,6 +38,9 @@ __all__ = [
     "EngineBusyError",
     "LlamaGrammar",
     "LlamaState",
+    "BaseLlamaCache",
+    "LlamaRAMCache",
+    "LlamaDiskCache",
     "LogitsProcessorList",
     "StoppingCriteriaList",
     "LLaMA",

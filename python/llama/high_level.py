@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _llama
+from .cache import BaseLlamaCache, longest_token_prefix
 from .chat_formats import FORMATS, check_format, format_messages
 from .errors import ContextOverflowError, InvalidArgumentError, LlamaError
 from .grammar import LlamaGrammar, as_grammar, response_format_grammar
@@ -182,6 +183,7 @@ class Llama:
         self.metadata: dict[str, str] = dict(self._model.metadata())
         self.chat_format = check_format(chat_format)
         self._logits_all = logits_all
+        self.cache: BaseLlamaCache | None = None  # set_cache
         self._lock = threading.RLock()  # `_one_at_a_time`: one call at a time from any thread
         self._seed = seed
         if last_n_tokens_size < 0:
@@ -811,6 +813,8 @@ class Llama:
         if stream and echo and prompt_text:
             yield self._chunk(cid, created, model_name, prompt_text, None)
 
+        if self.cache is not None:
+            self._load_cached(prompt_tokens)
         for token in self._generate(prompt_tokens, chain, True, logits_processor, stopping_criteria, on_row):
             if self.token_is_eog(token):
                 finish = "stop"
@@ -845,6 +849,8 @@ class Llama:
             "completion_tokens": len(completion_tokens),
             "total_tokens": len(prompt_tokens) + len(completion_tokens),
         }
+        if self.cache is not None:
+            self.cache[self._input_ids.tolist()] = self.save_state()
         if stream:
             lp = None
             if logprobs is not None and lp_sent < len(completion_tokens):
@@ -1220,6 +1226,32 @@ class Llama:
                 yield {**head, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}]}
 
     # -- state ----------------------------------------------------------------------------------
+
+    def set_cache(self, cache: BaseLlamaCache | None) -> None:
+        """A prompt cache (`LlamaRAMCache`, `LlamaDiskCache`), as llama-cpp-python's: each
+        completion starts from the cached state sharing the longest prefix with its prompt when
+        that is longer than what the context holds, and leaves its own state in the cache. The
+        answers are the ones without a cache (the state carries the logits a prompt left); None
+        removes it."""
+        if cache is not None and not isinstance(cache, BaseLlamaCache):
+            raise InvalidArgumentError(f"set_cache takes a LlamaRAMCache or LlamaDiskCache, not {type(cache).__name__}")
+        self.cache = cache
+
+    #: How many leading tokens two sequences share (llama-cpp-python's ``Llama.longest_token_prefix``).
+    longest_token_prefix = staticmethod(longest_token_prefix)
+
+    def _load_cached(self, tokens: list[int]) -> None:
+        assert self.cache is not None
+        try:
+            state = self.cache[tokens]
+        except KeyError:
+            return
+        if longest_token_prefix(state.input_ids.tolist(), tokens) > longest_token_prefix(
+            self._input_ids.tolist(), tokens
+        ):
+            seed = self._seed  # this completion's, already drawn: the cache only saves evaluation
+            self.load_state(state)
+            self._seed = seed
 
     @_one_at_a_time
     def save_state(self) -> LlamaState:
