@@ -22,7 +22,7 @@ Adaptations:
   `test_flash_attn_is_accepted` records (xfail). Two threads instead of every core.
 - Assertions on llama-cpp-python's internals are not ported where they are its C plumbing
   (`Llama._ctx.ctx`, a ctypes handle); its `_is_recurrent` / `_is_hybrid` flags, which the
-  prompt-cache tests assert, are checked in `test_model_kind_flags` alone (xfail: llama.py has none).
+  prompt-cache tests assert, are checked in `test_model_kind_flags` alone.
 - `test_real_model` drives llama.cpp's C API through `llama_cpp._internals`: kept, skipped.
 """
 
@@ -49,12 +49,6 @@ NO_MAMBA = pytest.mark.xfail(
     strict=True,
     reason="llama.py has no Mamba architecture: Llama(<mamba GGUF>) raises UnsupportedError "
     "(\"unknown model architecture 'mamba'\"), where llama-cpp-python loads and runs it as a recurrent model",
-)
-NO_KIND_FLAGS = pytest.mark.xfail(
-    raises=AttributeError,
-    strict=True,
-    reason="llama.py's Llama has no _is_recurrent / _is_hybrid attributes (llama-cpp-python sets them from "
-    "llama_model_is_recurrent / llama_model_is_hybrid, and its tests assert them)",
 )
 
 
@@ -293,9 +287,9 @@ KINDS = [
 @pytest.mark.parametrize(
     ("kind", "recurrent", "hybrid"),
     [
-        pytest.param("transformer_model", False, False, id="transformer", marks=NO_KIND_FLAGS),
+        pytest.param("transformer_model", False, False, id="transformer"),
         pytest.param("recurrent_model", True, False, id="recurrent", marks=NO_MAMBA),
-        pytest.param("hybrid_model", False, True, id="hybrid", marks=NO_KIND_FLAGS),
+        pytest.param("hybrid_model", False, True, id="hybrid"),
     ],
 )
 def test_model_kind_flags(request, kind, recurrent, hybrid):
