@@ -3,6 +3,7 @@
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,9 +60,10 @@ def golden_inputs(name: str) -> dict:
     pytest.skip(f"no llama.cpp golden for {name}")
 
 
-def gguf_with_tensors(src: str | Path, dst: str | Path, extra: dict) -> None:
+def gguf_with_tensors(src: str | Path, dst: str | Path, extra: dict, edit: Any = None) -> None:
     """Copies the GGUF `src` to `dst` with the float32 arrays of `extra` added as tensors (gguf-py
-    reads and writes it: an independent writer): e.g. a head the converter does not write."""
+    reads and writes it: an independent writer): e.g. a head the converter does not write.
+    `edit(writer)`, when given, adds metadata (a chat template …) before the file is written."""
     import gguf
     import numpy as np
 
@@ -72,6 +74,8 @@ def gguf_with_tensors(src: str | Path, dst: str | Path, extra: dict) -> None:
             continue
         vt = f.types[0]
         w.add_key_value(name, f.contents(), vt, f.types[-1] if vt == gguf.GGUFValueType.ARRAY else None)
+    if edit is not None:
+        edit(w)
     for t in r.tensors:
         shape = [int(x) for x in reversed(t.shape)]
         w.add_tensor(t.name, np.asarray(t.data), raw_shape=shape, raw_dtype=t.tensor_type)

@@ -22,7 +22,7 @@ import jinja2
 import pytest
 
 import llama
-from conftest import DATA, model_path
+from conftest import DATA, gguf_with_tensors, model_path
 from llama.chat_formats import format_messages
 
 # The chat template of Mistral-7B-Instruct's tokenizer_config.json (upstream's reference).
@@ -83,20 +83,11 @@ def test_hf_tokenizer_config_str_to_chat_formatter():
 def test_tokenizer_config_template_through_apply_chat_template(tmp_path):
     """The facts of the test above on llama.py's own path: the template stored in a GGUF (the llama
     SPM vocabulary, whose BOS/EOS are <s> and </s>) and rendered by `apply_chat_template`."""
-    gguf = pytest.importorskip("gguf")
-    src = gguf.GGUFReader(str(DATA / "vocab" / "ggml-vocab-llama-spm.gguf"))
+    pytest.importorskip("gguf")
     dst = tmp_path / "spm-vocab-mistral-template.gguf"
-    w = gguf.GGUFWriter(str(dst), src.fields["general.architecture"].contents())
-    for key, field in src.fields.items():
-        if key.startswith("GGUF.") or key == "general.architecture":
-            continue
-        kind = field.types[0]
-        w.add_key_value(key, field.contents(), kind, field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
-    w.add_chat_template(MISTRAL_TEMPLATE)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    gguf_with_tensors(
+        DATA / "vocab" / "ggml-vocab-llama-spm.gguf", dst, {}, lambda w: w.add_chat_template(MISTRAL_TEMPLATE)
+    )
 
     vocab = llama.Llama(str(dst), vocab_only=True)
     with_empty_answer = [*GREETING, {"role": "assistant", "content": ""}]

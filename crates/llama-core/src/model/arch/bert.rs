@@ -33,19 +33,30 @@ struct Bert {
     layers: Vec<Layer>,
 }
 
-pub(super) fn load(f: &GgufFile, hp: &HParams) -> Result<Box<dyn Network>> {
+/// What every BERT-family encoder reads its tokens through: `token_embd` [n_vocab][n_embd], row 0
+/// of `token_types` (llama.cpp gives every token type 0; zeros without the tensor) and
+/// `token_embd_norm`; refused when the file says the model is causal.
+pub(super) fn load_inputs(l: &Loader, hp: &HParams) -> Result<(WRef, Vec<f32>, LayerNorm)> {
     if hp.causal {
-        return Err(Error::Model("bert.attention.causal is true: BERT encoders attend both ways".into()));
+        return Err(Error::Model(format!(
+            "{}.attention.causal is true: BERT-family encoders attend both ways",
+            hp.arch.name()
+        )));
     }
-    let l = Loader::new(f);
     let n_embd = hp.n_embd;
     let tok_embd = l.matrix("token_embd.weight", None, n_embd)?;
     let type_embd = match l.opt_matrix("token_types.weight", None, n_embd)? {
         Some(w) => l.small_matrix("token_types.weight", w.rows, n_embd)?[..n_embd].to_vec(),
         None => vec![0.0; n_embd],
     };
+    Ok((tok_embd, type_embd, LayerNorm::load(l, "token_embd_norm", n_embd)?))
+}
+
+pub(super) fn load(f: &GgufFile, hp: &HParams) -> Result<Box<dyn Network>> {
+    let l = Loader::new(f);
+    let n_embd = hp.n_embd;
+    let (tok_embd, type_embd, tok_norm) = load_inputs(&l, hp)?;
     let pos_embd = l.matrix("position_embd.weight", None, n_embd)?;
-    let tok_norm = LayerNorm::load(&l, "token_embd_norm", n_embd)?;
     let (kd, vd) = (hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
     let layers = (0..hp.n_layer)
         .map(|il| {

@@ -13,7 +13,7 @@ use crate::model::context::Context;
 use crate::model::hparams::HParams;
 use crate::model::weights::{Loader, WRef};
 use crate::model::Model;
-use crate::{Error, Result};
+use crate::Result;
 
 struct Layer {
     attn: AttnFused,           // attn_qkv (+ bias): [3·n_embd][n_embd], attn_output: [n_embd][n_embd]
@@ -31,17 +31,9 @@ struct NomicBert {
 }
 
 pub(super) fn load(f: &GgufFile, hp: &HParams) -> Result<Box<dyn Network>> {
-    if hp.causal {
-        return Err(Error::Model("nomic-bert.attention.causal is true: these encoders attend both ways".into()));
-    }
     let l = Loader::new(f);
     let n_embd = hp.n_embd;
-    let tok_embd = l.matrix("token_embd.weight", None, n_embd)?;
-    let type_embd = match l.opt_matrix("token_types.weight", None, n_embd)? {
-        Some(w) => l.small_matrix("token_types.weight", w.rows, n_embd)?[..n_embd].to_vec(),
-        None => vec![0.0; n_embd],
-    };
-    let tok_norm = LayerNorm::load(&l, "token_embd_norm", n_embd)?;
+    let (tok_embd, type_embd, tok_norm) = super::bert::load_inputs(&l, hp)?;
     let layers = (0..hp.n_layer)
         .map(|il| {
             let n = |s: &str| format!("blk.{il}.{s}");
