@@ -28,6 +28,14 @@ from .errors import (
 )
 from .grammar import LlamaGrammar
 from .high_level import Llama, LlamaState
+from .llama_types import (
+    ChatCompletionRequestAssistantMessage,
+    ChatCompletionRequestFunctionMessage,
+    ChatCompletionRequestMessage,
+    ChatCompletionRequestSystemMessage,
+    ChatCompletionRequestToolMessage,
+    ChatCompletionRequestUserMessage,
+)
 from .sampling import LogitsProcessorList, StoppingCriteriaList
 from .seed import GGMLType, LLaMA, Tokenizer, sample_next_token
 
@@ -38,6 +46,12 @@ __all__ = [
     "EngineBusyError",
     "LlamaGrammar",
     "LlamaState",
+    "ChatCompletionRequestMessage",
+    "ChatCompletionRequestSystemMessage",
+    "ChatCompletionRequestUserMessage",
+    "ChatCompletionRequestAssistantMessage",
+    "ChatCompletionRequestToolMessage",
+    "ChatCompletionRequestFunctionMessage",
     "BaseLlamaCache",
     "LlamaRAMCache",
     "LlamaDiskCache",

@@ -9,11 +9,12 @@ chat template, with messages built from the TypedDicts of `llama_cpp.llama_types
   (the text made by `llama.chat_formats.format_messages`); both are checked here, the Llama one
   through the tokens its chat completion evaluates. Messages are plain dicts.
 - `test_hf_tokenizer_config_str_to_chat_formatter`: a formatter made from a Hugging Face
-  tokenizer_config.json. llama.py has no such function (xfail); the same facts hold for its own
-  template path, `Llama.apply_chat_template` on a GGUF carrying that template, checked beside it.
+  tokenizer_config.json: `llama.llama_chat_format.hf_tokenizer_config_to_chat_formatter`; the
+  same facts hold for llama.py's own template path, `Llama.apply_chat_template` on a GGUF carrying
+  that template, checked beside it.
 
-The module layout upstream imports from (`llama_types`, `llama_chat_format`) is missing in llama.py:
-the two xfail tests at the end record it.
+The module layout upstream imports from (`llama_types`, `llama_chat_format`): the two tests at the
+end.
 """
 
 from __future__ import annotations
@@ -67,14 +68,8 @@ def test_mistral_instruct():
     assert llm.input_ids[: len(expected)].tolist() == expected
 
 
-@pytest.mark.xfail(
-    raises=ImportError,
-    strict=True,
-    reason="llama.py has no llama_chat_format module, so no hf_tokenizer_config_to_chat_formatter "
-    "(llama-cpp-python: a formatter built from a tokenizer_config.json dict)",
-)
 def test_hf_tokenizer_config_str_to_chat_formatter():
-    from llama.llama_chat_format import hf_tokenizer_config_to_chat_formatter  # type: ignore[import-not-found]
+    from llama.llama_chat_format import hf_tokenizer_config_to_chat_formatter
 
     formatter = hf_tokenizer_config_to_chat_formatter(dict(MISTRAL_TOKENIZER_CONFIG))
     assert formatter(messages=GREETING).prompt == GREETING_PROMPT
@@ -95,28 +90,16 @@ def test_tokenizer_config_template_through_apply_chat_template(tmp_path):
     assert _jinja_reference(with_empty_answer) == GREETING_PROMPT
 
 
-@pytest.mark.xfail(
-    raises=ImportError,
-    strict=True,
-    reason="llama.py has no llama_chat_format module: llama-cpp-python's format_mistral_instruct (and the other "
-    "format_* functions, returning a ChatFormatterResponse with prompt/stop/added_special) cannot be imported",
-)
 def test_format_functions_are_importable():
-    from llama.llama_chat_format import format_mistral_instruct  # type: ignore[import-not-found]
+    from llama.llama_chat_format import format_mistral_instruct
 
     response = format_mistral_instruct(messages=CONVERSATION)
     assert ("" if response.added_special else "<s>") + response.prompt == _jinja_reference(CONVERSATION)
 
 
-@pytest.mark.xfail(
-    raises=ImportError,
-    strict=True,
-    reason="llama.py exports no request TypedDicts: llama-cpp-python has ChatCompletionRequestUserMessage "
-    "(and the other llama_types) at llama_cpp.* and llama_cpp.llama_types.*, which upstream's test imports",
-)
 def test_request_message_types_are_exported():
-    from llama import ChatCompletionRequestUserMessage  # type: ignore[attr-defined]
-    from llama.llama_types import ChatCompletionRequestAssistantMessage  # type: ignore[import-not-found]
+    from llama import ChatCompletionRequestUserMessage
+    from llama.llama_types import ChatCompletionRequestAssistantMessage
 
     user = ChatCompletionRequestUserMessage(role="user", content="Instruction")
     answer = ChatCompletionRequestAssistantMessage(role="assistant", content="Model answer")
