@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -107,7 +108,7 @@ class LlamaRAMCache(BaseLlamaCache):
 
 
 class LlamaDiskCache(BaseLlamaCache):
-    """States in `cache_dir`, one pickle per state (the file's access time orders them), least
+    """States in `cache_dir`, one pickle per state (its mtime orders them), least
     recently used dropped first. Only open a folder you trust: states are pickles."""
 
     def __init__(self, cache_dir: str | os.PathLike[str] = ".cache/llama_cache", capacity_bytes: int = 2 << 30) -> None:
@@ -115,12 +116,14 @@ class LlamaDiskCache(BaseLlamaCache):
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._index: dict[tuple[int, ...], Path] = {}
+        self._clock = 0  # the last mtime given (ns): strictly increasing, so LRU order is exact
         for p in self.cache_dir.glob("*.state"):
             try:
                 with open(p, "rb") as f:
                     self._index[tuple(pickle.load(f))] = p  # the key is stored first
             except Exception:  # noqa: BLE001 (a damaged or foreign file is not ours to read)
                 continue
+            self._clock = max(self._clock, p.stat().st_mtime_ns)
 
     def _path(self, key: tuple[int, ...]) -> Path:
         return self.cache_dir / (hashlib.sha256(np.asarray(key, dtype=np.int64).tobytes()).hexdigest() + ".state")
@@ -133,11 +136,9 @@ class LlamaDiskCache(BaseLlamaCache):
         return list(self._index)
 
     def _touch(self, p: Path) -> None:
-        st = p.stat()
-        os.utime(p, ns=(st.st_atime_ns, max(st.st_mtime_ns, self._newest() + 1)))
-
-    def _newest(self) -> int:
-        return max((p.stat().st_mtime_ns for p in self._index.values() if p.exists()), default=0)
+        """Marks `p` the most recently used: its mtime, strictly after every other state's."""
+        self._clock = max(time.time_ns(), self._clock + 1)
+        os.utime(p, ns=(self._clock, self._clock))
 
     def __getitem__(self, key: Sequence[int]) -> LlamaState:
         k = self._find_prefix_key(tuple(key))

@@ -665,18 +665,7 @@ async fn embeddings(State(app): AppState, b: Result<Bytes, BytesRejection>) -> A
     b.finish()?;
     let seqs = embedding_inputs(l, input)?;
     let n_tokens: usize = seqs.iter().map(Vec::len).sum();
-    // On a blocking thread: the HTTP workers stay free (health, other requests) meanwhile.
-    let app2 = app.clone();
-    let vecs = tokio::task::spawn_blocking(move || {
-        let l = app2.loaded.get().expect("loaded above");
-        let (ctx, pooling) = l.embd.as_ref().expect("checked above");
-        let mut c = ctx.lock().unwrap_or_else(|e| e.into_inner());
-        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-        c.embed(&l.model, &refs, *pooling, true)
-    })
-    .await
-    .map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, format!("embedding task failed: {e}")))?
-    .map_err(ApiError::from_core)?;
+    let vecs = embed_blocking(&app, seqs, true).await?.map_err(ApiError::from_core)?;
     let data: Vec<Value> = vecs
         .iter()
         .enumerate()
@@ -737,17 +726,7 @@ async fn rerank(State(app): AppState, b: Result<Bytes, BytesRejection>) -> ApiRe
     let seqs: Vec<Vec<u32>> =
         docs.iter().map(|d| llama_core::model::rerank_tokens(&l.model, &l.tok, &query, d)).collect();
     let n_tokens: usize = seqs.iter().map(Vec::len).sum();
-    let app2 = app.clone();
-    let scores = tokio::task::spawn_blocking(move || {
-        let l = app2.loaded.get().expect("loaded above");
-        let (ctx, _) = l.embd.as_ref().expect("checked above");
-        let mut c = ctx.lock().unwrap_or_else(|e| e.into_inner());
-        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-        c.embed(&l.model, &refs, Pooling::Rank, false)
-    })
-    .await
-    .map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, format!("rerank task failed: {e}")))?
-    .map_err(|e| match e {
+    let scores = embed_blocking(&app, seqs, false).await?.map_err(|e| match e {
         llama_core::Error::ContextOverflow(m) => {
             ApiError::bad(m.replace("embed: input", "document")).with_code("context_length_exceeded")
         }
@@ -773,6 +752,26 @@ async fn rerank(State(app): AppState, b: Result<Bytes, BytesRejection>) -> ApiRe
     }
     Ok(Json(json!({"model": app.alias, "object": "list", "results": results,
                     "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})))
+}
+
+/// `Context::embed` of `seqs` on the embeddings context with its pooling (the head's scores with
+/// --reranking), on a blocking thread: the HTTP workers stay free (health, other requests)
+/// meanwhile. The outer error: the task itself failed.
+async fn embed_blocking(
+    app: &Arc<App>,
+    seqs: Vec<Vec<u32>>,
+    normalize: bool,
+) -> ApiResult<llama_core::Result<Vec<Vec<f32>>>> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || {
+        let l = app.loaded.get().expect("loaded before a request is read");
+        let (ctx, pooling) = l.embd.as_ref().expect("the route checked the embeddings context");
+        let mut c = ctx.lock().unwrap_or_else(|e| e.into_inner());
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        c.embed(&l.model, &refs, *pooling, normalize)
+    })
+    .await
+    .map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, format!("embedding task failed: {e}")))
 }
 
 /// The token ids of each embeddings input (a text gets the model's BOS/CLS and EOS/SEP).

@@ -9,7 +9,7 @@ use super::kv_cells::MAX_SEQ;
 use super::weights::{Loader, WRef};
 use super::Model;
 use crate::gguf::GgufFile;
-use crate::kernels::elementwise::softmax_row;
+use crate::kernels::elementwise::{add_bias, softmax_row};
 use crate::kernels::{kernels, matmul::matmul};
 use crate::{Error, Result};
 
@@ -189,9 +189,7 @@ impl Context {
             let mut y = vec![0f32; n * w.rows]; // [n][w.rows]
             matmul(&self.pool, &model.qt(w), cur, n, &mut y, &mut self.mm);
             if let Some(b) = b {
-                for r in y.chunks_exact_mut(w.rows) {
-                    r.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
-                }
+                add_bias(&mut y, b);
             }
             *cur = y;
         };
