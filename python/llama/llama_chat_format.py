@@ -3,7 +3,12 @@
 tokenizer_config.json's, or any) as a formatter, each returning a `ChatFormatterResponse` (the
 prompt text and its stop strings). They are views of what `Llama(chat_format=...)` and
 `Llama.apply_chat_template` use (`chat_formats.py`, the Rust template renderer), not a second
-implementation."""
+implementation.
+
+Like llama-cpp-python's, each formatter is called with the chat completion's keywords
+(`functions`, `function_call`, `tool_choice`, ...); the formatters here read `messages` (and a
+template formatter `tools`) and take the others as documented no-ops: they change nothing in the
+prompt."""
 
 from __future__ import annotations
 
