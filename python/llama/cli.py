@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import InvalidArgumentError, LlamaError
 
@@ -281,68 +281,78 @@ def _median(xs: list[float]) -> float:
     return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
-def _bench_runs(
-    eval_fn: Callable[[Sequence[int]], None],
-    reset_fn: Callable[[], None],
-    n_vocab: int,
-    bos: int,
-    p: int,
-    n: int,
-    r: int,
-) -> tuple[float | None, float | None]:
-    """llama-bench's method: pp = one batch of p tokens from an empty cache; tg = n single-token
-    steps after a BOS. Returns (pp tok/s, tg tok/s), medians of r runs after one warm-up."""
+class _Evaluator(Protocol):
+    """What the bench needs of a `Llama` (ours or llama-cpp-python's)."""
+
+    n_tokens: int
+
+    def eval(self, tokens: Sequence[int]) -> None: ...
+    def reset(self) -> None: ...
+    def n_vocab(self) -> int: ...
+    def token_bos(self) -> int: ...
+
+
+def _bench_runs(llm: _Evaluator, p: int, n: int, r: int, depth: int) -> tuple[float | None, float | None]:
+    """llama-bench's method: pp = one batch of p tokens; tg = n single-token steps; both after
+    `depth` tokens are in the cache (a BOS at depth 0, for tg). The depth is filled once and each
+    run starts from it again (n_tokens = depth drops what the previous run added, as llama-bench's
+    state restore). Returns (pp tok/s, tg tok/s), medians of r runs after one warm-up."""
     import random
 
     rnd = random.Random(1234)
-    prompt = [bos] + [rnd.randrange(n_vocab) for _ in range(max(p - 1, 0))]
+    n_vocab = llm.n_vocab()
+    bos = llm.token_bos() if llm.token_bos() >= 0 else 0
+    rand = lambda k: [rnd.randrange(n_vocab) for _ in range(k)]  # noqa: E731
+    llm.reset()
+    if depth:
+        llm.eval([bos] + rand(depth - 1))
+    prompt = ([] if depth else [bos]) + rand(max(p - (0 if depth else 1), 0))
     pp: list[float] = []
     tg: list[float] = []
     for i in range(r + 1):
         if p > 0:
-            reset_fn()
+            llm.n_tokens = depth
             t0 = time.perf_counter()
-            eval_fn(prompt[:p])
+            llm.eval(prompt[:p])
             dt = time.perf_counter() - t0
             if i:
                 pp.append(p / dt)
         if n > 0:
-            reset_fn()
-            eval_fn([bos])
+            llm.n_tokens = depth
+            if not depth:
+                llm.eval([bos])
             t0 = time.perf_counter()
             for _ in range(n):
-                eval_fn([rnd.randrange(n_vocab)])
+                llm.eval([rnd.randrange(n_vocab)])
             dt = time.perf_counter() - t0
             if i:
                 tg.append(n / dt)
     return (_median(pp) if pp else None), (_median(tg) if tg else None)
 
 
-def _bench_ours(a: argparse.Namespace) -> tuple[float | None, float | None]:
+def _bench_ours(a: argparse.Namespace, depth: int) -> tuple[float | None, float | None]:
     from .high_level import Llama
 
-    llm = Llama(a.model, n_ctx=a.p + a.n + 8, n_batch=max(a.p, 1), n_threads=a.threads)
-    bos = llm.token_bos() if llm.token_bos() >= 0 else 0
-    return _bench_runs(llm.eval, llm.reset, llm.n_vocab(), bos, a.p, a.n, a.repetitions)
+    llm = Llama(a.model, n_ctx=depth + a.p + a.n + 8, n_batch=max(a.p, 1), n_threads=a.threads)
+    return _bench_runs(llm, a.p, a.n, a.repetitions, depth)
 
 
-def _bench_llama_cpp(a: argparse.Namespace) -> tuple[float | None, float | None] | None:
+def _bench_llama_cpp(a: argparse.Namespace, depth: int, flash_attn: bool) -> tuple[float | None, float | None] | None:
     try:
         import llama_cpp
     except ImportError:
         return None
     llm = llama_cpp.Llama(
         a.model,
-        n_ctx=a.p + a.n + 8,
+        n_ctx=depth + a.p + a.n + 8,
         n_batch=max(a.p, 1),
         n_ubatch=max(a.p, 1),
         n_threads=a.threads,
         n_threads_batch=a.threads,
-        flash_attn=False,
+        flash_attn=flash_attn,
         verbose=False,
     )
-    bos = llm.token_bos() if llm.token_bos() >= 0 else 0
-    return _bench_runs(llm.eval, llm.reset, llm.n_vocab(), bos, a.p, a.n, a.repetitions)
+    return _bench_runs(llm, a.p, a.n, a.repetitions, depth)
 
 
 def _bench_grammar(a: argparse.Namespace) -> int:
@@ -432,31 +442,54 @@ def cmd_bench(a: argparse.Namespace) -> int:
         if a.compare_llama_cpp:
             raise InvalidArgumentError("--compare-llama-cpp does not apply to --grammar/--json-schema")
         return _bench_grammar(a)
-    keys = ([f"pp{a.p}"] if a.p > 0 else []) + ([f"tg{a.n}"] if a.n > 0 else [])
-    ours = dict(zip(keys, [v for v in _bench_ours(a) if v is not None]))
-    ref = None
-    if a.compare_llama_cpp:
-        res = _bench_llama_cpp(a)
-        if res is None:
-            print("llama-cpp-python is not installed: no comparison", file=sys.stderr)
-        else:
-            ref = dict(zip(keys, [v for v in res if v is not None]))
+    depths = _int_list(a.depth, "-d/--depth")
+    fa = {"off": [False], "on": [True], "both": [False, True]}[a.llama_cpp_fa]
+    # one row per test and depth, named as llama-bench's: pp512, tg128, pp512@d4096
+    rows: list[str] = []
+    ours: dict[str, float] = {}
+    ref: dict[bool, dict[str, float]] = {}
+    for d in depths:
+        names = ([f"pp{a.p}"] if a.p > 0 else []) + ([f"tg{a.n}"] if a.n > 0 else [])
+        names = [k if d == 0 else f"{k}@d{d}" for k in names]
+        rows += names
+        ours.update(zip(names, [v for v in _bench_ours(a, d) if v is not None]))
+        if a.compare_llama_cpp:
+            for f in fa:
+                res = _bench_llama_cpp(a, d, f)
+                if res is not None:
+                    ref.setdefault(f, {}).update(zip(names, [v for v in res if v is not None]))
+    if a.compare_llama_cpp and not ref:
+        print("llama-cpp-python is not installed: no comparison", file=sys.stderr)
     name = os.path.basename(a.model)
     print(f"model: {name}  threads: {a.threads}  runs: {a.repetitions}  isa: {_llama.cpu_info()}")
-    if ref is None:
-        print(f"{'test':<8} {'llama.py tok/s':>15}")
-        for k in keys:
-            print(f"{k:<8} {ours[k]:>15.2f}")
-    else:
-        print(f"{'test':<8} {'llama.py tok/s':>15} {'llama.cpp tok/s':>16} {'ratio':>7}")
-        for k in keys:
-            print(f"{k:<8} {ours[k]:>15.2f} {ref[k]:>16.2f} {ours[k] / ref[k]:>7.2f}")
+    w = max(8, *(len(k) for k in rows))
+    head = f"{'test':<{w}} {'llama.py tok/s':>15}"
+    for f in ref:
+        fa_name = "llama.cpp fa" if f else "llama.cpp"
+        head += f" {fa_name + ' tok/s':>19} {'ratio':>7}"
+    print(head)
+    for k in rows:
+        line = f"{k:<{w}} {ours[k]:>15.2f}"
+        for f in ref:
+            line += f" {ref[f][k]:>19.2f} {ours[k] / ref[f][k]:>7.2f}"
+        print(line)
     if a.json:
         out: dict[str, Any] = {k: round(v, 3) for k, v in ours.items()}
-        if ref is not None:
-            out["llama_cpp"] = {k: round(v, 3) for k, v in ref.items()}
+        for f, vals in ref.items():
+            out["llama_cpp_fa" if f else "llama_cpp"] = {k: round(v, 3) for k, v in vals.items()}
         print(json.dumps(out))
     return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    """'0,4096' -> [0, 4096] (non-negative, as llama-bench's comma lists)."""
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InvalidArgumentError(f"{flag} takes comma-separated integers, not {text!r}") from None
+    if not vals or min(vals) < 0:
+        raise InvalidArgumentError(f"{flag} takes non-negative integers, not {text!r}")
+    return vals
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
@@ -600,7 +633,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--threads", type=int, default=None)
     p.add_argument("-r", "--repetitions", type=int, default=3)
     p.add_argument("--json", action="store_true", help='print {"ppP": X, "tgN": Y} as the last line')
+    p.add_argument("-d", "--depth", default="0", help="tokens in the cache before each test, comma list (0,4096)")
     p.add_argument("--compare-llama-cpp", action="store_true", help="also run llama-cpp-python on the same file")
+    p.add_argument(
+        "--llama-cpp-fa",
+        choices=["off", "on", "both"],
+        default="off",
+        help="llama.cpp's flash attention in the comparison (ours has one attention path)",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--grammar", metavar="FILE", help="GBNF file: constrained vs free tg-N and mask time per token")
     g.add_argument("--json-schema", metavar="FILE", help="JSON schema file: as --grammar")

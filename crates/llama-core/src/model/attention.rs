@@ -19,6 +19,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+#[cfg(test)]
+use super::kv_cache::Strides;
 use super::kv_cache::{KvElem, LayerKv};
 use crate::kernels::elementwise::{scale_inplace, softcap_inplace, softmax_row, softmax_sink};
 use crate::kernels::types::{AttnOrder, Kernels, SumOrders, KT_LANES};
@@ -27,15 +29,20 @@ use crate::kernels::{kernels, ThreadPool};
 /// Queries (tokens × heads) a unit aims for: enough to reuse each K/V row many times while it is in
 /// L1, few enough that the unit's queries (Q_TARGET × head_k floats) stay there too.
 const Q_TARGET: usize = 32;
+/// Keys scored per panel conversion: 128 keys × a head of 64 as f32 panels fill 32 KiB (L1).
+const KEY_CHUNK: usize = 128;
+/// Output dimensions of P·V per value conversion (one panel row of 16 lanes).
+const DIM_BLOCK: usize = 16;
 
 /// Per-thread work space, preallocated by the context.
 pub struct AttnScratch {
     pub scores: Vec<f32>, // [max queries][n_ctx] scores, then probabilities
     pub qr: Vec<f32>,     // [max queries][head_k] queries rounded to the cache type
-    pub kt: Vec<f32>,     // [n_ctx/16][head_k][16] the unit's keys as f32 panels
-    pub vf: Vec<f32>,     // [n_ctx][head_v] the unit's values as f32 rows (f16 cache), or
-    // [n_ctx/16][head_v][16] as panels (`AttnKernels::pv_panels`)
+    pub kt: Vec<f32>,     // [KEY_CHUNK/16][head_k][16] a chunk of the unit's keys as f32 panels
+    pub vf: Vec<f32>,     // [n_ctx][DIM_BLOCK] a block of the unit's values as f32 rows (f16 cache),
+    // or [n_ctx/16][DIM_BLOCK][16] as panels (`AttnKernels::pv_panels`)
     pub acc: Vec<f32>,  // [max queries][head_v] the unit's results
+    pub pvo: Vec<f32>,  // [max queries][DIM_BLOCK] one block of output dimensions
     pub lo: Vec<usize>, // [max queries] first key of each query
     pub hi: Vec<usize>, // [max queries] last key of each query
 }
@@ -50,9 +57,10 @@ impl AttnScratch {
         AttnScratch {
             scores: vec![0.0; mq * n_ctx],
             qr: vec![0.0; mq * head_k],
-            kt: vec![0.0; n_ctx.div_ceil(KT_LANES) * KT_LANES * head_k],
-            vf: vec![0.0; (n_ctx.div_ceil(KT_LANES) * KT_LANES).max(n_ctx) * head_v],
+            kt: vec![0.0; KEY_CHUNK.min(n_ctx).div_ceil(KT_LANES) * KT_LANES * head_k],
+            vf: vec![0.0; n_ctx.div_ceil(KT_LANES) * KT_LANES * DIM_BLOCK.min(head_v)],
             acc: vec![0.0; mq * head_v],
+            pvo: vec![0.0; mq * DIM_BLOCK.min(head_v)],
             lo: vec![0; mq],
             hi: vec![0; mq],
         }
@@ -118,7 +126,15 @@ impl Plan {
         }
         let n_blocks = s.n_tokens.div_ceil(nt);
         let per = n_blocks * s.n_head_kv;
-        let n_sub = if per < want { want.div_ceil(per).min(group) } else { 1 };
+        let n_sub = if s.n_tokens == 1 {
+            // a decode row: its units cost the same, so one per thread is balanced, and each
+            // further split of a KV head's queries converts its keys and values again
+            n_threads.div_ceil(s.n_head_kv).min(group)
+        } else if per < want {
+            want.div_ceil(per).min(group)
+        } else {
+            1
+        };
         Plan { nt, n_blocks, n_sub, group }
     }
 
@@ -276,7 +292,7 @@ fn unit<T: KvElem>(
     nh: usize,
 ) {
     let (hk, hv) = (s.head_k, s.head_v);
-    let (nk, nv) = (s.n_head_kv * hk, s.n_head_kv * hv);
+    let (ks, vs) = (kv.ks, kv.vs);
     let nq = (t1 - t0) * nh;
     // Key range of the unit, from a multiple of 64 (the start of a lane group of either order,
     // and of a softmax chunk, see below).
@@ -293,14 +309,22 @@ fn unit<T: KvElem>(
     }
     T::round_slice(kern, qr);
 
-    // Scores of every query against keys jlo..=jhi (entries a query may not see are ignored).
-    let kt = &mut sc.kt[..span.div_ceil(KT_LANES) * KT_LANES * hk];
-    match keys {
-        Keys::Base(b) => T::attn_kt(kern)(hk, &kv.k[(b + jlo) * nk + hkv * hk..], nk, span, kt),
-        Keys::Cells(c) => T::attn_kt_gather(kern)(hk, &kv.k[hkv * hk..], nk, &c[jlo..=jhi], kt),
-    }
+    // Scores of every query against keys jlo..=jhi (entries a query may not see are ignored), a
+    // chunk of keys at a time: the chunk's f32 panels stay in L1 while every query of the unit
+    // scores them, and the cache's f16 keys are read once per unit (each score is its own dot, so
+    // the chunking changes no sum).
     let scores = &mut sc.scores[..nq * span];
-    (kern.attn.kq)(hk, kt, span, qr, nq, scores, span, kq_order);
+    for c0 in (0..span).step_by(KEY_CHUNK) {
+        let nkc = (span - c0).min(KEY_CHUNK);
+        let kt = &mut sc.kt[..nkc.div_ceil(KT_LANES) * KT_LANES * hk];
+        match keys {
+            Keys::Base(b) => T::attn_kt(kern)(hk, &kv.k[ks.at(b + jlo + c0, hkv)..], ks.pos, nkc, kt),
+            Keys::Cells(c) => {
+                T::attn_kt_gather(kern)(hk, &kv.k[ks.at(0, hkv)..], ks.pos, &c[jlo + c0..jlo + c0 + nkc], kt)
+            }
+        }
+        (kern.attn.kq)(hk, kt, nkc, qr, nq, &mut scores[c0..], span, kq_order);
+    }
 
     // Softmax over each query's keys, probabilities rounded to the cache type. ggml sums the
     // exponentials in chunks of its vector width counted from key 0 with the keys outside the
@@ -331,38 +355,40 @@ fn unit<T: KvElem>(
         T::round_slice(kern, row);
     }
 
-    // o_i = Σ_j p_ij v_j over each query's keys (the masked ones have p = 0 and add nothing).
+    // o_i = Σ_j p_ij v_j over each query's keys (the masked ones have p = 0 and add nothing), 16
+    // output dimensions at a time: each dimension is its own dot over the keys, so a block's
+    // values of the whole span (span × 16 floats, in L2) are converted once and used by every
+    // query of the unit, and no sum changes.
     let acc = &mut sc.acc[..nq * hv];
-    if let Some(pv) = kern.attn.pv_panels {
-        let vt = &mut sc.vf[..span.div_ceil(KT_LANES) * KT_LANES * hv];
-        match keys {
-            Keys::Base(b) => T::attn_kt(kern)(hv, &kv.v[(b + jlo) * nv + hkv * hv..], nv, span, vt),
-            Keys::Cells(c) => T::attn_kt_gather(kern)(hv, &kv.v[hkv * hv..], nv, &c[jlo..=jhi], vt),
-        }
-        let (lo, hi) = (&mut sc.lo[..nq], &mut sc.hi[..nq]);
-        for i in 0..nq {
-            (lo[i], hi[i]) = (s.first(tok(i)), s.last(tok(i)));
-        }
-        pv(hv, vt, jlo, lo, hi, scores, span, acc, pv_order);
-        return;
-    }
-    let (vrows, vs) = match keys {
-        Keys::Base(b) => T::v_rows(kern, &kv.v[(b + jlo) * nv + hkv * hv..], nv, hv, span, &mut sc.vf),
-        Keys::Cells(c) => T::v_rows_gather(kern, &kv.v[hkv * hv..], nv, hv, &c[jlo..=jhi], &mut sc.vf),
-    };
+    let (lo, hi) = (&mut sc.lo[..nq], &mut sc.hi[..nq]);
     for i in 0..nq {
-        let t = tok(i);
-        (kern.attn.pv)(
-            hv,
-            vrows,
-            vs,
-            jlo,
-            s.first(t),
-            s.last(t),
-            &scores[i * span..(i + 1) * span],
-            &mut acc[i * hv..(i + 1) * hv],
-            pv_order,
-        );
+        (lo[i], hi[i]) = (s.first(tok(i)), s.last(tok(i)));
+    }
+    for d0 in (0..hv).step_by(DIM_BLOCK) {
+        let w = (hv - d0).min(DIM_BLOCK);
+        let ob = &mut sc.pvo[..nq * w]; // [nq][w] the block's results
+        if let Some(pv) = kern.attn.pv_panels {
+            let vt = &mut sc.vf[..span.div_ceil(KT_LANES) * KT_LANES * w];
+            match keys {
+                Keys::Base(b) => T::attn_kt(kern)(w, &kv.v[vs.at(b + jlo, hkv) + d0..], vs.pos, span, vt),
+                Keys::Cells(c) => T::attn_kt_gather(kern)(w, &kv.v[vs.at(0, hkv) + d0..], vs.pos, &c[jlo..=jhi], vt),
+            }
+            pv(w, vt, jlo, lo, hi, scores, span, ob, pv_order);
+        } else {
+            let (vrows, vs) = match keys {
+                Keys::Base(b) => T::v_rows(kern, &kv.v[vs.at(b + jlo, hkv) + d0..], vs.pos, w, span, &mut sc.vf),
+                Keys::Cells(c) => {
+                    T::v_rows_gather(kern, &kv.v[vs.at(0, hkv) + d0..], vs.pos, w, &c[jlo..=jhi], &mut sc.vf)
+                }
+            };
+            for i in 0..nq {
+                let p = &scores[i * span..(i + 1) * span];
+                (kern.attn.pv)(w, vrows, vs, jlo, lo[i], hi[i], p, &mut ob[i * w..(i + 1) * w], pv_order);
+            }
+        }
+        for i in 0..nq {
+            acc[i * hv + d0..i * hv + d0 + w].copy_from_slice(&ob[i * w..(i + 1) * w]);
+        }
     }
 }
 
@@ -421,7 +447,7 @@ mod tests {
                     continue;
                 }
                 let k: Vec<f32> =
-                    kv.k[j * nk + hk * s.head_k..j * nk + (hk + 1) * s.head_k].iter().map(|x| x.to_f32()).collect();
+                    kv.k[kv.ks.at(j, hk)..kv.ks.at(j, hk) + s.head_k].iter().map(|x| x.to_f32()).collect();
                 *sj = ggml_dot(kq_order, &k, &qr);
                 if let Some(cap) = s.softcap {
                     // llama.cpp: ggml_scale(kq, 1/cap), ggml_tanh, ggml_scale(cap), element by element
@@ -442,9 +468,8 @@ mod tests {
             let p: Vec<f32> =
                 (0..padded).map(|j| if j < n_kv { T::from_f32(scores[j]).to_f32() } else { 0.0 }).collect();
             for d in 0..s.head_v {
-                let col: Vec<f32> = (0..padded)
-                    .map(|j| if j < n_kv { kv.v[j * nv + hk * s.head_v + d].to_f32() } else { 0.0 })
-                    .collect();
+                let col: Vec<f32> =
+                    (0..padded).map(|j| if j < n_kv { kv.v[kv.vs.at(j, hk) + d].to_f32() } else { 0.0 }).collect();
                 out[u * s.head_v + d] = ggml_dot(pv_order, &col, &p);
             }
         }
@@ -471,9 +496,12 @@ mod tests {
         let mut rng = Rng(seed);
         let n_ctx = s.pos0 + s.n_tokens + 3;
         let (nk, nv) = (s.n_head_kv * s.head_k, s.n_head_kv * s.head_v);
+        // heads major, as a context's cache
         let kv = LayerKv {
             k: (0..n_ctx * nk).map(|_| T::from_f32(3.0 * rng.f32())).collect(),
             v: (0..n_ctx * nv).map(|_| T::from_f32(rng.f32())).collect(),
+            ks: Strides::heads_major(s.head_k, n_ctx),
+            vs: Strides::heads_major(s.head_v, n_ctx),
         };
         let q: Vec<f32> = (0..s.n_tokens * s.n_head * s.head_k).map(|_| 2.0 * rng.f32()).collect();
         // sinks around the scores' range, so some heads' sinks dominate and others do not
@@ -589,10 +617,13 @@ mod tests {
         let mut rng = Rng(99);
         let n_ctx = s.pos0 + s.n_tokens;
         let (nk, nv) = (s.n_head_kv * s.head_k, s.n_head_kv * s.head_v);
-        let kv = LayerKv::<f32> {
-            k: (0..n_ctx * nk).map(|_| 3.0 * rng.f32()).collect(),
-            v: (0..n_ctx * nv).map(|_| rng.f32()).collect(),
-        };
+        let kv = LayerKv::<f32>::positions_major(
+            (0..n_ctx * nk).map(|_| 3.0 * rng.f32()).collect(),
+            (0..n_ctx * nv).map(|_| rng.f32()).collect(),
+            s.n_head_kv,
+            s.head_k,
+            s.head_v,
+        );
         let q: Vec<f32> = (0..s.n_tokens * s.n_head * s.head_k).map(|_| 2.0 * rng.f32()).collect();
         let sinks = [-3.0f32, 0.5, 2.0, 30.0];
         let pool = ThreadPool::new(2);
@@ -651,10 +682,13 @@ mod tests {
                 };
                 cells.push(c);
             }
-            let kv = LayerKv {
-                k: (0..n_cells * nk).map(|_| T::from_f32(3.0 * rng.f32())).collect(),
-                v: (0..n_cells * nv).map(|_| T::from_f32(rng.f32())).collect(),
-            };
+            let kv = LayerKv::positions_major(
+                (0..n_cells * nk).map(|_| T::from_f32(3.0 * rng.f32())).collect(),
+                (0..n_cells * nv).map(|_| T::from_f32(rng.f32())).collect(),
+                s0.n_head_kv,
+                s0.head_k,
+                s0.head_v,
+            );
             let (qrow, orow) = (s0.n_head * s0.head_k, s0.n_head * s0.head_v);
             let n_rows: usize = seqs.iter().map(|s| s.1).sum();
             let q: Vec<f32> = (0..n_rows * qrow).map(|_| 2.0 * rng.f32()).collect();
@@ -674,10 +708,13 @@ mod tests {
             for (si, g) in groups.iter().enumerate() {
                 let s = g.shape;
                 // the sequence alone: its rows copied to cells 0.. in position order
-                let alone = LayerKv {
-                    k: cells[si].iter().flat_map(|&c| kv.k[c * nk..(c + 1) * nk].to_vec()).collect(),
-                    v: cells[si].iter().flat_map(|&c| kv.v[c * nv..(c + 1) * nv].to_vec()).collect(),
-                };
+                let alone = LayerKv::positions_major(
+                    cells[si].iter().flat_map(|&c| kv.k[c * nk..(c + 1) * nk].to_vec()).collect(),
+                    cells[si].iter().flat_map(|&c| kv.v[c * nv..(c + 1) * nv].to_vec()).collect(),
+                    s0.n_head_kv,
+                    s0.head_k,
+                    s0.head_v,
+                );
                 let mut want = vec![0.0; s.n_tokens * orow];
                 let qs = &q[g.row0 * qrow..(g.row0 + s.n_tokens) * qrow];
                 attention_sinks_with(kern, &pool, &scratch, &alone, qs, &mut want, s, None);

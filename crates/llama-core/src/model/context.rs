@@ -270,7 +270,15 @@ impl Context {
             buf,
             attn,
             // An encoder keeps no cache in llama.cpp: its K and V stay f32 within the batch.
-            kv: KvCache::new(if model.embeddings_only() { KvType::F32 } else { p.kv_type }, &attends, n_ctx, kd, vd),
+            kv: KvCache::new(
+                if model.embeddings_only() { KvType::F32 } else { p.kv_type },
+                &attends,
+                n_ctx,
+                kd,
+                vd,
+                hp.n_embd_head_k,
+                hp.n_embd_head_v,
+            ),
             rs,
             logits: if p.embeddings { Vec::new() } else { vec![0.0; hp.n_vocab] },
             embd: Vec::new(),

@@ -151,13 +151,45 @@ impl KvElem for f32 {
     }
 }
 
-/// One layer's cache, positions major (empty for a layer without attention).
+/// Where element d of KV head h at cell c is: `c·pos + h·head + d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Strides {
+    pub pos: usize,
+    pub head: usize,
+}
+
+impl Strides {
+    /// Rows of all heads one after the other per cell ([n_ctx][n_head_kv][head]).
+    #[cfg(test)]
+    pub const fn positions_major(head: usize, n_head_kv: usize) -> Strides {
+        Strides { pos: head * n_head_kv, head }
+    }
+    /// Each head's cells one after the other ([n_head_kv][n_ctx][head]): the keys (values) of
+    /// one head, which attention reads for all its query heads, are one contiguous stream.
+    pub const fn heads_major(head: usize, n_ctx: usize) -> Strides {
+        Strides { pos: head, head: head * n_ctx }
+    }
+    /// Index of element 0 of head h at cell c.
+    pub const fn at(self, c: usize, h: usize) -> usize {
+        c * self.pos + h * self.head
+    }
+}
+
+/// One layer's cache (empty for a layer without attention).
 pub struct LayerKv<T> {
-    pub k: Vec<T>, // [n_ctx][n_embd_k_gqa]
-    pub v: Vec<T>, // [n_ctx][n_embd_v_gqa]
+    pub k: Vec<T>, // [n_head_kv][n_ctx][head_k] (`ks`: heads major), or [n_ctx][n_embd_k_gqa]
+    pub v: Vec<T>, // [n_head_kv][n_ctx][head_v], or [n_ctx][n_embd_v_gqa]
+    pub ks: Strides,
+    pub vs: Strides,
 }
 
 impl<T> LayerKv<T> {
+    /// K and V rows per position, as a batch holds them (the tests' other layout).
+    #[cfg(test)]
+    pub fn positions_major(k: Vec<T>, v: Vec<T>, n_head_kv: usize, head_k: usize, head_v: usize) -> Self {
+        let (ks, vs) = (Strides::positions_major(head_k, n_head_kv), Strides::positions_major(head_v, n_head_kv));
+        LayerKv { k, v, ks, vs }
+    }
     /// False for a layer that keeps no K/V (a recurrent layer of a hybrid model).
     fn attends(&self) -> bool {
         !(self.k.is_empty() && self.v.is_empty())
@@ -173,22 +205,45 @@ pub struct KvCache {
     pub store: KvStore,
     pub n_embd_k: usize,
     pub n_embd_v: usize,
+    head_k: usize,
+    head_v: usize,
 }
 
 impl KvCache {
     /// A cache of n_ctx positions for each layer whose `attends` entry is true (the others, a
-    /// hybrid model's recurrent layers, get no storage).
-    pub fn new(kv_type: KvType, attends: &[bool], n_ctx: usize, n_embd_k: usize, n_embd_v: usize) -> KvCache {
-        fn layers<T: KvElem>(attends: &[bool], n_ctx: usize, nk: usize, nv: usize) -> Vec<LayerKv<T>> {
+    /// hybrid model's recurrent layers, get no storage), heads major.
+    pub fn new(
+        kv_type: KvType,
+        attends: &[bool],
+        n_ctx: usize,
+        n_embd_k: usize,
+        n_embd_v: usize,
+        head_k: usize,
+        head_v: usize,
+    ) -> KvCache {
+        fn layers<T: KvElem>(
+            attends: &[bool],
+            n_ctx: usize,
+            nk: usize,
+            nv: usize,
+            hk: usize,
+            hv: usize,
+        ) -> Vec<LayerKv<T>> {
             let z = T::from_f32(0.0);
             let n = |a: bool, d: usize| if a { n_ctx * d } else { 0 };
-            attends.iter().map(|&a| LayerKv { k: vec![z; n(a, nk)], v: vec![z; n(a, nv)] }).collect()
+            let (ks, vs) = (Strides::heads_major(hk, n_ctx), Strides::heads_major(hv, n_ctx));
+            attends.iter().map(|&a| LayerKv { k: vec![z; n(a, nk)], v: vec![z; n(a, nv)], ks, vs }).collect()
         }
+        assert!(
+            n_embd_k.is_multiple_of(head_k.max(1)) && n_embd_v.is_multiple_of(head_v.max(1)),
+            "kv cache: bad head sizes"
+        );
+        let (nk, nv, hk, hv) = (n_embd_k, n_embd_v, head_k, head_v);
         let store = match kv_type {
-            KvType::F16 => KvStore::F16(layers(attends, n_ctx, n_embd_k, n_embd_v)),
-            KvType::F32 => KvStore::F32(layers(attends, n_ctx, n_embd_k, n_embd_v)),
+            KvType::F16 => KvStore::F16(layers(attends, n_ctx, nk, nv, hk, hv)),
+            KvType::F32 => KvStore::F32(layers(attends, n_ctx, nk, nv, hk, hv)),
         };
-        KvCache { store, n_embd_k, n_embd_v }
+        KvCache { store, n_embd_k, n_embd_v, head_k, head_v }
     }
 
     pub fn kv_type(&self) -> KvType {
@@ -198,60 +253,68 @@ impl KvCache {
         }
     }
 
-    /// Writes K and V row `i` of a batch into cell `cells[i]` of layer `il` (a contiguous slot
-    /// is one copy per buffer). `k`: [cells.len()][n_embd_k], `v`: [cells.len()][n_embd_v].
+    /// Writes K and V row `i` of a batch into cell `cells[i]` of layer `il`.
+    /// `k`: [cells.len()][n_embd_k], `v`: [cells.len()][n_embd_v].
     pub fn store_rows(&mut self, il: usize, cells: &[usize], k: &[f32], v: &[f32]) {
-        fn put<T: KvElem>(dst: &mut [T], row: usize, cells: &[usize], src: &[f32]) {
-            let contiguous = cells.windows(2).all(|w| w[1] == w[0] + 1);
-            match cells.first() {
-                Some(&c0) if contiguous => {
-                    for (d, &s) in dst[c0 * row..c0 * row + src.len()].iter_mut().zip(src) {
-                        *d = T::from_f32(s);
-                    }
-                }
-                _ => {
-                    for (&c, s) in cells.iter().zip(src.chunks_exact(row)) {
-                        for (d, &x) in dst[c * row..(c + 1) * row].iter_mut().zip(s) {
-                            *d = T::from_f32(x);
-                        }
+        fn put<T: KvElem>(dst: &mut [T], st: Strides, head: usize, cells: &[usize], src: &[f32]) {
+            let row = src.len() / cells.len().max(1);
+            for (&c, s) in cells.iter().zip(src.chunks_exact(row)) {
+                for (h, sh) in s.chunks_exact(head).enumerate() {
+                    for (d, &x) in dst[st.at(c, h)..st.at(c, h) + head].iter_mut().zip(sh) {
+                        *d = T::from_f32(x);
                     }
                 }
             }
         }
-        let (nk, nv) = (self.n_embd_k, self.n_embd_v);
+        let (nk, nv, hk, hv) = (self.n_embd_k, self.n_embd_v, self.head_k, self.head_v);
         let n = cells.len();
         match &mut self.store {
             KvStore::F16(l) => {
-                put(&mut l[il].k, nk, cells, &k[..n * nk]);
-                put(&mut l[il].v, nv, cells, &v[..n * nv]);
+                let l = &mut l[il];
+                put(&mut l.k, l.ks, hk, cells, &k[..n * nk]);
+                put(&mut l.v, l.vs, hv, cells, &v[..n * nv]);
             }
             KvStore::F32(l) => {
-                put(&mut l[il].k, nk, cells, &k[..n * nk]);
-                put(&mut l[il].v, nv, cells, &v[..n * nv]);
+                let l = &mut l[il];
+                put(&mut l.k, l.ks, hk, cells, &k[..n * nk]);
+                put(&mut l.v, l.vs, hv, cells, &v[..n * nv]);
             }
         }
     }
 
+    /// KV heads of K and of V.
+    fn n_heads(&self) -> (usize, usize) {
+        (self.n_embd_k / self.head_k.max(1), self.n_embd_v / self.head_v.max(1))
+    }
+
     /// Bytes of the rows of `cells` (in that order: a sequence's cells in position order) of
-    /// every layer, as little-endian K then V per layer.
+    /// every layer, as little-endian K then V per layer, each cell's heads in order (the layout
+    /// does not show in the bytes).
     pub fn save(&self, cells: &[usize], out: &mut Vec<u8>) {
         fn dump<T: KvElem>(
             layers: &[LayerKv<T>],
             cells: &[usize],
-            nk: usize,
-            nv: usize,
+            (hk, hv): (usize, usize),
+            (nhk, nhv): (usize, usize),
             out: &mut Vec<u8>,
             f: impl Fn(T, &mut Vec<u8>),
         ) {
+            let rows = |x: &[T], st: Strides, head: usize, n_head: usize, out: &mut Vec<u8>| {
+                for &c in cells {
+                    for h in 0..n_head {
+                        x[st.at(c, h)..st.at(c, h) + head].iter().for_each(|&e| f(e, out));
+                    }
+                }
+            };
             for l in layers.iter().filter(|l| l.attends()) {
-                cells.iter().for_each(|&c| l.k[c * nk..(c + 1) * nk].iter().for_each(|&x| f(x, out)));
-                cells.iter().for_each(|&c| l.v[c * nv..(c + 1) * nv].iter().for_each(|&x| f(x, out)));
+                rows(&l.k, l.ks, hk, nhk, out);
+                rows(&l.v, l.vs, hv, nhv, out);
             }
         }
-        let (nk, nv) = (self.n_embd_k, self.n_embd_v);
+        let (hs, nh) = ((self.head_k, self.head_v), self.n_heads());
         match &self.store {
-            KvStore::F16(l) => dump(l, cells, nk, nv, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
-            KvStore::F32(l) => dump(l, cells, nk, nv, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
+            KvStore::F16(l) => dump(l, cells, hs, nh, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
+            KvStore::F32(l) => dump(l, cells, hs, nh, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
         }
     }
 
@@ -270,26 +333,29 @@ impl KvCache {
         fn fill<T: Copy>(
             layers: &mut [LayerKv<T>],
             cells: &[usize],
-            nk: usize,
-            nv: usize,
+            (hk, hv): (usize, usize),
+            (nhk, nhv): (usize, usize),
             mut it: impl Iterator<Item = T>,
         ) {
-            for l in layers.iter_mut().filter(|l| l.attends()) {
+            let mut rows = |x: &mut [T], st: Strides, head: usize, n_head: usize| {
                 for &c in cells {
-                    l.k[c * nk..(c + 1) * nk].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
+                    for h in 0..n_head {
+                        x[st.at(c, h)..st.at(c, h) + head].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
+                    }
                 }
-                for &c in cells {
-                    l.v[c * nv..(c + 1) * nv].iter_mut().zip(&mut it).for_each(|(d, s)| *d = s);
-                }
+            };
+            for l in layers.iter_mut().filter(|l| !(l.k.is_empty() && l.v.is_empty())) {
+                rows(&mut l.k, l.ks, hk, nhk);
+                rows(&mut l.v, l.vs, hv, nhv);
             }
         }
-        let (nk, nv) = (self.n_embd_k, self.n_embd_v);
+        let (hs, nh) = ((self.head_k, self.head_v), self.n_heads());
         match &mut self.store {
             KvStore::F16(layers) => {
-                fill(layers, cells, nk, nv, data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])))
+                fill(layers, cells, hs, nh, data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])))
             }
             KvStore::F32(layers) => {
-                fill(layers, cells, nk, nv, data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                fill(layers, cells, hs, nh, data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
             }
         }
     }
