@@ -432,7 +432,6 @@ mod tests {
     /// separate ggml dot over the padded key range (p = 0 outside the query's window).
     fn reference<T: KvElem>(kv: &LayerKv<T>, q: &[f32], s: AttnShape, o: SumOrders, sinks: Option<&[f32]>) -> Vec<f32> {
         let group = s.n_head / s.n_head_kv;
-        let (nk, nv) = (s.n_head_kv * s.head_k, s.n_head_kv * s.head_v);
         let (kq_order, pv_order) = orders(&s, o, T::F32);
         let mut out = vec![0.0; s.n_tokens * s.n_head * s.head_v];
         for u in 0..s.n_tokens * s.n_head {
