@@ -1,8 +1,11 @@
 """`Llama`'s state handling (eval into `scores`, reset, prefix reuse, rewinding by n_tokens), its
 public vocabulary/model methods, and the seed API layered on it. The tiny synthetic model is enough."""
 
+import gc
 import inspect
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,6 +149,7 @@ INIT_WORKS = {
     "type_v",
     "verbose",
     "n_threads_batch",
+    "use_mmap",
     # tests/test_embed.py
     "embedding",
     "pooling_type",
@@ -200,6 +204,25 @@ def test_no_init_keyword_is_accepted_and_ignored(tiny, p: dict) -> None:
         llama.Llama(tiny, vocab_only=True, **{name: _other_value(p)})
     stem = name.split("_")[0] if name.startswith(("yarn", "lora")) else name
     assert stem in str(e.value)
+
+
+def test_use_mmap_false_reads_the_file_and_answers_the_same() -> None:
+    """use_mmap=False loads the weights into memory (the file's pages are not mapped) and gives the
+    same logits as the mapped default."""
+    path = model_path("synth-tiny-q4_0.gguf")
+    mapped = llama.Llama(path, n_ctx=64, n_threads=THREADS)
+    read = llama.Llama(path, n_ctx=64, n_threads=THREADS, use_mmap=False)
+    maps = Path(f"/proc/{os.getpid()}/maps")
+    if maps.exists():
+        # the mapped model shows the file in the process's mappings; drop it, and none is left
+        assert os.path.realpath(path) in maps.read_text()
+        del mapped
+        gc.collect()
+        assert os.path.realpath(path) not in maps.read_text()
+        mapped = llama.Llama(path, n_ctx=64, n_threads=THREADS)
+    for m in (mapped, read):
+        m.eval(PROMPT)
+    assert np.array_equal(read.scores[len(PROMPT) - 1], mapped.scores[len(PROMPT) - 1])
 
 
 def test_unknown_keywords_are_type_errors(tiny) -> None:

@@ -92,6 +92,8 @@ class Llama:
     ``last_n_tokens_size`` the window of the repeat/frequency/presence penalties. ``seed`` seeds the
     sampler chains as in llama-cpp-python (LLAMA_DEFAULT_SEED = 0xFFFFFFFF, and -1: a random draw
     per chain; a completion without ``seed=`` takes the next seed of ``random.Random(seed)``).
+    ``use_mmap=False`` reads the file into memory instead of mapping it (then the originals of
+    repacked matrices stay resident too: the mapped default gives their pages back).
 
     State, as in llama-cpp-python: ``input_ids[:n_tokens]`` are the evaluated tokens and
     ``scores[i]`` the logits after token i (every row with ``logits_all``, else the last one).
@@ -154,7 +156,6 @@ class Llama:
         InvalidArgumentError naming it when given a value this runtime cannot honour. An unknown
         keyword is a TypeError."""
         _check_init_args(
-            use_mmap=use_mmap,
             kv_overrides=kv_overrides,
             n_threads_batch=(n_threads_batch, n_threads),
             rope_scaling_type=rope_scaling_type,
@@ -178,7 +179,7 @@ class Llama:
         self.model_path = os.fspath(model_path)
         self.verbose = verbose
         t0 = time.perf_counter()
-        self._model = _llama.Model(self.model_path, vocab_only=vocab_only)
+        self._model = _llama.Model(self.model_path, vocab_only=vocab_only, use_mmap=use_mmap)
         self._n_vocab = self._model.n_vocab()
         self.metadata: dict[str, str] = dict(self._model.metadata())
         self.chat_format = check_format(chat_format)
@@ -1313,7 +1314,6 @@ class Llama:
 def _check_init_args(**args: Any) -> None:
     """The `Llama.__init__` keywords this runtime takes but cannot honour with a non-default value."""
     why = {
-        "use_mmap": "use_mmap=False (loading into anonymous memory) is not supported yet: the file is memory-mapped",
         "kv_overrides": "kv_overrides (metadata overrides) are not supported",
         "n_threads_batch": "n_threads_batch different from n_threads is not supported (one thread pool)",
         "rope_scaling_type": "rope_scaling_type overrides are not supported: the GGUF's rope settings are used",
@@ -1331,7 +1331,6 @@ def _check_init_args(**args: Any) -> None:
         "spm_infill": "spm_infill is not supported",
     }
     defaults: dict[str, Any] = {
-        "use_mmap": True,
         "rope_scaling_type": -1,
         "attention_type": -1,
         "rope_freq_base": 0.0,

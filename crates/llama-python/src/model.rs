@@ -46,7 +46,7 @@ impl PyModel {
         }
     }
 
-    fn load(py: Python<'_>, path: &str, vocab_only: bool) -> PyResult<PyModel> {
+    fn load(py: Python<'_>, path: &str, vocab_only: bool, use_mmap: bool) -> PyResult<PyModel> {
         let p = path.to_string();
         let (weights, tokenizer) = py
             .detach(move || -> llama_core::Result<(Weights, Tokenizer)> {
@@ -55,7 +55,7 @@ impl PyModel {
                     let t = Tokenizer::from_gguf(&f)?;
                     Ok((Weights::VocabOnly(Box::new(f)), t))
                 } else {
-                    let m = Model::load(&p, &ModelParams::default())?;
+                    let m = Model::load(&p, &ModelParams { no_mmap: !use_mmap })?;
                     let t = Tokenizer::from_gguf(m.gguf())?;
                     Ok((Weights::Full(Arc::new(m)), t))
                 }
@@ -88,9 +88,9 @@ fn with_path(e: Error, path: &str) -> Error {
 #[pymethods]
 impl PyModel {
     #[new]
-    #[pyo3(signature = (path, vocab_only=false))]
-    fn new(py: Python<'_>, path: std::path::PathBuf, vocab_only: bool) -> PyResult<Self> {
-        PyModel::load(py, &path.to_string_lossy(), vocab_only)
+    #[pyo3(signature = (path, vocab_only=false, use_mmap=true))]
+    fn new(py: Python<'_>, path: std::path::PathBuf, vocab_only: bool, use_mmap: bool) -> PyResult<Self> {
+        PyModel::load(py, &path.to_string_lossy(), vocab_only, use_mmap)
     }
 
     fn n_vocab(&self) -> usize {

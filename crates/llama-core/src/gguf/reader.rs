@@ -88,6 +88,17 @@ impl GgufFile {
         Self::parse(path.to_path_buf(), Backing::Mmap(mmap))
     }
 
+    /// Reads the whole file into memory and parses its header (llama.cpp's `--no-mmap`): the
+    /// weights then live in this process's memory, not in the page cache's mapping of the file.
+    pub fn read(path: impl AsRef<Path>) -> Result<GgufFile> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if bytes.is_empty() {
+            return Err(Error::format(path, "file is empty (not a GGUF file)"));
+        }
+        Self::parse(path.to_path_buf(), Backing::Bytes(bytes))
+    }
+
     /// Parses an in-memory GGUF image (same parser as `open`; used by fuzzing and tests).
     pub fn from_bytes(bytes: Vec<u8>) -> Result<GgufFile> {
         Self::parse(PathBuf::from("<memory>"), Backing::Bytes(bytes))

@@ -41,9 +41,12 @@ fn forward(model: &Model, ctx: &mut Context, tokens: &[u32]) {
     model.net.forward(model, ctx, tokens)
 }
 
-/// Options for loading a model (none needed yet; kept for API stability).
+/// Options for loading a model.
 #[derive(Clone, Debug, Default)]
-pub struct ModelParams {}
+pub struct ModelParams {
+    /// Read the file into memory instead of mapping it (llama.cpp's `use_mmap = false`).
+    pub no_mmap: bool,
+}
 
 /// A loaded model: owns the GGUF file; weights are read in place from its mmap.
 pub struct Model {
@@ -58,8 +61,8 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn load(path: impl AsRef<Path>, _params: &ModelParams) -> Result<Model> {
-        let file = GgufFile::open(path.as_ref())?;
+    pub fn load(path: impl AsRef<Path>, params: &ModelParams) -> Result<Model> {
+        let file = if params.no_mmap { GgufFile::read(path.as_ref())? } else { GgufFile::open(path.as_ref())? };
         Self::from_gguf(file)
     }
 
