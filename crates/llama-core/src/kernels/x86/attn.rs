@@ -490,10 +490,24 @@ unsafe fn pv_panels_avx512_in(
                     AttnOrder::Lanes64 => {
                         for q in (0..w).step_by(4) {
                             let mut a = [[_mm512_setzero_ps(); 4]; 4]; // [key panel mod 4][dimension]
-                            for c in c0..=c1 {
-                                let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
-                                for (dd, am) in a[c % 4].iter_mut().enumerate().take(w - q) {
-                                    *am = _mm512_fmadd_ps(row(c, d0 + q + dd), pc, *am);
+                            let mut c = c0;
+                            while c <= c1 {
+                                if w - q >= 4 && c.is_multiple_of(4) && c + 3 <= c1 {
+                                    // four panels, one per accumulator set: constant indices, so
+                                    // the 16 accumulators stay in registers
+                                    for (m, am) in a.iter_mut().enumerate() {
+                                        let pc = _mm512_maskz_loadu_ps(pmask(c + m), pi.add(16 * (c + m)));
+                                        for (dd, x) in am.iter_mut().enumerate() {
+                                            *x = _mm512_fmadd_ps(row(c + m, d0 + q + dd), pc, *x);
+                                        }
+                                    }
+                                    c += 4;
+                                } else {
+                                    let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                                    for (dd, am) in a[c % 4].iter_mut().enumerate().take(w - q) {
+                                        *am = _mm512_fmadd_ps(row(c, d0 + q + dd), pc, *am);
+                                    }
+                                    c += 1;
                                 }
                             }
                             for dd in 0..(w - q).min(4) {
