@@ -8,9 +8,9 @@ another) and one with an `anyOf` of an enum and null. The same three are built h
 `llama.LlamaGrammar`. Beyond upstream, `test_grammars_constrain_a_completion` uses each in a
 greedy completion of a small model and checks the text is in the grammar's language.
 
-llama.py compiles JSON schemas natively (llguidance) rather than through GBNF: the language is the
-schema's, so an object may carry properties its schema does not list (no `additionalProperties`),
-which llama-cpp-python's GBNF conversion does not produce.
+llama.py compiles JSON schemas natively (llguidance) rather than through GBNF, reading them as
+llama.cpp's conversion does: an object that lists `properties` without `additionalProperties`
+admits only the listed ones (`test_unlisted_properties_are_refused`).
 """
 
 from __future__ import annotations
@@ -124,14 +124,6 @@ def test_grammars_constrain_a_completion(small_llm, prompt, kind):
     jsonschema.validate(json.loads(text), schema)
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="LlamaGrammar.from_json_schema lets an object carry properties its schema does not list when "
-    "additionalProperties is absent (JSON Schema's default, llguidance); llama-cpp-python's GBNF conversion "
-    'admits only the listed ones: pushed toward \'{"a": 1, "c": 2}\', llama.py writes it, llama-cpp-python '
-    "writes '{\"a\": 10}'",
-)
 def test_unlisted_properties_are_refused(small_llm):
     """Beyond upstream: a logits processor pushes the completion toward an object with an extra key;
     under llama-cpp-python's grammar the key cannot be written."""

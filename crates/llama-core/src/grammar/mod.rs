@@ -118,10 +118,22 @@ const TIME: &str =
 /// llama.cpp's readings of older array keywords, in every schema position: `items: [..]`
 /// (draft-04 tuples) is `prefixItems: [..]` with nothing after; `prefixItems: {..}` (a single
 /// schema) means `items: {..}` unless `items` is given. Formats date / time / date-time become
-/// the equivalent patterns above.
+/// the equivalent patterns above. An object schema that lists `properties` without saying
+/// `additionalProperties` admits only the listed ones, as llama.cpp's json-schema-to-grammar (and
+/// llama-cpp-python's) build it, not JSON Schema's "anything else too"; except a branch of
+/// `allOf`, whose properties llama.cpp merges with its siblings'.
 fn normalize_schema(s: &mut serde_json::Value) {
+    normalize_node(s, false)
+}
+
+fn normalize_node(s: &mut serde_json::Value, in_all_of: bool) {
     use serde_json::Value;
     let Value::Object(m) = s else { return };
+    let unsaid =
+        ["additionalProperties", "patternProperties", "unevaluatedProperties"].iter().all(|k| !m.contains_key(*k));
+    if !in_all_of && m.contains_key("properties") && unsaid {
+        m.insert("additionalProperties".into(), Value::Bool(false));
+    }
     if let (Some(Value::String(f)), false) = (m.get("format"), m.contains_key("pattern")) {
         let pat = match f.as_str() {
             "date" => Some(format!("^{DATE}$")),
@@ -163,9 +175,14 @@ fn normalize_schema(s: &mut serde_json::Value) {
             | "propertyNames"
             | "unevaluatedProperties"
             | "unevaluatedItems" => normalize_schema(v),
-            "prefixItems" | "anyOf" | "oneOf" | "allOf" => {
+            "prefixItems" | "anyOf" | "oneOf" => {
                 if let Value::Array(a) = v {
                     a.iter_mut().for_each(normalize_schema);
+                }
+            }
+            "allOf" => {
+                if let Value::Array(a) = v {
+                    a.iter_mut().for_each(|b| normalize_node(b, true));
                 }
             }
             _ => {}
@@ -388,5 +405,34 @@ impl Matcher {
     /// Back to the start of the grammar.
     pub fn reset(&mut self) {
         self.m = (*self.start).clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_schema;
+    use serde_json::json;
+
+    #[test]
+    fn listed_properties_are_the_only_ones_unless_the_schema_says_otherwise() {
+        let mut s = json!({
+            "type": "object",
+            "properties": {"a": {"type": "object", "properties": {"b": {"type": "integer"}}}},
+            "$defs": {"open": {"properties": {"c": {}}, "additionalProperties": true}},
+            "anyOf": [{"properties": {"d": {}}}, {"type": "object"}],
+            "allOf": [{"properties": {"e": {}}}]
+        });
+        normalize_schema(&mut s);
+        assert_eq!(s["additionalProperties"], json!(false));
+        assert_eq!(s["properties"]["a"]["additionalProperties"], json!(false));
+        assert_eq!(s["$defs"]["open"]["additionalProperties"], json!(true));
+        assert_eq!(s["anyOf"][0]["additionalProperties"], json!(false));
+        // no properties listed: any object, as in llama.cpp
+        assert!(s["anyOf"][1].get("additionalProperties").is_none());
+        // allOf branches are merged by llama.cpp: each keeps JSON Schema's default
+        assert!(s["allOf"][0].get("additionalProperties").is_none());
+        let mut p = json!({"properties": {"a": {}}, "patternProperties": {"^x": {}}});
+        normalize_schema(&mut p);
+        assert!(p.get("additionalProperties").is_none());
     }
 }
