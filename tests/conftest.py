@@ -60,15 +60,19 @@ def golden_inputs(name: str) -> dict:
     pytest.skip(f"no llama.cpp golden for {name}")
 
 
-def gguf_with_tensors(src: str | Path, dst: str | Path, extra: dict, edit: Any = None) -> None:
+def gguf_with_tensors(
+    src: str | Path, dst: str | Path, extra: dict, edit: Any = None, split_max_tensors: int = 0
+) -> None:
     """Copies the GGUF `src` to `dst` with the float32 arrays of `extra` added as tensors (gguf-py
     reads and writes it: an independent writer): e.g. a head the converter does not write.
-    `edit(writer)`, when given, adds metadata (a chat template …) before the file is written."""
+    `edit(writer)`, when given, adds metadata (a chat template …) before the file is written.
+    `split_max_tensors` > 0 writes a split model instead, as llama.cpp's gguf-split: parts
+    `DST_STEM-0000i-of-0000N.gguf` beside `dst`, at most that many tensors each."""
     import gguf
     import numpy as np
 
     r = gguf.GGUFReader(str(src))
-    w = gguf.GGUFWriter(str(dst), r.fields["general.architecture"].contents())
+    w = gguf.GGUFWriter(str(dst), r.fields["general.architecture"].contents(), split_max_tensors=split_max_tensors)
     for name, f in r.fields.items():
         if name.startswith("GGUF.") or name == "general.architecture":
             continue
@@ -77,8 +81,9 @@ def gguf_with_tensors(src: str | Path, dst: str | Path, extra: dict, edit: Any =
     if edit is not None:
         edit(w)
     for t in r.tensors:
-        shape = [int(x) for x in reversed(t.shape)]
-        w.add_tensor(t.name, np.asarray(t.data), raw_shape=shape, raw_dtype=t.tensor_type)
+        # the stored array's shape: bytes per row for a quantized type (gguf-py's raw_shape)
+        data = np.asarray(t.data)
+        w.add_tensor(t.name, data, raw_shape=list(data.shape), raw_dtype=t.tensor_type)
     for name, a in extra.items():
         w.add_tensor(name, np.asarray(a, dtype=np.float32))
     w.write_header_to_file()

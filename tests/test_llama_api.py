@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import llama
-from conftest import DATA, model_path
+from conftest import DATA, gguf_with_tensors, model_path
 
 THREADS = 2
 PROMPT = [1, 9038, 2501, 263, 931, 29892, 727, 471, 263]
@@ -223,6 +223,33 @@ def test_use_mmap_false_reads_the_file_and_answers_the_same() -> None:
     for m in (mapped, read):
         m.eval(PROMPT)
     assert np.array_equal(read.scores[len(PROMPT) - 1], mapped.scores[len(PROMPT) - 1])
+
+
+def test_a_split_model_loads_from_its_first_part(tmp_path) -> None:
+    """A model split by gguf-py's writer into llama.cpp's gguf-split parts loads from its first part
+    (mapped or read) with the logits of the whole file, and llama.cpp gives the same logits on
+    the parts; a later part, or a missing one, is an error naming the file to open or the part."""
+    path = model_path("synth-tiny-q4_0.gguf")
+    gguf_with_tensors(path, tmp_path / "tiny.gguf", {}, split_max_tensors=16)
+    parts = sorted(tmp_path.glob("tiny-*-of-*.gguf"))
+    assert [p.name for p in parts] == [f"tiny-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+    whole = llama.Llama(path, n_ctx=64, n_threads=THREADS)
+    whole.eval(PROMPT)
+    want = whole.scores[len(PROMPT) - 1]
+    for use_mmap in (True, False):
+        split = llama.Llama(str(parts[0]), n_ctx=64, n_threads=THREADS, use_mmap=use_mmap)
+        split.eval(PROMPT)
+        assert np.array_equal(split.scores[len(PROMPT) - 1], want)
+    with pytest.raises(llama.ModelFormatError, match="open the first part.*tiny-00001-of-00003.gguf"):
+        llama.Llama(str(parts[1]))
+    parts[2].rename(tmp_path / "elsewhere.gguf")
+    with pytest.raises(llama.ModelFormatError, match="part 3 .* is missing: .*tiny-00003-of-00003.gguf"):
+        llama.Llama(str(parts[0]))
+    (tmp_path / "elsewhere.gguf").rename(parts[2])
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: no cross-check")
+    ref = llama_cpp.Llama(str(parts[0]), n_ctx=64, n_threads=THREADS, logits_all=True, verbose=False)
+    ref.eval(PROMPT)
+    assert np.array_equal(np.asarray(ref.scores[len(PROMPT) - 1], dtype=np.float32), want)
 
 
 def test_unknown_keywords_are_type_errors(tiny) -> None:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import gguf_with_tensors
+
 ROOT = Path(__file__).resolve().parents[1]
 PYDIR = ROOT / "python"
 
@@ -639,8 +641,9 @@ def test_cli_argument_errors(capsys):
 
 def test_from_pretrained(server, cdn, tmp_path):
     """A GGUF picked by glob, downloaded into the HF cache (or local_dir) through huggingface_hub
-    and loaded with the keyword arguments; one-line errors for no match, several matches, a split
-    part, and an unreachable Hub (at once; a file named exactly then comes from the cache)."""
+    and loaded with the keyword arguments, a split model with all its parts; one-line errors for no
+    match, several matches, and an unreachable Hub (at once; a file named exactly then comes from
+    the cache)."""
     pytest.importorskip("huggingface_hub")
     try:
         from llama import _llama
@@ -648,12 +651,14 @@ def test_from_pretrained(server, cdn, tmp_path):
         pytest.skip("the native module is not built")
     gguf = tmp_path / "bert-tiny-f16.gguf"
     _llama.convert(str(ROOT / "tests" / "data" / "embed" / "bert-tiny"), "f16", str(gguf), None, True)
+    # the same model split in two as llama.cpp's gguf-split writes it
+    gguf_with_tensors(gguf, tmp_path / "big.gguf", {}, split_max_tensors=30)
     files = {
         "README.md": b"# bert\n",
         "bert-tiny-f16.gguf": gguf.read_bytes(),
         "bert-tiny-f32.gguf": gguf.read_bytes(),
-        "big-00001-of-00002.gguf": b"GGUF",
-        "big-00002-of-00002.gguf": b"GGUF",
+        "big-00001-of-00002.gguf": (tmp_path / "big-00001-of-00002.gguf").read_bytes(),
+        "big-00002-of-00002.gguf": (tmp_path / "big-00002-of-00002.gguf").read_bytes(),
     }
     add_hub_repo(server, "acme/bert-GGUF", files, lfs={f for f in files if f.endswith(".gguf")}, cdn=cdn)
     env = hub_env(server, tmp_path)
@@ -675,7 +680,14 @@ def test_from_pretrained(server, cdn, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.split()[0]) == out / "bert-tiny-f32.gguf" and (out / "README.md").read_bytes() == b"# bert\n"
-    for f, what in [("*.gguf", "name one"), ("*q4_0*", "no file matches"), ("big-00001-of-00002.gguf", "merge")]:
+    # a split model: a part named (or a glob over its parts) brings both, the first is loaded
+    for f in ("big-00002-of-00002.gguf", "big-*.gguf"):
+        r = run_sub(load.format(f=f, extra=""), env)
+        assert r.returncode == 0, r.stderr
+        path1, n = r.stdout.split()
+        assert Path(path1).name == "big-00001-of-00002.gguf" and n == "32"
+        assert (Path(path1).parent / "big-00002-of-00002.gguf").exists()
+    for f, what in [("*.gguf", "name one"), ("*q4_0*", "no file matches")]:
         r = run_sub(load.format(f=f, extra=""), env)
         assert r.returncode == 1 and what in r.stderr, (f, r.stderr)
     # the Hub unreachable: a named file still in the cache loads; a glob cannot be resolved

@@ -660,8 +660,10 @@ def hub_model_file(
     """The local path of the one file of Hub repo `repo` that `filename` names (a path or a glob
     such as "*q4_k_m.gguf"; None: its Q4_K_M, else Q4_0, GGUF), downloaded with huggingface_hub
     into `local_dir` or the HF cache (`cache_dir`), with every file matching one of
-    `additional_files`. The listing goes first, without retries: an unreachable Hub fails at once,
-    saying so, unless the file (named without a glob) is already in the cache."""
+    `additional_files`. A part of a split model (llama.cpp's `PREFIX-0000i-of-0000N.gguf`, or a
+    glob matching its parts) brings every part, and the first part's path is returned. The listing
+    goes first, without retries: an unreachable Hub fails at once, saying so, unless the file
+    (named without a glob) is already in the cache."""
     hf = _hf()
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise InvalidArgumentError(f"{repo!r}: a Hub repo id is OWNER/NAME")
@@ -694,18 +696,26 @@ def hub_model_file(
         if not hits:
             ggufs = [n for n in names if n.endswith(".gguf")] or names
             raise ModelFileNotFoundError(f"{repo}: no file matches {filename!r}; it holds {', '.join(ggufs[:20])}")
-        if len(hits) > 1:
+        # the parts of one split model count as one file (its first part is loaded)
+        heads = sorted({_SPLIT.sub("", h) if _SPLIT.search(h) else h for h in hits})
+        if len(heads) > 1:
             raise InvalidArgumentError(
                 f"{repo}: {len(hits)} files match {filename!r} ({', '.join(hits[:10])}): name one"
             )
-        file = hits[0]
+        file = min(hits)
+    extra = [n for pattern in additional_files or [] for n in (matching(pattern) or [pattern])]
     m = _SPLIT.search(file)
     if m:
-        raise LlamaError(
-            f"{repo}/{file} is one part of a GGUF split in {int(m.group(2))}: split files are not loaded yet; "
-            "merge them with llama.cpp's `llama-gguf-split --merge` and load the result"
-        )
-    extra = [n for pattern in additional_files or [] for n in (matching(pattern) or [pattern])]
+        # llama.cpp's gguf-split parts: every part downloaded beside the first, which is loaded
+        count = int(m.group(2))
+        parts = [_SPLIT.sub(f"-{i:05d}-of-{count:05d}.gguf", file) for i in range(1, count + 1)]
+        missing = [p for p in parts if p not in names]
+        if missing:
+            raise ModelFileNotFoundError(
+                f"{repo}: {file} is part of a {count}-part split whose {missing[0]} is not there"
+            )
+        file = parts[0]
+        extra = parts[1:] + [n for n in extra if n not in parts]
     try:
         if quiet:
             from huggingface_hub.utils import disable_progress_bars

@@ -184,14 +184,6 @@ fn n_matrices(dims: &[u64]) -> u64 {
 /// checks it against the model: every tensor whose type needs one must have an entry, and entries
 /// must have the tensor's size.
 pub fn plan(f: &GgufFile, file_type: FileType, pure: bool, imatrix: Option<&Imatrix>) -> Result<Plan> {
-    if let Some(n) = f.get("split.count").and_then(|v| v.as_int()) {
-        if n > 1 {
-            return Err(Error::InvalidArgument(format!(
-                "{}: shard of a {n}-file split model; merge it first (llama-gguf-split --merge)",
-                f.path.display()
-            )));
-        }
-    }
     let model = model_info(f)?;
     let tensors = ordered(f);
     let mut mixer = Mixer::new(&model, file_type, pure, tensors.iter().map(|t| t.name.as_str()));

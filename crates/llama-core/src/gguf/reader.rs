@@ -21,6 +21,8 @@ pub struct TensorInfo {
     pub offset: u64,
     /// Exact byte size of the data (`n_rows × row_size(dims[0])`), without padding.
     pub n_bytes: u64,
+    /// Part of a split model holding the data (0: this file; i: `GgufFile`'s i-th other part).
+    pub shard: usize,
 }
 
 impl TensorInfo {
@@ -58,6 +60,9 @@ pub struct GgufFile {
     tensors: Vec<TensorInfo>,
     tensor_index: HashMap<String, usize>,
     backing: Backing,
+    /// The other parts of a split model (llama.cpp's gguf-split: `PREFIX-0000i-of-0000N.gguf`),
+    /// whose tensors are listed in `tensors` with their `shard`.
+    parts: Vec<GgufFile>,
 }
 
 impl std::fmt::Debug for GgufFile {
@@ -72,9 +77,13 @@ impl std::fmt::Debug for GgufFile {
 }
 
 impl GgufFile {
-    /// Maps the file read-only and parses its header; tensor data is not touched.
+    /// Maps the file read-only and parses its header; tensor data is not touched. The first part
+    /// of a split model opens the others too (`with_parts`).
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
-        let path = path.as_ref();
+        Self::map_one(path.as_ref())?.with_parts(Self::map_one)
+    }
+
+    fn map_one(path: &Path) -> Result<GgufFile> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         if len == 0 {
@@ -88,15 +97,82 @@ impl GgufFile {
         Self::parse(path.to_path_buf(), Backing::Mmap(mmap))
     }
 
-    /// Reads the whole file into memory and parses its header (llama.cpp's `--no-mmap`): the
-    /// weights then live in this process's memory, not in the page cache's mapping of the file.
+    /// Reads the whole file (every part of a split model) into memory and parses its header
+    /// (llama.cpp's `--no-mmap`): the weights then live in this process's memory, not in the page
+    /// cache's mapping of the file.
     pub fn read(path: impl AsRef<Path>) -> Result<GgufFile> {
-        let path = path.as_ref();
+        Self::read_one(path.as_ref())?.with_parts(Self::read_one)
+    }
+
+    fn read_one(path: &Path) -> Result<GgufFile> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         if bytes.is_empty() {
             return Err(Error::format(path, "file is empty (not a GGUF file)"));
         }
         Self::parse(path.to_path_buf(), Backing::Bytes(bytes))
+    }
+
+    /// The first part of a split model gathers the others (found by llama.cpp's naming, beside
+    /// it) and lists their tensors too; a file that is not split is returned as it is. Opening a
+    /// later part, a missing or mismatched part, or a tensor in two parts is an error naming it.
+    fn with_parts(mut self, open: impl Fn(&Path) -> Result<GgufFile>) -> Result<GgufFile> {
+        let count = self.get_u32("split.count")?.unwrap_or(1) as usize;
+        if count <= 1 {
+            return Ok(self);
+        }
+        let no = self.get_u32("split.no")?.unwrap_or(0) as usize;
+        let name = self.path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        let suffix = format!("-{:05}-of-{count:05}.gguf", no + 1);
+        let Some(prefix) = name.strip_suffix(&suffix) else {
+            return Err(Error::format(
+                &self.path,
+                format!(
+                    "part {} of a {count}-part split model, but not named PREFIX{suffix} as llama.cpp names parts",
+                    no + 1
+                ),
+            ));
+        };
+        if no != 0 {
+            let first = self.path.with_file_name(format!("{prefix}-00001-of-{count:05}.gguf"));
+            return Err(Error::format(
+                &self.path,
+                format!("part {} of a {count}-part split model: open the first part, {}", no + 1, first.display()),
+            ));
+        }
+        for i in 1..count {
+            let p = self.path.with_file_name(format!("{prefix}-{:05}-of-{count:05}.gguf", i + 1));
+            if !p.exists() {
+                return Err(Error::format(
+                    &self.path,
+                    format!("part {} of this {count}-part split model is missing: {}", i + 1, p.display()),
+                ));
+            }
+            let part = open(&p)?;
+            let (pno, pcount) = (part.get_u32("split.no")?, part.get_u32("split.count")?);
+            if pno != Some(i as u32) || pcount != Some(count as u32) {
+                return Err(Error::format(
+                    &p,
+                    format!("not part {} of {count} (its split.no / split.count disagree)", i + 1),
+                ));
+            }
+            for t in &part.tensors {
+                if self.tensor_index.contains_key(&t.name) {
+                    return Err(Error::format(&p, format!("tensor '{}' is also in an earlier part", t.name)));
+                }
+                self.tensor_index.insert(t.name.clone(), self.tensors.len());
+                self.tensors.push(TensorInfo { shard: i, ..t.clone() });
+            }
+            self.parts.push(part);
+        }
+        if let Some(n) = self.get_u64("split.tensors.count")? {
+            if n != self.tensors.len() as u64 {
+                return Err(Error::format(
+                    &self.path,
+                    format!("split.tensors.count = {n}, but the {count} parts hold {} tensors", self.tensors.len()),
+                ));
+            }
+        }
+        Ok(self)
     }
 
     /// Parses an in-memory GGUF image (same parser as `open`; used by fuzzing and tests).
@@ -120,6 +196,7 @@ impl GgufFile {
             tensors: p.tensors,
             tensor_index: p.tensor_index,
             backing,
+            parts: Vec::new(),
         })
     }
 
@@ -217,13 +294,21 @@ impl GgufFile {
         self.tensor_index.get(name).map(|&i| &self.tensors[i])
     }
 
-    /// Zero-copy view of a tensor's bytes (`info.n_bytes` long). Infos of this file were validated
-    /// at open; an info from elsewhere that does not fit yields an empty slice rather than a panic.
+    /// Zero-copy view of a tensor's bytes (`info.n_bytes` long), in whichever part of a split
+    /// model holds them. Infos of this file were validated at open; an info from elsewhere that
+    /// does not fit yields an empty slice rather than a panic.
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
-        let start = self.data_offset.checked_add(info.offset);
+        let file = match info.shard {
+            0 => self,
+            i => match self.parts.get(i - 1) {
+                Some(p) => p,
+                None => return &[],
+            },
+        };
+        let start = file.data_offset.checked_add(info.offset);
         let end = start.and_then(|s| s.checked_add(info.n_bytes));
         match (start, end) {
-            (Some(s), Some(e)) if e <= self.file_size() => &self.as_bytes()[s as usize..e as usize],
+            (Some(s), Some(e)) if e <= file.file_size() => &file.as_bytes()[s as usize..e as usize],
             _ => &[],
         }
     }
@@ -238,10 +323,19 @@ impl GgufFile {
     /// `release_tensor_pages` for part of a tensor's bytes (one expert of an expert tensor); `data`
     /// must be a slice of `tensor_data`.
     pub fn release_pages(&self, data: &[u8]) {
-        let Backing::Mmap(m) = &self.backing else { return };
+        if !self.release_own_pages(data) {
+            self.parts.iter().for_each(|p| {
+                p.release_own_pages(data);
+            });
+        }
+    }
+
+    /// `release_pages` within this file's own mapping: false when `data` is not in it.
+    fn release_own_pages(&self, data: &[u8]) -> bool {
+        let Backing::Mmap(m) = &self.backing else { return false };
         let page = 4096usize;
         let Some(start) = (data.as_ptr() as usize).checked_sub(m.as_ptr() as usize).filter(|&s| s < m.len()) else {
-            return;
+            return false;
         };
         let end = (start + data.len()).min(m.len());
         // Only whole pages inside the range: neighbours may still be in use.
@@ -252,6 +346,7 @@ impl GgufFile {
             // so every outstanding `&[u8]` into the mapping still sees the same bytes.
             let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, s, e - s) };
         }
+        true
     }
 }
 
@@ -455,7 +550,7 @@ fn parse_header(path: &Path, buf: &[u8]) -> Result<Parsed> {
         if tensor_index.insert(name.clone(), tensors.len()).is_some() {
             return Err(c.err(format!("duplicate tensor name '{name}'")));
         }
-        tensors.push(TensorInfo { name, dims, ggml_type, offset, n_bytes });
+        tensors.push(TensorInfo { name, dims, ggml_type, offset, n_bytes, shard: 0 });
     }
 
     let infos_end = c.pos as u64;
