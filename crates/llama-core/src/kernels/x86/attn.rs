@@ -279,9 +279,34 @@ macro_rules! attn16 {
                 // panel-major: one panel (n × 16 floats) stays in L1 while every query uses it
                 for c in 0..nk.div_ceil(KT_LANES) {
                     let panel = kt.add(c * n * KT_LANES);
-                    for i in 0..nq {
+                    let row = |d: usize| $load(panel.add(d * KT_LANES));
+                    let mut i0 = 0;
+                    if lanes16 {
+                        // two queries at a time: each panel row loaded once feeds both, and half
+                        // the lane accumulators per pass (16 registers) leave room for the loads
+                        while i0 + 1 < nq {
+                            let (qa, qb) = (q.add(i0 * n), q.add((i0 + 1) * n));
+                            let (mut xa, mut xb) = ([$zero(); 16], [$zero(); 16]);
+                            for half in [0, 8] {
+                                let (mut a, mut b) = ([$zero(); 8], [$zero(); 8]);
+                                for ch in (0..n).step_by(16) {
+                                    for r in 0..8 {
+                                        let (d, k) = (ch + half + r, row(ch + half + r));
+                                        a[r] = $fma(k, $set1(*qa.add(d)), a[r]);
+                                        b[r] = $fma(k, $set1(*qb.add(d)), b[r]);
+                                    }
+                                }
+                                xa[half..half + 8].copy_from_slice(&a);
+                                xb[half..half + 8].copy_from_slice(&b);
+                            }
+                            let w = (nk - c * KT_LANES).min(KT_LANES);
+                            put(reduce(&xa), o.add(i0 * os + c * KT_LANES), w);
+                            put(reduce(&xb), o.add((i0 + 1) * os + c * KT_LANES), w);
+                            i0 += 2;
+                        }
+                    }
+                    for i in i0..nq {
                         let qi = q.add(i * n);
-                        let row = |d: usize| $load(panel.add(d * KT_LANES));
                         let s = if lanes16 {
                             let mut acc = [$zero(); 16];
                             for ch in (0..n).step_by(16) {
@@ -454,16 +479,51 @@ unsafe fn pv_panels_avx512_in(
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let row = |c: usize, d: usize| _mm512_loadu_ps(vt.add((c * n + d) * 16));
+        // lanes of key panel c that a query seeing keys lo..=hi takes (none outside its range)
+        let mask = |lo: usize, hi: usize, c: usize| -> __mmask16 {
+            let (first, last) = (j0 + 16 * c, j0 + 16 * c + 15);
+            if hi < first || lo > last {
+                return 0;
+            }
+            let (from, to) = (lo.max(first) - first, hi.min(last) - first);
+            (((1u32 << (to + 1)) - 1) & !((1u32 << from) - 1)) as __mmask16
+        };
         for d0 in (0..n).step_by(16) {
             let w = (n - d0).min(16);
-            for (i, (&lo, &hi)) in lo.iter().zip(hi).enumerate() {
+            let mut i0 = 0;
+            if order == AttnOrder::Lanes16 && w == 16 {
+                // two queries at a time over the panels either sees: each value row loaded once
+                // feeds both (panels outside a query's keys add 0·v to its sums, as llama.cpp's
+                // zero probabilities of masked keys do), half the dimensions per pass so the
+                // accumulators stay in registers
+                while i0 + 1 < lo.len() {
+                    let (la, ha, lb, hb) = (lo[i0], hi[i0], lo[i0 + 1], hi[i0 + 1]);
+                    let (c0, c1) = ((la.min(lb) - j0) / 16, (ha.max(hb) - j0) / 16);
+                    let (pa, pb) = (p.add(i0 * ps), p.add((i0 + 1) * ps));
+                    let (mut xa, mut xb) = ([_mm512_setzero_ps(); 16], [_mm512_setzero_ps(); 16]);
+                    for half in [0, 8] {
+                        let (mut a, mut b) = ([_mm512_setzero_ps(); 8], [_mm512_setzero_ps(); 8]);
+                        for c in c0..=c1 {
+                            let pca = _mm512_maskz_loadu_ps(mask(la, ha, c), pa.add(16 * c));
+                            let pcb = _mm512_maskz_loadu_ps(mask(lb, hb, c), pb.add(16 * c));
+                            for r in 0..8 {
+                                let v = row(c, d0 + half + r);
+                                a[r] = _mm512_fmadd_ps(v, pca, a[r]);
+                                b[r] = _mm512_fmadd_ps(v, pcb, b[r]);
+                            }
+                        }
+                        xa[half..half + 8].copy_from_slice(&a);
+                        xb[half..half + 8].copy_from_slice(&b);
+                    }
+                    _mm512_storeu_ps(o.add(i0 * n + d0), hreduce16(&xa));
+                    _mm512_storeu_ps(o.add((i0 + 1) * n + d0), hreduce16(&xb));
+                    i0 += 2;
+                }
+            }
+            for (i, (&lo, &hi)) in lo.iter().zip(hi).enumerate().skip(i0) {
                 let (c0, c1) = ((lo - j0) / 16, (hi - j0) / 16);
                 let pi = p.add(i * ps);
-                let pmask = |c: usize| -> __mmask16 {
-                    let (first, last) = (j0 + 16 * c, j0 + 16 * c + 15);
-                    let (from, to) = (lo.max(first) - first, hi.min(last) - first);
-                    (((1u32 << (to + 1)) - 1) & !((1u32 << from) - 1)) as __mmask16
-                };
+                let pmask = |c: usize| mask(lo, hi, c);
                 let mut acc = [_mm512_setzero_ps(); 16];
                 match order {
                     AttnOrder::Lanes16 if w == 16 => {
