@@ -1,5 +1,6 @@
 """The Python API and CLI give llama.cpp's answers (golden files written by llama-cpp-python)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -273,3 +274,19 @@ def test_resident_memory_stays_near_file_size():
     kv = 2 * 22 * 512 * 256 * 2  # K and V, 22 layers, 512 positions, 4 kv heads × 64, f16
     base = 150 * 2**20  # the Python interpreter and numpy
     assert rss <= (size + kv) * 1.10 + base, (rss, size, kv)
+
+
+def test_bench_cli_runs_every_depth_and_names_rows_as_llama_bench():
+    """`bench -d 0,D`: one pp and one tg row per depth, named as llama-bench's (pp8, tg4, pp8@d40,
+    tg4@d40), in the table and the JSON line; a bad depth list is a one-line error."""
+    cmd = [sys.executable, "-m", "llama", "bench", "-m", model_path("synth-tiny-q4_0.gguf"), "-t", str(THREADS)]
+    r = subprocess.run(
+        [*cmd, "-p", "8", "-n", "4", "-r", "1", "-d", "0,40", "--json"], capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(out) == {"pp8", "tg4", "pp8@d40", "tg4@d40"} and all(v > 0 for v in out.values())
+    table = [line.split()[0] for line in r.stdout.splitlines()[2:-1]]
+    assert table == ["pp8", "tg4", "pp8@d40", "tg4@d40"]
+    bad = subprocess.run([*cmd, "-d", "0,x"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "-d/--depth" in bad.stderr and "Traceback" not in bad.stderr
