@@ -257,7 +257,7 @@ class RayServe:
         self.env = env_with_package()
         self.env.pop("RAY_ADDRESS", None)  # a local cluster, started by the command
         # the cluster's token, for this test's own connection to it
-        self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+        self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16), RAY_USAGE_STATS_ENABLED="0")
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (open as long as the cluster runs)
         cmd = [sys.executable, "-m", "llama", "serve", "--ray", "-m", model_path(MODEL), "--port", str(self.port)]
         self.proc = subprocess.Popen(

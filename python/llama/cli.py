@@ -468,6 +468,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
             # machine's network address: Ray's switch for single-node platforms, read when ray is
             # imported. Nodes join a cluster started with `ray start --head` (RAY_ADDRESS).
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            # and sends no usage statistics anywhere (RAY_USAGE_STATS_ENABLED=1 to opt in)
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         try:
             from .serve.ray import serve_cli
         except ImportError as e:
