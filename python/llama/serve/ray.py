@@ -15,8 +15,8 @@ Two deployments make the application `llama`:
 * `LlamaIngress` (the HTTP ingress, no CPU reserved): takes every route the server has
   (/v1/completions, /v1/chat/completions, /v1/models, /v1/embeddings, /health, /metrics …), computes
   the request's affinity key (`llama.serve.affinity`) and calls `LlamaReplica` through a
-  DeploymentHandle. A request whose replica died before the first byte of its answer is sent again
-  (to another replica), so only a stream cut in the middle is lost with a replica.
+  DeploymentHandle. A request whose replica died, or found its server gone, before the first byte
+  of the answer is sent again to another replica, so only a stream cut in the middle is lost.
 
 `PrefixAffinityRouter` is `LlamaReplica`'s Serve request router: a request with a key goes to the
 key's home replica (rendezvous hashing over the running replicas) while that replica has a free
