@@ -1,15 +1,23 @@
 #!/usr/bin/env python3
 """Prefix-affinity hit rate of a replicated endpoint (`python -m llama serve --ray`): M multi-turn
-chats, C at a time, each turn the whole conversation so far plus a new user message.
+chats, each turn the whole conversation so far plus a new user message, sent by C workers.
 
     python tools/ray_affinity.py --url http://127.0.0.1:8000 [--conversations 16] [--turns 4] [--clients 4]
+
+The workers take turns from one queue: at first the M first turns (in a seeded random order); when a
+turn's answer comes, the conversation's next turn joins the back of the queue. Other conversations'
+turns so come between two turns of one conversation, as with users who read and type, and a worker's
+next request is of another conversation (a worker that sent each conversation's turns one after the
+other would make Serve's default routing sticky by itself: the replica it just left is the least
+loaded).
 
 Reports, over the follow-up turns (turn 2 onwards):
   * stickiness: the fraction served by the replica that served the conversation's first turn
     (the `x-llama-replica` header of each answer);
   * cached: prompt tokens the serving replica reused from a slot's cache over all prompt tokens
     (`usage.prompt_tokens_details.cached_tokens`; the requests ask `cache_prompt: true`, so any cached
-    prefix counts, not only whole --batch-size chunks).
+    prefix counts, not only whole --batch-size chunks; the system prompt, the same in every
+    conversation, is part of it).
 Run it once against `serve --ray` and once against `serve --ray --no-affinity` (Serve's default
 power-of-two routing) to compare. Only the loopback is meant: the tool sends to --url."""
 
@@ -18,6 +26,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import queue
+import random
 import sys
 import threading
 import time
@@ -62,27 +72,25 @@ def post(url: urllib.parse.SplitResult, body: dict[str, Any]) -> tuple[dict[str,
         c.close()
 
 
-def conversation(url: urllib.parse.SplitResult, model: str, i: int, turns: int, n: int) -> list[dict[str, Any]]:
-    topic = TOPICS[i % len(TOPICS)] + (f" (part {i // len(TOPICS) + 1})" if i >= len(TOPICS) else "")
-    msgs: list[dict[str, str]] = [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": f"Explain {topic}."},
-    ]
-    out = []
-    for t in range(turns):
-        body = {"model": model, "messages": msgs, "max_tokens": n, "temperature": 0, "cache_prompt": True}
+class Conversation:
+    def __init__(self, i: int) -> None:
+        topic = TOPICS[i % len(TOPICS)] + (f" (part {i // len(TOPICS) + 1})" if i >= len(TOPICS) else "")
+        self.i = i
+        self.msgs: list[dict[str, str]] = [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": f"Explain {topic}."},
+        ]
+        self.turns: list[dict[str, Any]] = []
+
+    def step(self, url: urllib.parse.SplitResult, model: str, n: int) -> None:
+        body = {"model": model, "messages": self.msgs, "max_tokens": n, "temperature": 0, "cache_prompt": True}
         r, replica = post(url, body)
         u = r["usage"]
-        out.append(
-            {
-                "turn": t,
-                "replica": replica,
-                "prompt": u["prompt_tokens"],
-                "cached": (u.get("prompt_tokens_details") or {}).get("cached_tokens", 0),
-            }
-        )
-        msgs = [*msgs, r["choices"][0]["message"], {"role": "user", "content": FOLLOW_UPS[t % len(FOLLOW_UPS)]}]
-    return out
+        cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+        t = len(self.turns)
+        self.turns.append({"turn": t, "replica": replica, "prompt": u["prompt_tokens"], "cached": cached})
+        follow = {"role": "user", "content": FOLLOW_UPS[t % len(FOLLOW_UPS)]}
+        self.msgs = [*self.msgs, r["choices"][0]["message"], follow]
 
 
 def main() -> int:
@@ -91,28 +99,39 @@ def main() -> int:
     ap.add_argument("--model", default="", help="model id sent (default: none, the server's own)")
     ap.add_argument("--conversations", type=int, default=16)
     ap.add_argument("--turns", type=int, default=4)
-    ap.add_argument("--clients", type=int, default=4, help="conversations under way at once")
+    ap.add_argument("--clients", type=int, default=4, help="workers: requests under way at once")
     ap.add_argument("-n", type=int, default=16, help="tokens per answer")
+    ap.add_argument("--seed", type=int, default=0, help="order of the first turns")
     a = ap.parse_args()
     url = urllib.parse.urlsplit(a.url)
-    todo = list(range(a.conversations))
+    convs = [Conversation(i) for i in range(a.conversations)]
+    random.Random(a.seed).shuffle(convs)
+    ready: queue.Queue[Conversation | None] = queue.Queue()
+    for c in convs:
+        ready.put(c)
+    left = [a.conversations * a.turns]
     lock = threading.Lock()
-    results: dict[int, list[dict[str, Any]]] = {}
     errors: list[str] = []
 
-    def client() -> None:
+    def worker() -> None:
         while True:
-            with lock:
-                if not todo:
-                    return
-                i = todo.pop(0)
+            c = ready.get()
+            if c is None:
+                return
             try:
-                results[i] = conversation(url, a.model, i, a.turns, a.n)
+                c.step(url, a.model, a.n)
             except Exception as e:  # reported below
-                errors.append(f"conversation {i}: {e}")
+                errors.append(f"conversation {c.i} turn {len(c.turns)}: {e}")
+            with lock:
+                left[0] -= 1
+                if len(c.turns) < a.turns and not errors:
+                    ready.put(c)
+                elif left[0] <= 0 or errors:
+                    for _ in range(a.clients):
+                        ready.put(None)
 
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(a.clients)]
+    threads = [threading.Thread(target=worker) for _ in range(a.clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -121,6 +140,7 @@ def main() -> int:
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 1
+    results = {c.i: c.turns for c in convs}
     follow = [(turns[0]["replica"], t) for turns in results.values() for t in turns[1:]]
     same = sum(1 for first, t in follow if t["replica"] == first)
     prompt = sum(t["prompt"] for _, t in follow)

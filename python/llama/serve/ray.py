@@ -91,6 +91,7 @@ class Head:
 
     status: int
     headers: list[tuple[str, str]]
+    body: bytes | None = None  # the whole body of an answer that is not a stream (none follows)
     unavailable: str | None = None  # the replica (full id) whose server could not be reached
 
 
@@ -325,8 +326,15 @@ class LlamaReplica:
             return
         done = False
         try:
-            headers = _forwardable((k, v) for k, v in resp.headers.items())
-            yield Head(resp.status, [*headers, (REPLICA_HEADER, self.replica_id)])
+            headers = [*_forwardable(resp.headers.items()), (REPLICA_HEADER, self.replica_id)]
+            if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+                # a whole answer goes in one item: the ingress has all of it or none (then it can
+                # send the request again)
+                body = await resp.read()
+                done = True
+                yield Head(resp.status, headers, body=body)
+                return
+            yield Head(resp.status, headers)
             async for chunk in resp.content.iter_any():
                 yield chunk
             done = True
@@ -373,7 +381,7 @@ class LlamaIngress:
         self.replicas = replicas.options(stream=True)
 
     async def __call__(self, request: Any) -> Any:
-        from starlette.responses import StreamingResponse
+        from starlette.responses import Response, StreamingResponse
 
         body = await request.body()
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -403,6 +411,9 @@ class LlamaIngress:
                 last = ReplicaUnavailableError(f"{unavailable}: its llama server is unreachable")
                 fwd.avoid = (*fwd.avoid, unavailable)
                 continue
+            whole = getattr(head, "body", None)
+            if whole is not None:
+                return Response(whole, status_code=head.status, headers=dict(head.headers))
             return StreamingResponse(_rest(gen), status_code=head.status, headers=dict(head.headers))
         return _error(503, f"no replica could serve the request: {last}")
 
