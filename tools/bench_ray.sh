@@ -3,7 +3,8 @@
 # (python -m llama bench-serve) against one server process without Ray, and against `serve --ray` with 1
 # and 2 replicas of 1 thread each; then the prefix-affinity hit rate (tools/ray_affinity.py) with the
 # affinity router and with Serve's default routing. Each server is started, measured and stopped in turn
-# (loopback only). Needs the [ray] extra and a quiet machine.
+# (loopback only). Needs the [ray] extra and a quiet machine. The affinity runs print one JSON line each
+# (tools/ray_affinity.py); the 4-replica servers are measured for routing only.
 #
 #   tools/bench_ray.sh [MODEL] [CLIENTS]     (default: qwen2.5-coder-0.5b-q4_k_m.gguf of the test models, 8)
 set -euo pipefail
@@ -31,11 +32,16 @@ run() {  # NAME, then the server's command line
   local pid=$!
   wait_up "$pid"
   echo "== $name: $*"
-  "$py" -m llama bench-serve --url "http://127.0.0.1:$port" --model-alias "$alias" --clients "$clients,$clients" \
-    -n 128 -p 32 --quiet
+  if [ "${BENCH:-1}" = 1 ]; then
+    "$py" -m llama bench-serve --url "http://127.0.0.1:$port" --model-alias "$alias" --clients "$clients,$clients" \
+      -n 128 -p 32 --quiet
+  fi
   if [ "${AFFINITY:-}" = 1 ]; then
-    "$py" tools/ray_affinity.py --url "http://127.0.0.1:$port" --conversations 16 --turns 4 --clients 4
-    "$py" tools/ray_affinity.py --url "http://127.0.0.1:$port" --conversations 16 --turns 4 --clients 8
+    for seed in 0 1; do
+      "$py" tools/ray_affinity.py --url "http://127.0.0.1:$port" --conversations 16 --clients 2 --turns 5 \
+        --sequential --background 2 --seed $seed
+    done
+    "$py" tools/ray_affinity.py --url "http://127.0.0.1:$port" --conversations 16 --clients 4 --turns 4
   fi
   kill -TERM "$pid"
   wait "$pid" || true
@@ -47,3 +53,8 @@ run ray_1x1 "$py" -m llama serve --ray -m "$model" --port $port --replicas 1 -t 
 AFFINITY=1 run ray_2x1 "$py" -m llama serve --ray -m "$model" --port $port --replicas 2 -t 1 -np 4 -c 1024 --quiet
 AFFINITY=1 run ray_2x1_noaff "$py" -m llama serve --ray -m "$model" --port $port --replicas 2 -t 1 -np 4 -c 1024 \
   --no-affinity --quiet
+# where the turns go with 4 replicas (4 x 1 thread on 2 cores: not a speed measurement)
+BENCH=0 AFFINITY=1 run ray_4x1 "$py" -m llama serve --ray -m "$model" --port $port --replicas 4 -t 1 --num-cpus 0.5 \
+  -np 4 -c 1024 --quiet
+BENCH=0 AFFINITY=1 run ray_4x1_noaff "$py" -m llama serve --ray -m "$model" --port $port --replicas 4 -t 1 \
+  --num-cpus 0.5 -np 4 -c 1024 --no-affinity --quiet

@@ -3,13 +3,14 @@
 chats, each turn the whole conversation so far plus a new user message, sent by C workers.
 
     python tools/ray_affinity.py --url http://127.0.0.1:8000 [--conversations 16] [--turns 4] [--clients 4]
+                                 [--sequential] [--background B]
 
 The workers take turns from one queue: at first the M first turns (in a seeded random order); when a
 turn's answer comes, the conversation's next turn joins the back of the queue. Other conversations'
-turns so come between two turns of one conversation, as with users who read and type, and a worker's
-next request is of another conversation (a worker that sent each conversation's turns one after the
-other would make Serve's default routing sticky by itself: the replica it just left is the least
-loaded).
+turns so come between two turns of one conversation, as with users who read and type. With
+--sequential a worker sends all turns of a conversation in a row instead (then Serve's default routing
+is sticky by itself, the replica the worker just left being the least loaded, unless --background
+workers send one-turn chats of their own meanwhile, as other users would).
 
 Reports, over the follow-up turns (turn 2 onwards):
   * stickiness: the fraction served by the replica that served the conversation's first turn
@@ -102,6 +103,8 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=4, help="workers: requests under way at once")
     ap.add_argument("-n", type=int, default=16, help="tokens per answer")
     ap.add_argument("--seed", type=int, default=0, help="order of the first turns")
+    ap.add_argument("--sequential", action="store_true", help="a worker sends all turns of a conversation in a row")
+    ap.add_argument("--background", type=int, default=0, help="workers sending one-turn chats meanwhile (not counted)")
     a = ap.parse_args()
     url = urllib.parse.urlsplit(a.url)
     convs = [Conversation(i) for i in range(a.conversations)]
@@ -120,21 +123,41 @@ def main() -> int:
                 return
             try:
                 c.step(url, a.model, a.n)
+                while a.sequential and len(c.turns) < a.turns:
+                    c.step(url, a.model, a.n)
             except Exception as e:  # reported below
                 errors.append(f"conversation {c.i} turn {len(c.turns)}: {e}")
             with lock:
-                left[0] -= 1
+                left[0] -= 1 if not a.sequential else a.turns
                 if len(c.turns) < a.turns and not errors:
                     ready.put(c)
                 elif left[0] <= 0 or errors:
                     for _ in range(a.clients):
                         ready.put(None)
 
+    done = threading.Event()
+
+    def background(k: int) -> None:
+        """One-turn chats of their own (not counted) until the conversations are done."""
+        j = 0
+        while not done.is_set():
+            msgs = [{"role": "user", "content": f"Background question {k}-{j}: name a color."}]
+            try:
+                post(url, {"model": a.model, "messages": msgs, "max_tokens": a.n, "temperature": 0})
+            except Exception as e:
+                errors.append(f"background {k}-{j}: {e}")
+                return
+            j += 1
+
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(a.clients)]
-    for t in threads:
+    others = [threading.Thread(target=background, args=(k,)) for k in range(a.background)]
+    for t in threads + others:
         t.start()
     for t in threads:
+        t.join()
+    done.set()
+    for t in others:
         t.join()
     wall = time.perf_counter() - t0
     if errors:
@@ -151,6 +174,8 @@ def main() -> int:
         "conversations": a.conversations,
         "turns": a.turns,
         "clients": a.clients,
+        "sequential": a.sequential,
+        "background": a.background,
         "replicas_seen": len(replicas),
         "first_turns_per_replica": {r: sum(1 for v in results.values() if v[0]["replica"] == r) for r in replicas},
         "follow_up_turns": len(follow),
