@@ -15,7 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${1:-}" = "--full" ] && export LLAMA_TEST_FULL=1
 python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-python3 -m pip install -q '.[test]'
+# [ray]: Ray Serve, for tests/test_ray_serve.py (replicas behind one endpoint; skipped without it)
+python3 -m pip install -q '.[test,ray]'
 # llama.cpp itself (llama-cpp-python 0.3.36 built from source, ~6 min on 2 cores) for the tests that
 # compare with it live: quantize byte for byte, our conversions run in llama.cpp, tokenizers. Without
 # it those tests skip, saying so. -mno-amx-*: gcc's -march=native turns AMX on where CPUID shows it

@@ -493,7 +493,37 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    """The OpenAI-compatible server (Rust, axum): runs until Ctrl-C / SIGTERM."""
+    """The OpenAI-compatible server (Rust, axum): runs until Ctrl-C / SIGTERM. With --ray, replicas of
+    it on Ray Serve behind one endpoint (llama.serve.ray)."""
+    if a.ray:
+        if not os.environ.get("RAY_ADDRESS"):
+            # The local cluster started for the run is one node on the loopback (127.0.0.1), not on the
+            # machine's network address: Ray's switch for single-node platforms, read when ray is
+            # imported. Nodes join a cluster started with `ray start --head` (RAY_ADDRESS).
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            # and sends no usage statistics anywhere (RAY_USAGE_STATS_ENABLED=1 to opt in)
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        try:
+            from .serve.ray import serve_cli
+        except ImportError as e:
+            raise InvalidArgumentError(f"--ray: {e}") from None
+        return serve_cli(a)
+    ray_only = [
+        f"--{k.replace('_', '-')}"
+        for k in (
+            "replicas",
+            "min_replicas",
+            "max_replicas",
+            "target_ongoing_requests",
+            "num_cpus",
+            "max_ongoing_requests",
+        )
+        if getattr(a, k) is not None
+    ]
+    if a.no_affinity:
+        ray_only.append("--no-affinity")
+    if ray_only:
+        raise InvalidArgumentError(f"{', '.join(ray_only)} apply to --ray (replicas on Ray Serve) only")
     from ._llama import serve
 
     path = Path(a.model)
@@ -668,6 +698,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--rerank",
         action="store_true",
         help="serve /v1/rerank (and /rerank, /reranking) with the model's classification head",
+    )
+    rg = p.add_argument_group(
+        "replicas on Ray Serve (pip install 'llama-py[ray]'; docs/RAY.md)",
+        "--ray serves replicas of this server behind one endpoint on the Ray cluster at $RAY_ADDRESS, else on a "
+        "local one started for the run; -np/-c/-t/... apply to each replica.",
+    )
+    rg.add_argument("--ray", action="store_true", help="run on Ray Serve")
+    rg.add_argument(
+        "--replicas", type=int, default=None, help="replicas (default 1; the initial count when autoscaling)"
+    )
+    rg.add_argument("--min-replicas", type=int, default=None, help="autoscale: fewest replicas")
+    rg.add_argument("--max-replicas", type=int, default=None, help="autoscale: most replicas")
+    rg.add_argument(
+        "--target-ongoing-requests", type=float, default=None, help="autoscale: requests per replica (default: -np)"
+    )
+    rg.add_argument("--num-cpus", type=float, default=None, help="CPUs Ray reserves per replica (default: -t, else 1)")
+    rg.add_argument(
+        "--max-ongoing-requests", type=int, default=None, help="requests a replica takes at once (default: -np)"
+    )
+    rg.add_argument(
+        "--no-affinity",
+        action="store_true",
+        help="route by load only (default: a conversation's turns go to the replica holding its prefix)",
     )
     p.set_defaults(func=cmd_serve)
 
