@@ -697,7 +697,7 @@ def hub_model_file(
             ggufs = [n for n in names if n.endswith(".gguf")] or names
             raise ModelFileNotFoundError(f"{repo}: no file matches {filename!r}; it holds {', '.join(ggufs[:20])}")
         # the parts of one split model count as one file (its first part is loaded)
-        heads = sorted({_SPLIT.sub("", h) if _SPLIT.search(h) else h for h in hits})
+        heads = {_SPLIT.sub("", h) for h in hits}
         if len(heads) > 1:
             raise InvalidArgumentError(
                 f"{repo}: {len(hits)} files match {filename!r} ({', '.join(hits[:10])}): name one"

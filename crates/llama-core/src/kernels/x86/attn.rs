@@ -76,14 +76,6 @@ unsafe fn kt_rows_avx512<T: CacheElem>(
         for c in 0..nk.div_ceil(KT_LANES) {
             let panel = kt.add(c * n * KT_LANES);
             let keys = (nk - c * KT_LANES).min(KT_LANES);
-            // the next panel's rows are strided (a cache row per key): ask for them now, so their
-            // lines arrive while this panel is transposed
-            for j in (c + 1) * KT_LANES..((c + 2) * KT_LANES).min(nk) {
-                let (p, bytes) = (row(j) as *const i8, n * std::mem::size_of::<T>());
-                for off in (0..bytes).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off));
-                }
-            }
             for d0 in (0..n16).step_by(16) {
                 let r: [__m512; 16] = std::array::from_fn(|l| {
                     if l < keys {
