@@ -290,3 +290,5 @@ def test_bench_cli_runs_every_depth_and_names_rows_as_llama_bench():
     assert table == ["pp8", "tg4", "pp8@d40", "tg4@d40"]
     bad = subprocess.run([*cmd, "-d", "0,x"], capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "-d/--depth" in bad.stderr and "Traceback" not in bad.stderr
+    unused = subprocess.run([*cmd, "--llama-cpp-fa", "on"], capture_output=True, text=True, timeout=600)
+    assert unused.returncode != 0 and "--compare-llama-cpp" in unused.stderr and "Traceback" not in unused.stderr

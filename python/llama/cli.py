@@ -438,6 +438,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
     from . import _llama
 
     a.threads = a.threads or (os.cpu_count() or 1)
+    if a.llama_cpp_fa != "off" and not a.compare_llama_cpp:
+        raise InvalidArgumentError("--llama-cpp-fa applies to --compare-llama-cpp only")
+    if (a.grammar or a.json_schema) and a.depth != "0":
+        raise InvalidArgumentError("-d/--depth does not apply to --grammar/--json-schema")
     if a.grammar or a.json_schema:
         if a.compare_llama_cpp:
             raise InvalidArgumentError("--compare-llama-cpp does not apply to --grammar/--json-schema")
