@@ -111,6 +111,8 @@ class Context:
         logits_all: bool = False,
         n_seq_max: int = 1,
         embeddings: bool = False,
+        type_v: str | None = None,
+        flash_attn: bool = False,
     ) -> Context: ...
     @staticmethod
     def for_embeddings(model: Model, n_ctx: int = 0, n_threads: int | None = None) -> Context: ...

@@ -88,7 +88,12 @@ class Llama:
     """Load a GGUF model and run it.
 
     Parameters follow llama-cpp-python: ``n_ctx=0`` takes the model's trained context (capped at
-    4096), ``n_threads=None`` uses every core, ``type_k`` is the KV cache type ("f16" or "f32"),
+    4096), ``n_threads=None`` uses every core, ``type_k``/``type_v`` are the KV cache types (f16,
+    f32; with ``flash_attn=True`` also q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, as llama.cpp's
+    ``--cache-type-k/v``; ``type_v=None`` is K's type, or f16 beside a quantized K),
+    ``flash_attn=True`` runs llama.cpp's flash-attention arithmetic (its logits with flash attention
+    on, bit for bit; the default is its exact non-flash path; encoder models, which keep no KV
+    cache, always take the non-flash path),
     ``last_n_tokens_size`` the window of the repeat/frequency/presence penalties. ``seed`` seeds the
     sampler chains as in llama-cpp-python (LLAMA_DEFAULT_SEED = 0xFFFFFFFF, and -1: a random draw
     per chain; a completion without ``seed=`` takes the next seed of ``random.Random(seed)``).
@@ -163,13 +168,11 @@ class Llama:
             rope_freq_base=rope_freq_base,
             rope_freq_scale=rope_freq_scale,
             yarn=(yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow, yarn_orig_ctx),
-            flash_attn=flash_attn,
             lora=(lora_base, lora_scale, lora_path),
             numa=numa,
             chat_handler=chat_handler,
             draft_model=draft_model,
             tokenizer=tokenizer,
-            type_v=type_v,
             spm_infill=spm_infill,
         )
         if n_ubatch <= 0:
@@ -205,13 +208,18 @@ class Llama:
         self._pooling = _pooling_name(pooling_type)
         self._embd_ctx: _llama.Context | None = None
         self._embeddings_only = not vocab_only and self._model.embeddings_only()
+        # type_v=None: f16 beside a quantized K (llama.cpp's default V), else K's type (f16 or f32)
+        tk = _kv_type_name(type_k)
+        tv = _kv_type_name(type_v, "type_v") if type_v is not None else (tk if tk in ("f16", "f32") else "f16")
         if not vocab_only and not self._embeddings_only:
             self._ctx = _llama.Context(
                 self._model,
                 n_ctx=self._n_ctx,
                 n_batch=self.n_batch,
                 n_threads=self._n_threads,
-                type_k=_kv_type_name(type_k),
+                type_k=tk,
+                type_v=tv,
+                flash_attn=flash_attn,
                 logits_all=logits_all,
             )
         # llama-cpp-python's model kind flags: recurrent (every layer a state: mamba, rwkv; none of
@@ -1321,13 +1329,11 @@ def _check_init_args(**args: Any) -> None:
         "rope_freq_base": "rope_freq_base overrides are not supported: the GGUF's value is used",
         "rope_freq_scale": "rope_freq_scale overrides are not supported: the GGUF's value is used",
         "yarn": "YaRN overrides (yarn_*) are not supported: the GGUF's rope settings are used",
-        "flash_attn": "flash_attn=True is not supported yet (attention is exact, non-flash)",
         "lora": "LoRA adapters (lora_base, lora_path, lora_scale) are not supported",
         "numa": "NUMA placement is not supported",
         "chat_handler": "chat_handler is not supported yet: the GGUF's chat template is used",
         "draft_model": "speculative decoding (draft_model) is not supported",
         "tokenizer": "a custom tokenizer is not supported: the GGUF's vocabulary is used",
-        "type_v": "type_v other than f16 is not supported yet",
         "spm_infill": "spm_infill is not supported",
     }
     defaults: dict[str, Any] = {
@@ -1336,7 +1342,6 @@ def _check_init_args(**args: Any) -> None:
         "rope_freq_base": 0.0,
         "rope_freq_scale": 0.0,
         "yarn": (-1.0, 1.0, 32.0, 1.0, 0),
-        "flash_attn": False,
         "lora": (None, 1.0, None),
         "numa": False,
         "spm_infill": False,
@@ -1348,10 +1353,6 @@ def _check_init_args(**args: Any) -> None:
                 raise InvalidArgumentError(f"{why[name]} (got n_threads_batch={nb}, n_threads={n})")
             continue
         if name == "rope_scaling_type" and value is None:
-            continue
-        if name == "type_v":
-            if value is not None and _kv_type_name(value) != "f16":
-                raise InvalidArgumentError(f"{why[name]} (got {value!r})")
             continue
         default = defaults.get(name)
         if value != default and not (value is None and default is None):
@@ -1377,22 +1378,25 @@ def _pooling_name(p: int | str | None) -> str | None:
     return _POOLING[p]
 
 
-def _kv_type_name(t: str | int | None) -> str:
+# llama.cpp's KV cache types (`--cache-type-k/v`) by ggml type id, as llama-cpp-python passes them.
+_KV_TYPES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 6: "q5_0", 7: "q5_1", 8: "q8_0", 20: "iq4_nl"}
+
+
+def _kv_type_name(t: str | int | None, which: str = "type_k") -> str:
+    """A KV cache type given as a name or a ggml type id (None = f16)."""
     if t is None:
         return "f16"
-    if isinstance(t, int):  # ggml type ids, as llama-cpp-python accepts them
-        name = {0: "f32", 1: "f16"}.get(t)
-        if name is None:
-            raise _bad_kv(t)
-        return name
-    t = str(t).lower()
-    if t not in ("f16", "f32"):
-        raise _bad_kv(t)
-    return t
+    if isinstance(t, bool) or not isinstance(t, (int, str)):
+        raise _bad_kv(t, which)
+    name = _KV_TYPES.get(t) if isinstance(t, int) else t.lower()
+    if name not in _KV_TYPES.values():
+        raise _bad_kv(t, which)
+    return name
 
 
-def _bad_kv(t: str | int) -> InvalidArgumentError:
-    return InvalidArgumentError(f"type_k {t!r} is not supported: use 'f16' or 'f32'")
+def _bad_kv(t: object, which: str) -> InvalidArgumentError:
+    names = ", ".join(_KV_TYPES.values())
+    return InvalidArgumentError(f"{which} {t!r} is not supported: use one of {names} (or their ggml type ids)")
 
 
 def _chat_logprobs(lp: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -34,7 +34,7 @@ fn converted_f32_reproduces_reference_logits() {
                 n_ctx: 128,
                 n_batch: 64,
                 n_threads: 2,
-                kv_type: KvType::F32,
+                kv_type: KvType::F32, type_v: None, flash_attn: false,
                 logits_all: true,
                 n_seq_max: 1,
                 embeddings: false,

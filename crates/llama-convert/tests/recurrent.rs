@@ -53,7 +53,7 @@ fn ctx(model: &Model, n_batch: usize, logits_all: bool) -> Context {
         n_ctx: 128,
         n_batch,
         n_threads: 2,
-        kv_type: KvType::F32,
+        kv_type: KvType::F32, type_v: None, flash_attn: false,
         logits_all,
         n_seq_max: 1,
         embeddings: false,

@@ -25,7 +25,7 @@ fn main() {
         n_ctx: pp + tg + 8,
         n_batch: 512,
         n_threads: th,
-        kv_type: KvType::F16,
+        kv_type: KvType::F16, type_v: None, flash_attn: false,
         logits_all: false,
         n_seq_max: 1,
         embeddings: false,

@@ -100,7 +100,7 @@ fn run(name: &str) -> Option<Figures> {
         n_ctx: 128,
         n_batch,
         n_threads: 2,
-        kv_type: KvType::F16,
+        kv_type: KvType::F16, type_v: None, flash_attn: false,
         logits_all: true,
         n_seq_max: 1,
         embeddings: false,

@@ -63,7 +63,7 @@ fn grid_iq_models_match_llama_cpp() {
             n_ctx: 64,
             n_batch: 64,
             n_threads: 2,
-            kv_type: KvType::F16,
+            kv_type: KvType::F16, type_v: None, flash_attn: false,
             logits_all: true,
             n_seq_max: 1,
             embeddings: false,

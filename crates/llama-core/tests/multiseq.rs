@@ -50,7 +50,7 @@ fn params(n_ctx: usize, n_batch: usize, n_seq_max: usize) -> ContextParams {
         n_ctx,
         n_batch,
         n_threads: 2,
-        kv_type: KvType::F16,
+        kv_type: KvType::F16, type_v: None, flash_attn: false,
         logits_all: false,
         n_seq_max,
         embeddings: false,

@@ -35,7 +35,7 @@ fn perplexity(name: &str) -> Option<(f64, f64)> {
         n_ctx,
         n_batch: n_ctx,
         n_threads: 2,
-        kv_type: KvType::F16,
+        kv_type: KvType::F16, type_v: None, flash_attn: false,
         logits_all: true,
         n_seq_max: 1,
         embeddings: false,

@@ -44,7 +44,7 @@ fn compare(t: GgmlType, ftype: u32) -> Option<()> {
             n_ctx: 64,
             n_batch: 64,
             n_threads: 2,
-            kv_type: KvType::F16,
+            kv_type: KvType::F16, type_v: None, flash_attn: false,
             logits_all: true,
             n_seq_max: 1,
             embeddings: false,

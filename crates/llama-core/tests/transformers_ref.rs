@@ -52,7 +52,7 @@ fn check(fixture: &str) {
             n_ctx: 64,
             n_batch,
             n_threads: 2,
-            kv_type: KvType::F32,
+            kv_type: KvType::F32, type_v: None, flash_attn: false,
             logits_all: false,
             n_seq_max: 1,
             embeddings: false,

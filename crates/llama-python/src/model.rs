@@ -224,13 +224,16 @@ impl PyContext {
 
 pub fn parse_kv_type(s: &str) -> PyResult<KvType> {
     KvType::from_name(s)
-        .ok_or_else(|| to_py(Error::InvalidArgument(format!("KV cache type {s:?} is not supported (use f16 or f32)"))))
+        .ok_or_else(|| {
+            let names: Vec<&str> = KvType::ALL.iter().map(|t| t.name()).collect();
+            to_py(Error::InvalidArgument(format!("KV cache type {s:?} is not supported (use one of {})", names.join(", "))))
+        })
 }
 
 #[pymethods]
 impl PyContext {
     #[new]
-    #[pyo3(signature = (model, n_ctx=512, n_batch=512, n_threads=None, type_k="f16", logits_all=false, n_seq_max=1, embeddings=false))]
+    #[pyo3(signature = (model, n_ctx=512, n_batch=512, n_threads=None, type_k="f16", logits_all=false, n_seq_max=1, embeddings=false, type_v=None, flash_attn=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -242,12 +245,24 @@ impl PyContext {
         logits_all: bool,
         n_seq_max: usize,
         embeddings: bool,
+        type_v: Option<&str>,
+        flash_attn: bool,
     ) -> PyResult<Self> {
         let m = model.model()?.clone();
         let n_threads = n_threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         let kv_type = parse_kv_type(type_k)?;
-        let p =
-            ContextParams { n_ctx, n_batch, n_threads: n_threads.max(1), kv_type, logits_all, n_seq_max, embeddings };
+        let type_v = type_v.map(parse_kv_type).transpose()?;
+        let p = ContextParams {
+            n_ctx,
+            n_batch,
+            n_threads: n_threads.max(1),
+            kv_type,
+            type_v,
+            flash_attn,
+            logits_all,
+            n_seq_max,
+            embeddings,
+        };
         let model = m.clone();
         let ctx = py.detach(move || Context::new(&m, p)).py_err()?;
         Ok(PyContext { model, ctx: Mutex::new(ctx) })

@@ -350,8 +350,27 @@ fn softmax_row_body(x: &mut [f32], orders: SumOrders) {
     let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| if m > v { m } else { v });
     let w = orders.vector_width();
     let whole = x.len() / w * w;
+    let mut sum = exp_sum_tile_body(&mut x[..whole], max, orders);
+    for v in &mut x[whole..] {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    scale_inplace(x, (1.0 / sum) as f32);
+}
+
+/// `ggml_vec_soft_max_f32(n, x, x, max)` as flash attention's tiles call it: `x = exp(x − max)`
+/// in place by the build's vector expf (`orders`), in whole vectors (a tile is 64 keys), each
+/// vector summed by its horizontal add into the returned f64 sum. −inf entries become 0.
+pub fn exp_sum_tile(x: &mut [f32], max: f32, orders: SumOrders) -> f64 {
+    with_fma!(exp_sum_tile_body(x, max, orders))
+}
+
+#[inline(always)]
+fn exp_sum_tile_body(x: &mut [f32], max: f32, orders: SumOrders) -> f64 {
+    let w = orders.vector_width();
+    assert!(x.len().is_multiple_of(w), "exp_sum_tile: whole vectors only");
     let mut sum = 0.0f64;
-    for chunk in x[..whole].chunks_exact_mut(w) {
+    for chunk in x.chunks_exact_mut(w) {
         for v in chunk.iter_mut() {
             *v = match orders {
                 SumOrders::Avx512 => ggml_expf(*v - max),
@@ -366,11 +385,7 @@ fn softmax_row_body(x: &mut [f32], orders: SumOrders) {
             }
         } as f64;
     }
-    for v in &mut x[whole..] {
-        *v = (*v - max).exp();
-        sum += *v as f64;
-    }
-    scale_inplace(x, (1.0 / sum) as f32);
+    sum
 }
 
 /// The OpenAI-style SwiGLU (`ggml_swiglu_oai`, llama.cpp's LLM_FFN_SWIGLU_OAI_MOE): with the gate

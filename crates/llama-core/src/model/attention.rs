@@ -45,6 +45,8 @@ pub struct AttnScratch {
     pub pvo: Vec<f32>,  // [max queries][DIM_BLOCK] one block of output dimensions
     pub lo: Vec<usize>, // [max queries] first key of each query
     pub hi: Vec<usize>, // [max queries] last key of each query
+    /// Flash attention's (`model::flash_attn`), grown on first use.
+    pub fa: super::flash_attn::FaScratch,
 }
 
 fn max_queries(n_head: usize) -> usize {
@@ -63,6 +65,7 @@ impl AttnScratch {
             pvo: vec![0.0; mq * DIM_BLOCK.min(head_v)],
             lo: vec![0; mq],
             hi: vec![0; mq],
+            fa: Default::default(),
         }
     }
 }
@@ -89,7 +92,7 @@ pub struct AttnShape {
 
 impl AttnShape {
     /// First key position visible to batch token t.
-    fn first(&self, t: usize) -> usize {
+    pub(super) fn first(&self, t: usize) -> usize {
         if self.n_swa > 0 {
             (self.pos0 + t + 1).saturating_sub(self.n_swa)
         } else {
@@ -98,7 +101,7 @@ impl AttnShape {
     }
     /// Last key position visible to batch token t: its own, or the sequence's last without the
     /// causal mask.
-    fn last(&self, t: usize) -> usize {
+    pub(super) fn last(&self, t: usize) -> usize {
         if self.causal {
             self.pos0 + t
         } else {

@@ -16,6 +16,7 @@
 use std::sync::Mutex;
 
 use super::attention::{attention_groups, AttnGroup, AttnScratch, AttnShape, Keys};
+use super::flash_attn::{flash_attention_groups, FaCache};
 use super::context::{BatchPlan, Buffers, Context, MoeScratch};
 use super::hparams::HParams;
 use super::kv_cache::{KvCache, KvStore};
@@ -35,6 +36,7 @@ pub(super) struct Pass<'a> {
     mm: &'a mut MatmulScratch,
     attn: &'a [Mutex<AttnScratch>],
     kv: &'a mut KvCache,
+    flash_attn: bool,
     /// The linear-attention layers' state (empty for attention-only families).
     pub rs: &'a mut RecurrentState,
     logits: &'a mut [f32],
@@ -56,6 +58,7 @@ pub(super) fn begin<'a>(m: &'a Model, c: &'a mut Context, n: usize) -> (Pass<'a>
         mm: &mut c.mm,
         attn: &c.attn,
         kv: &mut c.kv,
+        flash_attn: c.flash_attn,
         rs: &mut c.rs,
         logits: &mut c.logits,
         embd: if c.embeddings { Some(&mut c.embd) } else { None },
@@ -637,7 +640,15 @@ impl Pass<'_> {
             assert_eq!(sk.len(), hp.n_head, "attention: one sink per head");
         }
         match &self.kv.store {
+            KvStore::F16(kv) if self.flash_attn => {
+                flash_attention_groups(self.pool, self.attn, FaCache::F16(&kv[il]), q, kqv, &groups, sinks)
+            }
+            KvStore::Raw { layers, k, v } => {
+                let cache = FaCache::Raw { kv: &layers[il], k: k.ggml(), v: v.ggml() };
+                flash_attention_groups(self.pool, self.attn, cache, q, kqv, &groups, sinks)
+            }
             KvStore::F16(kv) => attention_groups(self.pool, self.attn, &kv[il], q, kqv, &groups, sinks),
+            // f32 with flash attention is refused by `Context::new`
             KvStore::F32(kv) => attention_groups(self.pool, self.attn, &kv[il], q, kqv, &groups, sinks),
         }
     }

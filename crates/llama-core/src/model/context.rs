@@ -23,7 +23,14 @@ pub struct ContextParams {
     /// Most tokens pushed through the network at once (prompt batches).
     pub n_batch: usize,
     pub n_threads: usize,
+    /// The cache's K type (llama.cpp's `type_k`).
     pub kv_type: KvType,
+    /// The cache's V type; None = the K type.
+    pub type_v: Option<KvType>,
+    /// Flash attention (`model::flash_attn`, llama.cpp's flash attention path and bits) instead
+    /// of the default exact non-flash attention. Needed for a quantized cache. Encoders (no KV
+    /// cache) keep the non-flash attention.
+    pub flash_attn: bool,
     /// Keep logits for every evaluated token, not only the last.
     pub logits_all: bool,
     /// Most sequences the context holds at once (ids 0..n_seq_max; at most 64; 1 for models
@@ -41,6 +48,8 @@ impl Default for ContextParams {
             n_batch: 512,
             n_threads: 1,
             kv_type: KvType::F16,
+            type_v: None,
+            flash_attn: false,
             logits_all: false,
             n_seq_max: 1,
             embeddings: false,
@@ -193,6 +202,38 @@ pub struct Context {
     n_seq_max: usize,
     /// The batch being run (rebuilt by each `run_batch`).
     pub(super) plan: BatchPlan,
+    /// Attention by `model::flash_attn` (the cache is f16 or quantized).
+    pub(super) flash_attn: bool,
+}
+
+/// The cache types a context accepts: f16 or f32 (both the same) without flash attention; with
+/// it f16 or a quantized type for each of K and V (llama.cpp casts an f32 cache to f16 for flash
+/// attention: take f16), a quantized type's blocks dividing the head.
+fn check_cache_types(tk: KvType, tv: KvType, flash_attn: bool, head_k: usize, head_v: usize) -> Result<()> {
+    let bad = |m: String| Err(Error::InvalidArgument(m));
+    if !flash_attn {
+        if tk != tv {
+            return bad(format!(
+                "type_k {} and type_v {} differ: without flash attention K and V share one type (f16 or f32)",
+                tk.name(),
+                tv.name()
+            ));
+        }
+        if tk.is_quantized() {
+            return bad(format!("a {} KV cache needs flash attention (flash_attn=True), as in llama.cpp", tk.name()));
+        }
+        return Ok(());
+    }
+    for (which, t, head) in [("type_k", tk, head_k), ("type_v", tv, head_v)] {
+        if t == KvType::F32 {
+            return bad(format!("{which} f32 with flash attention: use f16 or a quantized type"));
+        }
+        let bs = t.ggml().block_layout().0;
+        if !head.is_multiple_of(bs) {
+            return bad(format!("{which} {}: the head size {head} is not a multiple of its block of {bs}", t.name()));
+        }
+    }
+    Ok(())
 }
 
 /// One attention scratch per thread. Each attention part holds at most ceil(units/parts) results;
@@ -259,6 +300,14 @@ impl Context {
                 p.n_seq_max
             )));
         }
+        // An encoder keeps no cache in llama.cpp: its K and V stay f32 within the batch.
+        let (tk, tv) = if model.embeddings_only() {
+            (KvType::F32, KvType::F32)
+        } else {
+            let (tk, tv) = (p.kv_type, p.type_v.unwrap_or(p.kv_type));
+            check_cache_types(tk, tv, p.flash_attn, hp.n_embd_head_k, hp.n_embd_head_v)?;
+            (tk, tv)
+        };
         let pool = ThreadPool::new(p.n_threads);
         let attn = attn_scratch(model, n_ctx, n_batch, p.n_threads);
         Ok(Context {
@@ -269,9 +318,9 @@ impl Context {
             mm: MatmulScratch::new(),
             buf,
             attn,
-            // An encoder keeps no cache in llama.cpp: its K and V stay f32 within the batch.
             kv: KvCache::new(
-                if model.embeddings_only() { KvType::F32 } else { p.kv_type },
+                tk,
+                tv,
                 &attends,
                 n_ctx,
                 kd,
@@ -289,6 +338,7 @@ impl Context {
             cells: KvCells::new(n_ctx),
             n_seq_max: p.n_seq_max,
             plan: BatchPlan::default(),
+            flash_attn: p.flash_attn && !model.embeddings_only(),
         })
     }
 
@@ -316,8 +366,21 @@ impl Context {
         }
         Ok(())
     }
+    /// The cache's K type.
     pub fn kv_type(&self) -> KvType {
-        self.kv.kv_type()
+        self.kv.types().0
+    }
+    /// The cache's K and V types.
+    pub fn kv_types(&self) -> (KvType, KvType) {
+        self.kv.types()
+    }
+    /// Bytes the KV cache holds per cell (all layers).
+    pub fn kv_bytes_per_cell(&self) -> usize {
+        self.kv.saved_len(1)
+    }
+    /// Whether attention runs the flash path.
+    pub fn flash_attn(&self) -> bool {
+        self.flash_attn
     }
     /// Number of positions sequence 0 holds in the KV cache (the single-sequence API's length).
     pub fn kv_len(&self) -> usize {
@@ -696,9 +759,11 @@ impl Context {
     }
 
     fn state_header(&self) -> [usize; 7] {
-        let kv_type = match self.kv.kv_type() {
-            KvType::F16 => 1,
-            KvType::F32 => 0,
+        // f32 0 and f16 1 as before; another pair its two ggml type ids
+        let kv_type = match self.kv.types() {
+            (KvType::F16, KvType::F16) => 1,
+            (KvType::F32, KvType::F32) => 0,
+            (k, v) => 1000 + 100 * k.ggml().id() as usize + v.ggml().id() as usize,
         };
         [STATE_VERSION, kv_type, self.kv.n_embd_k, self.kv.n_embd_v, self.n_vocab, self.kv_len(), self.n_outputs]
     }

@@ -1,35 +1,66 @@
-//! The KV cache: per layer, K and V rows for every position, in F16 (llama.cpp's default) or F32.
+//! The KV cache: per layer, K and V rows for every position, in F16 (llama.cpp's default), F32, or
+//! a quantized type of llama.cpp's `--cache-type-k/v` (rows of blocks, read by flash attention).
 
 use half::f16;
 
+use crate::kernels::kernels;
 use crate::kernels::types::{AttnKtFn, AttnKtGatherFn, Kernels};
+use crate::quant::GgmlType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum KvType {
     #[default]
     F16,
     F32,
+    /// The quantized types of llama.cpp's `--cache-type-k/v` (flash attention only, as there:
+    /// a quantized V needs it, and a quantized K takes the same path here).
+    Q8_0,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    #[allow(non_camel_case_types)]
+    IQ4_NL,
 }
 
 impl KvType {
+    pub const ALL: [KvType; 8] =
+        [KvType::F16, KvType::F32, KvType::Q8_0, KvType::Q4_0, KvType::Q4_1, KvType::Q5_0, KvType::Q5_1, KvType::IQ4_NL];
     pub fn name(self) -> &'static str {
         match self {
             KvType::F16 => "f16",
             KvType::F32 => "f32",
+            KvType::Q8_0 => "q8_0",
+            KvType::Q4_0 => "q4_0",
+            KvType::Q4_1 => "q4_1",
+            KvType::Q5_0 => "q5_0",
+            KvType::Q5_1 => "q5_1",
+            KvType::IQ4_NL => "iq4_nl",
         }
     }
     pub fn from_name(s: &str) -> Option<KvType> {
-        match s {
-            "f16" => Some(KvType::F16),
-            "f32" => Some(KvType::F32),
-            _ => None,
+        KvType::ALL.into_iter().find(|t| t.name() == s.to_ascii_lowercase())
+    }
+    /// The ggml type of the cache's elements.
+    pub fn ggml(self) -> GgmlType {
+        match self {
+            KvType::F16 => GgmlType::F16,
+            KvType::F32 => GgmlType::F32,
+            KvType::Q8_0 => GgmlType::Q8_0,
+            KvType::Q4_0 => GgmlType::Q4_0,
+            KvType::Q4_1 => GgmlType::Q4_1,
+            KvType::Q5_0 => GgmlType::Q5_0,
+            KvType::Q5_1 => GgmlType::Q5_1,
+            KvType::IQ4_NL => GgmlType::IQ4_NL,
         }
     }
-    fn elem_size(self) -> usize {
-        match self {
-            KvType::F16 => 2,
-            KvType::F32 => 4,
-        }
+    pub fn is_quantized(self) -> bool {
+        !matches!(self, KvType::F16 | KvType::F32)
+    }
+    /// Bytes of a row of `n` elements (n a multiple of the block size).
+    pub fn row_bytes(self, n: usize) -> usize {
+        let (bs, ts) = self.ggml().block_layout();
+        n / bs * ts
     }
 }
 
@@ -199,6 +230,8 @@ impl<T> LayerKv<T> {
 pub enum KvStore {
     F16(Vec<LayerKv<f16>>),
     F32(Vec<LayerKv<f32>>),
+    /// Rows of K's and V's ggml types as bytes (strides in bytes): a quantized cache.
+    Raw { layers: Vec<LayerKv<u8>>, k: KvType, v: KvType },
 }
 
 pub struct KvCache {
@@ -211,9 +244,13 @@ pub struct KvCache {
 
 impl KvCache {
     /// A cache of n_ctx positions for each layer whose `attends` entry is true (the others, a
-    /// hybrid model's recurrent layers, get no storage), heads major.
+    /// hybrid model's recurrent layers, get no storage), heads major. K and V of types `tk`, `tv`:
+    /// both f16 or both f32 as element vectors, any other pair as rows of bytes (a quantized
+    /// type's head size must be a multiple of its block; the caller checks).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        kv_type: KvType,
+        tk: KvType,
+        tv: KvType,
         attends: &[bool],
         n_ctx: usize,
         n_embd_k: usize,
@@ -221,36 +258,50 @@ impl KvCache {
         head_k: usize,
         head_v: usize,
     ) -> KvCache {
-        fn layers<T: KvElem>(
-            attends: &[bool],
-            n_ctx: usize,
-            nk: usize,
-            nv: usize,
-            hk: usize,
-            hv: usize,
-        ) -> Vec<LayerKv<T>> {
-            let z = T::from_f32(0.0);
+        /// Each layer's K and V, `dk`/`dv` elements per head row (bytes, for a raw cache).
+        fn layers<T: Copy>(attends: &[bool], n_ctx: usize, n_heads: (usize, usize), dk: usize, dv: usize, z: T) -> Vec<LayerKv<T>> {
             let n = |a: bool, d: usize| if a { n_ctx * d } else { 0 };
-            let (ks, vs) = (Strides::heads_major(hk, n_ctx), Strides::heads_major(hv, n_ctx));
-            attends.iter().map(|&a| LayerKv { k: vec![z; n(a, nk)], v: vec![z; n(a, nv)], ks, vs }).collect()
+            let (ks, vs) = (Strides::heads_major(dk, n_ctx), Strides::heads_major(dv, n_ctx));
+            attends
+                .iter()
+                .map(|&a| LayerKv { k: vec![z; n(a, n_heads.0 * dk)], v: vec![z; n(a, n_heads.1 * dv)], ks, vs })
+                .collect()
         }
         assert!(
             n_embd_k.is_multiple_of(head_k.max(1)) && n_embd_v.is_multiple_of(head_v.max(1)),
             "kv cache: bad head sizes"
         );
-        let (nk, nv, hk, hv) = (n_embd_k, n_embd_v, head_k, head_v);
-        let store = match kv_type {
-            KvType::F16 => KvStore::F16(layers(attends, n_ctx, nk, nv, hk, hv)),
-            KvType::F32 => KvStore::F32(layers(attends, n_ctx, nk, nv, hk, hv)),
+        let nh = (n_embd_k / head_k.max(1), n_embd_v / head_v.max(1));
+        let store = match (tk, tv) {
+            (KvType::F16, KvType::F16) => KvStore::F16(layers(attends, n_ctx, nh, head_k, head_v, f16::ZERO)),
+            (KvType::F32, KvType::F32) => KvStore::F32(layers(attends, n_ctx, nh, head_k, head_v, 0f32)),
+            (k, v) => {
+                let (rk, rv) = (k.row_bytes(head_k), v.row_bytes(head_v));
+                KvStore::Raw { layers: layers(attends, n_ctx, nh, rk, rv, 0u8), k, v }
+            }
         };
         KvCache { store, n_embd_k, n_embd_v, head_k, head_v }
     }
 
-    pub fn kv_type(&self) -> KvType {
+    /// Types of K and V.
+    pub fn types(&self) -> (KvType, KvType) {
         match self.store {
-            KvStore::F16(_) => KvType::F16,
-            KvStore::F32(_) => KvType::F32,
+            KvStore::F16(_) => (KvType::F16, KvType::F16),
+            KvStore::F32(_) => (KvType::F32, KvType::F32),
+            KvStore::Raw { k, v, .. } => (k, v),
         }
+    }
+
+    /// Bytes of one cell's K and V rows of all heads, per layer that attends.
+    pub fn bytes_per_cell(&self) -> usize {
+        let (nhk, nhv) = self.n_heads();
+        let (k, v) = self.types();
+        let (ek, ev) = match self.store {
+            KvStore::Raw { .. } => (k.row_bytes(self.head_k), v.row_bytes(self.head_v)),
+            KvStore::F16(_) => (2 * self.head_k, 2 * self.head_v),
+            KvStore::F32(_) => (4 * self.head_k, 4 * self.head_v),
+        };
+        nhk * ek + nhv * ev
     }
 
     /// Writes K and V row `i` of a batch into cell `cells[i]` of layer `il`.
@@ -263,6 +314,16 @@ impl KvCache {
                     for (d, &x) in dst[st.at(c, h)..st.at(c, h) + head].iter_mut().zip(sh) {
                         *d = T::from_f32(x);
                     }
+                }
+            }
+        }
+        /// Each head row converted by the type's runtime quantizer (ggml's set_rows).
+        fn put_raw(dst: &mut [u8], st: Strides, head: usize, t: KvType, cells: &[usize], src: &[f32]) {
+            let from_float = kernels().traits(t.ggml()).and_then(|k| k.from_float).expect("cache type converts");
+            let (row, rb) = (src.len() / cells.len().max(1), t.row_bytes(head));
+            for (&c, s) in cells.iter().zip(src.chunks_exact(row)) {
+                for (h, sh) in s.chunks_exact(head).enumerate() {
+                    from_float(sh, &mut dst[st.at(c, h)..st.at(c, h) + rb]);
                 }
             }
         }
@@ -279,6 +340,11 @@ impl KvCache {
                 put(&mut l.k, l.ks, hk, cells, &k[..n * nk]);
                 put(&mut l.v, l.vs, hv, cells, &v[..n * nv]);
             }
+            KvStore::Raw { layers, k: tk, v: tv } => {
+                let l = &mut layers[il];
+                put_raw(&mut l.k, l.ks, hk, *tk, cells, &k[..n * nk]);
+                put_raw(&mut l.v, l.vs, hv, *tv, cells, &v[..n * nv]);
+            }
         }
     }
 
@@ -287,11 +353,19 @@ impl KvCache {
         (self.n_embd_k / self.head_k.max(1), self.n_embd_v / self.head_v.max(1))
     }
 
+    /// Elements per head row of K and V as stored (bytes for a raw cache).
+    fn row_elems(&self) -> (usize, usize) {
+        match self.store {
+            KvStore::Raw { k, v, .. } => (k.row_bytes(self.head_k), v.row_bytes(self.head_v)),
+            _ => (self.head_k, self.head_v),
+        }
+    }
+
     /// Bytes of the rows of `cells` (in that order: a sequence's cells in position order) of
     /// every layer, as little-endian K then V per layer, each cell's heads in order (the layout
     /// does not show in the bytes).
     pub fn save(&self, cells: &[usize], out: &mut Vec<u8>) {
-        fn dump<T: KvElem>(
+        fn dump<T: Copy>(
             layers: &[LayerKv<T>],
             cells: &[usize],
             (hk, hv): (usize, usize),
@@ -311,10 +385,11 @@ impl KvCache {
                 rows(&l.v, l.vs, hv, nhv, out);
             }
         }
-        let (hs, nh) = ((self.head_k, self.head_v), self.n_heads());
+        let (hs, nh) = (self.row_elems(), self.n_heads());
         match &self.store {
             KvStore::F16(l) => dump(l, cells, hs, nh, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
             KvStore::F32(l) => dump(l, cells, hs, nh, out, |x, o| o.extend_from_slice(&x.to_le_bytes())),
+            KvStore::Raw { layers, .. } => dump(layers, cells, hs, nh, out, |x, o| o.push(x)),
         }
     }
 
@@ -323,8 +398,9 @@ impl KvCache {
         let layers = match &self.store {
             KvStore::F16(l) => l.iter().filter(|l| l.attends()).count(),
             KvStore::F32(l) => l.iter().filter(|l| l.attends()).count(),
+            KvStore::Raw { layers, .. } => layers.iter().filter(|l| l.attends()).count(),
         };
-        layers * n * (self.n_embd_k + self.n_embd_v) * self.kv_type().elem_size()
+        layers * n * self.bytes_per_cell()
     }
 
     /// Inverse of `save` into `cells`; `data.len()` must equal `saved_len(cells.len())` (checked by
@@ -349,7 +425,7 @@ impl KvCache {
                 rows(&mut l.v, l.vs, hv, nhv);
             }
         }
-        let (hs, nh) = ((self.head_k, self.head_v), self.n_heads());
+        let (hs, nh) = (self.row_elems(), self.n_heads());
         match &mut self.store {
             KvStore::F16(layers) => {
                 fill(layers, cells, hs, nh, data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])))
@@ -357,6 +433,7 @@ impl KvCache {
             KvStore::F32(layers) => {
                 fill(layers, cells, hs, nh, data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
             }
+            KvStore::Raw { layers, .. } => fill(layers, cells, hs, nh, data.iter().copied()),
         }
     }
 }

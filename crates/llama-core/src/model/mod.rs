@@ -12,6 +12,7 @@ mod attention;
 mod blocks;
 mod context;
 mod embed;
+mod flash_attn;
 pub mod hparams;
 mod kv_cache;
 #[allow(dead_code)] // `visible`/`visible_cells`: the mask rule, kept for the tests and the notes

@@ -1,0 +1,578 @@
+//! Flash attention (`flash_attn=True`), computed as llama.cpp's CPU backend computes
+//! `ggml_flash_attn_ext` (ggml-cpu ops.cpp), so our logits equal llama.cpp's with flash attention
+//! on, bit for bit. No score row is ever materialized: each query keeps a running maximum M, a
+//! running sum S and an unnormalized output, rescaled when a larger score arrives ("online
+//! softmax"). llama.cpp takes one of three paths per attention call, and so do we:
+//!
+//! - online, one key at a time (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`): Q converted
+//!   to K's dot partner type (f16, or Q8_0 for a quantized cache), each score `K·Q` by the type's
+//!   dot (`ggml_vec_dot_f16` for f16), scaled (and soft-capped); a new maximum rescales the
+//!   output by `expf(M_old − M)`, otherwise the key's weight is `expf(s − M)` (the C library's
+//!   expf); `output += v·weight` in f16 for an f16 V (rounded after every key) or in f32 after
+//!   dequantizing V. Prompt batches under 64 tokens and every quantized cache take it.
+//! - split keys (decode rows over an f16 cache of at least 512 padded cells): the keys are cut in
+//!   one chunk per thread, each chunk runs the online path into a partial (M, S, output), and the
+//!   partials are merged in chunk order (`ggml_flash_attn_ext_reduce_partials`). The chunks follow
+//!   the thread count, so, as in llama.cpp, the bits depend on it.
+//! - tiles (prompt batches of 64 tokens or more over an f16 cache,
+//!   `ggml_compute_forward_flash_attn_ext_tiled`): 64 keys at a time, scores by an f32 GEMM over
+//!   the unrounded Q (one fused multiply-add chain per score), the tile's maximum, then
+//!   `ggml_vec_soft_max_f32` (ggml's vector expf) into S, and the output += P·V by a second GEMM.
+//!
+//! Scores ahead of the recurrence: a score does not depend on M or S, so the online path scores a
+//! block of keys for every query head of a KV head at once with the attention panel kernels
+//! (`AttnKernels::kq` in `ggml_vec_dot_f16`'s order), then runs the recurrence over them.
+//!
+//! Cache cells: llama.cpp pads the cells it attends over to a multiple of 256 (`get_n_kv`) and
+//! masks the ones a query may not see; the padding decides where the split path cuts and whether
+//! it is taken, so the count is reproduced (`padded_kv`). Keys are addressed by position (key j is
+//! the sequence's position j, wherever its cell is).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use half::f16;
+
+use super::attention::{AttnGroup, AttnScratch, AttnShape, Keys};
+use super::kv_cache::{KvElem, LayerKv};
+use crate::kernels::elementwise::{exp_sum_tile, with_fma};
+use crate::kernels::types::{Kernels, KT_LANES};
+use crate::kernels::{kernels, ThreadPool};
+use crate::quant::GgmlType;
+
+/// llama.cpp's tile sizes (ggml-cpu common.h `GGML_FA_TILE_Q`, `GGML_FA_TILE_KV`).
+const Q_TILE: usize = 64;
+const KV_TILE: usize = 64;
+/// A decode row over at least this many padded cells takes the split path.
+const SPLIT_MIN_KV: usize = 512;
+/// Keys scored at once by the online path.
+const KEY_BLOCK: usize = 128;
+
+/// `S = S·ms + vs` as GCC compiles ggml's C++ (contraction on): one fused multiply-add.
+#[inline(always)]
+fn sum_update(s: f32, ms: f32, vs: f32) -> f32 {
+    s.mul_add(ms, vs)
+}
+
+/// The cache of one layer as flash attention reads it.
+#[derive(Clone, Copy)]
+pub enum FaCache<'a> {
+    /// f16 K and V (llama.cpp's default cache).
+    F16(&'a LayerKv<f16>),
+    /// K and V rows as bytes of their ggml types (a quantized cache; strides in bytes).
+    Raw { kv: &'a LayerKv<u8>, k: GgmlType, v: GgmlType },
+}
+
+impl FaCache<'_> {
+    fn f16_both(&self) -> bool {
+        matches!(self, FaCache::F16(_))
+    }
+}
+
+/// Per-thread work space of flash attention (grown on first use).
+#[derive(Default)]
+pub struct FaScratch {
+    qr: Vec<f32>,    // [heads][head_k] queries rounded to f16 (f16 K), or [Q_TILE][head_k] a tile's queries
+    qq: Vec<u8>,     // [heads][q row bytes] queries in K's dot partner type (quantized K)
+    kh: Vec<f16>,    // [KEY_BLOCK][head_k] f16 keys read from bytes (an f16 K beside a quantized V)
+    kt: Vec<f32>,    // [KEY_BLOCK/16][head_k][16] key panels
+    sc: Vec<f32>,    // [heads][KEY_BLOCK] scores, or [Q_TILE][KV_TILE] a tile's
+    vf: Vec<f32>,    // [KEY_BLOCK][head_v] value rows as f32
+    acc: Vec<f32>,   // [heads][head_v] outputs, or [Q_TILE][head_v] a tile's
+    ms: Vec<f32>,    // [heads] (or [Q_TILE]) running maxima
+    ss: Vec<f32>,    // [heads] (or [Q_TILE]) running sums
+    dead: Vec<bool>, // [Q_TILE] rows with no visible key in the current tile
+}
+
+fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+}
+
+/// Cells llama.cpp attends over for a sequence of `n` positions: a multiple of 256, at least 256.
+pub fn padded_kv(n: usize) -> usize {
+    n.div_ceil(256).max(1) * 256
+}
+
+/// One piece of work: the online path over keys `c0..c1` for query heads `h0..h0+nh` of token t
+/// (all on KV head hkv), into `out` or into partial `part`; or a tile of tokens `t0..t1` × head h.
+#[derive(Clone, Copy, Debug)]
+enum Unit {
+    Row { g: usize, t: usize, hkv: usize, h0: usize, nh: usize, c0: usize, c1: usize, part: Option<usize> },
+    Tile { g: usize, t0: usize, t1: usize, h: usize },
+}
+
+/// Flash attention of every group of a mixed batch (q: [rows][n_head·head_k] → out:
+/// [rows][n_head·head_v]), each group with the path and the bits it would have alone.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_attention_groups(
+    pool: &ThreadPool,
+    scratch: &[Mutex<AttnScratch>],
+    kv: FaCache,
+    q: &[f32],
+    out: &mut [f32],
+    groups: &[AttnGroup],
+    sinks: Option<&[f32]>,
+) {
+    flash_attention_groups_with(kernels(), pool, scratch, kv, q, out, groups, sinks)
+}
+
+/// `flash_attention_groups` with an explicit kernel table.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_attention_groups_with(
+    kern: &Kernels,
+    pool: &ThreadPool,
+    scratch: &[Mutex<AttnScratch>],
+    kv: FaCache,
+    q: &[f32],
+    out: &mut [f32],
+    groups: &[AttnGroup],
+    sinks: Option<&[f32]>,
+) {
+    let Some(g0) = groups.first() else { return };
+    let s0 = g0.shape;
+    assert!(!scratch.is_empty(), "flash attention: no scratch");
+    assert!(s0.n_head_kv > 0 && s0.n_head.is_multiple_of(s0.n_head_kv), "flash attention: bad head counts");
+    let (qrow, row) = (s0.n_head * s0.head_k, s0.n_head * s0.head_v);
+    let group = s0.n_head / s0.n_head_kv;
+    let nth = pool.n_threads();
+    let n_rows = groups.iter().map(|g| g.row0 + g.shape.n_tokens).max().unwrap_or(0);
+    assert!(q.len() >= n_rows * qrow && out.len() >= n_rows * row, "flash attention: q or out too short");
+
+    // Work units, the most expensive first; partial slots of the split rows: [slot][heads][2 + hv].
+    let mut units = Vec::new();
+    let mut splits = Vec::new(); // (group, first slot)
+    let mut n_parts = 0;
+    for (gi, g) in groups.iter().enumerate() {
+        let s = &g.shape;
+        assert!(
+            (s.n_head, s.n_head_kv, s.head_k, s.head_v) == (s0.n_head, s0.n_head_kv, s0.head_k, s0.head_v),
+            "flash attention: groups disagree in heads"
+        );
+        if s.n_tokens == 0 {
+            continue;
+        }
+        let n_kv = padded_kv(s.pos0 + s.n_tokens);
+        if kv.f16_both() && s.n_tokens == 1 && n_kv >= SPLIT_MIN_KV {
+            let chunk = n_kv.div_ceil(nth);
+            splits.push((gi, n_parts));
+            for c in 0..nth {
+                for hkv in 0..s.n_head_kv {
+                    let (c0, c1) = ((c * chunk).min(n_kv), ((c + 1) * chunk).min(n_kv));
+                    let part = Some(n_parts + c * s.n_head_kv + hkv);
+                    units.push(Unit::Row { g: gi, t: 0, hkv, h0: hkv * group, nh: group, c0, c1, part });
+                }
+            }
+            n_parts += nth * s.n_head_kv;
+        } else if kv.f16_both() && s.n_tokens >= Q_TILE {
+            for t0 in (0..s.n_tokens).step_by(Q_TILE).rev() {
+                for h in 0..s.n_head {
+                    units.push(Unit::Tile { g: gi, t0, t1: (t0 + Q_TILE).min(s.n_tokens), h });
+                }
+            }
+        } else {
+            // a KV head's query heads together (one read of each key), split further when there
+            // are too few units to keep the threads busy
+            let n_sub = if s.n_tokens * s.n_head_kv < 4 * nth { (4 * nth).div_ceil(s.n_tokens * s.n_head_kv) } else { 1 };
+            let n_sub = n_sub.min(group);
+            for t in (0..s.n_tokens).rev() {
+                for hkv in 0..s.n_head_kv {
+                    for sub in 0..n_sub {
+                        let (a, b) = (group * sub / n_sub, group * (sub + 1) / n_sub);
+                        units.push(Unit::Row { g: gi, t, hkv, h0: hkv * group + a, nh: b - a, c0: 0, c1: n_kv, part: None });
+                    }
+                }
+            }
+        }
+    }
+    let part_len = group * (2 + s0.head_v);
+    let parts: Vec<Mutex<Vec<f32>>> = (0..n_parts).map(|_| Mutex::new(vec![0.0; part_len])).collect();
+    let out_rows: Vec<Mutex<&mut [f32]>> = out[..n_rows * row].chunks_mut(row).map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    pool.run(|ith, _| {
+        let mut guard = scratch[ith % scratch.len()].lock().unwrap_or_else(|e| e.into_inner());
+        let fa = &mut guard.fa;
+        loop {
+            let u = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&unit) = units.get(u) else { break };
+            match unit {
+                Unit::Row { g, t, hkv, h0, nh, c0, c1, part } => {
+                    let gr = &groups[g];
+                    let s = &gr.shape;
+                    let qt = &q[(gr.row0 + t) * qrow..(gr.row0 + t + 1) * qrow];
+                    let first = c0 == 0;
+                    with_fma!(online_row(kern, kv, gr.keys, s, qt, t, hkv, h0, nh, c0, c1, sinks.filter(|_| first), fa));
+                    let hv = s.head_v;
+                    match part {
+                        Some(p) => {
+                            let mut dst = parts[p].lock().unwrap_or_else(|e| e.into_inner());
+                            for i in 0..nh {
+                                let d = &mut dst[i * (2 + hv)..(i + 1) * (2 + hv)];
+                                (d[0], d[1]) = (fa.ms[i], fa.ss[i]);
+                                d[2..].copy_from_slice(&fa.acc[i * hv..(i + 1) * hv]);
+                            }
+                        }
+                        None => {
+                            let mut dst = out_rows[gr.row0 + t].lock().unwrap_or_else(|e| e.into_inner());
+                            for i in 0..nh {
+                                let inv = if fa.ss[i] == 0.0 { 0.0 } else { 1.0 / fa.ss[i] };
+                                let o = &mut dst[(h0 + i) * hv..(h0 + i + 1) * hv];
+                                for (o, &a) in o.iter_mut().zip(&fa.acc[i * hv..(i + 1) * hv]) {
+                                    *o = a * inv;
+                                }
+                            }
+                        }
+                    }
+                }
+                Unit::Tile { g, t0, t1, h } => {
+                    let FaCache::F16(layer) = kv else { unreachable!("tiles need an f16 cache") };
+                    let gr = &groups[g];
+                    let s = &gr.shape;
+                    with_fma!(tile(kern, layer, gr.keys, s, &q[gr.row0 * qrow..], t0, t1, h, sinks, fa));
+                    let hv = s.head_v;
+                    for ti in 0..t1 - t0 {
+                        let inv = if fa.ss[ti] == 0.0 { 0.0 } else { 1.0 / fa.ss[ti] };
+                        let mut dst = out_rows[gr.row0 + t0 + ti].lock().unwrap_or_else(|e| e.into_inner());
+                        for (o, &a) in dst[h * hv..(h + 1) * hv].iter_mut().zip(&fa.acc[ti * hv..(ti + 1) * hv]) {
+                            *o = a * inv;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    if splits.is_empty() {
+        return;
+    }
+    // Merge each split row's partials in chunk order, one query head per unit.
+    let hv = s0.head_v;
+    let reduce: Vec<(usize, usize, usize)> =
+        splits.iter().flat_map(|&(g, p)| (0..s0.n_head).map(move |h| (g, p, h))).collect();
+    let next = AtomicUsize::new(0);
+    pool.run(|_, _| {
+        let mut acc = vec![0f32; hv];
+        loop {
+            let u = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&(g, p0, h)) = reduce.get(u) else { break };
+            let (hkv, i) = (h / group, h % group);
+            let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
+            acc.fill(0.0);
+            for c in 0..nth {
+                let part = parts[p0 + c * s0.n_head_kv + hkv].lock().unwrap_or_else(|e| e.into_inner());
+                let d = &part[i * (2 + hv)..(i + 1) * (2 + hv)];
+                let (mc, sc) = (d[0], d[1]);
+                if sc == 0.0 {
+                    continue;
+                }
+                let m_new = m.max(mc);
+                let (so, sn) = ((m - m_new).exp(), (mc - m_new).exp());
+                with_fma!(merge(&mut acc, &d[2..], so, sn));
+                sum = sum.mul_add(so, sc * sn);
+                m = m_new;
+            }
+            if sum != 0.0 {
+                let inv = 1.0 / sum;
+                acc.iter_mut().for_each(|a| *a *= inv);
+            }
+            let gr = &groups[g];
+            let mut dst = out_rows[gr.row0].lock().unwrap_or_else(|e| e.into_inner());
+            dst[h * hv..(h + 1) * hv].copy_from_slice(&acc);
+        }
+    });
+}
+
+/// `acc = acc·so + part·sn`, contracted as GCC does: `fma(acc, so, part·sn)`.
+#[inline(always)]
+fn merge(acc: &mut [f32], part: &[f32], so: f32, sn: f32) {
+    for (a, &p) in acc.iter_mut().zip(part) {
+        *a = a.mul_add(so, p * sn);
+    }
+}
+
+/// The online path for query heads h0..h0+nh of token t over the visible keys among positions
+/// c0..c1: per head `fa.ms[i]`, `fa.ss[i]` and the unnormalized output `fa.acc[i·hv..]`; sinks
+/// (when given) are added after the last key.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn online_row(
+    kern: &Kernels,
+    kv: FaCache,
+    keys: Keys,
+    s: &AttnShape,
+    qt: &[f32],
+    t: usize,
+    hkv: usize,
+    h0: usize,
+    nh: usize,
+    c0: usize,
+    c1: usize,
+    sinks: Option<&[f32]>,
+    fa: &mut FaScratch,
+) {
+    let (hk, hv) = (s.head_k, s.head_v);
+    let (lo, hi) = (c0.max(s.first(t)), c1.min(s.last(t) + 1));
+    let cell = |j: usize| match keys {
+        Keys::Base(b) => b + j,
+        Keys::Cells(c) => c[j],
+    };
+    grow(&mut fa.ms, nh);
+    grow(&mut fa.ss, nh);
+    grow(&mut fa.acc, nh * hv);
+    grow(&mut fa.sc, nh * KEY_BLOCK);
+    grow(&mut fa.vf, KEY_BLOCK * hv);
+    fa.ms[..nh].fill(f32::NEG_INFINITY);
+    fa.ss[..nh].fill(0.0);
+    fa.acc[..nh * hv].fill(0.0);
+    let (k_f16, v_f16) = match kv {
+        FaCache::F16(_) => (true, true),
+        FaCache::Raw { k, v, .. } => (k == GgmlType::F16, v == GgmlType::F16),
+    };
+    // Q in K's dot partner type.
+    let qh = &qt[h0 * hk..(h0 + nh) * hk];
+    if k_f16 {
+        grow(&mut fa.qr, nh * hk);
+        fa.qr[..nh * hk].copy_from_slice(qh);
+        f16::round_slice(kern, &mut fa.qr[..nh * hk]);
+        grow(&mut fa.kt, KEY_BLOCK.div_ceil(KT_LANES) * KT_LANES * hk);
+    } else if let FaCache::Raw { k, .. } = kv {
+        let tk = kern.traits(k).expect("flash attention: K type in the table");
+        let dt = kern.traits(tk.vec_dot_type.expect("K type has a dot partner")).expect("dot partner in the table");
+        let qb = hk / dt.block_size * dt.type_size;
+        grow(&mut fa.qq, nh * qb);
+        for i in 0..nh {
+            (dt.from_float.expect("partner quantizer"))(&qh[i * hk..(i + 1) * hk], &mut fa.qq[i * qb..(i + 1) * qb]);
+        }
+    }
+    // Softcap: ggml divides the scale by the cap first, then `cap·tanhf(s·scale)`.
+    let scale = match s.softcap {
+        Some(cap) => s.kq_scale / cap,
+        None => s.kq_scale,
+    };
+    let order = kern.orders.attn_single();
+    for j0 in (lo..hi).step_by(KEY_BLOCK) {
+        let nb = (hi - j0).min(KEY_BLOCK);
+        // Scores [nh][KEY_BLOCK].
+        match kv {
+            FaCache::F16(l) => {
+                let kt = &mut fa.kt[..nb.div_ceil(KT_LANES) * KT_LANES * hk];
+                match keys {
+                    Keys::Base(b) => (kern.attn.kt_f16)(hk, &l.k[l.ks.at(b + j0, hkv)..], l.ks.pos, nb, kt),
+                    Keys::Cells(c) => (kern.attn.kt_f16_gather)(hk, &l.k[l.ks.at(0, hkv)..], l.ks.pos, &c[j0..j0 + nb], kt),
+                }
+                (kern.attn.kq)(hk, kt, nb, &fa.qr[..nh * hk], nh, &mut fa.sc, KEY_BLOCK, order);
+            }
+            FaCache::Raw { kv: l, k, .. } if k == GgmlType::F16 => {
+                grow(&mut fa.kh, KEY_BLOCK * hk);
+                for jj in 0..nb {
+                    let r = &l.k[l.ks.at(cell(j0 + jj), hkv)..][..2 * hk];
+                    for (d, b) in fa.kh[jj * hk..(jj + 1) * hk].iter_mut().zip(r.chunks_exact(2)) {
+                        *d = f16::from_le_bytes([b[0], b[1]]);
+                    }
+                }
+                let kt = &mut fa.kt[..nb.div_ceil(KT_LANES) * KT_LANES * hk];
+                (kern.attn.kt_f16)(hk, &fa.kh, hk, nb, kt);
+                (kern.attn.kq)(hk, kt, nb, &fa.qr[..nh * hk], nh, &mut fa.sc, KEY_BLOCK, order);
+            }
+            FaCache::Raw { kv: l, k, .. } => {
+                let tk = kern.traits(k).expect("K type");
+                let dot = tk.vec_dot.expect("K type has a dot");
+                let dt = kern.traits(tk.vec_dot_type.expect("partner")).expect("partner");
+                let (kb, qb) = (hk / tk.block_size * tk.type_size, hk / dt.block_size * dt.type_size);
+                for jj in 0..nb {
+                    let r = &l.k[l.ks.at(cell(j0 + jj), hkv)..][..kb];
+                    for i in 0..nh {
+                        fa.sc[i * KEY_BLOCK + jj] = dot(hk, r, &fa.qq[i * qb..(i + 1) * qb]);
+                    }
+                }
+            }
+        }
+        // Value rows [nb][hv] as f32.
+        let vf = &mut fa.vf[..nb * hv];
+        match kv {
+            FaCache::F16(l) => match keys {
+                Keys::Base(b) => (kern.attn.vf_f16)(hv, &l.v[l.vs.at(b + j0, hkv)..], l.vs.pos, nb, vf),
+                Keys::Cells(c) => (kern.attn.vf_f16_gather)(hv, &l.v[l.vs.at(0, hkv)..], l.vs.pos, &c[j0..j0 + nb], vf),
+            },
+            FaCache::Raw { kv: l, v, .. } => {
+                let tv = kern.traits(v).expect("V type");
+                let vb = hv / tv.block_size * tv.type_size;
+                for jj in 0..nb {
+                    let r = &l.v[l.vs.at(cell(j0 + jj), hkv)..][..vb];
+                    let o = &mut vf[jj * hv..(jj + 1) * hv];
+                    if v == GgmlType::F16 {
+                        for (o, b) in o.iter_mut().zip(r.chunks_exact(2)) {
+                            *o = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                        }
+                    } else {
+                        (tv.to_float.expect("V type dequantizes"))(r, o);
+                    }
+                }
+            }
+        }
+        // The recurrence, key by key.
+        for jj in 0..nb {
+            let vrow = &fa.vf[jj * hv..(jj + 1) * hv];
+            for i in 0..nh {
+                let mut sc = fa.sc[i * KEY_BLOCK + jj] * scale;
+                if let Some(cap) = s.softcap {
+                    sc = cap * sc.tanh();
+                }
+                let acc = &mut fa.acc[i * hv..(i + 1) * hv];
+                let m = fa.ms[i];
+                let (ms, vs) = if sc > m {
+                    fa.ms[i] = sc;
+                    let ms = (m - sc).exp();
+                    acc.iter_mut().for_each(|a| *a *= ms);
+                    if v_f16 {
+                        (kern.attn.round_f16)(acc);
+                    }
+                    (ms, 1.0)
+                } else {
+                    (1.0, (sc - m).exp())
+                };
+                for (a, &x) in acc.iter_mut().zip(vrow) {
+                    *a = x.mul_add(vs, *a);
+                }
+                if v_f16 {
+                    (kern.attn.round_f16)(acc);
+                }
+                fa.ss[i] = sum_update(fa.ss[i], ms, vs);
+            }
+        }
+    }
+    if let Some(sk) = sinks {
+        for i in 0..nh {
+            let (sv, m) = (sk[h0 + i], fa.ms[i]);
+            let (ms, vs) = if sv > m { ((m - sv).exp(), 1.0) } else { (1.0, (sv - m).exp()) };
+            if sv > m {
+                fa.ms[i] = sv;
+                fa.acc[i * hv..(i + 1) * hv].iter_mut().for_each(|a| *a *= ms);
+            }
+            fa.ss[i] = sum_update(fa.ss[i], ms, vs);
+        }
+    }
+}
+
+/// The tiled path for tokens t0..t1 (at most `Q_TILE`) of query head h: per token `fa.ss[i]` and
+/// the unnormalized output `fa.acc[i·hv..]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    kern: &Kernels,
+    l: &LayerKv<f16>,
+    keys: Keys,
+    s: &AttnShape,
+    q: &[f32],
+    t0: usize,
+    t1: usize,
+    h: usize,
+    sinks: Option<&[f32]>,
+    fa: &mut FaScratch,
+) {
+    let (hk, hv) = (s.head_k, s.head_v);
+    let hkv = h / (s.n_head / s.n_head_kv);
+    let nq = t1 - t0;
+    grow(&mut fa.qr, Q_TILE * hk);
+    grow(&mut fa.kt, KV_TILE * hk);
+    grow(&mut fa.sc, Q_TILE * KV_TILE);
+    grow(&mut fa.vf, KV_TILE * hv);
+    grow(&mut fa.acc, Q_TILE * hv);
+    grow(&mut fa.ms, Q_TILE);
+    grow(&mut fa.ss, Q_TILE);
+    grow(&mut fa.dead, Q_TILE);
+    let qrow = s.n_head * hk;
+    for i in 0..nq {
+        fa.qr[i * hk..(i + 1) * hk].copy_from_slice(&q[(t0 + i) * qrow + h * hk..][..hk]);
+    }
+    fa.ms[..nq].fill(f32::NEG_INFINITY);
+    fa.ss[..nq].fill(0.0);
+    fa.acc[..nq * hv].fill(0.0);
+    let scale = match s.softcap {
+        Some(cap) => s.kq_scale / cap,
+        None => s.kq_scale,
+    };
+    let n_keys = s.pos0 + s.n_tokens; // positions held for the sequence
+    let (jlo, jhi) = (s.first(t0), s.last(t1 - 1)); // keys any of the tile's tokens sees
+    for c in (jlo / KV_TILE * KV_TILE..=jhi).step_by(KV_TILE) {
+        let nk = (n_keys - c).min(KV_TILE);
+        // K tile as 4 panels of 16 keys ([dk][key] per panel, zero past nk), V tile [key][hv].
+        let kt = &mut fa.kt[..KV_TILE * hk];
+        let vf = &mut fa.vf[..KV_TILE * hv];
+        match keys {
+            Keys::Base(b) => {
+                (kern.attn.kt_f16)(hk, &l.k[l.ks.at(b + c, hkv)..], l.ks.pos, nk, kt);
+                (kern.attn.vf_f16)(hv, &l.v[l.vs.at(b + c, hkv)..], l.vs.pos, nk, &mut vf[..nk * hv]);
+            }
+            Keys::Cells(cells) => {
+                (kern.attn.kt_f16_gather)(hk, &l.k[l.ks.at(0, hkv)..], l.ks.pos, &cells[c..c + nk], kt);
+                (kern.attn.vf_f16_gather)(hv, &l.v[l.vs.at(0, hkv)..], l.vs.pos, &cells[c..c + nk], &mut vf[..nk * hv]);
+            }
+        }
+        kt[nk.div_ceil(KT_LANES) * KT_LANES * hk..].fill(0.0);
+        vf[nk * hv..].fill(0.0);
+        for i in 0..nq {
+            let t = t0 + i;
+            let (first, last) = (s.first(t), s.last(t));
+            let row = &mut fa.sc[i * KV_TILE..(i + 1) * KV_TILE];
+            // simd_gemm: each score one fused multiply-add chain over the head, from 0
+            let qi = &fa.qr[i * hk..(i + 1) * hk];
+            for (p, panel) in kt.chunks_exact(KT_LANES * hk).enumerate() {
+                let mut a = [0f32; KT_LANES];
+                for (d, &qd) in qi.iter().enumerate() {
+                    let kd = &panel[d * KT_LANES..(d + 1) * KT_LANES];
+                    for l in 0..KT_LANES {
+                        a[l] = kd[l].mul_add(qd, a[l]);
+                    }
+                }
+                row[p * KT_LANES..(p + 1) * KT_LANES].copy_from_slice(&a);
+            }
+            let mut any = false;
+            for (j, x) in row.iter_mut().enumerate() {
+                let key = c + j;
+                let mut v = *x * scale;
+                if let Some(cap) = s.softcap {
+                    v = v.tanh() * cap;
+                }
+                if j >= nk || key < first || key > last {
+                    v = f32::NEG_INFINITY;
+                } else {
+                    any = true;
+                }
+                *x = v;
+            }
+            fa.dead[i] = !any;
+            if !any {
+                continue;
+            }
+            let tile_max = row.iter().fold(f32::NEG_INFINITY, |m, &x| if m > x { m } else { x });
+            let m_old = fa.ms[i];
+            let m_new = m_old.max(tile_max);
+            if m_new > m_old {
+                let ms = (m_old - m_new).exp();
+                fa.acc[i * hv..(i + 1) * hv].iter_mut().for_each(|a| *a *= ms);
+                fa.ss[i] *= ms;
+            }
+            fa.ms[i] = m_new;
+            fa.ss[i] = (fa.ss[i] as f64 + exp_sum_tile(row, m_new, kern.orders)) as f32;
+            // simd_gemm: output += P·V, each output element one chain over the tile's keys
+            let acc = &mut fa.acc[i * hv..(i + 1) * hv];
+            for (j, &p) in row.iter().enumerate() {
+                let vr = &vf[j * hv..(j + 1) * hv];
+                for (a, &x) in acc.iter_mut().zip(vr) {
+                    *a = x.mul_add(p, *a);
+                }
+            }
+        }
+    }
+    if let Some(sk) = sinks {
+        for i in 0..nq {
+            let (sv, m) = (sk[h], fa.ms[i]);
+            let (ms, vs) = if sv > m { ((m - sv).exp(), 1.0) } else { (1.0, (sv - m).exp()) };
+            if sv > m {
+                fa.acc[i * hv..(i + 1) * hv].iter_mut().for_each(|a| *a *= ms);
+            }
+            fa.ss[i] = sum_update(fa.ss[i], ms, vs);
+        }
+    }
+}
