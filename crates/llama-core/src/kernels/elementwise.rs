@@ -388,6 +388,29 @@ fn exp_sum_tile_body(x: &mut [f32], max: f32, orders: SumOrders) -> f64 {
     sum
 }
 
+/// The orthonormal Walsh-Hadamard rotation of every row of `n` elements of `x` (n a power of 2),
+/// as ggml's `fwht` computes llama.cpp's `llama_mul_mat_hadamard`: each element times
+/// `1/sqrtf(n)`, then the butterflies `(u + v, u − v)` over spans 1, 2, 4, … n/2. llama.cpp
+/// rotates Q and K when the K cache is quantized, V and the attention output when the V cache is.
+pub fn fwht_rows(x: &mut [f32], n: usize) {
+    assert!(n.is_power_of_two() && x.len().is_multiple_of(n), "fwht: rows of a power of 2");
+    let scale = 1.0 / (n as f32).sqrt();
+    for row in x.chunks_exact_mut(n) {
+        row.iter_mut().for_each(|v| *v *= scale);
+        let mut len = 1;
+        while len < n {
+            for i in (0..n).step_by(2 * len) {
+                for j in i..i + len {
+                    let (u, v) = (row[j], row[j + len]);
+                    row[j] = u + v;
+                    row[j + len] = u - v;
+                }
+            }
+            len *= 2;
+        }
+    }
+}
+
 /// The OpenAI-style SwiGLU (`ggml_swiglu_oai`, llama.cpp's LLM_FFN_SWIGLU_OAI_MOE): with the gate
 /// clamped above at `limit` and the linear part to ±`limit`,
 /// `gate = gate/(1 + e^(−alpha·gate)) · (up + 1)` (ggml's scalar loop, the C library's expf).

@@ -607,7 +607,6 @@ impl Pass<'_> {
         let hp = self.hp;
         let n = self.n;
         let (qd, kd, vd) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
-        self.kv.store_rows(il, &self.plan.slot[..n], &k[..n * kd], &v[..n * vd]);
         // Each group with the shape it would have alone (its own token count picks the sum
         // order, so a decoding sequence keeps the single-token order).
         let groups: Vec<AttnGroup> = self
@@ -634,7 +633,29 @@ impl Pass<'_> {
                 },
             })
             .collect();
-        let q = &q[..n * qd];
+        // A quantized cache: llama.cpp rotates Q and K (quantized K) or V (quantized V) by a
+        // Walsh-Hadamard matrix before they meet the cache, and the output back after.
+        let (rot_k, rot_v) = self.kv.rotations(hp.n_embd_head_k, hp.n_embd_head_v);
+        let (mut qr, mut kr, mut vr): (Vec<f32>, Vec<f32>, Vec<f32>);
+        let (q, k, v) = (&q[..n * qd], &k[..n * kd], &v[..n * vd]);
+        let (q, k) = match rot_k {
+            Some(r) => {
+                (qr, kr) = (q.to_vec(), k.to_vec());
+                elementwise::fwht_rows(&mut qr, r);
+                elementwise::fwht_rows(&mut kr, r);
+                (&qr[..], &kr[..])
+            }
+            None => (q, k),
+        };
+        let v = match rot_v {
+            Some(r) => {
+                vr = v.to_vec();
+                elementwise::fwht_rows(&mut vr, r);
+                &vr[..]
+            }
+            None => v,
+        };
+        self.kv.store_rows(il, &self.plan.slot[..n], k, v);
         let sinks = extra.sinks;
         if let Some(sk) = sinks {
             assert_eq!(sk.len(), hp.n_head, "attention: one sink per head");
@@ -650,6 +671,9 @@ impl Pass<'_> {
             KvStore::F16(kv) => attention_groups(self.pool, self.attn, &kv[il], q, kqv, &groups, sinks),
             // f32 with flash attention is refused by `Context::new`
             KvStore::F32(kv) => attention_groups(self.pool, self.attn, &kv[il], q, kqv, &groups, sinks),
+        }
+        if let Some(r) = rot_v {
+            elementwise::fwht_rows(&mut kqv[..n * hp.n_head * hp.n_embd_head_v], r);
         }
     }
 

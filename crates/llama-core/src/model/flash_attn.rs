@@ -38,6 +38,7 @@ use super::kv_cache::{KvElem, LayerKv};
 use crate::kernels::elementwise::{exp_sum_tile, with_fma};
 use crate::kernels::types::{Kernels, KT_LANES};
 use crate::kernels::{kernels, ThreadPool};
+use crate::quant::iq4::KVALUES_IQ4NL;
 use crate::quant::GgmlType;
 
 /// llama.cpp's tile sizes (ggml-cpu common.h `GGML_FA_TILE_Q`, `GGML_FA_TILE_KV`).
@@ -282,6 +283,68 @@ pub fn flash_attention_groups_with(
     });
 }
 
+/// `ggml_vec_dot_<K type>_q8_{0,1}` of ggml's x86 builds (its AVX2 code, which the AVX-512 build
+/// compiles too) for a cache row `x` and a query row `y` in the partner type: per block the
+/// products of 4 consecutive elements summed as integers in 8 lanes, each lane
+/// `acc = fma(dx·dy, f32(lane sum), acc)`, then the 8 lanes reduced as `hsum_float_8`
+/// (`((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`); Q4_1/Q5_1 add `Σ m·s` (summed with FMA in block
+/// order) after; IQ4_NL alternates two accumulators by block and adds them before the reduction.
+fn kv_dot(t: GgmlType, x: &[u8], y: &[u8]) -> f32 {
+    let h = |b: &[u8], o: usize| f16::from_le_bytes([b[o], b[o + 1]]).to_f32();
+    let ts = t.block_layout().1;
+    let (nb, yts) = (x.len() / ts, if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) { 36 } else { 34 });
+    let mut acc = [[0f32; 8]; 2];
+    let mut summs = 0f32;
+    let mut tail = None;
+    for ib in 0..nb {
+        let (xb, yb) = (&x[ib * ts..(ib + 1) * ts], &y[ib * yts..(ib + 1) * yts]);
+        let yq = &yb[yts - 32..];
+        let mut e = [0i32; 32];
+        let lo_hi = |qs: &[u8], e: &mut [i32; 32], f: &dyn Fn(usize, u8) -> i32| {
+            for j in 0..16 {
+                e[j] = f(j, qs[j] & 15);
+                e[j + 16] = f(j + 16, qs[j] >> 4);
+            }
+        };
+        match t {
+            GgmlType::Q8_0 => e.iter_mut().zip(&xb[2..34]).for_each(|(e, &q)| *e = q as i8 as i32),
+            GgmlType::Q4_0 => lo_hi(&xb[2..18], &mut e, &|_, q| q as i32 - 8),
+            GgmlType::Q4_1 => lo_hi(&xb[4..20], &mut e, &|_, q| q as i32),
+            GgmlType::Q5_0 => {
+                let qh = u32::from_le_bytes([xb[2], xb[3], xb[4], xb[5]]);
+                lo_hi(&xb[6..22], &mut e, &|j, q| (q as i32 | (((qh >> j) & 1) << 4) as i32) - 16)
+            }
+            GgmlType::Q5_1 => {
+                let qh = u32::from_le_bytes([xb[4], xb[5], xb[6], xb[7]]);
+                lo_hi(&xb[8..24], &mut e, &|j, q| q as i32 | (((qh >> j) & 1) << 4) as i32)
+            }
+            GgmlType::IQ4_NL => lo_hi(&xb[2..18], &mut e, &|_, q| KVALUES_IQ4NL[q as usize] as i32),
+            _ => unreachable!("cache type {t} has no flash-attention dot"),
+        }
+        let lanes: [f32; 8] =
+            std::array::from_fn(|l| (0..4).map(|i| e[4 * l + i] * yq[4 * l + i] as i8 as i32).sum::<i32>() as f32);
+        let d = h(xb, 0) * h(yb, 0);
+        if t == GgmlType::IQ4_NL && nb % 2 == 1 && ib == nb - 1 {
+            // the odd last block: ggml's scalar tail
+            tail = Some((d, e.iter().zip(yq).map(|(&a, &b)| a * b as i8 as i32).sum::<i32>() as f32));
+            continue;
+        }
+        let a = &mut acc[if t == GgmlType::IQ4_NL { ib % 2 } else { 0 }];
+        for l in 0..8 {
+            a[l] = d.mul_add(lanes[l], a[l]);
+        }
+        if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) {
+            summs = h(xb, 2).mul_add(h(yb, 2), summs);
+        }
+    }
+    let v: [f32; 8] = std::array::from_fn(|l| acc[0][l] + acc[1][l]);
+    let r = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+    match tail {
+        Some((d, sumi)) => d.mul_add(sumi, r),
+        None => r + summs,
+    }
+}
+
 /// `acc = acc·so + part·sn`, contracted as GCC does: `fma(acc, so, part·sn)`.
 #[inline(always)]
 fn merge(acc: &mut [f32], part: &[f32], so: f32, sn: f32) {
@@ -376,13 +439,12 @@ fn online_row(
             }
             FaCache::Raw { kv: l, k, .. } => {
                 let tk = kern.traits(k).expect("K type");
-                let dot = tk.vec_dot.expect("K type has a dot");
                 let dt = kern.traits(tk.vec_dot_type.expect("partner")).expect("partner");
                 let (kb, qb) = (hk / tk.block_size * tk.type_size, hk / dt.block_size * dt.type_size);
                 for jj in 0..nb {
                     let r = &l.k[l.ks.at(cell(j0 + jj), hkv)..][..kb];
                     for i in 0..nh {
-                        fa.sc[i * KEY_BLOCK + jj] = dot(hk, r, &fa.qq[i * qb..(i + 1) * qb]);
+                        fa.sc[i * KEY_BLOCK + jj] = kv_dot(k, r, &fa.qq[i * qb..(i + 1) * qb]);
                     }
                 }
             }

@@ -283,6 +283,22 @@ impl KvCache {
         KvCache { store, n_embd_k, n_embd_v, head_k, head_v }
     }
 
+    /// The Walsh-Hadamard rotation sizes llama.cpp applies for this cache (`llama_kv_cache`'s
+    /// `attn_rot_k`/`attn_rot_v`): for a quantized K with a head a multiple of 64, Q and K rows of
+    /// the largest power of 2 dividing the head; for a quantized V with such a head, V and output
+    /// rows of 64.
+    pub fn rotations(&self, head_k: usize, head_v: usize) -> (Option<usize>, Option<usize>) {
+        let (k, v) = self.types();
+        let rk = (k.is_quantized() && head_k.is_multiple_of(64)).then(|| {
+            let mut n = 64;
+            while head_k.is_multiple_of(2 * n) {
+                n *= 2;
+            }
+            n
+        });
+        (rk, (v.is_quantized() && head_v.is_multiple_of(64)).then_some(64))
+    }
+
     /// Types of K and V.
     pub fn types(&self) -> (KvType, KvType) {
         match self.store {
