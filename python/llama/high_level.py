@@ -89,7 +89,7 @@ class Llama:
 
     Parameters follow llama-cpp-python: ``n_ctx=0`` takes the model's trained context (capped at
     4096), ``n_threads=None`` uses every core, ``type_k``/``type_v`` are the KV cache types (f16,
-    f32; with ``flash_attn=True`` also q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, as llama.cpp's
+    f32; with ``flash_attn=True`` also q8_0, q4_0, q4_1, q5_0, q5_1, as llama.cpp's
     ``--cache-type-k/v``; ``type_v=None`` is K's type, or f16 beside a quantized K),
     ``flash_attn=True`` runs llama.cpp's flash-attention arithmetic (its logits with flash attention
     on, bit for bit; the default is its exact non-flash path; encoder models, which keep no KV
@@ -1379,7 +1379,7 @@ def _pooling_name(p: int | str | None) -> str | None:
 
 
 # llama.cpp's KV cache types (`--cache-type-k/v`) by ggml type id, as llama-cpp-python passes them.
-_KV_TYPES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 6: "q5_0", 7: "q5_1", 8: "q8_0", 20: "iq4_nl"}
+_KV_TYPES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 6: "q5_0", 7: "q5_1", 8: "q8_0"}
 
 
 def _kv_type_name(t: str | int | None, which: str = "type_k") -> str:

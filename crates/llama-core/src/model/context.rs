@@ -212,15 +212,15 @@ pub struct Context {
 fn check_cache_types(tk: KvType, tv: KvType, flash_attn: bool, head_k: usize, head_v: usize) -> Result<()> {
     let bad = |m: String| Err(Error::InvalidArgument(m));
     if !flash_attn {
+        if let Some(t) = [tk, tv].into_iter().find(|t| t.is_quantized()) {
+            return bad(format!("a {} KV cache needs flash attention (flash_attn=True)", t.name()));
+        }
         if tk != tv {
             return bad(format!(
                 "type_k {} and type_v {} differ: without flash attention K and V share one type (f16 or f32)",
                 tk.name(),
                 tv.name()
             ));
-        }
-        if tk.is_quantized() {
-            return bad(format!("a {} KV cache needs flash attention (flash_attn=True), as in llama.cpp", tk.name()));
         }
         return Ok(());
     }

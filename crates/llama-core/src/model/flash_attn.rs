@@ -38,7 +38,6 @@ use super::kv_cache::{KvElem, LayerKv};
 use crate::kernels::elementwise::{exp_sum_tile, with_fma};
 use crate::kernels::types::{Kernels, KT_LANES};
 use crate::kernels::{kernels, ThreadPool};
-use crate::quant::iq4::KVALUES_IQ4NL;
 use crate::quant::GgmlType;
 
 /// llama.cpp's tile sizes (ggml-cpu common.h `GGML_FA_TILE_Q`, `GGML_FA_TILE_KV`).
@@ -288,14 +287,13 @@ pub fn flash_attention_groups_with(
 /// products of 4 consecutive elements summed as integers in 8 lanes, each lane
 /// `acc = fma(dx·dy, f32(lane sum), acc)`, then the 8 lanes reduced as `hsum_float_8`
 /// (`((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`); Q4_1/Q5_1 add `Σ m·s` (summed with FMA in block
-/// order) after; IQ4_NL alternates two accumulators by block and adds them before the reduction.
+/// order) after.
 fn kv_dot(t: GgmlType, x: &[u8], y: &[u8]) -> f32 {
     let h = |b: &[u8], o: usize| f16::from_le_bytes([b[o], b[o + 1]]).to_f32();
     let ts = t.block_layout().1;
     let (nb, yts) = (x.len() / ts, if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) { 36 } else { 34 });
-    let mut acc = [[0f32; 8]; 2];
+    let mut acc = [0f32; 8];
     let mut summs = 0f32;
-    let mut tail = None;
     for ib in 0..nb {
         let (xb, yb) = (&x[ib * ts..(ib + 1) * ts], &y[ib * yts..(ib + 1) * yts]);
         let yq = &yb[yts - 32..];
@@ -318,31 +316,20 @@ fn kv_dot(t: GgmlType, x: &[u8], y: &[u8]) -> f32 {
                 let qh = u32::from_le_bytes([xb[4], xb[5], xb[6], xb[7]]);
                 lo_hi(&xb[8..24], &mut e, &|j, q| q as i32 | (((qh >> j) & 1) << 4) as i32)
             }
-            GgmlType::IQ4_NL => lo_hi(&xb[2..18], &mut e, &|_, q| KVALUES_IQ4NL[q as usize] as i32),
             _ => unreachable!("cache type {t} has no flash-attention dot"),
         }
         let lanes: [f32; 8] =
             std::array::from_fn(|l| (0..4).map(|i| e[4 * l + i] * yq[4 * l + i] as i8 as i32).sum::<i32>() as f32);
         let d = h(xb, 0) * h(yb, 0);
-        if t == GgmlType::IQ4_NL && nb % 2 == 1 && ib == nb - 1 {
-            // the odd last block: ggml's scalar tail
-            tail = Some((d, e.iter().zip(yq).map(|(&a, &b)| a * b as i8 as i32).sum::<i32>() as f32));
-            continue;
-        }
-        let a = &mut acc[if t == GgmlType::IQ4_NL { ib % 2 } else { 0 }];
         for l in 0..8 {
-            a[l] = d.mul_add(lanes[l], a[l]);
+            acc[l] = d.mul_add(lanes[l], acc[l]);
         }
         if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) {
             summs = h(xb, 2).mul_add(h(yb, 2), summs);
         }
     }
-    let v: [f32; 8] = std::array::from_fn(|l| acc[0][l] + acc[1][l]);
-    let r = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
-    match tail {
-        Some((d, sumi)) => d.mul_add(sumi, r),
-        None => r + summs,
-    }
+    let v = acc;
+    ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])) + summs
 }
 
 /// `acc = acc·so + part·sn`, contracted as GCC does: `fma(acc, so, part·sn)`.

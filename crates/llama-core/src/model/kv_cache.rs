@@ -19,13 +19,11 @@ pub enum KvType {
     Q4_1,
     Q5_0,
     Q5_1,
-    #[allow(non_camel_case_types)]
-    IQ4_NL,
 }
 
 impl KvType {
-    pub const ALL: [KvType; 8] =
-        [KvType::F16, KvType::F32, KvType::Q8_0, KvType::Q4_0, KvType::Q4_1, KvType::Q5_0, KvType::Q5_1, KvType::IQ4_NL];
+    pub const ALL: [KvType; 7] =
+        [KvType::F16, KvType::F32, KvType::Q8_0, KvType::Q4_0, KvType::Q4_1, KvType::Q5_0, KvType::Q5_1];
     pub fn name(self) -> &'static str {
         match self {
             KvType::F16 => "f16",
@@ -35,7 +33,6 @@ impl KvType {
             KvType::Q4_1 => "q4_1",
             KvType::Q5_0 => "q5_0",
             KvType::Q5_1 => "q5_1",
-            KvType::IQ4_NL => "iq4_nl",
         }
     }
     pub fn from_name(s: &str) -> Option<KvType> {
@@ -51,7 +48,6 @@ impl KvType {
             KvType::Q4_1 => GgmlType::Q4_1,
             KvType::Q5_0 => GgmlType::Q5_0,
             KvType::Q5_1 => GgmlType::Q5_1,
-            KvType::IQ4_NL => GgmlType::IQ4_NL,
         }
     }
     pub fn is_quantized(self) -> bool {
