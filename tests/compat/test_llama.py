@@ -18,8 +18,8 @@ Adaptations:
     the llama SPM vocabulary); llama-cpp-python loads it as recurrent and passes these tests on it;
   * bge-small-en-v1.5, the embedding model: the BERT fixture tests/data/embed/bert-tiny converted.
 
-- `flash_attn=True` is left out of the constructors: llama.py rejects it, which
-  `test_flash_attn_is_accepted` records (xfail). Two threads instead of every core.
+- Every model is opened with `flash_attn=True`, as upstream's tests do. Two threads instead of
+  every core.
 - Assertions on llama-cpp-python's internals are not ported where they are its C plumbing
   (`Llama._ctx.ctx`, a ctypes handle); its `_is_recurrent` / `_is_hybrid` flags, which the
   prompt-cache tests assert, are checked in `test_model_kind_flags` alone.
@@ -63,7 +63,7 @@ def _open(path: str, n_ctx: int = 32, **kwargs) -> llama.Llama:
         n_threads_batch=THREADS,
         logits_all=False,
         verbose=False,
-        **kwargs,
+        **{"flash_attn": True, **kwargs},
     )
 
 
@@ -264,12 +264,6 @@ def test_real_llama_repeated_prompt_cache(qwen):
     assert answers == [" jumps over the lazy dog."] * 2
 
 
-@pytest.mark.xfail(
-    raises=llama.InvalidArgumentError,
-    strict=True,
-    reason="Llama(..., flash_attn=True) raises InvalidArgumentError ('flash_attn=True is not supported yet'); "
-    "llama-cpp-python accepts it (upstream's tests construct every model with flash_attn=True)",
-)
 def test_flash_attn_is_accepted(qwen):
     llm = _open(qwen, flash_attn=True)
     assert _text(llm.create_completion(FOX, max_tokens=6, temperature=0.0)) == " jumps over the lazy dog."
