@@ -52,7 +52,7 @@ def _run(llm, toks):
 )
 def test_logits_equal_llama_cpp_with_flash_attention(llama_cpp, tokens, tk, tv):
     path = model_path("qwen2.5-coder-0.5b-q4_k_m.gguf")
-    kw = dict(n_ctx=1024, n_threads=THREADS, flash_attn=True, logits_all=True)
+    kw = {"n_ctx": 1024, "n_threads": THREADS, "flash_attn": True, "logits_all": True}
     ref = llama_cpp.Llama(path, verbose=False, type_k=GGML_ID[tk], type_v=GGML_ID[tv], **kw)
     want = _run(ref, tokens)
     del ref
@@ -65,7 +65,7 @@ def test_logits_equal_llama_cpp_with_flash_attention(llama_cpp, tokens, tk, tv):
 def test_sliding_window_model_with_flash_attention(llama_cpp):
     """gemma3 (sliding-window layers beside global ones) through the tiles and the online path."""
     path = model_path("gemma3-270m-q4_k_m.gguf")
-    kw = dict(n_ctx=1024, n_threads=THREADS, flash_attn=True, logits_all=True)
+    kw = {"n_ctx": 1024, "n_threads": THREADS, "flash_attn": True, "logits_all": True}
     ref = llama_cpp.Llama(path, verbose=False, **kw)
     toks = ref.tokenize(b"Once upon a time, in a land far away, " * 30)[:600]
     ref.eval(toks[:590])
@@ -118,15 +118,34 @@ def test_quantized_cache_halves_the_memory_and_replays_from_a_saved_state(tokens
 @pytest.mark.parametrize(
     "kw,match",
     [
-        (dict(type_k="q8_0"), "needs flash attention"),
-        (dict(type_k="q8_0", type_v="q8_0"), "needs flash attention"),
-        (dict(type_k="f32", flash_attn=True), "f32 with flash attention"),
-        (dict(type_k="q3_k", flash_attn=True), "not supported"),
-        (dict(type_v=99, flash_attn=True), "type_v 99 is not supported"),
-        (dict(type_k="f32", type_v="f16"), "differ"),
+        ({"type_k": "q8_0"}, "needs flash attention"),
+        ({"type_k": "q8_0", "type_v": "q8_0"}, "needs flash attention"),
+        ({"type_k": "f32", "flash_attn": True}, "f32 with flash attention"),
+        ({"type_k": "q3_k", "flash_attn": True}, "not supported"),
+        ({"type_v": 99, "flash_attn": True}, "type_v 99 is not supported"),
+        ({"type_k": "f32", "type_v": "f16"}, "differ"),
     ],
 )
 def test_cache_types_that_cannot_work_raise(kw, match):
     path = model_path("qwen2.5-coder-0.5b-q4_k_m.gguf")
     with pytest.raises(llama.InvalidArgumentError, match=match):
         llama.Llama(path, n_ctx=64, n_threads=THREADS, **kw)
+
+
+def test_cli_flags_match_llama_cpp_greedy_text(llama_cpp):
+    """`run -fa -ctk q8_0 -ctv q8_0` generates llama.cpp's greedy text with the same cache."""
+    import subprocess
+    import sys
+
+    path = model_path("qwen2.5-coder-0.5b-q4_k_m.gguf")
+    prompt = "def fibonacci(n):"
+    ref = llama_cpp.Llama(path, n_ctx=256, n_threads=THREADS, flash_attn=True, type_k=8, type_v=8, verbose=False)
+    want = ref.create_completion(prompt, max_tokens=24, temperature=0.0)["choices"][0]["text"]
+    del ref
+    args = ["-m", path, "-p", prompt, "-n", "24", "--temp", "0", "-t", str(THREADS), "-c", "256"]
+    cmd = [sys.executable, "-m", "llama", "run", *args, "-fa", "-ctk", "q8_0", "-ctv", "q8_0"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (prompt + want).strip()
+    bad = subprocess.run([sys.executable, "-m", "llama", "run", *args, "-ctk", "q8_0"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "needs flash attention" in bad.stderr

@@ -75,6 +75,9 @@ def serve(
     embeddings: bool = False,
     pooling: str | None = None,
     reranking: bool = False,
+    flash_attn: bool = False,
+    type_k: str = "f16",
+    type_v: str | None = None,
 ) -> None: ...
 
 @final

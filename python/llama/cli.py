@@ -102,7 +102,8 @@ def _load(a: argparse.Namespace, **kw: Any) -> Llama:
 
     a.model = resolve_model(a.model)
     t0 = time.perf_counter()
-    llm = Llama(a.model, n_ctx=a.ctx_size, n_threads=a.threads, seed=a.seed if a.seed is not None else -1, **kw)
+    seed = a.seed if a.seed is not None else -1
+    llm = Llama(a.model, n_ctx=a.ctx_size, n_threads=a.threads, seed=seed, **_cache_kwargs(a), **kw)
     if a.verbose:
         print(f"load time: {time.perf_counter() - t0:.2f} s", file=sys.stderr)
     return llm
@@ -333,7 +334,7 @@ def _bench_runs(llm: _Evaluator, p: int, n: int, r: int, depth: int) -> tuple[fl
 def _bench_ours(a: argparse.Namespace, depth: int) -> tuple[float | None, float | None]:
     from .high_level import Llama
 
-    llm = Llama(a.model, n_ctx=depth + a.p + a.n + 8, n_batch=max(a.p, 1), n_threads=a.threads)
+    llm = Llama(a.model, n_ctx=depth + a.p + a.n + 8, n_batch=max(a.p, 1), n_threads=a.threads, **_cache_kwargs(a))
     return _bench_runs(llm, a.p, a.n, a.repetitions, depth)
 
 
@@ -350,9 +351,15 @@ def _bench_llama_cpp(a: argparse.Namespace, depth: int, flash_attn: bool) -> tup
         n_threads=a.threads,
         n_threads_batch=a.threads,
         flash_attn=flash_attn,
+        type_k=_GGML_ID[a.cache_type_k],
+        type_v=_GGML_ID[a.cache_type_v or a.cache_type_k],
         verbose=False,
     )
     return _bench_runs(llm, a.p, a.n, a.repetitions, depth)
+
+
+# the cache types' ggml ids, as llama-cpp-python takes them
+_GGML_ID = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8}
 
 
 def _bench_grammar(a: argparse.Namespace) -> int:
@@ -552,6 +559,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
             embeddings=a.embeddings,
             pooling=a.pooling,
             reranking=a.reranking,
+            **_cache_kwargs(a),
         )
     return 0
 
@@ -596,6 +604,28 @@ def _add_model_args(p: argparse.ArgumentParser, need_model: bool = True) -> None
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--seed", type=int, default=None, help="RNG seed (default: random)")
     p.add_argument("--verbose", action="store_true", help="print load time and tokens/s on stderr")
+    _add_cache_args(p)
+
+
+_CACHE_TYPES = ("f16", "f32", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
+
+
+def _add_cache_args(p: argparse.ArgumentParser) -> None:
+    """llama.cpp's attention options: -fa, -ctk, -ctv."""
+    p.add_argument(
+        "-fa",
+        "--flash-attn",
+        action="store_true",
+        help="llama.cpp's flash-attention arithmetic (needed for a quantized cache)",
+    )
+    p.add_argument("-ctk", "--cache-type-k", choices=_CACHE_TYPES, default="f16", help="KV cache type of K")
+    p.add_argument(
+        "-ctv", "--cache-type-v", choices=_CACHE_TYPES, default=None, help="KV cache type of V (default: as K)"
+    )
+
+
+def _cache_kwargs(a: argparse.Namespace) -> dict[str, Any]:
+    return {"flash_attn": a.flash_attn, "type_k": a.cache_type_k, "type_v": a.cache_type_v}
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, n_default: int = 128) -> None:
@@ -673,8 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--llama-cpp-fa",
         choices=["off", "on", "both"],
         default="off",
-        help="llama.cpp's flash attention in the comparison (ours has one attention path)",
+        help="llama.cpp's flash attention in the comparison (ours: -fa)",
     )
+    _add_cache_args(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--grammar", metavar="FILE", help="GBNF file: constrained vs free tg-N and mask time per token")
     g.add_argument("--json-schema", metavar="FILE", help="JSON schema file: as --grammar")
@@ -697,6 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--embeddings", action="store_true", help="serve /v1/embeddings too (always on for an embedding model)"
     )
     p.add_argument("--pooling", choices=("none", "mean", "cls", "last"), default=None, help="(default: the model's)")
+    _add_cache_args(p)
     p.add_argument(
         "--reranking",
         "--rerank",

@@ -16,7 +16,17 @@ fn model() -> Option<Model> {
 }
 
 fn params(n_ctx: usize, n_batch: usize, logits_all: bool) -> ContextParams {
-    ContextParams { n_ctx, n_batch, n_threads: 2, kv_type: KvType::F16, type_v: None, flash_attn: false, logits_all, n_seq_max: 1, embeddings: false }
+    ContextParams {
+        n_ctx,
+        n_batch,
+        n_threads: 2,
+        kv_type: KvType::F16,
+        type_v: None,
+        flash_attn: false,
+        logits_all,
+        n_seq_max: 1,
+        embeddings: false,
+    }
 }
 
 const PROMPT: [u32; 9] = [1, 9038, 2501, 263, 931, 29892, 727, 471, 263];

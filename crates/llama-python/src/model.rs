@@ -223,11 +223,10 @@ impl PyContext {
 }
 
 pub fn parse_kv_type(s: &str) -> PyResult<KvType> {
-    KvType::from_name(s)
-        .ok_or_else(|| {
-            let names: Vec<&str> = KvType::ALL.iter().map(|t| t.name()).collect();
-            to_py(Error::InvalidArgument(format!("KV cache type {s:?} is not supported (use one of {})", names.join(", "))))
-        })
+    KvType::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = KvType::ALL.iter().map(|t| t.name()).collect();
+        to_py(Error::InvalidArgument(format!("KV cache type {s:?} is not supported (use one of {})", names.join(", "))))
+    })
 }
 
 #[pymethods]

@@ -8,7 +8,8 @@ use pyo3::prelude::*;
 #[pyfunction]
 #[pyo3(signature = (model, host="127.0.0.1", port=8080, parallel=4, n_ctx=4096, n_threads=None,
                     n_batch=512, queue=64, api_key=None, alias=None, body_limit=8388608, quiet=false,
-                    embeddings=false, pooling=None, reranking=false))]
+                    embeddings=false, pooling=None, reranking=false, flash_attn=false, type_k="f16",
+                    type_v=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn serve(
     py: Python<'_>,
@@ -27,7 +28,12 @@ pub fn serve(
     embeddings: bool,
     pooling: Option<String>,
     reranking: bool,
+    flash_attn: bool,
+    type_k: &str,
+    type_v: Option<&str>,
 ) -> PyResult<()> {
+    let type_k = crate::model::parse_kv_type(type_k)?;
+    let type_v = type_v.map(crate::model::parse_kv_type).transpose()?;
     let d = llama_server::ServeOptions::default();
     let opts = llama_server::ServeOptions {
         model,
@@ -45,6 +51,9 @@ pub fn serve(
         embeddings,
         pooling,
         reranking,
+        flash_attn,
+        type_k,
+        type_v,
     };
     py.detach(move || llama_server::serve(opts)).map_err(|m| crate::errors::named("LlamaError", m))
 }

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use llama_core::engine::{Engine, EngineConfig};
 use llama_core::grammar::TokEnv;
-use llama_core::model::{Context, ContextParams, Model, ModelParams, Pooling};
+use llama_core::model::{Context, ContextParams, KvType, Model, ModelParams, Pooling};
 use llama_core::tokenizer::Tokenizer;
 
 /// `python -m llama serve` options.
@@ -51,6 +51,12 @@ pub struct ServeOptions {
     /// Serve `/v1/rerank` (llama-server's `--reranking`): the embeddings context pools with the
     /// model's classification head (`Pooling::Rank`), so `/v1/embeddings` gives no vectors.
     pub reranking: bool,
+    /// Flash attention (llama-server's `--flash-attn`): llama.cpp's flash-attention arithmetic;
+    /// needed for a quantized cache.
+    pub flash_attn: bool,
+    /// KV cache types (llama-server's `--cache-type-k/v`); `type_v` None: K's.
+    pub type_k: KvType,
+    pub type_v: Option<KvType>,
 }
 
 impl Default for ServeOptions {
@@ -71,6 +77,9 @@ impl Default for ServeOptions {
             embeddings: false,
             pooling: None,
             reranking: false,
+            flash_attn: false,
+            type_k: KvType::F16,
+            type_v: None,
         }
     }
 }
@@ -113,6 +122,9 @@ fn load(opts: &ServeOptions) -> llama_core::Result<Loaded> {
         n_ctx: n_ctx_slot,
         n_batch: opts.n_batch,
         n_threads: opts.n_threads,
+        kv_type: opts.type_k,
+        type_v: opts.type_v,
+        flash_attn: opts.flash_attn,
         ..ContextParams::default()
     };
     let engine = if model.embeddings_only() {
@@ -120,14 +132,19 @@ fn load(opts: &ServeOptions) -> llama_core::Result<Loaded> {
         None
     } else {
         let dec = llama_core::engine::decoder_for(model.clone(), opts.parallel, cp)?;
-        let kv_bytes = opts.parallel * n_ctx_slot * hp.n_layer * (hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) * 2;
+        let (tk, tv) = (opts.type_k, opts.type_v.unwrap_or(opts.type_k));
+        let per_layer = hp.n_head_kv * (tk.row_bytes(hp.n_embd_head_k) + tv.row_bytes(hp.n_embd_head_v));
+        let kv_bytes = opts.parallel * n_ctx_slot * hp.n_layer * per_layer;
         log(
             opts,
             &format!(
-                "{} slots x {} tokens: KV cache {:.1} MiB (f16), {} threads",
+                "{} slots x {} tokens: KV cache {:.1} MiB (K {}, V {}{}), {} threads",
                 opts.parallel,
                 n_ctx_slot,
                 kv_bytes as f64 / (1 << 20) as f64,
+                tk.name(),
+                tv.name(),
+                if opts.flash_attn { ", flash attention" } else { "" },
                 opts.n_threads
             ),
         );

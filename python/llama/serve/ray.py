@@ -121,6 +121,9 @@ class Options:
     embeddings: bool = False
     pooling: str | None = None
     reranking: bool = False
+    flash_attn: bool = False
+    cache_type_k: str = "f16"
+    cache_type_v: str | None = None
     quiet: bool = False
     # Serve
     replicas: int = 1  # fixed count, or the initial one when autoscaling
@@ -210,6 +213,9 @@ class Options:
             a += ["--pooling", self.pooling]
         if self.reranking:
             a.append("--reranking")
+        if self.flash_attn:
+            a.append("--flash-attn")
+        a += ["-ctk", self.cache_type_k] + (["-ctv", self.cache_type_v] if self.cache_type_v else [])
         return a
 
     def replica_deployment_options(self) -> dict[str, Any]:
@@ -457,6 +463,9 @@ def options_from_args(a: argparse.Namespace) -> Options:
         embeddings=a.embeddings,
         pooling=a.pooling,
         reranking=a.reranking,
+        flash_attn=a.flash_attn,
+        cache_type_k=a.cache_type_k,
+        cache_type_v=a.cache_type_v,
         quiet=a.quiet,
         replicas=a.replicas if a.replicas is not None else max(1, a.min_replicas or 1),
         min_replicas=a.min_replicas,

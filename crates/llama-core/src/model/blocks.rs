@@ -16,8 +16,8 @@
 use std::sync::Mutex;
 
 use super::attention::{attention_groups, AttnGroup, AttnScratch, AttnShape, Keys};
-use super::flash_attn::{flash_attention_groups, FaCache};
 use super::context::{BatchPlan, Buffers, Context, MoeScratch};
+use super::flash_attn::{flash_attention_groups, FaCache};
 use super::hparams::HParams;
 use super::kv_cache::{KvCache, KvStore};
 use super::recurrent::{self, DeltaNetShape, RecurrentState};

@@ -174,13 +174,23 @@ pub fn flash_attention_groups_with(
         } else {
             // a KV head's query heads together (one read of each key), split further when there
             // are too few units to keep the threads busy
-            let n_sub = if s.n_tokens * s.n_head_kv < 4 * nth { (4 * nth).div_ceil(s.n_tokens * s.n_head_kv) } else { 1 };
+            let n_sub =
+                if s.n_tokens * s.n_head_kv < 4 * nth { (4 * nth).div_ceil(s.n_tokens * s.n_head_kv) } else { 1 };
             let n_sub = n_sub.min(group);
             for t in (0..s.n_tokens).rev() {
                 for hkv in 0..s.n_head_kv {
                     for sub in 0..n_sub {
                         let (a, b) = (group * sub / n_sub, group * (sub + 1) / n_sub);
-                        units.push(Unit::Row { g: gi, t, hkv, h0: hkv * group + a, nh: b - a, c0: 0, c1: n_kv, part: None });
+                        units.push(Unit::Row {
+                            g: gi,
+                            t,
+                            hkv,
+                            h0: hkv * group + a,
+                            nh: b - a,
+                            c0: 0,
+                            c1: n_kv,
+                            part: None,
+                        });
                     }
                 }
             }
@@ -202,7 +212,21 @@ pub fn flash_attention_groups_with(
                     let s = &gr.shape;
                     let qt = &q[(gr.row0 + t) * qrow..(gr.row0 + t + 1) * qrow];
                     let first = c0 == 0;
-                    with_fma!(online_row(kern, kv, gr.keys, s, qt, t, hkv, h0, nh, c0, c1, sinks.filter(|_| first), fa));
+                    with_fma!(online_row(
+                        kern,
+                        kv,
+                        gr.keys,
+                        s,
+                        qt,
+                        t,
+                        hkv,
+                        h0,
+                        nh,
+                        c0,
+                        c1,
+                        sinks.filter(|_| first),
+                        fa
+                    ));
                     let hv = s.head_v;
                     match part {
                         Some(p) => {
@@ -408,11 +432,13 @@ fn online_row(
                 let kt = &mut fa.kt[..nb.div_ceil(KT_LANES) * KT_LANES * hk];
                 match keys {
                     Keys::Base(b) => (kern.attn.kt_f16)(hk, &l.k[l.ks.at(b + j0, hkv)..], l.ks.pos, nb, kt),
-                    Keys::Cells(c) => (kern.attn.kt_f16_gather)(hk, &l.k[l.ks.at(0, hkv)..], l.ks.pos, &c[j0..j0 + nb], kt),
+                    Keys::Cells(c) => {
+                        (kern.attn.kt_f16_gather)(hk, &l.k[l.ks.at(0, hkv)..], l.ks.pos, &c[j0..j0 + nb], kt)
+                    }
                 }
                 (kern.attn.kq)(hk, kt, nb, &fa.qr[..nh * hk], nh, &mut fa.sc, KEY_BLOCK, order);
             }
-            FaCache::Raw { kv: l, k, .. } if k == GgmlType::F16 => {
+            FaCache::Raw { kv: l, k: GgmlType::F16, .. } => {
                 grow(&mut fa.kh, KEY_BLOCK * hk);
                 for jj in 0..nb {
                     let r = &l.k[l.ks.at(cell(j0 + jj), hkv)..][..2 * hk];

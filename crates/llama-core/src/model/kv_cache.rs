@@ -227,7 +227,11 @@ pub enum KvStore {
     F16(Vec<LayerKv<f16>>),
     F32(Vec<LayerKv<f32>>),
     /// Rows of K's and V's ggml types as bytes (strides in bytes): a quantized cache.
-    Raw { layers: Vec<LayerKv<u8>>, k: KvType, v: KvType },
+    Raw {
+        layers: Vec<LayerKv<u8>>,
+        k: KvType,
+        v: KvType,
+    },
 }
 
 pub struct KvCache {
@@ -255,7 +259,14 @@ impl KvCache {
         head_v: usize,
     ) -> KvCache {
         /// Each layer's K and V, `dk`/`dv` elements per head row (bytes, for a raw cache).
-        fn layers<T: Copy>(attends: &[bool], n_ctx: usize, n_heads: (usize, usize), dk: usize, dv: usize, z: T) -> Vec<LayerKv<T>> {
+        fn layers<T: Copy>(
+            attends: &[bool],
+            n_ctx: usize,
+            n_heads: (usize, usize),
+            dk: usize,
+            dv: usize,
+            z: T,
+        ) -> Vec<LayerKv<T>> {
             let n = |a: bool, d: usize| if a { n_ctx * d } else { 0 };
             let (ks, vs) = (Strides::heads_major(dk, n_ctx), Strides::heads_major(dv, n_ctx));
             attends
