@@ -232,3 +232,132 @@ fn round_f16_is_bit_identical_to_half() {
         }
     }
 }
+
+/// Flash attention's online step: every table's equals the scalar table's, and the scalar table's
+/// follows llama.cpp's loop written out here (f16 output rounded after each key, or f32).
+#[test]
+fn fa_online_matches_the_scalar_step_and_ggml_loop() {
+    use llama_core::kernels::types::FaStep;
+    let mut rng = Rng(11);
+    for n in [16usize, 64, 80, 128] {
+        for (softcap, f16_acc) in [(0.0, true), (0.0, false), (30.0, true)] {
+            let p = FaStep { scale: 0.125, softcap, f16_acc };
+            let nb = 37;
+            let scores: Vec<f32> = (0..nb).map(|_| 40.0 * rng.f32()).collect();
+            let v: Vec<f32> =
+                (0..nb * n).map(|_| rng.f32()).map(|x| if f16_acc { f16::from_f32(x).to_f32() } else { x }).collect();
+            // ggml's one_chunk loop
+            let (mut m, mut s) = (f32::NEG_INFINITY, 0f32);
+            let mut want = vec![0f32; n];
+            for (j, &raw) in scores.iter().enumerate() {
+                let mut sc = raw * p.scale;
+                if p.softcap != 0.0 {
+                    sc = p.softcap * sc.tanh();
+                }
+                let (mut ms, mut vs) = (1.0f32, 1.0f32);
+                if sc > m {
+                    ms = (m - sc).exp();
+                    m = sc;
+                    for a in want.iter_mut() {
+                        *a *= ms;
+                        if f16_acc {
+                            *a = f16::from_f32(*a).to_f32();
+                        }
+                    }
+                } else {
+                    vs = (sc - m).exp();
+                }
+                for (a, &x) in want.iter_mut().zip(&v[j * n..(j + 1) * n]) {
+                    *a = x.mul_add(vs, *a);
+                    if f16_acc {
+                        *a = f16::from_f32(*a).to_f32();
+                    }
+                }
+                s = s.mul_add(ms, vs);
+            }
+            for k in Kernels::available() {
+                // two blocks in a row carry the state across
+                let (mut acc, mut st) = (vec![0f32; n], [f32::NEG_INFINITY, 0f32]);
+                (k.attn.fa_online)(n, &scores[..20], &v[..20 * n], &mut acc, &mut st, p);
+                (k.attn.fa_online)(n, &scores[20..], &v[20 * n..], &mut acc, &mut st, p);
+                assert_eq!(st[0].to_bits(), m.to_bits(), "{:?} n={n}", k.isa);
+                assert_eq!(st[1].to_bits(), s.to_bits(), "{:?} n={n}", k.isa);
+                for (g, w) in acc.iter().zip(&want) {
+                    assert_eq!(g.to_bits(), w.to_bits(), "{:?} n={n} f16={f16_acc}", k.isa);
+                }
+            }
+        }
+    }
+}
+
+/// Flash attention's tile GEMMs: every table's equals the scalar table's, which is one fused
+/// multiply-add chain per output in index order (llama.cpp's `simd_gemm`), checked here directly.
+#[test]
+fn fa_tile_gemms_are_one_chain_per_output() {
+    let mut rng = Rng(13);
+    for n in [16usize, 40, 64, 128] {
+        for nq in [1usize, 4, 7, 64] {
+            let rows = nq.div_ceil(4) * 4;
+            let keys: Vec<f32> = (0..64 * n).map(|_| rng.wild()).collect();
+            // panels of 16 keys: kt[(p*n + d)*16 + l] = key (16p + l), dimension d
+            let mut kt = vec![0f32; 64 * n];
+            for j in 0..64 {
+                for d in 0..n {
+                    kt[((j / 16) * n + d) * 16 + j % 16] = keys[j * n + d];
+                }
+            }
+            let q: Vec<f32> = (0..rows * n).map(|_| rng.f32()).collect();
+            let mut want = vec![0f32; rows * 64];
+            for i in 0..nq {
+                for j in 0..64 {
+                    want[i * 64 + j] = (0..n).fold(0f32, |a, d| q[i * n + d].mul_add(keys[j * n + d], a));
+                }
+            }
+            let p: Vec<f32> = (0..rows * 64).map(|_| rng.f32().abs()).collect();
+            let v: Vec<f32> = (0..64 * n).map(|_| rng.wild()).collect();
+            let acc0: Vec<f32> = (0..rows * n).map(|_| rng.f32()).collect();
+            let mut want_pv = acc0.clone();
+            for i in 0..nq {
+                for d in 0..n {
+                    want_pv[i * n + d] = (0..64).fold(acc0[i * n + d], |a, j| p[i * 64 + j].mul_add(v[j * n + d], a));
+                }
+            }
+            for k in Kernels::available() {
+                let mut got = vec![0f32; rows * 64];
+                (k.attn.fa_tile_kq)(n, &kt, &q, nq, &mut got);
+                for i in 0..nq * 64 {
+                    assert_eq!(got[i].to_bits(), want[i].to_bits(), "{:?} kq n={n} nq={nq} [{i}]", k.isa);
+                }
+                let mut acc = acc0.clone();
+                (k.attn.fa_tile_pv)(n, &p, &v, nq, &mut acc);
+                for i in 0..nq * n {
+                    assert_eq!(acc[i].to_bits(), want_pv[i].to_bits(), "{:?} pv n={n} nq={nq} [{i}]", k.isa);
+                }
+            }
+        }
+    }
+}
+
+/// The quantized cache's dots: every table's equals the scalar table's on random rows of each
+/// cache type (whose agreement with llama.cpp the Python tests check end to end).
+#[test]
+fn fa_kv_dot_tables_agree() {
+    use llama_core::quant::GgmlType;
+    let mut rng = Rng(17);
+    for t in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1] {
+        let k = Kernels::SCALAR.traits(t).unwrap();
+        let dt = Kernels::SCALAR.traits(k.vec_dot_type.unwrap()).unwrap();
+        for n in [32usize, 64, 128] {
+            let x: Vec<f32> = (0..n).map(|_| rng.wild()).collect();
+            let y: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+            let mut xb = vec![0u8; n / 32 * k.type_size];
+            let mut yb = vec![0u8; n / 32 * dt.type_size];
+            (k.from_float.unwrap())(&x, &mut xb);
+            (dt.from_float.unwrap())(&y, &mut yb);
+            let want = (Kernels::SCALAR.attn.fa_kv_dot)(t, &xb, &yb);
+            for kk in Kernels::available() {
+                assert_eq!((kk.attn.fa_kv_dot)(t, &xb, &yb).to_bits(), want.to_bits(), "{:?} {t} n={n}", kk.isa);
+            }
+        }
+    }
+}

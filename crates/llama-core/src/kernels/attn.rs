@@ -31,7 +31,9 @@
 //! becomes lane-wise additions of vectors.
 
 pub use super::types::AttnOrder;
-use super::types::KT_LANES;
+use super::types::{FaStep, KT_LANES};
+use crate::quant::GgmlType;
+use half::f16;
 
 type V16 = [f32; 16];
 
@@ -289,6 +291,188 @@ pub(crate) fn pv_panels_body(
             o[i * n + d0..i * n + d0 + w].copy_from_slice(&s[..w]);
         }
     }
+}
+
+/// Flash attention's online softmax over one block of keys for one query, as llama.cpp's
+/// `ggml_compute_forward_flash_attn_ext_f16_one_chunk` runs it key by key: the score scaled (and
+/// soft-capped: `cap·tanhf(s·scale)`); a new maximum M rescales the output by `expf(M_old − M)`,
+/// otherwise the key's weight is `expf(s − M)` (the C library's expf); `acc += v·weight` with a
+/// fused multiply-add per element, rounded to f16 after every key when the output accumulates in
+/// f16 (`ggml_vec_mad_f16`, `ggml_vec_scale_f16`); `S = fma(S, ms, weight)` (ggml's C++ built
+/// with contraction). `round` rounds a slice through f16 (the table's own).
+#[inline(always)]
+pub(crate) fn fa_online_body(
+    n: usize,
+    scores: &[f32],
+    v: &[f32],
+    acc: &mut [f32],
+    st: &mut [f32; 2],
+    p: FaStep,
+    round: impl Fn(&mut [f32]),
+) {
+    let acc = &mut acc[..n];
+    let [mut m, mut s] = *st;
+    for (j, &raw) in scores.iter().enumerate() {
+        let mut sc = raw * p.scale;
+        if p.softcap != 0.0 {
+            sc = p.softcap * sc.tanh();
+        }
+        let (ms, vs) = if sc > m {
+            let ms = (m - sc).exp();
+            m = sc;
+            // a scale of 1 changes nothing (the output is already f16 when rounded)
+            if ms != 1.0 {
+                acc.iter_mut().for_each(|a| *a *= ms);
+                if p.f16_acc {
+                    round(acc);
+                }
+            }
+            (ms, 1.0)
+        } else {
+            (1.0, (sc - m).exp())
+        };
+        for (a, &x) in acc.iter_mut().zip(&v[j * n..(j + 1) * n]) {
+            *a = x.mul_add(vs, *a);
+        }
+        if p.f16_acc {
+            round(acc);
+        }
+        s = s.mul_add(ms, vs);
+    }
+    *st = [m, s];
+}
+
+/// Keys of a flash-attention tile (ggml's `GGML_FA_TILE_KV`).
+pub const FA_TILE_KEYS: usize = 64;
+
+/// `FaTileKqFn`: 4 query rows × the 4 key panels at a time (16 accumulators of 16 lanes), each
+/// score a chain of fused multiply-adds over the head in order, from 0.
+#[inline(always)]
+pub(crate) fn fa_tile_kq_body(n: usize, kt: &[f32], q: &[f32], nq: usize, out: &mut [f32]) {
+    const P: usize = FA_TILE_KEYS / KT_LANES;
+    let kt = &kt[..P * n * KT_LANES];
+    for i0 in (0..nq).step_by(4) {
+        let qr: [&[f32]; 4] = std::array::from_fn(|r| &q[(i0 + r) * n..(i0 + r + 1) * n]);
+        let mut a = [[[0f32; KT_LANES]; P]; 4];
+        for d in 0..n {
+            for p in 0..P {
+                let kd = &kt[(p * n + d) * KT_LANES..(p * n + d + 1) * KT_LANES];
+                for r in 0..4 {
+                    let qd = qr[r][d];
+                    for l in 0..KT_LANES {
+                        a[r][p][l] = kd[l].mul_add(qd, a[r][p][l]);
+                    }
+                }
+            }
+        }
+        for (r, ar) in a.iter().enumerate() {
+            for (p, ap) in ar.iter().enumerate() {
+                out[(i0 + r) * FA_TILE_KEYS + p * KT_LANES..][..KT_LANES].copy_from_slice(ap);
+            }
+        }
+    }
+}
+
+/// `FaTilePvFn`: 4 query rows × 64 output dimensions (or 16 for a head that is not a multiple of
+/// 64) at a time, each output a chain of fused multiply-adds over the tile's keys in order.
+#[inline(always)]
+pub(crate) fn fa_tile_pv_body(n: usize, p: &[f32], v: &[f32], nq: usize, acc: &mut [f32]) {
+    #[inline(always)]
+    fn block<const B: usize>(n: usize, p: &[f32], v: &[f32], nq: usize, acc: &mut [f32], d0: usize) {
+        for i0 in (0..nq).step_by(4) {
+            let mut a = [[[0f32; 16]; B]; 4];
+            for r in 0..4 {
+                for b in 0..B {
+                    a[r][b].copy_from_slice(&acc[(i0 + r) * n + d0 + 16 * b..][..16]);
+                }
+            }
+            for j in 0..FA_TILE_KEYS {
+                for b in 0..B {
+                    let vj = &v[j * n + d0 + 16 * b..][..16];
+                    for r in 0..4 {
+                        let pj = p[(i0 + r) * FA_TILE_KEYS + j];
+                        for l in 0..16 {
+                            a[r][b][l] = vj[l].mul_add(pj, a[r][b][l]);
+                        }
+                    }
+                }
+            }
+            for r in 0..4 {
+                for b in 0..B {
+                    acc[(i0 + r) * n + d0 + 16 * b..][..16].copy_from_slice(&a[r][b]);
+                }
+            }
+        }
+    }
+    let mut d0 = 0;
+    while d0 + 64 <= n {
+        block::<4>(n, p, v, nq, acc, d0);
+        d0 += 64;
+    }
+    while d0 + 16 <= n {
+        block::<1>(n, p, v, nq, acc, d0);
+        d0 += 16;
+    }
+    // the dimensions past the last whole 16, one at a time
+    for d in d0..n {
+        for i in 0..nq.div_ceil(4) * 4 {
+            let mut x = acc[i * n + d];
+            for j in 0..FA_TILE_KEYS {
+                x = v[j * n + d].mul_add(p[i * FA_TILE_KEYS + j], x);
+            }
+            acc[i * n + d] = x;
+        }
+    }
+}
+
+/// `ggml_vec_dot_<K type>_q8_{0,1}` of ggml's x86 builds (its AVX2 code, which the AVX-512 build
+/// compiles too) for a cache row `x` and a query row `y` in the partner type: per block the
+/// products of 4 consecutive elements summed as integers in 8 lanes, each lane
+/// `acc = fma(dx·dy, f32(lane sum), acc)`, then the 8 lanes reduced as `hsum_float_8`
+/// (`((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`); Q4_1/Q5_1 add `Σ m·s` (summed with FMA in block
+/// order) after.
+pub(crate) fn fa_kv_dot_body(t: GgmlType, x: &[u8], y: &[u8]) -> f32 {
+    let h = |b: &[u8], o: usize| f16::from_le_bytes([b[o], b[o + 1]]).to_f32();
+    let ts = t.block_layout().1;
+    let (nb, yts) = (x.len() / ts, if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) { 36 } else { 34 });
+    let mut acc = [0f32; 8];
+    let mut summs = 0f32;
+    for ib in 0..nb {
+        let (xb, yb) = (&x[ib * ts..(ib + 1) * ts], &y[ib * yts..(ib + 1) * yts]);
+        let yq = &yb[yts - 32..];
+        let mut e = [0i32; 32];
+        let lo_hi = |qs: &[u8], e: &mut [i32; 32], f: &dyn Fn(usize, u8) -> i32| {
+            for j in 0..16 {
+                e[j] = f(j, qs[j] & 15);
+                e[j + 16] = f(j + 16, qs[j] >> 4);
+            }
+        };
+        match t {
+            GgmlType::Q8_0 => e.iter_mut().zip(&xb[2..34]).for_each(|(e, &q)| *e = q as i8 as i32),
+            GgmlType::Q4_0 => lo_hi(&xb[2..18], &mut e, &|_, q| q as i32 - 8),
+            GgmlType::Q4_1 => lo_hi(&xb[4..20], &mut e, &|_, q| q as i32),
+            GgmlType::Q5_0 => {
+                let qh = u32::from_le_bytes([xb[2], xb[3], xb[4], xb[5]]);
+                lo_hi(&xb[6..22], &mut e, &|j, q| (q as i32 | (((qh >> j) & 1) << 4) as i32) - 16)
+            }
+            GgmlType::Q5_1 => {
+                let qh = u32::from_le_bytes([xb[4], xb[5], xb[6], xb[7]]);
+                lo_hi(&xb[8..24], &mut e, &|j, q| q as i32 | (((qh >> j) & 1) << 4) as i32)
+            }
+            _ => unreachable!("cache type {t} has no flash-attention dot"),
+        }
+        let lanes: [f32; 8] =
+            std::array::from_fn(|l| (0..4).map(|i| e[4 * l + i] * yq[4 * l + i] as i8 as i32).sum::<i32>() as f32);
+        let d = h(xb, 0) * h(yb, 0);
+        for l in 0..8 {
+            acc[l] = d.mul_add(lanes[l], acc[l]);
+        }
+        if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) {
+            summs = h(xb, 2).mul_add(h(yb, 2), summs);
+        }
+    }
+    let v = acc;
+    ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])) + summs
 }
 
 /// ggml's dot loops written out one dot at a time, the reference the kernels are tested against.

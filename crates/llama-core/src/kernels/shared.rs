@@ -71,6 +71,34 @@ pub(crate) fn attn_vf_check(n: usize, v: usize, vs: usize, nv: usize, out: usize
     assert!(out >= nv * n, "attn_vf: out too short");
 }
 
+/// Panics unless a flash-attention step's slices hold `scores.len()` value rows of `n` and an
+/// output of `n`.
+pub(crate) fn fa_online_check(n: usize, scores: usize, v: usize, acc: usize) {
+    assert!(v >= scores * n && acc >= n, "fa_online: v or acc too short");
+}
+
+/// Panics unless a flash-attention tile's slices hold what `FaTileKqFn` / `FaTilePvFn` touch:
+/// `nq` rounded up to 4 rows of `n` (queries, outputs) or 64 (scores), 64 keys of `n`.
+pub(crate) fn fa_tile_check(n: usize, keys: usize, rows_src: usize, nq: usize, out: usize, kq: bool) {
+    let r = nq.div_ceil(4) * 4;
+    assert!(keys >= 64 * n, "fa_tile: keys too short");
+    if kq {
+        assert!(rows_src >= r * n && out >= r * 64, "fa_tile_kq: q or out too short");
+    } else {
+        assert!(rows_src >= r * 64 && out >= r * n, "fa_tile_pv: p or acc too short");
+    }
+}
+
+/// Panics unless a cache row `x` of type `t` is whole blocks and `y` holds as many blocks of its
+/// Q8_0 (Q8_1 for Q4_1/Q5_1) partner.
+pub(crate) fn fa_kv_dot_check(t: crate::quant::GgmlType, x: usize, y: usize) {
+    use crate::quant::GgmlType as T;
+    let ts = t.block_layout().1;
+    let yts = if matches!(t, T::Q4_1 | T::Q5_1) { 36 } else { 34 };
+    assert!(matches!(t, T::Q8_0 | T::Q4_0 | T::Q4_1 | T::Q5_0 | T::Q5_1), "fa_kv_dot: no dot for {t}");
+    assert!(x.is_multiple_of(ts) && y >= x / ts * yts, "fa_kv_dot: rows do not match");
+}
+
 /// Panics unless every index a gather call (`AttnKtGatherFn`: `panels`, or `AttnVfGatherFn`)
 /// touches is in bounds: each named row `cells[j]·stride .. + n` inside `src`, and the output
 /// large enough for `cells.len()` rows (as panels or packed rows).

@@ -61,6 +61,33 @@ pub type AttnPvFn = fn(usize, &[f32], usize, usize, usize, usize, &[f32], &mut [
 /// keys lo[i]..=hi[i] with probabilities p[i*p_stride + j - j0], writes o[i*n..(i+1)*n]; the
 /// same sums and bits as `AttnPvFn` per query.
 pub type AttnPvPanelsFn = fn(usize, &[f32], usize, &[usize], &[usize], &[f32], usize, &mut [f32], AttnOrder);
+/// Flash attention's online step for one query over a block of keys `(n, scores, v, acc, state,
+/// step)`: `scores` [nb] raw K·Q, `v` [nb][n] the keys' values as f32, `acc` [n] the running
+/// output, `state` the running maximum and sum; see `kernels::attn::fa_online_body`.
+pub type FaOnlineFn = fn(usize, &[f32], &[f32], &mut [f32], &mut [f32; 2], FaStep);
+
+/// Flash attention's tile GEMMs (llama.cpp's `simd_gemm`: each output one fused multiply-add
+/// chain over the summed index, in order):
+/// `FaTileKqFn (n, kt, q, nq, out)`: scores of `nq` query rows (`q` [nq rounded up to 4][n]) against
+/// 64 keys in 4 panels (`kt`, `AttnKtFn` layout), `out[i·64 + j] = Σ_d q[i][d]·k_j[d]` from 0;
+/// `FaTilePvFn (n, p, v, nq, acc)`: `acc[i][d] += Σ_j p[i][j]·v[j][d]` over the tile's 64 keys
+/// (`p` [nq rounded up to 4][64], `v` [64][n], `acc` [nq rounded up to 4][n]).
+pub type FaTileKqFn = fn(usize, &[f32], &[f32], usize, &mut [f32]);
+pub type FaTilePvFn = fn(usize, &[f32], &[f32], usize, &mut [f32]);
+
+/// A quantized cache row · a query row in its partner type `(type, x, y)`, in ggml's x86
+/// `vec_dot` order (`kernels::attn::fa_kv_dot_body`).
+pub type FaKvDotFn = fn(GgmlType, &[u8], &[u8]) -> f32;
+
+/// How a flash-attention score becomes a weight: `scale` (divided by the cap when soft-capped),
+/// `softcap` (0 = none), and whether the output accumulates in f16 (an f16 V).
+#[derive(Clone, Copy, Debug)]
+pub struct FaStep {
+    pub scale: f32,
+    pub softcap: f32,
+    pub f16_acc: bool,
+}
+
 /// Rounds every element through f16 (round to nearest even) in place; bit-identical to
 /// `half::f16::from_f32(x).to_f32()`.
 pub type RoundFn = fn(&mut [f32]);
@@ -331,6 +358,10 @@ pub struct AttnKernels {
     /// The same from value panels, where a table has it (faster: keys in lanes).
     pub pv_panels: Option<AttnPvPanelsFn>,
     pub round_f16: RoundFn,
+    pub fa_online: FaOnlineFn,
+    pub fa_tile_kq: FaTileKqFn,
+    pub fa_tile_pv: FaTilePvFn,
+    pub fa_kv_dot: FaKvDotFn,
 }
 
 /// Number of ggml type ids (the largest id + 1): the size of the per-type part of a table.

@@ -36,7 +36,7 @@ use half::f16;
 use super::attention::{AttnGroup, AttnScratch, AttnShape, Keys};
 use super::kv_cache::{KvElem, LayerKv};
 use crate::kernels::elementwise::{exp_sum_tile, with_fma};
-use crate::kernels::types::{Kernels, KT_LANES};
+use crate::kernels::types::{FaStep, Kernels, KT_LANES};
 use crate::kernels::{kernels, ThreadPool};
 use crate::quant::GgmlType;
 
@@ -72,16 +72,15 @@ impl FaCache<'_> {
 /// Per-thread work space of flash attention (grown on first use).
 #[derive(Default)]
 pub struct FaScratch {
-    qr: Vec<f32>,    // [heads][head_k] queries rounded to f16 (f16 K), or [Q_TILE][head_k] a tile's queries
-    qq: Vec<u8>,     // [heads][q row bytes] queries in K's dot partner type (quantized K)
-    kh: Vec<f16>,    // [KEY_BLOCK][head_k] f16 keys read from bytes (an f16 K beside a quantized V)
-    kt: Vec<f32>,    // [KEY_BLOCK/16][head_k][16] key panels
-    sc: Vec<f32>,    // [heads][KEY_BLOCK] scores, or [Q_TILE][KV_TILE] a tile's
-    vf: Vec<f32>,    // [KEY_BLOCK][head_v] value rows as f32
-    acc: Vec<f32>,   // [heads][head_v] outputs, or [Q_TILE][head_v] a tile's
-    ms: Vec<f32>,    // [heads] (or [Q_TILE]) running maxima
-    ss: Vec<f32>,    // [heads] (or [Q_TILE]) running sums
-    dead: Vec<bool>, // [Q_TILE] rows with no visible key in the current tile
+    qr: Vec<f32>,  // [heads][head_k] queries rounded to f16 (f16 K), or [Q_TILE][head_k] a tile's queries
+    qq: Vec<u8>,   // [heads][q row bytes] queries in K's dot partner type (quantized K)
+    kh: Vec<f16>,  // [KEY_BLOCK][head_k] f16 keys read from bytes (an f16 K beside a quantized V)
+    kt: Vec<f32>,  // [KEY_BLOCK/16][head_k][16] key panels
+    sc: Vec<f32>,  // [heads][KEY_BLOCK] scores, or [Q_TILE][KV_TILE] a tile's
+    vf: Vec<f32>,  // [KEY_BLOCK][head_v] value rows as f32
+    acc: Vec<f32>, // [heads][head_v] outputs, or [Q_TILE][head_v] a tile's
+    ms: Vec<f32>,  // [heads] (or [Q_TILE]) running maxima
+    ss: Vec<f32>,  // [heads] (or [Q_TILE]) running sums
 }
 
 fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
@@ -306,56 +305,6 @@ pub fn flash_attention_groups_with(
     });
 }
 
-/// `ggml_vec_dot_<K type>_q8_{0,1}` of ggml's x86 builds (its AVX2 code, which the AVX-512 build
-/// compiles too) for a cache row `x` and a query row `y` in the partner type: per block the
-/// products of 4 consecutive elements summed as integers in 8 lanes, each lane
-/// `acc = fma(dx·dy, f32(lane sum), acc)`, then the 8 lanes reduced as `hsum_float_8`
-/// (`((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`); Q4_1/Q5_1 add `Σ m·s` (summed with FMA in block
-/// order) after.
-fn kv_dot(t: GgmlType, x: &[u8], y: &[u8]) -> f32 {
-    let h = |b: &[u8], o: usize| f16::from_le_bytes([b[o], b[o + 1]]).to_f32();
-    let ts = t.block_layout().1;
-    let (nb, yts) = (x.len() / ts, if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) { 36 } else { 34 });
-    let mut acc = [0f32; 8];
-    let mut summs = 0f32;
-    for ib in 0..nb {
-        let (xb, yb) = (&x[ib * ts..(ib + 1) * ts], &y[ib * yts..(ib + 1) * yts]);
-        let yq = &yb[yts - 32..];
-        let mut e = [0i32; 32];
-        let lo_hi = |qs: &[u8], e: &mut [i32; 32], f: &dyn Fn(usize, u8) -> i32| {
-            for j in 0..16 {
-                e[j] = f(j, qs[j] & 15);
-                e[j + 16] = f(j + 16, qs[j] >> 4);
-            }
-        };
-        match t {
-            GgmlType::Q8_0 => e.iter_mut().zip(&xb[2..34]).for_each(|(e, &q)| *e = q as i8 as i32),
-            GgmlType::Q4_0 => lo_hi(&xb[2..18], &mut e, &|_, q| q as i32 - 8),
-            GgmlType::Q4_1 => lo_hi(&xb[4..20], &mut e, &|_, q| q as i32),
-            GgmlType::Q5_0 => {
-                let qh = u32::from_le_bytes([xb[2], xb[3], xb[4], xb[5]]);
-                lo_hi(&xb[6..22], &mut e, &|j, q| (q as i32 | (((qh >> j) & 1) << 4) as i32) - 16)
-            }
-            GgmlType::Q5_1 => {
-                let qh = u32::from_le_bytes([xb[4], xb[5], xb[6], xb[7]]);
-                lo_hi(&xb[8..24], &mut e, &|j, q| q as i32 | (((qh >> j) & 1) << 4) as i32)
-            }
-            _ => unreachable!("cache type {t} has no flash-attention dot"),
-        }
-        let lanes: [f32; 8] =
-            std::array::from_fn(|l| (0..4).map(|i| e[4 * l + i] * yq[4 * l + i] as i8 as i32).sum::<i32>() as f32);
-        let d = h(xb, 0) * h(yb, 0);
-        for l in 0..8 {
-            acc[l] = d.mul_add(lanes[l], acc[l]);
-        }
-        if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) {
-            summs = h(xb, 2).mul_add(h(yb, 2), summs);
-        }
-    }
-    let v = acc;
-    ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])) + summs
-}
-
 /// `acc = acc·so + part·sn`, contracted as GCC does: `fma(acc, so, part·sn)`.
 #[inline(always)]
 fn merge(acc: &mut [f32], part: &[f32], so: f32, sn: f32) {
@@ -424,6 +373,7 @@ fn online_row(
         None => s.kq_scale,
     };
     let order = kern.orders.attn_single();
+    let step = FaStep { scale, softcap: s.softcap.unwrap_or(0.0), f16_acc: v_f16 };
     for j0 in (lo..hi).step_by(KEY_BLOCK) {
         let nb = (hi - j0).min(KEY_BLOCK);
         // Scores [nh][KEY_BLOCK].
@@ -457,7 +407,7 @@ fn online_row(
                 for jj in 0..nb {
                     let r = &l.k[l.ks.at(cell(j0 + jj), hkv)..][..kb];
                     for i in 0..nh {
-                        fa.sc[i * KEY_BLOCK + jj] = kv_dot(k, r, &fa.qq[i * qb..(i + 1) * qb]);
+                        fa.sc[i * KEY_BLOCK + jj] = (kern.attn.fa_kv_dot)(k, r, &fa.qq[i * qb..(i + 1) * qb]);
                     }
                 }
             }
@@ -485,35 +435,12 @@ fn online_row(
                 }
             }
         }
-        // The recurrence, key by key.
-        for jj in 0..nb {
-            let vrow = &fa.vf[jj * hv..(jj + 1) * hv];
-            for i in 0..nh {
-                let mut sc = fa.sc[i * KEY_BLOCK + jj] * scale;
-                if let Some(cap) = s.softcap {
-                    sc = cap * sc.tanh();
-                }
-                let acc = &mut fa.acc[i * hv..(i + 1) * hv];
-                let m = fa.ms[i];
-                let (ms, vs) = if sc > m {
-                    fa.ms[i] = sc;
-                    let ms = (m - sc).exp();
-                    acc.iter_mut().for_each(|a| *a *= ms);
-                    if v_f16 {
-                        (kern.attn.round_f16)(acc);
-                    }
-                    (ms, 1.0)
-                } else {
-                    (1.0, (sc - m).exp())
-                };
-                for (a, &x) in acc.iter_mut().zip(vrow) {
-                    *a = x.mul_add(vs, *a);
-                }
-                if v_f16 {
-                    (kern.attn.round_f16)(acc);
-                }
-                fa.ss[i] = sum_update(fa.ss[i], ms, vs);
-            }
+        // The recurrence, key by key, one query head at a time (the heads are independent).
+        for i in 0..nh {
+            let mut st = [fa.ms[i], fa.ss[i]];
+            let sc = &fa.sc[i * KEY_BLOCK..i * KEY_BLOCK + nb];
+            (kern.attn.fa_online)(hv, sc, &fa.vf[..nb * hv], &mut fa.acc[i * hv..(i + 1) * hv], &mut st, step);
+            [fa.ms[i], fa.ss[i]] = st;
         }
     }
     if let Some(sk) = sinks {
@@ -548,6 +475,7 @@ fn tile(
     let (hk, hv) = (s.head_k, s.head_v);
     let hkv = h / (s.n_head / s.n_head_kv);
     let nq = t1 - t0;
+    let rows = nq.div_ceil(4) * 4; // the tile kernels take query rows 4 at a time
     grow(&mut fa.qr, Q_TILE * hk);
     grow(&mut fa.kt, KV_TILE * hk);
     grow(&mut fa.sc, Q_TILE * KV_TILE);
@@ -555,14 +483,14 @@ fn tile(
     grow(&mut fa.acc, Q_TILE * hv);
     grow(&mut fa.ms, Q_TILE);
     grow(&mut fa.ss, Q_TILE);
-    grow(&mut fa.dead, Q_TILE);
     let qrow = s.n_head * hk;
     for i in 0..nq {
         fa.qr[i * hk..(i + 1) * hk].copy_from_slice(&q[(t0 + i) * qrow + h * hk..][..hk]);
     }
+    fa.qr[nq * hk..rows * hk].fill(0.0);
     fa.ms[..nq].fill(f32::NEG_INFINITY);
     fa.ss[..nq].fill(0.0);
-    fa.acc[..nq * hv].fill(0.0);
+    fa.acc[..rows * hv].fill(0.0);
     let scale = match s.softcap {
         Some(cap) => s.kq_scale / cap,
         None => s.kq_scale,
@@ -586,38 +514,30 @@ fn tile(
         }
         kt[nk.div_ceil(KT_LANES) * KT_LANES * hk..].fill(0.0);
         vf[nk * hv..].fill(0.0);
+        // simd_gemm: each score one fused multiply-add chain over the head, from 0
+        (kern.attn.fa_tile_kq)(hk, kt, &fa.qr[..rows * hk], nq, &mut fa.sc[..rows * KV_TILE]);
         for i in 0..nq {
             let t = t0 + i;
             let (first, last) = (s.first(t), s.last(t));
             let row = &mut fa.sc[i * KV_TILE..(i + 1) * KV_TILE];
-            // simd_gemm: each score one fused multiply-add chain over the head, from 0
-            let qi = &fa.qr[i * hk..(i + 1) * hk];
-            for (p, panel) in kt.chunks_exact(KT_LANES * hk).enumerate() {
-                let mut a = [0f32; KT_LANES];
-                for (d, &qd) in qi.iter().enumerate() {
-                    let kd = &panel[d * KT_LANES..(d + 1) * KT_LANES];
-                    for l in 0..KT_LANES {
-                        a[l] = kd[l].mul_add(qd, a[l]);
-                    }
-                }
-                row[p * KT_LANES..(p + 1) * KT_LANES].copy_from_slice(&a);
-            }
+            // scale, soft-cap, mask (keys the query may not see, and past the cache, are −inf)
             let mut any = false;
             for (j, x) in row.iter_mut().enumerate() {
                 let key = c + j;
+                if j >= nk || key < first || key > last {
+                    *x = f32::NEG_INFINITY;
+                    continue;
+                }
                 let mut v = *x * scale;
                 if let Some(cap) = s.softcap {
                     v = v.tanh() * cap;
                 }
-                if j >= nk || key < first || key > last {
-                    v = f32::NEG_INFINITY;
-                } else {
-                    any = true;
-                }
                 *x = v;
+                any = true;
             }
-            fa.dead[i] = !any;
             if !any {
+                // no key of this tile for the row: ggml skips its update (weights 0)
+                row.fill(0.0);
                 continue;
             }
             let tile_max = row.iter().fold(f32::NEG_INFINITY, |m, &x| if m > x { m } else { x });
@@ -630,15 +550,10 @@ fn tile(
             }
             fa.ms[i] = m_new;
             fa.ss[i] = (fa.ss[i] as f64 + exp_sum_tile(row, m_new, kern.orders)) as f32;
-            // simd_gemm: output += P·V, each output element one chain over the tile's keys
-            let acc = &mut fa.acc[i * hv..(i + 1) * hv];
-            for (j, &p) in row.iter().enumerate() {
-                let vr = &vf[j * hv..(j + 1) * hv];
-                for (a, &x) in acc.iter_mut().zip(vr) {
-                    *a = x.mul_add(p, *a);
-                }
-            }
         }
+        fa.sc[nq * KV_TILE..rows * KV_TILE].fill(0.0);
+        // simd_gemm: output += P·V, each output element one chain over the tile's keys
+        (kern.attn.fa_tile_pv)(hv, &fa.sc[..rows * KV_TILE], vf, nq, &mut fa.acc[..rows * hv]);
     }
     if let Some(sk) = sinks {
         for i in 0..nq {

@@ -3,9 +3,15 @@
 
 use half::f16;
 
-use crate::kernels::attn::{kq_body, pv_body};
-use crate::kernels::shared::{attn_gather_check, attn_kq_check, attn_kt_check, attn_pv_check, attn_vf_check};
-use crate::kernels::types::{AttnOrder, CacheElem, KT_LANES};
+use crate::quant::GgmlType;
+
+use crate::kernels::attn::{fa_kv_dot_body, fa_online_body, fa_tile_kq_body, fa_tile_pv_body, kq_body, pv_body};
+use crate::kernels::elementwise::with_fma;
+use crate::kernels::shared::{
+    attn_gather_check, attn_kq_check, attn_kt_check, attn_pv_check, attn_vf_check, fa_kv_dot_check, fa_online_check,
+    fa_tile_check,
+};
+use crate::kernels::types::{AttnOrder, CacheElem, FaStep, KT_LANES};
 
 fn attn_kt<T: CacheElem>(n: usize, k: &[T], ks: usize, nk: usize, kt: &mut [f32]) {
     attn_kt_check(n, k.len(), ks, nk, kt.len());
@@ -82,6 +88,30 @@ pub fn attn_pv(
 ) {
     attn_pv_check(n, v.len(), vs, j0, lo, hi, p.len(), o.len());
     pv_body(n, v, vs, j0, lo, hi, p, o, order)
+}
+
+/// `FaOnlineFn`, portable (`kernels::attn::fa_online_body` with FMA where the CPU has it).
+pub fn fa_online(n: usize, scores: &[f32], v: &[f32], acc: &mut [f32], st: &mut [f32; 2], p: FaStep) {
+    fa_online_check(n, scores.len(), v.len(), acc.len());
+    with_fma!(fa_online_body(n, scores, v, acc, st, p, round_f16))
+}
+
+/// `FaTileKqFn`, portable.
+pub fn fa_tile_kq(n: usize, kt: &[f32], q: &[f32], nq: usize, out: &mut [f32]) {
+    fa_tile_check(n, kt.len(), q.len(), nq, out.len(), true);
+    with_fma!(fa_tile_kq_body(n, kt, q, nq, out))
+}
+
+/// `FaTilePvFn`, portable.
+pub fn fa_tile_pv(n: usize, p: &[f32], v: &[f32], nq: usize, acc: &mut [f32]) {
+    fa_tile_check(n, v.len(), p.len(), nq, acc.len(), false);
+    with_fma!(fa_tile_pv_body(n, p, v, nq, acc))
+}
+
+/// `FaKvDotFn`, portable.
+pub fn fa_kv_dot(t: GgmlType, x: &[u8], y: &[u8]) -> f32 {
+    fa_kv_dot_check(t, x.len(), y.len());
+    with_fma!(fa_kv_dot_body(t, x, y))
 }
 
 /// `x = f16(x)` elementwise (round to nearest even).

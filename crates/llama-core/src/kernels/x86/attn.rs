@@ -1,4 +1,5 @@
-//! x86_64 attention kernels (`AttnKtFn`, `AttnVfFn`, `AttnKqFn`, `AttnPvFn`, `RoundFn`) for
+//! x86_64 attention kernels (`AttnKtFn`, `AttnVfFn`, `AttnKqFn`, `AttnPvFn`, `RoundFn`, and flash
+//! attention's `FaOnlineFn`, `FaTileKqFn`, `FaTilePvFn`, `FaKvDotFn`) for
 //! the AVX2 + FMA + F16C and AVX-512F tables, which are handed out after runtime feature detection.
 //!
 //! f16 → f32 conversions use F16C (`vcvtph2ps`, exact). The dots are `kernels::attn`'s, written once
@@ -9,10 +10,19 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use crate::kernels::attn::{kq_body, lane_walk, pv_body, pv_panels_body};
-use crate::kernels::shared::{attn_kq_check, attn_kt_check, attn_pv_check, attn_pv_panels_check, attn_vf_check};
+use super::dot::{f16_load, hsum_ps};
+use crate::kernels::elementwise::with_fma;
+use crate::quant::GgmlType;
+
+use crate::kernels::attn::{
+    fa_kv_dot_body, fa_online_body, fa_tile_kq_body, fa_tile_pv_body, kq_body, lane_walk, pv_body, pv_panels_body,
+};
+use crate::kernels::shared::{
+    attn_kq_check, attn_kt_check, attn_pv_check, attn_pv_panels_check, attn_vf_check, fa_kv_dot_check, fa_online_check,
+    fa_tile_check,
+};
 use crate::kernels::shared::{attn_kt_f16_by, attn_kt_f16_rows, attn_vf_f16_by, attn_vf_f16_rows, round_f16_by};
-use crate::kernels::types::{AttnOrder, CacheElem, KT_LANES};
+use crate::kernels::types::{AttnOrder, CacheElem, FaStep, KT_LANES};
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -635,6 +645,120 @@ unsafe fn round_f16_f16c(x: &mut [f32]) {
             let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(p));
             _mm256_storeu_ps(p, _mm256_cvtph_ps(h))
         })
+    }
+}
+
+/// `FaOnlineFn` compiled for AVX2 + FMA + F16C: the portable step with the output's f16 rounding
+/// by `vcvtps2ph` inline.
+#[target_feature(enable = "avx2,fma,f16c")]
+/// # Safety
+/// The CPU must support this function's target features.
+unsafe fn fa_online_f16c(n: usize, scores: &[f32], v: &[f32], acc: &mut [f32], st: &mut [f32; 2], p: FaStep) {
+    // SAFETY: this function has the target features `round_f16_f16c` needs.
+    fa_online_body(n, scores, v, acc, st, p, |x| unsafe { round_f16_f16c(x) })
+}
+
+pub(crate) fn fa_online_avx2(n: usize, scores: &[f32], v: &[f32], acc: &mut [f32], st: &mut [f32; 2], p: FaStep) {
+    fa_online_check(n, scores.len(), v.len(), acc.len());
+    // SAFETY: reachable only through a kernel table built after detection of AVX2, FMA and
+    // F16C; the body indexes its slices (checked above).
+    unsafe { fa_online_f16c(n, scores, v, acc, st, p) }
+}
+
+/// `FaTileKqFn` and `FaTilePvFn`: the portable bodies compiled for AVX-512 (16 lanes: one zmm per
+/// panel of 16 keys or 16 output dimensions, 16 accumulators) or AVX2 + FMA.
+#[target_feature(enable = "avx512f,fma")]
+/// # Safety
+/// The CPU must support this function's target features.
+unsafe fn fa_tile_kq_512(n: usize, kt: &[f32], q: &[f32], nq: usize, out: &mut [f32]) {
+    fa_tile_kq_body(n, kt, q, nq, out)
+}
+#[target_feature(enable = "avx512f,fma")]
+/// # Safety
+/// The CPU must support this function's target features.
+unsafe fn fa_tile_pv_512(n: usize, p: &[f32], v: &[f32], nq: usize, acc: &mut [f32]) {
+    fa_tile_pv_body(n, p, v, nq, acc)
+}
+#[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features.
+unsafe fn fa_tile_kq_256(n: usize, kt: &[f32], q: &[f32], nq: usize, out: &mut [f32]) {
+    fa_tile_kq_body(n, kt, q, nq, out)
+}
+#[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support this function's target features.
+unsafe fn fa_tile_pv_256(n: usize, p: &[f32], v: &[f32], nq: usize, acc: &mut [f32]) {
+    fa_tile_pv_body(n, p, v, nq, acc)
+}
+
+pub(crate) fn fa_tile_kq_avx512(n: usize, kt: &[f32], q: &[f32], nq: usize, out: &mut [f32]) {
+    fa_tile_check(n, kt.len(), q.len(), nq, out.len(), true);
+    // SAFETY: reachable only through the AVX-512 table (features detected); slices checked above.
+    unsafe { fa_tile_kq_512(n, kt, q, nq, out) }
+}
+pub(crate) fn fa_tile_pv_avx512(n: usize, p: &[f32], v: &[f32], nq: usize, acc: &mut [f32]) {
+    fa_tile_check(n, v.len(), p.len(), nq, acc.len(), false);
+    // SAFETY: reachable only through the AVX-512 table (features detected); slices checked above.
+    unsafe { fa_tile_pv_512(n, p, v, nq, acc) }
+}
+pub(crate) fn fa_tile_kq_avx2(n: usize, kt: &[f32], q: &[f32], nq: usize, out: &mut [f32]) {
+    fa_tile_check(n, kt.len(), q.len(), nq, out.len(), true);
+    // SAFETY: reachable only through the AVX2 table (features detected); slices checked above.
+    unsafe { fa_tile_kq_256(n, kt, q, nq, out) }
+}
+pub(crate) fn fa_tile_pv_avx2(n: usize, p: &[f32], v: &[f32], nq: usize, acc: &mut [f32]) {
+    fa_tile_check(n, v.len(), p.len(), nq, acc.len(), false);
+    // SAFETY: reachable only through the AVX2 table (features detected); slices checked above.
+    unsafe { fa_tile_pv_256(n, p, v, nq, acc) }
+}
+
+/// `FaKvDotFn` for Q8_0 and Q4_0 rows, as ggml's AVX2 `ggml_vec_dot_q8_0_q8_0` /
+/// `ggml_vec_dot_q4_0_q8_0`: per block the 32 signed products summed 4 at a time into 8 i32 lanes
+/// (`maddubs` of |x| and sign-adjusted y, then `madd` by 1: exact), `acc = fma(dx·dy, lanes, acc)`,
+/// then `hsum_float_8`. The other types take the portable body.
+#[target_feature(enable = "avx2,fma,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `x` must hold whole blocks of `t` (Q8_0
+/// or Q4_0) and `y` as many Q8_0 blocks (checked by the entry).
+unsafe fn fa_kv_dot_q(t: GgmlType, x: &[u8], y: &[u8]) -> f32 {
+    // SAFETY: the caller upholds this function's `# Safety` contract; every pointer below stays
+    // inside a block of `x` or `y`.
+    unsafe {
+        let ts = t.block_layout().1;
+        let (xp, yp) = (x.as_ptr(), y.as_ptr());
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = _mm256_setzero_ps();
+        for b in 0..x.len() / ts {
+            let (xb, yb) = (xp.add(b * ts), yp.add(b * 34));
+            let d = f16_load(xb) * f16_load(yb);
+            let qx = if t == GgmlType::Q8_0 {
+                _mm256_loadu_si256(xb.add(2) as *const __m256i)
+            } else {
+                let q = _mm_loadu_si128(xb.add(2) as *const __m128i);
+                let m4 = _mm_set1_epi8(0x0f);
+                let lo = _mm_and_si128(q, m4);
+                let hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
+                _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+            };
+            let qy = _mm256_loadu_si256(yb.add(2) as *const __m256i);
+            let ax = _mm256_sign_epi8(qx, qx);
+            let sy = _mm256_sign_epi8(qy, qx);
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), ones);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+pub(crate) fn fa_kv_dot_avx2(t: GgmlType, x: &[u8], y: &[u8]) -> f32 {
+    fa_kv_dot_check(t, x.len(), y.len());
+    if matches!(t, GgmlType::Q8_0 | GgmlType::Q4_0) {
+        // SAFETY: reachable only through a table built after detection of AVX2, FMA and F16C;
+        // the slices are whole blocks (checked above).
+        unsafe { fa_kv_dot_q(t, x, y) }
+    } else {
+        with_fma!(fa_kv_dot_body(t, x, y))
     }
 }
 

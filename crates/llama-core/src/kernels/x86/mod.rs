@@ -112,6 +112,10 @@ pub fn avx2_table_narrow(base: &Kernels) -> Option<Kernels> {
     k.attn.vf_f16_gather = attn::attn_vf_f16_gather_avx2;
     k.attn.pv = attn::attn_pv_avx2;
     k.attn.round_f16 = attn::round_f16_avx2;
+    k.attn.fa_online = attn::fa_online_avx2;
+    k.attn.fa_kv_dot = attn::fa_kv_dot_avx2;
+    k.attn.fa_tile_kq = attn::fa_tile_kq_avx2;
+    k.attn.fa_tile_pv = attn::fa_tile_pv_avx2;
     k.softmax = act::SOFTMAX_AVX2;
     k.swiglu = act::SWIGLU_AVX2;
     Some(k)
@@ -208,6 +212,8 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     k.attn.kt_f32 = attn::attn_kt_f32_avx512;
     k.attn.kt_f16_gather = attn::attn_kt_f16_gather_avx512;
     k.attn.kt_f32_gather = attn::attn_kt_f32_gather_avx512;
+    k.attn.fa_tile_kq = attn::fa_tile_kq_avx512;
+    k.attn.fa_tile_pv = attn::fa_tile_pv_avx512;
     if is_x86_feature_detected!("avx512dq") {
         k.softmax = act::SOFTMAX_AVX512;
         k.swiglu = act::SWIGLU_AVX512;
