@@ -361,3 +361,90 @@ fn fa_kv_dot_tables_agree() {
         }
     }
 }
+
+/// The emulation of glibc's expf equals the C library's on a dense sweep of the inputs flash
+/// attention gives it (every 3rd float in [−104, 0], then a sparse one over all floats). This is
+/// glibc's FMA variant: x86-64 with FMA only.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn glibc_expf_equals_the_c_library() {
+    if !std::arch::is_x86_feature_detected!("fma") {
+        return;
+    }
+    use llama_core::kernels::elementwise::glibc_expf::expf;
+    let lo = (-104.0f32).to_bits();
+    let mut bad = 0u64;
+    let mut check = |x: f32| {
+        let (a, b) = (expf(x), x.exp());
+        if a.to_bits() != b.to_bits() && !(a.is_nan() && b.is_nan()) {
+            bad += 1;
+            assert!(bad < 10, "expf({x:e}) = {a:e}, libm {b:e}");
+        }
+    };
+    let mut b = 0x8000_0000u32;
+    while b <= lo {
+        check(f32::from_bits(b));
+        b += 3;
+    }
+    for b in (0..=u32::MAX).step_by(9973) {
+        check(f32::from_bits(b));
+    }
+    assert_eq!(bad, 0);
+}
+
+/// The flash-attention step with real-looking score ranges (the maximum rising now and then,
+/// differences past the library's special threshold): every table equals the scalar one.
+#[test]
+fn fa_online_tables_agree_on_wide_scores() {
+    use llama_core::kernels::types::FaStep;
+    let mut rng = Rng(23);
+    for n in [64usize, 128, 48] {
+        for f16_acc in [true, false] {
+            let p = FaStep { scale: 1.0, softcap: 0.0, f16_acc };
+            let nb = 300;
+            let scores: Vec<f32> = (0..nb)
+                .map(|j| if j % 50 == 7 { 200.0 * rng.f32() } else { 10.0 * rng.f32() + j as f32 * 0.05 })
+                .collect();
+            let v: Vec<f32> = (0..nb * n).map(|_| rng.f32()).collect();
+            let run = |k: &Kernels| {
+                let (mut acc, mut st) = (vec![0f32; n], [f32::NEG_INFINITY, 0f32]);
+                for c in (0..nb).step_by(128) {
+                    let e = (c + 128).min(nb);
+                    (k.attn.fa_online)(n, &scores[c..e], &v[c * n..e * n], &mut acc, &mut st, p);
+                }
+                (acc, st)
+            };
+            let (want, wst) = run(&Kernels::SCALAR);
+            for k in Kernels::available() {
+                let (got, st) = run(&k);
+                assert_eq!([st[0].to_bits(), st[1].to_bits()], [wst[0].to_bits(), wst[1].to_bits()], "{:?}", k.isa);
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(g.to_bits(), w.to_bits(), "{:?} n={n} f16={f16_acc}", k.isa);
+                }
+            }
+        }
+    }
+}
+
+/// Flash attention's tile softmax sum: a table's vectorised `exp_sum` equals the scalar
+/// emulation of its build's `ggml_vec_soft_max_f32` (values and sum).
+#[test]
+fn exp_sum_matches_the_scalar_emulation() {
+    use llama_core::kernels::elementwise::exp_sum_tile;
+    let mut rng = Rng(29);
+    for k in Kernels::available() {
+        let Some(f) = k.exp_sum else { continue };
+        for _ in 0..200 {
+            let mut x: Vec<f32> =
+                (0..64).map(|i| if i % 9 == 4 { f32::NEG_INFINITY } else { 30.0 * rng.f32() }).collect();
+            let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) + rng.f32().abs();
+            let mut want = x.clone();
+            let ws = exp_sum_tile(&mut want, max, k.orders);
+            let gs = f(&mut x, max);
+            assert_eq!(gs.to_bits(), ws.to_bits(), "{:?}", k.isa);
+            for (g, w) in x.iter().zip(&want) {
+                assert_eq!(g.to_bits(), w.to_bits(), "{:?}", k.isa);
+            }
+        }
+    }
+}

@@ -411,6 +411,77 @@ pub fn fwht_rows(x: &mut [f32], n: usize) {
     }
 }
 
+/// glibc's `expf` (2.28 and later, from ARM's optimized routines) as its x86-64 FMA variant
+/// (`__expf_fma`) computes it, which is what llama.cpp's scalar `expf` calls run on a machine with
+/// FMA: x·N/ln2 = k + r in double (N = 32, both products fused), 2^(k/N) from a 32-entry table and
+/// the exponent bits, a degree-3 polynomial in r (fused), one product, rounded to float once.
+/// |x| ≥ 88 (overflow, underflow, infinities, NaN) is left to the C library itself. Equal to the
+/// library's `expf` on every input (tested over a dense sweep), so vector code can use it.
+pub mod glibc_expf {
+    /// `__exp2f_data.invln2_scaled`, `shift`, `poly_scaled` and `tab`.
+    pub const INV_LN2_N: f64 = f64::from_bits(0x4047_1547_652b_82fe);
+    pub const SHIFT: f64 = f64::from_bits(0x4338_0000_0000_0000);
+    pub const C: [f64; 3] = [
+        f64::from_bits(0x3ebc_6af8_4b91_2394),
+        f64::from_bits(0x3f2e_bfce_50fa_c4f3),
+        f64::from_bits(0x3f96_2e42_ff0c_52d6),
+    ];
+    pub const T: [u64; 32] = [
+        0x3ff0000000000000,
+        0x3fefd9b0d3158574,
+        0x3fefb5586cf9890f,
+        0x3fef9301d0125b51,
+        0x3fef72b83c7d517b,
+        0x3fef54873168b9aa,
+        0x3fef387a6e756238,
+        0x3fef1e9df51fdee1,
+        0x3fef06fe0a31b715,
+        0x3feef1a7373aa9cb,
+        0x3feedea64c123422,
+        0x3feece086061892d,
+        0x3feebfdad5362a27,
+        0x3feeb42b569d4f82,
+        0x3feeab07dd485429,
+        0x3feea47eb03a5585,
+        0x3feea09e667f3bcd,
+        0x3fee9f75e8ec5f74,
+        0x3feea11473eb0187,
+        0x3feea589994cce13,
+        0x3feeace5422aa0db,
+        0x3feeb737b0cdc5e5,
+        0x3feec49182a3f090,
+        0x3feed503b23e255d,
+        0x3feee89f995ad3ad,
+        0x3feeff76f2fb5e47,
+        0x3fef199bdd85529c,
+        0x3fef3720dcef9069,
+        0x3fef5818dcfba487,
+        0x3fef7c97337b9b5f,
+        0x3fefa4afa2a490da,
+        0x3fefd0765b6e4540,
+    ];
+    /// The exponent field at and above which the library's special cases take over (88.0).
+    pub const SPECIAL_TOP: u32 = 0x42b;
+
+    /// One value; needs FMA to be fast (`mul_add` on f64).
+    #[inline(always)]
+    pub fn expf(x: f32) -> f32 {
+        if (x.to_bits() >> 20) & 0x7ff >= SPECIAL_TOP {
+            return x.exp();
+        }
+        let xd = x as f64;
+        let kd0 = INV_LN2_N.mul_add(xd, SHIFT);
+        let ki = kd0.to_bits();
+        let kd = kd0 - SHIFT;
+        let r = INV_LN2_N.mul_add(xd, -kd);
+        let t = T[(ki & 31) as usize].wrapping_add(ki << 47);
+        let z = r.mul_add(C[0], C[1]);
+        let r2 = r * r;
+        let y = r.mul_add(C[2], 1.0);
+        (z.mul_add(r2, y) * f64::from_bits(t)) as f32
+    }
+}
+
 /// The OpenAI-style SwiGLU (`ggml_swiglu_oai`, llama.cpp's LLM_FFN_SWIGLU_OAI_MOE): with the gate
 /// clamped above at `limit` and the linear part to ±`limit`,
 /// `gate = gate/(1 + e^(−alpha·gate)) · (up + 1)` (ggml's scalar loop, the C library's expf).

@@ -93,6 +93,9 @@ pub struct FaStep {
 pub type RoundFn = fn(&mut [f32]);
 /// Softmax of a row in place after `x * scale` (`kernels::elementwise::softmax_inplace`'s sums).
 pub type SoftmaxFn = fn(&mut [f32], f32);
+/// `x = exp(x − max)` in place over whole vectors, returning the f64 sum of the vectors' sums
+/// (`kernels::elementwise::exp_sum_tile` in the table's orders).
+pub type ExpSumFn = fn(&mut [f32], f32) -> f64;
 /// `gate = silu(gate) · up` over rows of `n_ff` (`kernels::elementwise::swiglu_inplace`).
 pub type SwigluFn = fn(&mut [f32], &[f32], usize);
 
@@ -388,6 +391,8 @@ pub struct Kernels {
     pub types: [Option<TypeKernels>; N_TYPE_IDS],
     pub attn: AttnKernels,
     pub softmax: SoftmaxFn,
+    /// A vectorised `exp_sum_tile` of the table's orders, where it has one.
+    pub exp_sum: Option<ExpSumFn>,
     pub swiglu: SwigluFn,
 }
 

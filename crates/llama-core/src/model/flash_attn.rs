@@ -549,7 +549,11 @@ fn tile(
                 fa.ss[i] *= ms;
             }
             fa.ms[i] = m_new;
-            fa.ss[i] = (fa.ss[i] as f64 + exp_sum_tile(row, m_new, kern.orders)) as f32;
+            let sum = match kern.exp_sum {
+                Some(f) => f(row, m_new),
+                None => exp_sum_tile(row, m_new, kern.orders),
+            };
+            fa.ss[i] = (fa.ss[i] as f64 + sum) as f32;
         }
         fa.sc[nq * KV_TILE..rows * KV_TILE].fill(0.0);
         // simd_gemm: output += P·V, each output element one chain over the tile's keys

@@ -205,6 +205,7 @@ pub const TABLE: Kernels = {
             fa_kv_dot: attn::fa_kv_dot,
         },
         softmax: elementwise::softmax_scalar,
+        exp_sum: None,
         swiglu: elementwise::swiglu_scalar,
     }
 };

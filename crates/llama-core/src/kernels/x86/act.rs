@@ -145,7 +145,32 @@ fn swiglu_entry(gate: &mut [f32], up: &[f32], n_ff: usize) {
     unsafe { swiglu(gate, up, n_ff) }
 }
 
+/// `x = exp(x − max)` over whole 16-lane vectors, each vector's sum (`_mm512_reduce_add_ps`'s
+/// order) added into an f64: `ggml_vec_soft_max_f32` of an AVX-512 build (`ExpSumFn`).
+#[target_feature(enable = "avx512f,avx512dq,fma")]
+/// # Safety
+/// The CPU must support AVX-512 F and DQ and FMA; `x.len()` a multiple of 16.
+unsafe fn exp_sum(x: &mut [f32], max: f32) -> f64 {
+    // SAFETY: whole 16-float chunks of `x` (length checked by the entry).
+    unsafe {
+        let mut sum = 0.0f64;
+        for c in x.chunks_exact_mut(16) {
+            let e = v_expf(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), _mm512_set1_ps(max)));
+            _mm512_storeu_ps(c.as_mut_ptr(), e);
+            sum += reduce_add(e) as f64;
+        }
+        sum
+    }
+}
+
+fn exp_sum_entry(x: &mut [f32], max: f32) -> f64 {
+    assert!(x.len().is_multiple_of(16), "exp_sum: whole vectors only");
+    // SAFETY: features as in `softmax_entry`; whole chunks of x (checked above).
+    unsafe { exp_sum(x, max) }
+}
+
 pub(super) const SOFTMAX_AVX512: crate::kernels::types::SoftmaxFn = softmax_entry;
+pub(super) const EXP_SUM_AVX512: crate::kernels::types::ExpSumFn = exp_sum_entry;
 pub(super) const SWIGLU_AVX512: crate::kernels::types::SwigluFn = swiglu_entry;
 // ---- AVX2 ----------------------------------------------------------------------------------------
 

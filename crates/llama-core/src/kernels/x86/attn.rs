@@ -665,6 +665,153 @@ pub(crate) fn fa_online_avx2(n: usize, scores: &[f32], v: &[f32], acc: &mut [f32
     unsafe { fa_online_f16c(n, scores, v, acc, st, p) }
 }
 
+/// glibc's `expf` (`elementwise::glibc_expf`) on 16 floats: the same double-precision steps on
+/// two halves of 8 lanes, the table read by two-source permutes; lanes at or past the library's
+/// special-case threshold (|x| ≥ 88, −inf, NaN) are recomputed by the library itself.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq,fma")]
+/// # Safety
+/// The CPU must support this function's target features (register-only, apart from the table
+/// constants).
+unsafe fn expf_glibc_x16(x: __m512) -> __m512 {
+    use crate::kernels::elementwise::glibc_expf::{C, INV_LN2_N, SHIFT, SPECIAL_TOP, T};
+
+    /// 8 lanes in double.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,fma")]
+    /// # Safety
+    /// The CPU must support this function's target features (register-only).
+    unsafe fn half(xh: __m256, t: &[__m512i; 4]) -> __m256 {
+        let xd = _mm512_cvtps_pd(xh);
+        let (inv, sh) = (_mm512_set1_pd(INV_LN2_N), _mm512_set1_pd(SHIFT));
+        let kd0 = _mm512_fmadd_pd(inv, xd, sh);
+        let ki = _mm512_castpd_si512(kd0);
+        let kd = _mm512_sub_pd(kd0, sh);
+        let r = _mm512_fmsub_pd(inv, xd, kd);
+        let lo = _mm512_permutex2var_epi64(t[0], ki, t[1]);
+        let hi = _mm512_permutex2var_epi64(t[2], ki, t[3]);
+        let upper = _mm512_test_epi64_mask(ki, _mm512_set1_epi64(16));
+        let tab = _mm512_mask_blend_epi64(upper, lo, hi);
+        let s = _mm512_castsi512_pd(_mm512_add_epi64(tab, _mm512_slli_epi64::<47>(ki)));
+        let z = _mm512_fmadd_pd(r, _mm512_set1_pd(C[0]), _mm512_set1_pd(C[1]));
+        let r2 = _mm512_mul_pd(r, r);
+        let y = _mm512_fmadd_pd(r, _mm512_set1_pd(C[2]), _mm512_set1_pd(1.0));
+        _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_fmadd_pd(z, r2, y), s))
+    }
+
+    // SAFETY: the table is 32 u64 (4 loads of 8); the rest is register work and stores into the
+    // stack arrays; the features are this function's.
+    unsafe {
+        let tp = T.as_ptr() as *const __m512i;
+        let t = [
+            _mm512_loadu_si512(tp),
+            _mm512_loadu_si512(tp.add(1)),
+            _mm512_loadu_si512(tp.add(2)),
+            _mm512_loadu_si512(tp.add(3)),
+        ];
+        let lo = half(_mm512_castps512_ps256(x), &t);
+        let hi = half(_mm512_extractf32x8_ps::<1>(x), &t);
+        let mut y = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi);
+        let top = _mm512_and_si512(_mm512_srli_epi32::<20>(_mm512_castps_si512(x)), _mm512_set1_epi32(0x7ff));
+        let special = _mm512_cmpge_epu32_mask(top, _mm512_set1_epi32(SPECIAL_TOP as i32));
+        if special != 0 {
+            let mut xs = [0f32; 16];
+            let mut ys = [0f32; 16];
+            _mm512_storeu_ps(xs.as_mut_ptr(), x);
+            _mm512_storeu_ps(ys.as_mut_ptr(), y);
+            for l in 0..16 {
+                if special & (1 << l) != 0 {
+                    ys[l] = xs[l].exp();
+                }
+            }
+            y = _mm512_loadu_ps(ys.as_ptr());
+        }
+        y
+    }
+}
+
+/// `FaOnlineFn` for the AVX-512 table: the step's exponentials are known before its recurrence
+/// (each key's argument depends only on the running maximum, a prefix maximum of the scores), so
+/// they are computed 16 at a time by `expf_glibc_x16` (bit-identical to the C library's expf);
+/// then the recurrence as the portable step, with the output's f16 rounding by `vcvtps2ph`.
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; the slices as `fa_online_check` says.
+unsafe fn fa_online_512(n: usize, scores: &[f32], v: &[f32], acc: &mut [f32], st: &mut [f32; 2], p: FaStep) {
+    // SAFETY (whole body): register work and loads/stores inside the stack arrays and `acc`.
+    unsafe {
+        const B: usize = 64;
+        let acc = &mut acc[..n];
+        let [mut m, mut s] = *st;
+        for (b, chunk) in scores.chunks(B).enumerate() {
+            // the exponent arguments and which keys raise the maximum
+            let mut arg = [0f32; B];
+            let mut new_max = [false; B];
+            for (j, &raw) in chunk.iter().enumerate() {
+                let mut sc = raw * p.scale;
+                if p.softcap != 0.0 {
+                    sc = p.softcap * sc.tanh();
+                }
+                if sc > m {
+                    (arg[j], new_max[j], m) = (m - sc, true, sc);
+                } else {
+                    arg[j] = sc - m;
+                }
+            }
+            let mut e = [0f32; B];
+            for i in (0..chunk.len()).step_by(16) {
+                _mm512_storeu_ps(e[i..].as_mut_ptr(), expf_glibc_x16(_mm512_loadu_ps(arg[i..].as_ptr())));
+            }
+            // round-trips through f16 (vcvtps2ph to nearest even) when the output is f16
+            let r16 = |x: __m512| {
+                if p.f16_acc {
+                    _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
+                } else {
+                    x
+                }
+            };
+            for j in 0..chunk.len() {
+                let (ms, vs) = if new_max[j] { (e[j], 1.0) } else { (1.0, e[j]) };
+                let row = &v[(b * B + j) * n..(b * B + j + 1) * n];
+                if n.is_multiple_of(16) {
+                    let (ap, rp) = (acc.as_mut_ptr(), row.as_ptr());
+                    let (msv, vsv) = (_mm512_set1_ps(ms), _mm512_set1_ps(vs));
+                    for d in (0..n).step_by(16) {
+                        let mut a = _mm512_loadu_ps(ap.add(d));
+                        if ms != 1.0 {
+                            a = r16(_mm512_mul_ps(a, msv));
+                        }
+                        a = r16(_mm512_fmadd_ps(_mm512_loadu_ps(rp.add(d)), vsv, a));
+                        _mm512_storeu_ps(ap.add(d), a);
+                    }
+                } else {
+                    if ms != 1.0 {
+                        acc.iter_mut().for_each(|a| *a *= ms);
+                        if p.f16_acc {
+                            round_f16_f16c(acc);
+                        }
+                    }
+                    for (a, &x) in acc.iter_mut().zip(row) {
+                        *a = x.mul_add(vs, *a);
+                    }
+                    if p.f16_acc {
+                        round_f16_f16c(acc);
+                    }
+                }
+                s = s.mul_add(ms, vs);
+            }
+        }
+        *st = [m, s];
+    }
+}
+
+pub(crate) fn fa_online_avx512(n: usize, scores: &[f32], v: &[f32], acc: &mut [f32], st: &mut [f32; 2], p: FaStep) {
+    fa_online_check(n, scores.len(), v.len(), acc.len());
+    // SAFETY: reachable only through the AVX-512 table (with DQ: checked where it is installed);
+    // the slices are checked above.
+    unsafe { fa_online_512(n, scores, v, acc, st, p) }
+}
+
 /// `FaTileKqFn` and `FaTilePvFn`: the portable bodies compiled for AVX-512 (16 lanes: one zmm per
 /// panel of 16 keys or 16 output dimensions, 16 accumulators) or AVX2 + FMA.
 #[target_feature(enable = "avx512f,fma")]

@@ -215,7 +215,9 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     k.attn.fa_tile_kq = attn::fa_tile_kq_avx512;
     k.attn.fa_tile_pv = attn::fa_tile_pv_avx512;
     if is_x86_feature_detected!("avx512dq") {
+        k.attn.fa_online = attn::fa_online_avx512;
         k.softmax = act::SOFTMAX_AVX512;
+        k.exp_sum = Some(act::EXP_SUM_AVX512);
         k.swiglu = act::SWIGLU_AVX512;
     }
     Some(k)
