@@ -150,6 +150,8 @@ INIT_WORKS = {
     "verbose",
     "n_threads_batch",
     "use_mmap",
+    # tests/test_flash_attn.py
+    "flash_attn",
     # tests/test_embed.py
     "embedding",
     "pooling_type",

@@ -662,11 +662,11 @@ impl Pass<'_> {
         }
         match &self.kv.store {
             KvStore::F16(kv) if self.flash_attn => {
-                flash_attention_groups(self.pool, self.attn, FaCache::F16(&kv[il]), q, kqv, &groups, sinks)
+                flash_attention_groups(kernels(), self.pool, self.attn, FaCache::F16(&kv[il]), q, kqv, &groups, sinks)
             }
             KvStore::Raw { layers, k, v } => {
                 let cache = FaCache::Raw { kv: &layers[il], k: k.ggml(), v: v.ggml() };
-                flash_attention_groups(self.pool, self.attn, cache, q, kqv, &groups, sinks)
+                flash_attention_groups(kernels(), self.pool, self.attn, cache, q, kqv, &groups, sinks)
             }
             KvStore::F16(kv) => attention_groups(self.pool, self.attn, &kv[il], q, kqv, &groups, sinks),
             // f32 with flash attention is refused by `Context::new`

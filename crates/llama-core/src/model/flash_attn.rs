@@ -37,7 +37,7 @@ use super::attention::{AttnGroup, AttnScratch, AttnShape, Keys};
 use super::kv_cache::{KvElem, LayerKv};
 use crate::kernels::elementwise::{exp_sum_tile, with_fma};
 use crate::kernels::types::{FaStep, Kernels, KT_LANES};
-use crate::kernels::{kernels, ThreadPool};
+use crate::kernels::ThreadPool;
 use crate::quant::GgmlType;
 
 /// llama.cpp's tile sizes (ggml-cpu common.h `GGML_FA_TILE_Q`, `GGML_FA_TILE_KV`).
@@ -103,23 +103,10 @@ enum Unit {
 }
 
 /// Flash attention of every group of a mixed batch (q: [rows][n_head·head_k] → out:
-/// [rows][n_head·head_v]), each group with the path and the bits it would have alone.
+/// [rows][n_head·head_v]) with the kernel table `kern`, each group with the path and the bits it
+/// would have alone.
 #[allow(clippy::too_many_arguments)]
 pub fn flash_attention_groups(
-    pool: &ThreadPool,
-    scratch: &[Mutex<AttnScratch>],
-    kv: FaCache,
-    q: &[f32],
-    out: &mut [f32],
-    groups: &[AttnGroup],
-    sinks: Option<&[f32]>,
-) {
-    flash_attention_groups_with(kernels(), pool, scratch, kv, q, out, groups, sinks)
-}
-
-/// `flash_attention_groups` with an explicit kernel table.
-#[allow(clippy::too_many_arguments)]
-pub fn flash_attention_groups_with(
     kern: &Kernels,
     pool: &ThreadPool,
     scratch: &[Mutex<AttnScratch>],
