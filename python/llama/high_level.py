@@ -1389,7 +1389,7 @@ def _kv_type_name(t: str | int | None, which: str = "type_k") -> str:
     if isinstance(t, bool) or not isinstance(t, (int, str)):
         raise _bad_kv(t, which)
     name = _KV_TYPES.get(t) if isinstance(t, int) else t.lower()
-    if name not in _KV_TYPES.values():
+    if name is None or name not in _KV_TYPES.values():
         raise _bad_kv(t, which)
     return name
 

@@ -46,7 +46,21 @@ pub struct AttnScratch {
     pub lo: Vec<usize>, // [max queries] first key of each query
     pub hi: Vec<usize>, // [max queries] last key of each query
     /// Flash attention's (`model::flash_attn`), grown on first use.
-    pub fa: super::flash_attn::FaScratch,
+    pub fa: FaScratch,
+}
+
+/// Per-thread work space of flash attention (`model::flash_attn`; grown on first use).
+#[derive(Default)]
+pub struct FaScratch {
+    pub(super) qr: Vec<f32>, // [heads][head_k] queries rounded to f16 (f16 K), or [Q_TILE][head_k] a tile's queries
+    pub(super) qq: Vec<u8>,  // [heads][q row bytes] queries in K's dot partner type (quantized K)
+    pub(super) kh: Vec<half::f16>, // [KEY_BLOCK][head_k] f16 keys read from bytes (an f16 K beside a quantized V)
+    pub(super) kt: Vec<f32>, // [KEY_BLOCK/16][head_k][16] key panels
+    pub(super) sc: Vec<f32>, // [heads][KEY_BLOCK] scores, or [Q_TILE][KV_TILE] a tile's
+    pub(super) vf: Vec<f32>, // [KEY_BLOCK][head_v] value rows as f32
+    pub(super) acc: Vec<f32>, // [heads][head_v] outputs, or [Q_TILE][head_v] a tile's
+    pub(super) ms: Vec<f32>, // [heads] (or [Q_TILE]) running maxima
+    pub(super) ss: Vec<f32>, // [heads] (or [Q_TILE]) running sums
 }
 
 fn max_queries(n_head: usize) -> usize {

@@ -33,7 +33,7 @@ use std::sync::Mutex;
 
 use half::f16;
 
-use super::attention::{AttnGroup, AttnScratch, AttnShape, Keys};
+use super::attention::{AttnGroup, AttnScratch, AttnShape, FaScratch, Keys};
 use super::kv_cache::{KvElem, LayerKv};
 use crate::kernels::elementwise::{exp_sum_tile, with_fma};
 use crate::kernels::types::{FaStep, Kernels, KT_LANES};
@@ -67,20 +67,6 @@ impl FaCache<'_> {
     fn f16_both(&self) -> bool {
         matches!(self, FaCache::F16(_))
     }
-}
-
-/// Per-thread work space of flash attention (grown on first use).
-#[derive(Default)]
-pub struct FaScratch {
-    qr: Vec<f32>,  // [heads][head_k] queries rounded to f16 (f16 K), or [Q_TILE][head_k] a tile's queries
-    qq: Vec<u8>,   // [heads][q row bytes] queries in K's dot partner type (quantized K)
-    kh: Vec<f16>,  // [KEY_BLOCK][head_k] f16 keys read from bytes (an f16 K beside a quantized V)
-    kt: Vec<f32>,  // [KEY_BLOCK/16][head_k][16] key panels
-    sc: Vec<f32>,  // [heads][KEY_BLOCK] scores, or [Q_TILE][KV_TILE] a tile's
-    vf: Vec<f32>,  // [KEY_BLOCK][head_v] value rows as f32
-    acc: Vec<f32>, // [heads][head_v] outputs, or [Q_TILE][head_v] a tile's
-    ms: Vec<f32>,  // [heads] (or [Q_TILE]) running maxima
-    ss: Vec<f32>,  // [heads] (or [Q_TILE]) running sums
 }
 
 fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
