@@ -431,6 +431,7 @@ pub(crate) fn fa_tile_pv_body(n: usize, p: &[f32], v: &[f32], nq: usize, acc: &m
 /// `acc = fma(dx·dy, f32(lane sum), acc)`, then the 8 lanes reduced as `hsum_float_8`
 /// (`((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`); Q4_1/Q5_1 add `Σ m·s` (summed with FMA in block
 /// order) after.
+#[inline(always)]
 pub(crate) fn fa_kv_dot_body(t: GgmlType, x: &[u8], y: &[u8]) -> f32 {
     let h = |b: &[u8], o: usize| f16::from_le_bytes([b[o], b[o + 1]]).to_f32();
     let ts = t.block_layout().1;

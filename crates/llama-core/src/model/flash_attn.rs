@@ -48,10 +48,24 @@ const SPLIT_MIN_KV: usize = 512;
 /// Keys scored at once by the online path.
 const KEY_BLOCK: usize = 128;
 
-/// `S = S·ms + vs` as GCC compiles ggml's C++ (contraction on): one fused multiply-add.
-#[inline(always)]
-fn sum_update(s: f32, ms: f32, vs: f32) -> f32 {
-    s.mul_add(ms, vs)
+/// A head's sink after its last key (both of ggml's paths): one more logit in the sum, raising the
+/// maximum (and rescaling the f32 output) when larger; `S = fma(S, ms, vs)`, as GCC compiles ggml's
+/// C++ (contraction on).
+fn add_sink(sink: f32, m: &mut f32, s: &mut f32, acc: &mut [f32]) {
+    let (ms, vs) = if sink > *m { ((*m - sink).exp(), 1.0) } else { (1.0, (sink - *m).exp()) };
+    if sink > *m {
+        *m = sink;
+        acc.iter_mut().for_each(|a| *a *= ms);
+    }
+    *s = s.mul_add(ms, vs);
+}
+
+/// The score scale: ggml divides it by the soft-cap first, then takes `cap·tanhf(s·scale)`.
+fn fa_scale(s: &AttnShape) -> f32 {
+    match s.softcap {
+        Some(cap) => s.kq_scale / cap,
+        None => s.kq_scale,
+    }
 }
 
 /// The cache of one layer as flash attention reads it.
@@ -340,11 +354,7 @@ fn online_row(
             (dt.from_float.expect("partner quantizer"))(&qh[i * hk..(i + 1) * hk], &mut fa.qq[i * qb..(i + 1) * qb]);
         }
     }
-    // Softcap: ggml divides the scale by the cap first, then `cap·tanhf(s·scale)`.
-    let scale = match s.softcap {
-        Some(cap) => s.kq_scale / cap,
-        None => s.kq_scale,
-    };
+    let scale = fa_scale(s);
     let order = kern.orders.attn_single();
     let step = FaStep { scale, softcap: s.softcap.unwrap_or(0.0), f16_acc: v_f16 };
     for j0 in (lo..hi).step_by(KEY_BLOCK) {
@@ -418,13 +428,7 @@ fn online_row(
     }
     if let Some(sk) = sinks {
         for i in 0..nh {
-            let (sv, m) = (sk[h0 + i], fa.ms[i]);
-            let (ms, vs) = if sv > m { ((m - sv).exp(), 1.0) } else { (1.0, (sv - m).exp()) };
-            if sv > m {
-                fa.ms[i] = sv;
-                fa.acc[i * hv..(i + 1) * hv].iter_mut().for_each(|a| *a *= ms);
-            }
-            fa.ss[i] = sum_update(fa.ss[i], ms, vs);
+            add_sink(sk[h0 + i], &mut fa.ms[i], &mut fa.ss[i], &mut fa.acc[i * hv..(i + 1) * hv]);
         }
     }
 }
@@ -464,10 +468,7 @@ fn tile(
     fa.ms[..nq].fill(f32::NEG_INFINITY);
     fa.ss[..nq].fill(0.0);
     fa.acc[..rows * hv].fill(0.0);
-    let scale = match s.softcap {
-        Some(cap) => s.kq_scale / cap,
-        None => s.kq_scale,
-    };
+    let scale = fa_scale(s);
     let n_keys = s.pos0 + s.n_tokens; // positions held for the sequence
     let (jlo, jhi) = (s.first(t0), s.last(t1 - 1)); // keys any of the tile's tokens sees
     for c in (jlo / KV_TILE * KV_TILE..=jhi).step_by(KV_TILE) {
@@ -534,12 +535,7 @@ fn tile(
     }
     if let Some(sk) = sinks {
         for i in 0..nq {
-            let (sv, m) = (sk[h], fa.ms[i]);
-            let (ms, vs) = if sv > m { ((m - sv).exp(), 1.0) } else { (1.0, (sv - m).exp()) };
-            if sv > m {
-                fa.acc[i * hv..(i + 1) * hv].iter_mut().for_each(|a| *a *= ms);
-            }
-            fa.ss[i] = sum_update(fa.ss[i], ms, vs);
+            add_sink(sk[h], &mut fa.ms[i], &mut fa.ss[i], &mut fa.acc[i * hv..(i + 1) * hv]);
         }
     }
 }
