@@ -40,6 +40,32 @@ use crate::kernels::ggml_x86;
 use crate::kernels::types::{BatchGemmFn, Isa, Kernels, R16Batch, SumOrders, VecDotFn};
 use crate::quant::GgmlType::*;
 
+/// How far ahead of their reads the R16 kernels prefetch weights. On AMD Zen 4 the hardware
+/// prefetchers do not keep up with an R16 block's slot order (scales, then sub-block slots, with
+/// jumps back and forth inside 1–3 KB): a single-token Q5_K GEMV ran at ~55 % of the read
+/// bandwidth without it and past llama.cpp's row-by-row dots with it (docs/PERFORMANCE.md).
+const PREFETCH_BYTES: usize = 4096;
+
+/// Asks for the cache lines of `[p + PREFETCH_BYTES, p + PREFETCH_BYTES + bytes)`: a kernel calls
+/// it for each step's share of a block (`bytes` = block bytes / steps), so the requests spread over
+/// the block's work (asking for a whole block at once stalls the loads behind them). A prefetch
+/// never faults: the addresses, past the weights' end for the last blocks, are computed with
+/// wrapping arithmetic and only hint the cache.
+#[inline(always)]
+fn prefetch_ahead(p: *const u8, bytes: usize) {
+    let start = p.wrapping_add(PREFETCH_BYTES);
+    // one request per 64 bytes (a constant count once inlined): the next call's first address
+    // follows this call's last, so together they cover every line of the stream
+    for i in 0..bytes.div_ceil(64) {
+        // SAFETY: `_mm_prefetch` (SSE, baseline on x86_64) reads nothing and cannot fault.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                start.wrapping_add(64 * i) as *const i8
+            )
+        };
+    }
+}
+
 /// `base` (the scalar table) with the AVX2 kernels, if the CPU has AVX2, FMA and F16C.
 pub fn avx2_table(base: &Kernels) -> Option<Kernels> {
     let mut k = avx2_table_narrow(base)?;
@@ -197,12 +223,12 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     // gemv order for single tokens, its gemm's over a batch's full groups of 4 tokens with its own
     // Q8_K quantizer (Q4_K's rule), instead of the AVX2 build's tiled GEMM from 8 tokens.
     let q2 = k.traits_mut(Q2_K);
-    q2.gemm_r16 = Some(r16_avx2::GEMM_Q2_K_8X8);
+    q2.gemm_r16 = Some(r16_avx512::GEMM_Q2_K);
     q2.r16_batch = Some(R16Batch {
         min_tokens: 4,
         group: 4,
         from_float: Some(crate::kernels::scalar::from_float_q8_k_4x8),
-        gemm: Some(r16_avx2::GEMM_Q2_K_8X8_G4),
+        gemm: Some(r16_avx512::GEMM_Q2_K_G4),
         max_t: crate::quant::repack::MAX_T,
     });
     k.attn.kq = attn::attn_kq_avx512;

@@ -15,6 +15,7 @@
 
 use std::arch::x86_64::*;
 
+use super::prefetch_ahead;
 use crate::kernels::shared::{q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
 use crate::quant::iq4::KVALUES_IQ4NL;
@@ -40,8 +41,6 @@ gemm_split_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K, H, PAS
 gemm_split_entry!(gemm_q4_k_g4_entry, gemm_q4_k::<_, true>, GgmlType::Q4_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q2_k_entry, gemm_q2_k, GgmlType::Q2_K, H, 1, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q2_k_tiled_entry, gemm_q2_k_tiled, GgmlType::Q2_K, H, PASS, "avx2,fma,f16c");
-gemm_split_entry!(gemm_q2_k_8x8_entry, gemm_q2_k_8x8::<_, false>, GgmlType::Q2_K, H, PASS, "avx2,fma,f16c");
-gemm_split_entry!(gemm_q2_k_8x8_g4_entry, gemm_q2_k_8x8::<_, true>, GgmlType::Q2_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q3_k_entry, gemm_q3_k, GgmlType::Q3_K, H, 1, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q3_k_tiled_entry, gemm_q3_k_tiled, GgmlType::Q3_K, H, PASS, "avx2,fma,f16c");
 gemm_split_entry!(gemm_q5_k_entry, gemm_q5_k, GgmlType::Q5_K, H, 1, "avx2,fma,f16c");
@@ -426,6 +425,7 @@ unsafe fn gemm_lanes<const T: usize, const Q5: bool, const MIN: bool>(c: R16Call
             for b in 0..nb {
                 let dw = scales8(heads.add(b * hb), h);
                 let q = quants.add(b * qb);
+                prefetch_ahead(q, qb);
                 let qh = if Q5 { slot(q, 0, h) } else { _mm256_setzero_si256() };
                 let (ys, d) = q8_0s_rows::<T>(a, as_, b, dw);
                 for kk in 0..group {
@@ -630,70 +630,6 @@ impl K4Scales {
         }
     }
 }
-
-/// Q2_K in the orders of llama.cpp's AVX-512 build, which repacks it to 8×8 interleaved rows (the
-/// AVX-512 table's kernels; the AVX2 table's are `gemm_q2_k` / `gemm_q2_k_tiled`): scale sums and
-/// minimum sums in two float accumulators, `acc = fma(f32(isum), d_w·d_a, acc)`,
-/// `accm = fma(f32(imin), dmin_w·d_a, accm)`, `acc − accm`; one update per super-block
-/// (`G4 = false`, `ggml_gemv_q2_K_8x8_q8_K`) or per 128-element half (`G4 = true`, the AVX-512 path
-/// of `ggml_gemm_q2_K_8x8_q8_K`: a batch's full groups of 4 tokens).
-/// (`kernels::ggml_x86::q2_k_gemv`, `q2_k_gemm4`.)
-///
-/// # Safety
-/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemm_q2_k_8x8<const T: usize, const G4: bool>(c: R16Call) {
-    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
-    // pointer ranges), which covers every unsafe operation below.
-    unsafe {
-        let R16Call { nb, w, part: h, a, as_, out, os } = c;
-        let (heads, quants) = (w, w.add(nb * R * 4));
-        let mut acc = [_mm256_setzero_ps(); T];
-        let mut accm = [_mm256_setzero_ps(); T];
-        for b in 0..nb {
-            let dw = scales8(heads.add(b * R * 4), h);
-            let dmin = scales8(heads.add(b * R * 4 + R * 2), h);
-            let q = quants.add(b * R * 80);
-            let mut iacc = [_mm256_setzero_si256(); T];
-            let mut imin = [_mm256_setzero_si256(); T];
-            for c in 0..2 {
-                for g in 4 * c..4 * c + 4 {
-                    for half in 0..2 {
-                        let (sc, mn) = q2k_scale_min(q, 2 * g + half, h);
-                        let sc = dup16(sc);
-                        for t in 0..T {
-                            let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
-                            let s = *bs.add(2 * g + half) as i32;
-                            imin[t] = _mm256_add_epi32(imin[t], _mm256_mullo_epi32(mn, _mm256_set1_epi32(s)));
-                            let mut p = _mm256_setzero_si256();
-                            for l in 4 * half..4 * half + 4 {
-                                p = _mm256_add_epi16(p, q2k_pairs(q, g, l, h, y.add(32 * g + 4 * l)));
-                            }
-                            iacc[t] = _mm256_add_epi32(iacc[t], pairs_times(p, sc));
-                        }
-                    }
-                }
-                if !G4 && c == 0 {
-                    continue;
-                }
-                for t in 0..T {
-                    let dy = _mm256_set1_ps(q8k_block(a.add(t * as_ + b * Q8_K_BLOCK)).0);
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(dw, dy), acc[t]);
-                    accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin[t]), _mm256_mul_ps(dmin, dy), accm[t]);
-                    iacc[t] = _mm256_setzero_si256();
-                    imin[t] = _mm256_setzero_si256();
-                }
-            }
-        }
-        for t in 0..T {
-            _mm256_storeu_ps(out.add(t * os), _mm256_sub_ps(acc[t], accm[t]));
-        }
-    }
-}
-
-/// The AVX-512 table's Q2_K kernels (llama.cpp's AVX-512 build): plain (gemv) and its batch order.
-pub(super) const GEMM_Q2_K_8X8: GemmR16Fn = gemm_q2_k_8x8_entry;
-pub(super) const GEMM_Q2_K_8X8_G4: GemmR16Fn = gemm_q2_k_8x8_g4_entry;
 
 /// Q2_K scale byte `j` (0..16) of the 8 rows of half `h` (slots 0..4 at `q`): (scale, min) as i32
 /// lanes.
@@ -900,6 +836,9 @@ unsafe fn gemm_q3_k<const T: usize>(c: R16Call) {
                 let (dy, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
                 let mut ia = [_mm256_setzero_si256(); 8];
                 for g in 0..8 {
+                    if t == 0 {
+                        prefetch_ahead(q.add(R * 108 / 8 * g), R * 108 / 8);
+                    }
                     // lanes 0..4 are sub-block 2g, lanes 4..8 sub-block 2g+1
                     let sc = [dup16(s3.scale(2 * g)), dup16(s3.scale(2 * g + 1))];
                     for (l, il) in ia.iter_mut().enumerate() {

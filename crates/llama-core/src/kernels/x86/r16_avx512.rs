@@ -13,6 +13,7 @@
 
 use std::arch::x86_64::*;
 
+use super::prefetch_ahead;
 use crate::kernels::shared::{gemm_r16_check, q8_0s_block, q8k_block, R16Call};
 use crate::kernels::types::GemmR16Fn;
 use crate::quant::iq4::KVALUES_IQ4NL;
@@ -83,11 +84,14 @@ gemm_entry!(gemm_q5_0_entry, gemm_lanes::<_, true>, GgmlType::Q5_0);
 gemm_entry!(gemm_q8_0_entry, gemm_lanes::<_, false>, GgmlType::Q8_0);
 gemm_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K);
 gemm_entry!(gemm_q4_k_g4_entry, gemm_q4_k::<_, true>, GgmlType::Q4_K);
+gemm_entry!(gemm_q5_k_entry, gemm_q5_k, GgmlType::Q5_K);
+gemm_entry!(gemm_q2_k_entry, gemm_q2_k::<_, false>, GgmlType::Q2_K);
+gemm_entry!(gemm_q2_k_g4_entry, gemm_q2_k::<_, true>, GgmlType::Q2_K);
 gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
 gemm_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K);
 
 /// The AVX-512 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 8] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 9] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
     (GgmlType::IQ4_NL, gemm_iq4_nl_entry),
     (GgmlType::MXFP4, gemm_mxfp4_entry),
@@ -95,6 +99,7 @@ pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 8] = [
     (GgmlType::Q5_0, gemm_q5_0_entry),
     (GgmlType::Q8_0, gemm_q8_0_entry),
     (GgmlType::Q4_K, gemm_q4_k_entry),
+    (GgmlType::Q5_K, gemm_q5_k_entry),
     (GgmlType::Q6_K, gemm_q6_k_entry),
 ];
 
@@ -105,6 +110,11 @@ pub(super) const BATCH_GEMMS: [(GgmlType, GemmR16Fn); 3] = [
     (GgmlType::Q6_K, gemm_q6_k_tiled_entry),
     (GgmlType::IQ4_XS, gemm_iq4_xs_tiled_entry),
 ];
+
+/// The Q2_K kernels of llama.cpp's AVX-512 build (its repacked 8×8 GEMV, and its GEMM over full
+/// groups of 4 tokens): `x86::avx512_table` installs them with that batch rule.
+pub(super) const GEMM_Q2_K: GemmR16Fn = gemm_q2_k_entry;
+pub(super) const GEMM_Q2_K_G4: GemmR16Fn = gemm_q2_k_g4_entry;
 
 /// Broadcast of the 4 activation bytes at `p` (compiles to an embedded `{1to16}` operand).
 #[inline(always)]
@@ -142,6 +152,7 @@ unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
         for b in 0..nb {
             let dw = scales16(scales.add(b * R * 2));
             let q = quants.add(b * R * 16);
+            prefetch_ahead(q, R * 16);
             let mut lo = [_mm512_setzero_si512(); 4];
             let mut hi = [_mm512_setzero_si512(); 4];
             for s in 0..4 {
@@ -185,6 +196,7 @@ unsafe fn gemm_iq4_nl<const T: usize>(c: R16Call) {
         for b in 0..nb {
             let dw = scales16(scales.add(b * R * 2));
             let q = quants.add(b * R * 16);
+            prefetch_ahead(q, R * 16);
             let mut lo = [_mm512_setzero_si512(); 4];
             let mut hi = [_mm512_setzero_si512(); 4];
             for s in 0..4 {
@@ -243,6 +255,7 @@ unsafe fn gemm_mxfp4<const T: usize>(c: R16Call) {
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..nb {
             let q = w.add(b * R * 17);
+            prefetch_ahead(q, R * 17);
             let dw = e8m0_16(q.add(R * 16));
             let mut lo = [_mm512_setzero_si512(); 4];
             let mut hi = [_mm512_setzero_si512(); 4];
@@ -309,6 +322,7 @@ unsafe fn gemm_iq4_xs_pass<const T: usize, const TILED: bool>(c: R16Call) {
             let sh = _mm512_cvtepu16_epi32(_mm256_loadu_si256(q.add(R * 132) as *const __m256i));
             let mut ia = [[_mm512_setzero_si512(); 8]; T];
             for ib in 0..8 {
+                prefetch_ahead(q.add(R * 134 / 8 * ib), R * 134 / 8);
                 let lo =
                     _mm512_and_si512(_mm512_srl_epi32(sl, _mm_cvtsi32_si128(4 * ib as i32)), _mm512_set1_epi32(0xF));
                 let hi = _mm512_and_si512(_mm512_srl_epi32(sh, _mm_cvtsi32_si128(2 * ib as i32)), _mm512_set1_epi32(3));
@@ -403,6 +417,7 @@ unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(c: R16Call) {
             let mut v = [_mm512_setzero_si512(); 8];
             if Q5 {
                 let q = quants.add(b * R * 20);
+                prefetch_ahead(q, R * 20);
                 let qh = _mm512_loadu_si512(q as *const _);
                 let hb_lo = [
                     _mm512_slli_epi32(qh, 4),
@@ -418,6 +433,7 @@ unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(c: R16Call) {
                 }
             } else {
                 let q = quants.add(b * R * 32);
+                prefetch_ahead(q, R * 32);
                 for (s, vs) in v.iter_mut().enumerate() {
                     *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
                 }
@@ -467,43 +483,13 @@ unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(c: R16Call) {
         let R16Call { nb, w, a, as_, out, os, .. } = c;
         let (heads, quants) = (w, w.add(nb * R * 4));
         let m4 = _mm512_set1_epi8(0x0F);
-        let m63 = _mm512_set1_epi32(63);
-        let m15 = _mm512_set1_epi32(15);
-        let m48 = _mm512_set1_epi32(0x30);
         let mut acc = [_mm512_setzero_ps(); T];
         let mut accm = [_mm512_setzero_ps(); T];
         for b in 0..nb {
             let d = scales16(heads.add(b * R * 4));
             let dmin = scales16(heads.add(b * R * 4 + R * 2));
             let q = quants.add(b * R * 140);
-            // The 12 scale bytes of each row as three u32 lanes (ggml's get_scale_min_k4, vectorised).
-            let w0 = _mm512_loadu_si512(q as *const _);
-            let w1 = _mm512_loadu_si512(q.add(64) as *const _);
-            let w2 = _mm512_loadu_si512(q.add(128) as *const _);
-            let scale = |j: usize| -> __m512i {
-                if j < 4 {
-                    _mm512_and_si512(_mm512_srlv_epi32(w0, _mm512_set1_epi32(8 * j as i32)), m63)
-                } else {
-                    let i = 8 * (j as i32 - 4);
-                    or_and(
-                        _mm512_and_si512(_mm512_srlv_epi32(w2, _mm512_set1_epi32(i)), m15),
-                        _mm512_srlv_epi32(w0, _mm512_set1_epi32(i + 2)),
-                        m48,
-                    )
-                }
-            };
-            let min = |j: usize| -> __m512i {
-                if j < 4 {
-                    _mm512_and_si512(_mm512_srlv_epi32(w1, _mm512_set1_epi32(8 * j as i32)), m63)
-                } else {
-                    let i = 8 * (j as i32 - 4);
-                    or_and(
-                        _mm512_and_si512(_mm512_srlv_epi32(w2, _mm512_set1_epi32(i + 4)), m15),
-                        _mm512_srlv_epi32(w1, _mm512_set1_epi32(i + 2)),
-                        m48,
-                    )
-                }
-            };
+            let k4 = K4Scales::load(q);
             let mut dd = [_mm512_setzero_ps(); T];
             let mut ddm = [_mm512_setzero_ps(); T];
             for t in 0..T {
@@ -514,15 +500,16 @@ unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(c: R16Call) {
             let mut iacc = [_mm512_setzero_si512(); T];
             let mut imin = [_mm512_setzero_si512(); T];
             for j in 0..8 {
+                prefetch_ahead(q.add(R * 140 / 8 * j), R * 140 / 8);
                 // mins: m_j · (bsum_2j + bsum_2j+1) by vpdpwssd (m_j < 64 in the low half of each
                 // lane, zero high half; the broadcast sum is sign-extended, so the high halves add 0).
-                let mj = min(j);
+                let mj = k4.min(j);
                 for (t, im) in imin.iter_mut().enumerate() {
                     let (_, _, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
                     let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
                     *im = _mm512_dpwssd_epi32(*im, mj, _mm512_set1_epi32(s));
                 }
-                let sc = scale(j);
+                let sc = k4.scale(j);
                 let mut lo = [_mm512_setzero_si512(); 4];
                 let mut hi = [_mm512_setzero_si512(); 4];
                 for k in 0..4 {
@@ -554,6 +541,239 @@ unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(c: R16Call) {
                 for t in 0..T {
                     acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), dd[t], acc[t]);
                     accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[t]), ddm[t], accm[t]);
+                }
+            }
+        }
+        for t in 0..T {
+            _mm512_storeu_ps(out.add(t * os), _mm512_sub_ps(acc[t], accm[t]));
+        }
+    }
+}
+
+/// The 12 scale bytes of each of 16 rows of a Q4_K/Q5_K block (R16 slots 0..3) as three u32
+/// lanes: ggml's `get_scale_min_k4`, vectorised.
+#[derive(Clone, Copy)]
+struct K4Scales(__m512i, __m512i, __m512i);
+
+impl K4Scales {
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX-512 F; slots 0..3 at `q` (192 bytes) must be readable.
+    unsafe fn load(q: *const u8) -> Self {
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            K4Scales(
+                _mm512_loadu_si512(q as *const _),
+                _mm512_loadu_si512(q.add(64) as *const _),
+                _mm512_loadu_si512(q.add(128) as *const _),
+            )
+        }
+    }
+
+    /// 6-bit field `j` (0..8) from word `lo` (scales: word 0, mins: word 1) and word 2, whose
+    /// byte j − 4 holds the low nibble of field j ≥ 4 at bit `nib_shift` (0 scales, 4 mins).
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX-512 F (register-only).
+    unsafe fn field(lo: __m512i, w2: __m512i, j: usize, nib_shift: i32) -> __m512i {
+        // SAFETY: register-only intrinsics of the caller's target features.
+        unsafe {
+            if j < 4 {
+                _mm512_and_si512(_mm512_srlv_epi32(lo, _mm512_set1_epi32(8 * j as i32)), _mm512_set1_epi32(63))
+            } else {
+                let i = 8 * (j as i32 - 4);
+                or_and(
+                    _mm512_and_si512(_mm512_srlv_epi32(w2, _mm512_set1_epi32(i + nib_shift)), _mm512_set1_epi32(15)),
+                    _mm512_srlv_epi32(lo, _mm512_set1_epi32(i + 2)),
+                    _mm512_set1_epi32(0x30),
+                )
+            }
+        }
+    }
+
+    /// Scale of sub-block `j` (0..8), one i32 lane per row.
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX-512 F (register-only).
+    unsafe fn scale(self, j: usize) -> __m512i {
+        // SAFETY: register-only intrinsics of the caller's target features.
+        unsafe { Self::field(self.0, self.2, j, 0) }
+    }
+
+    /// Minimum of sub-block `j` (0..8), one i32 lane per row.
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX-512 F (register-only).
+    unsafe fn min(self, j: usize) -> __m512i {
+        // SAFETY: register-only intrinsics of the caller's target features.
+        unsafe { Self::field(self.1, self.2, j, 4) }
+    }
+}
+
+/// Q5_K kernels keep one token's 8 integer and 8 float lane accumulators in registers.
+const Q5K_PASS: usize = 1;
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q5_k<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { in_passes!(gemm_q5_k_pass, [], Q5K_PASS, T, c) }
+}
+
+/// Q5_K in the order of llama.cpp's x86 `ggml_vec_dot_q5_K_q8_K` (Q5_K is not repacked there;
+/// batches under 8 tokens take it): 8 float lanes per row, lane l holding per super-block the
+/// integer `Σ_j sc_j · Σ_{e = 32j+4l..32j+4l+4} q[e]·y[e]`, folded as
+/// `lane = fma(d_a·d_w, f32(lane), lane)`; the minimums apart,
+/// `summs = fma(−d_a·dmin_w, f32(Σ min·bsums), summs)`; `hsum_float_8(lanes) + summs`
+/// (`kernels::ggml_x86::q5_k_lanes`). The AVX2 table's kernel in 16-row registers: one cache line
+/// of every slot per step instead of two halves read in two passes.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q5_k_pass<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, a, as_, out, os, .. } = c;
+        let (heads, quants) = (w, w.add(nb * R * 4));
+        let (m4, m10) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x10));
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[_mm512_setzero_ps(); 8]; T];
+        let mut summs = [_mm512_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales16(heads.add(b * R * 4));
+            let dmin = scales16(heads.add(b * R * 4 + R * 2));
+            let q = quants.add(b * R * 172);
+            let k4 = K4Scales::load(q);
+            let mut iacc = [[zero; 8]; T];
+            let mut imin = [zero; T];
+            for j in 0..8 {
+                // mins: m_j · (bsum_2j + bsum_2j+1) by vpdpwssd (m_j < 64 in the low half of each
+                // lane, zero high half; the broadcast sum is sign-extended, so the high halves add 0).
+                let mj = k4.min(j);
+                for (t, im) in imin.iter_mut().enumerate() {
+                    let (_, _, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
+                    *im = _mm512_dpwssd_epi32(*im, mj, _mm512_set1_epi32(s));
+                }
+                let sc = k4.scale(j);
+                prefetch_ahead(q.add(R * 172 / 8 * j), R * 172 / 8);
+                // v[l]: the 16 rows' unsigned 5-bit values of elements 32j+4l..32j+4l+4: nibble
+                // slot 3+4j+l/2 (low or high nibbles), the fifth bit from bit j of slot 35+l moved
+                // to bit 4 (a 16-bit shift keeps each byte's bit j in its own byte at bit 4)
+                let v: [__m512i; 8] = std::array::from_fn(|l| {
+                    let nib = _mm512_loadu_si512(q.add(64 * (3 + 4 * j + l / 2)) as *const _);
+                    let nib = if l % 2 == 0 { nib } else { _mm512_srli_epi16(nib, 4) };
+                    let hb = _mm512_loadu_si512(q.add(64 * (35 + l)) as *const _);
+                    let hb = if j <= 4 {
+                        _mm512_sll_epi16(hb, _mm_cvtsi32_si128(4 - j as i32))
+                    } else {
+                        _mm512_srl_epi16(hb, _mm_cvtsi32_si128(j as i32 - 4))
+                    };
+                    or_and(_mm512_and_si512(nib, m4), hb, m10)
+                });
+                for (t, ia) in iacc.iter_mut().enumerate() {
+                    let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                    let y = y.add(32 * j);
+                    for (l, vl) in v.iter().enumerate() {
+                        // |Σ of 4 products| ≤ 4·31·127 fits in i16, so vpdpwssd multiplies it exactly
+                        let r = _mm512_dpbusd_epi32(zero, *vl, bcast4(y.add(4 * l)));
+                        ia[l] = _mm512_dpwssd_epi32(ia[l], r, sc);
+                    }
+                }
+            }
+            for t in 0..T {
+                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                let dy = _mm512_set1_ps(dy);
+                let d = _mm512_mul_ps(dy, dw);
+                for (al, il) in acc[t].iter_mut().zip(&iacc[t]) {
+                    *al = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(*il), *al);
+                }
+                summs[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dy, dmin), _mm512_cvtepi32_ps(imin[t]), summs[t]);
+            }
+        }
+        for t in 0..T {
+            _mm512_storeu_ps(out.add(t * os), _mm512_add_ps(hsum8_lanes(&acc[t]), summs[t]));
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q2_k<const T: usize, const G4: bool>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { in_passes!(gemm_q2_k_pass, [, G4], K_PASS, T, c) }
+}
+
+/// Q2_K in the orders of llama.cpp's AVX-512 build, which repacks it to 8×8 interleaved rows: scale
+/// sums and minimum sums in two float accumulators, `acc = fma(f32(isum), d_w·d_a, acc)`,
+/// `accm = fma(f32(imin), dmin_w·d_a, accm)`, `acc − accm`; one update per super-block
+/// (`G4 = false`, `ggml_gemv_q2_K_8x8_q8_K`) or per 128-element half (`G4 = true`, its
+/// `ggml_gemm_q2_K_8x8_q8_K` over a batch's full groups of 4 tokens); `kernels::ggml_x86::q2_k_gemv`,
+/// `q2_k_gemm4`. The AVX2 table's `gemm_q2_k_8x8` in 16-row registers.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q2_k_pass<const T: usize, const G4: bool>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, a, as_, out, os, .. } = c;
+        let (heads, quants) = (w, w.add(nb * R * 4));
+        let (m3, m15) = (_mm512_set1_epi8(3), _mm512_set1_epi32(15));
+        let zero = _mm512_setzero_si512();
+        let mut acc = [_mm512_setzero_ps(); T];
+        let mut accm = [_mm512_setzero_ps(); T];
+        for b in 0..nb {
+            let dw = scales16(heads.add(b * R * 4));
+            let dmin = scales16(heads.add(b * R * 4 + R * 2));
+            let q = quants.add(b * R * 80);
+            // slots 0..4: the 16 scale bytes of each row (low nibble scale, high nibble minimum)
+            let sm: [__m512i; 4] = std::array::from_fn(|i| _mm512_loadu_si512(q.add(64 * i) as *const _));
+            let mut iacc = [zero; T];
+            let mut imin = [zero; T];
+            for c in 0..2 {
+                // slot 4 + 8c + l: elements 32g + 4l .. + 4 of groups g = 4c + k at bits 2k
+                let v: [__m512i; 8] =
+                    std::array::from_fn(|l| _mm512_loadu_si512(q.add(64 * (4 + 8 * c + l)) as *const _));
+                for k in 0..4 {
+                    let g = 4 * c + k;
+                    prefetch_ahead(q.add(R * 10 * g), R * 10);
+                    let sh = _mm_cvtsi32_si128(2 * k as i32);
+                    let u: [__m512i; 8] = std::array::from_fn(|l| _mm512_and_si512(_mm512_srl_epi16(v[l], sh), m3));
+                    for half in 0..2 {
+                        let j = 2 * g + half;
+                        let word = _mm512_srl_epi32(sm[j / 4], _mm_cvtsi32_si128(8 * (j % 4) as i32));
+                        let (sc, mn) = (_mm512_and_si512(word, m15), _mm512_and_si512(_mm512_srli_epi32(word, 4), m15));
+                        for t in 0..T {
+                            let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                            // mn < 16 in the low half of each lane, zero high half: vpdpwssd multiplies
+                            // it by the sign-extended bsum exactly
+                            imin[t] = _mm512_dpwssd_epi32(imin[t], mn, _mm512_set1_epi32(*bs.add(j) as i32));
+                            let mut r = zero;
+                            for l in 4 * half..4 * half + 4 {
+                                r = _mm512_dpbusd_epi32(r, u[l], bcast4(y.add(32 * g + 4 * l)));
+                            }
+                            // |r| ≤ 16·3·128 fits in i16: vpdpwssd times the scale is exact
+                            iacc[t] = _mm512_dpwssd_epi32(iacc[t], r, sc);
+                        }
+                    }
+                }
+                if !G4 && c == 0 {
+                    continue;
+                }
+                for t in 0..T {
+                    let dy = _mm512_set1_ps(q8k_block(a.add(t * as_ + b * Q8_K_BLOCK)).0);
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(dw, dy), acc[t]);
+                    accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[t]), _mm512_mul_ps(dmin, dy), accm[t]);
+                    iacc[t] = zero;
+                    imin[t] = zero;
                 }
             }
         }
@@ -651,6 +871,7 @@ unsafe fn gemm_q6_k_pass<const T: usize>(c: R16Call) {
                 }
             }
             for j in 0..16 {
+                prefetch_ahead(q.add(R * 208 / 16 * j), R * 208 / 16);
                 let sc = q6_scale16(q, j);
                 let v = q6_values(ql, qh, j);
                 let l0 = 4 * (j % 2);
