@@ -100,26 +100,18 @@ pub(super) unsafe fn ksigns32(aux: u32) -> __m256i {
     unsafe { _mm256_set_epi64x(s(3), s(2), s(1), s(0)) }
 }
 
-/// How far ahead (bytes) the dots prefetch the weight row: a tg matmul streams its weights from
-/// L3 or memory, and the rows are short (a few hundred bytes), so the hardware prefetcher alone
-/// leaves the first loads of each block waiting (`dot_speed_vs_ggml` with `DOT_SPEED_ROWS=200000`,
-/// ~100 MB of weights: TQ2_0 ×1.09 of llama.cpp's dot at 320 bytes, ×1.48 at 1280, ×1.58 at 2560,
-/// ×1.63 at 5120; a thread's chunk of rows is tens of KB, so little is fetched past it).
-pub(super) const PREFETCH: usize = 2560;
-
-/// Prefetches the bytes `PREFETCH..PREFETCH + 128` past `x` (every line of a block of ≤ 128 bytes
-/// when called once per block).
+/// Prefetches the 128 bytes `super::PREFETCH_BYTES` past `x` (every line of a block of ≤ 128
+/// bytes when called once per block): a tg matmul streams its weights from memory and the rows are
+/// short (a few hundred bytes), so the hardware prefetcher alone leaves the first loads of each
+/// block waiting (`dot_speed_vs_ggml` with `DOT_SPEED_ROWS=200000`, ~100 MB of weights: TQ2_0 ×1.09
+/// of llama.cpp's dot without it; rows follow each other, so a prefetch past a row's end fetches
+/// the next rows).
 ///
 /// # Safety
 /// None beyond SSE (prefetches do not fault, any address is allowed).
 #[inline(always)]
 pub(super) unsafe fn prefetch_block(x: *const u8) {
-    // SAFETY: a prefetch is a hint: it never faults (`wrapping_add` keeps the pointer arithmetic
-    // defined past the row's end).
-    unsafe {
-        _mm_prefetch::<_MM_HINT_T0>(x.wrapping_add(PREFETCH) as *const i8);
-        _mm_prefetch::<_MM_HINT_T0>(x.wrapping_add(PREFETCH + 64) as *const i8);
-    }
+    super::prefetch_ahead(x, 128)
 }
 
 /// The Q8_K block at `y`: (d, the 256 quants as bytes, the 16 bsums).
