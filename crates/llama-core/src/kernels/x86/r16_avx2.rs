@@ -175,6 +175,9 @@ unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
         for b in 0..nb {
             let dw = scales8(scales.add(b * R * 2), h);
             let q = quants.add(b * R * 16);
+            if h == 0 {
+                prefetch_ahead(q, R * 16);
+            }
             let mut lo = [_mm256_setzero_si256(); 4];
             let mut hi = [_mm256_setzero_si256(); 4];
             for s in 0..4 {
@@ -222,6 +225,9 @@ unsafe fn gemm_iq4_nl<const T: usize, const MX: bool>(c: R16Call) {
             } else {
                 (scales8(scales.add(b * R * 2), h), quants.add(b * R * 16))
             };
+            if h == 0 {
+                prefetch_ahead(q, if MX { R * 17 } else { R * 16 });
+            }
             // [slot][lo, hi]: the signed levels and their magnitudes
             let mut x = [[_mm256_setzero_si256(); 2]; 4];
             for s in 0..4 {
@@ -276,6 +282,9 @@ unsafe fn gemm_iq4_xs<const T: usize, const TILED: bool>(c: R16Call) {
                 let (dy, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
                 let mut ia = [_mm256_setzero_si256(); 8];
                 for ib in 0..8 {
+                    if t == 0 && h == 0 {
+                        prefetch_ahead(q.add(R * 134 / 8 * ib), R * 134 / 8);
+                    }
                     let lo = _mm256_and_si256(
                         _mm256_srl_epi32(sl, _mm_cvtsi32_si128(4 * ib as i32)),
                         _mm256_set1_epi32(0xF),
@@ -425,7 +434,9 @@ unsafe fn gemm_lanes<const T: usize, const Q5: bool, const MIN: bool>(c: R16Call
             for b in 0..nb {
                 let dw = scales8(heads.add(b * hb), h);
                 let q = quants.add(b * qb);
-                prefetch_ahead(q, qb);
+                if h == 0 && g == 0 {
+                    prefetch_ahead(q, qb);
+                }
                 let qh = if Q5 { slot(q, 0, h) } else { _mm256_setzero_si256() };
                 let (ys, d) = q8_0s_rows::<T>(a, as_, b, dw);
                 for kk in 0..group {
@@ -500,6 +511,9 @@ unsafe fn gemm_q8_0<const T: usize>(c: R16Call) {
         for b in 0..nb {
             let dw = scales8(scales.add(b * R * 2), h);
             let q = quants.add(b * R * 32);
+            if h == 0 {
+                prefetch_ahead(q, R * 32);
+            }
             let (ys, d) = q8_0s_rows::<T>(a, as_, b, dw);
             for k in 0..8 {
                 let x = _mm256_xor_si256(slot(q, k, h), bias); // back to signed
@@ -544,6 +558,9 @@ unsafe fn gemm_q4_k<const T: usize, const G4: bool>(c: R16Call) {
             let mut iacc = [_mm256_setzero_si256(); T];
             let mut imin = [_mm256_setzero_si256(); T];
             for j in 0..8 {
+                if h == 0 {
+                    prefetch_ahead(q.add(R * 140 / 8 * j), R * 140 / 8);
+                }
                 let (sc, mj) = (k4.scale(j), k4.min(j));
                 for t in 0..T {
                     let (_, y, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
@@ -694,6 +711,9 @@ unsafe fn gemm_q2_k<const T: usize>(c: R16Call) {
                 }
                 let mut ia = [_mm256_setzero_si256(); 8];
                 for g in 0..8 {
+                    if t == 0 && h == 0 {
+                        prefetch_ahead(q.add(R * 80 / 8 * g), R * 80 / 8);
+                    }
                     // lanes 0..4 are sub-block 2g, lanes 4..8 sub-block 2g+1
                     let sc = [dup16(q2k_scale_min(q, 2 * g, h).0), dup16(q2k_scale_min(q, 2 * g + 1, h).0)];
                     for (l, il) in ia.iter_mut().enumerate() {
@@ -836,7 +856,7 @@ unsafe fn gemm_q3_k<const T: usize>(c: R16Call) {
                 let (dy, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
                 let mut ia = [_mm256_setzero_si256(); 8];
                 for g in 0..8 {
-                    if t == 0 {
+                    if t == 0 && h == 0 {
                         prefetch_ahead(q.add(R * 108 / 8 * g), R * 108 / 8);
                     }
                     // lanes 0..4 are sub-block 2g, lanes 4..8 sub-block 2g+1
@@ -945,6 +965,9 @@ unsafe fn gemm_q5_k<const T: usize>(c: R16Call) {
                 let mut ia = [_mm256_setzero_si256(); 8];
                 let mut imin = _mm256_setzero_si256();
                 for j in 0..8 {
+                    if t == 0 && h == 0 {
+                        prefetch_ahead(q.add(R * 172 / 8 * j), R * 172 / 8);
+                    }
                     let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
                     imin = _mm256_add_epi32(imin, _mm256_mullo_epi32(k4.min(j), _mm256_set1_epi32(s)));
                     let sc = dup16(k4.scale(j));
@@ -1087,6 +1110,9 @@ unsafe fn gemm_q6_k<const T: usize>(c: R16Call) {
                     _mm256_slli_epi32::<5>(_mm256_add_epi32(s0, s1))
                 });
                 for j in 0..16 {
+                    if t == 0 && h == 0 {
+                        prefetch_ahead(q.add(R * 208 / 16 * j), R * 208 / 16);
+                    }
                     let sc = dup16(q6_scale(q, j, h));
                     let v = q6_values(ql, qh, j, h);
                     let l0 = 4 * (j % 2);
