@@ -76,17 +76,158 @@ const fn code_shifts(base: u8) -> [u8; 64] {
 static CODES_HI: [u8; 64] = code_shifts(32);
 static CODES_LO: [u8; 64] = code_shifts(0);
 
-/// IQ2_XXS grid indices of sub-block pair 0: qword m takes byte m (m < 4) or 4 + m (m ≥ 4) of the
-/// 16 bytes `idx[4] aux[4] idx[4] aux[4]` (other bytes zeroed by the mask).
-static IQ2XXS_IDX: [u8; 64] = {
+/// A grid of 256 or 512 entries as 16-bit codes: byte k of entry e is
+/// `vals[(code_e >> (bits·k)) & mask]`. The codes fit in 8 or 16 zmm, so 32 lookups are four (eight)
+/// `vpermi2w` and a few blends, where a gather loads every entry (Zen 4 runs `vpgatherqq` slowly:
+/// ~40 % of `dot_iq1_s` there).
+const fn grid_codes<const E: usize, const N: usize>(
+    grid: &[u64; E],
+    bytes: usize,
+    bits: usize,
+    vals: &[u8; N],
+) -> [u16; E] {
+    let mut out = [0u16; E];
+    let mut e = 0;
+    while e < E {
+        let mut code = 0u16;
+        let mut k = 0;
+        while k < bytes {
+            let b = (grid[e] >> (8 * k)) as u8;
+            let mut v = 0;
+            while vals[v] != b {
+                v += 1; // every grid byte is one of `vals` (else this indexes out of bounds at compile time)
+            }
+            code |= (v as u16) << (bits * k);
+            k += 1;
+        }
+        out[e] = code;
+        e += 1;
+    }
+    out
+}
+
+const IQ2XXS_VALS: [u8; 3] = [0x08, 0x19, 0x2b];
+const IQ3XXS_VALS: [u8; 8] = [0x04, 0x0c, 0x14, 0x1c, 0x24, 0x2c, 0x34, 0x3e];
+static IQ2XXS_CODES: [u16; 256] = grid_codes(&IQ2XXS_GRID, 8, 2, &IQ2XXS_VALS);
+static IQ2XS_CODES: [u16; 512] = grid_codes(&IQ2XS_GRID, 8, 2, &IQ2XXS_VALS);
+static IQ3XXS_CODES: [u16; 256] = grid_codes(&widen(&IQ3XXS_GRID), 4, 3, &IQ3XXS_VALS);
+
+const fn widen(g: &[u32; 256]) -> [u64; 256] {
+    let mut out = [0u64; 256];
+    let mut e = 0;
+    while e < 256 {
+        out[e] = g[e] as u64;
+        e += 1;
+    }
+    out
+}
+
+/// `vpermb` table: entry t is `vals[t mod 2^bits]` (the index bits above a code are ignored).
+const fn code_vals<const N: usize>(vals: &[u8; N], bits: usize) -> [u8; 64] {
     let mut a = [0u8; 64];
-    let mut m = 0;
-    while m < 8 {
-        a[8 * m] = (m + 4 * (m / 4)) as u8;
-        m += 1;
+    let mut t = 0;
+    while t < 64 {
+        let c = t & ((1 << bits) - 1);
+        a[t] = if c < N { vals[c] } else { 0 };
+        t += 1;
+    }
+    a
+}
+static IQ2XXS_VALS64: [u8; 64] = code_vals(&IQ2XXS_VALS, 2);
+static IQ3XXS_VALS64: [u8; 64] = code_vals(&IQ3XXS_VALS, 3);
+
+/// `vpmultishiftqb` controls: byte k of each qword takes bits `2k..` (8 codes of 2 bits: one
+/// IQ2_XXS entry per qword) or bits `3(k mod 4) + 32(k div 4)..` (4 codes of 3 bits in each dword:
+/// one IQ3_XXS entry per dword).
+static SHIFT_2BIT: [u8; 64] = {
+    let mut a = [0u8; 64];
+    let mut b = 0;
+    while b < 64 {
+        a[b] = 2 * (b % 8) as u8;
+        b += 1;
     }
     a
 };
+static SHIFT_3BIT: [u8; 64] = {
+    let mut a = [0u8; 64];
+    let mut b = 0;
+    while b < 64 {
+        a[b] = (3 * (b % 4) + 32 * ((b % 8) / 4)) as u8;
+        b += 1;
+    }
+    a
+};
+
+static DIV4: [u16; 32] = lanes_div(4);
+static DIV2: [u16; 32] = lanes_div(2);
+
+/// IQ2_XXS: u16 lane e (of 32) takes index byte `8(e/4) + e mod 4` of the block's 64 bytes
+/// `(idx[4] aux[4]) × 8` (odd bytes zeroed by the mask).
+static IQ2XXS_IDX16: [u8; 64] = {
+    let mut a = [0u8; 64];
+    let mut e = 0;
+    while e < 32 {
+        a[2 * e] = (8 * (e / 4) + e % 4) as u8;
+        e += 1;
+    }
+    a
+};
+
+/// The 16-bit codes of a grid of `32·R` entries (`grid_codes`; R = 8 or 16) in R registers.
+struct CodeTable<const R: usize>([__m512i; R]);
+
+impl<const R: usize> CodeTable<R> {
+    /// # Safety
+    /// The CPU must support AVX-512 F.
+    #[inline(always)]
+    unsafe fn load(codes: &'static [u16]) -> Self {
+        assert_eq!(codes.len(), 32 * R);
+        // SAFETY: R × 64 bytes = the 32·R codes (checked above).
+        unsafe { CodeTable(std::array::from_fn(|r| _mm512_loadu_si512(codes.as_ptr().add(32 * r) as *const _))) }
+    }
+
+    /// The codes of the 32 entries whose indices (0..32·R) are the u16 lanes of `idx`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 BW (register-only).
+    #[inline(always)]
+    unsafe fn lookup(&self, idx: __m512i) -> __m512i {
+        // SAFETY: register-only AVX-512 operations; the caller guarantees the features.
+        unsafe {
+            // vpermi2w reads the low 6 bits: one result per 64-entry chunk, then the index bits
+            // from 6 up pick among them
+            let mut r = [_mm512_setzero_si512(); 8];
+            for (q, rq) in r.iter_mut().enumerate().take(R / 2) {
+                *rq = _mm512_permutex2var_epi16(self.0[2 * q], idx, self.0[2 * q + 1]);
+            }
+            let (mut n, mut bit) = (R / 2, 64);
+            while n > 1 {
+                let k = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(bit));
+                for q in 0..n / 2 {
+                    r[q] = _mm512_mask_blend_epi16(k, r[2 * q], r[2 * q + 1]);
+                }
+                (n, bit) = (n / 2, 2 * bit);
+            }
+            r[0]
+        }
+    }
+}
+
+/// Grid bytes from codes: lane w of `codes` holds an entry's code; `rep` (u16 lane indices)
+/// places each entry's code at the start of its qword (IQ2_XXS) or dword (IQ3_XXS), `shifts`
+/// (`SHIFT_2BIT` / `SHIFT_3BIT`) brings byte k's code to the bottom of byte k, and `vals64`
+/// (`code_vals`) maps it to the grid value.
+///
+/// # Safety
+/// The CPU must support AVX-512 BW and VBMI (register-only).
+#[inline(always)]
+unsafe fn expand_codes(codes: __m512i, rep: __m512i, shifts: __m512i, vals64: __m512i) -> __m512i {
+    // SAFETY: register-only AVX-512 operations; the caller guarantees the features.
+    unsafe {
+        let c = _mm512_permutexvar_epi16(rep, codes);
+        _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(shifts, c), vals64)
+    }
+}
 
 /// # Safety
 /// `p..p+64` readable.
@@ -250,10 +391,14 @@ unsafe fn lanes_iq2_xxs(x: *const u8, q8: *const u8) -> __m256i {
         // ls_j = 2·(aux_j >> 28) + 1 in i16 lane 4j + 2
         let l = _mm512_or_si512(_mm512_slli_epi32(_mm512_srli_epi32(raw, 28), 1), _mm512_set1_epi32(1));
         let mut acc = _mm512_setzero_si512();
+        // the 32 entries' codes: u16 lane e is entry e (group e/4, index byte e mod 4)
+        let idx = _mm512_maskz_permutexvar_epi8(0x5555_5555_5555_5555, ld64(&IQ2XXS_IDX16), raw);
+        let codes = CodeTable::<8>::load(&IQ2XXS_CODES).lookup(idx);
+        let (shifts, vals) = (ld64(&SHIFT_2BIT), ld64(&IQ2XXS_VALS64));
         for (i, &neg) in neg.iter().enumerate() {
-            let idx = _mm512_add_epi8(ld64(&IQ2XXS_IDX), _mm512_set1_epi8(16 * i as i8));
-            let idx = _mm512_maskz_permutexvar_epi8(0x0101_0101_0101_0101, idx, raw);
-            let g = _mm512_i64gather_epi64::<8>(idx, IQ2XXS_GRID.as_ptr() as *const _);
+            // qword m: entry 8i + m
+            let rep = _mm512_add_epi16(ld64(&DIV4), _mm512_set1_epi16(8 * i as i16));
+            let g = expand_codes(codes, rep, shifts, vals);
             let y = _mm512_loadu_si512(q8.add(64 * i) as *const _);
             acc = signed_dot64(acc, g, neg, y, pair_ls32(l, i, 4, 2));
         }
@@ -276,10 +421,12 @@ unsafe fn lanes_iq2_xs(x: *const u8, q8: *const u8) -> __m256i {
         let neg = masks4(_mm512_cvtepi16_epi8(signs));
         let l16 = nibble_scales(std::ptr::read_unaligned(x.add(66) as *const u64));
         let mut acc = _mm512_setzero_si512();
+        let grid = CodeTable::<16>::load(&IQ2XS_CODES).lookup(_mm512_and_si512(raw, _mm512_set1_epi16(511)));
+        let (shifts, vals) = (ld64(&SHIFT_2BIT), ld64(&IQ2XXS_VALS64));
         for (i, &neg) in neg.iter().enumerate() {
-            let codes = _mm_loadu_si128(x.add(2 + 16 * i) as *const __m128i);
-            let idx = _mm512_and_si512(_mm512_cvtepu16_epi64(codes), _mm512_set1_epi64(511));
-            let g = _mm512_i64gather_epi64::<8>(idx, IQ2XS_GRID.as_ptr() as *const _);
+            // qword m: entry 8i + m
+            let rep = _mm512_add_epi16(ld64(&DIV4), _mm512_set1_epi16(8 * i as i16));
+            let g = expand_codes(grid, rep, shifts, vals);
             let y = _mm512_loadu_si512(q8.add(64 * i) as *const _);
             acc = signed_dot64(acc, g, neg, y, pair_ls16(l16, i));
         }
@@ -333,9 +480,16 @@ unsafe fn lanes_iq3_xxs(x: *const u8, q8: *const u8) -> __m256i {
         let l = _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(aux, 28), 1), _mm256_set1_epi32(1));
         let l = _mm512_castsi256_si512(l);
         let mut acc = _mm512_setzero_si512();
+        // the 64 entries' codes, 32 per register (u16 lane e: entry e of the half)
+        let table = CodeTable::<8>::load(&IQ3XXS_CODES);
+        let codes: [__m512i; 2] = std::array::from_fn(|h| {
+            table.lookup(_mm512_cvtepu8_epi16(_mm256_loadu_si256(x.add(2 + 32 * h) as *const __m256i)))
+        });
+        let (shifts, vals) = (ld64(&SHIFT_3BIT), ld64(&IQ3XXS_VALS64));
         for (i, &neg) in neg.iter().enumerate() {
-            let idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(x.add(2 + 16 * i) as *const __m128i));
-            let g = _mm512_i32gather_epi32::<4>(idx, IQ3XXS_GRID.as_ptr() as *const _);
+            // dword d: entry 16i + d
+            let rep = _mm512_add_epi16(ld64(&DIV2), _mm512_set1_epi16(16 * (i % 2) as i16));
+            let g = expand_codes(codes[i / 2], rep, shifts, vals);
             let y = _mm512_loadu_si512(q8.add(64 * i) as *const _);
             acc = signed_dot64(acc, g, neg, y, pair_ls32(l, i, 2, 0));
         }
