@@ -108,14 +108,16 @@ const fn grid_codes<const E: usize, const N: usize>(
 
 const IQ2XXS_VALS: [u8; 3] = [0x08, 0x19, 0x2b];
 const IQ3XXS_VALS: [u8; 8] = [0x04, 0x0c, 0x14, 0x1c, 0x24, 0x2c, 0x34, 0x3e];
+const IQ3S_VALS: [u8; 8] = [1, 3, 5, 7, 9, 11, 13, 15];
 static IQ2XXS_CODES: [u16; 256] = grid_codes(&IQ2XXS_GRID, 8, 2, &IQ2XXS_VALS);
 static IQ2XS_CODES: [u16; 512] = grid_codes(&IQ2XS_GRID, 8, 2, &IQ2XXS_VALS);
 static IQ3XXS_CODES: [u16; 256] = grid_codes(&widen(&IQ3XXS_GRID), 4, 3, &IQ3XXS_VALS);
+static IQ3S_CODES: [u16; 512] = grid_codes(&widen(&IQ3S_GRID), 4, 3, &IQ3S_VALS);
 
-const fn widen(g: &[u32; 256]) -> [u64; 256] {
-    let mut out = [0u64; 256];
+const fn widen<const E: usize>(g: &[u32; E]) -> [u64; E] {
+    let mut out = [0u64; E];
     let mut e = 0;
-    while e < 256 {
+    while e < E {
         out[e] = g[e] as u64;
         e += 1;
     }
@@ -135,6 +137,7 @@ const fn code_vals<const N: usize>(vals: &[u8; N], bits: usize) -> [u8; 64] {
 }
 static IQ2XXS_VALS64: [u8; 64] = code_vals(&IQ2XXS_VALS, 2);
 static IQ3XXS_VALS64: [u8; 64] = code_vals(&IQ3XXS_VALS, 3);
+static IQ3S_VALS64: [u8; 64] = code_vals(&IQ3S_VALS, 3);
 
 /// `vpmultishiftqb` controls: byte k of each qword takes bits `2k..` (8 codes of 2 bits: one
 /// IQ2_XXS entry per qword) or bits `3(k mod 4) + 32(k div 4)..` (4 codes of 3 bits in each dword:
@@ -511,11 +514,18 @@ unsafe fn lanes_iq3_s(x: *const u8, q8: *const u8) -> __m256i {
         let l16 = nibble_scales(sc);
         let l = _mm512_castsi256_si512(l16);
         let mut acc = _mm512_setzero_si512();
+        // the 64 entries' codes, 32 per register: index byte | bit e of qh << 8
+        let table = CodeTable::<16>::load(&IQ3S_CODES);
+        let codes: [__m512i; 2] = std::array::from_fn(|h| {
+            let idx = _mm512_cvtepu8_epi16(_mm256_loadu_si256(x.add(2 + 32 * h) as *const __m256i));
+            let hbits = std::ptr::read_unaligned(x.add(66 + 4 * h) as *const u32);
+            table.lookup(_mm512_mask_add_epi16(idx, hbits, idx, _mm512_set1_epi16(256)))
+        });
+        let (shifts, vals) = (ld64(&SHIFT_3BIT), ld64(&IQ3S_VALS64));
         for i in 0..4 {
-            let idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(x.add(2 + 16 * i) as *const __m128i));
-            let hbits = std::ptr::read_unaligned(x.add(66 + 2 * i) as *const u16);
-            let idx = _mm512_mask_or_epi32(idx, hbits, idx, _mm512_set1_epi32(256));
-            let g = _mm512_i32gather_epi32::<4>(idx, IQ3S_GRID.as_ptr() as *const _);
+            // dword d: entry 16i + d
+            let rep = _mm512_add_epi16(ld64(&DIV2), _mm512_set1_epi16(16 * (i % 2) as i16));
+            let g = expand_codes(codes[i / 2], rep, shifts, vals);
             let neg = std::ptr::read_unaligned(x.add(74 + 8 * i) as *const u64);
             let y = _mm512_loadu_si512(q8.add(64 * i) as *const _);
             acc = signed_dot64(acc, g, neg, y, pair_ls32(l, i, 1, 0));
