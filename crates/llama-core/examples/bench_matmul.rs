@@ -1,4 +1,6 @@
-//! matmul throughput per ISA: `cargo run --release -p llama-core --example bench_matmul [threads] [type]`
+//! matmul throughput per ISA:
+//! `cargo run --release -p llama-core --example bench_matmul [threads] [type] [n_tokens]`
+//! (type: any ggml type name, default q4_0; n_tokens: 1 or 512, default both).
 //! Prints GFLOP/s (2·rows·cols·n_tokens per call) and weight GB/s (weight bytes per call).
 
 use llama_core::kernels::{matmul_with, Kernels, MatmulScratch, QTensor, ThreadPool};
@@ -8,13 +10,14 @@ use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
-    let ty = match args.get(2).map(|s| s.as_str()).unwrap_or("q4_0") {
-        "q8_0" => GgmlType::Q8_0,
-        "q5_0" => GgmlType::Q5_0,
-        "q4_k" => GgmlType::Q4_K,
-        "q6_k" => GgmlType::Q6_K,
-        "f16" => GgmlType::F16,
-        _ => GgmlType::Q4_0,
+    let name = args.get(2).map(|s| s.to_lowercase()).unwrap_or_else(|| "q4_0".into());
+    let ty = GgmlType::ALL
+        .into_iter()
+        .find(|t| t.name().to_lowercase() == name)
+        .unwrap_or_else(|| panic!("unknown type {name}"));
+    let token_counts: Vec<usize> = match args.get(3).and_then(|s| s.parse().ok()) {
+        Some(n) => vec![n],
+        None => vec![1, 512],
     };
     let (rows, cols) = (4096usize, 4096usize);
     let row_bytes = ty.row_size(cols as u64).unwrap() as usize;
@@ -52,7 +55,7 @@ fn main() {
             if w.packed.is_some() && k.gemm_r16(ty).is_none() {
                 continue;
             }
-            for n_tokens in [1usize, 512] {
+            for &n_tokens in &token_counts {
                 let x: Vec<f32> = (0..n_tokens * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
                 let mut out = vec![0f32; n_tokens * rows];
                 matmul_with(&k, &pool, &w, &x, n_tokens, &mut out, &mut scratch).unwrap(); // warm-up

@@ -26,13 +26,13 @@ use crate::quant::iq::IQ1S_DELTA;
 use crate::quant::iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS};
 use crate::quant::QK_K;
 
-dot_entry!(dot_iq2_xxs_entry, dot_iq2_xxs, QK_K, 66, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi");
-dot_entry!(dot_iq2_xs_entry, dot_iq2_xs, QK_K, 74, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi");
-dot_entry!(dot_iq2_s_entry, dot_iq2_s, QK_K, 82, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi");
-dot_entry!(dot_iq3_xxs_entry, dot_iq3_xxs, QK_K, 98, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi");
-dot_entry!(dot_iq3_s_entry, dot_iq3_s, QK_K, 110, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi");
-dot_entry!(dot_iq1_s_entry, dot_iq1_s, QK_K, 50, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi");
-dot_entry!(dot_iq1_m_entry, dot_iq1_m, QK_K, 56, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi");
+dot_entry!(dot_iq2_xxs_entry, dot_iq2_xxs, QK_K, 66, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,bmi2");
+dot_entry!(dot_iq2_xs_entry, dot_iq2_xs, QK_K, 74, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,bmi2");
+dot_entry!(dot_iq2_s_entry, dot_iq2_s, QK_K, 82, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,bmi2");
+dot_entry!(dot_iq3_xxs_entry, dot_iq3_xxs, QK_K, 98, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,bmi2");
+dot_entry!(dot_iq3_s_entry, dot_iq3_s, QK_K, 110, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,bmi2");
+dot_entry!(dot_iq1_s_entry, dot_iq1_s, QK_K, 50, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,bmi2");
+dot_entry!(dot_iq1_m_entry, dot_iq1_m, QK_K, 56, 292, "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,bmi2");
 
 /// The AVX-512 grid i-quant dots (they need AVX-512 VBMI besides the table's features):
 /// (weight type, kernel).
@@ -358,7 +358,7 @@ unsafe fn sum_iq<const WB: usize>(
 /// Declares a dot `f · sum_iq(block)` over a 512-bit lanes function.
 macro_rules! dot512 {
     ($dot:ident, $lanes:ident, $wb:expr, $f:expr, $what:literal) => {
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c,bmi2")]
         #[doc = concat!($what, " × Q8_K in llama.cpp's `vec_dot` order (AVX-512).")]
         ///
         /// # Safety
@@ -446,18 +446,13 @@ unsafe fn lanes_iq2_s(x: *const u8, q8: *const u8) -> __m256i {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         // qs [32] @2, signs [32] @34, qh [8] @66, scales [8] @74
-        let qh = _mm512_set1_epi64(std::ptr::read_unaligned(x.add(66) as *const u64) as i64);
         let l16 = nibble_scales(std::ptr::read_unaligned(x.add(74) as *const u64));
-        let shifts = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
         let mut acc = _mm512_setzero_si512();
         for i in 0..4 {
-            // entry m: qs[8i + m] | ((qh[2i + m/4] >> 2(m%4)) & 3) << 8 (qh bits 16i + 2m)
-            let q = _mm512_cvtepu8_epi64(_mm_loadl_epi64(x.add(2 + 8 * i) as *const __m128i));
-            let h =
-                _mm512_slli_epi64(_mm512_srlv_epi64(qh, _mm512_add_epi64(shifts, _mm512_set1_epi64(16 * i as i64))), 8);
-            // q | (h & 0x300)
-            let idx = _mm512_ternarylogic_epi64::<0xF8>(q, h, _mm512_set1_epi64(0x300));
-            let g = _mm512_i64gather_epi64::<8>(idx, IQ2S_GRID.as_ptr() as *const _);
+            // entry m: qs[8i + m] | ((qh[2i + m/4] >> 2(m%4)) & 3) << 8
+            let h = std::ptr::read_unaligned(x.add(66 + 2 * i) as *const u16) as u64;
+            let hi = [_pdep_u64(h, 0x0300_0300_0300_0300), _pdep_u64(h >> 8, 0x0300_0300_0300_0300)];
+            let g = big_grid8(&IQ2S_GRID, x.add(2 + 8 * i), hi);
             let neg = std::ptr::read_unaligned(x.add(34 + 8 * i) as *const u64);
             let y = _mm512_loadu_si512(q8.add(64 * i) as *const _);
             acc = signed_dot64(acc, g, neg, y, pair_ls16(l16, i));
@@ -550,22 +545,28 @@ unsafe fn iq1_dot64(acc: __m512i, g: __m512i, y: __m512i, ls: __m512i) -> (__m51
     }
 }
 
-/// The IQ1S_GRID points of sub-block pair i: entry m = qs[m] | ((h >> shift_m) & 7) << 8.
+/// The points of a grid too big for registers (IQ1_S/IQ1_M's 2048, IQ2_S's 1024 entries) for one
+/// sub-block pair: entry m = qs[m] | u16 lane m of `hi` (entries 0..4 in `hi[0]`, 4..8 in
+/// `hi[1]`; the high index bits at bit 8 and up, nothing else set). Scalar loads joined by
+/// `vpinsrq`, as llama.cpp's AVX2 dots build them: Zen 4 runs `vpgatherqq` microcoded, and the
+/// gathers took ~40 % of these dots (IQ1_S 4096² GEMV on one core: 1.52 → 1.01 ms).
 ///
 /// # Safety
-/// The CPU must support AVX-512 F; `qs..qs+8` readable.
+/// The CPU must support AVX-512 F and BMI2; `qs..qs+8` readable.
 #[inline(always)]
-unsafe fn iq1_grid(qs: *const u8, h: u32, shifts: __m512i) -> __m512i {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+unsafe fn big_grid8<const E: usize>(grid: &[u64; E], qs: *const u8, hi: [u64; 2]) -> __m512i {
+    // SAFETY: the caller upholds this function's `# Safety` contract; every index is masked
+    // below E (a power of two).
     unsafe {
-        let q = _mm512_cvtepu8_epi64(_mm_loadl_epi64(qs as *const __m128i));
-        let hs = _mm512_slli_epi64(_mm512_srlv_epi64(_mm512_set1_epi64(h as i64), shifts), 8);
-        let idx = _mm512_ternarylogic_epi64::<0xF8>(q, hs, _mm512_set1_epi64(0x700));
-        _mm512_i64gather_epi64::<8>(idx, IQ1S_GRID.as_ptr() as *const _)
+        let q = std::ptr::read_unaligned(qs as *const u64);
+        let p0 = _pdep_u64(q, 0x00ff_00ff_00ff_00ff) | hi[0];
+        let p1 = _pdep_u64(q >> 32, 0x00ff_00ff_00ff_00ff) | hi[1];
+        let g = |p: u64, k: u32| *grid.get_unchecked((p >> (16 * k)) as usize & (E - 1)) as i64;
+        _mm512_set_epi64(g(p1, 3), g(p1, 2), g(p1, 1), g(p1, 0), g(p0, 3), g(p0, 2), g(p0, 1), g(p0, 0))
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c,bmi2")]
 /// IQ1_S × Q8_K in llama.cpp's `vec_dot` order (AVX-512; the float steps of `iq::dot_iq1_s`).
 ///
 /// # Safety
@@ -576,7 +577,6 @@ unsafe fn dot_iq1_s(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
-        let shifts = _mm512_set_epi64(25, 22, 19, 16, 9, 6, 3, 0);
         let (mut accum, mut accum1) = (_mm256_setzero_ps(), 0f32);
         for b in 0..n / QK_K {
             // qs [32] @2, qh [8] u16 @34 (3 index bits per entry, scale bits 12..15, delta sign 15)
@@ -591,8 +591,10 @@ unsafe fn dot_iq1_s(n: usize, w: *const u8, a: *const u8) -> f32 {
             let l = _mm512_castsi128_si512(ls);
             let mut acc = _mm512_setzero_si512();
             for i in 0..4 {
-                let h = std::ptr::read_unaligned(x.add(34 + 4 * i) as *const u32);
-                let g = iq1_grid(x.add(2 + 8 * i), h, shifts);
+                // qh[2i], qh[2i + 1]: 3 index bits for each of 4 entries in bits 0..12
+                let h = std::ptr::read_unaligned(x.add(34 + 4 * i) as *const u32) as u64;
+                let hi = [_pdep_u64(h, 0x0700_0700_0700_0700), _pdep_u64(h >> 16, 0x0700_0700_0700_0700)];
+                let g = big_grid8(&IQ1S_GRID, x.add(2 + 8 * i), hi);
                 let y = _mm512_loadu_si512(q8.add(64 * i) as *const _);
                 acc = iq1_dot64(acc, g, y, pair_ls32(l, i, 1, 0)).0;
             }
@@ -611,7 +613,7 @@ unsafe fn dot_iq1_s(n: usize, w: *const u8, a: *const u8) -> f32 {
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c,bmi2")]
 /// IQ1_M × Q8_K in llama.cpp's `vec_dot` order (AVX-512; the lanes and float steps of
 /// `iq::dot_iq1_m`).
 ///
@@ -621,7 +623,6 @@ unsafe fn dot_iq1_m(n: usize, w: *const u8, a: *const u8) -> f32 {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
-        let shifts = _mm512_set_epi64(28, 24, 20, 16, 12, 8, 4, 0);
         // u16 lane f takes sc[f / 4] (bytes 2(f/4), 2(f/4) + 1), shifted right by 3(f % 4)
         let pick = _mm256_set_epi8(
             7, 6, 7, 6, 7, 6, 7, 6, 5, 4, 5, 4, 5, 4, 5, 4, 3, 2, 3, 2, 3, 2, 3, 2, 1, 0, 1, 0, 1, 0, 1, 0,
@@ -642,8 +643,12 @@ unsafe fn dot_iq1_m(n: usize, w: *const u8, a: *const u8) -> f32 {
             let l16 = _mm256_or_si256(_mm256_slli_epi16(l16, 1), _mm256_set1_epi16(1));
             let (mut acc1, mut acc2) = (_mm512_setzero_si512(), _mm512_setzero_si512());
             for i in 0..4 {
+                // 8 nibbles: 3 index bits and the delta sign of each entry
                 let h = std::ptr::read_unaligned(x.add(32 + 4 * i) as *const u32);
-                let g = iq1_grid(x.add(8 * i), h, shifts);
+                let h64 = h as u64;
+                let nib = |h: u64| _pdep_u64(h, 0x0f00_0f00_0f00_0f00) & 0x0700_0700_0700_0700;
+                let hi = [nib(h64), nib(h64 >> 16)];
+                let g = big_grid8(&IQ1S_GRID, x.add(8 * i), hi);
                 let y = _mm512_loadu_si512(q8.add(64 * i) as *const _);
                 let ls = pair_ls16(l16, i);
                 let (a1, s1) = iq1_dot64(acc1, g, y, ls);

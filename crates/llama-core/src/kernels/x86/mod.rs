@@ -185,8 +185,9 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     for (t, f) in dot::DOTS_AVX512 {
         k.traits_mut(t).vec_dot = Some(f);
     }
-    // the grid i-quant single-token dots with 512-bit gathers and mask-register signs
-    if is_x86_feature_detected!("avx512vbmi") {
+    // the grid i-quant single-token dots with register-held grids or scalar lookups and
+    // mask-register signs (the IQ1 dots index with BMI2's pdep)
+    if is_x86_feature_detected!("avx512vbmi") && is_x86_feature_detected!("bmi2") {
         for (t, f) in iq512::DOTS_AVX512_VBMI {
             k.traits_mut(t).vec_dot = Some(f);
         }
