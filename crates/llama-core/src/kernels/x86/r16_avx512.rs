@@ -84,6 +84,7 @@ gemm_entry!(gemm_q5_0_entry, gemm_lanes::<_, true>, GgmlType::Q5_0);
 gemm_entry!(gemm_q8_0_entry, gemm_lanes::<_, false>, GgmlType::Q8_0);
 gemm_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K);
 gemm_entry!(gemm_q4_k_g4_entry, gemm_q4_k::<_, true>, GgmlType::Q4_K);
+gemm_entry!(gemm_q3_k_entry, gemm_q3_k, GgmlType::Q3_K);
 gemm_entry!(gemm_q5_k_entry, gemm_q5_k, GgmlType::Q5_K);
 gemm_entry!(gemm_q2_k_entry, gemm_q2_k::<_, false>, GgmlType::Q2_K);
 gemm_entry!(gemm_q2_k_g4_entry, gemm_q2_k::<_, true>, GgmlType::Q2_K);
@@ -91,13 +92,14 @@ gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
 gemm_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K);
 
 /// The AVX-512 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 9] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 10] = [
     (GgmlType::Q4_0, gemm_q4_0_entry),
     (GgmlType::IQ4_NL, gemm_iq4_nl_entry),
     (GgmlType::MXFP4, gemm_mxfp4_entry),
     (GgmlType::IQ4_XS, gemm_iq4_xs_entry),
     (GgmlType::Q5_0, gemm_q5_0_entry),
     (GgmlType::Q8_0, gemm_q8_0_entry),
+    (GgmlType::Q3_K, gemm_q3_k_entry),
     (GgmlType::Q4_K, gemm_q4_k_entry),
     (GgmlType::Q5_K, gemm_q5_k_entry),
     (GgmlType::Q6_K, gemm_q6_k_entry),
@@ -697,6 +699,152 @@ unsafe fn gemm_q5_k_pass<const T: usize>(c: R16Call) {
         }
         for t in 0..T {
             _mm512_storeu_ps(out.add(t * os), _mm512_add_ps(hsum8_lanes(&acc[t]), summs[t]));
+        }
+    }
+}
+
+/// The 12 scale bytes of a Q3_K R16 block (slots 0..3) of the 16 rows, as three u32 lanes per row.
+#[derive(Clone, Copy)]
+struct Q3Scales(__m512i, __m512i, __m512i);
+
+impl Q3Scales {
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX-512 F; slots 0..3 at `q` (192 bytes) must be readable.
+    unsafe fn load(q: *const u8) -> Self {
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            Q3Scales(
+                _mm512_loadu_si512(q as *const _),
+                _mm512_loadu_si512(q.add(64) as *const _),
+                _mm512_loadu_si512(q.add(128) as *const _),
+            )
+        }
+    }
+
+    /// ggml's 6-bit scale k (0..16) minus 32 of each row (`q3k_scale`) in the low 16 bits of its
+    /// i32 lane, the high 16 bits zero: `vpdpwssd`'s factor for an i32 that fits in i16.
+    #[inline(always)]
+    /// # Safety
+    /// The CPU must support AVX-512 F (register-only).
+    unsafe fn scale16(self, k: usize) -> __m512i {
+        // SAFETY: register-only intrinsics of the caller's target features.
+        unsafe {
+            let field = |v: __m512i, sh: usize, mask: i32| {
+                _mm512_and_si512(_mm512_srlv_epi32(v, _mm512_set1_epi32(sh as i32)), _mm512_set1_epi32(mask))
+            };
+            // low nibble: byte k (k < 8) or the high half of byte k − 8; top 2 bits: byte 8 + k%4
+            let lo = field(if k % 8 < 4 { self.0 } else { self.1 }, 8 * (k % 4) + 4 * (k / 8), 15);
+            let hi = field(self.2, 8 * (k % 4) + 2 * (k / 4), 3);
+            let s = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32::<4>(hi)), _mm512_set1_epi32(32));
+            _mm512_and_si512(s, _mm512_set1_epi32(0xFFFF))
+        }
+    }
+}
+
+/// Q3_K kernels keep one token's 8 integer and 8 float lane accumulators in registers.
+const Q3K_PASS: usize = 1;
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q3_k<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe { in_passes!(gemm_q3_k_pass, [], Q3K_PASS, T, c) }
+}
+
+/// Q3_K in the order of llama.cpp's x86 `ggml_vec_dot_q3_K_q8_K` (Q3_K is not repacked there;
+/// batches under 8 tokens take it): 8 float lanes per row, lane l holding per super-block the
+/// integer `Σ_{e : (e mod 32) / 4 = l} sc[e/16]·q[e]·y[e]`, folded as
+/// `lane = fma(d_a·d_w, f32(lane), lane)`, then `hsum_float_8` (`kernels::ggml_x86::q3_k_lanes`).
+/// The AVX2 table's kernel in 16-row registers, with `vpdpbusd`: q = v − 4 for the unsigned
+/// v = low 2 bits | hmask bit · 4 (0..7), so each 4-element sum starts at −4·Σy.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
+unsafe fn gemm_q3_k_pass<const T: usize>(c: R16Call) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let R16Call { nb, w, a, as_, out, os, .. } = c;
+        let (heads, quants) = (w, w.add(nb * R * 2));
+        let four = _mm512_set1_epi8(4);
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[_mm512_setzero_ps(); 8]; T];
+        for b in 0..nb {
+            let dw = scales16(heads.add(b * R * 2));
+            let q = quants.add(b * R * 108);
+            let s3 = Q3Scales::load(q);
+            for (t, acc_t) in acc.iter_mut().enumerate() {
+                let (dy, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+                // off[m] = −4·Σ y[4m..4m+4]: the start of each 4-element sum
+                let mut off = [0i32; 64];
+                for i in 0..4 {
+                    let s = _mm512_dpbusd_epi32(zero, four, _mm512_loadu_si512(y.add(64 * i) as *const _));
+                    _mm512_storeu_si512(off.as_mut_ptr().add(16 * i) as *mut _, _mm512_sub_epi32(zero, s));
+                }
+                let mut ia = [zero; 8];
+                // the group's shifts as immediates (a loop over g is not unrolled)
+                q3k_group::<0>(q, y, &off, s3, t == 0, &mut ia);
+                q3k_group::<1>(q, y, &off, s3, t == 0, &mut ia);
+                q3k_group::<2>(q, y, &off, s3, t == 0, &mut ia);
+                q3k_group::<3>(q, y, &off, s3, t == 0, &mut ia);
+                q3k_group::<4>(q, y, &off, s3, t == 0, &mut ia);
+                q3k_group::<5>(q, y, &off, s3, t == 0, &mut ia);
+                q3k_group::<6>(q, y, &off, s3, t == 0, &mut ia);
+                q3k_group::<7>(q, y, &off, s3, t == 0, &mut ia);
+                let d = _mm512_mul_ps(_mm512_set1_ps(dy), dw);
+                for (al, il) in acc_t.iter_mut().zip(&ia) {
+                    *al = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(*il), *al);
+                }
+            }
+        }
+        for (t, acc_t) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(t * os), hsum8_lanes(acc_t));
+        }
+    }
+}
+
+/// Group `G` (elements 32G..32G+32) of a Q3_K R16 block `q` against the activations `y`: adds
+/// `sc · Σ (v − 4)·y` over elements 32G+4l..+4 of each row to lane `ia[l]` (`gemm_q3_k_pass`).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW and VNNI; the R16 Q3_K block at `q` and `y..y+256` must be
+/// readable.
+unsafe fn q3k_group<const G: usize>(
+    q: *const u8,
+    y: *const u8,
+    off: &[i32; 64],
+    s3: Q3Scales,
+    prefetch: bool,
+    ia: &mut [__m512i; 8],
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        if prefetch {
+            prefetch_ahead(q.add(R * 108 / 8 * G), R * 108 / 8);
+        }
+        // lanes 0..4 are sub-block 2G, lanes 4..8 sub-block 2G+1
+        let sc = [s3.scale16(2 * G), s3.scale16(2 * G + 1)];
+        for (l, il) in ia.iter_mut().enumerate() {
+            // the 16 rows' elements 32G+4l..+4: 2 low bits from quant slot 11+8(G/4)+l at bit
+            // 2(G%4), the high bit from bit G of hmask slot 3+l moved to bit 2 (a 16-bit shift
+            // keeps each byte's bit G in its own byte at bit 2)
+            let qs = _mm512_loadu_si512(q.add(64 * (11 + 8 * (G / 4) + l)) as *const _);
+            let lo = _mm512_and_si512(_mm512_srl_epi16(qs, _mm_cvtsi32_si128(2 * (G as i32 % 4))), _mm512_set1_epi8(3));
+            let hb = _mm512_loadu_si512(q.add(64 * (3 + l)) as *const _);
+            let hb = if G >= 2 {
+                _mm512_srl_epi16(hb, _mm_cvtsi32_si128(G as i32 - 2))
+            } else {
+                _mm512_sll_epi16(hb, _mm_cvtsi32_si128(2 - G as i32))
+            };
+            let v = or_and(lo, hb, _mm512_set1_epi8(4));
+            // |Σ (v − 4)·y| ≤ 4·4·128 fits in i16, so vpdpwssd multiplies it exactly
+            let r = _mm512_dpbusd_epi32(_mm512_set1_epi32(off[8 * G + l]), v, bcast4(y.add(32 * G + 4 * l)));
+            *il = _mm512_dpwssd_epi32(*il, r, sc[l / 4]);
         }
     }
 }
