@@ -526,6 +526,51 @@ unsafe fn pv_panels_avx512_in(
                 let (c0, c1) = ((lo - j0) / 16, (hi - j0) / 16);
                 let pi = p.add(i * ps);
                 let pmask = |c: usize| mask(lo, hi, c);
+                // Lanes64 sums of dimensions d0+q..d0+q+4 over panels c0..=c1, one accumulator
+                // set per panel mod 4: constant indices only, so the 16 accumulators stay in
+                // registers (an index `c % 4` into them kept them on the stack: a load and a
+                // store per FMA)
+                let lanes64_4 = |c0: usize, c1: usize, q: usize| {
+                    let mut a = [[_mm512_setzero_ps(); 4]; 4];
+                    let mut c = c0;
+                    while c <= c1 {
+                        if c.is_multiple_of(4) && c + 3 <= c1 {
+                            for (m, am) in a.iter_mut().enumerate() {
+                                let pc = _mm512_maskz_loadu_ps(pmask(c + m), pi.add(16 * (c + m)));
+                                for (dd, x) in am.iter_mut().enumerate() {
+                                    *x = _mm512_fmadd_ps(row(c + m, d0 + q + dd), pc, *x);
+                                }
+                            }
+                            c += 4;
+                        } else {
+                            let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                            let one = |am: &mut [__m512; 4]| {
+                                for (dd, x) in am.iter_mut().enumerate() {
+                                    *x = _mm512_fmadd_ps(row(c, d0 + q + dd), pc, *x);
+                                }
+                            };
+                            match c % 4 {
+                                0 => one(&mut a[0]),
+                                1 => one(&mut a[1]),
+                                2 => one(&mut a[2]),
+                                _ => one(&mut a[3]),
+                            }
+                            c += 1;
+                        }
+                    }
+                    a
+                };
+                // the same for the last 1..3 dimensions of a head size not a multiple of 4
+                let lanes64_any = |c0: usize, c1: usize, q: usize| {
+                    let mut a = [[_mm512_setzero_ps(); 4]; 4];
+                    for c in c0..=c1 {
+                        let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                        for (dd, am) in a[c % 4].iter_mut().enumerate().take(w - q) {
+                            *am = _mm512_fmadd_ps(row(c, d0 + q + dd), pc, *am);
+                        }
+                    }
+                    a
+                };
                 let mut acc = [_mm512_setzero_ps(); 16];
                 match order {
                     AttnOrder::Lanes16 if w == 16 => {
@@ -551,27 +596,8 @@ unsafe fn pv_panels_avx512_in(
                     }
                     AttnOrder::Lanes64 => {
                         for q in (0..w).step_by(4) {
-                            let mut a = [[_mm512_setzero_ps(); 4]; 4]; // [key panel mod 4][dimension]
-                            let mut c = c0;
-                            while c <= c1 {
-                                if w - q >= 4 && c.is_multiple_of(4) && c + 3 <= c1 {
-                                    // four panels, one per accumulator set: constant indices, so
-                                    // the 16 accumulators stay in registers
-                                    for (m, am) in a.iter_mut().enumerate() {
-                                        let pc = _mm512_maskz_loadu_ps(pmask(c + m), pi.add(16 * (c + m)));
-                                        for (dd, x) in am.iter_mut().enumerate() {
-                                            *x = _mm512_fmadd_ps(row(c + m, d0 + q + dd), pc, *x);
-                                        }
-                                    }
-                                    c += 4;
-                                } else {
-                                    let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
-                                    for (dd, am) in a[c % 4].iter_mut().enumerate().take(w - q) {
-                                        *am = _mm512_fmadd_ps(row(c, d0 + q + dd), pc, *am);
-                                    }
-                                    c += 1;
-                                }
-                            }
+                            // [key panel mod 4][dimension]
+                            let a = if w - q >= 4 { lanes64_4(c0, c1, q) } else { lanes64_any(c0, c1, q) };
                             for dd in 0..(w - q).min(4) {
                                 acc[q + dd] =
                                     _mm512_add_ps(_mm512_add_ps(a[0][dd], a[2][dd]), _mm512_add_ps(a[1][dd], a[3][dd]));
