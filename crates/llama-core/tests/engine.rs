@@ -70,6 +70,19 @@ fn collect(rx: &Receiver<Event>) -> Result<(Vec<u32>, String, Finish, Usage), St
 }
 
 /// Greedy tokens of a lone run through one `Context`, prompt in chunks of 64 as the engine cuts it.
+/// The engine's metrics once its slots and queue are empty (or after 10 s): the last event of a
+/// request reaches its receiver just before the engine thread frees the slot.
+fn settled(e: &Engine) -> llama_core::engine::Metrics {
+    let t0 = std::time::Instant::now();
+    loop {
+        let mx = e.metrics();
+        if (mx.busy_slots == 0 && mx.queued == 0) || t0.elapsed() > Duration::from_secs(10) {
+            return mx;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn lone(m: &Model, prompt: &[u32], n: usize, tok: &Tokenizer) -> Vec<u32> {
     let mut ctx = Context::new(m, params(256)).unwrap();
     let mut past = 0;
@@ -129,7 +142,7 @@ fn check_concurrent(m: &Arc<Model>, tok: &Tokenizer, e: &Engine, ids: &[Vec<u32>
         let eog = got.last().is_some_and(|&t| tok.is_eog(t));
         assert_eq!(finish, if eog { Finish::Stop } else { Finish::Length });
     }
-    let mx = e.metrics();
+    let mx = settled(e);
     assert_eq!((mx.requests, mx.busy_slots, mx.queued), (5, 0, 0));
 }
 
@@ -186,7 +199,7 @@ fn stop_strings_limits_errors_and_prefix_reuse() {
     let (r, rx) = request(&m, vec![], 4);
     e.submit(r).unwrap();
     assert!(collect(&rx).unwrap_err().contains("no tokens"));
-    assert_eq!(e.metrics().busy_slots, 0);
+    assert_eq!(settled(&e).busy_slots, 0);
 }
 
 #[test]
@@ -229,6 +242,6 @@ fn cancellation_frees_slots_and_the_queue_is_bounded() {
     let (_, _, finish, usage) = collect(&rx).unwrap();
     assert_eq!(finish, Finish::Cancelled);
     assert!(usage.completion_tokens < 500);
-    let mx = e.metrics();
+    let mx = settled(&e);
     assert_eq!((mx.busy_slots, mx.queued, mx.rejected), (0, 0, 1));
 }

@@ -369,7 +369,6 @@ unsafe fn lanes_iq2_xxs(x: *const u8, q8: *const u8) -> __m256i {
         // ls_j = 2·(aux_j >> 28) + 1 in i16 lane 4j + 2
         let l = _mm512_or_si512(_mm512_slli_epi32(_mm512_srli_epi32(raw, 28), 1), _mm512_set1_epi32(1));
         let mut acc = _mm512_setzero_si512();
-        // the 32 entries' codes: u16 lane e is entry e (group e/4, index byte e mod 4)
         for (i, &neg) in neg.iter().enumerate() {
             // groups 2i, 2i + 1: 4 index bytes each, then their aux32
             let e = |k: usize| {
@@ -400,6 +399,7 @@ unsafe fn lanes_iq2_xs(x: *const u8, q8: *const u8) -> __m256i {
         let l16 = nibble_scales(std::ptr::read_unaligned(x.add(66) as *const u64));
         let mut acc = _mm512_setzero_si512();
         for (i, &neg) in neg.iter().enumerate() {
+            // entries 8i..8i + 8: the grid index in the low 9 bits of each u16
             let e =
                 |k: usize| std::ptr::read_unaligned(x.add(2 + 16 * i + 8 * k) as *const u64) & 0x01ff_01ff_01ff_01ff;
             let g = grid8(&IQ2XS_GRID, [e(0), e(1)]);
