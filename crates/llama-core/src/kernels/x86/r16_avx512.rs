@@ -612,8 +612,9 @@ impl K4Scales {
     }
 }
 
-/// Q5_K kernels keep one token's 8 integer and 8 float lane accumulators in registers.
-const Q5K_PASS: usize = 1;
+/// The kernels in llama.cpp's 8-lane `vec_dot` order (Q3_K, Q5_K) keep one token's 8 integer and
+/// 8 float lane accumulators in registers.
+const LANES8_PASS: usize = 1;
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 /// # Safety
@@ -621,7 +622,7 @@ const Q5K_PASS: usize = 1;
 unsafe fn gemm_q5_k<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
-    unsafe { in_passes!(gemm_q5_k_pass, [], Q5K_PASS, T, c) }
+    unsafe { in_passes!(gemm_q5_k_pass, [], LANES8_PASS, T, c) }
 }
 
 /// Q5_K in the order of llama.cpp's x86 `ggml_vec_dot_q5_K_q8_K` (Q5_K is not repacked there;
@@ -742,16 +743,13 @@ impl Q3Scales {
     }
 }
 
-/// Q3_K kernels keep one token's 8 integer and 8 float lane accumulators in registers.
-const Q3K_PASS: usize = 1;
-
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 /// # Safety
 /// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
 unsafe fn gemm_q3_k<const T: usize>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
-    unsafe { in_passes!(gemm_q3_k_pass, [], Q3K_PASS, T, c) }
+    unsafe { in_passes!(gemm_q3_k_pass, [], LANES8_PASS, T, c) }
 }
 
 /// Q3_K in the order of llama.cpp's x86 `ggml_vec_dot_q3_K_q8_K` (Q3_K is not repacked there;
