@@ -222,10 +222,10 @@ class Llama:
                 flash_attn=flash_attn,
                 logits_all=logits_all,
             )
-        # llama-cpp-python's model kind flags: recurrent (every layer a state: mamba, rwkv; none of
-        # our families) and hybrid (recurrent layers beside attention: qwen35).
-        self._is_recurrent = False
-        self._is_hybrid = self._ctx is not None and self._ctx.is_recurrent()
+        # llama-cpp-python's model kind flags: recurrent (every layer a state: mamba) and hybrid
+        # (recurrent layers beside attention: qwen35).
+        self._is_recurrent = self._ctx is not None and self._model.is_recurrent()
+        self._is_hybrid = self._ctx is not None and self._model.is_hybrid()
         self.input_ids: npt.NDArray[np.intc] = np.zeros((self._n_ctx,), dtype=np.intc)
         # As llama-cpp-python: one row per position with logits_all, else n_batch rows (a 32k
         # context of a 262k vocabulary would be 32 GiB), position p's logits in row p mod n_batch

@@ -29,7 +29,6 @@ Adaptations:
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,19 +36,13 @@ import pytest
 import llama
 from conftest import DATA, model_path
 from llama import _llama
+from synth_mamba import write_random_mamba
 
 THREADS = 2
 SPM_VOCAB = DATA / "vocab" / "ggml-vocab-llama-spm.gguf"
 FOX = "The quick brown fox jumps over the lazy dog. The quick brown fox"
 SHORT_FOX = "The quick brown fox"
 NUMBER_GRAMMAR = "root ::= " + " | ".join(f'"{n}"' for n in range(1, 11)) + "\n"
-
-NO_MAMBA = pytest.mark.xfail(
-    raises=llama.UnsupportedError,
-    strict=True,
-    reason="llama.py has no Mamba architecture: Llama(<mamba GGUF>) raises UnsupportedError "
-    "(\"unknown model architecture 'mamba'\"), where llama-cpp-python loads and runs it as a recurrent model",
-)
 
 
 def _open(path: str, n_ctx: int = 32, **kwargs) -> llama.Llama:
@@ -99,7 +92,7 @@ def hybrid_model(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def recurrent_model(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("recurrent") / "mamba-random-f32.gguf"
-    _write_random_mamba(out)
+    write_random_mamba(out, SPM_VOCAB)
     return str(out)
 
 
@@ -108,55 +101,6 @@ def embedding_model(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("embedding") / "bert-tiny-f32.gguf"
     _llama.convert(str(DATA / "embed" / "bert-tiny"), "f32", str(out), None, True)
     return str(out)
-
-
-def _write_random_mamba(dst: Path) -> None:
-    """A two-layer Mamba (d_model 32, d_inner 64, d_state 8, conv 4, dt rank 4) with random f32
-    weights and the llama SPM vocabulary: tensor names and ggml shapes as llama.cpp loads them."""
-    gguf = pytest.importorskip("gguf")
-    d_model, d_inner, d_state, d_conv, dt_rank, n_layer = 32, 64, 8, 4, 4, 2
-    vocab = gguf.GGUFReader(str(SPM_VOCAB))
-    w = gguf.GGUFWriter(str(dst), "mamba")
-    for key, field in vocab.fields.items():
-        if key.startswith("tokenizer."):
-            kind = field.types[0]
-            w.add_key_value(key, field.contents(), kind, field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
-    n_vocab = len(vocab.fields["tokenizer.ggml.tokens"].contents())
-    w.add_context_length(1024)
-    w.add_embedding_length(d_model)
-    w.add_block_count(n_layer)
-    w.add_feed_forward_length(0)
-    w.add_head_count(0)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_ssm_conv_kernel(d_conv)
-    w.add_ssm_inner_size(d_inner)
-    w.add_ssm_state_size(d_state)
-    w.add_ssm_time_step_rank(dt_rank)
-    w.add_file_type(0)
-    rng = np.random.default_rng(7)
-
-    def rand(name: str, *shape: int, scale: float) -> None:  # numpy shape: ggml's reversed
-        w.add_tensor(name, (rng.standard_normal(shape) * scale).astype(np.float32))
-
-    rand("token_embd.weight", n_vocab, d_model, scale=1.0)
-    w.add_tensor("output_norm.weight", np.ones(d_model, np.float32))
-    rand("output.weight", n_vocab, d_model, scale=1.0)
-    for i in range(n_layer):
-        blk = f"blk.{i}."
-        w.add_tensor(blk + "attn_norm.weight", np.ones(d_model, np.float32))
-        rand(blk + "ssm_in.weight", 2 * d_inner, d_model, scale=0.5)
-        rand(blk + "ssm_conv1d.weight", d_inner, d_conv, scale=0.5)
-        rand(blk + "ssm_conv1d.bias", d_inner, scale=0.1)
-        rand(blk + "ssm_x.weight", dt_rank + 2 * d_state, d_inner, scale=0.2)
-        rand(blk + "ssm_dt.weight", d_inner, dt_rank, scale=0.5)
-        rand(blk + "ssm_dt.bias", d_inner, scale=0.1)
-        w.add_tensor(blk + "ssm_a", -np.tile(np.arange(1, d_state + 1, dtype=np.float32), (d_inner, 1)))
-        w.add_tensor(blk + "ssm_d", np.ones(d_inner, np.float32))
-        rand(blk + "ssm_out.weight", d_model, d_inner, scale=0.2)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
 
 
 # -- version and tokenizer ------------------------------------------------------------------------
@@ -273,7 +217,7 @@ def test_flash_attn_is_accepted(qwen):
 
 KINDS = [
     pytest.param("transformer_model", id="transformer"),
-    pytest.param("recurrent_model", id="recurrent", marks=NO_MAMBA),
+    pytest.param("recurrent_model", id="recurrent"),
     pytest.param("hybrid_model", id="hybrid"),
 ]
 
@@ -282,7 +226,7 @@ KINDS = [
     ("kind", "recurrent", "hybrid"),
     [
         pytest.param("transformer_model", False, False, id="transformer"),
-        pytest.param("recurrent_model", True, False, id="recurrent", marks=NO_MAMBA),
+        pytest.param("recurrent_model", True, False, id="recurrent"),
         pytest.param("hybrid_model", False, True, id="hybrid"),
     ],
 )
@@ -303,7 +247,6 @@ def _edit_history(path: str) -> None:
         assert isinstance(_text(llm.create_completion(prompt, max_tokens=1, temperature=0.0)), str)
 
 
-@NO_MAMBA
 def test_recurrent_model_prompt_cache_reset(recurrent_model):
     _edit_history(recurrent_model)
 

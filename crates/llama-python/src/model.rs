@@ -111,6 +111,17 @@ impl PyModel {
         Ok(self.model()?.hparams().n_embd)
     }
 
+    /// Whether every layer keeps a recurrent state (llama.cpp's `llama_model_is_recurrent`: Mamba).
+    fn is_recurrent(&self) -> PyResult<bool> {
+        let m = self.model()?;
+        Ok(m.is_recurrent() && !m.is_hybrid())
+    }
+
+    /// Whether recurrent layers sit beside attention layers (`llama_model_is_hybrid`: Qwen3.5).
+    fn is_hybrid(&self) -> PyResult<bool> {
+        Ok(self.model()?.is_hybrid())
+    }
+
     fn metadata(&self) -> Vec<(String, String)> {
         metadata_strings(self.gguf())
     }

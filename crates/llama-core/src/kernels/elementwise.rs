@@ -642,30 +642,27 @@ fn vec_dot_f32_body(orders: SumOrders, x: &[f32], y: &[f32]) -> f32 {
             (t[0] + t[1]) + (t[2] + t[3])
         }
     };
-    ggml_f32_tail(sum, &x[np..n], &y[np..n])
+    ggml_f32_tail(orders, sum, &x[np..n], &y[np..n])
 }
 
-/// `acc + Σ x[i]·y[i]` as GCC (-O3, AVX2, FMA contraction) compiles ggml's scalar loops
-/// `sum += x[i]*y[i]` (the tail of `ggml_vec_dot_f32`, `ssm_conv`'s row dot): the products of
-/// whole groups of 8, then of 4, are rounded and added one by one in order, the last (< 4) are
-/// fused multiply-adds. Read from the disassembly of llama.cpp's AVX2 build.
+/// `acc + Σ x[i]·y[i]` as GCC (-O3, FMA contraction) compiles ggml's scalar loops
+/// `sum += x[i]*y[i]` (the tail of `ggml_vec_dot_f32`, `ssm_conv`'s row dot) for the build in
+/// `orders`: it vectorizes the products of whole vectors (AVX2: groups of 8, then one of 4;
+/// AVX-512: groups of 16, then one of 8), rounds them and adds them one by one in order; the last
+/// few (< 4, < 8) are fused multiply-adds. Read from the disassembly of llama.cpp's AVX2 and
+/// AVX-512 builds (`ggml_vec_dot_f32`, `ggml_compute_forward_ssm_conv_f32`).
 #[inline(always)]
-pub fn ggml_f32_tail(mut acc: f32, x: &[f32], y: &[f32]) -> f32 {
+pub fn ggml_f32_tail(orders: SumOrders, mut acc: f32, x: &[f32], y: &[f32]) -> f32 {
     let n = x.len().min(y.len());
-    let mut i = 0;
-    while n - i >= 8 {
-        for j in i..i + 8 {
-            acc += x[j] * y[j];
-        }
-        i += 8;
+    // the products rounded before their add: every whole vector of the narrowest width used
+    let unfused = match orders {
+        SumOrders::Avx512 => n & !7,
+        SumOrders::Avx2 => n & !3,
+    };
+    for j in 0..unfused {
+        acc += x[j] * y[j];
     }
-    if n - i >= 4 {
-        for j in i..i + 4 {
-            acc += x[j] * y[j];
-        }
-        i += 4;
-    }
-    for j in i..n {
+    for j in unfused..n {
         acc = x[j].mul_add(y[j], acc);
     }
     acc

@@ -20,7 +20,7 @@ use super::context::{BatchPlan, Buffers, Context, MoeScratch};
 use super::flash_attn::{flash_attention_groups, FaCache};
 use super::hparams::HParams;
 use super::kv_cache::{KvCache, KvStore};
-use super::recurrent::{self, DeltaNetShape, RecurrentState};
+use super::recurrent::{self, DeltaNetShape, RecurrentState, ScanShape};
 use super::weights::{Experts, Loader, WRef};
 use super::Model;
 use crate::kernels::elementwise::{self, Rope};
@@ -474,13 +474,19 @@ impl Pass<'_> {
         elementwise::silu_rows(&mut x[..self.n * row], unit, kernels().orders);
     }
 
+    /// `gate = silu(gate) · up` (ggml_swiglu_split) on `n` rows of `row` values.
+    pub fn swiglu(&self, gate: &mut [f32], up: &[f32], row: usize) {
+        let len = self.n * row;
+        parallel::swiglu_inplace(self.pool, &mut gate[..len], &up[..len], row);
+    }
+
     /// ssm_conv with the conv state of layer `il`: each channel's causal convolution over the
     /// state then this batch (`recurrent::ssm_conv`); the state keeps the last d_conv - 1 inputs.
     /// x: [n][channels], w: [channels][d_conv] → out: [n][channels]
     pub fn ssm_conv(&mut self, il: usize, w: &[f32], d_conv: usize, x: &[f32], out: &mut [f32]) {
         let channels = w.len() / d_conv;
         let len = self.n * channels;
-        recurrent::ssm_conv(&mut self.rs.conv[il], &x[..len], w, d_conv, &mut out[..len]);
+        recurrent::ssm_conv(kernels().orders, &mut self.rs.conv[il], &x[..len], w, d_conv, &mut out[..len]);
     }
 
     /// The gated delta rule with the state of layer `il` (`recurrent::gated_delta_net`, ggml's
@@ -501,6 +507,24 @@ impl Pass<'_> {
         let (n, nv) = (self.n, sh.n_v_heads);
         let (g, beta, out) = (&g[..n * nv], &beta[..n * nv], &mut out[..n * nv * sh.head]);
         recurrent::gated_delta_net(kernels().orders, sh, q, k, v, g, beta, &mut self.rs.ssm[il], out);
+    }
+
+    /// Mamba-1's selective scan with the SSM state of layer `il` (`recurrent::ssm_scan`).
+    /// x, dt: [n][d_inner], A: [d_inner][d_state], B, C: rows of `sh.bc_stride` → y: [n][d_inner]
+    #[allow(clippy::too_many_arguments)]
+    pub fn ssm_scan(
+        &mut self,
+        il: usize,
+        sh: ScanShape,
+        x: &[f32],
+        dt: &[f32],
+        a: &[f32],
+        b: &[f32],
+        c: &[f32],
+        y: &mut [f32],
+    ) {
+        let len = self.n * sh.d_inner;
+        recurrent::ssm_scan(sh, &x[..len], &dt[..len], a, b, c, &mut self.rs.ssm[il], &mut y[..len]);
     }
 
     /// `out = x · wᵀ`. x: [n][w.cols], out: [n][w.rows]
@@ -684,7 +708,7 @@ impl Pass<'_> {
         self.matmul(&w.gate, cur, gate);
         self.matmul(&w.up, cur, up);
         match act {
-            Act::Silu => parallel::swiglu_inplace(self.pool, &mut gate[..n * n_ff], &up[..n * n_ff], n_ff),
+            Act::Silu => self.swiglu(gate, up, n_ff),
             Act::Gelu => parallel::geglu_inplace(self.pool, &mut gate[..n * n_ff], &up[..n * n_ff], n_ff),
         }
         self.matmul(&w.down, gate, out);

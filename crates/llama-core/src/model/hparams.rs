@@ -83,23 +83,26 @@ impl HParams {
     }
 
     /// Reads everything but `n_vocab` (taken from the embedding tensor once the weights load).
-    pub(super) fn from_gguf(f: &GgufFile, arch: Arch) -> Result<HParams> {
+    /// The shared hyper-parameters; `attention`: whether the family has attention layers (one
+    /// without them, Mamba, stores `attention.head_count` 0 and gets no heads here).
+    pub(super) fn from_gguf(f: &GgufFile, arch: Arch, attention: bool) -> Result<HParams> {
         let m = Meta { f, arch };
         let a = arch.name();
         let n_embd = m.req_usize("embedding_length")?;
         let n_layer = m.req_usize("block_count")?;
-        let n_head = m.req_usize("attention.head_count")?;
-        if n_embd == 0 || n_layer == 0 || n_head == 0 {
+        let n_head = if attention { m.req_usize("attention.head_count")? } else { 0 };
+        if n_embd == 0 || n_layer == 0 || (attention && n_head == 0) {
             return Err(Error::Model(format!("{a}: embedding_length, block_count and head_count must be > 0")));
         }
-        let n_head_kv = m.opt_usize("attention.head_count_kv")?.unwrap_or(n_head);
-        if n_head_kv == 0 || n_head % n_head_kv != 0 {
+        let n_head_kv = if attention { m.opt_usize("attention.head_count_kv")?.unwrap_or(n_head) } else { 0 };
+        if attention && (n_head_kv == 0 || n_head % n_head_kv != 0) {
             return Err(Error::Model(format!(
                 "{a}.attention.head_count_kv = {n_head_kv} does not divide head_count = {n_head}"
             )));
         }
-        let n_embd_head_k = m.opt_usize("attention.key_length")?.unwrap_or(n_embd / n_head);
-        let n_embd_head_v = m.opt_usize("attention.value_length")?.unwrap_or(n_embd / n_head);
+        let head = n_embd.checked_div(n_head).unwrap_or(0);
+        let n_embd_head_k = if attention { m.opt_usize("attention.key_length")?.unwrap_or(head) } else { 0 };
+        let n_embd_head_v = if attention { m.opt_usize("attention.value_length")?.unwrap_or(head) } else { 0 };
         let n_rot = m.opt_usize("rope.dimension_count")?.unwrap_or(n_embd_head_k);
         if n_rot > n_embd_head_k || n_rot % 2 != 0 {
             return Err(Error::Model(format!(

@@ -70,7 +70,7 @@ impl Model {
     /// Builds a model from an already opened file (validates metadata and every tensor).
     pub fn from_gguf(file: GgufFile) -> Result<Model> {
         let family = arch::find(&hparams::read_arch_name(&file)?)?;
-        let mut hparams = HParams::from_gguf(&file, family.arch())?;
+        let mut hparams = HParams::from_gguf(&file, family.arch(), family.attention)?;
         let net = (family.load)(&file, &hparams)?;
         hparams.n_vocab = net.tok_embd().rows;
         let cls_head = embed::ClsHead::load(&file, &hparams)?;
@@ -94,6 +94,14 @@ impl Model {
     /// Whether some layers keep a recurrent state (one sequence per context).
     pub fn is_recurrent(&self) -> bool {
         self.net.recurrent_sizes().iter().any(|s| *s != recurrent::RecurrentSize::default())
+    }
+
+    /// Whether recurrent layers sit beside attention layers (llama.cpp's `llama_model_is_hybrid`:
+    /// Qwen3.5); a model whose every layer is recurrent (Mamba) is recurrent, not hybrid.
+    pub fn is_hybrid(&self) -> bool {
+        let sizes = self.net.recurrent_sizes();
+        let recurrent = sizes.iter().filter(|s| **s != recurrent::RecurrentSize::default()).count();
+        recurrent > 0 && recurrent < self.hparams.n_layer
     }
 
     pub fn hparams(&self) -> &HParams {

@@ -1,15 +1,16 @@
 //! The recurrent state of linear-attention layers (llama.cpp's `llama_memory_recurrent`: per
 //! layer an `r` tensor, the convolution's last inputs, and an `s` tensor, the SSM / delta-rule
-//! state), and the two kernels that read and update it: `ssm_conv` (causal depthwise 1-D
-//! convolution over the state then the batch) and `gated_delta_net` (ggml's fused
-//! `ggml_gated_delta_net`, the delta rule one token at a time). Plain loops in llama.cpp's order of
+//! state), and the kernels that read and update it: `ssm_conv` (causal depthwise 1-D
+//! convolution over the state then the batch), `gated_delta_net` (ggml's fused
+//! `ggml_gated_delta_net`, the delta rule one token at a time) and `ssm_scan` (Mamba-1's
+//! selective scan, ggml's `ggml_ssm_scan`). Plain loops in llama.cpp's order of
 //! operations, so a prompt batch and token-by-token decoding compute the same sums.
 //!
 //! The state belongs to the context, beside the KV cache: it is what the layer has seen of the
 //! positions 0..kv_len. Unlike the cache it cannot be cut back to an earlier position: it is
 //! emptied with it (position 0) and saved and restored with it.
 
-use crate::kernels::elementwise::{ggml_f32_tail, ggml_vec_dot_f32, with_fma};
+use crate::kernels::elementwise::{ggml_f32_tail, ggml_vec_dot_f32, softplus, with_fma};
 use crate::kernels::SumOrders;
 
 /// Per-layer state sizes, in f32 (0 for layers without a state).
@@ -75,10 +76,16 @@ impl RecurrentState {
 /// (`build_conv_state`: the last d_conv - 1 inputs of each channel).
 ///
 /// Channel c sees the sequence u_c = state[c][0..d_conv-1] ++ x[0..n][c]; output t of channel c is
-/// Σ_i u_c[t + i] · w[c][i] summed in ggml's order (`ggml_f32_tail`), and the new state is the last
+/// Σ_i u_c[t + i] · w[c][i] summed in the order of ggml's build in `orders` (`ggml_f32_tail`),
+/// and the new state is the last
 /// d_conv - 1 entries of u_c. x: [n][channels], w: [channels][d_conv],
 /// state: [channels][d_conv - 1], out: [n][channels]
-pub fn ssm_conv(state: &mut [f32], x: &[f32], w: &[f32], d_conv: usize, out: &mut [f32]) {
+pub fn ssm_conv(orders: SumOrders, state: &mut [f32], x: &[f32], w: &[f32], d_conv: usize, out: &mut [f32]) {
+    with_fma!(ssm_conv_body(orders, state, x, w, d_conv, out))
+}
+
+#[inline(always)]
+fn ssm_conv_body(orders: SumOrders, state: &mut [f32], x: &[f32], w: &[f32], d_conv: usize, out: &mut [f32]) {
     let channels = w.len() / d_conv;
     let n = x.len() / channels;
     let keep = d_conv - 1;
@@ -90,7 +97,7 @@ pub fn ssm_conv(state: &mut [f32], x: &[f32], w: &[f32], d_conv: usize, out: &mu
             u[keep + t] = x[t * channels + c];
         }
         for t in 0..n {
-            out[t * channels + c] = ggml_f32_tail(0.0, &u[t..t + d_conv], wc);
+            out[t * channels + c] = ggml_f32_tail(orders, 0.0, &u[t..t + d_conv], wc);
         }
         st.copy_from_slice(&u[n..n + keep]);
     }
@@ -167,6 +174,69 @@ fn delta_net_body(
             for (j, oj) in o.iter_mut().enumerate() {
                 *oj = ggml_vec_dot_f32(orders, &s[j * hs..(j + 1) * hs], qt) * scale;
             }
+        }
+    }
+}
+
+/// Shapes of one `ssm_scan` call (Mamba-1: one channel per head, head size 1).
+#[derive(Clone, Copy, Debug)]
+pub struct ScanShape {
+    /// Channels (d_inner) and the state size per channel (d_state).
+    pub d_inner: usize,
+    pub d_state: usize,
+    /// Floats between consecutive tokens' rows of B and C (views into one buffer).
+    pub bc_stride: usize,
+}
+
+/// ggml's selective scan for Mamba-1 (`ggml_compute_forward_ssm_scan_f32` with a per-element A,
+/// one group), one token at a time for each channel h, with s the channel's state [d_state]:
+///   dt' = softplus(dt_t[h]);  s[i] ← s[i] · exp(dt' · A[h][i]) + B_t[i] · (x_t[h] · dt');
+///   y_t[h] = Σ_i s[i] · C_t[i]
+/// summed left to right in f32 as ggml's scalar loop does (no SIMD there: d_state is small and
+/// `expf` sits inside the loop); both sums as the fused multiply-adds a compiler with FMA makes of
+/// them. x, dt, y: [n][d_inner]; A: [d_inner][d_state]; B, C: token t at `t·bc_stride`, [d_state];
+/// state: [d_inner][d_state]
+#[allow(clippy::too_many_arguments)]
+pub fn ssm_scan(
+    sh: ScanShape,
+    x: &[f32],
+    dt: &[f32],
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    state: &mut [f32],
+    y: &mut [f32],
+) {
+    with_fma!(ssm_scan_body(sh, x, dt, a, b, c, state, y))
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn ssm_scan_body(
+    sh: ScanShape,
+    x: &[f32],
+    dt: &[f32],
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    state: &mut [f32],
+    y: &mut [f32],
+) {
+    let (nr, nc) = (sh.d_inner, sh.d_state);
+    let n = x.len() / nr;
+    for t in 0..n {
+        let (bt, ct) = (&b[t * sh.bc_stride..][..nc], &c[t * sh.bc_stride..][..nc]);
+        for h in 0..nr {
+            let dt_sp = softplus(dt[t * nr + h]);
+            let x_dt = x[t * nr + h] * dt_sp;
+            let (s, ah) = (&mut state[h * nc..(h + 1) * nc], &a[h * nc..(h + 1) * nc]);
+            let mut sum = 0f32;
+            for i in 0..nc {
+                let st = s[i].mul_add((dt_sp * ah[i]).exp(), bt[i] * x_dt);
+                sum = st.mul_add(ct[i], sum);
+                s[i] = st;
+            }
+            y[t * nr + h] = sum;
         }
     }
 }
@@ -255,30 +325,77 @@ mod tests {
         let x = rnd(n * channels, 7);
         let w = rnd(channels * d_conv, 8);
         let st0 = rnd(channels * (d_conv - 1), 9);
-        let mut st = st0.clone();
-        let mut out = vec![0f32; n * channels];
-        ssm_conv(&mut st, &x, &w, d_conv, &mut out);
-        for c in 0..channels {
-            let u: Vec<f32> =
-                st0[c * 3..c * 3 + 3].iter().copied().chain((0..n).map(|t| x[t * channels + c])).collect();
-            for t in 0..n {
-                let want: f64 = (0..d_conv).map(|i| u[t + i] as f64 * w[c * d_conv + i] as f64).sum();
-                assert!((out[t * channels + c] as f64 - want).abs() < 1e-6);
+        for orders in [SumOrders::Avx2, SumOrders::Avx512] {
+            let mut st = st0.clone();
+            let mut out = vec![0f32; n * channels];
+            ssm_conv(orders, &mut st, &x, &w, d_conv, &mut out);
+            for c in 0..channels {
+                let u: Vec<f32> =
+                    st0[c * 3..c * 3 + 3].iter().copied().chain((0..n).map(|t| x[t * channels + c])).collect();
+                for t in 0..n {
+                    let want: f64 = (0..d_conv).map(|i| u[t + i] as f64 * w[c * d_conv + i] as f64).sum();
+                    assert!((out[t * channels + c] as f64 - want).abs() < 1e-6);
+                }
+                assert_eq!(&st[c * 3..c * 3 + 3], &u[n..n + 3]);
             }
-            assert_eq!(&st[c * 3..c * 3 + 3], &u[n..n + 3]);
+            // Token by token: the same outputs and state.
+            let (mut st2, mut out2) = (st0.clone(), vec![0f32; n * channels]);
+            for t in 0..n {
+                let r = t * channels..(t + 1) * channels;
+                ssm_conv(orders, &mut st2, &x[r.clone()], &w, d_conv, &mut out2[r]);
+            }
+            assert_eq!(out, out2);
+            assert_eq!(st, st2);
         }
-        // Token by token: the same outputs and state.
-        let (mut st2, mut out2) = (st0.clone(), vec![0f32; n * channels]);
-        for t in 0..n {
-            ssm_conv(
-                &mut st2,
-                &x[t * channels..(t + 1) * channels],
-                &w,
-                d_conv,
-                &mut out2[t * channels..(t + 1) * channels],
+    }
+
+    /// Mamba's selective scan written from its definition (f64), for the kernel's outputs and
+    /// state; and the same tokens in two calls give the same bits.
+    #[test]
+    fn ssm_scan_follows_the_recurrence_and_splits_like_one_batch() {
+        for (di, ds, n) in [(6, 4, 5), (3, 16, 7)] {
+            let bc_stride = 3 + 2 * ds; // rows as x_db's: dt_rank 3, then B, then C
+            let sh = ScanShape { d_inner: di, d_state: ds, bc_stride };
+            let x = rnd(n * di, 11);
+            let dt = rnd(n * di, 12).iter().map(|v| 4.0 * v).collect::<Vec<_>>();
+            let a: Vec<f32> = rnd(di * ds, 13).iter().map(|v| -1.0 - 4.0 * v.abs()).collect();
+            let db = rnd(n * bc_stride, 14);
+            let (b, c) = (&db[3..], &db[3 + ds..]);
+            let s0 = rnd(di * ds, 15);
+            let (mut s, mut y) = (s0.clone(), vec![0f32; n * di]);
+            ssm_scan(sh, &x, &dt, &a, b, c, &mut s, &mut y);
+            let mut st: Vec<f64> = s0.iter().map(|&v| v as f64).collect();
+            for t in 0..n {
+                for h in 0..di {
+                    let d = dt[t * di + h] as f64;
+                    let sp = if d > 20.0 { d } else { d.exp().ln_1p() };
+                    let mut want = 0f64;
+                    for i in 0..ds {
+                        let si = &mut st[h * ds + i];
+                        *si = *si * (sp * a[h * ds + i] as f64).exp()
+                            + b[t * bc_stride + i] as f64 * x[t * di + h] as f64 * sp;
+                        want += *si * c[t * bc_stride + i] as f64;
+                    }
+                    let got = y[t * di + h] as f64;
+                    assert!((got - want).abs() < 1e-5 * (1.0 + want.abs()), "t {t} h {h}: {got} vs {want}");
+                }
+            }
+            for (got, want) in s.iter().zip(&st) {
+                assert!((*got as f64 - want).abs() < 1e-5 * (1.0 + want.abs()));
+            }
+            let (mut s2, mut y2) = (s0.clone(), vec![0f32; n * di]);
+            let (y_a, y_b) = y2.split_at_mut(2 * di);
+            ssm_scan(sh, &x[..2 * di], &dt[..2 * di], &a, b, c, &mut s2, y_a);
+            let k = 2 * bc_stride;
+            ssm_scan(sh, &x[2 * di..], &dt[2 * di..], &a, &b[k..], &c[k..], &mut s2, y_b);
+            assert_eq!(
+                y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                y2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                s2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             );
         }
-        assert_eq!(out, out2);
-        assert_eq!(st, st2);
     }
 }

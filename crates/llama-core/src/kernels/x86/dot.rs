@@ -615,17 +615,19 @@ unsafe fn vec_dot_ggml_avx2<const ES: usize>(
         let t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
         let t1 = _mm_hadd_ps(t0, t0);
         let sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
-        vec_dot_leftovers::<ES>(sum, np, n, w, a, load1)
+        vec_dot_leftovers::<ES, 8>(sum, np, n, w, a, load1)
     }
 }
 
 /// The leftovers of ggml's `ggml_vec_dot_f16` (ES 2: in a double, products rounded to f32 first)
-/// and `ggml_vec_dot_f32` (ES 4: products rounded, added to the f32 sum), from element `np` to `n`.
+/// and `ggml_vec_dot_f32` (ES 4: as GCC compiles `sumf += x[i]*y[i]` for a build of `LANES`-wide
+/// vectors, `elementwise::ggml_f32_tail`: products rounded and added, the last few — under 4 in the
+/// AVX2 build, under 8 in the AVX-512 one — fused multiply-adds), from element `np` to `n`.
 ///
 /// # Safety
-/// Elements `np..n` of both rows must be readable by `load1`.
+/// Elements `np..n` of both rows must be readable by `load1`; the CPU must support FMA.
 #[inline(always)]
-unsafe fn vec_dot_leftovers<const ES: usize>(
+unsafe fn vec_dot_leftovers<const ES: usize, const LANES: usize>(
     sum: f32,
     np: usize,
     n: usize,
@@ -642,9 +644,14 @@ unsafe fn vec_dot_leftovers<const ES: usize>(
             }
             s as f32
         } else {
+            // GCC vectorizes whole vectors of LANES then one of LANES / 2: those products are rounded
+            let unfused = np + ((n - np) & !(LANES / 2 - 1));
             let mut s = sum;
-            for i in np..n {
+            for i in np..unfused {
                 s += load1(w.add(ES * i)) * load1(a.add(ES * i));
+            }
+            for i in unfused..n {
+                s = load1(w.add(ES * i)).mul_add(load1(a.add(ES * i)), s);
             }
             s
         }
@@ -939,7 +946,7 @@ unsafe fn vec_dot_ggml_avx512<const ES: usize>(
             }
         }
         let v = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
-        vec_dot_leftovers::<ES>(hsum_ps512(v), np, n, w, a, load1)
+        vec_dot_leftovers::<ES, 16>(hsum_ps512(v), np, n, w, a, load1)
     }
 }
 

@@ -10,6 +10,7 @@ mod gemma2;
 mod gemma3;
 mod gpt_oss;
 mod llama;
+mod mamba;
 mod nomic_bert;
 mod phi3;
 mod qwen2;
@@ -72,6 +73,9 @@ pub(super) struct Family {
     pub name: &'static str,
     /// Reads the family's own hyper-parameters, then finds and checks its tensors.
     pub load: fn(&GgufFile, &HParams) -> Result<Box<dyn Network>>,
+    /// Whether it has attention layers: a family without them (Mamba) stores
+    /// `attention.head_count` 0.
+    pub attention: bool,
 }
 
 impl Family {
@@ -82,18 +86,19 @@ impl Family {
 
 /// The registry.
 const FAMILIES: &[Family] = &[
-    Family { name: "llama", load: llama::load },
-    Family { name: "qwen2", load: qwen2::load },
-    Family { name: "gemma3", load: gemma3::load },
-    Family { name: "qwen3", load: qwen3::load },
-    Family { name: "qwen3moe", load: qwen3moe::load },
-    Family { name: "qwen35", load: qwen35::load },
-    Family { name: "gpt-oss", load: gpt_oss::load },
-    Family { name: "gemma2", load: gemma2::load },
-    Family { name: "phi3", load: phi3::load },
-    Family { name: "smollm3", load: smollm3::load },
-    Family { name: "bert", load: bert::load },
-    Family { name: "nomic-bert", load: nomic_bert::load },
+    Family { name: "llama", load: llama::load, attention: true },
+    Family { name: "qwen2", load: qwen2::load, attention: true },
+    Family { name: "gemma3", load: gemma3::load, attention: true },
+    Family { name: "qwen3", load: qwen3::load, attention: true },
+    Family { name: "qwen3moe", load: qwen3moe::load, attention: true },
+    Family { name: "qwen35", load: qwen35::load, attention: true },
+    Family { name: "gpt-oss", load: gpt_oss::load, attention: true },
+    Family { name: "gemma2", load: gemma2::load, attention: true },
+    Family { name: "phi3", load: phi3::load, attention: true },
+    Family { name: "smollm3", load: smollm3::load, attention: true },
+    Family { name: "bert", load: bert::load, attention: true },
+    Family { name: "nomic-bert", load: nomic_bert::load, attention: true },
+    Family { name: "mamba", load: mamba::load, attention: false },
 ];
 
 /// The family of a `general.architecture` value.
