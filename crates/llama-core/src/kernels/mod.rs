@@ -32,6 +32,36 @@ pub mod types;
 pub mod x86;
 
 pub use dispatch::{choose, kernels, vec_dot_type};
+
+/// Asks the cache hierarchy (into L2) for `row_bytes` bytes at the start of each of `n_rows` rows
+/// `stride` elements apart in `s`, beginning with element 0: a hint for data read soon (the
+/// attention's next key chunk), which the memory system fetches while the caller computes. Rows
+/// past the end of `s` are skipped; a prefetch reads nothing into registers and cannot fault. A
+/// no-op on targets without a stable prefetch instruction.
+#[inline]
+pub fn prefetch_rows<E>(s: &[E], stride: usize, n_rows: usize, row_bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let es = std::mem::size_of::<E>();
+        let p = s.as_ptr() as *const u8;
+        let total = std::mem::size_of_val(s);
+        for j in 0..n_rows {
+            let off = j * stride * es;
+            if off >= total {
+                break;
+            }
+            for b in (0..row_bytes.min(total - off)).step_by(64) {
+                // SAFETY: `_mm_prefetch` (SSE, baseline on x86_64) only hints the cache: it reads
+                // nothing into registers and cannot fault; the address is inside `s` anyway.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.add(off + b) as *const i8)
+                };
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (s, stride, n_rows, row_bytes);
+}
 pub use matmul::{matmul, matmul_id, matmul_with, try_matmul, IdRoutes, MatmulScratch, QTensor};
 pub use pool::ThreadPool;
 pub use types::{

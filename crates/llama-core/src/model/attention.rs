@@ -24,13 +24,15 @@ use super::kv_cache::Strides;
 use super::kv_cache::{KvElem, LayerKv};
 use crate::kernels::elementwise::{scale_inplace, softcap_inplace, softmax_row, softmax_sink};
 use crate::kernels::types::{AttnOrder, Kernels, SumOrders, KT_LANES};
-use crate::kernels::{kernels, ThreadPool};
+use crate::kernels::{kernels, prefetch_rows, ThreadPool};
 
 /// Queries (tokens × heads) a unit aims for: enough to reuse each K/V row many times while it is in
 /// L1, few enough that the unit's queries (Q_TARGET × head_k floats) stay there too.
 const Q_TARGET: usize = 32;
 /// Keys scored per panel conversion: 128 keys × a head of 64 as f32 panels fill 32 KiB (L1).
 const KEY_CHUNK: usize = 128;
+/// How many key chunks ahead of the one being scored the unit asks the memory system for.
+const PREFETCH_CHUNKS: usize = 2;
 /// Output dimensions of P·V per value conversion (one panel row of 16 lanes).
 const DIM_BLOCK: usize = 16;
 
@@ -334,6 +336,19 @@ fn unit<T: KvElem>(
     for c0 in (0..span).step_by(KEY_CHUNK) {
         let nkc = (span - c0).min(KEY_CHUNK);
         let kt = &mut sc.kt[..nkc.div_ceil(KT_LANES) * KT_LANES * hk];
+        if let Keys::Base(b) = keys {
+            // Hints for the memory system while this chunk is converted and scored: the keys
+            // PREFETCH_CHUNKS chunks ahead (and, on the first chunk, those in between) and this
+            // chunk's values, which P·V reads after the softmax. Without them the panel builders
+            // wait on each strided cache row (one head's slice of every position) in turn.
+            let row_bytes = |n: usize| n * std::mem::size_of::<T>();
+            let first = if c0 == 0 { KEY_CHUNK } else { c0 + PREFETCH_CHUNKS * KEY_CHUNK };
+            for from in (first..span.min(c0 + (PREFETCH_CHUNKS + 1) * KEY_CHUNK)).step_by(KEY_CHUNK) {
+                let rows = (span - from).min(KEY_CHUNK);
+                prefetch_rows(&kv.k[ks.at(b + jlo + from, hkv)..], ks.pos, rows, row_bytes(hk));
+            }
+            prefetch_rows(&kv.v[vs.at(b + jlo + c0, hkv)..], vs.pos, nkc, row_bytes(hv));
+        }
         match keys {
             Keys::Base(b) => T::attn_kt(kern)(hk, &kv.k[ks.at(b + jlo + c0, hkv)..], ks.pos, nkc, kt),
             Keys::Cells(c) => {
