@@ -307,6 +307,36 @@ macro_rules! attn16 {
                             i0 += 2;
                         }
                     }
+                    if !lanes16 {
+                        // Lanes64, two queries at a time: each panel row loaded once feeds both.
+                        // Lane group r of a query is x_r = (a0 + a2) + (a1 + a3) over its four
+                        // products; `reduce`'s tree over the 16 x_r (t8 = x[i+8] + x[i], t4 =
+                        // t8[i+4] + t8[i], then (t4[0] + t4[2]) + (t4[1] + t4[3])) is taken leaf
+                        // by leaf, so only a few sums of each query are live at a time.
+                        while i0 + 1 < nq {
+                            let (qa, qb) = (q.add(i0 * n), q.add((i0 + 1) * n));
+                            let x = |r: usize| {
+                                let (mut a, mut b) = ([$zero(); 4], [$zero(); 4]);
+                                for ch in (0..n).step_by(64) {
+                                    for m in 0..4 {
+                                        let d = ch + 16 * m + r;
+                                        let k = row(d);
+                                        a[m] = $fma(k, $set1(*qa.add(d)), a[m]);
+                                        b[m] = $fma(k, $set1(*qb.add(d)), b[m]);
+                                    }
+                                }
+                                ($add($add(a[0], a[2]), $add(a[1], a[3])), $add($add(b[0], b[2]), $add(b[1], b[3])))
+                            };
+                            let add2 = |u: ($v, $v), w: ($v, $v)| ($add(u.0, w.0), $add(u.1, w.1));
+                            let t8 = |i: usize| add2(x(i + 8), x(i));
+                            let t4 = |i: usize| add2(t8(i + 4), t8(i));
+                            let (sa, sb) = add2(add2(t4(0), t4(2)), add2(t4(1), t4(3)));
+                            let w = (nk - c * KT_LANES).min(KT_LANES);
+                            put(sa, o.add(i0 * os + c * KT_LANES), w);
+                            put(sb, o.add((i0 + 1) * os + c * KT_LANES), w);
+                            i0 += 2;
+                        }
+                    }
                     for i in i0..nq {
                         let qi = q.add(i * n);
                         let s = if lanes16 {
@@ -526,6 +556,18 @@ unsafe fn pv_panels_avx512_in(
                 let (c0, c1) = ((lo - j0) / 16, (hi - j0) / 16);
                 let pi = p.add(i * ps);
                 let pmask = |c: usize| mask(lo, hi, c);
+                // panel c's probabilities: only the first and last panel of the query's keys can
+                // be partial (masked); the ones between are whole
+                let (m0, m1) = (pmask(c0), pmask(c1));
+                let pload = |c: usize| {
+                    if c == c0 {
+                        _mm512_maskz_loadu_ps(m0, pi.add(16 * c))
+                    } else if c == c1 {
+                        _mm512_maskz_loadu_ps(m1, pi.add(16 * c))
+                    } else {
+                        _mm512_loadu_ps(pi.add(16 * c))
+                    }
+                };
                 // Lanes64 sums of dimensions d0+q..d0+q+4 over panels c0..=c1, one accumulator
                 // set per panel mod 4: constant indices only, so the 16 accumulators stay in
                 // registers (an index `c % 4` into them kept them on the stack: a load and a
@@ -536,14 +578,14 @@ unsafe fn pv_panels_avx512_in(
                     while c <= c1 {
                         if c.is_multiple_of(4) && c + 3 <= c1 {
                             for (m, am) in a.iter_mut().enumerate() {
-                                let pc = _mm512_maskz_loadu_ps(pmask(c + m), pi.add(16 * (c + m)));
+                                let pc = pload(c + m);
                                 for (dd, x) in am.iter_mut().enumerate() {
                                     *x = _mm512_fmadd_ps(row(c + m, d0 + q + dd), pc, *x);
                                 }
                             }
                             c += 4;
                         } else {
-                            let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                            let pc = pload(c);
                             let one = |am: &mut [__m512; 4]| {
                                 for (dd, x) in am.iter_mut().enumerate() {
                                     *x = _mm512_fmadd_ps(row(c, d0 + q + dd), pc, *x);
@@ -564,7 +606,7 @@ unsafe fn pv_panels_avx512_in(
                 let lanes64_any = |c0: usize, c1: usize, q: usize| {
                     let mut a = [[_mm512_setzero_ps(); 4]; 4];
                     for c in c0..=c1 {
-                        let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                        let pc = pload(c);
                         for (dd, am) in a[c % 4].iter_mut().enumerate().take(w - q) {
                             *am = _mm512_fmadd_ps(row(c, d0 + q + dd), pc, *am);
                         }
@@ -576,7 +618,7 @@ unsafe fn pv_panels_avx512_in(
                     AttnOrder::Lanes16 if w == 16 => {
                         // constant trip counts, so the 16 accumulators stay in registers
                         for c in c0..=c1 {
-                            let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                            let pc = pload(c);
                             for (dd, a) in acc.iter_mut().enumerate() {
                                 *a = _mm512_fmadd_ps(row(c, d0 + dd), pc, *a);
                             }
@@ -584,7 +626,7 @@ unsafe fn pv_panels_avx512_in(
                     }
                     AttnOrder::Lanes16 => {
                         for c in c0..=c1 {
-                            let pc = _mm512_maskz_loadu_ps(pmask(c), pi.add(16 * c));
+                            let pc = pload(c);
                             for (dd, a) in acc.iter_mut().enumerate().take(w) {
                                 *a = _mm512_fmadd_ps(row(c, d0 + dd), pc, *a);
                             }
