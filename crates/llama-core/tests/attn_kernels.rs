@@ -121,6 +121,40 @@ fn attn_vf_and_pv_are_bit_identical_to_scalar() {
                             let mut gp = vec![0f32; n];
                             pvp(n, &vt, j0, &[lo], &[hi], &p, p.len(), &mut gp, order);
                             assert_eq!(bits(&gp), bits(&want), "{:?} pv panels {order:?} n={n} nv={nv} lo={lo}", k.isa);
+                            // Several queries, their own probabilities: runs of queries over the
+                            // same keys (the kernels take those in pairs) and one over fewer.
+                            let lo2 = (lo + 1).min(hi);
+                            let ranges = [(lo, hi), (lo, hi), (lo2, hi), (lo, hi), (lo, hi), (lo, hi)];
+                            let pq: Vec<f32> = (0..ranges.len())
+                                .flat_map(|i| {
+                                    p.iter().enumerate().map(move |(j, &x)| if (i + j) % 3 == 0 { 0.5 * x } else { x })
+                                })
+                                .map(|x| f16::from_f32(x).to_f32())
+                                .collect();
+                            let (los, his): (Vec<usize>, Vec<usize>) = ranges.iter().copied().unzip();
+                            let mut gq = vec![0f32; ranges.len() * n];
+                            pvp(n, &vt, j0, &los, &his, &pq, nv, &mut gq, order);
+                            for (i, &(l, h)) in ranges.iter().enumerate() {
+                                let mut wq = vec![0f32; n];
+                                (Kernels::SCALAR.attn.pv)(
+                                    n,
+                                    rows,
+                                    stride,
+                                    j0,
+                                    l,
+                                    h,
+                                    &pq[i * nv..(i + 1) * nv],
+                                    &mut wq,
+                                    order,
+                                );
+                                let got = &gq[i * n..(i + 1) * n];
+                                assert_eq!(
+                                    bits(got),
+                                    bits(&wq),
+                                    "{:?} pv panels {order:?} n={n} nv={nv} query {i}",
+                                    k.isa
+                                );
+                            }
                         }
                     }
                 }

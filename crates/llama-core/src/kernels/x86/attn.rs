@@ -315,22 +315,35 @@ macro_rules! attn16 {
                         // by leaf, so only a few sums of each query are live at a time.
                         while i0 + 1 < nq {
                             let (qa, qb) = (q.add(i0 * n), q.add((i0 + 1) * n));
-                            let x = |r: usize| {
-                                let (mut a, mut b) = ([$zero(); 4], [$zero(); 4]);
-                                for ch in (0..n).step_by(64) {
-                                    for m in 0..4 {
-                                        let d = ch + 16 * m + r;
-                                        let k = row(d);
-                                        a[m] = $fma(k, $set1(*qa.add(d)), a[m]);
-                                        b[m] = $fma(k, $set1(*qb.add(d)), b[m]);
+                            // t[g] = t4[g] of both queries, from the leaves x_g, x_{g+4}, x_{g+8}, x_{g+12}
+                            let mut t = [($zero(), $zero()); 4];
+                            for (g, tg) in t.iter_mut().enumerate() {
+                                let mut leaf = [($zero(), $zero()); 4];
+                                for (li, lr) in leaf.iter_mut().enumerate() {
+                                    let r = g + 4 * li;
+                                    let (mut a, mut b) = ([$zero(); 4], [$zero(); 4]);
+                                    for ch in (0..n).step_by(64) {
+                                        for m in 0..4 {
+                                            let d = ch + 16 * m + r;
+                                            let k = row(d);
+                                            a[m] = $fma(k, $set1(*qa.add(d)), a[m]);
+                                            b[m] = $fma(k, $set1(*qb.add(d)), b[m]);
+                                        }
                                     }
+                                    *lr = (
+                                        $add($add(a[0], a[2]), $add(a[1], a[3])),
+                                        $add($add(b[0], b[2]), $add(b[1], b[3])),
+                                    );
                                 }
-                                ($add($add(a[0], a[2]), $add(a[1], a[3])), $add($add(b[0], b[2]), $add(b[1], b[3])))
-                            };
-                            let add2 = |u: ($v, $v), w: ($v, $v)| ($add(u.0, w.0), $add(u.1, w.1));
-                            let t8 = |i: usize| add2(x(i + 8), x(i));
-                            let t4 = |i: usize| add2(t8(i + 4), t8(i));
-                            let (sa, sb) = add2(add2(t4(0), t4(2)), add2(t4(1), t4(3)));
+                                // t8[g] = x[g+8] + x[g], t8[g+4] = x[g+12] + x[g+4], t4[g] = t8[g+4] + t8[g]
+                                let (lo8, hi8) = (
+                                    ($add(leaf[2].0, leaf[0].0), $add(leaf[2].1, leaf[0].1)),
+                                    ($add(leaf[3].0, leaf[1].0), $add(leaf[3].1, leaf[1].1)),
+                                );
+                                *tg = ($add(hi8.0, lo8.0), $add(hi8.1, lo8.1));
+                            }
+                            let sa = $add($add(t[0].0, t[2].0), $add(t[1].0, t[3].0));
+                            let sb = $add($add(t[0].1, t[2].1), $add(t[1].1, t[3].1));
                             let w = (nk - c * KT_LANES).min(KT_LANES);
                             put(sa, o.add(i0 * os + c * KT_LANES), w);
                             put(sb, o.add((i0 + 1) * os + c * KT_LANES), w);
@@ -546,6 +559,71 @@ unsafe fn pv_panels_avx512_in(
                         }
                         xa[half..half + 8].copy_from_slice(&a);
                         xb[half..half + 8].copy_from_slice(&b);
+                    }
+                    _mm512_storeu_ps(o.add(i0 * n + d0), hreduce16(&xa));
+                    _mm512_storeu_ps(o.add((i0 + 1) * n + d0), hreduce16(&xb));
+                    i0 += 2;
+                }
+            }
+            if order == AttnOrder::Lanes64 && w == 16 {
+                // two queries over the same keys at a time (a decode row's heads, a prompt
+                // token's heads): each value row loaded once feeds both; two dimensions per pass,
+                // so both queries' accumulators ([panel mod 4][dimension], 16 registers) stay in
+                // registers
+                while i0 + 1 < lo.len() && (lo[i0], hi[i0]) == (lo[i0 + 1], hi[i0 + 1]) {
+                    let (l, h) = (lo[i0], hi[i0]);
+                    let (c0, c1) = ((l - j0) / 16, (h - j0) / 16);
+                    let (m0, m1) = (mask(l, h, c0), mask(l, h, c1));
+                    let (pa, pb) = (p.add(i0 * ps), p.add((i0 + 1) * ps));
+                    let pl = |pp: *const f32, c: usize| {
+                        if c == c0 {
+                            _mm512_maskz_loadu_ps(m0, pp.add(16 * c))
+                        } else if c == c1 {
+                            _mm512_maskz_loadu_ps(m1, pp.add(16 * c))
+                        } else {
+                            _mm512_loadu_ps(pp.add(16 * c))
+                        }
+                    };
+                    let (mut xa, mut xb) = ([_mm512_setzero_ps(); 16], [_mm512_setzero_ps(); 16]);
+                    for q in (0..16).step_by(2) {
+                        let (mut a, mut b) = ([[_mm512_setzero_ps(); 2]; 4], [[_mm512_setzero_ps(); 2]; 4]);
+                        let mut c = c0;
+                        while c <= c1 {
+                            if c.is_multiple_of(4) && c + 3 <= c1 {
+                                for m in 0..4 {
+                                    let (va, vb) = (pl(pa, c + m), pl(pb, c + m));
+                                    for dd in 0..2 {
+                                        let v = row(c + m, d0 + q + dd);
+                                        a[m][dd] = _mm512_fmadd_ps(v, va, a[m][dd]);
+                                        b[m][dd] = _mm512_fmadd_ps(v, vb, b[m][dd]);
+                                    }
+                                }
+                                c += 4;
+                            } else {
+                                let (va, vb) = (pl(pa, c), pl(pb, c));
+                                let one = |am: &mut [__m512; 2], bm: &mut [__m512; 2]| {
+                                    for dd in 0..2 {
+                                        let v = row(c, d0 + q + dd);
+                                        am[dd] = _mm512_fmadd_ps(v, va, am[dd]);
+                                        bm[dd] = _mm512_fmadd_ps(v, vb, bm[dd]);
+                                    }
+                                };
+                                match c % 4 {
+                                    0 => one(&mut a[0], &mut b[0]),
+                                    1 => one(&mut a[1], &mut b[1]),
+                                    2 => one(&mut a[2], &mut b[2]),
+                                    _ => one(&mut a[3], &mut b[3]),
+                                }
+                                c += 1;
+                            }
+                        }
+                        for dd in 0..2 {
+                            let sum = |x: &[[__m512; 2]; 4]| {
+                                _mm512_add_ps(_mm512_add_ps(x[0][dd], x[2][dd]), _mm512_add_ps(x[1][dd], x[3][dd]))
+                            };
+                            xa[q + dd] = sum(&a);
+                            xb[q + dd] = sum(&b);
+                        }
                     }
                     _mm512_storeu_ps(o.add(i0 * n + d0), hreduce16(&xa));
                     _mm512_storeu_ps(o.add((i0 + 1) * n + d0), hreduce16(&xb));
