@@ -29,7 +29,13 @@ unsafe fn v_expf(x: __m512) -> __m512 {
         u,
         _mm512_fmadd_ps(c(0x3f7f_fff6), b, _mm512_set1_ps(1.0)),
     );
-    let res = _mm512_scalef_ps(j, n);
+    // Results below f32's normal range (n ≤ −126) are built in the integers: `vscalefps` rounds a
+    // subnormal result through a microcode assist that costs ~150 cycles a vector on current
+    // Xeons (the softmax of a long row is mostly such lanes), and so would a saturating one.
+    let tiny = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, _mm512_set1_ps(-126.0)) & !d;
+    let res = _mm512_scalef_ps(j, _mm512_mask_blend_ps(tiny | d, n, _mm512_setzero_ps()));
+    // branch-free: within a long row, vectors with and without such lanes alternate unpredictably
+    let res = _mm512_mask_blend_ps(tiny, res, scalef_subnormal(j, n));
     if d == 0 {
         return res;
     }
@@ -39,6 +45,60 @@ unsafe fn v_expf(x: __m512) -> __m512 {
         _mm512_setzero_ps(),
     );
     _mm512_mask_blend_ps(d, res, alt)
+}
+
+/// `j·2^n` rounded to nearest-even as `vscalefps` rounds it, for results below the normal range:
+/// `j` positive and normal, `n` an integer with `j·2^n < 2^-126·2`. In units of the smallest
+/// subnormal 2^-149, `j·2^n` is `m·2^-sh` (m the significand with its implicit bit, sh =
+/// 1 − biased exponent − n ≥ 0), and the rounded integer is the result's bit pattern (2^23 being
+/// the smallest normal, where rounding carries into the exponent).
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq,fma")]
+fn scalef_subnormal(j: __m512, n: __m512) -> __m512 {
+    let bits = _mm512_castps_si512(j);
+    let m = _mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi32(0x7f_ffff)), _mm512_set1_epi32(0x80_0000));
+    let e = _mm512_srli_epi32::<23>(bits);
+    // shifts of 26 or more leave 0 either way (m < 2^24 is under half of 2^26)
+    let sh = _mm512_sub_epi32(_mm512_sub_epi32(_mm512_set1_epi32(1), e), _mm512_cvtps_epi32(n));
+    let sh = _mm512_min_epi32(_mm512_max_epi32(sh, _mm512_setzero_si512()), _mm512_set1_epi32(26));
+    let q = _mm512_srlv_epi32(m, sh);
+    round_half_even(q, _mm512_sub_epi32(m, _mm512_sllv_epi32(q, sh)), sh)
+}
+
+/// `q` (a value shifted right by `sh`, `rem` the bits shifted out) rounded to nearest-even, as
+/// f32 bits: up when the remainder is over half, or exactly half and `q` odd.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq,fma")]
+fn round_half_even(q: __m512i, rem: __m512i, sh: __m512i) -> __m512 {
+    let one = _mm512_set1_epi32(1);
+    let half = _mm512_srli_epi32::<1>(_mm512_sllv_epi32(one, sh));
+    let shifted = _mm512_cmpgt_epi32_mask(sh, _mm512_setzero_si512());
+    let up = _mm512_mask_cmpgt_epu32_mask(shifted, _mm512_add_epi32(rem, _mm512_and_si512(q, one)), half);
+    _mm512_castsi512_ps(_mm512_mask_add_epi32(q, up, q, one))
+}
+
+/// `y·inv` for subnormal `y` lanes (bits under 2^23) and `0 < inv < 2`, rounded to nearest-even
+/// as the multiply rounds it, without the multiply's subnormal assist: in units of 2^-149 the
+/// product is `y_bits·m_inv·2^-(150 − e_inv)`, a 47-bit integer shifted right by at least 23.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq,fma")]
+fn mul_subnormal(y: __m512, inv: f32) -> __m512 {
+    debug_assert!(inv > 0.0 && inv < 2.0 && inv.is_normal());
+    let (mi, ei) = ((inv.to_bits() & 0x7f_ffff | 0x80_0000) as u64, (inv.to_bits() >> 23) as u64);
+    let sh = (150 - ei).min(50); // products are under 2^47: a shift of 50 leaves 0
+    let (count, mask, half) = (_mm_set_epi64x(0, sh as i64), (1u64 << sh) - 1, 1u64 << (sh - 1));
+    let yb = _mm512_castps_si512(y);
+    let half_of = |h: __m256i| -> __m256i {
+        let p = _mm512_mul_epu32(_mm512_cvtepu32_epi64(h), _mm512_set1_epi64(mi as i64));
+        let q = _mm512_srl_epi64(p, count);
+        let rem = _mm512_and_si512(p, _mm512_set1_epi64(mask as i64));
+        let odd = _mm512_and_si512(q, _mm512_set1_epi64(1));
+        let up = _mm512_cmpgt_epu64_mask(_mm512_add_epi64(rem, odd), _mm512_set1_epi64(half as i64));
+        _mm512_cvtepi64_epi32(_mm512_mask_add_epi64(q, up, q, _mm512_set1_epi64(1)))
+    };
+    let lo = half_of(_mm512_castsi512_si256(yb));
+    let hi = half_of(_mm512_extracti64x4_epi64::<1>(yb));
+    _mm512_castsi512_ps(_mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi))
 }
 
 /// `_mm512_reduce_add_ps` as GCC expands it (halves pairwise: 8, then 4, then {0+2, 1+3}, then
@@ -94,17 +154,39 @@ unsafe fn softmax(x: &mut [f32], scale: f32) {
         while i < n {
             // ggml's row is padded with masked (−inf) keys, whose exp is 0: zero lanes here.
             let m = lanes(n - i);
-            let e =
-                _mm512_maskz_mov_ps(m, v_expf(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), _mm512_set1_ps(max))));
+            let xm = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), _mm512_set1_ps(max));
+            // exp(x) for x < −105 is 2^n·j with n ≤ −151: under half the smallest subnormal, so
+            // 0 after rounding; a vector of only such lanes adds 0.0 to the sum (no change)
+            if _mm512_mask_cmp_ps_mask::<_CMP_NLT_UQ>(m, xm, _mm512_set1_ps(-105.0)) == 0 {
+                _mm512_mask_storeu_ps(p.add(i), m, _mm512_setzero_ps());
+                i += 16;
+                continue;
+            }
+            let e = _mm512_maskz_mov_ps(m, v_expf(xm));
             _mm512_mask_storeu_ps(p.add(i), m, e);
             sum += reduce_add(e) as f64;
             i += 16;
         }
-        let inv = _mm512_set1_ps((1.0 / sum) as f32);
+        let inv_s = (1.0 / sum) as f32;
+        let inv = _mm512_set1_ps(inv_s);
+        // Subnormal probabilities (exp of scores ~87 under the maximum) are scaled in the integers:
+        // a multiply with a subnormal operand takes a microcode assist (see `v_expf`). The row's
+        // maximum contributes exp(0) = 1, so 0 < inv ≤ 1.
+        let split_mask: __mmask16 = if inv_s > 0.0 && inv_s < 2.0 && inv_s.is_normal() { 0xffff } else { 0 };
         i = 0;
         while i < n {
             let m = lanes(n - i);
-            _mm512_mask_storeu_ps(p.add(i), m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), inv));
+            let y = _mm512_maskz_loadu_ps(m, p.add(i));
+            let yb = _mm512_castps_si512(y);
+            let tiny = _mm512_mask_cmplt_epu32_mask(_mm512_test_epi32_mask(yb, yb), yb, _mm512_set1_epi32(0x80_0000));
+            // the multiply never sees the subnormal lanes (LLVM would hoist an unguarded one)
+            let normal = _mm512_mul_ps(_mm512_mask_mov_ps(y, tiny & split_mask, _mm512_setzero_ps()), inv);
+            let out = if tiny & split_mask == 0 {
+                normal
+            } else {
+                _mm512_mask_blend_ps(tiny, normal, mul_subnormal(y, inv_s))
+            };
+            _mm512_mask_storeu_ps(p.add(i), m, out);
             i += 16;
         }
     }

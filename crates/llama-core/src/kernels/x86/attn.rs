@@ -497,6 +497,84 @@ unsafe fn hreduce16(r: &[__m512; 16]) -> __m512 {
     _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f)
 }
 
+/// One query's probabilities as P·V reads them per key panel: keys `lo..=hi` (relative to the
+/// panels' first key) in lanes, zero outside (llama.cpp's masked keys have probability 0).
+struct PanelProbs {
+    p: *const f32,
+    c0: usize,
+    c1: usize,
+    m0: __mmask16,
+    m1: __mmask16,
+}
+
+impl PanelProbs {
+    fn new(p: *const f32, lo: usize, hi: usize) -> Self {
+        let (c0, c1) = (lo / 16, hi / 16);
+        let lanes = |c: usize| -> __mmask16 {
+            let (from, to) = (lo.max(16 * c) - 16 * c, hi.min(16 * c + 15) - 16 * c);
+            (((1u32 << (to + 1)) - 1) & !((1u32 << from) - 1)) as __mmask16
+        };
+        PanelProbs { p, c0, c1, m0: lanes(c0), m1: lanes(c1) }
+    }
+
+    /// Panel c's 16 probabilities.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512 F; `p` holds the query's probabilities of keys `16·c0..16·c1+16`.
+    unsafe fn load(&self, c: usize) -> __m512 {
+        // SAFETY: only panels c0..=c1 are read (the caller's contract).
+        unsafe {
+            if c < self.c0 || c > self.c1 {
+                _mm512_setzero_ps()
+            } else if c == self.c0 {
+                _mm512_maskz_loadu_ps(self.m0, self.p.add(16 * c))
+            } else if c == self.c1 {
+                _mm512_maskz_loadu_ps(self.m1, self.p.add(16 * c))
+            } else {
+                _mm512_loadu_ps(self.p.add(16 * c))
+            }
+        }
+    }
+}
+
+/// Lanes16 P·V of two queries for 8 output dimensions over key panels `c0..=c1`: `acc[q][r]` +=
+/// value row (panel c, dimension r) × query q's panel-c probabilities, lane by lane. Each value row
+/// is loaded once for both queries. A function of its own so that its 16 accumulators, two
+/// probability vectors and the value row get registers (inlined into the caller's loop nest, LLVM
+/// spilled accumulators to the stack around every FMA: `perf annotate`).
+#[inline(never)]
+#[target_feature(enable = "avx512f")]
+///
+/// # Safety
+/// The CPU supports AVX-512 F; `vt` points at dimension 0 of 8 of panel 0's rows (`[panel][n][16]`
+/// floats, panels c0..=c1 readable); `qa`, `qb` as `PanelProbs::load` requires for c0..=c1.
+unsafe fn pv16_pair8(
+    vt: *const f32,
+    n: usize,
+    c0: usize,
+    c1: usize,
+    qa: &PanelProbs,
+    qb: &PanelProbs,
+    acc: &mut [[__m512; 8]; 2],
+) {
+    // SAFETY: reads stay in the panels and rows named by the caller's contract.
+    unsafe {
+        let [mut a, mut b] = *acc;
+        for c in c0..=c1 {
+            let (pca, pcb) = (qa.load(c), qb.load(c));
+            let rows = vt.add(c * n * 16);
+            for r in 0..8 {
+                let v = _mm512_loadu_ps(rows.add(r * 16));
+                a[r] = _mm512_fmadd_ps(v, pca, a[r]);
+                b[r] = _mm512_fmadd_ps(v, pcb, b[r]);
+            }
+        }
+        *acc = [a, b];
+    }
+}
+
 /// `AttnPvPanelsFn` with AVX-512: keys in lanes (lane = key mod 16, as both orders want),
 /// a query's 16 probabilities of a key panel in one register (masked to its lo..=hi), one
 /// accumulator per output dimension (Lanes16) or per dimension and key panel mod 4 (Lanes64),
@@ -544,24 +622,24 @@ unsafe fn pv_panels_avx512_in(
                 while i0 + 1 < lo.len() {
                     let (la, ha, lb, hb) = (lo[i0], hi[i0], lo[i0 + 1], hi[i0 + 1]);
                     let (c0, c1) = ((la.min(lb) - j0) / 16, (ha.max(hb) - j0) / 16);
-                    let (pa, pb) = (p.add(i0 * ps), p.add((i0 + 1) * ps));
-                    let (mut xa, mut xb) = ([_mm512_setzero_ps(); 16], [_mm512_setzero_ps(); 16]);
+                    let qa = PanelProbs::new(p.add(i0 * ps), la - j0, ha - j0);
+                    let qb = PanelProbs::new(p.add((i0 + 1) * ps), lb - j0, hb - j0);
+                    // each half reduced on its own (lane d of hreduce16 sums only its input d),
+                    // so only two vectors live across the halves and the accumulators keep
+                    // their registers
+                    let (mut ra, mut rb) = (_mm512_setzero_ps(), _mm512_setzero_ps());
                     for half in [0, 8] {
-                        let (mut a, mut b) = ([_mm512_setzero_ps(); 8], [_mm512_setzero_ps(); 8]);
-                        for c in c0..=c1 {
-                            let pca = _mm512_maskz_loadu_ps(mask(la, ha, c), pa.add(16 * c));
-                            let pcb = _mm512_maskz_loadu_ps(mask(lb, hb, c), pb.add(16 * c));
-                            for r in 0..8 {
-                                let v = row(c, d0 + half + r);
-                                a[r] = _mm512_fmadd_ps(v, pca, a[r]);
-                                b[r] = _mm512_fmadd_ps(v, pcb, b[r]);
-                            }
-                        }
-                        xa[half..half + 8].copy_from_slice(&a);
-                        xb[half..half + 8].copy_from_slice(&b);
+                        let mut acc = [[_mm512_setzero_ps(); 8]; 2];
+                        pv16_pair8(vt.add((d0 + half) * 16), n, c0, c1, &qa, &qb, &mut acc);
+                        let (mut xa, mut xb) = ([_mm512_setzero_ps(); 16], [_mm512_setzero_ps(); 16]);
+                        xa[half..half + 8].copy_from_slice(&acc[0]);
+                        xb[half..half + 8].copy_from_slice(&acc[1]);
+                        let m: __mmask16 = if half == 0 { 0x00ff } else { 0xff00 };
+                        ra = _mm512_mask_mov_ps(ra, m, hreduce16(&xa));
+                        rb = _mm512_mask_mov_ps(rb, m, hreduce16(&xb));
                     }
-                    _mm512_storeu_ps(o.add(i0 * n + d0), hreduce16(&xa));
-                    _mm512_storeu_ps(o.add((i0 + 1) * n + d0), hreduce16(&xb));
+                    _mm512_storeu_ps(o.add(i0 * n + d0), ra);
+                    _mm512_storeu_ps(o.add((i0 + 1) * n + d0), rb);
                     i0 += 2;
                 }
             }
