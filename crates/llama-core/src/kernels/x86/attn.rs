@@ -288,22 +288,32 @@ macro_rules! attn16 {
                         // the lane accumulators per pass (16 registers) leave room for the loads
                         while i0 + 1 < nq {
                             let (qa, qb) = (q.add(i0 * n), q.add((i0 + 1) * n));
-                            let (mut xa, mut xb) = ([$zero(); 16], [$zero(); 16]);
-                            for half in [0, 8] {
+                            // pass p takes lanes 4p..4p+4 and 8+4p..8+4p+4, whose first
+                            // step of `reduce`'s tree (t8[i] = x[i+8] + x[i]) it finishes:
+                            // only t8 (8 registers) lives across the passes, not 32 sums
+                            let (mut ta, mut tb) = ([$zero(); 8], [$zero(); 8]);
+                            for p in [0, 4] {
                                 let (mut a, mut b) = ([$zero(); 8], [$zero(); 8]);
                                 for ch in (0..n).step_by(16) {
                                     for r in 0..8 {
-                                        let (d, k) = (ch + half + r, row(ch + half + r));
+                                        let d = ch + p + (r % 4) + 8 * (r / 4);
+                                        let k = row(d);
                                         a[r] = $fma(k, $set1(*qa.add(d)), a[r]);
                                         b[r] = $fma(k, $set1(*qb.add(d)), b[r]);
                                     }
                                 }
-                                xa[half..half + 8].copy_from_slice(&a);
-                                xb[half..half + 8].copy_from_slice(&b);
+                                for i in 0..4 {
+                                    ta[p + i] = $add(a[4 + i], a[i]);
+                                    tb[p + i] = $add(b[4 + i], b[i]);
+                                }
                             }
+                            let tail = |t: &[$v; 8]| {
+                                let t4: [$v; 4] = std::array::from_fn(|i| $add(t[i + 4], t[i]));
+                                $add($add(t4[0], t4[2]), $add(t4[1], t4[3]))
+                            };
                             let w = (nk - c * KT_LANES).min(KT_LANES);
-                            put(reduce(&xa), o.add(i0 * os + c * KT_LANES), w);
-                            put(reduce(&xb), o.add((i0 + 1) * os + c * KT_LANES), w);
+                            put(tail(&ta), o.add(i0 * os + c * KT_LANES), w);
+                            put(tail(&tb), o.add((i0 + 1) * os + c * KT_LANES), w);
                             i0 += 2;
                         }
                     }
