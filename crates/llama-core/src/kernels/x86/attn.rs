@@ -549,39 +549,80 @@ impl PanelProbs {
     }
 }
 
-/// Lanes16 P·V of two queries for 8 output dimensions over key panels `c0..=c1`: `acc[q][r]` +=
+/// Lanes16 P·V of Q queries for 8 output dimensions over key panels `c0..=c1`: `acc[q][r]` +=
 /// value row (panel c, dimension r) × query q's panel-c probabilities, lane by lane. Each value row
-/// is loaded once for both queries. A function of its own so that its 16 accumulators, two
-/// probability vectors and the value row get registers (inlined into the caller's loop nest, LLVM
-/// spilled accumulators to the stack around every FMA: `perf annotate`).
+/// is loaded once for all Q queries. A function of its own so that its 8·Q accumulators, Q
+/// probability vectors and the value row get registers (Q ≤ 3: 28 of 32; inlined into the
+/// caller's loop nest, LLVM spilled accumulators around every FMA: `perf annotate`).
 #[inline(never)]
 #[target_feature(enable = "avx512f")]
 ///
 /// # Safety
 /// The CPU supports AVX-512 F; `vt` points at dimension 0 of 8 of panel 0's rows (`[panel][n][16]`
-/// floats, panels c0..=c1 readable); `qa`, `qb` as `PanelProbs::load` requires for c0..=c1.
-unsafe fn pv16_pair8(
+/// floats, panels c0..=c1 readable); every `qs[q]` as `PanelProbs::load` requires for c0..=c1.
+unsafe fn pv16_rows8<const Q: usize>(
     vt: *const f32,
     n: usize,
     c0: usize,
     c1: usize,
-    qa: &PanelProbs,
-    qb: &PanelProbs,
-    acc: &mut [[__m512; 8]; 2],
+    qs: &[PanelProbs; Q],
+    acc: &mut [[__m512; 8]; Q],
 ) {
     // SAFETY: reads stay in the panels and rows named by the caller's contract.
     unsafe {
-        let [mut a, mut b] = *acc;
+        let mut a = *acc;
         for c in c0..=c1 {
-            let (pca, pcb) = (qa.load(c), qb.load(c));
+            let pc: [__m512; Q] = std::array::from_fn(|q| qs[q].load(c));
             let rows = vt.add(c * n * 16);
             for r in 0..8 {
                 let v = _mm512_loadu_ps(rows.add(r * 16));
-                a[r] = _mm512_fmadd_ps(v, pca, a[r]);
-                b[r] = _mm512_fmadd_ps(v, pcb, b[r]);
+                for q in 0..Q {
+                    a[q][r] = _mm512_fmadd_ps(v, pc[q], a[q][r]);
+                }
             }
         }
-        *acc = [a, b];
+        *acc = a;
+    }
+}
+
+/// Lanes16 P·V of Q consecutive queries (keys `lo[q]..=hi[q]`, probabilities at `p + q·ps`) for
+/// output dimensions d0..d0+16, written to `o + q·n + d0`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+///
+/// # Safety
+/// As `pv_panels_avx512_in`, for these Q queries and a whole block of 16 dimensions.
+unsafe fn pv16_group<const Q: usize>(
+    n: usize,
+    vt: *const f32,
+    j0: usize,
+    d0: usize,
+    lo: &[usize],
+    hi: &[usize],
+    p: *const f32,
+    ps: usize,
+    o: *mut f32,
+) {
+    // SAFETY: the caller's contract covers the panels of every query's keys and its output row.
+    unsafe {
+        let c0 = (lo.iter().min().copied().unwrap_or(j0) - j0) / 16;
+        let c1 = (hi.iter().max().copied().unwrap_or(j0) - j0) / 16;
+        let qs: [PanelProbs; Q] = std::array::from_fn(|q| PanelProbs::new(p.add(q * ps), lo[q] - j0, hi[q] - j0));
+        let mut r = [_mm512_setzero_ps(); Q];
+        for half in [0, 8] {
+            let mut acc = [[_mm512_setzero_ps(); 8]; Q];
+            pv16_rows8::<Q>(vt.add((d0 + half) * 16), n, c0, c1, &qs, &mut acc);
+            let m: __mmask16 = if half == 0 { 0x00ff } else { 0xff00 };
+            for q in 0..Q {
+                let mut x = [_mm512_setzero_ps(); 16];
+                x[half..half + 8].copy_from_slice(&acc[q]);
+                r[q] = _mm512_mask_mov_ps(r[q], m, hreduce16(&x));
+            }
+        }
+        for (q, rq) in r.iter().enumerate() {
+            _mm512_storeu_ps(o.add(q * n + d0), *rq);
+        }
     }
 }
 
@@ -629,27 +670,15 @@ unsafe fn pv_panels_avx512_in(
                 // feeds both (panels outside a query's keys add 0·v to its sums, as llama.cpp's
                 // zero probabilities of masked keys do), half the dimensions per pass so the
                 // accumulators stay in registers
-                while i0 + 1 < lo.len() {
-                    let (la, ha, lb, hb) = (lo[i0], hi[i0], lo[i0 + 1], hi[i0 + 1]);
-                    let (c0, c1) = ((la.min(lb) - j0) / 16, (ha.max(hb) - j0) / 16);
-                    let qa = PanelProbs::new(p.add(i0 * ps), la - j0, ha - j0);
-                    let qb = PanelProbs::new(p.add((i0 + 1) * ps), lb - j0, hb - j0);
-                    // each half reduced on its own (lane d of hreduce16 sums only its input d),
-                    // so only two vectors live across the halves and the accumulators keep
-                    // their registers
-                    let (mut ra, mut rb) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-                    for half in [0, 8] {
-                        let mut acc = [[_mm512_setzero_ps(); 8]; 2];
-                        pv16_pair8(vt.add((d0 + half) * 16), n, c0, c1, &qa, &qb, &mut acc);
-                        let (mut xa, mut xb) = ([_mm512_setzero_ps(); 16], [_mm512_setzero_ps(); 16]);
-                        xa[half..half + 8].copy_from_slice(&acc[0]);
-                        xb[half..half + 8].copy_from_slice(&acc[1]);
-                        let m: __mmask16 = if half == 0 { 0x00ff } else { 0xff00 };
-                        ra = _mm512_mask_mov_ps(ra, m, hreduce16(&xa));
-                        rb = _mm512_mask_mov_ps(rb, m, hreduce16(&xb));
-                    }
-                    _mm512_storeu_ps(o.add(i0 * n + d0), ra);
-                    _mm512_storeu_ps(o.add((i0 + 1) * n + d0), rb);
+                // three queries at a time (then a pair): each value row loaded once feeds all
+                // of them; each half of the dimensions reduced on its own (lane d of hreduce16
+                // sums only its input d), so the accumulators keep their registers
+                while i0 + 2 < lo.len() {
+                    pv16_group::<3>(n, vt, j0, d0, &lo[i0..i0 + 3], &hi[i0..i0 + 3], p.add(i0 * ps), ps, o.add(i0 * n));
+                    i0 += 3;
+                }
+                if i0 + 1 < lo.len() {
+                    pv16_group::<2>(n, vt, j0, d0, &lo[i0..i0 + 2], &hi[i0..i0 + 2], p.add(i0 * ps), ps, o.add(i0 * n));
                     i0 += 2;
                 }
             }
