@@ -176,3 +176,33 @@ unsafe fn quantize_q8_k_avx2(x: &[f32], out: &mut [u8]) {
         }
     }
 }
+
+pub(super) const TO_FLOAT_Q8_0_AVX2: crate::kernels::types::ToFloatFn = dequantize_q8_0_avx2_entry;
+
+fn dequantize_q8_0_avx2_entry(x: &[u8], y: &mut [f32]) {
+    assert!(x.len().is_multiple_of(34) && y.len() == x.len() / 34 * 32, "to_float: bad Q8_0 row length");
+    // SAFETY: reachable only through the AVX2 table (AVX2 and F16C detected); whole blocks of x
+    // and their 32 outputs each, lengths checked above.
+    unsafe { dequantize_q8_0_avx2(x, y) }
+}
+
+/// Q8_0 → f32 (a quantized V cache's rows in flash attention): `q · d`, one rounding per element
+/// as the scalar dequantizer, 8 at a time.
+#[target_feature(enable = "avx2,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `x` holds whole 34-byte blocks and `y`
+/// 32 floats per block.
+unsafe fn dequantize_q8_0_avx2(x: &[u8], y: &mut [f32]) {
+    // SAFETY: the caller upholds this function's `# Safety` contract; block b reads x[34b..34b+34]
+    // and writes y[32b..32b+32].
+    unsafe {
+        for (b, o) in x.chunks_exact(34).zip(y.chunks_exact_mut(32)) {
+            let d = _mm256_set1_ps(half::f16::from_le_bytes([b[0], b[1]]).to_f32());
+            for i in 0..4 {
+                let q = _mm_loadl_epi64(b.as_ptr().add(2 + 8 * i) as *const __m128i);
+                let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+                _mm256_storeu_ps(o.as_mut_ptr().add(8 * i), _mm256_mul_ps(v, d));
+            }
+        }
+    }
+}
