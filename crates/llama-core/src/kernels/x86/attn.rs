@@ -576,8 +576,8 @@ unsafe fn pv16_rows8<const Q: usize>(
             let rows = vt.add(c * n * 16);
             for r in 0..8 {
                 let v = _mm512_loadu_ps(rows.add(r * 16));
-                for q in 0..Q {
-                    a[q][r] = _mm512_fmadd_ps(v, pc[q], a[q][r]);
+                for (aq, pq) in a.iter_mut().zip(&pc) {
+                    aq[r] = _mm512_fmadd_ps(v, *pq, aq[r]);
                 }
             }
         }
