@@ -1,0 +1,40 @@
+"""Load time and resident memory of one GGUF file, ours or llama-cpp-python's (issue 17's 7B load).
+
+    python tools/bench_load.py MODEL {ours,llama_cpp} [--n-ctx 512] [--threads 2]
+
+Times the `Llama(...)` constructor (warm the page cache first: `cat MODEL > /dev/null`), then
+evaluates three tokens and prints the process's resident memory. Alternate the two runtimes in one
+sitting: this machine's figures swing between runs.
+"""
+
+import argparse
+import os
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("runtime", choices=["ours", "llama_cpp"])
+    ap.add_argument("--n-ctx", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    if a.runtime == "ours":
+        import llama
+
+        llm = llama.Llama(a.model, n_ctx=a.n_ctx, n_threads=a.threads, verbose=False)
+    else:
+        import llama_cpp
+
+        llm = llama_cpp.Llama(a.model, n_ctx=a.n_ctx, n_threads=a.threads, verbose=False)
+    t1 = time.perf_counter()
+    llm.eval([1, 2, 3])
+    with open("/proc/self/status") as f:
+        rss = int(f.read().split("VmRSS:")[1].split()[0]) / 1024
+    size = os.path.getsize(a.model) / 2**20
+    print(f"{a.runtime}: load {t1 - t0:.2f} s, resident after eval {rss:.0f} MiB, file {size:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
