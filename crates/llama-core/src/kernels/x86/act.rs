@@ -150,24 +150,7 @@ unsafe fn softmax(x: &mut [f32], scale: f32) {
             i += 16;
         }
         let max = _mm512_reduce_max_ps(mv); // exact in any order
-        let mut sum = 0.0f64;
-        i = 0;
-        while i < n {
-            // ggml's row is padded with masked (−inf) keys, whose exp is 0: zero lanes here.
-            let m = lanes(n - i);
-            let xm = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), _mm512_set1_ps(max));
-            // exp(x) for x < −105 is 2^n·j with n ≤ −151: under half the smallest subnormal, so
-            // 0 after rounding; a vector of only such lanes adds 0.0 to the sum (no change)
-            if _mm512_mask_cmp_ps_mask::<_CMP_NLT_UQ>(m, xm, _mm512_set1_ps(-105.0)) == 0 {
-                _mm512_mask_storeu_ps(p.add(i), m, _mm512_setzero_ps());
-                i += 16;
-                continue;
-            }
-            let e = _mm512_maskz_mov_ps(m, v_expf(xm));
-            _mm512_mask_storeu_ps(p.add(i), m, e);
-            sum += reduce_add(e) as f64;
-            i += 16;
-        }
+        let sum = exp_sum(x, max);
         let inv_s = (1.0 / sum) as f32;
         let inv = _mm512_set1_ps(inv_s);
         // Subnormal probabilities (exp of scores ~87 under the maximum) are scaled in the integers:
@@ -228,19 +211,32 @@ fn swiglu_entry(gate: &mut [f32], up: &[f32], n_ff: usize) {
     unsafe { swiglu(gate, up, n_ff) }
 }
 
-/// `x = exp(x − max)` over whole 16-lane vectors, each vector's sum (`_mm512_reduce_add_ps`'s
-/// order) added into an f64: `ggml_vec_soft_max_f32` of an AVX-512 build (`ExpSumFn`).
+/// `x = exp(x − max)` 16 lanes at a time, each vector's sum (`_mm512_reduce_add_ps`'s order)
+/// added into an f64: `ggml_vec_soft_max_f32` of an AVX-512 build (`ExpSumFn`, and softmax's
+/// middle pass). A partial last vector is masked: ggml's row is padded with masked (−inf) keys,
+/// whose exp is 0.
 #[target_feature(enable = "avx512f,avx512dq,fma")]
 /// # Safety
-/// The CPU must support AVX-512 F and DQ and FMA; `x.len()` a multiple of 16.
+/// The CPU must support AVX-512 F and DQ and FMA.
 unsafe fn exp_sum(x: &mut [f32], max: f32) -> f64 {
-    // SAFETY: whole 16-float chunks of `x` (length checked by the entry).
+    // SAFETY: every load and store is masked to x's length.
     unsafe {
+        let (n, p) = (x.len(), x.as_mut_ptr());
         let mut sum = 0.0f64;
-        for c in x.chunks_exact_mut(16) {
-            let e = v_expf(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), _mm512_set1_ps(max)));
-            _mm512_storeu_ps(c.as_mut_ptr(), e);
-            sum += reduce_add(e) as f64;
+        let mut i = 0;
+        while i < n {
+            let m = lanes(n - i);
+            let xm = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), _mm512_set1_ps(max));
+            // exp(x) for x < −105 is 2^n·j with n ≤ −151: under half the smallest subnormal, so
+            // 0 after rounding; a vector of only such lanes adds 0.0 to the sum (no change)
+            if _mm512_mask_cmp_ps_mask::<_CMP_NLT_UQ>(m, xm, _mm512_set1_ps(-105.0)) == 0 {
+                _mm512_mask_storeu_ps(p.add(i), m, _mm512_setzero_ps());
+            } else {
+                let e = _mm512_maskz_mov_ps(m, v_expf(xm));
+                _mm512_mask_storeu_ps(p.add(i), m, e);
+                sum += reduce_add(e) as f64;
+            }
+            i += 16;
         }
         sum
     }

@@ -653,25 +653,13 @@ unsafe fn pv_panels_avx512_in(
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let row = |c: usize, d: usize| _mm512_loadu_ps(vt.add((c * n + d) * 16));
-        // lanes of key panel c that a query seeing keys lo..=hi takes (none outside its range)
-        let mask = |lo: usize, hi: usize, c: usize| -> __mmask16 {
-            let (first, last) = (j0 + 16 * c, j0 + 16 * c + 15);
-            if hi < first || lo > last {
-                return 0;
-            }
-            let (from, to) = (lo.max(first) - first, hi.min(last) - first);
-            (((1u32 << (to + 1)) - 1) & !((1u32 << from) - 1)) as __mmask16
-        };
         for d0 in (0..n).step_by(16) {
             let w = (n - d0).min(16);
             let mut i0 = 0;
             if order == AttnOrder::Lanes16 && w == 16 {
-                // two queries at a time over the panels either sees: each value row loaded once
-                // feeds both (panels outside a query's keys add 0·v to its sums, as llama.cpp's
-                // zero probabilities of masked keys do), half the dimensions per pass so the
-                // accumulators stay in registers
-                // three queries at a time (then a pair): each value row loaded once feeds all
-                // of them; each half of the dimensions reduced on its own (lane d of hreduce16
+                // three queries at a time (then a pair) over the panels any of them sees: each
+                // value row loaded once feeds all of them (panels outside a query's keys add 0·v
+                // to its sums, as llama.cpp's zero probabilities of masked keys do); each half of the dimensions reduced on its own (lane d of hreduce16
                 // sums only its input d), so the accumulators keep their registers
                 while i0 + 2 < lo.len() {
                     pv16_group::<3>(n, vt, j0, d0, &lo[i0..i0 + 3], &hi[i0..i0 + 3], p.add(i0 * ps), ps, o.add(i0 * n));
@@ -690,17 +678,8 @@ unsafe fn pv_panels_avx512_in(
                 while i0 + 1 < lo.len() && (lo[i0], hi[i0]) == (lo[i0 + 1], hi[i0 + 1]) {
                     let (l, h) = (lo[i0], hi[i0]);
                     let (c0, c1) = ((l - j0) / 16, (h - j0) / 16);
-                    let (m0, m1) = (mask(l, h, c0), mask(l, h, c1));
-                    let (pa, pb) = (p.add(i0 * ps), p.add((i0 + 1) * ps));
-                    let pl = |pp: *const f32, c: usize| {
-                        if c == c0 {
-                            _mm512_maskz_loadu_ps(m0, pp.add(16 * c))
-                        } else if c == c1 {
-                            _mm512_maskz_loadu_ps(m1, pp.add(16 * c))
-                        } else {
-                            _mm512_loadu_ps(pp.add(16 * c))
-                        }
-                    };
+                    let pa = PanelProbs::new(p.add(i0 * ps), l - j0, h - j0);
+                    let pb = PanelProbs::new(p.add((i0 + 1) * ps), l - j0, h - j0);
                     let (mut xa, mut xb) = ([_mm512_setzero_ps(); 16], [_mm512_setzero_ps(); 16]);
                     for q in (0..16).step_by(2) {
                         let (mut a, mut b) = ([[_mm512_setzero_ps(); 2]; 4], [[_mm512_setzero_ps(); 2]; 4]);
@@ -708,7 +687,7 @@ unsafe fn pv_panels_avx512_in(
                         while c <= c1 {
                             if c.is_multiple_of(4) && c + 3 <= c1 {
                                 for m in 0..4 {
-                                    let (va, vb) = (pl(pa, c + m), pl(pb, c + m));
+                                    let (va, vb) = (pa.load(c + m), pb.load(c + m));
                                     for dd in 0..2 {
                                         let v = row(c + m, d0 + q + dd);
                                         a[m][dd] = _mm512_fmadd_ps(v, va, a[m][dd]);
@@ -717,7 +696,7 @@ unsafe fn pv_panels_avx512_in(
                                 }
                                 c += 4;
                             } else {
-                                let (va, vb) = (pl(pa, c), pl(pb, c));
+                                let (va, vb) = (pa.load(c), pb.load(c));
                                 let one = |am: &mut [__m512; 2], bm: &mut [__m512; 2]| {
                                     for dd in 0..2 {
                                         let v = row(c, d0 + q + dd);
@@ -749,20 +728,10 @@ unsafe fn pv_panels_avx512_in(
             }
             for (i, (&lo, &hi)) in lo.iter().zip(hi).enumerate().skip(i0) {
                 let (c0, c1) = ((lo - j0) / 16, (hi - j0) / 16);
-                let pi = p.add(i * ps);
-                let pmask = |c: usize| mask(lo, hi, c);
                 // panel c's probabilities: only the first and last panel of the query's keys can
                 // be partial (masked); the ones between are whole
-                let (m0, m1) = (pmask(c0), pmask(c1));
-                let pload = |c: usize| {
-                    if c == c0 {
-                        _mm512_maskz_loadu_ps(m0, pi.add(16 * c))
-                    } else if c == c1 {
-                        _mm512_maskz_loadu_ps(m1, pi.add(16 * c))
-                    } else {
-                        _mm512_loadu_ps(pi.add(16 * c))
-                    }
-                };
+                let probs = PanelProbs::new(p.add(i * ps), lo - j0, hi - j0);
+                let pload = |c: usize| probs.load(c);
                 // Lanes64 sums of dimensions d0+q..d0+q+4 over panels c0..=c1, one accumulator
                 // set per panel mod 4: constant indices only, so the 16 accumulators stay in
                 // registers (an index `c % 4` into them kept them on the stack: a load and a
