@@ -396,6 +396,98 @@ fn fa_kv_dot_tables_agree() {
     }
 }
 
+/// Flash attention in lanes (a quantized cache, 16 query rows at once): each table's lane kernels
+/// equal the references, lane by lane the one-row dot and step, on every cache type, head sizes
+/// 32–256, rows that see different keys (bits of `vis`), dead lanes, and scores whose maximum rises
+/// now and then with differences past expf's special threshold.
+#[test]
+fn fa_lanes_equal_the_one_row_path() {
+    use llama_core::kernels::attn::{fa_lanes_kq_ref, fa_lanes_online_ref};
+    use llama_core::kernels::types::{FaLaneQueries, FaLanesOnlineFn, FaStep, FA_LANES, FA_LANE_KEYS};
+    use llama_core::quant::GgmlType;
+    let mut rng = Rng(31);
+    let tables: Vec<Kernels> = Kernels::available().into_iter().filter(|k| k.attn.fa_lanes.is_some()).collect();
+    if tables.is_empty() {
+        eprintln!("no table with lane kernels on this CPU");
+        return;
+    }
+    for t in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1] {
+        let kt = Kernels::SCALAR.traits(t).unwrap();
+        let dt = Kernels::SCALAR.traits(kt.vec_dot_type.unwrap()).unwrap();
+        for n in [32usize, 64, 128, 256] {
+            for live in [16usize, 7, 1] {
+                let rows: Vec<Vec<f32>> = (0..live).map(|_| (0..n).map(|_| rng.wild()).collect()).collect();
+                let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
+                let mut q = FaLaneQueries::default();
+                q.fill(t, n, &refs, dt.from_float.unwrap());
+                let nk = if n == 256 { 37 } else { FA_LANE_KEYS };
+                let kb = n / 32 * kt.type_size;
+                let mut k = vec![0u8; nk * kb];
+                for j in 0..nk {
+                    let x: Vec<f32> = (0..n).map(|_| rng.wild()).collect();
+                    (kt.from_float.unwrap())(&x, &mut k[j * kb..(j + 1) * kb]);
+                }
+                let mut want = vec![0f32; nk * FA_LANES];
+                fa_lanes_kq_ref(t, &k, nk, &q, &mut want);
+                for kk in &tables {
+                    let mut got = vec![0f32; nk * FA_LANES];
+                    (kk.attn.fa_lanes.unwrap().kq)(t, &k, nk, &q, &mut got);
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            w.to_bits(),
+                            "{:?} {t} n={n} kq key {} lane {}",
+                            kk.isa,
+                            i / 16,
+                            i % 16
+                        );
+                    }
+                }
+                if t != GgmlType::Q8_0 {
+                    continue;
+                }
+                // the recurrence over two calls, on scores with wide ranges
+                let nk2 = 2 * FA_LANE_KEYS - 9;
+                let sc: Vec<f32> = (0..nk2 * FA_LANES)
+                    .map(|i| if i % 97 == 5 { 300.0 * rng.f32() } else { 8.0 * rng.f32() + (i / 16) as f32 * 0.03 })
+                    .collect();
+                let vis: Vec<u16> = (0..nk2)
+                    .map(|j| {
+                        let live_mask = ((1u32 << live) - 1) as u16;
+                        let r = rng.next() as u16 | if j % 3 == 0 { 0xffff } else { 0 };
+                        r & live_mask
+                    })
+                    .collect();
+                let v: Vec<f32> = (0..nk2 * n).map(|_| rng.wild()).collect();
+                let p = FaStep { scale: 0.125, softcap: 0.0, f16_acc: false };
+                let run = |f: FaLanesOnlineFn| {
+                    let (mut acc, mut m, mut s) = (vec![0f32; n * FA_LANES], [f32::NEG_INFINITY; 16], [0f32; 16]);
+                    for c in (0..nk2).step_by(FA_LANE_KEYS) {
+                        let e = (c + FA_LANE_KEYS).min(nk2);
+                        f(n, &sc[c * 16..e * 16], &vis[c..e], &v[c * n..e * n], &mut acc, &mut m, &mut s, p);
+                    }
+                    (acc, m, s)
+                };
+                let (wa, wm, ws) = run(fa_lanes_online_ref);
+                for kk in &tables {
+                    let (ga, gm, gs) = run(kk.attn.fa_lanes.unwrap().online);
+                    for i in 0..live {
+                        assert_eq!(
+                            (gm[i].to_bits(), gs[i].to_bits()),
+                            (wm[i].to_bits(), ws[i].to_bits()),
+                            "{:?} n={n} lane {i}",
+                            kk.isa
+                        );
+                    }
+                    for (x, (g, w)) in ga.iter().zip(&wa).enumerate() {
+                        assert_eq!(g.to_bits(), w.to_bits(), "{:?} n={n} dim {} lane {}", kk.isa, x / 16, x % 16);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The emulation of glibc's expf equals the C library's on a dense sweep of the inputs flash
 /// attention gives it (every 3rd float in [−104, 0], then a sparse one over all floats). This is
 /// glibc's FMA variant: x86-64 with FMA only.

@@ -31,7 +31,7 @@
 //! becomes lane-wise additions of vectors.
 
 pub use super::types::AttnOrder;
-use super::types::{FaStep, KT_LANES};
+use super::types::{FaLaneQueries, FaStep, FA_LANES, KT_LANES};
 use crate::quant::GgmlType;
 use half::f16;
 
@@ -474,6 +474,144 @@ pub(crate) fn fa_kv_dot_body(t: GgmlType, x: &[u8], y: &[u8]) -> f32 {
     }
     let v = acc;
     ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])) + summs
+}
+
+/// What a key's quants are raised by to enter the lane kernels as unsigned bytes (`vpdpbusd`
+/// multiplies unsigned by signed bytes): Q8_0 values −128..=127 by 128, Q4_0's nibble − 8 by 8,
+/// Q5_0's 5 bits − 16 by 16; Q4_1 and Q5_1 quants are unsigned already.
+pub fn lane_key_offset(t: GgmlType) -> i32 {
+    match t {
+        GgmlType::Q8_0 => 128,
+        GgmlType::Q4_0 => 8,
+        GgmlType::Q5_0 => 16,
+        GgmlType::Q4_1 | GgmlType::Q5_1 => 0,
+        _ => unreachable!("cache type {t} has no flash-attention dot"),
+    }
+}
+
+/// One quantized key row as the lane kernels read it: `u[e]` = quant e + `lane_key_offset`
+/// (unsigned, in the element order of `fa_kv_dot_body`), `d[b]` the block scales, `m[b]` the block
+/// minima of Q4_1/Q5_1 (0 for the others).
+pub fn lane_key_row(t: GgmlType, x: &[u8], u: &mut [u8], d: &mut [f32], m: &mut [f32]) {
+    let h = |b: &[u8], o: usize| f16::from_le_bytes([b[o], b[o + 1]]).to_f32();
+    let ts = t.block_layout().1;
+    for (ib, xb) in x.chunks_exact(ts).enumerate() {
+        let u = &mut u[ib * 32..(ib + 1) * 32];
+        d[ib] = h(xb, 0);
+        m[ib] = if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) { h(xb, 2) } else { 0.0 };
+        let nibbles = |qs: &[u8], u: &mut [u8]| {
+            for j in 0..16 {
+                (u[j], u[j + 16]) = (qs[j] & 15, qs[j] >> 4);
+            }
+        };
+        let high = |qh: &[u8], u: &mut [u8]| {
+            let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+            u.iter_mut().enumerate().for_each(|(j, u)| *u |= (((qh >> j) & 1) << 4) as u8);
+        };
+        match t {
+            GgmlType::Q8_0 => u.iter_mut().zip(&xb[2..34]).for_each(|(u, &q)| *u = q ^ 0x80),
+            GgmlType::Q4_0 => nibbles(&xb[2..18], u),
+            GgmlType::Q4_1 => nibbles(&xb[4..20], u),
+            GgmlType::Q5_0 => {
+                nibbles(&xb[6..22], u);
+                high(&xb[2..6], u);
+            }
+            GgmlType::Q5_1 => {
+                nibbles(&xb[8..24], u);
+                high(&xb[4..8], u);
+            }
+            _ => unreachable!("cache type {t} has no flash-attention dot"),
+        }
+    }
+}
+
+impl FaLaneQueries {
+    /// Rows `rows` (at most `FA_LANES`, `n` elements each) for keys of type `k`: each converted
+    /// to K's dot partner type by `to_partner` (a Q8_0 or Q8_1 quantizer, `partner_bytes` per 32
+    /// elements), then laid out for the lane kernels. Reuses the buffers.
+    pub fn fill(&mut self, k: GgmlType, n: usize, rows: &[&[f32]], to_partner: super::types::FromFloatFn) {
+        assert!(rows.len() <= FA_LANES && n.is_multiple_of(32), "lane queries: {} rows of {n}", rows.len());
+        let q81 = matches!(k, GgmlType::Q4_1 | GgmlType::Q5_1);
+        let yts = if q81 { 36 } else { 34 };
+        let (nb, rb) = (n / 32, n / 32 * yts);
+        let off = lane_key_offset(k);
+        self.k_type = Some(k);
+        self.n = n;
+        self.row_bytes = rb;
+        self.qq.clear();
+        self.qq.resize(FA_LANES * rb, 0);
+        for (i, r) in rows.iter().enumerate() {
+            to_partner(&r[..n], &mut self.qq[i * rb..(i + 1) * rb]);
+        }
+        self.qt.clear();
+        self.qt.resize(n * FA_LANES, 0);
+        self.corr.clear();
+        self.corr.resize(n / 4 * FA_LANES, 0);
+        self.qd.clear();
+        self.qd.resize(nb * FA_LANES, 0.0);
+        self.qs.clear();
+        if q81 {
+            self.qs.resize(nb * FA_LANES, 0.0);
+        }
+        let h = |b: &[u8], o: usize| f16::from_le_bytes([b[o], b[o + 1]]).to_f32();
+        for i in 0..FA_LANES {
+            for b in 0..nb {
+                let yb = &self.qq[i * rb + b * yts..i * rb + (b + 1) * yts];
+                self.qd[b * FA_LANES + i] = h(yb, 0);
+                if q81 {
+                    self.qs[b * FA_LANES + i] = h(yb, 2);
+                }
+                for l in 0..8 {
+                    let g = b * 8 + l;
+                    let mut sum = 0;
+                    for e in 0..4 {
+                        let q = yb[yts - 32 + 4 * l + e] as i8;
+                        self.qt[(g * FA_LANES + i) * 4 + e] = q;
+                        sum += q as i32;
+                    }
+                    self.corr[g * FA_LANES + i] = -off * sum;
+                }
+            }
+        }
+    }
+}
+
+/// `FaLanesKqFn` one dot at a time (`fa_kv_dot_body` per lane and key): the reference.
+pub fn fa_lanes_kq_ref(t: GgmlType, k: &[u8], nk: usize, q: &FaLaneQueries, out: &mut [f32]) {
+    let kb = q.n / 32 * t.block_layout().1;
+    for j in 0..nk {
+        for i in 0..FA_LANES {
+            out[j * FA_LANES + i] =
+                fa_kv_dot_body(t, &k[j * kb..(j + 1) * kb], &q.qq[i * q.row_bytes..(i + 1) * q.row_bytes]);
+        }
+    }
+}
+
+/// `FaLanesOnlineFn` one lane at a time (`fa_online_body` over the lane's visible keys): the
+/// reference.
+#[allow(clippy::too_many_arguments)]
+pub fn fa_lanes_online_ref(
+    n: usize,
+    scores: &[f32],
+    vis: &[u16],
+    v: &[f32],
+    acc: &mut [f32],
+    m: &mut [f32; 16],
+    s: &mut [f32; 16],
+    p: FaStep,
+) {
+    for i in 0..FA_LANES {
+        let keys: Vec<usize> = (0..vis.len()).filter(|&j| vis[j] >> i & 1 == 1).collect();
+        let sc: Vec<f32> = keys.iter().map(|&j| scores[j * FA_LANES + i]).collect();
+        let vv: Vec<f32> = keys.iter().flat_map(|&j| v[j * n..(j + 1) * n].iter().copied()).collect();
+        let mut a: Vec<f32> = (0..n).map(|d| acc[d * FA_LANES + i]).collect();
+        let mut st = [m[i], s[i]];
+        fa_online_body(n, &sc, &vv, &mut a, &mut st, p, |_| unreachable!("f32 output"));
+        [m[i], s[i]] = st;
+        for d in 0..n {
+            acc[d * FA_LANES + i] = a[d];
+        }
+    }
 }
 
 /// ggml's dot loops written out one dot at a time, the reference the kernels are tested against.

@@ -99,6 +99,34 @@ pub(crate) fn fa_kv_dot_check(t: crate::quant::GgmlType, x: usize, y: usize) {
     assert!(x.is_multiple_of(ts) && y >= x / ts * yts, "fa_kv_dot: rows do not match");
 }
 
+/// Panics unless a `FaLanesKqFn` call is in bounds: queries laid out for keys of type `t` with a
+/// head of at most `FA_LANE_MAX_N`, `nk ≤ FA_LANE_KEYS` whole key rows, 16 scores per key.
+pub(crate) fn fa_lanes_kq_check(
+    t: crate::quant::GgmlType,
+    k: usize,
+    nk: usize,
+    q: &super::types::FaLaneQueries,
+    out: usize,
+) {
+    use super::types::{FA_LANES, FA_LANE_KEYS, FA_LANE_MAX_N};
+    let n = q.n;
+    assert!(q.k_type == Some(t), "fa_lanes_kq: queries were laid out for {:?}, keys are {t}", q.k_type);
+    assert!(n.is_multiple_of(32) && n <= FA_LANE_MAX_N && nk <= FA_LANE_KEYS, "fa_lanes_kq: n={n} nk={nk}");
+    assert!(k >= nk * (n / 32) * t.block_layout().1 && out >= nk * FA_LANES, "fa_lanes_kq: short keys or output");
+    let nb = n / 32;
+    assert!(q.qt.len() >= n * FA_LANES && q.corr.len() >= n / 4 * FA_LANES && q.qd.len() >= nb * FA_LANES);
+    assert!(q.qs.is_empty() || q.qs.len() >= nb * FA_LANES, "fa_lanes_kq: short block sums");
+}
+
+/// Panics unless a `FaLanesOnlineFn` call is in bounds: `nk ≤ FA_LANE_KEYS` keys of 16 scores and
+/// `n` values (n a multiple of 16), `n` × 16 outputs, an f32 output without a soft-cap.
+pub(crate) fn fa_lanes_online_check(n: usize, scores: usize, nk: usize, v: usize, acc: usize, p: super::types::FaStep) {
+    use super::types::{FA_LANES, FA_LANE_KEYS};
+    assert!(n.is_multiple_of(16) && nk <= FA_LANE_KEYS, "fa_lanes_online: n={n} nk={nk}");
+    assert!(scores >= nk * FA_LANES && v >= nk * n && acc >= n * FA_LANES, "fa_lanes_online: short slices");
+    assert!(!p.f16_acc && p.softcap == 0.0, "fa_lanes_online: f32 outputs without a soft-cap only");
+}
+
 /// Panics unless every index a gather call (`AttnKtGatherFn`: `panels`, or `AttnVfGatherFn`)
 /// touches is in bounds: each named row `cells[j]·stride .. + n` inside `src`, and the output
 /// large enough for `cells.len()` rows (as panels or packed rows).

@@ -79,6 +79,54 @@ pub type FaTilePvFn = fn(usize, &[f32], &[f32], usize, &mut [f32]);
 /// `vec_dot` order (`kernels::attn::fa_kv_dot_body`).
 pub type FaKvDotFn = fn(GgmlType, &[u8], &[u8]) -> f32;
 
+/// Query rows flash attention runs in lanes (up to `FA_LANES` rows over one KV head at once),
+/// prepared by `kernels::attn::FaLaneQueries::new` for a quantized K of one type.
+#[derive(Clone, Debug, Default)]
+pub struct FaLaneQueries {
+    /// The cache type of the keys.
+    pub k_type: Option<GgmlType>,
+    /// Elements per row (the head size).
+    pub n: usize,
+    /// Bytes of one row in K's dot partner type.
+    pub row_bytes: usize,
+    /// [FA_LANES][row_bytes] each lane's row in K's dot partner type (lanes past the live ones 0).
+    pub qq: Vec<u8>,
+    /// [n/4][FA_LANES][4] the rows' quants, 4 consecutive elements of lane i at [g][i].
+    pub qt: Vec<i8>,
+    /// [n/32][FA_LANES] the rows' block scales.
+    pub qd: Vec<f32>,
+    /// [n/32][FA_LANES] the rows' block sums `s` (a Q8_1 partner), else empty.
+    pub qs: Vec<f32>,
+    /// [n/4][FA_LANES] −offset · the sum of the 4 quants at [g][i]: a key's quants enter the lane
+    /// kernels as unsigned bytes, value + offset (`kernels::attn::lane_key_offset`).
+    pub corr: Vec<i32>,
+}
+
+/// Query rows per lane group (one AVX-512 vector of f32).
+pub const FA_LANES: usize = 16;
+/// Keys per lane-group call (`FaLanesKqFn`, `FaLanesOnlineFn`).
+pub const FA_LANE_KEYS: usize = 128;
+/// The largest head the lane kernels take (larger ones take the online path).
+pub const FA_LANE_MAX_N: usize = 512;
+
+/// Flash attention in lanes, each lane one query row with the exact arithmetic of the online path
+/// (`FaKvDotFn`, `FaOnlineFn`) for that row alone:
+/// `FaLanesKqFn (t, k, nk, q, out)`: `out[j·16 + i]` = `FaKvDotFn(t, k_j, q.qq_i)` for the `nk`
+/// rows of `k` ([nk][row bytes of t], `nk ≤ FA_LANE_KEYS`);
+/// `FaLanesOnlineFn (n, scores, vis, v, acc, m, s, step)`: for each lane i, the online recurrence
+/// over the keys j whose `vis[j]` has bit i, in order: scores [nk][16], v [nk][n] as f32, acc
+/// [n][16] the running outputs (dimension-major), m and s the running maxima and sums. An f32
+/// output only (`step.f16_acc` false) and no soft-cap.
+pub type FaLanesKqFn = fn(GgmlType, &[u8], usize, &FaLaneQueries, &mut [f32]);
+pub type FaLanesOnlineFn = fn(usize, &[f32], &[u16], &[f32], &mut [f32], &mut [f32; 16], &mut [f32; 16], FaStep);
+
+/// The lane kernels of a table that has them.
+#[derive(Clone, Copy, Debug)]
+pub struct FaLanes {
+    pub kq: FaLanesKqFn,
+    pub online: FaLanesOnlineFn,
+}
+
 /// How a flash-attention score becomes a weight: `scale` (divided by the cap when soft-capped),
 /// `softcap` (0 = none), and whether the output accumulates in f16 (an f16 V).
 #[derive(Clone, Copy, Debug)]
@@ -365,6 +413,8 @@ pub struct AttnKernels {
     pub fa_tile_kq: FaTileKqFn,
     pub fa_tile_pv: FaTilePvFn,
     pub fa_kv_dot: FaKvDotFn,
+    /// Flash attention over a quantized cache in lanes of query rows, where a table has it.
+    pub fa_lanes: Option<FaLanes>,
 }
 
 /// Number of ggml type ids (the largest id + 1): the size of the per-type part of a table.

@@ -66,6 +66,9 @@ pub struct FaScratch {
     pub(super) acc: Vec<f32>, // [heads][head_v] outputs, or [Q_TILE][head_v] a tile's
     pub(super) ms: Vec<f32>, // [heads] (or [Q_TILE]) running maxima
     pub(super) ss: Vec<f32>, // [heads] (or [Q_TILE]) running sums
+    pub(super) lq: crate::kernels::types::FaLaneQueries, // a lane group's queries, laid out for its K type
+    pub(super) kraw: Vec<u8>, // [FA_LANE_KEYS][K row bytes] a block of quantized keys
+    pub(super) vis: Vec<u16>, // [FA_LANE_KEYS] which lanes see each key
 }
 
 fn max_queries(n_head: usize) -> usize {

@@ -36,7 +36,7 @@ use half::f16;
 use super::attention::{AttnGroup, AttnScratch, AttnShape, FaScratch, Keys};
 use super::kv_cache::{KvElem, LayerKv};
 use crate::kernels::elementwise::{exp_sum_tile, with_fma};
-use crate::kernels::types::{FaStep, Kernels, KT_LANES};
+use crate::kernels::types::{FaStep, Kernels, FA_LANES, FA_LANE_KEYS, FA_LANE_MAX_N, KT_LANES};
 use crate::kernels::ThreadPool;
 use crate::quant::GgmlType;
 
@@ -98,8 +98,28 @@ pub fn padded_kv(n: usize) -> usize {
 /// (all on KV head hkv), into `out` or into partial `part`; or a tile of tokens `t0..t1` × head h.
 #[derive(Clone, Copy, Debug)]
 enum Unit {
-    Row { g: usize, t: usize, hkv: usize, h0: usize, nh: usize, c0: usize, c1: usize, part: Option<usize> },
-    Tile { g: usize, t0: usize, t1: usize, h: usize },
+    Row {
+        g: usize,
+        t: usize,
+        hkv: usize,
+        h0: usize,
+        nh: usize,
+        c0: usize,
+        c1: usize,
+        part: Option<usize>,
+    },
+    Tile {
+        g: usize,
+        t0: usize,
+        t1: usize,
+        h: usize,
+    },
+    /// Lane group c of KV head hkv: the group's (token, query head) pairs 16c.. (token-major).
+    Lanes {
+        g: usize,
+        hkv: usize,
+        c: usize,
+    },
 }
 
 /// Flash attention of every group of a mixed batch (q: [rows][n_head·head_k] → out:
@@ -155,6 +175,13 @@ pub fn flash_attention_groups(
             for t0 in (0..s.n_tokens).step_by(Q_TILE).rev() {
                 for h in 0..s.n_head {
                     units.push(Unit::Tile { g: gi, t0, t1: (t0 + Q_TILE).min(s.n_tokens), h });
+                }
+            }
+        } else if lanes_fit(kern, kv, s) {
+            let n_pairs = s.n_tokens * group;
+            for c in (0..n_pairs.div_ceil(FA_LANES)).rev() {
+                for hkv in 0..s.n_head_kv {
+                    units.push(Unit::Lanes { g: gi, hkv, c });
                 }
             }
         } else {
@@ -232,6 +259,32 @@ pub fn flash_attention_groups(
                                     *o = a * inv;
                                 }
                             }
+                        }
+                    }
+                }
+                Unit::Lanes { g, hkv, c } => {
+                    let gr = &groups[g];
+                    let s = &gr.shape;
+                    let n_pairs = s.n_tokens * group;
+                    let pairs: Vec<(usize, usize)> = (c * FA_LANES..((c + 1) * FA_LANES).min(n_pairs))
+                        .map(|p| (p / group, hkv * group + p % group))
+                        .collect();
+                    let rows: Vec<&[f32]> =
+                        pairs.iter().map(|&(t, h)| &q[(gr.row0 + t) * qrow + h * s.head_k..][..s.head_k]).collect();
+                    let FaCache::Raw { kv: l, k, v } = kv else { unreachable!("lanes need a quantized cache") };
+                    lanes(kern, l, k, v, gr.keys, s, &rows, &pairs, hkv, fa);
+                    let hv = s.head_v;
+                    let mut a = vec![0f32; hv];
+                    for (i, &(t, h)) in pairs.iter().enumerate() {
+                        a.iter_mut().enumerate().for_each(|(d, x)| *x = fa.acc[d * FA_LANES + i]);
+                        let (mut m, mut sum) = (fa.ms[i], fa.ss[i]);
+                        if let Some(sk) = sinks {
+                            add_sink(sk[h], &mut m, &mut sum, &mut a);
+                        }
+                        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+                        let mut dst = out_rows[gr.row0 + t].lock().unwrap_or_else(|e| e.into_inner());
+                        for (o, &x) in dst[h * hv..(h + 1) * hv].iter_mut().zip(&a) {
+                            *o = x * inv;
                         }
                     }
                 }
@@ -431,6 +484,88 @@ fn online_row(
             add_sink(sk[h0 + i], &mut fa.ms[i], &mut fa.ss[i], &mut fa.acc[i * hv..(i + 1) * hv]);
         }
     }
+}
+
+/// Whether a group over cache `kv` takes the lane path: a quantized K with a lane dot, a quantized
+/// V (an f32 output), no soft-cap, and a table with the lane kernels. The arithmetic per query row
+/// is the online path's, so the choice changes speed only.
+fn lanes_fit(kern: &Kernels, kv: FaCache, s: &AttnShape) -> bool {
+    let FaCache::Raw { k, v, .. } = kv else { return false };
+    kern.attn.fa_lanes.is_some()
+        && matches!(k, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1)
+        && v != GgmlType::F16
+        && kern.traits(v).is_some_and(|t| t.to_float.is_some())
+        && s.softcap.is_none()
+        && s.head_k <= FA_LANE_MAX_N
+        && s.head_v.is_multiple_of(16)
+}
+
+/// The lane path for query rows `rows` (the (token, head) `pairs` of KV head hkv, at most
+/// `FA_LANES`): each row's running maximum `fa.ms[i]`, sum `fa.ss[i]` and unnormalized output
+/// `fa.acc[d·16 + i]`, over the keys the row sees, one `FA_LANE_KEYS` block at a time: the block's
+/// K rows copied together, its V rows dequantized once for all the rows, the scores of every row
+/// by `FaLanesKqFn`, the recurrence by `FaLanesOnlineFn`.
+#[allow(clippy::too_many_arguments)]
+fn lanes(
+    kern: &Kernels,
+    l: &LayerKv<u8>,
+    k: GgmlType,
+    v: GgmlType,
+    keys: Keys,
+    s: &AttnShape,
+    rows: &[&[f32]],
+    pairs: &[(usize, usize)],
+    hkv: usize,
+    fa: &mut FaScratch,
+) {
+    let (hk, hv) = (s.head_k, s.head_v);
+    let fl = kern.attn.fa_lanes.expect("lane kernels");
+    let tk = kern.traits(k).expect("K type");
+    let dt = kern.traits(tk.vec_dot_type.expect("K type has a dot partner")).expect("dot partner in the table");
+    let tv = kern.traits(v).expect("V type");
+    let (kb, vb) = (hk / tk.block_size * tk.type_size, hv / tv.block_size * tv.type_size);
+    fa.lq.fill(k, hk, rows, dt.from_float.expect("partner quantizer"));
+    let span: Vec<(usize, usize)> = pairs.iter().map(|&(t, _)| (s.first(t), s.last(t))).collect();
+    let lo = span.iter().map(|x| x.0).min().unwrap_or(0);
+    let hi = span.iter().map(|x| x.1 + 1).max().unwrap_or(0);
+    // keys every row sees (most of them: the rows are 1–3 neighbouring tokens)
+    let all = (span.iter().map(|x| x.0).max().unwrap_or(0), span.iter().map(|x| x.1).min().unwrap_or(0));
+    let every = ((1u32 << pairs.len()) - 1) as u16;
+    let cell = |j: usize| match keys {
+        Keys::Base(b) => b + j,
+        Keys::Cells(c) => c[j],
+    };
+    grow(&mut fa.ms, FA_LANES);
+    grow(&mut fa.ss, FA_LANES);
+    grow(&mut fa.acc, FA_LANES * hv);
+    grow(&mut fa.sc, FA_LANES * FA_LANE_KEYS);
+    grow(&mut fa.vf, FA_LANE_KEYS * hv);
+    grow(&mut fa.kraw, FA_LANE_KEYS * kb);
+    grow(&mut fa.vis, FA_LANE_KEYS);
+    let mut m = [f32::NEG_INFINITY; FA_LANES];
+    let mut sum = [0f32; FA_LANES];
+    let acc = &mut fa.acc[..FA_LANES * hv];
+    acc.fill(0.0);
+    let step = FaStep { scale: fa_scale(s), softcap: 0.0, f16_acc: false };
+    let to_float = tv.to_float.expect("V type dequantizes");
+    for j0 in (lo..hi).step_by(FA_LANE_KEYS) {
+        let nb = (hi - j0).min(FA_LANE_KEYS);
+        for jj in 0..nb {
+            let c = cell(j0 + jj);
+            fa.kraw[jj * kb..(jj + 1) * kb].copy_from_slice(&l.k[l.ks.at(c, hkv)..][..kb]);
+            to_float(&l.v[l.vs.at(c, hkv)..][..vb], &mut fa.vf[jj * hv..(jj + 1) * hv]);
+            let j = j0 + jj;
+            fa.vis[jj] = if all.0 <= j && j <= all.1 {
+                every
+            } else {
+                span.iter().enumerate().fold(0u16, |b, (i, &(f, la))| b | (((f <= j && j <= la) as u16) << i))
+            };
+        }
+        (fl.kq)(k, &fa.kraw[..nb * kb], nb, &fa.lq, &mut fa.sc[..nb * FA_LANES]);
+        (fl.online)(hv, &fa.sc[..nb * FA_LANES], &fa.vis[..nb], &fa.vf[..nb * hv], acc, &mut m, &mut sum, step);
+    }
+    fa.ms[..FA_LANES].copy_from_slice(&m);
+    fa.ss[..FA_LANES].copy_from_slice(&sum);
 }
 
 /// The tiled path for tokens t0..t1 (at most `Q_TILE`) of query head h: per token `fa.ss[i]` and

@@ -203,6 +203,7 @@ pub const TABLE: Kernels = {
             fa_tile_kq: attn::fa_tile_kq,
             fa_tile_pv: attn::fa_tile_pv,
             fa_kv_dot: attn::fa_kv_dot,
+            fa_lanes: None,
         },
         softmax: elementwise::softmax_scalar,
         exp_sum: None,

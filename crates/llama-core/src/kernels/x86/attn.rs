@@ -15,14 +15,15 @@ use crate::kernels::elementwise::with_fma;
 use crate::quant::GgmlType;
 
 use crate::kernels::attn::{
-    fa_kv_dot_body, fa_online_body, fa_tile_kq_body, fa_tile_pv_body, kq_body, lane_walk, pv_body, pv_panels_body,
+    fa_kv_dot_body, fa_online_body, fa_tile_kq_body, fa_tile_pv_body, kq_body, lane_key_row, lane_walk, pv_body,
+    pv_panels_body,
 };
 use crate::kernels::shared::{
-    attn_kq_check, attn_kt_check, attn_pv_check, attn_pv_panels_check, attn_vf_check, fa_kv_dot_check, fa_online_check,
-    fa_tile_check,
+    attn_kq_check, attn_kt_check, attn_pv_check, attn_pv_panels_check, attn_vf_check, fa_kv_dot_check,
+    fa_lanes_kq_check, fa_lanes_online_check, fa_online_check, fa_tile_check,
 };
 use crate::kernels::shared::{attn_kt_f16_by, attn_kt_f16_rows, attn_vf_f16_by, attn_vf_f16_rows, round_f16_by};
-use crate::kernels::types::{AttnOrder, CacheElem, FaStep, KT_LANES};
+use crate::kernels::types::{AttnOrder, CacheElem, FaLaneQueries, FaStep, FA_LANE_KEYS, FA_LANE_MAX_N, KT_LANES};
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -1042,6 +1043,166 @@ pub(crate) fn fa_online_avx512(n: usize, scores: &[f32], v: &[f32], acc: &mut [f
     // SAFETY: reachable only through the AVX-512 table (with DQ: checked where it is installed);
     // the slices are checked above.
     unsafe { fa_online_512(n, scores, v, acc, st, p) }
+}
+
+/// `FaLanesKqFn` for AVX-512 VNNI: 16 query rows in the lanes of a vector. A key's block b
+/// gives `fa_kv_dot_body`'s 8 lane sums for all 16 rows as 8 vectors: sum g of 4 products is one
+/// `vpdpbusd` of the key's 4 quants (unsigned, value + offset, broadcast) by the rows' 4 quants
+/// at [g] (signed), started from −offset·Σ(row quants) (`FaLaneQueries::corr`), so the i32 is the
+/// signed sum exactly; then `f_l = fma(dk·dq, float(sum), f_l)` from 0 and the same tree over
+/// f_0..f_7, `+ summs` (Q4_1/Q5_1: `fma(m_k, s_q, ·)` per block; 0 for the others).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; the slices as `fa_lanes_kq_avx512`
+/// checks.
+unsafe fn fa_lanes_kq_512(t: GgmlType, k: &[u8], nk: usize, q: &FaLaneQueries, out: &mut [f32]) {
+    // SAFETY (whole body): loads of `q`'s vectors at [b] / [g] (n/32 and n/4 rows of 16 lanes),
+    // of key row j (`kb` bytes inside `k`), stores of out[j] (16 lanes inside `out`): all checked
+    // by the entry; the rest is register work.
+    unsafe {
+        let n = q.n;
+        let (nb, ts) = (n / 32, t.block_layout().1);
+        let kb = nb * ts;
+        let q81 = !q.qs.is_empty();
+        let (mut u, mut d, mut m) = ([0u8; FA_LANE_MAX_N], [0f32; FA_LANE_MAX_N / 32], [0f32; FA_LANE_MAX_N / 32]);
+        let zero = _mm512_setzero_ps();
+        let (qt, corr, qd) = (q.qt.as_ptr(), q.corr.as_ptr(), q.qd.as_ptr());
+        for j in 0..nk {
+            let row = &k[j * kb..(j + 1) * kb];
+            // the key's quants as unsigned bytes (Q8_0 straight from the row: value ^ 0x80)
+            let q8 = t == GgmlType::Q8_0;
+            if !q8 {
+                lane_key_row(t, row, &mut u[..n], &mut d[..nb], &mut m[..nb]);
+            }
+            let mut f = [zero; 8];
+            for (b, &db) in d[..nb].iter().enumerate() {
+                let (dk, up) = if q8 {
+                    (f16_load(row.as_ptr().add(b * 34)), row.as_ptr().add(b * 34 + 2))
+                } else {
+                    (db, u.as_ptr().add(b * 32))
+                };
+                let flip = if q8 { 0x8080_8080u32 as i32 } else { 0 };
+                let dv = _mm512_mul_ps(_mm512_set1_ps(dk), _mm512_loadu_ps(qd.add(b * 16)));
+                for (l, fl) in f.iter_mut().enumerate() {
+                    let g = b * 8 + l;
+                    let kq = (up.add(4 * l) as *const i32).read_unaligned() ^ flip;
+                    let c = _mm512_loadu_si512(corr.add(g * 16) as *const __m512i);
+                    let qg = _mm512_loadu_si512(qt.add(g * 64) as *const __m512i);
+                    let p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, _mm512_set1_epi32(kq), qg));
+                    *fl = _mm512_fmadd_ps(dv, p, if b == 0 { zero } else { *fl });
+                }
+            }
+            let lo = _mm512_add_ps(_mm512_add_ps(f[0], f[4]), _mm512_add_ps(f[2], f[6]));
+            let hi = _mm512_add_ps(_mm512_add_ps(f[1], f[5]), _mm512_add_ps(f[3], f[7]));
+            let mut summs = zero;
+            if q81 {
+                for (b, &mb) in m[..nb].iter().enumerate() {
+                    summs = _mm512_fmadd_ps(_mm512_set1_ps(mb), _mm512_loadu_ps(q.qs.as_ptr().add(b * 16)), summs);
+                }
+            }
+            _mm512_storeu_ps(out.as_mut_ptr().add(j * 16), _mm512_add_ps(_mm512_add_ps(lo, hi), summs));
+        }
+    }
+}
+
+pub(crate) fn fa_lanes_kq_avx512(t: GgmlType, k: &[u8], nk: usize, q: &FaLaneQueries, out: &mut [f32]) {
+    fa_lanes_kq_check(t, k.len(), nk, q, out.len());
+    // SAFETY: reachable only through the AVX-512 table (F, BW, VL, VNNI detected, F16C with AVX2's
+    // table beneath it); the slices are checked above.
+    unsafe { fa_lanes_kq_512(t, k, nk, q, out) }
+}
+
+/// `FaLanesOnlineFn` for AVX-512: the recurrence of 16 rows at once, lane i exactly row i's
+/// `fa_online_body`. First every key's weights (`ms`, `vs`: masked compares and blends, the
+/// exponentials by `expf_glibc_x16`, lanes that do not see the key left alone), then the outputs
+/// 16 dimensions at a time in registers, key after key: a masked multiply by `ms` where a lane's
+/// maximum rose, a masked `fma(v, vs, acc)` where the lane sees the key.
+#[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,fma")]
+/// # Safety
+/// The CPU must support this function's target features; the slices as `fa_lanes_online_avx512`
+/// checks.
+#[allow(clippy::too_many_arguments)]
+unsafe fn fa_lanes_online_512(
+    n: usize,
+    scores: &[f32],
+    vis: &[u16],
+    v: &[f32],
+    acc: &mut [f32],
+    m: &mut [f32; 16],
+    s: &mut [f32; 16],
+    p: FaStep,
+) {
+    // SAFETY (whole body): loads/stores of 16 lanes at scores[j], the stack arrays' rows j < nk
+    // ≤ FA_LANE_KEYS, v[j·n + d] for d < n, acc[d·16] for d < n: checked by the entry.
+    unsafe {
+        let nk = vis.len();
+        let mut ws = [[0f32; 32]; FA_LANE_KEYS]; // per key: ms (lanes 0..16), vs (16..32)
+        let mut gts = [0u16; FA_LANE_KEYS];
+        let one = _mm512_set1_ps(1.0);
+        let (mut mv, mut sv) = (_mm512_loadu_ps(m.as_ptr()), _mm512_loadu_ps(s.as_ptr()));
+        let scale = _mm512_set1_ps(p.scale);
+        for j in 0..nk {
+            let k = vis[j];
+            if k == 0 {
+                continue;
+            }
+            let x = _mm512_mul_ps(_mm512_loadu_ps(scores.as_ptr().add(j * 16)), scale);
+            let gt = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(k, x, mv);
+            // a new maximum: ms = expf(M − x), vs = 1; else ms = 1, vs = expf(x − M)
+            let arg = _mm512_mask_blend_ps(gt, _mm512_sub_ps(x, mv), _mm512_sub_ps(mv, x));
+            let e = expf_glibc_x16(_mm512_maskz_mov_ps(k, arg));
+            _mm512_storeu_ps(ws[j].as_mut_ptr(), _mm512_mask_blend_ps(gt, one, e));
+            _mm512_storeu_ps(ws[j].as_mut_ptr().add(16), _mm512_mask_blend_ps(gt, e, one));
+            gts[j] = gt;
+            mv = _mm512_mask_mov_ps(mv, gt, x);
+            // S = fma(S, ms, vs)
+            sv = _mm512_mask_fmadd_ps(sv, k, _mm512_loadu_ps(ws[j].as_ptr()), _mm512_loadu_ps(ws[j].as_ptr().add(16)));
+        }
+        _mm512_storeu_ps(m.as_mut_ptr(), mv);
+        _mm512_storeu_ps(s.as_mut_ptr(), sv);
+        for d0 in (0..n).step_by(16) {
+            let ap = acc.as_mut_ptr().add(d0 * 16);
+            let mut a: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(ap.add(i * 16)));
+            for j in 0..nk {
+                let k = vis[j];
+                if k == 0 {
+                    continue;
+                }
+                let gt = gts[j];
+                if gt != 0 {
+                    let msv = _mm512_loadu_ps(ws[j].as_ptr());
+                    for x in a.iter_mut() {
+                        *x = _mm512_mask_mul_ps(*x, gt, *x, msv);
+                    }
+                }
+                let vsv = _mm512_loadu_ps(ws[j].as_ptr().add(16));
+                let vr = v.as_ptr().add(j * n + d0);
+                for (i, x) in a.iter_mut().enumerate() {
+                    *x = _mm512_mask3_fmadd_ps(_mm512_set1_ps(*vr.add(i)), vsv, *x, k);
+                }
+            }
+            for (i, x) in a.iter().enumerate() {
+                _mm512_storeu_ps(ap.add(i * 16), *x);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fa_lanes_online_avx512(
+    n: usize,
+    scores: &[f32],
+    vis: &[u16],
+    v: &[f32],
+    acc: &mut [f32],
+    m: &mut [f32; 16],
+    s: &mut [f32; 16],
+    p: FaStep,
+) {
+    fa_lanes_online_check(n, scores.len(), vis.len(), v.len(), acc.len(), p);
+    // SAFETY: reachable only through the AVX-512 table with DQ (checked where it is installed);
+    // the slices are checked above.
+    unsafe { fa_lanes_online_512(n, scores, vis, v, acc, m, s, p) }
 }
 
 /// `FaTileKqFn` and `FaTilePvFn`: the portable bodies compiled for AVX-512 (16 lanes: one zmm per

@@ -37,7 +37,7 @@ mod tq;
 mod tq_batch;
 
 use crate::kernels::ggml_x86;
-use crate::kernels::types::{BatchGemmFn, Isa, Kernels, R16Batch, SumOrders, VecDotFn};
+use crate::kernels::types::{BatchGemmFn, FaLanes, Isa, Kernels, R16Batch, SumOrders, VecDotFn};
 use crate::quant::GgmlType::*;
 
 /// How far ahead of their reads the weight kernels prefetch, into L2. On AMD Zen 4 the hardware
@@ -245,6 +245,7 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     k.attn.fa_tile_pv = attn::fa_tile_pv_avx512;
     if is_x86_feature_detected!("avx512dq") {
         k.attn.fa_online = attn::fa_online_avx512;
+        k.attn.fa_lanes = Some(FaLanes { kq: attn::fa_lanes_kq_avx512, online: attn::fa_lanes_online_avx512 });
         k.softmax = act::SOFTMAX_AVX512;
         k.exp_sum = Some(act::EXP_SUM_AVX512);
         k.swiglu = act::SWIGLU_AVX512;
