@@ -1057,51 +1057,105 @@ pub(crate) fn fa_online_avx512(n: usize, scores: &[f32], v: &[f32], acc: &mut [f
 /// checks.
 unsafe fn fa_lanes_kq_512(t: GgmlType, k: &[u8], nk: usize, q: &FaLaneQueries, out: &mut [f32]) {
     // SAFETY (whole body): loads of `q`'s vectors at [b] / [g] (n/32 and n/4 rows of 16 lanes),
-    // of key row j (`kb` bytes inside `k`), stores of out[j] (16 lanes inside `out`): all checked
-    // by the entry; the rest is register work.
+    // of key rows j, j + 1 (`kb` bytes inside `k`), stores of out[j] (16 lanes inside `out`): all
+    // checked by the entry; the rest is register work.
     unsafe {
         let n = q.n;
         let (nb, ts) = (n / 32, t.block_layout().1);
         let kb = nb * ts;
-        let q81 = !q.qs.is_empty();
-        let (mut u, mut d, mut m) = ([0u8; FA_LANE_MAX_N], [0f32; FA_LANE_MAX_N / 32], [0f32; FA_LANE_MAX_N / 32]);
+        let q8 = t == GgmlType::Q8_0;
+        // the keys' quants as unsigned bytes: Q8_0's straight from the row (value ^ 0x80), the
+        // others unpacked by `lane_key_row`
+        let mut u = [[0u8; FA_LANE_MAX_N]; 2];
+        let mut d = [[0f32; FA_LANE_MAX_N / 32]; 2];
+        let mut m = [[0f32; FA_LANE_MAX_N / 32]; 2];
+        let flip = if q8 { 0x8080_8080u32 as i32 } else { 0 };
+        let mut j = 0;
+        while j < nk {
+            let two = j + 1 < nk;
+            let rows = [&k[j * kb..(j + 1) * kb], if two { &k[(j + 1) * kb..(j + 2) * kb] } else { &k[..0] }];
+            if !q8 {
+                for x in 0..1 + two as usize {
+                    lane_key_row(t, rows[x], &mut u[x][..n], &mut d[x][..nb], &mut m[x][..nb]);
+                }
+            }
+            let (uq, dq) = (&u, &d);
+            let quants =
+                |x: usize, b: usize| if q8 { rows[x].as_ptr().add(b * 34 + 2) } else { uq[x].as_ptr().add(b * 32) };
+            let scale = |x: usize, b: usize| if q8 { f16_load(rows[x].as_ptr().add(b * 34)) } else { dq[x][b] };
+            if two {
+                let f = lanes_kq_keys::<2>(nb, q, quants, scale, flip);
+                lanes_kq_store(&f[0], &m[0][..nb], q, out.as_mut_ptr().add(j * 16));
+                lanes_kq_store(&f[1], &m[1][..nb], q, out.as_mut_ptr().add((j + 1) * 16));
+                j += 2;
+            } else {
+                let f = lanes_kq_keys::<1>(nb, q, quants, scale, flip);
+                lanes_kq_store(&f[0], &m[0][..nb], q, out.as_mut_ptr().add(j * 16));
+                j += 1;
+            }
+        }
+    }
+}
+
+/// The 8 lane sums of `K` keys for the 16 rows (`fa_lanes_kq_512`), the rows' quants and
+/// corrections loaded once for all K keys: `quants(x, b)` the 32 quants of key x's block b
+/// (unsigned after `^ flip`), `scale(x, b)` its scale.
+#[inline]
+#[allow(clippy::needless_range_loop)] // l indexes the rows' groups, the keys' bytes and f[x]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `quants` must point at 32 readable
+/// bytes and `q` hold n/32 blocks of 16 lanes.
+unsafe fn lanes_kq_keys<const K: usize>(
+    nb: usize,
+    q: &FaLaneQueries,
+    quants: impl Fn(usize, usize) -> *const u8,
+    scale: impl Fn(usize, usize) -> f32,
+    flip: i32,
+) -> [[__m512; 8]; K] {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
         let zero = _mm512_setzero_ps();
         let (qt, corr, qd) = (q.qt.as_ptr(), q.corr.as_ptr(), q.qd.as_ptr());
-        for j in 0..nk {
-            let row = &k[j * kb..(j + 1) * kb];
-            // the key's quants as unsigned bytes (Q8_0 straight from the row: value ^ 0x80)
-            let q8 = t == GgmlType::Q8_0;
-            if !q8 {
-                lane_key_row(t, row, &mut u[..n], &mut d[..nb], &mut m[..nb]);
-            }
-            let mut f = [zero; 8];
-            for (b, &db) in d[..nb].iter().enumerate() {
-                let (dk, up) = if q8 {
-                    (f16_load(row.as_ptr().add(b * 34)), row.as_ptr().add(b * 34 + 2))
-                } else {
-                    (db, u.as_ptr().add(b * 32))
-                };
-                let flip = if q8 { 0x8080_8080u32 as i32 } else { 0 };
-                let dv = _mm512_mul_ps(_mm512_set1_ps(dk), _mm512_loadu_ps(qd.add(b * 16)));
-                for (l, fl) in f.iter_mut().enumerate() {
-                    let g = b * 8 + l;
-                    let kq = (up.add(4 * l) as *const i32).read_unaligned() ^ flip;
-                    let c = _mm512_loadu_si512(corr.add(g * 16) as *const __m512i);
-                    let qg = _mm512_loadu_si512(qt.add(g * 64) as *const __m512i);
+        let mut f = [[zero; 8]; K];
+        for b in 0..nb {
+            let qdb = _mm512_loadu_ps(qd.add(b * 16));
+            let dv: [__m512; K] = std::array::from_fn(|x| _mm512_mul_ps(_mm512_set1_ps(scale(x, b)), qdb));
+            let up: [*const u8; K] = std::array::from_fn(|x| quants(x, b));
+            for l in 0..8 {
+                let g = b * 8 + l;
+                let c = _mm512_loadu_si512(corr.add(g * 16) as *const __m512i);
+                let qg = _mm512_loadu_si512(qt.add(g * 64) as *const __m512i);
+                for x in 0..K {
+                    let kq = (up[x].add(4 * l) as *const i32).read_unaligned() ^ flip;
                     let p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, _mm512_set1_epi32(kq), qg));
-                    *fl = _mm512_fmadd_ps(dv, p, if b == 0 { zero } else { *fl });
+                    f[x][l] = _mm512_fmadd_ps(dv[x], p, if b == 0 { zero } else { f[x][l] });
                 }
             }
-            let lo = _mm512_add_ps(_mm512_add_ps(f[0], f[4]), _mm512_add_ps(f[2], f[6]));
-            let hi = _mm512_add_ps(_mm512_add_ps(f[1], f[5]), _mm512_add_ps(f[3], f[7]));
-            let mut summs = zero;
-            if q81 {
-                for (b, &mb) in m[..nb].iter().enumerate() {
-                    summs = _mm512_fmadd_ps(_mm512_set1_ps(mb), _mm512_loadu_ps(q.qs.as_ptr().add(b * 16)), summs);
-                }
-            }
-            _mm512_storeu_ps(out.as_mut_ptr().add(j * 16), _mm512_add_ps(_mm512_add_ps(lo, hi), summs));
         }
+        f
+    }
+}
+
+/// One key's score for the 16 rows from its lane sums: ggml's tree, `+ summs` (Q4_1/Q5_1:
+/// `fma(m_k, s_q, ·)` per block from 0; 0 for the others), stored at `out`.
+#[inline]
+#[target_feature(enable = "avx512f,fma")]
+/// # Safety
+/// The CPU must support this function's target features; `out` must have 16 writable floats.
+unsafe fn lanes_kq_store(f: &[__m512; 8], m: &[f32], q: &FaLaneQueries, out: *mut f32) {
+    // SAFETY: the caller upholds this function's `# Safety` contract; `q.qs` holds n/32 rows of
+    // 16 lanes when it is not empty (checked by the entry).
+    unsafe {
+        let lo = _mm512_add_ps(_mm512_add_ps(f[0], f[4]), _mm512_add_ps(f[2], f[6]));
+        let hi = _mm512_add_ps(_mm512_add_ps(f[1], f[5]), _mm512_add_ps(f[3], f[7]));
+        let mut summs = _mm512_setzero_ps();
+        if !q.qs.is_empty() {
+            for (b, &mb) in m.iter().enumerate() {
+                summs = _mm512_fmadd_ps(_mm512_set1_ps(mb), _mm512_loadu_ps(q.qs.as_ptr().add(b * 16)), summs);
+            }
+        }
+        _mm512_storeu_ps(out, _mm512_add_ps(_mm512_add_ps(lo, hi), summs));
     }
 }
 

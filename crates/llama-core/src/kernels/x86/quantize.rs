@@ -187,7 +187,7 @@ fn dequantize_q8_0_avx2_entry(x: &[u8], y: &mut [f32]) {
 }
 
 /// Q8_0 → f32 (a quantized V cache's rows in flash attention): `q · d`, one rounding per element
-/// as the scalar dequantizer, 8 at a time.
+/// as the scalar dequantizer, 8 at a time (the scale by F16C inline).
 #[target_feature(enable = "avx2,f16c")]
 /// # Safety
 /// The CPU must support this function's target features; `x` holds whole 34-byte blocks and `y`
@@ -197,7 +197,7 @@ unsafe fn dequantize_q8_0_avx2(x: &[u8], y: &mut [f32]) {
     // and writes y[32b..32b+32].
     unsafe {
         for (b, o) in x.chunks_exact(34).zip(y.chunks_exact_mut(32)) {
-            let d = _mm256_set1_ps(half::f16::from_le_bytes([b[0], b[1]]).to_f32());
+            let d = _mm256_set1_ps(super::dot::f16_load(b.as_ptr()));
             for i in 0..4 {
                 let q = _mm_loadl_epi64(b.as_ptr().add(2 + 8 * i) as *const __m128i);
                 let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
