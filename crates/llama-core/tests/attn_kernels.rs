@@ -461,12 +461,12 @@ fn fa_lanes_equal_the_one_row_path() {
                 let v: Vec<f32> = (0..nk2 * n).map(|_| rng.wild()).collect();
                 let p = FaStep { scale: 0.125, softcap: 0.0, f16_acc: false };
                 let run = |f: FaLanesOnlineFn| {
-                    let (mut acc, mut m, mut s) = (vec![0f32; n * FA_LANES], [f32::NEG_INFINITY; 16], [0f32; 16]);
+                    let (mut acc, mut st) = (vec![0f32; n * FA_LANES], [[f32::NEG_INFINITY; 16], [0f32; 16]]);
                     for c in (0..nk2).step_by(FA_LANE_KEYS) {
                         let e = (c + FA_LANE_KEYS).min(nk2);
-                        f(n, &sc[c * 16..e * 16], &vis[c..e], &v[c * n..e * n], &mut acc, &mut m, &mut s, p);
+                        f(n, &sc[c * 16..e * 16], &vis[c..e], &v[c * n..e * n], &mut acc, &mut st, p);
                     }
-                    (acc, m, s)
+                    (acc, st[0], st[1])
                 };
                 let (wa, wm, ws) = run(fa_lanes_online_ref);
                 for kk in &tables {

@@ -589,15 +589,13 @@ pub fn fa_lanes_kq_ref(t: GgmlType, k: &[u8], nk: usize, q: &FaLaneQueries, out:
 
 /// `FaLanesOnlineFn` one lane at a time (`fa_online_body` over the lane's visible keys): the
 /// reference.
-#[allow(clippy::too_many_arguments)]
 pub fn fa_lanes_online_ref(
     n: usize,
     scores: &[f32],
     vis: &[u16],
     v: &[f32],
     acc: &mut [f32],
-    m: &mut [f32; 16],
-    s: &mut [f32; 16],
+    st: &mut [[f32; 16]; 2],
     p: FaStep,
 ) {
     for i in 0..FA_LANES {
@@ -605,9 +603,9 @@ pub fn fa_lanes_online_ref(
         let sc: Vec<f32> = keys.iter().map(|&j| scores[j * FA_LANES + i]).collect();
         let vv: Vec<f32> = keys.iter().flat_map(|&j| v[j * n..(j + 1) * n].iter().copied()).collect();
         let mut a: Vec<f32> = (0..n).map(|d| acc[d * FA_LANES + i]).collect();
-        let mut st = [m[i], s[i]];
-        fa_online_body(n, &sc, &vv, &mut a, &mut st, p, |_| unreachable!("f32 output"));
-        [m[i], s[i]] = st;
+        let mut row = [st[0][i], st[1][i]];
+        fa_online_body(n, &sc, &vv, &mut a, &mut row, p, |_| unreachable!("f32 output"));
+        [st[0][i], st[1][i]] = row;
         for d in 0..n {
             acc[d * FA_LANES + i] = a[d];
         }

@@ -113,12 +113,12 @@ pub const FA_LANE_MAX_N: usize = 512;
 /// (`FaKvDotFn`, `FaOnlineFn`) for that row alone:
 /// `FaLanesKqFn (t, k, nk, q, out)`: `out[j·16 + i]` = `FaKvDotFn(t, k_j, q.qq_i)` for the `nk`
 /// rows of `k` ([nk][row bytes of t], `nk ≤ FA_LANE_KEYS`);
-/// `FaLanesOnlineFn (n, scores, vis, v, acc, m, s, step)`: for each lane i, the online recurrence
+/// `FaLanesOnlineFn (n, scores, vis, v, acc, state, step)`: for each lane i, the online recurrence
 /// over the keys j whose `vis[j]` has bit i, in order: scores [nk][16], v [nk][n] as f32, acc
-/// [n][16] the running outputs (dimension-major), m and s the running maxima and sums. An f32
+/// [n][16] the running outputs (dimension-major), state the running maxima and sums. An f32
 /// output only (`step.f16_acc` false) and no soft-cap.
 pub type FaLanesKqFn = fn(GgmlType, &[u8], usize, &FaLaneQueries, &mut [f32]);
-pub type FaLanesOnlineFn = fn(usize, &[f32], &[u16], &[f32], &mut [f32], &mut [f32; 16], &mut [f32; 16], FaStep);
+pub type FaLanesOnlineFn = fn(usize, &[f32], &[u16], &[f32], &mut [f32], &mut [[f32; 16]; 2], FaStep);
 
 /// The lane kernels of a table that has them.
 #[derive(Clone, Copy, Debug)]

@@ -207,6 +207,16 @@ pub enum Keys<'a> {
     Cells(&'a [usize]), // [pos0 + n_tokens] the cell of each position
 }
 
+impl Keys<'_> {
+    /// The cache cell holding the sequence's position j.
+    pub(super) fn cell(&self, j: usize) -> usize {
+        match *self {
+            Keys::Base(b) => b + j,
+            Keys::Cells(c) => c[j],
+        }
+    }
+}
+
 /// One sequence's tokens in a mixed batch: rows row0..row0+shape.n_tokens of q and out, at
 /// positions shape.pos0.., attending to the keys of its own positions 0..=pos0+n_tokens-1. The
 /// shape is the one the sequence would have alone, so its sums (and bits) are that run's.

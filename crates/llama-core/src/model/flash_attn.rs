@@ -379,10 +379,6 @@ fn online_row(
 ) {
     let (hk, hv) = (s.head_k, s.head_v);
     let (lo, hi) = (c0.max(s.first(t)), c1.min(s.last(t) + 1));
-    let cell = |j: usize| match keys {
-        Keys::Base(b) => b + j,
-        Keys::Cells(c) => c[j],
-    };
     grow(&mut fa.ms, nh);
     grow(&mut fa.ss, nh);
     grow(&mut fa.acc, nh * hv);
@@ -431,7 +427,7 @@ fn online_row(
             FaCache::Raw { kv: l, k: GgmlType::F16, .. } => {
                 grow(&mut fa.kh, KEY_BLOCK * hk);
                 for jj in 0..nb {
-                    let r = &l.k[l.ks.at(cell(j0 + jj), hkv)..][..2 * hk];
+                    let r = &l.k[l.ks.at(keys.cell(j0 + jj), hkv)..][..2 * hk];
                     for (d, b) in fa.kh[jj * hk..(jj + 1) * hk].iter_mut().zip(r.chunks_exact(2)) {
                         *d = f16::from_le_bytes([b[0], b[1]]);
                     }
@@ -445,7 +441,7 @@ fn online_row(
                 let dt = kern.traits(tk.vec_dot_type.expect("partner")).expect("partner");
                 let (kb, qb) = (hk / tk.block_size * tk.type_size, hk / dt.block_size * dt.type_size);
                 for jj in 0..nb {
-                    let r = &l.k[l.ks.at(cell(j0 + jj), hkv)..][..kb];
+                    let r = &l.k[l.ks.at(keys.cell(j0 + jj), hkv)..][..kb];
                     for i in 0..nh {
                         fa.sc[i * KEY_BLOCK + jj] = (kern.attn.fa_kv_dot)(k, r, &fa.qq[i * qb..(i + 1) * qb]);
                     }
@@ -463,7 +459,7 @@ fn online_row(
                 let tv = kern.traits(v).expect("V type");
                 let vb = hv / tv.block_size * tv.type_size;
                 for jj in 0..nb {
-                    let r = &l.v[l.vs.at(cell(j0 + jj), hkv)..][..vb];
+                    let r = &l.v[l.vs.at(keys.cell(j0 + jj), hkv)..][..vb];
                     let o = &mut vf[jj * hv..(jj + 1) * hv];
                     if v == GgmlType::F16 {
                         for (o, b) in o.iter_mut().zip(r.chunks_exact(2)) {
@@ -537,10 +533,6 @@ fn lanes(
     // keys every row sees (most of them: the rows are 1–3 neighbouring tokens)
     let all = (span.iter().map(|x| x.0).max().unwrap_or(0), span.iter().map(|x| x.1).min().unwrap_or(0));
     let every = ((1u32 << pairs.len()) - 1) as u16;
-    let cell = |j: usize| match keys {
-        Keys::Base(b) => b + j,
-        Keys::Cells(c) => c[j],
-    };
     grow(&mut fa.ms, FA_LANES);
     grow(&mut fa.ss, FA_LANES);
     grow(&mut fa.acc, FA_LANES * hv);
@@ -548,8 +540,7 @@ fn lanes(
     grow(&mut fa.vf, FA_LANE_KEYS * hv);
     grow(&mut fa.kraw, FA_LANE_KEYS * kb);
     grow(&mut fa.vis, FA_LANE_KEYS);
-    let mut m = [f32::NEG_INFINITY; FA_LANES];
-    let mut sum = [0f32; FA_LANES];
+    let mut st = [[f32::NEG_INFINITY; FA_LANES], [0f32; FA_LANES]]; // running maxima, sums
     let acc = &mut fa.acc[..FA_LANES * hv];
     acc.fill(0.0);
     let step = FaStep { scale: fa_scale(s), softcap: 0.0, f16_acc: false };
@@ -557,7 +548,7 @@ fn lanes(
     for j0 in (lo..hi).step_by(FA_LANE_KEYS) {
         let nb = (hi - j0).min(FA_LANE_KEYS);
         for jj in 0..nb {
-            let c = cell(j0 + jj);
+            let c = keys.cell(j0 + jj);
             fa.kraw[jj * kb..(jj + 1) * kb].copy_from_slice(&l.k[l.ks.at(c, hkv)..][..kb]);
             to_float(&l.v[l.vs.at(c, hkv)..][..vb], &mut fa.vf[jj * hv..(jj + 1) * hv]);
             let j = j0 + jj;
@@ -568,10 +559,10 @@ fn lanes(
             };
         }
         (fl.kq)(k, &fa.kraw[..nb * kb], nb, &fa.lq, &mut fa.sc[..nb * FA_LANES]);
-        (fl.online)(hv, &fa.sc[..nb * FA_LANES], &fa.vis[..nb], &fa.vf[..nb * hv], acc, &mut m, &mut sum, step);
+        (fl.online)(hv, &fa.sc[..nb * FA_LANES], &fa.vis[..nb], &fa.vf[..nb * hv], acc, &mut st, step);
     }
-    fa.ms[..FA_LANES].copy_from_slice(&m);
-    fa.ss[..FA_LANES].copy_from_slice(&sum);
+    fa.ms[..FA_LANES].copy_from_slice(&st[0]);
+    fa.ss[..FA_LANES].copy_from_slice(&st[1]);
 }
 
 /// The tiled path for tokens t0..t1 (at most `Q_TILE`) of query head h: per token `fa.ss[i]` and

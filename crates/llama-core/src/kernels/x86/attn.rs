@@ -1175,15 +1175,13 @@ pub(crate) fn fa_lanes_kq_avx512(t: GgmlType, k: &[u8], nk: usize, q: &FaLaneQue
 /// # Safety
 /// The CPU must support this function's target features; the slices as `fa_lanes_online_avx512`
 /// checks.
-#[allow(clippy::too_many_arguments)]
 unsafe fn fa_lanes_online_512(
     n: usize,
     scores: &[f32],
     vis: &[u16],
     v: &[f32],
     acc: &mut [f32],
-    m: &mut [f32; 16],
-    s: &mut [f32; 16],
+    st: &mut [[f32; 16]; 2],
     p: FaStep,
 ) {
     // SAFETY (whole body): loads/stores of 16 lanes at scores[j], the stack arrays' rows j < nk
@@ -1193,7 +1191,7 @@ unsafe fn fa_lanes_online_512(
         let mut ws = [[0f32; 32]; FA_LANE_KEYS]; // per key: ms (lanes 0..16), vs (16..32)
         let mut gts = [0u16; FA_LANE_KEYS];
         let one = _mm512_set1_ps(1.0);
-        let (mut mv, mut sv) = (_mm512_loadu_ps(m.as_ptr()), _mm512_loadu_ps(s.as_ptr()));
+        let (mut mv, mut sv) = (_mm512_loadu_ps(st[0].as_ptr()), _mm512_loadu_ps(st[1].as_ptr()));
         let scale = _mm512_set1_ps(p.scale);
         for j in 0..nk {
             let k = vis[j];
@@ -1212,8 +1210,8 @@ unsafe fn fa_lanes_online_512(
             // S = fma(S, ms, vs)
             sv = _mm512_mask_fmadd_ps(sv, k, _mm512_loadu_ps(ws[j].as_ptr()), _mm512_loadu_ps(ws[j].as_ptr().add(16)));
         }
-        _mm512_storeu_ps(m.as_mut_ptr(), mv);
-        _mm512_storeu_ps(s.as_mut_ptr(), sv);
+        _mm512_storeu_ps(st[0].as_mut_ptr(), mv);
+        _mm512_storeu_ps(st[1].as_mut_ptr(), sv);
         for d0 in (0..n).step_by(16) {
             let ap = acc.as_mut_ptr().add(d0 * 16);
             let mut a: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(ap.add(i * 16)));
@@ -1242,21 +1240,19 @@ unsafe fn fa_lanes_online_512(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn fa_lanes_online_avx512(
     n: usize,
     scores: &[f32],
     vis: &[u16],
     v: &[f32],
     acc: &mut [f32],
-    m: &mut [f32; 16],
-    s: &mut [f32; 16],
+    st: &mut [[f32; 16]; 2],
     p: FaStep,
 ) {
     fa_lanes_online_check(n, scores.len(), vis.len(), v.len(), acc.len(), p);
     // SAFETY: reachable only through the AVX-512 table with DQ (checked where it is installed);
     // the slices are checked above.
-    unsafe { fa_lanes_online_512(n, scores, vis, v, acc, m, s, p) }
+    unsafe { fa_lanes_online_512(n, scores, vis, v, acc, st, p) }
 }
 
 /// `FaTileKqFn` and `FaTilePvFn`: the portable bodies compiled for AVX-512 (16 lanes: one zmm per
