@@ -1063,33 +1063,49 @@ unsafe fn fa_lanes_kq_512(t: GgmlType, k: &[u8], nk: usize, q: &FaLaneQueries, o
         let n = q.n;
         let (nb, ts) = (n / 32, t.block_layout().1);
         let kb = nb * ts;
-        let q8 = t == GgmlType::Q8_0;
-        // the keys' quants as unsigned bytes: Q8_0's straight from the row (value ^ 0x80), the
-        // others unpacked by `lane_key_row`
+        // the keys' quants as unsigned bytes: Q8_0's (value ^ 0x80) and Q4_0/Q4_1's (nibbles) read
+        // straight from the row, Q5_0/Q5_1's unpacked by `lane_key_row`
+        let direct = matches!(t, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1);
+        let qs0 = match t {
+            GgmlType::Q4_1 => 4,
+            _ => 2,
+        };
         let mut u = [[0u8; FA_LANE_MAX_N]; 2];
         let mut d = [[0f32; FA_LANE_MAX_N / 32]; 2];
         let mut m = [[0f32; FA_LANE_MAX_N / 32]; 2];
-        let flip = if q8 { 0x8080_8080u32 as i32 } else { 0 };
         let mut j = 0;
         while j < nk {
             let two = j + 1 < nk;
             let rows = [&k[j * kb..(j + 1) * kb], if two { &k[(j + 1) * kb..(j + 2) * kb] } else { &k[..0] }];
-            if !q8 {
-                for x in 0..1 + two as usize {
+            for x in 0..1 + two as usize {
+                if !direct {
                     lane_key_row(t, rows[x], &mut u[x][..n], &mut d[x][..nb], &mut m[x][..nb]);
+                } else if t == GgmlType::Q4_1 {
+                    for (b, mb) in m[x][..nb].iter_mut().enumerate() {
+                        *mb = f16_load(rows[x].as_ptr().add(b * ts + 2));
+                    }
                 }
             }
             let (uq, dq) = (&u, &d);
-            let quants =
-                |x: usize, b: usize| if q8 { rows[x].as_ptr().add(b * 34 + 2) } else { uq[x].as_ptr().add(b * 32) };
-            let scale = |x: usize, b: usize| if q8 { f16_load(rows[x].as_ptr().add(b * 34)) } else { dq[x][b] };
+            // quants 4l..4l+4 of key x's block b as one i32
+            let group = |x: usize, b: usize, l: usize| {
+                let rd = |p: *const u8| (p as *const i32).read_unaligned();
+                match t {
+                    GgmlType::Q8_0 => rd(rows[x].as_ptr().add(b * 34 + 2 + 4 * l)) ^ 0x8080_8080u32 as i32,
+                    GgmlType::Q4_0 | GgmlType::Q4_1 => {
+                        (rd(rows[x].as_ptr().add(b * ts + qs0 + 4 * (l & 3))) >> (4 * (l >> 2))) & 0x0f0f_0f0f
+                    }
+                    _ => rd(uq[x].as_ptr().add(b * 32 + 4 * l)),
+                }
+            };
+            let scale = |x: usize, b: usize| if direct { f16_load(rows[x].as_ptr().add(b * ts)) } else { dq[x][b] };
             if two {
-                let f = lanes_kq_keys::<2>(nb, q, quants, scale, flip);
+                let f = lanes_kq_keys::<2>(nb, q, group, scale);
                 lanes_kq_store(&f[0], &m[0][..nb], q, out.as_mut_ptr().add(j * 16));
                 lanes_kq_store(&f[1], &m[1][..nb], q, out.as_mut_ptr().add((j + 1) * 16));
                 j += 2;
             } else {
-                let f = lanes_kq_keys::<1>(nb, q, quants, scale, flip);
+                let f = lanes_kq_keys::<1>(nb, q, group, scale);
                 lanes_kq_store(&f[0], &m[0][..nb], q, out.as_mut_ptr().add(j * 16));
                 j += 1;
             }
@@ -1098,20 +1114,19 @@ unsafe fn fa_lanes_kq_512(t: GgmlType, k: &[u8], nk: usize, q: &FaLaneQueries, o
 }
 
 /// The 8 lane sums of `K` keys for the 16 rows (`fa_lanes_kq_512`), the rows' quants and
-/// corrections loaded once for all K keys: `quants(x, b)` the 32 quants of key x's block b
-/// (unsigned after `^ flip`), `scale(x, b)` its scale.
+/// corrections loaded once for all K keys: `group(x, b, l)` the unsigned quants 4l..4l+4 of key
+/// x's block b (one byte each), `scale(x, b)` its scale.
 #[inline]
 #[allow(clippy::needless_range_loop)] // l indexes the rows' groups, the keys' bytes and f[x]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
 /// # Safety
-/// The CPU must support this function's target features; `quants` must point at 32 readable
-/// bytes and `q` hold n/32 blocks of 16 lanes.
+/// The CPU must support this function's target features; `group` must read inside the keys'
+/// rows and `q` hold n/32 blocks of 16 lanes.
 unsafe fn lanes_kq_keys<const K: usize>(
     nb: usize,
     q: &FaLaneQueries,
-    quants: impl Fn(usize, usize) -> *const u8,
+    group: impl Fn(usize, usize, usize) -> i32,
     scale: impl Fn(usize, usize) -> f32,
-    flip: i32,
 ) -> [[__m512; 8]; K] {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
@@ -1121,13 +1136,12 @@ unsafe fn lanes_kq_keys<const K: usize>(
         for b in 0..nb {
             let qdb = _mm512_loadu_ps(qd.add(b * 16));
             let dv: [__m512; K] = std::array::from_fn(|x| _mm512_mul_ps(_mm512_set1_ps(scale(x, b)), qdb));
-            let up: [*const u8; K] = std::array::from_fn(|x| quants(x, b));
             for l in 0..8 {
                 let g = b * 8 + l;
                 let c = _mm512_loadu_si512(corr.add(g * 16) as *const __m512i);
                 let qg = _mm512_loadu_si512(qt.add(g * 64) as *const __m512i);
                 for x in 0..K {
-                    let kq = (up[x].add(4 * l) as *const i32).read_unaligned() ^ flip;
+                    let kq = group(x, b, l);
                     let p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, _mm512_set1_epi32(kq), qg));
                     f[x][l] = _mm512_fmadd_ps(dv[x], p, if b == 0 { zero } else { f[x][l] });
                 }

@@ -90,6 +90,7 @@ pub fn avx2_table_narrow(base: &Kernels) -> Option<Kernels> {
     let mut k = Kernels { isa: Isa::Avx2, orders: SumOrders::Avx2, ..*base };
     k.traits_mut(Q8_0).from_float = Some(quantize::FROM_FLOAT_Q8_0_AVX2);
     k.traits_mut(Q8_0).to_float = Some(quantize::TO_FLOAT_Q8_0_AVX2);
+    k.traits_mut(Q4_0).to_float = Some(quantize::TO_FLOAT_Q4_0_AVX2);
     k.traits_mut(Q8_1).from_float = Some(quantize::FROM_FLOAT_Q8_1_AVX2);
     k.traits_mut(Q8_K).from_float = Some(quantize::FROM_FLOAT_Q8_K_AVX2);
     k.traits_mut(F16).from_float = Some(quantize::FROM_FLOAT_F16_AVX2);

@@ -177,6 +177,43 @@ unsafe fn quantize_q8_k_avx2(x: &[f32], out: &mut [u8]) {
     }
 }
 
+pub(super) const TO_FLOAT_Q4_0_AVX2: crate::kernels::types::ToFloatFn = dequantize_q4_0_avx2_entry;
+
+fn dequantize_q4_0_avx2_entry(x: &[u8], y: &mut [f32]) {
+    assert!(x.len().is_multiple_of(18) && y.len() == x.len() / 18 * 32, "to_float: bad Q4_0 row length");
+    // SAFETY: reachable only through the AVX2 table (AVX2 and F16C detected); whole blocks of x
+    // and their 32 outputs each, lengths checked above.
+    unsafe { dequantize_q4_0_avx2(x, y) }
+}
+
+/// Q4_0 → f32 (a q4_0 V cache's rows in flash attention): `(nibble − 8) · d`, one rounding per
+/// element as the scalar dequantizer; low nibbles are elements 0..16, high ones 16..32.
+#[target_feature(enable = "avx2,f16c")]
+/// # Safety
+/// The CPU must support this function's target features; `x` holds whole 18-byte blocks and `y`
+/// 32 floats per block.
+unsafe fn dequantize_q4_0_avx2(x: &[u8], y: &mut [f32]) {
+    // SAFETY: the caller upholds this function's `# Safety` contract; block b reads x[18b..18b+18]
+    // and writes y[32b..32b+32].
+    unsafe {
+        for (b, o) in x.chunks_exact(18).zip(y.chunks_exact_mut(32)) {
+            let d = _mm256_set1_ps(super::dot::f16_load(b.as_ptr()));
+            let qs = _mm_loadu_si128(b.as_ptr().add(2) as *const __m128i);
+            let m4 = _mm_set1_epi8(0x0f);
+            let eight = _mm_set1_epi8(8);
+            let lo = _mm_sub_epi8(_mm_and_si128(qs, m4), eight);
+            let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16::<4>(qs), m4), eight);
+            for (h, v) in [lo, hi].into_iter().enumerate() {
+                for i in 0..2 {
+                    let w = if i == 0 { v } else { _mm_srli_si128::<8>(v) };
+                    let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w));
+                    _mm256_storeu_ps(o.as_mut_ptr().add(16 * h + 8 * i), _mm256_mul_ps(f, d));
+                }
+            }
+        }
+    }
+}
+
 pub(super) const TO_FLOAT_Q8_0_AVX2: crate::kernels::types::ToFloatFn = dequantize_q8_0_avx2_entry;
 
 fn dequantize_q8_0_avx2_entry(x: &[u8], y: &mut [f32]) {
