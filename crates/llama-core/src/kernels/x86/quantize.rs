@@ -177,68 +177,46 @@ unsafe fn quantize_q8_k_avx2(x: &[f32], out: &mut [u8]) {
     }
 }
 
-pub(super) const TO_FLOAT_Q4_0_AVX2: crate::kernels::types::ToFloatFn = dequantize_q4_0_avx2_entry;
+pub(super) const TO_FLOAT_Q4_0_AVX2: crate::kernels::types::ToFloatFn = |x, y| dequantize_i8_blocks::<18>(x, y);
+pub(super) const TO_FLOAT_Q8_0_AVX2: crate::kernels::types::ToFloatFn = |x, y| dequantize_i8_blocks::<34>(x, y);
 
-fn dequantize_q4_0_avx2_entry(x: &[u8], y: &mut [f32]) {
-    assert!(x.len().is_multiple_of(18) && y.len() == x.len() / 18 * 32, "to_float: bad Q4_0 row length");
+/// Q4_0 (`BS` = 18) or Q8_0 (34) → f32, as a quantized V cache's rows in flash attention need:
+/// `q · d`, one rounding per element as the scalar dequantizers.
+fn dequantize_i8_blocks<const BS: usize>(x: &[u8], y: &mut [f32]) {
+    assert!(x.len().is_multiple_of(BS) && y.len() == x.len() / BS * 32, "to_float: bad row length");
     // SAFETY: reachable only through the AVX2 table (AVX2 and F16C detected); whole blocks of x
     // and their 32 outputs each, lengths checked above.
-    unsafe { dequantize_q4_0_avx2(x, y) }
+    unsafe { dequantize_i8_blocks_avx2::<BS>(x, y) }
 }
 
-/// Q4_0 → f32 (a q4_0 V cache's rows in flash attention): `(nibble − 8) · d`, one rounding per
-/// element as the scalar dequantizer; low nibbles are elements 0..16, high ones 16..32.
+/// Each block's 32 quants as signed bytes (Q8_0's as stored; Q4_0's nibbles − 8, the low ones
+/// elements 0..16, the high ones 16..32), converted 8 at a time and scaled by d (F16C inline).
 #[target_feature(enable = "avx2,f16c")]
 /// # Safety
-/// The CPU must support this function's target features; `x` holds whole 18-byte blocks and `y`
-/// 32 floats per block.
-unsafe fn dequantize_q4_0_avx2(x: &[u8], y: &mut [f32]) {
-    // SAFETY: the caller upholds this function's `# Safety` contract; block b reads x[18b..18b+18]
-    // and writes y[32b..32b+32].
+/// The CPU must support this function's target features; `x` holds whole `BS`-byte blocks
+/// (18 or 34) and `y` 32 floats per block.
+unsafe fn dequantize_i8_blocks_avx2<const BS: usize>(x: &[u8], y: &mut [f32]) {
+    // SAFETY: the caller upholds this function's `# Safety` contract; block b reads
+    // x[BS·b..BS·b+BS] and writes y[32b..32b+32].
     unsafe {
-        for (b, o) in x.chunks_exact(18).zip(y.chunks_exact_mut(32)) {
+        for (b, o) in x.chunks_exact(BS).zip(y.chunks_exact_mut(32)) {
             let d = _mm256_set1_ps(super::dot::f16_load(b.as_ptr()));
-            let qs = _mm_loadu_si128(b.as_ptr().add(2) as *const __m128i);
-            let m4 = _mm_set1_epi8(0x0f);
-            let eight = _mm_set1_epi8(8);
-            let lo = _mm_sub_epi8(_mm_and_si128(qs, m4), eight);
-            let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16::<4>(qs), m4), eight);
-            for (h, v) in [lo, hi].into_iter().enumerate() {
+            let q: [__m128i; 2] = if BS == 34 {
+                std::array::from_fn(|h| _mm_loadu_si128(b.as_ptr().add(2 + 16 * h) as *const __m128i))
+            } else {
+                let qs = _mm_loadu_si128(b.as_ptr().add(2) as *const __m128i);
+                let (m4, eight) = (_mm_set1_epi8(0x0f), _mm_set1_epi8(8));
+                [
+                    _mm_sub_epi8(_mm_and_si128(qs, m4), eight),
+                    _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16::<4>(qs), m4), eight),
+                ]
+            };
+            for (h, v) in q.into_iter().enumerate() {
                 for i in 0..2 {
                     let w = if i == 0 { v } else { _mm_srli_si128::<8>(v) };
                     let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w));
                     _mm256_storeu_ps(o.as_mut_ptr().add(16 * h + 8 * i), _mm256_mul_ps(f, d));
                 }
-            }
-        }
-    }
-}
-
-pub(super) const TO_FLOAT_Q8_0_AVX2: crate::kernels::types::ToFloatFn = dequantize_q8_0_avx2_entry;
-
-fn dequantize_q8_0_avx2_entry(x: &[u8], y: &mut [f32]) {
-    assert!(x.len().is_multiple_of(34) && y.len() == x.len() / 34 * 32, "to_float: bad Q8_0 row length");
-    // SAFETY: reachable only through the AVX2 table (AVX2 and F16C detected); whole blocks of x
-    // and their 32 outputs each, lengths checked above.
-    unsafe { dequantize_q8_0_avx2(x, y) }
-}
-
-/// Q8_0 → f32 (a quantized V cache's rows in flash attention): `q · d`, one rounding per element
-/// as the scalar dequantizer, 8 at a time (the scale by F16C inline).
-#[target_feature(enable = "avx2,f16c")]
-/// # Safety
-/// The CPU must support this function's target features; `x` holds whole 34-byte blocks and `y`
-/// 32 floats per block.
-unsafe fn dequantize_q8_0_avx2(x: &[u8], y: &mut [f32]) {
-    // SAFETY: the caller upholds this function's `# Safety` contract; block b reads x[34b..34b+34]
-    // and writes y[32b..32b+32].
-    unsafe {
-        for (b, o) in x.chunks_exact(34).zip(y.chunks_exact_mut(32)) {
-            let d = _mm256_set1_ps(super::dot::f16_load(b.as_ptr()));
-            for i in 0..4 {
-                let q = _mm_loadl_epi64(b.as_ptr().add(2 + 8 * i) as *const __m128i);
-                let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-                _mm256_storeu_ps(o.as_mut_ptr().add(8 * i), _mm256_mul_ps(v, d));
             }
         }
     }
