@@ -738,6 +738,50 @@ fn r16_kernels_match_scalar_row_dots() {
     eprintln!("r16: {checked} kernel calls checked");
 }
 
+/// Every single-token kernel over several groups (`gemv_r16`) gives each group exactly its
+/// `gemm_r16` sums for that token, bit for bit, with the streams next to each other and apart.
+#[test]
+fn r16_gemvs_equal_their_one_token_gemm() {
+    let mut rng = Rng(1606);
+    let mut checked = 0;
+    for k in Kernels::available() {
+        for t in R16_TYPES {
+            let (Some(gemm), Some(gv)) = (k.gemm_r16(t), k.traits(t).and_then(|r| r.gemv_r16)) else { continue };
+            let bs = t.block_size();
+            for mode in [Mode::Random, Mode::Extreme, Mode::Zero] {
+                for cols in [bs, 3 * bs, if bs == 32 { 2048 + 32 } else { 4096 + 256 }] {
+                    // h: groups between one stream's group and the next stream's
+                    for h in [1usize, 3] {
+                        let (rows, nb) = (repack::R * gv.groups * h, cols / bs);
+                        let w = weight_row(&mut rng, t, rows * cols, mode);
+                        let p = repack::pack(t, &w, rows, cols).unwrap();
+                        let x = activations(&mut rng, cols, mode);
+                        let (_, r16, _, srow) = r16_acts(t, &x, cols);
+                        let gb = p.group_bytes();
+                        for i in 0..h {
+                            let mut got = vec![f32::NAN; rows];
+                            (gv.f)(nb, &p.bytes()[i * gb..], h * gb, &r16, &mut got[i * 16..], h * 16);
+                            for g in (0..gv.groups).map(|j| i + j * h) {
+                                let mut want = [f32::NAN; 16];
+                                gemm(nb, p.group(g), &r16, srow, 1, &mut want, 16);
+                                let got = &got[g * 16..(g + 1) * 16];
+                                assert!(
+                                    got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                                    "{:?} {} {mode:?} cols={cols} h={h} group {g}: {got:?} vs {want:?}",
+                                    k.isa,
+                                    t.name()
+                                );
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("r16 gemv: {checked} groups checked");
+}
+
 /// x86: the F16 and F32 kernels of every x86 table in llama.cpp's orders of a build of the same
 /// width (`kernels::ggml_x86`): `vec_dot` as `ggml_vec_dot_f16`/`_f32` (every row length, leftovers
 /// included), and the batch GEMMs (`types::BatchDot`: llamafile's tinyBLAS) as their batch dot for

@@ -484,6 +484,30 @@ unsafe fn r16_run(
     tile: &mut [f32; MAX_WIDE_T * R],
 ) {
     let n_batch = plan.n_batch;
+    let mut gs = gs;
+    if let (Some(gv), 1) = (plan.gemv, ts.len()) {
+        if ts.start >= n_batch {
+            // one token: the groups as `gv.groups` streams, group i of stream j at gs.start + j·h + i
+            let t = ts.start;
+            let h = gs.len() / gv.groups;
+            let gb = p.group_bytes();
+            let a = &acts[t * a_stride..];
+            for i in 0..h {
+                let first = gs.start + i;
+                let w = &p.bytes()[first * gb..(first + (gv.groups - 1) * h + 1) * gb];
+                // SAFETY: see the function's contract (columns 16·gs of row dst(t); the last
+                // stream's group ends inside gs).
+                let o = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        op.ptr().add(dst(t) * out_row + first * R),
+                        (gv.groups - 1) * h * R + R,
+                    )
+                };
+                (gv.f)(nb, w, h * gb, a, o, h * R);
+            }
+            gs.start += gv.groups * h;
+        }
+    }
     for tb in ts.clone().step_by(R16_TOKEN_TILE) {
         let te = (tb + R16_TOKEN_TILE).min(ts.end);
         for g in gs.clone() {
@@ -615,6 +639,7 @@ pub fn matmul_id<'w>(
         // has it (a batch rule on the same activations: group 1, no converter of its own; its
         // mul_mat_id runs such an expert through the tiled GEMM), else the plain (gemv) kernel
         let tiled = k.traits(t).and_then(|row| row.r16_batch).filter(|b| b.group == 1 && b.from_float.is_none());
+        let gemv = k.traits(t).and_then(|row| row.gemv_r16);
         let plan = |n_rows: usize| {
             match tiled.filter(|b| n_rows >= b.min_tokens && b.gemm.is_some()) {
                 // every row of the group in that order, `max_t` rows per call
@@ -624,8 +649,9 @@ pub fn matmul_id<'w>(
                     batch_max_t: b.max_t,
                     batch_from_float: None,
                     plain,
+                    gemv: None,
                 },
-                None => R16Plan { batch: plain, n_batch: 0, batch_max_t: MAX_T, batch_from_float: None, plain },
+                None => R16Plan { batch: plain, n_batch: 0, batch_max_t: MAX_T, batch_from_float: None, plain, gemv },
             }
         };
         let a_stride = conv.stride();

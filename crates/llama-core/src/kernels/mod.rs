@@ -65,6 +65,6 @@ pub fn prefetch_rows<E>(s: &[E], stride: usize, n_rows: usize, row_bytes: usize)
 pub use matmul::{matmul, matmul_id, matmul_with, try_matmul, IdRoutes, MatmulScratch, QTensor};
 pub use pool::ThreadPool;
 pub use types::{
-    AttnKernels, AttnOrder, BatchDot, BatchGemmFn, FromFloatFn, GemmR16Fn, Isa, Kernels, MatShape, R16Batch, SumOrders,
-    TileFn, ToFloatFn, TypeKernels, VecDotFn, GEMM_ROWS, KT_LANES, TILE, TILE_T,
+    AttnKernels, AttnOrder, BatchDot, BatchGemmFn, FromFloatFn, GemmR16Fn, GemvR16Fn, Isa, Kernels, MatShape, R16Batch,
+    R16Gemv, SumOrders, TileFn, ToFloatFn, TypeKernels, VecDotFn, GEMM_ROWS, KT_LANES, TILE, TILE_T,
 };

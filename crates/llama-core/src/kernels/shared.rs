@@ -184,6 +184,41 @@ pub(crate) fn gemm_r16_check_upto(
     assert!(out.len() >= (nt - 1) * out_stride + R, "R16 gemm: out too short");
 }
 
+/// `GemvR16Fn`'s argument checks (`groups` groups `w_stride` bytes apart, one activation row,
+/// outputs `out_stride` floats apart); panics with the problem otherwise.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemv_r16_check(
+    t: GgmlType,
+    groups: usize,
+    nb: usize,
+    w: &[u8],
+    w_stride: usize,
+    a: &[u8],
+    out: &[f32],
+    out_stride: usize,
+) {
+    let (hb, qb) = block_bytes(t).expect("R16 type");
+    let gb = nb * (hb + qb);
+    assert!(groups == 1 || w_stride >= gb, "R16 gemv: group stride {w_stride} < {gb}");
+    assert!(w.len() >= (groups - 1) * w_stride + gb, "R16 gemv: {} weight bytes for {groups} groups", w.len());
+    assert!(a.len() >= nb * act_block_bytes(t), "R16 gemv: activations too short");
+    assert!(groups == 1 || out_stride >= R, "R16 gemv: out stride {out_stride} < {R}");
+    assert!(out.len() >= (groups - 1) * out_stride + R, "R16 gemv: out too short");
+}
+
+/// One `GemvR16Fn` call at raw pointers, after `gemv_r16_check`: group g of `nb` blocks at
+/// `w + g·ws`, one activation row at `a`, group g's 16 results written at `out + g·os`.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct GemvCall {
+    pub nb: usize,
+    pub w: *const u8,
+    pub ws: usize,
+    pub a: *const u8,
+    pub out: *mut f32,
+    pub os: usize,
+}
+
 /// One R16 kernel call at raw pointers, as a `GemmR16Fn` entry hands it to its `#[target_feature]`
 /// body after `gemm_r16_check`: `w` points to a readable R16 group of `nb` blocks
 /// (`quant::repack`), `a` to the call's activation rows of `nb` blocks (Q8_0S or Q8_K), `as_` bytes

@@ -32,6 +32,20 @@ pub type BatchGemmFn = fn(usize, &[u8], usize, usize, &[u8], usize, usize, &mut 
 /// out_stride)`: for the 16 rows of `group` (nb blocks) and `nt ≤ repack::MAX_T` activation rows
 /// (Q8_0S or Q8_K, `act_stride` bytes apart), writes `out[t * out_stride + r]` for r < 16, t < nt.
 pub type GemmR16Fn = fn(usize, &[u8], &[u8], usize, usize, &mut [f32], usize);
+/// One token against several R16 groups at once: `(nb, w, w_stride, a, out, out_stride)`, group j
+/// at `w[j·w_stride..]`, its 16 results at `out[j·out_stride..]` (`R16Gemv::groups` of them).
+pub type GemvR16Fn = fn(usize, &[u8], usize, &[u8], &mut [f32], usize);
+
+/// A single token's matvec over groups far apart in the matrix, each group's sums exactly those of
+/// its `gemm_r16` call: a thread reading one sequential stream of weights stalls at every 4 KiB
+/// page where the hardware prefetcher restarts; with 2–4 streams in flight the others keep the
+/// memory busy (docs/PERFORMANCE.md: a Q4_0 GEMV 26 → 30 GB/s on the two-vCPU Xeon).
+#[derive(Clone, Copy, Debug)]
+pub struct R16Gemv {
+    pub f: GemvR16Fn,
+    /// Groups per call (the streams).
+    pub groups: usize,
+}
 /// Lanes of a key panel (`AttnKtFn` / `AttnKqFn`).
 pub const KT_LANES: usize = 16;
 /// Key panels `(n, k, k_stride, n_keys, kt)`: keys converted to f32 and transposed in panels of
@@ -367,6 +381,8 @@ pub struct TypeKernels {
     /// Kernel over R16-repacked weights; a matrix is repacked at load only when the process-wide
     /// table has one for its type.
     pub gemm_r16: Option<GemmR16Fn>,
+    /// Its single-token form over several groups at once, where the table has one.
+    pub gemv_r16: Option<R16Gemv>,
     /// llama.cpp's batch order for the type, where it has one.
     pub r16_batch: Option<R16Batch>,
     /// llama.cpp's batch order over plain (not repacked) rows, where it has one.
@@ -387,6 +403,7 @@ impl TypeKernels {
             vec_dot: None,
             tile: None,
             gemm_r16: None,
+            gemv_r16: None,
             r16_batch: None,
             batch_dot: None,
         }
@@ -538,7 +555,8 @@ impl Kernels {
     pub fn r16_plan(&self, w: GgmlType, n_tokens: usize) -> Option<R16Plan> {
         let row = self.traits(w)?;
         let plain = row.gemm_r16?;
-        let mut plan = R16Plan { batch: plain, n_batch: 0, batch_max_t: MAX_T, batch_from_float: None, plain };
+        let mut plan =
+            R16Plan { batch: plain, n_batch: 0, batch_max_t: MAX_T, batch_from_float: None, plain, gemv: row.gemv_r16 };
         if let Some(b) = row.r16_batch.filter(|b| n_tokens >= b.min_tokens) {
             plan = R16Plan {
                 batch: b.gemm.unwrap_or(plain),
@@ -546,6 +564,7 @@ impl Kernels {
                 batch_max_t: if b.gemm.is_some() { b.max_t } else { MAX_T },
                 batch_from_float: b.from_float,
                 plain,
+                gemv: row.gemv_r16,
             };
         }
         Some(plan)
@@ -564,4 +583,6 @@ pub struct R16Plan {
     pub batch_from_float: Option<FromFloatFn>,
     /// The kernel for tokens `n_batch..`.
     pub plain: GemmR16Fn,
+    /// A single token's kernel over several groups, where the table has one.
+    pub gemv: Option<R16Gemv>,
 }

@@ -20,7 +20,7 @@
 
 use half::f16;
 
-use super::blocks::{lines_as_bytes, lines_as_bytes_mut, Line64};
+use super::blocks::HugeBuf;
 use super::GgmlType;
 
 /// Rows per group.
@@ -78,9 +78,8 @@ pub struct Packed {
     pub ggml_type: GgmlType,
     pub rows: usize,
     pub cols: usize,
-    /// 64-byte aligned storage, so every slot load is one aligned zmm load when `nb` is even.
-    buf: Vec<Line64>,
-    len: usize,
+    /// Page-aligned storage, so every slot load is one aligned zmm load when `nb` is even.
+    buf: HugeBuf,
 }
 
 impl std::fmt::Debug for Packed {
@@ -91,16 +90,21 @@ impl std::fmt::Debug for Packed {
 
 impl Packed {
     pub fn bytes(&self) -> &[u8] {
-        &lines_as_bytes(&self.buf)[..self.len]
+        self.buf.bytes()
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut lines_as_bytes_mut(&mut self.buf)[..self.len]
+        self.buf.bytes_mut()
+    }
+
+    /// Bytes of one group.
+    pub fn group_bytes(&self) -> usize {
+        group_bytes(self.ggml_type, self.cols).unwrap()
     }
 
     /// Bytes of group g (rows 16g .. 16g+16).
     pub fn group(&self, g: usize) -> &[u8] {
-        let gb = group_bytes(self.ggml_type, self.cols).unwrap();
+        let gb = self.group_bytes();
         &self.bytes()[g * gb..(g + 1) * gb]
     }
 
@@ -403,7 +407,7 @@ fn pack_with(t: GgmlType, data: &[u8], rows: usize, cols: usize, generic: bool) 
     let nb = cols / bs;
     let gb = group_bytes(t, cols)?;
     let len = gb * (rows / R);
-    let mut p = Packed { ggml_type: t, rows, cols, buf: vec![Line64([0; 64]); len.div_ceil(64)], len };
+    let mut p = Packed { ggml_type: t, rows, cols, buf: HugeBuf::zeroed(len).ok()? };
     let out = p.bytes_mut();
     if matches!(t, GgmlType::Q4_0 | GgmlType::IQ4_NL) && !generic {
         pack_nibbles(data, out, rows, row_bytes, nb, gb, hb, qb);

@@ -215,6 +215,9 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
     for (t, f) in r16_avx512::GEMMS {
         k.traits_mut(t).gemm_r16 = Some(f);
     }
+    for (t, g) in r16_avx512::GEMVS {
+        k.traits_mut(t).gemv_r16 = Some(g);
+    }
     // llama.cpp's batch orders (the rules are the scalar table's, see `types::R16Batch`)
     // (the AVX2 table's narrow batch kernels back where `base` has wide ones)
     for (t, f) in r16_avx2::BATCH_GEMMS.into_iter().chain(r16_avx512::BATCH_GEMMS) {

@@ -14,8 +14,8 @@
 use std::arch::x86_64::*;
 
 use super::prefetch_ahead;
-use crate::kernels::shared::{gemm_r16_check, q8_0s_block, q8k_block, R16Call};
-use crate::kernels::types::GemmR16Fn;
+use crate::kernels::shared::{gemm_r16_check, gemv_r16_check, q8_0s_block, q8k_block, GemvCall, R16Call};
+use crate::kernels::types::{GemmR16Fn, R16Gemv};
 use crate::quant::iq4::KVALUES_IQ4NL;
 use crate::quant::mxfp4::KVALUES_MXFP4;
 use crate::quant::repack::{MAX_T, Q8_0S_BLOCK, Q8_K_BLOCK, R};
@@ -55,6 +55,20 @@ macro_rules! gemm_entry {
     };
 }
 
+/// `gemv_entry!(name, inner::<G $(, extra)>, type)`: `fn name` (a `GemvR16Fn` of G groups)
+/// checking every buffer length, then running `inner` on them.
+macro_rules! gemv_entry {
+    ($name:ident, $inner:ident::<$g:literal $(, $x:tt)*>, $t:expr) => {
+        fn $name(nb: usize, w: &[u8], w_stride: usize, a: &[u8], out: &mut [f32], out_stride: usize) {
+            gemv_r16_check($t, $g, nb, w, w_stride, a, out, out_stride);
+            let c = GemvCall { nb, w: w.as_ptr(), ws: w_stride, a: a.as_ptr(), out: out.as_mut_ptr(), os: out_stride };
+            // SAFETY: reachable only through `avx512_kernels` (features detected at run time); the
+            // lengths of the groups, the activation row and the outputs were checked above.
+            unsafe { $inner::<$g $(, $x)*>(c) }
+        }
+    };
+}
+
 /// Runs `$pass::<n $(, extra)>` over the T tokens of call `$c` in passes of at most `$max` (≤ 4)
 /// tokens.
 macro_rules! in_passes {
@@ -90,6 +104,17 @@ gemm_entry!(gemm_q2_k_entry, gemm_q2_k::<_, false>, GgmlType::Q2_K);
 gemm_entry!(gemm_q2_k_g4_entry, gemm_q2_k::<_, true>, GgmlType::Q2_K);
 gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
 gemm_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K);
+
+gemv_entry!(gemv_q4_0_entry, gemv_q4_0::<4>, GgmlType::Q4_0);
+gemv_entry!(gemv_q5_0_entry, gemv_lanes::<2, true>, GgmlType::Q5_0);
+gemv_entry!(gemv_q8_0_entry, gemv_lanes::<2, false>, GgmlType::Q8_0);
+
+/// The AVX-512 single-token kernels over several groups (`types::R16Gemv`).
+pub(super) const GEMVS: [(GgmlType, R16Gemv); 3] = [
+    (GgmlType::Q4_0, R16Gemv { f: gemv_q4_0_entry, groups: 4 }),
+    (GgmlType::Q5_0, R16Gemv { f: gemv_q5_0_entry, groups: 2 }),
+    (GgmlType::Q8_0, R16Gemv { f: gemv_q8_0_entry, groups: 2 }),
+];
 
 /// The AVX-512 R16 kernels: (weight type, kernel).
 pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 10] = [
@@ -176,6 +201,44 @@ unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
             }
         }
         store(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// `gemm_q4_0` for one token over `G` groups `c.ws` bytes apart, block by block, so `G` streams of
+/// weights are in flight (`types::R16Gemv`); each group's sums are its `gemm_q4_0::<1>`'s.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be a `GemvCall` of `G` groups.
+unsafe fn gemv_q4_0<const G: usize>(c: GemvCall) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let GemvCall { nb, w, ws, a, out, os } = c;
+        let m4 = _mm512_set1_epi8(0x0F);
+        let mut acc = [_mm512_setzero_ps(); G];
+        for b in 0..nb {
+            // the token's block, shared by the groups: its scale, Σq and 8 broadcast quads
+            let (da, sum, y) = q8_0s_block(a.add(b * Q8_0S_BLOCK));
+            let ys: [__m512i; 8] = std::array::from_fn(|k| bcast4(y.add(4 * k)));
+            for (g, acc) in acc.iter_mut().enumerate() {
+                let wg = w.add(g * ws);
+                let dw = scales16(wg.add(b * R * 2));
+                let q = wg.add(nb * R * 2 + b * R * 16);
+                prefetch_ahead(q, R * 16);
+                let mut i0 = _mm512_set1_epi32(-8 * sum);
+                let mut i1 = _mm512_setzero_si512();
+                for s in 0..4 {
+                    let v = _mm512_loadu_si512(q.add(64 * s) as *const _);
+                    i0 = _mm512_dpbusd_epi32(i0, _mm512_and_si512(v, m4), ys[s]);
+                    i1 = _mm512_dpbusd_epi32(i1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), ys[4 + s]);
+                }
+                *acc = fold(*acc, _mm512_add_epi32(i0, i1), dw, da);
+            }
+        }
+        for (g, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(g * os), *acc);
+        }
     }
 }
 
@@ -452,6 +515,65 @@ unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(c: R16Call) {
             }
         }
         store_lanes(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// `gemm_lanes` for one token over `G` groups `c.ws` bytes apart (`types::R16Gemv`); each
+/// group's lanes sum as in `gemm_lanes_pass::<1, Q5>`.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be a `GemvCall` of `G` groups.
+unsafe fn gemv_lanes<const G: usize, const Q5: bool>(c: GemvCall) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let GemvCall { nb, w, ws, a, out, os } = c;
+        let m4 = _mm512_set1_epi8(0x0F);
+        let m10 = _mm512_set1_epi8(0x10);
+        let mut acc = [[_mm512_setzero_ps(); 8]; G];
+        let qb = if Q5 { R * 20 } else { R * 32 };
+        for b in 0..nb {
+            let y = a.add(b * Q8_0S_BLOCK);
+            let da = _mm512_set1_ps((y as *const f32).read_unaligned());
+            let lane_init = y.add(40) as *const i32; // offset · lane Σy, precomputed
+            for (g, acc) in acc.iter_mut().enumerate() {
+                let wg = w.add(g * ws);
+                let dw = scales16(wg.add(b * R * 2));
+                let q = wg.add(nb * R * 2 + b * qb);
+                prefetch_ahead(q, qb);
+                // v[k]: the 16 rows' 4 unsigned bytes of lane k
+                let mut v = [_mm512_setzero_si512(); 8];
+                if Q5 {
+                    let qh = _mm512_loadu_si512(q as *const _);
+                    let hb_lo = [
+                        _mm512_slli_epi32(qh, 4),
+                        _mm512_slli_epi32(qh, 3),
+                        _mm512_slli_epi32(qh, 2),
+                        _mm512_slli_epi32(qh, 1),
+                    ];
+                    let hb_hi = [qh, _mm512_srli_epi32(qh, 1), _mm512_srli_epi32(qh, 2), _mm512_srli_epi32(qh, 3)];
+                    for s in 0..4 {
+                        let x = _mm512_loadu_si512(q.add(64 * (1 + s)) as *const _);
+                        v[s] = or_and(_mm512_and_si512(x, m4), hb_lo[s], m10);
+                        v[4 + s] = or_and(_mm512_and_si512(_mm512_srli_epi16(x, 4), m4), hb_hi[s], m10);
+                    }
+                } else {
+                    for (s, vs) in v.iter_mut().enumerate() {
+                        *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
+                    }
+                }
+                let d = _mm512_mul_ps(dw, da);
+                for (k, acc_k) in acc.iter_mut().enumerate() {
+                    let init = _mm512_set1_epi32(lane_init.add(k).read_unaligned());
+                    let isum = _mm512_dpbusd_epi32(init, v[k], bcast4(y.add(8 + 4 * k)));
+                    *acc_k = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(isum), *acc_k);
+                }
+            }
+        }
+        for (g, acc) in acc.iter().enumerate() {
+            store_lanes(&[*acc], out.add(g * os), R);
+        }
     }
 }
 
