@@ -4,7 +4,7 @@
 
 use half::{bf16, f16};
 use llama_core::kernels::{
-    matmul_id, matmul_with, vec_dot_type, IdRoutes, Kernels, MatShape, MatmulScratch, QTensor, ThreadPool,
+    matmul_id, matmul_with, matvec_many, vec_dot_type, IdRoutes, Kernels, MatShape, MatmulScratch, QTensor, ThreadPool,
 };
 use llama_core::quant::GgmlType;
 
@@ -959,6 +959,60 @@ fn x86_kernels_sum_in_llama_cpp_orders() {
         }
     }
     eprintln!("x86 orders: {checked} kernel calls checked");
+}
+
+/// One token through several matrices of mixed types as one job (`matvec_many`, as Q/K/V and
+/// gate/up run) gives each output exactly its own `matmul_with`, packed or not, on 1–3 threads.
+#[test]
+fn matvec_many_equals_one_matmul_per_matrix() {
+    use GgmlType::*;
+    let mut rng = Rng(1612);
+    let pools: Vec<ThreadPool> = [1, 2, 3].into_iter().map(ThreadPool::new).collect();
+    let mut scratch = MatmulScratch::new();
+    let cols = 512;
+    for k in Kernels::available() {
+        // rows: a matrix long enough for several streams per chunk, and small ones
+        for set in [&[(Q4_0, 1024), (Q4_0, 64), (Q8_0, 64)][..], &[(Q5_0, 320), (Q4_K, 96), (Q6_K, 512), (Q4_1, 48)]] {
+            let ws: Vec<Vec<u8>> =
+                set.iter().map(|&(t, rows)| weight_row(&mut rng, t, rows * cols, Mode::Random)).collect();
+            let ps: Vec<_> = set.iter().zip(&ws).map(|(&(t, rows), w)| repack::pack(t, w, rows, cols)).collect();
+            for packed in [true, false] {
+                let qs: Vec<QTensor> = set
+                    .iter()
+                    .zip(&ws)
+                    .zip(&ps)
+                    .map(|((&(t, rows), w), p)| QTensor {
+                        packed: p.as_ref().filter(|_| packed && k.gemm_r16(t).is_some()),
+                        ..QTensor::new(t, w, rows, cols)
+                    })
+                    .collect();
+                let x = activations(&mut rng, cols, Mode::Random);
+                for pool in &pools {
+                    let mut got: Vec<Vec<f32>> = set.iter().map(|&(_, rows)| vec![f32::NAN; rows]).collect();
+                    let mut outs: Vec<&mut [f32]> = got.iter_mut().map(|o| &mut o[..]).collect();
+                    matvec_many(&k, pool, &qs, &x, &mut outs, &mut scratch).unwrap();
+                    for (q, got) in qs.iter().zip(&got) {
+                        let mut want = vec![f32::NAN; q.rows];
+                        matmul_with(&k, pool, q, &x, 1, &mut want, &mut scratch).unwrap();
+                        assert!(
+                            got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{:?} {} {}x{cols} packed={packed} th={}",
+                            k.isa,
+                            q.ggml_type.name(),
+                            q.rows,
+                            pool.n_threads()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let pool = &pools[0];
+    let w = vec![0u8; 32 * 18];
+    let q = QTensor::new(Q4_0, &w, 32, 32);
+    let mut o = [0f32; 32];
+    let e = matvec_many(&Kernels::SCALAR, pool, &[q, q], &[0.0; 32], &mut [&mut o[..]], &mut scratch).unwrap_err();
+    assert!(e.to_string().contains("2 matrices, 1 outputs"), "{e}");
 }
 
 #[test]

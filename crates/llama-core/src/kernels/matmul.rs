@@ -154,6 +154,40 @@ fn for_each_chunk<S>(
     }
 }
 
+/// `for_each_chunk` with chunks that shrink as the work runs out (guided scheduling): each claim
+/// takes a `1/(2·threads)` share of what is left, at least `min_chunk` items, so the threads' last
+/// chunks are short and they finish together (a matvec's fixed eighths left one thread waiting
+/// for the other's last eighth).
+fn for_each_guided<S>(
+    pool: &ThreadPool,
+    n_items: usize,
+    min_chunk: usize,
+    state: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, usize) + Sync,
+) {
+    let min_chunk = min_chunk.max(1);
+    let next = AtomicUsize::new(0);
+    let work = |_ith: usize, nth: usize| {
+        let mut st = state();
+        let mut first = next.load(Ordering::Relaxed);
+        while first < n_items {
+            let size = ((n_items - first) / (2 * nth)).max(min_chunk).min(n_items - first);
+            match next.compare_exchange_weak(first, first + size, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {
+                    f(&mut st, first, first + size);
+                    first = next.load(Ordering::Relaxed);
+                }
+                Err(now) => first = now,
+            }
+        }
+    };
+    if n_items <= min_chunk {
+        work(0, 1);
+    } else {
+        pool.run(work);
+    }
+}
+
 /// Checks shapes; the error names the offending argument.
 fn validate(k: &Kernels, w: &QTensor, x: &[f32], n_tokens: usize, out: &[f32]) -> Result<GgmlType> {
     let t = w.ggml_type;
@@ -451,6 +485,15 @@ fn matmul_r16(
     // Several chunks per thread so threads on a shared machine still finish together.
     let chunk = n_groups.div_ceil(nth * 4).max(1);
     let op = SharedMut(out.as_mut_ptr());
+    // SAFETY: columns [16·g0, 16·g1) of every token row belong to this chunk, claimed by this
+    // thread only; t·rows + 16·g1 ≤ n_tokens·rows ≤ out.len().
+    let run = |tile: &mut [f32; MAX_WIDE_T * R], g0: usize, g1: usize| unsafe {
+        r16_run(plan, p, conv.nb, acts, a_stride, 0..n_tokens, g0..g1, op, rows, |t| t, tile)
+    };
+    if n_tokens == 1 {
+        for_each_guided(pool, n_groups, gemv_min_chunk(plan), || [0.0f32; MAX_WIDE_T * R], run);
+        return;
+    }
     // tile: [nt][16] results of one kernel call (up to MAX_WIDE_T tokens)
     for_each_chunk(
         pool,
@@ -461,6 +504,95 @@ fn matmul_r16(
         // thread only; t·rows + 16·g1 ≤ n_tokens·rows ≤ out.len().
         |tile, g0, g1| unsafe { r16_run(plan, p, conv.nb, acts, a_stride, 0..n_tokens, g0..g1, op, rows, |t| t, tile) },
     );
+}
+
+/// Fewest groups a single token's chunk takes: 4 per stream of the type's `R16Gemv`.
+fn gemv_min_chunk(plan: R16Plan) -> usize {
+    4 * plan.gemv.map_or(1, |g| g.groups)
+}
+
+/// One token through several matrices that read the same activations (Q, K and V; gate and up)
+/// as ONE pool job: their groups are claimed from one guided counter, so the threads meet once
+/// instead of once per matrix (the small K and V matrices were mostly wake-up and wait). Each
+/// output is what `matmul_with` gives for its matrix alone; matrices not all R16-packed go through
+/// `matmul_with` one by one.
+pub fn matvec_many(
+    k: &Kernels,
+    pool: &ThreadPool,
+    ws: &[QTensor],
+    x: &[f32],               // [cols]
+    outs: &mut [&mut [f32]], // [ws.len()][rows of that matrix]
+    scratch: &mut MatmulScratch,
+) -> Result<()> {
+    if ws.len() != outs.len() {
+        return Err(Error::InvalidArgument(format!("matvec_many: {} matrices, {} outputs", ws.len(), outs.len())));
+    }
+    let mut plans = Vec::with_capacity(ws.len());
+    for (w, out) in ws.iter().zip(outs.iter()) {
+        validate(k, w, x, 1, out)?;
+        let packed = w.packed.filter(|p| p.ggml_type == w.ggml_type && p.rows == w.rows && p.cols == w.cols);
+        match (packed, k.r16_plan(w.ggml_type, 1)) {
+            (Some(p), Some(plan)) if w.cols == ws[0].cols && w.rows > 0 => plans.push((p, plan)),
+            _ => break,
+        }
+    }
+    if plans.len() != ws.len() {
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            matmul_with(k, pool, w, x, 1, out, scratch)?;
+        }
+        return Ok(());
+    }
+    let cols = ws[0].cols;
+    // one converted row per weight type (matrices of one type share it): (type, converter, offset)
+    let mut convs: Vec<(GgmlType, R16Acts, usize)> = Vec::new();
+    let mut len = 0;
+    for w in ws {
+        if !convs.iter().any(|c| c.0 == w.ggml_type) {
+            let conv = R16Acts::new(k, w.ggml_type, cols);
+            let stride = conv.stride();
+            convs.push((w.ggml_type, conv, len));
+            len += stride;
+        }
+    }
+    let buf = scratch.bytes_mut(len);
+    for (_, conv, off) in &convs {
+        conv.convert(x, &mut buf[*off..*off + conv.stride()], None);
+    }
+    let buf: &[u8] = buf;
+    // matrix m owns groups first[m]..first[m + 1] of the shared count
+    let mut first = vec![0usize];
+    for (p, _) in &plans {
+        first.push(first.last().unwrap() + p.n_groups());
+    }
+    let ops: Vec<SharedMut<f32>> = outs.iter_mut().map(|o| SharedMut(o.as_mut_ptr())).collect();
+    let acts: Vec<(&[u8], usize, usize)> = ws
+        .iter()
+        .map(|w| {
+            let (_, conv, off) = convs.iter().find(|c| c.0 == w.ggml_type).expect("made above");
+            (&buf[*off..*off + conv.stride()], conv.nb, conv.stride())
+        })
+        .collect();
+    let min = plans.iter().map(|(_, plan)| gemv_min_chunk(*plan)).max().unwrap_or(1);
+    for_each_guided(
+        pool,
+        *first.last().unwrap(),
+        min,
+        || [0.0f32; MAX_WIDE_T * R],
+        |tile, i0, i1| {
+            for (m, (p, plan)) in plans.iter().enumerate() {
+                let (g0, g1) = (i0.max(first[m]) - first[m], i1.min(first[m + 1]).saturating_sub(first[m]));
+                if g0 >= g1 {
+                    continue;
+                }
+                let (a, nb, a_stride) = acts[m];
+                // SAFETY: columns [16·g0, 16·g1) of output m belong to this claim alone (claims
+                // are disjoint ranges of the shared count); 16·g1 ≤ rows of matrix m = outs[m].len()
+                // or less (validated).
+                unsafe { r16_run(*plan, p, nb, a, a_stride, 0..1, g0..g1, ops[m], p.rows, |t| t, tile) }
+            }
+        },
+    );
+    Ok(())
 }
 
 /// Groups `gs` of `p` against converted activation rows `ts` (`a_stride` bytes apart); the result

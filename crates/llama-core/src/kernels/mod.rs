@@ -62,7 +62,7 @@ pub fn prefetch_rows<E>(s: &[E], stride: usize, n_rows: usize, row_bytes: usize)
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (s, stride, n_rows, row_bytes);
 }
-pub use matmul::{matmul, matmul_id, matmul_with, try_matmul, IdRoutes, MatmulScratch, QTensor};
+pub use matmul::{matmul, matmul_id, matmul_with, matvec_many, try_matmul, IdRoutes, MatmulScratch, QTensor};
 pub use pool::ThreadPool;
 pub use types::{
     AttnKernels, AttnOrder, BatchDot, BatchGemmFn, FromFloatFn, GemmR16Fn, GemvR16Fn, Isa, Kernels, MatShape, R16Batch,

@@ -24,7 +24,9 @@ use super::recurrent::{self, DeltaNetShape, RecurrentState, ScanShape};
 use super::weights::{Experts, Loader, WRef};
 use super::Model;
 use crate::kernels::elementwise::{self, Rope};
-use crate::kernels::{kernels, matmul, matmul_id, parallel, IdRoutes, MatmulScratch, QTensor, ThreadPool, KT_LANES};
+use crate::kernels::{
+    kernels, matmul, matmul_id, matvec_many, parallel, IdRoutes, MatmulScratch, QTensor, ThreadPool, KT_LANES,
+};
 use crate::quant::dequantize_row;
 use crate::{Error, Result};
 
@@ -533,6 +535,29 @@ impl Pass<'_> {
         matmul(self.pool, &self.m.qt(w), &x[..n * w.cols], n, &mut out[..n * w.rows], self.mm);
     }
 
+    /// `outs[i] = x · ws[i]ᵀ` for matrices reading the same input; one token goes through them as
+    /// one pool job (`matvec_many`), a batch matrix by matrix. x: [n][cols], outs[i]: [n][ws[i].rows]
+    fn matmuls<const N: usize>(&mut self, ws: [&WRef; N], x: &[f32], outs: [&mut [f32]; N]) {
+        if self.n != 1 {
+            for (w, out) in ws.into_iter().zip(outs) {
+                self.matmul(w, x, out);
+            }
+            return;
+        }
+        let qts = ws.map(|w| self.m.qt(w));
+        let mut outs: [&mut [f32]; N] = {
+            let mut i = 0;
+            outs.map(|o| {
+                let rows = ws[i].rows;
+                i += 1;
+                &mut o[..rows]
+            })
+        };
+        if let Err(e) = matvec_many(kernels(), self.pool, &qts, &x[..ws[0].cols], &mut outs, self.mm) {
+            panic!("{e}");
+        }
+    }
+
     /// `x += y` on rows of n_embd: the residual adds (ffn_inp, l_out).
     pub fn add(&self, x: &mut [f32], y: &[f32]) {
         let (len, row) = (self.n * self.hp.n_embd, self.hp.n_embd);
@@ -553,9 +578,7 @@ impl Pass<'_> {
     /// Kcur_normed, in llama.cpp's order. cur: [n][n_embd] → q: [n][n_head·head_k],
     /// k: [n][n_head_kv·head_k], v: [n][n_head_kv·head_v]
     pub fn qkv(&mut self, w: &Attn, cur: &[f32], q: &mut [f32], k: &mut [f32], v: &mut [f32]) {
-        self.matmul(&w.wq, cur, q);
-        self.matmul(&w.wk, cur, k);
-        self.matmul(&w.wv, cur, v);
+        self.matmuls([&w.wq, &w.wk, &w.wv], cur, [&mut *q, &mut *k, &mut *v]);
         let n = self.n;
         let (qd, kd, vd) = (w.wq.rows, w.wk.rows, w.wv.rows);
         if let Some([bq, bk, bv]) = &w.bias {
@@ -705,8 +728,7 @@ impl Pass<'_> {
     /// [n][n_ff] (scratch; `gate` ends as the gated product) → out: [n][n_embd]
     pub fn ffn(&mut self, w: &Ffn, act: Act, cur: &[f32], gate: &mut [f32], up: &mut [f32], out: &mut [f32]) {
         let (n, n_ff) = (self.n, w.gate.rows);
-        self.matmul(&w.gate, cur, gate);
-        self.matmul(&w.up, cur, up);
+        self.matmuls([&w.gate, &w.up], cur, [&mut *gate, &mut *up]);
         match act {
             Act::Silu => self.swiglu(gate, up, n_ff),
             Act::Gelu => parallel::geglu_inplace(self.pool, &mut gate[..n * n_ff], &up[..n * n_ff], n_ff),

@@ -108,9 +108,13 @@ gemm_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K);
 gemv_entry!(gemv_q4_0_entry, gemv_q4_0::<4>, GgmlType::Q4_0);
 gemv_entry!(gemv_q5_0_entry, gemv_lanes::<2, true>, GgmlType::Q5_0);
 gemv_entry!(gemv_q8_0_entry, gemv_lanes::<2, false>, GgmlType::Q8_0);
+gemv_entry!(gemv_q4_k_entry, gemv_q4_k::<2>, GgmlType::Q4_K);
+gemv_entry!(gemv_q6_k_entry, gemv_q6_k::<2>, GgmlType::Q6_K);
 
 /// The AVX-512 single-token kernels over several groups (`types::R16Gemv`).
-pub(super) const GEMVS: [(GgmlType, R16Gemv); 3] = [
+pub(super) const GEMVS: [(GgmlType, R16Gemv); 5] = [
+    (GgmlType::Q4_K, R16Gemv { f: gemv_q4_k_entry, groups: 2 }),
+    (GgmlType::Q6_K, R16Gemv { f: gemv_q6_k_entry, groups: 2 }),
     (GgmlType::Q4_0, R16Gemv { f: gemv_q4_0_entry, groups: 4 }),
     (GgmlType::Q5_0, R16Gemv { f: gemv_q5_0_entry, groups: 2 }),
     (GgmlType::Q8_0, R16Gemv { f: gemv_q8_0_entry, groups: 2 }),
@@ -674,6 +678,60 @@ unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(c: R16Call) {
     }
 }
 
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// `gemm_q4_k::<1, false>` (generation's order) over `G` groups `c.ws` bytes apart, block by
+/// block (`types::R16Gemv`); each group's sums are its single-token call's.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be a `GemvCall` of `G` groups.
+unsafe fn gemv_q4_k<const G: usize>(c: GemvCall) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let GemvCall { nb, w, ws, a, out, os } = c;
+        let m4 = _mm512_set1_epi8(0x0F);
+        let mut acc = [_mm512_setzero_ps(); G];
+        let mut accm = [_mm512_setzero_ps(); G];
+        for b in 0..nb {
+            let (dy, y, bs) = q8k_block(a.add(b * Q8_K_BLOCK));
+            for g in 0..G {
+                let heads = w.add(g * ws);
+                let d = scales16(heads.add(b * R * 4));
+                let dmin = scales16(heads.add(b * R * 4 + R * 2));
+                let q = heads.add(nb * R * 4 + b * R * 140);
+                let k4 = K4Scales::load(q);
+                let mut iacc = _mm512_setzero_si512();
+                let mut imin = _mm512_setzero_si512();
+                for j in 0..8 {
+                    prefetch_ahead(q.add(R * 140 / 8 * j), R * 140 / 8);
+                    let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
+                    imin = _mm512_dpwssd_epi32(imin, k4.min(j), _mm512_set1_epi32(s));
+                    let yj = y.add(32 * j);
+                    let mut i0 = _mm512_setzero_si512();
+                    let mut i1 = _mm512_setzero_si512();
+                    for k in 0..4 {
+                        let v = _mm512_loadu_si512(q.add(64 * (3 + 4 * j + k)) as *const _);
+                        i0 = _mm512_dpbusd_epi32(i0, _mm512_and_si512(v, m4), bcast4(yj.add(8 * k)));
+                        i1 = _mm512_dpbusd_epi32(
+                            i1,
+                            _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                            bcast4(yj.add(8 * k + 4)),
+                        );
+                    }
+                    iacc = _mm512_add_epi32(iacc, _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), k4.scale(j)));
+                }
+                let dd = _mm512_mul_ps(d, _mm512_set1_ps(dy));
+                let ddm = _mm512_mul_ps(dmin, _mm512_set1_ps(dy));
+                acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc), dd, acc[g]);
+                accm[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), ddm, accm[g]);
+            }
+        }
+        for g in 0..G {
+            _mm512_storeu_ps(out.add(g * os), _mm512_sub_ps(acc[g], accm[g]));
+        }
+    }
+}
+
 /// The 12 scale bytes of each of 16 rows of a Q4_K/Q5_K block (R16 slots 0..3) as three u32
 /// lanes: ggml's `get_scale_min_k4`, vectorised.
 #[derive(Clone, Copy)]
@@ -1162,6 +1220,57 @@ unsafe fn gemm_q6_k_pass<const T: usize>(c: R16Call) {
             }
         }
         store_lanes(&acc, out, os);
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
+/// `gemm_q6_k::<1>` over `G` groups `c.ws` bytes apart, block by block (`types::R16Gemv`); each
+/// group's lanes sum as in its single-token call.
+///
+/// # Safety
+/// The CPU must support this function's target features; `c` must be a `GemvCall` of `G` groups.
+unsafe fn gemv_q6_k<const G: usize>(c: GemvCall) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let GemvCall { nb, w, ws, a, out, os } = c;
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[_mm512_setzero_ps(); 8]; G];
+        for b in 0..nb {
+            let (dy, y, bs) = q8k_block(a.add(b * Q8_K_BLOCK));
+            for (g, acc) in acc.iter_mut().enumerate() {
+                let heads = w.add(g * ws);
+                let dw = scales16(heads.add(b * R * 2));
+                let q = heads.add(nb * R * 2 + b * R * 208);
+                let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
+                // Lane l starts at −32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1]).
+                let mut ia = [zero; 8];
+                for (l, il) in ia.iter_mut().enumerate() {
+                    let (s0, s1) = (q6_scale16(q, 2 * l), q6_scale16(q, 2 * l + 1));
+                    let x = _mm512_dpwssd_epi32(zero, s0, _mm512_set1_epi32(-(*bs.add(2 * l) as i32)));
+                    let x = _mm512_dpwssd_epi32(x, s1, _mm512_set1_epi32(-(*bs.add(2 * l + 1) as i32)));
+                    *il = _mm512_slli_epi32(x, 5);
+                }
+                for j in 0..16 {
+                    prefetch_ahead(q.add(R * 208 / 16 * j), R * 208 / 16);
+                    let sc = q6_scale16(q, j);
+                    let v = q6_values(ql, qh, j);
+                    let l0 = 4 * (j % 2);
+                    let yj = y.add(16 * j);
+                    for (k, vk) in v.iter().enumerate() {
+                        let r = _mm512_dpbusd_epi32(zero, *vk, bcast4(yj.add(4 * k)));
+                        ia[l0 + k] = _mm512_dpwssd_epi32(ia[l0 + k], r, sc);
+                    }
+                }
+                let d = _mm512_mul_ps(_mm512_set1_ps(dy), dw);
+                for (al, il) in acc.iter_mut().zip(&ia) {
+                    *al = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(*il), *al);
+                }
+            }
+        }
+        for (g, acc) in acc.iter().enumerate() {
+            store_lanes(&[*acc], out.add(g * os), R);
+        }
     }
 }
 
