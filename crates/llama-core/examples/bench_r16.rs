@@ -1,4 +1,8 @@
-//! scratch: one table, one type, packed weights: bench_r16 TYPE N_TOKENS ITERS (LLAMA_ISA picks the table)
+//! scratch: one table, one type, packed weights (LLAMA_ISA picks the table):
+//!   bench_r16 TYPE N_TOKENS ITERS [ROWS N_MATS THREADS]
+//! runs N_TOKENS tokens through N_MATS packed ROWS×2048 matrices of TYPE in turn (default one
+//! 2048×2048 matrix, 1 thread) and prints the time per matrix and the weight bytes read per second;
+//! with enough matrices every read comes from memory (docs/PERFORMANCE.md: `q4_0 1 3 65536 2 2`).
 use llama_core::kernels::{kernels, matmul_with, MatmulScratch, QTensor, ThreadPool};
 use llama_core::quant::GgmlType;
 fn main() {
@@ -14,7 +18,9 @@ fn main() {
     };
     let nt: usize = a[2].parse().unwrap();
     let iters: usize = a[3].parse().unwrap();
-    let (rows, cols) = (2048usize, 2048usize);
+    let arg = |i: usize, d: usize| a.get(i).map_or(d, |v| v.parse().unwrap());
+    let (rows, n_mats, n_threads) = (arg(4, 2048), arg(5, 1), arg(6, 1));
+    let cols = 2048usize;
     let row_bytes = ty.row_size(cols as u64).unwrap() as usize;
     let mut s = 0x9e37_79b9_7f4a_7c15u64;
     let mut data: Vec<u8> = (0..rows * row_bytes)
@@ -37,23 +43,27 @@ fn main() {
             _ => blk[0..2].copy_from_slice(&scale),
         }
     }
-    let plain = QTensor::new(ty, &data, rows, cols);
-    let packed = llama_core::quant::repack::pack(ty, &data, rows, cols);
-    let w = QTensor { packed: packed.as_ref(), ..plain };
-    let pool = ThreadPool::new(1);
+    let packs: Vec<_> = (0..n_mats).map(|_| llama_core::quant::repack::pack(ty, &data, rows, cols)).collect();
+    let pool = ThreadPool::new(n_threads);
     let mut scratch = MatmulScratch::new();
     let x: Vec<f32> = (0..nt * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
     let mut out = vec![0f32; nt * rows];
     let k = kernels();
     let t0 = std::time::Instant::now();
     for _ in 0..iters {
-        matmul_with(k, &pool, &w, &x, nt, &mut out, &mut scratch).unwrap();
+        for p in &packs {
+            let w = QTensor { packed: p.as_ref(), ..QTensor::new(ty, &data, rows, cols) };
+            matmul_with(k, &pool, &w, &x, nt, &mut out, &mut scratch).unwrap();
+        }
     }
+    let dt = t0.elapsed().as_secs_f64();
+    let calls = (n_mats * iters) as f64;
     eprintln!(
-        "{} {:?} nt={nt}: {:.3} ms/iter (sum {})",
+        "{} {:?} {rows}x{cols} nt={nt} mats={n_mats} threads={n_threads}: {:.3} ms/matrix, {:.1} GB/s of weights (sum {})",
         ty.name(),
         k.isa,
-        t0.elapsed().as_secs_f64() * 1e3 / iters as f64,
+        dt * 1e3 / calls,
+        (rows * row_bytes) as f64 * calls / dt / 1e9,
         out.iter().sum::<f32>()
     );
 }

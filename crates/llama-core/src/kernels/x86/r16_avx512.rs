@@ -448,6 +448,52 @@ unsafe fn or_and(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
     unsafe { _mm512_ternarylogic_epi32(a, b, c, 0xF8) }
 }
 
+/// Quant bytes of one R16 block of the lane-order kernels: Q5_0 (qh slot + 4 nibble slots) or Q8_0.
+const fn lane_block_bytes<const Q5: bool>() -> usize {
+    if Q5 {
+        R * 20
+    } else {
+        R * 32
+    }
+}
+
+/// v[k]: the 16 rows' 4 unsigned bytes of lane k of the R16 Q5_0 (`Q5`) or Q8_0 block quants at `q`;
+/// also asks for the block's bytes `PREFETCH_BYTES` ahead.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; the block's quant bytes at `q` must be
+/// readable.
+unsafe fn lane_values<const Q5: bool>(q: *const u8) -> [__m512i; 8] {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        prefetch_ahead(q, lane_block_bytes::<Q5>());
+        let mut v = [_mm512_setzero_si512(); 8];
+        if Q5 {
+            let (m4, m10) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x10));
+            let qh = _mm512_loadu_si512(q as *const _);
+            let hb_lo = [
+                _mm512_slli_epi32(qh, 4),
+                _mm512_slli_epi32(qh, 3),
+                _mm512_slli_epi32(qh, 2),
+                _mm512_slli_epi32(qh, 1),
+            ];
+            let hb_hi = [qh, _mm512_srli_epi32(qh, 1), _mm512_srli_epi32(qh, 2), _mm512_srli_epi32(qh, 3)];
+            for s in 0..4 {
+                let x = _mm512_loadu_si512(q.add(64 * (1 + s)) as *const _);
+                v[s] = or_and(_mm512_and_si512(x, m4), hb_lo[s], m10);
+                v[4 + s] = or_and(_mm512_and_si512(_mm512_srli_epi16(x, 4), m4), hb_hi[s], m10);
+            }
+        } else {
+            for (s, vs) in v.iter_mut().enumerate() {
+                *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
+            }
+        }
+        v
+    }
+}
+
 /// Tokens per pass of the lane-order kernels (8 accumulators per token).
 const LANE_PASS: usize = 2;
 
@@ -477,36 +523,10 @@ unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(c: R16Call) {
     unsafe {
         let R16Call { nb, w, a, as_, out, os, .. } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
-        let m4 = _mm512_set1_epi8(0x0F);
-        let m10 = _mm512_set1_epi8(0x10);
         let mut acc = [[_mm512_setzero_ps(); 8]; T];
         for b in 0..nb {
             let dw = scales16(scales.add(b * R * 2));
-            // v[k]: the 16 rows' 4 unsigned bytes of lane k
-            let mut v = [_mm512_setzero_si512(); 8];
-            if Q5 {
-                let q = quants.add(b * R * 20);
-                prefetch_ahead(q, R * 20);
-                let qh = _mm512_loadu_si512(q as *const _);
-                let hb_lo = [
-                    _mm512_slli_epi32(qh, 4),
-                    _mm512_slli_epi32(qh, 3),
-                    _mm512_slli_epi32(qh, 2),
-                    _mm512_slli_epi32(qh, 1),
-                ];
-                let hb_hi = [qh, _mm512_srli_epi32(qh, 1), _mm512_srli_epi32(qh, 2), _mm512_srli_epi32(qh, 3)];
-                for s in 0..4 {
-                    let x = _mm512_loadu_si512(q.add(64 * (1 + s)) as *const _);
-                    v[s] = or_and(_mm512_and_si512(x, m4), hb_lo[s], m10);
-                    v[4 + s] = or_and(_mm512_and_si512(_mm512_srli_epi16(x, 4), m4), hb_hi[s], m10);
-                }
-            } else {
-                let q = quants.add(b * R * 32);
-                prefetch_ahead(q, R * 32);
-                for (s, vs) in v.iter_mut().enumerate() {
-                    *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
-                }
-            }
+            let v = lane_values::<Q5>(quants.add(b * lane_block_bytes::<Q5>()));
             for (t, acc_t) in acc.iter_mut().enumerate() {
                 let y = a.add(t * as_ + b * Q8_0S_BLOCK);
                 let d = _mm512_mul_ps(dw, _mm512_set1_ps((y as *const f32).read_unaligned()));
@@ -533,10 +553,8 @@ unsafe fn gemv_lanes<const G: usize, const Q5: bool>(c: GemvCall) {
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let GemvCall { nb, w, ws, a, out, os } = c;
-        let m4 = _mm512_set1_epi8(0x0F);
-        let m10 = _mm512_set1_epi8(0x10);
         let mut acc = [[_mm512_setzero_ps(); 8]; G];
-        let qb = if Q5 { R * 20 } else { R * 32 };
+        let qb = lane_block_bytes::<Q5>();
         for b in 0..nb {
             let y = a.add(b * Q8_0S_BLOCK);
             let da = _mm512_set1_ps((y as *const f32).read_unaligned());
@@ -544,29 +562,7 @@ unsafe fn gemv_lanes<const G: usize, const Q5: bool>(c: GemvCall) {
             for (g, acc) in acc.iter_mut().enumerate() {
                 let wg = w.add(g * ws);
                 let dw = scales16(wg.add(b * R * 2));
-                let q = wg.add(nb * R * 2 + b * qb);
-                prefetch_ahead(q, qb);
-                // v[k]: the 16 rows' 4 unsigned bytes of lane k
-                let mut v = [_mm512_setzero_si512(); 8];
-                if Q5 {
-                    let qh = _mm512_loadu_si512(q as *const _);
-                    let hb_lo = [
-                        _mm512_slli_epi32(qh, 4),
-                        _mm512_slli_epi32(qh, 3),
-                        _mm512_slli_epi32(qh, 2),
-                        _mm512_slli_epi32(qh, 1),
-                    ];
-                    let hb_hi = [qh, _mm512_srli_epi32(qh, 1), _mm512_srli_epi32(qh, 2), _mm512_srli_epi32(qh, 3)];
-                    for s in 0..4 {
-                        let x = _mm512_loadu_si512(q.add(64 * (1 + s)) as *const _);
-                        v[s] = or_and(_mm512_and_si512(x, m4), hb_lo[s], m10);
-                        v[4 + s] = or_and(_mm512_and_si512(_mm512_srli_epi16(x, 4), m4), hb_hi[s], m10);
-                    }
-                } else {
-                    for (s, vs) in v.iter_mut().enumerate() {
-                        *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
-                    }
-                }
+                let v = lane_values::<Q5>(wg.add(nb * R * 2 + b * qb));
                 let d = _mm512_mul_ps(dw, da);
                 for (k, acc_k) in acc.iter_mut().enumerate() {
                     let init = _mm512_set1_epi32(lane_init.add(k).read_unaligned());
