@@ -94,8 +94,10 @@ gemm_entry!(gemm_iq4_nl_entry, gemm_iq4_nl, GgmlType::IQ4_NL);
 gemm_entry!(gemm_mxfp4_entry, gemm_mxfp4, GgmlType::MXFP4);
 gemm_entry!(gemm_iq4_xs_entry, gemm_iq4_xs::<_, false>, GgmlType::IQ4_XS);
 gemm_entry!(gemm_iq4_xs_tiled_entry, gemm_iq4_xs::<_, true>, GgmlType::IQ4_XS);
-gemm_entry!(gemm_q5_0_entry, gemm_lanes::<_, true>, GgmlType::Q5_0);
-gemm_entry!(gemm_q8_0_entry, gemm_lanes::<_, false>, GgmlType::Q8_0);
+gemm_entry!(gemm_q5_0_entry, gemm_lanes::<_, LANE_Q5_0>, GgmlType::Q5_0);
+gemm_entry!(gemm_q8_0_entry, gemm_lanes::<_, LANE_Q8_0>, GgmlType::Q8_0);
+gemm_entry!(gemm_q4_1_entry, gemm_lanes::<_, LANE_Q4_1>, GgmlType::Q4_1);
+gemm_entry!(gemm_q5_1_entry, gemm_lanes::<_, LANE_Q5_1>, GgmlType::Q5_1);
 gemm_entry!(gemm_q4_k_entry, gemm_q4_k::<_, false>, GgmlType::Q4_K);
 gemm_entry!(gemm_q4_k_g4_entry, gemm_q4_k::<_, true>, GgmlType::Q4_K);
 gemm_entry!(gemm_q3_k_entry, gemm_q3_k, GgmlType::Q3_K);
@@ -106,13 +108,17 @@ gemm_entry!(gemm_q6_k_entry, gemm_q6_k, GgmlType::Q6_K);
 gemm_entry!(gemm_q6_k_tiled_entry, gemm_q6_k_tiled, GgmlType::Q6_K);
 
 gemv_entry!(gemv_q4_0_entry, gemv_q4_0::<4>, GgmlType::Q4_0);
-gemv_entry!(gemv_q5_0_entry, gemv_lanes::<2, true>, GgmlType::Q5_0);
-gemv_entry!(gemv_q8_0_entry, gemv_lanes::<2, false>, GgmlType::Q8_0);
+gemv_entry!(gemv_q5_0_entry, gemv_lanes::<2, LANE_Q5_0>, GgmlType::Q5_0);
+gemv_entry!(gemv_q8_0_entry, gemv_lanes::<2, LANE_Q8_0>, GgmlType::Q8_0);
+gemv_entry!(gemv_q4_1_entry, gemv_lanes::<2, LANE_Q4_1>, GgmlType::Q4_1);
+gemv_entry!(gemv_q5_1_entry, gemv_lanes::<2, LANE_Q5_1>, GgmlType::Q5_1);
 gemv_entry!(gemv_q4_k_entry, gemv_q4_k::<2>, GgmlType::Q4_K);
 gemv_entry!(gemv_q6_k_entry, gemv_q6_k::<2>, GgmlType::Q6_K);
 
 /// The AVX-512 single-token kernels over several groups (`types::R16Gemv`).
-pub(super) const GEMVS: [(GgmlType, R16Gemv); 5] = [
+pub(super) const GEMVS: [(GgmlType, R16Gemv); 7] = [
+    (GgmlType::Q4_1, R16Gemv { f: gemv_q4_1_entry, groups: 2 }),
+    (GgmlType::Q5_1, R16Gemv { f: gemv_q5_1_entry, groups: 2 }),
     (GgmlType::Q4_K, R16Gemv { f: gemv_q4_k_entry, groups: 2 }),
     (GgmlType::Q6_K, R16Gemv { f: gemv_q6_k_entry, groups: 2 }),
     (GgmlType::Q4_0, R16Gemv { f: gemv_q4_0_entry, groups: 4 }),
@@ -121,7 +127,9 @@ pub(super) const GEMVS: [(GgmlType, R16Gemv); 5] = [
 ];
 
 /// The AVX-512 R16 kernels: (weight type, kernel).
-pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 10] = [
+pub(super) const GEMMS: [(GgmlType, GemmR16Fn); 12] = [
+    (GgmlType::Q4_1, gemm_q4_1_entry),
+    (GgmlType::Q5_1, gemm_q5_1_entry),
     (GgmlType::Q4_0, gemm_q4_0_entry),
     (GgmlType::IQ4_NL, gemm_iq4_nl_entry),
     (GgmlType::MXFP4, gemm_mxfp4_entry),
@@ -448,46 +456,84 @@ unsafe fn or_and(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
     unsafe { _mm512_ternarylogic_epi32(a, b, c, 0xF8) }
 }
 
-/// Quant bytes of one R16 block of the lane-order kernels: Q5_0 (qh slot + 4 nibble slots) or Q8_0.
-const fn lane_block_bytes<const Q5: bool>() -> usize {
-    if Q5 {
-        R * 20
+/// The weight types of the lane-order kernels (their `KIND` parameter).
+const LANE_Q8_0: u8 = 0;
+const LANE_Q5_0: u8 = 1;
+const LANE_Q4_1: u8 = 2;
+const LANE_Q5_1: u8 = 3;
+
+/// Whether a lane-order type has a high-bit slot (Q5_0, Q5_1).
+const fn lane_q5(kind: u8) -> bool {
+    kind == LANE_Q5_0 || kind == LANE_Q5_1
+}
+
+/// Whether a lane-order type has a minimum beside its scale (Q4_1, Q5_1).
+const fn lane_min(kind: u8) -> bool {
+    kind == LANE_Q4_1 || kind == LANE_Q5_1
+}
+
+/// Header bytes of one R16 block: 16 f16 scales, then 16 f16 minimums for Q4_1/Q5_1.
+const fn lane_head_bytes(kind: u8) -> usize {
+    if lane_min(kind) {
+        R * 4
     } else {
-        R * 32
+        R * 2
     }
 }
 
-/// v[k]: the 16 rows' 4 unsigned bytes of lane k of the R16 Q5_0 (`Q5`) or Q8_0 block quants at `q`;
-/// also asks for the block's bytes `PREFETCH_BYTES` ahead.
+/// Quant bytes of one R16 block: Q8_0 8 slots, Q5_0/Q5_1 a qh slot and 4 nibble slots, Q4_1 4
+/// nibble slots.
+const fn lane_block_bytes(kind: u8) -> usize {
+    match kind {
+        LANE_Q8_0 => R * 32,
+        LANE_Q4_1 => R * 16,
+        _ => R * 20,
+    }
+}
+
+/// v[k]: the 16 rows' 4 unsigned bytes of lane k of the R16 block quants at `q` (Q8_0: slot k;
+/// the others: low nibbles of nibble slot k for k < 4, high nibbles of slot k − 4 above, with the
+/// high bit from the qh slot for Q5_0/Q5_1); also asks for the block's bytes `PREFETCH_BYTES` ahead.
 #[inline(always)]
 ///
 /// # Safety
 /// The CPU must support this function's target features; the block's quant bytes at `q` must be
 /// readable.
-unsafe fn lane_values<const Q5: bool>(q: *const u8) -> [__m512i; 8] {
+unsafe fn lane_values<const KIND: u8>(q: *const u8) -> [__m512i; 8] {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
-        prefetch_ahead(q, lane_block_bytes::<Q5>());
+        prefetch_ahead(q, lane_block_bytes(KIND));
         let mut v = [_mm512_setzero_si512(); 8];
-        if Q5 {
-            let (m4, m10) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x10));
+        if KIND == LANE_Q8_0 {
+            for (s, vs) in v.iter_mut().enumerate() {
+                *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
+            }
+            return v;
+        }
+        let m4 = _mm512_set1_epi8(0x0F);
+        let nibbles = if lane_q5(KIND) { q.add(64) } else { q };
+        for s in 0..4 {
+            let x = _mm512_loadu_si512(nibbles.add(64 * s) as *const _);
+            v[s] = _mm512_and_si512(x, m4);
+            v[4 + s] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+        }
+        if lane_q5(KIND) {
+            // bit k of each byte of qh → 0x10 of lane k's bytes
+            let m10 = _mm512_set1_epi8(0x10);
             let qh = _mm512_loadu_si512(q as *const _);
-            let hb_lo = [
+            let hb = [
                 _mm512_slli_epi32(qh, 4),
                 _mm512_slli_epi32(qh, 3),
                 _mm512_slli_epi32(qh, 2),
                 _mm512_slli_epi32(qh, 1),
+                qh,
+                _mm512_srli_epi32(qh, 1),
+                _mm512_srli_epi32(qh, 2),
+                _mm512_srli_epi32(qh, 3),
             ];
-            let hb_hi = [qh, _mm512_srli_epi32(qh, 1), _mm512_srli_epi32(qh, 2), _mm512_srli_epi32(qh, 3)];
-            for s in 0..4 {
-                let x = _mm512_loadu_si512(q.add(64 * (1 + s)) as *const _);
-                v[s] = or_and(_mm512_and_si512(x, m4), hb_lo[s], m10);
-                v[4 + s] = or_and(_mm512_and_si512(_mm512_srli_epi16(x, 4), m4), hb_hi[s], m10);
-            }
-        } else {
-            for (s, vs) in v.iter_mut().enumerate() {
-                *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
+            for (vk, h) in v.iter_mut().zip(hb) {
+                *vk = or_and(*vk, h, m10);
             }
         }
         v
@@ -497,82 +543,117 @@ unsafe fn lane_values<const Q5: bool>(q: *const u8) -> [__m512i; 8] {
 /// Tokens per pass of the lane-order kernels (8 accumulators per token).
 const LANE_PASS: usize = 2;
 
-/// Q5_0 and Q8_0 follow llama.cpp's x86 `vec_dot` order, which these weight types (not repacked
-/// by llama.cpp) always take: 8 float lanes per row, lane k summing elements 4k..4k+4 of every
-/// block as `acc_k = fma(d_w·d_a, f32(lane sum), acc_k)`, then `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+
-/// l7))`. Models with large activations turn float reassociation into ~0.1 logit differences, so matching the
-/// reference's order is what keeps their answers equal. In R16 slot s of Q8_0 is lane s; for Q5_0
-/// low-nibble slot s is lane s and high-nibble slot s is lane 4+s. The per-lane weight offset
-/// (−16 or −128 times the lane's Σy, precomputed in the Q8_0S block) starts each lane's sum.
+/// Q8_0, Q5_0, Q4_1 and Q5_1 (`KIND`) follow llama.cpp's x86 `vec_dot` order, which these weight
+/// types (not repacked by llama.cpp) always take: 8 float lanes per row, lane k summing elements
+/// 4k..4k+4 of every block as `acc_k = fma(d_w·d_a, f32(lane sum), acc_k)`, then
+/// `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`; with a minimum (Q4_1, Q5_1) `summs = fma(m_w, s_a, summs)` per block
+/// beside them and `hsum + summs` (`kernels::ggml_x86` `q4_1_lanes`, `q5_1_lanes`). Models with
+/// large activations turn float reassociation into ~0.1 logit differences, so matching the
+/// reference's order is what keeps their answers equal. The per-lane weight offset (−16 or −128
+/// times the lane's Σy for Q5_0 / Q8_0, precomputed in the Q8_0S block; 0 in a Q8_1S block)
+/// starts each lane's sum.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 ///
 /// # Safety
 /// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
-unsafe fn gemm_lanes<const T: usize, const Q5: bool>(c: R16Call) {
+unsafe fn gemm_lanes<const T: usize, const KIND: u8>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
-    unsafe { in_passes!(gemm_lanes_pass, [, Q5], LANE_PASS, T, c) }
+    unsafe { in_passes!(gemm_lanes_pass, [, KIND], LANE_PASS, T, c) }
+}
+
+/// One block of a lane-order kernel for one token: adds the block's 8 lane terms of the 16 rows
+/// to `acc` and (Q4_1, Q5_1) its `m_w · s_a` to `summs`. `head`: the block's header, `v`: its
+/// values (`lane_values`), `y`: the token's Q8_0S / Q8_1S block.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `head` and `y` must be readable blocks.
+unsafe fn lane_block<const KIND: u8>(
+    acc: &mut [__m512; 8],
+    summs: &mut __m512,
+    head: *const u8,
+    v: &[__m512i; 8],
+    y: *const u8,
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let d = _mm512_mul_ps(scales16(head), _mm512_set1_ps((y as *const f32).read_unaligned()));
+        let lane_init = y.add(40) as *const i32; // offset · lane Σy, precomputed
+        for (k, acc_k) in acc.iter_mut().enumerate() {
+            let init = _mm512_set1_epi32(lane_init.add(k).read_unaligned());
+            let isum = _mm512_dpbusd_epi32(init, v[k], bcast4(y.add(8 + 4 * k)));
+            *acc_k = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(isum), *acc_k);
+        }
+        if lane_min(KIND) {
+            let s = (y.add(4) as *const f32).read_unaligned();
+            *summs = _mm512_fmadd_ps(scales16(head.add(R * 2)), _mm512_set1_ps(s), *summs);
+        }
+    }
+}
+
+/// Stores a lane-order kernel's 16 row results: the lanes' sum (+ the minimums' sum).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `out..out+16` must be writable.
+unsafe fn lane_store<const KIND: u8>(acc: &[__m512; 8], summs: __m512, out: *mut f32) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let r = hsum8_lanes(acc);
+        _mm512_storeu_ps(out, if lane_min(KIND) { _mm512_add_ps(r, summs) } else { r });
+    }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 /// # Safety
 /// The CPU must support this function's target features; `c` must be an `R16Call` of `T` tokens.
-unsafe fn gemm_lanes_pass<const T: usize, const Q5: bool>(c: R16Call) {
+unsafe fn gemm_lanes_pass<const T: usize, const KIND: u8>(c: R16Call) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let R16Call { nb, w, a, as_, out, os, .. } = c;
-        let (scales, quants) = (w, w.add(nb * R * 2));
+        let (hb, qb) = (lane_head_bytes(KIND), lane_block_bytes(KIND));
+        let (heads, quants) = (w, w.add(nb * hb));
         let mut acc = [[_mm512_setzero_ps(); 8]; T];
+        let mut summs = [_mm512_setzero_ps(); T];
         for b in 0..nb {
-            let dw = scales16(scales.add(b * R * 2));
-            let v = lane_values::<Q5>(quants.add(b * lane_block_bytes::<Q5>()));
-            for (t, acc_t) in acc.iter_mut().enumerate() {
-                let y = a.add(t * as_ + b * Q8_0S_BLOCK);
-                let d = _mm512_mul_ps(dw, _mm512_set1_ps((y as *const f32).read_unaligned()));
-                let lane_init = y.add(40) as *const i32; // offset · lane Σy, precomputed
-                for (k, acc_k) in acc_t.iter_mut().enumerate() {
-                    let init = _mm512_set1_epi32(lane_init.add(k).read_unaligned());
-                    let isum = _mm512_dpbusd_epi32(init, v[k], bcast4(y.add(8 + 4 * k)));
-                    *acc_k = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(isum), *acc_k);
-                }
+            let v = lane_values::<KIND>(quants.add(b * qb));
+            for t in 0..T {
+                lane_block::<KIND>(&mut acc[t], &mut summs[t], heads.add(b * hb), &v, a.add(t * as_ + b * Q8_0S_BLOCK));
             }
         }
-        store_lanes(&acc, out, os);
+        for t in 0..T {
+            lane_store::<KIND>(&acc[t], summs[t], out.add(t * os));
+        }
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 /// `gemm_lanes` for one token over `G` groups `c.ws` bytes apart (`types::R16Gemv`); each
-/// group's lanes sum as in `gemm_lanes_pass::<1, Q5>`.
+/// group's lanes sum as in `gemm_lanes_pass::<1, KIND>`.
 ///
 /// # Safety
 /// The CPU must support this function's target features; `c` must be a `GemvCall` of `G` groups.
-unsafe fn gemv_lanes<const G: usize, const Q5: bool>(c: GemvCall) {
+unsafe fn gemv_lanes<const G: usize, const KIND: u8>(c: GemvCall) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let GemvCall { nb, w, ws, a, out, os } = c;
+        let (hb, qb) = (lane_head_bytes(KIND), lane_block_bytes(KIND));
         let mut acc = [[_mm512_setzero_ps(); 8]; G];
-        let qb = lane_block_bytes::<Q5>();
+        let mut summs = [_mm512_setzero_ps(); G];
         for b in 0..nb {
-            let y = a.add(b * Q8_0S_BLOCK);
-            let da = _mm512_set1_ps((y as *const f32).read_unaligned());
-            let lane_init = y.add(40) as *const i32; // offset · lane Σy, precomputed
-            for (g, acc) in acc.iter_mut().enumerate() {
+            for g in 0..G {
                 let wg = w.add(g * ws);
-                let dw = scales16(wg.add(b * R * 2));
-                let v = lane_values::<Q5>(wg.add(nb * R * 2 + b * qb));
-                let d = _mm512_mul_ps(dw, da);
-                for (k, acc_k) in acc.iter_mut().enumerate() {
-                    let init = _mm512_set1_epi32(lane_init.add(k).read_unaligned());
-                    let isum = _mm512_dpbusd_epi32(init, v[k], bcast4(y.add(8 + 4 * k)));
-                    *acc_k = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(isum), *acc_k);
-                }
+                let v = lane_values::<KIND>(wg.add(nb * hb + b * qb));
+                lane_block::<KIND>(&mut acc[g], &mut summs[g], wg.add(b * hb), &v, a.add(b * Q8_0S_BLOCK));
             }
         }
-        for (g, acc) in acc.iter().enumerate() {
-            store_lanes(&[*acc], out.add(g * os), R);
+        for g in 0..G {
+            lane_store::<KIND>(&acc[g], summs[g], out.add(g * os));
         }
     }
 }
