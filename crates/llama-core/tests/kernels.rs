@@ -986,7 +986,8 @@ fn matvec_many_equals_one_matmul_per_matrix() {
                         ..QTensor::new(t, w, rows, cols)
                     })
                     .collect();
-                let x = activations(&mut rng, cols, Mode::Random);
+                // one value more than a row: only the first `cols` are the token's
+                let x = activations(&mut rng, cols + 1, Mode::Random);
                 for pool in &pools {
                     let mut got: Vec<Vec<f32>> = set.iter().map(|&(_, rows)| vec![f32::NAN; rows]).collect();
                     let mut outs: Vec<&mut [f32]> = got.iter_mut().map(|o| &mut o[..]).collect();

@@ -556,7 +556,7 @@ pub fn matvec_many(
     }
     let buf = scratch.bytes_mut(len);
     for (_, conv, off) in &convs {
-        conv.convert(x, &mut buf[*off..*off + conv.stride()], None);
+        conv.convert(&x[..cols], &mut buf[*off..*off + conv.stride()], None);
     }
     let buf: &[u8] = buf;
     // matrix m owns groups first[m]..first[m + 1] of the shared count
@@ -586,8 +586,8 @@ pub fn matvec_many(
                 }
                 let (a, nb, a_stride) = acts[m];
                 // SAFETY: columns [16·g0, 16·g1) of output m belong to this claim alone (claims
-                // are disjoint ranges of the shared count); 16·g1 ≤ rows of matrix m = outs[m].len()
-                // or less (validated).
+                // are disjoint ranges of the shared count); 16·g1 ≤ rows of matrix m ≤ outs[m].len()
+                // (validated).
                 unsafe { r16_run(*plan, p, nb, a, a_stride, 0..1, g0..g1, ops[m], p.rows, |t| t, tile) }
             }
         },
