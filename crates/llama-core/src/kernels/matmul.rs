@@ -481,29 +481,20 @@ fn matmul_r16(
     let acts: &[u8] = acts;
 
     let n_groups = rows / R;
-    let nth = pool.n_threads();
-    // Several chunks per thread so threads on a shared machine still finish together.
-    let chunk = n_groups.div_ceil(nth * 4).max(1);
     let op = SharedMut(out.as_mut_ptr());
+    // tile: [nt][16] results of one kernel call (up to MAX_WIDE_T tokens)
+    let tile = || [0.0f32; MAX_WIDE_T * R];
     // SAFETY: columns [16·g0, 16·g1) of every token row belong to this chunk, claimed by this
     // thread only; t·rows + 16·g1 ≤ n_tokens·rows ≤ out.len().
     let run = |tile: &mut [f32; MAX_WIDE_T * R], g0: usize, g1: usize| unsafe {
         r16_run(plan, p, conv.nb, acts, a_stride, 0..n_tokens, g0..g1, op, rows, |t| t, tile)
     };
     if n_tokens == 1 {
-        for_each_guided(pool, n_groups, gemv_min_chunk(plan), || [0.0f32; MAX_WIDE_T * R], run);
-        return;
+        for_each_guided(pool, n_groups, gemv_min_chunk(plan), tile, run);
+    } else {
+        // several chunks per thread so threads on a shared machine still finish together
+        for_each_chunk(pool, n_groups, n_groups.div_ceil(pool.n_threads() * 4).max(1), tile, run);
     }
-    // tile: [nt][16] results of one kernel call (up to MAX_WIDE_T tokens)
-    for_each_chunk(
-        pool,
-        n_groups,
-        chunk,
-        || [0.0f32; MAX_WIDE_T * R],
-        // SAFETY: columns [16·g0, 16·g1) of every token row belong to this chunk, claimed by this
-        // thread only; t·rows + 16·g1 ≤ n_tokens·rows ≤ out.len().
-        |tile, g0, g1| unsafe { r16_run(plan, p, conv.nb, acts, a_stride, 0..n_tokens, g0..g1, op, rows, |t| t, tile) },
-    );
 }
 
 /// Fewest groups a single token's chunk takes: 4 per stream of the type's `R16Gemv`.
