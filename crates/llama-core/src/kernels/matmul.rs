@@ -490,16 +490,23 @@ fn matmul_r16(
         r16_run(plan, p, conv.nb, acts, a_stride, 0..n_tokens, g0..g1, op, rows, |t| t, tile)
     };
     if n_tokens == 1 {
-        for_each_guided(pool, n_groups, gemv_min_chunk(plan), tile, run);
+        for_each_guided(pool, n_groups, gemv_min_chunk(plan, p.group_bytes()), tile, run);
     } else {
         // several chunks per thread so threads on a shared machine still finish together
         for_each_chunk(pool, n_groups, n_groups.div_ceil(pool.n_threads() * 4).max(1), tile, run);
     }
 }
 
-/// Fewest groups a single token's chunk takes: 4 per stream of the type's `R16Gemv`.
-fn gemv_min_chunk(plan: R16Plan) -> usize {
-    4 * plan.gemv.map_or(1, |g| g.groups)
+/// Bytes of weights each stream of a single token's chunk reads at least: a stream that restarts
+/// sooner pays the hardware prefetcher's ramp again, one that runs longer leaves the threads an
+/// unequal last chunk (a job ends when its slowest thread does).
+const GEMV_STREAM_BYTES: usize = 32 << 10;
+
+/// Fewest groups a single token's chunk takes: `GEMV_STREAM_BYTES` per stream of the type's
+/// `R16Gemv` in whole groups of `group_bytes` (a wide matrix such as ffn_down's takes one group
+/// per stream, so its job's tail stays a few µs).
+fn gemv_min_chunk(plan: R16Plan, group_bytes: usize) -> usize {
+    plan.gemv.map_or(1, |g| g.groups) * GEMV_STREAM_BYTES.div_ceil(group_bytes.max(1))
 }
 
 /// One token through several matrices that read the same activations (Q, K and V; gate and up)
@@ -563,7 +570,7 @@ pub fn matvec_many(
             (&buf[*off..*off + conv.stride()], conv.nb, conv.stride())
         })
         .collect();
-    let min = plans.iter().map(|(_, plan)| gemv_min_chunk(*plan)).max().unwrap_or(1);
+    let min = plans.iter().map(|(p, plan)| gemv_min_chunk(*plan, p.group_bytes())).max().unwrap_or(1);
     for_each_guided(
         pool,
         *first.last().unwrap(),
