@@ -186,33 +186,60 @@ unsafe fn gemm_q4_0<const T: usize>(c: R16Call) {
     unsafe {
         let R16Call { nb, w, a, as_, out, os, .. } = c;
         let (scales, quants) = (w, w.add(nb * R * 2));
-        let m4 = _mm512_set1_epi8(0x0F);
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..nb {
             let dw = scales16(scales.add(b * R * 2));
-            let q = quants.add(b * R * 16);
-            prefetch_ahead(q, R * 16);
-            let mut lo = [_mm512_setzero_si512(); 4];
-            let mut hi = [_mm512_setzero_si512(); 4];
-            for s in 0..4 {
-                let v = _mm512_loadu_si512(q.add(64 * s) as *const _);
-                lo[s] = _mm512_and_si512(v, m4);
-                hi[s] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            }
-            for t in 0..T {
-                let (da, sum, y) = q8_0s_block(a.add(t * as_ + b * Q8_0S_BLOCK));
-                // Two independent chains (low and high nibbles) halve the dependency depth, which
-                // bounds the single-token case.
-                let mut i0 = _mm512_set1_epi32(-8 * sum);
-                let mut i1 = _mm512_setzero_si512();
-                for s in 0..4 {
-                    i0 = _mm512_dpbusd_epi32(i0, lo[s], bcast4(y.add(4 * s)));
-                    i1 = _mm512_dpbusd_epi32(i1, hi[s], bcast4(y.add(16 + 4 * s)));
-                }
-                acc[t] = fold(acc[t], _mm512_add_epi32(i0, i1), dw, da);
+            let v = q4_0_values(quants.add(b * R * 16));
+            for (t, acc) in acc.iter_mut().enumerate() {
+                q4_0_block(acc, &v, dw, a.add(t * as_ + b * Q8_0S_BLOCK));
             }
         }
         store(&acc, out, os);
+    }
+}
+
+/// The 16 rows' nibbles of the R16 Q4_0 block at `q`: v[s] the low nibbles of slot s (elements
+/// 4s..4s+4), v[4 + s] its high nibbles (elements 16+4s..); also asks for the bytes ahead.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; the block's 256 quant bytes at `q` must
+/// be readable.
+unsafe fn q4_0_values(q: *const u8) -> [__m512i; 8] {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        prefetch_ahead(q, R * 16);
+        let m4 = _mm512_set1_epi8(0x0F);
+        let mut v = [_mm512_setzero_si512(); 8];
+        for s in 0..4 {
+            let x = _mm512_loadu_si512(q.add(64 * s) as *const _);
+            v[s] = _mm512_and_si512(x, m4);
+            v[4 + s] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+        }
+        v
+    }
+}
+
+/// One Q4_0 block of the 16 rows against one token's Q8_0S block `y`: `acc += f32(Σ (q−8)·y) ·
+/// d_w·d_a`, the −8 taken as −8·Σy to start the sum; two integer chains (low and high nibbles)
+/// halve the dependency depth, which bounds the single-token case.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `y` must be a readable Q8_0S block.
+unsafe fn q4_0_block(acc: &mut __m512, v: &[__m512i; 8], dw: __m512, y: *const u8) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (da, sum, y) = q8_0s_block(y);
+        let mut i0 = _mm512_set1_epi32(-8 * sum);
+        let mut i1 = _mm512_setzero_si512();
+        for s in 0..4 {
+            i0 = _mm512_dpbusd_epi32(i0, v[s], bcast4(y.add(4 * s)));
+            i1 = _mm512_dpbusd_epi32(i1, v[4 + s], bcast4(y.add(16 + 4 * s)));
+        }
+        *acc = fold(*acc, _mm512_add_epi32(i0, i1), dw, da);
     }
 }
 
@@ -227,25 +254,12 @@ unsafe fn gemv_q4_0<const G: usize>(c: GemvCall) {
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let GemvCall { nb, w, ws, a, out, os } = c;
-        let m4 = _mm512_set1_epi8(0x0F);
         let mut acc = [_mm512_setzero_ps(); G];
         for b in 0..nb {
-            // the token's block, shared by the groups: its scale, Σq and 8 broadcast quads
-            let (da, sum, y) = q8_0s_block(a.add(b * Q8_0S_BLOCK));
-            let ys: [__m512i; 8] = std::array::from_fn(|k| bcast4(y.add(4 * k)));
             for (g, acc) in acc.iter_mut().enumerate() {
                 let wg = w.add(g * ws);
-                let dw = scales16(wg.add(b * R * 2));
-                let q = wg.add(nb * R * 2 + b * R * 16);
-                prefetch_ahead(q, R * 16);
-                let mut i0 = _mm512_set1_epi32(-8 * sum);
-                let mut i1 = _mm512_setzero_si512();
-                for s in 0..4 {
-                    let v = _mm512_loadu_si512(q.add(64 * s) as *const _);
-                    i0 = _mm512_dpbusd_epi32(i0, _mm512_and_si512(v, m4), ys[s]);
-                    i1 = _mm512_dpbusd_epi32(i1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), ys[4 + s]);
-                }
-                *acc = fold(*acc, _mm512_add_epi32(i0, i1), dw, da);
+                let v = q4_0_values(wg.add(nb * R * 2 + b * R * 16));
+                q4_0_block(acc, &v, scales16(wg.add(b * R * 2)), a.add(b * Q8_0S_BLOCK));
             }
         }
         for (g, acc) in acc.iter().enumerate() {
@@ -687,7 +701,6 @@ unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(c: R16Call) {
     unsafe {
         let R16Call { nb, w, a, as_, out, os, .. } = c;
         let (heads, quants) = (w, w.add(nb * R * 4));
-        let m4 = _mm512_set1_epi8(0x0F);
         let mut acc = [_mm512_setzero_ps(); T];
         let mut accm = [_mm512_setzero_ps(); T];
         for b in 0..nb {
@@ -695,48 +708,19 @@ unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(c: R16Call) {
             let dmin = scales16(heads.add(b * R * 4 + R * 2));
             let q = quants.add(b * R * 140);
             let k4 = K4Scales::load(q);
-            let mut dd = [_mm512_setzero_ps(); T];
-            let mut ddm = [_mm512_setzero_ps(); T];
-            for t in 0..T {
-                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
-                dd[t] = _mm512_mul_ps(d, _mm512_set1_ps(dy));
-                ddm[t] = _mm512_mul_ps(dmin, _mm512_set1_ps(dy));
-            }
+            let ya = |t: usize| q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
             let mut iacc = [_mm512_setzero_si512(); T];
             let mut imin = [_mm512_setzero_si512(); T];
             for j in 0..8 {
-                prefetch_ahead(q.add(R * 140 / 8 * j), R * 140 / 8);
-                // mins: m_j · (bsum_2j + bsum_2j+1) by vpdpwssd (m_j < 64 in the low half of each
-                // lane, zero high half; the broadcast sum is sign-extended, so the high halves add 0).
-                let mj = k4.min(j);
-                for (t, im) in imin.iter_mut().enumerate() {
-                    let (_, _, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
-                    let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
-                    *im = _mm512_dpwssd_epi32(*im, mj, _mm512_set1_epi32(s));
-                }
-                let sc = k4.scale(j);
-                let mut lo = [_mm512_setzero_si512(); 4];
-                let mut hi = [_mm512_setzero_si512(); 4];
-                for k in 0..4 {
-                    let v = _mm512_loadu_si512(q.add(64 * (3 + 4 * j + k)) as *const _);
-                    lo[k] = _mm512_and_si512(v, m4);
-                    hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                }
-                for (t, ia) in iacc.iter_mut().enumerate() {
-                    let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
-                    let y = y.add(32 * j);
-                    let mut i0 = _mm512_setzero_si512();
-                    let mut i1 = _mm512_setzero_si512();
-                    for k in 0..4 {
-                        i0 = _mm512_dpbusd_epi32(i0, lo[k], bcast4(y.add(8 * k)));
-                        i1 = _mm512_dpbusd_epi32(i1, hi[k], bcast4(y.add(8 * k + 4)));
-                    }
-                    *ia = _mm512_add_epi32(*ia, _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc));
+                let v = q4k_values(q, j);
+                let (mj, sc) = (k4.min(j), k4.scale(j));
+                for t in 0..T {
+                    let (_, y, bs) = ya(t);
+                    q4k_sub(&mut iacc[t], &mut imin[t], &v, sc, mj, y, bs, j);
                 }
                 if G4 && j % 2 == 1 {
                     for t in 0..T {
-                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), dd[t], acc[t]);
-                        accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[t]), ddm[t], accm[t]);
+                        q4k_fold(&mut acc[t], &mut accm[t], iacc[t], imin[t], d, dmin, ya(t).0);
                         iacc[t] = _mm512_setzero_si512();
                         imin[t] = _mm512_setzero_si512();
                     }
@@ -744,14 +728,92 @@ unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(c: R16Call) {
             }
             if !G4 {
                 for t in 0..T {
-                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), dd[t], acc[t]);
-                    accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin[t]), ddm[t], accm[t]);
+                    q4k_fold(&mut acc[t], &mut accm[t], iacc[t], imin[t], d, dmin, ya(t).0);
                 }
             }
         }
         for t in 0..T {
             _mm512_storeu_ps(out.add(t * os), _mm512_sub_ps(acc[t], accm[t]));
         }
+    }
+}
+
+/// The 16 rows' nibbles of sub-block `j` (0..8) of the R16 Q4_K block at `q`: v[k] the low nibbles
+/// of its slot k (elements 32j+8k..+4), v[4 + k] the high ones (32j+8k+4..+4); also asks for the
+/// bytes ahead.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; the block's bytes at `q` must be readable.
+unsafe fn q4k_values(q: *const u8, j: usize) -> [__m512i; 8] {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        prefetch_ahead(q.add(R * 140 / 8 * j), R * 140 / 8);
+        let m4 = _mm512_set1_epi8(0x0F);
+        let mut v = [_mm512_setzero_si512(); 8];
+        for k in 0..4 {
+            let x = _mm512_loadu_si512(q.add(64 * (3 + 4 * j + k)) as *const _);
+            v[k] = _mm512_and_si512(x, m4);
+            v[4 + k] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+        }
+        v
+    }
+}
+
+/// Sub-block `j` of one token's Q8_K block (quants `y`, bsums `bs`) against the values `v`:
+/// `iacc += sc_j · Σ q·y` and `imin += m_j · (bsum_2j + bsum_2j+1)` (vpdpwssd: m_j < 64 in the low
+/// half of each lane, zero high half; the broadcast sum is sign-extended, so the high halves add 0).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `y` and `bs` must be a readable block.
+unsafe fn q4k_sub(
+    iacc: &mut __m512i,
+    imin: &mut __m512i,
+    v: &[__m512i; 8],
+    sc: __m512i,
+    mj: __m512i,
+    y: *const u8,
+    bs: *const i16,
+    j: usize,
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
+        *imin = _mm512_dpwssd_epi32(*imin, mj, _mm512_set1_epi32(s));
+        let y = y.add(32 * j);
+        let mut i0 = _mm512_setzero_si512();
+        let mut i1 = _mm512_setzero_si512();
+        for k in 0..4 {
+            i0 = _mm512_dpbusd_epi32(i0, v[k], bcast4(y.add(8 * k)));
+            i1 = _mm512_dpbusd_epi32(i1, v[4 + k], bcast4(y.add(8 * k + 4)));
+        }
+        *iacc = _mm512_add_epi32(*iacc, _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc));
+    }
+}
+
+/// `acc = fma(f32(iacc), d_w·d_a, acc)`, `accm = fma(f32(imin), dmin_w·d_a, accm)`.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn q4k_fold(
+    acc: &mut __m512,
+    accm: &mut __m512,
+    iacc: __m512i,
+    imin: __m512i,
+    d: __m512,
+    dmin: __m512,
+    dy: f32,
+) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc), _mm512_mul_ps(d, _mm512_set1_ps(dy)), *acc);
+        *accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, _mm512_set1_ps(dy)), *accm);
     }
 }
 
@@ -766,41 +828,22 @@ unsafe fn gemv_q4_k<const G: usize>(c: GemvCall) {
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let GemvCall { nb, w, ws, a, out, os } = c;
-        let m4 = _mm512_set1_epi8(0x0F);
         let mut acc = [_mm512_setzero_ps(); G];
         let mut accm = [_mm512_setzero_ps(); G];
         for b in 0..nb {
             let (dy, y, bs) = q8k_block(a.add(b * Q8_K_BLOCK));
             for g in 0..G {
                 let heads = w.add(g * ws);
-                let d = scales16(heads.add(b * R * 4));
-                let dmin = scales16(heads.add(b * R * 4 + R * 2));
                 let q = heads.add(nb * R * 4 + b * R * 140);
                 let k4 = K4Scales::load(q);
                 let mut iacc = _mm512_setzero_si512();
                 let mut imin = _mm512_setzero_si512();
                 for j in 0..8 {
-                    prefetch_ahead(q.add(R * 140 / 8 * j), R * 140 / 8);
-                    let s = *bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32;
-                    imin = _mm512_dpwssd_epi32(imin, k4.min(j), _mm512_set1_epi32(s));
-                    let yj = y.add(32 * j);
-                    let mut i0 = _mm512_setzero_si512();
-                    let mut i1 = _mm512_setzero_si512();
-                    for k in 0..4 {
-                        let v = _mm512_loadu_si512(q.add(64 * (3 + 4 * j + k)) as *const _);
-                        i0 = _mm512_dpbusd_epi32(i0, _mm512_and_si512(v, m4), bcast4(yj.add(8 * k)));
-                        i1 = _mm512_dpbusd_epi32(
-                            i1,
-                            _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
-                            bcast4(yj.add(8 * k + 4)),
-                        );
-                    }
-                    iacc = _mm512_add_epi32(iacc, _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), k4.scale(j)));
+                    let v = q4k_values(q, j);
+                    q4k_sub(&mut iacc, &mut imin, &v, k4.scale(j), k4.min(j), y, bs, j);
                 }
-                let dd = _mm512_mul_ps(d, _mm512_set1_ps(dy));
-                let ddm = _mm512_mul_ps(dmin, _mm512_set1_ps(dy));
-                acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc), dd, acc[g]);
-                accm[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), ddm, accm[g]);
+                let (d, dmin) = (scales16(heads.add(b * R * 4)), scales16(heads.add(b * R * 4 + R * 2)));
+                q4k_fold(&mut acc[g], &mut accm[g], iacc, imin, d, dmin, dy);
             }
         }
         for g in 0..G {
@@ -1256,47 +1299,99 @@ unsafe fn gemm_q6_k_pass<const T: usize>(c: R16Call) {
     unsafe {
         let R16Call { nb, w, a, as_, out, os, .. } = c;
         let (heads, quants) = (w, w.add(nb * R * 2));
-        let zero = _mm512_setzero_si512();
         let mut acc = [[_mm512_setzero_ps(); 8]; T];
         for b in 0..nb {
             let dw = scales16(heads.add(b * R * 2));
             let q = quants.add(b * R * 208);
-            let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
-            // Lane l starts at −32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1]).
-            let mut iacc = [[zero; 8]; T];
-            for l in 0..8 {
-                let (s0, s1) = (q6_scale16(q, 2 * l), q6_scale16(q, 2 * l + 1));
-                for (t, ia) in iacc.iter_mut().enumerate() {
-                    let (_, _, bs) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
-                    let x = _mm512_dpwssd_epi32(zero, s0, _mm512_set1_epi32(-(*bs.add(2 * l) as i32)));
-                    let x = _mm512_dpwssd_epi32(x, s1, _mm512_set1_epi32(-(*bs.add(2 * l + 1) as i32)));
-                    ia[l] = _mm512_slli_epi32(x, 5);
-                }
+            let ya = |t: usize| q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+            let mut iacc = [[_mm512_setzero_si512(); 8]; T];
+            for (t, ia) in iacc.iter_mut().enumerate() {
+                *ia = q6_lane_init(q, ya(t).2);
             }
             for j in 0..16 {
-                prefetch_ahead(q.add(R * 208 / 16 * j), R * 208 / 16);
-                let sc = q6_scale16(q, j);
-                let v = q6_values(ql, qh, j);
-                let l0 = 4 * (j % 2);
+                let (sc, v) = q6_sub_values(q, j);
                 for (t, ia) in iacc.iter_mut().enumerate() {
-                    let (_, y, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
-                    let y = y.add(16 * j);
-                    for (k, vk) in v.iter().enumerate() {
-                        // |Σ of 4 products| ≤ 4·63·128 fits in i16, so vpdpwssd multiplies it exactly
-                        let r = _mm512_dpbusd_epi32(zero, *vk, bcast4(y.add(4 * k)));
-                        ia[l0 + k] = _mm512_dpwssd_epi32(ia[l0 + k], r, sc);
-                    }
+                    q6_sub(ia, &v, sc, ya(t).1, j);
                 }
             }
             for (t, (acc_t, ia)) in acc.iter_mut().zip(&iacc).enumerate() {
-                let (dy, _, _) = q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
-                let d = _mm512_mul_ps(_mm512_set1_ps(dy), dw);
-                for (al, il) in acc_t.iter_mut().zip(ia) {
-                    *al = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(*il), *al);
-                }
+                q6_fold(acc_t, ia, dw, ya(t).0);
             }
         }
         store_lanes(&acc, out, os);
+    }
+}
+
+/// Lane l's start: −32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1]) of the block's scales (`q`) and
+/// one token's bsums.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; the block's scales at `q` and the 16
+/// bsums at `bs` must be readable.
+unsafe fn q6_lane_init(q: *const u8, bs: *const i16) -> [__m512i; 8] {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let zero = _mm512_setzero_si512();
+        let mut ia = [zero; 8];
+        for (l, il) in ia.iter_mut().enumerate() {
+            let (s0, s1) = (q6_scale16(q, 2 * l), q6_scale16(q, 2 * l + 1));
+            let x = _mm512_dpwssd_epi32(zero, s0, _mm512_set1_epi32(-(*bs.add(2 * l) as i32)));
+            let x = _mm512_dpwssd_epi32(x, s1, _mm512_set1_epi32(-(*bs.add(2 * l + 1) as i32)));
+            *il = _mm512_slli_epi32(x, 5);
+        }
+        ia
+    }
+}
+
+/// Sub-block `j` (0..16) of the R16 Q6_K block at `q`: its scales and values (`q6_scale16`,
+/// `q6_values`); also asks for the bytes ahead.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; the block's bytes at `q` must be readable.
+unsafe fn q6_sub_values(q: *const u8, j: usize) -> (__m512i, [__m512i; 4]) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        prefetch_ahead(q.add(R * 208 / 16 * j), R * 208 / 16);
+        (q6_scale16(q, j), q6_values(q.add(R * 16), q.add(R * 16 + R * 128), j))
+    }
+}
+
+/// Sub-block `j` of one token's Q8_K quants `y` into the lanes it feeds (4(j mod 2)..+4):
+/// `ia[l] += sc_j · Σ of 4 products` (|Σ| ≤ 4·63·128 fits in i16, so vpdpwssd multiplies it
+/// exactly).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `y + 16j .. +16` must be readable.
+unsafe fn q6_sub(ia: &mut [__m512i; 8], v: &[__m512i; 4], sc: __m512i, y: *const u8, j: usize) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let (l0, y) = (4 * (j % 2), y.add(16 * j));
+        for (k, vk) in v.iter().enumerate() {
+            let r = _mm512_dpbusd_epi32(_mm512_setzero_si512(), *vk, bcast4(y.add(4 * k)));
+            ia[l0 + k] = _mm512_dpwssd_epi32(ia[l0 + k], r, sc);
+        }
+    }
+}
+
+/// `acc_l = fma(d_a·d_w, f32(ia_l), acc_l)` for the 8 lanes.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn q6_fold(acc: &mut [__m512; 8], ia: &[__m512i; 8], dw: __m512, dy: f32) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let d = _mm512_mul_ps(_mm512_set1_ps(dy), dw);
+        for (al, il) in acc.iter_mut().zip(ia) {
+            *al = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(*il), *al);
+        }
     }
 }
 
@@ -1311,38 +1406,18 @@ unsafe fn gemv_q6_k<const G: usize>(c: GemvCall) {
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         let GemvCall { nb, w, ws, a, out, os } = c;
-        let zero = _mm512_setzero_si512();
         let mut acc = [[_mm512_setzero_ps(); 8]; G];
         for b in 0..nb {
             let (dy, y, bs) = q8k_block(a.add(b * Q8_K_BLOCK));
             for (g, acc) in acc.iter_mut().enumerate() {
                 let heads = w.add(g * ws);
-                let dw = scales16(heads.add(b * R * 2));
                 let q = heads.add(nb * R * 2 + b * R * 208);
-                let (ql, qh) = (q.add(R * 16), q.add(R * 16 + R * 128));
-                // Lane l starts at −32·(sc[2l]·bsum[2l] + sc[2l+1]·bsum[2l+1]).
-                let mut ia = [zero; 8];
-                for (l, il) in ia.iter_mut().enumerate() {
-                    let (s0, s1) = (q6_scale16(q, 2 * l), q6_scale16(q, 2 * l + 1));
-                    let x = _mm512_dpwssd_epi32(zero, s0, _mm512_set1_epi32(-(*bs.add(2 * l) as i32)));
-                    let x = _mm512_dpwssd_epi32(x, s1, _mm512_set1_epi32(-(*bs.add(2 * l + 1) as i32)));
-                    *il = _mm512_slli_epi32(x, 5);
-                }
+                let mut ia = q6_lane_init(q, bs);
                 for j in 0..16 {
-                    prefetch_ahead(q.add(R * 208 / 16 * j), R * 208 / 16);
-                    let sc = q6_scale16(q, j);
-                    let v = q6_values(ql, qh, j);
-                    let l0 = 4 * (j % 2);
-                    let yj = y.add(16 * j);
-                    for (k, vk) in v.iter().enumerate() {
-                        let r = _mm512_dpbusd_epi32(zero, *vk, bcast4(yj.add(4 * k)));
-                        ia[l0 + k] = _mm512_dpwssd_epi32(ia[l0 + k], r, sc);
-                    }
+                    let (sc, v) = q6_sub_values(q, j);
+                    q6_sub(&mut ia, &v, sc, y, j);
                 }
-                let d = _mm512_mul_ps(_mm512_set1_ps(dy), dw);
-                for (al, il) in acc.iter_mut().zip(&ia) {
-                    *al = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(*il), *al);
-                }
+                q6_fold(acc, &ia, scales16(heads.add(b * R * 2)), dy);
             }
         }
         for (g, acc) in acc.iter().enumerate() {
