@@ -557,36 +557,42 @@ pub fn matvec_many(
         conv.convert(&x[..cols], &mut buf[*off..*off + conv.stride()], None);
     }
     let buf: &[u8] = buf;
-    // matrix m owns groups first[m]..first[m + 1] of the shared count
-    let mut first = vec![0usize];
-    for (p, _) in &plans {
-        first.push(first.last().unwrap() + p.n_groups());
+    // Matrix m: its groups first..first + n_groups of the shared count, output, converted row.
+    struct Part<'a> {
+        p: &'a Packed,
+        plan: R16Plan,
+        first: usize,
+        op: SharedMut<f32>,
+        act: &'a [u8],
+        nb: usize,
     }
-    let ops: Vec<SharedMut<f32>> = outs.iter_mut().map(|o| SharedMut(o.as_mut_ptr())).collect();
-    let acts: Vec<(&[u8], usize, usize)> = ws
-        .iter()
-        .map(|w| {
-            let (_, conv, off) = convs.iter().find(|c| c.0 == w.ggml_type).expect("made above");
-            (&buf[*off..*off + conv.stride()], conv.nb, conv.stride())
+    let mut n_items = 0;
+    let parts: Vec<Part> = plans
+        .into_iter()
+        .zip(outs.iter_mut())
+        .map(|((p, plan), o)| {
+            let (_, conv, off) = convs.iter().find(|c| c.0 == p.ggml_type).expect("made above");
+            let first = n_items;
+            n_items += p.n_groups();
+            Part { p, plan, first, op: SharedMut(o.as_mut_ptr()), act: &buf[*off..*off + conv.stride()], nb: conv.nb }
         })
         .collect();
-    let min = plans.iter().map(|(p, plan)| gemv_min_chunk(*plan, p.group_bytes())).max().unwrap_or(1);
+    let min = parts.iter().map(|m| gemv_min_chunk(m.plan, m.p.group_bytes())).max().unwrap_or(1);
     for_each_guided(
         pool,
-        *first.last().unwrap(),
+        n_items,
         min,
         || [0.0f32; MAX_WIDE_T * R],
         |tile, i0, i1| {
-            for (m, (p, plan)) in plans.iter().enumerate() {
-                let (g0, g1) = (i0.max(first[m]) - first[m], i1.min(first[m + 1]).saturating_sub(first[m]));
+            for m in &parts {
+                let (g0, g1) = (i0.max(m.first) - m.first, (i1.min(m.first + m.p.n_groups())).saturating_sub(m.first));
                 if g0 >= g1 {
                     continue;
                 }
-                let (a, nb, a_stride) = acts[m];
                 // SAFETY: columns [16·g0, 16·g1) of output m belong to this claim alone (claims
-                // are disjoint ranges of the shared count); 16·g1 ≤ rows of matrix m ≤ outs[m].len()
-                // (validated).
-                unsafe { r16_run(*plan, p, nb, a, a_stride, 0..1, g0..g1, ops[m], p.rows, |t| t, tile) }
+                // are disjoint ranges of the shared count); 16·g1 ≤ rows of matrix m ≤ its output's
+                // length (validated).
+                unsafe { r16_run(m.plan, m.p, m.nb, m.act, m.act.len(), 0..1, g0..g1, m.op, m.p.rows, |t| t, tile) }
             }
         },
     );

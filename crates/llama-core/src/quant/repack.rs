@@ -358,7 +358,9 @@ fn write_block(t: GgmlType, p: &Parts, qd: &mut [u8], r: usize) {
 }
 
 /// Repacks a row-major ggml matrix (`rows` × `cols`, plain blocks) into R16 groups. `None` if the
-/// type has no R16 layout or the shape does not fit one (rows not a multiple of 16).
+/// type has no R16 layout, the shape does not fit one (rows not a multiple of 16), or the buffer
+/// cannot be mapped (an address-space limit): the model then keeps that matrix on the file's
+/// pages for the row kernels, which needs no second copy, rather than failing the load.
 pub fn pack(t: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Packed> {
     pack_with(t, data, rows, cols, false)
 }
