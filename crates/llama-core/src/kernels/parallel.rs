@@ -1,13 +1,18 @@
 //! The elementwise operations of `kernels::elementwise` run over the thread pool, rows split into
 //! one contiguous range per thread. Each row is computed by the very same function as on one thread
 //! (SwiGLU: the table's `swiglu`), so results are bit-identical to the single-threaded calls; only
-//! batches (more than one row) are split, a single row (token generation) runs inline on the caller.
+//! batches (more than one row) are split, a single row (token generation) or a few short ones (one
+//! token's per-head Q/K norms) run inline on the caller.
 
 use std::sync::Mutex;
 
 use super::dispatch::kernels;
 use super::elementwise::{self, Rope};
 use super::pool::ThreadPool;
+
+/// Fewer values than this run on the caller: waking the pool and meeting at the end costs a few
+/// µs, what these elementwise passes do to ~4K values in about that time.
+const PAR_MIN_VALUES: usize = 4096;
 
 /// `f(first_row, a_rows, b_rows)` over contiguous row ranges of `a` (rows of `a_row` values) and the
 /// matching rows of `b` (`b_row` values each; `b` may be empty with `b_row` = 0), in parallel.
@@ -17,7 +22,7 @@ where
 {
     let n_rows = a.len().checked_div(a_row).unwrap_or(0);
     let n_parts = pool.n_threads().min(n_rows);
-    if n_parts <= 1 {
+    if n_parts <= 1 || a.len() < PAR_MIN_VALUES {
         f(0, a, b);
         return;
     }
@@ -157,7 +162,8 @@ mod tests {
         };
         for n_threads in [1, 2, 3, 5] {
             let pool = ThreadPool::new(n_threads);
-            for n_rows in [1, 2, 3, 7, 16] {
+            // 100 and 171 rows are over PAR_MIN_VALUES: split across the pool
+            for n_rows in [1, 2, 3, 7, 16, 100, 171] {
                 let x = data(n_rows * row, 2);
                 let y = data(n_rows * row, 3);
                 let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);
