@@ -557,11 +557,12 @@ pub fn matvec_many(
         conv.convert(&x[..cols], &mut buf[*off..*off + conv.stride()], None);
     }
     let buf: &[u8] = buf;
-    // Matrix m: its groups first..first + n_groups of the shared count, output, converted row.
+    // Matrix m: its groups first..end of the shared count, output, converted row.
     struct Part<'a> {
         p: &'a Packed,
         plan: R16Plan,
         first: usize,
+        end: usize,
         op: SharedMut<f32>,
         act: &'a [u8],
         nb: usize,
@@ -574,7 +575,8 @@ pub fn matvec_many(
             let (_, conv, off) = convs.iter().find(|c| c.0 == p.ggml_type).expect("made above");
             let first = n_items;
             n_items += p.n_groups();
-            Part { p, plan, first, op: SharedMut(o.as_mut_ptr()), act: &buf[*off..*off + conv.stride()], nb: conv.nb }
+            let act = &buf[*off..*off + conv.stride()];
+            Part { p, plan, first, end: n_items, op: SharedMut(o.as_mut_ptr()), act, nb: conv.nb }
         })
         .collect();
     let min = parts.iter().map(|m| gemv_min_chunk(m.plan, m.p.group_bytes())).max().unwrap_or(1);
@@ -585,7 +587,7 @@ pub fn matvec_many(
         || [0.0f32; MAX_WIDE_T * R],
         |tile, i0, i1| {
             for m in &parts {
-                let (g0, g1) = (i0.max(m.first) - m.first, (i1.min(m.first + m.p.n_groups())).saturating_sub(m.first));
+                let (g0, g1) = (i0.max(m.first) - m.first, i1.min(m.end).saturating_sub(m.first));
                 if g0 >= g1 {
                     continue;
                 }

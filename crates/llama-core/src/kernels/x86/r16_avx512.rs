@@ -704,11 +704,13 @@ unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(c: R16Call) {
         let mut acc = [_mm512_setzero_ps(); T];
         let mut accm = [_mm512_setzero_ps(); T];
         for b in 0..nb {
-            let d = scales16(heads.add(b * R * 4));
-            let dmin = scales16(heads.add(b * R * 4 + R * 2));
             let q = quants.add(b * R * 140);
             let k4 = K4Scales::load(q);
             let ya = |t: usize| q8k_block(a.add(t * as_ + b * Q8_K_BLOCK));
+            let mut dd = [(_mm512_setzero_ps(), _mm512_setzero_ps()); T];
+            for (t, ddt) in dd.iter_mut().enumerate() {
+                *ddt = q4k_block_scales(heads.add(b * R * 4), ya(t).0);
+            }
             let mut iacc = [_mm512_setzero_si512(); T];
             let mut imin = [_mm512_setzero_si512(); T];
             for j in 0..8 {
@@ -720,7 +722,7 @@ unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(c: R16Call) {
                 }
                 if G4 && j % 2 == 1 {
                     for t in 0..T {
-                        q4k_fold(&mut acc[t], &mut accm[t], iacc[t], imin[t], d, dmin, ya(t).0);
+                        q4k_fold(&mut acc[t], &mut accm[t], iacc[t], imin[t], dd[t].0, dd[t].1);
                         iacc[t] = _mm512_setzero_si512();
                         imin[t] = _mm512_setzero_si512();
                     }
@@ -728,7 +730,7 @@ unsafe fn gemm_q4_k_pass<const T: usize, const G4: bool>(c: R16Call) {
             }
             if !G4 {
                 for t in 0..T {
-                    q4k_fold(&mut acc[t], &mut accm[t], iacc[t], imin[t], d, dmin, ya(t).0);
+                    q4k_fold(&mut acc[t], &mut accm[t], iacc[t], imin[t], dd[t].0, dd[t].1);
                 }
             }
         }
@@ -795,25 +797,33 @@ unsafe fn q4k_sub(
     }
 }
 
-/// `acc = fma(f32(iacc), d_w·d_a, acc)`, `accm = fma(f32(imin), dmin_w·d_a, accm)`.
+/// `acc = fma(f32(iacc), dd, acc)`, `accm = fma(f32(imin), ddm, accm)`; `dd` = d_w·d_a and
+/// `ddm` = dmin_w·d_a (`q4k_block_scales`), made once per block and token.
 #[inline(always)]
 ///
 /// # Safety
 /// The CPU must support this function's target features (it only computes on registers).
-unsafe fn q4k_fold(
-    acc: &mut __m512,
-    accm: &mut __m512,
-    iacc: __m512i,
-    imin: __m512i,
-    d: __m512,
-    dmin: __m512,
-    dy: f32,
-) {
+unsafe fn q4k_fold(acc: &mut __m512, accm: &mut __m512, iacc: __m512i, imin: __m512i, dd: __m512, ddm: __m512) {
     // SAFETY: the caller upholds this function's `# Safety` contract (target features,
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
-        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc), _mm512_mul_ps(d, _mm512_set1_ps(dy)), *acc);
-        *accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, _mm512_set1_ps(dy)), *accm);
+        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc), dd, *acc);
+        *accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), ddm, *accm);
+    }
+}
+
+/// (d_w·d_a, dmin_w·d_a) of the R16 Q4_K block whose heads are at `head` for a token's `d_a`.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; the block's 16 d and 16 dmin at `head`
+/// must be readable.
+unsafe fn q4k_block_scales(head: *const u8, dy: f32) -> (__m512, __m512) {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        let dy = _mm512_set1_ps(dy);
+        (_mm512_mul_ps(scales16(head), dy), _mm512_mul_ps(scales16(head.add(R * 2)), dy))
     }
 }
 
@@ -842,8 +852,8 @@ unsafe fn gemv_q4_k<const G: usize>(c: GemvCall) {
                     let v = q4k_values(q, j);
                     q4k_sub(&mut iacc, &mut imin, &v, k4.scale(j), k4.min(j), y, bs, j);
                 }
-                let (d, dmin) = (scales16(heads.add(b * R * 4)), scales16(heads.add(b * R * 4 + R * 2)));
-                q4k_fold(&mut acc[g], &mut accm[g], iacc, imin, d, dmin, dy);
+                let (dd, ddm) = q4k_block_scales(heads.add(b * R * 4), dy);
+                q4k_fold(&mut acc[g], &mut accm[g], iacc, imin, dd, ddm);
             }
         }
         for g in 0..G {
