@@ -210,6 +210,20 @@ unsafe fn q4_0_values(q: *const u8) -> [__m512i; 8] {
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         prefetch_ahead(q, R * 16);
+        nibbles4(q)
+    }
+}
+
+/// The nibbles of the four 64-byte slots at `q`: v[s] the low nibbles of slot s, v[4 + s] its
+/// high nibbles (Q4_0, Q4_1/Q5_0/Q5_1 and Q4_K blocks store their 4-bit values so).
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features; `q .. q + 256` must be readable.
+unsafe fn nibbles4(q: *const u8) -> [__m512i; 8] {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
         let m4 = _mm512_set1_epi8(0x0F);
         let mut v = [_mm512_setzero_si512(); 8];
         for s in 0..4 {
@@ -518,20 +532,14 @@ unsafe fn lane_values<const KIND: u8>(q: *const u8) -> [__m512i; 8] {
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         prefetch_ahead(q, lane_block_bytes(KIND));
-        let mut v = [_mm512_setzero_si512(); 8];
         if KIND == LANE_Q8_0 {
+            let mut v = [_mm512_setzero_si512(); 8];
             for (s, vs) in v.iter_mut().enumerate() {
                 *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
             }
             return v;
         }
-        let m4 = _mm512_set1_epi8(0x0F);
-        let nibbles = if lane_q5(KIND) { q.add(64) } else { q };
-        for s in 0..4 {
-            let x = _mm512_loadu_si512(nibbles.add(64 * s) as *const _);
-            v[s] = _mm512_and_si512(x, m4);
-            v[4 + s] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
-        }
+        let mut v = nibbles4(if lane_q5(KIND) { q.add(64) } else { q });
         if lane_q5(KIND) {
             // bit k of each byte of qh → 0x10 of lane k's bytes
             let m10 = _mm512_set1_epi8(0x10);
@@ -752,14 +760,7 @@ unsafe fn q4k_values(q: *const u8, j: usize) -> [__m512i; 8] {
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         prefetch_ahead(q.add(R * 140 / 8 * j), R * 140 / 8);
-        let m4 = _mm512_set1_epi8(0x0F);
-        let mut v = [_mm512_setzero_si512(); 8];
-        for k in 0..4 {
-            let x = _mm512_loadu_si512(q.add(64 * (3 + 4 * j + k)) as *const _);
-            v[k] = _mm512_and_si512(x, m4);
-            v[4 + k] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
-        }
-        v
+        nibbles4(q.add(64 * (3 + 4 * j)))
     }
 }
 
