@@ -105,3 +105,32 @@ fn concurrent_callers_are_serialized() {
         }
     });
 }
+
+#[test]
+fn warming_any_address_is_harmless() {
+    use llama_core::kernels::pool::WARM_SEGS;
+    // warm ranges are only prefetched: null, unmapped, kernel-half and freed addresses must
+    // neither fault nor change what the jobs compute
+    let buf = Vec::<u8>::with_capacity(1 << 20);
+    let freed = buf.as_ptr() as usize;
+    drop(buf);
+    let ranges = [(0, 4096), (usize::MAX - 4096, 4096), (0xffff_8000_0000_0000, 1 << 16), (freed, 1 << 20)];
+    assert_eq!(ranges.len(), WARM_SEGS);
+    for n in [1usize, 2, 3] {
+        let pool = ThreadPool::new(n);
+        let warm = vec![ranges; n];
+        for i in 0..200 {
+            let total = AtomicUsize::new(0);
+            pool.run_warming(&warm[..(i % (n + 1)).min(n)], |ith, _| {
+                total.fetch_add(ith + 1, Ordering::Relaxed);
+            });
+            assert_eq!(total.load(Ordering::Relaxed), n * (n + 1) / 2);
+        }
+        std::thread::sleep(Duration::from_millis(5)); // workers warm while idle
+        let seen = AtomicUsize::new(0);
+        pool.run(|_, _| {
+            seen.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(seen.load(Ordering::Relaxed), n);
+    }
+}

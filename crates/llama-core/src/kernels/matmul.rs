@@ -6,10 +6,11 @@
 //! a busy, shared machine still finish together), and each chunk computes every token against a
 //! tile of weight rows while that tile is hot in cache.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::dispatch::kernels;
-use super::pool::ThreadPool;
+use super::pool::{ThreadPool, WarmSeg, WARM_SEGS};
 use super::types::{
     BatchGemmFn, FromFloatFn, GemmR16Fn, Kernels, MatShape, R16Plan, TileFn, VecDotFn, GEMM_ROWS, TILE, TILE_T,
 };
@@ -40,6 +41,43 @@ impl<'a> QTensor<'a> {
 pub struct MatmulScratch {
     /// [n_tokens][act_row_bytes]; u64 storage keeps block structs (f32 scale of Q8_K) aligned.
     buf: Vec<u64>,
+    ahead: Lookahead,
+}
+
+/// What the threads warm for the next single-token job (`ThreadPool::run_warming`), learned from
+/// the previous token: a forward pass runs the same matrices in the same order every token, so
+/// the job that followed job K last time follows it again (a wrong guess costs a few wasted
+/// reads, never a wrong result).
+#[derive(Default)]
+struct Lookahead {
+    /// Key of the last single-token job: its first matrix's packed-bytes address.
+    last: usize,
+    /// Job key → each thread's ranges of the job that came after it.
+    next: HashMap<usize, Vec<[WarmSeg; WARM_SEGS]>>,
+}
+
+/// Jobs remembered at most; past this the table starts over (contexts that serve several models).
+const LOOKAHEAD_JOBS: usize = 4096;
+
+/// Weight bytes a thread warms for the next job at most: what one gap between jobs (serial work,
+/// a job's tail) can fetch, well inside L2.
+const WARM_BYTES: usize = 512 << 10;
+
+impl Lookahead {
+    /// Records `warm` (this job's ranges) as what follows the previous job and returns the
+    /// ranges of the job expected after this one (empty if none is known yet).
+    fn step(&mut self, key: usize, warm: &[[WarmSeg; WARM_SEGS]]) -> &[[WarmSeg; WARM_SEGS]] {
+        if self.last != 0 {
+            if self.next.len() >= LOOKAHEAD_JOBS && !self.next.contains_key(&self.last) {
+                self.next.clear();
+            }
+            let e = self.next.entry(self.last).or_default();
+            e.clear();
+            e.extend_from_slice(warm);
+        }
+        self.last = key;
+        self.next.get(&key).map_or(&[], |v| v.as_slice())
+    }
 }
 
 impl MatmulScratch {
@@ -157,11 +195,12 @@ fn for_each_chunk<S>(
 /// `for_each_chunk` with chunks that shrink as the work runs out (guided scheduling): each claim
 /// takes a `1/(2·threads)` share of what is left, at least `min_chunk` items, so the threads' last
 /// chunks are short and they finish together (a matvec's fixed eighths left one thread waiting
-/// for the other's last eighth).
+/// for the other's last eighth). Thread ith warms `warm[ith]` when done (`ThreadPool::run_warming`).
 fn for_each_guided<S>(
     pool: &ThreadPool,
     n_items: usize,
     min_chunk: usize,
+    warm: &[[WarmSeg; WARM_SEGS]],
     state: impl Fn() -> S + Sync,
     f: impl Fn(&mut S, usize, usize) + Sync,
 ) {
@@ -171,7 +210,7 @@ fn for_each_guided<S>(
         let mut st = state();
         let mut first = next.load(Ordering::Relaxed);
         while first < n_items {
-            let size = ((n_items - first) / (2 * nth)).max(min_chunk).min(n_items - first);
+            let size = guided_size(n_items - first, nth, min_chunk);
             match next.compare_exchange_weak(first, first + size, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
                     f(&mut st, first, first + size);
@@ -184,8 +223,13 @@ fn for_each_guided<S>(
     if n_items <= min_chunk {
         work(0, 1);
     } else {
-        pool.run(work);
+        pool.run_warming(warm, work);
     }
+}
+
+/// The next guided claim when `left` items are left (see `for_each_guided`).
+fn guided_size(left: usize, nth: usize, min_chunk: usize) -> usize {
+    (left / (2 * nth)).max(min_chunk.max(1)).min(left)
 }
 
 /// Checks shapes; the error names the offending argument.
@@ -268,7 +312,11 @@ pub fn matmul_with(
     }
     if let (Some(p), Some(plan)) = (w.packed, k.r16_plan(w.ggml_type, n_tokens)) {
         if p.ggml_type == w.ggml_type && p.rows == w.rows && p.cols == w.cols {
-            matmul_r16(k, plan, pool, p, x, n_tokens, out, scratch);
+            if n_tokens == 1 {
+                gemv_r16(k, pool, &[(p, plan)], &x[..w.cols], &mut [out], scratch);
+            } else {
+                matmul_r16(k, plan, pool, p, x, n_tokens, out, scratch);
+            }
             return Ok(());
         }
     }
@@ -489,12 +537,8 @@ fn matmul_r16(
     let run = |tile: &mut [f32; MAX_WIDE_T * R], g0: usize, g1: usize| unsafe {
         r16_run(plan, p, conv.nb, acts, a_stride, 0..n_tokens, g0..g1, op, rows, |t| t, tile)
     };
-    if n_tokens == 1 {
-        for_each_guided(pool, n_groups, gemv_min_chunk(plan, p.group_bytes()), tile, run);
-    } else {
-        // several chunks per thread so threads on a shared machine still finish together
-        for_each_chunk(pool, n_groups, n_groups.div_ceil(pool.n_threads() * 4).max(1), tile, run);
-    }
+    // several chunks per thread so threads on a shared machine still finish together
+    for_each_chunk(pool, n_groups, n_groups.div_ceil(pool.n_threads() * 4).max(1), tile, run);
 }
 
 /// Bytes of weights each stream of a single token's chunk reads at least: a stream that restarts
@@ -540,21 +584,80 @@ pub fn matvec_many(
         }
         return Ok(());
     }
-    let cols = ws[0].cols;
+    gemv_r16(k, pool, &plans, &x[..ws[0].cols], outs, scratch);
+    Ok(())
+}
+
+/// One matrix of a single-token job as `first_claims` sees it: the address of its packed groups,
+/// their size, how many streams a chunk of them runs as, and its items of the job's count.
+struct WarmSpan {
+    base: usize,
+    group_bytes: usize,
+    streams: usize,
+    items: std::ops::Range<usize>,
+}
+
+/// What each thread reads first of a single-token job over `spans` (`n_items` groups in all,
+/// guided chunks of at least `min`): the chunks claimed in thread order (the caller claims as it
+/// publishes the job, then the workers), each matrix's share of a chunk as its streams' byte
+/// ranges (`r16_run`: stream j of h groups starts at group g0 + j·h), at most `WARM_BYTES` per
+/// thread in all.
+fn first_claims(spans: &[WarmSpan], n_items: usize, min: usize, nth: usize) -> Vec<[WarmSeg; WARM_SEGS]> {
+    let mut warm = vec![[(0, 0); WARM_SEGS]; nth];
+    let mut i0 = 0;
+    for segs in warm.iter_mut() {
+        let i1 = i0 + guided_size(n_items - i0, nth, min);
+        let mut n = 0;
+        for m in spans {
+            let (g0, g1) = (i0.max(m.items.start) - m.items.start, i1.min(m.items.end).saturating_sub(m.items.start));
+            if g0 >= g1 {
+                continue;
+            }
+            let h = ((g1 - g0) / m.streams).max(1);
+            for j in 0..m.streams.min((g1 - g0) / h) {
+                if n < WARM_SEGS {
+                    segs[n] = (m.base + (g0 + j * h) * m.group_bytes, h * m.group_bytes);
+                    n += 1;
+                }
+            }
+        }
+        for s in &mut segs[..n] {
+            s.1 = s.1.min(WARM_BYTES / n);
+        }
+        i0 = i1;
+    }
+    warm
+}
+
+/// One token through R16-packed matrices of one width (`ms`: packing and plan, rows > 0; outputs
+/// of their rows, checked by the callers) as one pool job: the activation row converted once per
+/// weight type, then the threads claim chunks of 16-row groups from one guided count over all
+/// matrices, each chunk through the type's `R16Gemv` streams. The job's threads warm what the
+/// next job reads first (`Lookahead`).
+fn gemv_r16(
+    k: &Kernels,
+    pool: &ThreadPool,
+    ms: &[(&Packed, R16Plan)],
+    x: &[f32],               // [cols]
+    outs: &mut [&mut [f32]], // [ms.len()][rows of that matrix]
+    scratch: &mut MatmulScratch,
+) {
+    let cols = x.len();
     // one converted row per weight type (matrices of one type share it): (type, converter, offset)
     let mut convs: Vec<(GgmlType, R16Acts, usize)> = Vec::new();
     let mut len = 0;
-    for w in ws {
-        if !convs.iter().any(|c| c.0 == w.ggml_type) {
-            let conv = R16Acts::new(k, w.ggml_type, cols);
+    for (p, _) in ms {
+        if !convs.iter().any(|c| c.0 == p.ggml_type) {
+            let conv = R16Acts::new(k, p.ggml_type, cols);
             let stride = conv.stride();
-            convs.push((w.ggml_type, conv, len));
+            convs.push((p.ggml_type, conv, len));
             len += stride;
         }
     }
+    let mut ahead = std::mem::take(&mut scratch.ahead);
     let buf = scratch.bytes_mut(len);
     for (_, conv, off) in &convs {
-        conv.convert(&x[..cols], &mut buf[*off..*off + conv.stride()], None);
+        conv.convert(x, &mut buf[*off..*off + conv.stride()], None);
     }
     let buf: &[u8] = buf;
     // Matrix m: its groups first..end of the shared count, output, converted row.
@@ -568,10 +671,10 @@ pub fn matvec_many(
         nb: usize,
     }
     let mut n_items = 0;
-    let parts: Vec<Part> = plans
-        .into_iter()
+    let parts: Vec<Part> = ms
+        .iter()
         .zip(outs.iter_mut())
-        .map(|((p, plan), o)| {
+        .map(|(&(p, plan), o)| {
             let (_, conv, off) = convs.iter().find(|c| c.0 == p.ggml_type).expect("made above");
             let first = n_items;
             n_items += p.n_groups();
@@ -580,10 +683,23 @@ pub fn matvec_many(
         })
         .collect();
     let min = parts.iter().map(|m| gemv_min_chunk(m.plan, m.p.group_bytes())).max().unwrap_or(1);
+
+    let spans: Vec<WarmSpan> = parts
+        .iter()
+        .map(|m| WarmSpan {
+            base: m.p.bytes().as_ptr() as usize,
+            group_bytes: m.p.group_bytes(),
+            streams: m.plan.gemv.map_or(1, |g| g.groups),
+            items: m.first..m.end,
+        })
+        .collect();
+    let warm = first_claims(&spans, n_items, min, pool.n_threads());
+    let key = parts[0].p.bytes().as_ptr() as usize;
     for_each_guided(
         pool,
         n_items,
         min,
+        ahead.step(key, &warm),
         || [0.0f32; MAX_WIDE_T * R],
         |tile, i0, i1| {
             for m in &parts {
@@ -593,12 +709,12 @@ pub fn matvec_many(
                 }
                 // SAFETY: columns [16·g0, 16·g1) of output m belong to this claim alone (claims
                 // are disjoint ranges of the shared count); 16·g1 ≤ rows of matrix m ≤ its output's
-                // length (validated).
+                // length (checked by the callers).
                 unsafe { r16_run(m.plan, m.p, m.nb, m.act, m.act.len(), 0..1, g0..g1, m.op, m.p.rows, |t| t, tile) }
             }
         },
     );
-    Ok(())
+    scratch.ahead = ahead;
 }
 
 /// Groups `gs` of `p` against converted activation rows `ts` (`a_stride` bytes apart); the result
@@ -850,4 +966,45 @@ pub fn matmul_id<'w>(
         unsafe { kern(ts.len(), wg.rows).run(wg.data, acts, ts, r0..r1, op, rows, |i| dst[i] as usize, tile) }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_claims_follow_the_guided_order_inside_the_matrices() {
+        // Q (64 groups of 1 KiB, 2 streams) then K (8 groups of 512 B, 1 stream); 2 threads, min 4:
+        // the caller claims 72/4 = 18 items (all of Q's 0..18), the worker 54/4 = 13 (18..31)
+        let spans = [
+            WarmSpan { base: 1 << 20, group_bytes: 1024, streams: 2, items: 0..64 },
+            WarmSpan { base: 1 << 24, group_bytes: 512, streams: 1, items: 64..72 },
+        ];
+        let w = first_claims(&spans, 72, 4, 2);
+        let q = |g: usize, n: usize| ((1 << 20) + g * 1024, n * 1024);
+        assert_eq!(w[0], [q(0, 9), q(9, 9), (0, 0), (0, 0)]);
+        assert_eq!(w[1], [q(18, 6), q(24, 6), (0, 0), (0, 0)]);
+        // min 40: the caller takes Q 0..40, the worker the rest, Q 40..64 and all of K
+        let w = first_claims(&spans, 72, 40, 2);
+        assert_eq!(w[0], [q(0, 20), q(20, 20), (0, 0), (0, 0)]);
+        assert_eq!(w[1], [q(40, 12), q(52, 12), ((1 << 24), 8 * 512), (0, 0)]);
+        // the bytes per thread are capped
+        let big = [WarmSpan { base: 0, group_bytes: 1 << 20, streams: 1, items: 0..64 }];
+        assert_eq!(first_claims(&big, 64, 1, 2)[0][0], (0, WARM_BYTES));
+    }
+
+    #[test]
+    fn lookahead_returns_what_followed_last_time() {
+        let mut la = Lookahead::default();
+        let r = |a: usize| vec![[(a, 64), (0, 0), (0, 0), (0, 0)]];
+        for key in [10, 20, 30] {
+            assert!(la.step(key, &r(key)).is_empty(), "first token: nothing learned yet");
+        }
+        assert_eq!(la.step(10, &r(10)), r(20).as_slice());
+        assert_eq!(la.step(20, &r(20)), r(30).as_slice());
+        // the order changed: 20 is now followed by 40
+        la.step(40, &r(40));
+        la.step(30, &r(30));
+        assert_eq!(la.step(20, &r(20)), r(40).as_slice());
+    }
 }

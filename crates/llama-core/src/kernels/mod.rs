@@ -62,6 +62,20 @@ pub fn prefetch_rows<E>(s: &[E], stride: usize, n_rows: usize, row_bytes: usize)
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (s, stride, n_rows, row_bytes);
 }
+/// Asks the cache hierarchy (into L2) for the 64-byte line at address `a`: a hint only, which
+/// reads nothing and cannot fault whatever the address (`pool`'s warming of the next job's
+/// weights). A no-op on targets without a stable prefetch instruction.
+#[inline]
+pub fn prefetch_line(a: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` (SSE, baseline on x86_64) only hints the cache: it reads nothing
+    // into registers and does not fault on any address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(a as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = a;
+}
 pub use matmul::{matmul, matmul_id, matmul_with, matvec_many, try_matmul, IdRoutes, MatmulScratch, QTensor};
 pub use pool::ThreadPool;
 pub use types::{

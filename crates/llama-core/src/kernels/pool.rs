@@ -14,6 +14,11 @@
 //! `run` calls from different threads are serialized by a mutex.
 //! Panics: a panicking job is caught on every thread; `run` waits for all threads, then re-raises
 //! the first panic on the caller. The pool remains usable afterwards.
+//!
+//! Warming: `run_warming` also hands each thread byte ranges that the *next* job will read first.
+//! A thread that has finished its share (and the workers between jobs, while the caller does the
+//! serial work of the forward pass) asks the cache for them instead of only spinning, so the
+//! memory bus keeps streaming weights through the gaps between a token's matmuls.
 
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
@@ -26,6 +31,63 @@ use std::thread::JoinHandle;
 /// cover the gap between consecutive matmuls of one forward pass, short enough not to burn a core
 /// (the machine may be shared) when the model is idle.
 const SPIN_ITERS: u32 = 1 << 14;
+
+/// Most byte ranges one thread warms for the next job.
+pub const WARM_SEGS: usize = 4;
+
+/// One byte range to warm: (address, length). Only ever prefetched, never read: an address that
+/// is stale by the time it is warmed costs a wasted request, not a fault.
+pub type WarmSeg = (usize, usize);
+
+/// Cache lines a waiting thread asks for between two looks at the job state: a few requests
+/// keep the line-fill buffers busy without delaying the thread's reaction to a new job.
+const WARM_LINES: usize = 8;
+
+/// A worker's ranges for the next job, published by `run_warming` (generation bumped after the
+/// ranges are written; a worker that reads a torn set only warms a wrong range).
+struct Warm {
+    gen: AtomicUsize,
+    segs: [[AtomicUsize; 2]; WARM_SEGS],
+}
+
+/// How far one thread got through its ranges: round-robin over them, line by line, so each
+/// range's beginning (what its stream reads first) is warm before any range's end.
+#[derive(Default)]
+struct Warmer {
+    gen: usize,
+    segs: [WarmSeg; WARM_SEGS],
+    line: usize,
+    lines: usize,
+}
+
+impl Warmer {
+    fn start(&mut self, gen: usize, segs: [WarmSeg; WARM_SEGS]) {
+        self.gen = gen;
+        self.segs = segs;
+        self.line = 0;
+        self.lines = segs.iter().map(|s| s.1.div_ceil(64)).max().unwrap_or(0);
+    }
+
+    /// Asks for the next `WARM_LINES` lines or so (`ask(address)` each); false when nothing is left.
+    fn step_with(&mut self, mut ask: impl FnMut(usize)) -> bool {
+        let mut asked = 0;
+        while asked < WARM_LINES && self.line < self.lines {
+            let off = 64 * self.line;
+            for &(a, n) in &self.segs {
+                if off < n {
+                    ask(a.wrapping_add(off));
+                    asked += 1;
+                }
+            }
+            self.line += 1;
+        }
+        asked > 0
+    }
+
+    fn step(&mut self) -> bool {
+        self.step_with(super::prefetch_line)
+    }
+}
 
 type Job = dyn Fn(usize, usize) + Sync;
 
@@ -48,6 +110,8 @@ struct Shared {
     done_cv: Condvar,
     sleepers: AtomicUsize,
     caller_sleeping: AtomicBool,
+    /// [n_threads]: what thread ith warms for the next job (entry 0, the caller's, unused).
+    warm: Vec<Warm>,
 }
 
 // SAFETY: `job` is only written by the thread holding `ThreadPool::run_lock` while no worker reads
@@ -84,6 +148,12 @@ impl ThreadPool {
             done_cv: Condvar::new(),
             sleepers: AtomicUsize::new(0),
             caller_sleeping: AtomicBool::new(false),
+            warm: (0..n_threads)
+                .map(|_| Warm {
+                    gen: AtomicUsize::new(0),
+                    segs: std::array::from_fn(|_| [AtomicUsize::new(0), AtomicUsize::new(0)]),
+                })
+                .collect(),
         });
         let workers = (1..n_threads)
             .map(|ith| {
@@ -104,6 +174,13 @@ impl ThreadPool {
     /// Runs `f(ith, nth)` on every thread of the pool (caller is ith = 0) and returns when all are
     /// done. Re-raises a panic from any thread after all have finished.
     pub fn run<F: Fn(usize, usize) + Sync>(&self, f: F) {
+        self.run_warming(&[], f)
+    }
+
+    /// `run`, and then thread ith warms `warm[ith]` (the ranges it will read first in the next
+    /// job) while it waits: the caller for the others at this job's end, a worker until the next
+    /// job. Threads without an entry warm nothing.
+    pub fn run_warming<F: Fn(usize, usize) + Sync>(&self, warm: &[[WarmSeg; WARM_SEGS]], f: F) {
         if self.n_threads == 1 || IN_JOB.with(|c| c.get()) {
             f(0, 1);
             return;
@@ -125,6 +202,18 @@ impl ThreadPool {
             let _l = sh.lock.lock().unwrap_or_else(|e| e.into_inner());
             sh.work_cv.notify_all();
         }
+        // after the bump: a worker still warming for this job keeps at it until it sees the job
+        for (w, segs) in sh.warm.iter().zip(warm).skip(1) {
+            for (slot, &(a, n)) in w.segs.iter().zip(segs) {
+                slot[0].store(a, Ordering::Relaxed);
+                slot[1].store(n, Ordering::Relaxed);
+            }
+            w.gen.fetch_add(1, Ordering::Release);
+        }
+        let mut warmer = Warmer::default();
+        if let Some(&segs) = warm.first() {
+            warmer.start(1, segs);
+        }
 
         IN_JOB.with(|c| c.set(true));
         let mine = catch_unwind(AssertUnwindSafe(|| f(0, nth)));
@@ -133,6 +222,9 @@ impl ThreadPool {
         // Wait for the workers: spin, then park.
         let mut spins = 0u32;
         while sh.remaining.load(Ordering::Acquire) != 0 {
+            if warmer.step() {
+                continue;
+            }
             if spins < SPIN_ITERS {
                 std::hint::spin_loop();
                 spins += 1;
@@ -160,8 +252,10 @@ impl ThreadPool {
 
 fn worker_loop(sh: Arc<Shared>, ith: usize) {
     let mut seen = 0usize;
+    let mut warmer = Warmer::default();
+    let warm = &sh.warm[ith];
     loop {
-        // Wait for a new epoch: spin, then park.
+        // Wait for a new epoch: warm what the next job reads first, spin, then park.
         let mut spins = 0u32;
         loop {
             if sh.shutdown.load(Ordering::Acquire) {
@@ -169,6 +263,17 @@ fn worker_loop(sh: Arc<Shared>, ith: usize) {
             }
             if sh.epoch.load(Ordering::Acquire) != seen {
                 break;
+            }
+            let gen = warm.gen.load(Ordering::Acquire);
+            if gen != warmer.gen {
+                let segs = std::array::from_fn(|i| {
+                    let s = &warm.segs[i];
+                    (s[0].load(Ordering::Relaxed), s[1].load(Ordering::Relaxed))
+                });
+                warmer.start(gen, segs);
+            }
+            if warmer.step() {
+                continue;
             }
             if spins < SPIN_ITERS {
                 std::hint::spin_loop();
@@ -216,5 +321,26 @@ impl Drop for ThreadPool {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmer_asks_every_line_once_round_robin() {
+        let mut w = Warmer::default();
+        assert!(!w.step_with(|_| panic!("nothing published")));
+        w.start(1, [(1000, 100), (0, 0), (5000, 300), (9000, 64)]);
+        let mut got = Vec::new();
+        while w.step_with(|a| got.push(a)) {}
+        // each range's first line before any range's second; a partial last line counts
+        assert_eq!(got, [1000, 5000, 9000, 1064, 5064, 5128, 5192, 5256]);
+        assert!(!w.step_with(|a| panic!("asked {a} after the end")));
+        w.start(2, [(64, 64 * 20), (0, 0), (0, 0), (0, 0)]);
+        let mut n = 0;
+        assert!(w.step_with(|_| n += 1));
+        assert_eq!(n, WARM_LINES, "one step asks a bounded number of lines");
     }
 }
