@@ -100,7 +100,7 @@ pub(super) unsafe fn ksigns32(aux: u32) -> __m256i {
     unsafe { _mm256_set_epi64x(s(3), s(2), s(1), s(0)) }
 }
 
-/// Prefetches the 128 bytes `super::PREFETCH_BYTES` past `x` (every line of a block of ≤ 128
+/// Prefetches the 128 bytes `super::prefetch_distance()` past `x` (every line of a block of ≤ 128
 /// bytes when called once per block): a tg matmul streams its weights from memory and the rows are
 /// short (a few hundred bytes), so the hardware prefetcher alone leaves the first loads of each
 /// block waiting (`dot_speed_vs_ggml` with `DOT_SPEED_ROWS=200000`, ~100 MB of weights: TQ2_0 ×1.09

@@ -521,7 +521,7 @@ const fn lane_block_bytes(kind: u8) -> usize {
 
 /// v[k]: the 16 rows' 4 unsigned bytes of lane k of the R16 block quants at `q` (Q8_0: slot k;
 /// the others: low nibbles of nibble slot k for k < 4, high nibbles of slot k − 4 above, with the
-/// high bit from the qh slot for Q5_0/Q5_1); also asks for the block's bytes `PREFETCH_BYTES` ahead.
+/// high bit from the qh slot for Q5_0/Q5_1); also asks for the block's bytes `prefetch_distance()` ahead.
 #[inline(always)]
 ///
 /// # Safety
