@@ -101,6 +101,7 @@ pub(crate) fn fa_kv_dot_check(t: crate::quant::GgmlType, x: usize, y: usize) {
 
 /// Panics unless a `FaLanesKqFn` call is in bounds: queries laid out for keys of type `t` with a
 /// head of at most `FA_LANE_MAX_N`, `nk ≤ FA_LANE_KEYS` whole key rows, 16 scores per key.
+#[cfg(target_arch = "x86_64")] // only the x86 kernels have these entries
 pub(crate) fn fa_lanes_kq_check(
     t: crate::quant::GgmlType,
     k: usize,
@@ -120,6 +121,7 @@ pub(crate) fn fa_lanes_kq_check(
 
 /// Panics unless a `FaLanesOnlineFn` call is in bounds: `nk ≤ FA_LANE_KEYS` keys of 16 scores and
 /// `n` values (n a multiple of 16), `n` × 16 outputs, an f32 output without a soft-cap.
+#[cfg(target_arch = "x86_64")] // only the x86 kernels have these entries
 pub(crate) fn fa_lanes_online_check(n: usize, scores: usize, nk: usize, v: usize, acc: usize, p: super::types::FaStep) {
     use super::types::{FA_LANES, FA_LANE_KEYS};
     assert!(n.is_multiple_of(16) && nk <= FA_LANE_KEYS, "fa_lanes_online: n={n} nk={nk}");
@@ -186,6 +188,7 @@ pub(crate) fn gemm_r16_check_upto(
 
 /// `GemvR16Fn`'s argument checks (`groups` groups `w_stride` bytes apart, one activation row,
 /// outputs `out_stride` floats apart); panics with the problem otherwise.
+#[cfg(target_arch = "x86_64")] // only the x86 kernels have these entries
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemv_r16_check(
     t: GgmlType,
