@@ -40,32 +40,23 @@ pub use dispatch::{choose, kernels, vec_dot_type};
 /// no-op on targets without a stable prefetch instruction.
 #[inline]
 pub fn prefetch_rows<E>(s: &[E], stride: usize, n_rows: usize, row_bytes: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let es = std::mem::size_of::<E>();
-        let p = s.as_ptr() as *const u8;
-        let total = std::mem::size_of_val(s);
-        for j in 0..n_rows {
-            let off = j * stride * es;
-            if off >= total {
-                break;
-            }
-            for b in (0..row_bytes.min(total - off)).step_by(64) {
-                // SAFETY: `_mm_prefetch` (SSE, baseline on x86_64) only hints the cache: it reads
-                // nothing into registers and cannot fault; the address is inside `s` anyway.
-                unsafe {
-                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.add(off + b) as *const i8)
-                };
-            }
+    let es = std::mem::size_of::<E>();
+    let p = s.as_ptr() as usize;
+    let total = std::mem::size_of_val(s);
+    for j in 0..n_rows {
+        let off = j * stride * es;
+        if off >= total {
+            break;
+        }
+        for b in (0..row_bytes.min(total - off)).step_by(64) {
+            prefetch_line(p + off + b);
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (s, stride, n_rows, row_bytes);
 }
 /// Asks the cache hierarchy (into L2) for the 64-byte line at address `a`: a hint only, which
 /// reads nothing and cannot fault whatever the address (`pool`'s warming of the next job's
-/// weights). A no-op on targets without a stable prefetch instruction.
-#[inline]
+/// weights, the kernels' prefetch ahead, the attention's next rows). A no-op on targets without a stable prefetch instruction.
+#[inline(always)]
 pub fn prefetch_line(a: usize) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `_mm_prefetch` (SSE, baseline on x86_64) only hints the cache: it reads nothing

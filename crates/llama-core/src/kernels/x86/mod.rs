@@ -75,12 +75,7 @@ fn prefetch_ahead(p: *const u8, bytes: usize) {
     // one request per 64 bytes (a constant count once inlined): the next call's first address
     // follows this call's last, so together they cover every line of the stream
     for i in 0..bytes.div_ceil(64) {
-        // SAFETY: `_mm_prefetch` (SSE, baseline on x86_64) reads nothing and cannot fault.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
-                start.wrapping_add(64 * i) as *const i8
-            )
-        };
+        crate::kernels::prefetch_line(start.wrapping_add(64 * i) as usize);
     }
 }
 
