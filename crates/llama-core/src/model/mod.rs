@@ -139,38 +139,51 @@ impl Model {
     }
 }
 
-/// Repacks every matrix the process-wide kernel table has an R16 kernel for, on all cores, then
-/// releases the mmap pages of the originals so resident memory stays near the file size.
+/// Repacks every matrix the process-wide kernel table has an R16 kernel for, on all cores, into
+/// one arena (`repack::PackArena`: huge pages for small matrices too), then releases the mmap
+/// pages of the originals so resident memory stays near the file size.
 fn repack_weights(m: &Model, mut todo: Vec<WRef>) -> HashMap<(usize, usize), Packed> {
     let file = &m.file;
     let k = crate::kernels::kernels();
+    let ty = |r: &WRef| file.tensors()[r.idx].ggml_type;
     // LLAMA_REPACK=0 keeps every matrix in the file layout (row-wise kernels): for comparisons.
     let off = std::env::var("LLAMA_REPACK").is_ok_and(|v| v.trim() == "0");
-    todo.retain(|r| !off && k.gemm_r16(file.tensors()[r.idx].ggml_type).is_some());
+    todo.retain(|r| !off && k.gemm_r16(ty(r)).is_some() && repack::packed_len(ty(r), r.rows, r.cols).is_some());
     if todo.is_empty() {
         return HashMap::new();
     }
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let lens: Vec<usize> = todo.iter().filter_map(|r| repack::packed_len(ty(r), r.rows, r.cols)).collect();
+    // no memory for the arena: every matrix stays in the file layout (slower, same answers)
+    let Ok(mut arena) = repack::PackArena::new(&lens) else { return HashMap::new() };
     let n_threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(todo.len());
-    let done: Vec<Vec<((usize, usize), Packed)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n_threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(r) = todo.get(i) else { break };
-                        let w = m.plain(r);
-                        if let Some(p) = repack::pack(w.ggml_type, w.data, r.rows, r.cols) {
-                            file.release_pages(w.data);
-                            mine.push(((r.idx, r.row0), p));
+    let mut shapes = vec![None; todo.len()];
+    {
+        // (matrix, its arena slot), handed out one at a time to the threads
+        let work = std::sync::Mutex::new(todo.iter().zip(arena.slots()).enumerate());
+        let done: Vec<Vec<usize>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n_threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let next = work.lock().unwrap_or_else(|e| e.into_inner()).next();
+                            let Some((i, (r, slot))) = next else { break };
+                            let w = m.plain(r);
+                            if repack::pack_into(w.ggml_type, w.data, r.rows, r.cols, slot).is_some() {
+                                file.release_pages(w.data);
+                                mine.push(i);
+                            }
                         }
-                    }
-                    mine
+                        mine
+                    })
                 })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-    });
-    done.into_iter().flatten().collect()
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+        for i in done.into_iter().flatten() {
+            shapes[i] = Some((ty(&todo[i]), todo[i].rows, todo[i].cols));
+        }
+    }
+    let packed = arena.finish(&shapes);
+    todo.iter().zip(packed).filter_map(|(r, p)| Some(((r.idx, r.row0), p?))).collect()
 }

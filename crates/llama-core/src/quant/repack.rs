@@ -20,6 +20,9 @@
 
 use half::f16;
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use super::blocks::HugeBuf;
 use super::GgmlType;
 
@@ -79,7 +82,75 @@ pub struct Packed {
     pub rows: usize,
     pub cols: usize,
     /// Page-aligned storage, so every slot load is one aligned zmm load when `nb` is even.
+    buf: Store,
+}
+
+/// Where a `Packed` matrix's bytes live: its own buffer, or a page-aligned range of an arena that
+/// all of a model's matrices share (`PackArena`).
+enum Store {
+    Own(HugeBuf),
+    Arena { arena: Arc<HugeBuf>, range: Range<usize> },
+}
+
+/// One buffer for all the matrices a model repacks. A matrix under 2 MiB alone would sit on
+/// 4 KiB pages (`HugeBuf` advises only whole huge pages), and so would the last part of every
+/// bigger one: the layers' matrices of a 0.5B model are 0.1–3.6 MB, and on 4 KiB pages their GEMVs
+/// read DRAM ~10 % slower (the hardware prefetchers stop at each page; docs/PERFORMANCE.md). In
+/// one arena nearly every byte is on huge pages. Each matrix starts on a 4 KiB page (≤ 4 KiB of
+/// slack each).
+pub struct PackArena {
     buf: HugeBuf,
+    ranges: Vec<Range<usize>>,
+}
+
+/// Alignment of a matrix inside a `PackArena`.
+const ARENA_ALIGN: usize = 4096;
+
+impl PackArena {
+    /// Room for matrices of these packed lengths (`packed_len`), in order; `Err` when the system
+    /// has no memory for them.
+    pub fn new(lens: &[usize]) -> std::io::Result<PackArena> {
+        let mut ranges = Vec::with_capacity(lens.len());
+        let mut end = 0;
+        for &len in lens {
+            ranges.push(end..end + len);
+            end = (end + len).next_multiple_of(ARENA_ALIGN);
+        }
+        Ok(PackArena { buf: HugeBuf::zeroed(end)?, ranges })
+    }
+
+    /// Each matrix's (zeroed) bytes, in the order of `new`'s lengths, for `pack_into`.
+    pub fn slots(&mut self) -> Vec<&mut [u8]> {
+        let mut rest = self.buf.bytes_mut();
+        let mut at = 0;
+        let mut out = Vec::with_capacity(self.ranges.len());
+        for r in &self.ranges {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(r.start - at);
+            let (slot, tail) = tail.split_at_mut(r.len());
+            out.push(slot);
+            rest = tail;
+            at = r.end;
+        }
+        out
+    }
+
+    /// The matrices once packed: matrix i (of `new`'s lengths) as `(ggml_type, rows, cols)` of
+    /// `shapes[i]`, `None` for those `pack_into` declined.
+    pub fn finish(self, shapes: &[Option<(GgmlType, usize, usize)>]) -> Vec<Option<Packed>> {
+        let arena = Arc::new(self.buf);
+        self.ranges
+            .into_iter()
+            .zip(shapes)
+            .map(|(range, s)| {
+                s.map(|(ggml_type, rows, cols)| Packed {
+                    ggml_type,
+                    rows,
+                    cols,
+                    buf: Store::Arena { arena: arena.clone(), range: range.clone() },
+                })
+            })
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for Packed {
@@ -90,11 +161,10 @@ impl std::fmt::Debug for Packed {
 
 impl Packed {
     pub fn bytes(&self) -> &[u8] {
-        self.buf.bytes()
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        self.buf.bytes_mut()
+        match &self.buf {
+            Store::Own(b) => b.bytes(),
+            Store::Arena { arena, range } => &arena.bytes()[range.clone()],
+        }
     }
 
     /// Bytes of one group.
@@ -395,25 +465,44 @@ fn pack_nibbles(
     }
 }
 
-/// `pack`, or with `generic` its block-by-block path for every type (tests compare the two).
-fn pack_with(t: GgmlType, data: &[u8], rows: usize, cols: usize, generic: bool) -> Option<Packed> {
-    let (hb, qb) = block_bytes(t)?;
-    let bs = t.block_size();
-    if rows == 0 || !rows.is_multiple_of(R) || !cols.is_multiple_of(bs) {
+/// Bytes of a `rows × cols` matrix of type `t` in R16 layout; `None` when it has no R16 layout
+/// (type, or rows not a multiple of 16, or columns not of whole blocks).
+pub fn packed_len(t: GgmlType, rows: usize, cols: usize) -> Option<usize> {
+    block_bytes(t)?;
+    if rows == 0 || !rows.is_multiple_of(R) || !cols.is_multiple_of(t.block_size()) {
         return None;
     }
+    Some(group_bytes(t, cols)? * (rows / R))
+}
+
+/// `pack`, or with `generic` its block-by-block path for every type (tests compare the two).
+fn pack_with(t: GgmlType, data: &[u8], rows: usize, cols: usize, generic: bool) -> Option<Packed> {
+    let mut buf = HugeBuf::zeroed(packed_len(t, rows, cols)?).ok()?;
+    write_r16(t, data, rows, cols, buf.bytes_mut(), generic)?;
+    Some(Packed { ggml_type: t, rows, cols, buf: Store::Own(buf) })
+}
+
+/// Writes the R16 layout of the plain rows `data` into `out` (zeroed, `packed_len` bytes: a
+/// `PackArena` slot); `None`, writing nothing, when the matrix has no R16 layout or `data` or
+/// `out` has the wrong length.
+pub fn pack_into(t: GgmlType, data: &[u8], rows: usize, cols: usize, out: &mut [u8]) -> Option<()> {
+    write_r16(t, data, rows, cols, out, false)
+}
+
+/// `pack_into`, or with `generic` its block-by-block path for every type.
+fn write_r16(t: GgmlType, data: &[u8], rows: usize, cols: usize, out: &mut [u8], generic: bool) -> Option<()> {
+    let (hb, qb) = block_bytes(t)?;
+    let bs = t.block_size();
+    let len = packed_len(t, rows, cols)?;
     let row_bytes = t.row_size(cols as u64)? as usize;
-    if data.len() != rows * row_bytes {
+    if data.len() != rows * row_bytes || out.len() != len {
         return None;
     }
     let nb = cols / bs;
     let gb = group_bytes(t, cols)?;
-    let len = gb * (rows / R);
-    let mut p = Packed { ggml_type: t, rows, cols, buf: HugeBuf::zeroed(len).ok()? };
-    let out = p.bytes_mut();
     if matches!(t, GgmlType::Q4_0 | GgmlType::IQ4_NL) && !generic {
         pack_nibbles(data, out, rows, row_bytes, nb, gb, hb, qb);
-        return Some(p);
+        return Some(());
     }
     let src_block = row_bytes / nb;
     let n_head = hb / (R * 2); // f16 values per row per block: 1 (d) or 2 (d, dmin)
@@ -431,7 +520,7 @@ fn pack_with(t: GgmlType, data: &[u8], rows: usize, cols: usize, generic: bool) 
             }
         }
     }
-    Some(p)
+    Some(())
 }
 
 /// Activation rows of the weight's `vec_dot_type`, as the kernel table's converter writes them
@@ -491,5 +580,64 @@ mod tests {
             let slow = pack_with(t, &data, rows, cols, true).unwrap();
             assert_eq!(fast.bytes(), slow.bytes(), "{t}");
         }
+    }
+
+    fn noise(n: usize, mut x: u32) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Matrices packed into one arena hold what each packed alone holds, each on its own 4 KiB
+    /// aligned range, one after the other; a slot `pack_into` declines (no R16 layout, wrong
+    /// length) comes back as `None` and leaves its neighbours intact.
+    #[test]
+    fn arena_holds_what_pack_alone_gives() {
+        let mats = [
+            (GgmlType::Q4_K, 2 * R, 512),
+            (GgmlType::Q5_0, R, 96),
+            (GgmlType::Q6_K, 3 * R, 256),
+            (GgmlType::Q8_0, R, 64),
+        ];
+        let datas: Vec<Vec<u8>> = mats
+            .iter()
+            .enumerate()
+            .map(|(i, &(t, rows, cols))| {
+                noise(rows * t.row_size(cols as u64).unwrap() as usize, 0x9e37_79b9 + i as u32)
+            })
+            .collect();
+        let lens: Vec<usize> = mats.iter().map(|&(t, r, c)| packed_len(t, r, c).unwrap()).collect();
+        let mut arena = PackArena::new(&lens).unwrap();
+        let mut shapes = vec![None; mats.len()];
+        for (i, slot) in arena.slots().into_iter().enumerate() {
+            let (t, rows, cols) = mats[i];
+            if i == 2 {
+                // data one byte short: declined, nothing written
+                assert!(pack_into(t, &datas[i][1..], rows, cols, slot).is_none());
+                assert!(slot.iter().all(|&b| b == 0));
+                continue;
+            }
+            pack_into(t, &datas[i], rows, cols, slot).unwrap();
+            shapes[i] = Some((t, rows, cols));
+        }
+        let packed = arena.finish(&shapes);
+        let base = packed[0].as_ref().unwrap().bytes().as_ptr() as usize;
+        for (i, p) in packed.iter().enumerate() {
+            let Some(p) = p else {
+                assert_eq!(i, 2);
+                continue;
+            };
+            let (t, rows, cols) = mats[i];
+            let alone = pack(t, &datas[i], rows, cols).unwrap();
+            assert_eq!(p.bytes(), alone.bytes(), "{t}");
+            assert_eq!((p.ggml_type, p.rows, p.cols), (t, rows, cols));
+            assert_eq!((p.bytes().as_ptr() as usize - base) % ARENA_ALIGN, 0);
+        }
+        assert!(packed_len(GgmlType::Q4_K, R + 1, 256).is_none() && packed_len(GgmlType::F32, R, 32).is_none());
     }
 }
