@@ -44,7 +44,7 @@ fn main() {
         }
     }
     // one arena, as a model's matrices are packed (huge pages for small matrices too)
-    use llama_core::quant::repack::{packed_len, pack_into, PackArena};
+    use llama_core::quant::repack::{pack_into, packed_len, PackArena};
     let len = packed_len(ty, rows, cols).expect("an R16 type and shape");
     let mut arena = PackArena::new(&vec![len; n_mats]).unwrap();
     for slot in arena.slots() {
