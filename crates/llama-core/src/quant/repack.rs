@@ -566,15 +566,7 @@ mod tests {
     #[test]
     fn nibble_fast_path_equals_block_path() {
         let (rows, cols) = (2 * R, 96);
-        let mut x = 0x2545_f491u32;
-        let data: Vec<u8> = (0..rows * cols / 32 * 18)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect();
+        let data = noise(rows * cols / 32 * 18, 0x2545_f491);
         for t in [GgmlType::Q4_0, GgmlType::IQ4_NL] {
             let fast = pack_with(t, &data, rows, cols, false).unwrap();
             let slow = pack_with(t, &data, rows, cols, true).unwrap();
@@ -582,6 +574,7 @@ mod tests {
         }
     }
 
+    /// `n` xorshift bytes from seed `x`.
     fn noise(n: usize, mut x: u32) -> Vec<u8> {
         (0..n)
             .map(|_| {
