@@ -44,13 +44,12 @@ fn main() {
         }
     }
     // one arena, as a model's matrices are packed (huge pages for small matrices too)
-    use llama_core::quant::repack::{pack_into, packed_len, PackArena};
-    let len = packed_len(ty, rows, cols).expect("an R16 type and shape");
-    let mut arena = PackArena::new(&vec![len; n_mats]).unwrap();
+    use llama_core::quant::repack::{pack_into, PackArena};
+    let mut arena = PackArena::new(&vec![(ty, rows, cols); n_mats]).expect("an R16 type and shape");
     for slot in arena.slots() {
         pack_into(ty, &data, rows, cols, slot).unwrap();
     }
-    let packs = arena.finish(&vec![Some((ty, rows, cols)); n_mats]);
+    let packs = arena.finish(&vec![true; n_mats]);
     let pool = ThreadPool::new(n_threads);
     let mut scratch = MatmulScratch::new();
     let x: Vec<f32> = (0..nt * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();

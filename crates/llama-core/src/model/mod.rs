@@ -152,11 +152,11 @@ fn repack_weights(m: &Model, mut todo: Vec<WRef>) -> HashMap<(usize, usize), Pac
     if todo.is_empty() {
         return HashMap::new();
     }
-    let lens: Vec<usize> = todo.iter().filter_map(|r| repack::packed_len(ty(r), r.rows, r.cols)).collect();
+    let shapes: Vec<_> = todo.iter().map(|r| (ty(r), r.rows, r.cols)).collect();
     // no memory for the arena: every matrix stays in the file layout (slower, same answers)
-    let Ok(mut arena) = repack::PackArena::new(&lens) else { return HashMap::new() };
+    let Ok(mut arena) = repack::PackArena::new(&shapes) else { return HashMap::new() };
     let n_threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(todo.len());
-    let mut shapes = vec![None; todo.len()];
+    let mut packed = vec![false; todo.len()];
     {
         // (matrix, its arena slot), handed out one at a time to the threads
         let work = std::sync::Mutex::new(todo.iter().zip(arena.slots()).enumerate());
@@ -181,9 +181,9 @@ fn repack_weights(m: &Model, mut todo: Vec<WRef>) -> HashMap<(usize, usize), Pac
             handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
         });
         for i in done.into_iter().flatten() {
-            shapes[i] = Some((ty(&todo[i]), todo[i].rows, todo[i].cols));
+            packed[i] = true;
         }
     }
-    let packed = arena.finish(&shapes);
+    let packed = arena.finish(&packed);
     todo.iter().zip(packed).filter_map(|(r, p)| Some(((r.idx, r.row0), p?))).collect()
 }

@@ -100,31 +100,35 @@ enum Store {
 /// slack each).
 pub struct PackArena {
     buf: HugeBuf,
-    ranges: Vec<Range<usize>>,
+    /// each matrix's `(ggml_type, rows, cols)` and its range of `buf`
+    mats: Vec<((GgmlType, usize, usize), Range<usize>)>,
 }
 
 /// Alignment of a matrix inside a `PackArena`.
 const ARENA_ALIGN: usize = 4096;
 
 impl PackArena {
-    /// Room for matrices of these packed lengths (`packed_len`), in order; `Err` when the system
-    /// has no memory for them.
-    pub fn new(lens: &[usize]) -> std::io::Result<PackArena> {
-        let mut ranges = Vec::with_capacity(lens.len());
+    /// Room for matrices of these shapes `(ggml_type, rows, cols)`, in order; `Err` when one has no
+    /// R16 layout (`packed_len`) or the system has no memory for them.
+    pub fn new(shapes: &[(GgmlType, usize, usize)]) -> std::io::Result<PackArena> {
+        let mut mats = Vec::with_capacity(shapes.len());
         let mut end = 0;
-        for &len in lens {
-            ranges.push(end..end + len);
+        for &(t, rows, cols) in shapes {
+            let len = packed_len(t, rows, cols).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no R16 layout for {t} {rows}x{cols}"))
+            })?;
+            mats.push(((t, rows, cols), end..end + len));
             end = (end + len).next_multiple_of(ARENA_ALIGN);
         }
-        Ok(PackArena { buf: HugeBuf::zeroed(end)?, ranges })
+        Ok(PackArena { buf: HugeBuf::zeroed(end)?, mats })
     }
 
-    /// Each matrix's (zeroed) bytes, in the order of `new`'s lengths, for `pack_into`.
+    /// Each matrix's (zeroed) bytes, in the order of `new`'s shapes, for `pack_into`.
     pub fn slots(&mut self) -> Vec<&mut [u8]> {
         let mut rest = self.buf.bytes_mut();
         let mut at = 0;
-        let mut out = Vec::with_capacity(self.ranges.len());
-        for r in &self.ranges {
+        let mut out = Vec::with_capacity(self.mats.len());
+        for (_, r) in &self.mats {
             let (_, tail) = std::mem::take(&mut rest).split_at_mut(r.start - at);
             let (slot, tail) = tail.split_at_mut(r.len());
             out.push(slot);
@@ -134,20 +138,15 @@ impl PackArena {
         out
     }
 
-    /// The matrices once packed: matrix i (of `new`'s lengths) as `(ggml_type, rows, cols)` of
-    /// `shapes[i]`, `None` for those `pack_into` declined.
-    pub fn finish(self, shapes: &[Option<(GgmlType, usize, usize)>]) -> Vec<Option<Packed>> {
+    /// The matrices once packed, in the order of `new`'s shapes: `None` where `packed[i]` is false
+    /// (`pack_into` declined the slot).
+    pub fn finish(self, packed: &[bool]) -> Vec<Option<Packed>> {
         let arena = Arc::new(self.buf);
-        self.ranges
+        self.mats
             .into_iter()
-            .zip(shapes)
-            .map(|(range, s)| {
-                s.map(|(ggml_type, rows, cols)| Packed {
-                    ggml_type,
-                    rows,
-                    cols,
-                    buf: Store::Arena { arena: arena.clone(), range: range.clone() },
-                })
+            .zip(packed)
+            .map(|(((ggml_type, rows, cols), range), &ok)| {
+                ok.then(|| Packed { ggml_type, rows, cols, buf: Store::Arena { arena: arena.clone(), range } })
             })
             .collect()
     }
@@ -604,9 +603,8 @@ mod tests {
                 noise(rows * t.row_size(cols as u64).unwrap() as usize, 0x9e37_79b9 + i as u32)
             })
             .collect();
-        let lens: Vec<usize> = mats.iter().map(|&(t, r, c)| packed_len(t, r, c).unwrap()).collect();
-        let mut arena = PackArena::new(&lens).unwrap();
-        let mut shapes = vec![None; mats.len()];
+        let mut arena = PackArena::new(&mats).unwrap();
+        let mut packed = vec![false; mats.len()];
         for (i, slot) in arena.slots().into_iter().enumerate() {
             let (t, rows, cols) = mats[i];
             if i == 2 {
@@ -616,9 +614,9 @@ mod tests {
                 continue;
             }
             pack_into(t, &datas[i], rows, cols, slot).unwrap();
-            shapes[i] = Some((t, rows, cols));
+            packed[i] = true;
         }
-        let packed = arena.finish(&shapes);
+        let packed = arena.finish(&packed);
         let base = packed[0].as_ref().unwrap().bytes().as_ptr() as usize;
         for (i, p) in packed.iter().enumerate() {
             let Some(p) = p else {
@@ -632,5 +630,6 @@ mod tests {
             assert_eq!((p.bytes().as_ptr() as usize - base) % ARENA_ALIGN, 0);
         }
         assert!(packed_len(GgmlType::Q4_K, R + 1, 256).is_none() && packed_len(GgmlType::F32, R, 32).is_none());
+        assert!(PackArena::new(&[(GgmlType::Q4_K, R + 1, 256)]).is_err());
     }
 }
