@@ -120,6 +120,38 @@ pub fn write_blocks<T: Block>(bytes: &mut [u8], f: impl FnOnce(&mut [T])) {
 
 /// Bytes of a huge page: transparent huge pages come in aligned runs of this size.
 const HUGE_PAGE: usize = 2 << 20;
+/// Buffers above this size take huge pages only while their faults are cheap (`HugeBuf`).
+const HUGE_CHECKED_ABOVE: usize = 1 << 30;
+/// Huge pages such a buffer advises and faults in at a time, timed.
+const HUGE_CHECK_PAGES: usize = 16;
+/// A huge-page fault slower than this waits on something other than zeroing 2 MiB (~0.1–0.3 ms);
+/// faulting the same bytes as 4 KiB pages takes ~0.4 ms.
+const HUGE_FAULT_SLOW: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Advises and faults in `whole` bytes of `map` from `off` as huge pages, `HUGE_CHECK_PAGES` at a
+/// time, and stops after the first run of them whose faults took more than `slow` a page (or
+/// whose advice failed): the rest stays on 4 KiB pages. Returns the bytes advised. Slow faults
+/// come in streaks (the host backs memory it had taken back), often after a few cheap ones
+/// (memory the guest freed recently), so one look at the start would not tell.
+#[cfg(target_os = "linux")]
+fn advise_while_cheap(map: &mut memmap2::MmapMut, off: usize, whole: usize, slow: std::time::Duration) -> usize {
+    let run = HUGE_CHECK_PAGES * HUGE_PAGE;
+    for start in (off..off + whole).step_by(run) {
+        let n = run.min(off + whole - start);
+        if map.advise_range(memmap2::Advice::HugePage, start, n).is_err() {
+            return start - off;
+        }
+        let t0 = std::time::Instant::now();
+        for page in (start..start + n).step_by(HUGE_PAGE) {
+            // a write fault maps the page (a zero written into zeroed memory changes nothing)
+            map[page] = 0;
+        }
+        if t0.elapsed() > slow * (n / HUGE_PAGE) as u32 {
+            return start + n - off;
+        }
+    }
+    whole
+}
 
 /// Zeroed storage for a big, read-mostly buffer (a repacked weight matrix, read in 64-byte vector
 /// loads): an anonymous mapping (page aligned, so 64-byte aligned) whose whole 2 MiB pages are
@@ -128,6 +160,16 @@ const HUGE_PAGE: usize = 2 << 20;
 /// pages ran at 27 GB/s on the Xeon of docs/PERFORMANCE.md, of huge pages at 34. The advice is
 /// a hint: where THP is off ("never") the buffer is ordinary pages; only whole huge pages inside
 /// the buffer are advised, so a matrix never makes a partly used huge page resident.
+///
+///
+/// A buffer bigger than `HUGE_CHECKED_ABOVE` takes huge pages only while their faults are cheap
+/// (`advise_while_cheap`): on a virtual machine that hands freed memory back to its host
+/// (virtio-balloon free page reporting works in huge-page-sized blocks, exactly what a huge-page
+/// fault takes) each fault can wait on the host, 3–8 ms per 2 MiB against 0.13 ms, and 0.38 ms
+/// for the same bytes in 4 KiB pages (docs/PERFORMANCE.md, session 25). There a 7B file's
+/// repack took 5–12 s instead of 1.5 s, to gain ~1.5 % in decode. Smaller buffers (models up to
+/// ~1.5B parameters, whose narrow matrices lose ~11 % of decode speed on 4 KiB pages) take the
+/// huge pages whatever their faults cost.
 pub struct HugeBuf {
     map: Option<memmap2::MmapMut>,
     /// the buffer's start inside `map`: the first huge-page boundary when the mapping has room
@@ -144,15 +186,21 @@ impl HugeBuf {
         // A buffer of at least one huge page gets one page more, so its start can move to a
         // huge-page boundary (the slack is never touched, so never resident).
         let huge = len >= HUGE_PAGE;
-        let map = memmap2::MmapOptions::new().len(if huge { len + HUGE_PAGE } else { len }).map_anon()?;
+        #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+        let mut map = memmap2::MmapOptions::new().len(if huge { len + HUGE_PAGE } else { len }).map_anon()?;
         let mut off = 0;
         if huge {
             let addr = map.as_ptr() as usize;
             off = addr.next_multiple_of(HUGE_PAGE) - addr;
             #[cfg(target_os = "linux")]
             {
-                // only failure: a kernel without THP, where the hint has nothing to do
-                let _ = map.advise_range(memmap2::Advice::HugePage, off, len / HUGE_PAGE * HUGE_PAGE);
+                let whole = len / HUGE_PAGE * HUGE_PAGE;
+                if whole > HUGE_CHECKED_ABOVE {
+                    advise_while_cheap(&mut map, off, whole, HUGE_FAULT_SLOW);
+                } else {
+                    // only failure: a kernel without THP, where the hint has nothing to do
+                    let _ = map.advise_range(memmap2::Advice::HugePage, off, whole);
+                }
             }
         }
         Ok(HugeBuf { map: Some(map), off, len })
@@ -186,4 +234,36 @@ pub fn nearest_int(x: f32) -> i32 {
 #[inline(always)]
 pub fn fp16(x: f32) -> f16 {
     f16::from_f32(x)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn huge_pages_stop_at_the_first_slow_run_and_the_bytes_stay_zero() {
+        let whole = (2 * HUGE_CHECK_PAGES + 3) * HUGE_PAGE; // two full runs and a short one
+        let fresh = || memmap2::MmapOptions::new().len(whole + HUGE_PAGE).map_anon().unwrap();
+        // faults never that slow: every run advised
+        let mut map = fresh();
+        assert_eq!(advise_while_cheap(&mut map, HUGE_PAGE, whole, Duration::from_secs(3600)), whole);
+        assert!(map.iter().step_by(4096).all(|&b| b == 0));
+        // every fault "slow": the first run only
+        let mut map = fresh();
+        assert_eq!(advise_while_cheap(&mut map, 0, whole, Duration::ZERO), HUGE_CHECK_PAGES * HUGE_PAGE);
+        assert!(map.iter().step_by(4096).all(|&b| b == 0));
+    }
+
+    #[test]
+    fn huge_buf_is_zeroed_and_writable_across_sizes() {
+        for len in [1, 4095, HUGE_PAGE - 1, HUGE_PAGE, 3 * HUGE_PAGE + 17] {
+            let mut b = HugeBuf::zeroed(len).unwrap();
+            assert_eq!(b.bytes().len(), len);
+            assert!(b.bytes().iter().all(|&x| x == 0));
+            b.bytes_mut()[len - 1] = 7;
+            assert_eq!(b.bytes()[len - 1], 7);
+            assert_eq!(b.bytes().as_ptr() as usize % 64, 0);
+        }
+    }
 }
