@@ -653,9 +653,47 @@ unsafe fn gemm_lanes_pass<const T: usize, const KIND: u8>(c: R16Call) {
     }
 }
 
+/// Lane k of the 16 rows of the R16 block quants at `q` (as `lane_values(q)[k]`), from `qh`, the
+/// block's high-bit slot (Q5_0/Q5_1; unused otherwise), and `x`, its nibble slot k mod 4 (the 4-bit
+/// types) or its slot k (Q8_0), loaded by the caller.
+#[inline(always)]
+///
+/// # Safety
+/// The CPU must support this function's target features (it only computes on registers).
+unsafe fn lane_value<const KIND: u8>(x: __m512i, qh: __m512i, k: usize) -> __m512i {
+    // SAFETY: the caller upholds this function's `# Safety` contract (target features,
+    // pointer ranges), which covers every unsafe operation below.
+    unsafe {
+        if KIND == LANE_Q8_0 {
+            return x;
+        }
+        let m4 = _mm512_set1_epi8(0x0F);
+        let v = _mm512_and_si512(if k < 4 { x } else { _mm512_srli_epi16(x, 4) }, m4);
+        if !lane_q5(KIND) {
+            return v;
+        }
+        // bit k of each byte of qh → 0x10 of lane k's bytes
+        let h = match k {
+            0 => _mm512_slli_epi32(qh, 4),
+            1 => _mm512_slli_epi32(qh, 3),
+            2 => _mm512_slli_epi32(qh, 2),
+            3 => _mm512_slli_epi32(qh, 1),
+            4 => qh,
+            5 => _mm512_srli_epi32(qh, 1),
+            6 => _mm512_srli_epi32(qh, 2),
+            _ => _mm512_srli_epi32(qh, 3),
+        };
+        or_and(v, h, _mm512_set1_epi8(0x10))
+    }
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,f16c,fma")]
 /// `gemm_lanes` for one token over `G` groups `c.ws` bytes apart (`types::R16Gemv`); each
-/// group's lanes sum as in `gemm_lanes_pass::<1, KIND>`.
+/// group's lanes sum as in `gemm_lanes_pass::<1, KIND>`. The block goes lane by lane (k, k + 4
+/// share a nibble slot), each lane's values made as they are used: with all 8 made first (as
+/// `lane_values`), the G groups' values, accumulators and the token's lane terms did not fit
+/// the 32 registers and a third of the loop was spills and copies (docs/PERFORMANCE.md, session
+/// 25). The lane order changes no sum: each lane has its own accumulator.
 ///
 /// # Safety
 /// The CPU must support this function's target features; `c` must be a `GemvCall` of `G` groups.
@@ -665,14 +703,49 @@ unsafe fn gemv_lanes<const G: usize, const KIND: u8>(c: GemvCall) {
     unsafe {
         let GemvCall { nb, w, ws, a, out, os } = c;
         let (hb, qb) = (lane_head_bytes(KIND), lane_block_bytes(KIND));
+        // the nibble slots follow the high-bit slot
+        let slots = if lane_q5(KIND) { 64 } else { 0 };
         let mut acc = [[_mm512_setzero_ps(); 8]; G];
         let mut summs = [_mm512_setzero_ps(); G];
         for b in 0..nb {
+            let y = a.add(b * Q8_0S_BLOCK);
+            let dy = _mm512_set1_ps((y as *const f32).read_unaligned());
+            let lane_init = y.add(40) as *const i32; // offset · lane Σy, precomputed
+            let mut d = [_mm512_setzero_ps(); G];
+            let mut qh = [_mm512_setzero_si512(); G];
             for g in 0..G {
                 let wg = w.add(g * ws);
-                let v = lane_values::<KIND>(wg.add(nb * hb + b * qb));
-                lane_block::<KIND>(&mut acc[g], &mut summs[g], wg.add(b * hb), &v, a.add(b * Q8_0S_BLOCK));
+                let q = wg.add(nb * hb + b * qb);
+                prefetch_ahead(q, qb);
+                d[g] = _mm512_mul_ps(scales16(wg.add(b * hb)), dy);
+                if lane_q5(KIND) {
+                    qh[g] = _mm512_loadu_si512(q as *const _);
+                }
+                if lane_min(KIND) {
+                    let s = (y.add(4) as *const f32).read_unaligned();
+                    summs[g] = _mm512_fmadd_ps(scales16(wg.add(b * hb + R * 2)), _mm512_set1_ps(s), summs[g]);
+                }
             }
+            // written out: a loop over the lane order stays a loop, its accumulators in memory
+            let mut lane = |k: usize| {
+                let init = _mm512_set1_epi32(lane_init.add(k).read_unaligned());
+                let yk = bcast4(y.add(8 + 4 * k));
+                for g in 0..G {
+                    let q = w.add(g * ws + nb * hb + b * qb);
+                    let slot = if KIND == LANE_Q8_0 { k } else { k % 4 };
+                    let x = _mm512_loadu_si512(q.add(slots + 64 * slot) as *const _);
+                    let isum = _mm512_dpbusd_epi32(init, lane_value::<KIND>(x, qh[g], k), yk);
+                    acc[g][k] = _mm512_fmadd_ps(d[g], _mm512_cvtepi32_ps(isum), acc[g][k]);
+                }
+            };
+            lane(0);
+            lane(4);
+            lane(1);
+            lane(5);
+            lane(2);
+            lane(6);
+            lane(3);
+            lane(7);
         }
         for g in 0..G {
             lane_store::<KIND>(&acc[g], summs[g], out.add(g * os));
