@@ -692,7 +692,7 @@ unsafe fn lane_value<const KIND: u8>(x: __m512i, qh: __m512i, k: usize) -> __m51
 /// group's lanes sum as in `gemm_lanes_pass::<1, KIND>`. The block goes lane by lane (k, k + 4
 /// share a nibble slot), each lane's values made as they are used: with all 8 made first (as
 /// `lane_values`), the G groups' values, accumulators and the token's lane terms did not fit
-/// the 32 registers and a third of the loop was spills and copies (docs/PERFORMANCE.md, session
+/// the 32 registers and a fifth of the loop was spills and copies (docs/PERFORMANCE.md, session
 /// 25). The lane order changes no sum: each lane has its own accumulator.
 ///
 /// # Safety
@@ -1497,9 +1497,13 @@ unsafe fn gemv_q6_k<const G: usize>(c: GemvCall) {
                 let heads = w.add(g * ws);
                 let q = heads.add(nb * R * 2 + b * R * 208);
                 let mut ia = q6_lane_init(q, bs);
-                for j in 0..16 {
-                    let (sc, v) = q6_sub_values(q, j);
-                    q6_sub(&mut ia, &v, sc, y, j);
+                // in pairs: sub-block j feeds lanes 4·(j mod 2).., which a loop over j indexes at
+                // run time, so the 8 lane sums lived in memory (4 loads and stores per sub-block)
+                for p in 0..8 {
+                    let (sc, v) = q6_sub_values(q, 2 * p);
+                    q6_sub(&mut ia, &v, sc, y, 2 * p);
+                    let (sc, v) = q6_sub_values(q, 2 * p + 1);
+                    q6_sub(&mut ia, &v, sc, y, 2 * p + 1);
                 }
                 q6_fold(acc, &ia, scales16(heads.add(b * R * 2)), dy);
             }
