@@ -130,7 +130,8 @@ const HUGE_FAULT_SLOW: std::time::Duration = std::time::Duration::from_millis(2)
 
 /// Advises and faults in `whole` bytes of `map` from `off` as huge pages, `HUGE_CHECK_PAGES` at a
 /// time, and stops after the first run of them whose faults took more than `slow` a page (or
-/// whose advice failed): the rest stays on 4 KiB pages. Returns the bytes advised. Slow faults
+/// whose advice failed): the rest stays on 4 KiB pages (advised so, for THP "always"). Returns
+/// the bytes advised. Slow faults
 /// come in streaks (the host backs memory it had taken back), often after a few cheap ones
 /// (memory the guest freed recently), so one look at the start would not tell.
 #[cfg(target_os = "linux")]
@@ -147,7 +148,12 @@ fn advise_while_cheap(map: &mut memmap2::MmapMut, off: usize, whole: usize, slow
             map[page] = 0;
         }
         if t0.elapsed() > slow * (n / HUGE_PAGE) as u32 {
-            return start + n - off;
+            // where THP is "always" the kernel would give the rest huge pages unasked
+            let rest = start + n;
+            if rest < off + whole {
+                let _ = map.advise_range(memmap2::Advice::NoHugePage, rest, off + whole - rest);
+            }
+            return rest - off;
         }
     }
     whole
@@ -160,7 +166,6 @@ fn advise_while_cheap(map: &mut memmap2::MmapMut, off: usize, whole: usize, slow
 /// pages ran at 27 GB/s on the Xeon of docs/PERFORMANCE.md, of huge pages at 34. The advice is
 /// a hint: where THP is off ("never") the buffer is ordinary pages; only whole huge pages inside
 /// the buffer are advised, so a matrix never makes a partly used huge page resident.
-///
 ///
 /// A buffer bigger than `HUGE_CHECKED_ABOVE` takes huge pages only while their faults are cheap
 /// (`advise_while_cheap`): on a virtual machine that hands freed memory back to its host
