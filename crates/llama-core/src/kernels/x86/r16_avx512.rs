@@ -519,9 +519,20 @@ const fn lane_block_bytes(kind: u8) -> usize {
     }
 }
 
+/// Where a lane-order block's 4-bit slots start: after the high-bit slot (Q5_0/Q5_1), or at the
+/// block's start; Q8_0's 8 slots start there too.
+const fn lane_slots(kind: u8) -> usize {
+    if lane_q5(kind) {
+        64
+    } else {
+        0
+    }
+}
+
 /// v[k]: the 16 rows' 4 unsigned bytes of lane k of the R16 block quants at `q` (Q8_0: slot k;
 /// the others: low nibbles of nibble slot k for k < 4, high nibbles of slot k − 4 above, with the
-/// high bit from the qh slot for Q5_0/Q5_1); also asks for the block's bytes `prefetch_distance()` ahead.
+/// high bit from the qh slot for Q5_0/Q5_1, as `lane_value`); also asks for the block's bytes
+/// `prefetch_distance()` ahead.
 #[inline(always)]
 ///
 /// # Safety
@@ -532,31 +543,12 @@ unsafe fn lane_values<const KIND: u8>(q: *const u8) -> [__m512i; 8] {
     // pointer ranges), which covers every unsafe operation below.
     unsafe {
         prefetch_ahead(q, lane_block_bytes(KIND));
-        if KIND == LANE_Q8_0 {
-            let mut v = [_mm512_setzero_si512(); 8];
-            for (s, vs) in v.iter_mut().enumerate() {
-                *vs = _mm512_loadu_si512(q.add(64 * s) as *const _);
-            }
-            return v;
-        }
-        let mut v = nibbles4(if lane_q5(KIND) { q.add(64) } else { q });
-        if lane_q5(KIND) {
-            // bit k of each byte of qh → 0x10 of lane k's bytes
-            let m10 = _mm512_set1_epi8(0x10);
-            let qh = _mm512_loadu_si512(q as *const _);
-            let hb = [
-                _mm512_slli_epi32(qh, 4),
-                _mm512_slli_epi32(qh, 3),
-                _mm512_slli_epi32(qh, 2),
-                _mm512_slli_epi32(qh, 1),
-                qh,
-                _mm512_srli_epi32(qh, 1),
-                _mm512_srli_epi32(qh, 2),
-                _mm512_srli_epi32(qh, 3),
-            ];
-            for (vk, h) in v.iter_mut().zip(hb) {
-                *vk = or_and(*vk, h, m10);
-            }
+        let qh = if lane_q5(KIND) { _mm512_loadu_si512(q as *const _) } else { _mm512_setzero_si512() };
+        let mut v = [_mm512_setzero_si512(); 8];
+        for (k, vk) in v.iter_mut().enumerate() {
+            let slot = if KIND == LANE_Q8_0 { k } else { k % 4 };
+            let x = _mm512_loadu_si512(q.add(lane_slots(KIND) + 64 * slot) as *const _);
+            *vk = lane_value::<KIND>(x, qh, k);
         }
         v
     }
@@ -653,9 +645,9 @@ unsafe fn gemm_lanes_pass<const T: usize, const KIND: u8>(c: R16Call) {
     }
 }
 
-/// Lane k of the 16 rows of the R16 block quants at `q` (as `lane_values(q)[k]`), from `qh`, the
-/// block's high-bit slot (Q5_0/Q5_1; unused otherwise), and `x`, its nibble slot k mod 4 (the 4-bit
-/// types) or its slot k (Q8_0), loaded by the caller.
+/// Lane k's 4 unsigned bytes of the 16 rows of an R16 lane-order block, from `x`, the block's slot
+/// k (Q8_0) or nibble slot k mod 4 (low nibbles for k < 4, high ones above), and for Q5_0/Q5_1
+/// `qh`, its high-bit slot (bit k of each byte is the fifth bit of lane k's byte).
 #[inline(always)]
 ///
 /// # Safety
@@ -703,8 +695,6 @@ unsafe fn gemv_lanes<const G: usize, const KIND: u8>(c: GemvCall) {
     unsafe {
         let GemvCall { nb, w, ws, a, out, os } = c;
         let (hb, qb) = (lane_head_bytes(KIND), lane_block_bytes(KIND));
-        // the nibble slots follow the high-bit slot
-        let slots = if lane_q5(KIND) { 64 } else { 0 };
         let mut acc = [[_mm512_setzero_ps(); 8]; G];
         let mut summs = [_mm512_setzero_ps(); G];
         for b in 0..nb {
@@ -733,7 +723,7 @@ unsafe fn gemv_lanes<const G: usize, const KIND: u8>(c: GemvCall) {
                 for g in 0..G {
                     let q = w.add(g * ws + nb * hb + b * qb);
                     let slot = if KIND == LANE_Q8_0 { k } else { k % 4 };
-                    let x = _mm512_loadu_si512(q.add(slots + 64 * slot) as *const _);
+                    let x = _mm512_loadu_si512(q.add(lane_slots(KIND) + 64 * slot) as *const _);
                     let isum = _mm512_dpbusd_epi32(init, lane_value::<KIND>(x, qh[g], k), yk);
                     acc[g][k] = _mm512_fmadd_ps(d[g], _mm512_cvtepi32_ps(isum), acc[g][k]);
                 }
