@@ -21,6 +21,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tg", type=int, default=0, help="then time N single-token evals")
     a = ap.parse_args()
+    if a.n_ctx < 1 or a.threads < 1 or a.tg < 0:
+        ap.error("--n-ctx and --threads must be positive, --tg not negative")
     t0 = time.perf_counter()
     if a.runtime == "ours":
         import llama
