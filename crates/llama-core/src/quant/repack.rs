@@ -546,13 +546,18 @@ pub fn to_r16_acts(t: GgmlType, src: &[u8], dst: &mut [u8]) {
     };
     for (s, d) in src.chunks_exact(34).zip(dst.chunks_exact_mut(Q8_0S_BLOCK)) {
         let scale = f16::from_le_bytes([s[0], s[1]]).to_f32();
-        let sum: i32 = s[2..34].iter().map(|&v| v as i8 as i32).sum();
+        // each lane's Σq (4 values), and the block's as their sum: integers, so any order is exact
+        let q: &[u8; 32] = s[2..34].try_into().expect("34-byte block");
+        let mut ls = [0i32; 8];
+        for (k, l) in ls.iter_mut().enumerate() {
+            *l = q[4 * k..4 * k + 4].iter().fold(0, |a, &v| a + v as i8 as i32);
+        }
+        let sum: i32 = ls.iter().sum();
         d[0..4].copy_from_slice(&scale.to_le_bytes());
         d[4..8].copy_from_slice(&sum.to_le_bytes());
-        d[8..40].copy_from_slice(&s[2..34]);
-        for k in 0..8 {
-            let ls: i32 = s[2 + 4 * k..6 + 4 * k].iter().map(|&v| v as i8 as i32).sum();
-            d[40 + 4 * k..44 + 4 * k].copy_from_slice(&(off * ls).to_le_bytes());
+        d[8..40].copy_from_slice(q);
+        for (k, l) in ls.iter().enumerate() {
+            d[40 + 4 * k..44 + 4 * k].copy_from_slice(&(off * l).to_le_bytes());
         }
     }
 }
