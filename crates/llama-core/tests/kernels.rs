@@ -1357,6 +1357,38 @@ fn softmax_and_swiglu_match_scalar() {
     }
 }
 
+/// Every table's GELU through ggml's f16 table (`Kernels::gelu`, plain and gated) equals the
+/// scalar lookup (`elementwise::gelu_scalar`) bit for bit: on every f16 value (every table entry,
+/// the last included), values that round across an f16 step, the ±10 bounds and past them, ±∞,
+/// and lengths that leave every tail size; NaN stays NaN.
+#[test]
+fn gelu_matches_scalar() {
+    use llama_core::kernels::elementwise::{gelu_scalar, gelu_table, GELU_TABLE_BOUND};
+    let t = gelu_table();
+    let b = GELU_TABLE_BOUND;
+    let mut x: Vec<f32> = (0..=u16::MAX).map(|h| f16::from_bits(h).to_f32()).collect();
+    let mut rng = Rng(0x5eed);
+    x.extend((0..4000).map(|_| ((rng.next() >> 40) as f32 / (1u32 << 24) as f32 - 0.5) * 30.0));
+    x.extend([b, -b, b.next_down(), b.next_up(), (-b).next_up(), (-b).next_down(), 65504.0, 65520.0, -65520.0]);
+    x.extend([f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1e-8, -1e-8, 6.1e-5, -2.0f32.next_up()]);
+    let up: Vec<f32> = (0..x.len()).map(|i| [1.5f32, -0.75, 0.0, -0.0, 3.0][i % 5]).collect();
+    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for k in Kernels::available() {
+        for len in (0..40).chain([x.len()]) {
+            for gated in [false, true] {
+                let u = gated.then_some(&up[..len]);
+                let (mut a, mut r) = (x[..len].to_vec(), x[..len].to_vec());
+                (k.gelu)(&mut a, u, t);
+                gelu_scalar(&mut r, u, t);
+                assert_eq!(bits(&a), bits(&r), "{:?} gelu len={len} gated={gated}", k.isa);
+            }
+        }
+        let mut nan = vec![f32::NAN; 20];
+        (k.gelu)(&mut nan, None, t);
+        assert!(nan.iter().all(|v| v.is_nan()), "{:?} gelu(NaN) = {nan:?}", k.isa);
+    }
+}
+
 /// Every table has a row exactly for the types we compute with, with ggml's block layout, the
 /// same `vec_dot_type` as ggml (`type_traits_cpu`), and `to_float` equal to `quant::dequantize_row`.
 #[test]

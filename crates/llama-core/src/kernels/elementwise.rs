@@ -277,32 +277,47 @@ fn reduce_add16(v: &[f32; 16]) -> f32 {
 /// GELU (tanh approximation) gated: `gate = gelu(gate) * up`.
 /// ggml evaluates GELU through a table indexed by the f16 value of x and storing f16 results
 /// (GGML_GELU_FP16), so x and gelu(x) are both rounded to f16; |x| ≥ 10 bypasses the table.
+/// The table's `gelu` kernel (a vector gather where the CPU has one, `gelu_scalar` else).
 pub fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
-    let t = gelu_table();
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = gelu_f16_table(t, *g) * u;
-    }
+    assert!(up.len() >= gate.len(), "geglu: up shorter than gate");
+    (super::kernels().gelu)(gate, Some(up), gelu_table())
 }
 
 /// GELU (tanh approximation) in place: ggml_gelu through the same f16 table as `geglu_inplace`.
 pub fn gelu_inplace(x: &mut [f32]) {
-    let t = gelu_table();
-    for v in x {
-        *v = gelu_f16_table(t, *v);
+    (super::kernels().gelu)(x, None, gelu_table())
+}
+
+/// `GeluFn` of the scalar table, and the reference of the SIMD ones: `x = gelu(x)` (· `up`) one
+/// value at a time through `t`.
+pub fn gelu_scalar(x: &mut [f32], up: Option<&[f32]>, t: &[u16]) {
+    match up {
+        Some(up) => x.iter_mut().zip(up).for_each(|(g, &u)| *g = gelu_f16_table(t, *g) * u),
+        None => x.iter_mut().for_each(|v| *v = gelu_f16_table(t, *v)),
     }
 }
 
-/// ggml's table: gelu of every f16 value, stored as f16 (built on first use, 128 KiB).
-fn gelu_table() -> &'static [u16] {
+/// ggml's table: gelu of every f16 value, stored as f16 (built on first use, 128 KiB), then one
+/// entry of padding: a SIMD kernel gathers 32 bits at entry i and keeps the low 16.
+pub fn gelu_table() -> &'static [u16] {
     static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| (0..=u16::MAX).map(|h| f16::from_f32(gelu(f16::from_bits(h).to_f32())).to_bits()).collect())
+    TABLE.get_or_init(|| {
+        let mut t: Vec<u16> =
+            (0..=u16::MAX).map(|h| f16::from_f32(gelu(f16::from_bits(h).to_f32())).to_bits()).collect();
+        t.push(0);
+        t
+    })
 }
+
+/// Where `GeluFn` kernels leave the table (as `ggml_vec_gelu_f32` does): x ≤ −10 gives 0 and
+/// x ≥ 10 gives x; anything else, NaN included, is looked up.
+pub const GELU_TABLE_BOUND: f32 = 10.0;
 
 #[inline]
 fn gelu_f16_table(t: &[u16], x: f32) -> f32 {
-    if x <= -10.0 {
+    if x <= -GELU_TABLE_BOUND {
         0.0
-    } else if x >= 10.0 {
+    } else if x >= GELU_TABLE_BOUND {
         x
     } else {
         f16::from_bits(t[f16::from_f32(x).to_bits() as usize]).to_f32()

@@ -160,6 +160,10 @@ pub type SoftmaxFn = fn(&mut [f32], f32);
 pub type ExpSumFn = fn(&mut [f32], f32) -> f64;
 /// `gate = silu(gate) · up` over rows of `n_ff` (`kernels::elementwise::swiglu_inplace`).
 pub type SwigluFn = fn(&mut [f32], &[f32], usize);
+/// `x = gelu(x)`, times `up` when given (GeGLU), through ggml's f16 GELU table
+/// (`kernels::elementwise::gelu_table`: 65,536 entries and one of padding, so a 32-bit gather of
+/// the last one stays inside): `kernels::elementwise::gelu_scalar`.
+pub type GeluFn = fn(&mut [f32], Option<&[f32]>, &[u16]);
 
 /// The summation order of one attention dot (llama.cpp's tinyBLAS and `ggml_vec_dot_f16` of its
 /// AVX-512 and AVX2 builds, see `kernels::attn`).
@@ -461,6 +465,7 @@ pub struct Kernels {
     /// A vectorised `exp_sum_tile` of the table's orders, where it has one.
     pub exp_sum: Option<ExpSumFn>,
     pub swiglu: SwigluFn,
+    pub gelu: GeluFn,
 }
 
 impl Kernels {

@@ -208,6 +208,7 @@ pub const TABLE: Kernels = {
         softmax: elementwise::softmax_scalar,
         exp_sum: None,
         swiglu: elementwise::swiglu_scalar,
+        gelu: elementwise::gelu_scalar,
     }
 };
 

@@ -4,6 +4,7 @@
 
 use std::arch::x86_64::*;
 
+use crate::kernels::elementwise::GELU_TABLE_BOUND;
 use crate::kernels::shared::{swiglu_by, swiglu_check};
 
 /// ggml_v_expf, AVX-512 variant.
@@ -248,9 +249,50 @@ fn exp_sum_entry(x: &mut [f32], max: f32) -> f64 {
     unsafe { exp_sum(x, max) }
 }
 
+/// `x = gelu(x)` (· `up`) through ggml's f16 table, 16 lanes at a time (`GeluFn`): each x
+/// rounded to f16 (`vcvtps2ph`, to nearest even as `f16::from_f32`), its entry gathered, widened
+/// back to f32, the bounds of `elementwise::gelu_scalar` applied: the same values, the table's
+/// random reads in flight together instead of one after another.
+#[target_feature(enable = "avx512f")]
+///
+/// # Safety
+/// The CPU must support AVX-512 F; `t` holds 65,537 entries (`gelu_table`); `up`, when given, is
+/// at least as long as `x`.
+unsafe fn gelu(x: &mut [f32], up: Option<&[f32]>, t: &[u16]) {
+    // SAFETY: loads and stores are masked to x's length (and up's, which is no shorter); a
+    // gathered index is an f16's bits, ≤ 65,535, and its 4 bytes end inside the 65,537 entries.
+    unsafe {
+        let (n, p, tp) = (x.len(), x.as_mut_ptr(), t.as_ptr() as *const u8);
+        let (lo, hi) = (_mm512_set1_ps(-GELU_TABLE_BOUND), _mm512_set1_ps(GELU_TABLE_BOUND));
+        let mut i = 0;
+        while i < n {
+            let m = lanes(n - i);
+            let v = _mm512_maskz_loadu_ps(m, p.add(i));
+            let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+            let g = _mm512_mask_i32gather_epi32::<2>(_mm512_setzero_si512(), m, _mm512_cvtepu16_epi32(h), tp as _);
+            let mut y = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+            y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, hi), v);
+            y = _mm512_maskz_mov_ps(!_mm512_cmp_ps_mask::<_CMP_LE_OQ>(v, lo), y);
+            if let Some(u) = up {
+                y = _mm512_mul_ps(y, _mm512_maskz_loadu_ps(m, u.as_ptr().add(i)));
+            }
+            _mm512_mask_storeu_ps(p.add(i), m, y);
+            i += 16;
+        }
+    }
+}
+
+/// Safe entry (`GeluFn`).
+fn gelu_entry(x: &mut [f32], up: Option<&[f32]>, t: &[u16]) {
+    gelu_check(x, up, t);
+    // SAFETY: reachable only through the AVX-512 table (avx512f detected); lengths checked above.
+    unsafe { gelu(x, up, t) }
+}
+
 pub(super) const SOFTMAX_AVX512: crate::kernels::types::SoftmaxFn = softmax_entry;
 pub(super) const EXP_SUM_AVX512: crate::kernels::types::ExpSumFn = exp_sum_entry;
 pub(super) const SWIGLU_AVX512: crate::kernels::types::SwigluFn = swiglu_entry;
+pub(super) const GELU_AVX512: crate::kernels::types::GeluFn = gelu_entry;
 // ---- AVX2 ----------------------------------------------------------------------------------------
 
 /// ggml_v_expf, AVX2 variant (vec.h, `__AVX2__ && __FMA__`): the polynomial without its constant
@@ -423,6 +465,54 @@ unsafe fn swiglu_avx2(gate: &mut [f32], up: &[f32], n_ff: usize) {
     }
 }
 
+/// `gelu` of the AVX-512 table in 8 lanes (`GeluFn`): whole vectors gathered, the tail through
+/// `gelu_scalar`; the same values.
+#[target_feature(enable = "avx2,f16c")]
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C; `t` holds 65,537 entries; `up`, when given, is at least as
+/// long as `x`.
+unsafe fn gelu_avx2(x: &mut [f32], up: Option<&[f32]>, t: &[u16]) {
+    // SAFETY: whole vectors inside x (and up); a gathered index is an f16's bits, ≤ 65,535, and
+    // its 4 bytes end inside the 65,537 entries.
+    unsafe {
+        let (n8, p, tp) = (x.len() / 8 * 8, x.as_mut_ptr(), t.as_ptr() as *const u8);
+        let (lo, hi) = (_mm256_set1_ps(-GELU_TABLE_BOUND), _mm256_set1_ps(GELU_TABLE_BOUND));
+        // the low 16 bits of each 32-bit lane, packed into the low 8 bytes of each 128-bit half
+        let pack = _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1,
+            -1, -1,
+        );
+        for i in (0..n8).step_by(8) {
+            let v = _mm256_loadu_ps(p.add(i));
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            let g = _mm256_i32gather_epi32::<2>(tp as _, _mm256_cvtepu16_epi32(h));
+            let g = _mm256_permute4x64_epi64::<0b1000>(_mm256_shuffle_epi8(g, pack));
+            let mut y = _mm256_cvtph_ps(_mm256_castsi256_si128(g));
+            y = _mm256_blendv_ps(y, v, _mm256_cmp_ps::<_CMP_GE_OQ>(v, hi));
+            y = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(v, lo), y);
+            if let Some(u) = up {
+                y = _mm256_mul_ps(y, _mm256_loadu_ps(u.as_ptr().add(i)));
+            }
+            _mm256_storeu_ps(p.add(i), y);
+        }
+        crate::kernels::elementwise::gelu_scalar(&mut x[n8..], up.map(|u| &u[n8..]), t);
+    }
+}
+
+/// Safe entry (`GeluFn`).
+fn gelu_avx2_entry(x: &mut [f32], up: Option<&[f32]>, t: &[u16]) {
+    gelu_check(x, up, t);
+    // SAFETY: reachable only through the AVX2 table (AVX2 and F16C detected); lengths checked above.
+    unsafe { gelu_avx2(x, up, t) }
+}
+
+/// What both `GeluFn` kernels rely on: the padded table, and `up` no shorter than `x`.
+fn gelu_check(x: &[f32], up: Option<&[f32]>, t: &[u16]) {
+    assert!(t.len() > u16::MAX as usize + 1, "gelu: the table needs 65,537 entries (gelu_table)");
+    assert!(up.is_none_or(|u| u.len() >= x.len()), "gelu: up shorter than x");
+}
+
 /// Safe entry (`SoftmaxFn`).
 fn softmax_avx2_entry(x: &mut [f32], scale: f32) {
     // SAFETY: reachable only through the AVX2 table, handed out after detecting AVX2 and FMA;
@@ -439,3 +529,4 @@ fn swiglu_avx2_entry(gate: &mut [f32], up: &[f32], n_ff: usize) {
 
 pub(super) const SOFTMAX_AVX2: crate::kernels::types::SoftmaxFn = softmax_avx2_entry;
 pub(super) const SWIGLU_AVX2: crate::kernels::types::SwigluFn = swiglu_avx2_entry;
+pub(super) const GELU_AVX2: crate::kernels::types::GeluFn = gelu_avx2_entry;

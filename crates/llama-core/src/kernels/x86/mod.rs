@@ -160,6 +160,7 @@ pub fn avx2_table_narrow(base: &Kernels) -> Option<Kernels> {
     k.attn.fa_tile_pv = attn::fa_tile_pv_avx2;
     k.softmax = act::SOFTMAX_AVX2;
     k.swiglu = act::SWIGLU_AVX2;
+    k.gelu = act::GELU_AVX2;
     Some(k)
 }
 
@@ -266,6 +267,7 @@ pub fn avx512_table_narrow(base: &Kernels) -> Option<Kernels> {
         k.softmax = act::SOFTMAX_AVX512;
         k.exp_sum = Some(act::EXP_SUM_AVX512);
         k.swiglu = act::SWIGLU_AVX512;
+        k.gelu = act::GELU_AVX512;
     }
     Some(k)
 }
