@@ -279,7 +279,6 @@ fn reduce_add16(v: &[f32; 16]) -> f32 {
 /// (GGML_GELU_FP16), so x and gelu(x) are both rounded to f16; |x| ≥ 10 bypasses the table.
 /// The table's `gelu` kernel (a vector gather where the CPU has one, `gelu_scalar` else).
 pub fn geglu_inplace(gate: &mut [f32], up: &[f32]) {
-    assert!(up.len() >= gate.len(), "geglu: up shorter than gate");
     (super::kernels().gelu)(gate, Some(up), gelu_table())
 }
 
@@ -291,6 +290,7 @@ pub fn gelu_inplace(x: &mut [f32]) {
 /// `GeluFn` of the scalar table, and the reference of the SIMD ones: `x = gelu(x)` (· `up`) one
 /// value at a time through `t`.
 pub fn gelu_scalar(x: &mut [f32], up: Option<&[f32]>, t: &[u16]) {
+    super::shared::gelu_check(x, up, t);
     match up {
         Some(up) => x.iter_mut().zip(up).for_each(|(g, &u)| *g = gelu_f16_table(t, *g) * u),
         None => x.iter_mut().for_each(|v| *v = gelu_f16_table(t, *v)),

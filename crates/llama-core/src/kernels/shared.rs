@@ -461,6 +461,13 @@ pub(crate) fn swiglu_check(gate: &[f32], up: &[f32], n_ff: usize) {
     assert!(n_ff > 0 && gate.len().is_multiple_of(n_ff) && up.len() >= gate.len(), "swiglu: shapes");
 }
 
+/// Checks a `GeluFn` call: the padded table (`elementwise::gelu_table`, which the SIMD kernels'
+/// gathers rely on), and `up` no shorter than `x`.
+pub(crate) fn gelu_check(x: &[f32], up: Option<&[f32]>, t: &[u16]) {
+    assert!(t.len() > u16::MAX as usize + 1, "gelu: the table needs 65,537 entries (gelu_table)");
+    assert!(up.is_none_or(|u| u.len() >= x.len()), "gelu: up shorter than x");
+}
+
 /// `SwigluFn` body, `gate = silu(gate) · up` over rows of `n_ff` as `ggml_vec_swiglu_f32`: `wide(g,
 /// u)` does the `W` lanes at `g`, `u` (ggml_v_silu), each row's tail (n_ff mod W) is ggml's scalar
 /// loop (libm expf).

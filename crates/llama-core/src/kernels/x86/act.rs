@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use crate::kernels::elementwise::GELU_TABLE_BOUND;
-use crate::kernels::shared::{swiglu_by, swiglu_check};
+use crate::kernels::shared::{gelu_check, swiglu_by, swiglu_check};
 
 /// ggml_v_expf, AVX-512 variant.
 #[inline]
@@ -505,12 +505,6 @@ fn gelu_avx2_entry(x: &mut [f32], up: Option<&[f32]>, t: &[u16]) {
     gelu_check(x, up, t);
     // SAFETY: reachable only through the AVX2 table (AVX2 and F16C detected); lengths checked above.
     unsafe { gelu_avx2(x, up, t) }
-}
-
-/// What both `GeluFn` kernels rely on: the padded table, and `up` no shorter than `x`.
-fn gelu_check(x: &[f32], up: Option<&[f32]>, t: &[u16]) {
-    assert!(t.len() > u16::MAX as usize + 1, "gelu: the table needs 65,537 entries (gelu_table)");
-    assert!(up.is_none_or(|u| u.len() >= x.len()), "gelu: up shorter than x");
 }
 
 /// Safe entry (`SoftmaxFn`).
