@@ -67,6 +67,16 @@ pub fn prefetch_line(a: usize) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = a;
 }
+/// Bytes at the start of a weight stream that the kernels' own prefetch never asks for: each step
+/// asks for the lines `prefetch_distance` ahead of its reads (x86 only; 0 elsewhere, where the
+/// kernels leave streams to the hardware prefetchers).
+#[inline]
+pub fn prefetch_lead() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    return x86::prefetch_distance();
+    #[cfg(not(target_arch = "x86_64"))]
+    0
+}
 pub use matmul::{matmul, matmul_id, matmul_with, matvec_many, try_matmul, IdRoutes, MatmulScratch, QTensor};
 pub use pool::ThreadPool;
 pub use types::{

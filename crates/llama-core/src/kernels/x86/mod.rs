@@ -60,7 +60,7 @@ fn tune_prefetch_distance() {
 }
 
 #[inline(always)]
-fn prefetch_distance() -> usize {
+pub(crate) fn prefetch_distance() -> usize {
     PREFETCH_DISTANCE.load(Ordering::Relaxed)
 }
 
