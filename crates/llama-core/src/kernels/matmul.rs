@@ -748,8 +748,8 @@ unsafe fn r16_run(
             let a = &acts[t * a_stride..];
             // Each stream's first bytes, asked for all at once: the kernel prefetches only
             // `prefetch_lead` ahead of its reads, so a chunk's streams would otherwise start on
-            // line-by-line misses (SmolLM2's 14 µs jobs run 2–4 such chunks per thread;
-            // docs/PERFORMANCE.md: tg128 +9 % on Zen 4).
+            // line-by-line misses (SmolLM2's 14 µs jobs are ~5 such chunks; docs/PERFORMANCE.md
+            // session 27: tg128 +3–9 % on Zen 4).
             let base = p.bytes().as_ptr() as usize + gs.start * gb;
             for off in (0..(h * gb).min(super::prefetch_lead())).step_by(64) {
                 for j in 0..gv.groups {

@@ -67,6 +67,7 @@ pub fn prefetch_line(a: usize) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = a;
 }
+
 /// Bytes at the start of a weight stream that the kernels' own prefetch never asks for: each step
 /// asks for the lines `prefetch_distance` ahead of its reads (x86 only; 0 elsewhere, where the
 /// kernels leave streams to the hardware prefetchers).
