@@ -114,8 +114,8 @@ fn warming_any_address_is_harmless() {
     let buf = Vec::<u8>::with_capacity(1 << 20);
     let freed = buf.as_ptr() as usize;
     drop(buf);
-    let ranges = [(0, 4096), (usize::MAX - 4096, 4096), (0xffff_8000_0000_0000, 1 << 16), (freed, 1 << 20)];
-    assert_eq!(ranges.len(), WARM_SEGS);
+    let bad = [(0, 4096), (usize::MAX - 4096, 4096), (0xffff_8000_0000_0000, 1 << 16), (freed, 1 << 20)];
+    let ranges: [(usize, usize); WARM_SEGS] = std::array::from_fn(|i| bad[i % bad.len()]);
     for n in [1usize, 2, 3] {
         let pool = ThreadPool::new(n);
         let warm = vec![ranges; n];

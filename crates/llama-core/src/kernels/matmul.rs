@@ -46,14 +46,19 @@ pub struct MatmulScratch {
 
 /// What the threads warm for the next single-token job (`ThreadPool::run_warming`), learned from
 /// the previous token: a forward pass runs the same matrices in the same order every token, so
-/// the job that followed job K last time follows it again (a wrong guess costs a few wasted
-/// reads, never a wrong result).
+/// the job that followed job K last time follows it again, and what was read between the two
+/// (`MatmulScratch::note_reads`: the attention's keys and values after a Q/K/V job) is read
+/// there again (a wrong guess costs a few wasted reads, never a wrong result).
 #[derive(Default)]
 struct Lookahead {
     /// Key of the last single-token job: its first matrix's packed-bytes address.
     last: usize,
     /// Job key → each thread's ranges of the job that came after it.
     next: HashMap<usize, Vec<[WarmSeg; WARM_SEGS]>>,
+    /// Job key → the ranges read after it, before the next job.
+    between: HashMap<usize, Vec<WarmSeg>>,
+    /// `plan`'s answer: each thread's ranges, what comes between first (reused buffer).
+    plan: Vec<[WarmSeg; WARM_SEGS]>,
 }
 
 /// Jobs remembered at most; past this the table starts over (contexts that serve several models).
@@ -62,6 +67,12 @@ const LOOKAHEAD_JOBS: usize = 4096;
 /// Weight bytes a thread warms for the next job at most: what one gap between jobs (serial work,
 /// a job's tail) can fetch, well inside L2.
 const WARM_BYTES: usize = 512 << 10;
+/// Ranges of a job's first claims per thread (`first_claims`); the other `WARM_SEGS` slots are for
+/// what is read between two jobs.
+const CLAIM_SEGS: usize = 4;
+/// Bytes of one range read between two jobs (`note_reads`) warmed at most: an attention head's
+/// keys or values up to depth 1,024 (head 64, f16) — deeper, the gap is too short for more.
+const BETWEEN_BYTES: usize = 128 << 10;
 
 impl Lookahead {
     /// Records `warm` (this job's ranges) as what follows the previous job and returns the
@@ -70,6 +81,7 @@ impl Lookahead {
         if self.last != 0 {
             if self.next.len() >= LOOKAHEAD_JOBS && !self.next.contains_key(&self.last) {
                 self.next.clear();
+                self.between.clear();
             }
             let e = self.next.entry(self.last).or_default();
             e.clear();
@@ -78,11 +90,47 @@ impl Lookahead {
         self.last = key;
         self.next.get(&key).map_or(&[], |v| v.as_slice())
     }
+
+    /// `step`, and what each of `nth` threads warms after job `key`: first its share of what was
+    /// read between this job and the next last time (range i to thread nth−1−i mod nth: the
+    /// workers, idle first, take the attention's keys, read first; the caller, which warms only
+    /// at its job's end, the values, read after the softmax), then its first claims of the next.
+    fn plan(&mut self, key: usize, warm: &[[WarmSeg; WARM_SEGS]], nth: usize) -> &[[WarmSeg; WARM_SEGS]] {
+        self.step(key, warm);
+        let next = self.next.get(&key).map_or(&[][..], |v| v.as_slice());
+        let between = self.between.get(&key).map_or(&[][..], |v| v.as_slice());
+        if between.is_empty() {
+            return next;
+        }
+        self.plan.clear();
+        self.plan.resize(nth, [(0, 0); WARM_SEGS]);
+        for (th, segs) in self.plan.iter_mut().enumerate() {
+            let mine = between.iter().enumerate().filter(|&(i, _)| nth - 1 - i % nth == th).map(|(_, &r)| r);
+            let claims = next.get(th).into_iter().flatten().copied().filter(|r| r.1 > 0);
+            for (slot, r) in segs.iter_mut().zip(mine.take(WARM_SEGS - CLAIM_SEGS).chain(claims)) {
+                *slot = r;
+            }
+        }
+        &self.plan
+    }
 }
 
 impl MatmulScratch {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records that `reads` (byte ranges: an attention layer's keys and values) are read after
+    /// the last single-token job, before the next one: the next time that job runs, its threads
+    /// warm them (at most `BETWEEN_BYTES` of each) once done with it, before the next job's first
+    /// claims.
+    pub fn note_reads(&mut self, reads: impl Iterator<Item = WarmSeg>) {
+        let la = &mut self.ahead;
+        if la.last != 0 {
+            let e = la.between.entry(la.last).or_default();
+            e.clear();
+            e.extend(reads.map(|(a, n)| (a, n.min(BETWEEN_BYTES))));
+        }
     }
 
     fn bytes_mut(&mut self, n: usize) -> &mut [u8] {
@@ -615,7 +663,7 @@ fn first_claims(spans: &[WarmSpan], n_items: usize, min: usize, nth: usize) -> V
             }
             let h = ((g1 - g0) / m.streams).max(1);
             for j in 0..m.streams.min((g1 - g0) / h) {
-                if n < WARM_SEGS {
+                if n < CLAIM_SEGS {
                     segs[n] = (m.base + (g0 + j * h) * m.group_bytes, h * m.group_bytes);
                     n += 1;
                 }
@@ -699,7 +747,7 @@ fn gemv_r16(
         pool,
         n_items,
         min,
-        ahead.step(key, &warm),
+        ahead.plan(key, &warm, pool.n_threads()),
         || [0.0f32; MAX_WIDE_T * R],
         |tile, i0, i1| {
             for m in &parts {
@@ -982,6 +1030,11 @@ pub fn matmul_id<'w>(
 mod tests {
     use super::*;
 
+    /// `r` followed by empty ranges.
+    fn segs(r: &[WarmSeg]) -> [WarmSeg; WARM_SEGS] {
+        std::array::from_fn(|i| r.get(i).copied().unwrap_or((0, 0)))
+    }
+
     #[test]
     fn first_claims_follow_the_guided_order_inside_the_matrices() {
         // Q (64 groups of 1 KiB, 2 streams) then K (8 groups of 512 B, 1 stream); 2 threads, min 4:
@@ -992,12 +1045,12 @@ mod tests {
         ];
         let w = first_claims(&spans, 72, 4, 2);
         let q = |g: usize, n: usize| ((1 << 20) + g * 1024, n * 1024);
-        assert_eq!(w[0], [q(0, 9), q(9, 9), (0, 0), (0, 0)]);
-        assert_eq!(w[1], [q(18, 6), q(24, 6), (0, 0), (0, 0)]);
+        assert_eq!(w[0], segs(&[q(0, 9), q(9, 9)]));
+        assert_eq!(w[1], segs(&[q(18, 6), q(24, 6)]));
         // min 40: the caller takes Q 0..40, the worker the rest, Q 40..64 and all of K
         let w = first_claims(&spans, 72, 40, 2);
-        assert_eq!(w[0], [q(0, 20), q(20, 20), (0, 0), (0, 0)]);
-        assert_eq!(w[1], [q(40, 12), q(52, 12), ((1 << 24), 8 * 512), (0, 0)]);
+        assert_eq!(w[0], segs(&[q(0, 20), q(20, 20)]));
+        assert_eq!(w[1], segs(&[q(40, 12), q(52, 12), ((1 << 24), 8 * 512)]));
         // the bytes per thread are capped
         let big = [WarmSpan { base: 0, group_bytes: 1 << 20, streams: 1, items: 0..64 }];
         assert_eq!(first_claims(&big, 64, 1, 2)[0][0], (0, WARM_BYTES));
@@ -1006,7 +1059,7 @@ mod tests {
     #[test]
     fn lookahead_returns_what_followed_last_time() {
         let mut la = Lookahead::default();
-        let r = |a: usize| vec![[(a, 64), (0, 0), (0, 0), (0, 0)]];
+        let r = |a: usize| vec![segs(&[(a, 64)])];
         for key in [10, 20, 30] {
             assert!(la.step(key, &r(key)).is_empty(), "first token: nothing learned yet");
         }
@@ -1016,5 +1069,32 @@ mod tests {
         la.step(40, &r(40));
         la.step(30, &r(30));
         assert_eq!(la.step(20, &r(20)), r(40).as_slice());
+    }
+
+    #[test]
+    fn what_was_read_between_two_jobs_is_warmed_first_and_spread() {
+        let mut mm = MatmulScratch::new();
+        let claims = |a: usize| vec![segs(&[(a, 64), (a + 4096, 64)]), segs(&[(a + 8192, 64)])];
+        mm.note_reads([(1, 64)].into_iter()); // no job yet: nothing to tie it to
+        assert!(mm.ahead.between.is_empty());
+        // token 1: Q/K/V job 10, the attention reads six ranges, job 20, job 10 again
+        mm.ahead.plan(10, &claims(10), 2);
+        let reads = [(100, 64), (200, 64), (300, 64), (400, 1 << 30), (500, 64), (600, 64)];
+        mm.note_reads(reads.into_iter());
+        mm.ahead.plan(20, &claims(20), 2);
+        let p = mm.ahead.plan(10, &claims(10), 2).to_vec();
+        // range i to thread 1 − i mod 2, at most WARM_SEGS − CLAIM_SEGS each, the long one capped,
+        // then the thread's first claims of job 20
+        assert_eq!(p[1], segs(&[(100, 64), (300, 64), (500, 64), (20 + 8192, 64)]));
+        assert_eq!(p[0], segs(&[(200, 64), (400, BETWEEN_BYTES), (600, 64), (20, 64), (20 + 4096, 64)]));
+        // more ranges than slots: each thread keeps its first WARM_SEGS − CLAIM_SEGS
+        let many: Vec<WarmSeg> = (1..=20).map(|i| (i * 1000, 64)).collect();
+        mm.note_reads(many.iter().copied());
+        mm.ahead.plan(20, &claims(20), 2);
+        let p = mm.ahead.plan(10, &claims(10), 2).to_vec();
+        assert_eq!(p[1][..WARM_SEGS - CLAIM_SEGS], [(1000, 64), (3000, 64), (5000, 64), (7000, 64)]);
+        assert_eq!(p[1][WARM_SEGS - CLAIM_SEGS], (20 + 8192, 64));
+        // a job with nothing read after it: just the next job's claims
+        assert_eq!(mm.ahead.plan(20, &claims(20), 2), claims(10).as_slice());
     }
 }

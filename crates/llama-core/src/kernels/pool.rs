@@ -32,8 +32,9 @@ use std::thread::JoinHandle;
 /// (the machine may be shared) when the model is idle.
 const SPIN_ITERS: u32 = 1 << 14;
 
-/// Most byte ranges one thread warms for the next job.
-pub const WARM_SEGS: usize = 4;
+/// Most byte ranges one thread warms for the next job (a job's first claims take at most 4, what
+/// is read between the two jobs, the attention's keys and values, the rest).
+pub const WARM_SEGS: usize = 8;
 
 /// One byte range to warm: (address, length). Only ever prefetched, never read: an address that
 /// is stale by the time it is warmed costs a wasted request, not a fault.
@@ -328,17 +329,22 @@ impl Drop for ThreadPool {
 mod tests {
     use super::*;
 
+    /// `r` followed by empty ranges.
+    fn segs(r: &[WarmSeg]) -> [WarmSeg; WARM_SEGS] {
+        std::array::from_fn(|i| r.get(i).copied().unwrap_or((0, 0)))
+    }
+
     #[test]
     fn warmer_asks_every_line_once_round_robin() {
         let mut w = Warmer::default();
         assert!(!w.step_with(|_| panic!("nothing published")));
-        w.start(1, [(1000, 100), (0, 0), (5000, 300), (9000, 64)]);
+        w.start(1, segs(&[(1000, 100), (0, 0), (5000, 300), (9000, 64)]));
         let mut got = Vec::new();
         while w.step_with(|a| got.push(a)) {}
         // each range's first line before any range's second; a partial last line counts
         assert_eq!(got, [1000, 5000, 9000, 1064, 5064, 5128, 5192, 5256]);
         assert!(!w.step_with(|a| panic!("asked {a} after the end")));
-        w.start(2, [(64, 64 * 20), (0, 0), (0, 0), (0, 0)]);
+        w.start(2, segs(&[(64, 64 * 20)]));
         let mut n = 0;
         assert!(w.step_with(|_| n += 1));
         assert_eq!(n, WARM_LINES, "one step asks a bounded number of lines");

@@ -703,6 +703,13 @@ impl Pass<'_> {
             None => v,
         };
         self.kv.store_rows(il, &self.plan.slot[..n], k, v);
+        if let ([g], 1) = (&self.plan.groups[..], n) {
+            // One token of one sequence: next token, the job before this attention warms what
+            // it reads (its keys and values one position further) once done (`note_reads`).
+            if let Some(b) = g.base {
+                self.mm.note_reads(self.kv.read_ranges(il, b, g.pos0 + 2));
+            }
+        }
         let sinks = extra.sinks;
         if let Some(sk) = sinks {
             assert_eq!(sk.len(), hp.n_head, "attention: one sink per head");

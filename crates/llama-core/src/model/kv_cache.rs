@@ -221,6 +221,17 @@ impl<T> LayerKv<T> {
     fn attends(&self) -> bool {
         !(self.k.is_empty() && self.v.is_empty())
     }
+
+    /// Byte ranges (address, length) of head h's keys and values in cells c0..c0+n (heads major:
+    /// one contiguous run each), clipped to the layer's storage.
+    fn head_ranges(&self, h: usize, c0: usize, n: usize) -> [(usize, usize); 2] {
+        let range = |buf: &[T], s: Strides| {
+            let start = s.at(c0, h).min(buf.len());
+            let end = (start + n * s.pos).min(buf.len());
+            (buf[start..].as_ptr() as usize, (end - start) * std::mem::size_of::<T>())
+        };
+        [range(&self.k, self.ks), range(&self.v, self.vs)]
+    }
 }
 
 pub enum KvStore {
@@ -304,6 +315,20 @@ impl KvCache {
             n
         });
         (rk, (v.is_quantized() && head_v.is_multiple_of(64)).then_some(64))
+    }
+
+    /// What attention over cells c0..c0+n of layer `il` reads, as byte ranges (address, length):
+    /// head h's keys, then its values, for each head in turn (empty for a layer without a cache).
+    pub fn read_ranges(&self, il: usize, c0: usize, n: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let (nhk, nhv) = self.n_heads();
+        (0..nhk.max(nhv)).flat_map(move |h| {
+            let [k, v] = match &self.store {
+                KvStore::F16(l) => l[il].head_ranges(h, c0, n),
+                KvStore::F32(l) => l[il].head_ranges(h, c0, n),
+                KvStore::Raw { layers, .. } => layers[il].head_ranges(h, c0, n),
+            };
+            [(h < nhk).then_some(k), (h < nhv).then_some(v)].into_iter().flatten().filter(|r| r.1 > 0)
+        })
     }
 
     /// Types of K and V.
@@ -458,5 +483,32 @@ impl KvCache {
             }
             KvStore::Raw { layers, .. } => fill(layers, cells, hs, nh, data.iter().copied()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_ranges_are_each_heads_cells() {
+        // 2 layers (the second keeps no cache), 8 cells, 2 K/V heads of 4
+        let c = KvCache::new(KvType::F16, KvType::F16, &[true, false], 8, 8, 8, 4, 4);
+        let KvStore::F16(l) = &c.store else { unreachable!() };
+        let at = |s: &[f16], i: usize| s[i..].as_ptr() as usize;
+        let r: Vec<_> = c.read_ranges(0, 2, 3).collect();
+        // head 0's keys and values of cells 2..5, then head 1's: 3 rows of 4 f16
+        let want =
+            [(at(&l[0].k, 2 * 4), 24), (at(&l[0].v, 2 * 4), 24), (at(&l[0].k, 8 * 4 + 8), 24), (at(&l[0].v, 40), 24)];
+        assert_eq!(r, want);
+        // past the last cell: clipped to the storage (head 1's last rows)
+        let r: Vec<_> = c.read_ranges(0, 6, 5).collect();
+        assert_eq!(r[2], (at(&l[0].k, 8 * 4 + 24), 2 * 4 * 2));
+        assert_eq!(r[1], (at(&l[0].v, 24), 5 * 4 * 2), "head 0 runs into head 1's cells: a hint only");
+        assert_eq!(c.read_ranges(1, 0, 8).count(), 0, "a layer without a cache reads nothing");
+        // a quantized cache: rows of bytes (q8_0: 34 bytes per 32 values)
+        let c = KvCache::new(KvType::Q8_0, KvType::Q8_0, &[true], 4, 64, 64, 32, 32);
+        let r: Vec<_> = c.read_ranges(0, 1, 2).collect();
+        assert_eq!(r.iter().map(|x| x.1).collect::<Vec<_>>(), [68, 68, 68, 68]);
     }
 }
