@@ -327,10 +327,9 @@ fn unit<T: KvElem>(
     nh: usize,
 ) {
     let (hk, hv) = (s.head_k, s.head_v);
-    let (ks, vs) = (kv.ks, kv.vs);
     let nq = (t1 - t0) * nh;
     // Key range of the unit, from a multiple of 64 (the start of a lane group of either order,
-    // and of a softmax chunk, see below).
+    // and of a softmax chunk, see `softmax_query`).
     let (jlo, jhi) = (s.first(t0) / 64 * 64, s.last(t1 - 1));
     let span = jhi - jlo + 1;
     let tok = |i: usize| t0 + i / nh;
@@ -350,64 +349,19 @@ fn unit<T: KvElem>(
     // the chunking changes no sum).
     let scores = &mut sc.scores[..nq * span];
     for c0 in (0..span).step_by(KEY_CHUNK) {
-        let nkc = (span - c0).min(KEY_CHUNK);
-        let kt = &mut sc.kt[..nkc.div_ceil(KT_LANES) * KT_LANES * hk];
-        if let Keys::Base(b) = keys {
-            // Hints for the memory system while this chunk is converted and scored: the keys
-            // PREFETCH_CHUNKS chunks ahead (and, on the first chunk, those in between) and this
-            // chunk's values, which P·V reads after the softmax. Without them the panel builders
-            // wait on each strided cache row (one head's slice of every position) in turn.
-            let row_bytes = |n: usize| n * std::mem::size_of::<T>();
-            let first = if c0 == 0 { KEY_CHUNK } else { c0 + PREFETCH_CHUNKS * KEY_CHUNK };
-            for from in (first..span.min(c0 + (PREFETCH_CHUNKS + 1) * KEY_CHUNK)).step_by(KEY_CHUNK) {
-                let rows = (span - from).min(KEY_CHUNK);
-                prefetch_rows(&kv.k[ks.at(b + jlo + from, hkv)..], ks.pos, rows, row_bytes(hk));
-            }
-            prefetch_rows(&kv.v[vs.at(b + jlo + c0, hkv)..], vs.pos, nkc, row_bytes(hv));
-        }
-        match keys {
-            Keys::Base(b) => T::attn_kt(kern)(hk, &kv.k[ks.at(b + jlo + c0, hkv)..], ks.pos, nkc, kt),
-            Keys::Cells(c) => {
-                T::attn_kt_gather(kern)(hk, &kv.k[ks.at(0, hkv)..], ks.pos, &c[jlo + c0..jlo + c0 + nkc], kt)
-            }
-        }
-        (kern.attn.kq)(hk, kt, nkc, qr, nq, &mut scores[c0..], span, kq_order);
+        let ks = KeyChunk { hkv, jlo, span, c0 };
+        score_chunk(kern, kv, keys, s, ks, &mut sc.kt, qr, nq, &mut scores[c0..], span, kq_order);
     }
 
-    // Softmax over each query's keys, probabilities rounded to the cache type. ggml sums the
-    // exponentials in chunks of its vector width counted from key 0 with the keys outside the
-    // window masked to −inf, so a sliding-window row starts at its first key rounded down to a
-    // chunk boundary, the keys before the window set to −inf (exp = 0, which leaves every chunk
-    // sum unchanged).
-    let chunk = kern.orders.vector_width();
+    // Softmax over each query's keys, probabilities rounded to the cache type.
     for i in 0..nq {
-        let t = tok(i);
-        let start = s.first(t) / chunk * chunk;
-        let row = &mut scores[i * span + start - jlo..=i * span + s.last(t) - jlo];
-        row[..s.first(t) - start].fill(f32::NEG_INFINITY);
-        if let Some(cap) = s.softcap {
-            // kq_scaled_1, kq_tanh, kq_scaled_2 on the keys the query sees (the others are −inf)
-            softcap_inplace(&mut row[s.first(t) - start..], cap);
-        }
-        match sinks {
-            // a cacheless encoder's row is its sequence, not a padded cache: ggml's softmax ends
-            // it with the C library's expf after the last whole vector
-            None if T::F32 && !s.causal => {
-                scale_inplace(row, s.kq_scale);
-                softmax_row(row, kern.orders);
-            }
-            None => (kern.softmax)(row, s.kq_scale),
-            // query i is head h0 + i mod nh
-            Some(sk) => softmax_sink(row, s.kq_scale, sk[h0 + i % nh], kern.orders),
-        }
-        T::round_slice(kern, row);
+        softmax_query::<T>(kern, s, sinks, tok(i), h0 + i % nh, jlo, &mut scores[i * span..(i + 1) * span]);
     }
 
     // o_i = Σ_j p_ij v_j over each query's keys (the masked ones have p = 0 and add nothing), 16
     // output dimensions at a time: each dimension is its own dot over the keys, so a block's
     // values of the whole span (span × 16 floats, in L2) are converted once and used by every
     // query of the unit, and no sum changes.
-    let acc = &mut sc.acc[..nq * hv];
     let (lo, hi) = (&mut sc.lo[..nq], &mut sc.hi[..nq]);
     for i in 0..nq {
         (lo[i], hi[i]) = (s.first(tok(i)), s.last(tok(i)));
@@ -415,27 +369,145 @@ fn unit<T: KvElem>(
     for d0 in (0..hv).step_by(DIM_BLOCK) {
         let w = (hv - d0).min(DIM_BLOCK);
         let ob = &mut sc.pvo[..nq * w]; // [nq][w] the block's results
-        if let Some(pv) = kern.attn.pv_panels {
-            let vt = &mut sc.vf[..span.div_ceil(KT_LANES) * KT_LANES * w];
-            match keys {
-                Keys::Base(b) => T::attn_kt(kern)(w, &kv.v[vs.at(b + jlo, hkv) + d0..], vs.pos, span, vt),
-                Keys::Cells(c) => T::attn_kt_gather(kern)(w, &kv.v[vs.at(0, hkv) + d0..], vs.pos, &c[jlo..=jhi], vt),
-            }
-            pv(w, vt, jlo, lo, hi, scores, span, ob, pv_order);
-        } else {
-            let (vrows, vs) = match keys {
-                Keys::Base(b) => T::v_rows(kern, &kv.v[vs.at(b + jlo, hkv) + d0..], vs.pos, w, span, &mut sc.vf),
-                Keys::Cells(c) => {
-                    T::v_rows_gather(kern, &kv.v[vs.at(0, hkv) + d0..], vs.pos, w, &c[jlo..=jhi], &mut sc.vf)
-                }
-            };
-            for i in 0..nq {
-                let p = &scores[i * span..(i + 1) * span];
-                (kern.attn.pv)(w, vrows, vs, jlo, lo[i], hi[i], p, &mut ob[i * w..(i + 1) * w], pv_order);
-            }
-        }
+        let vb = ValueBlock { hkv, jlo, span, d0, w };
+        pv_block(kern, kv, keys, vb, &mut sc.vf, lo, hi, scores, ob, pv_order);
         for i in 0..nq {
-            acc[i * hv + d0..i * hv + d0 + w].copy_from_slice(&ob[i * w..(i + 1) * w]);
+            sc.acc[i * hv + d0..i * hv + d0 + w].copy_from_slice(&ob[i * w..(i + 1) * w]);
+        }
+    }
+}
+
+/// Keys jlo+c0 .. jlo+c0+min(KEY_CHUNK, span−c0) of KV head `hkv`, of a query range whose keys
+/// are jlo..jlo+span.
+#[derive(Clone, Copy)]
+struct KeyChunk {
+    hkv: usize,
+    jlo: usize,
+    span: usize,
+    c0: usize,
+}
+
+/// Scores of queries `qr` ([nq][head_k], rounded to the cache type) against one chunk of keys,
+/// converted to f32 panels in `kt`: query i's score of the chunk's key j goes to
+/// `out[i·stride + j]`.
+#[allow(clippy::too_many_arguments)]
+fn score_chunk<T: KvElem>(
+    kern: &Kernels,
+    kv: &LayerKv<T>,
+    keys: Keys,
+    s: &AttnShape,
+    c: KeyChunk,
+    kt: &mut [f32],
+    qr: &[f32],
+    nq: usize,
+    out: &mut [f32],
+    stride: usize,
+    order: AttnOrder,
+) {
+    let (hk, hv) = (s.head_k, s.head_v);
+    let (ks, vs) = (kv.ks, kv.vs);
+    let KeyChunk { hkv, jlo, span, c0 } = c;
+    let nkc = (span - c0).min(KEY_CHUNK);
+    let kt = &mut kt[..nkc.div_ceil(KT_LANES) * KT_LANES * hk];
+    if let Keys::Base(b) = keys {
+        // Hints for the memory system while this chunk is converted and scored: the keys
+        // PREFETCH_CHUNKS chunks ahead (and, on the first chunk, those in between) and this
+        // chunk's values, which P·V reads after the softmax. Without them the panel builders
+        // wait on each strided cache row (one head's slice of every position) in turn.
+        let row_bytes = |n: usize| n * std::mem::size_of::<T>();
+        let first = if c0 == 0 { KEY_CHUNK } else { c0 + PREFETCH_CHUNKS * KEY_CHUNK };
+        for from in (first..span.min(c0 + (PREFETCH_CHUNKS + 1) * KEY_CHUNK)).step_by(KEY_CHUNK) {
+            let rows = (span - from).min(KEY_CHUNK);
+            prefetch_rows(&kv.k[ks.at(b + jlo + from, hkv)..], ks.pos, rows, row_bytes(hk));
+        }
+        prefetch_rows(&kv.v[vs.at(b + jlo + c0, hkv)..], vs.pos, nkc, row_bytes(hv));
+    }
+    match keys {
+        Keys::Base(b) => T::attn_kt(kern)(hk, &kv.k[ks.at(b + jlo + c0, hkv)..], ks.pos, nkc, kt),
+        Keys::Cells(c) => T::attn_kt_gather(kern)(hk, &kv.k[ks.at(0, hkv)..], ks.pos, &c[jlo + c0..jlo + c0 + nkc], kt),
+    }
+    (kern.attn.kq)(hk, kt, nkc, qr, nq, out, stride, order);
+}
+/// Softmax of one query's scores (`row`: its scores of keys jlo.., token t of the batch, head h),
+/// in place, the probabilities rounded to the cache type. ggml sums the exponentials in chunks of
+/// its vector width counted from key 0 with the keys outside the window masked to −inf, so a
+/// sliding-window row starts at its first key rounded down to a chunk boundary, the keys before
+/// the window set to −inf (exp = 0, which leaves every chunk sum unchanged).
+#[allow(clippy::too_many_arguments)]
+fn softmax_query<T: KvElem>(
+    kern: &Kernels,
+    s: &AttnShape,
+    sinks: Option<&[f32]>,
+    t: usize,
+    h: usize,
+    jlo: usize,
+    row: &mut [f32],
+) {
+    let chunk = kern.orders.vector_width();
+    let start = s.first(t) / chunk * chunk;
+    let row = &mut row[start - jlo..=s.last(t) - jlo];
+    row[..s.first(t) - start].fill(f32::NEG_INFINITY);
+    if let Some(cap) = s.softcap {
+        // kq_scaled_1, kq_tanh, kq_scaled_2 on the keys the query sees (the others are −inf)
+        softcap_inplace(&mut row[s.first(t) - start..], cap);
+    }
+    match sinks {
+        // a cacheless encoder's row is its sequence, not a padded cache: ggml's softmax ends
+        // it with the C library's expf after the last whole vector
+        None if T::F32 && !s.causal => {
+            scale_inplace(row, s.kq_scale);
+            softmax_row(row, kern.orders);
+        }
+        None => (kern.softmax)(row, s.kq_scale),
+        Some(sk) => softmax_sink(row, s.kq_scale, sk[h], kern.orders),
+    }
+    T::round_slice(kern, row);
+}
+
+/// Output dimensions d0..d0+w of KV head `hkv`'s values over keys jlo..jlo+span.
+#[derive(Clone, Copy)]
+struct ValueBlock {
+    hkv: usize,
+    jlo: usize,
+    span: usize,
+    d0: usize,
+    w: usize,
+}
+
+/// P·V over one block of output dimensions: query i (probabilities `p[i·span..]` of keys
+/// jlo.., its keys lo[i]..=hi[i]) gets `ob[i·w..(i+1)·w]`; the block's values are converted once
+/// (into `vf`) for all the queries.
+#[allow(clippy::too_many_arguments)]
+fn pv_block<T: KvElem>(
+    kern: &Kernels,
+    kv: &LayerKv<T>,
+    keys: Keys,
+    b: ValueBlock,
+    vf: &mut Vec<f32>,
+    lo: &[usize],
+    hi: &[usize],
+    p: &[f32],
+    ob: &mut [f32],
+    order: AttnOrder,
+) {
+    let vs = kv.vs;
+    let ValueBlock { hkv, jlo, span, d0, w } = b;
+    let jhi = jlo + span - 1;
+    if let Some(pv) = kern.attn.pv_panels {
+        let vt = &mut vf[..span.div_ceil(KT_LANES) * KT_LANES * w];
+        match keys {
+            Keys::Base(b) => T::attn_kt(kern)(w, &kv.v[vs.at(b + jlo, hkv) + d0..], vs.pos, span, vt),
+            Keys::Cells(c) => T::attn_kt_gather(kern)(w, &kv.v[vs.at(0, hkv) + d0..], vs.pos, &c[jlo..=jhi], vt),
+        }
+        pv(w, vt, jlo, lo, hi, p, span, ob, order);
+    } else {
+        let (vrows, vstride) = match keys {
+            Keys::Base(b) => T::v_rows(kern, &kv.v[vs.at(b + jlo, hkv) + d0..], vs.pos, w, span, vf),
+            Keys::Cells(c) => T::v_rows_gather(kern, &kv.v[vs.at(0, hkv) + d0..], vs.pos, w, &c[jlo..=jhi], vf),
+        };
+        for i in 0..lo.len() {
+            let pi = &p[i * span..(i + 1) * span];
+            (kern.attn.pv)(w, vrows, vstride, jlo, lo[i], hi[i], pi, &mut ob[i * w..(i + 1) * w], order);
         }
     }
 }
