@@ -483,7 +483,7 @@ fn pv_block<T: KvElem>(
     kv: &LayerKv<T>,
     keys: Keys,
     b: ValueBlock,
-    vf: &mut Vec<f32>,
+    vf: &mut [f32],
     lo: &[usize],
     hi: &[usize],
     p: &[f32],
