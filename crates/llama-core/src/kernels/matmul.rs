@@ -1028,12 +1028,8 @@ pub fn matmul_id<'w>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::pool::tests::segs;
     use super::*;
-
-    /// `r` followed by empty ranges.
-    fn segs(r: &[WarmSeg]) -> [WarmSeg; WARM_SEGS] {
-        std::array::from_fn(|i| r.get(i).copied().unwrap_or((0, 0)))
-    }
 
     #[test]
     fn first_claims_follow_the_guided_order_inside_the_matrices() {

@@ -326,11 +326,11 @@ impl Drop for ThreadPool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// `r` followed by empty ranges.
-    fn segs(r: &[WarmSeg]) -> [WarmSeg; WARM_SEGS] {
+    /// `r` followed by empty ranges: one thread's warm set (the tests of `matmul.rs` too).
+    pub(crate) fn segs(r: &[WarmSeg]) -> [WarmSeg; WARM_SEGS] {
         std::array::from_fn(|i| r.get(i).copied().unwrap_or((0, 0)))
     }
 
