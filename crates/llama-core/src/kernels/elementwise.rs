@@ -765,42 +765,81 @@ pub fn yarn_corr_dims(n_dims: usize, n_ctx_orig: usize, freq_base: f32, beta_fas
 
 impl Rope<'_> {
     /// Rotate every head (`head_dim` wide) of one token's vector `x` ([n_heads][head_dim]) for
-    /// position `pos`. Angles follow ggml's rope cache: theta_base starts at pos and is multiplied
-    /// by theta_scale = base^(-2/n_rot) once per pair (repeated f32 products, not powf per pair).
+    /// position `pos`: `angles` then `rotate`.
     pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
-        with_fma!(rope_body(self, x, head_dim, pos))
+        let mut angles = vec![(0.0, 0.0); self.n_rot / 2];
+        self.angles(pos, &mut angles);
+        self.rotate(x, head_dim, &angles);
+    }
+
+    /// (sin, cos) of each pair's angle at position `pos` ([n_rot/2]), times the attention
+    /// factor. Angles follow ggml's rope cache: theta_base starts at pos and is multiplied by
+    /// theta_scale = base^(-2/n_rot) once per pair (repeated f32 products, not powf per pair).
+    pub fn angles(&self, pos: usize, out: &mut [(f32, f32)]) {
+        with_fma!(rope_angles(self, pos, out))
+    }
+
+    /// Rotates every head of one token's vector `x` ([n_heads][head_dim]) by `angles`
+    /// ([n_rot/2], from `angles`).
+    pub fn rotate(&self, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
+        with_fma!(rope_rotate(self, x, head_dim, angles))
+    }
+
+    /// What `angles` reads of the rope (not the pairing, `kind`, which is `rotate`'s): two ropes
+    /// with equal keys give the same angles at every position. Frequency factors count by
+    /// address (a model's own tensor).
+    pub fn angle_key(&self) -> RopeKey {
+        RopeKey {
+            n_rot: self.n_rot,
+            bits: [self.freq_base, self.freq_scale, self.attn_factor].map(f32::to_bits),
+            freq_factors: self.freq_factors.map(|f| (f.as_ptr() as usize, f.len())),
+            yarn: self.yarn.map(|y| [y.ext_factor, y.attn_factor, y.corr_dims[0], y.corr_dims[1]].map(f32::to_bits)),
+        }
+    }
+}
+
+/// `Rope::angle_key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RopeKey {
+    n_rot: usize,
+    bits: [u32; 3],
+    freq_factors: Option<(usize, usize)>,
+    yarn: Option<[u32; 4]>,
+}
+
+#[inline(always)]
+fn rope_angles(r: &Rope, pos: usize, out: &mut [(f32, f32)]) {
+    let theta_scale = r.freq_base.powf(-2.0 / r.n_rot as f32);
+    let mut theta_base = pos as f32;
+    for (i, o) in out[..r.n_rot / 2].iter_mut().enumerate() {
+        let ff = r.freq_factors.map_or(1.0, |f| f[i]);
+        *o = match &r.yarn {
+            None => {
+                let theta = r.freq_scale * (theta_base / ff);
+                // ggml's rope_yarn: `cosf(theta) * mscale`, `sinf(theta) * mscale`
+                (theta.sin() * r.attn_factor, theta.cos() * r.attn_factor)
+            }
+            Some(y) => rope_yarn(theta_base / ff, r.freq_scale, y, i),
+        };
+        theta_base *= theta_scale;
     }
 }
 
 #[inline(always)]
-fn rope_body(r: &Rope, x: &mut [f32], head_dim: usize, pos: usize) {
-    {
-        let theta_scale = r.freq_base.powf(-2.0 / r.n_rot as f32);
-        let half = r.n_rot / 2;
-        let mut theta_base = pos as f32;
-        for i in 0..half {
-            let ff = r.freq_factors.map_or(1.0, |f| f[i]);
-            let (sin, cos) = match &r.yarn {
-                None => {
-                    let theta = r.freq_scale * (theta_base / ff);
-                    // ggml's rope_yarn: `cosf(theta) * mscale`, `sinf(theta) * mscale`
-                    (theta.sin() * r.attn_factor, theta.cos() * r.attn_factor)
-                }
-                Some(y) => rope_yarn(theta_base / ff, r.freq_scale, y, i),
-            };
-            theta_base *= theta_scale;
-            let (a, b) = match r.kind {
-                RopeType::Norm => (2 * i, 2 * i + 1),
-                RopeType::Neox => (i, i + half),
-            };
-            for head in x.chunks_exact_mut(head_dim) {
-                let (x0, x1) = (head[a], head[b]);
-                // ggml's rotate_pairs as GCC contracts it (-ffp-contract=fast): the x0 products
-                // are fused, the x1 products rounded first. Measured: bit-exact against
-                // llama.cpp's roped Q/K, where unfused arithmetic is 1 ulp off in ~20%.
-                head[a] = x0.mul_add(cos, -(x1 * sin));
-                head[b] = x0.mul_add(sin, x1 * cos);
-            }
+fn rope_rotate(r: &Rope, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
+    let half = r.n_rot / 2;
+    for (i, &(sin, cos)) in angles[..half].iter().enumerate() {
+        let (a, b) = match r.kind {
+            RopeType::Norm => (2 * i, 2 * i + 1),
+            RopeType::Neox => (i, i + half),
+        };
+        for head in x.chunks_exact_mut(head_dim) {
+            let (x0, x1) = (head[a], head[b]);
+            // ggml's rotate_pairs as GCC contracts it (-ffp-contract=fast): the x0 products
+            // are fused, the x1 products rounded first. Measured: bit-exact against
+            // llama.cpp's roped Q/K, where unfused arithmetic is 1 ulp off in ~20%.
+            head[a] = x0.mul_add(cos, -(x1 * sin));
+            head[b] = x0.mul_add(sin, x1 * cos);
         }
     }
 }

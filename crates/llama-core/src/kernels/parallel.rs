@@ -123,13 +123,18 @@ pub fn geglu_inplace(pool: &ThreadPool, gate: &mut [f32], up: &[f32], row: usize
     par_rows(pool, gate, row, up, row, |_, g, u| elementwise::geglu_inplace(g, u));
 }
 
-/// `rope.apply` to every token row (`row` values, heads of `head_dim`) of `x`; row t is at
-/// position pos[t] (one position per row: rows of several sequences each have their own).
-pub fn rope(pool: &ThreadPool, rope: &Rope, x: &mut [f32], row: usize, head_dim: usize, pos: &[u32]) {
-    assert_eq!(pos.len() * row, x.len(), "rope: one position per row");
+/// `rope.rotate` of every token row (`row` values, heads of `head_dim`) of `x` by its angles:
+/// row t by `angles[t·n_rot/2..]` (`Rope::angles` at its position; rows of several sequences
+/// each have their own). angles: [n_rows][n_rot/2]
+pub fn rope(pool: &ThreadPool, rope: &Rope, x: &mut [f32], row: usize, head_dim: usize, angles: &[(f32, f32)]) {
+    let half = rope.n_rot / 2;
+    if half == 0 {
+        return;
+    }
+    assert_eq!(angles.len() / half * row, x.len(), "rope: one angle row per row");
     par_rows(pool, x, row, &[], 0, |t0, a, _| {
         for (i, r) in a.chunks_exact_mut(row).enumerate() {
-            rope.apply(r, head_dim, pos[t0 + i] as usize);
+            rope.rotate(r, head_dim, &angles[(t0 + i) * half..(t0 + i + 1) * half]);
         }
     });
 }
@@ -192,7 +197,11 @@ mod tests {
                 assert_eq!(a, b);
                 // positions in any order (rows of several sequences)
                 let pos: Vec<u32> = (0..a.len() / row).map(|t| (5 + 7 * t % 13) as u32).collect();
-                rope(&pool, &rp, &mut a, row, head, &pos);
+                let mut angles = vec![(0.0, 0.0); pos.len() * rp.n_rot / 2];
+                for (t, ang) in angles.chunks_exact_mut(rp.n_rot / 2).enumerate() {
+                    rp.angles(pos[t] as usize, ang);
+                }
+                rope(&pool, &rp, &mut a, row, head, &angles);
                 for (t, r) in b.chunks_exact_mut(row).enumerate() {
                     rp.apply(r, head, pos[t] as usize);
                 }

@@ -9,6 +9,7 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Mutex;
 
 use super::attention::AttnScratch;
+use super::blocks::RopeAngles;
 use super::kv_cache::{KvCache, KvType};
 use super::kv_cells::{KvCells, Seq, MAX_SEQ};
 use super::recurrent::{RecurrentSize, RecurrentState};
@@ -182,6 +183,8 @@ pub struct Context {
     pub(super) logits_all: bool,
     pub(super) pool: ThreadPool,
     pub(super) mm: MatmulScratch,
+    /// The batch's rope angles, shared by the layers (`blocks::RopeAngles`).
+    pub(super) rope_angles: RopeAngles,
     pub(super) buf: Buffers,
     pub(super) attn: Vec<Mutex<AttnScratch>>, // [n_threads]
     pub(super) kv: KvCache,
@@ -316,6 +319,7 @@ impl Context {
             logits_all: p.logits_all,
             pool,
             mm: MatmulScratch::new(),
+            rope_angles: RopeAngles::default(),
             buf,
             attn,
             kv: KvCache::new(tk, tv, &attends, n_ctx, kd, vd, hp.n_embd_head_k, hp.n_embd_head_v),
