@@ -6,7 +6,6 @@
 //! a busy, shared machine still finish together), and each chunk computes every token against a
 //! tile of weight rows while that tile is hot in cache.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::dispatch::kernels;
@@ -45,23 +44,32 @@ pub struct MatmulScratch {
 }
 
 /// What the threads warm for the next single-token job (`ThreadPool::run_warming`), learned from
-/// the previous token: a forward pass runs the same matrices in the same order every token, so
-/// the job that followed job K last time follows it again, and what was read between the two
-/// (`MatmulScratch::note_reads`: the attention's keys and values after a Q/K/V job) is read
-/// there again (a wrong guess costs a few wasted reads, never a wrong result).
+/// the previous forward: a forward runs the same matrices in the same order every token, so job i
+/// of this forward is job i of the last one and job i + 1 follows it again, and what was read
+/// between the two (`MatmulScratch::note_reads`: the attention's keys and values after a Q/K/V
+/// job) is read there again (a wrong guess costs a few wasted reads, never a wrong result). The
+/// tables are indexed by the job's place in the forward (`MatmulScratch::start_forward` starts
+/// the count): a token's weights have flushed them from the caches by the next token, and a hash
+/// map's bucket and per-entry vectors were a miss each, ~0.4 µs per job (docs/PERFORMANCE.md,
+/// session 29); these rows are read in order.
 #[derive(Default)]
 struct Lookahead {
-    /// Key of the last single-token job: its first matrix's packed-bytes address.
-    last: usize,
-    /// Job key → each thread's ranges of the job that came after it.
-    next: HashMap<usize, Vec<[WarmSeg; WARM_SEGS]>>,
-    /// Job key → the ranges read after it, before the next job.
-    between: HashMap<usize, Vec<WarmSeg>>,
+    /// The next job's place in the forward.
+    seq: usize,
+    /// Threads per job the `claims` rows were recorded for.
+    nth: usize,
+    /// [job]: each job's key (its first matrix's packed-bytes address).
+    keys: Vec<usize>,
+    /// [job][nth]: each job's first claims, per thread.
+    claims: Vec<[WarmSeg; WARM_SEGS]>,
+    /// [job]: the ranges read after the job, before the next one.
+    between: Vec<Vec<WarmSeg>>,
     /// `plan`'s answer: each thread's ranges, what comes between first (reused buffer).
     plan: Vec<[WarmSeg; WARM_SEGS]>,
 }
 
-/// Jobs remembered at most; past this the table starts over (contexts that serve several models).
+/// Jobs of one forward remembered at most; a longer forward (or a caller that never starts one)
+/// starts over at its first.
 const LOOKAHEAD_JOBS: usize = 4096;
 
 /// Weight bytes a thread warms for the next job at most: what one gap between jobs (serial work,
@@ -75,30 +83,41 @@ const CLAIM_SEGS: usize = 4;
 const BETWEEN_BYTES: usize = 128 << 10;
 
 impl Lookahead {
-    /// Records `warm` (this job's ranges) as what follows the previous job and returns the
-    /// ranges of the job expected after this one (empty if none is known yet).
-    fn step(&mut self, key: usize, warm: &[[WarmSeg; WARM_SEGS]]) -> &[[WarmSeg; WARM_SEGS]] {
-        if self.last != 0 {
-            if self.next.len() >= LOOKAHEAD_JOBS && !self.next.contains_key(&self.last) {
-                self.next.clear();
-                self.between.clear();
-            }
-            let e = self.next.entry(self.last).or_default();
-            e.clear();
-            e.extend_from_slice(warm);
-        }
-        self.last = key;
-        self.next.get(&key).map_or(&[], |v| v.as_slice())
-    }
-
-    /// `step`, and what each of `nth` threads warms after job `key`: first its share of what was
+    /// Records `warm` (job `key`'s first claims, one entry per thread) at the job's place in the
+    /// forward and returns what each of `nth` threads warms after it: first its share of what was
     /// read between this job and the next last time (range i to thread nth−1−i mod nth: the
     /// workers, idle first, take the attention's keys, read first; the caller, which warms only
-    /// at its job's end, the values, read after the softmax), then its first claims of the next.
+    /// at its job's end, the values, read after the softmax), then its first claims of the next
+    /// job. Nothing when this place held another job last time (the forward changed).
     fn plan(&mut self, key: usize, warm: &[[WarmSeg; WARM_SEGS]], nth: usize) -> &[[WarmSeg; WARM_SEGS]] {
-        self.step(key, warm);
-        let next = self.next.get(&key).map_or(&[][..], |v| v.as_slice());
-        let between = self.between.get(&key).map_or(&[][..], |v| v.as_slice());
+        if nth != self.nth || warm.len() != nth {
+            self.keys.clear();
+            self.claims.clear();
+            self.between.clear();
+            self.nth = nth;
+        }
+        if self.seq >= LOOKAHEAD_JOBS {
+            self.seq = 0;
+        }
+        let i = self.seq;
+        self.seq += 1;
+        if i > self.keys.len() {
+            // the rows started over mid-forward: they fill again from the next forward's first job
+            return &[];
+        }
+        if i == self.keys.len() {
+            self.keys.push(key);
+            self.claims.extend_from_slice(warm);
+            self.between.push(Vec::new());
+            return &[];
+        }
+        self.claims[i * nth..(i + 1) * nth].copy_from_slice(warm);
+        if std::mem::replace(&mut self.keys[i], key) != key {
+            self.between[i].clear();
+            return &[];
+        }
+        let next = self.claims.get((i + 1) * nth..(i + 2) * nth).unwrap_or(&[]);
+        let between = &self.between[i];
         if between.is_empty() {
             return next;
         }
@@ -126,11 +145,16 @@ impl MatmulScratch {
     /// claims.
     pub fn note_reads(&mut self, reads: impl Iterator<Item = WarmSeg>) {
         let la = &mut self.ahead;
-        if la.last != 0 {
-            let e = la.between.entry(la.last).or_default();
+        if let Some(e) = la.seq.checked_sub(1).and_then(|i| la.between.get_mut(i)) {
             e.clear();
             e.extend(reads.map(|(a, n)| (a, n.min(BETWEEN_BYTES))));
         }
+    }
+
+    /// A forward pass starts: its single-token jobs are counted from the first again (what the
+    /// threads warm is learned by the jobs' places in the forward, `Lookahead`).
+    pub fn start_forward(&mut self) {
+        self.ahead.seq = 0;
     }
 
     fn bytes_mut(&mut self, n: usize) -> &mut [u8] {
@@ -1057,14 +1081,21 @@ mod tests {
         let mut la = Lookahead::default();
         let r = |a: usize| vec![segs(&[(a, 64)])];
         for key in [10, 20, 30] {
-            assert!(la.step(key, &r(key)).is_empty(), "first token: nothing learned yet");
+            assert!(la.plan(key, &r(key), 1).is_empty(), "first forward: nothing learned yet");
         }
-        assert_eq!(la.step(10, &r(10)), r(20).as_slice());
-        assert_eq!(la.step(20, &r(20)), r(30).as_slice());
-        // the order changed: 20 is now followed by 40
-        la.step(40, &r(40));
-        la.step(30, &r(30));
-        assert_eq!(la.step(20, &r(20)), r(40).as_slice());
+        la.seq = 0; // `start_forward`
+        assert_eq!(la.plan(10, &r(10), 1), r(20).as_slice());
+        assert_eq!(la.plan(20, &r(20), 1), r(30).as_slice());
+        assert!(la.plan(30, &r(30), 1).is_empty(), "the last job: nothing after it");
+        // the order changed at the second job: nothing is guessed there, then 40 follows 10
+        la.seq = 0;
+        assert_eq!(la.plan(10, &r(10), 1), r(20).as_slice());
+        assert!(la.plan(40, &r(40), 1).is_empty());
+        la.plan(30, &r(30), 1);
+        la.seq = 0;
+        assert_eq!(la.plan(10, &r(10), 1), r(40).as_slice());
+        // another pool size: the rows start over
+        assert!(la.plan(10, &[r(10)[0]; 2], 2).is_empty());
     }
 
     #[test]
@@ -1073,11 +1104,12 @@ mod tests {
         let claims = |a: usize| vec![segs(&[(a, 64), (a + 4096, 64)]), segs(&[(a + 8192, 64)])];
         mm.note_reads([(1, 64)].into_iter()); // no job yet: nothing to tie it to
         assert!(mm.ahead.between.is_empty());
-        // token 1: Q/K/V job 10, the attention reads six ranges, job 20, job 10 again
+        // token 1: Q/K/V job 10, the attention reads six ranges, job 20; token 2: job 10 again
         mm.ahead.plan(10, &claims(10), 2);
         let reads = [(100, 64), (200, 64), (300, 64), (400, 1 << 30), (500, 64), (600, 64)];
         mm.note_reads(reads.into_iter());
         mm.ahead.plan(20, &claims(20), 2);
+        mm.start_forward();
         let p = mm.ahead.plan(10, &claims(10), 2).to_vec();
         // range i to thread 1 − i mod 2, at most WARM_SEGS − CLAIM_SEGS each, the long one capped,
         // then the thread's first claims of job 20
@@ -1087,10 +1119,16 @@ mod tests {
         let many: Vec<WarmSeg> = (1..=20).map(|i| (i * 1000, 64)).collect();
         mm.note_reads(many.iter().copied());
         mm.ahead.plan(20, &claims(20), 2);
+        mm.start_forward();
         let p = mm.ahead.plan(10, &claims(10), 2).to_vec();
         assert_eq!(p[1][..WARM_SEGS - CLAIM_SEGS], [(1000, 64), (3000, 64), (5000, 64), (7000, 64)]);
         assert_eq!(p[1][WARM_SEGS - CLAIM_SEGS], (20 + 8192, 64));
-        // a job with nothing read after it: just the next job's claims
-        assert_eq!(mm.ahead.plan(20, &claims(20), 2), claims(10).as_slice());
+        // job 20 had nothing read after it: the plan is just what follows it, nothing here
+        assert!(mm.ahead.plan(20, &claims(20), 2).is_empty());
+        // a job whose place held another one last time: its reads are not guessed
+        mm.start_forward();
+        mm.ahead.plan(30, &claims(30), 2);
+        mm.start_forward();
+        assert_eq!(mm.ahead.plan(30, &claims(30), 2), claims(20).as_slice());
     }
 }

@@ -55,6 +55,7 @@ pub(super) struct Pass<'a> {
 /// Splits the context into the pass (shared state) and the activation buffers it fills.
 pub(super) fn begin<'a>(m: &'a Model, c: &'a mut Context, n: usize) -> (Pass<'a>, &'a mut Buffers) {
     c.rope_angles.n_used = 0;
+    c.mm.start_forward();
     let pass = Pass {
         m,
         hp: m.hparams(),
