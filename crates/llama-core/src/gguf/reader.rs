@@ -298,15 +298,20 @@ impl GgufFile {
     /// model holds them. Infos of this file were validated at open; an info from elsewhere that
     /// does not fit yields an empty slice rather than a panic.
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
-        let file = match info.shard {
+        self.data_at(info.shard, info.offset, info.n_bytes)
+    }
+
+    /// `tensor_data` of a tensor at `offset` (`n_bytes` long) in part `shard`'s data.
+    pub fn data_at(&self, shard: usize, offset: u64, n_bytes: u64) -> &[u8] {
+        let file = match shard {
             0 => self,
             i => match self.parts.get(i - 1) {
                 Some(p) => p,
                 None => return &[],
             },
         };
-        let start = file.data_offset.checked_add(info.offset);
-        let end = start.and_then(|s| s.checked_add(info.n_bytes));
+        let start = file.data_offset.checked_add(offset);
+        let end = start.and_then(|s| s.checked_add(n_bytes));
         match (start, end) {
             (Some(s), Some(e)) if e <= file.file_size() => &file.as_bytes()[s as usize..e as usize],
             _ => &[],

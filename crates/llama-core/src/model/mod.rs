@@ -32,6 +32,7 @@ use std::path::Path;
 use crate::gguf::GgufFile;
 use crate::kernels::QTensor;
 use crate::quant::repack::{self, Packed};
+use crate::quant::GgmlType;
 use crate::Result;
 use arch::Network;
 use weights::WRef;
@@ -55,8 +56,11 @@ pub struct Model {
     hparams: HParams,
     /// The family's weights and forward (`arch/`).
     net: Box<dyn Network>,
-    /// R16-repacked copies of matrices, by (tensor index, first row) (see `quant::repack`).
-    packed: HashMap<(usize, usize), Packed>,
+    /// Per tensor (by index): where its bytes are and its R16 copy (`Slot`).
+    slots: Vec<Slot>,
+    /// R16-repacked copies of the other experts' matrices (first row > 0), by (tensor index,
+    /// first row) (see `quant::repack`).
+    packed_rows: HashMap<(usize, usize), Packed>,
     /// A reranker's classification head (`cls`, `cls.output`), when the file has one.
     cls_head: Option<embed::ClsHead>,
 }
@@ -74,8 +78,24 @@ impl Model {
         let net = (family.load)(&file, &hparams)?;
         hparams.n_vocab = net.tok_embd().rows;
         let cls_head = embed::ClsHead::load(&file, &hparams)?;
-        let mut model = Model { file, hparams, net, packed: HashMap::new(), cls_head };
-        model.packed = repack_weights(&model, model.net.matrices());
+        let slots = file
+            .tensors()
+            .iter()
+            .map(|t| Slot {
+                ggml_type: t.ggml_type,
+                shard: t.shard,
+                offset: t.offset,
+                n_bytes: t.n_bytes,
+                packed: None,
+            })
+            .collect();
+        let mut model = Model { file, hparams, net, slots, packed_rows: HashMap::new(), cls_head };
+        for ((idx, row0), p) in repack_weights(&model, model.net.matrices()) {
+            match row0 {
+                0 => model.slots[idx].packed = Some(p),
+                _ => _ = model.packed_rows.insert((idx, row0), p),
+            }
+        }
         Ok(model)
     }
 
@@ -127,16 +147,34 @@ impl Model {
     }
 
     fn qt(&self, w: &WRef) -> QTensor<'_> {
-        QTensor { packed: self.packed.get(&(w.idx, w.row0)), ..self.plain(w) }
+        let packed = match w.row0 {
+            0 => self.slots[w.idx].packed.as_ref(),
+            r => self.packed_rows.get(&(w.idx, r)),
+        };
+        QTensor { packed, ..self.plain(w) }
     }
 
     /// The matrix's rows in the file layout.
     fn plain(&self, w: &WRef) -> QTensor<'_> {
-        let t = &self.file.tensors()[w.idx];
-        let row_bytes = t.ggml_type.row_size(w.cols as u64).expect("shape checked at load") as usize;
-        let data = &self.file.tensor_data(t)[w.row0 * row_bytes..(w.row0 + w.rows) * row_bytes];
-        QTensor { ggml_type: t.ggml_type, data, rows: w.rows, cols: w.cols, packed: None }
+        let s = &self.slots[w.idx];
+        let row_bytes = s.ggml_type.row_size(w.cols as u64).expect("shape checked at load") as usize;
+        let data = &self.file.data_at(s.shard, s.offset, s.n_bytes)[w.row0 * row_bytes..(w.row0 + w.rows) * row_bytes];
+        QTensor { ggml_type: s.ggml_type, data, rows: w.rows, cols: w.cols, packed: None }
     }
+}
+
+/// What `Model::qt` reads of a tensor, in one place. The file's tensor info (a name and dims
+/// before these fields) and a hash map of the R16 copies were a cache miss each per matrix and
+/// token once the token's weights had streamed through the caches (docs/PERFORMANCE.md,
+/// session 29).
+struct Slot {
+    ggml_type: GgmlType,
+    /// The file part, offset and length of the tensor's bytes (`GgufFile::data_at`).
+    shard: usize,
+    offset: u64,
+    n_bytes: u64,
+    /// The R16 copy of the tensor's first matrix (the whole matrix, or expert 0's).
+    packed: Option<Packed>,
 }
 
 /// Repacks every matrix the process-wide kernel table has an R16 kernel for, on all cores, into
