@@ -16,14 +16,14 @@
 use std::sync::Mutex;
 
 use super::attention::{attention_groups, AttnGroup, AttnScratch, AttnShape, Keys};
-use super::context::{BatchPlan, Buffers, Context, MoeScratch};
+use super::context::{BatchPlan, Buffers, Context, MoeScratch, RopeAngles};
 use super::flash_attn::{flash_attention_groups, FaCache};
 use super::hparams::HParams;
 use super::kv_cache::{KvCache, KvStore};
 use super::recurrent::{self, DeltaNetShape, RecurrentState, ScanShape};
 use super::weights::{Experts, Loader, WRef};
 use super::Model;
-use crate::kernels::elementwise::{self, Rope, RopeKey};
+use crate::kernels::elementwise::{self, Rope};
 use crate::kernels::{
     kernels, matmul, matmul_id, matvec_many, parallel, IdRoutes, MatmulScratch, QTensor, ThreadPool, KT_LANES,
 };
@@ -54,7 +54,7 @@ pub(super) struct Pass<'a> {
 
 /// Splits the context into the pass (shared state) and the activation buffers it fills.
 pub(super) fn begin<'a>(m: &'a Model, c: &'a mut Context, n: usize) -> (Pass<'a>, &'a mut Buffers) {
-    c.rope_angles.n_used = 0;
+    c.rope_angles.start_forward();
     c.mm.start_forward();
     let pass = Pass {
         m,
@@ -72,43 +72,6 @@ pub(super) fn begin<'a>(m: &'a Model, c: &'a mut Context, n: usize) -> (Pass<'a>
         plan: &c.plan,
     };
     (pass, &mut c.buf)
-}
-
-/// Each rope's (sin, cos) table for the positions of the batch being run ([n][n_rot/2]), made
-/// once per forward: every layer with the same rope reads it, for Q and for K. ggml computes the
-/// same values in each rope op; a token's 2·n_layer sets of sines and cosines were ~1 % of its
-/// time on SmolLM2 (docs/PERFORMANCE.md, session 29).
-#[derive(Default)]
-pub(super) struct RopeAngles {
-    /// (rope's key, table); the first `n_used` are this forward's (the rest keep their
-    /// allocations).
-    entries: Vec<(RopeKey, Vec<(f32, f32)>)>,
-    n_used: usize,
-}
-
-impl RopeAngles {
-    /// The table of `rope` for positions `pos`, made on first use in this forward.
-    fn get(&mut self, rope: &Rope, pos: &[u32]) -> &[(f32, f32)] {
-        let key = rope.angle_key();
-        let i = match self.entries[..self.n_used].iter().position(|(k, _)| *k == key) {
-            Some(i) => i,
-            None => {
-                let half = rope.n_rot / 2;
-                if self.n_used == self.entries.len() {
-                    self.entries.push((key, Vec::new()));
-                }
-                let (k, table) = &mut self.entries[self.n_used];
-                *k = key;
-                table.resize(pos.len() * half, (0.0, 0.0));
-                for (&p, ang) in pos.iter().zip(table.chunks_exact_mut(half.max(1))) {
-                    rope.angles(p as usize, ang);
-                }
-                self.n_used += 1;
-                self.n_used - 1
-            }
-        };
-        &self.entries[i].1
-    }
 }
 
 /// A layer's self-attention weights (llama.cpp's `wq`, `wk`, `wv`, `bq`, `bk`, `bv`,
@@ -1047,50 +1010,5 @@ impl Pass<'_> {
         if let Some(cap) = softcap {
             elementwise::softcap_inplace(dst, cap);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kernels::elementwise::RopeType;
-
-    fn rope(base: f32, ff: Option<&[f32]>) -> Rope<'_> {
-        Rope {
-            n_rot: 8,
-            freq_base: base,
-            freq_scale: 1.0,
-            kind: RopeType::Norm,
-            freq_factors: ff,
-            attn_factor: 1.0,
-            yarn: None,
-        }
-    }
-
-    /// Each rope's table is its own angles at the batch's positions, made once per forward.
-    #[test]
-    fn rope_angles_are_each_ropes_own_and_made_once_per_forward() {
-        let ff = [1.0, 2.0, 4.0, 8.0];
-        let ropes = [rope(10000.0, None), rope(1e6, None), rope(10000.0, Some(&ff))];
-        let direct = |r: &Rope, pos: &[u32]| {
-            let mut t = vec![(0.0, 0.0); pos.len() * 4];
-            for (&p, a) in pos.iter().zip(t.chunks_exact_mut(4)) {
-                r.angles(p as usize, a);
-            }
-            t
-        };
-        let mut cache = RopeAngles::default();
-        for pos in [&[3u32, 7, 0][..], &[9]] {
-            cache.n_used = 0; // what `begin` does
-            for _ in 0..2 {
-                for r in &ropes {
-                    assert_eq!(cache.get(r, pos), direct(r, pos));
-                }
-            }
-            assert_eq!(cache.n_used, ropes.len(), "one table per rope, reused");
-        }
-        // the pairing is `rotate`'s: a NeoX rope with the same values reads the same table
-        let neox = Rope { kind: RopeType::Neox, ..ropes[0] };
-        assert_eq!(neox.angle_key(), ropes[0].angle_key());
     }
 }

@@ -9,11 +9,11 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Mutex;
 
 use super::attention::AttnScratch;
-use super::blocks::RopeAngles;
 use super::kv_cache::{KvCache, KvType};
 use super::kv_cells::{KvCells, Seq, MAX_SEQ};
 use super::recurrent::{RecurrentSize, RecurrentState};
 use super::Model;
+use crate::kernels::elementwise::{Rope, RopeKey};
 use crate::kernels::{MatmulScratch, ThreadPool};
 use crate::{Error, Result};
 
@@ -177,13 +177,55 @@ impl MoeScratch {
     }
 }
 
+/// Each rope's (sin, cos) table for the positions of the batch being run ([n][n_rot/2]), made
+/// once per forward: every layer with the same rope reads it, for Q and for K. ggml computes the
+/// same values in each rope op; a token's 2·n_layer sets of sines and cosines were ~1 % of its
+/// time on SmolLM2 (docs/PERFORMANCE.md, session 29).
+#[derive(Default)]
+pub(super) struct RopeAngles {
+    /// (rope's key, table); the first `n_used` are this forward's (the rest keep their
+    /// allocations).
+    entries: Vec<(RopeKey, Vec<(f32, f32)>)>,
+    n_used: usize,
+}
+
+impl RopeAngles {
+    /// A forward starts: its positions are new, every table is made again on first use.
+    pub(super) fn start_forward(&mut self) {
+        self.n_used = 0;
+    }
+
+    /// The table of `rope` for positions `pos`, made on first use in this forward.
+    pub(super) fn get(&mut self, rope: &Rope, pos: &[u32]) -> &[(f32, f32)] {
+        let key = rope.angle_key();
+        let i = match self.entries[..self.n_used].iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let half = rope.n_rot / 2;
+                if self.n_used == self.entries.len() {
+                    self.entries.push((key, Vec::new()));
+                }
+                let (k, table) = &mut self.entries[self.n_used];
+                *k = key;
+                table.resize(pos.len() * half, (0.0, 0.0));
+                for (&p, ang) in pos.iter().zip(table.chunks_exact_mut(half.max(1))) {
+                    rope.angles(p as usize, ang);
+                }
+                self.n_used += 1;
+                self.n_used - 1
+            }
+        };
+        &self.entries[i].1
+    }
+}
+
 pub struct Context {
     pub(super) n_ctx: usize,
     pub(super) n_batch: usize,
     pub(super) logits_all: bool,
     pub(super) pool: ThreadPool,
     pub(super) mm: MatmulScratch,
-    /// The batch's rope angles, shared by the layers (`blocks::RopeAngles`).
+    /// The batch's rope angles, shared by the layers (`RopeAngles`).
     pub(super) rope_angles: RopeAngles,
     pub(super) buf: Buffers,
     pub(super) attn: Vec<Mutex<AttnScratch>>, // [n_threads]
@@ -813,3 +855,48 @@ impl Context {
 
 const STATE_MAGIC: &[u8; 4] = b"LPYS";
 const STATE_VERSION: usize = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::elementwise::RopeType;
+
+    fn rope(base: f32, ff: Option<&[f32]>) -> Rope<'_> {
+        Rope {
+            n_rot: 8,
+            freq_base: base,
+            freq_scale: 1.0,
+            kind: RopeType::Norm,
+            freq_factors: ff,
+            attn_factor: 1.0,
+            yarn: None,
+        }
+    }
+
+    /// Each rope's table is its own angles at the batch's positions, made once per forward.
+    #[test]
+    fn rope_angles_are_each_ropes_own_and_made_once_per_forward() {
+        let ff = [1.0, 2.0, 4.0, 8.0];
+        let ropes = [rope(10000.0, None), rope(1e6, None), rope(10000.0, Some(&ff))];
+        let direct = |r: &Rope, pos: &[u32]| {
+            let mut t = vec![(0.0, 0.0); pos.len() * 4];
+            for (&p, a) in pos.iter().zip(t.chunks_exact_mut(4)) {
+                r.angles(p as usize, a);
+            }
+            t
+        };
+        let mut cache = RopeAngles::default();
+        for pos in [&[3u32, 7, 0][..], &[9]] {
+            cache.start_forward();
+            for _ in 0..2 {
+                for r in &ropes {
+                    assert_eq!(cache.get(r, pos), direct(r, pos));
+                }
+            }
+            assert_eq!(cache.n_used, ropes.len(), "one table per rope, reused");
+        }
+        // the pairing is `rotate`'s: a NeoX rope with the same values reads the same table
+        let neox = Rope { kind: RopeType::Neox, ..ropes[0] };
+        assert_eq!(neox.angle_key(), ropes[0].angle_key());
+    }
+}
