@@ -624,7 +624,8 @@ impl Pass<'_> {
     }
 
     /// Rotates Qcur and Kcur in place by their positions' angles (made once per forward and
-    /// rope, `RopeAngles`; `rope.kind`: adjacent pairs for the llama graph, split halves for NeoX). q: [n][n_head·head_k], k: [n][n_head_kv·head_k]
+    /// rope, `RopeAngles`; `rope.kind`: adjacent pairs for the llama graph, split halves for
+    /// NeoX). q: [n][n_head·head_k], k: [n][n_head_kv·head_k]
     pub fn rope(&mut self, rope: &Rope, q: &mut [f32], k: &mut [f32]) {
         let (hd, n) = (self.hp.n_embd_head_k, self.n);
         let (qd, kd) = (self.hp.n_head * hd, self.hp.n_embd_k_gqa());
