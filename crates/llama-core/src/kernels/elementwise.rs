@@ -779,6 +779,18 @@ impl Rope<'_> {
         with_fma!(rope_angles(self, pos, out))
     }
 
+    /// `angles` of each position of `pos`, one row of n_rot/2 after another.
+    /// out: [pos.len()][n_rot/2]
+    pub fn angle_rows(&self, pos: &[u32], out: &mut [(f32, f32)]) {
+        let half = self.n_rot / 2;
+        if half == 0 {
+            return;
+        }
+        for (&p, row) in pos.iter().zip(out.chunks_exact_mut(half)) {
+            self.angles(p as usize, row);
+        }
+    }
+
     /// Rotates every head of one token's vector `x` ([n_heads][head_dim]) by `angles`
     /// ([n_rot/2], from `angles`).
     pub fn rotate(&self, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {

@@ -198,9 +198,7 @@ mod tests {
                 // positions in any order (rows of several sequences)
                 let pos: Vec<u32> = (0..a.len() / row).map(|t| (5 + 7 * t % 13) as u32).collect();
                 let mut angles = vec![(0.0, 0.0); pos.len() * rp.n_rot / 2];
-                for (t, ang) in angles.chunks_exact_mut(rp.n_rot / 2).enumerate() {
-                    rp.angles(pos[t] as usize, ang);
-                }
+                rp.angle_rows(&pos, &mut angles);
                 rope(&pool, &rp, &mut a, row, head, &angles);
                 for (t, r) in b.chunks_exact_mut(row).enumerate() {
                     rp.apply(r, head, pos[t] as usize);

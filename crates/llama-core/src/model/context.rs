@@ -201,16 +201,13 @@ impl RopeAngles {
         let i = match self.entries[..self.n_used].iter().position(|(k, _)| *k == key) {
             Some(i) => i,
             None => {
-                let half = rope.n_rot / 2;
                 if self.n_used == self.entries.len() {
                     self.entries.push((key, Vec::new()));
                 }
                 let (k, table) = &mut self.entries[self.n_used];
                 *k = key;
-                table.resize(pos.len() * half, (0.0, 0.0));
-                for (&p, ang) in pos.iter().zip(table.chunks_exact_mut(half.max(1))) {
-                    rope.angles(p as usize, ang);
-                }
+                table.resize(pos.len() * (rope.n_rot / 2), (0.0, 0.0));
+                rope.angle_rows(pos, table);
                 self.n_used += 1;
                 self.n_used - 1
             }
