@@ -112,10 +112,49 @@ pub fn l2_norm_rows(x: &mut [f32], n: usize, eps: f32) {
 }
 
 fn rms_scale(x: &[f32], eps: f32) -> f32 {
-    // ggml: `sum += (ggml_float)(x[i]*x[i])`: the square is rounded in f32, then summed in double.
+    1.0 / (mean_square(x) + eps).sqrt()
+}
+
+/// ggml's mean of the squares, `(f32)(Σ (f64)(x[i]·x[i]) / n)`: each square rounded in f32, then
+/// summed in double in order — one chain of dependent double adds (~0.5 µs for 576 values, on the
+/// critical path of every decoded token). Summed in 8 independent chains instead, the result is
+/// the same whenever the rounding to f32 cannot tell the two sums apart: the terms are
+/// non-negative, so both sums are within (n + 8)·2⁻⁵³ of the exact one, relatively (Higham,
+/// recursive summation), and the mean, monotone in the sum, is the same f32 at both ends of a
+/// wider interval around the fast sum. About one row in 10⁵ lands near an f32 rounding boundary
+/// and takes the in-order chain (`mean_square_in_order`).
+fn mean_square(x: &[f32]) -> f32 {
+    let n = x.len() as f64;
+    let mut acc = [0f64; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += (v * v) as f64;
+        }
+    }
+    let mut sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for &v in chunks.remainder() {
+        sum += (v * v) as f64;
+    }
+    if sum == 0.0 {
+        // every square +0: the in-order sum is +0 too
+        return 0.0;
+    }
+    if sum.is_finite() {
+        // 4× the bound above, in units of f64::EPSILON (2⁻⁵²), covers the roundings of sum ± d too
+        let d = sum * ((2.0 * n + 16.0) * f64::EPSILON);
+        let (lo, hi) = (((sum - d) / n) as f32, ((sum + d) / n) as f32);
+        if lo == hi {
+            return lo;
+        }
+    }
+    mean_square_in_order(x)
+}
+
+/// `mean_square` as ggml sums it: in order (the reference, and the rows near a boundary).
+fn mean_square_in_order(x: &[f32]) -> f32 {
     let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
-    let mean = (sum / x.len() as f64) as f32;
-    1.0 / (mean + eps).sqrt()
+    (sum / x.len() as f64) as f32
 }
 
 /// `x += y` elementwise (residual connections).
@@ -985,6 +1024,50 @@ mod tests {
             b[i + 2] = x0.mul_add(t.sin(), x1 * t.cos());
         }
         assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
+    }
+
+    #[test]
+    fn mean_square_equals_the_in_order_sum() {
+        // xorshift rows of several lengths and dynamic ranges, then rows built to sit on an f32
+        // rounding boundary of the mean (where only the in-order sum decides)
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for &n in &[1usize, 7, 8, 9, 64, 576, 2048, 4099] {
+            for spread in [0i32, 8, 40, 120] {
+                let row: Vec<f32> = (0..n)
+                    .map(|_| {
+                        let r = next();
+                        let m = (r >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                        m * 2f32.powi((r % (spread as u64 + 1)) as i32 - spread / 2)
+                    })
+                    .collect();
+                assert_eq!(mean_square(&row).to_bits(), mean_square_in_order(&row).to_bits(), "n {n} spread {spread}");
+            }
+        }
+        // a large term then many tiny ones: in order, each tiny square is lost against the large
+        // sum; in 8 chains the tiny ones add up first. The mean lands between two f32s, and the
+        // fast path must see that it cannot decide
+        let mut differ = 0;
+        for k in 0..64 {
+            let mut row = vec![2f32.powi(-30) * (1.0 + k as f32 / 64.0); 4096];
+            row[0] = 1.0 + k as f32 * 2f32.powi(-20);
+            let in_order: f64 = row.iter().map(|&v| (v * v) as f64).sum();
+            let mut chains = [0f64; 8];
+            for (i, &v) in row.iter().enumerate() {
+                chains[i % 8] += (v * v) as f64;
+            }
+            differ += usize::from(chains.iter().sum::<f64>() != in_order);
+            assert_eq!(mean_square(&row).to_bits(), mean_square_in_order(&row).to_bits(), "k {k}");
+        }
+        assert!(differ > 32, "the rows meant to sum differently in 8 chains summed alike");
+        assert_eq!(mean_square(&[0.0, -0.0, 0.0]).to_bits(), 0f32.to_bits());
+        assert!(mean_square(&[1.0, f32::NAN]).is_nan());
+        assert_eq!(mean_square(&[f32::MAX; 9]), f32::INFINITY);
     }
 
     #[test]
