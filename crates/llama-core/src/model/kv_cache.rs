@@ -69,6 +69,8 @@ pub trait KvElem: Copy + Send + Sync + 'static {
     /// and P in f32, which changes their sum orders (`model::attention::orders`).
     const F32: bool;
     fn from_f32(x: f32) -> Self;
+    /// `from_f32` of every element of `src` into `dst` (same length).
+    fn from_f32_slice(dst: &mut [Self], src: &[f32]);
     #[allow(dead_code)] // the kernels read the cache; kept for the reference loop in the tests
     fn to_f32(self) -> f32;
     fn round_slice(k: &Kernels, x: &mut [f32]);
@@ -99,6 +101,12 @@ impl KvElem for f16 {
     const F32: bool = false;
     fn from_f32(x: f32) -> Self {
         f16::from_f32(x)
+    }
+    /// Eight at a time with F16C where the CPU has it (the same round-to-nearest-even as
+    /// `from_f32`, one element at a time, and as ggml's conversion): a token's K/V store.
+    fn from_f32_slice(dst: &mut [Self], src: &[f32]) {
+        use half::slice::HalfFloatSliceExt;
+        dst.convert_from_f32_slice(src)
     }
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
@@ -141,6 +149,9 @@ impl KvElem for f32 {
     const F32: bool = true;
     fn from_f32(x: f32) -> Self {
         x
+    }
+    fn from_f32_slice(dst: &mut [Self], src: &[f32]) {
+        dst.copy_from_slice(src)
     }
     fn to_f32(self) -> f32 {
         self
@@ -359,9 +370,7 @@ impl KvCache {
             let row = src.len() / cells.len().max(1);
             for (&c, s) in cells.iter().zip(src.chunks_exact(row)) {
                 for (h, sh) in s.chunks_exact(head).enumerate() {
-                    for (d, &x) in dst[st.at(c, h)..st.at(c, h) + head].iter_mut().zip(sh) {
-                        *d = T::from_f32(x);
-                    }
+                    T::from_f32_slice(&mut dst[st.at(c, h)..st.at(c, h) + head], sh);
                 }
             }
         }
@@ -510,5 +519,24 @@ mod tests {
         let c = KvCache::new(KvType::Q8_0, KvType::Q8_0, &[true], 4, 64, 64, 32, 32);
         let r: Vec<_> = c.read_ranges(0, 1, 2).collect();
         assert_eq!(r.iter().map(|x| x.1).collect::<Vec<_>>(), [68, 68, 68, 68]);
+    }
+
+    #[test]
+    fn f16_slice_store_rounds_as_one_element_at_a_time() {
+        // ties to even, subnormals, overflow to infinity, NaN, signed zeros; odd lengths run the
+        // vector path and its scalar tail
+        let mut src = vec![0.0f32, -0.0, 1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11), 65520.0, 65519.0];
+        src.extend([2f32.powi(-24), 2f32.powi(-25), 1.5 * 2f32.powi(-25), -7e-8, f32::INFINITY, f32::NAN, 1e9]);
+        let mut x = 0.37f32;
+        for _ in 0..200 {
+            x = (x * 3.7 + 0.11).fract();
+            src.push((x - 0.5) * 2f32.powi((x * 40.0) as i32 - 20));
+        }
+        for n in [1, 7, 8, 9, src.len()] {
+            let mut dst = vec![f16::ZERO; n];
+            f16::from_f32_slice(&mut dst, &src[..n]);
+            let one: Vec<u16> = src[..n].iter().map(|&v| f16::from_f32(v).to_bits()).collect();
+            assert_eq!(dst.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), one, "n {n}");
+        }
     }
 }
