@@ -70,7 +70,11 @@ pub trait KvElem: Copy + Send + Sync + 'static {
     const F32: bool;
     fn from_f32(x: f32) -> Self;
     /// `from_f32` of every element of `src` into `dst` (same length).
-    fn from_f32_slice(dst: &mut [Self], src: &[f32]);
+    fn from_f32_slice(dst: &mut [Self], src: &[f32]) {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = Self::from_f32(x);
+        }
+    }
     #[allow(dead_code)] // the kernels read the cache; kept for the reference loop in the tests
     fn to_f32(self) -> f32;
     fn round_slice(k: &Kernels, x: &mut [f32]);
@@ -149,9 +153,6 @@ impl KvElem for f32 {
     const F32: bool = true;
     fn from_f32(x: f32) -> Self {
         x
-    }
-    fn from_f32_slice(dst: &mut [Self], src: &[f32]) {
-        dst.copy_from_slice(src)
     }
     fn to_f32(self) -> f32 {
         self
