@@ -8,6 +8,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use smallvec::SmallVec;
+
 use super::dispatch::kernels;
 use super::pool::{ThreadPool, WarmSeg, WARM_SEGS};
 use super::types::{
@@ -41,7 +43,14 @@ pub struct MatmulScratch {
     /// [n_tokens][act_row_bytes]; u64 storage keeps block structs (f32 scale of Q8_K) aligned.
     buf: Vec<u64>,
     ahead: Lookahead,
+    /// [n_threads]: a single-token job's first claims per thread (`first_claims`).
+    warm: Vec<[WarmSeg; WARM_SEGS]>,
 }
+
+/// The matrices of one job (Q, K and V; gate and up; one): kept on the stack, as a decoded
+/// token's ~150 jobs each made four small heap vectors (~40 µs per token of allocator calls whose
+/// bookkeeping the weight stream had flushed from the caches; docs/PERFORMANCE.md, session 30).
+type MatrixList<T> = SmallVec<[T; 4]>;
 
 /// What the threads warm for the next single-token job (`ThreadPool::run_warming`), learned from
 /// the previous forward: a forward runs the same matrices in the same order every token, so job i
@@ -641,7 +650,7 @@ pub fn matvec_many(
     if ws.len() != outs.len() {
         return Err(Error::InvalidArgument(format!("matvec_many: {} matrices, {} outputs", ws.len(), outs.len())));
     }
-    let mut plans = Vec::with_capacity(ws.len());
+    let mut plans: MatrixList<(&Packed, R16Plan)> = SmallVec::new();
     for (w, out) in ws.iter().zip(outs.iter()) {
         validate(k, w, x, 1, out)?;
         let packed = w.packed.filter(|p| p.ggml_type == w.ggml_type && p.rows == w.rows && p.cols == w.cols);
@@ -673,9 +682,10 @@ struct WarmSpan {
 /// guided chunks of at least `min`): the chunks claimed in thread order (the caller claims as it
 /// publishes the job, then the workers), each matrix's share of a chunk as its streams' byte
 /// ranges (`r16_run`: stream j of h groups starts at group g0 + j·h), at most `WARM_BYTES` per
-/// thread in all.
-fn first_claims(spans: &[WarmSpan], n_items: usize, min: usize, nth: usize) -> Vec<[WarmSeg; WARM_SEGS]> {
-    let mut warm = vec![[(0, 0); WARM_SEGS]; nth];
+/// thread in all; into `warm` (one entry per thread, a buffer the scratch keeps).
+fn first_claims(spans: &[WarmSpan], n_items: usize, min: usize, nth: usize, warm: &mut Vec<[WarmSeg; WARM_SEGS]>) {
+    warm.clear();
+    warm.resize(nth, [(0, 0); WARM_SEGS]);
     let mut i0 = 0;
     for segs in warm.iter_mut() {
         let i1 = i0 + guided_size(n_items - i0, nth, min);
@@ -698,7 +708,6 @@ fn first_claims(spans: &[WarmSpan], n_items: usize, min: usize, nth: usize) -> V
         }
         i0 = i1;
     }
-    warm
 }
 
 /// One token through R16-packed matrices of one width (`ms`: packing and plan, rows > 0; outputs
@@ -716,7 +725,7 @@ fn gemv_r16(
 ) {
     let cols = x.len();
     // one converted row per weight type (matrices of one type share it): (type, converter, offset)
-    let mut convs: Vec<(GgmlType, R16Acts, usize)> = Vec::new();
+    let mut convs: MatrixList<(GgmlType, R16Acts, usize)> = SmallVec::new();
     let mut len = 0;
     for (p, _) in ms {
         if !convs.iter().any(|c| c.0 == p.ggml_type) {
@@ -726,7 +735,7 @@ fn gemv_r16(
             len += stride;
         }
     }
-    let mut ahead = std::mem::take(&mut scratch.ahead);
+    let (mut ahead, mut warm) = (std::mem::take(&mut scratch.ahead), std::mem::take(&mut scratch.warm));
     let buf = scratch.bytes_mut(len);
     for (_, conv, off) in &convs {
         conv.convert(x, &mut buf[*off..*off + conv.stride()], None);
@@ -743,7 +752,7 @@ fn gemv_r16(
         nb: usize,
     }
     let mut n_items = 0;
-    let parts: Vec<Part> = ms
+    let parts: MatrixList<Part> = ms
         .iter()
         .zip(outs.iter_mut())
         .map(|(&(p, plan), o)| {
@@ -756,7 +765,7 @@ fn gemv_r16(
         .collect();
     let min = parts.iter().map(|m| gemv_min_chunk(m.plan, m.p.group_bytes())).max().unwrap_or(1);
 
-    let spans: Vec<WarmSpan> = parts
+    let spans: MatrixList<WarmSpan> = parts
         .iter()
         .map(|m| WarmSpan {
             base: m.p.bytes().as_ptr() as usize,
@@ -765,7 +774,7 @@ fn gemv_r16(
             items: m.first..m.end,
         })
         .collect();
-    let warm = first_claims(&spans, n_items, min, pool.n_threads());
+    first_claims(&spans, n_items, min, pool.n_threads(), &mut warm);
     let key = parts[0].p.bytes().as_ptr() as usize;
     for_each_guided(
         pool,
@@ -786,7 +795,8 @@ fn gemv_r16(
             }
         },
     );
-    scratch.ahead = ahead;
+    drop(parts); // its rows borrow the scratch's converted activations
+    (scratch.ahead, scratch.warm) = (ahead, warm);
 }
 
 /// Groups `gs` of `p` against converted activation rows `ts` (`a_stride` bytes apart); the result
@@ -1063,17 +1073,19 @@ mod tests {
             WarmSpan { base: 1 << 20, group_bytes: 1024, streams: 2, items: 0..64 },
             WarmSpan { base: 1 << 24, group_bytes: 512, streams: 1, items: 64..72 },
         ];
-        let w = first_claims(&spans, 72, 4, 2);
+        let mut w = Vec::new();
+        first_claims(&spans, 72, 4, 2, &mut w);
         let q = |g: usize, n: usize| ((1 << 20) + g * 1024, n * 1024);
         assert_eq!(w[0], segs(&[q(0, 9), q(9, 9)]));
         assert_eq!(w[1], segs(&[q(18, 6), q(24, 6)]));
         // min 40: the caller takes Q 0..40, the worker the rest, Q 40..64 and all of K
-        let w = first_claims(&spans, 72, 40, 2);
+        first_claims(&spans, 72, 40, 2, &mut w);
         assert_eq!(w[0], segs(&[q(0, 20), q(20, 20)]));
         assert_eq!(w[1], segs(&[q(40, 12), q(52, 12), ((1 << 24), 8 * 512)]));
         // the bytes per thread are capped
         let big = [WarmSpan { base: 0, group_bytes: 1 << 20, streams: 1, items: 0..64 }];
-        assert_eq!(first_claims(&big, 64, 1, 2)[0][0], (0, WARM_BYTES));
+        first_claims(&big, 64, 1, 2, &mut w);
+        assert_eq!(w[0][0], (0, WARM_BYTES));
     }
 
     #[test]

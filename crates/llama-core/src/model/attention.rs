@@ -19,6 +19,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use smallvec::SmallVec;
+
 #[cfg(test)]
 use super::kv_cache::Strides;
 use super::kv_cache::{KvElem, LayerKv};
@@ -275,10 +277,11 @@ pub fn attention_groups_with<T: KvElem>(
     assert!(q.len() >= n_rows * qrow, "attention: q too short");
     assert!(out.len() >= n_rows * row, "attention: out too short");
     // The groups' units numbered one after the other, the groups with the most keys first.
-    let mut order: Vec<usize> = (0..groups.len()).filter(|&g| groups[g].shape.n_tokens > 0).collect();
+    // (on the stack for a decode step's one group and one row: ~150 jobs a token)
+    let mut order: SmallVec<[usize; 4]> = (0..groups.len()).filter(|&g| groups[g].shape.n_tokens > 0).collect();
     order.sort_by_key(|&g| std::cmp::Reverse(groups[g].shape.pos0 + groups[g].shape.n_tokens));
-    let plans: Vec<Plan> = order.iter().map(|&g| Plan::new(&groups[g].shape, pool.n_threads())).collect();
-    let mut first_unit = vec![0usize; order.len() + 1]; // [groups + 1] first unit of each group
+    let plans: SmallVec<[Plan; 4]> = order.iter().map(|&g| Plan::new(&groups[g].shape, pool.n_threads())).collect();
+    let mut first_unit: SmallVec<[usize; 5]> = smallvec::smallvec![0; order.len() + 1]; // [groups + 1] first unit of each group
     for (i, (&g, p)) in order.iter().zip(&plans).enumerate() {
         first_unit[i + 1] = first_unit[i] + p.n_units(&groups[g].shape);
     }
@@ -286,7 +289,7 @@ pub fn attention_groups_with<T: KvElem>(
     let next = AtomicUsize::new(0);
     // One lock per token row of the output: a unit writes its heads' part of each of its tokens
     // (distinct units cover distinct (token, head) pairs, so the locks are never contended long).
-    let out_rows: Vec<Mutex<&mut [f32]>> = out[..n_rows * row].chunks_mut(row).map(Mutex::new).collect();
+    let out_rows: SmallVec<[Mutex<&mut [f32]>; 4]> = out[..n_rows * row].chunks_mut(row).map(Mutex::new).collect();
     pool.run(|ith, _nth| {
         let mut guard = scratch[ith % scratch.len()].lock().unwrap_or_else(|e| e.into_inner());
         let sc = &mut *guard;

@@ -661,7 +661,7 @@ impl Pass<'_> {
         let (qd, kd, vd) = (hp.n_head * hp.n_embd_head_k, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
         // Each group with the shape it would have alone (its own token count picks the sum
         // order, so a decoding sequence keeps the single-token order).
-        let groups: Vec<AttnGroup> = self
+        let groups: smallvec::SmallVec<[AttnGroup; 1]> = self
             .plan
             .groups
             .iter()
