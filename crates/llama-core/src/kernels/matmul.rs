@@ -47,9 +47,10 @@ pub struct MatmulScratch {
     warm: Vec<[WarmSeg; WARM_SEGS]>,
 }
 
-/// The matrices of one job (Q, K and V; gate and up; one): kept on the stack, as a decoded
-/// token's ~150 jobs each made four small heap vectors (~40 µs per token of allocator calls whose
-/// bookkeeping the weight stream had flushed from the caches; docs/PERFORMANCE.md, session 30).
+/// The matrices of one job (Q, K and V; gate and up; one): kept on the stack. A decoded token's
+/// ~150 jobs made four small heap vectors each, and `perf` put ~1 % of a token's samples in the
+/// allocator (whose bookkeeping the weight stream flushes from the caches between calls;
+/// docs/PERFORMANCE.md, session 30).
 type MatrixList<T> = SmallVec<[T; 4]>;
 
 /// What the threads warm for the next single-token job (`ThreadPool::run_warming`), learned from
