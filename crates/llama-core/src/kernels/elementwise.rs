@@ -124,6 +124,11 @@ fn rms_scale(x: &[f32], eps: f32) -> f32 {
 /// wider interval around the fast sum. About one row in 10⁵ lands near an f32 rounding boundary
 /// and takes the in-order chain (`mean_square_in_order`).
 fn mean_square(x: &[f32]) -> f32 {
+    mean_square_in_chains(x).unwrap_or_else(|| mean_square_in_order(x))
+}
+
+/// `mean_square` from the 8-chain sum, or None where that sum cannot decide the f32 mean.
+fn mean_square_in_chains(x: &[f32]) -> Option<f32> {
     let n = x.len() as f64;
     let mut acc = [0f64; 8];
     let mut chunks = x.chunks_exact(8);
@@ -138,17 +143,15 @@ fn mean_square(x: &[f32]) -> f32 {
     }
     if sum == 0.0 {
         // every square +0: the in-order sum is +0 too
-        return 0.0;
+        return Some(0.0);
     }
-    if sum.is_finite() {
-        // 4× the bound above, in units of f64::EPSILON (2⁻⁵²), covers the roundings of sum ± d too
-        let d = sum * ((2.0 * n + 16.0) * f64::EPSILON);
-        let (lo, hi) = (((sum - d) / n) as f32, ((sum + d) / n) as f32);
-        if lo == hi {
-            return lo;
-        }
+    if !sum.is_finite() {
+        return None;
     }
-    mean_square_in_order(x)
+    // 4× the bound above, in units of f64::EPSILON (2⁻⁵²), covers the roundings of sum ± d too
+    let d = sum * ((2.0 * n + 16.0) * f64::EPSILON);
+    let (lo, hi) = (((sum - d) / n) as f32, ((sum + d) / n) as f32);
+    (lo == hi).then_some(lo)
 }
 
 /// `mean_square` as ggml sums it: in order (the reference, and the rows near a boundary).
@@ -1028,8 +1031,9 @@ mod tests {
 
     #[test]
     fn mean_square_equals_the_in_order_sum() {
-        // xorshift rows of several lengths and dynamic ranges, then rows built to sit on an f32
-        // rounding boundary of the mean (where only the in-order sum decides)
+        // xorshift rows of several lengths and dynamic ranges (the chains decide them), rows whose
+        // two sums differ, and rows whose mean sits on an f32 rounding boundary (the chains
+        // cannot decide: the in-order sum does)
         let mut s = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = || {
             s ^= s << 13;
@@ -1047,6 +1051,7 @@ mod tests {
                     })
                     .collect();
                 assert_eq!(mean_square(&row).to_bits(), mean_square_in_order(&row).to_bits(), "n {n} spread {spread}");
+                assert!(mean_square_in_chains(&row).is_some(), "n {n} spread {spread}: a row far from a boundary");
             }
         }
         // a large term then many tiny ones: in order, each tiny square is lost against the large
@@ -1065,6 +1070,13 @@ mod tests {
             assert_eq!(mean_square(&row).to_bits(), mean_square_in_order(&row).to_bits(), "k {k}");
         }
         assert!(differ > 32, "the rows meant to sum differently in 8 chains summed alike");
+        // 1 + 2⁻²⁴ (2⁻¹² squared) over 8 values: the mean is exactly halfway between two f32s
+        for n in [8, 16, 1024] {
+            let mut row = vec![0.0f32; n];
+            (row[0], row[n / 2]) = (1.0, 2f32.powi(-12));
+            assert_eq!(mean_square_in_chains(&row), None, "n {n}: a mean on a rounding boundary");
+            assert_eq!(mean_square(&row).to_bits(), mean_square_in_order(&row).to_bits(), "n {n}");
+        }
         assert_eq!(mean_square(&[0.0, -0.0, 0.0]).to_bits(), 0f32.to_bits());
         assert!(mean_square(&[1.0, f32::NAN]).is_nan());
         assert_eq!(mean_square(&[f32::MAX; 9]), f32::INFINITY);
