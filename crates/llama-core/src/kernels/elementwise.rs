@@ -1055,8 +1055,7 @@ mod tests {
             }
         }
         // a large term then many tiny ones: in order, each tiny square is lost against the large
-        // sum; in 8 chains the tiny ones add up first. The mean lands between two f32s, and the
-        // fast path must see that it cannot decide
+        // sum; in 8 chains the tiny ones add up first, so the two sums differ (the mean must not)
         let mut differ = 0;
         for k in 0..64 {
             let mut row = vec![2f32.powi(-30) * (1.0 + k as f32 / 64.0); 4096];

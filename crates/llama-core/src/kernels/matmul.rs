@@ -168,13 +168,18 @@ impl MatmulScratch {
     }
 
     fn bytes_mut(&mut self, n: usize) -> &mut [u8] {
-        let words = n.div_ceil(8);
-        if self.buf.len() < words {
-            self.buf.resize(words, 0);
-        }
-        let bytes: &mut [u8] = bytemuck_u64(&mut self.buf[..words]);
-        &mut bytes[..n]
+        grown_bytes(&mut self.buf, n)
     }
+}
+
+/// The first `n` bytes of `buf`, grown to hold them.
+fn grown_bytes(buf: &mut Vec<u64>, n: usize) -> &mut [u8] {
+    let words = n.div_ceil(8);
+    if buf.len() < words {
+        buf.resize(words, 0);
+    }
+    let bytes: &mut [u8] = bytemuck_u64(&mut buf[..words]);
+    &mut bytes[..n]
 }
 
 fn bytemuck_u64(w: &mut [u64]) -> &mut [u8] {
@@ -736,8 +741,8 @@ fn gemv_r16(
             len += stride;
         }
     }
-    let (mut ahead, mut warm) = (std::mem::take(&mut scratch.ahead), std::mem::take(&mut scratch.warm));
-    let buf = scratch.bytes_mut(len);
+    let MatmulScratch { buf, ahead, warm } = scratch;
+    let buf = grown_bytes(buf, len);
     for (_, conv, off) in &convs {
         conv.convert(x, &mut buf[*off..*off + conv.stride()], None);
     }
@@ -775,13 +780,13 @@ fn gemv_r16(
             items: m.first..m.end,
         })
         .collect();
-    first_claims(&spans, n_items, min, pool.n_threads(), &mut warm);
+    first_claims(&spans, n_items, min, pool.n_threads(), warm);
     let key = parts[0].p.bytes().as_ptr() as usize;
     for_each_guided(
         pool,
         n_items,
         min,
-        ahead.plan(key, &warm, pool.n_threads()),
+        ahead.plan(key, warm, pool.n_threads()),
         || [0.0f32; MAX_WIDE_T * R],
         |tile, i0, i1| {
             for m in &parts {
@@ -796,8 +801,6 @@ fn gemv_r16(
             }
         },
     );
-    drop(parts); // its rows borrow the scratch's converted activations
-    (scratch.ahead, scratch.warm) = (ahead, warm);
 }
 
 /// Groups `gs` of `p` against converted activation rows `ts` (`a_stride` bytes apart); the result
